@@ -1,0 +1,174 @@
+/* backend.h — the table of operations that every backend (cpu/, cuda/) implements.
+ *
+ * The forward pass (src/model/forward.c) is written once over this table. A backend owns
+ * its memory: weights, activations and the KV cache are backend pointers that the forward
+ * pass passes around but never dereferences.
+ *
+ * Conventions that stay true for every op:
+ *  - Activations are row-major matrices [rows, width] of the backend's activation type
+ *    (be->act_dtype; the CPU backend uses F32). rows = batch * n_tokens of the current step.
+ *    act_from_f32 / act_to_f32 move them to and from the host as float.
+ *  - Matrix weights are row-major [out, in] (as an HF Linear stores them) in be->weight_dtype.
+ *  - Small vectors (norm weights, biases, rope frequencies) are F32.
+ *  - Sums, norms and softmax accumulate in F32 whatever the storage type.
+ *  - The step (ids, positions) is set by step_begin; ops read it from the backend, so that a
+ *    backend may record the ops of a decode step once and replay them (CUDA graphs).
+ *    Between step_begin and step_end the forward pass issues exactly the same sequence of
+ *    ops for the same (batch, n_tokens, want_all_logits).
+ *  - Every op returns LLMRT_OK or a status with the message set (naming the op).
+ */
+#ifndef LLMRT_BACKEND_H
+#define LLMRT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/status.h"
+
+typedef struct backend backend;
+
+/* A matrix of weights in backend memory. */
+typedef struct bweight {
+    void *data;         /* [rows, cols] row-major, type dt */
+    dtype dt;           /* be->weight_dtype for matrices */
+    int64_t rows, cols; /* out features, in features */
+} bweight;
+
+typedef enum norm_kind {
+    NORM_RMS,       /* x / rms(x) * w                       (Llama, Qwen) */
+    NORM_RMS_PLUS1, /* x / rms(x) * (1 + w), all in F32      (Gemma 3) */
+    NORM_LAYER,     /* (x - mean) / std * w + b              (GPT-2) */
+} norm_kind;
+
+typedef struct norm_params {
+    norm_kind kind;
+    const float *w; /* [width] backend memory, F32 */
+    const float *b; /* [width] backend memory, F32; NORM_LAYER only, may be NULL */
+    float eps;
+} norm_params;
+
+typedef enum act_kind {
+    ACT_SILU_GATED,      /* in [rows, 2F] = [gate | up] -> out [rows, F] = silu(gate) * up */
+    ACT_GELU_TANH_GATED, /* same layout, gelu_tanh(gate) * up  (Gemma 3) */
+    ACT_GELU_TANH,       /* in [rows, F] -> out [rows, F] = gelu_tanh(in)  (GPT-2) */
+} act_kind;
+
+/* Rotary position embedding of one layer kind (NeoX/HF "rotate_half" layout: dimension i
+ * pairs with i + rot_dim/2). Frequencies include any scaling (linear, llama3), computed on
+ * the host by the model code. */
+typedef struct rope_params {
+    const float *inv_freq; /* [rot_dim / 2] backend memory, F32 */
+    int rot_dim;           /* dims rotated at the start of each head; == head_dim today */
+    float attn_factor;     /* multiplies cos and sin; 1 except for yarn-like scalings */
+} rope_params;
+
+/* The attention geometry of one layer. The packed qkv activation row is
+ * [q: n_heads*head_dim | k: n_kv_heads*head_dim | v: n_kv_heads*head_dim]. */
+typedef struct attn_params {
+    int n_heads, n_kv_heads, head_dim;
+    float scale;   /* softmax scale, usually head_dim^-0.5 */
+    int window;    /* 0: full causal attention; else a query at p sees keys in (p - window, p] */
+    float softcap; /* 0: none; else scores = softcap * tanh(scores / softcap) */
+} attn_params;
+
+/* The KV cache of one layer for every sequence of the batch. Position p of sequence b is in
+ * slot p % cap. cap >= the longest sequence for full-attention layers; for sliding layers it
+ * may be smaller (a ring buffer): the forward pass guarantees that a step's n_tokens never
+ * exceeds cap - window + 1 so that no key still needed is overwritten. */
+typedef struct kv_layer {
+    void *k;     /* [batch, n_kv_heads, cap, head_dim] backend memory, type be->kv_dtype */
+    void *v;     /* [batch, n_kv_heads, cap, head_dim] */
+    int cap;     /* slots per sequence and head */
+    int batch;   /* sequences the cache was sized for */
+} kv_layer;
+
+/* What one forward step processes: n_tokens new tokens for each of batch sequences. */
+typedef struct step_desc {
+    int batch;            /* sequences */
+    int n_tokens;         /* new tokens per sequence (T); rows = batch * n_tokens */
+    const int32_t *ids;   /* [batch * n_tokens] host, token ids, sequence-major */
+    const int32_t *pos;   /* [batch] host, position of each sequence's first new token */
+    const int32_t *start; /* [batch] host, first valid position of each sequence (keys before
+                             it are left padding and never attended); NULL means all 0 */
+} step_desc;
+/* Cache slots are indexed by position p; the position seen by RoPE and by learned position
+ * embeddings is p - start[b], so a left-padded sequence computes what it would unpadded. */
+
+typedef struct backend_ops {
+    /* ---- memory ---- */
+    llmrt_status (*alloc)(backend *be, size_t bytes, void **out); /* zero-filled */
+    void (*free)(backend *be, void *p);
+    llmrt_status (*upload)(backend *be, void *dst, const void *src, size_t bytes);
+    llmrt_status (*download)(backend *be, void *dst, const void *src, size_t bytes);
+    llmrt_status (*act_from_f32)(backend *be, void *dst, const float *src, size_t n);
+    llmrt_status (*act_to_f32)(backend *be, float *dst, const void *src, size_t n);
+    /* Device memory free and total in bytes (host memory for the CPU backend). */
+    llmrt_status (*mem_info)(backend *be, size_t *free_bytes, size_t *total_bytes);
+
+    /* ---- steps ---- */
+    llmrt_status (*step_begin)(backend *be, const step_desc *step);
+    llmrt_status (*step_end)(backend *be); /* all ops of the step are complete on return */
+
+    /* ---- operations ---- */
+    /* x[r] = table[ids[r]] * scale (+ pos_table[pos of row r]); pos_table may be NULL.
+     * scale is applied in the activation precision (Gemma 3 rounds sqrt(hidden) to it). */
+    llmrt_status (*embed)(backend *be, void *x /* [rows, D] */, const bweight *table /* [V, D] */,
+                          const bweight *pos_table /* [P, D] or NULL */, float scale);
+    /* out = norm(in); out may equal in. */
+    llmrt_status (*norm)(backend *be, void *out /* [rows, D] */, const void *in /* [rows, D] */,
+                         int D, const norm_params *p);
+    /* x += r; out = norm(x). The residual stream update fused with the next norm. */
+    llmrt_status (*add_norm)(backend *be, void *x /* [rows, D] */, const void *r /* [rows, D] */,
+                             void *out /* [rows, D] */, int D, const norm_params *p);
+    /* x += r */
+    llmrt_status (*add)(backend *be, void *x /* [rows, D] */, const void *r /* [rows, D] */, int D);
+    /* out = in @ W^T (+ bias). */
+    llmrt_status (*matmul)(backend *be, void *out /* [rows, N] */, const void *in /* [rows, K] */,
+                           const bweight *W /* [N, K] */, const float *bias /* [N] or NULL */);
+    /* On the packed qkv rows: RMS-normalize each q head and each k head (when q_norm/k_norm
+     * are given), rotate q and k by position (when rope is given), and write k and v into
+     * the cache at each row's position. */
+    llmrt_status (*qkv_finish)(backend *be, void *qkv /* [rows, (H + 2*Hkv) * hd] */,
+                               const attn_params *a, const norm_params *q_norm /* or NULL */,
+                               const norm_params *k_norm /* or NULL */,
+                               const rope_params *rope /* or NULL */, kv_layer *cache);
+    /* Causal attention of the step's queries over the cache (which already holds this step's
+     * keys): out row r, head h = softmax(scale * q.k) v over the visible positions. */
+    llmrt_status (*attention)(backend *be, void *out /* [rows, H * hd] */,
+                              const void *qkv /* [rows, (H + 2*Hkv) * hd] */,
+                              const kv_layer *cache, const attn_params *a);
+    /* Activation of the MLP; see act_kind for the layouts. F is the output width. */
+    llmrt_status (*activate)(backend *be, void *out /* [rows, F] */, const void *in, int F,
+                             act_kind kind);
+    /* out[b] = in[b * n_tokens + n_tokens - 1]: the last row of each sequence. */
+    llmrt_status (*last_rows)(backend *be, void *out /* [batch, D] */,
+                              const void *in /* [batch * n_tokens, D] */, int D);
+    /* logits = in @ W^T in F32 (then softcap * tanh(logits / softcap) when softcap > 0). */
+    llmrt_status (*logits)(backend *be, float *out /* [n, V] backend memory, F32 */,
+                           const void *in /* [n, D] */, int n, const bweight *W /* [V, D] */,
+                           float softcap);
+
+    void (*destroy)(backend *be);
+} backend_ops;
+
+struct backend {
+    const char *name;       /* "cpu", "cuda" */
+    const backend_ops *ops;
+    dtype weight_dtype;     /* matrices are stored in this type (the --precision) */
+    dtype act_dtype;        /* activations */
+    dtype kv_dtype;         /* KV cache */
+    void *impl;             /* backend-private state */
+};
+
+typedef enum backend_kind { BACKEND_CPU, BACKEND_CUDA } backend_kind;
+
+/* Creates a backend storing weights in `precision`. device is the CUDA device ordinal. */
+llmrt_status backend_create(backend **out, backend_kind kind, dtype precision, int device);
+void backend_free(backend *be);
+
+/* Implemented in cpu/ and cuda/ (cuda_backend_create fails cleanly in a CPU-only build). */
+llmrt_status cpu_backend_create(backend **out, dtype precision);
+llmrt_status cuda_backend_create(backend **out, dtype precision, int device);
+
+#endif

@@ -1,0 +1,82 @@
+/* dtype.c — FP16 conversions and bulk dtype conversion. */
+#include "base/dtype.h"
+
+#include <math.h>
+
+const char *dtype_name(dtype t) {
+    switch (t) {
+    case DT_F32: return "F32";
+    case DT_F16: return "F16";
+    case DT_BF16: return "BF16";
+    }
+    return "?";
+}
+
+float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+    if (exp == 0) {
+        if (man == 0) {
+            u = sign;
+        } else { /* subnormal: normalize */
+            exp = 127 - 15 + 1;
+            while ((man & 0x400u) == 0) {
+                man <<= 1;
+                exp--;
+            }
+            man &= 0x3ffu;
+            u = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else {
+        u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t absu = u & 0x7fffffffu;
+    if (absu > 0x7f800000u) return sign | 0x7e00u;   /* NaN */
+    if (absu >= 0x477ff000u) return sign | 0x7c00u;  /* rounds to >= 65520: inf */
+    if (absu < 0x38800000u) {                         /* below smallest normal 2^-14 */
+        /* subnormal: value = m * 2^-24, round to nearest even */
+        float a;
+        memcpy(&a, &absu, 4);
+        float scaled = a * 16777216.0f; /* 2^24 */
+        uint32_t m = (uint32_t)scaled;
+        float rem = scaled - (float)m;
+        if (rem > 0.5f || (rem == 0.5f && (m & 1u))) m++;
+        return sign | (uint16_t)m;
+    }
+    uint32_t exp = (absu >> 23) - 127 + 15, man = absu & 0x7fffffu;
+    uint32_t h = (exp << 10) | (man >> 13);
+    uint32_t rest = man & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+    return sign | (uint16_t)h;
+}
+
+void dtype_convert(void *dst, dtype dt, const void *src, dtype st, size_t n) {
+    if (dt == st) {
+        memcpy(dst, src, n * dtype_size(dt));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        switch (st) {
+        case DT_F32: v = ((const float *)src)[i]; break;
+        case DT_F16: v = f16_to_f32(((const uint16_t *)src)[i]); break;
+        default: v = bf16_to_f32(((const uint16_t *)src)[i]); break;
+        }
+        switch (dt) {
+        case DT_F32: ((float *)dst)[i] = v; break;
+        case DT_F16: ((uint16_t *)dst)[i] = f32_to_f16(v); break;
+        default: ((uint16_t *)dst)[i] = f32_to_bf16(v); break;
+        }
+    }
+}

@@ -1,0 +1,30 @@
+/* args.h — command-line flags as run_llm.py spells them: `--num_tokens 8`, `--num-tokens=8`. */
+#ifndef LLMRT_TOOL_ARGS_H
+#define LLMRT_TOOL_ARGS_H
+
+#include <stdint.h>
+
+/* Walks argv. For each flag, `name` is given without dashes, with '-' folded to '_'. */
+typedef struct args {
+    int argc, i;
+    char **argv;
+    const char *cmd;      /* subcommand name for messages */
+    char name[64];        /* the current flag, normalized: "num_tokens" */
+    const char *inline_v; /* value after '=' if given */
+} args;
+
+void args_init(args *a, const char *cmd, int argc, char **argv);
+/* Advances to the next flag; returns 0 at the end. Exits with a message on a bare word. */
+int args_next(args *a);
+int args_is(const args *a, const char *name); /* name in underscore form */
+/* The flag's value (inline or the next word); exits with a message if absent. */
+const char *args_value(args *a);
+long args_long(args *a, long lo, long hi);
+double args_double(args *a, double lo, double hi);
+/* Exits with "unknown flag" naming the command. */
+void args_unknown(const args *a);
+
+/* Parses "1,2,3" (spaces allowed); returns count, or -1 with a message printed. */
+int args_parse_ids(const char *s, int32_t **out, const char *flag);
+
+#endif

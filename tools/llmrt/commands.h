@@ -1,0 +1,10 @@
+/* commands.h — the subcommands of the `llmrt` program, one file each in tools/llmrt/. */
+#ifndef LLMRT_TOOL_COMMANDS_H
+#define LLMRT_TOOL_COMMANDS_H
+
+int cmd_run(int argc, char **argv);        /* run.c: generate text, --benchmark */
+int cmd_logits(int argc, char **argv);     /* logits.c: teacher-forced logits as JSON */
+int cmd_tokenize(int argc, char **argv);   /* tokenize.c: text -> ids */
+int cmd_detokenize(int argc, char **argv); /* tokenize.c: ids -> text */
+
+#endif

@@ -1,0 +1,38 @@
+/* main.c — the `llmrt` command: dispatches to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"run", cmd_run, "generate text from a prompt (the default subcommand); --benchmark"},
+    {"logits", cmd_logits, "teacher-forced logits at every prompt position, as JSON"},
+    {"tokenize", cmd_tokenize, "text to token ids"},
+    {"detokenize", cmd_detokenize, "token ids to text"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: llmrt [SUBCOMMAND] [FLAGS]\n\nsubcommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nWith no subcommand, `llmrt --flags` means `llmrt run --flags`.\n"
+               "`llmrt SUBCOMMAND --help` lists its flags.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+                      !strcmp(argv[1], "help"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc < 2 || argv[1][0] == '-') return cmd_run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "llmrt: unknown subcommand '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
