@@ -451,7 +451,7 @@ static void test_sharded_bad(void) {
     BAD_DIR(write_sharded("{\"weight_map\": {", h1, h2), LLMRT_ERR_FORMAT, idx, "invalid JSON");
     BAD_DIR(write_sharded("[]", h1, h2), LLMRT_ERR_FORMAT, idx, "not an object");
     BAD_DIR(write_sharded("{\"metadata\": {}}", h1, h2), LLMRT_ERR_FORMAT, idx,
-            "field 'weight_map' must be an object, got missing");
+            "field 'weight_map' is missing");
     BAD_DIR(write_sharded("{\"weight_map\": []}", h1, h2), LLMRT_ERR_FORMAT, idx,
             "field 'weight_map' must be an object, got array");
     BAD_DIR(write_sharded("{\"weight_map\": {}}", h1, h2), LLMRT_ERR_FORMAT, idx,

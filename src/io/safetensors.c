@@ -387,6 +387,10 @@ static llmrt_status load_sharded(st_model *m, const char *dir, const char *index
     const char *name;
     json_t *v;
     char path[4096];
+    if (!wm) {
+        s = err_set(LLMRT_ERR_FORMAT, "%s: field 'weight_map' is missing", index_path);
+        goto done;
+    }
     if (!json_is_object(wm)) {
         s = err_set(LLMRT_ERR_FORMAT, "%s: field 'weight_map' must be an object, got %s",
                     index_path, json_type_name(wm));
