@@ -2,6 +2,7 @@
  * sequence per step until max_new or every sequence has stopped at an EOS id. */
 #include "runtime/generate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -95,6 +96,15 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
         for (int b = 0; b < B; b++)
             memcpy(ids + (size_t)b * T, hist + (size_t)b * W + (cur - T), (size_t)T * 4);
         st = session_forward(s, ids, T, false, logits);
+        if (st != LLMRT_OK) break;
+        for (size_t i = 0; i < (size_t)B * V; i++)
+            if (!isfinite(logits[i])) {
+                st = err_set(LLMRT_ERR_INVALID,
+                             "the model produced non-finite logits (%g) at step %d of sequence "
+                             "%zu in %s: the precision overflowed; use BF16 or FP32",
+                             logits[i], step, i / V, dtype_name(s->be->weight_dtype));
+                break;
+            }
         if (st != LLMRT_OK) break;
         bool all_done = true;
         for (int b = 0; b < B; b++) {
