@@ -250,7 +250,7 @@ out:
     free(r.logits);
 }
 
-static char fixture_dirs[64][256];
+static char fixture_dirs[64][300];
 static int n_fixtures;
 
 static void find_fixtures(void) {
@@ -261,7 +261,7 @@ static void find_fixtures(void) {
         if (e->d_name[0] == '.') continue;
         char p[512];
         snprintf(p, sizeof p, "tests/fixtures/%s/reference.json", e->d_name);
-        if (file_exists(p)) snprintf(fixture_dirs[n_fixtures++], 256, "tests/fixtures/%s", e->d_name);
+        if (file_exists(p)) snprintf(fixture_dirs[n_fixtures++], 300, "tests/fixtures/%s", e->d_name);
     }
     closedir(d);
     qsort(fixture_dirs, (size_t)n_fixtures, sizeof fixture_dirs[0],

@@ -8,10 +8,11 @@
 
 llmrt_status sampler_init(sampler *s, const sampler_opts *o, int vocab) {
     memset(s, 0, sizeof *s);
-    if (!(o->temperature >= 0) || o->top_k < 0 || !(o->top_p > 0 && o->top_p <= 1))
+    if (!(o->temperature >= 0) || o->top_k < 0 || !(o->top_p >= 0 && o->top_p <= 1))
         return err_set(LLMRT_ERR_INVALID,
-                       "sampler: temperature must be >= 0, top_k >= 0 and top_p in (0, 1]");
+                       "sampler: temperature must be >= 0, top_k >= 0 and top_p in [0, 1]");
     s->o = *o;
+    if (s->o.top_p == 0) s->o.top_p = 1; /* 0 (unset) means off, as 1 does */
     s->vocab = vocab;
     s->rng = o->seed ^ 0x9e3779b97f4a7c15ULL;
     s->prob = malloc((size_t)vocab * sizeof *s->prob);

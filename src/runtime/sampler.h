@@ -10,7 +10,7 @@
 typedef struct sampler_opts {
     float temperature; /* 0: greedy (argmax, lowest id on ties) */
     int top_k;         /* 0: off */
-    float top_p;       /* 1: off; else keep the smallest top set with probability >= top_p */
+    float top_p;       /* 0 or 1: off; else keep the smallest top set with probability >= top_p */
     uint64_t seed;
 } sampler_opts;
 
