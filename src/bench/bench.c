@@ -149,9 +149,26 @@ void bench_random_prompt(int32_t *ids, size_t n, int vocab, uint64_t seed) {
 }
 
 double bench_peak_rss_mb(void) {
+    /* VmHWM, which bench_peak_rss_reset can lower; getrusage's ru_maxrss where it is absent */
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        long kb = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+        fclose(f);
+        if (kb >= 0) return (double)kb * 1024.0 / 1e6;
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
     return (double)ru.ru_maxrss * 1024.0 / 1e6; /* ru_maxrss is in KiB on Linux */
+}
+
+void bench_peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return;
+    fputs("5", f); /* 5: reset the peak resident set size to the current one */
+    fclose(f);
 }
 
 bool bench_tokens_equal(const int32_t *a, const int32_t *b, int batch, int n, int *seq, int *pos) {

@@ -86,8 +86,12 @@ double bench_decode_bytes(const model *m, int batch, int isl, int num_tokens, kv
  * exclusive; clamped so that small vocabularies stay valid). Deterministic for a seed. */
 void bench_random_prompt(int32_t *ids /* [n] */, size_t n, int vocab, uint64_t seed);
 
-/* Peak resident set size of this process in MB (getrusage); NAN if unknown. */
+/* Peak resident set size of this process in MB (/proc/self/status VmHWM, else getrusage);
+ * NAN if unknown. bench_peak_rss_reset lowers the peak to the current size (Linux
+ * /proc/self/clear_refs; nothing elsewhere), so that a measurement's own scratch buffers
+ * (the copy-bandwidth test) do not count. */
 double bench_peak_rss_mb(void);
+void bench_peak_rss_reset(void);
 
 /* First position where two [batch, n] token arrays differ: returns false and sets *seq and
  * *pos, or true when they agree everywhere. */

@@ -24,11 +24,10 @@ int cli_fail(const char *cmd) {
     return 1;
 }
 
-const char *cli_default_model(void) {
+const char *cli_find_beside(const char *rel) {
     static char buf[PATH_MAX + 64];
-    const char *rel = "models/demo-llama";
-    if (dir_exists(rel)) return rel;
-    /* beside the binary: <repo>/build/llmrt -> <repo>/models/demo-llama */
+    if (file_exists(rel) || dir_exists(rel)) return rel;
+    /* beside the binary: <repo>/build/llmrt -> <repo>/rel */
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -37,10 +36,14 @@ const char *cli_default_model(void) {
         if (slash) {
             *slash = '\0';
             snprintf(buf, sizeof buf, "%s/../%s", exe, rel);
-            if (dir_exists(buf)) return buf;
+            if (file_exists(buf) || dir_exists(buf)) return buf;
         }
     }
     return NULL;
+}
+
+const char *cli_default_model(void) {
+    return cli_find_beside("models/demo-llama");
 }
 
 bool cli_model_open(cli_model *cm, const char *cmd,

@@ -38,4 +38,9 @@ int cli_fail(const char *cmd);
  * source tree or the working directory); NULL if absent. */
 const char *cli_default_model(void);
 
+/* Finds `rel` (a path like "scripts/pytorch_baseline.py") in the working directory or in the
+ * source tree beside the binary (<repo>/build/llmrt -> <repo>/rel); NULL if absent. The
+ * result lives in a static buffer until the next call. */
+const char *cli_find_beside(const char *rel);
+
 #endif

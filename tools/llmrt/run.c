@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "base/file.h"
+#include "benchmark.h"
 #include "commands.h"
 #include "common.h"
 #include "runtime/generate.h"
@@ -26,7 +27,8 @@ typedef struct run_opts {
     int batch;
     bool json;
     bool benchmark, enable_pytorch_run;
-    int isl, iterations;
+    int isl, iterations, warmup;
+    const char *python, *pytorch_script, *pytorch_modes;
     gen_opts gen;
 } run_opts;
 
@@ -49,7 +51,14 @@ static void usage(void) {
         "  --seed S               sampling seed (default 0; same seed, same output)\n"
         "  --ignore-eos           do not stop at the model's EOS ids\n"
         "  --json                 one JSON object on stdout (ids, text, timings)\n"
-        "  --benchmark, --isl N, --iterations N, --enable_pytorch_run   benchmark mode\n",
+        "benchmark mode (docs/BENCHMARK.md):\n"
+        "  --benchmark            time generation on a random prompt; print the table\n"
+        "  --isl N                prompt length of the random prompt (default 2048, as run_llm.py)\n"
+        "  --iterations N         timed runs (default 10); --warmup N untimed runs first "
+        "(default 2)\n"
+        "  --seed S               also seeds the random prompt\n"
+        "  --enable_pytorch_run   also run scripts/pytorch_baseline.py on the same ids\n"
+        "  --pytorch-script PATH, --python EXE, --pytorch-modes eager,static_compile,no_cache\n",
         default_prompt);
 }
 
@@ -115,6 +124,14 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             o->isl = (int)args_long(&a, 1, 1 << 24);
         } else if (args_is(&a, "iterations")) {
             o->iterations = (int)args_long(&a, 1, 1 << 20);
+        } else if (args_is(&a, "warmup")) {
+            o->warmup = (int)args_long(&a, 0, 1 << 20);
+        } else if (args_is(&a, "python")) {
+            o->python = args_value(&a);
+        } else if (args_is(&a, "pytorch_script")) {
+            o->pytorch_script = args_value(&a);
+        } else if (args_is(&a, "pytorch_modes")) {
+            o->pytorch_modes = args_value(&a);
         } else {
             args_unknown(&a);
         }
@@ -171,17 +188,44 @@ static void print_timings(const run_opts *o, const gen_result *r, int n_prompt) 
     fprintf(stderr, "\n");
 }
 
+/* --benchmark (and --enable_pytorch_run, which implies it): see benchmark.c. */
+static int run_benchmark(run_opts *o) {
+    if (o->prompt || o->prompt_ids)
+        fprintf(stderr, "llmrt run: --benchmark uses a random prompt of --isl ids; the given "
+                        "prompt is ignored\n");
+    if (!o->cm.model_dir) o->cm.model_dir = cli_default_model();
+    if (!o->cm.model_dir) {
+        fprintf(stderr, "llmrt run: no --model given and the demo model (models/demo-llama) "
+                        "was not found\n");
+        return 2;
+    }
+    bench_opts bo = {.cm = &o->cm,
+                     .cache = o->cache,
+                     .warmup = o->warmup,
+                     .iterations = o->iterations,
+                     .seed = o->gen.samp.seed,
+                     .pytorch = o->enable_pytorch_run,
+                     .python = o->python,
+                     .pytorch_script = o->pytorch_script,
+                     .pytorch_modes = o->pytorch_modes,
+                     .verbose = !o->json};
+    bench_point p = {.isl = o->isl, .num_tokens = o->num_tokens, .batch = o->batch};
+    return benchmark_run(&bo, &p, o->json);
+}
+
 int cmd_run(int argc, char **argv) {
-    run_opts o = {.num_tokens = 128, .cache = KV_STATIC, .batch = 1, .iterations = 10};
+    run_opts o = {.num_tokens = 128,
+                  .cache = KV_STATIC,
+                  .batch = 1,
+                  .isl = 2048,
+                  .iterations = 10,
+                  .warmup = 2};
     o.cm.precision = DT_F16;
     o.gen.samp.top_p = 1;
     int rc = parse_flags(&o, argc, argv);
     if (rc) return rc;
-    if (o.benchmark || o.enable_pytorch_run) {
-        fprintf(stderr, "llmrt run: --benchmark and --enable_pytorch_run are not implemented yet\n");
-        return 2;
-    }
     o.cm.verbose = !o.json;
+    if (o.benchmark || o.enable_pytorch_run) return run_benchmark(&o);
     if (!o.cm.model_dir) {
         o.cm.model_dir = cli_default_model();
         if (!o.cm.model_dir) {
