@@ -146,9 +146,7 @@ out:
 
 /* ---- PyTorch ---- */
 
-/* Runs argv with stdout into a malloc'd string (stderr passes through). Returns the exit
- * status (127: not found) and sets *out. */
-static int spawn_capture(char *const argv[], char **out) {
+int benchmark_spawn(char *const argv[], char **out) {
     *out = NULL;
     int fd[2];
     if (pipe(fd) != 0) return -1;
@@ -302,7 +300,7 @@ static void run_pytorch(const bench_opts *o, const bench_point *p, const int32_t
     argv[a] = NULL;
     if (o->verbose) fprintf(stderr, "llmrt: running %s %s\n", python, script);
     char *out = NULL;
-    int status = spawn_capture(argv, &out);
+    int status = benchmark_spawn(argv, &out);
     unlink(pf);
     if (status == 127 && (!out || !*out)) {
         note(rep, "PyTorch not run: %s was not found%s", python, "");

@@ -67,6 +67,11 @@ int benchmark_point(const bench_opts *o, const bench_point *p, bench_report *rep
 void benchmark_print(FILE *f, const bench_opts *o, const bench_report *rep);
 json_t *benchmark_json(const bench_opts *o, const bench_report *rep);
 
+/* Runs argv (argv[0] looked up in PATH) with its stdout captured into a malloc'd string *out
+ * (NULL if out of memory); stderr passes through. Returns the exit status: 127 when argv[0]
+ * was not found, -1 when it could not be started. */
+int benchmark_spawn(char *const argv[], char **out);
+
 /* `llmrt run --benchmark`: opens the model, measures one point, prints, closes. */
 int benchmark_run(bench_opts *o, const bench_point *p, bool json);
 

@@ -13,6 +13,7 @@ static const struct {
     {"logits", cmd_logits, "teacher-forced logits at every prompt position, as JSON"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"bench", cmd_bench, "benchmark sweep over prompt length x new tokens x batch size"},
 };
 
 static void usage(FILE *f) {
