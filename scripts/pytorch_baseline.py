@@ -76,6 +76,8 @@ def stats(name, precision, batch, isl, num_tokens, lat_s, ttft_s, steps_s, compi
         "Median-Latency(ms)": med * 1e3,
         "Mean-Latency(ms)": mean * 1e3,
         "Latency-StdDev(ms)": std * 1e3,
+        "Min-Latency(ms)": min(lat_s) * 1e3,
+        "Max-Latency(ms)": max(lat_s) * 1e3,
         "Compile Time(s)": compile_s,
         "Generate(tokens/s)": batch * num_tokens / med,
         "TTFT(ms)": ttft * 1e3,

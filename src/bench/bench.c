@@ -31,9 +31,11 @@ llmrt_status bench_stats_of(bench_stats *out, const double *x, size_t n) {
     memcpy(s, x, n * sizeof *s);
     qsort(s, n, sizeof *s, cmp_double);
     double sum = 0;
-    for (size_t i = 0; i < n; i++) sum += s[i];
+    for (size_t i = 0; i < n; i++)
+        sum += s[i];
     double mean = sum / (double)n, var = 0;
-    for (size_t i = 0; i < n; i++) var += (s[i] - mean) * (s[i] - mean);
+    for (size_t i = 0; i < n; i++)
+        var += (s[i] - mean) * (s[i] - mean);
     out->n = n;
     out->min = s[0];
     out->max = s[n - 1];
@@ -47,12 +49,13 @@ llmrt_status bench_stats_of(bench_stats *out, const double *x, size_t n) {
 
 void bench_result_init(bench_result *r) {
     memset(r, 0, sizeof *r);
-    double *nums[] = {&r->median_fps,    &r->mean_fps,      &r->median_ms,    &r->mean_ms,
-                      &r->std_ms,        &r->compile_s,     &r->gen_tok_s,    &r->ttft_ms,
-                      &r->decode_med_ms, &r->decode_p99_ms, &r->prefill_tok_s, &r->decode_tok_s,
-                      &r->step_mb,       &r->achieved_gbs,  &r->copy_gbs,     &r->bw_fraction,
-                      &r->peak_mem_mb,   &r->peak_rss_mb};
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) *nums[i] = NAN;
+    double *nums[] = {&r->median_fps,    &r->mean_fps,     &r->median_ms,     &r->mean_ms,
+                      &r->std_ms,        &r->min_ms,       &r->max_ms,        &r->compile_s,
+                      &r->gen_tok_s,     &r->ttft_ms,      &r->decode_med_ms, &r->decode_p99_ms,
+                      &r->prefill_tok_s, &r->decode_tok_s, &r->step_mb,       &r->achieved_gbs,
+                      &r->copy_gbs,      &r->bw_fraction,  &r->peak_mem_mb,   &r->peak_rss_mb};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        *nums[i] = NAN;
 }
 
 llmrt_status bench_result_from_runs(bench_result *r, const bench_runs *u) {
@@ -65,7 +68,8 @@ llmrt_status bench_result_from_runs(bench_result *r, const bench_runs *u) {
     size_t n = (size_t)u->iterations;
     double *fps = malloc(n * sizeof *fps);
     if (!fps) return err_set(LLMRT_ERR_NOMEM, "bench: out of memory");
-    for (size_t i = 0; i < n; i++) fps[i] = u->batch / (u->latency_ms[i] / 1e3);
+    for (size_t i = 0; i < n; i++)
+        fps[i] = u->batch / (u->latency_ms[i] / 1e3);
     bench_stats lat, sp, tt;
     llmrt_status st = bench_stats_of(&lat, u->latency_ms, n);
     if (st == LLMRT_OK) st = bench_stats_of(&sp, fps, n);
@@ -78,6 +82,8 @@ llmrt_status bench_result_from_runs(bench_result *r, const bench_runs *u) {
     r->median_ms = lat.median;
     r->mean_ms = lat.mean;
     r->std_ms = lat.std;
+    r->min_ms = lat.min;
+    r->max_ms = lat.max;
     r->gen_tok_s = (double)u->batch * u->num_tokens / (lat.median / 1e3);
     r->ttft_ms = tt.median;
     r->prefill_tok_s = tt.median > 0 ? (double)u->batch * u->isl / (tt.median / 1e3) : NAN;
@@ -145,7 +151,8 @@ void bench_random_prompt(int32_t *ids, size_t n, int vocab, uint64_t seed) {
     int hi = vocab - 1 < 9999 ? vocab - 1 : 9999;
     if (hi < 1) hi = 1;
     uint64_t s = seed;
-    for (size_t i = 0; i < n; i++) ids[i] = 1 + (int32_t)(splitmix64(&s) % (uint64_t)hi);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = 1 + (int32_t)(splitmix64(&s) % (uint64_t)hi);
 }
 
 double bench_peak_rss_mb(void) {
@@ -195,7 +202,8 @@ typedef struct field {
     int decimals; /* in the table */
 } field;
 
-#define NUM(k, member, dec, m) {k, m, F_NUM, offsetof(bench_result, member), dec}
+#define NUM(k, member, dec, m)                                                                     \
+    { k, m, F_NUM, offsetof(bench_result, member), dec }
 static const field fields[] = {
     {"Backend", "engine and device", F_BACKEND, 0, 0},
     {"Model Precision", "storage type of weights and activations", F_PRECISION, 0, 0},
@@ -205,6 +213,8 @@ static const field fields[] = {
     NUM("Median-Latency(ms)", median_ms, 2, "median time of one whole generation"),
     NUM("Mean-Latency(ms)", mean_ms, 2, "mean time of one whole generation"),
     NUM("Latency-StdDev(ms)", std_ms, 2, "population standard deviation of the latencies"),
+    NUM("Min-Latency(ms)", min_ms, 2, "fastest timed run"),
+    NUM("Max-Latency(ms)", max_ms, 2, "slowest timed run"),
     NUM("Compile Time(s)", compile_s, 2, "time to load and prepare the model"),
     NUM("Generate(tokens/s)", gen_tok_s, 1, "batch * num_tokens / median latency"),
     NUM("TTFT(ms)", ttft_ms, 2, "median time to first token (prefill + choosing it)"),
@@ -239,13 +249,21 @@ static double field_num(const bench_result *r, const field *f) {
 /* The table text of field f of r into buf. */
 static void field_text(char *buf, size_t n, const bench_result *r, const field *f) {
     switch (f->kind) {
-    case F_BACKEND: snprintf(buf, n, "%s", r->backend); break;
-    case F_PRECISION: snprintf(buf, n, "%s", r->precision); break;
-    case F_BATCH: snprintf(buf, n, "%d", r->batch); break;
+    case F_BACKEND:
+        snprintf(buf, n, "%s", r->backend);
+        break;
+    case F_PRECISION:
+        snprintf(buf, n, "%s", r->precision);
+        break;
+    case F_BATCH:
+        snprintf(buf, n, "%d", r->batch);
+        break;
     case F_NUM: {
         double v = field_num(r, f);
-        if (isnan(v)) snprintf(buf, n, "n/a");
-        else snprintf(buf, n, "%.*f", f->decimals, v);
+        if (isnan(v))
+            snprintf(buf, n, "n/a");
+        else
+            snprintf(buf, n, "%.*f", f->decimals, v);
         break;
     }
     }
@@ -257,9 +275,15 @@ json_t *bench_result_to_json(const bench_result *r) {
         const field *f = &fields[i];
         json_t *v;
         switch (f->kind) {
-        case F_BACKEND: v = json_string(r->backend); break;
-        case F_PRECISION: v = json_string(r->precision); break;
-        case F_BATCH: v = json_integer(r->batch); break;
+        case F_BACKEND:
+            v = json_string(r->backend);
+            break;
+        case F_PRECISION:
+            v = json_string(r->precision);
+            break;
+        case F_BATCH:
+            v = json_integer(r->batch);
+            break;
         default: {
             double x = field_num(r, f);
             v = isfinite(x) ? json_real(x) : json_null();
@@ -318,10 +342,12 @@ void bench_print_table(FILE *f, const bench_result *rows, int n) {
         }
         fprintf(f, "\n");
         if (i == 0) {
-            for (int k = 0; k < kw; k++) fputc('-', f);
+            for (int k = 0; k < kw; k++)
+                fputc('-', f);
             for (int r = 0; r < n; r++) {
                 fprintf(f, "-|-");
-                for (int k = 0; k < cw; k++) fputc('-', f);
+                for (int k = 0; k < cw; k++)
+                    fputc('-', f);
             }
             fprintf(f, "\n");
         }

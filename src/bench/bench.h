@@ -32,28 +32,29 @@ double bench_percentile(const double *sorted /* [n] ascending */, size_t n, doub
 
 /* One backend's measurements. */
 typedef struct bench_result {
-    char backend[64];    /* "llmrt cpu", "PyTorch eager (dynamic cache)" */
-    char precision[8];   /* "FP32", "FP16", "BF16" */
-    int batch;           /* sequences generated together */
-    double median_fps;   /* median over timed runs of batch / latency_s (seed: Median(FPS)) */
-    double mean_fps;     /* mean over timed runs of batch / latency_s */
-    double median_ms;    /* latency of one whole generation of num_tokens tokens */
+    char backend[64];  /* "llmrt cpu", "PyTorch eager (dynamic cache)" */
+    char precision[8]; /* "FP32", "FP16", "BF16" */
+    int batch;         /* sequences generated together */
+    double median_fps; /* median over timed runs of batch / latency_s (seed: Median(FPS)) */
+    double mean_fps;   /* mean over timed runs of batch / latency_s */
+    double median_ms;  /* latency of one whole generation of num_tokens tokens */
     double mean_ms;
-    double std_ms;       /* population standard deviation of the latencies */
-    double compile_s;    /* time to load and prepare the model */
-    double gen_tok_s;    /* batch * num_tokens / median latency */
-    double ttft_ms;      /* median time to first token: prefill + choosing token 1 */
-    double decode_med_ms; /* median time of one decode step (one token for every sequence) */
-    double decode_p99_ms; /* 99th percentile of the same */
-    double prefill_tok_s; /* batch * isl / median TTFT */
-    double decode_tok_s;  /* batch * decode steps / total decode time */
-    double step_mb;       /* bytes read by one decode step (weights + KV cache), 1e6 bytes */
-    double achieved_gbs;  /* step bytes / median decode step time */
-    double copy_gbs;      /* the device's measured copy rate, (read + write) bytes / s */
-    double bw_fraction;   /* achieved_gbs / copy_gbs */
-    double peak_mem_mb;   /* memory held on the device: llmrt's weights + KV cache +
-                             activations; PyTorch's torch.cuda.max_memory_allocated */
-    double peak_rss_mb;   /* peak resident host memory of the process */
+    double std_ms;         /* population standard deviation of the latencies */
+    double min_ms, max_ms; /* fastest and slowest timed run */
+    double compile_s;      /* time to load and prepare the model */
+    double gen_tok_s;      /* batch * num_tokens / median latency */
+    double ttft_ms;        /* median time to first token: prefill + choosing token 1 */
+    double decode_med_ms;  /* median time of one decode step (one token for every sequence) */
+    double decode_p99_ms;  /* 99th percentile of the same */
+    double prefill_tok_s;  /* batch * isl / median TTFT */
+    double decode_tok_s;   /* batch * decode steps / total decode time */
+    double step_mb;        /* bytes read by one decode step (weights + KV cache), 1e6 bytes */
+    double achieved_gbs;   /* step bytes / median decode step time */
+    double copy_gbs;       /* the device's measured copy rate, (read + write) bytes / s */
+    double bw_fraction;    /* achieved_gbs / copy_gbs */
+    double peak_mem_mb;    /* memory held on the device: llmrt's weights + KV cache +
+                              activations; PyTorch's torch.cuda.max_memory_allocated */
+    double peak_rss_mb;    /* peak resident host memory of the process */
 } bench_result;
 
 /* Sets every number to NAN and the strings to "". */

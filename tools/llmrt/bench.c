@@ -150,18 +150,20 @@ static void plot(const bench_cmd *o, const char *json_path, const char *png_path
     }
     if (out && *out) fputs(out, stdout);
     free(out);
-    if (st == 0) printf("chart: %s\n", png_path);
+    if (st == 0)
+        printf("chart: %s\n", png_path);
     else if (st == 127)
         fprintf(stderr, "llmrt bench: no chart: %s not found\n", python);
     else
-        fprintf(stderr, "llmrt bench: no chart: %s %s failed (exit %d; matplotlib missing? "
-                        "run it where matplotlib is installed)\n",
+        fprintf(stderr,
+                "llmrt bench: no chart: %s %s failed (exit %d; matplotlib missing? "
+                "run it where matplotlib is installed)\n",
                 python, sc, st);
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_cmd o = {.cache = KV_STATIC, .warmup = 1, .iterations = 5, .plot = true,
-                   .out = "out/bench"};
+    bench_cmd o = {
+        .cache = KV_STATIC, .warmup = 1, .iterations = 5, .plot = true, .out = "out/bench"};
     o.cm.precision = DT_F16;
     parse_flags(&o, argc, argv);
     static int32_t d_isl = 128, d_nt = 128, d_b = 1;
@@ -178,7 +180,8 @@ int cmd_bench(int argc, char **argv) {
     int k = 0;
     for (int i = 0; i < n_isl; i++)
         for (int t = 0; t < n_nt; t++)
-            for (int b = 0; b < n_b; b++) pts[k++] = (bench_point){isl[i], nt[t], bs[b]};
+            for (int b = 0; b < n_b; b++)
+                pts[k++] = (bench_point){isl[i], nt[t], bs[b]};
 
     o.cm.verbose = true;
     if (!o.cm.model_dir) o.cm.model_dir = cli_default_model();
@@ -239,7 +242,8 @@ int cmd_bench(int argc, char **argv) {
         json_array_append_new(all, benchmark_json(&bo, rep));
         char prefix[64];
         snprintf(prefix, sizeof prefix, "%d,%d,", pts[i].isl, pts[i].num_tokens);
-        for (int j = 0; j < rep->n_rows; j++) bench_csv_row(csv, prefix, &rep->rows[j]);
+        for (int j = 0; j < rep->n_rows; j++)
+            bench_csv_row(csv, prefix, &rep->rows[j]);
         if (i == n - 1) rc = 0;
     }
     cli_model_close(&o.cm);

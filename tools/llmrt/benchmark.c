@@ -95,14 +95,15 @@ static int run_llmrt(const bench_opts *o, const bench_point *p, const int32_t *i
         }
         double dt = time_now_ms() - t0;
         if (o->verbose)
-            fprintf(stderr, "\rllmrt: %s run %d/%d: %.2f ms   ", r < o->warmup ? "warm-up" : "timed",
-                    r < o->warmup ? r + 1 : r - o->warmup + 1,
+            fprintf(stderr, "\rllmrt: %s run %d/%d: %.2f ms   ",
+                    r < o->warmup ? "warm-up" : "timed", r < o->warmup ? r + 1 : r - o->warmup + 1,
                     r < o->warmup ? o->warmup : o->iterations, dt);
         if (r >= o->warmup) {
             int i = r - o->warmup;
             lat[i] = dt;
             ttft[i] = res.prefill_ms;
-            for (int k = 0; k < res.n_steps; k++) steps[n_steps++] = res.step_ms[k];
+            for (int k = 0; k < res.n_steps; k++)
+                steps[n_steps++] = res.step_ms[k];
             memcpy(tokens, res.tokens, (size_t)B * N * sizeof *tokens);
         }
         gen_result_free(&res);
@@ -113,8 +114,14 @@ static int run_llmrt(const bench_opts *o, const bench_point *p, const int32_t *i
     bench_result_init(r);
     snprintf(r->backend, sizeof r->backend, "llmrt %s", cm->be->name);
     snprintf(r->precision, sizeof r->precision, "%s", precision_name(cm->precision));
-    bench_runs br = {.batch = B, .isl = p->isl, .num_tokens = N, .iterations = o->iterations,
-                     .latency_ms = lat, .ttft_ms = ttft, .step_ms = steps, .n_steps = n_steps};
+    bench_runs br = {.batch = B,
+                     .isl = p->isl,
+                     .num_tokens = N,
+                     .iterations = o->iterations,
+                     .latency_ms = lat,
+                     .ttft_ms = ttft,
+                     .step_ms = steps,
+                     .n_steps = n_steps};
     if (bench_result_from_runs(r, &br) != LLMRT_OK) {
         cli_fail("benchmark");
         goto out;
@@ -257,8 +264,10 @@ static void run_pytorch(const bench_opts *o, const bench_point *p, const int32_t
     } else {
         const char *s = cli_find_beside("scripts/pytorch_baseline.py");
         if (!s) {
-            note(rep, "PyTorch not run: scripts/pytorch_baseline.py not found (give "
-                      "--pytorch-script PATH)%s%s", "", "");
+            note(rep,
+                 "PyTorch not run: scripts/pytorch_baseline.py not found (give "
+                 "--pytorch-script PATH)%s%s",
+                 "", "");
             return;
         }
         snprintf(script, sizeof script, "%s", s);
@@ -401,20 +410,22 @@ void benchmark_print(FILE *f, const bench_opts *o, const bench_report *rep) {
     fprintf(f,
             "llmrt benchmark: %s | isl %d, num_tokens %d (no EOS stop), batch %d | cache %s | "
             "%d warm-up + %d timed runs | prompt ids drawn from 1..%d (seed %llu)\n",
-            o->cm->dir, p->isl, p->num_tokens, p->batch,
-            o->cache == KV_STATIC ? "static" : "none", o->warmup, o->iterations, rep->prompt_hi,
-            (unsigned long long)o->seed);
+            o->cm->dir, p->isl, p->num_tokens, p->batch, o->cache == KV_STATIC ? "static" : "none",
+            o->warmup, o->iterations, rep->prompt_hi, (unsigned long long)o->seed);
     bench_print_table(f, rep->rows, rep->n_rows);
-    fprintf(f, "bytes per decode step: weights %.3f MB + KV cache %.3f MB (mean over the decode "
-               "steps)\n",
+    fprintf(f,
+            "bytes per decode step: weights %.3f MB + KV cache %.3f MB (mean over the decode "
+            "steps)\n",
             rep->weights_mb, rep->kv_mb);
     if (o->pytorch && rep->pytorch_note[0]) fprintf(f, "PyTorch: %s\n", rep->pytorch_note);
     for (int k = 1; k < rep->n_rows; k++) {
         const bench_result *r = &rep->rows[k];
         fprintf(f, "%s: speedup of llmrt %.2fx (median latency %.2f / %.2f ms)", r->backend,
                 r->median_ms / rep->rows[0].median_ms, r->median_ms, rep->rows[0].median_ms);
-        if (rep->match[k] < 0) fprintf(f, ", outputs match: not compared\n");
-        else if (rep->match[k]) fprintf(f, ", outputs match: true\n");
+        if (rep->match[k] < 0)
+            fprintf(f, ", outputs match: not compared\n");
+        else if (rep->match[k])
+            fprintf(f, ", outputs match: true\n");
         else
             fprintf(f, ", outputs match: false (first difference: sequence %d, position %d)\n",
                     rep->diff_seq[k], rep->diff_pos[k]);

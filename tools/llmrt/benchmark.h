@@ -18,7 +18,7 @@ typedef struct bench_point {
 } bench_point;
 
 typedef struct bench_opts {
-    cli_model *cm;              /* opened by the caller with benchmark_reserve */
+    cli_model *cm; /* opened by the caller with benchmark_reserve */
     kv_mode cache;
     int warmup, iterations;     /* untimed runs, then timed runs of the whole generation */
     uint64_t seed;              /* of the random prompt */
@@ -41,9 +41,9 @@ typedef struct bench_report {
                                      -1 not compared */
     int diff_seq[BENCH_MAX_ROWS]; /* first difference when match == 0 */
     int diff_pos[BENCH_MAX_ROWS];
-    double weights_mb, kv_mb;     /* the two parts of Bytes/Step */
-    int prompt_hi;                /* prompt ids were drawn from 1..prompt_hi */
-    char pytorch_note[512];       /* why PyTorch did not run (or its versions when it did) */
+    double weights_mb, kv_mb; /* the two parts of Bytes/Step */
+    int prompt_hi;            /* prompt ids were drawn from 1..prompt_hi */
+    char pytorch_note[512];   /* why PyTorch did not run (or its versions when it did) */
 } bench_report;
 
 /* The reserve argument of cli_model_open: the session bytes of the largest of n points. */

@@ -39,11 +39,11 @@ llmrt_status cpu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_s) {
     if (!src || !dst) {
         free(src);
         free(dst);
-        return err_set(LLMRT_ERR_NOMEM, "cpu copy_bandwidth: cannot allocate 2 x %zu bytes",
-                       bytes);
+        return err_set(LLMRT_ERR_NOMEM, "cpu copy_bandwidth: cannot allocate 2 x %zu bytes", bytes);
     }
 #pragma omp parallel for
-    for (size_t i = 0; i < bytes; i += 4096) src[i] = (char)(i >> 12);
+    for (size_t i = 0; i < bytes; i += 4096)
+        src[i] = (char)(i >> 12);
     cpu_parallel_copy(dst, src, bytes); /* first touch of dst */
     double best = 0;
     for (int r = 0; r < CPU_BW_REPEATS; r++) {
@@ -59,7 +59,7 @@ llmrt_status cpu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_s) {
     free(dst);
     if (!(best > 0))
         return err_set(LLMRT_ERR_DEVICE, "cpu copy_bandwidth: the copies took no measurable "
-                                           "time (clock resolution)");
+                                         "time (clock resolution)");
     *gb_per_s = best;
     return LLMRT_OK;
 }
