@@ -11,7 +11,7 @@
 
 #include "backend/cpu/cpu_internal.h"
 
-enum { CPU_BW_DEFAULT_BYTES = 256 << 20, CPU_BW_REPEATS = 5 };
+enum { CPU_BW_DEFAULT_BYTES = 128 << 20, CPU_BW_REPEATS = 4 };
 
 static double cpu_now_s(void) {
     struct timespec ts;
