@@ -49,21 +49,7 @@ static llmrt_status ld_get(const loader *L, const char *pat, int layer, int n_di
     if (!*out)
         return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is missing from the checkpoint",
                        L->m->dir, name);
-    const st_tensor *t = *out;
-    int ok = t->n_dims == n_dims;
-    for (int i = 0; ok && i < n_dims; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char want[96] = "", got[96] = "";
-        for (int i = 0; i < n_dims; i++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? ", " : "",
-                     (long long)shape[i]);
-        for (int i = 0; i < t->n_dims; i++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
-                     (long long)t->shape[i]);
-        return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" has shape [%s], expected [%s]",
-                       t->file, t->name, got, want);
-    }
-    return LLMRT_OK;
+    return safetensors_expect(L->st, (*out)->name, n_dims, shape, out);
 }
 
 /* ---- layout ---- */
