@@ -264,6 +264,15 @@ int cmd_run(int argc, char **argv) {
         cli_fail("run");
         goto out;
     }
+    if (o.cm.verbose) {
+        fprintf(stderr, "llmrt: KV cache %.1f MiB for %d x %d positions",
+                s->kv_bytes / 1048576.0, o.batch, sopt.max_seq);
+        if (s->kv_bytes < s->kv_bytes_full)
+            fprintf(stderr, " (sliding-window layers keep only their window: %.1f MiB saved of "
+                            "%.1f MiB)",
+                    (s->kv_bytes_full - s->kv_bytes) / 1048576.0, s->kv_bytes_full / 1048576.0);
+        fprintf(stderr, ", activations %.1f MiB\n", s->act_bytes / 1048576.0);
+    }
     if (tok && tokenizer_stream_create(&so.ts, tok, 1) != LLMRT_OK) {
         cli_fail("run");
         goto out;
