@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "base/file.h"
+#include "base/units.h"
 #include "commands.h"
 #include "common.h"
 #include "runtime/generate.h"
@@ -265,13 +266,14 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     if (o.cm.verbose) {
-        fprintf(stderr, "llmrt: KV cache %.1f MiB for %d x %d positions",
-                s->kv_bytes / 1048576.0, o.batch, sopt.max_seq);
+        char b1[32], b2[32];
+        fprintf(stderr, "llmrt: KV cache %s for %d x %d positions",
+                bytes_str(b1, sizeof b1, (double)s->kv_bytes), o.batch, sopt.max_seq);
         if (s->kv_bytes < s->kv_bytes_full)
-            fprintf(stderr, " (sliding-window layers keep only their window: %.1f MiB saved of "
-                            "%.1f MiB)",
-                    (s->kv_bytes_full - s->kv_bytes) / 1048576.0, s->kv_bytes_full / 1048576.0);
-        fprintf(stderr, ", activations %.1f MiB\n", s->act_bytes / 1048576.0);
+            fprintf(stderr, " (sliding-window layers keep only their window: %s saved of %s)",
+                    bytes_str(b1, sizeof b1, (double)(s->kv_bytes_full - s->kv_bytes)),
+                    bytes_str(b2, sizeof b2, (double)s->kv_bytes_full));
+        fprintf(stderr, ", activations %s\n", bytes_str(b1, sizeof b1, (double)s->act_bytes));
     }
     if (tok && tokenizer_stream_create(&so.ts, tok, 1) != LLMRT_OK) {
         cli_fail("run");
