@@ -191,7 +191,9 @@ llmrt_status tok_bpe_word(tokenizer *t, const char *w, size_t n, tok_idbuf *out)
         }
     }
     size_t first_out = out->n;
-    if (ns) {
+    if (ns == 1) {
+        if (tok_idbuf_push(out, t->syms[0].id)) return OOM(t);
+    } else if (ns > 1) {
         for (int32_t i = 0; i >= 0; i = t->syms[i].next)
             if (tok_idbuf_push(out, t->syms[i].id)) return OOM(t);
     }
