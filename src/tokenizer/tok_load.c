@@ -55,16 +55,89 @@ static llmrt_status type_of(loader *L, const tj_node *n, const char *where, cons
     return LLMRT_OK;
 }
 
+/* HF runs these patterns with Oniguruma, whose Unicode tables are newer than PCRE2 10.42's and
+ * whose \s is White_Space (PCRE2's also takes U+180E). The patterns are rewritten so that
+ * \p{L}, \p{N}, \s and \S match exactly what Oniguruma matches: the letters and numbers PCRE2
+ * lacks are listed (made by comparing both on every code point), and \s is spelled out. */
+static const char EXTRA_L[] =
+    "\\x{1c89}-\\x{1c8a}\\x{a7cb}-\\x{a7cd}\\x{a7da}-\\x{a7dc}\\x{105c0}-\\x{105f3}"
+    "\\x{10d4a}-\\x{10d65}\\x{10d6f}-\\x{10d85}\\x{10ec2}-\\x{10ec4}\\x{1123f}-\\x{11240}"
+    "\\x{11380}-\\x{11389}\\x{1138b}\\x{1138e}\\x{11390}-\\x{113b5}\\x{113b7}\\x{113d1}"
+    "\\x{113d3}\\x{11bc0}-\\x{11be0}\\x{11f02}\\x{11f04}-\\x{11f10}\\x{11f12}-\\x{11f33}"
+    "\\x{1342f}\\x{13441}-\\x{13446}\\x{13460}-\\x{143fa}\\x{16100}-\\x{1611d}\\x{16d40}-"
+    "\\x{16d6c}\\x{18cff}\\x{1b132}\\x{1b155}\\x{1df25}-\\x{1df2a}\\x{1e030}-\\x{1e06d}"
+    "\\x{1e4d0}-\\x{1e4eb}\\x{1e5d0}-\\x{1e5ed}\\x{1e5f0}\\x{2b739}\\x{2ebf0}-\\x{2ee5d}"
+    "\\x{31350}-\\x{323af}";
+static const char EXTRA_N[] =
+    "\\x{10d40}-\\x{10d49}\\x{116d0}-\\x{116e3}\\x{11bf0}-\\x{11bf9}\\x{11f50}-\\x{11f59}"
+    "\\x{16130}-\\x{16139}\\x{16d70}-\\x{16d79}\\x{1ccf0}-\\x{1ccf9}\\x{1d2c0}-\\x{1d2d3}"
+    "\\x{1e4f0}-\\x{1e4f9}\\x{1e5f1}-\\x{1e5fa}";
+static const char WS[] = "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}-\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
+
+static int rewrite_re(const char *pat, size_t n, tok_buf *out) {
+    int in_class = 0, bad = 0;
+    for (size_t i = 0; i < n && !bad;) {
+        char c = pat[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = pat[i + 1];
+            if (e == 's') {
+                bad = in_class ? tok_buf_put(out, WS, strlen(WS))
+                               : tok_buf_put(out, "[", 1) || tok_buf_put(out, WS, strlen(WS)) ||
+                                     tok_buf_put(out, "]", 1);
+                i += 2;
+                continue;
+            }
+            if (e == 'S' && !in_class) {
+                bad = tok_buf_put(out, "[^", 2) || tok_buf_put(out, WS, strlen(WS)) ||
+                      tok_buf_put(out, "]", 1);
+                i += 2;
+                continue;
+            }
+            if (e == 'p' && i + 4 < n && pat[i + 2] == '{' && pat[i + 4] == '}' &&
+                (pat[i + 3] == 'L' || pat[i + 3] == 'N')) {
+                const char *extra = pat[i + 3] == 'L' ? EXTRA_L : EXTRA_N;
+                if (!in_class) bad |= tok_buf_put(out, "[", 1);
+                bad |= tok_buf_put(out, pat + i, 5) || tok_buf_put(out, extra, strlen(extra));
+                if (!in_class) bad |= tok_buf_put(out, "]", 1);
+                i += 5;
+                continue;
+            }
+            bad = tok_buf_put(out, pat + i, 2);
+            i += 2;
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            size_t k = i + 1;
+            if (k < n && pat[k] == '^') k++;
+            if (k < n && pat[k] == ']') k++; /* a leading ']' is a literal */
+            bad = tok_buf_put(out, pat + i, k - i);
+            i = k;
+            continue;
+        }
+        if (c == ']' && in_class) in_class = 0;
+        bad = tok_buf_put(out, &c, 1);
+        i++;
+    }
+    return bad ? -1 : 0;
+}
+
 static llmrt_status compile_re(loader *L, const char *pat, size_t len, pcre2_code **out) {
     int errc;
     PCRE2_SIZE erroff;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP, &errc, &erroff,
+    tok_buf rw = {0};
+    if (rewrite_re(pat, len, &rw)) {
+        tok_buf_free(&rw);
+        return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
+    }
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)rw.p, rw.n, PCRE2_UTF | PCRE2_UCP, &errc, &erroff,
                                    NULL);
+    tok_buf_free(&rw);
     if (!re) {
         PCRE2_UCHAR buf[256];
         pcre2_get_error_message(errc, buf, sizeof buf);
-        return lerr(L, LLMRT_ERR_FORMAT, "regex /%.*s/ does not compile at offset %zu: %s",
-                    (int)len, pat, (size_t)erroff, (const char *)buf);
+        return lerr(L, LLMRT_ERR_FORMAT, "regex /%.*s/ does not compile: %s", (int)len, pat,
+                    (const char *)buf);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT fails */
     *out = re;
