@@ -302,11 +302,18 @@ static llmrt_status stream_advance(tokenizer_stream *s, int final, const char **
     size_t fl;
     TRY(tokenizer_decode(s->t, s->ids, s->n, s->skip_special, &full, &fl));
     int32_t last = s->ids[s->n - 1];
+    /* the newest token the decoder sees: skipped special tokens are transparent */
+    int32_t seen = -1;
+    for (size_t i = s->n; i-- > 0 && seen < 0;)
+        if (!(s->skip_special && tokenizer_is_special(s->t, s->ids[i]))) seen = s->ids[i];
     int hold = !final && ((fl >= 3 && !memcmp(full + fl - 3, "\xEF\xBF\xBD", 3)) ||
-                          (s->t->byte_fallback && is_byte_id(s->t, last)));
+                          (s->t->byte_fallback && seen >= 0 && is_byte_id(s->t, seen)));
     llmrt_status st = LLMRT_OK;
     if (!hold && fl > s->emitted) {
-        st = stream_emit(s, full + s->emitted, fl - s->emitted, text, len);
+        /* never start inside a character (only if the decoders broke the prefix property) */
+        size_t from = s->emitted;
+        while (from < fl && ((unsigned char)full[from] & 0xC0) == 0x80) from++;
+        st = stream_emit(s, full + from, fl - from, text, len);
         s->emitted = fl;
     }
     free(full);

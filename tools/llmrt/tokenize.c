@@ -282,11 +282,18 @@ int cmd_detokenize(int argc, char **argv) {
             }
             json_t *js = json_stringn(text, len);
             char *dump = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
-            if (dump) puts(dump);
+            if (!dump) {
+                fprintf(stderr, "llmrt detokenize: line %ld: cannot write the text as JSON\n",
+                        lineno);
+                rc = 1;
+            } else {
+                puts(dump);
+            }
             free(dump);
             json_decref(js);
             free(text);
             free(v);
+            if (rc) break;
         }
         free(line);
     }
