@@ -270,7 +270,8 @@ static void matmul_case(dtype dt, int M, int N, int K, int with_bias) {
 
 static void test_matmul(void) {
     /* (M, N, K): one row; N % 4 and K % 16 tails; several rows around the 6-row tile;
-     * N around the 16-column panel; K over the 256-deep block. */
+     * N around the 16-column panel; K over the 256-deep block; the last two are large
+     * enough to run on every thread. */
     const int shapes[][3] = {{1, 1, 1},    {1, 3, 5},   {1, 37, 29},   {1, 64, 896}, {1, 130, 67},
                              {2, 5, 7},    {3, 17, 33}, {5, 16, 16},   {6, 33, 100}, {7, 70, 300},
                              {13, 50, 37}, {4, 1, 9},   {12, 48, 513}, {200, 20, 40}};
@@ -469,7 +470,7 @@ static void attn_run(const attn_case *c, const char *what) {
             }
     float *out = malloc(sizeof(float) * rows * H * hd),
           *ref = malloc(sizeof(float) * rows * H * hd);
-    int32_t ids[64] = {0};
+    int32_t ids[256] = {0};
     begin(be, B, T, ids, c->pos, c->start);
     attn_params a = {H, Hkv, hd, c->scale, c->window, c->softcap};
     kv_layer cache = {kc, vc, c->cap, B};
