@@ -127,7 +127,8 @@ static llmrt_status cpu_step_end(backend *be) {
 
 llmrt_status cpu_check_step(backend *be, const char *op) {
     if (!cpu_state_of(be)->have_step)
-        return err_set(LLMRT_ERR_INVALID, "cpu %s: called outside a step (no step_begin)", op);
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu %s: called outside a step (before step_begin or after step_end)", op);
     return LLMRT_OK;
 }
 

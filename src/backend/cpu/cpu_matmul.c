@@ -5,7 +5,7 @@
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
  *    weight is read once. matvec_range streams four weight rows at a time with two 8-lane
  *    accumulators each (8 independent FMA chains hide the FMA latency), widening BF16 by a
- *    16-bit shift and F16 with F16C as it loads. Threads split the output rows.
+ *    16-bit shift and F16 with F16C as it loads. Threads take chunks of output rows.
  *  - Several rows (prefill, batches) reuse each weight many times, so the product should be
  *    bound by arithmetic. gemm_blocked converts a panel of 16 weight rows x GEMM_KC columns to
  *    F32 once, transposed to [k][16] so that a 6 x 16 register tile of the output (12
@@ -55,16 +55,26 @@ INLINE float hsum8(__m256 v) {
 
 /* ---- one row: matrix-vector product ---- */
 
+/* Bytes ahead of the current position that each weight row stream is prefetched. */
+#define MATVEC_PREFETCH 256
+
 /* out[n] = W[n, :] . x (+ bias[n]) for n0 <= n < n1. */
 INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const void *w /* [N, K] */,
                          int64_t K, int64_t n0, int64_t n1, dtype dt, const float *bias) {
     const int64_t K16 = K & ~(int64_t)15;
+    const char *wb = w; /* prefetch addresses may run past the matrix: prefetches never fault */
+    const size_t es = dtype_size(dt);
     int64_t n = n0;
     for (; n + 4 <= n1; n += 4) {
         const size_t r0 = (size_t)n * K, r1 = r0 + K, r2 = r1 + K, r3 = r2 + K;
         __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0,
                b3 = a0;
         for (int64_t k = 0; k < K16; k += 16) {
+            /* the hardware prefetcher alone leaves bandwidth unused (measured: docs/PERF.md) */
+            _mm_prefetch(wb + (r0 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch(wb + (r1 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch(wb + (r2 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch(wb + (r3 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
             __m256 xl = _mm256_loadu_ps(x + k), xh = _mm256_loadu_ps(x + k + 8);
             a0 = _mm256_fmadd_ps(load8(w, r0 + k, dt), xl, a0);
             b0 = _mm256_fmadd_ps(load8(w, r0 + k + 8, dt), xh, b0);
@@ -109,24 +119,25 @@ INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const v
     }
 }
 
+/* Rows of W per task: 64 rows of 896 BF16 weights are 112 KiB, large enough that handing out a
+ * task costs nothing, small enough that a thread descheduled by the OS (other processes on the
+ * cores) delays the product by little: the others take the remaining tasks. */
+#define MATVEC_CHUNK 64
+
 static void matvec(float *out, const float *x, const bweight *W, const float *bias) {
-    const int64_t N = W->rows, K = W->cols, blocks = (N + 3) / 4;
+    const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
     const dtype dt = W->dt;
     const void *w = W->data;
     /* Small products stay on one thread: a parallel region costs more than they do. */
-#pragma omp parallel if (N * K >= 65536)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        int64_t n0 = blocks * t / nt * 4, n1 = blocks * (t + 1) / nt * 4;
-        if (n1 > N) n1 = N;
-        if (n0 < n1) {
-            if (dt == DT_BF16)
-                matvec_range(out, x, w, K, n0, n1, DT_BF16, bias);
-            else if (dt == DT_F16)
-                matvec_range(out, x, w, K, n0, n1, DT_F16, bias);
-            else
-                matvec_range(out, x, w, K, n0, n1, DT_F32, bias);
-        }
+#pragma omp parallel for schedule(dynamic, 1) if (N * K >= 65536)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
+        if (dt == DT_BF16)
+            matvec_range(out, x, w, K, n0, n1, DT_BF16, bias);
+        else if (dt == DT_F16)
+            matvec_range(out, x, w, K, n0, n1, DT_F16, bias);
+        else
+            matvec_range(out, x, w, K, n0, n1, DT_F32, bias);
     }
 }
 
