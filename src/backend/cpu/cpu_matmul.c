@@ -143,10 +143,10 @@ static void matvec(float *out, const float *x, const bweight *W, const float *bi
 
 /* ---- several rows: blocked matrix product ---- */
 
-#define GEMM_MR 6   /* output rows of the register tile */
-#define GEMM_NR 16  /* output columns of the register tile (two 8-lane vectors) */
-#define GEMM_KC 256 /* depth of a packed panel: 16 x 256 floats = 16 KiB, stays in L1 */
-#define GEMM_MC 192 /* input rows per pass over the panels (MC x K floats stay in L2/L3) */
+#define GEMM_MR 6              /* output rows of the register tile */
+#define GEMM_NR 16             /* output columns of the register tile (two 8-lane vectors) */
+#define GEMM_KC 256            /* depth of a packed panel: 16 x 256 floats = 16 KiB, stays in L1 */
+#define GEMM_A_BYTES (1 << 20) /* input rows per pass over the panels: MC x K floats fit in L2 */
 
 /* dst[k][i] = W[n0 + i, k0 + k] as F32 for i < nvalid, 0 for nvalid <= i < 16. */
 INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */, int64_t K, int64_t n0,
@@ -259,11 +259,16 @@ static void pack_panel_any(float *dst, const bweight *W, int64_t n0, int nvalid,
 static void gemm_blocked(float *out, const float *in, int64_t M, const bweight *W,
                          const float *bias) {
     const int64_t N = W->rows, K = W->cols, panels = (N + GEMM_NR - 1) / GEMM_NR;
+    /* Rows per pass: their inputs stay in L2 while every panel goes by; 48..192 rows so that a
+     * panel is converted once per 48 rows or more. (Measured on a 2-core Xeon: a fixed 48, 96
+     * or 192 rows are within 15% of each other; many rows win for K = 896, few for 4864.) */
+    int64_t mc = GEMM_A_BYTES / (K * (int64_t)sizeof(float)) / GEMM_MR * GEMM_MR;
+    mc = mc < 48 ? 48 : mc > 192 ? 192 : mc;
 #pragma omp parallel if (M * N * K >= 262144)
     {
         _Alignas(32) float panel[GEMM_KC * GEMM_NR];
-        for (int64_t mb = 0; mb < M; mb += GEMM_MC) {
-            int64_t mend = mb + GEMM_MC < M ? mb + GEMM_MC : M;
+        for (int64_t mb = 0; mb < M; mb += mc) {
+            int64_t mend = mb + mc < M ? mb + mc : M;
 #pragma omp for schedule(dynamic, 1) nowait
             for (int64_t p = 0; p < panels; p++) {
                 int64_t n0 = p * GEMM_NR;
