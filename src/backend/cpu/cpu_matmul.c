@@ -124,6 +124,12 @@ INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const v
  * cores) delays the product by little: the others take the remaining tasks. */
 #define MATVEC_CHUNK 64
 
+/* Up to this many rows the product streams the weights (matvec_few); beyond, it converts them
+ * into panels once and is bound by arithmetic (gemm_blocked). */
+#ifndef MATVEC_MAX_ROWS
+#define MATVEC_MAX_ROWS 4
+#endif
+
 static void matvec(float *out, const float *x, const bweight *W, const float *bias) {
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
     const dtype dt = W->dt;
@@ -138,6 +144,76 @@ static void matvec(float *out, const float *x, const bweight *W, const float *bi
             matvec_range(out, x, w, K, n0, n1, DT_F16, bias);
         else
             matvec_range(out, x, w, K, n0, n1, DT_F32, bias);
+    }
+}
+
+/* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < mr and n0 <= n < n1: the matvec for a
+ * few rows (batched decode), reading each weight once for all of them. nb weight rows at a
+ * time times mr inputs make the independent accumulators (both constants where inlined);
+ * n1 - n0 must be a multiple of nb. */
+INLINE void matvec_rows(int mr, int nb, float *out /* [mr, ldo] */, int64_t ldo,
+                        const float *x /* [mr, K] */, const void *w /* [N, K] */, int64_t K,
+                        int64_t n0, int64_t n1, dtype dt, const float *bias) {
+    const int64_t K8 = K & ~(int64_t)7;
+    const char *wb = w;
+    const size_t es = dtype_size(dt);
+    for (int64_t n = n0; n + nb <= n1; n += nb) {
+        __m256 acc[4][4];
+        for (int j = 0; j < nb; j++)
+            for (int m = 0; m < mr; m++)
+                acc[j][m] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < K8; k += 8) {
+            __m256 xv[4];
+            for (int m = 0; m < mr; m++)
+                xv[m] = _mm256_loadu_ps(x + m * K + k);
+            for (int j = 0; j < nb; j++) {
+                size_t at = (size_t)(n + j) * K + k;
+                _mm_prefetch(wb + at * es + MATVEC_PREFETCH, _MM_HINT_T0);
+                __m256 wv = load8(w, at, dt);
+                for (int m = 0; m < mr; m++)
+                    acc[j][m] = _mm256_fmadd_ps(wv, xv[m], acc[j][m]);
+            }
+        }
+        for (int j = 0; j < nb; j++) {
+            for (int m = 0; m < mr; m++) {
+                float s = hsum8(acc[j][m]);
+                for (int64_t k = K8; k < K; k++)
+                    s += load1(w, (size_t)(n + j) * K + k, dt) * x[m * K + k];
+                out[m * ldo + n + j] = s + (bias ? bias[n + j] : 0.0f);
+            }
+        }
+    }
+}
+
+static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, const bweight *W,
+                            int64_t n0, int64_t n1, const float *bias) {
+    const void *w = W->data;
+    const int64_t K = W->cols;
+    const int64_t nb2 = n0 + (n1 - n0) / 2 * 2, nb4 = n0 + (n1 - n0) / 4 * 4;
+#define MATVEC_ROWS_DT(dt)                                                                         \
+    do {                                                                                           \
+        if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, K, n0, nb4, dt, bias);                      \
+        if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
+        if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
+        for (int64_t n = mr == 2 ? nb4 : nb2; n < n1; n++)                                         \
+            matvec_rows(mr == 2 ? 2 : mr == 3 ? 3 : 4, 1, out, ldo, x, w, K, n, n + 1, dt, bias);  \
+    } while (0)
+    if (W->dt == DT_BF16)
+        MATVEC_ROWS_DT(DT_BF16);
+    else if (W->dt == DT_F16)
+        MATVEC_ROWS_DT(DT_F16);
+    else
+        MATVEC_ROWS_DT(DT_F32);
+#undef MATVEC_ROWS_DT
+}
+
+/* A few rows (2..4): chunks of output columns, like matvec. */
+static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, const float *bias) {
+    const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
+#pragma omp parallel for schedule(dynamic, 1) if (N * K >= 65536)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
+        matvec_rows_any((int)M, out, N, x, W, n0, n1, bias);
     }
 }
 
@@ -298,6 +374,8 @@ static void gemm_blocked(float *out, const float *in, int64_t M, const bweight *
 void cpu_gemm(float *out, const float *in, int64_t M, const bweight *W, const float *bias) {
     if (M == 1)
         matvec(out, in, W, bias);
+    else if (M <= MATVEC_MAX_ROWS)
+        matvec_few(out, in, M, W, bias);
     else
         gemm_blocked(out, in, M, W, bias);
 }
