@@ -123,7 +123,11 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
     const float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
     const float *kc = cache->k, *vc = cache->v; /* [cache batch, Hkv, cap, hd] */
     const float scale = a->scale, softcap = a->softcap;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (rows * H > 1)
+    /* Short contexts stay on one thread: a parallel region costs more than they do. */
+    int64_t work = 0; /* multiply-adds of q.k and p.v, at most */
+    for (int b = 0; b < st->batch; b++)
+        work += (int64_t)T * (st->pos[b] + T) * H * hd * 2;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= 65536)
     for (int64_t r = 0; r < rows; r++) {
         for (int h = 0; h < H; h++) {
             int b = (int)(r / T);

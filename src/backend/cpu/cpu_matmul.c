@@ -53,6 +53,21 @@ INLINE float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+void cpu_row_to_f32(float *dst, const void *src, dtype dt, int64_t n) {
+    int64_t i = 0;
+    if (dt == DT_BF16)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, load8(src, (size_t)i, DT_BF16));
+    else if (dt == DT_F16)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, load8(src, (size_t)i, DT_F16));
+    else
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, load8(src, (size_t)i, DT_F32));
+    for (; i < n; i++)
+        dst[i] = load1(src, (size_t)i, dt);
+}
+
 /* ---- one row: matrix-vector product ---- */
 
 /* Bytes ahead of the current position that each weight row stream is prefetched. */
