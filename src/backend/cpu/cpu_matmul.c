@@ -5,7 +5,9 @@
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
  *    weight is read once. matvec_range streams four weight rows at a time with two 8-lane
  *    accumulators each (8 independent FMA chains hide the FMA latency), widening BF16 by a
- *    16-bit shift and F16 with F16C as it loads. Threads take chunks of output rows.
+ *    16-bit shift and F16 with F16C as it loads, prefetching ahead of each row stream.
+ *    Threads take chunks of output rows. Two to four rows (batched decode) still stream the
+ *    weights once, each weight feeding every row (matvec_rows).
  *  - Several rows (prefill, batches) reuse each weight many times, so the product should be
  *    bound by arithmetic. gemm_blocked converts a panel of 16 weight rows x GEMM_KC columns to
  *    F32 once, transposed to [k][16] so that a 6 x 16 register tile of the output (12
@@ -141,9 +143,7 @@ INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const v
 
 /* Up to this many rows the product streams the weights (matvec_few); beyond, it converts them
  * into panels once and is bound by arithmetic (gemm_blocked). */
-#ifndef MATVEC_MAX_ROWS
 #define MATVEC_MAX_ROWS 4
-#endif
 
 static void matvec(float *out, const float *x, const bweight *W, const float *bias) {
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
@@ -211,7 +211,7 @@ static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, con
         if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
         if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
         for (int64_t n = mr == 2 ? nb4 : nb2; n < n1; n++)                                         \
-            matvec_rows(mr == 2 ? 2 : mr == 3 ? 3 : 4, 1, out, ldo, x, w, K, n, n + 1, dt, bias);  \
+            matvec_rows(mr, 1, out, ldo, x, w, K, n, n + 1, dt, bias);                             \
     } while (0)
     if (W->dt == DT_BF16)
         MATVEC_ROWS_DT(DT_BF16);
@@ -237,7 +237,7 @@ static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, 
 #define GEMM_MR 6              /* output rows of the register tile */
 #define GEMM_NR 16             /* output columns of the register tile (two 8-lane vectors) */
 #define GEMM_KC 256            /* depth of a packed panel: 16 x 256 floats = 16 KiB, stays in L1 */
-#define GEMM_A_BYTES (1 << 20) /* input rows per pass over the panels: MC x K floats fit in L2 */
+#define GEMM_A_BYTES (1 << 20) /* input bytes of one pass over the panels (stay in L2) */
 
 /* dst[k][i] = W[n0 + i, k0 + k] as F32 for i < nvalid, 0 for nvalid <= i < 16. */
 INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */, int64_t K, int64_t n0,
