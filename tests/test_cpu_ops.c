@@ -521,6 +521,10 @@ static void test_attention(void) {
     attn_run(&mqa, "MQA decode over 151 keys (several softmax blocks)");
     attn_case mqa_pre = {3, 1, 9, 1, 70, 80, 0, {5, 0}, {0, 0}, 0.33f, 0};
     attn_run(&mqa_pre, "MQA prefill of 70 rows, odd head_dim");
+    attn_case wide = {4, 2, 64, 1, 3, 200, 0, {130, 0}, {0, 0}, 0.125f, 0};
+    attn_run(&wide, "head_dim 64 over 133 keys (AVX2 paths, several blocks)");
+    attn_case wide2 = {2, 1, 72, 2, 2, 40, 0, {20, 30}, {0, 5}, 0.12f, 0};
+    attn_run(&wide2, "head_dim 72 (64 + 8)");
     attn_case win = {4, 2, 8, 2, 4, 32, 4, {6, 10}, {0, 0}, 0.35f, 0};
     attn_run(&win, "window 4 < sequence");
     attn_case ring = {4, 2, 8, 2, 3, 6, 4, {10, 13}, {0, 0}, 0.35f, 0};
