@@ -243,12 +243,19 @@ static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, 
 INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */, int64_t K, int64_t n0,
                        int nvalid, int64_t k0, int kc, dtype dt) {
     if (nvalid < GEMM_NR) memset(dst, 0, sizeof(float) * GEMM_NR * (size_t)kc);
+    const char *wb = w; /* prefetches past the matrix's end are harmless (they never fault) */
+    const size_t es = dtype_size(dt);
     int i = 0;
     /* Eight rows at a time: widen 8 x 8 blocks and transpose them in registers. */
     for (; i + 8 <= nvalid; i += 8) {
         size_t base = (size_t)(n0 + i) * K + k0;
         int k = 0;
         for (; k + 8 <= kc; k += 8) {
+            /* the same rows' next block (or the next rows), a line per row every 32 columns:
+             * 5-10% for 5-32 rows, where converting panels is most of the time */
+            if ((k & 31) == 0)
+                for (int j = 0; j < 8; j++)
+                    _mm_prefetch(wb + (base + (size_t)j * K + k + GEMM_KC) * es, _MM_HINT_T0);
             __m256 r0 = load8(w, base + k, dt), r1 = load8(w, base + K + k, dt);
             __m256 r2 = load8(w, base + 2 * K + k, dt), r3 = load8(w, base + 3 * K + k, dt);
             __m256 r4 = load8(w, base + 4 * K + k, dt), r5 = load8(w, base + 5 * K + k, dt);
