@@ -1,0 +1,177 @@
+/* cpu_attention.c — the CPU qkv_finish (q/k norms, RoPE, KV-cache write) and attention.
+ *
+ * Attention runs one (row, head) pair per OpenMP task with a streaming softmax over blocks of
+ * keys (running max and sum, output rescaled when the max grows), so that it needs no scratch
+ * memory however long the sequence. K and V are read straight from the cache slot of each
+ * position (j % cap); grouped-query heads share a kv head by index (h / (H / Hkv)), never by
+ * copying. RoPE follows transformers: angle = (float)pos * inv_freq[i] in F32, cos and sin of
+ * it times attn_factor, rotate_half pairing of i with i + rot_dim/2.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+#define CPU_MAX_HEAD_DIM 1024 /* bound on head_dim and rot_dim (stack buffers) */
+#define ATTN_BLOCK 64         /* keys scored per block of the streaming softmax */
+
+static llmrt_status check_attn(const attn_params *a, const kv_layer *cache, int batch,
+                               const char *op) {
+    if (!a || a->n_heads < 1 || a->n_kv_heads < 1 || a->head_dim < 1 ||
+        a->n_heads % a->n_kv_heads != 0)
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu %s: bad attention geometry (%d heads, %d kv heads, head_dim %d)", op,
+                       a ? a->n_heads : 0, a ? a->n_kv_heads : 0, a ? a->head_dim : 0);
+    if (a->head_dim > CPU_MAX_HEAD_DIM)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "cpu %s: head_dim %d is above the supported %d", op,
+                       a->head_dim, CPU_MAX_HEAD_DIM);
+    if (a->window < 0)
+        return err_set(LLMRT_ERR_INVALID, "cpu %s: negative window %d", op, a->window);
+    if (!cache || !cache->k || !cache->v || cache->cap < 1)
+        return err_set(LLMRT_ERR_INVALID, "cpu %s: KV cache missing or empty", op);
+    if (cache->batch < batch)
+        return err_set(LLMRT_ERR_INVALID, "cpu %s: KV cache holds %d sequences, the step has %d",
+                       op, cache->batch, batch);
+    return LLMRT_OK;
+}
+
+/* Rotates the first rot_dim dims of x by the precomputed cos c and sin s ([rot_dim / 2]). */
+static void rope_apply(float *x /* [head_dim] */, const float *c, const float *s, int half) {
+    for (int i = 0; i < half; i++) {
+        float x1 = x[i], x2 = x[i + half];
+        x[i] = x1 * c[i] - x2 * s[i];
+        x[i + half] = x2 * c[i] + x1 * s[i];
+    }
+}
+
+llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
+                            const norm_params *q_norm, const norm_params *k_norm,
+                            const rope_params *rope, kv_layer *cache) {
+    TRY(cpu_check_step(be, "qkv_finish"));
+    cpu_state *st = cpu_state_of(be);
+    TRY(check_attn(a, cache, st->batch, "qkv_finish"));
+    const int H = a->n_heads, Hkv = a->n_kv_heads, hd = a->head_dim;
+    if (rope &&
+        (!rope->inv_freq || rope->rot_dim < 2 || rope->rot_dim % 2 != 0 || rope->rot_dim > hd))
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu qkv_finish: rot_dim %d must be even, >= 2 and <= head_dim %d",
+                       rope->rot_dim, hd);
+    if ((q_norm && !q_norm->w) || (k_norm && !k_norm->w))
+        return err_set(LLMRT_ERR_INVALID, "cpu qkv_finish: q/k norm weight missing");
+    float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
+    float *kc = cache->k, *vc = cache->v; /* [cache batch, Hkv, cap, hd] */
+    const int64_t rows = (int64_t)st->batch * st->n_tokens, width = (int64_t)(H + 2 * Hkv) * hd;
+    const int half = rope ? rope->rot_dim / 2 : 0;
+#pragma omp parallel for if (rows * width >= 32768)
+    for (int64_t r = 0; r < rows; r++) {
+        int b = (int)(r / st->n_tokens);
+        int64_t p = (int64_t)st->pos[b] + r % st->n_tokens;
+        float *q = qkv + r * width, *k = q + (int64_t)H * hd, *v = k + (int64_t)Hkv * hd;
+        float c[CPU_MAX_HEAD_DIM / 2], s[CPU_MAX_HEAD_DIM / 2];
+        for (int i = 0; i < half; i++) {
+            float angle = (float)(p - st->start[b]) * rope->inv_freq[i];
+            c[i] = cosf(angle) * rope->attn_factor;
+            s[i] = sinf(angle) * rope->attn_factor;
+        }
+        for (int h = 0; h < H; h++) {
+            if (q_norm) cpu_norm_row(q + h * hd, q + h * hd, hd, q_norm);
+            if (rope) rope_apply(q + h * hd, c, s, half);
+        }
+        int64_t slot = p % cache->cap;
+        for (int h = 0; h < Hkv; h++) {
+            if (k_norm) cpu_norm_row(k + h * hd, k + h * hd, hd, k_norm);
+            if (rope) rope_apply(k + h * hd, c, s, half);
+            size_t at = (((size_t)b * Hkv + h) * cache->cap + slot) * hd;
+            memcpy(kc + at, k + h * hd, sizeof(float) * hd);
+            memcpy(vc + at, v + h * hd, sizeof(float) * hd);
+        }
+    }
+    return LLMRT_OK;
+}
+
+/* The first position that a query of sequence b at position p sees. */
+static int64_t first_key(const cpu_state *st, int b, int64_t p, int window) {
+    int64_t lo = st->start[b];
+    if (window > 0 && p - window + 1 > lo) lo = p - window + 1;
+    return lo;
+}
+
+llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_layer *cache,
+                           const attn_params *a) {
+    TRY(cpu_check_step(be, "attention"));
+    cpu_state *st = cpu_state_of(be);
+    TRY(check_attn(a, cache, st->batch, "attention"));
+    const int H = a->n_heads, Hkv = a->n_kv_heads, hd = a->head_dim, group = H / Hkv;
+    const int T = st->n_tokens, cap = cache->cap;
+    const int64_t rows = (int64_t)st->batch * T, width = (int64_t)(H + 2 * Hkv) * hd;
+    /* Every key a query needs must still be in its slot: after this step the slot of
+     * position j holds j only if j > (last position written) - cap. */
+    for (int b = 0; b < st->batch; b++) {
+        int64_t last = (int64_t)st->pos[b] + T - 1;
+        for (int t = 0; t < T; t++) {
+            int64_t p = (int64_t)st->pos[b] + t, lo = first_key(st, b, p, a->window);
+            if (lo <= p && lo <= last - cap)
+                return err_set(LLMRT_ERR_INVALID,
+                               "cpu attention: sequence %d at position %lld needs the key at "
+                               "position %lld, which the cache of %d slots no longer holds "
+                               "(window %d, %d tokens in the step)",
+                               b, (long long)p, (long long)lo, cap, a->window, T);
+        }
+    }
+    float *out = out_;                          /* [rows, H * hd] */
+    const float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
+    const float *kc = cache->k, *vc = cache->v; /* [cache batch, Hkv, cap, hd] */
+    const float scale = a->scale, softcap = a->softcap;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (rows * H > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        for (int h = 0; h < H; h++) {
+            int b = (int)(r / T);
+            int64_t p = (int64_t)st->pos[b] + r % T, lo = first_key(st, b, p, a->window);
+            const float *q = qkv + r * width + (int64_t)h * hd;
+            size_t head = ((size_t)b * Hkv + (size_t)(h / group)) * (size_t)cap;
+            const float *kh = kc + head * hd, *vh = vc + head * hd; /* [cap, hd] */
+            float *o = out + r * (int64_t)H * hd + (int64_t)h * hd;
+            float acc[CPU_MAX_HEAD_DIM], sc[ATTN_BLOCK];
+            float m = -INFINITY, l = 0.0f;
+            for (int i = 0; i < hd; i++)
+                acc[i] = 0.0f;
+            for (int64_t j0 = lo; j0 <= p; j0 += ATTN_BLOCK) {
+                int n = p + 1 - j0 < ATTN_BLOCK ? (int)(p + 1 - j0) : ATTN_BLOCK;
+                float bm = -INFINITY;
+                for (int j = 0; j < n; j++) {
+                    const float *kj = kh + (size_t)((j0 + j) % cap) * hd;
+                    float d = 0.0f;
+#pragma omp simd reduction(+ : d)
+                    for (int i = 0; i < hd; i++)
+                        d += q[i] * kj[i];
+                    d *= scale;
+                    if (softcap > 0.0f) d = softcap * tanhf(d / softcap);
+                    sc[j] = d;
+                    if (d > bm) bm = d;
+                }
+                if (bm > m) { /* rescale what was summed under the old max */
+                    float corr = expf(m - bm);
+                    l *= corr;
+#pragma omp simd
+                    for (int i = 0; i < hd; i++)
+                        acc[i] *= corr;
+                    m = bm;
+                }
+                for (int j = 0; j < n; j++) {
+                    const float *vj = vh + (size_t)((j0 + j) % cap) * hd;
+                    float e = expf(sc[j] - m);
+                    l += e;
+#pragma omp simd
+                    for (int i = 0; i < hd; i++)
+                        acc[i] += e * vj[i];
+                }
+            }
+            /* A left-padding row (p < start) sees no key: its output is zero and unused. */
+            float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            for (int i = 0; i < hd; i++)
+                o[i] = acc[i] * inv;
+        }
+    }
+    return LLMRT_OK;
+}

@@ -1,0 +1,406 @@
+/* cpu_backend.c — the CPU backend: memory, steps and the row-wise ops (embed, norms, residual,
+ * activations, last rows). Matrix products are in cpu_matmul.c, attention in cpu_attention.c.
+ *
+ * Everything lives in host memory: activations and the KV cache are F32, weights are in the
+ * precision the backend was created with (F32, F16 or BF16) and are widened to F32 as they are
+ * read. Row-wise loops are written for `omp simd` so that the float reductions vectorize
+ * without -ffast-math; loops over rows run on every OpenMP thread when there is enough work.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+
+#include "backend/cpu/cpu_internal.h"
+
+/* Below this many elements an op runs on one thread (a parallel region costs microseconds). */
+#define CPU_PAR_MIN 32768
+
+/* ---- memory ---- */
+
+static llmrt_status cpu_alloc(backend *be, size_t bytes, void **out) {
+    (void)be;
+    size_t n = (bytes + 63) / 64 * 64;
+    if (n == 0) n = 64;
+    void *p = aligned_alloc(64, n);
+    if (!p) {
+        *out = NULL;
+        return err_set(LLMRT_ERR_NOMEM, "cpu alloc: out of host memory allocating %zu bytes",
+                       bytes);
+    }
+    memset(p, 0, n);
+    *out = p;
+    return LLMRT_OK;
+}
+
+static void cpu_free(backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static llmrt_status cpu_copy(backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes) memmove(dst, src, bytes);
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_act_from_f32(backend *be, void *dst, const float *src, size_t n) {
+    return cpu_copy(be, dst, src, n * sizeof(float));
+}
+
+static llmrt_status cpu_act_to_f32(backend *be, float *dst, const void *src, size_t n) {
+    return cpu_copy(be, dst, src, n * sizeof(float));
+}
+
+/* Free memory is MemAvailable of /proc/meminfo (free + reclaimable page cache); sysinfo's
+ * freeram where /proc is missing. */
+static llmrt_status cpu_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes) {
+    (void)be;
+    struct sysinfo si;
+    if (sysinfo(&si) != 0) return err_set(LLMRT_ERR_IO, "cpu mem_info: sysinfo failed");
+    *total_bytes = (size_t)si.totalram * si.mem_unit;
+    *free_bytes = (size_t)si.freeram * si.mem_unit;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                *free_bytes = (size_t)kb * 1024;
+                break;
+            }
+        }
+        fclose(f);
+    }
+    return LLMRT_OK;
+}
+
+/* ---- steps ---- */
+
+static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
+    cpu_state *st = cpu_state_of(be);
+    st->have_step = 0;
+    if (s->batch < 1 || s->n_tokens < 1)
+        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: batch %d and n_tokens %d must be >= 1",
+                       s->batch, s->n_tokens);
+    if (!s->ids || !s->pos)
+        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: ids and pos must be given");
+    size_t rows = (size_t)s->batch * (size_t)s->n_tokens;
+    if (rows > st->ids_cap) {
+        int32_t *p = realloc(st->ids, rows * sizeof *p);
+        if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory for %zu ids", rows);
+        st->ids = p;
+        st->ids_cap = rows;
+    }
+    if ((size_t)s->batch > st->batch_cap) {
+        int32_t *p = realloc(st->pos, (size_t)s->batch * sizeof *p);
+        if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory");
+        st->pos = p;
+        p = realloc(st->start, (size_t)s->batch * sizeof *p);
+        if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory");
+        st->start = p;
+        st->batch_cap = (size_t)s->batch;
+    }
+    for (int b = 0; b < s->batch; b++) {
+        int32_t start = s->start ? s->start[b] : 0;
+        if (s->pos[b] < 0 || start < 0 || s->pos[b] > INT32_MAX - s->n_tokens)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cpu step_begin: sequence %d has position %d and start %d (must be "
+                           ">= 0 and pos + n_tokens must fit in int32)",
+                           b, (int)s->pos[b], (int)start);
+        st->pos[b] = s->pos[b];
+        st->start[b] = start;
+    }
+    memcpy(st->ids, s->ids, rows * sizeof *st->ids);
+    st->batch = s->batch;
+    st->n_tokens = s->n_tokens;
+    st->have_step = 1;
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_step_end(backend *be) {
+    cpu_state_of(be)->have_step = 0;
+    return LLMRT_OK;
+}
+
+llmrt_status cpu_check_step(backend *be, const char *op) {
+    if (!cpu_state_of(be)->have_step)
+        return err_set(LLMRT_ERR_INVALID, "cpu %s: called outside a step (no step_begin)", op);
+    return LLMRT_OK;
+}
+
+static int64_t step_rows(backend *be) {
+    cpu_state *st = cpu_state_of(be);
+    return (int64_t)st->batch * st->n_tokens;
+}
+
+/* ---- embedding ---- */
+
+/* Widens n elements of row `row` of w to F32. */
+static void weight_row_f32(float *dst /* [n] */, const bweight *w, int64_t row, int64_t n) {
+    const char *src = (const char *)w->data + (size_t)row * (size_t)w->cols * dtype_size(w->dt);
+    dtype_convert(dst, DT_F32, src, w->dt, (size_t)n);
+}
+
+static llmrt_status cpu_embed(backend *be, void *x_, const bweight *table, const bweight *pos_table,
+                              float scale) {
+    TRY(cpu_check_step(be, "embed"));
+    cpu_state *st = cpu_state_of(be);
+    float *x = x_; /* [rows, D] */
+    int64_t D = table->cols, rows = step_rows(be);
+    if (pos_table && pos_table->cols != D)
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu embed: position table width %lld differs from token table width %lld",
+                       (long long)pos_table->cols, (long long)D);
+    for (int64_t r = 0; r < rows; r++) {
+        int32_t id = st->ids[r];
+        if (id < 0 || id >= table->rows)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cpu embed: token id %d (row %lld) is outside the vocabulary of %lld",
+                           (int)id, (long long)r, (long long)table->rows);
+        if (pos_table) {
+            int b = (int)(r / st->n_tokens);
+            int64_t p = (int64_t)st->pos[b] + r % st->n_tokens - st->start[b];
+            if (p >= pos_table->rows)
+                return err_set(LLMRT_ERR_INVALID,
+                               "cpu embed: position %lld is beyond the %lld learned positions",
+                               (long long)p, (long long)pos_table->rows);
+        }
+    }
+    /* transformers multiplies by the scale in the model dtype (Gemma 3's normalizer). */
+    if (be->weight_dtype == DT_BF16) scale = bf16_to_f32(f32_to_bf16(scale));
+    if (be->weight_dtype == DT_F16) scale = f16_to_f32(f32_to_f16(scale));
+#pragma omp parallel for if (rows * D >= CPU_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        float *xr = x + r * D;
+        weight_row_f32(xr, table, st->ids[r], D);
+#pragma omp simd
+        for (int64_t i = 0; i < D; i++)
+            xr[i] *= scale;
+        if (pos_table) {
+            int b = (int)(r / st->n_tokens);
+            int64_t p = (int64_t)st->pos[b] + r % st->n_tokens - st->start[b];
+            if (p < 0) p = 0; /* a left-padding row: its output is never used */
+            float prow[1024];
+            for (int64_t i0 = 0; i0 < D; i0 += 1024) {
+                int64_t n = D - i0 < 1024 ? D - i0 : 1024;
+                const char *src = (const char *)pos_table->data +
+                                  ((size_t)p * (size_t)D + (size_t)i0) * dtype_size(pos_table->dt);
+                dtype_convert(prow, DT_F32, src, pos_table->dt, (size_t)n);
+                for (int64_t i = 0; i < n; i++)
+                    xr[i0 + i] += prow[i];
+            }
+        }
+    }
+    return LLMRT_OK;
+}
+
+/* ---- norms and residual ---- */
+
+static llmrt_status check_norm(const norm_params *p, int D, const char *op) {
+    if (D < 1) return err_set(LLMRT_ERR_INVALID, "cpu %s: width %d must be >= 1", op, D);
+    if (!p || !p->w) return err_set(LLMRT_ERR_INVALID, "cpu %s: norm weight missing", op);
+    if (p->kind != NORM_RMS && p->kind != NORM_RMS_PLUS1 && p->kind != NORM_LAYER)
+        return err_set(LLMRT_ERR_INVALID, "cpu %s: unknown norm kind %d", op, (int)p->kind);
+    return LLMRT_OK;
+}
+
+void cpu_norm_row(float *out, const float *x, int D, const norm_params *p) {
+    const float *w = p->w;
+    if (p->kind == NORM_LAYER) {
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < D; i++)
+            sum += x[i];
+        float mean = sum / (float)D, var = 0.0f;
+#pragma omp simd reduction(+ : var)
+        for (int i = 0; i < D; i++)
+            var += (x[i] - mean) * (x[i] - mean);
+        float inv = 1.0f / sqrtf(var / (float)D + p->eps);
+        if (p->b) {
+#pragma omp simd
+            for (int i = 0; i < D; i++)
+                out[i] = (x[i] - mean) * inv * w[i] + p->b[i];
+        } else {
+#pragma omp simd
+            for (int i = 0; i < D; i++)
+                out[i] = (x[i] - mean) * inv * w[i];
+        }
+        return;
+    }
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int i = 0; i < D; i++)
+        ss += x[i] * x[i];
+    float inv = 1.0f / sqrtf(ss / (float)D + p->eps);
+    if (p->kind == NORM_RMS_PLUS1) {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            out[i] = x[i] * inv * (1.0f + w[i]);
+    } else {
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            out[i] = x[i] * inv * w[i];
+    }
+}
+
+static llmrt_status cpu_norm(backend *be, void *out_, const void *in_, int D,
+                             const norm_params *p) {
+    TRY(cpu_check_step(be, "norm"));
+    TRY(check_norm(p, D, "norm"));
+    float *out = out_;     /* [rows, D] */
+    const float *in = in_; /* [rows, D] */
+    int64_t rows = step_rows(be);
+#pragma omp parallel for if (rows * D >= CPU_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++)
+        cpu_norm_row(out + r * D, in + r * D, D, p);
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_add_norm(backend *be, void *x_, const void *r_, void *out_, int D,
+                                 const norm_params *p) {
+    TRY(cpu_check_step(be, "add_norm"));
+    TRY(check_norm(p, D, "add_norm"));
+    float *x = x_, *out = out_; /* [rows, D] */
+    const float *res = r_;      /* [rows, D] */
+    int64_t rows = step_rows(be);
+#pragma omp parallel for if (rows * D >= CPU_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        float *xr = x + r * D;
+        const float *rr = res + r * D;
+#pragma omp simd
+        for (int i = 0; i < D; i++)
+            xr[i] += rr[i];
+        cpu_norm_row(out + r * D, xr, D, p);
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_add(backend *be, void *x_, const void *r_, int D) {
+    TRY(cpu_check_step(be, "add"));
+    float *x = x_;         /* [rows, D] */
+    const float *res = r_; /* [rows, D] */
+    int64_t n = step_rows(be) * D;
+#pragma omp parallel for simd if (n >= CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        x[i] += res[i];
+    return LLMRT_OK;
+}
+
+/* ---- activations ---- */
+
+static inline float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+static inline float silu(float x) {
+    return x / (1.0f + expf(-x));
+}
+
+static llmrt_status cpu_activate(backend *be, void *out_, const void *in_, int F, act_kind kind) {
+    TRY(cpu_check_step(be, "activate"));
+    if (F < 1) return err_set(LLMRT_ERR_INVALID, "cpu activate: width %d must be >= 1", F);
+    float *out = out_;     /* [rows, F] */
+    const float *in = in_; /* [rows, 2F] gated, [rows, F] otherwise */
+    int64_t rows = step_rows(be);
+    switch (kind) {
+    case ACT_SILU_GATED:
+#pragma omp parallel for if (rows * F >= CPU_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *g = in + r * 2 * F, *u = g + F;
+            float *o = out + r * F;
+            for (int i = 0; i < F; i++)
+                o[i] = silu(g[i]) * u[i];
+        }
+        return LLMRT_OK;
+    case ACT_GELU_TANH_GATED:
+#pragma omp parallel for if (rows * F >= CPU_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *g = in + r * 2 * F, *u = g + F;
+            float *o = out + r * F;
+            for (int i = 0; i < F; i++)
+                o[i] = gelu_tanh(g[i]) * u[i];
+        }
+        return LLMRT_OK;
+    case ACT_GELU_TANH: {
+        int64_t n = rows * F;
+#pragma omp parallel for if (n >= CPU_PAR_MIN)
+        for (int64_t i = 0; i < n; i++)
+            out[i] = gelu_tanh(in[i]);
+        return LLMRT_OK;
+    }
+    }
+    return err_set(LLMRT_ERR_INVALID, "cpu activate: unknown activation kind %d", (int)kind);
+}
+
+static llmrt_status cpu_last_rows(backend *be, void *out_, const void *in_, int D) {
+    TRY(cpu_check_step(be, "last_rows"));
+    cpu_state *st = cpu_state_of(be);
+    float *out = out_;     /* [batch, D] */
+    const float *in = in_; /* [batch * n_tokens, D] */
+    for (int b = 0; b < st->batch; b++)
+        memmove(out + (size_t)b * D, in + ((size_t)b * st->n_tokens + st->n_tokens - 1) * D,
+                (size_t)D * sizeof(float));
+    return LLMRT_OK;
+}
+
+/* ---- the table ---- */
+
+static void cpu_destroy(backend *be) {
+    if (!be) return;
+    cpu_state *st = cpu_state_of(be);
+    if (st) {
+        free(st->ids);
+        free(st->pos);
+        free(st->start);
+        free(st);
+    }
+    free(be);
+}
+
+static const backend_ops cpu_ops = {
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .act_from_f32 = cpu_act_from_f32,
+    .act_to_f32 = cpu_act_to_f32,
+    .mem_info = cpu_mem_info,
+    .step_begin = cpu_step_begin,
+    .step_end = cpu_step_end,
+    .embed = cpu_embed,
+    .norm = cpu_norm,
+    .add_norm = cpu_add_norm,
+    .add = cpu_add,
+    .matmul = cpu_matmul,
+    .qkv_finish = cpu_qkv_finish,
+    .attention = cpu_attention,
+    .activate = cpu_activate,
+    .last_rows = cpu_last_rows,
+    .logits = cpu_logits,
+    .destroy = cpu_destroy,
+};
+
+llmrt_status cpu_backend_create(backend **out, dtype precision) {
+    *out = NULL;
+    if (precision != DT_F32 && precision != DT_F16 && precision != DT_BF16)
+        return err_set(LLMRT_ERR_INVALID, "cpu backend: unknown precision %d", (int)precision);
+    backend *be = calloc(1, sizeof *be);
+    cpu_state *st = calloc(1, sizeof *st);
+    if (!be || !st) {
+        free(be);
+        free(st);
+        return err_set(LLMRT_ERR_NOMEM, "cpu backend: out of memory");
+    }
+    be->name = "cpu";
+    be->ops = &cpu_ops;
+    be->weight_dtype = precision;
+    be->act_dtype = DT_F32;
+    be->kv_dtype = DT_F32;
+    be->impl = st;
+    *out = be;
+    return LLMRT_OK;
+}

@@ -1,0 +1,47 @@
+/* cpu_internal.h — state and kernels shared by the files of the CPU backend (private). */
+#ifndef LLMRT_CPU_INTERNAL_H
+#define LLMRT_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+
+/* The step set by step_begin, copied into arrays the backend owns. While have_step is 0 no
+ * operation runs. ids has room for ids_cap rows, pos and start for batch_cap sequences. */
+typedef struct cpu_state {
+    int have_step;  /* 1 between step_begin and step_end */
+    int batch;      /* sequences of the step */
+    int n_tokens;   /* new tokens per sequence */
+    int32_t *ids;   /* [batch * n_tokens] token ids, sequence-major */
+    int32_t *pos;   /* [batch] position of each sequence's first new token */
+    int32_t *start; /* [batch] first valid position of each sequence (0 when not padded) */
+    size_t ids_cap, batch_cap;
+} cpu_state;
+
+static inline cpu_state *cpu_state_of(backend *be) {
+    return (cpu_state *)be->impl;
+}
+
+/* Fails (naming op) unless a step is open. */
+llmrt_status cpu_check_step(backend *be, const char *op);
+
+/* out = norm(x) over D elements (norm kind, weights and eps from p); out may equal x. */
+void cpu_norm_row(float *out /* [D] */, const float *x /* [D] */, int D, const norm_params *p);
+
+/* out[m, n] = sum_k in[m, k] * W[n, k] (+ bias[n]) for m < M, all in F32 but W (any dtype).
+ * Uses every OpenMP thread. */
+void cpu_gemm(float *out /* [M, N] */, const float *in /* [M, K] */, int64_t M,
+              const bweight *W /* [N, K] */, const float *bias /* [N] or NULL */);
+
+/* The matmul, qkv_finish and attention entries of the op table. */
+llmrt_status cpu_matmul(backend *be, void *out, const void *in, const bweight *W,
+                        const float *bias);
+llmrt_status cpu_logits(backend *be, float *out, const void *in, int n, const bweight *W,
+                        float softcap);
+llmrt_status cpu_qkv_finish(backend *be, void *qkv, const attn_params *a, const norm_params *q_norm,
+                            const norm_params *k_norm, const rope_params *rope, kv_layer *cache);
+llmrt_status cpu_attention(backend *be, void *out, const void *qkv, const kv_layer *cache,
+                           const attn_params *a);
+
+#endif

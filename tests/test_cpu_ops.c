@@ -1,0 +1,562 @@
+/* test_cpu_ops.c — every op of the CPU backend against a naive double-precision reference.
+ *
+ * Inputs are random and non-zero (test_rand_fill). Weights are rounded to each precision
+ * (F32, F16, BF16) first and the reference is computed from the same rounded values, so the
+ * tolerances below measure only the backend's F32 arithmetic, whatever the precision.
+ * Shapes include sizes that are not multiples of the SIMD widths (8, 16) or of the register
+ * tiles (4 weight rows, 6 x 16 outputs), and both one row (decode) and several rows (prefill).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "base/dtype.h"
+#include "testutil.h"
+
+static const dtype PRECISIONS[3] = {DT_F32, DT_F16, DT_BF16};
+
+/* Stores x in dtype dt (returned, malloc'd) and rounds x in place to what was stored. */
+static void *weight_round(float *x /* [n] */, size_t n, dtype dt) {
+    void *p = malloc(n * dtype_size(dt));
+    dtype_convert(p, dt, x, DT_F32, n);
+    dtype_convert(x, DT_F32, p, dt, n);
+    return p;
+}
+
+static float *rand_vec(size_t n, float lo, float hi, unsigned seed) {
+    float *x = malloc(n * sizeof *x);
+    test_rand_fill(x, n, lo, hi, seed);
+    return x;
+}
+
+static backend *make_backend(dtype dt) {
+    backend *be = NULL;
+    CHECK_OK(cpu_backend_create(&be, dt));
+    return be;
+}
+
+static void begin(backend *be, int batch, int T, const int32_t *ids, const int32_t *pos,
+                  const int32_t *start) {
+    step_desc s = {.batch = batch, .n_tokens = T, .ids = ids, .pos = pos, .start = start};
+    CHECK_OK(be->ops->step_begin(be, &s));
+}
+
+/* ---- memory and steps ---- */
+
+static void test_memory(void) {
+    backend *be = make_backend(DT_BF16);
+    CHECK(be->act_dtype == DT_F32 && be->kv_dtype == DT_F32 && be->weight_dtype == DT_BF16);
+    float *p = NULL;
+    CHECK_OK(be->ops->alloc(be, 1000 * sizeof(float), (void **)&p));
+    CHECK(p && ((uintptr_t)p % 64) == 0);
+    int zero = 1;
+    for (int i = 0; i < 1000; i++)
+        zero &= p[i] == 0.0f;
+    CHECK(zero);
+    float src[5] = {1, 2, 3, 4, 5}, dst[5] = {0};
+    CHECK_OK(be->ops->upload(be, p, src, sizeof src));
+    CHECK_OK(be->ops->act_to_f32(be, dst, p, 5));
+    CHECK(memcmp(src, dst, sizeof src) == 0);
+    be->ops->free(be, p);
+    size_t fr = 0, tot = 0;
+    CHECK_OK(be->ops->mem_info(be, &fr, &tot));
+    CHECK(tot > 0 && fr > 0 && fr <= tot);
+    backend_free(be);
+}
+
+/* Ops fail cleanly without a step, and the step is a copy of the caller's arrays. */
+static void test_step(void) {
+    backend *be = make_backend(DT_F32);
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    CHECK_ERR(be->ops->add(be, x, x, 4), LLMRT_ERR_INVALID, "outside a step");
+    int32_t ids[2] = {1, 0}, pos[1] = {0};
+    begin(be, 1, 2, ids, pos, NULL);
+    ids[0] = 99; /* the caller's array may change after step_begin */
+    float table[8] = {1, 2, 3, 4, 5, 6, 7, 8}, out[8];
+    bweight t = {.data = table, .dt = DT_F32, .rows = 2, .cols = 4};
+    CHECK_OK(be->ops->embed(be, out, &t, NULL, 1.0f));
+    CHECK(out[0] == 5.0f && out[4] == 1.0f);
+    CHECK_OK(be->ops->step_end(be));
+    CHECK_ERR(be->ops->embed(be, out, &t, NULL, 1.0f), LLMRT_ERR_INVALID, "outside a step");
+    step_desc bad = {.batch = 0, .n_tokens = 1, .ids = ids, .pos = pos};
+    CHECK_ERR(be->ops->step_begin(be, &bad), LLMRT_ERR_INVALID, "batch 0");
+    int32_t neg[1] = {-1};
+    step_desc badpos = {.batch = 1, .n_tokens = 1, .ids = ids, .pos = neg};
+    CHECK_ERR(be->ops->step_begin(be, &badpos), LLMRT_ERR_INVALID, "position -1");
+    backend_free(be);
+}
+
+/* ---- embed ---- */
+
+static void embed_case(dtype dt, int V, int D, int P) {
+    backend *be = make_backend(dt);
+    const int B = 2, T = 3;
+    float *tab = rand_vec((size_t)V * D, -1, 1, 11), *ptab = rand_vec((size_t)P * D, -1, 1, 12);
+    void *tab_w = weight_round(tab, (size_t)V * D, dt),
+         *ptab_w = weight_round(ptab, (size_t)P * D, dt);
+    bweight t = {tab_w, dt, V, D}, pt = {ptab_w, dt, P, D};
+    int32_t ids[6] = {3, 0, V - 1, 7, 7, 1}, pos[2] = {0, 5}, start[2] = {0, 2};
+    float *x = malloc(sizeof(float) * B * T * D);
+    float scale = sqrtf((float)D);
+    float scale_r = scale; /* the scale rounded to the weight dtype, as transformers does */
+    if (dt != DT_F32) {
+        uint16_t h;
+        dtype_convert(&h, dt, &scale, DT_F32, 1);
+        dtype_convert(&scale_r, DT_F32, &h, dt, 1);
+        CHECK(scale_r != scale); /* sqrt(D) is not representable: the rounding is exercised */
+    }
+    for (int with_pos = 0; with_pos < 2; with_pos++) {
+        begin(be, B, T, ids, pos, start);
+        CHECK_OK(be->ops->embed(be, x, &t, with_pos ? &pt : NULL, scale));
+        float *ref = malloc(sizeof(float) * B * T * D);
+        for (int r = 0; r < B * T; r++) {
+            int b = r / T, p = pos[b] + r % T - start[b];
+            for (int i = 0; i < D; i++)
+                ref[r * D + i] = (float)((double)tab[(size_t)ids[r] * D + i] * scale_r +
+                                         (with_pos ? ptab[(size_t)p * D + i] : 0.0));
+        }
+        /* one F32 product and one F32 add: within 2 ulps */
+        CHECK_MSG(test_allclose(x, ref, (size_t)B * T * D, 1e-7f, 3e-7f, "embed"),
+                  "%s V=%d D=%d pos=%d", dtype_name(dt), V, D, with_pos);
+        free(ref);
+    }
+    /* an id outside the table is an error naming the id and the vocabulary size */
+    ids[4] = V + 3;
+    begin(be, B, T, ids, pos, start);
+    char want[64];
+    snprintf(want, sizeof want, "token id %d", V + 3);
+    CHECK_ERR(be->ops->embed(be, x, &t, NULL, 1.0f), LLMRT_ERR_INVALID, want);
+    snprintf(want, sizeof want, "vocabulary of %d", V);
+    CHECK(strstr(llmrt_last_error(), want) != NULL);
+    ids[4] = -1;
+    begin(be, B, T, ids, pos, start);
+    CHECK_ERR(be->ops->embed(be, x, &t, NULL, 1.0f), LLMRT_ERR_INVALID, "token id -1");
+    /* a position beyond the learned table */
+    ids[4] = 1;
+    int32_t far[2] = {P, 0};
+    begin(be, B, T, ids, far, NULL);
+    CHECK_ERR(be->ops->embed(be, x, &t, &pt, 1.0f), LLMRT_ERR_INVALID, "learned positions");
+    free(tab), free(ptab), free(tab_w), free(ptab_w), free(x);
+    backend_free(be);
+}
+
+static void test_embed(void) {
+    for (int i = 0; i < 3; i++) {
+        embed_case(PRECISIONS[i], 37, 29, 16);
+        embed_case(PRECISIONS[i], 11, 1100, 9); /* wider than the position row buffer */
+    }
+}
+
+/* ---- norms, residual ---- */
+
+static void norm_ref(float *out, const float *x, int D, const norm_params *p) {
+    double mean = 0, ss = 0;
+    for (int i = 0; i < D; i++)
+        mean += x[i];
+    mean /= D;
+    for (int i = 0; i < D; i++) {
+        double c = p->kind == NORM_LAYER ? x[i] - mean : x[i];
+        ss += c * c;
+    }
+    double inv = 1.0 / sqrt(ss / D + p->eps);
+    for (int i = 0; i < D; i++) {
+        if (p->kind == NORM_LAYER)
+            out[i] = (float)((x[i] - mean) * inv * p->w[i] + (p->b ? p->b[i] : 0.0));
+        else if (p->kind == NORM_RMS_PLUS1)
+            out[i] = (float)(x[i] * inv * (1.0 + p->w[i]));
+        else
+            out[i] = (float)(x[i] * inv * p->w[i]);
+    }
+}
+
+static void test_norm(void) {
+    backend *be = make_backend(DT_F32);
+    const int Ds[] = {1, 7, 64, 129, 1000}, rows_list[] = {1, 5};
+    int32_t ids[5] = {0}, pos[5] = {0};
+    for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++) {
+        for (int ri = 0; ri < 2; ri++) {
+            int D = Ds[di], rows = rows_list[ri];
+            size_t n = (size_t)rows * D;
+            float *x = rand_vec(n, -2, 3, 21 + D), *res = rand_vec(n, -1, 1, 22 + D);
+            float *w = rand_vec(D, 0.5f, 1.5f, 23), *bias = rand_vec(D, -0.5f, 0.5f, 24);
+            float *out = malloc(n * sizeof *out), *ref = malloc(n * sizeof *ref);
+            float *xs = malloc(n * sizeof *xs), *sum = malloc(n * sizeof *sum);
+            begin(be, rows, 1, ids, pos, NULL);
+            for (int kind = 0; kind < 4; kind++) {
+                /* RMS, RMS_PLUS1, LAYER with bias, LAYER without */
+                norm_params p = {.kind = kind >= 2 ? NORM_LAYER : (norm_kind)kind,
+                                 .w = w,
+                                 .b = kind == 2 ? bias : NULL,
+                                 .eps = 1e-5f};
+                /* The F32 sum of squares and mean carry ~sqrt(D) eps of relative error;
+                 * 2e-6 relative (+1e-6 absolute for values near zero) bounds them for D <= 1000. */
+                CHECK_OK(be->ops->norm(be, out, x, D, &p));
+                for (int r = 0; r < rows; r++)
+                    norm_ref(ref + r * D, x + r * D, D, &p);
+                CHECK_MSG(test_allclose(out, ref, n, 1e-6f, 2e-6f, "norm"), "kind %d D %d rows %d",
+                          kind, D, rows);
+                /* in place */
+                memcpy(xs, x, n * sizeof *xs);
+                CHECK_OK(be->ops->norm(be, xs, xs, D, &p));
+                CHECK(test_allclose(xs, ref, n, 1e-6f, 2e-6f, "norm in place"));
+                /* add_norm: x += r (exact F32 add), out = norm(x) */
+                memcpy(xs, x, n * sizeof *xs);
+                for (size_t i = 0; i < n; i++)
+                    sum[i] = x[i] + res[i];
+                CHECK_OK(be->ops->add_norm(be, xs, res, out, D, &p));
+                CHECK(memcmp(xs, sum, n * sizeof *xs) == 0);
+                for (int r = 0; r < rows; r++)
+                    norm_ref(ref + r * D, sum + r * D, D, &p);
+                CHECK_MSG(test_allclose(out, ref, n, 1e-6f, 2e-6f, "add_norm"),
+                          "kind %d D %d rows %d", kind, D, rows);
+            }
+            memcpy(xs, x, n * sizeof *xs);
+            CHECK_OK(be->ops->add(be, xs, res, D));
+            CHECK(memcmp(xs, sum, n * sizeof *xs) == 0);
+            free(x), free(res), free(w), free(bias), free(out), free(ref), free(xs), free(sum);
+        }
+    }
+    backend_free(be);
+}
+
+/* ---- matmul and logits ---- */
+
+/* |got - ref| <= tol * sum_k |in[k] W[n, k]| (+ |bias|): the F32 dot product of K terms in
+ * 8-lane partial sums has a rounding error bounded by about (K/8 + 4) eps times that sum; 1e-5
+ * (84 eps) covers K up to ~600 in the worst case and far more in practice. An indexing or
+ * tail bug moves an element by a whole term (~sum / K), which is well above it. */
+static int check_dot_products(const float *got, const float *in, const float *W, const float *bias,
+                              int M, int N, int K, double tol, const char *what) {
+    int ok = 1;
+    for (int m = 0; m < M && ok; m++) {
+        for (int n = 0; n < N; n++) {
+            double s = bias ? bias[n] : 0.0, mag = bias ? fabs(bias[n]) : 0.0;
+            for (int k = 0; k < K; k++) {
+                double t = (double)in[(size_t)m * K + k] * W[(size_t)n * K + k];
+                s += t;
+                mag += fabs(t);
+            }
+            double err = fabs(got[(size_t)m * N + n] - s);
+            if (!(err <= tol * mag + 1e-30)) {
+                fprintf(stderr,
+                        "%s: M=%d N=%d K=%d: out[%d, %d] = %.9g, want %.9g (err %g, bound %g)\n",
+                        what, M, N, K, m, n, got[(size_t)m * N + n], s, err, tol * mag);
+                ok = 0;
+                break;
+            }
+        }
+    }
+    return ok;
+}
+
+static void matmul_case(dtype dt, int M, int N, int K, int with_bias) {
+    backend *be = make_backend(dt);
+    float *W = rand_vec((size_t)N * K, -1, 1, 31 + N + K),
+          *in = rand_vec((size_t)M * K, -1, 1, 32 + M);
+    float *bias = with_bias ? rand_vec(N, -1, 1, 33) : NULL;
+    void *Wd = weight_round(W, (size_t)N * K, dt);
+    bweight w = {Wd, dt, N, K};
+    float *out = malloc(sizeof(float) * M * N);
+    int32_t *ids = calloc(M, sizeof *ids), pos[1] = {0};
+    begin(be, 1, M, ids, pos, NULL);
+    CHECK_OK(be->ops->matmul(be, out, in, &w, bias));
+    CHECK_MSG(check_dot_products(out, in, W, bias, M, N, K, 1e-5, "matmul"), "%s bias %d",
+              dtype_name(dt), with_bias);
+    free(W), free(in), free(bias), free(Wd), free(out), free(ids);
+    backend_free(be);
+}
+
+static void test_matmul(void) {
+    /* (M, N, K): one row; N % 4 and K % 16 tails; several rows around the 6-row tile;
+     * N around the 16-column panel; K over the 256-deep block; the last two are large
+     * enough to run on every thread. */
+    const int shapes[][3] = {{1, 1, 1},    {1, 3, 5},   {1, 37, 29},   {1, 64, 896}, {1, 130, 67},
+                             {2, 5, 7},    {3, 17, 33}, {5, 16, 16},   {6, 33, 100}, {7, 70, 300},
+                             {13, 50, 37}, {4, 1, 9},   {12, 48, 513}, {200, 20, 40}};
+    for (int p = 0; p < 3; p++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            matmul_case(PRECISIONS[p], shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
+}
+
+static void test_logits(void) {
+    for (int p = 0; p < 3; p++) {
+        dtype dt = PRECISIONS[p];
+        backend *be = make_backend(dt);
+        const int n = 3, V = 101, D = 45;
+        float *W = rand_vec((size_t)V * D, -1, 1, 41), *in = rand_vec((size_t)n * D, -1, 1, 42);
+        void *Wd = weight_round(W, (size_t)V * D, dt);
+        bweight w = {Wd, dt, V, D};
+        float *out = NULL, *plain = malloc(sizeof(float) * n * V);
+        CHECK_OK(be->ops->alloc(be, sizeof(float) * n * V, (void **)&out));
+        int32_t ids[6] = {0}, pos[2] = {0, 0};
+        begin(be, 2, 3, ids, pos, NULL); /* n is independent of the step's rows */
+        CHECK_OK(be->ops->logits(be, out, in, n, &w, 0.0f));
+        CHECK(check_dot_products(out, in, W, NULL, n, V, D, 1e-5, "logits"));
+        memcpy(plain, out, sizeof(float) * n * V);
+        /* softcap 2 squeezes the logits (|l| up to ~8) into (-2, 2); tanhf is within 2 ulps */
+        CHECK_OK(be->ops->logits(be, out, in, n, &w, 2.0f));
+        float *ref = malloc(sizeof(float) * n * V);
+        for (int i = 0; i < n * V; i++)
+            ref[i] = (float)(2.0 * tanh(plain[i] / 2.0));
+        CHECK(test_allclose(out, ref, (size_t)n * V, 1e-7f, 1e-6f, "logits softcap"));
+        be->ops->free(be, out);
+        free(W), free(in), free(Wd), free(plain), free(ref);
+        backend_free(be);
+    }
+}
+
+/* ---- activations, last rows ---- */
+
+static double gelu_ref(double x) {
+    return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+static void test_activate(void) {
+    backend *be = make_backend(DT_F32);
+    const int Fs[] = {1, 7, 37, 256};
+    int32_t ids[3] = {0}, pos[1] = {0};
+    for (int fi = 0; fi < 4; fi++) {
+        for (int rows = 1; rows <= 3; rows += 2) {
+            int F = Fs[fi];
+            float *in = rand_vec((size_t)rows * 2 * F, -6, 6, 51 + F);
+            float *out = malloc(sizeof(float) * rows * F), *ref = malloc(sizeof(float) * rows * F);
+            begin(be, 1, rows, ids, pos, NULL);
+            for (int kind = 0; kind < 3; kind++) {
+                CHECK_OK(be->ops->activate(be, out, in, F, (act_kind)kind));
+                for (int r = 0; r < rows; r++)
+                    for (int i = 0; i < F; i++) {
+                        double g, u;
+                        if (kind == ACT_GELU_TANH) {
+                            ref[r * F + i] = (float)gelu_ref(in[r * F + i]);
+                            continue;
+                        }
+                        g = in[(size_t)r * 2 * F + i], u = in[(size_t)r * 2 * F + F + i];
+                        ref[r * F + i] = (float)(kind == ACT_SILU_GATED ? g / (1.0 + exp(-g)) * u
+                                                                        : gelu_ref(g) * u);
+                    }
+                /* expf/tanhf are within a few ulps; products near zero get an absolute floor */
+                CHECK_MSG(test_allclose(out, ref, (size_t)rows * F, 1e-6f, 1e-5f, "activate"),
+                          "kind %d F %d rows %d", kind, F, rows);
+            }
+            free(in), free(out), free(ref);
+        }
+    }
+    backend_free(be);
+}
+
+static void test_last_rows(void) {
+    backend *be = make_backend(DT_F32);
+    const int B = 3, T = 4, D = 5;
+    float *in = rand_vec((size_t)B * T * D, -1, 1, 61), out[3 * 5];
+    int32_t ids[12] = {0}, pos[3] = {0, 4, 9};
+    begin(be, B, T, ids, pos, NULL);
+    CHECK_OK(be->ops->last_rows(be, out, in, D));
+    for (int b = 0; b < B; b++)
+        CHECK(memcmp(out + b * D, in + ((size_t)b * T + T - 1) * D, sizeof(float) * D) == 0);
+    free(in);
+    backend_free(be);
+}
+
+/* ---- qkv_finish ---- */
+
+static void rope_ref(float *x, int pos, const float *inv_freq, int rot) {
+    int half = rot / 2;
+    for (int i = 0; i < half; i++) {
+        float angle = (float)pos * inv_freq[i]; /* F32, as transformers computes it */
+        double c = cos(angle), s = sin(angle), x1 = x[i], x2 = x[i + half];
+        x[i] = (float)(x1 * c - x2 * s);
+        x[i + half] = (float)(x2 * c + x1 * s);
+    }
+}
+
+static void qkv_case(int H, int Hkv, int hd, int rot, int norm_mode) {
+    backend *be = make_backend(DT_BF16);
+    const int B = 2, T = 3, cap = 16, W = (H + 2 * Hkv) * hd, rows = B * T;
+    int32_t ids[6] = {0}, pos[2] = {4, 9}, start[2] = {0, 3};
+    float *qkv = rand_vec((size_t)rows * W, -2, 2, 71 + hd),
+          *ref = malloc(sizeof(float) * rows * W);
+    memcpy(ref, qkv, sizeof(float) * rows * W);
+    size_t csize = (size_t)B * Hkv * cap * hd;
+    float *kc = malloc(csize * sizeof(float)), *vc = malloc(csize * sizeof(float));
+    for (size_t i = 0; i < csize; i++)
+        kc[i] = vc[i] = 1234.0f; /* untouched slots keep this */
+    float *inv_freq = malloc(sizeof(float) * rot / 2);
+    for (int i = 0; i < rot / 2; i++)
+        inv_freq[i] = (float)pow(10000.0, -2.0 * i / rot);
+    float *qw = rand_vec(hd, -0.5f, 1.5f, 72), *kw = rand_vec(hd, -0.5f, 1.5f, 73);
+    norm_params qn = {norm_mode == 2 ? NORM_RMS_PLUS1 : NORM_RMS, qw, NULL, 1e-6f};
+    norm_params kn = {norm_mode == 2 ? NORM_RMS_PLUS1 : NORM_RMS, kw, NULL, 1e-6f};
+    rope_params rp = {inv_freq, rot, 1.0f};
+    attn_params a = {H, Hkv, hd, 1.0f / sqrtf((float)hd), 0, 0.0f};
+    kv_layer cache = {kc, vc, cap, B};
+    begin(be, B, T, ids, pos, start);
+    CHECK_OK(be->ops->qkv_finish(be, qkv, &a, norm_mode ? &qn : NULL, norm_mode ? &kn : NULL, &rp,
+                                 &cache));
+    for (int r = 0; r < rows; r++) {
+        int b = r / T, p = pos[b] + r % T;
+        float *row = ref + (size_t)r * W;
+        for (int h = 0; h < H + Hkv; h++) {
+            float *x = row + (size_t)h * hd;
+            if (norm_mode) norm_ref(x, x, hd, h < H ? &qn : &kn);
+            rope_ref(x, p - start[b], inv_freq, rot);
+        }
+    }
+    /* norm then rotation in F32 against double: a few ulps of values of size ~1-3 */
+    CHECK_MSG(test_allclose(qkv, ref, (size_t)rows * W, 2e-6f, 2e-6f, "qkv_finish"),
+              "H %d Hkv %d hd %d rot %d norm %d", H, Hkv, hd, rot, norm_mode);
+    /* the cache holds exactly the finished k and v of each row at slot p % cap, nothing else */
+    int cache_ok = 1;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < Hkv; h++)
+            for (int slot = 0; slot < cap; slot++) {
+                const float *kg = kc + (((size_t)b * Hkv + h) * cap + slot) * hd;
+                const float *vg = vc + (((size_t)b * Hkv + h) * cap + slot) * hd;
+                int t = -1;
+                for (int tt = 0; tt < T; tt++)
+                    if ((pos[b] + tt) % cap == slot) t = tt;
+                for (int i = 0; i < hd; i++) {
+                    float kw_ = 1234.0f, vw_ = 1234.0f;
+                    if (t >= 0) {
+                        const float *row = qkv + ((size_t)b * T + t) * W;
+                        kw_ = row[(size_t)(H + h) * hd + i];
+                        vw_ = row[(size_t)(H + Hkv + h) * hd + i];
+                    }
+                    cache_ok &= kg[i] == kw_ && vg[i] == vw_;
+                }
+            }
+    CHECK_MSG(cache_ok, "cache contents H %d Hkv %d hd %d", H, Hkv, hd);
+    free(qkv), free(ref), free(kc), free(vc), free(inv_freq), free(qw), free(kw);
+    backend_free(be);
+}
+
+static void test_qkv_finish(void) {
+    for (int norm_mode = 0; norm_mode < 3; norm_mode++) {
+        qkv_case(4, 2, 12, 12, norm_mode);
+        qkv_case(4, 1, 16, 8, norm_mode); /* partial rotary: dims 8..15 only normalized */
+        qkv_case(3, 3, 64, 64, norm_mode);
+    }
+}
+
+/* ---- attention ---- */
+
+typedef struct attn_case {
+    int H, Hkv, hd, B, T, cap, window;
+    int32_t pos[2], start[2];
+    float scale, softcap;
+} attn_case;
+
+/* Fills the cache by writing positions 0..last of each sequence in order (so a ring buffer
+ * keeps the latest), runs attention, and compares with softmax over the logical keys. */
+static void attn_run(const attn_case *c, const char *what) {
+    backend *be = make_backend(DT_F32);
+    const int H = c->H, Hkv = c->Hkv, hd = c->hd, B = c->B, T = c->T, rows = B * T;
+    const int W = (H + 2 * Hkv) * hd, L = 256; /* logical positions per sequence */
+    float *K = rand_vec((size_t)B * Hkv * L * hd, -1, 1, 81 + hd);
+    float *V = rand_vec((size_t)B * Hkv * L * hd, -1, 1, 82 + hd);
+    float *qkv = rand_vec((size_t)rows * W, -1, 1, 83 + H);
+    size_t csize = (size_t)B * Hkv * c->cap * hd;
+    float *kc = malloc(csize * sizeof(float)), *vc = malloc(csize * sizeof(float));
+    for (size_t i = 0; i < csize; i++)
+        kc[i] = vc[i] = NAN; /* a slot read unwritten shows */
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < Hkv; h++)
+            for (int j = 0; j < c->pos[b] + T; j++) {
+                size_t dst = (((size_t)b * Hkv + h) * c->cap + j % c->cap) * hd;
+                size_t src = (((size_t)b * Hkv + h) * L + j) * hd;
+                memcpy(kc + dst, K + src, sizeof(float) * hd);
+                memcpy(vc + dst, V + src, sizeof(float) * hd);
+            }
+    float *out = malloc(sizeof(float) * rows * H * hd),
+          *ref = malloc(sizeof(float) * rows * H * hd);
+    int32_t ids[256] = {0};
+    begin(be, B, T, ids, c->pos, c->start);
+    attn_params a = {H, Hkv, hd, c->scale, c->window, c->softcap};
+    kv_layer cache = {kc, vc, c->cap, B};
+    CHECK_OK(be->ops->attention(be, out, qkv, &cache, &a));
+    double *sc = malloc(sizeof(double) * L);
+    for (int r = 0; r < rows; r++) {
+        int b = r / T, p = c->pos[b] + r % T;
+        int lo = c->start[b];
+        if (c->window && p - c->window + 1 > lo) lo = p - c->window + 1;
+        for (int h = 0; h < H; h++) {
+            const float *q = qkv + (size_t)r * W + (size_t)h * hd;
+            int kvh = h / (H / Hkv);
+            double mx = -INFINITY, sum = 0;
+            for (int j = lo; j <= p; j++) {
+                const float *k = K + (((size_t)b * Hkv + kvh) * L + j) * hd;
+                double d = 0;
+                for (int i = 0; i < hd; i++)
+                    d += (double)q[i] * k[i];
+                d *= c->scale;
+                if (c->softcap > 0) d = c->softcap * tanh(d / c->softcap);
+                sc[j] = d;
+                if (d > mx) mx = d;
+            }
+            for (int j = lo; j <= p; j++)
+                sum += sc[j] = exp(sc[j] - mx);
+            for (int i = 0; i < hd; i++) {
+                double o = 0;
+                for (int j = lo; j <= p; j++)
+                    o += sc[j] / sum * V[(((size_t)b * Hkv + kvh) * L + j) * hd + i];
+                ref[((size_t)r * H + h) * hd + i] = (float)o; /* 0 when no key is visible */
+            }
+        }
+    }
+    /* Outputs are convex combinations of values in [-1, 1]; F32 scores, expf and sums carry
+     * errors of a few 1e-7 absolute. */
+    CHECK_MSG(test_allclose(out, ref, (size_t)rows * H * hd, 2e-6f, 1e-5f, what), "%s", what);
+    free(K), free(V), free(qkv), free(kc), free(vc), free(out), free(ref), free(sc);
+    backend_free(be);
+}
+
+static void test_attention(void) {
+    /* H Hkv hd B T cap window pos start scale softcap */
+    attn_case mha = {2, 2, 16, 1, 5, 8, 0, {0, 0}, {0, 0}, 0.25f, 0};
+    attn_run(&mha, "MHA prefill");
+    attn_case gqa = {4, 2, 12, 2, 3, 16, 0, {4, 9}, {0, 3}, 0.3f, 0};
+    attn_run(&gqa, "GQA batch 2, different pos, left padding");
+    attn_case mqa = {4, 1, 20, 1, 1, 160, 0, {150, 0}, {0, 0}, 0.22f, 0};
+    attn_run(&mqa, "MQA decode over 151 keys (several softmax blocks)");
+    attn_case mqa_pre = {3, 1, 9, 1, 70, 80, 0, {5, 0}, {0, 0}, 0.33f, 0};
+    attn_run(&mqa_pre, "MQA prefill of 70 rows, odd head_dim");
+    attn_case win = {4, 2, 8, 2, 4, 32, 4, {6, 10}, {0, 0}, 0.35f, 0};
+    attn_run(&win, "window 4 < sequence");
+    attn_case ring = {4, 2, 8, 2, 3, 6, 4, {10, 13}, {0, 0}, 0.35f, 0};
+    attn_run(&ring, "ring buffer cap 6, window 4, T 3");
+    attn_case ring1 = {2, 1, 16, 1, 1, 8, 5, {100, 0}, {0, 0}, 0.25f, 0};
+    attn_run(&ring1, "ring buffer decode");
+    attn_case pad = {4, 2, 8, 2, 6, 8, 0, {0, 0}, {0, 3}, 0.35f, 0};
+    attn_run(&pad, "left-padded prefill (rows before start see nothing)");
+    attn_case pad_win = {4, 2, 8, 2, 3, 16, 3, {7, 7}, {2, 6}, 0.35f, 0};
+    attn_run(&pad_win, "window and left padding");
+    attn_case cap = {4, 2, 16, 2, 4, 16, 0, {3, 8}, {0, 1}, 1.0f, 2.0f};
+    attn_run(&cap, "softcap");
+
+    /* a step that would need a key the ring buffer has overwritten is refused */
+    backend *be = make_backend(DT_F32);
+    float kc[2 * 6 * 4] = {0}, vc[2 * 6 * 4] = {0}, qkv[4 * 16] = {0}, out[4 * 8] = {0};
+    int32_t ids[4] = {0}, pos[1] = {10};
+    begin(be, 1, 4, ids, pos, NULL);
+    attn_params a = {2, 2, 4, 0.5f, 4, 0.0f};
+    kv_layer cache = {kc, vc, 6, 1};
+    CHECK_ERR(be->ops->attention(be, out, qkv, &cache, &a), LLMRT_ERR_INVALID, "no longer holds");
+    attn_params bad = {3, 2, 4, 0.5f, 0, 0.0f};
+    CHECK_ERR(be->ops->attention(be, out, qkv, &cache, &bad), LLMRT_ERR_INVALID, "3 heads");
+    backend_free(be);
+}
+
+int main(void) {
+    RUN(test_memory);
+    RUN(test_step);
+    RUN(test_embed);
+    RUN(test_norm);
+    RUN(test_matmul);
+    RUN(test_logits);
+    RUN(test_activate);
+    RUN(test_last_rows);
+    RUN(test_qkv_finish);
+    RUN(test_attention);
+    return test_summary();
+}
