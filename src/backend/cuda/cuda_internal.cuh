@@ -74,6 +74,7 @@ typedef struct cuda_ctx {
     void *lt_ws;            /* cuBLASLt workspace, lt_ws_bytes */
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
+    int matvec_max_rows;    /* matmuls of at most this many rows use the matvec kernel */
 
     /* the current step (set by step_begin) */
     int batch, n_tokens, rows;

@@ -14,8 +14,6 @@
 
 enum { MV_WARPS = 8, MV_ROWS = 2, MV_UNROLL = 4, MV_MAX_M = 8 };
 
-static int matvec_max_rows = MV_MAX_M;
-
 __device__ __forceinline__ int4 ld_stream(const int4 *p) {
     int4 r;
     asm("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
@@ -230,9 +228,10 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
 
 llmrt_status cuda_matmul_init(cuda_ctx *c) {
     const char *e = getenv("LLMRT_MATVEC_MAX_ROWS");
+    c->matvec_max_rows = MV_MAX_M;
     if (e && *e) {
         int v = atoi(e);
-        matvec_max_rows = v < 0 ? 0 : v > MV_MAX_M ? MV_MAX_M : v;
+        c->matvec_max_rows = v < 0 ? 0 : v > MV_MAX_M ? MV_MAX_M : v;
     }
     CKB(cublasLtCreate(&c->lt));
     c->lt_ws_bytes = 32u << 20;
@@ -255,7 +254,7 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
                        dtype_name(c->dt));
     int N = (int)W->rows, K = (int)W->cols;
     if (rows <= 0) return LLMRT_OK;
-    if (rows <= matvec_max_rows) {
+    if (rows <= c->matvec_max_rows) {
         if (out_dt == DT_F32) {
             DISPATCH_T(c->dt, return matvec<T, float>(c, (float *)out, (const T *)in, rows,
                                                       (const T *)W->data, N, K, bias, softcap));
