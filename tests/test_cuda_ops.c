@@ -465,6 +465,11 @@ static void test_attention(void) {
         {"head_dim 256, group 4", 8, 2, 256, 1, 2, 16, 0, 0, {9}, {1}},
         {"group 7 (Qwen2.5)", 14, 2, 64, 1, 3, 32, 0, 0, {12}, {0}},
         {"group 16", 16, 1, 64, 1, 1, 32, 0, 0, {20}, {0}},
+        {"prefill tiles, GQA hd 128, padding, batch 2", 8, 2, 128, 2, 70, 160, 0, 0, {0, 30}, {0, 11}},
+        {"prefill, window on a wrapped ring cache", 4, 2, 64, 1, 20, 32, 8, 0, {50}, {0}},
+        {"prefill, window larger than a tile", 4, 1, 64, 2, 100, 256, 70, 0, {0, 90}, {0, 5}},
+        {"prefill, head_dim 256, softcap", 4, 1, 256, 1, 17, 64, 0, 30.0f, {3}, {0}},
+        {"prefill, MQA, 3 sequences", 8, 1, 64, 3, 16, 64, 0, 0, {0, 1, 40}, {0, 1, 2}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attn_case(&cases[i]);
 }
@@ -574,6 +579,12 @@ static void test_graph_replay(void) {
             }
         }
         mini_step(cuda_be, m, B, ids, pos, start, lg);
+        if (step == 4) { /* keep mg's cache in step too; its first op no longer matches */
+            float *l2 = malloc((size_t)B * G_V * 4);
+            mini_step(cuda_be, &mg, B, ids, pos, start, l2);
+            CHECK_MSG(memcmp(lg, l2, (size_t)B * G_V * 4) == 0, "graph step 4: mg2 vs mg");
+            free(l2);
+        }
         mini_step(eager, &me, B, ids, pos, start, le);
         mini_step(cpu_be, &mc, B, ids, pos, start, lc);
         char what[64];

@@ -11,7 +11,7 @@
  *  - If a replayed step's ops differ from the captured ones (a new session with new buffers,
  *    say), the step falls back to eager execution of the records seen so far and the graph is
  *    dropped, to be captured again; no step ever runs stale pointers.
- * LLMRT_NO_GRAPH=1 turns graphs off.
+ * LLMRT_NO_GRAPH=1 turns graphs off; LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +162,25 @@ static llmrt_status replay_fallback(cuda_state *s, int upto) {
     return LLMRT_OK;
 }
 
+/* A capture that cannot go on (an op must grow a buffer): ends it, and runs the step's ops
+ * so far eagerly (the last record is the op that broke it). The next decode step captures. */
+static llmrt_status capture_abort(cuda_state *s) {
+    cuda_ctx *c = &s->c;
+    cudaGraph_t g = NULL;
+    cudaStreamEndCapture(c->stream, &g);
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    c->mode = GRAPH_EAGER;
+    graph_recs *gr = &s->recs[c->batch];
+    int n = gr->n;
+    gr->n = 0;
+    for (int i = 0; i < n; i++) {
+        llmrt_status st = rec_exec(c, &gr->recs[i]);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(gr->recs[i].op));
+    }
+    return LLMRT_OK;
+}
+
 static llmrt_status op_submit(backend *be, const op_rec *r) {
     cuda_state *s = state_of(be);
     cuda_ctx *c = &s->c;
@@ -182,6 +201,11 @@ static llmrt_status op_submit(backend *be, const op_rec *r) {
             gr->cap = nc;
         }
         gr->recs[gr->n++] = *r;
+        c->capture_broken = 0;
+        llmrt_status st = rec_exec(c, r);
+        if (st != LLMRT_OK && c->capture_broken) TRY(capture_abort(s));
+        else if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
+        return LLMRT_OK;
     }
     llmrt_status st = rec_exec(c, r);
     if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
@@ -276,9 +300,11 @@ static llmrt_status cu_mem_info(backend *be, size_t *free_bytes, size_t *total_b
 
 llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
     if (bytes > c->scratch_bytes) {
-        if (c->mode == GRAPH_CAPTURE)
+        if (c->mode == GRAPH_CAPTURE) { /* op_submit ends the capture and runs eagerly */
+            c->capture_broken = 1;
             return err_set(LLMRT_ERR_DEVICE,
                            "cuda: scratch must grow to %zu bytes during a graph capture", bytes);
+        }
         /* captured graphs point at the old buffer */
         graphs_drop_all((cuda_state *)c);
         CK(cudaStreamSynchronize(c->stream));
@@ -574,6 +600,8 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->dt = precision;
     const char *ng = getenv("LLMRT_NO_GRAPH");
     c->no_graph = ng && ng[0] && strcmp(ng, "0") != 0;
+    const char *so = getenv("LLMRT_ATTN_SPLIT_ONLY");
+    c->attn_split_only = so && so[0] && strcmp(so, "0") != 0;
     llmrt_status st = LLMRT_OK;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(device)) != cudaSuccess ||

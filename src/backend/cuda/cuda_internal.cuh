@@ -51,7 +51,6 @@ typedef enum graph_mode { GRAPH_EAGER, GRAPH_CAPTURE, GRAPH_REPLAY } graph_mode;
 typedef struct graph_slot {
     int seen;              /* an eager decode step of this batch size has run */
     cudaGraphExec_t exec;  /* the captured decode step, or NULL */
-    uint64_t sig;          /* signature of the op sequence that was captured */
 } graph_slot;
 
 /* One cached cuBLASLt plan for a (dtype, out type, M, N, K) shape. */
@@ -75,6 +74,7 @@ typedef struct cuda_ctx {
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
     int matvec_max_rows;    /* matmuls of at most this many rows use the matvec kernel */
+    int attn_split_only;    /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
 
     /* the current step (set by step_begin) */
     int batch, n_tokens, rows;
@@ -88,7 +88,7 @@ typedef struct cuda_ctx {
     int no_graph;           /* LLMRT_NO_GRAPH=1 */
     graph_mode mode;
     graph_slot graphs[GRAPH_MAX_BATCH + 1];
-    uint64_t sig;           /* signature of this step's ops so far */
+    int capture_broken;     /* an op could not be captured (a buffer must grow) */
 
     /* scratch for split-K attention partials; grows only outside a capture */
     void *scratch;

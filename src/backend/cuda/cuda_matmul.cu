@@ -5,14 +5,14 @@
  * several loads in flight per lane before the first use), the few input rows are read
  * through L1, and sums are F32. More rows go to cuBLASLt (tensor cores, F32 accumulation; F32
  * precision uses plain F32 compute, not TF32, so that it stays a reference). The switch-over
- * row count is LLMRT_MATVEC_MAX_ROWS (default 8), picked by measurement (docs/PERF.md).
+ * row count is LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS), picked by measurement (docs/PERF.md).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_internal.cuh"
 
-enum { MV_WARPS = 8, MV_ROWS = 2, MV_UNROLL = 4, MV_MAX_M = 8 };
+enum { MV_WARPS = 8, MV_ROWS = 1, MV_UNROLL = 8, MV_MAX_M = 8, MV_DEFAULT_ROWS = 2 };
 
 __device__ __forceinline__ int4 ld_stream(const int4 *p) {
     int4 r;
@@ -228,7 +228,7 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
 
 llmrt_status cuda_matmul_init(cuda_ctx *c) {
     const char *e = getenv("LLMRT_MATVEC_MAX_ROWS");
-    c->matvec_max_rows = MV_MAX_M;
+    c->matvec_max_rows = MV_DEFAULT_ROWS;
     if (e && *e) {
         int v = atoi(e);
         c->matvec_max_rows = v < 0 ? 0 : v > MV_MAX_M ? MV_MAX_M : v;
