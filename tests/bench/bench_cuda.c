@@ -279,10 +279,10 @@ static decode_result decode_run(backend *be, const model *m, int prompt, int ste
 }
 
 /* Per-op decode times: a step of `reps` calls of one op (eager), divided. */
-static double op_time(backend *be, const model *m, int which, int reps, int pos) {
+static double op_time(backend *be, const model *m, int which, int reps, int pos, int T) {
     const backend_ops *o = be->ops;
-    int32_t id = 5;
-    step_desc s = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &pos, .start = NULL};
+    int32_t *ids = calloc((size_t)T, 4);
+    step_desc s = {.batch = 1, .n_tokens = T, .ids = ids, .pos = &pos, .start = NULL};
     attn_params a = {m->H, m->Hkv, m->hd, 1.0f / sqrtf((float)m->hd), 0, 0.0f};
     rope_params rp = {m->inv_freq, m->hd, 1.0f};
     norm_params na = {NORM_RMS, m->n_attn[0], NULL, 1e-5f};
@@ -309,6 +309,7 @@ static double op_time(backend *be, const model *m, int which, int reps, int pos)
         double t = (now_s() - t0) / reps;
         if (t < best) best = t;
     }
+    free(ids);
     return best;
 }
 
@@ -381,7 +382,7 @@ int main(int argc, char **argv) {
     const int per_layer[9] = {2, 1, 1, 1, 1, 1, 1, 1, 0};
     double sum = 0;
     for (int w = 0; w < 9; w++) {
-        double t = op_time(eager, &m, w, w == 8 ? 10 : 64, prompt + steps / 2);
+        double t = op_time(eager, &m, w, w == 8 ? 10 : 64, prompt + steps / 2, 1);
         double n = w == 8 ? 1 : per_layer[w] * L;
         sum += t * n;
         printf("| op %-14s (eager, pos %d) | %.2f us x %.0f = %.1f us |\n", names[w],
@@ -399,6 +400,15 @@ int main(int argc, char **argv) {
                        4.0 * L * m.H * m.hd * (double)prefill * (prefill + 1) / 2;
         printf("| prefill %d tokens | %.2f ms, %.0f TFLOP/s = %.1f%% of GEMM |\n", prefill, tp * 1e3,
                flops / tp / 1e12, 100.0 * flops / tp / gemm);
+        double psum = 0;
+        for (int w = 0; w < 9; w++) {
+            double t1 = op_time(be, &m, w, 4, 0, prefill);
+            double n = w == 8 ? 1 : per_layer[w] * L;
+            psum += t1 * n;
+            printf("| prefill op %-14s | %.1f us x %.0f = %.2f ms |\n", names[w], t1 * 1e6, n,
+                   t1 * n * 1e3);
+        }
+        printf("| prefill sum of op times | %.2f ms |\n", psum * 1e3);
     }
     backend_free(be);
     return 0;

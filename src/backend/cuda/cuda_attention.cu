@@ -18,7 +18,7 @@
 
 #include "backend/cuda/cuda_internal.cuh"
 
-enum { ATT_TILE = 128, ATT_THREADS = 128, ATT_GMAX = 8, ATT_MAX_SPLIT = 64 };
+enum { ATT_TILE = 128, ATT_THREADS = 128, ATT_GMAX = 8, ATT_MAX_SPLIT = 64, ATT_UNROLL = 8 };
 
 struct attn_geom {
     int H, Hkv, hd, gb; /* heads, kv heads, head dim, q heads per block (divides H / Hkv) */
@@ -92,18 +92,26 @@ __global__ void __launch_bounds__(ATT_THREADS)
             float acc[ATT_GMAX];
 #pragma unroll
             for (int gi = 0; gi < ATT_GMAX; gi++) acc[gi] = 0.0f;
-            for (int v = 0; v < g.hd / VEC; v++) {
-                int4 kv = __ldg(kr + v);
-                const T *ke = (const T *)&kv;
-                float kf[16 / sizeof(T)];
+            const int nv = g.hd / VEC;
+            for (int v0 = 0; v0 < nv; v0 += ATT_UNROLL) { /* ATT_UNROLL loads in flight */
+                int4 kv[ATT_UNROLL];
 #pragma unroll
-                for (int e = 0; e < VEC; e++) kf[e] = to_f(ke[e]);
+                for (int u = 0; u < ATT_UNROLL; u++)
+                    kv[u] = v0 + u < nv ? __ldg(kr + v0 + u) : make_int4(0, 0, 0, 0);
 #pragma unroll
-                for (int gi = 0; gi < ATT_GMAX; gi++) {
-                    if (gi < g.gb) {
-                        const float *qq = q_s + gi * g.hd + v * VEC;
+                for (int u = 0; u < ATT_UNROLL; u++) {
+                    if (v0 + u >= nv) break;
+                    const T *ke = (const T *)&kv[u];
+                    float kf[16 / sizeof(T)];
 #pragma unroll
-                        for (int e = 0; e < VEC; e++) acc[gi] = fmaf(qq[e], kf[e], acc[gi]);
+                    for (int e = 0; e < VEC; e++) kf[e] = to_f(ke[e]);
+#pragma unroll
+                    for (int gi = 0; gi < ATT_GMAX; gi++) {
+                        if (gi < g.gb) {
+                            const float *qq = q_s + gi * g.hd + (v0 + u) * VEC;
+#pragma unroll
+                            for (int e = 0; e < VEC; e++) acc[gi] = fmaf(qq[e], kf[e], acc[gi]);
+                        }
                     }
                 }
             }
@@ -151,13 +159,23 @@ __global__ void __launch_bounds__(ATT_THREADS)
 #pragma unroll
                 for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
                 const float *pp = s_s + gi * ATT_TILE;
-                for (int j = grp; j < n; j += ngrp) {
-                    int slot = (t0 + j) % g.cap;
-                    int4 vv = __ldg((const int4 *)(vbase + (size_t)slot * g.hd) + dv);
-                    const T *ve = (const T *)&vv;
-                    float pj = pp[j];
+                for (int j = grp; j < n; j += ATT_UNROLL * ngrp) { /* ATT_UNROLL loads in flight */
+                    int4 vv[ATT_UNROLL];
+                    float pj[ATT_UNROLL];
 #pragma unroll
-                    for (int e = 0; e < VEC; e++) acc[e] = fmaf(pj, to_f(ve[e]), acc[e]);
+                    for (int u = 0; u < ATT_UNROLL; u++) {
+                        int jj = j + u * ngrp;
+                        bool ok = jj < n;
+                        vv[u] = ok ? __ldg((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd) + dv)
+                                   : make_int4(0, 0, 0, 0);
+                        pj[u] = ok ? pp[jj] : 0.0f;
+                    }
+#pragma unroll
+                    for (int u = 0; u < ATT_UNROLL; u++) {
+                        const T *ve = (const T *)&vv[u];
+#pragma unroll
+                        for (int e = 0; e < VEC; e++) acc[e] = fmaf(pj[u], to_f(ve[e]), acc[e]);
+                    }
                 }
                 if (ngrp == 1) {
                     float cr = c_s[gi];

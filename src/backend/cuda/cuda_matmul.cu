@@ -1,7 +1,7 @@
 /* cuda_matmul.cu — out[rows, N] = in[rows, K] @ W[N, K]^T (+ bias), for matmul and logits.
  *
  * Few rows (batch-1 or small-batch decode) are bound by reading W once: a matrix-vector kernel
- * where each warp owns MV_ROWS rows of W and streams them with 16-byte loads (bypassing L1,
+ * where each warp owns a row of W (or a segment of it) and streams it with 16-byte loads (bypassing L1,
  * several loads in flight per lane before the first use), the few input rows are read
  * through L1, and sums are F32. More rows go to cuBLASLt (tensor cores, F32 accumulation; F32
  * precision uses plain F32 compute, not TF32, so that it stays a reference). The switch-over
@@ -12,7 +12,7 @@
 
 #include "backend/cuda/cuda_internal.cuh"
 
-enum { MV_WARPS = 8, MV_ROWS = 1, MV_UNROLL = 8, MV_MAX_M = 8, MV_DEFAULT_ROWS = 2 };
+enum { MV_WARPS = 8, MV_UNROLL = 8, MV_MAX_M = 8, MV_DEFAULT_ROWS = 2 };
 
 __device__ __forceinline__ int4 ld_stream(const int4 *p) {
     int4 r;
@@ -51,61 +51,56 @@ template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
     return s;
 }
 
-/* Requires K % (16 / sizeof(T)) == 0 and 16-byte aligned rows of in and W. */
+/* Requires K % (16 / sizeof(T)) == 0 and 16-byte aligned rows of in and W.
+ * A block of MV_WARPS warps computes MV_WARPS / ks rows; each row is cut into ks segments of
+ * K, one warp each (split-K, so that narrow matrices still put enough loads in flight), and
+ * the segments are added through shared memory. Each lane issues MV_UNROLL 16-byte loads of W
+ * before using them. */
 template <typename T, typename O, int M>
 __global__ void __launch_bounds__(MV_WARPS * 32)
     kernel_matvec(O *out /* [M, N] */, const T *in /* [M, K] */, const T *W /* [N, K] */,
-                  const float *bias /* [N] or NULL */, float softcap, int N, int K) {
+                  const float *bias /* [N] or NULL */, float softcap, int N, int K, int ks) {
     const int VEC = 16 / sizeof(T);
-    int warp = blockIdx.x * MV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    int n0 = warp * MV_ROWS;
-    if (n0 >= N) return;
-    const int4 *w[MV_ROWS];
-#pragma unroll
-    for (int r = 0; r < MV_ROWS; r++)
-        w[r] = (const int4 *)(W + (size_t)(n0 + r < N ? n0 + r : n0) * K);
-    const int4 *x = (const int4 *)in;
+    __shared__ float red[MV_WARPS][M];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int n = blockIdx.x * (MV_WARPS / ks) + warp / ks, seg = warp % ks;
     int kv = K / VEC; /* 16-byte vectors per row */
-    float acc[M][MV_ROWS];
+    int seg_len = (kv + ks - 1) / ks;
+    int i0 = seg * seg_len, i1 = min(kv, i0 + seg_len);
+    const int4 *w = (const int4 *)(W + (size_t)(n < N ? n : 0) * K);
+    const int4 *x = (const int4 *)in;
+    float acc[M];
 #pragma unroll
-    for (int m = 0; m < M; m++)
+    for (int m = 0; m < M; m++) acc[m] = 0.0f;
+    if (n < N) {
+        for (int base = i0 + lane; base < i1; base += 32 * MV_UNROLL) {
+            int4 wv[MV_UNROLL];
 #pragma unroll
-        for (int r = 0; r < MV_ROWS; r++) acc[m][r] = 0.0f;
-    int i = lane;
-    for (; i + 32 * (MV_UNROLL - 1) < kv; i += 32 * MV_UNROLL) {
-        int4 wv[MV_ROWS][MV_UNROLL];
+            for (int u = 0; u < MV_UNROLL; u++)
+                wv[u] = base + 32 * u < i1 ? ld_stream(w + base + 32 * u) : make_int4(0, 0, 0, 0);
 #pragma unroll
-        for (int r = 0; r < MV_ROWS; r++)
+            for (int u = 0; u < MV_UNROLL; u++) {
+                int i = base + 32 * u;
+                if (i < i1) {
 #pragma unroll
-            for (int u = 0; u < MV_UNROLL; u++) wv[r][u] = ld_stream(w[r] + i + 32 * u);
-#pragma unroll
-        for (int u = 0; u < MV_UNROLL; u++)
-#pragma unroll
-            for (int m = 0; m < M; m++) {
-                int4 xv = __ldg(x + (size_t)m * kv + i + 32 * u);
-#pragma unroll
-                for (int r = 0; r < MV_ROWS; r++) acc[m][r] += dot16<T>(wv[r][u], xv);
+                    for (int m = 0; m < M; m++) acc[m] += dot16<T>(wv[u], __ldg(x + (size_t)m * kv + i));
+                }
             }
-    }
-    for (; i < kv; i += 32) {
-#pragma unroll
-        for (int r = 0; r < MV_ROWS; r++) {
-            int4 wv = ld_stream(w[r] + i);
-#pragma unroll
-            for (int m = 0; m < M; m++) acc[m][r] += dot16<T>(wv, __ldg(x + (size_t)m * kv + i));
         }
     }
 #pragma unroll
-    for (int m = 0; m < M; m++)
-#pragma unroll
-        for (int r = 0; r < MV_ROWS; r++) {
-            float v = warp_sum(acc[m][r]);
-            if (lane == 0 && n0 + r < N) {
-                if (bias) v += bias[n0 + r];
-                if (softcap > 0.0f) v = softcap * tanhf(v / softcap);
-                out[(size_t)m * N + n0 + r] = from_f<O>(v);
-            }
-        }
+    for (int m = 0; m < M; m++) {
+        float v = warp_sum(acc[m]);
+        if (lane == 0) red[warp][m] = v;
+    }
+    __syncthreads();
+    if (seg == 0 && lane < M && n < N) {
+        float v = 0.0f;
+        for (int s2 = 0; s2 < ks; s2++) v += red[warp + s2][lane];
+        if (bias) v += bias[n];
+        if (softcap > 0.0f) v = softcap * tanhf(v / softcap);
+        out[(size_t)lane * N + n] = from_f<O>(v);
+    }
 }
 
 /* Any K and alignment: one warp per output element, scalar loads. */
@@ -139,12 +134,15 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
         CK_KERNEL("kernel_matvec_any");
         return LLMRT_OK;
     }
-    int warps = (N + MV_ROWS - 1) / MV_ROWS;
-    int blocks = (warps + MV_WARPS - 1) / MV_WARPS;
+    /* split K while there are fewer than ~64 warps per SM and each lane keeps >= 4 loads */
+    int ks = 1, kv = K / VEC;
+    while (ks < MV_WARPS && (size_t)N * ks < (size_t)64 * c->n_sm && kv / (2 * ks) >= 32 * 4) ks *= 2;
+    int rows_per_block = MV_WARPS / ks;
+    int blocks = (N + rows_per_block - 1) / rows_per_block;
 #define MV_CASE(MM)                                                                                \
     case MM:                                                                                       \
         kernel_matvec<T, O, MM>                                                                    \
-            <<<blocks, MV_WARPS * 32, 0, c->stream>>>(out, in, W, bias, softcap, N, K);            \
+            <<<blocks, MV_WARPS * 32, 0, c->stream>>>(out, in, W, bias, softcap, N, K, ks);            \
         break;
     switch (rows) {
         MV_CASE(1) MV_CASE(2) MV_CASE(3) MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8)
