@@ -237,6 +237,15 @@ static void test_bad_size_and_header(void) {
     CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_IO, "absent.safetensors: cannot open");
     CHECK_ERR(safetensors_open_file(&m, dir), LLMRT_ERR_IO, "not a regular file");
 
+    /* a header above the 100 MB limit is refused before it is parsed (calloc: untouched pages) */
+    size_t big = 100000001;
+    unsigned char *img = calloc(1, 8 + big);
+    for (int i = 0; i < 8; i++)
+        img[i] = (unsigned char)((uint64_t)big >> (8 * i));
+    CHECK_ERR(safetensors_open_memory(&m, img, 8 + big, "big"), LLMRT_ERR_FORMAT,
+              "big: header length 100000001 is above the 100 MB limit");
+    free(img);
+
     BAD("{\"a\": ", 0, LLMRT_ERR_FORMAT, "header: invalid JSON");
     BAD("", 0, LLMRT_ERR_FORMAT, "header: invalid JSON");
     BAD("[1, 2]", 0, LLMRT_ERR_FORMAT, "header: top level is a JSON array, not an object");

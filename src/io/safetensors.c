@@ -22,11 +22,14 @@
 #define ST_INDEX_NAME "model.safetensors.index.json"
 #define ST_SINGLE_NAME "model.safetensors"
 
+/* One mapped file (or borrowed memory image); tensors' data and file fields point into it. */
 typedef struct st_file {
     char *path;   /* as opened, or the name given to safetensors_open_memory */
     file_map map; /* empty for a borrowed memory image */
 } st_file;
 
+/* Owns every file, path and tensor name it refers to. After a successful open the tensors are
+ * sorted by name with no duplicates, and each one's data lies inside its file's data area. */
 struct st_model {
     char *source;   /* the directory or file the model was opened from */
     st_file *files; /* [n_files] */
@@ -47,15 +50,10 @@ static char *str_dup(const char *s) {
 
 /* "[2, 3]" into buf, ending in "..." when it does not fit. */
 static const char *shape_str(char *buf, size_t n, int n_dims, const int64_t *shape) {
-    size_t w = 0;
-    buf[0] = '\0';
-    for (int i = 0; i <= n_dims && w < n; i++) {
-        if (i == n_dims)
-            w += (size_t)snprintf(buf + w, n - w, "]");
-        else
-            w += (size_t)snprintf(buf + w, n - w, "%s%" PRId64, i ? ", " : "[", shape[i]);
-    }
-    if (n_dims == 0) snprintf(buf, n, "[]");
+    size_t w = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < n_dims && w < n; i++)
+        w += (size_t)snprintf(buf + w, n - w, "%s%" PRId64, i ? ", " : "", shape[i]);
+    if (w < n) w += (size_t)snprintf(buf + w, n - w, "]");
     if (w >= n && n > 4) memcpy(buf + n - 4, "...", 4);
     return buf;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/units.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 
@@ -49,21 +50,7 @@ static llmrt_status ld_get(const loader *L, const char *pat, int layer, int n_di
     if (!*out)
         return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is missing from the checkpoint",
                        L->m->dir, name);
-    const st_tensor *t = *out;
-    int ok = t->n_dims == n_dims;
-    for (int i = 0; ok && i < n_dims; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char want[96] = "", got[96] = "";
-        for (int i = 0; i < n_dims; i++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? ", " : "",
-                     (long long)shape[i]);
-        for (int i = 0; i < t->n_dims; i++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
-                     (long long)t->shape[i]);
-        return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" has shape [%s], expected [%s]",
-                       t->file, t->name, got, want);
-    }
-    return LLMRT_OK;
+    return safetensors_expect(L->st, (*out)->name, n_dims, shape, out);
 }
 
 /* ---- layout ---- */
@@ -286,11 +273,6 @@ static llmrt_status ld_model(loader *L, int verbose) {
     return LLMRT_OK;
 }
 
-static void human_bytes(char *buf, size_t n, double b) {
-    if (b >= 1073741824.0) snprintf(buf, n, "%.2f GiB", b / 1073741824.0);
-    else snprintf(buf, n, "%.1f MiB", b / 1048576.0);
-}
-
 llmrt_status model_load(model **out, const char *dir, backend *be, const model_load_opts *opts) {
     *out = NULL;
     model *m = calloc(1, sizeof *m);
@@ -317,9 +299,9 @@ llmrt_status model_load(model **out, const char *dir, backend *be, const model_l
         s = be->ops->mem_info(be, &free_b, &total_b);
         if (s == LLMRT_OK && need + reserve > free_b) {
             char a[32], b[32], c[32];
-            human_bytes(a, sizeof a, (double)need);
-            human_bytes(b, sizeof b, (double)reserve);
-            human_bytes(c, sizeof c, (double)free_b);
+            bytes_str(a, sizeof a, (double)need);
+            bytes_str(b, sizeof b, (double)reserve);
+            bytes_str(c, sizeof c, (double)free_b);
             s = err_set(LLMRT_ERR_DEVICE,
                         "%s: the model does not fit on the %s device: it needs %s of weights "
                         "(%s) + %s for the KV cache and activations, and %s is free",
@@ -334,7 +316,7 @@ llmrt_status model_load(model **out, const char *dir, backend *be, const model_l
         }
         if (s == LLMRT_OK && opts && opts->verbose) {
             char a[32];
-            human_bytes(a, sizeof a, (double)need);
+            bytes_str(a, sizeof a, (double)need);
             fprintf(stderr, "llmrt: loaded %s (%s, %d layers) on %s: %s of weights in %s\n", dir,
                     m->cfg.model_type, m->cfg.n_layers, be->name, a, dtype_name(be->weight_dtype));
         }

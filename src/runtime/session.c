@@ -11,15 +11,19 @@ enum { SESSION_ALIGN = 256 };
 
 static size_t align_up(size_t n) { return (n + SESSION_ALIGN - 1) / SESSION_ALIGN * SESSION_ALIGN; }
 
-static int session_chunk(const session_opts *o) {
+/* Default chunk: 512 tokens, and no more than the sliding window, so that a sliding layer's
+ * ring buffer (window + chunk - 1 slots) stays under twice its window. */
+static int session_chunk(const model_config *c, const session_opts *o) {
     if (o->mode == KV_NONE) return o->max_seq; /* every step recomputes the whole sequence */
-    if (o->chunk > 0) return o->chunk < o->max_seq ? o->chunk : o->max_seq;
-    return o->max_seq < 512 ? o->max_seq : 512;
+    int chunk = o->chunk > 0 ? o->chunk : 512;
+    if (o->chunk <= 0 && c->sliding_window > 0 && c->sliding_window < chunk)
+        chunk = c->sliding_window;
+    return chunk < o->max_seq ? chunk : o->max_seq;
 }
 
 /* Slots per sequence for layer l: a sliding layer keeps only its window plus one chunk. */
 static int layer_cap(const model_config *c, const session_opts *o, int l) {
-    int chunk = session_chunk(o);
+    int chunk = session_chunk(c, o);
     if (o->mode == KV_STATIC && c->layer_sliding[l]) {
         int cap = c->sliding_window + chunk - 1;
         if (cap < o->max_seq) return cap;
@@ -34,7 +38,7 @@ static size_t kv_layer_bytes(const model_config *c, const session_opts *o, int c
 
 /* Activation buffer sizes in elements, in the order they are carved. */
 static void act_sizes(const model_config *c, const session_opts *o, size_t n[6]) {
-    size_t rows = (size_t)o->batch * (size_t)session_chunk(o);
+    size_t rows = (size_t)o->batch * (size_t)session_chunk(c, o);
     size_t D = (size_t)c->hidden, hd = (size_t)c->head_dim;
     n[0] = rows * D;                                                  /* x */
     n[1] = rows * D;                                                  /* h */
@@ -44,8 +48,8 @@ static void act_sizes(const model_config *c, const session_opts *o, size_t n[6])
     n[5] = rows * (size_t)c->ffn;                                     /* mlp_act */
 }
 
-static size_t logits_rows(const session_opts *o) {
-    return o->all_logits ? (size_t)o->batch * (size_t)session_chunk(o) : (size_t)o->batch;
+static size_t logits_rows(const model_config *c, const session_opts *o) {
+    return o->all_logits ? (size_t)o->batch * (size_t)session_chunk(c, o) : (size_t)o->batch;
 }
 
 size_t session_bytes(const model_config *c, const session_opts *o, dtype act, dtype kv) {
@@ -54,7 +58,7 @@ size_t session_bytes(const model_config *c, const session_opts *o, dtype act, dt
     act_sizes(c, o, n);
     for (int i = 0; i < 6; i++) total += align_up(n[i] * dtype_size(act));
     total += align_up((size_t)o->batch * (size_t)c->hidden * dtype_size(act));
-    total += align_up(logits_rows(o) * (size_t)c->vocab * 4);
+    total += align_up(logits_rows(c, o) * (size_t)c->vocab * 4);
     return total;
 }
 
@@ -74,7 +78,7 @@ llmrt_status session_create(session **out, model *m, const session_opts *o) {
     s->m = m;
     s->be = m->be;
     s->o = *o;
-    s->o.chunk = session_chunk(o);
+    s->o.chunk = session_chunk(c, o);
     s->rows_max = o->batch * s->o.chunk;
     backend *be = s->be;
     llmrt_status st = LLMRT_OK;
@@ -105,7 +109,7 @@ llmrt_status session_create(session **out, model *m, const session_opts *o) {
         s->act_bytes = 0;
         for (int i = 0; i < 6; i++) s->act_bytes += align_up(n[i] * es);
         s->act_bytes += align_up((size_t)o->batch * (size_t)c->hidden * es);
-        s->act_bytes += align_up(logits_rows(o) * (size_t)c->vocab * 4);
+        s->act_bytes += align_up(logits_rows(c, o) * (size_t)c->vocab * 4);
         st = be->ops->alloc(be, s->act_bytes, &s->act_block);
         if (st == LLMRT_OK) {
             char *q = s->act_block;

@@ -14,6 +14,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"bench", cmd_bench, "benchmark sweep over prompt length x new tokens x batch size"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file under the model"},
 };
 
 static void usage(FILE *f) {

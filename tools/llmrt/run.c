@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "base/file.h"
+#include "base/units.h"
 #include "benchmark.h"
 #include "commands.h"
 #include "common.h"
@@ -307,6 +308,16 @@ int cmd_run(int argc, char **argv) {
     if (session_create(&s, o.cm.m, &sopt) != LLMRT_OK) {
         cli_fail("run");
         goto out;
+    }
+    if (o.cm.verbose) {
+        char b1[32], b2[32];
+        fprintf(stderr, "llmrt: KV cache %s for %d x %d positions",
+                bytes_str(b1, sizeof b1, (double)s->kv_bytes), o.batch, sopt.max_seq);
+        if (s->kv_bytes < s->kv_bytes_full)
+            fprintf(stderr, " (sliding-window layers keep only their window: %s saved of %s)",
+                    bytes_str(b1, sizeof b1, (double)(s->kv_bytes_full - s->kv_bytes)),
+                    bytes_str(b2, sizeof b2, (double)s->kv_bytes_full));
+        fprintf(stderr, ", activations %s\n", bytes_str(b1, sizeof b1, (double)s->act_bytes));
     }
     if (tok && tokenizer_stream_create(&so.ts, tok, 1) != LLMRT_OK) {
         cli_fail("run");

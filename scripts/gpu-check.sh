@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# gpu-check.sh — one device call: the CUDA op tests, the end-to-end tests on CUDA and the
+# CUDA microbenchmark, from binaries built elsewhere and carried in $CARRY (default .carry/cuda,
+# filled by `scripts/gpu-check.sh --stage BUILD_DIR` on the build machine). Logs go to $OUT
+# (default ./out); a short table is printed last.
+#
+#   build machine:  make BUILD=build-cuda CUDA=1 && scripts/gpu-check.sh --stage build-cuda
+#   device machine: scripts/gpu-check.sh            (run from the repository root)
+# Environment: GPU_CHECK_ONLY="ops bench e2e" selects the parts (default all).
+set -uo pipefail
+CARRY=${CARRY:-.carry/cuda}
+
+if [ "${1:-}" = "--stage" ]; then
+    build=${2:?usage: gpu-check.sh --stage BUILD_DIR}
+    mkdir -p "$CARRY/lib"
+    cp scripts/gpu-check.sh "$CARRY/"
+    rm -f "$CARRY"/test_* "$CARRY"/bench_*
+    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/llmrt "$build"/bench_*; do
+        [ -x "$f" ] && [ -f "$f" ] && cp "$f" "$CARRY/"
+    done
+    # shared libraries the device image may lack (small ones only; cuBLASLt is there)
+    for lib in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.3 libgomp.so.1; do
+        p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
+        [ -n "$p" ] && cp -L "$p" "$CARRY/lib/"
+    done
+    du -sh "$CARRY"
+    exit 0
+fi
+
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+ONLY=${GPU_CHECK_ONLY:-ops e2e bench}
+libdirs="$CARRY/lib"
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -e "$d/libcublasLt.so.13" ] && libdirs="$libdirs:$d"
+done
+if ! ls /usr/local/cuda/lib64/libcublasLt.so.13 >/dev/null 2>&1; then
+    p=$(find / -name 'libcublasLt.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
+    [ -n "$p" ] && libdirs="$libdirs:$(dirname "$p")"
+fi
+export LD_LIBRARY_PATH="$libdirs:${LD_LIBRARY_PATH:-}"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
+    | tee "$OUT/gpu.txt"
+
+declare -a rows
+run_part() { # name, log, command...
+    local name=$1 log=$2
+    shift 2
+    local t0=$(date +%s%N)
+    "$@" >"$OUT/$log" 2>&1
+    local rc=$?
+    local t=$(( ($(date +%s%N) - t0) / 1000000 ))
+    local summary=$(grep -E "passed, .* failed|^SKIP" "$OUT/$log" | tail -1)
+    rows+=("$(printf '%-28s rc=%-3d %7d ms  %s' "$name" "$rc" "$t" "$summary")")
+    if [ $rc -ne 0 ]; then
+        echo "---- $name failed; last lines of $log:"
+        grep -E "FAIL|CHECK failed|mismatch|error" "$OUT/$log" | head -40
+        tail -5 "$OUT/$log"
+    fi
+}
+
+if [[ " $ONLY " == *" ops "* ]]; then
+    run_part test_cuda_ops test_cuda_ops.log "$CARRY/test_cuda_ops"
+fi
+if [[ " $ONLY " == *" e2e "* ]]; then
+    for t in "$CARRY"/test_e2e*; do
+        [ -x "$t" ] || continue
+        run_part "$(basename "$t") (cuda)" "$(basename "$t").log" env LLMRT_TEST_DEVICE=cuda "$t"
+    done
+fi
+if [[ " $ONLY " == *" bench "* ]] && [ -x "$CARRY/bench_cuda" ]; then
+    run_part bench_cuda bench_cuda.log "$CARRY/bench_cuda"
+    echo "---- bench_cuda"
+    grep -E "^\|" "$OUT/bench_cuda.log"
+fi
+echo "---- gpu-check summary ($(head -2 "$OUT/gpu.txt" | tail -1))"
+printf '%s\n' "${rows[@]}"

@@ -1,0 +1,487 @@
+/* cuda_attention.cu — causal attention of the step's queries over the KV cache.
+ *
+ * Query row r = b * n_tokens + t sits at position p = pos[b] + t and sees keys j with
+ * max(start[b], window ? p - window + 1 : 0) <= j <= p, stored in slot j % cap (a ring buffer
+ * for sliding layers). Positions come from device memory, so that a captured decode graph
+ * serves every step: grids are sized from the cache capacity and blocks with no keys exit.
+ *
+ * Split-K kernel (decode, and the general fallback): one block per (group of q heads sharing
+ * a kv head, query row, split). GQA/MQA heads of a group read each K/V row once. The visible
+ * keys of a row are cut into n_split equal chunks so that a long context spreads over the
+ * whole GPU (flash-decoding); each block runs an online softmax over tiles of ATT_TILE keys and
+ * leaves (max, sum, unnormalized output) for kernel_attn_combine, or writes the output itself
+ * when there is one split. Scores and softmax are F32.
+ */
+#include <mma.h>
+
+#include <type_traits>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+enum { ATT_TILE = 128, ATT_THREADS = 128, ATT_GMAX = 8, ATT_MAX_SPLIT = 64, ATT_UNROLL = 8 };
+
+struct attn_geom {
+    int H, Hkv, hd, gb; /* heads, kv heads, head dim, q heads per block (divides H / Hkv) */
+    int cap, n_tokens, window, n_split;
+    float scale, softcap;
+};
+
+/* The visible key range [lo, hi] of query row r. */
+__device__ __forceinline__ void key_range(int r, int n_tokens, int window, const int32_t *pos,
+                                          const int32_t *start, int *b, int *lo, int *hi) {
+    *b = r / n_tokens;
+    int p = pos[*b] + r % n_tokens;
+    int l = start[*b];
+    if (window > 0 && p - window + 1 > l) l = p - window + 1;
+    *lo = l;
+    *hi = p;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(ATT_THREADS)
+    kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
+                      const T *kc /* [batch, Hkv, cap, hd] */, const T *vc /* same */,
+                      float *part_o /* [rows, H, n_split, hd] */,
+                      float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
+                      const int32_t *pos, const int32_t *start) {
+    extern __shared__ float sh[];
+    float *q_s = sh;                       /* [gb][hd] */
+    float *o_s = q_s + g.gb * g.hd;        /* [gb][hd] */
+    float *s_s = o_s + g.gb * g.hd;        /* [gb][ATT_TILE] */
+    float *m_s = s_s + g.gb * ATT_TILE;    /* [gb] */
+    float *l_s = m_s + ATT_GMAX;           /* [gb] */
+    float *c_s = l_s + ATT_GMAX;           /* [gb] */
+    float *red_s = c_s + ATT_GMAX;         /* [ATT_THREADS * 8] partial sums of p V */
+    const int VEC = 16 / sizeof(T);
+    int tid = threadIdx.x;
+    int h0 = blockIdx.x * g.gb, kvh = h0 / (g.H / g.Hkv);
+    int r = blockIdx.y, split = blockIdx.z;
+    int b, lo, hi;
+    key_range(r, g.n_tokens, g.window, pos, start, &b, &lo, &hi);
+    int len = hi - lo + 1;
+    int chunk = (len + g.n_split - 1) / g.n_split;
+    chunk = chunk < ATT_TILE ? ATT_TILE : (chunk + 31) & ~31;
+    int j0 = lo + split * chunk, j1 = min(hi, j0 + chunk - 1);
+    size_t pidx = ((size_t)r * g.H + h0) * g.n_split + split; /* + gi * n_split */
+    if (len <= 0 || j0 > j1) {
+        if (g.n_split > 1) {
+            if (tid < g.gb) part_ml[pidx + (size_t)tid * g.n_split] = make_float2(-INFINITY, 0.0f);
+        } else {
+            for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
+                out[(size_t)r * g.H * g.hd + (size_t)h0 * g.hd + i] = from_f<T>(0.0f);
+        }
+        return;
+    }
+    const T *q = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)h0 * g.hd;
+    for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
+        q_s[i] = to_f(q[i]) * g.scale;
+        o_s[i] = 0.0f;
+    }
+    if (tid < g.gb) {
+        m_s[tid] = -INFINITY;
+        l_s[tid] = 0.0f;
+    }
+    const T *kbase = kc + ((size_t)b * g.Hkv + kvh) * g.cap * g.hd;
+    const T *vbase = vc + ((size_t)b * g.Hkv + kvh) * g.cap * g.hd;
+    __syncthreads();
+    for (int t0 = j0; t0 <= j1; t0 += ATT_TILE) {
+        int n = min(ATT_TILE, j1 - t0 + 1);
+        /* scores: thread tid owns key t0 + tid */
+        if (tid < n) {
+            const int4 *kr = (const int4 *)(kbase + (size_t)((t0 + tid) % g.cap) * g.hd);
+            float acc[ATT_GMAX];
+#pragma unroll
+            for (int gi = 0; gi < ATT_GMAX; gi++) acc[gi] = 0.0f;
+            const int nv = g.hd / VEC;
+            for (int v0 = 0; v0 < nv; v0 += ATT_UNROLL) { /* ATT_UNROLL loads in flight */
+                int4 kv[ATT_UNROLL];
+#pragma unroll
+                for (int u = 0; u < ATT_UNROLL; u++)
+                    kv[u] = v0 + u < nv ? __ldg(kr + v0 + u) : make_int4(0, 0, 0, 0);
+#pragma unroll
+                for (int u = 0; u < ATT_UNROLL; u++) {
+                    if (v0 + u >= nv) break;
+                    const T *ke = (const T *)&kv[u];
+                    float kf[16 / sizeof(T)];
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) kf[e] = to_f(ke[e]);
+#pragma unroll
+                    for (int gi = 0; gi < ATT_GMAX; gi++) {
+                        if (gi < g.gb) {
+                            const float *qq = q_s + gi * g.hd + (v0 + u) * VEC;
+#pragma unroll
+                            for (int e = 0; e < VEC; e++) acc[gi] = fmaf(qq[e], kf[e], acc[gi]);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int gi = 0; gi < ATT_GMAX; gi++) {
+                if (gi < g.gb) {
+                    float s = acc[gi];
+                    if (g.softcap > 0.0f) s = g.softcap * tanhf(s / g.softcap);
+                    s_s[gi * ATT_TILE + tid] = s;
+                }
+            }
+        }
+        __syncthreads();
+        /* online softmax: warp w updates heads w, w + 4, ... */
+        for (int gi = tid / 32; gi < g.gb; gi += ATT_THREADS / 32) {
+            int lane = tid % 32;
+            float mx = -INFINITY;
+            for (int j = lane; j < n; j += 32) mx = fmaxf(mx, s_s[gi * ATT_TILE + j]);
+            mx = warp_max(mx);
+            float m_old = m_s[gi], m_new = fmaxf(m_old, mx);
+            float sum = 0.0f;
+            for (int j = lane; j < n; j += 32) {
+                float e = __expf(s_s[gi * ATT_TILE + j] - m_new);
+                s_s[gi * ATT_TILE + j] = e;
+                sum += e;
+            }
+            sum = warp_sum(sum);
+            if (lane == 0) {
+                float corr = __expf(m_old - m_new); /* 0 when m_old is -inf */
+                c_s[gi] = corr;
+                m_s[gi] = m_new;
+                l_s[gi] = l_s[gi] * corr + sum;
+            }
+        }
+        __syncthreads();
+        /* o = o * corr + p V: thread (grp, oi) sums keys grp, grp + ngrp, ... into the
+         * 16-byte output vector oi; groups are then added through red_s */
+        {
+            int vpr = g.hd / VEC, outs = g.gb * vpr;
+            int ngrp = outs >= ATT_THREADS ? 1 : ATT_THREADS / outs;
+            int grp = tid / outs;
+            for (int oi = tid % outs; grp < ngrp && oi < outs; oi += (ngrp == 1 ? ATT_THREADS : outs)) {
+                int gi = oi / vpr, dv = oi % vpr;
+                float acc[16 / sizeof(T)];
+#pragma unroll
+                for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
+                const float *pp = s_s + gi * ATT_TILE;
+                for (int j = grp; j < n; j += ATT_UNROLL * ngrp) { /* ATT_UNROLL loads in flight */
+                    int4 vv[ATT_UNROLL];
+                    float pj[ATT_UNROLL];
+#pragma unroll
+                    for (int u = 0; u < ATT_UNROLL; u++) {
+                        int jj = j + u * ngrp;
+                        bool ok = jj < n;
+                        vv[u] = ok ? __ldg((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd) + dv)
+                                   : make_int4(0, 0, 0, 0);
+                        pj[u] = ok ? pp[jj] : 0.0f;
+                    }
+#pragma unroll
+                    for (int u = 0; u < ATT_UNROLL; u++) {
+                        const T *ve = (const T *)&vv[u];
+#pragma unroll
+                        for (int e = 0; e < VEC; e++) acc[e] = fmaf(pj[u], to_f(ve[e]), acc[e]);
+                    }
+                }
+                if (ngrp == 1) {
+                    float cr = c_s[gi];
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) {
+                        float *o = o_s + gi * g.hd + dv * VEC + e;
+                        *o = *o * cr + acc[e];
+                    }
+                } else {
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) red_s[grp * outs * VEC + oi * VEC + e] = acc[e];
+                }
+                if (ngrp > 1) break;
+            }
+            if (ngrp > 1) {
+                __syncthreads();
+                for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
+                    float sum = 0.0f;
+                    for (int q2 = 0; q2 < ngrp; q2++) sum += red_s[q2 * outs * VEC + i];
+                    o_s[i] = o_s[i] * c_s[i / g.hd] + sum;
+                }
+            }
+        }
+        __syncthreads();
+    }
+    if (g.n_split == 1) {
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
+            int gi = i / g.hd;
+            out[(size_t)r * g.H * g.hd + (size_t)h0 * g.hd + i] = from_f<T>(o_s[i] / l_s[gi]);
+        }
+    } else {
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
+            int gi = i / g.hd, d = i % g.hd;
+            part_o[(pidx + (size_t)gi * g.n_split) * g.hd + d] = o_s[i];
+        }
+        if (tid < g.gb) part_ml[pidx + (size_t)tid * g.n_split] = make_float2(m_s[tid], l_s[tid]);
+    }
+}
+
+/* out[r, h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits that saw keys. */
+template <typename T>
+__global__ void kernel_attn_combine(T *out /* [rows, H * hd] */,
+                                    const float *part_o /* [rows, H, n_split, hd] */,
+                                    const float2 *part_ml /* [rows, H, n_split] */, int H, int hd,
+                                    int n_split) {
+    __shared__ float w_s[ATT_MAX_SPLIT];
+    __shared__ int idx_s[ATT_MAX_SPLIT];
+    __shared__ int n_s;
+    __shared__ float inv_l;
+    int h = blockIdx.x, r = blockIdx.y;
+    size_t base = ((size_t)r * H + h) * n_split;
+    if (threadIdx.x < 32) {
+        float2 a = threadIdx.x < n_split ? part_ml[base + threadIdx.x] : make_float2(-INFINITY, 0.0f);
+        float2 b = threadIdx.x + 32 < n_split ? part_ml[base + threadIdx.x + 32]
+                                              : make_float2(-INFINITY, 0.0f);
+        float M = warp_max(fmaxf(a.y > 0.0f ? a.x : -INFINITY, b.y > 0.0f ? b.x : -INFINITY));
+        float wa = a.y > 0.0f ? __expf(a.x - M) : 0.0f, wb = b.y > 0.0f ? __expf(b.x - M) : 0.0f;
+        float L = warp_sum(wa * a.y + wb * b.y);
+        if (threadIdx.x == 0) {
+            int n = 0;
+            for (int s = 0; s < n_split; s++) {
+                float2 ml = part_ml[base + s];
+                if (ml.y > 0.0f) {
+                    w_s[n] = __expf(ml.x - M);
+                    idx_s[n++] = s;
+                }
+            }
+            n_s = n;
+            inv_l = L > 0.0f ? 1.0f / L : 0.0f;
+        }
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int i = 0; i < n_s; i++) acc += w_s[i] * part_o[(base + idx_s[i]) * hd + d];
+        out[((size_t)r * H + h) * hd + d] = from_f<T>(acc * inv_l);
+    }
+}
+
+/* ---- prefill: tiled flash attention on tensor cores (F16/BF16) ----
+ *
+ * One block of FA_WARPS warps per (tile of FA_BQ queries, head, sequence); each warp owns 16
+ * query rows. Key/value tiles of FA_BK rows are staged in shared memory (slot j % cap); S = Q K^T
+ * and O += P V run as 16x16x16 wmma products with F32 accumulators; the online softmax runs
+ * on the F32 scores in shared memory (two lanes per row). GQA heads index their kv head, K/V
+ * are never repeated. */
+enum { FA_BQ = 64, FA_BK = 64, FA_WARPS = 4, FA_MAX_HD = 256 };
+
+static size_t fa_smem(int hd) {
+    size_t ldh = hd + 8;
+    return (3 * FA_BQ * ldh + FA_BQ * (FA_BK + 8)) * 2 +
+           (FA_BQ * (FA_BK + 4) + FA_BQ * (size_t)(hd + 4) + 2 * FA_BQ) * 4;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(FA_WARPS * 32)
+    kernel_attn_prefill(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
+                        const T *kc /* [batch, Hkv, cap, hd] */, const T *vc /* same */,
+                        attn_geom g, const int32_t *pos, const int32_t *start) {
+    using namespace nvcuda;
+    extern __shared__ __align__(128) unsigned char fa_raw[];
+    const int hd = g.hd, ldh = hd + 8, lds = FA_BK + 4, ldp = FA_BK + 8, ldo = hd + 4;
+    T *q_s = (T *)fa_raw;                      /* [FA_BQ][ldh] */
+    T *k_s = q_s + FA_BQ * ldh;                /* [FA_BK][ldh] */
+    T *v_s = k_s + FA_BK * ldh;                /* [FA_BK][ldh] */
+    T *p_s = v_s + FA_BK * ldh;                /* [FA_BQ][ldp] */
+    float *s_f = (float *)(p_s + FA_BQ * ldp); /* [FA_BQ][lds] */
+    float *o_f = s_f + FA_BQ * lds;            /* [FA_BQ][ldo] */
+    float *m_f = o_f + FA_BQ * ldo;            /* [FA_BQ] */
+    float *l_f = m_f + FA_BQ;                  /* [FA_BQ] */
+    int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int kvh = h / (g.H / g.Hkv), T_ = g.n_tokens, W = (g.H + 2 * g.Hkv) * hd;
+    int t0 = qt * FA_BQ;
+    int pb = pos[b], st = start[b];
+    int tlast = min(T_ - 1, t0 + FA_BQ - 1);
+    int pmax = pb + tlast;
+    int klo = st;
+    if (g.window > 0 && pb + t0 - g.window + 1 > klo) klo = pb + t0 - g.window + 1;
+    const int vpr = hd / 8; /* 16-byte vectors per row */
+    for (int i = tid; i < FA_BQ * vpr; i += FA_WARPS * 32) {
+        int rr = i / vpr, cv = i % vpr;
+        int4 val = make_int4(0, 0, 0, 0);
+        if (t0 + rr < T_)
+            val = *((const int4 *)(qkv + ((size_t)b * T_ + t0 + rr) * W + (size_t)h * hd) + cv);
+        *((int4 *)(q_s + rr * ldh) + cv) = val;
+    }
+    for (int i = tid; i < FA_BQ * ldo; i += FA_WARPS * 32) o_f[i] = 0.0f;
+    for (int i = tid; i < FA_BQ; i += FA_WARPS * 32) {
+        m_f[i] = -INFINITY;
+        l_f[i] = 0.0f;
+    }
+    const T *kbase = kc + ((size_t)b * g.Hkv + kvh) * g.cap * hd;
+    const T *vbase = vc + ((size_t)b * g.Hkv + kvh) * g.cap * hd;
+    /* softmax bookkeeping of this lane: row rr, columns half * 32 ... */
+    const int rr = warp * 16 + lane / 2, half = lane % 2;
+    const int p_row = pb + t0 + rr;
+    int lo_row = st;
+    if (g.window > 0 && p_row - g.window + 1 > lo_row) lo_row = p_row - g.window + 1;
+    for (int kt = klo; kt <= pmax; kt += FA_BK) {
+        __syncthreads(); /* the previous tile's K/V are no longer read */
+        for (int i = tid; i < FA_BK * vpr; i += FA_WARPS * 32) {
+            int jj = i / vpr, cv = i % vpr, j = kt + jj;
+            int4 kv4 = make_int4(0, 0, 0, 0), vv4 = make_int4(0, 0, 0, 0);
+            if (j <= pmax) {
+                size_t off = (size_t)(j % g.cap) * hd;
+                kv4 = *((const int4 *)(kbase + off) + cv);
+                vv4 = *((const int4 *)(vbase + off) + cv);
+            }
+            *((int4 *)(k_s + jj * ldh) + cv) = kv4;
+            *((int4 *)(v_s + jj * ldh) + cv) = vv4;
+        }
+        __syncthreads();
+        /* S[16 rows of this warp][FA_BK] = Q K^T */
+        for (int nt = 0; nt < FA_BK / 16; nt++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kk = 0; kk < hd / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb;
+                wmma::load_matrix_sync(fa, q_s + warp * 16 * ldh + kk * 16, ldh);
+                wmma::load_matrix_sync(fb, k_s + nt * 16 * ldh + kk * 16, ldh);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(s_f + warp * 16 * lds + nt * 16, acc, lds, wmma::mem_row_major);
+        }
+        __syncwarp();
+        /* online softmax over this tile, rows of this warp */
+        {
+            float *srow = s_f + rr * lds;
+            float mx = -INFINITY;
+            for (int c = half * 32; c < half * 32 + 32; c++) {
+                int j = kt + c;
+                float sv = srow[c] * g.scale;
+                if (g.softcap > 0.0f) sv = g.softcap * tanhf(sv / g.softcap);
+                if (j < lo_row || j > p_row) sv = -INFINITY;
+                srow[c] = sv;
+                mx = fmaxf(mx, sv);
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            float m_old = m_f[rr], m_new = fmaxf(m_old, mx);
+            float corr = m_new == -INFINITY ? 1.0f : __expf(m_old - m_new);
+            float sum = 0.0f;
+            T *prow = p_s + rr * ldp;
+            for (int c = half * 32; c < half * 32 + 32; c++) {
+                float e = srow[c] == -INFINITY ? 0.0f : __expf(srow[c] - m_new);
+                T et = from_f<T>(e);
+                prow[c] = et;
+                sum += to_f(et);
+            }
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            float *orow = o_f + rr * ldo;
+            for (int d = half * (hd / 2); d < (half + 1) * (hd / 2); d++) orow[d] *= corr;
+            __syncwarp();
+            if (half == 0) {
+                m_f[rr] = m_new;
+                l_f[rr] = l_f[rr] * corr + sum;
+            }
+        }
+        __syncwarp();
+        /* O[16 rows][hd] += P V */
+        for (int dt = 0; dt < hd / 16; dt++) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            float *op = o_f + warp * 16 * ldo + dt * 16;
+            wmma::load_matrix_sync(acc, op, ldo, wmma::mem_row_major);
+            for (int kk = 0; kk < FA_BK / 16; kk++) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb;
+                wmma::load_matrix_sync(fa, p_s + warp * 16 * ldp + kk * 16, ldp);
+                wmma::load_matrix_sync(fb, v_s + kk * 16 * ldh + dt * 16, ldh);
+                wmma::mma_sync(acc, fa, fb, acc);
+            }
+            wmma::store_matrix_sync(op, acc, ldo, wmma::mem_row_major);
+        }
+    }
+    __syncthreads();
+    for (int i = tid; i < FA_BQ * hd; i += FA_WARPS * 32) {
+        int r2 = i / hd, d = i % hd, t = t0 + r2;
+        if (t < T_) {
+            float l = l_f[r2];
+            out[((size_t)b * T_ + t) * g.H * hd + (size_t)h * hd + d] =
+                from_f<T>(l > 0.0f ? o_f[r2 * ldo + d] / l : 0.0f);
+        }
+    }
+}
+
+template <typename T>
+static llmrt_status launch_prefill(cuda_ctx *c, T *out, const T *qkv, const kv_layer *cache,
+                                   const attn_geom &g) {
+    size_t smem = fa_smem(g.hd);
+    static int raised[2];
+    int which = sizeof(T) == 2 && std::is_same<T, __half>::value ? 0 : 1;
+    if (!raised[which]) {
+        CK(cudaFuncSetAttribute(kernel_attn_prefill<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)fa_smem(FA_MAX_HD)));
+        raised[which] = 1;
+    }
+    dim3 grid((c->n_tokens + FA_BQ - 1) / FA_BQ, g.H, c->batch);
+    kernel_attn_prefill<T><<<grid, FA_WARPS * 32, smem, c->stream>>>(
+        out, qkv, (const T *)cache->k, (const T *)cache->v, g, c->d_pos, c->d_start);
+    CK_KERNEL("kernel_attn_prefill");
+    return LLMRT_OK;
+}
+
+llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
+                                   const attn_params *a) {
+    if (a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads)
+        return err_set(LLMRT_ERR_INVALID, "%d heads over %d kv heads", a->n_heads, a->n_kv_heads);
+    if (a->head_dim % 8 || a->head_dim > 512)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "head_dim %d (must be a multiple of 8, <= 512)",
+                       a->head_dim);
+    if (cache->batch < c->batch)
+        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d",
+                       cache->batch, c->batch);
+    attn_geom g;
+    g.H = a->n_heads;
+    g.Hkv = a->n_kv_heads;
+    g.hd = a->head_dim;
+    int G = g.H / g.Hkv;
+    g.gb = 1;
+    for (int d = ATT_GMAX; d >= 1; d--)
+        if (G % d == 0) {
+            g.gb = d;
+            break;
+        }
+    g.cap = cache->cap;
+    g.n_tokens = c->n_tokens;
+    g.window = a->window;
+    g.scale = a->scale;
+    g.softcap = a->softcap;
+    if (c->dt != DT_F32 && c->n_tokens >= 16 && g.hd % 16 == 0 && g.hd <= FA_MAX_HD &&
+        !c->attn_split_only) {
+        if (c->dt == DT_F16)
+            return launch_prefill<__half>(c, (__half *)out, (const __half *)qkv, cache, g);
+        return launch_prefill<__nv_bfloat16>(c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)qkv,
+                                             cache, g);
+    }
+    int blocks = (g.H / g.gb) * c->rows;
+    int n_split = (2 * c->n_sm + blocks - 1) / blocks;
+    int max_split = (g.cap + 63) / 64;
+    if (n_split > max_split) n_split = max_split;
+    if (n_split > ATT_MAX_SPLIT) n_split = ATT_MAX_SPLIT;
+    if (n_split < 1) n_split = 1;
+    g.n_split = n_split;
+    float *part_o = NULL;
+    float2 *part_ml = NULL;
+    if (n_split > 1) {
+        size_t n = (size_t)c->rows * g.H * n_split;
+        void *scr;
+        TRY(cuda_scratch(c, n * g.hd * sizeof(float) + n * sizeof(float2), &scr));
+        part_o = (float *)scr;
+        part_ml = (float2 *)(part_o + n * g.hd);
+    }
+    size_t smem = (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX +
+                   ATT_THREADS * 8) * sizeof(float);
+    dim3 grid(g.H / g.gb, c->rows, n_split);
+    DISPATCH_T(c->dt, {
+        kernel_attn_split<T><<<grid, ATT_THREADS, smem, c->stream>>>(
+            (T *)out, (const T *)qkv, (const T *)cache->k, (const T *)cache->v, part_o, part_ml, g,
+            c->d_pos, c->d_start);
+        CK_KERNEL("kernel_attn_split");
+        if (n_split > 1) {
+            kernel_attn_combine<T><<<dim3(g.H, c->rows), 128, 0, c->stream>>>(
+                (T *)out, part_o, part_ml, g.H, g.hd, n_split);
+            CK_KERNEL("kernel_attn_combine");
+        }
+    });
+    return LLMRT_OK;
+}

@@ -1,0 +1,623 @@
+/* cuda_backend.cu — the CUDA backend: creation, memory, steps and CUDA graphs, op dispatch.
+ *
+ * Every op of the table is turned into an op record (its arguments by value) and submitted:
+ *  - eager steps run the record's launcher at once;
+ *  - the first decode step (n_tokens == 1) of a batch size runs eagerly (it grows scratch
+ *    buffers and cuBLASLt plans), the second is captured into a CUDA graph while its records
+ *    are kept, and later ones replay the graph: step_begin uploads ids/pos/start into fixed
+ *    device buffers, each op only compares its record with the captured one, and step_end
+ *    launches the graph. Kernels read positions from device memory, so one graph serves
+ *    every position.
+ *  - If a replayed step's ops differ from the captured ones (a new session with new buffers,
+ *    say), the step falls back to eager execution of the records seen so far and the graph is
+ *    dropped, to be captured again; no step ever runs stale pointers.
+ * LLMRT_NO_GRAPH=1 turns graphs off; LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+llmrt_status cuda_fail(cudaError_t e, const char *call, const char *file, int line) {
+    return err_set(LLMRT_ERR_DEVICE, "CUDA error in %s (%s:%d): %s (%s)", call, file, line,
+                   cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+llmrt_status cublas_fail(cublasStatus_t e, const char *call, const char *file, int line) {
+    return err_set(LLMRT_ERR_DEVICE, "cuBLASLt error in %s (%s:%d): status %d", call, file, line,
+                   (int)e);
+}
+
+/* ---- op records ---- */
+
+typedef enum op_kind {
+    OP_EMBED = 1,
+    OP_NORM,
+    OP_ADD_NORM,
+    OP_ADD,
+    OP_MATMUL,
+    OP_QKV_FINISH,
+    OP_ATTENTION,
+    OP_ACTIVATE,
+    OP_LAST_ROWS,
+    OP_LOGITS,
+} op_kind;
+
+/* The arguments of one op by value. Built from a memset-zeroed struct field by field, so that
+ * two records of the same call compare equal with memcmp (no stray padding bytes). */
+typedef struct op_rec {
+    int op;
+    int i0, i1;
+    float f0;
+    void *p0;
+    const void *p1;
+    bweight w0, w1;
+    norm_params n0, n1;
+    int has_n0, has_n1, has_rope, pad_;
+    rope_params rope;
+    attn_params attn;
+    kv_layer kv;
+} op_rec;
+
+static void rec_weight(bweight *d, const bweight *s) {
+    if (!s) return;
+    d->data = s->data;
+    d->dt = s->dt;
+    d->rows = s->rows;
+    d->cols = s->cols;
+}
+static void rec_norm(norm_params *d, int *has, const norm_params *s) {
+    if (!s) return;
+    *has = 1;
+    d->kind = s->kind;
+    d->w = s->w;
+    d->b = s->b;
+    d->eps = s->eps;
+}
+static void rec_attn(attn_params *d, const attn_params *s) {
+    d->n_heads = s->n_heads;
+    d->n_kv_heads = s->n_kv_heads;
+    d->head_dim = s->head_dim;
+    d->scale = s->scale;
+    d->window = s->window;
+    d->softcap = s->softcap;
+}
+static void rec_kv(kv_layer *d, const kv_layer *s) {
+    d->k = s->k;
+    d->v = s->v;
+    d->cap = s->cap;
+    d->batch = s->batch;
+}
+
+static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
+    switch ((op_kind)r->op) {
+    case OP_EMBED:
+        return cuda_launch_embed(c, r->p0, &r->w0, r->w1.data ? &r->w1 : NULL, r->f0);
+    case OP_NORM: return cuda_launch_norm(c, r->p0, r->p1, NULL, NULL, r->i0, &r->n0);
+    case OP_ADD_NORM:
+        return cuda_launch_norm(c, r->p0, NULL, (void *)r->p1, r->w0.data, r->i0, &r->n0);
+    case OP_ADD: return cuda_launch_add(c, r->p0, r->p1, r->i0);
+    case OP_MATMUL:
+        return cuda_launch_matmul(c, r->p0, c->dt, r->p1, c->rows, &r->w0,
+                                  r->has_n0 ? r->n0.w : NULL, 0.0f);
+    case OP_QKV_FINISH: {
+        kv_layer kv = r->kv;
+        return cuda_launch_qkv_finish(c, r->p0, &r->attn, r->has_n0 ? &r->n0 : NULL,
+                                      r->has_n1 ? &r->n1 : NULL, r->has_rope ? &r->rope : NULL,
+                                      &kv);
+    }
+    case OP_ATTENTION: return cuda_launch_attention(c, r->p0, r->p1, &r->kv, &r->attn);
+    case OP_ACTIVATE: return cuda_launch_activate(c, r->p0, r->p1, r->i0, (act_kind)r->i1);
+    case OP_LAST_ROWS: return cuda_launch_last_rows(c, r->p0, r->p1, r->i0);
+    case OP_LOGITS: return cuda_launch_matmul(c, r->p0, DT_F32, r->p1, r->i0, &r->w0, NULL, r->f0);
+    }
+    return err_set(LLMRT_ERR_INVALID, "cuda: unknown op record %d", r->op);
+}
+
+static const char *op_name(int op) {
+    static const char *names[] = {"?",      "embed",     "norm",       "add_norm",
+                                  "add",    "matmul",    "qkv_finish", "attention",
+                                  "activate", "last_rows", "logits"};
+    return op > 0 && op <= OP_LOGITS ? names[op] : "?";
+}
+
+/* Per-batch-size graph state lives in ctx->graphs; the records of a captured step here. */
+typedef struct graph_recs {
+    op_rec *recs;
+    int n, cap;
+} graph_recs;
+
+/* The backend's impl: the shared context first, so that a cuda_ctx * is a cuda_state *. */
+typedef struct cuda_state {
+    cuda_ctx c;
+    graph_recs recs[GRAPH_MAX_BATCH + 1]; /* records of each captured decode step */
+    int replay_idx;                       /* records matched so far in a replayed step */
+} cuda_state;
+
+static cuda_state *state_of(backend *be) { return (cuda_state *)be->impl; }
+
+static void graph_drop(cuda_state *s, int b) {
+    graph_slot *g = &s->c.graphs[b];
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    g->exec = NULL;
+    s->recs[b].n = 0;
+}
+
+static void graphs_drop_all(cuda_state *s) {
+    for (int b = 0; b <= GRAPH_MAX_BATCH; b++) graph_drop(s, b);
+}
+
+/* Leaves replay mode: runs the first `upto` captured records eagerly and drops the graph. */
+static llmrt_status replay_fallback(cuda_state *s, int upto) {
+    cuda_ctx *c = &s->c;
+    graph_recs *gr = &s->recs[c->batch];
+    c->mode = GRAPH_EAGER;
+    op_rec *keep = gr->recs;
+    for (int i = 0; i < upto; i++) {
+        llmrt_status st = rec_exec(c, &keep[i]);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(keep[i].op));
+    }
+    graph_drop(s, c->batch);
+    return LLMRT_OK;
+}
+
+/* A capture that cannot go on (an op must grow a buffer): ends it, and runs the step's ops
+ * so far eagerly (the last record is the op that broke it). The next decode step captures. */
+static llmrt_status capture_abort(cuda_state *s) {
+    cuda_ctx *c = &s->c;
+    cudaGraph_t g = NULL;
+    cudaStreamEndCapture(c->stream, &g);
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    c->mode = GRAPH_EAGER;
+    graph_recs *gr = &s->recs[c->batch];
+    int n = gr->n;
+    gr->n = 0;
+    for (int i = 0; i < n; i++) {
+        llmrt_status st = rec_exec(c, &gr->recs[i]);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(gr->recs[i].op));
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status op_submit(backend *be, const op_rec *r) {
+    cuda_state *s = state_of(be);
+    cuda_ctx *c = &s->c;
+    if (c->mode == GRAPH_REPLAY) {
+        graph_recs *gr = &s->recs[c->batch];
+        if (s->replay_idx < gr->n && !memcmp(&gr->recs[s->replay_idx], r, sizeof *r)) {
+            s->replay_idx++;
+            return LLMRT_OK;
+        }
+        TRY(replay_fallback(s, s->replay_idx));
+    } else if (c->mode == GRAPH_CAPTURE) {
+        graph_recs *gr = &s->recs[c->batch];
+        if (gr->n == gr->cap) {
+            int nc = gr->cap ? 2 * gr->cap : 256;
+            op_rec *nr = (op_rec *)realloc(gr->recs, (size_t)nc * sizeof *nr);
+            if (!nr) return err_set(LLMRT_ERR_NOMEM, "cuda: out of host memory for op records");
+            gr->recs = nr;
+            gr->cap = nc;
+        }
+        gr->recs[gr->n++] = *r;
+        c->capture_broken = 0;
+        llmrt_status st = rec_exec(c, r);
+        if (st != LLMRT_OK && c->capture_broken) TRY(capture_abort(s));
+        else if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
+        return LLMRT_OK;
+    }
+    llmrt_status st = rec_exec(c, r);
+    if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
+    return LLMRT_OK;
+}
+
+static void rec_init(op_rec *r, op_kind op) {
+    memset(r, 0, sizeof *r);
+    r->op = op;
+}
+
+static llmrt_status need_step(backend *be, const char *op) {
+    if (ctx_of(be)->rows <= 0)
+        return err_set(LLMRT_ERR_INVALID, "cuda %s: called outside step_begin/step_end", op);
+    return LLMRT_OK;
+}
+
+/* ---- memory ---- */
+
+static llmrt_status cu_alloc(backend *be, size_t bytes, void **out) {
+    cuda_ctx *c = ctx_of(be);
+    *out = NULL;
+    if (bytes == 0) bytes = 1;
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        return err_set(LLMRT_ERR_DEVICE,
+                       "cuda: cannot allocate %zu bytes (%.1f MiB) on device %d: %s; free %zu of "
+                       "%zu bytes (%.1f of %.1f MiB)",
+                       bytes, bytes / 1048576.0, c->device, cudaGetErrorString(e), fr, tot,
+                       fr / 1048576.0, tot / 1048576.0);
+    }
+    e = cudaMemsetAsync(p, 0, bytes, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) {
+        cudaFree(p);
+        return cuda_fail(e, "cudaMemsetAsync(alloc)", __FILE__, __LINE__);
+    }
+    *out = p;
+    return LLMRT_OK;
+}
+
+static void cu_free(backend *be, void *p) {
+    (void)be;
+    if (p) cudaFree(p);
+}
+
+static llmrt_status cu_upload(backend *be, void *dst, const void *src, size_t bytes) {
+    cuda_ctx *c = ctx_of(be);
+    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+    CK(cudaStreamSynchronize(c->stream));
+    return LLMRT_OK;
+}
+
+static llmrt_status cu_download(backend *be, void *dst, const void *src, size_t bytes) {
+    cuda_ctx *c = ctx_of(be);
+    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    CK(cudaStreamSynchronize(c->stream));
+    return LLMRT_OK;
+}
+
+static llmrt_status cu_act_from_f32(backend *be, void *dst, const float *src, size_t n) {
+    cuda_ctx *c = ctx_of(be);
+    size_t es = dtype_size(c->dt);
+    void *tmp = malloc(n * es + 1);
+    if (!tmp) return err_set(LLMRT_ERR_NOMEM, "cuda act_from_f32: out of host memory");
+    dtype_convert(tmp, c->dt, src, DT_F32, n);
+    llmrt_status st = cu_upload(be, dst, tmp, n * es);
+    free(tmp);
+    return st;
+}
+
+static llmrt_status cu_act_to_f32(backend *be, float *dst, const void *src, size_t n) {
+    cuda_ctx *c = ctx_of(be);
+    size_t es = dtype_size(c->dt);
+    void *tmp = malloc(n * es + 1);
+    if (!tmp) return err_set(LLMRT_ERR_NOMEM, "cuda act_to_f32: out of host memory");
+    llmrt_status st = cu_download(be, tmp, src, n * es);
+    if (st == LLMRT_OK) dtype_convert(dst, DT_F32, tmp, c->dt, n);
+    free(tmp);
+    return st;
+}
+
+static llmrt_status cu_mem_info(backend *be, size_t *free_bytes, size_t *total_bytes) {
+    (void)be;
+    CK(cudaMemGetInfo(free_bytes, total_bytes));
+    return LLMRT_OK;
+}
+
+llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
+    if (bytes > c->scratch_bytes) {
+        if (c->mode == GRAPH_CAPTURE) { /* op_submit ends the capture and runs eagerly */
+            c->capture_broken = 1;
+            return err_set(LLMRT_ERR_DEVICE,
+                           "cuda: scratch must grow to %zu bytes during a graph capture", bytes);
+        }
+        /* captured graphs point at the old buffer */
+        graphs_drop_all((cuda_state *)c);
+        CK(cudaStreamSynchronize(c->stream));
+        if (c->scratch) CK(cudaFree(c->scratch));
+        c->scratch = NULL;
+        c->scratch_bytes = 0;
+        size_t nb = bytes + bytes / 4;
+        CK(cudaMalloc(&c->scratch, nb));
+        c->scratch_bytes = nb;
+    }
+    *out = c->scratch;
+    return LLMRT_OK;
+}
+
+/* ---- steps ---- */
+
+static llmrt_status step_buffers(cuda_state *s, int need) {
+    cuda_ctx *c = &s->c;
+    if (need <= c->step_cap) return LLMRT_OK;
+    graphs_drop_all(s); /* graphs read the old buffers */
+    CK(cudaStreamSynchronize(c->stream));
+    if (c->d_ids) CK(cudaFree(c->d_ids));
+    if (c->h_stage) CK(cudaFreeHost(c->h_stage));
+    c->d_ids = NULL;
+    c->h_stage = NULL;
+    c->step_cap = 0;
+    int cap = need < 256 ? 256 : need;
+    CK(cudaMalloc(&c->d_ids, 3 * (size_t)cap * sizeof(int32_t)));
+    CK(cudaMallocHost(&c->h_stage, 3 * (size_t)cap * sizeof(int32_t)));
+    c->d_pos = c->d_ids + cap;
+    c->d_start = c->d_ids + 2 * cap;
+    c->step_cap = cap;
+    return LLMRT_OK;
+}
+
+static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
+    cuda_state *s = state_of(be);
+    cuda_ctx *c = &s->c;
+    if (c->mode == GRAPH_CAPTURE) { /* a step that never ended: discard its capture */
+        cudaGraph_t g = NULL;
+        cudaStreamEndCapture(c->stream, &g);
+        if (g) cudaGraphDestroy(g);
+        cudaGetLastError();
+        s->recs[c->batch].n = 0;
+    }
+    c->mode = GRAPH_EAGER;
+    c->rows = 0;
+    if (st->batch <= 0 || st->n_tokens <= 0)
+        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
+                       st->n_tokens);
+    int rows = st->batch * st->n_tokens;
+    TRY(step_buffers(s, rows));
+    /* the previous step ended with a synchronize, so the staging buffer is free */
+    int32_t *h = c->h_stage;
+    memcpy(h, st->ids, (size_t)rows * sizeof(int32_t));
+    memcpy(h + c->step_cap, st->pos, (size_t)st->batch * sizeof(int32_t));
+    if (st->start)
+        memcpy(h + 2 * c->step_cap, st->start, (size_t)st->batch * sizeof(int32_t));
+    else
+        memset(h + 2 * c->step_cap, 0, (size_t)st->batch * sizeof(int32_t));
+    CK(cudaMemcpyAsync(c->d_ids, h, 3 * (size_t)c->step_cap * sizeof(int32_t),
+                       cudaMemcpyHostToDevice, c->stream));
+    c->batch = st->batch;
+    c->n_tokens = st->n_tokens;
+    c->rows = rows;
+    if (st->n_tokens == 1 && !c->no_graph && st->batch <= GRAPH_MAX_BATCH) {
+        graph_slot *g = &c->graphs[st->batch];
+        if (g->exec) {
+            c->mode = GRAPH_REPLAY;
+            s->replay_idx = 0;
+        } else if (g->seen) {
+            s->recs[st->batch].n = 0;
+            CK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+            c->mode = GRAPH_CAPTURE;
+        }
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status cu_step_end(backend *be) {
+    cuda_state *s = state_of(be);
+    cuda_ctx *c = &s->c;
+    if (c->rows <= 0) return err_set(LLMRT_ERR_INVALID, "cuda step_end: no step was begun");
+    graph_slot *g = c->batch <= GRAPH_MAX_BATCH ? &c->graphs[c->batch] : NULL;
+    if (c->mode == GRAPH_CAPTURE) {
+        cudaGraph_t graph = NULL;
+        c->mode = GRAPH_EAGER;
+        CK(cudaStreamEndCapture(c->stream, &graph));
+        cudaError_t e = cudaGraphInstantiate(&g->exec, graph, 0);
+        cudaGraphDestroy(graph);
+        if (e != cudaSuccess) {
+            g->exec = NULL;
+            return cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+        }
+        CK(cudaGraphLaunch(g->exec, c->stream));
+    } else if (c->mode == GRAPH_REPLAY) {
+        if (s->replay_idx != s->recs[c->batch].n) /* fewer ops than captured */
+            TRY(replay_fallback(s, s->replay_idx));
+        else
+            CK(cudaGraphLaunch(g->exec, c->stream));
+    } else if (g && c->n_tokens == 1) {
+        g->seen = 1;
+    }
+    c->mode = GRAPH_EAGER;
+    c->rows = 0;
+    CK(cudaStreamSynchronize(c->stream));
+    return LLMRT_OK;
+}
+
+/* ---- operations: build a record, submit it ---- */
+
+static llmrt_status cu_embed(backend *be, void *x, const bweight *table, const bweight *pos_table,
+                             float scale) {
+    TRY(need_step(be, "embed"));
+    op_rec r;
+    rec_init(&r, OP_EMBED);
+    r.p0 = x;
+    rec_weight(&r.w0, table);
+    rec_weight(&r.w1, pos_table);
+    r.f0 = scale;
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_norm(backend *be, void *out, const void *in, int D, const norm_params *p) {
+    TRY(need_step(be, "norm"));
+    op_rec r;
+    rec_init(&r, OP_NORM);
+    r.p0 = out;
+    r.p1 = in;
+    r.i0 = D;
+    rec_norm(&r.n0, &r.has_n0, p);
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_add_norm(backend *be, void *x, const void *res, void *out, int D,
+                                const norm_params *p) {
+    TRY(need_step(be, "add_norm"));
+    op_rec r;
+    rec_init(&r, OP_ADD_NORM);
+    r.p0 = out;
+    r.p1 = x;
+    r.w0.data = (void *)res;
+    r.i0 = D;
+    rec_norm(&r.n0, &r.has_n0, p);
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_add(backend *be, void *x, const void *res, int D) {
+    TRY(need_step(be, "add"));
+    op_rec r;
+    rec_init(&r, OP_ADD);
+    r.p0 = x;
+    r.p1 = res;
+    r.i0 = D;
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_matmul(backend *be, void *out, const void *in, const bweight *W,
+                              const float *bias) {
+    TRY(need_step(be, "matmul"));
+    op_rec r;
+    rec_init(&r, OP_MATMUL);
+    r.p0 = out;
+    r.p1 = in;
+    rec_weight(&r.w0, W);
+    if (bias) { /* carried in n0.w */
+        r.has_n0 = 1;
+        r.n0.w = bias;
+    }
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_qkv_finish(backend *be, void *qkv, const attn_params *a,
+                                  const norm_params *qn, const norm_params *kn,
+                                  const rope_params *rope, kv_layer *cache) {
+    TRY(need_step(be, "qkv_finish"));
+    op_rec r;
+    rec_init(&r, OP_QKV_FINISH);
+    r.p0 = qkv;
+    rec_attn(&r.attn, a);
+    rec_norm(&r.n0, &r.has_n0, qn);
+    rec_norm(&r.n1, &r.has_n1, kn);
+    if (rope) {
+        r.has_rope = 1;
+        r.rope.inv_freq = rope->inv_freq;
+        r.rope.rot_dim = rope->rot_dim;
+        r.rope.attn_factor = rope->attn_factor;
+    }
+    rec_kv(&r.kv, cache);
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_attention(backend *be, void *out, const void *qkv, const kv_layer *cache,
+                                 const attn_params *a) {
+    TRY(need_step(be, "attention"));
+    op_rec r;
+    rec_init(&r, OP_ATTENTION);
+    r.p0 = out;
+    r.p1 = qkv;
+    rec_kv(&r.kv, cache);
+    rec_attn(&r.attn, a);
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_activate(backend *be, void *out, const void *in, int F, act_kind kind) {
+    TRY(need_step(be, "activate"));
+    op_rec r;
+    rec_init(&r, OP_ACTIVATE);
+    r.p0 = out;
+    r.p1 = in;
+    r.i0 = F;
+    r.i1 = (int)kind;
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_last_rows(backend *be, void *out, const void *in, int D) {
+    TRY(need_step(be, "last_rows"));
+    op_rec r;
+    rec_init(&r, OP_LAST_ROWS);
+    r.p0 = out;
+    r.p1 = in;
+    r.i0 = D;
+    return op_submit(be, &r);
+}
+
+static llmrt_status cu_logits(backend *be, float *out, const void *in, int n, const bweight *W,
+                              float softcap) {
+    TRY(need_step(be, "logits"));
+    op_rec r;
+    rec_init(&r, OP_LOGITS);
+    r.p0 = out;
+    r.p1 = in;
+    r.i0 = n;
+    rec_weight(&r.w0, W);
+    r.f0 = softcap;
+    return op_submit(be, &r);
+}
+
+/* ---- creation ---- */
+
+static void cu_destroy(backend *be) {
+    if (!be) return;
+    cuda_state *s = state_of(be);
+    if (s) {
+        cuda_ctx *c = &s->c;
+        if (c->stream) cudaStreamSynchronize(c->stream);
+        graphs_drop_all(s);
+        for (int b = 0; b <= GRAPH_MAX_BATCH; b++) free(s->recs[b].recs);
+        cuda_matmul_free(c);
+        if (c->scratch) cudaFree(c->scratch);
+        if (c->d_ids) cudaFree(c->d_ids);
+        if (c->h_stage) cudaFreeHost(c->h_stage);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        free(s);
+    }
+    free(be);
+}
+
+static const backend_ops cuda_ops = {
+    cu_alloc,      cu_free,      cu_upload,    cu_download, cu_act_from_f32, cu_act_to_f32,
+    cu_mem_info,   cu_step_begin, cu_step_end, cu_embed,    cu_norm,         cu_add_norm,
+    cu_add,        cu_matmul,    cu_qkv_finish, cu_attention, cu_activate,   cu_last_rows,
+    cu_logits,     cu_destroy,
+    NULL, /* copy_bandwidth: not measured yet (the benchmark reports n/a) */
+};
+
+extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {
+    *out = NULL;
+    int n_dev = 0;
+    cudaError_t e = cudaGetDeviceCount(&n_dev);
+    if (e != cudaSuccess || n_dev == 0) {
+        cudaGetLastError();
+        return err_set(LLMRT_ERR_DEVICE, "--device cuda: no CUDA device is available (%s)",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    }
+    if (device < 0 || device >= n_dev)
+        return err_set(LLMRT_ERR_INVALID, "--device cuda: device %d does not exist (%d devices)",
+                       device, n_dev);
+    backend *be = (backend *)calloc(1, sizeof *be);
+    cuda_state *s = (cuda_state *)calloc(1, sizeof *s);
+    if (!be || !s) {
+        free(be);
+        free(s);
+        return err_set(LLMRT_ERR_NOMEM, "cuda: out of host memory");
+    }
+    be->name = "cuda";
+    be->ops = &cuda_ops;
+    be->weight_dtype = precision;
+    be->act_dtype = precision;
+    be->kv_dtype = precision;
+    be->impl = s;
+    cuda_ctx *c = &s->c;
+    c->device = device;
+    c->dt = precision;
+    const char *ng = getenv("LLMRT_NO_GRAPH");
+    c->no_graph = ng && ng[0] && strcmp(ng, "0") != 0;
+    const char *so = getenv("LLMRT_ATTN_SPLIT_ONLY");
+    c->attn_split_only = so && so[0] && strcmp(so, "0") != 0;
+    llmrt_status st = LLMRT_OK;
+    cudaDeviceProp prop;
+    if ((e = cudaSetDevice(device)) != cudaSuccess ||
+        (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        st = cuda_fail(e, "cudaSetDevice/cudaStreamCreate", __FILE__, __LINE__);
+    } else {
+        c->n_sm = prop.multiProcessorCount;
+        st = cuda_matmul_init(c);
+    }
+    if (st == LLMRT_OK) st = step_buffers(s, 256);
+    if (st != LLMRT_OK) {
+        cu_destroy(be);
+        return st;
+    }
+    *out = be;
+    return LLMRT_OK;
+}

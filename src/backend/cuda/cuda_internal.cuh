@@ -1,0 +1,165 @@
+/* cuda_internal.cuh — state and helpers shared by the CUDA backend's .cu files.
+ *
+ * The backend stores weights, activations and the KV cache in one element type T (the
+ * precision: float, __half or __nv_bfloat16) and accumulates in float inside every kernel.
+ * Each op is a host launcher (cuda_launch_*) that only enqueues work on ctx->stream, so that
+ * a decode step can be captured into a CUDA graph; launchers never synchronize or allocate
+ * while a capture is in progress.
+ */
+#ifndef LLMRT_CUDA_INTERNAL_CUH
+#define LLMRT_CUDA_INTERNAL_CUH
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend/backend.h"
+#include "base/status.h"
+}
+
+/* ---- error checks: every CUDA call and launch, naming the call, file and line ---- */
+
+llmrt_status cuda_fail(cudaError_t e, const char *call, const char *file, int line);
+llmrt_status cublas_fail(cublasStatus_t e, const char *call, const char *file, int line);
+
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t ck_e_ = (call);                                                                \
+        if (ck_e_ != cudaSuccess) return cuda_fail(ck_e_, #call, __FILE__, __LINE__);              \
+    } while (0)
+#define CKB(call)                                                                                  \
+    do {                                                                                           \
+        cublasStatus_t ckb_e_ = (call);                                                            \
+        if (ckb_e_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(ckb_e_, #call, __FILE__, __LINE__);\
+    } while (0)
+/* After a <<<>>> launch: reports a bad configuration or a sticky error from earlier work. */
+#define CK_KERNEL(name)                                                                            \
+    do {                                                                                           \
+        cudaError_t ck_e_ = cudaGetLastError();                                                    \
+        if (ck_e_ != cudaSuccess) return cuda_fail(ck_e_, "launch " name, __FILE__, __LINE__);     \
+    } while (0)
+
+/* ---- the backend's private state ---- */
+
+enum { GRAPH_MAX_BATCH = 64 };
+
+typedef enum graph_mode { GRAPH_EAGER, GRAPH_CAPTURE, GRAPH_REPLAY } graph_mode;
+
+typedef struct graph_slot {
+    int seen;              /* an eager decode step of this batch size has run */
+    cudaGraphExec_t exec;  /* the captured decode step, or NULL */
+} graph_slot;
+
+/* One cached cuBLASLt plan for a (dtype, out type, M, N, K) shape. */
+typedef struct lt_plan {
+    int used;
+    int dt, out_dt, m, n, k;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+} lt_plan;
+
+enum { LT_PLANS = 64 };
+
+typedef struct cuda_ctx {
+    int device;
+    int n_sm;
+    dtype dt;               /* weights, activations and KV cache */
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *lt_ws;            /* cuBLASLt workspace, lt_ws_bytes */
+    size_t lt_ws_bytes;
+    lt_plan plans[LT_PLANS];
+    int matvec_max_rows;    /* matmuls of at most this many rows use the matvec kernel */
+    int attn_split_only;    /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
+
+    /* the current step (set by step_begin) */
+    int batch, n_tokens, rows;
+    int step_cap;           /* capacity of the device step buffers, in rows */
+    int32_t *d_ids;         /* [step_cap] device */
+    int32_t *d_pos;         /* [step_cap] device, per sequence */
+    int32_t *d_start;       /* [step_cap] device, per sequence */
+    int32_t *h_stage;       /* [3 * step_cap] pinned host staging for the uploads */
+
+    /* graphs of decode steps (n_tokens == 1), by batch size */
+    int no_graph;           /* LLMRT_NO_GRAPH=1 */
+    graph_mode mode;
+    graph_slot graphs[GRAPH_MAX_BATCH + 1];
+    int capture_broken;     /* an op could not be captured (a buffer must grow) */
+
+    /* scratch for split-K attention partials; grows only outside a capture */
+    void *scratch;
+    size_t scratch_bytes;
+} cuda_ctx;
+
+static inline cuda_ctx *ctx_of(backend *be) { return (cuda_ctx *)be->impl; }
+
+/* Makes sure ctx->scratch holds `bytes`; fails if it must grow during a capture. */
+llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
+
+/* ---- element types ---- */
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
+    return __bfloat162float(v);
+}
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+/* Runs the statement with T bound to the element type of dt. */
+#define DISPATCH_T(dt, ...)                                                                        \
+    switch (dt) {                                                                                  \
+    case DT_F32: {                                                                                 \
+        typedef float T;                                                                           \
+        __VA_ARGS__;                                                                               \
+    } break;                                                                                       \
+    case DT_F16: {                                                                                 \
+        typedef __half T;                                                                          \
+        __VA_ARGS__;                                                                               \
+    } break;                                                                                       \
+    case DT_BF16: {                                                                                \
+        typedef __nv_bfloat16 T;                                                                   \
+        __VA_ARGS__;                                                                               \
+    } break;                                                                                       \
+    }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* ---- launchers (one per op; implemented in cuda_small.cu, cuda_matmul.cu, cuda_attention.cu) */
+
+llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const bweight *pos_table,
+                               float scale);
+llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r,
+                              int D, const norm_params *p);
+llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D);
+llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a,
+                                    const norm_params *qn, const norm_params *kn,
+                                    const rope_params *rope, kv_layer *cache);
+llmrt_status cuda_launch_activate(cuda_ctx *c, void *out, const void *in, int F, act_kind kind);
+llmrt_status cuda_launch_last_rows(cuda_ctx *c, void *out, const void *in, int D);
+llmrt_status cuda_launch_bias_softcap(cuda_ctx *c, void *out, dtype out_dt, int rows, int N,
+                                      const float *bias, float softcap);
+llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
+                                const bweight *W, const float *bias, float softcap);
+llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
+                                   const attn_params *a);
+llmrt_status cuda_matmul_init(cuda_ctx *c);
+void cuda_matmul_free(cuda_ctx *c);
+
+#endif

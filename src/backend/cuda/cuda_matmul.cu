@@ -1,0 +1,271 @@
+/* cuda_matmul.cu — out[rows, N] = in[rows, K] @ W[N, K]^T (+ bias), for matmul and logits.
+ *
+ * Few rows (batch-1 or small-batch decode) are bound by reading W once: a matrix-vector kernel
+ * where each warp owns a row of W (or a segment of it) and streams it with 16-byte loads (bypassing L1,
+ * several loads in flight per lane before the first use), the few input rows are read
+ * through L1, and sums are F32. More rows go to cuBLASLt (tensor cores, F32 accumulation; F32
+ * precision uses plain F32 compute, not TF32, so that it stays a reference). The switch-over
+ * row count is LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS), picked by measurement (docs/PERF.md).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+enum { MV_WARPS = 8, MV_UNROLL = 8, MV_MAX_M = 8, MV_DEFAULT_ROWS = 2 };
+
+__device__ __forceinline__ int4 ld_stream(const int4 *p) {
+    int4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+/* sum of the products of the elements of two 16-byte vectors of T */
+template <typename T> __device__ __forceinline__ float dot16(int4 a, int4 b);
+template <> __device__ __forceinline__ float dot16<float>(int4 a, int4 b) {
+    return __int_as_float(a.x) * __int_as_float(b.x) + __int_as_float(a.y) * __int_as_float(b.y) +
+           __int_as_float(a.z) * __int_as_float(b.z) + __int_as_float(a.w) * __int_as_float(b.w);
+}
+template <> __device__ __forceinline__ float dot16<__nv_bfloat16>(int4 a, int4 b) {
+    const __nv_bfloat162 *x = (const __nv_bfloat162 *)&a, *y = (const __nv_bfloat162 *)&b;
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 u = __bfloat1622float2(x[i]), v = __bfloat1622float2(y[i]);
+        s = fmaf(u.x, v.x, s);
+        s = fmaf(u.y, v.y, s);
+    }
+    return s;
+}
+template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
+    const __half2 *x = (const __half2 *)&a, *y = (const __half2 *)&b;
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 u = __half22float2(x[i]), v = __half22float2(y[i]);
+        s = fmaf(u.x, v.x, s);
+        s = fmaf(u.y, v.y, s);
+    }
+    return s;
+}
+
+/* Requires K % (16 / sizeof(T)) == 0 and 16-byte aligned rows of in and W.
+ * A block of MV_WARPS warps computes MV_WARPS / ks rows; each row is cut into ks segments of
+ * K, one warp each (split-K, so that narrow matrices still put enough loads in flight), and
+ * the segments are added through shared memory. Each lane issues MV_UNROLL 16-byte loads of W
+ * before using them. */
+template <typename T, typename O, int M>
+__global__ void __launch_bounds__(MV_WARPS * 32)
+    kernel_matvec(O *out /* [M, N] */, const T *in /* [M, K] */, const T *W /* [N, K] */,
+                  const float *bias /* [N] or NULL */, float softcap, int N, int K, int ks) {
+    const int VEC = 16 / sizeof(T);
+    __shared__ float red[MV_WARPS][M];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int n = blockIdx.x * (MV_WARPS / ks) + warp / ks, seg = warp % ks;
+    int kv = K / VEC; /* 16-byte vectors per row */
+    int seg_len = (kv + ks - 1) / ks;
+    int i0 = seg * seg_len, i1 = min(kv, i0 + seg_len);
+    const int4 *w = (const int4 *)(W + (size_t)(n < N ? n : 0) * K);
+    const int4 *x = (const int4 *)in;
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = 0.0f;
+    if (n < N) {
+        for (int base = i0 + lane; base < i1; base += 32 * MV_UNROLL) {
+            int4 wv[MV_UNROLL];
+#pragma unroll
+            for (int u = 0; u < MV_UNROLL; u++)
+                wv[u] = base + 32 * u < i1 ? ld_stream(w + base + 32 * u) : make_int4(0, 0, 0, 0);
+#pragma unroll
+            for (int u = 0; u < MV_UNROLL; u++) {
+                int i = base + 32 * u;
+                if (i < i1) {
+#pragma unroll
+                    for (int m = 0; m < M; m++) acc[m] += dot16<T>(wv[u], __ldg(x + (size_t)m * kv + i));
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        float v = warp_sum(acc[m]);
+        if (lane == 0) red[warp][m] = v;
+    }
+    __syncthreads();
+    if (seg == 0 && lane < M && n < N) {
+        float v = 0.0f;
+        for (int s2 = 0; s2 < ks; s2++) v += red[warp + s2][lane];
+        if (bias) v += bias[n];
+        if (softcap > 0.0f) v = softcap * tanhf(v / softcap);
+        out[(size_t)lane * N + n] = from_f<O>(v);
+    }
+}
+
+/* Any K and alignment: one warp per output element, scalar loads. */
+template <typename T, typename O>
+__global__ void kernel_matvec_any(O *out /* [rows, N] */, const T *in /* [rows, K] */,
+                                  const T *W /* [N, K] */, const float *bias, float softcap,
+                                  int rows, int N, int K) {
+    size_t warp = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (warp >= (size_t)rows * N) return;
+    int m = (int)(warp / N), n = (int)(warp % N);
+    float s = 0.0f;
+    for (int k = lane; k < K; k += 32) s += to_f(in[(size_t)m * K + k]) * to_f(W[(size_t)n * K + k]);
+    s = warp_sum(s);
+    if (lane == 0) {
+        if (bias) s += bias[n];
+        if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
+        out[warp] = from_f<O>(s);
+    }
+}
+
+template <typename T, typename O>
+static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *W, int N, int K,
+                           const float *bias, float softcap) {
+    const int VEC = 16 / sizeof(T);
+    bool fast = K % VEC == 0 && ((uintptr_t)in % 16) == 0 && ((uintptr_t)W % 16) == 0;
+    if (!fast) {
+        size_t warps = (size_t)rows * N;
+        kernel_matvec_any<T, O><<<(unsigned)((warps + 7) / 8), 256, 0, c->stream>>>(
+            out, in, W, bias, softcap, rows, N, K);
+        CK_KERNEL("kernel_matvec_any");
+        return LLMRT_OK;
+    }
+    /* split K while there are fewer than ~64 warps per SM and each lane keeps >= 4 loads */
+    int ks = 1, kv = K / VEC;
+    while (ks < MV_WARPS && (size_t)N * ks < (size_t)64 * c->n_sm && kv / (2 * ks) >= 32 * 4) ks *= 2;
+    int rows_per_block = MV_WARPS / ks;
+    int blocks = (N + rows_per_block - 1) / rows_per_block;
+#define MV_CASE(MM)                                                                                \
+    case MM:                                                                                       \
+        kernel_matvec<T, O, MM>                                                                    \
+            <<<blocks, MV_WARPS * 32, 0, c->stream>>>(out, in, W, bias, softcap, N, K, ks);            \
+        break;
+    switch (rows) {
+        MV_CASE(1) MV_CASE(2) MV_CASE(3) MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8)
+    default: return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
+    }
+#undef MV_CASE
+    CK_KERNEL("kernel_matvec");
+    return LLMRT_OK;
+}
+
+/* ---- cuBLASLt ---- */
+
+static cudaDataType_t cuda_type(dtype t) {
+    return t == DT_F32 ? CUDA_R_32F : t == DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
+
+static void plan_free(lt_plan *p) {
+    if (!p->used) return;
+    cublasLtMatmulDescDestroy(p->op);
+    cublasLtMatrixLayoutDestroy(p->a);
+    cublasLtMatrixLayoutDestroy(p->b);
+    cublasLtMatrixLayoutDestroy(p->c);
+    p->used = 0;
+}
+
+/* Column-major view: C[N, M] = op(A)[N, K] * B[K, M] with A = W stored as [K, N] (transposed),
+ * B = in as [K, M], C = out as [N, M]. */
+static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_plan **out) {
+    static int next_evict;
+    for (int i = 0; i < LT_PLANS; i++) {
+        lt_plan *p = &c->plans[i];
+        if (p->used && p->dt == (int)c->dt && p->out_dt == (int)out_dt && p->m == m &&
+            p->n == n && p->k == k) {
+            *out = p;
+            return LLMRT_OK;
+        }
+    }
+    lt_plan *p = NULL;
+    for (int i = 0; i < LT_PLANS && !p; i++)
+        if (!c->plans[i].used) p = &c->plans[i];
+    if (!p) {
+        p = &c->plans[next_evict++ % LT_PLANS];
+        plan_free(p);
+    }
+    memset(p, 0, sizeof *p);
+    cudaDataType_t ab = cuda_type(c->dt), ct = cuda_type(out_dt);
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CKB(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    p->used = 1; /* from here plan_free releases what exists */
+    CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    CKB(cublasLtMatrixLayoutCreate(&p->a, ab, k, n, k));
+    CKB(cublasLtMatrixLayoutCreate(&p->b, ab, k, m, k));
+    CKB(cublasLtMatrixLayoutCreate(&p->c, ct, n, m, n));
+    cublasLtMatmulPreference_t pref;
+    CKB(cublasLtMatmulPreferenceCreate(&pref));
+    cublasStatus_t e = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_bytes, sizeof c->lt_ws_bytes);
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res,
+                                           &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (e != CUBLAS_STATUS_SUCCESS || found == 0) {
+        plan_free(p);
+        if (e != CUBLAS_STATUS_SUCCESS)
+            return cublas_fail(e, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
+        return err_set(LLMRT_ERR_DEVICE, "cuBLASLt has no algorithm for %s [%d,%d]x[%d,%d]^T",
+                       dtype_name(c->dt), m, k, n, k);
+    }
+    p->algo = res.algo;
+    p->dt = (int)c->dt;
+    p->out_dt = (int)out_dt;
+    p->m = m;
+    p->n = n;
+    p->k = k;
+    *out = p;
+    return LLMRT_OK;
+}
+
+llmrt_status cuda_matmul_init(cuda_ctx *c) {
+    const char *e = getenv("LLMRT_MATVEC_MAX_ROWS");
+    c->matvec_max_rows = MV_DEFAULT_ROWS;
+    if (e && *e) {
+        int v = atoi(e);
+        c->matvec_max_rows = v < 0 ? 0 : v > MV_MAX_M ? MV_MAX_M : v;
+    }
+    CKB(cublasLtCreate(&c->lt));
+    c->lt_ws_bytes = 32u << 20;
+    CK(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
+    return LLMRT_OK;
+}
+
+void cuda_matmul_free(cuda_ctx *c) {
+    for (int i = 0; i < LT_PLANS; i++) plan_free(&c->plans[i]);
+    if (c->lt_ws) cudaFree(c->lt_ws);
+    if (c->lt) cublasLtDestroy(c->lt);
+    c->lt_ws = NULL;
+    c->lt = NULL;
+}
+
+llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
+                                const bweight *W, const float *bias, float softcap) {
+    if (W->dt != c->dt)
+        return err_set(LLMRT_ERR_INVALID, "weight dtype %s, backend %s", dtype_name(W->dt),
+                       dtype_name(c->dt));
+    int N = (int)W->rows, K = (int)W->cols;
+    if (rows <= 0) return LLMRT_OK;
+    if (rows <= c->matvec_max_rows) {
+        if (out_dt == DT_F32) {
+            DISPATCH_T(c->dt, return matvec<T, float>(c, (float *)out, (const T *)in, rows,
+                                                      (const T *)W->data, N, K, bias, softcap));
+        } else {
+            DISPATCH_T(c->dt, return matvec<T, T>(c, (T *)out, (const T *)in, rows,
+                                                  (const T *)W->data, N, K, bias, softcap));
+        }
+    }
+    lt_plan *p = NULL;
+    TRY(plan_get(c, out_dt, rows, N, K, &p));
+    float alpha = 1.0f, beta = 0.0f;
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, W->data, p->a, in, p->b, &beta, out, p->c, out, p->c,
+                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    if (bias || softcap > 0.0f) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, softcap));
+    return LLMRT_OK;
+}

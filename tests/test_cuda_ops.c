@@ -1,0 +1,642 @@
+/* test_cuda_ops.c — every op of the CUDA backend against the CPU backend on random inputs.
+ *
+ * Both backends get the same bytes: weights are stored in the precision on both, activations
+ * and KV-cache contents are drawn in F32 and rounded to the precision first (the CPU backend
+ * keeps them in F32, the CUDA backend in the precision itself), so the differences below come
+ * from the CUDA backend rounding its results to the storage type and from summation order.
+ * Tolerances |cuda - cpu| <= atol + rtol * |cpu| per precision (TOL below):
+ *  - F32: both compute in F32; only the order of sums differs (<= 8192 terms of order 1).
+ *  - F16: each result is rounded once to F16 (2^-11 relative), fused ops round one
+ *    intermediate too (the residual sum, q/k norm output): about 2 ulps, 2e-3 on values of
+ *    order 1.
+ *  - BF16: the same with 2^-8 relative per rounding: 1e-2 on values of order 1.
+ *  - logits come out in F32 from inputs that are exact in both: 1e-3 in every precision
+ *    (summation order over K terms; tensor-core sums).
+ * Graphs: a small decode loop (embed, add_norm, matmul, qkv_finish, attention, logits) runs
+ * several steps with changing positions, replayed as CUDA graphs and eagerly
+ * (LLMRT_NO_GRAPH=1); the logits must be bitwise equal, and must follow the CPU backend.
+ * Without a CUDA device the test prints "SKIP: no CUDA device" and passes (CI has no GPU).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "base/dtype.h"
+#include "testutil.h"
+
+static const dtype PRECISIONS[3] = {DT_F32, DT_F16, DT_BF16};
+static const struct {
+    float atol, rtol;
+} TOL[3] = {{1e-4f, 1e-4f}, {2e-3f, 2e-3f}, {1e-2f, 1e-2f}}; /* indexed by dtype */
+
+static dtype cur_dt;              /* the precision under test */
+static backend *cpu_be, *cuda_be; /* both in cur_dt */
+static unsigned seed = 1;
+
+/* ---- buffers living on both backends ---- */
+
+typedef struct pair {
+    void *c, *g; /* CPU and CUDA memory */
+} pair;
+
+static float *rand_vec(size_t n, float lo, float hi) {
+    float *x = malloc(n * sizeof *x);
+    test_rand_fill(x, n, lo, hi, seed++);
+    return x;
+}
+
+/* Rounds x in place to what dtype dt stores. */
+static void round_to(float *x, size_t n, dtype dt) {
+    void *p = malloc(n * 4);
+    dtype_convert(p, dt, x, DT_F32, n);
+    dtype_convert(x, DT_F32, p, dt, n);
+    free(p);
+}
+
+/* An activation buffer of n elements holding x (rounded to the precision) on both backends. */
+static pair act_pair(size_t n, float *x /* [n] or NULL */) {
+    pair p = {0};
+    CHECK_OK(cpu_be->ops->alloc(cpu_be, n * dtype_size(cpu_be->act_dtype) + 16, &p.c));
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, n * dtype_size(cuda_be->act_dtype) + 16, &p.g));
+    if (x) {
+        round_to(x, n, cur_dt);
+        CHECK_OK(cpu_be->ops->act_from_f32(cpu_be, p.c, x, n));
+        CHECK_OK(cuda_be->ops->act_from_f32(cuda_be, p.g, x, n));
+    }
+    return p;
+}
+
+static pair rand_act(size_t n, float lo, float hi) {
+    float *x = rand_vec(n, lo, hi);
+    pair p = act_pair(n, x);
+    free(x);
+    return p;
+}
+
+/* A small F32 vector (norm weights, biases, frequencies). */
+static pair f32_pair(size_t n, const float *x) {
+    pair p = {0};
+    CHECK_OK(cpu_be->ops->alloc(cpu_be, n * 4, &p.c));
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, n * 4, &p.g));
+    CHECK_OK(cpu_be->ops->upload(cpu_be, p.c, x, n * 4));
+    CHECK_OK(cuda_be->ops->upload(cuda_be, p.g, x, n * 4));
+    return p;
+}
+
+static pair rand_f32(size_t n, float lo, float hi) {
+    float *x = rand_vec(n, lo, hi);
+    pair p = f32_pair(n, x);
+    free(x);
+    return p;
+}
+
+/* A [rows, cols] weight matrix in the precision, the same bytes on both. */
+static void weight_pair(bweight *wc, bweight *wg, int64_t rows, int64_t cols, float lo, float hi) {
+    size_t n = (size_t)rows * cols, bytes = n * dtype_size(cur_dt);
+    float *x = rand_vec(n, lo, hi);
+    void *h = malloc(bytes);
+    dtype_convert(h, cur_dt, x, DT_F32, n);
+    *wc = (bweight){.dt = cur_dt, .rows = rows, .cols = cols};
+    *wg = *wc;
+    CHECK_OK(cpu_be->ops->alloc(cpu_be, bytes, &wc->data));
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, bytes, &wg->data));
+    CHECK_OK(cpu_be->ops->upload(cpu_be, wc->data, h, bytes));
+    CHECK_OK(cuda_be->ops->upload(cuda_be, wg->data, h, bytes));
+    free(h);
+    free(x);
+}
+
+static void pair_free(pair *p) {
+    cpu_be->ops->free(cpu_be, p->c);
+    cuda_be->ops->free(cuda_be, p->g);
+    p->c = p->g = NULL;
+}
+
+static void weight_free(bweight *wc, bweight *wg) {
+    cpu_be->ops->free(cpu_be, wc->data);
+    cuda_be->ops->free(cuda_be, wg->data);
+}
+
+/* Compares n activations; returns 1 when close. */
+static int act_close(pair p, size_t n, float atol, float rtol, const char *what) {
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, a, p.g, n));
+    CHECK_OK(cpu_be->ops->act_to_f32(cpu_be, b, p.c, n));
+    char name[160];
+    snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
+    int ok = test_allclose(a, b, n, atol, rtol, name);
+    CHECK_MSG(ok, "%s", name);
+    free(a);
+    free(b);
+    return ok;
+}
+
+static void check_act(pair p, size_t n, const char *what) {
+    act_close(p, n, TOL[cur_dt].atol, TOL[cur_dt].rtol, what);
+}
+
+/* Compares n F32 values in backend memory (logits). */
+static void check_f32(pair p, size_t n, float atol, float rtol, const char *what) {
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    CHECK_OK(cuda_be->ops->download(cuda_be, a, p.g, n * 4));
+    CHECK_OK(cpu_be->ops->download(cpu_be, b, p.c, n * 4));
+    char name[160];
+    snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
+    CHECK_MSG(test_allclose(a, b, n, atol, rtol, name), "%s", name);
+    free(a);
+    free(b);
+}
+
+static void begin_both(int batch, int T, const int32_t *ids, const int32_t *pos,
+                       const int32_t *start) {
+    step_desc s = {.batch = batch, .n_tokens = T, .ids = ids, .pos = pos, .start = start};
+    CHECK_OK(cpu_be->ops->step_begin(cpu_be, &s));
+    CHECK_OK(cuda_be->ops->step_begin(cuda_be, &s));
+}
+
+static void end_both(void) {
+    CHECK_OK(cpu_be->ops->step_end(cpu_be));
+    CHECK_OK(cuda_be->ops->step_end(cuda_be));
+}
+
+/* A step of `rows` rows with dummy ids 0 and positions 0. */
+static void begin_rows(int rows) {
+    int32_t *ids = calloc((size_t)rows, 4), pos[1] = {0};
+    begin_both(1, rows, ids, pos, NULL);
+    free(ids);
+}
+
+/* ---- memory ---- */
+
+static void test_memory(void) {
+    void *p = NULL;
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, 4000, &p));
+    unsigned char h[4000];
+    memset(h, 0xab, sizeof h);
+    CHECK_OK(cuda_be->ops->download(cuda_be, h, p, sizeof h));
+    int zero = 1;
+    for (size_t i = 0; i < sizeof h; i++) zero &= h[i] == 0;
+    CHECK(zero);
+    float src[5] = {1.5f, -2, 3.25f, 4, 5}, dst[5] = {0};
+    CHECK_OK(cuda_be->ops->act_from_f32(cuda_be, p, src, 5));
+    CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, dst, p, 5));
+    CHECK(memcmp(src, dst, sizeof src) == 0); /* exact in every precision */
+    cuda_be->ops->free(cuda_be, p);
+    size_t fr = 0, tot = 0;
+    CHECK_OK(cuda_be->ops->mem_info(cuda_be, &fr, &tot));
+    CHECK(tot > 0 && fr > 0 && fr <= tot);
+    void *big = NULL;
+    CHECK_ERR(cuda_be->ops->alloc(cuda_be, (size_t)1 << 50, &big), LLMRT_ERR_DEVICE,
+              "cannot allocate");
+    CHECK(big == NULL);
+    CHECK_ERR(cuda_be->ops->add(cuda_be, p, p, 4), LLMRT_ERR_INVALID, "outside");
+}
+
+/* ---- embed, norms, add, activate, last_rows ---- */
+
+static void test_embed(void) {
+    const int V = 50, D = 72, B = 2, T = 3;
+    int32_t ids[6] = {3, 49, 0, 17, 17, 8}, pos[2] = {4, 9}, start[2] = {1, 0};
+    for (int with_pos = 0; with_pos < 2; with_pos++) {
+        bweight tc, tg, pc, pg;
+        weight_pair(&tc, &tg, V, D, -1, 1);
+        weight_pair(&pc, &pg, 20, D, -1, 1);
+        pair x = act_pair((size_t)B * T * D, NULL);
+        float scale = with_pos ? 1.0f : sqrtf((float)D);
+        begin_both(B, T, ids, pos, start);
+        CHECK_OK(cpu_be->ops->embed(cpu_be, x.c, &tc, with_pos ? &pc : NULL, scale));
+        CHECK_OK(cuda_be->ops->embed(cuda_be, x.g, &tg, with_pos ? &pg : NULL, scale));
+        end_both();
+        check_act(x, (size_t)B * T * D, with_pos ? "embed+pos" : "embed*scale");
+        pair_free(&x);
+        weight_free(&tc, &tg);
+        weight_free(&pc, &pg);
+    }
+}
+
+static void test_norms(void) {
+    const int Ds[3] = {1000, 64, 4608}, rows = 3;
+    for (int di = 0; di < 3; di++) {
+        int D = Ds[di];
+        size_t n = (size_t)rows * D;
+        for (int kind = NORM_RMS; kind <= NORM_LAYER; kind++) {
+            pair w = rand_f32(D, -1.5f, 1.5f), bias = rand_f32(D, -0.5f, 0.5f);
+            norm_params pc = {.kind = (norm_kind)kind, .w = w.c, .b = bias.c, .eps = 1e-5f};
+            norm_params pg = {.kind = (norm_kind)kind, .w = w.g, .b = bias.g, .eps = 1e-5f};
+            pair in = rand_act(n, -2, 3), out = act_pair(n, NULL);
+            pair x = rand_act(n, -2, 2), r = rand_act(n, -1, 1), out2 = act_pair(n, NULL);
+            begin_rows(rows);
+            CHECK_OK(cpu_be->ops->norm(cpu_be, out.c, in.c, D, &pc));
+            CHECK_OK(cuda_be->ops->norm(cuda_be, out.g, in.g, D, &pg));
+            CHECK_OK(cpu_be->ops->add_norm(cpu_be, x.c, r.c, out2.c, D, &pc));
+            CHECK_OK(cuda_be->ops->add_norm(cuda_be, x.g, r.g, out2.g, D, &pg));
+            CHECK_OK(cpu_be->ops->norm(cpu_be, in.c, in.c, D, &pc)); /* in place */
+            CHECK_OK(cuda_be->ops->norm(cuda_be, in.g, in.g, D, &pg));
+            end_both();
+            char what[64];
+            snprintf(what, sizeof what, "norm kind %d D %d", kind, D);
+            check_act(out, n, what);
+            check_act(in, n, what);
+            snprintf(what, sizeof what, "add_norm kind %d D %d: x", kind, D);
+            check_act(x, n, what);
+            snprintf(what, sizeof what, "add_norm kind %d D %d: out", kind, D);
+            check_act(out2, n, what);
+            pair_free(&w);
+            pair_free(&bias);
+            pair_free(&in);
+            pair_free(&out);
+            pair_free(&x);
+            pair_free(&r);
+            pair_free(&out2);
+        }
+    }
+}
+
+static void test_add_activate_last_rows(void) {
+    const int B = 3, T = 5, F = 300, rows = B * T;
+    int32_t ids[15] = {0}, pos[3] = {0, 4, 2};
+    pair x = rand_act((size_t)rows * F, -2, 2), r = rand_act((size_t)rows * F, -2, 2);
+    pair gu = rand_act((size_t)rows * 2 * F, -4, 4);
+    pair o1 = act_pair((size_t)rows * F, NULL), o2 = act_pair((size_t)rows * F, NULL),
+         o3 = act_pair((size_t)rows * F, NULL), last = act_pair((size_t)B * F, NULL);
+    begin_both(B, T, ids, pos, NULL);
+    CHECK_OK(cpu_be->ops->add(cpu_be, x.c, r.c, F));
+    CHECK_OK(cuda_be->ops->add(cuda_be, x.g, r.g, F));
+    CHECK_OK(cpu_be->ops->activate(cpu_be, o1.c, gu.c, F, ACT_SILU_GATED));
+    CHECK_OK(cuda_be->ops->activate(cuda_be, o1.g, gu.g, F, ACT_SILU_GATED));
+    CHECK_OK(cpu_be->ops->activate(cpu_be, o2.c, gu.c, F, ACT_GELU_TANH_GATED));
+    CHECK_OK(cuda_be->ops->activate(cuda_be, o2.g, gu.g, F, ACT_GELU_TANH_GATED));
+    CHECK_OK(cpu_be->ops->activate(cpu_be, o3.c, gu.c, F, ACT_GELU_TANH));
+    CHECK_OK(cuda_be->ops->activate(cuda_be, o3.g, gu.g, F, ACT_GELU_TANH));
+    CHECK_OK(cpu_be->ops->last_rows(cpu_be, last.c, x.c, F));
+    CHECK_OK(cuda_be->ops->last_rows(cuda_be, last.g, x.g, F));
+    end_both();
+    check_act(x, (size_t)rows * F, "add");
+    check_act(o1, (size_t)rows * F, "silu gated");
+    check_act(o2, (size_t)rows * F, "gelu_tanh gated");
+    check_act(o3, (size_t)rows * F, "gelu_tanh");
+    check_act(last, (size_t)B * F, "last_rows");
+    pair_free(&x);
+    pair_free(&r);
+    pair_free(&gu);
+    pair_free(&o1);
+    pair_free(&o2);
+    pair_free(&o3);
+    pair_free(&last);
+}
+
+/* ---- matmul and logits ---- */
+
+static void test_matmul(void) {
+    /* rows, N, K: matrix-vector (fast and any-K paths) and cuBLASLt shapes */
+    const int shapes[][3] = {{1, 256, 512}, {3, 100, 72},  {2, 33, 35},  {8, 512, 1024},
+                             {5, 64, 8192}, {9, 200, 256}, {64, 384, 512}, {1, 3000, 2048}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        float s = 1.0f / sqrtf((float)K);
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            bweight wc, wg;
+            weight_pair(&wc, &wg, N, K, -2 * s, 2 * s);
+            pair in = rand_act((size_t)rows * K, -1, 1), out = act_pair((size_t)rows * N, NULL);
+            pair bias = rand_f32(N, -1, 1);
+            begin_rows(rows);
+            CHECK_OK(cpu_be->ops->matmul(cpu_be, out.c, in.c, &wc, with_bias ? bias.c : NULL));
+            CHECK_OK(cuda_be->ops->matmul(cuda_be, out.g, in.g, &wg, with_bias ? bias.g : NULL));
+            end_both();
+            char what[80];
+            snprintf(what, sizeof what, "matmul rows %d N %d K %d bias %d", rows, N, K, with_bias);
+            check_act(out, (size_t)rows * N, what);
+            pair_free(&in);
+            pair_free(&out);
+            pair_free(&bias);
+            weight_free(&wc, &wg);
+        }
+    }
+}
+
+static void test_logits(void) {
+    const int shapes[][3] = {{1, 1000, 256}, {5, 777, 128}, {17, 300, 64}, {2, 130, 36}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int n = shapes[si][0], V = shapes[si][1], D = shapes[si][2];
+        float s = 3.0f / sqrtf((float)D);
+        for (int cap = 0; cap < 2; cap++) {
+            float softcap = cap ? 2.5f : 0.0f;
+            bweight wc, wg;
+            weight_pair(&wc, &wg, V, D, -s, s);
+            pair in = rand_act((size_t)n * D, -1, 1);
+            pair out = {0};
+            CHECK_OK(cpu_be->ops->alloc(cpu_be, (size_t)n * V * 4, &out.c));
+            CHECK_OK(cuda_be->ops->alloc(cuda_be, (size_t)n * V * 4, &out.g));
+            begin_rows(n);
+            CHECK_OK(cpu_be->ops->logits(cpu_be, out.c, in.c, n, &wc, softcap));
+            CHECK_OK(cuda_be->ops->logits(cuda_be, out.g, in.g, n, &wg, softcap));
+            end_both();
+            char what[80];
+            snprintf(what, sizeof what, "logits n %d V %d D %d softcap %g", n, V, D, softcap);
+            check_f32(out, (size_t)n * V, 1e-3f, 1e-3f, what);
+            pair_free(&in);
+            pair_free(&out);
+            weight_free(&wc, &wg);
+        }
+    }
+}
+
+/* ---- qkv_finish and attention ---- */
+
+typedef struct attn_case {
+    const char *name;
+    int H, Hkv, hd, B, T, cap, window;
+    float softcap;
+    int32_t pos[3], start[3];
+} attn_case;
+
+/* A KV cache filled with random values in every slot (so that masking errors show). */
+static void cache_pair(kv_layer *kc, kv_layer *kg, int B, int Hkv, int cap, int hd, pair *k,
+                       pair *v) {
+    size_t n = (size_t)B * Hkv * cap * hd;
+    *k = rand_act(n, -1, 1);
+    *v = rand_act(n, -1, 1);
+    *kc = (kv_layer){.k = k->c, .v = v->c, .cap = cap, .batch = B};
+    *kg = (kv_layer){.k = k->g, .v = v->g, .cap = cap, .batch = B};
+}
+
+static void test_qkv_finish(void) {
+    const struct {
+        int H, Hkv, hd, rot, qk_norm;
+        norm_kind kind;
+    } cases[] = {{4, 2, 64, 64, 1, NORM_RMS},
+                 {6, 6, 32, 32, 0, NORM_RMS},
+                 {4, 1, 256, 256, 1, NORM_RMS_PLUS1},
+                 {2, 1, 48, 16, 0, NORM_RMS},
+                 {3, 1, 40, 0, 1, NORM_RMS}};
+    const int B = 2, T = 3, cap = 16;
+    int32_t ids[6] = {0}, pos[2] = {5, 9}, start[2] = {0, 2};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int H = cases[ci].H, Hkv = cases[ci].Hkv, hd = cases[ci].hd, rot = cases[ci].rot;
+        size_t width = (size_t)(H + 2 * Hkv) * hd, n = (size_t)B * T * width;
+        pair qkv = rand_act(n, -2, 2);
+        pair qw = rand_f32(hd, 0.5f, 1.5f), kw = rand_f32(hd, -0.5f, 0.5f);
+        float *f = malloc((size_t)(rot / 2 + 1) * 4);
+        for (int i = 0; i < rot / 2; i++) f[i] = powf(10000.0f, -2.0f * i / rot);
+        pair freq = f32_pair((size_t)rot / 2 + 1, f);
+        free(f);
+        kv_layer kc, kg;
+        pair k, v;
+        cache_pair(&kc, &kg, B, Hkv, cap, hd, &k, &v);
+        attn_params a = {.n_heads = H, .n_kv_heads = Hkv, .head_dim = hd, .scale = 0.1f};
+        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f}, qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
+        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f}, kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
+        rope_params rc = {freq.c, rot, 0.9f}, rg = {freq.g, rot, 0.9f};
+        int qn = cases[ci].qk_norm;
+        begin_both(B, T, ids, pos, start);
+        CHECK_OK(cpu_be->ops->qkv_finish(cpu_be, qkv.c, &a, qn ? &qc : NULL, qn ? &kcn : NULL,
+                                         rot ? &rc : NULL, &kc));
+        CHECK_OK(cuda_be->ops->qkv_finish(cuda_be, qkv.g, &a, qn ? &qg : NULL, qn ? &kgn : NULL,
+                                          rot ? &rg : NULL, &kg));
+        end_both();
+        char what[96];
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d norm %d: qkv", H, Hkv,
+                 hd, rot, qn);
+        /* the k part of qkv is not specified (attention reads keys from the cache): compare
+         * q heads row by row, and the caches whole */
+        float *a1 = malloc(n * 4), *b1 = malloc(n * 4);
+        CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, a1, qkv.g, n));
+        CHECK_OK(cpu_be->ops->act_to_f32(cpu_be, b1, qkv.c, n));
+        for (int r = 0; r < B * T; r++)
+            CHECK_MSG(test_allclose(a1 + r * width, b1 + r * width, (size_t)H * hd,
+                                    TOL[cur_dt].atol, TOL[cur_dt].rtol, what),
+                      "%s row %d", what, r);
+        free(a1);
+        free(b1);
+        size_t cn = (size_t)B * Hkv * cap * hd;
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: k cache", H, Hkv, hd, rot);
+        check_act(k, cn, what);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: v cache", H, Hkv, hd, rot);
+        check_act(v, cn, what);
+        pair_free(&qkv);
+        pair_free(&qw);
+        pair_free(&kw);
+        pair_free(&freq);
+        pair_free(&k);
+        pair_free(&v);
+    }
+}
+
+static void run_attn_case(const attn_case *c) {
+    int rows = c->B * c->T;
+    size_t width = (size_t)(c->H + 2 * c->Hkv) * c->hd;
+    pair qkv = rand_act((size_t)rows * width, -1.5f, 1.5f);
+    pair out = act_pair((size_t)rows * c->H * c->hd, NULL);
+    kv_layer kc, kg;
+    pair k, v;
+    cache_pair(&kc, &kg, c->B, c->Hkv, c->cap, c->hd, &k, &v);
+    attn_params a = {.n_heads = c->H,
+                     .n_kv_heads = c->Hkv,
+                     .head_dim = c->hd,
+                     .scale = 1.0f / sqrtf((float)c->hd),
+                     .window = c->window,
+                     .softcap = c->softcap};
+    int32_t *ids = calloc((size_t)rows, 4);
+    begin_both(c->B, c->T, ids, c->pos, c->start);
+    free(ids);
+    CHECK_OK(cpu_be->ops->attention(cpu_be, out.c, qkv.c, &kc, &a));
+    CHECK_OK(cuda_be->ops->attention(cuda_be, out.g, qkv.g, &kg, &a));
+    end_both();
+    check_act(out, (size_t)rows * c->H * c->hd, c->name);
+    pair_free(&qkv);
+    pair_free(&out);
+    pair_free(&k);
+    pair_free(&v);
+}
+
+static void test_attention(void) {
+    const attn_case cases[] = {
+        {"GQA prefill, left padding, batch 2", 8, 2, 64, 2, 5, 32, 0, 0, {0, 7}, {0, 3}},
+        {"MQA decode, batch 3", 4, 1, 128, 3, 1, 64, 0, 0, {10, 0, 63}, {0, 0, 5}},
+        {"window on a wrapped ring cache", 4, 2, 32, 1, 4, 12, 8, 0, {37}, {0}},
+        {"window, decode, batch 2, padding", 4, 4, 64, 2, 1, 8, 8, 0, {20, 5}, {2, 3}},
+        {"long KV, split-K decode", 8, 8, 64, 1, 1, 4096, 0, 0, {3000}, {0}},
+        {"long KV, GQA decode, batch 2", 16, 2, 128, 2, 1, 2048, 0, 0, {2047, 700}, {0, 100}},
+        {"softcap", 4, 2, 64, 1, 3, 16, 0, 20.0f, {6}, {0}},
+        {"MHA prefill, batch 2", 4, 4, 64, 2, 40, 64, 0, 0, {0, 10}, {0, 0}},
+        {"head_dim 256, group 4", 8, 2, 256, 1, 2, 16, 0, 0, {9}, {1}},
+        {"group 7 (Qwen2.5)", 14, 2, 64, 1, 3, 32, 0, 0, {12}, {0}},
+        {"group 16", 16, 1, 64, 1, 1, 32, 0, 0, {20}, {0}},
+        {"prefill tiles, GQA hd 128, padding, batch 2", 8, 2, 128, 2, 70, 160, 0, 0, {0, 30}, {0, 11}},
+        {"prefill, window on a wrapped ring cache", 4, 2, 64, 1, 20, 32, 8, 0, {50}, {0}},
+        {"prefill, window larger than a tile", 4, 1, 64, 2, 100, 256, 70, 0, {0, 90}, {0, 5}},
+        {"prefill, head_dim 256, softcap", 4, 1, 256, 1, 17, 64, 0, 30.0f, {3}, {0}},
+        {"prefill, MQA, 3 sequences", 8, 1, 64, 3, 16, 64, 0, 0, {0, 1, 40}, {0, 1, 2}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attn_case(&cases[i]);
+}
+
+/* ---- graphs: a small decode loop, replayed vs eager vs CPU ---- */
+
+enum { G_V = 300, G_D = 128, G_H = 4, G_HKV = 2, G_HD = 32, G_CAP = 64, G_STEPS = 6 };
+
+typedef struct mini_model {
+    bweight emb, wqkv, wo; /* [V, D], [(H+2Hkv)*hd, D], [D, H*hd] */
+    pair norm_w, freq;
+    void *x, *h, *qkv, *att, *kc, *vc; /* activations and cache in one backend */
+    float *logits;                     /* [B, V] */
+} mini_model;
+
+static void mini_alloc(backend *be, mini_model *m, int B, const void *emb_h, const void *wqkv_h,
+                       const void *wo_h, const float *nw, const float *fr) {
+    size_t es = dtype_size(be->act_dtype), ws = dtype_size(be->weight_dtype);
+    int QKV = (G_H + 2 * G_HKV) * G_HD;
+    bweight *ws_[3] = {&m->emb, &m->wqkv, &m->wo};
+    const void *src[3] = {emb_h, wqkv_h, wo_h};
+    int64_t shp[3][2] = {{G_V, G_D}, {QKV, G_D}, {G_D, G_H * G_HD}};
+    for (int i = 0; i < 3; i++) {
+        *ws_[i] = (bweight){.dt = be->weight_dtype, .rows = shp[i][0], .cols = shp[i][1]};
+        size_t bytes = (size_t)shp[i][0] * shp[i][1] * ws;
+        CHECK_OK(be->ops->alloc(be, bytes, &ws_[i]->data));
+        CHECK_OK(be->ops->upload(be, ws_[i]->data, src[i], bytes));
+    }
+    CHECK_OK(be->ops->alloc(be, G_D * 4, &m->norm_w.c));
+    CHECK_OK(be->ops->upload(be, m->norm_w.c, nw, G_D * 4));
+    CHECK_OK(be->ops->alloc(be, G_HD / 2 * 4, &m->freq.c));
+    CHECK_OK(be->ops->upload(be, m->freq.c, fr, G_HD / 2 * 4));
+    CHECK_OK(be->ops->alloc(be, (size_t)B * G_D * es, &m->x));
+    CHECK_OK(be->ops->alloc(be, (size_t)B * G_D * es, &m->h));
+    CHECK_OK(be->ops->alloc(be, (size_t)B * QKV * es, &m->qkv));
+    CHECK_OK(be->ops->alloc(be, (size_t)B * G_H * G_HD * es, &m->att));
+    CHECK_OK(be->ops->alloc(be, (size_t)B * G_HKV * G_CAP * G_HD * es, &m->kc));
+    CHECK_OK(be->ops->alloc(be, (size_t)B * G_HKV * G_CAP * G_HD * es, &m->vc));
+    CHECK_OK(be->ops->alloc(be, (size_t)B * G_V * 4, (void **)&m->logits));
+}
+
+static void mini_free(backend *be, mini_model *m) {
+    void *ps[] = {m->emb.data, m->wqkv.data, m->wo.data, m->norm_w.c, m->freq.c, m->x,
+                  m->h,        m->qkv,       m->att,     m->kc,       m->vc,     m->logits};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) be->ops->free(be, ps[i]);
+}
+
+/* One decode step of the mini model; the logits land in host `out` [B, V]. */
+static void mini_step(backend *be, mini_model *m, int B, const int32_t *ids, const int32_t *pos,
+                      const int32_t *start, float *out) {
+    step_desc s = {.batch = B, .n_tokens = 1, .ids = ids, .pos = pos, .start = start};
+    norm_params np = {NORM_RMS, m->norm_w.c, NULL, 1e-6f};
+    attn_params a = {G_H, G_HKV, G_HD, 1.0f / sqrtf((float)G_HD), 0, 0.0f};
+    rope_params rp = {m->freq.c, G_HD, 1.0f};
+    kv_layer kv = {m->kc, m->vc, G_CAP, B};
+    CHECK_OK(be->ops->step_begin(be, &s));
+    CHECK_OK(be->ops->embed(be, m->x, &m->emb, NULL, 1.0f));
+    for (int layer = 0; layer < 2; layer++) {
+        CHECK_OK(be->ops->norm(be, m->h, m->x, G_D, &np));
+        CHECK_OK(be->ops->matmul(be, m->qkv, m->h, &m->wqkv, NULL));
+        CHECK_OK(be->ops->qkv_finish(be, m->qkv, &a, &np, &np, &rp, &kv));
+        CHECK_OK(be->ops->attention(be, m->att, m->qkv, &kv, &a));
+        CHECK_OK(be->ops->matmul(be, m->h, m->att, &m->wo, NULL));
+        CHECK_OK(be->ops->add_norm(be, m->x, m->h, m->h, G_D, &np));
+    }
+    CHECK_OK(be->ops->logits(be, m->logits, m->h, B, &m->emb, 0.0f));
+    CHECK_OK(be->ops->step_end(be));
+    CHECK_OK(be->ops->download(be, out, m->logits, (size_t)B * G_V * 4));
+}
+
+static void test_graph_replay(void) {
+    const int B = 2;
+    int QKV = (G_H + 2 * G_HKV) * G_HD;
+    size_t ws = dtype_size(cur_dt);
+    float *emb = rand_vec((size_t)G_V * G_D, -1, 1), *wqkv = rand_vec((size_t)QKV * G_D, -0.2f, 0.2f),
+          *wo = rand_vec((size_t)G_D * G_H * G_HD, -0.2f, 0.2f), *nw = rand_vec(G_D, 0.5f, 1.5f);
+    void *emb_h = malloc((size_t)G_V * G_D * ws), *wqkv_h = malloc((size_t)QKV * G_D * ws),
+         *wo_h = malloc((size_t)G_D * G_H * G_HD * ws);
+    dtype_convert(emb_h, cur_dt, emb, DT_F32, (size_t)G_V * G_D);
+    dtype_convert(wqkv_h, cur_dt, wqkv, DT_F32, (size_t)QKV * G_D);
+    dtype_convert(wo_h, cur_dt, wo, DT_F32, (size_t)G_D * G_H * G_HD);
+    float fr[G_HD / 2];
+    for (int i = 0; i < G_HD / 2; i++) fr[i] = powf(10000.0f, -2.0f * i / G_HD);
+    setenv("LLMRT_NO_GRAPH", "1", 1);
+    backend *eager = NULL;
+    CHECK_OK(cuda_backend_create(&eager, cur_dt, 0));
+    unsetenv("LLMRT_NO_GRAPH");
+    if (!eager) return;
+    mini_model mg, me, mc, mg2;
+    mini_alloc(cuda_be, &mg, B, emb_h, wqkv_h, wo_h, nw, fr);
+    mini_alloc(cuda_be, &mg2, B, emb_h, wqkv_h, wo_h, nw, fr);
+    mini_alloc(eager, &me, B, emb_h, wqkv_h, wo_h, nw, fr);
+    mini_alloc(cpu_be, &mc, B, emb_h, wqkv_h, wo_h, nw, fr);
+    float *lg = malloc((size_t)B * G_V * 4), *le = malloc((size_t)B * G_V * 4),
+          *lc = malloc((size_t)B * G_V * 4);
+    int32_t start[2] = {0, 3};
+    for (int step = 0; step < G_STEPS; step++) {
+        int32_t ids[2] = {(step * 37 + 5) % G_V, (step * 91 + 11) % G_V};
+        int32_t pos[2] = {step, step + 3};
+        /* step 4 runs on other buffers: the replay must notice and fall back */
+        mini_model *m = step == 4 ? &mg2 : &mg;
+        if (step == 4) {
+            /* mg2 needs the cache of the earlier steps: rerun them eagerly in it */
+            for (int s2 = 0; s2 < 4; s2++) {
+                int32_t i2[2] = {(s2 * 37 + 5) % G_V, (s2 * 91 + 11) % G_V}, p2[2] = {s2, s2 + 3};
+                mini_step(cuda_be, &mg2, B, i2, p2, start, lg);
+            }
+        }
+        mini_step(cuda_be, m, B, ids, pos, start, lg);
+        if (step == 4) { /* keep mg's cache in step too; its first op no longer matches */
+            float *l2 = malloc((size_t)B * G_V * 4);
+            mini_step(cuda_be, &mg, B, ids, pos, start, l2);
+            CHECK_MSG(memcmp(lg, l2, (size_t)B * G_V * 4) == 0, "graph step 4: mg2 vs mg");
+            free(l2);
+        }
+        mini_step(eager, &me, B, ids, pos, start, le);
+        mini_step(cpu_be, &mc, B, ids, pos, start, lc);
+        char what[64];
+        snprintf(what, sizeof what, "graph step %d vs eager [%s]", step, dtype_name(cur_dt));
+        CHECK_MSG(memcmp(lg, le, (size_t)B * G_V * 4) == 0, "%s: not bitwise equal", what);
+        snprintf(what, sizeof what, "graph step %d vs cpu [%s]", step, dtype_name(cur_dt));
+        /* two layers of rounded activations before F32 logits of order 10 */
+        float tol = cur_dt == DT_F32 ? 1e-3f : cur_dt == DT_F16 ? 3e-2f : 2e-1f;
+        CHECK_MSG(test_allclose(lg, lc, (size_t)B * G_V, tol, tol / 10, what), "%s", what);
+    }
+    mini_free(cuda_be, &mg);
+    mini_free(cuda_be, &mg2);
+    mini_free(eager, &me);
+    mini_free(cpu_be, &mc);
+    backend_free(eager);
+    free(lg);
+    free(le);
+    free(lc);
+    free(emb);
+    free(wqkv);
+    free(wo);
+    free(nw);
+    free(emb_h);
+    free(wqkv_h);
+    free(wo_h);
+}
+
+int main(void) {
+    backend *probe = NULL;
+    llmrt_status s = cuda_backend_create(&probe, DT_F32, 0);
+    if (s != LLMRT_OK) {
+        printf("SKIP: no CUDA device (%s)\n", llmrt_last_error());
+        return 0;
+    }
+    backend_free(probe);
+    for (int i = 0; i < 3; i++) {
+        cur_dt = PRECISIONS[i];
+        printf("== precision %s\n", dtype_name(cur_dt));
+        CHECK_OK(cpu_backend_create(&cpu_be, cur_dt));
+        CHECK_OK(cuda_backend_create(&cuda_be, cur_dt, 0));
+        if (!cpu_be || !cuda_be) return 1;
+        RUN(test_memory);
+        RUN(test_embed);
+        RUN(test_norms);
+        RUN(test_add_activate_last_rows);
+        RUN(test_matmul);
+        RUN(test_logits);
+        RUN(test_qkv_finish);
+        RUN(test_attention);
+        RUN(test_graph_replay);
+        backend_free(cpu_be);
+        backend_free(cuda_be);
+    }
+    return test_summary();
+}
