@@ -86,6 +86,11 @@ head -1 "$T/sweep/bench.csv" | grep -q '^isl,num_tokens,Backend,Model Precision,
 grep -q '^16,4,llmrt cpu,FP32,2,' "$T/sweep/bench.csv" || fail "bench.csv lacks the isl 16 batch 2 row"
 [ "$(grep -c '"isl":' "$T/sweep/bench.json")" -eq 4 ] || fail "bench.json: want 4 points"
 
+# ---- plain run (fixed with this work): a batch without a tokenizer prints every sequence ----
+"$BIN" run --model "$M" --device cpu --precision FP32 --prompt-ids 1,2,3 --num_tokens 4 \
+    --batch_size 2 >"$T/out" 2>"$T/err" || fail "run --batch_size 2 exit $?"
+[ "$(grep -cE '^\[[01]\]( [0-9]+){4}$' "$T/out")" -eq 2 ] || fail "batch ids not printed"
+
 # ---- the real PyTorch baseline (opt-in) ----
 if [ "${LLMRT_TEST_PYTORCH:-0}" = 1 ]; then
     "$BIN" run --benchmark "${COMMON[@]}" --enable_pytorch_run --pytorch-modes eager,no_cache \

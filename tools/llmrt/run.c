@@ -325,7 +325,10 @@ int cmd_run(int argc, char **argv) {
     }
     prompts = malloc((size_t)o.batch * sizeof *prompts);
     lens = malloc((size_t)o.batch * sizeof *lens);
-    if (!prompts || !lens) goto out;
+    if (!prompts || !lens) {
+        fprintf(stderr, "llmrt run: out of memory\n");
+        goto out;
+    }
     for (int b = 0; b < o.batch; b++) {
         prompts[b] = prompt;
         lens[b] = n_prompt;
@@ -346,6 +349,13 @@ int cmd_run(int argc, char **argv) {
             size_t n;
             if (tokenizer_stream_flush(so.ts, &t, &n) == LLMRT_OK) fwrite(t, 1, n, stdout);
         }
+        printf("\n");
+    }
+    /* without a tokenizer, a batch prints each sequence's ids (nothing was streamed) */
+    for (int b = 0; b < o.batch && !tok && !o.json && o.batch > 1; b++) {
+        printf("[%d]", b);
+        for (int i = 0; i < res.n_tokens[b]; i++)
+            printf(" %d", res.tokens[(size_t)b * o.num_tokens + i]);
         printf("\n");
     }
     /* texts of every sequence (for --json and batches) */
