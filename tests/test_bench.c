@@ -37,8 +37,14 @@ static void test_stats_numpy(void) {
 
 static void test_result_from_runs(void) {
     double lat[] = {100, 200, 400}, ttft[] = {10, 20, 30}, steps[] = {1, 2, 3, 4, 100};
-    bench_runs u = {.batch = 4, .isl = 50, .num_tokens = 3, .iterations = 3,
-                    .latency_ms = lat, .ttft_ms = ttft, .step_ms = steps, .n_steps = 5};
+    bench_runs u = {.batch = 4,
+                    .isl = 50,
+                    .num_tokens = 3,
+                    .iterations = 3,
+                    .latency_ms = lat,
+                    .ttft_ms = ttft,
+                    .step_ms = steps,
+                    .n_steps = 5};
     bench_result r;
     bench_result_init(&r);
     CHECK(isnan(r.compile_s) && isnan(r.peak_mem_mb));
@@ -220,8 +226,7 @@ static void test_benchmark_e2e(void) {
     CHECK(json_array_size(rows) == 1);
     const json_t *r = json_array_get(rows, 0);
     for (int i = 0; i < bench_key_count(); i++)
-        CHECK_MSG(json_object_get(r, bench_key(i, NULL)) != NULL, "missing %s",
-                  bench_key(i, NULL));
+        CHECK_MSG(json_object_get(r, bench_key(i, NULL)) != NULL, "missing %s", bench_key(i, NULL));
     CHECK(!strcmp(json_string_value(json_object_get(r, "Backend")), "llmrt cpu"));
     CHECK(!strcmp(json_string_value(json_object_get(r, "Model Precision")), "FP32"));
     CHECK(json_integer_value(json_object_get(r, "Batch size")) == B);
@@ -252,8 +257,8 @@ static void test_benchmark_e2e(void) {
     const json_t *bm = json_object_get(j, "bytes_per_decode_step");
     double kv = num(bm, "kv_cache_MB") * 1e6, w = num(bm, "weights_MB") * 1e6;
     double ctx = isl + N / 2.0; /* mean over decode steps s = 1..N-1 of isl + s */
-    CHECK_MSG(near(kv, 2.0 * c.n_layers * B * c.n_kv_heads * c.head_dim * 4 * ctx, 1e-6),
-              "kv %g", kv);
+    CHECK_MSG(near(kv, 2.0 * c.n_layers * B * c.n_kv_heads * c.head_dim * 4 * ctx, 1e-6), "kv %g",
+              kv);
     double D = c.hidden, hd = c.head_dim, F = c.ffn;
     double mats = c.n_layers * ((c.n_heads + 2.0 * c.n_kv_heads) * hd * D + D * c.n_heads * hd +
                                 2 * F * D + D * F);
