@@ -68,6 +68,17 @@ echo 'exit 1' >"$T/crash.sh"
     --pytorch-script "$T/crash.sh" >"$T/out" 2>"$T/err" || fail "crashing script run exit $?"
 has "$T/out" "printed no result (exit status 1)"
 
+# ---- a given prompt instead of the random one ----
+"$BIN" run --benchmark --model "$M" --device cpu --prompt-ids 5,6,7 --num_tokens 4 \
+    --batch_size 2 --iterations 1 --warmup 0 --json >"$T/out.json" 2>"$T/err" ||
+    fail "--prompt-ids benchmark exit $?"
+has "$T/out.json" '"isl": 3'
+has "$T/out.json" '"prompt": "given", "prompt_ids": [5, 6, 7]'
+"$BIN" run --benchmark --model "$M" --device cpu --prompt-ids 5,600 --num_tokens 4 \
+    >"$T/out" 2>"$T/err"
+[ $? -eq 2 ] || fail "a prompt id beyond the vocabulary must exit 2"
+has "$T/err" "prompt token id 600 is outside the vocabulary (0..255)"
+
 # ---- flag errors ----
 "$BIN" run --benchmark --model "$M" --device cpu --isl 200 --num_tokens 8 >"$T/out" 2>"$T/err"
 [ $? -eq 2 ] || fail "--isl beyond the context must exit 2"

@@ -384,6 +384,20 @@ int benchmark_point(const bench_opts *o, const bench_point *p, bench_report *rep
                 p->isl, p->num_tokens, c->max_pos);
         return 2;
     }
+    if (o->prompt) {
+        if (o->n_prompt != p->isl) {
+            fprintf(stderr, "llmrt benchmark: the given prompt has %d ids, the point %d\n",
+                    o->n_prompt, p->isl);
+            return 2;
+        }
+        for (int i = 0; i < o->n_prompt; i++)
+            if (o->prompt[i] < 0 || o->prompt[i] >= c->vocab) {
+                fprintf(stderr,
+                        "llmrt benchmark: prompt token id %d is outside the vocabulary (0..%d)\n",
+                        o->prompt[i], c->vocab - 1);
+                return 2;
+            }
+    }
     size_t n = (size_t)p->batch * p->isl;
     int32_t *ids = malloc(n * sizeof *ids);
     int32_t *tokens = malloc((size_t)p->batch * p->num_tokens * sizeof *tokens);
@@ -393,9 +407,15 @@ int benchmark_point(const bench_opts *o, const bench_point *p, bench_report *rep
         fprintf(stderr, "llmrt benchmark: out of memory\n");
         return 1;
     }
-    bench_random_prompt(ids, n, c->vocab, o->seed);
+    if (o->prompt) {
+        for (int b = 0; b < p->batch; b++)
+            memcpy(ids + (size_t)b * p->isl, o->prompt, (size_t)p->isl * sizeof *ids);
+        rep->prompt_hi = 0;
+    } else {
+        bench_random_prompt(ids, n, c->vocab, o->seed);
+        rep->prompt_hi = c->vocab - 1 < 9999 ? c->vocab - 1 : 9999;
+    }
     bench_peak_rss_reset();
-    rep->prompt_hi = c->vocab - 1 < 9999 ? c->vocab - 1 : 9999;
     int rc = run_llmrt(o, p, ids, rep, tokens);
     if (rc == 0 && o->pytorch) run_pytorch(o, p, ids, tokens, rep);
     free(ids);
@@ -409,9 +429,14 @@ void benchmark_print(FILE *f, const bench_opts *o, const bench_report *rep) {
     const bench_point *p = &rep->p;
     fprintf(f,
             "llmrt benchmark: %s | isl %d, num_tokens %d (no EOS stop), batch %d | cache %s | "
-            "%d warm-up + %d timed runs | prompt ids drawn from 1..%d (seed %llu)\n",
+            "%d warm-up + %d timed runs | ",
             o->cm->dir, p->isl, p->num_tokens, p->batch, o->cache == KV_STATIC ? "static" : "none",
-            o->warmup, o->iterations, rep->prompt_hi, (unsigned long long)o->seed);
+            o->warmup, o->iterations);
+    if (rep->prompt_hi > 0)
+        fprintf(f, "prompt ids drawn from 1..%d (seed %llu)\n", rep->prompt_hi,
+                (unsigned long long)o->seed);
+    else
+        fprintf(f, "the given prompt for every sequence\n");
     bench_print_table(f, rep->rows, rep->n_rows);
     fprintf(f,
             "bytes per decode step: weights %.3f MB + KV cache %.3f MB (mean over the decode "
@@ -446,7 +471,16 @@ json_t *benchmark_json(const bench_opts *o, const bench_report *rep) {
     json_object_set_new(cfg, "warmup", json_integer(o->warmup));
     json_object_set_new(cfg, "iterations", json_integer(o->iterations));
     json_object_set_new(cfg, "seed", json_integer((json_int_t)o->seed));
-    json_object_set_new(cfg, "prompt_id_max", json_integer(rep->prompt_hi));
+    if (rep->prompt_hi > 0) {
+        json_object_set_new(cfg, "prompt", json_string("random"));
+        json_object_set_new(cfg, "prompt_id_max", json_integer(rep->prompt_hi));
+    } else {
+        json_t *ids = json_array();
+        for (int i = 0; i < o->n_prompt; i++)
+            json_array_append_new(ids, json_integer(o->prompt[i]));
+        json_object_set_new(cfg, "prompt", json_string("given"));
+        json_object_set_new(cfg, "prompt_ids", ids);
+    }
     json_object_set_new(j, "config", cfg);
     json_t *rows = json_array();
     for (int k = 0; k < rep->n_rows; k++) {

@@ -18,10 +18,13 @@ typedef struct bench_point {
 } bench_point;
 
 typedef struct bench_opts {
-    cli_model *cm; /* opened by the caller with benchmark_reserve */
+    cli_model *cm; /* opened by the caller (reserve: benchmark_reserve_fn) */
     kv_mode cache;
-    int warmup, iterations;     /* untimed runs, then timed runs of the whole generation */
-    uint64_t seed;              /* of the random prompt */
+    int warmup, iterations; /* untimed runs, then timed runs of the whole generation */
+    uint64_t seed;          /* of the random prompt */
+    const int32_t *prompt;  /* [n_prompt] one prompt for every sequence (the point's isl
+                               must be n_prompt); NULL: the seed's random prompt */
+    int n_prompt;
     double copy_gbs;            /* from benchmark_copy_bandwidth; NAN: not measured */
     bool pytorch;               /* --enable_pytorch_run */
     const char *python;         /* interpreter; NULL: python3 */

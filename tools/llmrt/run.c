@@ -53,7 +53,8 @@ static void usage(void) {
         "  --ignore-eos           do not stop at the model's EOS ids\n"
         "  --json                 one JSON object on stdout (ids, text, timings)\n"
         "benchmark mode (docs/BENCHMARK.md):\n"
-        "  --benchmark            time generation on a random prompt; print the table\n"
+        "  --benchmark            time generation on a random prompt (or the given one); print "
+        "the table\n"
         "  --isl N                prompt length of the random prompt (default 2048, as run_llm.py)\n"
         "  --iterations N         timed runs (default 10); --warmup N untimed runs first "
         "(default 2)\n"
@@ -189,29 +190,54 @@ static void print_timings(const run_opts *o, const gen_result *r, int n_prompt) 
     fprintf(stderr, "\n");
 }
 
-/* --benchmark (and --enable_pytorch_run, which implies it): see benchmark.c. */
+/* --benchmark, and --enable_pytorch_run (which implies it): see benchmark.c. The prompt is the
+ * seed's random one of --isl ids, unless --prompt / --prompt-ids is given, or
+ * --enable_pytorch_run comes without --benchmark (then the prompt text, as run_llm.py
+ * compares outputs on it): that prompt then goes to every sequence. */
 static int run_benchmark(run_opts *o) {
-    if (o->prompt || o->prompt_ids)
-        fprintf(stderr, "llmrt run: --benchmark uses a random prompt of --isl ids; the given "
-                        "prompt is ignored\n");
     if (!o->cm.model_dir) o->cm.model_dir = cli_default_model();
     if (!o->cm.model_dir) {
         fprintf(stderr, "llmrt run: no --model given and the demo model (models/demo-llama) "
                         "was not found\n");
+        free(o->prompt_ids);
         return 2;
+    }
+    int32_t *ids = o->prompt_ids;
+    int n = o->n_prompt_ids;
+    if (!ids && (o->prompt || !o->benchmark)) {
+        tokenizer *tok = NULL;
+        const char *text = o->prompt ? o->prompt : default_prompt;
+        size_t nn = 0;
+        if (tokenizer_load(&tok, o->tokenizer_path ? o->tokenizer_path : o->cm.model_dir) !=
+                LLMRT_OK ||
+            tokenizer_encode(tok, text, strlen(text), 1, &ids, &nn, NULL) != LLMRT_OK) {
+            tokenizer_free(tok);
+            return cli_fail("run");
+        }
+        tokenizer_free(tok);
+        n = (int)nn;
+        if (n == 0) {
+            fprintf(stderr, "llmrt run: the prompt encodes to no tokens\n");
+            free(ids);
+            return 2;
+        }
     }
     bench_opts bo = {.cm = &o->cm,
                      .cache = o->cache,
                      .warmup = o->warmup,
                      .iterations = o->iterations,
                      .seed = o->gen.samp.seed,
+                     .prompt = ids,
+                     .n_prompt = n,
                      .pytorch = o->enable_pytorch_run,
                      .python = o->python,
                      .pytorch_script = o->pytorch_script,
                      .pytorch_modes = o->pytorch_modes,
                      .verbose = !o->json};
-    bench_point p = {.isl = o->isl, .num_tokens = o->num_tokens, .batch = o->batch};
-    return benchmark_run(&bo, &p, o->json);
+    bench_point p = {.isl = ids ? n : o->isl, .num_tokens = o->num_tokens, .batch = o->batch};
+    int rc = benchmark_run(&bo, &p, o->json);
+    free(ids);
+    return rc;
 }
 
 int cmd_run(int argc, char **argv) {
