@@ -43,10 +43,7 @@ typedef struct ref {
     double max_abs, d_bf16;
 } ref;
 
-static backend_kind test_device(void) {
-    const char *d = getenv("LLMRT_TEST_DEVICE");
-    return (d && !strcmp(d, "cuda")) ? BACKEND_CUDA : BACKEND_CPU;
-}
+static backend_kind test_device(void) { return test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU; }
 
 static int ref_load(ref *r, const char *dir) {
     char path[512];
