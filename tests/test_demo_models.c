@@ -22,7 +22,8 @@
 static int read_ids(json_t *a, int32_t **out) {
     size_t n = json_array_size(a);
     *out = malloc((n ? n : 1) * sizeof **out);
-    for (size_t i = 0; i < n; i++) (*out)[i] = (int32_t)json_integer_value(json_array_get(a, i));
+    for (size_t i = 0; i < n; i++)
+        (*out)[i] = (int32_t)json_integer_value(json_array_get(a, i));
     return (int)n;
 }
 
@@ -37,9 +38,11 @@ static double perplexity(model *m, const int32_t *ids, int n) {
     for (int t = 0; t + 1 < n; t++) {
         const float *row = l + (size_t)t * V;
         float mx = row[0];
-        for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int v = 1; v < V; v++)
+            mx = row[v] > mx ? row[v] : mx;
         double z = 0;
-        for (int v = 0; v < V; v++) z += exp((double)row[v] - mx);
+        for (int v = 0; v < V; v++)
+            z += exp((double)row[v] - mx);
         nll -= row[ids[t + 1]] - mx - log(z);
     }
     free(l);
@@ -85,7 +88,8 @@ static void check_model(const char *dir) {
     for (int p = 0; p < 3; p++) {
         backend *be;
         model *m;
-        CHECK_OK(backend_create(&be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, precs[p], 0));
+        CHECK_OK(
+            backend_create(&be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, precs[p], 0));
         CHECK_OK(model_load(&m, dir, be, NULL));
         session *s;
         session_opts so = {.batch = 1, .max_seq = np + ng, .mode = KV_STATIC};
@@ -114,9 +118,15 @@ static void check_model(const char *dir) {
     json_decref(ref);
 }
 
-static void test_demo_llama(void) { check_model("models/demo-llama"); }
-static void test_demo_qwen3(void) { check_model("models/demo-qwen3"); }
-static void test_demo_gpt2(void) { check_model("models/demo-gpt2"); }
+static void test_demo_llama(void) {
+    check_model("models/demo-llama");
+}
+static void test_demo_qwen3(void) {
+    check_model("models/demo-qwen3");
+}
+static void test_demo_gpt2(void) {
+    check_model("models/demo-gpt2");
+}
 
 int main(void) {
     RUN(test_demo_llama);

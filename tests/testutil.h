@@ -43,7 +43,8 @@ extern int test_failed_checks; /* failed checks in the current case */
     } while (0)
 
 /* Checks a call fails with `status` and that the message contains `needle`. */
-#define CHECK_ERR(expr, status, needle) test_check_err((expr), (status), (needle), #expr, __FILE__, __LINE__)
+#define CHECK_ERR(expr, status, needle)                                                            \
+    test_check_err((expr), (status), (needle), #expr, __FILE__, __LINE__)
 
 #define RUN(fn) test_run(#fn, fn)
 

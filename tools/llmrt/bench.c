@@ -58,30 +58,13 @@ static void parse_flags(bench_cmd *o, int argc, char **argv) {
     args a;
     args_init(&a, "bench", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "help") || args_is(&a, "h")) {
+        if (cli_model_flag(&a, &o->cm)) {
+            continue;
+        } else if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
             exit(0);
-        } else if (args_is(&a, "model")) {
-            o->cm.model_dir = args_value(&a);
-        } else if (args_is(&a, "precision") || args_is(&a, "model_precision")) {
-            const char *v = args_value(&a);
-            if (!cli_parse_precision(v, &o->cm.precision)) {
-                fprintf(stderr, "llmrt bench: --precision must be FP32, FP16 or BF16, got '%s'\n",
-                        v);
-                exit(2);
-            }
-        } else if (args_is(&a, "device")) {
-            o->cm.device = args_value(&a);
         } else if (args_is(&a, "cache")) {
-            const char *v = args_value(&a);
-            if (!strcmp(v, "static") || !strcmp(v, "static_v1") || !strcmp(v, "static_v2"))
-                o->cache = KV_STATIC;
-            else if (!strcmp(v, "none") || !strcmp(v, ""))
-                o->cache = KV_NONE;
-            else {
-                fprintf(stderr, "llmrt bench: --cache must be static or none, got '%s'\n", v);
-                exit(2);
-            }
+            o->cache = cli_parse_cache(&a, args_value(&a));
         } else if (args_is(&a, "isl")) {
             o->n_isl = parse_list(&a, &o->isl, "isl");
         } else if (args_is(&a, "num_tokens")) {

@@ -55,7 +55,8 @@ static void usage(void) {
         "benchmark mode (docs/BENCHMARK.md):\n"
         "  --benchmark            time generation on a random prompt (or the given one); print "
         "the table\n"
-        "  --isl N                prompt length of the random prompt (default 2048, as run_llm.py)\n"
+        "  --isl N                prompt length of the random prompt (default 2048, as "
+        "run_llm.py)\n"
         "  --iterations N         timed runs (default 10); --warmup N untimed runs first "
         "(default 2)\n"
         "  --seed S               also seeds the random prompt\n"
@@ -68,11 +69,11 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
     args a;
     args_init(&a, "run", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "help") || args_is(&a, "h")) {
+        if (cli_model_flag(&a, &o->cm)) {
+            continue;
+        } else if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
             exit(0);
-        } else if (args_is(&a, "model")) {
-            o->cm.model_dir = args_value(&a);
         } else if (args_is(&a, "tokenizer")) {
             o->tokenizer_path = args_value(&a);
         } else if (args_is(&a, "prompt")) {
@@ -81,29 +82,10 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             free(o->prompt_ids);
             o->n_prompt_ids = args_parse_ids(args_value(&a), &o->prompt_ids, "prompt-ids");
             if (o->n_prompt_ids < 0) return 2;
-        } else if (args_is(&a, "precision") || args_is(&a, "model_precision")) {
-            const char *v = args_value(&a);
-            if (!cli_parse_precision(v, &o->cm.precision)) {
-                fprintf(stderr, "llmrt run: --precision must be FP32, FP16 or BF16, got '%s'\n", v);
-                return 2;
-            }
         } else if (args_is(&a, "num_tokens")) {
             o->num_tokens = (int)args_long(&a, 1, 1 << 24);
         } else if (args_is(&a, "cache")) {
-            const char *v = args_value(&a);
-            if (!strcmp(v, "static") || !strcmp(v, "static_v1") || !strcmp(v, "static_v2"))
-                o->cache = KV_STATIC;
-            else if (!strcmp(v, "none") || !strcmp(v, ""))
-                o->cache = KV_NONE;
-            else {
-                fprintf(stderr,
-                        "llmrt run: --cache must be static, static_v1, static_v2, none or \"\", "
-                        "got '%s'\n",
-                        v);
-                return 2;
-            }
-        } else if (args_is(&a, "device")) {
-            o->cm.device = args_value(&a);
+            o->cache = cli_parse_cache(&a, args_value(&a));
         } else if (args_is(&a, "batch_size")) {
             o->batch = (int)args_long(&a, 1, 4096);
         } else if (args_is(&a, "temperature")) {
@@ -167,23 +149,21 @@ static void emit_token(void *ud, int seq, int32_t tok) {
     fflush(stdout);
 }
 
-static size_t reserve(const model_config *c, void *ud, dtype act, dtype kv) {
-    return session_bytes(c, (const session_opts *)ud, act, kv);
-}
-
 static json_t *ids_json(const int32_t *ids, int n) {
     json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, json_integer(ids[i]));
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(ids[i]));
     return a;
 }
 
 static void print_timings(const run_opts *o, const gen_result *r, int n_prompt) {
     double dec = 0;
-    for (int i = 0; i < r->n_steps; i++) dec += r->step_ms[i];
+    for (int i = 0; i < r->n_steps; i++)
+        dec += r->step_ms[i];
     int B = o->batch;
     fprintf(stderr, "llmrt: %s %s | load %.0f ms | prefill %d x %d tokens %.1f ms (%.0f tok/s)",
-            o->cm.be->name, dtype_name(o->cm.precision), o->cm.load_ms, B, n_prompt,
-            r->prefill_ms, B * n_prompt / (r->prefill_ms / 1e3));
+            o->cm.be->name, dtype_name(o->cm.precision), o->cm.load_ms, B, n_prompt, r->prefill_ms,
+            B * n_prompt / (r->prefill_ms / 1e3));
     if (r->n_steps > 0)
         fprintf(stderr, " | decode %d steps %.2f ms/step (%.1f tok/s)", r->n_steps,
                 dec / r->n_steps, B * r->n_steps / (dec / 1e3));
@@ -292,8 +272,9 @@ int cmd_run(int argc, char **argv) {
             return cli_fail("run");
         }
         if (replaced)
-            fprintf(stderr, "llmrt run: warning: the prompt is not valid UTF-8; %zu invalid "
-                            "byte sequence(s) replaced with U+FFFD\n",
+            fprintf(stderr,
+                    "llmrt run: warning: the prompt is not valid UTF-8; %zu invalid "
+                    "byte sequence(s) replaced with U+FFFD\n",
                     replaced);
         n_prompt = (int)n;
         if (n_prompt == 0) {
@@ -330,7 +311,7 @@ int cmd_run(int argc, char **argv) {
             goto out;
         }
     session_opts sopt = {.batch = o.batch, .max_seq = n_prompt + o.num_tokens, .mode = o.cache};
-    if (!cli_model_open(&o.cm, "run", reserve, &sopt)) goto out;
+    if (!cli_model_open(&o.cm, "run", cli_session_reserve, &sopt)) goto out;
     if (session_create(&s, o.cm.m, &sopt) != LLMRT_OK) {
         cli_fail("run");
         goto out;
@@ -389,8 +370,8 @@ int cmd_run(int argc, char **argv) {
     for (int b = 0; b < o.batch && tok; b++) {
         char *t = NULL;
         size_t n = 0;
-        if (tokenizer_decode(tok, res.tokens + (size_t)b * o.num_tokens, (size_t)res.n_tokens[b],
-                             1, &t, &n) != LLMRT_OK) {
+        if (tokenizer_decode(tok, res.tokens + (size_t)b * o.num_tokens, (size_t)res.n_tokens[b], 1,
+                             &t, &n) != LLMRT_OK) {
             json_decref(texts);
             cli_fail("run");
             goto out;
@@ -401,7 +382,8 @@ int cmd_run(int argc, char **argv) {
     }
     if (o.json) {
         double dec = 0;
-        for (int i = 0; i < res.n_steps; i++) dec += res.step_ms[i];
+        for (int i = 0; i < res.n_steps; i++)
+            dec += res.step_ms[i];
         json_t *j = json_object();
         json_object_set_new(j, "model", json_string(o.cm.dir));
         json_object_set_new(j, "device", json_string(o.cm.be->name));
@@ -415,8 +397,8 @@ int cmd_run(int argc, char **argv) {
         } else {
             json_t *g = json_array();
             for (int b = 0; b < o.batch; b++)
-                json_array_append_new(g, ids_json(res.tokens + (size_t)b * o.num_tokens,
-                                                  res.n_tokens[b]));
+                json_array_append_new(
+                    g, ids_json(res.tokens + (size_t)b * o.num_tokens, res.n_tokens[b]));
             json_object_set_new(j, "generated_ids", g);
             if (tok) json_object_set(j, "text", texts);
         }
