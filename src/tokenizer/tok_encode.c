@@ -520,9 +520,11 @@ static llmrt_status pretok_run(tokenizer *t, size_t stage, const char *s, size_t
     }
     case PT_METASPACE: {
         b->n = 0;
+        /* HF replaces the spaces first, then prepends unless the text now starts with the
+         * replacement; "first" only for the piece that starts the original text */
         int prepend = x->prepend_scheme == PREPEND_ALWAYS ||
                       (x->prepend_scheme == PREPEND_FIRST && origin);
-        if (prepend && !(n >= x->repl_len && !memcmp(s, x->repl, x->repl_len)) &&
+        if (prepend && s[0] != ' ' && !(n >= x->repl_len && !memcmp(s, x->repl, x->repl_len)) &&
             tok_buf_put(b, x->repl, x->repl_len))
             return OOM(t);
         for (size_t i = 0; i < n; i++) {
@@ -643,6 +645,12 @@ static llmrt_status split_added(tokenizer *t, const tok_trie *tr, const char *s,
 static llmrt_status encode_gap(tokenizer *t, const char *s, size_t n, int origin, tok_idbuf *out) {
     tok_buf *nb = &t->scratch[2 * TOK_MAX_PRETOKS];
     for (size_t i = 0; i < t->n_norms; i++) {
+        /* a piece whose leading whitespace Strip removed no longer starts at the original
+         * offset 0 (HF's Metaspace "first" looks at that offset) */
+        if (t->norms[i].kind == NORM_STRIP && t->norms[i].left && n) {
+            size_t k;
+            if (is_ws(tok_utf8_decode((const unsigned char *)s, &k))) origin = 0;
+        }
         TRY(norm_apply(t, &t->norms[i], s, n, nb));
         s = nb->p;
         n = nb->n;

@@ -697,27 +697,34 @@ static int32_t token_named(const tokenizer *t, const tj_doc *d, const tj_node *v
     return tokenizer_token_to_id(t, v->v.s);
 }
 
+/* bos/eos: tokenizer_config.json decides when it names them (a null there means "none", as
+ * Qwen's bos); without a config, the post-processor's first token and common names decide. */
 static void load_bos_eos(tokenizer *t, const char *config_path) {
     t->bos_id = t->eos_id = -1;
+    int have_bos = 0, have_eos = 0;
     char *buf;
     size_t len;
     if (config_path && file_exists(config_path) && file_read_all(config_path, &buf, &len) == 0) {
         tj_doc d;
         if (tj_parse(&d, buf, len, config_path) == LLMRT_OK) {
-            const tj_node *root = &d.nodes[0];
-            t->bos_id = token_named(t, &d, tj_get(&d, root, "bos_token"));
-            t->eos_id = token_named(t, &d, tj_get(&d, root, "eos_token"));
+            const tj_node *root = &d.nodes[0], *b = tj_get(&d, root, "bos_token"),
+                          *e = tj_get(&d, root, "eos_token");
+            have_bos = b != NULL;
+            have_eos = e != NULL;
+            t->bos_id = token_named(t, &d, b);
+            t->eos_id = token_named(t, &d, e);
             tj_free(&d);
         }
         err_clear(); /* the config is optional: a bad one only loses bos/eos */
         free(buf);
     }
-    static const char *bos_names[] = {"<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>"};
+    static const char *bos_names[] = {"<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>",
+                                      "<|endoftext|>"};
     static const char *eos_names[] = {"<|end_of_text|>", "</s>", "<eos>", "<|endoftext|>"};
-    if (t->bos_id < 0 && t->n_post_pre) t->bos_id = t->post_pre[0];
-    for (size_t i = 0; t->bos_id < 0 && i < sizeof bos_names / sizeof *bos_names; i++)
+    if (!have_bos && t->n_post_pre) t->bos_id = t->post_pre[0];
+    for (size_t i = 0; !have_bos && t->bos_id < 0 && i < sizeof bos_names / sizeof *bos_names; i++)
         t->bos_id = tokenizer_token_to_id(t, bos_names[i]);
-    for (size_t i = 0; t->eos_id < 0 && i < sizeof eos_names / sizeof *eos_names; i++)
+    for (size_t i = 0; !have_eos && t->eos_id < 0 && i < sizeof eos_names / sizeof *eos_names; i++)
         t->eos_id = tokenizer_token_to_id(t, eos_names[i]);
 }
 
