@@ -195,10 +195,8 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
     t->n_vocab = vocab->len;
     t->voc_str = calloc(t->n_ids ? t->n_ids : 1, sizeof *t->voc_str);
     t->voc_len = calloc(t->n_ids ? t->n_ids : 1, sizeof *t->voc_len);
-    if (!t->voc_str || !t->voc_len || tok_strmap_init(&t->vocab, vocab->len))
+    if (!t->voc_str || !t->voc_len || tok_strmap_init(&t->vocab, vocab->len, t->arena))
         return lerr(L, LLMRT_ERR_NOMEM, "out of memory for the vocabulary");
-    t->vocab.strs = t->voc_str;
-    t->vocab.lens = t->voc_len;
     for (const tj_node *e = tj_first(d, vocab); e; e = tj_next(d, e)) {
         int32_t id = (int32_t)e->v.num;
         if (t->voc_str[id])
@@ -207,7 +205,8 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
         t->voc_str[id] = tok_arena_put(t, e->key, e->key_len);
         t->voc_len[id] = e->key_len;
         int32_t old;
-        if (tok_strmap_put(&t->vocab, e->key, e->key_len, id, 1, &old))
+        if (tok_strmap_put(&t->vocab, (uint32_t)(t->voc_str[id] - t->arena), e->key_len, id, 1,
+                           &old))
             return lerr(L, LLMRT_ERR_NOMEM, "out of memory for the vocabulary");
         if (old >= 0)
             return lerr(L, LLMRT_ERR_FORMAT, "model.vocab: token '%s' appears twice", e->key);

@@ -102,6 +102,8 @@ int cmd_tokenize(int argc, char **argv) {
         size_t cap = 0;
         ssize_t n;
         long lineno = 0;
+        double busy = 0;
+        size_t bytes = 0;
         while ((n = getline(&line, &cap, stdin)) >= 0) {
             lineno++;
             json_error_t e;
@@ -113,8 +115,12 @@ int cmd_tokenize(int argc, char **argv) {
                 rc = 1;
                 break;
             }
-            if (tokenizer_encode(t, json_string_value(j), json_string_length(j), add_special,
-                                 &ids, &n_ids, &n_repl)) {
+            double t0 = now_s();
+            llmrt_status st = tokenizer_encode(t, json_string_value(j), json_string_length(j),
+                                               add_special, &ids, &n_ids, &n_repl);
+            busy += now_s() - t0;
+            bytes += json_string_length(j);
+            if (st) {
                 fprintf(stderr, "llmrt tokenize: line %ld: %s\n", lineno, llmrt_last_error());
                 json_decref(j);
                 rc = 1;
@@ -125,6 +131,9 @@ int cmd_tokenize(int argc, char **argv) {
             json_decref(j);
         }
         free(line);
+        if (timing)
+            fprintf(stderr, "encode: %zu bytes in %ld texts in %.1f ms = %.2f MB/s\n", bytes,
+                    lineno, 1e3 * busy, (double)bytes / 1e6 / (busy > 0 ? busy : 1e-9));
     } else {
         char *buf = NULL;
         size_t len = 0;
