@@ -59,6 +59,7 @@ static int slist_push(slist *l, const char *s, size_t n) {
 static int add_replaced(slist *l, const char *s, size_t n, const char *pat, size_t pl,
                         const char *rep, size_t rl) {
     size_t i = 0;
+    if (!memchr(s, pat[0], n)) return slist_add(l, s, n); /* the common case: nothing to do */
     while (i < n) {
         const char *p = pl <= n - i ? memmem(s + i, n - i, pat, pl) : NULL;
         if (!p) break;
@@ -298,16 +299,18 @@ static llmrt_status stream_advance(tokenizer_stream *s, int final, const char **
     *text = empty;
     *len = 0;
     if (!s->n) return LLMRT_OK;
-    char *full;
-    size_t fl;
-    TRY(tokenizer_decode(s->t, s->ids, s->n, s->skip_special, &full, &fl));
     int32_t last = s->ids[s->n - 1];
     /* the newest token the decoder sees: skipped special tokens are transparent */
     int32_t seen = -1;
     for (size_t i = s->n; i-- > 0 && seen < 0;)
         if (!(s->skip_special && tokenizer_is_special(s->t, s->ids[i]))) seen = s->ids[i];
-    int hold = !final && ((fl >= 3 && !memcmp(full + fl - 3, "\xEF\xBF\xBD", 3)) ||
-                          (s->t->byte_fallback && seen >= 0 && is_byte_id(s->t, seen)));
+    /* a run of byte tokens decodes as a whole: wait for its end (without decoding, so that a
+     * long run costs linear time) */
+    if (!final && s->t->byte_fallback && seen >= 0 && is_byte_id(s->t, seen)) return LLMRT_OK;
+    char *full;
+    size_t fl;
+    TRY(tokenizer_decode(s->t, s->ids, s->n, s->skip_special, &full, &fl));
+    int hold = !final && fl >= 3 && !memcmp(full + fl - 3, "\xEF\xBF\xBD", 3);
     llmrt_status st = LLMRT_OK;
     if (!hold && fl > s->emitted) {
         /* never start inside a character (only if the decoders broke the prefix property) */
