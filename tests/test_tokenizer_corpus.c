@@ -210,6 +210,25 @@ static void test_shared_present(void) {
     CHECK_MSG(n_corpus >= 2000, "corpus has %zu items", n_corpus);
 }
 
+/* bos/eos come from tokenizer_config.json (Qwen has no BOS); gpt2 has no config. */
+static void test_bos_eos(void) {
+    struct {
+        const char *name;
+        int32_t bos, eos;
+    } want[] = {{"gpt2", 50256, 50256},       {"llama2", 1, 2},         {"llama3", 128000, 128001},
+                {"llama3_1", 128000, 128009}, {"qwen3", -1, 151645},    {"gemma3", 2, 106}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, SHARED "/%s", want[i].name); /* the folder form */
+        tokenizer *t = NULL;
+        CHECK_OK(tokenizer_load(&t, path));
+        if (!t) continue;
+        CHECK_MSG(tokenizer_bos_id(t) == want[i].bos, "%s bos %d", want[i].name, tokenizer_bos_id(t));
+        CHECK_MSG(tokenizer_eos_id(t) == want[i].eos, "%s eos %d", want[i].name, tokenizer_eos_id(t));
+        tokenizer_free(t);
+    }
+}
+
 static void test_gpt2(void) { check_tokenizer("gpt2"); }
 static void test_llama3(void) { check_tokenizer("llama3"); }
 static void test_llama3_1(void) { check_tokenizer("llama3_1"); }
@@ -220,6 +239,7 @@ static void test_gemma3(void) { check_tokenizer("gemma3"); }
 int main(int argc, char **argv) {
     load_corpus();
     RUN(test_shared_present);
+    RUN(test_bos_eos);
     if (argc > 1) {
         for (int i = 1; i < argc; i++) check_tokenizer(argv[i]);
     } else {
