@@ -71,7 +71,8 @@ static void check_synthetic(const char *file) {
             if (!ids_eq(ids, n, want) && bad++ < 5) {
                 char *w = json_dumps(want, JSON_COMPACT);
                 fprintf(stderr, "%s: \"%s\" (special=%d): ids differ\n  got ", file, text, sp);
-                for (size_t k = 0; k < n; k++) fprintf(stderr, "%d,", ids[k]);
+                for (size_t k = 0; k < n; k++)
+                    fprintf(stderr, "%d,", ids[k]);
                 fprintf(stderr, "\n  want %s\n", w);
                 free(w);
             }
@@ -80,7 +81,8 @@ static void check_synthetic(const char *file) {
         json_t *want = json_object_get(c, "ids");
         size_t nw = json_array_size(want);
         int32_t *wids = malloc((nw + 1) * sizeof *wids);
-        for (size_t k = 0; k < nw; k++) wids[k] = (int32_t)json_integer_value(json_array_get(want, k));
+        for (size_t k = 0; k < nw; k++)
+            wids[k] = (int32_t)json_integer_value(json_array_get(want, k));
         for (int skip = 0; skip < 2; skip++) {
             json_t *d = json_object_get(c, skip ? "dec_skip" : "dec");
             if (!json_is_string(d)) continue; /* HF itself fails on this one */
@@ -118,11 +120,12 @@ static void test_synthetic_tokenizers(void) {
 /* A minimal valid tokenizer.json around the given model / pipeline pieces. */
 static const char *mini(const char *model, const char *extra) {
     static char buf[2048];
-    snprintf(buf, sizeof buf,
-             "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":5,\"content\":\"<s>\",\"special\":true,"
-             "\"lstrip\":false,\"rstrip\":false,\"single_word\":false,\"normalized\":false}]%s,"
-             "\"model\":%s}",
-             extra, model);
+    snprintf(
+        buf, sizeof buf,
+        "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":5,\"content\":\"<s>\",\"special\":true,"
+        "\"lstrip\":false,\"rstrip\":false,\"single_word\":false,\"normalized\":false}]%s,"
+        "\"model\":%s}",
+        extra, model);
     return buf;
 }
 
@@ -190,7 +193,8 @@ static void expect_load_error(const char *json, llmrt_status st, const char *nee
 }
 
 static void test_malformed(void) {
-    expect_load_error("{\"model\": {\"type\": \"BPE\",", LLMRT_ERR_FORMAT, "invalid JSON at line 1");
+    expect_load_error("{\"model\": {\"type\": \"BPE\",", LLMRT_ERR_FORMAT,
+                      "invalid JSON at line 1");
     expect_load_error("{\"a\":1}\n\n  x", LLMRT_ERR_FORMAT, "line 3, column 3");
     expect_load_error("[1, 2]", LLMRT_ERR_FORMAT, "not an object");
     expect_load_error("{\"s\": \"\\q\"}", LLMRT_ERR_FORMAT, "bad escape");
@@ -218,14 +222,16 @@ static void test_malformed(void) {
                       LLMRT_ERR_FORMAT, "token 'a' has a bad id");
     expect_load_error(mini("{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}", ""),
                       LLMRT_ERR_FORMAT, "id 0 is given to both");
-    expect_load_error(mini("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"unk_token\":\"?\"}",
-                           ""),
-                      LLMRT_ERR_FORMAT, "unk_token '?' is not in the vocabulary");
-    expect_load_error(mini(GOOD_MODEL, ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":"
-                                       "\"(a\"},\"behavior\":\"Isolated\",\"invert\":false}"),
+    expect_load_error(
+        mini("{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],\"unk_token\":\"?\"}", ""),
+        LLMRT_ERR_FORMAT, "unk_token '?' is not in the vocabulary");
+    expect_load_error(mini(GOOD_MODEL,
+                           ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":"
+                           "\"(a\"},\"behavior\":\"Isolated\",\"invert\":false}"),
                       LLMRT_ERR_FORMAT, "regex /(a/ does not compile");
-    expect_load_error(mini(GOOD_MODEL, ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"String\":"
-                                       "\" \"},\"behavior\":\"Sideways\",\"invert\":false}"),
+    expect_load_error(mini(GOOD_MODEL,
+                           ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"String\":"
+                           "\" \"},\"behavior\":\"Sideways\",\"invert\":false}"),
                       LLMRT_ERR_FORMAT, "unknown behavior 'Sideways'");
     expect_load_error(mini(GOOD_MODEL, ",\"post_processor\":{\"type\":\"TemplateProcessing\","
                                        "\"single\":[{\"SpecialToken\":{\"id\":\"<x>\"}}],"
@@ -235,6 +241,54 @@ static void test_malformed(void) {
     tokenizer *t = NULL;
     CHECK_ERR(tokenizer_load(&t, "/nonexistent/tokenizer.json"), LLMRT_ERR_IO, "/nonexistent");
     CHECK_ERR(tokenizer_load(&t, test_tmpdir("empty_dir")), LLMRT_ERR_IO, "no tokenizer.json");
+}
+
+/* Every truncation and many byte mutations of a valid file: an error or a tokenizer, no crash
+ * (run under ASan by `make asan`). */
+static void test_fuzz_load(void) {
+    const char *good =
+        mini(GOOD_MODEL, ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":"
+                         "\"NFC\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},"
+                         "\"content\":\"a\"}]},\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":"
+                         "{\"Regex\":\"\\\\p{L}+\"},\"behavior\":\"Isolated\",\"invert\":false},"
+                         "\"decoder\":{\"type\":\"Fuse\"}");
+    char text[2048];
+    snprintf(text, sizeof text, "%s", good);
+    size_t n = strlen(text);
+    tokenizer *t = NULL;
+    const char *p = write_tmp("fuzz", "tokenizer.json", text);
+    CHECK_OK(tokenizer_load(&t, p));
+    tokenizer_free(t);
+    int loaded = 0;
+    for (size_t k = 0; k < n; k++) {
+        char cut[2048];
+        memcpy(cut, text, k);
+        cut[k] = 0;
+        t = NULL;
+        CHECK_MSG(tokenizer_load(&t, write_tmp("fuzz", "tokenizer.json", cut)) != LLMRT_OK,
+                  "prefix of %zu bytes loaded", k);
+        tokenizer_free(t);
+    }
+    unsigned seed = 12345;
+    for (int it = 0; it < 400; it++) {
+        char mut[2048];
+        memcpy(mut, text, n + 1);
+        for (int m = 0; m < 3; m++) {
+            seed = seed * 1103515245u + 12345u;
+            mut[(seed >> 8) % n] = (char)(" {}[]\":,\\0a-x\x80\xff"[(seed >> 20) % 15]);
+        }
+        t = NULL;
+        if (tokenizer_load(&t, write_tmp("fuzz", "tokenizer.json", mut)) == LLMRT_OK) {
+            int32_t *ids;
+            size_t ni;
+            if (tokenizer_encode(t, "abc ab\xff c", 10, 1, &ids, &ni, NULL) == LLMRT_OK) free(ids);
+            loaded++;
+        } else {
+            CHECK(strlen(llmrt_last_error()) > 0);
+        }
+        tokenizer_free(t);
+    }
+    CHECK(loaded < 400);
 }
 
 static void test_json_reader(void) {
@@ -292,6 +346,7 @@ int main(void) {
     RUN(test_utf8_repair);
     RUN(test_mini_tokenizer);
     RUN(test_malformed);
+    RUN(test_fuzz_load);
     RUN(test_synthetic_tokenizers);
     return test_summary();
 }

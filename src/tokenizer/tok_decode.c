@@ -75,8 +75,10 @@ static int byte_token(const char *s, size_t n) { /* "<0xAB>" -> 0xAB, else -1 */
     int v = 0;
     for (int i = 3; i < 5; i++) {
         char c = s[i];
-        int h = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        int h = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                       : -1;
         if (h < 0) return -1;
         v = v * 16 + h;
     }
@@ -91,7 +93,8 @@ static int flush_bytes(slist *dst, tok_buf *bytes) {
         bad = slist_push(dst, bytes->p, bytes->n);
     } else {
         bad = slist_begin(dst);
-        for (size_t i = 0; i < bytes->n && !bad; i++) bad = slist_add(dst, "\xEF\xBF\xBD", 3);
+        for (size_t i = 0; i < bytes->n && !bad; i++)
+            bad = slist_add(dst, "\xEF\xBF\xBD", 3);
     }
     bytes->n = 0;
     return bad;
@@ -124,7 +127,8 @@ static int dec_step(const tok_dec *x, slist *src, slist *dst) {
                 bad = tok_buf_put(&raw, s, n);
             }
         }
-        if (!bad) bad = slist_begin(dst) || tok_utf8_sanitize(raw.p ? raw.p : "", raw.n, &dst->b) < 0;
+        if (!bad)
+            bad = slist_begin(dst) || tok_utf8_sanitize(raw.p ? raw.p : "", raw.n, &dst->b) < 0;
         if (!bad) dst->len[0] = dst->b.n;
         tok_buf_free(&raw);
         return bad;
@@ -161,10 +165,11 @@ static int dec_step(const tok_dec *x, slist *src, slist *dst) {
         for (size_t i = 0; i < src->n; i++) {
             const char *s = src->b.p + src->off[i];
             size_t a = 0, b = src->len[i];
-            for (int k = 0; k < x->start && b - a >= x->a_len && !memcmp(s + a, x->a, x->a_len); k++)
-                a += x->a_len;
-            for (int k = 0; k < x->stop && b - a >= x->a_len && !memcmp(s + b - x->a_len, x->a, x->a_len);
+            for (int k = 0; k < x->start && b - a >= x->a_len && !memcmp(s + a, x->a, x->a_len);
                  k++)
+                a += x->a_len;
+            for (int k = 0;
+                 k < x->stop && b - a >= x->a_len && !memcmp(s + b - x->a_len, x->a, x->a_len); k++)
                 b -= x->a_len;
             if (slist_push(dst, s + a, b - a)) return -1;
         }
@@ -315,7 +320,8 @@ static llmrt_status stream_advance(tokenizer_stream *s, int final, const char **
     if (!hold && fl > s->emitted) {
         /* never start inside a character (only if the decoders broke the prefix property) */
         size_t from = s->emitted;
-        while (from < fl && ((unsigned char)full[from] & 0xC0) == 0x80) from++;
+        while (from < fl && ((unsigned char)full[from] & 0xC0) == 0x80)
+            from++;
         st = stream_emit(s, full + from, fl - from, text, len);
         s->emitted = fl;
     }

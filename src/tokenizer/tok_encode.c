@@ -152,8 +152,8 @@ llmrt_status tok_bpe_word(tokenizer *t, const char *w, size_t n, tok_idbuf *out)
         size_t nh = 0;
         uint64_t v;
         for (size_t i = 0; i + 1 < ns; i++) {
-            if (tok_u64map_get(&t->merges, (uint64_t)(uint32_t)s[i].id << 32 | (uint32_t)s[i + 1].id,
-                               &v))
+            if (tok_u64map_get(&t->merges,
+                               (uint64_t)(uint32_t)s[i].id << 32 | (uint32_t)s[i + 1].id, &v))
                 heap_push(hp, &nh, (tok_heap_item){(v & 0xFFFFFFFF00000000ull) | i, (int32_t)v});
         }
         while (nh) {
@@ -161,8 +161,8 @@ llmrt_status tok_bpe_word(tokenizer *t, const char *w, size_t n, tok_idbuf *out)
             int32_t pos = (int32_t)(uint32_t)top.key;
             if (!s[pos].alive || s[pos].next < 0) continue;
             int32_t nx = s[pos].next;
-            if (!tok_u64map_get(&t->merges, (uint64_t)(uint32_t)s[pos].id << 32 | (uint32_t)s[nx].id,
-                                &v) ||
+            if (!tok_u64map_get(&t->merges,
+                                (uint64_t)(uint32_t)s[pos].id << 32 | (uint32_t)s[nx].id, &v) ||
                 (int32_t)v != top.new_id)
                 continue;
             s[pos].id = top.new_id;
@@ -240,8 +240,7 @@ static llmrt_status utf8proc_norm(tokenizer *t, const char *s, size_t n, int opt
                                       (utf8proc_option_t)(UTF8PROC_STABLE | opts));
     if (r < 0) {
         free(dst);
-        return err_set(LLMRT_ERR_INVALID, "%s: normalizing: %s", t->path,
-                       utf8proc_errmsg(r));
+        return err_set(LLMRT_ERR_INVALID, "%s: normalizing: %s", t->path, utf8proc_errmsg(r));
     }
     int bad = tok_buf_put(out, dst, (size_t)r);
     free(dst);
@@ -267,9 +266,12 @@ static int nfc_is_opaque(uint32_t c) {
     size_t lo = 0, hi = sizeof nfc_opaque / sizeof nfc_opaque[0];
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (c < nfc_opaque[mid][0]) hi = mid;
-        else if (c > nfc_opaque[mid][1]) lo = mid + 1;
-        else return 1;
+        if (c < nfc_opaque[mid][0])
+            hi = mid;
+        else if (c > nfc_opaque[mid][1])
+            lo = mid + 1;
+        else
+            return 1;
     }
     return 0;
 }
@@ -307,8 +309,8 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
     }
     case NORM_NFD:
     case NORM_NFKD:
-        return utf8proc_norm(t, s, n,
-                             UTF8PROC_DECOMPOSE | (x->kind == NORM_NFKD ? UTF8PROC_COMPAT : 0), out);
+        return utf8proc_norm(
+            t, s, n, UTF8PROC_DECOMPOSE | (x->kind == NORM_NFKD ? UTF8PROC_COMPAT : 0), out);
     case NORM_LOWERCASE:
         for (size_t i = 0; i < n;) {
             size_t k;
@@ -325,7 +327,8 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
             a += k;
         while (x->right && b > a) {
             size_t j = b - 1;
-            while (j > a && ((unsigned char)s[j] & 0xC0) == 0x80) j--;
+            while (j > a && ((unsigned char)s[j] & 0xC0) == 0x80)
+                j--;
             if (!is_ws(tok_utf8_decode((const unsigned char *)s + j, &k))) break;
             b = j;
         }
@@ -407,11 +410,14 @@ static void apply_behavior(tok_spans *sp, int behavior, int invert) {
     size_t w = 0;
     int prev_match = 0;
     if (invert)
-        for (size_t i = 0; i < sp->n; i++) sp->p[i].match = !sp->p[i].match;
+        for (size_t i = 0; i < sp->n; i++)
+            sp->p[i].match = !sp->p[i].match;
     switch (behavior) {
-    case SPLIT_REMOVED: return;
+    case SPLIT_REMOVED:
+        return;
     case SPLIT_ISOLATED:
-        for (size_t i = 0; i < sp->n; i++) sp->p[i].match = 0;
+        for (size_t i = 0; i < sp->n; i++)
+            sp->p[i].match = 0;
         return;
     case SPLIT_MERGED_PREV:
         for (size_t i = 0; i < sp->n; i++) {
@@ -522,8 +528,8 @@ static llmrt_status pretok_run(tokenizer *t, size_t stage, const char *s, size_t
         b->n = 0;
         /* HF replaces the spaces first, then prepends unless the text now starts with the
          * replacement; "first" only for the piece that starts the original text */
-        int prepend = x->prepend_scheme == PREPEND_ALWAYS ||
-                      (x->prepend_scheme == PREPEND_FIRST && origin);
+        int prepend =
+            x->prepend_scheme == PREPEND_ALWAYS || (x->prepend_scheme == PREPEND_FIRST && origin);
         if (prepend && s[0] != ' ' && !(n >= x->repl_len && !memcmp(s, x->repl, x->repl_len)) &&
             tok_buf_put(b, x->repl, x->repl_len))
             return OOM(t);
@@ -575,7 +581,8 @@ static int is_word_char(uint32_t c) {
 
 static uint32_t char_before(const char *s, size_t i, size_t *start) {
     size_t j = i - 1, k;
-    while (j > 0 && ((unsigned char)s[j] & 0xC0) == 0x80) j--;
+    while (j > 0 && ((unsigned char)s[j] & 0xC0) == 0x80)
+        j--;
     *start = j;
     return tok_utf8_decode((const unsigned char *)s + j, &k);
 }
@@ -619,11 +626,13 @@ static llmrt_status split_added(tokenizer *t, const tok_trie *tr, const char *s,
         }
         if (ad->lstrip) {
             size_t ns = start, cs;
-            while (ns > 0 && is_ws(char_before(s, ns, &cs))) ns = cs;
+            while (ns > 0 && is_ws(char_before(s, ns, &cs)))
+                ns = cs;
             start = ns > gap ? ns : gap;
         }
         if (ad->rstrip)
-            while (stop < n && is_ws(tok_utf8_decode((const unsigned char *)s + stop, &k))) stop += k;
+            while (stop < n && is_ws(tok_utf8_decode((const unsigned char *)s + stop, &k)))
+                stop += k;
         if (gap < start) {
             if (level == 0)
                 TRY(encode_gap(t, s + gap, start - gap, origin && gap == 0, out));
@@ -655,7 +664,7 @@ static llmrt_status encode_gap(tokenizer *t, const char *s, size_t n, int origin
         s = nb->p;
         n = nb->n;
         nb = nb == &t->scratch[2 * TOK_MAX_PRETOKS] ? &t->scratch[2 * TOK_MAX_PRETOKS + 1]
-                                                     : &t->scratch[2 * TOK_MAX_PRETOKS];
+                                                    : &t->scratch[2 * TOK_MAX_PRETOKS];
     }
     if (t->trie_norm.n_tokens) return split_added(t, &t->trie_norm, s, n, origin, 1, out);
     return pretok_run(t, 0, s, n, origin, out);

@@ -42,8 +42,14 @@ static inline size_t tok_utf8_len(unsigned char c) {
 /* Decodes one character of valid UTF-8 at s, setting *n to its byte length. */
 static inline uint32_t tok_utf8_decode(const unsigned char *s, size_t *n) {
     unsigned char c = s[0];
-    if (c < 0x80) { *n = 1; return c; }
-    if (c < 0xE0) { *n = 2; return (uint32_t)(c & 0x1F) << 6 | (s[1] & 0x3F); }
+    if (c < 0x80) {
+        *n = 1;
+        return c;
+    }
+    if (c < 0xE0) {
+        *n = 2;
+        return (uint32_t)(c & 0x1F) << 6 | (s[1] & 0x3F);
+    }
     if (c < 0xF0) {
         *n = 3;
         return (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
@@ -61,15 +67,23 @@ long tok_utf8_sanitize(const char *s, size_t n, tok_buf *out);
 size_t tok_utf8_valid_prefix(const char *s, size_t n);
 
 /* ---- pipeline steps ---- */
-enum { NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_LOWERCASE, NORM_STRIP, NORM_PREPEND,
-       NORM_REPLACE };
+enum {
+    NORM_NFC,
+    NORM_NFD,
+    NORM_NFKC,
+    NORM_NFKD,
+    NORM_LOWERCASE,
+    NORM_STRIP,
+    NORM_PREPEND,
+    NORM_REPLACE
+};
 typedef struct tok_norm {
     int kind;
     const char *a; /* Prepend: prefix; Replace: literal pattern (NULL when `re`) */
     size_t a_len;
     const char *b; /* Replace: content */
     size_t b_len;
-    pcre2_code *re; /* Replace with a regex pattern */
+    pcre2_code *re;  /* Replace with a regex pattern */
     int left, right; /* Strip */
 } tok_norm;
 
@@ -82,11 +96,11 @@ typedef struct tok_pretok {
     pcre2_code *re;  /* Split (regex pattern), ByteLevel with use_regex */
     const char *pat; /* Split with a string pattern */
     size_t pat_len;
-    int behavior, invert;         /* Split */
-    int add_prefix_space;         /* ByteLevel */
-    char repl[8];                 /* Metaspace replacement (UTF-8) */
+    int behavior, invert; /* Split */
+    int add_prefix_space; /* ByteLevel */
+    char repl[8];         /* Metaspace replacement (UTF-8) */
     size_t repl_len;
-    int prepend_scheme, split;    /* Metaspace */
+    int prepend_scheme, split; /* Metaspace */
 } tok_pretok;
 
 enum { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
@@ -109,8 +123,8 @@ typedef struct tok_added {
 
 /* A byte trie over added-token contents: leftmost-longest matching, as HF's Aho-Corasick. */
 typedef struct tok_trie {
-    tok_u64map edges;  /* node << 8 | byte -> child node */
-    int32_t *term;     /* [n_nodes] index into added[], or -1 */
+    tok_u64map edges; /* node << 8 | byte -> child node */
+    int32_t *term;    /* [n_nodes] index into added[], or -1 */
     size_t n_nodes, cap_nodes;
     uint8_t first[256]; /* bytes that start some token */
     size_t n_tokens;
@@ -155,18 +169,18 @@ struct tokenizer {
     size_t arena_n, arena_cap;
 
     /* the model: BPE */
-    size_t n_vocab;           /* model vocabulary entries (ids may have holes) */
-    size_t n_ids;             /* 1 + the largest id, model or added */
-    const char **voc_str;     /* [n_ids] model token string of id, NULL if none */
-    uint32_t *voc_len;        /* [n_ids] */
-    tok_strmap vocab;         /* model token string -> id */
-    tok_u64map merges;        /* a << 32 | b -> rank << 32 | new id */
-    int32_t unk_id;           /* -1 when the model has no unk token */
+    size_t n_vocab;       /* model vocabulary entries (ids may have holes) */
+    size_t n_ids;         /* 1 + the largest id, model or added */
+    const char **voc_str; /* [n_ids] model token string of id, NULL if none */
+    uint32_t *voc_len;    /* [n_ids] */
+    tok_strmap vocab;     /* model token string -> id */
+    tok_u64map merges;    /* a << 32 | b -> rank << 32 | new id */
+    int32_t unk_id;       /* -1 when the model has no unk token */
     int fuse_unk, byte_fallback, ignore_merges;
     const char *cont_prefix, *end_suffix; /* NULL when absent */
     size_t cont_prefix_len, end_suffix_len;
-    int32_t byte_id[256];     /* id of "<0xXX>", -1 if absent */
-    int32_t char_id[0x800];   /* single-character tokens below U+0800: id, -1 absent, -2 unknown */
+    int32_t byte_id[256];   /* id of "<0xXX>", -1 if absent */
+    int32_t char_id[0x800]; /* single-character tokens below U+0800: id, -1 absent, -2 unknown */
 
     tok_norm *norms;
     size_t n_norms;
@@ -179,7 +193,7 @@ struct tokenizer {
 
     tok_added *added;
     size_t n_added;
-    int32_t *added_of_id;     /* [n_ids] index into added[], -1 if none */
+    int32_t *added_of_id;         /* [n_ids] index into added[], -1 if none */
     tok_trie trie_raw, trie_norm; /* added tokens matched before / after normalizing */
 
     int32_t *post_pre, *post_suf; /* ids the post-processor adds around a single sequence */
@@ -188,14 +202,14 @@ struct tokenizer {
     int32_t bos_id, eos_id;
 
     /* encoding scratch */
-    tok_cache_slot *cache;    /* [TOK_CACHE_SLOTS] */
+    tok_cache_slot *cache; /* [TOK_CACHE_SLOTS] */
     tok_sym *syms;
     size_t syms_cap;
     tok_heap_item *heap;
     size_t heap_cap;
     pcre2_match_data *md;
     tok_buf scratch[2 * TOK_MAX_PRETOKS + 2]; /* two per pre-tokenizer stage, two for normalizing */
-    tok_spans spans[TOK_MAX_PRETOKS];     /* split points, one list per pre-tokenizer stage */
+    tok_spans spans[TOK_MAX_PRETOKS];         /* split points, one list per pre-tokenizer stage */
 };
 
 /* ---- loading helpers ---- */

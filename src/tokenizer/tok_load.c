@@ -72,7 +72,8 @@ static const char EXTRA_N[] =
     "\\x{10d40}-\\x{10d49}\\x{116d0}-\\x{116e3}\\x{11bf0}-\\x{11bf9}\\x{11f50}-\\x{11f59}"
     "\\x{16130}-\\x{16139}\\x{16d70}-\\x{16d79}\\x{1ccf0}-\\x{1ccf9}\\x{1d2c0}-\\x{1d2d3}"
     "\\x{1e4f0}-\\x{1e4f9}\\x{1e5f1}-\\x{1e5fa}";
-static const char WS[] = "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}-\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
+static const char WS[] = "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}-"
+                         "\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
 
 static int rewrite_re(const char *pat, size_t n, tok_buf *out) {
     int in_class = 0, bad = 0;
@@ -130,8 +131,8 @@ static llmrt_status compile_re(loader *L, const char *pat, size_t len, pcre2_cod
         tok_buf_free(&rw);
         return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
     }
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)rw.p, rw.n, PCRE2_UTF | PCRE2_UCP, &errc, &erroff,
-                                   NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)rw.p, rw.n, PCRE2_UTF | PCRE2_UCP, &errc, &erroff, NULL);
     tok_buf_free(&rw);
     if (!re) {
         PCRE2_UCHAR buf[256];
@@ -157,8 +158,8 @@ static llmrt_status read_pattern(loader *L, const tj_node *p, const char *where,
         return LLMRT_OK;
     }
     if (r && r->type == TJ_STR) return compile_re(L, r->v.s, r->len, re);
-    return lerr(L, LLMRT_ERR_FORMAT, "%s: \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}",
-                where);
+    return lerr(L, LLMRT_ERR_FORMAT,
+                "%s: \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}", where);
 }
 
 /* ---- the model ---- */
@@ -254,8 +255,8 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
         if (m->type == TJ_STR) {
             const char *sp = memchr(m->v.s, ' ', m->len);
             if (!sp) {
-                st = lerr(L, LLMRT_ERR_FORMAT, "model.merges[%u] '%s' is not \"a b\"", rank,
-                          m->v.s);
+                st =
+                    lerr(L, LLMRT_ERR_FORMAT, "model.merges[%u] '%s' is not \"a b\"", rank, m->v.s);
                 break;
             }
             a = m->v.s;
@@ -298,14 +299,15 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
             break;
         }
         if (tok_u64map_put(&t->merges, (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib,
-                          (uint64_t)rank << 32 | (uint32_t)inew)) {
+                           (uint64_t)rank << 32 | (uint32_t)inew)) {
             st = lerr(L, LLMRT_ERR_NOMEM, "out of memory for the merges");
             break;
         }
     }
     tok_buf_free(&cat);
     TRY(st);
-    for (size_t i = 0; i < sizeof t->char_id / sizeof t->char_id[0]; i++) t->char_id[i] = -2;
+    for (size_t i = 0; i < sizeof t->char_id / sizeof t->char_id[0]; i++)
+        t->char_id[i] = -2;
     return LLMRT_OK;
 }
 
@@ -348,7 +350,8 @@ static llmrt_status load_added(loader *L, const tj_node *added) {
     tj_doc *d = &L->doc;
     t->added_of_id = malloc((t->n_ids ? t->n_ids : 1) * sizeof *t->added_of_id);
     if (!t->added_of_id) return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < t->n_ids; i++) t->added_of_id[i] = -1;
+    for (size_t i = 0; i < t->n_ids; i++)
+        t->added_of_id[i] = -1;
     if (!added || added->type == TJ_NULL) return LLMRT_OK;
     if (added->type != TJ_ARR) return lerr(L, LLMRT_ERR_FORMAT, "added_tokens is not an array");
     t->added = calloc(added->len ? added->len : 1, sizeof *t->added);
@@ -499,12 +502,18 @@ static llmrt_status push_pretok(loader *L, const tj_node *n, int depth) {
                          &x->re));
         const char *b = str_of(tj_get(d, n, "behavior"));
         if (!b) return lerr(L, LLMRT_ERR_FORMAT, "pre_tokenizer Split has no \"behavior\"");
-        if (!strcmp(b, "Removed")) x->behavior = SPLIT_REMOVED;
-        else if (!strcmp(b, "Isolated")) x->behavior = SPLIT_ISOLATED;
-        else if (!strcmp(b, "MergedWithPrevious")) x->behavior = SPLIT_MERGED_PREV;
-        else if (!strcmp(b, "MergedWithNext")) x->behavior = SPLIT_MERGED_NEXT;
-        else if (!strcmp(b, "Contiguous")) x->behavior = SPLIT_CONTIGUOUS;
-        else return lerr(L, LLMRT_ERR_FORMAT, "pre_tokenizer Split: unknown behavior '%s'", b);
+        if (!strcmp(b, "Removed"))
+            x->behavior = SPLIT_REMOVED;
+        else if (!strcmp(b, "Isolated"))
+            x->behavior = SPLIT_ISOLATED;
+        else if (!strcmp(b, "MergedWithPrevious"))
+            x->behavior = SPLIT_MERGED_PREV;
+        else if (!strcmp(b, "MergedWithNext"))
+            x->behavior = SPLIT_MERGED_NEXT;
+        else if (!strcmp(b, "Contiguous"))
+            x->behavior = SPLIT_CONTIGUOUS;
+        else
+            return lerr(L, LLMRT_ERR_FORMAT, "pre_tokenizer Split: unknown behavior '%s'", b);
         x->invert = bool_of(tj_get(d, n, "invert"), 0);
     } else if (!strcmp(ty, "Metaspace")) {
         x->kind = PT_METASPACE;
@@ -670,8 +679,9 @@ static llmrt_status push_dec(loader *L, const tj_node *n, int depth) {
         if (!c || c->type != TJ_STR || c->len == 0 ||
             tok_utf8_len((unsigned char)c->v.s[0]) != c->len || !a || a->type != TJ_NUM || !b ||
             b->type != TJ_NUM)
-            return lerr(L, LLMRT_ERR_FORMAT, "decoder Strip needs content (one character), "
-                                             "start and stop");
+            return lerr(L, LLMRT_ERR_FORMAT,
+                        "decoder Strip needs content (one character), "
+                        "start and stop");
         x->a = tok_arena_put(t, c->v.s, c->len);
         x->a_len = c->len;
         x->start = (int)a->v.num;
@@ -762,7 +772,8 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
     t->cache = calloc(TOK_CACHE_SLOTS, sizeof *t->cache);
     loader L = {t, {0}, t->path};
     llmrt_status st = LLMRT_OK;
-    if (!t->path || !t->arena || !t->cache) st = err_set(LLMRT_ERR_NOMEM, "%s: out of memory", json_path);
+    if (!t->path || !t->arena || !t->cache)
+        st = err_set(LLMRT_ERR_NOMEM, "%s: out of memory", json_path);
     if (!st) st = tj_parse(&L.doc, buf, len, json_path);
     if (!st) {
         tj_doc *d = &L.doc;
@@ -799,9 +810,11 @@ void tokenizer_free(tokenizer *t) {
     free(t->voc_len);
     tok_strmap_free(&t->vocab);
     tok_u64map_free(&t->merges);
-    for (size_t i = 0; i < t->n_norms; i++) pcre2_code_free(t->norms[i].re);
+    for (size_t i = 0; i < t->n_norms; i++)
+        pcre2_code_free(t->norms[i].re);
     free(t->norms);
-    for (size_t i = 0; i < t->n_pretoks; i++) pcre2_code_free(t->pretoks[i].re);
+    for (size_t i = 0; i < t->n_pretoks; i++)
+        pcre2_code_free(t->pretoks[i].re);
     free(t->pretoks);
     free(t->decs);
     free(t->added);
@@ -818,6 +831,7 @@ void tokenizer_free(tokenizer *t) {
     pcre2_match_data_free(t->md);
     for (size_t i = 0; i < sizeof t->scratch / sizeof *t->scratch; i++)
         tok_buf_free(&t->scratch[i]);
-    for (size_t i = 0; i < TOK_MAX_PRETOKS; i++) free(t->spans[i].p);
+    for (size_t i = 0; i < TOK_MAX_PRETOKS; i++)
+        free(t->spans[i].p);
     free(t);
 }

@@ -25,7 +25,8 @@ uint64_t tok_hash(const void *data, size_t len) {
     }
     uint64_t t = 0;
     if (len) {
-        for (size_t i = 0; i < len; i++) t |= (uint64_t)p[i] << (8 * i);
+        for (size_t i = 0; i < len; i++)
+            t |= (uint64_t)p[i] << (8 * i);
         h = mix(h ^ t, 0xE7037ED1A0B428DBull);
     }
     return mix(h, 0x8EBC6AF09C88C6E3ull);
@@ -33,7 +34,8 @@ uint64_t tok_hash(const void *data, size_t len) {
 
 static size_t pow2_at_least(size_t n) {
     size_t c = 16;
-    while (c < n) c <<= 1;
+    while (c < n)
+        c <<= 1;
     return c;
 }
 
@@ -60,7 +62,8 @@ static int strmap_grow(tok_strmap *m) {
     for (size_t i = 0; i < m->cap; i++) {
         if (m->slots[i].id < 0) continue;
         size_t j = m->slots[i].hash & (ncap - 1);
-        while (ns[j].id >= 0) j = (j + 1) & (ncap - 1);
+        while (ns[j].id >= 0)
+            j = (j + 1) & (ncap - 1);
         ns[j] = m->slots[i];
     }
     free(m->slots);
@@ -131,7 +134,8 @@ int tok_u64map_put(tok_u64map *m, uint64_t key, uint64_t val) {
     if ((m->n + 1) * 3 > m->cap * 2 && u64map_grow(m)) return -1;
     size_t mask = m->cap - 1;
     size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & mask;
-    while (m->slots[i].key != UINT64_MAX && m->slots[i].key != key) i = (i + 1) & mask;
+    while (m->slots[i].key != UINT64_MAX && m->slots[i].key != key)
+        i = (i + 1) & mask;
     if (m->slots[i].key == UINT64_MAX) m->n++;
     m->slots[i].key = key;
     m->slots[i].val = val;

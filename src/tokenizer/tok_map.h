@@ -23,7 +23,7 @@ typedef struct tok_strslot {
 typedef struct tok_strmap {
     tok_strslot *slots; /* [cap] */
     size_t cap, n;
-    const char *base;   /* keys live at base + off (borrowed) */
+    const char *base; /* keys live at base + off (borrowed) */
 } tok_strmap;
 
 /* Sizes the table for `expected` keys stored in base. */

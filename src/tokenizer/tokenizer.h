@@ -38,8 +38,7 @@ llmrt_status tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, 
 typedef struct tokenizer_stream tokenizer_stream;
 llmrt_status tokenizer_stream_create(tokenizer_stream **out, const tokenizer *t, int skip_special);
 /* *text points into the stream (valid until the next call); *len may be 0. */
-llmrt_status tokenizer_stream_step(tokenizer_stream *s, int32_t id, const char **text,
-                                   size_t *len);
+llmrt_status tokenizer_stream_step(tokenizer_stream *s, int32_t id, const char **text, size_t *len);
 /* Emits whatever is held back (an unfinished character at the end of the sequence). */
 llmrt_status tokenizer_stream_flush(tokenizer_stream *s, const char **text, size_t *len);
 void tokenizer_stream_free(tokenizer_stream *s);
