@@ -398,7 +398,7 @@ static llmrt_status push_norm(loader *L, const tj_node *n, int depth) {
     tok_norm *nn = realloc(t->norms, (t->n_norms + 1) * sizeof *nn);
     if (!nn) return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
     t->norms = nn;
-    tok_norm *x = &t->norms[t->n_norms];
+    tok_norm *x = &t->norms[t->n_norms++]; /* counted now: tokenizer_free frees its regex */
     memset(x, 0, sizeof *x);
     if (!strcmp(ty, "NFC")) {
         x->kind = NORM_NFC;
@@ -433,7 +433,6 @@ static llmrt_status push_norm(loader *L, const tj_node *n, int depth) {
     } else {
         return lerr(L, LLMRT_ERR_UNSUPPORTED, "normalizer type '%s' is not supported", ty);
     }
-    t->n_norms++;
     return LLMRT_OK;
 }
 
@@ -488,7 +487,7 @@ static llmrt_status push_pretok(loader *L, const tj_node *n, int depth) {
     tok_pretok *nn = realloc(t->pretoks, (t->n_pretoks + 1) * sizeof *nn);
     if (!nn) return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
     t->pretoks = nn;
-    tok_pretok *x = &t->pretoks[t->n_pretoks];
+    tok_pretok *x = &t->pretoks[t->n_pretoks++]; /* counted now: tokenizer_free frees its regex */
     memset(x, 0, sizeof *x);
     if (!strcmp(ty, "ByteLevel")) {
         x->kind = PT_BYTELEVEL;
@@ -525,7 +524,6 @@ static llmrt_status push_pretok(loader *L, const tj_node *n, int depth) {
     } else {
         return lerr(L, LLMRT_ERR_UNSUPPORTED, "pre_tokenizer type '%s' is not supported", ty);
     }
-    t->n_pretoks++;
     return LLMRT_OK;
 }
 
