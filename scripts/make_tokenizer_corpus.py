@@ -96,6 +96,7 @@ CODE = [
     "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tch := make(chan int, 3)\n\tgo func() { ch <- 42 }()\n\tfmt.Println(<-ch)\n}\n",
     "diff --git a/x.c b/x.c\n--- a/x.c\n+++ b/x.c\n@@ -1,3 +1,3 @@\n-int x = 1;\n+int x = 2;\n",
     "a==b!=c<=d>=e&&f||g->h::i...j//k/*l*/m++n--o<<=p>>=q**r",
+    "<td> </td> <b> </b>\n<p>x</p> </div>>  </ x> </> </",
 ]
 
 SPECIAL_STRINGS = [

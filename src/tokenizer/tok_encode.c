@@ -463,6 +463,36 @@ static void apply_behavior(tok_spans *sp, int behavior, int invert) {
 static llmrt_status pretok_run(tokenizer *t, size_t stage, const char *s, size_t n, int origin,
                                tok_idbuf *out);
 
+/* Whether a word may be cut at byte i (w[i..] starts with U+2581, w[i-1] is not U+2581's end):
+ * not when the cut falls inside an occurrence of a bridging token. */
+static int meta_cut_ok(const tokenizer *t, const char *w, size_t n, size_t i) {
+    for (size_t b = 0; b < t->n_bridges; b++) {
+        const char *br = t->bridges[b];
+        size_t bl = t->bridge_len[b];
+        for (size_t k = 1; k < bl; k++) { /* every place inside the bridge */
+            if (k > i || i - k + bl > n) continue;
+            if (!memcmp(w + i - k, br, bl)) return 0;
+        }
+    }
+    return 1;
+}
+
+/* The model on one word, cut first where no merge can cross (see tokenizer.meta_cut). */
+static llmrt_status model_word(tokenizer *t, const char *w, size_t n, tok_idbuf *out) {
+    if (!t->meta_cut || n < 8) return tok_bpe_word(t, w, n, out);
+    size_t start = 0;
+    for (size_t i = 1; i + 3 <= n; i++) {
+        if ((unsigned char)w[i] != 0xE2 || (unsigned char)w[i + 1] != 0x96 ||
+            (unsigned char)w[i + 2] != 0x81)
+            continue;
+        if (i >= 3 && !memcmp(w + i - 3, "\xE2\x96\x81", 3)) continue; /* a run of U+2581 */
+        if (t->n_bridges && !meta_cut_ok(t, w, n, i)) continue;
+        TRY(tok_bpe_word(t, w + start, i - start, out));
+        start = i;
+    }
+    return tok_bpe_word(t, w + start, n - start, out);
+}
+
 /* Runs stage+1 on each kept piece of sp over s. */
 static llmrt_status run_pieces(tokenizer *t, size_t stage, const char *s, tok_spans *sp, int origin,
                                tok_idbuf *out) {
@@ -478,7 +508,7 @@ static llmrt_status run_pieces(tokenizer *t, size_t stage, const char *s, tok_sp
 static llmrt_status pretok_run(tokenizer *t, size_t stage, const char *s, size_t n, int origin,
                                tok_idbuf *out) {
     if (n == 0) return LLMRT_OK;
-    if (stage == t->n_pretoks) return tok_bpe_word(t, s, n, out);
+    if (stage == t->n_pretoks) return model_word(t, s, n, out);
     const tok_pretok *x = &t->pretoks[stage];
     tok_buf *b = &t->scratch[2 * stage];
     tok_spans *sp = &t->spans[stage];

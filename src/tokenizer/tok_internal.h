@@ -201,6 +201,15 @@ struct tokenizer {
 
     int32_t bos_id, eos_id;
 
+    /* Words are cut before each U+2581 that follows another character when no merge can cross
+     * such a place (SentencePiece-style vocabularies): then each piece merges on its own, with
+     * the same result, and the word cache works. `bridges` lists the few vocabulary tokens that
+     * do cross one (Gemma 3 has ">▁</"); a place inside an occurrence of one is not cut. */
+    int meta_cut;
+    const char **bridges; /* [n_bridges] */
+    uint32_t *bridge_len; /* [n_bridges] */
+    size_t n_bridges;
+
     /* encoding scratch */
     tok_cache_slot *cache; /* [TOK_CACHE_SLOTS] */
     tok_sym *syms;

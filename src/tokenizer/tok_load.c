@@ -696,6 +696,47 @@ static llmrt_status push_dec(loader *L, const tj_node *n, int depth) {
     return LLMRT_OK;
 }
 
+/* ---- cutting long words (see tokenizer.meta_cut) ---- */
+
+#define META "\xE2\x96\x81" /* U+2581 */
+
+/* Whether token s has U+2581 right after another character. */
+static int crosses_meta(const char *s, size_t n) {
+    int prev_meta = 1; /* nothing before the first character */
+    for (size_t i = 0; i < n;) {
+        size_t k = tok_utf8_len((unsigned char)s[i]);
+        int is_meta = i + 3 <= n && !memcmp(s + i, META, 3);
+        if (is_meta && !prev_meta) return 1;
+        prev_meta = is_meta;
+        i += k;
+    }
+    return 0;
+}
+
+static void plan_meta_cut(tokenizer *t) {
+    t->meta_cut = 0;
+    if (t->has_bytelevel_pretok || t->cont_prefix || t->end_suffix) return;
+    int32_t meta = tok_strmap_get(&t->vocab, META, 3);
+    if (meta < 0) return;
+    size_t nb = 0;
+    for (size_t id = 0; id < t->n_ids; id++)
+        if (t->voc_str[id] && crosses_meta(t->voc_str[id], t->voc_len[id])) nb++;
+    if (nb > 64) return;
+    t->bridges = malloc((nb + 1) * sizeof *t->bridges);
+    t->bridge_len = malloc((nb + 1) * sizeof *t->bridge_len);
+    if (!t->bridges || !t->bridge_len) return;
+    const char *unk = t->unk_id >= 0 ? t->voc_str[t->unk_id] : NULL;
+    for (size_t id = 0; id < t->n_ids; id++) {
+        const char *s = t->voc_str[id];
+        if (!s || !crosses_meta(s, t->voc_len[id])) continue;
+        /* a bridge made with a byte-fallback or unk symbol would not be literal text */
+        if (strstr(s, "<0x") || (unk && strstr(s, unk))) return;
+        t->bridges[t->n_bridges] = s;
+        t->bridge_len[t->n_bridges++] = t->voc_len[id];
+    }
+    t->meta_cut = 1;
+}
+
 /* ---- bos / eos ---- */
 
 static int32_t token_named(const tokenizer *t, const tj_doc *d, const tj_node *v) {
@@ -796,6 +837,7 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
         return st;
     }
     load_bos_eos(t, config_path);
+    plan_meta_cut(t);
     *out = t;
     return LLMRT_OK;
 }
@@ -823,6 +865,8 @@ void tokenizer_free(tokenizer *t) {
     free(t->trie_norm.term);
     free(t->post_pre);
     free(t->post_suf);
+    free(t->bridges);
+    free(t->bridge_len);
     free(t->cache);
     free(t->syms);
     free(t->heap);
