@@ -23,11 +23,14 @@ static int load_or_die(const char *cmd, const char *path, tokenizer **t, int tim
         return 2;
     }
     double t0 = now_s();
+    clock_t c0 = clock();
     if (tokenizer_load(t, path) != LLMRT_OK) {
         fprintf(stderr, "llmrt %s: %s\n", cmd, llmrt_last_error());
         return 1;
     }
-    if (timing) fprintf(stderr, "load: %.1f ms\n", 1e3 * (now_s() - t0));
+    if (timing)
+        fprintf(stderr, "load: %.1f ms (cpu %.1f ms)\n", 1e3 * (now_s() - t0),
+                1e3 * (double)(clock() - c0) / CLOCKS_PER_SEC);
     return 0;
 }
 
@@ -53,7 +56,8 @@ static char *read_stream(FILE *f, size_t *len) {
 
 static void print_ids(FILE *f, const int32_t *ids, size_t n) {
     fputc('[', f);
-    for (size_t i = 0; i < n; i++) fprintf(f, i ? ", %d" : "%d", ids[i]);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, i ? ", %d" : "%d", ids[i]);
     fputs("]\n", f);
 }
 
@@ -80,16 +84,23 @@ int cmd_tokenize(int argc, char **argv) {
     args a;
     args_init(&a, "tokenize", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "tokenizer")) path = args_value(&a);
-        else if (args_is(&a, "text")) text = args_value(&a);
-        else if (args_is(&a, "file")) file = args_value(&a);
-        else if (args_is(&a, "add_special_tokens")) add_special = 1;
-        else if (args_is(&a, "jsonl")) jsonl = 1;
-        else if (args_is(&a, "time")) timing = 1;
+        if (args_is(&a, "tokenizer"))
+            path = args_value(&a);
+        else if (args_is(&a, "text"))
+            text = args_value(&a);
+        else if (args_is(&a, "file"))
+            file = args_value(&a);
+        else if (args_is(&a, "add_special_tokens"))
+            add_special = 1;
+        else if (args_is(&a, "jsonl"))
+            jsonl = 1;
+        else if (args_is(&a, "time"))
+            timing = 1;
         else if (args_is(&a, "help") || args_is(&a, "h")) {
             tokenize_usage();
             return 0;
-        } else args_unknown(&a);
+        } else
+            args_unknown(&a);
     }
     tokenizer *t;
     int rc = load_or_die("tokenize", path, &t, timing);
@@ -158,8 +169,8 @@ int cmd_tokenize(int argc, char **argv) {
             double dt = now_s() - t0;
             warn_replaced("tokenize", n_repl, &warned);
             if (timing)
-                fprintf(stderr, "encode: %zu bytes -> %zu ids in %.1f ms = %.2f MB/s\n", len,
-                        n_ids, 1e3 * dt, (double)len / 1e6 / (dt > 0 ? dt : 1e-9));
+                fprintf(stderr, "encode: %zu bytes -> %zu ids in %.1f ms = %.2f MB/s\n", len, n_ids,
+                        1e3 * dt, (double)len / 1e6 / (dt > 0 ? dt : 1e-9));
             print_ids(stdout, ids, n_ids);
             free(ids);
         }
@@ -221,15 +232,21 @@ int cmd_detokenize(int argc, char **argv) {
     args a;
     args_init(&a, "detokenize", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "tokenizer")) path = args_value(&a);
-        else if (args_is(&a, "ids")) ids_s = args_value(&a);
-        else if (args_is(&a, "skip_special_tokens")) skip = 1;
-        else if (args_is(&a, "jsonl")) jsonl = 1;
-        else if (args_is(&a, "stream")) stream = 1;
+        if (args_is(&a, "tokenizer"))
+            path = args_value(&a);
+        else if (args_is(&a, "ids"))
+            ids_s = args_value(&a);
+        else if (args_is(&a, "skip_special_tokens"))
+            skip = 1;
+        else if (args_is(&a, "jsonl"))
+            jsonl = 1;
+        else if (args_is(&a, "stream"))
+            stream = 1;
         else if (args_is(&a, "help") || args_is(&a, "h")) {
             detokenize_usage();
             return 0;
-        } else args_unknown(&a);
+        } else
+            args_unknown(&a);
     }
     if (!jsonl && !ids_s) {
         fprintf(stderr, "llmrt detokenize: give --ids 1,2,3 or --jsonl\n");
