@@ -375,11 +375,20 @@ const char *tokenizer_id_to_token(const tokenizer *t, int32_t id) {
     return token_of(t, id, 0, &n);
 }
 
+/* The added token whose content is exactly s[0..n), through trie tr; -1 if none. */
+static int32_t trie_exact(const tokenizer *t, const tok_trie *tr, const char *s, size_t n) {
+    if (!tr->n_nodes) return -1;
+    uint64_t node = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!tok_u64map_get(&tr->edges, node << 8 | (unsigned char)s[i], &node)) return -1;
+    return tr->term[node] >= 0 ? t->added[tr->term[node]].id : -1;
+}
+
 int32_t tokenizer_token_to_id(const tokenizer *t, const char *token) {
     size_t n = strlen(token);
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].len == n && !memcmp(t->added[i].content, token, n)) return t->added[i].id;
-    return tok_strmap_get(&t->vocab, token, n);
+    int32_t id = trie_exact(t, &t->trie_raw, token, n);
+    if (id < 0) id = trie_exact(t, &t->trie_norm, token, n);
+    return id >= 0 ? id : tok_strmap_get(&t->vocab, token, n);
 }
 
 int tokenizer_is_special(const tokenizer *t, int32_t id) {
