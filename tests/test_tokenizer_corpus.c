@@ -239,6 +239,40 @@ static void test_bos_eos(void) {
     }
 }
 
+/* Streaming emits each piece as soon as it is final: whole tokens at once, a character split
+ * over tokens when its last byte arrives. */
+static void stream_expect(const char *name, const int32_t *ids, const char *const *want, size_t n) {
+    char path[256];
+    snprintf(path, sizeof path, SHARED "/%s/tokenizer.json", name);
+    tokenizer *t = NULL;
+    CHECK_OK(tokenizer_load(&t, path));
+    if (!t) return;
+    tokenizer_stream *s;
+    CHECK_OK(tokenizer_stream_create(&s, t, 1));
+    for (size_t i = 0; i < n; i++) {
+        const char *p;
+        size_t pl;
+        CHECK_OK(tokenizer_stream_step(s, ids[i], &p, &pl));
+        CHECK_MSG(pl == strlen(want[i]) && !memcmp(p, want[i], pl), "%s step %zu: \"%.*s\"", name, i,
+                  (int)pl, p);
+    }
+    const char *p;
+    size_t pl;
+    CHECK_OK(tokenizer_stream_flush(s, &p, &pl));
+    CHECK(pl == 0);
+    tokenizer_stream_free(s);
+    tokenizer_free(t);
+}
+
+static void test_stream_promptness(void) {
+    int32_t g[] = {15496, 995, 220, 19526, 254};
+    const char *gw[] = {"Hello", " world", " ", "", "\xe4\xbd\xa0"};
+    stream_expect("gpt2", g, gw, 5);
+    int32_t l[] = {1, 22557, 1526, 231, 192, 163, 1318};
+    const char *lw[] = {"", "Hello", " world", "", "", "", "\xe4\xbd\xa0 x"};
+    stream_expect("llama2", l, lw, 7);
+}
+
 static void test_gpt2(void) {
     check_tokenizer("gpt2");
 }
@@ -262,6 +296,7 @@ int main(int argc, char **argv) {
     load_corpus();
     RUN(test_shared_present);
     RUN(test_bos_eos);
+    RUN(test_stream_promptness);
     if (argc > 1) {
         for (int i = 1; i < argc; i++)
             check_tokenizer(argv[i]);
