@@ -253,8 +253,8 @@ static void stream_expect(const char *name, const int32_t *ids, const char *cons
         const char *p;
         size_t pl;
         CHECK_OK(tokenizer_stream_step(s, ids[i], &p, &pl));
-        CHECK_MSG(pl == strlen(want[i]) && !memcmp(p, want[i], pl), "%s step %zu: \"%.*s\"", name, i,
-                  (int)pl, p);
+        CHECK_MSG(pl == strlen(want[i]) && !memcmp(p, want[i], pl), "%s step %zu: \"%.*s\"", name,
+                  i, (int)pl, p);
     }
     const char *p;
     size_t pl;

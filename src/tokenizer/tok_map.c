@@ -133,7 +133,7 @@ static int u64map_grow(tok_u64map *m) {
 int tok_u64map_put(tok_u64map *m, uint64_t key, uint64_t val) {
     if ((m->n + 1) * 3 > m->cap * 2 && u64map_grow(m)) return -1;
     size_t mask = m->cap - 1;
-    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+    size_t i = tok_u64_slot(key, mask);
     while (m->slots[i].key != UINT64_MAX && m->slots[i].key != key)
         i = (i + 1) & mask;
     if (m->slots[i].key == UINT64_MAX) m->n++;

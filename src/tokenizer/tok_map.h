@@ -48,10 +48,18 @@ typedef struct tok_u64map {
 int tok_u64map_init(tok_u64map *m, size_t expected);
 void tok_u64map_free(tok_u64map *m);
 int tok_u64map_put(tok_u64map *m, uint64_t key, uint64_t val); /* 0, or -1 out of memory */
+/* Spreads every key bit over the low bits (ids sit in both halves of merge keys). */
+static inline size_t tok_u64_slot(uint64_t key, size_t mask) {
+    key ^= key >> 33;
+    key *= 0xFF51AFD7ED558CCDull;
+    key ^= key >> 29;
+    return (size_t)key & mask;
+}
+
 /* 1 and *val if present, else 0. key must not be UINT64_MAX. */
 static inline int tok_u64map_get(const tok_u64map *m, uint64_t key, uint64_t *val) {
     size_t mask = m->cap - 1;
-    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+    size_t i = tok_u64_slot(key, mask);
     while (1) {
         uint64_t k = m->slots[i].key;
         if (k == key) {
