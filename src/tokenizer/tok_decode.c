@@ -195,9 +195,10 @@ static int dec_step(const tok_dec *x, slist *src, slist *dst) {
 static const char *token_of(const tokenizer *t, int32_t id, int skip_special, size_t *len) {
     int32_t a = t->added_of_id[id];
     if (a >= 0) {
-        if (skip_special && t->added[a].special) return NULL;
-        *len = t->added[a].len;
-        return t->added[a].content;
+        const tok_added *ad = &t->added[a];
+        if (skip_special && ad->special) return NULL;
+        *len = ad->norm ? ad->norm_len : ad->len; /* HF gives the normalized form back */
+        return ad->norm ? ad->norm : ad->content;
     }
     *len = t->voc_len[id];
     return t->voc_str[id];
@@ -387,7 +388,10 @@ static int32_t trie_exact(const tokenizer *t, const tok_trie *tr, const char *s,
 int32_t tokenizer_token_to_id(const tokenizer *t, const char *token) {
     size_t n = strlen(token);
     int32_t id = trie_exact(t, &t->trie_raw, token, n);
-    if (id < 0) id = trie_exact(t, &t->trie_norm, token, n);
+    for (size_t i = 0; id < 0 && i < t->n_added; i++) /* normalized ones: by their content */
+        if (t->added[i].normalized && t->added[i].len == n &&
+            !memcmp(t->added[i].content, token, n))
+            id = t->added[i].id;
     return id >= 0 ? id : tok_strmap_get(&t->vocab, token, n);
 }
 

@@ -679,16 +679,15 @@ static llmrt_status split_added(tokenizer *t, const tok_trie *tr, const char *s,
     return LLMRT_OK;
 }
 
-/* A piece of text with no (raw) added token: normalize, split on normalized added tokens,
- * pre-tokenize, run the model. */
-static llmrt_status encode_gap(tokenizer *t, const char *s, size_t n, int origin, tok_idbuf *out) {
+llmrt_status tok_normalize(tokenizer *t, const char *s, size_t n, int *origin, const char **out,
+                           size_t *out_n) {
     tok_buf *nb = &t->scratch[2 * TOK_MAX_PRETOKS];
     for (size_t i = 0; i < t->n_norms; i++) {
         /* a piece whose leading whitespace Strip removed no longer starts at the original
          * offset 0 (HF's Metaspace "first" looks at that offset) */
         if (t->norms[i].kind == NORM_STRIP && t->norms[i].left && n) {
             size_t k;
-            if (is_ws(tok_utf8_decode((const unsigned char *)s, &k))) origin = 0;
+            if (is_ws(tok_utf8_decode((const unsigned char *)s, &k))) *origin = 0;
         }
         TRY(norm_apply(t, &t->norms[i], s, n, nb));
         s = nb->p;
@@ -696,6 +695,15 @@ static llmrt_status encode_gap(tokenizer *t, const char *s, size_t n, int origin
         nb = nb == &t->scratch[2 * TOK_MAX_PRETOKS] ? &t->scratch[2 * TOK_MAX_PRETOKS + 1]
                                                     : &t->scratch[2 * TOK_MAX_PRETOKS];
     }
+    *out = s;
+    *out_n = n;
+    return LLMRT_OK;
+}
+
+/* A piece of text with no (raw) added token: normalize, split on normalized added tokens,
+ * pre-tokenize, run the model. */
+static llmrt_status encode_gap(tokenizer *t, const char *s, size_t n, int origin, tok_idbuf *out) {
+    TRY(tok_normalize(t, s, n, &origin, &s, &n));
     if (t->trie_norm.n_tokens) return split_added(t, &t->trie_norm, s, n, origin, 1, out);
     return pretok_run(t, 0, s, n, origin, out);
 }

@@ -118,6 +118,8 @@ typedef struct tok_added {
     int32_t id;
     const char *content;
     size_t len;
+    char *norm; /* normalized=true: the normalized content (HF decodes to it), else NULL */
+    size_t norm_len;
     uint8_t special, lstrip, rstrip, single_word, normalized;
 } tok_added;
 
@@ -227,6 +229,11 @@ const char *tok_arena_put(tokenizer *t, const char *s, size_t n); /* NUL-termina
 /* ---- bytes <-> GPT-2 byte-level characters ---- */
 extern const uint16_t tok_byte_to_cp[256];
 int tok_cp_to_byte(uint32_t cp); /* the byte, or -1 when cp is not in the alphabet */
+
+/* Runs the normalizers on s[0..n); *out points into the tokenizer's scratch (valid until the
+ * next normalization). *origin is cleared when the result no longer starts at offset 0. */
+llmrt_status tok_normalize(tokenizer *t, const char *s, size_t n, int *origin, const char **out,
+                           size_t *out_n);
 
 /* ---- the model ---- */
 /* Appends the ids of one pre-tokenized word to out. */

@@ -370,10 +370,32 @@ static llmrt_status load_added(loader *L, const tj_node *added) {
         ad->single_word = (uint8_t)bool_of(tj_get(d, a, "single_word"), 0);
         ad->normalized = (uint8_t)bool_of(tj_get(d, a, "normalized"), !ad->special);
         t->added_of_id[ad->id] = (int32_t)t->n_added;
-        tok_trie *tr = ad->normalized ? &t->trie_norm : &t->trie_raw;
-        if (trie_add(tr, ad->content, ad->len, (int32_t)t->n_added))
+        if (!ad->normalized && trie_add(&t->trie_raw, ad->content, ad->len, (int32_t)t->n_added))
             return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
         t->n_added++;
+    }
+    return LLMRT_OK;
+}
+
+/* Added tokens with normalized=true are matched in normalized text by their normalized
+ * content, as HF builds its second trie (needs the normalizers loaded). */
+static llmrt_status build_norm_trie(loader *L) {
+    tokenizer *t = L->t;
+    for (size_t i = 0; i < t->n_added; i++) {
+        const tok_added *ad = &t->added[i];
+        if (!ad->normalized) continue;
+        /* t->md must exist: Replace normalizers with a regex match through it */
+        const char *s;
+        size_t n;
+        int origin = 1;
+        TRY(tok_normalize(t, ad->content, ad->len, &origin, &s, &n));
+        t->added[i].norm = malloc(n + 1);
+        if (!t->added[i].norm) return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
+        memcpy(t->added[i].norm, s, n);
+        t->added[i].norm[n] = 0;
+        t->added[i].norm_len = n;
+        if (n && trie_add(&t->trie_norm, s, n, (int32_t)i))
+            return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
     }
     return LLMRT_OK;
 }
@@ -809,9 +831,10 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
     t->arena_cap = len + 4096;
     t->arena = malloc(t->arena_cap);
     t->cache = calloc(TOK_CACHE_SLOTS, sizeof *t->cache);
+    t->md = pcre2_match_data_create(4, NULL);
     loader L = {t, {0}, t->path};
     llmrt_status st = LLMRT_OK;
-    if (!t->path || !t->arena || !t->cache)
+    if (!t->path || !t->arena || !t->cache || !t->md)
         st = err_set(LLMRT_ERR_NOMEM, "%s: out of memory", json_path);
     if (!st) st = tj_parse(&L.doc, buf, len, json_path);
     if (!st) {
@@ -822,16 +845,13 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
         if (!st) st = load_model(&L, tj_get(d, root, "model"), added);
         if (!st) st = load_added(&L, added);
         if (!st) st = push_norm(&L, tj_get(d, root, "normalizer"), 0);
+        if (!st) st = build_norm_trie(&L);
         if (!st) st = push_pretok(&L, tj_get(d, root, "pre_tokenizer"), 0);
         if (!st) st = push_post(&L, tj_get(d, root, "post_processor"), 0);
         if (!st) st = push_dec(&L, tj_get(d, root, "decoder"), 0);
         tj_free(d);
     }
     free(buf);
-    if (!st) {
-        t->md = pcre2_match_data_create(4, NULL);
-        if (!t->md) st = err_set(LLMRT_ERR_NOMEM, "%s: out of memory", json_path);
-    }
     if (st) {
         tokenizer_free(t);
         return st;
@@ -857,6 +877,8 @@ void tokenizer_free(tokenizer *t) {
         pcre2_code_free(t->pretoks[i].re);
     free(t->pretoks);
     free(t->decs);
+    for (size_t i = 0; t->added && i < t->n_added; i++)
+        free(t->added[i].norm);
     free(t->added);
     free(t->added_of_id);
     tok_u64map_free(&t->trie_raw.edges);
