@@ -348,7 +348,7 @@ def synthetic_cases():
         "helloworld hello  world", "cat", "a big dog, Big  Dog, BIG  DOG and Big Dog", "x spaced y  spaced  z", "cats cat, (cat) _cat concat", "zzz \u00ff \u01c5 \U0001f600",
         "  leading and trailing  ", "tabs\tand\nnewlines\r\n", "a[L]b [L] c", "a[R]b [R] c", "[L][R][L]",
         "<s>inside</s> text <s>", "aeiou", "bcd fgh", "", " ", "\u2581\u2581x", "_x_y_",
-        "e\u0301 \u00e9 \u212b", "\u1100\u1161\u11a8",
+        "e\u0301 \u00e9 \u212b", "\u1100\u1161\u11a8", "\u0130stanbul \u0130I\u0131i \u1c89\ua7cb\U00010d50 \u03a3\u039f\u03a3",
     ]
     rng = random.Random(5)
     words = base + WORDS + SPECIAL_STRINGS[:5] + ["<mask>", "cat", "hello world", "[L]", "[R]"]

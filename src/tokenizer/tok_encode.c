@@ -290,6 +290,49 @@ static llmrt_status nfc_apply(tokenizer *t, const char *s, size_t n, int opts, t
     return LLMRT_OK;
 }
 
+/* Lowercase mappings where HF (Rust's char::to_lowercase, newer Unicode) differs from
+ * utf8proc_tolower: U+0130 becomes two characters, and letters cased since Unicode 15. Found by
+ * comparing both on every code point. {code point, lower, second lower character or 0}. */
+static const uint32_t lower_override[][3] = {
+    {0x130, 0x69, 0x307},    {0x1c89, 0x1c8a, 0x0},   {0xa7cb, 0x264, 0x0},
+    {0xa7cc, 0xa7cd, 0x0},   {0xa7ce, 0xa7cf, 0x0},   {0xa7d2, 0xa7d3, 0x0},
+    {0xa7d4, 0xa7d5, 0x0},   {0xa7da, 0xa7db, 0x0},   {0xa7dc, 0x19b, 0x0},
+    {0x10d50, 0x10d70, 0x0}, {0x10d51, 0x10d71, 0x0}, {0x10d52, 0x10d72, 0x0},
+    {0x10d53, 0x10d73, 0x0}, {0x10d54, 0x10d74, 0x0}, {0x10d55, 0x10d75, 0x0},
+    {0x10d56, 0x10d76, 0x0}, {0x10d57, 0x10d77, 0x0}, {0x10d58, 0x10d78, 0x0},
+    {0x10d59, 0x10d79, 0x0}, {0x10d5a, 0x10d7a, 0x0}, {0x10d5b, 0x10d7b, 0x0},
+    {0x10d5c, 0x10d7c, 0x0}, {0x10d5d, 0x10d7d, 0x0}, {0x10d5e, 0x10d7e, 0x0},
+    {0x10d5f, 0x10d7f, 0x0}, {0x10d60, 0x10d80, 0x0}, {0x10d61, 0x10d81, 0x0},
+    {0x10d62, 0x10d82, 0x0}, {0x10d63, 0x10d83, 0x0}, {0x10d64, 0x10d84, 0x0},
+    {0x10d65, 0x10d85, 0x0}, {0x16ea0, 0x16ebb, 0x0}, {0x16ea1, 0x16ebc, 0x0},
+    {0x16ea2, 0x16ebd, 0x0}, {0x16ea3, 0x16ebe, 0x0}, {0x16ea4, 0x16ebf, 0x0},
+    {0x16ea5, 0x16ec0, 0x0}, {0x16ea6, 0x16ec1, 0x0}, {0x16ea7, 0x16ec2, 0x0},
+    {0x16ea8, 0x16ec3, 0x0}, {0x16ea9, 0x16ec4, 0x0}, {0x16eaa, 0x16ec5, 0x0},
+    {0x16eab, 0x16ec6, 0x0}, {0x16eac, 0x16ec7, 0x0}, {0x16ead, 0x16ec8, 0x0},
+    {0x16eae, 0x16ec9, 0x0}, {0x16eaf, 0x16eca, 0x0}, {0x16eb0, 0x16ecb, 0x0},
+    {0x16eb1, 0x16ecc, 0x0}, {0x16eb2, 0x16ecd, 0x0}, {0x16eb3, 0x16ece, 0x0},
+    {0x16eb4, 0x16ecf, 0x0}, {0x16eb5, 0x16ed0, 0x0}, {0x16eb6, 0x16ed1, 0x0},
+    {0x16eb7, 0x16ed2, 0x0}, {0x16eb8, 0x16ed3, 0x0},
+};
+
+static int lower_of(uint32_t c, uint32_t out[2]) {
+    size_t lo = 0, hi = sizeof lower_override / sizeof lower_override[0];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c < lower_override[mid][0]) {
+            hi = mid;
+        } else if (c > lower_override[mid][0]) {
+            lo = mid + 1;
+        } else {
+            out[0] = lower_override[mid][1];
+            out[1] = lower_override[mid][2];
+            return out[1] ? 2 : 1;
+        }
+    }
+    out[0] = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
+    return 1;
+}
+
 /* Applies one normalizer to s[0..n) into out (out->n reset first). */
 static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, size_t n,
                                tok_buf *out) {
@@ -314,10 +357,13 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
     case NORM_LOWERCASE:
         for (size_t i = 0; i < n;) {
             size_t k;
-            uint32_t c = tok_utf8_decode((const unsigned char *)s + i, &k);
-            char b[4];
-            size_t bl = tok_utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), b);
-            if (tok_buf_put(out, b, bl)) return OOM(t);
+            uint32_t c = tok_utf8_decode((const unsigned char *)s + i, &k), lc[2];
+            int m = c < 0x80 ? (lc[0] = c >= 'A' && c <= 'Z' ? c + 32 : c, 1) : lower_of(c, lc);
+            for (int j = 0; j < m; j++) {
+                char b[4];
+                size_t bl = tok_utf8_encode(lc[j], b);
+                if (tok_buf_put(out, b, bl)) return OOM(t);
+            }
             i += k;
         }
         return LLMRT_OK;
