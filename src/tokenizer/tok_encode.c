@@ -116,13 +116,25 @@ llmrt_status tok_bpe_word(tokenizer *t, const char *w, size_t n, tok_idbuf *out)
         } else {
             int done = 0;
             if (t->byte_fallback) {
-                /* HF looks up the character's bytes (with prefix/suffix, when any) */
+                /* HF looks up the bytes of the string it tried: prefix + character + suffix */
+                char full[256];
+                size_t fl = 0;
+                if (i > 0 && t->cont_prefix && t->cont_prefix_len < 120) {
+                    memcpy(full, t->cont_prefix, t->cont_prefix_len);
+                    fl = t->cont_prefix_len;
+                }
+                memcpy(full + fl, w + i, cl);
+                fl += cl;
+                if (i + cl == n && t->end_suffix && t->end_suffix_len < 120) {
+                    memcpy(full + fl, t->end_suffix, t->end_suffix_len);
+                    fl += t->end_suffix_len;
+                }
                 done = 1;
-                for (size_t k = 0; k < cl; k++)
-                    if (t->byte_id[(unsigned char)w[i + k]] < 0) done = 0;
+                for (size_t k = 0; k < fl; k++)
+                    if (t->byte_id[(unsigned char)full[k]] < 0) done = 0;
                 if (done)
-                    for (size_t k = 0; k < cl; k++)
-                        if (sym_push(t, &ns, t->byte_id[(unsigned char)w[i + k]])) return OOM(t);
+                    for (size_t k = 0; k < fl; k++)
+                        if (sym_push(t, &ns, t->byte_id[(unsigned char)full[k]])) return OOM(t);
             }
             if (!done && t->unk_id >= 0) {
                 if (unk_pending && !t->fuse_unk && sym_push(t, &ns, t->unk_id)) return OOM(t);
