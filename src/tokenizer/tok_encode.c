@@ -259,10 +259,11 @@ static llmrt_status utf8proc_norm(tokenizer *t, const char *s, size_t n, int opt
     return bad ? OOM(t) : LLMRT_OK;
 }
 
-/* Characters that HF's NFC (Rust unicode-normalization, older Unicode data) leaves alone as
- * starters but utf8proc reorders or composes: found by comparing both on every code point with
- * combining-mark probes. NFC is applied to the text between them. */
-static const uint32_t nfc_opaque[][2] = {
+/* Characters that HF's normalizers (Rust unicode-normalization, older Unicode data) leave
+ * alone as plain starters but utf8proc changes (reorders, composes or decomposes), one table per
+ * form: found by comparing both on every code point, alone and with combining-mark probes.
+ * The form is applied to the text between them, which is what HF computes. */
+static const uint32_t opaque_nfc[][2] = {
     {0x7fd, 0x7fd},     {0x898, 0x89f},     {0x8ca, 0x8d3},     {0x9fe, 0x9fe},
     {0xc3c, 0xc3c},     {0xd3b, 0xd3c},     {0xeba, 0xeba},     {0x1715, 0x1715},
     {0x1abf, 0x1ace},   {0x1df6, 0x1dfa},   {0xa82c, 0xa82c},   {0x10d24, 0x10d27},
@@ -273,14 +274,59 @@ static const uint32_t nfc_opaque[][2] = {
     {0x11d97, 0x11d97}, {0x11f41, 0x11f42}, {0x16ff0, 0x16ff1}, {0x1e08f, 0x1e08f},
     {0x1e130, 0x1e136}, {0x1e2ae, 0x1e2ae}, {0x1e2ec, 0x1e2ef}, {0x1e4ec, 0x1e4ef},
 };
+static const uint32_t opaque_nfkc[][2] = {
+    {0x7fd, 0x7fd},     {0x898, 0x89f},     {0x8ca, 0x8d3},     {0x9fe, 0x9fe},
+    {0xc3c, 0xc3c},     {0xd3b, 0xd3c},     {0xeba, 0xeba},     {0x1715, 0x1715},
+    {0x1abf, 0x1ace},   {0x1df6, 0x1dfa},   {0x32ff, 0x32ff},   {0xa7f2, 0xa7f4},
+    {0xa82c, 0xa82c},   {0xab69, 0xab69},   {0x10781, 0x10785}, {0x10787, 0x107b0},
+    {0x107b2, 0x107ba}, {0x10d24, 0x10d27}, {0x10eab, 0x10eac}, {0x10efd, 0x10eff},
+    {0x10f46, 0x10f50}, {0x10f82, 0x10f85}, {0x11070, 0x11070}, {0x1133b, 0x1133b},
+    {0x1145e, 0x1145e}, {0x11839, 0x1183a}, {0x1193d, 0x1193e}, {0x11943, 0x11943},
+    {0x119e0, 0x119e0}, {0x11a34, 0x11a34}, {0x11a47, 0x11a47}, {0x11a99, 0x11a99},
+    {0x11d42, 0x11d42}, {0x11d44, 0x11d45}, {0x11d97, 0x11d97}, {0x11f41, 0x11f42},
+    {0x16ff0, 0x16ff1}, {0x1e030, 0x1e06d}, {0x1e08f, 0x1e08f}, {0x1e130, 0x1e136},
+    {0x1e2ae, 0x1e2ae}, {0x1e2ec, 0x1e2ef}, {0x1e4ec, 0x1e4ef}, {0x1f16c, 0x1f16c},
+    {0x1fbf0, 0x1fbf9},
+};
+static const uint32_t opaque_nfd[][2] = {
+    {0x7fd, 0x7fd},     {0x898, 0x89f},     {0x8ca, 0x8d3},     {0x9fe, 0x9fe},
+    {0xc3c, 0xc3c},     {0xd3b, 0xd3c},     {0xeba, 0xeba},     {0x1715, 0x1715},
+    {0x1abf, 0x1ace},   {0x1df6, 0x1dfa},   {0xa82c, 0xa82c},   {0x10d24, 0x10d27},
+    {0x10eab, 0x10eac}, {0x10efd, 0x10eff}, {0x10f46, 0x10f50}, {0x10f82, 0x10f85},
+    {0x11070, 0x11070}, {0x1133b, 0x1133b}, {0x1145e, 0x1145e}, {0x11839, 0x1183a},
+    {0x11938, 0x11938}, {0x1193d, 0x1193e}, {0x11943, 0x11943}, {0x119e0, 0x119e0},
+    {0x11a34, 0x11a34}, {0x11a47, 0x11a47}, {0x11a99, 0x11a99}, {0x11d42, 0x11d42},
+    {0x11d44, 0x11d45}, {0x11d97, 0x11d97}, {0x11f41, 0x11f42}, {0x16ff0, 0x16ff1},
+    {0x1e08f, 0x1e08f}, {0x1e130, 0x1e136}, {0x1e2ae, 0x1e2ae}, {0x1e2ec, 0x1e2ef},
+    {0x1e4ec, 0x1e4ef},
+};
+static const uint32_t opaque_nfkd[][2] = {
+    {0x7fd, 0x7fd},     {0x898, 0x89f},     {0x8ca, 0x8d3},     {0x9fe, 0x9fe},
+    {0xc3c, 0xc3c},     {0xd3b, 0xd3c},     {0xeba, 0xeba},     {0x1715, 0x1715},
+    {0x1abf, 0x1ace},   {0x1df6, 0x1dfa},   {0x32ff, 0x32ff},   {0xa7f2, 0xa7f4},
+    {0xa82c, 0xa82c},   {0xab69, 0xab69},   {0x10781, 0x10785}, {0x10787, 0x107b0},
+    {0x107b2, 0x107ba}, {0x10d24, 0x10d27}, {0x10eab, 0x10eac}, {0x10efd, 0x10eff},
+    {0x10f46, 0x10f50}, {0x10f82, 0x10f85}, {0x11070, 0x11070}, {0x1133b, 0x1133b},
+    {0x1145e, 0x1145e}, {0x11839, 0x1183a}, {0x11938, 0x11938}, {0x1193d, 0x1193e},
+    {0x11943, 0x11943}, {0x119e0, 0x119e0}, {0x11a34, 0x11a34}, {0x11a47, 0x11a47},
+    {0x11a99, 0x11a99}, {0x11d42, 0x11d42}, {0x11d44, 0x11d45}, {0x11d97, 0x11d97},
+    {0x11f41, 0x11f42}, {0x16ff0, 0x16ff1}, {0x1e030, 0x1e06d}, {0x1e08f, 0x1e08f},
+    {0x1e130, 0x1e136}, {0x1e2ae, 0x1e2ae}, {0x1e2ec, 0x1e2ef}, {0x1e4ec, 0x1e4ef},
+    {0x1f16c, 0x1f16c}, {0x1fbf0, 0x1fbf9},
+};
 
-static int nfc_is_opaque(uint32_t c) {
-    size_t lo = 0, hi = sizeof nfc_opaque / sizeof nfc_opaque[0];
+typedef struct opaque_table {
+    const uint32_t (*r)[2];
+    size_t n;
+} opaque_table;
+
+static int is_opaque(opaque_table tb, uint32_t c) {
+    size_t lo = 0, hi = tb.n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (c < nfc_opaque[mid][0])
+        if (c < tb.r[mid][0])
             hi = mid;
-        else if (c > nfc_opaque[mid][1])
+        else if (c > tb.r[mid][1])
             lo = mid + 1;
         else
             return 1;
@@ -288,12 +334,14 @@ static int nfc_is_opaque(uint32_t c) {
     return 0;
 }
 
-/* NFC of s, leaving nfc_opaque characters (and what lies across them) as HF does. */
-static llmrt_status nfc_apply(tokenizer *t, const char *s, size_t n, int opts, tok_buf *out) {
+/* A Unicode normal form of s, leaving the table's characters (and what lies across them) as
+ * HF does. */
+static llmrt_status form_apply(tokenizer *t, const char *s, size_t n, int opts, opaque_table tb,
+                               tok_buf *out) {
     size_t run = 0, k;
     for (size_t i = 0; i < n; i += k) {
         uint32_t c = tok_utf8_decode((const unsigned char *)s + i, &k);
-        if (c < 0x7fd || !nfc_is_opaque(c)) continue;
+        if (c < tb.r[0][0] || !is_opaque(tb, c)) continue;
         if (i > run) TRY(utf8proc_norm(t, s + run, i - run, opts, out));
         if (tok_buf_put(out, s + i, k)) return OOM(t);
         run = i + k;
@@ -352,20 +400,26 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
     if (tok_buf_reserve(out, n + 1)) return OOM(t);
     out->p[0] = 0;
     switch (x->kind) {
-    case NORM_NFC:
-    case NORM_NFKC: {
+    case NORM_NFC: {
         /* nothing below U+0300 changes under NFC: skip utf8proc for such text */
-        int simple = x->kind == NORM_NFC;
+        int simple = 1;
         for (size_t i = 0; simple && i < n; i++)
             if ((unsigned char)s[i] >= 0xCC) simple = 0;
         if (simple) return tok_buf_put(out, s, n) ? OOM(t) : LLMRT_OK;
-        return nfc_apply(t, s, n, UTF8PROC_COMPOSE | (x->kind == NORM_NFKC ? UTF8PROC_COMPAT : 0),
-                         out);
+        return form_apply(t, s, n, UTF8PROC_COMPOSE,
+                          (opaque_table){opaque_nfc, sizeof opaque_nfc / sizeof *opaque_nfc}, out);
     }
+    case NORM_NFKC:
+        return form_apply(t, s, n, UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
+                          (opaque_table){opaque_nfkc, sizeof opaque_nfkc / sizeof *opaque_nfkc},
+                          out);
     case NORM_NFD:
+        return form_apply(t, s, n, UTF8PROC_DECOMPOSE,
+                          (opaque_table){opaque_nfd, sizeof opaque_nfd / sizeof *opaque_nfd}, out);
     case NORM_NFKD:
-        return utf8proc_norm(
-            t, s, n, UTF8PROC_DECOMPOSE | (x->kind == NORM_NFKD ? UTF8PROC_COMPAT : 0), out);
+        return form_apply(t, s, n, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT,
+                          (opaque_table){opaque_nfkd, sizeof opaque_nfkd / sizeof *opaque_nfkd},
+                          out);
     case NORM_LOWERCASE:
         for (size_t i = 0; i < n;) {
             size_t k;
