@@ -345,7 +345,7 @@ def synthetic_tokenizers():
 def synthetic_cases():
     base = SYN_TEXTS + [
         "Hello World and a cat in the catalog", "x <mask> y", " <mask>", "<mask>", "a  <mask>  b", "HELLO WORLD",
-        "helloworld hello  world", "cat", "a big dog, Big  Dog, BIG  DOG and Big Dog", "x spaced y  spaced  z", "cats cat, (cat) _cat concat", "zzz \u00ff \u01c5 \U0001f600",
+        "helloworld hello  world", "cat", "a big dog, Big  Dog, BIG  DOG and Big Dog", "x spaced y  spaced  z", "cats cat, (cat) _cat concat", "cat\u00b2 cat\u0301 \u203fcat cat\u24b6 \u0660cat cat- -cat \tcat\n", "zzz \u00ff \u01c5 \U0001f600",
         "  leading and trailing  ", "tabs\tand\nnewlines\r\n", "a[L]b [L] c", "a[R]b [R] c", "[L][R][L]",
         "<s>inside</s> text <s>", "aeiou", "bcd fgh", "", " ", "\u2581\u2581x", "_x_y_",
         "e\u0301 \u00e9 \u212b", "\u1100\u1161\u11a8", "\u0130stanbul \u0130I\u0131i \u1c89\ua7cb\U00010d50 \u03a3\u039f\u03a3",

@@ -712,13 +712,19 @@ static llmrt_status pretok_run(tokenizer *t, size_t stage, const char *s, size_t
 
 /* ---- added tokens, normalizing, the whole pipeline ---- */
 
+/* Rust regex's \w, which HF's single_word test uses: Alphabetic, marks, decimal digits,
+ * connector punctuation, joiners. (Alphabetic: letters, letter numbers, and the circled and
+ * squared Latin letters among the symbols.) */
 static int is_word_char(uint32_t c) {
-    if (c == '_') return 1;
-    if (c < 0x80) return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z');
+    if (c < 0x80) return c == '_' || (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z');
+    if (c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) ||
+        (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
+        (c >= 0x1F170 && c <= 0x1F189))
+        return 1;
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) ||
-           (k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO) ||
-           (k >= UTF8PROC_CATEGORY_MN && k <= UTF8PROC_CATEGORY_ME);
+           (k >= UTF8PROC_CATEGORY_MN && k <= UTF8PROC_CATEGORY_ME) || k == UTF8PROC_CATEGORY_ND ||
+           k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_PC;
 }
 
 static uint32_t char_before(const char *s, size_t i, size_t *start) {
