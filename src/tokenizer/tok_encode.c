@@ -238,12 +238,20 @@ static size_t find_lit(const char *s, size_t n, size_t from, const char *pat, si
 static int find_re(tokenizer *t, pcre2_code *re, const char *s, size_t n, size_t from, size_t *ms,
                    size_t *me) {
     if (from > n) return 0;
-    int rc = pcre2_match(re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, t->md, NULL);
-    if (rc < 0) return 0;
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, t->md, t->mctx);
+    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc < 0) return rc; /* a resource limit: the caller reports it */
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);
     *ms = ov[0];
     *me = ov[1];
     return 1;
+}
+
+static llmrt_status re_error(tokenizer *t, int rc) {
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    return err_set(LLMRT_ERR_INVALID, "%s: a pre-tokenizer regex failed on this text: %s", t->path,
+                   (const char *)msg);
 }
 
 static llmrt_status utf8proc_norm(tokenizer *t, const char *s, size_t n, int opts, tok_buf *out) {
@@ -454,7 +462,9 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
         while (from <= n) {
             size_t ms, me;
             if (x->re) {
-                if (!find_re(t, x->re, s, n, from, &ms, &me)) break;
+                int r = find_re(t, x->re, s, n, from, &ms, &me);
+                if (r < 0) return re_error(t, r);
+                if (!r) break;
             } else {
                 ms = find_lit(s, n, from, x->a, x->a_len);
                 if (ms == n) break;
@@ -502,7 +512,9 @@ static llmrt_status find_matches(tokenizer *t, pcre2_code *re, const char *pat, 
     while (from <= n) {
         size_t ms, me;
         if (re) {
-            if (!find_re(t, re, s, n, from, &ms, &me)) break;
+            int r = find_re(t, re, s, n, from, &ms, &me);
+            if (r < 0) return re_error(t, r);
+            if (!r) break;
         } else {
             ms = find_lit(s, n, from, pat, pl);
             if (ms == n) break;

@@ -219,6 +219,8 @@ struct tokenizer {
     tok_heap_item *heap;
     size_t heap_cap;
     pcre2_match_data *md;
+    pcre2_match_context *mctx; /* with a JIT stack large enough for long whitespace runs */
+    pcre2_jit_stack *jit_stack;
     tok_buf scratch[2 * TOK_MAX_PRETOKS + 2]; /* two per pre-tokenizer stage, two for normalizing */
     tok_spans spans[TOK_MAX_PRETOKS];         /* split points, one list per pre-tokenizer stage */
 };

@@ -832,9 +832,12 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
     t->arena = malloc(t->arena_cap);
     t->cache = calloc(TOK_CACHE_SLOTS, sizeof *t->cache);
     t->md = pcre2_match_data_create(4, NULL);
+    t->mctx = pcre2_match_context_create(NULL);
+    t->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    if (t->mctx && t->jit_stack) pcre2_jit_stack_assign(t->mctx, NULL, t->jit_stack);
     loader L = {t, {0}, t->path};
     llmrt_status st = LLMRT_OK;
-    if (!t->path || !t->arena || !t->cache || !t->md)
+    if (!t->path || !t->arena || !t->cache || !t->md || !t->mctx || !t->jit_stack)
         st = err_set(LLMRT_ERR_NOMEM, "%s: out of memory", json_path);
     if (!st) st = tj_parse(&L.doc, buf, len, json_path);
     if (!st) {
@@ -893,6 +896,8 @@ void tokenizer_free(tokenizer *t) {
     free(t->syms);
     free(t->heap);
     pcre2_match_data_free(t->md);
+    pcre2_match_context_free(t->mctx);
+    pcre2_jit_stack_free(t->jit_stack);
     for (size_t i = 0; i < sizeof t->scratch / sizeof *t->scratch; i++)
         tok_buf_free(&t->scratch[i]);
     for (size_t i = 0; i < TOK_MAX_PRETOKS; i++)
