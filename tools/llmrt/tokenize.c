@@ -184,7 +184,8 @@ static void detokenize_usage(void) {
     printf("usage: llmrt detokenize --tokenizer FILE_OR_MODEL_DIR (--ids 1,2,3 | --jsonl)\n"
            "                        [--skip-special-tokens] [--stream]\n"
            "Prints the text of the ids. --jsonl: one JSON array of ids per line on stdin, one\n"
-           "JSON string per line out. --stream: decode token by token (as generation does).\n");
+           "JSON string (ASCII, \\u escapes) per line out. --stream: decode token by token (as "
+           "generation does).\n");
 }
 
 static int decode_one(tokenizer *t, const int32_t *ids, size_t n, int skip, int stream, char **text,
@@ -307,7 +308,7 @@ int cmd_detokenize(int argc, char **argv) {
                 break;
             }
             json_t *js = json_stringn(text, len);
-            char *dump = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+            char *dump = js ? json_dumps(js, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
             if (!dump) {
                 fprintf(stderr, "llmrt detokenize: line %ld: cannot write the text as JSON\n",
                         lineno);
