@@ -166,3 +166,18 @@ int tok_cp_to_byte(uint32_t cp) {
     }
     return cp < 0x144 ? cp_to_byte_hi[cp - 0x100] : -1;
 }
+
+llmrt_status tokenizer_utf8_repair(const char *s, size_t n, char **out, size_t *out_len,
+                                   size_t *n_replaced) {
+    tok_buf b = {0};
+    long r = tok_utf8_sanitize(s, n, &b);
+    if (r < 0 || tok_buf_reserve(&b, 1)) {
+        tok_buf_free(&b);
+        return err_set(LLMRT_ERR_NOMEM, "out of memory repairing UTF-8");
+    }
+    b.p[b.n] = 0;
+    *out = b.p;
+    *out_len = b.n;
+    if (n_replaced) *n_replaced = (size_t)r;
+    return LLMRT_OK;
+}

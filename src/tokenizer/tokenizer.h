@@ -27,6 +27,11 @@ void tokenizer_free(tokenizer *t);
 llmrt_status tokenizer_encode(tokenizer *t, const char *text, size_t len, int add_special,
                               int32_t **ids, size_t *n_ids, size_t *n_replaced);
 
+/* Copies s[0..n) into a malloc'd NUL-terminated *out with each maximal invalid UTF-8 subsequence
+ * replaced by U+FFFD (Python's errors="replace"); *n_replaced counts them. */
+llmrt_status tokenizer_utf8_repair(const char *s, size_t n, char **out, size_t *out_len,
+                                   size_t *n_replaced);
+
 /* Decodes ids[0..n) into a malloc'd NUL-terminated string *text of *len bytes. Unknown ids are
  * an error; skip_special drops special added tokens. */
 llmrt_status tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special,

@@ -38,6 +38,9 @@ check detok_jsonl "$(printf '"Hello world!"\n""\n')" \
 out=$(printf 'a\xffb\xfe' | $BIN tokenize --tokenizer $TOK/gpt2 2>/tmp/llmrt_tok_err.$$)
 check invalid_utf8 "[64, 4210, 65, 4210]" "$out"
 check invalid_utf8_warns 1 "$(grep -c 'not valid UTF-8' /tmp/llmrt_tok_err.$$)"
+out=$(printf '"a\xffb"\n"ok"\n"\xfe"\n' | $BIN tokenize --tokenizer $TOK/gpt2 --jsonl 2>/tmp/llmrt_tok_err.$$)
+check invalid_utf8_jsonl "$(printf '[64, 4210, 65]\n[482]\n[4210]')" "$out"
+check invalid_utf8_jsonl_warns 1 "$(grep -c 'not valid UTF-8' /tmp/llmrt_tok_err.$$)"
 rm -f /tmp/llmrt_tok_err.$$
 
 # errors: exit codes and messages naming what is wrong

@@ -118,7 +118,16 @@ int cmd_tokenize(int argc, char **argv) {
         while ((n = getline(&line, &cap, stdin)) >= 0) {
             lineno++;
             json_error_t e;
-            json_t *j = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+            /* raw invalid UTF-8 inside the JSON text: repaired like any other input */
+            char *fixed = NULL;
+            size_t fixed_len, n_fix = 0;
+            if (tokenizer_utf8_repair(line, (size_t)n, &fixed, &fixed_len, &n_fix) == LLMRT_OK &&
+                n_fix) {
+                warn_replaced("tokenize", n_fix, &warned);
+            }
+            json_t *j = json_loadb(fixed ? fixed : line, fixed ? fixed_len : (size_t)n,
+                                   JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+            free(fixed);
             if (!j || !json_is_string(j)) {
                 fprintf(stderr, "llmrt tokenize: stdin line %ld: expected a JSON string%s%s\n",
                         lineno, j ? "" : ": ", j ? "" : e.text);
@@ -131,6 +140,7 @@ int cmd_tokenize(int argc, char **argv) {
                                                add_special, &ids, &n_ids, &n_repl);
             busy += now_s() - t0;
             bytes += json_string_length(j);
+            warn_replaced("tokenize", n_repl, &warned);
             if (st) {
                 fprintf(stderr, "llmrt tokenize: line %ld: %s\n", lineno, llmrt_last_error());
                 json_decref(j);
