@@ -136,7 +136,7 @@ NUMBERS = [
 ]
 
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'VE", "'M", "'LL", "'D",
-                "\u2019s", "''", "'", "n't", "o'clock", "rock'n'roll", "'tis", "y'all'd've"]
+                "\u2019s", "''", "'", "n't", "'\u017f", "'\u212a", "'\u0130", "o'clock", "rock'n'roll", "'tis", "y'all'd've"]
 
 WORDS = ["the", "The", "THE", "of", "and", "tokenizer", "byte", "pair", "encoding", "hello", "world",
          "supercalifragilisticexpialidocious", "naïve", "café", "über", "straße", "Ünïcödé", "ñandú",
