@@ -232,6 +232,16 @@ const char *tok_arena_put(tokenizer *t, const char *s, size_t n); /* NUL-termina
 extern const uint16_t tok_byte_to_cp[256];
 int tok_cp_to_byte(uint32_t cp); /* the byte, or -1 when cp is not in the alphabet */
 
+/* ---- string helpers shared by normalizers and pre-tokenizers (tok_normalize.c) ---- */
+int tok_is_ws(uint32_t c); /* Rust's char::is_whitespace (White_Space) */
+/* The next literal occurrence of pat in s[from..n): its start, or n. */
+size_t tok_find_lit(const char *s, size_t n, size_t from, const char *pat, size_t pl);
+/* The next match of re in s[from..n) into *ms and *me: 1, 0 if none, < 0 a PCRE2 error (see
+ * tok_re_error). Empty matches are returned too. */
+int tok_find_re(tokenizer *t, pcre2_code *re, const char *s, size_t n, size_t from, size_t *ms,
+                size_t *me);
+llmrt_status tok_re_error(tokenizer *t, int rc);
+
 /* Runs the normalizers on s[0..n); *out points into the tokenizer's scratch (valid until the
  * next normalization). *origin is cleared when the result no longer starts at offset 0. */
 llmrt_status tok_normalize(tokenizer *t, const char *s, size_t n, int *origin, const char **out,
