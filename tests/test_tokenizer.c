@@ -1,6 +1,7 @@
 /* test_tokenizer.c — tokenizer unit tests: small tokenizers made by HF covering every pipeline
  * piece (tests/data/tokenizer/synthetic/), malformed tokenizer.json files, the JSON reader, UTF-8
  * repair and the streaming decoder. The real tokenizers are in test_tokenizer_corpus.c. */
+#include <assert.h>
 #include <dirent.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -25,9 +26,21 @@ static json_t *read_json_gz(const char *path) {
     return j;
 }
 
+/* Writes text to DIR/name, DIR being one fresh directory per tag for the whole run. */
 static const char *write_tmp(const char *tag, const char *name, const char *text) {
+    static char tags[8][32], dirs[8][256];
+    static int n_dirs;
+    int k = 0;
+    while (k < n_dirs && strcmp(tags[k], tag))
+        k++;
+    if (k == n_dirs) {
+        assert(n_dirs < 8);
+        snprintf(tags[k], sizeof tags[k], "%s", tag);
+        snprintf(dirs[k], sizeof dirs[k], "%s", test_tmpdir(tag));
+        n_dirs++;
+    }
     static char path[512];
-    snprintf(path, sizeof path, "%s/%s", test_tmpdir(tag), name);
+    snprintf(path, sizeof path, "%.255s/%.200s", dirs[k], name);
     FILE *f = fopen(path, "wb");
     if (!f) return NULL;
     fputs(text, f);
