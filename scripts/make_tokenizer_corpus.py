@@ -14,7 +14,12 @@ Writes (gzip-compressed JSON lines, deterministic):
                     [ids] when decode(ids) gives back the text exactly, else
                     {"ids": [...], "dec": decode(ids)}; "dec_skip" is added when
                     decode(ids, skip_special_tokens=True) differs from "dec".
-tests/test_tokenizer_corpus.c checks llmrt against these files.
+  synthetic/NAME.json.gz  small tokenizers trained here with HF to cover the pieces the real files
+                    do not use (Metaspace, every Split behavior, Strip/Lowercase/NFKC/NFD, added
+                    tokens with lstrip/rstrip/single_word/normalized, unk without fuse,
+                    continuing_subword_prefix, Bert/Roberta processors), each with its cases:
+                    {"tokenizer": {...}, "cases": [{"text", "ids", "sids", "dec", "dec_skip"}]}.
+tests/test_tokenizer_corpus.c and tests/test_tokenizer.c check llmrt against these files.
 """
 import argparse
 import gzip
@@ -91,6 +96,7 @@ CODE = [
     "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tch := make(chan int, 3)\n\tgo func() { ch <- 42 }()\n\tfmt.Println(<-ch)\n}\n",
     "diff --git a/x.c b/x.c\n--- a/x.c\n+++ b/x.c\n@@ -1,3 +1,3 @@\n-int x = 1;\n+int x = 2;\n",
     "a==b!=c<=d>=e&&f||g->h::i...j//k/*l*/m++n--o<<=p>>=q**r",
+    "<td> </td> <b> </b>\n<p>x</p> </div>>  </ x> </> </",
 ]
 
 SPECIAL_STRINGS = [
@@ -130,7 +136,7 @@ NUMBERS = [
 ]
 
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'VE", "'M", "'LL", "'D",
-                "\u2019s", "''", "'", "n't", "o'clock", "rock'n'roll", "'tis", "y'all'd've"]
+                "\u2019s", "''", "'", "n't", "'\u017f", "'\u212a", "'\u0130", "o'clock", "rock'n'roll", "'tis", "y'all'd've"]
 
 WORDS = ["the", "The", "THE", "of", "and", "tokenizer", "byte", "pair", "encoding", "hello", "world",
          "supercalifragilisticexpialidocious", "naïve", "café", "über", "straße", "Ünïcödé", "ñandú",
@@ -266,6 +272,112 @@ def text_of(item):
     return item
 
 
+SYN_TEXTS = [
+    "The quick brown fox jumps over the lazy dog. Hello world! It's 2024.",
+    "Ünïcödé café naïve ǅungla ﬁne Ⅻ ①",
+    "hello world cat catalog concat",
+    "日本語 テキスト",
+]
+
+
+def synthetic_tokenizers():
+    """(name, Tokenizer) pairs covering the pipeline pieces the real files do not use."""
+    from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers,
+                            processors, trainers)
+
+    def train(tok, **kw):
+        tr = trainers.BpeTrainer(vocab_size=kw.pop("vocab_size", 160), special_tokens=["<unk>", "<s>", "</s>"],
+                                 show_progress=False, **kw)
+        tok.train_from_iterator(SYN_TEXTS * 10, tr)
+        return tok
+
+    def added(tok):
+        tok.add_special_tokens(["<s>", "</s>"])
+        tok.add_tokens([AddedToken("hello world", normalized=True), AddedToken("cat", single_word=True),
+                        AddedToken("Big  Dog", normalized=True), AddedToken(" spaced ", normalized=True),
+                        AddedToken("<mask>", lstrip=True, rstrip=True, special=True),
+                        AddedToken("[L]", lstrip=True, normalized=False), AddedToken("[R]", rstrip=True, normalized=False)])
+        return tok
+
+    out = []
+    t = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+    t.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase(), normalizers.Strip()])
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
+    t.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+    added(train(t))
+    t.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
+    out.append(("metaspace_first", t))
+
+    t = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=False))
+    t.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Replace(Regex("\\s+"), " "),
+                                         normalizers.Strip(left=False, right=True)])
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="_", prepend_scheme="always", split=False)
+    t.decoder = decoders.Sequence([decoders.Metaspace(replacement="_", prepend_scheme="always"),
+                                   decoders.Fuse(), decoders.Strip(content=" ", left=0, right=1)])
+    added(train(t))
+    out.append(("metaspace_always_nfd", t))
+
+    for behavior in ["removed", "isolated", "merged_with_previous", "merged_with_next", "contiguous"]:
+        for invert in (False, True):
+            t = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+            t.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Split(Regex("[aeiou]+|\\s"), behavior=behavior, invert=invert),
+                pre_tokenizers.Split(".", behavior="isolated")])
+            t.decoder = decoders.Sequence([decoders.Fuse(), decoders.Strip(content="a", left=1, right=2)])
+            added(train(t))
+            out.append((f"split_{behavior}{'_invert' if invert else ''}", t))
+
+    t = Tokenizer(models.BPE(unk_token="<unk>", continuing_subword_prefix="##", end_of_word_suffix="</w>"))
+    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    added(train(t, continuing_subword_prefix="##", end_of_word_suffix="</w>"))
+    t.post_processor = processors.BertProcessing(("</s>", 2), ("<s>", 1))
+    out.append(("prefix_suffix_bert", t))
+
+    t = Tokenizer(models.BPE())
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    t.decoder = decoders.ByteLevel()
+    added(train(t, vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    t.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 1), add_prefix_space=True)
+    out.append(("bytelevel_roberta", t))
+    return out
+
+
+def synthetic_cases():
+    base = SYN_TEXTS + [
+        "Hello World and a cat in the catalog", "x <mask> y", " <mask>", "<mask>", "a  <mask>  b", "HELLO WORLD",
+        "helloworld hello  world", "cat", "a big dog, Big  Dog, BIG  DOG and Big Dog", "x spaced y  spaced  z", "cats cat, (cat) _cat concat", "cat\u00b2 cat\u0301 \u203fcat cat\u24b6 \u0660cat cat- -cat \tcat\n", "zzz \u00ff \u01c5 \U0001f600",
+        "  leading and trailing  ", "tabs\tand\nnewlines\r\n", "a[L]b [L] c", "a[R]b [R] c", "[L][R][L]",
+        "<s>inside</s> text <s>", "aeiou", "bcd fgh", "", " ", "\u2581\u2581x", "_x_y_",
+        "e\u0301 \u00e9 \u212b", "\u1100\u1161\u11a8", "\u0130stanbul \u0130I\u0131i \u1c89\ua7cb\U00010d50 \u03a3\u039f\u03a3",
+    ]
+    rng = random.Random(5)
+    words = base + WORDS + SPECIAL_STRINGS[:5] + ["<mask>", "cat", "hello world", "[L]", "[R]"]
+    for _ in range(60):
+        base.append("".join(rng.choice(words) + rng.choice([" ", "", "  ", "\n", ", "]) for _ in range(rng.randint(1, 6))))
+    return base
+
+
+def write_synthetic(out_dir):
+    d = os.path.join(out_dir, "synthetic")
+    os.makedirs(d, exist_ok=True)
+    cases = synthetic_cases()
+    for name, tok in synthetic_tokenizers():
+        rows = []
+        for text in cases:
+            ids = tok.encode(text, add_special_tokens=False).ids
+            row = {"text": text, "ids": ids, "sids": tok.encode(text, add_special_tokens=True).ids}
+            for key, skip in (("dec", False), ("dec_skip", True)):
+                try:
+                    row[key] = tok.decode(ids, skip_special_tokens=skip)
+                except BaseException:  # HF's Strip decoder panics on an empty token: no reference
+                    row[key] = None
+            rows.append(row)
+        with gzip.GzipFile(os.path.join(d, name + ".json.gz"), "wb", mtime=0) as f:
+            f.write(json.dumps({"tokenizer": json.loads(tok.to_str()), "cases": rows}, ensure_ascii=False,
+                               separators=(",", ":")).encode())
+        print(f"synthetic/{name}: {len(rows)} cases")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default="../shared/tokenizers")
@@ -273,6 +385,7 @@ def main():
     a = ap.parse_args()
     from tokenizers import Tokenizer
 
+    write_synthetic(a.out)
     corpus = build_corpus()
     os.makedirs(a.out, exist_ok=True)
     with gzip.GzipFile(os.path.join(a.out, "corpus.jsonl.gz"), "wb", mtime=0) as f:

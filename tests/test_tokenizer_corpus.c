@@ -99,11 +99,11 @@ static void print_mismatch(const char *name, size_t i, const char *what, const i
                            size_t ng, json_t *want) {
     char *w = json_dumps(want, JSON_COMPACT);
     fprintf(stderr, "%s: item %zu (%.80s): %s differ\n  got  [", name, i, corpus[i].text, what);
-    for (size_t k = 0; k < ng && k < 40; k++) fprintf(stderr, k ? ",%d" : "%d", got[k]);
+    for (size_t k = 0; k < ng && k < 40; k++)
+        fprintf(stderr, k ? ",%d" : "%d", got[k]);
     fprintf(stderr, "%s]\n  want %.300s\n", ng > 40 ? ",..." : "", w);
     free(w);
 }
-
 
 static void check_tokenizer(const char *name) {
     char path[256], data[256];
@@ -137,15 +137,18 @@ static void check_tokenizer(const char *name) {
         CHECK_OK(tokenizer_encode(t, it->bytes, it->len, 1, &sids, &ns, NULL));
         size_t np = json_array_size(pre), nsuf = json_array_size(suf);
         int ok = ns == np + nid + nsuf && !memcmp(sids + np, ids, nid * sizeof *ids);
-        for (size_t k = 0; ok && k < np; k++) ok = sids[k] == json_integer_value(json_array_get(pre, k));
+        for (size_t k = 0; ok && k < np; k++)
+            ok = sids[k] == json_integer_value(json_array_get(pre, k));
         for (size_t k = 0; ok && k < nsuf; k++)
             ok = sids[np + nid + k] == json_integer_value(json_array_get(suf, k));
-        if (!ok && bad_special++ < 5) fprintf(stderr, "%s: item %zu: special ids differ\n", name, i);
+        if (!ok && bad_special++ < 5)
+            fprintf(stderr, "%s: item %zu: special ids differ\n", name, i);
         free(sids);
         /* decoding HF's ids */
         size_t nw = json_array_size(want);
         int32_t *wids = malloc((nw + 1) * sizeof *wids);
-        for (size_t k = 0; k < nw; k++) wids[k] = (int32_t)json_integer_value(json_array_get(want, k));
+        for (size_t k = 0; k < nw; k++)
+            wids[k] = (int32_t)json_integer_value(json_array_get(want, k));
         const char *dec = it->text, *dec_skip;
         size_t dec_len = it->text_len, dec_skip_len;
         if (json_is_object(e) && json_object_get(e, "dec")) {
@@ -165,10 +168,17 @@ static void check_tokenizer(const char *name) {
             size_t tl;
             CHECK_OK(tokenizer_decode(t, wids, nw, skip, &text, &tl));
             if (text && !bytes_eq(text, tl, wd, wl) && bad_dec++ < 5)
-                fprintf(stderr, "%s: item %zu: decode(skip=%d) differs\n  got  \"%.200s\"\n  want \"%.200s\"\n",
-                        name, i, skip, text, wd);
+                fprintf(
+                    stderr,
+                    "%s: item %zu: decode(skip=%d) differs\n  got  \"%.200s\"\n  want \"%.200s\"\n",
+                    name, i, skip, text, wd);
             free(text);
-            /* streaming: the pieces add up to the whole, and each piece is valid UTF-8 */
+            /* streaming: the pieces add up to the whole, and each piece is valid UTF-8 (with
+             * skip_special only where there is a special token to skip: else it is the same) */
+            int has_special = 0;
+            for (size_t k = 0; k < nw && !has_special; k++)
+                has_special = tokenizer_is_special(t, wids[k]);
+            if (skip && !has_special) continue;
             tokenizer_stream *s;
             CHECK_OK(tokenizer_stream_create(&s, t, skip));
             tok_buf acc = {0};
@@ -182,8 +192,10 @@ static void check_tokenizer(const char *name) {
                 tok_buf_put(&acc, p, pl);
             }
             if ((!pieces_ok || !bytes_eq(acc.p ? acc.p : "", acc.n, wd, wl)) && bad_stream++ < 5)
-                fprintf(stderr, "%s: item %zu: stream(skip=%d) differs\n  got  \"%.200s\"\n  want \"%.200s\"\n",
-                        name, i, skip, acc.p ? acc.p : "", wd);
+                fprintf(
+                    stderr,
+                    "%s: item %zu: stream(skip=%d) differs\n  got  \"%.200s\"\n  want \"%.200s\"\n",
+                    name, i, skip, acc.p ? acc.p : "", wd);
             tok_buf_free(&acc);
             tokenizer_stream_free(s);
         }
@@ -196,7 +208,8 @@ static void check_tokenizer(const char *name) {
     CHECK(bad_special == 0);
     CHECK(bad_dec == 0);
     CHECK(bad_stream == 0);
-    for (size_t i = 0; i < n; i++) json_decref(exp[i]);
+    for (size_t i = 0; i < n; i++)
+        json_decref(exp[i]);
     free(exp);
     tokenizer_free(t);
 }
@@ -210,18 +223,88 @@ static void test_shared_present(void) {
     CHECK_MSG(n_corpus >= 2000, "corpus has %zu items", n_corpus);
 }
 
-static void test_gpt2(void) { check_tokenizer("gpt2"); }
-static void test_llama3(void) { check_tokenizer("llama3"); }
-static void test_llama3_1(void) { check_tokenizer("llama3_1"); }
-static void test_qwen3(void) { check_tokenizer("qwen3"); }
-static void test_llama2(void) { check_tokenizer("llama2"); }
-static void test_gemma3(void) { check_tokenizer("gemma3"); }
+/* bos/eos come from tokenizer_config.json (Qwen has no BOS); gpt2 has no config. */
+static void test_bos_eos(void) {
+    struct {
+        const char *name;
+        int32_t bos, eos;
+    } want[] = {{"gpt2", 50256, 50256},       {"llama2", 1, 2},      {"llama3", 128000, 128001},
+                {"llama3_1", 128000, 128009}, {"qwen3", -1, 151645}, {"gemma3", 2, 106}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, SHARED "/%s", want[i].name); /* the folder form */
+        tokenizer *t = NULL;
+        CHECK_OK(tokenizer_load(&t, path));
+        if (!t) continue;
+        CHECK_MSG(tokenizer_bos_id(t) == want[i].bos, "%s bos %d", want[i].name,
+                  tokenizer_bos_id(t));
+        CHECK_MSG(tokenizer_eos_id(t) == want[i].eos, "%s eos %d", want[i].name,
+                  tokenizer_eos_id(t));
+        tokenizer_free(t);
+    }
+}
+
+/* Streaming emits each piece as soon as it is final: whole tokens at once, a character split
+ * over tokens when its last byte arrives. */
+static void stream_expect(const char *name, const int32_t *ids, const char *const *want, size_t n) {
+    char path[256];
+    snprintf(path, sizeof path, SHARED "/%s/tokenizer.json", name);
+    tokenizer *t = NULL;
+    CHECK_OK(tokenizer_load(&t, path));
+    if (!t) return;
+    tokenizer_stream *s;
+    CHECK_OK(tokenizer_stream_create(&s, t, 1));
+    for (size_t i = 0; i < n; i++) {
+        const char *p;
+        size_t pl;
+        CHECK_OK(tokenizer_stream_step(s, ids[i], &p, &pl));
+        CHECK_MSG(pl == strlen(want[i]) && !memcmp(p, want[i], pl), "%s step %zu: \"%.*s\"", name,
+                  i, (int)pl, p);
+    }
+    const char *p;
+    size_t pl;
+    CHECK_OK(tokenizer_stream_flush(s, &p, &pl));
+    CHECK(pl == 0);
+    tokenizer_stream_free(s);
+    tokenizer_free(t);
+}
+
+static void test_stream_promptness(void) {
+    int32_t g[] = {15496, 995, 220, 19526, 254};
+    const char *gw[] = {"Hello", " world", " ", "", "\xe4\xbd\xa0"};
+    stream_expect("gpt2", g, gw, 5);
+    int32_t l[] = {1, 22557, 1526, 231, 192, 163, 1318};
+    const char *lw[] = {"", "Hello", " world", "", "", "", "\xe4\xbd\xa0 x"};
+    stream_expect("llama2", l, lw, 7);
+}
+
+static void test_gpt2(void) {
+    check_tokenizer("gpt2");
+}
+static void test_llama3(void) {
+    check_tokenizer("llama3");
+}
+static void test_llama3_1(void) {
+    check_tokenizer("llama3_1");
+}
+static void test_qwen3(void) {
+    check_tokenizer("qwen3");
+}
+static void test_llama2(void) {
+    check_tokenizer("llama2");
+}
+static void test_gemma3(void) {
+    check_tokenizer("gemma3");
+}
 
 int main(int argc, char **argv) {
     load_corpus();
     RUN(test_shared_present);
+    RUN(test_bos_eos);
+    RUN(test_stream_promptness);
     if (argc > 1) {
-        for (int i = 1; i < argc; i++) check_tokenizer(argv[i]);
+        for (int i = 1; i < argc; i++)
+            check_tokenizer(argv[i]);
     } else {
         RUN(test_gpt2);
         RUN(test_llama3);

@@ -59,6 +59,7 @@ static int slist_push(slist *l, const char *s, size_t n) {
 static int add_replaced(slist *l, const char *s, size_t n, const char *pat, size_t pl,
                         const char *rep, size_t rl) {
     size_t i = 0;
+    if (!memchr(s, pat[0], n)) return slist_add(l, s, n); /* the common case: nothing to do */
     while (i < n) {
         const char *p = pl <= n - i ? memmem(s + i, n - i, pat, pl) : NULL;
         if (!p) break;
@@ -74,8 +75,10 @@ static int byte_token(const char *s, size_t n) { /* "<0xAB>" -> 0xAB, else -1 */
     int v = 0;
     for (int i = 3; i < 5; i++) {
         char c = s[i];
-        int h = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        int h = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                       : -1;
         if (h < 0) return -1;
         v = v * 16 + h;
     }
@@ -90,7 +93,8 @@ static int flush_bytes(slist *dst, tok_buf *bytes) {
         bad = slist_push(dst, bytes->p, bytes->n);
     } else {
         bad = slist_begin(dst);
-        for (size_t i = 0; i < bytes->n && !bad; i++) bad = slist_add(dst, "\xEF\xBF\xBD", 3);
+        for (size_t i = 0; i < bytes->n && !bad; i++)
+            bad = slist_add(dst, "\xEF\xBF\xBD", 3);
     }
     bytes->n = 0;
     return bad;
@@ -123,7 +127,8 @@ static int dec_step(const tok_dec *x, slist *src, slist *dst) {
                 bad = tok_buf_put(&raw, s, n);
             }
         }
-        if (!bad) bad = slist_begin(dst) || tok_utf8_sanitize(raw.p ? raw.p : "", raw.n, &dst->b) < 0;
+        if (!bad)
+            bad = slist_begin(dst) || tok_utf8_sanitize(raw.p ? raw.p : "", raw.n, &dst->b) < 0;
         if (!bad) dst->len[0] = dst->b.n;
         tok_buf_free(&raw);
         return bad;
@@ -160,10 +165,11 @@ static int dec_step(const tok_dec *x, slist *src, slist *dst) {
         for (size_t i = 0; i < src->n; i++) {
             const char *s = src->b.p + src->off[i];
             size_t a = 0, b = src->len[i];
-            for (int k = 0; k < x->start && b - a >= x->a_len && !memcmp(s + a, x->a, x->a_len); k++)
-                a += x->a_len;
-            for (int k = 0; k < x->stop && b - a >= x->a_len && !memcmp(s + b - x->a_len, x->a, x->a_len);
+            for (int k = 0; k < x->start && b - a >= x->a_len && !memcmp(s + a, x->a, x->a_len);
                  k++)
+                a += x->a_len;
+            for (int k = 0;
+                 k < x->stop && b - a >= x->a_len && !memcmp(s + b - x->a_len, x->a, x->a_len); k++)
                 b -= x->a_len;
             if (slist_push(dst, s + a, b - a)) return -1;
         }
@@ -189,9 +195,10 @@ static int dec_step(const tok_dec *x, slist *src, slist *dst) {
 static const char *token_of(const tokenizer *t, int32_t id, int skip_special, size_t *len) {
     int32_t a = t->added_of_id[id];
     if (a >= 0) {
-        if (skip_special && t->added[a].special) return NULL;
-        *len = t->added[a].len;
-        return t->added[a].content;
+        const tok_added *ad = &t->added[a];
+        if (skip_special && ad->special) return NULL;
+        *len = ad->norm ? ad->norm_len : ad->len; /* HF gives the normalized form back */
+        return ad->norm ? ad->norm : ad->content;
     }
     *len = t->voc_len[id];
     return t->voc_str[id];
@@ -298,21 +305,24 @@ static llmrt_status stream_advance(tokenizer_stream *s, int final, const char **
     *text = empty;
     *len = 0;
     if (!s->n) return LLMRT_OK;
-    char *full;
-    size_t fl;
-    TRY(tokenizer_decode(s->t, s->ids, s->n, s->skip_special, &full, &fl));
     int32_t last = s->ids[s->n - 1];
     /* the newest token the decoder sees: skipped special tokens are transparent */
     int32_t seen = -1;
     for (size_t i = s->n; i-- > 0 && seen < 0;)
         if (!(s->skip_special && tokenizer_is_special(s->t, s->ids[i]))) seen = s->ids[i];
-    int hold = !final && ((fl >= 3 && !memcmp(full + fl - 3, "\xEF\xBF\xBD", 3)) ||
-                          (s->t->byte_fallback && seen >= 0 && is_byte_id(s->t, seen)));
+    /* a run of byte tokens decodes as a whole: wait for its end (without decoding, so that a
+     * long run costs linear time) */
+    if (!final && s->t->byte_fallback && seen >= 0 && is_byte_id(s->t, seen)) return LLMRT_OK;
+    char *full;
+    size_t fl;
+    TRY(tokenizer_decode(s->t, s->ids, s->n, s->skip_special, &full, &fl));
+    int hold = !final && fl >= 3 && !memcmp(full + fl - 3, "\xEF\xBF\xBD", 3);
     llmrt_status st = LLMRT_OK;
     if (!hold && fl > s->emitted) {
         /* never start inside a character (only if the decoders broke the prefix property) */
         size_t from = s->emitted;
-        while (from < fl && ((unsigned char)full[from] & 0xC0) == 0x80) from++;
+        while (from < fl && ((unsigned char)full[from] & 0xC0) == 0x80)
+            from++;
         st = stream_emit(s, full + from, fl - from, text, len);
         s->emitted = fl;
     }
@@ -366,11 +376,23 @@ const char *tokenizer_id_to_token(const tokenizer *t, int32_t id) {
     return token_of(t, id, 0, &n);
 }
 
+/* The added token whose content is exactly s[0..n), through trie tr; -1 if none. */
+static int32_t trie_exact(const tokenizer *t, const tok_trie *tr, const char *s, size_t n) {
+    if (!tr->n_nodes) return -1;
+    uint64_t node = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!tok_u64map_get(&tr->edges, node << 8 | (unsigned char)s[i], &node)) return -1;
+    return tr->term[node] >= 0 ? t->added[tr->term[node]].id : -1;
+}
+
 int32_t tokenizer_token_to_id(const tokenizer *t, const char *token) {
     size_t n = strlen(token);
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].len == n && !memcmp(t->added[i].content, token, n)) return t->added[i].id;
-    return tok_strmap_get(&t->vocab, token, n);
+    int32_t id = trie_exact(t, &t->trie_raw, token, n);
+    for (size_t i = 0; id < 0 && i < t->n_added; i++) /* normalized ones: by their content */
+        if (t->added[i].normalized && t->added[i].len == n &&
+            !memcmp(t->added[i].content, token, n))
+            id = t->added[i].id;
+    return id >= 0 ? id : tok_strmap_get(&t->vocab, token, n);
 }
 
 int tokenizer_is_special(const tokenizer *t, int32_t id) {

@@ -42,8 +42,14 @@ static inline size_t tok_utf8_len(unsigned char c) {
 /* Decodes one character of valid UTF-8 at s, setting *n to its byte length. */
 static inline uint32_t tok_utf8_decode(const unsigned char *s, size_t *n) {
     unsigned char c = s[0];
-    if (c < 0x80) { *n = 1; return c; }
-    if (c < 0xE0) { *n = 2; return (uint32_t)(c & 0x1F) << 6 | (s[1] & 0x3F); }
+    if (c < 0x80) {
+        *n = 1;
+        return c;
+    }
+    if (c < 0xE0) {
+        *n = 2;
+        return (uint32_t)(c & 0x1F) << 6 | (s[1] & 0x3F);
+    }
     if (c < 0xF0) {
         *n = 3;
         return (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
@@ -61,15 +67,23 @@ long tok_utf8_sanitize(const char *s, size_t n, tok_buf *out);
 size_t tok_utf8_valid_prefix(const char *s, size_t n);
 
 /* ---- pipeline steps ---- */
-enum { NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_LOWERCASE, NORM_STRIP, NORM_PREPEND,
-       NORM_REPLACE };
+enum {
+    NORM_NFC,
+    NORM_NFD,
+    NORM_NFKC,
+    NORM_NFKD,
+    NORM_LOWERCASE,
+    NORM_STRIP,
+    NORM_PREPEND,
+    NORM_REPLACE
+};
 typedef struct tok_norm {
     int kind;
     const char *a; /* Prepend: prefix; Replace: literal pattern (NULL when `re`) */
     size_t a_len;
     const char *b; /* Replace: content */
     size_t b_len;
-    pcre2_code *re; /* Replace with a regex pattern */
+    pcre2_code *re;  /* Replace with a regex pattern */
     int left, right; /* Strip */
 } tok_norm;
 
@@ -82,11 +96,11 @@ typedef struct tok_pretok {
     pcre2_code *re;  /* Split (regex pattern), ByteLevel with use_regex */
     const char *pat; /* Split with a string pattern */
     size_t pat_len;
-    int behavior, invert;         /* Split */
-    int add_prefix_space;         /* ByteLevel */
-    char repl[8];                 /* Metaspace replacement (UTF-8) */
+    int behavior, invert; /* Split */
+    int add_prefix_space; /* ByteLevel */
+    char repl[8];         /* Metaspace replacement (UTF-8) */
     size_t repl_len;
-    int prepend_scheme, split;    /* Metaspace */
+    int prepend_scheme, split; /* Metaspace */
 } tok_pretok;
 
 enum { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
@@ -104,13 +118,15 @@ typedef struct tok_added {
     int32_t id;
     const char *content;
     size_t len;
+    char *norm; /* normalized=true: the normalized content (HF decodes to it), else NULL */
+    size_t norm_len;
     uint8_t special, lstrip, rstrip, single_word, normalized;
 } tok_added;
 
 /* A byte trie over added-token contents: leftmost-longest matching, as HF's Aho-Corasick. */
 typedef struct tok_trie {
-    tok_u64map edges;  /* node << 8 | byte -> child node */
-    int32_t *term;     /* [n_nodes] index into added[], or -1 */
+    tok_u64map edges; /* node << 8 | byte -> child node */
+    int32_t *term;    /* [n_nodes] index into added[], or -1 */
     size_t n_nodes, cap_nodes;
     uint8_t first[256]; /* bytes that start some token */
     size_t n_tokens;
@@ -155,18 +171,18 @@ struct tokenizer {
     size_t arena_n, arena_cap;
 
     /* the model: BPE */
-    size_t n_vocab;           /* model vocabulary entries (ids may have holes) */
-    size_t n_ids;             /* 1 + the largest id, model or added */
-    const char **voc_str;     /* [n_ids] model token string of id, NULL if none */
-    uint32_t *voc_len;        /* [n_ids] */
-    tok_strmap vocab;         /* model token string -> id */
-    tok_u64map merges;        /* a << 32 | b -> rank << 32 | new id */
-    int32_t unk_id;           /* -1 when the model has no unk token */
+    size_t n_vocab;       /* model vocabulary entries (ids may have holes) */
+    size_t n_ids;         /* 1 + the largest id, model or added */
+    const char **voc_str; /* [n_ids] model token string of id, NULL if none */
+    uint32_t *voc_len;    /* [n_ids] */
+    tok_strmap vocab;     /* model token string -> id */
+    tok_u64map merges;    /* a << 32 | b -> rank << 32 | new id */
+    int32_t unk_id;       /* -1 when the model has no unk token */
     int fuse_unk, byte_fallback, ignore_merges;
     const char *cont_prefix, *end_suffix; /* NULL when absent */
     size_t cont_prefix_len, end_suffix_len;
-    int32_t byte_id[256];     /* id of "<0xXX>", -1 if absent */
-    int32_t char_id[0x800];   /* single-character tokens below U+0800: id, -1 absent, -2 unknown */
+    int32_t byte_id[256];   /* id of "<0xXX>", -1 if absent */
+    int32_t char_id[0x800]; /* single-character tokens below U+0800: id, -1 absent, -2 unknown */
 
     tok_norm *norms;
     size_t n_norms;
@@ -179,7 +195,7 @@ struct tokenizer {
 
     tok_added *added;
     size_t n_added;
-    int32_t *added_of_id;     /* [n_ids] index into added[], -1 if none */
+    int32_t *added_of_id;         /* [n_ids] index into added[], -1 if none */
     tok_trie trie_raw, trie_norm; /* added tokens matched before / after normalizing */
 
     int32_t *post_pre, *post_suf; /* ids the post-processor adds around a single sequence */
@@ -187,15 +203,26 @@ struct tokenizer {
 
     int32_t bos_id, eos_id;
 
+    /* Words are cut before each U+2581 that follows another character when no merge can cross
+     * such a place (SentencePiece-style vocabularies): then each piece merges on its own, with
+     * the same result, and the word cache works. `bridges` lists the few vocabulary tokens that
+     * do cross one (Gemma 3 has ">▁</"); a place inside an occurrence of one is not cut. */
+    int meta_cut;
+    const char **bridges; /* [n_bridges] */
+    uint32_t *bridge_len; /* [n_bridges] */
+    size_t n_bridges;
+
     /* encoding scratch */
-    tok_cache_slot *cache;    /* [TOK_CACHE_SLOTS] */
+    tok_cache_slot *cache; /* [TOK_CACHE_SLOTS] */
     tok_sym *syms;
     size_t syms_cap;
     tok_heap_item *heap;
     size_t heap_cap;
     pcre2_match_data *md;
+    pcre2_match_context *mctx; /* with a JIT stack large enough for long whitespace runs */
+    pcre2_jit_stack *jit_stack;
     tok_buf scratch[2 * TOK_MAX_PRETOKS + 2]; /* two per pre-tokenizer stage, two for normalizing */
-    tok_spans spans[TOK_MAX_PRETOKS];     /* split points, one list per pre-tokenizer stage */
+    tok_spans spans[TOK_MAX_PRETOKS];         /* split points, one list per pre-tokenizer stage */
 };
 
 /* ---- loading helpers ---- */
@@ -204,6 +231,21 @@ const char *tok_arena_put(tokenizer *t, const char *s, size_t n); /* NUL-termina
 /* ---- bytes <-> GPT-2 byte-level characters ---- */
 extern const uint16_t tok_byte_to_cp[256];
 int tok_cp_to_byte(uint32_t cp); /* the byte, or -1 when cp is not in the alphabet */
+
+/* ---- string helpers shared by normalizers and pre-tokenizers (tok_normalize.c) ---- */
+int tok_is_ws(uint32_t c); /* Rust's char::is_whitespace (White_Space) */
+/* The next literal occurrence of pat in s[from..n): its start, or n. */
+size_t tok_find_lit(const char *s, size_t n, size_t from, const char *pat, size_t pl);
+/* The next match of re in s[from..n) into *ms and *me: 1, 0 if none, < 0 a PCRE2 error (see
+ * tok_re_error). Empty matches are returned too. */
+int tok_find_re(tokenizer *t, pcre2_code *re, const char *s, size_t n, size_t from, size_t *ms,
+                size_t *me);
+llmrt_status tok_re_error(tokenizer *t, int rc);
+
+/* Runs the normalizers on s[0..n); *out points into the tokenizer's scratch (valid until the
+ * next normalization). *origin is cleared when the result no longer starts at offset 0. */
+llmrt_status tok_normalize(tokenizer *t, const char *s, size_t n, int *origin, const char **out,
+                           size_t *out_n);
 
 /* ---- the model ---- */
 /* Appends the ids of one pre-tokenized word to out. */

@@ -24,7 +24,8 @@ static int fail(parser *ps, const char *msg) {
 
 static void skip_ws(parser *ps) {
     char *p = ps->p;
-    while (p < ps->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    while (p < ps->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
     ps->p = p;
 }
 
@@ -97,14 +98,30 @@ static int parse_string(parser *ps, const char **out, uint32_t *out_len) {
             return fail(ps, "unterminated string");
         }
         switch (*p) {
-        case '"': *w++ = '"'; break;
-        case '\\': *w++ = '\\'; break;
-        case '/': *w++ = '/'; break;
-        case 'b': *w++ = '\b'; break;
-        case 'f': *w++ = '\f'; break;
-        case 'n': *w++ = '\n'; break;
-        case 'r': *w++ = '\r'; break;
-        case 't': *w++ = '\t'; break;
+        case '"':
+            *w++ = '"';
+            break;
+        case '\\':
+            *w++ = '\\';
+            break;
+        case '/':
+            *w++ = '/';
+            break;
+        case 'b':
+            *w++ = '\b';
+            break;
+        case 'f':
+            *w++ = '\f';
+            break;
+        case 'n':
+            *w++ = '\n';
+            break;
+        case 'r':
+            *w++ = '\r';
+            break;
+        case 't':
+            *w++ = '\t';
+            break;
         case 'u': {
             unsigned cp, lo;
             if (read_hex4(ps, p + 1, &cp)) {
@@ -136,7 +153,9 @@ static int parse_string(parser *ps, const char **out, uint32_t *out_len) {
             }
             break;
         }
-        default: ps->p = p; return fail(ps, "bad escape in string");
+        default:
+            ps->p = p;
+            return fail(ps, "bad escape in string");
         }
         p++;
     }
@@ -159,20 +178,22 @@ static int parse_number(parser *ps, int64_t idx) {
     }
     char *ds = p;
     int64_t iv = 0;
-    while (p < ps->end && *p >= '0' && *p <= '9' && p - ds < 18) iv = iv * 10 + (*p++ - '0');
+    while (p < ps->end && *p >= '0' && *p <= '9' && p - ds < 18)
+        iv = iv * 10 + (*p++ - '0');
     if (p == ds) return fail(ps, "invalid value");
     if (p < ps->end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9'))) {
-        /* rare: a real number; strtod needs a terminator, numbers never end the buffer here */
+        /* rare: a real number (or a long integer); strtod on a bounded, terminated copy */
+        char tmp[64];
+        size_t k = 0;
+        for (const char *q = ps->p;
+             q < ps->end && k < sizeof tmp - 1 && strchr("+-.eE0123456789", *q); q++)
+            tmp[k++] = *q;
+        tmp[k] = 0;
         char *e;
-        char save = 0;
-        if (ps->end[-1] != 0) {
-            /* buffers from file_read_all are NUL-terminated beyond end */
-        }
-        (void)save;
-        double v = strtod(ps->p, &e);
-        if (e == ps->p || e > ps->end) return fail(ps, "invalid number");
+        double v = strtod(tmp, &e);
+        if (e == tmp) return fail(ps, "invalid number");
         ps->d->nodes[idx].v.num = v;
-        ps->p = e;
+        ps->p += e - tmp;
         return 0;
     }
     ps->d->nodes[idx].v.num = (double)(neg ? -iv : iv);

@@ -17,10 +17,10 @@
 typedef enum tj_type { TJ_NULL, TJ_FALSE, TJ_TRUE, TJ_NUM, TJ_STR, TJ_ARR, TJ_OBJ } tj_type;
 
 typedef struct tj_node {
-    uint8_t type;    /* tj_type */
-    uint32_t len;    /* string bytes, or number of children */
-    uint32_t next;   /* next sibling, 0 = last */
-    uint32_t first;  /* first child (arrays, objects), 0 = none */
+    uint8_t type;   /* tj_type */
+    uint32_t len;   /* string bytes, or number of children */
+    uint32_t next;  /* next sibling, 0 = last */
+    uint32_t first; /* first child (arrays, objects), 0 = none */
     uint32_t key_len;
     const char *key; /* member name inside an object, else NULL */
     union {

@@ -72,7 +72,8 @@ static const char EXTRA_N[] =
     "\\x{10d40}-\\x{10d49}\\x{116d0}-\\x{116e3}\\x{11bf0}-\\x{11bf9}\\x{11f50}-\\x{11f59}"
     "\\x{16130}-\\x{16139}\\x{16d70}-\\x{16d79}\\x{1ccf0}-\\x{1ccf9}\\x{1d2c0}-\\x{1d2d3}"
     "\\x{1e4f0}-\\x{1e4f9}\\x{1e5f1}-\\x{1e5fa}";
-static const char WS[] = "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}-\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
+static const char WS[] = "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}-"
+                         "\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
 
 static int rewrite_re(const char *pat, size_t n, tok_buf *out) {
     int in_class = 0, bad = 0;
@@ -130,8 +131,8 @@ static llmrt_status compile_re(loader *L, const char *pat, size_t len, pcre2_cod
         tok_buf_free(&rw);
         return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
     }
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)rw.p, rw.n, PCRE2_UTF | PCRE2_UCP, &errc, &erroff,
-                                   NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)rw.p, rw.n, PCRE2_UTF | PCRE2_UCP, &errc, &erroff, NULL);
     tok_buf_free(&rw);
     if (!re) {
         PCRE2_UCHAR buf[256];
@@ -157,8 +158,8 @@ static llmrt_status read_pattern(loader *L, const tj_node *p, const char *where,
         return LLMRT_OK;
     }
     if (r && r->type == TJ_STR) return compile_re(L, r->v.s, r->len, re);
-    return lerr(L, LLMRT_ERR_FORMAT, "%s: \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}",
-                where);
+    return lerr(L, LLMRT_ERR_FORMAT,
+                "%s: \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}", where);
 }
 
 /* ---- the model ---- */
@@ -195,10 +196,8 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
     t->n_vocab = vocab->len;
     t->voc_str = calloc(t->n_ids ? t->n_ids : 1, sizeof *t->voc_str);
     t->voc_len = calloc(t->n_ids ? t->n_ids : 1, sizeof *t->voc_len);
-    if (!t->voc_str || !t->voc_len || tok_strmap_init(&t->vocab, vocab->len))
+    if (!t->voc_str || !t->voc_len || tok_strmap_init(&t->vocab, vocab->len, t->arena))
         return lerr(L, LLMRT_ERR_NOMEM, "out of memory for the vocabulary");
-    t->vocab.strs = t->voc_str;
-    t->vocab.lens = t->voc_len;
     for (const tj_node *e = tj_first(d, vocab); e; e = tj_next(d, e)) {
         int32_t id = (int32_t)e->v.num;
         if (t->voc_str[id])
@@ -207,7 +206,8 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
         t->voc_str[id] = tok_arena_put(t, e->key, e->key_len);
         t->voc_len[id] = e->key_len;
         int32_t old;
-        if (tok_strmap_put(&t->vocab, e->key, e->key_len, id, 1, &old))
+        if (tok_strmap_put(&t->vocab, (uint32_t)(t->voc_str[id] - t->arena), e->key_len, id, 1,
+                           &old))
             return lerr(L, LLMRT_ERR_NOMEM, "out of memory for the vocabulary");
         if (old >= 0)
             return lerr(L, LLMRT_ERR_FORMAT, "model.vocab: token '%s' appears twice", e->key);
@@ -255,8 +255,8 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
         if (m->type == TJ_STR) {
             const char *sp = memchr(m->v.s, ' ', m->len);
             if (!sp) {
-                st = lerr(L, LLMRT_ERR_FORMAT, "model.merges[%u] '%s' is not \"a b\"", rank,
-                          m->v.s);
+                st =
+                    lerr(L, LLMRT_ERR_FORMAT, "model.merges[%u] '%s' is not \"a b\"", rank, m->v.s);
                 break;
             }
             a = m->v.s;
@@ -299,14 +299,15 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
             break;
         }
         if (tok_u64map_put(&t->merges, (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib,
-                          (uint64_t)rank << 32 | (uint32_t)inew)) {
+                           (uint64_t)rank << 32 | (uint32_t)inew)) {
             st = lerr(L, LLMRT_ERR_NOMEM, "out of memory for the merges");
             break;
         }
     }
     tok_buf_free(&cat);
     TRY(st);
-    for (size_t i = 0; i < sizeof t->char_id / sizeof t->char_id[0]; i++) t->char_id[i] = -2;
+    for (size_t i = 0; i < sizeof t->char_id / sizeof t->char_id[0]; i++)
+        t->char_id[i] = -2;
     return LLMRT_OK;
 }
 
@@ -349,7 +350,8 @@ static llmrt_status load_added(loader *L, const tj_node *added) {
     tj_doc *d = &L->doc;
     t->added_of_id = malloc((t->n_ids ? t->n_ids : 1) * sizeof *t->added_of_id);
     if (!t->added_of_id) return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < t->n_ids; i++) t->added_of_id[i] = -1;
+    for (size_t i = 0; i < t->n_ids; i++)
+        t->added_of_id[i] = -1;
     if (!added || added->type == TJ_NULL) return LLMRT_OK;
     if (added->type != TJ_ARR) return lerr(L, LLMRT_ERR_FORMAT, "added_tokens is not an array");
     t->added = calloc(added->len ? added->len : 1, sizeof *t->added);
@@ -368,10 +370,32 @@ static llmrt_status load_added(loader *L, const tj_node *added) {
         ad->single_word = (uint8_t)bool_of(tj_get(d, a, "single_word"), 0);
         ad->normalized = (uint8_t)bool_of(tj_get(d, a, "normalized"), !ad->special);
         t->added_of_id[ad->id] = (int32_t)t->n_added;
-        tok_trie *tr = ad->normalized ? &t->trie_norm : &t->trie_raw;
-        if (trie_add(tr, ad->content, ad->len, (int32_t)t->n_added))
+        if (!ad->normalized && trie_add(&t->trie_raw, ad->content, ad->len, (int32_t)t->n_added))
             return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
         t->n_added++;
+    }
+    return LLMRT_OK;
+}
+
+/* Added tokens with normalized=true are matched in normalized text by their normalized
+ * content, as HF builds its second trie (needs the normalizers loaded). */
+static llmrt_status build_norm_trie(loader *L) {
+    tokenizer *t = L->t;
+    for (size_t i = 0; i < t->n_added; i++) {
+        const tok_added *ad = &t->added[i];
+        if (!ad->normalized) continue;
+        /* t->md must exist: Replace normalizers with a regex match through it */
+        const char *s;
+        size_t n;
+        int origin = 1;
+        TRY(tok_normalize(t, ad->content, ad->len, &origin, &s, &n));
+        t->added[i].norm = malloc(n + 1);
+        if (!t->added[i].norm) return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
+        memcpy(t->added[i].norm, s, n);
+        t->added[i].norm[n] = 0;
+        t->added[i].norm_len = n;
+        if (n && trie_add(&t->trie_norm, s, n, (int32_t)i))
+            return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
     }
     return LLMRT_OK;
 }
@@ -396,7 +420,7 @@ static llmrt_status push_norm(loader *L, const tj_node *n, int depth) {
     tok_norm *nn = realloc(t->norms, (t->n_norms + 1) * sizeof *nn);
     if (!nn) return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
     t->norms = nn;
-    tok_norm *x = &t->norms[t->n_norms];
+    tok_norm *x = &t->norms[t->n_norms++]; /* counted now: tokenizer_free frees its regex */
     memset(x, 0, sizeof *x);
     if (!strcmp(ty, "NFC")) {
         x->kind = NORM_NFC;
@@ -431,7 +455,6 @@ static llmrt_status push_norm(loader *L, const tj_node *n, int depth) {
     } else {
         return lerr(L, LLMRT_ERR_UNSUPPORTED, "normalizer type '%s' is not supported", ty);
     }
-    t->n_norms++;
     return LLMRT_OK;
 }
 
@@ -486,7 +509,7 @@ static llmrt_status push_pretok(loader *L, const tj_node *n, int depth) {
     tok_pretok *nn = realloc(t->pretoks, (t->n_pretoks + 1) * sizeof *nn);
     if (!nn) return lerr(L, LLMRT_ERR_NOMEM, "out of memory");
     t->pretoks = nn;
-    tok_pretok *x = &t->pretoks[t->n_pretoks];
+    tok_pretok *x = &t->pretoks[t->n_pretoks++]; /* counted now: tokenizer_free frees its regex */
     memset(x, 0, sizeof *x);
     if (!strcmp(ty, "ByteLevel")) {
         x->kind = PT_BYTELEVEL;
@@ -500,12 +523,18 @@ static llmrt_status push_pretok(loader *L, const tj_node *n, int depth) {
                          &x->re));
         const char *b = str_of(tj_get(d, n, "behavior"));
         if (!b) return lerr(L, LLMRT_ERR_FORMAT, "pre_tokenizer Split has no \"behavior\"");
-        if (!strcmp(b, "Removed")) x->behavior = SPLIT_REMOVED;
-        else if (!strcmp(b, "Isolated")) x->behavior = SPLIT_ISOLATED;
-        else if (!strcmp(b, "MergedWithPrevious")) x->behavior = SPLIT_MERGED_PREV;
-        else if (!strcmp(b, "MergedWithNext")) x->behavior = SPLIT_MERGED_NEXT;
-        else if (!strcmp(b, "Contiguous")) x->behavior = SPLIT_CONTIGUOUS;
-        else return lerr(L, LLMRT_ERR_FORMAT, "pre_tokenizer Split: unknown behavior '%s'", b);
+        if (!strcmp(b, "Removed"))
+            x->behavior = SPLIT_REMOVED;
+        else if (!strcmp(b, "Isolated"))
+            x->behavior = SPLIT_ISOLATED;
+        else if (!strcmp(b, "MergedWithPrevious"))
+            x->behavior = SPLIT_MERGED_PREV;
+        else if (!strcmp(b, "MergedWithNext"))
+            x->behavior = SPLIT_MERGED_NEXT;
+        else if (!strcmp(b, "Contiguous"))
+            x->behavior = SPLIT_CONTIGUOUS;
+        else
+            return lerr(L, LLMRT_ERR_FORMAT, "pre_tokenizer Split: unknown behavior '%s'", b);
         x->invert = bool_of(tj_get(d, n, "invert"), 0);
     } else if (!strcmp(ty, "Metaspace")) {
         x->kind = PT_METASPACE;
@@ -517,7 +546,6 @@ static llmrt_status push_pretok(loader *L, const tj_node *n, int depth) {
     } else {
         return lerr(L, LLMRT_ERR_UNSUPPORTED, "pre_tokenizer type '%s' is not supported", ty);
     }
-    t->n_pretoks++;
     return LLMRT_OK;
 }
 
@@ -671,8 +699,9 @@ static llmrt_status push_dec(loader *L, const tj_node *n, int depth) {
         if (!c || c->type != TJ_STR || c->len == 0 ||
             tok_utf8_len((unsigned char)c->v.s[0]) != c->len || !a || a->type != TJ_NUM || !b ||
             b->type != TJ_NUM)
-            return lerr(L, LLMRT_ERR_FORMAT, "decoder Strip needs content (one character), "
-                                             "start and stop");
+            return lerr(L, LLMRT_ERR_FORMAT,
+                        "decoder Strip needs content (one character), "
+                        "start and stop");
         x->a = tok_arena_put(t, c->v.s, c->len);
         x->a_len = c->len;
         x->start = (int)a->v.num;
@@ -689,6 +718,47 @@ static llmrt_status push_dec(loader *L, const tj_node *n, int depth) {
     return LLMRT_OK;
 }
 
+/* ---- cutting long words (see tokenizer.meta_cut) ---- */
+
+#define META "\xE2\x96\x81" /* U+2581 */
+
+/* Whether token s has U+2581 right after another character. */
+static int crosses_meta(const char *s, size_t n) {
+    int prev_meta = 1; /* nothing before the first character */
+    for (size_t i = 0; i < n;) {
+        size_t k = tok_utf8_len((unsigned char)s[i]);
+        int is_meta = i + 3 <= n && !memcmp(s + i, META, 3);
+        if (is_meta && !prev_meta) return 1;
+        prev_meta = is_meta;
+        i += k;
+    }
+    return 0;
+}
+
+static void plan_meta_cut(tokenizer *t) {
+    t->meta_cut = 0;
+    if (t->has_bytelevel_pretok || t->cont_prefix || t->end_suffix) return;
+    int32_t meta = tok_strmap_get(&t->vocab, META, 3);
+    if (meta < 0) return;
+    size_t nb = 0;
+    for (size_t id = 0; id < t->n_ids; id++)
+        if (t->voc_str[id] && crosses_meta(t->voc_str[id], t->voc_len[id])) nb++;
+    if (nb > 64) return;
+    t->bridges = malloc((nb + 1) * sizeof *t->bridges);
+    t->bridge_len = malloc((nb + 1) * sizeof *t->bridge_len);
+    if (!t->bridges || !t->bridge_len) return;
+    const char *unk = t->unk_id >= 0 ? t->voc_str[t->unk_id] : NULL;
+    for (size_t id = 0; id < t->n_ids; id++) {
+        const char *s = t->voc_str[id];
+        if (!s || !crosses_meta(s, t->voc_len[id])) continue;
+        /* a bridge made with a byte-fallback or unk symbol would not be literal text */
+        if (strstr(s, "<0x") || (unk && strstr(s, unk))) return;
+        t->bridges[t->n_bridges] = s;
+        t->bridge_len[t->n_bridges++] = t->voc_len[id];
+    }
+    t->meta_cut = 1;
+}
+
 /* ---- bos / eos ---- */
 
 static int32_t token_named(const tokenizer *t, const tj_doc *d, const tj_node *v) {
@@ -697,27 +767,34 @@ static int32_t token_named(const tokenizer *t, const tj_doc *d, const tj_node *v
     return tokenizer_token_to_id(t, v->v.s);
 }
 
+/* bos/eos: tokenizer_config.json decides when it names them (a null there means "none", as
+ * Qwen's bos); without a config, the post-processor's first token and common names decide. */
 static void load_bos_eos(tokenizer *t, const char *config_path) {
     t->bos_id = t->eos_id = -1;
+    int have_bos = 0, have_eos = 0;
     char *buf;
     size_t len;
     if (config_path && file_exists(config_path) && file_read_all(config_path, &buf, &len) == 0) {
         tj_doc d;
         if (tj_parse(&d, buf, len, config_path) == LLMRT_OK) {
-            const tj_node *root = &d.nodes[0];
-            t->bos_id = token_named(t, &d, tj_get(&d, root, "bos_token"));
-            t->eos_id = token_named(t, &d, tj_get(&d, root, "eos_token"));
+            const tj_node *root = &d.nodes[0], *b = tj_get(&d, root, "bos_token"),
+                          *e = tj_get(&d, root, "eos_token");
+            have_bos = b != NULL;
+            have_eos = e != NULL;
+            t->bos_id = token_named(t, &d, b);
+            t->eos_id = token_named(t, &d, e);
             tj_free(&d);
         }
         err_clear(); /* the config is optional: a bad one only loses bos/eos */
         free(buf);
     }
-    static const char *bos_names[] = {"<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>"};
+    static const char *bos_names[] = {"<|begin_of_text|>", "<s>", "<bos>", "<|startoftext|>",
+                                      "<|endoftext|>"};
     static const char *eos_names[] = {"<|end_of_text|>", "</s>", "<eos>", "<|endoftext|>"};
-    if (t->bos_id < 0 && t->n_post_pre) t->bos_id = t->post_pre[0];
-    for (size_t i = 0; t->bos_id < 0 && i < sizeof bos_names / sizeof *bos_names; i++)
+    if (!have_bos && t->n_post_pre) t->bos_id = t->post_pre[0];
+    for (size_t i = 0; !have_bos && t->bos_id < 0 && i < sizeof bos_names / sizeof *bos_names; i++)
         t->bos_id = tokenizer_token_to_id(t, bos_names[i]);
-    for (size_t i = 0; t->eos_id < 0 && i < sizeof eos_names / sizeof *eos_names; i++)
+    for (size_t i = 0; !have_eos && t->eos_id < 0 && i < sizeof eos_names / sizeof *eos_names; i++)
         t->eos_id = tokenizer_token_to_id(t, eos_names[i]);
 }
 
@@ -754,9 +831,14 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
     t->arena_cap = len + 4096;
     t->arena = malloc(t->arena_cap);
     t->cache = calloc(TOK_CACHE_SLOTS, sizeof *t->cache);
+    t->md = pcre2_match_data_create(4, NULL);
+    t->mctx = pcre2_match_context_create(NULL);
+    t->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    if (t->mctx && t->jit_stack) pcre2_jit_stack_assign(t->mctx, NULL, t->jit_stack);
     loader L = {t, {0}, t->path};
     llmrt_status st = LLMRT_OK;
-    if (!t->path || !t->arena || !t->cache) st = err_set(LLMRT_ERR_NOMEM, "%s: out of memory", json_path);
+    if (!t->path || !t->arena || !t->cache || !t->md || !t->mctx || !t->jit_stack)
+        st = err_set(LLMRT_ERR_NOMEM, "%s: out of memory", json_path);
     if (!st) st = tj_parse(&L.doc, buf, len, json_path);
     if (!st) {
         tj_doc *d = &L.doc;
@@ -766,21 +848,19 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
         if (!st) st = load_model(&L, tj_get(d, root, "model"), added);
         if (!st) st = load_added(&L, added);
         if (!st) st = push_norm(&L, tj_get(d, root, "normalizer"), 0);
+        if (!st) st = build_norm_trie(&L);
         if (!st) st = push_pretok(&L, tj_get(d, root, "pre_tokenizer"), 0);
         if (!st) st = push_post(&L, tj_get(d, root, "post_processor"), 0);
         if (!st) st = push_dec(&L, tj_get(d, root, "decoder"), 0);
         tj_free(d);
     }
     free(buf);
-    if (!st) {
-        t->md = pcre2_match_data_create(4, NULL);
-        if (!t->md) st = err_set(LLMRT_ERR_NOMEM, "%s: out of memory", json_path);
-    }
     if (st) {
         tokenizer_free(t);
         return st;
     }
     load_bos_eos(t, config_path);
+    plan_meta_cut(t);
     *out = t;
     return LLMRT_OK;
 }
@@ -793,11 +873,15 @@ void tokenizer_free(tokenizer *t) {
     free(t->voc_len);
     tok_strmap_free(&t->vocab);
     tok_u64map_free(&t->merges);
-    for (size_t i = 0; i < t->n_norms; i++) pcre2_code_free(t->norms[i].re);
+    for (size_t i = 0; i < t->n_norms; i++)
+        pcre2_code_free(t->norms[i].re);
     free(t->norms);
-    for (size_t i = 0; i < t->n_pretoks; i++) pcre2_code_free(t->pretoks[i].re);
+    for (size_t i = 0; i < t->n_pretoks; i++)
+        pcre2_code_free(t->pretoks[i].re);
     free(t->pretoks);
     free(t->decs);
+    for (size_t i = 0; t->added && i < t->n_added; i++)
+        free(t->added[i].norm);
     free(t->added);
     free(t->added_of_id);
     tok_u64map_free(&t->trie_raw.edges);
@@ -806,12 +890,17 @@ void tokenizer_free(tokenizer *t) {
     free(t->trie_norm.term);
     free(t->post_pre);
     free(t->post_suf);
+    free(t->bridges);
+    free(t->bridge_len);
     free(t->cache);
     free(t->syms);
     free(t->heap);
     pcre2_match_data_free(t->md);
+    pcre2_match_context_free(t->mctx);
+    pcre2_jit_stack_free(t->jit_stack);
     for (size_t i = 0; i < sizeof t->scratch / sizeof *t->scratch; i++)
         tok_buf_free(&t->scratch[i]);
-    for (size_t i = 0; i < TOK_MAX_PRETOKS; i++) free(t->spans[i].p);
+    for (size_t i = 0; i < TOK_MAX_PRETOKS; i++)
+        free(t->spans[i].p);
     free(t);
 }

@@ -25,7 +25,8 @@ uint64_t tok_hash(const void *data, size_t len) {
     }
     uint64_t t = 0;
     if (len) {
-        for (size_t i = 0; i < len; i++) t |= (uint64_t)p[i] << (8 * i);
+        for (size_t i = 0; i < len; i++)
+            t |= (uint64_t)p[i] << (8 * i);
         h = mix(h ^ t, 0xE7037ED1A0B428DBull);
     }
     return mix(h, 0x8EBC6AF09C88C6E3ull);
@@ -33,15 +34,19 @@ uint64_t tok_hash(const void *data, size_t len) {
 
 static size_t pow2_at_least(size_t n) {
     size_t c = 16;
-    while (c < n) c <<= 1;
+    while (c < n)
+        c <<= 1;
     return c;
 }
 
-int tok_strmap_init(tok_strmap *m, size_t expected) {
+int tok_strmap_init(tok_strmap *m, size_t expected, const char *base) {
     memset(m, 0, sizeof *m);
-    m->cap = pow2_at_least(expected * 2 + 1);
-    m->slots = calloc(m->cap, sizeof *m->slots);
-    return m->slots ? 0 : -1;
+    m->base = base;
+    m->cap = pow2_at_least(expected * 3 / 2 + 1);
+    m->slots = malloc(m->cap * sizeof *m->slots);
+    if (!m->slots) return -1;
+    memset(m->slots, 0xFF, m->cap * sizeof *m->slots);
+    return 0;
 }
 
 void tok_strmap_free(tok_strmap *m) {
@@ -51,15 +56,15 @@ void tok_strmap_free(tok_strmap *m) {
 
 static int strmap_grow(tok_strmap *m) {
     size_t ncap = m->cap * 2;
-    uint64_t *ns = calloc(ncap, sizeof *ns);
+    tok_strslot *ns = malloc(ncap * sizeof *ns);
     if (!ns) return -1;
+    memset(ns, 0xFF, ncap * sizeof *ns);
     for (size_t i = 0; i < m->cap; i++) {
-        uint64_t s = m->slots[i];
-        if (!s) continue;
-        size_t j = (size_t)(s >> 32) & (ncap - 1);
-        /* the slot only keeps the top 32 hash bits: those are also the probe start */
-        while (ns[j]) j = (j + 1) & (ncap - 1);
-        ns[j] = s;
+        if (m->slots[i].id < 0) continue;
+        size_t j = m->slots[i].hash & (ncap - 1);
+        while (ns[j].id >= 0)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = m->slots[i];
     }
     free(m->slots);
     m->slots = ns;
@@ -67,25 +72,22 @@ static int strmap_grow(tok_strmap *m) {
     return 0;
 }
 
-int tok_strmap_put(tok_strmap *m, const char *key, size_t len, int32_t id, int replace,
-                   int32_t *old) {
+int tok_strmap_put(tok_strmap *m, uint32_t off, size_t len, int32_t id, int replace, int32_t *old) {
     if (old) *old = -1;
-    if ((m->n + 1) * 2 > m->cap && strmap_grow(m)) return -1;
+    if ((m->n + 1) * 3 > m->cap * 2 && strmap_grow(m)) return -1;
+    const char *key = m->base + off;
     uint32_t h = (uint32_t)(tok_hash(key, len) >> 32);
     size_t mask = m->cap - 1, i = h & mask;
-    while (m->slots[i]) {
-        uint64_t s = m->slots[i];
-        if ((uint32_t)(s >> 32) == h) {
-            int32_t oid = (int32_t)(uint32_t)s - 1;
-            if (m->lens[oid] == len && memcmp(m->strs[oid], key, len) == 0) {
-                if (old) *old = oid;
-                if (replace) m->slots[i] = (uint64_t)h << 32 | (uint32_t)(id + 1);
-                return 0;
-            }
+    while (m->slots[i].id >= 0) {
+        tok_strslot *s = &m->slots[i];
+        if (s->hash == h && s->len == len && memcmp(m->base + s->off, key, len) == 0) {
+            if (old) *old = s->id;
+            if (replace) s->id = id;
+            return 0;
         }
         i = (i + 1) & mask;
     }
-    m->slots[i] = (uint64_t)h << 32 | (uint32_t)(id + 1);
+    m->slots[i] = (tok_strslot){h, id, (uint32_t)len, off};
     m->n++;
     return 0;
 }
@@ -94,29 +96,24 @@ int32_t tok_strmap_get(const tok_strmap *m, const char *key, size_t len) {
     uint32_t h = (uint32_t)(tok_hash(key, len) >> 32);
     size_t mask = m->cap - 1, i = h & mask;
     while (1) {
-        uint64_t s = m->slots[i];
-        if (!s) return -1;
-        if ((uint32_t)(s >> 32) == h) {
-            int32_t id = (int32_t)(uint32_t)s - 1;
-            if (m->lens[id] == len && memcmp(m->strs[id], key, len) == 0) return id;
-        }
+        const tok_strslot *s = &m->slots[i];
+        if (s->id < 0) return -1;
+        if (s->hash == h && s->len == len && memcmp(m->base + s->off, key, len) == 0) return s->id;
         i = (i + 1) & mask;
     }
 }
 
 int tok_u64map_init(tok_u64map *m, size_t expected) {
     memset(m, 0, sizeof *m);
-    m->cap = pow2_at_least(expected * 2 + 1);
-    m->keys = malloc(m->cap * sizeof *m->keys);
-    m->vals = malloc(m->cap * sizeof *m->vals);
-    if (!m->keys || !m->vals) return -1;
-    memset(m->keys, 0xFF, m->cap * sizeof *m->keys);
+    m->cap = pow2_at_least(expected * 3 / 2 + 1);
+    m->slots = malloc(m->cap * sizeof *m->slots);
+    if (!m->slots) return -1;
+    memset(m->slots, 0xFF, m->cap * sizeof *m->slots);
     return 0;
 }
 
 void tok_u64map_free(tok_u64map *m) {
-    free(m->keys);
-    free(m->vals);
+    free(m->slots);
     memset(m, 0, sizeof *m);
 }
 
@@ -127,19 +124,20 @@ static int u64map_grow(tok_u64map *m) {
         return -1;
     }
     for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i] != UINT64_MAX) tok_u64map_put(&n, m->keys[i], m->vals[i]);
+        if (m->slots[i].key != UINT64_MAX) tok_u64map_put(&n, m->slots[i].key, m->slots[i].val);
     tok_u64map_free(m);
     *m = n;
     return 0;
 }
 
 int tok_u64map_put(tok_u64map *m, uint64_t key, uint64_t val) {
-    if ((m->n + 1) * 2 > m->cap && u64map_grow(m)) return -1;
+    if ((m->n + 1) * 3 > m->cap * 2 && u64map_grow(m)) return -1;
     size_t mask = m->cap - 1;
-    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & mask;
-    while (m->keys[i] != UINT64_MAX && m->keys[i] != key) i = (i + 1) & mask;
-    if (m->keys[i] == UINT64_MAX) m->n++;
-    m->keys[i] = key;
-    m->vals[i] = val;
+    size_t i = tok_u64_slot(key, mask);
+    while (m->slots[i].key != UINT64_MAX && m->slots[i].key != key)
+        i = (i + 1) & mask;
+    if (m->slots[i].key == UINT64_MAX) m->n++;
+    m->slots[i].key = key;
+    m->slots[i].val = val;
     return 0;
 }

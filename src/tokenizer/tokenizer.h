@@ -27,6 +27,11 @@ void tokenizer_free(tokenizer *t);
 llmrt_status tokenizer_encode(tokenizer *t, const char *text, size_t len, int add_special,
                               int32_t **ids, size_t *n_ids, size_t *n_replaced);
 
+/* Copies s[0..n) into a malloc'd NUL-terminated *out with each maximal invalid UTF-8 subsequence
+ * replaced by U+FFFD (Python's errors="replace"); *n_replaced counts them. */
+llmrt_status tokenizer_utf8_repair(const char *s, size_t n, char **out, size_t *out_len,
+                                   size_t *n_replaced);
+
 /* Decodes ids[0..n) into a malloc'd NUL-terminated string *text of *len bytes. Unknown ids are
  * an error; skip_special drops special added tokens. */
 llmrt_status tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special,
@@ -38,8 +43,7 @@ llmrt_status tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, 
 typedef struct tokenizer_stream tokenizer_stream;
 llmrt_status tokenizer_stream_create(tokenizer_stream **out, const tokenizer *t, int skip_special);
 /* *text points into the stream (valid until the next call); *len may be 0. */
-llmrt_status tokenizer_stream_step(tokenizer_stream *s, int32_t id, const char **text,
-                                   size_t *len);
+llmrt_status tokenizer_stream_step(tokenizer_stream *s, int32_t id, const char **text, size_t *len);
 /* Emits whatever is held back (an unfinished character at the end of the sequence). */
 llmrt_status tokenizer_stream_flush(tokenizer_stream *s, const char **text, size_t *len);
 void tokenizer_stream_free(tokenizer_stream *s);

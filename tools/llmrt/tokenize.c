@@ -23,11 +23,14 @@ static int load_or_die(const char *cmd, const char *path, tokenizer **t, int tim
         return 2;
     }
     double t0 = now_s();
+    clock_t c0 = clock();
     if (tokenizer_load(t, path) != LLMRT_OK) {
         fprintf(stderr, "llmrt %s: %s\n", cmd, llmrt_last_error());
         return 1;
     }
-    if (timing) fprintf(stderr, "load: %.1f ms\n", 1e3 * (now_s() - t0));
+    if (timing)
+        fprintf(stderr, "load: %.1f ms (cpu %.1f ms)\n", 1e3 * (now_s() - t0),
+                1e3 * (double)(clock() - c0) / CLOCKS_PER_SEC);
     return 0;
 }
 
@@ -110,10 +113,21 @@ int cmd_tokenize(int argc, char **argv) {
         size_t cap = 0;
         ssize_t n;
         long lineno = 0;
+        double busy = 0;
+        size_t bytes = 0;
         while ((n = getline(&line, &cap, stdin)) >= 0) {
             lineno++;
             json_error_t e;
-            json_t *j = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+            /* raw invalid UTF-8 inside the JSON text: repaired like any other input */
+            char *fixed = NULL;
+            size_t fixed_len, n_fix = 0;
+            if (tokenizer_utf8_repair(line, (size_t)n, &fixed, &fixed_len, &n_fix) == LLMRT_OK &&
+                n_fix) {
+                warn_replaced("tokenize", n_fix, &warned);
+            }
+            json_t *j = json_loadb(fixed ? fixed : line, fixed ? fixed_len : (size_t)n,
+                                   JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+            free(fixed);
             if (!j || !json_is_string(j)) {
                 fprintf(stderr, "llmrt tokenize: stdin line %ld: expected a JSON string%s%s\n",
                         lineno, j ? "" : ": ", j ? "" : e.text);
@@ -121,8 +135,13 @@ int cmd_tokenize(int argc, char **argv) {
                 rc = 1;
                 break;
             }
-            if (tokenizer_encode(t, json_string_value(j), json_string_length(j), add_special, &ids,
-                                 &n_ids, &n_repl)) {
+            double t0 = now_s();
+            llmrt_status st = tokenizer_encode(t, json_string_value(j), json_string_length(j),
+                                               add_special, &ids, &n_ids, &n_repl);
+            busy += now_s() - t0;
+            bytes += json_string_length(j);
+            warn_replaced("tokenize", n_repl, &warned);
+            if (st) {
                 fprintf(stderr, "llmrt tokenize: line %ld: %s\n", lineno, llmrt_last_error());
                 json_decref(j);
                 rc = 1;
@@ -133,6 +152,9 @@ int cmd_tokenize(int argc, char **argv) {
             json_decref(j);
         }
         free(line);
+        if (timing)
+            fprintf(stderr, "encode: %zu bytes in %ld texts in %.1f ms = %.2f MB/s\n", bytes,
+                    lineno, 1e3 * busy, (double)bytes / 1e6 / (busy > 0 ? busy : 1e-9));
     } else {
         char *buf = NULL;
         size_t len = 0;
@@ -172,7 +194,8 @@ static void detokenize_usage(void) {
     printf("usage: llmrt detokenize --tokenizer FILE_OR_MODEL_DIR (--ids 1,2,3 | --jsonl)\n"
            "                        [--skip-special-tokens] [--stream]\n"
            "Prints the text of the ids. --jsonl: one JSON array of ids per line on stdin, one\n"
-           "JSON string per line out. --stream: decode token by token (as generation does).\n");
+           "JSON string (ASCII, \\u escapes) per line out. --stream: decode token by token (as "
+           "generation does).\n");
 }
 
 static int decode_one(tokenizer *t, const int32_t *ids, size_t n, int skip, int stream, char **text,
@@ -295,7 +318,7 @@ int cmd_detokenize(int argc, char **argv) {
                 break;
             }
             json_t *js = json_stringn(text, len);
-            char *dump = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+            char *dump = js ? json_dumps(js, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
             if (!dump) {
                 fprintf(stderr, "llmrt detokenize: line %ld: cannot write the text as JSON\n",
                         lineno);
