@@ -25,6 +25,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -111,6 +112,52 @@ INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const v
     }
 }
 
+/* matvec_range for BF16 weights with the input split by parity: a 32-byte load of 16 BF16
+ * weights holds, in each 32-bit lane i, the weights of columns 2i (low half) and 2i + 1 (high
+ * half); a shift and a mask turn it into two F32 vectors without moving data across lanes, so
+ * xp holds each 16 inputs as [the 8 even columns | the 8 odd columns]. Fewer instructions per
+ * byte than widening 8 at a time. Columns from K16 on are read from x as usual. */
+INLINE void matvec_range_bf16(float *out /* [N] */, const float *x /* [K] */,
+                              const float *xp /* [K16] */, const uint16_t *w /* [N, K] */,
+                              int64_t K, int64_t n0, int64_t n1, const float *bias) {
+    const int64_t K64 = K & ~(int64_t)63, K16 = K & ~(int64_t)15;
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    for (int64_t n = n0; n < n1; n++) {
+        const uint16_t *wr = w + (size_t)n * K;
+        __m256 a[8];
+        for (int u = 0; u < 8; u++)
+            a[u] = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k < K64; k += 64) {
+            const char *ahead = (const char *)(wr + k) + MATVEC_PREFETCH;
+            _mm_prefetch(ahead, _MM_HINT_T0);
+            _mm_prefetch(ahead + 64, _MM_HINT_T0);
+            for (int u = 0; u < 4; u++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(wr + k + 16 * u));
+                __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+                __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+                a[2 * u] = _mm256_fmadd_ps(we, _mm256_loadu_ps(xp + k + 16 * u), a[2 * u]);
+                a[2 * u + 1] =
+                    _mm256_fmadd_ps(wo, _mm256_loadu_ps(xp + k + 16 * u + 8), a[2 * u + 1]);
+            }
+        }
+        for (; k < K16; k += 16) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(wr + k));
+            a[0] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)),
+                                   _mm256_loadu_ps(xp + k), a[0]);
+            a[1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi)),
+                                   _mm256_loadu_ps(xp + k + 8), a[1]);
+        }
+        __m256 t =
+            _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
+                          _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7])));
+        float sum = hsum8(t);
+        for (; k < K; k++)
+            sum += bf16_to_f32(wr[k]) * x[k];
+        out[n] = sum + (bias ? bias[n] : 0.0f);
+    }
+}
+
 /* Rows of W per task: 64 rows of 896 BF16 weights are 112 KiB, large enough that handing out a
  * task costs nothing, small enough that a thread descheduled by the OS (other processes on the
  * cores) delays the product by little: the others take the remaining tasks. */
@@ -124,17 +171,28 @@ static void matvec(float *out, const float *x, const bweight *W, const float *bi
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
     const dtype dt = W->dt;
     const void *w = W->data;
+    float *xp = NULL; /* [K16] x split by parity, for matvec_range_bf16 */
+    if (dt == DT_BF16 && (xp = malloc(sizeof(float) * (size_t)(K & ~(int64_t)15) + 1))) {
+        for (int64_t k = 0; k + 16 <= K; k += 16)
+            for (int i = 0; i < 8; i++) {
+                xp[k + i] = x[k + 2 * i];
+                xp[k + 8 + i] = x[k + 2 * i + 1];
+            }
+    }
     /* Small products stay on one thread: a parallel region costs more than they do. */
 #pragma omp parallel for schedule(dynamic, 1) if (N * K >= 65536)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
-        if (dt == DT_BF16)
+        if (xp)
+            matvec_range_bf16(out, x, xp, w, K, n0, n1, bias);
+        else if (dt == DT_BF16)
             matvec_range(out, x, w, K, n0, n1, DT_BF16, bias);
         else if (dt == DT_F16)
             matvec_range(out, x, w, K, n0, n1, DT_F16, bias);
         else
             matvec_range(out, x, w, K, n0, n1, DT_F32, bias);
     }
+    free(xp);
 }
 
 /* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < mr and n0 <= n < n1: the matvec for a
