@@ -60,6 +60,16 @@ static void test_memory(void) {
     CHECK_OK(be->ops->act_to_f32(be, dst, p, 5));
     CHECK(memcmp(src, dst, sizeof src) == 0);
     be->ops->free(be, p);
+    /* a large block (huge-page path): aligned and zero-filled too */
+    size_t big = ((size_t)3 << 20) + 12;
+    unsigned char *q = NULL;
+    CHECK_OK(be->ops->alloc(be, big, (void **)&q));
+    CHECK(q && ((uintptr_t)q % 64) == 0);
+    size_t nonzero = 0;
+    for (size_t i = 0; q && i < big; i++)
+        nonzero += q[i] != 0;
+    CHECK(nonzero == 0);
+    be->ops->free(be, q);
     size_t fr = 0, tot = 0;
     CHECK_OK(be->ops->mem_info(be, &fr, &tot));
     CHECK(tot > 0 && fr > 0 && fr <= tot);
