@@ -70,6 +70,7 @@ static void test_memory(void) {
         nonzero += q[i] != 0;
     CHECK(nonzero == 0);
     be->ops->free(be, q);
+    CHECK_ERR(be->ops->alloc(be, SIZE_MAX - 5, (void **)&q), LLMRT_ERR_NOMEM, "out of host memory");
     size_t fr = 0, tot = 0;
     CHECK_OK(be->ops->mem_info(be, &fr, &tot));
     CHECK(tot > 0 && fr > 0 && fr <= tot);

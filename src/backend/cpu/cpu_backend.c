@@ -8,6 +8,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,7 @@ static llmrt_status cpu_alloc(backend *be, size_t bytes, void **out) {
     size_t align = bytes >= CPU_HUGE_PAGE ? CPU_HUGE_PAGE : 64;
     size_t n = (bytes + align - 1) / align * align;
     if (n == 0) n = 64;
-    void *p = aligned_alloc(align, n);
+    void *p = bytes <= SIZE_MAX - align ? aligned_alloc(align, n) : NULL;
     if (!p) {
         *out = NULL;
         return err_set(LLMRT_ERR_NOMEM, "cpu alloc: out of host memory allocating %zu bytes",
