@@ -6,8 +6,8 @@
  *    weight is read once. matvec_range reads the weights front to back with eight 8-lane
  *    accumulators (8 independent FMA chains hide the FMA latency), widening BF16 by a 16-bit
  *    shift and F16 with F16C as it loads, prefetching 1 KiB ahead.
- *    Threads take chunks of output rows. Two to four rows (batched decode) still stream the
- *    weights once, each weight feeding every row (matvec_rows).
+ *    Threads take chunks of output rows. Two to eight rows (batched decode, short prompts)
+ *    still stream the weights once, each weight feeding every row (matvec_rows).
  *  - Several rows (prefill, batches) reuse each weight many times, so the product should be
  *    bound by arithmetic. gemm_blocked converts a panel of 16 weight rows x GEMM_KC columns to
  *    F32 once, transposed to [k][16] so that a 6 x 16 register tile of the output (12
@@ -164,8 +164,9 @@ INLINE void matvec_range_bf16(float *out /* [N] */, const float *x /* [K] */,
 #define MATVEC_CHUNK 64
 
 /* Up to this many rows the product streams the weights (matvec_few); beyond, it converts them
- * into panels once and is bound by arithmetic (gemm_blocked). */
-#define MATVEC_MAX_ROWS 4
+ * into panels once and is bound by arithmetic (gemm_blocked). Measured (lm_head, BF16, one
+ * thread): 5 to 8 rows take 39-45 ms streamed against 45-57 ms through the panels. */
+#define MATVEC_MAX_ROWS 8
 
 static void matvec(float *out, const float *x, const bweight *W, const float *bias) {
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
@@ -196,39 +197,39 @@ static void matvec(float *out, const float *x, const bweight *W, const float *bi
 }
 
 /* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < mr and n0 <= n < n1: the matvec for a
- * few rows (batched decode), reading each weight once for all of them. nb weight rows at a
- * time times mr inputs make the independent accumulators (both constants where inlined);
- * n1 - n0 must be a multiple of nb. */
-INLINE void matvec_rows(int mr, int nb, float *out /* [mr, ldo] */, int64_t ldo,
+ * few rows (batched decode), reading each weight once for all of them, one weight row at a
+ * time front to back like matvec_range. nu vectors of columns per step times mr inputs make
+ * the independent accumulators (mr and nu are constants where this is inlined). */
+INLINE void matvec_rows(int mr, int nu, float *out /* [mr, ldo] */, int64_t ldo,
                         const float *x /* [mr, K] */, const void *w /* [N, K] */, int64_t K,
                         int64_t n0, int64_t n1, dtype dt, const float *bias) {
-    const int64_t K8 = K & ~(int64_t)7;
-    const char *wb = w;
+    const int64_t step = 8 * nu, Ks = K / step * step;
     const size_t es = dtype_size(dt);
-    for (int64_t n = n0; n + nb <= n1; n += nb) {
-        __m256 acc[4][4];
-        for (int j = 0; j < nb; j++)
-            for (int m = 0; m < mr; m++)
-                acc[j][m] = _mm256_setzero_ps();
-        for (int64_t k = 0; k < K8; k += 8) {
-            __m256 xv[4];
-            for (int m = 0; m < mr; m++)
-                xv[m] = _mm256_loadu_ps(x + m * K + k);
-            for (int j = 0; j < nb; j++) {
-                size_t at = (size_t)(n + j) * K + k;
-                _mm_prefetch(wb + at * es + MATVEC_PREFETCH, _MM_HINT_T0);
-                __m256 wv = load8(w, at, dt);
+    for (int64_t n = n0; n < n1; n++) {
+        const size_t r = (size_t)n * K;
+        __m256 acc[8][4];
+        for (int m = 0; m < mr; m++)
+            for (int u = 0; u < nu; u++)
+                acc[m][u] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < Ks; k += step) {
+            const char *ahead = (const char *)w + (r + k) * es + MATVEC_PREFETCH;
+            for (size_t l = 0; l < (size_t)step * es; l += 64)
+                _mm_prefetch(ahead + l, _MM_HINT_T0);
+            for (int u = 0; u < nu; u++) {
+                __m256 wv = load8(w, r + k + 8 * u, dt);
                 for (int m = 0; m < mr; m++)
-                    acc[j][m] = _mm256_fmadd_ps(wv, xv[m], acc[j][m]);
+                    acc[m][u] =
+                        _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + m * K + k + 8 * u), acc[m][u]);
             }
         }
-        for (int j = 0; j < nb; j++) {
-            for (int m = 0; m < mr; m++) {
-                float s = hsum8(acc[j][m]);
-                for (int64_t k = K8; k < K; k++)
-                    s += load1(w, (size_t)(n + j) * K + k, dt) * x[m * K + k];
-                out[m * ldo + n + j] = s + (bias ? bias[n + j] : 0.0f);
-            }
+        for (int m = 0; m < mr; m++) {
+            __m256 t = acc[m][0];
+            for (int u = 1; u < nu; u++)
+                t = _mm256_add_ps(t, acc[m][u]);
+            float sum = hsum8(t);
+            for (int64_t k = Ks; k < K; k++)
+                sum += load1(w, r + k, dt) * x[m * K + k];
+            out[m * ldo + n] = sum + (bias ? bias[n] : 0.0f);
         }
     }
 }
@@ -237,14 +238,15 @@ static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, con
                             int64_t n0, int64_t n1, const float *bias) {
     const void *w = W->data;
     const int64_t K = W->cols;
-    const int64_t nb2 = n0 + (n1 - n0) / 2 * 2, nb4 = n0 + (n1 - n0) / 4 * 4;
 #define MATVEC_ROWS_DT(dt)                                                                         \
     do {                                                                                           \
-        if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, K, n0, nb4, dt, bias);                      \
-        if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
-        if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
-        for (int64_t n = mr == 2 ? nb4 : nb2; n < n1; n++)                                         \
-            matvec_rows(mr, 1, out, ldo, x, w, K, n, n + 1, dt, bias);                             \
+        if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 5) matvec_rows(5, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 6) matvec_rows(6, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 7) matvec_rows(7, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 8) matvec_rows(8, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
     } while (0)
     if (W->dt == DT_BF16)
         MATVEC_ROWS_DT(DT_BF16);
@@ -255,7 +257,7 @@ static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, con
 #undef MATVEC_ROWS_DT
 }
 
-/* A few rows (2..4): chunks of output columns, like matvec. */
+/* A few rows (2..MATVEC_MAX_ROWS): chunks of output columns, like matvec. */
 static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, const float *bias) {
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
 #pragma omp parallel for schedule(dynamic, 1) if (N * K >= 65536)
