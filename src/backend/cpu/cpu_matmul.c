@@ -243,8 +243,8 @@ static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, con
         if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, K, n0, n1, dt, bias);                       \
         if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
         if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
-        if (mr == 5) matvec_rows(5, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
-        if (mr == 6) matvec_rows(6, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 5) matvec_rows(5, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 6) matvec_rows(6, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
         if (mr == 7) matvec_rows(7, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
         if (mr == 8) matvec_rows(8, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
     } while (0)
