@@ -164,8 +164,9 @@ INLINE void matvec_range_bf16(float *out /* [N] */, const float *x /* [K] */,
 #define MATVEC_CHUNK 64
 
 /* Up to this many rows the product streams the weights (matvec_few); beyond, it converts them
- * into panels once and is bound by arithmetic (gemm_blocked). Measured (lm_head, BF16, one
- * thread): 5 to 8 rows take 39-45 ms streamed against 45-57 ms through the panels. */
+ * into panels once and is bound by arithmetic (gemm_blocked). Measured (lm_head 151936 x 896,
+ * BF16, one thread): 1-8 rows streamed 19, 22, 26, 28, 29-31, 34, 40-42, 45-46 ms; 5-8 rows
+ * through the panels 45-57 ms. (Two vectors per step for 7 and 8 rows spill: slower.) */
 #define MATVEC_MAX_ROWS 8
 
 static void matvec(float *out, const float *x, const bweight *W, const float *bias) {
