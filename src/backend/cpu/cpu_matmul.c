@@ -4,10 +4,11 @@
  * Why it is written this way:
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
  *    weight is read once. matvec_range reads the weights front to back with eight 8-lane
- *    accumulators (8 independent FMA chains hide the FMA latency), widening BF16 by a 16-bit
- *    shift and F16 with F16C as it loads, prefetching 1 KiB ahead.
- *    Threads take chunks of output rows. Two to eight rows (batched decode, short prompts)
- *    still stream the weights once, each weight feeding every row (matvec_rows).
+ *    accumulators (8 independent FMA chains hide the FMA latency), widening F16 with F16C as
+ *    it loads (BF16: matvec_range_bf16, a shift and a mask per 16 weights), prefetching 1 KiB
+ *    ahead; the weights sit in huge pages (cpu_alloc). Threads take chunks of output rows. Two to
+ * eight rows (batched decode, short prompts) still stream the weights once, each weight feeding
+ * every row (matvec_rows).
  *  - Several rows (prefill, batches) reuse each weight many times, so the product should be
  *    bound by arithmetic. gemm_blocked converts a panel of 16 weight rows x GEMM_KC columns to
  *    F32 once, transposed to [k][16] so that a 6 x 16 register tile of the output (12
