@@ -60,6 +60,17 @@ static void test_memory(void) {
     CHECK_OK(be->ops->act_to_f32(be, dst, p, 5));
     CHECK(memcmp(src, dst, sizeof src) == 0);
     be->ops->free(be, p);
+    /* a large block (huge-page path): aligned and zero-filled too */
+    size_t big = ((size_t)3 << 20) + 12;
+    unsigned char *q = NULL;
+    CHECK_OK(be->ops->alloc(be, big, (void **)&q));
+    CHECK(q && ((uintptr_t)q % 64) == 0);
+    size_t nonzero = 0;
+    for (size_t i = 0; q && i < big; i++)
+        nonzero += q[i] != 0;
+    CHECK(nonzero == 0);
+    be->ops->free(be, q);
+    CHECK_ERR(be->ops->alloc(be, SIZE_MAX - 5, (void **)&q), LLMRT_ERR_NOMEM, "out of host memory");
     size_t fr = 0, tot = 0;
     CHECK_OK(be->ops->mem_info(be, &fr, &tot));
     CHECK(tot > 0 && fr > 0 && fr <= tot);
@@ -269,12 +280,15 @@ static void matmul_case(dtype dt, int M, int N, int K, int with_bias) {
 }
 
 static void test_matmul(void) {
-    /* (M, N, K): one row; N % 4 and K % 16 tails; several rows around the 6-row tile;
-     * N around the 16-column panel; K over the 256-deep block; the last two are large
-     * enough to run on every thread. */
-    const int shapes[][3] = {{1, 1, 1},    {1, 3, 5},   {1, 37, 29},   {1, 64, 896}, {1, 130, 67},
-                             {2, 5, 7},    {3, 17, 33}, {5, 16, 16},   {6, 33, 100}, {7, 70, 300},
-                             {13, 50, 37}, {4, 1, 9},   {12, 48, 513}, {200, 20, 40}};
+    /* (M, N, K): one row (matvec), 2..8 rows (weights streamed once for all rows), more rows
+     * (panels): K % 64, % 16 and % 8 tails; M around the 6-row tile (every edge tile 1..5);
+     * N around the 16-column panel; K over the 256-deep block; the last two are large enough
+     * to run on every thread. */
+    const int shapes[][3] = {{1, 1, 1},     {1, 3, 5},     {1, 37, 29},   {1, 64, 896},
+                             {1, 130, 67},  {2, 5, 7},     {3, 17, 33},   {5, 16, 16},
+                             {6, 33, 100},  {7, 70, 300},  {8, 21, 77},   {4, 1, 9},
+                             {13, 50, 37},  {9, 30, 45},   {17, 40, 70},  {12, 48, 513},
+                             {200, 20, 40}, {40, 70, 300}, {1, 300, 260}, {64, 70, 300}};
     for (int p = 0; p < 3; p++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             matmul_case(PRECISIONS[p], shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));

@@ -7,7 +7,8 @@
  *   build/bench_cpu_matvec [precision: bf16|f16|f32] [prefill rows, default 128]
  *
  * (a) bandwidth: a streaming read-sum over 1 GiB with every thread (best of 10, each pass
- *     right before a decode token), and a 512 MiB memcpy (read + write bytes counted);
+ *     right before a decode token), and a 512 MiB memcpy (read + write bytes counted); all
+ *     memory comes from the backend's alloc, as the weights of a loaded model do;
  * (b) decode: the matrices of one token of Qwen2.5-0.5B (24 layers of qkv 1152x896, o 896x896,
  *     gate/up 9728x896, down 896x4864, then lm_head 151936x896) through the backend's matmul
  *     with one row; bytes of weights read per token / time per token, and its fraction of (a);
@@ -72,10 +73,19 @@ static double read_pass(const float *a, size_t n) {
     return n * sizeof(float) / dt / 1e9;
 }
 
-static double bandwidth_memcpy(void) {
+/* Memory from the backend, as the model's weights get it (2 MiB aligned, huge pages). */
+static void *balloc(backend *be, size_t bytes) {
+    void *p = NULL;
+    if (be->ops->alloc(be, bytes, &p) != LLMRT_OK) {
+        fprintf(stderr, "bench: %s\n", llmrt_last_error());
+        exit(1);
+    }
+    return p;
+}
+
+static double bandwidth_memcpy(backend *be) {
     size_t bytes = (size_t)512 << 20;
-    char *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes);
-    if (!a || !b) return 0;
+    char *a = balloc(be, bytes), *b = balloc(be, bytes);
     memset(a, 1, bytes);
     memset(b, 2, bytes);
     double best = 1e30;
@@ -90,8 +100,8 @@ static double bandwidth_memcpy(void) {
         double dt = now() - t0;
         if (dt < best) best = dt;
     }
-    free(a);
-    free(b);
+    be->ops->free(be, a);
+    be->ops->free(be, b);
     return 2.0 * bytes / best / 1e9;
 }
 
@@ -107,33 +117,33 @@ int main(int argc, char **argv) {
     int prefill_rows = argc > 2 ? atoi(argv[2]) : 128;
     printf("threads: %d, precision %s\n", omp_get_max_threads(), dtype_name(dt));
 
-    double bw_copy = bandwidth_memcpy();
+    backend *be;
+    if (cpu_backend_create(&be, dt) != LLMRT_OK) return 1;
+    double bw_copy = bandwidth_memcpy(be);
     size_t nread = (size_t)1 << 28; /* 1 GiB of floats */
-    float *rd = aligned_alloc(64, nread * sizeof(float));
+    float *rd = balloc(be, nread * sizeof(float));
 #pragma omp parallel for
     for (size_t i = 0; i < nread; i++)
         rd[i] = (float)(i & 1023);
 
-    backend *be;
-    if (cpu_backend_create(&be, dt) != LLMRT_OK) return 1;
     size_t es = dtype_size(dt), total = 0;
     bweight w[LAYERS][NMAT], head;
     for (int l = 0; l < LAYERS; l++)
         for (int m = 0; m < NMAT; m++) {
             size_t bytes = (size_t)SHAPES[m][0] * SHAPES[m][1] * es;
-            w[l][m] = (bweight){aligned_alloc(64, bytes), dt, SHAPES[m][0], SHAPES[m][1]};
+            w[l][m] = (bweight){balloc(be, bytes), dt, SHAPES[m][0], SHAPES[m][1]};
             fill_random(w[l][m].data, bytes, (unsigned)(l * 7 + m));
             total += bytes;
         }
     size_t hbytes = (size_t)VOCAB * HIDDEN * es;
-    head = (bweight){aligned_alloc(64, hbytes), dt, VOCAB, HIDDEN};
+    head = (bweight){balloc(be, hbytes), dt, VOCAB, HIDDEN};
     fill_random(head.data, hbytes, 999);
     total += hbytes;
 
     int max_rows = prefill_rows > 1 ? prefill_rows : 1;
-    float *x = aligned_alloc(64, sizeof(float) * max_rows * 4864);
-    float *y = aligned_alloc(64, sizeof(float) * max_rows * 9728);
-    float *logits = aligned_alloc(64, sizeof(float) * VOCAB * (size_t)max_rows);
+    float *x = balloc(be, sizeof(float) * max_rows * 4864);
+    float *y = balloc(be, sizeof(float) * max_rows * 9728);
+    float *logits = balloc(be, sizeof(float) * VOCAB * (size_t)max_rows);
     for (size_t i = 0; i < (size_t)max_rows * 4864; i++)
         x[i] = (float)((i % 97) - 48) / 48.0f;
     int32_t *ids = calloc(max_rows, sizeof *ids), pos[1] = {0};
@@ -155,7 +165,7 @@ int main(int argc, char **argv) {
         if (tok >= 2 && dt_tok < best) best = dt_tok;
         if (tok >= 2 && g > bw) bw = g;
     }
-    free(rd);
+    be->ops->free(be, rd);
     printf("memory bandwidth: read-sum %.1f GB/s, memcpy (read+write) %.1f GB/s\n", bw, bw_copy);
     double gbs = total / best / 1e9;
     printf("decode matvec: %.1f MB of weights per token, %.2f ms/token (best of 10), %.1f GB/s = "
@@ -185,9 +195,9 @@ int main(int argc, char **argv) {
     }
     for (int l = 0; l < LAYERS; l++)
         for (int m = 0; m < NMAT; m++)
-            free(w[l][m].data);
-    free(head.data);
-    free(x), free(y), free(logits), free(ids);
+            be->ops->free(be, w[l][m].data);
+    be->ops->free(be, head.data);
+    be->ops->free(be, x), be->ops->free(be, y), be->ops->free(be, logits), free(ids);
     backend_free(be);
     return 0;
 }

@@ -8,9 +8,11 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/sysinfo.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -20,17 +22,28 @@
 
 /* ---- memory ---- */
 
+/* Large blocks (weights, KV caches) are aligned to 2 MiB and marked for transparent huge
+ * pages: streaming a gigabyte of weights through 4 KiB pages costs a TLB miss every 4 KiB,
+ * and in a virtual machine each miss is a two-level page walk. Measured on the 2-core KVM box
+ * (lm_head 151936 x 896 BF16, one thread): 6.4 GB/s with 4 KiB pages, 11.0 GB/s with huge
+ * pages. The kernel may ignore the advice (THP off): the memory is then just aligned. */
+#define CPU_HUGE_PAGE ((size_t)2 << 20)
+
 static llmrt_status cpu_alloc(backend *be, size_t bytes, void **out) {
     (void)be;
-    size_t n = (bytes + 63) / 64 * 64;
+    size_t align = bytes >= CPU_HUGE_PAGE ? CPU_HUGE_PAGE : 64;
+    size_t n = (bytes + align - 1) / align * align;
     if (n == 0) n = 64;
-    void *p = aligned_alloc(64, n);
+    void *p = bytes <= SIZE_MAX - align ? aligned_alloc(align, n) : NULL;
     if (!p) {
         *out = NULL;
         return err_set(LLMRT_ERR_NOMEM, "cpu alloc: out of host memory allocating %zu bytes",
                        bytes);
     }
-    memset(p, 0, n);
+#ifdef MADV_HUGEPAGE
+    if (align == CPU_HUGE_PAGE) (void)madvise(p, n, MADV_HUGEPAGE); /* advice; may be refused */
+#endif
+    memset(p, 0, n); /* after the advice, so that these first touches take huge pages */
     *out = p;
     return LLMRT_OK;
 }

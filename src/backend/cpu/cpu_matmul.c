@@ -3,11 +3,12 @@
  *
  * Why it is written this way:
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
- *    weight is read once. matvec_range streams four weight rows at a time with two 8-lane
- *    accumulators each (8 independent FMA chains hide the FMA latency), widening BF16 by a
- *    16-bit shift and F16 with F16C as it loads, prefetching ahead of each row stream.
- *    Threads take chunks of output rows. Two to four rows (batched decode) still stream the
- *    weights once, each weight feeding every row (matvec_rows).
+ *    weight is read once. matvec_range reads the weights front to back with eight 8-lane
+ *    accumulators (8 independent FMA chains hide the FMA latency), widening F16 with F16C as
+ *    it loads (BF16: matvec_range_bf16, a shift and a mask per 16 weights), prefetching 1 KiB
+ *    ahead; the weights sit in huge pages (cpu_alloc). Threads take chunks of output rows. Two to
+ * eight rows (batched decode, short prompts) still stream the weights once, each weight feeding
+ * every row (matvec_rows).
  *  - Several rows (prefill, batches) reuse each weight many times, so the product should be
  *    bound by arithmetic. gemm_blocked converts a panel of 16 weight rows x GEMM_KC columns to
  *    F32 once, transposed to [k][16] so that a 6 x 16 register tile of the output (12
@@ -25,6 +26,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -72,67 +74,88 @@ void cpu_row_to_f32(float *dst, const void *src, dtype dt, int64_t n) {
 
 /* ---- one row: matrix-vector product ---- */
 
-/* Bytes ahead of the current position that each weight row stream is prefetched. */
-#define MATVEC_PREFETCH 256
+/* Bytes ahead of the current position that a weight stream is prefetched. With 2 MiB pages
+ * (cpu_alloc), one thread, lm_head 151936 x 896 BF16: 256 B 11.7 GB/s, 1 KiB 12.8-13.1,
+ * 1.5 KiB 13.2, 4 KiB 10.0; no prefetch 10.4. */
+#define MATVEC_PREFETCH 1024
 
-/* out[n] = W[n, :] . x (+ bias[n]) for n0 <= n < n1. */
+/* out[n] = W[n, :] . x (+ bias[n]) for n0 <= n < n1: one weight row at a time, front to back
+ * (a single sequential stream, as the hardware prefetcher likes best; four interleaved rows
+ * measured 20% slower), eight accumulators over 64 columns. */
 INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const void *w /* [N, K] */,
                          int64_t K, int64_t n0, int64_t n1, dtype dt, const float *bias) {
-    const int64_t K16 = K & ~(int64_t)15;
-    const char *wb = w; /* prefetch addresses may run past the matrix: prefetches never fault */
+    const int64_t K64 = K & ~(int64_t)63, K8 = K & ~(int64_t)7;
     const size_t es = dtype_size(dt);
-    int64_t n = n0;
-    for (; n + 4 <= n1; n += 4) {
-        const size_t r0 = (size_t)n * K, r1 = r0 + K, r2 = r1 + K, r3 = r2 + K;
-        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0,
-               b3 = a0;
-        for (int64_t k = 0; k < K16; k += 16) {
-            /* the hardware prefetcher alone leaves bandwidth unused (measured: docs/PERF.md) */
-            _mm_prefetch(wb + (r0 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
-            _mm_prefetch(wb + (r1 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
-            _mm_prefetch(wb + (r2 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
-            _mm_prefetch(wb + (r3 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
-            __m256 xl = _mm256_loadu_ps(x + k), xh = _mm256_loadu_ps(x + k + 8);
-            a0 = _mm256_fmadd_ps(load8(w, r0 + k, dt), xl, a0);
-            b0 = _mm256_fmadd_ps(load8(w, r0 + k + 8, dt), xh, b0);
-            a1 = _mm256_fmadd_ps(load8(w, r1 + k, dt), xl, a1);
-            b1 = _mm256_fmadd_ps(load8(w, r1 + k + 8, dt), xh, b1);
-            a2 = _mm256_fmadd_ps(load8(w, r2 + k, dt), xl, a2);
-            b2 = _mm256_fmadd_ps(load8(w, r2 + k + 8, dt), xh, b2);
-            a3 = _mm256_fmadd_ps(load8(w, r3 + k, dt), xl, a3);
-            b3 = _mm256_fmadd_ps(load8(w, r3 + k + 8, dt), xh, b3);
+    for (int64_t n = n0; n < n1; n++) {
+        const size_t r = (size_t)n * K;
+        __m256 a[8];
+        for (int u = 0; u < 8; u++)
+            a[u] = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k < K64; k += 64) {
+            /* prefetches past the matrix's end are harmless (they never fault) */
+            const char *ahead = (const char *)w + (r + k) * es + MATVEC_PREFETCH;
+            for (size_t l = 0; l < 64 * es; l += 64)
+                _mm_prefetch(ahead + l, _MM_HINT_T0);
+            for (int u = 0; u < 8; u++)
+                a[u] = _mm256_fmadd_ps(load8(w, r + k + 8 * u, dt), _mm256_loadu_ps(x + k + 8 * u),
+                                       a[u]);
         }
-        float s0 = hsum8(_mm256_add_ps(a0, b0)), s1 = hsum8(_mm256_add_ps(a1, b1));
-        float s2 = hsum8(_mm256_add_ps(a2, b2)), s3 = hsum8(_mm256_add_ps(a3, b3));
-        for (int64_t k = K16; k < K; k++) {
-            float xk = x[k];
-            s0 += load1(w, r0 + k, dt) * xk;
-            s1 += load1(w, r1 + k, dt) * xk;
-            s2 += load1(w, r2 + k, dt) * xk;
-            s3 += load1(w, r3 + k, dt) * xk;
-        }
-        if (bias) {
-            s0 += bias[n];
-            s1 += bias[n + 1];
-            s2 += bias[n + 2];
-            s3 += bias[n + 3];
-        }
-        out[n] = s0;
-        out[n + 1] = s1;
-        out[n + 2] = s2;
-        out[n + 3] = s3;
+        for (; k < K8; k += 8)
+            a[0] = _mm256_fmadd_ps(load8(w, r + k, dt), _mm256_loadu_ps(x + k), a[0]);
+        __m256 t =
+            _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
+                          _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7])));
+        float sum = hsum8(t);
+        for (; k < K; k++)
+            sum += load1(w, r + k, dt) * x[k];
+        out[n] = sum + (bias ? bias[n] : 0.0f);
     }
-    for (; n < n1; n++) {
-        const size_t r0 = (size_t)n * K;
-        __m256 a0 = _mm256_setzero_ps(), b0 = a0;
-        for (int64_t k = 0; k < K16; k += 16) {
-            a0 = _mm256_fmadd_ps(load8(w, r0 + k, dt), _mm256_loadu_ps(x + k), a0);
-            b0 = _mm256_fmadd_ps(load8(w, r0 + k + 8, dt), _mm256_loadu_ps(x + k + 8), b0);
+}
+
+/* matvec_range for BF16 weights with the input split by parity: a 32-byte load of 16 BF16
+ * weights holds, in each 32-bit lane i, the weights of columns 2i (low half) and 2i + 1 (high
+ * half); a shift and a mask turn it into two F32 vectors without moving data across lanes, so
+ * xp holds each 16 inputs as [the 8 even columns | the 8 odd columns]. Fewer instructions per
+ * byte than widening 8 at a time. Columns from K16 on are read from x as usual. */
+INLINE void matvec_range_bf16(float *out /* [N] */, const float *x /* [K] */,
+                              const float *xp /* [K16] */, const uint16_t *w /* [N, K] */,
+                              int64_t K, int64_t n0, int64_t n1, const float *bias) {
+    const int64_t K64 = K & ~(int64_t)63, K16 = K & ~(int64_t)15;
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    for (int64_t n = n0; n < n1; n++) {
+        const uint16_t *wr = w + (size_t)n * K;
+        __m256 a[8];
+        for (int u = 0; u < 8; u++)
+            a[u] = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k < K64; k += 64) {
+            const char *ahead = (const char *)(wr + k) + MATVEC_PREFETCH;
+            _mm_prefetch(ahead, _MM_HINT_T0);
+            _mm_prefetch(ahead + 64, _MM_HINT_T0);
+            for (int u = 0; u < 4; u++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(wr + k + 16 * u));
+                __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+                __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+                a[2 * u] = _mm256_fmadd_ps(we, _mm256_loadu_ps(xp + k + 16 * u), a[2 * u]);
+                a[2 * u + 1] =
+                    _mm256_fmadd_ps(wo, _mm256_loadu_ps(xp + k + 16 * u + 8), a[2 * u + 1]);
+            }
         }
-        float s = hsum8(_mm256_add_ps(a0, b0));
-        for (int64_t k = K16; k < K; k++)
-            s += load1(w, r0 + k, dt) * x[k];
-        out[n] = s + (bias ? bias[n] : 0.0f);
+        for (; k < K16; k += 16) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(wr + k));
+            a[0] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)),
+                                   _mm256_loadu_ps(xp + k), a[0]);
+            a[1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi)),
+                                   _mm256_loadu_ps(xp + k + 8), a[1]);
+        }
+        __m256 t =
+            _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
+                          _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7])));
+        float sum = hsum8(t);
+        for (; k < K; k++)
+            sum += bf16_to_f32(wr[k]) * x[k];
+        out[n] = sum + (bias ? bias[n] : 0.0f);
     }
 }
 
@@ -142,60 +165,73 @@ INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const v
 #define MATVEC_CHUNK 64
 
 /* Up to this many rows the product streams the weights (matvec_few); beyond, it converts them
- * into panels once and is bound by arithmetic (gemm_blocked). */
-#define MATVEC_MAX_ROWS 4
+ * into panels once and is bound by arithmetic (gemm_blocked). Measured (lm_head 151936 x 896,
+ * BF16, one thread): 1-8 rows streamed 19, 22, 26, 28, 29-31, 34, 40-42, 45-46 ms; 5-8 rows
+ * through the panels 45-57 ms. (Two vectors per step for 7 and 8 rows spill: slower.) */
+#define MATVEC_MAX_ROWS 8
 
 static void matvec(float *out, const float *x, const bweight *W, const float *bias) {
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
     const dtype dt = W->dt;
     const void *w = W->data;
+    float *xp = NULL; /* [K16] x split by parity, for matvec_range_bf16 */
+    if (dt == DT_BF16 && (xp = malloc(sizeof(float) * (size_t)(K & ~(int64_t)15) + 1))) {
+        for (int64_t k = 0; k + 16 <= K; k += 16)
+            for (int i = 0; i < 8; i++) {
+                xp[k + i] = x[k + 2 * i];
+                xp[k + 8 + i] = x[k + 2 * i + 1];
+            }
+    }
     /* Small products stay on one thread: a parallel region costs more than they do. */
 #pragma omp parallel for schedule(dynamic, 1) if (N * K >= 65536)
     for (int64_t c = 0; c < chunks; c++) {
         int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
-        if (dt == DT_BF16)
+        if (xp)
+            matvec_range_bf16(out, x, xp, w, K, n0, n1, bias);
+        else if (dt == DT_BF16)
             matvec_range(out, x, w, K, n0, n1, DT_BF16, bias);
         else if (dt == DT_F16)
             matvec_range(out, x, w, K, n0, n1, DT_F16, bias);
         else
             matvec_range(out, x, w, K, n0, n1, DT_F32, bias);
     }
+    free(xp);
 }
 
 /* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < mr and n0 <= n < n1: the matvec for a
- * few rows (batched decode), reading each weight once for all of them. nb weight rows at a
- * time times mr inputs make the independent accumulators (both constants where inlined);
- * n1 - n0 must be a multiple of nb. */
-INLINE void matvec_rows(int mr, int nb, float *out /* [mr, ldo] */, int64_t ldo,
+ * few rows (batched decode), reading each weight once for all of them, one weight row at a
+ * time front to back like matvec_range. nu vectors of columns per step times mr inputs make
+ * the independent accumulators (mr and nu are constants where this is inlined). */
+INLINE void matvec_rows(int mr, int nu, float *out /* [mr, ldo] */, int64_t ldo,
                         const float *x /* [mr, K] */, const void *w /* [N, K] */, int64_t K,
                         int64_t n0, int64_t n1, dtype dt, const float *bias) {
-    const int64_t K8 = K & ~(int64_t)7;
-    const char *wb = w;
+    const int64_t step = 8 * nu, Ks = K / step * step;
     const size_t es = dtype_size(dt);
-    for (int64_t n = n0; n + nb <= n1; n += nb) {
-        __m256 acc[4][4];
-        for (int j = 0; j < nb; j++)
-            for (int m = 0; m < mr; m++)
-                acc[j][m] = _mm256_setzero_ps();
-        for (int64_t k = 0; k < K8; k += 8) {
-            __m256 xv[4];
-            for (int m = 0; m < mr; m++)
-                xv[m] = _mm256_loadu_ps(x + m * K + k);
-            for (int j = 0; j < nb; j++) {
-                size_t at = (size_t)(n + j) * K + k;
-                _mm_prefetch(wb + at * es + MATVEC_PREFETCH, _MM_HINT_T0);
-                __m256 wv = load8(w, at, dt);
+    for (int64_t n = n0; n < n1; n++) {
+        const size_t r = (size_t)n * K;
+        __m256 acc[8][4];
+        for (int m = 0; m < mr; m++)
+            for (int u = 0; u < nu; u++)
+                acc[m][u] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < Ks; k += step) {
+            const char *ahead = (const char *)w + (r + k) * es + MATVEC_PREFETCH;
+            for (size_t l = 0; l < (size_t)step * es; l += 64)
+                _mm_prefetch(ahead + l, _MM_HINT_T0);
+            for (int u = 0; u < nu; u++) {
+                __m256 wv = load8(w, r + k + 8 * u, dt);
                 for (int m = 0; m < mr; m++)
-                    acc[j][m] = _mm256_fmadd_ps(wv, xv[m], acc[j][m]);
+                    acc[m][u] =
+                        _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + m * K + k + 8 * u), acc[m][u]);
             }
         }
-        for (int j = 0; j < nb; j++) {
-            for (int m = 0; m < mr; m++) {
-                float s = hsum8(acc[j][m]);
-                for (int64_t k = K8; k < K; k++)
-                    s += load1(w, (size_t)(n + j) * K + k, dt) * x[m * K + k];
-                out[m * ldo + n + j] = s + (bias ? bias[n + j] : 0.0f);
-            }
+        for (int m = 0; m < mr; m++) {
+            __m256 t = acc[m][0];
+            for (int u = 1; u < nu; u++)
+                t = _mm256_add_ps(t, acc[m][u]);
+            float sum = hsum8(t);
+            for (int64_t k = Ks; k < K; k++)
+                sum += load1(w, r + k, dt) * x[m * K + k];
+            out[m * ldo + n] = sum + (bias ? bias[n] : 0.0f);
         }
     }
 }
@@ -204,14 +240,15 @@ static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, con
                             int64_t n0, int64_t n1, const float *bias) {
     const void *w = W->data;
     const int64_t K = W->cols;
-    const int64_t nb2 = n0 + (n1 - n0) / 2 * 2, nb4 = n0 + (n1 - n0) / 4 * 4;
 #define MATVEC_ROWS_DT(dt)                                                                         \
     do {                                                                                           \
-        if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, K, n0, nb4, dt, bias);                      \
-        if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
-        if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
-        for (int64_t n = mr == 2 ? nb4 : nb2; n < n1; n++)                                         \
-            matvec_rows(mr, 1, out, ldo, x, w, K, n, n + 1, dt, bias);                             \
+        if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 5) matvec_rows(5, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 6) matvec_rows(6, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 7) matvec_rows(7, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 8) matvec_rows(8, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
     } while (0)
     if (W->dt == DT_BF16)
         MATVEC_ROWS_DT(DT_BF16);
@@ -222,7 +259,7 @@ static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, con
 #undef MATVEC_ROWS_DT
 }
 
-/* A few rows (2..4): chunks of output columns, like matvec. */
+/* A few rows (2..MATVEC_MAX_ROWS): chunks of output columns, like matvec. */
 static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, const float *bias) {
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
 #pragma omp parallel for schedule(dynamic, 1) if (N * K >= 65536)
