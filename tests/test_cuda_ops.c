@@ -470,6 +470,8 @@ static void test_attention(void) {
         {"prefill, window larger than a tile", 4, 1, 64, 2, 100, 256, 70, 0, {0, 90}, {0, 5}},
         {"prefill, head_dim 256, softcap", 4, 1, 256, 1, 17, 64, 0, 30.0f, {3}, {0}},
         {"prefill, MQA, 3 sequences", 8, 1, 64, 3, 16, 64, 0, 0, {0, 1, 40}, {0, 1, 2}},
+        {"prefill, head_dim 96 (wmma kernel), GQA", 6, 2, 96, 1, 33, 64, 0, 0, {5}, {2}},
+        {"prefill, head_dim 128, window 40, 150 tokens", 4, 2, 128, 1, 150, 256, 40, 0, {20}, {0}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attn_case(&cases[i]);
 }

@@ -227,23 +227,27 @@ __global__ void kernel_attn_combine(T *out /* [rows, H * hd] */,
     __shared__ float inv_l;
     int h = blockIdx.x, r = blockIdx.y;
     size_t base = ((size_t)r * H + h) * n_split;
-    if (threadIdx.x < 32) {
-        float2 a = threadIdx.x < n_split ? part_ml[base + threadIdx.x] : make_float2(-INFINITY, 0.0f);
-        float2 b = threadIdx.x + 32 < n_split ? part_ml[base + threadIdx.x + 32]
-                                              : make_float2(-INFINITY, 0.0f);
+    if (threadIdx.x < 32) { /* lane i holds splits i and i + 32 */
+        int l = threadIdx.x;
+        float2 a = l < n_split ? part_ml[base + l] : make_float2(-INFINITY, 0.0f);
+        float2 b = l + 32 < n_split ? part_ml[base + l + 32] : make_float2(-INFINITY, 0.0f);
         float M = warp_max(fmaxf(a.y > 0.0f ? a.x : -INFINITY, b.y > 0.0f ? b.x : -INFINITY));
         float wa = a.y > 0.0f ? __expf(a.x - M) : 0.0f, wb = b.y > 0.0f ? __expf(b.x - M) : 0.0f;
         float L = warp_sum(wa * a.y + wb * b.y);
-        if (threadIdx.x == 0) {
-            int n = 0;
-            for (int s = 0; s < n_split; s++) {
-                float2 ml = part_ml[base + s];
-                if (ml.y > 0.0f) {
-                    w_s[n] = __expf(ml.x - M);
-                    idx_s[n++] = s;
-                }
-            }
-            n_s = n;
+        unsigned ma = __ballot_sync(0xffffffffu, a.y > 0.0f), mb = __ballot_sync(0xffffffffu, b.y > 0.0f);
+        unsigned below = (1u << l) - 1u;
+        if (a.y > 0.0f) {
+            int at = __popc(ma & below);
+            w_s[at] = wa;
+            idx_s[at] = l;
+        }
+        if (b.y > 0.0f) {
+            int at = __popc(ma) + __popc(mb & below);
+            w_s[at] = wb;
+            idx_s[at] = l + 32;
+        }
+        if (l == 0) {
+            n_s = __popc(ma) + __popc(mb);
             inv_l = L > 0.0f ? 1.0f / L : 0.0f;
         }
     }
@@ -446,6 +450,8 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
     g.window = a->window;
     g.scale = a->scale;
     g.softcap = a->softcap;
+    if (cuda_flash_supports(c, a) && !c->attn_split_only)
+        return cuda_launch_flash(c, out, qkv, cache, a);
     if (c->dt != DT_F32 && c->n_tokens >= 16 && g.hd % 16 == 0 && g.hd <= FA_MAX_HD &&
         !c->attn_split_only) {
         if (c->dt == DT_F16)

@@ -159,6 +159,9 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
                                 const bweight *W, const float *bias, float softcap);
 llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
                                    const attn_params *a);
+int cuda_flash_supports(const cuda_ctx *c, const attn_params *a);
+llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
+                               const attn_params *a);
 llmrt_status cuda_matmul_init(cuda_ctx *c);
 void cuda_matmul_free(cuda_ctx *c);
 
