@@ -521,6 +521,10 @@ static void test_attention(void) {
     attn_run(&mqa, "MQA decode over 151 keys (several softmax blocks)");
     attn_case mqa_pre = {3, 1, 9, 1, 70, 80, 0, {5, 0}, {0, 0}, 0.33f, 0};
     attn_run(&mqa_pre, "MQA prefill of 70 rows, odd head_dim");
+    attn_case wide = {4, 2, 64, 1, 3, 200, 0, {130, 0}, {0, 0}, 0.125f, 0};
+    attn_run(&wide, "head_dim 64 over 133 keys (AVX2 paths, several blocks)");
+    attn_case wide2 = {2, 1, 72, 2, 2, 40, 0, {20, 30}, {0, 5}, 0.12f, 0};
+    attn_run(&wide2, "head_dim 72 (64 + 8)");
     attn_case win = {4, 2, 8, 2, 4, 32, 4, {6, 10}, {0, 0}, 0.35f, 0};
     attn_run(&win, "window 4 < sequence");
     attn_case ring = {4, 2, 8, 2, 3, 6, 4, {10, 13}, {0, 0}, 0.35f, 0};
@@ -547,6 +551,48 @@ static void test_attention(void) {
     backend_free(be);
 }
 
+/* qkv_finish then attention over a whole sequence gives the same rows whether the sequence
+ * comes as one prefill step into a large cache, or in steps of 1-2 tokens into a ring buffer
+ * just large enough for the window: the ops agree on slots, positions and windows. */
+static void run_steps(const float *qkv_in /* [L, W] */, float *out /* [L, H * hd] */, int L,
+                      int cap, const int *steps, int start) {
+    const int H = 4, Hkv = 2, hd = 8, W = (H + 2 * Hkv) * hd, window = 3;
+    backend *be = make_backend(DT_F32);
+    float *kc = calloc((size_t)Hkv * cap * hd, sizeof(float));
+    float *vc = calloc((size_t)Hkv * cap * hd, sizeof(float));
+    float inv_freq[4] = {1.0f, 0.1f, 0.01f, 0.001f};
+    rope_params rp = {inv_freq, hd, 1.0f};
+    attn_params a = {H, Hkv, hd, 0.35f, window, 0.0f};
+    kv_layer cache = {kc, vc, cap, 1};
+    float *qkv = malloc(sizeof(float) * L * W);
+    memcpy(qkv, qkv_in, sizeof(float) * L * W);
+    int32_t ids[16] = {0};
+    for (int p = 0, i = 0; p < L; p += steps[i++]) {
+        int32_t pos[1] = {p}, st[1] = {start};
+        begin(be, 1, steps[i], ids, pos, st);
+        CHECK_OK(be->ops->qkv_finish(be, qkv + (size_t)p * W, &a, NULL, NULL, &rp, &cache));
+        CHECK_OK(be->ops->attention(be, out + (size_t)p * H * hd, qkv + (size_t)p * W, &cache, &a));
+    }
+    free(kc), free(vc), free(qkv);
+    backend_free(be);
+}
+
+static void test_steps_agree(void) {
+    const int L = 9, O = 4 * 8;
+    float *qkv = rand_vec((size_t)L * (4 + 2 * 2) * 8, -1, 1, 91);
+    float one[9 * 32], ring[9 * 32], dec[9 * 32];
+    for (int start = 0; start < 3; start += 2) { /* without and with left padding */
+        int all[1] = {9}, twos[5] = {2, 2, 2, 2, 1}, ones[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+        run_steps(qkv, one, L, 16, all, start);
+        run_steps(qkv, ring, L, 4, twos, start); /* cap 4 = window 3 + 2 tokens - 1 */
+        run_steps(qkv, dec, L, 3, ones, start);  /* cap 3 = the window */
+        /* the same F32 operations in the same order: equal up to a few ulps */
+        CHECK(test_allclose(ring, one, (size_t)L * O, 1e-6f, 1e-6f, "steps of 2, ring"));
+        CHECK(test_allclose(dec, one, (size_t)L * O, 1e-6f, 1e-6f, "steps of 1, ring"));
+    }
+    free(qkv);
+}
+
 int main(void) {
     RUN(test_memory);
     RUN(test_step);
@@ -558,5 +604,6 @@ int main(void) {
     RUN(test_last_rows);
     RUN(test_qkv_finish);
     RUN(test_attention);
+    RUN(test_steps_agree);
     return test_summary();
 }

@@ -1,11 +1,109 @@
-/* logits.c — placeholder, being written. */
+/* logits.c — `llmrt logits`: the logits at every prompt position from one teacher-forced
+ * pass, as JSON, so that anyone can compare llmrt with another implementation. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "args.h"
 #include "commands.h"
+#include "common.h"
+#include "runtime/session.h"
+
+static void usage(void) {
+    printf("usage: llmrt logits --model DIR --prompt-ids 1,2,3 [--precision FP32|FP16|BF16]\n"
+           "                    [--device cpu|cuda]\n"
+           "Prints {\"prompt_ids\": [...], \"logits\": [[vocab floats] per position]}.\n");
+}
+
+static size_t reserve(const model_config *c, void *ud, dtype act, dtype kv) {
+    return session_bytes(c, (const session_opts *)ud, act, kv);
+}
 
 int cmd_logits(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "llmrt logits: not built yet\n");
-    return 2;
+    cli_model cm = {.precision = DT_F32, .device = "cpu"};
+    int32_t *ids = NULL;
+    int n = 0;
+    args a;
+    args_init(&a, "logits", argc, argv);
+    while (args_next(&a)) {
+        if (args_is(&a, "help") || args_is(&a, "h")) {
+            usage();
+            return 0;
+        } else if (args_is(&a, "model")) {
+            cm.model_dir = args_value(&a);
+        } else if (args_is(&a, "prompt_ids")) {
+            free(ids);
+            n = args_parse_ids(args_value(&a), &ids, "prompt-ids");
+            if (n < 0) return 2;
+        } else if (args_is(&a, "precision") || args_is(&a, "model_precision")) {
+            const char *v = args_value(&a);
+            if (!cli_parse_precision(v, &cm.precision)) {
+                fprintf(stderr, "llmrt logits: --precision must be FP32, FP16 or BF16, got '%s'\n",
+                        v);
+                return 2;
+            }
+        } else if (args_is(&a, "device")) {
+            cm.device = args_value(&a);
+        } else {
+            args_unknown(&a);
+        }
+    }
+    if (!ids) {
+        fprintf(stderr, "llmrt logits: --prompt-ids is required\n");
+        return 2;
+    }
+    session_opts so = {.batch = 1, .max_seq = n, .mode = KV_STATIC, .all_logits = true};
+    if (!cli_model_open(&cm, "logits", reserve, &so)) {
+        free(ids);
+        return 1;
+    }
+    const model_config *c = &cm.m->cfg;
+    int rc = 0;
+    session *s = NULL;
+    float *logits = NULL;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= c->vocab) {
+            fprintf(stderr, "llmrt logits: --prompt-ids: id %d is outside the vocabulary (0..%d)\n",
+                    ids[i], c->vocab - 1);
+            rc = 2;
+            goto out;
+        }
+    if (n > c->max_pos) {
+        fprintf(stderr, "llmrt logits: the prompt has %d tokens, more than the model's context (%d)\n",
+                n, c->max_pos);
+        rc = 2;
+        goto out;
+    }
+    logits = malloc((size_t)n * (size_t)c->vocab * sizeof *logits);
+    if (!logits || session_create(&s, cm.m, &so) != LLMRT_OK ||
+        session_forward(s, ids, n, true, logits) != LLMRT_OK) {
+        rc = cli_fail("logits");
+        goto out;
+    }
+    for (size_t i = 0; i < (size_t)n * (size_t)c->vocab; i++)
+        if (!isfinite(logits[i])) {
+            fprintf(stderr,
+                    "llmrt logits: the logits at position %zu are not finite (%g) in %s: the "
+                    "precision overflowed; use BF16 or FP32\n",
+                    i / (size_t)c->vocab, logits[i], dtype_name(cm.precision));
+            rc = 1;
+            goto out;
+        }
+    printf("{\"prompt_ids\": [");
+    for (int i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
+    printf("], \"logits\": [");
+    for (int i = 0; i < n; i++) {
+        printf("%s[", i ? ",\n" : "\n");
+        const float *row = logits + (size_t)i * c->vocab;
+        for (int v = 0; v < c->vocab; v++) printf(v ? ", %.8g" : "%.8g", row[v]);
+        printf("]");
+    }
+    printf("]}\n");
+out:
+    session_free(s);
+    free(logits);
+    free(ids);
+    cli_model_close(&cm);
+    return rc;
 }

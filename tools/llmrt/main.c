@@ -13,6 +13,7 @@ static const struct {
     {"logits", cmd_logits, "teacher-forced logits at every prompt position, as JSON"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file under the model"},
 };
 
 static void usage(FILE *f) {

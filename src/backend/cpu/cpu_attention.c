@@ -4,9 +4,18 @@
  * keys (running max and sum, output rescaled when the max grows), so that it needs no scratch
  * memory however long the sequence. K and V are read straight from the cache slot of each
  * position (j % cap); grouped-query heads share a kv head by index (h / (H / Hkv)), never by
- * copying. RoPE follows transformers: angle = (float)pos * inv_freq[i] in F32, cos and sin of
- * it times attn_factor, rotate_half pairing of i with i + rot_dim/2.
+ * copying. With head_dim a multiple of 8 (every real model) the two inner loops use AVX2:
+ * eight keys scored at once (eight independent sums), and the weighted sum of values kept in
+ * registers 64 dims at a time. RoPE follows transformers: angle = (float)pos * inv_freq[i] in F32,
+ * cos and sin of it times attn_factor, rotate_half pairing of i with i + rot_dim/2.
  */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC target("avx2,fma") /* as in cpu_matmul.c: debug builds lack -march */
+#endif
+
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -90,6 +99,67 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
     return LLMRT_OK;
 }
 
+/* sc[j] = q . krow[j] for j < n (unscaled). */
+static void attn_scores(float *sc /* [n] */, const float *q /* [hd] */,
+                        const float *const *krow /* [n] -> [hd] */, int n, int hd) {
+    int j = 0;
+    if (hd % 8 == 0) {
+        for (; j + 8 <= n; j += 8) {
+            __m256 s[8];
+            for (int u = 0; u < 8; u++)
+                s[u] = _mm256_setzero_ps();
+            for (int i = 0; i < hd; i += 8) {
+                __m256 qv = _mm256_loadu_ps(q + i);
+                for (int u = 0; u < 8; u++)
+                    s[u] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(krow[j + u] + i), s[u]);
+            }
+            /* eight horizontal sums at once: sc[j + u] = sum of the lanes of s[u] */
+            __m256 t0 = _mm256_hadd_ps(s[0], s[1]), t1 = _mm256_hadd_ps(s[2], s[3]);
+            __m256 t2 = _mm256_hadd_ps(s[4], s[5]), t3 = _mm256_hadd_ps(s[6], s[7]);
+            __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+            _mm256_storeu_ps(sc + j, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                                   _mm256_permute2f128_ps(u0, u1, 0x31)));
+        }
+    }
+    for (; j < n; j++) {
+        const float *k = krow[j];
+        float d = 0.0f;
+        for (int i = 0; i < hd; i++)
+            d += q[i] * k[i];
+        sc[j] = d;
+    }
+}
+
+/* acc += sum_j e[j] * vrow[j] for j < n. */
+static void attn_accumulate(float *acc /* [hd] */, const float *e /* [n] */,
+                            const float *const *vrow /* [n] -> [hd] */, int n, int hd) {
+    int i0 = 0;
+    if (hd % 8 == 0) {
+        for (; i0 + 64 <= hd; i0 += 64) { /* 8 vectors of the sum stay in registers */
+            __m256 a[8];
+            for (int u = 0; u < 8; u++)
+                a[u] = _mm256_loadu_ps(acc + i0 + 8 * u);
+            for (int j = 0; j < n; j++) {
+                __m256 ev = _mm256_set1_ps(e[j]);
+                for (int u = 0; u < 8; u++)
+                    a[u] = _mm256_fmadd_ps(ev, _mm256_loadu_ps(vrow[j] + i0 + 8 * u), a[u]);
+            }
+            for (int u = 0; u < 8; u++)
+                _mm256_storeu_ps(acc + i0 + 8 * u, a[u]);
+        }
+        for (; i0 < hd; i0 += 8) {
+            __m256 a = _mm256_loadu_ps(acc + i0);
+            for (int j = 0; j < n; j++)
+                a = _mm256_fmadd_ps(_mm256_set1_ps(e[j]), _mm256_loadu_ps(vrow[j] + i0), a);
+            _mm256_storeu_ps(acc + i0, a);
+        }
+        return;
+    }
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < hd; i++)
+            acc[i] += e[j] * vrow[j][i];
+}
+
 /* The first position that a query of sequence b at position p sees. */
 static int64_t first_key(const cpu_state *st, int b, int64_t p, int window) {
     int64_t lo = st->start[b];
@@ -123,7 +193,11 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
     const float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
     const float *kc = cache->k, *vc = cache->v; /* [cache batch, Hkv, cap, hd] */
     const float scale = a->scale, softcap = a->softcap;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (rows * H > 1)
+    /* Short contexts stay on one thread: a parallel region costs more than they do. */
+    int64_t work = 0; /* multiply-adds of q.k and p.v, at most */
+    for (int b = 0; b < st->batch; b++)
+        work += (int64_t)T * (st->pos[b] + T) * H * hd * 2;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= 65536)
     for (int64_t r = 0; r < rows; r++) {
         for (int h = 0; h < H; h++) {
             int b = (int)(r / T);
@@ -138,14 +212,18 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
                 acc[i] = 0.0f;
             for (int64_t j0 = lo; j0 <= p; j0 += ATTN_BLOCK) {
                 int n = p + 1 - j0 < ATTN_BLOCK ? (int)(p + 1 - j0) : ATTN_BLOCK;
+                /* the keys' rows in the cache (one division per block, not per key) */
+                const float *krow[ATTN_BLOCK], *vrow[ATTN_BLOCK];
+                int64_t slot = j0 % cap;
+                for (int j = 0; j < n; j++) {
+                    krow[j] = kh + (size_t)slot * hd;
+                    vrow[j] = vh + (size_t)slot * hd;
+                    if (++slot == cap) slot = 0;
+                }
+                attn_scores(sc, q, krow, n, hd);
                 float bm = -INFINITY;
                 for (int j = 0; j < n; j++) {
-                    const float *kj = kh + (size_t)((j0 + j) % cap) * hd;
-                    float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-                    for (int i = 0; i < hd; i++)
-                        d += q[i] * kj[i];
-                    d *= scale;
+                    float d = sc[j] * scale;
                     if (softcap > 0.0f) d = softcap * tanhf(d / softcap);
                     sc[j] = d;
                     if (d > bm) bm = d;
@@ -153,19 +231,15 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
                 if (bm > m) { /* rescale what was summed under the old max */
                     float corr = expf(m - bm);
                     l *= corr;
-#pragma omp simd
                     for (int i = 0; i < hd; i++)
                         acc[i] *= corr;
                     m = bm;
                 }
                 for (int j = 0; j < n; j++) {
-                    const float *vj = vh + (size_t)((j0 + j) % cap) * hd;
-                    float e = expf(sc[j] - m);
-                    l += e;
-#pragma omp simd
-                    for (int i = 0; i < hd; i++)
-                        acc[i] += e * vj[i];
+                    sc[j] = expf(sc[j] - m);
+                    l += sc[j];
                 }
+                attn_accumulate(acc, sc, vrow, n, hd);
             }
             /* A left-padding row (p < start) sees no key: its output is zero and unused. */
             float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -175,3 +249,7 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
     }
     return LLMRT_OK;
 }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif

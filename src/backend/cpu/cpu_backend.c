@@ -127,7 +127,8 @@ static llmrt_status cpu_step_end(backend *be) {
 
 llmrt_status cpu_check_step(backend *be, const char *op) {
     if (!cpu_state_of(be)->have_step)
-        return err_set(LLMRT_ERR_INVALID, "cpu %s: called outside a step (no step_begin)", op);
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu %s: called outside a step (before step_begin or after step_end)", op);
     return LLMRT_OK;
 }
 
@@ -138,10 +139,11 @@ static int64_t step_rows(backend *be) {
 
 /* ---- embedding ---- */
 
-/* Widens n elements of row `row` of w to F32. */
-static void weight_row_f32(float *dst /* [n] */, const bweight *w, int64_t row, int64_t n) {
-    const char *src = (const char *)w->data + (size_t)row * (size_t)w->cols * dtype_size(w->dt);
-    dtype_convert(dst, DT_F32, src, w->dt, (size_t)n);
+/* Widens n elements of w from row `row`, column `col` to F32. */
+static void weight_row_f32(float *dst /* [n] */, const bweight *w, int64_t row, int64_t col,
+                           int64_t n) {
+    size_t at = (size_t)row * (size_t)w->cols + (size_t)col;
+    cpu_row_to_f32(dst, (const char *)w->data + at * dtype_size(w->dt), w->dt, n);
 }
 
 static llmrt_status cpu_embed(backend *be, void *x_, const bweight *table, const bweight *pos_table,
@@ -175,7 +177,7 @@ static llmrt_status cpu_embed(backend *be, void *x_, const bweight *table, const
 #pragma omp parallel for if (rows * D >= CPU_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         float *xr = x + r * D;
-        weight_row_f32(xr, table, st->ids[r], D);
+        weight_row_f32(xr, table, st->ids[r], 0, D);
 #pragma omp simd
         for (int64_t i = 0; i < D; i++)
             xr[i] *= scale;
@@ -183,12 +185,11 @@ static llmrt_status cpu_embed(backend *be, void *x_, const bweight *table, const
             int b = (int)(r / st->n_tokens);
             int64_t p = (int64_t)st->pos[b] + r % st->n_tokens - st->start[b];
             if (p < 0) p = 0; /* a left-padding row: its output is never used */
-            float prow[1024];
-            for (int64_t i0 = 0; i0 < D; i0 += 1024) {
-                int64_t n = D - i0 < 1024 ? D - i0 : 1024;
-                const char *src = (const char *)pos_table->data +
-                                  ((size_t)p * (size_t)D + (size_t)i0) * dtype_size(pos_table->dt);
-                dtype_convert(prow, DT_F32, src, pos_table->dt, (size_t)n);
+            float prow[256];
+            for (int64_t i0 = 0; i0 < D; i0 += 256) {
+                int64_t n = D - i0 < 256 ? D - i0 : 256;
+                weight_row_f32(prow, pos_table, p, i0, n);
+#pragma omp simd
                 for (int64_t i = 0; i < n; i++)
                     xr[i0 + i] += prow[i];
             }

@@ -5,7 +5,9 @@
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
  *    weight is read once. matvec_range streams four weight rows at a time with two 8-lane
  *    accumulators each (8 independent FMA chains hide the FMA latency), widening BF16 by a
- *    16-bit shift and F16 with F16C as it loads. Threads split the output rows.
+ *    16-bit shift and F16 with F16C as it loads, prefetching ahead of each row stream.
+ *    Threads take chunks of output rows. Two to four rows (batched decode) still stream the
+ *    weights once, each weight feeding every row (matvec_rows).
  *  - Several rows (prefill, batches) reuse each weight many times, so the product should be
  *    bound by arithmetic. gemm_blocked converts a panel of 16 weight rows x GEMM_KC columns to
  *    F32 once, transposed to [k][16] so that a 6 x 16 register tile of the output (12
@@ -53,18 +55,43 @@ INLINE float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+void cpu_row_to_f32(float *dst, const void *src, dtype dt, int64_t n) {
+    int64_t i = 0;
+    if (dt == DT_BF16)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, load8(src, (size_t)i, DT_BF16));
+    else if (dt == DT_F16)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, load8(src, (size_t)i, DT_F16));
+    else
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, load8(src, (size_t)i, DT_F32));
+    for (; i < n; i++)
+        dst[i] = load1(src, (size_t)i, dt);
+}
+
 /* ---- one row: matrix-vector product ---- */
+
+/* Bytes ahead of the current position that each weight row stream is prefetched. */
+#define MATVEC_PREFETCH 256
 
 /* out[n] = W[n, :] . x (+ bias[n]) for n0 <= n < n1. */
 INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const void *w /* [N, K] */,
                          int64_t K, int64_t n0, int64_t n1, dtype dt, const float *bias) {
     const int64_t K16 = K & ~(int64_t)15;
+    const char *wb = w; /* prefetch addresses may run past the matrix: prefetches never fault */
+    const size_t es = dtype_size(dt);
     int64_t n = n0;
     for (; n + 4 <= n1; n += 4) {
         const size_t r0 = (size_t)n * K, r1 = r0 + K, r2 = r1 + K, r3 = r2 + K;
         __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0,
                b3 = a0;
         for (int64_t k = 0; k < K16; k += 16) {
+            /* the hardware prefetcher alone leaves bandwidth unused (measured: docs/PERF.md) */
+            _mm_prefetch(wb + (r0 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch(wb + (r1 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch(wb + (r2 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch(wb + (r3 + k) * es + MATVEC_PREFETCH, _MM_HINT_T0);
             __m256 xl = _mm256_loadu_ps(x + k), xh = _mm256_loadu_ps(x + k + 8);
             a0 = _mm256_fmadd_ps(load8(w, r0 + k, dt), xl, a0);
             b0 = _mm256_fmadd_ps(load8(w, r0 + k + 8, dt), xh, b0);
@@ -109,44 +136,126 @@ INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const v
     }
 }
 
+/* Rows of W per task: 64 rows of 896 BF16 weights are 112 KiB, large enough that handing out a
+ * task costs nothing, small enough that a thread descheduled by the OS (other processes on the
+ * cores) delays the product by little: the others take the remaining tasks. */
+#define MATVEC_CHUNK 64
+
+/* Up to this many rows the product streams the weights (matvec_few); beyond, it converts them
+ * into panels once and is bound by arithmetic (gemm_blocked). */
+#define MATVEC_MAX_ROWS 4
+
 static void matvec(float *out, const float *x, const bweight *W, const float *bias) {
-    const int64_t N = W->rows, K = W->cols, blocks = (N + 3) / 4;
+    const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
     const dtype dt = W->dt;
     const void *w = W->data;
     /* Small products stay on one thread: a parallel region costs more than they do. */
-#pragma omp parallel if (N * K >= 65536)
-    {
-        int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        int64_t n0 = blocks * t / nt * 4, n1 = blocks * (t + 1) / nt * 4;
-        if (n1 > N) n1 = N;
-        if (n0 < n1) {
-            if (dt == DT_BF16)
-                matvec_range(out, x, w, K, n0, n1, DT_BF16, bias);
-            else if (dt == DT_F16)
-                matvec_range(out, x, w, K, n0, n1, DT_F16, bias);
-            else
-                matvec_range(out, x, w, K, n0, n1, DT_F32, bias);
+#pragma omp parallel for schedule(dynamic, 1) if (N * K >= 65536)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
+        if (dt == DT_BF16)
+            matvec_range(out, x, w, K, n0, n1, DT_BF16, bias);
+        else if (dt == DT_F16)
+            matvec_range(out, x, w, K, n0, n1, DT_F16, bias);
+        else
+            matvec_range(out, x, w, K, n0, n1, DT_F32, bias);
+    }
+}
+
+/* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < mr and n0 <= n < n1: the matvec for a
+ * few rows (batched decode), reading each weight once for all of them. nb weight rows at a
+ * time times mr inputs make the independent accumulators (both constants where inlined);
+ * n1 - n0 must be a multiple of nb. */
+INLINE void matvec_rows(int mr, int nb, float *out /* [mr, ldo] */, int64_t ldo,
+                        const float *x /* [mr, K] */, const void *w /* [N, K] */, int64_t K,
+                        int64_t n0, int64_t n1, dtype dt, const float *bias) {
+    const int64_t K8 = K & ~(int64_t)7;
+    const char *wb = w;
+    const size_t es = dtype_size(dt);
+    for (int64_t n = n0; n + nb <= n1; n += nb) {
+        __m256 acc[4][4];
+        for (int j = 0; j < nb; j++)
+            for (int m = 0; m < mr; m++)
+                acc[j][m] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < K8; k += 8) {
+            __m256 xv[4];
+            for (int m = 0; m < mr; m++)
+                xv[m] = _mm256_loadu_ps(x + m * K + k);
+            for (int j = 0; j < nb; j++) {
+                size_t at = (size_t)(n + j) * K + k;
+                _mm_prefetch(wb + at * es + MATVEC_PREFETCH, _MM_HINT_T0);
+                __m256 wv = load8(w, at, dt);
+                for (int m = 0; m < mr; m++)
+                    acc[j][m] = _mm256_fmadd_ps(wv, xv[m], acc[j][m]);
+            }
         }
+        for (int j = 0; j < nb; j++) {
+            for (int m = 0; m < mr; m++) {
+                float s = hsum8(acc[j][m]);
+                for (int64_t k = K8; k < K; k++)
+                    s += load1(w, (size_t)(n + j) * K + k, dt) * x[m * K + k];
+                out[m * ldo + n + j] = s + (bias ? bias[n + j] : 0.0f);
+            }
+        }
+    }
+}
+
+static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, const bweight *W,
+                            int64_t n0, int64_t n1, const float *bias) {
+    const void *w = W->data;
+    const int64_t K = W->cols;
+    const int64_t nb2 = n0 + (n1 - n0) / 2 * 2, nb4 = n0 + (n1 - n0) / 4 * 4;
+#define MATVEC_ROWS_DT(dt)                                                                         \
+    do {                                                                                           \
+        if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, K, n0, nb4, dt, bias);                      \
+        if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
+        if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, nb2, dt, bias);                      \
+        for (int64_t n = mr == 2 ? nb4 : nb2; n < n1; n++)                                         \
+            matvec_rows(mr, 1, out, ldo, x, w, K, n, n + 1, dt, bias);                             \
+    } while (0)
+    if (W->dt == DT_BF16)
+        MATVEC_ROWS_DT(DT_BF16);
+    else if (W->dt == DT_F16)
+        MATVEC_ROWS_DT(DT_F16);
+    else
+        MATVEC_ROWS_DT(DT_F32);
+#undef MATVEC_ROWS_DT
+}
+
+/* A few rows (2..4): chunks of output columns, like matvec. */
+static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, const float *bias) {
+    const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
+#pragma omp parallel for schedule(dynamic, 1) if (N * K >= 65536)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
+        matvec_rows_any((int)M, out, N, x, W, n0, n1, bias);
     }
 }
 
 /* ---- several rows: blocked matrix product ---- */
 
-#define GEMM_MR 6   /* output rows of the register tile */
-#define GEMM_NR 16  /* output columns of the register tile (two 8-lane vectors) */
-#define GEMM_KC 256 /* depth of a packed panel: 16 x 256 floats = 16 KiB, stays in L1 */
-#define GEMM_MC 192 /* input rows per pass over the panels (MC x K floats stay in L2/L3) */
+#define GEMM_MR 6              /* output rows of the register tile */
+#define GEMM_NR 16             /* output columns of the register tile (two 8-lane vectors) */
+#define GEMM_KC 256            /* depth of a packed panel: 16 x 256 floats = 16 KiB, stays in L1 */
+#define GEMM_A_BYTES (1 << 20) /* input bytes of one pass over the panels (stay in L2) */
 
 /* dst[k][i] = W[n0 + i, k0 + k] as F32 for i < nvalid, 0 for nvalid <= i < 16. */
 INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */, int64_t K, int64_t n0,
                        int nvalid, int64_t k0, int kc, dtype dt) {
     if (nvalid < GEMM_NR) memset(dst, 0, sizeof(float) * GEMM_NR * (size_t)kc);
+    const char *wb = w; /* prefetches past the matrix's end are harmless (they never fault) */
+    const size_t es = dtype_size(dt);
     int i = 0;
     /* Eight rows at a time: widen 8 x 8 blocks and transpose them in registers. */
     for (; i + 8 <= nvalid; i += 8) {
         size_t base = (size_t)(n0 + i) * K + k0;
         int k = 0;
         for (; k + 8 <= kc; k += 8) {
+            /* the same rows' next block (or the next rows), a line per row every 32 columns:
+             * 5-10% for 5-32 rows, where converting panels is most of the time */
+            if ((k & 31) == 0)
+                for (int j = 0; j < 8; j++)
+                    _mm_prefetch(wb + (base + (size_t)j * K + k + GEMM_KC) * es, _MM_HINT_T0);
             __m256 r0 = load8(w, base + k, dt), r1 = load8(w, base + K + k, dt);
             __m256 r2 = load8(w, base + 2 * K + k, dt), r3 = load8(w, base + 3 * K + k, dt);
             __m256 r4 = load8(w, base + 4 * K + k, dt), r5 = load8(w, base + 5 * K + k, dt);
@@ -248,11 +357,16 @@ static void pack_panel_any(float *dst, const bweight *W, int64_t n0, int nvalid,
 static void gemm_blocked(float *out, const float *in, int64_t M, const bweight *W,
                          const float *bias) {
     const int64_t N = W->rows, K = W->cols, panels = (N + GEMM_NR - 1) / GEMM_NR;
+    /* Rows per pass: their inputs stay in L2 while every panel goes by; 48..192 rows so that a
+     * panel is converted once per 48 rows or more. (Measured on a 2-core Xeon: a fixed 48, 96
+     * or 192 rows are within 15% of each other; many rows win for K = 896, few for 4864.) */
+    int64_t mc = GEMM_A_BYTES / (K * (int64_t)sizeof(float)) / GEMM_MR * GEMM_MR;
+    mc = mc < 48 ? 48 : mc > 192 ? 192 : mc;
 #pragma omp parallel if (M * N * K >= 262144)
     {
         _Alignas(32) float panel[GEMM_KC * GEMM_NR];
-        for (int64_t mb = 0; mb < M; mb += GEMM_MC) {
-            int64_t mend = mb + GEMM_MC < M ? mb + GEMM_MC : M;
+        for (int64_t mb = 0; mb < M; mb += mc) {
+            int64_t mend = mb + mc < M ? mb + mc : M;
 #pragma omp for schedule(dynamic, 1) nowait
             for (int64_t p = 0; p < panels; p++) {
                 int64_t n0 = p * GEMM_NR;
@@ -282,6 +396,8 @@ static void gemm_blocked(float *out, const float *in, int64_t M, const bweight *
 void cpu_gemm(float *out, const float *in, int64_t M, const bweight *W, const float *bias) {
     if (M == 1)
         matvec(out, in, W, bias);
+    else if (M <= MATVEC_MAX_ROWS)
+        matvec_few(out, in, M, W, bias);
     else
         gemm_blocked(out, in, M, W, bias);
 }

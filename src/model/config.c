@@ -1,0 +1,378 @@
+/* config.c — config.json (Hub and transformers-5 dialects) and generation_config.json into a
+ * model_config, with defaults as transformers applies them and errors naming the field. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/file.h"
+#include "model/model.h"
+
+/* ---- typed field access; each failure names the file and the key ---- */
+
+typedef struct cfg_reader {
+    const char *path;
+    json_t *root;
+} cfg_reader;
+
+/* The first of the keys that is present and not null; NULL if none. */
+static json_t *cfg_find(json_t *obj, const char *const *keys, const char **found) {
+    for (; *keys; keys++) {
+        json_t *v = json_object_get(obj, *keys);
+        if (v && !json_is_null(v)) {
+            if (found) *found = *keys;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static llmrt_status cfg_int(const cfg_reader *r, json_t *obj, const char *const *keys, int *out,
+                            int dflt, int required, long lo, long hi) {
+    const char *key = keys[0];
+    json_t *v = cfg_find(obj, keys, &key);
+    if (!v) {
+        if (required)
+            return err_set(LLMRT_ERR_FORMAT, "%s: missing required field \"%s\"", r->path, keys[0]);
+        *out = dflt;
+        return LLMRT_OK;
+    }
+    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v))) {
+        double d = json_real_value(v);
+        if (d < lo || d > hi)
+            return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" = %g is out of range [%ld, %ld]", r->path,
+                           key, d, lo, hi);
+        *out = (int)d;
+        return LLMRT_OK;
+    }
+    if (!json_is_integer(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be an integer", r->path, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" = %lld is out of range [%ld, %ld]", r->path,
+                       key, (long long)x, lo, hi);
+    *out = (int)x;
+    return LLMRT_OK;
+}
+
+static llmrt_status cfg_num(const cfg_reader *r, json_t *obj, const char *const *keys, double *out,
+                            double dflt) {
+    const char *key = keys[0];
+    json_t *v = cfg_find(obj, keys, &key);
+    if (!v) {
+        *out = dflt;
+        return LLMRT_OK;
+    }
+    if (!json_is_number(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be a number", r->path, key);
+    *out = json_number_value(v);
+    if (!isfinite(*out))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" is not finite", r->path, key);
+    return LLMRT_OK;
+}
+
+static llmrt_status cfg_bool(const cfg_reader *r, json_t *obj, const char *key, bool *out,
+                             bool dflt) {
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *out = dflt;
+        return LLMRT_OK;
+    }
+    if (!json_is_boolean(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be true or false", r->path, key);
+    *out = json_is_true(v);
+    return LLMRT_OK;
+}
+
+static const char *cfg_str(json_t *obj, const char *const *keys) {
+    json_t *v = cfg_find(obj, keys, NULL);
+    return (v && json_is_string(v)) ? json_string_value(v) : NULL;
+}
+
+#define KEYS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- RoPE ---- */
+
+static llmrt_status rope_read(const cfg_reader *r, json_t *obj, const char *where, double theta,
+                              rope_config *out) {
+    memset(out, 0, sizeof *out);
+    out->theta = theta;
+    out->scaling = ROPE_DEFAULT;
+    out->factor = 1;
+    if (!obj || json_is_null(obj)) return LLMRT_OK;
+    if (!json_is_object(obj))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be an object", r->path, where);
+    TRY(cfg_num(r, obj, KEYS("rope_theta"), &out->theta, theta));
+    const char *type = cfg_str(obj, KEYS("rope_type", "type"));
+    if (!type || !strcmp(type, "default")) return LLMRT_OK;
+    if (!strcmp(type, "linear")) {
+        out->scaling = ROPE_LINEAR;
+    } else if (!strcmp(type, "llama3")) {
+        out->scaling = ROPE_LLAMA3;
+    } else {
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.rope_type \"%s\" is not supported (supported: default, linear, "
+                       "llama3)",
+                       r->path, where, type);
+    }
+    TRY(cfg_num(r, obj, KEYS("factor"), &out->factor, 0));
+    if (!(out->factor > 0))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.factor must be a positive number", r->path,
+                       where);
+    if (out->scaling == ROPE_LLAMA3) {
+        TRY(cfg_num(r, obj, KEYS("low_freq_factor"), &out->low_freq_factor, 0));
+        TRY(cfg_num(r, obj, KEYS("high_freq_factor"), &out->high_freq_factor, 0));
+        TRY(cfg_num(r, obj, KEYS("original_max_position_embeddings"), &out->original_max_pos, 0));
+        if (!(out->low_freq_factor > 0) || !(out->high_freq_factor > out->low_freq_factor) ||
+            !(out->original_max_pos > 0))
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: %s (llama3) needs low_freq_factor > 0, high_freq_factor > "
+                           "low_freq_factor and original_max_position_embeddings > 0",
+                           r->path, where);
+    }
+    return LLMRT_OK;
+}
+
+/* ---- EOS ids: an integer or a list ---- */
+
+static llmrt_status eos_read(const char *path, json_t *v, model_config *c) {
+    c->n_eos = 0;
+    if (!v || json_is_null(v)) return LLMRT_OK;
+    if (json_is_integer(v)) {
+        c->eos_ids[c->n_eos++] = (int)json_integer_value(v);
+        return LLMRT_OK;
+    }
+    if (!json_is_array(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"eos_token_id\" must be an integer or a list",
+                       path);
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        if (!json_is_integer(e))
+            return err_set(LLMRT_ERR_FORMAT, "%s: eos_token_id[%zu] is not an integer", path, i);
+        if (c->n_eos == MODEL_MAX_EOS)
+            return err_set(LLMRT_ERR_FORMAT, "%s: more than %d eos_token_id values", path,
+                           MODEL_MAX_EOS);
+        c->eos_ids[c->n_eos++] = (int)json_integer_value(e);
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status json_load_path(const char *path, json_t **out) {
+    json_error_t je;
+    *out = NULL;
+    if (!file_exists(path)) return err_set(LLMRT_ERR_IO, "%s: no such file", path);
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root)
+        return err_set(LLMRT_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path,
+                       je.line, je.column, je.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return err_set(LLMRT_ERR_FORMAT, "%s: the top level must be a JSON object", path);
+    }
+    *out = root;
+    return LLMRT_OK;
+}
+
+static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
+    json_t *o = r->root;
+    const char *mt = cfg_str(o, KEYS("model_type"));
+    if (!mt) return err_set(LLMRT_ERR_FORMAT, "%s: missing required field \"model_type\"", r->path);
+    c->arch = arch_find(mt);
+    if (!c->arch) {
+        if (!strcmp(mt, "gemma3"))
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: model_type \"gemma3\" is the multimodal Gemma 3; llmrt runs the "
+                           "text model (model_type \"gemma3_text\", Gemma3ForCausalLM)",
+                           r->path);
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: model_type \"%s\" is not supported (supported: %s)", r->path, mt,
+                       arch_supported_list());
+    }
+    const arch_desc *a = c->arch;
+    snprintf(c->model_type, sizeof c->model_type, "%s", mt);
+    const bool gpt2 = a->pos == POS_LEARNED;
+
+    TRY(cfg_int(r, o, KEYS("vocab_size"), &c->vocab, 0, 1, 1, 1 << 24));
+    TRY(cfg_int(r, o, KEYS("hidden_size", "n_embd"), &c->hidden, 0, 1, 1, 1 << 16));
+    TRY(cfg_int(r, o, KEYS("num_hidden_layers", "n_layer"), &c->n_layers, 0, 1, 1, 256));
+    TRY(cfg_int(r, o, KEYS("num_attention_heads", "n_head"), &c->n_heads, 0, 1, 1, 1024));
+    TRY(cfg_int(r, o, KEYS("num_key_value_heads"), &c->n_kv_heads, c->n_heads, 0, 1, 1024));
+    if (c->n_heads % c->n_kv_heads != 0)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+                       r->path, c->n_heads, c->n_kv_heads);
+    if (!cfg_find(o, KEYS("head_dim"), NULL) && c->hidden % c->n_heads != 0)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: hidden_size (%d) is not a multiple of num_attention_heads (%d) and "
+                       "there is no head_dim",
+                       r->path, c->hidden, c->n_heads);
+    TRY(cfg_int(r, o, KEYS("head_dim"), &c->head_dim, c->hidden / c->n_heads, 0, 2, 1024));
+    if (c->head_dim % 2 != 0)
+        return err_set(LLMRT_ERR_FORMAT, "%s: head_dim %d must be even", r->path, c->head_dim);
+    TRY(cfg_int(r, o, KEYS("intermediate_size", "n_inner"), &c->ffn, 4 * c->hidden, !gpt2, 1,
+                1 << 20));
+    TRY(cfg_int(r, o, KEYS("max_position_embeddings", "n_positions"), &c->max_pos, 0, 1, 1,
+                1 << 24));
+    double eps;
+    TRY(cfg_num(r, o, KEYS("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"), &eps,
+                gpt2 ? 1e-5 : 1e-6));
+    if (!(eps > 0))
+        return err_set(LLMRT_ERR_FORMAT, "%s: the norm epsilon must be positive", r->path);
+    c->norm_eps = (float)eps;
+    TRY(cfg_bool(r, o, "tie_word_embeddings", &c->tied, a->tied_default));
+
+    /* activation */
+    const char *act = cfg_str(o, KEYS("hidden_activation", "hidden_act", "activation_function"));
+    if (!act) act = a->hidden_act_default;
+    bool act_ok = false;
+    if (a->act == ACT_SILU_GATED) act_ok = !strcmp(act, "silu") || !strcmp(act, "swish");
+    else act_ok = !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu_new");
+    if (!act_ok)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: activation \"%s\" is not supported for model_type %s (expected %s)",
+                       r->path, act, mt, a->hidden_act_default);
+
+    /* biases */
+    bool attn_bias, mlp_bias;
+    TRY(cfg_bool(r, o, "attention_bias", &attn_bias, false));
+    TRY(cfg_bool(r, o, "mlp_bias", &mlp_bias, false));
+    if (mlp_bias)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "%s: \"mlp_bias\": true is not supported", r->path);
+    c->qkv_bias = a->qkv_bias || attn_bias;
+    c->out_bias = a->out_bias || (attn_bias && !a->qkv_bias);
+    if (gpt2) {
+        bool by_layer = false, scale_w = true;
+        TRY(cfg_bool(r, o, "scale_attn_by_inverse_layer_idx", &by_layer, false));
+        TRY(cfg_bool(r, o, "scale_attn_weights", &scale_w, true));
+        if (by_layer || !scale_w)
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: GPT-2 attention scaling options scale_attn_by_inverse_layer_idx / "
+                           "scale_attn_weights=false are not supported",
+                           r->path);
+    }
+
+    /* attention scale, embedding scale, soft-capping */
+    double qpas;
+    TRY(cfg_num(r, o, KEYS("query_pre_attn_scalar"), &qpas, 0));
+    if (a->sandwich_norm && qpas > 0) c->attn_scale = (float)(1.0 / sqrt(qpas));
+    else c->attn_scale = (float)(1.0 / sqrt((double)c->head_dim));
+    c->embed_scale = a->embed_scale ? (float)sqrt((double)c->hidden) : 1.0f;
+    double fsc, asc;
+    TRY(cfg_num(r, o, KEYS("final_logit_softcapping"), &fsc, 0));
+    TRY(cfg_num(r, o, KEYS("attn_logit_softcapping"), &asc, 0));
+    if (fsc < 0 || asc < 0)
+        return err_set(LLMRT_ERR_FORMAT, "%s: soft-capping values must be positive", r->path);
+    c->final_softcap = (float)fsc;
+    c->attn_softcap = (float)asc;
+
+    /* RoPE: Hub dialect rope_theta + rope_scaling; transformers 5 rope_parameters, either one
+     * object or one per layer kind ({"full_attention": {...}, "sliding_attention": {...}}). */
+    double theta, local_theta;
+    TRY(cfg_num(r, o, KEYS("rope_theta"), &theta, 10000.0));
+    TRY(cfg_num(r, o, KEYS("rope_local_base_freq"), &local_theta, 10000.0));
+    json_t *rp = json_object_get(o, "rope_parameters");
+    if (rp && json_is_object(rp) && json_object_get(rp, "full_attention")) {
+        TRY(rope_read(r, json_object_get(rp, "full_attention"), "rope_parameters.full_attention",
+                      theta, &c->rope_global));
+        json_t *sl = json_object_get(rp, "sliding_attention");
+        TRY(rope_read(r, sl, "rope_parameters.sliding_attention", local_theta, &c->rope_local));
+    } else {
+        json_t *rs = (rp && !json_is_null(rp)) ? rp : json_object_get(o, "rope_scaling");
+        TRY(rope_read(r, rs, rp ? "rope_parameters" : "rope_scaling", theta, &c->rope_global));
+        if (a->sandwich_norm) rope_read(r, NULL, "", local_theta, &c->rope_local);
+        else c->rope_local = c->rope_global;
+    }
+
+    /* layer kinds: layer_types, or sliding_window_pattern (Gemma 3), or Qwen's
+     * use_sliding_window + max_window_layers */
+    memset(c->layer_sliding, 0, sizeof c->layer_sliding);
+    int window = 0;
+    TRY(cfg_int(r, o, KEYS("sliding_window"), &window, 0, 0, 0, 1 << 24));
+    json_t *lt = json_object_get(o, "layer_types");
+    bool any_sliding = false;
+    if (lt && !json_is_null(lt)) {
+        if (!json_is_array(lt) || json_array_size(lt) != (size_t)c->n_layers)
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: \"layer_types\" must be a list of %d strings (num_hidden_layers)",
+                           r->path, c->n_layers);
+        for (int i = 0; i < c->n_layers; i++) {
+            const char *t = json_string_value(json_array_get(lt, (size_t)i));
+            if (!t)
+                return err_set(LLMRT_ERR_FORMAT, "%s: layer_types[%d] is not a string", r->path, i);
+            if (!strcmp(t, "sliding_attention")) c->layer_sliding[i] = any_sliding = true;
+            else if (strcmp(t, "full_attention") != 0)
+                return err_set(LLMRT_ERR_UNSUPPORTED,
+                               "%s: layer_types[%d] = \"%s\" is not supported (full_attention, "
+                               "sliding_attention)",
+                               r->path, i, t);
+        }
+        /* transformers 5 writes layer_types for Qwen even with use_sliding_window false */
+        bool use_sw = true;
+        TRY(cfg_bool(r, o, "use_sliding_window", &use_sw, true));
+        if (!use_sw) {
+            memset(c->layer_sliding, 0, sizeof c->layer_sliding);
+            any_sliding = false;
+        }
+    } else if (a->sandwich_norm) {
+        int pattern;
+        TRY(cfg_int(r, o, KEYS("sliding_window_pattern"), &pattern, 6, 0, 1, 1 << 16));
+        for (int i = 0; i < c->n_layers; i++)
+            if ((i + 1) % pattern != 0) c->layer_sliding[i] = any_sliding = true;
+    } else {
+        bool use_sw = false;
+        TRY(cfg_bool(r, o, "use_sliding_window", &use_sw, false));
+        if (use_sw) {
+            int mwl;
+            TRY(cfg_int(r, o, KEYS("max_window_layers"), &mwl, c->n_layers, 0, 0, 1 << 16));
+            for (int i = mwl; i < c->n_layers; i++) c->layer_sliding[i] = any_sliding = true;
+        }
+    }
+    if (any_sliding && window <= 0)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: sliding-window layers are configured but \"sliding_window\" is missing",
+                       r->path);
+    c->sliding_window = any_sliding ? window : 0;
+
+    /* dtype of the checkpoint (informational; the safetensors header is what is read) */
+    const char *dt = cfg_str(o, KEYS("torch_dtype", "dtype"));
+    c->ckpt_dtype = DT_F32;
+    if (dt && (!strcmp(dt, "bfloat16"))) c->ckpt_dtype = DT_BF16;
+    if (dt && (!strcmp(dt, "float16"))) c->ckpt_dtype = DT_F16;
+
+    TRY(cfg_int(r, o, KEYS("bos_token_id"), &c->bos_id, -1, 0, -1, 1 << 24));
+    TRY(eos_read(r->path, json_object_get(o, "eos_token_id"), c));
+    return LLMRT_OK;
+}
+
+llmrt_status model_config_load(model_config *c, const char *dir) {
+    memset(c, 0, sizeof *c);
+    char path[1100];
+    TRY(path_join(path, sizeof path, dir, "config.json"));
+    if (!dir_exists(dir))
+        return err_set(LLMRT_ERR_IO, "%s: model folder does not exist", dir);
+    cfg_reader r = {.path = path};
+    TRY(json_load_path(path, &r.root));
+    llmrt_status s = config_resolve(&r, c);
+    json_decref(r.root);
+    TRY(s);
+    if (c->n_layers > (int)(sizeof c->layer_sliding / sizeof c->layer_sliding[0]))
+        return err_set(LLMRT_ERR_UNSUPPORTED, "%s: more than 256 layers", path);
+
+    /* generation_config.json: its eos_token_id (int or list) takes precedence */
+    TRY(path_join(path, sizeof path, dir, "generation_config.json"));
+    if (file_exists(path)) {
+        json_t *g;
+        TRY(json_load_path(path, &g));
+        json_t *e = json_object_get(g, "eos_token_id");
+        s = LLMRT_OK;
+        if (e && !json_is_null(e)) s = eos_read(path, e, c);
+        json_decref(g);
+        TRY(s);
+    }
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab)
+            return err_set(LLMRT_ERR_FORMAT, "%s: eos_token_id %d is outside the vocabulary (%d)",
+                           dir, c->eos_ids[i], c->vocab);
+    return LLMRT_OK;
+}

@@ -1,0 +1,339 @@
+/* weights.c — reading a model folder's safetensors into one backend allocation, in the layout
+ * the ops expect: matrices [out, in] in the precision (q/k/v and gate/up fused, GPT-2's
+ * Conv1D [in, out] transposed), vectors F32, RoPE frequencies precomputed.
+ *
+ * The same build function runs twice: a planning pass that finds every tensor, checks its
+ * shape and adds up the bytes (so that a model that does not fit fails before allocating),
+ * then a filling pass that converts each tensor on the host and uploads it.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/units.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+
+enum { WEIGHT_ALIGN = 256 };
+
+typedef struct loader {
+    model *m;
+    const st_model *st;
+    backend *be;
+    int filling;          /* 0: planning pass, 1: filling pass */
+    char *block;          /* backend memory (filling pass) */
+    size_t off;           /* bytes laid out so far */
+    unsigned char *stage; /* host staging buffer [stage_cap] */
+    size_t stage_cap;
+} loader;
+
+/* ---- tensor lookup ---- */
+
+/* Finds pattern (with %d = layer) as named, or with "transformer." before it (GPT-2 cards
+ * exist both ways). *t is NULL if absent. */
+static void ld_find(const loader *L, const char *pat, int layer, char *name, size_t n,
+                    const st_tensor **t) {
+    snprintf(name, n, pat, layer);
+    *t = safetensors_find(L->st, name);
+    if (!*t && L->m->cfg.arch->pos == POS_LEARNED) {
+        char alt[300];
+        snprintf(alt, sizeof alt, "transformer.%s", name);
+        *t = safetensors_find(L->st, alt);
+    }
+}
+
+static llmrt_status ld_get(const loader *L, const char *pat, int layer, int n_dims,
+                           const int64_t *shape, const st_tensor **out) {
+    char name[256];
+    ld_find(L, pat, layer, name, sizeof name, out);
+    if (!*out)
+        return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is missing from the checkpoint",
+                       L->m->dir, name);
+    return safetensors_expect(L->st, (*out)->name, n_dims, shape, out);
+}
+
+/* ---- layout ---- */
+
+static llmrt_status ld_place(loader *L, size_t bytes, void **dev) {
+    size_t at = (L->off + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
+    L->off = at + bytes;
+    *dev = L->filling ? L->block + at : NULL;
+    if (L->filling && bytes > L->stage_cap) {
+        unsigned char *s = realloc(L->stage, bytes);
+        if (!s) return err_set(LLMRT_ERR_NOMEM, "out of host memory staging %zu bytes", bytes);
+        L->stage = s;
+        L->stage_cap = bytes;
+    }
+    return LLMRT_OK;
+}
+
+/* Converts a [rows, cols] tensor into dst ([cols, rows] when transposing). */
+static void ld_convert(void *dst, dtype dt, const st_tensor *t, int64_t rows, int64_t cols,
+                       int transpose) {
+    if (!transpose) {
+        dtype_convert(dst, dt, t->data, t->dt, (size_t)(rows * cols));
+        return;
+    }
+    size_t es = dtype_size(t->dt), ed = dtype_size(dt);
+    const unsigned char *src = t->data;
+    for (int64_t c = 0; c < cols; c++)
+        for (int64_t r = 0; r < rows; r++)
+            dtype_convert((unsigned char *)dst + (size_t)(c * rows + r) * ed, dt,
+                          src + (size_t)(r * cols + c) * es, t->dt, 1);
+}
+
+/* A matrix [sum(rows), cols] made of n parts stacked by rows (q/k/v, gate/up). With conv1d
+ * each part is stored [cols, rows_i] and is transposed. */
+static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const char *const *pats,
+                              const int64_t *rows, int64_t cols) {
+    const int conv = L->m->cfg.arch->conv1d;
+    const dtype dt = L->be->weight_dtype;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += rows[i];
+    w->dt = dt;
+    w->rows = total;
+    w->cols = cols;
+    TRY(ld_place(L, (size_t)(total * cols) * dtype_size(dt), &w->data));
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const st_tensor *t;
+        int64_t shape[2] = {conv ? cols : rows[i], conv ? rows[i] : cols};
+        TRY(ld_get(L, pats[i], layer, 2, shape, &t));
+        if (L->filling) ld_convert(L->stage + at, dt, t, shape[0], shape[1], conv);
+        at += (size_t)(rows[i] * cols) * dtype_size(dt);
+    }
+    if (L->filling) TRY(L->be->ops->upload(L->be, w->data, L->stage, at));
+    return LLMRT_OK;
+}
+
+/* A F32 vector made of n parts; NULL pattern list or absent optional tensors give *out NULL. */
+static llmrt_status ld_vector(loader *L, float **out, int layer, int n, const char *const *pats,
+                              const int64_t *lens) {
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += lens[i];
+    void *dev;
+    TRY(ld_place(L, (size_t)total * 4, &dev));
+    *out = dev;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const st_tensor *t;
+        TRY(ld_get(L, pats[i], layer, 1, &lens[i], &t));
+        if (L->filling) dtype_convert(L->stage + at, DT_F32, t->data, t->dt, (size_t)lens[i]);
+        at += (size_t)lens[i] * 4;
+    }
+    if (L->filling) TRY(L->be->ops->upload(L->be, dev, L->stage, at));
+    return LLMRT_OK;
+}
+
+static llmrt_status ld_norm(loader *L, norm_params *p, int layer, const char *w_pat,
+                            const char *b_pat, int64_t width) {
+    const model_config *c = &L->m->cfg;
+    memset(p, 0, sizeof *p);
+    p->kind = c->arch->norm;
+    p->eps = c->norm_eps;
+    TRY(ld_vector(L, (float **)&p->w, layer, 1, &w_pat, &width));
+    if (b_pat) TRY(ld_vector(L, (float **)&p->b, layer, 1, &b_pat, &width));
+    return LLMRT_OK;
+}
+
+/* ---- RoPE frequencies (as transformers computes them, in float32) ---- */
+
+static void rope_inv_freq(const rope_config *r, int dim, float *out) {
+    for (int i = 0; i < dim / 2; i++) {
+        float expo = (float)(2 * i) / (float)dim;
+        float f = (float)(1.0 / pow(r->theta, (double)expo));
+        if (r->scaling == ROPE_LINEAR) f = (float)(f / r->factor);
+        if (r->scaling == ROPE_LLAMA3) {
+            double low_wl = r->original_max_pos / r->low_freq_factor;
+            double high_wl = r->original_max_pos / r->high_freq_factor;
+            double wl = 2 * M_PI / f;
+            if (wl > low_wl) {
+                f = (float)(f / r->factor);
+            } else if (wl >= high_wl) {
+                double smooth = (r->original_max_pos / wl - r->low_freq_factor) /
+                                (r->high_freq_factor - r->low_freq_factor);
+                f = (float)((1 - smooth) * f / r->factor + smooth * f);
+            }
+        }
+        out[i] = f;
+    }
+}
+
+static llmrt_status ld_rope(loader *L, rope_params *p, const rope_config *r) {
+    int hd = L->m->cfg.head_dim;
+    p->rot_dim = hd;
+    p->attn_factor = 1.0f;
+    void *dev;
+    TRY(ld_place(L, (size_t)(hd / 2) * 4, &dev));
+    p->inv_freq = dev;
+    if (L->filling) {
+        rope_inv_freq(r, hd, (float *)L->stage);
+        TRY(L->be->ops->upload(L->be, dev, L->stage, (size_t)(hd / 2) * 4));
+    }
+    return LLMRT_OK;
+}
+
+/* ---- the whole model ---- */
+
+static llmrt_status ld_layer(loader *L, int l) {
+    const model_config *c = &L->m->cfg;
+    const arch_desc *a = c->arch;
+    layer_weights *w = &L->m->w.layers[l];
+    const int64_t D = c->hidden, hd = c->head_dim, F = c->ffn;
+    const int64_t qd = (int64_t)c->n_heads * hd, kvd = (int64_t)c->n_kv_heads * hd;
+
+    TRY(ld_norm(L, &w->attn_norm, l, a->attn_norm, a->attn_norm_b, D));
+    if (a->qkv) {
+        int64_t rows[1] = {qd + 2 * kvd};
+        TRY(ld_matrix(L, &w->wqkv, l, 1, &a->qkv, rows, D));
+        if (c->qkv_bias) TRY(ld_vector(L, &w->bqkv, l, 1, &a->qkv_b, rows));
+    } else {
+        const char *pats[3] = {a->q, a->k, a->v}, *bpats[3] = {a->q_b, a->k_b, a->v_b};
+        int64_t rows[3] = {qd, kvd, kvd};
+        TRY(ld_matrix(L, &w->wqkv, l, 3, pats, rows, D));
+        if (c->qkv_bias) TRY(ld_vector(L, &w->bqkv, l, 3, bpats, rows));
+    }
+    if (a->qk_norm) {
+        TRY(ld_norm(L, &w->q_norm, l, a->q_norm, NULL, hd));
+        TRY(ld_norm(L, &w->k_norm, l, a->k_norm, NULL, hd));
+    }
+    int64_t drow[1] = {D};
+    TRY(ld_matrix(L, &w->wo, l, 1, &a->o, drow, qd));
+    if (c->out_bias) {
+        const char *ob = a->o_b ? a->o_b : "model.layers.%d.self_attn.o_proj.bias";
+        TRY(ld_vector(L, &w->bo, l, 1, &ob, drow));
+    }
+    if (a->sandwich_norm) TRY(ld_norm(L, &w->post_attn_norm, l, a->post_attn_norm, NULL, D));
+    TRY(ld_norm(L, &w->ffn_norm, l, a->ffn_norm, a->ffn_norm_b, D));
+    if (a->gate) {
+        const char *pats[2] = {a->gate, a->up};
+        int64_t rows[2] = {F, F};
+        TRY(ld_matrix(L, &w->wup, l, 2, pats, rows, D));
+    } else {
+        int64_t rows[1] = {F};
+        TRY(ld_matrix(L, &w->wup, l, 1, &a->up, rows, D));
+        if (a->up_b) TRY(ld_vector(L, &w->bup, l, 1, &a->up_b, rows));
+    }
+    TRY(ld_matrix(L, &w->wdown, l, 1, &a->down, drow, F));
+    if (a->down_b) TRY(ld_vector(L, &w->bdown, l, 1, &a->down_b, drow));
+    if (a->sandwich_norm) TRY(ld_norm(L, &w->post_ffn_norm, l, a->post_ffn_norm, NULL, D));
+
+    w->attn = (attn_params){
+        .n_heads = c->n_heads,
+        .n_kv_heads = c->n_kv_heads,
+        .head_dim = c->head_dim,
+        .scale = c->attn_scale,
+        .window = c->layer_sliding[l] ? c->sliding_window : 0,
+        .softcap = c->attn_softcap,
+    };
+    w->rope = NULL;
+    if (a->pos == POS_ROPE)
+        w->rope = c->layer_sliding[l] ? &L->m->w.rope_local : &L->m->w.rope_global;
+    return LLMRT_OK;
+}
+
+/* A table read by rows ([rows, cols] in every checkpoint, Embedding or Linear). */
+static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t rows, int64_t cols) {
+    const st_tensor *t;
+    int64_t shape[2] = {rows, cols};
+    TRY(ld_get(L, pat, 0, 2, shape, &t));
+    const dtype dt = L->be->weight_dtype;
+    size_t bytes = (size_t)(rows * cols) * dtype_size(dt);
+    *w = (bweight){.dt = dt, .rows = rows, .cols = cols};
+    TRY(ld_place(L, bytes, &w->data));
+    if (L->filling) {
+        ld_convert(L->stage, dt, t, rows, cols, 0);
+        TRY(L->be->ops->upload(L->be, w->data, L->stage, bytes));
+    }
+    return LLMRT_OK;
+}
+
+static llmrt_status ld_model(loader *L, int verbose) {
+    model *m = L->m;
+    const model_config *c = &m->cfg;
+    const arch_desc *a = c->arch;
+    model_weights *w = &m->w;
+    L->off = 0;
+    TRY(ld_table(L, &w->tok_embed, a->tok_embed, c->vocab, c->hidden));
+    memset(&w->pos_embed, 0, sizeof w->pos_embed);
+    if (a->pos == POS_LEARNED) TRY(ld_table(L, &w->pos_embed, a->pos_embed, c->max_pos, c->hidden));
+    if (a->pos == POS_ROPE) {
+        TRY(ld_rope(L, &w->rope_global, &c->rope_global));
+        TRY(ld_rope(L, &w->rope_local, &c->rope_local));
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        TRY(ld_layer(L, l));
+        if (L->filling && verbose) fprintf(stderr, "\rllmrt: loading layer %d/%d", l + 1, c->n_layers);
+    }
+    if (L->filling && verbose) fputc('\n', stderr);
+    TRY(ld_norm(L, &w->final_norm, 0, a->final_norm, a->final_norm_b, c->hidden));
+    if (c->tied) w->lm_head = w->tok_embed;
+    else TRY(ld_table(L, &w->lm_head, a->lm_head, c->vocab, c->hidden));
+    return LLMRT_OK;
+}
+
+llmrt_status model_load(model **out, const char *dir, backend *be, const model_load_opts *opts) {
+    *out = NULL;
+    model *m = calloc(1, sizeof *m);
+    if (!m) return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    m->be = be;
+    llmrt_status s = model_config_load(&m->cfg, dir);
+    if (s != LLMRT_OK) {
+        free(m);
+        return s;
+    }
+    m->w.layers = calloc((size_t)m->cfg.n_layers, sizeof *m->w.layers);
+    st_model *st = NULL;
+    if (!m->w.layers) {
+        free(m);
+        return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    }
+    s = safetensors_open_dir(&st, dir);
+    loader L = {.m = m, .st = st, .be = be};
+    if (s == LLMRT_OK) s = ld_model(&L, 0); /* planning pass: shapes checked, bytes counted */
+    if (s == LLMRT_OK) {
+        size_t need = L.off, free_b = 0, total_b = 0;
+        size_t reserve = opts ? opts->reserve_bytes : 0;
+        s = be->ops->mem_info(be, &free_b, &total_b);
+        if (s == LLMRT_OK && need + reserve > free_b) {
+            char a[32], b[32], c[32];
+            bytes_str(a, sizeof a, (double)need);
+            bytes_str(b, sizeof b, (double)reserve);
+            bytes_str(c, sizeof c, (double)free_b);
+            s = err_set(LLMRT_ERR_DEVICE,
+                        "%s: the model does not fit on the %s device: it needs %s of weights "
+                        "(%s) + %s for the KV cache and activations, and %s is free",
+                        dir, be->name, a, dtype_name(be->weight_dtype), b, c);
+        }
+        if (s == LLMRT_OK) s = be->ops->alloc(be, need, (void **)&L.block);
+        if (s == LLMRT_OK) {
+            m->w.block = L.block;
+            m->w.bytes = need;
+            L.filling = 1;
+            s = ld_model(&L, opts && opts->verbose);
+        }
+        if (s == LLMRT_OK && opts && opts->verbose) {
+            char a[32];
+            bytes_str(a, sizeof a, (double)need);
+            fprintf(stderr, "llmrt: loaded %s (%s, %d layers) on %s: %s of weights in %s\n", dir,
+                    m->cfg.model_type, m->cfg.n_layers, be->name, a, dtype_name(be->weight_dtype));
+        }
+    }
+    free(L.stage);
+    safetensors_free(st);
+    if (s != LLMRT_OK) {
+        model_free(m);
+        return s;
+    }
+    *out = m;
+    return LLMRT_OK;
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    if (m->w.block && m->be) m->be->ops->free(m->be, m->w.block);
+    free(m->w.layers);
+    free(m);
+}

@@ -1,0 +1,126 @@
+/* sampler.c — greedy and temperature/top-k/top-p sampling, in the order transformers applies
+ * them (temperature, then top-k, then top-p). */
+#include "runtime/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+llmrt_status sampler_init(sampler *s, const sampler_opts *o, int vocab) {
+    memset(s, 0, sizeof *s);
+    if (!(o->temperature >= 0) || o->top_k < 0 || !(o->top_p >= 0 && o->top_p <= 1))
+        return err_set(LLMRT_ERR_INVALID,
+                       "sampler: temperature must be >= 0, top_k >= 0 and top_p in [0, 1]");
+    s->o = *o;
+    if (s->o.top_p == 0) s->o.top_p = 1; /* 0 (unset) means off, as 1 does */
+    s->vocab = vocab;
+    s->rng = o->seed ^ 0x9e3779b97f4a7c15ULL;
+    s->prob = malloc((size_t)vocab * sizeof *s->prob);
+    s->idx = malloc((size_t)vocab * sizeof *s->idx);
+    if (!s->prob || !s->idx) {
+        sampler_free(s);
+        return err_set(LLMRT_ERR_NOMEM, "sampler: out of memory");
+    }
+    return LLMRT_OK;
+}
+
+void sampler_free(sampler *s) {
+    free(s->prob);
+    free(s->idx);
+    s->prob = NULL;
+    s->idx = NULL;
+}
+
+double sampler_uniform(sampler *s) {
+    /* splitmix64 */
+    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+
+static int32_t argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* Orders candidate ids by logit, descending, lower id first on ties. */
+static int cand_before(const float *l, int32_t a, int32_t b) {
+    return l[a] > l[b] || (l[a] == l[b] && a < b);
+}
+
+static void sift_down(const float *l, int32_t *h, int n, int i) {
+    /* min-heap under cand_before: the root is the weakest kept candidate */
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n) return;
+        if (c + 1 < n && cand_before(l, h[c], h[c + 1])) c++;
+        if (!cand_before(l, h[i], h[c])) return;
+        int32_t t = h[i];
+        h[i] = h[c];
+        h[c] = t;
+        i = c;
+    }
+}
+
+/* Leaves the k best ids in idx[0..k), sorted best first. O(V log k). */
+static void top_candidates(const float *l, int V, int k, int32_t *idx) {
+    for (int i = 0; i < k; i++) idx[i] = i;
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(l, idx, k, i);
+    for (int i = k; i < V; i++) {
+        if (cand_before(l, i, idx[0])) {
+            idx[0] = i;
+            sift_down(l, idx, k, 0);
+        }
+    }
+    for (int n = k - 1; n > 0; n--) { /* heap sort: weakest to the end */
+        int32_t t = idx[0];
+        idx[0] = idx[n];
+        idx[n] = t;
+        sift_down(l, idx, n, 0);
+    }
+}
+
+int32_t sampler_next(sampler *s, const float *logits) {
+    const int V = s->vocab;
+    if (s->o.temperature == 0 || s->o.top_k == 1) return argmax(logits, V);
+    int n = (s->o.top_k > 0 && s->o.top_k < V) ? s->o.top_k : V;
+    if (n < V || s->o.top_p < 1) {
+        top_candidates(logits, V, n, s->idx);
+    } else {
+        for (int i = 0; i < V; i++) s->idx[i] = i;
+    }
+    /* softmax over the candidates at the temperature */
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = fmaxf(mx, logits[s->idx[i]]);
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        float p = expf((logits[s->idx[i]] - mx) / s->o.temperature);
+        s->prob[i] = p;
+        sum += p;
+    }
+    if (s->o.top_p < 1) {
+        /* candidates are sorted descending: keep the smallest prefix reaching top_p */
+        double acc = 0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            acc += s->prob[i] / sum;
+            if (acc >= s->o.top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+        sum = 0;
+        for (int i = 0; i < n; i++) sum += s->prob[i];
+    }
+    double u = sampler_uniform(s) * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += s->prob[i];
+        if (u < acc) return s->idx[i];
+    }
+    return s->idx[n - 1];
+}

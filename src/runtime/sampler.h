@@ -1,0 +1,31 @@
+/* sampler.h — choosing the next token from F32 logits: greedy, or temperature / top-k /
+ * top-p sampling with a seeded generator (same seed, same tokens). */
+#ifndef LLMRT_RUNTIME_SAMPLER_H
+#define LLMRT_RUNTIME_SAMPLER_H
+
+#include <stdint.h>
+
+#include "base/status.h"
+
+typedef struct sampler_opts {
+    float temperature; /* 0: greedy (argmax, lowest id on ties) */
+    int top_k;         /* 0: off */
+    float top_p;       /* 0 or 1: off; else keep the smallest top set with probability >= top_p */
+    uint64_t seed;
+} sampler_opts;
+
+typedef struct sampler {
+    sampler_opts o;
+    int vocab;
+    uint64_t rng;  /* generator state */
+    float *prob;   /* [vocab] scratch */
+    int32_t *idx;  /* [vocab] scratch */
+} sampler;
+
+llmrt_status sampler_init(sampler *s, const sampler_opts *o, int vocab);
+void sampler_free(sampler *s);
+int32_t sampler_next(sampler *s, const float *logits /* [vocab] */);
+/* A uniform double in [0, 1) from the sampler's generator. */
+double sampler_uniform(sampler *s);
+
+#endif

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# errors.sh — every bad input gives a clear message naming what is wrong, a non-zero exit,
+# and nothing on stdout. Usage: errors.sh path/to/llmrt   (run by CTest from the repo root)
+set -u
+BIN=${1:?usage: errors.sh LLMRT_BINARY}
+FIX=tests/fixtures/llama2_mha_f32
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+
+# expect_fail NAME NEEDLE -- command...   : exit != 0, stderr contains NEEDLE, stdout empty
+expect_fail() {
+  local name=$1 needle=$2; shift 3
+  "$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
+  if [ $rc -ne 0 ] && grep -qF -- "$needle" "$TMP/err" && [ ! -s "$TMP/out" ] && [ $rc -lt 128 ]; then
+    pass=$((pass+1))
+  else
+    fail=$((fail+1)); echo "FAIL $name: rc=$rc, stderr: $(head -c 400 "$TMP/err"), stdout: $(head -c 200 "$TMP/out")"
+  fi
+}
+
+copy_fixture() { rm -rf "$TMP/m"; cp -r "$FIX" "$TMP/m"; }
+
+expect_fail missing-model "no-such-model" -- "$BIN" run --model "$TMP/no-such-model" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; truncate -s 1000 "$TMP/m/model.safetensors"
+expect_fail truncated "model.safetensors" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; printf 'garbage' > "$TMP/m/model.safetensors"
+expect_fail garbage "model.safetensors" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; sed -i 's/"model_type": "llama"/"model_type": "mamba"/' "$TMP/m/config.json"
+expect_fail model-type '"mamba" is not supported' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; sed -i 's/"hidden_size": [0-9]*,//' "$TMP/m/config.json"
+expect_fail missing-field '"hidden_size"' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; sed -i 's/"intermediate_size": \([0-9]*\)/"intermediate_size": 999/' "$TMP/m/config.json"
+expect_fail wrong-shape 'expected [999' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; python3 - "$TMP/m/model.safetensors" <<'PY' 2>/dev/null || sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 3/' "$TMP/m/config.json"
+import sys
+# rename one tensor so that it is missing (same name length keeps the header valid)
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+i = b.find(b'model.layers.1.mlp.up_proj.weight'); b[i:i+5] = b'xodel'
+open(p, 'wb').write(b)
+PY
+expect_fail missing-tensor 'model.layers.1.mlp.up_proj.weight' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+expect_fail too-long "exceeds the model's context" -- "$BIN" run --model "$FIX" --prompt-ids 1,2,3 --num_tokens 500 --device cpu
+expect_fail bad-precision "--precision must be FP32, FP16 or BF16" -- "$BIN" run --model "$FIX" --prompt-ids 1 --precision FP8
+expect_fail bad-flag "unknown flag --frobnicate" -- "$BIN" run --frobnicate
+expect_fail bad-ids "prompt-ids" -- "$BIN" run --model "$FIX" --prompt-ids 1,x,3 --device cpu
+expect_fail id-range "outside the vocabulary" -- "$BIN" run --model "$FIX" --prompt-ids 1,99999 --num_tokens 4 --device cpu
+expect_fail bad-cache "--cache must be" -- "$BIN" run --model "$FIX" --prompt-ids 1 --cache paged
+expect_fail bad-device "--device must be cpu or cuda" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens 4 --device tpu
+expect_fail no-tokenizer "tokenizer.json" -- "$BIN" run --model "$FIX" --prompt "hello" --device cpu
+expect_fail num-tokens "--num_tokens must be an integer" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens -3
+expect_fail logits-no-ids "--prompt-ids is required" -- "$BIN" logits --model "$FIX"
+expect_fail unknown-sub "unknown subcommand" -- "$BIN" frobnicate
+
+# and the good path works: ids out, exit 0
+if out=$("$BIN" run --model "$FIX" --prompt-ids 1,2,3 --num_tokens 4 --device cpu --ignore-eos 2>/dev/null) && [ "$(echo $out | wc -w)" = 4 ]; then
+  pass=$((pass+1))
+else
+  fail=$((fail+1)); echo "FAIL good-path: '$out'"
+fi
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,184 @@
+/* test_config.c — config.json resolution: every real card in ../shared/configs, both
+ * dialects, defaults, and malformed configs named in the message. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/file.h"
+#include "model/model.h"
+#include "testutil.h"
+
+static const char *write_config(const char *tag, const char *json, const char *gen_json) {
+    const char *dir = test_tmpdir(tag);
+    char p[512];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = fopen(p, "w");
+    fputs(json, f);
+    fclose(f);
+    if (gen_json) {
+        snprintf(p, sizeof p, "%s/generation_config.json", dir);
+        f = fopen(p, "w");
+        fputs(gen_json, f);
+        fclose(f);
+    }
+    return dir;
+}
+
+static void test_real_cards(void) {
+    /* every card of ../shared/configs resolves, with the values its family implies */
+    struct {
+        const char *card, *type;
+        int layers, heads, kv, hd, sliding_layers;
+        float scale_hd;
+        rope_scaling_kind scaling;
+        bool tied;
+    } cards[] = {
+        {"Llama-2-7b-chat-hf", "llama", 32, 32, 32, 128, 0, 128, ROPE_DEFAULT, false},
+        {"Llama-3.1-8B-Instruct", "llama", 32, 32, 8, 128, 0, 128, ROPE_LLAMA3, false},
+        {"Llama-3.2-1B-Instruct", "llama", 16, 32, 8, 64, 0, 64, ROPE_LLAMA3, true},
+        {"Llama-3.2-3B-Instruct", "llama", 28, 24, 8, 128, 0, 128, ROPE_LLAMA3, true},
+        {"Qwen2.5-0.5B-Instruct", "qwen2", 24, 14, 2, 64, 0, 64, ROPE_DEFAULT, true},
+        {"Qwen2.5-1.5B-Instruct", "qwen2", 28, 12, 2, 128, 0, 128, ROPE_DEFAULT, true},
+        {"Qwen2.5-3B-Instruct", "qwen2", 36, 16, 2, 128, 0, 128, ROPE_DEFAULT, true},
+        {"Qwen2.5-7B-Instruct", "qwen2", 28, 28, 4, 128, 0, 128, ROPE_DEFAULT, false},
+        {"Qwen3-0.6B", "qwen3", 28, 16, 8, 128, 0, 128, ROPE_DEFAULT, true},
+        {"Qwen3-1.7B", "qwen3", 28, 16, 8, 128, 0, 128, ROPE_DEFAULT, true},
+        {"Qwen3-4B", "qwen3", 36, 32, 8, 128, 0, 128, ROPE_DEFAULT, true},
+        {"Qwen3-8B", "qwen3", 36, 32, 8, 128, 0, 128, ROPE_DEFAULT, false},
+        {"gemma-3-1b-it", "gemma3_text", 26, 4, 1, 256, 22, 256, ROPE_DEFAULT, true},
+        {"gpt2", "gpt2", 12, 12, 12, 64, 0, 64, ROPE_DEFAULT, true},
+        {"gpt2-medium", "gpt2", 24, 16, 16, 64, 0, 64, ROPE_DEFAULT, true},
+    };
+    for (size_t i = 0; i < sizeof cards / sizeof cards[0]; i++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "../shared/configs/%s", cards[i].card);
+        model_config c;
+        llmrt_status s = model_config_load(&c, dir);
+        CHECK_MSG(s == LLMRT_OK, "%s: %s", dir, llmrt_last_error());
+        if (s != LLMRT_OK) continue;
+        CHECK_MSG(!strcmp(c.model_type, cards[i].type), "%s", dir);
+        CHECK_MSG(c.n_layers == cards[i].layers && c.n_heads == cards[i].heads &&
+                      c.n_kv_heads == cards[i].kv && c.head_dim == cards[i].hd,
+                  "%s: dims %d %d %d %d", dir, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim);
+        int sl = 0;
+        for (int l = 0; l < c.n_layers; l++) sl += c.layer_sliding[l];
+        CHECK_MSG(sl == cards[i].sliding_layers, "%s: %d sliding layers", dir, sl);
+        CHECK_MSG(fabsf(c.attn_scale - 1.0f / sqrtf(cards[i].scale_hd)) < 1e-7f, "%s", dir);
+        CHECK_MSG(c.rope_global.scaling == cards[i].scaling, "%s", dir);
+        CHECK_MSG(c.tied == cards[i].tied, "%s: tied %d", dir, c.tied);
+        CHECK_MSG(c.n_eos >= 1, "%s: no EOS id", dir);
+    }
+}
+
+static void test_gemma_details(void) {
+    model_config c;
+    CHECK_OK(model_config_load(&c, "../shared/configs/gemma-3-1b-it"));
+    CHECK(c.sliding_window == 512);
+    CHECK(c.layer_sliding[0] && !c.layer_sliding[5] && c.layer_sliding[6] && !c.layer_sliding[11]);
+    CHECK(c.rope_global.theta == 1e6 && c.rope_local.theta == 1e4);
+    CHECK(fabsf(c.embed_scale - sqrtf(1152.0f)) < 1e-4f);
+    CHECK(c.n_eos == 2 && c.eos_ids[0] == 1 && c.eos_ids[1] == 106);
+    CHECK(c.ffn == 6912 && c.max_pos == 32768);
+}
+
+static void test_llama3_rope(void) {
+    model_config c;
+    CHECK_OK(model_config_load(&c, "../shared/configs/Llama-3.1-8B-Instruct"));
+    CHECK(c.rope_global.theta == 500000.0 && c.rope_global.factor == 8.0);
+    CHECK(c.rope_global.low_freq_factor == 1.0 && c.rope_global.high_freq_factor == 4.0);
+    CHECK(c.rope_global.original_max_pos == 8192);
+    CHECK(c.n_eos == 3);
+}
+
+static void test_transformers5_dialect(void) {
+    const char *dir = write_config(
+        "cfg5",
+        "{\"model_type\": \"gemma3_text\", \"vocab_size\": 100, \"hidden_size\": 32,"
+        " \"num_hidden_layers\": 3, \"num_attention_heads\": 2, \"num_key_value_heads\": 1,"
+        " \"head_dim\": 16, \"intermediate_size\": 64, \"max_position_embeddings\": 64,"
+        " \"sliding_window\": 4, \"layer_types\": [\"sliding_attention\", \"full_attention\","
+        " \"sliding_attention\"], \"rope_parameters\": {\"full_attention\": {\"rope_type\":"
+        " \"linear\", \"factor\": 8.0, \"rope_theta\": 1000000.0}, \"sliding_attention\":"
+        " {\"rope_type\": \"default\", \"rope_theta\": 10000.0}}, \"dtype\": \"bfloat16\","
+        " \"eos_token_id\": 1}",
+        "{\"eos_token_id\": [1, 50]}");
+    model_config c;
+    CHECK_OK(model_config_load(&c, dir));
+    CHECK(c.layer_sliding[0] && !c.layer_sliding[1] && c.layer_sliding[2]);
+    CHECK(c.rope_global.scaling == ROPE_LINEAR && c.rope_global.factor == 8.0);
+    CHECK(c.rope_global.theta == 1e6 && c.rope_local.theta == 1e4);
+    CHECK(c.ckpt_dtype == DT_BF16);
+    CHECK(c.n_eos == 2 && c.eos_ids[1] == 50); /* generation_config wins */
+}
+
+static void test_qwen_sliding(void) {
+    const char *dir = write_config(
+        "cfgq",
+        "{\"model_type\": \"qwen2\", \"vocab_size\": 100, \"hidden_size\": 32,"
+        " \"num_hidden_layers\": 4, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+        " \"max_position_embeddings\": 64, \"use_sliding_window\": true, \"sliding_window\": 8,"
+        " \"max_window_layers\": 2}",
+        NULL);
+    model_config c;
+    CHECK_OK(model_config_load(&c, dir));
+    CHECK(!c.layer_sliding[0] && !c.layer_sliding[1] && c.layer_sliding[2] && c.layer_sliding[3]);
+    CHECK(c.sliding_window == 8 && c.n_kv_heads == 2 && c.head_dim == 16 && c.qkv_bias);
+}
+
+static void test_malformed(void) {
+    model_config c;
+    CHECK_ERR(model_config_load(&c, "/nonexistent/model"), LLMRT_ERR_IO, "/nonexistent/model");
+    const char *d = write_config("bad1", "{\"model_type\": \"llama\", \"vocab_size\": 10", NULL);
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "invalid JSON");
+    d = write_config("bad2", "{\"model_type\": \"mamba\"}", NULL);
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_UNSUPPORTED, "\"mamba\" is not supported");
+    d = write_config("bad3", "{\"model_type\": \"llama\", \"vocab_size\": 10}", NULL);
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "\"hidden_size\"");
+    d = write_config("bad4",
+                     "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": \"64\"}",
+                     NULL);
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "\"hidden_size\" must be an integer");
+    d = write_config("bad5",
+                     "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,"
+                     " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                     " \"num_key_value_heads\": 3, \"intermediate_size\": 8,"
+                     " \"max_position_embeddings\": 16}",
+                     NULL);
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "num_key_value_heads");
+    d = write_config("bad6",
+                     "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,"
+                     " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                     " \"intermediate_size\": 8, \"max_position_embeddings\": 16,"
+                     " \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4}}",
+                     NULL);
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_UNSUPPORTED, "yarn");
+    d = write_config("bad7",
+                     "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,"
+                     " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                     " \"intermediate_size\": 8, \"max_position_embeddings\": 16,"
+                     " \"eos_token_id\": 99}",
+                     NULL);
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "eos_token_id 99");
+    d = write_config("bad8",
+                     "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,"
+                     " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                     " \"intermediate_size\": 8, \"max_position_embeddings\": 16,"
+                     " \"hidden_act\": \"relu\"}",
+                     NULL);
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_UNSUPPORTED, "\"relu\"");
+    d = write_config("bad9",
+                     "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,"
+                     " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                     " \"intermediate_size\": 8, \"max_position_embeddings\": 16}",
+                     "{\"eos_token_id\": \"x\"}");
+    CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "generation_config.json");
+}
+
+int main(void) {
+    RUN(test_real_cards);
+    RUN(test_gemma_details);
+    RUN(test_llama3_rope);
+    RUN(test_transformers5_dialect);
+    RUN(test_qwen_sliding);
+    RUN(test_malformed);
+    return test_summary();
+}

@@ -1,0 +1,549 @@
+/* test_safetensors.c — the safetensors reader: valid files read back field by field, every kind
+ * of malformed file refused with a message naming the file and tensor, and sharded models. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/dtype.h"
+#include "base/status.h"
+#include "io/safetensors.h"
+#include "testutil.h"
+
+/* ---- writing files ---- */
+
+static const unsigned char zeros[256];
+
+static void write_raw(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, 1, n, f) != n) {
+        fprintf(stderr, "cannot write %s\n", path);
+        abort();
+    }
+    fclose(f);
+}
+
+/* Writes u64 LE header length, the header padded with spaces to a multiple of 8, then data. */
+static void write_st(const char *path, const char *header, const void *data, size_t n) {
+    size_t hl = strlen(header), padded = (hl + 7) / 8 * 8;
+    size_t total = 8 + padded + n;
+    unsigned char *buf = malloc(total);
+    for (int i = 0; i < 8; i++)
+        buf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    memcpy(buf + 8, header, hl);
+    memset(buf + 8 + hl, ' ', padded - hl);
+    if (n) memcpy(buf + 8 + padded, data, n);
+    write_raw(path, buf, total);
+    free(buf);
+}
+
+static const char *join(char *buf, size_t n, const char *dir, const char *name) {
+    snprintf(buf, n, "%s/%s", dir, name);
+    return buf;
+}
+
+/* Checks that opening a file with this header and data fails with `want`, and that the message
+ * contains both the file's path and `needle`. */
+static void bad_file_at(const char *header, const void *data, size_t n, llmrt_status want,
+                        const char *needle, int line) {
+    char path[512];
+    join(path, sizeof path, test_tmpdir("st-bad"), "bad.safetensors");
+    write_st(path, header, data, n);
+    st_model *m = (st_model *)1;
+    test_check_err(safetensors_open_file(&m, path), want, needle, header, __FILE__, line);
+    test_check_err(want, want, path, "message names the file", __FILE__, line);
+    CHECK(m == NULL);
+    safetensors_free(m);
+}
+#define BAD(header, n, want, needle) bad_file_at(header, zeros, n, want, needle, __LINE__)
+
+/* ---- a valid file with every supported dtype, a scalar, an empty tensor and metadata ---- */
+
+static float w32[6] = {0.5f, -1.25f, 2.0f, 3.75f, -0.125f, 100.0f};
+static const float h16_vals[4] = {1.5f, -2.25f, 3.0f, 0.125f};
+static const float b16_vals[4] = {-7.0f, 0.25f, 1024.0f, -0.0625f};
+static float scalar = 42.5f;
+
+static size_t valid_data(unsigned char *d) {
+    uint16_t h16[4], b16[4];
+    for (int i = 0; i < 4; i++) {
+        h16[i] = f32_to_f16(h16_vals[i]);
+        b16[i] = f32_to_bf16(b16_vals[i]);
+    }
+    memcpy(d + 0, w32, 24);
+    memcpy(d + 24, b16, 8); /* stored in a different order than the header lists them */
+    memcpy(d + 32, h16, 8);
+    memcpy(d + 40, &scalar, 4);
+    return 44;
+}
+
+static const char *valid_header =
+    "{\"w32\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+    "\"__metadata__\":{\"format\":\"pt\",\"note\":\"hello\"},"
+    "\"h16\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[32,40]},"
+    "\"b16\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[24,32]},"
+    "\"scalar\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[40,44]},"
+    "\"empty\":{\"dtype\":\"F16\",\"shape\":[0,3],\"data_offsets\":[44,44]}}";
+
+static void check_valid_model(const st_model *m, const char *file) {
+    CHECK(safetensors_count(m) == 5);
+    const char *order[] = {"b16", "empty", "h16", "scalar", "w32"};
+    for (size_t i = 0; i < 5 && i < safetensors_count(m); i++) {
+        CHECK_MSG(strcmp(safetensors_at(m, i)->name, order[i]) == 0, "at(%zu) = %s", i,
+                  safetensors_at(m, i)->name);
+        CHECK(safetensors_find(m, order[i]) == safetensors_at(m, i));
+        CHECK(strcmp(safetensors_at(m, i)->file, file) == 0);
+    }
+    CHECK(safetensors_at(m, 5) == NULL);
+    CHECK(safetensors_find(m, "__metadata__") == NULL);
+    CHECK(safetensors_find(m, "w3") == NULL);
+    CHECK(safetensors_find(m, "") == NULL);
+
+    const st_tensor *t = safetensors_find(m, "w32");
+    if (t) {
+        CHECK(t->dt == DT_F32 && t->n_dims == 2 && t->shape[0] == 2 && t->shape[1] == 3);
+        CHECK(t->shape[2] == 0 && t->nbytes == 24);
+        CHECK(memcmp(t->data, w32, 24) == 0);
+    }
+    t = safetensors_find(m, "h16");
+    if (t) {
+        CHECK(t->dt == DT_F16 && t->n_dims == 1 && t->shape[0] == 4 && t->nbytes == 8);
+        for (int i = 0; i < 4; i++) {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, 2);
+            CHECK(f16_to_f32(h) == h16_vals[i]);
+        }
+    }
+    t = safetensors_find(m, "b16");
+    if (t) {
+        CHECK(t->dt == DT_BF16 && t->n_dims == 2 && t->shape[0] == 2 && t->shape[1] == 2);
+        CHECK(t->nbytes == 8);
+        for (int i = 0; i < 4; i++) {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, 2);
+            CHECK(bf16_to_f32(h) == b16_vals[i]);
+        }
+    }
+    t = safetensors_find(m, "scalar");
+    if (t) {
+        float v;
+        CHECK(t->dt == DT_F32 && t->n_dims == 0 && t->nbytes == 4);
+        memcpy(&v, t->data, 4);
+        CHECK(v == scalar);
+    }
+    t = safetensors_find(m, "empty");
+    if (t)
+        CHECK(t->dt == DT_F16 && t->n_dims == 2 && t->shape[0] == 0 && t->shape[1] == 3 &&
+              t->nbytes == 0);
+}
+
+static void test_valid_file(void) {
+    unsigned char data[64];
+    size_t n = valid_data(data);
+    char path[512];
+    join(path, sizeof path, test_tmpdir("st-valid"), "weights.safetensors");
+    write_st(path, valid_header, data, n);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_file(&m, path));
+    if (!m) return;
+    check_valid_model(m, path);
+
+    /* the data pointers are into the mapping: base + 8 + header + offset */
+    const st_tensor *a = safetensors_find(m, "w32"), *b = safetensors_find(m, "b16");
+    CHECK((const char *)b->data - (const char *)a->data == 24);
+
+    const st_tensor *t;
+    CHECK_OK(safetensors_expect(m, "w32", 2, (const int64_t[]){2, 3}, &t));
+    CHECK(t == a);
+    CHECK_ERR(safetensors_expect(m, "w32", 2, (const int64_t[]){3, 2}, &t), LLMRT_ERR_FORMAT,
+              "tensor 'w32' has shape [2, 3], expected [3, 2]");
+    CHECK(t == NULL);
+    CHECK_ERR(safetensors_expect(m, "w32", 1, (const int64_t[]){6}, &t), LLMRT_ERR_FORMAT,
+              "expected [6]");
+    CHECK_OK(safetensors_expect(m, "scalar", 0, NULL, &t));
+    CHECK_ERR(safetensors_expect(m, "nope", 1, (const int64_t[]){6}, &t), LLMRT_ERR_FORMAT,
+              "tensor 'nope' is missing");
+    safetensors_free(m);
+}
+
+static void test_valid_memory_and_dir(void) {
+    unsigned char data[64];
+    size_t n = valid_data(data);
+    const char *dir = test_tmpdir("st-dir");
+    char path[512];
+    write_st(join(path, sizeof path, dir, "model.safetensors"), valid_header, data, n);
+
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (m) check_valid_model(m, path);
+    safetensors_free(m);
+
+    /* the same bytes from memory */
+    char *image;
+    size_t len;
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    len = (size_t)ftell(f);
+    rewind(f);
+    image = malloc(len);
+    CHECK(fread(image, 1, len, f) == len);
+    fclose(f);
+    m = NULL;
+    CHECK_OK(safetensors_open_memory(&m, image, len, "<memory>"));
+    if (m) {
+        check_valid_model(m, "<memory>");
+        CHECK((const char *)safetensors_find(m, "w32")->data == image + len - n);
+    }
+    safetensors_free(m);
+    /* truncated by one byte: the last tensor runs past the data area */
+    CHECK_ERR(safetensors_open_memory(&m, image, len - 1, "<memory>"), LLMRT_ERR_FORMAT,
+              "<memory>: tensor 'scalar': data_offsets [40, 44] run past the data area (43 bytes");
+    free(image);
+}
+
+/* A header with no tensors is a valid (empty) file. */
+static void test_valid_empty_header(void) {
+    st_model *m = NULL;
+    const char img[] = "\x02\0\0\0\0\0\0\0{}";
+    CHECK_OK(safetensors_open_memory(&m, img, 10, "empty"));
+    if (m) CHECK(safetensors_count(m) == 0 && safetensors_find(m, "x") == NULL);
+    safetensors_free(m);
+}
+
+/* ---- malformed single files ---- */
+
+static void test_bad_size_and_header(void) {
+    const char *dir = test_tmpdir("st-short");
+    char path[512];
+    st_model *m = NULL;
+    join(path, sizeof path, dir, "short.safetensors");
+    write_raw(path, "\x10\0\0\0\0", 5);
+    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_FORMAT,
+              "short.safetensors: file is 5 bytes");
+    write_raw(path, "", 0);
+    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_FORMAT,
+              "short.safetensors: file is 0 bytes");
+    /* header length 100 but only 4 bytes follow */
+    write_raw(path, "\x64\0\0\0\0\0\0\0{}  ", 12);
+    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_FORMAT,
+              "short.safetensors: header length 100 runs past the end of the file (12 bytes)");
+    /* header length 2^63 + 2 (would wrap a signed or 8 + len computation) */
+    write_raw(path, "\x02\0\0\0\0\0\0\x80{}", 10);
+    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_FORMAT, "runs past the end of the file");
+    write_raw(path, "\xff\xff\xff\xff\xff\xff\xff\xff{}", 10);
+    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_FORMAT, "runs past the end of the file");
+    CHECK(m == NULL);
+    join(path, sizeof path, dir, "absent.safetensors");
+    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_IO, "absent.safetensors: cannot open");
+    CHECK_ERR(safetensors_open_file(&m, dir), LLMRT_ERR_IO, "not a regular file");
+
+    /* a header above the 100 MB limit is refused before it is parsed (calloc: untouched pages) */
+    size_t big = 100000001;
+    unsigned char *img = calloc(1, 8 + big);
+    for (int i = 0; i < 8; i++)
+        img[i] = (unsigned char)((uint64_t)big >> (8 * i));
+    CHECK_ERR(safetensors_open_memory(&m, img, 8 + big, "big"), LLMRT_ERR_FORMAT,
+              "big: header length 100000001 is above the 100 MB limit");
+    free(img);
+
+    BAD("{\"a\": ", 0, LLMRT_ERR_FORMAT, "header: invalid JSON");
+    BAD("", 0, LLMRT_ERR_FORMAT, "header: invalid JSON");
+    BAD("[1, 2]", 0, LLMRT_ERR_FORMAT, "header: top level is a JSON array, not an object");
+    BAD("{} x", 0, LLMRT_ERR_FORMAT, "header: invalid JSON");
+    BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+        8, LLMRT_ERR_FORMAT, "duplicate");
+    BAD("{\"\xff\":1}", 0, LLMRT_ERR_FORMAT, "header: invalid JSON");
+}
+
+static void test_bad_entries(void) {
+    BAD("{\"t\": 5}", 0, LLMRT_ERR_FORMAT, "tensor 't': entry must be an object, got integer");
+    BAD("{\"t\": {\"shape\":[1],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': field 'dtype' is missing");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': field 'shape' is missing");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': field 'data_offsets' is missing");
+    BAD("{\"t\": {\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': field 'dtype' must be a string, got integer");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":\"1\",\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': field 'shape' must be an array, got string");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":{}}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': field 'data_offsets' must be an array [begin, end]");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': field 'data_offsets' must be an array [begin, end]");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, LLMRT_ERR_FORMAT,
+        "tensor 't': field 'data_offsets' must be an array [begin, end]");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4.0]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': data_offsets must be non-negative integers");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': data_offsets must be non-negative integers");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_FORMAT, "tensor 't': shape[0] must be a non-negative integer");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': shape[0] must be a non-negative integer");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[2,-1],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': shape[1] must be a non-negative integer");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_UNSUPPORTED, "tensor 't' has 9 dimensions; at most 8");
+    /* 2^32 * 2^32 elements: the product overflows 64 bits */
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}", 0,
+        LLMRT_ERR_FORMAT, "tensor 't': shape is too large");
+    /* 2^62 F32 elements would be 2^64 bytes, wrapping to 0 == the empty range */
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", 0,
+        LLMRT_ERR_FORMAT, "tensor 't': shape is too large");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_FORMAT, "header: invalid JSON");
+}
+
+static void test_bad_dtypes(void) {
+    BAD("{\"ids\": {\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
+        LLMRT_ERR_UNSUPPORTED, "tensor 'ids' has dtype I64");
+    BAD("{\"q\": {\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_UNSUPPORTED, "tensor 'q' has dtype F8_E4M3");
+    BAD("{\"mask\": {\"dtype\":\"BOOL\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_UNSUPPORTED, "tensor 'mask' has dtype BOOL");
+    BAD("{\"d\": {\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
+        LLMRT_ERR_UNSUPPORTED, "tensor 'd' has dtype F64");
+    BAD("{\"t\": {\"dtype\":\"F31\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't' has unknown dtype 'F31'");
+    BAD("{\"t\": {\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't' has unknown dtype 'f32'");
+    BAD("{\"t\": {\"dtype\":\"\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't' has unknown dtype ''");
+}
+
+static void test_bad_ranges(void) {
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", 24,
+        LLMRT_ERR_FORMAT,
+        "tensor 't': shape [2, 3] of F32 needs 24 bytes but data_offsets [0, 20] hold 20");
+    BAD("{\"t\": {\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16, LLMRT_ERR_FORMAT,
+        "tensor 't': shape [4] of BF16 needs 8 bytes");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,0]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': shape [] of F32 needs 4 bytes");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "tensor 't': shape [0] of F32 needs 0 bytes");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8, LLMRT_ERR_FORMAT,
+        "tensor 't': data_offsets [8, 4] begin after end");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 7, LLMRT_ERR_FORMAT,
+        "tensor 't': data_offsets [0, 8] run past the data area (7 bytes");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[18446744073709551612,0]}}", 8,
+        LLMRT_ERR_FORMAT, "header: invalid JSON"); /* beyond int64: jansson refuses it */
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],"
+        "\"data_offsets\":[9223372036854775800,9223372036854775804]}}",
+        8, LLMRT_ERR_FORMAT, "run past the data area");
+    /* the empty tensor may sit anywhere inside the data area, but not beyond it */
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[9,9]}}", 8, LLMRT_ERR_FORMAT,
+        "tensor 't': data_offsets [9, 9] run past the data area (8 bytes");
+    BAD("{\"a\": {\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+        "\"b\": {\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[6,10]}}",
+        16, LLMRT_ERR_FORMAT, "tensors 'a' (bytes 0..8) and 'b' (bytes 6..10) overlap");
+    /* the same range twice; listed in reverse order of offset */
+    BAD("{\"z\": {\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]},"
+        "\"a\": {\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]},"
+        "\"b\": {\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[4,12]}}",
+        16, LLMRT_ERR_FORMAT, "overlap");
+    /* a range that contains another */
+    BAD("{\"a\": {\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+        "\"b\": {\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[4,8]}}",
+        16, LLMRT_ERR_FORMAT, "tensors 'a' (bytes 0..16) and 'b' (bytes 4..8) overlap");
+}
+
+static void test_metadata(void) {
+    BAD("{\"__metadata__\": [\"pt\"]}", 0, LLMRT_ERR_FORMAT,
+        "__metadata__ must be an object, got array");
+    BAD("{\"__metadata__\": {\"format\": \"pt\", \"n\": 3}}", 0, LLMRT_ERR_FORMAT,
+        "__metadata__ field 'n' must be a string, got integer");
+    /* a valid metadata object alone, and gaps between ranges, are accepted */
+    const char *dir = test_tmpdir("st-meta");
+    char path[512];
+    join(path, sizeof path, dir, "m.safetensors");
+    unsigned char data[16];
+    for (int i = 0; i < 16; i++)
+        data[i] = (unsigned char)(i * 17 + 3);
+    write_st(path,
+             "{\"__metadata__\":{\"format\":\"pt\"},"
+             "\"x\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[12,16]},"
+             "\"y\":{\"dtype\":\"BF16\",\"shape\":[1,2],\"data_offsets\":[2,6]}}",
+             data, 16);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_file(&m, path));
+    if (m) {
+        CHECK(safetensors_count(m) == 2);
+        const st_tensor *x = safetensors_find(m, "x"), *y = safetensors_find(m, "y");
+        CHECK(x && y && memcmp(x->data, data + 12, 4) == 0 && memcmp(y->data, data + 2, 4) == 0);
+    }
+    safetensors_free(m);
+}
+
+/* ---- sharded models ---- */
+
+static const char *shard1_header =
+    "{\"model.embed.weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+    "\"model.norm.weight\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[16,20]}}";
+static const char *shard2_header =
+    "{\"__metadata__\":{\"format\":\"pt\"},"
+    "\"lm_head.weight\":{\"dtype\":\"BF16\",\"shape\":[1,2],\"data_offsets\":[0,4]},"
+    "\"model.layers.0.w\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[4,8]}}";
+static const char *good_index = "{\"metadata\":{\"total_size\":28},\"weight_map\":{"
+                                "\"lm_head.weight\":\"model-00002-of-00002.safetensors\","
+                                "\"model.embed.weight\":\"model-00001-of-00002.safetensors\","
+                                "\"model.layers.0.w\":\"model-00002-of-00002.safetensors\","
+                                "\"model.norm.weight\":\"model-00001-of-00002.safetensors\"}}";
+
+static unsigned char shard_data[20];
+
+/* Writes a fresh two-shard model; index may be NULL (not written). Returns the directory. */
+static const char *write_sharded(const char *index, const char *h1, const char *h2) {
+    const char *dir = test_tmpdir("st-shard");
+    char path[512];
+    for (int i = 0; i < 20; i++)
+        shard_data[i] = (unsigned char)(251 - 7 * i);
+    write_st(join(path, sizeof path, dir, "model-00001-of-00002.safetensors"), h1, shard_data, 20);
+    write_st(join(path, sizeof path, dir, "model-00002-of-00002.safetensors"), h2, shard_data + 4,
+             8);
+    if (index) {
+        join(path, sizeof path, dir, "model.safetensors.index.json");
+        write_raw(path, index, strlen(index));
+    }
+    return dir;
+}
+
+static void test_sharded(void) {
+    const char *dir = write_sharded(good_index, shard1_header, shard2_header);
+    char p1[512], p2[512];
+    join(p1, sizeof p1, dir, "model-00001-of-00002.safetensors");
+    join(p2, sizeof p2, dir, "model-00002-of-00002.safetensors");
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (!m) return;
+    CHECK(safetensors_count(m) == 4);
+    const char *order[] = {"lm_head.weight", "model.embed.weight", "model.layers.0.w",
+                           "model.norm.weight"};
+    const char *files[] = {p2, p1, p2, p1};
+    for (size_t i = 0; i < 4; i++) {
+        const st_tensor *t = safetensors_at(m, i);
+        CHECK_MSG(t && strcmp(t->name, order[i]) == 0 && strcmp(t->file, files[i]) == 0,
+                  "at(%zu) = %s in %s", i, t ? t->name : "-", t ? t->file : "-");
+        CHECK(safetensors_find(m, order[i]) == t);
+    }
+    const st_tensor *t = safetensors_find(m, "model.embed.weight");
+    CHECK(t && t->dt == DT_F32 && t->nbytes == 16 && memcmp(t->data, shard_data, 16) == 0);
+    t = safetensors_find(m, "model.norm.weight");
+    CHECK(t && t->dt == DT_F16 && t->nbytes == 4 && memcmp(t->data, shard_data + 16, 4) == 0);
+    t = safetensors_find(m, "lm_head.weight");
+    CHECK(t && t->dt == DT_BF16 && t->n_dims == 2 && t->shape[0] == 1 && t->shape[1] == 2);
+    CHECK(t && memcmp(t->data, shard_data + 4, 4) == 0);
+    t = safetensors_find(m, "model.layers.0.w");
+    CHECK(t && t->n_dims == 0 && t->nbytes == 4 && memcmp(t->data, shard_data + 8, 4) == 0);
+    CHECK_ERR(safetensors_expect(m, "model.layers.1.w", 0, NULL, &t), LLMRT_ERR_FORMAT, dir);
+    safetensors_free(m);
+}
+
+/* Expects open_dir on dir to fail with want and a message containing needle and needle2. */
+static void bad_dir_at(const char *dir, llmrt_status want, const char *needle, const char *needle2,
+                       int line) {
+    st_model *m = (st_model *)1;
+    test_check_err(safetensors_open_dir(&m, dir), want, needle, needle, __FILE__, line);
+    if (needle2) test_check_err(want, want, needle2, needle2, __FILE__, line);
+    CHECK(m == NULL);
+}
+#define BAD_DIR(dir, want, needle, needle2) bad_dir_at(dir, want, needle, needle2, __LINE__)
+
+static void test_sharded_bad(void) {
+    const char *h1 = shard1_header, *h2 = shard2_header;
+    const char *idx = "model.safetensors.index.json";
+    const char *s1 = "model-00001-of-00002.safetensors", *s2 = "model-00002-of-00002.safetensors";
+
+    BAD_DIR(write_sharded(NULL, h1, h2), LLMRT_ERR_IO, "has neither model.safetensors nor", NULL);
+    BAD_DIR("/nonexistent/llmrt-model", LLMRT_ERR_IO, "/nonexistent/llmrt-model", "does not exist");
+    BAD_DIR(write_sharded("{\"weight_map\": {", h1, h2), LLMRT_ERR_FORMAT, idx, "invalid JSON");
+    BAD_DIR(write_sharded("[]", h1, h2), LLMRT_ERR_FORMAT, idx, "not an object");
+    BAD_DIR(write_sharded("{\"metadata\": {}}", h1, h2), LLMRT_ERR_FORMAT, idx,
+            "field 'weight_map' is missing");
+    BAD_DIR(write_sharded("{\"weight_map\": []}", h1, h2), LLMRT_ERR_FORMAT, idx,
+            "field 'weight_map' must be an object, got array");
+    BAD_DIR(write_sharded("{\"weight_map\": {}}", h1, h2), LLMRT_ERR_FORMAT, idx,
+            "weight_map is empty");
+    BAD_DIR(write_sharded("{\"weight_map\": {\"model.norm.weight\": 1}}", h1, h2), LLMRT_ERR_FORMAT,
+            idx, "weight_map entry for tensor 'model.norm.weight' must be a string, got integer");
+    BAD_DIR(
+        write_sharded("{\"weight_map\": {\"model.norm.weight\": \"../x.safetensors\"}}", h1, h2),
+        LLMRT_ERR_FORMAT, "names shard '../x.safetensors' for tensor 'model.norm.weight'", idx);
+    BAD_DIR(write_sharded("{\"weight_map\": {\"model.norm.weight\": \"\"}}", h1, h2),
+            LLMRT_ERR_FORMAT, "names shard '' for tensor 'model.norm.weight'", idx);
+    /* a shard listed but missing */
+    BAD_DIR(write_sharded("{\"weight_map\": {\"model.norm.weight\": "
+                          "\"model-00001-of-00002.safetensors\", \"x\": "
+                          "\"model-00003-of-00003.safetensors\"}}",
+                          h1, h2),
+            LLMRT_ERR_IO, "model-00003-of-00003.safetensors: cannot open", "(for tensor 'x')");
+    /* a tensor listed but absent from its shard */
+    BAD_DIR(write_sharded("{\"weight_map\": {\"model.norm.weight\": "
+                          "\"model-00001-of-00002.safetensors\", \"model.ghost\": "
+                          "\"model-00002-of-00002.safetensors\"}}",
+                          h1, h2),
+            LLMRT_ERR_FORMAT,
+            "tensor 'model.ghost' is listed in shard "
+            "model-00002-of-00002.safetensors but that shard lacks it",
+            idx);
+    /* a tensor listed for one shard but found in the other */
+    BAD_DIR(write_sharded("{\"weight_map\": {\"model.norm.weight\": "
+                          "\"model-00002-of-00002.safetensors\", \"lm_head.weight\": "
+                          "\"model-00001-of-00002.safetensors\"}}",
+                          h1, h2),
+            LLMRT_ERR_FORMAT,
+            "tensor 'model.norm.weight' is listed in shard "
+            "model-00002-of-00002.safetensors but is found in",
+            s1);
+    /* the same tensor in both shards */
+    BAD_DIR(write_sharded(good_index, h1,
+                          "{\"lm_head.weight\":{\"dtype\":\"BF16\",\"shape\":[1,2],"
+                          "\"data_offsets\":[0,4]},"
+                          "\"model.norm.weight\":{\"dtype\":\"F16\",\"shape\":[2],"
+                          "\"data_offsets\":[4,8]}}"),
+            LLMRT_ERR_FORMAT, "tensor 'model.norm.weight' appears in both", s2);
+    /* a malformed shard: the message names the shard, the tensor and the index */
+    BAD_DIR(write_sharded(good_index, h1,
+                          "{\"lm_head.weight\":{\"dtype\":\"BF16\",\"shape\":[1,2],"
+                          "\"data_offsets\":[0,4]},"
+                          "\"model.layers.0.w\":{\"dtype\":\"F32\",\"shape\":[2],"
+                          "\"data_offsets\":[4,8]}}"),
+            LLMRT_ERR_FORMAT,
+            "model-00002-of-00002.safetensors: tensor 'model.layers.0.w': shape [2] of F32 "
+            "needs 8 bytes",
+            "model.safetensors.index.json lists shard 'model-00002-of-00002.safetensors'");
+    /* a shard cut short */
+    const char *dir = write_sharded(good_index, h1, h2);
+    char path[512];
+    write_raw(join(path, sizeof path, dir, s2), "\x40\0\0", 3);
+    BAD_DIR(dir, LLMRT_ERR_FORMAT, "model-00002-of-00002.safetensors: file is 3 bytes", idx);
+}
+
+/* A single model.safetensors wins over an index, as in transformers. */
+static void test_dir_prefers_single(void) {
+    const char *dir = write_sharded("not json", shard1_header, shard2_header);
+    char path[512];
+    unsigned char data[64];
+    size_t n = valid_data(data);
+    write_st(join(path, sizeof path, dir, "model.safetensors"), valid_header, data, n);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (m) check_valid_model(m, path);
+    safetensors_free(m);
+}
+
+int main(void) {
+    RUN(test_valid_file);
+    RUN(test_valid_memory_and_dir);
+    RUN(test_valid_empty_header);
+    RUN(test_bad_size_and_header);
+    RUN(test_bad_entries);
+    RUN(test_bad_dtypes);
+    RUN(test_bad_ranges);
+    RUN(test_metadata);
+    RUN(test_sharded);
+    RUN(test_sharded_bad);
+    RUN(test_dir_prefers_single);
+    return test_summary();
+}

@@ -1,0 +1,161 @@
+/* perplexity.c — `llmrt perplexity`: exp(mean negative log-likelihood) of a text under the
+ * model, teacher-forced. Texts longer than the context are scored in consecutive windows of
+ * the context length (each window restarts the cache), as the usual non-overlapping
+ * evaluation does. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "base/file.h"
+#include "commands.h"
+#include "common.h"
+#include "runtime/session.h"
+#include "tokenizer/tokenizer.h"
+
+static void usage(void) {
+    printf("usage: llmrt perplexity --model DIR (--file TEXT_FILE | --ids 1,2,3)\n"
+           "                        [--precision FP32|FP16|BF16] [--device cpu|cuda] [--json]\n"
+           "The text is encoded with the model's tokenizer, special tokens (BOS) included.\n");
+}
+
+static size_t reserve(const model_config *c, void *ud, dtype act, dtype kv) {
+    return session_bytes(c, (const session_opts *)ud, act, kv);
+}
+
+/* log-softmax of row at `target` */
+static double token_logprob(const float *row, int V, int target) {
+    float mx = row[0];
+    for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += exp((double)row[v] - mx);
+    return (double)row[target] - mx - log(sum);
+}
+
+int cmd_perplexity(int argc, char **argv) {
+    cli_model cm = {.precision = DT_F32};
+    const char *file = NULL;
+    int32_t *ids = NULL;
+    int n = 0;
+    bool json = false;
+    args a;
+    args_init(&a, "perplexity", argc, argv);
+    while (args_next(&a)) {
+        if (args_is(&a, "help") || args_is(&a, "h")) {
+            usage();
+            return 0;
+        } else if (args_is(&a, "model")) {
+            cm.model_dir = args_value(&a);
+        } else if (args_is(&a, "file")) {
+            file = args_value(&a);
+        } else if (args_is(&a, "ids")) {
+            free(ids);
+            n = args_parse_ids(args_value(&a), &ids, "ids");
+            if (n < 0) return 2;
+        } else if (args_is(&a, "precision") || args_is(&a, "model_precision")) {
+            const char *v = args_value(&a);
+            if (!cli_parse_precision(v, &cm.precision)) {
+                fprintf(stderr, "llmrt perplexity: --precision must be FP32, FP16 or BF16\n");
+                return 2;
+            }
+        } else if (args_is(&a, "device")) {
+            cm.device = args_value(&a);
+        } else if (args_is(&a, "json")) {
+            json = true;
+        } else {
+            args_unknown(&a);
+        }
+    }
+    if (!file == !ids) {
+        fprintf(stderr, "llmrt perplexity: give exactly one of --file or --ids\n");
+        free(ids);
+        return 2;
+    }
+    if (!cm.model_dir) cm.model_dir = cli_default_model();
+    if (!cm.model_dir) {
+        fprintf(stderr, "llmrt perplexity: no --model given and no demo model found\n");
+        return 2;
+    }
+    if (file) {
+        char *text = NULL;
+        size_t len = 0, nids = 0, bad = 0;
+        tokenizer *tok = NULL;
+        if (file_read_all(file, &text, &len) != LLMRT_OK ||
+            tokenizer_load(&tok, cm.model_dir) != LLMRT_OK ||
+            tokenizer_encode(tok, text, len, 1, &ids, &nids, &bad) != LLMRT_OK) {
+            free(text);
+            tokenizer_free(tok);
+            return cli_fail("perplexity");
+        }
+        if (bad)
+            fprintf(stderr, "llmrt perplexity: warning: %s is not valid UTF-8; %zu invalid byte "
+                            "sequence(s) replaced with U+FFFD\n",
+                    file, bad);
+        free(text);
+        tokenizer_free(tok);
+        n = (int)nids;
+    }
+    if (n < 2) {
+        fprintf(stderr, "llmrt perplexity: need at least 2 tokens, got %d\n", n);
+        free(ids);
+        return 2;
+    }
+    model_config cfg;
+    if (model_config_load(&cfg, cm.model_dir) != LLMRT_OK) {
+        free(ids);
+        return cli_fail("perplexity");
+    }
+    int window = n < cfg.max_pos ? n : cfg.max_pos;
+    session_opts so = {.batch = 1, .max_seq = window, .chunk = 256, .mode = KV_STATIC,
+                       .all_logits = true};
+    session *s = NULL;
+    float *logits = NULL;
+    int rc = 1;
+    if (!cli_model_open(&cm, "perplexity", reserve, &so)) goto out;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= cfg.vocab) {
+            fprintf(stderr, "llmrt perplexity: token id %d is outside the vocabulary\n", ids[i]);
+            rc = 2;
+            goto out;
+        }
+    logits = malloc((size_t)window * (size_t)cfg.vocab * sizeof *logits);
+    if (!logits || session_create(&s, cm.m, &so) != LLMRT_OK) {
+        rc = cli_fail("perplexity");
+        goto out;
+    }
+    double nll = 0;
+    long scored = 0;
+    for (int w0 = 0; w0 < n - 1; w0 += window) {
+        int len = n - w0 < window ? n - w0 : window;
+        if (len < 2) break;
+        session_reset(s);
+        if (session_forward(s, ids + w0, len, true, logits) != LLMRT_OK) {
+            rc = cli_fail("perplexity");
+            goto out;
+        }
+        for (int t = 0; t + 1 < len; t++) {
+            nll -= token_logprob(logits + (size_t)t * cfg.vocab, cfg.vocab, ids[w0 + t + 1]);
+            scored++;
+        }
+    }
+    double ppl = exp(nll / (double)scored);
+    if (!isfinite(ppl)) {
+        fprintf(stderr, "llmrt perplexity: the result is not finite (precision overflow?)\n");
+        goto out;
+    }
+    if (json)
+        printf("{\"tokens\": %d, \"scored\": %ld, \"window\": %d, \"mean_nll\": %.9g, "
+               "\"perplexity\": %.9g}\n",
+               n, scored, window, nll / (double)scored, ppl);
+    else
+        printf("perplexity %.6f over %ld predicted tokens (%d tokens, window %d)\n", ppl, scored,
+               n, window);
+    rc = 0;
+out:
+    session_free(s);
+    free(logits);
+    free(ids);
+    cli_model_close(&cm);
+    return rc;
+}
