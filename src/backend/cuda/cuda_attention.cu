@@ -44,6 +44,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
                       float *part_o /* [rows, H, n_split, hd] */,
                       float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
                       const int32_t *pos, const int32_t *start) {
+    pdl_begin();
     extern __shared__ float sh[];
     float *q_s = sh;                       /* [gb][hd] */
     float *o_s = q_s + g.gb * g.hd;        /* [gb][hd] */
@@ -60,7 +61,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     key_range(r, g.n_tokens, g.window, pos, start, &b, &lo, &hi);
     int len = hi - lo + 1;
     int chunk = (len + g.n_split - 1) / g.n_split;
-    chunk = chunk < ATT_TILE ? ATT_TILE : (chunk + 31) & ~31;
+    chunk = (chunk + 31) & ~31; /* short chunks: many blocks, short serial chains */
     int j0 = lo + split * chunk, j1 = min(hi, j0 + chunk - 1);
     size_t pidx = ((size_t)r * g.H + h0) * g.n_split + split; /* + gi * n_split */
     if (len <= 0 || j0 > j1) {
@@ -221,6 +222,7 @@ __global__ void kernel_attn_combine(T *out /* [rows, H * hd] */,
                                     const float *part_o /* [rows, H, n_split, hd] */,
                                     const float2 *part_ml /* [rows, H, n_split] */, int H, int hd,
                                     int n_split) {
+    pdl_begin();
     __shared__ float w_s[ATT_MAX_SPLIT];
     __shared__ int idx_s[ATT_MAX_SPLIT];
     __shared__ int n_s;
@@ -279,6 +281,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     kernel_attn_prefill(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
                         const T *kc /* [batch, Hkv, cap, hd] */, const T *vc /* same */,
                         attn_geom g, const int32_t *pos, const int32_t *start) {
+    pdl_begin();
     using namespace nvcuda;
     extern __shared__ __align__(128) unsigned char fa_raw[];
     const int hd = g.hd, ldh = hd + 8, lds = FA_BK + 4, ldp = FA_BK + 8, ldo = hd + 4;
@@ -418,7 +421,7 @@ static llmrt_status launch_prefill(cuda_ctx *c, T *out, const T *qkv, const kv_l
         raised[which] = 1;
     }
     dim3 grid((c->n_tokens + FA_BQ - 1) / FA_BQ, g.H, c->batch);
-    kernel_attn_prefill<T><<<grid, FA_WARPS * 32, smem, c->stream>>>(
+    launch_ex(c, kernel_attn_prefill<T>, grid, FA_WARPS * 32, smem, 
         out, qkv, (const T *)cache->k, (const T *)cache->v, g, c->d_pos, c->d_start);
     CK_KERNEL("kernel_attn_prefill");
     return LLMRT_OK;
@@ -479,12 +482,12 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
                    ATT_THREADS * 8) * sizeof(float);
     dim3 grid(g.H / g.gb, c->rows, n_split);
     DISPATCH_T(c->dt, {
-        kernel_attn_split<T><<<grid, ATT_THREADS, smem, c->stream>>>(
+        launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, 
             (T *)out, (const T *)qkv, (const T *)cache->k, (const T *)cache->v, part_o, part_ml, g,
             c->d_pos, c->d_start);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
-            kernel_attn_combine<T><<<dim3(g.H, c->rows), 128, 0, c->stream>>>(
+            launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, 
                 (T *)out, part_o, part_ml, g.H, g.hd, n_split);
             CK_KERNEL("kernel_attn_combine");
         }

@@ -11,7 +11,8 @@
  *  - If a replayed step's ops differ from the captured ones (a new session with new buffers,
  *    say), the step falls back to eager execution of the records seen so far and the graph is
  *    dropped, to be captured again; no step ever runs stale pointers.
- * LLMRT_NO_GRAPH=1 turns graphs off; LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention.
+ * LLMRT_NO_GRAPH=1 turns graphs off, LLMRT_NO_PDL=1 programmatic dependent launch,
+ * LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention (A/B switches for measurement).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -602,6 +603,8 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->no_graph = ng && ng[0] && strcmp(ng, "0") != 0;
     const char *so = getenv("LLMRT_ATTN_SPLIT_ONLY");
     c->attn_split_only = so && so[0] && strcmp(so, "0") != 0;
+    const char *np = getenv("LLMRT_NO_PDL");
+    c->pdl = !(np && np[0] && strcmp(np, "0") != 0);
     llmrt_status st = LLMRT_OK;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(device)) != cudaSuccess ||

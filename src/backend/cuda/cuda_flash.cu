@@ -80,6 +80,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     kernel_flash(T *out /* [rows, H * HD] */, const T *qkv /* [rows, (H + 2*Hkv) * HD] */,
                  const T *kc /* [batch, Hkv, cap, HD] */, const T *vc /* same */, flash_geom g,
                  const int32_t *pos, const int32_t *start) {
+    pdl_begin();
     constexpr int LD = HD + 8; /* padded row: ldmatrix rows land in distinct banks */
     constexpr int VPR = HD / 8; /* 16-byte vectors per row */
     constexpr int NT = HD / 8;  /* output mma tiles (8 columns each) */
@@ -252,7 +253,7 @@ static llmrt_status launch_flash(cuda_ctx *c, void *out, const void *qkv, const 
         raised = true;
     }
     dim3 grid((c->n_tokens + FL_BQ - 1) / FL_BQ, g.H, c->batch);
-    kernel_flash<T, HD><<<grid, FL_WARPS * 32, smem, c->stream>>>(
+    launch_ex(c, (kernel_flash<T, HD>), grid, FL_WARPS * 32, smem, 
         (T *)out, (const T *)qkv, (const T *)cache->k, (const T *)cache->v, g, c->d_pos,
         c->d_start);
     CK_KERNEL("kernel_flash");

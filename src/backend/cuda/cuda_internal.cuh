@@ -15,6 +15,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <utility>
+
 extern "C" {
 #include "backend/backend.h"
 #include "base/status.h"
@@ -75,6 +77,7 @@ typedef struct cuda_ctx {
     lt_plan plans[LT_PLANS];
     int matvec_max_rows;    /* matmuls of at most this many rows use the matvec kernel */
     int attn_split_only;    /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
+    int pdl;                /* programmatic dependent launch (off with LLMRT_NO_PDL=1) */
 
     /* the current step (set by step_begin) */
     int batch, n_tokens, rows;
@@ -139,6 +142,37 @@ __device__ __forceinline__ float warp_sum(float v) {
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+/* ---- launching ----
+ * Every kernel is launched with programmatic dependent launch allowed, so that it is scheduled
+ * while its predecessor finishes; each kernel therefore starts with pdl_begin(), which waits
+ * until the predecessor has completed (and its writes are visible) before touching any
+ * activation, and lets its own successor be scheduled. Weights, which no kernel writes, may
+ * be read before it (the matrix-vector kernel prefetches them). */
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void pdl_release() {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+__device__ __forceinline__ void pdl_begin() {
+    pdl_wait();
+    pdl_release();
+}
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t launch_ex(const cuda_ctx *c, void (*kern)(KArgs...), dim3 grid,
+                                    dim3 block, size_t smem, Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = c->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kern, std::forward<Args>(args)...);
 }
 
 /* ---- launchers (one per op; implemented in cuda_small.cu, cuda_matmul.cu, cuda_attention.cu) */

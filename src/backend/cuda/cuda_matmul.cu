@@ -72,12 +72,16 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     float acc[M];
 #pragma unroll
     for (int m = 0; m < M; m++) acc[m] = 0.0f;
-    if (n < N) {
-        for (int base = i0 + lane; base < i1; base += 32 * MV_UNROLL) {
-            int4 wv[MV_UNROLL];
+    /* the first MV_UNROLL loads of W do not depend on the previous kernel: issue them before
+     * waiting for it */
+    int4 wv[MV_UNROLL];
+    int base = i0 + lane;
 #pragma unroll
-            for (int u = 0; u < MV_UNROLL; u++)
-                wv[u] = base + 32 * u < i1 ? ld_stream(w + base + 32 * u) : make_int4(0, 0, 0, 0);
+    for (int u = 0; u < MV_UNROLL; u++)
+        wv[u] = n < N && base + 32 * u < i1 ? ld_stream(w + base + 32 * u) : make_int4(0, 0, 0, 0);
+    pdl_begin();
+    if (n < N) {
+        for (; base < i1; base += 32 * MV_UNROLL) {
 #pragma unroll
             for (int u = 0; u < MV_UNROLL; u++) {
                 int i = base + 32 * u;
@@ -86,6 +90,10 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
                     for (int m = 0; m < M; m++) acc[m] += dot16<T>(wv[u], __ldg(x + (size_t)m * kv + i));
                 }
             }
+            int next = base + 32 * MV_UNROLL;
+#pragma unroll
+            for (int u = 0; u < MV_UNROLL; u++)
+                wv[u] = next + 32 * u < i1 ? ld_stream(w + next + 32 * u) : make_int4(0, 0, 0, 0);
         }
     }
 #pragma unroll
@@ -108,6 +116,7 @@ template <typename T, typename O>
 __global__ void kernel_matvec_any(O *out /* [rows, N] */, const T *in /* [rows, K] */,
                                   const T *W /* [N, K] */, const float *bias, float softcap,
                                   int rows, int N, int K) {
+    pdl_begin();
     size_t warp = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (warp >= (size_t)rows * N) return;
@@ -129,7 +138,7 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
     bool fast = K % VEC == 0 && ((uintptr_t)in % 16) == 0 && ((uintptr_t)W % 16) == 0;
     if (!fast) {
         size_t warps = (size_t)rows * N;
-        kernel_matvec_any<T, O><<<(unsigned)((warps + 7) / 8), 256, 0, c->stream>>>(
+        launch_ex(c, (kernel_matvec_any<T, O>), (unsigned)((warps + 7) / 8), 256, 0, 
             out, in, W, bias, softcap, rows, N, K);
         CK_KERNEL("kernel_matvec_any");
         return LLMRT_OK;
@@ -141,14 +150,16 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
     int blocks = (N + rows_per_block - 1) / rows_per_block;
 #define MV_CASE(MM)                                                                                \
     case MM:                                                                                       \
-        kernel_matvec<T, O, MM>                                                                    \
-            <<<blocks, MV_WARPS * 32, 0, c->stream>>>(out, in, W, bias, softcap, N, K, ks);            \
+        e = launch_ex(c, kernel_matvec<T, O, MM>, blocks, MV_WARPS * 32, 0, out, in, W, bias,      \
+                      softcap, N, K, ks);                                                          \
         break;
+    cudaError_t e = cudaSuccess;
     switch (rows) {
         MV_CASE(1) MV_CASE(2) MV_CASE(3) MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8)
     default: return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
     }
 #undef MV_CASE
+    if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec", __FILE__, __LINE__);
     CK_KERNEL("kernel_matvec");
     return LLMRT_OK;
 }

@@ -33,6 +33,7 @@ __global__ void kernel_embed(T *x /* [rows, D] */, const T *table /* [V, D] */, 
                              const T *pos_table /* [P, D] or NULL */, int64_t P, float scale,
                              int D, int n_tokens, const int32_t *ids, const int32_t *pos,
                              const int32_t *start) {
+    pdl_begin();
     int r = blockIdx.x, b = r / n_tokens, t = r % n_tokens;
     int id = ids[r];
     int p = pos[b] + t - start[b];
@@ -56,7 +57,7 @@ llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const
     if (table->dt != c->dt)
         return err_set(LLMRT_ERR_INVALID, "table dtype %s, backend %s", dtype_name(table->dt),
                        dtype_name(c->dt));
-    DISPATCH_T(c->dt, kernel_embed<T><<<c->rows, 256, 0, c->stream>>>(
+    DISPATCH_T(c->dt, launch_ex(c, kernel_embed<T>, c->rows, 256, 0, 
                           (T *)x, (const T *)table->data, table->rows,
                           pos_table ? (const T *)pos_table->data : NULL,
                           pos_table ? pos_table->rows : 0, scale, D, c->n_tokens, c->d_ids,
@@ -73,6 +74,7 @@ __global__ void kernel_norm(T *out /* [rows, D] */, const T *in /* [rows, D] or 
                             T *x /* [rows, D] or NULL */, const T *r /* [rows, D] */, int D,
                             norm_kind kind, const float *w /* [D] */, const float *bias /* [D] */,
                             float eps) {
+    pdl_begin();
     size_t base = (size_t)blockIdx.x * D;
     const T *src = x ? x : in;
     float s = 0.0f;
@@ -114,7 +116,7 @@ llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, c
                               int D, const norm_params *p) {
     if (!p || !p->w) return err_set(LLMRT_ERR_INVALID, "norm without weights");
     int threads = D >= 4096 ? 1024 : D >= 1024 ? 512 : 256;
-    DISPATCH_T(c->dt, kernel_norm<T><<<c->rows, threads, 0, c->stream>>>(
+    DISPATCH_T(c->dt, launch_ex(c, kernel_norm<T>, c->rows, threads, 0, 
                           (T *)out, (const T *)in, (T *)x, (const T *)r, D, p->kind, p->w, p->b,
                           p->eps));
     CK_KERNEL("kernel_norm");
@@ -124,6 +126,7 @@ llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, c
 /* ---- add ---- */
 
 template <typename T> __global__ void kernel_add(T *x, const T *r, size_t n) {
+    pdl_begin();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         x[i] = from_f<T>(to_f(x[i]) + to_f(r[i]));
@@ -136,7 +139,7 @@ static int grid_for(size_t n, int threads) {
 
 llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D) {
     size_t n = (size_t)c->rows * D;
-    DISPATCH_T(c->dt, kernel_add<T><<<grid_for(n, 256), 256, 0, c->stream>>>((T *)x, (const T *)r,
+    DISPATCH_T(c->dt, launch_ex(c, kernel_add<T>, grid_for(n, 256), 256, 0, (T *)x, (const T *)r,
                                                                                 n));
     CK_KERNEL("kernel_add");
     return LLMRT_OK;
@@ -156,6 +159,7 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
                                   float attn_factor, T *kc /* [batch, Hkv, cap, hd] */,
                                   T *vc /* [batch, Hkv, cap, hd] */, int cap, int n_tokens,
                                   const int32_t *pos, const int32_t *start) {
+    pdl_begin();
     extern __shared__ float sh[]; /* [QKV_WARPS][hd] */
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int h = blockIdx.x * QKV_WARPS + warp;
@@ -218,7 +222,7 @@ llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a
     dim3 grid((heads + QKV_WARPS - 1) / QKV_WARPS, c->rows);
     size_t smem = (size_t)QKV_WARPS * a->head_dim * sizeof(float);
     DISPATCH_T(c->dt,
-               kernel_qkv_finish<T><<<grid, QKV_WARPS * 32, smem, c->stream>>>(
+               launch_ex(c, kernel_qkv_finish<T>, grid, QKV_WARPS * 32, smem, 
                    (T *)qkv, a->n_heads, a->n_kv_heads, a->head_dim, qn != NULL,
                    qn ? qn->kind : NORM_RMS, qn ? qn->w : NULL, qn ? qn->eps : 0.0f, kn != NULL,
                    kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL, kn ? kn->eps : 0.0f,
@@ -239,6 +243,7 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 template <typename T>
 __global__ void kernel_activate(T *out /* [rows, F] */, const T *in /* [rows, 2F] or [rows, F] */,
                                 int F, size_t n, act_kind kind) {
+    pdl_begin();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / F, f = i % F;
@@ -255,7 +260,7 @@ __global__ void kernel_activate(T *out /* [rows, F] */, const T *in /* [rows, 2F
 
 llmrt_status cuda_launch_activate(cuda_ctx *c, void *out, const void *in, int F, act_kind kind) {
     size_t n = (size_t)c->rows * F;
-    DISPATCH_T(c->dt, kernel_activate<T><<<grid_for(n, 256), 256, 0, c->stream>>>(
+    DISPATCH_T(c->dt, launch_ex(c, kernel_activate<T>, grid_for(n, 256), 256, 0, 
                           (T *)out, (const T *)in, F, n, kind));
     CK_KERNEL("kernel_activate");
     return LLMRT_OK;
@@ -266,13 +271,14 @@ llmrt_status cuda_launch_activate(cuda_ctx *c, void *out, const void *in, int F,
 template <typename T>
 __global__ void kernel_last_rows(T *out /* [batch, D] */, const T *in /* [batch*n_tokens, D] */,
                                  int D, int n_tokens) {
+    pdl_begin();
     int b = blockIdx.x;
     const T *src = in + ((size_t)b * n_tokens + n_tokens - 1) * D;
     for (int d = threadIdx.x; d < D; d += blockDim.x) out[(size_t)b * D + d] = src[d];
 }
 
 llmrt_status cuda_launch_last_rows(cuda_ctx *c, void *out, const void *in, int D) {
-    DISPATCH_T(c->dt, kernel_last_rows<T><<<c->batch, 256, 0, c->stream>>>((T *)out, (const T *)in,
+    DISPATCH_T(c->dt, launch_ex(c, kernel_last_rows<T>, c->batch, 256, 0, (T *)out, (const T *)in,
                                                                            D, c->n_tokens));
     CK_KERNEL("kernel_last_rows");
     return LLMRT_OK;
@@ -283,6 +289,7 @@ llmrt_status cuda_launch_last_rows(cuda_ctx *c, void *out, const void *in, int D
 template <typename O>
 __global__ void kernel_bias_softcap(O *out /* [rows, N] */, size_t n, int N,
                                     const float *bias /* [N] or NULL */, float softcap) {
+    pdl_begin();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float v = to_f(out[i]);
@@ -295,7 +302,7 @@ __global__ void kernel_bias_softcap(O *out /* [rows, N] */, size_t n, int N,
 llmrt_status cuda_launch_bias_softcap(cuda_ctx *c, void *out, dtype out_dt, int rows, int N,
                                       const float *bias, float softcap) {
     size_t n = (size_t)rows * N;
-    DISPATCH_T(out_dt, kernel_bias_softcap<T><<<grid_for(n, 256), 256, 0, c->stream>>>(
+    DISPATCH_T(out_dt, launch_ex(c, kernel_bias_softcap<T>, grid_for(n, 256), 256, 0, 
                            (T *)out, n, N, bias, softcap));
     CK_KERNEL("kernel_bias_softcap");
     return LLMRT_OK;
