@@ -344,6 +344,35 @@ static void test_logits(void) {
     }
 }
 
+/* A matmul of few rows followed by the activation of its output (fused into one kernel by the
+ * CUDA backend): both outputs must match. */
+static void test_matmul_activate(void) {
+    const int F = 200, K = 256;
+    for (int rows = 1; rows <= 3; rows++)
+        for (int kind = ACT_SILU_GATED; kind <= ACT_GELU_TANH_GATED; kind++) {
+            bweight wc, wg;
+            weight_pair(&wc, &wg, 2 * F, K, -0.15f, 0.15f);
+            pair in = rand_act((size_t)rows * K, -1, 1), bias = rand_f32(2 * F, -0.5f, 0.5f);
+            pair gu = act_pair((size_t)rows * 2 * F, NULL), a = act_pair((size_t)rows * F, NULL);
+            begin_rows(rows);
+            CHECK_OK(cpu_be->ops->matmul(cpu_be, gu.c, in.c, &wc, bias.c));
+            CHECK_OK(cpu_be->ops->activate(cpu_be, a.c, gu.c, F, (act_kind)kind));
+            CHECK_OK(cuda_be->ops->matmul(cuda_be, gu.g, in.g, &wg, bias.g));
+            CHECK_OK(cuda_be->ops->activate(cuda_be, a.g, gu.g, F, (act_kind)kind));
+            end_both();
+            char what[80];
+            snprintf(what, sizeof what, "matmul+activate rows %d kind %d: gate_up", rows, kind);
+            check_act(gu, (size_t)rows * 2 * F, what);
+            snprintf(what, sizeof what, "matmul+activate rows %d kind %d: act", rows, kind);
+            check_act(a, (size_t)rows * F, what);
+            pair_free(&in);
+            pair_free(&bias);
+            pair_free(&gu);
+            pair_free(&a);
+            weight_free(&wc, &wg);
+        }
+}
+
 /* ---- qkv_finish and attention ---- */
 
 typedef struct attn_case {
@@ -634,6 +663,7 @@ int main(void) {
         RUN(test_add_activate_last_rows);
         RUN(test_matmul);
         RUN(test_logits);
+        RUN(test_matmul_activate);
         RUN(test_qkv_finish);
         RUN(test_attention);
         RUN(test_graph_replay);

@@ -11,7 +11,11 @@
  *  - If a replayed step's ops differ from the captured ones (a new session with new buffers,
  *    say), the step falls back to eager execution of the records seen so far and the graph is
  *    dropped, to be captured again; no step ever runs stale pointers.
+ * A matmul of few rows is held back until the next op: if that op is the activation of its
+ * output, both run as one kernel (the op table stays one op per call; only the launch is
+ * fused, and both outputs are still written).
  * LLMRT_NO_GRAPH=1 turns graphs off, LLMRT_NO_PDL=1 programmatic dependent launch,
+ * LLMRT_NO_FUSE=1 the matmul+activation fusion,
  * LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention (A/B switches for measurement).
  */
 #include <stdio.h>
@@ -134,9 +138,13 @@ typedef struct cuda_state {
     cuda_ctx c;
     graph_recs recs[GRAPH_MAX_BATCH + 1]; /* records of each captured decode step */
     int replay_idx;                       /* records matched so far in a replayed step */
+    op_rec pending;  /* a few-row matmul held back: an activation that follows fuses into it */
+    int has_pending;
 } cuda_state;
 
 static cuda_state *state_of(backend *be) { return (cuda_state *)be->impl; }
+
+static llmrt_status exec_fusing(cuda_state *s, const op_rec *r);
 
 static void graph_drop(cuda_state *s, int b) {
     graph_slot *g = &s->c.graphs[b];
@@ -155,10 +163,8 @@ static llmrt_status replay_fallback(cuda_state *s, int upto) {
     graph_recs *gr = &s->recs[c->batch];
     c->mode = GRAPH_EAGER;
     op_rec *keep = gr->recs;
-    for (int i = 0; i < upto; i++) {
-        llmrt_status st = rec_exec(c, &keep[i]);
-        if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(keep[i].op));
-    }
+    s->has_pending = 0;
+    for (int i = 0; i < upto; i++) TRY(exec_fusing(s, &keep[i]));
     graph_drop(s, c->batch);
     return LLMRT_OK;
 }
@@ -175,10 +181,8 @@ static llmrt_status capture_abort(cuda_state *s) {
     graph_recs *gr = &s->recs[c->batch];
     int n = gr->n;
     gr->n = 0;
-    for (int i = 0; i < n; i++) {
-        llmrt_status st = rec_exec(c, &gr->recs[i]);
-        if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(gr->recs[i].op));
-    }
+    s->has_pending = 0;
+    for (int i = 0; i < n; i++) TRY(exec_fusing(s, &gr->recs[i]));
     return LLMRT_OK;
 }
 
@@ -203,13 +207,48 @@ static llmrt_status op_submit(backend *be, const op_rec *r) {
         }
         gr->recs[gr->n++] = *r;
         c->capture_broken = 0;
-        llmrt_status st = rec_exec(c, r);
+        llmrt_status st = exec_fusing(s, r);
         if (st != LLMRT_OK && c->capture_broken) TRY(capture_abort(s));
-        else if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
+        else if (st != LLMRT_OK) return st;
+        return LLMRT_OK;
+    }
+    return exec_fusing(s, r);
+}
+
+/* Runs record r, or holds it back / fuses it with the held-back matmul:
+ * matmul(gu = h W^T) followed by activate(a = act(gu)) with few rows becomes one kernel. */
+static llmrt_status exec_fusing(cuda_state *s, const op_rec *r) {
+    cuda_ctx *c = &s->c;
+    if (s->has_pending) {
+        s->has_pending = 0;
+        op_rec *p = &s->pending;
+        if (r->op == OP_ACTIVATE && r->p1 == p->p0) {
+            int done = 0;
+            llmrt_status st = cuda_launch_matmul_act(c, p->p0, p->p1, c->rows, &p->w0,
+                                                     p->has_n0 ? p->n0.w : NULL, r->p0, r->i0,
+                                                     (act_kind)r->i1, &done);
+            if (st != LLMRT_OK) return err_wrap(st, "cuda matmul+activate: ");
+            if (done) return LLMRT_OK;
+        }
+        llmrt_status st = rec_exec(c, p);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda matmul: ");
+    }
+    if (r->op == OP_MATMUL && c->rows <= c->matvec_max_rows && !c->no_fuse) {
+        s->pending = *r;
+        s->has_pending = 1;
         return LLMRT_OK;
     }
     llmrt_status st = rec_exec(c, r);
     if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
+    return LLMRT_OK;
+}
+
+/* Runs the held-back matmul, if any. */
+static llmrt_status flush_pending(cuda_state *s) {
+    if (!s->has_pending) return LLMRT_OK;
+    s->has_pending = 0;
+    llmrt_status st = rec_exec(&s->c, &s->pending);
+    if (st != LLMRT_OK) return err_wrap(st, "cuda matmul: ");
     return LLMRT_OK;
 }
 
@@ -314,6 +353,7 @@ llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
         c->scratch_bytes = 0;
         size_t nb = bytes + bytes / 4;
         CK(cudaMalloc(&c->scratch, nb));
+        CK(cudaMemset(c->scratch, 0, nb)); /* split-K attention counters start at 0 */
         c->scratch_bytes = nb;
     }
     *out = c->scratch;
@@ -353,6 +393,7 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     }
     c->mode = GRAPH_EAGER;
     c->rows = 0;
+    s->has_pending = 0;
     if (st->batch <= 0 || st->n_tokens <= 0)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
                        st->n_tokens);
@@ -390,6 +431,20 @@ static llmrt_status cu_step_end(backend *be) {
     cuda_ctx *c = &s->c;
     if (c->rows <= 0) return err_set(LLMRT_ERR_INVALID, "cuda step_end: no step was begun");
     graph_slot *g = c->batch <= GRAPH_MAX_BATCH ? &c->graphs[c->batch] : NULL;
+    if (c->mode != GRAPH_REPLAY) {
+        c->capture_broken = 0;
+        llmrt_status st = flush_pending(s);
+        if (st != LLMRT_OK && c->mode == GRAPH_CAPTURE) {
+            cudaGraph_t dead = NULL;
+            cudaStreamEndCapture(c->stream, &dead);
+            if (dead) cudaGraphDestroy(dead);
+            cudaGetLastError();
+            c->mode = GRAPH_EAGER;
+            c->rows = 0;
+            return st;
+        }
+        TRY(st);
+    }
     if (c->mode == GRAPH_CAPTURE) {
         cudaGraph_t graph = NULL;
         c->mode = GRAPH_EAGER;
@@ -402,9 +457,10 @@ static llmrt_status cu_step_end(backend *be) {
         }
         CK(cudaGraphLaunch(g->exec, c->stream));
     } else if (c->mode == GRAPH_REPLAY) {
-        if (s->replay_idx != s->recs[c->batch].n) /* fewer ops than captured */
+        if (s->replay_idx != s->recs[c->batch].n) { /* fewer ops than captured */
             TRY(replay_fallback(s, s->replay_idx));
-        else
+            TRY(flush_pending(s));
+        } else
             CK(cudaGraphLaunch(g->exec, c->stream));
     } else if (g && c->n_tokens == 1) {
         g->seen = 1;
@@ -603,6 +659,8 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->no_graph = ng && ng[0] && strcmp(ng, "0") != 0;
     const char *so = getenv("LLMRT_ATTN_SPLIT_ONLY");
     c->attn_split_only = so && so[0] && strcmp(so, "0") != 0;
+    const char *nf = getenv("LLMRT_NO_FUSE");
+    c->no_fuse = nf && nf[0] && strcmp(nf, "0") != 0;
     const char *np = getenv("LLMRT_NO_PDL");
     c->pdl = !(np && np[0] && strcmp(np, "0") != 0);
     llmrt_status st = LLMRT_OK;

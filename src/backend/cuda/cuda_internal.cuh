@@ -78,6 +78,7 @@ typedef struct cuda_ctx {
     int matvec_max_rows;    /* matmuls of at most this many rows use the matvec kernel */
     int attn_split_only;    /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
     int pdl;                /* programmatic dependent launch (off with LLMRT_NO_PDL=1) */
+    int no_fuse;            /* LLMRT_NO_FUSE=1: no matmul+activation fusion */
 
     /* the current step (set by step_begin) */
     int batch, n_tokens, rows;
@@ -134,6 +135,11 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
         __VA_ARGS__;                                                                               \
     } break;                                                                                       \
     }
+
+__device__ __forceinline__ float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -196,6 +202,9 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
 int cuda_flash_supports(const cuda_ctx *c, const attn_params *a);
 llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
                                const attn_params *a);
+llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int rows,
+                                    const bweight *W, const float *bias, void *act_out, int F,
+                                    act_kind kind, int *done);
 llmrt_status cuda_matmul_init(cuda_ctx *c);
 void cuda_matmul_free(cuda_ctx *c);
 

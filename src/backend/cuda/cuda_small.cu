@@ -235,10 +235,6 @@ llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a
 
 /* ---- activate ---- */
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
 
 template <typename T>
 __global__ void kernel_activate(T *out /* [rows, F] */, const T *in /* [rows, 2F] or [rows, F] */,
