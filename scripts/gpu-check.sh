@@ -15,9 +15,13 @@ if [ "${1:-}" = "--stage" ]; then
     mkdir -p "$CARRY/lib"
     cp scripts/gpu-check.sh "$CARRY/"
     rm -f "$CARRY"/test_* "$CARRY"/bench_*
-    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/llmrt "$build"/bench_*; do
-        [ -x "$f" ] && [ -f "$f" ] && cp "$f" "$CARRY/"
+    rm -f "$CARRY"/bin.tar.xz
+    files=()
+    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/bench_cuda*; do
+        [ -x "$f" ] && [ -f "$f" ] && files+=("$(basename "$f")")
     done
+    # device code compresses well; the device call unpacks it (the tree that travels is <= 64 MiB)
+    tar -C "$build" -cJf "$CARRY/bin.tar.xz" "${files[@]}"
     # shared libraries the device image may lack (small ones only; cuBLASLt is there)
     for lib in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.3 libgomp.so.1; do
         p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
@@ -29,6 +33,12 @@ fi
 
 OUT=${OUT:-out}
 mkdir -p "$OUT"
+if [ -f "$CARRY/bin.tar.xz" ]; then # unpack the staged binaries next to this script
+    bin=$(mktemp -d)
+    tar -C "$bin" -xJf "$CARRY/bin.tar.xz"
+    cp -r "$CARRY/lib" "$bin/" 2>/dev/null
+    CARRY=$bin
+fi
 ONLY=${GPU_CHECK_ONLY:-ops e2e bench}
 libdirs="$CARRY/lib"
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do

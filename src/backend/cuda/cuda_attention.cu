@@ -9,9 +9,8 @@
  * a kv head, query row, split). GQA/MQA heads of a group read each K/V row once. The visible
  * keys of a row are cut into n_split equal chunks so that a long context spreads over the
  * whole GPU (flash-decoding); each block runs an online softmax over tiles of ATT_TILE keys and
- * leaves (max, sum, unnormalized output) in scratch; the last split block of a (row, head
- * group) to finish (an atomic counter) combines them, so decode attention is one kernel.
- * With one split a block writes its output itself. Scores and softmax are F32.
+ * leaves (max, sum, unnormalized output) for kernel_attn_combine, or writes the output itself
+ * when there is one split. Scores and softmax are F32.
  */
 #include <mma.h>
 
@@ -43,11 +42,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
                       const T *kc /* [batch, Hkv, cap, hd] */, const T *vc /* same */,
                       float *part_o /* [rows, H, n_split, hd] */,
-                      float2 *part_ml /* [rows, H, n_split] (max, sum) */,
-                      int *counters /* [rows, H / gb] split blocks done, 0 between launches */,
-                      attn_geom g,
+                      float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
                       const int32_t *pos, const int32_t *start) {
-    pdl_begin();
     extern __shared__ float sh[];
     float *q_s = sh;                       /* [gb][hd] */
     float *o_s = q_s + g.gb * g.hd;        /* [gb][hd] */
@@ -61,19 +57,24 @@ __global__ void __launch_bounds__(ATT_THREADS)
     int h0 = blockIdx.x * g.gb, kvh = h0 / (g.H / g.Hkv);
     int r = blockIdx.y, split = blockIdx.z;
     int b, lo, hi;
+    /* positions come from the step's upload, which precedes every kernel of the step: read
+     * them before waiting for the previous kernel (qkv_finish) */
     key_range(r, g.n_tokens, g.window, pos, start, &b, &lo, &hi);
+    pdl_begin();
     int len = hi - lo + 1;
     int chunk = (len + g.n_split - 1) / g.n_split;
     chunk = (chunk + 31) & ~31; /* short chunks: many blocks, short serial chains */
     int j0 = lo + split * chunk, j1 = min(hi, j0 + chunk - 1);
     size_t pidx = ((size_t)r * g.H + h0) * g.n_split + split; /* + gi * n_split */
-    const bool empty = len <= 0 || j0 > j1; /* uniform over the block */
-    if (empty && g.n_split == 1) {
-        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
-            out[(size_t)r * g.H * g.hd + (size_t)h0 * g.hd + i] = from_f<T>(0.0f);
+    if (len <= 0 || j0 > j1) {
+        if (g.n_split > 1) {
+            if (tid < g.gb) part_ml[pidx + (size_t)tid * g.n_split] = make_float2(-INFINITY, 0.0f);
+        } else {
+            for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
+                out[(size_t)r * g.H * g.hd + (size_t)h0 * g.hd + i] = from_f<T>(0.0f);
+        }
         return;
     }
-    if (!empty) {
     const T *q = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)h0 * g.hd;
     for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
         q_s[i] = to_f(q[i]) * g.scale;
@@ -203,57 +204,62 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
         __syncthreads();
     }
-    } /* !empty */
     if (g.n_split == 1) {
         for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
             int gi = i / g.hd;
             out[(size_t)r * g.H * g.hd + (size_t)h0 * g.hd + i] = from_f<T>(o_s[i] / l_s[gi]);
         }
-        return;
-    }
-    if (!empty)
+    } else {
         for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
             int gi = i / g.hd, d = i % g.hd;
             part_o[(pidx + (size_t)gi * g.n_split) * g.hd + d] = o_s[i];
         }
-    if (tid < g.gb)
-        part_ml[pidx + (size_t)tid * g.n_split] =
-            empty ? make_float2(-INFINITY, 0.0f) : make_float2(m_s[tid], l_s[tid]);
-    /* the last split block of this (row, head group) to finish combines all splits */
-    __shared__ int is_last;
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) {
-        int *cnt = counters + (size_t)r * gridDim.x + blockIdx.x;
-        is_last = atomicAdd(cnt, 1) == g.n_split - 1;
-        if (is_last) *cnt = 0; /* ready for the next launch (graph replays too) */
+        if (tid < g.gb) part_ml[pidx + (size_t)tid * g.n_split] = make_float2(m_s[tid], l_s[tid]);
     }
-    __syncthreads();
-    if (!is_last) return;
-    __threadfence();
-    float *w_s = red_s; /* [gb][ATT_MAX_SPLIT] weights e^(m_s - M) / L */
-    for (int gi = tid / 32; gi < g.gb; gi += ATT_THREADS / 32) {
-        int l = tid % 32;
-        size_t base = ((size_t)r * g.H + h0 + gi) * g.n_split;
-        float2 a = l < g.n_split ? __ldcg(part_ml + base + l) : make_float2(-INFINITY, 0.0f);
-        float2 b = l + 32 < g.n_split ? __ldcg(part_ml + base + l + 32) : make_float2(-INFINITY, 0.0f);
+}
+
+/* out[r, h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits that saw keys. */
+template <typename T>
+__global__ void kernel_attn_combine(T *out /* [rows, H * hd] */,
+                                    const float *part_o /* [rows, H, n_split, hd] */,
+                                    const float2 *part_ml /* [rows, H, n_split] */, int H, int hd,
+                                    int n_split) {
+    pdl_begin();
+    __shared__ float w_s[ATT_MAX_SPLIT];
+    __shared__ int idx_s[ATT_MAX_SPLIT];
+    __shared__ int n_s;
+    __shared__ float inv_l;
+    int h = blockIdx.x, r = blockIdx.y;
+    size_t base = ((size_t)r * H + h) * n_split;
+    if (threadIdx.x < 32) { /* lane i holds splits i and i + 32 */
+        int l = threadIdx.x;
+        float2 a = l < n_split ? part_ml[base + l] : make_float2(-INFINITY, 0.0f);
+        float2 b = l + 32 < n_split ? part_ml[base + l + 32] : make_float2(-INFINITY, 0.0f);
         float M = warp_max(fmaxf(a.y > 0.0f ? a.x : -INFINITY, b.y > 0.0f ? b.x : -INFINITY));
         float wa = a.y > 0.0f ? __expf(a.x - M) : 0.0f, wb = b.y > 0.0f ? __expf(b.x - M) : 0.0f;
         float L = warp_sum(wa * a.y + wb * b.y);
-        float inv = L > 0.0f ? 1.0f / L : 0.0f;
-        w_s[gi * ATT_MAX_SPLIT + l] = wa * inv;
-        w_s[gi * ATT_MAX_SPLIT + l + 32] = wb * inv;
+        unsigned ma = __ballot_sync(0xffffffffu, a.y > 0.0f), mb = __ballot_sync(0xffffffffu, b.y > 0.0f);
+        unsigned below = (1u << l) - 1u;
+        if (a.y > 0.0f) {
+            int at = __popc(ma & below);
+            w_s[at] = wa;
+            idx_s[at] = l;
+        }
+        if (b.y > 0.0f) {
+            int at = __popc(ma) + __popc(mb & below);
+            w_s[at] = wb;
+            idx_s[at] = l + 32;
+        }
+        if (l == 0) {
+            n_s = __popc(ma) + __popc(mb);
+            inv_l = L > 0.0f ? 1.0f / L : 0.0f;
+        }
     }
     __syncthreads();
-    for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
-        int gi = i / g.hd, d = i % g.hd;
-        size_t base = ((size_t)r * g.H + h0 + gi) * g.n_split;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0.0f;
-        for (int s2 = 0; s2 < g.n_split; s2++) {
-            float w = w_s[gi * ATT_MAX_SPLIT + s2];
-            if (w > 0.0f) acc += w * __ldcg(part_o + (base + s2) * g.hd + d);
-        }
-        out[(size_t)r * g.H * g.hd + (size_t)h0 * g.hd + i] = from_f<T>(acc);
+        for (int i = 0; i < n_s; i++) acc += w_s[i] * part_o[(base + idx_s[i]) * hd + d];
+        out[((size_t)r * H + h) * hd + d] = from_f<T>(acc * inv_l);
     }
 }
 
@@ -467,25 +473,26 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
     g.n_split = n_split;
     float *part_o = NULL;
     float2 *part_ml = NULL;
-    int *counters = NULL;
     if (n_split > 1) {
         size_t n = (size_t)c->rows * g.H * n_split;
         void *scr;
-        TRY(cuda_scratch(c, n * g.hd * sizeof(float) + n * sizeof(float2) +
-                                (size_t)c->rows * (g.H / g.gb) * sizeof(int),
-                         &scr));
+        TRY(cuda_scratch(c, n * g.hd * sizeof(float) + n * sizeof(float2), &scr));
         part_o = (float *)scr;
         part_ml = (float2 *)(part_o + n * g.hd);
-        counters = (int *)(part_ml + n);
     }
     size_t smem = (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX +
                    ATT_THREADS * 8) * sizeof(float);
     dim3 grid(g.H / g.gb, c->rows, n_split);
     DISPATCH_T(c->dt, {
-        launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, (T *)out, (const T *)qkv,
-                  (const T *)cache->k, (const T *)cache->v, part_o, part_ml, counters, g, c->d_pos,
-                  c->d_start);
+        launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, 
+            (T *)out, (const T *)qkv, (const T *)cache->k, (const T *)cache->v, part_o, part_ml, g,
+            c->d_pos, c->d_start);
         CK_KERNEL("kernel_attn_split");
+        if (n_split > 1) {
+            launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, 
+                (T *)out, part_o, part_ml, g.H, g.hd, n_split);
+            CK_KERNEL("kernel_attn_combine");
+        }
     });
     return LLMRT_OK;
 }

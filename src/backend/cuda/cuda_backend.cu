@@ -353,7 +353,6 @@ llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
         c->scratch_bytes = 0;
         size_t nb = bytes + bytes / 4;
         CK(cudaMalloc(&c->scratch, nb));
-        CK(cudaMemset(c->scratch, 0, nb)); /* split-K attention counters start at 0 */
         c->scratch_bytes = nb;
     }
     *out = c->scratch;

@@ -159,7 +159,6 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
                                   float attn_factor, T *kc /* [batch, Hkv, cap, hd] */,
                                   T *vc /* [batch, Hkv, cap, hd] */, int cap, int n_tokens,
                                   const int32_t *pos, const int32_t *start) {
-    pdl_begin();
     extern __shared__ float sh[]; /* [QKV_WARPS][hd] */
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int h = blockIdx.x * QKV_WARPS + warp;
@@ -169,6 +168,7 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
     int p = pos[b] + t;
     int rp = p - start[b];
     int slot = p % cap;
+    pdl_begin(); /* positions are the step's upload; qkv is the previous kernel's output */
     float *s = sh + warp * hd;
     T *src = qkv + (size_t)row * (H + 2 * Hkv) * hd + (size_t)h * hd;
     if (h >= H + Hkv) { /* v head: copy into the cache */
