@@ -373,57 +373,6 @@ static void test_matmul_activate(void) {
         }
 }
 
-/* The decode chain norm / add_norm -> matmul of its output (-> activate), which the CUDA
- * backend runs as one kernel, with the buffers aliased as the forward pass does
- * (add_norm(x, h, h) then matmul(mlp, h)); every output is compared. */
-static void test_norm_matmul_chain(void) {
-    const int D = 320, F = 96;
-    for (int rows = 1; rows <= 2; rows++)
-        for (int kind = NORM_RMS; kind <= NORM_LAYER; kind++)
-            for (int variant = 0; variant < 3; variant++) { /* norm+mm, add_norm+mm, add_norm+mm+act */
-                bweight wc, wg;
-                int N = variant == 2 ? 2 * F : 150;
-                weight_pair(&wc, &wg, N, D, -0.1f, 0.1f);
-                pair w = rand_f32(D, 0.5f, 1.5f), b = rand_f32(D, -0.3f, 0.3f);
-                pair bias = rand_f32(N, -0.5f, 0.5f);
-                norm_params pc = {(norm_kind)kind, w.c, b.c, 1e-5f}, pg = {(norm_kind)kind, w.g, b.g, 1e-5f};
-                pair x = rand_act((size_t)rows * D, -2, 2), h = rand_act((size_t)rows * D, -1, 1);
-                pair o = act_pair((size_t)rows * N, NULL), a = act_pair((size_t)rows * F, NULL);
-                begin_rows(rows);
-                backend *bes[2] = {cpu_be, cuda_be};
-                for (int i = 0; i < 2; i++) {
-                    backend *be = bes[i];
-                    void *X = i ? x.g : x.c, *Hh = i ? h.g : h.c, *O = i ? o.g : o.c, *A = i ? a.g : a.c;
-                    const norm_params *np = i ? &pg : &pc;
-                    if (variant == 0) CHECK_OK(be->ops->norm(be, Hh, X, D, np));
-                    else CHECK_OK(be->ops->add_norm(be, X, Hh, Hh, D, np));
-                    CHECK_OK(be->ops->matmul(be, O, Hh, i ? &wg : &wc, i ? bias.g : bias.c));
-                    if (variant == 2)
-                        CHECK_OK(be->ops->activate(be, A, O, F, ACT_SILU_GATED));
-                }
-                end_both();
-                char what[96];
-                snprintf(what, sizeof what, "norm chain rows %d kind %d variant %d: x", rows, kind, variant);
-                check_act(x, (size_t)rows * D, what);
-                snprintf(what, sizeof what, "norm chain rows %d kind %d variant %d: norm out", rows, kind, variant);
-                check_act(h, (size_t)rows * D, what);
-                snprintf(what, sizeof what, "norm chain rows %d kind %d variant %d: matmul", rows, kind, variant);
-                check_act(o, (size_t)rows * N, what);
-                if (variant == 2) {
-                    snprintf(what, sizeof what, "norm chain rows %d kind %d: act", rows, kind);
-                    check_act(a, (size_t)rows * F, what);
-                }
-                pair_free(&w);
-                pair_free(&b);
-                pair_free(&bias);
-                pair_free(&x);
-                pair_free(&h);
-                pair_free(&o);
-                pair_free(&a);
-                weight_free(&wc, &wg);
-            }
-}
-
 /* ---- qkv_finish and attention ---- */
 
 typedef struct attn_case {
@@ -715,7 +664,6 @@ int main(void) {
         RUN(test_matmul);
         RUN(test_logits);
         RUN(test_matmul_activate);
-        RUN(test_norm_matmul_chain);
         RUN(test_qkv_finish);
         RUN(test_attention);
         RUN(test_graph_replay);

@@ -11,10 +11,11 @@
  *  - If a replayed step's ops differ from the captured ones (a new session with new buffers,
  *    say), the step falls back to eager execution of the records seen so far and the graph is
  *    dropped, to be captured again; no step ever runs stale pointers.
- * With few rows (decode), a norm and a matmul are held back until the next op shows whether
- * norm -> matmul -> activation fuse into one kernel (see "launch fusion" below).
+ * A matmul of few rows is held back until the next op: if that op is the activation of its
+ * output, both run as one kernel (the op table stays one op per call; only the launch is
+ * fused, and both outputs are still written).
  * LLMRT_NO_GRAPH=1 turns graphs off, LLMRT_NO_PDL=1 programmatic dependent launch,
- * LLMRT_NO_FUSE=1 that fusion,
+ * LLMRT_NO_FUSE=1 the matmul+activation fusion,
  * LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention (A/B switches for measurement).
  */
 #include <stdio.h>
@@ -137,11 +138,8 @@ typedef struct cuda_state {
     cuda_ctx c;
     graph_recs recs[GRAPH_MAX_BATCH + 1]; /* records of each captured decode step */
     int replay_idx;                       /* records matched so far in a replayed step */
-    op_rec pending;       /* a few-row matmul held back (an activation may fuse into it) */
+    op_rec pending;  /* a few-row matmul held back: an activation that follows fuses into it */
     int has_pending;
-    op_rec pending_norm;  /* a few-row norm held back (a matmul of its output may fuse) */
-    int has_pending_norm;
-    int pending_has_norm; /* pending_norm is attached to the held-back matmul */
 } cuda_state;
 
 static cuda_state *state_of(backend *be) { return (cuda_state *)be->impl; }
@@ -165,7 +163,7 @@ static llmrt_status replay_fallback(cuda_state *s, int upto) {
     graph_recs *gr = &s->recs[c->batch];
     c->mode = GRAPH_EAGER;
     op_rec *keep = gr->recs;
-    s->has_pending = s->has_pending_norm = s->pending_has_norm = 0;
+    s->has_pending = 0;
     for (int i = 0; i < upto; i++) TRY(exec_fusing(s, &keep[i]));
     graph_drop(s, c->batch);
     return LLMRT_OK;
@@ -183,7 +181,7 @@ static llmrt_status capture_abort(cuda_state *s) {
     graph_recs *gr = &s->recs[c->batch];
     int n = gr->n;
     gr->n = 0;
-    s->has_pending = s->has_pending_norm = s->pending_has_norm = 0;
+    s->has_pending = 0;
     for (int i = 0; i < n; i++) TRY(exec_fusing(s, &gr->recs[i]));
     return LLMRT_OK;
 }
@@ -217,112 +215,41 @@ static llmrt_status op_submit(backend *be, const op_rec *r) {
     return exec_fusing(s, r);
 }
 
-/* ---- launch fusion ----
- * With few rows (decode), norm / add_norm -> matmul of its output -> activate of that output
- * run as one kernel: the norm and the matmul are held back until the op that follows shows
- * whether they fuse. Every output of every op is still written; only launches are saved. */
-
-/* st, with "cuda <what>: " in front of the message when it failed */
-static llmrt_status wrapped(llmrt_status st, const char *what) {
-    return st == LLMRT_OK ? st : err_wrap(st, "cuda %s: ", what);
-}
-
-static int is_norm_op(const op_rec *r) { return r->op == OP_NORM || r->op == OP_ADD_NORM; }
-
-static void norm_of(const op_rec *n, mv_norm *nf) {
-    memset(nf, 0, sizeof *nf);
-    nf->x = n->p1;
-    nf->r = n->op == OP_ADD_NORM ? n->w0.data : NULL;
-    nf->x_out = n->op == OP_ADD_NORM ? (void *)n->p1 : NULL;
-    nf->out = n->p0;
-    nf->p = n->n0;
-}
-
-/* Runs the held-back matmul (with its held-back norm in front, if any) and, when act is
- * given, the activation after it. */
-static llmrt_status run_pending(cuda_state *s, const op_rec *act) {
-    cuda_ctx *c = &s->c;
-    op_rec *m = &s->pending;
-    const float *bias = m->has_n0 ? m->n0.w : NULL;
-    int done = 0;
-    if (s->pending_has_norm) {
-        mv_norm nf;
-        norm_of(&s->pending_norm, &nf);
-        TRY(wrapped(cuda_launch_matmul_norm(c, m->p0, c->rows, &m->w0, bias, &nf,
-                                             act ? act->p0 : NULL, act ? act->i0 : 0,
-                                             act ? (act_kind)act->i1 : ACT_SILU_GATED, &done),
-                    "norm+matmul"));
-        if (done) return LLMRT_OK;
-        if (act) { /* a combination the kernel cannot do: norm, then matmul + activation */
-            TRY(wrapped(rec_exec(c, &s->pending_norm), "norm"));
-            s->pending_has_norm = 0;
-            return run_pending(s, act);
-        }
-        TRY(wrapped(rec_exec(c, &s->pending_norm), "norm"));
-    } else if (act) {
-        TRY(wrapped(cuda_launch_matmul_act(c, m->p0, m->p1, c->rows, &m->w0, bias, act->p0,
-                                            act->i0, (act_kind)act->i1, &done),
-                    "matmul+activate"));
-        if (done) return LLMRT_OK;
-        TRY(wrapped(rec_exec(c, m), "matmul"));
-        return wrapped(rec_exec(c, act), "activate");
-    }
-    return wrapped(rec_exec(c, m), "matmul");
-}
-
-/* Runs whatever is held back. */
-static llmrt_status flush_pending(cuda_state *s) {
-    if (s->has_pending) {
-        s->has_pending = 0;
-        llmrt_status st = run_pending(s, NULL);
-        s->pending_has_norm = 0;
-        return st;
-    }
-    if (s->has_pending_norm) {
-        s->has_pending_norm = 0;
-        return wrapped(rec_exec(&s->c, &s->pending_norm), op_name(s->pending_norm.op));
-    }
-    return LLMRT_OK;
-}
-
-/* Runs record r, or holds it back, or fuses it with what is held back. */
+/* Runs record r, or holds it back / fuses it with the held-back matmul:
+ * matmul(gu = h W^T) followed by activate(a = act(gu)) with few rows becomes one kernel. */
 static llmrt_status exec_fusing(cuda_state *s, const op_rec *r) {
     cuda_ctx *c = &s->c;
     if (s->has_pending) {
-        const op_rec *m = &s->pending;
-        if (r->op == OP_ACTIVATE && r->p1 == m->p0) {
-            s->has_pending = 0;
-            llmrt_status st = run_pending(s, r);
-            s->pending_has_norm = 0;
-            return st;
+        s->has_pending = 0;
+        op_rec *p = &s->pending;
+        if (r->op == OP_ACTIVATE && r->p1 == p->p0) {
+            int done = 0;
+            llmrt_status st = cuda_launch_matmul_act(c, p->p0, p->p1, c->rows, &p->w0,
+                                                     p->has_n0 ? p->n0.w : NULL, r->p0, r->i0,
+                                                     (act_kind)r->i1, &done);
+            if (st != LLMRT_OK) return err_wrap(st, "cuda matmul+activate: ");
+            if (done) return LLMRT_OK;
         }
-        TRY(flush_pending(s));
+        llmrt_status st = rec_exec(c, p);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda matmul: ");
     }
-    if (s->has_pending_norm) {
-        const op_rec *n = &s->pending_norm;
-        if (r->op == OP_MATMUL && r->p1 == n->p0 && r->w0.cols == n->i0 && r->p0 != n->p1 &&
-            r->p0 != n->w0.data && r->p0 != n->p0) {
-            s->has_pending_norm = 0;
-            s->pending_has_norm = 1; /* pending_norm stays, attached to the matmul */
-            s->pending = *r;
-            s->has_pending = 1;
-            return LLMRT_OK;
-        }
-        TRY(flush_pending(s));
-    }
-    int few = c->rows <= c->matvec_max_rows && !c->no_fuse;
-    if (few && is_norm_op(r)) {
-        s->pending_norm = *r;
-        s->has_pending_norm = 1;
-        return LLMRT_OK;
-    }
-    if (few && r->op == OP_MATMUL) {
+    if (r->op == OP_MATMUL && c->rows <= c->matvec_max_rows && !c->no_fuse) {
         s->pending = *r;
         s->has_pending = 1;
-        s->pending_has_norm = 0;
         return LLMRT_OK;
     }
-    return wrapped(rec_exec(c, r), op_name(r->op));
+    llmrt_status st = rec_exec(c, r);
+    if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
+    return LLMRT_OK;
+}
+
+/* Runs the held-back matmul, if any. */
+static llmrt_status flush_pending(cuda_state *s) {
+    if (!s->has_pending) return LLMRT_OK;
+    s->has_pending = 0;
+    llmrt_status st = rec_exec(&s->c, &s->pending);
+    if (st != LLMRT_OK) return err_wrap(st, "cuda matmul: ");
+    return LLMRT_OK;
 }
 
 static void rec_init(op_rec *r, op_kind op) {
@@ -465,7 +392,7 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     }
     c->mode = GRAPH_EAGER;
     c->rows = 0;
-    s->has_pending = s->has_pending_norm = s->pending_has_norm = 0;
+    s->has_pending = 0;
     if (st->batch <= 0 || st->n_tokens <= 0)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
                        st->n_tokens);
@@ -685,7 +612,6 @@ static void cu_destroy(backend *be) {
         cuda_matmul_free(c);
         if (c->scratch) cudaFree(c->scratch);
         if (c->d_ids) cudaFree(c->d_ids);
-        if (c->counter) cudaFree(c->counter);
         if (c->h_stage) cudaFreeHost(c->h_stage);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(s);
@@ -747,11 +673,6 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
         st = cuda_matmul_init(c);
     }
     if (st == LLMRT_OK) st = step_buffers(s, 256);
-    if (st == LLMRT_OK) {
-        if ((e = cudaMalloc(&c->counter, sizeof(int))) != cudaSuccess ||
-            (e = cudaMemset(c->counter, 0, sizeof(int))) != cudaSuccess)
-            st = cuda_fail(e, "cudaMalloc(counter)", __FILE__, __LINE__);
-    }
     if (st != LLMRT_OK) {
         cu_destroy(be);
         return st;

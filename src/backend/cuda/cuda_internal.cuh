@@ -78,8 +78,7 @@ typedef struct cuda_ctx {
     int matvec_max_rows;    /* matmuls of at most this many rows use the matvec kernel */
     int attn_split_only;    /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
     int pdl;                /* programmatic dependent launch (off with LLMRT_NO_PDL=1) */
-    int no_fuse;            /* LLMRT_NO_FUSE=1: no norm+matmul+activation fusion */
-    int *counter;           /* [1] device, 0 between kernels: blocks done (fused norm) */
+    int no_fuse;            /* LLMRT_NO_FUSE=1: no matmul+activation fusion */
 
     /* the current step (set by step_begin) */
     int batch, n_tokens, rows;
@@ -151,24 +150,6 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it. */
-__device__ __forceinline__ float block_sum(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-    v = warp_sum(v);
-    int w = threadIdx.x / 32, l = threadIdx.x % 32;
-    __syncthreads(); /* part[] may still be read by a previous call */
-    if (l == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float s = l < (int)(blockDim.x / 32) ? part[l] : 0.0f;
-        s = warp_sum(s);
-        if (l == 0) total = s;
-    }
-    __syncthreads();
-    return total;
-}
-
 /* ---- launching ----
  * Every kernel is launched with programmatic dependent launch allowed, so that it is scheduled
  * while its predecessor finishes; each kernel therefore starts with pdl_begin(), which waits
@@ -224,22 +205,6 @@ llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv
 llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int rows,
                                     const bweight *W, const float *bias, void *act_out, int F,
                                     act_kind kind, int *done);
-/* A norm (or residual add + norm) fused in front of a few-row matmul whose input is its
- * output: every block normalizes the rows itself; the last block to have read x and r writes
- * x and the norm's output. */
-typedef struct mv_norm {
-    const void *x;  /* [rows, D] the norm's input (the residual stream for add_norm) */
-    const void *r;  /* [rows, D] residual added to x first, or NULL */
-    void *x_out;    /* where x + r is written back (== x), or NULL */
-    void *out;      /* [rows, D] the norm's output */
-    norm_params p;
-} mv_norm;
-
-/* out = norm(...) @ W^T (+ bias) [then act_out = act(gate) * up when F > 0]; *done = 0 when
- * the shapes do not allow it (nothing launched). */
-llmrt_status cuda_launch_matmul_norm(cuda_ctx *c, void *out, int rows, const bweight *W,
-                                     const float *bias, const mv_norm *nf, void *act_out, int F,
-                                     act_kind kind, int *done);
 llmrt_status cuda_matmul_init(cuda_ctx *c);
 void cuda_matmul_free(cuda_ctx *c);
 

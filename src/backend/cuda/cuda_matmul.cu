@@ -51,72 +51,6 @@ template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
     return s;
 }
 
-/* sum of the products of a 16-byte vector of T with 16 / sizeof(T) floats (16-byte aligned) */
-template <typename T> __device__ __forceinline__ float dot16f(int4 a, const float *x) {
-    const int VEC = 16 / sizeof(T);
-    const T *e = (const T *)&a;
-    float s = 0.0f;
-#pragma unroll
-    for (int i = 0; i < VEC; i += 4) {
-        float4 xv = *(const float4 *)(x + i);
-        s = fmaf(to_f(e[i]), xv.x, s);
-        s = fmaf(to_f(e[i + 1]), xv.y, s);
-        s = fmaf(to_f(e[i + 2]), xv.z, s);
-        s = fmaf(to_f(e[i + 3]), xv.w, s);
-    }
-    return s;
-}
-
-/* The fused norm in front of the product: rows [M][K] of the norm's output, rounded to T as
- * the norm op would store them, into xs; the last block to get here writes x and out. */
-template <typename T, int M>
-__device__ void norm_prologue(float *xs /* [M][K] shared */, int K, const mv_norm &nf,
-                              int *counter) {
-    const T *x = (const T *)nf.x, *r = (const T *)nf.r;
-    for (int m = 0; m < M; m++) {
-        float *row = xs + (size_t)m * K;
-        float s = 0.0f;
-        for (int d = threadIdx.x; d < K; d += blockDim.x) {
-            float v = to_f(x[(size_t)m * K + d]);
-            if (r) v = to_f(from_f<T>(v + to_f(r[(size_t)m * K + d])));
-            row[d] = v;
-            s += nf.p.kind == NORM_LAYER ? v : v * v;
-        }
-        s = block_sum(s);
-        float mean = 0.0f, inv;
-        if (nf.p.kind == NORM_LAYER) {
-            mean = s / K;
-            float q = 0.0f;
-            for (int d = threadIdx.x; d < K; d += blockDim.x) q += (row[d] - mean) * (row[d] - mean);
-            q = block_sum(q);
-            inv = rsqrtf(q / K + nf.p.eps);
-        } else {
-            inv = rsqrtf(s / K + nf.p.eps);
-        }
-        for (int d = threadIdx.x; d < K; d += blockDim.x) {
-            float v = (row[d] - mean) * inv;
-            if (nf.p.kind == NORM_RMS) v *= nf.p.w[d];
-            else if (nf.p.kind == NORM_RMS_PLUS1) v *= 1.0f + nf.p.w[d];
-            else v = v * nf.p.w[d] + (nf.p.b ? nf.p.b[d] : 0.0f);
-            row[d] = to_f(from_f<T>(v));
-        }
-    }
-    __shared__ int last;
-    __syncthreads(); /* every thread of this block has read x and r */
-    if (threadIdx.x == 0) {
-        last = atomicAdd(counter, 1) == (int)gridDim.x - 1;
-        if (last) *counter = 0;
-    }
-    __syncthreads();
-    if (last) { /* all blocks have read x and r: write them now */
-        for (int i = threadIdx.x; i < M * K; i += blockDim.x) {
-            if (nf.x_out)
-                ((T *)nf.x_out)[i] = from_f<T>(to_f(x[i]) + to_f(r[i]));
-            ((T *)nf.out)[i] = from_f<T>(xs[i]);
-        }
-    }
-}
-
 /* Requires K % (16 / sizeof(T)) == 0 and 16-byte aligned rows of in and W.
  * A block of MV_WARPS warps computes MV_WARPS / ks units; each unit is cut into ks segments of
  * K, one warp each (split-K, so that narrow matrices still put enough loads in flight), and
@@ -124,13 +58,11 @@ __device__ void norm_prologue(float *xs /* [M][K] shared */, int K, const mv_nor
  * fused [gate | up] product followed by its activation (R = 2), the rows n and n + N/2,
  * whose outputs give act_out[n] = act(gate) * up directly. Each lane issues MV_UNROLL 16-byte
  * loads of W before using them. */
-template <typename T, typename O, int M, int R, bool NORM>
+template <typename T, typename O, int M, int R>
 __global__ void __launch_bounds__(MV_WARPS * 32)
-    kernel_matvec(O *out /* [M, N] */, const T *in /* [M, K]; unused with NORM */,
-                  const T *W /* [N, K] */, const float *bias /* [N] or NULL */, float softcap,
-                  int N, int K, int ks, T *act_out /* [M, N/2] when R == 2 */, act_kind act,
-                  mv_norm nf /* NORM only */, int *counter /* NORM only */) {
-    extern __shared__ float xs[]; /* [M][K] normalized input, NORM only */
+    kernel_matvec(O *out /* [M, N] */, const T *in /* [M, K] */, const T *W /* [N, K] */,
+                  const float *bias /* [N] or NULL */, float softcap, int N, int K, int ks,
+                  T *act_out /* [M, N/2] when R == 2 */, act_kind act) {
     const int VEC = 16 / sizeof(T);
     constexpr int U = MV_UNROLL / R; /* loads in flight per row */
     __shared__ float red[MV_WARPS][R][M];
@@ -159,7 +91,6 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
             wv[r][u] = n < NU && base + 32 * u < i1 ? ld_stream(w[r] + base + 32 * u)
                                                     : make_int4(0, 0, 0, 0);
     pdl_begin();
-    if (NORM) norm_prologue<T, M>(xs, K, nf, counter);
     if (n < NU) {
         for (; base < i1; base += 32 * U) {
 #pragma unroll
@@ -168,15 +99,9 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
                 if (i < i1) {
 #pragma unroll
                     for (int m = 0; m < M; m++) {
-                        if (NORM) {
-                            const float *xf = xs + (size_t)m * K + (size_t)i * VEC;
+                        int4 xv = __ldg(x + (size_t)m * kv + i);
 #pragma unroll
-                            for (int r = 0; r < R; r++) acc[r][m] += dot16f<T>(wv[r][u], xf);
-                        } else {
-                            int4 xv = __ldg(x + (size_t)m * kv + i);
-#pragma unroll
-                            for (int r = 0; r < R; r++) acc[r][m] += dot16<T>(wv[r][u], xv);
-                        }
+                        for (int r = 0; r < R; r++) acc[r][m] += dot16<T>(wv[r][u], xv);
                     }
                 }
             }
@@ -263,8 +188,8 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
     int blocks = (N + MV_WARPS / ks - 1) / (MV_WARPS / ks);
 #define MV_CASE(MM)                                                                                \
     case MM:                                                                                       \
-        e = launch_ex(c, kernel_matvec<T, O, MM, 1, false>, blocks, MV_WARPS * 32, 0, out, in, W,  \
-                      bias, softcap, N, K, ks, (T *)NULL, ACT_SILU_GATED, mv_norm{}, (int *)NULL); \
+        e = launch_ex(c, kernel_matvec<T, O, MM, 1>, blocks, MV_WARPS * 32, 0, out, in, W, bias,   \
+                      softcap, N, K, ks, (T *)NULL, ACT_SILU_GATED);                               \
         break;
     cudaError_t e = cudaSuccess;
     switch (rows) {
@@ -410,9 +335,9 @@ llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int 
     cudaError_t e = cudaSuccess;
 #define MVA_CASE(MM)                                                                               \
     case MM:                                                                                       \
-        e = launch_ex(c, kernel_matvec<T, T, MM, 2, false>, blocks, MV_WARPS * 32, 0, (T *)out,    \
-                      (const T *)in, (const T *)W->data, bias, 0.0f, N, K, ks, (T *)act_out, kind, \
-                      mv_norm{}, (int *)NULL);                                                     \
+        e = launch_ex(c, kernel_matvec<T, T, MM, 2>, blocks, MV_WARPS * 32, 0, (T *)out,           \
+                      (const T *)in, (const T *)W->data, bias, 0.0f, N, K, ks, (T *)act_out,       \
+                      kind);                                                                       \
         break;
     DISPATCH_T(c->dt, switch (rows) {
         MVA_CASE(1) MVA_CASE(2) MVA_CASE(3) MVA_CASE(4) MVA_CASE(5) MVA_CASE(6) MVA_CASE(7)
@@ -421,55 +346,6 @@ llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int 
 #undef MVA_CASE
     if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec (gated)", __FILE__, __LINE__);
     CK_KERNEL("kernel_matvec (gated)");
-    *done = 1;
-    return LLMRT_OK;
-}
-
-enum { MV_NORM_MAX_SMEM = 48 * 1024, MV_NORM_MAX_M = 4 };
-
-template <typename T, int M, int R>
-static cudaError_t launch_norm_case(cuda_ctx *c, void *out, const bweight *W, const float *bias,
-                                    const mv_norm *nf, void *act_out, act_kind kind, int ks,
-                                    int blocks) {
-    int N = (int)W->rows, K = (int)W->cols;
-    return launch_ex(c, kernel_matvec<T, T, M, R, true>, blocks, MV_WARPS * 32,
-                     (size_t)M * K * sizeof(float), (T *)out, (const T *)NULL,
-                     (const T *)W->data, bias, 0.0f, N, K, ks, (T *)act_out, kind, *nf,
-                     c->counter);
-}
-
-template <typename T, int R>
-static cudaError_t launch_norm_rows(cuda_ctx *c, int rows, void *out, const bweight *W,
-                                    const float *bias, const mv_norm *nf, void *act_out,
-                                    act_kind kind, int ks, int blocks) {
-    switch (rows) {
-    case 1: return launch_norm_case<T, 1, R>(c, out, W, bias, nf, act_out, kind, ks, blocks);
-    case 2: return launch_norm_case<T, 2, R>(c, out, W, bias, nf, act_out, kind, ks, blocks);
-    case 3: return launch_norm_case<T, 3, R>(c, out, W, bias, nf, act_out, kind, ks, blocks);
-    default: return launch_norm_case<T, 4, R>(c, out, W, bias, nf, act_out, kind, ks, blocks);
-    }
-}
-
-llmrt_status cuda_launch_matmul_norm(cuda_ctx *c, void *out, int rows, const bweight *W,
-                                     const float *bias, const mv_norm *nf, void *act_out, int F,
-                                     act_kind kind, int *done) {
-    *done = 0;
-    int N = (int)W->rows, K = (int)W->cols, VEC = 16 / (int)dtype_size(c->dt);
-    int R = F > 0 ? 2 : 1;
-    if (rows < 1 || rows > c->matvec_max_rows || rows > MV_NORM_MAX_M || W->dt != c->dt ||
-        K % VEC || (uintptr_t)W->data % 16 || (size_t)rows * K * 4 > MV_NORM_MAX_SMEM ||
-        !nf->p.w || (R == 2 && (N != 2 * F || (kind != ACT_SILU_GATED && kind != ACT_GELU_TANH_GATED))))
-        return LLMRT_OK;
-    int ks = matvec_split(c, N, K / VEC, R);
-    int units = N / R;
-    int blocks = (units + MV_WARPS / ks - 1) / (MV_WARPS / ks);
-    cudaError_t e = cudaSuccess;
-    DISPATCH_T(c->dt, e = R == 2 ? launch_norm_rows<T, 2>(c, rows, out, W, bias, nf, act_out, kind,
-                                                          ks, blocks)
-                                 : launch_norm_rows<T, 1>(c, rows, out, W, bias, nf, act_out, kind,
-                                                          ks, blocks));
-    if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec (norm)", __FILE__, __LINE__);
-    CK_KERNEL("kernel_matvec (norm)");
     *done = 1;
     return LLMRT_OK;
 }

@@ -8,6 +8,24 @@
  */
 #include "backend/cuda/cuda_internal.cuh"
 
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it. */
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+    v = warp_sum(v);
+    int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    __syncthreads(); /* part[] may still be read by a previous call */
+    if (l == 0) part[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        float s = l < (int)(blockDim.x / 32) ? part[l] : 0.0f;
+        s = warp_sum(s);
+        if (l == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+
 /* ---- embed ---- */
 
 template <typename T>
