@@ -178,7 +178,8 @@ static void test_memory(void) {
     memset(h, 0xab, sizeof h);
     CHECK_OK(cuda_be->ops->download(cuda_be, h, p, sizeof h));
     int zero = 1;
-    for (size_t i = 0; i < sizeof h; i++) zero &= h[i] == 0;
+    for (size_t i = 0; i < sizeof h; i++)
+        zero &= h[i] == 0;
     CHECK(zero);
     float src[5] = {1.5f, -2, 3.25f, 4, 5}, dst[5] = {0};
     CHECK_OK(cuda_be->ops->act_from_f32(cuda_be, p, src, 5));
@@ -193,6 +194,9 @@ static void test_memory(void) {
               "cannot allocate");
     CHECK(big == NULL);
     CHECK_ERR(cuda_be->ops->add(cuda_be, p, p, 4), LLMRT_ERR_INVALID, "outside");
+    int32_t id = 0, bad_pos = -1;
+    step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &bad_pos, .start = NULL};
+    CHECK_ERR(cuda_be->ops->step_begin(cuda_be, &st), LLMRT_ERR_INVALID, "position -1");
 }
 
 /* ---- embed, norms, add, activate, last_rows ---- */
@@ -292,7 +296,7 @@ static void test_add_activate_last_rows(void) {
 
 static void test_matmul(void) {
     /* rows, N, K: matrix-vector (fast and any-K paths) and cuBLASLt shapes */
-    const int shapes[][3] = {{1, 256, 512}, {3, 100, 72},  {2, 33, 35},  {8, 512, 1024},
+    const int shapes[][3] = {{1, 256, 512}, {3, 100, 72},  {2, 33, 35},    {8, 512, 1024},
                              {5, 64, 8192}, {9, 200, 256}, {64, 384, 512}, {1, 3000, 2048}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
@@ -409,15 +413,18 @@ static void test_qkv_finish(void) {
         pair qkv = rand_act(n, -2, 2);
         pair qw = rand_f32(hd, 0.5f, 1.5f), kw = rand_f32(hd, -0.5f, 0.5f);
         float *f = malloc((size_t)(rot / 2 + 1) * 4);
-        for (int i = 0; i < rot / 2; i++) f[i] = powf(10000.0f, -2.0f * i / rot);
+        for (int i = 0; i < rot / 2; i++)
+            f[i] = powf(10000.0f, -2.0f * i / rot);
         pair freq = f32_pair((size_t)rot / 2 + 1, f);
         free(f);
         kv_layer kc, kg;
         pair k, v;
         cache_pair(&kc, &kg, B, Hkv, cap, hd, &k, &v);
         attn_params a = {.n_heads = H, .n_kv_heads = Hkv, .head_dim = hd, .scale = 0.1f};
-        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f}, qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
-        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f}, kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
+        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f},
+                    qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
+        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f},
+                    kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
         rope_params rc = {freq.c, rot, 0.9f}, rg = {freq.g, rot, 0.9f};
         int qn = cases[ci].qk_norm;
         begin_both(B, T, ids, pos, start);
@@ -427,8 +434,8 @@ static void test_qkv_finish(void) {
                                           rot ? &rg : NULL, &kg));
         end_both();
         char what[96];
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d norm %d: qkv", H, Hkv,
-                 hd, rot, qn);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d norm %d: qkv", H, Hkv, hd,
+                 rot, qn);
         /* the k part of qkv is not specified (attention reads keys from the cache): compare
          * q heads row by row, and the caches whole */
         float *a1 = malloc(n * 4), *b1 = malloc(n * 4);
@@ -441,9 +448,11 @@ static void test_qkv_finish(void) {
         free(a1);
         free(b1);
         size_t cn = (size_t)B * Hkv * cap * hd;
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: k cache", H, Hkv, hd, rot);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: k cache", H, Hkv, hd,
+                 rot);
         check_act(k, cn, what);
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: v cache", H, Hkv, hd, rot);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: v cache", H, Hkv, hd,
+                 rot);
         check_act(v, cn, what);
         pair_free(&qkv);
         pair_free(&qw);
@@ -494,7 +503,17 @@ static void test_attention(void) {
         {"head_dim 256, group 4", 8, 2, 256, 1, 2, 16, 0, 0, {9}, {1}},
         {"group 7 (Qwen2.5)", 14, 2, 64, 1, 3, 32, 0, 0, {12}, {0}},
         {"group 16", 16, 1, 64, 1, 1, 32, 0, 0, {20}, {0}},
-        {"prefill tiles, GQA hd 128, padding, batch 2", 8, 2, 128, 2, 70, 160, 0, 0, {0, 30}, {0, 11}},
+        {"prefill tiles, GQA hd 128, padding, batch 2",
+         8,
+         2,
+         128,
+         2,
+         70,
+         160,
+         0,
+         0,
+         {0, 30},
+         {0, 11}},
         {"prefill, window on a wrapped ring cache", 4, 2, 64, 1, 20, 32, 8, 0, {50}, {0}},
         {"prefill, window larger than a tile", 4, 1, 64, 2, 100, 256, 70, 0, {0, 90}, {0, 5}},
         {"prefill, head_dim 256, softcap", 4, 1, 256, 1, 17, 64, 0, 30.0f, {3}, {0}},
@@ -502,7 +521,8 @@ static void test_attention(void) {
         {"prefill, head_dim 96 (wmma kernel), GQA", 6, 2, 96, 1, 33, 64, 0, 0, {5}, {2}},
         {"prefill, head_dim 128, window 40, 150 tokens", 4, 2, 128, 1, 150, 256, 40, 0, {20}, {0}},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attn_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_attn_case(&cases[i]);
 }
 
 /* ---- graphs: a small decode loop, replayed vs eager vs CPU ---- */
@@ -545,7 +565,8 @@ static void mini_alloc(backend *be, mini_model *m, int B, const void *emb_h, con
 static void mini_free(backend *be, mini_model *m) {
     void *ps[] = {m->emb.data, m->wqkv.data, m->wo.data, m->norm_w.c, m->freq.c, m->x,
                   m->h,        m->qkv,       m->att,     m->kc,       m->vc,     m->logits};
-    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) be->ops->free(be, ps[i]);
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        be->ops->free(be, ps[i]);
 }
 
 /* One decode step of the mini model; the logits land in host `out` [B, V]. */
@@ -575,7 +596,8 @@ static void test_graph_replay(void) {
     const int B = 2;
     int QKV = (G_H + 2 * G_HKV) * G_HD;
     size_t ws = dtype_size(cur_dt);
-    float *emb = rand_vec((size_t)G_V * G_D, -1, 1), *wqkv = rand_vec((size_t)QKV * G_D, -0.2f, 0.2f),
+    float *emb = rand_vec((size_t)G_V * G_D, -1, 1),
+          *wqkv = rand_vec((size_t)QKV * G_D, -0.2f, 0.2f),
           *wo = rand_vec((size_t)G_D * G_H * G_HD, -0.2f, 0.2f), *nw = rand_vec(G_D, 0.5f, 1.5f);
     void *emb_h = malloc((size_t)G_V * G_D * ws), *wqkv_h = malloc((size_t)QKV * G_D * ws),
          *wo_h = malloc((size_t)G_D * G_H * G_HD * ws);
@@ -583,7 +605,8 @@ static void test_graph_replay(void) {
     dtype_convert(wqkv_h, cur_dt, wqkv, DT_F32, (size_t)QKV * G_D);
     dtype_convert(wo_h, cur_dt, wo, DT_F32, (size_t)G_D * G_H * G_HD);
     float fr[G_HD / 2];
-    for (int i = 0; i < G_HD / 2; i++) fr[i] = powf(10000.0f, -2.0f * i / G_HD);
+    for (int i = 0; i < G_HD / 2; i++)
+        fr[i] = powf(10000.0f, -2.0f * i / G_HD);
     setenv("LLMRT_NO_GRAPH", "1", 1);
     backend *eager = NULL;
     CHECK_OK(cuda_backend_create(&eager, cur_dt, 0));

@@ -45,13 +45,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
                       float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
                       const int32_t *pos, const int32_t *start) {
     extern __shared__ float sh[];
-    float *q_s = sh;                       /* [gb][hd] */
-    float *o_s = q_s + g.gb * g.hd;        /* [gb][hd] */
-    float *s_s = o_s + g.gb * g.hd;        /* [gb][ATT_TILE] */
-    float *m_s = s_s + g.gb * ATT_TILE;    /* [gb] */
-    float *l_s = m_s + ATT_GMAX;           /* [gb] */
-    float *c_s = l_s + ATT_GMAX;           /* [gb] */
-    float *red_s = c_s + ATT_GMAX;         /* [ATT_THREADS * 8] partial sums of p V */
+    float *q_s = sh;                    /* [gb][hd] */
+    float *o_s = q_s + g.gb * g.hd;     /* [gb][hd] */
+    float *s_s = o_s + g.gb * g.hd;     /* [gb][ATT_TILE] */
+    float *m_s = s_s + g.gb * ATT_TILE; /* [gb] */
+    float *l_s = m_s + ATT_GMAX;        /* [gb] */
+    float *c_s = l_s + ATT_GMAX;        /* [gb] */
+    float *red_s = c_s + ATT_GMAX;      /* [ATT_THREADS * 8] partial sums of p V */
     const int VEC = 16 / sizeof(T);
     int tid = threadIdx.x;
     int h0 = blockIdx.x * g.gb, kvh = h0 / (g.H / g.Hkv);
@@ -94,7 +94,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
             const int4 *kr = (const int4 *)(kbase + (size_t)((t0 + tid) % g.cap) * g.hd);
             float acc[ATT_GMAX];
 #pragma unroll
-            for (int gi = 0; gi < ATT_GMAX; gi++) acc[gi] = 0.0f;
+            for (int gi = 0; gi < ATT_GMAX; gi++)
+                acc[gi] = 0.0f;
             const int nv = g.hd / VEC;
             for (int v0 = 0; v0 < nv; v0 += ATT_UNROLL) { /* ATT_UNROLL loads in flight */
                 int4 kv[ATT_UNROLL];
@@ -107,13 +108,15 @@ __global__ void __launch_bounds__(ATT_THREADS)
                     const T *ke = (const T *)&kv[u];
                     float kf[16 / sizeof(T)];
 #pragma unroll
-                    for (int e = 0; e < VEC; e++) kf[e] = to_f(ke[e]);
+                    for (int e = 0; e < VEC; e++)
+                        kf[e] = to_f(ke[e]);
 #pragma unroll
                     for (int gi = 0; gi < ATT_GMAX; gi++) {
                         if (gi < g.gb) {
                             const float *qq = q_s + gi * g.hd + (v0 + u) * VEC;
 #pragma unroll
-                            for (int e = 0; e < VEC; e++) acc[gi] = fmaf(qq[e], kf[e], acc[gi]);
+                            for (int e = 0; e < VEC; e++)
+                                acc[gi] = fmaf(qq[e], kf[e], acc[gi]);
                         }
                     }
                 }
@@ -132,7 +135,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
         for (int gi = tid / 32; gi < g.gb; gi += ATT_THREADS / 32) {
             int lane = tid % 32;
             float mx = -INFINITY;
-            for (int j = lane; j < n; j += 32) mx = fmaxf(mx, s_s[gi * ATT_TILE + j]);
+            for (int j = lane; j < n; j += 32)
+                mx = fmaxf(mx, s_s[gi * ATT_TILE + j]);
             mx = warp_max(mx);
             float m_old = m_s[gi], m_new = fmaxf(m_old, mx);
             float sum = 0.0f;
@@ -156,11 +160,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
             int vpr = g.hd / VEC, outs = g.gb * vpr;
             int ngrp = outs >= ATT_THREADS ? 1 : ATT_THREADS / outs;
             int grp = tid / outs;
-            for (int oi = tid % outs; grp < ngrp && oi < outs; oi += (ngrp == 1 ? ATT_THREADS : outs)) {
+            for (int oi = tid % outs; grp < ngrp && oi < outs;
+                 oi += (ngrp == 1 ? ATT_THREADS : outs)) {
                 int gi = oi / vpr, dv = oi % vpr;
                 float acc[16 / sizeof(T)];
 #pragma unroll
-                for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
+                for (int e = 0; e < VEC; e++)
+                    acc[e] = 0.0f;
                 const float *pp = s_s + gi * ATT_TILE;
                 for (int j = grp; j < n; j += ATT_UNROLL * ngrp) { /* ATT_UNROLL loads in flight */
                     int4 vv[ATT_UNROLL];
@@ -169,15 +175,18 @@ __global__ void __launch_bounds__(ATT_THREADS)
                     for (int u = 0; u < ATT_UNROLL; u++) {
                         int jj = j + u * ngrp;
                         bool ok = jj < n;
-                        vv[u] = ok ? __ldg((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd) + dv)
-                                   : make_int4(0, 0, 0, 0);
+                        vv[u] =
+                            ok ? __ldg((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd) +
+                                       dv)
+                               : make_int4(0, 0, 0, 0);
                         pj[u] = ok ? pp[jj] : 0.0f;
                     }
 #pragma unroll
                     for (int u = 0; u < ATT_UNROLL; u++) {
                         const T *ve = (const T *)&vv[u];
 #pragma unroll
-                        for (int e = 0; e < VEC; e++) acc[e] = fmaf(pj[u], to_f(ve[e]), acc[e]);
+                        for (int e = 0; e < VEC; e++)
+                            acc[e] = fmaf(pj[u], to_f(ve[e]), acc[e]);
                     }
                 }
                 if (ngrp == 1) {
@@ -189,7 +198,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                     }
                 } else {
 #pragma unroll
-                    for (int e = 0; e < VEC; e++) red_s[grp * outs * VEC + oi * VEC + e] = acc[e];
+                    for (int e = 0; e < VEC; e++)
+                        red_s[grp * outs * VEC + oi * VEC + e] = acc[e];
                 }
                 if (ngrp > 1) break;
             }
@@ -197,7 +207,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 __syncthreads();
                 for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
                     float sum = 0.0f;
-                    for (int q2 = 0; q2 < ngrp; q2++) sum += red_s[q2 * outs * VEC + i];
+                    for (int q2 = 0; q2 < ngrp; q2++)
+                        sum += red_s[q2 * outs * VEC + i];
                     o_s[i] = o_s[i] * c_s[i / g.hd] + sum;
                 }
             }
@@ -220,10 +231,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
 /* out[r, h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits that saw keys. */
 template <typename T>
-__global__ void kernel_attn_combine(T *out /* [rows, H * hd] */,
-                                    const float *part_o /* [rows, H, n_split, hd] */,
-                                    const float2 *part_ml /* [rows, H, n_split] */, int H, int hd,
-                                    int n_split) {
+__global__ void
+kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H, n_split, hd] */,
+                    const float2 *part_ml /* [rows, H, n_split] */, int H, int hd, int n_split) {
     pdl_begin();
     __shared__ float w_s[ATT_MAX_SPLIT];
     __shared__ int idx_s[ATT_MAX_SPLIT];
@@ -238,7 +248,8 @@ __global__ void kernel_attn_combine(T *out /* [rows, H * hd] */,
         float M = warp_max(fmaxf(a.y > 0.0f ? a.x : -INFINITY, b.y > 0.0f ? b.x : -INFINITY));
         float wa = a.y > 0.0f ? __expf(a.x - M) : 0.0f, wb = b.y > 0.0f ? __expf(b.x - M) : 0.0f;
         float L = warp_sum(wa * a.y + wb * b.y);
-        unsigned ma = __ballot_sync(0xffffffffu, a.y > 0.0f), mb = __ballot_sync(0xffffffffu, b.y > 0.0f);
+        unsigned ma = __ballot_sync(0xffffffffu, a.y > 0.0f),
+                 mb = __ballot_sync(0xffffffffu, b.y > 0.0f);
         unsigned below = (1u << l) - 1u;
         if (a.y > 0.0f) {
             int at = __popc(ma & below);
@@ -258,7 +269,8 @@ __global__ void kernel_attn_combine(T *out /* [rows, H * hd] */,
     __syncthreads();
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0.0f;
-        for (int i = 0; i < n_s; i++) acc += w_s[i] * part_o[(base + idx_s[i]) * hd + d];
+        for (int i = 0; i < n_s; i++)
+            acc += w_s[i] * part_o[(base + idx_s[i]) * hd + d];
         out[((size_t)r * H + h) * hd + d] = from_f<T>(acc * inv_l);
     }
 }
@@ -312,7 +324,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
             val = *((const int4 *)(qkv + ((size_t)b * T_ + t0 + rr) * W + (size_t)h * hd) + cv);
         *((int4 *)(q_s + rr * ldh) + cv) = val;
     }
-    for (int i = tid; i < FA_BQ * ldo; i += FA_WARPS * 32) o_f[i] = 0.0f;
+    for (int i = tid; i < FA_BQ * ldo; i += FA_WARPS * 32)
+        o_f[i] = 0.0f;
     for (int i = tid; i < FA_BQ; i += FA_WARPS * 32) {
         m_f[i] = -INFINITY;
         l_f[i] = 0.0f;
@@ -377,7 +390,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
             }
             sum += __shfl_xor_sync(0xffffffffu, sum, 1);
             float *orow = o_f + rr * ldo;
-            for (int d = half * (hd / 2); d < (half + 1) * (hd / 2); d++) orow[d] *= corr;
+            for (int d = half * (hd / 2); d < (half + 1) * (hd / 2); d++)
+                orow[d] *= corr;
             __syncwarp();
             if (half == 0) {
                 m_f[rr] = m_new;
@@ -423,8 +437,8 @@ static llmrt_status launch_prefill(cuda_ctx *c, T *out, const T *qkv, const kv_l
         raised[which] = 1;
     }
     dim3 grid((c->n_tokens + FA_BQ - 1) / FA_BQ, g.H, c->batch);
-    launch_ex(c, kernel_attn_prefill<T>, grid, FA_WARPS * 32, smem, 
-        out, qkv, (const T *)cache->k, (const T *)cache->v, g, c->d_pos, c->d_start);
+    launch_ex(c, kernel_attn_prefill<T>, grid, FA_WARPS * 32, smem, out, qkv, (const T *)cache->k,
+              (const T *)cache->v, g, c->d_pos, c->d_start);
     CK_KERNEL("kernel_attn_prefill");
     return LLMRT_OK;
 }
@@ -437,8 +451,8 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
         return err_set(LLMRT_ERR_UNSUPPORTED, "head_dim %d (must be a multiple of 8, <= 512)",
                        a->head_dim);
     if (cache->batch < c->batch)
-        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d",
-                       cache->batch, c->batch);
+        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d", cache->batch,
+                       c->batch);
     attn_geom g;
     g.H = a->n_heads;
     g.Hkv = a->n_kv_heads;
@@ -480,17 +494,18 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
         part_o = (float *)scr;
         part_ml = (float2 *)(part_o + n * g.hd);
     }
-    size_t smem = (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX +
-                   ATT_THREADS * 8) * sizeof(float);
+    size_t smem =
+        (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX + ATT_THREADS * 8) *
+        sizeof(float);
     dim3 grid(g.H / g.gb, c->rows, n_split);
     DISPATCH_T(c->dt, {
-        launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, 
-            (T *)out, (const T *)qkv, (const T *)cache->k, (const T *)cache->v, part_o, part_ml, g,
-            c->d_pos, c->d_start);
+        launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, (T *)out, (const T *)qkv,
+                  (const T *)cache->k, (const T *)cache->v, part_o, part_ml, g, c->d_pos,
+                  c->d_start);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
-            launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, 
-                (T *)out, part_o, part_ml, g.H, g.hd, n_split);
+            launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
+                      part_ml, g.H, g.hd, n_split);
             CK_KERNEL("kernel_attn_combine");
         }
     });

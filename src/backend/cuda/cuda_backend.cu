@@ -18,6 +18,7 @@
  * LLMRT_NO_FUSE=1 the matmul+activation fusion,
  * LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention (A/B switches for measurement).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,10 +100,12 @@ static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
     switch ((op_kind)r->op) {
     case OP_EMBED:
         return cuda_launch_embed(c, r->p0, &r->w0, r->w1.data ? &r->w1 : NULL, r->f0);
-    case OP_NORM: return cuda_launch_norm(c, r->p0, r->p1, NULL, NULL, r->i0, &r->n0);
+    case OP_NORM:
+        return cuda_launch_norm(c, r->p0, r->p1, NULL, NULL, r->i0, &r->n0);
     case OP_ADD_NORM:
         return cuda_launch_norm(c, r->p0, NULL, (void *)r->p1, r->w0.data, r->i0, &r->n0);
-    case OP_ADD: return cuda_launch_add(c, r->p0, r->p1, r->i0);
+    case OP_ADD:
+        return cuda_launch_add(c, r->p0, r->p1, r->i0);
     case OP_MATMUL:
         return cuda_launch_matmul(c, r->p0, c->dt, r->p1, c->rows, &r->w0,
                                   r->has_n0 ? r->n0.w : NULL, 0.0f);
@@ -112,17 +115,21 @@ static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
                                       r->has_n1 ? &r->n1 : NULL, r->has_rope ? &r->rope : NULL,
                                       &kv);
     }
-    case OP_ATTENTION: return cuda_launch_attention(c, r->p0, r->p1, &r->kv, &r->attn);
-    case OP_ACTIVATE: return cuda_launch_activate(c, r->p0, r->p1, r->i0, (act_kind)r->i1);
-    case OP_LAST_ROWS: return cuda_launch_last_rows(c, r->p0, r->p1, r->i0);
-    case OP_LOGITS: return cuda_launch_matmul(c, r->p0, DT_F32, r->p1, r->i0, &r->w0, NULL, r->f0);
+    case OP_ATTENTION:
+        return cuda_launch_attention(c, r->p0, r->p1, &r->kv, &r->attn);
+    case OP_ACTIVATE:
+        return cuda_launch_activate(c, r->p0, r->p1, r->i0, (act_kind)r->i1);
+    case OP_LAST_ROWS:
+        return cuda_launch_last_rows(c, r->p0, r->p1, r->i0);
+    case OP_LOGITS:
+        return cuda_launch_matmul(c, r->p0, DT_F32, r->p1, r->i0, &r->w0, NULL, r->f0);
     }
     return err_set(LLMRT_ERR_INVALID, "cuda: unknown op record %d", r->op);
 }
 
 static const char *op_name(int op) {
-    static const char *names[] = {"?",      "embed",     "norm",       "add_norm",
-                                  "add",    "matmul",    "qkv_finish", "attention",
+    static const char *names[] = {"?",        "embed",     "norm",       "add_norm",
+                                  "add",      "matmul",    "qkv_finish", "attention",
                                   "activate", "last_rows", "logits"};
     return op > 0 && op <= OP_LOGITS ? names[op] : "?";
 }
@@ -138,11 +145,13 @@ typedef struct cuda_state {
     cuda_ctx c;
     graph_recs recs[GRAPH_MAX_BATCH + 1]; /* records of each captured decode step */
     int replay_idx;                       /* records matched so far in a replayed step */
-    op_rec pending;  /* a few-row matmul held back: an activation that follows fuses into it */
+    op_rec pending; /* a few-row matmul held back: an activation that follows fuses into it */
     int has_pending;
 } cuda_state;
 
-static cuda_state *state_of(backend *be) { return (cuda_state *)be->impl; }
+static cuda_state *state_of(backend *be) {
+    return (cuda_state *)be->impl;
+}
 
 static llmrt_status exec_fusing(cuda_state *s, const op_rec *r);
 
@@ -154,7 +163,8 @@ static void graph_drop(cuda_state *s, int b) {
 }
 
 static void graphs_drop_all(cuda_state *s) {
-    for (int b = 0; b <= GRAPH_MAX_BATCH; b++) graph_drop(s, b);
+    for (int b = 0; b <= GRAPH_MAX_BATCH; b++)
+        graph_drop(s, b);
 }
 
 /* Leaves replay mode: runs the first `upto` captured records eagerly and drops the graph. */
@@ -164,7 +174,8 @@ static llmrt_status replay_fallback(cuda_state *s, int upto) {
     c->mode = GRAPH_EAGER;
     op_rec *keep = gr->recs;
     s->has_pending = 0;
-    for (int i = 0; i < upto; i++) TRY(exec_fusing(s, &keep[i]));
+    for (int i = 0; i < upto; i++)
+        TRY(exec_fusing(s, &keep[i]));
     graph_drop(s, c->batch);
     return LLMRT_OK;
 }
@@ -182,7 +193,8 @@ static llmrt_status capture_abort(cuda_state *s) {
     int n = gr->n;
     gr->n = 0;
     s->has_pending = 0;
-    for (int i = 0; i < n; i++) TRY(exec_fusing(s, &gr->recs[i]));
+    for (int i = 0; i < n; i++)
+        TRY(exec_fusing(s, &gr->recs[i]));
     return LLMRT_OK;
 }
 
@@ -208,8 +220,10 @@ static llmrt_status op_submit(backend *be, const op_rec *r) {
         gr->recs[gr->n++] = *r;
         c->capture_broken = 0;
         llmrt_status st = exec_fusing(s, r);
-        if (st != LLMRT_OK && c->capture_broken) TRY(capture_abort(s));
-        else if (st != LLMRT_OK) return st;
+        if (st != LLMRT_OK && c->capture_broken)
+            TRY(capture_abort(s));
+        else if (st != LLMRT_OK)
+            return st;
         return LLMRT_OK;
     }
     return exec_fusing(s, r);
@@ -224,9 +238,9 @@ static llmrt_status exec_fusing(cuda_state *s, const op_rec *r) {
         op_rec *p = &s->pending;
         if (r->op == OP_ACTIVATE && r->p1 == p->p0) {
             int done = 0;
-            llmrt_status st = cuda_launch_matmul_act(c, p->p0, p->p1, c->rows, &p->w0,
-                                                     p->has_n0 ? p->n0.w : NULL, r->p0, r->i0,
-                                                     (act_kind)r->i1, &done);
+            llmrt_status st =
+                cuda_launch_matmul_act(c, p->p0, p->p1, c->rows, &p->w0, p->has_n0 ? p->n0.w : NULL,
+                                       r->p0, r->i0, (act_kind)r->i1, &done);
             if (st != LLMRT_OK) return err_wrap(st, "cuda matmul+activate: ");
             if (done) return LLMRT_OK;
         }
@@ -396,6 +410,16 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     if (st->batch <= 0 || st->n_tokens <= 0)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
                        st->n_tokens);
+    if (!st->ids || !st->pos)
+        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: ids and pos must be given");
+    for (int b = 0; b < st->batch; b++) {
+        int32_t start = st->start ? st->start[b] : 0;
+        if (st->pos[b] < 0 || start < 0 || st->pos[b] > INT32_MAX - st->n_tokens)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cuda step_begin: sequence %d has position %d and start %d (must be "
+                           ">= 0 and pos + n_tokens must fit in int32)",
+                           b, (int)st->pos[b], (int)start);
+    }
     int rows = st->batch * st->n_tokens;
     TRY(step_buffers(s, rows));
     /* the previous step ended with a synchronize, so the staging buffer is free */
@@ -608,7 +632,8 @@ static void cu_destroy(backend *be) {
         cuda_ctx *c = &s->c;
         if (c->stream) cudaStreamSynchronize(c->stream);
         graphs_drop_all(s);
-        for (int b = 0; b <= GRAPH_MAX_BATCH; b++) free(s->recs[b].recs);
+        for (int b = 0; b <= GRAPH_MAX_BATCH; b++)
+            free(s->recs[b].recs);
         cuda_matmul_free(c);
         if (c->scratch) cudaFree(c->scratch);
         if (c->d_ids) cudaFree(c->d_ids);
@@ -620,10 +645,10 @@ static void cu_destroy(backend *be) {
 }
 
 static const backend_ops cuda_ops = {
-    cu_alloc,      cu_free,      cu_upload,    cu_download, cu_act_from_f32, cu_act_to_f32,
-    cu_mem_info,   cu_step_begin, cu_step_end, cu_embed,    cu_norm,         cu_add_norm,
-    cu_add,        cu_matmul,    cu_qkv_finish, cu_attention, cu_activate,   cu_last_rows,
-    cu_logits,     cu_destroy,
+    cu_alloc,      cu_free,     cu_upload,     cu_download, cu_act_from_f32,
+    cu_act_to_f32, cu_mem_info, cu_step_begin, cu_step_end, cu_embed,
+    cu_norm,       cu_add_norm, cu_add,        cu_matmul,   cu_qkv_finish,
+    cu_attention,  cu_activate, cu_last_rows,  cu_logits,   cu_destroy,
 };
 
 extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {

@@ -24,7 +24,9 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool pred
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                  "r"(pred ? 16 : 0));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
@@ -81,13 +83,13 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
                  const T *kc /* [batch, Hkv, cap, HD] */, const T *vc /* same */, flash_geom g,
                  const int32_t *pos, const int32_t *start) {
     pdl_begin();
-    constexpr int LD = HD + 8; /* padded row: ldmatrix rows land in distinct banks */
+    constexpr int LD = HD + 8;  /* padded row: ldmatrix rows land in distinct banks */
     constexpr int VPR = HD / 8; /* 16-byte vectors per row */
     constexpr int NT = HD / 8;  /* output mma tiles (8 columns each) */
     extern __shared__ __align__(128) unsigned char fl_raw[];
-    T *q_s = (T *)fl_raw;            /* [FL_BQ][LD] */
-    T *k_s = q_s + FL_BQ * LD;       /* [2][FL_BK][LD] */
-    T *v_s = k_s + 2 * FL_BK * LD;   /* [2][FL_BK][LD] */
+    T *q_s = (T *)fl_raw;          /* [FL_BQ][LD] */
+    T *k_s = q_s + FL_BQ * LD;     /* [2][FL_BK][LD] */
+    T *v_s = k_s + 2 * FL_BK * LD; /* [2][FL_BK][LD] */
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, tq = lane % 4;
     const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int kvh = h / (g.H / g.Hkv), T_ = g.n_tokens, W = (g.H + 2 * g.Hkv) * HD;
@@ -129,7 +131,8 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     }
     float o[NT][4];
 #pragma unroll
-    for (int n = 0; n < NT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int n = 0; n < NT; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
     uint32_t qf[HD / 16][4];
 
@@ -143,14 +146,16 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
                 int mi = lane / 8, r = lane % 8;
-                ldsm_x4(qf[kk], q_s + (warp * 16 + (mi & 1) * 8 + r) * LD + kk * 16 + (mi >> 1) * 8);
+                ldsm_x4(qf[kk],
+                        q_s + (warp * 16 + (mi & 1) * 8 + r) * LD + kk * 16 + (mi >> 1) * 8);
             }
         }
         const T *ks = k_s + buf * FL_BK * LD, *vs = v_s + buf * FL_BK * LD;
         /* S = Q K^T: 8 tiles of 8 keys */
         float s[FL_BK / 8][4];
 #pragma unroll
-        for (int n = 0; n < FL_BK / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        for (int n = 0; n < FL_BK / 8; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++) {
 #pragma unroll
@@ -173,8 +178,10 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
                 for (int e = 0; e < 2; e++) {
                     int j = kt + n * 8 + 2 * tq + e;
                     float v = s[n][2 * i + e];
-                    if (g.softcap > 0.0f) v = g.softcap * tanhf(v * g.scale / g.softcap) * 1.4426950408889634f;
-                    else v *= g.scale_log2;
+                    if (g.softcap > 0.0f)
+                        v = g.softcap * tanhf(v * g.scale / g.softcap) * 1.4426950408889634f;
+                    else
+                        v *= g.scale_log2;
                     if (j < lo_r[i] || j > p_r[i]) v = -INFINITY;
                     s[n][2 * i + e] = v;
                     mx = fmaxf(mx, v);
@@ -253,9 +260,8 @@ static llmrt_status launch_flash(cuda_ctx *c, void *out, const void *qkv, const 
         raised = true;
     }
     dim3 grid((c->n_tokens + FL_BQ - 1) / FL_BQ, g.H, c->batch);
-    launch_ex(c, (kernel_flash<T, HD>), grid, FL_WARPS * 32, smem, 
-        (T *)out, (const T *)qkv, (const T *)cache->k, (const T *)cache->v, g, c->d_pos,
-        c->d_start);
+    launch_ex(c, (kernel_flash<T, HD>), grid, FL_WARPS * 32, smem, (T *)out, (const T *)qkv,
+              (const T *)cache->k, (const T *)cache->v, g, c->d_pos, c->d_start);
     CK_KERNEL("kernel_flash");
     return LLMRT_OK;
 }

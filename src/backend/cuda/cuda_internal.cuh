@@ -35,7 +35,8 @@ llmrt_status cublas_fail(cublasStatus_t e, const char *call, const char *file, i
 #define CKB(call)                                                                                  \
     do {                                                                                           \
         cublasStatus_t ckb_e_ = (call);                                                            \
-        if (ckb_e_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(ckb_e_, #call, __FILE__, __LINE__);\
+        if (ckb_e_ != CUBLAS_STATUS_SUCCESS)                                                       \
+            return cublas_fail(ckb_e_, #call, __FILE__, __LINE__);                                 \
     } while (0)
 /* After a <<<>>> launch: reports a bad configuration or a sticky error from earlier work. */
 #define CK_KERNEL(name)                                                                            \
@@ -51,8 +52,8 @@ enum { GRAPH_MAX_BATCH = 64 };
 typedef enum graph_mode { GRAPH_EAGER, GRAPH_CAPTURE, GRAPH_REPLAY } graph_mode;
 
 typedef struct graph_slot {
-    int seen;              /* an eager decode step of this batch size has run */
-    cudaGraphExec_t exec;  /* the captured decode step, or NULL */
+    int seen;             /* an eager decode step of this batch size has run */
+    cudaGraphExec_t exec; /* the captured decode step, or NULL */
 } graph_slot;
 
 /* One cached cuBLASLt plan for a (dtype, out type, M, N, K) shape. */
@@ -69,37 +70,39 @@ enum { LT_PLANS = 64 };
 typedef struct cuda_ctx {
     int device;
     int n_sm;
-    dtype dt;               /* weights, activations and KV cache */
+    dtype dt; /* weights, activations and KV cache */
     cudaStream_t stream;
     cublasLtHandle_t lt;
-    void *lt_ws;            /* cuBLASLt workspace, lt_ws_bytes */
+    void *lt_ws; /* cuBLASLt workspace, lt_ws_bytes */
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
-    int matvec_max_rows;    /* matmuls of at most this many rows use the matvec kernel */
-    int attn_split_only;    /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
-    int pdl;                /* programmatic dependent launch (off with LLMRT_NO_PDL=1) */
-    int no_fuse;            /* LLMRT_NO_FUSE=1: no matmul+activation fusion */
+    int matvec_max_rows; /* matmuls of at most this many rows use the matvec kernel */
+    int attn_split_only; /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
+    int pdl;             /* programmatic dependent launch (off with LLMRT_NO_PDL=1) */
+    int no_fuse;         /* LLMRT_NO_FUSE=1: no matmul+activation fusion */
 
     /* the current step (set by step_begin) */
     int batch, n_tokens, rows;
-    int step_cap;           /* capacity of the device step buffers, in rows */
-    int32_t *d_ids;         /* [step_cap] device */
-    int32_t *d_pos;         /* [step_cap] device, per sequence */
-    int32_t *d_start;       /* [step_cap] device, per sequence */
-    int32_t *h_stage;       /* [3 * step_cap] pinned host staging for the uploads */
+    int step_cap;     /* capacity of the device step buffers, in rows */
+    int32_t *d_ids;   /* [step_cap] device */
+    int32_t *d_pos;   /* [step_cap] device, per sequence */
+    int32_t *d_start; /* [step_cap] device, per sequence */
+    int32_t *h_stage; /* [3 * step_cap] pinned host staging for the uploads */
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
-    int no_graph;           /* LLMRT_NO_GRAPH=1 */
+    int no_graph; /* LLMRT_NO_GRAPH=1 */
     graph_mode mode;
     graph_slot graphs[GRAPH_MAX_BATCH + 1];
-    int capture_broken;     /* an op could not be captured (a buffer must grow) */
+    int capture_broken; /* an op could not be captured (a buffer must grow) */
 
     /* scratch for split-K attention partials; grows only outside a capture */
     void *scratch;
     size_t scratch_bytes;
 } cuda_ctx;
 
-static inline cuda_ctx *ctx_of(backend *be) { return (cuda_ctx *)be->impl; }
+static inline cuda_ctx *ctx_of(backend *be) {
+    return (cuda_ctx *)be->impl;
+}
 
 /* Makes sure ctx->scratch holds `bytes`; fails if it must grow during a capture. */
 llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
@@ -107,14 +110,22 @@ llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
 /* ---- element types ---- */
 
 template <typename T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<float>(float v) {
+    return v;
+}
+template <> __device__ __forceinline__ float to_f<__half>(__half v) {
+    return __half2float(v);
+}
 template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
     return __bfloat162float(v);
 }
 template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ float from_f<float>(float v) {
+    return v;
+}
+template <> __device__ __forceinline__ __half from_f<__half>(float v) {
+    return __float2half_rn(v);
+}
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
     return __float2bfloat16_rn(v);
 }
@@ -142,11 +153,13 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 __device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
@@ -156,7 +169,9 @@ __device__ __forceinline__ float warp_max(float v) {
  * until the predecessor has completed (and its writes are visible) before touching any
  * activation, and lets its own successor be scheduled. Weights, which no kernel writes, may
  * be read before it (the matrix-vector kernel prefetches them). */
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() {
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+}
 __device__ __forceinline__ void pdl_release() {
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 }
@@ -185,8 +200,8 @@ static inline cudaError_t launch_ex(const cuda_ctx *c, void (*kern)(KArgs...), d
 
 llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const bweight *pos_table,
                                float scale);
-llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r,
-                              int D, const norm_params *p);
+llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r, int D,
+                              const norm_params *p);
 llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D);
 llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a,
                                     const norm_params *qn, const norm_params *kn,

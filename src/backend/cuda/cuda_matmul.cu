@@ -1,11 +1,11 @@
 /* cuda_matmul.cu — out[rows, N] = in[rows, K] @ W[N, K]^T (+ bias), for matmul and logits.
  *
  * Few rows (batch-1 or small-batch decode) are bound by reading W once: a matrix-vector kernel
- * where each warp owns a row of W (or a segment of it) and streams it with 16-byte loads (bypassing L1,
- * several loads in flight per lane before the first use), the few input rows are read
- * through L1, and sums are F32. More rows go to cuBLASLt (tensor cores, F32 accumulation; F32
- * precision uses plain F32 compute, not TF32, so that it stays a reference). The switch-over
- * row count is LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS), picked by measurement (docs/PERF.md).
+ * where each warp owns a row of W (or a segment of it) and streams it with 16-byte loads (bypassing
+ * L1, several loads in flight per lane before the first use), the few input rows are read through
+ * L1, and sums are F32. More rows go to cuBLASLt (tensor cores, F32 accumulation; F32 precision
+ * uses plain F32 compute, not TF32, so that it stays a reference). The switch-over row count is
+ * LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS), picked by measurement (docs/PERF.md).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -74,13 +74,15 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     int i0 = seg * seg_len, i1 = min(kv, i0 + seg_len);
     const int4 *w[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) w[r] = (const int4 *)(W + (size_t)(n < NU ? n + r * NU : 0) * K);
+    for (int r = 0; r < R; r++)
+        w[r] = (const int4 *)(W + (size_t)(n < NU ? n + r * NU : 0) * K);
     const int4 *x = (const int4 *)in;
     float acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int m = 0; m < M; m++) acc[r][m] = 0.0f;
+        for (int m = 0; m < M; m++)
+            acc[r][m] = 0.0f;
     /* the first loads of W do not depend on the previous kernel: issue them before waiting */
     int4 wv[R][U];
     int base = i0 + lane;
@@ -101,7 +103,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
                     for (int m = 0; m < M; m++) {
                         int4 xv = __ldg(x + (size_t)m * kv + i);
 #pragma unroll
-                        for (int r = 0; r < R; r++) acc[r][m] += dot16<T>(wv[r][u], xv);
+                        for (int r = 0; r < R; r++)
+                            acc[r][m] += dot16<T>(wv[r][u], xv);
                     }
                 }
             }
@@ -128,7 +131,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
         for (int r = 0; r < R; r++) {
             int row = n + r * NU;
             float a = 0.0f;
-            for (int s2 = 0; s2 < ks; s2++) a += red[warp + s2][r][lane];
+            for (int s2 = 0; s2 < ks; s2++)
+                a += red[warp + s2][r][lane];
             if (bias) a += bias[row];
             if (softcap > 0.0f) a = softcap * tanhf(a / softcap);
             O o = from_f<O>(a);
@@ -154,7 +158,8 @@ __global__ void kernel_matvec_any(O *out /* [rows, N] */, const T *in /* [rows, 
     if (warp >= (size_t)rows * N) return;
     int m = (int)(warp / N), n = (int)(warp % N);
     float s = 0.0f;
-    for (int k = lane; k < K; k += 32) s += to_f(in[(size_t)m * K + k]) * to_f(W[(size_t)n * K + k]);
+    for (int k = lane; k < K; k += 32)
+        s += to_f(in[(size_t)m * K + k]) * to_f(W[(size_t)n * K + k]);
     s = warp_sum(s);
     if (lane == 0) {
         if (bias) s += bias[n];
@@ -179,8 +184,8 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
     bool fast = K % VEC == 0 && ((uintptr_t)in % 16) == 0 && ((uintptr_t)W % 16) == 0;
     if (!fast) {
         size_t warps = (size_t)rows * N;
-        launch_ex(c, (kernel_matvec_any<T, O>), (unsigned)((warps + 7) / 8), 256, 0, 
-            out, in, W, bias, softcap, rows, N, K);
+        launch_ex(c, (kernel_matvec_any<T, O>), (unsigned)((warps + 7) / 8), 256, 0, out, in, W,
+                  bias, softcap, rows, N, K);
         CK_KERNEL("kernel_matvec_any");
         return LLMRT_OK;
     }
@@ -193,8 +198,9 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
         break;
     cudaError_t e = cudaSuccess;
     switch (rows) {
-        MV_CASE(1) MV_CASE(2) MV_CASE(3) MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8)
-    default: return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
+        MV_CASE(1)
+        MV_CASE(2) MV_CASE(3) MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8) default
+            : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
     }
 #undef MV_CASE
     if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec", __FILE__, __LINE__);
@@ -223,8 +229,8 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
     static int next_evict;
     for (int i = 0; i < LT_PLANS; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->used && p->dt == (int)c->dt && p->out_dt == (int)out_dt && p->m == m &&
-            p->n == n && p->k == k) {
+        if (p->used && p->dt == (int)c->dt && p->out_dt == (int)out_dt && p->m == m && p->n == n &&
+            p->k == k) {
             *out = p;
             return LLMRT_OK;
         }
@@ -287,7 +293,8 @@ llmrt_status cuda_matmul_init(cuda_ctx *c) {
 }
 
 void cuda_matmul_free(cuda_ctx *c) {
-    for (int i = 0; i < LT_PLANS; i++) plan_free(&c->plans[i]);
+    for (int i = 0; i < LT_PLANS; i++)
+        plan_free(&c->plans[i]);
     if (c->lt_ws) cudaFree(c->lt_ws);
     if (c->lt) cublasLtDestroy(c->lt);
     c->lt_ws = NULL;
@@ -315,7 +322,8 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
     float alpha = 1.0f, beta = 0.0f;
     CKB(cublasLtMatmul(c->lt, p->op, &alpha, W->data, p->a, in, p->b, &beta, out, p->c, out, p->c,
                        &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
-    if (bias || softcap > 0.0f) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, softcap));
+    if (bias || softcap > 0.0f)
+        TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, softcap));
     return LLMRT_OK;
 }
 
@@ -339,10 +347,8 @@ llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int 
                       (const T *)in, (const T *)W->data, bias, 0.0f, N, K, ks, (T *)act_out,       \
                       kind);                                                                       \
         break;
-    DISPATCH_T(c->dt, switch (rows) {
-        MVA_CASE(1) MVA_CASE(2) MVA_CASE(3) MVA_CASE(4) MVA_CASE(5) MVA_CASE(6) MVA_CASE(7)
-        MVA_CASE(8)
-    });
+    DISPATCH_T(c->dt, switch (rows){MVA_CASE(1) MVA_CASE(2) MVA_CASE(3) MVA_CASE(4) MVA_CASE(5)
+                                        MVA_CASE(6) MVA_CASE(7) MVA_CASE(8)});
 #undef MVA_CASE
     if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec (gated)", __FILE__, __LINE__);
     CK_KERNEL("kernel_matvec (gated)");
