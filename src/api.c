@@ -20,8 +20,9 @@ llmrt_status llmrt_model_load(llmrt_model **out, const char *dir, const llmrt_mo
         return err_set(LLMRT_ERR_INVALID, "llmrt_model_load: bad device or precision");
     llmrt_model *lm = calloc(1, sizeof *lm);
     if (!lm) return err_set(LLMRT_ERR_NOMEM, "out of memory");
-    llmrt_status s = backend_create(&lm->be, o.device == LLMRT_DEVICE_CUDA ? BACKEND_CUDA : BACKEND_CPU,
-                                    precision_dtype[o.precision], o.device_ordinal);
+    llmrt_status s =
+        backend_create(&lm->be, o.device == LLMRT_DEVICE_CUDA ? BACKEND_CUDA : BACKEND_CPU,
+                       precision_dtype[o.precision], o.device_ordinal);
     if (s == LLMRT_OK) {
         model_load_opts lo = {.verbose = o.verbose};
         s = model_load(&lm->m, dir, lm->be, &lo);
@@ -41,8 +42,12 @@ void llmrt_model_free(llmrt_model *m) {
     free(m);
 }
 
-int llmrt_model_vocab_size(const llmrt_model *m) { return m->m->cfg.vocab; }
-int llmrt_model_context_length(const llmrt_model *m) { return m->m->cfg.max_pos; }
+int llmrt_model_vocab_size(const llmrt_model *m) {
+    return m->m->cfg.vocab;
+}
+int llmrt_model_context_length(const llmrt_model *m) {
+    return m->m->cfg.max_pos;
+}
 
 typedef struct emit_adapter {
     llmrt_token_fn fn;
@@ -79,7 +84,8 @@ llmrt_status llmrt_generate(llmrt_model *m, const int32_t *prompt, size_t n_prom
     gen_result r;
     llmrt_status st = generate(s, prompts, lens, &go, emit_one, &ad, &r);
     if (st == LLMRT_OK) {
-        for (int i = 0; i < r.n_tokens[0]; i++) out[i] = r.tokens[i];
+        for (int i = 0; i < r.n_tokens[0]; i++)
+            out[i] = r.tokens[i];
         *n_out = (size_t)r.n_tokens[0];
         gen_result_free(&r);
     }

@@ -22,8 +22,10 @@ static void test_generate_matches_reference(void) {
     json_t *p = json_object_get(ref, "prompt_ids"), *g = json_object_get(ref, "greedy_ids");
     int32_t prompt[64], want[64];
     size_t np = json_array_size(p), ng = json_array_size(g);
-    for (size_t i = 0; i < np; i++) prompt[i] = (int32_t)json_integer_value(json_array_get(p, i));
-    for (size_t i = 0; i < ng; i++) want[i] = (int32_t)json_integer_value(json_array_get(g, i));
+    for (size_t i = 0; i < np; i++)
+        prompt[i] = (int32_t)json_integer_value(json_array_get(p, i));
+    for (size_t i = 0; i < ng; i++)
+        want[i] = (int32_t)json_integer_value(json_array_get(g, i));
     llmrt_model *m;
     llmrt_model_opts mo = {.device = LLMRT_DEVICE_CPU, .precision = LLMRT_FP32};
     CHECK_OK(llmrt_model_load(&m, dir, &mo));

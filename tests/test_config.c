@@ -60,7 +60,8 @@ static void test_real_cards(void) {
                       c.n_kv_heads == cards[i].kv && c.head_dim == cards[i].hd,
                   "%s: dims %d %d %d %d", dir, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim);
         int sl = 0;
-        for (int l = 0; l < c.n_layers; l++) sl += c.layer_sliding[l];
+        for (int l = 0; l < c.n_layers; l++)
+            sl += c.layer_sliding[l];
         CHECK_MSG(sl == cards[i].sliding_layers, "%s: %d sliding layers", dir, sl);
         CHECK_MSG(fabsf(c.attn_scale - 1.0f / sqrtf(cards[i].scale_hd)) < 1e-7f, "%s", dir);
         CHECK_MSG(c.rope_global.scaling == cards[i].scaling, "%s", dir);
@@ -133,9 +134,8 @@ static void test_malformed(void) {
     CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_UNSUPPORTED, "\"mamba\" is not supported");
     d = write_config("bad3", "{\"model_type\": \"llama\", \"vocab_size\": 10}", NULL);
     CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "\"hidden_size\"");
-    d = write_config("bad4",
-                     "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": \"64\"}",
-                     NULL);
+    d = write_config(
+        "bad4", "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": \"64\"}", NULL);
     CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "\"hidden_size\" must be an integer");
     d = write_config("bad5",
                      "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,"

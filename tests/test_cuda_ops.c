@@ -194,6 +194,9 @@ static void test_memory(void) {
               "cannot allocate");
     CHECK(big == NULL);
     CHECK_ERR(cuda_be->ops->add(cuda_be, p, p, 4), LLMRT_ERR_INVALID, "outside");
+    double gbs = 0;
+    CHECK_OK(cuda_be->ops->copy_bandwidth(cuda_be, (size_t)64 << 20, &gbs));
+    CHECK(gbs > 10.0); /* any GPU copies faster than 10 GB/s */
     int32_t id = 0, bad_pos = -1;
     step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &bad_pos, .start = NULL};
     CHECK_ERR(cuda_be->ops->step_begin(cuda_be, &st), LLMRT_ERR_INVALID, "position -1");

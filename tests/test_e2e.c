@@ -44,8 +44,7 @@ typedef struct ref {
 } ref;
 
 static backend_kind test_device(void) {
-    const char *d = getenv("LLMRT_TEST_DEVICE");
-    return (d && !strcmp(d, "cuda")) ? BACKEND_CUDA : BACKEND_CPU;
+    return test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU;
 }
 
 static int ref_load(ref *r, const char *dir) {
@@ -149,8 +148,8 @@ static void run_fixture(const char *dir, dtype prec) {
     /* 1. teacher-forced, one pass; 2. the same in chunks of 3 tokens */
     int chunks[2] = {0, 3};
     for (int k = 0; k < 2; k++) {
-        session_opts so = {.batch = 1, .max_seq = n, .chunk = chunks[k], .mode = KV_STATIC,
-                           .all_logits = true};
+        session_opts so = {
+            .batch = 1, .max_seq = n, .chunk = chunks[k], .mode = KV_STATIC, .all_logits = true};
         CHECK_OK(st = session_create(&s, m, &so));
         if (st != LLMRT_OK) goto out_l;
         CHECK_OK(st = session_forward(s, r.prompt, n, true, logits));
@@ -201,7 +200,8 @@ static void run_fixture(const char *dir, dtype prec) {
         CHECK_OK(st = generate(s, prompts, lens, &go, NULL, NULL, &res));
         if (st == LLMRT_OK) {
             /* sequence 0 continues the reference prompt: its first token is greedy[0] for FP32 */
-            if (prec == DT_F32 && N > 0) CHECK_MSG(res.tokens[0] == r.greedy[0], "%s batch row 0", what);
+            if (prec == DT_F32 && N > 0)
+                CHECK_MSG(res.tokens[0] == r.greedy[0], "%s batch row 0", what);
             gen_result_free(&res);
         }
         session_free(s);
@@ -219,7 +219,8 @@ static void run_fixture(const char *dir, dtype prec) {
         if (st == LLMRT_OK) {
             int32_t ids[128];
             memcpy(ids, r.prompt, (size_t)n * 4);
-            for (int t = 0; t < 5; t++) ids[n + t] = r.prompt[5]; /* pads */
+            for (int t = 0; t < 5; t++)
+                ids[n + t] = r.prompt[5]; /* pads */
             memcpy(ids + n + 5, r.prompt + 5, (size_t)n2 * 4);
             s->start[1] = 5;
             CHECK_OK(st = session_forward(s, ids, n, false, both));
@@ -261,7 +262,8 @@ static void find_fixtures(void) {
         if (e->d_name[0] == '.') continue;
         char p[512];
         snprintf(p, sizeof p, "tests/fixtures/%s/reference.json", e->d_name);
-        if (file_exists(p)) snprintf(fixture_dirs[n_fixtures++], 300, "tests/fixtures/%s", e->d_name);
+        if (file_exists(p))
+            snprintf(fixture_dirs[n_fixtures++], 300, "tests/fixtures/%s", e->d_name);
     }
     closedir(d);
     qsort(fixture_dirs, (size_t)n_fixtures, sizeof fixture_dirs[0],

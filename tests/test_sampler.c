@@ -20,14 +20,17 @@ static void test_seed_reproducible(void) {
     int32_t a[40], b[40], c[40];
     sampler s;
     CHECK_OK(sampler_init(&s, &o, 50));
-    for (int i = 0; i < 40; i++) a[i] = sampler_next(&s, l);
+    for (int i = 0; i < 40; i++)
+        a[i] = sampler_next(&s, l);
     sampler_free(&s);
     CHECK_OK(sampler_init(&s, &o, 50));
-    for (int i = 0; i < 40; i++) b[i] = sampler_next(&s, l);
+    for (int i = 0; i < 40; i++)
+        b[i] = sampler_next(&s, l);
     sampler_free(&s);
     o.seed = 43;
     CHECK_OK(sampler_init(&s, &o, 50));
-    for (int i = 0; i < 40; i++) c[i] = sampler_next(&s, l);
+    for (int i = 0; i < 40; i++)
+        c[i] = sampler_next(&s, l);
     sampler_free(&s);
     CHECK(memcmp(a, b, sizeof a) == 0);
     CHECK(memcmp(a, c, sizeof a) != 0);
@@ -42,7 +45,8 @@ static void test_top_k(void) {
         int b = -1;
         for (int i = 0; i < 100; i++) {
             int used = 0;
-            for (int j = 0; j < nb; j++) used |= best[j] == i;
+            for (int j = 0; j < nb; j++)
+                used |= best[j] == i;
             if (!used && (b < 0 || l[i] > l[b])) b = i;
         }
         best[nb++] = b;
@@ -62,7 +66,8 @@ static void test_top_k(void) {
         CHECK_MSG(in, "id %d outside the top 5", id);
         if (!in) break;
     }
-    for (int j = 0; j < 5; j++) CHECK_MSG(seen[j] > 0, "top-%d id never drawn", j);
+    for (int j = 0; j < 5; j++)
+        CHECK_MSG(seen[j] > 0, "top-%d id never drawn", j);
     sampler_free(&s);
 }
 
@@ -73,7 +78,8 @@ static void test_top_p(void) {
     sampler s;
     CHECK_OK(sampler_init(&s, &o, 4));
     int n[4] = {0};
-    for (int t = 0; t < 4000; t++) n[sampler_next(&s, l)]++;
+    for (int t = 0; t < 4000; t++)
+        n[sampler_next(&s, l)]++;
     CHECK(n[2] == 0 && n[3] == 0);
     /* renormalized over {0, 1}: p0 = 0.731 */
     CHECK_MSG(n[0] > 2750 && n[0] < 3100, "id 0 drawn %d times of 4000", n[0]);
@@ -86,7 +92,8 @@ static void test_temperature_distribution(void) {
     sampler s;
     CHECK_OK(sampler_init(&s, &o, 3));
     int n[3] = {0};
-    for (int t = 0; t < 20000; t++) n[sampler_next(&s, l)]++;
+    for (int t = 0; t < 20000; t++)
+        n[sampler_next(&s, l)]++;
     /* softmax(l / 2) = 0.506, 0.307, 0.186 */
     CHECK_MSG(fabs(n[0] / 20000.0 - 0.506) < 0.015, "%d", n[0]);
     CHECK_MSG(fabs(n[2] / 20000.0 - 0.186) < 0.015, "%d", n[2]);

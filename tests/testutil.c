@@ -78,3 +78,8 @@ const char *test_tmpdir(const char *tag) {
     if (system(cmd) != 0) abort();
     return buf;
 }
+
+int test_device_is_cuda(void) {
+    const char *d = getenv("LLMRT_TEST_DEVICE");
+    return d && strcmp(d, "cuda") == 0;
+}

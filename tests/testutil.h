@@ -43,7 +43,8 @@ extern int test_failed_checks; /* failed checks in the current case */
     } while (0)
 
 /* Checks a call fails with `status` and that the message contains `needle`. */
-#define CHECK_ERR(expr, status, needle) test_check_err((expr), (status), (needle), #expr, __FILE__, __LINE__)
+#define CHECK_ERR(expr, status, needle)                                                            \
+    test_check_err((expr), (status), (needle), #expr, __FILE__, __LINE__)
 
 #define RUN(fn) test_run(#fn, fn)
 
@@ -58,6 +59,9 @@ int test_allclose(const float *a, const float *b, size_t n, float atol, float rt
 
 /* Deterministic pseudo-random floats in [lo, hi). */
 void test_rand_fill(float *x, size_t n, float lo, float hi, unsigned seed);
+
+/* 1 when LLMRT_TEST_DEVICE=cuda: end-to-end tests then run on the CUDA backend. */
+int test_device_is_cuda(void);
 
 /* Makes a fresh empty directory under /tmp for the test; returns its path (static buffer). */
 const char *test_tmpdir(const char *tag);

@@ -150,6 +150,14 @@ typedef struct backend_ops {
                            float softcap);
 
     void (*destroy)(backend *be);
+
+    /* ---- optional ops: NULL where the backend lacks them. They come last so that a table
+     * written positionally (cuda_backend.cu) leaves them NULL until it names them. ---- */
+    /* Copies a buffer of `bytes` (0: the backend's default size, larger than any cache) to
+     * another buffer in the backend's memory a few times and sets *gb_per_s to the best rate
+     * as (bytes read + bytes written) / seconds / 1e9: the reference for the achieved
+     * bandwidth that `llmrt run --benchmark` reports. */
+    llmrt_status (*copy_bandwidth)(backend *be, size_t bytes, double *gb_per_s);
 } backend_ops;
 
 struct backend {

@@ -5,9 +5,12 @@
 
 const char *dtype_name(dtype t) {
     switch (t) {
-    case DT_F32: return "F32";
-    case DT_F16: return "F16";
-    case DT_BF16: return "BF16";
+    case DT_F32:
+        return "F32";
+    case DT_F16:
+        return "F16";
+    case DT_BF16:
+        return "BF16";
     }
     return "?";
 }
@@ -42,9 +45,9 @@ uint16_t f32_to_f16(float f) {
     memcpy(&u, &f, 4);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t absu = u & 0x7fffffffu;
-    if (absu > 0x7f800000u) return sign | 0x7e00u;   /* NaN */
-    if (absu >= 0x477ff000u) return sign | 0x7c00u;  /* rounds to >= 65520: inf */
-    if (absu < 0x38800000u) {                         /* below smallest normal 2^-14 */
+    if (absu > 0x7f800000u) return sign | 0x7e00u;  /* NaN */
+    if (absu >= 0x477ff000u) return sign | 0x7c00u; /* rounds to >= 65520: inf */
+    if (absu < 0x38800000u) {                       /* below smallest normal 2^-14 */
         /* subnormal: value = m * 2^-24, round to nearest even */
         float a;
         memcpy(&a, &absu, 4);
@@ -69,14 +72,26 @@ void dtype_convert(void *dst, dtype dt, const void *src, dtype st, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v;
         switch (st) {
-        case DT_F32: v = ((const float *)src)[i]; break;
-        case DT_F16: v = f16_to_f32(((const uint16_t *)src)[i]); break;
-        default: v = bf16_to_f32(((const uint16_t *)src)[i]); break;
+        case DT_F32:
+            v = ((const float *)src)[i];
+            break;
+        case DT_F16:
+            v = f16_to_f32(((const uint16_t *)src)[i]);
+            break;
+        default:
+            v = bf16_to_f32(((const uint16_t *)src)[i]);
+            break;
         }
         switch (dt) {
-        case DT_F32: ((float *)dst)[i] = v; break;
-        case DT_F16: ((uint16_t *)dst)[i] = f32_to_f16(v); break;
-        default: ((uint16_t *)dst)[i] = f32_to_bf16(v); break;
+        case DT_F32:
+            ((float *)dst)[i] = v;
+            break;
+        case DT_F16:
+            ((uint16_t *)dst)[i] = f32_to_f16(v);
+            break;
+        default:
+            ((uint16_t *)dst)[i] = f32_to_bf16(v);
+            break;
         }
     }
 }

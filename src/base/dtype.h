@@ -8,7 +8,9 @@
 
 typedef enum dtype { DT_F32 = 0, DT_F16, DT_BF16 } dtype;
 
-static inline size_t dtype_size(dtype t) { return t == DT_F32 ? 4 : 2; }
+static inline size_t dtype_size(dtype t) {
+    return t == DT_F32 ? 4 : 2;
+}
 const char *dtype_name(dtype t); /* "F32", "F16", "BF16" */
 
 static inline float bf16_to_f32(uint16_t h) {

@@ -86,6 +86,7 @@ int dir_exists(const char *path) {
 
 llmrt_status path_join(char *buf, size_t n, const char *dir, const char *name) {
     int w = snprintf(buf, n, "%s/%s", dir, name);
-    if (w < 0 || (size_t)w >= n) return err_set(LLMRT_ERR_INVALID, "path too long: %s/%s", dir, name);
+    if (w < 0 || (size_t)w >= n)
+        return err_set(LLMRT_ERR_INVALID, "path too long: %s/%s", dir, name);
     return LLMRT_OK;
 }

@@ -32,19 +32,30 @@ llmrt_status err_wrap(llmrt_status s, const char *fmt, ...) {
     return s;
 }
 
-void err_clear(void) { err_msg[0] = '\0'; }
+void err_clear(void) {
+    err_msg[0] = '\0';
+}
 
-const char *llmrt_last_error(void) { return err_msg; }
+const char *llmrt_last_error(void) {
+    return err_msg;
+}
 
 const char *llmrt_status_name(llmrt_status s) {
     switch (s) {
-    case LLMRT_OK: return "ok";
-    case LLMRT_ERR_IO: return "I/O error";
-    case LLMRT_ERR_FORMAT: return "format error";
-    case LLMRT_ERR_INVALID: return "invalid input";
-    case LLMRT_ERR_UNSUPPORTED: return "unsupported";
-    case LLMRT_ERR_NOMEM: return "out of memory";
-    case LLMRT_ERR_DEVICE: return "device error";
+    case LLMRT_OK:
+        return "ok";
+    case LLMRT_ERR_IO:
+        return "I/O error";
+    case LLMRT_ERR_FORMAT:
+        return "format error";
+    case LLMRT_ERR_INVALID:
+        return "invalid input";
+    case LLMRT_ERR_UNSUPPORTED:
+        return "unsupported";
+    case LLMRT_ERR_NOMEM:
+        return "out of memory";
+    case LLMRT_ERR_DEVICE:
+        return "device error";
     }
     return "unknown status";
 }

@@ -10,10 +10,13 @@
 #define LLAMA_LAYER_NAMES                                                                          \
     .tok_embed = "model.embed_tokens.weight", .final_norm = "model.norm.weight",                   \
     .lm_head = "lm_head.weight", .attn_norm = "model.layers.%d.input_layernorm.weight",            \
-    .q = "model.layers.%d.self_attn.q_proj.weight", .k = "model.layers.%d.self_attn.k_proj.weight", \
+    .q = "model.layers.%d.self_attn.q_proj.weight",                                                \
+    .k = "model.layers.%d.self_attn.k_proj.weight",                                                \
     .v = "model.layers.%d.self_attn.v_proj.weight",                                                \
-    .q_b = "model.layers.%d.self_attn.q_proj.bias", .k_b = "model.layers.%d.self_attn.k_proj.bias", \
-    .v_b = "model.layers.%d.self_attn.v_proj.bias", .o = "model.layers.%d.self_attn.o_proj.weight", \
+    .q_b = "model.layers.%d.self_attn.q_proj.bias",                                                \
+    .k_b = "model.layers.%d.self_attn.k_proj.bias",                                                \
+    .v_b = "model.layers.%d.self_attn.v_proj.bias",                                                \
+    .o = "model.layers.%d.self_attn.o_proj.weight",                                                \
     .gate = "model.layers.%d.mlp.gate_proj.weight", .up = "model.layers.%d.mlp.up_proj.weight",    \
     .down = "model.layers.%d.mlp.down_proj.weight"
 
@@ -103,4 +106,6 @@ const arch_desc *arch_find(const char *model_type) {
     return NULL;
 }
 
-const char *arch_supported_list(void) { return "llama, qwen2, qwen3, gemma3_text, gpt2"; }
+const char *arch_supported_list(void) {
+    return "llama, qwen2, qwen3, gemma3_text, gpt2";
+}

@@ -66,8 +66,7 @@ static llmrt_status cfg_num(const cfg_reader *r, json_t *obj, const char *const 
     if (!json_is_number(v))
         return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be a number", r->path, key);
     *out = json_number_value(v);
-    if (!isfinite(*out))
-        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" is not finite", r->path, key);
+    if (!isfinite(*out)) return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" is not finite", r->path, key);
     return LLMRT_OK;
 }
 
@@ -117,8 +116,7 @@ static llmrt_status rope_read(const cfg_reader *r, json_t *obj, const char *wher
     }
     TRY(cfg_num(r, obj, KEYS("factor"), &out->factor, 0));
     if (!(out->factor > 0))
-        return err_set(LLMRT_ERR_FORMAT, "%s: %s.factor must be a positive number", r->path,
-                       where);
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.factor must be a positive number", r->path, where);
     if (out->scaling == ROPE_LLAMA3) {
         TRY(cfg_num(r, obj, KEYS("low_freq_factor"), &out->low_freq_factor, 0));
         TRY(cfg_num(r, obj, KEYS("high_freq_factor"), &out->high_freq_factor, 0));
@@ -143,8 +141,7 @@ static llmrt_status eos_read(const char *path, json_t *v, model_config *c) {
         return LLMRT_OK;
     }
     if (!json_is_array(v))
-        return err_set(LLMRT_ERR_FORMAT, "%s: \"eos_token_id\" must be an integer or a list",
-                       path);
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"eos_token_id\" must be an integer or a list", path);
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e) {
@@ -164,8 +161,8 @@ static llmrt_status json_load_path(const char *path, json_t **out) {
     if (!file_exists(path)) return err_set(LLMRT_ERR_IO, "%s: no such file", path);
     json_t *root = json_load_file(path, 0, &je);
     if (!root)
-        return err_set(LLMRT_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path,
-                       je.line, je.column, je.text);
+        return err_set(LLMRT_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path, je.line,
+                       je.column, je.text);
     if (!json_is_object(root)) {
         json_decref(root);
         return err_set(LLMRT_ERR_FORMAT, "%s: the top level must be a JSON object", path);
@@ -226,8 +223,10 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
     const char *act = cfg_str(o, KEYS("hidden_activation", "hidden_act", "activation_function"));
     if (!act) act = a->hidden_act_default;
     bool act_ok = false;
-    if (a->act == ACT_SILU_GATED) act_ok = !strcmp(act, "silu") || !strcmp(act, "swish");
-    else act_ok = !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu_new");
+    if (a->act == ACT_SILU_GATED)
+        act_ok = !strcmp(act, "silu") || !strcmp(act, "swish");
+    else
+        act_ok = !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu_new");
     if (!act_ok)
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "%s: activation \"%s\" is not supported for model_type %s (expected %s)",
@@ -255,8 +254,10 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
     /* attention scale, embedding scale, soft-capping */
     double qpas;
     TRY(cfg_num(r, o, KEYS("query_pre_attn_scalar"), &qpas, 0));
-    if (a->sandwich_norm && qpas > 0) c->attn_scale = (float)(1.0 / sqrt(qpas));
-    else c->attn_scale = (float)(1.0 / sqrt((double)c->head_dim));
+    if (a->sandwich_norm && qpas > 0)
+        c->attn_scale = (float)(1.0 / sqrt(qpas));
+    else
+        c->attn_scale = (float)(1.0 / sqrt((double)c->head_dim));
     c->embed_scale = a->embed_scale ? (float)sqrt((double)c->hidden) : 1.0f;
     double fsc, asc;
     TRY(cfg_num(r, o, KEYS("final_logit_softcapping"), &fsc, 0));
@@ -280,8 +281,10 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
     } else {
         json_t *rs = (rp && !json_is_null(rp)) ? rp : json_object_get(o, "rope_scaling");
         TRY(rope_read(r, rs, rp ? "rope_parameters" : "rope_scaling", theta, &c->rope_global));
-        if (a->sandwich_norm) rope_read(r, NULL, "", local_theta, &c->rope_local);
-        else c->rope_local = c->rope_global;
+        if (a->sandwich_norm)
+            rope_read(r, NULL, "", local_theta, &c->rope_local);
+        else
+            c->rope_local = c->rope_global;
     }
 
     /* layer kinds: layer_types, or sliding_window_pattern (Gemma 3), or Qwen's
@@ -300,7 +303,8 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
             const char *t = json_string_value(json_array_get(lt, (size_t)i));
             if (!t)
                 return err_set(LLMRT_ERR_FORMAT, "%s: layer_types[%d] is not a string", r->path, i);
-            if (!strcmp(t, "sliding_attention")) c->layer_sliding[i] = any_sliding = true;
+            if (!strcmp(t, "sliding_attention"))
+                c->layer_sliding[i] = any_sliding = true;
             else if (strcmp(t, "full_attention") != 0)
                 return err_set(LLMRT_ERR_UNSUPPORTED,
                                "%s: layer_types[%d] = \"%s\" is not supported (full_attention, "
@@ -325,7 +329,8 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
         if (use_sw) {
             int mwl;
             TRY(cfg_int(r, o, KEYS("max_window_layers"), &mwl, c->n_layers, 0, 0, 1 << 16));
-            for (int i = mwl; i < c->n_layers; i++) c->layer_sliding[i] = any_sliding = true;
+            for (int i = mwl; i < c->n_layers; i++)
+                c->layer_sliding[i] = any_sliding = true;
         }
     }
     if (any_sliding && window <= 0)
@@ -349,8 +354,7 @@ llmrt_status model_config_load(model_config *c, const char *dir) {
     memset(c, 0, sizeof *c);
     char path[1100];
     TRY(path_join(path, sizeof path, dir, "config.json"));
-    if (!dir_exists(dir))
-        return err_set(LLMRT_ERR_IO, "%s: model folder does not exist", dir);
+    if (!dir_exists(dir)) return err_set(LLMRT_ERR_IO, "%s: model folder does not exist", dir);
     cfg_reader r = {.path = path};
     TRY(json_load_path(path, &r.root));
     llmrt_status s = config_resolve(&r, c);

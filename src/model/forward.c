@@ -28,8 +28,7 @@ llmrt_status forward_step(session *s, const int32_t *ids, int n_tokens, bool all
             return err_set(LLMRT_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)",
                            ids[i], c->vocab - 1);
 
-    step_desc st = {.batch = B, .n_tokens = n_tokens, .ids = ids, .pos = s->pos,
-                    .start = s->start};
+    step_desc st = {.batch = B, .n_tokens = n_tokens, .ids = ids, .pos = s->pos, .start = s->start};
     TRY(op->step_begin(be, &st));
     TRY(op->embed(be, s->x, &w->tok_embed, w->pos_embed.data ? &w->pos_embed : NULL,
                   c->embed_scale));

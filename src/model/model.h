@@ -44,11 +44,11 @@ typedef struct arch_desc {
     const char *q_b, *k_b, *v_b, *qkv_b;
     const char *q_norm, *k_norm;
     const char *o, *o_b;
-    const char *post_attn_norm;          /* sandwich_norm: norm of the attention output */
-    const char *ffn_norm, *ffn_norm_b;   /* before the MLP */
-    const char *gate, *up, *down;        /* gate NULL: ungated MLP (up = c_fc) */
+    const char *post_attn_norm;        /* sandwich_norm: norm of the attention output */
+    const char *ffn_norm, *ffn_norm_b; /* before the MLP */
+    const char *gate, *up, *down;      /* gate NULL: ungated MLP (up = c_fc) */
     const char *up_b, *down_b;
-    const char *post_ffn_norm;           /* sandwich_norm: norm of the MLP output */
+    const char *post_ffn_norm; /* sandwich_norm: norm of the MLP output */
 } arch_desc;
 
 /* Finds the entry for a model_type; NULL if unsupported. */
@@ -62,29 +62,29 @@ typedef enum rope_scaling_kind { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3 } rope_s
 typedef struct rope_config {
     double theta;
     rope_scaling_kind scaling;
-    double factor;                      /* linear, llama3 */
+    double factor; /* linear, llama3 */
     double low_freq_factor, high_freq_factor;
-    double original_max_pos;            /* llama3 */
+    double original_max_pos; /* llama3 */
 } rope_config;
 
 /* A config.json resolved against its architecture. Every field is set (defaults applied). */
 typedef struct model_config {
     const arch_desc *arch;
     char model_type[32];
-    int vocab;         /* rows of the embedding table */
-    int hidden;        /* D */
+    int vocab;  /* rows of the embedding table */
+    int hidden; /* D */
     int n_layers;
-    int n_heads;       /* H */
-    int n_kv_heads;    /* Hkv; divides H */
-    int head_dim;      /* hd; may differ from D / H */
-    int ffn;           /* F: MLP inner width */
-    int max_pos;       /* context limit (max_position_embeddings / n_positions) */
+    int n_heads;    /* H */
+    int n_kv_heads; /* Hkv; divides H */
+    int head_dim;   /* hd; may differ from D / H */
+    int ffn;        /* F: MLP inner width */
+    int max_pos;    /* context limit (max_position_embeddings / n_positions) */
     float norm_eps;
-    bool tied;         /* LM head shares the token embedding */
+    bool tied; /* LM head shares the token embedding */
     bool qkv_bias;
     bool out_bias;
-    float attn_scale;  /* softmax scale */
-    float embed_scale; /* 1, or sqrt(hidden) */
+    float attn_scale;                  /* softmax scale */
+    float embed_scale;                 /* 1, or sqrt(hidden) */
     float final_softcap, attn_softcap; /* 0: none */
     rope_config rope_global;           /* full-attention layers */
     rope_config rope_local;            /* sliding layers (Gemma 3: rope_local_base_freq) */
@@ -93,7 +93,7 @@ typedef struct model_config {
     int bos_id;                        /* -1 if none */
     int eos_ids[MODEL_MAX_EOS];        /* from generation_config.json, else config.json */
     int n_eos;
-    dtype ckpt_dtype;                  /* torch_dtype / dtype of the checkpoint */
+    dtype ckpt_dtype; /* torch_dtype / dtype of the checkpoint */
 } model_config;
 
 /* Reads <dir>/config.json (both dialects) and <dir>/generation_config.json if present. */
@@ -102,32 +102,32 @@ llmrt_status model_config_load(model_config *c, const char *dir);
 /* Weights of one layer in backend memory. Matrices [out, in] in be->weight_dtype, vectors F32. */
 typedef struct layer_weights {
     norm_params attn_norm;
-    bweight wqkv;          /* [(H + 2*Hkv) * hd, D] q, k, v fused */
-    float *bqkv;           /* [(H + 2*Hkv) * hd] or NULL */
-    norm_params q_norm;    /* w NULL when the arch has no q/k norm */
+    bweight wqkv;       /* [(H + 2*Hkv) * hd, D] q, k, v fused */
+    float *bqkv;        /* [(H + 2*Hkv) * hd] or NULL */
+    norm_params q_norm; /* w NULL when the arch has no q/k norm */
     norm_params k_norm;
-    bweight wo;            /* [D, H * hd] */
-    float *bo;             /* [D] or NULL */
+    bweight wo;                 /* [D, H * hd] */
+    float *bo;                  /* [D] or NULL */
     norm_params post_attn_norm; /* w NULL unless sandwich_norm */
     norm_params ffn_norm;
-    bweight wup;           /* gated: [2F, D] gate and up fused; ungated: [F, D] */
-    float *bup;            /* [F] (ungated only) or NULL */
-    bweight wdown;         /* [D, F] */
-    float *bdown;          /* [D] or NULL */
+    bweight wup;               /* gated: [2F, D] gate and up fused; ungated: [F, D] */
+    float *bup;                /* [F] (ungated only) or NULL */
+    bweight wdown;             /* [D, F] */
+    float *bdown;              /* [D] or NULL */
     norm_params post_ffn_norm; /* w NULL unless sandwich_norm */
     attn_params attn;
     const rope_params *rope; /* NULL without RoPE; points into model_weights */
 } layer_weights;
 
 typedef struct model_weights {
-    bweight tok_embed;     /* [V, D] */
-    bweight pos_embed;     /* [P, D]; data NULL without learned positions */
+    bweight tok_embed; /* [V, D] */
+    bweight pos_embed; /* [P, D]; data NULL without learned positions */
     norm_params final_norm;
     bweight lm_head;       /* [V, D]; aliases tok_embed when tied */
     layer_weights *layers; /* [n_layers] */
     rope_params rope_global, rope_local;
-    void *block;           /* the one backend allocation all weights live in */
-    size_t bytes;          /* its size */
+    void *block;  /* the one backend allocation all weights live in */
+    size_t bytes; /* its size */
 } model_weights;
 
 typedef struct model {
@@ -138,7 +138,7 @@ typedef struct model {
 } model;
 
 typedef struct model_load_opts {
-    int verbose; /* progress and memory use on stderr */
+    int verbose;          /* progress and memory use on stderr */
     size_t reserve_bytes; /* device memory the caller will also need (KV cache, activations),
                              counted in the fits-on-device check */
 } model_load_opts;

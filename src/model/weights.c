@@ -90,7 +90,8 @@ static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const cha
     const int conv = L->m->cfg.arch->conv1d;
     const dtype dt = L->be->weight_dtype;
     int64_t total = 0;
-    for (int i = 0; i < n; i++) total += rows[i];
+    for (int i = 0; i < n; i++)
+        total += rows[i];
     w->dt = dt;
     w->rows = total;
     w->cols = cols;
@@ -111,7 +112,8 @@ static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const cha
 static llmrt_status ld_vector(loader *L, float **out, int layer, int n, const char *const *pats,
                               const int64_t *lens) {
     int64_t total = 0;
-    for (int i = 0; i < n; i++) total += lens[i];
+    for (int i = 0; i < n; i++)
+        total += lens[i];
     void *dev;
     TRY(ld_place(L, (size_t)total * 4, &dev));
     *out = dev;
@@ -264,12 +266,15 @@ static llmrt_status ld_model(loader *L, int verbose) {
     }
     for (int l = 0; l < c->n_layers; l++) {
         TRY(ld_layer(L, l));
-        if (L->filling && verbose) fprintf(stderr, "\rllmrt: loading layer %d/%d", l + 1, c->n_layers);
+        if (L->filling && verbose)
+            fprintf(stderr, "\rllmrt: loading layer %d/%d", l + 1, c->n_layers);
     }
     if (L->filling && verbose) fputc('\n', stderr);
     TRY(ld_norm(L, &w->final_norm, 0, a->final_norm, a->final_norm_b, c->hidden));
-    if (c->tied) w->lm_head = w->tok_embed;
-    else TRY(ld_table(L, &w->lm_head, a->lm_head, c->vocab, c->hidden));
+    if (c->tied)
+        w->lm_head = w->tok_embed;
+    else
+        TRY(ld_table(L, &w->lm_head, a->lm_head, c->vocab, c->hidden));
     return LLMRT_OK;
 }
 

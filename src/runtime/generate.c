@@ -26,8 +26,8 @@ void gen_result_free(gen_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens,
-                      const gen_opts *o, gen_emit_fn emit, void *ud, gen_result *res) {
+llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens, const gen_opts *o,
+                      gen_emit_fn emit, void *ud, gen_result *res) {
     const model_config *c = &s->m->cfg;
     const int B = s->o.batch, V = c->vocab, N = o->max_new;
     memset(res, 0, sizeof *res);
@@ -57,8 +57,7 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
     res->n_tokens = calloc((size_t)B, sizeof *res->n_tokens);
     res->step_ms = calloc((size_t)N, sizeof *res->step_ms);
     llmrt_status st = LLMRT_OK;
-    if (!hist || !logits || !done || !samp || !res->tokens || !res->n_tokens ||
-        !res->step_ms)
+    if (!hist || !logits || !done || !samp || !res->tokens || !res->n_tokens || !res->step_ms)
         st = err_set(LLMRT_ERR_NOMEM, "generate: out of memory");
     for (int b = 0; b < B && st == LLMRT_OK; b++) {
         sampler_opts so = o->samp;
@@ -73,7 +72,8 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
     for (int b = 0; b < B; b++) {
         int pad = L - lens[b];
         s->start[b] = pad;
-        for (int t = 0; t < pad; t++) hist[(size_t)b * W + t] = prompts[b][0];
+        for (int t = 0; t < pad; t++)
+            hist[(size_t)b * W + t] = prompts[b][0];
         memcpy(hist + (size_t)b * W + pad, prompts[b], (size_t)lens[b] * sizeof *hist);
     }
     int32_t *ids = malloc((size_t)B * W * sizeof *ids);
@@ -88,7 +88,8 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
         int T;
         if (s->o.mode == KV_NONE) {
             /* recompute everything: positions back to 0, the whole history as input */
-            for (int b = 0; b < B; b++) s->pos[b] = 0;
+            for (int b = 0; b < B; b++)
+                s->pos[b] = 0;
             T = cur;
         } else {
             T = step == 0 ? L : 1;
@@ -119,14 +120,17 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
         }
         cur++;
         double dt = time_now_ms() - t0;
-        if (step == 0) res->prefill_ms = dt;
-        else res->step_ms[res->n_steps++] = dt;
+        if (step == 0)
+            res->prefill_ms = dt;
+        else
+            res->step_ms[res->n_steps++] = dt;
         if (all_done) break;
     }
     res->total_ms = time_now_ms() - t_start;
     free(ids);
 out:
-    for (int b = 0; b < B && samp; b++) sampler_free(&samp[b]);
+    for (int b = 0; b < B && samp; b++)
+        sampler_free(&samp[b]);
     free(samp);
     free(hist);
     free(logits);

@@ -68,8 +68,10 @@ static void sift_down(const float *l, int32_t *h, int n, int i) {
 
 /* Leaves the k best ids in idx[0..k), sorted best first. O(V log k). */
 static void top_candidates(const float *l, int V, int k, int32_t *idx) {
-    for (int i = 0; i < k; i++) idx[i] = i;
-    for (int i = k / 2 - 1; i >= 0; i--) sift_down(l, idx, k, i);
+    for (int i = 0; i < k; i++)
+        idx[i] = i;
+    for (int i = k / 2 - 1; i >= 0; i--)
+        sift_down(l, idx, k, i);
     for (int i = k; i < V; i++) {
         if (cand_before(l, i, idx[0])) {
             idx[0] = i;
@@ -91,11 +93,13 @@ int32_t sampler_next(sampler *s, const float *logits) {
     if (n < V || s->o.top_p < 1) {
         top_candidates(logits, V, n, s->idx);
     } else {
-        for (int i = 0; i < V; i++) s->idx[i] = i;
+        for (int i = 0; i < V; i++)
+            s->idx[i] = i;
     }
     /* softmax over the candidates at the temperature */
     float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = fmaxf(mx, logits[s->idx[i]]);
+    for (int i = 0; i < n; i++)
+        mx = fmaxf(mx, logits[s->idx[i]]);
     double sum = 0;
     for (int i = 0; i < n; i++) {
         float p = expf((logits[s->idx[i]] - mx) / s->o.temperature);
@@ -115,7 +119,8 @@ int32_t sampler_next(sampler *s, const float *logits) {
         }
         n = keep;
         sum = 0;
-        for (int i = 0; i < n; i++) sum += s->prob[i];
+        for (int i = 0; i < n; i++)
+            sum += s->prob[i];
     }
     double u = sampler_uniform(s) * sum, acc = 0;
     for (int i = 0; i < n; i++) {

@@ -17,9 +17,9 @@ typedef struct sampler_opts {
 typedef struct sampler {
     sampler_opts o;
     int vocab;
-    uint64_t rng;  /* generator state */
-    float *prob;   /* [vocab] scratch */
-    int32_t *idx;  /* [vocab] scratch */
+    uint64_t rng; /* generator state */
+    float *prob;  /* [vocab] scratch */
+    int32_t *idx; /* [vocab] scratch */
 } sampler;
 
 llmrt_status sampler_init(sampler *s, const sampler_opts *o, int vocab);

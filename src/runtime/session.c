@@ -9,7 +9,9 @@
 
 enum { SESSION_ALIGN = 256 };
 
-static size_t align_up(size_t n) { return (n + SESSION_ALIGN - 1) / SESSION_ALIGN * SESSION_ALIGN; }
+static size_t align_up(size_t n) {
+    return (n + SESSION_ALIGN - 1) / SESSION_ALIGN * SESSION_ALIGN;
+}
 
 /* Default chunk: 512 tokens, and no more than the sliding window, so that a sliding layer's
  * ring buffer (window + chunk - 1 slots) stays under twice its window. */
@@ -32,20 +34,20 @@ static int layer_cap(const model_config *c, const session_opts *o, int l) {
 }
 
 static size_t kv_layer_bytes(const model_config *c, const session_opts *o, int cap, dtype kv) {
-    return align_up((size_t)o->batch * (size_t)c->n_kv_heads * (size_t)cap *
-                    (size_t)c->head_dim * dtype_size(kv));
+    return align_up((size_t)o->batch * (size_t)c->n_kv_heads * (size_t)cap * (size_t)c->head_dim *
+                    dtype_size(kv));
 }
 
 /* Activation buffer sizes in elements, in the order they are carved. */
 static void act_sizes(const model_config *c, const session_opts *o, size_t n[6]) {
     size_t rows = (size_t)o->batch * (size_t)session_chunk(c, o);
     size_t D = (size_t)c->hidden, hd = (size_t)c->head_dim;
-    n[0] = rows * D;                                                  /* x */
-    n[1] = rows * D;                                                  /* h */
+    n[0] = rows * D;                                                     /* x */
+    n[1] = rows * D;                                                     /* h */
     n[2] = rows * ((size_t)c->n_heads + 2 * (size_t)c->n_kv_heads) * hd; /* qkv */
-    n[3] = rows * (size_t)c->n_heads * hd;                            /* att */
-    n[4] = rows * (size_t)c->ffn * (c->arch->gate ? 2 : 1);           /* mlp */
-    n[5] = rows * (size_t)c->ffn;                                     /* mlp_act */
+    n[3] = rows * (size_t)c->n_heads * hd;                               /* att */
+    n[4] = rows * (size_t)c->ffn * (c->arch->gate ? 2 : 1);              /* mlp */
+    n[5] = rows * (size_t)c->ffn;                                        /* mlp_act */
 }
 
 static size_t logits_rows(const model_config *c, const session_opts *o) {
@@ -54,9 +56,11 @@ static size_t logits_rows(const model_config *c, const session_opts *o) {
 
 size_t session_bytes(const model_config *c, const session_opts *o, dtype act, dtype kv) {
     size_t total = 0, n[6];
-    for (int l = 0; l < c->n_layers; l++) total += 2 * kv_layer_bytes(c, o, layer_cap(c, o, l), kv);
+    for (int l = 0; l < c->n_layers; l++)
+        total += 2 * kv_layer_bytes(c, o, layer_cap(c, o, l), kv);
     act_sizes(c, o, n);
-    for (int i = 0; i < 6; i++) total += align_up(n[i] * dtype_size(act));
+    for (int i = 0; i < 6; i++)
+        total += align_up(n[i] * dtype_size(act));
     total += align_up((size_t)o->batch * (size_t)c->hidden * dtype_size(act));
     total += align_up(logits_rows(c, o) * (size_t)c->vocab * 4);
     return total;
@@ -107,7 +111,8 @@ llmrt_status session_create(session **out, model *m, const session_opts *o) {
         act_sizes(c, o, n);
         size_t es = dtype_size(be->act_dtype);
         s->act_bytes = 0;
-        for (int i = 0; i < 6; i++) s->act_bytes += align_up(n[i] * es);
+        for (int i = 0; i < 6; i++)
+            s->act_bytes += align_up(n[i] * es);
         s->act_bytes += align_up((size_t)o->batch * (size_t)c->hidden * es);
         s->act_bytes += align_up(logits_rows(c, o) * (size_t)c->vocab * 4);
         st = be->ops->alloc(be, s->act_bytes, &s->act_block);
@@ -182,7 +187,8 @@ llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool 
         } else if (t0 + T == n_tokens) {
             st = s->be->ops->download(s->be, logits, s->logits, (size_t)B * V * 4);
         }
-        for (int b = 0; b < B; b++) s->pos[b] += T;
+        for (int b = 0; b < B; b++)
+            s->pos[b] += T;
     }
     free(part);
     return st;

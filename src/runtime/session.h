@@ -17,35 +17,35 @@
 typedef enum kv_mode { KV_STATIC, KV_NONE } kv_mode;
 
 typedef struct session_opts {
-    int batch;            /* sequences decoded together */
-    int max_seq;          /* positions per sequence: longest prompt + new tokens */
-    int chunk;            /* most tokens per sequence in one forward step (prefill chunks);
-                             0: min(max_seq, 512) */
+    int batch;   /* sequences decoded together */
+    int max_seq; /* positions per sequence: longest prompt + new tokens */
+    int chunk;   /* most tokens per sequence in one forward step (prefill chunks);
+                    0: min(max_seq, 512) */
     kv_mode mode;
-    bool all_logits;      /* steps may ask for logits at every position (llmrt logits) */
+    bool all_logits; /* steps may ask for logits at every position (llmrt logits) */
 } session_opts;
 
 typedef struct session {
-    model *m;          /* borrowed */
-    backend *be;       /* == m->be */
+    model *m;    /* borrowed */
+    backend *be; /* == m->be */
     session_opts o;
-    int rows_max;      /* batch * chunk: rows of the activation buffers */
-    kv_layer *kv;      /* [n_layers] */
-    void *kv_block;    /* backend allocation holding every layer's K and V */
+    int rows_max;   /* batch * chunk: rows of the activation buffers */
+    kv_layer *kv;   /* [n_layers] */
+    void *kv_block; /* backend allocation holding every layer's K and V */
     size_t kv_bytes;
     size_t kv_bytes_full; /* what the cache would take without sliding-window ring buffers */
-    void *act_block;   /* backend allocation for the buffers below */
+    void *act_block;      /* backend allocation for the buffers below */
     size_t act_bytes;
-    void *x;           /* [rows_max, D] residual stream */
-    void *h;           /* [rows_max, D] normed input of the next block */
-    void *qkv;         /* [rows_max, (H + 2*Hkv) * hd] */
-    void *att;         /* [rows_max, H * hd] */
-    void *mlp;         /* [rows_max, 2F] (gated) or [rows_max, F] */
-    void *mlp_act;     /* [rows_max, F] */
-    void *last;        /* [batch, D] */
-    float *logits;     /* [rows_max or batch, V] backend memory, F32 */
-    int32_t *pos;      /* [batch] host: tokens in each sequence so far (the next position) */
-    int32_t *start;    /* [batch] host: left padding of each sequence */
+    void *x;        /* [rows_max, D] residual stream */
+    void *h;        /* [rows_max, D] normed input of the next block */
+    void *qkv;      /* [rows_max, (H + 2*Hkv) * hd] */
+    void *att;      /* [rows_max, H * hd] */
+    void *mlp;      /* [rows_max, 2F] (gated) or [rows_max, F] */
+    void *mlp_act;  /* [rows_max, F] */
+    void *last;     /* [batch, D] */
+    float *logits;  /* [rows_max or batch, V] backend memory, F32 */
+    int32_t *pos;   /* [batch] host: tokens in each sequence so far (the next position) */
+    int32_t *start; /* [batch] host: left padding of each sequence */
 } session;
 
 /* Device/host bytes a session with these options needs (for the fits-in-memory check). */

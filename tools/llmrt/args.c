@@ -28,13 +28,16 @@ int args_next(args *a) {
         fprintf(stderr, "llmrt %s: bad flag '%s'\n", a->cmd, a->argv[a->i - 1]);
         exit(2);
     }
-    for (size_t k = 0; k < n; k++) a->name[k] = w[k] == '-' ? '_' : w[k];
+    for (size_t k = 0; k < n; k++)
+        a->name[k] = w[k] == '-' ? '_' : w[k];
     a->name[n] = '\0';
     a->inline_v = eq ? eq + 1 : NULL;
     return 1;
 }
 
-int args_is(const args *a, const char *name) { return strcmp(a->name, name) == 0; }
+int args_is(const args *a, const char *name) {
+    return strcmp(a->name, name) == 0;
+}
 
 const char *args_value(args *a) {
     if (a->inline_v) return a->inline_v;
@@ -64,16 +67,15 @@ double args_double(args *a, double lo, double hi) {
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "llmrt %s: --%s must be a number in [%g, %g], got '%s'\n", a->cmd,
-                a->name, lo, hi, v);
+        fprintf(stderr, "llmrt %s: --%s must be a number in [%g, %g], got '%s'\n", a->cmd, a->name,
+                lo, hi, v);
         exit(2);
     }
     return x;
 }
 
 void args_unknown(const args *a) {
-    fprintf(stderr, "llmrt %s: unknown flag --%s (see llmrt %s --help)\n", a->cmd, a->name,
-            a->cmd);
+    fprintf(stderr, "llmrt %s: unknown flag --%s (see llmrt %s --help)\n", a->cmd, a->name, a->cmd);
     exit(2);
 }
 
@@ -83,7 +85,8 @@ int args_parse_ids(const char *s, int32_t **out, const char *flag) {
     if (!ids) return -1;
     const char *p = s;
     for (;;) {
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (*p == '\0' && n == 0) break;
         char *end;
         errno = 0;
@@ -105,7 +108,8 @@ int args_parse_ids(const char *s, int32_t **out, const char *flag) {
         }
         ids[n++] = (int32_t)v;
         p = end;
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (*p == '\0') break;
         if (*p != ',') {
             fprintf(stderr, "--%s: unexpected '%c' in '%s'\n", flag, *p, s);

@@ -6,6 +6,7 @@ int cmd_run(int argc, char **argv);        /* run.c: generate text, --benchmark 
 int cmd_logits(int argc, char **argv);     /* logits.c: teacher-forced logits as JSON */
 int cmd_tokenize(int argc, char **argv);   /* tokenize.c: text -> ids */
 int cmd_detokenize(int argc, char **argv); /* tokenize.c: ids -> text */
+int cmd_bench(int argc, char **argv);      /* bench.c: benchmark sweep, JSON/CSV/PNG */
 int cmd_perplexity(int argc, char **argv); /* perplexity.c: perplexity of a text */
 
 #endif

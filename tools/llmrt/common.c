@@ -2,8 +2,8 @@
 #include "common.h"
 
 #include <limits.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -12,11 +12,47 @@
 #include "runtime/generate.h"
 
 int cli_parse_precision(const char *s, dtype *out) {
-    if (!strcasecmp(s, "fp32") || !strcasecmp(s, "f32") || !strcasecmp(s, "float32")) *out = DT_F32;
-    else if (!strcasecmp(s, "fp16") || !strcasecmp(s, "f16") || !strcasecmp(s, "float16")) *out = DT_F16;
-    else if (!strcasecmp(s, "bf16") || !strcasecmp(s, "bfloat16")) *out = DT_BF16;
-    else return 0;
+    if (!strcasecmp(s, "fp32") || !strcasecmp(s, "f32") || !strcasecmp(s, "float32"))
+        *out = DT_F32;
+    else if (!strcasecmp(s, "fp16") || !strcasecmp(s, "f16") || !strcasecmp(s, "float16"))
+        *out = DT_F16;
+    else if (!strcasecmp(s, "bf16") || !strcasecmp(s, "bfloat16"))
+        *out = DT_BF16;
+    else
+        return 0;
     return 1;
+}
+
+bool cli_model_flag(args *a, cli_model *cm) {
+    if (args_is(a, "model")) {
+        cm->model_dir = args_value(a);
+    } else if (args_is(a, "device")) {
+        cm->device = args_value(a);
+    } else if (args_is(a, "precision") || args_is(a, "model_precision")) {
+        const char *v = args_value(a);
+        if (!cli_parse_precision(v, &cm->precision)) {
+            fprintf(stderr, "llmrt %s: --precision must be FP32, FP16 or BF16, got '%s'\n", a->cmd,
+                    v);
+            exit(2);
+        }
+    } else {
+        return false;
+    }
+    return true;
+}
+
+kv_mode cli_parse_cache(const args *a, const char *v) {
+    if (!strcmp(v, "static") || !strcmp(v, "static_v1") || !strcmp(v, "static_v2"))
+        return KV_STATIC;
+    if (!strcmp(v, "none") || !strcmp(v, "")) return KV_NONE;
+    fprintf(stderr,
+            "llmrt %s: --cache must be static, static_v1, static_v2, none or \"\", got '%s'\n",
+            a->cmd, v);
+    exit(2);
+}
+
+size_t cli_session_reserve(const model_config *c, void *ud, dtype act, dtype kv) {
+    return session_bytes(c, (const session_opts *)ud, act, kv);
 }
 
 int cli_fail(const char *cmd) {
@@ -24,11 +60,10 @@ int cli_fail(const char *cmd) {
     return 1;
 }
 
-const char *cli_default_model(void) {
+const char *cli_find_beside(const char *rel) {
     static char buf[PATH_MAX + 64];
-    const char *rel = "models/demo-llama";
-    if (dir_exists(rel)) return rel;
-    /* beside the binary: <repo>/build/llmrt -> <repo>/models/demo-llama */
+    if (file_exists(rel) || dir_exists(rel)) return rel;
+    /* beside the binary: <repo>/build/llmrt -> <repo>/rel */
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -37,10 +72,14 @@ const char *cli_default_model(void) {
         if (slash) {
             *slash = '\0';
             snprintf(buf, sizeof buf, "%s/../%s", exe, rel);
-            if (dir_exists(buf)) return buf;
+            if (file_exists(buf) || dir_exists(buf)) return buf;
         }
     }
     return NULL;
+}
+
+const char *cli_default_model(void) {
+    return cli_find_beside("models/demo-llama");
 }
 
 bool cli_model_open(cli_model *cm, const char *cmd,
@@ -52,8 +91,9 @@ bool cli_model_open(cli_model *cm, const char *cmd,
     if (!dir) {
         dir = cli_default_model();
         if (!dir) {
-            fprintf(stderr, "llmrt %s: no --model given and the demo model (models/demo-llama) "
-                            "was not found\n",
+            fprintf(stderr,
+                    "llmrt %s: no --model given and the demo model (models/demo-llama) "
+                    "was not found\n",
                     cmd);
             return false;
         }

@@ -16,10 +16,6 @@ static void usage(void) {
            "Prints {\"prompt_ids\": [...], \"logits\": [[vocab floats] per position]}.\n");
 }
 
-static size_t reserve(const model_config *c, void *ud, dtype act, dtype kv) {
-    return session_bytes(c, (const session_opts *)ud, act, kv);
-}
-
 int cmd_logits(int argc, char **argv) {
     cli_model cm = {.precision = DT_F32, .device = "cpu"};
     int32_t *ids = NULL;
@@ -27,24 +23,15 @@ int cmd_logits(int argc, char **argv) {
     args a;
     args_init(&a, "logits", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "help") || args_is(&a, "h")) {
+        if (cli_model_flag(&a, &cm)) {
+            continue;
+        } else if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
             return 0;
-        } else if (args_is(&a, "model")) {
-            cm.model_dir = args_value(&a);
         } else if (args_is(&a, "prompt_ids")) {
             free(ids);
             n = args_parse_ids(args_value(&a), &ids, "prompt-ids");
             if (n < 0) return 2;
-        } else if (args_is(&a, "precision") || args_is(&a, "model_precision")) {
-            const char *v = args_value(&a);
-            if (!cli_parse_precision(v, &cm.precision)) {
-                fprintf(stderr, "llmrt logits: --precision must be FP32, FP16 or BF16, got '%s'\n",
-                        v);
-                return 2;
-            }
-        } else if (args_is(&a, "device")) {
-            cm.device = args_value(&a);
         } else {
             args_unknown(&a);
         }
@@ -54,7 +41,7 @@ int cmd_logits(int argc, char **argv) {
         return 2;
     }
     session_opts so = {.batch = 1, .max_seq = n, .mode = KV_STATIC, .all_logits = true};
-    if (!cli_model_open(&cm, "logits", reserve, &so)) {
+    if (!cli_model_open(&cm, "logits", cli_session_reserve, &so)) {
         free(ids);
         return 1;
     }
@@ -70,8 +57,9 @@ int cmd_logits(int argc, char **argv) {
             goto out;
         }
     if (n > c->max_pos) {
-        fprintf(stderr, "llmrt logits: the prompt has %d tokens, more than the model's context (%d)\n",
-                n, c->max_pos);
+        fprintf(stderr,
+                "llmrt logits: the prompt has %d tokens, more than the model's context (%d)\n", n,
+                c->max_pos);
         rc = 2;
         goto out;
     }
@@ -91,12 +79,14 @@ int cmd_logits(int argc, char **argv) {
             goto out;
         }
     printf("{\"prompt_ids\": [");
-    for (int i = 0; i < n; i++) printf("%s%d", i ? ", " : "", ids[i]);
+    for (int i = 0; i < n; i++)
+        printf("%s%d", i ? ", " : "", ids[i]);
     printf("], \"logits\": [");
     for (int i = 0; i < n; i++) {
         printf("%s[", i ? ",\n" : "\n");
         const float *row = logits + (size_t)i * c->vocab;
-        for (int v = 0; v < c->vocab; v++) printf(v ? ", %.8g" : "%.8g", row[v]);
+        for (int v = 0; v < c->vocab; v++)
+            printf(v ? ", %.8g" : "%.8g", row[v]);
         printf("]");
     }
     printf("]}\n");

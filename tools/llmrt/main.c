@@ -13,6 +13,7 @@ static const struct {
     {"logits", cmd_logits, "teacher-forced logits at every prompt position, as JSON"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"bench", cmd_bench, "benchmark sweep over prompt length x new tokens x batch size"},
     {"perplexity", cmd_perplexity, "perplexity of a text file under the model"},
 };
 
@@ -25,8 +26,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
-                      !strcmp(argv[1], "help"))) {
+    if (argc >= 2 &&
+        (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         usage(stdout);
         return 0;
     }

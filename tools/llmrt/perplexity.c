@@ -20,16 +20,14 @@ static void usage(void) {
            "The text is encoded with the model's tokenizer, special tokens (BOS) included.\n");
 }
 
-static size_t reserve(const model_config *c, void *ud, dtype act, dtype kv) {
-    return session_bytes(c, (const session_opts *)ud, act, kv);
-}
-
 /* log-softmax of row at `target` */
 static double token_logprob(const float *row, int V, int target) {
     float mx = row[0];
-    for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+    for (int v = 1; v < V; v++)
+        mx = row[v] > mx ? row[v] : mx;
     double sum = 0;
-    for (int v = 0; v < V; v++) sum += exp((double)row[v] - mx);
+    for (int v = 0; v < V; v++)
+        sum += exp((double)row[v] - mx);
     return (double)row[target] - mx - log(sum);
 }
 
@@ -42,25 +40,17 @@ int cmd_perplexity(int argc, char **argv) {
     args a;
     args_init(&a, "perplexity", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "help") || args_is(&a, "h")) {
+        if (cli_model_flag(&a, &cm)) {
+            continue;
+        } else if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
             return 0;
-        } else if (args_is(&a, "model")) {
-            cm.model_dir = args_value(&a);
         } else if (args_is(&a, "file")) {
             file = args_value(&a);
         } else if (args_is(&a, "ids")) {
             free(ids);
             n = args_parse_ids(args_value(&a), &ids, "ids");
             if (n < 0) return 2;
-        } else if (args_is(&a, "precision") || args_is(&a, "model_precision")) {
-            const char *v = args_value(&a);
-            if (!cli_parse_precision(v, &cm.precision)) {
-                fprintf(stderr, "llmrt perplexity: --precision must be FP32, FP16 or BF16\n");
-                return 2;
-            }
-        } else if (args_is(&a, "device")) {
-            cm.device = args_value(&a);
         } else if (args_is(&a, "json")) {
             json = true;
         } else {
@@ -89,8 +79,9 @@ int cmd_perplexity(int argc, char **argv) {
             return cli_fail("perplexity");
         }
         if (bad)
-            fprintf(stderr, "llmrt perplexity: warning: %s is not valid UTF-8; %zu invalid byte "
-                            "sequence(s) replaced with U+FFFD\n",
+            fprintf(stderr,
+                    "llmrt perplexity: warning: %s is not valid UTF-8; %zu invalid byte "
+                    "sequence(s) replaced with U+FFFD\n",
                     file, bad);
         free(text);
         tokenizer_free(tok);
@@ -107,12 +98,12 @@ int cmd_perplexity(int argc, char **argv) {
         return cli_fail("perplexity");
     }
     int window = n < cfg.max_pos ? n : cfg.max_pos;
-    session_opts so = {.batch = 1, .max_seq = window, .chunk = 256, .mode = KV_STATIC,
-                       .all_logits = true};
+    session_opts so = {
+        .batch = 1, .max_seq = window, .chunk = 256, .mode = KV_STATIC, .all_logits = true};
     session *s = NULL;
     float *logits = NULL;
     int rc = 1;
-    if (!cli_model_open(&cm, "perplexity", reserve, &so)) goto out;
+    if (!cli_model_open(&cm, "perplexity", cli_session_reserve, &so)) goto out;
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= cfg.vocab) {
             fprintf(stderr, "llmrt perplexity: token id %d is outside the vocabulary\n", ids[i]);
@@ -149,8 +140,8 @@ int cmd_perplexity(int argc, char **argv) {
                "\"perplexity\": %.9g}\n",
                n, scored, window, nll / (double)scored, ppl);
     else
-        printf("perplexity %.6f over %ld predicted tokens (%d tokens, window %d)\n", ppl, scored,
-               n, window);
+        printf("perplexity %.6f over %ld predicted tokens (%d tokens, window %d)\n", ppl, scored, n,
+               window);
     rc = 0;
 out:
     session_free(s);

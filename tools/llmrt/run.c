@@ -9,6 +9,7 @@
 #include "args.h"
 #include "base/file.h"
 #include "base/units.h"
+#include "benchmark.h"
 #include "commands.h"
 #include "common.h"
 #include "runtime/generate.h"
@@ -27,7 +28,8 @@ typedef struct run_opts {
     int batch;
     bool json;
     bool benchmark, enable_pytorch_run;
-    int isl, iterations;
+    int isl, iterations, warmup;
+    const char *python, *pytorch_script, *pytorch_modes;
     gen_opts gen;
 } run_opts;
 
@@ -50,7 +52,16 @@ static void usage(void) {
         "  --seed S               sampling seed (default 0; same seed, same output)\n"
         "  --ignore-eos           do not stop at the model's EOS ids\n"
         "  --json                 one JSON object on stdout (ids, text, timings)\n"
-        "  --benchmark, --isl N, --iterations N, --enable_pytorch_run   benchmark mode\n",
+        "benchmark mode (docs/BENCHMARK.md):\n"
+        "  --benchmark            time generation on a random prompt (or the given one); print "
+        "the table\n"
+        "  --isl N                prompt length of the random prompt (default 2048, as "
+        "run_llm.py)\n"
+        "  --iterations N         timed runs (default 10); --warmup N untimed runs first "
+        "(default 2)\n"
+        "  --seed S               also seeds the random prompt\n"
+        "  --enable_pytorch_run   also run scripts/pytorch_baseline.py on the same ids\n"
+        "  --pytorch-script PATH, --python EXE, --pytorch-modes eager,static_compile,no_cache\n",
         default_prompt);
 }
 
@@ -58,11 +69,11 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
     args a;
     args_init(&a, "run", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "help") || args_is(&a, "h")) {
+        if (cli_model_flag(&a, &o->cm)) {
+            continue;
+        } else if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
             exit(0);
-        } else if (args_is(&a, "model")) {
-            o->cm.model_dir = args_value(&a);
         } else if (args_is(&a, "tokenizer")) {
             o->tokenizer_path = args_value(&a);
         } else if (args_is(&a, "prompt")) {
@@ -71,29 +82,10 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             free(o->prompt_ids);
             o->n_prompt_ids = args_parse_ids(args_value(&a), &o->prompt_ids, "prompt-ids");
             if (o->n_prompt_ids < 0) return 2;
-        } else if (args_is(&a, "precision") || args_is(&a, "model_precision")) {
-            const char *v = args_value(&a);
-            if (!cli_parse_precision(v, &o->cm.precision)) {
-                fprintf(stderr, "llmrt run: --precision must be FP32, FP16 or BF16, got '%s'\n", v);
-                return 2;
-            }
         } else if (args_is(&a, "num_tokens")) {
             o->num_tokens = (int)args_long(&a, 1, 1 << 24);
         } else if (args_is(&a, "cache")) {
-            const char *v = args_value(&a);
-            if (!strcmp(v, "static") || !strcmp(v, "static_v1") || !strcmp(v, "static_v2"))
-                o->cache = KV_STATIC;
-            else if (!strcmp(v, "none") || !strcmp(v, ""))
-                o->cache = KV_NONE;
-            else {
-                fprintf(stderr,
-                        "llmrt run: --cache must be static, static_v1, static_v2, none or \"\", "
-                        "got '%s'\n",
-                        v);
-                return 2;
-            }
-        } else if (args_is(&a, "device")) {
-            o->cm.device = args_value(&a);
+            o->cache = cli_parse_cache(&a, args_value(&a));
         } else if (args_is(&a, "batch_size")) {
             o->batch = (int)args_long(&a, 1, 4096);
         } else if (args_is(&a, "temperature")) {
@@ -116,6 +108,14 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             o->isl = (int)args_long(&a, 1, 1 << 24);
         } else if (args_is(&a, "iterations")) {
             o->iterations = (int)args_long(&a, 1, 1 << 20);
+        } else if (args_is(&a, "warmup")) {
+            o->warmup = (int)args_long(&a, 0, 1 << 20);
+        } else if (args_is(&a, "python")) {
+            o->python = args_value(&a);
+        } else if (args_is(&a, "pytorch_script")) {
+            o->pytorch_script = args_value(&a);
+        } else if (args_is(&a, "pytorch_modes")) {
+            o->pytorch_modes = args_value(&a);
         } else {
             args_unknown(&a);
         }
@@ -149,40 +149,90 @@ static void emit_token(void *ud, int seq, int32_t tok) {
     fflush(stdout);
 }
 
-static size_t reserve(const model_config *c, void *ud, dtype act, dtype kv) {
-    return session_bytes(c, (const session_opts *)ud, act, kv);
-}
-
 static json_t *ids_json(const int32_t *ids, int n) {
     json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, json_integer(ids[i]));
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(ids[i]));
     return a;
 }
 
 static void print_timings(const run_opts *o, const gen_result *r, int n_prompt) {
     double dec = 0;
-    for (int i = 0; i < r->n_steps; i++) dec += r->step_ms[i];
+    for (int i = 0; i < r->n_steps; i++)
+        dec += r->step_ms[i];
     int B = o->batch;
     fprintf(stderr, "llmrt: %s %s | load %.0f ms | prefill %d x %d tokens %.1f ms (%.0f tok/s)",
-            o->cm.be->name, dtype_name(o->cm.precision), o->cm.load_ms, B, n_prompt,
-            r->prefill_ms, B * n_prompt / (r->prefill_ms / 1e3));
+            o->cm.be->name, dtype_name(o->cm.precision), o->cm.load_ms, B, n_prompt, r->prefill_ms,
+            B * n_prompt / (r->prefill_ms / 1e3));
     if (r->n_steps > 0)
         fprintf(stderr, " | decode %d steps %.2f ms/step (%.1f tok/s)", r->n_steps,
                 dec / r->n_steps, B * r->n_steps / (dec / 1e3));
     fprintf(stderr, "\n");
 }
 
+/* --benchmark, and --enable_pytorch_run (which implies it): see benchmark.c. The prompt is the
+ * seed's random one of --isl ids, unless --prompt / --prompt-ids is given, or
+ * --enable_pytorch_run comes without --benchmark (then the prompt text, as run_llm.py
+ * compares outputs on it): that prompt then goes to every sequence. */
+static int run_benchmark(run_opts *o) {
+    if (!o->cm.model_dir) o->cm.model_dir = cli_default_model();
+    if (!o->cm.model_dir) {
+        fprintf(stderr, "llmrt run: no --model given and the demo model (models/demo-llama) "
+                        "was not found\n");
+        free(o->prompt_ids);
+        return 2;
+    }
+    int32_t *ids = o->prompt_ids;
+    int n = o->n_prompt_ids;
+    if (!ids && (o->prompt || !o->benchmark)) {
+        tokenizer *tok = NULL;
+        const char *text = o->prompt ? o->prompt : default_prompt;
+        size_t nn = 0;
+        if (tokenizer_load(&tok, o->tokenizer_path ? o->tokenizer_path : o->cm.model_dir) !=
+                LLMRT_OK ||
+            tokenizer_encode(tok, text, strlen(text), 1, &ids, &nn, NULL) != LLMRT_OK) {
+            tokenizer_free(tok);
+            return cli_fail("run");
+        }
+        tokenizer_free(tok);
+        n = (int)nn;
+        if (n == 0) {
+            fprintf(stderr, "llmrt run: the prompt encodes to no tokens\n");
+            free(ids);
+            return 2;
+        }
+    }
+    bench_opts bo = {.cm = &o->cm,
+                     .cache = o->cache,
+                     .warmup = o->warmup,
+                     .iterations = o->iterations,
+                     .seed = o->gen.samp.seed,
+                     .prompt = ids,
+                     .n_prompt = n,
+                     .pytorch = o->enable_pytorch_run,
+                     .python = o->python,
+                     .pytorch_script = o->pytorch_script,
+                     .pytorch_modes = o->pytorch_modes,
+                     .verbose = !o->json};
+    bench_point p = {.isl = ids ? n : o->isl, .num_tokens = o->num_tokens, .batch = o->batch};
+    int rc = benchmark_run(&bo, &p, o->json);
+    free(ids);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
-    run_opts o = {.num_tokens = 128, .cache = KV_STATIC, .batch = 1, .iterations = 10};
+    run_opts o = {.num_tokens = 128,
+                  .cache = KV_STATIC,
+                  .batch = 1,
+                  .isl = 2048,
+                  .iterations = 10,
+                  .warmup = 2};
     o.cm.precision = DT_F16;
     o.gen.samp.top_p = 1;
     int rc = parse_flags(&o, argc, argv);
     if (rc) return rc;
-    if (o.benchmark || o.enable_pytorch_run) {
-        fprintf(stderr, "llmrt run: --benchmark and --enable_pytorch_run are not implemented yet\n");
-        return 2;
-    }
     o.cm.verbose = !o.json;
+    if (o.benchmark || o.enable_pytorch_run) return run_benchmark(&o);
     if (!o.cm.model_dir) {
         o.cm.model_dir = cli_default_model();
         if (!o.cm.model_dir) {
@@ -222,8 +272,9 @@ int cmd_run(int argc, char **argv) {
             return cli_fail("run");
         }
         if (replaced)
-            fprintf(stderr, "llmrt run: warning: the prompt is not valid UTF-8; %zu invalid "
-                            "byte sequence(s) replaced with U+FFFD\n",
+            fprintf(stderr,
+                    "llmrt run: warning: the prompt is not valid UTF-8; %zu invalid "
+                    "byte sequence(s) replaced with U+FFFD\n",
                     replaced);
         n_prompt = (int)n;
         if (n_prompt == 0) {
@@ -260,7 +311,7 @@ int cmd_run(int argc, char **argv) {
             goto out;
         }
     session_opts sopt = {.batch = o.batch, .max_seq = n_prompt + o.num_tokens, .mode = o.cache};
-    if (!cli_model_open(&o.cm, "run", reserve, &sopt)) goto out;
+    if (!cli_model_open(&o.cm, "run", cli_session_reserve, &sopt)) goto out;
     if (session_create(&s, o.cm.m, &sopt) != LLMRT_OK) {
         cli_fail("run");
         goto out;
@@ -281,7 +332,10 @@ int cmd_run(int argc, char **argv) {
     }
     prompts = malloc((size_t)o.batch * sizeof *prompts);
     lens = malloc((size_t)o.batch * sizeof *lens);
-    if (!prompts || !lens) goto out;
+    if (!prompts || !lens) {
+        fprintf(stderr, "llmrt run: out of memory\n");
+        goto out;
+    }
     for (int b = 0; b < o.batch; b++) {
         prompts[b] = prompt;
         lens[b] = n_prompt;
@@ -304,13 +358,20 @@ int cmd_run(int argc, char **argv) {
         }
         printf("\n");
     }
+    /* without a tokenizer, a batch prints each sequence's ids (nothing was streamed) */
+    for (int b = 0; b < o.batch && !tok && !o.json && o.batch > 1; b++) {
+        printf("[%d]", b);
+        for (int i = 0; i < res.n_tokens[b]; i++)
+            printf(" %d", res.tokens[(size_t)b * o.num_tokens + i]);
+        printf("\n");
+    }
     /* texts of every sequence (for --json and batches) */
     json_t *texts = json_array();
     for (int b = 0; b < o.batch && tok; b++) {
         char *t = NULL;
         size_t n = 0;
-        if (tokenizer_decode(tok, res.tokens + (size_t)b * o.num_tokens, (size_t)res.n_tokens[b],
-                             1, &t, &n) != LLMRT_OK) {
+        if (tokenizer_decode(tok, res.tokens + (size_t)b * o.num_tokens, (size_t)res.n_tokens[b], 1,
+                             &t, &n) != LLMRT_OK) {
             json_decref(texts);
             cli_fail("run");
             goto out;
@@ -321,7 +382,8 @@ int cmd_run(int argc, char **argv) {
     }
     if (o.json) {
         double dec = 0;
-        for (int i = 0; i < res.n_steps; i++) dec += res.step_ms[i];
+        for (int i = 0; i < res.n_steps; i++)
+            dec += res.step_ms[i];
         json_t *j = json_object();
         json_object_set_new(j, "model", json_string(o.cm.dir));
         json_object_set_new(j, "device", json_string(o.cm.be->name));
@@ -335,8 +397,8 @@ int cmd_run(int argc, char **argv) {
         } else {
             json_t *g = json_array();
             for (int b = 0; b < o.batch; b++)
-                json_array_append_new(g, ids_json(res.tokens + (size_t)b * o.num_tokens,
-                                                  res.n_tokens[b]));
+                json_array_append_new(
+                    g, ids_json(res.tokens + (size_t)b * o.num_tokens, res.n_tokens[b]));
             json_object_set_new(j, "generated_ids", g);
             if (tok) json_object_set(j, "text", texts);
         }

@@ -53,7 +53,8 @@ static char *read_stream(FILE *f, size_t *len) {
 
 static void print_ids(FILE *f, const int32_t *ids, size_t n) {
     fputc('[', f);
-    for (size_t i = 0; i < n; i++) fprintf(f, i ? ", %d" : "%d", ids[i]);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, i ? ", %d" : "%d", ids[i]);
     fputs("]\n", f);
 }
 
@@ -80,16 +81,23 @@ int cmd_tokenize(int argc, char **argv) {
     args a;
     args_init(&a, "tokenize", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "tokenizer")) path = args_value(&a);
-        else if (args_is(&a, "text")) text = args_value(&a);
-        else if (args_is(&a, "file")) file = args_value(&a);
-        else if (args_is(&a, "add_special_tokens")) add_special = 1;
-        else if (args_is(&a, "jsonl")) jsonl = 1;
-        else if (args_is(&a, "time")) timing = 1;
+        if (args_is(&a, "tokenizer"))
+            path = args_value(&a);
+        else if (args_is(&a, "text"))
+            text = args_value(&a);
+        else if (args_is(&a, "file"))
+            file = args_value(&a);
+        else if (args_is(&a, "add_special_tokens"))
+            add_special = 1;
+        else if (args_is(&a, "jsonl"))
+            jsonl = 1;
+        else if (args_is(&a, "time"))
+            timing = 1;
         else if (args_is(&a, "help") || args_is(&a, "h")) {
             tokenize_usage();
             return 0;
-        } else args_unknown(&a);
+        } else
+            args_unknown(&a);
     }
     tokenizer *t;
     int rc = load_or_die("tokenize", path, &t, timing);
@@ -113,8 +121,8 @@ int cmd_tokenize(int argc, char **argv) {
                 rc = 1;
                 break;
             }
-            if (tokenizer_encode(t, json_string_value(j), json_string_length(j), add_special,
-                                 &ids, &n_ids, &n_repl)) {
+            if (tokenizer_encode(t, json_string_value(j), json_string_length(j), add_special, &ids,
+                                 &n_ids, &n_repl)) {
                 fprintf(stderr, "llmrt tokenize: line %ld: %s\n", lineno, llmrt_last_error());
                 json_decref(j);
                 rc = 1;
@@ -149,8 +157,8 @@ int cmd_tokenize(int argc, char **argv) {
             double dt = now_s() - t0;
             warn_replaced("tokenize", n_repl, &warned);
             if (timing)
-                fprintf(stderr, "encode: %zu bytes -> %zu ids in %.1f ms = %.2f MB/s\n", len,
-                        n_ids, 1e3 * dt, (double)len / 1e6 / (dt > 0 ? dt : 1e-9));
+                fprintf(stderr, "encode: %zu bytes -> %zu ids in %.1f ms = %.2f MB/s\n", len, n_ids,
+                        1e3 * dt, (double)len / 1e6 / (dt > 0 ? dt : 1e-9));
             print_ids(stdout, ids, n_ids);
             free(ids);
         }
@@ -212,15 +220,21 @@ int cmd_detokenize(int argc, char **argv) {
     args a;
     args_init(&a, "detokenize", argc, argv);
     while (args_next(&a)) {
-        if (args_is(&a, "tokenizer")) path = args_value(&a);
-        else if (args_is(&a, "ids")) ids_s = args_value(&a);
-        else if (args_is(&a, "skip_special_tokens")) skip = 1;
-        else if (args_is(&a, "jsonl")) jsonl = 1;
-        else if (args_is(&a, "stream")) stream = 1;
+        if (args_is(&a, "tokenizer"))
+            path = args_value(&a);
+        else if (args_is(&a, "ids"))
+            ids_s = args_value(&a);
+        else if (args_is(&a, "skip_special_tokens"))
+            skip = 1;
+        else if (args_is(&a, "jsonl"))
+            jsonl = 1;
+        else if (args_is(&a, "stream"))
+            stream = 1;
         else if (args_is(&a, "help") || args_is(&a, "h")) {
             detokenize_usage();
             return 0;
-        } else args_unknown(&a);
+        } else
+            args_unknown(&a);
     }
     if (!jsonl && !ids_s) {
         fprintf(stderr, "llmrt detokenize: give --ids 1,2,3 or --jsonl\n");

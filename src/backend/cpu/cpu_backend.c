@@ -382,6 +382,7 @@ static const backend_ops cpu_ops = {
     .activate = cpu_activate,
     .last_rows = cpu_last_rows,
     .logits = cpu_logits,
+    .copy_bandwidth = cpu_copy_bandwidth,
     .destroy = cpu_destroy,
 };
 

@@ -47,4 +47,7 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv, const attn_params *a, const 
 llmrt_status cpu_attention(backend *be, void *out, const void *qkv, const kv_layer *cache,
                            const attn_params *a);
 
+/* The copy_bandwidth entry (cpu_bench.c): a multi-threaded memcpy of a large host buffer. */
+llmrt_status cpu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_s);
+
 #endif

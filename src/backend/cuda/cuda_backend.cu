@@ -623,6 +623,46 @@ static llmrt_status cu_logits(backend *be, float *out, const void *in, int n, co
     return op_submit(be, &r);
 }
 
+/* ---- benchmark reference ---- */
+
+/* Device-to-device copies of `bytes` (default 1 GiB), best of 10 after 2 warm-ups, counting
+ * bytes read plus bytes written. */
+static llmrt_status cu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_s) {
+    cuda_ctx *c = ctx_of(be);
+    if (bytes == 0) bytes = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    llmrt_status st = LLMRT_OK;
+    float best = 0.0f;
+    cudaError_t e = cudaMalloc(&a, bytes);
+    if (e == cudaSuccess) e = cudaMalloc(&b, bytes);
+    if (e == cudaSuccess) e = cudaMemsetAsync(a, 1, bytes, c->stream);
+    if (e == cudaSuccess) e = cudaEventCreate(&e0);
+    if (e == cudaSuccess) e = cudaEventCreate(&e1);
+    for (int i = 0; i < 12 && e == cudaSuccess; i++) {
+        float ms = 0.0f;
+        e = cudaEventRecord(e0, c->stream);
+        if (e == cudaSuccess) e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaEventRecord(e1, c->stream);
+        if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, e0, e1);
+        if (e == cudaSuccess && i >= 2 && ms > 0.0f && (best == 0.0f || ms < best)) best = ms;
+    }
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        st = cuda_fail(e, "copy_bandwidth (2 buffers, cudaMemcpyAsync)", __FILE__, __LINE__);
+    } else if (best <= 0.0f) {
+        st = err_set(LLMRT_ERR_DEVICE, "cuda copy_bandwidth: the copies took no measurable time");
+    } else {
+        *gb_per_s = 2.0 * (double)bytes / (best * 1e-3) / 1e9;
+    }
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    if (a) cudaFree(a);
+    if (b) cudaFree(b);
+    return st;
+}
+
 /* ---- creation ---- */
 
 static void cu_destroy(backend *be) {
@@ -645,10 +685,10 @@ static void cu_destroy(backend *be) {
 }
 
 static const backend_ops cuda_ops = {
-    cu_alloc,      cu_free,     cu_upload,     cu_download, cu_act_from_f32,
-    cu_act_to_f32, cu_mem_info, cu_step_begin, cu_step_end, cu_embed,
-    cu_norm,       cu_add_norm, cu_add,        cu_matmul,   cu_qkv_finish,
-    cu_attention,  cu_activate, cu_last_rows,  cu_logits,   cu_destroy,
+    cu_alloc,    cu_free,       cu_upload,         cu_download,  cu_act_from_f32, cu_act_to_f32,
+    cu_mem_info, cu_step_begin, cu_step_end,       cu_embed,     cu_norm,         cu_add_norm,
+    cu_add,      cu_matmul,     cu_qkv_finish,     cu_attention, cu_activate,     cu_last_rows,
+    cu_logits,   cu_destroy,    cu_copy_bandwidth,
 };
 
 extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {

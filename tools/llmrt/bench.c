@@ -1,0 +1,255 @@
+/* bench.c — `llmrt bench`: sweeps prompt length x new tokens x batch size with the benchmark
+ * of `llmrt run --benchmark` (and PyTorch with --enable_pytorch_run), writes bench.json and
+ * bench.csv into --out, and draws bench.png with scripts/plot_bench.py (matplotlib). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "args.h"
+#include "base/file.h"
+#include "benchmark.h"
+#include "commands.h"
+
+typedef struct bench_cmd {
+    cli_model cm;
+    int32_t *isl, *nt, *batch; /* the lists */
+    int n_isl, n_nt, n_batch;
+    kv_mode cache;
+    int warmup, iterations;
+    uint64_t seed;
+    bool pytorch, plot;
+    const char *python, *pytorch_script, *pytorch_modes, *plot_script;
+    const char *out;
+} bench_cmd;
+
+static void usage(void) {
+    printf("usage: llmrt bench [flags]   sweep isl x num_tokens x batch_size (docs/BENCHMARK.md)\n"
+           "  --model DIR, --precision P, --device D, --cache MODE   as llmrt run\n"
+           "  --isl 128,512          prompt lengths (default 128)\n"
+           "  --num_tokens 128       new tokens per sequence, no EOS stop (default 128)\n"
+           "  --batch_size 1,4,16    batch sizes (default 1)\n"
+           "  --iterations N         timed runs per point (default 5); --warmup N (default 1)\n"
+           "  --seed S               seed of the random prompts (default 0)\n"
+           "  --enable_pytorch_run   also run scripts/pytorch_baseline.py at every point\n"
+           "  --pytorch-script PATH, --python EXE, --pytorch-modes eager,static_compile,no_cache\n"
+           "  --out DIR              where bench.json, bench.csv and bench.png go "
+           "(default out/bench)\n"
+           "  --no-plot              do not draw bench.png; --plot-script PATH to pick the "
+           "script\n");
+}
+
+/* A comma-separated list of positive integers, or exit 2. */
+static int parse_list(args *a, int32_t **out, const char *flag) {
+    free(*out);
+    *out = NULL;
+    int n = args_parse_ids(args_value(a), out, flag);
+    if (n < 0) exit(2);
+    for (int i = 0; i < n; i++)
+        if ((*out)[i] < 1) {
+            fprintf(stderr, "llmrt bench: --%s values must be >= 1\n", flag);
+            exit(2);
+        }
+    return n;
+}
+
+static void parse_flags(bench_cmd *o, int argc, char **argv) {
+    args a;
+    args_init(&a, "bench", argc, argv);
+    while (args_next(&a)) {
+        if (cli_model_flag(&a, &o->cm)) {
+            continue;
+        } else if (args_is(&a, "help") || args_is(&a, "h")) {
+            usage();
+            exit(0);
+        } else if (args_is(&a, "cache")) {
+            o->cache = cli_parse_cache(&a, args_value(&a));
+        } else if (args_is(&a, "isl")) {
+            o->n_isl = parse_list(&a, &o->isl, "isl");
+        } else if (args_is(&a, "num_tokens")) {
+            o->n_nt = parse_list(&a, &o->nt, "num_tokens");
+        } else if (args_is(&a, "batch_size")) {
+            o->n_batch = parse_list(&a, &o->batch, "batch_size");
+        } else if (args_is(&a, "iterations")) {
+            o->iterations = (int)args_long(&a, 1, 1 << 20);
+        } else if (args_is(&a, "warmup")) {
+            o->warmup = (int)args_long(&a, 0, 1 << 20);
+        } else if (args_is(&a, "seed")) {
+            o->seed = (uint64_t)args_long(&a, 0, 0x7fffffffffffffffL);
+        } else if (args_is(&a, "enable_pytorch_run")) {
+            o->pytorch = true;
+        } else if (args_is(&a, "python")) {
+            o->python = args_value(&a);
+        } else if (args_is(&a, "pytorch_script")) {
+            o->pytorch_script = args_value(&a);
+        } else if (args_is(&a, "pytorch_modes")) {
+            o->pytorch_modes = args_value(&a);
+        } else if (args_is(&a, "out")) {
+            o->out = args_value(&a);
+        } else if (args_is(&a, "no_plot")) {
+            o->plot = false;
+        } else if (args_is(&a, "plot_script")) {
+            o->plot_script = args_value(&a);
+        } else {
+            args_unknown(&a);
+        }
+    }
+}
+
+/* mkdir -p */
+static bool make_dirs(const char *path) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return false;
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) == 0 || errno == EEXIST;
+}
+
+/* Draws dir/bench.png from dir/bench.json; says why not when it cannot. */
+static void plot(const bench_cmd *o, const char *json_path, const char *png_path) {
+    const char *script = o->plot_script ? o->plot_script : cli_find_beside("scripts/plot_bench.py");
+    if (!script) {
+        fprintf(stderr, "llmrt bench: no chart: scripts/plot_bench.py not found\n");
+        return;
+    }
+    char sc[1100];
+    snprintf(sc, sizeof sc, "%s", script);
+    const char *python = o->python ? o->python : "python3";
+    char *argv[] = {(char *)python, sc, (char *)json_path, (char *)png_path, NULL};
+    char *out = NULL;
+    int st = benchmark_spawn(argv, &out);
+    if (st == 3 && !o->python && file_exists("/usr/bin/python3")) {
+        /* matplotlib missing from the python3 in PATH: try the system one (Debian's
+         * python3-matplotlib) */
+        free(out);
+        python = "/usr/bin/python3";
+        argv[0] = (char *)python;
+        st = benchmark_spawn(argv, &out);
+    }
+    if (out && *out) fputs(out, stdout);
+    free(out);
+    if (st == 0)
+        printf("chart: %s\n", png_path);
+    else if (st == 127)
+        fprintf(stderr, "llmrt bench: no chart: %s not found\n", python);
+    else
+        fprintf(stderr,
+                "llmrt bench: no chart: %s %s failed (exit %d; matplotlib missing? "
+                "run it where matplotlib is installed)\n",
+                python, sc, st);
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_cmd o = {
+        .cache = KV_STATIC, .warmup = 1, .iterations = 5, .plot = true, .out = "out/bench"};
+    o.cm.precision = DT_F16;
+    parse_flags(&o, argc, argv);
+    static int32_t d_isl = 128, d_nt = 128, d_b = 1;
+    int32_t *isl = o.n_isl ? o.isl : &d_isl, *nt = o.n_nt ? o.nt : &d_nt,
+            *bs = o.n_batch ? o.batch : &d_b;
+    int n_isl = o.n_isl ? o.n_isl : 1, n_nt = o.n_nt ? o.n_nt : 1, n_b = o.n_batch ? o.n_batch : 1;
+    int n = n_isl * n_nt * n_b, rc = 1;
+    bench_point *pts = malloc((size_t)n * sizeof *pts);
+    bench_report *rep = malloc(sizeof *rep);
+    json_t *all = json_array();
+    FILE *csv = NULL;
+    char jpath[1200], cpath[1200], ppath[1200];
+    if (!pts || !rep) goto out;
+    int k = 0;
+    for (int i = 0; i < n_isl; i++)
+        for (int t = 0; t < n_nt; t++)
+            for (int b = 0; b < n_b; b++)
+                pts[k++] = (bench_point){isl[i], nt[t], bs[b]};
+
+    o.cm.verbose = true;
+    if (!o.cm.model_dir) o.cm.model_dir = cli_default_model();
+    if (!o.cm.model_dir) {
+        fprintf(stderr, "llmrt bench: no --model given and the demo model was not found\n");
+        rc = 2;
+        goto out;
+    }
+    model_config cfg;
+    if (model_config_load(&cfg, o.cm.model_dir) != LLMRT_OK) {
+        cli_fail("bench");
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        if (pts[i].isl + pts[i].num_tokens > cfg.max_pos) {
+            fprintf(stderr,
+                    "llmrt bench: --isl %d plus --num_tokens %d exceeds the model's context of "
+                    "%d positions\n",
+                    pts[i].isl, pts[i].num_tokens, cfg.max_pos);
+            rc = 2;
+            goto out;
+        }
+    if (!make_dirs(o.out)) {
+        fprintf(stderr, "llmrt bench: cannot create --out %s: %s\n", o.out, strerror(errno));
+        goto out;
+    }
+    snprintf(jpath, sizeof jpath, "%s/bench.json", o.out);
+    snprintf(cpath, sizeof cpath, "%s/bench.csv", o.out);
+    snprintf(ppath, sizeof ppath, "%s/bench.png", o.out);
+    csv = fopen(cpath, "w");
+    if (!csv) {
+        fprintf(stderr, "llmrt bench: cannot write %s: %s\n", cpath, strerror(errno));
+        goto out;
+    }
+    bench_csv_header(csv, "isl,num_tokens,");
+    bench_reserve ud = {.pts = pts, .n = n, .cache = o.cache};
+    if (!cli_model_open(&o.cm, "bench", benchmark_reserve_fn, &ud)) goto out;
+    bench_opts bo = {.cm = &o.cm,
+                     .cache = o.cache,
+                     .warmup = o.warmup,
+                     .iterations = o.iterations,
+                     .seed = o.seed,
+                     .pytorch = o.pytorch,
+                     .python = o.python,
+                     .pytorch_script = o.pytorch_script,
+                     .pytorch_modes = o.pytorch_modes,
+                     .verbose = true};
+    bo.copy_gbs = benchmark_copy_bandwidth(o.cm.be, true);
+    for (int i = 0; i < n && rc == 1; i++) {
+        int r = benchmark_point(&bo, &pts[i], rep);
+        if (r != 0) {
+            rc = r;
+            break;
+        }
+        benchmark_print(stdout, &bo, rep);
+        printf("\n");
+        fflush(stdout);
+        json_array_append_new(all, benchmark_json(&bo, rep));
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%d,%d,", pts[i].isl, pts[i].num_tokens);
+        for (int j = 0; j < rep->n_rows; j++)
+            bench_csv_row(csv, prefix, &rep->rows[j]);
+        if (i == n - 1) rc = 0;
+    }
+    cli_model_close(&o.cm);
+    if (fclose(csv) != 0 && rc == 0) {
+        fprintf(stderr, "llmrt bench: writing %s failed\n", cpath);
+        rc = 1;
+    }
+    csv = NULL;
+    if (rc != 0) goto out;
+    if (json_dump_file(all, jpath, JSON_INDENT(1) | JSON_REAL_PRECISION(9)) != 0) {
+        fprintf(stderr, "llmrt bench: cannot write %s\n", jpath);
+        rc = 1;
+        goto out;
+    }
+    printf("wrote %s and %s (%d points)\n", jpath, cpath, n);
+    if (o.plot) plot(&o, jpath, ppath);
+out:
+    if (csv) fclose(csv);
+    json_decref(all);
+    free(pts);
+    free(rep);
+    free(o.isl);
+    free(o.nt);
+    free(o.batch);
+    return rc;
+}
