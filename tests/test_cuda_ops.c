@@ -528,9 +528,83 @@ static void test_attention(void) {
         run_attn_case(&cases[i]);
 }
 
+/* Decode: qkv_finish followed by attention on the same qkv and cache, which the CUDA backend
+ * runs as one attention (q/k norm and RoPE inside it) when the context is split: attention
+ * output, q heads, and both caches must match. */
+static void test_qkv_attention_decode(void) {
+    const struct {
+        int H, Hkv, hd, B, cap, window, qk_norm;
+        norm_kind kind;
+        int32_t pos[2], start[2];
+    } cases[] = {
+        {8, 2, 64, 2, 512, 0, 1, NORM_RMS, {300, 17}, {0, 5}},
+        {16, 1, 128, 1, 256, 0, 0, NORM_RMS, {200, 0}, {0, 0}},
+        {4, 2, 64, 1, 96, 64, 1, NORM_RMS_PLUS1, {250, 0}, {3, 0}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int H = cases[ci].H, Hkv = cases[ci].Hkv, hd = cases[ci].hd, B = cases[ci].B;
+        int cap = cases[ci].cap, qn = cases[ci].qk_norm;
+        size_t width = (size_t)(H + 2 * Hkv) * hd, n = (size_t)B * width;
+        pair qkv = rand_act(n, -1.5f, 1.5f), out = act_pair((size_t)B * H * hd, NULL);
+        pair qw = rand_f32(hd, 0.5f, 1.5f), kw = rand_f32(hd, -0.5f, 0.5f);
+        float *f = malloc((size_t)hd / 2 * 4);
+        for (int i = 0; i < hd / 2; i++)
+            f[i] = powf(10000.0f, -2.0f * i / hd);
+        pair freq = f32_pair((size_t)hd / 2, f);
+        free(f);
+        kv_layer kc, kg;
+        pair k, v;
+        cache_pair(&kc, &kg, B, Hkv, cap, hd, &k, &v);
+        attn_params a = {.n_heads = H,
+                         .n_kv_heads = Hkv,
+                         .head_dim = hd,
+                         .scale = 1.0f / sqrtf((float)hd),
+                         .window = cases[ci].window};
+        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f},
+                    qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
+        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f},
+                    kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
+        rope_params rc = {freq.c, hd, 1.0f}, rg = {freq.g, hd, 1.0f};
+        int32_t ids[2] = {0, 0};
+        begin_both(B, 1, ids, cases[ci].pos, cases[ci].start);
+        CHECK_OK(cpu_be->ops->qkv_finish(cpu_be, qkv.c, &a, qn ? &qc : NULL, qn ? &kcn : NULL, &rc,
+                                         &kc));
+        CHECK_OK(cpu_be->ops->attention(cpu_be, out.c, qkv.c, &kc, &a));
+        CHECK_OK(cuda_be->ops->qkv_finish(cuda_be, qkv.g, &a, qn ? &qg : NULL, qn ? &kgn : NULL,
+                                          &rg, &kg));
+        CHECK_OK(cuda_be->ops->attention(cuda_be, out.g, qkv.g, &kg, &a));
+        end_both();
+        char what[96];
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu: out", ci);
+        check_act(out, (size_t)B * H * hd, what);
+        float *a1 = malloc(n * 4), *b1 = malloc(n * 4);
+        CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, a1, qkv.g, n));
+        CHECK_OK(cpu_be->ops->act_to_f32(cpu_be, b1, qkv.c, n));
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu: q heads", ci);
+        for (int r = 0; r < B; r++)
+            CHECK_MSG(test_allclose(a1 + r * width, b1 + r * width, (size_t)H * hd,
+                                    TOL[cur_dt].atol, TOL[cur_dt].rtol, what),
+                      "%s row %d", what, r);
+        free(a1);
+        free(b1);
+        size_t cn = (size_t)B * Hkv * cap * hd;
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu: k cache", ci);
+        check_act(k, cn, what);
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu: v cache", ci);
+        check_act(v, cn, what);
+        pair_free(&qkv);
+        pair_free(&out);
+        pair_free(&qw);
+        pair_free(&kw);
+        pair_free(&freq);
+        pair_free(&k);
+        pair_free(&v);
+    }
+}
+
 /* ---- graphs: a small decode loop, replayed vs eager vs CPU ---- */
 
-enum { G_V = 300, G_D = 128, G_H = 4, G_HKV = 2, G_HD = 32, G_CAP = 64, G_STEPS = 6 };
+enum { G_V = 300, G_D = 128, G_H = 4, G_HKV = 2, G_HD = 32, G_CAP = 512, G_STEPS = 6 };
 
 typedef struct mini_model {
     bweight emb, wqkv, wo; /* [V, D], [(H+2Hkv)*hd, D], [D, H*hd] */
@@ -692,6 +766,7 @@ int main(void) {
         RUN(test_matmul_activate);
         RUN(test_qkv_finish);
         RUN(test_attention);
+        RUN(test_qkv_attention_decode);
         RUN(test_graph_replay);
         backend_free(cpu_be);
         backend_free(cuda_be);

@@ -14,6 +14,8 @@
  */
 #include <mma.h>
 
+#include <string.h>
+
 #include <type_traits>
 
 #include "backend/cuda/cuda_internal.cuh"
@@ -40,10 +42,10 @@ __device__ __forceinline__ void key_range(int r, int n_tokens, int window, const
 template <typename T>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
-                      const T *kc /* [batch, Hkv, cap, hd] */, const T *vc /* same */,
+                      T *kc /* [batch, Hkv, cap, hd] */, T *vc /* same */,
                       float *part_o /* [rows, H, n_split, hd] */,
                       float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
-                      const int32_t *pos, const int32_t *start) {
+                      const int32_t *pos, const int32_t *start, int fuse, qkv_fin fin) {
     extern __shared__ float sh[];
     float *q_s = sh;                    /* [gb][hd] */
     float *o_s = q_s + g.gb * g.hd;     /* [gb][hd] */
@@ -76,9 +78,40 @@ __global__ void __launch_bounds__(ATT_THREADS)
         return;
     }
     const T *q = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)h0 * g.hd;
-    for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
-        q_s[i] = to_f(q[i]) * g.scale;
-        o_s[i] = 0.0f;
+    if (fuse) { /* qkv_finish's work for these q heads, and for the new key in its split */
+        const int warp = tid / 32, lane = tid % 32, rp = hi - start[b];
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
+            q_s[i] = to_f(q[i]);
+        __syncthreads();
+        for (int gi = warp; gi < g.gb; gi += ATT_THREADS / 32)
+            head_finish_warp(q_s + gi * g.hd, g.hd, fin.has_qn, fin.qkind, fin.qw, fin.qeps,
+                             fin.inv_freq, fin.rot_dim, fin.attn_factor, rp);
+        __syncthreads();
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
+            q_s[i] = to_f(from_f<T>(q_s[i])) * g.scale; /* as stored by qkv_finish */
+        if (warp == 0 && j0 <= hi && hi <= j1) {
+            float *ks = red_s; /* [hd] */
+            const T *krow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)(g.H + kvh) * g.hd;
+            const T *vrow = krow + (size_t)g.Hkv * g.hd;
+            for (int d = lane; d < g.hd; d += 32)
+                ks[d] = to_f(krow[d]);
+            __syncwarp();
+            head_finish_warp(ks, g.hd, fin.has_kn, fin.kkind, fin.kw, fin.keps, fin.inv_freq,
+                             fin.rot_dim, fin.attn_factor, rp);
+            size_t at = (((size_t)b * g.Hkv + kvh) * g.cap + hi % g.cap) * g.hd;
+            for (int d = lane; d < g.hd; d += 32) { /* other q-head groups write the same bytes */
+                kc[at + d] = from_f<T>(ks[d]);
+                vc[at + d] = vrow[d];
+            }
+        }
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
+            o_s[i] = 0.0f;
+        __syncthreads(); /* the new key is in the cache for this block's plain loads below */
+    } else {
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
+            q_s[i] = to_f(q[i]) * g.scale;
+            o_s[i] = 0.0f;
+        }
     }
     if (tid < g.gb) {
         m_s[tid] = -INFINITY;
@@ -101,7 +134,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 int4 kv[ATT_UNROLL];
 #pragma unroll
                 for (int u = 0; u < ATT_UNROLL; u++)
-                    kv[u] = v0 + u < nv ? __ldg(kr + v0 + u) : make_int4(0, 0, 0, 0);
+                    kv[u] =
+                        v0 + u < nv ? kr[v0 + u] : make_int4(0, 0, 0, 0); /* not .nc: see fuse */
 #pragma unroll
                 for (int u = 0; u < ATT_UNROLL; u++) {
                     if (v0 + u >= nv) break;
@@ -176,8 +210,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
                         int jj = j + u * ngrp;
                         bool ok = jj < n;
                         vv[u] =
-                            ok ? __ldg((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd) +
-                                       dv)
+                            ok ? ((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd))[dv]
                                : make_int4(0, 0, 0, 0);
                         pj[u] = ok ? pp[jj] : 0.0f;
                     }
@@ -233,8 +266,31 @@ __global__ void __launch_bounds__(ATT_THREADS)
 template <typename T>
 __global__ void
 kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H, n_split, hd] */,
-                    const float2 *part_ml /* [rows, H, n_split] */, int H, int hd, int n_split) {
+                    const float2 *part_ml /* [rows, H, n_split] */, int H, int hd, int n_split,
+                    T *qkv /* [rows, (H + 2*Hkv) * hd]: written back when fuse */,
+                    const T *kc /* [batch, Hkv, cap, hd] */, int Hkv, int cap, int n_tokens,
+                    const int32_t *pos, const int32_t *start, int fuse, qkv_fin fin) {
     pdl_begin();
+    if (fuse && threadIdx.x < 32) {
+        /* the split kernel is complete: leave q and k in qkv as qkv_finish would */
+        __shared__ float fs[512];
+        int r = blockIdx.y, h = blockIdx.x, G = H / Hkv, lane = threadIdx.x;
+        int b = r / n_tokens, p = pos[b] + r % n_tokens;
+        T *row = qkv + (size_t)r * (H + 2 * Hkv) * hd;
+        for (int d = lane; d < hd; d += 32)
+            fs[d] = to_f(row[(size_t)h * hd + d]);
+        __syncwarp();
+        head_finish_warp(fs, hd, fin.has_qn, fin.qkind, fin.qw, fin.qeps, fin.inv_freq, fin.rot_dim,
+                         fin.attn_factor, p - start[b]);
+        for (int d = lane; d < hd; d += 32)
+            row[(size_t)h * hd + d] = from_f<T>(fs[d]);
+        if (h % G == 0) {
+            int kvh = h / G;
+            const T *k = kc + (((size_t)b * Hkv + kvh) * cap + p % cap) * hd;
+            for (int d = lane; d < hd; d += 32)
+                row[(size_t)(H + kvh) * hd + d] = k[d];
+        }
+    }
     __shared__ float w_s[ATT_MAX_SPLIT];
     __shared__ int idx_s[ATT_MAX_SPLIT];
     __shared__ int n_s;
@@ -443,8 +499,9 @@ static llmrt_status launch_prefill(cuda_ctx *c, T *out, const T *qkv, const kv_l
     return LLMRT_OK;
 }
 
-llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
-                                   const attn_params *a) {
+llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_layer *cache,
+                                   const attn_params *a, const qkv_fin *fin, int *fused) {
+    if (fused) *fused = 0;
     if (a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads)
         return err_set(LLMRT_ERR_INVALID, "%d heads over %d kv heads", a->n_heads, a->n_kv_heads);
     if (a->head_dim % 8 || a->head_dim > 512)
@@ -469,6 +526,9 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
     g.window = a->window;
     g.scale = a->scale;
     g.softcap = a->softcap;
+    if (fin && (c->n_tokens != 1 || a->head_dim > 512 ||
+                (fin->inv_freq && (fin->rot_dim > a->head_dim || fin->rot_dim % 2))))
+        return LLMRT_OK; /* not fused: the caller runs qkv_finish, then attention */
     if (cuda_flash_supports(c, a) && !c->attn_split_only)
         return cuda_launch_flash(c, out, qkv, cache, a);
     if (c->dt != DT_F32 && c->n_tokens >= 16 && g.hd % 16 == 0 && g.hd <= FA_MAX_HD &&
@@ -485,6 +545,9 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
     if (n_split > ATT_MAX_SPLIT) n_split = ATT_MAX_SPLIT;
     if (n_split < 1) n_split = 1;
     g.n_split = n_split;
+    if (fin && n_split == 1) return LLMRT_OK; /* the write-back needs the combine kernel */
+    qkv_fin nofin;
+    memset(&nofin, 0, sizeof nofin);
     float *part_o = NULL;
     float2 *part_ml = NULL;
     if (n_split > 1) {
@@ -500,12 +563,13 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
     dim3 grid(g.H / g.gb, c->rows, n_split);
     DISPATCH_T(c->dt, {
         launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, (T *)out, (const T *)qkv,
-                  (const T *)cache->k, (const T *)cache->v, part_o, part_ml, g, c->d_pos,
-                  c->d_start);
+                  (T *)cache->k, (T *)cache->v, part_o, part_ml, g, c->d_pos, c->d_start,
+                  fin != NULL, fin ? *fin : nofin);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
             launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
-                      part_ml, g.H, g.hd, n_split);
+                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.Hkv, g.cap,
+                      g.n_tokens, c->d_pos, c->d_start, fin != NULL, fin ? *fin : nofin);
             CK_KERNEL("kernel_attn_combine");
         }
     });

@@ -12,10 +12,11 @@
  *    say), the step falls back to eager execution of the records seen so far and the graph is
  *    dropped, to be captured again; no step ever runs stale pointers.
  * A matmul of few rows is held back until the next op: if that op is the activation of its
- * output, both run as one kernel (the op table stays one op per call; only the launch is
- * fused, and both outputs are still written).
+ * output, both run as one kernel. In decode, qkv_finish is held back the same way and done
+ * inside the attention that follows. The op table stays one op per call; only launches are
+ * fused, and every output the ops name is still written.
  * LLMRT_NO_GRAPH=1 turns graphs off, LLMRT_NO_PDL=1 programmatic dependent launch,
- * LLMRT_NO_FUSE=1 the matmul+activation fusion,
+ * LLMRT_NO_FUSE=1 these fusions,
  * LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention (A/B switches for measurement).
  */
 #include <stdint.h>
@@ -116,7 +117,7 @@ static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
                                       &kv);
     }
     case OP_ATTENTION:
-        return cuda_launch_attention(c, r->p0, r->p1, &r->kv, &r->attn);
+        return cuda_launch_attention(c, r->p0, (void *)r->p1, &r->kv, &r->attn, NULL, NULL);
     case OP_ACTIVATE:
         return cuda_launch_activate(c, r->p0, r->p1, r->i0, (act_kind)r->i1);
     case OP_LAST_ROWS:
@@ -147,6 +148,8 @@ typedef struct cuda_state {
     int replay_idx;                       /* records matched so far in a replayed step */
     op_rec pending; /* a few-row matmul held back: an activation that follows fuses into it */
     int has_pending;
+    op_rec pending_qkv; /* a decode qkv_finish held back: the attention that follows does it */
+    int has_pending_qkv;
 } cuda_state;
 
 static cuda_state *state_of(backend *be) {
@@ -173,7 +176,7 @@ static llmrt_status replay_fallback(cuda_state *s, int upto) {
     graph_recs *gr = &s->recs[c->batch];
     c->mode = GRAPH_EAGER;
     op_rec *keep = gr->recs;
-    s->has_pending = 0;
+    s->has_pending = s->has_pending_qkv = 0;
     for (int i = 0; i < upto; i++)
         TRY(exec_fusing(s, &keep[i]));
     graph_drop(s, c->batch);
@@ -192,7 +195,7 @@ static llmrt_status capture_abort(cuda_state *s) {
     graph_recs *gr = &s->recs[c->batch];
     int n = gr->n;
     gr->n = 0;
-    s->has_pending = 0;
+    s->has_pending = s->has_pending_qkv = 0;
     for (int i = 0; i < n; i++)
         TRY(exec_fusing(s, &gr->recs[i]));
     return LLMRT_OK;
@@ -229,10 +232,29 @@ static llmrt_status op_submit(backend *be, const op_rec *r) {
     return exec_fusing(s, r);
 }
 
-/* Runs record r, or holds it back / fuses it with the held-back matmul:
- * matmul(gu = h W^T) followed by activate(a = act(gu)) with few rows becomes one kernel. */
+static llmrt_status flush_pending(cuda_state *s);
+static llmrt_status attention_fused(cuda_ctx *c, const op_rec *q, const op_rec *r, int *done);
+
+/* Runs record r, or holds it back, or fuses it with what is held back:
+ * matmul(gu = h W^T) followed by activate(a = act(gu)) with few rows becomes one kernel;
+ * in decode, qkv_finish followed by attention on the same qkv and cache becomes one. */
 static llmrt_status exec_fusing(cuda_state *s, const op_rec *r) {
     cuda_ctx *c = &s->c;
+    if (s->has_pending_qkv) {
+        int done = 0;
+        s->has_pending_qkv = 0;
+        llmrt_status st = attention_fused(c, &s->pending_qkv, r, &done);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda qkv_finish+attention: ");
+        if (done) return LLMRT_OK;
+        st = rec_exec(c, &s->pending_qkv);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda qkv_finish: ");
+    }
+    if (r->op == OP_QKV_FINISH && c->n_tokens == 1 && !c->no_fuse) {
+        TRY(flush_pending(s));
+        s->pending_qkv = *r;
+        s->has_pending_qkv = 1;
+        return LLMRT_OK;
+    }
     if (s->has_pending) {
         s->has_pending = 0;
         op_rec *p = &s->pending;
@@ -257,13 +279,44 @@ static llmrt_status exec_fusing(cuda_state *s, const op_rec *r) {
     return LLMRT_OK;
 }
 
-/* Runs the held-back matmul, if any. */
+/* Runs what is held back, if anything. */
 static llmrt_status flush_pending(cuda_state *s) {
-    if (!s->has_pending) return LLMRT_OK;
-    s->has_pending = 0;
-    llmrt_status st = rec_exec(&s->c, &s->pending);
-    if (st != LLMRT_OK) return err_wrap(st, "cuda matmul: ");
+    if (s->has_pending) {
+        s->has_pending = 0;
+        llmrt_status st = rec_exec(&s->c, &s->pending);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda matmul: ");
+    }
+    if (s->has_pending_qkv) {
+        s->has_pending_qkv = 0;
+        llmrt_status st = rec_exec(&s->c, &s->pending_qkv);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda qkv_finish: ");
+    }
     return LLMRT_OK;
+}
+
+/* The attention r done together with the held-back qkv_finish q, when they belong together;
+ * *done = 0 otherwise (nothing launched). */
+static llmrt_status attention_fused(cuda_ctx *c, const op_rec *q, const op_rec *r, int *done) {
+    *done = 0;
+    if (r->op != OP_ATTENTION || r->p1 != q->p0 || memcmp(&r->kv, &q->kv, sizeof r->kv) ||
+        memcmp(&r->attn, &q->attn, sizeof r->attn) || q->kv.batch < c->batch)
+        return LLMRT_OK;
+    qkv_fin fin;
+    memset(&fin, 0, sizeof fin);
+    fin.has_qn = q->has_n0;
+    fin.qkind = q->n0.kind;
+    fin.qw = q->n0.w;
+    fin.qeps = q->n0.eps;
+    fin.has_kn = q->has_n1;
+    fin.kkind = q->n1.kind;
+    fin.kw = q->n1.w;
+    fin.keps = q->n1.eps;
+    fin.inv_freq = q->has_rope ? q->rope.inv_freq : NULL;
+    fin.rot_dim = q->rope.rot_dim;
+    fin.attn_factor = q->rope.attn_factor;
+    if (fin.has_qn && !fin.qw) return LLMRT_OK;
+    if (fin.has_kn && !fin.kw) return LLMRT_OK;
+    return cuda_launch_attention(c, r->p0, (void *)r->p1, &r->kv, &r->attn, &fin, done);
 }
 
 static void rec_init(op_rec *r, op_kind op) {
@@ -406,7 +459,7 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     }
     c->mode = GRAPH_EAGER;
     c->rows = 0;
-    s->has_pending = 0;
+    s->has_pending = s->has_pending_qkv = 0;
     if (st->batch <= 0 || st->n_tokens <= 0)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
                        st->n_tokens);

@@ -163,6 +163,49 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+/* ---- q/k head finishing (qkv_finish, and its fused form in decode attention) ---- */
+
+/* What qkv_finish does to q and k heads, by value (NULL pointers / 0 flags: not done). */
+typedef struct qkv_fin {
+    int has_qn, has_kn;
+    norm_kind qkind, kkind;
+    const float *qw, *kw; /* [hd] F32 */
+    float qeps, keps;
+    const float *inv_freq; /* [rot_dim / 2] F32, or NULL: no rope */
+    int rot_dim;
+    float attn_factor;
+} qkv_fin;
+
+/* One warp finishes one head held in s[hd] (F32, shared memory): RMS norm (when has_norm),
+ * then RoPE at position rp. The caller rounds s to the storage type afterwards. */
+__device__ __forceinline__ void head_finish_warp(float *s, int hd, int has_norm, norm_kind kind,
+                                                 const float *w, float eps, const float *inv_freq,
+                                                 int rot_dim, float attn_factor, int rp) {
+    int lane = threadIdx.x % 32;
+    if (has_norm) {
+        float ss = 0.0f;
+        for (int d = lane; d < hd; d += 32)
+            ss += s[d] * s[d];
+        float inv = rsqrtf(warp_sum(ss) / hd + eps);
+        for (int d = lane; d < hd; d += 32)
+            s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
+    }
+    __syncwarp();
+    if (inv_freq) {
+        int half = rot_dim / 2;
+        for (int i = lane; i < half; i += 32) {
+            float sn, cs;
+            sincosf((float)rp * inv_freq[i], &sn, &cs);
+            cs *= attn_factor;
+            sn *= attn_factor;
+            float x1 = s[i], x2 = s[i + half];
+            s[i] = x1 * cs - x2 * sn;
+            s[i + half] = x2 * cs + x1 * sn;
+        }
+    }
+    __syncwarp();
+}
+
 /* ---- launching ----
  * Every kernel is launched with programmatic dependent launch allowed, so that it is scheduled
  * while its predecessor finishes; each kernel therefore starts with pdl_begin(), which waits
@@ -212,8 +255,10 @@ llmrt_status cuda_launch_bias_softcap(cuda_ctx *c, void *out, dtype out_dt, int 
                                       const float *bias, float softcap);
 llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
                                 const bweight *W, const float *bias, float softcap);
-llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
-                                   const attn_params *a);
+/* Attention; with fin (decode only), qkv_finish's work is done inside it: *fused says whether
+ * it was (when 0, nothing was launched and the caller runs qkv_finish, then attention). */
+llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_layer *cache,
+                                   const attn_params *a, const qkv_fin *fin, int *fused);
 int cuda_flash_supports(const cuda_ctx *c, const attn_params *a);
 llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
                                const attn_params *a);

@@ -181,30 +181,8 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
     bool is_q = h < H;
     for (int d = lane; d < hd; d += 32)
         s[d] = to_f(src[d]);
-    if (is_q ? has_qn : has_kn) {
-        norm_kind kind = is_q ? qkind : kkind;
-        const float *w = is_q ? qw : kw;
-        float ss = 0.0f;
-        for (int d = lane; d < hd; d += 32)
-            ss += s[d] * s[d];
-        float inv = rsqrtf(warp_sum(ss) / hd + (is_q ? qeps : keps));
-        for (int d = lane; d < hd; d += 32)
-            s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
-    }
-    __syncwarp();
-    if (inv_freq) {
-        int half = rot_dim / 2;
-        for (int i = lane; i < half; i += 32) {
-            float sn, cs;
-            sincosf((float)rp * inv_freq[i], &sn, &cs);
-            cs *= attn_factor;
-            sn *= attn_factor;
-            float x1 = s[i], x2 = s[i + half];
-            s[i] = x1 * cs - x2 * sn;
-            s[i + half] = x2 * cs + x1 * sn;
-        }
-    }
-    __syncwarp();
+    head_finish_warp(s, hd, is_q ? has_qn : has_kn, is_q ? qkind : kkind, is_q ? qw : kw,
+                     is_q ? qeps : keps, inv_freq, rot_dim, attn_factor, rp);
     T *dst = is_q ? NULL : kc + (((size_t)b * Hkv + (h - H)) * cap + slot) * hd;
     for (int d = lane; d < hd; d += 32) {
         T v = from_f<T>(s[d]);
