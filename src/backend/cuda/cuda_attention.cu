@@ -573,5 +573,6 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
             CK_KERNEL("kernel_attn_combine");
         }
     });
+    if (fused && fin) *fused = 1;
     return LLMRT_OK;
 }

@@ -200,7 +200,8 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
     switch (rows) {
         MV_CASE(1)
         MV_CASE(2)
-        MV_CASE(3) MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8) default
+        MV_CASE(3)
+        MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8) default
             : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
     }
 #undef MV_CASE
