@@ -11,6 +11,14 @@
  * whole GPU (flash-decoding); each block runs an online softmax over tiles of ATT_TILE keys and
  * leaves (max, sum, unnormalized output) for kernel_attn_combine, or writes the output itself
  * when there is one split. Scores and softmax are F32.
+ * In decode the backend may hand it qkv_finish's work too (fuse): each block normalizes and
+ * rotates its own q heads from the raw qkv row, the split holding the new position writes the
+ * new key and value into the cache before reading it (plain loads, not the read-only path),
+ * and kernel_attn_combine, which runs after every split block, leaves q and k in qkv as
+ * qkv_finish would.
+ *
+ * Prefill (n_tokens >= 16, F16/BF16): cuda_flash.cu for head_dim 64/128, the wmma kernel
+ * below for other multiples of 16 up to 256.
  */
 #include <mma.h>
 
