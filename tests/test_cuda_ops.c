@@ -299,8 +299,9 @@ static void test_add_activate_last_rows(void) {
 
 static void test_matmul(void) {
     /* rows, N, K: matrix-vector (fast and any-K paths) and cuBLASLt shapes */
-    const int shapes[][3] = {{1, 256, 512}, {3, 100, 72},  {2, 33, 35},    {8, 512, 1024},
-                             {5, 64, 8192}, {9, 200, 256}, {64, 384, 512}, {1, 3000, 2048}};
+    const int shapes[][3] = {{1, 256, 512},   {3, 100, 72},  {2, 33, 35},    {8, 512, 1024},
+                             {5, 64, 8192},   {9, 200, 256}, {64, 384, 512}, {1, 3000, 2048},
+                             {1, 20000, 256}, {2, 9001, 64}}; /* last two: warps loop over rows */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         float s = 1.0f / sqrtf((float)K);
@@ -325,7 +326,8 @@ static void test_matmul(void) {
 }
 
 static void test_logits(void) {
-    const int shapes[][3] = {{1, 1000, 256}, {5, 777, 128}, {17, 300, 64}, {2, 130, 36}};
+    const int shapes[][3] = {
+        {1, 1000, 256}, {5, 777, 128}, {17, 300, 64}, {2, 130, 36}, {1, 30000, 128}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int n = shapes[si][0], V = shapes[si][1], D = shapes[si][2];
         float s = 3.0f / sqrtf((float)D);
@@ -354,9 +356,10 @@ static void test_logits(void) {
 /* A matmul of few rows followed by the activation of its output (fused into one kernel by the
  * CUDA backend): both outputs must match. */
 static void test_matmul_activate(void) {
-    const int F = 200, K = 256;
     for (int rows = 1; rows <= 3; rows++)
         for (int kind = ACT_SILU_GATED; kind <= ACT_GELU_TANH_GATED; kind++) {
+            const int F = kind == ACT_SILU_GATED ? 200 : 9000,
+                      K = kind == ACT_SILU_GATED ? 256 : 64;
             bweight wc, wg;
             weight_pair(&wc, &wg, 2 * F, K, -0.15f, 0.15f);
             pair in = rand_act((size_t)rows * K, -1, 1), bias = rand_f32(2 * F, -0.5f, 0.5f);
