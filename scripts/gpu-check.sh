@@ -6,7 +6,7 @@
 #
 #   build machine:  make BUILD=build-cuda CUDA=1 && scripts/gpu-check.sh --stage build-cuda
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
-# Environment: GPU_CHECK_ONLY="ops bench e2e" selects the parts (default all).
+# Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default all).
 set -uo pipefail
 CARRY=${CARRY:-.carry/cuda}
 
@@ -15,11 +15,15 @@ if [ "${1:-}" = "--stage" ]; then
     mkdir -p "$CARRY/lib"
     cp scripts/gpu-check.sh "$CARRY/"
     rm -f "$CARRY"/test_* "$CARRY"/bench_*
-    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/llmrt "$build"/bench_*; do
-        [ -x "$f" ] && [ -f "$f" ] && cp "$f" "$CARRY/"
+    rm -f "$CARRY"/bin.tar.xz
+    files=()
+    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/bench_cuda* "$build"/llmrt; do
+        [ -x "$f" ] && [ -f "$f" ] && files+=("$(basename "$f")")
     done
+    # device code compresses well; the device call unpacks it (the tree that travels is <= 64 MiB)
+    tar -C "$build" -cJf "$CARRY/bin.tar.xz" "${files[@]}"
     # shared libraries the device image may lack (small ones only; cuBLASLt is there)
-    for lib in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.3 libgomp.so.1; do
+    for lib in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2 libutf8proc.so.3 libgomp.so.1; do
         p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
         [ -n "$p" ] && cp -L "$p" "$CARRY/lib/"
     done
@@ -29,7 +33,13 @@ fi
 
 OUT=${OUT:-out}
 mkdir -p "$OUT"
-ONLY=${GPU_CHECK_ONLY:-ops e2e bench}
+if [ -f "$CARRY/bin.tar.xz" ]; then # unpack the staged binaries next to this script
+    bin=$(mktemp -d)
+    tar -C "$bin" -xJf "$CARRY/bin.tar.xz"
+    cp -r "$CARRY/lib" "$bin/" 2>/dev/null
+    CARRY=$bin
+fi
+ONLY=${GPU_CHECK_ONLY:-ops e2e cli bench}
 libdirs="$CARRY/lib"
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -e "$d/libcublasLt.so.13" ] && libdirs="$libdirs:$d"
@@ -68,10 +78,30 @@ if [[ " $ONLY " == *" e2e "* ]]; then
         run_part "$(basename "$t") (cuda)" "$(basename "$t").log" env LLMRT_TEST_DEVICE=cuda "$t"
     done
 fi
+if [[ " $ONLY " == *" cli "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # the command end to end on the demo model (models/demo-gpt2): generation and --benchmark
+    run_part "llmrt run (cuda, BF16)" cli_run.log "$CARRY/llmrt" run --device cuda --precision BF16 \
+        --num_tokens 32
+    run_part "llmrt run --benchmark (cuda)" cli_bench.log "$CARRY/llmrt" run --benchmark \
+        --device cuda --precision BF16 --isl 128 --num_tokens 128 --iterations 3 --warmup 1
+    echo "---- llmrt run (demo model, cuda)"
+    tail -3 "$OUT/cli_run.log"
+    tail -15 "$OUT/cli_bench.log"
+fi
 if [[ " $ONLY " == *" bench "* ]] && [ -x "$CARRY/bench_cuda" ]; then
     run_part bench_cuda bench_cuda.log "$CARRY/bench_cuda"
-    echo "---- bench_cuda"
+    # A/B of the decode-step features, same card, same call
+    run_part "bench_cuda LLMRT_NO_FUSE=1" bench_nofuse.log env LLMRT_NO_FUSE=1 "$CARRY/bench_cuda" --prefill 0
+    run_part "bench_cuda LLMRT_NO_PDL=1" bench_nopdl.log env LLMRT_NO_PDL=1 "$CARRY/bench_cuda" --prefill 0
+    run_part "bench_cuda --model 8b" bench_8b.log "$CARRY/bench_cuda" --model 8b
+    echo "---- bench_cuda (Llama-3.2-1B shape)"
     grep -E "^\|" "$OUT/bench_cuda.log"
+    for ab in nofuse nopdl; do
+        echo "---- A/B: $ab"
+        grep -E "^\| decode, graph|^\| decode achieved" "$OUT/bench_$ab.log"
+    done
+    echo "---- bench_cuda --model 8b"
+    grep -E "^\| (model|decode|prefill [0-9])" "$OUT/bench_8b.log"
 fi
 echo "---- gpu-check summary ($(head -2 "$OUT/gpu.txt" | tail -1))"
 printf '%s\n' "${rows[@]}"

@@ -178,7 +178,8 @@ static void test_memory(void) {
     memset(h, 0xab, sizeof h);
     CHECK_OK(cuda_be->ops->download(cuda_be, h, p, sizeof h));
     int zero = 1;
-    for (size_t i = 0; i < sizeof h; i++) zero &= h[i] == 0;
+    for (size_t i = 0; i < sizeof h; i++)
+        zero &= h[i] == 0;
     CHECK(zero);
     float src[5] = {1.5f, -2, 3.25f, 4, 5}, dst[5] = {0};
     CHECK_OK(cuda_be->ops->act_from_f32(cuda_be, p, src, 5));
@@ -193,6 +194,12 @@ static void test_memory(void) {
               "cannot allocate");
     CHECK(big == NULL);
     CHECK_ERR(cuda_be->ops->add(cuda_be, p, p, 4), LLMRT_ERR_INVALID, "outside");
+    double gbs = 0;
+    CHECK_OK(cuda_be->ops->copy_bandwidth(cuda_be, (size_t)64 << 20, &gbs));
+    CHECK(gbs > 10.0); /* any GPU copies faster than 10 GB/s */
+    int32_t id = 0, bad_pos = -1;
+    step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &bad_pos, .start = NULL};
+    CHECK_ERR(cuda_be->ops->step_begin(cuda_be, &st), LLMRT_ERR_INVALID, "position -1");
 }
 
 /* ---- embed, norms, add, activate, last_rows ---- */
@@ -292,8 +299,9 @@ static void test_add_activate_last_rows(void) {
 
 static void test_matmul(void) {
     /* rows, N, K: matrix-vector (fast and any-K paths) and cuBLASLt shapes */
-    const int shapes[][3] = {{1, 256, 512}, {3, 100, 72},  {2, 33, 35},  {8, 512, 1024},
-                             {5, 64, 8192}, {9, 200, 256}, {64, 384, 512}, {1, 3000, 2048}};
+    const int shapes[][3] = {{1, 256, 512},   {3, 100, 72},  {2, 33, 35},    {8, 512, 1024},
+                             {5, 64, 8192},   {9, 200, 256}, {64, 384, 512}, {1, 3000, 2048},
+                             {1, 20000, 256}, {2, 9001, 64}}; /* last two: warps loop over rows */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         float s = 1.0f / sqrtf((float)K);
@@ -318,7 +326,8 @@ static void test_matmul(void) {
 }
 
 static void test_logits(void) {
-    const int shapes[][3] = {{1, 1000, 256}, {5, 777, 128}, {17, 300, 64}, {2, 130, 36}};
+    const int shapes[][3] = {
+        {1, 1000, 256}, {5, 777, 128}, {17, 300, 64}, {2, 130, 36}, {1, 30000, 128}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int n = shapes[si][0], V = shapes[si][1], D = shapes[si][2];
         float s = 3.0f / sqrtf((float)D);
@@ -342,6 +351,36 @@ static void test_logits(void) {
             weight_free(&wc, &wg);
         }
     }
+}
+
+/* A matmul of few rows followed by the activation of its output (fused into one kernel by the
+ * CUDA backend): both outputs must match. */
+static void test_matmul_activate(void) {
+    for (int rows = 1; rows <= 3; rows++)
+        for (int kind = ACT_SILU_GATED; kind <= ACT_GELU_TANH_GATED; kind++) {
+            const int F = kind == ACT_SILU_GATED ? 200 : 9000,
+                      K = kind == ACT_SILU_GATED ? 256 : 64;
+            bweight wc, wg;
+            weight_pair(&wc, &wg, 2 * F, K, -0.15f, 0.15f);
+            pair in = rand_act((size_t)rows * K, -1, 1), bias = rand_f32(2 * F, -0.5f, 0.5f);
+            pair gu = act_pair((size_t)rows * 2 * F, NULL), a = act_pair((size_t)rows * F, NULL);
+            begin_rows(rows);
+            CHECK_OK(cpu_be->ops->matmul(cpu_be, gu.c, in.c, &wc, bias.c));
+            CHECK_OK(cpu_be->ops->activate(cpu_be, a.c, gu.c, F, (act_kind)kind));
+            CHECK_OK(cuda_be->ops->matmul(cuda_be, gu.g, in.g, &wg, bias.g));
+            CHECK_OK(cuda_be->ops->activate(cuda_be, a.g, gu.g, F, (act_kind)kind));
+            end_both();
+            char what[80];
+            snprintf(what, sizeof what, "matmul+activate rows %d kind %d: gate_up", rows, kind);
+            check_act(gu, (size_t)rows * 2 * F, what);
+            snprintf(what, sizeof what, "matmul+activate rows %d kind %d: act", rows, kind);
+            check_act(a, (size_t)rows * F, what);
+            pair_free(&in);
+            pair_free(&bias);
+            pair_free(&gu);
+            pair_free(&a);
+            weight_free(&wc, &wg);
+        }
 }
 
 /* ---- qkv_finish and attention ---- */
@@ -380,15 +419,18 @@ static void test_qkv_finish(void) {
         pair qkv = rand_act(n, -2, 2);
         pair qw = rand_f32(hd, 0.5f, 1.5f), kw = rand_f32(hd, -0.5f, 0.5f);
         float *f = malloc((size_t)(rot / 2 + 1) * 4);
-        for (int i = 0; i < rot / 2; i++) f[i] = powf(10000.0f, -2.0f * i / rot);
+        for (int i = 0; i < rot / 2; i++)
+            f[i] = powf(10000.0f, -2.0f * i / rot);
         pair freq = f32_pair((size_t)rot / 2 + 1, f);
         free(f);
         kv_layer kc, kg;
         pair k, v;
         cache_pair(&kc, &kg, B, Hkv, cap, hd, &k, &v);
         attn_params a = {.n_heads = H, .n_kv_heads = Hkv, .head_dim = hd, .scale = 0.1f};
-        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f}, qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
-        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f}, kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
+        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f},
+                    qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
+        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f},
+                    kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
         rope_params rc = {freq.c, rot, 0.9f}, rg = {freq.g, rot, 0.9f};
         int qn = cases[ci].qk_norm;
         begin_both(B, T, ids, pos, start);
@@ -398,8 +440,8 @@ static void test_qkv_finish(void) {
                                           rot ? &rg : NULL, &kg));
         end_both();
         char what[96];
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d norm %d: qkv", H, Hkv,
-                 hd, rot, qn);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d norm %d: qkv", H, Hkv, hd,
+                 rot, qn);
         /* the k part of qkv is not specified (attention reads keys from the cache): compare
          * q heads row by row, and the caches whole */
         float *a1 = malloc(n * 4), *b1 = malloc(n * 4);
@@ -412,9 +454,11 @@ static void test_qkv_finish(void) {
         free(a1);
         free(b1);
         size_t cn = (size_t)B * Hkv * cap * hd;
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: k cache", H, Hkv, hd, rot);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: k cache", H, Hkv, hd,
+                 rot);
         check_act(k, cn, what);
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: v cache", H, Hkv, hd, rot);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: v cache", H, Hkv, hd,
+                 rot);
         check_act(v, cn, what);
         pair_free(&qkv);
         pair_free(&qw);
@@ -465,18 +509,105 @@ static void test_attention(void) {
         {"head_dim 256, group 4", 8, 2, 256, 1, 2, 16, 0, 0, {9}, {1}},
         {"group 7 (Qwen2.5)", 14, 2, 64, 1, 3, 32, 0, 0, {12}, {0}},
         {"group 16", 16, 1, 64, 1, 1, 32, 0, 0, {20}, {0}},
-        {"prefill tiles, GQA hd 128, padding, batch 2", 8, 2, 128, 2, 70, 160, 0, 0, {0, 30}, {0, 11}},
+        {"prefill tiles, GQA hd 128, padding, batch 2",
+         8,
+         2,
+         128,
+         2,
+         70,
+         160,
+         0,
+         0,
+         {0, 30},
+         {0, 11}},
         {"prefill, window on a wrapped ring cache", 4, 2, 64, 1, 20, 32, 8, 0, {50}, {0}},
         {"prefill, window larger than a tile", 4, 1, 64, 2, 100, 256, 70, 0, {0, 90}, {0, 5}},
         {"prefill, head_dim 256, softcap", 4, 1, 256, 1, 17, 64, 0, 30.0f, {3}, {0}},
         {"prefill, MQA, 3 sequences", 8, 1, 64, 3, 16, 64, 0, 0, {0, 1, 40}, {0, 1, 2}},
+        {"prefill, head_dim 96 (wmma kernel), GQA", 6, 2, 96, 1, 33, 64, 0, 0, {5}, {2}},
+        {"prefill, head_dim 128, window 40, 150 tokens", 4, 2, 128, 1, 150, 256, 40, 0, {20}, {0}},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attn_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_attn_case(&cases[i]);
+}
+
+/* Decode: qkv_finish followed by attention on the same qkv and cache, which the CUDA backend
+ * runs as one attention (q/k norm and RoPE inside it) when the context is split: attention
+ * output, q heads, and both caches must match. */
+static void test_qkv_attention_decode(void) {
+    const struct {
+        int H, Hkv, hd, B, cap, window, qk_norm;
+        norm_kind kind;
+        int32_t pos[2], start[2];
+    } cases[] = {
+        {8, 2, 64, 2, 512, 0, 1, NORM_RMS, {300, 17}, {0, 5}},
+        {16, 1, 128, 1, 256, 0, 0, NORM_RMS, {200, 0}, {0, 0}},
+        {4, 2, 64, 1, 96, 64, 1, NORM_RMS_PLUS1, {250, 0}, {3, 0}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int H = cases[ci].H, Hkv = cases[ci].Hkv, hd = cases[ci].hd, B = cases[ci].B;
+        int cap = cases[ci].cap, qn = cases[ci].qk_norm;
+        size_t width = (size_t)(H + 2 * Hkv) * hd, n = (size_t)B * width;
+        pair qkv = rand_act(n, -1.5f, 1.5f), out = act_pair((size_t)B * H * hd, NULL);
+        pair qw = rand_f32(hd, 0.5f, 1.5f), kw = rand_f32(hd, -0.5f, 0.5f);
+        float *f = malloc((size_t)hd / 2 * 4);
+        for (int i = 0; i < hd / 2; i++)
+            f[i] = powf(10000.0f, -2.0f * i / hd);
+        pair freq = f32_pair((size_t)hd / 2, f);
+        free(f);
+        kv_layer kc, kg;
+        pair k, v;
+        cache_pair(&kc, &kg, B, Hkv, cap, hd, &k, &v);
+        attn_params a = {.n_heads = H,
+                         .n_kv_heads = Hkv,
+                         .head_dim = hd,
+                         .scale = 1.0f / sqrtf((float)hd),
+                         .window = cases[ci].window};
+        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f},
+                    qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
+        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f},
+                    kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
+        rope_params rc = {freq.c, hd, 1.0f}, rg = {freq.g, hd, 1.0f};
+        int32_t ids[2] = {0, 0};
+        begin_both(B, 1, ids, cases[ci].pos, cases[ci].start);
+        CHECK_OK(cpu_be->ops->qkv_finish(cpu_be, qkv.c, &a, qn ? &qc : NULL, qn ? &kcn : NULL, &rc,
+                                         &kc));
+        CHECK_OK(cpu_be->ops->attention(cpu_be, out.c, qkv.c, &kc, &a));
+        CHECK_OK(cuda_be->ops->qkv_finish(cuda_be, qkv.g, &a, qn ? &qg : NULL, qn ? &kgn : NULL,
+                                          &rg, &kg));
+        CHECK_OK(cuda_be->ops->attention(cuda_be, out.g, qkv.g, &kg, &a));
+        end_both();
+        char what[96];
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu: out", ci);
+        check_act(out, (size_t)B * H * hd, what);
+        float *a1 = malloc(n * 4), *b1 = malloc(n * 4);
+        CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, a1, qkv.g, n));
+        CHECK_OK(cpu_be->ops->act_to_f32(cpu_be, b1, qkv.c, n));
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu: q heads", ci);
+        for (int r = 0; r < B; r++)
+            CHECK_MSG(test_allclose(a1 + r * width, b1 + r * width, (size_t)H * hd,
+                                    TOL[cur_dt].atol, TOL[cur_dt].rtol, what),
+                      "%s row %d", what, r);
+        free(a1);
+        free(b1);
+        size_t cn = (size_t)B * Hkv * cap * hd;
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu: k cache", ci);
+        check_act(k, cn, what);
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu: v cache", ci);
+        check_act(v, cn, what);
+        pair_free(&qkv);
+        pair_free(&out);
+        pair_free(&qw);
+        pair_free(&kw);
+        pair_free(&freq);
+        pair_free(&k);
+        pair_free(&v);
+    }
 }
 
 /* ---- graphs: a small decode loop, replayed vs eager vs CPU ---- */
 
-enum { G_V = 300, G_D = 128, G_H = 4, G_HKV = 2, G_HD = 32, G_CAP = 64, G_STEPS = 6 };
+enum { G_V = 300, G_D = 128, G_H = 4, G_HKV = 2, G_HD = 32, G_CAP = 512, G_STEPS = 6 };
 
 typedef struct mini_model {
     bweight emb, wqkv, wo; /* [V, D], [(H+2Hkv)*hd, D], [D, H*hd] */
@@ -514,7 +645,8 @@ static void mini_alloc(backend *be, mini_model *m, int B, const void *emb_h, con
 static void mini_free(backend *be, mini_model *m) {
     void *ps[] = {m->emb.data, m->wqkv.data, m->wo.data, m->norm_w.c, m->freq.c, m->x,
                   m->h,        m->qkv,       m->att,     m->kc,       m->vc,     m->logits};
-    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) be->ops->free(be, ps[i]);
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        be->ops->free(be, ps[i]);
 }
 
 /* One decode step of the mini model; the logits land in host `out` [B, V]. */
@@ -544,7 +676,8 @@ static void test_graph_replay(void) {
     const int B = 2;
     int QKV = (G_H + 2 * G_HKV) * G_HD;
     size_t ws = dtype_size(cur_dt);
-    float *emb = rand_vec((size_t)G_V * G_D, -1, 1), *wqkv = rand_vec((size_t)QKV * G_D, -0.2f, 0.2f),
+    float *emb = rand_vec((size_t)G_V * G_D, -1, 1),
+          *wqkv = rand_vec((size_t)QKV * G_D, -0.2f, 0.2f),
           *wo = rand_vec((size_t)G_D * G_H * G_HD, -0.2f, 0.2f), *nw = rand_vec(G_D, 0.5f, 1.5f);
     void *emb_h = malloc((size_t)G_V * G_D * ws), *wqkv_h = malloc((size_t)QKV * G_D * ws),
          *wo_h = malloc((size_t)G_D * G_H * G_HD * ws);
@@ -552,7 +685,8 @@ static void test_graph_replay(void) {
     dtype_convert(wqkv_h, cur_dt, wqkv, DT_F32, (size_t)QKV * G_D);
     dtype_convert(wo_h, cur_dt, wo, DT_F32, (size_t)G_D * G_H * G_HD);
     float fr[G_HD / 2];
-    for (int i = 0; i < G_HD / 2; i++) fr[i] = powf(10000.0f, -2.0f * i / G_HD);
+    for (int i = 0; i < G_HD / 2; i++)
+        fr[i] = powf(10000.0f, -2.0f * i / G_HD);
     setenv("LLMRT_NO_GRAPH", "1", 1);
     backend *eager = NULL;
     CHECK_OK(cuda_backend_create(&eager, cur_dt, 0));
@@ -632,8 +766,10 @@ int main(void) {
         RUN(test_add_activate_last_rows);
         RUN(test_matmul);
         RUN(test_logits);
+        RUN(test_matmul_activate);
         RUN(test_qkv_finish);
         RUN(test_attention);
+        RUN(test_qkv_attention_decode);
         RUN(test_graph_replay);
         backend_free(cpu_be);
         backend_free(cuda_be);

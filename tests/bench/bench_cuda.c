@@ -2,9 +2,10 @@
  * layer stack driven through the backend ops (decode with and without graphs, per-op times,
  * 2048-token prefill), printed as a table of lines starting with '|'.
  *
- * Usage: bench_cuda [--layers N] [--steps N] [--prefill N] [--prec BF16|F16|F32]
- * The model has random weights (never zeros); its shape is Llama-3.2-1B: hidden 2048,
- * 16 layers, 32 heads, 8 kv heads, head_dim 64, intermediate 8192, vocab 128256, tied head.
+ * Usage: bench_cuda [--model 1b|8b] [--layers N] [--steps N] [--prefill N] [--prec BF16|F16|F32]
+ * The model has random weights (never zeros); its shape is Llama-3.2-1B (hidden 2048,
+ * 16 layers, 32 heads, 8 kv heads, head_dim 64, intermediate 8192, vocab 128256, tied head) or
+ * Llama-3.1-8B (hidden 4096, 32 layers, head_dim 128, intermediate 14336, separate head).
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -25,12 +26,14 @@
     } while (0)
 #define OK(expr)                                                                                   \
     do {                                                                                           \
-        if ((expr) != LLMRT_OK) DIE("%s:%d: %s: %s", __FILE__, __LINE__, #expr, llmrt_last_error()); \
+        if ((expr) != LLMRT_OK)                                                                    \
+            DIE("%s:%d: %s: %s", __FILE__, __LINE__, #expr, llmrt_last_error());                   \
     } while (0)
 #define CU(expr)                                                                                   \
     do {                                                                                           \
         cudaError_t e_ = (expr);                                                                   \
-        if (e_ != cudaSuccess) DIE("%s:%d: %s: %s", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+        if (e_ != cudaSuccess)                                                                     \
+            DIE("%s:%d: %s: %s", __FILE__, __LINE__, #expr, cudaGetErrorString(e_));               \
     } while (0)
 
 static double now_s(void) {
@@ -126,7 +129,8 @@ static double gemm_rate(backend *be, int M, int N, int K, int reps) {
     for (int it = 0; it < 9; it++) {
         double t0 = now_s();
         OK(be->ops->step_begin(be, &s));
-        for (int r = 0; r < reps; r++) OK(be->ops->matmul(be, out, in, &w, NULL));
+        for (int r = 0; r < reps; r++)
+            OK(be->ops->matmul(be, out, in, &w, NULL));
         OK(be->ops->step_end(be));
         if (it) t[it - 1] = (now_s() - t0) / reps;
     }
@@ -139,31 +143,51 @@ static double gemm_rate(backend *be, int M, int N, int K, int reps) {
 
 /* ---- the Llama-3.2-1B-shaped stack ---- */
 
+typedef struct shape {
+    const char *name;
+    int L, D, H, Hkv, hd, F, V, tied;
+} shape;
+
+static const shape SHAPES[2] = {
+    {"Llama-3.2-1B", 16, 2048, 32, 8, 64, 8192, 128256, 1},
+    {"Llama-3.1-8B", 32, 4096, 32, 8, 128, 14336, 128256, 0},
+};
+
 typedef struct model {
     int L, D, H, Hkv, hd, F, V, cap;
-    bweight emb;                   /* [V, D] tied head */
+    bweight emb;                   /* [V, D] */
+    bweight head;                  /* [V, D]: emb when tied */
     bweight *wqkv, *wo, *wgu, *wd; /* [L] of [(H+2Hkv)hd, D], [D, H hd], [2F, D], [D, F] */
     float **n_attn, **n_mlp, *n_final, *inv_freq;
-    void **kc, **vc;               /* [L] of [1, Hkv, cap, hd] */
+    void **kc, **vc;                               /* [L] of [1, Hkv, cap, hd] */
     void *x, *h, *qkv, *att, *r, *gu, *act, *last; /* activations for up to max_rows */
-    float *logits;                 /* [1, V] */
+    float *logits;                                 /* [1, V] */
     size_t weight_bytes;
 } model;
 
 static float *f32_vec(backend *be, int n, float lo, float hi) {
     float *h = malloc((size_t)n * 4);
-    for (int i = 0; i < n; i++) h[i] = lo + (hi - lo) * (float)((i * 2654435761u) % 1000) / 1000;
+    for (int i = 0; i < n; i++)
+        h[i] = lo + (hi - lo) * (float)((i * 2654435761u) % 1000) / 1000;
     float *d = dalloc(be, (size_t)n * 4);
     OK(be->ops->upload(be, d, h, (size_t)n * 4));
     free(h);
     return d;
 }
 
-static void model_create(backend *be, model *m, int L, int cap, int max_rows) {
-    *m = (model){.L = L, .D = 2048, .H = 32, .Hkv = 8, .hd = 64, .F = 8192, .V = 128256, .cap = cap};
+static void model_create(backend *be, model *m, const shape *sh, int L, int cap, int max_rows) {
+    *m = (model){.L = L,
+                 .D = sh->D,
+                 .H = sh->H,
+                 .Hkv = sh->Hkv,
+                 .hd = sh->hd,
+                 .F = sh->F,
+                 .V = sh->V,
+                 .cap = cap};
     size_t es = dtype_size(be->act_dtype), ws = dtype_size(be->weight_dtype);
     int QKV = (m->H + 2 * m->Hkv) * m->hd;
     m->emb = weight(be, m->V, m->D);
+    m->head = sh->tied ? m->emb : weight(be, m->V, m->D);
     m->wqkv = calloc(L, sizeof(bweight));
     m->wo = calloc(L, sizeof(bweight));
     m->wgu = calloc(L, sizeof(bweight));
@@ -183,11 +207,14 @@ static void model_create(backend *be, model *m, int L, int cap, int max_rows) {
         m->kc[l] = dalloc(be, kvb);
         m->vc[l] = dalloc(be, kvb);
     }
-    m->weight_bytes = ((size_t)m->V * m->D + (size_t)L * ((size_t)QKV * m->D + (size_t)m->D * m->H * m->hd +
-                                                          (size_t)3 * m->F * m->D)) * ws;
+    m->weight_bytes =
+        ((size_t)m->V * m->D * (sh->tied ? 1 : 2) +
+         (size_t)L * ((size_t)QKV * m->D + (size_t)m->D * m->H * m->hd + (size_t)3 * m->F * m->D)) *
+        ws;
     m->n_final = f32_vec(be, m->D, 0.5f, 1.5f);
     float *fr = malloc((size_t)m->hd / 2 * 4);
-    for (int i = 0; i < m->hd / 2; i++) fr[i] = powf(500000.0f, -2.0f * i / m->hd);
+    for (int i = 0; i < m->hd / 2; i++)
+        fr[i] = powf(500000.0f, -2.0f * i / m->hd);
     m->inv_freq = dalloc(be, (size_t)m->hd / 2 * 4);
     OK(be->ops->upload(be, m->inv_freq, fr, (size_t)m->hd / 2 * 4));
     free(fr);
@@ -210,10 +237,13 @@ static void model_ops(backend *be, const model *m, int n_tokens) {
     rope_params rp = {m->inv_freq, m->hd, 1.0f};
     OK(o->embed(be, m->x, &m->emb, NULL, 1.0f));
     for (int l = 0; l < m->L; l++) {
-        norm_params na = {NORM_RMS, m->n_attn[l], NULL, 1e-5f}, nm = {NORM_RMS, m->n_mlp[l], NULL, 1e-5f};
+        norm_params na = {NORM_RMS, m->n_attn[l], NULL, 1e-5f},
+                    nm = {NORM_RMS, m->n_mlp[l], NULL, 1e-5f};
         kv_layer kv = {m->kc[l], m->vc[l], m->cap, 1};
-        if (l == 0) OK(o->norm(be, m->h, m->x, m->D, &na));
-        else OK(o->add_norm(be, m->x, m->r, m->h, m->D, &na));
+        if (l == 0)
+            OK(o->norm(be, m->h, m->x, m->D, &na));
+        else
+            OK(o->add_norm(be, m->x, m->r, m->h, m->D, &na));
         OK(o->matmul(be, m->qkv, m->h, &m->wqkv[l], NULL));
         OK(o->qkv_finish(be, m->qkv, &a, NULL, NULL, &rp, &kv));
         OK(o->attention(be, m->att, m->qkv, &kv, &a));
@@ -230,12 +260,13 @@ static void model_ops(backend *be, const model *m, int n_tokens) {
         OK(o->last_rows(be, m->last, m->h, m->D));
         lin = m->last;
     }
-    OK(o->logits(be, m->logits, lin, 1, &m->emb, 0.0f));
+    OK(o->logits(be, m->logits, lin, 1, &m->head, 0.0f));
 }
 
 static double model_step(backend *be, const model *m, int n_tokens, int pos, int token) {
     int32_t *ids = malloc((size_t)n_tokens * 4);
-    for (int i = 0; i < n_tokens; i++) ids[i] = (token + i * 7919) % m->V;
+    for (int i = 0; i < n_tokens; i++)
+        ids[i] = (token + i * 7919) % m->V;
     step_desc s = {.batch = 1, .n_tokens = n_tokens, .ids = ids, .pos = &pos, .start = NULL};
     double t0 = now_s();
     OK(be->ops->step_begin(be, &s));
@@ -294,15 +325,33 @@ static double op_time(backend *be, const model *m, int which, int reps, int pos,
         for (int r = 0; r < reps; r++) {
             int l = r % m->L;
             switch (which) {
-            case 0: OK(o->add_norm(be, m->x, m->r, m->h, m->D, &na)); break;
-            case 1: OK(o->matmul(be, m->qkv, m->h, &m->wqkv[l], NULL)); break;
-            case 2: OK(o->qkv_finish(be, m->qkv, &a, NULL, NULL, &rp, &kv)); break;
-            case 3: OK(o->attention(be, m->att, m->qkv, &kv, &a)); break;
-            case 4: OK(o->matmul(be, m->r, m->att, &m->wo[l], NULL)); break;
-            case 5: OK(o->matmul(be, m->gu, m->h, &m->wgu[l], NULL)); break;
-            case 6: OK(o->activate(be, m->act, m->gu, m->F, ACT_SILU_GATED)); break;
-            case 7: OK(o->matmul(be, m->r, m->act, &m->wd[l], NULL)); break;
-            case 8: OK(o->logits(be, m->logits, m->h, 1, &m->emb, 0.0f)); break;
+            case 0:
+                OK(o->add_norm(be, m->x, m->r, m->h, m->D, &na));
+                break;
+            case 1:
+                OK(o->matmul(be, m->qkv, m->h, &m->wqkv[l], NULL));
+                break;
+            case 2:
+                OK(o->qkv_finish(be, m->qkv, &a, NULL, NULL, &rp, &kv));
+                break;
+            case 3:
+                OK(o->attention(be, m->att, m->qkv, &kv, &a));
+                break;
+            case 4:
+                OK(o->matmul(be, m->r, m->att, &m->wo[l], NULL));
+                break;
+            case 5:
+                OK(o->matmul(be, m->gu, m->h, &m->wgu[l], NULL));
+                break;
+            case 6:
+                OK(o->activate(be, m->act, m->gu, m->F, ACT_SILU_GATED));
+                break;
+            case 7:
+                OK(o->matmul(be, m->r, m->act, &m->wd[l], NULL));
+                break;
+            case 8:
+                OK(o->logits(be, m->logits, m->h, 1, &m->head, 0.0f));
+                break;
             }
         }
         OK(o->step_end(be));
@@ -314,16 +363,25 @@ static double op_time(backend *be, const model *m, int which, int reps, int pos,
 }
 
 int main(int argc, char **argv) {
-    int L = 16, steps = 128, prompt = 128, prefill = 2048;
+    int L = 0, steps = 128, prompt = 128, prefill = 2048, sh = 0;
     dtype dt = DT_BF16;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--layers")) L = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--prefill")) prefill = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--layers"))
+            L = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--steps"))
+            steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--prefill"))
+            prefill = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--model"))
+            sh = !strcmp(argv[i + 1], "8b");
         else if (!strcmp(argv[i], "--prec"))
-            dt = !strcmp(argv[i + 1], "F32") ? DT_F32 : !strcmp(argv[i + 1], "F16") ? DT_F16 : DT_BF16;
-        else DIE("unknown flag %s", argv[i]);
+            dt = !strcmp(argv[i + 1], "F32")   ? DT_F32
+                 : !strcmp(argv[i + 1], "F16") ? DT_F16
+                                               : DT_BF16;
+        else
+            DIE("unknown flag %s", argv[i]);
     }
+    if (L <= 0) L = SHAPES[sh].L;
     backend *be = NULL;
     OK(cuda_backend_create(&be, dt, 0));
     struct cudaDeviceProp prop;
@@ -334,14 +392,15 @@ int main(int argc, char **argv) {
     double bw = copy_bandwidth();
     printf("| d2d copy bandwidth (1 GiB, read+write) | %.0f GB/s |\n", bw / 1e9);
     double gemm = gemm_rate(be, 8192, 8192, 8192, 5);
-    printf("| %s GEMM 8192^3 (cuBLASLt via matmul op) | %.0f TFLOP/s |\n", dtype_name(dt), gemm / 1e12);
+    printf("| %s GEMM 8192^3 (cuBLASLt via matmul op) | %.0f TFLOP/s |\n", dtype_name(dt),
+           gemm / 1e12);
 
     int cap = prompt + steps + 8;
     if (cap < prefill + 8) cap = prefill + 8;
     model m;
-    model_create(be, &m, L, cap, prefill > prompt ? prefill : prompt);
-    printf("| model | Llama-3.2-1B shape, %d layers, %s, weights %.3f GB |\n", L, dtype_name(dt),
-           m.weight_bytes / 1e9);
+    model_create(be, &m, &SHAPES[sh], L, cap, prefill > prompt ? prefill : prompt);
+    printf("| model | %s shape, %d layers, %s, weights %.3f GB |\n", SHAPES[sh].name, L,
+           dtype_name(dt), m.weight_bytes / 1e9);
 
     /* matmul switch-over: matvec vs cuBLASLt for a few rows (the gate_up and down shapes) */
     setenv("LLMRT_MATVEC_MAX_ROWS", "0", 1);
@@ -349,12 +408,13 @@ int main(int argc, char **argv) {
     OK(cuda_backend_create(&lt, dt, 0));
     unsetenv("LLMRT_MATVEC_MAX_ROWS");
     const int shp[2][2] = {{16384, 2048}, {2048, 8192}};
-    for (int si = 0; si < 2; si++)
+    for (int si = 0; si < (sh == 0 ? 2 : 0); si++)
         for (int rows = 1; rows <= 16; rows *= 2) {
             int N = shp[si][0], K = shp[si][1];
             double a = gemm_rate(be, rows, N, K, 20), b = gemm_rate(lt, rows, N, K, 20);
             double wb = (double)N * K * dtype_size(dt);
-            printf("| matmul rows %2d N %5d K %4d | ours %.1f us (%.0f GB/s), cuBLASLt %.1f us (%.0f GB/s) |\n",
+            printf("| matmul rows %2d N %5d K %4d | ours %.1f us (%.0f GB/s), cuBLASLt %.1f us "
+                   "(%.0f GB/s) |\n",
                    rows, N, K, 2e6 * rows * N * K / a, wb / (2.0 * rows * N * K / a) / 1e9,
                    2e6 * rows * N * K / b, wb / (2.0 * rows * N * K / b) / 1e9);
         }
@@ -377,8 +437,9 @@ int main(int argc, char **argv) {
     printf("| decode, eager (LLMRT_NO_GRAPH=1) | %.1f us/token, %.1f%% of copy |\n", e.t_med * 1e6,
            100.0 * bytes / e.t_med / bw);
 
-    static const char *names[9] = {"add_norm", "matmul qkv", "qkv_finish", "attention", "matmul o",
-                                   "matmul gate_up", "activate", "matmul down", "logits"};
+    static const char *names[9] = {"add_norm",  "matmul qkv",  "qkv_finish",
+                                   "attention", "matmul o",    "matmul gate_up",
+                                   "activate",  "matmul down", "logits"};
     const int per_layer[9] = {2, 1, 1, 1, 1, 1, 1, 1, 0};
     double sum = 0;
     for (int w = 0; w < 9; w++) {
@@ -393,13 +454,16 @@ int main(int argc, char **argv) {
 
     if (prefill > 0) {
         double t[3];
-        for (int i = 0; i < 3; i++) t[i] = model_step(be, &m, prefill, 0, 7);
+        for (int i = 0; i < 3; i++)
+            t[i] = model_step(be, &m, prefill, 0, 7);
         double tp = median(t, 3);
-        double mm = (double)(m.weight_bytes - (size_t)m.V * m.D * dtype_size(dt)) / dtype_size(dt);
+        double mm = (double)(m.weight_bytes -
+                             (size_t)m.V * m.D * dtype_size(dt) * (SHAPES[sh].tied ? 1 : 2)) /
+                    dtype_size(dt);
         double flops = 2.0 * mm * prefill + 2.0 * m.V * m.D /* logits of the last row */ +
                        4.0 * L * m.H * m.hd * (double)prefill * (prefill + 1) / 2;
-        printf("| prefill %d tokens | %.2f ms, %.0f TFLOP/s = %.1f%% of GEMM |\n", prefill, tp * 1e3,
-               flops / tp / 1e12, 100.0 * flops / tp / gemm);
+        printf("| prefill %d tokens | %.2f ms, %.0f TFLOP/s = %.1f%% of GEMM |\n", prefill,
+               tp * 1e3, flops / tp / 1e12, 100.0 * flops / tp / gemm);
         double psum = 0;
         for (int w = 0; w < 9; w++) {
             double t1 = op_time(be, &m, w, 4, 0, prefill);

@@ -11,8 +11,18 @@
  * whole GPU (flash-decoding); each block runs an online softmax over tiles of ATT_TILE keys and
  * leaves (max, sum, unnormalized output) for kernel_attn_combine, or writes the output itself
  * when there is one split. Scores and softmax are F32.
+ * In decode the backend may hand it qkv_finish's work too (fuse): each block normalizes and
+ * rotates its own q heads from the raw qkv row, the split holding the new position writes the
+ * new key and value into the cache before reading it (plain loads, not the read-only path),
+ * and kernel_attn_combine, which runs after every split block, leaves q and k in qkv as
+ * qkv_finish would.
+ *
+ * Prefill (n_tokens >= 16, F16/BF16): cuda_flash.cu for head_dim 64/128, the wmma kernel
+ * below for other multiples of 16 up to 256.
  */
 #include <mma.h>
+
+#include <string.h>
 
 #include <type_traits>
 
@@ -40,27 +50,30 @@ __device__ __forceinline__ void key_range(int r, int n_tokens, int window, const
 template <typename T>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
-                      const T *kc /* [batch, Hkv, cap, hd] */, const T *vc /* same */,
+                      T *kc /* [batch, Hkv, cap, hd] */, T *vc /* same */,
                       float *part_o /* [rows, H, n_split, hd] */,
                       float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
-                      const int32_t *pos, const int32_t *start) {
+                      const int32_t *pos, const int32_t *start, int fuse, qkv_fin fin) {
     extern __shared__ float sh[];
-    float *q_s = sh;                       /* [gb][hd] */
-    float *o_s = q_s + g.gb * g.hd;        /* [gb][hd] */
-    float *s_s = o_s + g.gb * g.hd;        /* [gb][ATT_TILE] */
-    float *m_s = s_s + g.gb * ATT_TILE;    /* [gb] */
-    float *l_s = m_s + ATT_GMAX;           /* [gb] */
-    float *c_s = l_s + ATT_GMAX;           /* [gb] */
-    float *red_s = c_s + ATT_GMAX;         /* [ATT_THREADS * 8] partial sums of p V */
+    float *q_s = sh;                    /* [gb][hd] */
+    float *o_s = q_s + g.gb * g.hd;     /* [gb][hd] */
+    float *s_s = o_s + g.gb * g.hd;     /* [gb][ATT_TILE] */
+    float *m_s = s_s + g.gb * ATT_TILE; /* [gb] */
+    float *l_s = m_s + ATT_GMAX;        /* [gb] */
+    float *c_s = l_s + ATT_GMAX;        /* [gb] */
+    float *red_s = c_s + ATT_GMAX;      /* [ATT_THREADS * 8] partial sums of p V */
     const int VEC = 16 / sizeof(T);
     int tid = threadIdx.x;
     int h0 = blockIdx.x * g.gb, kvh = h0 / (g.H / g.Hkv);
     int r = blockIdx.y, split = blockIdx.z;
     int b, lo, hi;
+    /* positions come from the step's upload, which precedes every kernel of the step: read
+     * them before waiting for the previous kernel (qkv_finish) */
     key_range(r, g.n_tokens, g.window, pos, start, &b, &lo, &hi);
+    pdl_begin();
     int len = hi - lo + 1;
     int chunk = (len + g.n_split - 1) / g.n_split;
-    chunk = chunk < ATT_TILE ? ATT_TILE : (chunk + 31) & ~31;
+    chunk = (chunk + 31) & ~31; /* short chunks: many blocks, short serial chains */
     int j0 = lo + split * chunk, j1 = min(hi, j0 + chunk - 1);
     size_t pidx = ((size_t)r * g.H + h0) * g.n_split + split; /* + gi * n_split */
     if (len <= 0 || j0 > j1) {
@@ -73,9 +86,40 @@ __global__ void __launch_bounds__(ATT_THREADS)
         return;
     }
     const T *q = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)h0 * g.hd;
-    for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
-        q_s[i] = to_f(q[i]) * g.scale;
-        o_s[i] = 0.0f;
+    if (fuse) { /* qkv_finish's work for these q heads, and for the new key in its split */
+        const int warp = tid / 32, lane = tid % 32, rp = hi - start[b];
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
+            q_s[i] = to_f(q[i]);
+        __syncthreads();
+        for (int gi = warp; gi < g.gb; gi += ATT_THREADS / 32)
+            head_finish_warp(q_s + gi * g.hd, g.hd, fin.has_qn, fin.qkind, fin.qw, fin.qeps,
+                             fin.inv_freq, fin.rot_dim, fin.attn_factor, rp);
+        __syncthreads();
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
+            q_s[i] = to_f(from_f<T>(q_s[i])) * g.scale; /* as stored by qkv_finish */
+        if (warp == 0 && j0 <= hi && hi <= j1) {
+            float *ks = red_s; /* [hd] */
+            const T *krow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)(g.H + kvh) * g.hd;
+            const T *vrow = krow + (size_t)g.Hkv * g.hd;
+            for (int d = lane; d < g.hd; d += 32)
+                ks[d] = to_f(krow[d]);
+            __syncwarp();
+            head_finish_warp(ks, g.hd, fin.has_kn, fin.kkind, fin.kw, fin.keps, fin.inv_freq,
+                             fin.rot_dim, fin.attn_factor, rp);
+            size_t at = (((size_t)b * g.Hkv + kvh) * g.cap + hi % g.cap) * g.hd;
+            for (int d = lane; d < g.hd; d += 32) { /* other q-head groups write the same bytes */
+                kc[at + d] = from_f<T>(ks[d]);
+                vc[at + d] = vrow[d];
+            }
+        }
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
+            o_s[i] = 0.0f;
+        __syncthreads(); /* the new key is in the cache for this block's plain loads below */
+    } else {
+        for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
+            q_s[i] = to_f(q[i]) * g.scale;
+            o_s[i] = 0.0f;
+        }
     }
     if (tid < g.gb) {
         m_s[tid] = -INFINITY;
@@ -91,26 +135,30 @@ __global__ void __launch_bounds__(ATT_THREADS)
             const int4 *kr = (const int4 *)(kbase + (size_t)((t0 + tid) % g.cap) * g.hd);
             float acc[ATT_GMAX];
 #pragma unroll
-            for (int gi = 0; gi < ATT_GMAX; gi++) acc[gi] = 0.0f;
+            for (int gi = 0; gi < ATT_GMAX; gi++)
+                acc[gi] = 0.0f;
             const int nv = g.hd / VEC;
             for (int v0 = 0; v0 < nv; v0 += ATT_UNROLL) { /* ATT_UNROLL loads in flight */
                 int4 kv[ATT_UNROLL];
 #pragma unroll
                 for (int u = 0; u < ATT_UNROLL; u++)
-                    kv[u] = v0 + u < nv ? __ldg(kr + v0 + u) : make_int4(0, 0, 0, 0);
+                    kv[u] =
+                        v0 + u < nv ? kr[v0 + u] : make_int4(0, 0, 0, 0); /* not .nc: see fuse */
 #pragma unroll
                 for (int u = 0; u < ATT_UNROLL; u++) {
                     if (v0 + u >= nv) break;
                     const T *ke = (const T *)&kv[u];
                     float kf[16 / sizeof(T)];
 #pragma unroll
-                    for (int e = 0; e < VEC; e++) kf[e] = to_f(ke[e]);
+                    for (int e = 0; e < VEC; e++)
+                        kf[e] = to_f(ke[e]);
 #pragma unroll
                     for (int gi = 0; gi < ATT_GMAX; gi++) {
                         if (gi < g.gb) {
                             const float *qq = q_s + gi * g.hd + (v0 + u) * VEC;
 #pragma unroll
-                            for (int e = 0; e < VEC; e++) acc[gi] = fmaf(qq[e], kf[e], acc[gi]);
+                            for (int e = 0; e < VEC; e++)
+                                acc[gi] = fmaf(qq[e], kf[e], acc[gi]);
                         }
                     }
                 }
@@ -129,7 +177,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
         for (int gi = tid / 32; gi < g.gb; gi += ATT_THREADS / 32) {
             int lane = tid % 32;
             float mx = -INFINITY;
-            for (int j = lane; j < n; j += 32) mx = fmaxf(mx, s_s[gi * ATT_TILE + j]);
+            for (int j = lane; j < n; j += 32)
+                mx = fmaxf(mx, s_s[gi * ATT_TILE + j]);
             mx = warp_max(mx);
             float m_old = m_s[gi], m_new = fmaxf(m_old, mx);
             float sum = 0.0f;
@@ -153,11 +202,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
             int vpr = g.hd / VEC, outs = g.gb * vpr;
             int ngrp = outs >= ATT_THREADS ? 1 : ATT_THREADS / outs;
             int grp = tid / outs;
-            for (int oi = tid % outs; grp < ngrp && oi < outs; oi += (ngrp == 1 ? ATT_THREADS : outs)) {
+            for (int oi = tid % outs; grp < ngrp && oi < outs;
+                 oi += (ngrp == 1 ? ATT_THREADS : outs)) {
                 int gi = oi / vpr, dv = oi % vpr;
                 float acc[16 / sizeof(T)];
 #pragma unroll
-                for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
+                for (int e = 0; e < VEC; e++)
+                    acc[e] = 0.0f;
                 const float *pp = s_s + gi * ATT_TILE;
                 for (int j = grp; j < n; j += ATT_UNROLL * ngrp) { /* ATT_UNROLL loads in flight */
                     int4 vv[ATT_UNROLL];
@@ -166,15 +217,17 @@ __global__ void __launch_bounds__(ATT_THREADS)
                     for (int u = 0; u < ATT_UNROLL; u++) {
                         int jj = j + u * ngrp;
                         bool ok = jj < n;
-                        vv[u] = ok ? __ldg((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd) + dv)
-                                   : make_int4(0, 0, 0, 0);
+                        vv[u] =
+                            ok ? ((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd))[dv]
+                               : make_int4(0, 0, 0, 0);
                         pj[u] = ok ? pp[jj] : 0.0f;
                     }
 #pragma unroll
                     for (int u = 0; u < ATT_UNROLL; u++) {
                         const T *ve = (const T *)&vv[u];
 #pragma unroll
-                        for (int e = 0; e < VEC; e++) acc[e] = fmaf(pj[u], to_f(ve[e]), acc[e]);
+                        for (int e = 0; e < VEC; e++)
+                            acc[e] = fmaf(pj[u], to_f(ve[e]), acc[e]);
                     }
                 }
                 if (ngrp == 1) {
@@ -186,7 +239,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                     }
                 } else {
 #pragma unroll
-                    for (int e = 0; e < VEC; e++) red_s[grp * outs * VEC + oi * VEC + e] = acc[e];
+                    for (int e = 0; e < VEC; e++)
+                        red_s[grp * outs * VEC + oi * VEC + e] = acc[e];
                 }
                 if (ngrp > 1) break;
             }
@@ -194,7 +248,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 __syncthreads();
                 for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS) {
                     float sum = 0.0f;
-                    for (int q2 = 0; q2 < ngrp; q2++) sum += red_s[q2 * outs * VEC + i];
+                    for (int q2 = 0; q2 < ngrp; q2++)
+                        sum += red_s[q2 * outs * VEC + i];
                     o_s[i] = o_s[i] * c_s[i / g.hd] + sum;
                 }
             }
@@ -217,40 +272,69 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
 /* out[r, h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits that saw keys. */
 template <typename T>
-__global__ void kernel_attn_combine(T *out /* [rows, H * hd] */,
-                                    const float *part_o /* [rows, H, n_split, hd] */,
-                                    const float2 *part_ml /* [rows, H, n_split] */, int H, int hd,
-                                    int n_split) {
+__global__ void
+kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H, n_split, hd] */,
+                    const float2 *part_ml /* [rows, H, n_split] */, int H, int hd, int n_split,
+                    T *qkv /* [rows, (H + 2*Hkv) * hd]: written back when fuse */,
+                    const T *kc /* [batch, Hkv, cap, hd] */, int Hkv, int cap, int n_tokens,
+                    const int32_t *pos, const int32_t *start, int fuse, qkv_fin fin) {
+    pdl_begin();
+    if (fuse && threadIdx.x < 32) {
+        /* the split kernel is complete: leave q and k in qkv as qkv_finish would */
+        __shared__ float fs[512];
+        int r = blockIdx.y, h = blockIdx.x, G = H / Hkv, lane = threadIdx.x;
+        int b = r / n_tokens, p = pos[b] + r % n_tokens;
+        T *row = qkv + (size_t)r * (H + 2 * Hkv) * hd;
+        for (int d = lane; d < hd; d += 32)
+            fs[d] = to_f(row[(size_t)h * hd + d]);
+        __syncwarp();
+        head_finish_warp(fs, hd, fin.has_qn, fin.qkind, fin.qw, fin.qeps, fin.inv_freq, fin.rot_dim,
+                         fin.attn_factor, p - start[b]);
+        for (int d = lane; d < hd; d += 32)
+            row[(size_t)h * hd + d] = from_f<T>(fs[d]);
+        if (h % G == 0) {
+            int kvh = h / G;
+            const T *k = kc + (((size_t)b * Hkv + kvh) * cap + p % cap) * hd;
+            for (int d = lane; d < hd; d += 32)
+                row[(size_t)(H + kvh) * hd + d] = k[d];
+        }
+    }
     __shared__ float w_s[ATT_MAX_SPLIT];
     __shared__ int idx_s[ATT_MAX_SPLIT];
     __shared__ int n_s;
     __shared__ float inv_l;
     int h = blockIdx.x, r = blockIdx.y;
     size_t base = ((size_t)r * H + h) * n_split;
-    if (threadIdx.x < 32) {
-        float2 a = threadIdx.x < n_split ? part_ml[base + threadIdx.x] : make_float2(-INFINITY, 0.0f);
-        float2 b = threadIdx.x + 32 < n_split ? part_ml[base + threadIdx.x + 32]
-                                              : make_float2(-INFINITY, 0.0f);
+    if (threadIdx.x < 32) { /* lane i holds splits i and i + 32 */
+        int l = threadIdx.x;
+        float2 a = l < n_split ? part_ml[base + l] : make_float2(-INFINITY, 0.0f);
+        float2 b = l + 32 < n_split ? part_ml[base + l + 32] : make_float2(-INFINITY, 0.0f);
         float M = warp_max(fmaxf(a.y > 0.0f ? a.x : -INFINITY, b.y > 0.0f ? b.x : -INFINITY));
         float wa = a.y > 0.0f ? __expf(a.x - M) : 0.0f, wb = b.y > 0.0f ? __expf(b.x - M) : 0.0f;
         float L = warp_sum(wa * a.y + wb * b.y);
-        if (threadIdx.x == 0) {
-            int n = 0;
-            for (int s = 0; s < n_split; s++) {
-                float2 ml = part_ml[base + s];
-                if (ml.y > 0.0f) {
-                    w_s[n] = __expf(ml.x - M);
-                    idx_s[n++] = s;
-                }
-            }
-            n_s = n;
+        unsigned ma = __ballot_sync(0xffffffffu, a.y > 0.0f),
+                 mb = __ballot_sync(0xffffffffu, b.y > 0.0f);
+        unsigned below = (1u << l) - 1u;
+        if (a.y > 0.0f) {
+            int at = __popc(ma & below);
+            w_s[at] = wa;
+            idx_s[at] = l;
+        }
+        if (b.y > 0.0f) {
+            int at = __popc(ma) + __popc(mb & below);
+            w_s[at] = wb;
+            idx_s[at] = l + 32;
+        }
+        if (l == 0) {
+            n_s = __popc(ma) + __popc(mb);
             inv_l = L > 0.0f ? 1.0f / L : 0.0f;
         }
     }
     __syncthreads();
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float acc = 0.0f;
-        for (int i = 0; i < n_s; i++) acc += w_s[i] * part_o[(base + idx_s[i]) * hd + d];
+        for (int i = 0; i < n_s; i++)
+            acc += w_s[i] * part_o[(base + idx_s[i]) * hd + d];
         out[((size_t)r * H + h) * hd + d] = from_f<T>(acc * inv_l);
     }
 }
@@ -275,6 +359,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     kernel_attn_prefill(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
                         const T *kc /* [batch, Hkv, cap, hd] */, const T *vc /* same */,
                         attn_geom g, const int32_t *pos, const int32_t *start) {
+    pdl_begin();
     using namespace nvcuda;
     extern __shared__ __align__(128) unsigned char fa_raw[];
     const int hd = g.hd, ldh = hd + 8, lds = FA_BK + 4, ldp = FA_BK + 8, ldo = hd + 4;
@@ -303,7 +388,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
             val = *((const int4 *)(qkv + ((size_t)b * T_ + t0 + rr) * W + (size_t)h * hd) + cv);
         *((int4 *)(q_s + rr * ldh) + cv) = val;
     }
-    for (int i = tid; i < FA_BQ * ldo; i += FA_WARPS * 32) o_f[i] = 0.0f;
+    for (int i = tid; i < FA_BQ * ldo; i += FA_WARPS * 32)
+        o_f[i] = 0.0f;
     for (int i = tid; i < FA_BQ; i += FA_WARPS * 32) {
         m_f[i] = -INFINITY;
         l_f[i] = 0.0f;
@@ -368,7 +454,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
             }
             sum += __shfl_xor_sync(0xffffffffu, sum, 1);
             float *orow = o_f + rr * ldo;
-            for (int d = half * (hd / 2); d < (half + 1) * (hd / 2); d++) orow[d] *= corr;
+            for (int d = half * (hd / 2); d < (half + 1) * (hd / 2); d++)
+                orow[d] *= corr;
             __syncwarp();
             if (half == 0) {
                 m_f[rr] = m_new;
@@ -414,22 +501,23 @@ static llmrt_status launch_prefill(cuda_ctx *c, T *out, const T *qkv, const kv_l
         raised[which] = 1;
     }
     dim3 grid((c->n_tokens + FA_BQ - 1) / FA_BQ, g.H, c->batch);
-    kernel_attn_prefill<T><<<grid, FA_WARPS * 32, smem, c->stream>>>(
-        out, qkv, (const T *)cache->k, (const T *)cache->v, g, c->d_pos, c->d_start);
+    launch_ex(c, kernel_attn_prefill<T>, grid, FA_WARPS * 32, smem, out, qkv, (const T *)cache->k,
+              (const T *)cache->v, g, c->d_pos, c->d_start);
     CK_KERNEL("kernel_attn_prefill");
     return LLMRT_OK;
 }
 
-llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
-                                   const attn_params *a) {
+llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_layer *cache,
+                                   const attn_params *a, const qkv_fin *fin, int *fused) {
+    if (fused) *fused = 0;
     if (a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads)
         return err_set(LLMRT_ERR_INVALID, "%d heads over %d kv heads", a->n_heads, a->n_kv_heads);
     if (a->head_dim % 8 || a->head_dim > 512)
         return err_set(LLMRT_ERR_UNSUPPORTED, "head_dim %d (must be a multiple of 8, <= 512)",
                        a->head_dim);
     if (cache->batch < c->batch)
-        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d",
-                       cache->batch, c->batch);
+        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d", cache->batch,
+                       c->batch);
     attn_geom g;
     g.H = a->n_heads;
     g.Hkv = a->n_kv_heads;
@@ -446,6 +534,11 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
     g.window = a->window;
     g.scale = a->scale;
     g.softcap = a->softcap;
+    if (fin && (c->n_tokens != 1 || a->head_dim > 512 ||
+                (fin->inv_freq && (fin->rot_dim > a->head_dim || fin->rot_dim % 2))))
+        return LLMRT_OK; /* not fused: the caller runs qkv_finish, then attention */
+    if (cuda_flash_supports(c, a) && !c->attn_split_only)
+        return cuda_launch_flash(c, out, qkv, cache, a);
     if (c->dt != DT_F32 && c->n_tokens >= 16 && g.hd % 16 == 0 && g.hd <= FA_MAX_HD &&
         !c->attn_split_only) {
         if (c->dt == DT_F16)
@@ -460,6 +553,9 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
     if (n_split > ATT_MAX_SPLIT) n_split = ATT_MAX_SPLIT;
     if (n_split < 1) n_split = 1;
     g.n_split = n_split;
+    if (fin && n_split == 1) return LLMRT_OK; /* the write-back needs the combine kernel */
+    qkv_fin nofin;
+    memset(&nofin, 0, sizeof nofin);
     float *part_o = NULL;
     float2 *part_ml = NULL;
     if (n_split > 1) {
@@ -469,19 +565,22 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, cons
         part_o = (float *)scr;
         part_ml = (float2 *)(part_o + n * g.hd);
     }
-    size_t smem = (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX +
-                   ATT_THREADS * 8) * sizeof(float);
+    size_t smem =
+        (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX + ATT_THREADS * 8) *
+        sizeof(float);
     dim3 grid(g.H / g.gb, c->rows, n_split);
     DISPATCH_T(c->dt, {
-        kernel_attn_split<T><<<grid, ATT_THREADS, smem, c->stream>>>(
-            (T *)out, (const T *)qkv, (const T *)cache->k, (const T *)cache->v, part_o, part_ml, g,
-            c->d_pos, c->d_start);
+        launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, (T *)out, (const T *)qkv,
+                  (T *)cache->k, (T *)cache->v, part_o, part_ml, g, c->d_pos, c->d_start,
+                  fin != NULL, fin ? *fin : nofin);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
-            kernel_attn_combine<T><<<dim3(g.H, c->rows), 128, 0, c->stream>>>(
-                (T *)out, part_o, part_ml, g.H, g.hd, n_split);
+            launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
+                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.Hkv, g.cap,
+                      g.n_tokens, c->d_pos, c->d_start, fin != NULL, fin ? *fin : nofin);
             CK_KERNEL("kernel_attn_combine");
         }
     });
+    if (fused && fin) *fused = 1;
     return LLMRT_OK;
 }

@@ -11,8 +11,15 @@
  *  - If a replayed step's ops differ from the captured ones (a new session with new buffers,
  *    say), the step falls back to eager execution of the records seen so far and the graph is
  *    dropped, to be captured again; no step ever runs stale pointers.
- * LLMRT_NO_GRAPH=1 turns graphs off; LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention.
+ * A matmul of few rows is held back until the next op: if that op is the activation of its
+ * output, both run as one kernel. In decode, qkv_finish is held back the same way and done
+ * inside the attention that follows. The op table stays one op per call; only launches are
+ * fused, and every output the ops name is still written.
+ * LLMRT_NO_GRAPH=1 turns graphs off, LLMRT_NO_PDL=1 programmatic dependent launch,
+ * LLMRT_NO_FUSE=1 these fusions,
+ * LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention (A/B switches for measurement).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,10 +101,12 @@ static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
     switch ((op_kind)r->op) {
     case OP_EMBED:
         return cuda_launch_embed(c, r->p0, &r->w0, r->w1.data ? &r->w1 : NULL, r->f0);
-    case OP_NORM: return cuda_launch_norm(c, r->p0, r->p1, NULL, NULL, r->i0, &r->n0);
+    case OP_NORM:
+        return cuda_launch_norm(c, r->p0, r->p1, NULL, NULL, r->i0, &r->n0);
     case OP_ADD_NORM:
         return cuda_launch_norm(c, r->p0, NULL, (void *)r->p1, r->w0.data, r->i0, &r->n0);
-    case OP_ADD: return cuda_launch_add(c, r->p0, r->p1, r->i0);
+    case OP_ADD:
+        return cuda_launch_add(c, r->p0, r->p1, r->i0);
     case OP_MATMUL:
         return cuda_launch_matmul(c, r->p0, c->dt, r->p1, c->rows, &r->w0,
                                   r->has_n0 ? r->n0.w : NULL, 0.0f);
@@ -107,17 +116,21 @@ static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
                                       r->has_n1 ? &r->n1 : NULL, r->has_rope ? &r->rope : NULL,
                                       &kv);
     }
-    case OP_ATTENTION: return cuda_launch_attention(c, r->p0, r->p1, &r->kv, &r->attn);
-    case OP_ACTIVATE: return cuda_launch_activate(c, r->p0, r->p1, r->i0, (act_kind)r->i1);
-    case OP_LAST_ROWS: return cuda_launch_last_rows(c, r->p0, r->p1, r->i0);
-    case OP_LOGITS: return cuda_launch_matmul(c, r->p0, DT_F32, r->p1, r->i0, &r->w0, NULL, r->f0);
+    case OP_ATTENTION:
+        return cuda_launch_attention(c, r->p0, (void *)r->p1, &r->kv, &r->attn, NULL, NULL);
+    case OP_ACTIVATE:
+        return cuda_launch_activate(c, r->p0, r->p1, r->i0, (act_kind)r->i1);
+    case OP_LAST_ROWS:
+        return cuda_launch_last_rows(c, r->p0, r->p1, r->i0);
+    case OP_LOGITS:
+        return cuda_launch_matmul(c, r->p0, DT_F32, r->p1, r->i0, &r->w0, NULL, r->f0);
     }
     return err_set(LLMRT_ERR_INVALID, "cuda: unknown op record %d", r->op);
 }
 
 static const char *op_name(int op) {
-    static const char *names[] = {"?",      "embed",     "norm",       "add_norm",
-                                  "add",    "matmul",    "qkv_finish", "attention",
+    static const char *names[] = {"?",        "embed",     "norm",       "add_norm",
+                                  "add",      "matmul",    "qkv_finish", "attention",
                                   "activate", "last_rows", "logits"};
     return op > 0 && op <= OP_LOGITS ? names[op] : "?";
 }
@@ -133,9 +146,17 @@ typedef struct cuda_state {
     cuda_ctx c;
     graph_recs recs[GRAPH_MAX_BATCH + 1]; /* records of each captured decode step */
     int replay_idx;                       /* records matched so far in a replayed step */
+    op_rec pending; /* a few-row matmul held back: an activation that follows fuses into it */
+    int has_pending;
+    op_rec pending_qkv; /* a decode qkv_finish held back: the attention that follows does it */
+    int has_pending_qkv;
 } cuda_state;
 
-static cuda_state *state_of(backend *be) { return (cuda_state *)be->impl; }
+static cuda_state *state_of(backend *be) {
+    return (cuda_state *)be->impl;
+}
+
+static llmrt_status exec_fusing(cuda_state *s, const op_rec *r);
 
 static void graph_drop(cuda_state *s, int b) {
     graph_slot *g = &s->c.graphs[b];
@@ -145,7 +166,8 @@ static void graph_drop(cuda_state *s, int b) {
 }
 
 static void graphs_drop_all(cuda_state *s) {
-    for (int b = 0; b <= GRAPH_MAX_BATCH; b++) graph_drop(s, b);
+    for (int b = 0; b <= GRAPH_MAX_BATCH; b++)
+        graph_drop(s, b);
 }
 
 /* Leaves replay mode: runs the first `upto` captured records eagerly and drops the graph. */
@@ -154,10 +176,9 @@ static llmrt_status replay_fallback(cuda_state *s, int upto) {
     graph_recs *gr = &s->recs[c->batch];
     c->mode = GRAPH_EAGER;
     op_rec *keep = gr->recs;
-    for (int i = 0; i < upto; i++) {
-        llmrt_status st = rec_exec(c, &keep[i]);
-        if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(keep[i].op));
-    }
+    s->has_pending = s->has_pending_qkv = 0;
+    for (int i = 0; i < upto; i++)
+        TRY(exec_fusing(s, &keep[i]));
     graph_drop(s, c->batch);
     return LLMRT_OK;
 }
@@ -174,10 +195,9 @@ static llmrt_status capture_abort(cuda_state *s) {
     graph_recs *gr = &s->recs[c->batch];
     int n = gr->n;
     gr->n = 0;
-    for (int i = 0; i < n; i++) {
-        llmrt_status st = rec_exec(c, &gr->recs[i]);
-        if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(gr->recs[i].op));
-    }
+    s->has_pending = s->has_pending_qkv = 0;
+    for (int i = 0; i < n; i++)
+        TRY(exec_fusing(s, &gr->recs[i]));
     return LLMRT_OK;
 }
 
@@ -202,14 +222,101 @@ static llmrt_status op_submit(backend *be, const op_rec *r) {
         }
         gr->recs[gr->n++] = *r;
         c->capture_broken = 0;
-        llmrt_status st = rec_exec(c, r);
-        if (st != LLMRT_OK && c->capture_broken) TRY(capture_abort(s));
-        else if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
+        llmrt_status st = exec_fusing(s, r);
+        if (st != LLMRT_OK && c->capture_broken)
+            TRY(capture_abort(s));
+        else if (st != LLMRT_OK)
+            return st;
+        return LLMRT_OK;
+    }
+    return exec_fusing(s, r);
+}
+
+static llmrt_status flush_pending(cuda_state *s);
+static llmrt_status attention_fused(cuda_ctx *c, const op_rec *q, const op_rec *r, int *done);
+
+/* Runs record r, or holds it back, or fuses it with what is held back:
+ * matmul(gu = h W^T) followed by activate(a = act(gu)) with few rows becomes one kernel;
+ * in decode, qkv_finish followed by attention on the same qkv and cache becomes one. */
+static llmrt_status exec_fusing(cuda_state *s, const op_rec *r) {
+    cuda_ctx *c = &s->c;
+    if (s->has_pending_qkv) {
+        int done = 0;
+        s->has_pending_qkv = 0;
+        llmrt_status st = attention_fused(c, &s->pending_qkv, r, &done);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda qkv_finish+attention: ");
+        if (done) return LLMRT_OK;
+        st = rec_exec(c, &s->pending_qkv);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda qkv_finish: ");
+    }
+    if (r->op == OP_QKV_FINISH && c->n_tokens == 1 && !c->no_fuse) {
+        TRY(flush_pending(s));
+        s->pending_qkv = *r;
+        s->has_pending_qkv = 1;
+        return LLMRT_OK;
+    }
+    if (s->has_pending) {
+        s->has_pending = 0;
+        op_rec *p = &s->pending;
+        if (r->op == OP_ACTIVATE && r->p1 == p->p0) {
+            int done = 0;
+            llmrt_status st =
+                cuda_launch_matmul_act(c, p->p0, p->p1, c->rows, &p->w0, p->has_n0 ? p->n0.w : NULL,
+                                       r->p0, r->i0, (act_kind)r->i1, &done);
+            if (st != LLMRT_OK) return err_wrap(st, "cuda matmul+activate: ");
+            if (done) return LLMRT_OK;
+        }
+        llmrt_status st = rec_exec(c, p);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda matmul: ");
+    }
+    if (r->op == OP_MATMUL && c->rows <= c->matvec_max_rows && !c->no_fuse) {
+        s->pending = *r;
+        s->has_pending = 1;
         return LLMRT_OK;
     }
     llmrt_status st = rec_exec(c, r);
     if (st != LLMRT_OK) return err_wrap(st, "cuda %s: ", op_name(r->op));
     return LLMRT_OK;
+}
+
+/* Runs what is held back, if anything. */
+static llmrt_status flush_pending(cuda_state *s) {
+    if (s->has_pending) {
+        s->has_pending = 0;
+        llmrt_status st = rec_exec(&s->c, &s->pending);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda matmul: ");
+    }
+    if (s->has_pending_qkv) {
+        s->has_pending_qkv = 0;
+        llmrt_status st = rec_exec(&s->c, &s->pending_qkv);
+        if (st != LLMRT_OK) return err_wrap(st, "cuda qkv_finish: ");
+    }
+    return LLMRT_OK;
+}
+
+/* The attention r done together with the held-back qkv_finish q, when they belong together;
+ * *done = 0 otherwise (nothing launched). */
+static llmrt_status attention_fused(cuda_ctx *c, const op_rec *q, const op_rec *r, int *done) {
+    *done = 0;
+    if (r->op != OP_ATTENTION || r->p1 != q->p0 || memcmp(&r->kv, &q->kv, sizeof r->kv) ||
+        memcmp(&r->attn, &q->attn, sizeof r->attn) || q->kv.batch < c->batch)
+        return LLMRT_OK;
+    qkv_fin fin;
+    memset(&fin, 0, sizeof fin);
+    fin.has_qn = q->has_n0;
+    fin.qkind = q->n0.kind;
+    fin.qw = q->n0.w;
+    fin.qeps = q->n0.eps;
+    fin.has_kn = q->has_n1;
+    fin.kkind = q->n1.kind;
+    fin.kw = q->n1.w;
+    fin.keps = q->n1.eps;
+    fin.inv_freq = q->has_rope ? q->rope.inv_freq : NULL;
+    fin.rot_dim = q->rope.rot_dim;
+    fin.attn_factor = q->rope.attn_factor;
+    if (fin.has_qn && !fin.qw) return LLMRT_OK;
+    if (fin.has_kn && !fin.kw) return LLMRT_OK;
+    return cuda_launch_attention(c, r->p0, (void *)r->p1, &r->kv, &r->attn, &fin, done);
 }
 
 static void rec_init(op_rec *r, op_kind op) {
@@ -352,9 +459,20 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     }
     c->mode = GRAPH_EAGER;
     c->rows = 0;
+    s->has_pending = s->has_pending_qkv = 0;
     if (st->batch <= 0 || st->n_tokens <= 0)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
                        st->n_tokens);
+    if (!st->ids || !st->pos)
+        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: ids and pos must be given");
+    for (int b = 0; b < st->batch; b++) {
+        int32_t start = st->start ? st->start[b] : 0;
+        if (st->pos[b] < 0 || start < 0 || st->pos[b] > INT32_MAX - st->n_tokens)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cuda step_begin: sequence %d has position %d and start %d (must be "
+                           ">= 0 and pos + n_tokens must fit in int32)",
+                           b, (int)st->pos[b], (int)start);
+    }
     int rows = st->batch * st->n_tokens;
     TRY(step_buffers(s, rows));
     /* the previous step ended with a synchronize, so the staging buffer is free */
@@ -389,6 +507,20 @@ static llmrt_status cu_step_end(backend *be) {
     cuda_ctx *c = &s->c;
     if (c->rows <= 0) return err_set(LLMRT_ERR_INVALID, "cuda step_end: no step was begun");
     graph_slot *g = c->batch <= GRAPH_MAX_BATCH ? &c->graphs[c->batch] : NULL;
+    if (c->mode != GRAPH_REPLAY) {
+        c->capture_broken = 0;
+        llmrt_status st = flush_pending(s);
+        if (st != LLMRT_OK && c->mode == GRAPH_CAPTURE) {
+            cudaGraph_t dead = NULL;
+            cudaStreamEndCapture(c->stream, &dead);
+            if (dead) cudaGraphDestroy(dead);
+            cudaGetLastError();
+            c->mode = GRAPH_EAGER;
+            c->rows = 0;
+            return st;
+        }
+        TRY(st);
+    }
     if (c->mode == GRAPH_CAPTURE) {
         cudaGraph_t graph = NULL;
         c->mode = GRAPH_EAGER;
@@ -401,9 +533,10 @@ static llmrt_status cu_step_end(backend *be) {
         }
         CK(cudaGraphLaunch(g->exec, c->stream));
     } else if (c->mode == GRAPH_REPLAY) {
-        if (s->replay_idx != s->recs[c->batch].n) /* fewer ops than captured */
+        if (s->replay_idx != s->recs[c->batch].n) { /* fewer ops than captured */
             TRY(replay_fallback(s, s->replay_idx));
-        else
+            TRY(flush_pending(s));
+        } else
             CK(cudaGraphLaunch(g->exec, c->stream));
     } else if (g && c->n_tokens == 1) {
         g->seen = 1;
@@ -543,6 +676,46 @@ static llmrt_status cu_logits(backend *be, float *out, const void *in, int n, co
     return op_submit(be, &r);
 }
 
+/* ---- benchmark reference ---- */
+
+/* Device-to-device copies of `bytes` (default 1 GiB), best of 10 after 2 warm-ups, counting
+ * bytes read plus bytes written. */
+static llmrt_status cu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_s) {
+    cuda_ctx *c = ctx_of(be);
+    if (bytes == 0) bytes = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    llmrt_status st = LLMRT_OK;
+    float best = 0.0f;
+    cudaError_t e = cudaMalloc(&a, bytes);
+    if (e == cudaSuccess) e = cudaMalloc(&b, bytes);
+    if (e == cudaSuccess) e = cudaMemsetAsync(a, 1, bytes, c->stream);
+    if (e == cudaSuccess) e = cudaEventCreate(&e0);
+    if (e == cudaSuccess) e = cudaEventCreate(&e1);
+    for (int i = 0; i < 12 && e == cudaSuccess; i++) {
+        float ms = 0.0f;
+        e = cudaEventRecord(e0, c->stream);
+        if (e == cudaSuccess) e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaEventRecord(e1, c->stream);
+        if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, e0, e1);
+        if (e == cudaSuccess && i >= 2 && ms > 0.0f && (best == 0.0f || ms < best)) best = ms;
+    }
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        st = cuda_fail(e, "copy_bandwidth (2 buffers, cudaMemcpyAsync)", __FILE__, __LINE__);
+    } else if (best <= 0.0f) {
+        st = err_set(LLMRT_ERR_DEVICE, "cuda copy_bandwidth: the copies took no measurable time");
+    } else {
+        *gb_per_s = 2.0 * (double)bytes / (best * 1e-3) / 1e9;
+    }
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    if (a) cudaFree(a);
+    if (b) cudaFree(b);
+    return st;
+}
+
 /* ---- creation ---- */
 
 static void cu_destroy(backend *be) {
@@ -552,7 +725,8 @@ static void cu_destroy(backend *be) {
         cuda_ctx *c = &s->c;
         if (c->stream) cudaStreamSynchronize(c->stream);
         graphs_drop_all(s);
-        for (int b = 0; b <= GRAPH_MAX_BATCH; b++) free(s->recs[b].recs);
+        for (int b = 0; b <= GRAPH_MAX_BATCH; b++)
+            free(s->recs[b].recs);
         cuda_matmul_free(c);
         if (c->scratch) cudaFree(c->scratch);
         if (c->d_ids) cudaFree(c->d_ids);
@@ -564,11 +738,10 @@ static void cu_destroy(backend *be) {
 }
 
 static const backend_ops cuda_ops = {
-    cu_alloc,      cu_free,      cu_upload,    cu_download, cu_act_from_f32, cu_act_to_f32,
-    cu_mem_info,   cu_step_begin, cu_step_end, cu_embed,    cu_norm,         cu_add_norm,
-    cu_add,        cu_matmul,    cu_qkv_finish, cu_attention, cu_activate,   cu_last_rows,
-    cu_logits,     cu_destroy,
-    NULL, /* copy_bandwidth: not measured yet (the benchmark reports n/a) */
+    cu_alloc,    cu_free,       cu_upload,         cu_download,  cu_act_from_f32, cu_act_to_f32,
+    cu_mem_info, cu_step_begin, cu_step_end,       cu_embed,     cu_norm,         cu_add_norm,
+    cu_add,      cu_matmul,     cu_qkv_finish,     cu_attention, cu_activate,     cu_last_rows,
+    cu_logits,   cu_destroy,    cu_copy_bandwidth,
 };
 
 extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {
@@ -603,6 +776,10 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->no_graph = ng && ng[0] && strcmp(ng, "0") != 0;
     const char *so = getenv("LLMRT_ATTN_SPLIT_ONLY");
     c->attn_split_only = so && so[0] && strcmp(so, "0") != 0;
+    const char *nf = getenv("LLMRT_NO_FUSE");
+    c->no_fuse = nf && nf[0] && strcmp(nf, "0") != 0;
+    const char *np = getenv("LLMRT_NO_PDL");
+    c->pdl = !(np && np[0] && strcmp(np, "0") != 0);
     llmrt_status st = LLMRT_OK;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(device)) != cudaSuccess ||

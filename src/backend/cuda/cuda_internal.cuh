@@ -15,6 +15,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <utility>
+
 extern "C" {
 #include "backend/backend.h"
 #include "base/status.h"
@@ -33,7 +35,8 @@ llmrt_status cublas_fail(cublasStatus_t e, const char *call, const char *file, i
 #define CKB(call)                                                                                  \
     do {                                                                                           \
         cublasStatus_t ckb_e_ = (call);                                                            \
-        if (ckb_e_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(ckb_e_, #call, __FILE__, __LINE__);\
+        if (ckb_e_ != CUBLAS_STATUS_SUCCESS)                                                       \
+            return cublas_fail(ckb_e_, #call, __FILE__, __LINE__);                                 \
     } while (0)
 /* After a <<<>>> launch: reports a bad configuration or a sticky error from earlier work. */
 #define CK_KERNEL(name)                                                                            \
@@ -49,8 +52,8 @@ enum { GRAPH_MAX_BATCH = 64 };
 typedef enum graph_mode { GRAPH_EAGER, GRAPH_CAPTURE, GRAPH_REPLAY } graph_mode;
 
 typedef struct graph_slot {
-    int seen;              /* an eager decode step of this batch size has run */
-    cudaGraphExec_t exec;  /* the captured decode step, or NULL */
+    int seen;             /* an eager decode step of this batch size has run */
+    cudaGraphExec_t exec; /* the captured decode step, or NULL */
 } graph_slot;
 
 /* One cached cuBLASLt plan for a (dtype, out type, M, N, K) shape. */
@@ -67,35 +70,39 @@ enum { LT_PLANS = 64 };
 typedef struct cuda_ctx {
     int device;
     int n_sm;
-    dtype dt;               /* weights, activations and KV cache */
+    dtype dt; /* weights, activations and KV cache */
     cudaStream_t stream;
     cublasLtHandle_t lt;
-    void *lt_ws;            /* cuBLASLt workspace, lt_ws_bytes */
+    void *lt_ws; /* cuBLASLt workspace, lt_ws_bytes */
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
-    int matvec_max_rows;    /* matmuls of at most this many rows use the matvec kernel */
-    int attn_split_only;    /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
+    int matvec_max_rows; /* matmuls of at most this many rows use the matvec kernel */
+    int attn_split_only; /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
+    int pdl;             /* programmatic dependent launch (off with LLMRT_NO_PDL=1) */
+    int no_fuse;         /* LLMRT_NO_FUSE=1: no matmul+activation fusion */
 
     /* the current step (set by step_begin) */
     int batch, n_tokens, rows;
-    int step_cap;           /* capacity of the device step buffers, in rows */
-    int32_t *d_ids;         /* [step_cap] device */
-    int32_t *d_pos;         /* [step_cap] device, per sequence */
-    int32_t *d_start;       /* [step_cap] device, per sequence */
-    int32_t *h_stage;       /* [3 * step_cap] pinned host staging for the uploads */
+    int step_cap;     /* capacity of the device step buffers, in rows */
+    int32_t *d_ids;   /* [step_cap] device */
+    int32_t *d_pos;   /* [step_cap] device, per sequence */
+    int32_t *d_start; /* [step_cap] device, per sequence */
+    int32_t *h_stage; /* [3 * step_cap] pinned host staging for the uploads */
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
-    int no_graph;           /* LLMRT_NO_GRAPH=1 */
+    int no_graph; /* LLMRT_NO_GRAPH=1 */
     graph_mode mode;
     graph_slot graphs[GRAPH_MAX_BATCH + 1];
-    int capture_broken;     /* an op could not be captured (a buffer must grow) */
+    int capture_broken; /* an op could not be captured (a buffer must grow) */
 
     /* scratch for split-K attention partials; grows only outside a capture */
     void *scratch;
     size_t scratch_bytes;
 } cuda_ctx;
 
-static inline cuda_ctx *ctx_of(backend *be) { return (cuda_ctx *)be->impl; }
+static inline cuda_ctx *ctx_of(backend *be) {
+    return (cuda_ctx *)be->impl;
+}
 
 /* Makes sure ctx->scratch holds `bytes`; fails if it must grow during a capture. */
 llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
@@ -103,14 +110,22 @@ llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
 /* ---- element types ---- */
 
 template <typename T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<float>(float v) {
+    return v;
+}
+template <> __device__ __forceinline__ float to_f<__half>(__half v) {
+    return __half2float(v);
+}
 template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
     return __bfloat162float(v);
 }
 template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ float from_f<float>(float v) {
+    return v;
+}
+template <> __device__ __forceinline__ __half from_f<__half>(float v) {
+    return __float2half_rn(v);
+}
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
     return __float2bfloat16_rn(v);
 }
@@ -132,21 +147,104 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
     } break;                                                                                       \
     }
 
+__device__ __forceinline__ float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 __device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+/* ---- q/k head finishing (qkv_finish, and its fused form in decode attention) ---- */
+
+/* What qkv_finish does to q and k heads, by value (NULL pointers / 0 flags: not done). */
+typedef struct qkv_fin {
+    int has_qn, has_kn;
+    norm_kind qkind, kkind;
+    const float *qw, *kw; /* [hd] F32 */
+    float qeps, keps;
+    const float *inv_freq; /* [rot_dim / 2] F32, or NULL: no rope */
+    int rot_dim;
+    float attn_factor;
+} qkv_fin;
+
+/* One warp finishes one head held in s[hd] (F32, shared memory): RMS norm (when has_norm),
+ * then RoPE at position rp. The caller rounds s to the storage type afterwards. */
+__device__ __forceinline__ void head_finish_warp(float *s, int hd, int has_norm, norm_kind kind,
+                                                 const float *w, float eps, const float *inv_freq,
+                                                 int rot_dim, float attn_factor, int rp) {
+    int lane = threadIdx.x % 32;
+    if (has_norm) {
+        float ss = 0.0f;
+        for (int d = lane; d < hd; d += 32)
+            ss += s[d] * s[d];
+        float inv = rsqrtf(warp_sum(ss) / hd + eps);
+        for (int d = lane; d < hd; d += 32)
+            s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
+    }
+    __syncwarp();
+    if (inv_freq) {
+        int half = rot_dim / 2;
+        for (int i = lane; i < half; i += 32) {
+            float sn, cs;
+            sincosf((float)rp * inv_freq[i], &sn, &cs);
+            cs *= attn_factor;
+            sn *= attn_factor;
+            float x1 = s[i], x2 = s[i + half];
+            s[i] = x1 * cs - x2 * sn;
+            s[i + half] = x2 * cs + x1 * sn;
+        }
+    }
+    __syncwarp();
+}
+
+/* ---- launching ----
+ * Every kernel is launched with programmatic dependent launch allowed, so that it is scheduled
+ * while its predecessor finishes; each kernel therefore starts with pdl_begin(), which waits
+ * until the predecessor has completed (and its writes are visible) before touching any
+ * activation, and lets its own successor be scheduled. Weights, which no kernel writes, may
+ * be read before it (the matrix-vector kernel prefetches them). */
+__device__ __forceinline__ void pdl_wait() {
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+}
+__device__ __forceinline__ void pdl_release() {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+__device__ __forceinline__ void pdl_begin() {
+    pdl_wait();
+    pdl_release();
+}
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t launch_ex(const cuda_ctx *c, void (*kern)(KArgs...), dim3 grid,
+                                    dim3 block, size_t smem, Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = c->stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = c->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kern, std::forward<Args>(args)...);
 }
 
 /* ---- launchers (one per op; implemented in cuda_small.cu, cuda_matmul.cu, cuda_attention.cu) */
 
 llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const bweight *pos_table,
                                float scale);
-llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r,
-                              int D, const norm_params *p);
+llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r, int D,
+                              const norm_params *p);
 llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D);
 llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a,
                                     const norm_params *qn, const norm_params *kn,
@@ -157,8 +255,16 @@ llmrt_status cuda_launch_bias_softcap(cuda_ctx *c, void *out, dtype out_dt, int 
                                       const float *bias, float softcap);
 llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
                                 const bweight *W, const float *bias, float softcap);
-llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
-                                   const attn_params *a);
+/* Attention; with fin (decode only), qkv_finish's work is done inside it: *fused says whether
+ * it was (when 0, nothing was launched and the caller runs qkv_finish, then attention). */
+llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_layer *cache,
+                                   const attn_params *a, const qkv_fin *fin, int *fused);
+int cuda_flash_supports(const cuda_ctx *c, const attn_params *a);
+llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
+                               const attn_params *a);
+llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int rows,
+                                    const bweight *W, const float *bias, void *act_out, int F,
+                                    act_kind kind, int *done);
 llmrt_status cuda_matmul_init(cuda_ctx *c);
 void cuda_matmul_free(cuda_ctx *c);
 

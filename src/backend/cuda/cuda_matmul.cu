@@ -1,11 +1,11 @@
 /* cuda_matmul.cu — out[rows, N] = in[rows, K] @ W[N, K]^T (+ bias), for matmul and logits.
  *
  * Few rows (batch-1 or small-batch decode) are bound by reading W once: a matrix-vector kernel
- * where each warp owns a row of W (or a segment of it) and streams it with 16-byte loads (bypassing L1,
- * several loads in flight per lane before the first use), the few input rows are read
- * through L1, and sums are F32. More rows go to cuBLASLt (tensor cores, F32 accumulation; F32
- * precision uses plain F32 compute, not TF32, so that it stays a reference). The switch-over
- * row count is LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS), picked by measurement (docs/PERF.md).
+ * where each warp owns a row of W (or a segment of it) and streams it with 16-byte loads (bypassing
+ * L1, several loads in flight per lane before the first use), the few input rows are read through
+ * L1, and sums are F32. More rows go to cuBLASLt (tensor cores, F32 accumulation; F32 precision
+ * uses plain F32 compute, not TF32, so that it stays a reference). The switch-over row count is
+ * LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS), picked by measurement (docs/PERF.md).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,54 +52,98 @@ template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
 }
 
 /* Requires K % (16 / sizeof(T)) == 0 and 16-byte aligned rows of in and W.
- * A block of MV_WARPS warps computes MV_WARPS / ks rows; each row is cut into ks segments of
+ * A block of MV_WARPS warps computes MV_WARPS / ks units; each unit is cut into ks segments of
  * K, one warp each (split-K, so that narrow matrices still put enough loads in flight), and
- * the segments are added through shared memory. Each lane issues MV_UNROLL 16-byte loads of W
- * before using them. */
-template <typename T, typename O, int M>
+ * the segments are added through shared memory. A unit is one row of W (R = 1), or, for a
+ * fused [gate | up] product followed by its activation (R = 2), the rows n and n + N/2,
+ * whose outputs give act_out[n] = act(gate) * up directly. Each lane issues MV_UNROLL 16-byte
+ * loads of W before using them. */
+template <typename T, typename O, int M, int R>
 __global__ void __launch_bounds__(MV_WARPS * 32)
     kernel_matvec(O *out /* [M, N] */, const T *in /* [M, K] */, const T *W /* [N, K] */,
-                  const float *bias /* [N] or NULL */, float softcap, int N, int K, int ks) {
+                  const float *bias /* [N] or NULL */, float softcap, int N, int K, int ks,
+                  T *act_out /* [M, N/2] when R == 2 */, act_kind act) {
     const int VEC = 16 / sizeof(T);
-    __shared__ float red[MV_WARPS][M];
+    constexpr int U = MV_UNROLL / R; /* loads in flight per row */
+    __shared__ float red[MV_WARPS][R][M];
+    const int NU = N / R; /* units */
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int n = blockIdx.x * (MV_WARPS / ks) + warp / ks, seg = warp % ks;
     int kv = K / VEC; /* 16-byte vectors per row */
     int seg_len = (kv + ks - 1) / ks;
     int i0 = seg * seg_len, i1 = min(kv, i0 + seg_len);
-    const int4 *w = (const int4 *)(W + (size_t)(n < N ? n : 0) * K);
+    const int4 *w[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        w[r] = (const int4 *)(W + (size_t)(n < NU ? n + r * NU : 0) * K);
     const int4 *x = (const int4 *)in;
-    float acc[M];
+    float acc[R][M];
 #pragma unroll
-    for (int m = 0; m < M; m++) acc[m] = 0.0f;
-    if (n < N) {
-        for (int base = i0 + lane; base < i1; base += 32 * MV_UNROLL) {
-            int4 wv[MV_UNROLL];
+    for (int r = 0; r < R; r++)
 #pragma unroll
-            for (int u = 0; u < MV_UNROLL; u++)
-                wv[u] = base + 32 * u < i1 ? ld_stream(w + base + 32 * u) : make_int4(0, 0, 0, 0);
+        for (int m = 0; m < M; m++)
+            acc[r][m] = 0.0f;
+    /* the first loads of W do not depend on the previous kernel: issue them before waiting */
+    int4 wv[R][U];
+    int base = i0 + lane;
 #pragma unroll
-            for (int u = 0; u < MV_UNROLL; u++) {
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            wv[r][u] = n < NU && base + 32 * u < i1 ? ld_stream(w[r] + base + 32 * u)
+                                                    : make_int4(0, 0, 0, 0);
+    pdl_begin();
+    if (n < NU) {
+        for (; base < i1; base += 32 * U) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
                 int i = base + 32 * u;
                 if (i < i1) {
 #pragma unroll
-                    for (int m = 0; m < M; m++) acc[m] += dot16<T>(wv[u], __ldg(x + (size_t)m * kv + i));
+                    for (int m = 0; m < M; m++) {
+                        int4 xv = __ldg(x + (size_t)m * kv + i);
+#pragma unroll
+                        for (int r = 0; r < R; r++)
+                            acc[r][m] += dot16<T>(wv[r][u], xv);
+                    }
                 }
             }
+            int next = base + 32 * U;
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int u = 0; u < U; u++)
+                    wv[r][u] = next + 32 * u < i1 ? ld_stream(w[r] + next + 32 * u)
+                                                  : make_int4(0, 0, 0, 0);
         }
     }
 #pragma unroll
-    for (int m = 0; m < M; m++) {
-        float v = warp_sum(acc[m]);
-        if (lane == 0) red[warp][m] = v;
-    }
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            float v = warp_sum(acc[r][m]);
+            if (lane == 0) red[warp][r][m] = v;
+        }
     __syncthreads();
-    if (seg == 0 && lane < M && n < N) {
-        float v = 0.0f;
-        for (int s2 = 0; s2 < ks; s2++) v += red[warp + s2][lane];
-        if (bias) v += bias[n];
-        if (softcap > 0.0f) v = softcap * tanhf(v / softcap);
-        out[(size_t)lane * N + n] = from_f<O>(v);
+    if (seg == 0 && lane < M && n < NU) {
+        float v[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int row = n + r * NU;
+            float a = 0.0f;
+            for (int s2 = 0; s2 < ks; s2++)
+                a += red[warp + s2][r][lane];
+            if (bias) a += bias[row];
+            if (softcap > 0.0f) a = softcap * tanhf(a / softcap);
+            O o = from_f<O>(a);
+            out[(size_t)lane * N + row] = o;
+            v[r] = to_f(o); /* the activation reads the stored (rounded) values */
+        }
+        if (R == 2) {
+            float gt = v[0], up = v[R - 1];
+            float y = (act == ACT_SILU_GATED ? gt / (1.0f + expf(-gt)) : gelu_tanh(gt)) * up;
+            act_out[(size_t)lane * NU + n] = from_f<T>(y);
+        }
     }
 }
 
@@ -108,18 +152,29 @@ template <typename T, typename O>
 __global__ void kernel_matvec_any(O *out /* [rows, N] */, const T *in /* [rows, K] */,
                                   const T *W /* [N, K] */, const float *bias, float softcap,
                                   int rows, int N, int K) {
+    pdl_begin();
     size_t warp = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (warp >= (size_t)rows * N) return;
     int m = (int)(warp / N), n = (int)(warp % N);
     float s = 0.0f;
-    for (int k = lane; k < K; k += 32) s += to_f(in[(size_t)m * K + k]) * to_f(W[(size_t)n * K + k]);
+    for (int k = lane; k < K; k += 32)
+        s += to_f(in[(size_t)m * K + k]) * to_f(W[(size_t)n * K + k]);
     s = warp_sum(s);
     if (lane == 0) {
         if (bias) s += bias[n];
         if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
         out[warp] = from_f<O>(s);
     }
+}
+
+/* Segments per unit: split K while there are fewer than ~64 warps per SM and each lane still
+ * keeps >= 4 loads per row (kv: 16-byte vectors per row; R rows per unit). */
+static int matvec_split(const cuda_ctx *c, int N, int kv, int R) {
+    int ks = 1, units = N / R;
+    while (ks < MV_WARPS && (size_t)units * ks < (size_t)64 * c->n_sm && kv / (2 * ks) >= 32 * 4)
+        ks *= 2;
+    return ks;
 }
 
 template <typename T, typename O>
@@ -129,26 +184,28 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
     bool fast = K % VEC == 0 && ((uintptr_t)in % 16) == 0 && ((uintptr_t)W % 16) == 0;
     if (!fast) {
         size_t warps = (size_t)rows * N;
-        kernel_matvec_any<T, O><<<(unsigned)((warps + 7) / 8), 256, 0, c->stream>>>(
-            out, in, W, bias, softcap, rows, N, K);
+        launch_ex(c, (kernel_matvec_any<T, O>), (unsigned)((warps + 7) / 8), 256, 0, out, in, W,
+                  bias, softcap, rows, N, K);
         CK_KERNEL("kernel_matvec_any");
         return LLMRT_OK;
     }
-    /* split K while there are fewer than ~64 warps per SM and each lane keeps >= 4 loads */
-    int ks = 1, kv = K / VEC;
-    while (ks < MV_WARPS && (size_t)N * ks < (size_t)64 * c->n_sm && kv / (2 * ks) >= 32 * 4) ks *= 2;
-    int rows_per_block = MV_WARPS / ks;
-    int blocks = (N + rows_per_block - 1) / rows_per_block;
+    int ks = matvec_split(c, N, K / VEC, 1);
+    int blocks = (N + MV_WARPS / ks - 1) / (MV_WARPS / ks);
 #define MV_CASE(MM)                                                                                \
     case MM:                                                                                       \
-        kernel_matvec<T, O, MM>                                                                    \
-            <<<blocks, MV_WARPS * 32, 0, c->stream>>>(out, in, W, bias, softcap, N, K, ks);            \
+        e = launch_ex(c, kernel_matvec<T, O, MM, 1>, blocks, MV_WARPS * 32, 0, out, in, W, bias,   \
+                      softcap, N, K, ks, (T *)NULL, ACT_SILU_GATED);                               \
         break;
+    cudaError_t e = cudaSuccess;
     switch (rows) {
-        MV_CASE(1) MV_CASE(2) MV_CASE(3) MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8)
-    default: return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
+        MV_CASE(1)
+        MV_CASE(2)
+        MV_CASE(3)
+        MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8) default
+            : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
     }
 #undef MV_CASE
+    if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec", __FILE__, __LINE__);
     CK_KERNEL("kernel_matvec");
     return LLMRT_OK;
 }
@@ -174,8 +231,8 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
     static int next_evict;
     for (int i = 0; i < LT_PLANS; i++) {
         lt_plan *p = &c->plans[i];
-        if (p->used && p->dt == (int)c->dt && p->out_dt == (int)out_dt && p->m == m &&
-            p->n == n && p->k == k) {
+        if (p->used && p->dt == (int)c->dt && p->out_dt == (int)out_dt && p->m == m && p->n == n &&
+            p->k == k) {
             *out = p;
             return LLMRT_OK;
         }
@@ -238,7 +295,8 @@ llmrt_status cuda_matmul_init(cuda_ctx *c) {
 }
 
 void cuda_matmul_free(cuda_ctx *c) {
-    for (int i = 0; i < LT_PLANS; i++) plan_free(&c->plans[i]);
+    for (int i = 0; i < LT_PLANS; i++)
+        plan_free(&c->plans[i]);
     if (c->lt_ws) cudaFree(c->lt_ws);
     if (c->lt) cublasLtDestroy(c->lt);
     c->lt_ws = NULL;
@@ -266,6 +324,36 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
     float alpha = 1.0f, beta = 0.0f;
     CKB(cublasLtMatmul(c->lt, p->op, &alpha, W->data, p->a, in, p->b, &beta, out, p->c, out, p->c,
                        &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
-    if (bias || softcap > 0.0f) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, softcap));
+    if (bias || softcap > 0.0f)
+        TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, softcap));
+    return LLMRT_OK;
+}
+
+/* out = in @ W^T (+ bias), then act_out = act(gate) * up of it, in one kernel, when the rows
+ * are few and W is [2F, K] = [gate | up]; *done = 0 (nothing launched) otherwise. */
+llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int rows,
+                                    const bweight *W, const float *bias, void *act_out, int F,
+                                    act_kind kind, int *done) {
+    *done = 0;
+    int N = (int)W->rows, K = (int)W->cols, VEC = 16 / (int)dtype_size(c->dt);
+    if (rows < 1 || rows > c->matvec_max_rows || W->dt != c->dt || N != 2 * F || K % VEC ||
+        (uintptr_t)in % 16 || (uintptr_t)W->data % 16 ||
+        (kind != ACT_SILU_GATED && kind != ACT_GELU_TANH_GATED))
+        return LLMRT_OK;
+    int ks = matvec_split(c, N, K / VEC, 2);
+    int blocks = (F + MV_WARPS / ks - 1) / (MV_WARPS / ks);
+    cudaError_t e = cudaSuccess;
+#define MVA_CASE(MM)                                                                               \
+    case MM:                                                                                       \
+        e = launch_ex(c, kernel_matvec<T, T, MM, 2>, blocks, MV_WARPS * 32, 0, (T *)out,           \
+                      (const T *)in, (const T *)W->data, bias, 0.0f, N, K, ks, (T *)act_out,       \
+                      kind);                                                                       \
+        break;
+    DISPATCH_T(c->dt, switch (rows){MVA_CASE(1) MVA_CASE(2) MVA_CASE(3) MVA_CASE(4) MVA_CASE(5)
+                                        MVA_CASE(6) MVA_CASE(7) MVA_CASE(8)});
+#undef MVA_CASE
+    if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec (gated)", __FILE__, __LINE__);
+    CK_KERNEL("kernel_matvec (gated)");
+    *done = 1;
     return LLMRT_OK;
 }

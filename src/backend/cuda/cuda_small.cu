@@ -30,9 +30,10 @@ __device__ float block_sum(float v) {
 
 template <typename T>
 __global__ void kernel_embed(T *x /* [rows, D] */, const T *table /* [V, D] */, int64_t V,
-                             const T *pos_table /* [P, D] or NULL */, int64_t P, float scale,
-                             int D, int n_tokens, const int32_t *ids, const int32_t *pos,
+                             const T *pos_table /* [P, D] or NULL */, int64_t P, float scale, int D,
+                             int n_tokens, const int32_t *ids, const int32_t *pos,
                              const int32_t *start) {
+    pdl_begin();
     int r = blockIdx.x, b = r / n_tokens, t = r % n_tokens;
     int id = ids[r];
     int p = pos[b] + t - start[b];
@@ -56,11 +57,10 @@ llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const
     if (table->dt != c->dt)
         return err_set(LLMRT_ERR_INVALID, "table dtype %s, backend %s", dtype_name(table->dt),
                        dtype_name(c->dt));
-    DISPATCH_T(c->dt, kernel_embed<T><<<c->rows, 256, 0, c->stream>>>(
-                          (T *)x, (const T *)table->data, table->rows,
-                          pos_table ? (const T *)pos_table->data : NULL,
-                          pos_table ? pos_table->rows : 0, scale, D, c->n_tokens, c->d_ids,
-                          c->d_pos, c->d_start));
+    DISPATCH_T(c->dt, launch_ex(c, kernel_embed<T>, c->rows, 256, 0, (T *)x, (const T *)table->data,
+                                table->rows, pos_table ? (const T *)pos_table->data : NULL,
+                                pos_table ? pos_table->rows : 0, scale, D, c->n_tokens, c->d_ids,
+                                c->d_pos, c->d_start));
     CK_KERNEL("kernel_embed");
     return LLMRT_OK;
 }
@@ -73,6 +73,7 @@ __global__ void kernel_norm(T *out /* [rows, D] */, const T *in /* [rows, D] or 
                             T *x /* [rows, D] or NULL */, const T *r /* [rows, D] */, int D,
                             norm_kind kind, const float *w /* [D] */, const float *bias /* [D] */,
                             float eps) {
+    pdl_begin();
     size_t base = (size_t)blockIdx.x * D;
     const T *src = x ? x : in;
     float s = 0.0f;
@@ -103,20 +104,22 @@ __global__ void kernel_norm(T *out /* [rows, D] */, const T *in /* [rows, D] or 
     }
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float v = (to_f(src[base + d]) - mean) * inv;
-        if (kind == NORM_RMS) v *= w[d];
-        else if (kind == NORM_RMS_PLUS1) v *= 1.0f + w[d];
-        else v = v * w[d] + (bias ? bias[d] : 0.0f);
+        if (kind == NORM_RMS)
+            v *= w[d];
+        else if (kind == NORM_RMS_PLUS1)
+            v *= 1.0f + w[d];
+        else
+            v = v * w[d] + (bias ? bias[d] : 0.0f);
         out[base + d] = from_f<T>(v);
     }
 }
 
-llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r,
-                              int D, const norm_params *p) {
+llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r, int D,
+                              const norm_params *p) {
     if (!p || !p->w) return err_set(LLMRT_ERR_INVALID, "norm without weights");
     int threads = D >= 4096 ? 1024 : D >= 1024 ? 512 : 256;
-    DISPATCH_T(c->dt, kernel_norm<T><<<c->rows, threads, 0, c->stream>>>(
-                          (T *)out, (const T *)in, (T *)x, (const T *)r, D, p->kind, p->w, p->b,
-                          p->eps));
+    DISPATCH_T(c->dt, launch_ex(c, kernel_norm<T>, c->rows, threads, 0, (T *)out, (const T *)in,
+                                (T *)x, (const T *)r, D, p->kind, p->w, p->b, p->eps));
     CK_KERNEL("kernel_norm");
     return LLMRT_OK;
 }
@@ -124,6 +127,7 @@ llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, c
 /* ---- add ---- */
 
 template <typename T> __global__ void kernel_add(T *x, const T *r, size_t n) {
+    pdl_begin();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         x[i] = from_f<T>(to_f(x[i]) + to_f(r[i]));
@@ -136,8 +140,8 @@ static int grid_for(size_t n, int threads) {
 
 llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D) {
     size_t n = (size_t)c->rows * D;
-    DISPATCH_T(c->dt, kernel_add<T><<<grid_for(n, 256), 256, 0, c->stream>>>((T *)x, (const T *)r,
-                                                                                n));
+    DISPATCH_T(c->dt,
+               launch_ex(c, kernel_add<T>, grid_for(n, 256), 256, 0, (T *)x, (const T *)r, n));
     CK_KERNEL("kernel_add");
     return LLMRT_OK;
 }
@@ -165,38 +169,20 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
     int p = pos[b] + t;
     int rp = p - start[b];
     int slot = p % cap;
+    pdl_begin(); /* positions are the step's upload; qkv is the previous kernel's output */
     float *s = sh + warp * hd;
     T *src = qkv + (size_t)row * (H + 2 * Hkv) * hd + (size_t)h * hd;
     if (h >= H + Hkv) { /* v head: copy into the cache */
         T *dst = vc + (((size_t)b * Hkv + (h - H - Hkv)) * cap + slot) * hd;
-        for (int d = lane; d < hd; d += 32) dst[d] = src[d];
+        for (int d = lane; d < hd; d += 32)
+            dst[d] = src[d];
         return;
     }
     bool is_q = h < H;
-    for (int d = lane; d < hd; d += 32) s[d] = to_f(src[d]);
-    if (is_q ? has_qn : has_kn) {
-        norm_kind kind = is_q ? qkind : kkind;
-        const float *w = is_q ? qw : kw;
-        float ss = 0.0f;
-        for (int d = lane; d < hd; d += 32) ss += s[d] * s[d];
-        float inv = rsqrtf(warp_sum(ss) / hd + (is_q ? qeps : keps));
-        for (int d = lane; d < hd; d += 32)
-            s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
-    }
-    __syncwarp();
-    if (inv_freq) {
-        int half = rot_dim / 2;
-        for (int i = lane; i < half; i += 32) {
-            float sn, cs;
-            sincosf((float)rp * inv_freq[i], &sn, &cs);
-            cs *= attn_factor;
-            sn *= attn_factor;
-            float x1 = s[i], x2 = s[i + half];
-            s[i] = x1 * cs - x2 * sn;
-            s[i + half] = x2 * cs + x1 * sn;
-        }
-    }
-    __syncwarp();
+    for (int d = lane; d < hd; d += 32)
+        s[d] = to_f(src[d]);
+    head_finish_warp(s, hd, is_q ? has_qn : has_kn, is_q ? qkind : kkind, is_q ? qw : kw,
+                     is_q ? qeps : keps, inv_freq, rot_dim, attn_factor, rp);
     T *dst = is_q ? NULL : kc + (((size_t)b * Hkv + (h - H)) * cap + slot) * hd;
     for (int d = lane; d < hd; d += 32) {
         T v = from_f<T>(s[d]);
@@ -209,8 +195,8 @@ llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a
                                     const norm_params *qn, const norm_params *kn,
                                     const rope_params *rope, kv_layer *cache) {
     if (cache->batch < c->batch)
-        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d",
-                       cache->batch, c->batch);
+        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d", cache->batch,
+                       c->batch);
     if (rope && (rope->rot_dim > a->head_dim || rope->rot_dim % 2))
         return err_set(LLMRT_ERR_INVALID, "rot_dim %d with head_dim %d", rope->rot_dim,
                        a->head_dim);
@@ -218,27 +204,23 @@ llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a
     dim3 grid((heads + QKV_WARPS - 1) / QKV_WARPS, c->rows);
     size_t smem = (size_t)QKV_WARPS * a->head_dim * sizeof(float);
     DISPATCH_T(c->dt,
-               kernel_qkv_finish<T><<<grid, QKV_WARPS * 32, smem, c->stream>>>(
-                   (T *)qkv, a->n_heads, a->n_kv_heads, a->head_dim, qn != NULL,
-                   qn ? qn->kind : NORM_RMS, qn ? qn->w : NULL, qn ? qn->eps : 0.0f, kn != NULL,
-                   kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL, kn ? kn->eps : 0.0f,
-                   rope ? rope->inv_freq : NULL, rope ? rope->rot_dim : 0,
-                   rope ? rope->attn_factor : 1.0f, (T *)cache->k, (T *)cache->v, cache->cap,
-                   c->n_tokens, c->d_pos, c->d_start));
+               launch_ex(c, kernel_qkv_finish<T>, grid, QKV_WARPS * 32, smem, (T *)qkv, a->n_heads,
+                         a->n_kv_heads, a->head_dim, qn != NULL, qn ? qn->kind : NORM_RMS,
+                         qn ? qn->w : NULL, qn ? qn->eps : 0.0f, kn != NULL,
+                         kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL, kn ? kn->eps : 0.0f,
+                         rope ? rope->inv_freq : NULL, rope ? rope->rot_dim : 0,
+                         rope ? rope->attn_factor : 1.0f, (T *)cache->k, (T *)cache->v, cache->cap,
+                         c->n_tokens, c->d_pos, c->d_start));
     CK_KERNEL("kernel_qkv_finish");
     return LLMRT_OK;
 }
 
 /* ---- activate ---- */
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
 template <typename T>
 __global__ void kernel_activate(T *out /* [rows, F] */, const T *in /* [rows, 2F] or [rows, F] */,
                                 int F, size_t n, act_kind kind) {
+    pdl_begin();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         size_t r = i / F, f = i % F;
@@ -255,8 +237,8 @@ __global__ void kernel_activate(T *out /* [rows, F] */, const T *in /* [rows, 2F
 
 llmrt_status cuda_launch_activate(cuda_ctx *c, void *out, const void *in, int F, act_kind kind) {
     size_t n = (size_t)c->rows * F;
-    DISPATCH_T(c->dt, kernel_activate<T><<<grid_for(n, 256), 256, 0, c->stream>>>(
-                          (T *)out, (const T *)in, F, n, kind));
+    DISPATCH_T(c->dt, launch_ex(c, kernel_activate<T>, grid_for(n, 256), 256, 0, (T *)out,
+                                (const T *)in, F, n, kind));
     CK_KERNEL("kernel_activate");
     return LLMRT_OK;
 }
@@ -266,14 +248,16 @@ llmrt_status cuda_launch_activate(cuda_ctx *c, void *out, const void *in, int F,
 template <typename T>
 __global__ void kernel_last_rows(T *out /* [batch, D] */, const T *in /* [batch*n_tokens, D] */,
                                  int D, int n_tokens) {
+    pdl_begin();
     int b = blockIdx.x;
     const T *src = in + ((size_t)b * n_tokens + n_tokens - 1) * D;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) out[(size_t)b * D + d] = src[d];
+    for (int d = threadIdx.x; d < D; d += blockDim.x)
+        out[(size_t)b * D + d] = src[d];
 }
 
 llmrt_status cuda_launch_last_rows(cuda_ctx *c, void *out, const void *in, int D) {
-    DISPATCH_T(c->dt, kernel_last_rows<T><<<c->batch, 256, 0, c->stream>>>((T *)out, (const T *)in,
-                                                                           D, c->n_tokens));
+    DISPATCH_T(c->dt, launch_ex(c, kernel_last_rows<T>, c->batch, 256, 0, (T *)out, (const T *)in,
+                                D, c->n_tokens));
     CK_KERNEL("kernel_last_rows");
     return LLMRT_OK;
 }
@@ -283,6 +267,7 @@ llmrt_status cuda_launch_last_rows(cuda_ctx *c, void *out, const void *in, int D
 template <typename O>
 __global__ void kernel_bias_softcap(O *out /* [rows, N] */, size_t n, int N,
                                     const float *bias /* [N] or NULL */, float softcap) {
+    pdl_begin();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float v = to_f(out[i]);
@@ -295,8 +280,8 @@ __global__ void kernel_bias_softcap(O *out /* [rows, N] */, size_t n, int N,
 llmrt_status cuda_launch_bias_softcap(cuda_ctx *c, void *out, dtype out_dt, int rows, int N,
                                       const float *bias, float softcap) {
     size_t n = (size_t)rows * N;
-    DISPATCH_T(out_dt, kernel_bias_softcap<T><<<grid_for(n, 256), 256, 0, c->stream>>>(
-                           (T *)out, n, N, bias, softcap));
+    DISPATCH_T(out_dt, launch_ex(c, kernel_bias_softcap<T>, grid_for(n, 256), 256, 0, (T *)out, n,
+                                 N, bias, softcap));
     CK_KERNEL("kernel_bias_softcap");
     return LLMRT_OK;
 }

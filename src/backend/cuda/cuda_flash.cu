@@ -1,0 +1,289 @@
+/* cuda_flash.cu — prefill attention on tensor cores, FlashAttention-2 style (F16/BF16).
+ *
+ * One block of 4 warps per (tile of 64 queries, head, sequence); each warp owns 16 query rows
+ * and keeps everything of them in registers: Q fragments, the scores of a 64-key tile, the
+ * running max/sum and the output accumulators (head_dim / 8 mma tiles). K/V tiles of 64 keys
+ * (slot j % cap, so ring caches work) are double-buffered in shared memory with cp.async and
+ * read with ldmatrix (V transposed on the fly); products are mma.sync m16n8k16 with F32
+ * accumulation; the softmax is F32 in registers (a row is spread over a quad of lanes).
+ * Masking covers causality, left padding (start[b]) and sliding windows. GQA heads read their
+ * kv head; nothing is repeated. head_dim 64 and 128 (register arrays need it at compile
+ * time); other head dims use the wmma kernel in cuda_attention.cu.
+ */
+#include <type_traits>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+enum { FL_BQ = 64, FL_BK = 64, FL_WARPS = 4 };
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool pred) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(pred ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+    if constexpr (std::is_same<T, __half>::value) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                     "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                     "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+}
+
+/* Two floats as a pair of T in one register (lo in the low half). */
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    uint32_t r;
+    if constexpr (std::is_same<T, __half>::value) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        memcpy(&r, &v, 4);
+    } else {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        memcpy(&r, &v, 4);
+    }
+    return r;
+}
+
+struct flash_geom {
+    int H, Hkv, cap, n_tokens, window;
+    float scale_log2; /* softmax scale * log2(e) */
+    float scale, softcap;
+};
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(FL_WARPS * 32)
+    kernel_flash(T *out /* [rows, H * HD] */, const T *qkv /* [rows, (H + 2*Hkv) * HD] */,
+                 const T *kc /* [batch, Hkv, cap, HD] */, const T *vc /* same */, flash_geom g,
+                 const int32_t *pos, const int32_t *start) {
+    pdl_begin();
+    constexpr int LD = HD + 8;  /* padded row: ldmatrix rows land in distinct banks */
+    constexpr int VPR = HD / 8; /* 16-byte vectors per row */
+    constexpr int NT = HD / 8;  /* output mma tiles (8 columns each) */
+    extern __shared__ __align__(128) unsigned char fl_raw[];
+    T *q_s = (T *)fl_raw;          /* [FL_BQ][LD] */
+    T *k_s = q_s + FL_BQ * LD;     /* [2][FL_BK][LD] */
+    T *v_s = k_s + 2 * FL_BK * LD; /* [2][FL_BK][LD] */
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, tq = lane % 4;
+    const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int kvh = h / (g.H / g.Hkv), T_ = g.n_tokens, W = (g.H + 2 * g.Hkv) * HD;
+    const int t0 = qt * FL_BQ, pb = pos[b], st = start[b];
+    const int pmax = pb + min(T_ - 1, t0 + FL_BQ - 1);
+    int klo = st;
+    if (g.window > 0 && pb + t0 - g.window + 1 > klo) klo = pb + t0 - g.window + 1;
+    const int n_tiles = pmax >= klo ? (pmax - klo) / FL_BK + 1 : 0;
+    const T *kbase = kc + ((size_t)b * g.Hkv + kvh) * g.cap * HD;
+    const T *vbase = vc + ((size_t)b * g.Hkv + kvh) * g.cap * HD;
+
+    /* Q tile, then the first K/V tile */
+    for (int i = tid; i < FL_BQ * VPR; i += FL_WARPS * 32) {
+        int r = i / VPR, cv = i % VPR;
+        bool ok = t0 + r < T_;
+        const T *src = qkv + ((size_t)b * T_ + (ok ? t0 + r : 0)) * W + (size_t)h * HD + cv * 8;
+        cp_async16(q_s + r * LD + cv * 8, src, ok);
+    }
+    auto load_kv = [&](int tile, int buf) {
+        int kt = klo + tile * FL_BK;
+        for (int i = tid; i < FL_BK * VPR; i += FL_WARPS * 32) {
+            int r = i / VPR, cv = i % VPR, j = kt + r;
+            bool ok = j <= pmax;
+            size_t off = (size_t)(ok ? j % g.cap : 0) * HD + cv * 8;
+            cp_async16(k_s + (buf * FL_BK + r) * LD + cv * 8, kbase + off, ok);
+            cp_async16(v_s + (buf * FL_BK + r) * LD + cv * 8, vbase + off, ok);
+        }
+    };
+    if (n_tiles > 0) load_kv(0, 0);
+    cp_async_commit();
+
+    /* this thread's two rows: gq and gq + 8 of the warp's 16 */
+    const int row0 = warp * 16 + gq;
+    int p_r[2], lo_r[2];
+    for (int i = 0; i < 2; i++) {
+        p_r[i] = pb + t0 + row0 + 8 * i;
+        lo_r[i] = st;
+        if (g.window > 0 && p_r[i] - g.window + 1 > lo_r[i]) lo_r[i] = p_r[i] - g.window + 1;
+    }
+    float o[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
+    uint32_t qf[HD / 16][4];
+
+    for (int it = 0; it < n_tiles; it++) {
+        const int buf = it & 1, kt = klo + it * FL_BK;
+        if (it + 1 < n_tiles) load_kv(it + 1, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>(); /* everything but the tile just issued has landed */
+        __syncthreads();
+        if (it == 0) {
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) {
+                int mi = lane / 8, r = lane % 8;
+                ldsm_x4(qf[kk],
+                        q_s + (warp * 16 + (mi & 1) * 8 + r) * LD + kk * 16 + (mi >> 1) * 8);
+            }
+        }
+        const T *ks = k_s + buf * FL_BK * LD, *vs = v_s + buf * FL_BK * LD;
+        /* S = Q K^T: 8 tiles of 8 keys */
+        float s[FL_BK / 8][4];
+#pragma unroll
+        for (int n = 0; n < FL_BK / 8; n++)
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+            for (int n2 = 0; n2 < FL_BK / 16; n2++) {
+                uint32_t kb[4];
+                int mi = lane / 8, r = lane % 8;
+                ldsm_x4(kb, ks + (n2 * 16 + (mi >> 1) * 8 + r) * LD + kk * 16 + (mi & 1) * 8);
+                mma16816<T>(s[2 * n2], qf[kk], kb[0], kb[1]);
+                mma16816<T>(s[2 * n2 + 1], qf[kk], kb[2], kb[3]);
+            }
+        }
+        /* mask, online softmax (log2 domain) */
+        float corr[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < FL_BK / 8; n++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int j = kt + n * 8 + 2 * tq + e;
+                    float v = s[n][2 * i + e];
+                    if (g.softcap > 0.0f)
+                        v = g.softcap * tanhf(v * g.scale / g.softcap) * 1.4426950408889634f;
+                    else
+                        v *= g.scale_log2;
+                    if (j < lo_r[i] || j > p_r[i]) v = -INFINITY;
+                    s[n][2 * i + e] = v;
+                    mx = fmaxf(mx, v);
+                }
+            }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float m_new = fmaxf(m_r[i], mx);
+            corr[i] = m_new == -INFINITY ? 1.0f : exp2f(m_r[i] - m_new);
+            float sum = 0.0f;
+#pragma unroll
+            for (int n = 0; n < FL_BK / 8; n++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    float v = s[n][2 * i + e];
+                    float pv = v == -INFINITY ? 0.0f : exp2f(v - m_new);
+                    s[n][2 * i + e] = pv;
+                    sum += pv;
+                }
+            }
+            m_r[i] = m_new;
+            l_r[i] = l_r[i] * corr[i] + sum; /* per-lane partial; the quad adds up at the end */
+        }
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            o[n][0] *= corr[0];
+            o[n][1] *= corr[0];
+            o[n][2] *= corr[1];
+            o[n][3] *= corr[1];
+        }
+        /* O += P V: P from the score registers, V^T fragments by ldmatrix.trans */
+#pragma unroll
+        for (int kk = 0; kk < FL_BK / 16; kk++) {
+            uint32_t pa[4];
+            pa[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+            for (int d2 = 0; d2 < HD / 16; d2++) {
+                uint32_t vb[4];
+                int mi = lane / 8, r = lane % 8;
+                ldsm_x4_t(vb, vs + (kk * 16 + (mi & 1) * 8 + r) * LD + d2 * 16 + (mi >> 1) * 8);
+                mma16816<T>(o[2 * d2], pa, vb[0], vb[1]);
+                mma16816<T>(o[2 * d2 + 1], pa, vb[2], vb[3]);
+            }
+        }
+        __syncthreads(); /* this buffer is refilled two tiles on */
+    }
+    cp_async_wait<0>();
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        float l = l_r[i];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        int t = t0 + row0 + 8 * i;
+        if (t >= T_) continue;
+        float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        T *dst = out + ((size_t)b * T_ + t) * g.H * HD + (size_t)h * HD;
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            uint32_t v = pack2<T>(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
+            *(uint32_t *)(dst + n * 8 + 2 * tq) = v;
+        }
+    }
+}
+
+template <typename T, int HD>
+static llmrt_status launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
+                                 const flash_geom &g) {
+    size_t smem = (size_t)5 * FL_BQ * (HD + 8) * sizeof(T);
+    static bool raised;
+    if (!raised) {
+        CK(cudaFuncSetAttribute(kernel_flash<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)smem));
+        raised = true;
+    }
+    dim3 grid((c->n_tokens + FL_BQ - 1) / FL_BQ, g.H, c->batch);
+    launch_ex(c, (kernel_flash<T, HD>), grid, FL_WARPS * 32, smem, (T *)out, (const T *)qkv,
+              (const T *)cache->k, (const T *)cache->v, g, c->d_pos, c->d_start);
+    CK_KERNEL("kernel_flash");
+    return LLMRT_OK;
+}
+
+int cuda_flash_supports(const cuda_ctx *c, const attn_params *a) {
+    return c->dt != DT_F32 && (a->head_dim == 64 || a->head_dim == 128) && c->n_tokens >= 16;
+}
+
+llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
+                               const attn_params *a) {
+    flash_geom g;
+    g.H = a->n_heads;
+    g.Hkv = a->n_kv_heads;
+    g.cap = cache->cap;
+    g.n_tokens = c->n_tokens;
+    g.window = a->window;
+    g.scale = a->scale;
+    g.scale_log2 = a->scale * 1.4426950408889634f;
+    g.softcap = a->softcap;
+    if (c->dt == DT_F16)
+        return a->head_dim == 64 ? launch_flash<__half, 64>(c, out, qkv, cache, g)
+                                 : launch_flash<__half, 128>(c, out, qkv, cache, g);
+    return a->head_dim == 64 ? launch_flash<__nv_bfloat16, 64>(c, out, qkv, cache, g)
+                             : launch_flash<__nv_bfloat16, 128>(c, out, qkv, cache, g);
+}
