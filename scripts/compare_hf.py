@@ -61,9 +61,11 @@ def hf_logits(model_dir, ids, dtype, device):
     return out
 
 
-def llmrt_logits(binary, model_dir, ids, precision, device):
+def llmrt_logits(binary, model_dir, ids, precision, device, last=0):
     cmd = [binary, "logits", "--model", model_dir, "--prompt-ids", ",".join(map(str, ids)),
            "--precision", precision, "--device", device]
+    if last:
+        cmd += ["--last", str(last)]
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
@@ -80,6 +82,9 @@ def main():
     ap.add_argument("--layers", type=int, default=0)
     ap.add_argument("--precisions", default="FP32,BF16,FP16")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--last", type=int, default=16,
+                    help="compare the last N positions only (0: all; keeps the JSON small for "
+                         "long prompts and large vocabularies)")
     a = ap.parse_args()
     torch_dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -95,12 +100,14 @@ def main():
             # reference: the saved BF16 weights, computed in FP32
             ref = hf_logits(tmp, ids, torch.float32, torch_dev)
             bf = hf_logits(tmp, ids, torch.bfloat16, torch_dev)
+            if a.last:
+                ref, bf = ref[-a.last:], bf[-a.last:]
             if torch_dev == "cuda":
                 torch.cuda.empty_cache()
             scale = ref.abs().max().item()
             d_bf16 = (bf - ref).abs().max().item()
             for prec in a.precisions.split(","):
-                got, err, secs = llmrt_logits(a.llmrt, tmp, ids, prec, a.device)
+                got, err, secs = llmrt_logits(a.llmrt, tmp, ids, prec, a.device, a.last)
                 if got is None:
                     rows.append((name, prec, "ERROR", err[:200]))
                     failed = True

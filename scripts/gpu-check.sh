@@ -27,6 +27,11 @@ if [ "${1:-}" = "--stage" ]; then
         p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
         [ -n "$p" ] && cp -L "$p" "$CARRY/lib/"
     done
+    # the real cards' config.json for the transformers comparison (../shared does not travel)
+    mkdir -p "$CARRY/configs"
+    for card in Llama-3.2-1B-Instruct Qwen3-0.6B gpt2 gemma-3-1b-it Llama-3.1-8B-Instruct; do
+        [ -d "../shared/configs/$card" ] && cp -r "../shared/configs/$card" "$CARRY/configs/"
+    done
     du -sh "$CARRY"
     exit 0
 fi
@@ -77,6 +82,22 @@ if [[ " $ONLY " == *" e2e "* ]]; then
         [ -x "$t" ] || continue
         run_part "$(basename "$t") (cuda)" "$(basename "$t").log" env LLMRT_TEST_DEVICE=cuda "$t"
     done
+fi
+if [[ " $ONLY " == *" demo "* ]] && [ -x "$CARRY/test_demo_models" ]; then
+    run_part "test_demo_models (cuda)" test_demo_models.log env LLMRT_TEST_DEVICE=cuda \
+        "$CARRY/test_demo_models"
+    grep perplexity "$OUT/test_demo_models.log"
+fi
+if [[ " $ONLY " == *" hf "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # llmrt vs transformers on random-weight models of the real cards' full shapes; Gemma's
+    # prompt (600) is longer than its 512-token window
+    run_part "compare_hf (cuda)" compare_hf.log python3 scripts/compare_hf.py \
+        --llmrt "$CARRY/llmrt" --device cuda --prompt-len 200 \
+        --cards "$CARRY/configs/Llama-3.2-1B-Instruct" "$CARRY/configs/Qwen3-0.6B" \
+        "$CARRY/configs/gpt2"
+    run_part "compare_hf gemma (cuda)" compare_hf_gemma.log python3 scripts/compare_hf.py \
+        --llmrt "$CARRY/llmrt" --device cuda --prompt-len 600 --cards "$CARRY/configs/gemma-3-1b-it"
+    grep -h "^|" "$OUT/compare_hf.log" "$OUT/compare_hf_gemma.log"
 fi
 if [[ " $ONLY " == *" cli "* ]] && [ -x "$CARRY/llmrt" ]; then
     # the command end to end on the demo model (models/demo-gpt2): generation and --benchmark

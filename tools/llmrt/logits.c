@@ -13,13 +13,15 @@
 static void usage(void) {
     printf("usage: llmrt logits --model DIR --prompt-ids 1,2,3 [--precision FP32|FP16|BF16]\n"
            "                    [--device cpu|cuda]\n"
-           "Prints {\"prompt_ids\": [...], \"logits\": [[vocab floats] per position]}.\n");
+           "                    [--last N]\n"
+           "Prints {\"prompt_ids\": [...], \"first_position\": P, \"logits\": [[vocab floats] per\n"
+           "position]}: every position, or with --last N only the last N (P = n - N).\n");
 }
 
 int cmd_logits(int argc, char **argv) {
     cli_model cm = {.precision = DT_F32, .device = "cpu"};
     int32_t *ids = NULL;
-    int n = 0;
+    int n = 0, last = 0;
     args a;
     args_init(&a, "logits", argc, argv);
     while (args_next(&a)) {
@@ -28,6 +30,8 @@ int cmd_logits(int argc, char **argv) {
         } else if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
             return 0;
+        } else if (args_is(&a, "last")) {
+            last = (int)args_long(&a, 1, 1 << 24);
         } else if (args_is(&a, "prompt_ids")) {
             free(ids);
             n = args_parse_ids(args_value(&a), &ids, "prompt-ids");
@@ -81,9 +85,10 @@ int cmd_logits(int argc, char **argv) {
     printf("{\"prompt_ids\": [");
     for (int i = 0; i < n; i++)
         printf("%s%d", i ? ", " : "", ids[i]);
-    printf("], \"logits\": [");
-    for (int i = 0; i < n; i++) {
-        printf("%s[", i ? ",\n" : "\n");
+    int first = (last > 0 && last < n) ? n - last : 0;
+    printf("], \"first_position\": %d, \"logits\": [", first);
+    for (int i = first; i < n; i++) {
+        printf("%s[", i > first ? ",\n" : "\n");
         const float *row = logits + (size_t)i * c->vocab;
         for (int v = 0; v < c->vocab; v++)
             printf(v ? ", %.8g" : "%.8g", row[v]);
