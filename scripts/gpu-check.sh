@@ -42,9 +42,10 @@ if [ -f "$CARRY/bin.tar.xz" ]; then # unpack the staged binaries next to this sc
     bin=$(mktemp -d)
     tar -C "$bin" -xJf "$CARRY/bin.tar.xz"
     cp -r "$CARRY/lib" "$bin/" 2>/dev/null
+    cp -r "$CARRY/configs" "$bin/" 2>/dev/null
     CARRY=$bin
 fi
-ONLY=${GPU_CHECK_ONLY:-ops e2e cli bench}
+ONLY=${GPU_CHECK_ONLY:-ops e2e demo hf cli bench}
 libdirs="$CARRY/lib"
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -e "$d/libcublasLt.so.13" ] && libdirs="$libdirs:$d"
