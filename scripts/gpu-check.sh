@@ -17,7 +17,8 @@ if [ "${1:-}" = "--stage" ]; then
     rm -f "$CARRY"/test_* "$CARRY"/bench_*
     rm -f "$CARRY"/bin.tar.xz
     files=()
-    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/bench_cuda* "$build"/llmrt; do
+    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/test_demo_models "$build"/bench_cuda* \
+        "$build"/llmrt; do
         [ -x "$f" ] && [ -f "$f" ] && files+=("$(basename "$f")")
     done
     # device code compresses well; the device call unpacks it (the tree that travels is <= 64 MiB)
