@@ -17,7 +17,7 @@ if [ "${1:-}" = "--stage" ]; then
     rm -f "$CARRY"/test_* "$CARRY"/bench_*
     rm -f "$CARRY"/bin.tar.xz
     files=()
-    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/test_demo_models "$build"/bench_cuda* \
+    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/test_demo_models "$build"/test_argmax "$build"/bench_cuda* \
         "$build"/llmrt; do
         [ -x "$f" ] && [ -f "$f" ] && files+=("$(basename "$f")")
     done
@@ -78,6 +78,7 @@ run_part() { # name, log, command...
 
 if [[ " $ONLY " == *" ops "* ]]; then
     run_part test_cuda_ops test_cuda_ops.log "$CARRY/test_cuda_ops"
+    [ -x "$CARRY/test_argmax" ] && run_part test_argmax test_argmax.log "$CARRY/test_argmax"
 fi
 if [[ " $ONLY " == *" e2e "* ]]; then
     for t in "$CARRY"/test_e2e*; do

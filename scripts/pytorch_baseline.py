@@ -171,7 +171,19 @@ def main():
                 kw["cache_implementation"] = "static"
                 kw["disable_compile"] = True  # we compile the forward ourselves
                 cmode = "reduce-overhead" if device == "cuda" else "default"
-                model.forward = torch.compile(eager_forward, mode=cmode, fullgraph=True)
+                compiled = torch.compile(eager_forward, mode=cmode, fullgraph=True)
+
+                def compiled_forward(*a, _c=compiled, **k):
+                    # With CUDA graphs ("reduce-overhead") each replay reuses the output
+                    # buffers: start a new graph step and copy the logits out, so that
+                    # generate() may keep them past the next call.
+                    if device == "cuda":
+                        torch.compiler.cudagraph_mark_step_begin()
+                    out = _c(*a, **k)
+                    out.logits = out.logits.clone()
+                    return out
+
+                model.forward = compiled_forward
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             lat, ttft, steps, tokens, first_s = [], [], [], None, None

@@ -158,6 +158,12 @@ typedef struct backend_ops {
      * as (bytes read + bytes written) / seconds / 1e9: the reference for the achieved
      * bandwidth that `llmrt run --benchmark` reports. */
     llmrt_status (*copy_bandwidth)(backend *be, size_t bytes, double *gb_per_s);
+    /* Greedy choice without moving the logits to the host: out[r] (host) = the index of the
+     * largest of logits[r, 0..V) (the lowest index on ties, as torch.argmax). Called after
+     * step_end. Fails with LLMRT_ERR_INVALID, naming the row, if a row holds a NaN or an
+     * infinity (an overflowed precision must not pass for a token). */
+    llmrt_status (*argmax)(backend *be, int32_t *out /* [n] host */,
+                           const float *logits /* [n, V] backend memory */, int n, int V);
 } backend_ops;
 
 struct backend {

@@ -49,15 +49,19 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
                        L, N, s->o.max_seq);
 
     const int W = L + N; /* width of the id history of one sequence */
+    /* greedy: the backend picks the tokens, and the logits never leave the device */
+    const bool device_greedy = (o->samp.temperature == 0 || o->samp.top_k == 1) &&
+                               s->be->ops->argmax != NULL;
     int32_t *hist = malloc((size_t)B * W * sizeof *hist);
     float *logits = malloc((size_t)B * V * sizeof *logits);
     bool *done = calloc((size_t)B, sizeof *done);
+    int32_t *next = malloc((size_t)B * sizeof *next);
     sampler *samp = calloc((size_t)B, sizeof *samp);
     res->tokens = calloc((size_t)B * N, sizeof *res->tokens);
     res->n_tokens = calloc((size_t)B, sizeof *res->n_tokens);
     res->step_ms = calloc((size_t)N, sizeof *res->step_ms);
     llmrt_status st = LLMRT_OK;
-    if (!hist || !logits || !done || !samp || !res->tokens || !res->n_tokens || !res->step_ms)
+    if (!hist || !logits || !done || !next || !samp || !res->tokens || !res->n_tokens || !res->step_ms)
         st = err_set(LLMRT_ERR_NOMEM, "generate: out of memory");
     for (int b = 0; b < B && st == LLMRT_OK; b++) {
         sampler_opts so = o->samp;
@@ -96,20 +100,31 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
         }
         for (int b = 0; b < B; b++)
             memcpy(ids + (size_t)b * T, hist + (size_t)b * W + (cur - T), (size_t)T * 4);
-        st = session_forward(s, ids, T, false, logits);
-        if (st != LLMRT_OK) break;
-        for (size_t i = 0; i < (size_t)B * V; i++)
-            if (!isfinite(logits[i])) {
-                st = err_set(LLMRT_ERR_INVALID,
-                             "the model produced non-finite logits (%g) at step %d of sequence "
-                             "%zu in %s: the precision overflowed; use BF16 or FP32",
-                             logits[i], step, i / V, dtype_name(s->be->weight_dtype));
+        if (device_greedy) {
+            st = session_forward_argmax(s, ids, T, next);
+            if (st != LLMRT_OK) {
+                err_wrap(st, "step %d (%s): ", step, dtype_name(s->be->weight_dtype));
+                if (strstr(llmrt_last_error(), "not all finite"))
+                    err_wrap(st, "the model produced non-finite logits, the precision "
+                                 "overflowed (use BF16 or FP32): ");
                 break;
             }
-        if (st != LLMRT_OK) break;
+        } else {
+            st = session_forward(s, ids, T, false, logits);
+            if (st != LLMRT_OK) break;
+            for (size_t i = 0; i < (size_t)B * V; i++)
+                if (!isfinite(logits[i])) {
+                    st = err_set(LLMRT_ERR_INVALID,
+                                 "the model produced non-finite logits (%g) at step %d of "
+                                 "sequence %zu in %s: the precision overflowed; use BF16 or FP32",
+                                 logits[i], step, i / V, dtype_name(s->be->weight_dtype));
+                    break;
+                }
+            if (st != LLMRT_OK) break;
+        }
         bool all_done = true;
         for (int b = 0; b < B; b++) {
-            int32_t t = sampler_next(&samp[b], logits + (size_t)b * V);
+            int32_t t = device_greedy ? next[b] : sampler_next(&samp[b], logits + (size_t)b * V);
             hist[(size_t)b * W + cur] = t;
             if (!done[b]) {
                 res->tokens[(size_t)b * N + res->n_tokens[b]++] = t;
@@ -135,6 +150,7 @@ out:
     free(hist);
     free(logits);
     free(done);
+    free(next);
     if (st != LLMRT_OK) gen_result_free(res);
     return st;
 }

@@ -151,8 +151,10 @@ void session_reset(session *s) {
     memset(s->start, 0, (size_t)s->o.batch * sizeof *s->start);
 }
 
-llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool all_logits,
-                             float *logits) {
+/* Runs the chunks; the last one's results go to `logits` (all_logits: every chunk's rows) or,
+ * when `argmax` is given, only the greedy choice of each sequence is brought back. */
+static llmrt_status session_run(session *s, const int32_t *ids, int n_tokens, bool all_logits,
+                                float *logits, int32_t *argmax) {
     const int B = s->o.batch, V = s->m->cfg.vocab;
     if (n_tokens < 1) return err_set(LLMRT_ERR_INVALID, "session_forward: no tokens");
     if (all_logits && !s->o.all_logits)
@@ -184,6 +186,8 @@ llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool 
             for (int b = 0; b < B && st == LLMRT_OK; b++)
                 st = s->be->ops->download(s->be, logits + ((size_t)b * n_tokens + t0) * V,
                                           s->logits + (size_t)b * T * V, (size_t)T * V * 4);
+        } else if (t0 + T == n_tokens && argmax) {
+            st = s->be->ops->argmax(s->be, argmax, s->logits, B, V);
         } else if (t0 + T == n_tokens) {
             st = s->be->ops->download(s->be, logits, s->logits, (size_t)B * V * 4);
         }
@@ -192,4 +196,16 @@ llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool 
     }
     free(part);
     return st;
+}
+
+llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool all_logits,
+                             float *logits) {
+    return session_run(s, ids, n_tokens, all_logits, logits, NULL);
+}
+
+llmrt_status session_forward_argmax(session *s, const int32_t *ids, int n_tokens,
+                                    int32_t *next) {
+    if (!s->be->ops->argmax)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax op", s->be->name);
+    return session_run(s, ids, n_tokens, false, NULL, next);
 }

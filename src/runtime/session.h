@@ -64,4 +64,10 @@ void session_reset(session *s);
 llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool all_logits,
                              float *logits);
 
+/* As session_forward without all_logits, but only the greedy choice of each sequence comes
+ * back: next[b] = argmax of its last logits (computed by the backend; the logits stay there).
+ * Fails if the logits are not finite. */
+llmrt_status session_forward_argmax(session *s, const int32_t *ids, int n_tokens,
+                                    int32_t *next /* [batch] */);
+
 #endif

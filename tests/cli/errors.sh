@@ -40,6 +40,18 @@ i = b.find(b'model.layers.1.mlp.up_proj.weight'); b[i:i+5] = b'xodel'
 open(p, 'wb').write(b)
 PY
 expect_fail missing-tensor 'model.layers.1.mlp.up_proj.weight' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+# an F32 weight beyond FP16's range: FP16 storage turns it into infinity and the logits into
+# NaN, which must be reported, not printed as tokens (pure Python: CI has no torch)
+copy_fixture; python3 - "$TMP/m/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+t = h['lm_head.weight']; off = 8 + n + t['data_offsets'][0]
+for i in range(64): b[off + 4 * i:off + 4 * i + 4] = struct.pack('<f', 1e6)
+open(p, 'wb').write(b)
+PY
+expect_fail fp16-overflow "non-finite logits" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --precision FP16 --device cpu
+expect_fail fp16-overflow-sampled "non-finite logits" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --precision FP16 --temperature 1 --device cpu
 expect_fail too-long "exceeds the model's context" -- "$BIN" run --model "$FIX" --prompt-ids 1,2,3 --num_tokens 500 --device cpu
 expect_fail bad-precision "--precision must be FP32, FP16 or BF16" -- "$BIN" run --model "$FIX" --prompt-ids 1 --precision FP8
 expect_fail bad-flag "unknown flag --frobnicate" -- "$BIN" run --frobnicate

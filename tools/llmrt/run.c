@@ -132,12 +132,14 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
 typedef struct stream_out {
     tokenizer_stream *ts; /* NULL: print ids */
     bool quiet;           /* --json or batch > 1: nothing streamed */
+    bool any;             /* something was written to stdout */
     llmrt_status err;
 } stream_out;
 
 static void emit_token(void *ud, int seq, int32_t tok) {
     stream_out *so = ud;
     if (so->quiet || seq != 0 || so->err != LLMRT_OK) return;
+    so->any = true;
     if (!so->ts) {
         printf("%d ", tok);
     } else {
@@ -342,7 +344,7 @@ int cmd_run(int argc, char **argv) {
     }
     o.gen.max_new = o.num_tokens;
     if (generate(s, prompts, lens, &o.gen, emit_token, &so, &res) != LLMRT_OK) {
-        if (!so.quiet) printf("\n");
+        if (so.any) printf("\n"); /* end the streamed line before the message */
         cli_fail("run");
         goto out;
     }

@@ -375,6 +375,29 @@ static void cpu_destroy(backend *be) {
     free(be);
 }
 
+llmrt_status cpu_argmax(backend *be, int32_t *out, const float *logits, int n, int V) {
+    (void)be;
+    int bad_row = -1;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < n; r++) {
+        const float *l = logits + (size_t)r * V;
+        int best = 0, finite = 1;
+        for (int v = 0; v < V; v++) {
+            if (!isfinite(l[v])) finite = 0;
+            else if (l[v] > l[best] || !isfinite(l[best])) best = v;
+        }
+        out[r] = best;
+        if (!finite) {
+#pragma omp critical
+            if (bad_row < 0 || r < bad_row) bad_row = r;
+        }
+    }
+    if (bad_row >= 0)
+        return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite",
+                       bad_row);
+    return LLMRT_OK;
+}
+
 static const backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -396,6 +419,7 @@ static const backend_ops cpu_ops = {
     .last_rows = cpu_last_rows,
     .logits = cpu_logits,
     .copy_bandwidth = cpu_copy_bandwidth,
+    .argmax = cpu_argmax,
     .destroy = cpu_destroy,
 };
 

@@ -49,5 +49,7 @@ llmrt_status cpu_attention(backend *be, void *out, const void *qkv, const kv_lay
 
 /* The copy_bandwidth entry (cpu_bench.c): a multi-threaded memcpy of a large host buffer. */
 llmrt_status cpu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_s);
+/* The argmax entry (cpu_backend.c). */
+llmrt_status cpu_argmax(backend *be, int32_t *out, const float *logits, int n, int V);
 
 #endif

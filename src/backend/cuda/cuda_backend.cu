@@ -716,6 +716,30 @@ static llmrt_status cu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_
     return st;
 }
 
+/* ---- greedy choice on the device ---- */
+
+static llmrt_status cu_argmax(backend *be, int32_t *out, const float *logits, int n, int V) {
+    cuda_ctx *c = ctx_of(be);
+    if (n > c->argmax_cap) {
+        if (c->d_argmax) cudaFree(c->d_argmax);
+        c->d_argmax = NULL;
+        c->argmax_cap = 0;
+        cudaError_t e = cudaMalloc((void **)&c->d_argmax, (size_t)n * sizeof(int32_t));
+        if (e != cudaSuccess) return cuda_fail(e, "argmax (cudaMalloc)", __FILE__, __LINE__);
+        c->argmax_cap = n;
+    }
+    TRY(cuda_launch_argmax(c, c->d_argmax, logits, n, V));
+    cudaError_t e = cudaMemcpyAsync(out, c->d_argmax, (size_t)n * sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+    if (e != cudaSuccess) return cuda_fail(e, "argmax (cudaMemcpyAsync)", __FILE__, __LINE__);
+    for (int r = 0; r < n; r++)
+        if (out[r] < 0)
+            return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite",
+                           r);
+    return LLMRT_OK;
+}
+
 /* ---- creation ---- */
 
 static void cu_destroy(backend *be) {
@@ -729,6 +753,7 @@ static void cu_destroy(backend *be) {
             free(s->recs[b].recs);
         cuda_matmul_free(c);
         if (c->scratch) cudaFree(c->scratch);
+        if (c->d_argmax) cudaFree(c->d_argmax);
         if (c->d_ids) cudaFree(c->d_ids);
         if (c->h_stage) cudaFreeHost(c->h_stage);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -741,7 +766,7 @@ static const backend_ops cuda_ops = {
     cu_alloc,    cu_free,       cu_upload,         cu_download,  cu_act_from_f32, cu_act_to_f32,
     cu_mem_info, cu_step_begin, cu_step_end,       cu_embed,     cu_norm,         cu_add_norm,
     cu_add,      cu_matmul,     cu_qkv_finish,     cu_attention, cu_activate,     cu_last_rows,
-    cu_logits,   cu_destroy,    cu_copy_bandwidth,
+    cu_logits,   cu_destroy,    cu_copy_bandwidth, cu_argmax,
 };
 
 extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {

@@ -98,6 +98,10 @@ typedef struct cuda_ctx {
     /* scratch for split-K attention partials; grows only outside a capture */
     void *scratch;
     size_t scratch_bytes;
+
+    /* argmax results, [argmax_cap] device; used after step_end only */
+    int32_t *d_argmax;
+    int argmax_cap;
 } cuda_ctx;
 
 static inline cuda_ctx *ctx_of(backend *be) {
@@ -246,6 +250,9 @@ llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const
 llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r, int D,
                               const norm_params *p);
 llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D);
+/* out[r] = argmax of logits row r (lowest index on ties), or -1 if the row is not all finite. */
+llmrt_status cuda_launch_argmax(cuda_ctx *c, int32_t *out /* [n] device */,
+                                const float *logits /* [n, V] */, int n, int V);
 llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a,
                                     const norm_params *qn, const norm_params *kn,
                                     const rope_params *rope, kv_layer *cache);

@@ -6,6 +6,8 @@
  * the storage type. A thread always re-reads exactly the elements it wrote itself, so the
  * two-pass norms need no barrier between the passes.
  */
+#include <climits>
+
 #include "backend/cuda/cuda_internal.cuh"
 
 /* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it. */
@@ -143,6 +145,58 @@ llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D) {
     DISPATCH_T(c->dt,
                launch_ex(c, kernel_add<T>, grid_for(n, 256), 256, 0, (T *)x, (const T *)r, n));
     CK_KERNEL("kernel_add");
+    return LLMRT_OK;
+}
+
+/* ---- argmax ---- */
+
+/* One block per row: each thread scans a stride of the row, then warp and block reductions
+ * keep the largest value and, on ties, the lowest index; any NaN or infinity marks the row. */
+__global__ void kernel_argmax(const float *logits /* [n, V] */, int V, int32_t *out /* [n] */) {
+    const float *l = logits + (size_t)blockIdx.x * V;
+    float best = -INFINITY;
+    int bi = INT_MAX, bad = 0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = l[i];
+        if (!isfinite(v)) bad = 1;
+        else if (v > best || (v == best && i < bi)) {
+            best = v;
+            bi = i;
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float ob = __shfl_down_sync(0xffffffffu, best, o);
+        int oi = __shfl_down_sync(0xffffffffu, bi, o);
+        bad |= __shfl_down_sync(0xffffffffu, bad, o);
+        if (ob > best || (ob == best && oi < bi)) {
+            best = ob;
+            bi = oi;
+        }
+    }
+    __shared__ float sb[32];
+    __shared__ int si[32], sbad[32];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    if (lane == 0) {
+        sb[warp] = best;
+        si[warp] = bi;
+        sbad[warp] = bad;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < nw; w++) {
+            if (sb[w] > best || (sb[w] == best && si[w] < bi)) {
+                best = sb[w];
+                bi = si[w];
+            }
+            bad |= sbad[w];
+        }
+        out[blockIdx.x] = (bad || bi == INT_MAX) ? -1 : bi;
+    }
+}
+
+llmrt_status cuda_launch_argmax(cuda_ctx *c, int32_t *out, const float *logits, int n, int V) {
+    kernel_argmax<<<n, 1024, 0, c->stream>>>(logits, V, out);
+    CK_KERNEL("kernel_argmax");
     return LLMRT_OK;
 }
 
