@@ -92,6 +92,40 @@ def stats(name, precision, batch, isl, num_tokens, lat_s, ttft_s, steps_s, compi
     return row
 
 
+def run_modes_apart(modes, out):
+    """Runs each mode in a child process of its own, so that a crash in one (torch.compile
+    has been seen to segfault) loses only that mode's row."""
+    import subprocess
+    merged, rows = None, []
+    for m in modes:
+        argv = [a for a in sys.argv[1:]]
+        if "--modes" in argv:
+            i = argv.index("--modes")
+            del argv[i:i + 2]
+        argv = [a for a in argv if not a.startswith("--modes=")]
+        p = subprocess.run([sys.executable, __file__, *argv, "--modes", m],
+                           stdout=subprocess.PIPE, text=True)
+        line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+        try:
+            j = json.loads(line)
+        except ValueError:
+            j = None
+        if not j or not j.get("ok"):
+            why = (j or {}).get("error") or f"crashed (exit status {p.returncode})"
+            if j and not j.get("ok") and merged is None and "unavailable" in why:
+                emit(j, out)  # torch missing: the same for every mode
+                return p.returncode
+            rows.append({"Backend": MODES.get(m, m), "error": why[:300]})
+            continue
+        merged = merged or {k: v for k, v in j.items() if k != "results"}
+        rows += j["results"]
+    if merged is None:
+        merged = {"ok": True, "torch": "?", "transformers": "?"}
+    merged["results"] = rows
+    emit(merged, out)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)
@@ -107,6 +141,9 @@ def main():
 
     out = sys.stdout
     sys.stdout = sys.stderr  # only the final JSON line goes to stdout
+    modes = [m for m in args.modes.split(",") if m]
+    if len(modes) > 1:
+        return run_modes_apart(modes, out)
     try:
         import torch
         import transformers
@@ -116,7 +153,6 @@ def main():
         return 3
     transformers.logging.set_verbosity_error()
 
-    modes = [m for m in args.modes.split(",") if m]
     bad = [m for m in modes if m not in MODES]
     if bad:
         emit({"ok": False, "error": f"unknown mode(s) {bad}; known: {list(MODES)}"}, out)
