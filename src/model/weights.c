@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/units.h"
 #include "io/safetensors.h"
@@ -269,7 +270,7 @@ static llmrt_status ld_model(loader *L, int verbose) {
         if (L->filling && verbose)
             fprintf(stderr, "\rllmrt: loading layer %d/%d", l + 1, c->n_layers);
     }
-    if (L->filling && verbose) fputc('\n', stderr);
+    if (L->filling && verbose) fprintf(stderr, "\r");
     TRY(ld_norm(L, &w->final_norm, 0, a->final_norm, a->final_norm_b, c->hidden));
     if (c->tied)
         w->lm_head = w->tok_embed;
@@ -317,7 +318,8 @@ llmrt_status model_load(model **out, const char *dir, backend *be, const model_l
             m->w.block = L.block;
             m->w.bytes = need;
             L.filling = 1;
-            s = ld_model(&L, opts && opts->verbose);
+            /* layer-by-layer progress on a terminal only; logs get the summary line */
+            s = ld_model(&L, opts && opts->verbose && isatty(2));
         }
         if (s == LLMRT_OK && opts && opts->verbose) {
             char a[32];

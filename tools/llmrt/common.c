@@ -115,7 +115,8 @@ bool cli_model_open(cli_model *cm, const char *cmd,
         s = backend_create(&cm->be, BACKEND_CUDA, cm->precision, 0);
         if (s != LLMRT_OK) {
             if (cm->verbose)
-                fprintf(stderr, "llmrt %s: using the CPU (%s)\n", cmd, llmrt_last_error());
+                fprintf(stderr, "llmrt %s: running on the CPU (no usable GPU: %s)\n", cmd,
+                        llmrt_last_error());
             s = backend_create(&cm->be, BACKEND_CPU, cm->precision, 0);
         }
     } else if (!strcmp(cm->device, "cpu")) {

@@ -12,7 +12,7 @@
 
 static void usage(void) {
     printf("usage: llmrt logits --model DIR --prompt-ids 1,2,3 [--precision FP32|FP16|BF16]\n"
-           "                    [--device cpu|cuda]\n"
+           "                    [--device cpu|cuda]   (defaults: FP32 on the CPU, the reference)\n"
            "                    [--last N]\n"
            "Prints {\"prompt_ids\": [...], \"first_position\": P, \"logits\": [[vocab floats] per\n"
            "position]}: every position, or with --last N only the last N (P = n - N).\n");
