@@ -1,7 +1,7 @@
 /* arch.c — the architecture table: one entry per supported HF model_type.
  *
  * Adding a model family is adding an entry here (and, if it needs a new feature, a flag that
- * forward.c and config.c read); the forward pass is shared by all of them.
+ * forward.c and io/hf_config.c read); the forward pass is shared by all of them.
  */
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * prepared weights of a loaded model.
  *
  * A model is data: arch.c holds one arch_desc per supported HF model_type (tensor names and
- * feature flags); config.c resolves a config.json into a model_config; weights.c reads the
+ * feature flags); io/hf_config.c resolves a config.json into a model_config; weights.c reads the
  * safetensors into backend memory in the layout the ops expect; forward.c runs any of them.
  */
 #ifndef LLMRT_MODEL_H

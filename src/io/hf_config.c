@@ -1,4 +1,4 @@
-/* config.c — config.json (Hub and transformers-5 dialects) and generation_config.json into a
+/* hf_config.c — config.json (Hub and transformers-5 dialects) and generation_config.json into a
  * model_config, with defaults as transformers applies them and errors naming the field. */
 #include <jansson.h>
 #include <math.h>
