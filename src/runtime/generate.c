@@ -50,8 +50,8 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
 
     const int W = L + N; /* width of the id history of one sequence */
     /* greedy: the backend picks the tokens, and the logits never leave the device */
-    const bool device_greedy = (o->samp.temperature == 0 || o->samp.top_k == 1) &&
-                               s->be->ops->argmax != NULL;
+    const bool device_greedy =
+        (o->samp.temperature == 0 || o->samp.top_k == 1) && s->be->ops->argmax != NULL;
     int32_t *hist = malloc((size_t)B * W * sizeof *hist);
     float *logits = malloc((size_t)B * V * sizeof *logits);
     bool *done = calloc((size_t)B, sizeof *done);
@@ -61,7 +61,8 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
     res->n_tokens = calloc((size_t)B, sizeof *res->n_tokens);
     res->step_ms = calloc((size_t)N, sizeof *res->step_ms);
     llmrt_status st = LLMRT_OK;
-    if (!hist || !logits || !done || !next || !samp || !res->tokens || !res->n_tokens || !res->step_ms)
+    if (!hist || !logits || !done || !next || !samp || !res->tokens || !res->n_tokens ||
+        !res->step_ms)
         st = err_set(LLMRT_ERR_NOMEM, "generate: out of memory");
     for (int b = 0; b < B && st == LLMRT_OK; b++) {
         sampler_opts so = o->samp;

@@ -203,8 +203,7 @@ llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool 
     return session_run(s, ids, n_tokens, all_logits, logits, NULL);
 }
 
-llmrt_status session_forward_argmax(session *s, const int32_t *ids, int n_tokens,
-                                    int32_t *next) {
+llmrt_status session_forward_argmax(session *s, const int32_t *ids, int n_tokens, int32_t *next) {
     if (!s->be->ops->argmax)
         return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax op", s->be->name);
     return session_run(s, ids, n_tokens, false, NULL, next);
