@@ -15,6 +15,7 @@
 #include "backend/backend.h"
 #include "model/model.h"
 #include "runtime/generate.h"
+#include "runtime/perplexity.h"
 #include "runtime/session.h"
 #include "testutil.h"
 #include "tokenizer/tokenizer.h"
@@ -28,26 +29,10 @@ static int read_ids(json_t *a, int32_t **out) {
 }
 
 static double perplexity(model *m, const int32_t *ids, int n) {
-    session *s;
-    session_opts so = {.batch = 1, .max_seq = n, .mode = KV_STATIC, .all_logits = true};
-    if (session_create(&s, m, &so) != LLMRT_OK) return NAN;
-    const int V = m->cfg.vocab;
-    float *l = malloc((size_t)n * V * sizeof *l);
-    double nll = 0;
-    if (session_forward(s, ids, n, true, l) != LLMRT_OK) nll = NAN;
-    for (int t = 0; t + 1 < n; t++) {
-        const float *row = l + (size_t)t * V;
-        float mx = row[0];
-        for (int v = 1; v < V; v++)
-            mx = row[v] > mx ? row[v] : mx;
-        double z = 0;
-        for (int v = 0; v < V; v++)
-            z += exp((double)row[v] - mx);
-        nll -= row[ids[t + 1]] - mx - log(z);
-    }
-    free(l);
-    session_free(s);
-    return exp(nll / (n - 1));
+    perplexity_result r;
+    llmrt_status st = perplexity_eval(m, ids, n, &r);
+    CHECK_OK(st);
+    return st == LLMRT_OK ? r.perplexity : NAN;
 }
 
 static void check_model(const char *dir) {

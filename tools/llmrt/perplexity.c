@@ -11,24 +11,13 @@
 #include "base/file.h"
 #include "commands.h"
 #include "common.h"
-#include "runtime/session.h"
+#include "runtime/perplexity.h"
 #include "tokenizer/tokenizer.h"
 
 static void usage(void) {
     printf("usage: llmrt perplexity --model DIR (--file TEXT_FILE | --ids 1,2,3)\n"
            "                        [--precision FP32|FP16|BF16] [--device cpu|cuda] [--json]\n"
            "The text is encoded with the model's tokenizer, special tokens (BOS) included.\n");
-}
-
-/* log-softmax of row at `target` */
-static double token_logprob(const float *row, int V, int target) {
-    float mx = row[0];
-    for (int v = 1; v < V; v++)
-        mx = row[v] > mx ? row[v] : mx;
-    double sum = 0;
-    for (int v = 0; v < V; v++)
-        sum += exp((double)row[v] - mx);
-    return (double)row[target] - mx - log(sum);
 }
 
 int cmd_perplexity(int argc, char **argv) {
@@ -97,11 +86,8 @@ int cmd_perplexity(int argc, char **argv) {
         free(ids);
         return cli_fail("perplexity");
     }
-    int window = n < cfg.max_pos ? n : cfg.max_pos;
-    session_opts so = {
-        .batch = 1, .max_seq = window, .chunk = 256, .mode = KV_STATIC, .all_logits = true};
-    session *s = NULL;
-    float *logits = NULL;
+    session_opts so = perplexity_session_opts(&cfg, n);
+    perplexity_result pr;
     int rc = 1;
     if (!cli_model_open(&cm, "perplexity", cli_session_reserve, &so)) goto out;
     for (int i = 0; i < n; i++)
@@ -110,42 +96,19 @@ int cmd_perplexity(int argc, char **argv) {
             rc = 2;
             goto out;
         }
-    logits = malloc((size_t)window * (size_t)cfg.vocab * sizeof *logits);
-    if (!logits || session_create(&s, cm.m, &so) != LLMRT_OK) {
+    if (perplexity_eval(cm.m, ids, n, &pr) != LLMRT_OK) {
         rc = cli_fail("perplexity");
-        goto out;
-    }
-    double nll = 0;
-    long scored = 0;
-    for (int w0 = 0; w0 < n - 1; w0 += window) {
-        int len = n - w0 < window ? n - w0 : window;
-        if (len < 2) break;
-        session_reset(s);
-        if (session_forward(s, ids + w0, len, true, logits) != LLMRT_OK) {
-            rc = cli_fail("perplexity");
-            goto out;
-        }
-        for (int t = 0; t + 1 < len; t++) {
-            nll -= token_logprob(logits + (size_t)t * cfg.vocab, cfg.vocab, ids[w0 + t + 1]);
-            scored++;
-        }
-    }
-    double ppl = exp(nll / (double)scored);
-    if (!isfinite(ppl)) {
-        fprintf(stderr, "llmrt perplexity: the result is not finite (precision overflow?)\n");
         goto out;
     }
     if (json)
         printf("{\"tokens\": %d, \"scored\": %ld, \"window\": %d, \"mean_nll\": %.9g, "
                "\"perplexity\": %.9g}\n",
-               n, scored, window, nll / (double)scored, ppl);
+               n, pr.scored, pr.window, pr.mean_nll, pr.perplexity);
     else
-        printf("perplexity %.6f over %ld predicted tokens (%d tokens, window %d)\n", ppl, scored, n,
-               window);
+        printf("perplexity %.6f over %ld predicted tokens (%d tokens, window %d)\n", pr.perplexity,
+               pr.scored, n, pr.window);
     rc = 0;
 out:
-    session_free(s);
-    free(logits);
     free(ids);
     cli_model_close(&cm);
     return rc;

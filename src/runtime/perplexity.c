@@ -1,0 +1,56 @@
+/* perplexity.c — teacher-forced scoring in context-length windows. */
+#include "runtime/perplexity.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+session_opts perplexity_session_opts(const model_config *c, int n) {
+    int window = n < c->max_pos ? n : c->max_pos;
+    return (session_opts){
+        .batch = 1, .max_seq = window, .chunk = 256, .mode = KV_STATIC, .all_logits = true};
+}
+
+/* log-softmax of row at target, in double */
+static double token_logprob(const float *row, int V, int target) {
+    float mx = row[0];
+    for (int v = 1; v < V; v++)
+        mx = row[v] > mx ? row[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < V; v++)
+        sum += exp((double)row[v] - mx);
+    return (double)row[target] - mx - log(sum);
+}
+
+llmrt_status perplexity_eval(model *m, const int32_t *ids, int n, perplexity_result *r) {
+    const int V = m->cfg.vocab;
+    if (n < 2) return err_set(LLMRT_ERR_INVALID, "perplexity: need at least 2 tokens, got %d", n);
+    session_opts so = perplexity_session_opts(&m->cfg, n);
+    const int window = so.max_seq;
+    session *s;
+    TRY(session_create(&s, m, &so));
+    float *logits = malloc((size_t)window * (size_t)V * sizeof *logits);
+    llmrt_status st = logits ? LLMRT_OK : err_set(LLMRT_ERR_NOMEM, "perplexity: out of memory");
+    double nll = 0;
+    long scored = 0;
+    for (int w0 = 0; st == LLMRT_OK && w0 < n - 1; w0 += window) {
+        int len = n - w0 < window ? n - w0 : window;
+        if (len < 2) break;
+        session_reset(s);
+        st = session_forward(s, ids + w0, len, true, logits);
+        for (int t = 0; st == LLMRT_OK && t + 1 < len; t++) {
+            nll -= token_logprob(logits + (size_t)t * V, V, ids[w0 + t + 1]);
+            scored++;
+        }
+    }
+    free(logits);
+    session_free(s);
+    TRY(st);
+    r->mean_nll = nll / (double)scored;
+    r->perplexity = exp(r->mean_nll);
+    r->scored = scored;
+    r->window = window;
+    if (!isfinite(r->perplexity))
+        return err_set(LLMRT_ERR_INVALID, "perplexity: the result is not finite: the precision "
+                                          "overflowed; use BF16 or FP32");
+    return LLMRT_OK;
+}
