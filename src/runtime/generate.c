@@ -53,7 +53,8 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
     const bool device_greedy =
         (o->samp.temperature == 0 || o->samp.top_k == 1) && s->be->ops->argmax != NULL;
     int32_t *hist = malloc((size_t)B * W * sizeof *hist);
-    float *logits = malloc((size_t)B * V * sizeof *logits);
+    /* host logits only when the host samples */
+    float *logits = device_greedy ? NULL : malloc((size_t)B * V * sizeof *logits);
     bool *done = calloc((size_t)B, sizeof *done);
     int32_t *next = malloc((size_t)B * sizeof *next);
     sampler *samp = calloc((size_t)B, sizeof *samp);
@@ -61,7 +62,7 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
     res->n_tokens = calloc((size_t)B, sizeof *res->n_tokens);
     res->step_ms = calloc((size_t)N, sizeof *res->step_ms);
     llmrt_status st = LLMRT_OK;
-    if (!hist || !logits || !done || !next || !samp || !res->tokens || !res->n_tokens ||
+    if (!hist || (!device_greedy && !logits) || !done || !next || !samp || !res->tokens || !res->n_tokens ||
         !res->step_ms)
         st = err_set(LLMRT_ERR_NOMEM, "generate: out of memory");
     for (int b = 0; b < B && st == LLMRT_OK; b++) {

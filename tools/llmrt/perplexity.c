@@ -2,7 +2,6 @@
  * model, teacher-forced. Texts longer than the context are scored in consecutive windows of
  * the context length (each window restarts the cache), as the usual non-overlapping
  * evaluation does. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
