@@ -25,6 +25,7 @@
 
 #include "backend/backend.h"
 #include "base/dtype.h"
+#include "model/forward.h"
 #include "testutil.h"
 
 static const dtype PRECISIONS[3] = {DT_F32, DT_F16, DT_BF16};
@@ -746,6 +747,228 @@ static void test_graph_replay(void) {
     free(wo_h);
 }
 
+/* ---- the fused decode kernel: decode_layers against the same layer stack op by op ---- */
+
+typedef struct stack_case {
+    int D, H, Hkv, hd, F, n_layers, cap, window, qk_norm, bias;
+    float softcap;
+    norm_kind kind;
+    act_kind act;
+    int32_t pos, start;
+} stack_case;
+
+/* A layer stack on one backend; the matrices hold the same bytes on every backend. */
+typedef struct stack {
+    layer_weights *L;
+    kv_layer *kv;
+    layer_bufs b;
+    norm_params final;
+    rope_params rope;
+    attn_params attn;
+} stack;
+
+/* Host values of every weight of a case, drawn once. */
+typedef struct stack_host {
+    float *m[4]; /* per layer: qkv, o, up, down, each [rows * cols] after the other layers */
+    float *norm[4], *bias, *freq, *final_w, *cache;
+    size_t msz[4];
+} stack_host;
+
+static void stack_host_make(const stack_case *c, stack_host *h) {
+    int QKV = (c->H + 2 * c->Hkv) * c->hd;
+    size_t rows[4] = {(size_t)QKV, (size_t)c->D, 2 * (size_t)c->F, (size_t)c->D};
+    size_t cols[4] = {(size_t)c->D, (size_t)c->H * c->hd, (size_t)c->D, (size_t)c->F};
+    for (int i = 0; i < 4; i++) {
+        h->msz[i] = rows[i] * cols[i];
+        float a = 1.0f / sqrtf((float)cols[i]) * 1.7f; /* outputs of order 1 */
+        h->m[i] = rand_vec(h->msz[i] * c->n_layers, -a, a);
+    }
+    h->norm[0] = rand_vec((size_t)c->D * c->n_layers, 0.5f, 1.5f); /* attn */
+    h->norm[1] = rand_vec((size_t)c->D * c->n_layers, 0.5f, 1.5f); /* ffn */
+    h->norm[2] = rand_vec((size_t)c->hd * c->n_layers, 0.5f, 1.5f); /* q */
+    h->norm[3] = rand_vec((size_t)c->hd * c->n_layers, 0.5f, 1.5f); /* k */
+    h->bias = rand_vec((size_t)QKV * c->n_layers, -0.5f, 0.5f);
+    h->final_w = rand_vec((size_t)c->D, 0.5f, 1.5f);
+    h->freq = malloc((size_t)c->hd / 2 * 4);
+    for (int i = 0; i < c->hd / 2; i++)
+        h->freq[i] = powf(10000.0f, -2.0f * i / c->hd);
+    h->cache = rand_vec((size_t)2 * c->n_layers * c->Hkv * c->cap * c->hd, -1, 1);
+    round_to(h->cache, (size_t)2 * c->n_layers * c->Hkv * c->cap * c->hd, cur_dt);
+}
+
+static void stack_host_free(stack_host *h) {
+    for (int i = 0; i < 4; i++) {
+        free(h->m[i]);
+        free(h->norm[i]);
+    }
+    free(h->bias);
+    free(h->freq);
+    free(h->final_w);
+    free(h->cache);
+}
+
+static void *be_f32(backend *be, const float *x, size_t n) {
+    void *p = NULL;
+    CHECK_OK(be->ops->alloc(be, n * 4, &p));
+    CHECK_OK(be->ops->upload(be, p, x, n * 4));
+    return p;
+}
+
+static void stack_make(backend *be, const stack_case *c, const stack_host *h, stack *s) {
+    memset(s, 0, sizeof *s);
+    int QKV = (c->H + 2 * c->Hkv) * c->hd, Lc = c->n_layers;
+    int64_t shape[4][2] = {{QKV, c->D}, {c->D, c->H * c->hd}, {2 * c->F, c->D}, {c->D, c->F}};
+    s->L = calloc((size_t)Lc, sizeof *s->L);
+    s->kv = calloc((size_t)Lc, sizeof *s->kv);
+    s->rope = (rope_params){be_f32(be, h->freq, (size_t)c->hd / 2), c->hd, 1.0f};
+    s->attn = (attn_params){c->H, c->Hkv, c->hd, 1.0f / sqrtf((float)c->hd), c->window, c->softcap};
+    size_t es = dtype_size(be->act_dtype), ws = dtype_size(cur_dt);
+    size_t cn = (size_t)c->Hkv * c->cap * c->hd;
+    for (int l = 0; l < Lc; l++) {
+        layer_weights *w = &s->L[l];
+        bweight *m[4] = {&w->wqkv, &w->wo, &w->wup, &w->wdown};
+        for (int i = 0; i < 4; i++) {
+            *m[i] = (bweight){.dt = cur_dt, .rows = shape[i][0], .cols = shape[i][1]};
+            void *tmp = malloc(h->msz[i] * ws);
+            dtype_convert(tmp, cur_dt, h->m[i] + (size_t)l * h->msz[i], DT_F32, h->msz[i]);
+            CHECK_OK(be->ops->alloc(be, h->msz[i] * ws, &m[i]->data));
+            CHECK_OK(be->ops->upload(be, m[i]->data, tmp, h->msz[i] * ws));
+            free(tmp);
+        }
+        w->attn_norm = (norm_params){c->kind, be_f32(be, h->norm[0] + (size_t)l * c->D, c->D),
+                                     NULL, 1e-5f};
+        w->ffn_norm = (norm_params){c->kind, be_f32(be, h->norm[1] + (size_t)l * c->D, c->D),
+                                    NULL, 1e-5f};
+        if (c->qk_norm) {
+            w->q_norm = (norm_params){c->kind, be_f32(be, h->norm[2] + (size_t)l * c->hd, c->hd),
+                                      NULL, 1e-6f};
+            w->k_norm = (norm_params){c->kind, be_f32(be, h->norm[3] + (size_t)l * c->hd, c->hd),
+                                      NULL, 1e-6f};
+        }
+        if (c->bias) w->bqkv = be_f32(be, h->bias + (size_t)l * QKV, (size_t)QKV);
+        w->attn = s->attn;
+        w->rope = &s->rope;
+        kv_layer *k = &s->kv[l];
+        *k = (kv_layer){.cap = c->cap, .batch = 1};
+        CHECK_OK(be->ops->alloc(be, cn * es, &k->k));
+        CHECK_OK(be->ops->alloc(be, cn * es, &k->v));
+        CHECK_OK(be->ops->act_from_f32(be, k->k, h->cache + (size_t)(2 * l) * cn, cn));
+        CHECK_OK(be->ops->act_from_f32(be, k->v, h->cache + (size_t)(2 * l + 1) * cn, cn));
+    }
+    s->final = (norm_params){c->kind, be_f32(be, h->final_w, c->D), NULL, 1e-5f};
+    void **bufs[6] = {&s->b.x, &s->b.h, &s->b.qkv, &s->b.att, &s->b.mlp, &s->b.mlp_act};
+    size_t widths[6] = {c->D, c->D, QKV, (size_t)c->H * c->hd, 2 * (size_t)c->F, c->F};
+    for (int i = 0; i < 6; i++)
+        CHECK_OK(be->ops->alloc(be, widths[i] * es, bufs[i]));
+}
+
+static void stack_free(backend *be, const stack_case *c, stack *s) {
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_weights *w = &s->L[l];
+        void *ps[] = {w->wqkv.data, w->wo.data,     w->wup.data,  w->wdown.data,
+                      (void *)w->attn_norm.w, (void *)w->ffn_norm.w, (void *)w->q_norm.w, (void *)w->k_norm.w,
+                      w->bqkv,       s->kv[l].k,    s->kv[l].v};
+        for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+            be->ops->free(be, (void *)ps[i]);
+    }
+    void *ps[] = {(void *)s->final.w, (void *)s->rope.inv_freq, s->b.x, s->b.h, s->b.qkv,
+                  s->b.att, s->b.mlp, s->b.mlp_act};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        be->ops->free(be, ps[i]);
+    free(s->L);
+    free(s->kv);
+}
+
+/* One decode step of the stack from the residual input x0: fused (decode_layers, which must
+ * take it) or op by op. */
+static void stack_step(backend *be, const stack_case *c, stack *s, const float *x0, int32_t pos,
+                       int fused) {
+    CHECK_OK(be->ops->act_from_f32(be, s->b.x, x0, (size_t)c->D));
+    int32_t id = 0, start = c->start;
+    step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &pos, .start = &start};
+    CHECK_OK(be->ops->step_begin(be, &st));
+    if (fused) {
+        bool done = false;
+        CHECK_OK(be->ops->decode_layers(be, s->b.x, s->b.h, s->L, s->kv, c->n_layers, c->act,
+                                        &s->final, &done));
+        CHECK_MSG(done, "decode_layers did not take the stack (D %d H %d hd %d)", c->D, c->H,
+                  c->hd);
+    } else {
+        CHECK_OK(forward_layers(be, &s->b, s->L, s->kv, c->n_layers, c->act, &s->final, c->D,
+                                c->F));
+    }
+    CHECK_OK(be->ops->step_end(be));
+}
+
+static void compare_be(backend *ba, const void *a, backend *bb, const void *b, size_t n, float tol,
+                       const char *what) {
+    float *x = malloc(n * 4), *y = malloc(n * 4);
+    CHECK_OK(ba->ops->act_to_f32(ba, x, a, n));
+    CHECK_OK(bb->ops->act_to_f32(bb, y, b, n));
+    char name[200];
+    snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
+    CHECK_MSG(test_allclose(x, y, n, tol, tol, name), "%s", name);
+    free(x);
+    free(y);
+}
+
+static void test_decode_layers(void) {
+    /* case 0: Llama-like, several column chunks (gate/up and down), 10 attention splits of
+     *         64 keys; case 1: Qwen-like q/k norms and qkv bias, 8 q heads per kv head,
+     *         head_dim 128, (1 + w) norms, GELU, softcap, a sliding window in a ring buffer,
+     *         left padding; case 2: fixture-sized, most blocks without rows. */
+    const stack_case cases[] = {
+        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0},
+        {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, NORM_RMS_PLUS1, ACT_GELU_TANH_GATED, 250,
+         3},
+        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0},
+    };
+    backend *ref = NULL; /* the op-by-op path on a CUDA backend of its own (its own graphs) */
+    CHECK_OK(cuda_backend_create(&ref, cur_dt, 0));
+    if (!ref) return;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const stack_case *c = &cases[ci];
+        stack_host h;
+        stack_host_make(c, &h);
+        stack sf, sr, sc;
+        stack_make(cuda_be, c, &h, &sf);
+        stack_make(ref, c, &h, &sr);
+        stack_make(cpu_be, c, &h, &sc);
+        /* four steps: eager, captured, replayed twice (positions change under the graph) */
+        for (int step = 0; step < 4; step++) {
+            float *x0 = rand_vec((size_t)c->D, -1.5f, 1.5f);
+            round_to(x0, (size_t)c->D, cur_dt);
+            int32_t pos = c->pos + step;
+            stack_step(cuda_be, c, &sf, x0, pos, 1);
+            stack_step(ref, c, &sr, x0, pos, 0);
+            stack_step(cpu_be, c, &sc, x0, pos, 0);
+            free(x0);
+            char what[160];
+            /* against the CUDA op path: the same roundings, sums in another order */
+            snprintf(what, sizeof what, "decode_layers case %zu step %d: x vs cuda ops", ci, step);
+            compare_be(cuda_be, sf.b.x, ref, sr.b.x, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
+            snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cuda ops", ci, step);
+            compare_be(cuda_be, sf.b.h, ref, sr.b.h, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
+            /* against the CPU backend (F32 activations): a rounding per op and layer */
+            snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cpu", ci, step);
+            compare_be(cuda_be, sf.b.h, cpu_be, sc.b.h, (size_t)c->D, 4 * TOL[cur_dt].atol, what);
+        }
+        size_t cn = (size_t)c->Hkv * c->cap * c->hd;
+        for (int l = 0; l < c->n_layers; l++) {
+            char what[120];
+            snprintf(what, sizeof what, "decode_layers case %zu layer %d: k cache", ci, l);
+            compare_be(cuda_be, sf.kv[l].k, ref, sr.kv[l].k, cn, 2 * TOL[cur_dt].atol, what);
+            snprintf(what, sizeof what, "decode_layers case %zu layer %d: v cache", ci, l);
+            compare_be(cuda_be, sf.kv[l].v, ref, sr.kv[l].v, cn, 2 * TOL[cur_dt].atol, what);
+        }
+        stack_free(cuda_be, c, &sf);
+        stack_free(ref, c, &sr);
+        stack_free(cpu_be, c, &sc);
+        stack_host_free(&h);
+    }
+    backend_free(ref);
+}
+
 int main(void) {
     backend *probe = NULL;
     llmrt_status s = cuda_backend_create(&probe, DT_F32, 0);
@@ -771,6 +994,7 @@ int main(void) {
         RUN(test_attention);
         RUN(test_qkv_attention_decode);
         RUN(test_graph_replay);
+        RUN(test_decode_layers);
         backend_free(cpu_be);
         backend_free(cuda_be);
     }

@@ -20,6 +20,7 @@
 #ifndef LLMRT_BACKEND_H
 #define LLMRT_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,6 +83,26 @@ typedef struct kv_layer {
     int cap;     /* slots per sequence and head */
     int batch;   /* sequences the cache was sized for */
 } kv_layer;
+
+/* Weights of one layer in backend memory. Matrices [out, in] in be->weight_dtype, vectors F32. */
+typedef struct layer_weights {
+    norm_params attn_norm;
+    bweight wqkv;       /* [(H + 2*Hkv) * hd, D] q, k, v fused */
+    float *bqkv;        /* [(H + 2*Hkv) * hd] or NULL */
+    norm_params q_norm; /* w NULL when the arch has no q/k norm */
+    norm_params k_norm;
+    bweight wo;                 /* [D, H * hd] */
+    float *bo;                  /* [D] or NULL */
+    norm_params post_attn_norm; /* w NULL unless sandwich_norm */
+    norm_params ffn_norm;
+    bweight wup;               /* gated: [2F, D] gate and up fused; ungated: [F, D] */
+    float *bup;                /* [F] (ungated only) or NULL */
+    bweight wdown;             /* [D, F] */
+    float *bdown;              /* [D] or NULL */
+    norm_params post_ffn_norm; /* w NULL unless sandwich_norm */
+    attn_params attn;
+    const rope_params *rope; /* NULL without RoPE; points into model_weights */
+} layer_weights;
 
 /* What one forward step processes: n_tokens new tokens for each of batch sequences. */
 typedef struct step_desc {
@@ -164,6 +185,15 @@ typedef struct backend_ops {
      * infinity (an overflowed precision must not pass for a token). */
     llmrt_status (*argmax)(backend *be, int32_t *out /* [n] host */,
                            const float *logits /* [n, V] backend memory */, int n, int V);
+    /* The whole layer stack of a decode step (n_tokens == 1) at once, for backends that run it
+     * as one kernel: for every layer what forward.c's op sequence computes, then
+     * h = final_norm(x). Afterwards x, h and the KV cache hold what the op sequence leaves;
+     * the other activation buffers are undefined. Sets *done = false and does nothing when it
+     * does not handle this model or step (the forward pass then issues the ops one by one). */
+    llmrt_status (*decode_layers)(backend *be, void *x /* [rows, D] */, void *h /* [rows, D] */,
+                                  const layer_weights *layers, kv_layer *kv /* [n_layers] */,
+                                  int n_layers, act_kind act, const norm_params *final_norm,
+                                  bool *done);
 } backend_ops;
 
 struct backend {

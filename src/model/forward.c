@@ -11,8 +11,35 @@
  *   d = m Wdown^T + b  [post_ffn_norm(d)]
  *   x += d; h = next layer's attn_norm(x), or the final norm after the last layer
  * then the LM head on the last row of each sequence (or every row).
+ * A decode step hands the whole layer stack to the backend's decode_layers op when it has one
+ * (the CUDA backend runs it as one kernel); the result is the same.
  */
 #include "model/forward.h"
+
+llmrt_status forward_layers(backend *be, const layer_bufs *b, const layer_weights *layers,
+                            kv_layer *kv, int n_layers, act_kind act,
+                            const norm_params *final_norm, int D, int F) {
+    const backend_ops *op = be->ops;
+    TRY(op->norm(be, b->h, b->x, D, &layers[0].attn_norm));
+    for (int l = 0; l < n_layers; l++) {
+        const layer_weights *L = &layers[l];
+        TRY(op->matmul(be, b->qkv, b->h, &L->wqkv, L->bqkv));
+        TRY(op->qkv_finish(be, b->qkv, &L->attn, L->q_norm.w ? &L->q_norm : NULL,
+                           L->k_norm.w ? &L->k_norm : NULL, L->rope, &kv[l]));
+        TRY(op->attention(be, b->att, b->qkv, &kv[l], &L->attn));
+        TRY(op->matmul(be, b->h, b->att, &L->wo, L->bo));
+        if (L->post_attn_norm.w) TRY(op->norm(be, b->h, b->h, D, &L->post_attn_norm));
+        TRY(op->add_norm(be, b->x, b->h, b->h, D, &L->ffn_norm));
+
+        TRY(op->matmul(be, b->mlp, b->h, &L->wup, L->bup));
+        TRY(op->activate(be, b->mlp_act, b->mlp, F, act));
+        TRY(op->matmul(be, b->h, b->mlp_act, &L->wdown, L->bdown));
+        if (L->post_ffn_norm.w) TRY(op->norm(be, b->h, b->h, D, &L->post_ffn_norm));
+        const norm_params *next = l + 1 < n_layers ? &layers[l + 1].attn_norm : final_norm;
+        TRY(op->add_norm(be, b->x, b->h, b->h, D, next));
+    }
+    return LLMRT_OK;
+}
 
 llmrt_status forward_step(session *s, const int32_t *ids, int n_tokens, bool all_logits) {
     model *m = s->m;
@@ -32,24 +59,14 @@ llmrt_status forward_step(session *s, const int32_t *ids, int n_tokens, bool all
     TRY(op->step_begin(be, &st));
     TRY(op->embed(be, s->x, &w->tok_embed, w->pos_embed.data ? &w->pos_embed : NULL,
                   c->embed_scale));
-    TRY(op->norm(be, s->h, s->x, D, &w->layers[0].attn_norm));
-    for (int l = 0; l < c->n_layers; l++) {
-        const layer_weights *L = &w->layers[l];
-        TRY(op->matmul(be, s->qkv, s->h, &L->wqkv, L->bqkv));
-        TRY(op->qkv_finish(be, s->qkv, &L->attn, L->q_norm.w ? &L->q_norm : NULL,
-                           L->k_norm.w ? &L->k_norm : NULL, L->rope, &s->kv[l]));
-        TRY(op->attention(be, s->att, s->qkv, &s->kv[l], &L->attn));
-        TRY(op->matmul(be, s->h, s->att, &L->wo, L->bo));
-        if (L->post_attn_norm.w) TRY(op->norm(be, s->h, s->h, D, &L->post_attn_norm));
-        TRY(op->add_norm(be, s->x, s->h, s->h, D, &L->ffn_norm));
-
-        TRY(op->matmul(be, s->mlp, s->h, &L->wup, L->bup));
-        TRY(op->activate(be, s->mlp_act, s->mlp, c->ffn, c->arch->act));
-        TRY(op->matmul(be, s->h, s->mlp_act, &L->wdown, L->bdown));
-        if (L->post_ffn_norm.w) TRY(op->norm(be, s->h, s->h, D, &L->post_ffn_norm));
-        const norm_params *next =
-            l + 1 < c->n_layers ? &w->layers[l + 1].attn_norm : &w->final_norm;
-        TRY(op->add_norm(be, s->x, s->h, s->h, D, next));
+    bool done = false;
+    if (n_tokens == 1 && op->decode_layers)
+        TRY(op->decode_layers(be, s->x, s->h, w->layers, s->kv, c->n_layers, c->arch->act,
+                              &w->final_norm, &done));
+    if (!done) {
+        layer_bufs b = {s->x, s->h, s->qkv, s->att, s->mlp, s->mlp_act};
+        TRY(forward_layers(be, &b, w->layers, s->kv, c->n_layers, c->arch->act, &w->final_norm,
+                           D, c->ffn));
     }
     if (all_logits) {
         TRY(op->logits(be, s->logits, s->h, rows, &w->lm_head, c->final_softcap));

@@ -12,4 +12,17 @@
 llmrt_status forward_step(session *s, const int32_t *ids /* [batch * n_tokens] */, int n_tokens,
                           bool all_logits);
 
+/* The activation buffers the layers pass through (backend memory, sized for the step's rows;
+ * see session.h). */
+typedef struct layer_bufs {
+    void *x, *h, *qkv, *att, *mlp, *mlp_act;
+} layer_bufs;
+
+/* The layer stack one op at a time, from the residual stream x to h = final_norm(x), inside a
+ * step the caller has begun. forward_step uses it unless the backend's decode_layers runs the
+ * whole stack itself; tests use it as the reference for decode_layers. */
+llmrt_status forward_layers(backend *be, const layer_bufs *b, const layer_weights *layers,
+                            kv_layer *kv, int n_layers, act_kind act,
+                            const norm_params *final_norm, int D, int F);
+
 #endif

@@ -99,25 +99,8 @@ typedef struct model_config {
 /* Reads <dir>/config.json (both dialects) and <dir>/generation_config.json if present. */
 llmrt_status model_config_load(model_config *c, const char *dir);
 
-/* Weights of one layer in backend memory. Matrices [out, in] in be->weight_dtype, vectors F32. */
-typedef struct layer_weights {
-    norm_params attn_norm;
-    bweight wqkv;       /* [(H + 2*Hkv) * hd, D] q, k, v fused */
-    float *bqkv;        /* [(H + 2*Hkv) * hd] or NULL */
-    norm_params q_norm; /* w NULL when the arch has no q/k norm */
-    norm_params k_norm;
-    bweight wo;                 /* [D, H * hd] */
-    float *bo;                  /* [D] or NULL */
-    norm_params post_attn_norm; /* w NULL unless sandwich_norm */
-    norm_params ffn_norm;
-    bweight wup;               /* gated: [2F, D] gate and up fused; ungated: [F, D] */
-    float *bup;                /* [F] (ungated only) or NULL */
-    bweight wdown;             /* [D, F] */
-    float *bdown;              /* [D] or NULL */
-    norm_params post_ffn_norm; /* w NULL unless sandwich_norm */
-    attn_params attn;
-    const rope_params *rope; /* NULL without RoPE; points into model_weights */
-} layer_weights;
+/* layer_weights (one layer in backend memory) is in backend/backend.h: the decode_layers op
+ * takes them. */
 
 typedef struct model_weights {
     bweight tok_embed; /* [V, D] */

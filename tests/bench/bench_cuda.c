@@ -17,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "base/dtype.h"
+#include "model/forward.h"
 
 #define DIE(...)                                                                                   \
     do {                                                                                           \
@@ -153,7 +154,7 @@ static const shape SHAPES[2] = {
     {"Llama-3.1-8B", 32, 4096, 32, 8, 128, 14336, 128256, 0},
 };
 
-typedef struct model {
+typedef struct bench_model {
     int L, D, H, Hkv, hd, F, V, cap;
     bweight emb;                   /* [V, D] */
     bweight head;                  /* [V, D]: emb when tied */
@@ -163,7 +164,11 @@ typedef struct model {
     void *x, *h, *qkv, *att, *r, *gu, *act, *last; /* activations for up to max_rows */
     float *logits;                                 /* [1, V] */
     size_t weight_bytes;
-} model;
+    layer_weights *lw; /* [L] the stack for forward_layers / decode_layers */
+    kv_layer *kvl;     /* [L] */
+    rope_params rope;
+    norm_params final;
+} bench_model;
 
 static float *f32_vec(backend *be, int n, float lo, float hi) {
     float *h = malloc((size_t)n * 4);
@@ -175,8 +180,28 @@ static float *f32_vec(backend *be, int n, float lo, float hi) {
     return d;
 }
 
-static void model_create(backend *be, model *m, const shape *sh, int L, int cap, int max_rows) {
-    *m = (model){.L = L,
+/* The layer stack as forward.c sees it (built once the buffers exist). */
+static void model_layers(bench_model *m) {
+    m->lw = calloc((size_t)m->L, sizeof *m->lw);
+    m->kvl = calloc((size_t)m->L, sizeof *m->kvl);
+    m->rope = (rope_params){m->inv_freq, m->hd, 1.0f};
+    for (int l = 0; l < m->L; l++) {
+        layer_weights *w = &m->lw[l];
+        w->attn_norm = (norm_params){NORM_RMS, m->n_attn[l], NULL, 1e-5f};
+        w->ffn_norm = (norm_params){NORM_RMS, m->n_mlp[l], NULL, 1e-5f};
+        w->wqkv = m->wqkv[l];
+        w->wo = m->wo[l];
+        w->wup = m->wgu[l];
+        w->wdown = m->wd[l];
+        w->attn = (attn_params){m->H, m->Hkv, m->hd, 1.0f / sqrtf((float)m->hd), 0, 0.0f};
+        w->rope = &m->rope;
+        m->kvl[l] = (kv_layer){m->kc[l], m->vc[l], m->cap, 1};
+    }
+    m->final = (norm_params){NORM_RMS, m->n_final, NULL, 1e-5f};
+}
+
+static void model_create(backend *be, bench_model *m, const shape *sh, int L, int cap, int max_rows) {
+    *m = (bench_model){.L = L,
                  .D = sh->D,
                  .H = sh->H,
                  .Hkv = sh->Hkv,
@@ -228,33 +253,22 @@ static void model_create(backend *be, model *m, const shape *sh, int L, int cap,
     m->act = dalloc(be, R * m->F * es);
     m->last = dalloc(be, (size_t)m->D * es);
     m->logits = dalloc(be, (size_t)m->V * 4);
+    model_layers(m);
 }
 
-/* The ops of one forward step over n_tokens tokens, in the forward pass's order. */
-static void model_ops(backend *be, const model *m, int n_tokens) {
+/* One forward step over n_tokens tokens, as forward.c runs it: a decode step through the
+ * backend's decode_layers when it takes it, else (and for prefill) op by op. */
+static void model_ops(backend *be, bench_model *m, int n_tokens) {
     const backend_ops *o = be->ops;
-    attn_params a = {m->H, m->Hkv, m->hd, 1.0f / sqrtf((float)m->hd), 0, 0.0f};
-    rope_params rp = {m->inv_freq, m->hd, 1.0f};
     OK(o->embed(be, m->x, &m->emb, NULL, 1.0f));
-    for (int l = 0; l < m->L; l++) {
-        norm_params na = {NORM_RMS, m->n_attn[l], NULL, 1e-5f},
-                    nm = {NORM_RMS, m->n_mlp[l], NULL, 1e-5f};
-        kv_layer kv = {m->kc[l], m->vc[l], m->cap, 1};
-        if (l == 0)
-            OK(o->norm(be, m->h, m->x, m->D, &na));
-        else
-            OK(o->add_norm(be, m->x, m->r, m->h, m->D, &na));
-        OK(o->matmul(be, m->qkv, m->h, &m->wqkv[l], NULL));
-        OK(o->qkv_finish(be, m->qkv, &a, NULL, NULL, &rp, &kv));
-        OK(o->attention(be, m->att, m->qkv, &kv, &a));
-        OK(o->matmul(be, m->r, m->att, &m->wo[l], NULL));
-        OK(o->add_norm(be, m->x, m->r, m->h, m->D, &nm));
-        OK(o->matmul(be, m->gu, m->h, &m->wgu[l], NULL));
-        OK(o->activate(be, m->act, m->gu, m->F, ACT_SILU_GATED));
-        OK(o->matmul(be, m->r, m->act, &m->wd[l], NULL));
+    bool done = false;
+    if (n_tokens == 1 && o->decode_layers)
+        OK(o->decode_layers(be, m->x, m->h, m->lw, m->kvl, m->L, ACT_SILU_GATED, &m->final,
+                            &done));
+    if (!done) {
+        layer_bufs b = {m->x, m->h, m->qkv, m->att, m->gu, m->act};
+        OK(forward_layers(be, &b, m->lw, m->kvl, m->L, ACT_SILU_GATED, &m->final, m->D, m->F));
     }
-    norm_params nf = {NORM_RMS, m->n_final, NULL, 1e-5f};
-    OK(o->add_norm(be, m->x, m->r, m->h, m->D, &nf));
     const void *lin = m->h;
     if (n_tokens > 1) {
         OK(o->last_rows(be, m->last, m->h, m->D));
@@ -263,7 +277,7 @@ static void model_ops(backend *be, const model *m, int n_tokens) {
     OK(o->logits(be, m->logits, lin, 1, &m->head, 0.0f));
 }
 
-static double model_step(backend *be, const model *m, int n_tokens, int pos, int token) {
+static double model_step(backend *be, bench_model *m, int n_tokens, int pos, int token) {
     int32_t *ids = malloc((size_t)n_tokens * 4);
     for (int i = 0; i < n_tokens; i++)
         ids[i] = (token + i * 7919) % m->V;
@@ -278,7 +292,7 @@ static double model_step(backend *be, const model *m, int n_tokens, int pos, int
 }
 
 /* Argmax of the last logits (a sanity value: must be finite). */
-static float logits_check(backend *be, const model *m) {
+static float logits_check(backend *be, const bench_model *m) {
     float *lg = malloc((size_t)m->V * 4);
     OK(be->ops->download(be, lg, m->logits, (size_t)m->V * 4));
     float mx = -INFINITY;
@@ -296,7 +310,7 @@ typedef struct decode_result {
     double t_med, t_mean;
 } decode_result;
 
-static decode_result decode_run(backend *be, const model *m, int prompt, int steps) {
+static decode_result decode_run(backend *be, bench_model *m, int prompt, int steps) {
     model_step(be, m, prompt, 0, 1);
     double *t = malloc((size_t)steps * sizeof *t), sum = 0;
     for (int i = 0; i < steps; i++) {
@@ -310,7 +324,7 @@ static decode_result decode_run(backend *be, const model *m, int prompt, int ste
 }
 
 /* Per-op decode times: a step of `reps` calls of one op (eager), divided. */
-static double op_time(backend *be, const model *m, int which, int reps, int pos, int T) {
+static double op_time(backend *be, const bench_model *m, int which, int reps, int pos, int T) {
     const backend_ops *o = be->ops;
     int32_t *ids = calloc((size_t)T, 4);
     step_desc s = {.batch = 1, .n_tokens = T, .ids = ids, .pos = &pos, .start = NULL};
@@ -397,7 +411,7 @@ int main(int argc, char **argv) {
 
     int cap = prompt + steps + 8;
     if (cap < prefill + 8) cap = prefill + 8;
-    model m;
+    bench_model m;
     model_create(be, &m, &SHAPES[sh], L, cap, prefill > prompt ? prefill : prompt);
     printf("| model | %s shape, %d layers, %s, weights %.3f GB |\n", SHAPES[sh].name, L,
            dtype_name(dt), m.weight_bytes / 1e9);
@@ -429,6 +443,15 @@ int main(int argc, char **argv) {
     printf("| decode achieved bandwidth | %.0f GB/s = %.1f%% of copy |\n", bytes / g.t_med / 1e9,
            100.0 * bytes / g.t_med / bw);
 
+    setenv("LLMRT_NO_DECODE_KERNEL", "1", 1);
+    backend *ops = NULL;
+    OK(cuda_backend_create(&ops, dt, 0));
+    unsetenv("LLMRT_NO_DECODE_KERNEL");
+    decode_result d = decode_run(ops, &m, prompt, steps);
+    printf("| decode, graph, op by op (LLMRT_NO_DECODE_KERNEL=1) | %.1f us/token, %.1f%% of copy "
+           "|\n",
+           d.t_med * 1e6, 100.0 * bytes / d.t_med / bw);
+
     setenv("LLMRT_NO_GRAPH", "1", 1);
     backend *eager = NULL;
     OK(cuda_backend_create(&eager, dt, 0));
@@ -451,6 +474,7 @@ int main(int argc, char **argv) {
     }
     printf("| sum of op times (eager, back to back) | %.1f us/token |\n", sum * 1e6);
     backend_free(eager);
+    backend_free(ops);
 
     if (prefill > 0) {
         double t[3];

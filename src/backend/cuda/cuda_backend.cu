@@ -15,8 +15,10 @@
  * output, both run as one kernel. In decode, qkv_finish is held back the same way and done
  * inside the attention that follows. The op table stays one op per call; only launches are
  * fused, and every output the ops name is still written.
+ * A batch-1 decode step's whole layer stack runs as one persistent kernel (decode_layers,
+ * cuda_decode.cu) where it can.
  * LLMRT_NO_GRAPH=1 turns graphs off, LLMRT_NO_PDL=1 programmatic dependent launch,
- * LLMRT_NO_FUSE=1 these fusions,
+ * LLMRT_NO_FUSE=1 these fusions, LLMRT_NO_DECODE_KERNEL=1 the decode kernel,
  * LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention (A/B switches for measurement).
  */
 #include <stdint.h>
@@ -49,6 +51,7 @@ typedef enum op_kind {
     OP_ACTIVATE,
     OP_LAST_ROWS,
     OP_LOGITS,
+    OP_DECODE_LAYERS,
 } op_kind;
 
 /* The arguments of one op by value. Built from a memset-zeroed struct field by field, so that
@@ -124,6 +127,8 @@ static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
         return cuda_launch_last_rows(c, r->p0, r->p1, r->i0);
     case OP_LOGITS:
         return cuda_launch_matmul(c, r->p0, DT_F32, r->p1, r->i0, &r->w0, NULL, r->f0);
+    case OP_DECODE_LAYERS:
+        return cuda_launch_decode(c, (struct dk_plan *)r->w0.data, r->p0, (void *)r->p1);
     }
     return err_set(LLMRT_ERR_INVALID, "cuda: unknown op record %d", r->op);
 }
@@ -131,8 +136,8 @@ static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
 static const char *op_name(int op) {
     static const char *names[] = {"?",        "embed",     "norm",       "add_norm",
                                   "add",      "matmul",    "qkv_finish", "attention",
-                                  "activate", "last_rows", "logits"};
-    return op > 0 && op <= OP_LOGITS ? names[op] : "?";
+                                  "activate", "last_rows", "logits",     "decode_layers"};
+    return op > 0 && op <= OP_DECODE_LAYERS ? names[op] : "?";
 }
 
 /* Per-batch-size graph state lives in ctx->graphs; the records of a captured step here. */
@@ -676,6 +681,39 @@ static llmrt_status cu_logits(backend *be, float *out, const void *in, int n, co
     return op_submit(be, &r);
 }
 
+/* The layer stack as one kernel (cuda_decode.cu) when it can run it. Its device table is
+ * looked up by content; the record carries the table, so a replayed graph whose table differs
+ * falls back like any other changed op. A table is made only outside a capture: a capture
+ * that needs one is ended first (its ops run eagerly) and the next step captures again. */
+static llmrt_status cu_decode_layers(backend *be, void *x, void *h, const layer_weights *layers,
+                                     kv_layer *kv, int n_layers, act_kind act,
+                                     const norm_params *final_norm, bool *done) {
+    TRY(need_step(be, "decode_layers"));
+    cuda_state *s = state_of(be);
+    cuda_ctx *c = &s->c;
+    *done = false;
+    if (c->no_decode_kernel || cuda_decode_unsupported(c, layers, kv, n_layers, act, final_norm))
+        return LLMRT_OK;
+    struct dk_plan *plan = NULL;
+    TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, 0, &plan));
+    if (!plan) {
+        if (c->mode == GRAPH_CAPTURE) TRY(capture_abort(s));
+        if (cuda_decode_plans_full(c)) { /* making a plan frees the oldest: graphs may use it */
+            if (c->mode == GRAPH_REPLAY) TRY(replay_fallback(s, s->replay_idx));
+            graphs_drop_all(s);
+        }
+        TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, 1, &plan));
+    }
+    op_rec r;
+    rec_init(&r, OP_DECODE_LAYERS);
+    r.p0 = x;
+    r.p1 = h;
+    r.w0.data = plan;
+    TRY(op_submit(be, &r));
+    *done = true;
+    return LLMRT_OK;
+}
+
 /* ---- benchmark reference ---- */
 
 /* Device-to-device copies of `bytes` (default 1 GiB), best of 10 after 2 warm-ups, counting
@@ -752,6 +790,7 @@ static void cu_destroy(backend *be) {
         for (int b = 0; b <= GRAPH_MAX_BATCH; b++)
             free(s->recs[b].recs);
         cuda_matmul_free(c);
+        cuda_decode_free(c);
         if (c->scratch) cudaFree(c->scratch);
         if (c->d_argmax) cudaFree(c->d_argmax);
         if (c->d_ids) cudaFree(c->d_ids);
@@ -766,7 +805,7 @@ static const backend_ops cuda_ops = {
     cu_alloc,    cu_free,       cu_upload,         cu_download,  cu_act_from_f32, cu_act_to_f32,
     cu_mem_info, cu_step_begin, cu_step_end,       cu_embed,     cu_norm,         cu_add_norm,
     cu_add,      cu_matmul,     cu_qkv_finish,     cu_attention, cu_activate,     cu_last_rows,
-    cu_logits,   cu_destroy,    cu_copy_bandwidth, cu_argmax,
+    cu_logits,   cu_destroy,    cu_copy_bandwidth, cu_argmax,    cu_decode_layers,
 };
 
 extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {
@@ -803,6 +842,8 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->attn_split_only = so && so[0] && strcmp(so, "0") != 0;
     const char *nf = getenv("LLMRT_NO_FUSE");
     c->no_fuse = nf && nf[0] && strcmp(nf, "0") != 0;
+    const char *nd = getenv("LLMRT_NO_DECODE_KERNEL");
+    c->no_decode_kernel = nd && nd[0] && strcmp(nd, "0") != 0;
     const char *np = getenv("LLMRT_NO_PDL");
     c->pdl = !(np && np[0] && strcmp(np, "0") != 0);
     llmrt_status st = LLMRT_OK;
@@ -813,6 +854,8 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
         st = cuda_fail(e, "cudaSetDevice/cudaStreamCreate", __FILE__, __LINE__);
     } else {
         c->n_sm = prop.multiProcessorCount;
+        c->coop = prop.cooperativeLaunch;
+        c->smem_optin = (int)prop.sharedMemPerBlockOptin;
         st = cuda_matmul_init(c);
     }
     if (st == LLMRT_OK) st = step_buffers(s, 256);

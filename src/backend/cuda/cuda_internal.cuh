@@ -102,6 +102,12 @@ typedef struct cuda_ctx {
     /* argmax results, [argmax_cap] device; used after step_end only */
     int32_t *d_argmax;
     int argmax_cap;
+
+    /* the fused decode kernel (cuda_decode.cu) */
+    int no_decode_kernel; /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
+    int coop;             /* the device can launch cooperative grids */
+    int smem_optin;       /* shared memory a block may opt in to, bytes */
+    struct dk_plan *dk_plans[8]; /* layer tables in device memory, by content */
 } cuda_ctx;
 
 static inline cuda_ctx *ctx_of(backend *be) {
@@ -165,6 +171,46 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1)
         v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+/* ---- 16-byte vectors ---- */
+
+/* A 16-byte load of data no kernel writes (weights), not kept in L1. */
+__device__ __forceinline__ int4 ld_stream(const int4 *p) {
+    int4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+/* sum of the products of the elements of two 16-byte vectors of T */
+template <typename T> __device__ __forceinline__ float dot16(int4 a, int4 b);
+template <> __device__ __forceinline__ float dot16<float>(int4 a, int4 b) {
+    return __int_as_float(a.x) * __int_as_float(b.x) + __int_as_float(a.y) * __int_as_float(b.y) +
+           __int_as_float(a.z) * __int_as_float(b.z) + __int_as_float(a.w) * __int_as_float(b.w);
+}
+template <> __device__ __forceinline__ float dot16<__nv_bfloat16>(int4 a, int4 b) {
+    const __nv_bfloat162 *x = (const __nv_bfloat162 *)&a, *y = (const __nv_bfloat162 *)&b;
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 u = __bfloat1622float2(x[i]), v = __bfloat1622float2(y[i]);
+        s = fmaf(u.x, v.x, s);
+        s = fmaf(u.y, v.y, s);
+    }
+    return s;
+}
+template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
+    const __half2 *x = (const __half2 *)&a, *y = (const __half2 *)&b;
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 u = __half22float2(x[i]), v = __half22float2(y[i]);
+        s = fmaf(u.x, v.x, s);
+        s = fmaf(u.y, v.y, s);
+    }
+    return s;
 }
 
 /* ---- q/k head finishing (qkv_finish, and its fused form in decode attention) ---- */
@@ -272,6 +318,17 @@ llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv
 llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int rows,
                                     const bweight *W, const float *bias, void *act_out, int F,
                                     act_kind kind, int *done);
+/* The fused decode kernel (cuda_decode.cu): why it cannot run this layer stack (NULL: it can);
+ * the device table of a stack, found by content or (may_upload) made (*out NULL when it would
+ * have to be made and may_upload is 0); the launch. */
+const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv,
+                                    int n_layers, act_kind act, const norm_params *fin);
+llmrt_status cuda_decode_plan(cuda_ctx *c, const layer_weights *L, kv_layer *kv, int n_layers,
+                              act_kind act, const norm_params *fin, int may_upload,
+                              struct dk_plan **out);
+int cuda_decode_plans_full(const cuda_ctx *c);
+llmrt_status cuda_launch_decode(cuda_ctx *c, struct dk_plan *p, void *x, void *h);
+void cuda_decode_free(cuda_ctx *c);
 llmrt_status cuda_matmul_init(cuda_ctx *c);
 void cuda_matmul_free(cuda_ctx *c);
 

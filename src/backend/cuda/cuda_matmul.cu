@@ -14,43 +14,6 @@
 
 enum { MV_WARPS = 8, MV_UNROLL = 8, MV_MAX_M = 8, MV_DEFAULT_ROWS = 2 };
 
-__device__ __forceinline__ int4 ld_stream(const int4 *p) {
-    int4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
-
-/* sum of the products of the elements of two 16-byte vectors of T */
-template <typename T> __device__ __forceinline__ float dot16(int4 a, int4 b);
-template <> __device__ __forceinline__ float dot16<float>(int4 a, int4 b) {
-    return __int_as_float(a.x) * __int_as_float(b.x) + __int_as_float(a.y) * __int_as_float(b.y) +
-           __int_as_float(a.z) * __int_as_float(b.z) + __int_as_float(a.w) * __int_as_float(b.w);
-}
-template <> __device__ __forceinline__ float dot16<__nv_bfloat16>(int4 a, int4 b) {
-    const __nv_bfloat162 *x = (const __nv_bfloat162 *)&a, *y = (const __nv_bfloat162 *)&b;
-    float s = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 u = __bfloat1622float2(x[i]), v = __bfloat1622float2(y[i]);
-        s = fmaf(u.x, v.x, s);
-        s = fmaf(u.y, v.y, s);
-    }
-    return s;
-}
-template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
-    const __half2 *x = (const __half2 *)&a, *y = (const __half2 *)&b;
-    float s = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        float2 u = __half22float2(x[i]), v = __half22float2(y[i]);
-        s = fmaf(u.x, v.x, s);
-        s = fmaf(u.y, v.y, s);
-    }
-    return s;
-}
-
 /* Requires K % (16 / sizeof(T)) == 0 and 16-byte aligned rows of in and W.
  * A block of MV_WARPS warps computes MV_WARPS / ks units; each unit is cut into ks segments of
  * K, one warp each (split-K, so that narrow matrices still put enough loads in flight), and
