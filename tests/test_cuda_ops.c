@@ -949,9 +949,14 @@ static void test_decode_layers(void) {
             compare_be(cuda_be, sf.b.x, ref, sr.b.x, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
             snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cuda ops", ci, step);
             compare_be(cuda_be, sf.b.h, ref, sr.b.h, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
-            /* against the CPU backend (F32 activations): a rounding per op and layer */
-            snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cpu", ci, step);
-            compare_be(cuda_be, sf.b.h, cpu_be, sc.b.h, (size_t)c->D, 4 * TOL[cur_dt].atol, what);
+            /* against the CPU backend in F32. (In F16/BF16 the CPU backend keeps F32
+             * activations, so that difference would measure the rounding over a whole stack;
+             * the CUDA op path it is compared with above is checked against the CPU op by op.) */
+            if (cur_dt == DT_F32) {
+                snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cpu", ci, step);
+                compare_be(cuda_be, sf.b.h, cpu_be, sc.b.h, (size_t)c->D, 4 * TOL[cur_dt].atol,
+                           what);
+            }
         }
         size_t cn = (size_t)c->Hkv * c->cap * c->hd;
         for (int l = 0; l < c->n_layers; l++) {

@@ -70,7 +70,23 @@ struct dk_args {
     unsigned *bar;              /* [2] grid barrier: arrivals, generation */
     const int32_t *pos, *start; /* the step's position and first valid position (device) */
     int misc_floats;            /* shared floats between the barriers and the union region */
+    int att_warps;              /* warps per block that take attention items */
+    unsigned long long *prof;   /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
+
+/* Profile events (LLMRT_DECODE_PROFILE=1): cycles of consumer thread 0 per stage, summed over
+ * layers and launches; the ring waits of consumer warp 0 and of the producer. */
+enum {
+    EV_NORM1, EV_QKV, EV_SYNC_QKV, EV_ATT, EV_SYNC_ATT, EV_COMBINE, EV_O, EV_SYNC_O, EV_NORM2,
+    EV_UP, EV_SYNC_UP, EV_ACT, EV_DOWN, EV_SYNC_DOWN, EV_FINAL, EV_CONS_WAIT, EV_PROD_WAIT,
+    EV_PROD_END, EV_TOTAL, EV_LAUNCHES, DK_EV
+};
+static const char *const dk_ev_names[DK_EV] = {
+    "norm (attn)", "matvec qkv", "barrier after qkv", "attention", "barrier after attention",
+    "combine", "matvec o + residual", "barrier after o", "norm (ffn)", "matvec gate/up + act",
+    "barrier after gate/up", "load activation", "matvec down + residual", "barrier after down",
+    "final norm", "consumer warp 0 waiting for tiles", "producer waiting for free slots",
+    "producer done (from start)", "kernel (consumer thread 0)", "launches"};
 
 /* ---- shared memory, mbarriers, bulk copies (sm_90) ---- */
 
@@ -126,33 +142,29 @@ template <> __device__ __forceinline__ float ld_act<__nv_bfloat16>(const __nv_bf
     return __bfloat162float(__ushort_as_bfloat16(u));
 }
 
-/* Every consumer block arrives; all continue once all have (sense-reversing barrier: the
- * arrival count returns to 0 each time, the generation only grows). Orders every global write
- * before it against every read after it, across the grid. */
-__device__ __forceinline__ void grid_sync(unsigned *bar) {
+/* Every consumer block arrives; all continue once all have. bar[0] counts arrivals over the
+ * launch (barrier k waits for (k + 1) * blocks), bar[1] the blocks that finished: the last one
+ * resets both for the next launch. The arrival is a release and the wait an acquire at GPU
+ * scope, so every global write before the barrier is seen by every read after it. */
+__device__ __forceinline__ void grid_sync(unsigned *bar, unsigned *target) {
     cbar();
+    *target += gridDim.x;
     if (threadIdx.x == 0) {
-        unsigned gen;
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(bar + 1) : "memory");
-        __threadfence();
-        unsigned arrived = atomicAdd(bar, 1u);
-        if (arrived == gridDim.x - 1) {
-            atomicExch(bar, 0u);
-            __threadfence();
-            asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(bar + 1), "r"(gen + 1u)
-                         : "memory");
-        } else {
-            unsigned now;
-            do {
-                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];"
-                             : "=r"(now)
-                             : "l"(bar + 1)
-                             : "memory");
-            } while (now == gen);
-        }
-        __threadfence();
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar) : "memory");
+        unsigned now;
+        do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar) : "memory");
+        } while (now < *target);
     }
     cbar();
+}
+
+/* After the last barrier: the last block to get here resets the barrier. */
+__device__ __forceinline__ void grid_done(unsigned *bar) {
+    if (threadIdx.x == 0 && atomicAdd(bar + 1, 1u) == gridDim.x - 1) {
+        atomicExch(bar, 0u);
+        atomicExch(bar + 1, 0u);
+    }
 }
 
 /* Sum over the consumer threads; red holds DK_WARPS floats. */
@@ -207,6 +219,7 @@ struct dk_ring {
     uint64_t *full, *empty;
     int ns;         /* slots */
     int slot, lap;  /* position of the next tile; lap counts passes over the ring */
+    long long waited; /* cycles spent waiting on the ring (profiling) */
     __device__ __forceinline__ void advance() {
         if (++slot == ns) {
             slot = 0;
@@ -216,7 +229,7 @@ struct dk_ring {
 };
 
 /* The producer warp: every tile of every layer, in order. */
-template <typename T> __device__ void dk_produce(const dk_args &a, dk_ring r) {
+template <typename T> __device__ void dk_produce(const dk_args &a, dk_ring &r) {
     const int lane = threadIdx.x % 32;
     for (int l = 0; l < a.n_layers; l++) {
         const dk_layer &L = a.layers[l];
@@ -228,7 +241,11 @@ template <typename T> __device__ void dk_produce(const dk_args &a, dk_ring r) {
             for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
                 int nrows = min(DK_WARPS, u1 - g0) * M.rpu;
                 for (int ch = 0; ch < nch; ch++) {
-                    if (r.lap > 0) mbar_wait(&r.empty[r.slot], (r.lap - 1) & 1);
+                    if (r.lap > 0) {
+                        long long t0 = a.prof ? clock64() : 0;
+                        mbar_wait(&r.empty[r.slot], (r.lap - 1) & 1);
+                        if (a.prof) r.waited += clock64() - t0;
+                    }
                     unsigned bytes = (unsigned)(min(C, M.K - ch * C) * sizeof(T));
                     if (lane == 0) mbar_expect_tx(&r.full[r.slot], bytes * nrows);
                     __syncwarp();
@@ -253,11 +270,13 @@ template <typename T>
 __device__ void dk_norm(const T *x, T *out, int D, const float *w, float eps, int kind,
                         float *red) {
     float ss = 0.0f;
+#pragma unroll 4
     for (int d = threadIdx.x; d < D; d += DK_WARPS * 32) {
         float v = ld_act(x + d);
         ss += v * v;
     }
     float inv = rsqrtf(consumer_sum(ss, red) / D + eps);
+#pragma unroll 4
     for (int d = threadIdx.x; d < D; d += DK_WARPS * 32) {
         float v = ld_act(x + d) * inv;
         out[d] = from_f<T>(kind == NORM_RMS_PLUS1 ? v * (1.0f + w[d]) : v * w[d]);
@@ -286,7 +305,9 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_r
         for (int k = 0; k < R; k++)
             acc[k] = 0.0f;
         for (int ch = 0; ch < nch; ch++) {
+            long long t0 = a.prof ? clock64() : 0;
             mbar_wait(&r.full[r.slot], r.lap & 1);
+            if (a.prof) r.waited += clock64() - t0;
             if (mine) {
                 const int len = min(C, M.K - ch * C);
                 const T *tile = (const T *)(r.tiles + (size_t)r.slot * DK_TILE);
@@ -344,46 +365,58 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     return k;
 }
 
-/* Attention of the step's query: warp items (kv head, split). Per warp shared scratch:
- * q [DK_GQ][hd], o [DK_GQ][hd], p [DK_GQ][32] floats. */
-template <typename T>
-__device__ void dk_attention(const dk_args &a, const dk_layer &L, float *scratch) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, VEC = 16 / sizeof(T);
-    const int hd = a.hd, Gq = a.H / a.Hkv;
-    float *q_s = scratch + (size_t)warp * (2 * DK_GQ * hd + DK_GQ * 32);
-    float *o_s = q_s + DK_GQ * hd, *p_s = o_s + DK_GQ * hd;
+/* Shared scratch of one attention warp: q [Gq][hd], o [Gq][hd], p [Gq][32] floats, then the
+ * tile's values [32][hd + VEC] in T (rows padded by 16 bytes against bank conflicts). */
+__host__ __device__ __forceinline__ size_t dk_att_scratch(int Gq, int hd, int es) {
+    return (size_t)(2 * Gq * hd + Gq * 32) * 4 + (size_t)32 * (hd + 16 / es) * es;
+}
+
+/* Attention of the step's query: items (kv head, split of the visible keys), one per warp
+ * among the first a.att_warps warps of each block. Lane j of a tile of 32 keys loads key and
+ * value j at once (one memory round trip per tile), scores it against the group's q heads,
+ * and parks the value row in shared memory for the p V sums, where lanes own dimensions. */
+template <typename T> __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    constexpr int VEC = 16 / sizeof(T);
+    const int hd = a.hd, Gq = a.H / a.Hkv, nv = hd / VEC, vst = hd + VEC;
+    if (warp >= a.att_warps) return;
+    float *q_s = (float *)(uni + (size_t)warp * dk_att_scratch(Gq, hd, sizeof(T)));
+    float *o_s = q_s + Gq * hd, *p_s = o_s + Gq * hd;
+    T *v_s = (T *)(p_s + Gq * 32);
     const dk_keys kr = dk_key_range(a, L);
     const T *qkv = (const T *)a.qkv;
     const int items = a.Hkv * kr.n_split;
-    for (int it = warp * gridDim.x + blockIdx.x; it < items; it += DK_WARPS * gridDim.x) {
+    for (int it = warp * gridDim.x + blockIdx.x; it < items; it += a.att_warps * gridDim.x) {
         const int kvh = it / kr.n_split, sp = it % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
         T *kc = (T *)L.kc + (size_t)kvh * L.cap * hd, *vc = (T *)L.vc + (size_t)kvh * L.cap * hd;
-        /* q heads of this kv head: norm, RoPE, rounded as qkv_finish stores them, scaled */
-        for (int gi = 0; gi < Gq; gi++) {
-            for (int d = lane; d < hd; d += 32)
-                q_s[gi * hd + d] = ld_act(qkv + (size_t)(kvh * Gq + gi) * hd + d);
-            __syncwarp();
+        /* q heads of this kv head (contiguous in qkv): norm, RoPE, rounded as qkv_finish
+         * stores them, scaled */
+        const T *qg = qkv + (size_t)kvh * Gq * hd;
+#pragma unroll 8
+        for (int i = lane; i < Gq * hd; i += 32)
+            q_s[i] = ld_act(qg + i);
+        __syncwarp();
+        for (int gi = 0; gi < Gq; gi++)
             head_finish_warp(q_s + gi * hd, hd, L.q_norm != NULL, (norm_kind)L.qn_kind, L.q_norm,
                              L.qn_eps, L.inv_freq, L.rot_dim, L.attn_factor, kr.rp);
-            for (int d = lane; d < hd; d += 32) {
-                q_s[gi * hd + d] = to_f(from_f<T>(q_s[gi * hd + d])) * L.scale;
-                o_s[gi * hd + d] = 0.0f;
-            }
+        for (int i = lane; i < Gq * hd; i += 32) {
+            q_s[i] = to_f(from_f<T>(q_s[i])) * L.scale;
+            o_s[i] = 0.0f;
         }
         if (j1 == kr.hi) { /* the split holding the new key writes it (and its value) */
             float *k_s = p_s;
             const T *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
-            for (int d = lane; d < hd; d += 32)
+            size_t at = (size_t)(kr.hi % L.cap) * hd;
+            for (int d = lane; d < hd; d += 32) {
                 k_s[d] = ld_act(kn + d);
+                vc[at + d] = from_f<T>(ld_act(vn + d));
+            }
             __syncwarp();
             head_finish_warp(k_s, hd, L.k_norm != NULL, (norm_kind)L.kn_kind, L.k_norm, L.kn_eps,
                              L.inv_freq, L.rot_dim, L.attn_factor, kr.rp);
-            size_t at = (size_t)(kr.hi % L.cap) * hd;
-            for (int d = lane; d < hd; d += 32) {
+            for (int d = lane; d < hd; d += 32)
                 kc[at + d] = from_f<T>(k_s[d]);
-                vc[at + d] = from_f<T>(ld_act(vn + d));
-            }
         }
         __syncwarp(); /* the new key and value are in the cache for the loads below */
         float m[DK_GQ], l[DK_GQ];
@@ -393,22 +426,34 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, float *scratch
             l[gi] = 0.0f;
         }
         for (int t0 = j0; t0 <= j1; t0 += 32) {
-            const int j = t0 + lane, n = min(32, j1 - t0 + 1);
+            const int n = min(32, j1 - t0 + 1);
+            const bool ok = lane < n;
+            const int4 *kg = (const int4 *)(kc + (size_t)((t0 + lane) % L.cap) * hd);
+            const int4 *vg = (const int4 *)(vc + (size_t)((t0 + lane) % L.cap) * hd);
+            T *vrow = v_s + (size_t)lane * vst;
             float s[DK_GQ];
 #pragma unroll
             for (int gi = 0; gi < DK_GQ; gi++)
                 s[gi] = 0.0f;
-            if (lane < n) { /* scores: lane j */
-                const int4 *kv = (const int4 *)(kc + (size_t)(j % L.cap) * hd);
-                for (int v0 = 0; v0 < hd / VEC; v0++) {
-                    int4 raw = __ldcg(kv + v0);
-                    const T *ke = (const T *)&raw;
+            for (int v0 = 0; v0 < nv; v0 += 8) { /* 16 loads in flight per lane */
+                int4 kb[8], vb[8];
 #pragma unroll
-                    for (int e = 0; e < 16 / (int)sizeof(T); e++) {
+                for (int u = 0; u < 8; u++)
+                    if (ok && v0 + u < nv) {
+                        kb[u] = __ldcg(kg + v0 + u);
+                        vb[u] = __ldcg(vg + v0 + u);
+                    }
+#pragma unroll
+                for (int u = 0; u < 8; u++) {
+                    if (!ok || v0 + u >= nv) break;
+                    *(int4 *)(vrow + (v0 + u) * VEC) = vb[u];
+                    const T *ke = (const T *)&kb[u];
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) {
                         float kf = to_f(ke[e]);
 #pragma unroll
                         for (int gi = 0; gi < DK_GQ; gi++)
-                            if (gi < Gq) s[gi] = fmaf(q_s[gi * hd + v0 * VEC + e], kf, s[gi]);
+                            if (gi < Gq) s[gi] = fmaf(q_s[gi * hd + (v0 + u) * VEC + e], kf, s[gi]);
                     }
                 }
             }
@@ -418,9 +463,9 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, float *scratch
                 if (gi >= Gq) break;
                 float sc = s[gi];
                 if (L.softcap > 0.0f) sc = L.softcap * tanhf(sc / L.softcap);
-                if (lane >= n) sc = -INFINITY;
+                if (!ok) sc = -INFINITY;
                 float mn = fmaxf(m[gi], warp_max(sc));
-                float pr = lane < n ? __expf(sc - mn) : 0.0f;
+                float pr = ok ? __expf(sc - mn) : 0.0f;
                 corr[gi] = __expf(m[gi] - mn); /* 0 when m is -inf */
                 l[gi] = l[gi] * corr[gi] + warp_sum(pr);
                 m[gi] = mn;
@@ -435,7 +480,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, float *scratch
                     acc[gi] = 0.0f;
 #pragma unroll 8
                 for (int jj = 0; jj < n; jj++) {
-                    float v = ld_act(vc + (size_t)((t0 + jj) % L.cap) * hd + d);
+                    float v = to_f(v_s[(size_t)jj * vst + d]);
 #pragma unroll
                     for (int gi = 0; gi < DK_GQ; gi++)
                         if (gi < Gq) acc[gi] = fmaf(p_s[gi * 32 + jj], v, acc[gi]);
@@ -463,38 +508,59 @@ __device__ void dk_combine(const dk_args &a, const dk_layer &L, T *xs, float *w_
     const int ns = dk_key_range(a, L).n_split, hd = a.hd;
     float *inv_s = w_s + a.H * DK_MAX_SPLIT;
     for (int h = threadIdx.x; h < a.H; h += DK_WARPS * 32) {
+        float2 ml[DK_MAX_SPLIT];
         float M = -INFINITY;
-        for (int s = 0; s < ns; s++)
-            M = fmaxf(M, __ldcg(&a.part_ml[h * DK_MAX_SPLIT + s].x));
+#pragma unroll
+        for (int s = 0; s < DK_MAX_SPLIT; s++)
+            if (s < ns) {
+                ml[s] = __ldcg(&a.part_ml[h * DK_MAX_SPLIT + s]);
+                M = fmaxf(M, ml[s].x);
+            }
         float sum = 0.0f;
-        for (int s = 0; s < ns; s++) {
-            float2 ml = __ldcg(&a.part_ml[h * DK_MAX_SPLIT + s]);
-            float w = __expf(ml.x - M);
-            w_s[h * DK_MAX_SPLIT + s] = w;
-            sum += w * ml.y;
-        }
+#pragma unroll
+        for (int s = 0; s < DK_MAX_SPLIT; s++)
+            if (s < ns) {
+                float w = __expf(ml[s].x - M);
+                w_s[h * DK_MAX_SPLIT + s] = w;
+                sum += w * ml[s].y;
+            }
         inv_s[h] = 1.0f / sum;
     }
     cbar();
     for (int i = threadIdx.x; i < a.H * hd; i += DK_WARPS * 32) {
         int h = i / hd, d = i % hd;
         float acc = 0.0f;
-        for (int s = 0; s < ns; s++)
-            acc += w_s[h * DK_MAX_SPLIT + s] *
-                   __ldcg(&a.part_o[((size_t)h * DK_MAX_SPLIT + s) * hd + d]);
+#pragma unroll
+        for (int s = 0; s < DK_MAX_SPLIT; s++)
+            if (s < ns)
+                acc += w_s[h * DK_MAX_SPLIT + s] *
+                       __ldcg(&a.part_o[((size_t)h * DK_MAX_SPLIT + s) * hd + d]);
         xs[i] = from_f<T>(acc * inv_s[h]);
     }
     cbar();
 }
 
+/* Profiling: cycles since the last mark, added to event ev of this block. */
+struct dk_clock {
+    long long last;
+    __device__ __forceinline__ void mark(const dk_args &a, int ev) {
+        if (!a.prof || threadIdx.x != 0) return;
+        long long now = clock64();
+        a.prof[blockIdx.x * DK_EV + ev] += (unsigned long long)(now - last);
+        last = now;
+    }
+};
+
 template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
+    const long long t_start = clock64();
     dk_ring r;
     r.tiles = smem;
     r.full = (uint64_t *)(smem + (size_t)a.ns * DK_TILE);
     r.empty = r.full + a.ns;
     r.ns = a.ns;
     r.slot = r.lap = 0;
+    r.waited = 0;
     float *misc = (float *)(r.empty + a.ns); /* [DK_WARPS] sums, then combine weights */
     char *uni = (char *)(misc + a.misc_floats); /* the stage's input vector, or attention scratch */
     T *xs = (T *)uni;
@@ -508,32 +574,63 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     __syncthreads();
     if (threadIdx.x / 32 == DK_WARPS) { /* weights do not depend on the previous kernel */
         dk_produce<T>(a, r);
+        if (a.prof && threadIdx.x % 32 == 0) {
+            a.prof[blockIdx.x * DK_EV + EV_PROD_WAIT] += (unsigned long long)r.waited;
+            a.prof[blockIdx.x * DK_EV + EV_PROD_END] += (unsigned long long)(clock64() - t_start);
+        }
         return;
     }
     pdl_begin(); /* the embedding is written */
     float *red = misc, *w_s = misc + DK_WARPS;
+    unsigned target = 0; /* arrivals the next grid barrier waits for */
+    dk_clock clk = {clock64()};
     for (int l = 0; l < a.n_layers; l++) {
         const dk_layer &L = a.layers[l];
-        if (l > 0) grid_sync(a.bar);
+        if (l > 0) {
+            grid_sync(a.bar, &target);
+            clk.mark(a, EV_SYNC_DOWN);
+        }
         dk_norm((const T *)a.x, xs, a.D, L.attn_norm, L.attn_eps, L.attn_kind, red);
+        clk.mark(a, EV_NORM1);
         dk_matvec<T, MAT_QKV>(a, L, xs, r);
-        grid_sync(a.bar);
-        dk_attention<T>(a, L, (float *)uni);
-        grid_sync(a.bar);
+        clk.mark(a, EV_QKV);
+        grid_sync(a.bar, &target);
+        clk.mark(a, EV_SYNC_QKV);
+        dk_attention<T>(a, L, uni);
+        clk.mark(a, EV_ATT);
+        grid_sync(a.bar, &target);
+        clk.mark(a, EV_SYNC_ATT);
         dk_combine(a, L, xs, w_s);
+        clk.mark(a, EV_COMBINE);
         dk_matvec<T, MAT_O>(a, L, xs, r);
-        grid_sync(a.bar);
+        clk.mark(a, EV_O);
+        grid_sync(a.bar, &target);
+        clk.mark(a, EV_SYNC_O);
         dk_norm((const T *)a.x, xs, a.D, L.ffn_norm, L.ffn_eps, L.ffn_kind, red);
+        clk.mark(a, EV_NORM2);
         dk_matvec<T, MAT_UP>(a, L, xs, r);
-        grid_sync(a.bar);
+        clk.mark(a, EV_UP);
+        grid_sync(a.bar, &target);
+        clk.mark(a, EV_SYNC_UP);
+#pragma unroll 4
         for (int i = threadIdx.x; i < a.F; i += DK_WARPS * 32)
             xs[i] = from_f<T>(ld_act((const T *)a.act_buf + i));
         cbar();
+        clk.mark(a, EV_ACT);
         dk_matvec<T, MAT_DOWN>(a, L, xs, r);
+        clk.mark(a, EV_DOWN);
     }
-    grid_sync(a.bar);
+    grid_sync(a.bar, &target);
+    clk.mark(a, EV_SYNC_DOWN);
     if (blockIdx.x == 0)
         dk_norm((const T *)a.x, (T *)a.h, a.D, a.final_w, a.final_eps, a.final_kind, red);
+    clk.mark(a, EV_FINAL);
+    grid_done(a.bar);
+    if (a.prof && threadIdx.x == 0) {
+        a.prof[blockIdx.x * DK_EV + EV_CONS_WAIT] += (unsigned long long)r.waited;
+        a.prof[blockIdx.x * DK_EV + EV_TOTAL] += (unsigned long long)(clock64() - t_start);
+        a.prof[blockIdx.x * DK_EV + EV_LAUNCHES] += 1;
+    }
 }
 
 /* ---- host side ---- */
@@ -547,6 +644,8 @@ struct dk_plan {
     void *d_scratch;
     dk_args args; /* ready to launch but for x and h */
     size_t smem;
+    int blocks;
+    int clock_khz; /* for the profile printout */
 };
 
 static size_t align_up(size_t n, size_t a) {
@@ -558,8 +657,14 @@ static size_t dk_union_bytes(const dk_args &k, size_t es) {
     int kmax = k.D > k.H * k.hd ? k.D : k.H * k.hd;
     if (k.F > kmax) kmax = k.F;
     size_t vec = (size_t)kmax * es;
-    size_t att = (size_t)DK_WARPS * (2 * DK_GQ * k.hd + DK_GQ * 32) * sizeof(float);
+    size_t att = (size_t)k.att_warps * dk_att_scratch(k.H / k.Hkv, k.hd, (int)es);
     return align_up(vec > att ? vec : att, 16);
+}
+
+/* Warps per block that take attention items: enough for Hkv * DK_MAX_SPLIT items. */
+static int dk_att_warps(int Hkv, int blocks) {
+    int w = (Hkv * DK_MAX_SPLIT + blocks - 1) / blocks;
+    return w < 1 ? 1 : w > DK_WARPS ? DK_WARPS : w;
 }
 
 const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv,
@@ -599,7 +704,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
         if (kv[l].batch < 1 || kv[l].cap < 1) return "KV cache";
     }
     dk_args k = {};
-    k.D = D, k.H = H, k.hd = hd, k.F = F;
+    k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F, k.att_warps = dk_att_warps(Hkv, c->n_sm);
     size_t fixed = (size_t)(DK_WARPS + H * DK_MAX_SPLIT + H) * sizeof(float) + 16 +
                    dk_union_bytes(k, es);
     size_t slot = DK_TILE + 2 * sizeof(uint64_t);
@@ -619,11 +724,11 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
     key->Hkv = g->n_kv_heads;
     key->hd = g->head_dim;
     key->F = (int)L[0].wdown.cols;
+    key->att_warps = dk_att_warps(key->Hkv, c->n_sm);
     key->act = (int)act;
     key->final_w = fin->w;
     key->final_eps = fin->eps;
     key->final_kind = (int)fin->kind;
-    (void)c;
     for (int l = 0; l < n_layers; l++) {
         const layer_weights *w = &L[l];
         dk_layer *d = &out[l];
@@ -659,8 +764,41 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
     }
 }
 
+/* LLMRT_DECODE_PROFILE=1: the stage times of a plan's launches, on stderr when it is freed
+ * (mean and slowest block per launch; stages are summed over the layers). */
+static void plan_profile_print(const dk_plan *p) {
+    size_t n = (size_t)p->blocks * DK_EV;
+    unsigned long long *h = (unsigned long long *)calloc(n, sizeof *h);
+    if (!h || cudaMemcpy(h, p->args.prof, n * sizeof *h, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        free(h);
+        return;
+    }
+    double launches = (double)h[EV_LAUNCHES];
+    if (launches > 0) {
+        double us = 1e3 / (p->clock_khz > 0 ? p->clock_khz : 1);
+        fprintf(stderr, "decode kernel profile: %d layers, %d blocks, %d ring slots, %.0f launches, "
+                        "us per launch at %.0f MHz (mean over blocks / slowest block)\n",
+                p->args.n_layers, p->blocks, p->args.ns, launches, p->clock_khz / 1e3);
+        for (int ev = 0; ev < EV_LAUNCHES; ev++) {
+            double sum = 0, mx = 0;
+            for (int b = 0; b < p->blocks; b++) {
+                double v = (double)h[(size_t)b * DK_EV + ev];
+                sum += v;
+                if (v > mx) mx = v;
+            }
+            fprintf(stderr, "  %-36s %9.1f %9.1f\n", dk_ev_names[ev],
+                    sum / p->blocks / launches * us, mx / launches * us);
+        }
+    }
+    free(h);
+}
+
 static void plan_free(dk_plan *p) {
     if (!p) return;
+    if (p->args.prof) {
+        plan_profile_print(p);
+        cudaFree(p->args.prof);
+    }
     if (p->d_layers) cudaFree(p->d_layers);
     if (p->d_scratch) cudaFree(p->d_scratch);
     free(p->h_layers);
@@ -708,6 +846,20 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     a.act_buf = s + off_act;
     a.bar = (unsigned *)(s + off_bar);
     a.misc_floats = (int)align_up((size_t)DK_WARPS + (size_t)a.H * DK_MAX_SPLIT + a.H, 4);
+    p->blocks = c->n_sm;
+    const char *prof = getenv("LLMRT_DECODE_PROFILE");
+    if (prof && prof[0] && strcmp(prof, "0") != 0) {
+        size_t pb = (size_t)p->blocks * DK_EV * sizeof(unsigned long long);
+        e = cudaMalloc(&a.prof, pb);
+        p->args.prof = a.prof; /* freed with the plan */
+        if (e == cudaSuccess) e = cudaMemset(a.prof, 0, pb);
+        cudaDeviceGetAttribute(&p->clock_khz, cudaDevAttrClockRate, c->device);
+        if (e != cudaSuccess) {
+            p->h_layers = NULL;
+            plan_free(p);
+            return cuda_fail(e, "decode_layers profile buffer", __FILE__, __LINE__);
+        }
+    }
     size_t fixed = (size_t)a.misc_floats * sizeof(float) + dk_union_bytes(a, es);
     size_t slot = DK_TILE + 2 * sizeof(uint64_t);
     a.ns = (int)(((size_t)c->smem_optin - fixed) / slot);
@@ -785,7 +937,7 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     a.pos = c->d_pos;
     a.start = c->d_start;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)c->n_sm);
+    cfg.gridDim = dim3((unsigned)p->blocks);
     cfg.blockDim = dim3(DK_THREADS);
     cfg.dynamicSmemBytes = p->smem;
     cfg.stream = c->stream;
