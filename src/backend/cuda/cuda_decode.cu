@@ -67,10 +67,10 @@ struct dk_args {
     float *part_o;              /* [H][DK_MAX_SPLIT][hd] unnormalized attention outputs */
     float2 *part_ml;            /* [H][DK_MAX_SPLIT] (max, sum) */
     void *act_buf;              /* [F] the MLP activation */
+    void *att_buf;              /* [H hd] the attention output (one split) */
     unsigned *bar;              /* [2] grid barrier: arrivals, generation */
     const int32_t *pos, *start; /* the step's position and first valid position (device) */
     int misc_floats;            /* shared floats between the barriers and the union region */
-    int att_warps;              /* warps per block that take attention items */
     unsigned long long *prof;   /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
@@ -152,9 +152,10 @@ __device__ __forceinline__ void grid_sync(unsigned *bar, unsigned *target) {
     if (threadIdx.x == 0) {
         asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar) : "memory");
         unsigned now;
-        do {
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar) : "memory");
+        do { /* relaxed polls (an acquire load would invalidate L1 at every poll), then one fence */
+            asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar) : "memory");
         } while (now < *target);
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
     }
     cbar();
 }
@@ -229,10 +230,11 @@ struct dk_ring {
 };
 
 /* The producer warp: every tile of every layer, in order. */
-template <typename T> __device__ void dk_produce(const dk_args &a, dk_ring &r) {
+template <typename T>
+__device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r) {
     const int lane = threadIdx.x % 32;
     for (int l = 0; l < a.n_layers; l++) {
-        const dk_layer &L = a.layers[l];
+        const dk_layer &L = layers[l];
         for (int m = 0; m < MAT_COUNT; m++) {
             dk_mat M = dk_matrix(a, L, m);
             int u0, u1;
@@ -265,19 +267,35 @@ template <typename T> __device__ void dk_produce(const dk_args &a, dk_ring &r) {
 
 /* ---- consumer stages ---- */
 
-/* out[d] = norm(x)[d] rounded to T, for d < D (out in shared or global memory). */
+/* out[d] = norm(x)[d] rounded to T, for d < D (out in shared or global memory). x and the
+ * weights are loaded together (one memory round trip) and kept in registers up to
+ * DK_NORM_REGS * 256 elements. */
+enum { DK_NORM_REGS = 16 };
 template <typename T>
 __device__ void dk_norm(const T *x, T *out, int D, const float *w, float eps, int kind,
                         float *red) {
-    float ss = 0.0f;
-#pragma unroll 4
-    for (int d = threadIdx.x; d < D; d += DK_WARPS * 32) {
+    const int NT = DK_WARPS * 32;
+    float xv[DK_NORM_REGS], wv[DK_NORM_REGS], ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < DK_NORM_REGS; i++) {
+        int d = threadIdx.x + i * NT;
+        xv[i] = d < D ? ld_act(x + d) : 0.0f;
+        wv[i] = d < D ? w[d] : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < DK_NORM_REGS; i++)
+        ss += xv[i] * xv[i];
+    for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
         float v = ld_act(x + d);
         ss += v * v;
     }
     float inv = rsqrtf(consumer_sum(ss, red) / D + eps);
-#pragma unroll 4
-    for (int d = threadIdx.x; d < D; d += DK_WARPS * 32) {
+#pragma unroll
+    for (int i = 0; i < DK_NORM_REGS; i++) {
+        int d = threadIdx.x + i * NT;
+        if (d < D) out[d] = from_f<T>(xv[i] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + wv[i] : wv[i]));
+    }
+    for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
         float v = ld_act(x + d) * inv;
         out[d] = from_f<T>(kind == NORM_RMS_PLUS1 ? v * (1.0f + w[d]) : v * w[d]);
     }
@@ -300,6 +318,14 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_r
     const int C = dk_chunk<T>(R), nch = (M.K + C - 1) / C;
     for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
         const bool mine = g0 + warp < u1;
+        const int u = g0 + warp;
+        /* the epilogue's operands, loaded while the tiles are multiplied */
+        float pre = 0.0f, bias = 0.0f;
+        if (mine && lane == 0) {
+            if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
+            if (MAT == MAT_O) pre = ld_act((const T *)a.x + u), bias = L.bo ? L.bo[u] : 0.0f;
+            if (MAT == MAT_DOWN) pre = ld_act((const T *)a.x + u), bias = L.bdown ? L.bdown[u] : 0.0f;
+        }
         float acc[R];
 #pragma unroll
         for (int k = 0; k < R; k++)
@@ -330,23 +356,22 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_r
         for (int q = 0; q < R; q++)
             acc[q] = warp_sum(acc[q]);
         if (lane != 0) continue;
-        const int u = g0 + warp;
         if (MAT == MAT_QKV) {
-            ((T *)a.qkv)[u] = from_f<T>(acc[0] + (L.bqkv ? L.bqkv[u] : 0.0f));
+            ((T *)a.qkv)[u] = from_f<T>(acc[0] + pre);
         } else if (MAT == MAT_UP) {
             float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
             float y = (a.act == ACT_SILU_GATED ? g / (1.0f + expf(-g)) : gelu_tanh(g)) * up;
             ((T *)a.act_buf)[u] = from_f<T>(y);
         } else {
-            const float *b = MAT == MAT_O ? L.bo : L.bdown;
-            float o = to_f(from_f<T>(acc[0] + (b ? b[u] : 0.0f)));
-            T *x = (T *)a.x;
-            x[u] = from_f<T>(ld_act(x + u) + o);
+            float o = to_f(from_f<T>(acc[0] + bias));
+            ((T *)a.x)[u] = from_f<T>(pre + o);
         }
     }
 }
 
-/* The visible keys [lo, hi] of this step in layer L, the rotary position, and the split. */
+/* The visible keys [lo, hi] of this step in layer L, the rotary position, and the split of
+ * the keys into items of kps keys (a multiple of DK_WARPS * 32: one 32-key tile per warp and
+ * pass). */
 struct dk_keys {
     int lo, hi, rp, kps, n_split;
 };
@@ -358,104 +383,224 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     k.lo = st;
     if (L.window > 0 && p - L.window + 1 > k.lo) k.lo = p - L.window + 1;
     k.rp = p - st;
-    int n = k.hi - k.lo + 1;
-    int per = (n + DK_MAX_SPLIT - 1) / DK_MAX_SPLIT;
-    k.kps = max(32, (per + 31) & ~31);
+    const int pass = DK_WARPS * 32, n = k.hi - k.lo + 1;
+    int passes = (n + pass * DK_MAX_SPLIT - 1) / (pass * DK_MAX_SPLIT);
+    k.kps = passes * pass;
     k.n_split = (n + k.kps - 1) / k.kps;
     return k;
 }
 
-/* Shared scratch of one attention warp: q [Gq][hd], o [Gq][hd], p [Gq][32] floats, then the
- * tile's values [32][hd + VEC] in T (rows padded by 16 bytes against bank conflicts). */
-__host__ __device__ __forceinline__ size_t dk_att_scratch(int Gq, int hd, int es) {
-    return (size_t)(2 * Gq * hd + Gq * 32) * 4 + (size_t)32 * (hd + 16 / es) * es;
+/* Key and value rows of a lane's first tile, loaded before the attention stage begins (they
+ * do not depend on this step): up to DK_PF 16-byte vectors per row. */
+enum { DK_PF = 8 };
+struct dk_prefetch {
+    int4 k[DK_PF], v[DK_PF];
+};
+
+/* Shared scratch of the attention stage (bytes), laid out by dk_att_ptrs. */
+__host__ __device__ __forceinline__ size_t dk_att_warp_bytes(int Gq, int hd, int es) {
+    return (size_t)(Gq * hd + Gq * 32 + 2 * Gq) * 4 + (((size_t)32 * (hd + 16 / es) * es + 15) & ~15);
+}
+__host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es) {
+    return (size_t)(Gq * hd + 6 * hd) * 4 + DK_WARPS * dk_att_warp_bytes(Gq, hd, es);
 }
 
-/* Attention of the step's query: items (kv head, split of the visible keys), one per warp
- * among the first a.att_warps warps of each block. Lane j of a tile of 32 keys loads key and
- * value j at once (one memory round trip per tile), scores it against the group's q heads,
- * and parks the value row in shared memory for the p V sums, where lanes own dimensions. */
-template <typename T> __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+struct dk_att_ptrs {
+    float *q, *kn, *vn, *qw, *kw, *cs, *sn; /* q heads; the new key, value; norm weights; rope */
+    float *o, *p, *m, *l;                   /* this warp's: output, probabilities, max, sum */
+    char *vt;                               /* this warp's value tile [32][hd + VEC] of T */
+};
+
+__device__ __forceinline__ dk_att_ptrs dk_att_layout(char *uni, int Gq, int hd, int es, int warp) {
+    dk_att_ptrs p;
+    p.q = (float *)uni;
+    p.kn = p.q + Gq * hd;
+    p.vn = p.kn + hd;
+    p.qw = p.vn + hd;
+    p.kw = p.qw + hd;
+    p.cs = p.kw + hd;
+    p.sn = p.cs + hd;
+    char *w = (char *)(p.sn + hd) + (size_t)warp * dk_att_warp_bytes(Gq, hd, es);
+    p.o = (float *)w;
+    p.p = p.o + Gq * hd;
+    p.m = p.p + Gq * 32;
+    p.l = p.m + Gq;
+    p.vt = (char *)(p.l + Gq);
+    return p;
+}
+
+/* This block's first attention item, or -1. */
+__device__ __forceinline__ int dk_first_item(const dk_args &a, const dk_keys &kr) {
+    return (int)blockIdx.x < a.Hkv * kr.n_split ? (int)blockIdx.x : -1;
+}
+
+template <typename T>
+__device__ void dk_load_rows(const dk_args &a, const dk_layer &L, const dk_keys &kr, int item,
+                             int tile, dk_prefetch &pf) {
     constexpr int VEC = 16 / sizeof(T);
+    const int lane = threadIdx.x % 32, nv = a.hd / VEC;
+    const int kvh = item / kr.n_split, sp = item % kr.n_split;
+    const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
+    const int j = j0 + tile * 32 + lane;
+    if (j > j1) return;
+    size_t row = ((size_t)kvh * L.cap + j % L.cap) * a.hd;
+    const int4 *kg = (const int4 *)((const T *)L.kc + row), *vg = (const int4 *)((const T *)L.vc + row);
+#pragma unroll
+    for (int u = 0; u < DK_PF; u++)
+        if (u < nv) {
+            pf.k[u] = __ldcg(kg + u);
+            pf.v[u] = __ldcg(vg + u);
+        }
+}
+
+/* Issued before the barrier that ends the qkv stage: this warp's rows of its first tile. */
+template <typename T>
+__device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L, dk_prefetch &pf) {
+    const dk_keys kr = dk_key_range(a, L);
+    int item = dk_first_item(a, kr);
+    if (item >= 0) dk_load_rows<T>(a, L, kr, item, threadIdx.x / 32, pf);
+}
+
+/* Attention of the step's query. An item is (kv head, split of kps keys); a block takes
+ * items blockIdx.x, + gridDim.x, ...; its warp w takes the 32-key tiles w, w + DK_WARPS, ...
+ * of the split, lane j scoring key j against the group's q heads. The q heads, the new key
+ * and value and the rotary table come in with one memory round trip (the first tile's keys
+ * and values were prefetched). The warps' partial softmax sums are combined in shared memory;
+ * one split writes the output (att_buf), several write partials for dk_combine. */
+template <typename T>
+__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, const dk_prefetch &pf0) {
+    constexpr int VEC = 16 / sizeof(T);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
+    const int NT = DK_WARPS * 32;
     const int hd = a.hd, Gq = a.H / a.Hkv, nv = hd / VEC, vst = hd + VEC;
-    if (warp >= a.att_warps) return;
-    float *q_s = (float *)(uni + (size_t)warp * dk_att_scratch(Gq, hd, sizeof(T)));
-    float *o_s = q_s + Gq * hd, *p_s = o_s + Gq * hd;
-    T *v_s = (T *)(p_s + Gq * 32);
+    const dk_att_ptrs P = dk_att_layout(uni, Gq, hd, (int)sizeof(T), warp);
     const dk_keys kr = dk_key_range(a, L);
     const T *qkv = (const T *)a.qkv;
-    const int items = a.Hkv * kr.n_split;
-    for (int it = warp * gridDim.x + blockIdx.x; it < items; it += a.att_warps * gridDim.x) {
-        const int kvh = it / kr.n_split, sp = it % kr.n_split;
+    const int items = a.Hkv * kr.n_split, half = L.rot_dim / 2;
+    bool first = true;
+    for (int item = blockIdx.x; item < items; item += gridDim.x, first = false) {
+        const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
-        T *kc = (T *)L.kc + (size_t)kvh * L.cap * hd, *vc = (T *)L.vc + (size_t)kvh * L.cap * hd;
-        /* q heads of this kv head (contiguous in qkv): norm, RoPE, rounded as qkv_finish
-         * stores them, scaled */
+        const bool has_new = j1 == kr.hi;
+        /* one round trip: q heads, new key and value, norm weights, rotary frequencies */
         const T *qg = qkv + (size_t)kvh * Gq * hd;
-#pragma unroll 8
-        for (int i = lane; i < Gq * hd; i += 32)
-            q_s[i] = ld_act(qg + i);
-        __syncwarp();
-        for (int gi = 0; gi < Gq; gi++)
-            head_finish_warp(q_s + gi * hd, hd, L.q_norm != NULL, (norm_kind)L.qn_kind, L.q_norm,
-                             L.qn_eps, L.inv_freq, L.rot_dim, L.attn_factor, kr.rp);
-        for (int i = lane; i < Gq * hd; i += 32) {
-            q_s[i] = to_f(from_f<T>(q_s[i])) * L.scale;
-            o_s[i] = 0.0f;
+        const T *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
+        for (int i = tid; i < Gq * hd; i += NT)
+            P.q[i] = ld_act(qg + i);
+        for (int i = tid; i < hd; i += NT) {
+            if (has_new) {
+                P.kn[i] = ld_act(kn + i);
+                P.vn[i] = ld_act(vn + i);
+            }
+            if (L.q_norm) P.qw[i] = L.q_norm[i];
+            if (L.k_norm) P.kw[i] = L.k_norm[i];
+            if (i < half) {
+                float sn, cs;
+                sincosf((float)kr.rp * L.inv_freq[i], &sn, &cs);
+                P.cs[i] = cs * L.attn_factor;
+                P.sn[i] = sn * L.attn_factor;
+            }
         }
-        if (j1 == kr.hi) { /* the split holding the new key writes it (and its value) */
-            float *k_s = p_s;
-            const T *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
-            size_t at = (size_t)(kr.hi % L.cap) * hd;
-            for (int d = lane; d < hd; d += 32) {
-                k_s[d] = ld_act(kn + d);
-                vc[at + d] = from_f<T>(ld_act(vn + d));
+        cbar();
+        /* finish: warp gi the q head gi, the last warp (or warp 0) the new key */
+        for (int gi = warp; gi < Gq; gi += DK_WARPS) {
+            float *q = P.q + gi * hd;
+            if (L.q_norm) {
+                float ss = 0.0f;
+                for (int d = lane; d < hd; d += 32)
+                    ss += q[d] * q[d];
+                float inv = rsqrtf(warp_sum(ss) / hd + L.qn_eps);
+                for (int d = lane; d < hd; d += 32)
+                    q[d] = q[d] * inv * (L.qn_kind == NORM_RMS_PLUS1 ? 1.0f + P.qw[d] : P.qw[d]);
+                __syncwarp();
+            }
+            for (int i = lane; i < half; i += 32) {
+                float x1 = q[i], x2 = q[i + half];
+                q[i] = x1 * P.cs[i] - x2 * P.sn[i];
+                q[i + half] = x2 * P.cs[i] + x1 * P.sn[i];
             }
             __syncwarp();
-            head_finish_warp(k_s, hd, L.k_norm != NULL, (norm_kind)L.kn_kind, L.k_norm, L.kn_eps,
-                             L.inv_freq, L.rot_dim, L.attn_factor, kr.rp);
             for (int d = lane; d < hd; d += 32)
-                kc[at + d] = from_f<T>(k_s[d]);
+                q[d] = to_f(from_f<T>(q[d])) * L.scale; /* as qkv_finish stores it, scaled */
         }
-        __syncwarp(); /* the new key and value are in the cache for the loads below */
+        if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
+            float *k = P.kn;
+            if (L.k_norm) {
+                float ss = 0.0f;
+                for (int d = lane; d < hd; d += 32)
+                    ss += k[d] * k[d];
+                float inv = rsqrtf(warp_sum(ss) / hd + L.kn_eps);
+                for (int d = lane; d < hd; d += 32)
+                    k[d] = k[d] * inv * (L.kn_kind == NORM_RMS_PLUS1 ? 1.0f + P.kw[d] : P.kw[d]);
+                __syncwarp();
+            }
+            for (int i = lane; i < half; i += 32) {
+                float x1 = k[i], x2 = k[i + half];
+                k[i] = x1 * P.cs[i] - x2 * P.sn[i];
+                k[i + half] = x2 * P.cs[i] + x1 * P.sn[i];
+            }
+            __syncwarp();
+            size_t at = ((size_t)kvh * L.cap + kr.hi % L.cap) * hd;
+            for (int d = lane; d < hd; d += 32) {
+                T kt = from_f<T>(k[d]), vt = from_f<T>(P.vn[d]);
+                ((T *)L.kc)[at + d] = kt;
+                ((T *)L.vc)[at + d] = vt;
+                k[d] = to_f(kt);
+                P.vn[d] = to_f(vt);
+            }
+        }
+        cbar();
+        /* this warp's tiles */
         float m[DK_GQ], l[DK_GQ];
 #pragma unroll
         for (int gi = 0; gi < DK_GQ; gi++) {
             m[gi] = -INFINITY;
             l[gi] = 0.0f;
         }
-        for (int t0 = j0; t0 <= j1; t0 += 32) {
-            const int n = min(32, j1 - t0 + 1);
-            const bool ok = lane < n;
-            const int4 *kg = (const int4 *)(kc + (size_t)((t0 + lane) % L.cap) * hd);
-            const int4 *vg = (const int4 *)(vc + (size_t)((t0 + lane) % L.cap) * hd);
-            T *vrow = v_s + (size_t)lane * vst;
+        for (int i = lane; i < Gq * hd; i += 32)
+            P.o[i] = 0.0f;
+        for (int tile = warp; j0 + tile * 32 <= j1; tile += DK_WARPS) {
+            const int t0 = j0 + tile * 32, n = min(32, j1 - t0 + 1), j = t0 + lane;
+            const bool ok = lane < n, is_new = j == kr.hi;
+            dk_prefetch pf;
+            if (first && tile == warp)
+                pf = pf0;
+            else
+                dk_load_rows<T>(a, L, kr, item, tile, pf);
+            size_t row = ((size_t)kvh * L.cap + j % L.cap) * hd;
+            const int4 *kg = (const int4 *)((const T *)L.kc + row);
+            const int4 *vg = (const int4 *)((const T *)L.vc + row);
+            T *vrow = (T *)P.vt + (size_t)lane * vst;
             float s[DK_GQ];
 #pragma unroll
             for (int gi = 0; gi < DK_GQ; gi++)
                 s[gi] = 0.0f;
-            for (int v0 = 0; v0 < nv; v0 += 8) { /* 16 loads in flight per lane */
-                int4 kb[8], vb[8];
+            /* key and value vector v0 of lane j: score it, park the value */
+            auto take = [&](int v0, int4 kq, int4 vq) {
+                float kf[VEC];
+                const T *ke = (const T *)&kq;
 #pragma unroll
-                for (int u = 0; u < 8; u++)
-                    if (ok && v0 + u < nv) {
-                        kb[u] = __ldcg(kg + v0 + u);
-                        vb[u] = __ldcg(vg + v0 + u);
-                    }
+                for (int e = 0; e < VEC; e++)
+                    kf[e] = is_new ? P.kn[v0 * VEC + e] : to_f(ke[e]);
+                if (is_new) {
+                    T *vv = (T *)&vq;
 #pragma unroll
-                for (int u = 0; u < 8; u++) {
-                    if (!ok || v0 + u >= nv) break;
-                    *(int4 *)(vrow + (v0 + u) * VEC) = vb[u];
-                    const T *ke = (const T *)&kb[u];
-#pragma unroll
-                    for (int e = 0; e < VEC; e++) {
-                        float kf = to_f(ke[e]);
-#pragma unroll
-                        for (int gi = 0; gi < DK_GQ; gi++)
-                            if (gi < Gq) s[gi] = fmaf(q_s[gi * hd + (v0 + u) * VEC + e], kf, s[gi]);
-                    }
+                    for (int e = 0; e < VEC; e++)
+                        vv[e] = from_f<T>(P.vn[v0 * VEC + e]);
                 }
+                *(int4 *)(vrow + v0 * VEC) = vq;
+#pragma unroll
+                for (int e = 0; e < VEC; e++)
+#pragma unroll
+                    for (int gi = 0; gi < DK_GQ; gi++)
+                        if (gi < Gq) s[gi] = fmaf(P.q[gi * hd + v0 * VEC + e], kf[e], s[gi]);
+            };
+            if (ok) {
+#pragma unroll
+                for (int v0 = 0; v0 < DK_PF; v0++)
+                    if (v0 < nv) take(v0, pf.k[v0], pf.v[v0]);
+                for (int v0 = DK_PF; v0 < nv; v0++)
+                    take(v0, __ldcg(kg + v0), __ldcg(vg + v0));
             }
             float corr[DK_GQ];
 #pragma unroll
@@ -469,7 +614,7 @@ template <typename T> __device__ void dk_attention(const dk_args &a, const dk_la
                 corr[gi] = __expf(m[gi] - mn); /* 0 when m is -inf */
                 l[gi] = l[gi] * corr[gi] + warp_sum(pr);
                 m[gi] = mn;
-                p_s[gi * 32 + lane] = pr;
+                P.p[gi * 32 + lane] = pr;
             }
             __syncwarp();
             /* o = o * corr + p V: lane owns dims lane, lane + 32, ... */
@@ -480,34 +625,66 @@ template <typename T> __device__ void dk_attention(const dk_args &a, const dk_la
                     acc[gi] = 0.0f;
 #pragma unroll 8
                 for (int jj = 0; jj < n; jj++) {
-                    float v = to_f(v_s[(size_t)jj * vst + d]);
+                    float v = to_f(((const T *)P.vt)[(size_t)jj * vst + d]);
 #pragma unroll
                     for (int gi = 0; gi < DK_GQ; gi++)
-                        if (gi < Gq) acc[gi] = fmaf(p_s[gi * 32 + jj], v, acc[gi]);
+                        if (gi < Gq) acc[gi] = fmaf(P.p[gi * 32 + jj], v, acc[gi]);
                 }
 #pragma unroll
                 for (int gi = 0; gi < DK_GQ; gi++)
-                    if (gi < Gq) o_s[gi * hd + d] = o_s[gi * hd + d] * corr[gi] + acc[gi];
+                    if (gi < Gq) P.o[gi * hd + d] = P.o[gi * hd + d] * corr[gi] + acc[gi];
             }
             __syncwarp();
         }
-        for (int gi = 0; gi < Gq; gi++) {
-            size_t at = (size_t)(kvh * Gq + gi) * DK_MAX_SPLIT + sp;
-            for (int d = lane; d < hd; d += 32)
-                a.part_o[at * hd + d] = o_s[gi * hd + d];
-            if (lane == 0) a.part_ml[at] = make_float2(m[gi], l[gi]);
+        if (lane == 0)
+            for (int gi = 0; gi < Gq; gi++) {
+                P.m[gi] = m[gi];
+                P.l[gi] = l[gi];
+            }
+        cbar();
+        /* combine the warps: one split writes the output, several their partials */
+        for (int i = tid; i < Gq * hd; i += NT) {
+            const int gi = i / hd, d = i % hd;
+            float M = -INFINITY;
+            for (int w = 0; w < DK_WARPS; w++) {
+                const dk_att_ptrs Q = dk_att_layout(uni, Gq, hd, (int)sizeof(T), w);
+                M = fmaxf(M, Q.l[gi] > 0.0f ? Q.m[gi] : -INFINITY);
+            }
+            float S = 0.0f, O = 0.0f;
+            for (int w = 0; w < DK_WARPS; w++) {
+                const dk_att_ptrs Q = dk_att_layout(uni, Gq, hd, (int)sizeof(T), w);
+                if (Q.l[gi] <= 0.0f) continue;
+                float c = __expf(Q.m[gi] - M);
+                S += c * Q.l[gi];
+                O += c * Q.o[gi * hd + d];
+            }
+            const int h = kvh * Gq + gi;
+            if (kr.n_split == 1) {
+                ((T *)a.att_buf)[(size_t)h * hd + d] = from_f<T>(O / S);
+            } else {
+                size_t at = (size_t)h * DK_MAX_SPLIT + sp;
+                a.part_o[at * hd + d] = O;
+                if (d == 0) a.part_ml[at] = make_float2(M, S);
+            }
         }
-        __syncwarp();
+        cbar();
     }
 }
 
-/* xs[h * hd + d] = the attention output: the splits' partial softmax sums combined.
- * w_s holds H * DK_MAX_SPLIT weights and H reciprocal sums. */
+/* xs[h * hd + d] = the attention output: read (one split) or the splits' partial softmax sums
+ * combined. w_s holds H * DK_MAX_SPLIT weights and H reciprocal sums. */
 template <typename T>
 __device__ void dk_combine(const dk_args &a, const dk_layer &L, T *xs, float *w_s) {
-    const int ns = dk_key_range(a, L).n_split, hd = a.hd;
+    const int ns = dk_key_range(a, L).n_split, hd = a.hd, NT = DK_WARPS * 32;
+    if (ns == 1) {
+        const int VEC = 16 / sizeof(T), n = a.H * hd / VEC;
+        for (int i = threadIdx.x; i < n; i += NT)
+            ((int4 *)xs)[i] = __ldcg((const int4 *)a.att_buf + i);
+        cbar();
+        return;
+    }
     float *inv_s = w_s + a.H * DK_MAX_SPLIT;
-    for (int h = threadIdx.x; h < a.H; h += DK_WARPS * 32) {
+    for (int h = threadIdx.x; h < a.H; h += NT) {
         float2 ml[DK_MAX_SPLIT];
         float M = -INFINITY;
 #pragma unroll
@@ -527,7 +704,7 @@ __device__ void dk_combine(const dk_args &a, const dk_layer &L, T *xs, float *w_
         inv_s[h] = 1.0f / sum;
     }
     cbar();
-    for (int i = threadIdx.x; i < a.H * hd; i += DK_WARPS * 32) {
+    for (int i = threadIdx.x; i < a.H * hd; i += NT) {
         int h = i / hd, d = i % hd;
         float acc = 0.0f;
 #pragma unroll
@@ -561,8 +738,10 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     r.ns = a.ns;
     r.slot = r.lap = 0;
     r.waited = 0;
-    float *misc = (float *)(r.empty + a.ns); /* [DK_WARPS] sums, then combine weights */
-    char *uni = (char *)(misc + a.misc_floats); /* the stage's input vector, or attention scratch */
+    /* shared: the layer table, then [DK_WARPS] sums and the combine weights, then the union */
+    dk_layer *layers = (dk_layer *)(r.empty + a.ns);
+    float *misc = (float *)((char *)layers + ((a.n_layers * sizeof(dk_layer) + 15) & ~(size_t)15));
+    char *uni = (char *)((float *)layers + a.misc_floats); /* the stage's input, or attention */
     T *xs = (T *)uni;
     if (threadIdx.x == 0) {
         for (int s = 0; s < a.ns; s++) {
@@ -571,9 +750,11 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
+    for (int i = threadIdx.x; i < a.n_layers * (int)(sizeof(dk_layer) / 4); i += blockDim.x)
+        ((int *)layers)[i] = __ldg((const int *)a.layers + i);
     __syncthreads();
     if (threadIdx.x / 32 == DK_WARPS) { /* weights do not depend on the previous kernel */
-        dk_produce<T>(a, r);
+        dk_produce<T>(a, layers, r);
         if (a.prof && threadIdx.x % 32 == 0) {
             a.prof[blockIdx.x * DK_EV + EV_PROD_WAIT] += (unsigned long long)r.waited;
             a.prof[blockIdx.x * DK_EV + EV_PROD_END] += (unsigned long long)(clock64() - t_start);
@@ -585,7 +766,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     unsigned target = 0; /* arrivals the next grid barrier waits for */
     dk_clock clk = {clock64()};
     for (int l = 0; l < a.n_layers; l++) {
-        const dk_layer &L = a.layers[l];
+        const dk_layer &L = layers[l];
         if (l > 0) {
             grid_sync(a.bar, &target);
             clk.mark(a, EV_SYNC_DOWN);
@@ -594,9 +775,11 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         clk.mark(a, EV_NORM1);
         dk_matvec<T, MAT_QKV>(a, L, xs, r);
         clk.mark(a, EV_QKV);
+        dk_prefetch pf;
+        dk_att_prefetch<T>(a, L, pf); /* old keys and values: in flight across the barrier */
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_QKV);
-        dk_attention<T>(a, L, uni);
+        dk_attention<T>(a, L, uni, pf);
         clk.mark(a, EV_ATT);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_ATT);
@@ -612,9 +795,11 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         clk.mark(a, EV_UP);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_UP);
-#pragma unroll 4
-        for (int i = threadIdx.x; i < a.F; i += DK_WARPS * 32)
-            xs[i] = from_f<T>(ld_act((const T *)a.act_buf + i));
+        {
+            const int VEC = 16 / sizeof(T);
+            for (int i = threadIdx.x; i < a.F / VEC; i += DK_WARPS * 32)
+                ((int4 *)xs)[i] = __ldcg((const int4 *)a.act_buf + i);
+        }
         cbar();
         clk.mark(a, EV_ACT);
         dk_matvec<T, MAT_DOWN>(a, L, xs, r);
@@ -657,14 +842,14 @@ static size_t dk_union_bytes(const dk_args &k, size_t es) {
     int kmax = k.D > k.H * k.hd ? k.D : k.H * k.hd;
     if (k.F > kmax) kmax = k.F;
     size_t vec = (size_t)kmax * es;
-    size_t att = (size_t)k.att_warps * dk_att_scratch(k.H / k.Hkv, k.hd, (int)es);
+    size_t att = dk_att_bytes(k.H / k.Hkv, k.hd, (int)es);
     return align_up(vec > att ? vec : att, 16);
 }
 
-/* Warps per block that take attention items: enough for Hkv * DK_MAX_SPLIT items. */
-static int dk_att_warps(int Hkv, int blocks) {
-    int w = (Hkv * DK_MAX_SPLIT + blocks - 1) / blocks;
-    return w < 1 ? 1 : w > DK_WARPS ? DK_WARPS : w;
+/* Shared memory before the union region: the layer table, then the sums and combine weights. */
+static size_t dk_misc_bytes(const dk_args &k) {
+    return align_up((size_t)k.n_layers * sizeof(dk_layer), 16) +
+           align_up(((size_t)DK_WARPS + (size_t)k.H * DK_MAX_SPLIT + k.H) * sizeof(float), 16);
 }
 
 const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv,
@@ -704,9 +889,8 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
         if (kv[l].batch < 1 || kv[l].cap < 1) return "KV cache";
     }
     dk_args k = {};
-    k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F, k.att_warps = dk_att_warps(Hkv, c->n_sm);
-    size_t fixed = (size_t)(DK_WARPS + H * DK_MAX_SPLIT + H) * sizeof(float) + 16 +
-                   dk_union_bytes(k, es);
+    k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F;
+    size_t fixed = dk_misc_bytes(k) + dk_union_bytes(k, es) + 256;
     size_t slot = DK_TILE + 2 * sizeof(uint64_t);
     if ((size_t)c->smem_optin < fixed + DK_MIN_SLOTS * slot) return "shared memory";
     return NULL;
@@ -724,7 +908,6 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
     key->Hkv = g->n_kv_heads;
     key->hd = g->head_dim;
     key->F = (int)L[0].wdown.cols;
-    key->att_warps = dk_att_warps(key->Hkv, c->n_sm);
     key->act = (int)act;
     key->final_w = fin->w;
     key->final_eps = fin->eps;
@@ -824,7 +1007,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     size_t off_part_o = align_up(nqkv * es, 256);
     size_t off_part_ml = off_part_o + align_up((size_t)a.H * DK_MAX_SPLIT * a.hd * 4, 256);
     size_t off_act = off_part_ml + align_up((size_t)a.H * DK_MAX_SPLIT * 8, 256);
-    size_t off_bar = off_act + align_up((size_t)a.F * es, 256);
+    size_t off_att = off_act + align_up((size_t)a.F * es, 256);
+    size_t off_bar = off_att + align_up((size_t)a.H * a.hd * es, 256);
     size_t bytes = off_bar + 256;
     size_t tbytes = (size_t)a.n_layers * sizeof(dk_layer);
     cudaError_t e = cudaMalloc(&p->d_layers, tbytes);
@@ -844,8 +1028,9 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     a.part_o = (float *)(s + off_part_o);
     a.part_ml = (float2 *)(s + off_part_ml);
     a.act_buf = s + off_act;
+    a.att_buf = s + off_att;
     a.bar = (unsigned *)(s + off_bar);
-    a.misc_floats = (int)align_up((size_t)DK_WARPS + (size_t)a.H * DK_MAX_SPLIT + a.H, 4);
+    a.misc_floats = (int)(dk_misc_bytes(a) / sizeof(float));
     p->blocks = c->n_sm;
     const char *prof = getenv("LLMRT_DECODE_PROFILE");
     if (prof && prof[0] && strcmp(prof, "0") != 0) {
@@ -862,7 +1047,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     }
     size_t fixed = (size_t)a.misc_floats * sizeof(float) + dk_union_bytes(a, es);
     size_t slot = DK_TILE + 2 * sizeof(uint64_t);
-    a.ns = (int)(((size_t)c->smem_optin - fixed) / slot);
+    a.ns = (int)(((size_t)c->smem_optin - 256 - fixed) / slot);
     p->smem = (size_t)a.ns * slot + fixed;
     p->args = a;
     DISPATCH_T(c->dt, e = dk_set_smem<T>(p->smem));
