@@ -461,6 +461,31 @@ __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L, dk_prefetch
     if (item >= 0) dk_load_rows<T>(a, L, kr, item, threadIdx.x / 32, pf);
 }
 
+/* Key and value vector v0 of a lane's key (the new one from shared memory): adds it to the
+ * lane's scores s against the group's q heads, and parks the value in the lane's tile row. */
+template <typename T>
+__device__ __forceinline__ void dk_take(int v0, int4 kq, int4 vq, bool is_new, const dk_att_ptrs &P,
+                                        T *vrow, int Gq, int hd, float (&s)[DK_GQ]) {
+    constexpr int VEC = 16 / sizeof(T);
+    float kf[VEC];
+    const T *ke = (const T *)&kq;
+#pragma unroll
+    for (int e = 0; e < VEC; e++)
+        kf[e] = is_new ? P.kn[v0 * VEC + e] : to_f(ke[e]);
+    if (is_new) {
+        T *vv = (T *)&vq;
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            vv[e] = from_f<T>(P.vn[v0 * VEC + e]);
+    }
+    *(int4 *)(vrow + v0 * VEC) = vq;
+#pragma unroll
+    for (int e = 0; e < VEC; e++)
+#pragma unroll
+        for (int gi = 0; gi < DK_GQ; gi++)
+            if (gi < Gq) s[gi] = fmaf(P.q[gi * hd + v0 * VEC + e], kf[e], s[gi]);
+}
+
 /* Attention of the step's query. An item is (kv head, split of kps keys); a block takes
  * items blockIdx.x, + gridDim.x, ...; its warp w takes the 32-key tiles w, w + DK_WARPS, ...
  * of the split, lane j scoring key j against the group's q heads. The q heads, the new key
@@ -468,7 +493,7 @@ __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L, dk_prefetch
  * and values were prefetched). The warps' partial softmax sums are combined in shared memory;
  * one split writes the output (att_buf), several write partials for dk_combine. */
 template <typename T>
-__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, const dk_prefetch &pf0) {
+__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_prefetch &pf) {
     constexpr int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
     const int NT = DK_WARPS * 32;
@@ -562,11 +587,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, con
         for (int tile = warp; j0 + tile * 32 <= j1; tile += DK_WARPS) {
             const int t0 = j0 + tile * 32, n = min(32, j1 - t0 + 1), j = t0 + lane;
             const bool ok = lane < n, is_new = j == kr.hi;
-            dk_prefetch pf;
-            if (first && tile == warp)
-                pf = pf0;
-            else
-                dk_load_rows<T>(a, L, kr, item, tile, pf);
+            if (!first || tile != warp) dk_load_rows<T>(a, L, kr, item, tile, pf); /* else prefetched */
             size_t row = ((size_t)kvh * L.cap + j % L.cap) * hd;
             const int4 *kg = (const int4 *)((const T *)L.kc + row);
             const int4 *vg = (const int4 *)((const T *)L.vc + row);
@@ -575,32 +596,12 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, con
 #pragma unroll
             for (int gi = 0; gi < DK_GQ; gi++)
                 s[gi] = 0.0f;
-            /* key and value vector v0 of lane j: score it, park the value */
-            auto take = [&](int v0, int4 kq, int4 vq) {
-                float kf[VEC];
-                const T *ke = (const T *)&kq;
-#pragma unroll
-                for (int e = 0; e < VEC; e++)
-                    kf[e] = is_new ? P.kn[v0 * VEC + e] : to_f(ke[e]);
-                if (is_new) {
-                    T *vv = (T *)&vq;
-#pragma unroll
-                    for (int e = 0; e < VEC; e++)
-                        vv[e] = from_f<T>(P.vn[v0 * VEC + e]);
-                }
-                *(int4 *)(vrow + v0 * VEC) = vq;
-#pragma unroll
-                for (int e = 0; e < VEC; e++)
-#pragma unroll
-                    for (int gi = 0; gi < DK_GQ; gi++)
-                        if (gi < Gq) s[gi] = fmaf(P.q[gi * hd + v0 * VEC + e], kf[e], s[gi]);
-            };
             if (ok) {
 #pragma unroll
                 for (int v0 = 0; v0 < DK_PF; v0++)
-                    if (v0 < nv) take(v0, pf.k[v0], pf.v[v0]);
+                    if (v0 < nv) dk_take<T>(v0, pf.k[v0], pf.v[v0], is_new, P, vrow, Gq, hd, s);
                 for (int v0 = DK_PF; v0 < nv; v0++)
-                    take(v0, __ldcg(kg + v0), __ldcg(vg + v0));
+                    dk_take<T>(v0, __ldcg(kg + v0), __ldcg(vg + v0), is_new, P, vrow, Gq, hd, s);
             }
             float corr[DK_GQ];
 #pragma unroll
@@ -728,7 +729,7 @@ struct dk_clock {
     }
 };
 
-template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
+template <typename T> __global__ void __maxnreg__(224) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
     const long long t_start = clock64();
     dk_ring r;
