@@ -390,13 +390,6 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     return k;
 }
 
-/* Key and value rows of a lane's first tile, loaded before the attention stage begins (they
- * do not depend on this step): up to DK_PF 16-byte vectors per row. */
-enum { DK_PF = 8 };
-struct dk_prefetch {
-    int4 k[DK_PF], v[DK_PF];
-};
-
 /* Shared scratch of the attention stage (bytes), laid out by dk_att_ptrs. */
 __host__ __device__ __forceinline__ size_t dk_att_warp_bytes(int Gq, int hd, int es) {
     return (size_t)(Gq * hd + Gq * 32 + 2 * Gq) * 4 + (((size_t)32 * (hd + 16 / es) * es + 15) & ~15);
@@ -429,61 +422,48 @@ __device__ __forceinline__ dk_att_ptrs dk_att_layout(char *uni, int Gq, int hd, 
     return p;
 }
 
-/* This block's first attention item, or -1. */
-__device__ __forceinline__ int dk_first_item(const dk_args &a, const dk_keys &kr) {
-    return (int)blockIdx.x < a.Hkv * kr.n_split ? (int)blockIdx.x : -1;
+/* Before the barrier that ends the qkv stage: the keys and values of this block's attention
+ * items (they do not depend on this step) are prefetched into L2 with bulk prefetches. */
+__device__ __forceinline__ void prefetch_l2(const void *p, unsigned bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
 }
 
-template <typename T>
-__device__ void dk_load_rows(const dk_args &a, const dk_layer &L, const dk_keys &kr, int item,
-                             int tile, dk_prefetch &pf) {
-    constexpr int VEC = 16 / sizeof(T);
-    const int lane = threadIdx.x % 32, nv = a.hd / VEC;
-    const int kvh = item / kr.n_split, sp = item % kr.n_split;
-    const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
-    const int j = j0 + tile * 32 + lane;
-    if (j > j1) return;
-    size_t row = ((size_t)kvh * L.cap + j % L.cap) * a.hd;
-    const int4 *kg = (const int4 *)((const T *)L.kc + row), *vg = (const int4 *)((const T *)L.vc + row);
-#pragma unroll
-    for (int u = 0; u < DK_PF; u++)
-        if (u < nv) {
-            pf.k[u] = __ldcg(kg + u);
-            pf.v[u] = __ldcg(vg + u);
-        }
-}
-
-/* Issued before the barrier that ends the qkv stage: this warp's rows of its first tile. */
-template <typename T>
-__device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L, dk_prefetch &pf) {
+template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
     const dk_keys kr = dk_key_range(a, L);
-    int item = dk_first_item(a, kr);
-    if (item >= 0) dk_load_rows<T>(a, L, kr, item, threadIdx.x / 32, pf);
+    const int items = a.Hkv * kr.n_split;
+    int i = 0;
+    for (int item = blockIdx.x; item < items; item += gridDim.x, i++) {
+        if ((int)threadIdx.x / 2 != i) continue; /* thread 2i: keys, 2i + 1: values */
+        const int kvh = item / kr.n_split, sp = item % kr.n_split;
+        const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
+        const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + (size_t)kvh * L.cap * a.hd;
+        int s0 = j0 % L.cap, n = j1 - j0 + 1, first = min(n, L.cap - s0); /* a ring wraps */
+        prefetch_l2(base + (size_t)s0 * a.hd, (unsigned)((size_t)first * a.hd * sizeof(T)));
+        if (n > first) prefetch_l2(base, (unsigned)((size_t)(n - first) * a.hd * sizeof(T)));
+    }
 }
 
-/* Key and value vector v0 of a lane's key (the new one from shared memory): adds it to the
- * lane's scores s against the group's q heads, and parks the value in the lane's tile row. */
+/* Key vector v0 of a lane's key: adds it to the lane's scores s against the group's q heads. */
 template <typename T>
-__device__ __forceinline__ void dk_take(int v0, int4 kq, int4 vq, bool is_new, const dk_att_ptrs &P,
-                                        T *vrow, int Gq, int hd, float (&s)[DK_GQ]) {
+__device__ __forceinline__ void dk_score(int v0, int4 kq, const float *q, int Gq, int hd,
+                                         float (&s)[DK_GQ]) {
     constexpr int VEC = 16 / sizeof(T);
-    float kf[VEC];
     const T *ke = (const T *)&kq;
 #pragma unroll
-    for (int e = 0; e < VEC; e++)
-        kf[e] = is_new ? P.kn[v0 * VEC + e] : to_f(ke[e]);
-    if (is_new) {
-        T *vv = (T *)&vq;
-#pragma unroll
-        for (int e = 0; e < VEC; e++)
-            vv[e] = from_f<T>(P.vn[v0 * VEC + e]);
-    }
-    *(int4 *)(vrow + v0 * VEC) = vq;
-#pragma unroll
-    for (int e = 0; e < VEC; e++)
+    for (int e = 0; e < VEC; e++) {
+        float kf = to_f(ke[e]);
 #pragma unroll
         for (int gi = 0; gi < DK_GQ; gi++)
-            if (gi < Gq) s[gi] = fmaf(P.q[gi * hd + v0 * VEC + e], kf[e], s[gi]);
+            if (gi < Gq) s[gi] = fmaf(q[gi * hd + v0 * VEC + e], kf, s[gi]);
+    }
+}
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(dst)), "l"(src)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
 }
 
 /* Attention of the step's query. An item is (kv head, split of kps keys); a block takes
@@ -493,7 +473,7 @@ __device__ __forceinline__ void dk_take(int v0, int4 kq, int4 vq, bool is_new, c
  * and values were prefetched). The warps' partial softmax sums are combined in shared memory;
  * one split writes the output (att_buf), several write partials for dk_combine. */
 template <typename T>
-__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_prefetch &pf) {
+__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni) {
     constexpr int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
     const int NT = DK_WARPS * 32;
@@ -502,8 +482,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
     const dk_keys kr = dk_key_range(a, L);
     const T *qkv = (const T *)a.qkv;
     const int items = a.Hkv * kr.n_split, half = L.rot_dim / 2;
-    bool first = true;
-    for (int item = blockIdx.x; item < items; item += gridDim.x, first = false) {
+    for (int item = blockIdx.x; item < items; item += gridDim.x) {
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
         const bool has_new = j1 == kr.hi;
@@ -566,12 +545,9 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             }
             __syncwarp();
             size_t at = ((size_t)kvh * L.cap + kr.hi % L.cap) * hd;
-            for (int d = lane; d < hd; d += 32) {
-                T kt = from_f<T>(k[d]), vt = from_f<T>(P.vn[d]);
-                ((T *)L.kc)[at + d] = kt;
-                ((T *)L.vc)[at + d] = vt;
-                k[d] = to_f(kt);
-                P.vn[d] = to_f(vt);
+            for (int d = lane; d < hd; d += 32) { /* the tiles below read them from the cache */
+                ((T *)L.kc)[at + d] = from_f<T>(k[d]);
+                ((T *)L.vc)[at + d] = from_f<T>(P.vn[d]);
             }
         }
         cbar();
@@ -586,8 +562,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             P.o[i] = 0.0f;
         for (int tile = warp; j0 + tile * 32 <= j1; tile += DK_WARPS) {
             const int t0 = j0 + tile * 32, n = min(32, j1 - t0 + 1), j = t0 + lane;
-            const bool ok = lane < n, is_new = j == kr.hi;
-            if (!first || tile != warp) dk_load_rows<T>(a, L, kr, item, tile, pf); /* else prefetched */
+            const bool ok = lane < n;
             size_t row = ((size_t)kvh * L.cap + j % L.cap) * hd;
             const int4 *kg = (const int4 *)((const T *)L.kc + row);
             const int4 *vg = (const int4 *)((const T *)L.vc + row);
@@ -596,13 +571,20 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
 #pragma unroll
             for (int gi = 0; gi < DK_GQ; gi++)
                 s[gi] = 0.0f;
-            if (ok) {
+            if (ok) { /* the value row goes straight to shared memory; the key row to registers */
+                for (int v0 = 0; v0 < nv; v0++)
+                    cp_async16(vrow + v0 * VEC, vg + v0);
+                for (int v0 = 0; v0 < nv; v0 += 8) {
+                    int4 kb[8];
 #pragma unroll
-                for (int v0 = 0; v0 < DK_PF; v0++)
-                    if (v0 < nv) dk_take<T>(v0, pf.k[v0], pf.v[v0], is_new, P, vrow, Gq, hd, s);
-                for (int v0 = DK_PF; v0 < nv; v0++)
-                    dk_take<T>(v0, __ldcg(kg + v0), __ldcg(vg + v0), is_new, P, vrow, Gq, hd, s);
+                    for (int u = 0; u < 8; u++)
+                        if (v0 + u < nv) kb[u] = __ldcg(kg + v0 + u);
+#pragma unroll
+                    for (int u = 0; u < 8; u++)
+                        if (v0 + u < nv) dk_score<T>(v0 + u, kb[u], P.q, Gq, hd, s);
+                }
             }
+            cp_async_wait_all();
             float corr[DK_GQ];
 #pragma unroll
             for (int gi = 0; gi < DK_GQ; gi++) {
@@ -729,7 +711,7 @@ struct dk_clock {
     }
 };
 
-template <typename T> __global__ void __maxnreg__(224) kernel_decode(dk_args a) {
+template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
     const long long t_start = clock64();
     dk_ring r;
@@ -776,11 +758,10 @@ template <typename T> __global__ void __maxnreg__(224) kernel_decode(dk_args a) 
         clk.mark(a, EV_NORM1);
         dk_matvec<T, MAT_QKV>(a, L, xs, r);
         clk.mark(a, EV_QKV);
-        dk_prefetch pf;
-        dk_att_prefetch<T>(a, L, pf); /* old keys and values: in flight across the barrier */
+        dk_att_prefetch<T>(a, L); /* old keys and values into L2 across the barrier */
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_QKV);
-        dk_attention<T>(a, L, uni, pf);
+        dk_attention<T>(a, L, uni);
         clk.mark(a, EV_ATT);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_ATT);
@@ -1136,6 +1117,9 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     cfg.numAttrs = c->pdl ? 2 : 1;
     cudaError_t e = cudaSuccess;
     DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T>, a));
-    if (e != cudaSuccess) return cuda_fail(e, "launch kernel_decode", __FILE__, __LINE__);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* a refused launch is not sticky: later launches must not see it */
+        return cuda_fail(e, "launch kernel_decode", __FILE__, __LINE__);
+    }
     return LLMRT_OK;
 }
