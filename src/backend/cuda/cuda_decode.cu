@@ -79,14 +79,26 @@ struct dk_args {
 enum {
     EV_NORM1, EV_QKV, EV_SYNC_QKV, EV_ATT, EV_SYNC_ATT, EV_COMBINE, EV_O, EV_SYNC_O, EV_NORM2,
     EV_UP, EV_SYNC_UP, EV_ACT, EV_DOWN, EV_SYNC_DOWN, EV_FINAL, EV_CONS_WAIT, EV_PROD_WAIT,
-    EV_PROD_END, EV_TOTAL, EV_LAUNCHES, DK_EV
+    EV_PROD_END, EV_TOTAL, EV_ATT_LOAD, EV_ATT_FINISH, EV_ATT_TILES, EV_LAUNCHES, DK_EV
 };
 static const char *const dk_ev_names[DK_EV] = {
     "norm (attn)", "matvec qkv", "barrier after qkv", "attention", "barrier after attention",
     "combine", "matvec o + residual", "barrier after o", "norm (ffn)", "matvec gate/up + act",
     "barrier after gate/up", "load activation", "matvec down + residual", "barrier after down",
     "final norm", "consumer warp 0 waiting for tiles", "producer waiting for free slots",
-    "producer done (from start)", "kernel (consumer thread 0)", "launches"};
+    "producer done (from start)", "kernel (consumer thread 0)", "  attention: loads",
+    "  attention: q/k finish", "  attention: tiles", "launches"};
+
+/* Profiling: cycles since the last mark, added to event ev of this block. */
+struct dk_clock {
+    long long last;
+    __device__ __forceinline__ void mark(const dk_args &a, int ev) {
+        if (!a.prof || threadIdx.x != 0) return;
+        long long now = clock64();
+        a.prof[blockIdx.x * DK_EV + ev] += (unsigned long long)(now - last);
+        last = now;
+    }
+};
 
 /* ---- shared memory, mbarriers, bulk copies (sm_90) ---- */
 
@@ -391,11 +403,14 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
 }
 
 /* Shared scratch of the attention stage (bytes), laid out by dk_att_ptrs. */
+__host__ __device__ __forceinline__ size_t dk_att_floats16(int n) { /* n floats, 16-byte rounded */
+    return ((size_t)n * 4 + 15) & ~(size_t)15;
+}
 __host__ __device__ __forceinline__ size_t dk_att_warp_bytes(int Gq, int hd, int es) {
-    return (size_t)(Gq * hd + Gq * 32 + 2 * Gq) * 4 + (((size_t)32 * (hd + 16 / es) * es + 15) & ~15);
+    return dk_att_floats16(Gq * hd + Gq * 32 + 2 * Gq) + (size_t)32 * (hd + 16 / es) * es;
 }
 __host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es) {
-    return (size_t)(Gq * hd + 6 * hd) * 4 + DK_WARPS * dk_att_warp_bytes(Gq, hd, es);
+    return dk_att_floats16(Gq * hd + 6 * hd) + DK_WARPS * dk_att_warp_bytes(Gq, hd, es);
 }
 
 struct dk_att_ptrs {
@@ -413,12 +428,12 @@ __device__ __forceinline__ dk_att_ptrs dk_att_layout(char *uni, int Gq, int hd, 
     p.kw = p.qw + hd;
     p.cs = p.kw + hd;
     p.sn = p.cs + hd;
-    char *w = (char *)(p.sn + hd) + (size_t)warp * dk_att_warp_bytes(Gq, hd, es);
+    char *w = uni + dk_att_floats16(Gq * hd + 6 * hd) + (size_t)warp * dk_att_warp_bytes(Gq, hd, es);
     p.o = (float *)w;
     p.p = p.o + Gq * hd;
     p.m = p.p + Gq * 32;
     p.l = p.m + Gq;
-    p.vt = (char *)(p.l + Gq);
+    p.vt = w + dk_att_floats16(Gq * hd + Gq * 32 + 2 * Gq);
     return p;
 }
 
@@ -473,7 +488,7 @@ __device__ __forceinline__ void cp_async_wait_all() {
  * and values were prefetched). The warps' partial softmax sums are combined in shared memory;
  * one split writes the output (att_buf), several write partials for dk_combine. */
 template <typename T>
-__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni) {
+__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk) {
     constexpr int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
     const int NT = DK_WARPS * 32;
@@ -506,6 +521,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni) {
             }
         }
         cbar();
+        clk.mark(a, EV_ATT_LOAD);
         /* finish: warp gi the q head gi, the last warp (or warp 0) the new key */
         for (int gi = warp; gi < Gq; gi += DK_WARPS) {
             float *q = P.q + gi * hd;
@@ -551,6 +567,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni) {
             }
         }
         cbar();
+        clk.mark(a, EV_ATT_FINISH);
         /* this warp's tiles */
         float m[DK_GQ], l[DK_GQ];
 #pragma unroll
@@ -625,6 +642,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni) {
                 P.l[gi] = l[gi];
             }
         cbar();
+        clk.mark(a, EV_ATT_TILES);
         /* combine the warps: one split writes the output, several their partials */
         for (int i = tid; i < Gq * hd; i += NT) {
             const int gi = i / hd, d = i % hd;
@@ -700,17 +718,6 @@ __device__ void dk_combine(const dk_args &a, const dk_layer &L, T *xs, float *w_
     cbar();
 }
 
-/* Profiling: cycles since the last mark, added to event ev of this block. */
-struct dk_clock {
-    long long last;
-    __device__ __forceinline__ void mark(const dk_args &a, int ev) {
-        if (!a.prof || threadIdx.x != 0) return;
-        long long now = clock64();
-        a.prof[blockIdx.x * DK_EV + ev] += (unsigned long long)(now - last);
-        last = now;
-    }
-};
-
 template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
     const long long t_start = clock64();
@@ -761,7 +768,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         dk_att_prefetch<T>(a, L); /* old keys and values into L2 across the barrier */
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_QKV);
-        dk_attention<T>(a, L, uni);
+        dk_attention<T>(a, L, uni, clk);
         clk.mark(a, EV_ATT);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_ATT);
