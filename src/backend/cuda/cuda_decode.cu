@@ -41,6 +41,7 @@ enum {
     DK_MAX_SPLIT = 16,                    /* attention splits per kv head */
     DK_GQ = 8,                            /* most q heads per kv head */
     DK_PLANS = 8,                         /* device tables kept (one per session, typically) */
+    DK_INFLIGHT = 2,                      /* ring tiles in flight per block (docs/PERF.md) */
 };
 
 /* One layer as the kernel reads it (device pointers). */
@@ -71,6 +72,7 @@ struct dk_args {
     unsigned *bar;              /* [2] grid barrier: arrivals, generation */
     const int32_t *pos, *start; /* the step's position and first valid position (device) */
     int misc_floats;            /* shared floats between the barriers and the union region */
+    int inflight;               /* most ring tiles in flight at once (LLMRT_DECODE_INFLIGHT) */
     unsigned long long *prof;   /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
@@ -126,12 +128,18 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
                  : "memory");
 }
 /* bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned); completion
- * is counted on mbarrier b. */
-__device__ __forceinline__ void bulk_load(void *dst, const void *src, unsigned bytes,
-                                          uint64_t *b) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], "
-                 "%2, [%3];" ::"r"(smem_u32(dst)),
-                 "l"(src), "r"(bytes), "r"(smem_u32(b))
+ * is counted on mbarrier b. The L2 policy marks the lines evict-first: weights stream through
+ * L2 once and must not push out the activations and KV cache that the stages wait on. */
+__device__ __forceinline__ uint64_t l2_evict_first() {
+    uint64_t pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    return pol;
+}
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, unsigned bytes, uint64_t *b,
+                                          uint64_t pol) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint "
+                 "[%0], [%1], %2, [%3], %4;" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(b)), "l"(pol)
                  : "memory");
 }
 
@@ -245,6 +253,10 @@ struct dk_ring {
 template <typename T>
 __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r) {
     const int lane = threadIdx.x % 32;
+    const uint64_t pol = l2_evict_first();
+    /* tiles issued whose bytes have not all landed stay at most a.inflight: more would only
+     * lengthen the memory queues that every dependent load of the stages waits in */
+    int old_slot = 0, old_lap = 0, issued = 0;
     for (int l = 0; l < a.n_layers; l++) {
         const dk_layer &L = layers[l];
         for (int m = 0; m < MAT_COUNT; m++) {
@@ -255,11 +267,16 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r)
             for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
                 int nrows = min(DK_WARPS, u1 - g0) * M.rpu;
                 for (int ch = 0; ch < nch; ch++) {
-                    if (r.lap > 0) {
-                        long long t0 = a.prof ? clock64() : 0;
-                        mbar_wait(&r.empty[r.slot], (r.lap - 1) & 1);
-                        if (a.prof) r.waited += clock64() - t0;
+                    long long t0 = a.prof ? clock64() : 0;
+                    if (issued >= a.inflight) { /* the oldest tile in flight has landed */
+                        mbar_wait(&r.full[old_slot], old_lap & 1);
+                        if (++old_slot == r.ns) {
+                            old_slot = 0;
+                            old_lap++;
+                        }
                     }
+                    if (r.lap > 0) mbar_wait(&r.empty[r.slot], (r.lap - 1) & 1);
+                    if (a.prof) r.waited += clock64() - t0;
                     unsigned bytes = (unsigned)(min(C, M.K - ch * C) * sizeof(T));
                     if (lane == 0) mbar_expect_tx(&r.full[r.slot], bytes * nrows);
                     __syncwarp();
@@ -268,9 +285,10 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r)
                         size_t row = (size_t)g0 + w + (size_t)k * M.row2;
                         bulk_load(r.tiles + (size_t)r.slot * DK_TILE + (size_t)lane * C * sizeof(T),
                                   M.W + (row * M.K + (size_t)ch * C) * sizeof(T), bytes,
-                                  &r.full[r.slot]);
+                                  &r.full[r.slot], pol);
                     }
                     r.advance();
+                    issued++;
                 }
             }
         }
@@ -765,7 +783,9 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         clk.mark(a, EV_NORM1);
         dk_matvec<T, MAT_QKV>(a, L, xs, r);
         clk.mark(a, EV_QKV);
-        dk_att_prefetch<T>(a, L); /* old keys and values into L2 across the barrier */
+        if (l == 0) dk_att_prefetch<T>(a, L);
+        if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
+            dk_att_prefetch<T>(a, layers[l + 1]);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_QKV);
         dk_attention<T>(a, L, uni, clk);
@@ -1021,6 +1041,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     a.bar = (unsigned *)(s + off_bar);
     a.misc_floats = (int)(dk_misc_bytes(a) / sizeof(float));
     p->blocks = c->n_sm;
+    const char *inf = getenv("LLMRT_DECODE_INFLIGHT");
+    a.inflight = inf && atoi(inf) > 0 ? atoi(inf) : DK_INFLIGHT;
     const char *prof = getenv("LLMRT_DECODE_PROFILE");
     if (prof && prof[0] && strcmp(prof, "0") != 0) {
         size_t pb = (size_t)p->blocks * DK_EV * sizeof(unsigned long long);
