@@ -477,16 +477,16 @@ template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk
 }
 
 /* Key vector v0 of a lane's key: adds it to the lane's scores s against the group's q heads. */
-template <typename T>
+template <typename T, int GQ>
 __device__ __forceinline__ void dk_score(int v0, int4 kq, const float *q, int Gq, int hd,
-                                         float (&s)[DK_GQ]) {
+                                         float (&s)[GQ]) {
     constexpr int VEC = 16 / sizeof(T);
     const T *ke = (const T *)&kq;
 #pragma unroll
     for (int e = 0; e < VEC; e++) {
         float kf = to_f(ke[e]);
 #pragma unroll
-        for (int gi = 0; gi < DK_GQ; gi++)
+        for (int gi = 0; gi < GQ; gi++)
             if (gi < Gq) s[gi] = fmaf(q[gi * hd + v0 * VEC + e], kf, s[gi]);
     }
 }
@@ -505,7 +505,7 @@ __device__ __forceinline__ void cp_async_wait_all() {
  * and value and the rotary table come in with one memory round trip (the first tile's keys
  * and values were prefetched). The warps' partial softmax sums are combined in shared memory;
  * one split writes the output (att_buf), several write partials for dk_combine. */
-template <typename T>
+template <typename T, int GQ>
 __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk) {
     constexpr int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
@@ -587,9 +587,9 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         cbar();
         clk.mark(a, EV_ATT_FINISH);
         /* this warp's tiles */
-        float m[DK_GQ], l[DK_GQ];
+        float m[GQ], l[GQ];
 #pragma unroll
-        for (int gi = 0; gi < DK_GQ; gi++) {
+        for (int gi = 0; gi < GQ; gi++) {
             m[gi] = -INFINITY;
             l[gi] = 0.0f;
         }
@@ -602,27 +602,27 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             const int4 *kg = (const int4 *)((const T *)L.kc + row);
             const int4 *vg = (const int4 *)((const T *)L.vc + row);
             T *vrow = (T *)P.vt + (size_t)lane * vst;
-            float s[DK_GQ];
+            float s[GQ];
 #pragma unroll
-            for (int gi = 0; gi < DK_GQ; gi++)
+            for (int gi = 0; gi < GQ; gi++)
                 s[gi] = 0.0f;
             if (ok) { /* the value row goes straight to shared memory; the key row to registers */
                 for (int v0 = 0; v0 < nv; v0++)
                     cp_async16(vrow + v0 * VEC, vg + v0);
-                for (int v0 = 0; v0 < nv; v0 += 8) {
-                    int4 kb[8];
+                for (int v0 = 0; v0 < nv; v0 += 4) {
+                    int4 kb[4];
 #pragma unroll
-                    for (int u = 0; u < 8; u++)
+                    for (int u = 0; u < 4; u++)
                         if (v0 + u < nv) kb[u] = __ldcg(kg + v0 + u);
 #pragma unroll
-                    for (int u = 0; u < 8; u++)
-                        if (v0 + u < nv) dk_score<T>(v0 + u, kb[u], P.q, Gq, hd, s);
+                    for (int u = 0; u < 4; u++)
+                        if (v0 + u < nv) dk_score<T, GQ>(v0 + u, kb[u], P.q, Gq, hd, s);
                 }
             }
             cp_async_wait_all();
-            float corr[DK_GQ];
+            float corr[GQ];
 #pragma unroll
-            for (int gi = 0; gi < DK_GQ; gi++) {
+            for (int gi = 0; gi < GQ; gi++) {
                 if (gi >= Gq) break;
                 float sc = s[gi];
                 if (L.softcap > 0.0f) sc = L.softcap * tanhf(sc / L.softcap);
@@ -637,19 +637,19 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             __syncwarp();
             /* o = o * corr + p V: lane owns dims lane, lane + 32, ... */
             for (int d = lane; d < hd; d += 32) {
-                float acc[DK_GQ];
+                float acc[GQ];
 #pragma unroll
-                for (int gi = 0; gi < DK_GQ; gi++)
+                for (int gi = 0; gi < GQ; gi++)
                     acc[gi] = 0.0f;
 #pragma unroll 8
                 for (int jj = 0; jj < n; jj++) {
                     float v = to_f(((const T *)P.vt)[(size_t)jj * vst + d]);
 #pragma unroll
-                    for (int gi = 0; gi < DK_GQ; gi++)
+                    for (int gi = 0; gi < GQ; gi++)
                         if (gi < Gq) acc[gi] = fmaf(P.p[gi * 32 + jj], v, acc[gi]);
                 }
 #pragma unroll
-                for (int gi = 0; gi < DK_GQ; gi++)
+                for (int gi = 0; gi < GQ; gi++)
                     if (gi < Gq) P.o[gi * hd + d] = P.o[gi * hd + d] * corr[gi] + acc[gi];
             }
             __syncwarp();
@@ -688,6 +688,18 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         }
         cbar();
     }
+}
+
+/* The attention stage with the q-head group size rounded up to 2, 4 or 8 (register arrays). */
+template <typename T>
+__device__ void dk_attention_any(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk) {
+    const int Gq = a.H / a.Hkv;
+    if (Gq <= 2)
+        dk_attention<T, 2>(a, L, uni, clk);
+    else if (Gq <= 4)
+        dk_attention<T, 4>(a, L, uni, clk);
+    else
+        dk_attention<T, 8>(a, L, uni, clk);
 }
 
 /* xs[h * hd + d] = the attention output: read (one split) or the splits' partial softmax sums
@@ -788,7 +800,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
             dk_att_prefetch<T>(a, layers[l + 1]);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_QKV);
-        dk_attention<T>(a, L, uni, clk);
+        dk_attention_any<T>(a, L, uni, clk);
         clk.mark(a, EV_ATT);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_ATT);
