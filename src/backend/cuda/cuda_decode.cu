@@ -399,9 +399,8 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_r
     }
 }
 
-/* The visible keys [lo, hi] of this step in layer L, the rotary position, and the split of
- * the keys into items of kps keys (a multiple of DK_WARPS * 32: one 32-key tile per warp and
- * pass). */
+/* The visible keys [lo, hi] of this step in layer L, the rotary position, and their split
+ * into n_split items of kps keys (a multiple of 32), as many as DK_MAX_SPLIT allows. */
 struct dk_keys {
     int lo, hi, rp, kps, n_split;
 };
@@ -413,46 +412,21 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     k.lo = st;
     if (L.window > 0 && p - L.window + 1 > k.lo) k.lo = p - L.window + 1;
     k.rp = p - st;
-    const int pass = DK_WARPS * 32, n = k.hi - k.lo + 1;
-    int passes = (n + pass * DK_MAX_SPLIT - 1) / (pass * DK_MAX_SPLIT);
-    k.kps = passes * pass;
+    const int n = k.hi - k.lo + 1;
+    int ns = min(DK_MAX_SPLIT, (n + 31) / 32);
+    k.kps = ((n + ns - 1) / ns + 31) & ~31;
     k.n_split = (n + k.kps - 1) / k.kps;
     return k;
 }
 
-/* Shared scratch of the attention stage (bytes), laid out by dk_att_ptrs. */
-__host__ __device__ __forceinline__ size_t dk_att_floats16(int n) { /* n floats, 16-byte rounded */
-    return ((size_t)n * 4 + 15) & ~(size_t)15;
-}
-__host__ __device__ __forceinline__ size_t dk_att_warp_bytes(int Gq, int hd, int es) {
-    return dk_att_floats16(Gq * hd + Gq * 32 + 2 * Gq) + (size_t)32 * (hd + 16 / es) * es;
+/* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
+ * cos and sin (hd each), p [DK_WARPS][32] floats; then the tile's keys and values
+ * [32][hd + VEC] of T each (rows padded by 16 bytes against bank conflicts). */
+__host__ __device__ __forceinline__ size_t dk_att_floats(int Gq, int hd) {
+    return (((size_t)(Gq * hd + 6 * hd + DK_WARPS * 32) * 4) + 15) & ~(size_t)15;
 }
 __host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es) {
-    return dk_att_floats16(Gq * hd + 6 * hd) + DK_WARPS * dk_att_warp_bytes(Gq, hd, es);
-}
-
-struct dk_att_ptrs {
-    float *q, *kn, *vn, *qw, *kw, *cs, *sn; /* q heads; the new key, value; norm weights; rope */
-    float *o, *p, *m, *l;                   /* this warp's: output, probabilities, max, sum */
-    char *vt;                               /* this warp's value tile [32][hd + VEC] of T */
-};
-
-__device__ __forceinline__ dk_att_ptrs dk_att_layout(char *uni, int Gq, int hd, int es, int warp) {
-    dk_att_ptrs p;
-    p.q = (float *)uni;
-    p.kn = p.q + Gq * hd;
-    p.vn = p.kn + hd;
-    p.qw = p.vn + hd;
-    p.kw = p.qw + hd;
-    p.cs = p.kw + hd;
-    p.sn = p.cs + hd;
-    char *w = uni + dk_att_floats16(Gq * hd + 6 * hd) + (size_t)warp * dk_att_warp_bytes(Gq, hd, es);
-    p.o = (float *)w;
-    p.p = p.o + Gq * hd;
-    p.m = p.p + Gq * 32;
-    p.l = p.m + Gq;
-    p.vt = w + dk_att_floats16(Gq * hd + Gq * 32 + 2 * Gq);
-    return p;
+    return dk_att_floats(Gq, hd) + 2 * (size_t)32 * (hd + 16 / es) * es;
 }
 
 /* Before the barrier that ends the qkv stage: the keys and values of this block's attention
@@ -476,21 +450,6 @@ template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk
     }
 }
 
-/* Key vector v0 of a lane's key: adds it to the lane's scores s against the group's q heads. */
-template <typename T, int GQ>
-__device__ __forceinline__ void dk_score(int v0, int4 kq, const float *q, int Gq, int hd,
-                                         float (&s)[GQ]) {
-    constexpr int VEC = 16 / sizeof(T);
-    const T *ke = (const T *)&kq;
-#pragma unroll
-    for (int e = 0; e < VEC; e++) {
-        float kf = to_f(ke[e]);
-#pragma unroll
-        for (int gi = 0; gi < GQ; gi++)
-            if (gi < Gq) s[gi] = fmaf(q[gi * hd + v0 * VEC + e], kf, s[gi]);
-    }
-}
-
 __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(dst)), "l"(src)
                  : "memory");
@@ -499,19 +458,57 @@ __device__ __forceinline__ void cp_async_wait_all() {
     asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
 }
 
-/* Attention of the step's query. An item is (kv head, split of kps keys); a block takes
- * items blockIdx.x, + gridDim.x, ...; its warp w takes the 32-key tiles w, w + DK_WARPS, ...
- * of the split, lane j scoring key j against the group's q heads. The q heads, the new key
- * and value and the rotary table come in with one memory round trip (the first tile's keys
- * and values were prefetched). The warps' partial softmax sums are combined in shared memory;
- * one split writes the output (att_buf), several write partials for dk_combine. */
-template <typename T, int GQ>
+/* The tile of keys [t0, t0 + 32) of kv head kvh (up to j1) into kt/vt, by all consumers. */
+template <typename T>
+__device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L, int kvh, int t0,
+                                             int j1, T *kt, T *vt) {
+    constexpr int VEC = 16 / sizeof(T);
+    const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
+    for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
+        int r = i / nv, v = i % nv;
+        size_t row = ((size_t)kvh * L.cap + (t0 + r) % L.cap) * a.hd;
+        cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
+        cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
+    }
+}
+
+/* RMS norm (when w) and RoPE of one head s[hd] by one warp, in place. */
+__device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w, int kind,
+                                               float eps, const float *cs, const float *sn,
+                                               int half) {
+    const int lane = threadIdx.x % 32;
+    if (w) {
+        float ss = 0.0f;
+        for (int d = lane; d < hd; d += 32)
+            ss += s[d] * s[d];
+        float inv = rsqrtf(warp_sum(ss) / hd + eps);
+        for (int d = lane; d < hd; d += 32)
+            s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
+        __syncwarp();
+    }
+    for (int i = lane; i < half; i += 32) {
+        float x1 = s[i], x2 = s[i + half];
+        s[i] = x1 * cs[i] - x2 * sn[i];
+        s[i + half] = x2 * cs[i] + x1 * sn[i];
+    }
+    __syncwarp();
+}
+
+/* Attention of the step's query. An item is (kv head, split of kps keys); a block takes items
+ * blockIdx.x, + gridDim.x, ... Its keys and values come in 32-key tiles through shared memory;
+ * warp gi scores the tile for q head gi of the group (lane j: key j), keeps the online softmax
+ * and accumulates p V (lanes own dimensions). The q heads, the new key and value, the norm
+ * weights, the rotary table and the first tile come in with one memory round trip. One split
+ * writes the output (att_buf), several write partials for dk_combine. */
+template <typename T>
 __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk) {
     constexpr int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
     const int NT = DK_WARPS * 32;
-    const int hd = a.hd, Gq = a.H / a.Hkv, nv = hd / VEC, vst = hd + VEC;
-    const dk_att_ptrs P = dk_att_layout(uni, Gq, hd, (int)sizeof(T), warp);
+    const int hd = a.hd, Gq = a.H / a.Hkv, vst = hd + VEC;
+    float *q_s = (float *)uni, *kn_s = q_s + Gq * hd, *vn_s = kn_s + hd, *qw_s = vn_s + hd;
+    float *kw_s = qw_s + hd, *cs_s = kw_s + hd, *sn_s = cs_s + hd, *p_s = sn_s + hd + warp * 32;
+    T *kt = (T *)(uni + dk_att_floats(Gq, hd)), *vt = kt + (size_t)32 * vst;
     const dk_keys kr = dk_key_range(a, L);
     const T *qkv = (const T *)a.qkv;
     const int items = a.Hkv * kr.n_split, half = L.rot_dim / 2;
@@ -519,187 +516,119 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
         const bool has_new = j1 == kr.hi;
-        /* one round trip: q heads, new key and value, norm weights, rotary frequencies */
+        /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
+        dk_load_tile<T>(a, L, kvh, j0, j1, kt, vt);
         const T *qg = qkv + (size_t)kvh * Gq * hd;
         const T *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
         for (int i = tid; i < Gq * hd; i += NT)
-            P.q[i] = ld_act(qg + i);
+            q_s[i] = ld_act(qg + i);
         for (int i = tid; i < hd; i += NT) {
             if (has_new) {
-                P.kn[i] = ld_act(kn + i);
-                P.vn[i] = ld_act(vn + i);
+                kn_s[i] = ld_act(kn + i);
+                vn_s[i] = ld_act(vn + i);
             }
-            if (L.q_norm) P.qw[i] = L.q_norm[i];
-            if (L.k_norm) P.kw[i] = L.k_norm[i];
+            if (L.q_norm) qw_s[i] = L.q_norm[i];
+            if (L.k_norm) kw_s[i] = L.k_norm[i];
             if (i < half) {
                 float sn, cs;
                 sincosf((float)kr.rp * L.inv_freq[i], &sn, &cs);
-                P.cs[i] = cs * L.attn_factor;
-                P.sn[i] = sn * L.attn_factor;
+                cs_s[i] = cs * L.attn_factor;
+                sn_s[i] = sn * L.attn_factor;
             }
         }
+        cp_async_wait_all();
         cbar();
         clk.mark(a, EV_ATT_LOAD);
-        /* finish: warp gi the q head gi, the last warp (or warp 0) the new key */
+        /* finish: warp gi the q head gi; the last warp (warp 0 if all have heads) the new key,
+         * into the cache and into the first tile, which was read before it was written */
         for (int gi = warp; gi < Gq; gi += DK_WARPS) {
-            float *q = P.q + gi * hd;
-            if (L.q_norm) {
-                float ss = 0.0f;
-                for (int d = lane; d < hd; d += 32)
-                    ss += q[d] * q[d];
-                float inv = rsqrtf(warp_sum(ss) / hd + L.qn_eps);
-                for (int d = lane; d < hd; d += 32)
-                    q[d] = q[d] * inv * (L.qn_kind == NORM_RMS_PLUS1 ? 1.0f + P.qw[d] : P.qw[d]);
-                __syncwarp();
-            }
-            for (int i = lane; i < half; i += 32) {
-                float x1 = q[i], x2 = q[i + half];
-                q[i] = x1 * P.cs[i] - x2 * P.sn[i];
-                q[i + half] = x2 * P.cs[i] + x1 * P.sn[i];
-            }
-            __syncwarp();
+            float *q = q_s + gi * hd;
+            dk_head_finish(q, hd, L.q_norm ? qw_s : NULL, L.qn_kind, L.qn_eps, cs_s, sn_s, half);
             for (int d = lane; d < hd; d += 32)
                 q[d] = to_f(from_f<T>(q[d])) * L.scale; /* as qkv_finish stores it, scaled */
         }
         if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
-            float *k = P.kn;
-            if (L.k_norm) {
-                float ss = 0.0f;
-                for (int d = lane; d < hd; d += 32)
-                    ss += k[d] * k[d];
-                float inv = rsqrtf(warp_sum(ss) / hd + L.kn_eps);
-                for (int d = lane; d < hd; d += 32)
-                    k[d] = k[d] * inv * (L.kn_kind == NORM_RMS_PLUS1 ? 1.0f + P.kw[d] : P.kw[d]);
-                __syncwarp();
-            }
-            for (int i = lane; i < half; i += 32) {
-                float x1 = k[i], x2 = k[i + half];
-                k[i] = x1 * P.cs[i] - x2 * P.sn[i];
-                k[i + half] = x2 * P.cs[i] + x1 * P.sn[i];
-            }
-            __syncwarp();
+            dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s,
+                           half);
             size_t at = ((size_t)kvh * L.cap + kr.hi % L.cap) * hd;
-            for (int d = lane; d < hd; d += 32) { /* the tiles below read them from the cache */
-                ((T *)L.kc)[at + d] = from_f<T>(k[d]);
-                ((T *)L.vc)[at + d] = from_f<T>(P.vn[d]);
+            const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
+            for (int d = lane; d < hd; d += 32) {
+                T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
+                ((T *)L.kc)[at + d] = kv; /* later tiles and steps read it from the cache */
+                ((T *)L.vc)[at + d] = vv;
+                if (r < 32) {
+                    kt[(size_t)r * vst + d] = kv;
+                    vt[(size_t)r * vst + d] = vv;
+                }
             }
         }
         cbar();
         clk.mark(a, EV_ATT_FINISH);
-        /* this warp's tiles */
-        float m[GQ], l[GQ];
+        /* the tiles: warp gi keeps head gi's max m, sum l and output o (lane: dims lane + 32e) */
+        const int gi = warp;
+        float m = -INFINITY, l = 0.0f, o[8];
 #pragma unroll
-        for (int gi = 0; gi < GQ; gi++) {
-            m[gi] = -INFINITY;
-            l[gi] = 0.0f;
-        }
-        for (int i = lane; i < Gq * hd; i += 32)
-            P.o[i] = 0.0f;
-        for (int tile = warp; j0 + tile * 32 <= j1; tile += DK_WARPS) {
-            const int t0 = j0 + tile * 32, n = min(32, j1 - t0 + 1), j = t0 + lane;
-            const bool ok = lane < n;
-            size_t row = ((size_t)kvh * L.cap + j % L.cap) * hd;
-            const int4 *kg = (const int4 *)((const T *)L.kc + row);
-            const int4 *vg = (const int4 *)((const T *)L.vc + row);
-            T *vrow = (T *)P.vt + (size_t)lane * vst;
-            float s[GQ];
+        for (int e = 0; e < 8; e++)
+            o[e] = 0.0f;
+        for (int t0 = j0; t0 <= j1; t0 += 32) {
+            if (t0 != j0) {
+                cbar(); /* every warp is done with the previous tile */
+                dk_load_tile<T>(a, L, kvh, t0, j1, kt, vt);
+                cp_async_wait_all();
+                cbar();
+            }
+            if (gi >= Gq) continue;
+            const int n = min(32, j1 - t0 + 1);
+            const float *q = q_s + gi * hd;
+            float s = -INFINITY;
+            if (lane < n) {
+                const T *krow = kt + (size_t)lane * vst;
+                float acc = 0.0f;
+                for (int v0 = 0; v0 < hd; v0 += VEC) {
+                    int4 kq = *(const int4 *)(krow + v0);
+                    const T *ke = (const T *)&kq;
 #pragma unroll
-            for (int gi = 0; gi < GQ; gi++)
-                s[gi] = 0.0f;
-            if (ok) { /* the value row goes straight to shared memory; the key row to registers */
-                for (int v0 = 0; v0 < nv; v0++)
-                    cp_async16(vrow + v0 * VEC, vg + v0);
-                for (int v0 = 0; v0 < nv; v0 += 4) {
-                    int4 kb[4];
-#pragma unroll
-                    for (int u = 0; u < 4; u++)
-                        if (v0 + u < nv) kb[u] = __ldcg(kg + v0 + u);
-#pragma unroll
-                    for (int u = 0; u < 4; u++)
-                        if (v0 + u < nv) dk_score<T, GQ>(v0 + u, kb[u], P.q, Gq, hd, s);
+                    for (int e = 0; e < VEC; e++)
+                        acc = fmaf(q[v0 + e], to_f(ke[e]), acc);
                 }
+                s = L.softcap > 0.0f ? L.softcap * tanhf(acc / L.softcap) : acc;
             }
-            cp_async_wait_all();
-            float corr[GQ];
-#pragma unroll
-            for (int gi = 0; gi < GQ; gi++) {
-                if (gi >= Gq) break;
-                float sc = s[gi];
-                if (L.softcap > 0.0f) sc = L.softcap * tanhf(sc / L.softcap);
-                if (!ok) sc = -INFINITY;
-                float mn = fmaxf(m[gi], warp_max(sc));
-                float pr = ok ? __expf(sc - mn) : 0.0f;
-                corr[gi] = __expf(m[gi] - mn); /* 0 when m is -inf */
-                l[gi] = l[gi] * corr[gi] + warp_sum(pr);
-                m[gi] = mn;
-                P.p[gi * 32 + lane] = pr;
-            }
+            float mn = fmaxf(m, warp_max(s));
+            float pr = lane < n ? __expf(s - mn) : 0.0f;
+            float corr = __expf(m - mn); /* 0 when m is -inf */
+            l = l * corr + warp_sum(pr);
+            m = mn;
+            p_s[lane] = pr;
             __syncwarp();
-            /* o = o * corr + p V: lane owns dims lane, lane + 32, ... */
-            for (int d = lane; d < hd; d += 32) {
-                float acc[GQ];
 #pragma unroll
-                for (int gi = 0; gi < GQ; gi++)
-                    acc[gi] = 0.0f;
+            for (int e = 0; e < 8; e++) {
+                const int d = lane + 32 * e;
+                if (d >= hd) break;
+                float acc = 0.0f;
 #pragma unroll 8
-                for (int jj = 0; jj < n; jj++) {
-                    float v = to_f(((const T *)P.vt)[(size_t)jj * vst + d]);
-#pragma unroll
-                    for (int gi = 0; gi < GQ; gi++)
-                        if (gi < Gq) acc[gi] = fmaf(P.p[gi * 32 + jj], v, acc[gi]);
-                }
-#pragma unroll
-                for (int gi = 0; gi < GQ; gi++)
-                    if (gi < Gq) P.o[gi * hd + d] = P.o[gi * hd + d] * corr[gi] + acc[gi];
+                for (int jj = 0; jj < n; jj++)
+                    acc = fmaf(p_s[jj], to_f(vt[(size_t)jj * vst + d]), acc);
+                o[e] = o[e] * corr + acc;
             }
             __syncwarp();
         }
-        if (lane == 0)
-            for (int gi = 0; gi < Gq; gi++) {
-                P.m[gi] = m[gi];
-                P.l[gi] = l[gi];
-            }
-        cbar();
         clk.mark(a, EV_ATT_TILES);
-        /* combine the warps: one split writes the output, several their partials */
-        for (int i = tid; i < Gq * hd; i += NT) {
-            const int gi = i / hd, d = i % hd;
-            float M = -INFINITY;
-            for (int w = 0; w < DK_WARPS; w++) {
-                const dk_att_ptrs Q = dk_att_layout(uni, Gq, hd, (int)sizeof(T), w);
-                M = fmaxf(M, Q.l[gi] > 0.0f ? Q.m[gi] : -INFINITY);
-            }
-            float S = 0.0f, O = 0.0f;
-            for (int w = 0; w < DK_WARPS; w++) {
-                const dk_att_ptrs Q = dk_att_layout(uni, Gq, hd, (int)sizeof(T), w);
-                if (Q.l[gi] <= 0.0f) continue;
-                float c = __expf(Q.m[gi] - M);
-                S += c * Q.l[gi];
-                O += c * Q.o[gi * hd + d];
-            }
+        if (gi < Gq) {
             const int h = kvh * Gq + gi;
-            if (kr.n_split == 1) {
-                ((T *)a.att_buf)[(size_t)h * hd + d] = from_f<T>(O / S);
-            } else {
-                size_t at = (size_t)h * DK_MAX_SPLIT + sp;
-                a.part_o[at * hd + d] = O;
-                if (d == 0) a.part_ml[at] = make_float2(M, S);
+            const size_t at = (size_t)h * DK_MAX_SPLIT + sp;
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const int d = lane + 32 * e;
+                if (d >= hd) break;
+                if (kr.n_split == 1)
+                    ((T *)a.att_buf)[(size_t)h * hd + d] = from_f<T>(o[e] / l);
+                else
+                    a.part_o[at * hd + d] = o[e];
             }
+            if (kr.n_split > 1 && lane == 0) a.part_ml[at] = make_float2(m, l);
         }
-        cbar();
+        cbar(); /* the scratch is free for the next item */
     }
-}
-
-/* The attention stage with the q-head group size rounded up to 2, 4 or 8 (register arrays). */
-template <typename T>
-__device__ void dk_attention_any(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk) {
-    const int Gq = a.H / a.Hkv;
-    if (Gq <= 2)
-        dk_attention<T, 2>(a, L, uni, clk);
-    else if (Gq <= 4)
-        dk_attention<T, 4>(a, L, uni, clk);
-    else
-        dk_attention<T, 8>(a, L, uni, clk);
 }
 
 /* xs[h * hd + d] = the attention output: read (one split) or the splits' partial softmax sums
@@ -800,7 +729,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
             dk_att_prefetch<T>(a, layers[l + 1]);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_QKV);
-        dk_attention_any<T>(a, L, uni, clk);
+        dk_attention<T>(a, L, uni, clk);
         clk.mark(a, EV_ATT);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_ATT);
