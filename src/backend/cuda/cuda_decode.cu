@@ -68,7 +68,8 @@ struct dk_args {
     float *part_o;              /* [H][DK_MAX_SPLIT][hd] unnormalized attention outputs */
     float2 *part_ml;            /* [H][DK_MAX_SPLIT] (max, sum) */
     void *act_buf;              /* [F] the MLP activation */
-    void *att_buf;              /* [H hd] the attention output (one split) */
+    void *att_buf;              /* [H hd] the attention output */
+    unsigned *att_count;        /* [Hkv] splits of each kv head done (dk_att_combine) */
     unsigned *bar;              /* [2] grid barrier: arrivals, generation */
     const int32_t *pos, *start; /* the step's position and first valid position (device) */
     int misc_floats;            /* shared floats between the barriers and the union region */
@@ -494,6 +495,44 @@ __device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w,
     __syncwarp();
 }
 
+/* After an item with several splits has written its partials: the last split of the kv head
+ * to finish (a counter per kv head, reset by it) combines the partial softmax sums of the
+ * group's q heads, warp gi head gi, into att_buf. flag: a shared int. */
+template <typename T>
+__device__ void dk_att_combine(const dk_args &a, int kvh, int ns, int *flag) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hd = a.hd, Gq = a.H / a.Hkv;
+    cbar(); /* every warp's partials are written */
+    if (threadIdx.x == 0) {
+        __threadfence();
+        *flag = atomicAdd(a.att_count + kvh, 1u) == (unsigned)ns - 1;
+    }
+    cbar();
+    const bool last = *flag;
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x == 0) a.att_count[kvh] = 0; /* for the next layer, after its barrier */
+    for (int gi = warp; gi < Gq; gi += DK_WARPS) {
+        const size_t h = (size_t)kvh * Gq + gi;
+        float2 ml = lane < ns ? __ldcg(&a.part_ml[h * DK_MAX_SPLIT + lane])
+                              : make_float2(-INFINITY, 0.0f);
+        float M = warp_max(ml.x);
+        float w = lane < ns ? __expf(ml.x - M) : 0.0f;
+        float S = warp_sum(w * ml.y);
+        for (int d0 = 0; d0 < hd; d0 += 32) { /* every split's value in flight at once */
+            const int d = d0 + lane;
+            float o[DK_MAX_SPLIT];
+#pragma unroll
+            for (int s = 0; s < DK_MAX_SPLIT; s++)
+                o[s] = s < ns && d < hd ? __ldcg(&a.part_o[(h * DK_MAX_SPLIT + s) * hd + d]) : 0.0f;
+            float acc = 0.0f;
+#pragma unroll
+            for (int s = 0; s < DK_MAX_SPLIT; s++)
+                acc += __shfl_sync(0xffffffffu, w, s) * o[s];
+            if (d < hd) ((T *)a.att_buf)[h * hd + d] = from_f<T>(acc / S);
+        }
+    }
+}
+
 /* Attention of the step's query. An item is (kv head, split of kps keys); a block takes items
  * blockIdx.x, + gridDim.x, ... Its keys and values come in 32-key tiles through shared memory;
  * warp gi scores the tile for q head gi of the group (lane j: key j), keeps the online softmax
@@ -627,53 +666,16 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             }
             if (kr.n_split > 1 && lane == 0) a.part_ml[at] = make_float2(m, l);
         }
+        if (kr.n_split > 1) dk_att_combine<T>(a, kvh, kr.n_split, (int *)(p_s - warp * 32));
         cbar(); /* the scratch is free for the next item */
     }
 }
 
-/* xs[h * hd + d] = the attention output: read (one split) or the splits' partial softmax sums
- * combined. w_s holds H * DK_MAX_SPLIT weights and H reciprocal sums. */
-template <typename T>
-__device__ void dk_combine(const dk_args &a, const dk_layer &L, T *xs, float *w_s) {
-    const int ns = dk_key_range(a, L).n_split, hd = a.hd, NT = DK_WARPS * 32;
-    if (ns == 1) {
-        const int VEC = 16 / sizeof(T), n = a.H * hd / VEC;
-        for (int i = threadIdx.x; i < n; i += NT)
-            ((int4 *)xs)[i] = __ldcg((const int4 *)a.att_buf + i);
-        cbar();
-        return;
-    }
-    float *inv_s = w_s + a.H * DK_MAX_SPLIT;
-    for (int h = threadIdx.x; h < a.H; h += NT) {
-        float2 ml[DK_MAX_SPLIT];
-        float M = -INFINITY;
-#pragma unroll
-        for (int s = 0; s < DK_MAX_SPLIT; s++)
-            if (s < ns) {
-                ml[s] = __ldcg(&a.part_ml[h * DK_MAX_SPLIT + s]);
-                M = fmaxf(M, ml[s].x);
-            }
-        float sum = 0.0f;
-#pragma unroll
-        for (int s = 0; s < DK_MAX_SPLIT; s++)
-            if (s < ns) {
-                float w = __expf(ml[s].x - M);
-                w_s[h * DK_MAX_SPLIT + s] = w;
-                sum += w * ml[s].y;
-            }
-        inv_s[h] = 1.0f / sum;
-    }
-    cbar();
-    for (int i = threadIdx.x; i < a.H * hd; i += NT) {
-        int h = i / hd, d = i % hd;
-        float acc = 0.0f;
-#pragma unroll
-        for (int s = 0; s < DK_MAX_SPLIT; s++)
-            if (s < ns)
-                acc += w_s[h * DK_MAX_SPLIT + s] *
-                       __ldcg(&a.part_o[((size_t)h * DK_MAX_SPLIT + s) * hd + d]);
-        xs[i] = from_f<T>(acc * inv_s[h]);
-    }
+/* xs = the attention output (att_buf). */
+template <typename T> __device__ void dk_combine(const dk_args &a, T *xs) {
+    const int VEC = 16 / sizeof(T), n = a.H * a.hd / VEC;
+    for (int i = threadIdx.x; i < n; i += DK_WARPS * 32)
+        ((int4 *)xs)[i] = __ldcg((const int4 *)a.att_buf + i);
     cbar();
 }
 
@@ -687,7 +689,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     r.ns = a.ns;
     r.slot = r.lap = 0;
     r.waited = 0;
-    /* shared: the layer table, then [DK_WARPS] sums and the combine weights, then the union */
+    /* shared: the layer table, then [DK_WARPS] sums, then the union */
     dk_layer *layers = (dk_layer *)(r.empty + a.ns);
     float *misc = (float *)((char *)layers + ((a.n_layers * sizeof(dk_layer) + 15) & ~(size_t)15));
     char *uni = (char *)((float *)layers + a.misc_floats); /* the stage's input, or attention */
@@ -711,7 +713,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         return;
     }
     pdl_begin(); /* the embedding is written */
-    float *red = misc, *w_s = misc + DK_WARPS;
+    float *red = misc;
     unsigned target = 0; /* arrivals the next grid barrier waits for */
     dk_clock clk = {clock64()};
     for (int l = 0; l < a.n_layers; l++) {
@@ -733,7 +735,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         clk.mark(a, EV_ATT);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_ATT);
-        dk_combine(a, L, xs, w_s);
+        dk_combine(a, xs);
         clk.mark(a, EV_COMBINE);
         dk_matvec<T, MAT_O>(a, L, xs, r);
         clk.mark(a, EV_O);
@@ -799,7 +801,7 @@ static size_t dk_union_bytes(const dk_args &k, size_t es) {
 /* Shared memory before the union region: the layer table, then the sums and combine weights. */
 static size_t dk_misc_bytes(const dk_args &k) {
     return align_up((size_t)k.n_layers * sizeof(dk_layer), 16) +
-           align_up(((size_t)DK_WARPS + (size_t)k.H * DK_MAX_SPLIT + k.H) * sizeof(float), 16);
+           align_up((size_t)DK_WARPS * sizeof(float), 16);
 }
 
 const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv,
@@ -958,7 +960,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     size_t off_part_ml = off_part_o + align_up((size_t)a.H * DK_MAX_SPLIT * a.hd * 4, 256);
     size_t off_act = off_part_ml + align_up((size_t)a.H * DK_MAX_SPLIT * 8, 256);
     size_t off_att = off_act + align_up((size_t)a.F * es, 256);
-    size_t off_bar = off_att + align_up((size_t)a.H * a.hd * es, 256);
+    size_t off_cnt = off_att + align_up((size_t)a.H * a.hd * es, 256);
+    size_t off_bar = off_cnt + align_up((size_t)a.Hkv * 4, 256);
     size_t bytes = off_bar + 256;
     size_t tbytes = (size_t)a.n_layers * sizeof(dk_layer);
     cudaError_t e = cudaMalloc(&p->d_layers, tbytes);
@@ -979,6 +982,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     a.part_ml = (float2 *)(s + off_part_ml);
     a.act_buf = s + off_act;
     a.att_buf = s + off_att;
+    a.att_count = (unsigned *)(s + off_cnt);
     a.bar = (unsigned *)(s + off_bar);
     a.misc_floats = (int)(dk_misc_bytes(a) / sizeof(float));
     p->blocks = c->n_sm;
