@@ -42,6 +42,7 @@ enum {
     DK_GQ = 8,                            /* most q heads per kv head */
     DK_PLANS = 8,                         /* device tables kept (one per session, typically) */
     DK_INFLIGHT = 2,                      /* ring tiles in flight per block (docs/PERF.md) */
+    DK_L2_AHEAD = 8,                      /* tiles prefetched into L2 beyond the ring */
 };
 
 /* One layer as the kernel reads it (device pointers). */
@@ -74,6 +75,7 @@ struct dk_args {
     const int32_t *pos, *start; /* the step's position and first valid position (device) */
     int misc_floats;            /* shared floats between the barriers and the union region */
     int inflight;               /* most ring tiles in flight at once (LLMRT_DECODE_INFLIGHT) */
+    int l2_ahead;               /* tiles prefetched into L2 beyond the ring (LLMRT_DECODE_L2AHEAD) */
     unsigned long long *prof;   /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
@@ -142,6 +144,11 @@ __device__ __forceinline__ void bulk_load(void *dst, const void *src, unsigned b
                  "[%0], [%1], %2, [%3], %4;" ::"r"(smem_u32(dst)),
                  "l"(src), "r"(bytes), "r"(smem_u32(b)), "l"(pol)
                  : "memory");
+}
+
+/* bytes (a multiple of 16) at global p into L2, without waiting. */
+__device__ __forceinline__ void prefetch_l2(const void *p, unsigned bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
 }
 
 /* The consumer warps' own barrier (the producer never joins it). */
@@ -250,7 +257,62 @@ struct dk_ring {
     }
 };
 
-/* The producer warp: every tile of every layer, in order. */
+/* A walk over this block's tiles in the order they are used: (layer, matrix, group of units,
+ * column chunk), skipping matrices of which the block has no units. */
+template <typename T> struct dk_walk {
+    const dk_args *a;
+    const dk_layer *layers;
+    int l, m, g0, ch, u0, u1, C, nch, nrows;
+    dk_mat M;
+    bool valid;
+    __device__ void start(const dk_args *a_, const dk_layer *layers_) {
+        a = a_;
+        layers = layers_;
+        l = 0;
+        m = -1;
+        valid = true;
+        next_matrix();
+    }
+    __device__ void next_matrix() {
+        for (;;) {
+            if (++m == MAT_COUNT) {
+                m = 0;
+                if (++l == a->n_layers) {
+                    valid = false;
+                    return;
+                }
+            }
+            M = dk_matrix(*a, layers[l], m);
+            dk_units(M.U, &u0, &u1);
+            if (u0 < u1) break;
+        }
+        C = dk_chunk<T>(M.rpu);
+        nch = (M.K + C - 1) / C;
+        g0 = u0;
+        ch = 0;
+        nrows = min(DK_WARPS, u1 - g0) * M.rpu;
+    }
+    __device__ void advance() {
+        if (++ch < nch) return;
+        ch = 0;
+        g0 += DK_WARPS;
+        if (g0 < u1)
+            nrows = min(DK_WARPS, u1 - g0) * M.rpu;
+        else
+            next_matrix();
+    }
+    /* row `lane` of the current tile: its source and length in bytes (lane < nrows) */
+    __device__ const char *src(int lane, unsigned *bytes) const {
+        int w = lane / M.rpu, k = lane % M.rpu;
+        size_t row = (size_t)g0 + w + (size_t)k * M.row2;
+        *bytes = (unsigned)(min(C, M.K - ch * C) * sizeof(T));
+        return M.W + (row * M.K + (size_t)ch * C) * sizeof(T);
+    }
+};
+
+/* The producer warp: every tile of every layer, in order, into the ring; and, a.l2_ahead tiles
+ * further on, bulk prefetches into L2, so that HBM keeps streaming while the consumers wait
+ * at a barrier with the ring full (the ring then refills from L2). */
 template <typename T>
 __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r) {
     const int lane = threadIdx.x % 32;
@@ -258,41 +320,40 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r)
     /* tiles issued whose bytes have not all landed stay at most a.inflight: more would only
      * lengthen the memory queues that every dependent load of the stages waits in */
     int old_slot = 0, old_lap = 0, issued = 0;
-    for (int l = 0; l < a.n_layers; l++) {
-        const dk_layer &L = layers[l];
-        for (int m = 0; m < MAT_COUNT; m++) {
-            dk_mat M = dk_matrix(a, L, m);
-            int u0, u1;
-            dk_units(M.U, &u0, &u1);
-            const int C = dk_chunk<T>(M.rpu), nch = (M.K + C - 1) / C;
-            for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
-                int nrows = min(DK_WARPS, u1 - g0) * M.rpu;
-                for (int ch = 0; ch < nch; ch++) {
-                    long long t0 = a.prof ? clock64() : 0;
-                    if (issued >= a.inflight) { /* the oldest tile in flight has landed */
-                        mbar_wait(&r.full[old_slot], old_lap & 1);
-                        if (++old_slot == r.ns) {
-                            old_slot = 0;
-                            old_lap++;
-                        }
-                    }
-                    if (r.lap > 0) mbar_wait(&r.empty[r.slot], (r.lap - 1) & 1);
-                    if (a.prof) r.waited += clock64() - t0;
-                    unsigned bytes = (unsigned)(min(C, M.K - ch * C) * sizeof(T));
-                    if (lane == 0) mbar_expect_tx(&r.full[r.slot], bytes * nrows);
-                    __syncwarp();
-                    if (lane < nrows) {
-                        int w = lane / M.rpu, k = lane % M.rpu;
-                        size_t row = (size_t)g0 + w + (size_t)k * M.row2;
-                        bulk_load(r.tiles + (size_t)r.slot * DK_TILE + (size_t)lane * C * sizeof(T),
-                                  M.W + (row * M.K + (size_t)ch * C) * sizeof(T), bytes,
-                                  &r.full[r.slot], pol);
-                    }
-                    r.advance();
-                    issued++;
-                }
+    dk_walk<T> cur, ahead;
+    cur.start(&a, layers);
+    ahead.start(&a, layers);
+    for (int k = 0; k < a.l2_ahead && ahead.valid; k++)
+        ahead.advance();
+    while (cur.valid) {
+        long long t0 = a.prof ? clock64() : 0;
+        if (issued >= a.inflight) { /* the oldest tile in flight has landed */
+            mbar_wait(&r.full[old_slot], old_lap & 1);
+            if (++old_slot == r.ns) {
+                old_slot = 0;
+                old_lap++;
             }
         }
+        if (r.lap > 0) mbar_wait(&r.empty[r.slot], (r.lap - 1) & 1);
+        if (a.prof) r.waited += clock64() - t0;
+        unsigned bytes;
+        const char *src = cur.src(lane < cur.nrows ? lane : 0, &bytes);
+        if (lane == 0) mbar_expect_tx(&r.full[r.slot], bytes * cur.nrows);
+        __syncwarp();
+        if (lane < cur.nrows)
+            bulk_load(r.tiles + (size_t)r.slot * DK_TILE + (size_t)lane * cur.C * sizeof(T), src,
+                      bytes, &r.full[r.slot], pol);
+        if (a.l2_ahead > 0 && ahead.valid) {
+            if (lane < ahead.nrows) {
+                unsigned ab;
+                const char *as = ahead.src(lane, &ab);
+                prefetch_l2(as, ab);
+            }
+            ahead.advance();
+        }
+        r.advance();
+        cur.advance();
+        issued++;
     }
 }
 
@@ -432,9 +493,6 @@ __host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es) 
 
 /* Before the barrier that ends the qkv stage: the keys and values of this block's attention
  * items (they do not depend on this step) are prefetched into L2 with bulk prefetches. */
-__device__ __forceinline__ void prefetch_l2(const void *p, unsigned bytes) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-}
 
 template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
     const dk_keys kr = dk_key_range(a, L);
@@ -988,6 +1046,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     p->blocks = c->n_sm;
     const char *inf = getenv("LLMRT_DECODE_INFLIGHT");
     a.inflight = inf && atoi(inf) > 0 ? atoi(inf) : DK_INFLIGHT;
+    const char *ahead = getenv("LLMRT_DECODE_L2AHEAD");
+    a.l2_ahead = ahead && ahead[0] ? atoi(ahead) : DK_L2_AHEAD;
     const char *prof = getenv("LLMRT_DECODE_PROFILE");
     if (prof && prof[0] && strcmp(prof, "0") != 0) {
         size_t pb = (size_t)p->blocks * DK_EV * sizeof(unsigned long long);
