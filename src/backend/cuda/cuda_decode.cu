@@ -42,7 +42,6 @@ enum {
     DK_GQ = 8,                            /* most q heads per kv head */
     DK_PLANS = 8,                         /* device tables kept (one per session, typically) */
     DK_INFLIGHT = 2,                      /* ring tiles in flight per block (docs/PERF.md) */
-    DK_L2_AHEAD = 8,                      /* tiles prefetched into L2 beyond the ring */
 };
 
 /* One layer as the kernel reads it (device pointers). */
@@ -75,7 +74,6 @@ struct dk_args {
     const int32_t *pos, *start; /* the step's position and first valid position (device) */
     int misc_floats;            /* shared floats between the barriers and the union region */
     int inflight;               /* most ring tiles in flight at once (LLMRT_DECODE_INFLIGHT) */
-    int l2_ahead;               /* tiles prefetched into L2 beyond the ring (LLMRT_DECODE_L2AHEAD) */
     unsigned long long *prof;   /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
@@ -310,9 +308,8 @@ template <typename T> struct dk_walk {
     }
 };
 
-/* The producer warp: every tile of every layer, in order, into the ring; and, a.l2_ahead tiles
- * further on, bulk prefetches into L2, so that HBM keeps streaming while the consumers wait
- * at a barrier with the ring full (the ring then refills from L2). */
+/* The producer warp: every tile of every layer, in order, into the ring. (Prefetching tiles
+ * into L2 beyond the ring was measured slower: docs/PERF.md.) */
 template <typename T>
 __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r) {
     const int lane = threadIdx.x % 32;
@@ -320,11 +317,8 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r)
     /* tiles issued whose bytes have not all landed stay at most a.inflight: more would only
      * lengthen the memory queues that every dependent load of the stages waits in */
     int old_slot = 0, old_lap = 0, issued = 0;
-    dk_walk<T> cur, ahead;
+    dk_walk<T> cur;
     cur.start(&a, layers);
-    ahead.start(&a, layers);
-    for (int k = 0; k < a.l2_ahead && ahead.valid; k++)
-        ahead.advance();
     while (cur.valid) {
         long long t0 = a.prof ? clock64() : 0;
         if (issued >= a.inflight) { /* the oldest tile in flight has landed */
@@ -343,14 +337,6 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r)
         if (lane < cur.nrows)
             bulk_load(r.tiles + (size_t)r.slot * DK_TILE + (size_t)lane * cur.C * sizeof(T), src,
                       bytes, &r.full[r.slot], pol);
-        if (a.l2_ahead > 0 && ahead.valid) {
-            if (lane < ahead.nrows) {
-                unsigned ab;
-                const char *as = ahead.src(lane, &ab);
-                prefetch_l2(as, ab);
-            }
-            ahead.advance();
-        }
         r.advance();
         cur.advance();
         issued++;
@@ -1046,8 +1032,6 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     p->blocks = c->n_sm;
     const char *inf = getenv("LLMRT_DECODE_INFLIGHT");
     a.inflight = inf && atoi(inf) > 0 ? atoi(inf) : DK_INFLIGHT;
-    const char *ahead = getenv("LLMRT_DECODE_L2AHEAD");
-    a.l2_ahead = ahead && ahead[0] ? atoi(ahead) : DK_L2_AHEAD;
     const char *prof = getenv("LLMRT_DECODE_PROFILE");
     if (prof && prof[0] && strcmp(prof, "0") != 0) {
         size_t pb = (size_t)p->blocks * DK_EV * sizeof(unsigned long long);
