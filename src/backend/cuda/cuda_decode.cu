@@ -70,9 +70,7 @@ struct dk_args {
     void *act_buf;              /* [F] the MLP activation */
     void *att_buf;              /* [H hd] the attention output */
     unsigned *att_count;        /* [Hkv] splits of each kv head done (dk_att_combine) */
-    unsigned *bar;              /* [2] grid barrier: arrivals, blocks done */
-    unsigned *flags;            /* [Hkv + down chunks] stage progress counters (dk_signal) */
-    int n_flags;
+    unsigned *bar;              /* [2] grid barrier: arrivals, generation */
     const int32_t *pos, *start; /* the step's position and first valid position (device) */
     int misc_floats;            /* shared floats between the barriers and the union region */
     int inflight;               /* most ring tiles in flight at once (LLMRT_DECODE_INFLIGHT) */
@@ -83,15 +81,13 @@ struct dk_args {
  * layers and launches; the ring waits of consumer warp 0 and of the producer. */
 enum {
     EV_NORM1, EV_QKV, EV_SYNC_QKV, EV_ATT, EV_SYNC_ATT, EV_COMBINE, EV_O, EV_SYNC_O, EV_NORM2,
-    EV_UP, EV_SYNC_UP, EV_DOWN, EV_SYNC_DOWN, EV_FINAL, EV_CONS_WAIT, EV_PROD_WAIT,
+    EV_UP, EV_SYNC_UP, EV_ACT, EV_DOWN, EV_SYNC_DOWN, EV_FINAL, EV_CONS_WAIT, EV_PROD_WAIT,
     EV_PROD_END, EV_TOTAL, EV_ATT_LOAD, EV_ATT_FINISH, EV_ATT_TILES, EV_LAUNCHES, DK_EV
 };
 static const char *const dk_ev_names[DK_EV] = {
-    "norm (attn)", "matvec qkv", "signal after qkv", "attention (waits for its head)",
-    "barrier after attention",
+    "norm (attn)", "matvec qkv", "barrier after qkv", "attention", "barrier after attention",
     "combine", "matvec o + residual", "barrier after o", "norm (ffn)", "matvec gate/up + act",
-    "signal after gate/up", "matvec down + residual (waits for its input)",
-    "barrier after down",
+    "barrier after gate/up", "load activation", "matvec down + residual", "barrier after down",
     "final norm", "consumer warp 0 waiting for tiles", "producer waiting for free slots",
     "producer done (from start)", "kernel (consumer thread 0)", "  attention: loads",
     "  attention: q/k finish", "  attention: tiles", "launches"};
@@ -190,33 +186,12 @@ __device__ __forceinline__ void grid_sync(unsigned *bar, unsigned *target) {
     cbar();
 }
 
-/* After the last barrier: the last block to get here resets the barrier and the n progress
- * counters at flags. */
-__device__ __forceinline__ void grid_done(unsigned *bar, unsigned *flags, int n) {
+/* After the last barrier: the last block to get here resets the barrier. */
+__device__ __forceinline__ void grid_done(unsigned *bar) {
     if (threadIdx.x == 0 && atomicAdd(bar + 1, 1u) == gridDim.x - 1) {
-        for (int i = 0; i < n; i++)
-            atomicExch(flags + i, 0u);
         atomicExch(bar, 0u);
         atomicExch(bar + 1, 0u);
     }
-}
-
-/* Finer than a barrier: a block adds n to a progress counter once its writes of a stage are
- * done (release), and a consumer of those writes waits until the counter reaches its target
- * (acquire). Counters only grow within a launch; targets are (layer + 1) * rows per layer;
- * the last block to finish resets them (grid_done). */
-__device__ __forceinline__ void dk_signal(unsigned *flag, unsigned n) {
-    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(flag), "r"(n) : "memory");
-}
-__device__ __forceinline__ void dk_wait(const unsigned *flag, unsigned target) {
-    if (threadIdx.x == 0) {
-        unsigned now;
-        do {
-            asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(flag) : "memory");
-        } while (now < target);
-        asm volatile("fence.acq_rel.gpu;" ::: "memory");
-    }
-    cbar();
 }
 
 /* Sum over the consumer threads; red holds DK_WARPS floats. */
@@ -411,7 +386,7 @@ __device__ void dk_norm(const T *x, T *out, int D, const float *w, float eps, in
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
  *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation) */
 template <typename T, int MAT>
-__device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r, int l) {
+__device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_ring &r) {
     constexpr int R = MAT == MAT_UP ? 2 : 1;
     const int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -434,14 +409,6 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
         for (int k = 0; k < R; k++)
             acc[k] = 0.0f;
         for (int ch = 0; ch < nch; ch++) {
-            if (MAT == MAT_DOWN && g0 == u0) { /* input chunk ch: its activations are done */
-                const int len = min(C, M.K - ch * C), VEC_ = 16 / sizeof(T);
-                dk_wait(a.flags + a.Hkv + ch, (unsigned)(l + 1) * len);
-                for (int i = threadIdx.x; i < len / VEC_; i += DK_WARPS * 32)
-                    ((int4 *)(xs + (size_t)ch * C))[i] =
-                        __ldcg((const int4 *)((const T *)a.act_buf + (size_t)ch * C) + i);
-                cbar();
-            }
             long long t0 = a.prof ? clock64() : 0;
             mbar_wait(&r.full[r.slot], r.lap & 1);
             if (a.prof) r.waited += clock64() - t0;
@@ -477,40 +444,6 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
             float o = to_f(from_f<T>(acc[0] + bias));
             ((T *)a.x)[u] = from_f<T>(pre + o);
         }
-    }
-}
-
-/* After the qkv stage: each kv head's counter gets the rows of its group (q heads, k, v) that
- * this block wrote. */
-__device__ __forceinline__ void dk_signal_qkv(const dk_args &a) {
-    int u0, u1;
-    dk_units((a.H + 2 * a.Hkv) * a.hd, &u0, &u1);
-    cbar();
-    if (threadIdx.x != 0 || u0 >= u1) return;
-    const int Gq = a.H / a.Hkv, hd = a.hd;
-    for (int h = 0; h < a.Hkv; h++) {
-        const int r0[3] = {h * Gq * hd, (a.H + h) * hd, (a.H + a.Hkv + h) * hd};
-        const int n0[3] = {Gq * hd, hd, hd};
-        unsigned n = 0;
-        for (int i = 0; i < 3; i++) {
-            int lo = max(u0, r0[i]), hi = min(u1, r0[i] + n0[i]);
-            if (hi > lo) n += (unsigned)(hi - lo);
-        }
-        if (n) dk_signal(a.flags + h, n);
-    }
-}
-
-/* After the gate/up stage: each input chunk of the down matrix gets the activations of it
- * that this block wrote. */
-template <typename T> __device__ __forceinline__ void dk_signal_act(const dk_args &a) {
-    int u0, u1;
-    dk_units(a.F, &u0, &u1);
-    cbar();
-    if (threadIdx.x != 0 || u0 >= u1) return;
-    const int C = dk_chunk<T>(1);
-    for (int ch = u0 / C; ch * C < u1; ch++) {
-        int lo = max(u0, ch * C), hi = min(u1, (ch + 1) * C);
-        dk_signal(a.flags + a.Hkv + ch, (unsigned)(hi - lo));
     }
 }
 
@@ -651,8 +584,7 @@ __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, int *flag) {
  * weights, the rotary table and the first tile come in with one memory round trip. One split
  * writes the output (att_buf), several write partials for dk_combine. */
 template <typename T>
-__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk,
-                             int layer) {
+__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk) {
     constexpr int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
     const int NT = DK_WARPS * 32;
@@ -667,10 +599,8 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
         const bool has_new = j1 == kr.hi;
-        /* one round trip: the first tile, q heads, new key and value, weights, rotary table
-         * (the tile does not depend on this step; q, k, v once this head's rows are done) */
+        /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
         dk_load_tile<T>(a, L, kvh, j0, j1, kt, vt);
-        dk_wait(a.flags + kvh, (unsigned)(layer + 1) * (Gq + 2) * hd);
         const T *qg = qkv + (size_t)kvh * Gq * hd;
         const T *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
         for (int i = tid; i < Gq * hd; i += NT)
@@ -838,34 +768,37 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         }
         dk_norm((const T *)a.x, xs, a.D, L.attn_norm, L.attn_eps, L.attn_kind, red);
         clk.mark(a, EV_NORM1);
-        dk_matvec<T, MAT_QKV>(a, L, xs, r, l);
+        dk_matvec<T, MAT_QKV>(a, L, xs, r);
         clk.mark(a, EV_QKV);
         if (l == 0) dk_att_prefetch<T>(a, L);
         if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
             dk_att_prefetch<T>(a, layers[l + 1]);
-        dk_signal_qkv(a); /* no barrier: each attention item waits for its head's rows */
+        grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_QKV);
-        dk_attention<T>(a, L, uni, clk, l);
+        dk_attention<T>(a, L, uni, clk);
         clk.mark(a, EV_ATT);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_ATT);
         dk_combine(a, xs);
         clk.mark(a, EV_COMBINE);
-        dk_matvec<T, MAT_O>(a, L, xs, r, l);
+        dk_matvec<T, MAT_O>(a, L, xs, r);
         clk.mark(a, EV_O);
         grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_O);
-        {
-            int u0, u1; /* a block without gate/up rows reads no x (down may already write it) */
-            dk_units(a.F, &u0, &u1);
-            if (u0 < u1) dk_norm((const T *)a.x, xs, a.D, L.ffn_norm, L.ffn_eps, L.ffn_kind, red);
-        }
+        dk_norm((const T *)a.x, xs, a.D, L.ffn_norm, L.ffn_eps, L.ffn_kind, red);
         clk.mark(a, EV_NORM2);
-        dk_matvec<T, MAT_UP>(a, L, xs, r, l);
+        dk_matvec<T, MAT_UP>(a, L, xs, r);
         clk.mark(a, EV_UP);
-        dk_signal_act<T>(a); /* no barrier: down waits for each input chunk */
+        grid_sync(a.bar, &target);
         clk.mark(a, EV_SYNC_UP);
-        dk_matvec<T, MAT_DOWN>(a, L, xs, r, l);
+        {
+            const int VEC = 16 / sizeof(T);
+            for (int i = threadIdx.x; i < a.F / VEC; i += DK_WARPS * 32)
+                ((int4 *)xs)[i] = __ldcg((const int4 *)a.act_buf + i);
+        }
+        cbar();
+        clk.mark(a, EV_ACT);
+        dk_matvec<T, MAT_DOWN>(a, L, xs, r);
         clk.mark(a, EV_DOWN);
     }
     grid_sync(a.bar, &target);
@@ -873,7 +806,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     if (blockIdx.x == 0)
         dk_norm((const T *)a.x, (T *)a.h, a.D, a.final_w, a.final_eps, a.final_kind, red);
     clk.mark(a, EV_FINAL);
-    grid_done(a.bar, a.flags, a.n_flags);
+    grid_done(a.bar);
     if (a.prof && threadIdx.x == 0) {
         a.prof[blockIdx.x * DK_EV + EV_CONS_WAIT] += (unsigned long long)r.waited;
         a.prof[blockIdx.x * DK_EV + EV_TOTAL] += (unsigned long long)(clock64() - t_start);
@@ -1072,9 +1005,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     size_t off_act = off_part_ml + align_up((size_t)a.H * DK_MAX_SPLIT * 8, 256);
     size_t off_att = off_act + align_up((size_t)a.F * es, 256);
     size_t off_cnt = off_att + align_up((size_t)a.H * a.hd * es, 256);
-    const int n_flags = a.Hkv + (a.F + (DK_TILE / (int)es / DK_WARPS) - 1) / (DK_TILE / (int)es / DK_WARPS);
-    size_t off_flags = off_cnt + align_up((size_t)a.Hkv * 4, 256);
-    size_t off_bar = off_flags + align_up((size_t)n_flags * 4, 256);
+    size_t off_bar = off_cnt + align_up((size_t)a.Hkv * 4, 256);
     size_t bytes = off_bar + 256;
     size_t tbytes = (size_t)a.n_layers * sizeof(dk_layer);
     cudaError_t e = cudaMalloc(&p->d_layers, tbytes);
@@ -1096,8 +1027,6 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     a.act_buf = s + off_act;
     a.att_buf = s + off_att;
     a.att_count = (unsigned *)(s + off_cnt);
-    a.flags = (unsigned *)(s + off_flags);
-    a.n_flags = n_flags;
     a.bar = (unsigned *)(s + off_bar);
     a.misc_floats = (int)(dk_misc_bytes(a) / sizeof(float));
     p->blocks = c->n_sm;
