@@ -21,6 +21,12 @@ PARTS=${PARTS:-single sweep}
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-out}
 mkdir -p "$OUT"
+if [ -f "$CARRY/bin.tar.xz" ] && [ ! -x "$CARRY/llmrt" ]; then # staged by gpu-check.sh --stage
+    bin=$(mktemp -d)
+    tar -C "$bin" -xJf "$CARRY/bin.tar.xz"
+    cp -r "$CARRY"/lib "$CARRY/$CARD" "$bin/" 2>/dev/null
+    CARRY=$bin
+fi
 libdirs="$CARRY/lib"
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -e "$d/libcublasLt.so.13" ] && libdirs="$libdirs:$d"

@@ -6,9 +6,11 @@
  * ramp and tail latency while HBM idles (docs/PERF.md). Here one block per SM runs every
  * layer of the step:
  *  - a producer warp streams the block's share of every weight matrix of every layer, in the
- *    order they are used, into a ring of shared-memory tiles with bulk copies (TMA). Weights
- *    never depend on activations, so it runs ahead across stage boundaries, grid barriers and
- *    attention, bounded only by the ring: HBM stays busy;
+ *    order they are used, into a ring of shared-memory tiles with bulk copies (TMA, L2
+ *    evict-first). Weights never depend on activations, so it runs ahead across stage
+ *    boundaries, grid barriers and attention, bounded by the ring; it keeps at most
+ *    DK_INFLIGHT tiles in flight, because deeper memory queues slow every dependent load of
+ *    the stages (the critical path);
  *  - DK_WARPS consumer warps wait for each tile, multiply it with the stage's input vector
  *    (kept in shared memory) and release the slot;
  *  - stages are separated by grid-wide barriers: qkv -> attention -> o (+ residual) ->
@@ -17,15 +19,20 @@
  * A matrix's units (a row; for the gated MLP a gate row with its up row) are split evenly
  * among the blocks; a block takes its units in groups of DK_WARPS (one per consumer warp) and
  * their columns in chunks, one ring tile (DK_TILE bytes) per (group, chunk).
- * Attention: one warp per (kv head, split of the visible keys), lane per key; q/k head norms,
- * RoPE and the write of the new key/value into the cache happen there (qkv_finish's work);
- * the splits' partial softmax sums are combined by every block at the start of the o stage.
+ * Attention: a block per (kv head, split of the visible keys into 32-key tiles), a warp per q
+ * head of the group, lane per key; q/k head norms, RoPE and the write of the new key/value
+ * into the cache happen there (qkv_finish's work); the keys and values were prefetched into
+ * L2 a layer earlier; the last split of a kv head to finish combines the partial softmax sums.
+ * Every stage is written so that its loads take one memory round trip: under full HBM
+ * streaming a round trip costs microseconds, and the stages' chains of them, with the grid
+ * barriers, set the step time (LLMRT_DECODE_PROFILE=1 prints where it goes).
  * Results are rounded to T exactly where the op-by-op path stores them, so both paths agree up
  * to the order of F32 sums.
  * The grid is one block per SM (the shared memory admits no second one) and is launched
  * cooperatively, so that every block is resident and the grid barriers cannot deadlock.
  * What it does not cover (sandwich norms, LayerNorm, ungated MLPs, batches, more than
- * DK_GQ q heads per kv head) is reported by cuda_decode_unsupported; the op path runs those.
+ * DK_GQ q heads per kv head, shapes whose scratch does not fit) is reported by
+ * cuda_decode_unsupported; the op path runs those.
  */
 #include <math.h>
 #include <stdlib.h>
