@@ -783,8 +783,8 @@ static void stack_host_make(const stack_case *c, stack_host *h) {
         float a = 1.0f / sqrtf((float)cols[i]) * 1.7f; /* outputs of order 1 */
         h->m[i] = rand_vec(h->msz[i] * c->n_layers, -a, a);
     }
-    h->norm[0] = rand_vec((size_t)c->D * c->n_layers, 0.5f, 1.5f); /* attn */
-    h->norm[1] = rand_vec((size_t)c->D * c->n_layers, 0.5f, 1.5f); /* ffn */
+    h->norm[0] = rand_vec((size_t)c->D * c->n_layers, 0.5f, 1.5f);  /* attn */
+    h->norm[1] = rand_vec((size_t)c->D * c->n_layers, 0.5f, 1.5f);  /* ffn */
     h->norm[2] = rand_vec((size_t)c->hd * c->n_layers, 0.5f, 1.5f); /* q */
     h->norm[3] = rand_vec((size_t)c->hd * c->n_layers, 0.5f, 1.5f); /* k */
     h->bias = rand_vec((size_t)QKV * c->n_layers, -0.5f, 0.5f);
@@ -835,10 +835,10 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
             CHECK_OK(be->ops->upload(be, m[i]->data, tmp, h->msz[i] * ws));
             free(tmp);
         }
-        w->attn_norm = (norm_params){c->kind, be_f32(be, h->norm[0] + (size_t)l * c->D, c->D),
-                                     NULL, 1e-5f};
-        w->ffn_norm = (norm_params){c->kind, be_f32(be, h->norm[1] + (size_t)l * c->D, c->D),
-                                    NULL, 1e-5f};
+        w->attn_norm =
+            (norm_params){c->kind, be_f32(be, h->norm[0] + (size_t)l * c->D, c->D), NULL, 1e-5f};
+        w->ffn_norm =
+            (norm_params){c->kind, be_f32(be, h->norm[1] + (size_t)l * c->D, c->D), NULL, 1e-5f};
         if (c->qk_norm) {
             w->q_norm = (norm_params){c->kind, be_f32(be, h->norm[2] + (size_t)l * c->hd, c->hd),
                                       NULL, 1e-6f};
@@ -865,14 +865,23 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
 static void stack_free(backend *be, const stack_case *c, stack *s) {
     for (int l = 0; l < c->n_layers; l++) {
         layer_weights *w = &s->L[l];
-        void *ps[] = {w->wqkv.data, w->wo.data,     w->wup.data,  w->wdown.data,
-                      (void *)w->attn_norm.w, (void *)w->ffn_norm.w, (void *)w->q_norm.w, (void *)w->k_norm.w,
-                      w->bqkv,       s->kv[l].k,    s->kv[l].v};
+        void *ps[] = {w->wqkv.data,
+                      w->wo.data,
+                      w->wup.data,
+                      w->wdown.data,
+                      (void *)w->attn_norm.w,
+                      (void *)w->ffn_norm.w,
+                      (void *)w->q_norm.w,
+                      (void *)w->k_norm.w,
+                      w->bqkv,
+                      s->kv[l].k,
+                      s->kv[l].v};
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
             be->ops->free(be, (void *)ps[i]);
     }
-    void *ps[] = {(void *)s->final.w, (void *)s->rope.inv_freq, s->b.x, s->b.h, s->b.qkv,
-                  s->b.att, s->b.mlp, s->b.mlp_act};
+    void *ps[] = {
+        (void *)s->final.w, (void *)s->rope.inv_freq, s->b.x, s->b.h, s->b.qkv, s->b.att, s->b.mlp,
+        s->b.mlp_act};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         be->ops->free(be, ps[i]);
     free(s->L);
@@ -897,11 +906,11 @@ static void stack_step(backend *be, const stack_case *c, stack *s, const float *
             CHECK_MSG(0, "decode_layers did not take the stack (D %d H %d hd %d)", c->D, c->H,
                       c->hd);
         if (!done)
-            CHECK_OK(forward_layers(be, &s->b, s->L, s->kv, c->n_layers, c->act, &s->final, c->D,
-                                    c->F));
+            CHECK_OK(
+                forward_layers(be, &s->b, s->L, s->kv, c->n_layers, c->act, &s->final, c->D, c->F));
     } else {
-        CHECK_OK(forward_layers(be, &s->b, s->L, s->kv, c->n_layers, c->act, &s->final, c->D,
-                                c->F));
+        CHECK_OK(
+            forward_layers(be, &s->b, s->L, s->kv, c->n_layers, c->act, &s->final, c->D, c->F));
     }
     CHECK_OK(be->ops->step_end(be));
 }
@@ -925,8 +934,7 @@ static void test_decode_layers(void) {
      *         left padding; case 2: fixture-sized, most blocks without rows. */
     const stack_case cases[] = {
         {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0},
-        {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, NORM_RMS_PLUS1, ACT_GELU_TANH_GATED, 250,
-         3},
+        {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, NORM_RMS_PLUS1, ACT_GELU_TANH_GATED, 250, 3},
         {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0},
     };
     backend *ref = NULL; /* the op-by-op path on a CUDA backend of its own (its own graphs) */

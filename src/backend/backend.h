@@ -78,10 +78,10 @@ typedef struct attn_params {
  * may be smaller (a ring buffer): the forward pass guarantees that a step's n_tokens never
  * exceeds cap - window + 1 so that no key still needed is overwritten. */
 typedef struct kv_layer {
-    void *k;     /* [batch, n_kv_heads, cap, head_dim] backend memory, type be->kv_dtype */
-    void *v;     /* [batch, n_kv_heads, cap, head_dim] */
-    int cap;     /* slots per sequence and head */
-    int batch;   /* sequences the cache was sized for */
+    void *k;   /* [batch, n_kv_heads, cap, head_dim] backend memory, type be->kv_dtype */
+    void *v;   /* [batch, n_kv_heads, cap, head_dim] */
+    int cap;   /* slots per sequence and head */
+    int batch; /* sequences the cache was sized for */
 } kv_layer;
 
 /* Weights of one layer in backend memory. Matrices [out, in] in be->weight_dtype, vectors F32. */
@@ -157,8 +157,8 @@ typedef struct backend_ops {
     /* Causal attention of the step's queries over the cache (which already holds this step's
      * keys): out row r, head h = softmax(scale * q.k) v over the visible positions. */
     llmrt_status (*attention)(backend *be, void *out /* [rows, H * hd] */,
-                              const void *qkv /* [rows, (H + 2*Hkv) * hd] */,
-                              const kv_layer *cache, const attn_params *a);
+                              const void *qkv /* [rows, (H + 2*Hkv) * hd] */, const kv_layer *cache,
+                              const attn_params *a);
     /* Activation of the MLP; see act_kind for the layouts. F is the output width. */
     llmrt_status (*activate)(backend *be, void *out /* [rows, F] */, const void *in, int F,
                              act_kind kind);
@@ -197,12 +197,12 @@ typedef struct backend_ops {
 } backend_ops;
 
 struct backend {
-    const char *name;       /* "cpu", "cuda" */
+    const char *name; /* "cpu", "cuda" */
     const backend_ops *ops;
-    dtype weight_dtype;     /* matrices are stored in this type (the --precision) */
-    dtype act_dtype;        /* activations */
-    dtype kv_dtype;         /* KV cache */
-    void *impl;             /* backend-private state */
+    dtype weight_dtype; /* matrices are stored in this type (the --precision) */
+    dtype act_dtype;    /* activations */
+    dtype kv_dtype;     /* KV cache */
+    void *impl;         /* backend-private state */
 };
 
 typedef enum backend_kind { BACKEND_CPU, BACKEND_CUDA } backend_kind;

@@ -17,8 +17,8 @@
 #include "model/forward.h"
 
 llmrt_status forward_layers(backend *be, const layer_bufs *b, const layer_weights *layers,
-                            kv_layer *kv, int n_layers, act_kind act,
-                            const norm_params *final_norm, int D, int F) {
+                            kv_layer *kv, int n_layers, act_kind act, const norm_params *final_norm,
+                            int D, int F) {
     const backend_ops *op = be->ops;
     TRY(op->norm(be, b->h, b->x, D, &layers[0].attn_norm));
     for (int l = 0; l < n_layers; l++) {
@@ -65,8 +65,8 @@ llmrt_status forward_step(session *s, const int32_t *ids, int n_tokens, bool all
                               &w->final_norm, &done));
     if (!done) {
         layer_bufs b = {s->x, s->h, s->qkv, s->att, s->mlp, s->mlp_act};
-        TRY(forward_layers(be, &b, w->layers, s->kv, c->n_layers, c->arch->act, &w->final_norm,
-                           D, c->ffn));
+        TRY(forward_layers(be, &b, w->layers, s->kv, c->n_layers, c->arch->act, &w->final_norm, D,
+                           c->ffn));
     }
     if (all_logits) {
         TRY(op->logits(be, s->logits, s->h, rows, &w->lm_head, c->final_softcap));

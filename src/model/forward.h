@@ -22,7 +22,7 @@ typedef struct layer_bufs {
  * step the caller has begun. forward_step uses it unless the backend's decode_layers runs the
  * whole stack itself; tests use it as the reference for decode_layers. */
 llmrt_status forward_layers(backend *be, const layer_bufs *b, const layer_weights *layers,
-                            kv_layer *kv, int n_layers, act_kind act,
-                            const norm_params *final_norm, int D, int F);
+                            kv_layer *kv, int n_layers, act_kind act, const norm_params *final_norm,
+                            int D, int F);
 
 #endif

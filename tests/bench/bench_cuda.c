@@ -200,15 +200,16 @@ static void model_layers(bench_model *m) {
     m->final = (norm_params){NORM_RMS, m->n_final, NULL, 1e-5f};
 }
 
-static void model_create(backend *be, bench_model *m, const shape *sh, int L, int cap, int max_rows) {
+static void model_create(backend *be, bench_model *m, const shape *sh, int L, int cap,
+                         int max_rows) {
     *m = (bench_model){.L = L,
-                 .D = sh->D,
-                 .H = sh->H,
-                 .Hkv = sh->Hkv,
-                 .hd = sh->hd,
-                 .F = sh->F,
-                 .V = sh->V,
-                 .cap = cap};
+                       .D = sh->D,
+                       .H = sh->H,
+                       .Hkv = sh->Hkv,
+                       .hd = sh->hd,
+                       .F = sh->F,
+                       .V = sh->V,
+                       .cap = cap};
     size_t es = dtype_size(be->act_dtype), ws = dtype_size(be->weight_dtype);
     int QKV = (m->H + 2 * m->Hkv) * m->hd;
     m->emb = weight(be, m->V, m->D);
@@ -263,8 +264,7 @@ static void model_ops(backend *be, bench_model *m, int n_tokens) {
     OK(o->embed(be, m->x, &m->emb, NULL, 1.0f));
     bool done = false;
     if (n_tokens == 1 && o->decode_layers)
-        OK(o->decode_layers(be, m->x, m->h, m->lw, m->kvl, m->L, ACT_SILU_GATED, &m->final,
-                            &done));
+        OK(o->decode_layers(be, m->x, m->h, m->lw, m->kvl, m->L, ACT_SILU_GATED, &m->final, &done));
     if (!done) {
         layer_bufs b = {m->x, m->h, m->qkv, m->att, m->gu, m->act};
         OK(forward_layers(be, &b, m->lw, m->kvl, m->L, ACT_SILU_GATED, &m->final, m->D, m->F));

@@ -773,8 +773,7 @@ static llmrt_status cu_argmax(backend *be, int32_t *out, const float *logits, in
     if (e != cudaSuccess) return cuda_fail(e, "argmax (cudaMemcpyAsync)", __FILE__, __LINE__);
     for (int r = 0; r < n; r++)
         if (out[r] < 0)
-            return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite",
-                           r);
+            return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite", r);
     return LLMRT_OK;
 }
 
@@ -802,9 +801,9 @@ static void cu_destroy(backend *be) {
 }
 
 static const backend_ops cuda_ops = {
-    cu_alloc,    cu_free,       cu_upload,         cu_download,  cu_act_from_f32, cu_act_to_f32,
-    cu_mem_info, cu_step_begin, cu_step_end,       cu_embed,     cu_norm,         cu_add_norm,
-    cu_add,      cu_matmul,     cu_qkv_finish,     cu_attention, cu_activate,     cu_last_rows,
+    cu_alloc,    cu_free,       cu_upload,         cu_download,  cu_act_from_f32,  cu_act_to_f32,
+    cu_mem_info, cu_step_begin, cu_step_end,       cu_embed,     cu_norm,          cu_add_norm,
+    cu_add,      cu_matmul,     cu_qkv_finish,     cu_attention, cu_activate,      cu_last_rows,
     cu_logits,   cu_destroy,    cu_copy_bandwidth, cu_argmax,    cu_decode_layers,
 };
 

@@ -41,23 +41,23 @@
 #include "backend/cuda/cuda_internal.cuh"
 
 enum {
-    DK_WARPS = 8,                         /* consumer warps per block */
-    DK_THREADS = (DK_WARPS + 1) * 32,     /* + the producer warp */
-    DK_TILE = 32768,                      /* bytes per ring slot */
-    DK_MIN_SLOTS = 3,                     /* fewer: the stack goes to the op path */
-    DK_MAX_SPLIT = 16,                    /* attention splits per kv head */
-    DK_GQ = 8,                            /* most q heads per kv head */
-    DK_PLANS = 8,                         /* device tables kept (one per session, typically) */
-    DK_INFLIGHT = 2,                      /* ring tiles in flight per block (docs/PERF.md) */
+    DK_WARPS = 8,                     /* consumer warps per block */
+    DK_THREADS = (DK_WARPS + 1) * 32, /* + the producer warp */
+    DK_TILE = 32768,                  /* bytes per ring slot */
+    DK_MIN_SLOTS = 3,                 /* fewer: the stack goes to the op path */
+    DK_MAX_SPLIT = 16,                /* attention splits per kv head */
+    DK_GQ = 8,                        /* most q heads per kv head */
+    DK_PLANS = 8,                     /* device tables kept (one per session, typically) */
+    DK_INFLIGHT = 2,                  /* ring tiles in flight per block (docs/PERF.md) */
 };
 
 /* One layer as the kernel reads it (device pointers). */
 struct dk_layer {
-    const void *wqkv, *wo, *wup, *wdown; /* T matrices */
-    const float *bqkv, *bo, *bdown;      /* or NULL */
+    const void *wqkv, *wo, *wup, *wdown;                 /* T matrices */
+    const float *bqkv, *bo, *bdown;                      /* or NULL */
     const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms or NULL */
-    const float *inv_freq;                                /* or NULL: no RoPE */
-    void *kc, *vc;                                        /* cache of sequence 0 */
+    const float *inv_freq;                               /* or NULL: no RoPE */
+    void *kc, *vc;                                       /* cache of sequence 0 */
     float attn_eps, ffn_eps, qn_eps, kn_eps, attn_factor, scale, softcap;
     int attn_kind, ffn_kind, qn_kind, kn_kind, rot_dim, cap, window;
 };
@@ -67,7 +67,7 @@ struct dk_args {
     const dk_layer *layers;
     int n_layers;
     int D, H, Hkv, hd, F, act, ns;
-    void *x, *h;                /* [D] residual stream; final normed output */
+    void *x, *h; /* [D] residual stream; final normed output */
     const float *final_w;
     float final_eps;
     int final_kind;
@@ -87,17 +87,54 @@ struct dk_args {
 /* Profile events (LLMRT_DECODE_PROFILE=1): cycles of consumer thread 0 per stage, summed over
  * layers and launches; the ring waits of consumer warp 0 and of the producer. */
 enum {
-    EV_NORM1, EV_QKV, EV_SYNC_QKV, EV_ATT, EV_SYNC_ATT, EV_COMBINE, EV_O, EV_SYNC_O, EV_NORM2,
-    EV_UP, EV_SYNC_UP, EV_ACT, EV_DOWN, EV_SYNC_DOWN, EV_FINAL, EV_CONS_WAIT, EV_PROD_WAIT,
-    EV_PROD_END, EV_TOTAL, EV_ATT_LOAD, EV_ATT_FINISH, EV_ATT_TILES, EV_LAUNCHES, DK_EV
+    EV_NORM1,
+    EV_QKV,
+    EV_SYNC_QKV,
+    EV_ATT,
+    EV_SYNC_ATT,
+    EV_COMBINE,
+    EV_O,
+    EV_SYNC_O,
+    EV_NORM2,
+    EV_UP,
+    EV_SYNC_UP,
+    EV_ACT,
+    EV_DOWN,
+    EV_SYNC_DOWN,
+    EV_FINAL,
+    EV_CONS_WAIT,
+    EV_PROD_WAIT,
+    EV_PROD_END,
+    EV_TOTAL,
+    EV_ATT_LOAD,
+    EV_ATT_FINISH,
+    EV_ATT_TILES,
+    EV_LAUNCHES,
+    DK_EV
 };
-static const char *const dk_ev_names[DK_EV] = {
-    "norm (attn)", "matvec qkv", "barrier after qkv", "attention", "barrier after attention",
-    "combine", "matvec o + residual", "barrier after o", "norm (ffn)", "matvec gate/up + act",
-    "barrier after gate/up", "load activation", "matvec down + residual", "barrier after down",
-    "final norm", "consumer warp 0 waiting for tiles", "producer waiting for free slots",
-    "producer done (from start)", "kernel (consumer thread 0)", "  attention: loads",
-    "  attention: q/k finish", "  attention: tiles", "launches"};
+static const char *const dk_ev_names[DK_EV] = {"norm (attn)",
+                                               "matvec qkv",
+                                               "barrier after qkv",
+                                               "attention",
+                                               "barrier after attention",
+                                               "combine",
+                                               "matvec o + residual",
+                                               "barrier after o",
+                                               "norm (ffn)",
+                                               "matvec gate/up + act",
+                                               "barrier after gate/up",
+                                               "load activation",
+                                               "matvec down + residual",
+                                               "barrier after down",
+                                               "final norm",
+                                               "consumer warp 0 waiting for tiles",
+                                               "producer waiting for free slots",
+                                               "producer done (from start)",
+                                               "kernel (consumer thread 0)",
+                                               "  attention: loads",
+                                               "  attention: q/k finish",
+                                               "  attention: tiles",
+                                               "launches"};
 
 /* Profiling: cycles since the last mark, added to event ev of this block. */
 struct dk_clock {
@@ -251,8 +288,8 @@ template <typename T> __device__ __forceinline__ int dk_chunk(int rpu) {
 struct dk_ring {
     char *tiles;
     uint64_t *full, *empty;
-    int ns;         /* slots */
-    int slot, lap;  /* position of the next tile; lap counts passes over the ring */
+    int ns;           /* slots */
+    int slot, lap;    /* position of the next tile; lap counts passes over the ring */
     long long waited; /* cycles spent waiting on the ring (profiling) */
     __device__ __forceinline__ void advance() {
         if (++slot == ns) {
@@ -378,7 +415,8 @@ __device__ void dk_norm(const T *x, T *out, int D, const float *w, float eps, in
 #pragma unroll
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
-        if (d < D) out[d] = from_f<T>(xv[i] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + wv[i] : wv[i]));
+        if (d < D)
+            out[d] = from_f<T>(xv[i] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + wv[i] : wv[i]));
     }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
         float v = ld_act(x + d) * inv;
@@ -409,7 +447,8 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_r
         if (mine && lane == 0) {
             if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
             if (MAT == MAT_O) pre = ld_act((const T *)a.x + u), bias = L.bo ? L.bo[u] : 0.0f;
-            if (MAT == MAT_DOWN) pre = ld_act((const T *)a.x + u), bias = L.bdown ? L.bdown[u] : 0.0f;
+            if (MAT == MAT_DOWN)
+                pre = ld_act((const T *)a.x + u), bias = L.bdown ? L.bdown[u] : 0.0f;
         }
         float acc[R];
 #pragma unroll
@@ -428,8 +467,8 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_r
                     int4 xv = *(const int4 *)(xc + k);
 #pragma unroll
                     for (int q = 0; q < R; q++)
-                        acc[q] += dot16<T>(*(const int4 *)(tile + (size_t)(warp * R + q) * C + k),
-                                           xv);
+                        acc[q] +=
+                            dot16<T>(*(const int4 *)(tile + (size_t)(warp * R + q) * C + k), xv);
                 }
             }
             __syncwarp();
@@ -530,12 +569,7 @@ __device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w,
                                                int half) {
     const int lane = threadIdx.x % 32;
     if (w) {
-        float ss = 0.0f;
-        for (int d = lane; d < hd; d += 32)
-            ss += s[d] * s[d];
-        float inv = rsqrtf(warp_sum(ss) / hd + eps);
-        for (int d = lane; d < hd; d += 32)
-            s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
+        head_norm_warp(s, hd, (norm_kind)kind, w, eps);
         __syncwarp();
     }
     for (int i = lane; i < half; i += 32) {
@@ -549,8 +583,7 @@ __device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w,
 /* After an item with several splits has written its partials: the last split of the kv head
  * to finish (a counter per kv head, reset by it) combines the partial softmax sums of the
  * group's q heads, warp gi head gi, into att_buf. flag: a shared int. */
-template <typename T>
-__device__ void dk_att_combine(const dk_args &a, int kvh, int ns, int *flag) {
+template <typename T> __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, int *flag) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hd = a.hd, Gq = a.H / a.Hkv;
     cbar(); /* every warp's partials are written */
     if (threadIdx.x == 0) {
@@ -564,8 +597,8 @@ __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, int *flag) {
     if (threadIdx.x == 0) a.att_count[kvh] = 0; /* for the next layer, after its barrier */
     for (int gi = warp; gi < Gq; gi += DK_WARPS) {
         const size_t h = (size_t)kvh * Gq + gi;
-        float2 ml = lane < ns ? __ldcg(&a.part_ml[h * DK_MAX_SPLIT + lane])
-                              : make_float2(-INFINITY, 0.0f);
+        float2 ml =
+            lane < ns ? __ldcg(&a.part_ml[h * DK_MAX_SPLIT + lane]) : make_float2(-INFINITY, 0.0f);
         float M = warp_max(ml.x);
         float w = lane < ns ? __expf(ml.x - M) : 0.0f;
         float S = warp_sum(w * ml.y);
@@ -638,8 +671,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 q[d] = to_f(from_f<T>(q[d])) * L.scale; /* as qkv_finish stores it, scaled */
         }
         if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
-            dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s,
-                           half);
+            dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s, half);
             size_t at = ((size_t)kvh * L.cap + kr.hi % L.cap) * hd;
             const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
             for (int d = lane; d < hd; d += 32) {
@@ -900,9 +932,8 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
 }
 
 /* The table a stack would upload (into p->h_layers / p->key). */
-static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv,
-                        int n_layers, act_kind act, const norm_params *fin, dk_layer *out,
-                        dk_args *key) {
+static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv, int n_layers,
+                        act_kind act, const norm_params *fin, dk_layer *out, dk_args *key) {
     memset(key, 0, sizeof *key);
     const attn_params *g = &L[0].attn;
     key->n_layers = n_layers;
@@ -962,8 +993,9 @@ static void plan_profile_print(const dk_plan *p) {
     double launches = (double)h[EV_LAUNCHES];
     if (launches > 0) {
         double us = 1e3 / (p->clock_khz > 0 ? p->clock_khz : 1);
-        fprintf(stderr, "decode kernel profile: %d layers, %d blocks, %d ring slots, %.0f launches, "
-                        "us per launch at %.0f MHz (mean over blocks / slowest block)\n",
+        fprintf(stderr,
+                "decode kernel profile: %d layers, %d blocks, %d ring slots, %.0f launches, "
+                "us per launch at %.0f MHz (mean over blocks / slowest block)\n",
                 p->args.n_layers, p->blocks, p->args.ns, launches, p->clock_khz / 1e3);
         for (int ev = 0; ev < EV_LAUNCHES; ev++) {
             double sum = 0, mx = 0;
@@ -997,8 +1029,7 @@ template <typename T> static cudaError_t dk_set_smem(size_t smem) {
 }
 
 /* A new plan: device table, scratch, launch geometry. */
-static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *key,
-                              dk_plan **out) {
+static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *key, dk_plan **out) {
     *out = NULL;
     dk_plan *p = (dk_plan *)calloc(1, sizeof *p);
     if (!p) return err_set(LLMRT_ERR_NOMEM, "cuda decode_layers: out of host memory");
@@ -1068,8 +1099,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
 }
 
 llmrt_status cuda_decode_plan(cuda_ctx *c, const layer_weights *L, kv_layer *kv, int n_layers,
-                              act_kind act, const norm_params *fin, int may_upload,
-                              dk_plan **out) {
+                              act_kind act, const norm_params *fin, int may_upload, dk_plan **out) {
     *out = NULL;
     dk_layer *h = (dk_layer *)calloc((size_t)n_layers, sizeof *h);
     if (!h) return err_set(LLMRT_ERR_NOMEM, "cuda decode_layers: out of host memory");

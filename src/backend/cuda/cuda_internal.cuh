@@ -104,9 +104,9 @@ typedef struct cuda_ctx {
     int argmax_cap;
 
     /* the fused decode kernel (cuda_decode.cu) */
-    int no_decode_kernel; /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
-    int coop;             /* the device can launch cooperative grids */
-    int smem_optin;       /* shared memory a block may opt in to, bytes */
+    int no_decode_kernel;        /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
+    int coop;                    /* the device can launch cooperative grids */
+    int smem_optin;              /* shared memory a block may opt in to, bytes */
     struct dk_plan *dk_plans[8]; /* layer tables in device memory, by content */
 } cuda_ctx;
 
@@ -226,20 +226,25 @@ typedef struct qkv_fin {
     float attn_factor;
 } qkv_fin;
 
+/* One warp RMS-normalizes one head held in s[hd] (F32, shared memory), in place. */
+__device__ __forceinline__ void head_norm_warp(float *s, int hd, norm_kind kind, const float *w,
+                                               float eps) {
+    int lane = threadIdx.x % 32;
+    float ss = 0.0f;
+    for (int d = lane; d < hd; d += 32)
+        ss += s[d] * s[d];
+    float inv = rsqrtf(warp_sum(ss) / hd + eps);
+    for (int d = lane; d < hd; d += 32)
+        s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
+}
+
 /* One warp finishes one head held in s[hd] (F32, shared memory): RMS norm (when has_norm),
  * then RoPE at position rp. The caller rounds s to the storage type afterwards. */
 __device__ __forceinline__ void head_finish_warp(float *s, int hd, int has_norm, norm_kind kind,
                                                  const float *w, float eps, const float *inv_freq,
                                                  int rot_dim, float attn_factor, int rp) {
     int lane = threadIdx.x % 32;
-    if (has_norm) {
-        float ss = 0.0f;
-        for (int d = lane; d < hd; d += 32)
-            ss += s[d] * s[d];
-        float inv = rsqrtf(warp_sum(ss) / hd + eps);
-        for (int d = lane; d < hd; d += 32)
-            s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
-    }
+    if (has_norm) head_norm_warp(s, hd, kind, w, eps);
     __syncwarp();
     if (inv_freq) {
         int half = rot_dim / 2;
