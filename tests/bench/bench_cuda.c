@@ -2,7 +2,8 @@
  * layer stack driven through the backend ops (decode with and without graphs, per-op times,
  * 2048-token prefill), printed as a table of lines starting with '|'.
  *
- * Usage: bench_cuda [--model 1b|8b] [--layers N] [--steps N] [--prefill N] [--prec BF16|F16|F32]
+ * Usage: bench_cuda [--model 1b|8b] [--layers N] [--prompt N] [--steps N] [--prefill N]
+ *                   [--prec BF16|F16|F32]
  * The model has random weights (never zeros); its shape is Llama-3.2-1B (hidden 2048,
  * 16 layers, 32 heads, 8 kv heads, head_dim 64, intermediate 8192, vocab 128256, tied head) or
  * Llama-3.1-8B (hidden 4096, 32 layers, head_dim 128, intermediate 14336, separate head).
@@ -382,6 +383,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--layers"))
             L = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--prompt"))
+            prompt = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps"))
             steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--prefill"))
