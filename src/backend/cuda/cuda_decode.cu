@@ -40,10 +40,14 @@
 
 #include "backend/cuda/cuda_internal.cuh"
 
+#ifndef DK_TILE_BYTES /* a build may set it for measurement (docs/PERF.md) */
+#define DK_TILE_BYTES 32768
+#endif
+
 enum {
     DK_WARPS = 8,                     /* consumer warps per block */
     DK_THREADS = (DK_WARPS + 1) * 32, /* + the producer warp */
-    DK_TILE = 32768,                  /* bytes per ring slot */
+    DK_TILE = DK_TILE_BYTES,          /* bytes per ring slot */
     DK_MIN_SLOTS = 3,                 /* fewer: the stack goes to the op path */
     DK_MAX_SPLIT = 16,                /* attention splits per kv head */
     DK_GQ = 8,                        /* most q heads per kv head */
