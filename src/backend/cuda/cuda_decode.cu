@@ -75,13 +75,14 @@ struct dk_args {
     const float *final_w;
     float final_eps;
     int final_kind;
-    void *qkv;                  /* [(H + 2 Hkv) hd] scratch: raw q, k, v */
-    float *part_o;              /* [H][DK_MAX_SPLIT][hd] unnormalized attention outputs */
-    float2 *part_ml;            /* [H][DK_MAX_SPLIT] (max, sum) */
-    void *act_buf;              /* [F] the MLP activation */
-    void *att_buf;              /* [H hd] the attention output */
-    unsigned *att_count;        /* [Hkv] splits of each kv head done (dk_att_combine) */
-    unsigned *bar;              /* [2] grid barrier: arrivals, generation */
+    /* Stage outputs other blocks read, as tagged words (st_tag): */
+    unsigned long long *xt;      /* [D] the residual stream after each o and down stage */
+    unsigned long long *qkv;     /* [(H + 2 Hkv) hd] raw q, k, v */
+    unsigned long long *part_o;  /* [H][DK_MAX_SPLIT][hd] unnormalized attention outputs */
+    unsigned long long *part_ml; /* [H][DK_MAX_SPLIT][2] max, sum */
+    unsigned long long *act_buf; /* [F] the MLP activation */
+    unsigned long long *att_buf; /* [H hd] the attention output */
+    unsigned *bar;              /* [2] launches so far (the tags' epoch), blocks done */
     const int32_t *pos, *start; /* the step's position and first valid position (device) */
     int misc_floats;            /* shared floats between the barriers and the union region */
     int inflight;               /* most ring tiles in flight at once (LLMRT_DECODE_INFLIGHT) */
@@ -91,54 +92,18 @@ struct dk_args {
 /* Profile events (LLMRT_DECODE_PROFILE=1): cycles of consumer thread 0 per stage, summed over
  * layers and launches; the ring waits of consumer warp 0 and of the producer. */
 enum {
-    EV_NORM1,
-    EV_QKV,
-    EV_SYNC_QKV,
-    EV_ATT,
-    EV_SYNC_ATT,
-    EV_COMBINE,
-    EV_O,
-    EV_SYNC_O,
-    EV_NORM2,
-    EV_UP,
-    EV_SYNC_UP,
-    EV_ACT,
-    EV_DOWN,
-    EV_SYNC_DOWN,
-    EV_FINAL,
-    EV_CONS_WAIT,
-    EV_PROD_WAIT,
-    EV_PROD_END,
-    EV_TOTAL,
-    EV_ATT_LOAD,
-    EV_ATT_FINISH,
-    EV_ATT_TILES,
-    EV_LAUNCHES,
-    DK_EV
+    EV_NORM1, EV_QKV, EV_ATT, EV_COMBINE, EV_O, EV_NORM2, EV_UP, EV_DOWN, EV_FINAL,
+    EV_CONS_WAIT, EV_PROD_WAIT, EV_PROD_END, EV_TOTAL, EV_ATT_LOAD, EV_ATT_FINISH, EV_ATT_TILES,
+    EV_LAUNCHES, DK_EV
 };
-static const char *const dk_ev_names[DK_EV] = {"norm (attn)",
-                                               "matvec qkv",
-                                               "barrier after qkv",
-                                               "attention",
-                                               "barrier after attention",
-                                               "combine",
-                                               "matvec o + residual",
-                                               "barrier after o",
-                                               "norm (ffn)",
-                                               "matvec gate/up + act",
-                                               "barrier after gate/up",
-                                               "load activation",
-                                               "matvec down + residual",
-                                               "barrier after down",
-                                               "final norm",
-                                               "consumer warp 0 waiting for tiles",
-                                               "producer waiting for free slots",
-                                               "producer done (from start)",
-                                               "kernel (consumer thread 0)",
-                                               "  attention: loads",
-                                               "  attention: q/k finish",
-                                               "  attention: tiles",
-                                               "launches"};
+/* (the waits for other blocks' outputs are inside the stage that reads them) */
+static const char *const dk_ev_names[DK_EV] = {
+    "norm (attn), waits for x", "matvec qkv", "attention, waits for q/k/v",
+    "o input, waits for attention", "matvec o + residual", "norm (ffn), waits for x",
+    "matvec gate/up + act", "matvec down + residual, waits for act", "final norm",
+    "consumer warp 0 waiting for tiles", "producer waiting for free slots",
+    "producer done (from start)", "kernel (consumer thread 0)", "  attention: loads",
+    "  attention: q/k finish", "  attention: tiles", "launches"};
 
 /* Profiling: cycles since the last mark, added to event ev of this block. */
 struct dk_clock {
@@ -216,31 +181,48 @@ template <> __device__ __forceinline__ float ld_act<__nv_bfloat16>(const __nv_bf
     return __bfloat162float(__ushort_as_bfloat16(u));
 }
 
-/* Every consumer block arrives; all continue once all have. bar[0] counts arrivals over the
- * launch (barrier k waits for (k + 1) * blocks), bar[1] the blocks that finished: the last one
- * resets both for the next launch. The arrival is a release and the wait an acquire at GPU
- * scope, so every global write before the barrier is seen by every read after it. */
-__device__ __forceinline__ void grid_sync(unsigned *bar, unsigned *target) {
-    cbar();
-    *target += gridDim.x;
-    if (threadIdx.x == 0) {
-        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar) : "memory");
-        unsigned now;
-        do { /* relaxed polls (an acquire load would invalidate L1 at every poll), then one fence */
-            asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar) : "memory");
-        } while (now < *target);
-        asm volatile("fence.acq_rel.gpu;" ::: "memory");
-    }
-    cbar();
+/* Stage outputs that other blocks read travel as tagged words, as in NCCL's LL protocol: one
+ * 64-bit store holds the value (as F32) and a tag naming the launch and the stage; a reader
+ * spins on the word itself until it carries the tag it waits for. No grid barrier and no
+ * memory fence stand in the way: a dependency costs one memory round trip after its last
+ * writer. A word is rewritten only by a later stage, which cannot start before every reader of
+ * the earlier value has produced what that stage needs (each block contributes rows to every
+ * stage whose input it reads; blocks without rows in a stage do not read its input). */
+typedef unsigned long long u64;
+__device__ __forceinline__ void st_tag(u64 *p, float v, unsigned tag) {
+    u64 w = ((u64)tag << 32) | __float_as_uint(v);
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(w) : "memory");
+}
+__device__ __forceinline__ u64 ld_tagw(const u64 *p) {
+    u64 w;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(p) : "memory");
+    return w;
+}
+/* The value of tagged word p once it carries tag; w is its first load, issued earlier. */
+__device__ __forceinline__ float tag_value(const u64 *p, u64 w, unsigned tag) {
+    while ((unsigned)(w >> 32) != tag)
+        w = ld_tagw(p);
+    return __uint_as_float((unsigned)w);
+}
+__device__ __forceinline__ float ld_tag(const u64 *p, unsigned tag) {
+    return tag_value(p, ld_tagw(p), tag);
 }
 
-/* After the last barrier: the last block to get here resets the barrier. */
-__device__ __forceinline__ void grid_done(unsigned *bar) {
+/* At the end: the last block to finish counts the launch, so the next one's tags differ. */
+__device__ __forceinline__ void dk_done(unsigned *bar) {
     if (threadIdx.x == 0 && atomicAdd(bar + 1, 1u) == gridDim.x - 1) {
-        atomicExch(bar, 0u);
         atomicExch(bar + 1, 0u);
+        atomicAdd(bar, 1u);
     }
 }
+
+/* The tags of a launch: (launches so far) << 12 | stage. x after o of layer l is stage 2l + 1,
+ * after down 2l + 2; q/k/v, attention and activation are written once per layer (l + 1). */
+struct dk_tags {
+    unsigned base;
+    __device__ unsigned x(int stage) const { return base + (unsigned)stage; }
+    __device__ unsigned layer(int l) const { return base + (unsigned)l + 1u; }
+};
 
 /* Sum over the consumer threads; red holds DK_WARPS floats. */
 __device__ __forceinline__ float consumer_sum(float v, float *red) {
@@ -393,26 +375,32 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r)
 
 /* ---- consumer stages ---- */
 
-/* out[d] = norm(x)[d] rounded to T, for d < D (out in shared or global memory). x and the
- * weights are loaded together (one memory round trip) and kept in registers up to
- * DK_NORM_REGS * 256 elements. */
+/* out[d] = norm(x)[d] rounded to T, for d < D (out in shared or global memory); x is the plain
+ * xp (the embedding, layer 0) or the tagged xt carrying tag. x and the weights are loaded
+ * together (one memory round trip) and kept in registers up to DK_NORM_REGS * 256 elements. */
 enum { DK_NORM_REGS = 16 };
 template <typename T>
-__device__ void dk_norm(const T *x, T *out, int D, const float *w, float eps, int kind,
-                        float *red) {
+__device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, T *out, int D, const float *w,
+                        float eps, int kind, float *red) {
     const int NT = DK_WARPS * 32;
     float xv[DK_NORM_REGS], wv[DK_NORM_REGS], ss = 0.0f;
+    u64 tw[DK_NORM_REGS];
 #pragma unroll
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
-        xv[i] = d < D ? ld_act(x + d) : 0.0f;
         wv[i] = d < D ? w[d] : 0.0f;
+        xv[i] = 0.0f;
+        if (d < D && xp) xv[i] = to_f(xp[d]);
+        if (d < D && !xp) tw[i] = ld_tagw(xt + d);
     }
 #pragma unroll
-    for (int i = 0; i < DK_NORM_REGS; i++)
+    for (int i = 0; i < DK_NORM_REGS; i++) {
+        int d = threadIdx.x + i * NT;
+        if (d < D && !xp) xv[i] = tag_value(xt + d, tw[i], tag);
         ss += xv[i] * xv[i];
+    }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
-        float v = ld_act(x + d);
+        float v = xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
         ss += v * v;
     }
     float inv = rsqrtf(consumer_sum(ss, red) / D + eps);
@@ -423,8 +411,23 @@ __device__ void dk_norm(const T *x, T *out, int D, const float *w, float eps, in
             out[d] = from_f<T>(xv[i] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + wv[i] : wv[i]));
     }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
-        float v = ld_act(x + d) * inv;
+        float v = (xp ? to_f(xp[d]) : ld_tag(xt + d, tag)) * inv;
         out[d] = from_f<T>(kind == NORM_RMS_PLUS1 ? v * (1.0f + w[d]) : v * w[d]);
+    }
+    cbar();
+}
+
+/* xs[i] = T(tagged p[i]) for i < n, by the consumer threads (their loads in flight together). */
+template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n, unsigned tag) {
+    const int NT = DK_WARPS * 32;
+    for (int i0 = threadIdx.x; i0 < n; i0 += 8 * NT) {
+        u64 w[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i0 + k * NT < n) w[k] = ld_tagw(p + i0 + k * NT);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i0 + k * NT < n) xs[i0 + k * NT] = from_f<T>(tag_value(p + i0 + k * NT, w[k], tag));
     }
     cbar();
 }
@@ -435,7 +438,8 @@ __device__ void dk_norm(const T *x, T *out, int D, const float *w, float eps, in
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
  *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation) */
 template <typename T, int MAT>
-__device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_ring &r) {
+__device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r,
+                          unsigned tag_in, unsigned tag_out, unsigned tag_act) {
     constexpr int R = MAT == MAT_UP ? 2 : 1;
     const int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -450,15 +454,20 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_r
         float pre = 0.0f, bias = 0.0f;
         if (mine && lane == 0) {
             if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
-            if (MAT == MAT_O) pre = ld_act((const T *)a.x + u), bias = L.bo ? L.bo[u] : 0.0f;
-            if (MAT == MAT_DOWN)
-                pre = ld_act((const T *)a.x + u), bias = L.bdown ? L.bdown[u] : 0.0f;
+            /* the residual: this block's own rows (tag_in 0: the embedding, layer 0) */
+            if (MAT == MAT_O || MAT == MAT_DOWN)
+                pre = tag_in ? ld_tag(a.xt + u, tag_in) : to_f(((const T *)a.x)[u]);
+            if (MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
+            if (MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
         }
         float acc[R];
 #pragma unroll
         for (int k = 0; k < R; k++)
             acc[k] = 0.0f;
         for (int ch = 0; ch < nch; ch++) {
+            if (MAT == MAT_DOWN && g0 == u0) /* input chunk ch, once its activations exist */
+                dk_load_tagged(xs + (size_t)ch * C, a.act_buf + (size_t)ch * C,
+                               min(C, M.K - ch * C), tag_act);
             long long t0 = a.prof ? clock64() : 0;
             mbar_wait(&r.full[r.slot], r.lap & 1);
             if (a.prof) r.waited += clock64() - t0;
@@ -485,20 +494,22 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, const T *xs, dk_r
             acc[q] = warp_sum(acc[q]);
         if (lane != 0) continue;
         if (MAT == MAT_QKV) {
-            ((T *)a.qkv)[u] = from_f<T>(acc[0] + pre);
+            st_tag(a.qkv + u, to_f(from_f<T>(acc[0] + pre)), tag_out);
         } else if (MAT == MAT_UP) {
             float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
             float y = (a.act == ACT_SILU_GATED ? g / (1.0f + expf(-g)) : gelu_tanh(g)) * up;
-            ((T *)a.act_buf)[u] = from_f<T>(y);
+            st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
         } else {
             float o = to_f(from_f<T>(acc[0] + bias));
-            ((T *)a.x)[u] = from_f<T>(pre + o);
+            T x = from_f<T>(pre + o);
+            st_tag(a.xt + u, to_f(x), tag_out);
+            ((T *)a.x)[u] = x; /* the op's output x, complete when the kernel is */
         }
     }
 }
 
 /* The visible keys [lo, hi] of this step in layer L, the rotary position, and their split
- * into n_split items of kps keys (a multiple of 32), as many as DK_MAX_SPLIT allows. */
+ * into n_split items of kps keys (a multiple of 32). */
 struct dk_keys {
     int lo, hi, rp, kps, n_split;
 };
@@ -511,7 +522,10 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     if (L.window > 0 && p - L.window + 1 > k.lo) k.lo = p - L.window + 1;
     k.rp = p - st;
     const int n = k.hi - k.lo + 1;
-    int ns = min(DK_MAX_SPLIT, (n + 31) / 32);
+    /* several splits only while every block has at most one item: a split-0 item waits for
+     * the other splits of its head, which must not queue behind it in the same block */
+    const int max_split = max(1, min(DK_MAX_SPLIT, (int)gridDim.x / a.Hkv));
+    int ns = min(max_split, (n + 31) / 32);
     k.kps = ((n + ns - 1) / ns + 31) & ~31;
     k.n_split = (n + k.kps - 1) / k.kps;
     return k;
@@ -584,39 +598,34 @@ __device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w,
     __syncwarp();
 }
 
-/* After an item with several splits has written its partials: the last split of the kv head
- * to finish (a counter per kv head, reset by it) combines the partial softmax sums of the
- * group's q heads, warp gi head gi, into att_buf. flag: a shared int. */
-template <typename T> __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, int *flag) {
+/* The split-0 item of a kv head, once its own partials are written: waits for the other
+ * splits' (tagged) and combines the partial softmax sums of the group's q heads, warp gi head
+ * gi, into att_buf. */
+template <typename T>
+__device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hd = a.hd, Gq = a.H / a.Hkv;
-    cbar(); /* every warp's partials are written */
-    if (threadIdx.x == 0) {
-        __threadfence();
-        *flag = atomicAdd(a.att_count + kvh, 1u) == (unsigned)ns - 1;
-    }
-    cbar();
-    const bool last = *flag;
-    if (!last) return;
-    __threadfence();
-    if (threadIdx.x == 0) a.att_count[kvh] = 0; /* for the next layer, after its barrier */
     for (int gi = warp; gi < Gq; gi += DK_WARPS) {
         const size_t h = (size_t)kvh * Gq + gi;
-        float2 ml =
-            lane < ns ? __ldcg(&a.part_ml[h * DK_MAX_SPLIT + lane]) : make_float2(-INFINITY, 0.0f);
-        float M = warp_max(ml.x);
-        float w = lane < ns ? __expf(ml.x - M) : 0.0f;
-        float S = warp_sum(w * ml.y);
+        const u64 *ml = a.part_ml + (h * DK_MAX_SPLIT + lane) * 2;
+        float m = lane < ns ? ld_tag(ml, tag) : -INFINITY;
+        float l = lane < ns ? ld_tag(ml + 1, tag) : 0.0f;
+        float M = warp_max(m);
+        float w = lane < ns ? __expf(m - M) : 0.0f;
+        float S = warp_sum(w * l);
         for (int d0 = 0; d0 < hd; d0 += 32) { /* every split's value in flight at once */
             const int d = d0 + lane;
-            float o[DK_MAX_SPLIT];
+            const u64 *po = a.part_o + h * DK_MAX_SPLIT * hd + d;
+            u64 o[DK_MAX_SPLIT];
 #pragma unroll
             for (int s = 0; s < DK_MAX_SPLIT; s++)
-                o[s] = s < ns && d < hd ? __ldcg(&a.part_o[(h * DK_MAX_SPLIT + s) * hd + d]) : 0.0f;
+                if (s < ns && d < hd) o[s] = ld_tagw(po + (size_t)s * hd);
             float acc = 0.0f;
 #pragma unroll
-            for (int s = 0; s < DK_MAX_SPLIT; s++)
-                acc += __shfl_sync(0xffffffffu, w, s) * o[s];
-            if (d < hd) ((T *)a.att_buf)[h * hd + d] = from_f<T>(acc / S);
+            for (int s = 0; s < DK_MAX_SPLIT; s++) {
+                float v = s < ns && d < hd ? tag_value(po + (size_t)s * hd, o[s], tag) : 0.0f;
+                acc += __shfl_sync(0xffffffffu, w, s) * v;
+            }
+            if (d < hd) st_tag(a.att_buf + h * hd + d, to_f(from_f<T>(acc / S)), tag);
         }
     }
 }
@@ -628,7 +637,8 @@ template <typename T> __device__ void dk_att_combine(const dk_args &a, int kvh, 
  * weights, the rotary table and the first tile come in with one memory round trip. One split
  * writes the output (att_buf), several write partials for dk_combine. */
 template <typename T>
-__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk) {
+__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk,
+                             unsigned tag) {
     constexpr int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
     const int NT = DK_WARPS * 32;
@@ -637,7 +647,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
     float *kw_s = qw_s + hd, *cs_s = kw_s + hd, *sn_s = cs_s + hd, *p_s = sn_s + hd + warp * 32;
     T *kt = (T *)(uni + dk_att_floats(Gq, hd)), *vt = kt + (size_t)32 * vst;
     const dk_keys kr = dk_key_range(a, L);
-    const T *qkv = (const T *)a.qkv;
+    const u64 *qkv = a.qkv;
     const int items = a.Hkv * kr.n_split, half = L.rot_dim / 2;
     for (int item = blockIdx.x; item < items; item += gridDim.x) {
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
@@ -645,14 +655,14 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         const bool has_new = j1 == kr.hi;
         /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
         dk_load_tile<T>(a, L, kvh, j0, j1, kt, vt);
-        const T *qg = qkv + (size_t)kvh * Gq * hd;
-        const T *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
+        const u64 *qg = qkv + (size_t)kvh * Gq * hd;
+        const u64 *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
         for (int i = tid; i < Gq * hd; i += NT)
-            q_s[i] = ld_act(qg + i);
+            q_s[i] = ld_tag(qg + i, tag);
         for (int i = tid; i < hd; i += NT) {
             if (has_new) {
-                kn_s[i] = ld_act(kn + i);
-                vn_s[i] = ld_act(vn + i);
+                kn_s[i] = ld_tag(kn + i, tag);
+                vn_s[i] = ld_tag(vn + i, tag);
             }
             if (L.q_norm) qw_s[i] = L.q_norm[i];
             if (L.k_norm) kw_s[i] = L.k_norm[i];
@@ -747,23 +757,18 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 const int d = lane + 32 * e;
                 if (d >= hd) break;
                 if (kr.n_split == 1)
-                    ((T *)a.att_buf)[(size_t)h * hd + d] = from_f<T>(o[e] / l);
+                    st_tag(a.att_buf + (size_t)h * hd + d, to_f(from_f<T>(o[e] / l)), tag);
                 else
-                    a.part_o[at * hd + d] = o[e];
+                    st_tag(a.part_o + at * hd + d, o[e], tag);
             }
-            if (kr.n_split > 1 && lane == 0) a.part_ml[at] = make_float2(m, l);
+            if (kr.n_split > 1 && lane == 0) {
+                st_tag(a.part_ml + at * 2, m, tag);
+                st_tag(a.part_ml + at * 2 + 1, l, tag);
+            }
         }
-        if (kr.n_split > 1) dk_att_combine<T>(a, kvh, kr.n_split, (int *)(p_s - warp * 32));
+        if (kr.n_split > 1 && sp == 0) dk_att_combine<T>(a, kvh, kr.n_split, tag);
         cbar(); /* the scratch is free for the next item */
     }
-}
-
-/* xs = the attention output (att_buf). */
-template <typename T> __device__ void dk_combine(const dk_args &a, T *xs) {
-    const int VEC = 16 / sizeof(T), n = a.H * a.hd / VEC;
-    for (int i = threadIdx.x; i < n; i += DK_WARPS * 32)
-        ((int4 *)xs)[i] = __ldcg((const int4 *)a.att_buf + i);
-    cbar();
 }
 
 template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
@@ -801,55 +806,50 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     }
     pdl_begin(); /* the embedding is written */
     float *red = misc;
-    unsigned target = 0; /* arrivals the next grid barrier waits for */
+    const dk_tags tg = {__ldcg(a.bar) << 12};
+    const T *x0 = (const T *)a.x; /* layer 0's input: the embedding */
+    int uq0, uq1, uo0, uo1, uu0, uu1; /* this block's rows of qkv, o (and down), gate/up */
+    dk_units((a.H + 2 * a.Hkv) * a.hd, &uq0, &uq1);
+    dk_units(a.D, &uo0, &uo1);
+    dk_units(a.F, &uu0, &uu1);
     dk_clock clk = {clock64()};
     for (int l = 0; l < a.n_layers; l++) {
         const dk_layer &L = layers[l];
-        if (l > 0) {
-            grid_sync(a.bar, &target);
-            clk.mark(a, EV_SYNC_DOWN);
-        }
-        dk_norm((const T *)a.x, xs, a.D, L.attn_norm, L.attn_eps, L.attn_kind, red);
+        const unsigned tx = l ? tg.x(2 * l) : 0u; /* x after the previous layer */
+        if (uq0 < uq1)
+            dk_norm(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_eps,
+                    L.attn_kind, red);
         clk.mark(a, EV_NORM1);
-        dk_matvec<T, MAT_QKV>(a, L, xs, r);
+        dk_matvec<T, MAT_QKV>(a, L, xs, r, 0u, tg.layer(l), 0u);
         clk.mark(a, EV_QKV);
         if (l == 0) dk_att_prefetch<T>(a, L);
         if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
             dk_att_prefetch<T>(a, layers[l + 1]);
-        grid_sync(a.bar, &target);
-        clk.mark(a, EV_SYNC_QKV);
-        dk_attention<T>(a, L, uni, clk);
+        cbar(); /* xs is free: the attention scratch overlaps it */
+        dk_attention<T>(a, L, uni, clk, tg.layer(l));
         clk.mark(a, EV_ATT);
-        grid_sync(a.bar, &target);
-        clk.mark(a, EV_SYNC_ATT);
-        dk_combine(a, xs);
+        if (uo0 < uo1) dk_load_tagged(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
-        dk_matvec<T, MAT_O>(a, L, xs, r);
+        dk_matvec<T, MAT_O>(a, L, xs, r, tx, tg.x(2 * l + 1), 0u);
         clk.mark(a, EV_O);
-        grid_sync(a.bar, &target);
-        clk.mark(a, EV_SYNC_O);
-        dk_norm((const T *)a.x, xs, a.D, L.ffn_norm, L.ffn_eps, L.ffn_kind, red);
-        clk.mark(a, EV_NORM2);
-        dk_matvec<T, MAT_UP>(a, L, xs, r);
-        clk.mark(a, EV_UP);
-        grid_sync(a.bar, &target);
-        clk.mark(a, EV_SYNC_UP);
-        {
-            const int VEC = 16 / sizeof(T);
-            for (int i = threadIdx.x; i < a.F / VEC; i += DK_WARPS * 32)
-                ((int4 *)xs)[i] = __ldcg((const int4 *)a.act_buf + i);
-        }
         cbar();
-        clk.mark(a, EV_ACT);
-        dk_matvec<T, MAT_DOWN>(a, L, xs, r);
+        if (uu0 < uu1)
+            dk_norm((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_eps,
+                    L.ffn_kind, red);
+        clk.mark(a, EV_NORM2);
+        dk_matvec<T, MAT_UP>(a, L, xs, r, 0u, tg.layer(l), 0u);
+        clk.mark(a, EV_UP);
+        cbar(); /* xs is free for down's input */
+        dk_matvec<T, MAT_DOWN>(a, L, xs, r, tg.x(2 * l + 1), tg.x(2 * l + 2), tg.layer(l));
         clk.mark(a, EV_DOWN);
+        cbar();
     }
-    grid_sync(a.bar, &target);
-    clk.mark(a, EV_SYNC_DOWN);
     if (blockIdx.x == 0)
-        dk_norm((const T *)a.x, (T *)a.h, a.D, a.final_w, a.final_eps, a.final_kind, red);
+        dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), (T *)a.h, a.D, a.final_w,
+                a.final_eps, a.final_kind, red);
     clk.mark(a, EV_FINAL);
-    grid_done(a.bar);
+    cbar();
+    dk_done(a.bar);
     if (a.prof && threadIdx.x == 0) {
         a.prof[blockIdx.x * DK_EV + EV_CONS_WAIT] += (unsigned long long)r.waited;
         a.prof[blockIdx.x * DK_EV + EV_TOTAL] += (unsigned long long)(clock64() - t_start);
@@ -1041,13 +1041,16 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     p->key = *key;
     dk_args a = *key;
     const size_t es = dtype_size(c->dt);
+    /* tagged words (8 bytes each): x, q/k/v, partial outputs, their (max, sum), activation,
+     * attention output; then the launch counter */
+    const size_t W = sizeof(unsigned long long);
     size_t nqkv = (size_t)(a.H + 2 * a.Hkv) * a.hd;
-    size_t off_part_o = align_up(nqkv * es, 256);
-    size_t off_part_ml = off_part_o + align_up((size_t)a.H * DK_MAX_SPLIT * a.hd * 4, 256);
-    size_t off_act = off_part_ml + align_up((size_t)a.H * DK_MAX_SPLIT * 8, 256);
-    size_t off_att = off_act + align_up((size_t)a.F * es, 256);
-    size_t off_cnt = off_att + align_up((size_t)a.H * a.hd * es, 256);
-    size_t off_bar = off_cnt + align_up((size_t)a.Hkv * 4, 256);
+    size_t off_qkv = align_up((size_t)a.D * W, 256);
+    size_t off_part_o = off_qkv + align_up(nqkv * W, 256);
+    size_t off_part_ml = off_part_o + align_up((size_t)a.H * DK_MAX_SPLIT * a.hd * W, 256);
+    size_t off_act = off_part_ml + align_up((size_t)a.H * DK_MAX_SPLIT * 2 * W, 256);
+    size_t off_att = off_act + align_up((size_t)a.F * W, 256);
+    size_t off_bar = off_att + align_up((size_t)a.H * a.hd * W, 256);
     size_t bytes = off_bar + 256;
     size_t tbytes = (size_t)a.n_layers * sizeof(dk_layer);
     cudaError_t e = cudaMalloc(&p->d_layers, tbytes);
@@ -1063,12 +1066,12 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     }
     char *s = (char *)p->d_scratch;
     a.layers = p->d_layers;
-    a.qkv = s;
-    a.part_o = (float *)(s + off_part_o);
-    a.part_ml = (float2 *)(s + off_part_ml);
-    a.act_buf = s + off_act;
-    a.att_buf = s + off_att;
-    a.att_count = (unsigned *)(s + off_cnt);
+    a.xt = (unsigned long long *)s;
+    a.qkv = (unsigned long long *)(s + off_qkv);
+    a.part_o = (unsigned long long *)(s + off_part_o);
+    a.part_ml = (unsigned long long *)(s + off_part_ml);
+    a.act_buf = (unsigned long long *)(s + off_act);
+    a.att_buf = (unsigned long long *)(s + off_att);
     a.bar = (unsigned *)(s + off_bar);
     a.misc_floats = (int)(dk_misc_bytes(a) / sizeof(float));
     p->blocks = c->n_sm;
