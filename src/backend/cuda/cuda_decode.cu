@@ -8,28 +8,30 @@
  *  - a producer warp streams the block's share of every weight matrix of every layer, in the
  *    order they are used, into a ring of shared-memory tiles with bulk copies (TMA, L2
  *    evict-first). Weights never depend on activations, so it runs ahead across stage
- *    boundaries, grid barriers and attention, bounded by the ring; it keeps at most
+ *    boundaries and attention, bounded by the ring; it keeps at most
  *    DK_INFLIGHT tiles in flight, because deeper memory queues slow every dependent load of
  *    the stages (the critical path);
  *  - DK_WARPS consumer warps wait for each tile, multiply it with the stage's input vector
  *    (kept in shared memory) and release the slot;
- *  - stages are separated by grid-wide barriers: qkv -> attention -> o (+ residual) ->
- *    gate/up (+ activation) -> down (+ residual) -> the next layer. Every block computes the
- *    RMS norm of the residual stream itself (2*D bytes from L2) instead of a norm kernel.
+ *  - the stages follow one another: qkv -> attention -> o (+ residual) -> gate/up
+ *    (+ activation) -> down (+ residual) -> the next layer. Every block computes the RMS norm
+ *    of the residual stream itself (from L2) instead of a norm kernel. There are no grid
+ *    barriers: what a stage writes for other blocks travels as tagged words that the readers
+ *    spin on (see st_tag), so a dependency costs one memory round trip after its last writer.
  * A matrix's units (a row; for the gated MLP a gate row with its up row) are split evenly
  * among the blocks; a block takes its units in groups of DK_WARPS (one per consumer warp) and
  * their columns in chunks, one ring tile (DK_TILE bytes) per (group, chunk).
  * Attention: a block per (kv head, split of the visible keys into 32-key tiles), a warp per q
  * head of the group, lane per key; q/k head norms, RoPE and the write of the new key/value
  * into the cache happen there (qkv_finish's work); the keys and values were prefetched into
- * L2 a layer earlier; the last split of a kv head to finish combines the partial softmax sums.
+ * L2 a layer earlier; the item of a kv head's first split combines the splits' partial sums.
  * Every stage is written so that its loads take one memory round trip: under full HBM
- * streaming a round trip costs microseconds, and the stages' chains of them, with the grid
- * barriers, set the step time (LLMRT_DECODE_PROFILE=1 prints where it goes).
+ * streaming a round trip costs microseconds, and the stages' chain of them sets the step time
+ * (LLMRT_DECODE_PROFILE=1 prints where it goes).
  * Results are rounded to T exactly where the op-by-op path stores them, so both paths agree up
  * to the order of F32 sums.
  * The grid is one block per SM (the shared memory admits no second one) and is launched
- * cooperatively, so that every block is resident and the grid barriers cannot deadlock.
+ * cooperatively, so that every block is resident and no wait on another block can deadlock.
  * What it does not cover (sandwich norms, LayerNorm, ungated MLPs, batches, more than
  * DK_GQ q heads per kv head, shapes whose scratch does not fit) is reported by
  * cuda_decode_unsupported; the op path runs those.
@@ -82,28 +84,53 @@ struct dk_args {
     unsigned long long *part_ml; /* [H][DK_MAX_SPLIT][2] max, sum */
     unsigned long long *act_buf; /* [F] the MLP activation */
     unsigned long long *att_buf; /* [H hd] the attention output */
-    unsigned *bar;              /* [2] launches so far (the tags' epoch), blocks done */
-    const int32_t *pos, *start; /* the step's position and first valid position (device) */
-    int misc_floats;            /* shared floats between the barriers and the union region */
-    int inflight;               /* most ring tiles in flight at once (LLMRT_DECODE_INFLIGHT) */
-    unsigned long long *prof;   /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
+    unsigned *bar;               /* [2] launches so far (the tags' epoch), blocks done */
+    const int32_t *pos, *start;  /* the step's position and first valid position (device) */
+    int misc_floats;             /* shared floats between the mbarriers and the union region */
+    int inflight;                /* most ring tiles in flight at once (LLMRT_DECODE_INFLIGHT) */
+    unsigned long long *prof;    /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
 /* Profile events (LLMRT_DECODE_PROFILE=1): cycles of consumer thread 0 per stage, summed over
  * layers and launches; the ring waits of consumer warp 0 and of the producer. */
 enum {
-    EV_NORM1, EV_QKV, EV_ATT, EV_COMBINE, EV_O, EV_NORM2, EV_UP, EV_DOWN, EV_FINAL,
-    EV_CONS_WAIT, EV_PROD_WAIT, EV_PROD_END, EV_TOTAL, EV_ATT_LOAD, EV_ATT_FINISH, EV_ATT_TILES,
-    EV_LAUNCHES, DK_EV
+    EV_NORM1,
+    EV_QKV,
+    EV_ATT,
+    EV_COMBINE,
+    EV_O,
+    EV_NORM2,
+    EV_UP,
+    EV_DOWN,
+    EV_FINAL,
+    EV_CONS_WAIT,
+    EV_PROD_WAIT,
+    EV_PROD_END,
+    EV_TOTAL,
+    EV_ATT_LOAD,
+    EV_ATT_FINISH,
+    EV_ATT_TILES,
+    EV_LAUNCHES,
+    DK_EV
 };
 /* (the waits for other blocks' outputs are inside the stage that reads them) */
-static const char *const dk_ev_names[DK_EV] = {
-    "norm (attn), waits for x", "matvec qkv", "attention, waits for q/k/v",
-    "o input, waits for attention", "matvec o + residual", "norm (ffn), waits for x",
-    "matvec gate/up + act", "matvec down + residual, waits for act", "final norm",
-    "consumer warp 0 waiting for tiles", "producer waiting for free slots",
-    "producer done (from start)", "kernel (consumer thread 0)", "  attention: loads",
-    "  attention: q/k finish", "  attention: tiles", "launches"};
+static const char *const dk_ev_names[DK_EV] = {"norm (attn), waits for x",
+                                               "matvec qkv",
+                                               "attention, waits for q/k/v",
+                                               "o input, waits for attention",
+                                               "matvec o + residual",
+                                               "norm (ffn), waits for x",
+                                               "matvec gate/up + act",
+                                               "matvec down + residual, waits for act",
+                                               "final norm",
+                                               "consumer warp 0 waiting for tiles",
+                                               "producer waiting for free slots",
+                                               "producer done (from start)",
+                                               "kernel (consumer thread 0)",
+                                               "  attention: loads",
+                                               "  attention: q/k finish",
+                                               "  attention: tiles",
+                                               "launches"};
 
 /* Profiling: cycles since the last mark, added to event ev of this block. */
 struct dk_clock {
@@ -167,20 +194,6 @@ __device__ __forceinline__ void cbar() {
     asm volatile("bar.sync 1, %0;" ::"n"(DK_WARPS * 32) : "memory");
 }
 
-/* Loads of data other blocks write during the kernel: from L2, never a stale L1 line. */
-template <typename T> __device__ __forceinline__ float ld_act(const T *p);
-template <> __device__ __forceinline__ float ld_act<float>(const float *p) {
-    return __ldcg(p);
-}
-template <> __device__ __forceinline__ float ld_act<__half>(const __half *p) {
-    unsigned short u = __ldcg((const unsigned short *)p);
-    return __half2float(__ushort_as_half(u));
-}
-template <> __device__ __forceinline__ float ld_act<__nv_bfloat16>(const __nv_bfloat16 *p) {
-    unsigned short u = __ldcg((const unsigned short *)p);
-    return __bfloat162float(__ushort_as_bfloat16(u));
-}
-
 /* Stage outputs that other blocks read travel as tagged words, as in NCCL's LL protocol: one
  * 64-bit store holds the value (as F32) and a tag naming the launch and the stage; a reader
  * spins on the word itself until it carries the tag it waits for. No grid barrier and no
@@ -220,8 +233,12 @@ __device__ __forceinline__ void dk_done(unsigned *bar) {
  * after down 2l + 2; q/k/v, attention and activation are written once per layer (l + 1). */
 struct dk_tags {
     unsigned base;
-    __device__ unsigned x(int stage) const { return base + (unsigned)stage; }
-    __device__ unsigned layer(int l) const { return base + (unsigned)l + 1u; }
+    __device__ unsigned x(int stage) const {
+        return base + (unsigned)stage;
+    }
+    __device__ unsigned layer(int l) const {
+        return base + (unsigned)l + 1u;
+    }
 };
 
 /* Sum over the consumer threads; red holds DK_WARPS floats. */
@@ -438,8 +455,8 @@ template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n,
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
  *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation) */
 template <typename T, int MAT>
-__device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r,
-                          unsigned tag_in, unsigned tag_out, unsigned tag_act) {
+__device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r, unsigned tag_in,
+                          unsigned tag_out, unsigned tag_act) {
     constexpr int R = MAT == MAT_UP ? 2 : 1;
     const int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -807,7 +824,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     pdl_begin(); /* the embedding is written */
     float *red = misc;
     const dk_tags tg = {__ldcg(a.bar) << 12};
-    const T *x0 = (const T *)a.x; /* layer 0's input: the embedding */
+    const T *x0 = (const T *)a.x;     /* layer 0's input: the embedding */
     int uq0, uq1, uo0, uo1, uu0, uu1; /* this block's rows of qkv, o (and down), gate/up */
     dk_units((a.H + 2 * a.Hkv) * a.hd, &uq0, &uq1);
     dk_units(a.D, &uo0, &uo1);
@@ -845,8 +862,8 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         cbar();
     }
     if (blockIdx.x == 0)
-        dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), (T *)a.h, a.D, a.final_w,
-                a.final_eps, a.final_kind, red);
+        dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), (T *)a.h, a.D, a.final_w, a.final_eps,
+                a.final_kind, red);
     clk.mark(a, EV_FINAL);
     cbar();
     dk_done(a.bar);
