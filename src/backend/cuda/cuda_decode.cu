@@ -53,7 +53,6 @@ enum {
     DK_MIN_SLOTS = 3,                 /* fewer: the stack goes to the op path */
     DK_MAX_SPLIT = 16,                /* attention splits per kv head */
     DK_GQ = 8,                        /* most q heads per kv head */
-    DK_PLANS = 8,                     /* device tables kept (one per session, typically) */
     DK_INFLIGHT = 2,                  /* ring tiles in flight per block (docs/PERF.md) */
 };
 
@@ -558,9 +557,8 @@ __host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es) 
     return dk_att_floats(Gq, hd) + 2 * (size_t)32 * (hd + 16 / es) * es;
 }
 
-/* Before the barrier that ends the qkv stage: the keys and values of this block's attention
- * items (they do not depend on this step) are prefetched into L2 with bulk prefetches. */
-
+/* After the qkv stage: the keys and values of this block's attention items (old positions,
+ * which do not depend on this step) are prefetched into L2 with bulk prefetches. */
 template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
     const dk_keys kr = dk_key_range(a, L);
     const int items = a.Hkv * kr.n_split;
@@ -1129,7 +1127,7 @@ llmrt_status cuda_decode_plan(cuda_ctx *c, const layer_weights *L, kv_layer *kv,
     if (!h) return err_set(LLMRT_ERR_NOMEM, "cuda decode_layers: out of host memory");
     dk_args key;
     dk_describe(c, L, kv, n_layers, act, fin, h, &key);
-    for (int i = 0; i < DK_PLANS; i++) {
+    for (int i = 0; i < DECODE_PLANS; i++) {
         dk_plan *p = c->dk_plans[i];
         if (p && !memcmp(&p->key, &key, sizeof key) &&
             !memcmp(p->h_layers, h, (size_t)n_layers * sizeof *h)) {
@@ -1143,16 +1141,16 @@ llmrt_status cuda_decode_plan(cuda_ctx *c, const layer_weights *L, kv_layer *kv,
         return LLMRT_OK;
     }
     int slot = 0;
-    for (int i = 0; i < DK_PLANS; i++)
+    for (int i = 0; i < DECODE_PLANS; i++)
         if (!c->dk_plans[i]) {
             slot = i;
             break;
-        } else if (i == DK_PLANS - 1) { /* full: the oldest goes (the caller drops graphs) */
+        } else if (i == DECODE_PLANS - 1) { /* full: the oldest goes (the caller drops graphs) */
             CK(cudaStreamSynchronize(c->stream));
             plan_free(c->dk_plans[0]);
-            memmove(c->dk_plans, c->dk_plans + 1, (DK_PLANS - 1) * sizeof c->dk_plans[0]);
-            c->dk_plans[DK_PLANS - 1] = NULL;
-            slot = DK_PLANS - 1;
+            memmove(c->dk_plans, c->dk_plans + 1, (DECODE_PLANS - 1) * sizeof c->dk_plans[0]);
+            c->dk_plans[DECODE_PLANS - 1] = NULL;
+            slot = DECODE_PLANS - 1;
         }
     dk_plan *p = NULL;
     llmrt_status st = plan_make(c, h, &key, &p);
@@ -1166,11 +1164,11 @@ llmrt_status cuda_decode_plan(cuda_ctx *c, const layer_weights *L, kv_layer *kv,
 }
 
 int cuda_decode_plans_full(const cuda_ctx *c) {
-    return c->dk_plans[DK_PLANS - 1] != NULL;
+    return c->dk_plans[DECODE_PLANS - 1] != NULL;
 }
 
 void cuda_decode_free(cuda_ctx *c) {
-    for (int i = 0; i < DK_PLANS; i++) {
+    for (int i = 0; i < DECODE_PLANS; i++) {
         plan_free(c->dk_plans[i]);
         c->dk_plans[i] = NULL;
     }

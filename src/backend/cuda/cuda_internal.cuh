@@ -67,6 +67,8 @@ typedef struct lt_plan {
 
 enum { LT_PLANS = 64 };
 
+enum { DECODE_PLANS = 8 }; /* decode-kernel layer tables kept (one per session, typically) */
+
 typedef struct cuda_ctx {
     int device;
     int n_sm;
@@ -104,10 +106,10 @@ typedef struct cuda_ctx {
     int argmax_cap;
 
     /* the fused decode kernel (cuda_decode.cu) */
-    int no_decode_kernel;        /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
-    int coop;                    /* the device can launch cooperative grids */
-    int smem_optin;              /* shared memory a block may opt in to, bytes */
-    struct dk_plan *dk_plans[8]; /* layer tables in device memory, by content */
+    int no_decode_kernel;                   /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
+    int coop;                               /* the device can launch cooperative grids */
+    int smem_optin;                         /* shared memory a block may opt in to, bytes */
+    struct dk_plan *dk_plans[DECODE_PLANS]; /* layer tables in device memory, by content */
 } cuda_ctx;
 
 static inline cuda_ctx *ctx_of(backend *be) {
@@ -174,15 +176,6 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 /* ---- 16-byte vectors ---- */
-
-/* A 16-byte load of data no kernel writes (weights), not kept in L1. */
-__device__ __forceinline__ int4 ld_stream(const int4 *p) {
-    int4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
 
 /* sum of the products of the elements of two 16-byte vectors of T */
 template <typename T> __device__ __forceinline__ float dot16(int4 a, int4 b);

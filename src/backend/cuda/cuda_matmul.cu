@@ -14,6 +14,15 @@
 
 enum { MV_WARPS = 8, MV_UNROLL = 8, MV_MAX_M = 8, MV_DEFAULT_ROWS = 2 };
 
+/* A 16-byte load of data no kernel writes (weights), not kept in L1. */
+__device__ __forceinline__ int4 ld_stream(const int4 *p) {
+    int4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
 /* Requires K % (16 / sizeof(T)) == 0 and 16-byte aligned rows of in and W.
  * A block of MV_WARPS warps computes MV_WARPS / ks units; each unit is cut into ks segments of
  * K, one warp each (split-K, so that narrow matrices still put enough loads in flight), and
@@ -164,7 +173,8 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
         MV_CASE(1)
         MV_CASE(2)
         MV_CASE(3)
-        MV_CASE(4) MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8) default
+        MV_CASE(4)
+        MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8) default
             : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
     }
 #undef MV_CASE
