@@ -8,9 +8,9 @@
  *  - a producer warp streams the block's share of every weight matrix of every layer, in the
  *    order they are used, into a ring of shared-memory tiles with bulk copies (TMA, L2
  *    evict-first). Weights never depend on activations, so it runs ahead across stage
- *    boundaries and attention, bounded by the ring; it keeps at most
- *    DK_INFLIGHT tiles in flight, because deeper memory queues slow every dependent load of
- *    the stages (the critical path);
+ *    boundaries and attention, bounded by the ring. It keeps DK_INFLIGHT tiles in flight
+ *    while the consumers are in gate/up and one otherwise: bytes in flight lengthen the
+ *    memory queues in which every dependent load of the stages (the critical path) waits;
  *  - DK_WARPS consumer warps wait for each tile, multiply it with the stage's input vector
  *    (kept in shared memory) and release the slot;
  *  - the stages follow one another: qkv -> attention -> o (+ residual) -> gate/up
@@ -25,9 +25,11 @@
  * head of the group, lane per key; q/k head norms, RoPE and the write of the new key/value
  * into the cache happen there (qkv_finish's work); the keys and values were prefetched into
  * L2 a layer earlier; the item of a kv head's first split combines the splits' partial sums.
- * Every stage is written so that its loads take one memory round trip: under full HBM
- * streaming a round trip costs microseconds, and the stages' chain of them sets the step time
- * (LLMRT_DECODE_PROFILE=1 prints where it goes).
+ * Every stage is written so that its loads take one memory round trip (a thread issues all
+ * its tagged loads before it waits on the first; the residual a block adds to is its own
+ * output, kept in shared memory): under full HBM streaming a round trip costs microseconds,
+ * and the stages' chain of them sets the step time (LLMRT_DECODE_PROFILE=1 prints where it
+ * goes).
  * Results are rounded to T exactly where the op-by-op path stores them, so both paths agree up
  * to the order of F32 sums.
  * The grid is one block per SM (the shared memory admits no second one) and is launched
@@ -53,7 +55,7 @@ enum {
     DK_MIN_SLOTS = 3,                 /* fewer: the stack goes to the op path */
     DK_MAX_SPLIT = 16,                /* attention splits per kv head */
     DK_GQ = 8,                        /* most q heads per kv head */
-    DK_INFLIGHT = 2,                  /* ring tiles in flight per block (docs/PERF.md) */
+    DK_INFLIGHT = 2,                  /* ring tiles in flight per block in gate/up (else 1) */
 };
 
 /* One layer as the kernel reads it (device pointers). */
@@ -86,7 +88,7 @@ struct dk_args {
     unsigned *bar;               /* [2] launches so far (the tags' epoch), blocks done */
     const int32_t *pos, *start;  /* the step's position and first valid position (device) */
     int misc_floats;             /* shared floats between the mbarriers and the union region */
-    int inflight;                /* most ring tiles in flight at once (LLMRT_DECODE_INFLIGHT) */
+    int inflight;                /* ring tiles in flight in gate/up (LLMRT_DECODE_INFLIGHT) */
     unsigned long long *prof;    /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
@@ -354,21 +356,24 @@ template <typename T> struct dk_walk {
     }
 };
 
-/* The producer warp: every tile of every layer, in order, into the ring. (Prefetching tiles
- * into L2 beyond the ring was measured slower: docs/PERF.md.) */
+/* The producer warp: every tile of every layer, in order, into the ring. Tiles issued whose
+ * bytes have not all landed stay at most *cap, which the consumers set by stage (see
+ * kernel_decode): bytes in flight lengthen the memory queues that every dependent load of
+ * the stages waits in. (Prefetching tiles into L2 beyond the ring was measured slower:
+ * docs/PERF.md.) */
 template <typename T>
-__device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r) {
+__device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r,
+                           const volatile int *cap) {
     const int lane = threadIdx.x % 32;
     const uint64_t pol = l2_evict_first();
-    /* tiles issued whose bytes have not all landed stay at most a.inflight: more would only
-     * lengthen the memory queues that every dependent load of the stages waits in */
-    int old_slot = 0, old_lap = 0, issued = 0;
+    int old_slot = 0, old_lap = 0, issued = 0, landed = 0;
     dk_walk<T> cur;
     cur.start(&a, layers);
     while (cur.valid) {
         long long t0 = a.prof ? clock64() : 0;
-        if (issued >= a.inflight) { /* the oldest tile in flight has landed */
+        while (issued - landed >= *cap) { /* the oldest tile in flight has landed */
             mbar_wait(&r.full[old_slot], old_lap & 1);
+            landed++;
             if (++old_slot == r.ns) {
                 old_slot = 0;
                 old_lap++;
@@ -452,10 +457,13 @@ template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n,
  * epilogue per unit:
  *  MAT_QKV:  qkv[u] = T(acc + b)
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
- *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation) */
+ *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation)
+ * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
+ * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
+ * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
 template <typename T, int MAT>
-__device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r, unsigned tag_in,
-                          unsigned tag_out, unsigned tag_act) {
+__device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r, bool embed_in,
+                          unsigned tag_out, unsigned tag_act, float *xown) {
     constexpr int R = MAT == MAT_UP ? 2 : 1;
     const int VEC = 16 / sizeof(T);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -470,9 +478,8 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
         float pre = 0.0f, bias = 0.0f;
         if (mine && lane == 0) {
             if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
-            /* the residual: this block's own rows (tag_in 0: the embedding, layer 0) */
             if (MAT == MAT_O || MAT == MAT_DOWN)
-                pre = tag_in ? ld_tag(a.xt + u, tag_in) : to_f(((const T *)a.x)[u]);
+                pre = embed_in ? to_f(((const T *)a.x)[u]) : xown[u - u0];
             if (MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
             if (MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
         }
@@ -519,6 +526,7 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
             float o = to_f(from_f<T>(acc[0] + bias));
             T x = from_f<T>(pre + o);
             st_tag(a.xt + u, to_f(x), tag_out);
+            xown[u - u0] = to_f(x);
             ((T *)a.x)[u] = x; /* the op's output x, complete when the kernel is */
         }
     }
@@ -619,29 +627,33 @@ __device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w,
 template <typename T>
 __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hd = a.hd, Gq = a.H / a.Hkv;
-    for (int gi = warp; gi < Gq; gi += DK_WARPS) {
+    const int nb = (hd + 31) / 32; /* 32-dim blocks per head */
+    for (int pi = warp; pi < Gq * nb; pi += DK_WARPS) { /* (q head gi, dims d0 + lane) */
+        const int gi = pi / nb, d = (pi % nb) * 32 + lane;
         const size_t h = (size_t)kvh * Gq + gi;
         const u64 *ml = a.part_ml + (h * DK_MAX_SPLIT + lane) * 2;
-        float m = lane < ns ? ld_tag(ml, tag) : -INFINITY;
-        float l = lane < ns ? ld_tag(ml + 1, tag) : 0.0f;
+        const u64 *po = a.part_o + h * DK_MAX_SPLIT * hd + d;
+        /* the splits' (max, sum) (lane s) and values (dim d) in flight before the first wait */
+        u64 wm = 0, wl = 0, o[DK_MAX_SPLIT];
+        if (lane < ns) {
+            wm = ld_tagw(ml);
+            wl = ld_tagw(ml + 1);
+        }
+#pragma unroll
+        for (int s = 0; s < DK_MAX_SPLIT; s++)
+            if (s < ns && d < hd) o[s] = ld_tagw(po + (size_t)s * hd);
+        float m = lane < ns ? tag_value(ml, wm, tag) : -INFINITY;
+        float l = lane < ns ? tag_value(ml + 1, wl, tag) : 0.0f;
         float M = warp_max(m);
         float w = lane < ns ? __expf(m - M) : 0.0f;
         float S = warp_sum(w * l);
-        for (int d0 = 0; d0 < hd; d0 += 32) { /* every split's value in flight at once */
-            const int d = d0 + lane;
-            const u64 *po = a.part_o + h * DK_MAX_SPLIT * hd + d;
-            u64 o[DK_MAX_SPLIT];
+        float acc = 0.0f;
 #pragma unroll
-            for (int s = 0; s < DK_MAX_SPLIT; s++)
-                if (s < ns && d < hd) o[s] = ld_tagw(po + (size_t)s * hd);
-            float acc = 0.0f;
-#pragma unroll
-            for (int s = 0; s < DK_MAX_SPLIT; s++) {
-                float v = s < ns && d < hd ? tag_value(po + (size_t)s * hd, o[s], tag) : 0.0f;
-                acc += __shfl_sync(0xffffffffu, w, s) * v;
-            }
-            if (d < hd) st_tag(a.att_buf + h * hd + d, to_f(from_f<T>(acc / S)), tag);
+        for (int s = 0; s < DK_MAX_SPLIT; s++) {
+            float v = s < ns && d < hd ? tag_value(po + (size_t)s * hd, o[s], tag) : 0.0f;
+            acc += __shfl_sync(0xffffffffu, w, s) * v;
         }
+        if (d < hd) st_tag(a.att_buf + h * hd + d, to_f(from_f<T>(acc / S)), tag);
     }
 }
 
@@ -672,13 +684,17 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         dk_load_tile<T>(a, L, kvh, j0, j1, kt, vt);
         const u64 *qg = qkv + (size_t)kvh * Gq * hd;
         const u64 *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
-        for (int i = tid; i < Gq * hd; i += NT)
-            q_s[i] = ld_tag(qg + i, tag);
+        constexpr int QW = DK_GQ * 256 / (DK_WARPS * 32); /* q words per thread (hd <= 256) */
+        u64 wq[QW], wk = 0, wv = 0;
+#pragma unroll
+        for (int k = 0; k < QW; k++)
+            if (tid + k * NT < Gq * hd) wq[k] = ld_tagw(qg + tid + k * NT);
+        const bool kv_mine = has_new && tid < hd;
+        if (kv_mine) {
+            wk = ld_tagw(kn + tid);
+            wv = ld_tagw(vn + tid);
+        }
         for (int i = tid; i < hd; i += NT) {
-            if (has_new) {
-                kn_s[i] = ld_tag(kn + i, tag);
-                vn_s[i] = ld_tag(vn + i, tag);
-            }
             if (L.q_norm) qw_s[i] = L.q_norm[i];
             if (L.k_norm) kw_s[i] = L.k_norm[i];
             if (i < half) {
@@ -687,6 +703,13 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 cs_s[i] = cs * L.attn_factor;
                 sn_s[i] = sn * L.attn_factor;
             }
+        }
+#pragma unroll
+        for (int k = 0; k < QW; k++)
+            if (tid + k * NT < Gq * hd) q_s[tid + k * NT] = tag_value(qg + tid + k * NT, wq[k], tag);
+        if (kv_mine) {
+            kn_s[tid] = tag_value(kn + tid, wk, tag);
+            vn_s[tid] = tag_value(vn + tid, wv, tag);
         }
         cp_async_wait_all();
         cbar();
@@ -796,9 +819,13 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     r.ns = a.ns;
     r.slot = r.lap = 0;
     r.waited = 0;
-    /* shared: the layer table, then [DK_WARPS] sums, then the union */
+    /* shared: the layer table, [DK_WARPS] sums, the in-flight cap, xown (see dk_matvec), then
+     * the union */
     dk_layer *layers = (dk_layer *)(r.empty + a.ns);
     float *misc = (float *)((char *)layers + ((a.n_layers * sizeof(dk_layer) + 15) & ~(size_t)15));
+    float *red = misc, *xown = misc + DK_WARPS + 1;
+    volatile int *cap = (volatile int *)(misc + DK_WARPS);
+    if (threadIdx.x == 0) *cap = a.inflight;
     char *uni = (char *)((float *)layers + a.misc_floats); /* the stage's input, or attention */
     T *xs = (T *)uni;
     if (threadIdx.x == 0) {
@@ -812,15 +839,17 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         ((int *)layers)[i] = __ldg((const int *)a.layers + i);
     __syncthreads();
     if (threadIdx.x / 32 == DK_WARPS) { /* weights do not depend on the previous kernel */
-        dk_produce<T>(a, layers, r);
+        dk_produce<T>(a, layers, r, cap);
         if (a.prof && threadIdx.x % 32 == 0) {
             a.prof[blockIdx.x * DK_EV + EV_PROD_WAIT] += (unsigned long long)r.waited;
             a.prof[blockIdx.x * DK_EV + EV_PROD_END] += (unsigned long long)(clock64() - t_start);
         }
         return;
     }
-    pdl_begin(); /* the embedding is written */
-    float *red = misc;
+    /* The embedding is written. The next kernel (the LM head) may start only when this one
+     * ends (pdl_release below): earlier, its blocks would take part of the SMs' memory
+     * traffic for the whole step (docs/PERF.md). */
+    pdl_wait();
     const dk_tags tg = {__ldcg(a.bar) << 12};
     const T *x0 = (const T *)a.x;     /* layer 0's input: the embedding */
     int uq0, uq1, uo0, uo1, uu0, uu1; /* this block's rows of qkv, o (and down), gate/up */
@@ -835,8 +864,13 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
             dk_norm(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_eps,
                     L.attn_kind, red);
         clk.mark(a, EV_NORM1);
-        dk_matvec<T, MAT_QKV>(a, L, xs, r, 0u, tg.layer(l), 0u);
+        dk_matvec<T, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
+        /* The ring streams at the HBM rate with a.inflight tiles in flight per block, but only
+         * gate/up needs that: it holds half the layer's bytes and no stage waits on another
+         * block meanwhile. In every other stretch one tile in flight keeps the queues short
+         * for the round trips that the chain of stages waits on (docs/PERF.md, step 29). */
+        if (threadIdx.x == 0) *cap = 1;
         if (l == 0) dk_att_prefetch<T>(a, L);
         if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
             dk_att_prefetch<T>(a, layers[l + 1]);
@@ -845,17 +879,19 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         clk.mark(a, EV_ATT);
         if (uo0 < uo1) dk_load_tagged(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
-        dk_matvec<T, MAT_O>(a, L, xs, r, tx, tg.x(2 * l + 1), 0u);
+        dk_matvec<T, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
         clk.mark(a, EV_O);
         cbar();
         if (uu0 < uu1)
             dk_norm((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_eps,
                     L.ffn_kind, red);
         clk.mark(a, EV_NORM2);
-        dk_matvec<T, MAT_UP>(a, L, xs, r, 0u, tg.layer(l), 0u);
+        if (threadIdx.x == 0) *cap = a.inflight;
+        dk_matvec<T, MAT_UP>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_UP);
         cbar(); /* xs is free for down's input */
-        dk_matvec<T, MAT_DOWN>(a, L, xs, r, tg.x(2 * l + 1), tg.x(2 * l + 2), tg.layer(l));
+        if (threadIdx.x == 0) *cap = 1;
+        dk_matvec<T, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
         clk.mark(a, EV_DOWN);
         cbar();
     }
@@ -864,6 +900,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
                 a.final_kind, red);
     clk.mark(a, EV_FINAL);
     cbar();
+    pdl_release(); /* the next kernel is scheduled once every block is here */
     dk_done(a.bar);
     if (a.prof && threadIdx.x == 0) {
         a.prof[blockIdx.x * DK_EV + EV_CONS_WAIT] += (unsigned long long)r.waited;
@@ -900,10 +937,11 @@ static size_t dk_union_bytes(const dk_args &k, size_t es) {
     return align_up(vec > att ? vec : att, 16);
 }
 
-/* Shared memory before the union region: the layer table, then the sums and combine weights. */
-static size_t dk_misc_bytes(const dk_args &k) {
+/* Shared memory before the union region: the layer table, then the consumers' sums, the
+ * in-flight cap and xown (a block's rows of x: at most ceil(D / blocks)). */
+static size_t dk_misc_bytes(const dk_args &k, int blocks) {
     return align_up((size_t)k.n_layers * sizeof(dk_layer), 16) +
-           align_up((size_t)DK_WARPS * sizeof(float), 16);
+           align_up((DK_WARPS + 1 + (size_t)(k.D + blocks - 1) / blocks) * sizeof(float), 16);
 }
 
 const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv,
@@ -944,7 +982,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     }
     dk_args k = {};
     k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F;
-    size_t fixed = dk_misc_bytes(k) + dk_union_bytes(k, es) + 256;
+    size_t fixed = dk_misc_bytes(k, c->n_sm) + dk_union_bytes(k, es) + 256;
     size_t slot = DK_TILE + 2 * sizeof(uint64_t);
     if ((size_t)c->smem_optin < fixed + DK_MIN_SLOTS * slot) return "shared memory";
     return NULL;
@@ -1088,8 +1126,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     a.act_buf = (unsigned long long *)(s + off_act);
     a.att_buf = (unsigned long long *)(s + off_att);
     a.bar = (unsigned *)(s + off_bar);
-    a.misc_floats = (int)(dk_misc_bytes(a) / sizeof(float));
     p->blocks = c->n_sm;
+    a.misc_floats = (int)(dk_misc_bytes(a, p->blocks) / sizeof(float));
     const char *inf = getenv("LLMRT_DECODE_INFLIGHT");
     a.inflight = inf && atoi(inf) > 0 ? atoi(inf) : DK_INFLIGHT;
     const char *prof = getenv("LLMRT_DECODE_PROFILE");
