@@ -114,13 +114,16 @@ if [[ " $ONLY " == *" cli "* ]] && [ -x "$CARRY/llmrt" ]; then
 fi
 if [[ " $ONLY " == *" bench "* ]] && [ -x "$CARRY/bench_cuda" ]; then
     run_part bench_cuda bench_cuda.log "$CARRY/bench_cuda"
-    # A/B of the decode-step features, same card, same call
+    # the decode step again (run-to-run spread), then A/B of its features, same card, same call
+    run_part "bench_cuda (decode again)" bench_again.log "$CARRY/bench_cuda" --prefill 0
+    run_part "bench_cuda LLMRT_NO_DECODE_HEAD=1" bench_nohead.log env LLMRT_NO_DECODE_HEAD=1 \
+        "$CARRY/bench_cuda" --prefill 0
     run_part "bench_cuda LLMRT_NO_FUSE=1" bench_nofuse.log env LLMRT_NO_FUSE=1 "$CARRY/bench_cuda" --prefill 0
     run_part "bench_cuda LLMRT_NO_PDL=1" bench_nopdl.log env LLMRT_NO_PDL=1 "$CARRY/bench_cuda" --prefill 0
     run_part "bench_cuda --model 8b" bench_8b.log "$CARRY/bench_cuda" --model 8b
     echo "---- bench_cuda (Llama-3.2-1B shape)"
     grep -E "^\|" "$OUT/bench_cuda.log"
-    for ab in nofuse nopdl; do
+    for ab in again nohead nofuse nopdl; do
         echo "---- A/B: $ab"
         grep -E "^\| decode, graph|^\| decode achieved" "$OUT/bench_$ab.log"
     done

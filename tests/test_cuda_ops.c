@@ -752,6 +752,8 @@ static void test_graph_replay(void) {
 typedef struct stack_case {
     int D, H, Hkv, hd, F, n_layers, cap, window, qk_norm, bias;
     float softcap;
+    int V;              /* LM head rows */
+    float head_softcap; /* final logit soft-cap */
     norm_kind kind;
     act_kind act;
     int32_t pos, start;
@@ -765,12 +767,14 @@ typedef struct stack {
     norm_params final;
     rope_params rope;
     attn_params attn;
+    bweight head;  /* [V, D] */
+    float *logits; /* [V] F32 */
 } stack;
 
 /* Host values of every weight of a case, drawn once. */
 typedef struct stack_host {
     float *m[4]; /* per layer: qkv, o, up, down, each [rows * cols] after the other layers */
-    float *norm[4], *bias, *freq, *final_w, *cache;
+    float *norm[4], *bias, *freq, *final_w, *cache, *head;
     size_t msz[4];
 } stack_host;
 
@@ -789,6 +793,7 @@ static void stack_host_make(const stack_case *c, stack_host *h) {
     h->norm[3] = rand_vec((size_t)c->hd * c->n_layers, 0.5f, 1.5f); /* k */
     h->bias = rand_vec((size_t)QKV * c->n_layers, -0.5f, 0.5f);
     h->final_w = rand_vec((size_t)c->D, 0.5f, 1.5f);
+    h->head = rand_vec((size_t)c->V * c->D, -1.7f / sqrtf((float)c->D), 1.7f / sqrtf((float)c->D));
     h->freq = malloc((size_t)c->hd / 2 * 4);
     for (int i = 0; i < c->hd / 2; i++)
         h->freq[i] = powf(10000.0f, -2.0f * i / c->hd);
@@ -805,6 +810,7 @@ static void stack_host_free(stack_host *h) {
     free(h->freq);
     free(h->final_w);
     free(h->cache);
+    free(h->head);
 }
 
 static void *be_f32(backend *be, const float *x, size_t n) {
@@ -856,6 +862,14 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
         CHECK_OK(be->ops->act_from_f32(be, k->v, h->cache + (size_t)(2 * l + 1) * cn, cn));
     }
     s->final = (norm_params){c->kind, be_f32(be, h->final_w, c->D), NULL, 1e-5f};
+    size_t hn = (size_t)c->V * c->D;
+    s->head = (bweight){.dt = cur_dt, .rows = c->V, .cols = c->D};
+    void *tmp = malloc(hn * ws);
+    dtype_convert(tmp, cur_dt, h->head, DT_F32, hn);
+    CHECK_OK(be->ops->alloc(be, hn * ws, &s->head.data));
+    CHECK_OK(be->ops->upload(be, s->head.data, tmp, hn * ws));
+    free(tmp);
+    CHECK_OK(be->ops->alloc(be, (size_t)c->V * 4, (void **)&s->logits));
     void **bufs[6] = {&s->b.x, &s->b.h, &s->b.qkv, &s->b.att, &s->b.mlp, &s->b.mlp_act};
     size_t widths[6] = {c->D, c->D, QKV, (size_t)c->H * c->hd, 2 * (size_t)c->F, c->F};
     for (int i = 0; i < 6; i++)
@@ -879,39 +893,46 @@ static void stack_free(backend *be, const stack_case *c, stack *s) {
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
             be->ops->free(be, (void *)ps[i]);
     }
-    void *ps[] = {
-        (void *)s->final.w, (void *)s->rope.inv_freq, s->b.x, s->b.h, s->b.qkv, s->b.att, s->b.mlp,
-        s->b.mlp_act};
+    void *ps[] = {(void *)s->final.w,
+                  (void *)s->rope.inv_freq,
+                  s->b.x,
+                  s->b.h,
+                  s->b.qkv,
+                  s->b.att,
+                  s->b.mlp,
+                  s->b.mlp_act,
+                  s->head.data,
+                  s->logits};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         be->ops->free(be, ps[i]);
     free(s->L);
     free(s->kv);
 }
 
-/* One decode step of the stack from the residual input x0: fused (decode_layers, which must
- * take it) or op by op. */
+/* One decode step of the stack from the residual input x0, then its logits: fused
+ * (decode_layers, which must take the stack and the head) or op by op. */
 static void stack_step(backend *be, const stack_case *c, stack *s, const float *x0, int32_t pos,
                        int fused) {
     CHECK_OK(be->ops->act_from_f32(be, s->b.x, x0, (size_t)c->D));
     int32_t id = 0, start = c->start;
     step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &pos, .start = &start};
     CHECK_OK(be->ops->step_begin(be, &st));
+    decode_done done = DECODE_NOTHING;
     if (fused) {
-        bool done = false;
+        decode_head head = {&s->head, c->head_softcap, s->logits};
         CHECK_OK(be->ops->decode_layers(be, s->b.x, s->b.h, s->L, s->kv, c->n_layers, c->act,
-                                        &s->final, &done));
-        /* F16/BF16 stacks of these shapes must take the fused kernel; F32 ones may not fit
-         * its shared memory (then the ops run one by one) */
-        if (!done && cur_dt != DT_F32)
-            CHECK_MSG(0, "decode_layers did not take the stack (D %d H %d hd %d)", c->D, c->H,
-                      c->hd);
-        if (!done)
-            CHECK_OK(
-                forward_layers(be, &s->b, s->L, s->kv, c->n_layers, c->act, &s->final, c->D, c->F));
-    } else {
+                                        &s->final, &head, &done));
+        /* F16/BF16 stacks of these shapes must take the fused kernel, head included; F32 ones
+         * may not fit its shared memory (then the ops run one by one) */
+        if (done != DECODE_LAYERS_AND_LOGITS && cur_dt != DT_F32)
+            CHECK_MSG(0, "decode_layers did not take the stack and head (D %d H %d hd %d)", c->D,
+                      c->H, c->hd);
+    }
+    if (done == DECODE_NOTHING)
         CHECK_OK(
             forward_layers(be, &s->b, s->L, s->kv, c->n_layers, c->act, &s->final, c->D, c->F));
-    }
+    if (done != DECODE_LAYERS_AND_LOGITS)
+        CHECK_OK(be->ops->logits(be, s->logits, s->b.h, 1, &s->head, c->head_softcap));
     CHECK_OK(be->ops->step_end(be));
 }
 
@@ -927,15 +948,31 @@ static void compare_be(backend *ba, const void *a, backend *bb, const void *b, s
     free(y);
 }
 
+/* Two F32 buffers of n values on (possibly different) backends within atol + rtol·|b|. */
+static void compare_f32(backend *ba, const float *a, backend *bb, const float *b, size_t n,
+                        float tol, const char *what) {
+    float *x = malloc(n * 4), *y = malloc(n * 4);
+    CHECK_OK(ba->ops->download(ba, x, a, n * 4));
+    CHECK_OK(bb->ops->download(bb, y, b, n * 4));
+    char name[200];
+    snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
+    CHECK_MSG(test_allclose(x, y, n, tol, tol, name), "%s", name);
+    free(x);
+    free(y);
+}
+
 static void test_decode_layers(void) {
     /* case 0: Llama-like, several column chunks (gate/up and down), 10 attention splits of
-     *         64 keys; case 1: Qwen-like q/k norms and qkv bias, 8 q heads per kv head,
-     *         head_dim 128, (1 + w) norms, GELU, softcap, a sliding window in a ring buffer,
-     *         left padding; case 2: fixture-sized, most blocks without rows. */
+     *         64 keys, an LM head of several tile groups per block with a partial last group;
+     *         case 1: Qwen-like q/k norms and qkv bias, 8 q heads per kv head, head_dim 128,
+     *         (1 + w) norms, GELU, softcap, a sliding window in a ring buffer, left padding, a
+     *         soft-capped LM head; case 2: fixture-sized, most blocks without rows. */
     const stack_case cases[] = {
-        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0},
-        {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, NORM_RMS_PLUS1, ACT_GELU_TANH_GATED, 250, 3},
-        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0},
+        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600,
+         0},
+        {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
+         ACT_GELU_TANH_GATED, 250, 3},
+        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0},
     };
     backend *ref = NULL; /* the op-by-op path on a CUDA backend of its own (its own graphs) */
     CHECK_OK(cuda_backend_create(&ref, cur_dt, 0));
@@ -963,6 +1000,10 @@ static void test_decode_layers(void) {
             compare_be(cuda_be, sf.b.x, ref, sr.b.x, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
             snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cuda ops", ci, step);
             compare_be(cuda_be, sf.b.h, ref, sr.b.h, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
+            snprintf(what, sizeof what, "decode_layers case %zu step %d: logits vs cuda ops", ci,
+                     step);
+            compare_f32(cuda_be, sf.logits, ref, sr.logits, (size_t)c->V, 2 * TOL[cur_dt].atol,
+                        what);
             /* against the CPU backend in F32. (In F16/BF16 the CPU backend keeps F32
              * activations, so that difference would measure the rounding over a whole stack;
              * the CUDA op path it is compared with above is checked against the CPU op by op.) */
@@ -970,6 +1011,10 @@ static void test_decode_layers(void) {
                 snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cpu", ci, step);
                 compare_be(cuda_be, sf.b.h, cpu_be, sc.b.h, (size_t)c->D, 4 * TOL[cur_dt].atol,
                            what);
+                snprintf(what, sizeof what, "decode_layers case %zu step %d: logits vs cpu", ci,
+                         step);
+                compare_f32(cuda_be, sf.logits, cpu_be, sc.logits, (size_t)c->V,
+                            4 * TOL[cur_dt].atol, what);
             }
         }
         size_t cn = (size_t)c->Hkv * c->cap * c->hd;

@@ -116,6 +116,17 @@ typedef struct step_desc {
 /* Cache slots are indexed by position p; the position seen by RoPE and by learned position
  * embeddings is p - start[b], so a left-padded sequence computes what it would unpadded. */
 
+/* The LM head of a batch-1 decode step, for decode_layers: logits = softcap(W h) in F32, as
+ * the logits op computes them. */
+typedef struct decode_head {
+    const bweight *w; /* [V, D] */
+    float softcap;    /* 0: none */
+    float *logits;    /* [V] backend memory */
+} decode_head;
+
+/* How much of a decode step decode_layers computed. */
+typedef enum decode_done { DECODE_NOTHING, DECODE_LAYERS, DECODE_LAYERS_AND_LOGITS } decode_done;
+
 typedef struct backend_ops {
     /* ---- memory ---- */
     llmrt_status (*alloc)(backend *be, size_t bytes, void **out); /* zero-filled */
@@ -187,13 +198,15 @@ typedef struct backend_ops {
                            const float *logits /* [n, V] backend memory */, int n, int V);
     /* The whole layer stack of a decode step (n_tokens == 1) at once, for backends that run it
      * as one kernel: for every layer what forward.c's op sequence computes, then
-     * h = final_norm(x). Afterwards x, h and the KV cache hold what the op sequence leaves;
-     * the other activation buffers are undefined. Sets *done = false and does nothing when it
-     * does not handle this model or step (the forward pass then issues the ops one by one). */
+     * h = final_norm(x), and with a head (or NULL) also what the logits op computes from h.
+     * Afterwards x, h, the KV cache (and the logits) hold what the op sequence leaves; the
+     * other activation buffers are undefined. *done says how far it went: DECODE_NOTHING
+     * when it does not handle this model or step (the forward pass then issues the ops one
+     * by one), DECODE_LAYERS when the logits are still to be computed. */
     llmrt_status (*decode_layers)(backend *be, void *x /* [rows, D] */, void *h /* [rows, D] */,
                                   const layer_weights *layers, kv_layer *kv /* [n_layers] */,
                                   int n_layers, act_kind act, const norm_params *final_norm,
-                                  bool *done);
+                                  const decode_head *head, decode_done *done);
 } backend_ops;
 
 struct backend {

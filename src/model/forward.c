@@ -11,8 +11,9 @@
  *   d = m Wdown^T + b  [post_ffn_norm(d)]
  *   x += d; h = next layer's attn_norm(x), or the final norm after the last layer
  * then the LM head on the last row of each sequence (or every row).
- * A decode step hands the whole layer stack to the backend's decode_layers op when it has one
- * (the CUDA backend runs it as one kernel); the result is the same.
+ * A decode step hands the whole layer stack, and at batch 1 the LM head, to the backend's
+ * decode_layers op when it has one (the CUDA backend runs it as one kernel); the result is the
+ * same.
  */
 #include "model/forward.h"
 
@@ -59,20 +60,24 @@ llmrt_status forward_step(session *s, const int32_t *ids, int n_tokens, bool all
     TRY(op->step_begin(be, &st));
     TRY(op->embed(be, s->x, &w->tok_embed, w->pos_embed.data ? &w->pos_embed : NULL,
                   c->embed_scale));
-    bool done = false;
-    if (n_tokens == 1 && op->decode_layers)
+    decode_done done = DECODE_NOTHING;
+    if (n_tokens == 1 && op->decode_layers) {
+        decode_head head = {&w->lm_head, c->final_softcap, s->logits}; /* row 0: batch 1 */
         TRY(op->decode_layers(be, s->x, s->h, w->layers, s->kv, c->n_layers, c->arch->act,
-                              &w->final_norm, &done));
-    if (!done) {
+                              &w->final_norm, B == 1 ? &head : NULL, &done));
+    }
+    if (done == DECODE_NOTHING) {
         layer_bufs b = {s->x, s->h, s->qkv, s->att, s->mlp, s->mlp_act};
         TRY(forward_layers(be, &b, w->layers, s->kv, c->n_layers, c->arch->act, &w->final_norm, D,
                            c->ffn));
     }
-    if (all_logits) {
-        TRY(op->logits(be, s->logits, s->h, rows, &w->lm_head, c->final_softcap));
-    } else {
-        TRY(op->last_rows(be, s->last, s->h, D));
-        TRY(op->logits(be, s->logits, s->last, B, &w->lm_head, c->final_softcap));
+    if (done != DECODE_LAYERS_AND_LOGITS) {
+        if (all_logits) {
+            TRY(op->logits(be, s->logits, s->h, rows, &w->lm_head, c->final_softcap));
+        } else {
+            TRY(op->last_rows(be, s->last, s->h, D));
+            TRY(op->logits(be, s->logits, s->last, B, &w->lm_head, c->final_softcap));
+        }
     }
     return op->step_end(be);
 }

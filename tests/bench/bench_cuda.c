@@ -259,17 +259,21 @@ static void model_create(backend *be, bench_model *m, const shape *sh, int L, in
 }
 
 /* One forward step over n_tokens tokens, as forward.c runs it: a decode step through the
- * backend's decode_layers when it takes it, else (and for prefill) op by op. */
+ * backend's decode_layers (with the LM head) when it takes it, else (and for prefill) op by op. */
 static void model_ops(backend *be, bench_model *m, int n_tokens) {
     const backend_ops *o = be->ops;
     OK(o->embed(be, m->x, &m->emb, NULL, 1.0f));
-    bool done = false;
-    if (n_tokens == 1 && o->decode_layers)
-        OK(o->decode_layers(be, m->x, m->h, m->lw, m->kvl, m->L, ACT_SILU_GATED, &m->final, &done));
-    if (!done) {
+    decode_done done = DECODE_NOTHING;
+    if (n_tokens == 1 && o->decode_layers) {
+        decode_head head = {&m->head, 0.0f, m->logits};
+        OK(o->decode_layers(be, m->x, m->h, m->lw, m->kvl, m->L, ACT_SILU_GATED, &m->final, &head,
+                            &done));
+    }
+    if (done == DECODE_NOTHING) {
         layer_bufs b = {m->x, m->h, m->qkv, m->att, m->gu, m->act};
         OK(forward_layers(be, &b, m->lw, m->kvl, m->L, ACT_SILU_GATED, &m->final, m->D, m->F));
     }
+    if (done == DECODE_LAYERS_AND_LOGITS) return;
     const void *lin = m->h;
     if (n_tokens > 1) {
         OK(o->last_rows(be, m->last, m->h, m->D));

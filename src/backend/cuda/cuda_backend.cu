@@ -687,22 +687,26 @@ static llmrt_status cu_logits(backend *be, float *out, const void *in, int n, co
  * that needs one is ended first (its ops run eagerly) and the next step captures again. */
 static llmrt_status cu_decode_layers(backend *be, void *x, void *h, const layer_weights *layers,
                                      kv_layer *kv, int n_layers, act_kind act,
-                                     const norm_params *final_norm, bool *done) {
+                                     const norm_params *final_norm, const decode_head *head,
+                                     decode_done *done) {
     TRY(need_step(be, "decode_layers"));
     cuda_state *s = state_of(be);
     cuda_ctx *c = &s->c;
-    *done = false;
+    *done = DECODE_NOTHING;
     if (c->no_decode_kernel || cuda_decode_unsupported(c, layers, kv, n_layers, act, final_norm))
         return LLMRT_OK;
+    if (head && (c->no_decode_head ||
+                 cuda_decode_head_unsupported(c, head, (int)layers[0].wqkv.cols)))
+        head = NULL;
     struct dk_plan *plan = NULL;
-    TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, 0, &plan));
+    TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, head, 0, &plan));
     if (!plan) {
         if (c->mode == GRAPH_CAPTURE) TRY(capture_abort(s));
         if (cuda_decode_plans_full(c)) { /* making a plan frees the oldest: graphs may use it */
             if (c->mode == GRAPH_REPLAY) TRY(replay_fallback(s, s->replay_idx));
             graphs_drop_all(s);
         }
-        TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, 1, &plan));
+        TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, head, 1, &plan));
     }
     op_rec r;
     rec_init(&r, OP_DECODE_LAYERS);
@@ -710,7 +714,7 @@ static llmrt_status cu_decode_layers(backend *be, void *x, void *h, const layer_
     r.p1 = h;
     r.w0.data = plan;
     TRY(op_submit(be, &r));
-    *done = true;
+    *done = head ? DECODE_LAYERS_AND_LOGITS : DECODE_LAYERS;
     return LLMRT_OK;
 }
 
@@ -843,6 +847,8 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->no_fuse = nf && nf[0] && strcmp(nf, "0") != 0;
     const char *nd = getenv("LLMRT_NO_DECODE_KERNEL");
     c->no_decode_kernel = nd && nd[0] && strcmp(nd, "0") != 0;
+    const char *nh = getenv("LLMRT_NO_DECODE_HEAD");
+    c->no_decode_head = nh && nh[0] && strcmp(nh, "0") != 0;
     const char *np = getenv("LLMRT_NO_PDL");
     c->pdl = !(np && np[0] && strcmp(np, "0") != 0);
     llmrt_status st = LLMRT_OK;

@@ -1,5 +1,5 @@
-/* cuda_decode.cu — the whole layer stack of a batch-1 decode step as one persistent kernel
- * (the decode_layers op).
+/* cuda_decode.cu — the whole layer stack of a batch-1 decode step, and its LM head, as one
+ * persistent kernel (the decode_layers op).
  *
  * Why: at batch 1 a small model's layer streams its weights in tens of microseconds
  * (Llama-3.2-1B: 122 MB, ~40 µs on an H100), and op by op each of its ~9 kernels pays launch,
@@ -8,14 +8,16 @@
  *  - a producer warp streams the block's share of every weight matrix of every layer, in the
  *    order they are used, into a ring of shared-memory tiles with bulk copies (TMA, L2
  *    evict-first). Weights never depend on activations, so it runs ahead across stage
- *    boundaries and attention, bounded by the ring. It keeps DK_INFLIGHT tiles in flight
- *    while the consumers are in gate/up and one otherwise: bytes in flight lengthen the
- *    memory queues in which every dependent load of the stages (the critical path) waits;
+ *    boundaries and attention, bounded by the ring. It keeps two tiles in flight while the
+ *    consumers are in gate/up or the LM head and one otherwise (see CAP_QKV): bytes in
+ *    flight lengthen the memory queues in which every dependent load of the stages (the
+ *    critical path) waits;
  *  - DK_WARPS consumer warps wait for each tile, multiply it with the stage's input vector
  *    (kept in shared memory) and release the slot;
  *  - the stages follow one another: qkv -> attention -> o (+ residual) -> gate/up
- *    (+ activation) -> down (+ residual) -> the next layer. Every block computes the RMS norm
- *    of the residual stream itself (from L2) instead of a norm kernel. There are no grid
+ *    (+ activation) -> down (+ residual) -> the next layer; after the last layer the final
+ *    norm and, when the caller passes the LM head, the logits (MAT_HEAD). Every block
+ *    computes the RMS norm of the residual stream itself (from L2) instead of a norm kernel. There are no grid
  *    barriers: what a stage writes for other blocks travels as tagged words that the readers
  *    spin on (see st_tag), so a dependency costs one memory round trip after its last writer.
  * A matrix's units (a row; for the gated MLP a gate row with its up row) are split evenly
@@ -55,8 +57,15 @@ enum {
     DK_MIN_SLOTS = 3,                 /* fewer: the stack goes to the op path */
     DK_MAX_SPLIT = 16,                /* attention splits per kv head */
     DK_GQ = 8,                        /* most q heads per kv head */
-    DK_INFLIGHT = 2,                  /* ring tiles in flight per block in gate/up (else 1) */
 };
+
+/* The stretches of a layer (and the LM head) for which the consumers set the producer's cap on
+ * ring tiles in flight (LLMRT_DECODE_CAPS, docs/PERF.md steps 26-31): the ring streams at the
+ * HBM rate with two tiles in flight per block, but bytes in flight lengthen the memory queues
+ * in which every round trip of the chain of stages waits. Gate/up (half the layer's bytes, no
+ * wait on other blocks) and the LM head take two; the rest one. */
+enum { CAP_QKV, CAP_ATT, CAP_O, CAP_UP, CAP_DOWN, CAP_HEAD, DK_CAPS };
+static const int dk_default_caps[DK_CAPS] = {1, 1, 1, 2, 1, 2};
 
 /* One layer as the kernel reads it (device pointers). */
 struct dk_layer {
@@ -78,6 +87,11 @@ struct dk_args {
     const float *final_w;
     float final_eps;
     int final_kind;
+    /* The LM head, when the step's logits are computed here (else head_w is NULL): */
+    const void *head_w; /* [V, D] T */
+    int V;
+    float head_softcap; /* 0: none */
+    float *logits;      /* [V] F32 */
     /* Stage outputs other blocks read, as tagged words (st_tag): */
     unsigned long long *xt;      /* [D] the residual stream after each o and down stage */
     unsigned long long *qkv;     /* [(H + 2 Hkv) hd] raw q, k, v */
@@ -88,7 +102,7 @@ struct dk_args {
     unsigned *bar;               /* [2] launches so far (the tags' epoch), blocks done */
     const int32_t *pos, *start;  /* the step's position and first valid position (device) */
     int misc_floats;             /* shared floats between the mbarriers and the union region */
-    int inflight;                /* ring tiles in flight in gate/up (LLMRT_DECODE_INFLIGHT) */
+    int caps[DK_CAPS];           /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
     unsigned long long *prof;    /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
@@ -104,6 +118,7 @@ enum {
     EV_UP,
     EV_DOWN,
     EV_FINAL,
+    EV_HEAD,
     EV_CONS_WAIT,
     EV_PROD_WAIT,
     EV_PROD_END,
@@ -124,6 +139,7 @@ static const char *const dk_ev_names[DK_EV] = {"norm (attn), waits for x",
                                                "matvec gate/up + act",
                                                "matvec down + residual, waits for act",
                                                "final norm",
+                                               "matvec LM head",
                                                "consumer warp 0 waiting for tiles",
                                                "producer waiting for free slots",
                                                "producer done (from start)",
@@ -257,7 +273,7 @@ __device__ __forceinline__ float consumer_sum(float v, float *red) {
 
 /* ---- the schedule of weight tiles (the producer and the consumers walk the same one) ---- */
 
-enum { MAT_QKV, MAT_O, MAT_UP, MAT_DOWN, MAT_COUNT };
+enum { MAT_QKV, MAT_O, MAT_UP, MAT_DOWN, MAT_COUNT, MAT_HEAD = MAT_COUNT /* after the layers */ };
 
 struct dk_mat {
     const char *W;
@@ -273,6 +289,8 @@ __device__ __forceinline__ dk_mat dk_matrix(const dk_args &a, const dk_layer &L,
         return dk_mat{(const char *)L.wo, a.D, 1, a.H * a.hd, 0};
     case MAT_UP:
         return dk_mat{(const char *)L.wup, a.F, 2, a.D, a.F};
+    case MAT_HEAD:
+        return dk_mat{(const char *)a.head_w, a.V, 1, a.D, 0};
     default:
         return dk_mat{(const char *)L.wdown, a.D, 1, a.F, 0};
     }
@@ -304,7 +322,8 @@ struct dk_ring {
 };
 
 /* A walk over this block's tiles in the order they are used: (layer, matrix, group of units,
- * column chunk), skipping matrices of which the block has no units. */
+ * column chunk), skipping matrices of which the block has no units; after the last layer the
+ * LM head (layer n_layers, MAT_HEAD) when the kernel computes the logits. */
 template <typename T> struct dk_walk {
     const dk_args *a;
     const dk_layer *layers;
@@ -321,14 +340,21 @@ template <typename T> struct dk_walk {
     }
     __device__ void next_matrix() {
         for (;;) {
+            if (l == a->n_layers) { /* past the head */
+                valid = false;
+                return;
+            }
             if (++m == MAT_COUNT) {
                 m = 0;
                 if (++l == a->n_layers) {
-                    valid = false;
-                    return;
+                    if (!a->head_w) {
+                        valid = false;
+                        return;
+                    }
+                    m = MAT_HEAD;
                 }
             }
-            M = dk_matrix(*a, layers[l], m);
+            M = dk_matrix(*a, layers[l < a->n_layers ? l : 0], m);
             dk_units(M.U, &u0, &u1);
             if (u0 < u1) break;
         }
@@ -356,10 +382,9 @@ template <typename T> struct dk_walk {
     }
 };
 
-/* The producer warp: every tile of every layer, in order, into the ring. Tiles issued whose
- * bytes have not all landed stay at most *cap, which the consumers set by stage (see
- * kernel_decode): bytes in flight lengthen the memory queues that every dependent load of
- * the stages waits in. (Prefetching tiles into L2 beyond the ring was measured slower:
+/* The producer warp: every tile of every layer (and of the LM head), in order, into the ring.
+ * Tiles issued whose bytes have not all landed stay at most *cap, which the consumers set by
+ * stretch (CAP_QKV...). (Prefetching tiles into L2 beyond the ring was measured slower:
  * docs/PERF.md.) */
 template <typename T>
 __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r,
@@ -458,6 +483,7 @@ template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n,
  *  MAT_QKV:  qkv[u] = T(acc + b)
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
  *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation)
+ *  MAT_HEAD: logits[u] = softcap(acc)                  (F32, as the logits op)
  * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
  * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
  * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
@@ -516,7 +542,11 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
         for (int q = 0; q < R; q++)
             acc[q] = warp_sum(acc[q]);
         if (lane != 0) continue;
-        if (MAT == MAT_QKV) {
+        if (MAT == MAT_HEAD) { /* as the logits op: F32, soft-capped */
+            float v = acc[0];
+            if (a.head_softcap > 0.0f) v = a.head_softcap * tanhf(v / a.head_softcap);
+            a.logits[u] = v;
+        } else if (MAT == MAT_QKV) {
             st_tag(a.qkv + u, to_f(from_f<T>(acc[0] + pre)), tag_out);
         } else if (MAT == MAT_UP) {
             float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
@@ -825,7 +855,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     float *misc = (float *)((char *)layers + ((a.n_layers * sizeof(dk_layer) + 15) & ~(size_t)15));
     float *red = misc, *xown = misc + DK_WARPS + 1;
     volatile int *cap = (volatile int *)(misc + DK_WARPS);
-    if (threadIdx.x == 0) *cap = a.inflight;
+    if (threadIdx.x == 0) *cap = a.caps[CAP_UP]; /* the ring fills as in a streaming stage */
     char *uni = (char *)((float *)layers + a.misc_floats); /* the stage's input, or attention */
     T *xs = (T *)uni;
     if (threadIdx.x == 0) {
@@ -866,11 +896,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         clk.mark(a, EV_NORM1);
         dk_matvec<T, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
-        /* The ring streams at the HBM rate with a.inflight tiles in flight per block, but only
-         * gate/up needs that: it holds half the layer's bytes and no stage waits on another
-         * block meanwhile. In every other stretch one tile in flight keeps the queues short
-         * for the round trips that the chain of stages waits on (docs/PERF.md, step 29). */
-        if (threadIdx.x == 0) *cap = 1;
+        if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
         if (l == 0) dk_att_prefetch<T>(a, L);
         if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
             dk_att_prefetch<T>(a, layers[l + 1]);
@@ -879,6 +905,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         clk.mark(a, EV_ATT);
         if (uo0 < uo1) dk_load_tagged(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
+        if (threadIdx.x == 0) *cap = a.caps[CAP_O];
         dk_matvec<T, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
         clk.mark(a, EV_O);
         cbar();
@@ -886,19 +913,35 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
             dk_norm((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_eps,
                     L.ffn_kind, red);
         clk.mark(a, EV_NORM2);
-        if (threadIdx.x == 0) *cap = a.inflight;
+        if (threadIdx.x == 0) *cap = a.caps[CAP_UP];
         dk_matvec<T, MAT_UP>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_UP);
         cbar(); /* xs is free for down's input */
-        if (threadIdx.x == 0) *cap = 1;
+        if (threadIdx.x == 0) *cap = a.caps[CAP_DOWN];
         dk_matvec<T, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
         clk.mark(a, EV_DOWN);
+        if (threadIdx.x == 0) *cap = a.caps[CAP_QKV]; /* the next layer's norm and qkv */
         cbar();
     }
-    if (blockIdx.x == 0)
-        dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), (T *)a.h, a.D, a.final_w, a.final_eps,
-                a.final_kind, red);
-    clk.mark(a, EV_FINAL);
+    if (a.head_w) { /* every block normalizes x for its rows of the LM head; block 0 stores h */
+        int uh0, uh1;
+        dk_units(a.V, &uh0, &uh1);
+        if (threadIdx.x == 0) *cap = a.caps[CAP_HEAD];
+        if (uh0 < uh1 || blockIdx.x == 0)
+            dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w,
+                    a.final_eps, a.final_kind, red);
+        if (blockIdx.x == 0)
+            for (int d = threadIdx.x; d < a.D; d += DK_WARPS * 32)
+                ((T *)a.h)[d] = xs[d];
+        clk.mark(a, EV_FINAL);
+        dk_matvec<T, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
+        clk.mark(a, EV_HEAD);
+    } else {
+        if (blockIdx.x == 0)
+            dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), (T *)a.h, a.D, a.final_w,
+                    a.final_eps, a.final_kind, red);
+        clk.mark(a, EV_FINAL);
+    }
     cbar();
     pdl_release(); /* the next kernel is scheduled once every block is here */
     dk_done(a.bar);
@@ -988,9 +1031,18 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     return NULL;
 }
 
-/* The table a stack would upload (into p->h_layers / p->key). */
+const char *cuda_decode_head_unsupported(const cuda_ctx *c, const decode_head *head, int D) {
+    const bweight *w = head->w;
+    if (w->dt != c->dt) return "LM head precision";
+    if (w->cols != D || w->rows < 1 || w->rows > INT32_MAX) return "LM head shape";
+    if ((uintptr_t)w->data % 16) return "LM head alignment";
+    return NULL;
+}
+
+/* The table a stack would upload (into p->h_layers / p->key); head: the LM head or NULL. */
 static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv, int n_layers,
-                        act_kind act, const norm_params *fin, dk_layer *out, dk_args *key) {
+                        act_kind act, const norm_params *fin, const decode_head *head,
+                        dk_layer *out, dk_args *key) {
     memset(key, 0, sizeof *key);
     const attn_params *g = &L[0].attn;
     key->n_layers = n_layers;
@@ -1001,6 +1053,12 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
     key->F = (int)L[0].wdown.cols;
     key->act = (int)act;
     key->final_w = fin->w;
+    if (head) {
+        key->head_w = head->w->data;
+        key->V = (int)head->w->rows;
+        key->head_softcap = head->softcap;
+        key->logits = head->logits;
+    }
     key->final_eps = fin->eps;
     key->final_kind = (int)fin->kind;
     for (int l = 0; l < n_layers; l++) {
@@ -1128,8 +1186,25 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     a.bar = (unsigned *)(s + off_bar);
     p->blocks = c->n_sm;
     a.misc_floats = (int)(dk_misc_bytes(a, p->blocks) / sizeof(float));
-    const char *inf = getenv("LLMRT_DECODE_INFLIGHT");
-    a.inflight = inf && atoi(inf) > 0 ? atoi(inf) : DK_INFLIGHT;
+    memcpy(a.caps, dk_default_caps, sizeof a.caps);
+    const char *caps = getenv("LLMRT_DECODE_CAPS");
+    if (caps && caps[0]) {
+        const char *q = caps;
+        for (int i = 0; i < DK_CAPS; i++) {
+            char *end;
+            long v = strtol(q, &end, 10);
+            if (end == q || v < 1 || v > DK_MIN_SLOTS || *end != (i + 1 < DK_CAPS ? ',' : '\0')) {
+                p->h_layers = NULL;
+                plan_free(p);
+                return err_set(LLMRT_ERR_INVALID,
+                               "LLMRT_DECODE_CAPS='%s': expected %d comma-separated tile counts "
+                               "from 1 to %d (qkv, attention, o, gate/up, down, LM head)",
+                               caps, DK_CAPS, DK_MIN_SLOTS);
+            }
+            a.caps[i] = (int)v;
+            q = end + 1;
+        }
+    }
     const char *prof = getenv("LLMRT_DECODE_PROFILE");
     if (prof && prof[0] && strcmp(prof, "0") != 0) {
         size_t pb = (size_t)p->blocks * DK_EV * sizeof(unsigned long long);
@@ -1159,12 +1234,13 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
 }
 
 llmrt_status cuda_decode_plan(cuda_ctx *c, const layer_weights *L, kv_layer *kv, int n_layers,
-                              act_kind act, const norm_params *fin, int may_upload, dk_plan **out) {
+                              act_kind act, const norm_params *fin, const decode_head *head,
+                              int may_upload, dk_plan **out) {
     *out = NULL;
     dk_layer *h = (dk_layer *)calloc((size_t)n_layers, sizeof *h);
     if (!h) return err_set(LLMRT_ERR_NOMEM, "cuda decode_layers: out of host memory");
     dk_args key;
-    dk_describe(c, L, kv, n_layers, act, fin, h, &key);
+    dk_describe(c, L, kv, n_layers, act, fin, head, h, &key);
     for (int i = 0; i < DECODE_PLANS; i++) {
         dk_plan *p = c->dk_plans[i];
         if (p && !memcmp(&p->key, &key, sizeof key) &&

@@ -107,6 +107,7 @@ typedef struct cuda_ctx {
 
     /* the fused decode kernel (cuda_decode.cu) */
     int no_decode_kernel;                   /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
+    int no_decode_head; /* LLMRT_NO_DECODE_HEAD=1: the LM head as its own op after the kernel */
     int coop;                               /* the device can launch cooperative grids */
     int smem_optin;                         /* shared memory a block may opt in to, bytes */
     struct dk_plan *dk_plans[DECODE_PLANS]; /* layer tables in device memory, by content */
@@ -316,14 +317,16 @@ llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv
 llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int rows,
                                     const bweight *W, const float *bias, void *act_out, int F,
                                     act_kind kind, int *done);
-/* The fused decode kernel (cuda_decode.cu): why it cannot run this layer stack (NULL: it can);
- * the device table of a stack, found by content or (may_upload) made (*out NULL when it would
- * have to be made and may_upload is 0); the launch. */
+/* The fused decode kernel (cuda_decode.cu): why it cannot run this layer stack, or this LM
+ * head after it (NULL: it can); the device table of a stack (and head, or NULL), found by
+ * content or (may_upload) made (*out NULL when it would have to be made and may_upload is 0);
+ * the launch. */
 const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv,
                                     int n_layers, act_kind act, const norm_params *fin);
+const char *cuda_decode_head_unsupported(const cuda_ctx *c, const decode_head *head, int D);
 llmrt_status cuda_decode_plan(cuda_ctx *c, const layer_weights *L, kv_layer *kv, int n_layers,
-                              act_kind act, const norm_params *fin, int may_upload,
-                              struct dk_plan **out);
+                              act_kind act, const norm_params *fin, const decode_head *head,
+                              int may_upload, struct dk_plan **out);
 int cuda_decode_plans_full(const cuda_ctx *c);
 llmrt_status cuda_launch_decode(cuda_ctx *c, struct dk_plan *p, void *x, void *h);
 void cuda_decode_free(cuda_ctx *c);
