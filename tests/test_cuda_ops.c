@@ -968,8 +968,7 @@ static void test_decode_layers(void) {
      *         (1 + w) norms, GELU, softcap, a sliding window in a ring buffer, left padding, a
      *         soft-capped LM head; case 2: fixture-sized, most blocks without rows. */
     const stack_case cases[] = {
-        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600,
-         0},
+        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0},
         {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
          ACT_GELU_TANH_GATED, 250, 3},
         {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0},

@@ -695,8 +695,8 @@ static llmrt_status cu_decode_layers(backend *be, void *x, void *h, const layer_
     *done = DECODE_NOTHING;
     if (c->no_decode_kernel || cuda_decode_unsupported(c, layers, kv, n_layers, act, final_norm))
         return LLMRT_OK;
-    if (head && (c->no_decode_head ||
-                 cuda_decode_head_unsupported(c, head, (int)layers[0].wqkv.cols)))
+    if (head &&
+        (c->no_decode_head || cuda_decode_head_unsupported(c, head, (int)layers[0].wqkv.cols)))
         head = NULL;
     struct dk_plan *plan = NULL;
     TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, head, 0, &plan));

@@ -17,9 +17,10 @@
  *  - the stages follow one another: qkv -> attention -> o (+ residual) -> gate/up
  *    (+ activation) -> down (+ residual) -> the next layer; after the last layer the final
  *    norm and, when the caller passes the LM head, the logits (MAT_HEAD). Every block
- *    computes the RMS norm of the residual stream itself (from L2) instead of a norm kernel. There are no grid
- *    barriers: what a stage writes for other blocks travels as tagged words that the readers
- *    spin on (see st_tag), so a dependency costs one memory round trip after its last writer.
+ *    computes the RMS norm of the residual stream itself (from L2) instead of a norm kernel.
+ *    There are no grid barriers: what a stage writes for other blocks travels as tagged words
+ *    that the readers spin on (see st_tag), so a dependency costs one memory round trip after
+ *    its last writer.
  * A matrix's units (a row; for the gated MLP a gate row with its up row) are split evenly
  * among the blocks; a block takes its units in groups of DK_WARPS (one per consumer warp) and
  * their columns in chunks, one ring tile (DK_TILE bytes) per (group, chunk).
@@ -60,7 +61,7 @@ enum {
 };
 
 /* The stretches of a layer (and the LM head) for which the consumers set the producer's cap on
- * ring tiles in flight (LLMRT_DECODE_CAPS, docs/PERF.md steps 26-31): the ring streams at the
+ * ring tiles in flight (LLMRT_DECODE_CAPS, docs/PERF.md step 30): the ring streams at the
  * HBM rate with two tiles in flight per block, but bytes in flight lengthen the memory queues
  * in which every round trip of the chain of stages waits. Gate/up (half the layer's bytes, no
  * wait on other blocks) and the LM head take two; the rest one. */
@@ -657,7 +658,7 @@ __device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w,
 template <typename T>
 __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hd = a.hd, Gq = a.H / a.Hkv;
-    const int nb = (hd + 31) / 32; /* 32-dim blocks per head */
+    const int nb = (hd + 31) / 32;                      /* 32-dim blocks per head */
     for (int pi = warp; pi < Gq * nb; pi += DK_WARPS) { /* (q head gi, dims d0 + lane) */
         const int gi = pi / nb, d = (pi % nb) * 32 + lane;
         const size_t h = (size_t)kvh * Gq + gi;
@@ -736,7 +737,8 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         }
 #pragma unroll
         for (int k = 0; k < QW; k++)
-            if (tid + k * NT < Gq * hd) q_s[tid + k * NT] = tag_value(qg + tid + k * NT, wq[k], tag);
+            if (tid + k * NT < Gq * hd)
+                q_s[tid + k * NT] = tag_value(qg + tid + k * NT, wq[k], tag);
         if (kv_mine) {
             kn_s[tid] = tag_value(kn + tid, wk, tag);
             vn_s[tid] = tag_value(vn + tid, wv, tag);
@@ -928,8 +930,8 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         dk_units(a.V, &uh0, &uh1);
         if (threadIdx.x == 0) *cap = a.caps[CAP_HEAD];
         if (uh0 < uh1 || blockIdx.x == 0)
-            dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w,
-                    a.final_eps, a.final_kind, red);
+            dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w, a.final_eps,
+                    a.final_kind, red);
         if (blockIdx.x == 0)
             for (int d = threadIdx.x; d < a.D; d += DK_WARPS * 32)
                 ((T *)a.h)[d] = xs[d];

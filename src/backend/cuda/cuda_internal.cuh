@@ -106,10 +106,10 @@ typedef struct cuda_ctx {
     int argmax_cap;
 
     /* the fused decode kernel (cuda_decode.cu) */
-    int no_decode_kernel;                   /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
-    int no_decode_head; /* LLMRT_NO_DECODE_HEAD=1: the LM head as its own op after the kernel */
-    int coop;                               /* the device can launch cooperative grids */
-    int smem_optin;                         /* shared memory a block may opt in to, bytes */
+    int no_decode_kernel; /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
+    int no_decode_head;   /* LLMRT_NO_DECODE_HEAD=1: the LM head as its own op after the kernel */
+    int coop;             /* the device can launch cooperative grids */
+    int smem_optin;       /* shared memory a block may opt in to, bytes */
     struct dk_plan *dk_plans[DECODE_PLANS]; /* layer tables in device memory, by content */
 } cuda_ctx;
 
