@@ -121,34 +121,53 @@ static void weight_free(bweight *wc, bweight *wg) {
     cuda_be->ops->free(cuda_be, wg->data);
 }
 
-/* Compares n activations; returns 1 when close. */
-static int act_close(pair p, size_t n, float atol, float rtol, const char *what) {
-    float *a = malloc(n * 4), *b = malloc(n * 4);
-    CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, a, p.g, n));
-    CHECK_OK(cpu_be->ops->act_to_f32(cpu_be, b, p.c, n));
-    char name[160];
+/* Compares n values a (on backend ba) with b (on bb) within atol + rtol·|b|: activations, or
+ * F32 values when f32 (logits). With rows > 1 the values are rows of `width` and only the
+ * first n of each are compared. Returns 1 when close. */
+static int compare_rows(backend *ba, const void *a, backend *bb, const void *b, int f32, size_t n,
+                        int rows, size_t width, float atol, float rtol, const char *what) {
+    size_t total = rows > 1 ? (size_t)rows * width : n;
+    float *x = malloc(total * 4), *y = malloc(total * 4);
+    if (f32) {
+        CHECK_OK(ba->ops->download(ba, x, a, total * 4));
+        CHECK_OK(bb->ops->download(bb, y, b, total * 4));
+    } else {
+        CHECK_OK(ba->ops->act_to_f32(ba, x, a, total));
+        CHECK_OK(bb->ops->act_to_f32(bb, y, b, total));
+    }
+    char name[200];
     snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
-    int ok = test_allclose(a, b, n, atol, rtol, name);
-    CHECK_MSG(ok, "%s", name);
-    free(a);
-    free(b);
+    int ok = 1;
+    for (int r = 0; r < (rows > 1 ? rows : 1); r++) {
+        int row_ok = test_allclose(x + r * width, y + r * width, n, atol, rtol, name);
+        if (rows > 1)
+            CHECK_MSG(row_ok, "%s row %d", name, r);
+        else
+            CHECK_MSG(row_ok, "%s", name);
+        ok &= row_ok;
+    }
+    free(x);
+    free(y);
     return ok;
+}
+
+/* The same, CUDA against CPU for a pair. */
+static int act_close(pair p, size_t n, float atol, float rtol, const char *what) {
+    return compare_rows(cuda_be, p.g, cpu_be, p.c, 0, n, 1, 0, atol, rtol, what);
 }
 
 static void check_act(pair p, size_t n, const char *what) {
     act_close(p, n, TOL[cur_dt].atol, TOL[cur_dt].rtol, what);
 }
 
-/* Compares n F32 values in backend memory (logits). */
 static void check_f32(pair p, size_t n, float atol, float rtol, const char *what) {
-    float *a = malloc(n * 4), *b = malloc(n * 4);
-    CHECK_OK(cuda_be->ops->download(cuda_be, a, p.g, n * 4));
-    CHECK_OK(cpu_be->ops->download(cpu_be, b, p.c, n * 4));
-    char name[160];
-    snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
-    CHECK_MSG(test_allclose(a, b, n, atol, rtol, name), "%s", name);
-    free(a);
-    free(b);
+    compare_rows(cuda_be, p.g, cpu_be, p.c, 1, n, 1, 0, atol, rtol, what);
+}
+
+/* The q heads (the first qw values) of each of `rows` qkv rows of `width` values. */
+static void check_q_rows(pair qkv, int rows, size_t width, size_t qw, const char *what) {
+    compare_rows(cuda_be, qkv.g, cpu_be, qkv.c, 0, qw, rows, width, TOL[cur_dt].atol,
+                 TOL[cur_dt].rtol, what);
 }
 
 static void begin_both(int batch, int T, const int32_t *ids, const int32_t *pos,
@@ -445,15 +464,7 @@ static void test_qkv_finish(void) {
                  rot, qn);
         /* the k part of qkv is not specified (attention reads keys from the cache): compare
          * q heads row by row, and the caches whole */
-        float *a1 = malloc(n * 4), *b1 = malloc(n * 4);
-        CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, a1, qkv.g, n));
-        CHECK_OK(cpu_be->ops->act_to_f32(cpu_be, b1, qkv.c, n));
-        for (int r = 0; r < B * T; r++)
-            CHECK_MSG(test_allclose(a1 + r * width, b1 + r * width, (size_t)H * hd,
-                                    TOL[cur_dt].atol, TOL[cur_dt].rtol, what),
-                      "%s row %d", what, r);
-        free(a1);
-        free(b1);
+        check_q_rows(qkv, B * T, width, (size_t)H * hd, what);
         size_t cn = (size_t)B * Hkv * cap * hd;
         snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: k cache", H, Hkv, hd,
                  rot);
@@ -581,16 +592,8 @@ static void test_qkv_attention_decode(void) {
         char what[96];
         snprintf(what, sizeof what, "qkv_finish+attention case %zu: out", ci);
         check_act(out, (size_t)B * H * hd, what);
-        float *a1 = malloc(n * 4), *b1 = malloc(n * 4);
-        CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, a1, qkv.g, n));
-        CHECK_OK(cpu_be->ops->act_to_f32(cpu_be, b1, qkv.c, n));
         snprintf(what, sizeof what, "qkv_finish+attention case %zu: q heads", ci);
-        for (int r = 0; r < B; r++)
-            CHECK_MSG(test_allclose(a1 + r * width, b1 + r * width, (size_t)H * hd,
-                                    TOL[cur_dt].atol, TOL[cur_dt].rtol, what),
-                      "%s row %d", what, r);
-        free(a1);
-        free(b1);
+        check_q_rows(qkv, B, width, (size_t)H * hd, what);
         size_t cn = (size_t)B * Hkv * cap * hd;
         snprintf(what, sizeof what, "qkv_finish+attention case %zu: k cache", ci);
         check_act(k, cn, what);
@@ -936,29 +939,10 @@ static void stack_step(backend *be, const stack_case *c, stack *s, const float *
     CHECK_OK(be->ops->step_end(be));
 }
 
-static void compare_be(backend *ba, const void *a, backend *bb, const void *b, size_t n, float tol,
-                       const char *what) {
-    float *x = malloc(n * 4), *y = malloc(n * 4);
-    CHECK_OK(ba->ops->act_to_f32(ba, x, a, n));
-    CHECK_OK(bb->ops->act_to_f32(bb, y, b, n));
-    char name[200];
-    snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
-    CHECK_MSG(test_allclose(x, y, n, tol, tol, name), "%s", name);
-    free(x);
-    free(y);
-}
-
-/* Two F32 buffers of n values on (possibly different) backends within atol + rtol·|b|. */
-static void compare_f32(backend *ba, const float *a, backend *bb, const float *b, size_t n,
-                        float tol, const char *what) {
-    float *x = malloc(n * 4), *y = malloc(n * 4);
-    CHECK_OK(ba->ops->download(ba, x, a, n * 4));
-    CHECK_OK(bb->ops->download(bb, y, b, n * 4));
-    char name[200];
-    snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
-    CHECK_MSG(test_allclose(x, y, n, tol, tol, name), "%s", name);
-    free(x);
-    free(y);
+/* Activations (f32 0) or F32 values (f32 1) of two backends within tol + tol·|b|. */
+static void compare_be(backend *ba, const void *a, backend *bb, const void *b, int f32, size_t n,
+                       float tol, const char *what) {
+    compare_rows(ba, a, bb, b, f32, n, 1, 0, tol, tol, what);
 }
 
 static void test_decode_layers(void) {
@@ -996,33 +980,33 @@ static void test_decode_layers(void) {
             char what[160];
             /* against the CUDA op path: the same roundings, sums in another order */
             snprintf(what, sizeof what, "decode_layers case %zu step %d: x vs cuda ops", ci, step);
-            compare_be(cuda_be, sf.b.x, ref, sr.b.x, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
+            compare_be(cuda_be, sf.b.x, ref, sr.b.x, 0, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
             snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cuda ops", ci, step);
-            compare_be(cuda_be, sf.b.h, ref, sr.b.h, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
+            compare_be(cuda_be, sf.b.h, ref, sr.b.h, 0, (size_t)c->D, 2 * TOL[cur_dt].atol, what);
             snprintf(what, sizeof what, "decode_layers case %zu step %d: logits vs cuda ops", ci,
                      step);
-            compare_f32(cuda_be, sf.logits, ref, sr.logits, (size_t)c->V, 2 * TOL[cur_dt].atol,
-                        what);
+            compare_be(cuda_be, sf.logits, ref, sr.logits, 1, (size_t)c->V, 2 * TOL[cur_dt].atol,
+                       what);
             /* against the CPU backend in F32. (In F16/BF16 the CPU backend keeps F32
              * activations, so that difference would measure the rounding over a whole stack;
              * the CUDA op path it is compared with above is checked against the CPU op by op.) */
             if (cur_dt == DT_F32) {
                 snprintf(what, sizeof what, "decode_layers case %zu step %d: h vs cpu", ci, step);
-                compare_be(cuda_be, sf.b.h, cpu_be, sc.b.h, (size_t)c->D, 4 * TOL[cur_dt].atol,
+                compare_be(cuda_be, sf.b.h, cpu_be, sc.b.h, 0, (size_t)c->D, 4 * TOL[cur_dt].atol,
                            what);
                 snprintf(what, sizeof what, "decode_layers case %zu step %d: logits vs cpu", ci,
                          step);
-                compare_f32(cuda_be, sf.logits, cpu_be, sc.logits, (size_t)c->V,
-                            4 * TOL[cur_dt].atol, what);
+                compare_be(cuda_be, sf.logits, cpu_be, sc.logits, 1, (size_t)c->V,
+                           4 * TOL[cur_dt].atol, what);
             }
         }
         size_t cn = (size_t)c->Hkv * c->cap * c->hd;
         for (int l = 0; l < c->n_layers; l++) {
             char what[120];
             snprintf(what, sizeof what, "decode_layers case %zu layer %d: k cache", ci, l);
-            compare_be(cuda_be, sf.kv[l].k, ref, sr.kv[l].k, cn, 2 * TOL[cur_dt].atol, what);
+            compare_be(cuda_be, sf.kv[l].k, ref, sr.kv[l].k, 0, cn, 2 * TOL[cur_dt].atol, what);
             snprintf(what, sizeof what, "decode_layers case %zu layer %d: v cache", ci, l);
-            compare_be(cuda_be, sf.kv[l].v, ref, sr.kv[l].v, cn, 2 * TOL[cur_dt].atol, what);
+            compare_be(cuda_be, sf.kv[l].v, ref, sr.kv[l].v, 0, cn, 2 * TOL[cur_dt].atol, what);
         }
         stack_free(cuda_be, c, &sf);
         stack_free(ref, c, &sr);

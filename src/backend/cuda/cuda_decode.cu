@@ -925,24 +925,21 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         if (threadIdx.x == 0) *cap = a.caps[CAP_QKV]; /* the next layer's norm and qkv */
         cbar();
     }
-    if (a.head_w) { /* every block normalizes x for its rows of the LM head; block 0 stores h */
-        int uh0, uh1;
-        dk_units(a.V, &uh0, &uh1);
-        if (threadIdx.x == 0) *cap = a.caps[CAP_HEAD];
-        if (uh0 < uh1 || blockIdx.x == 0)
-            dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w, a.final_eps,
-                    a.final_kind, red);
-        if (blockIdx.x == 0)
-            for (int d = threadIdx.x; d < a.D; d += DK_WARPS * 32)
-                ((T *)a.h)[d] = xs[d];
-        clk.mark(a, EV_FINAL);
+    /* The final norm into xs: block 0 stores it as h; with the LM head every block with rows
+     * of it needs it too. */
+    int uh0 = 0, uh1 = 0;
+    if (a.head_w) dk_units(a.V, &uh0, &uh1);
+    if (threadIdx.x == 0) *cap = a.caps[CAP_HEAD];
+    if (uh0 < uh1 || blockIdx.x == 0)
+        dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w, a.final_eps,
+                a.final_kind, red);
+    if (blockIdx.x == 0)
+        for (int d = threadIdx.x; d < a.D; d += DK_WARPS * 32)
+            ((T *)a.h)[d] = xs[d];
+    clk.mark(a, EV_FINAL);
+    if (a.head_w) {
         dk_matvec<T, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
         clk.mark(a, EV_HEAD);
-    } else {
-        if (blockIdx.x == 0)
-            dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), (T *)a.h, a.D, a.final_w,
-                    a.final_eps, a.final_kind, red);
-        clk.mark(a, EV_FINAL);
     }
     cbar();
     pdl_release(); /* the next kernel is scheduled once every block is here */
