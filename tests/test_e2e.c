@@ -127,6 +127,43 @@ static int compare_logits(const char *what, const float *got, const ref *r, int 
     return ok;
 }
 
+/* Stopping at an EOS id, on the session of a greedy run `full` (ignore_eos) of N tokens: with
+ * the token of step N/2 made the only EOS id, the run stops at its first occurrence with the
+ * same tokens before it, and the step run ahead of the stop is taken back (the positions end
+ * after the last token's step, and the session runs the full generation again unchanged). */
+static void check_eos_stop(session *s, const int32_t *const *prompts, const int *lens,
+                           const gen_result *full, const char *what) {
+    model_config *c = &s->m->cfg;
+    const int N = full->n_tokens[0];
+    int eos = full->tokens[N / 2], stop = 0;
+    while (full->tokens[stop] != eos)
+        stop++;
+    int saved[MODEL_MAX_EOS], n_saved = c->n_eos;
+    memcpy(saved, c->eos_ids, sizeof saved);
+    c->eos_ids[0] = eos;
+    c->n_eos = 1;
+    gen_opts go = {.max_new = N};
+    gen_result res;
+    CHECK_OK(generate(s, prompts, lens, &go, NULL, NULL, &res));
+    if (res.tokens) {
+        CHECK_MSG(res.n_tokens[0] == stop + 1 && res.n_steps == stop,
+                  "%s: EOS at step %d: %d tokens, %d steps", what, stop, res.n_tokens[0],
+                  res.n_steps);
+        CHECK(memcmp(res.tokens, full->tokens, (size_t)(stop + 1) * 4) == 0);
+        CHECK_MSG(s->pos[0] == lens[0] + stop, "%s: position %d after the EOS stop, want %d", what,
+                  s->pos[0], lens[0] + stop);
+        gen_result_free(&res);
+    }
+    memcpy(c->eos_ids, saved, sizeof saved);
+    c->n_eos = n_saved;
+    go.ignore_eos = true;
+    CHECK_OK(generate(s, prompts, lens, &go, NULL, NULL, &res));
+    if (res.tokens) {
+        CHECK(res.n_tokens[0] == N && memcmp(res.tokens, full->tokens, (size_t)N * 4) == 0);
+        gen_result_free(&res);
+    }
+}
+
 static void run_fixture(const char *dir, dtype prec) {
     ref r;
     char what[600];
@@ -181,6 +218,7 @@ static void run_fixture(const char *dir, dtype prec) {
                     for (int i = 0; i < N; i++)
                         fprintf(stderr, "  %d: got %d want %d\n", i, res.tokens[i], r.greedy[i]);
             }
+            if (k == 0) check_eos_stop(s, prompts, lens, &res, what);
             gen_result_free(&res);
         }
         session_free(s);

@@ -15,6 +15,9 @@
  *    backend may record the ops of a decode step once and replay them (CUDA graphs).
  *    Between step_begin and step_end the forward pass issues exactly the same sequence of
  *    ops for the same (batch, n_tokens, want_all_logits).
+ *  - Ops may run asynchronously (the CUDA backend queues them on a stream): a step's results
+ *    are complete once an op that brings data to the host (download, act_to_f32,
+ *    argmax_wait) returns. Host data an op reads is consumed before the op returns.
  *  - Every op returns LLMRT_OK or a status with the message set (naming the op).
  */
 #ifndef LLMRT_BACKEND_H
@@ -108,7 +111,10 @@ typedef struct layer_weights {
 typedef struct step_desc {
     int batch;            /* sequences */
     int n_tokens;         /* new tokens per sequence (T); rows = batch * n_tokens */
-    const int32_t *ids;   /* [batch * n_tokens] host, token ids, sequence-major */
+    const int32_t *ids;   /* [batch * n_tokens] host, token ids, sequence-major; NULL: one
+                             token per sequence (n_tokens 1), the greedy choices that the
+                             argmax_start just before this step made over `batch` rows, taken
+                             on the backend without a trip through the host */
     const int32_t *pos;   /* [batch] host, position of each sequence's first new token */
     const int32_t *start; /* [batch] host, first valid position of each sequence (keys before
                              it are left padding and never attended); NULL means all 0 */
@@ -127,6 +133,10 @@ typedef struct decode_head {
 /* How much of a decode step decode_layers computed. */
 typedef enum decode_done { DECODE_NOTHING, DECODE_LAYERS, DECODE_LAYERS_AND_LOGITS } decode_done;
 
+/* Greedy choices a backend holds between argmax_start and argmax_wait: enough for the host to
+ * read step k's while step k + 1 runs. */
+enum { ARGMAX_PENDING = 2 };
+
 typedef struct backend_ops {
     /* ---- memory ---- */
     llmrt_status (*alloc)(backend *be, size_t bytes, void **out); /* zero-filled */
@@ -140,7 +150,7 @@ typedef struct backend_ops {
 
     /* ---- steps ---- */
     llmrt_status (*step_begin)(backend *be, const step_desc *step);
-    llmrt_status (*step_end)(backend *be); /* all ops of the step are complete on return */
+    llmrt_status (*step_end)(backend *be); /* every op of the step is issued on return */
 
     /* ---- operations ---- */
     /* x[r] = table[ids[r]] * scale (+ pos_table[pos of row r]); pos_table may be NULL.
@@ -190,12 +200,18 @@ typedef struct backend_ops {
      * as (bytes read + bytes written) / seconds / 1e9: the reference for the achieved
      * bandwidth that `llmrt run --benchmark` reports. */
     llmrt_status (*copy_bandwidth)(backend *be, size_t bytes, double *gb_per_s);
-    /* Greedy choice without moving the logits to the host: out[r] (host) = the index of the
-     * largest of logits[r, 0..V) (the lowest index on ties, as torch.argmax). Called after
-     * step_end. Fails with LLMRT_ERR_INVALID, naming the row, if a row holds a NaN or an
-     * infinity (an overflowed precision must not pass for a token). */
-    llmrt_status (*argmax)(backend *be, int32_t *out /* [n] host */,
-                           const float *logits /* [n, V] backend memory */, int n, int V);
+    /* Greedy choice without moving the logits to the host, in two halves so that the next
+     * step can run before the host has seen this one's choice. argmax_start (after step_end)
+     * starts choosing, for each row r < n, the index of the largest of logits[r, 0..V) (the
+     * lowest index on ties, as torch.argmax); a step begun right after it with
+     * step_desc.ids == NULL takes these choices as its ids. argmax_wait waits for the oldest
+     * started choice not yet waited for and writes its n ids to host `out` (NULL: drops
+     * them). It fails with LLMRT_ERR_INVALID, naming the row, if a row holds a NaN or an
+     * infinity (an overflowed precision must not pass for a token). At most ARGMAX_PENDING
+     * choices may be started and not yet waited for. */
+    llmrt_status (*argmax_start)(backend *be, const float *logits /* [n, V] backend memory */,
+                                 int n, int V);
+    llmrt_status (*argmax_wait)(backend *be, int32_t *out /* [n] host, or NULL */);
     /* The whole layer stack of a decode step (n_tokens == 1) at once, for backends that run it
      * as one kernel: for every layer what forward.c's op sequence computes, then
      * h = final_norm(x), and with a head (or NULL) also what the logits op computes from h.

@@ -51,7 +51,7 @@ llmrt_status forward_step(session *s, const int32_t *ids, int n_tokens, bool all
     const int B = s->o.batch, D = c->hidden;
     const int rows = B * n_tokens;
 
-    for (int i = 0; i < rows; i++)
+    for (int i = 0; ids && i < rows; i++) /* ids NULL: the backend's own choices */
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return err_set(LLMRT_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)",
                            ids[i], c->vocab - 1);

@@ -8,9 +8,9 @@
 
 /* One step: n_tokens (<= s->o.chunk) new tokens per sequence at positions s->pos. Leaves
  * F32 logits in s->logits (backend memory): every row if all_logits, else the last row of
- * each sequence. Does not advance s->pos. */
-llmrt_status forward_step(session *s, const int32_t *ids /* [batch * n_tokens] */, int n_tokens,
-                          bool all_logits);
+ * each sequence. Does not advance s->pos. ids NULL: see step_desc.ids. */
+llmrt_status forward_step(session *s, const int32_t *ids /* [batch * n_tokens] or NULL */,
+                          int n_tokens, bool all_logits);
 
 /* The activation buffers the layers pass through (backend memory, sized for the step's rows;
  * see session.h). */

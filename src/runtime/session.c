@@ -138,6 +138,7 @@ llmrt_status session_create(session **out, model *m, const session_opts *o) {
 
 void session_free(session *s) {
     if (!s) return;
+    session_reset(s);
     if (s->kv_block) s->be->ops->free(s->be, s->kv_block);
     if (s->act_block) s->be->ops->free(s->be, s->act_block);
     free(s->kv);
@@ -147,14 +148,17 @@ void session_free(session *s) {
 }
 
 void session_reset(session *s) {
+    while (s->greedy_waiting > 0) /* errors here belong to the steps given up */
+        session_greedy_wait(s, NULL);
     memset(s->pos, 0, (size_t)s->o.batch * sizeof *s->pos);
     memset(s->start, 0, (size_t)s->o.batch * sizeof *s->start);
 }
 
 /* Runs the chunks; the last one's results go to `logits` (all_logits: every chunk's rows) or,
- * when `argmax` is given, only the greedy choice of each sequence is brought back. */
+ * when `greedy`, to the backend's argmax of each sequence (started, not waited for). ids NULL:
+ * one token per sequence, the backend's last choices. */
 static llmrt_status session_run(session *s, const int32_t *ids, int n_tokens, bool all_logits,
-                                float *logits, int32_t *argmax) {
+                                float *logits, bool greedy) {
     const int B = s->o.batch, V = s->m->cfg.vocab;
     if (n_tokens < 1) return err_set(LLMRT_ERR_INVALID, "session_forward: no tokens");
     if (all_logits && !s->o.all_logits)
@@ -164,6 +168,10 @@ static llmrt_status session_run(session *s, const int32_t *ids, int n_tokens, bo
             return err_set(LLMRT_ERR_INVALID,
                            "sequence %d would reach %d positions, beyond the session's %d", b,
                            s->pos[b] + n_tokens, s->o.max_seq);
+    if (!ids && n_tokens != 1)
+        return err_set(LLMRT_ERR_INVALID,
+                       "session_forward: the backend's choices are one token per sequence, not %d",
+                       n_tokens);
     const int chunk = s->o.chunk;
     int32_t *part = NULL;
     if (n_tokens > chunk) {
@@ -186,8 +194,9 @@ static llmrt_status session_run(session *s, const int32_t *ids, int n_tokens, bo
             for (int b = 0; b < B && st == LLMRT_OK; b++)
                 st = s->be->ops->download(s->be, logits + ((size_t)b * n_tokens + t0) * V,
                                           s->logits + (size_t)b * T * V, (size_t)T * V * 4);
-        } else if (t0 + T == n_tokens && argmax) {
-            st = s->be->ops->argmax(s->be, argmax, s->logits, B, V);
+        } else if (t0 + T == n_tokens && greedy) {
+            st = s->be->ops->argmax_start(s->be, s->logits, B, V);
+            if (st == LLMRT_OK) s->greedy_waiting++;
         } else if (t0 + T == n_tokens) {
             st = s->be->ops->download(s->be, logits, s->logits, (size_t)B * V * 4);
         }
@@ -200,11 +209,29 @@ static llmrt_status session_run(session *s, const int32_t *ids, int n_tokens, bo
 
 llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool all_logits,
                              float *logits) {
-    return session_run(s, ids, n_tokens, all_logits, logits, NULL);
+    if (!ids) return err_set(LLMRT_ERR_INVALID, "session_forward: no ids");
+    return session_run(s, ids, n_tokens, all_logits, logits, false);
 }
 
-llmrt_status session_forward_argmax(session *s, const int32_t *ids, int n_tokens, int32_t *next) {
-    if (!s->be->ops->argmax)
+llmrt_status session_forward_greedy(session *s, const int32_t *ids, int n_tokens) {
+    if (!s->be->ops->argmax_start)
         return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax op", s->be->name);
-    return session_run(s, ids, n_tokens, false, NULL, next);
+    if (s->greedy_waiting >= ARGMAX_PENDING)
+        return err_set(LLMRT_ERR_INVALID,
+                       "session_forward_greedy: %d greedy steps already wait for "
+                       "session_greedy_wait",
+                       s->greedy_waiting);
+    return session_run(s, ids, n_tokens, false, NULL, true);
+}
+
+llmrt_status session_greedy_wait(session *s, int32_t *next) {
+    if (s->greedy_waiting <= 0)
+        return err_set(LLMRT_ERR_INVALID, "session_greedy_wait: no greedy step is waiting");
+    s->greedy_waiting--;
+    return s->be->ops->argmax_wait(s->be, next);
+}
+
+void session_rewind(session *s, int n) {
+    for (int b = 0; b < s->o.batch; b++)
+        s->pos[b] = s->pos[b] > n ? s->pos[b] - n : 0;
 }

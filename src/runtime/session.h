@@ -36,16 +36,17 @@ typedef struct session {
     size_t kv_bytes_full; /* what the cache would take without sliding-window ring buffers */
     void *act_block;      /* backend allocation for the buffers below */
     size_t act_bytes;
-    void *x;        /* [rows_max, D] residual stream */
-    void *h;        /* [rows_max, D] normed input of the next block */
-    void *qkv;      /* [rows_max, (H + 2*Hkv) * hd] */
-    void *att;      /* [rows_max, H * hd] */
-    void *mlp;      /* [rows_max, 2F] (gated) or [rows_max, F] */
-    void *mlp_act;  /* [rows_max, F] */
-    void *last;     /* [batch, D] */
-    float *logits;  /* [rows_max or batch, V] backend memory, F32 */
-    int32_t *pos;   /* [batch] host: tokens in each sequence so far (the next position) */
-    int32_t *start; /* [batch] host: left padding of each sequence */
+    void *x;            /* [rows_max, D] residual stream */
+    void *h;            /* [rows_max, D] normed input of the next block */
+    void *qkv;          /* [rows_max, (H + 2*Hkv) * hd] */
+    void *att;          /* [rows_max, H * hd] */
+    void *mlp;          /* [rows_max, 2F] (gated) or [rows_max, F] */
+    void *mlp_act;      /* [rows_max, F] */
+    void *last;         /* [batch, D] */
+    float *logits;      /* [rows_max or batch, V] backend memory, F32 */
+    int32_t *pos;       /* [batch] host: tokens in each sequence so far (the next position) */
+    int32_t *start;     /* [batch] host: left padding of each sequence */
+    int greedy_waiting; /* session_forward_greedy choices not yet waited for */
 } session;
 
 /* Device/host bytes a session with these options needs (for the fits-in-memory check). */
@@ -54,7 +55,8 @@ size_t session_bytes(const model_config *c, const session_opts *o, dtype act, dt
 llmrt_status session_create(session **out, model *m, const session_opts *o);
 void session_free(session *s);
 
-/* Forgets every sequence (positions back to 0, padding cleared); the cache is overwritten. */
+/* Forgets every sequence (positions back to 0, padding cleared, greedy choices still waiting
+ * dropped); the cache is overwritten. */
 void session_reset(session *s);
 
 /* Runs n_tokens new tokens of every sequence (ids [batch * n_tokens], sequence-major)
@@ -64,10 +66,20 @@ void session_reset(session *s);
 llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool all_logits,
                              float *logits);
 
-/* As session_forward without all_logits, but only the greedy choice of each sequence comes
- * back: next[b] = argmax of its last logits (computed by the backend; the logits stay there).
- * Fails if the logits are not finite. */
-llmrt_status session_forward_argmax(session *s, const int32_t *ids, int n_tokens,
-                                    int32_t *next /* [batch] */);
+/* Greedy decoding with the choices made by the backend (backends with argmax_start); the
+ * logits stay there. session_forward_greedy runs n_tokens tokens of every sequence as
+ * session_forward does, then starts choosing each sequence's next token (the argmax of its
+ * last logits) without waiting for it. ids NULL runs one token per sequence: the choices of
+ * the session_forward_greedy just before, which never pass through the host, so that a step
+ * can start before the host has the previous choices. */
+llmrt_status session_forward_greedy(session *s, const int32_t *ids /* or NULL */, int n_tokens);
+
+/* The oldest started choices not yet waited for: next[b] for each sequence (next NULL: drop
+ * them). Fails if the logits were not finite. At most ARGMAX_PENDING may be waiting. */
+llmrt_status session_greedy_wait(session *s, int32_t *next /* [batch] or NULL */);
+
+/* Takes back the last n positions of every sequence (a step run ahead and not wanted); the
+ * next steps overwrite their cache entries. */
+void session_rewind(session *s, int n);
 
 #endif

@@ -93,6 +93,12 @@ static bweight weight(backend *be, int64_t rows, int64_t cols) {
     return w;
 }
 
+/* Ends a step and waits for it: step_end only issues the step's work. */
+static void step_end_wait(backend *be) {
+    OK(be->ops->step_end(be));
+    CU(cudaDeviceSynchronize());
+}
+
 /* ---- ceilings ---- */
 
 static double copy_bandwidth(void) {
@@ -133,7 +139,7 @@ static double gemm_rate(backend *be, int M, int N, int K, int reps) {
         OK(be->ops->step_begin(be, &s));
         for (int r = 0; r < reps; r++)
             OK(be->ops->matmul(be, out, in, &w, NULL));
-        OK(be->ops->step_end(be));
+        step_end_wait(be);
         if (it) t[it - 1] = (now_s() - t0) / reps;
     }
     free(ids);
@@ -290,7 +296,7 @@ static double model_step(backend *be, bench_model *m, int n_tokens, int pos, int
     double t0 = now_s();
     OK(be->ops->step_begin(be, &s));
     model_ops(be, m, n_tokens);
-    OK(be->ops->step_end(be));
+    step_end_wait(be);
     double t = now_s() - t0;
     free(ids);
     return t;
@@ -373,7 +379,7 @@ static double op_time(backend *be, const bench_model *m, int which, int reps, in
                 break;
             }
         }
-        OK(o->step_end(be));
+        step_end_wait(be);
         double t = (now_s() - t0) / reps;
         if (t < best) best = t;
     }

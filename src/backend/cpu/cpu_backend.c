@@ -98,8 +98,15 @@ static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
     if (s->batch < 1 || s->n_tokens < 1)
         return err_set(LLMRT_ERR_INVALID, "cpu step_begin: batch %d and n_tokens %d must be >= 1",
                        s->batch, s->n_tokens);
-    if (!s->ids || !s->pos)
-        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: ids and pos must be given");
+    int chain_n = st->chain_n;
+    st->chain_n = 0;
+    if (!s->pos) return err_set(LLMRT_ERR_INVALID, "cpu step_begin: pos must be given");
+    if (!s->ids && (s->n_tokens != 1 || chain_n != s->batch))
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu step_begin: ids NULL (the previous greedy choices) needs one token per "
+                       "sequence right after an argmax_start over the %d sequences (n_tokens %d, "
+                       "argmax rows %d)",
+                       s->batch, s->n_tokens, chain_n);
     size_t rows = (size_t)s->batch * (size_t)s->n_tokens;
     if (rows > st->ids_cap) {
         int32_t *p = realloc(st->ids, rows * sizeof *p);
@@ -126,7 +133,10 @@ static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
         st->pos[b] = s->pos[b];
         st->start[b] = start;
     }
-    memcpy(st->ids, s->ids, rows * sizeof *st->ids);
+    if (s->ids) /* else the ids are the last choices (cpu_argmax_start) */
+        memcpy(st->ids, s->ids, rows * sizeof *st->ids);
+    else
+        memcpy(st->ids, st->choices[st->chain_slot].ids, rows * sizeof *st->ids);
     st->batch = s->batch;
     st->n_tokens = s->n_tokens;
     st->have_step = 1;
@@ -370,31 +380,72 @@ static void cpu_destroy(backend *be) {
         free(st->ids);
         free(st->pos);
         free(st->start);
+        for (int i = 0; i < ARGMAX_PENDING; i++)
+            free(st->choices[i].ids);
         free(st);
     }
     free(be);
 }
 
-llmrt_status cpu_argmax(backend *be, int32_t *out, const float *logits, int n, int V) {
-    (void)be;
+/* ---- greedy choice ---- */
+
+/* Chooses at once (the CPU runs every op synchronously) into the next slot of the ring;
+ * argmax_wait hands the slots out in order. */
+static llmrt_status cpu_argmax_start(backend *be, const float *logits, int n, int V) {
+    cpu_state *st = cpu_state_of(be);
+    st->chain_n = 0;
+    if (st->have_step) return err_set(LLMRT_ERR_INVALID, "cpu argmax_start: called inside a step");
+    if (n < 1 || V < 1)
+        return err_set(LLMRT_ERR_INVALID, "cpu argmax_start: %d rows of %d logits", n, V);
+    if (st->choice_count == ARGMAX_PENDING)
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu argmax_start: %d choices are already waiting for argmax_wait",
+                       ARGMAX_PENDING);
+    int slot = (st->choice_first + st->choice_count) % ARGMAX_PENDING;
+    struct cpu_choice *ch = &st->choices[slot];
+    if (n > ch->cap) {
+        int32_t *p = realloc(ch->ids, (size_t)n * sizeof *p);
+        if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu argmax_start: out of memory for %d ids", n);
+        ch->ids = p;
+        ch->cap = n;
+    }
     int bad_row = -1;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < n; r++) {
         const float *l = logits + (size_t)r * V;
         int best = 0, finite = 1;
         for (int v = 0; v < V; v++) {
-            if (!isfinite(l[v])) finite = 0;
-            else if (l[v] > l[best] || !isfinite(l[best])) best = v;
+            if (!isfinite(l[v]))
+                finite = 0;
+            else if (l[v] > l[best] || !isfinite(l[best]))
+                best = v;
         }
-        out[r] = best;
+        ch->ids[r] = finite ? best : 0; /* a step on these ids stays in the vocabulary */
         if (!finite) {
 #pragma omp critical
             if (bad_row < 0 || r < bad_row) bad_row = r;
         }
     }
-    if (bad_row >= 0)
+    ch->n = n;
+    ch->bad_row = bad_row;
+    st->choice_count++;
+    st->chain_n = n;
+    st->chain_slot = slot;
+    return LLMRT_OK;
+}
+
+static llmrt_status cpu_argmax_wait(backend *be, int32_t *out) {
+    cpu_state *st = cpu_state_of(be);
+    if (st->choice_count == 0)
+        return err_set(LLMRT_ERR_INVALID, "cpu argmax_wait: no argmax_start is waiting");
+    struct cpu_choice *ch = &st->choices[st->choice_first];
+    st->choice_first = (st->choice_first + 1) % ARGMAX_PENDING;
+    st->choice_count--;
+    if (!out) return LLMRT_OK;
+    if (ch->bad_row >= 0)
         return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite",
-                       bad_row);
+                       ch->bad_row);
+    memcpy(out, ch->ids, (size_t)ch->n * sizeof *out);
     return LLMRT_OK;
 }
 
@@ -419,7 +470,8 @@ static const backend_ops cpu_ops = {
     .last_rows = cpu_last_rows,
     .logits = cpu_logits,
     .copy_bandwidth = cpu_copy_bandwidth,
-    .argmax = cpu_argmax,
+    .argmax_start = cpu_argmax_start,
+    .argmax_wait = cpu_argmax_wait,
     .destroy = cpu_destroy,
 };
 

@@ -17,6 +17,15 @@ typedef struct cpu_state {
     int32_t *pos;   /* [batch] position of each sequence's first new token */
     int32_t *start; /* [batch] first valid position of each sequence (0 when not padded) */
     size_t ids_cap, batch_cap;
+    /* greedy choices started and not yet waited for: a ring of ARGMAX_PENDING */
+    struct cpu_choice {
+        int32_t *ids; /* [cap] */
+        int n, cap;
+        int bad_row; /* the first row that was not all finite, or -1 */
+    } choices[ARGMAX_PENDING];
+    int choice_first, choice_count;
+    int chain_n;    /* rows of the argmax_start just before, for a step with ids NULL; else 0 */
+    int chain_slot; /* its slot in choices */
 } cpu_state;
 
 static inline cpu_state *cpu_state_of(backend *be) {
@@ -49,7 +58,5 @@ llmrt_status cpu_attention(backend *be, void *out, const void *qkv, const kv_lay
 
 /* The copy_bandwidth entry (cpu_bench.c): a multi-threaded memcpy of a large host buffer. */
 llmrt_status cpu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_s);
-/* The argmax entry (cpu_backend.c). */
-llmrt_status cpu_argmax(backend *be, int32_t *out, const float *logits, int n, int V);
 
 #endif

@@ -440,12 +440,18 @@ static llmrt_status step_buffers(cuda_state *s, int need) {
     CK(cudaStreamSynchronize(c->stream));
     if (c->d_ids) CK(cudaFree(c->d_ids));
     if (c->h_stage) CK(cudaFreeHost(c->h_stage));
+    free(c->h_last);
     c->d_ids = NULL;
     c->h_stage = NULL;
+    c->h_last = NULL;
     c->step_cap = 0;
+    c->chain_n = 0; /* the choices in d_ids are gone */
+    c->last_batch = 0;
     int cap = need < 256 ? 256 : need;
     CK(cudaMalloc(&c->d_ids, 3 * (size_t)cap * sizeof(int32_t)));
     CK(cudaMallocHost(&c->h_stage, 3 * (size_t)cap * sizeof(int32_t)));
+    c->h_last = (int32_t *)calloc(2 * (size_t)cap, sizeof(int32_t));
+    if (!c->h_last) return err_set(LLMRT_ERR_NOMEM, "cuda: out of host memory");
     c->d_pos = c->d_ids + cap;
     c->d_start = c->d_ids + 2 * cap;
     c->step_cap = cap;
@@ -468,8 +474,15 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     if (st->batch <= 0 || st->n_tokens <= 0)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
                        st->n_tokens);
-    if (!st->ids || !st->pos)
-        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: ids and pos must be given");
+    int chain_n = c->chain_n;
+    c->chain_n = 0;
+    if (!st->pos) return err_set(LLMRT_ERR_INVALID, "cuda step_begin: pos must be given");
+    if (!st->ids && (st->n_tokens != 1 || chain_n != st->batch))
+        return err_set(LLMRT_ERR_INVALID,
+                       "cuda step_begin: ids NULL (the previous greedy choices) needs one token "
+                       "per sequence right after an argmax_start over the %d sequences (n_tokens "
+                       "%d, argmax rows %d)",
+                       st->batch, st->n_tokens, chain_n);
     for (int b = 0; b < st->batch; b++) {
         int32_t start = st->start ? st->start[b] : 0;
         if (st->pos[b] < 0 || start < 0 || st->pos[b] > INT32_MAX - st->n_tokens)
@@ -479,17 +492,36 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
                            b, (int)st->pos[b], (int)start);
     }
     int rows = st->batch * st->n_tokens;
-    TRY(step_buffers(s, rows));
-    /* the previous step ended with a synchronize, so the staging buffer is free */
-    int32_t *h = c->h_stage;
-    memcpy(h, st->ids, (size_t)rows * sizeof(int32_t));
-    memcpy(h + c->step_cap, st->pos, (size_t)st->batch * sizeof(int32_t));
-    if (st->start)
-        memcpy(h + 2 * c->step_cap, st->start, (size_t)st->batch * sizeof(int32_t));
-    else
-        memset(h + 2 * c->step_cap, 0, (size_t)st->batch * sizeof(int32_t));
-    CK(cudaMemcpyAsync(c->d_ids, h, 3 * (size_t)c->step_cap * sizeof(int32_t),
-                       cudaMemcpyHostToDevice, c->stream));
+    TRY(step_buffers(s, rows)); /* never grows for ids NULL: the step before had >= rows */
+    /* A step on the previous choices finds its ids in d_ids, and its positions too when they
+     * follow the last step's (the argmax advanced d_pos): nothing to upload. */
+    int upload = 1;
+    if (!st->ids) {
+        upload = 0;
+        for (int b = 0; b < st->batch; b++) {
+            int32_t start = st->start ? st->start[b] : 0;
+            if (st->pos[b] != c->h_last[b] + c->last_n_tokens ||
+                start != c->h_last[c->step_cap + b])
+                upload = 1;
+        }
+    }
+    for (int b = 0; b < st->batch; b++) {
+        c->h_last[b] = st->pos[b];
+        c->h_last[c->step_cap + b] = st->start ? st->start[b] : 0;
+    }
+    c->last_batch = st->batch;
+    c->last_n_tokens = st->n_tokens;
+    if (upload) {
+        CK(cudaEventSynchronize(c->staged)); /* the last upload has left h_stage */
+        int32_t *h = c->h_stage;
+        if (st->ids) memcpy(h, st->ids, (size_t)rows * sizeof(int32_t));
+        memcpy(h + c->step_cap, c->h_last, 2 * (size_t)c->step_cap * sizeof(int32_t));
+        size_t first = st->ids ? 0 : (size_t)c->step_cap; /* ids NULL: keep d_ids */
+        CK(cudaMemcpyAsync(c->d_ids + first, h + first,
+                           (3 * (size_t)c->step_cap - first) * sizeof(int32_t),
+                           cudaMemcpyHostToDevice, c->stream));
+        CK(cudaEventRecord(c->staged, c->stream));
+    }
     c->batch = st->batch;
     c->n_tokens = st->n_tokens;
     c->rows = rows;
@@ -548,7 +580,6 @@ static llmrt_status cu_step_end(backend *be) {
     }
     c->mode = GRAPH_EAGER;
     c->rows = 0;
-    CK(cudaStreamSynchronize(c->stream));
     return LLMRT_OK;
 }
 
@@ -760,24 +791,63 @@ static llmrt_status cu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_
 
 /* ---- greedy choice on the device ---- */
 
-static llmrt_status cu_argmax(backend *be, int32_t *out, const float *logits, int n, int V) {
+/* The kernel writes each choice straight into a pinned host slot (no copy to queue) and, when
+ * the rows are the last step's sequences, also into d_ids with d_pos advanced: a step begun
+ * with ids NULL runs on them without waiting for the host. */
+static llmrt_status cu_argmax_start(backend *be, const float *logits, int n, int V) {
     cuda_ctx *c = ctx_of(be);
-    if (n > c->argmax_cap) {
-        if (c->d_argmax) cudaFree(c->d_argmax);
-        c->d_argmax = NULL;
-        c->argmax_cap = 0;
-        cudaError_t e = cudaMalloc((void **)&c->d_argmax, (size_t)n * sizeof(int32_t));
-        if (e != cudaSuccess) return cuda_fail(e, "argmax (cudaMalloc)", __FILE__, __LINE__);
-        c->argmax_cap = n;
+    c->chain_n = 0;
+    if (c->rows > 0) return err_set(LLMRT_ERR_INVALID, "cuda argmax_start: called inside a step");
+    if (n < 1 || V < 1)
+        return err_set(LLMRT_ERR_INVALID, "cuda argmax_start: %d rows of %d logits", n, V);
+    if (c->choice_count == ARGMAX_PENDING)
+        return err_set(LLMRT_ERR_INVALID,
+                       "cuda argmax_start: %d choices are already waiting for argmax_wait",
+                       ARGMAX_PENDING);
+    if (n > c->choice_cap) {
+        if (c->choice_count > 0)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cuda argmax_start: %d rows while choices of fewer rows wait", n);
+        if (c->h_choice) CK(cudaFreeHost(c->h_choice));
+        if (c->d_argmax_rows) CK(cudaFree(c->d_argmax_rows));
+        c->h_choice = c->d_choice = NULL;
+        c->d_argmax_rows = NULL;
+        c->choice_cap = 0;
+        CK(cudaHostAlloc((void **)&c->h_choice, ARGMAX_PENDING * (size_t)n * sizeof(int32_t),
+                         cudaHostAllocMapped));
+        CK(cudaHostGetDevicePointer((void **)&c->d_choice, c->h_choice, 0));
+        CK(cudaMalloc((void **)&c->d_argmax_rows, (size_t)n * sizeof(argmax_row)));
+        CK(cudaMemsetAsync(c->d_argmax_rows, 0, (size_t)n * sizeof(argmax_row), c->stream));
+        c->choice_cap = n;
     }
-    TRY(cuda_launch_argmax(c, c->d_argmax, logits, n, V));
-    cudaError_t e = cudaMemcpyAsync(out, c->d_argmax, (size_t)n * sizeof(int32_t),
-                                    cudaMemcpyDeviceToHost, c->stream);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
-    if (e != cudaSuccess) return cuda_fail(e, "argmax (cudaMemcpyAsync)", __FILE__, __LINE__);
-    for (int r = 0; r < n; r++)
-        if (out[r] < 0)
+    int slot = (c->choice_first + c->choice_count) % ARGMAX_PENDING;
+    int chain = n == c->last_batch;
+    TRY(cuda_launch_argmax(c, c->d_choice + (size_t)slot * c->choice_cap, logits, n, V,
+                           chain ? c->d_ids : NULL, c->d_pos, c->last_n_tokens));
+    CK(cudaEventRecord(c->choice_done[slot], c->stream));
+    c->choice_n[slot] = n;
+    c->choice_count++;
+    c->chain_n = chain ? n : 0;
+    return LLMRT_OK;
+}
+
+static llmrt_status cu_argmax_wait(backend *be, int32_t *out) {
+    cuda_ctx *c = ctx_of(be);
+    if (c->choice_count == 0)
+        return err_set(LLMRT_ERR_INVALID, "cuda argmax_wait: no argmax_start is waiting");
+    int slot = c->choice_first;
+    c->choice_first = (slot + 1) % ARGMAX_PENDING;
+    c->choice_count--;
+    cudaError_t e = cudaEventSynchronize(c->choice_done[slot]);
+    if (e != cudaSuccess)
+        return cuda_fail(e, "argmax_wait (cudaEventSynchronize)", __FILE__, __LINE__);
+    if (!out) return LLMRT_OK;
+    const int32_t *h = c->h_choice + (size_t)slot * c->choice_cap;
+    for (int r = 0; r < c->choice_n[slot]; r++) {
+        if (h[r] < 0)
             return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite", r);
+        out[r] = h[r];
+    }
     return LLMRT_OK;
 }
 
@@ -795,9 +865,14 @@ static void cu_destroy(backend *be) {
         cuda_matmul_free(c);
         cuda_decode_free(c);
         if (c->scratch) cudaFree(c->scratch);
-        if (c->d_argmax) cudaFree(c->d_argmax);
+        if (c->h_choice) cudaFreeHost(c->h_choice);
+        if (c->d_argmax_rows) cudaFree(c->d_argmax_rows);
+        for (int i = 0; i < ARGMAX_PENDING; i++)
+            if (c->choice_done[i]) cudaEventDestroy(c->choice_done[i]);
+        if (c->staged) cudaEventDestroy(c->staged);
         if (c->d_ids) cudaFree(c->d_ids);
         if (c->h_stage) cudaFreeHost(c->h_stage);
+        free(c->h_last);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(s);
     }
@@ -805,10 +880,11 @@ static void cu_destroy(backend *be) {
 }
 
 static const backend_ops cuda_ops = {
-    cu_alloc,    cu_free,       cu_upload,         cu_download,  cu_act_from_f32,  cu_act_to_f32,
-    cu_mem_info, cu_step_begin, cu_step_end,       cu_embed,     cu_norm,          cu_add_norm,
-    cu_add,      cu_matmul,     cu_qkv_finish,     cu_attention, cu_activate,      cu_last_rows,
-    cu_logits,   cu_destroy,    cu_copy_bandwidth, cu_argmax,    cu_decode_layers,
+    cu_alloc,          cu_free,         cu_upload,      cu_download,      cu_act_from_f32,
+    cu_act_to_f32,     cu_mem_info,     cu_step_begin,  cu_step_end,      cu_embed,
+    cu_norm,           cu_add_norm,     cu_add,         cu_matmul,        cu_qkv_finish,
+    cu_attention,      cu_activate,     cu_last_rows,   cu_logits,        cu_destroy,
+    cu_copy_bandwidth, cu_argmax_start, cu_argmax_wait, cu_decode_layers,
 };
 
 extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {
@@ -863,6 +939,13 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
         c->smem_optin = (int)prop.sharedMemPerBlockOptin;
         st = cuda_matmul_init(c);
     }
+    for (int i = 0; i < ARGMAX_PENDING && st == LLMRT_OK; i++)
+        if ((e = cudaEventCreateWithFlags(&c->choice_done[i], cudaEventDisableTiming)) !=
+            cudaSuccess)
+            st = cuda_fail(e, "cudaEventCreate", __FILE__, __LINE__);
+    if (st == LLMRT_OK &&
+        (e = cudaEventCreateWithFlags(&c->staged, cudaEventDisableTiming)) != cudaSuccess)
+        st = cuda_fail(e, "cudaEventCreate", __FILE__, __LINE__);
     if (st == LLMRT_OK) st = step_buffers(s, 256);
     if (st != LLMRT_OK) {
         cu_destroy(be);

@@ -85,11 +85,26 @@ typedef struct cuda_ctx {
 
     /* the current step (set by step_begin) */
     int batch, n_tokens, rows;
-    int step_cap;     /* capacity of the device step buffers, in rows */
-    int32_t *d_ids;   /* [step_cap] device */
-    int32_t *d_pos;   /* [step_cap] device, per sequence */
-    int32_t *d_start; /* [step_cap] device, per sequence */
-    int32_t *h_stage; /* [3 * step_cap] pinned host staging for the uploads */
+    int step_cap;       /* capacity of the device step buffers, in rows */
+    int32_t *d_ids;     /* [step_cap] device */
+    int32_t *d_pos;     /* [step_cap] device, per sequence */
+    int32_t *d_start;   /* [step_cap] device, per sequence */
+    int32_t *h_stage;   /* [3 * step_cap] pinned host staging for the uploads */
+    cudaEvent_t staged; /* recorded after the upload from h_stage: it may be rewritten */
+    int32_t *h_last;    /* [2 * step_cap] host: pos and start of the last step's sequences */
+    int last_batch, last_n_tokens;
+
+    /* greedy choices started by argmax_start and not yet waited for: a ring of ARGMAX_PENDING
+     * slots of pinned host memory that the argmax kernel writes through its device view */
+    int32_t *h_choice; /* [ARGMAX_PENDING * choice_cap] pinned, mapped */
+    int32_t *d_choice; /* the device view of h_choice */
+    cudaEvent_t choice_done[ARGMAX_PENDING];
+    int choice_n[ARGMAX_PENDING];
+    int choice_cap, choice_first, choice_count;
+    struct argmax_row *d_argmax_rows; /* [choice_cap] device: the argmax kernel's merge state */
+    /* rows of the argmax_start just before, whose choices are in d_ids and which advanced d_pos
+     * by last_n_tokens (a step may begin with ids NULL); 0 otherwise */
+    int chain_n;
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
     int no_graph; /* LLMRT_NO_GRAPH=1 */
@@ -100,10 +115,6 @@ typedef struct cuda_ctx {
     /* scratch for split-K attention partials; grows only outside a capture */
     void *scratch;
     size_t scratch_bytes;
-
-    /* argmax results, [argmax_cap] device; used after step_end only */
-    int32_t *d_argmax;
-    int argmax_cap;
 
     /* the fused decode kernel (cuda_decode.cu) */
     int no_decode_kernel; /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
@@ -295,9 +306,20 @@ llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const
 llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r, int D,
                               const norm_params *p);
 llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D);
-/* out[r] = argmax of logits row r (lowest index on ties), or -1 if the row is not all finite. */
+/* The argmax kernel's state of one row while its blocks merge; all zero between calls. */
+typedef struct argmax_row {
+    unsigned long long key; /* the best (value, index) key so far */
+    int bad;                /* a NaN or infinity was seen */
+    unsigned blocks;        /* blocks merged */
+} argmax_row;
+
+/* out[r] = argmax of logits row r (lowest index on ties), or -1 if the row is not all finite.
+ * With next_ids, also next_ids[r] = the choice (0 for a row that is not finite, so that a step
+ * on it stays in the vocabulary) and pos[r] += pos_add: the ids and positions of a next step. */
 llmrt_status cuda_launch_argmax(cuda_ctx *c, int32_t *out /* [n] device */,
-                                const float *logits /* [n, V] */, int n, int V);
+                                const float *logits /* [n, V] */, int n, int V,
+                                int32_t *next_ids /* [n] device, or NULL */,
+                                int32_t *pos /* [n] device */, int pos_add);
 llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a,
                                     const norm_params *qn, const norm_params *kn,
                                     const rope_params *rope, kv_layer *cache);

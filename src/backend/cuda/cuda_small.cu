@@ -150,52 +150,77 @@ llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D) {
 
 /* ---- argmax ---- */
 
-/* One block per row: each thread scans a stride of the row, then warp and block reductions
- * keep the largest value and, on ties, the lowest index; any NaN or infinity marks the row. */
-__global__ void kernel_argmax(const float *logits /* [n, V] */, int V, int32_t *out /* [n] */) {
-    const float *l = logits + (size_t)blockIdx.x * V;
-    float best = -INFINITY;
-    int bi = INT_MAX, bad = 0;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+/* Orders (value, index) pairs as integers: a larger value gives a larger key and, among equal
+ * values, so does a lower index (torch.argmax's choice); every finite value's key is > 0. */
+__device__ __forceinline__ unsigned long long argmax_key(float v, int i) {
+    if (v == 0.0f) v = 0.0f; /* -0 ties with +0 */
+    unsigned u = __float_as_uint(v);
+    u = (u & 0x80000000u) ? ~u : u | 0x80000000u;
+    return ((unsigned long long)u << 32) | (0xFFFFFFFFu - (unsigned)i);
+}
+
+enum { ARGMAX_THREADS = 256, ARGMAX_CHUNK = ARGMAX_THREADS * 16 };
+
+/* Grid (blocks per row, rows): each block folds its chunk of the row to one key (and a flag for
+ * any NaN or infinity) and merges them into the row's state with atomics; the row's last block
+ * writes the choice and clears the state for the next call. */
+__global__ void __launch_bounds__(ARGMAX_THREADS)
+    kernel_argmax(const float *logits /* [n, V] */, int V, argmax_row *state /* [n] */,
+                  int32_t *out /* [n] */, int32_t *next_ids /* [n] or NULL */, int32_t *pos,
+                  int pos_add) {
+    const int r = blockIdx.y;
+    const float *l = logits + (size_t)r * V;
+    const int lo = blockIdx.x * ARGMAX_CHUNK, hi = min(V, lo + ARGMAX_CHUNK);
+    unsigned long long best = 0;
+    int bad = 0;
+    for (int i = lo + threadIdx.x; i < hi; i += ARGMAX_THREADS) {
         float v = l[i];
-        if (!isfinite(v)) bad = 1;
-        else if (v > best || (v == best && i < bi)) {
-            best = v;
-            bi = i;
-        }
+        if (!isfinite(v))
+            bad = 1;
+        else
+            best = max(best, argmax_key(v, i));
     }
     for (int o = 16; o > 0; o >>= 1) {
-        float ob = __shfl_down_sync(0xffffffffu, best, o);
-        int oi = __shfl_down_sync(0xffffffffu, bi, o);
-        bad |= __shfl_down_sync(0xffffffffu, bad, o);
-        if (ob > best || (ob == best && oi < bi)) {
-            best = ob;
-            bi = oi;
-        }
+        best = max(best, __shfl_xor_sync(0xffffffffu, best, o));
+        bad |= __shfl_xor_sync(0xffffffffu, bad, o);
     }
-    __shared__ float sb[32];
-    __shared__ int si[32], sbad[32];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    __shared__ unsigned long long sb[ARGMAX_THREADS / 32];
+    __shared__ int sbad[ARGMAX_THREADS / 32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (lane == 0) {
         sb[warp] = best;
-        si[warp] = bi;
         sbad[warp] = bad;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < nw; w++) {
-            if (sb[w] > best || (sb[w] == best && si[w] < bi)) {
-                best = sb[w];
-                bi = si[w];
-            }
-            bad |= sbad[w];
-        }
-        out[blockIdx.x] = (bad || bi == INT_MAX) ? -1 : bi;
+    if (threadIdx.x != 0) return;
+    for (int w = 1; w < ARGMAX_THREADS / 32; w++) {
+        best = max(best, sb[w]);
+        bad |= sbad[w];
     }
+    argmax_row *st = state + r;
+    if (best) atomicMax(&st->key, best);
+    if (bad) atomicOr(&st->bad, 1);
+    __threadfence();
+    if (atomicAdd(&st->blocks, 1u) != gridDim.x - 1) return;
+    __threadfence(); /* the last block: every other block's merge is visible */
+    unsigned long long key = atomicAdd(&st->key, 0ull);
+    int ok = !atomicAdd(&st->bad, 0) && key != 0;
+    int id = (int)(0xFFFFFFFFu - (unsigned)(key & 0xFFFFFFFFull));
+    out[r] = ok ? id : -1;
+    if (next_ids) {
+        next_ids[r] = ok ? id : 0;
+        pos[r] += pos_add;
+    }
+    st->key = 0;
+    st->bad = 0;
+    st->blocks = 0;
 }
 
-llmrt_status cuda_launch_argmax(cuda_ctx *c, int32_t *out, const float *logits, int n, int V) {
-    kernel_argmax<<<n, 1024, 0, c->stream>>>(logits, V, out);
+llmrt_status cuda_launch_argmax(cuda_ctx *c, int32_t *out, const float *logits, int n, int V,
+                                int32_t *next_ids, int32_t *pos, int pos_add) {
+    dim3 grid((V + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK, n);
+    kernel_argmax<<<grid, ARGMAX_THREADS, 0, c->stream>>>(logits, V, c->d_argmax_rows, out,
+                                                          next_ids, pos, pos_add);
     CK_KERNEL("kernel_argmax");
     return LLMRT_OK;
 }
