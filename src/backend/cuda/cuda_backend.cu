@@ -477,12 +477,13 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     int chain_n = c->chain_n;
     c->chain_n = 0;
     if (!st->pos) return err_set(LLMRT_ERR_INVALID, "cuda step_begin: pos must be given");
-    if (!st->ids && (st->n_tokens != 1 || chain_n != st->batch))
+    if (!st->ids && (st->n_tokens != 1 || chain_n != st->batch || !c->chain_kept))
         return err_set(LLMRT_ERR_INVALID,
                        "cuda step_begin: ids NULL (the previous greedy choices) needs one token "
                        "per sequence right after an argmax_start over the %d sequences (n_tokens "
-                       "%d, argmax rows %d)",
-                       st->batch, st->n_tokens, chain_n);
+                       "%d, argmax rows %d%s)",
+                       st->batch, st->n_tokens, chain_n,
+                       c->chain_kept ? "" : ", not the sequences of the step before it");
     for (int b = 0; b < st->batch; b++) {
         int32_t start = st->start ? st->start[b] : 0;
         if (st->pos[b] < 0 || start < 0 || st->pos[b] > INT32_MAX - st->n_tokens)
@@ -827,7 +828,8 @@ static llmrt_status cu_argmax_start(backend *be, const float *logits, int n, int
     CK(cudaEventRecord(c->choice_done[slot], c->stream));
     c->choice_n[slot] = n;
     c->choice_count++;
-    c->chain_n = chain ? n : 0;
+    c->chain_n = n;
+    c->chain_kept = chain;
     return LLMRT_OK;
 }
 

@@ -297,15 +297,16 @@ __device__ __forceinline__ dk_mat dk_matrix(const dk_args &a, const dk_layer &L,
     }
 }
 
-/* This block's units [u0, u1) of a matrix with U units. */
+/* This block's units [u0, u1) of a matrix with U units (U * gridDim.x < 2^32: checked by
+ * cuda_decode_unsupported). */
 __device__ __forceinline__ void dk_units(int U, int *u0, int *u1) {
-    *u0 = (int)((long long)U * blockIdx.x / gridDim.x);
-    *u1 = (int)((long long)U * (blockIdx.x + 1) / gridDim.x);
+    *u0 = (int)((unsigned)U * blockIdx.x / gridDim.x);
+    *u1 = (int)((unsigned)U * (blockIdx.x + 1) / gridDim.x);
 }
 
-/* Columns per tile chunk: DK_WARPS units of rpu rows fill one tile. */
+/* Columns per tile chunk: DK_WARPS units of rpu (1 or 2) rows fill one tile. */
 template <typename T> __device__ __forceinline__ int dk_chunk(int rpu) {
-    return DK_TILE / (int)sizeof(T) / (DK_WARPS * rpu);
+    return (DK_TILE / (int)sizeof(T) / DK_WARPS) >> (rpu - 1);
 }
 
 struct dk_ring {
@@ -324,12 +325,17 @@ struct dk_ring {
 
 /* A walk over this block's tiles in the order they are used: (layer, matrix, group of units,
  * column chunk), skipping matrices of which the block has no units; after the last layer the
- * LM head (layer n_layers, MAT_HEAD) when the kernel computes the logits. */
+ * LM head (layer n_layers, MAT_HEAD) when the kernel computes the logits. Each producer lane
+ * follows the row it copies (lane < nrows): the step from tile to tile is an add, so that the
+ * producer issues the next tile as soon as a slot and the in-flight cap let it. */
 template <typename T> struct dk_walk {
     const dk_args *a;
     const dk_layer *layers;
-    int l, m, g0, ch, u0, u1, C, nch, nrows;
-    dk_mat M;
+    int l, m, g0, ch, u1, nch, nrows, rpu;
+    const char *lane_row; /* this lane's row at column 0 */
+    size_t chunk_bytes;   /* a full chunk of a row */
+    size_t row_step;      /* from a group's rows to the next group's */
+    unsigned last_bytes;  /* the last chunk of a row */
     bool valid;
     __device__ void start(const dk_args *a_, const dk_layer *layers_) {
         a = a_;
@@ -340,6 +346,8 @@ template <typename T> struct dk_walk {
         next_matrix();
     }
     __device__ void next_matrix() {
+        int u0;
+        dk_mat M;
         for (;;) {
             if (l == a->n_layers) { /* past the head */
                 valid = false;
@@ -359,34 +367,39 @@ template <typename T> struct dk_walk {
             dk_units(M.U, &u0, &u1);
             if (u0 < u1) break;
         }
-        C = dk_chunk<T>(M.rpu);
+        const int C = dk_chunk<T>(M.rpu);
+        rpu = M.rpu;
         nch = (M.K + C - 1) / C;
+        chunk_bytes = (size_t)C * sizeof(T);
+        last_bytes = (unsigned)((M.K - (nch - 1) * C) * sizeof(T));
+        const int lane = threadIdx.x % 32, w = lane >> (rpu - 1), k = lane & (rpu - 1);
+        lane_row = M.W + ((size_t)u0 + w + (size_t)k * M.row2) * M.K * sizeof(T);
+        row_step = (size_t)DK_WARPS * M.K * sizeof(T);
         g0 = u0;
         ch = 0;
-        nrows = min(DK_WARPS, u1 - g0) * M.rpu;
+        nrows = min(DK_WARPS, u1 - g0) * rpu;
     }
     __device__ void advance() {
         if (++ch < nch) return;
         ch = 0;
         g0 += DK_WARPS;
+        lane_row += row_step;
         if (g0 < u1)
-            nrows = min(DK_WARPS, u1 - g0) * M.rpu;
+            nrows = min(DK_WARPS, u1 - g0) * rpu;
         else
             next_matrix();
     }
-    /* row `lane` of the current tile: its source and length in bytes (lane < nrows) */
-    __device__ const char *src(int lane, unsigned *bytes) const {
-        int w = lane / M.rpu, k = lane % M.rpu;
-        size_t row = (size_t)g0 + w + (size_t)k * M.row2;
-        *bytes = (unsigned)(min(C, M.K - ch * C) * sizeof(T));
-        return M.W + (row * M.K + (size_t)ch * C) * sizeof(T);
+    /* this lane's row of the current tile (lane < nrows): its source and length in bytes */
+    __device__ const char *src(unsigned *bytes) const {
+        *bytes = ch + 1 < nch ? (unsigned)chunk_bytes : last_bytes;
+        return lane_row + (size_t)ch * chunk_bytes;
     }
 };
 
 /* The producer warp: every tile of every layer (and of the LM head), in order, into the ring.
  * Tiles issued whose bytes have not all landed stay at most *cap, which the consumers set by
- * stretch (CAP_QKV...). (Prefetching tiles into L2 beyond the ring was measured slower:
- * docs/PERF.md.) */
+ * stretch (CAP_QKV...). The next tile's addresses are ready before the waits. (Prefetching
+ * tiles into L2 beyond the ring was measured slower: docs/PERF.md.) */
 template <typename T>
 __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r,
                            const volatile int *cap) {
@@ -396,6 +409,9 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r,
     dk_walk<T> cur;
     cur.start(&a, layers);
     while (cur.valid) {
+        unsigned bytes;
+        const char *src = cur.src(&bytes);
+        const int nrows = cur.nrows;
         long long t0 = a.prof ? clock64() : 0;
         while (issued - landed >= *cap) { /* the oldest tile in flight has landed */
             mbar_wait(&r.full[old_slot], old_lap & 1);
@@ -407,12 +423,10 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r,
         }
         if (r.lap > 0) mbar_wait(&r.empty[r.slot], (r.lap - 1) & 1);
         if (a.prof) r.waited += clock64() - t0;
-        unsigned bytes;
-        const char *src = cur.src(lane < cur.nrows ? lane : 0, &bytes);
-        if (lane == 0) mbar_expect_tx(&r.full[r.slot], bytes * cur.nrows);
+        if (lane == 0) mbar_expect_tx(&r.full[r.slot], bytes * nrows);
         __syncwarp();
-        if (lane < cur.nrows)
-            bulk_load(r.tiles + (size_t)r.slot * DK_TILE + (size_t)lane * cur.C * sizeof(T), src,
+        if (lane < nrows)
+            bulk_load(r.tiles + (size_t)r.slot * DK_TILE + (size_t)lane * cur.chunk_bytes, src,
                       bytes, &r.full[r.slot], pol);
         r.advance();
         cur.advance();
@@ -1001,6 +1015,9 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     if (Hkv < 1 || H % Hkv || H / Hkv > DK_GQ) return "more q heads per kv head than DK_GQ";
     if (hd % VEC || hd > 256 || D % VEC || (H * hd) % VEC || F % VEC)
         return "widths not a multiple of 16 bytes";
+    if ((int64_t)(H + 2 * Hkv) * hd * c->n_sm > UINT32_MAX || (int64_t)F * c->n_sm > UINT32_MAX ||
+        (int64_t)D * c->n_sm > UINT32_MAX) /* see dk_units */
+        return "matrix shapes";
     for (int l = 0; l < n_layers; l++) {
         const layer_weights *w = &L[l];
         const attn_params *a = &w->attn;
@@ -1033,7 +1050,8 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
 const char *cuda_decode_head_unsupported(const cuda_ctx *c, const decode_head *head, int D) {
     const bweight *w = head->w;
     if (w->dt != c->dt) return "LM head precision";
-    if (w->cols != D || w->rows < 1 || w->rows > INT32_MAX) return "LM head shape";
+    if (w->cols != D || w->rows < 1 || w->rows * c->n_sm > UINT32_MAX) /* see dk_units */
+        return "LM head shape";
     if ((uintptr_t)w->data % 16) return "LM head alignment";
     return NULL;
 }

@@ -102,9 +102,10 @@ typedef struct cuda_ctx {
     int choice_n[ARGMAX_PENDING];
     int choice_cap, choice_first, choice_count;
     struct argmax_row *d_argmax_rows; /* [choice_cap] device: the argmax kernel's merge state */
-    /* rows of the argmax_start just before, whose choices are in d_ids and which advanced d_pos
-     * by last_n_tokens (a step may begin with ids NULL); 0 otherwise */
-    int chain_n;
+    /* rows of the argmax_start just before (0: none), and whether they were the last step's
+     * sequences: then the choices are in d_ids and d_pos is advanced by last_n_tokens, and a
+     * step may begin with ids NULL */
+    int chain_n, chain_kept;
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
     int no_graph; /* LLMRT_NO_GRAPH=1 */
