@@ -218,7 +218,10 @@ __device__ __forceinline__ void cbar() {
  * memory fence stand in the way: a dependency costs one memory round trip after its last
  * writer. A word is rewritten only by a later stage, which cannot start before every reader of
  * the earlier value has produced what that stage needs (each block contributes rows to every
- * stage whose input it reads; blocks without rows in a stage do not read its input). */
+ * stage whose input it reads; blocks without rows in a stage do not read its input).
+ * Polling costs: every poll of a word not yet written is an L2 request that the step's other
+ * round trips queue behind, so a block waiting for a whole vector lets one thread poll its
+ * first word before all threads load (dk_load_tagged, dk_norm). */
 typedef unsigned long long u64;
 __device__ __forceinline__ void st_tag(u64 *p, float v, unsigned tag) {
     u64 w = ((u64)tag << 32) | __float_as_uint(v);
@@ -227,6 +230,13 @@ __device__ __forceinline__ void st_tag(u64 *p, float v, unsigned tag) {
 __device__ __forceinline__ u64 ld_tagw(const u64 *p) {
     u64 w;
     asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(p) : "memory");
+    return w;
+}
+/* Tagged word p once it carries tag. */
+__device__ __forceinline__ u64 spin_tagw(const u64 *p, unsigned tag) {
+    u64 w = ld_tagw(p);
+    while ((unsigned)(w >> 32) != tag)
+        w = ld_tagw(p);
     return w;
 }
 /* The value of tagged word p once it carries tag; w is its first load, issued earlier. */
@@ -446,6 +456,10 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, T *out, int D,
     const int NT = DK_WARPS * 32;
     float xv[DK_NORM_REGS], wv[DK_NORM_REGS], ss = 0.0f;
     u64 tw[DK_NORM_REGS];
+    if (!xp) { /* one poller, as in dk_load_tagged */
+        if (threadIdx.x == 0) spin_tagw(xt, tag);
+        cbar();
+    }
 #pragma unroll
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
@@ -478,9 +492,14 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, T *out, int D,
     cbar();
 }
 
-/* xs[i] = T(tagged p[i]) for i < n, by the consumer threads (their loads in flight together). */
+/* xs[i] = T(tagged p[i]) for i < n, by the consumer threads. One thread polls p[0] until it
+ * carries tag; then every thread issues its loads together (one round trip) and spins only
+ * on words still stale. Polls of words not yet written load L2 and slow every round trip of
+ * the step: one poller per block instead of 256 gave -32 us per step (docs/PERF.md). */
 template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n, unsigned tag) {
     const int NT = DK_WARPS * 32;
+    if (threadIdx.x == 0) spin_tagw(p, tag);
+    cbar();
     for (int i0 = threadIdx.x; i0 < n; i0 += 8 * NT) {
         u64 w[8];
 #pragma unroll
