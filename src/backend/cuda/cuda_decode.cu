@@ -456,7 +456,7 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, T *out, int D,
     const int NT = DK_WARPS * 32;
     float xv[DK_NORM_REGS], wv[DK_NORM_REGS], ss = 0.0f;
     u64 tw[DK_NORM_REGS];
-    if (!xp) { /* one poller, as in dk_load_tagged */
+    if (!xp) { /* one poller (see dk_load_tagged) */
         if (threadIdx.x == 0) spin_tagw(xt, tag);
         cbar();
     }
@@ -492,13 +492,16 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, T *out, int D,
     cbar();
 }
 
-/* xs[i] = T(tagged p[i]) for i < n, by the consumer threads. One thread polls p[0] until it
- * carries tag; then every thread issues its loads together (one round trip) and spins only
- * on words still stale. Polls of words not yet written load L2 and slow every round trip of
- * the step: one poller per block instead of 256 gave -32 us per step (docs/PERF.md). */
+/* xs[i] = T(tagged p[i]) for i < n, by the consumer threads. DK_POLLERS threads poll a word
+ * each (spread over the vector, whose writers are too) until it carries tag; then every thread
+ * issues its loads together (one round trip) and spins only on words still stale. Polls of
+ * words not yet written load L2 and slow every round trip of the step: a few pollers per block
+ * instead of 256 gave -32 us per step (docs/PERF.md, step 36). */
+enum { DK_POLLERS = 8 };
 template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n, unsigned tag) {
     const int NT = DK_WARPS * 32;
-    if (threadIdx.x == 0) spin_tagw(p, tag);
+    if (threadIdx.x < DK_POLLERS) /* the last word of each 1/DK_POLLERS of the vector */
+        spin_tagw(p + (size_t)n * (threadIdx.x + 1) / DK_POLLERS - 1, tag);
     cbar();
     for (int i0 = threadIdx.x; i0 < n; i0 += 8 * NT) {
         u64 w[8];
