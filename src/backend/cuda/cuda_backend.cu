@@ -17,6 +17,11 @@
  * fused, and every output the ops name is still written.
  * A batch-1 decode step's whole layer stack runs as one persistent kernel (decode_layers,
  * cuda_decode.cu) where it can.
+ * Everything is queued on one stream and step_end does not wait: the host learns a step is done
+ * from a download or argmax_wait. The greedy choice (argmax_start) is written by its kernel into
+ * pinned host memory and, when its rows are the last step's sequences, into d_ids with d_pos
+ * advanced, so a following step on those choices (step_desc.ids NULL) uploads nothing and can
+ * be queued before the host has read them.
  * LLMRT_NO_GRAPH=1 turns graphs off, LLMRT_NO_PDL=1 programmatic dependent launch,
  * LLMRT_NO_FUSE=1 these fusions, LLMRT_NO_DECODE_KERNEL=1 the decode kernel,
  * LLMRT_ATTN_SPLIT_ONLY=1 the tensor-core prefill attention (A/B switches for measurement).
