@@ -127,6 +127,13 @@ static void check_chained_step(backend *be) {
     sd.n_tokens = 1;
     CHECK_ERR(be->ops->step_begin(be, &sd), LLMRT_ERR_INVALID, "argmax rows 1");
     CHECK_OK(be->ops->argmax_wait(be, NULL));
+    int32_t one_id = 3, one_pos = 4; /* two rows, but the step before had one sequence */
+    step_desc one = {.batch = 1, .n_tokens = 1, .ids = &one_id, .pos = &one_pos};
+    CHECK_OK(be->ops->step_begin(be, &one));
+    CHECK_OK(be->ops->step_end(be));
+    CHECK_OK(be->ops->argmax_start(be, dl, 2, V));
+    CHECK_ERR(be->ops->step_begin(be, &sd), LLMRT_ERR_INVALID, "not the sequences of the step");
+    CHECK_OK(be->ops->argmax_wait(be, NULL));
     be->ops->free(be, x);
     be->ops->free(be, dl);
     be->ops->free(be, tw.data);

@@ -113,8 +113,9 @@ typedef struct step_desc {
     int n_tokens;         /* new tokens per sequence (T); rows = batch * n_tokens */
     const int32_t *ids;   /* [batch * n_tokens] host, token ids, sequence-major; NULL: one
                              token per sequence (n_tokens 1), the greedy choices that the
-                             argmax_start just before this step made over `batch` rows, taken
-                             on the backend without a trip through the host */
+                             argmax_start just before this step made over the `batch` rows of
+                             the step before it, taken on the backend without a trip through
+                             the host */
     const int32_t *pos;   /* [batch] host, position of each sequence's first new token */
     const int32_t *start; /* [batch] host, first valid position of each sequence (keys before
                              it are left padding and never attended); NULL means all 0 */

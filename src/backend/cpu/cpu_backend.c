@@ -101,12 +101,13 @@ static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
     int chain_n = st->chain_n;
     st->chain_n = 0;
     if (!s->pos) return err_set(LLMRT_ERR_INVALID, "cpu step_begin: pos must be given");
-    if (!s->ids && (s->n_tokens != 1 || chain_n != s->batch))
+    if (!s->ids && (s->n_tokens != 1 || chain_n != s->batch || !st->chain_kept))
         return err_set(LLMRT_ERR_INVALID,
                        "cpu step_begin: ids NULL (the previous greedy choices) needs one token per "
                        "sequence right after an argmax_start over the %d sequences (n_tokens %d, "
-                       "argmax rows %d)",
-                       s->batch, s->n_tokens, chain_n);
+                       "argmax rows %d%s)",
+                       s->batch, s->n_tokens, chain_n,
+                       st->chain_kept ? "" : ", not the sequences of the step before it");
     size_t rows = (size_t)s->batch * (size_t)s->n_tokens;
     if (rows > st->ids_cap) {
         int32_t *p = realloc(st->ids, rows * sizeof *p);
@@ -430,6 +431,7 @@ static llmrt_status cpu_argmax_start(backend *be, const float *logits, int n, in
     ch->bad_row = bad_row;
     st->choice_count++;
     st->chain_n = n;
+    st->chain_kept = n == st->batch; /* as the CUDA backend, which needs it */
     st->chain_slot = slot;
     return LLMRT_OK;
 }

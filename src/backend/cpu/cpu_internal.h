@@ -25,6 +25,7 @@ typedef struct cpu_state {
     } choices[ARGMAX_PENDING];
     int choice_first, choice_count;
     int chain_n;    /* rows of the argmax_start just before, for a step with ids NULL; else 0 */
+    int chain_kept; /* they were the last step's sequences (a step may take them as its ids) */
     int chain_slot; /* its slot in choices */
 } cpu_state;
 
