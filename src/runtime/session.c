@@ -215,7 +215,7 @@ llmrt_status session_forward(session *s, const int32_t *ids, int n_tokens, bool 
 
 llmrt_status session_forward_greedy(session *s, const int32_t *ids, int n_tokens) {
     if (!s->be->ops->argmax_start)
-        return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax op", s->be->name);
+        return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax_start op", s->be->name);
     if (s->greedy_waiting >= ARGMAX_PENDING)
         return err_set(LLMRT_ERR_INVALID,
                        "session_forward_greedy: %d greedy steps already wait for "
