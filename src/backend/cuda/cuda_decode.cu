@@ -104,6 +104,7 @@ struct dk_args {
     const int32_t *pos, *start;  /* the step's position and first valid position (device) */
     int misc_floats;             /* shared floats between the mbarriers and the union region */
     int caps[DK_CAPS];           /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
+    int att_bufs;                /* attention tile buffers: 2 = the next loads during a tile */
     unsigned long long *prof;    /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
@@ -623,13 +624,17 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
 }
 
 /* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
- * cos and sin (hd each), p [DK_WARPS][32] floats; then the tile's keys and values
- * [32][hd + VEC] of T each (rows padded by 16 bytes against bank conflicts). */
+ * cos and sin (hd each), p [DK_WARPS][32] floats; then two buffers (a tile is multiplied while
+ * the next loads) of the tile's keys and values [32][hd + VEC] of T each (rows padded by 16
+ * bytes against bank conflicts). */
 __host__ __device__ __forceinline__ size_t dk_att_floats(int Gq, int hd) {
     return (((size_t)(Gq * hd + 6 * hd + DK_WARPS * 32) * 4) + 15) & ~(size_t)15;
 }
-__host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es) {
-    return dk_att_floats(Gq, hd) + 2 * (size_t)32 * (hd + 16 / es) * es;
+__host__ __device__ __forceinline__ size_t dk_att_tile_elems(int hd, int es) {
+    return (size_t)32 * (hd + 16 / es);
+}
+__host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es, int bufs) {
+    return dk_att_floats(Gq, hd) + 2 * (size_t)bufs * dk_att_tile_elems(hd, es) * es;
 }
 
 /* After the qkv stage: the keys and values of this block's attention items (old positions,
@@ -655,6 +660,13 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
 }
 __device__ __forceinline__ void cp_async_wait_all() {
     asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+/* All but the most recently committed group have landed. */
+__device__ __forceinline__ void cp_async_wait_one() {
+    asm volatile("cp.async.wait_group 1;" ::: "memory");
 }
 
 /* The tile of keys [t0, t0 + 32) of kv head kvh (up to j1) into kt/vt, by all consumers. */
@@ -739,7 +751,9 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
     const int hd = a.hd, Gq = a.H / a.Hkv, vst = hd + VEC;
     float *q_s = (float *)uni, *kn_s = q_s + Gq * hd, *vn_s = kn_s + hd, *qw_s = vn_s + hd;
     float *kw_s = qw_s + hd, *cs_s = kw_s + hd, *sn_s = cs_s + hd, *p_s = sn_s + hd + warp * 32;
-    T *kt = (T *)(uni + dk_att_floats(Gq, hd)), *vt = kt + (size_t)32 * vst;
+    const size_t tile_elems = dk_att_tile_elems(hd, (int)sizeof(T));
+    T *const kt0 = (T *)(uni + dk_att_floats(Gq, hd)); /* [bufs][32][vst] keys, then values */
+    T *const vt0 = kt0 + a.att_bufs * tile_elems;
     const dk_keys kr = dk_key_range(a, L);
     const u64 *qkv = a.qkv;
     const int items = a.Hkv * kr.n_split, half = L.rot_dim / 2;
@@ -747,6 +761,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
         const bool has_new = j1 == kr.hi;
+        T *kt = kt0, *vt = vt0; /* the current tile's buffer; the first tile's is buffer 0 */
         /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
         dk_load_tile<T>(a, L, kvh, j0, j1, kt, vt);
         const u64 *qg = qkv + (size_t)kvh * Gq * hd;
@@ -812,11 +827,26 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
 #pragma unroll
         for (int e = 0; e < 8; e++)
             o[e] = 0.0f;
-        for (int t0 = j0; t0 <= j1; t0 += 32) {
+        const bool dbl = a.att_bufs == 2;
+        for (int t0 = j0, buf = 0; t0 <= j1; t0 += 32, buf ^= dbl) {
+            kt = kt0 + buf * tile_elems;
+            vt = vt0 + buf * tile_elems;
+            if (dbl && t0 + 32 <= j1) { /* the next tile into the other buffer meanwhile */
+                if (t0 != j0) cbar();   /* every warp is done with the tile before */
+                dk_load_tile<T>(a, L, kvh, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
+                                vt0 + (buf ^ 1) * tile_elems);
+                cp_async_commit();
+            }
             if (t0 != j0) {
-                cbar(); /* every warp is done with the previous tile */
-                dk_load_tile<T>(a, L, kvh, t0, j1, kt, vt);
-                cp_async_wait_all();
+                if (!dbl) { /* one buffer: load it once every warp is done with it */
+                    cbar();
+                    dk_load_tile<T>(a, L, kvh, t0, j1, kt, vt);
+                    cp_async_wait_all();
+                } else if (t0 + 32 <= j1) {
+                    cp_async_wait_one(); /* this tile's copies have landed, the next may not */
+                } else {
+                    cp_async_wait_all();
+                }
                 cbar();
             }
             if (gi >= Gq) continue;
@@ -1007,11 +1037,11 @@ static size_t align_up(size_t n, size_t a) {
 }
 
 /* Shared memory of the union region (the stage's input vector or the attention scratch). */
-static size_t dk_union_bytes(const dk_args &k, size_t es) {
+static size_t dk_union_bytes(const dk_args &k, size_t es, int att_bufs) {
     int kmax = k.D > k.H * k.hd ? k.D : k.H * k.hd;
     if (k.F > kmax) kmax = k.F;
     size_t vec = (size_t)kmax * es;
-    size_t att = dk_att_bytes(k.H / k.Hkv, k.hd, (int)es);
+    size_t att = dk_att_bytes(k.H / k.Hkv, k.hd, (int)es, att_bufs);
     return align_up(vec > att ? vec : att, 16);
 }
 
@@ -1063,7 +1093,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     }
     dk_args k = {};
     k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F;
-    size_t fixed = dk_misc_bytes(k, c->n_sm) + dk_union_bytes(k, es) + 256;
+    size_t fixed = dk_misc_bytes(k, c->n_sm) + dk_union_bytes(k, es, 1) + 256;
     size_t slot = DK_TILE + 2 * sizeof(uint64_t);
     if ((size_t)c->smem_optin < fixed + DK_MIN_SLOTS * slot) return "shared memory";
     return NULL;
@@ -1257,9 +1287,17 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
             return cuda_fail(e, "decode_layers profile buffer", __FILE__, __LINE__);
         }
     }
-    size_t fixed = (size_t)a.misc_floats * sizeof(float) + dk_union_bytes(a, es);
-    size_t slot = DK_TILE + 2 * sizeof(uint64_t);
-    a.ns = (int)(((size_t)c->smem_optin - 256 - fixed) / slot);
+    /* attention tiles double-buffered where that costs no ring slot (cuda_decode_unsupported
+     * made sure one buffer and DK_MIN_SLOTS slots fit) */
+    const size_t slot = DK_TILE + 2 * sizeof(uint64_t), room = (size_t)c->smem_optin - 256;
+    const size_t misc = (size_t)a.misc_floats * sizeof(float);
+    size_t fixed = misc + dk_union_bytes(a, es, 1), fixed2 = misc + dk_union_bytes(a, es, 2);
+    a.ns = (int)((room - fixed) / slot);
+    a.att_bufs = 1;
+    if (fixed2 <= room && (int)((room - fixed2) / slot) == a.ns) {
+        a.att_bufs = 2;
+        fixed = fixed2;
+    }
     p->smem = (size_t)a.ns * slot + fixed;
     p->args = a;
     DISPATCH_T(c->dt, e = dk_set_smem<T>(p->smem));
