@@ -138,6 +138,17 @@ typedef enum decode_done { DECODE_NOTHING, DECODE_LAYERS, DECODE_LAYERS_AND_LOGI
  * read step k's while step k + 1 runs. */
 enum { ARGMAX_PENDING = 2 };
 
+/* The order and the rules of those choices, shared by the backends so that they refuse the same
+ * misuse with the same words; each backend keeps slot i's ids where it likes. Zeroed: empty. */
+typedef struct choice_ring {
+    int first, count;      /* the oldest slot; slots started and not yet waited for */
+    int n[ARGMAX_PENDING]; /* rows of each slot */
+    int chain_rows;        /* rows of the argmax_start just before, which the next step may
+                              take as its ids (step_desc.ids NULL); 0: none */
+    int chain_slot;        /* their slot */
+    bool chain_kept;       /* their rows were the sequences of the step before them */
+} choice_ring;
+
 typedef struct backend_ops {
     /* ---- memory ---- */
     llmrt_status (*alloc)(backend *be, size_t bytes, void **out); /* zero-filled */
@@ -236,6 +247,18 @@ struct backend {
 };
 
 typedef enum backend_kind { BACKEND_CPU, BACKEND_CUDA } backend_kind;
+
+/* argmax_start (`who`: the backend's name): *slot = the slot to fill, or an error when
+ * ARGMAX_PENDING choices already wait; the choices a step could take are forgotten. */
+llmrt_status choice_ring_slot(choice_ring *r, const char *who, int *slot);
+/* argmax_start, once `slot` holds n rows of choices; kept: they are the last step's sequences. */
+void choice_ring_push(choice_ring *r, int slot, int n, bool kept);
+/* argmax_wait: *slot = the oldest slot, now released, or an error when none waits. */
+llmrt_status choice_ring_pop(choice_ring *r, const char *who, int *slot);
+/* step_begin: a step with ids NULL may only take the choices of the argmax_start just before it,
+ * over its batch (see step_desc.ids); *slot = their slot (-1 for a step with ids). Every step
+ * forgets them. */
+llmrt_status choice_ring_step(choice_ring *r, const char *who, const step_desc *s, int *slot);
 
 /* Creates a backend storing weights in `precision`. device is the CUDA device ordinal. */
 llmrt_status backend_create(backend **out, backend_kind kind, dtype precision, int device);

@@ -98,16 +98,9 @@ static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
     if (s->batch < 1 || s->n_tokens < 1)
         return err_set(LLMRT_ERR_INVALID, "cpu step_begin: batch %d and n_tokens %d must be >= 1",
                        s->batch, s->n_tokens);
-    int chain_n = st->chain_n;
-    st->chain_n = 0;
+    int chain_slot;
+    TRY(choice_ring_step(&st->ring, "cpu", s, &chain_slot));
     if (!s->pos) return err_set(LLMRT_ERR_INVALID, "cpu step_begin: pos must be given");
-    if (!s->ids && (s->n_tokens != 1 || chain_n != s->batch || !st->chain_kept))
-        return err_set(LLMRT_ERR_INVALID,
-                       "cpu step_begin: ids NULL (the previous greedy choices) needs one token per "
-                       "sequence right after an argmax_start over the %d sequences (n_tokens %d, "
-                       "argmax rows %d%s)",
-                       s->batch, s->n_tokens, chain_n,
-                       st->chain_kept ? "" : ", not the sequences of the step before it");
     size_t rows = (size_t)s->batch * (size_t)s->n_tokens;
     if (rows > st->ids_cap) {
         int32_t *p = realloc(st->ids, rows * sizeof *p);
@@ -137,7 +130,7 @@ static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
     if (s->ids) /* else the ids are the last choices (cpu_argmax_start) */
         memcpy(st->ids, s->ids, rows * sizeof *st->ids);
     else
-        memcpy(st->ids, st->choices[st->chain_slot].ids, rows * sizeof *st->ids);
+        memcpy(st->ids, st->choices[chain_slot].ids, rows * sizeof *st->ids);
     st->batch = s->batch;
     st->n_tokens = s->n_tokens;
     st->have_step = 1;
@@ -394,15 +387,11 @@ static void cpu_destroy(backend *be) {
  * argmax_wait hands the slots out in order. */
 static llmrt_status cpu_argmax_start(backend *be, const float *logits, int n, int V) {
     cpu_state *st = cpu_state_of(be);
-    st->chain_n = 0;
+    int slot;
+    TRY(choice_ring_slot(&st->ring, "cpu", &slot));
     if (st->have_step) return err_set(LLMRT_ERR_INVALID, "cpu argmax_start: called inside a step");
     if (n < 1 || V < 1)
         return err_set(LLMRT_ERR_INVALID, "cpu argmax_start: %d rows of %d logits", n, V);
-    if (st->choice_count == ARGMAX_PENDING)
-        return err_set(LLMRT_ERR_INVALID,
-                       "cpu argmax_start: %d choices are already waiting for argmax_wait",
-                       ARGMAX_PENDING);
-    int slot = (st->choice_first + st->choice_count) % ARGMAX_PENDING;
     struct cpu_choice *ch = &st->choices[slot];
     if (n > ch->cap) {
         int32_t *p = realloc(ch->ids, (size_t)n * sizeof *p);
@@ -427,27 +416,21 @@ static llmrt_status cpu_argmax_start(backend *be, const float *logits, int n, in
             if (bad_row < 0 || r < bad_row) bad_row = r;
         }
     }
-    ch->n = n;
     ch->bad_row = bad_row;
-    st->choice_count++;
-    st->chain_n = n;
-    st->chain_kept = n == st->batch; /* as the CUDA backend, which needs it */
-    st->chain_slot = slot;
+    choice_ring_push(&st->ring, slot, n, n == st->batch); /* rows: the last step's sequences */
     return LLMRT_OK;
 }
 
 static llmrt_status cpu_argmax_wait(backend *be, int32_t *out) {
     cpu_state *st = cpu_state_of(be);
-    if (st->choice_count == 0)
-        return err_set(LLMRT_ERR_INVALID, "cpu argmax_wait: no argmax_start is waiting");
-    struct cpu_choice *ch = &st->choices[st->choice_first];
-    st->choice_first = (st->choice_first + 1) % ARGMAX_PENDING;
-    st->choice_count--;
+    int slot;
+    TRY(choice_ring_pop(&st->ring, "cpu", &slot));
+    const struct cpu_choice *ch = &st->choices[slot];
     if (!out) return LLMRT_OK;
     if (ch->bad_row >= 0)
         return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite",
                        ch->bad_row);
-    memcpy(out, ch->ids, (size_t)ch->n * sizeof *out);
+    memcpy(out, ch->ids, (size_t)st->ring.n[slot] * sizeof *out);
     return LLMRT_OK;
 }
 

@@ -17,16 +17,13 @@ typedef struct cpu_state {
     int32_t *pos;   /* [batch] position of each sequence's first new token */
     int32_t *start; /* [batch] first valid position of each sequence (0 when not padded) */
     size_t ids_cap, batch_cap;
-    /* greedy choices started and not yet waited for: a ring of ARGMAX_PENDING */
+    /* greedy choices started and not yet waited for, by slot of `ring` */
+    choice_ring ring;
     struct cpu_choice {
         int32_t *ids; /* [cap] */
-        int n, cap;
+        int cap;
         int bad_row; /* the first row that was not all finite, or -1 */
     } choices[ARGMAX_PENDING];
-    int choice_first, choice_count;
-    int chain_n;    /* rows of the argmax_start just before, for a step with ids NULL; else 0 */
-    int chain_kept; /* they were the last step's sequences (a step may take them as its ids) */
-    int chain_slot; /* its slot in choices */
 } cpu_state;
 
 static inline cpu_state *cpu_state_of(backend *be) {

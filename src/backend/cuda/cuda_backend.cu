@@ -450,7 +450,7 @@ static llmrt_status step_buffers(cuda_state *s, int need) {
     c->h_stage = NULL;
     c->h_last = NULL;
     c->step_cap = 0;
-    c->chain_n = 0; /* the choices in d_ids are gone */
+    c->ring.chain_rows = 0; /* the choices in d_ids are gone */
     c->last_batch = 0;
     int cap = need < 256 ? 256 : need;
     CK(cudaMalloc(&c->d_ids, 3 * (size_t)cap * sizeof(int32_t)));
@@ -479,16 +479,9 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     if (st->batch <= 0 || st->n_tokens <= 0)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
                        st->n_tokens);
-    int chain_n = c->chain_n;
-    c->chain_n = 0;
+    int chain_slot; /* its choices are already in d_ids */
+    TRY(choice_ring_step(&c->ring, "cuda", st, &chain_slot));
     if (!st->pos) return err_set(LLMRT_ERR_INVALID, "cuda step_begin: pos must be given");
-    if (!st->ids && (st->n_tokens != 1 || chain_n != st->batch || !c->chain_kept))
-        return err_set(LLMRT_ERR_INVALID,
-                       "cuda step_begin: ids NULL (the previous greedy choices) needs one token "
-                       "per sequence right after an argmax_start over the %d sequences (n_tokens "
-                       "%d, argmax rows %d%s)",
-                       st->batch, st->n_tokens, chain_n,
-                       c->chain_kept ? "" : ", not the sequences of the step before it");
     for (int b = 0; b < st->batch; b++) {
         int32_t start = st->start ? st->start[b] : 0;
         if (st->pos[b] < 0 || start < 0 || st->pos[b] > INT32_MAX - st->n_tokens)
@@ -802,16 +795,13 @@ static llmrt_status cu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_
  * with ids NULL runs on them without waiting for the host. */
 static llmrt_status cu_argmax_start(backend *be, const float *logits, int n, int V) {
     cuda_ctx *c = ctx_of(be);
-    c->chain_n = 0;
+    int slot;
+    TRY(choice_ring_slot(&c->ring, "cuda", &slot));
     if (c->rows > 0) return err_set(LLMRT_ERR_INVALID, "cuda argmax_start: called inside a step");
     if (n < 1 || V < 1)
         return err_set(LLMRT_ERR_INVALID, "cuda argmax_start: %d rows of %d logits", n, V);
-    if (c->choice_count == ARGMAX_PENDING)
-        return err_set(LLMRT_ERR_INVALID,
-                       "cuda argmax_start: %d choices are already waiting for argmax_wait",
-                       ARGMAX_PENDING);
     if (n > c->choice_cap) {
-        if (c->choice_count > 0)
+        if (c->ring.count > 0)
             return err_set(LLMRT_ERR_INVALID,
                            "cuda argmax_start: %d rows while choices of fewer rows wait", n);
         if (c->h_choice) CK(cudaFreeHost(c->h_choice));
@@ -826,31 +816,24 @@ static llmrt_status cu_argmax_start(backend *be, const float *logits, int n, int
         CK(cudaMemsetAsync(c->d_argmax_rows, 0, (size_t)n * sizeof(argmax_row), c->stream));
         c->choice_cap = n;
     }
-    int slot = (c->choice_first + c->choice_count) % ARGMAX_PENDING;
-    int chain = n == c->last_batch;
+    const bool chain = n == c->last_batch;
     TRY(cuda_launch_argmax(c, c->d_choice + (size_t)slot * c->choice_cap, logits, n, V,
                            chain ? c->d_ids : NULL, c->d_pos, c->last_n_tokens));
     CK(cudaEventRecord(c->choice_done[slot], c->stream));
-    c->choice_n[slot] = n;
-    c->choice_count++;
-    c->chain_n = n;
-    c->chain_kept = chain;
+    choice_ring_push(&c->ring, slot, n, chain);
     return LLMRT_OK;
 }
 
 static llmrt_status cu_argmax_wait(backend *be, int32_t *out) {
     cuda_ctx *c = ctx_of(be);
-    if (c->choice_count == 0)
-        return err_set(LLMRT_ERR_INVALID, "cuda argmax_wait: no argmax_start is waiting");
-    int slot = c->choice_first;
-    c->choice_first = (slot + 1) % ARGMAX_PENDING;
-    c->choice_count--;
+    int slot;
+    TRY(choice_ring_pop(&c->ring, "cuda", &slot));
     cudaError_t e = cudaEventSynchronize(c->choice_done[slot]);
     if (e != cudaSuccess)
         return cuda_fail(e, "argmax_wait (cudaEventSynchronize)", __FILE__, __LINE__);
     if (!out) return LLMRT_OK;
     const int32_t *h = c->h_choice + (size_t)slot * c->choice_cap;
-    for (int r = 0; r < c->choice_n[slot]; r++) {
+    for (int r = 0; r < c->ring.n[slot]; r++) {
         if (h[r] < 0)
             return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite", r);
         out[r] = h[r];

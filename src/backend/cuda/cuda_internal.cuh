@@ -94,18 +94,15 @@ typedef struct cuda_ctx {
     int32_t *h_last;    /* [2 * step_cap] host: pos and start of the last step's sequences */
     int last_batch, last_n_tokens;
 
-    /* greedy choices started by argmax_start and not yet waited for: a ring of ARGMAX_PENDING
-     * slots of pinned host memory that the argmax kernel writes through its device view */
+    /* greedy choices started by argmax_start and not yet waited for, by slot of `ring`: pinned
+     * host memory that the argmax kernel writes through its device view. A choice whose rows
+     * are the last step's sequences is also in d_ids, with d_pos advanced by last_n_tokens. */
+    choice_ring ring;
     int32_t *h_choice; /* [ARGMAX_PENDING * choice_cap] pinned, mapped */
     int32_t *d_choice; /* the device view of h_choice */
     cudaEvent_t choice_done[ARGMAX_PENDING];
-    int choice_n[ARGMAX_PENDING];
-    int choice_cap, choice_first, choice_count;
+    int choice_cap;
     struct argmax_row *d_argmax_rows; /* [choice_cap] device: the argmax kernel's merge state */
-    /* rows of the argmax_start just before (0: none), and whether they were the last step's
-     * sequences: then the choices are in d_ids and d_pos is advanced by last_n_tokens, and a
-     * step may begin with ids NULL */
-    int chain_n, chain_kept;
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
     int no_graph; /* LLMRT_NO_GRAPH=1 */

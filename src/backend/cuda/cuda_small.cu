@@ -153,8 +153,8 @@ llmrt_status cuda_launch_add(cuda_ctx *c, void *x, const void *r, int D) {
 /* Orders (value, index) pairs as integers: a larger value gives a larger key and, among equal
  * values, so does a lower index (torch.argmax's choice); every finite value's key is > 0. */
 __device__ __forceinline__ unsigned long long argmax_key(float v, int i) {
-    if (v == 0.0f) v = 0.0f; /* -0 ties with +0 */
     unsigned u = __float_as_uint(v);
+    if ((u << 1) == 0) u = 0; /* -0 ties with +0 */
     u = (u & 0x80000000u) ? ~u : u | 0x80000000u;
     return ((unsigned long long)u << 32) | (0xFFFFFFFFu - (unsigned)i);
 }
