@@ -83,7 +83,7 @@ static void test_parse_and_read(void) {
 
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", test_tmpdir("json"));
-    CHECK_ERR(json_read_file(&o, path), LLMRT_ERR_IO, "config.json: cannot open");
+    CHECK_ERR(json_read_file(&o, path), LLMRT_ERR_IO, "config.json: does not exist");
     FILE *f = fopen(path, "w");
     fputs(cfg, f);
     fclose(f);

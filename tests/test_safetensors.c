@@ -234,8 +234,8 @@ static void test_bad_size_and_header(void) {
     CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_FORMAT, "runs past the end of the file");
     CHECK(m == NULL);
     join(path, sizeof path, dir, "absent.safetensors");
-    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_IO, "absent.safetensors: cannot open");
-    CHECK_ERR(safetensors_open_file(&m, dir), LLMRT_ERR_IO, "not a regular file");
+    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_IO, "absent.safetensors: does not exist");
+    CHECK_ERR(safetensors_open_file(&m, dir), LLMRT_ERR_IO, "is a directory, not a file");
 
     /* a header above the 100 MB limit is refused before it is parsed (calloc: untouched pages) */
     size_t big = 100000001;
@@ -477,7 +477,7 @@ static void test_sharded_bad(void) {
                           "\"model-00001-of-00002.safetensors\", \"x\": "
                           "\"model-00003-of-00003.safetensors\"}}",
                           h1, h2),
-            LLMRT_ERR_IO, "model-00003-of-00003.safetensors: cannot open", "(for tensor 'x')");
+            LLMRT_ERR_IO, "model-00003-of-00003.safetensors: does not exist", "(for tensor 'x')");
     /* a tensor listed but absent from its shard */
     BAD_DIR(write_sharded("{\"weight_map\": {\"model.norm.weight\": "
                           "\"model-00001-of-00002.safetensors\", \"model.ghost\": "
