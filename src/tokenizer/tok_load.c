@@ -8,6 +8,9 @@
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/tok_json.h"
 
+/* The largest tokenizer.json read (Gemma 3's is 33 MB). */
+#define TOK_MAX_FILE ((size_t)1 << 30)
+
 /* The pattern HF's ByteLevel pre-tokenizer splits with when use_regex is set. */
 static const char BYTELEVEL_RE[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -20,7 +23,7 @@ typedef struct loader {
 
 static llmrt_status lerr(loader *L, llmrt_status s, const char *fmt, ...) LLMRT_PRINTF(3, 4);
 static llmrt_status lerr(loader *L, llmrt_status s, const char *fmt, ...) {
-    char msg[768];
+    char msg[1536];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -135,10 +138,27 @@ static llmrt_status compile_re(loader *L, const char *pat, size_t len, pcre2_cod
         pcre2_compile((PCRE2_SPTR)rw.p, rw.n, PCRE2_UTF | PCRE2_UCP, &errc, &erroff, NULL);
     tok_buf_free(&rw);
     if (!re) {
+        /* Report the error in the pattern as written: compile it unrewritten for the message
+         * and offset (if only the rewrite fails, say so). The pattern is shown up to 160 bytes,
+         * after the reason, so that a long pattern never cuts the reason off. */
+        int errc0;
+        PCRE2_SIZE off0;
+        pcre2_code *re0 =
+            pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP, &errc0, &off0, NULL);
+        int rewritten = re0 != NULL;
+        pcre2_code_free(re0);
+        if (!rewritten) {
+            errc = errc0;
+            erroff = off0;
+        }
         PCRE2_UCHAR buf[256];
-        pcre2_get_error_message(errc, buf, sizeof buf);
-        return lerr(L, LLMRT_ERR_FORMAT, "regex /%.*s/ does not compile: %s", (int)len, pat,
-                    (const char *)buf);
+        if (pcre2_get_error_message(errc, buf, sizeof buf) < 0)
+            snprintf((char *)buf, sizeof buf, "PCRE2 error %d", errc);
+        int shown = len > 160 ? 160 : (int)len;
+        return lerr(L, LLMRT_ERR_FORMAT,
+                    "regex /%.*s/%s does not compile: %s, at offset %zu of the %s pattern", shown,
+                    pat, shown < (int)len ? " (shortened)" : "", (const char *)buf, (size_t)erroff,
+                    rewritten ? "rewritten (llmrt's \\p{L} \\p{N} \\s expansion)" : "written");
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT fails */
     *out = re;
@@ -473,7 +493,7 @@ static llmrt_status read_metaspace(loader *L, const tj_node *n, const char *wher
     tj_doc *d = &L->doc;
     const tj_node *r = tj_get(d, n, "replacement");
     if (!r || r->type != TJ_STR || r->len == 0 || r->len > 4 ||
-        tok_utf8_len((unsigned char)r->v.s[0]) != r->len)
+        utf8_check((const unsigned char *)r->v.s, r->len) != (long)r->len)
         return lerr(L, LLMRT_ERR_FORMAT, "%s: \"replacement\" must be one character", where);
     memcpy(repl, r->v.s, r->len);
     *repl_len = r->len;
@@ -697,8 +717,8 @@ static llmrt_status push_dec(loader *L, const tj_node *n, int depth) {
         const tj_node *c = tj_get(d, n, "content"), *a = tj_get(d, n, "start"),
                       *b = tj_get(d, n, "stop");
         if (!c || c->type != TJ_STR || c->len == 0 ||
-            tok_utf8_len((unsigned char)c->v.s[0]) != c->len || !a || a->type != TJ_NUM || !b ||
-            b->type != TJ_NUM)
+            utf8_check((const unsigned char *)c->v.s, c->len) != (long)c->len || !a ||
+            a->type != TJ_NUM || !b || b->type != TJ_NUM)
             return lerr(L, LLMRT_ERR_FORMAT,
                         "decoder Strip needs content (one character), "
                         "start and stop");
@@ -726,7 +746,7 @@ static llmrt_status push_dec(loader *L, const tj_node *n, int depth) {
 static int crosses_meta(const char *s, size_t n) {
     int prev_meta = 1; /* nothing before the first character */
     for (size_t i = 0; i < n;) {
-        size_t k = tok_utf8_len((unsigned char)s[i]);
+        size_t k = tok_utf8_len(s + i, n - i);
         int is_meta = i + 3 <= n && !memcmp(s + i, META, 3);
         if (is_meta && !prev_meta) return 1;
         prev_meta = is_meta;
@@ -774,7 +794,8 @@ static void load_bos_eos(tokenizer *t, const char *config_path) {
     int have_bos = 0, have_eos = 0;
     char *buf;
     size_t len;
-    if (config_path && file_exists(config_path) && file_read_all(config_path, &buf, &len) == 0) {
+    if (config_path && path_present(config_path) && path_check(config_path, 0) == LLMRT_OK &&
+        file_read_max(config_path, (size_t)64 << 20, &buf, &len) == LLMRT_OK) {
         tj_doc d;
         if (tj_parse(&d, buf, len, config_path) == LLMRT_OK) {
             const tj_node *root = &d.nodes[0], *b = tj_get(&d, root, "bos_token"),
@@ -805,10 +826,12 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
     char json_path[4096], config_path[4096];
     if (dir_exists(path)) {
         TRY(path_join(json_path, sizeof json_path, path, "tokenizer.json"));
-        if (!file_exists(json_path))
+        if (!path_present(json_path))
             return err_set(LLMRT_ERR_IO, "%s: no tokenizer.json in this folder", path);
+        TRY(path_check(json_path, 0)); /* a directory or FIFO in its place says so */
         TRY(path_join(config_path, sizeof config_path, path, "tokenizer_config.json"));
     } else {
+        TRY(path_check(path, 0));
         if (strlen(path) >= sizeof json_path)
             return err_set(LLMRT_ERR_INVALID, "tokenizer path too long");
         strcpy(json_path, path);
@@ -821,7 +844,8 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
     }
     char *buf;
     size_t len;
-    TRY(file_read_all(json_path, &buf, &len));
+    /* real files are up to ~35 MB; loading needs ~6x the file in memory */
+    TRY(file_read_max(json_path, TOK_MAX_FILE, &buf, &len));
     tokenizer *t = calloc(1, sizeof *t);
     if (!t) {
         free(buf);

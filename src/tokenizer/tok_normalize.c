@@ -1,6 +1,7 @@
 /* tok_normalize.c — HF's normalizers (NFC, NFD, NFKC, NFKD, Lowercase, Strip, Prepend, Replace)
  * with utf8proc, patched where HF's Unicode tables differ; and the string helpers the
  * pre-tokenizers share (whitespace, literal and regex search). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -36,8 +37,9 @@ int tok_find_re(tokenizer *t, pcre2_code *re, const char *s, size_t n, size_t fr
 }
 
 llmrt_status tok_re_error(tokenizer *t, int rc) {
-    PCRE2_UCHAR msg[160];
-    pcre2_get_error_message(rc, msg, sizeof msg);
+    PCRE2_UCHAR msg[256];
+    if (pcre2_get_error_message(rc, msg, sizeof msg) < 0)
+        snprintf((char *)msg, sizeof msg, "PCRE2 error %d", rc);
     return err_set(LLMRT_ERR_INVALID, "%s: a pre-tokenizer regex failed on this text: %s", t->path,
                    (const char *)msg);
 }
@@ -136,7 +138,7 @@ static llmrt_status form_apply(tokenizer *t, const char *s, size_t n, int opts, 
                                tok_buf *out) {
     size_t run = 0, k;
     for (size_t i = 0; i < n; i += k) {
-        uint32_t c = tok_utf8_decode((const unsigned char *)s + i, &k);
+        uint32_t c = tok_utf8_decode((const unsigned char *)s + i, n - i, &k);
         if (c < tb.r[0][0] || !is_opaque(tb, c)) continue;
         if (i > run) TRY(utf8proc_norm(t, s + run, i - run, opts, out));
         if (tok_buf_put(out, s + i, k)) return OOM(t);
@@ -219,7 +221,7 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
     case NORM_LOWERCASE:
         for (size_t i = 0; i < n;) {
             size_t k;
-            uint32_t c = tok_utf8_decode((const unsigned char *)s + i, &k), lc[2];
+            uint32_t c = tok_utf8_decode((const unsigned char *)s + i, n - i, &k), lc[2];
             int m = c < 0x80 ? (lc[0] = c >= 'A' && c <= 'Z' ? c + 32 : c, 1) : lower_of(c, lc);
             for (int j = 0; j < m; j++) {
                 char b[4];
@@ -231,13 +233,19 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
         return LLMRT_OK;
     case NORM_STRIP: {
         size_t a = 0, b = n, k;
-        while (x->left && a < b && tok_is_ws(tok_utf8_decode((const unsigned char *)s + a, &k)))
+        while (x->left && a < b &&
+               tok_is_ws(tok_utf8_decode((const unsigned char *)s + a, b - a, &k)))
             a += k;
         while (x->right && b > a) {
             size_t j = b - 1;
-            while (j > a && ((unsigned char)s[j] & 0xC0) == 0x80)
+            while (j > a && b - j < 4 && ((unsigned char)s[j] & 0xC0) == 0x80)
                 j--;
-            if (!tok_is_ws(tok_utf8_decode((const unsigned char *)s + j, &k))) break;
+            uint32_t c = tok_utf8_decode((const unsigned char *)s + j, b - j, &k);
+            if (j + k != b) { /* not one character ending at b: the last byte alone */
+                j = b - 1;
+                c = tok_utf8_decode((const unsigned char *)s + j, 1, &k);
+            }
+            if (!tok_is_ws(c)) break;
             b = j;
         }
         return tok_buf_put(out, s + a, b - a) ? OOM(t) : LLMRT_OK;
@@ -265,7 +273,7 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
                     from = n + 1;
                     break;
                 }
-                size_t cl = tok_utf8_len((unsigned char)s[ms]);
+                size_t cl = tok_utf8_len(s + ms, n - ms);
                 if (tok_buf_put(out, s + ms, cl)) return OOM(t);
                 me = ms + cl;
             }
@@ -286,7 +294,7 @@ llmrt_status tok_normalize(tokenizer *t, const char *s, size_t n, int *origin, c
          * offset 0 (HF's Metaspace "first" looks at that offset) */
         if (t->norms[i].kind == NORM_STRIP && t->norms[i].left && n) {
             size_t k;
-            if (tok_is_ws(tok_utf8_decode((const unsigned char *)s, &k))) *origin = 0;
+            if (tok_is_ws(tok_utf8_decode((const unsigned char *)s, n, &k))) *origin = 0;
         }
         TRY(norm_apply(t, &t->norms[i], s, n, nb));
         s = nb->p;
