@@ -765,8 +765,8 @@ static llmrt_status parse_image(st_model *m, size_t fi) {
     hp_ws(&h);
     if (h.p != h.end) return hp_fail(&h, h.p, "trailing characters after the header object");
 
-    st_tensor *mine = m->tensors + first_tensor;
     size_t n = m->n_tensors - first_tensor;
+    st_tensor *mine = n ? m->tensors + first_tensor : NULL; /* tensors is NULL while empty */
     if (n > 1) qsort(mine, n, sizeof *mine, cmp_by_name);
     for (size_t i = 1; i < n; i++)
         if (strcmp(mine[i - 1].name, mine[i].name) == 0)
