@@ -56,7 +56,7 @@ llmrt_status cpu_attention(backend *be, void *out, const void *qkv, const kv_lay
 
 /* The OpenMP setting put in the environment before libgomp starts when the user set neither
  * OMP_WAIT_POLICY nor GOMP_SPINCOUNT (cpu_omp_env.c): libgomp's default spin of 300,000 rounds
- * collapses under contention, passive waits cost 3x on an idle box (docs/ROBUSTNESS.md). */
+ * collapses under contention, passive waits cost 4x on an idle box (docs/ROBUSTNESS.md). */
 #define CPU_OMP_DEFAULT_ENV "GOMP_SPINCOUNT=1000"
 /* What was done, for messages: "GOMP_SPINCOUNT=1000 (llmrt's default)", ... */
 const char *cpu_omp_env_note(void);

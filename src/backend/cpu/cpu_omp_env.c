@@ -4,11 +4,12 @@
  * 300,000 rounds before it sleeps. On a machine shared with other busy processes those spinning
  * threads take the cores that the one thread everybody waits for needs, and a fork-join barrier
  * can cost a scheduler time slice: decode of models/demo-llama on the 2-core box with a busy
- * process per core took 8.2 ms/step (median; 37 ms at the 90th percentile) against 0.29 ms idle.
- * OMP_WAIT_POLICY=passive fixes that (2.8 ms/step) but costs 3.6x on the idle box (1.04 ms/step:
+ * process per core took 5.3 ms/step (median; 92 ms at the 90th percentile) against 0.25 idle.
+ * OMP_WAIT_POLICY=passive avoids that (2.2 ms/step) but costs 4x on the idle box (0.97 ms/step:
  * waking a sleeping thread, on a virtual machine a halted vCPU, takes longer than this model's
- * parallel regions). GOMP_SPINCOUNT=1000 (a short spin, then sleep) costs nothing measurable
- * idle (0.31 ms/step) and is the fastest under contention (0.83 ms/step, 1.1 at p90).
+ * parallel regions). GOMP_SPINCOUNT=1000, a short spin and then sleep, keeps the idle speed
+ * (0.29 ms/step) and is the fastest under full contention (0.79 ms/step, 0.97 at p90); with one
+ * busy process it is 2x slower than the default (0.95 against 0.49) but never collapses.
  * docs/ROBUSTNESS.md has the whole table.
  *
  * libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its own constructor, and offers no
