@@ -219,6 +219,46 @@ static void test_empty_vocabulary(void) {
     tokenizer_free(t);
 }
 
+/* Found by fuzz_tokenizer_load: numbers in tokenizer.json outside the range of the integer they
+ * become (a Strip decoder's start of 2e44 was converted to int: undefined behaviour), or not
+ * integers, are refused naming the field; a processor's special id must be in the vocabulary
+ * (else encode would give ids the model does not have). */
+static void test_numbers_out_of_range(void) {
+    struct {
+        const char *extra, *needle;
+    } cases[] = {
+        {",\"decoder\":{\"type\":\"Strip\",\"content\":\" \",\"start\":2e44,\"stop\":0}",
+         "decoder Strip needs content (one character), start and stop"},
+        {",\"decoder\":{\"type\":\"Strip\",\"content\":\" \",\"start\":1,\"stop\":-1}",
+         "decoder Strip needs"},
+        {",\"decoder\":{\"type\":\"Strip\",\"content\":\" \",\"start\":1.5,\"stop\":0}",
+         "decoder Strip needs"},
+        {",\"post_processor\":{\"type\":\"BertProcessing\",\"cls\":[\"a\",1e30],"
+         "\"sep\":[\"b\",1]}",
+         "BertProcessing: \"cls\" has id 1e+30, not one of the 5 ids"},
+        {",\"post_processor\":{\"type\":\"RobertaProcessing\",\"cls\":[\"a\",0],"
+         "\"sep\":[\"b\",5]}",
+         "RobertaProcessing: \"sep\" has id 5, not one of the 5 ids"},
+        {",\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":"
+         "{\"id\":\"a\"}}],\"special_tokens\":{\"a\":{\"ids\":[9e20]}}}",
+         "TemplateProcessing: 'a' has a bad id"},
+        {",\"added_tokens\":[{\"id\":1.5,\"content\":\"x\"}]", "added_tokens[0]: \"id\" must be"},
+        {",\"added_tokens\":[{\"id\":-1e300,\"content\":\"x\"}]", "added_tokens[0]: \"id\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[1024];
+        snprintf(json, sizeof json, "{\"model\":" ABC_MODEL "%s}", cases[i].extra);
+        tokenizer *t = NULL;
+        CHECK_ERR(tokenizer_load(&t, write_file("numbers", json, strlen(json))), LLMRT_ERR_FORMAT,
+                  cases[i].needle);
+        CHECK(t == NULL);
+    }
+    const char *vocab = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1e300},\"merges\":[]}}";
+    tokenizer *t = NULL;
+    CHECK_ERR(tokenizer_load(&t, write_file("numbers", vocab, strlen(vocab))), LLMRT_ERR_FORMAT,
+              "model.vocab: token 'a' has a bad id");
+}
+
 /* Finding 2: a directory or FIFO where tokenizer.json should be is named as such. */
 static void test_not_a_file(void) {
     const char *dir = test_tmpdir("tok-notfile");
@@ -248,6 +288,7 @@ int main(void) {
     RUN(test_regex_message);
     RUN(test_unknown_ids_skipped);
     RUN(test_empty_vocabulary);
+    RUN(test_numbers_out_of_range);
     RUN(test_not_a_file);
     return test_summary();
 }
