@@ -15,7 +15,7 @@ static void test_bf16_round_trip(void) {
 }
 
 static void test_f16_round_trip(void) {
-    float vals[] = {0.0f, 1.0f, -2.0f, 0.5f, 65504.0f, 6.103515625e-05f, 5.960464477539063e-08f,
+    float vals[] = {0.0f,     1.0f, -2.0f, 0.5f, 65504.0f, 6.103515625e-05f, 5.960464477539063e-08f,
                     3.140625f};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
         CHECK_MSG(f16_to_f32(f32_to_f16(vals[i])) == vals[i], "%g", vals[i]);

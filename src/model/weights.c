@@ -21,7 +21,8 @@ enum { WEIGHT_ALIGN = 256 };
 typedef struct loader {
     model *m;
     const st_model *st;
-    backend *be;
+    backend *be;          /* NULL in a planning pass without a backend (model_weight_bytes) */
+    dtype wdt;            /* matrices are stored in this type */
     int filling;          /* 0: planning pass, 1: filling pass */
     char *block;          /* backend memory (filling pass) */
     size_t off;           /* bytes laid out so far */
@@ -31,15 +32,16 @@ typedef struct loader {
 
 /* ---- tensor lookup ---- */
 
-/* Finds pattern (with %d = layer) as named, or with "transformer." before it (GPT-2 cards
- * exist both ways). *t is NULL if absent. */
+/* Finds pattern (with %d = layer) as named, or with the family's alternative prefix before it.
+ * *t is NULL if absent. */
 static void ld_find(const loader *L, const char *pat, int layer, char *name, size_t n,
                     const st_tensor **t) {
     snprintf(name, n, pat, layer);
     *t = safetensors_find(L->st, name);
-    if (!*t && L->m->cfg.arch->pos == POS_LEARNED) {
+    const char *prefix = L->m->cfg.arch->tensor_prefix_alt;
+    if (!*t && prefix) {
         char alt[300];
-        snprintf(alt, sizeof alt, "transformer.%s", name);
+        snprintf(alt, sizeof alt, "%s%s", prefix, name);
         *t = safetensors_find(L->st, alt);
     }
 }
@@ -89,7 +91,7 @@ static void ld_convert(void *dst, dtype dt, const st_tensor *t, int64_t rows, in
 static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const char *const *pats,
                               const int64_t *rows, int64_t cols) {
     const int conv = L->m->cfg.arch->conv1d;
-    const dtype dt = L->be->weight_dtype;
+    const dtype dt = L->wdt;
     int64_t total = 0;
     for (int i = 0; i < n; i++)
         total += rows[i];
@@ -197,17 +199,14 @@ static llmrt_status ld_layer(loader *L, int l) {
         TRY(ld_matrix(L, &w->wqkv, l, 3, pats, rows, D));
         if (c->qkv_bias) TRY(ld_vector(L, &w->bqkv, l, 3, bpats, rows));
     }
-    if (a->qk_norm) {
+    if (a->q_norm) {
         TRY(ld_norm(L, &w->q_norm, l, a->q_norm, NULL, hd));
         TRY(ld_norm(L, &w->k_norm, l, a->k_norm, NULL, hd));
     }
     int64_t drow[1] = {D};
     TRY(ld_matrix(L, &w->wo, l, 1, &a->o, drow, qd));
-    if (c->out_bias) {
-        const char *ob = a->o_b ? a->o_b : "model.layers.%d.self_attn.o_proj.bias";
-        TRY(ld_vector(L, &w->bo, l, 1, &ob, drow));
-    }
-    if (a->sandwich_norm) TRY(ld_norm(L, &w->post_attn_norm, l, a->post_attn_norm, NULL, D));
+    if (c->out_bias) TRY(ld_vector(L, &w->bo, l, 1, &a->o_b, drow));
+    if (a->post_attn_norm) TRY(ld_norm(L, &w->post_attn_norm, l, a->post_attn_norm, NULL, D));
     TRY(ld_norm(L, &w->ffn_norm, l, a->ffn_norm, a->ffn_norm_b, D));
     if (a->gate) {
         const char *pats[2] = {a->gate, a->up};
@@ -220,7 +219,7 @@ static llmrt_status ld_layer(loader *L, int l) {
     }
     TRY(ld_matrix(L, &w->wdown, l, 1, &a->down, drow, F));
     if (a->down_b) TRY(ld_vector(L, &w->bdown, l, 1, &a->down_b, drow));
-    if (a->sandwich_norm) TRY(ld_norm(L, &w->post_ffn_norm, l, a->post_ffn_norm, NULL, D));
+    if (a->post_ffn_norm) TRY(ld_norm(L, &w->post_ffn_norm, l, a->post_ffn_norm, NULL, D));
 
     w->attn = (attn_params){
         .n_heads = c->n_heads,
@@ -241,7 +240,7 @@ static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t row
     const st_tensor *t;
     int64_t shape[2] = {rows, cols};
     TRY(ld_get(L, pat, 0, 2, shape, &t));
-    const dtype dt = L->be->weight_dtype;
+    const dtype dt = L->wdt;
     size_t bytes = (size_t)(rows * cols) * dtype_size(dt);
     *w = (bweight){.dt = dt, .rows = rows, .cols = cols};
     TRY(ld_place(L, bytes, &w->data));
@@ -279,25 +278,46 @@ static llmrt_status ld_model(loader *L, int verbose) {
     return LLMRT_OK;
 }
 
-llmrt_status model_load(model **out, const char *dir, backend *be, const model_load_opts *opts) {
+/* A model holding c, with its layer array; no weights yet. */
+static llmrt_status model_new(model **out, const model_config *c, const char *dir, backend *be) {
     *out = NULL;
     model *m = calloc(1, sizeof *m);
     if (!m) return err_set(LLMRT_ERR_NOMEM, "out of memory");
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     m->be = be;
-    llmrt_status s = model_config_load(&m->cfg, dir);
-    if (s != LLMRT_OK) {
-        free(m);
-        return s;
-    }
-    m->w.layers = calloc((size_t)m->cfg.n_layers, sizeof *m->w.layers);
-    st_model *st = NULL;
+    m->cfg = *c;
+    m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
     if (!m->w.layers) {
         free(m);
         return err_set(LLMRT_ERR_NOMEM, "out of memory");
     }
-    s = safetensors_open_dir(&st, dir);
-    loader L = {.m = m, .st = st, .be = be};
+    *out = m;
+    return LLMRT_OK;
+}
+
+llmrt_status model_weight_bytes(const model_config *c, const char *dir, dtype precision,
+                                size_t *bytes) {
+    *bytes = 0;
+    model *m;
+    TRY(model_new(&m, c, dir, NULL));
+    st_model *st = NULL;
+    llmrt_status s = safetensors_open_dir(&st, dir);
+    loader L = {.m = m, .st = st, .wdt = precision};
+    if (s == LLMRT_OK) s = ld_model(&L, 0);
+    if (s == LLMRT_OK) *bytes = L.off;
+    safetensors_free(st);
+    model_free(m);
+    return s;
+}
+
+llmrt_status model_load(model **out, const model_config *c, const char *dir, backend *be,
+                        const model_load_opts *opts) {
+    *out = NULL;
+    model *m;
+    TRY(model_new(&m, c, dir, be));
+    st_model *st = NULL;
+    llmrt_status s = safetensors_open_dir(&st, dir);
+    loader L = {.m = m, .st = st, .be = be, .wdt = be->weight_dtype};
     if (s == LLMRT_OK) s = ld_model(&L, 0); /* planning pass: shapes checked, bytes counted */
     if (s == LLMRT_OK) {
         size_t need = L.off, free_b = 0, total_b = 0;

@@ -58,7 +58,7 @@ expect_fail bad-flag "unknown flag --frobnicate" -- "$BIN" run --frobnicate
 expect_fail bad-ids "prompt-ids" -- "$BIN" run --model "$FIX" --prompt-ids 1,x,3 --device cpu
 expect_fail id-range "outside the vocabulary" -- "$BIN" run --model "$FIX" --prompt-ids 1,99999 --num_tokens 4 --device cpu
 expect_fail bad-cache "--cache must be" -- "$BIN" run --model "$FIX" --prompt-ids 1 --cache paged
-expect_fail bad-device "--device must be cpu or cuda" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens 4 --device tpu
+expect_fail bad-device "device must be auto, cpu, cuda or cuda:N, got 'tpu'" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens 4 --device tpu
 expect_fail no-tokenizer "tokenizer.json" -- "$BIN" run --model "$FIX" --prompt "hello" --device cpu
 expect_fail num-tokens "--num_tokens must be an integer" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens -3
 expect_fail logits-no-ids "--prompt-ids is required" -- "$BIN" logits --model "$FIX"

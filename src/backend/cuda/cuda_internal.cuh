@@ -19,6 +19,7 @@
 
 extern "C" {
 #include "backend/backend.h"
+#include "backend/choice_ring.h"
 #include "base/status.h"
 }
 
