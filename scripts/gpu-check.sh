@@ -6,7 +6,10 @@
 #
 #   build machine:  make BUILD=build-cuda CUDA=1 && scripts/gpu-check.sh --stage build-cuda
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
-# Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default all).
+# Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default all but ab);
+# part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
+# (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
+# in $AB_CARDS, same card, same call.
 set -uo pipefail
 CARRY=${CARRY:-.carry/cuda}
 
@@ -30,7 +33,8 @@ if [ "${1:-}" = "--stage" ]; then
     done
     # the real cards' config.json for the transformers comparison (../shared does not travel)
     mkdir -p "$CARRY/configs"
-    for card in Llama-3.2-1B-Instruct Qwen3-0.6B gpt2 gemma-3-1b-it Llama-3.1-8B-Instruct; do
+    for card in Llama-3.2-1B-Instruct Qwen3-0.6B gpt2 gemma-3-1b-it Llama-3.1-8B-Instruct \
+        Qwen2.5-0.5B-Instruct gpt2-medium; do
         [ -d "../shared/configs/$card" ] && cp -r "../shared/configs/$card" "$CARRY/configs/"
     done
     du -sh "$CARRY"
@@ -129,6 +133,29 @@ if [[ " $ONLY " == *" bench "* ]] && [ -x "$CARRY/bench_cuda" ]; then
     done
     echo "---- bench_cuda --model 8b"
     grep -E "^\| (model|decode|prefill [0-9])" "$OUT/bench_8b.log"
+fi
+if [[ " $ONLY " == *" ab "* ]]; then
+    OLD=${OLD_CARRY:-.carry/old}
+    old=$(mktemp -d)
+    tar -C "$old" -xJf "$OLD/bin.tar.xz"
+    for card in ${AB_CARDS:-Llama-3.2-1B-Instruct Qwen3-0.6B}; do
+        M=/tmp/ab-model-$card
+        [ -f "$M/config.json" ] ||
+            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
+                >"$OUT/ab-make-$card.log" 2>&1
+        for round in 1 2; do
+            for which in new old; do
+                bin=$CARRY/llmrt
+                [ $which = old ] && bin=$old/llmrt
+                "$bin" run --benchmark --model "$M" --device cuda --precision BF16 --isl 128 \
+                    --num_tokens 128 --iterations 5 --warmup 2 \
+                    >"$OUT/ab-$card-$which-$round.txt" 2>"$OUT/ab-$card-$which-$round.log"
+                rows+=("$(printf 'ab %-22s %-3s round %d: %s' "$card" "$which" "$round" \
+                    "$(grep -E '^(Decode-Median|BW-Fraction|TTFT)' "$OUT/ab-$card-$which-$round.txt" |
+                        awk '{printf "%s %s  ", $1, $3}')")")
+            done
+        done
+    done
 fi
 echo "---- gpu-check summary ($(head -2 "$OUT/gpu.txt" | tail -1))"
 printf '%s\n' "${rows[@]}"

@@ -101,8 +101,9 @@ static void rec_attn(attn_params *d, const attn_params *s) {
 static void rec_kv(kv_layer *d, const kv_layer *s) {
     d->k = s->k;
     d->v = s->v;
-    d->cap = s->cap;
-    d->batch = s->batch;
+    d->block_len = s->block_len;
+    d->n_blocks = s->n_blocks;
+    d->group = s->group;
 }
 
 static llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
@@ -309,7 +310,7 @@ static llmrt_status flush_pending(cuda_state *s) {
 static llmrt_status attention_fused(cuda_ctx *c, const op_rec *q, const op_rec *r, int *done) {
     *done = 0;
     if (r->op != OP_ATTENTION || r->p1 != q->p0 || memcmp(&r->kv, &q->kv, sizeof r->kv) ||
-        memcmp(&r->attn, &q->attn, sizeof r->attn) || q->kv.batch < c->batch)
+        memcmp(&r->attn, &q->attn, sizeof r->attn))
         return LLMRT_OK;
     qkv_fin fin;
     memset(&fin, 0, sizeof fin);
@@ -438,9 +439,22 @@ llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
 
 /* ---- steps ---- */
 
-static llmrt_status step_buffers(cuda_state *s, int need) {
+llmrt_status cuda_kv_map(const cuda_ctx *c, const kv_layer *kv, int Hkv, kv_map *out) {
+    if (kv->group < 0 || kv->group >= c->n_groups)
+        return err_set(LLMRT_ERR_INVALID, "the step has no block table for KV group %d",
+                       kv->group);
+    out->tbl = c->d_tbl[kv->group];
+    out->len = c->tbl_len[kv->group];
+    out->bl = kv->block_len;
+    out->Hkv = Hkv;
+    out->n_blocks = kv->n_blocks;
+    return LLMRT_OK;
+}
+
+/* Makes the step buffers hold `rows` rows and `entries` table entries per group. */
+static llmrt_status step_buffers(cuda_state *s, int rows, int entries) {
     cuda_ctx *c = &s->c;
-    if (need <= c->step_cap) return LLMRT_OK;
+    if (rows <= c->step_cap && entries <= c->tbl_cap) return LLMRT_OK;
     graphs_drop_all(s); /* graphs read the old buffers */
     CK(cudaStreamSynchronize(c->stream));
     if (c->d_ids) CK(cudaFree(c->d_ids));
@@ -449,17 +463,20 @@ static llmrt_status step_buffers(cuda_state *s, int need) {
     c->d_ids = NULL;
     c->h_stage = NULL;
     c->h_last = NULL;
-    c->step_cap = 0;
+    c->step_cap = c->tbl_cap = 0;
     c->ring.chain_rows = 0; /* the choices in d_ids are gone */
     c->last_batch = 0;
-    int cap = need < 256 ? 256 : need;
-    CK(cudaMalloc(&c->d_ids, 3 * (size_t)cap * sizeof(int32_t)));
-    CK(cudaMallocHost(&c->h_stage, 3 * (size_t)cap * sizeof(int32_t)));
-    c->h_last = (int32_t *)calloc(2 * (size_t)cap, sizeof(int32_t));
+    int cap = rows < 256 ? 256 : rows, tcap = entries < 1024 ? 1024 : entries;
+    size_t total = 2 * (size_t)cap + KV_MAX_GROUPS * (size_t)tcap;
+    CK(cudaMalloc(&c->d_ids, total * sizeof(int32_t)));
+    CK(cudaMallocHost(&c->h_stage, total * sizeof(int32_t)));
+    c->h_last = (int32_t *)calloc(total - cap, sizeof(int32_t));
     if (!c->h_last) return err_set(LLMRT_ERR_NOMEM, "cuda: out of host memory");
     c->d_pos = c->d_ids + cap;
-    c->d_start = c->d_ids + 2 * cap;
+    for (int g = 0; g < KV_MAX_GROUPS; g++)
+        c->d_tbl[g] = c->d_ids + 2 * (size_t)cap + (size_t)g * tcap;
     c->step_cap = cap;
+    c->tbl_cap = tcap;
     return LLMRT_OK;
 }
 
@@ -482,42 +499,60 @@ static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
     int chain_slot; /* its choices are already in d_ids */
     TRY(choice_ring_step(&c->ring, "cuda", st, &chain_slot));
     if (!st->pos) return err_set(LLMRT_ERR_INVALID, "cuda step_begin: pos must be given");
-    for (int b = 0; b < st->batch; b++) {
-        int32_t start = st->start ? st->start[b] : 0;
-        if (st->pos[b] < 0 || start < 0 || st->pos[b] > INT32_MAX - st->n_tokens)
+    for (int b = 0; b < st->batch; b++)
+        if (st->pos[b] < 0 || st->pos[b] > INT32_MAX - st->n_tokens)
             return err_set(LLMRT_ERR_INVALID,
-                           "cuda step_begin: sequence %d has position %d and start %d (must be "
-                           ">= 0 and pos + n_tokens must fit in int32)",
-                           b, (int)st->pos[b], (int)start);
+                           "cuda step_begin: sequence %d has position %d (must be >= 0 and pos + "
+                           "n_tokens must fit in int32)",
+                           b, (int)st->pos[b]);
+    if (st->n_groups < 0 || st->n_groups > KV_MAX_GROUPS)
+        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: %d KV groups (at most %d)",
+                       st->n_groups, KV_MAX_GROUPS);
+    int entries = 0;
+    for (int g = 0; g < st->n_groups; g++) {
+        if (!st->tables[g].blocks || st->tables[g].len < 1)
+            return err_set(LLMRT_ERR_INVALID, "cuda step_begin: KV table %d is missing or empty",
+                           g);
+        int e = st->batch * st->tables[g].len;
+        if (e > entries) entries = e;
     }
+    /* a table layout the captured graphs did not see: they hold its lengths */
+    bool same_tables = st->n_groups == c->n_groups;
+    for (int g = 0; g < st->n_groups && same_tables; g++)
+        same_tables = st->tables[g].len == c->tbl_len[g];
+    if (!same_tables) graphs_drop_all(s);
     int rows = st->batch * st->n_tokens;
-    TRY(step_buffers(s, rows)); /* never grows for ids NULL: the step before had >= rows */
+    TRY(step_buffers(s, rows, entries)); /* never grows for ids NULL: the step before had as many */
     /* A step on the previous choices finds its ids in d_ids, and its positions too when they
-     * follow the last step's (the argmax advanced d_pos): nothing to upload. */
+     * follow the last step's (the argmax advanced d_pos): nothing to upload unless the tables
+     * changed. */
+    int32_t *last_tbl = c->h_last + c->step_cap;
     int upload = 1;
     if (!st->ids) {
-        upload = 0;
-        for (int b = 0; b < st->batch; b++) {
-            int32_t start = st->start ? st->start[b] : 0;
-            if (st->pos[b] != c->h_last[b] + c->last_n_tokens ||
-                start != c->h_last[c->step_cap + b])
-                upload = 1;
-        }
+        upload = !same_tables;
+        for (int b = 0; b < st->batch; b++)
+            if (st->pos[b] != c->h_last[b] + c->last_n_tokens) upload = 1;
+        for (int g = 0; g < st->n_groups && !upload; g++)
+            upload = memcmp(last_tbl + (size_t)g * c->tbl_cap, st->tables[g].blocks,
+                            (size_t)st->batch * st->tables[g].len * sizeof(int32_t)) != 0;
     }
-    for (int b = 0; b < st->batch; b++) {
-        c->h_last[b] = st->pos[b];
-        c->h_last[c->step_cap + b] = st->start ? st->start[b] : 0;
+    memcpy(c->h_last, st->pos, (size_t)st->batch * sizeof(int32_t));
+    for (int g = 0; g < st->n_groups; g++) {
+        memcpy(last_tbl + (size_t)g * c->tbl_cap, st->tables[g].blocks,
+               (size_t)st->batch * st->tables[g].len * sizeof(int32_t));
+        c->tbl_len[g] = st->tables[g].len;
     }
+    c->n_groups = st->n_groups;
     c->last_batch = st->batch;
     c->last_n_tokens = st->n_tokens;
     if (upload) {
         CK(cudaEventSynchronize(c->staged)); /* the last upload has left h_stage */
         int32_t *h = c->h_stage;
         if (st->ids) memcpy(h, st->ids, (size_t)rows * sizeof(int32_t));
-        memcpy(h + c->step_cap, c->h_last, 2 * (size_t)c->step_cap * sizeof(int32_t));
+        size_t total = 2 * (size_t)c->step_cap + KV_MAX_GROUPS * (size_t)c->tbl_cap;
+        memcpy(h + c->step_cap, c->h_last, (total - c->step_cap) * sizeof(int32_t));
         size_t first = st->ids ? 0 : (size_t)c->step_cap; /* ids NULL: keep d_ids */
-        CK(cudaMemcpyAsync(c->d_ids + first, h + first,
-                           (3 * (size_t)c->step_cap - first) * sizeof(int32_t),
+        CK(cudaMemcpyAsync(c->d_ids + first, h + first, (total - first) * sizeof(int32_t),
                            cudaMemcpyHostToDevice, c->stream));
         CK(cudaEventRecord(c->staged, c->stream));
     }
@@ -936,7 +971,7 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     if (st == LLMRT_OK &&
         (e = cudaEventCreateWithFlags(&c->staged, cudaEventDisableTiming)) != cudaSuccess)
         st = cuda_fail(e, "cudaEventCreate", __FILE__, __LINE__);
-    if (st == LLMRT_OK) st = step_buffers(s, 256);
+    if (st == LLMRT_OK) st = step_buffers(s, 256, 1024);
     if (st != LLMRT_OK) {
         cu_destroy(be);
         return st;

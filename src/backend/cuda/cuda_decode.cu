@@ -74,9 +74,11 @@ struct dk_layer {
     const float *bqkv, *bo, *bdown;                      /* or NULL */
     const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms or NULL */
     const float *inv_freq;                               /* or NULL: no RoPE */
-    void *kc, *vc;                                       /* cache of sequence 0 */
+    void *kc, *vc; /* the layer's cache [n_blocks, Hkv, cap, hd]; sequence 0's block is
+                      the first entry of the step's table of the layer's group */
     float attn_eps, ffn_eps, qn_eps, kn_eps, attn_factor, scale, softcap;
     int attn_kind, ffn_kind, qn_kind, kn_kind, rot_dim, cap, window;
+    int group; /* the layer's KV group */
 };
 
 /* The kernel's arguments. */
@@ -101,7 +103,9 @@ struct dk_args {
     unsigned long long *act_buf; /* [F] the MLP activation */
     unsigned long long *att_buf; /* [H hd] the attention output */
     unsigned *bar;               /* [2] launches so far (the tags' epoch), blocks done */
-    const int32_t *pos, *start;  /* the step's position and first valid position (device) */
+    const int32_t *pos;                 /* the step's position (device) */
+    const int32_t *tbl[KV_MAX_GROUPS];  /* the step's block table of each KV group (device):
+                                           entry 0 is sequence 0's one block */
     int misc_floats;             /* shared floats between the mbarriers and the union region */
     int caps[DK_CAPS];           /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
     int att_bufs;                /* attention tile buffers: 2 = the next loads during a tile */
@@ -608,11 +612,11 @@ struct dk_keys {
 
 __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer &L) {
     dk_keys k;
-    int p = a.pos[0], st = a.start[0];
+    int p = a.pos[0];
     k.hi = p;
-    k.lo = st;
+    k.lo = 0;
     if (L.window > 0 && p - L.window + 1 > k.lo) k.lo = p - L.window + 1;
-    k.rp = p - st;
+    k.rp = p;
     const int n = k.hi - k.lo + 1;
     /* several splits only while every block has at most one item: a split-0 item waits for
      * the other splits of its head, which must not queue behind it in the same block */
@@ -621,6 +625,11 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     k.kps = ((n + ns - 1) / ns + 31) & ~31;
     k.n_split = (n + k.kps - 1) / k.kps;
     return k;
+}
+
+/* The element offset of kv head kvh's first row in sequence 0's block of layer L. */
+__device__ __forceinline__ size_t dk_kv_head(const dk_args &a, const dk_layer &L, int kvh) {
+    return ((size_t)a.tbl[L.group][0] * a.Hkv + kvh) * L.cap * a.hd;
 }
 
 /* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
@@ -647,7 +656,7 @@ template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk
         if ((int)threadIdx.x / 2 != i) continue; /* thread 2i: keys, 2i + 1: values */
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
-        const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + (size_t)kvh * L.cap * a.hd;
+        const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + dk_kv_head(a, L, kvh);
         int s0 = j0 % L.cap, n = j1 - j0 + 1, first = min(n, L.cap - s0); /* a ring wraps */
         prefetch_l2(base + (size_t)s0 * a.hd, (unsigned)((size_t)first * a.hd * sizeof(T)));
         if (n > first) prefetch_l2(base, (unsigned)((size_t)(n - first) * a.hd * sizeof(T)));
@@ -677,7 +686,7 @@ __device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L
     const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
     for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
         int r = i / nv, v = i % nv;
-        size_t row = ((size_t)kvh * L.cap + (t0 + r) % L.cap) * a.hd;
+        size_t row = dk_kv_head(a, L, kvh) + (size_t)((t0 + r) % L.cap) * a.hd;
         cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
         cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
     }
@@ -807,7 +816,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         }
         if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
             dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s, half);
-            size_t at = ((size_t)kvh * L.cap + kr.hi % L.cap) * hd;
+            size_t at = dk_kv_head(a, L, kvh) + (size_t)(kr.hi % L.cap) * hd;
             const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
             for (int d = lane; d < hd; d += 32) {
                 T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
@@ -1089,7 +1098,9 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
                 return "matrix shapes";
             if ((uintptr_t)m[i]->data % 16) return "matrix alignment";
         }
-        if (kv[l].batch < 1 || kv[l].cap < 1) return "KV cache";
+        if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups)
+            return "KV cache";
+        if (c->tbl_len[kv[l].group] != 1) return "a paged KV cache";
     }
     dk_args k = {};
     k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F;
@@ -1158,7 +1169,8 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
         d->attn_factor = w->rope ? w->rope->attn_factor : 1.0f;
         d->kc = kv[l].k;
         d->vc = kv[l].v;
-        d->cap = kv[l].cap;
+        d->cap = kv[l].block_len;
+        d->group = kv[l].group;
         d->window = w->attn.window;
         d->scale = w->attn.scale;
         d->softcap = w->attn.softcap;
@@ -1370,7 +1382,8 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     a.x = x;
     a.h = h;
     a.pos = c->d_pos;
-    a.start = c->d_start;
+    for (int g = 0; g < KV_MAX_GROUPS; g++)
+        a.tbl[g] = c->d_tbl[g];
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)p->blocks);
     cfg.blockDim = dim3(DK_THREADS);

@@ -84,15 +84,21 @@ typedef struct cuda_ctx {
     int pdl;             /* programmatic dependent launch (off with LLMRT_NO_PDL=1) */
     int no_fuse;         /* LLMRT_NO_FUSE=1: no matmul+activation fusion */
 
-    /* the current step (set by step_begin) */
+    /* the current step (set by step_begin). One device allocation holds, in this order, the
+     * ids [step_cap], the positions [step_cap] and each group's block tables [tbl_cap], so that
+     * a step uploads them with one copy; h_stage mirrors it. */
     int batch, n_tokens, rows;
-    int step_cap;       /* capacity of the device step buffers, in rows */
+    int step_cap;       /* rows (and sequences) the step buffers hold */
+    int tbl_cap;        /* table entries per group they hold */
     int32_t *d_ids;     /* [step_cap] device */
     int32_t *d_pos;     /* [step_cap] device, per sequence */
-    int32_t *d_start;   /* [step_cap] device, per sequence */
-    int32_t *h_stage;   /* [3 * step_cap] pinned host staging for the uploads */
+    int32_t *d_tbl[KV_MAX_GROUPS]; /* [tbl_cap] device: the step's kv_table of each group */
+    int tbl_len[KV_MAX_GROUPS];    /* entries per sequence of each (kv_table.len) */
+    int n_groups;
+    int32_t *h_stage;   /* [2 * step_cap + KV_MAX_GROUPS * tbl_cap] pinned host staging */
     cudaEvent_t staged; /* recorded after the upload from h_stage: it may be rewritten */
-    int32_t *h_last;    /* [2 * step_cap] host: pos and start of the last step's sequences */
+    int32_t *h_last;    /* [step_cap + KV_MAX_GROUPS * tbl_cap] host: positions and tables of
+                           the last step's sequences, as uploaded */
     int last_batch, last_n_tokens;
 
     /* greedy choices started by argmax_start and not yet waited for, by slot of `ring`: pinned
@@ -129,6 +135,29 @@ static inline cuda_ctx *ctx_of(backend *be) {
 
 /* Makes sure ctx->scratch holds `bytes`; fails if it must grow during a capture. */
 llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
+
+/* Where the keys and values of a layer's cache are for the kernels: position j of sequence b,
+ * kv head h, is row `row(b, h, j)` of K and V (each row head_dim elements), through the step's
+ * block table of the layer's group (kv_table in backend.h). */
+struct kv_map {
+    const int32_t *tbl; /* [batch, len] device */
+    int len;            /* entries per sequence */
+    int bl;             /* positions per block */
+    int Hkv;
+    int n_blocks;
+    __device__ __forceinline__ size_t row(int b, int h, int j) const {
+        int blk = tbl[b * len + (len == 1 ? 0 : (j / bl) % len)];
+        return ((size_t)blk * Hkv + h) * bl + (size_t)(j % bl);
+    }
+    /* positions a sequence's table holds before its entries repeat */
+    __host__ __device__ __forceinline__ int span() const {
+        return len * bl;
+    }
+};
+
+/* The map of a layer's cache in the current step; fails when the step has no table for the
+ * layer's group. */
+llmrt_status cuda_kv_map(const cuda_ctx *c, const kv_layer *kv, int Hkv, kv_map *out);
 
 /* ---- element types ---- */
 
