@@ -432,8 +432,8 @@ typedef struct attn_case {
 /* A KV cache of `cap` positions per sequence for B sequences in blocks of bl positions (bl =
  * cap: one block each), filled with random values in every slot (so that masking errors show),
  * with its block table. */
-static void cache_pair(kv_layer *kc, kv_layer *kg, test_table *t, int B, int Hkv, int cap,
-                       int hd, int bl, pair *k, pair *v) {
+static void cache_pair(kv_layer *kc, kv_layer *kg, test_table *t, int B, int Hkv, int cap, int hd,
+                       int bl, pair *k, pair *v) {
     size_t n = (size_t)B * Hkv * cap * hd;
     int len = cap / bl;
     *k = rand_act(n, -1, 1);
@@ -886,9 +886,8 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
         w->attn = s->attn;
         w->rope = &s->rope;
         kv_layer *k = &s->kv[l];
-        *k = (kv_layer){.block_len = c->paged ? c->cap / 4 : c->cap,
-                        .n_blocks = c->paged ? 4 : 1,
-                        .group = 0};
+        *k = (kv_layer){
+            .block_len = c->paged ? c->cap / 4 : c->cap, .n_blocks = c->paged ? 4 : 1, .group = 0};
         CHECK_OK(be->ops->alloc(be, cn * es, &k->k));
         CHECK_OK(be->ops->alloc(be, cn * es, &k->v));
         CHECK_OK(be->ops->act_from_f32(be, k->k, h->cache + (size_t)(2 * l) * cn, cn));

@@ -134,7 +134,12 @@ static double gemm_rate(backend *be, int M, int N, int K, int reps) {
     void *in = dalloc(be, (size_t)M * K * es), *out = dalloc(be, (size_t)M * N * es);
     fill_random(be, in, (size_t)M * K * es);
     int32_t *ids = calloc((size_t)M, 4), pos = 0;
-    step_desc s = {.batch = 1, .n_tokens = M, .ids = ids, .pos = &pos, .n_groups = 1, .tables = {{.blocks = &zero_block, .len = 1}}};
+    step_desc s = {.batch = 1,
+                   .n_tokens = M,
+                   .ids = ids,
+                   .pos = &pos,
+                   .n_groups = 1,
+                   .tables = {{.blocks = &zero_block, .len = 1}}};
     double t[8];
     for (int it = 0; it < 9; it++) {
         double t0 = now_s();
@@ -294,7 +299,12 @@ static double model_step(backend *be, bench_model *m, int n_tokens, int pos, int
     int32_t *ids = malloc((size_t)n_tokens * 4);
     for (int i = 0; i < n_tokens; i++)
         ids[i] = (token + i * 7919) % m->V;
-    step_desc s = {.batch = 1, .n_tokens = n_tokens, .ids = ids, .pos = &pos, .n_groups = 1, .tables = {{.blocks = &zero_block, .len = 1}}};
+    step_desc s = {.batch = 1,
+                   .n_tokens = n_tokens,
+                   .ids = ids,
+                   .pos = &pos,
+                   .n_groups = 1,
+                   .tables = {{.blocks = &zero_block, .len = 1}}};
     double t0 = now_s();
     OK(be->ops->step_begin(be, &s));
     model_ops(be, m, n_tokens);
@@ -340,7 +350,12 @@ static decode_result decode_run(backend *be, bench_model *m, int prompt, int ste
 static double op_time(backend *be, const bench_model *m, int which, int reps, int pos, int T) {
     const backend_ops *o = be->ops;
     int32_t *ids = calloc((size_t)T, 4);
-    step_desc s = {.batch = 1, .n_tokens = T, .ids = ids, .pos = &pos, .n_groups = 1, .tables = {{.blocks = &zero_block, .len = 1}}};
+    step_desc s = {.batch = 1,
+                   .n_tokens = T,
+                   .ids = ids,
+                   .pos = &pos,
+                   .n_groups = 1,
+                   .tables = {{.blocks = &zero_block, .len = 1}}};
     attn_params a = {m->H, m->Hkv, m->hd, 1.0f / sqrtf((float)m->hd), 0, 0.0f};
     rope_params rp = {m->inv_freq, m->hd, 1.0f};
     norm_params na = {NORM_RMS, m->n_attn[0], NULL, 1e-5f};

@@ -342,10 +342,10 @@ kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H
 /* ---- prefill: tiled flash attention on tensor cores (F16/BF16) ----
  *
  * One block of FA_WARPS warps per (tile of FA_BQ queries, head, sequence); each warp owns 16
- * query rows. Key/value tiles of FA_BK rows are staged in shared memory (rows from kv_map); S = Q K^T
- * and O += P V run as 16x16x16 wmma products with F32 accumulators; the online softmax runs
- * on the F32 scores in shared memory (two lanes per row). GQA heads index their kv head, K/V
- * are never repeated. */
+ * query rows. Key/value tiles of FA_BK rows are staged in shared memory (rows from kv_map); S = Q
+ * K^T and O += P V run as 16x16x16 wmma products with F32 accumulators; the online softmax runs on
+ * the F32 scores in shared memory (two lanes per row). GQA heads index their kv head, K/V are never
+ * repeated. */
 enum { FA_BQ = 64, FA_BK = 64, FA_WARPS = 4, FA_MAX_HD = 256 };
 
 static size_t fa_smem(int hd) {
@@ -532,10 +532,10 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     if (fin && (c->n_tokens != 1 || a->head_dim > 512 ||
                 (fin->inv_freq && (fin->rot_dim > a->head_dim || fin->rot_dim % 2))))
         return LLMRT_OK; /* not fused: the caller runs qkv_finish, then attention */
-    if (cuda_flash_supports(c, a) && !c->attn_split_only)
+    if (cuda_flash_supports(c, a) && !c->sw.attn_split_only)
         return cuda_launch_flash(c, out, qkv, cache, a);
     if (c->dt != DT_F32 && c->n_tokens >= 16 && g.hd % 16 == 0 && g.hd <= FA_MAX_HD &&
-        !c->attn_split_only) {
+        !c->sw.attn_split_only) {
         if (c->dt == DT_F16)
             return launch_prefill<__half>(c, (__half *)out, (const __half *)qkv, cache, g);
         return launch_prefill<__nv_bfloat16>(c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)qkv,
@@ -571,8 +571,8 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
             launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
-                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.kv,
-                      g.n_tokens, c->d_pos, fin != NULL, fin ? *fin : nofin);
+                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.kv, g.n_tokens,
+                      c->d_pos, fin != NULL, fin ? *fin : nofin);
             CK_KERNEL("kernel_attn_combine");
         }
     });

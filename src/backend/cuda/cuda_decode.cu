@@ -96,20 +96,20 @@ struct dk_args {
     float head_softcap; /* 0: none */
     float *logits;      /* [V] F32 */
     /* Stage outputs other blocks read, as tagged words (st_tag): */
-    unsigned long long *xt;      /* [D] the residual stream after each o and down stage */
-    unsigned long long *qkv;     /* [(H + 2 Hkv) hd] raw q, k, v */
-    unsigned long long *part_o;  /* [H][DK_MAX_SPLIT][hd] unnormalized attention outputs */
-    unsigned long long *part_ml; /* [H][DK_MAX_SPLIT][2] max, sum */
-    unsigned long long *act_buf; /* [F] the MLP activation */
-    unsigned long long *att_buf; /* [H hd] the attention output */
-    unsigned *bar;               /* [2] launches so far (the tags' epoch), blocks done */
-    const int32_t *pos;                 /* the step's position (device) */
-    const int32_t *tbl[KV_MAX_GROUPS];  /* the step's block table of each KV group (device):
-                                           entry 0 is sequence 0's one block */
-    int misc_floats;             /* shared floats between the mbarriers and the union region */
-    int caps[DK_CAPS];           /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
-    int att_bufs;                /* attention tile buffers: 2 = the next loads during a tile */
-    unsigned long long *prof;    /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
+    unsigned long long *xt;            /* [D] the residual stream after each o and down stage */
+    unsigned long long *qkv;           /* [(H + 2 Hkv) hd] raw q, k, v */
+    unsigned long long *part_o;        /* [H][DK_MAX_SPLIT][hd] unnormalized attention outputs */
+    unsigned long long *part_ml;       /* [H][DK_MAX_SPLIT][2] max, sum */
+    unsigned long long *act_buf;       /* [F] the MLP activation */
+    unsigned long long *att_buf;       /* [H hd] the attention output */
+    unsigned *bar;                     /* [2] launches so far (the tags' epoch), blocks done */
+    const int32_t *pos;                /* the step's position (device) */
+    const int32_t *tbl[KV_MAX_GROUPS]; /* the step's block table of each KV group (device):
+                                          entry 0 is sequence 0's one block */
+    int misc_floats;          /* shared floats between the mbarriers and the union region */
+    int caps[DK_CAPS];        /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
+    int att_bufs;             /* attention tile buffers: 2 = the next loads during a tile */
+    unsigned long long *prof; /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
 /* Profile events (LLMRT_DECODE_PROFILE=1): cycles of consumer thread 0 per stage, summed over
@@ -678,15 +678,17 @@ __device__ __forceinline__ void cp_async_wait_one() {
     asm volatile("cp.async.wait_group 1;" ::: "memory");
 }
 
-/* The tile of keys [t0, t0 + 32) of kv head kvh (up to j1) into kt/vt, by all consumers. */
+/* The tile of keys [t0, t0 + 32) (up to j1) of the kv head whose first row is at `head`
+ * (dk_kv_head, read once per item: the asm below is a memory clobber) into kt/vt, by all
+ * consumers. */
 template <typename T>
-__device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L, int kvh, int t0,
-                                             int j1, T *kt, T *vt) {
+__device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L, size_t head,
+                                             int t0, int j1, T *kt, T *vt) {
     constexpr int VEC = 16 / sizeof(T);
     const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
     for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
         int r = i / nv, v = i % nv;
-        size_t row = dk_kv_head(a, L, kvh) + (size_t)((t0 + r) % L.cap) * a.hd;
+        size_t row = head + (size_t)((t0 + r) % L.cap) * a.hd;
         cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
         cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
     }
@@ -771,8 +773,9 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
         const bool has_new = j1 == kr.hi;
         T *kt = kt0, *vt = vt0; /* the current tile's buffer; the first tile's is buffer 0 */
+        const size_t head = dk_kv_head(a, L, kvh);
         /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
-        dk_load_tile<T>(a, L, kvh, j0, j1, kt, vt);
+        dk_load_tile<T>(a, L, head, j0, j1, kt, vt);
         const u64 *qg = qkv + (size_t)kvh * Gq * hd;
         const u64 *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
         constexpr int QW = DK_GQ * 256 / (DK_WARPS * 32); /* q words per thread (hd <= 256) */
@@ -816,7 +819,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         }
         if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
             dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s, half);
-            size_t at = dk_kv_head(a, L, kvh) + (size_t)(kr.hi % L.cap) * hd;
+            size_t at = head + (size_t)(kr.hi % L.cap) * hd;
             const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
             for (int d = lane; d < hd; d += 32) {
                 T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
@@ -842,14 +845,14 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             vt = vt0 + buf * tile_elems;
             if (dbl && t0 + 32 <= j1) { /* the next tile into the other buffer meanwhile */
                 if (t0 != j0) cbar();   /* every warp is done with the tile before */
-                dk_load_tile<T>(a, L, kvh, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
+                dk_load_tile<T>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
                                 vt0 + (buf ^ 1) * tile_elems);
                 cp_async_commit();
             }
             if (t0 != j0) {
                 if (!dbl) { /* one buffer: load it once every warp is done with it */
                     cbar();
-                    dk_load_tile<T>(a, L, kvh, t0, j1, kt, vt);
+                    dk_load_tile<T>(a, L, head, t0, j1, kt, vt);
                     cp_async_wait_all();
                 } else if (t0 + 32 <= j1) {
                     cp_async_wait_one(); /* this tile's copies have landed, the next may not */
@@ -1098,8 +1101,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
                 return "matrix shapes";
             if ((uintptr_t)m[i]->data % 16) return "matrix alignment";
         }
-        if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups)
-            return "KV cache";
+        if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups) return "KV cache";
         if (c->tbl_len[kv[l].group] != 1) return "a paged KV cache";
     }
     dk_args k = {};
@@ -1268,8 +1270,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     p->blocks = c->n_sm;
     a.misc_floats = (int)(dk_misc_bytes(a, p->blocks) / sizeof(float));
     memcpy(a.caps, dk_default_caps, sizeof a.caps);
-    const char *caps = getenv("LLMRT_DECODE_CAPS");
-    if (caps && caps[0]) {
+    const char *caps = c->sw.decode_caps;
+    if (caps[0]) {
         const char *q = caps;
         for (int i = 0; i < DK_CAPS; i++) {
             char *end;
@@ -1286,8 +1288,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
             q = end + 1;
         }
     }
-    const char *prof = getenv("LLMRT_DECODE_PROFILE");
-    if (prof && prof[0] && strcmp(prof, "0") != 0) {
+    if (c->sw.decode_profile) {
         size_t pb = (size_t)p->blocks * DK_EV * sizeof(unsigned long long);
         e = cudaMalloc(&a.prof, pb);
         p->args.prof = a.prof; /* freed with the plan */
@@ -1395,7 +1396,7 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = c->pdl ? 2 : 1;
+    cfg.numAttrs = c->sw.no_pdl ? 1 : 2;
     cudaError_t e = cudaSuccess;
     DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T>, a));
     if (e != cudaSuccess) {

@@ -277,14 +277,13 @@ llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a
     int heads = a->n_heads + 2 * a->n_kv_heads;
     dim3 grid((heads + QKV_WARPS - 1) / QKV_WARPS, c->rows);
     size_t smem = (size_t)QKV_WARPS * a->head_dim * sizeof(float);
-    DISPATCH_T(c->dt,
-               launch_ex(c, kernel_qkv_finish<T>, grid, QKV_WARPS * 32, smem, (T *)qkv, a->n_heads,
-                         a->n_kv_heads, a->head_dim, qn != NULL, qn ? qn->kind : NORM_RMS,
-                         qn ? qn->w : NULL, qn ? qn->eps : 0.0f, kn != NULL,
-                         kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL, kn ? kn->eps : 0.0f,
-                         rope ? rope->inv_freq : NULL, rope ? rope->rot_dim : 0,
-                         rope ? rope->attn_factor : 1.0f, (T *)cache->k, (T *)cache->v, kv,
-                         c->n_tokens, c->d_pos));
+    DISPATCH_T(c->dt, launch_ex(c, kernel_qkv_finish<T>, grid, QKV_WARPS * 32, smem, (T *)qkv,
+                                a->n_heads, a->n_kv_heads, a->head_dim, qn != NULL,
+                                qn ? qn->kind : NORM_RMS, qn ? qn->w : NULL, qn ? qn->eps : 0.0f,
+                                kn != NULL, kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL,
+                                kn ? kn->eps : 0.0f, rope ? rope->inv_freq : NULL,
+                                rope ? rope->rot_dim : 0, rope ? rope->attn_factor : 1.0f,
+                                (T *)cache->k, (T *)cache->v, kv, c->n_tokens, c->d_pos));
     CK_KERNEL("kernel_qkv_finish");
     return LLMRT_OK;
 }
