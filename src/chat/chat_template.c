@@ -6,7 +6,7 @@
 
 #include "base/file.h"
 #include "chat/chat_internal.h"
-#include "io/json_util.h"
+#include "io/json_util.h" /* json_type_name */
 
 #define MIB ((size_t)1 << 20)
 
@@ -305,6 +305,27 @@ static llmrt_status read_token(const json_t *cfg, const char *key, const char *w
     return *out ? LLMRT_OK : err_set(LLMRT_ERR_NOMEM, "out of memory");
 }
 
+/* tokenizer_config.json as JSON: integers too big for 64 bits (model_max_length = 1e30 is
+ * common) are read as reals rather than rejected. */
+static llmrt_status read_config(json_t **out, const char *path) {
+    char *text;
+    size_t n;
+    *out = NULL;
+    TRY(file_read_all(path, &text, &n));
+    json_error_t e;
+    *out = json_loadb(text, n, JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES, &e);
+    free(text);
+    if (!*out)
+        return err_set(LLMRT_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", path, e.line,
+                       e.column, e.text);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return err_set(LLMRT_ERR_FORMAT, "%s: the top level must be an object", path);
+    }
+    return LLMRT_OK;
+}
+
 static int has_jinja_files(const char *dir) {
     char p[4096];
     if (path_join(p, sizeof p, dir, "chat_template.jinja") == LLMRT_OK && file_exists(p)) return 1;
@@ -336,7 +357,7 @@ llmrt_status chat_config_load(chat_config *out, const char *path, const char *na
     int cfg_exists = file_exists(cfg_path);
     if (!cfg_exists && !has_jinja_files(dir))
         return err_set(LLMRT_ERR_IO, "%s: no tokenizer_config.json or chat_template.jinja", path);
-    if (cfg_exists && (s = json_read_file(&cfg, cfg_path)) != LLMRT_OK) return s;
+    if (cfg_exists && (s = read_config(&cfg, cfg_path)) != LLMRT_OK) return s;
     if (cfg) {
         if ((s = read_token(cfg, "bos_token", cfg_path, &out->bos_token)) ||
             (s = read_token(cfg, "eos_token", cfg_path, &out->eos_token)) ||
