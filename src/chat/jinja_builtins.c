@@ -1177,9 +1177,10 @@ static int do_float(jctx *ctx, size_t pos, const jv *in, const jv **a, jv *out) 
 static int do_select(jctx *ctx, const jnode *n, const jv *in, const jv *args, size_t n_args,
                      int by_attr, int want, jv *out) {
     size_t pos = n->pos;
-    jv *items;
-    size_t cnt;
-    if (jv_iterate(ctx, pos, in, &items, &cnt)) return -1;
+    jv *items = NULL;
+    size_t cnt = 0;
+    /* Jinja: `if value:` first, so none, 0 and "" give nothing */
+    if (jv_truthy(in) && jv_iterate(ctx, pos, in, &items, &cnt)) return -1;
     const jv *attr = NULL;
     if (by_attr) {
         if (n_args < 1) return jerr(ctx, pos, LLMRT_ERR_INVALID, "%s needs an attribute", n->name);
@@ -1221,9 +1222,9 @@ static int do_select(jctx *ctx, const jnode *n, const jv *in, const jv *args, si
 static int do_map(jctx *ctx, const jnode *n, const jv *in, const jv *args, size_t n_args,
                   const char **kw, const jv *kwv, size_t n_kw, jv *out) {
     size_t pos = n->pos;
-    jv *items;
-    size_t cnt;
-    if (jv_iterate(ctx, pos, in, &items, &cnt)) return -1;
+    jv *items = NULL;
+    size_t cnt = 0;
+    if (jv_truthy(in) && jv_iterate(ctx, pos, in, &items, &cnt)) return -1;
     jlist *l = jlist_new(ctx, pos, cnt, JL_GEN);
     if (!l) return -1;
     l->gen_name = "sync_do_map";
