@@ -399,6 +399,12 @@ def features():
     add("with_block", "{% with a = 1, b = 'two' %}{{ a }}{{ b }}{% endwith %}[{{ a }}]")
     add("print_statement", "{% print s ~ '!' %}")
     add("generation_tag", "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% endif %}{% endfor %}")
+    add("call_block", "{% macro box(title) %}[{{ title }}: {{ caller() }}]{% endmacro %}{% call box('T') %}body {{ s }}{% endcall %}")
+    add("call_block_args", "{% macro each(xs) %}{% for x in xs %}{{ caller(x, loop.index) }};{% endfor %}{% endmacro %}{% call(item, i) each(xs) %}{{ i }}={{ item * 10 }}{% endcall %}")
+    add("joiner", "{% set j = joiner() %}{% for x in xs %}{{ j() }}{{ x }}{% endfor %}|{% set k = joiner(' - ') %}{{ k() }}{{ k() }}{{ k() }}")
+    add("splat_args", "{{ range(*[1, 7, 2])|list }} {% macro f(a, b=0, c=0) %}{{ a }}{{ b }}{{ c }}{% endmacro %}{{ f(*[1, 2]) }} {{ f(1, **{'c': 3}) }} {{ dict(z=1, **d) }}")
+    add("error_splat_duplicate", "{{ dict(a=1, **d) }}")
+    add("error_splat_order", "{{ dict(**d, a=1) }}")
     add("comments", "a{# a comment with {{ tags }} and {% tags %} #}b{#\nmultiline\n#}c")
     # filters
     add("filter_trim", "[{{ '  x  '|trim }}] [{{ 'xxaxx'|trim('x') }}] [{{ '\u3000\u00a0x\u2028'|trim }}] [{{ none|trim }}] [{{ undefined_var|trim }}]")
@@ -483,8 +489,7 @@ def features():
 # tests/test-syntax.cpp; MIT licence, Copyright 2024 Google LLC): the ones rendered there with empty
 # variables. Only the template strings are taken; the expected outputs are rendered here again by
 # transformers' environment (trim_blocks and lstrip_blocks on, which minja's tests mostly leave off).
-# Left out: those whose output shows a Python object address, and those using what llmrt does not
-# support (call blocks, joiner, *args; see docs/chat.md).
+# Left out: those whose output shows a Python object address.
 MINJA_SYNTAX = [
     "{{ ' a '.strip() }}",
     "{{ ' a '.lstrip() }}",
@@ -508,6 +513,7 @@ MINJA_SYNTAX = [
     '  {% set _ = 1 %}    ',
     '  \n    {% set _ = 1 %}        \n                ',
     '{% set _ = 1 %}\n  ',
+    '{{ range(*[2,4]) | list }}',
     "{% for i in [true, false, 10, -10, 10.1, -10.1, None, 'a', '2', {}, [1]] %}{{ i | int }}, {% endfor %}",
     '{% filter trim %} abc {% endfilter %}',
     '{{ [1] + [2, 3] }}',
@@ -531,6 +537,7 @@ MINJA_SYNTAX = [
     '{{ 1 | safe }}',
     "{{ 'abc'.startswith('ab') }},{{ ''.startswith('a') }}",
     "{{ 'abc'.endswith('bc') }},{{ ''.endswith('a') }}",
+    '{{ none | selectattr("foo", "equalto", "bar") | list }}',
     '{{ \'a\' in {"a": 1} }},{{ \'a\' in {} }}',
     '{{ \'a\' in ["a"] }},{{ \'a\' in [] }}',
     "{{ 'a' in 'abc' }},{{ 'd' in 'abc' }}",
@@ -550,6 +557,7 @@ MINJA_SYNTAX = [
     '{% set foo = false %}{{ foo is not false }}',
     '{{ {"a": "b"} | tojson }}',
     '{{ {"a": "b"} }}',
+    '{%- set separator = joiner(\' | \') -%}\n            {%- for item in ["a", "b", "c"] %}{{ separator() }}{{ item }}{% endfor -%}',
     'a\nb\n',
     "  {{- ' a\n'}}",
     '\n            {%- for x in range(3) -%}\n                {%- if loop.first -%}\n                    but first, mojitos!\n                {%- endif -%}\n                {{ loop.index }}{{ "," if not loop.last -}}\n            {%- endfor -%}\n        ',
@@ -575,6 +583,10 @@ MINJA_SYNTAX = [
     '\n            {%- set x = 1 -%}\n            {%- set y = 2 -%}\n            {%- macro foo(x, z, w=10) -%}\n                x={{ x }}, y={{ y }}, z={{ z }}, w={{ w -}}\n            {%- endmacro -%}\n            {{- foo(100, 3) -}}\n        ',
     '\n            {% macro input(name, value=\'\', type=\'text\', size=20) -%}\n                <input type="{{ type }}" name="{{ name }}" value="{{ value|e }}" size="{{ size }}">\n            {%- endmacro -%}\n\n            <p>{{ input(\'username\') }}</p>\n            <p>{{ input(\'password\', type=\'password\') }}</p>',
     "\n            {#- The values' default array should be created afresh at each call, unlike the equivalent Python function -#}\n            {%- macro foo(values=[]) -%}\n                {%- set _ = values.append(1) -%}\n                {{- values -}}\n            {%- endmacro -%}\n            {{- foo() }} {{ foo() -}}",
+    '\n            {%- macro test() -%}{{ caller() }},{{ caller() }}{%- endmacro -%}\n            {%- call test() -%}x{%- endcall -%}\n        ',
+    '\n            {%- macro outer() -%}Outer[{{ caller() }}]{%- endmacro -%}\n            {%- macro inner() -%}Inner({{ caller() }}){%- endmacro -%}\n            {%- call outer() -%}{%- call inner() -%}X{%- endcall -%}{%- endcall -%}\n        ',
+    '\n            {%- macro test(prefix, suffix) -%}{{ prefix }}{{ caller() }}{{ suffix }}{%- endmacro -%}\n            {%- set items = ["a", "b"] -%}\n            {%- call test("<ul>", "</ul>") -%}\n                {%- for item in items -%}\n                    <li>{{ item | upper }}</li>\n                {%- endfor -%}\n            {%- endcall -%}\n        ',
+    '\n            {%- macro recursive(obj) -%}\n            {%- set ns = namespace(content = caller()) -%}\n            {%- for key, value in obj.items() %}\n                {%- if value is mapping %}\n                    {%- call recursive(value) -%}\n                        {{ \'\\\\n\\\\nclass \' + key.title() + \':\\\\n\' }}\n                    {%- endcall -%}\n                {%- else -%}\n                    {%- set ns.content = ns.content + \'  \' + key + \': \' + value + \'\\\\n\' -%}\n                {%- endif -%}\n            {%- endfor -%}\n            {{ ns.content }}\n            {%- endmacro -%}\n\n            {%- call recursive({"a": {"b": "1", "c": "2"}}) -%}\n            {%- endcall -%}\n        ',
     '{% generation %}Foo{% endgeneration %}',
     '{{ {1: 2} | items | list | tojson }}',
     '{{ {1: 2, 3: 4, 5: 7} | dictsort | tojson }}',

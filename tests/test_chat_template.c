@@ -168,7 +168,8 @@ static void test_unsupported(void) {
     check_render("{% if x %}{{ y|wordwrap(3) }}{% endif %}ok", "{\"x\": false}", "ok");
     check_error("{{ '%s'|format(1) }}", NULL, LLMRT_ERR_UNSUPPORTED, "filter 'format'");
     check_error("{{ 'a'.encode() }}", NULL, LLMRT_ERR_UNSUPPORTED, "str method 'encode'");
-    check_error("{{ f(*xs) }}", NULL, LLMRT_ERR_UNSUPPORTED, "*args and **kwargs");
+    check_error("{% block body %}x{% endblock %}", NULL, LLMRT_ERR_UNSUPPORTED, "'block' tag");
+    check_error("{{ cycler(1, 2) }}", NULL, LLMRT_ERR_UNSUPPORTED, "function 'cycler'");
 }
 
 static void test_render_errors(void) {

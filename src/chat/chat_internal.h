@@ -340,7 +340,7 @@ typedef enum jnode_type {
     N_CALL,    /* a ( kids[n] ; kw names[n2] = kids2[n2] ) */
     N_FILTER,  /* a | name ( kids ; kw ) — a NULL: the block placeholder */
     N_TEST,    /* a is [not: op == OP_NOT] name ( kids ; kw ) */
-    N_UNARY,   /* op a: OP_NOT, OP_NEG, OP_POS */
+    N_UNARY,   /* op a: OP_NOT, OP_NEG, OP_POS; in call arguments OP_MUL *a, OP_POW **a */
     N_BINARY,  /* a op b: arithmetic, OP_AND, OP_OR */
     N_CONCAT,  /* kids[n] joined by ~ */
     N_COMPARE, /* a, then ops[i] kids[i] */
@@ -358,6 +358,7 @@ typedef enum jnode_type {
     N_WITH,        /* names[n2] = kids2[n2]: body b */
     N_BREAK,
     N_CONTINUE,
+    N_CALLBLOCK, /* call a (an N_CALL) with `caller` = the macro b */
 } jnode_type;
 
 typedef struct jnode {

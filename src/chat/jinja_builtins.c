@@ -209,6 +209,8 @@ enum {
     G_NAMESPACE,
     G_RAISE,
     G_STRFTIME,
+    G_JOINER,
+    G_JOINER_CALL,
     G_UNSUPPORTED,
 };
 static const char *const STR_METHODS[] = {
@@ -2553,6 +2555,30 @@ int jinja_call_builtin(jctx *ctx, size_t pos, const jfunc *f, const jv *args, si
         err_set(LLMRT_ERR_INVALID, "%.*s", (int)(msg.u.s.n > 4000 ? 4000 : msg.u.s.n), msg.u.s.p);
         return -1;
     }
+    case G_JOINER: { /* joiner(sep=", "): "" the first time it is called, sep after */
+        static const char *const P_SEP[] = {"sep"};
+        if (bind(ctx, pos, "joiner", P_SEP, 1, args, n_args, kw, kwv, n_kw, a)) return -1;
+        jdict *st = jdict_new(ctx, pos, 2);
+        if (!st) return -1;
+        jv k_sep = jv_str("sep", 3), k_used = jv_str("used", 4), no = jv_bool(0);
+        jv sep = a[0] ? *a[0] : jv_str(", ", 2);
+        if (jdict_set(ctx, pos, st, &k_sep, &sep) || jdict_set(ctx, pos, st, &k_used, &no))
+            return -1;
+        jv self = {.kind = JV_NS};
+        self.u.d = st;
+        *out = mkfunc(ctx, pos, JF_BUILTIN, G_JOINER_CALL, "joiner", &self);
+        return ctx->status ? -1 : 0;
+    }
+    case G_JOINER_CALL: {
+        jv *used = jdict_get_str(self->u.d, "used", 4);
+        if (used->u.b) {
+            *out = *jdict_get_str(self->u.d, "sep", 3);
+            return 0;
+        }
+        *used = jv_bool(1);
+        *out = jv_str("", 0);
+        return 0;
+    }
     case G_STRFTIME:
         if (n_args != 1 || n_kw)
             return jerr(ctx, pos, LLMRT_ERR_INVALID, "strftime_now() takes exactly one argument");
@@ -2570,7 +2596,7 @@ void jinja_add_globals(jctx *ctx, jscope *sc) {
         {"range", G_RANGE},           {"dict", G_DICT},
         {"namespace", G_NAMESPACE},   {"raise_exception", G_RAISE},
         {"strftime_now", G_STRFTIME}, {"lipsum", G_UNSUPPORTED},
-        {"cycler", G_UNSUPPORTED},    {"joiner", G_UNSUPPORTED},
+        {"cycler", G_UNSUPPORTED},    {"joiner", G_JOINER},
     };
     for (size_t i = 0; i < sizeof G / sizeof G[0]; i++) {
         jv f = mkfunc(ctx, (size_t)-1, JF_BUILTIN, G[i].id, G[i].name, NULL);

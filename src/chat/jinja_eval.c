@@ -537,15 +537,87 @@ static int getitem(jctx *ctx, size_t pos, const jv *obj, const jv *key, jv *out)
     return 0;
 }
 
-/* Evaluates call arguments. */
-static int eval_args(jctx *ctx, const jnode *n, jv **args, jv **kwv) {
-    *args = n->n ? jalloc(ctx, n->pos, n->n * sizeof(jv)) : NULL;
-    *kwv = n->n2 ? jalloc(ctx, n->pos, n->n2 * sizeof(jv)) : NULL;
-    if ((n->n && !*args) || (n->n2 && !*kwv)) return -1;
-    for (size_t i = 0; i < n->n; i++)
-        if (eval(ctx, n->kids[i], &(*args)[i])) return -1;
-    for (size_t i = 0; i < n->n2; i++)
-        if (eval(ctx, n->kids2[i], &(*kwv)[i])) return -1;
+/* Evaluated call arguments: positional args[n], keyword kw[nk] = kwv[nk], with *args and
+ * **kwargs expanded. */
+typedef struct call_args {
+    jv *args;
+    size_t n;
+    const char **kw;
+    jv *kwv;
+    size_t nk;
+} call_args;
+
+static int eval_args(jctx *ctx, const jnode *n, call_args *ca) {
+    jv *vals = n->n ? jalloc(ctx, n->pos, n->n * sizeof(jv)) : NULL;
+    jv *kvals = n->n2 ? jalloc(ctx, n->pos, n->n2 * sizeof(jv)) : NULL;
+    if ((n->n && !vals) || (n->n2 && !kvals)) return -1;
+    size_t total = 0, ktotal = 0;
+    for (size_t i = 0; i < n->n; i++) {
+        const jnode *k = n->kids[i];
+        int splat = k->type == N_UNARY && k->op == OP_MUL;
+        if (eval(ctx, splat ? k->a : k, &vals[i])) return -1;
+        if (splat) {
+            jv *items;
+            size_t m;
+            if (vals[i].kind == JV_UNDEF) return undefined_error(ctx, k->pos, &vals[i]);
+            if (jv_iterate(ctx, k->pos, &vals[i], &items, &m)) return -1;
+            jlist *l = jlist_new(ctx, k->pos, 0, JL_LIST); /* keep the expansion */
+            if (!l) return -1;
+            l->v = items;
+            l->n = m;
+            vals[i].kind = JV_LIST;
+            vals[i].u.l = l;
+            total += m;
+        } else {
+            total++;
+        }
+    }
+    for (size_t i = 0; i < n->n2; i++) {
+        const jnode *k = n->kids2[i];
+        if (eval(ctx, n->names[i] ? k : k->a, &kvals[i])) return -1;
+        if (n->names[i]) {
+            ktotal++;
+        } else if (kvals[i].kind != JV_DICT) {
+            return jerr(ctx, k->pos, LLMRT_ERR_INVALID,
+                        "argument after ** must be a mapping, not %s", jv_type_name(&kvals[i]));
+        } else {
+            ktotal += kvals[i].u.d->n;
+        }
+    }
+    ca->args = total ? jalloc(ctx, n->pos, total * sizeof(jv)) : NULL;
+    ca->kwv = ktotal ? jalloc(ctx, n->pos, ktotal * sizeof(jv)) : NULL;
+    ca->kw = ktotal ? jalloc(ctx, n->pos, ktotal * sizeof(char *)) : NULL;
+    if ((total && !ca->args) || (ktotal && (!ca->kwv || !ca->kw))) return -1;
+    ca->n = ca->nk = 0;
+    for (size_t i = 0; i < n->n; i++) {
+        const jnode *k = n->kids[i];
+        if (k->type == N_UNARY && k->op == OP_MUL) {
+            for (size_t j = 0; j < vals[i].u.l->n; j++)
+                ca->args[ca->n++] = vals[i].u.l->v[j];
+        } else {
+            ca->args[ca->n++] = vals[i];
+        }
+    }
+    for (size_t i = 0; i < n->n2; i++) {
+        if (n->names[i]) {
+            ca->kw[ca->nk] = n->names[i];
+            ca->kwv[ca->nk++] = kvals[i];
+            continue;
+        }
+        const jdict *d = kvals[i].u.d;
+        for (size_t j = 0; j < d->n; j++) {
+            if (d->keys[j].kind != JV_STR)
+                return jerr(ctx, n->kids2[i]->pos, LLMRT_ERR_INVALID, "keywords must be strings");
+            const char *name = ja_strndup(&ctx->arena, d->keys[j].u.s.p, d->keys[j].u.s.n);
+            if (!name) return jerr(ctx, n->pos, LLMRT_ERR_INVALID, "out of memory");
+            for (size_t q = 0; q < ca->nk; q++)
+                if (strcmp(ca->kw[q], name) == 0)
+                    return jerr(ctx, n->kids2[i]->pos, LLMRT_ERR_INVALID,
+                                "got multiple values for keyword argument '%s'", name);
+            ca->kw[ca->nk] = name;
+            ca->kwv[ca->nk++] = d->vals[j];
+        }
+    }
     return 0;
 }
 
@@ -577,6 +649,7 @@ int jinja_call_macro(jctx *ctx, size_t pos, const jfunc *f, const jv *args, size
         size_t j;
         for (j = 0; j < m->n2; j++)
             if (strcmp(m->names[j], kw[k]) == 0) break;
+        if (j == m->n2 && strcmp(kw[k], "caller") == 0) continue; /* a {% call %} block */
         if (j == m->n2)
             return jerr(ctx, pos, LLMRT_ERR_INVALID, "macro '%s' takes no keyword argument '%s'",
                         m->name, kw[k]);
@@ -608,6 +681,8 @@ int jinja_call_macro(jctx *ctx, size_t pos, const jfunc *f, const jv *args, size
         }
         if (rc == 0) rc = scope_set(ctx, pos, sc, m->names[j], &v);
     }
+    for (size_t k = 0; k < n_kw && rc == 0; k++)
+        if (strcmp(kw[k], "caller") == 0) rc = scope_set(ctx, pos, sc, "caller", &kwv[k]);
     if (rc == 0) rc = capture(ctx, m->b, out);
     ctx->loop_ctl = 0;
     ctx->macro_depth--;
@@ -670,12 +745,14 @@ static int eval_inner(jctx *ctx, const jnode *n, jv *out) {
     case N_SLICE:
         return eval_slice(ctx, n, out);
     case N_CALL: {
-        jv fn, *args, *kwv;
-        if (eval(ctx, n->a, &fn) || eval_args(ctx, n, &args, &kwv)) return -1;
-        return jinja_call_value(ctx, n->pos, &fn, args, n->n, n->names, kwv, n->n2, out);
+        jv fn;
+        call_args ca;
+        if (eval(ctx, n->a, &fn) || eval_args(ctx, n, &ca)) return -1;
+        return jinja_call_value(ctx, n->pos, &fn, ca.args, ca.n, ca.kw, ca.kwv, ca.nk, out);
     }
     case N_FILTER: {
-        jv in, *args, *kwv;
+        jv in;
+        call_args ca;
         if (n->a) {
             if (eval(ctx, n->a, &in)) return -1;
         } else {
@@ -684,20 +761,21 @@ static int eval_inner(jctx *ctx, const jnode *n, jv *out) {
         if (n->id < 0)
             return jerr(ctx, n->pos, LLMRT_ERR_UNSUPPORTED, "filter '%s' is not supported",
                         n->name);
-        if (eval_args(ctx, n, &args, &kwv)) return -1;
-        return jinja_call_filter(ctx, n, n->id, &in, args, n->n, n->names, kwv, n->n2, out);
+        if (eval_args(ctx, n, &ca)) return -1;
+        return jinja_call_filter(ctx, n, n->id, &in, ca.args, ca.n, ca.kw, ca.kwv, ca.nk, out);
     }
     case N_TEST: {
-        jv in, *args, *kwv;
+        jv in;
+        call_args ca;
         if (eval(ctx, n->a, &in)) return -1;
         if (n->id < 0)
             return jerr(ctx, n->pos, LLMRT_ERR_UNSUPPORTED, "test '%s' is not supported", n->name);
-        if (eval_args(ctx, n, &args, &kwv)) return -1;
-        if (n->n2)
+        if (eval_args(ctx, n, &ca)) return -1;
+        if (ca.nk)
             return jerr(ctx, n->pos, LLMRT_ERR_UNSUPPORTED,
                         "keyword arguments to tests are not supported");
         int r;
-        if (jinja_call_test(ctx, n, n->id, &in, args, n->n, &r)) return -1;
+        if (jinja_call_test(ctx, n, n->id, &in, ca.args, ca.n, &r)) return -1;
         *out = jv_bool(n->op == OP_NOT ? !r : r);
         return 0;
     }
@@ -971,6 +1049,30 @@ static int exec_inner(jctx *ctx, const jnode *n) {
         int rc = exec(ctx, n->b);
         ctx->scope = saved;
         return rc;
+    }
+    case N_CALLBLOCK: {
+        const jnode *call = n->a;
+        jfunc *f = jalloc(ctx, n->pos, sizeof *f);
+        jv fn, caller = {.kind = JV_FUNC}, r;
+        call_args ca;
+        if (!f) return -1;
+        f->kind = JF_MACRO;
+        f->name = "caller";
+        f->macro = n->b;
+        f->closure = ctx->scope;
+        caller.u.fn = f;
+        if (eval(ctx, call->a, &fn) || eval_args(ctx, call, &ca)) return -1;
+        const char **kw = jalloc(ctx, n->pos, (ca.nk + 1) * sizeof *kw);
+        jv *kwv = jalloc(ctx, n->pos, (ca.nk + 1) * sizeof *kwv);
+        if (!kw || !kwv) return -1;
+        if (ca.nk) {
+            memcpy(kw, ca.kw, ca.nk * sizeof *kw);
+            memcpy(kwv, ca.kwv, ca.nk * sizeof *kwv);
+        }
+        kw[ca.nk] = "caller";
+        kwv[ca.nk] = caller;
+        if (jinja_call_value(ctx, call->pos, &fn, ca.args, ca.n, kw, kwv, ca.nk + 1, &r)) return -1;
+        return emit_value(ctx, n->pos, &r);
     }
     case N_BREAK:
         ctx->loop_ctl = 1;

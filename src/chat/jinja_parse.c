@@ -163,21 +163,40 @@ static int parse_call_args(parser *p, jnode *n) {
     nvec args = {0}, kwv = {0};
     const char **names = NULL;
     size_t nkw = 0, capkw = 0;
-    int need_comma = 0;
+    int need_comma = 0, has_star = 0, has_dstar = 0;
     while (!is_op(cur(p), OP_RPAREN)) {
         if (need_comma) {
             if (expect_op(p, OP_COMMA)) return -1;
             if (is_op(cur(p), OP_RPAREN)) break;
         }
-        if (is_op(cur(p), OP_MUL) || is_op(cur(p), OP_POW))
-            return jerr(p->ctx, cur(p)->pos, LLMRT_ERR_UNSUPPORTED,
-                        "*args and **kwargs in calls are not supported");
-        if (cur(p)->type == T_NAME && is_op(peek(p), OP_ASSIGN)) {
-            const char *key = tok_str(p, cur(p));
-            if (!key) return -1;
+        int splat = is_op(cur(p), OP_MUL) ? 1 : is_op(cur(p), OP_POW) ? 2 : 0;
+        int keyword = !splat && cur(p)->type == T_NAME && is_op(peek(p), OP_ASSIGN);
+        /* Jinja's order: positional, keyword, one *args, one **kwargs */
+        if ((splat == 1 && (has_star || has_dstar)) || (splat == 2 && has_dstar) ||
+            (!splat && (has_star || has_dstar)) || (!splat && !keyword && nkw))
+            return jerr(p->ctx, cur(p)->pos, LLMRT_ERR_FORMAT,
+                        "invalid syntax for function call expression");
+        has_star |= splat == 1;
+        has_dstar |= splat == 2;
+        if (splat == 1) { /* *args: a positional argument that expands */
+            jnode *v = node(p, N_UNARY, cur(p)->pos);
             adv(p);
-            adv(p);
-            jnode *v = parse_expression(p, 1);
+            if (!v || !(v->a = parse_expression(p, 1)) || nvec_push(p, &args, v)) return -1;
+            v->op = OP_MUL;
+        } else if (splat == 2 || (cur(p)->type == T_NAME && is_op(peek(p), OP_ASSIGN))) {
+            const char *key = NULL; /* NULL: **kwargs */
+            jnode *v;
+            if (splat) {
+                v = node(p, N_UNARY, cur(p)->pos);
+                adv(p);
+                if (!v || !(v->a = parse_expression(p, 1))) return -1;
+                v->op = OP_POW;
+            } else {
+                if (!(key = tok_str(p, cur(p)))) return -1;
+                adv(p);
+                adv(p);
+                v = parse_expression(p, 1);
+            }
             if (!v || nvec_push(p, &kwv, v)) return -1;
             if (nkw == capkw) {
                 capkw = capkw ? capkw * 2 : 4;
@@ -796,6 +815,7 @@ static const char *const END_MACRO[] = {"endmacro", NULL};
 static const char *const END_FILTER[] = {"endfilter", NULL};
 static const char *const END_WITH[] = {"endwith", NULL};
 static const char *const END_GENERATION[] = {"endgeneration", NULL};
+static int parse_signature(parser *p, jnode *n);
 
 static jnode *parse_for(parser *p, size_t pos) {
     jnode *n = node(p, N_FOR, pos);
@@ -883,6 +903,48 @@ static jnode *parse_set(parser *p, size_t pos) {
     return n;
 }
 
+/* A parameter list `(a, b=1)` into n->names / n->kids2 (the defaults, NULL for none). */
+static int parse_signature(parser *p, jnode *n) {
+    size_t pos = n->pos;
+    if (expect_op(p, OP_LPAREN)) return -1;
+    const char *names[64];
+    jnode *defs[64];
+    size_t k = 0;
+    int seen_default = 0;
+    while (!is_op(cur(p), OP_RPAREN)) {
+        if (k && expect_op(p, OP_COMMA)) return -1;
+        if (cur(p)->type != T_NAME) {
+            fail_unexpected(p, "a parameter name");
+            return -1;
+        }
+        if (k == 64) {
+            jerr(p->ctx, cur(p)->pos, LLMRT_ERR_UNSUPPORTED, "more than 64 macro parameters");
+            return -1;
+        }
+        if (!(names[k] = tok_str(p, cur(p)))) return -1;
+        adv(p);
+        defs[k] = NULL;
+        if (is_op(cur(p), OP_ASSIGN)) {
+            adv(p);
+            if (!(defs[k] = parse_expression(p, 1))) return -1;
+            seen_default = 1;
+        } else if (seen_default) {
+            jerr(p->ctx, cur(p)->pos, LLMRT_ERR_FORMAT,
+                 "non-default argument follows default argument");
+            return -1;
+        }
+        k++;
+    }
+    adv(p);
+    n->names = jalloc(p->ctx, pos, (k + 1) * sizeof *names);
+    n->kids2 = jalloc(p->ctx, pos, (k + 1) * sizeof *defs);
+    if (!n->names || !n->kids2) return -1;
+    memcpy(n->names, names, k * sizeof *names);
+    memcpy(n->kids2, defs, k * sizeof *defs);
+    n->n2 = k;
+    return 0;
+}
+
 static jnode *parse_macro(parser *p, size_t pos) {
     jnode *n = node(p, N_MACRO, pos);
     if (!n) return NULL;
@@ -892,47 +954,33 @@ static jnode *parse_macro(parser *p, size_t pos) {
     }
     if (!(n->name = tok_str(p, cur(p)))) return NULL;
     adv(p);
-    if (expect_op(p, OP_LPAREN)) return NULL;
-    const char *names[64];
-    jnode *defs[64];
-    size_t k = 0;
-    int seen_default = 0;
-    while (!is_op(cur(p), OP_RPAREN)) {
-        if (k && expect_op(p, OP_COMMA)) return NULL;
-        if (cur(p)->type != T_NAME) {
-            fail_unexpected(p, "a parameter name");
-            return NULL;
-        }
-        if (k == 64) {
-            jerr(p->ctx, cur(p)->pos, LLMRT_ERR_UNSUPPORTED, "more than 64 macro parameters");
-            return NULL;
-        }
-        if (!(names[k] = tok_str(p, cur(p)))) return NULL;
-        adv(p);
-        defs[k] = NULL;
-        if (is_op(cur(p), OP_ASSIGN)) {
-            adv(p);
-            if (!(defs[k] = parse_expression(p, 1))) return NULL;
-            seen_default = 1;
-        } else if (seen_default) {
-            jerr(p->ctx, cur(p)->pos, LLMRT_ERR_FORMAT,
-                 "non-default argument follows default argument");
-            return NULL;
-        }
-        k++;
-    }
-    adv(p);
-    n->names = jalloc(p->ctx, pos, (k + 1) * sizeof *names);
-    n->kids2 = jalloc(p->ctx, pos, (k + 1) * sizeof *defs);
-    if (!n->names || !n->kids2) return NULL;
-    memcpy(n->names, names, k * sizeof *names);
-    memcpy(n->kids2, defs, k * sizeof *defs);
-    n->n2 = k;
+    if (parse_signature(p, n)) return NULL;
     int saved = p->in_loop;
     p->in_loop = 0;
     n->b = parse_statements(p, END_MACRO, 1);
     p->in_loop = saved;
     return n->b ? n : NULL;
+}
+
+/* `{% call [(params)] macro(args) %}body{% endcall %}`: a = the call, b = the `caller` macro. */
+static const char *const END_CALL[] = {"endcall", NULL};
+static jnode *parse_call_block(parser *p, size_t pos) {
+    jnode *n = node(p, N_CALLBLOCK, pos), *m = node(p, N_MACRO, pos);
+    if (!n || !m) return NULL;
+    m->name = "caller";
+    if (is_op(cur(p), OP_LPAREN) && parse_signature(p, m)) return NULL;
+    if (!(n->a = parse_expression(p, 1))) return NULL;
+    if (n->a->type != N_CALL) {
+        jerr(p->ctx, n->a->pos, LLMRT_ERR_FORMAT, "expected a call after 'call'");
+        return NULL;
+    }
+    int saved = p->in_loop;
+    p->in_loop = 0;
+    m->b = parse_statements(p, END_CALL, 1);
+    p->in_loop = saved;
+    if (!m->b) return NULL;
+    n->b = m;
+    return n;
 }
 
 static jnode *parse_with(parser *p, size_t pos) {
@@ -1001,9 +1049,10 @@ static jnode *parse_statement(parser *p) {
             return NULL;
         }
         n = node(p, is_name(t, "break") ? N_BREAK : N_CONTINUE, pos);
+    } else if (is_name(t, "call")) {
+        n = parse_call_block(p, pos);
     } else if (is_name(t, "block") || is_name(t, "extends") || is_name(t, "include") ||
-               is_name(t, "import") || is_name(t, "from") || is_name(t, "call") ||
-               is_name(t, "autoescape")) {
+               is_name(t, "import") || is_name(t, "from") || is_name(t, "autoescape")) {
         jerr(p->ctx, pos, LLMRT_ERR_UNSUPPORTED, "the '%.*s' tag is not supported", (int)t->n,
              t->p);
         return NULL;
