@@ -68,7 +68,8 @@ llmrt_status chat_template_parse(chat_template **out, const char *src, size_t le
     if (rc == 0) rc = jinja_parse(&ctx, toks, n_toks, &t->root);
     t->arena = ctx.arena; /* the AST lives on; the tokens are a small waste */
     if (rc) {
-        llmrt_status s = ctx.status ? ctx.status : LLMRT_ERR_FORMAT;
+        llmrt_status s = ctx.status;
+        if (s == LLMRT_OK) s = err_set(LLMRT_ERR_NOMEM, "%s: out of memory while parsing", origin);
         chat_template_free(t);
         return s;
     }
@@ -112,7 +113,10 @@ llmrt_status chat_template_render(const chat_template *t, const json_t *vars, ti
     ja_free(&ctx.arena);
     if (rc) {
         jbuf_free(&result);
-        return ctx.status ? ctx.status : LLMRT_ERR_INVALID;
+        if (ctx.status == LLMRT_OK)
+            return err_set(LLMRT_ERR_INVALID, "%s: rendering needs more than %zu MiB of memory",
+                           t->origin, t->limits.max_memory >> 20);
+        return ctx.status;
     }
     *out = result.p;
     if (len) *len = result.n - 1;

@@ -312,8 +312,13 @@ static int64_t num_i(const jv *v) {
     return v->kind == JV_INT ? v->u.i : v->u.b;
 }
 
-/* Python == of two hashable scalars (no recursion into containers beyond tuples). */
+/* Python == of two hashable scalars (no recursion into containers beyond tuples; tuples nested
+ * past JV_MAX_DEPTH compare unequal rather than overflow the stack). */
+static int key_eq_rec(const jv *a, const jv *b, int depth);
 static int key_eq(const jv *a, const jv *b) {
+    return key_eq_rec(a, b, 0);
+}
+static int key_eq_rec(const jv *a, const jv *b, int depth) {
     if (is_num(a) && is_num(b)) {
         if (a->kind == JV_FLOAT || b->kind == JV_FLOAT) return num_f(a) == num_f(b);
         return num_i(a) == num_i(b);
@@ -328,8 +333,9 @@ static int key_eq(const jv *a, const jv *b) {
     case JV_LIST:
         if (a->u.l->flavor != JL_TUPLE || b->u.l->flavor != JL_TUPLE) return a->u.l == b->u.l;
         if (a->u.l->n != b->u.l->n) return 0;
+        if (depth > JV_MAX_DEPTH) return 0;
         for (size_t i = 0; i < a->u.l->n; i++)
-            if (!key_eq(&a->u.l->v[i], &b->u.l->v[i])) return 0;
+            if (!key_eq_rec(&a->u.l->v[i], &b->u.l->v[i], depth + 1)) return 0;
         return 1;
     default:
         return a->u.fn == b->u.fn;
@@ -374,13 +380,18 @@ int jdict_set(jctx *ctx, size_t pos, jdict *d, const jv *key, const jv *val) {
     return 0;
 }
 
-int jv_hashable(const jv *v) {
+static int hashable_rec(const jv *v, int depth) {
     if (v->kind == JV_DICT) return 0;
     if (v->kind != JV_LIST) return 1;
     if (v->u.l->flavor != JL_TUPLE) return v->u.l->flavor == JL_GEN || v->u.l->flavor == JL_RANGE;
+    if (depth > JV_MAX_DEPTH) return 0; /* too deep to hash: reported as unhashable */
     for (size_t i = 0; i < v->u.l->n; i++)
-        if (!jv_hashable(&v->u.l->v[i])) return 0;
+        if (!hashable_rec(&v->u.l->v[i], depth + 1)) return 0;
     return 1;
+}
+
+int jv_hashable(const jv *v) {
+    return hashable_rec(v, 0);
 }
 
 /* ---- type names and truthiness ---- */
