@@ -244,6 +244,12 @@ static void test_limits(void) {
               llmrt_last_error());
     chat_template_free(t);
 
+    /* repetition: huge counts of nothing are nothing; of something, a limit */
+    check_render("{{ ('' * 1000000000000)|length }} {{ ([] * 1000000000000)|length }}", NULL,
+                 "0 0");
+    check_error("{{ ('ab' * 1000000000000)|length }}", NULL, LLMRT_ERR_INVALID,
+                "string repetition too large");
+
     /* recursion: macros, nesting of the source, nesting of values */
     check_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NULL, LLMRT_ERR_INVALID,
                 "macro calls nested more than 100 deep");

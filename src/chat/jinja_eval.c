@@ -150,6 +150,7 @@ static int type_error_op(jctx *ctx, size_t pos, int op, const jv *a, const jv *b
 
 static int repeat(jctx *ctx, size_t pos, const jv *seq, int64_t k, jv *out) {
     if (k < 0) k = 0;
+    if ((seq->kind == JV_STR ? seq->u.s.n : seq->u.l->n) == 0) k = 0; /* empty stays empty */
     if (seq->kind == JV_STR) {
         size_t n = seq->u.s.n;
         if (n && (uint64_t)k > (ctx->out_cap > ctx->arena.cap ? ctx->out_cap : ctx->arena.cap) / n)
