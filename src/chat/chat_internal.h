@@ -34,6 +34,7 @@ void ja_free(jarena *a);
 
 /* ---- growable byte buffer (malloc'd; for output and string building) ---- */
 
+/* Invariant: n <= cap; p is NULL exactly when cap is 0. One owner frees it with jbuf_free. */
 typedef struct jbuf {
     char *p;    /* [cap] */
     size_t n;   /* bytes used */
@@ -186,6 +187,8 @@ int py_isprintable(uint32_t cp);
 
 /* ---- the render context ---- */
 
+/* A scope: names bound to values, looked up innermost first through parent. Names are unique
+ * within one scope; a loop reuses its scope for each iteration (n reset to 0). */
 typedef struct jscope {
     struct jscope *parent;
     size_t n, cap;
@@ -193,6 +196,9 @@ typedef struct jscope {
     jv *vals;           /* [cap] */
 } jscope;
 
+/* One parse or render. Invariant: once status is not LLMRT_OK every function returns -1 without
+ * more output, and the thread's message is the first failure's; out_bytes <= out_cap and
+ * arena.used <= arena.cap always. */
 typedef struct jctx {
     const chat_template *t;
     jarena arena;
@@ -314,6 +320,7 @@ typedef enum jop {
     OP_POS,
 } jop;
 
+/* A token; the list ends with T_EOF. Spans point into the template source or the arena. */
 typedef struct jtok {
     uint8_t type;  /* jtok_type */
     uint8_t op;    /* T_OP: jop */
@@ -361,6 +368,8 @@ typedef enum jnode_type {
     N_CALLBLOCK, /* call a (an N_CALL) with `caller` = the macro b */
 } jnode_type;
 
+/* An AST node; which fields mean what depends on type (see jnode_type). Nodes are immutable
+ * after parsing and live in the template's arena. */
 typedef struct jnode {
     uint8_t type; /* jnode_type */
     uint8_t op;   /* jop, for N_UNARY/N_BINARY; OP_NOT on a negated N_TEST */
@@ -413,6 +422,7 @@ int jinja_step(jctx *ctx, size_t pos, uint64_t n);
 
 /* ---- the parsed template ---- */
 
+/* A parsed template: read-only after chat_template_parse, so renders may run concurrently. */
 struct chat_template {
     char *src; /* newline-normalized source, NUL-terminated */
     size_t len;

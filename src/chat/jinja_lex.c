@@ -14,6 +14,7 @@
 
 #define MAX_BRACKETS 256
 
+/* Lexer state: toks[0..nt) emitted so far (nt <= cap); s is the whole source. */
 typedef struct lexer {
     jctx *ctx;
     const char *s; /* [n] source */

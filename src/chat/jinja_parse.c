@@ -14,6 +14,7 @@
 
 #define MAX_NESTING 200
 
+/* Parser state: t[i] is the current token (i < n; t[n-1] is T_EOF and is never passed). */
 typedef struct parser {
     jctx *ctx;
     const jtok *t; /* [n] */
