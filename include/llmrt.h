@@ -201,6 +201,10 @@ typedef struct llmrt_gen_opts {
                                    thread), generation ends after the current step; NULL: no */
     const int32_t *stop_ids; /* [n_stop_ids] further ids that end a session (as EOS does) */
     int n_stop_ids;
+    int keep_cache; /* 1: the sessions are not reset; prompts[i] is session i's whole sequence,
+                       whose first llmrt_session_length(ss[i]) tokens are in its cache already
+                       (rewind a session to what a new prompt has in common with it: only the
+                       rest is run, as a chat's next turn) */
 } llmrt_gen_opts;
 
 /* Called with each new token of session `seq` as soon as it is chosen. */
@@ -217,8 +221,8 @@ typedef struct llmrt_gen_result {
 } llmrt_gen_result;
 
 /* Generates up to max_new_tokens after prompts[i] (lens[i] ids) for each session ss[i], i < n
- * (the sessions are reset first), stopping a session at an EOS id unless ignore_eos. on_token
- * may be NULL. */
+ * (the sessions are reset first unless keep_cache), stopping a session at an EOS id unless
+ * ignore_eos. on_token may be NULL. */
 llmrt_status llmrt_generate(llmrt_session *const *ss, int n, const int32_t *const *prompts,
                             const int *lens, const llmrt_gen_opts *o, llmrt_token_fn on_token,
                             void *user, llmrt_gen_result *out);

@@ -5,4 +5,4 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends build-essential cmake pkg-config \
-  libjansson-dev libpcre2-dev libutf8proc-dev python3 strace >/dev/null
+  libjansson-dev libpcre2-dev libutf8proc-dev libedit-dev python3 python3-matplotlib strace tmux >/dev/null

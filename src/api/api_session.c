@@ -143,7 +143,8 @@ llmrt_status llmrt_generate(llmrt_session *const *ss, int n, const int32_t *cons
                    .samp = sampler_opts_of(&o->sampling),
                    .cancel = o->cancel,
                    .stop_ids = o->stop_ids,
-                   .n_stop_ids = o->n_stop_ids};
+                   .n_stop_ids = o->n_stop_ids,
+                   .keep_cache = o->keep_cache != 0};
     emit_adapter ad = {on_token, user};
     gen_result r;
     llmrt_status st = generate(m->e, in, n, prompts, lens, &go, emit_one, &ad, &r);

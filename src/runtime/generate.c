@@ -188,7 +188,7 @@ llmrt_status generate(engine *e, session *const *ss, int B, const int32_t *const
     if (st == LLMRT_OK) {
         engine_greedy_drop(e);
         for (int b = 0; b < B; b++) {
-            session_reset(ss[b]);
+            if (!o->keep_cache || ss[b]->pos >= lens[b]) session_reset(ss[b]);
             memcpy(g.hist + (size_t)b * g.W, prompts[b], (size_t)lens[b] * sizeof *g.hist);
             g.len[b] = lens[b];
         }

@@ -19,6 +19,9 @@ typedef struct gen_opts {
     const volatile int *cancel; /* non-zero: end after the current step; NULL: never */
     const int32_t *stop_ids;    /* [n_stop_ids] ids that end a session as EOS does */
     int n_stop_ids;
+    bool keep_cache; /* the sessions are not reset: each prompt is its session's whole sequence,
+                        of which the cache already holds the first `pos` tokens (the caller
+                        rewinds a session to what the new prompt has in common with it) */
 } gen_opts;
 
 /* Called with each new token of session `seq` as soon as it is chosen. */

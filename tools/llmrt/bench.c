@@ -46,7 +46,7 @@ static void usage(void) {
 static int parse_list(args *a, int32_t **out, const char *flag) {
     free(*out);
     *out = NULL;
-    int n = args_parse_ids(args_value(a), out, flag);
+    int n = args_parse_ints(args_value(a), out, flag);
     if (n < 0) exit(2);
     for (int i = 0; i < n; i++)
         if ((*out)[i] < 1) {

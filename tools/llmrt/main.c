@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "llmrt.h"
 
 static const struct {
     const char *name;
@@ -15,6 +16,8 @@ static const struct {
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"bench", cmd_bench, "benchmark sweep over prompt length x new tokens x batch size"},
     {"perplexity", cmd_perplexity, "perplexity of a text file under the model"},
+    {"template", cmd_template, "a conversation through the model's chat template, as text"},
+    {"chat", cmd_chat, "an interactive chat on the terminal (the model's chat template)"},
 };
 
 static void usage(FILE *f) {
@@ -31,10 +34,29 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version"))) {
+        printf("%s\n", llmrt_version());
+        return 0;
+    }
     if (argc < 2 || argv[1][0] == '-') return cmd_run(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
-    fprintf(stderr, "llmrt: unknown subcommand '%s'\n\n", argv[1]);
+    /* a misspelled subcommand: the one that shares the longest prefix, if any */
+    size_t best = 0;
+    const char *near = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        size_t k = 0;
+        while (argv[1][k] && argv[1][k] == commands[i].name[k])
+            k++;
+        if (k > best) {
+            best = k;
+            near = commands[i].name;
+        }
+    }
+    if (near && best >= 2)
+        fprintf(stderr, "llmrt: unknown subcommand '%s'; did you mean '%s'?\n\n", argv[1], near);
+    else
+        fprintf(stderr, "llmrt: unknown subcommand '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
 }

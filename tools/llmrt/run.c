@@ -2,6 +2,7 @@
  * run_llm.py (underscores or dashes). Text streams to stdout, timings go to stderr; --json
  * prints one JSON object instead. */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,43 +11,61 @@
 #include "benchmark.h"
 #include "commands.h"
 #include "common.h"
+#include "prompt.h"
 
 static const char *const default_prompt = "What is parallel programming?";
 
 typedef struct run_opts {
     cli_model cm;
-    const char *prompt;
+    prompt_src src; /* --prompt, --prompt-file, --chat, --system, --messages, --tools */
     int32_t *prompt_ids;
     int n_prompt_ids;
     int num_tokens;
     bool no_cache;
     int batch;
-    bool json;
+    bool json, quiet;
     bool benchmark, enable_pytorch_run;
     int isl, iterations, warmup;
+    bool isl_given;
     const char *python, *pytorch_script, *pytorch_modes;
+    const char *bench_only; /* a benchmark flag given (ignored without --benchmark) */
     llmrt_gen_opts gen;
 } run_opts;
+
+/* Set by SIGINT during generation: the run ends after the current step. */
+static volatile int interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
 
 static void usage(void) {
     printf(
         "usage: llmrt run [flags]          (flags as run_llm.py: --num_tokens or --num-tokens)\n"
-        "  --model DIR            Hugging Face model folder (default: the demo model in models/)\n"
+        "  -m, --model DIR|NAME   Hugging Face model folder or ORG/NAME[@REV] in the local cache\n"
+        "                         (default: the demo model in models/)\n"
         "  --tokenizer PATH       tokenizer.json or a folder holding it (default: the model's)\n"
-        "  --prompt TEXT          prompt text (default: \"%s\")\n"
+        "  -p, --prompt TEXT      prompt text (default: \"%s\"); - reads it from stdin\n"
+        "  --prompt-file PATH     the prompt from a file\n"
         "  --prompt-ids 1,2,3     prompt as token ids (no tokenizer needed)\n"
+        "  --chat                 the prompt is a user message, rendered with the model's chat\n"
+        "                         template; --system TEXT adds a system message, --messages\n"
+        "                         FILE.json gives the whole conversation, --tools FILE.json tools\n"
         "  --precision P          FP32, FP16 or BF16, any case (alias --model_precision; "
         "default FP16)\n"
-        "  --num_tokens N         new tokens to generate (default 128)\n"
+        "  -n, --num_tokens N     new tokens to generate (default 128)\n"
         "  --cache MODE           static (also static_v1, static_v2) or none / \"\" "
         "(recompute every step); default static\n"
-        "  --device D             cpu or cuda (default: cuda when usable, else cpu)\n"
+        "  --device D             auto, cpu, cuda or cuda:N (default auto: cuda when usable)\n"
         "  --batch_size N         run N copies of the prompt together (default 1)\n"
-        "  --temperature T        0 = greedy (default 0)\n"
+        "  -t, --temperature T    0 = greedy (default 0)\n"
         "  --top-k K, --top-p P   sampling filters (default off)\n"
         "  --seed S               sampling seed (default 0; same seed, same output)\n"
         "  --ignore-eos           do not stop at the model's EOS ids\n"
         "  --json                 one JSON object on stdout (ids, text, timings)\n"
+        "  --quiet                no progress or timings on stderr (errors only)\n"
+        "  --cudagraph, --debug, --min_block_size N   run_llm.py's; accepted, no effect\n"
         "benchmark mode (docs/BENCHMARK.md):\n"
         "  --benchmark            time generation on a random prompt (or the given one); print "
         "the table\n"
@@ -70,7 +89,26 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             usage();
             exit(0);
         } else if (args_is(&a, "prompt")) {
-            o->prompt = args_value(&a);
+            o->src.text = args_value(&a);
+        } else if (args_is(&a, "prompt_file")) {
+            o->src.file = args_value(&a);
+        } else if (args_is(&a, "chat")) {
+            o->src.chat = true;
+        } else if (args_is(&a, "system")) {
+            o->src.system = args_value(&a);
+        } else if (args_is(&a, "messages")) {
+            o->src.messages_file = args_value(&a);
+        } else if (args_is(&a, "tools")) {
+            o->src.tools_file = args_value(&a);
+        } else if (args_is(&a, "quiet")) {
+            o->quiet = true;
+        } else if (args_is(&a, "cudagraph") || args_is(&a, "debug")) {
+            fprintf(stderr, "llmrt run: --%s is run_llm.py's; accepted, it has no effect here\n",
+                    a.name);
+        } else if (args_is(&a, "min_block_size")) {
+            args_long(&a, 0, 1 << 30);
+            fprintf(stderr, "llmrt run: --min_block_size is run_llm.py's (Torch-TensorRT "
+                            "partitioning); accepted, it has no effect here\n");
         } else if (args_is(&a, "prompt_ids")) {
             free(o->prompt_ids);
             o->n_prompt_ids = args_parse_ids(args_value(&a), &o->prompt_ids, "prompt-ids");
@@ -99,24 +137,39 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             o->enable_pytorch_run = true;
         } else if (args_is(&a, "isl")) {
             o->isl = (int)args_long(&a, 1, 1 << 24);
+            o->isl_given = true;
+            o->bench_only = "--isl";
         } else if (args_is(&a, "iterations")) {
             o->iterations = (int)args_long(&a, 1, 1 << 20);
+            o->bench_only = "--iterations";
         } else if (args_is(&a, "warmup")) {
             o->warmup = (int)args_long(&a, 0, 1 << 20);
+            o->bench_only = "--warmup";
         } else if (args_is(&a, "python")) {
             o->python = args_value(&a);
+            o->bench_only = "--python";
         } else if (args_is(&a, "pytorch_script")) {
             o->pytorch_script = args_value(&a);
+            o->bench_only = "--pytorch-script";
         } else if (args_is(&a, "pytorch_modes")) {
             o->pytorch_modes = args_value(&a);
+            o->bench_only = "--pytorch-modes";
         } else {
             args_unknown(&a);
         }
     }
-    if (o->prompt && o->prompt_ids) {
-        fprintf(stderr, "llmrt run: give --prompt or --prompt-ids, not both\n");
+    if ((o->src.text || o->src.file) && o->prompt_ids) {
+        fprintf(stderr, "llmrt run: give --prompt (or --prompt-file) or --prompt-ids, not both\n");
         return 2;
     }
+    if (o->prompt_ids && (o->src.chat || o->src.system || o->src.messages_file)) {
+        fprintf(stderr, "llmrt run: --prompt-ids are ids already: they cannot go through the "
+                        "chat template (--chat, --system, --messages)\n");
+        return 2;
+    }
+    if (o->bench_only && !o->benchmark && !o->enable_pytorch_run)
+        fprintf(stderr, "llmrt run: warning: %s has no effect without --benchmark\n",
+                o->bench_only);
     return 0;
 }
 
@@ -172,7 +225,9 @@ static void print_timings(const run_opts *o, const llmrt_gen_result *r, int n_pr
             llmrt_model_device(o->cm.m), llmrt_precision_name(o->cm.precision),
             llmrt_model_load_ms(o->cm.m), B, n_prompt, r->prefill_ms,
             B * n_prompt / (r->prefill_ms / 1e3));
-    if (r->n_steps > 0)
+    if (r->n_steps == 1)
+        fprintf(stderr, " | decode 1 step %.2f ms", dec);
+    else if (r->n_steps > 1)
         fprintf(stderr, " | decode %d steps %.2f ms/step (%.1f tok/s)", r->n_steps,
                 dec / r->n_steps, B * r->n_steps / (dec / 1e3));
     fprintf(stderr, "\n");
@@ -188,30 +243,32 @@ static int run_benchmark(run_opts *o) {
     int32_t *ids = o->prompt_ids;
     int n = o->n_prompt_ids;
     o->prompt_ids = NULL;
-    if (!ids && (o->prompt || !o->benchmark)) {
-        const char *text = o->prompt ? o->prompt : default_prompt;
-        size_t nn = 0;
-        llmrt_tokenizer *tok = llmrt_model_tokenizer(o->cm.m);
-        if (!tok) {
+    bool given = o->src.text || o->src.file || o->src.messages_file;
+    if (!ids && (given || !o->benchmark)) {
+        rc = prompt_ids("run", &o->src, o->cm.m, default_prompt, &ids, &n);
+        if (rc) {
+            cli_model_close(&o->cm);
+            return rc;
+        }
+    }
+    /* run_llm.py's default prompt length, unless the model's context is shorter */
+    llmrt_model_info info = cli_model_info(&o->cm);
+    if (!ids && !o->isl_given && o->isl + o->num_tokens > info.context_length) {
+        int fit = info.context_length - o->num_tokens;
+        if (fit < 1) {
             fprintf(stderr,
-                    "llmrt run: %s has no tokenizer.json; give --tokenizer PATH or "
-                    "--prompt-ids\n",
-                    cli_model_info(&o->cm).path);
+                    "llmrt run: --num_tokens %d leaves no room for a prompt in the model's "
+                    "context of %d positions\n",
+                    o->num_tokens, info.context_length);
             cli_model_close(&o->cm);
             return 2;
         }
-        llmrt_status st = llmrt_tokenize(tok, text, strlen(text), 1, &ids, &nn, NULL);
-        if (st != LLMRT_OK) {
-            cli_model_close(&o->cm);
-            return cli_fail("run", st);
-        }
-        n = (int)nn;
-        if (n == 0) {
-            fprintf(stderr, "llmrt run: the prompt encodes to no tokens\n");
-            llmrt_free(ids);
-            cli_model_close(&o->cm);
-            return 2;
-        }
+        if (!o->quiet && !o->json)
+            fprintf(stderr,
+                    "llmrt run: --isl %d (the default) and --num_tokens %d exceed the model's "
+                    "context of %d: using --isl %d\n",
+                    o->isl, o->num_tokens, info.context_length, fit);
+        o->isl = fit;
     }
     bench_cli bc = {.cm = &o->cm,
                     .no_cache = o->no_cache,
@@ -224,7 +281,7 @@ static int run_benchmark(run_opts *o) {
                     .python = o->python,
                     .pytorch_script = o->pytorch_script,
                     .pytorch_modes = o->pytorch_modes,
-                    .verbose = !o->json};
+                    .verbose = !o->json && !o->quiet};
     llmrt_bench_point p = {.isl = ids ? n : o->isl, .num_tokens = o->num_tokens, .batch = o->batch};
     rc = bench_cli_load(&bc, &p, 1, "run");
     if (rc == 0) {
@@ -232,8 +289,7 @@ static int run_benchmark(run_opts *o) {
         rc = bench_cli_point(&bc, &p, &rep, "run");
         if (rc == 0) {
             char *out = o->json ? llmrt_bench_report_json(rep) : llmrt_bench_report_text(rep);
-            if (out && cli_write("run", out, strlen(out)) &&
-                (!o->json || cli_write("run", "\n", 1)))
+            if (out && cli_write("run", out, strlen(out)) && (!o->json || cli_write("run", "\n", 1)))
                 rc = 0;
             else
                 rc = 1;
@@ -244,35 +300,6 @@ static int run_benchmark(run_opts *o) {
     if (ids) llmrt_free(ids);
     cli_model_close(&o->cm);
     return cli_finish_stdout("run", rc);
-}
-
-/* The prompt's ids: --prompt-ids, else --prompt (or the default text) through the tokenizer.
- * Returns the exit code (0: *ids holds *n ids, free with llmrt_free). */
-static int prompt_ids(run_opts *o, int32_t **ids, int *n) {
-    if (o->prompt_ids) {
-        *ids = o->prompt_ids;
-        *n = o->n_prompt_ids;
-        o->prompt_ids = NULL;
-        return 0;
-    }
-    llmrt_tokenizer *tok = llmrt_model_tokenizer(o->cm.m);
-    const char *text = o->prompt ? o->prompt : default_prompt;
-    size_t nn = 0, replaced = 0;
-    llmrt_status st = llmrt_tokenize(tok, text, strlen(text), 1, ids, &nn, &replaced);
-    if (st != LLMRT_OK) return cli_fail("run", st);
-    if (replaced)
-        fprintf(stderr,
-                "llmrt run: warning: the prompt is not valid UTF-8; %zu invalid byte sequence(s) "
-                "replaced with U+FFFD\n",
-                replaced);
-    *n = (int)nn;
-    if (*n == 0) {
-        fprintf(stderr, "llmrt run: the prompt encodes to no tokens\n");
-        llmrt_free(*ids);
-        *ids = NULL;
-        return 2;
-    }
-    return 0;
 }
 
 /* The --json object of a finished run. */
@@ -315,6 +342,14 @@ static void print_kv_line(const run_opts *o, int max_seq) {
     llmrt_memory mem;
     llmrt_model_memory(o->cm.m, &mem);
     char b1[32], b2[32];
+    if (o->no_cache) {
+        fprintf(stderr,
+                "llmrt: --cache none: every step recomputes the whole sequence (in %s of working "
+                "memory), activations %s\n",
+                llmrt_bytes_str(b1, sizeof b1, (double)mem.kv_cache),
+                llmrt_bytes_str(b2, sizeof b2, (double)mem.activations));
+        return;
+    }
     fprintf(stderr, "llmrt: KV cache %s for %d x %d positions",
             llmrt_bytes_str(b1, sizeof b1, (double)mem.kv_cache), o->batch, max_seq);
     if (mem.kv_cache < mem.kv_cache_full)
@@ -330,7 +365,7 @@ int cmd_run(int argc, char **argv) {
     o.gen.sampling.top_p = 1;
     int rc = parse_flags(&o, argc, argv);
     if (rc) return rc;
-    o.cm.verbose = !o.json;
+    o.cm.verbose = !o.json && !o.quiet;
     if (o.benchmark || o.enable_pytorch_run) return run_benchmark(&o);
 
     rc = cli_model_open(&o.cm, "run", o.prompt_ids == NULL);
@@ -347,8 +382,14 @@ int cmd_run(int argc, char **argv) {
     json_t *texts = NULL;
     llmrt_tokenizer *tok = llmrt_model_tokenizer(o.cm.m);
     stream_out so = {.quiet = o.json || o.batch > 1};
-    rc = prompt_ids(&o, &prompt, &n_prompt);
-    if (rc) goto out;
+    if (o.prompt_ids) {
+        prompt = o.prompt_ids;
+        n_prompt = o.n_prompt_ids;
+        o.prompt_ids = NULL;
+    } else {
+        rc = prompt_ids("run", &o.src, o.cm.m, default_prompt, &prompt, &n_prompt);
+        if (rc) goto out;
+    }
     const int max_seq = n_prompt + o.num_tokens;
     rc = cli_model_load(&o.cm, "run", (llmrt_load_opts){.max_batch = o.batch, .max_seq = max_seq});
     if (rc) goto out;
@@ -377,7 +418,12 @@ int cmd_run(int argc, char **argv) {
     }
     o.gen.max_new_tokens = o.num_tokens;
     o.gen.no_kv_cache = o.no_cache;
+    o.gen.cancel = &interrupted;
+    struct sigaction sa = {0}, old_sa;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
     st = llmrt_generate(ss, o.batch, prompts, lens, &o.gen, emit_token, &so, &res);
+    sigaction(SIGINT, &old_sa, NULL);
     if (st != LLMRT_OK) {
         if (so.any) printf("\n"); /* end the streamed line before the message */
         rc = cli_fail("run", st);
@@ -394,6 +440,7 @@ int cmd_run(int argc, char **argv) {
             if (llmrt_text_stream_flush(so.ts, &t, &n) == LLMRT_OK) cli_write("run", t, n);
         }
         cli_write("run", "\n", 1);
+        fflush(stdout); /* the text before the timing line, also when both are piped */
     }
     /* without a tokenizer, a batch prints each sequence's ids (nothing was streamed) */
     for (int b = 0; b < o.batch && !tok && !o.json && o.batch > 1; b++) {
@@ -423,9 +470,11 @@ int cmd_run(int argc, char **argv) {
         if (!out || !cli_write("run", out, strlen(out)) || !cli_write("run", "\n", 1)) rc = 1;
         free(out);
         json_decref(j);
-    } else {
+    } else if (!o.quiet) {
+        if (interrupted) fprintf(stderr, "llmrt run: interrupted\n");
         print_timings(&o, &res, n_prompt);
     }
+    if (interrupted && rc == 0) rc = 130;
 out:
     json_decref(texts);
     llmrt_gen_result_free(&res);
