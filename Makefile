@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 CMAKE_FLAGS = -DLLMRT_CUDA=$(if $(filter 0,$(CUDA)),OFF,ON)
 
-.PHONY: all configure test asan clean format
+.PHONY: all configure test asan clean format fuzz fuzz-run
 
 all: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -23,8 +23,41 @@ asan:
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
+# ---- fuzzing (libFuzzer, clang): tests/fuzz/README.md ----
+# `make fuzz` builds every harness into build-fuzz/ against a clang-built static library of the
+# untrusted-input parsers (src/base, src/io/safetensors + json_util, src/tokenizer) with ASan and
+# UBSan; `make fuzz-run FUZZ_SECONDS=60` replays each harness's committed crash inputs, then fuzzes
+# each for FUZZ_SECONDS on a fresh copy of its seeds, and fails on any crash, leak or report.
+FUZZ_CC ?= clang
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES = fuzz_safetensors fuzz_safetensors_index fuzz_tokenizer_load \
+                 fuzz_tokenizer_encode fuzz_tokenizer_decode
+FUZZ_LIB_SRC = $(wildcard src/base/*.c) src/io/safetensors.c src/io/json_util.c \
+               $(wildcard src/tokenizer/*.c)
+FUZZ_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -Iinclude -Isrc -Itests/fuzz \
+              -Wall -Wextra -Werror -Wno-unused-parameter \
+              -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_LIBS = $(shell pkg-config --libs jansson libpcre2-8 libutf8proc) -lm
+FUZZ_OBJ = $(patsubst src/%.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
+fuzz: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_HARNESSES))
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard src/*/*.h) include/llmrt.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libllmrt_fuzz.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_BUILD)/libllmrt_fuzz.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libllmrt_fuzz.a $(FUZZ_LIBS) -o $@
+
+fuzz-run: fuzz
+	@for h in $(FUZZ_HARNESSES); do \
+	  FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh $$h $(FUZZ_SECONDS) || exit 1; done
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 
 clean:
-	rm -rf build build-asan llmrt-bin
+	rm -rf build build-asan build-fuzz llmrt-bin

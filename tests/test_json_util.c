@@ -2,6 +2,8 @@
  * field. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "io/json_util.h"
 #include "testutil.h"
@@ -83,7 +85,7 @@ static void test_parse_and_read(void) {
 
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", test_tmpdir("json"));
-    CHECK_ERR(json_read_file(&o, path), LLMRT_ERR_IO, "config.json: cannot open");
+    CHECK_ERR(json_read_file(&o, path), LLMRT_ERR_IO, "config.json: does not exist");
     FILE *f = fopen(path, "w");
     fputs(cfg, f);
     fclose(f);
@@ -99,7 +101,30 @@ static void test_parse_and_read(void) {
     CHECK_ERR(json_read_file(&o, path), LLMRT_ERR_FORMAT, "invalid JSON at line 3");
 }
 
+/* Finding 2: a config that is a directory, a FIFO or invalid UTF-8 is named as such (never "invalid
+ * JSON at line -1"), and reading a FIFO does not block. */
+static void test_read_hostile(void) {
+    const char *dir = test_tmpdir("json-hostile");
+    char path[512];
+    json_t *o = (json_t *)1;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(mkdir(path, 0755) == 0);
+    CHECK_ERR(json_read_file(&o, path), LLMRT_ERR_IO, "config.json: is a directory, not a file");
+    CHECK(o == NULL && rmdir(path) == 0);
+    CHECK(mkfifo(path, 0644) == 0);
+    CHECK_ERR(json_read_file(&o, path), LLMRT_ERR_IO, "config.json: is not a regular file (FIFO)");
+    CHECK(unlink(path) == 0);
+    FILE *f = fopen(path, "wb");
+    fputs("{\"model_type\": \"ll\xff"
+          "ama\"}",
+          f);
+    fclose(f);
+    CHECK_ERR(json_read_file(&o, path), LLMRT_ERR_FORMAT, "config.json: invalid JSON at line 1");
+    CHECK(o == NULL);
+}
+
 int main(void) {
+    RUN(test_read_hostile);
     RUN(test_get_required);
     RUN(test_get_optional);
     RUN(test_parse_and_read);

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base/dtype.h"
 #include "base/status.h"
@@ -234,8 +237,8 @@ static void test_bad_size_and_header(void) {
     CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_FORMAT, "runs past the end of the file");
     CHECK(m == NULL);
     join(path, sizeof path, dir, "absent.safetensors");
-    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_IO, "absent.safetensors: cannot open");
-    CHECK_ERR(safetensors_open_file(&m, dir), LLMRT_ERR_IO, "not a regular file");
+    CHECK_ERR(safetensors_open_file(&m, path), LLMRT_ERR_IO, "absent.safetensors: does not exist");
+    CHECK_ERR(safetensors_open_file(&m, dir), LLMRT_ERR_IO, "is a directory, not a file");
 
     /* a header above the 100 MB limit is refused before it is parsed (calloc: untouched pages) */
     size_t big = 100000001;
@@ -477,7 +480,7 @@ static void test_sharded_bad(void) {
                           "\"model-00001-of-00002.safetensors\", \"x\": "
                           "\"model-00003-of-00003.safetensors\"}}",
                           h1, h2),
-            LLMRT_ERR_IO, "model-00003-of-00003.safetensors: cannot open", "(for tensor 'x')");
+            LLMRT_ERR_IO, "model-00003-of-00003.safetensors: does not exist", "(for tensor 'x')");
     /* a tensor listed but absent from its shard */
     BAD_DIR(write_sharded("{\"weight_map\": {\"model.norm.weight\": "
                           "\"model-00001-of-00002.safetensors\", \"model.ghost\": "
@@ -533,6 +536,260 @@ static void test_dir_prefers_single(void) {
     safetensors_free(m);
 }
 
+/* ---- hostile input (findings of the fuzzing review) ---- */
+
+/* The header parser: duplicate fields and names, names with escapes or U+0000, lone surrogates,
+ * unknown fields of any shape (ignored, as by the reference reader), and nesting limits. */
+static void test_header_parser(void) {
+    BAD("{\"t\": {\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_FORMAT, "tensor 't': field 'dtype' appears twice");
+    BAD("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+        12, LLMRT_ERR_FORMAT, "header: duplicate tensor name 'a'");
+    BAD("{\"__metadata__\":{},\"__metadata__\":{}}", 0, LLMRT_ERR_FORMAT,
+        "duplicate key '__metadata__'");
+    BAD("{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_FORMAT, "names must not contain U+0000");
+    BAD("{\"\\ud800\":{}}", 0, LLMRT_ERR_FORMAT, "lone high surrogate");
+    BAD("{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"\\udc00\":1}", 4,
+        LLMRT_ERR_FORMAT, "line 1, column 56: lone low surrogate");
+    BAD("{\"__metadata__\":{},}", 0, LLMRT_ERR_FORMAT, "header: invalid JSON");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[01],\"data_offsets\":[0,4]}}", 4, LLMRT_ERR_FORMAT,
+        "header: invalid JSON");
+    BAD("{\n  \"t\": {\"dtype\":\"F32\",\n  \"shape\":[1] \"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_FORMAT, "invalid JSON at line 3, column 15: expected ',' or '}'");
+    BAD("{\"t\": {\"dtype\":\"F32\\u0000\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_FORMAT, "tensor 't' has unknown dtype 'F32'");
+    char deep[300] = "{\"t\":{\"x\":";
+    size_t k = strlen(deep);
+    for (int i = 0; i < 80; i++)
+        deep[k++] = '[';
+    deep[k] = 0;
+    BAD(deep, 0, LLMRT_ERR_FORMAT, "nesting too deep");
+
+    /* escapes in names, unknown fields of any kind, -0 as an offset: all read */
+    unsigned char data[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const char *dir = test_tmpdir("st-parser");
+    char path[512];
+    write_st(join(path, sizeof path, dir, "p.safetensors"),
+             "{\"caf\\u00e9\\n\\\"q\\\"\\ud83d\\ude00\":{\"dtype\":\"F16\",\"shape\":[2],"
+             "\"data_offsets\":[-0,4],\"extra\":{\"a\":[1.5e3,{\"b\":null}],\"c\":true}},"
+             "\"__metadata__\":{\"k\\t\":\"v\\u00e9\"},\"z\":{\"shape\":[],\"offsets\":[],"
+             "\"data_offsets\":[4,6],\"dtype\":\"BF16\"}}",
+             data, 8);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_file(&m, path));
+    if (m) {
+        CHECK(safetensors_count(m) == 2);
+        const st_tensor *t = safetensors_find(m, "caf\xc3\xa9\n\"q\"\xf0\x9f\x98\x80");
+        CHECK(t && t->nbytes == 4 && memcmp(t->data, data, 4) == 0);
+        t = safetensors_find(m, "z");
+        CHECK(t && t->n_dims == 0 && t->nbytes == 2 && memcmp(t->data, data + 4, 2) == 0);
+    }
+    safetensors_free(m);
+}
+
+/* Finding 6: the header is capped (exists) and parsed in linear time and memory: 200k tensors
+ * (an 11 MB header) open in well under a second in a release build. A quadratic step (duplicate
+ * detection by pairs, a list scan per name) would take minutes here. */
+static void test_large_header(void) {
+    enum { N = 200000 };
+    size_t cap = (size_t)N * 240 + 64, n = 0; /* room for the header twice */
+    char *h = malloc(cap);
+    n += (size_t)snprintf(h + n, cap - n, "{");
+    for (int i = 0; i < N; i++)
+        n += (size_t)snprintf(h + n, cap - n,
+                              "%s\"model.layers.%d.w\":{\"dtype\":\"BF16\",\"shape\":[1],"
+                              "\"data_offsets\":[%d,%d]}",
+                              i ? "," : "", i, 2 * i, 2 * i + 2);
+    n += (size_t)snprintf(h + n, cap - n, "}");
+    size_t total = 8 + n + 2 * (size_t)N;
+    unsigned char *img = calloc(1, total);
+    for (int i = 0; i < 8; i++)
+        img[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(img + 8, h, n);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_memory(&m, img, total, "large"));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    CHECK_MSG(s < 30.0, "200k tensors took %.1f s", s); /* generous: sanitizers, loaded CI */
+    if (m) {
+        CHECK(safetensors_count(m) == N);
+        const st_tensor *t = safetensors_find(m, "model.layers.123456.w");
+        CHECK(t && t->file_offset == 8 + n + 2 * 123456);
+    }
+    safetensors_free(m);
+    /* the same names twice: the duplicate is found (by sorting, not by pairs) */
+    h[n - 1] = ',';
+    memcpy(h + n, h + 1, n - 1);
+    size_t n2 = 2 * n - 1;
+    h[n2 - 1] = '}';
+    unsigned char *img2 = calloc(1, 8 + n2 + 2 * (size_t)N);
+    for (int i = 0; i < 8; i++)
+        img2[i] = (unsigned char)((uint64_t)n2 >> (8 * i));
+    memcpy(img2 + 8, h, n2);
+    CHECK_ERR(safetensors_open_memory(&m, img2, 8 + n2 + 2 * (size_t)N, "twice"), LLMRT_ERR_FORMAT,
+              "duplicate tensor name 'model.layers.0.w'");
+    free(img2);
+    free(img);
+    free(h);
+}
+
+/* Finding 4: a data area that starts at an odd offset (legal) is read and converted without
+ * misaligned loads (UBSan checks it in `make asan`), through the mapping and through
+ * safetensors_read_as, to every dtype and transposed. */
+static void test_odd_offset(void) {
+    const char *header = "{\"b\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
+                         "\"h\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[12,18]},"
+                         "\"f\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[18,34]}} ";
+    size_t hl = strlen(header);
+    CHECK(hl % 2 == 1); /* 8 + odd: the data area starts at an odd offset */
+    const float bv[6] = {1.0f, -2.0f, 0.5f, 3.0f, -0.25f, 8.0f}, hv[3] = {1.5f, -4.0f, 0.125f},
+                fv[4] = {0.1f, -7.5f, 1e-3f, 42.0f};
+    unsigned char img[512];
+    for (int i = 0; i < 8; i++)
+        img[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memcpy(img + 8, header, hl);
+    unsigned char *d = img + 8 + hl;
+    for (int i = 0; i < 6; i++) {
+        uint16_t u = f32_to_bf16(bv[i]);
+        memcpy(d + 2 * i, &u, 2);
+    }
+    for (int i = 0; i < 3; i++) {
+        uint16_t u = f32_to_f16(hv[i]);
+        memcpy(d + 12 + 2 * i, &u, 2);
+    }
+    memcpy(d + 18, fv, 16);
+    size_t total = 8 + hl + 34;
+    const char *dir = test_tmpdir("st-odd");
+    char path[512];
+    write_raw(join(path, sizeof path, dir, "model.safetensors"), img, total);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (!m) return;
+    const st_tensor *b = safetensors_find(m, "b"), *h = safetensors_find(m, "h"),
+                    *f = safetensors_find(m, "f");
+    CHECK(b && h && f && ((uintptr_t)b->data & 1) == 1);
+    float out[8];
+    dtype_convert(out, DT_F32, b->data, DT_BF16, 6); /* straight from the (odd) mapping */
+    CHECK(memcmp(out, bv, sizeof bv) == 0);
+    memset(out, 0, sizeof out);
+    CHECK_OK(safetensors_read_as(m, b, out, DT_F32, 0));
+    CHECK(memcmp(out, bv, sizeof bv) == 0);
+    CHECK_OK(safetensors_read_as(m, b, out, DT_F32, 1)); /* [2,3] -> [3,2] */
+    const float bt[6] = {1.0f, 3.0f, -2.0f, -0.25f, 0.5f, 8.0f};
+    CHECK(memcmp(out, bt, sizeof bt) == 0);
+    CHECK_OK(safetensors_read_as(m, h, out, DT_F32, 0));
+    CHECK(memcmp(out, hv, sizeof hv) == 0);
+    CHECK_OK(safetensors_read_as(m, f, out, DT_F32, 1));
+    const float ft[4] = {0.1f, 1e-3f, -7.5f, 42.0f};
+    CHECK(memcmp(out, ft, sizeof ft) == 0);
+    uint16_t u16[8];
+    CHECK_OK(safetensors_read_as(m, f, (unsigned char *)u16 + 1 - 1, DT_BF16, 0));
+    CHECK(bf16_to_f32(u16[3]) == 42.0f);
+    CHECK_OK(safetensors_read_as(m, h, u16, DT_F16, 0)); /* same dtype: a plain read */
+    CHECK(f16_to_f32(u16[1]) == -4.0f);
+    unsigned char raw[16];
+    CHECK_OK(safetensors_read(m, h, 2, raw, 4));
+    CHECK(memcmp(raw, d + 14, 4) == 0);
+    CHECK_ERR(safetensors_read(m, h, 2, raw, 5), LLMRT_ERR_INVALID,
+              "reading tensor 'h': bytes 2..7 are outside its 6 bytes");
+    CHECK_ERR(safetensors_read_as(m, h, out, DT_F32, 1), LLMRT_ERR_INVALID,
+              "only a matrix can be transposed");
+    safetensors_free(m);
+}
+
+/* Finding 4: a file with metadata and no tensors (UBSan: no arithmetic on a NULL tensor list). */
+static void test_metadata_only(void) {
+    const char *dir = test_tmpdir("st-metaonly");
+    char path[512];
+    write_st(join(path, sizeof path, dir, "model.safetensors"), "{\"__metadata__\":{\"a\":\"b\"}}",
+             NULL, 0);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (m) CHECK(safetensors_count(m) == 0 && safetensors_at(m, 0) == NULL);
+    safetensors_free(m);
+    m = NULL;
+    const char img[] = "\x1a\0\0\0\0\0\0\0{\"__metadata__\":{\"a\":\"b\"}}";
+    CHECK_OK(safetensors_open_memory(&m, img, sizeof img - 1, "meta"));
+    if (m) CHECK(safetensors_count(m) == 0 && safetensors_find(m, "a") == NULL);
+    safetensors_free(m);
+}
+
+/* Finding 3: a weights file truncated (or replaced) while the model is open: reads through
+ * safetensors_read fail with "file shrank while loading" instead of SIGBUS; a file replaced by
+ * rename keeps giving the old bytes (the descriptor is kept). */
+static void test_changed_while_open(void) {
+    unsigned char data[64];
+    size_t n = valid_data(data);
+    const char *dir = test_tmpdir("st-shrink");
+    char path[512], other[512];
+    write_st(join(path, sizeof path, dir, "model.safetensors"), valid_header, data, n);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (!m) return;
+    const st_tensor *w = safetensors_find(m, "w32"), *sc = safetensors_find(m, "scalar");
+    float v[6];
+    CHECK_OK(safetensors_read_as(m, w, v, DT_F32, 0));
+    CHECK(memcmp(v, w32, sizeof v) == 0);
+    /* replaced by rename: the open model still reads the old file */
+    write_st(join(other, sizeof other, dir, "new.safetensors"), "{}", NULL, 0);
+    CHECK(rename(other, path) == 0);
+    memset(v, 0, sizeof v);
+    CHECK_OK(safetensors_read_as(m, w, v, DT_F32, 0));
+    CHECK(memcmp(v, w32, sizeof v) == 0);
+    safetensors_free(m);
+    /* truncated in place */
+    write_st(path, valid_header, data, n);
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (!m) return;
+    w = safetensors_find(m, "w32");
+    sc = safetensors_find(m, "scalar");
+    CHECK(truncate(path, (off_t)(sc->file_offset + 2)) == 0);
+    float s1;
+    CHECK_ERR(safetensors_read_as(m, sc, &s1, DT_F32, 0), LLMRT_ERR_IO,
+              "reading tensor 'scalar': file shrank while loading: ");
+    CHECK_MSG(strstr(llmrt_last_error(), path) != NULL, "%s", llmrt_last_error());
+    CHECK_OK(safetensors_read_as(m, w, v, DT_F32, 0)); /* bytes still there read fine */
+    CHECK(truncate(path, 0) == 0);
+    CHECK_ERR(safetensors_read_as(m, w, v, DT_BF16, 0), LLMRT_ERR_IO, "now 0");
+    safetensors_free(m);
+}
+
+/* Finding 2: what sits at the paths is named as it is: a directory or FIFO at model.safetensors
+ * or the index, a file where the model folder should be, symlink loops and dangling links. */
+static void test_not_regular_files(void) {
+    const char *dir = test_tmpdir("st-types");
+    char single[512], index[512], file[512];
+    join(single, sizeof single, dir, "model.safetensors");
+    join(index, sizeof index, dir, "model.safetensors.index.json");
+    st_model *m = NULL;
+    CHECK(mkdir(single, 0755) == 0);
+    BAD_DIR(dir, LLMRT_ERR_IO, "model.safetensors: is a directory, not a file", NULL);
+    CHECK(rmdir(single) == 0);
+    CHECK(mkfifo(single, 0644) == 0); /* must not block waiting for a writer */
+    BAD_DIR(dir, LLMRT_ERR_IO, "model.safetensors: is not a regular file (FIFO)", NULL);
+    CHECK_ERR(safetensors_open_file(&m, single), LLMRT_ERR_IO, "is not a regular file (FIFO)");
+    unlink(single);
+    CHECK(mkfifo(index, 0644) == 0);
+    BAD_DIR(dir, LLMRT_ERR_IO, "model.safetensors.index.json: is not a regular file (FIFO)", NULL);
+    unlink(index);
+    CHECK(symlink("model.safetensors", single) == 0);
+    BAD_DIR(dir, LLMRT_ERR_IO, "model.safetensors: symlink loop (ELOOP", NULL);
+    unlink(single);
+    CHECK(symlink("gone.safetensors", single) == 0);
+    BAD_DIR(dir, LLMRT_ERR_IO, "model.safetensors: is a dangling symbolic link", NULL);
+    unlink(single);
+    write_raw(join(file, sizeof file, dir, "plain"), "x", 1);
+    BAD_DIR(file, LLMRT_ERR_IO, "plain: is not a directory (regular file)", NULL);
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/inner", file);
+    BAD_DIR(sub, LLMRT_ERR_IO, "not a directory (ENOTDIR)", NULL);
+}
+
 int main(void) {
     RUN(test_valid_file);
     RUN(test_valid_memory_and_dir);
@@ -545,5 +802,11 @@ int main(void) {
     RUN(test_sharded);
     RUN(test_sharded_bad);
     RUN(test_dir_prefers_single);
+    RUN(test_header_parser);
+    RUN(test_large_header);
+    RUN(test_odd_offset);
+    RUN(test_metadata_only);
+    RUN(test_changed_while_open);
+    RUN(test_not_regular_files);
     return test_summary();
 }

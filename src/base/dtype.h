@@ -32,7 +32,13 @@ static inline uint16_t f32_to_bf16(float f) {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f); /* round to nearest even, overflow to inf */
 
-/* Converts n elements of src (type st) into dst (type dt); dst and src must not overlap. */
+/* Converts n elements of src (type st) into dst (type dt); dst and src must not overlap. Neither
+ * needs any alignment (safetensors data may start at an odd offset); with n == 0 either may be
+ * NULL. */
 void dtype_convert(void *dst, dtype dt, const void *src, dtype st, size_t n);
+
+/* Converts and transposes: src [rows, cols] of type st into dst [cols, rows] of type dt. */
+void dtype_convert_transpose(void *dst, dtype dt, const void *src, dtype st, size_t rows,
+                             size_t cols);
 
 #endif

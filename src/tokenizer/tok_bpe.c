@@ -38,12 +38,12 @@ static tok_heap_item heap_pop(tok_heap_item *h, size_t *n) {
     return top;
 }
 
-/* The id of one character (with the subword prefix / word suffix when the model has them). */
-static int32_t char_token(tokenizer *t, const char *c, size_t cl, int first, int last) {
+/* The id of one character c[0..cl) decoded as cp (with the subword prefix / word suffix when
+ * the model has them). An ill-formed sequence (cp U+FFFD, 1-3 bytes) is looked up as its bytes. */
+static int32_t char_token(tokenizer *t, const char *c, size_t cl, uint32_t cp, int first,
+                          int last) {
     if (!t->cont_prefix && !t->end_suffix) {
-        if (cl <= 2) {
-            size_t k;
-            uint32_t cp = tok_utf8_decode((const unsigned char *)c, &k);
+        if (cp < sizeof t->char_id / sizeof t->char_id[0]) { /* then c is that one character */
             int32_t id = t->char_id[cp];
             if (id == -2) id = t->char_id[cp] = tok_strmap_get(&t->vocab, c, cl);
             return id;
@@ -102,9 +102,9 @@ llmrt_status tok_bpe_word(tokenizer *t, const char *w, size_t n, tok_idbuf *out)
     size_t ns = 0;
     int32_t unk_pending = 0; /* an unk symbol waits to be pushed (fuse_unk grows it) */
     for (size_t i = 0; i < n;) {
-        size_t cl = tok_utf8_len((unsigned char)w[i]);
-        if (i + cl > n) cl = n - i;
-        int32_t id = char_token(t, w + i, cl, i == 0, i + cl == n);
+        size_t cl;
+        uint32_t cp = tok_utf8_decode((const unsigned char *)w + i, n - i, &cl);
+        int32_t id = char_token(t, w + i, cl, cp, i == 0, i + cl == n);
         if (id >= 0) {
             if (unk_pending && sym_push(t, &ns, t->unk_id)) return OOM(t);
             unk_pending = 0;
@@ -210,7 +210,8 @@ llmrt_status tok_bpe_word(tokenizer *t, const char *w, size_t n, tok_idbuf *out)
         slot->len = (uint8_t)n;
         slot->n_ids = (uint8_t)(out->n - first_out);
         memcpy(slot->word, w, n);
-        memcpy(slot->ids, out->p + first_out, slot->n_ids * sizeof(int32_t));
+        /* no ids (every character unknown, no unk token): out->p may still be NULL */
+        if (slot->n_ids) memcpy(slot->ids, out->p + first_out, slot->n_ids * sizeof(int32_t));
     }
     return LLMRT_OK;
 }

@@ -26,8 +26,9 @@ static void slist_clear(slist *l) {
     l->n = 0;
 }
 
-/* Starts a new string at the end of the buffer. */
+/* Starts a new string at the end of the buffer (which then exists, even for empty strings). */
 static int slist_begin(slist *l) {
+    if (tok_buf_reserve(&l->b, 1)) return -1;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
         size_t *o = realloc(l->off, cap * sizeof *o), *n;
@@ -115,7 +116,7 @@ static int dec_step(const tok_dec *x, slist *src, slist *dst) {
             }
             int ok = 1;
             for (size_t j = 0; j < n; j += k) {
-                int b = tok_cp_to_byte(tok_utf8_decode((const unsigned char *)s + j, &k));
+                int b = tok_cp_to_byte(tok_utf8_decode((const unsigned char *)s + j, n - j, &k));
                 if (b < 0) {
                     ok = 0;
                     break;
@@ -191,7 +192,12 @@ static int dec_step(const tok_dec *x, slist *src, slist *dst) {
     return 0;
 }
 
-/* The token string of id for decoding, or NULL (skipped) */
+/* Whether id has a token (an added token or a model token). */
+static int id_known(const tokenizer *t, int32_t id) {
+    return id >= 0 && (size_t)id < t->n_ids && (t->added_of_id[id] >= 0 || t->voc_str[id]);
+}
+
+/* The token string of id for decoding, or NULL (skipped); id < n_ids */
 static const char *token_of(const tokenizer *t, int32_t id, int skip_special, size_t *len) {
     int32_t a = t->added_of_id[id];
     if (a >= 0) {
@@ -208,17 +214,29 @@ llmrt_status tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, 
                               char **text, size_t *len) {
     *text = NULL;
     *len = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= t->n_ids)
+            return err_set(LLMRT_ERR_INVALID, "%s: token id %d (at %zu) is out of range [0, %zu)",
+                           t->path, ids[i], i, t->n_ids);
+    return tokenizer_decode_counted(t, ids, n, skip_special, text, len, NULL);
+}
+
+llmrt_status tokenizer_decode_counted(const tokenizer *t, const int32_t *ids, size_t n,
+                                      int skip_special, char **text, size_t *len,
+                                      size_t *n_unknown) {
+    *text = NULL;
+    *len = 0;
+    if (n_unknown) *n_unknown = 0;
     slist a = {0}, b = {0};
     llmrt_status st = LLMRT_OK;
     for (size_t i = 0; i < n && !st; i++) {
-        if (ids[i] < 0 || (size_t)ids[i] >= t->n_ids) {
-            st = err_set(LLMRT_ERR_INVALID, "%s: token id %d is out of range [0, %zu)", t->path,
-                         ids[i], t->n_ids);
-            break;
+        if (!id_known(t, ids[i])) { /* HF skips ids it has no token for */
+            if (n_unknown) (*n_unknown)++;
+            continue;
         }
         size_t tl;
         const char *s = token_of(t, ids[i], skip_special, &tl);
-        if (!s) continue; /* skipped special token, or an id with no token (HF skips those) */
+        if (!s) continue; /* a skipped special token */
         if (!t->has_decoder && a.n && (slist_begin(&a) || slist_add(&a, " ", 1))) st = DOOM(t);
         if (!st && slist_push(&a, s, tl)) st = DOOM(t);
     }
@@ -262,6 +280,7 @@ struct tokenizer_stream {
     size_t emitted; /* bytes of decode(window) already emitted */
     char *out;      /* last piece returned */
     size_t out_cap;
+    size_t skipped; /* ids without a token, dropped */
 };
 
 llmrt_status tokenizer_stream_create(tokenizer_stream **out, const tokenizer *t, int skip_special) {
@@ -341,11 +360,19 @@ static llmrt_status stream_advance(tokenizer_stream *s, int final, const char **
     return LLMRT_OK;
 }
 
+size_t tokenizer_stream_skipped(const tokenizer_stream *s) {
+    return s->skipped;
+}
+
 llmrt_status tokenizer_stream_step(tokenizer_stream *s, int32_t id, const char **text,
                                    size_t *len) {
-    if (id < 0 || (size_t)id >= s->t->n_ids)
-        return err_set(LLMRT_ERR_INVALID, "%s: token id %d is out of range [0, %zu)", s->t->path,
-                       id, s->t->n_ids);
+    static const char empty[1] = "";
+    if (!id_known(s->t, id)) { /* decode would skip it: leave it out of the window */
+        s->skipped++;
+        *text = empty;
+        *len = 0;
+        return LLMRT_OK;
+    }
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 16;
         int32_t *p = realloc(s->ids, cap * sizeof *p);

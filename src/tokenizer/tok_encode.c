@@ -43,7 +43,7 @@ static llmrt_status find_matches(tokenizer *t, pcre2_code *re, const char *pat, 
         if (prev != ms && spans_push(sp, prev, ms, 0)) return OOM(t);
         if (spans_push(sp, ms, me, 1)) return OOM(t);
         prev = me;
-        from = me > ms ? me : ms + (ms < n ? tok_utf8_len((unsigned char)s[ms]) : 1);
+        from = me > ms ? me : ms + (ms < n ? tok_utf8_len(s + ms, n - ms) : 1);
     }
     if (prev < n && spans_push(sp, prev, n, 0)) return OOM(t);
     return LLMRT_OK;
@@ -225,7 +225,7 @@ static llmrt_status pretok_run(tokenizer *t, size_t stage, const char *s, size_t
         int in_word = 0;
         while (i < n) {
             size_t k;
-            uint32_t c = tok_utf8_decode((const unsigned char *)s + i, &k);
+            uint32_t c = tok_utf8_decode((const unsigned char *)s + i, n - i, &k);
             if (tok_is_ws(c)) {
                 if (in_word && spans_push(sp, start, i, 0)) return OOM(t);
                 in_word = 0;
@@ -261,10 +261,15 @@ static int is_word_char(uint32_t c) {
 
 static uint32_t char_before(const char *s, size_t i, size_t *start) {
     size_t j = i - 1, k;
-    while (j > 0 && ((unsigned char)s[j] & 0xC0) == 0x80)
+    while (j > 0 && i - j < 4 && ((unsigned char)s[j] & 0xC0) == 0x80)
         j--;
+    uint32_t c = tok_utf8_decode((const unsigned char *)s + j, i - j, &k);
+    if (j + k != i) { /* not one character ending at i: the last byte alone */
+        j = i - 1;
+        c = tok_utf8_decode((const unsigned char *)s + j, 1, &k);
+    }
     *start = j;
-    return tok_utf8_decode((const unsigned char *)s + j, &k);
+    return c;
 }
 
 static llmrt_status encode_gap(tokenizer *t, const char *s, size_t n, int origin, tok_idbuf *out);
@@ -301,7 +306,8 @@ static llmrt_status split_added(tokenizer *t, const tok_trie *tr, const char *s,
             size_t cs;
             int left_ok = start == 0 || !is_word_char(char_before(s, start, &cs));
             int right_ok =
-                stop == n || !is_word_char(tok_utf8_decode((const unsigned char *)s + stop, &k));
+                stop == n ||
+                !is_word_char(tok_utf8_decode((const unsigned char *)s + stop, n - stop, &k));
             if (!left_ok || !right_ok) continue;
         }
         if (ad->lstrip) {
@@ -311,7 +317,8 @@ static llmrt_status split_added(tokenizer *t, const tok_trie *tr, const char *s,
             start = ns > gap ? ns : gap;
         }
         if (ad->rstrip)
-            while (stop < n && tok_is_ws(tok_utf8_decode((const unsigned char *)s + stop, &k)))
+            while (stop < n &&
+                   tok_is_ws(tok_utf8_decode((const unsigned char *)s + stop, n - stop, &k)))
                 stop += k;
         if (gap < start) {
             if (level == 0)

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "base/utf8.h"
 #include "tokenizer/tok_map.h"
 #include "tokenizer/tokenizer.h"
 
@@ -34,29 +35,24 @@ typedef struct tok_idbuf {
 
 int tok_idbuf_push(tok_idbuf *b, int32_t id);
 
-/* ---- UTF-8 ---- */
-/* Length of the UTF-8 character starting with byte c (1 for invalid lead bytes). */
-static inline size_t tok_utf8_len(unsigned char c) {
-    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+/* ---- UTF-8 ----
+ * Text reaching the pipeline is well-formed (tokenizer.json strings are checked when loaded,
+ * encode repairs its input), but these helpers stay safe on any bytes: each reads only s[0..n)
+ * and steps over an ill-formed sequence as one U+FFFD of its maximal ill-formed subpart. */
+/* Decodes the character at s[0..n), n >= 1, setting *len to its byte length (1..min(4, n)). */
+static inline uint32_t tok_utf8_decode(const unsigned char *s, size_t n, size_t *len) {
+    if (s[0] < 0x80) {
+        *len = 1;
+        return s[0];
+    }
+    return utf8_decode(s, n, len);
 }
-/* Decodes one character of valid UTF-8 at s, setting *n to its byte length. */
-static inline uint32_t tok_utf8_decode(const unsigned char *s, size_t *n) {
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *n = 1;
-        return c;
-    }
-    if (c < 0xE0) {
-        *n = 2;
-        return (uint32_t)(c & 0x1F) << 6 | (s[1] & 0x3F);
-    }
-    if (c < 0xF0) {
-        *n = 3;
-        return (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-    }
-    *n = 4;
-    return (uint32_t)(c & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
-           (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+/* The byte length of the character at s[0..n), n >= 1 (as tok_utf8_decode steps). */
+static inline size_t tok_utf8_len(const char *s, size_t n) {
+    size_t k;
+    if ((unsigned char)s[0] < 0x80) return 1;
+    (void)utf8_decode((const unsigned char *)s, n, &k);
+    return k;
 }
 size_t tok_utf8_encode(uint32_t cp, char *out); /* out: 4 bytes; returns length */
 /* Appends s[0..n) to out with each maximal invalid subpart replaced by U+FFFD (the way Python's

@@ -1,10 +1,20 @@
 /* tok_json.c — a small, fast, in-place JSON parser (see tok_json.h). */
 #include "tokenizer/tok_json.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
+
 #define TJ_MAX_DEPTH 128
+
+/* Where the parser is: the member name or element index at each depth, for messages. */
+typedef struct tj_where {
+    const char *key; /* member name (unescaped, in the buffer), or NULL for an array element */
+    uint32_t key_len;
+    uint32_t index; /* element index */
+} tj_where;
 
 typedef struct parser {
     char *p, *end, *start;
@@ -12,14 +22,70 @@ typedef struct parser {
     const char *what;
     const char *err; /* first error message, NULL if none */
     char *err_at;
+    int depth;                        /* of the value being parsed */
+    int err_depth;                    /* depth at the error */
+    int err_in_key;                   /* the error is in a member name */
+    tj_where where[TJ_MAX_DEPTH + 2]; /* [1..depth]: how each level was reached */
 } parser;
 
 static int fail(parser *ps, const char *msg) {
     if (!ps->err) {
         ps->err = msg;
         ps->err_at = ps->p;
+        ps->err_depth = ps->depth;
     }
     return -1;
+}
+
+/* Appends s[0..n) to buf as a readable, bounded name: printable ASCII as is, other bytes as
+ * \xNN (so that an ill-formed name can be shown), at most 48 bytes. */
+static size_t put_name(char *buf, size_t cap, size_t w, const char *s, size_t n) {
+    for (size_t i = 0; i < n && w + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i == 48) {
+            w += (size_t)snprintf(buf + w, cap - w, "...");
+            break;
+        }
+        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\')
+            buf[w++] = (char)c;
+        else
+            w += (size_t)snprintf(buf + w, cap - w, "\\x%02X", c);
+    }
+    buf[w] = 0;
+    return w;
+}
+
+/* The JSON path of the error: model.vocab["ab"], normalizer.normalizers[1].content, ... */
+static void error_path(const parser *ps, char *buf, size_t cap) {
+    size_t w = 0;
+    buf[0] = 0;
+    for (int i = 1; i <= ps->err_depth && w + 16 < cap; i++) {
+        const tj_where *x = &ps->where[i];
+        if (!x->key) {
+            w += (size_t)snprintf(buf + w, cap - w, "[%u]", x->index);
+            continue;
+        }
+        int plain = x->key_len > 0;
+        for (uint32_t k = 0; k < x->key_len && plain; k++) {
+            char c = x->key[k];
+            plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                    (k > 0 && c >= '0' && c <= '9');
+        }
+        if (plain) {
+            if (w) buf[w++] = '.';
+            w = put_name(buf, cap, w, x->key, x->key_len);
+        } else {
+            buf[w++] = '[';
+            buf[w++] = '"';
+            w = put_name(buf, cap, w, x->key, x->key_len);
+            if (w + 3 < cap) {
+                buf[w++] = '"';
+                buf[w++] = ']';
+                buf[w] = 0;
+            }
+        }
+    }
+    if (!w) snprintf(buf, cap, "the top level");
 }
 
 static void skip_ws(parser *ps) {
@@ -73,6 +139,15 @@ static int parse_string(parser *ps, const char **out, uint32_t *out_len) {
             ps->p = q;
             return fail(ps, "control character in string");
         }
+        if ((unsigned char)*q >= 0x80) { /* Hugging Face refuses a file that is not UTF-8 */
+            long k = utf8_check((const unsigned char *)q, (size_t)(ps->end - q));
+            if (k <= 0) {
+                ps->p = q;
+                return fail(ps, "invalid UTF-8 in a string");
+            }
+            q += k;
+            continue;
+        }
         q++;
     }
     w = q;
@@ -87,6 +162,17 @@ static int parse_string(parser *ps, const char **out, uint32_t *out_len) {
         if ((unsigned char)c < 0x20) {
             ps->p = p;
             return fail(ps, "control character in string");
+        }
+        if ((unsigned char)c >= 0x80) {
+            long k = utf8_check((const unsigned char *)p, (size_t)(ps->end - p));
+            if (k <= 0) {
+                ps->p = p;
+                return fail(ps, "invalid UTF-8 in a string");
+            }
+            memmove(w, p, (size_t)k);
+            w += k;
+            p += k;
+            continue;
         }
         if (c != '\\') {
             *w++ = *p++;
@@ -134,7 +220,8 @@ static int parse_string(parser *ps, const char **out, uint32_t *out_len) {
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 p += 6;
             } else if (cp >= 0xD800 && cp < 0xE000) {
-                cp = 0xFFFD; /* lone surrogate */
+                ps->p = p - 5; /* a lone surrogate is not text: HF (serde_json) refuses it */
+                return fail(ps, "lone surrogate in a \\u escape");
             }
             if (cp < 0x80) {
                 *w++ = (char)cp;
@@ -234,15 +321,26 @@ static int parse_value(parser *ps, int depth) {
         while (1) {
             const char *key = NULL;
             uint32_t key_len = 0;
+            tj_where *wh = &ps->where[depth + 1];
+            wh->key = NULL;
+            wh->key_len = 0;
+            wh->index = count;
             if (is_obj) {
                 skip_ws(ps);
                 if (ps->p >= ps->end || *ps->p != '"') return fail(ps, "expected a string key");
-                if (parse_string(ps, &key, &key_len)) return -1;
+                if (parse_string(ps, &key, &key_len)) {
+                    ps->err_in_key = 1;
+                    return -1;
+                }
+                wh->key = key;
+                wh->key_len = key_len;
                 skip_ws(ps);
                 if (ps->p >= ps->end || *ps->p != ':') return fail(ps, "expected ':'");
                 ps->p++;
             }
+            ps->depth = depth + 1;
             int child = parse_value(ps, depth + 1);
+            ps->depth = depth;
             if (child < 0) return -1;
             tj_node *cn = &ps->d->nodes[child];
             cn->key = key;
@@ -293,7 +391,12 @@ static int parse_value(parser *ps, int depth) {
 
 llmrt_status tj_parse(tj_doc *d, char *buf, size_t len, const char *what) {
     memset(d, 0, sizeof *d);
-    parser ps = {buf, buf + len, buf, d, what, NULL, NULL};
+    parser ps;
+    memset(&ps, 0, sizeof ps);
+    ps.p = ps.start = buf;
+    ps.end = buf + len;
+    ps.d = d;
+    ps.what = what;
     /* Rough size guess: tokenizer.json files have about one node per 12 bytes. */
     d->cap = len / 12 + 16;
     d->nodes = malloc(d->cap * sizeof *d->nodes);
@@ -313,8 +416,14 @@ llmrt_status tj_parse(tj_doc *d, char *buf, size_t len, const char *what) {
                 col++;
             }
         }
-        llmrt_status s = err_set(LLMRT_ERR_FORMAT, "%s: invalid JSON at line %zu, column %zu: %s",
-                                 what, line, col, ps.err);
+        char path[512];
+        error_path(&ps, path, sizeof path);
+        llmrt_status s =
+            err_set(LLMRT_ERR_FORMAT, "%s: invalid JSON at line %zu, column %zu (%s %s): %s%s",
+                    what, line, col, ps.err_in_key ? "a member name in" : "in", path, ps.err,
+                    strstr(ps.err, "UTF-8") || strstr(ps.err, "surrogate")
+                        ? " (Hugging Face refuses such a file)"
+                        : "");
         tj_free(d);
         return s;
     }

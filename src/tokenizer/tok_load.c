@@ -8,6 +8,12 @@
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/tok_json.h"
 
+/* The largest id accepted (Gemma 3 has 262,145). */
+#define TOK_MAX_ID 1000000000
+
+/* The largest tokenizer.json read (Gemma 3's is 33 MB). */
+#define TOK_MAX_FILE ((size_t)1 << 30)
+
 /* The pattern HF's ByteLevel pre-tokenizer splits with when use_regex is set. */
 static const char BYTELEVEL_RE[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -20,7 +26,7 @@ typedef struct loader {
 
 static llmrt_status lerr(loader *L, llmrt_status s, const char *fmt, ...) LLMRT_PRINTF(3, 4);
 static llmrt_status lerr(loader *L, llmrt_status s, const char *fmt, ...) {
-    char msg[768];
+    char msg[1536];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -39,6 +45,17 @@ const char *tok_arena_put(tokenizer *t, const char *s, size_t n) {
 
 static const char *str_of(const tj_node *n) {
     return n && n->type == TJ_STR ? n->v.s : NULL;
+}
+
+/* The value of a number node when it is an integer in [lo, hi] (into *out): 1, else 0. Every
+ * number read from tokenizer.json goes through here before it becomes an integer: converting a
+ * double outside the range of the type (1e44, NaN) is undefined behaviour. */
+static int int_of(const tj_node *n, int64_t lo, int64_t hi, int64_t *out) {
+    if (!n || n->type != TJ_NUM || !(n->v.num >= (double)lo && n->v.num <= (double)hi)) return 0;
+    int64_t v = (int64_t)n->v.num;
+    if ((double)v != n->v.num) return 0;
+    *out = v;
+    return 1;
 }
 
 static int bool_of(const tj_node *n, int dflt) {
@@ -135,10 +152,27 @@ static llmrt_status compile_re(loader *L, const char *pat, size_t len, pcre2_cod
         pcre2_compile((PCRE2_SPTR)rw.p, rw.n, PCRE2_UTF | PCRE2_UCP, &errc, &erroff, NULL);
     tok_buf_free(&rw);
     if (!re) {
+        /* Report the error in the pattern as written: compile it unrewritten for the message
+         * and offset (if only the rewrite fails, say so). The pattern is shown up to 160 bytes,
+         * after the reason, so that a long pattern never cuts the reason off. */
+        int errc0;
+        PCRE2_SIZE off0;
+        pcre2_code *re0 =
+            pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP, &errc0, &off0, NULL);
+        int rewritten = re0 != NULL;
+        pcre2_code_free(re0);
+        if (!rewritten) {
+            errc = errc0;
+            erroff = off0;
+        }
         PCRE2_UCHAR buf[256];
-        pcre2_get_error_message(errc, buf, sizeof buf);
-        return lerr(L, LLMRT_ERR_FORMAT, "regex /%.*s/ does not compile: %s", (int)len, pat,
-                    (const char *)buf);
+        if (pcre2_get_error_message(errc, buf, sizeof buf) < 0)
+            snprintf((char *)buf, sizeof buf, "PCRE2 error %d", errc);
+        int shown = len > 160 ? 160 : (int)len;
+        return lerr(L, LLMRT_ERR_FORMAT,
+                    "regex /%.*s/%s does not compile: %s, at offset %zu of the %s pattern", shown,
+                    pat, shown < (int)len ? " (shortened)" : "", (const char *)buf, (size_t)erroff,
+                    rewritten ? "rewritten (llmrt's \\p{L} \\p{N} \\s expansion)" : "written");
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT fails */
     *out = re;
@@ -182,15 +216,18 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
     /* ids: the largest of the vocabulary and the added tokens */
     int64_t max_id = -1;
     for (const tj_node *e = tj_first(d, vocab); e; e = tj_next(d, e)) {
-        if (e->type != TJ_NUM || e->v.num < 0 || e->v.num > 1e9 || e->v.num != (int64_t)e->v.num)
+        int64_t v;
+        if (!int_of(e, 0, TOK_MAX_ID, &v))
             return lerr(L, LLMRT_ERR_FORMAT, "model.vocab: token '%s' has a bad id", e->key);
-        if ((int64_t)e->v.num > max_id) max_id = (int64_t)e->v.num;
+        if (v > max_id) max_id = v;
     }
-    for (const tj_node *a = tj_first(d, added); a; a = tj_next(d, a)) {
-        const tj_node *id = tj_get(d, a, "id");
-        if (!id || id->type != TJ_NUM || id->v.num < 0 || id->v.num > 1e9)
-            return lerr(L, LLMRT_ERR_FORMAT, "added_tokens: an entry has no valid \"id\"");
-        if ((int64_t)id->v.num > max_id) max_id = (int64_t)id->v.num;
+    size_t k = 0;
+    for (const tj_node *a = tj_first(d, added); a; a = tj_next(d, a), k++) {
+        int64_t v;
+        if (!int_of(tj_get(d, a, "id"), 0, TOK_MAX_ID, &v))
+            return lerr(L, LLMRT_ERR_FORMAT,
+                        "added_tokens[%zu]: \"id\" must be an integer in [0, %d]", k, TOK_MAX_ID);
+        if (v > max_id) max_id = v;
     }
     t->n_ids = (size_t)(max_id + 1);
     t->n_vocab = vocab->len;
@@ -361,7 +398,9 @@ static llmrt_status load_added(loader *L, const tj_node *added) {
         if (!c || c->type != TJ_STR || c->len == 0)
             return lerr(L, LLMRT_ERR_FORMAT, "added_tokens[%zu] has no \"content\"", t->n_added);
         tok_added *ad = &t->added[t->n_added];
-        ad->id = (int32_t)tj_get(d, a, "id")->v.num;
+        int64_t id = 0;
+        (void)int_of(tj_get(d, a, "id"), 0, TOK_MAX_ID, &id); /* checked by load_model */
+        ad->id = (int32_t)id;
         ad->content = tok_arena_put(t, c->v.s, c->len);
         ad->len = c->len;
         ad->special = (uint8_t)bool_of(tj_get(d, a, "special"), 0);
@@ -473,7 +512,7 @@ static llmrt_status read_metaspace(loader *L, const tj_node *n, const char *wher
     tj_doc *d = &L->doc;
     const tj_node *r = tj_get(d, n, "replacement");
     if (!r || r->type != TJ_STR || r->len == 0 || r->len > 4 ||
-        tok_utf8_len((unsigned char)r->v.s[0]) != r->len)
+        utf8_check((const unsigned char *)r->v.s, r->len) != (long)r->len)
         return lerr(L, LLMRT_ERR_FORMAT, "%s: \"replacement\" must be one character", where);
     memcpy(repl, r->v.s, r->len);
     *repl_len = r->len;
@@ -564,9 +603,13 @@ static llmrt_status special_pair(loader *L, const tj_node *n, const char *key, c
                                  int32_t *id) {
     const tj_node *p = tj_get(&L->doc, n, key);
     const tj_node *x = p ? tj_first(&L->doc, p) : NULL, *y = x ? tj_next(&L->doc, x) : NULL;
+    int64_t v;
     if (!p || p->type != TJ_ARR || !y || y->type != TJ_NUM)
         return lerr(L, LLMRT_ERR_FORMAT, "%s: \"%s\" must be [token, id]", where, key);
-    *id = (int32_t)y->v.num;
+    if (!int_of(y, 0, (int64_t)L->t->n_ids - 1, &v))
+        return lerr(L, LLMRT_ERR_FORMAT, "%s: \"%s\" has id %g, not one of the %zu ids", where, key,
+                    y->v.num, L->t->n_ids);
+    *id = (int32_t)v;
     return LLMRT_OK;
 }
 
@@ -622,8 +665,9 @@ static llmrt_status push_post(loader *L, const tj_node *n, int depth) {
             break;
         }
         for (const tj_node *x = tj_first(d, ids); x; x = tj_next(d, x)) {
-            int32_t id = x->type == TJ_NUM ? (int32_t)x->v.num : -1;
-            if (id < 0 || (size_t)id >= t->n_ids) {
+            int64_t v;
+            int32_t id = int_of(x, 0, (int64_t)t->n_ids - 1, &v) ? (int32_t)v : -1;
+            if (id < 0) {
                 st = lerr(L, LLMRT_ERR_FORMAT, "TemplateProcessing: '%s' has a bad id", name);
                 break;
             }
@@ -696,16 +740,17 @@ static llmrt_status push_dec(loader *L, const tj_node *n, int depth) {
         x->kind = DEC_STRIP;
         const tj_node *c = tj_get(d, n, "content"), *a = tj_get(d, n, "start"),
                       *b = tj_get(d, n, "stop");
+        int64_t start, stop;
         if (!c || c->type != TJ_STR || c->len == 0 ||
-            tok_utf8_len((unsigned char)c->v.s[0]) != c->len || !a || a->type != TJ_NUM || !b ||
-            b->type != TJ_NUM)
+            utf8_check((const unsigned char *)c->v.s, c->len) != (long)c->len ||
+            !int_of(a, 0, INT32_MAX, &start) || !int_of(b, 0, INT32_MAX, &stop))
             return lerr(L, LLMRT_ERR_FORMAT,
                         "decoder Strip needs content (one character), "
-                        "start and stop");
+                        "start and stop (integers in [0, 2^31))");
         x->a = tok_arena_put(t, c->v.s, c->len);
         x->a_len = c->len;
-        x->start = (int)a->v.num;
-        x->stop = (int)b->v.num;
+        x->start = (int)start;
+        x->stop = (int)stop;
     } else if (!strcmp(ty, "Metaspace")) {
         x->kind = DEC_METASPACE;
         char repl[8];
@@ -726,7 +771,7 @@ static llmrt_status push_dec(loader *L, const tj_node *n, int depth) {
 static int crosses_meta(const char *s, size_t n) {
     int prev_meta = 1; /* nothing before the first character */
     for (size_t i = 0; i < n;) {
-        size_t k = tok_utf8_len((unsigned char)s[i]);
+        size_t k = tok_utf8_len(s + i, n - i);
         int is_meta = i + 3 <= n && !memcmp(s + i, META, 3);
         if (is_meta && !prev_meta) return 1;
         prev_meta = is_meta;
@@ -774,7 +819,8 @@ static void load_bos_eos(tokenizer *t, const char *config_path) {
     int have_bos = 0, have_eos = 0;
     char *buf;
     size_t len;
-    if (config_path && file_exists(config_path) && file_read_all(config_path, &buf, &len) == 0) {
+    if (config_path && path_present(config_path) && path_check(config_path, 0) == LLMRT_OK &&
+        file_read_max(config_path, (size_t)64 << 20, &buf, &len) == LLMRT_OK) {
         tj_doc d;
         if (tj_parse(&d, buf, len, config_path) == LLMRT_OK) {
             const tj_node *root = &d.nodes[0], *b = tj_get(&d, root, "bos_token"),
@@ -805,10 +851,12 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
     char json_path[4096], config_path[4096];
     if (dir_exists(path)) {
         TRY(path_join(json_path, sizeof json_path, path, "tokenizer.json"));
-        if (!file_exists(json_path))
+        if (!path_present(json_path))
             return err_set(LLMRT_ERR_IO, "%s: no tokenizer.json in this folder", path);
+        TRY(path_check(json_path, 0)); /* a directory or FIFO in its place says so */
         TRY(path_join(config_path, sizeof config_path, path, "tokenizer_config.json"));
     } else {
+        TRY(path_check(path, 0));
         if (strlen(path) >= sizeof json_path)
             return err_set(LLMRT_ERR_INVALID, "tokenizer path too long");
         strcpy(json_path, path);
@@ -821,7 +869,8 @@ llmrt_status tokenizer_load(tokenizer **out, const char *path) {
     }
     char *buf;
     size_t len;
-    TRY(file_read_all(json_path, &buf, &len));
+    /* real files are up to ~35 MB; loading needs ~6x the file in memory */
+    TRY(file_read_max(json_path, TOK_MAX_FILE, &buf, &len));
     tokenizer *t = calloc(1, sizeof *t);
     if (!t) {
         free(buf);

@@ -1,11 +1,13 @@
 /* tok_normalize.c — HF's normalizers (NFC, NFD, NFKC, NFKD, Lowercase, Strip, Prepend, Replace)
  * with utf8proc, patched where HF's Unicode tables differ; and the string helpers the
  * pre-tokenizers share (whitespace, literal and regex search). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
 #include "tokenizer/tok_internal.h"
+#include "tokenizer/tok_nfc_exceptions.h"
 
 #define OOM(t) err_set(LLMRT_ERR_NOMEM, "%s: out of memory while encoding", (t)->path)
 
@@ -36,8 +38,9 @@ int tok_find_re(tokenizer *t, pcre2_code *re, const char *s, size_t n, size_t fr
 }
 
 llmrt_status tok_re_error(tokenizer *t, int rc) {
-    PCRE2_UCHAR msg[160];
-    pcre2_get_error_message(rc, msg, sizeof msg);
+    PCRE2_UCHAR msg[256];
+    if (pcre2_get_error_message(rc, msg, sizeof msg) < 0)
+        snprintf((char *)msg, sizeof msg, "PCRE2 error %d", rc);
     return err_set(LLMRT_ERR_INVALID, "%s: a pre-tokenizer regex failed on this text: %s", t->path,
                    (const char *)msg);
 }
@@ -114,7 +117,26 @@ static const uint32_t opaque_nfkd[][2] = {
 typedef struct opaque_table {
     const uint32_t (*r)[2];
     size_t n;
+    const uint32_t (*pairs)[3]; /* NFC/NFKC: adjacent pairs HF does not compose, or NULL */
+    size_t n_pairs;
+    uint32_t min_second; /* the smallest second code point of pairs */
 } opaque_table;
+
+/* Whether utf8proc would compose a followed by b where HF does not (tok_nfc_exceptions.h). */
+static int is_exception_pair(opaque_table tb, uint32_t a, uint32_t b) {
+    size_t lo = 0, hi = tb.n_pairs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const uint32_t *p = tb.pairs[mid];
+        if (a < p[0] || (a == p[0] && b < p[1]))
+            hi = mid;
+        else if (a > p[0] || b > p[1])
+            lo = mid + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
 
 static int is_opaque(opaque_table tb, uint32_t c) {
     size_t lo = 0, hi = tb.n;
@@ -131,12 +153,20 @@ static int is_opaque(opaque_table tb, uint32_t c) {
 }
 
 /* A Unicode normal form of s, leaving the table's characters (and what lies across them) as
- * HF does. */
+ * HF does, and never composing an exception pair: the text is cut between its two characters
+ * (the second has combining class 0, so each side normalizes alone to what HF makes). */
 static llmrt_status form_apply(tokenizer *t, const char *s, size_t n, int opts, opaque_table tb,
                                tok_buf *out) {
     size_t run = 0, k;
+    uint32_t prev = UINT32_MAX;
     for (size_t i = 0; i < n; i += k) {
-        uint32_t c = tok_utf8_decode((const unsigned char *)s + i, &k);
+        uint32_t c = tok_utf8_decode((const unsigned char *)s + i, n - i, &k), p = prev;
+        prev = c;
+        if (tb.n_pairs && c >= tb.min_second && is_exception_pair(tb, p, c)) {
+            if (i > run) TRY(utf8proc_norm(t, s + run, i - run, opts, out));
+            run = i;
+            continue;
+        }
         if (c < tb.r[0][0] || !is_opaque(tb, c)) continue;
         if (i > run) TRY(utf8proc_norm(t, s + run, i - run, opts, out));
         if (tok_buf_put(out, s + i, k)) return OOM(t);
@@ -144,6 +174,19 @@ static llmrt_status form_apply(tokenizer *t, const char *s, size_t n, int opts, 
     }
     if (n > run) TRY(utf8proc_norm(t, s + run, n - run, opts, out));
     return LLMRT_OK;
+}
+
+/* The composing forms' tables: opaque characters and exception pairs. */
+static opaque_table nfc_table(void) {
+    return (opaque_table){opaque_nfc, sizeof opaque_nfc / sizeof *opaque_nfc, tok_nfc_exceptions,
+                          sizeof tok_nfc_exceptions / sizeof *tok_nfc_exceptions,
+                          TOK_NFC_EXCEPTIONS_MIN_SECOND};
+}
+
+static opaque_table nfkc_table(void) {
+    return (opaque_table){
+        opaque_nfkc, sizeof opaque_nfkc / sizeof *opaque_nfkc, tok_nfkc_exceptions,
+        sizeof tok_nfkc_exceptions / sizeof *tok_nfkc_exceptions, TOK_NFKC_EXCEPTIONS_MIN_SECOND};
 }
 
 /* Lowercase mappings where HF (Rust's char::to_lowercase, newer Unicode) differs from
@@ -202,24 +245,22 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
         for (size_t i = 0; simple && i < n; i++)
             if ((unsigned char)s[i] >= 0xCC) simple = 0;
         if (simple) return tok_buf_put(out, s, n) ? OOM(t) : LLMRT_OK;
-        return form_apply(t, s, n, UTF8PROC_COMPOSE,
-                          (opaque_table){opaque_nfc, sizeof opaque_nfc / sizeof *opaque_nfc}, out);
+        return form_apply(t, s, n, UTF8PROC_COMPOSE, nfc_table(), out);
     }
     case NORM_NFKC:
-        return form_apply(t, s, n, UTF8PROC_COMPOSE | UTF8PROC_COMPAT,
-                          (opaque_table){opaque_nfkc, sizeof opaque_nfkc / sizeof *opaque_nfkc},
-                          out);
+        return form_apply(t, s, n, UTF8PROC_COMPOSE | UTF8PROC_COMPAT, nfkc_table(), out);
     case NORM_NFD:
-        return form_apply(t, s, n, UTF8PROC_DECOMPOSE,
-                          (opaque_table){opaque_nfd, sizeof opaque_nfd / sizeof *opaque_nfd}, out);
+        return form_apply(
+            t, s, n, UTF8PROC_DECOMPOSE,
+            (opaque_table){opaque_nfd, sizeof opaque_nfd / sizeof *opaque_nfd, NULL, 0, 0}, out);
     case NORM_NFKD:
-        return form_apply(t, s, n, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT,
-                          (opaque_table){opaque_nfkd, sizeof opaque_nfkd / sizeof *opaque_nfkd},
-                          out);
+        return form_apply(
+            t, s, n, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT,
+            (opaque_table){opaque_nfkd, sizeof opaque_nfkd / sizeof *opaque_nfkd, NULL, 0, 0}, out);
     case NORM_LOWERCASE:
         for (size_t i = 0; i < n;) {
             size_t k;
-            uint32_t c = tok_utf8_decode((const unsigned char *)s + i, &k), lc[2];
+            uint32_t c = tok_utf8_decode((const unsigned char *)s + i, n - i, &k), lc[2];
             int m = c < 0x80 ? (lc[0] = c >= 'A' && c <= 'Z' ? c + 32 : c, 1) : lower_of(c, lc);
             for (int j = 0; j < m; j++) {
                 char b[4];
@@ -231,13 +272,19 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
         return LLMRT_OK;
     case NORM_STRIP: {
         size_t a = 0, b = n, k;
-        while (x->left && a < b && tok_is_ws(tok_utf8_decode((const unsigned char *)s + a, &k)))
+        while (x->left && a < b &&
+               tok_is_ws(tok_utf8_decode((const unsigned char *)s + a, b - a, &k)))
             a += k;
         while (x->right && b > a) {
             size_t j = b - 1;
-            while (j > a && ((unsigned char)s[j] & 0xC0) == 0x80)
+            while (j > a && b - j < 4 && ((unsigned char)s[j] & 0xC0) == 0x80)
                 j--;
-            if (!tok_is_ws(tok_utf8_decode((const unsigned char *)s + j, &k))) break;
+            uint32_t c = tok_utf8_decode((const unsigned char *)s + j, b - j, &k);
+            if (j + k != b) { /* not one character ending at b: the last byte alone */
+                j = b - 1;
+                c = tok_utf8_decode((const unsigned char *)s + j, 1, &k);
+            }
+            if (!tok_is_ws(c)) break;
             b = j;
         }
         return tok_buf_put(out, s + a, b - a) ? OOM(t) : LLMRT_OK;
@@ -265,7 +312,7 @@ static llmrt_status norm_apply(tokenizer *t, const tok_norm *x, const char *s, s
                     from = n + 1;
                     break;
                 }
-                size_t cl = tok_utf8_len((unsigned char)s[ms]);
+                size_t cl = tok_utf8_len(s + ms, n - ms);
                 if (tok_buf_put(out, s + ms, cl)) return OOM(t);
                 me = ms + cl;
             }
@@ -286,7 +333,7 @@ llmrt_status tok_normalize(tokenizer *t, const char *s, size_t n, int *origin, c
          * offset 0 (HF's Metaspace "first" looks at that offset) */
         if (t->norms[i].kind == NORM_STRIP && t->norms[i].left && n) {
             size_t k;
-            if (tok_is_ws(tok_utf8_decode((const unsigned char *)s, &k))) *origin = 0;
+            if (tok_is_ws(tok_utf8_decode((const unsigned char *)s, n, &k))) *origin = 0;
         }
         TRY(norm_apply(t, &t->norms[i], s, n, nb));
         s = nb->p;

@@ -64,35 +64,6 @@ size_t tok_utf8_encode(uint32_t cp, char *o) {
     return 4;
 }
 
-/* How many bytes of a well-formed sequence start at s[0..n): the full length when the
- * character is complete and valid, else minus the length of its maximal valid prefix (which is
- * what gets one U+FFFD; at least 1). Unicode table 3-7. */
-static long utf8_check(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return -1;
-    }
-    for (size_t k = 1; k < need; k++) {
-        if (k >= n) return -(long)k;
-        unsigned char b = s[k];
-        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return -(long)k;
-    }
-    return (long)need;
-}
-
 long tok_utf8_sanitize(const char *s, size_t n, tok_buf *out) {
     const unsigned char *u = (const unsigned char *)s;
     long repl = 0;
@@ -120,18 +91,7 @@ long tok_utf8_sanitize(const char *s, size_t n, tok_buf *out) {
 }
 
 size_t tok_utf8_valid_prefix(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        long k = utf8_check(u + i, n - i);
-        if (k <= 0) return i;
-        i += (size_t)k;
-    }
-    return n;
+    return utf8_valid_prefix(s, n);
 }
 
 /* GPT-2's bytes_to_unicode(): printable bytes map to themselves, the others to U+0100 on. */

@@ -32,18 +32,30 @@ llmrt_status tokenizer_encode(tokenizer *t, const char *text, size_t len, int ad
 llmrt_status tokenizer_utf8_repair(const char *s, size_t n, char **out, size_t *out_len,
                                    size_t *n_replaced);
 
-/* Decodes ids[0..n) into a malloc'd NUL-terminated string *text of *len bytes. Unknown ids are
- * an error; skip_special drops special added tokens. */
+/* Decodes ids[0..n) into a malloc'd NUL-terminated string *text of *len bytes; skip_special
+ * drops special added tokens; ids may be NULL when n is 0.
+ * tokenizer_decode_counted decodes as Hugging Face does: an id the tokenizer has no token for
+ * (negative, >= tokenizer_n_ids, or a hole in the vocabulary) is skipped, and counted in
+ * *n_unknown (may be NULL) so that the caller can warn once. Use it for generated ids (a model's
+ * vocabulary is often padded beyond the tokenizer's).
+ * tokenizer_decode is the strict form for ids a user typed: an id outside [0, n_ids) is
+ * LLMRT_ERR_INVALID naming it; holes are skipped. */
 llmrt_status tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                               char **text, size_t *len);
+llmrt_status tokenizer_decode_counted(const tokenizer *t, const int32_t *ids, size_t n,
+                                      int skip_special, char **text, size_t *len,
+                                      size_t *n_unknown);
 
 /* Streaming decoder: feed ids one at a time; each step yields the text that is final so far
  * (never a partial UTF-8 character). The pieces, followed by tokenizer_stream_flush, add up to
  * tokenizer_decode of all the ids. */
 typedef struct tokenizer_stream tokenizer_stream;
 llmrt_status tokenizer_stream_create(tokenizer_stream **out, const tokenizer *t, int skip_special);
-/* *text points into the stream (valid until the next call); *len may be 0. */
+/* *text points into the stream (valid until the next call); *len may be 0. An id without a token
+ * (see tokenizer_decode) yields no text and is counted, not an error: generation goes on. */
 llmrt_status tokenizer_stream_step(tokenizer_stream *s, int32_t id, const char **text, size_t *len);
+/* How many ids without a token the stream has skipped since it was created. */
+size_t tokenizer_stream_skipped(const tokenizer_stream *s);
 /* Emits whatever is held back (an unfinished character at the end of the sequence). */
 llmrt_status tokenizer_stream_flush(tokenizer_stream *s, const char **text, size_t *len);
 void tokenizer_stream_free(tokenizer_stream *s);

@@ -4,22 +4,14 @@
  * 8-byte length prefix, so that mutations of the JSON are not all lost to a wrong length;
  * any other input is used as the image itself.
  * A successful open must give tensors whose every field is consistent and whose bytes lie
- * inside the input; each tensor's bytes are read so that AddressSanitizer sees any overrun.
+ * inside the input; each tensor's bytes are read so that AddressSanitizer sees any overrun, and
+ * read again with safetensors_read / safetensors_read_as (converted to every dtype, and
+ * transposed when 2-D), which must give the same bytes and values.
  */
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
+#include "fuzz_util.h"
 #include "io/safetensors.h"
-
-#define FUZZ_ASSERT(c)                                                                             \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz invariant failed: %s\n", #c);                                    \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* a private copy of exactly the image, so that ASan flags reads past its end */
@@ -58,8 +50,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(numel * dtype_size(t->dt) == t->nbytes);
         const uint8_t *p = t->data;
         FUZZ_ASSERT(p >= copy && p + t->nbytes <= copy + size);
+        FUZZ_ASSERT(t->file_offset == (size_t)(p - copy));
         for (size_t b = 0; b < t->nbytes; b++)
             sum += p[b];
+        if (t->nbytes > (1u << 20)) continue;
+        size_t count = t->nbytes / dtype_size(t->dt);
+        uint8_t *buf = malloc(t->nbytes + 1), *conv = malloc(4 * count + 1);
+        if (!buf || !conv) abort();
+        FUZZ_ASSERT(safetensors_read(m, t, 0, buf, t->nbytes) == LLMRT_OK);
+        FUZZ_ASSERT(!memcmp(buf, p, t->nbytes));
+        FUZZ_ASSERT(safetensors_read(m, t, 1, buf, t->nbytes) != LLMRT_OK);
+        uint8_t *want = malloc(4 * count + 1);
+        if (!want) abort();
+        for (int dt = DT_F32; dt <= DT_BF16; dt++) {
+            FUZZ_ASSERT(safetensors_read_as(m, t, conv, (dtype)dt, 0) == LLMRT_OK);
+            dtype_convert(want, (dtype)dt, p, t->dt, count);
+            FUZZ_ASSERT(!memcmp(conv, want, count * dtype_size((dtype)dt)));
+            if (t->n_dims == 2)
+                FUZZ_ASSERT(safetensors_read_as(m, t, conv, (dtype)dt, 1) == LLMRT_OK);
+        }
+        free(want);
+        free(buf);
+        free(conv);
     }
     FUZZ_ASSERT(safetensors_at(m, n) == NULL);
     safetensors_free(m);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_util.h"
 #include "io/safetensors.h"
 
 static char dir[256], index_path[320];

@@ -441,6 +441,7 @@ llmrt_status cpu_backend_create(backend **out, dtype precision) {
     }
     be->name = "cpu";
     be->ops = &cpu_ops;
+    (void)cpu_omp_env_note(); /* links cpu_omp_env.c, whose pre-initializer sets the default */
     be->weight_dtype = precision;
     be->act_dtype = DT_F32;
     be->kv_dtype = DT_F32;

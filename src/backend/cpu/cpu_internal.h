@@ -67,6 +67,13 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv, const attn_params *a, const 
 llmrt_status cpu_attention(backend *be, void *out, const void *qkv, const kv_layer *cache,
                            const attn_params *a);
 
+/* The OpenMP setting put in the environment before libgomp starts when the user set neither
+ * OMP_WAIT_POLICY nor GOMP_SPINCOUNT (cpu_omp_env.c): libgomp's default spin of 300,000 rounds
+ * collapses under contention, passive waits cost 4x on an idle box (docs/ROBUSTNESS.md). */
+#define CPU_OMP_DEFAULT_ENV "GOMP_SPINCOUNT=1000"
+/* What was done, for messages: "GOMP_SPINCOUNT=1000 (llmrt's default)", ... */
+const char *cpu_omp_env_note(void);
+
 /* The copy_bandwidth entry (cpu_bench.c): a multi-threaded memcpy of a large host buffer. */
 llmrt_status cpu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_s);
 
