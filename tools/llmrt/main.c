@@ -15,6 +15,7 @@ static const struct {
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"bench", cmd_bench, "benchmark sweep over prompt length x new tokens x batch size"},
     {"perplexity", cmd_perplexity, "perplexity of a text file under the model"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (docs/SERVER.md)"},
 };
 
 static void usage(FILE *f) {
