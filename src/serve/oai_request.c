@@ -571,6 +571,10 @@ static bool check_request(oai_request *r, int64_t max_tokens, int64_t max_comple
         return oai_fail(err, 400, "continue_final_message",
                         "'continue_final_message' and 'add_generation_prompt' cannot both be "
                         "true");
+    if (r->prompts && r->kind != OAI_TOKENIZE && r->n_prompts * (size_t)r->n > OAI_MAX_CHOICES)
+        return oai_fail(err, 400, "n",
+                        "%zu prompts x n = %d makes %zu choices; at most %d in one request",
+                        r->n_prompts, r->n, r->n_prompts * (size_t)r->n, OAI_MAX_CHOICES);
     r->max_tokens = (int)(max_completion ? max_completion : max_tokens);
     if (r->include_usage && !r->stream)
         return oai_fail(err, 400, "stream_options",

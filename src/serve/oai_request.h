@@ -19,6 +19,7 @@ enum {
     OAI_MAX_N = 128,       /* choices per prompt */
     OAI_MAX_LOGPROBS = 20, /* top logprobs per token (the scheduler's limit) */
     OAI_MAX_PROMPTS = 1024,
+    OAI_MAX_CHOICES = 1024, /* prompts x n in one request */
 };
 
 typedef enum oai_kind {

@@ -218,7 +218,7 @@ static json_t *envelope(const req_ctx *c, bool chunk) {
 }
 
 static void sse_add(req_ctx *c, json_t *j) {
-    char *s = json_dumps(j, JSON_COMPACT);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
     json_decref(j);
     if (!s) {
         c->out.oom = true;
@@ -328,7 +328,7 @@ char *resp_final(req_ctx *c, int *status) {
     }
     json_object_set_new(j, "choices", choices);
     json_object_set_new(j, "usage", usage_json(c));
-    char *s = json_dumps(j, JSON_COMPACT);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
     json_decref(j);
     *status = 200;
     return s;

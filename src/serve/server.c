@@ -83,8 +83,11 @@ static void req_free(req_ctx *c) {
     else s->reqs = c->next;
     if (c->next) c->next->prev = c->prev;
     pthread_mutex_unlock(&s->reqs_lock);
-    for (int i = 0; i < c->n_gens; i++)
-        gen_free(&c->gens[i]);
+    for (int i = 0; i < c->n_gens; i++) {
+        gen *g = &c->gens[i];
+        if (g->submitted && !g->done) metrics_count_finish(&s->met, (int)g->finish); /* ended unseen */
+        gen_free(g);
+    }
     free(c->gens);
     for (size_t i = 0; c->prompt_ids && i < c->n_prompts; i++)
         free(c->prompt_ids[i]);
@@ -251,7 +254,7 @@ static enum MHD_Result reply(req_ctx *c, int status, const char *type, char *bod
 }
 
 static enum MHD_Result reply_json(req_ctx *c, int status, json_t *j) {
-    char *s = json_dumps(j, JSON_COMPACT);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
     json_decref(j);
     if (!s) return MHD_NO;
     return reply(c, status, "application/json", s, strlen(s));
