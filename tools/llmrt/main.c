@@ -16,6 +16,7 @@ static const struct {
     {"bench", cmd_bench, "benchmark sweep over prompt length x new tokens x batch size"},
     {"perplexity", cmd_perplexity, "perplexity of a text file under the model"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (docs/SERVER.md)"},
+    {"bench-serve", cmd_bench_serve, "load test of an OpenAI-compatible server: req/s, TTFT, ITL"},
 };
 
 static void usage(FILE *f) {
