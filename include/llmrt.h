@@ -197,6 +197,10 @@ typedef struct llmrt_gen_opts {
     llmrt_sampling sampling; /* session i samples with seed + i */
     int ignore_eos;          /* 1: do not stop at the model's EOS ids */
     int no_kv_cache;         /* 1: recompute the whole sequence every step (a baseline) */
+    const volatile int *cancel; /* when *cancel becomes non-zero (a signal handler, another
+                                   thread), generation ends after the current step; NULL: no */
+    const int32_t *stop_ids; /* [n_stop_ids] further ids that end a session (as EOS does) */
+    int n_stop_ids;
 } llmrt_gen_opts;
 
 /* Called with each new token of session `seq` as soon as it is chosen. */
@@ -268,6 +272,36 @@ llmrt_status llmrt_text_stream_push(llmrt_text_stream *s, int32_t id, const char
 /* What is held back at the end of the sequence. */
 llmrt_status llmrt_text_stream_flush(llmrt_text_stream *s, const char **text, size_t *len);
 void llmrt_text_stream_free(llmrt_text_stream *s);
+
+/* ---- chat templates (rendered exactly as transformers' apply_chat_template; docs/chat.md) ---- */
+
+typedef struct llmrt_chat llmrt_chat;
+
+/* The chat template of a model folder, its tokenizer_config.json / chat_template.jinja, or a
+ * Hugging Face name; name picks a template of the named-list form (NULL: "default"). Fails,
+ * naming the file, when there is none or it does not parse (line and column). */
+llmrt_status llmrt_chat_open(llmrt_chat **out, const char *path, const char *name);
+void llmrt_chat_free(llmrt_chat *c);
+/* The chat template of an opened model, read on first use (owned by the model). */
+llmrt_status llmrt_model_chat(llmrt_model *m, llmrt_chat **out);
+
+typedef struct llmrt_chat_opts {
+    int add_generation_prompt;  /* end with the assistant's turn opened */
+    const char *tools;          /* JSON array of tool definitions, or NULL */
+    const char *documents;      /* JSON array of documents, or NULL */
+    const char *extra;          /* JSON object of further variables ({"enable_thinking":
+                                   false}), or NULL */
+    const char *continue_field; /* leave the final message's field open (transformers'
+                                   continue_final_message; "content" usually), or NULL */
+    int64_t now;                /* seconds since 1970 for strftime_now; 0: the current time */
+} llmrt_chat_opts;
+
+/* The prompt text of messages (a JSON array of {"role": ..., "content": ...}), byte for byte
+ * what apply_chat_template(tokenize=False) returns (*text malloc'd, NUL-terminated; free with
+ * llmrt_free). Its ids are llmrt_tokenize(text, add_special = 0). A template's
+ * raise_exception(msg) fails with LLMRT_ERR_INVALID and msg as the message. */
+llmrt_status llmrt_chat_render(const llmrt_chat *c, const char *messages_json,
+                               const llmrt_chat_opts *o, char **text, size_t *len);
 
 /* ---- benchmark (run_llm.py's measurements; docs/BENCHMARK.md) ---- */
 

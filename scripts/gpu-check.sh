@@ -20,7 +20,7 @@ if [ "${1:-}" = "--stage" ]; then
     rm -f "$CARRY"/test_* "$CARRY"/bench_*
     rm -f "$CARRY"/bin.tar.xz
     files=()
-    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/test_demo_models "$build"/test_argmax "$build"/bench_cuda* \
+    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/test_demo_models "$build"/test_argmax "$build"/bench_cuda* "$build"/test_scheduler \
         "$build"/llmrt; do
         [ -x "$f" ] && [ -f "$f" ] && files+=("$(basename "$f")")
     done
@@ -89,6 +89,10 @@ if [[ " $ONLY " == *" e2e "* ]]; then
         [ -x "$t" ] || continue
         run_part "$(basename "$t") (cuda)" "$(basename "$t").log" env LLMRT_TEST_DEVICE=cuda "$t"
     done
+fi
+if [[ " $ONLY " == *" sched "* ]] && [ -x "$CARRY/test_scheduler" ]; then
+    run_part "test_scheduler (cuda)" test_scheduler.log env LLMRT_TEST_DEVICE=cuda \
+        "$CARRY/test_scheduler"
 fi
 if [[ " $ONLY " == *" demo "* ]] && [ -x "$CARRY/test_demo_models" ]; then
     run_part "test_demo_models (cuda)" test_demo_models.log env LLMRT_TEST_DEVICE=cuda \

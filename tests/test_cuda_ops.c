@@ -973,6 +973,19 @@ static void stack_step(backend *be, const stack_case *c, stack *s, const float *
     CHECK_OK(be->ops->step_end(be));
 }
 
+/* The largest |a - b| of n activations of two backends (for the record). */
+static double max_diff(backend *ba, const void *a, backend *bb, const void *b, size_t n) {
+    float *x = malloc(n * 4), *y = malloc(n * 4);
+    CHECK_OK(ba->ops->act_to_f32(ba, x, a, n));
+    CHECK_OK(bb->ops->act_to_f32(bb, y, b, n));
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)x[i] - y[i]));
+    free(x);
+    free(y);
+    return m;
+}
+
 /* Activations (f32 0) or F32 values (f32 1) of two backends within tol + tol·|b|. */
 static void compare_be(backend *ba, const void *a, backend *bb, const void *b, int f32, size_t n,
                        float tol, const char *what) {
@@ -1015,6 +1028,11 @@ static void test_decode_layers(void) {
             stack_step(cpu_be, c, &sc, x0, pos, 0);
             free(x0);
             char what[160];
+            /* for the record: how far each CUDA path is from the CPU's F32 activations */
+            if (cur_dt != DT_F32)
+                printf("  case %zu step %d: max |x - cpu|: fused %.4g, ops %.4g\n", ci, step,
+                       max_diff(cuda_be, sf.b.x, cpu_be, sc.b.x, (size_t)c->D),
+                       max_diff(ref, sr.b.x, cpu_be, sc.b.x, (size_t)c->D));
             /* against the CUDA op path: the same roundings, sums in another order */
             snprintf(what, sizeof what, "decode_layers case %zu step %d: x vs cuda ops", ci, step);
             compare_be(cuda_be, sf.b.x, ref, sr.b.x, 0, (size_t)c->D, 2 * TOL[cur_dt].atol, what);

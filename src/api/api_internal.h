@@ -20,6 +20,7 @@ struct llmrt_model {
     char path[PATH_MAX]; /* the folder in use */
     model_config cfg;
     struct llmrt_tokenizer tok; /* tok.t NULL: no tokenizer */
+    struct llmrt_chat *chat;    /* the chat template, read on first use (llmrt_model_chat) */
     double open_ms;
     /* loaded */
     backend *be;

@@ -107,6 +107,7 @@ void llmrt_model_free(llmrt_model *m) {
     model_free(m->m);
     backend_free(m->be);
     tokenizer_free(m->tok.t);
+    llmrt_chat_free(m->chat);
     free(m);
 }
 

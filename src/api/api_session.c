@@ -140,7 +140,10 @@ llmrt_status llmrt_generate(llmrt_session *const *ss, int n, const int32_t *cons
     gen_opts go = {.max_new = o->max_new_tokens,
                    .ignore_eos = o->ignore_eos != 0,
                    .no_cache = o->no_kv_cache != 0,
-                   .samp = sampler_opts_of(&o->sampling)};
+                   .samp = sampler_opts_of(&o->sampling),
+                   .cancel = o->cancel,
+                   .stop_ids = o->stop_ids,
+                   .n_stop_ids = o->n_stop_ids};
     emit_adapter ad = {on_token, user};
     gen_result r;
     llmrt_status st = generate(m->e, in, n, prompts, lens, &go, emit_one, &ad, &r);

@@ -419,6 +419,12 @@ int jinja_call_value(jctx *ctx, size_t pos, const jv *fn, const jv *args, size_t
                      const char **kw, const jv *kwv, size_t n_kw, jv *out);
 /* One unit of work against ctx->max_steps. */
 int jinja_step(jctx *ctx, size_t pos, uint64_t n);
+/* Scopes (jinja_scope.c): a new scope over parent; the value of a name in s or its parents
+ * (NULL if none); setting a name in s itself (pos names the place for messages). */
+jscope *jinja_scope_new(jctx *ctx, size_t pos, jscope *parent);
+jv *jinja_scope_find(jscope *s, const char *name);
+int jinja_scope_put(jctx *ctx, size_t pos, jscope *s, const char *name, const jv *v);
+int jinja_scope_set(jctx *ctx, jscope *s, const char *name, const jv *v);
 
 /* ---- the parsed template ---- */
 

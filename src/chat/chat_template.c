@@ -102,7 +102,6 @@ llmrt_status chat_template_render(const chat_template *t, const json_t *vars, ti
             jv v;
             if (rc == 0) rc = jv_from_json(&ctx, val, &v, 0);
             if (rc == 0) {
-                extern int jinja_scope_set(jctx *, jscope *, const char *, const jv *);
                 rc = jinja_scope_set(&ctx, globals, key, &v);
             }
         }

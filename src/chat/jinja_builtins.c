@@ -17,8 +17,6 @@
 
 #include "chat/chat_internal.h"
 
-int jinja_scope_set(jctx *ctx, jscope *s, const char *name, const jv *v);
-
 /* ---- names ---- */
 
 enum {

@@ -17,59 +17,6 @@
 static int eval(jctx *ctx, const jnode *n, jv *out);
 static int exec(jctx *ctx, const jnode *n);
 
-int jinja_step(jctx *ctx, size_t pos, uint64_t n) {
-    ctx->steps += n;
-    if (ctx->steps > ctx->max_steps)
-        return jerr(ctx, pos, LLMRT_ERR_INVALID, "rendering takes more than %llu steps",
-                    (unsigned long long)ctx->max_steps);
-    return 0;
-}
-
-/* ---- scopes ---- */
-
-static jscope *scope_new(jctx *ctx, size_t pos, jscope *parent) {
-    jscope *s = jalloc(ctx, pos, sizeof *s);
-    if (s) s->parent = parent;
-    return s;
-}
-
-static jv *scope_find(jscope *s, const char *name) {
-    for (; s; s = s->parent)
-        for (size_t i = s->n; i-- > 0;)
-            if (strcmp(s->names[i], name) == 0) return &s->vals[i];
-    return NULL;
-}
-
-static int scope_set(jctx *ctx, size_t pos, jscope *s, const char *name, const jv *v) {
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->names[i], name) == 0) {
-            s->vals[i] = *v;
-            return 0;
-        }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        const char **names = jalloc(ctx, pos, cap * sizeof *names);
-        jv *vals = jalloc(ctx, pos, cap * sizeof *vals);
-        if (!names || !vals) return -1;
-        if (s->n) {
-            memcpy(names, s->names, s->n * sizeof *names);
-            memcpy(vals, s->vals, s->n * sizeof *vals);
-        }
-        s->names = names;
-        s->vals = vals;
-        s->cap = cap;
-    }
-    s->names[s->n] = name;
-    s->vals[s->n] = *v;
-    s->n++;
-    return 0;
-}
-
-/* Public for chat_template.c and jinja_builtins.c. */
-int jinja_scope_set(jctx *ctx, jscope *s, const char *name, const jv *v) {
-    return scope_set(ctx, (size_t)-1, s, name, v);
-}
-
 /* ---- output ---- */
 
 static int emit(jctx *ctx, size_t pos, const char *p, size_t n) {
@@ -644,7 +591,7 @@ int jinja_call_macro(jctx *ctx, size_t pos, const jfunc *f, const jv *args, size
     if (ctx->macro_depth >= ctx->t->limits.max_macro_depth)
         return jerr(ctx, pos, LLMRT_ERR_INVALID, "macro calls nested more than %d deep",
                     ctx->t->limits.max_macro_depth);
-    jscope *sc = scope_new(ctx, pos, f->closure);
+    jscope *sc = jinja_scope_new(ctx, pos, f->closure);
     if (!sc) return -1;
     for (size_t k = 0; k < n_kw; k++) {
         size_t j;
@@ -680,10 +627,10 @@ int jinja_call_macro(jctx *ctx, size_t pos, const jfunc *f, const jv *args, size
             else
                 v = jv_undef(fmt_hint(ctx, "parameter '%s' was not provided", m->names[j], ""));
         }
-        if (rc == 0) rc = scope_set(ctx, pos, sc, m->names[j], &v);
+        if (rc == 0) rc = jinja_scope_put(ctx, pos, sc, m->names[j], &v);
     }
     for (size_t k = 0; k < n_kw && rc == 0; k++)
-        if (strcmp(kw[k], "caller") == 0) rc = scope_set(ctx, pos, sc, "caller", &kwv[k]);
+        if (strcmp(kw[k], "caller") == 0) rc = jinja_scope_put(ctx, pos, sc, "caller", &kwv[k]);
     if (rc == 0) rc = capture(ctx, m->b, out);
     ctx->loop_ctl = 0;
     ctx->macro_depth--;
@@ -699,7 +646,7 @@ static int eval_inner(jctx *ctx, const jnode *n, jv *out) {
         *out = n->val;
         return 0;
     case N_NAME: {
-        jv *v = scope_find(ctx->scope, n->name);
+        jv *v = jinja_scope_find(ctx->scope, n->name);
         if (v) {
             *out = *v;
             return 0;
@@ -885,7 +832,7 @@ static int eval(jctx *ctx, const jnode *n, jv *out) {
 
 /* Binds targets names[0..k) to v (unpacking when k > 1) in scope sc. */
 static int assign(jctx *ctx, size_t pos, jscope *sc, const char **names, size_t k, const jv *v) {
-    if (k == 1) return scope_set(ctx, pos, sc, names[0], v);
+    if (k == 1) return jinja_scope_put(ctx, pos, sc, names[0], v);
     jv *items;
     size_t n;
     if (v->kind == JV_UNDEF) return undefined_error(ctx, pos, v);
@@ -897,7 +844,7 @@ static int assign(jctx *ctx, size_t pos, jscope *sc, const char **names, size_t 
                     "not enough values to unpack (expected %zu, got %zu)", k, n);
     }
     for (size_t i = 0; i < k; i++)
-        if (scope_set(ctx, pos, sc, names[i], &items[i])) return -1;
+        if (jinja_scope_put(ctx, pos, sc, names[i], &items[i])) return -1;
     return 0;
 }
 
@@ -911,7 +858,7 @@ static int exec_for(jctx *ctx, const jnode *n) {
                     jv_type_name(&seq));
     if (jv_iterate(ctx, n->pos, &seq, &items, &count)) return -1;
     jscope *outer = ctx->scope;
-    jscope *sc = scope_new(ctx, n->pos, outer);
+    jscope *sc = jinja_scope_new(ctx, n->pos, outer);
     if (!sc) return -1;
     int rc = 0;
     if (n->c) { /* for x in xs if cond: filter first; loop.* counts the kept items */
@@ -942,7 +889,7 @@ static int exec_for(jctx *ctx, const jnode *n) {
     for (size_t i = 0; i < count && rc == 0; i++) {
         lp->index0 = i;
         sc->n = 0;
-        rc = scope_set(ctx, n->pos, sc, "loop", &loopv);
+        rc = jinja_scope_put(ctx, n->pos, sc, "loop", &loopv);
         if (rc == 0) rc = assign(ctx, n->pos, sc, n->names, n->n2, &items[i]);
         if (rc == 0) rc = jinja_step(ctx, n->pos, 1);
         if (rc == 0) rc = exec(ctx, n->b);
@@ -991,7 +938,7 @@ static int exec_inner(jctx *ctx, const jnode *n) {
         jv v;
         if (eval(ctx, n->a, &v)) return -1;
         if (n->attr) {
-            jv *ns = scope_find(ctx->scope, n->name);
+            jv *ns = jinja_scope_find(ctx->scope, n->name);
             if (!ns || ns->kind != JV_NS)
                 return jerr(ctx, n->pos, LLMRT_ERR_INVALID,
                             "cannot assign attribute on non-namespace object");
@@ -1015,7 +962,7 @@ static int exec_inner(jctx *ctx, const jnode *n) {
             ctx->placeholder = saved;
             if (rc) return -1;
         }
-        return scope_set(ctx, n->pos, ctx->scope, n->name, &v);
+        return jinja_scope_put(ctx, n->pos, ctx->scope, n->name, &v);
     }
     case N_MACRO: {
         jfunc *f = jalloc(ctx, n->pos, sizeof *f);
@@ -1026,7 +973,7 @@ static int exec_inner(jctx *ctx, const jnode *n) {
         f->closure = ctx->scope;
         jv v = {.kind = JV_FUNC};
         v.u.fn = f;
-        return scope_set(ctx, n->pos, ctx->scope, n->name, &v);
+        return jinja_scope_put(ctx, n->pos, ctx->scope, n->name, &v);
     }
     case N_FILTERBLOCK: {
         jv v, r;
@@ -1038,11 +985,11 @@ static int exec_inner(jctx *ctx, const jnode *n) {
         return rc ? -1 : emit_value(ctx, n->pos, &r);
     }
     case N_WITH: {
-        jscope *sc = scope_new(ctx, n->pos, ctx->scope);
+        jscope *sc = jinja_scope_new(ctx, n->pos, ctx->scope);
         if (!sc) return -1;
         for (size_t i = 0; i < n->n2; i++) {
             jv v;
-            if (eval(ctx, n->kids2[i], &v) || scope_set(ctx, n->pos, sc, n->names[i], &v))
+            if (eval(ctx, n->kids2[i], &v) || jinja_scope_put(ctx, n->pos, sc, n->names[i], &v))
                 return -1;
         }
         jscope *saved = ctx->scope;

@@ -13,10 +13,17 @@ double time_now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static bool is_eos(const model_config *c, int32_t t) {
-    for (int i = 0; i < c->n_eos; i++)
+/* t ends a session: an EOS id of the model (unless ignore_eos) or a stop id. */
+static bool is_stop(const model_config *c, const gen_opts *o, int32_t t) {
+    for (int i = 0; !o->ignore_eos && i < c->n_eos; i++)
         if (c->eos_ids[i] == t) return true;
+    for (int i = 0; i < o->n_stop_ids; i++)
+        if (o->stop_ids[i] == t) return true;
     return false;
+}
+
+static bool cancelled(const gen_opts *o) {
+    return o->cancel && *o->cancel;
 }
 
 void gen_result_free(gen_result *r) {
@@ -67,7 +74,7 @@ static bool take_tokens(gen_run *g, int step, const int32_t *next) {
         if (!g->done[b]) {
             g->res->tokens[(size_t)b * g->N + g->res->n_tokens[b]++] = t;
             if (g->emit) g->emit(g->ud, b, t);
-            if (!g->o->ignore_eos && is_eos(c, t)) g->done[b] = true;
+            if (is_stop(c, g->o, t)) g->done[b] = true;
         }
         all_done = all_done && g->done[b];
     }
@@ -94,7 +101,7 @@ static llmrt_status decode_sampled(gen_run *g, sampler *samp, float *logits, int
                                logits[i], step, i / V, dtype_name(e->be->weight_dtype));
         for (int b = 0; b < g->B; b++)
             next[b] = sampler_next(&samp[b], logits + (size_t)b * V);
-        if (take_tokens(g, step, next)) break;
+        if (take_tokens(g, step, next) || cancelled(g->o)) break;
     }
     return LLMRT_OK;
 }
@@ -119,7 +126,7 @@ static llmrt_status decode_greedy(gen_run *g, int32_t *next) {
                              "(use BF16 or FP32): ");
             break;
         }
-        if (take_tokens(g, step, next)) {
+        if (take_tokens(g, step, next) || cancelled(g->o)) {
             if (run_ahead) {
                 st = engine_greedy_wait(e, NULL);
                 for (int b = 0; b < g->B; b++)

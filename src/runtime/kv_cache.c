@@ -121,7 +121,8 @@ llmrt_status kv_cache_create(kv_cache *kv, const model_config *c, backend *be,
         G->n_blocks = p.n_blocks[g];
         G->bytes = group_bytes(c, &p, g, be->kv_dtype);
         G->free = malloc((size_t)G->n_blocks * sizeof *G->free);
-        if (!G->free) {
+        G->ref = calloc((size_t)G->n_blocks, sizeof *G->ref);
+        if (!G->free || !G->ref) {
             kv_cache_free(kv);
             return err_set(LLMRT_ERR_NOMEM, "KV cache: out of memory");
         }
@@ -164,7 +165,15 @@ void kv_cache_free(kv_cache *kv) {
     for (int g = 0; g < KV_MAX_GROUPS; g++) {
         if (kv->g[g].block) kv->be->ops->free(kv->be, kv->g[g].block);
         free(kv->g[g].free);
+        free(kv->g[g].ref);
     }
+    kv_prefix *p = &kv->prefix;
+    free(p->hash);
+    free(p->tokens);
+    free(p->slot);
+    free(p->table);
+    free(p->prev);
+    free(p->next);
     free(kv->layers);
     memset(kv, 0, sizeof *kv);
 }
@@ -176,17 +185,168 @@ int kv_cache_blocks_for(const kv_cache *kv, int g, int n) {
     return need < G->len ? need : G->len;
 }
 
+/* ---- the prefix cache's eviction list and table ---- */
+
+static void lru_remove(kv_prefix *p, int32_t b) {
+    if (p->prev[b] >= 0)
+        p->next[p->prev[b]] = p->next[b];
+    else
+        p->head = p->next[b];
+    if (p->next[b] >= 0)
+        p->prev[p->next[b]] = p->prev[b];
+    else
+        p->tail = p->prev[b];
+    p->prev[b] = p->next[b] = -1;
+    p->n_evictable--;
+}
+
+static void lru_append(kv_prefix *p, int32_t b) {
+    p->prev[b] = p->tail;
+    p->next[b] = -1;
+    if (p->tail >= 0)
+        p->next[p->tail] = b;
+    else
+        p->head = b;
+    p->tail = b;
+    p->n_evictable++;
+}
+
+/* Removes block b from the table (it is no longer published). */
+static void prefix_unpublish(kv_prefix *p, int32_t b) {
+    if (p->slot[b] < 0) return;
+    p->table[p->slot[b]] = -2;
+    p->slot[b] = -1;
+    p->n_removed++;
+}
+
+/* Puts every published block back into a table without removed slots, so that lookups stay
+ * short however many blocks came and went. */
+static void prefix_rehash(kv_prefix *p, int n_blocks) {
+    size_t mask = p->table_cap - 1;
+    for (size_t i = 0; i < p->table_cap; i++)
+        p->table[i] = -1;
+    for (int b = 0; b < n_blocks; b++) {
+        if (p->slot[b] < 0) continue;
+        size_t i = (size_t)p->hash[b] & mask;
+        while (p->table[i] >= 0)
+            i = (i + 1) & mask;
+        p->table[i] = b;
+        p->slot[b] = (int32_t)i;
+    }
+    p->n_removed = 0;
+}
+
+int kv_blocks_available(const kv_cache *kv, int g) {
+    return kv->g[g].n_free + (g == 0 && kv->prefix.on ? kv->prefix.n_evictable : 0);
+}
+
 llmrt_status kv_block_take(kv_cache *kv, int g, int32_t *blk) {
     kv_group *G = &kv->g[g];
+    kv_prefix *p = &kv->prefix;
+    if (G->n_free == 0 && g == 0 && p->on && p->n_evictable > 0) { /* evict the oldest */
+        int32_t b = p->head;
+        lru_remove(p, b);
+        prefix_unpublish(p, b);
+        G->ref[b] = 1;
+        *blk = b;
+        return LLMRT_OK;
+    }
     if (G->n_free == 0)
         return err_set(LLMRT_ERR_NOMEM,
                        "the KV cache is full: all %d blocks of %d positions are in use",
                        G->n_blocks, G->block_len);
     *blk = G->free[--G->n_free];
+    G->ref[*blk] = 1;
     return LLMRT_OK;
 }
 
-void kv_block_give(kv_cache *kv, int g, int32_t blk) {
+void kv_block_release(kv_cache *kv, int g, int32_t blk) {
     kv_group *G = &kv->g[g];
-    G->free[G->n_free++] = blk;
+    if (--G->ref[blk] > 0) return;
+    if (g == 0 && kv->prefix.on && kv->prefix.slot[blk] >= 0)
+        lru_append(&kv->prefix, blk);
+    else
+        G->free[G->n_free++] = blk;
+}
+
+llmrt_status kv_cache_enable_prefix(kv_cache *kv) {
+    kv_prefix *p = &kv->prefix;
+    if (p->on) return LLMRT_OK;
+    if (kv->o.block_len == 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "prefix caching needs a paged KV cache (kv_block)");
+    if (kv->n_groups != 1 || kv->g[0].ring)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "prefix caching is not supported for models whose sliding-window layers "
+                       "keep only their window (their blocks are rings, not shareable)");
+    const int nb = kv->g[0].n_blocks, bl = kv->g[0].block_len;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)nb)
+        cap *= 2;
+    p->hash = calloc((size_t)nb, sizeof *p->hash);
+    p->tokens = malloc((size_t)nb * (size_t)bl * sizeof *p->tokens);
+    p->slot = malloc((size_t)nb * sizeof *p->slot);
+    p->prev = malloc((size_t)nb * sizeof *p->prev);
+    p->next = malloc((size_t)nb * sizeof *p->next);
+    p->table = malloc(cap * sizeof *p->table);
+    if (!p->hash || !p->tokens || !p->slot || !p->prev || !p->next || !p->table)
+        return err_set(LLMRT_ERR_NOMEM, "prefix cache: out of memory");
+    for (int i = 0; i < nb; i++)
+        p->slot[i] = p->prev[i] = p->next[i] = -1;
+    for (size_t i = 0; i < cap; i++)
+        p->table[i] = -1;
+    p->table_cap = cap;
+    p->block_len = bl;
+    p->head = p->tail = -1;
+    p->n_evictable = 0;
+    p->on = true;
+    return LLMRT_OK;
+}
+
+uint64_t kv_prefix_hash(uint64_t parent, const int32_t *tokens, int n) {
+    /* a splitmix64 chain over the parent and each token: well mixed, cheap */
+    uint64_t h = parent ^ 0x243f6a8885a308d3ULL;
+    for (int i = 0; i < n; i++) {
+        h += 0x9e3779b97f4a7c15ULL + (uint64_t)(uint32_t)tokens[i];
+        h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+        h ^= h >> 31;
+    }
+    return h ? h : 1;
+}
+
+/* The table slot of the published block of that hash and tokens, or -1. */
+static long prefix_find(const kv_prefix *p, uint64_t hash, const int32_t *tokens) {
+    size_t mask = p->table_cap - 1;
+    for (size_t i = (size_t)hash & mask, n = 0; n < p->table_cap; i = (i + 1) & mask, n++) {
+        int32_t b = p->table[i];
+        if (b == -1) return -1;
+        if (b >= 0 && p->hash[b] == hash &&
+            !memcmp(p->tokens + (size_t)b * p->block_len, tokens,
+                    (size_t)p->block_len * sizeof *tokens))
+            return (long)i;
+    }
+    return -1;
+}
+
+int32_t kv_prefix_take(kv_cache *kv, uint64_t hash, const int32_t *tokens) {
+    kv_prefix *p = &kv->prefix;
+    if (!p->on) return -1;
+    long i = prefix_find(p, hash, tokens);
+    if (i < 0) return -1;
+    int32_t b = p->table[i];
+    if (kv->g[0].ref[b]++ == 0) lru_remove(p, b); /* it was waiting for eviction */
+    return b;
+}
+
+void kv_prefix_publish(kv_cache *kv, int32_t blk, uint64_t hash, const int32_t *tokens) {
+    kv_prefix *p = &kv->prefix;
+    if (!p->on || p->slot[blk] >= 0 || prefix_find(p, hash, tokens) >= 0) return;
+    if ((size_t)p->n_removed > p->table_cap / 4) prefix_rehash(p, kv->g[0].n_blocks);
+    size_t mask = p->table_cap - 1, i = (size_t)hash & mask;
+    while (p->table[i] >= 0) /* at most n_blocks of 2 * n_blocks slots are used */
+        i = (i + 1) & mask;
+    p->table[i] = blk;
+    p->slot[blk] = (int32_t)i;
+    p->hash[blk] = hash;
+    memcpy(p->tokens + (size_t)blk * p->block_len, tokens, (size_t)p->block_len * sizeof *tokens);
 }

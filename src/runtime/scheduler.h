@@ -58,15 +58,15 @@ typedef enum sched_finish {
 } sched_finish;
 
 typedef struct sched_event {
-    uint64_t id;               /* the request */
-    const sched_token *token;  /* the new token, or NULL (a finish without a new token) */
-    sched_finish finish;       /* SCHED_RUNNING, or how the request ended (after its token) */
-    int prompt_tokens;         /* usage */
+    uint64_t id;              /* the request */
+    const sched_token *token; /* the new token, or NULL (a finish without a new token) */
+    sched_finish finish;      /* SCHED_RUNNING, or how the request ended (after its token) */
+    int prompt_tokens;        /* usage */
     int completion_tokens;
-    int cached_tokens;         /* prompt tokens whose KV came from the prefix cache */
-    double queue_ms;           /* submit to the first step that ran it */
-    double first_token_ms;     /* submit to the first token (set on every event after it) */
-    const char *error;         /* SCHED_FINISH_ERROR: the message */
+    int cached_tokens;     /* prompt tokens whose KV came from the prefix cache */
+    double queue_ms;       /* submit to the first step that ran it */
+    double first_token_ms; /* submit to the first token (set on every event after it) */
+    const char *error;     /* SCHED_FINISH_ERROR: the message */
 } sched_event;
 
 /* Called on the engine thread; the event and what it points to live until the call returns. */
@@ -75,13 +75,13 @@ typedef void (*sched_event_fn)(void *user, const sched_event *ev);
 typedef struct sched_request {
     const int32_t *prompt; /* [n_prompt] copied by sched_submit */
     int n_prompt;
-    int max_tokens;            /* new tokens at most (>= 1) */
-    int min_tokens;            /* EOS and stop ids are not generated before this many */
-    bool ignore_eos;           /* the model's EOS ids do not end the request */
-    const int32_t *stop_ids;   /* [n_stop_ids] further ids that end it (copied) */
+    int max_tokens;          /* new tokens at most (>= 1) */
+    int min_tokens;          /* EOS and stop ids are not generated before this many */
+    bool ignore_eos;         /* the model's EOS ids do not end the request */
+    const int32_t *stop_ids; /* [n_stop_ids] further ids that end it (copied) */
     int n_stop_ids;
-    int logprobs;              /* -1: none; k >= 0: each token's logprob and the top k (k <= 20) */
-    sched_sampling sampling;   /* bias arrays copied */
+    int logprobs;            /* -1: none; k >= 0: each token's logprob and the top k (k <= 20) */
+    sched_sampling sampling; /* bias arrays copied */
     sched_event_fn on_event;
     void *user;
 } sched_request;
@@ -95,9 +95,9 @@ typedef struct sched_opts {
 } sched_opts;
 
 typedef struct sched_stats {
-    int running, waiting;            /* requests */
+    int running, waiting; /* requests */
     int kv_blocks_used, kv_blocks_total;
-    uint64_t prompt_tokens;          /* totals since creation */
+    uint64_t prompt_tokens; /* totals since creation */
     uint64_t generation_tokens;
     uint64_t prefix_queries, prefix_hits; /* prompt blocks looked up / found in the cache */
     uint64_t preemptions;

@@ -20,6 +20,10 @@ typedef struct session {
     int pos;                       /* positions in the cache: the position of the next token */
     int32_t *table[KV_MAX_GROUPS]; /* [kv->g[g].len] block of each entry; -1: none yet */
     int held[KV_MAX_GROUPS];       /* entries with a block (a prefix of the table) */
+    /* the prefix cache (group 0): blocks [0, published) are published or were taken from it */
+    int published;
+    uint64_t chain;   /* the hash of blocks [0, published) */
+    uint64_t *hashes; /* [kv->g[0].len] the hash of blocks [0, i]; NULL until used */
 } session;
 
 /* A session that may hold max_seq positions (0: the cache's max_seq). On a contiguous cache it
@@ -40,5 +44,14 @@ void session_reset(session *s);
 /* Takes back the last n positions (a step run ahead and not wanted); the next steps overwrite
  * their cache entries. */
 void session_rewind(session *s, int n);
+
+/* For a fresh session about to hold tokens[0..n): takes the longest run of full blocks of
+ * those tokens that the prefix cache has (never the block of the last token, which the session
+ * must compute itself) and moves the position past them; *cached = the positions taken. Nothing
+ * without a prefix cache. */
+llmrt_status session_adopt_prefix(session *s, const int32_t *tokens, int n, int *cached);
+/* Publishes the session's blocks that are full since the last call (tokens: the session's
+ * tokens from position 0) in the prefix cache. */
+void session_publish(session *s, const int32_t *tokens);
 
 #endif

@@ -24,12 +24,11 @@ static llmrt_status need_step(backend *be, const char *op) {
     return LLMRT_OK;
 }
 
-/* A zeroed record of kind op. */
-static op_rec rec_new(op_kind op) {
-    op_rec r;
-    memset(&r, 0, sizeof r);
-    r.op = op;
-    return r;
+/* Zeroes a record of kind op in place (padding and unused union bytes included: records are
+ * compared with memcmp, and a struct returned by value may not carry its padding). */
+static void rec_init(op_rec *r, op_kind op) {
+    memset(r, 0, sizeof *r);
+    r->op = op;
 }
 
 /* ---- memory ---- */
@@ -122,7 +121,8 @@ static llmrt_status cu_step_end(backend *be) {
 static llmrt_status cu_embed(backend *be, void *x, const bweight *table, const bweight *pos_table,
                              float scale) {
     TRY(need_step(be, "embed"));
-    op_rec r = rec_new(OP_EMBED);
+    op_rec r;
+    rec_init(&r, OP_EMBED);
     r.u.embed.x = x;
     rec_weight(&r.u.embed.table, table);
     rec_weight(&r.u.embed.pos_table, pos_table);
@@ -132,7 +132,8 @@ static llmrt_status cu_embed(backend *be, void *x, const bweight *table, const b
 
 static llmrt_status cu_norm(backend *be, void *out, const void *in, int D, const norm_params *p) {
     TRY(need_step(be, "norm"));
-    op_rec r = rec_new(OP_NORM);
+    op_rec r;
+    rec_init(&r, OP_NORM);
     r.u.norm.out = out;
     r.u.norm.in = in;
     r.u.norm.D = D;
@@ -143,7 +144,8 @@ static llmrt_status cu_norm(backend *be, void *out, const void *in, int D, const
 static llmrt_status cu_add_norm(backend *be, void *x, const void *res, void *out, int D,
                                 const norm_params *p) {
     TRY(need_step(be, "add_norm"));
-    op_rec r = rec_new(OP_ADD_NORM);
+    op_rec r;
+    rec_init(&r, OP_ADD_NORM);
     r.u.add_norm.x = x;
     r.u.add_norm.r = res;
     r.u.add_norm.out = out;
@@ -154,7 +156,8 @@ static llmrt_status cu_add_norm(backend *be, void *x, const void *res, void *out
 
 static llmrt_status cu_add(backend *be, void *x, const void *res, int D) {
     TRY(need_step(be, "add"));
-    op_rec r = rec_new(OP_ADD);
+    op_rec r;
+    rec_init(&r, OP_ADD);
     r.u.add.x = x;
     r.u.add.r = res;
     r.u.add.D = D;
@@ -164,7 +167,8 @@ static llmrt_status cu_add(backend *be, void *x, const void *res, int D) {
 static llmrt_status cu_matmul(backend *be, void *out, const void *in, const bweight *W,
                               const float *bias) {
     TRY(need_step(be, "matmul"));
-    op_rec r = rec_new(OP_MATMUL);
+    op_rec r;
+    rec_init(&r, OP_MATMUL);
     r.u.matmul.out = out;
     r.u.matmul.in = in;
     rec_weight(&r.u.matmul.w, W);
@@ -176,7 +180,8 @@ static llmrt_status cu_qkv_finish(backend *be, void *qkv, const attn_params *a,
                                   const norm_params *qn, const norm_params *kn,
                                   const rope_params *rope, kv_layer *cache) {
     TRY(need_step(be, "qkv_finish"));
-    op_rec r = rec_new(OP_QKV_FINISH);
+    op_rec r;
+    rec_init(&r, OP_QKV_FINISH);
     rec_qkv_finish *q = &r.u.qkv_finish;
     q->qkv = qkv;
     rec_attn(&q->a, a);
@@ -193,7 +198,8 @@ static llmrt_status cu_qkv_finish(backend *be, void *qkv, const attn_params *a,
 static llmrt_status cu_attention(backend *be, void *out, const void *qkv, const kv_layer *cache,
                                  const attn_params *a) {
     TRY(need_step(be, "attention"));
-    op_rec r = rec_new(OP_ATTENTION);
+    op_rec r;
+    rec_init(&r, OP_ATTENTION);
     r.u.attention.out = out;
     r.u.attention.qkv = qkv;
     rec_attn(&r.u.attention.a, a);
@@ -203,7 +209,8 @@ static llmrt_status cu_attention(backend *be, void *out, const void *qkv, const 
 
 static llmrt_status cu_activate(backend *be, void *out, const void *in, int F, act_kind kind) {
     TRY(need_step(be, "activate"));
-    op_rec r = rec_new(OP_ACTIVATE);
+    op_rec r;
+    rec_init(&r, OP_ACTIVATE);
     r.u.activate.out = out;
     r.u.activate.in = in;
     r.u.activate.F = F;
@@ -213,7 +220,8 @@ static llmrt_status cu_activate(backend *be, void *out, const void *in, int F, a
 
 static llmrt_status cu_last_rows(backend *be, void *out, const void *in, int D) {
     TRY(need_step(be, "last_rows"));
-    op_rec r = rec_new(OP_LAST_ROWS);
+    op_rec r;
+    rec_init(&r, OP_LAST_ROWS);
     r.u.last_rows.out = out;
     r.u.last_rows.in = in;
     r.u.last_rows.D = D;
@@ -223,7 +231,8 @@ static llmrt_status cu_last_rows(backend *be, void *out, const void *in, int D) 
 static llmrt_status cu_logits(backend *be, float *out, const void *in, int n, const bweight *W,
                               float softcap) {
     TRY(need_step(be, "logits"));
-    op_rec r = rec_new(OP_LOGITS);
+    op_rec r;
+    rec_init(&r, OP_LOGITS);
     r.u.logits.out = out;
     r.u.logits.in = in;
     r.u.logits.n = n;
@@ -259,7 +268,8 @@ static llmrt_status cu_decode_layers(backend *be, void *x, void *h, const layer_
         }
         TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, head, 1, &plan));
     }
-    op_rec r = rec_new(OP_DECODE_LAYERS);
+    op_rec r;
+    rec_init(&r, OP_DECODE_LAYERS);
     r.u.decode.plan = plan;
     r.u.decode.x = x;
     r.u.decode.h = h;

@@ -74,8 +74,8 @@ struct dk_layer {
     const float *bqkv, *bo, *bdown;                      /* or NULL */
     const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms or NULL */
     const float *inv_freq;                               /* or NULL: no RoPE */
-    void *kc, *vc; /* the layer's cache [n_blocks, Hkv, cap, hd]; sequence 0's block is
-                      the first entry of the step's table of the layer's group */
+    void *kc, *vc; /* the layer's cache [n_blocks, Hkv, cap, hd]; in the kernel's shared
+                      copy, sequence 0's block (entry 0 of the step's table of its group) */
     float attn_eps, ffn_eps, qn_eps, kn_eps, attn_factor, scale, softcap;
     int attn_kind, ffn_kind, qn_kind, kn_kind, rot_dim, cap, window;
     int group; /* the layer's KV group */
@@ -627,9 +627,10 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     return k;
 }
 
-/* The element offset of kv head kvh's first row in sequence 0's block of layer L. */
+/* The element offset of kv head kvh's first row in layer L's cache (L.kc / L.vc point at
+ * sequence 0's block once the kernel has read the step's table, at its start). */
 __device__ __forceinline__ size_t dk_kv_head(const dk_args &a, const dk_layer &L, int kvh) {
-    return ((size_t)a.tbl[L.group][0] * a.Hkv + kvh) * L.cap * a.hd;
+    return (size_t)kvh * L.cap * a.hd;
 }
 
 /* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
@@ -947,6 +948,15 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     }
     for (int i = threadIdx.x; i < a.n_layers * (int)(sizeof(dk_layer) / 4); i += blockDim.x)
         ((int *)layers)[i] = __ldg((const int *)a.layers + i);
+    __syncthreads();
+    /* each layer's cache from sequence 0's block of its group (the step's table, uploaded
+     * before this launch): read once here, off the attention stages' critical path */
+    for (int l = threadIdx.x; l < a.n_layers; l += blockDim.x) {
+        dk_layer &L = layers[l];
+        size_t off = (size_t)a.tbl[L.group][0] * a.Hkv * L.cap * a.hd * sizeof(T);
+        L.kc = (char *)L.kc + off;
+        L.vc = (char *)L.vc + off;
+    }
     __syncthreads();
     if (threadIdx.x / 32 == DK_WARPS) { /* weights do not depend on the previous kernel */
         dk_produce<T>(a, layers, r, cap);
