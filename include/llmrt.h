@@ -383,8 +383,7 @@ typedef struct llmrt_server_opts {
 /* A server for model m (opened with a tokenizer; loaded now or before llmrt_server_run),
  * listening from now on. opts may be NULL. Fails on bad options, a chat template that does not
  * parse, or an address that cannot be bound. */
-llmrt_status llmrt_server_create(llmrt_server **out, llmrt_model *m,
-                                 const llmrt_server_opts *opts);
+llmrt_status llmrt_server_create(llmrt_server **out, llmrt_model *m, const llmrt_server_opts *opts);
 /* The port it listens on. */
 int llmrt_server_port(const llmrt_server *s);
 /* Serves until llmrt_server_stop (the model must be loaded); LLMRT_OK, or the status of a

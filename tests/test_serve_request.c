@@ -85,8 +85,9 @@ static void test_messages(void) {
     CHECK(json_is_string(c) && !strcmp(json_string_value(c), "a\nb"));
     CHECK(r.logprobs == 3 && r.max_tokens == 7 && r.add_generation_prompt);
     oai_request_free(&r);
-    CHECK(parse(&r, OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
-                              "\"logprobs\": true}",
+    CHECK(parse(&r, OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"logprobs\": true}",
                 &err));
     CHECK(r.logprobs == 0);
     oai_request_free(&r);
@@ -95,28 +96,32 @@ static void test_messages(void) {
     expect_fail(OAI_CHAT, "{\"messages\": [{\"content\": \"x\"}]}", 400, "messages[0]", "role");
     expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"boss\", \"content\": \"x\"}]}", 400,
                 "messages[0]", "boss");
-    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\"}]}", 400, "messages[0]",
-                "content");
+    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\"}]}", 400, "messages[0]", "content");
     expect_fail(OAI_CHAT,
                 "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\", "
                 "\"image_url\": {}}]}]}",
                 400, "messages[0].content", "image_url");
     expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"foo\": 1}]}",
                 400, "messages[0]", "foo");
-    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
-                          "\"top_logprobs\": 2}",
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"top_logprobs\": 2}",
                 400, "top_logprobs", "logprobs");
-    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
-                          "\"logprobs\": 2}",
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"logprobs\": 2}",
                 400, "logprobs", "boolean");
-    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"echo\": "
-                          "true}",
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"echo\": "
+                "true}",
                 400, "echo", "Unrecognized");
-    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
-                          "\"tool_choice\": \"required\"}",
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"tool_choice\": \"required\"}",
                 400, "tool_choice", "does not force");
-    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
-                          "\"tools\": [{\"type\": \"function\"}]}",
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"tools\": [{\"type\": \"function\"}]}",
                 400, "tools", "function");
 }
 
@@ -187,8 +192,9 @@ static void test_tokenize_bodies(void) {
     CHECK(r.n_tokens == 2 && r.tokens[1] == 2);
     oai_request_free(&r);
     expect_fail(OAI_TOKENIZE, "{}", 400, "prompt", "either");
-    expect_fail(OAI_TOKENIZE, "{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", "
-                              "\"content\": \"x\"}]}",
+    expect_fail(OAI_TOKENIZE,
+                "{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", "
+                "\"content\": \"x\"}]}",
                 400, "messages", "either");
     expect_fail(OAI_DETOKENIZE, "{\"tokens\": \"12\"}", 400, "tokens", "array");
     expect_fail(OAI_DETOKENIZE, "{\"prompt\": \"12\"}", 400, "prompt", "Unrecognized");
@@ -210,8 +216,8 @@ static void test_error_json(void) {
 }
 
 /* Feeds pieces to a matcher and returns what it released (static buffer). */
-static const char *run_stop(const char *const *stops, int n_stops, const char *const *pieces,
-                            int n, bool *matched) {
+static const char *run_stop(const char *const *stops, int n_stops, const char *const *pieces, int n,
+                            bool *matched) {
     static char out[256];
     size_t lens[4];
     for (int i = 0; i < n_stops; i++)
@@ -272,8 +278,11 @@ static void test_metrics_text(void) {
     metrics_observe(&m, METRICS_TTFT, 100);
     metrics_count_finish(&m, SCHED_FINISH_LENGTH);
     metrics_count_http(&m, 404);
-    sched_stats st = {.running = 2, .kv_blocks_used = 3, .kv_blocks_total = 12,
-                      .prefix_queries = 4, .prefix_hits = 1};
+    sched_stats st = {.running = 2,
+                      .kv_blocks_used = 3,
+                      .kv_blocks_total = 12,
+                      .prefix_queries = 4,
+                      .prefix_hits = 1};
     sbuf out = {0};
     metrics_render(&m, &st, "a\"b", &out);
     CHECK(strstr(out.p, "llmrt_num_requests_running{model_name=\"a\\\"b\"} 2\n"));

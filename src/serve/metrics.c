@@ -3,22 +3,33 @@
 
 #include <string.h>
 
-static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25,
-                                     0.5,   0.75,  1.0,  2.5,  5.0,  7.5,  10.0, 20.0, 40.0,
-                                     80.0};
-static const double itl_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03,
-                                    0.04,  0.05,   0.075, 0.1,  0.15,  0.2,  0.3,   0.4,
-                                    0.5,   0.75,   1.0,   2.5,  5.0};
-static const double e2e_bounds[] = {0.01, 0.05, 0.1,  0.3,  0.5,  0.8,  1.0,   2.5,  5.0,
+static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5,
+                                     0.75,  1.0,   2.5,  5.0,  7.5,  10.0, 20.0, 40.0, 80.0};
+static const double itl_bounds[] = {0.001, 0.0025, 0.005, 0.01,  0.015, 0.02, 0.025,
+                                    0.03,  0.04,   0.05,  0.075, 0.1,   0.15, 0.2,
+                                    0.3,   0.4,    0.5,   0.75,  1.0,   2.5,  5.0};
+static const double e2e_bounds[] = {0.01, 0.05, 0.1,  0.3,  0.5,  0.8,  1.0,  2.5,   5.0,
                                     10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0};
 
 void metrics_init(metrics *m) {
     memset(m, 0, sizeof *m);
     pthread_mutex_init(&m->lock, NULL);
-    m->h[METRICS_TTFT] = (metrics_hist){.name = "llmrt_time_to_first_token_seconds", .help = "Time from a request's arrival to its first token.", .bounds = ttft_bounds, .n_bounds = sizeof ttft_bounds / sizeof ttft_bounds[0]};
-    m->h[METRICS_ITL] = (metrics_hist){.name = "llmrt_inter_token_latency_seconds", .help = "Time between two consecutive tokens of a request.", .bounds = itl_bounds, .n_bounds = sizeof itl_bounds / sizeof itl_bounds[0]};
-    m->h[METRICS_E2E] = (metrics_hist){.name = "llmrt_e2e_request_latency_seconds", .help = "Time from a request's arrival to its last token.", .bounds = e2e_bounds, .n_bounds = sizeof e2e_bounds / sizeof e2e_bounds[0]};
-    m->h[METRICS_QUEUE] = (metrics_hist){.name = "llmrt_request_queue_time_seconds", .help = "Time a request waited before its first step.", .bounds = e2e_bounds, .n_bounds = sizeof e2e_bounds / sizeof e2e_bounds[0]};
+    m->h[METRICS_TTFT] = (metrics_hist){.name = "llmrt_time_to_first_token_seconds",
+                                        .help = "Time from a request's arrival to its first token.",
+                                        .bounds = ttft_bounds,
+                                        .n_bounds = sizeof ttft_bounds / sizeof ttft_bounds[0]};
+    m->h[METRICS_ITL] = (metrics_hist){.name = "llmrt_inter_token_latency_seconds",
+                                       .help = "Time between two consecutive tokens of a request.",
+                                       .bounds = itl_bounds,
+                                       .n_bounds = sizeof itl_bounds / sizeof itl_bounds[0]};
+    m->h[METRICS_E2E] = (metrics_hist){.name = "llmrt_e2e_request_latency_seconds",
+                                       .help = "Time from a request's arrival to its last token.",
+                                       .bounds = e2e_bounds,
+                                       .n_bounds = sizeof e2e_bounds / sizeof e2e_bounds[0]};
+    m->h[METRICS_QUEUE] = (metrics_hist){.name = "llmrt_request_queue_time_seconds",
+                                         .help = "Time a request waited before its first step.",
+                                         .bounds = e2e_bounds,
+                                         .n_bounds = sizeof e2e_bounds / sizeof e2e_bounds[0]};
 }
 
 void metrics_free(metrics *m) {
@@ -117,7 +128,8 @@ void metrics_render(metrics *m, const sched_stats *st, const char *model_raw, sb
     metric(o, "llmrt_request_success_total", "counter",
            "Generations finished, by finish reason (one per choice).");
     for (int i = 1; i <= 4; i++)
-        sbuf_printf(o, "llmrt_request_success_total{model_name=\"%s\",finished_reason=\"%s\"} %llu\n",
+        sbuf_printf(o,
+                    "llmrt_request_success_total{model_name=\"%s\",finished_reason=\"%s\"} %llu\n",
                     model, reasons[i], (unsigned long long)m->finished[i]);
     metric(o, "llmrt_http_responses_total", "counter", "HTTP responses, by status class.");
     for (int k = 1; k <= 5; k++)

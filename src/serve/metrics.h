@@ -23,10 +23,10 @@ typedef struct metrics_hist {
 } metrics_hist;
 
 typedef enum metrics_which {
-    METRICS_TTFT,   /* request arrival to its first token */
-    METRICS_ITL,    /* between two tokens of a request */
-    METRICS_E2E,    /* request arrival to its last token */
-    METRICS_QUEUE,  /* submit to the first step that ran it (the scheduler's queue_ms) */
+    METRICS_TTFT,  /* request arrival to its first token */
+    METRICS_ITL,   /* between two tokens of a request */
+    METRICS_E2E,   /* request arrival to its last token */
+    METRICS_QUEUE, /* submit to the first step that ran it (the scheduler's queue_ms) */
     METRICS_N_HIST,
 } metrics_which;
 

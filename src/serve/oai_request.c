@@ -35,8 +35,14 @@ char *oai_error_json(const oai_error *err) {
 
 /* ---- the fields each endpoint takes ---- */
 
-enum { K_CMPL = 1 << OAI_COMPLETION, K_CHAT = 1 << OAI_CHAT, K_TOK = 1 << OAI_TOKENIZE,
-       K_DETOK = 1 << OAI_DETOKENIZE, K_GEN = K_CMPL | K_CHAT, K_ALL = 15 };
+enum {
+    K_CMPL = 1 << OAI_COMPLETION,
+    K_CHAT = 1 << OAI_CHAT,
+    K_TOK = 1 << OAI_TOKENIZE,
+    K_DETOK = 1 << OAI_DETOKENIZE,
+    K_GEN = K_CMPL | K_CHAT,
+    K_ALL = 15
+};
 
 static const struct {
     const char *name;
@@ -94,8 +100,7 @@ static bool get_bool(const json_t *v, const char *name, bool *out, oai_error *er
 static bool get_int(const json_t *v, const char *name, int64_t lo, int64_t hi, int64_t *out,
                     oai_error *err) {
     if (!json_is_integer(v))
-        return oai_fail(err, 400, name, "'%s' must be an integer, got %s", name,
-                        json_type_name(v));
+        return oai_fail(err, 400, name, "'%s' must be an integer, got %s", name, json_type_name(v));
     int64_t x = json_integer_value(v);
     if (x < lo || x > hi)
         return oai_fail(err, 400, name, "'%s' must be in [%lld, %lld], got %lld", name,
@@ -104,8 +109,7 @@ static bool get_int(const json_t *v, const char *name, int64_t lo, int64_t hi, i
     return true;
 }
 
-static bool get_int32(const json_t *v, const char *name, int lo, int hi, int *out,
-                      oai_error *err) {
+static bool get_int32(const json_t *v, const char *name, int lo, int hi, int *out, oai_error *err) {
     int64_t x = 0;
     if (!get_int(v, name, lo, hi, &x, err)) return false;
     *out = (int)x;
@@ -123,8 +127,7 @@ static bool get_float(const json_t *v, const char *name, double lo, double hi, f
     return true;
 }
 
-static bool dup_string(const json_t *v, const char *name, char **out, size_t *len,
-                       oai_error *err) {
+static bool dup_string(const json_t *v, const char *name, char **out, size_t *len, oai_error *err) {
     if (!json_is_string(v))
         return oai_fail(err, 400, name, "'%s' must be a string, got %s", name, json_type_name(v));
     size_t n = json_string_length(v);
@@ -145,17 +148,16 @@ static bool get_ids(const json_t *v, const char *name, bool allow_empty, int32_t
         return oai_fail(err, 400, name, "'%s' must be an array of token ids, got %s", name,
                         json_type_name(v));
     size_t k = json_array_size(v);
-    if (k == 0 && !allow_empty)
-        return oai_fail(err, 400, name, "'%s' must not be empty", name);
+    if (k == 0 && !allow_empty) return oai_fail(err, 400, name, "'%s' must not be empty", name);
     int32_t *ids = malloc((k ? k : 1) * sizeof *ids);
     if (!ids) return oai_fail(err, 500, name, "out of memory");
     for (size_t i = 0; i < k; i++) {
         const json_t *x = json_array_get(v, i);
-        if (!json_is_integer(x) || json_integer_value(x) < 0 ||
-            json_integer_value(x) > INT32_MAX) {
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX) {
             free(ids);
-            return oai_fail(err, 400, name, "'%s'[%zu] must be a token id (an integer >= 0), got %s",
-                            name, i, json_type_name(x));
+            return oai_fail(err, 400, name,
+                            "'%s'[%zu] must be a token id (an integer >= 0), got %s", name, i,
+                            json_type_name(x));
         }
         ids[i] = (int32_t)json_integer_value(x);
     }
@@ -215,8 +217,8 @@ static bool parse_prompt(oai_request *r, const json_t *v, oai_error *err) {
 }
 
 static bool role_known(const char *r) {
-    static const char *const roles[] = {"system", "developer", "user", "assistant", "tool",
-                                        "function"};
+    static const char *const roles[] = {"system",    "developer", "user",
+                                        "assistant", "tool",      "function"};
     for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++)
         if (!strcmp(r, roles[i])) return true;
     return false;
@@ -281,9 +283,9 @@ static json_t *message_content(const json_t *c, size_t i, oai_error *err) {
 }
 
 static bool parse_messages(oai_request *r, const json_t *v, oai_error *err) {
-    static const char *const keys[] = {"role",         "content",           "name",
-                                       "tool_calls",   "tool_call_id",      "reasoning_content",
-                                       "reasoning",    "refusal",           "function_call"};
+    static const char *const keys[] = {"role",       "content",      "name",
+                                       "tool_calls", "tool_call_id", "reasoning_content",
+                                       "reasoning",  "refusal",      "function_call"};
     if (!json_is_array(v))
         return oai_fail(err, 400, "messages", "'messages' must be an array of messages, got %s",
                         json_type_name(v));
@@ -315,8 +317,7 @@ static bool parse_messages(oai_request *r, const json_t *v, oai_error *err) {
             bool known = false;
             for (size_t k = 0; k < sizeof keys / sizeof keys[0] && !known; k++)
                 known = !strcmp(key, keys[k]);
-            if (!known)
-                return oai_fail(err, 400, name, "'%s': unrecognized field '%s'", name, key);
+            if (!known) return oai_fail(err, 400, name, "'%s': unrecognized field '%s'", name, key);
             if (!strcmp(key, "content")) {
                 json_t *c = message_content(val, i, err);
                 if (!c) return false;
@@ -371,8 +372,7 @@ static bool parse_logit_bias(oai_request *r, const json_t *v, oai_error *err) {
     if (k == 0) return true;
     r->bias_ids = malloc(k * sizeof *r->bias_ids);
     r->bias_values = malloc(k * sizeof *r->bias_values);
-    if (!r->bias_ids || !r->bias_values)
-        return oai_fail(err, 500, "logit_bias", "out of memory");
+    if (!r->bias_ids || !r->bias_values) return oai_fail(err, 500, "logit_bias", "out of memory");
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)v, key, val) {
@@ -441,8 +441,8 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
                                 "'stream_options': unrecognized field '%s' (llmrt takes "
                                 "include_usage)",
                                 k);
-            if (!json_is_null(val) && !get_bool(val, "stream_options.include_usage",
-                                                &r->include_usage, err))
+            if (!json_is_null(val) &&
+                !get_bool(val, "stream_options.include_usage", &r->include_usage, err))
                 return false;
         }
         return true;
@@ -461,7 +461,8 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
     }
     if (!strcmp(key, "top_logprobs"))
         return get_int32(v, key, 0, OAI_MAX_LOGPROBS, top_logprobs, err);
-    if (!strcmp(key, "presence_penalty")) return get_float(v, key, -2, 2, &r->presence_penalty, err);
+    if (!strcmp(key, "presence_penalty"))
+        return get_float(v, key, -2, 2, &r->presence_penalty, err);
     if (!strcmp(key, "frequency_penalty"))
         return get_float(v, key, -2, 2, &r->frequency_penalty, err);
     if (!strcmp(key, "logit_bias")) return parse_logit_bias(r, v, err);
@@ -481,8 +482,8 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
     }
     if (!strcmp(key, "tools")) return parse_tools(r, v, err);
     if (!strcmp(key, "tool_choice")) {
-        if (json_is_string(v) && (!strcmp(json_string_value(v), "none") ||
-                                  !strcmp(json_string_value(v), "auto")))
+        if (json_is_string(v) &&
+            (!strcmp(json_string_value(v), "none") || !strcmp(json_string_value(v), "auto")))
             return true;
         return oai_fail(err, 400, key,
                         "'tool_choice' must be \"none\" or \"auto\": llmrt renders the tools into "
@@ -519,7 +520,8 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
     if (!strcmp(key, "stop_token_ids")) {
         size_t n = 0;
         if (!get_ids(v, key, true, &r->stop_ids, &n, err)) return false;
-        if (n > 1024) return oai_fail(err, 400, key, "'stop_token_ids' holds %zu ids; at most 1024", n);
+        if (n > 1024)
+            return oai_fail(err, 400, key, "'stop_token_ids' holds %zu ids; at most 1024", n);
         r->n_stop_ids = (int)n;
         return true;
     }
@@ -613,8 +615,8 @@ bool oai_request_parse(oai_request *out, oai_kind kind, const char *body, size_t
         return oai_fail(err, 400, NULL, "the body is not valid JSON: %s (line %d, column %d)",
                         je.text, je.line, je.column);
     bool ok = true;
-    if (!json_is_object(j)) ok = oai_fail(err, 400, NULL, "the body must be a JSON object, got %s",
-                                          json_type_name(j));
+    if (!json_is_object(j))
+        ok = oai_fail(err, 400, NULL, "the body must be a JSON object, got %s", json_type_name(j));
     int64_t max_tokens = 0, max_completion = 0;
     bool logprobs_bool = false;
     int top_logprobs = -1;

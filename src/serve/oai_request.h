@@ -31,10 +31,10 @@ typedef enum oai_kind {
 
 /* A failed request as OpenAI reports it. */
 typedef struct oai_error {
-    int status;        /* HTTP status: 400, 401, 404, 413, 503, ... */
-    const char *type;  /* "invalid_request_error", "not_found_error", ... (static) */
-    const char *code;  /* OpenAI's code ("model_not_found") or NULL (JSON null) */
-    char param[128];   /* the field at fault, "" for none (JSON null) */
+    int status;       /* HTTP status: 400, 401, 404, 413, 503, ... */
+    const char *type; /* "invalid_request_error", "not_found_error", ... (static) */
+    const char *code; /* OpenAI's code ("model_not_found") or NULL (JSON null) */
+    char param[128];  /* the field at fault, "" for none (JSON null) */
     char message[1024];
 } oai_error;
 
@@ -62,10 +62,10 @@ typedef struct oai_request {
     size_t n_prompts;
     json_t *messages; /* chat, tokenize: array of message objects, text content parts joined */
     json_t *tools;    /* NULL: none */
-    json_t *chat_template_kwargs;  /* NULL: none; extra variables of the template */
-    bool add_generation_prompt;    /* default true */
-    bool continue_final_message;   /* default false */
-    int add_special_tokens;        /* -1: the endpoint's default (completions 1, chat 0) */
+    json_t *chat_template_kwargs; /* NULL: none; extra variables of the template */
+    bool add_generation_prompt;   /* default true */
+    bool continue_final_message;  /* default false */
+    int add_special_tokens;       /* -1: the endpoint's default (completions 1, chat 0) */
 
     int max_tokens; /* 0: the rest of the context */
     int n;          /* choices per prompt (default 1) */

@@ -209,8 +209,8 @@ static json_t *usage_json(const req_ctx *c) {
 
 static json_t *envelope(const req_ctx *c, bool chunk) {
     bool chat = c->req.kind == OAI_CHAT;
-    const char *object = chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                              : "text_completion";
+    const char *object =
+        chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
     json_t *j = json_pack("{s:s, s:s, s:I, s:s}", "id", c->id, "object", object, "created",
                           (json_int_t)c->created, "model", c->s->name);
     if (chat) json_object_set_new(j, "system_fingerprint", json_null());
@@ -232,8 +232,7 @@ static void sse_add(req_ctx *c, json_t *j) {
 
 /* One SSE chunk for choice g: text (may be empty), the logprobs taken since the last chunk, the
  * finish reason (NULL: none yet); for chat, role sends the assistant role first. */
-static void chunk(req_ctx *c, gen *g, const char *text, size_t len, const char *reason,
-                  bool role) {
+static void chunk(req_ctx *c, gen *g, const char *text, size_t len, const char *reason, bool role) {
     json_t *j = envelope(c, true);
     json_t *choice = json_pack("{s:i}", "index", g->index);
     if (c->req.kind == OAI_CHAT) {
@@ -312,9 +311,9 @@ char *resp_final(req_ctx *c, int *status) {
                                           json_text(g->text.p, g->text.n), "refusal"));
             json_object_set_new(choice, "logprobs",
                                 g->lp ? json_pack("{s:O, s:n}", "content", g->lp, "refusal")
-                                      : c->req.logprobs >= 0
-                                            ? json_pack("{s:[], s:n}", "content", "refusal")
-                                            : json_null());
+                                : c->req.logprobs >= 0
+                                    ? json_pack("{s:[], s:n}", "content", "refusal")
+                                    : json_null());
         } else {
             sbuf text = {0};
             if (c->echo_text) sbuf_add(&text, c->echo_text[g->prompt], c->echo_len[g->prompt]);

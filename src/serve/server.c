@@ -29,26 +29,6 @@
 #include "base/file.h"
 #include "base/status.h"
 
-double serve_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-uint64_t server_random(server *s) {
-    /* splitmix64 of a counter under a random key */
-    uint64_t z = s->id_key + 0x9E3779B97F4A7C15ull * (atomic_fetch_add(&s->id_counter, 1) + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-void server_cancel(server *s, uint64_t id) {
-    pthread_rwlock_rdlock(&s->sched_lock);
-    if (s->sched) sched_cancel(s->sched, id);
-    pthread_rwlock_unlock(&s->sched_lock);
-}
-
 static void server_log(server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void server_log(server *s, const char *fmt, ...) {
     if (!s->o.log) return;
@@ -62,30 +42,19 @@ static void server_log(server *s, const char *fmt, ...) {
 
 /* ---- requests: creation, references, freeing ---- */
 
-void gen_free(gen *g) {
-    for (tok_chunk *k = g->head, *next; k; k = next) {
-        next = k->next;
-        free(k->top_ids);
-        free(k->top_lps);
-        free(k);
-    }
-    tokenizer_stream_free(g->ts);
-    stop_match_free(&g->sm);
-    sbuf_free(&g->text);
-    json_decref(g->lp);
-    free(g->error);
-}
-
 static void req_free(req_ctx *c) {
     server *s = c->s;
     pthread_mutex_lock(&s->reqs_lock);
-    if (c->prev) c->prev->next = c->next;
-    else s->reqs = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->reqs = c->next;
     if (c->next) c->next->prev = c->prev;
     pthread_mutex_unlock(&s->reqs_lock);
     for (int i = 0; i < c->n_gens; i++) {
         gen *g = &c->gens[i];
-        if (g->submitted && !g->done) metrics_count_finish(&s->met, (int)g->finish); /* ended unseen */
+        if (g->submitted && !g->done)
+            metrics_count_finish(&s->met, (int)g->finish); /* ended unseen */
         gen_free(g);
     }
     free(c->gens);
@@ -112,8 +81,7 @@ static void req_unref(req_ctx *c) {
     if (last) req_free(c);
 }
 
-static req_ctx *req_new(server *s, struct MHD_Connection *mc, const char *url,
-                        const char *method) {
+static req_ctx *req_new(server *s, struct MHD_Connection *mc, const char *url, const char *method) {
     req_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->s = s;
@@ -151,8 +119,10 @@ static bool gen_append(gen *g, const sched_token *t, int k, double now) {
                 return false;
             }
         }
-        if (g->tail) g->tail->next = ch;
-        else g->head = ch;
+        if (g->tail)
+            g->tail->next = ch;
+        else
+            g->head = ch;
         g->tail = ch;
     }
     tok_chunk *ch = g->tail;
@@ -204,17 +174,6 @@ static void on_event(void *user, const sched_event *ev) {
     if (last) req_free(c);
 }
 
-void req_cancel_all(req_ctx *c) {
-    for (int i = 0; i < c->n_gens; i++) {
-        gen *g = &c->gens[i];
-        pthread_mutex_lock(&c->lock);
-        bool live = g->submitted && !g->finished;
-        uint64_t id = g->sched_id;
-        pthread_mutex_unlock(&c->lock);
-        if (live) server_cancel(c->s, id);
-    }
-}
-
 /* Suspends the connection unless events came since the last pump; true when suspended. Called
  * from the handler or the content reader only (libmicrohttpd's rule). */
 static bool req_suspend(req_ctx *c) {
@@ -238,9 +197,8 @@ static bool req_client_gone(req_ctx *c) {
 /* ---- responses ---- */
 
 static enum MHD_Result reply(req_ctx *c, int status, const char *type, char *body, size_t len) {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, body ? MHD_RESPMEM_MUST_FREE
-                                                        : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(body);
         return MHD_NO;
@@ -283,12 +241,11 @@ static llmrt_status encode(server *s, const char *text, size_t len, int add_spec
     return st;
 }
 
-static bool render_chat(server *s, const oai_request *r, char **text, size_t *len,
-                        oai_error *err) {
+static bool render_chat(server *s, const oai_request *r, char **text, size_t *len, oai_error *err) {
     if (!s->tmpl) return oai_fail(err, 400, "messages", "%s", s->tmpl_error);
     json_t *vars = chat_vars_build(&s->chat, r->messages,
-                                   r->add_generation_prompt && !r->continue_final_message,
-                                   r->tools, NULL, r->chat_template_kwargs);
+                                   r->add_generation_prompt && !r->continue_final_message, r->tools,
+                                   NULL, r->chat_template_kwargs);
     if (!vars) return oai_fail(err, 400, "messages", "%s", llmrt_last_error());
     llmrt_status st = r->continue_final_message
                           ? chat_template_render_continue(s->tmpl, vars, NULL, 0, text, len)
@@ -299,12 +256,12 @@ static bool render_chat(server *s, const oai_request *r, char **text, size_t *le
     return true;
 }
 
-static bool check_ids(server *s, const int32_t *ids, size_t n, const char *param,
-                      oai_error *err) {
+static bool check_ids(server *s, const int32_t *ids, size_t n, const char *param, oai_error *err) {
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= s->cfg.vocab)
-            return oai_fail(err, 400, param, "token id %d (at %zu) is outside the vocabulary [0, %d)",
-                            ids[i], i, s->cfg.vocab);
+            return oai_fail(err, 400, param,
+                            "token id %d (at %zu) is outside the vocabulary [0, %d)", ids[i], i,
+                            s->cfg.vocab);
     return true;
 }
 
@@ -475,8 +432,7 @@ static bool submit_all(req_ctx *c, oai_error *err) {
             c->n_unfinished--;
             g->finished = g->done = true;
             g->finish = SCHED_FINISH_ERROR;
-            ok = oai_fail(err, st == LLMRT_ERR_NOMEM ? 503 : 400, NULL, "%s",
-                          llmrt_last_error());
+            ok = oai_fail(err, st == LLMRT_ERR_NOMEM ? 503 : 400, NULL, "%s", llmrt_last_error());
         }
         pthread_mutex_unlock(&c->lock);
     }
@@ -570,9 +526,9 @@ static enum MHD_Result handle_generate(req_ctx *c, oai_kind kind) {
 /* ---- the other routes ---- */
 
 static json_t *model_card(server *s) {
-    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:i}", "id", s->name, "object", "model",
-                     "created", (json_int_t)time(NULL), "owned_by", "llmrt", "root", s->path,
-                     "max_model_len", s->max_seq ? s->max_seq : s->cfg.max_pos);
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:i}", "id", s->name, "object", "model", "created",
+                     (json_int_t)time(NULL), "owned_by", "llmrt", "root", s->path, "max_model_len",
+                     s->max_seq ? s->max_seq : s->cfg.max_pos);
 }
 
 static enum MHD_Result handle_models(req_ctx *c) {
@@ -633,8 +589,9 @@ static enum MHD_Result handle_tokenize(req_ctx *c) {
             json_array_append_new(strs, t ? json_string(t) : json_null());
         }
     }
-    return reply_json(c, 200, json_pack("{s:i, s:i, s:o, s:o}", "count", n, "max_model_len",
-                                        s->max_seq, "tokens", tokens, "token_strs", strs));
+    return reply_json(c, 200,
+                      json_pack("{s:i, s:i, s:o, s:o}", "count", n, "max_model_len", s->max_seq,
+                                "tokens", tokens, "token_strs", strs));
 }
 
 static enum MHD_Result handle_detokenize(req_ctx *c) {
@@ -728,8 +685,10 @@ static enum MHD_Result begin(req_ctx *c) {
         if (errno == 0 && end != cl && n > s->o.max_body) {
             c->too_large = true;
             char msg[160];
-            snprintf(msg, sizeof msg, "the request body (%llu bytes) is larger than the %zu bytes "
-                     "allowed", n, s->o.max_body);
+            snprintf(msg, sizeof msg,
+                     "the request body (%llu bytes) is larger than the %zu bytes "
+                     "allowed",
+                     n, s->o.max_body);
             return reply_fail(c, 413, NULL, msg);
         }
     }
@@ -748,9 +707,9 @@ static enum MHD_Result dispatch(req_ctx *c) {
     int state = atomic_load(&s->state);
     if (c->route == ROUTE_HEALTH) {
         if (state == SERVER_READY) return reply(c, 200, NULL, NULL, 0);
-        return reply_fail(c, 503,
-                          NULL, state == SERVER_LOADING ? "the model is loading"
-                                                        : "the server is shutting down");
+        return reply_fail(c, 503, NULL,
+                          state == SERVER_LOADING ? "the model is loading"
+                                                  : "the server is shutting down");
     }
     if (c->route == ROUTE_METRICS) return handle_metrics(c);
     if (c->route == ROUTE_MODELS) return handle_models(c);
@@ -865,8 +824,8 @@ static llmrt_status load_template(server *s, const char *model_path, const char 
     free(text);
     if (st != LLMRT_OK && !file) {
         /* the model's own template: serve completions anyway, and say why chat fails */
-        snprintf(s->tmpl_error, sizeof s->tmpl_error, "the model's chat template cannot be used: %s",
-                 llmrt_last_error());
+        snprintf(s->tmpl_error, sizeof s->tmpl_error,
+                 "the model's chat template cannot be used: %s", llmrt_last_error());
         s->tmpl = NULL;
         return LLMRT_OK;
     }
@@ -875,7 +834,8 @@ static llmrt_status load_template(server *s, const char *model_path, const char 
 
 static llmrt_status bind_address(const char *host, int port, struct sockaddr_storage *ss,
                                  bool *v6) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char ports[16];
@@ -932,14 +892,14 @@ llmrt_status server_create(server **out, const serve_model *m, const serve_opts 
     bool v6 = false;
     if (!st) st = bind_address(host, o.port, &addr, &v6);
     if (!st) {
-        unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                         (v6 ? MHD_USE_IPv6 : 0);
-        s->d = MHD_start_daemon(
-            flags, (uint16_t)o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
-            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o.http_threads, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o.timeout_s,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-            MHD_OPTION_END);
+        unsigned flags =
+            MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
+        s->d = MHD_start_daemon(flags, (uint16_t)o.port, NULL, NULL, on_request, s,
+                                MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE,
+                                (unsigned)o.http_threads, MHD_OPTION_CONNECTION_LIMIT,
+                                (unsigned)o.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned)o.timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
         if (!s->d)
             st = err_set(LLMRT_ERR_IO, "cannot listen on %s port %d: %s", host, o.port,
                          errno ? strerror(errno) : "libmicrohttpd failed to start");
@@ -1084,8 +1044,7 @@ llmrt_status server_run(server *s, engine *e) {
         usleep(10 * 1000);
     }
     watch_disconnects(s, true);
-    if (et.status != LLMRT_OK)
-        server_log(s, "the engine failed: %s", llmrt_last_error());
+    if (et.status != LLMRT_OK) server_log(s, "the engine failed: %s", llmrt_last_error());
     server_log(s, "stopped");
     return et.status;
 }

@@ -6,8 +6,9 @@
  * release a prefix of the text. Build and run (seeds in tests/fuzz/seeds/openai/):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
  *     tests/fuzz/fuzz_openai_request.c src/serve/oai_request.c src/serve/stop_match.c \
- *     src/serve/sbuf.c src/io/json_util.c src/base/*.c -ljansson -lm -o build-fuzz/fuzz_openai_request
- *   build-fuzz/fuzz_openai_request -max_total_time=120 build-fuzz/corpus-openai tests/fuzz/seeds/openai
+ *     src/serve/sbuf.c src/io/json_util.c src/base/*.c -ljansson -lm -o
+ * build-fuzz/fuzz_openai_request build-fuzz/fuzz_openai_request -max_total_time=120
+ * build-fuzz/corpus-openai tests/fuzz/seeds/openai
  */
 #include <jansson.h>
 #include <stdint.h>

@@ -36,7 +36,7 @@ typedef struct bs_opts {
 
 /* One request and what it measured. */
 typedef struct bs_req {
-    char *body;        /* the JSON request */
+    char *body; /* the JSON request */
     CURL *h;
     struct curl_slist *hdr;
     char *buf; /* SSE bytes not parsed yet */
@@ -329,8 +329,10 @@ static void on_data(bs_req *r, const char *data, double t) {
     const char *text = json_string_value(json_object_get(c0, "text"));
     if (!text) text = json_string_value(json_object_get(json_object_get(c0, "delta"), "content"));
     if (text && *text) {
-        if (!r->chunks) r->t_first = t;
-        else add_itl(r, t - r->t_last);
+        if (!r->chunks)
+            r->t_first = t;
+        else
+            add_itl(r, t - r->t_last);
         r->t_last = t;
         r->chunks++;
     }
@@ -543,13 +545,12 @@ static int report(const bs_opts *o, bs_req *rs, double wall) {
         if (!r->ok) continue;
         ttft[k] = r->t_first - r->t_send;
         e2e[k++] = r->t_last - r->t_send;
-        if (r->out_tokens > 1)
-            tpot[n_tpot++] = (r->t_last - r->t_first) / (r->out_tokens - 1);
+        if (r->out_tokens > 1) tpot[n_tpot++] = (r->t_last - r->t_first) / (r->out_tokens - 1);
         for (int j = 0; j < r->n_itl; j++)
             itl[m++] = r->itl[j];
     }
     bs_stat s_ttft = stats_of(ttft, k), s_e2e = stats_of(e2e, k), s_itl = stats_of(itl, m),
-         s_tpot = stats_of(tpot, n_tpot);
+            s_tpot = stats_of(tpot, n_tpot);
     printf("llmrt bench-serve: %s, %s, %d requests (%s)\n", o->url, o->model, o->num_prompts,
            o->rate > 0 ? "Poisson arrivals" : "closed loop");
     printf("%-28s %d ok, %d failed in %.2f s\n", "requests", ok, o->num_prompts - ok, wall);
@@ -572,21 +573,21 @@ static int report(const bs_opts *o, bs_req *rs, double wall) {
             "{s:{s:s, s:s, s:b, s:i, s:f, s:i, s:i, s:i, s:I}, s:{s:i, s:i, s:f, s:f, s:f, "
             "s:f, s:i, s:i, s:o, s:o, s:o, s:o}}",
             "config", "url", o->url, "model", o->model, "chat", o->chat, "concurrency",
-            o->concurrency, "request_rate", o->rate, "num_prompts", o->num_prompts, "isl",
-            o->isl, "osl", o->osl, "seed", (json_int_t)o->seed, "results", "completed", ok,
-            "failed", o->num_prompts - ok, "duration_s", wall, "requests_per_s", ok / wall,
+            o->concurrency, "request_rate", o->rate, "num_prompts", o->num_prompts, "isl", o->isl,
+            "osl", o->osl, "seed", (json_int_t)o->seed, "results", "completed", ok, "failed",
+            o->num_prompts - ok, "duration_s", wall, "requests_per_s", ok / wall,
             "output_tokens_per_s", out_tok / wall, "total_tokens_per_s", (in_tok + out_tok) / wall,
             "prompt_tokens", in_tok, "output_tokens", out_tok, "ttft", stat_json(s_ttft), "itl",
             stat_json(s_itl), "tpot", stat_json(s_tpot), "e2e", stat_json(s_e2e));
         json_t *per = json_array();
         for (int i = 0; i < o->num_prompts; i++) {
             bs_req *r = &rs[i];
-            json_array_append_new(
-                per, json_pack("{s:b, s:f, s:f, s:f, s:i, s:i}", "ok", r->ok, "start_s",
-                               r->t_send - rs[0].t_send, "ttft_ms",
-                               r->ok ? (r->t_first - r->t_send) * 1e3 : 0.0, "e2e_ms",
-                               (r->t_last - r->t_send) * 1e3, "prompt_tokens", r->prompt_tokens,
-                               "output_tokens", r->out_tokens));
+            json_array_append_new(per,
+                                  json_pack("{s:b, s:f, s:f, s:f, s:i, s:i}", "ok", r->ok,
+                                            "start_s", r->t_send - rs[0].t_send, "ttft_ms",
+                                            r->ok ? (r->t_first - r->t_send) * 1e3 : 0.0, "e2e_ms",
+                                            (r->t_last - r->t_send) * 1e3, "prompt_tokens",
+                                            r->prompt_tokens, "output_tokens", r->out_tokens));
         }
         json_object_set_new(j, "requests", per);
         char path[1100], png[1100];
@@ -631,8 +632,9 @@ int cmd_bench_serve(int argc, char **argv) {
         o.model = json_string_value(
             json_object_get(json_array_get(json_object_get(models, "data"), 0), "id"));
         if (!o.model) {
-            fprintf(stderr, "llmrt bench-serve: cannot read the model's name from %s/v1/models; "
-                            "give --model\n",
+            fprintf(stderr,
+                    "llmrt bench-serve: cannot read the model's name from %s/v1/models; "
+                    "give --model\n",
                     o.url);
             json_decref(models);
             curl_global_cleanup();

@@ -8,7 +8,8 @@ int cmd_tokenize(int argc, char **argv);   /* tokenize.c: text -> ids */
 int cmd_detokenize(int argc, char **argv); /* tokenize.c: ids -> text */
 int cmd_bench(int argc, char **argv);      /* bench.c: benchmark sweep, JSON/CSV/PNG */
 int cmd_perplexity(int argc, char **argv); /* perplexity.c: perplexity of a text */
-int cmd_serve(int argc, char **argv);      /* serve.c: the OpenAI-compatible HTTP server */
+
+int cmd_serve(int argc, char **argv);       /* serve.c: the OpenAI-compatible HTTP server */
 int cmd_bench_serve(int argc, char **argv); /* bench_serve.c: load test of a server */
 
 #endif

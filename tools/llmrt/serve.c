@@ -14,31 +14,30 @@
 #include "common.h"
 
 static void usage(void) {
-    printf(
-        "usage: llmrt serve [flags]\n"
-        "  --model DIR|NAME       model folder or Hugging Face name (default: the demo model)\n"
-        "  --host ADDR            address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
-        "  --port N               port (default 8000; 0: any free port, printed)\n"
-        "  --device D             cpu, cuda, cuda:N (default: cuda when usable, else cpu)\n"
-        "  --precision P          FP32, FP16 or BF16 (default BF16)\n"
-        "  --max-batch N          sequences decoded together (default 32)\n"
-        "  --max-model-len N      positions per sequence (default: the model's context)\n"
-        "  --kv-memory B|F        KV cache size: bytes (8G, 512MiB, 1073741824) or a fraction\n"
-        "                         (0.9) of the memory left after weights and activations\n"
-        "                         (default: max-batch sequences of max-model-len)\n"
-        "  --kv-block N           positions per KV block (default 16)\n"
-        "  --max-num-batched-tokens N  tokens per scheduler step (default: the scheduler's)\n"
-        "  --no-prefix-cache      do not share the KV blocks of common prompt prefixes\n"
-        "  --deterministic        a request's output does not depend on the rest of the batch\n"
-        "  --api-key KEY          require \"Authorization: Bearer KEY\" on /v1/ (also the\n"
-        "                         LLMRT_API_KEY environment variable)\n"
-        "  --served-model-name N  the model's name in the API (default: --model as given)\n"
-        "  --chat-template FILE   a Jinja chat template instead of the model's\n"
-        "  --max-request-bytes N  largest request body (default 8 MiB; larger: 413)\n"
-        "  --timeout S            idle connection timeout in seconds (default 30)\n"
-        "  --http-threads N       HTTP threads (default 4)\n"
-        "  --max-connections N    open connections at most (default 1024)\n"
-        "  --quiet                no line per request on stderr\n");
+    printf("usage: llmrt serve [flags]\n"
+           "  --model DIR|NAME       model folder or Hugging Face name (default: the demo model)\n"
+           "  --host ADDR            address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+           "  --port N               port (default 8000; 0: any free port, printed)\n"
+           "  --device D             cpu, cuda, cuda:N (default: cuda when usable, else cpu)\n"
+           "  --precision P          FP32, FP16 or BF16 (default BF16)\n"
+           "  --max-batch N          sequences decoded together (default 32)\n"
+           "  --max-model-len N      positions per sequence (default: the model's context)\n"
+           "  --kv-memory B|F        KV cache size: bytes (8G, 512MiB, 1073741824) or a fraction\n"
+           "                         (0.9) of the memory left after weights and activations\n"
+           "                         (default: max-batch sequences of max-model-len)\n"
+           "  --kv-block N           positions per KV block (default 16)\n"
+           "  --max-num-batched-tokens N  tokens per scheduler step (default: the scheduler's)\n"
+           "  --no-prefix-cache      do not share the KV blocks of common prompt prefixes\n"
+           "  --deterministic        a request's output does not depend on the rest of the batch\n"
+           "  --api-key KEY          require \"Authorization: Bearer KEY\" on /v1/ (also the\n"
+           "                         LLMRT_API_KEY environment variable)\n"
+           "  --served-model-name N  the model's name in the API (default: --model as given)\n"
+           "  --chat-template FILE   a Jinja chat template instead of the model's\n"
+           "  --max-request-bytes N  largest request body (default 8 MiB; larger: 413)\n"
+           "  --timeout S            idle connection timeout in seconds (default 30)\n"
+           "  --http-threads N       HTTP threads (default 4)\n"
+           "  --max-connections N    open connections at most (default 1024)\n"
+           "  --quiet                no line per request on stderr\n");
 }
 
 typedef struct serve_cli {
@@ -78,8 +77,11 @@ static bool parse_kv_memory(const char *v, size_t *bytes, double *frac) {
     double mul = 1;
     if (*end) {
         char u = (char)(*end | 0x20);
-        mul = u == 'k' ? 1024.0 : u == 'm' ? 1048576.0 : u == 'g' ? 1073741824.0
-              : u == 't' ? 1099511627776.0 : 0;
+        mul = u == 'k'   ? 1024.0
+              : u == 'm' ? 1048576.0
+              : u == 'g' ? 1073741824.0
+              : u == 't' ? 1099511627776.0
+                         : 0;
         if (!mul) return false;
         end++;
         if (!*end || !strcasecmp(end, "b") || !strcasecmp(end, "ib")) {

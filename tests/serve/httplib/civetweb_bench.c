@@ -27,8 +27,9 @@ int main(int argc, char **argv) {
     char port[32], threads[16];
     snprintf(port, sizeof port, "127.0.0.1:%s", argc > 1 ? argv[1] : "8082");
     snprintf(threads, sizeof threads, "%s", argc > 2 ? argv[2] : "64");
-    const char *opts[] = {"listening_ports", port, "num_threads", threads,
-                          "enable_keep_alive", "yes", "tcp_nodelay", "1", NULL};
+    const char *opts[] = {
+        "listening_ports", port, "num_threads", threads, "enable_keep_alive", "yes",
+        "tcp_nodelay",     "1",  NULL};
     mg_init_library(0);
     struct mg_callbacks cbs = {0};
     struct mg_context *ctx = mg_start(&cbs, NULL, opts);
