@@ -22,6 +22,12 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls) {
+    static int seen;
+    if (!*con_cls) { /* the headers: answer on the next call, once the request is all there
+                        (an answer now would close the connection: no keep-alive) */
+        *con_cls = &seen;
+        return MHD_YES;
+    }
     struct MHD_Response *r;
     if (!strcmp(url, "/sse")) {
         int *left = malloc(sizeof *left);
