@@ -12,7 +12,7 @@ pass=0 fail=0
 ok() { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL $*"; }
 LOG=$(mktemp)
-trap 'rm -f "$LOG" "$LOG.sse"; kill -KILL $SERVE_PID 2>/dev/null' EXIT
+trap 'rm -f "$LOG" "$LOG.sse"; kill -KILL ${SERVE_PID:-} 2>/dev/null' EXIT
 
 if ! "$PY" -c "import openai" 2>/dev/null; then
   echo "FAIL the python at '$PY' has no 'openai' package: pip install openai, or point" \

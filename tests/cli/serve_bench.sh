@@ -6,7 +6,7 @@ BIN=${1:?usage: serve_bench.sh LLMRT_BINARY}
 . tests/serve/lib.sh
 LOG=$(mktemp)
 OUT=$(mktemp -d)
-trap 'rm -rf "$LOG" "$OUT"; kill -KILL $SERVE_PID 2>/dev/null' EXIT
+trap 'rm -rf "$LOG" "$OUT"; kill -KILL ${SERVE_PID:-} 2>/dev/null' EXIT
 pass=0 fail=0
 ok() { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL $*"; }

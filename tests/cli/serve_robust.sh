@@ -7,7 +7,7 @@ set -u
 BIN=${1:?usage: serve_robust.sh LLMRT_BINARY}
 . tests/serve/lib.sh
 LOG=$(mktemp)
-trap 'rm -f "$LOG"; kill -KILL $SERVE_PID 2>/dev/null' EXIT
+trap 'rm -f "$LOG"; kill -KILL ${SERVE_PID:-} 2>/dev/null' EXIT
 pass=0 fail=0
 REF=$(curl --version >/dev/null && "$BIN" run --prompt "And God said" --num_tokens 12 --device cpu --precision FP32 2>/dev/null)
 serve_start "$BIN" "$LOG" --timeout 2 --quiet || { echo "0 passed, 1 failed"; exit 1; }
