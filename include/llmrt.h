@@ -347,6 +347,56 @@ char *llmrt_bench_report_text(const llmrt_bench_report *r);
 char *llmrt_bench_report_json(const llmrt_bench_report *r);
 char *llmrt_bench_report_csv(const llmrt_bench_report *r, const char *prefix, int header);
 
+/* ---- server (`llmrt serve`: the OpenAI-compatible HTTP API; docs/SERVER.md) ----
+ *
+ * The life of a server:
+ *   llmrt_server_create  on an opened model (loaded or not): listens at once; GET /health
+ *                        answers 503 until the server runs
+ *   llmrt_model_load     (if not loaded yet) with a paged KV cache for serving (kv_block > 0)
+ *   llmrt_server_run     blocks: runs the scheduler (continuous batching) on a thread of its own
+ *                        and serves until llmrt_server_stop, then ends every request in flight
+ *                        (streams get an error event and [DONE]) and returns
+ *   llmrt_server_free    closes every connection and frees; then llmrt_model_free
+ * Threads: llmrt_server_stop may be called from any thread or a signal handler; the model must
+ * not be used otherwise while the server runs.
+ */
+
+typedef struct llmrt_server llmrt_server;
+
+typedef struct llmrt_server_opts {
+    const char *host;          /* address to listen on (NULL: "127.0.0.1"); a name, IPv4 or IPv6 */
+    int port;                  /* 0: any free port (llmrt_server_port tells which) */
+    const char *model_name;    /* the name of /v1/models and of requests' "model" (NULL: the
+                                  model's folder, llmrt_model_info.path) */
+    const char *api_key;       /* NULL or "": none; else /v1/ wants "Authorization: Bearer KEY" */
+    const char *chat_template; /* a Jinja file used instead of the model's chat template (NULL) */
+    int max_batch;             /* sequences decoded together (0: the load's max_batch) */
+    int token_budget;          /* tokens per scheduler iteration (0: the scheduler's default) */
+    int no_prefix_cache;       /* 1: prompts do not share KV blocks */
+    int deterministic;         /* 1: a request's output does not depend on the rest of the batch */
+    size_t max_body;           /* request body bytes (0: 8 MiB); larger ones get a 413 */
+    int timeout_s;             /* idle connections are closed after this (0: 30 s) */
+    int max_connections;       /* connections at once (0: 1024) */
+    int http_threads;          /* HTTP threads (0: 4) */
+    /* One line per request (method, path, status, tokens, ms) and notices; called from the
+     * server's threads. NULL: nothing is logged. */
+    void (*log)(void *user, const char *line);
+    void *log_user;
+} llmrt_server_opts;
+
+/* A server for model m (opened with a tokenizer; loaded now or before llmrt_server_run),
+ * listening from now on. opts may be NULL. Fails on bad options, a chat template that does not
+ * parse, or an address that cannot be bound. */
+llmrt_status llmrt_server_create(llmrt_server **out, llmrt_model *m, const llmrt_server_opts *opts);
+/* The port it listens on. */
+int llmrt_server_port(const llmrt_server *s);
+/* Serves until llmrt_server_stop (the model must be loaded); LLMRT_OK, or the status of a
+ * failure of the engine. Returns at once when llmrt_server_stop came first. */
+llmrt_status llmrt_server_run(llmrt_server *s);
+/* Async-signal-safe: asks llmrt_server_run to drain and return. */
+void llmrt_server_stop(llmrt_server *s);
+void llmrt_server_free(llmrt_server *s);
+
 #ifdef __cplusplus
 }
 #endif

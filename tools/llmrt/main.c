@@ -18,6 +18,8 @@ static const struct {
     {"perplexity", cmd_perplexity, "perplexity of a text file under the model"},
     {"template", cmd_template, "a conversation through the model's chat template, as text"},
     {"chat", cmd_chat, "an interactive chat on the terminal (the model's chat template)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (docs/SERVER.md)"},
+    {"bench-serve", cmd_bench_serve, "load test of an OpenAI-compatible server: req/s, TTFT, ITL"},
 };
 
 static void usage(FILE *f) {
