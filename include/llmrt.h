@@ -119,10 +119,14 @@ typedef struct llmrt_load_opts {
     int kv_block;    /* 0: one contiguous KV block per session (fastest decode); N > 0: a paged
                         cache of blocks of N positions that sessions take as they grow */
     size_t kv_bytes; /* paged cache: its size (0: max_sessions sessions of max_seq) */
+    double kv_fraction; /* paged cache, instead of kv_bytes: this fraction (0, 1] of the device
+                           memory that is free once the weights and activations are loaded, but
+                           no more than max_sessions sessions of max_seq take */
     int verbose;     /* progress and memory on stderr */
 } llmrt_load_opts;
 
-/* What loading with these options takes, in bytes, before loading. */
+/* What loading with these options takes, in bytes, before loading (with kv_fraction, the KV
+ * cache is sized at load: kv_cache is then what kv_bytes 0 would take). */
 typedef struct llmrt_plan {
     size_t weights;     /* weights in the precision */
     size_t kv_cache;    /* the KV cache */

@@ -26,11 +26,11 @@ if [ "${1:-}" = "--stage" ]; then
     done
     # device code compresses well; the device call unpacks it (the tree that travels is <= 64 MiB)
     tar -C "$build" -cJf "$CARRY/bin.tar.xz" "${files[@]}"
-    # shared libraries the device image may lack (small ones only; cuBLASLt is there)
-    for lib in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2 libutf8proc.so.3 libgomp.so.1; do
-        p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
-        [ -n "$p" ] && cp -L "$p" "$CARRY/lib/"
-    done
+    # shared libraries the device image may lack (it has no network to install them): every
+    # library the binaries link but the C runtime and CUDA's own (cuBLASLt is there)
+    for f in "${files[@]}"; do ldd "$build/$f"; done | awk '$2 == "=>" && $3 ~ /^\// {print $3}' |
+        sort -u | grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libcublas[^/]*|libcudart|libstdc\+\+|libgcc_s)\.so' |
+        while read -r p; do cp -L "$p" "$CARRY/lib/"; done
     # the real cards' config.json for the transformers comparison (../shared does not travel)
     mkdir -p "$CARRY/configs"
     for card in Llama-3.2-1B-Instruct Qwen3-0.6B gpt2 gemma-3-1b-it Llama-3.1-8B-Instruct \

@@ -333,6 +333,38 @@ static void test_paged_and_scoring(void) {
     llmrt_model_free(m);
 }
 
+/* kv_fraction sizes the paged cache from what is free, never beyond what the sessions can use;
+ * bad values are refused. */
+static void test_kv_fraction(void) {
+    llmrt_model *m = NULL;
+    CHECK_OK(llmrt_model_open(&m, fixture, NULL));
+    if (!m) return;
+    llmrt_load_opts bad[] = {
+        {.device = "cpu", .kv_block = 4, .kv_fraction = 1.5},
+        {.device = "cpu", .kv_block = 4, .kv_fraction = -0.5},
+        {.device = "cpu", .kv_fraction = 0.5},
+        {.device = "cpu", .kv_block = 4, .kv_fraction = 0.5, .kv_bytes = 1 << 20},
+    };
+    const char *why[] = {"kv_fraction must be in (0, 1]", "kv_fraction must be in (0, 1]",
+                         "set kv_block too", "not both"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_ERR(llmrt_model_load(m, &bad[i]), LLMRT_ERR_INVALID, why[i]);
+    llmrt_model_free(m);
+    /* the fixture's cache is far smaller than any free memory: the cap applies */
+    llmrt_load_opts lo = {.max_batch = 2, .max_sessions = 3, .max_seq = 64, .kv_block = 4};
+    llmrt_model *full = load(fixture, lo);
+    lo.kv_fraction = 0.9;
+    llmrt_model *frac = load(fixture, lo);
+    if (full && frac) {
+        llmrt_memory a, b;
+        llmrt_model_memory(full, &a);
+        llmrt_model_memory(frac, &b);
+        CHECK(b.kv_cache > 0 && b.kv_cache == a.kv_cache);
+    }
+    llmrt_model_free(full);
+    llmrt_model_free(frac);
+}
+
 static void test_text(void) {
     llmrt_tokenizer *t = NULL;
     CHECK_ERR(llmrt_tokenizer_open(&t, "/no/such/tokenizer.json"), LLMRT_ERR_IO, "no such");
@@ -406,6 +438,7 @@ int main(void) {
     RUN(test_hub_names);
     RUN(test_load_and_generate);
     RUN(test_paged_and_scoring);
+    RUN(test_kv_fraction);
     RUN(test_text);
     RUN(test_bench);
     return test_summary();

@@ -279,6 +279,7 @@ static void test_metrics_text(void) {
     metrics_count_finish(&m, SCHED_FINISH_LENGTH);
     metrics_count_http(&m, 404);
     sched_stats st = {.running = 2,
+                      .prefilling = 1,
                       .kv_blocks_used = 3,
                       .kv_blocks_total = 12,
                       .prefix_queries = 4,
@@ -286,6 +287,7 @@ static void test_metrics_text(void) {
     sbuf out = {0};
     metrics_render(&m, &st, "a\"b", &out);
     CHECK(strstr(out.p, "llmrt_num_requests_running{model_name=\"a\\\"b\"} 2\n"));
+    CHECK(strstr(out.p, "llmrt_num_requests_prefilling{model_name=\"a\\\"b\"} 1\n"));
     CHECK(strstr(out.p, "llmrt_prefix_cache_hit_rate{model_name=\"a\\\"b\"} 0.25\n"));
     CHECK(strstr(out.p, "llmrt_time_to_first_token_seconds_bucket{model_name=\"a\\\"b\",le="
                         "\"0.005\"} 1\n"));

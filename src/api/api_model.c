@@ -172,6 +172,17 @@ static llmrt_status engine_opts_of(const llmrt_load_opts *o, engine_opts *eo) {
         return err_set(LLMRT_ERR_INVALID,
                        "load options: max_batch, max_sessions, max_seq, chunk and kv_block must "
                        "not be negative");
+    if (o->kv_fraction != 0) {
+        if (!(o->kv_fraction > 0 && o->kv_fraction <= 1))
+            return err_set(LLMRT_ERR_INVALID, "load options: kv_fraction must be in (0, 1], got %g",
+                           o->kv_fraction);
+        if (o->kv_block == 0)
+            return err_set(LLMRT_ERR_INVALID,
+                           "load options: kv_fraction sizes a paged cache: set kv_block too");
+        if (o->kv_bytes)
+            return err_set(LLMRT_ERR_INVALID,
+                           "load options: give kv_bytes or kv_fraction, not both");
+    }
     *eo = (engine_opts){.max_batch = o->max_batch ? o->max_batch : 1,
                         .chunk = o->chunk,
                         .all_logits = o->all_logits != 0,
@@ -200,6 +211,26 @@ llmrt_status llmrt_model_plan(const llmrt_model *m, const llmrt_load_opts *opts,
     return engine_plan(&m->cfg, &eo, act, act, &out->kv_cache, &out->activations);
 }
 
+/* The paged cache's bytes for a fraction of the memory free beside the activations, and never
+ * more than all sessions at their longest take (full_bytes). */
+static llmrt_status kv_bytes_of_fraction(backend *be, double fraction, size_t act_bytes,
+                                         size_t full_bytes, engine_opts *eo) {
+    size_t free_b = 0, total_b = 0;
+    TRY(be->ops->mem_info(be, &free_b, &total_b));
+    size_t left = free_b > act_bytes ? free_b - act_bytes : 0;
+    eo->kv_bytes = (size_t)((double)left * fraction);
+    if (eo->kv_bytes > full_bytes) eo->kv_bytes = full_bytes;
+    if (eo->kv_bytes == 0) {
+        char a[32];
+        bytes_str(a, sizeof a, (double)free_b);
+        return err_set(LLMRT_ERR_DEVICE,
+                       "no memory is left for the KV cache on the %s device: %s is free after the "
+                       "weights, and the activations take more",
+                       be->name, a);
+    }
+    return LLMRT_OK;
+}
+
 llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
     llmrt_load_opts o = opts ? *opts : (llmrt_load_opts){0};
     if (m->e) return err_set(LLMRT_ERR_INVALID, "llmrt_model_load: the model is already loaded");
@@ -225,8 +256,11 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
     m->precision = o.precision;
     size_t kvb = 0, actb = 0;
     s = engine_plan(&m->cfg, &eo, m->be->act_dtype, m->be->kv_dtype, &kvb, &actb);
-    model_load_opts lo = {.verbose = o.verbose, .reserve_bytes = kvb + actb};
+    /* a KV cache sized by a fraction of what is left is sized after the weights are in */
+    model_load_opts lo = {.verbose = o.verbose,
+                          .reserve_bytes = actb + (o.kv_fraction > 0 ? 0 : kvb)};
     if (s == LLMRT_OK) s = model_load(&m->m, &m->cfg, m->path, m->be, &lo);
+    if (s == LLMRT_OK && o.kv_fraction > 0) s = kv_bytes_of_fraction(m->be, o.kv_fraction, actb, kvb, &eo);
     if (s == LLMRT_OK) s = engine_create(&m->e, m->m, &eo);
     if (s != LLMRT_OK) {
         model_free(m->m);

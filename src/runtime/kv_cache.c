@@ -185,6 +185,20 @@ int kv_cache_blocks_for(const kv_cache *kv, int g, int n) {
     return need < G->len ? need : G->len;
 }
 
+int kv_cache_seq_capacity(const kv_cache *kv) {
+    int cap = kv->o.max_seq;
+    for (int g = 0; g < kv->n_groups; g++) {
+        const kv_group *G = &kv->g[g];
+        if (G->ring) {
+            if (G->n_blocks < G->len) return 0;
+            continue;
+        }
+        int blocks = G->n_blocks < G->len ? G->n_blocks : G->len;
+        if ((long)blocks * G->block_len < cap) cap = blocks * G->block_len;
+    }
+    return cap;
+}
+
 /* ---- the prefix cache's eviction list and table ---- */
 
 static void lru_remove(kv_prefix *p, int32_t b) {

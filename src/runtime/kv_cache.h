@@ -89,6 +89,9 @@ void kv_cache_free(kv_cache *kv);
 /* Blocks a sequence of n positions needs in group g (beyond those it holds: see session.c). */
 int kv_cache_blocks_for(const kv_cache *kv, int g, int n);
 
+/* Positions one sequence can hold when it has the whole cache to itself (at most max_seq). */
+int kv_cache_seq_capacity(const kv_cache *kv);
+
 /* Blocks of group g that a sequence can take now: free ones and evictable cached ones. */
 int kv_blocks_available(const kv_cache *kv, int g);
 

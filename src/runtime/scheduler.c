@@ -236,6 +236,13 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
                        "the prompt has %d tokens; this server takes prompts of up to %d (its "
                        "context of %d positions, less one for the first new token)",
                        q->n_prompt, max_seq - 1, max_seq);
+    /* a request alone in the cache must fit its prompt and one new token */
+    const int kv_cap = kv_cache_seq_capacity(&e->kv);
+    if (q->n_prompt >= kv_cap)
+        return err_set(LLMRT_ERR_INVALID,
+                       "the prompt has %d tokens; the KV cache holds %d positions, so this server "
+                       "takes prompts of up to %d (a larger --kv-memory holds more)",
+                       q->n_prompt, kv_cap, kv_cap > 0 ? kv_cap - 1 : 0);
     if (q->max_tokens < 1) return err_set(LLMRT_ERR_INVALID, "max_tokens must be >= 1");
     if (q->min_tokens < 0) return err_set(LLMRT_ERR_INVALID, "min_tokens must be >= 0");
     if (q->logprobs < -1 || q->logprobs > SCHED_MAX_TOP)
@@ -263,7 +270,8 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
                            sm->bias_ids[i]);
     sreq *r = calloc(1, sizeof *r);
     if (!r) return err_set(LLMRT_ERR_NOMEM, "out of memory");
-    int max_tokens = q->max_tokens < max_seq - q->n_prompt ? q->max_tokens : max_seq - q->n_prompt;
+    /* the request ends with "length" where the context or the whole cache ends */
+    int max_tokens = q->max_tokens < kv_cap - q->n_prompt ? q->max_tokens : kv_cap - q->n_prompt;
     r->cap = q->n_prompt + max_tokens;
     r->tokens = malloc((size_t)r->cap * sizeof *r->tokens);
     r->stop_ids = dup_array(q->stop_ids, (size_t)q->n_stop_ids, sizeof(int32_t));
@@ -746,6 +754,9 @@ llmrt_status sched_run(sched *s) {
         take_tokens(s, k, greedy);
         pthread_mutex_lock(&s->mu);
         s->st.running = s->n_running;
+        s->st.prefilling = 0;
+        for (int i = 0; i < s->n_running; i++)
+            s->st.prefilling += s->running[i]->s->pos < s->running[i]->n_prompt;
         s->st.waiting = s->n_waiting + (s->in_head ? 1 : 0);
         s->st.prompt_tokens += prompt_tokens;
         s->st.kv_blocks_used = s->e->kv.g[0].n_blocks - kv_blocks_available(&s->e->kv, 0);

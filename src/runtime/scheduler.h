@@ -96,6 +96,7 @@ typedef struct sched_opts {
 
 typedef struct sched_stats {
     int running, waiting; /* requests */
+    int prefilling;       /* of the running ones, those whose prompt is not all computed */
     int kv_blocks_used, kv_blocks_total;
     uint64_t prompt_tokens; /* totals since creation */
     uint64_t generation_tokens;

@@ -96,6 +96,9 @@ void metrics_render(metrics *m, const sched_stats *st, const char *model_raw, sb
     if (st) {
         metric(o, "llmrt_num_requests_running", "gauge", "Requests in the running batch.");
         sample_u(o, "llmrt_num_requests_running", model, (uint64_t)st->running);
+        metric(o, "llmrt_num_requests_prefilling", "gauge",
+               "Requests in the running batch whose prompt is still being computed.");
+        sample_u(o, "llmrt_num_requests_prefilling", model, (uint64_t)st->prefilling);
         metric(o, "llmrt_num_requests_waiting", "gauge", "Requests waiting to run.");
         sample_u(o, "llmrt_num_requests_waiting", model, (uint64_t)st->waiting);
         metric(o, "llmrt_kv_cache_blocks_used", "gauge", "KV cache blocks in use.");

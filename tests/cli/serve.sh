@@ -80,7 +80,7 @@ if [ -e src/runtime/scheduler.c ]; then
 else
   echo "note: prefix-cache check skipped (tests/serve/sched_stub.c stands in for the scheduler)"
 fi
-for name in llmrt_num_requests_running llmrt_num_requests_waiting llmrt_kv_cache_blocks_used \
+for name in llmrt_num_requests_running llmrt_num_requests_prefilling llmrt_num_requests_waiting llmrt_kv_cache_blocks_used \
     llmrt_kv_cache_blocks_total llmrt_prompt_tokens_total llmrt_generation_tokens_total \
     llmrt_time_to_first_token_seconds_bucket llmrt_inter_token_latency_seconds_count \
     llmrt_e2e_request_latency_seconds_sum llmrt_prefix_cache_hit_rate llmrt_num_preemptions_total; do

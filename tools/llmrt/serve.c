@@ -24,7 +24,8 @@ static void usage(void) {
            "  --max-model-len N      positions per sequence (default: the model's context)\n"
            "  --kv-memory B|F        KV cache size: bytes (8G, 512MiB, 1073741824) or a fraction\n"
            "                         (0.9) of the memory left after weights and activations\n"
-           "                         (default: max-batch sequences of max-model-len)\n"
+           "                         (default 0.9, and no more than max-batch sequences of\n"
+           "                         max-model-len take)\n"
            "  --kv-block N           positions per KV block (default 16)\n"
            "  --max-num-batched-tokens N  tokens per scheduler step (default: the scheduler's)\n"
            "  --no-prefix-cache      do not share the KV blocks of common prompt prefixes\n"
@@ -95,18 +96,6 @@ static bool parse_kv_memory(const char *v, size_t *bytes, double *frac) {
     return true;
 }
 
-/* Bytes of host memory available (the CPU backend's "free memory"). */
-static size_t host_available(void) {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return 0;
-    char line[256];
-    size_t kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1) break;
-    fclose(f);
-    return kb * 1024;
-}
-
 static int parse_flags(serve_cli *o, int argc, char **argv) {
     args a;
     args_init(&a, "serve", argc, argv);
@@ -171,7 +160,10 @@ static int load_opts(serve_cli *o, llmrt_load_opts *lo) {
                             .kv_block = o->kv_block,
                             .device = o->cm.device,
                             .precision = o->cm.precision};
-    if (!o->kv_memory) return 0;
+    if (!o->kv_memory) {
+        lo->kv_fraction = 0.9;
+        return 0;
+    }
     size_t bytes = 0;
     double frac = 0;
     if (!parse_kv_memory(o->kv_memory, &bytes, &frac)) {
@@ -181,24 +173,7 @@ static int load_opts(serve_cli *o, llmrt_load_opts *lo) {
                 o->kv_memory);
         return 2;
     }
-    if (frac > 0) {
-        bool cuda = o->cm.device ? !strncmp(o->cm.device, "cuda", 4) : llmrt_cuda_available();
-        if (cuda) {
-            fprintf(stderr, "llmrt serve: --kv-memory as a fraction needs the device's free "
-                            "memory, which the API does not give yet; give bytes (--kv-memory "
-                            "8G)\n");
-            return 2;
-        }
-        llmrt_plan plan;
-        llmrt_status st = llmrt_model_plan(o->cm.m, lo, &plan);
-        if (st != LLMRT_OK) return cli_fail("serve", st);
-        size_t avail = host_available(), used = plan.weights + plan.activations;
-        if (avail <= used) {
-            fprintf(stderr, "llmrt serve: no memory is left for the KV cache\n");
-            return 1;
-        }
-        bytes = (size_t)((double)(avail - used) * frac);
-    }
+    if (frac > 0) lo->kv_fraction = frac; /* of what the weights and activations leave */
     lo->kv_bytes = bytes;
     return 0;
 }
