@@ -251,6 +251,10 @@ static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t row
     return LLMRT_OK;
 }
 
+/* Load progress on stderr: none, a line rewritten per layer (a terminal), or a line per tenth
+ * of the layers (a log). */
+enum { LOAD_PROGRESS_NONE, LOAD_PROGRESS_TTY, LOAD_PROGRESS_LINES };
+
 static llmrt_status ld_model(loader *L, int verbose) {
     model *m = L->m;
     const model_config *c = &m->cfg;
@@ -264,12 +268,18 @@ static llmrt_status ld_model(loader *L, int verbose) {
         TRY(ld_rope(L, &w->rope_global, &c->rope_global));
         TRY(ld_rope(L, &w->rope_local, &c->rope_local));
     }
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = 0, tenth = 0; l < c->n_layers; l++) {
         TRY(ld_layer(L, l));
-        if (L->filling && verbose)
+        if (!L->filling) continue;
+        if (verbose == LOAD_PROGRESS_TTY) {
             fprintf(stderr, "\rllmrt: loading layer %d/%d", l + 1, c->n_layers);
+        } else if (verbose == LOAD_PROGRESS_LINES && (l + 1) * 10 / c->n_layers > tenth) {
+            tenth = (l + 1) * 10 / c->n_layers;
+            fprintf(stderr, "llmrt: loading: %d%% (layer %d/%d)\n", (l + 1) * 100 / c->n_layers,
+                    l + 1, c->n_layers);
+        }
     }
-    if (L->filling && verbose) fprintf(stderr, "\r");
+    if (L->filling && verbose == LOAD_PROGRESS_TTY) fprintf(stderr, "\r");
     TRY(ld_norm(L, &w->final_norm, 0, a->final_norm, a->final_norm_b, c->hidden));
     if (c->tied)
         w->lm_head = w->tok_embed;
@@ -303,7 +313,7 @@ llmrt_status model_weight_bytes(const model_config *c, const char *dir, dtype pr
     st_model *st = NULL;
     llmrt_status s = safetensors_open_dir(&st, dir);
     loader L = {.m = m, .st = st, .wdt = precision};
-    if (s == LLMRT_OK) s = ld_model(&L, 0);
+    if (s == LLMRT_OK) s = ld_model(&L, LOAD_PROGRESS_NONE);
     if (s == LLMRT_OK) *bytes = L.off;
     safetensors_free(st);
     model_free(m);
@@ -318,7 +328,7 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
     st_model *st = NULL;
     llmrt_status s = safetensors_open_dir(&st, dir);
     loader L = {.m = m, .st = st, .be = be, .wdt = be->weight_dtype};
-    if (s == LLMRT_OK) s = ld_model(&L, 0); /* planning pass: shapes checked, bytes counted */
+    if (s == LLMRT_OK) s = ld_model(&L, LOAD_PROGRESS_NONE); /* planning pass: shapes checked, bytes counted */
     if (s == LLMRT_OK) {
         size_t need = L.off, free_b = 0, total_b = 0;
         size_t reserve = opts ? opts->reserve_bytes : 0;
@@ -338,8 +348,9 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
             m->w.block = L.block;
             m->w.bytes = need;
             L.filling = 1;
-            /* layer-by-layer progress on a terminal only; logs get the summary line */
-            s = ld_model(&L, opts && opts->verbose && isatty(2));
+            s = ld_model(&L, !(opts && opts->verbose) ? LOAD_PROGRESS_NONE
+                             : isatty(2)              ? LOAD_PROGRESS_TTY
+                                                      : LOAD_PROGRESS_LINES);
         }
         if (s == LLMRT_OK && opts && opts->verbose) {
             char a[32];

@@ -57,8 +57,7 @@ int args_is(args *a, const char *name) {
     return strcmp(a->name, name) == 0;
 }
 
-/* Edit distance (insert, delete, substitute, swap of neighbours) between two short names. */
-static int edit_distance(const char *x, const char *y) {
+int args_edit_distance(const char *x, const char *y) {
     int n = (int)strlen(x), m = (int)strlen(y);
     if (n > 63 || m > 63) return 99;
     int d[64][64];
@@ -118,7 +117,7 @@ void args_unknown(const args *a) {
     const char *best = NULL;
     int best_d = 3; /* suggest only close names */
     for (int k = 0; k < a->n_known; k++) {
-        int dd = edit_distance(a->name, a->known[k]);
+        int dd = args_edit_distance(a->name, a->known[k]);
         if (dd < best_d) {
             best_d = dd;
             best = a->known[k];

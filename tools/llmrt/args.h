@@ -26,6 +26,8 @@ int args_is(args *a, const char *name); /* name in underscore form */
 const char *args_value(args *a);
 long args_long(args *a, long lo, long hi);
 double args_double(args *a, double lo, double hi);
+/* Edit distance (insert, delete, substitute, swap of neighbours) between two short names. */
+int args_edit_distance(const char *x, const char *y);
 /* Exits with "unknown flag" naming the command, and the closest known flag when one is near. */
 void args_unknown(const args *a);
 

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "llmrt.h"
 
@@ -43,10 +44,19 @@ int main(int argc, char **argv) {
     if (argc < 2 || argv[1][0] == '-') return cmd_run(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
-    /* a misspelled subcommand: the one that shares the longest prefix, if any */
+    /* a misspelled subcommand: the nearest by edit distance, else the longest shared prefix */
     size_t best = 0;
+    int best_d = 3;
     const char *near = NULL;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        int d = args_edit_distance(argv[1], commands[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = 2;
+            near = commands[i].name;
+        }
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0] && best_d == 3; i++) {
         size_t k = 0;
         while (argv[1][k] && argv[1][k] == commands[i].name[k])
             k++;
