@@ -165,6 +165,9 @@ static void emit(sched *s, sreq *r, const sched_token *tok, sched_finish fin, co
 
 /* Ends a request: its event, its blocks back, gone from the running and waiting sets. */
 static void finish(sched *s, sreq *r, const sched_token *tok, sched_finish fin, const char *err) {
+    pthread_mutex_lock(&s->mu); /* counted before the final event: its receiver sees it */
+    s->st.requests_finished++;
+    pthread_mutex_unlock(&s->mu);
     emit(s, r, tok, fin, err);
     for (int i = 0; i < s->n_running; i++)
         if (s->running[i] == r) {
@@ -180,9 +183,6 @@ static void finish(sched *s, sreq *r, const sched_token *tok, sched_finish fin, 
             s->n_waiting--;
             break;
         }
-    pthread_mutex_lock(&s->mu);
-    s->st.requests_finished++;
-    pthread_mutex_unlock(&s->mu);
     sreq_free(r);
 }
 
