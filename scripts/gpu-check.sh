@@ -174,30 +174,35 @@ if [[ " $ONLY " == *" ab "* ]]; then
     done
 fi
 if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
-    # llmrt serve on a random-weight Llama-3.2-1B, loaded by llmrt bench-serve (random prompts of
-    # 128 ids, 128 new tokens) at several concurrencies
-    card=Llama-3.2-1B-Instruct
-    M=/tmp/ab-model-$card
-    [ -f "$M/config.json" ] ||
-        python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
-            >"$OUT/serve-make.log" 2>&1
-    "$CARRY/llmrt" serve --model "$M" --port 8011 --device cuda --precision BF16 \
-        --max-batch ${SERVE_MAX_BATCH:-256} >"$OUT/serve.log" 2>&1 &
-    spid=$!
-    for _ in $(seq 600); do
-        curl -sf http://127.0.0.1:8011/health >/dev/null 2>&1 && break
-        sleep 0.1
+    # llmrt serve on random-weight models of the real cards, loaded by llmrt bench-serve with
+    # random prompts: SERVE_RUNS entries are CONCURRENCY:ISL:OSL
+    for card in ${SERVE_CARDS:-Llama-3.2-1B-Instruct}; do
+        M=/tmp/ab-model-$card
+        [ -f "$M/config.json" ] ||
+            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
+                >"$OUT/serve-make-$card.log" 2>&1
+        cp "$CARRY/configs/Llama-3.2-1B-Instruct/tokenizer.json" "$M/" 2>/dev/null
+        "$CARRY/llmrt" serve --model "$M" --port 8011 --device cuda --precision BF16 \
+            --max-batch ${SERVE_MAX_BATCH:-256} >"$OUT/serve-$card.log" 2>&1 &
+        spid=$!
+        for _ in $(seq 1200); do
+            curl -sf http://127.0.0.1:8011/health >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        for r in ${SERVE_RUNS:-1:128:128 16:128:128 64:128:128 256:128:128}; do
+            IFS=: read -r c isl osl <<<"$r"
+            log="bench-serve-$card-$c-$isl.log"
+            run_part "bench-serve $card c=$c $isl/$osl" "$log" "$CARRY/llmrt" bench-serve \
+                --url http://127.0.0.1:8011 --concurrency "$c" --num-prompts $((c < 8 ? 16 : 4 * c)) \
+                --isl "$isl" --osl "$osl" --no-plot
+            rows+=("$(printf 'serve %s c=%d %d/%d: %s' "$card" "$c" "$isl" "$osl" \
+                "$(grep -E '^(requests/s|output tokens/s|time to first|inter-token)' "$OUT/$log" |
+                    awk '{printf "%s ", $0}' | tr -s ' ')")")
+        done
+        kill -INT $spid
+        wait $spid
+        rows+=("serve $card: exit status $? on SIGINT; $(grep -m1 'KV cache' "$OUT/serve-$card.log")")
     done
-    for c in ${SERVE_CONCURRENCY:-1 16 64 256}; do
-        run_part "bench-serve c=$c" "bench-serve-$c.log" "$CARRY/llmrt" bench-serve \
-            --url http://127.0.0.1:8011 --concurrency "$c" --num-prompts $((c < 8 ? 16 : 4 * c)) \
-            --isl 128 --osl 128 --no-plot
-        rows+=("$(printf 'serve c=%-4d %s' "$c" "$(grep -E '^(requests/s|output tokens/s|time to first|inter-token)' \
-            "$OUT/bench-serve-$c.log" | awk '{printf "%s ", $0}' | tr -s ' ')")")
-    done
-    kill -INT $spid
-    wait $spid
-    rows+=("serve exit status $? (SIGINT); last log: $(tail -1 "$OUT/serve.log")")
 fi
 echo "---- gpu-check summary ($(head -2 "$OUT/gpu.txt" | tail -1))"
 printf '%s\n' "${rows[@]}"

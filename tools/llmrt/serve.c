@@ -220,6 +220,15 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "llmrt serve: listening on http://%s:%d (loading %s)\n",
             o.so.host ? o.so.host : "127.0.0.1", llmrt_server_port(srv), o.so.model_name);
     rc = cli_model_load(&o.cm, "serve", lo);
+    if (rc == 0 && !o.quiet) {
+        llmrt_memory mem;
+        llmrt_model_memory(o.cm.m, &mem);
+        char w[32], k[32];
+        llmrt_bytes_str(w, sizeof w, (double)mem.weights);
+        llmrt_bytes_str(k, sizeof k, (double)mem.kv_cache);
+        fprintf(stderr, "llmrt serve: weights %s, KV cache %s in blocks of %d positions, %d sequences at once\n",
+                w, k, lo.kv_block, lo.max_batch);
+    }
     if (rc == 0) {
         st = llmrt_server_run(srv);
         if (st != LLMRT_OK) rc = cli_fail("serve", st);
