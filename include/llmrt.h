@@ -143,6 +143,10 @@ const char *llmrt_model_device(const llmrt_model *m);
 /* Why "auto" chose the CPU ("" when it did not). */
 const char *llmrt_model_device_note(const llmrt_model *m);
 llmrt_precision llmrt_model_precision(const llmrt_model *m);
+/* Why the last decode step did not run on the device's fastest path (the whole layer stack
+ * and LM head as one kernel): "sandwich norms", "only batch-1 decode steps", "LM head
+ * shape"...; "" when it did, before any step, or on a device without such a path (the CPU). */
+const char *llmrt_model_decode_note(const llmrt_model *m);
 /* Milliseconds llmrt_model_open + llmrt_model_load took. */
 double llmrt_model_load_ms(const llmrt_model *m);
 /* What the loaded model holds on its device, in bytes. kv_cache_full: what the KV cache would

@@ -189,6 +189,7 @@ static void test_load_and_generate(void) {
     CHECK_OK(llmrt_model_load(m, &lo));
     CHECK_ERR(llmrt_model_load(m, &lo), LLMRT_ERR_INVALID, "already loaded");
     CHECK(!strcmp(llmrt_model_device(m), "cpu") && llmrt_model_precision(m) == LLMRT_FP32);
+    CHECK(!strcmp(llmrt_model_decode_note(m), "")); /* the CPU has no one-kernel decode path */
     CHECK(llmrt_model_load_ms(m) > 0);
     llmrt_memory mem;
     llmrt_model_memory(m, &mem);

@@ -282,6 +282,10 @@ const char *llmrt_model_device_note(const llmrt_model *m) {
     return m->device_note;
 }
 
+const char *llmrt_model_decode_note(const llmrt_model *m) {
+    return m->be && m->be->decode_declined ? m->be->decode_declined : "";
+}
+
 llmrt_precision llmrt_model_precision(const llmrt_model *m) {
     return m->precision;
 }

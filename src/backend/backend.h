@@ -244,7 +244,10 @@ struct backend {
     dtype weight_dtype; /* matrices are stored in this type (the --precision) */
     dtype act_dtype;    /* activations */
     dtype kv_dtype;     /* KV cache */
-    void *impl;         /* backend-private state */
+    /* Why the last decode_layers call did not take the step (a static string), or NULL when it
+     * did or was not called: a slower path's reason, for the user */
+    const char *decode_declined;
+    void *impl; /* backend-private state */
 };
 
 typedef enum backend_kind { BACKEND_CPU, BACKEND_CUDA } backend_kind;

@@ -105,6 +105,21 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     return 0;
 }
 
+void cli_decode_note(const cli_model *cm, const char *cmd) {
+    static bool said;
+    const char *why = llmrt_model_decode_note(cm->m);
+    if (said || !cm->verbose || !why[0]) return;
+    said = true;
+    if (!strncmp(why, "LM head", 7))
+        fprintf(stderr, "llmrt %s: note: the LM head ran as a separate op, not inside the decode "
+                        "kernel (%s)\n",
+                cmd, why);
+    else
+        fprintf(stderr, "llmrt %s: note: decode steps ran op by op on %s, slower than the one-kernel "
+                        "decode path, which does not cover: %s\n",
+                cmd, llmrt_model_device(cm->m), why);
+}
+
 void cli_model_close(cli_model *cm) {
     llmrt_model_free(cm->m);
     cm->m = NULL;

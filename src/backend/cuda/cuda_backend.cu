@@ -253,11 +253,19 @@ static llmrt_status cu_decode_layers(backend *be, void *x, void *h, const layer_
     cuda_state *s = state_of(be);
     cuda_ctx *c = &s->c;
     *done = DECODE_NOTHING;
-    if (c->sw.no_decode_kernel || cuda_decode_unsupported(c, layers, kv, n_layers, act, final_norm))
-        return LLMRT_OK;
-    if (head &&
-        (c->sw.no_decode_head || cuda_decode_head_unsupported(c, head, (int)layers[0].wqkv.cols)))
+    be->decode_declined = c->sw.no_decode_kernel
+                              ? "LLMRT_NO_DECODE_KERNEL is set"
+                              : cuda_decode_unsupported(c, layers, kv, n_layers, act, final_norm);
+    if (be->decode_declined) return LLMRT_OK;
+    if (head && c->sw.no_decode_head) {
         head = NULL;
+    } else if (head) {
+        const char *why = cuda_decode_head_unsupported(c, head, (int)layers[0].wqkv.cols);
+        if (why) {
+            be->decode_declined = why; /* the layers still run as one kernel */
+            head = NULL;
+        }
+    }
     struct dk_plan *plan = NULL;
     TRY(cuda_decode_plan(c, layers, kv, n_layers, act, final_norm, head, 0, &plan));
     if (!plan) {
