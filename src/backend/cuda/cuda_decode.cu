@@ -75,7 +75,7 @@ struct dk_layer {
     const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms or NULL */
     const float *inv_freq;                               /* or NULL: no RoPE */
     void *kc, *vc; /* the layer's cache [n_blocks, Hkv, cap, hd]; in the kernel's shared
-                      copy, sequence 0's block (entry 0 of the step's table of its group) */
+                      copy of a contiguous cache (a table of one entry), sequence 0's block */
     float attn_eps, ffn_eps, qn_eps, kn_eps, attn_factor, scale, softcap;
     int attn_kind, ffn_kind, qn_kind, kn_kind, rot_dim, cap, window;
     int group; /* the layer's KV group */
@@ -105,7 +105,8 @@ struct dk_args {
     unsigned *bar;                     /* [2] launches so far (the tags' epoch), blocks done */
     const int32_t *pos;                /* the step's position (device) */
     const int32_t *tbl[KV_MAX_GROUPS]; /* the step's block table of each KV group (device):
-                                          entry 0 is sequence 0's one block */
+                                          sequence 0's entries come first */
+    int tlen[KV_MAX_GROUPS];           /* entries per sequence: 1 contiguous, else paged */
     int misc_floats;          /* shared floats between the mbarriers and the union region */
     int caps[DK_CAPS];        /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
     int att_bufs;             /* attention tile buffers: 2 = the next loads during a tile */
@@ -628,9 +629,21 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
 }
 
 /* The element offset of kv head kvh's first row in layer L's cache (L.kc / L.vc point at
- * sequence 0's block once the kernel has read the step's table, at its start). */
+ * sequence 0's block once the kernel has read the step's table, at its start); for a paged
+ * cache, of the head's rows in block 0 (dk_kv_row adds the block). */
 __device__ __forceinline__ size_t dk_kv_head(const dk_args &a, const dk_layer &L, int kvh) {
     return (size_t)kvh * L.cap * a.hd;
+}
+
+/* The element offset of key j of the kv head whose dk_kv_head is `head`: in a contiguous cache
+ * slot j % cap of sequence 0's block (a ring for sliding layers); in a paged one, block
+ * (j / cap) % entries of sequence 0's table (which wraps for sliding layers), slot j % cap. */
+__device__ __forceinline__ size_t dk_kv_row(const dk_args &a, const dk_layer &L, size_t head,
+                                            int j) {
+    const int tl = a.tlen[L.group];
+    size_t blk = 0;
+    if (tl > 1) blk = (size_t)__ldg(a.tbl[L.group] + (j / L.cap) % tl);
+    return (blk * a.Hkv * L.cap + (size_t)(j % L.cap)) * a.hd + head;
 }
 
 /* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
@@ -657,6 +670,7 @@ template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk
         if ((int)threadIdx.x / 2 != i) continue; /* thread 2i: keys, 2i + 1: values */
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
+        if (a.tlen[L.group] > 1) continue; /* a paged cache: rows are found one by one */
         const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + dk_kv_head(a, L, kvh);
         int s0 = j0 % L.cap, n = j1 - j0 + 1, first = min(n, L.cap - s0); /* a ring wraps */
         prefetch_l2(base + (size_t)s0 * a.hd, (unsigned)((size_t)first * a.hd * sizeof(T)));
@@ -689,7 +703,7 @@ __device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L
     const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
     for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
         int r = i / nv, v = i % nv;
-        size_t row = head + (size_t)((t0 + r) % L.cap) * a.hd;
+        size_t row = dk_kv_row(a, L, head, t0 + r);
         cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
         cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
     }
@@ -820,7 +834,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         }
         if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
             dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s, half);
-            size_t at = head + (size_t)(kr.hi % L.cap) * hd;
+            size_t at = dk_kv_row(a, L, head, kr.hi);
             const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
             for (int d = lane; d < hd; d += 32) {
                 T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
@@ -953,6 +967,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
      * before this launch): read once here, off the attention stages' critical path */
     for (int l = threadIdx.x; l < a.n_layers; l += blockDim.x) {
         dk_layer &L = layers[l];
+        if (a.tlen[L.group] > 1) continue; /* paged: dk_kv_row reads the table per key */
         size_t off = (size_t)a.tbl[L.group][0] * a.Hkv * L.cap * a.hd * sizeof(T);
         L.kc = (char *)L.kc + off;
         L.vc = (char *)L.vc + off;
@@ -1112,7 +1127,6 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
             if ((uintptr_t)m[i]->data % 16) return "matrix alignment";
         }
         if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups) return "KV cache";
-        if (c->tbl_len[kv[l].group] != 1) return "a paged KV cache";
     }
     dk_args k = {};
     k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F;
@@ -1393,8 +1407,10 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     a.x = x;
     a.h = h;
     a.pos = c->d_pos;
-    for (int g = 0; g < KV_MAX_GROUPS; g++)
+    for (int g = 0; g < KV_MAX_GROUPS; g++) {
         a.tbl[g] = c->d_tbl[g];
+        a.tlen[g] = c->tbl_len[g];
+    }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)p->blocks);
     cfg.blockDim = dim3(DK_THREADS);
