@@ -701,9 +701,18 @@ __device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L
                                              int t0, int j1, T *kt, T *vt) {
     constexpr int VEC = 16 / sizeof(T);
     const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
+    if (a.tlen[L.group] > 1) { /* paged: each row's block from the table */
+        for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
+            int r = i / nv, v = i % nv;
+            size_t row = dk_kv_row(a, L, head, t0 + r);
+            cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
+            cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
+        }
+        return;
+    }
     for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
         int r = i / nv, v = i % nv;
-        size_t row = dk_kv_row(a, L, head, t0 + r);
+        size_t row = head + (size_t)((t0 + r) % L.cap) * a.hd;
         cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
         cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
     }
