@@ -175,7 +175,8 @@ if [[ " $ONLY " == *" ab "* ]]; then
 fi
 if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
     # llmrt serve on random-weight models of the real cards, loaded by llmrt bench-serve with
-    # random prompts: SERVE_RUNS entries are CONCURRENCY:ISL:OSL
+    # random prompts, other prompts in each run (a run must not find the last one's in the
+    # prefix cache): SERVE_RUNS entries are CONCURRENCY:ISL:OSL
     for card in ${SERVE_CARDS:-Llama-3.2-1B-Instruct}; do
         M=/tmp/ab-model-$card
         [ -f "$M/config.json" ] ||
@@ -194,7 +195,7 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
             log="bench-serve-$card-$c-$isl.log"
             run_part "bench-serve $card c=$c $isl/$osl" "$log" "$CARRY/llmrt" bench-serve \
                 --url http://127.0.0.1:8011 --concurrency "$c" --num-prompts $((c < 8 ? 16 : 4 * c)) \
-                --isl "$isl" --osl "$osl" --no-plot
+                --isl "$isl" --osl "$osl" --seed $((c * 7919 + isl)) --no-plot
             rows+=("$(printf 'serve %s c=%d %d/%d: %s' "$card" "$c" "$isl" "$osl" \
                 "$(grep -E '^(requests/s|output tokens/s|time to first|inter-token)' "$OUT/$log" |
                     awk '{printf "%s ", $0}' | tr -s ' ')")")

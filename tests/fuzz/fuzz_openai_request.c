@@ -3,13 +3,8 @@
  * JSON body. A parse must either succeed with the invariants of oai_request.h or fail with a 400
  * and an error object that is valid JSON; when the request has stop strings, its first prompt is
  * streamed through the stop matcher in pieces, which must never release a stop string and must
- * release a prefix of the text. Build and run (the seeds are in tests/fuzz/seeds/openai/; the
- * sources are this file, src/serve/oai_request.c, stop_match.c, sbuf.c, src/io/json_util.c and
- * every .c of src/base; the exact shell line is in docs/SERVER.md, "Tests"):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc SOURCES
- *     -ljansson -lm -o build-fuzz/fuzz_openai_request
- *   build-fuzz/fuzz_openai_request -max_total_time=120 build-fuzz/corpus-openai
- *     tests/fuzz/seeds/openai
+ * release a prefix of the text. Built and run with the others (tests/fuzz/README.md):
+ *   make fuzz && tests/fuzz/run.sh fuzz_openai_request 60
  */
 #include <jansson.h>
 #include <stdint.h>

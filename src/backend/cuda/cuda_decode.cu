@@ -638,11 +638,11 @@ __device__ __forceinline__ size_t dk_kv_head(const dk_args &a, const dk_layer &L
 /* The element offset of key j of the kv head whose dk_kv_head is `head`: in a contiguous cache
  * slot j % cap of sequence 0's block (a ring for sliding layers); in a paged one, block
  * (j / cap) % entries of sequence 0's table (which wraps for sliding layers), slot j % cap. */
+template <bool PG>
 __device__ __forceinline__ size_t dk_kv_row(const dk_args &a, const dk_layer &L, size_t head,
                                             int j) {
-    const int tl = a.tlen[L.group];
-    size_t blk = 0;
-    if (tl > 1) blk = (size_t)__ldg(a.tbl[L.group] + (j / L.cap) % tl);
+    if (!PG) return head + (size_t)(j % L.cap) * a.hd;
+    const size_t blk = (size_t)__ldg(a.tbl[L.group] + (j / L.cap) % a.tlen[L.group]);
     return (blk * a.Hkv * L.cap + (size_t)(j % L.cap)) * a.hd + head;
 }
 
@@ -662,7 +662,8 @@ __host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es, 
 
 /* After the qkv stage: the keys and values of this block's attention items (old positions,
  * which do not depend on this step) are prefetched into L2 with bulk prefetches. */
-template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
+template <typename T, bool PG> __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
+    if (PG) return; /* a paged cache: rows are found one by one as the tiles load */
     const dk_keys kr = dk_key_range(a, L);
     const int items = a.Hkv * kr.n_split;
     int i = 0;
@@ -670,7 +671,6 @@ template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk
         if ((int)threadIdx.x / 2 != i) continue; /* thread 2i: keys, 2i + 1: values */
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
-        if (a.tlen[L.group] > 1) continue; /* a paged cache: rows are found one by one */
         const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + dk_kv_head(a, L, kvh);
         int s0 = j0 % L.cap, n = j1 - j0 + 1, first = min(n, L.cap - s0); /* a ring wraps */
         prefetch_l2(base + (size_t)s0 * a.hd, (unsigned)((size_t)first * a.hd * sizeof(T)));
@@ -696,23 +696,14 @@ __device__ __forceinline__ void cp_async_wait_one() {
 /* The tile of keys [t0, t0 + 32) (up to j1) of the kv head whose first row is at `head`
  * (dk_kv_head, read once per item: the asm below is a memory clobber) into kt/vt, by all
  * consumers. */
-template <typename T>
+template <typename T, bool PG>
 __device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L, size_t head,
                                              int t0, int j1, T *kt, T *vt) {
     constexpr int VEC = 16 / sizeof(T);
     const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
-    if (a.tlen[L.group] > 1) { /* paged: each row's block from the table */
-        for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
-            int r = i / nv, v = i % nv;
-            size_t row = dk_kv_row(a, L, head, t0 + r);
-            cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
-            cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
-        }
-        return;
-    }
     for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
         int r = i / nv, v = i % nv;
-        size_t row = head + (size_t)((t0 + r) % L.cap) * a.hd;
+        size_t row = dk_kv_row<PG>(a, L, head, t0 + r);
         cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
         cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
     }
@@ -777,7 +768,7 @@ __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) 
  * and accumulates p V (lanes own dimensions). The q heads, the new key and value, the norm
  * weights, the rotary table and the first tile come in with one memory round trip. One split
  * writes the output (att_buf), several write partials for dk_combine. */
-template <typename T>
+template <typename T, bool PG>
 __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk,
                              unsigned tag) {
     constexpr int VEC = 16 / sizeof(T);
@@ -799,7 +790,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         T *kt = kt0, *vt = vt0; /* the current tile's buffer; the first tile's is buffer 0 */
         const size_t head = dk_kv_head(a, L, kvh);
         /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
-        dk_load_tile<T>(a, L, head, j0, j1, kt, vt);
+        dk_load_tile<T, PG>(a, L, head, j0, j1, kt, vt);
         const u64 *qg = qkv + (size_t)kvh * Gq * hd;
         const u64 *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
         constexpr int QW = DK_GQ * 256 / (DK_WARPS * 32); /* q words per thread (hd <= 256) */
@@ -843,7 +834,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         }
         if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
             dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s, half);
-            size_t at = dk_kv_row(a, L, head, kr.hi);
+            size_t at = dk_kv_row<PG>(a, L, head, kr.hi);
             const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
             for (int d = lane; d < hd; d += 32) {
                 T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
@@ -869,14 +860,14 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             vt = vt0 + buf * tile_elems;
             if (dbl && t0 + 32 <= j1) { /* the next tile into the other buffer meanwhile */
                 if (t0 != j0) cbar();   /* every warp is done with the tile before */
-                dk_load_tile<T>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
+                dk_load_tile<T, PG>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
                                 vt0 + (buf ^ 1) * tile_elems);
                 cp_async_commit();
             }
             if (t0 != j0) {
                 if (!dbl) { /* one buffer: load it once every warp is done with it */
                     cbar();
-                    dk_load_tile<T>(a, L, head, t0, j1, kt, vt);
+                    dk_load_tile<T, PG>(a, L, head, t0, j1, kt, vt);
                     cp_async_wait_all();
                 } else if (t0 + 32 <= j1) {
                     cp_async_wait_one(); /* this tile's copies have landed, the next may not */
@@ -943,7 +934,8 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
     }
 }
 
-template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
+template <typename T, bool PG>
+__global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
     const long long t_start = clock64();
     dk_ring r;
@@ -976,7 +968,7 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
      * before this launch): read once here, off the attention stages' critical path */
     for (int l = threadIdx.x; l < a.n_layers; l += blockDim.x) {
         dk_layer &L = layers[l];
-        if (a.tlen[L.group] > 1) continue; /* paged: dk_kv_row reads the table per key */
+        if (PG) break; /* paged: dk_kv_row reads the table per key */
         size_t off = (size_t)a.tbl[L.group][0] * a.Hkv * L.cap * a.hd * sizeof(T);
         L.kc = (char *)L.kc + off;
         L.vc = (char *)L.vc + off;
@@ -1011,11 +1003,11 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         dk_matvec<T, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
         if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
-        if (l == 0) dk_att_prefetch<T>(a, L);
+        if (l == 0) dk_att_prefetch<T, PG>(a, L);
         if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
-            dk_att_prefetch<T>(a, layers[l + 1]);
+            dk_att_prefetch<T, PG>(a, layers[l + 1]);
         cbar(); /* xs is free: the attention scratch overlaps it */
-        dk_attention<T>(a, L, uni, clk, tg.layer(l));
+        dk_attention<T, PG>(a, L, uni, clk, tg.layer(l));
         clk.mark(a, EV_ATT);
         if (uo0 < uo1) dk_load_tagged(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
@@ -1255,7 +1247,10 @@ static void plan_free(dk_plan *p) {
 }
 
 template <typename T> static cudaError_t dk_set_smem(size_t smem) {
-    return cudaFuncSetAttribute(kernel_decode<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(kernel_decode<T, true>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(kernel_decode<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)smem);
 }
 
@@ -1433,7 +1428,14 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     cfg.attrs = attr;
     cfg.numAttrs = c->sw.no_pdl ? 1 : 2;
     cudaError_t e = cudaSuccess;
-    DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T>, a));
+    bool paged = false; /* one kernel per layout: a contiguous cache's loads stay as they were */
+    for (int g = 0; g < KV_MAX_GROUPS; g++)
+        paged = paged || a.tlen[g] > 1;
+    if (paged) {
+        DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T, true>, a));
+    } else {
+        DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T, false>, a));
+    }
     if (e != cudaSuccess) {
         cudaGetLastError(); /* a refused launch is not sticky: later launches must not see it */
         return cuda_fail(e, "launch kernel_decode", __FILE__, __LINE__);
