@@ -71,19 +71,12 @@ static llmrt_status ld_place(loader *L, size_t bytes, void **dev) {
     return LLMRT_OK;
 }
 
-/* Converts a [rows, cols] tensor into dst ([cols, rows] when transposing). */
-static void ld_convert(void *dst, dtype dt, const st_tensor *t, int64_t rows, int64_t cols,
-                       int transpose) {
-    if (!transpose) {
-        dtype_convert(dst, dt, t->data, t->dt, (size_t)(rows * cols));
-        return;
-    }
-    size_t es = dtype_size(t->dt), ed = dtype_size(dt);
-    const unsigned char *src = t->data;
-    for (int64_t c = 0; c < cols; c++)
-        for (int64_t r = 0; r < rows; r++)
-            dtype_convert((unsigned char *)dst + (size_t)(c * rows + r) * ed, dt,
-                          src + (size_t)(r * cols + c) * es, t->dt, 1);
+/* Reads tensor t converted to dt into dst ([cols, rows] of a [rows, cols] tensor when
+ * transposing). Reads go through the file, not the mapping, so that a file truncated while it
+ * loads is an error naming it, not SIGBUS (safetensors_read_as). */
+static llmrt_status ld_read(const loader *L, void *dst, dtype dt, const st_tensor *t,
+                            int transpose) {
+    return safetensors_read_as(L->st, t, dst, dt, transpose);
 }
 
 /* A matrix [sum(rows), cols] made of n parts stacked by rows (q/k/v, gate/up). With conv1d
@@ -104,7 +97,7 @@ static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const cha
         const st_tensor *t;
         int64_t shape[2] = {conv ? cols : rows[i], conv ? rows[i] : cols};
         TRY(ld_get(L, pats[i], layer, 2, shape, &t));
-        if (L->filling) ld_convert(L->stage + at, dt, t, shape[0], shape[1], conv);
+        if (L->filling) TRY(ld_read(L, L->stage + at, dt, t, conv));
         at += (size_t)(rows[i] * cols) * dtype_size(dt);
     }
     if (L->filling) TRY(L->be->ops->upload(L->be, w->data, L->stage, at));
@@ -124,7 +117,7 @@ static llmrt_status ld_vector(loader *L, float **out, int layer, int n, const ch
     for (int i = 0; i < n; i++) {
         const st_tensor *t;
         TRY(ld_get(L, pats[i], layer, 1, &lens[i], &t));
-        if (L->filling) dtype_convert(L->stage + at, DT_F32, t->data, t->dt, (size_t)lens[i]);
+        if (L->filling) TRY(ld_read(L, L->stage + at, DT_F32, t, 0));
         at += (size_t)lens[i] * 4;
     }
     if (L->filling) TRY(L->be->ops->upload(L->be, dev, L->stage, at));
@@ -245,7 +238,7 @@ static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t row
     *w = (bweight){.dt = dt, .rows = rows, .cols = cols};
     TRY(ld_place(L, bytes, &w->data));
     if (L->filling) {
-        ld_convert(L->stage, dt, t, rows, cols, 0);
+        TRY(ld_read(L, L->stage, dt, t, 0));
         TRY(L->be->ops->upload(L->be, w->data, L->stage, bytes));
     }
     return LLMRT_OK;
