@@ -1,4 +1,5 @@
 /* api_session.c — sessions, steps, sampling, generation and scoring through the public API. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,6 +184,11 @@ llmrt_status llmrt_logits(llmrt_model *m, const int32_t *ids, size_t n, float *o
     TRY(session_create(&s, &m->e->kv, (int)n));
     llmrt_status st = engine_forward(m->e, &s, 1, ids, (int)n, true, out);
     session_free(s);
+    const size_t V = (size_t)m->cfg.vocab;
+    for (size_t i = 0; st == LLMRT_OK && i < n * V; i++)
+        if (!isfinite(out[i]))
+            st = err_set(LLMRT_ERR_INVALID, "the logits at position %zu are not finite (%g): %s",
+                         i / V, out[i], engine_nonfinite_cause(m->e));
     return st;
 }
 

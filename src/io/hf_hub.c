@@ -2,9 +2,11 @@
  *   <cache>/models--ORG--NAME/refs/<revision>      the commit hash of a branch or tag
  *   <cache>/models--ORG--NAME/snapshots/<commit>/  the files (symlinks into ../../blobs)
  */
+#include "base/file.h"
 #include "io/hf_hub.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,19 @@ llmrt_status hf_cache_dir(char *out, size_t n) {
 }
 
 /* A name of the Hub: NAME or ORG/NAME, letters, digits and -_. only, optional @REVISION. */
+/* The error for a path that stat cannot follow: what is (not) there, as precisely as known. */
+static llmrt_status path_absent_error(const char *p) {
+    int e = errno;
+    struct stat ls;
+    if (e == ELOOP) return err_set(LLMRT_ERR_IO, "%s: symlink loop (ELOOP)", p);
+    if (e == EACCES) return err_set(LLMRT_ERR_IO, "%s: permission denied", p);
+    if (e == ENOTDIR)
+        return err_set(LLMRT_ERR_IO, "%s: a component of the path is not a directory (ENOTDIR)",
+                       p);
+    if (lstat(p, &ls) == 0) return err_set(LLMRT_ERR_IO, "%s: is a dangling symbolic link", p);
+    return err_set(LLMRT_ERR_IO, "%s: no such file or folder", p);
+}
+
 static int looks_like_name(const char *s) {
     if (!*s || *s == '.' || *s == '/' || *s == '~') return 0;
     int slashes = 0;
@@ -63,8 +78,8 @@ static int is_commit(const char *s) {
 
 llmrt_status hf_resolve(const char *spec, char *out, size_t n) {
     if (!spec || !*spec) return err_set(LLMRT_ERR_INVALID, "no model or tokenizer given");
-    if (exists(spec) || !looks_like_name(spec)) {
-        if (!exists(spec)) return err_set(LLMRT_ERR_IO, "%s: no such file or folder", spec);
+    if (exists(spec) || path_present(spec) || !looks_like_name(spec)) {
+        if (!exists(spec)) return path_absent_error(spec);
         if ((size_t)snprintf(out, n, "%s", spec) >= n)
             return err_set(LLMRT_ERR_INVALID, "%s: the path is too long", spec);
         return LLMRT_OK;

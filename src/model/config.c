@@ -406,14 +406,17 @@ llmrt_status model_config_parse(model_config *c, const char *json, size_t len, c
 llmrt_status model_config_load(model_config *c, const char *dir) {
     memset(c, 0, sizeof *c);
     char path[1100], gpath[1100];
-    if (!dir_exists(dir)) return err_set(LLMRT_ERR_IO, "%s: model folder does not exist", dir);
+    TRY(path_check(dir, 1)); /* what is (not) there: missing, a file, a loop, no permission */
     TRY(path_join(path, sizeof path, dir, "config.json"));
     TRY(path_join(gpath, sizeof gpath, dir, "generation_config.json"));
-    if (!file_exists(path)) return err_set(LLMRT_ERR_IO, "%s: no such file", path);
+    TRY(path_check(path, 0));
     char *text = NULL, *gen = NULL;
     size_t len = 0, glen = 0;
     llmrt_status s = file_read_all(path, &text, &len);
-    if (s == LLMRT_OK && file_exists(gpath)) s = file_read_all(gpath, &gen, &glen);
+    if (s == LLMRT_OK && path_present(gpath)) { /* optional; but a FIFO or folder there is named */
+        s = path_check(gpath, 0);
+        if (s == LLMRT_OK) s = file_read_all(gpath, &gen, &glen);
+    }
     if (s == LLMRT_OK) s = model_config_parse(c, text, len, path, gen, glen, gpath);
     free(text);
     free(gen);

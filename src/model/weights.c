@@ -368,3 +368,51 @@ void model_free(model *m) {
     free(m->w.layers);
     free(m);
 }
+
+/* ---- after non-finite logits: the cause ---- */
+
+/* The first tensor of the checkpoint in dir with a non-finite value, into name (n > 0); "" when
+ * none (or the files cannot be read, which loading would have said). */
+static void first_nonfinite_tensor(const char *dir, char *name, size_t n) {
+    name[0] = '\0';
+    st_model *st = NULL;
+    if (safetensors_open_dir(&st, dir) != LLMRT_OK) return;
+    enum { CHUNK = 1 << 16 };
+    unsigned char *raw = malloc((size_t)CHUNK * 4);
+    float *f = malloc((size_t)CHUNK * sizeof *f);
+    for (size_t i = 0; raw && f && !name[0] && i < safetensors_count(st); i++) {
+        const st_tensor *t = safetensors_at(st, i);
+        size_t es = dtype_size(t->dt), numel = 1;
+        for (int d = 0; d < t->n_dims; d++)
+            numel *= (size_t)t->shape[d];
+        for (size_t at = 0; at < numel && !name[0]; at += CHUNK) {
+            size_t k = numel - at < CHUNK ? numel - at : CHUNK;
+            if (safetensors_read(st, t, at * es, raw, k * es) != LLMRT_OK) break;
+            dtype_convert(f, DT_F32, raw, t->dt, k);
+            for (size_t j = 0; j < k; j++)
+                if (!isfinite(f[j])) {
+                    snprintf(name, n, "%s", t->name);
+                    break;
+                }
+        }
+    }
+    free(raw);
+    free(f);
+    safetensors_free(st);
+}
+
+void model_nonfinite_cause(const model *m, dtype precision, char *buf, size_t n) {
+    char t[256];
+    first_nonfinite_tensor(m->dir, t, sizeof t);
+    if (t[0])
+        snprintf(buf, n, "the checkpoint's tensor \"%s\" holds a NaN or an infinity (%s)", t,
+                 m->dir);
+    else if (precision == DT_F16)
+        snprintf(buf, n, "the activations overflowed F16's range (65504); use BF16 or FP32");
+    else
+        snprintf(buf, n,
+                 "no weight is NaN or infinite, so the activations overflowed even in %s: check "
+                 "the config values that scale them (rope_theta, the norm epsilon, the "
+                 "embedding and attention scales, the soft-caps)",
+                 dtype_name(precision));
+}

@@ -340,3 +340,9 @@ llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *co
     free(grp);
     return st;
 }
+
+const char *engine_nonfinite_cause(engine *e) {
+    if (!e->nonfinite[0])
+        model_nonfinite_cause(e->m, e->be->weight_dtype, e->nonfinite, sizeof e->nonfinite);
+    return e->nonfinite;
+}

@@ -46,6 +46,7 @@ typedef struct engine {
                            step with ids NULL takes */
     int n_chain;        /* 0: no choices to take */
     int greedy_waiting; /* greedy choices started and not yet waited for */
+    char nonfinite[512]; /* why the logits came out non-finite (engine_nonfinite_cause), once known */
 } engine;
 
 /* Backend bytes an engine with these options takes: the KV cache, and the activations with the
@@ -81,5 +82,9 @@ llmrt_status engine_greedy_wait(engine *e, int32_t *next /* [n] or NULL */);
 
 /* Drops every greedy choice still waiting (errors belong to the steps given up). */
 void engine_greedy_drop(engine *e);
+
+/* Why this engine's logits came out non-finite, as one sentence (model_nonfinite_cause: reads
+ * the checkpoint once, the first time it is asked). */
+const char *engine_nonfinite_cause(engine *e);
 
 #endif

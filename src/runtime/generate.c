@@ -3,6 +3,7 @@
 #include "runtime/generate.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -97,8 +98,9 @@ static llmrt_status decode_sampled(gen_run *g, sampler *samp, float *logits, int
             if (!isfinite(logits[i]))
                 return err_set(LLMRT_ERR_INVALID,
                                "the model produced non-finite logits (%g) at step %d of "
-                               "session %zu in %s: the precision overflowed; use BF16 or FP32",
-                               logits[i], step, i / V, dtype_name(e->be->weight_dtype));
+                               "session %zu in %s: %s",
+                               logits[i], step, i / V, dtype_name(e->be->weight_dtype),
+                               engine_nonfinite_cause(e));
         for (int b = 0; b < g->B; b++)
             next[b] = sampler_next(&samp[b], logits + (size_t)b * V);
         if (take_tokens(g, step, next) || cancelled(g->o)) break;
@@ -121,9 +123,12 @@ static llmrt_status decode_greedy(gen_run *g, int32_t *next) {
         if (st == LLMRT_OK) st = engine_greedy_wait(e, next);
         if (st != LLMRT_OK) {
             err_wrap(st, "step %d (%s): ", step, dtype_name(e->be->weight_dtype));
-            if (strstr(llmrt_last_error(), "not all finite"))
-                err_wrap(st, "the model produced non-finite logits, the precision overflowed "
-                             "(use BF16 or FP32): ");
+            if (strstr(llmrt_last_error(), "not all finite")) {
+                char what[1024];
+                snprintf(what, sizeof what, "%s", llmrt_last_error());
+                st = err_set(LLMRT_ERR_INVALID, "the model produced non-finite logits (%s): %s",
+                             what, engine_nonfinite_cause(e));
+            }
             break;
         }
         if (take_tokens(g, step, next) || cancelled(g->o)) {

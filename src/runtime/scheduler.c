@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -692,8 +693,10 @@ static void take_tokens(sched *s, int k, bool device_greedy) {
             for (int v = 0; v < s->V && !bad; v++)
                 bad = !isfinite(raw[v]);
             if (bad) {
-                finish(s, r, NULL, SCHED_FINISH_ERROR,
-                       "the model produced non-finite logits (the precision overflowed)");
+                char msg[640];
+                snprintf(msg, sizeof msg, "the model produced non-finite logits: %s",
+                         engine_nonfinite_cause(s->e));
+                finish(s, r, NULL, SCHED_FINISH_ERROR, msg);
                 continue;
             }
             const float *l = apply_min_tokens(s, r, adjusted_logits(s, r, raw));

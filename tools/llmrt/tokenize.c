@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "common.h"
 #include "llmrt.h"
 
 static double now_s(void) {
@@ -186,7 +187,7 @@ int cmd_tokenize(int argc, char **argv) {
         free(buf);
     }
     llmrt_tokenizer_free(t);
-    return rc;
+    return cli_finish_stdout("tokenize", rc);
 }
 
 static void detokenize_usage(void) {
@@ -335,5 +336,5 @@ int cmd_detokenize(int argc, char **argv) {
     }
     free(ids);
     llmrt_tokenizer_free(t);
-    return rc;
+    return cli_finish_stdout("detokenize", rc);
 }
