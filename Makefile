@@ -25,16 +25,19 @@ asan:
 
 # ---- fuzzing (libFuzzer, clang): tests/fuzz/README.md ----
 # `make fuzz` builds every harness into build-fuzz/ against a clang-built static library of the
-# untrusted-input parsers (src/base, src/io/safetensors + json_util, src/tokenizer) with ASan and
+# untrusted-input parsers (src/base, src/io/safetensors + json_util, src/tokenizer, the server's
+# request parser, config.json, chat templates) with ASan and
 # UBSan; `make fuzz-run FUZZ_SECONDS=60` replays each harness's committed crash inputs, then fuzzes
 # each for FUZZ_SECONDS on a fresh copy of its seeds, and fails on any crash, leak or report.
 FUZZ_CC ?= clang
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_HARNESSES = fuzz_safetensors fuzz_safetensors_index fuzz_tokenizer_load \
-                 fuzz_tokenizer_encode fuzz_tokenizer_decode
+                 fuzz_tokenizer_encode fuzz_tokenizer_decode fuzz_openai_request fuzz_config \
+                 fuzz_chat_template
 FUZZ_LIB_SRC = $(wildcard src/base/*.c) src/io/safetensors.c src/io/json_util.c \
-               $(wildcard src/tokenizer/*.c)
+               $(wildcard src/tokenizer/*.c) src/serve/oai_request.c src/serve/stop_match.c \
+               src/serve/sbuf.c src/model/config.c src/model/arch.c $(wildcard src/chat/*.c)
 FUZZ_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -Iinclude -Isrc -Itests/fuzz \
               -Wall -Wextra -Werror -Wno-unused-parameter \
               -fsanitize=address,undefined -fno-sanitize-recover=all

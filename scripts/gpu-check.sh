@@ -4,35 +4,44 @@
 # filled by `scripts/gpu-check.sh --stage BUILD_DIR` on the build machine). Logs go to $OUT
 # (default ./out); a short table is printed last.
 #
-#   build machine:  make BUILD=build-cuda CUDA=1 && scripts/gpu-check.sh --stage build-cuda
+#   build machine:  cmake -S . -B build-cuda -DLLMRT_CUDA=ON -DCMAKE_BUILD_RPATH='$ORIGIN/lib' \
+#                     -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags   (RPATH reaches libcurl's own)
+#                   cmake --build build-cuda && scripts/gpu-check.sh --stage build-cuda
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
-# Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default all).
+# Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default all but ab);
+# part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
+# (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
+# in $AB_CARDS, same card, same call.
 set -uo pipefail
 CARRY=${CARRY:-.carry/cuda}
 
 if [ "${1:-}" = "--stage" ]; then
     build=${2:?usage: gpu-check.sh --stage BUILD_DIR}
-    mkdir -p "$CARRY/lib"
+    rm -rf "$CARRY" && mkdir -p "$CARRY"
     cp scripts/gpu-check.sh "$CARRY/"
-    rm -f "$CARRY"/test_* "$CARRY"/bench_*
-    rm -f "$CARRY"/bin.tar.xz
+    stage=$(mktemp -d)
+    mkdir -p "$stage/lib" "$stage/configs"
     files=()
-    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/test_demo_models "$build"/test_argmax "$build"/bench_cuda* \
+    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/test_demo_models "$build"/test_argmax "$build"/bench_cuda* "$build"/test_scheduler \
         "$build"/llmrt; do
-        [ -x "$f" ] && [ -f "$f" ] && files+=("$(basename "$f")")
+        [ -x "$f" ] && [ -f "$f" ] && { files+=("$(basename "$f")"); cp "$f" "$stage/"; }
     done
-    # device code compresses well; the device call unpacks it (the tree that travels is <= 64 MiB)
-    tar -C "$build" -cJf "$CARRY/bin.tar.xz" "${files[@]}"
-    # shared libraries the device image may lack (small ones only; cuBLASLt is there)
-    for lib in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2 libutf8proc.so.3 libgomp.so.1; do
-        p=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ {print $NF; exit}')
-        [ -n "$p" ] && cp -L "$p" "$CARRY/lib/"
-    done
+    # shared libraries the device image may lack (it has no network to install them): every
+    # library the binaries link but the C runtime and CUDA's own (cuBLASLt is there)
+    for f in "${files[@]}"; do ldd "$build/$f"; done | awk '$2 == "=>" && $3 ~ /^\// {print $3}' |
+        sort -u | grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libcublas[^/]*|libcudart|libstdc\+\+|libgcc_s)\.so' |
+        while read -r p; do cp -L "$p" "$stage/lib/"; done
     # the real cards' config.json for the transformers comparison (../shared does not travel)
-    mkdir -p "$CARRY/configs"
-    for card in Llama-3.2-1B-Instruct Qwen3-0.6B gpt2 gemma-3-1b-it Llama-3.1-8B-Instruct; do
-        [ -d "../shared/configs/$card" ] && cp -r "../shared/configs/$card" "$CARRY/configs/"
+    for card in Llama-3.2-1B-Instruct Qwen3-0.6B gpt2 gemma-3-1b-it Llama-3.1-8B-Instruct \
+        Qwen2.5-0.5B-Instruct gpt2-medium; do
+        [ -d "../shared/configs/$card" ] && cp -r "../shared/configs/$card" "$stage/configs/"
     done
+    # a tokenizer for the served model (part serve)
+    cp ../shared/tokenizers/llama3_1/tokenizer.json ../shared/tokenizers/llama3_1/tokenizer_config.json \
+        "$stage/configs/Llama-3.2-1B-Instruct/" 2>/dev/null
+    # all of it compressed (the tree that travels is <= 64 MiB); the device call unpacks it
+    tar -C "$stage" -cJf "$CARRY/bin.tar.xz" .
+    rm -rf "$stage"
     du -sh "$CARRY"
     exit 0
 fi
@@ -42,12 +51,13 @@ mkdir -p "$OUT"
 if [ -f "$CARRY/bin.tar.xz" ]; then # unpack the staged binaries next to this script
     bin=$(mktemp -d)
     tar -C "$bin" -xJf "$CARRY/bin.tar.xz"
-    cp -r "$CARRY/lib" "$bin/" 2>/dev/null
-    cp -r "$CARRY/configs" "$bin/" 2>/dev/null
     CARRY=$bin
 fi
 ONLY=${GPU_CHECK_ONLY:-ops e2e demo hf cli bench}
-libdirs="$CARRY/lib"
+# the staged binaries find $CARRY/lib by their RUNPATH ($ORIGIN/lib: build with
+# -DCMAKE_BUILD_RPATH='$ORIGIN/lib'); only CUDA's libraries go on the path, so that Python keeps
+# the image's own libraries
+libdirs=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -e "$d/libcublasLt.so.13" ] && libdirs="$libdirs:$d"
 done
@@ -78,6 +88,7 @@ run_part() { # name, log, command...
 
 if [[ " $ONLY " == *" ops "* ]]; then
     run_part test_cuda_ops test_cuda_ops.log "$CARRY/test_cuda_ops"
+    grep -E "max \|x - cpu\|" "$OUT/test_cuda_ops.log" | head -24
     [ -x "$CARRY/test_argmax" ] && run_part test_argmax test_argmax.log "$CARRY/test_argmax"
 fi
 if [[ " $ONLY " == *" e2e "* ]]; then
@@ -85,6 +96,10 @@ if [[ " $ONLY " == *" e2e "* ]]; then
         [ -x "$t" ] || continue
         run_part "$(basename "$t") (cuda)" "$(basename "$t").log" env LLMRT_TEST_DEVICE=cuda "$t"
     done
+fi
+if [[ " $ONLY " == *" sched "* ]] && [ -x "$CARRY/test_scheduler" ]; then
+    run_part "test_scheduler (cuda)" test_scheduler.log env LLMRT_TEST_DEVICE=cuda \
+        "$CARRY/test_scheduler"
 fi
 if [[ " $ONLY " == *" demo "* ]] && [ -x "$CARRY/test_demo_models" ]; then
     run_part "test_demo_models (cuda)" test_demo_models.log env LLMRT_TEST_DEVICE=cuda \
@@ -129,6 +144,66 @@ if [[ " $ONLY " == *" bench "* ]] && [ -x "$CARRY/bench_cuda" ]; then
     done
     echo "---- bench_cuda --model 8b"
     grep -E "^\| (model|decode|prefill [0-9])" "$OUT/bench_8b.log"
+fi
+if [[ " $ONLY " == *" ab "* ]]; then
+    OLD=${OLD_CARRY:-.carry/old}
+    old=$(mktemp -d)
+    tar -C "$old" -xJf "$OLD/bin.tar.xz"
+    for card in ${AB_CARDS:-Llama-3.2-1B-Instruct Qwen3-0.6B}; do
+        M=/tmp/ab-model-$card
+        [ -f "$M/config.json" ] ||
+            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
+                >"$OUT/ab-make-$card.log" 2>&1
+        for round in 1 2; do
+            for which in new old; do
+                bin=$CARRY/llmrt
+                [ $which = old ] && bin=$old/llmrt
+                LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark --model "$M" --device cuda --precision BF16 --isl 128 \
+                    --num_tokens 128 --iterations 5 --warmup 2 \
+                    >"$OUT/ab-$card-$which-$round.txt" 2>"$OUT/ab-$card-$which-$round.log"
+                [ $round = 2 ] && [ -n "${AB_PROFILE:-}" ] &&
+                    LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark \
+                        --model "$M" --device cuda --precision BF16 --isl 128 --num_tokens 128 \
+                        --iterations 2 --warmup 1 2>&1 >/dev/null | grep -A40 "decode kernel profile" |
+                        sed "s/^/[$card $which] /"
+                rows+=("$(printf 'ab %-22s %-3s round %d: %s' "$card" "$which" "$round" \
+                    "$(grep -E '^(Decode-Median|BW-Fraction|TTFT)' "$OUT/ab-$card-$which-$round.txt" |
+                        awk '{printf "%s %s  ", $1, $3}')")")
+            done
+        done
+    done
+fi
+if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # llmrt serve on random-weight models of the real cards, loaded by llmrt bench-serve with
+    # random prompts, other prompts in each run (a run must not find the last one's in the
+    # prefix cache): SERVE_RUNS entries are CONCURRENCY:ISL:OSL
+    for card in ${SERVE_CARDS:-Llama-3.2-1B-Instruct}; do
+        M=/tmp/ab-model-$card
+        [ -f "$M/config.json" ] ||
+            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
+                >"$OUT/serve-make-$card.log" 2>&1
+        cp "$CARRY/configs/Llama-3.2-1B-Instruct/tokenizer.json" "$M/" 2>/dev/null
+        "$CARRY/llmrt" serve --model "$M" --port 8011 --device cuda --precision BF16 \
+            --max-batch ${SERVE_MAX_BATCH:-256} >"$OUT/serve-$card.log" 2>&1 &
+        spid=$!
+        for _ in $(seq 1200); do
+            curl -sf http://127.0.0.1:8011/health >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        for r in ${SERVE_RUNS:-1:128:128 16:128:128 64:128:128 256:128:128}; do
+            IFS=: read -r c isl osl <<<"$r"
+            log="bench-serve-$card-$c-$isl.log"
+            run_part "bench-serve $card c=$c $isl/$osl" "$log" "$CARRY/llmrt" bench-serve \
+                --url http://127.0.0.1:8011 --concurrency "$c" --num-prompts $((c < 8 ? 16 : 4 * c)) \
+                --isl "$isl" --osl "$osl" --seed $((c * 7919 + isl)) --no-plot
+            rows+=("$(printf 'serve %s c=%d %d/%d: %s' "$card" "$c" "$isl" "$osl" \
+                "$(grep -E '^(requests/s|output tokens/s|time to first|inter-token)' "$OUT/$log" |
+                    awk '{printf "%s ", $0}' | tr -s ' ')")")
+        done
+        kill -INT $spid
+        wait $spid
+        rows+=("serve $card: exit status $? on SIGINT; $(grep -m1 'KV cache' "$OUT/serve-$card.log")")
+    done
 fi
 echo "---- gpu-check summary ($(head -2 "$OUT/gpu.txt" | tail -1))"
 printf '%s\n' "${rows[@]}"

@@ -1,63 +1,446 @@
-/* test_api.c — the public API (include/llmrt.h) end to end on a fixture model. */
+/* test_api.c — the public API (include/llmrt.h): every call on a fixture model and the demo
+ * model, and the errors each call gives. */
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "llmrt.h"
 #include "testutil.h"
 
-static const char *const dir = "tests/fixtures/qwen2_bias_bf16";
+static const char *const fixture = "tests/fixtures/qwen2_bias_bf16";
+static const char *const demo = "models/demo-llama";
 
-static void collect(void *user, int32_t t) {
-    int *n = user;
-    (void)t;
-    (*n)++;
-}
+typedef struct reference {
+    int32_t prompt[64], greedy[64];
+    int np, ng;
+} reference;
 
-static void test_generate_matches_reference(void) {
+static int reference_load(reference *r) {
     json_error_t je;
     json_t *ref = json_load_file("tests/fixtures/qwen2_bias_bf16/reference.json", 0, &je);
     CHECK(ref != NULL);
-    if (!ref) return;
+    if (!ref) return 0;
     json_t *p = json_object_get(ref, "prompt_ids"), *g = json_object_get(ref, "greedy_ids");
-    int32_t prompt[64], want[64];
-    size_t np = json_array_size(p), ng = json_array_size(g);
-    for (size_t i = 0; i < np; i++)
-        prompt[i] = (int32_t)json_integer_value(json_array_get(p, i));
-    for (size_t i = 0; i < ng; i++)
-        want[i] = (int32_t)json_integer_value(json_array_get(g, i));
-    llmrt_model *m;
-    llmrt_model_opts mo = {.device = LLMRT_DEVICE_CPU, .precision = LLMRT_FP32};
-    CHECK_OK(llmrt_model_load(&m, dir, &mo));
-    CHECK(llmrt_model_vocab_size(m) == 256);
-    llmrt_gen_opts go = {.max_new_tokens = (int)ng, .ignore_eos = 1};
-    int32_t out[64];
-    size_t n = 0;
-    int streamed = 0;
-    CHECK_OK(llmrt_generate(m, prompt, np, &go, collect, &streamed, out, &n));
-    CHECK(n == ng && streamed == (int)ng);
-    CHECK(memcmp(out, want, ng * 4) == 0);
-    float *logits = malloc(np * 256 * sizeof *logits);
-    CHECK_OK(llmrt_logits(m, prompt, np, logits));
-    /* the last position's argmax is the first greedy token */
-    int best = 0;
-    for (int v = 1; v < 256; v++)
-        if (logits[(np - 1) * 256 + v] > logits[(np - 1) * 256 + best]) best = v;
-    CHECK(best == want[0]);
-    free(logits);
-    llmrt_model_free(m);
+    r->np = (int)json_array_size(p);
+    r->ng = (int)json_array_size(g);
+    for (int i = 0; i < r->np; i++)
+        r->prompt[i] = (int32_t)json_integer_value(json_array_get(p, (size_t)i));
+    for (int i = 0; i < r->ng; i++)
+        r->greedy[i] = (int32_t)json_integer_value(json_array_get(g, (size_t)i));
     json_decref(ref);
+    return 1;
 }
 
-static void test_errors(void) {
+/* A model opened and loaded on the CPU in FP32 with lo (device and precision set here). */
+static llmrt_model *load(const char *dir, llmrt_load_opts lo) {
     llmrt_model *m = NULL;
-    CHECK_ERR(llmrt_model_load(&m, "/no/such/dir", NULL), LLMRT_ERR_IO, "/no/such/dir");
-    CHECK(m == NULL);
+    CHECK_OK(llmrt_model_open(&m, dir, NULL));
+    if (!m) return NULL;
+    lo.device = "cpu";
+    lo.precision = LLMRT_FP32;
+    llmrt_status st = llmrt_model_load(m, &lo);
+    CHECK_OK(st);
+    if (st != LLMRT_OK) {
+        llmrt_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static void test_basics(void) {
+    CHECK(strstr(llmrt_version(), "llmrt") != NULL);
     CHECK(strcmp(llmrt_status_name(LLMRT_ERR_FORMAT), "format error") == 0);
+    llmrt_precision p;
+    const char *names[] = {"FP32", "fp16", "Bf16", "float32", "bfloat16", "FLOAT16"};
+    llmrt_precision want[] = {LLMRT_FP32, LLMRT_FP16, LLMRT_BF16,
+                              LLMRT_FP32, LLMRT_BF16, LLMRT_FP16};
+    for (int i = 0; i < 6; i++) {
+        CHECK_OK(llmrt_precision_parse(names[i], &p));
+        CHECK(p == want[i]);
+    }
+    CHECK_ERR(llmrt_precision_parse("FP8", &p), LLMRT_ERR_INVALID, "'FP8'");
+    CHECK(!strcmp(llmrt_precision_name(LLMRT_BF16), "BF16"));
+    char b[32];
+    CHECK(!strcmp(llmrt_bytes_str(b, sizeof b, 1536.0 * 1024 * 1024), "1.50 GiB"));
+    /* files */
+    char *text = NULL;
+    size_t n = 0;
+    CHECK_ERR(llmrt_read_file("tests", &text, &n), LLMRT_ERR_IO, "tests");
+    CHECK_OK(llmrt_read_file("models/demo-llama/config.json", &text, &n));
+    CHECK(text && n > 10 && text[n] == '\0');
+    llmrt_free(text);
+    size_t rep = 0;
+    CHECK_OK(llmrt_utf8_repair("a\xff"
+                               "b",
+                               3, &text, &n, &rep));
+    CHECK(rep == 1 && n == 5 &&
+          !memcmp(text,
+                  "a\xef\xbf\xbd"
+                  "b",
+                  5));
+    llmrt_free(text);
+}
+
+static void test_open_and_info(void) {
+    llmrt_model *m = NULL;
+    CHECK_ERR(llmrt_model_open(&m, "/no/such/dir", NULL), LLMRT_ERR_IO, "/no/such/dir");
+    CHECK(m == NULL);
+    CHECK_ERR(llmrt_model_open(&m, "tests/fixtures", NULL), LLMRT_ERR_IO, "config.json");
+    /* a fixture has no tokenizer: fine, unless one is required */
+    llmrt_open_opts need = {.require_tokenizer = 1};
+    CHECK_ERR(llmrt_model_open(&m, fixture, &need), LLMRT_ERR_IO, "has no tokenizer.json");
+    llmrt_open_opts with = {.tokenizer = demo};
+    CHECK_OK(llmrt_model_open(&m, fixture, &with));
+    CHECK(llmrt_model_tokenizer(m) != NULL);
+    llmrt_model_free(m);
+    CHECK_OK(llmrt_model_open(&m, fixture, NULL));
+    llmrt_model_info info;
+    llmrt_model_get_info(m, &info);
+    CHECK(info.vocab_size == 256 && !strcmp(info.model_type, "qwen2") && !info.has_tokenizer);
+    CHECK(!strcmp(info.path, fixture) && info.n_layers >= 1 && info.context_length > 0);
+    CHECK(llmrt_model_tokenizer(m) == NULL);
+    int32_t bad[3] = {1, 256, 2};
+    CHECK_ERR(llmrt_model_check_ids(m, bad, 3), LLMRT_ERR_INVALID, "token id 256");
+    CHECK_OK(llmrt_model_check_ids(m, bad, 1));
+    /* plan before loading */
+    llmrt_plan plan;
+    llmrt_load_opts lo = {.device = "cpu", .max_batch = 2, .max_seq = 32};
+    CHECK_OK(llmrt_model_plan(m, &lo, &plan));
+    CHECK(plan.weights > 0 && plan.kv_cache > 0 && plan.activations > 0);
+    llmrt_plan plan2;
+    lo.max_seq = 64;
+    CHECK_OK(llmrt_model_plan(m, &lo, &plan2));
+    CHECK(plan2.kv_cache == 2 * plan.kv_cache && plan2.weights == plan.weights);
+    lo.max_seq = info.context_length + 1;
+    CHECK_ERR(llmrt_model_plan(m, &lo, &plan), LLMRT_ERR_INVALID, "exceeds the model's context");
+    /* calls that need a loaded model */
+    llmrt_session *s = NULL;
+    CHECK_ERR(llmrt_session_create(&s, m, 0), LLMRT_ERR_INVALID, "not loaded");
+    llmrt_model_free(m);
+}
+
+/* The model's name in a Hugging Face cache made under a temporary folder. */
+static void test_hub_names(void) {
+    const char *tmp = test_tmpdir("hub");
+    char cwd[1024], p[2048], snap[2048 + 64];
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    const char *hash = "0123456789abcdef0123456789abcdef01234567";
+    snprintf(p, sizeof p, "%s/models--org--tiny/refs", tmp);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s %s/models--org--tiny/snapshots/%s", p, tmp, hash);
+    CHECK(system(cmd) == 0);
+    snprintf(p, sizeof p, "%s/models--org--tiny/refs/main", tmp);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "%s", hash);
+    fclose(f);
+    snprintf(snap, sizeof snap, "%s/models--org--tiny/snapshots/%s", tmp, hash);
+    const char *files[] = {"config.json", "generation_config.json", "model.safetensors"};
+    for (int i = 0; i < 3; i++) { /* symlinks, as huggingface_hub makes them (to blobs) */
+        char from[2048], to[4096];
+        snprintf(from, sizeof from, "%s/%s/%s", cwd, fixture, files[i]);
+        snprintf(to, sizeof to, "%s/%s", snap, files[i]);
+        CHECK(symlink(from, to) == 0);
+    }
+    setenv("HF_HUB_CACHE", tmp, 1);
+    llmrt_model *m = NULL;
+    CHECK_OK(llmrt_model_open(&m, "org/tiny", NULL));
+    llmrt_model_info info;
+    if (m) {
+        llmrt_model_get_info(m, &info);
+        CHECK(strstr(info.path, hash) != NULL && info.vocab_size == 256);
+    }
+    llmrt_model_free(m);
+    m = NULL;
+    char spec[256];
+    snprintf(spec, sizeof spec, "org/tiny@%s", hash); /* a commit hash directly */
+    CHECK_OK(llmrt_model_open(&m, spec, NULL));
+    llmrt_model_free(m);
+    m = NULL;
+    CHECK_ERR(llmrt_model_open(&m, "org/tiny@v2", NULL), LLMRT_ERR_IO, "revision 'v2'");
+    CHECK_ERR(llmrt_model_open(&m, "org/absent", NULL), LLMRT_ERR_IO, "does not download");
+    CHECK(strstr(llmrt_last_error(), "hf download org/absent") != NULL);
+    CHECK_ERR(llmrt_model_open(&m, "./org/absent", NULL), LLMRT_ERR_IO, "no such file or folder");
+    unsetenv("HF_HUB_CACHE");
+}
+
+static void collect(void *user, int seq, int32_t t) {
+    int *n = user;
+    (void)t;
+    n[seq]++;
+}
+
+static void test_load_and_generate(void) {
+    reference r;
+    if (!reference_load(&r)) return;
+    llmrt_model *m = NULL;
+    CHECK_OK(llmrt_model_open(&m, fixture, NULL));
+    if (!m) return;
+    llmrt_load_opts bad = {.device = "gpu"};
+    CHECK_ERR(llmrt_model_load(m, &bad), LLMRT_ERR_INVALID, "device must be auto, cpu");
+    bad.device = "cuda:x";
+    CHECK_ERR(llmrt_model_load(m, &bad), LLMRT_ERR_INVALID, "'cuda:x'");
+    bad.device = "cpu";
+    bad.max_batch = -1;
+    CHECK_ERR(llmrt_model_load(m, &bad), LLMRT_ERR_INVALID, "must not be negative");
+    llmrt_load_opts lo = {.device = "cpu", .max_batch = 2, .max_seq = r.np + r.ng};
+    CHECK_OK(llmrt_model_load(m, &lo));
+    CHECK_ERR(llmrt_model_load(m, &lo), LLMRT_ERR_INVALID, "already loaded");
+    CHECK(!strcmp(llmrt_model_device(m), "cpu") && llmrt_model_precision(m) == LLMRT_FP32);
+    CHECK(!strcmp(llmrt_model_decode_note(m), "")); /* the CPU has no one-kernel decode path */
+    CHECK(llmrt_model_load_ms(m) > 0);
+    llmrt_memory mem;
+    llmrt_model_memory(m, &mem);
+    CHECK(mem.weights > 0 && mem.kv_cache > 0 && mem.kv_cache_full >= mem.kv_cache);
+    double gbs = 0;
+    CHECK_OK(llmrt_model_copy_bandwidth(m, &gbs));
+    CHECK(gbs > 0);
+
+    /* two sessions (the cache holds two), a third is refused */
+    llmrt_session *ss[3] = {NULL, NULL, NULL};
+    CHECK_OK(llmrt_session_create(&ss[0], m, 0));
+    CHECK_OK(llmrt_session_create(&ss[1], m, 0));
+    CHECK_ERR(llmrt_session_create(&ss[2], m, 0), LLMRT_ERR_INVALID, "all are in use");
+    CHECK_ERR(llmrt_session_create(&ss[2], m, r.np + r.ng + 1), LLMRT_ERR_INVALID,
+              "made for sessions of 1 to");
+
+    /* greedy generation of a batch of two, streaming both */
+    llmrt_gen_opts go = {.max_new_tokens = r.ng, .ignore_eos = 1};
+    llmrt_gen_result res;
+    const int32_t *prompts[2] = {r.prompt, r.prompt};
+    int lens[2] = {r.np, r.np}, streamed[2] = {0, 0};
+    CHECK_OK(llmrt_generate(ss, 2, prompts, lens, &go, collect, streamed, &res));
+    CHECK(res.n_seqs == 2 && res.n_tokens[0] == r.ng && res.n_tokens[1] == r.ng);
+    CHECK(streamed[0] == r.ng && streamed[1] == r.ng);
+    CHECK(!memcmp(res.tokens, r.greedy, (size_t)r.ng * 4));
+    CHECK(!memcmp(res.tokens + r.ng, r.greedy, (size_t)r.ng * 4));
+    CHECK(res.n_steps == r.ng - 1 && res.prefill_ms > 0 && res.total_ms > 0);
+    CHECK(llmrt_session_length(ss[0]) == r.np + r.ng - 1);
+    llmrt_gen_result_free(&res);
+    go.max_new_tokens = 0;
+    CHECK_ERR(llmrt_generate(ss, 1, prompts, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "max_new_tokens");
+
+    /* steps: two prompts of different lengths at once, then one token each */
+    float *lg = malloc((size_t)2 * 256 * sizeof *lg), *one = malloc(256 * sizeof *one);
+    llmrt_session_reset(ss[0]);
+    llmrt_session_reset(ss[1]);
+    const int32_t *ids[2] = {r.prompt, r.prompt + 3};
+    int n_ids[2] = {r.np, r.np - 3};
+    CHECK_OK(llmrt_step(ss, 2, ids, n_ids, lg));
+    CHECK(llmrt_session_length(ss[0]) == r.np && llmrt_session_length(ss[1]) == r.np - 3);
+    int best = 0;
+    for (int v = 1; v < 256; v++)
+        if (lg[v] > lg[best]) best = v;
+    CHECK(best == r.greedy[0]);
+    /* the second session's logits are its own single run's */
+    llmrt_session_reset(ss[1]);
+    CHECK_OK(llmrt_step(&ss[1], 1, &ids[1], &n_ids[1], one));
+    CHECK(test_allclose(lg + 256, one, 256, 1e-5f, 1e-5f, "step of two sessions"));
+    /* rewind and step again: the same logits */
+    llmrt_session_rewind(ss[1], 1);
+    const int32_t *last = &r.prompt[r.np - 1];
+    int n1 = 1;
+    CHECK_OK(llmrt_step(&ss[1], 1, &last, &n1, lg));
+    CHECK(test_allclose(lg, one, 256, 1e-5f, 1e-5f, "rewound step"));
+    /* misuse */
+    llmrt_session *twice[2] = {ss[0], ss[0]};
+    int n11[2] = {1, 1};
+    const int32_t *ids11[2] = {r.prompt, r.prompt};
+    CHECK_ERR(llmrt_step(twice, 2, ids11, n11, lg), LLMRT_ERR_INVALID, "appears twice");
+    int32_t big = 999;
+    const int32_t *pbig = &big;
+    CHECK_ERR(llmrt_step(&ss[0], 1, &pbig, &n1, lg), LLMRT_ERR_INVALID, "token id 999");
+    int far = r.ng; /* the session holds np + ng positions and has np */
+    int32_t *many = calloc((size_t)far + 1, sizeof *many);
+    const int32_t *pmany = many;
+    int nmany = far + 1;
+    CHECK_ERR(llmrt_step(&ss[0], 1, &pmany, &nmany, lg), LLMRT_ERR_INVALID, "beyond the");
+    free(many);
+    CHECK_ERR(llmrt_step_all_logits(ss[0], r.prompt, 2, lg), LLMRT_ERR_INVALID, "all_logits");
+    CHECK_ERR(llmrt_logits(m, r.prompt, 2, lg), LLMRT_ERR_INVALID, "all_logits");
+
+    /* another model's session is refused */
+    llmrt_model *m2 = load(fixture, (llmrt_load_opts){.max_seq = 8});
+    llmrt_session *other = NULL;
+    if (m2) CHECK_OK(llmrt_session_create(&other, m2, 0));
+    llmrt_session *mixed[2] = {ss[0], other};
+    if (other) CHECK_ERR(llmrt_step(mixed, 2, ids11, n11, lg), LLMRT_ERR_INVALID, "another model");
+    llmrt_session_free(other);
+    llmrt_model_free(m2);
+
+    /* sampling: the same seed gives the same tokens */
+    llmrt_sampling smp = {.temperature = 0.8f, .top_k = 20, .top_p = 0.9f, .seed = 5};
+    llmrt_sampler *a = NULL, *b = NULL;
+    CHECK_OK(llmrt_sampler_create(&a, &smp, 256));
+    CHECK_OK(llmrt_sampler_create(&b, &smp, 256));
+    for (int i = 0; i < 20; i++)
+        CHECK(llmrt_sampler_sample(a, one) == llmrt_sampler_sample(b, one));
+    llmrt_sampler_free(a);
+    llmrt_sampler_free(b);
+    go = (llmrt_gen_opts){.max_new_tokens = 4, .sampling = smp, .ignore_eos = 1};
+    llmrt_gen_result s1, s2;
+    CHECK_OK(llmrt_generate(ss, 1, prompts, lens, &go, NULL, NULL, &s1));
+    CHECK_OK(llmrt_generate(ss, 1, prompts, lens, &go, NULL, NULL, &s2));
+    CHECK(s1.tokens && s2.tokens && !memcmp(s1.tokens, s2.tokens, 16));
+    llmrt_gen_result_free(&s1);
+    llmrt_gen_result_free(&s2);
+
+    free(lg);
+    free(one);
+    for (int i = 0; i < 2; i++)
+        llmrt_session_free(ss[i]);
+    llmrt_model_free(m);
+}
+
+/* A paged cache gives what the contiguous one gives; logits and perplexity need all_logits. */
+static void test_paged_and_scoring(void) {
+    reference r;
+    if (!reference_load(&r)) return;
+    llmrt_model *m = load(fixture, (llmrt_load_opts){.max_batch = 2,
+                                                     .max_sessions = 3,
+                                                     .max_seq = r.np + r.ng,
+                                                     .kv_block = 4,
+                                                     .all_logits = 1});
+    if (!m) return;
+    llmrt_session *s = NULL;
+    CHECK_OK(llmrt_session_create(&s, m, 0));
+    llmrt_gen_opts go = {.max_new_tokens = r.ng, .ignore_eos = 1};
+    llmrt_gen_result res;
+    const int32_t *prompts[1] = {r.prompt};
+    int lens[1] = {r.np};
+    CHECK_OK(llmrt_generate(&s, 1, prompts, lens, &go, NULL, NULL, &res));
+    CHECK(res.tokens && !memcmp(res.tokens, r.greedy, (size_t)r.ng * 4));
+    llmrt_gen_result_free(&res);
+    float *lg = malloc((size_t)r.np * 256 * sizeof *lg);
+    CHECK_OK(llmrt_logits(m, r.prompt, (size_t)r.np, lg));
+    int best = 0;
+    for (int v = 1; v < 256; v++)
+        if (lg[(size_t)(r.np - 1) * 256 + v] > lg[(size_t)(r.np - 1) * 256 + best]) best = v;
+    CHECK(best == r.greedy[0]);
+    llmrt_session_reset(s);
+    float *lg2 = malloc((size_t)r.np * 256 * sizeof *lg2);
+    CHECK_OK(llmrt_step_all_logits(s, r.prompt, r.np, lg2));
+    CHECK(test_allclose(lg2, lg, (size_t)r.np * 256, 1e-6f, 1e-6f, "all logits"));
+    llmrt_perplexity_result pr;
+    CHECK_OK(llmrt_perplexity(m, r.prompt, (size_t)r.np, &pr));
+    CHECK(pr.scored == r.np - 1 && pr.perplexity > 1 && isfinite(pr.mean_nll));
+    CHECK_ERR(llmrt_perplexity(m, r.prompt, 1, &pr), LLMRT_ERR_INVALID, "at least 2 tokens");
+    free(lg);
+    free(lg2);
+    llmrt_session_free(s);
+    llmrt_model_free(m);
+}
+
+/* kv_fraction sizes the paged cache from what is free, never beyond what the sessions can use;
+ * bad values are refused. */
+static void test_kv_fraction(void) {
+    llmrt_model *m = NULL;
+    CHECK_OK(llmrt_model_open(&m, fixture, NULL));
+    if (!m) return;
+    llmrt_load_opts bad[] = {
+        {.device = "cpu", .kv_block = 4, .kv_fraction = 1.5},
+        {.device = "cpu", .kv_block = 4, .kv_fraction = -0.5},
+        {.device = "cpu", .kv_fraction = 0.5},
+        {.device = "cpu", .kv_block = 4, .kv_fraction = 0.5, .kv_bytes = 1 << 20},
+    };
+    const char *why[] = {"kv_fraction must be in (0, 1]", "kv_fraction must be in (0, 1]",
+                         "set kv_block too", "not both"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_ERR(llmrt_model_load(m, &bad[i]), LLMRT_ERR_INVALID, why[i]);
+    llmrt_model_free(m);
+    /* the fixture's cache is far smaller than any free memory: the cap applies */
+    llmrt_load_opts lo = {.max_batch = 2, .max_sessions = 3, .max_seq = 64, .kv_block = 4};
+    llmrt_model *full = load(fixture, lo);
+    lo.kv_fraction = 0.9;
+    llmrt_model *frac = load(fixture, lo);
+    if (full && frac) {
+        llmrt_memory a, b;
+        llmrt_model_memory(full, &a);
+        llmrt_model_memory(frac, &b);
+        CHECK(b.kv_cache > 0 && b.kv_cache == a.kv_cache);
+    }
+    llmrt_model_free(full);
+    llmrt_model_free(frac);
+}
+
+static void test_text(void) {
+    llmrt_tokenizer *t = NULL;
+    CHECK_ERR(llmrt_tokenizer_open(&t, "/no/such/tokenizer.json"), LLMRT_ERR_IO, "no such");
+    CHECK_OK(llmrt_tokenizer_open(&t, demo));
+    if (!t) return;
+    const char *text = "And it came to pass, when";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(llmrt_tokenize(t, text, strlen(text), 1, &ids, &n, NULL));
+    CHECK(n > 2 && llmrt_tokenizer_vocab_size(t) > 100);
+    char *back = NULL;
+    size_t len = 0;
+    CHECK_OK(llmrt_detokenize(t, ids, n, 1, &back, &len));
+    CHECK(back && !strcmp(back, text));
+    llmrt_free(back);
+    /* the stream gives the same text piece by piece */
+    llmrt_text_stream *s = NULL;
+    CHECK_OK(llmrt_text_stream_create(&s, t, 1));
+    char acc[256] = "";
+    for (size_t i = 0; i < n; i++) {
+        const char *piece;
+        size_t pl;
+        CHECK_OK(llmrt_text_stream_push(s, ids[i], &piece, &pl));
+        strncat(acc, piece, pl);
+    }
+    const char *piece;
+    size_t pl;
+    CHECK_OK(llmrt_text_stream_flush(s, &piece, &pl));
+    strncat(acc, piece, pl);
+    CHECK(!strcmp(acc, text));
+    llmrt_text_stream_free(s);
+    const char *tok = llmrt_tokenizer_id_to_token(t, ids[1]);
+    CHECK(tok && llmrt_tokenizer_token_to_id(t, tok) == ids[1]);
+    CHECK(llmrt_tokenizer_token_to_id(t, "no such token at all") == -1);
+    llmrt_free(ids);
+    llmrt_tokenizer_free(t);
+}
+
+static void test_bench(void) {
+    llmrt_model *m = load(fixture, (llmrt_load_opts){.max_batch = 2, .max_seq = 12});
+    if (!m) return;
+    llmrt_bench_opts o = {.warmup = 0, .iterations = 2, .seed = 3, .copy_gbs = 10};
+    llmrt_bench_point p = {.isl = 8, .num_tokens = 4, .batch = 2};
+    llmrt_bench_report *rep = NULL;
+    CHECK_OK(llmrt_bench_run(m, &o, &p, &rep));
+    if (rep) {
+        const int32_t *ids = llmrt_bench_report_prompt(rep);
+        CHECK(ids[0] >= 1 && ids[0] <= 255 && !memcmp(ids, ids + 8, 0));
+        char *text = llmrt_bench_report_text(rep), *js = llmrt_bench_report_json(rep);
+        char *csv = llmrt_bench_report_csv(rep, "8,4,", 0);
+        CHECK(text && strstr(text, "BW-Fraction") && strstr(text, "isl 8, num_tokens 4"));
+        CHECK(js && strstr(js, "\"batch_size\": 2"));
+        CHECK(csv && !strncmp(csv, "8,4,llmrt cpu,FP32,2,", 21));
+        llmrt_free(text);
+        llmrt_free(js);
+        llmrt_free(csv);
+        llmrt_bench_report_add_baseline(rep, "not json");
+        text = llmrt_bench_report_text(rep);
+        CHECK(text && strstr(text, "PyTorch not run: the baseline printed no result"));
+        llmrt_free(text);
+        llmrt_bench_report_free(rep);
+    }
+    p.isl = 200;
+    CHECK_ERR(llmrt_bench_run(m, &o, &p, &rep), LLMRT_ERR_INVALID, "exceeds the model's context");
+    llmrt_model_free(m);
 }
 
 int main(void) {
-    RUN(test_generate_matches_reference);
-    RUN(test_errors);
+    RUN(test_basics);
+    RUN(test_open_and_info);
+    RUN(test_hub_names);
+    RUN(test_load_and_generate);
+    RUN(test_paged_and_scoring);
+    RUN(test_kv_fraction);
+    RUN(test_text);
+    RUN(test_bench);
     return test_summary();
 }

@@ -71,9 +71,9 @@ static bweight weight_of(backend *be, const float *w, int rows, int cols) {
 }
 
 /* Embeds one step of two sequences and reads x back. */
-static void embed_step(backend *be, const int32_t *ids, const int32_t *pos, const int32_t *start,
-                       const bweight *tok, const bweight *pe, void *x, float *out) {
-    step_desc sd = {.batch = 2, .n_tokens = 1, .ids = ids, .pos = pos, .start = start};
+static void embed_step(backend *be, const int32_t *ids, const int32_t *pos, const bweight *tok,
+                       const bweight *pe, void *x, float *out) {
+    step_desc sd = {.batch = 2, .n_tokens = 1, .ids = ids, .pos = pos};
     CHECK_OK(be->ops->step_begin(be, &sd));
     CHECK_OK(be->ops->embed(be, x, tok, pe, 1.0f));
     CHECK_OK(be->ops->step_end(be));
@@ -98,26 +98,26 @@ static void check_chained_step(backend *be) {
     logits[0 * V + 17] = 3;
     logits[1 * V + 31] = 3;
     CHECK_OK(be->ops->upload(be, dl, logits, sizeof logits));
-    int32_t ids[2] = {4, 9}, start[2] = {0, 2};
+    int32_t ids[2] = {4, 9};
     int32_t cases[2][2] = {{11, 23}, {5, 40}}; /* positions: following the step's, and not */
     for (int k = 0; k < 2; k++) {
         int32_t pos[2] = {10, 22};
-        embed_step(be, ids, pos, start, &tw, &pw, x, got);
+        embed_step(be, ids, pos, &tw, &pw, x, got);
         CHECK_OK(be->ops->argmax_start(be, dl, 2, V));
-        embed_step(be, NULL, cases[k], start, &tw, &pw, x, got);
+        embed_step(be, NULL, cases[k], &tw, &pw, x, got);
         int32_t chosen[2];
         CHECK_OK(be->ops->argmax_wait(be, chosen));
         CHECK(chosen[0] == 17 && chosen[1] == 31);
         for (int b = 0; b < 2; b++)
             for (int i = 0; i < D; i++) {
-                float want = tok[chosen[b] * D + i] + pos_tab[(cases[k][b] - start[b]) * D + i];
+                float want = tok[chosen[b] * D + i] + pos_tab[cases[k][b] * D + i];
                 CHECK_MSG(got[b * D + i] == want, "%s case %d seq %d dim %d: %g want %g", be->name,
                           k, b, i, got[b * D + i], want);
             }
     }
     /* misuse: no choices just before, or more than one token per sequence */
     int32_t pos[2] = {1, 1};
-    step_desc sd = {.batch = 2, .n_tokens = 1, .ids = NULL, .pos = pos, .start = start};
+    step_desc sd = {.batch = 2, .n_tokens = 1, .ids = NULL, .pos = pos};
     CHECK_ERR(be->ops->step_begin(be, &sd), LLMRT_ERR_INVALID, "argmax_start");
     CHECK_OK(be->ops->argmax_start(be, dl, 2, V));
     sd.n_tokens = 2;

@@ -91,21 +91,21 @@ static void test_decode_bytes(void) {
     fake_model(&m, &be, true, 0);
     /* decode steps s = 1..3 attend to 10 + s positions: mean 12; per position and layer
      * 2 (K, V) * batch 2 * 2 heads * 16 dims * 2 bytes = 256 */
-    double total = bench_decode_bytes(&m, 2, 10, 4, KV_STATIC, &w, &kv);
+    double total = bench_decode_bytes(&m, 2, 10, 4, false, &w, &kv);
     CHECK(w == 1000000);
     CHECK(near(kv, 256.0 * 3 * 12, 1e-12));
     CHECK(near(total, w + kv, 1e-12));
     /* untied: of the table only the batch's rows (2 * 64 * 2 bytes) */
     fake_model(&m, &be, false, 0);
-    bench_decode_bytes(&m, 2, 10, 4, KV_STATIC, &w, &kv);
+    bench_decode_bytes(&m, 2, 10, 4, false, &w, &kv);
     CHECK(w == 1000000 - 1000 * 64 * 2 + 2 * 64 * 2);
     /* a sliding layer of window 11 reads at most 11 positions: 11, 11, 11 vs 11, 12, 13 */
     fake_model(&m, &be, true, 11);
-    bench_decode_bytes(&m, 2, 10, 4, KV_STATIC, &w, &kv);
+    bench_decode_bytes(&m, 2, 10, 4, false, &w, &kv);
     CHECK(near(kv, 256.0 * (2 * 12 + 11), 1e-12));
     /* no cache: nothing is read from a cache; one new token: no decode step */
-    CHECK(bench_decode_bytes(&m, 2, 10, 4, KV_NONE, &w, &kv) == w && kv == 0);
-    bench_decode_bytes(&m, 2, 10, 1, KV_STATIC, &w, &kv);
+    CHECK(bench_decode_bytes(&m, 2, 10, 4, true, &w, &kv) == w && kv == 0);
+    bench_decode_bytes(&m, 2, 10, 1, false, &w, &kv);
     CHECK(kv == 0);
 }
 

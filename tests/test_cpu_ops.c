@@ -37,10 +37,39 @@ static backend *make_backend(dtype dt) {
     return be;
 }
 
+/* Begins a step; tab (or NULL: no KV cache) is the block table of KV group 0. */
 static void begin(backend *be, int batch, int T, const int32_t *ids, const int32_t *pos,
-                  const int32_t *start) {
-    step_desc s = {.batch = batch, .n_tokens = T, .ids = ids, .pos = pos, .start = start};
+                  const kv_table *tab) {
+    step_desc s = {.batch = batch, .n_tokens = T, .ids = ids, .pos = pos, .n_groups = tab != NULL};
+    if (tab) s.tables[0] = *tab;
     CHECK_OK(be->ops->step_begin(be, &s));
+}
+
+/* A KV cache of blocks of bl positions, `len` table entries per sequence, for B sequences:
+ * sequence b's entry e is block (b * len + e) * 7 % n_blocks (scattered, never in order), so
+ * that a kernel that ignores the table reads the wrong block. */
+typedef struct test_kv {
+    kv_layer layer;
+    kv_table tab;
+    int32_t blocks[64];
+} test_kv;
+
+static void test_kv_init(test_kv *t, float *kc, float *vc, int B, int bl, int len) {
+    int nb = B * len;
+    t->layer = (kv_layer){.k = kc, .v = vc, .block_len = bl, .n_blocks = nb, .group = 0};
+    for (int i = 0; i < nb; i++)
+        t->blocks[i] = nb == 1 ? 0 : (int32_t)((i * 7 + 3) % nb);
+    if (nb > 1 && nb % 7 == 0) /* keep it a permutation */
+        for (int i = 0; i < nb; i++)
+            t->blocks[i] = (int32_t)(nb - 1 - i);
+    t->tab = (kv_table){.blocks = t->blocks, .len = len};
+}
+
+/* The offset in elements of position j of sequence b, kv head h, in the cache of t. */
+static size_t test_kv_at(const test_kv *t, int b, int Hkv, int h, int j, int hd) {
+    int bl = t->layer.block_len, len = t->tab.len;
+    int32_t blk = t->blocks[b * len + (j / bl) % len];
+    return (((size_t)blk * Hkv + h) * bl + (size_t)(j % bl)) * hd;
 }
 
 /* ---- memory and steps ---- */
@@ -108,7 +137,7 @@ static void embed_case(dtype dt, int V, int D, int P) {
     void *tab_w = weight_round(tab, (size_t)V * D, dt),
          *ptab_w = weight_round(ptab, (size_t)P * D, dt);
     bweight t = {tab_w, dt, V, D}, pt = {ptab_w, dt, P, D};
-    int32_t ids[6] = {3, 0, V - 1, 7, 7, 1}, pos[2] = {0, 5}, start[2] = {0, 2};
+    int32_t ids[6] = {3, 0, V - 1, 7, 7, 1}, pos[2] = {0, 5};
     float *x = malloc(sizeof(float) * B * T * D);
     float scale = sqrtf((float)D);
     float scale_r = scale; /* the scale rounded to the weight dtype, as transformers does */
@@ -119,11 +148,11 @@ static void embed_case(dtype dt, int V, int D, int P) {
         CHECK(scale_r != scale); /* sqrt(D) is not representable: the rounding is exercised */
     }
     for (int with_pos = 0; with_pos < 2; with_pos++) {
-        begin(be, B, T, ids, pos, start);
+        begin(be, B, T, ids, pos, NULL);
         CHECK_OK(be->ops->embed(be, x, &t, with_pos ? &pt : NULL, scale));
         float *ref = malloc(sizeof(float) * B * T * D);
         for (int r = 0; r < B * T; r++) {
-            int b = r / T, p = pos[b] + r % T - start[b];
+            int b = r / T, p = pos[b] + r % T;
             for (int i = 0; i < D; i++)
                 ref[r * D + i] = (float)((double)tab[(size_t)ids[r] * D + i] * scale_r +
                                          (with_pos ? ptab[(size_t)p * D + i] : 0.0));
@@ -135,14 +164,14 @@ static void embed_case(dtype dt, int V, int D, int P) {
     }
     /* an id outside the table is an error naming the id and the vocabulary size */
     ids[4] = V + 3;
-    begin(be, B, T, ids, pos, start);
+    begin(be, B, T, ids, pos, NULL);
     char want[64];
     snprintf(want, sizeof want, "token id %d", V + 3);
     CHECK_ERR(be->ops->embed(be, x, &t, NULL, 1.0f), LLMRT_ERR_INVALID, want);
     snprintf(want, sizeof want, "vocabulary of %d", V);
     CHECK(strstr(llmrt_last_error(), want) != NULL);
     ids[4] = -1;
-    begin(be, B, T, ids, pos, start);
+    begin(be, B, T, ids, pos, NULL);
     CHECK_ERR(be->ops->embed(be, x, &t, NULL, 1.0f), LLMRT_ERR_INVALID, "token id -1");
     /* a position beyond the learned table */
     ids[4] = 1;
@@ -385,10 +414,10 @@ static void rope_ref(float *x, int pos, const float *inv_freq, int rot) {
     }
 }
 
-static void qkv_case(int H, int Hkv, int hd, int rot, int norm_mode) {
+static void qkv_case(int H, int Hkv, int hd, int rot, int norm_mode, int bl) {
     backend *be = make_backend(DT_BF16);
-    const int B = 2, T = 3, cap = 16, W = (H + 2 * Hkv) * hd, rows = B * T;
-    int32_t ids[6] = {0}, pos[2] = {4, 9}, start[2] = {0, 3};
+    const int B = 2, T = 3, cap = 16, W = (H + 2 * Hkv) * hd, rows = B * T, len = cap / bl;
+    int32_t ids[6] = {0}, pos[2] = {4, 9};
     float *qkv = rand_vec((size_t)rows * W, -2, 2, 71 + hd),
           *ref = malloc(sizeof(float) * rows * W);
     memcpy(ref, qkv, sizeof(float) * rows * W);
@@ -404,69 +433,68 @@ static void qkv_case(int H, int Hkv, int hd, int rot, int norm_mode) {
     norm_params kn = {norm_mode == 2 ? NORM_RMS_PLUS1 : NORM_RMS, kw, NULL, 1e-6f};
     rope_params rp = {inv_freq, rot, 1.0f};
     attn_params a = {H, Hkv, hd, 1.0f / sqrtf((float)hd), 0, 0.0f};
-    kv_layer cache = {kc, vc, cap, B};
-    begin(be, B, T, ids, pos, start);
+    test_kv kv;
+    test_kv_init(&kv, kc, vc, B, bl, len);
+    begin(be, B, T, ids, pos, &kv.tab);
     CHECK_OK(be->ops->qkv_finish(be, qkv, &a, norm_mode ? &qn : NULL, norm_mode ? &kn : NULL, &rp,
-                                 &cache));
+                                 &kv.layer));
     for (int r = 0; r < rows; r++) {
         int b = r / T, p = pos[b] + r % T;
         float *row = ref + (size_t)r * W;
         for (int h = 0; h < H + Hkv; h++) {
             float *x = row + (size_t)h * hd;
             if (norm_mode) norm_ref(x, x, hd, h < H ? &qn : &kn);
-            rope_ref(x, p - start[b], inv_freq, rot);
+            rope_ref(x, p, inv_freq, rot);
         }
     }
     /* norm then rotation in F32 against double: a few ulps of values of size ~1-3 */
     CHECK_MSG(test_allclose(qkv, ref, (size_t)rows * W, 2e-6f, 2e-6f, "qkv_finish"),
               "H %d Hkv %d hd %d rot %d norm %d", H, Hkv, hd, rot, norm_mode);
-    /* the cache holds exactly the finished k and v of each row at slot p % cap, nothing else */
+    /* the cache holds exactly the finished k and v of each row at its slot, nothing else */
     int cache_ok = 1;
+    float *kwant = malloc(csize * sizeof(float)), *vwant = malloc(csize * sizeof(float));
+    for (size_t i = 0; i < csize; i++)
+        kwant[i] = vwant[i] = 1234.0f;
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < Hkv; h++)
-            for (int slot = 0; slot < cap; slot++) {
-                const float *kg = kc + (((size_t)b * Hkv + h) * cap + slot) * hd;
-                const float *vg = vc + (((size_t)b * Hkv + h) * cap + slot) * hd;
-                int t = -1;
-                for (int tt = 0; tt < T; tt++)
-                    if ((pos[b] + tt) % cap == slot) t = tt;
-                for (int i = 0; i < hd; i++) {
-                    float kw_ = 1234.0f, vw_ = 1234.0f;
-                    if (t >= 0) {
-                        const float *row = qkv + ((size_t)b * T + t) * W;
-                        kw_ = row[(size_t)(H + h) * hd + i];
-                        vw_ = row[(size_t)(H + Hkv + h) * hd + i];
-                    }
-                    cache_ok &= kg[i] == kw_ && vg[i] == vw_;
-                }
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < Hkv; h++) {
+                const float *row = qkv + ((size_t)b * T + t) * W;
+                size_t at = test_kv_at(&kv, b, Hkv, h, pos[b] + t, hd);
+                memcpy(kwant + at, row + (size_t)(H + h) * hd, sizeof(float) * hd);
+                memcpy(vwant + at, row + (size_t)(H + Hkv + h) * hd, sizeof(float) * hd);
             }
-    CHECK_MSG(cache_ok, "cache contents H %d Hkv %d hd %d", H, Hkv, hd);
+    cache_ok = !memcmp(kc, kwant, csize * 4) && !memcmp(vc, vwant, csize * 4);
+    CHECK_MSG(cache_ok, "cache contents H %d Hkv %d hd %d block_len %d", H, Hkv, hd, bl);
     free(qkv), free(ref), free(kc), free(vc), free(inv_freq), free(qw), free(kw);
+    free(kwant), free(vwant);
     backend_free(be);
 }
 
 static void test_qkv_finish(void) {
-    for (int norm_mode = 0; norm_mode < 3; norm_mode++) {
-        qkv_case(4, 2, 12, 12, norm_mode);
-        qkv_case(4, 1, 16, 8, norm_mode); /* partial rotary: dims 8..15 only normalized */
-        qkv_case(3, 3, 64, 64, norm_mode);
-    }
+    for (int norm_mode = 0; norm_mode < 3; norm_mode++)
+        for (int bl = 4; bl <= 16; bl *= 4) { /* paged blocks of 4, one block of 16 */
+            qkv_case(4, 2, 12, 12, norm_mode, bl);
+            qkv_case(4, 1, 16, 8, norm_mode, bl); /* partial rotary: dims 8..15 only normalized */
+            qkv_case(3, 3, 64, 64, norm_mode, bl);
+        }
 }
 
 /* ---- attention ---- */
 
 typedef struct attn_case {
     int H, Hkv, hd, B, T, cap, window;
-    int32_t pos[2], start[2];
+    int32_t pos[2];
     float scale, softcap;
+    int bl; /* block_len; 0: one block of cap per sequence */
 } attn_case;
 
-/* Fills the cache by writing positions 0..last of each sequence in order (so a ring buffer
- * keeps the latest), runs attention, and compares with softmax over the logical keys. */
+/* Fills the cache by writing positions 0..last of each sequence in order (so a ring keeps the
+ * latest), runs attention, and compares with softmax over the logical keys. */
 static void attn_run(const attn_case *c, const char *what) {
     backend *be = make_backend(DT_F32);
     const int H = c->H, Hkv = c->Hkv, hd = c->hd, B = c->B, T = c->T, rows = B * T;
     const int W = (H + 2 * Hkv) * hd, L = 256; /* logical positions per sequence */
+    const int bl = c->bl ? c->bl : c->cap, len = c->cap / bl;
     float *K = rand_vec((size_t)B * Hkv * L * hd, -1, 1, 81 + hd);
     float *V = rand_vec((size_t)B * Hkv * L * hd, -1, 1, 82 + hd);
     float *qkv = rand_vec((size_t)rows * W, -1, 1, 83 + H);
@@ -474,10 +502,12 @@ static void attn_run(const attn_case *c, const char *what) {
     float *kc = malloc(csize * sizeof(float)), *vc = malloc(csize * sizeof(float));
     for (size_t i = 0; i < csize; i++)
         kc[i] = vc[i] = NAN; /* a slot read unwritten shows */
+    test_kv kv;
+    test_kv_init(&kv, kc, vc, B, bl, len);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < Hkv; h++)
             for (int j = 0; j < c->pos[b] + T; j++) {
-                size_t dst = (((size_t)b * Hkv + h) * c->cap + j % c->cap) * hd;
+                size_t dst = test_kv_at(&kv, b, Hkv, h, j, hd);
                 size_t src = (((size_t)b * Hkv + h) * L + j) * hd;
                 memcpy(kc + dst, K + src, sizeof(float) * hd);
                 memcpy(vc + dst, V + src, sizeof(float) * hd);
@@ -485,14 +515,13 @@ static void attn_run(const attn_case *c, const char *what) {
     float *out = malloc(sizeof(float) * rows * H * hd),
           *ref = malloc(sizeof(float) * rows * H * hd);
     int32_t ids[256] = {0};
-    begin(be, B, T, ids, c->pos, c->start);
+    begin(be, B, T, ids, c->pos, &kv.tab);
     attn_params a = {H, Hkv, hd, c->scale, c->window, c->softcap};
-    kv_layer cache = {kc, vc, c->cap, B};
-    CHECK_OK(be->ops->attention(be, out, qkv, &cache, &a));
+    CHECK_OK(be->ops->attention(be, out, qkv, &kv.layer, &a));
     double *sc = malloc(sizeof(double) * L);
     for (int r = 0; r < rows; r++) {
         int b = r / T, p = c->pos[b] + r % T;
-        int lo = c->start[b];
+        int lo = 0;
         if (c->window && p - c->window + 1 > lo) lo = p - c->window + 1;
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)r * W + (size_t)h * hd;
@@ -514,7 +543,7 @@ static void attn_run(const attn_case *c, const char *what) {
                 double o = 0;
                 for (int j = lo; j <= p; j++)
                     o += sc[j] / sum * V[(((size_t)b * Hkv + kvh) * L + j) * hd + i];
-                ref[((size_t)r * H + h) * hd + i] = (float)o; /* 0 when no key is visible */
+                ref[((size_t)r * H + h) * hd + i] = (float)o;
             }
         }
     }
@@ -526,42 +555,63 @@ static void attn_run(const attn_case *c, const char *what) {
 }
 
 static void test_attention(void) {
-    /* H Hkv hd B T cap window pos start scale softcap */
-    attn_case mha = {2, 2, 16, 1, 5, 8, 0, {0, 0}, {0, 0}, 0.25f, 0};
-    attn_run(&mha, "MHA prefill");
-    attn_case gqa = {4, 2, 12, 2, 3, 16, 0, {4, 9}, {0, 3}, 0.3f, 0};
-    attn_run(&gqa, "GQA batch 2, different pos, left padding");
-    attn_case mqa = {4, 1, 20, 1, 1, 160, 0, {150, 0}, {0, 0}, 0.22f, 0};
-    attn_run(&mqa, "MQA decode over 151 keys (several softmax blocks)");
-    attn_case mqa_pre = {3, 1, 9, 1, 70, 80, 0, {5, 0}, {0, 0}, 0.33f, 0};
-    attn_run(&mqa_pre, "MQA prefill of 70 rows, odd head_dim");
-    attn_case wide = {4, 2, 64, 1, 3, 200, 0, {130, 0}, {0, 0}, 0.125f, 0};
-    attn_run(&wide, "head_dim 64 over 133 keys (AVX2 paths, several blocks)");
-    attn_case wide2 = {2, 1, 72, 2, 2, 40, 0, {20, 30}, {0, 5}, 0.12f, 0};
-    attn_run(&wide2, "head_dim 72 (64 + 8)");
-    attn_case win = {4, 2, 8, 2, 4, 32, 4, {6, 10}, {0, 0}, 0.35f, 0};
-    attn_run(&win, "window 4 < sequence");
-    attn_case ring = {4, 2, 8, 2, 3, 6, 4, {10, 13}, {0, 0}, 0.35f, 0};
-    attn_run(&ring, "ring buffer cap 6, window 4, T 3");
-    attn_case ring1 = {2, 1, 16, 1, 1, 8, 5, {100, 0}, {0, 0}, 0.25f, 0};
-    attn_run(&ring1, "ring buffer decode");
-    attn_case pad = {4, 2, 8, 2, 6, 8, 0, {0, 0}, {0, 3}, 0.35f, 0};
-    attn_run(&pad, "left-padded prefill (rows before start see nothing)");
-    attn_case pad_win = {4, 2, 8, 2, 3, 16, 3, {7, 7}, {2, 6}, 0.35f, 0};
-    attn_run(&pad_win, "window and left padding");
-    attn_case cap = {4, 2, 16, 2, 4, 16, 0, {3, 8}, {0, 1}, 1.0f, 2.0f};
-    attn_run(&cap, "softcap");
+    /* H Hkv hd B T cap window pos scale softcap block_len */
+    attn_case cases[] = {
+        {2, 2, 16, 1, 5, 8, 0, {0, 0}, 0.25f, 0, 0},
+        {4, 2, 12, 2, 3, 16, 0, {4, 9}, 0.3f, 0, 0},
+        {4, 1, 20, 1, 1, 160, 0, {150, 0}, 0.22f, 0, 0},
+        {3, 1, 9, 1, 70, 80, 0, {5, 0}, 0.33f, 0, 0},
+        {4, 2, 64, 1, 3, 200, 0, {130, 0}, 0.125f, 0, 0},
+        {2, 1, 72, 2, 2, 40, 0, {20, 30}, 0.12f, 0, 0},
+        {4, 2, 8, 2, 4, 32, 4, {6, 10}, 0.35f, 0, 0},
+        {4, 2, 8, 2, 3, 6, 4, {10, 13}, 0.35f, 0, 0},
+        {2, 1, 16, 1, 1, 8, 5, {100, 0}, 0.25f, 0, 0},
+        {4, 2, 8, 2, 3, 16, 3, {7, 7}, 0.35f, 0, 0},
+        {4, 2, 16, 2, 4, 16, 0, {3, 8}, 1.0f, 2.0f, 0},
+    };
+    const char *names[] = {"MHA prefill",
+                           "GQA batch 2, different positions",
+                           "MQA decode over 151 keys (several softmax blocks)",
+                           "MQA prefill of 70 rows, odd head_dim",
+                           "head_dim 64 over 133 keys (AVX2 paths, several blocks)",
+                           "head_dim 72 (64 + 8)",
+                           "window 4 < sequence",
+                           "ring buffer cap 6, window 4, T 3",
+                           "ring buffer decode",
+                           "window 3, two sequences",
+                           "softcap"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        attn_run(&cases[i], names[i]);
+        /* the same in paged blocks (scattered block ids), where the cache size allows */
+        attn_case paged = cases[i];
+        paged.bl = cases[i].cap % 4 == 0 ? 4 : cases[i].cap % 3 == 0 ? 3 : 2;
+        char w[200];
+        snprintf(w, sizeof w, "%s (blocks of %d)", names[i], paged.bl);
+        attn_run(&paged, w);
+    }
 
     /* a step that would need a key the ring buffer has overwritten is refused */
     backend *be = make_backend(DT_F32);
     float kc[2 * 6 * 4] = {0}, vc[2 * 6 * 4] = {0}, qkv[4 * 16] = {0}, out[4 * 8] = {0};
     int32_t ids[4] = {0}, pos[1] = {10};
-    begin(be, 1, 4, ids, pos, NULL);
+    test_kv kv;
+    test_kv_init(&kv, kc, vc, 1, 6, 1);
+    begin(be, 1, 4, ids, pos, &kv.tab);
     attn_params a = {2, 2, 4, 0.5f, 4, 0.0f};
-    kv_layer cache = {kc, vc, 6, 1};
-    CHECK_ERR(be->ops->attention(be, out, qkv, &cache, &a), LLMRT_ERR_INVALID, "no longer holds");
+    CHECK_ERR(be->ops->attention(be, out, qkv, &kv.layer, &a), LLMRT_ERR_INVALID,
+              "no longer holds");
     attn_params bad = {3, 2, 4, 0.5f, 0, 0.0f};
-    CHECK_ERR(be->ops->attention(be, out, qkv, &cache, &bad), LLMRT_ERR_INVALID, "3 heads");
+    CHECK_ERR(be->ops->attention(be, out, qkv, &kv.layer, &bad), LLMRT_ERR_INVALID, "3 heads");
+    /* a table entry without a block (-1) or a block beyond the cache is refused */
+    int32_t holes[2] = {0, -1};
+    kv_table t2 = {holes, 2};
+    kv.layer.block_len = 3;
+    kv.layer.n_blocks = 2;
+    pos[0] = 2;
+    begin(be, 1, 2, ids, pos, &t2);
+    CHECK_ERR(be->ops->qkv_finish(be, qkv, &(attn_params){2, 2, 4, 0.5f, 0, 0.0f}, NULL, NULL, NULL,
+                                  &kv.layer),
+              LLMRT_ERR_INVALID, "no KV block for position 3");
     backend_free(be);
 }
 
@@ -569,7 +619,7 @@ static void test_attention(void) {
  * comes as one prefill step into a large cache, or in steps of 1-2 tokens into a ring buffer
  * just large enough for the window: the ops agree on slots, positions and windows. */
 static void run_steps(const float *qkv_in /* [L, W] */, float *out /* [L, H * hd] */, int L,
-                      int cap, const int *steps, int start) {
+                      int cap, const int *steps, int bl) {
     const int H = 4, Hkv = 2, hd = 8, W = (H + 2 * Hkv) * hd, window = 3;
     backend *be = make_backend(DT_F32);
     float *kc = calloc((size_t)Hkv * cap * hd, sizeof(float));
@@ -577,15 +627,17 @@ static void run_steps(const float *qkv_in /* [L, W] */, float *out /* [L, H * hd
     float inv_freq[4] = {1.0f, 0.1f, 0.01f, 0.001f};
     rope_params rp = {inv_freq, hd, 1.0f};
     attn_params a = {H, Hkv, hd, 0.35f, window, 0.0f};
-    kv_layer cache = {kc, vc, cap, 1};
+    test_kv kv;
+    test_kv_init(&kv, kc, vc, 1, bl ? bl : cap, bl ? cap / bl : 1);
     float *qkv = malloc(sizeof(float) * L * W);
     memcpy(qkv, qkv_in, sizeof(float) * L * W);
     int32_t ids[16] = {0};
     for (int p = 0, i = 0; p < L; p += steps[i++]) {
-        int32_t pos[1] = {p}, st[1] = {start};
-        begin(be, 1, steps[i], ids, pos, st);
-        CHECK_OK(be->ops->qkv_finish(be, qkv + (size_t)p * W, &a, NULL, NULL, &rp, &cache));
-        CHECK_OK(be->ops->attention(be, out + (size_t)p * H * hd, qkv + (size_t)p * W, &cache, &a));
+        int32_t pos[1] = {p};
+        begin(be, 1, steps[i], ids, pos, &kv.tab);
+        CHECK_OK(be->ops->qkv_finish(be, qkv + (size_t)p * W, &a, NULL, NULL, &rp, &kv.layer));
+        CHECK_OK(
+            be->ops->attention(be, out + (size_t)p * H * hd, qkv + (size_t)p * W, &kv.layer, &a));
     }
     free(kc), free(vc), free(qkv);
     backend_free(be);
@@ -594,16 +646,16 @@ static void run_steps(const float *qkv_in /* [L, W] */, float *out /* [L, H * hd
 static void test_steps_agree(void) {
     const int L = 9, O = 4 * 8;
     float *qkv = rand_vec((size_t)L * (4 + 2 * 2) * 8, -1, 1, 91);
-    float one[9 * 32], ring[9 * 32], dec[9 * 32];
-    for (int start = 0; start < 3; start += 2) { /* without and with left padding */
-        int all[1] = {9}, twos[5] = {2, 2, 2, 2, 1}, ones[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
-        run_steps(qkv, one, L, 16, all, start);
-        run_steps(qkv, ring, L, 4, twos, start); /* cap 4 = window 3 + 2 tokens - 1 */
-        run_steps(qkv, dec, L, 3, ones, start);  /* cap 3 = the window */
-        /* the same F32 operations in the same order: equal up to a few ulps */
-        CHECK(test_allclose(ring, one, (size_t)L * O, 1e-6f, 1e-6f, "steps of 2, ring"));
-        CHECK(test_allclose(dec, one, (size_t)L * O, 1e-6f, 1e-6f, "steps of 1, ring"));
-    }
+    float one[9 * 32], ring[9 * 32], dec[9 * 32], paged[9 * 32];
+    int all[1] = {9}, twos[5] = {2, 2, 2, 2, 1}, ones[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    run_steps(qkv, one, L, 16, all, 0);
+    run_steps(qkv, ring, L, 4, twos, 0);  /* cap 4 = window 3 + 2 tokens - 1 */
+    run_steps(qkv, dec, L, 3, ones, 0);   /* cap 3 = the window */
+    run_steps(qkv, paged, L, 4, twos, 2); /* a ring of two blocks of 2 */
+    /* the same F32 operations in the same order: equal up to a few ulps */
+    CHECK(test_allclose(ring, one, (size_t)L * O, 1e-6f, 1e-6f, "steps of 2, ring"));
+    CHECK(test_allclose(dec, one, (size_t)L * O, 1e-6f, 1e-6f, "steps of 1, ring"));
+    CHECK(test_allclose(paged, one, (size_t)L * O, 1e-6f, 1e-6f, "steps of 2, ring of blocks"));
     free(qkv);
 }
 

@@ -170,11 +170,28 @@ static void check_q_rows(pair qkv, int rows, size_t width, size_t qw, const char
                  TOL[cur_dt].rtol, what);
 }
 
+/* Begins a step on both backends; tab (or NULL: no KV cache) is KV group 0's block table. */
 static void begin_both(int batch, int T, const int32_t *ids, const int32_t *pos,
-                       const int32_t *start) {
-    step_desc s = {.batch = batch, .n_tokens = T, .ids = ids, .pos = pos, .start = start};
+                       const kv_table *tab) {
+    step_desc s = {.batch = batch, .n_tokens = T, .ids = ids, .pos = pos, .n_groups = tab != NULL};
+    if (tab) s.tables[0] = *tab;
     CHECK_OK(cpu_be->ops->step_begin(cpu_be, &s));
     CHECK_OK(cuda_be->ops->step_begin(cuda_be, &s));
+}
+
+/* A block table of B sequences with `len` entries each over B * len blocks, the blocks
+ * scattered (sequence b's entry e is not block b * len + e) so that a kernel that ignores the
+ * table reads the wrong block. */
+typedef struct test_table {
+    int32_t blocks[256];
+    kv_table tab;
+} test_table;
+
+static void test_table_init(test_table *t, int B, int len) {
+    int nb = B * len;
+    for (int i = 0; i < nb; i++)
+        t->blocks[i] = (int32_t)(nb - 1 - i);
+    t->tab = (kv_table){.blocks = t->blocks, .len = len};
 }
 
 static void end_both(void) {
@@ -218,7 +235,7 @@ static void test_memory(void) {
     CHECK_OK(cuda_be->ops->copy_bandwidth(cuda_be, (size_t)64 << 20, &gbs));
     CHECK(gbs > 10.0); /* any GPU copies faster than 10 GB/s */
     int32_t id = 0, bad_pos = -1;
-    step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &bad_pos, .start = NULL};
+    step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &bad_pos};
     CHECK_ERR(cuda_be->ops->step_begin(cuda_be, &st), LLMRT_ERR_INVALID, "position -1");
 }
 
@@ -226,14 +243,14 @@ static void test_memory(void) {
 
 static void test_embed(void) {
     const int V = 50, D = 72, B = 2, T = 3;
-    int32_t ids[6] = {3, 49, 0, 17, 17, 8}, pos[2] = {4, 9}, start[2] = {1, 0};
+    int32_t ids[6] = {3, 49, 0, 17, 17, 8}, pos[2] = {4, 9};
     for (int with_pos = 0; with_pos < 2; with_pos++) {
         bweight tc, tg, pc, pg;
         weight_pair(&tc, &tg, V, D, -1, 1);
         weight_pair(&pc, &pg, 20, D, -1, 1);
         pair x = act_pair((size_t)B * T * D, NULL);
         float scale = with_pos ? 1.0f : sqrtf((float)D);
-        begin_both(B, T, ids, pos, start);
+        begin_both(B, T, ids, pos, NULL);
         CHECK_OK(cpu_be->ops->embed(cpu_be, x.c, &tc, with_pos ? &pc : NULL, scale));
         CHECK_OK(cuda_be->ops->embed(cuda_be, x.g, &tg, with_pos ? &pg : NULL, scale));
         end_both();
@@ -409,17 +426,26 @@ typedef struct attn_case {
     const char *name;
     int H, Hkv, hd, B, T, cap, window;
     float softcap;
-    int32_t pos[3], start[3];
+    int32_t pos[3];
 } attn_case;
 
-/* A KV cache filled with random values in every slot (so that masking errors show). */
-static void cache_pair(kv_layer *kc, kv_layer *kg, int B, int Hkv, int cap, int hd, pair *k,
-                       pair *v) {
+/* A KV cache of `cap` positions per sequence for B sequences in blocks of bl positions (bl =
+ * cap: one block each), filled with random values in every slot (so that masking errors show),
+ * with its block table. */
+static void cache_pair(kv_layer *kc, kv_layer *kg, test_table *t, int B, int Hkv, int cap, int hd,
+                       int bl, pair *k, pair *v) {
     size_t n = (size_t)B * Hkv * cap * hd;
+    int len = cap / bl;
     *k = rand_act(n, -1, 1);
     *v = rand_act(n, -1, 1);
-    *kc = (kv_layer){.k = k->c, .v = v->c, .cap = cap, .batch = B};
-    *kg = (kv_layer){.k = k->g, .v = v->g, .cap = cap, .batch = B};
+    *kc = (kv_layer){.k = k->c, .v = v->c, .block_len = bl, .n_blocks = B * len, .group = 0};
+    *kg = (kv_layer){.k = k->g, .v = v->g, .block_len = bl, .n_blocks = B * len, .group = 0};
+    test_table_init(t, B, len);
+}
+
+/* A block length for a paged variant of a cache of cap positions. */
+static int paged_block(int cap) {
+    return cap % 16 == 0 && cap > 16 ? 16 : cap % 4 == 0 ? 4 : cap % 3 == 0 ? 3 : 1;
 }
 
 static void test_qkv_finish(void) {
@@ -432,9 +458,11 @@ static void test_qkv_finish(void) {
                  {2, 1, 48, 16, 0, NORM_RMS},
                  {3, 1, 40, 0, 1, NORM_RMS}};
     const int B = 2, T = 3, cap = 16;
-    int32_t ids[6] = {0}, pos[2] = {5, 9}, start[2] = {0, 2};
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        int H = cases[ci].H, Hkv = cases[ci].Hkv, hd = cases[ci].hd, rot = cases[ci].rot;
+    int32_t ids[6] = {0}, pos[2] = {5, 9};
+    for (size_t ci = 0; ci < 2 * sizeof cases / sizeof cases[0]; ci++) {
+        size_t cj = ci / 2;
+        int bl = ci % 2 ? 4 : cap; /* one block per sequence, then blocks of 4 */
+        int H = cases[cj].H, Hkv = cases[cj].Hkv, hd = cases[cj].hd, rot = cases[cj].rot;
         size_t width = (size_t)(H + 2 * Hkv) * hd, n = (size_t)B * T * width;
         pair qkv = rand_act(n, -2, 2);
         pair qw = rand_f32(hd, 0.5f, 1.5f), kw = rand_f32(hd, -0.5f, 0.5f);
@@ -445,32 +473,33 @@ static void test_qkv_finish(void) {
         free(f);
         kv_layer kc, kg;
         pair k, v;
-        cache_pair(&kc, &kg, B, Hkv, cap, hd, &k, &v);
+        test_table t;
+        cache_pair(&kc, &kg, &t, B, Hkv, cap, hd, bl, &k, &v);
         attn_params a = {.n_heads = H, .n_kv_heads = Hkv, .head_dim = hd, .scale = 0.1f};
-        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f},
-                    qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
-        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f},
-                    kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
+        norm_params qc = {cases[cj].kind, qw.c, NULL, 1e-6f},
+                    qg = {cases[cj].kind, qw.g, NULL, 1e-6f};
+        norm_params kcn = {cases[cj].kind, kw.c, NULL, 1e-6f},
+                    kgn = {cases[cj].kind, kw.g, NULL, 1e-6f};
         rope_params rc = {freq.c, rot, 0.9f}, rg = {freq.g, rot, 0.9f};
-        int qn = cases[ci].qk_norm;
-        begin_both(B, T, ids, pos, start);
+        int qn = cases[cj].qk_norm;
+        begin_both(B, T, ids, pos, &t.tab);
         CHECK_OK(cpu_be->ops->qkv_finish(cpu_be, qkv.c, &a, qn ? &qc : NULL, qn ? &kcn : NULL,
                                          rot ? &rc : NULL, &kc));
         CHECK_OK(cuda_be->ops->qkv_finish(cuda_be, qkv.g, &a, qn ? &qg : NULL, qn ? &kgn : NULL,
                                           rot ? &rg : NULL, &kg));
         end_both();
-        char what[96];
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d norm %d: qkv", H, Hkv, hd,
-                 rot, qn);
+        char what[120];
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d norm %d bl %d: qkv", H,
+                 Hkv, hd, rot, qn, bl);
         /* the k part of qkv is not specified (attention reads keys from the cache): compare
          * q heads row by row, and the caches whole */
         check_q_rows(qkv, B * T, width, (size_t)H * hd, what);
         size_t cn = (size_t)B * Hkv * cap * hd;
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: k cache", H, Hkv, hd,
-                 rot);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d bl %d: k cache", H, Hkv,
+                 hd, rot, bl);
         check_act(k, cn, what);
-        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d: v cache", H, Hkv, hd,
-                 rot);
+        snprintf(what, sizeof what, "qkv_finish H %d Hkv %d hd %d rot %d bl %d: v cache", H, Hkv,
+                 hd, rot, bl);
         check_act(v, cn, what);
         pair_free(&qkv);
         pair_free(&qw);
@@ -481,14 +510,15 @@ static void test_qkv_finish(void) {
     }
 }
 
-static void run_attn_case(const attn_case *c) {
+static void run_attn_case(const attn_case *c, int bl) {
     int rows = c->B * c->T;
     size_t width = (size_t)(c->H + 2 * c->Hkv) * c->hd;
     pair qkv = rand_act((size_t)rows * width, -1.5f, 1.5f);
     pair out = act_pair((size_t)rows * c->H * c->hd, NULL);
     kv_layer kc, kg;
     pair k, v;
-    cache_pair(&kc, &kg, c->B, c->Hkv, c->cap, c->hd, &k, &v);
+    test_table t;
+    cache_pair(&kc, &kg, &t, c->B, c->Hkv, c->cap, c->hd, bl, &k, &v);
     attn_params a = {.n_heads = c->H,
                      .n_kv_heads = c->Hkv,
                      .head_dim = c->hd,
@@ -496,12 +526,14 @@ static void run_attn_case(const attn_case *c) {
                      .window = c->window,
                      .softcap = c->softcap};
     int32_t *ids = calloc((size_t)rows, 4);
-    begin_both(c->B, c->T, ids, c->pos, c->start);
+    begin_both(c->B, c->T, ids, c->pos, &t.tab);
     free(ids);
     CHECK_OK(cpu_be->ops->attention(cpu_be, out.c, qkv.c, &kc, &a));
     CHECK_OK(cuda_be->ops->attention(cuda_be, out.g, qkv.g, &kg, &a));
     end_both();
-    check_act(out, (size_t)rows * c->H * c->hd, c->name);
+    char what[160];
+    snprintf(what, sizeof what, "%s (blocks of %d)", c->name, bl);
+    check_act(out, (size_t)rows * c->H * c->hd, what);
     pair_free(&qkv);
     pair_free(&out);
     pair_free(&k);
@@ -510,55 +542,48 @@ static void run_attn_case(const attn_case *c) {
 
 static void test_attention(void) {
     const attn_case cases[] = {
-        {"GQA prefill, left padding, batch 2", 8, 2, 64, 2, 5, 32, 0, 0, {0, 7}, {0, 3}},
-        {"MQA decode, batch 3", 4, 1, 128, 3, 1, 64, 0, 0, {10, 0, 63}, {0, 0, 5}},
-        {"window on a wrapped ring cache", 4, 2, 32, 1, 4, 12, 8, 0, {37}, {0}},
-        {"window, decode, batch 2, padding", 4, 4, 64, 2, 1, 8, 8, 0, {20, 5}, {2, 3}},
-        {"long KV, split-K decode", 8, 8, 64, 1, 1, 4096, 0, 0, {3000}, {0}},
-        {"long KV, GQA decode, batch 2", 16, 2, 128, 2, 1, 2048, 0, 0, {2047, 700}, {0, 100}},
-        {"softcap", 4, 2, 64, 1, 3, 16, 0, 20.0f, {6}, {0}},
-        {"MHA prefill, batch 2", 4, 4, 64, 2, 40, 64, 0, 0, {0, 10}, {0, 0}},
-        {"head_dim 256, group 4", 8, 2, 256, 1, 2, 16, 0, 0, {9}, {1}},
-        {"group 7 (Qwen2.5)", 14, 2, 64, 1, 3, 32, 0, 0, {12}, {0}},
-        {"group 16", 16, 1, 64, 1, 1, 32, 0, 0, {20}, {0}},
-        {"prefill tiles, GQA hd 128, padding, batch 2",
-         8,
-         2,
-         128,
-         2,
-         70,
-         160,
-         0,
-         0,
-         {0, 30},
-         {0, 11}},
-        {"prefill, window on a wrapped ring cache", 4, 2, 64, 1, 20, 32, 8, 0, {50}, {0}},
-        {"prefill, window larger than a tile", 4, 1, 64, 2, 100, 256, 70, 0, {0, 90}, {0, 5}},
-        {"prefill, head_dim 256, softcap", 4, 1, 256, 1, 17, 64, 0, 30.0f, {3}, {0}},
-        {"prefill, MQA, 3 sequences", 8, 1, 64, 3, 16, 64, 0, 0, {0, 1, 40}, {0, 1, 2}},
-        {"prefill, head_dim 96 (wmma kernel), GQA", 6, 2, 96, 1, 33, 64, 0, 0, {5}, {2}},
-        {"prefill, head_dim 128, window 40, 150 tokens", 4, 2, 128, 1, 150, 256, 40, 0, {20}, {0}},
+        {"GQA prefill, batch 2", 8, 2, 64, 2, 5, 32, 0, 0, {0, 7}},
+        {"MQA decode, batch 3", 4, 1, 128, 3, 1, 64, 0, 0, {10, 0, 63}},
+        {"window on a wrapped ring cache", 4, 2, 32, 1, 4, 12, 8, 0, {37}},
+        {"window, decode, batch 2", 4, 4, 64, 2, 1, 8, 8, 0, {20, 5}},
+        {"long KV, split-K decode", 8, 8, 64, 1, 1, 4096, 0, 0, {3000}},
+        {"long KV, GQA decode, batch 2", 16, 2, 128, 2, 1, 2048, 0, 0, {2047, 700}},
+        {"softcap", 4, 2, 64, 1, 3, 16, 0, 20.0f, {6}},
+        {"MHA prefill, batch 2", 4, 4, 64, 2, 40, 64, 0, 0, {0, 10}},
+        {"head_dim 256, group 4", 8, 2, 256, 1, 2, 16, 0, 0, {9}},
+        {"group 7 (Qwen2.5)", 14, 2, 64, 1, 3, 32, 0, 0, {12}},
+        {"group 16", 16, 1, 64, 1, 1, 32, 0, 0, {20}},
+        {"prefill tiles, GQA hd 128, batch 2", 8, 2, 128, 2, 70, 160, 0, 0, {0, 30}},
+        {"prefill, window on a wrapped ring cache", 4, 2, 64, 1, 20, 32, 8, 0, {50}},
+        {"prefill, window larger than a tile", 4, 1, 64, 2, 100, 256, 70, 0, {0, 90}},
+        {"prefill, head_dim 256, softcap", 4, 1, 256, 1, 17, 64, 0, 30.0f, {3}},
+        {"prefill, MQA, 3 sequences", 8, 1, 64, 3, 16, 64, 0, 0, {0, 1, 40}},
+        {"prefill, head_dim 96 (wmma kernel), GQA", 6, 2, 96, 1, 33, 64, 0, 0, {5}},
+        {"prefill, head_dim 128, window 40, 150 tokens", 4, 2, 128, 1, 150, 256, 40, 0, {20}},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        run_attn_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_attn_case(&cases[i], cases[i].cap);
+        run_attn_case(&cases[i], paged_block(cases[i].cap));
+    }
 }
 
 /* Decode: qkv_finish followed by attention on the same qkv and cache, which the CUDA backend
  * runs as one attention (q/k norm and RoPE inside it) when the context is split: attention
- * output, q heads, and both caches must match. */
+ * output, q heads, and both caches must match, contiguous and paged. */
 static void test_qkv_attention_decode(void) {
     const struct {
         int H, Hkv, hd, B, cap, window, qk_norm;
         norm_kind kind;
-        int32_t pos[2], start[2];
+        int32_t pos[2];
     } cases[] = {
-        {8, 2, 64, 2, 512, 0, 1, NORM_RMS, {300, 17}, {0, 5}},
-        {16, 1, 128, 1, 256, 0, 0, NORM_RMS, {200, 0}, {0, 0}},
-        {4, 2, 64, 1, 96, 64, 1, NORM_RMS_PLUS1, {250, 0}, {3, 0}},
+        {8, 2, 64, 2, 512, 0, 1, NORM_RMS, {300, 17}},
+        {16, 1, 128, 1, 256, 0, 0, NORM_RMS, {200, 0}},
+        {4, 2, 64, 1, 96, 64, 1, NORM_RMS_PLUS1, {250, 0}},
     };
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        int H = cases[ci].H, Hkv = cases[ci].Hkv, hd = cases[ci].hd, B = cases[ci].B;
-        int cap = cases[ci].cap, qn = cases[ci].qk_norm;
+    for (size_t ci = 0; ci < 2 * sizeof cases / sizeof cases[0]; ci++) {
+        size_t cj = ci / 2;
+        int H = cases[cj].H, Hkv = cases[cj].Hkv, hd = cases[cj].hd, B = cases[cj].B;
+        int cap = cases[cj].cap, qn = cases[cj].qk_norm, bl = ci % 2 ? 32 : cap;
         size_t width = (size_t)(H + 2 * Hkv) * hd, n = (size_t)B * width;
         pair qkv = rand_act(n, -1.5f, 1.5f), out = act_pair((size_t)B * H * hd, NULL);
         pair qw = rand_f32(hd, 0.5f, 1.5f), kw = rand_f32(hd, -0.5f, 0.5f);
@@ -569,19 +594,20 @@ static void test_qkv_attention_decode(void) {
         free(f);
         kv_layer kc, kg;
         pair k, v;
-        cache_pair(&kc, &kg, B, Hkv, cap, hd, &k, &v);
+        test_table t;
+        cache_pair(&kc, &kg, &t, B, Hkv, cap, hd, bl, &k, &v);
         attn_params a = {.n_heads = H,
                          .n_kv_heads = Hkv,
                          .head_dim = hd,
                          .scale = 1.0f / sqrtf((float)hd),
-                         .window = cases[ci].window};
-        norm_params qc = {cases[ci].kind, qw.c, NULL, 1e-6f},
-                    qg = {cases[ci].kind, qw.g, NULL, 1e-6f};
-        norm_params kcn = {cases[ci].kind, kw.c, NULL, 1e-6f},
-                    kgn = {cases[ci].kind, kw.g, NULL, 1e-6f};
+                         .window = cases[cj].window};
+        norm_params qc = {cases[cj].kind, qw.c, NULL, 1e-6f},
+                    qg = {cases[cj].kind, qw.g, NULL, 1e-6f};
+        norm_params kcn = {cases[cj].kind, kw.c, NULL, 1e-6f},
+                    kgn = {cases[cj].kind, kw.g, NULL, 1e-6f};
         rope_params rc = {freq.c, hd, 1.0f}, rg = {freq.g, hd, 1.0f};
         int32_t ids[2] = {0, 0};
-        begin_both(B, 1, ids, cases[ci].pos, cases[ci].start);
+        begin_both(B, 1, ids, cases[cj].pos, &t.tab);
         CHECK_OK(cpu_be->ops->qkv_finish(cpu_be, qkv.c, &a, qn ? &qc : NULL, qn ? &kcn : NULL, &rc,
                                          &kc));
         CHECK_OK(cpu_be->ops->attention(cpu_be, out.c, qkv.c, &kc, &a));
@@ -590,14 +616,14 @@ static void test_qkv_attention_decode(void) {
         CHECK_OK(cuda_be->ops->attention(cuda_be, out.g, qkv.g, &kg, &a));
         end_both();
         char what[96];
-        snprintf(what, sizeof what, "qkv_finish+attention case %zu: out", ci);
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu bl %d: out", cj, bl);
         check_act(out, (size_t)B * H * hd, what);
-        snprintf(what, sizeof what, "qkv_finish+attention case %zu: q heads", ci);
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu bl %d: q heads", cj, bl);
         check_q_rows(qkv, B, width, (size_t)H * hd, what);
         size_t cn = (size_t)B * Hkv * cap * hd;
-        snprintf(what, sizeof what, "qkv_finish+attention case %zu: k cache", ci);
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu bl %d: k cache", cj, bl);
         check_act(k, cn, what);
-        snprintf(what, sizeof what, "qkv_finish+attention case %zu: v cache", ci);
+        snprintf(what, sizeof what, "qkv_finish+attention case %zu bl %d: v cache", cj, bl);
         check_act(v, cn, what);
         pair_free(&qkv);
         pair_free(&out);
@@ -655,12 +681,14 @@ static void mini_free(backend *be, mini_model *m) {
 
 /* One decode step of the mini model; the logits land in host `out` [B, V]. */
 static void mini_step(backend *be, mini_model *m, int B, const int32_t *ids, const int32_t *pos,
-                      const int32_t *start, float *out) {
-    step_desc s = {.batch = B, .n_tokens = 1, .ids = ids, .pos = pos, .start = start};
+                      float *out) {
+    int32_t blocks[2] = {1, 0}; /* each sequence in the other's block */
+    step_desc s = {.batch = B, .n_tokens = 1, .ids = ids, .pos = pos, .n_groups = 1};
+    s.tables[0] = (kv_table){.blocks = B == 2 ? blocks : blocks + 1, .len = 1};
     norm_params np = {NORM_RMS, m->norm_w.c, NULL, 1e-6f};
     attn_params a = {G_H, G_HKV, G_HD, 1.0f / sqrtf((float)G_HD), 0, 0.0f};
     rope_params rp = {m->freq.c, G_HD, 1.0f};
-    kv_layer kv = {m->kc, m->vc, G_CAP, B};
+    kv_layer kv = {.k = m->kc, .v = m->vc, .block_len = G_CAP, .n_blocks = B, .group = 0};
     CHECK_OK(be->ops->step_begin(be, &s));
     CHECK_OK(be->ops->embed(be, m->x, &m->emb, NULL, 1.0f));
     for (int layer = 0; layer < 2; layer++) {
@@ -703,7 +731,6 @@ static void test_graph_replay(void) {
     mini_alloc(cpu_be, &mc, B, emb_h, wqkv_h, wo_h, nw, fr);
     float *lg = malloc((size_t)B * G_V * 4), *le = malloc((size_t)B * G_V * 4),
           *lc = malloc((size_t)B * G_V * 4);
-    int32_t start[2] = {0, 3};
     for (int step = 0; step < G_STEPS; step++) {
         int32_t ids[2] = {(step * 37 + 5) % G_V, (step * 91 + 11) % G_V};
         int32_t pos[2] = {step, step + 3};
@@ -713,18 +740,18 @@ static void test_graph_replay(void) {
             /* mg2 needs the cache of the earlier steps: rerun them eagerly in it */
             for (int s2 = 0; s2 < 4; s2++) {
                 int32_t i2[2] = {(s2 * 37 + 5) % G_V, (s2 * 91 + 11) % G_V}, p2[2] = {s2, s2 + 3};
-                mini_step(cuda_be, &mg2, B, i2, p2, start, lg);
+                mini_step(cuda_be, &mg2, B, i2, p2, lg);
             }
         }
-        mini_step(cuda_be, m, B, ids, pos, start, lg);
+        mini_step(cuda_be, m, B, ids, pos, lg);
         if (step == 4) { /* keep mg's cache in step too; its first op no longer matches */
             float *l2 = malloc((size_t)B * G_V * 4);
-            mini_step(cuda_be, &mg, B, ids, pos, start, l2);
+            mini_step(cuda_be, &mg, B, ids, pos, l2);
             CHECK_MSG(memcmp(lg, l2, (size_t)B * G_V * 4) == 0, "graph step 4: mg2 vs mg");
             free(l2);
         }
-        mini_step(eager, &me, B, ids, pos, start, le);
-        mini_step(cpu_be, &mc, B, ids, pos, start, lc);
+        mini_step(eager, &me, B, ids, pos, le);
+        mini_step(cpu_be, &mc, B, ids, pos, lc);
         char what[64];
         snprintf(what, sizeof what, "graph step %d vs eager [%s]", step, dtype_name(cur_dt));
         CHECK_MSG(memcmp(lg, le, (size_t)B * G_V * 4) == 0, "%s: not bitwise equal", what);
@@ -759,7 +786,8 @@ typedef struct stack_case {
     float head_softcap; /* final logit soft-cap */
     norm_kind kind;
     act_kind act;
-    int32_t pos, start;
+    int32_t pos;
+    int paged; /* the cache in 4 blocks of cap / 4 positions, taken out of order */
 } stack_case;
 
 /* A layer stack on one backend; the matrices hold the same bytes on every backend. */
@@ -858,7 +886,8 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
         w->attn = s->attn;
         w->rope = &s->rope;
         kv_layer *k = &s->kv[l];
-        *k = (kv_layer){.cap = c->cap, .batch = 1};
+        *k = (kv_layer){
+            .block_len = c->paged ? c->cap / 4 : c->cap, .n_blocks = c->paged ? 4 : 1, .group = 0};
         CHECK_OK(be->ops->alloc(be, cn * es, &k->k));
         CHECK_OK(be->ops->alloc(be, cn * es, &k->v));
         CHECK_OK(be->ops->act_from_f32(be, k->k, h->cache + (size_t)(2 * l) * cn, cn));
@@ -917,16 +946,19 @@ static void stack_free(backend *be, const stack_case *c, stack *s) {
 static void stack_step(backend *be, const stack_case *c, stack *s, const float *x0, int32_t pos,
                        int fused) {
     CHECK_OK(be->ops->act_from_f32(be, s->b.x, x0, (size_t)c->D));
-    int32_t id = 0, start = c->start;
-    step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &pos, .start = &start};
+    int32_t id = 0, blocks[4] = {2, 0, 3, 1};
+    step_desc st = {.batch = 1, .n_tokens = 1, .ids = &id, .pos = &pos, .n_groups = 1};
+    st.tables[0] = (kv_table){.blocks = blocks, .len = c->paged ? 4 : 1};
+    if (!c->paged) blocks[0] = 0;
     CHECK_OK(be->ops->step_begin(be, &st));
     decode_done done = DECODE_NOTHING;
     if (fused) {
         decode_head head = {&s->head, c->head_softcap, s->logits};
         CHECK_OK(be->ops->decode_layers(be, s->b.x, s->b.h, s->L, s->kv, c->n_layers, c->act,
                                         &s->final, &head, &done));
-        /* F16/BF16 stacks of these shapes must take the fused kernel, head included; F32 ones
-         * may not fit its shared memory (then the ops run one by one) */
+        /* F16/BF16 stacks of these shapes must take the fused kernel, head included, in a
+         * contiguous or a paged cache; F32 ones may not fit its shared memory (then the ops run
+         * one by one) */
         if (done != DECODE_LAYERS_AND_LOGITS && cur_dt != DT_F32)
             CHECK_MSG(0, "decode_layers did not take the stack and head (D %d H %d hd %d)", c->D,
                       c->H, c->hd);
@@ -939,6 +971,19 @@ static void stack_step(backend *be, const stack_case *c, stack *s, const float *
     CHECK_OK(be->ops->step_end(be));
 }
 
+/* The largest |a - b| of n activations of two backends (for the record). */
+static double max_diff(backend *ba, const void *a, backend *bb, const void *b, size_t n) {
+    float *x = malloc(n * 4), *y = malloc(n * 4);
+    CHECK_OK(ba->ops->act_to_f32(ba, x, a, n));
+    CHECK_OK(bb->ops->act_to_f32(bb, y, b, n));
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)x[i] - y[i]));
+    free(x);
+    free(y);
+    return m;
+}
+
 /* Activations (f32 0) or F32 values (f32 1) of two backends within tol + tol·|b|. */
 static void compare_be(backend *ba, const void *a, backend *bb, const void *b, int f32, size_t n,
                        float tol, const char *what) {
@@ -949,13 +994,16 @@ static void test_decode_layers(void) {
     /* case 0: Llama-like, several column chunks (gate/up and down), 10 attention splits of
      *         64 keys, an LM head of several tile groups per block with a partial last group;
      *         case 1: Qwen-like q/k norms and qkv bias, 8 q heads per kv head, head_dim 128,
-     *         (1 + w) norms, GELU, softcap, a sliding window in a ring buffer, left padding, a
-     *         soft-capped LM head; case 2: fixture-sized, most blocks without rows. */
+     *         (1 + w) norms, GELU, softcap, a sliding window in a ring buffer, a soft-capped LM
+     *         head; case 2: fixture-sized, most blocks without rows; case 3: case 1 in a paged
+     *         cache of 4 blocks in the order 2, 0, 3, 1 (a ring of blocks). */
     const stack_case cases[] = {
         {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0},
         {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
-         ACT_GELU_TANH_GATED, 250, 3},
+         ACT_GELU_TANH_GATED, 250, 0},
         {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0},
+        {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
+         ACT_GELU_TANH_GATED, 250, 1},
     };
     backend *ref = NULL; /* the op-by-op path on a CUDA backend of its own (its own graphs) */
     CHECK_OK(cuda_backend_create(&ref, cur_dt, 0));
@@ -978,6 +1026,11 @@ static void test_decode_layers(void) {
             stack_step(cpu_be, c, &sc, x0, pos, 0);
             free(x0);
             char what[160];
+            /* for the record: how far each CUDA path is from the CPU's F32 activations */
+            if (cur_dt != DT_F32)
+                printf("  case %zu step %d: max |x - cpu|: fused %.4g, ops %.4g\n", ci, step,
+                       max_diff(cuda_be, sf.b.x, cpu_be, sc.b.x, (size_t)c->D),
+                       max_diff(ref, sr.b.x, cpu_be, sc.b.x, (size_t)c->D));
             /* against the CUDA op path: the same roundings, sums in another order */
             snprintf(what, sizeof what, "decode_layers case %zu step %d: x vs cuda ops", ci, step);
             compare_be(cuda_be, sf.b.x, ref, sr.b.x, 0, (size_t)c->D, 2 * TOL[cur_dt].atol, what);

@@ -12,13 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend.h"
-#include "model/model.h"
-#include "runtime/generate.h"
-#include "runtime/perplexity.h"
-#include "runtime/session.h"
+#include "llmrt.h"
 #include "testutil.h"
-#include "tokenizer/tokenizer.h"
 
 static int read_ids(json_t *a, int32_t **out) {
     size_t n = json_array_size(a);
@@ -28,9 +23,9 @@ static int read_ids(json_t *a, int32_t **out) {
     return (int)n;
 }
 
-static double perplexity(model *m, const int32_t *ids, int n) {
-    perplexity_result r;
-    llmrt_status st = perplexity_eval(m, ids, n, &r);
+static double perplexity(llmrt_model *m, const int32_t *ids, int n) {
+    llmrt_perplexity_result r;
+    llmrt_status st = llmrt_perplexity(m, ids, (size_t)n, &r);
     CHECK_OK(st);
     return st == LLMRT_OK ? r.perplexity : NAN;
 }
@@ -49,60 +44,65 @@ static void check_model(const char *dir) {
     double ppl_ref = json_number_value(json_object_get(ref, "heldout_perplexity_fp32"));
     const char *prompt_text = json_string_value(json_object_get(ref, "prompt"));
 
-    /* tokenizer */
-    tokenizer *tok = NULL;
-    CHECK_OK(tokenizer_load(&tok, dir));
-    if (tok) {
-        int32_t *ids = NULL;
-        size_t n = 0;
-        CHECK_OK(tokenizer_encode(tok, prompt_text, strlen(prompt_text), 1, &ids, &n, NULL));
-        CHECK_MSG(n == (size_t)np && memcmp(ids, prompt, n * 4) == 0, "%s: prompt ids", dir);
-        free(ids);
-        snprintf(path, sizeof path, "%s/heldout.txt", dir);
-        FILE *f = fopen(path, "rb");
-        char buf[8192];
-        size_t got = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-        if (f) fclose(f);
-        CHECK_OK(tokenizer_encode(tok, buf, got, 1, &ids, &n, NULL));
-        CHECK_MSG(n == (size_t)nh && memcmp(ids, held, n * 4) == 0, "%s: held-out ids", dir);
-        free(ids);
-        tokenizer_free(tok);
-    }
-
-    dtype precs[3] = {DT_F32, DT_BF16, DT_F16};
+    llmrt_precision precs[3] = {LLMRT_FP32, LLMRT_BF16, LLMRT_FP16};
     for (int p = 0; p < 3; p++) {
-        backend *be;
-        model *m;
-        CHECK_OK(
-            backend_create(&be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, precs[p], 0));
-        CHECK_OK(model_load(&m, dir, be, NULL));
-        session *s;
-        session_opts so = {.batch = 1, .max_seq = np + ng, .mode = KV_STATIC};
-        CHECK_OK(session_create(&s, m, &so));
-        gen_opts go = {.max_new = ng, .ignore_eos = true};
-        gen_result r;
-        const int32_t *prompts[1] = {prompt};
-        int lens[1] = {np};
-        CHECK_OK(generate(s, prompts, lens, &go, NULL, NULL, &r));
-        CHECK_MSG(r.n_tokens[0] == ng && memcmp(r.tokens, greedy, (size_t)ng * 4) == 0,
-                  "%s %s: greedy differs from transformers FP32", dir, dtype_name(precs[p]));
-        gen_result_free(&r);
-        session_free(s);
-        double ppl = perplexity(m, held, nh);
-        double rel = fabs(ppl - ppl_ref) / ppl_ref;
-        printf("  %s %s: perplexity %.6f (transformers FP32 %.6f, rel %.2g)\n", dir,
-               dtype_name(precs[p]), ppl, ppl_ref, rel);
-        CHECK_MSG(rel <= (precs[p] == DT_F32 ? 1e-3 : 2e-2), "%s %s: perplexity %g vs %g", dir,
-                  dtype_name(precs[p]), ppl, ppl_ref);
-        model_free(m);
-        backend_free(be);
+        llmrt_model *m = NULL;
+        llmrt_status st;
+        CHECK_OK(st = llmrt_model_open(&m, dir, NULL));
+        if (st != LLMRT_OK) break;
+        /* the tokenizer gives transformers' ids (once is enough) */
+        llmrt_tokenizer *tok = llmrt_model_tokenizer(m);
+        CHECK(tok != NULL);
+        if (tok && p == 0) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            CHECK_OK(llmrt_tokenize(tok, prompt_text, strlen(prompt_text), 1, &ids, &n, NULL));
+            CHECK_MSG(n == (size_t)np && memcmp(ids, prompt, n * 4) == 0, "%s: prompt ids", dir);
+            llmrt_free(ids);
+            snprintf(path, sizeof path, "%s/heldout.txt", dir);
+            char *buf = NULL;
+            size_t got = 0;
+            CHECK_OK(llmrt_read_file(path, &buf, &got));
+            CHECK_OK(llmrt_tokenize(tok, buf, got, 1, &ids, &n, NULL));
+            CHECK_MSG(n == (size_t)nh && memcmp(ids, held, n * 4) == 0, "%s: held-out ids", dir);
+            llmrt_free(ids);
+            llmrt_free(buf);
+        }
+        llmrt_load_opts lo = {.device = test_device_is_cuda() ? "cuda" : "cpu",
+                              .precision = precs[p],
+                              .all_logits = 1,
+                              .chunk = 256};
+        CHECK_OK(st = llmrt_model_load(m, &lo));
+        llmrt_session *s = NULL;
+        if (st == LLMRT_OK) CHECK_OK(st = llmrt_session_create(&s, m, np + ng));
+        if (st == LLMRT_OK) {
+            llmrt_gen_opts go = {.max_new_tokens = ng, .ignore_eos = 1};
+            llmrt_gen_result r;
+            const int32_t *prompts[1] = {prompt};
+            int lens[1] = {np};
+            CHECK_OK(st = llmrt_generate(&s, 1, prompts, lens, &go, NULL, NULL, &r));
+            if (st == LLMRT_OK)
+                CHECK_MSG(r.n_tokens[0] == ng && memcmp(r.tokens, greedy, (size_t)ng * 4) == 0,
+                          "%s %s: greedy differs from transformers FP32", dir,
+                          llmrt_precision_name(precs[p]));
+            llmrt_gen_result_free(&r);
+        }
+        llmrt_session_free(s);
+        if (st == LLMRT_OK) {
+            double ppl = perplexity(m, held, nh);
+            double rel = fabs(ppl - ppl_ref) / ppl_ref;
+            printf("  %s %s: perplexity %.6f (transformers FP32 %.6f, rel %.2g)\n", dir,
+                   llmrt_precision_name(precs[p]), ppl, ppl_ref, rel);
+            CHECK_MSG(rel <= (precs[p] == LLMRT_FP32 ? 1e-3 : 2e-2), "%s %s: perplexity %g vs %g",
+                      dir, llmrt_precision_name(precs[p]), ppl, ppl_ref);
+        }
+        llmrt_model_free(m);
     }
     free(prompt);
     free(greedy);
     free(held);
     json_decref(ref);
 }
-
 static void test_demo_llama(void) {
     check_model("models/demo-llama");
 }

@@ -7,8 +7,10 @@
  *    for sliding layers, the ring buffer);
  *  - greedy continuation with the static KV cache and with no cache (FP32: identical to
  *    transformers' FP32 greedy tokens);
- *  - a batch of two prompts of different lengths (left padding): each row must reproduce
- *    its own single-sequence logits.
+ *  - a batch of two sessions of different lengths: each must reproduce its own single-session
+ *    logits, and the first the reference's greedy tokens;
+ *  - the same teacher-forced logits and greedy tokens with a paged KV cache (blocks of 4
+ *    positions; sliding layers in rings of blocks).
  *
  * Tolerances, as |llmrt - ref| <= tol over every logit:
  *  FP32: 1e-4 * max|ref logit| (the foundation issue's bound; float32 sums in another order).
@@ -29,8 +31,8 @@
 #include "backend/backend.h"
 #include "base/file.h"
 #include "model/model.h"
+#include "runtime/engine.h"
 #include "runtime/generate.h"
-#include "runtime/session.h"
 #include "testutil.h"
 
 typedef struct ref {
@@ -129,11 +131,11 @@ static int compare_logits(const char *what, const float *got, const ref *r, int 
 
 /* Stopping at an EOS id, on the session of a greedy run `full` (ignore_eos) of N tokens: with
  * the token of step N/2 made the only EOS id, the run stops at its first occurrence with the
- * same tokens before it, and the step run ahead of the stop is taken back (the positions end
+ * same tokens before it, and the step run ahead of the stop is taken back (the position ends
  * after the last token's step, and the session runs the full generation again unchanged). */
-static void check_eos_stop(session *s, const int32_t *const *prompts, const int *lens,
+static void check_eos_stop(engine *e, session *s, const int32_t *const *prompts, const int *lens,
                            const gen_result *full, const char *what) {
-    model_config *c = &s->m->cfg;
+    model_config *c = &e->m->cfg;
     const int N = full->n_tokens[0];
     int eos = full->tokens[N / 2], stop = 0;
     while (full->tokens[stop] != eos)
@@ -144,149 +146,170 @@ static void check_eos_stop(session *s, const int32_t *const *prompts, const int 
     c->n_eos = 1;
     gen_opts go = {.max_new = N};
     gen_result res;
-    CHECK_OK(generate(s, prompts, lens, &go, NULL, NULL, &res));
+    CHECK_OK(generate(e, &s, 1, prompts, lens, &go, NULL, NULL, &res));
     if (res.tokens) {
         CHECK_MSG(res.n_tokens[0] == stop + 1 && res.n_steps == stop,
                   "%s: EOS at step %d: %d tokens, %d steps", what, stop, res.n_tokens[0],
                   res.n_steps);
         CHECK(memcmp(res.tokens, full->tokens, (size_t)(stop + 1) * 4) == 0);
-        CHECK_MSG(s->pos[0] == lens[0] + stop, "%s: position %d after the EOS stop, want %d", what,
-                  s->pos[0], lens[0] + stop);
+        CHECK_MSG(s->pos == lens[0] + stop, "%s: position %d after the EOS stop, want %d", what,
+                  s->pos, lens[0] + stop);
         gen_result_free(&res);
     }
     memcpy(c->eos_ids, saved, sizeof saved);
     c->n_eos = n_saved;
     go.ignore_eos = true;
-    CHECK_OK(generate(s, prompts, lens, &go, NULL, NULL, &res));
+    CHECK_OK(generate(e, &s, 1, prompts, lens, &go, NULL, NULL, &res));
     if (res.tokens) {
         CHECK(res.n_tokens[0] == N && memcmp(res.tokens, full->tokens, (size_t)N * 4) == 0);
         gen_result_free(&res);
     }
 }
 
+/* Teacher-forced logits of the prompt on an engine made with eo (all_logits set here). */
+static void check_logits(model *m, engine_opts eo, const ref *r, double tol, dtype prec,
+                         float *logits, const char *what) {
+    engine *e = NULL;
+    session *s = NULL;
+    eo.all_logits = true;
+    llmrt_status st;
+    CHECK_OK(st = engine_create(&e, m, &eo));
+    if (st == LLMRT_OK) CHECK_OK(st = session_create(&s, &e->kv, r->n_prompt));
+    if (st == LLMRT_OK)
+        CHECK_OK(st = engine_forward(e, &s, 1, r->prompt, r->n_prompt, true, logits));
+    if (st == LLMRT_OK)
+        CHECK_MSG(compare_logits(what, logits, r, r->n_prompt, tol, prec), "%s", what);
+    session_free(s);
+    engine_free(e);
+}
+
+/* Greedy continuation on an engine made with eo, with and without the cache; FP32 must give
+ * transformers' tokens. */
+static void check_greedy(model *m, engine_opts eo, const ref *r, dtype prec, bool eos_test,
+                         const char *what) {
+    const int n = r->n_prompt, N = r->n_greedy;
+    engine *e = NULL;
+    session *s = NULL;
+    llmrt_status st;
+    eo.max_seq = n + N;
+    CHECK_OK(st = engine_create(&e, m, &eo));
+    if (st == LLMRT_OK) CHECK_OK(st = session_create(&s, &e->kv, 0));
+    for (int k = 0; k < 2 && st == LLMRT_OK; k++) {
+        gen_opts go = {.max_new = N, .ignore_eos = true, .no_cache = k == 1};
+        gen_result res;
+        const int32_t *prompts[1] = {r->prompt};
+        int lens[1] = {n};
+        CHECK_OK(st = generate(e, &s, 1, prompts, lens, &go, NULL, NULL, &res));
+        if (st != LLMRT_OK) break;
+        CHECK(res.n_tokens[0] == N);
+        if (prec == DT_F32) {
+            int same = memcmp(res.tokens, r->greedy, (size_t)N * 4) == 0;
+            CHECK_MSG(same, "%s greedy (%s cache) differs from transformers", what,
+                      k ? "no" : "static");
+            if (!same)
+                for (int i = 0; i < N; i++)
+                    fprintf(stderr, "  %d: got %d want %d\n", i, res.tokens[i], r->greedy[i]);
+        }
+        if (k == 0 && eos_test) check_eos_stop(e, s, prompts, lens, &res, what);
+        gen_result_free(&res);
+    }
+    session_free(s);
+    engine_free(e);
+}
+
+/* Two sessions of different lengths stepped together: the full prompt and its last n - 5
+ * tokens. Each session's logits equal its own single run; the first's greedy tokens are
+ * transformers'. */
+static void check_batch(model *m, const ref *r, double tol, dtype prec, const char *what) {
+    const int n = r->n_prompt, n2 = n - 5, V = r->vocab, N = r->n_greedy;
+    const int NB = N < 3 ? (N < 1 ? 1 : N) : 3; /* new tokens: steps chained on the device */
+    engine *e = NULL;
+    session *ss[2] = {NULL, NULL};
+    llmrt_status st;
+    engine_opts eo = {.max_batch = 2, .max_seq = n + NB};
+    CHECK_OK(st = engine_create(&e, m, &eo));
+    for (int b = 0; b < 2 && st == LLMRT_OK; b++)
+        CHECK_OK(st = session_create(&ss[b], &e->kv, 0));
+    if (st == LLMRT_OK) {
+        const int32_t *prompts[2] = {r->prompt, r->prompt + 5};
+        int lens[2] = {n, n2};
+        gen_opts go = {.max_new = NB, .ignore_eos = true};
+        gen_result res;
+        CHECK_OK(st = generate(e, ss, 2, prompts, lens, &go, NULL, NULL, &res));
+        if (st == LLMRT_OK) {
+            CHECK(res.n_tokens[0] == NB && res.n_tokens[1] == NB);
+            if (prec == DT_F32 && N > 0)
+                CHECK_MSG(memcmp(res.tokens, r->greedy, (size_t)NB * 4) == 0, "%s batch row 0",
+                          what);
+            gen_result_free(&res);
+        }
+        /* logits of the two prompts in one engine_feed, against single runs */
+        float *both = malloc((size_t)2 * V * sizeof *both), *single = malloc((size_t)V * 4);
+        for (int b = 0; b < 2; b++)
+            session_reset(ss[b]);
+        CHECK_OK(st = engine_feed(e, ss, 2, prompts, lens, both, false));
+        if (st == LLMRT_OK) {
+            double w0 = 0;
+            for (int v = 0; v < V; v++)
+                w0 = fmax(w0, fabs((double)both[v] - r->logits[(size_t)(n - 1) * V + v]));
+            CHECK_MSG(w0 <= tol, "%s: batch row 0 differs from the reference by %g", what, w0);
+            session_reset(ss[1]);
+            CHECK_OK(st = engine_forward(e, &ss[1], 1, r->prompt + 5, n2, false, single));
+            double worst = 0;
+            for (int v = 0; st == LLMRT_OK && v < V; v++)
+                worst = fmax(worst, fabs((double)both[V + v] - single[v]));
+            /* same arithmetic, other rows: only reduction order may differ */
+            CHECK_MSG(worst <= tol, "%s: the shorter session differs from its single run by %g",
+                      what, worst);
+        }
+        free(both);
+        free(single);
+    }
+    for (int b = 0; b < 2; b++)
+        session_free(ss[b]);
+    engine_free(e);
+}
+
 static void run_fixture(const char *dir, dtype prec) {
     ref r;
-    char what[600];
+    char what[600], w2[700];
     snprintf(what, sizeof what, "%s [%s]", dir, dtype_name(prec));
     CHECK_MSG(ref_load(&r, dir), "%s: cannot read reference.json", dir);
     backend *be = NULL;
     model *m = NULL;
-    session *s = NULL;
+    model_config cfg;
     llmrt_status st = backend_create(&be, test_device(), prec, 0);
     CHECK_OK(st);
-    if (st != LLMRT_OK) goto out;
-    CHECK_OK(st = model_load(&m, dir, be, NULL));
+    if (st == LLMRT_OK) CHECK_OK(st = model_config_load(&cfg, dir));
+    if (st == LLMRT_OK) CHECK_OK(st = model_load(&m, &cfg, dir, be, NULL));
     if (st != LLMRT_OK) goto out;
     CHECK(m->cfg.vocab == r.vocab);
-    const int n = r.n_prompt, V = r.vocab, N = r.n_greedy;
+    const int n = r.n_prompt, N = r.n_greedy;
     const double tol = tol_for(&r, prec);
-    float *logits = malloc((size_t)2 * (n + N) * V * sizeof *logits);
+    float *logits = malloc((size_t)2 * (n + N) * r.vocab * sizeof *logits);
 
-    /* 1. teacher-forced, one pass; 2. the same in chunks of 3 tokens */
-    int chunks[2] = {0, 3};
-    for (int k = 0; k < 2; k++) {
-        session_opts so = {
-            .batch = 1, .max_seq = n, .chunk = chunks[k], .mode = KV_STATIC, .all_logits = true};
-        CHECK_OK(st = session_create(&s, m, &so));
-        if (st != LLMRT_OK) goto out_l;
-        CHECK_OK(st = session_forward(s, r.prompt, n, true, logits));
-        char w2[700];
-        snprintf(w2, sizeof w2, "%s logits%s", what, k ? " (chunks of 3)" : "");
-        if (st == LLMRT_OK) CHECK_MSG(compare_logits(w2, logits, &r, n, tol, prec), "%s", w2);
-        session_free(s);
-        s = NULL;
+    /* 1. teacher-forced, one pass; 2. the same in chunks of 3 tokens; 3. paged, blocks of 4 */
+    snprintf(w2, sizeof w2, "%s logits", what);
+    check_logits(m, (engine_opts){.max_batch = 1, .max_seq = n}, &r, tol, prec, logits, w2);
+    snprintf(w2, sizeof w2, "%s logits (chunks of 3)", what);
+    check_logits(m, (engine_opts){.max_batch = 1, .max_seq = n, .chunk = 3}, &r, tol, prec, logits,
+                 w2);
+    snprintf(w2, sizeof w2, "%s logits (paged, chunks of 3)", what);
+    check_logits(m, (engine_opts){.max_batch = 1, .max_seq = n, .chunk = 3, .block_len = 4}, &r,
+                 tol, prec, logits, w2);
+
+    /* 4. greedy continuation, static cache and no cache; paged */
+    if (N > 0) {
+        check_greedy(m, (engine_opts){.max_batch = 1}, &r, prec, true, what);
+        snprintf(w2, sizeof w2, "%s (paged)", what);
+        check_greedy(m, (engine_opts){.max_batch = 1, .block_len = 4, .chunk = 5}, &r, prec, false,
+                     w2);
     }
 
-    /* 3. greedy continuation, static cache and no cache */
-    kv_mode modes[2] = {KV_STATIC, KV_NONE};
-    for (int k = 0; k < 2 && N > 0; k++) {
-        session_opts so = {.batch = 1, .max_seq = n + N, .mode = modes[k]};
-        CHECK_OK(st = session_create(&s, m, &so));
-        if (st != LLMRT_OK) goto out_l;
-        gen_opts go = {.max_new = N, .ignore_eos = true};
-        gen_result res;
-        const int32_t *prompts[1] = {r.prompt};
-        int lens[1] = {n};
-        CHECK_OK(st = generate(s, prompts, lens, &go, NULL, NULL, &res));
-        if (st == LLMRT_OK) {
-            CHECK(res.n_tokens[0] == N);
-            if (prec == DT_F32) {
-                int same = memcmp(res.tokens, r.greedy, (size_t)N * 4) == 0;
-                CHECK_MSG(same, "%s greedy (%s cache) differs from transformers", what,
-                          k ? "no" : "static");
-                if (!same)
-                    for (int i = 0; i < N; i++)
-                        fprintf(stderr, "  %d: got %d want %d\n", i, res.tokens[i], r.greedy[i]);
-            }
-            if (k == 0) check_eos_stop(s, prompts, lens, &res, what);
-            gen_result_free(&res);
-        }
-        session_free(s);
-        s = NULL;
-    }
-
-    /* 4. batch of two: the full prompt and its last n-5 tokens (left padded by 5) */
-    {
-        int n2 = n - 5;
-        const int NB = N < 3 ? (N < 1 ? 1 : N) : 3; /* new tokens: steps chained on the device */
-        session_opts so = {.batch = 2, .max_seq = n + NB, .mode = KV_STATIC};
-        CHECK_OK(st = session_create(&s, m, &so));
-        if (st != LLMRT_OK) goto out_l;
-        const int32_t *prompts[2] = {r.prompt, r.prompt + 5};
-        int lens[2] = {n, n2};
-        gen_opts go = {.max_new = NB, .ignore_eos = true};
-        gen_result res;
-        CHECK_OK(st = generate(s, prompts, lens, &go, NULL, NULL, &res));
-        if (st == LLMRT_OK) {
-            /* sequence 0 continues the reference prompt: its tokens are greedy[] for FP32 */
-            CHECK(res.n_tokens[0] == NB && res.n_tokens[1] == NB);
-            if (prec == DT_F32 && N > 0)
-                CHECK_MSG(memcmp(res.tokens, r.greedy, (size_t)NB * 4) == 0, "%s batch row 0",
-                          what);
-            gen_result_free(&res);
-        }
-        session_free(s);
-        s = NULL;
-        /* the padded row must equal the unpadded single run of the same tokens */
-        float *single = malloc((size_t)V * sizeof *single);
-        float *both = malloc((size_t)2 * V * sizeof *both);
-        session_opts s1 = {.batch = 1, .max_seq = n2, .mode = KV_STATIC};
-        CHECK_OK(st = session_create(&s, m, &s1));
-        if (st == LLMRT_OK) CHECK_OK(session_forward(s, r.prompt + 5, n2, false, single));
-        session_free(s);
-        s = NULL;
-        session_opts s2 = {.batch = 2, .max_seq = n, .mode = KV_STATIC};
-        CHECK_OK(st = session_create(&s, m, &s2));
-        if (st == LLMRT_OK) {
-            int32_t ids[128];
-            memcpy(ids, r.prompt, (size_t)n * 4);
-            for (int t = 0; t < 5; t++)
-                ids[n + t] = r.prompt[5]; /* pads */
-            memcpy(ids + n + 5, r.prompt + 5, (size_t)n2 * 4);
-            s->start[1] = 5;
-            CHECK_OK(st = session_forward(s, ids, n, false, both));
-            if (st == LLMRT_OK) {
-                double worst = 0;
-                for (int v = 0; v < V; v++)
-                    worst = fmax(worst, fabs((double)both[V + v] - single[v]));
-                /* same arithmetic, other rows: only reduction order may differ */
-                CHECK_MSG(worst <= tol, "%s: left-padded row differs from the single run by %g",
-                          what, worst);
-                double w0 = 0;
-                for (int v = 0; v < V; v++)
-                    w0 = fmax(w0, fabs((double)both[v] - r.logits[(size_t)(n - 1) * V + v]));
-                CHECK_MSG(w0 <= tol, "%s: batch row 0 differs from the reference by %g", what, w0);
-            }
-        }
-        session_free(s);
-        s = NULL;
-        free(single);
-        free(both);
-    }
-out_l:
+    /* 5. two sessions of different lengths */
+    check_batch(m, &r, tol, prec, what);
     free(logits);
 out:
-    session_free(s);
     model_free(m);
     backend_free(be);
     free(r.logits);

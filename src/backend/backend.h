@@ -76,16 +76,29 @@ typedef struct attn_params {
     float softcap; /* 0: none; else scores = softcap * tanh(scores / softcap) */
 } attn_params;
 
-/* The KV cache of one layer for every sequence of the batch. Position p of sequence b is in
- * slot p % cap. cap >= the longest sequence for full-attention layers; for sliding layers it
- * may be smaller (a ring buffer): the forward pass guarantees that a step's n_tokens never
- * exceeds cap - window + 1 so that no key still needed is overwritten. */
+/* The KV cache of one layer, in blocks of block_len positions. Which block holds a position of a
+ * sequence is said by the step's block table of the layer's group (kv_table): the layers of a
+ * group (full-attention layers, sliding-window layers) share their tables. */
 typedef struct kv_layer {
-    void *k;   /* [batch, n_kv_heads, cap, head_dim] backend memory, type be->kv_dtype */
-    void *v;   /* [batch, n_kv_heads, cap, head_dim] */
-    int cap;   /* slots per sequence and head */
-    int batch; /* sequences the cache was sized for */
+    void *k;       /* [n_blocks, n_kv_heads, block_len, head_dim] backend memory, be->kv_dtype */
+    void *v;       /* same */
+    int block_len; /* positions per block */
+    int n_blocks;
+    int group; /* index of the step's kv_table for this layer (< KV_MAX_GROUPS) */
 } kv_layer;
+
+enum { KV_MAX_GROUPS = 2 }; /* full-attention layers, sliding-window layers */
+
+/* The blocks of every sequence of a step, for one group of layers: position p of sequence b
+ * lives in slot p % block_len of block blocks[b * len + (p / block_len) % len]. A table whose
+ * positions run past len * block_len reuses its entries as a ring: the runtime only lets that
+ * happen to sliding-window layers, and never overwrites a key still needed (a step's n_tokens
+ * plus the window minus one fit in len * block_len, block-aligned). len 1 with block_len >= the
+ * sequence's positions is one contiguous block per sequence (the layout of a static cache). */
+typedef struct kv_table {
+    const int32_t *blocks; /* [batch, len] host: block ids, each < the group's n_blocks */
+    int len;               /* entries per sequence, >= 1 */
+} kv_table;
 
 /* Weights of one layer in backend memory. Matrices [out, in] in be->weight_dtype, vectors F32. */
 typedef struct layer_weights {
@@ -109,19 +122,18 @@ typedef struct layer_weights {
 
 /* What one forward step processes: n_tokens new tokens for each of batch sequences. */
 typedef struct step_desc {
-    int batch;            /* sequences */
-    int n_tokens;         /* new tokens per sequence (T); rows = batch * n_tokens */
-    const int32_t *ids;   /* [batch * n_tokens] host, token ids, sequence-major; NULL: one
-                             token per sequence (n_tokens 1), the greedy choices that the
-                             argmax_start just before this step made over the `batch` rows of
-                             the step before it, taken on the backend without a trip through
-                             the host */
-    const int32_t *pos;   /* [batch] host, position of each sequence's first new token */
-    const int32_t *start; /* [batch] host, first valid position of each sequence (keys before
-                             it are left padding and never attended); NULL means all 0 */
+    int batch;          /* sequences */
+    int n_tokens;       /* new tokens per sequence (T); rows = batch * n_tokens */
+    const int32_t *ids; /* [batch * n_tokens] host, token ids, sequence-major; NULL: one
+                           token per sequence (n_tokens 1), the greedy choices that the
+                           argmax_start just before this step made over the `batch` rows of
+                           the step before it, taken on the backend without a trip through
+                           the host */
+    const int32_t *pos; /* [batch] host, position of each sequence's first new token (the
+                           sequence's tokens so far); RoPE and learned position embeddings see it */
+    kv_table tables[KV_MAX_GROUPS]; /* [n_groups] where each sequence's K and V live */
+    int n_groups;                   /* groups of layers with their own tables, 1 or 2 */
 } step_desc;
-/* Cache slots are indexed by position p; the position seen by RoPE and by learned position
- * embeddings is p - start[b], so a left-padded sequence computes what it would unpadded. */
 
 /* The LM head of a batch-1 decode step, for decode_layers: logits = softcap(W h) in F32, as
  * the logits op computes them. */
@@ -137,17 +149,6 @@ typedef enum decode_done { DECODE_NOTHING, DECODE_LAYERS, DECODE_LAYERS_AND_LOGI
 /* Greedy choices a backend holds between argmax_start and argmax_wait: enough for the host to
  * read step k's while step k + 1 runs. */
 enum { ARGMAX_PENDING = 2 };
-
-/* The order and the rules of those choices, shared by the backends so that they refuse the same
- * misuse with the same words; each backend keeps slot i's ids where it likes. Zeroed: empty. */
-typedef struct choice_ring {
-    int first, count;      /* the oldest slot; slots started and not yet waited for */
-    int n[ARGMAX_PENDING]; /* rows of each slot */
-    int chain_rows;        /* rows of the argmax_start just before, which the next step may
-                              take as its ids (step_desc.ids NULL); 0: none */
-    int chain_slot;        /* their slot */
-    bool chain_kept;       /* their rows were the sequences of the step before them */
-} choice_ring;
 
 typedef struct backend_ops {
     /* ---- memory ---- */
@@ -243,22 +244,13 @@ struct backend {
     dtype weight_dtype; /* matrices are stored in this type (the --precision) */
     dtype act_dtype;    /* activations */
     dtype kv_dtype;     /* KV cache */
-    void *impl;         /* backend-private state */
+    /* Why the last decode_layers call did not take the step (a static string), or NULL when it
+     * did or was not called: a slower path's reason, for the user */
+    const char *decode_declined;
+    void *impl; /* backend-private state */
 };
 
 typedef enum backend_kind { BACKEND_CPU, BACKEND_CUDA } backend_kind;
-
-/* argmax_start (`who`: the backend's name): *slot = the slot to fill, or an error when
- * ARGMAX_PENDING choices already wait; the choices a step could take are forgotten. */
-llmrt_status choice_ring_slot(choice_ring *r, const char *who, int *slot);
-/* argmax_start, once `slot` holds n rows of choices; kept: they are the last step's sequences. */
-void choice_ring_push(choice_ring *r, int slot, int n, bool kept);
-/* argmax_wait: *slot = the oldest slot, now released, or an error when none waits. */
-llmrt_status choice_ring_pop(choice_ring *r, const char *who, int *slot);
-/* step_begin: a step with ids NULL may only take the choices of the argmax_start just before it,
- * over its batch (see step_desc.ids); *slot = their slot (-1 for a step with ids). Every step
- * forgets them. */
-llmrt_status choice_ring_step(choice_ring *r, const char *who, const step_desc *s, int *slot);
 
 /* Creates a backend storing weights in `precision`. device is the CUDA device ordinal. */
 llmrt_status backend_create(backend **out, backend_kind kind, dtype precision, int device);

@@ -104,7 +104,7 @@ static double bweight_bytes(const bweight *w) {
     return w->data ? (double)w->rows * (double)w->cols * (double)dtype_size(w->dt) : 0;
 }
 
-double bench_decode_bytes(const model *m, int batch, int isl, int num_tokens, kv_mode mode,
+double bench_decode_bytes(const model *m, int batch, int isl, int num_tokens, bool no_cache,
                           double *weights, double *kv) {
     const model_config *c = &m->cfg;
     const model_weights *w = &m->w;
@@ -118,7 +118,7 @@ double bench_decode_bytes(const model *m, int batch, int isl, int num_tokens, kv
     if (w->pos_embed.data) wb += batch * row;
 
     double kvb = 0;
-    if (mode == KV_STATIC && num_tokens > 1) {
+    if (!no_cache && num_tokens > 1) {
         /* decode step s = 1 .. num_tokens-1 attends to isl + s positions */
         double per_pos = 2.0 * batch * c->n_kv_heads * c->head_dim * dtype_size(m->be->kv_dtype);
         double sum = 0;

@@ -17,7 +17,6 @@
 #include <stdio.h>
 
 #include "model/model.h"
-#include "runtime/session.h"
 
 /* Statistics of a sample with numpy's meanings: median averages the two middle values of an
  * even count, std is the population deviation (ddof=0), p99 interpolates linearly. */
@@ -77,9 +76,9 @@ llmrt_status bench_result_from_runs(bench_result *r, const bench_runs *runs);
  * num_tokens tokens after a prompt of isl (decode step s attends to isl + s positions):
  * the weights the step reads (every matrix, norm and bias; of the embedding tables only the
  * rows of the batch's tokens, unless the LM head shares the table) plus the KV cache read by
- * attention (sliding layers read at most their window; KV_NONE keeps no cache: 0).
+ * attention (sliding layers read at most their window; no_cache keeps no cache: 0).
  * *weights and *kv, if given, receive the two parts. */
-double bench_decode_bytes(const model *m, int batch, int isl, int num_tokens, kv_mode mode,
+double bench_decode_bytes(const model *m, int batch, int isl, int num_tokens, bool no_cache,
                           double *weights, double *kv);
 
 /* The seed's benchmark prompt: n ids drawn uniformly from 1..hi with a fixed seed, where

@@ -21,7 +21,8 @@ enum { WEIGHT_ALIGN = 256 };
 typedef struct loader {
     model *m;
     const st_model *st;
-    backend *be;
+    backend *be;          /* NULL in a planning pass without a backend (model_weight_bytes) */
+    dtype wdt;            /* matrices are stored in this type */
     int filling;          /* 0: planning pass, 1: filling pass */
     char *block;          /* backend memory (filling pass) */
     size_t off;           /* bytes laid out so far */
@@ -31,15 +32,16 @@ typedef struct loader {
 
 /* ---- tensor lookup ---- */
 
-/* Finds pattern (with %d = layer) as named, or with "transformer." before it (GPT-2 cards
- * exist both ways). *t is NULL if absent. */
+/* Finds pattern (with %d = layer) as named, or with the family's alternative prefix before it.
+ * *t is NULL if absent. */
 static void ld_find(const loader *L, const char *pat, int layer, char *name, size_t n,
                     const st_tensor **t) {
     snprintf(name, n, pat, layer);
     *t = safetensors_find(L->st, name);
-    if (!*t && L->m->cfg.arch->pos == POS_LEARNED) {
+    const char *prefix = L->m->cfg.arch->tensor_prefix_alt;
+    if (!*t && prefix) {
         char alt[300];
-        snprintf(alt, sizeof alt, "transformer.%s", name);
+        snprintf(alt, sizeof alt, "%s%s", prefix, name);
         *t = safetensors_find(L->st, alt);
     }
 }
@@ -69,19 +71,12 @@ static llmrt_status ld_place(loader *L, size_t bytes, void **dev) {
     return LLMRT_OK;
 }
 
-/* Converts a [rows, cols] tensor into dst ([cols, rows] when transposing). */
-static void ld_convert(void *dst, dtype dt, const st_tensor *t, int64_t rows, int64_t cols,
-                       int transpose) {
-    if (!transpose) {
-        dtype_convert(dst, dt, t->data, t->dt, (size_t)(rows * cols));
-        return;
-    }
-    size_t es = dtype_size(t->dt), ed = dtype_size(dt);
-    const unsigned char *src = t->data;
-    for (int64_t c = 0; c < cols; c++)
-        for (int64_t r = 0; r < rows; r++)
-            dtype_convert((unsigned char *)dst + (size_t)(c * rows + r) * ed, dt,
-                          src + (size_t)(r * cols + c) * es, t->dt, 1);
+/* Reads tensor t converted to dt into dst ([cols, rows] of a [rows, cols] tensor when
+ * transposing). Reads go through the file, not the mapping, so that a file truncated while it
+ * loads is an error naming it, not SIGBUS (safetensors_read_as). */
+static llmrt_status ld_read(const loader *L, void *dst, dtype dt, const st_tensor *t,
+                            int transpose) {
+    return safetensors_read_as(L->st, t, dst, dt, transpose);
 }
 
 /* A matrix [sum(rows), cols] made of n parts stacked by rows (q/k/v, gate/up). With conv1d
@@ -89,7 +84,7 @@ static void ld_convert(void *dst, dtype dt, const st_tensor *t, int64_t rows, in
 static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const char *const *pats,
                               const int64_t *rows, int64_t cols) {
     const int conv = L->m->cfg.arch->conv1d;
-    const dtype dt = L->be->weight_dtype;
+    const dtype dt = L->wdt;
     int64_t total = 0;
     for (int i = 0; i < n; i++)
         total += rows[i];
@@ -102,7 +97,7 @@ static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const cha
         const st_tensor *t;
         int64_t shape[2] = {conv ? cols : rows[i], conv ? rows[i] : cols};
         TRY(ld_get(L, pats[i], layer, 2, shape, &t));
-        if (L->filling) ld_convert(L->stage + at, dt, t, shape[0], shape[1], conv);
+        if (L->filling) TRY(ld_read(L, L->stage + at, dt, t, conv));
         at += (size_t)(rows[i] * cols) * dtype_size(dt);
     }
     if (L->filling) TRY(L->be->ops->upload(L->be, w->data, L->stage, at));
@@ -122,7 +117,7 @@ static llmrt_status ld_vector(loader *L, float **out, int layer, int n, const ch
     for (int i = 0; i < n; i++) {
         const st_tensor *t;
         TRY(ld_get(L, pats[i], layer, 1, &lens[i], &t));
-        if (L->filling) dtype_convert(L->stage + at, DT_F32, t->data, t->dt, (size_t)lens[i]);
+        if (L->filling) TRY(ld_read(L, L->stage + at, DT_F32, t, 0));
         at += (size_t)lens[i] * 4;
     }
     if (L->filling) TRY(L->be->ops->upload(L->be, dev, L->stage, at));
@@ -197,17 +192,14 @@ static llmrt_status ld_layer(loader *L, int l) {
         TRY(ld_matrix(L, &w->wqkv, l, 3, pats, rows, D));
         if (c->qkv_bias) TRY(ld_vector(L, &w->bqkv, l, 3, bpats, rows));
     }
-    if (a->qk_norm) {
+    if (a->q_norm) {
         TRY(ld_norm(L, &w->q_norm, l, a->q_norm, NULL, hd));
         TRY(ld_norm(L, &w->k_norm, l, a->k_norm, NULL, hd));
     }
     int64_t drow[1] = {D};
     TRY(ld_matrix(L, &w->wo, l, 1, &a->o, drow, qd));
-    if (c->out_bias) {
-        const char *ob = a->o_b ? a->o_b : "model.layers.%d.self_attn.o_proj.bias";
-        TRY(ld_vector(L, &w->bo, l, 1, &ob, drow));
-    }
-    if (a->sandwich_norm) TRY(ld_norm(L, &w->post_attn_norm, l, a->post_attn_norm, NULL, D));
+    if (c->out_bias) TRY(ld_vector(L, &w->bo, l, 1, &a->o_b, drow));
+    if (a->post_attn_norm) TRY(ld_norm(L, &w->post_attn_norm, l, a->post_attn_norm, NULL, D));
     TRY(ld_norm(L, &w->ffn_norm, l, a->ffn_norm, a->ffn_norm_b, D));
     if (a->gate) {
         const char *pats[2] = {a->gate, a->up};
@@ -220,7 +212,7 @@ static llmrt_status ld_layer(loader *L, int l) {
     }
     TRY(ld_matrix(L, &w->wdown, l, 1, &a->down, drow, F));
     if (a->down_b) TRY(ld_vector(L, &w->bdown, l, 1, &a->down_b, drow));
-    if (a->sandwich_norm) TRY(ld_norm(L, &w->post_ffn_norm, l, a->post_ffn_norm, NULL, D));
+    if (a->post_ffn_norm) TRY(ld_norm(L, &w->post_ffn_norm, l, a->post_ffn_norm, NULL, D));
 
     w->attn = (attn_params){
         .n_heads = c->n_heads,
@@ -241,16 +233,20 @@ static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t row
     const st_tensor *t;
     int64_t shape[2] = {rows, cols};
     TRY(ld_get(L, pat, 0, 2, shape, &t));
-    const dtype dt = L->be->weight_dtype;
+    const dtype dt = L->wdt;
     size_t bytes = (size_t)(rows * cols) * dtype_size(dt);
     *w = (bweight){.dt = dt, .rows = rows, .cols = cols};
     TRY(ld_place(L, bytes, &w->data));
     if (L->filling) {
-        ld_convert(L->stage, dt, t, rows, cols, 0);
+        TRY(ld_read(L, L->stage, dt, t, 0));
         TRY(L->be->ops->upload(L->be, w->data, L->stage, bytes));
     }
     return LLMRT_OK;
 }
+
+/* Load progress on stderr: none, a line rewritten per layer (a terminal), or a line per tenth
+ * of the layers (a log). */
+enum { LOAD_PROGRESS_NONE, LOAD_PROGRESS_TTY, LOAD_PROGRESS_LINES };
 
 static llmrt_status ld_model(loader *L, int verbose) {
     model *m = L->m;
@@ -265,12 +261,18 @@ static llmrt_status ld_model(loader *L, int verbose) {
         TRY(ld_rope(L, &w->rope_global, &c->rope_global));
         TRY(ld_rope(L, &w->rope_local, &c->rope_local));
     }
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = 0, tenth = 0; l < c->n_layers; l++) {
         TRY(ld_layer(L, l));
-        if (L->filling && verbose)
+        if (!L->filling) continue;
+        if (verbose == LOAD_PROGRESS_TTY) {
             fprintf(stderr, "\rllmrt: loading layer %d/%d", l + 1, c->n_layers);
+        } else if (verbose == LOAD_PROGRESS_LINES && (l + 1) * 10 / c->n_layers > tenth) {
+            tenth = (l + 1) * 10 / c->n_layers;
+            fprintf(stderr, "llmrt: loading: %d%% (layer %d/%d)\n", (l + 1) * 100 / c->n_layers,
+                    l + 1, c->n_layers);
+        }
     }
-    if (L->filling && verbose) fprintf(stderr, "\r");
+    if (L->filling && verbose == LOAD_PROGRESS_TTY) fprintf(stderr, "\r");
     TRY(ld_norm(L, &w->final_norm, 0, a->final_norm, a->final_norm_b, c->hidden));
     if (c->tied)
         w->lm_head = w->tok_embed;
@@ -279,26 +281,47 @@ static llmrt_status ld_model(loader *L, int verbose) {
     return LLMRT_OK;
 }
 
-llmrt_status model_load(model **out, const char *dir, backend *be, const model_load_opts *opts) {
+/* A model holding c, with its layer array; no weights yet. */
+static llmrt_status model_new(model **out, const model_config *c, const char *dir, backend *be) {
     *out = NULL;
     model *m = calloc(1, sizeof *m);
     if (!m) return err_set(LLMRT_ERR_NOMEM, "out of memory");
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     m->be = be;
-    llmrt_status s = model_config_load(&m->cfg, dir);
-    if (s != LLMRT_OK) {
-        free(m);
-        return s;
-    }
-    m->w.layers = calloc((size_t)m->cfg.n_layers, sizeof *m->w.layers);
-    st_model *st = NULL;
+    m->cfg = *c;
+    m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
     if (!m->w.layers) {
         free(m);
         return err_set(LLMRT_ERR_NOMEM, "out of memory");
     }
-    s = safetensors_open_dir(&st, dir);
-    loader L = {.m = m, .st = st, .be = be};
-    if (s == LLMRT_OK) s = ld_model(&L, 0); /* planning pass: shapes checked, bytes counted */
+    *out = m;
+    return LLMRT_OK;
+}
+
+llmrt_status model_weight_bytes(const model_config *c, const char *dir, dtype precision,
+                                size_t *bytes) {
+    *bytes = 0;
+    model *m;
+    TRY(model_new(&m, c, dir, NULL));
+    st_model *st = NULL;
+    llmrt_status s = safetensors_open_dir(&st, dir);
+    loader L = {.m = m, .st = st, .wdt = precision};
+    if (s == LLMRT_OK) s = ld_model(&L, LOAD_PROGRESS_NONE);
+    if (s == LLMRT_OK) *bytes = L.off;
+    safetensors_free(st);
+    model_free(m);
+    return s;
+}
+
+llmrt_status model_load(model **out, const model_config *c, const char *dir, backend *be,
+                        const model_load_opts *opts) {
+    *out = NULL;
+    model *m;
+    TRY(model_new(&m, c, dir, be));
+    st_model *st = NULL;
+    llmrt_status s = safetensors_open_dir(&st, dir);
+    loader L = {.m = m, .st = st, .be = be, .wdt = be->weight_dtype};
+    if (s == LLMRT_OK) s = ld_model(&L, LOAD_PROGRESS_NONE); /* planning pass: shapes checked, bytes counted */
     if (s == LLMRT_OK) {
         size_t need = L.off, free_b = 0, total_b = 0;
         size_t reserve = opts ? opts->reserve_bytes : 0;
@@ -318,8 +341,9 @@ llmrt_status model_load(model **out, const char *dir, backend *be, const model_l
             m->w.block = L.block;
             m->w.bytes = need;
             L.filling = 1;
-            /* layer-by-layer progress on a terminal only; logs get the summary line */
-            s = ld_model(&L, opts && opts->verbose && isatty(2));
+            s = ld_model(&L, !(opts && opts->verbose) ? LOAD_PROGRESS_NONE
+                             : isatty(2)              ? LOAD_PROGRESS_TTY
+                                                      : LOAD_PROGRESS_LINES);
         }
         if (s == LLMRT_OK && opts && opts->verbose) {
             char a[32];
@@ -343,4 +367,52 @@ void model_free(model *m) {
     if (m->w.block && m->be) m->be->ops->free(m->be, m->w.block);
     free(m->w.layers);
     free(m);
+}
+
+/* ---- after non-finite logits: the cause ---- */
+
+/* The first tensor of the checkpoint in dir with a non-finite value, into name (n > 0); "" when
+ * none (or the files cannot be read, which loading would have said). */
+static void first_nonfinite_tensor(const char *dir, char *name, size_t n) {
+    name[0] = '\0';
+    st_model *st = NULL;
+    if (safetensors_open_dir(&st, dir) != LLMRT_OK) return;
+    enum { CHUNK = 1 << 16 };
+    unsigned char *raw = malloc((size_t)CHUNK * 4);
+    float *f = malloc((size_t)CHUNK * sizeof *f);
+    for (size_t i = 0; raw && f && !name[0] && i < safetensors_count(st); i++) {
+        const st_tensor *t = safetensors_at(st, i);
+        size_t es = dtype_size(t->dt), numel = 1;
+        for (int d = 0; d < t->n_dims; d++)
+            numel *= (size_t)t->shape[d];
+        for (size_t at = 0; at < numel && !name[0]; at += CHUNK) {
+            size_t k = numel - at < CHUNK ? numel - at : CHUNK;
+            if (safetensors_read(st, t, at * es, raw, k * es) != LLMRT_OK) break;
+            dtype_convert(f, DT_F32, raw, t->dt, k);
+            for (size_t j = 0; j < k; j++)
+                if (!isfinite(f[j])) {
+                    snprintf(name, n, "%s", t->name);
+                    break;
+                }
+        }
+    }
+    free(raw);
+    free(f);
+    safetensors_free(st);
+}
+
+void model_nonfinite_cause(const model *m, dtype precision, char *buf, size_t n) {
+    char t[256];
+    first_nonfinite_tensor(m->dir, t, sizeof t);
+    if (t[0])
+        snprintf(buf, n, "the checkpoint's tensor \"%s\" holds a NaN or an infinity (%s)", t,
+                 m->dir);
+    else if (precision == DT_F16)
+        snprintf(buf, n, "the activations overflowed F16's range (65504); use BF16 or FP32");
+    else
+        snprintf(buf, n,
+                 "no weight is NaN or infinite, so the activations overflowed even in %s: check "
+                 "the config values that scale them (rope_theta, the norm epsilon, the "
+                 "embedding and attention scales, the soft-caps)",
+                 dtype_name(precision));
 }

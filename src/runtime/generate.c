@@ -1,8 +1,9 @@
-/* generate.c — the generation loop: left-pad the prompts, prefill, then one token per
- * sequence per step until max_new or every sequence has stopped at an EOS id. */
+/* generate.c — the generation loop: prefill, then one token per session per step until max_new
+ * or every session has stopped at an EOS id. */
 #include "runtime/generate.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,10 +14,17 @@ double time_now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static bool is_eos(const model_config *c, int32_t t) {
-    for (int i = 0; i < c->n_eos; i++)
+/* t ends a session: an EOS id of the model (unless ignore_eos) or a stop id. */
+static bool is_stop(const model_config *c, const gen_opts *o, int32_t t) {
+    for (int i = 0; !o->ignore_eos && i < c->n_eos; i++)
         if (c->eos_ids[i] == t) return true;
+    for (int i = 0; i < o->n_stop_ids; i++)
+        if (o->stop_ids[i] == t) return true;
     return false;
+}
+
+static bool cancelled(const gen_opts *o) {
+    return o->cancel && *o->cancel;
 }
 
 void gen_result_free(gen_result *r) {
@@ -26,14 +34,14 @@ void gen_result_free(gen_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* One generate call: the id history of every sequence and what has been produced. */
+/* One generate call: the id history of every session and what has been produced. */
 typedef struct gen_run {
-    session *s;
+    engine *e;
+    session *const *ss;
     const gen_opts *o;
-    int B, N, W;   /* sequences, new tokens, width of one sequence's history */
-    int32_t *hist; /* [B, W]: left-padded prompt, then the new tokens */
-    int cur;       /* columns of hist filled */
-    int32_t *ids;  /* [B, W]: the input of a step */
+    int B, N, W;   /* sessions, new tokens, width of one session's history */
+    int32_t *hist; /* [B, W]: the prompt, then the new tokens */
+    int *len;      /* [B]: ids in hist */
     bool *done;    /* [B]: stopped at an EOS id */
     gen_emit_fn emit;
     void *ud;
@@ -41,39 +49,36 @@ typedef struct gen_run {
     double t_last; /* when the last step's tokens were taken */
 } gen_run;
 
-/* The input of the next step: the whole history when there is no cache (positions back to 0),
- * else the tokens since the last step. Returns its tokens per sequence. */
-static int step_input(gen_run *g, bool first) {
-    session *s = g->s;
-    int T;
-    if (s->o.mode == KV_NONE) {
-        for (int b = 0; b < g->B; b++)
-            s->pos[b] = 0;
-        T = g->cur;
-    } else {
-        T = first ? g->cur : 1;
+/* Runs every token of each session's history that its cache does not hold yet (all of it when
+ * there is no cache), then chooses each session's next token: on the backend when greedy (started,
+ * not waited for), else into host `logits` [B, V]. */
+static llmrt_status feed(gen_run *g, bool greedy, float *logits) {
+    const int B = g->B;
+    const int32_t *ids[B];
+    int n[B];
+    for (int b = 0; b < B; b++) {
+        if (g->o->no_cache) session_reset(g->ss[b]);
+        ids[b] = g->hist + (size_t)b * g->W + g->ss[b]->pos;
+        n[b] = g->len[b] - g->ss[b]->pos;
     }
-    for (int b = 0; b < g->B; b++)
-        memcpy(g->ids + (size_t)b * T, g->hist + (size_t)b * g->W + (g->cur - T), (size_t)T * 4);
-    return T;
+    return engine_feed(g->e, g->ss, B, ids, n, logits, greedy);
 }
 
-/* Takes the step's token of each sequence (history, result, streaming, EOS) and its time.
- * Returns true once every sequence has stopped. */
+/* Takes the step's token of each session (history, result, streaming, EOS) and its time.
+ * Returns true once every session has stopped. */
 static bool take_tokens(gen_run *g, int step, const int32_t *next) {
-    const model_config *c = &g->s->m->cfg;
+    const model_config *c = &g->e->m->cfg;
     bool all_done = true;
     for (int b = 0; b < g->B; b++) {
         int32_t t = next[b];
-        g->hist[(size_t)b * g->W + g->cur] = t;
+        g->hist[(size_t)b * g->W + g->len[b]++] = t;
         if (!g->done[b]) {
             g->res->tokens[(size_t)b * g->N + g->res->n_tokens[b]++] = t;
             if (g->emit) g->emit(g->ud, b, t);
-            if (!g->o->ignore_eos && is_eos(c, t)) g->done[b] = true;
+            if (is_stop(c, g->o, t)) g->done[b] = true;
         }
         all_done = all_done && g->done[b];
     }
-    g->cur++;
     double now = time_now_ms(), dt = now - g->t_last;
     g->t_last = now;
     if (step == 0)
@@ -85,20 +90,20 @@ static bool take_tokens(gen_run *g, int step, const int32_t *next) {
 
 /* Sampling on the host from the step's logits. */
 static llmrt_status decode_sampled(gen_run *g, sampler *samp, float *logits, int32_t *next) {
-    session *s = g->s;
-    const int V = s->m->cfg.vocab;
+    engine *e = g->e;
+    const int V = e->m->cfg.vocab;
     for (int step = 0; step < g->N; step++) {
-        int T = step_input(g, step == 0);
-        TRY(session_forward(s, g->ids, T, false, logits));
+        TRY(feed(g, false, logits));
         for (size_t i = 0; i < (size_t)g->B * V; i++)
             if (!isfinite(logits[i]))
                 return err_set(LLMRT_ERR_INVALID,
                                "the model produced non-finite logits (%g) at step %d of "
-                               "sequence %zu in %s: the precision overflowed; use BF16 or FP32",
-                               logits[i], step, i / V, dtype_name(s->be->weight_dtype));
+                               "session %zu in %s: %s",
+                               logits[i], step, i / V, dtype_name(e->be->weight_dtype),
+                               engine_nonfinite_cause(e));
         for (int b = 0; b < g->B; b++)
             next[b] = sampler_next(&samp[b], logits + (size_t)b * V);
-        if (take_tokens(g, step, next)) break;
+        if (take_tokens(g, step, next) || cancelled(g->o)) break;
     }
     return LLMRT_OK;
 }
@@ -106,66 +111,68 @@ static llmrt_status decode_sampled(gen_run *g, sampler *samp, float *logits, int
 /* Greedy choices made by the backend; the logits never leave it. With a KV cache, step k + 1
  * starts on the backend's choices of step k before the host waits for them, so the host's
  * work per token (the wait, the checks, emit, the stop test) hides behind the device's next
- * step; once every sequence has stopped, the step run ahead is dropped and its position taken
+ * step; once every session has stopped, the step run ahead is dropped and its position taken
  * back. Without a cache each step recomputes the history, which the host must have first. */
 static llmrt_status decode_greedy(gen_run *g, int32_t *next) {
-    session *s = g->s;
-    const bool ahead = s->o.mode == KV_STATIC;
-    llmrt_status st = session_forward_greedy(s, g->ids, step_input(g, true));
+    engine *e = g->e;
+    const bool ahead = !g->o->no_cache;
+    llmrt_status st = feed(g, true, NULL);
     for (int step = 0; step < g->N && st == LLMRT_OK; step++) {
         bool run_ahead = ahead && step + 1 < g->N;
-        if (run_ahead) st = session_forward_greedy(s, NULL, 1);
-        if (st == LLMRT_OK) st = session_greedy_wait(s, next);
+        if (run_ahead) st = engine_forward_greedy(e, g->ss, g->B, NULL, 1);
+        if (st == LLMRT_OK) st = engine_greedy_wait(e, next);
         if (st != LLMRT_OK) {
-            err_wrap(st, "step %d (%s): ", step, dtype_name(s->be->weight_dtype));
-            if (strstr(llmrt_last_error(), "not all finite"))
-                err_wrap(st, "the model produced non-finite logits, the precision overflowed "
-                             "(use BF16 or FP32): ");
-            break;
-        }
-        if (take_tokens(g, step, next)) {
-            if (run_ahead) {
-                st = session_greedy_wait(s, NULL);
-                session_rewind(s, 1);
+            err_wrap(st, "step %d (%s): ", step, dtype_name(e->be->weight_dtype));
+            if (strstr(llmrt_last_error(), "not all finite")) {
+                char what[1024];
+                snprintf(what, sizeof what, "%s", llmrt_last_error());
+                st = err_set(LLMRT_ERR_INVALID, "the model produced non-finite logits (%s): %s",
+                             what, engine_nonfinite_cause(e));
             }
             break;
         }
-        if (!run_ahead && step + 1 < g->N)
-            st = session_forward_greedy(s, g->ids, step_input(g, false));
+        if (take_tokens(g, step, next) || cancelled(g->o)) {
+            if (run_ahead) {
+                st = engine_greedy_wait(e, NULL);
+                for (int b = 0; b < g->B; b++)
+                    session_rewind(g->ss[b], 1);
+            }
+            break;
+        }
+        if (!run_ahead && step + 1 < g->N) st = feed(g, true, NULL);
     }
-    if (st != LLMRT_OK) session_reset(s); /* drops the choices still waiting */
+    if (st != LLMRT_OK) engine_greedy_drop(e);
     return st;
 }
 
-llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens, const gen_opts *o,
-                      gen_emit_fn emit, void *ud, gen_result *res) {
-    const model_config *c = &s->m->cfg;
-    const int B = s->o.batch, V = c->vocab, N = o->max_new;
+llmrt_status generate(engine *e, session *const *ss, int B, const int32_t *const *prompts,
+                      const int *lens, const gen_opts *o, gen_emit_fn emit, void *ud,
+                      gen_result *res) {
+    const model_config *c = &e->m->cfg;
+    const int V = c->vocab, N = o->max_new;
     memset(res, 0, sizeof *res);
+    if (B < 1 || B > e->o.max_batch)
+        return err_set(LLMRT_ERR_INVALID, "generate: %d sessions (the engine steps 1 to %d)", B,
+                       e->o.max_batch);
+    if (N < 1) return err_set(LLMRT_ERR_INVALID, "the number of new tokens must be >= 1");
     int L = 0;
     for (int b = 0; b < B; b++) {
         if (lens[b] < 1) return err_set(LLMRT_ERR_INVALID, "prompt %d is empty", b);
+        if (lens[b] + N > ss[b]->max_seq)
+            return err_set(LLMRT_ERR_INVALID,
+                           "the prompt (%d tokens) plus %d new tokens exceeds the %d positions of "
+                           "session %d",
+                           lens[b], N, ss[b]->max_seq, b);
         if (lens[b] > L) L = lens[b];
     }
-    if (N < 1) return err_set(LLMRT_ERR_INVALID, "the number of new tokens must be >= 1");
-    if (L + N > c->max_pos)
-        return err_set(LLMRT_ERR_INVALID,
-                       "the prompt (%d tokens) plus %d new tokens exceeds the model's context of "
-                       "%d positions",
-                       L, N, c->max_pos);
-    if (L + N > s->o.max_seq)
-        return err_set(LLMRT_ERR_INVALID,
-                       "the prompt (%d tokens) plus %d new tokens exceeds the session's %d "
-                       "positions",
-                       L, N, s->o.max_seq);
 
     /* greedy: the backend picks the tokens */
     const bool device_greedy =
-        (o->samp.temperature == 0 || o->samp.top_k == 1) && s->be->ops->argmax_start != NULL;
+        (o->samp.temperature == 0 || o->samp.top_k == 1) && e->be->ops->argmax_start != NULL;
     gen_run g = {
-        .s = s, .o = o, .B = B, .N = N, .W = L + N, .cur = L, .emit = emit, .ud = ud, .res = res};
+        .e = e, .ss = ss, .o = o, .B = B, .N = N, .W = L + N, .emit = emit, .ud = ud, .res = res};
     g.hist = malloc((size_t)B * g.W * sizeof *g.hist);
-    g.ids = malloc((size_t)B * g.W * sizeof *g.ids);
+    g.len = calloc((size_t)B, sizeof *g.len);
     g.done = calloc((size_t)B, sizeof *g.done);
     /* host logits only when the host samples */
     float *logits = device_greedy ? NULL : malloc((size_t)B * V * sizeof *logits);
@@ -175,7 +182,7 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
     res->n_tokens = calloc((size_t)B, sizeof *res->n_tokens);
     res->step_ms = calloc((size_t)N, sizeof *res->step_ms);
     llmrt_status st = LLMRT_OK;
-    if (!g.hist || !g.ids || !g.done || (!device_greedy && (!logits || !samp)) || !next ||
+    if (!g.hist || !g.len || !g.done || (!device_greedy && (!logits || !samp)) || !next ||
         !res->tokens || !res->n_tokens || !res->step_ms)
         st = err_set(LLMRT_ERR_NOMEM, "generate: out of memory");
     for (int b = 0; b < B && st == LLMRT_OK && samp; b++) {
@@ -184,15 +191,11 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
         st = sampler_init(&samp[b], &so, V);
     }
     if (st == LLMRT_OK) {
-        /* left padding: sequence b's prompt ends at column L - 1; pads repeat its first id and
-         * are never attended (start[b]) */
-        session_reset(s);
+        engine_greedy_drop(e);
         for (int b = 0; b < B; b++) {
-            int pad = L - lens[b];
-            s->start[b] = pad;
-            for (int t = 0; t < pad; t++)
-                g.hist[(size_t)b * g.W + t] = prompts[b][0];
-            memcpy(g.hist + (size_t)b * g.W + pad, prompts[b], (size_t)lens[b] * sizeof *g.hist);
+            if (!o->keep_cache || ss[b]->pos >= lens[b]) session_reset(ss[b]);
+            memcpy(g.hist + (size_t)b * g.W, prompts[b], (size_t)lens[b] * sizeof *g.hist);
+            g.len[b] = lens[b];
         }
         double t_start = time_now_ms();
         g.t_last = t_start;
@@ -203,7 +206,7 @@ llmrt_status generate(session *s, const int32_t *const *prompts, const int *lens
         sampler_free(&samp[b]);
     free(samp);
     free(g.hist);
-    free(g.ids);
+    free(g.len);
     free(g.done);
     free(logits);
     free(next);

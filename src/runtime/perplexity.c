@@ -4,10 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-session_opts perplexity_session_opts(const model_config *c, int n) {
+engine_opts perplexity_engine_opts(const model_config *c, int n) {
     int window = n < c->max_pos ? n : c->max_pos;
-    return (session_opts){
-        .batch = 1, .max_seq = window, .chunk = 256, .mode = KV_STATIC, .all_logits = true};
+    return (engine_opts){.max_batch = 1, .max_seq = window, .chunk = 256, .all_logits = true};
 }
 
 /* log-softmax of row at target, in double */
@@ -21,13 +20,14 @@ static double token_logprob(const float *row, int V, int target) {
     return (double)row[target] - mx - log(sum);
 }
 
-llmrt_status perplexity_eval(model *m, const int32_t *ids, int n, perplexity_result *r) {
-    const int V = m->cfg.vocab;
+llmrt_status perplexity_eval(engine *e, const int32_t *ids, int n, perplexity_result *r) {
+    const int V = e->m->cfg.vocab;
     if (n < 2) return err_set(LLMRT_ERR_INVALID, "perplexity: need at least 2 tokens, got %d", n);
-    session_opts so = perplexity_session_opts(&m->cfg, n);
-    const int window = so.max_seq;
+    if (!e->o.all_logits)
+        return err_set(LLMRT_ERR_INVALID, "perplexity: the engine was made without all_logits");
+    const int window = n < e->o.max_seq ? n : e->o.max_seq;
     session *s;
-    TRY(session_create(&s, m, &so));
+    TRY(session_create(&s, &e->kv, window));
     float *logits = malloc((size_t)window * (size_t)V * sizeof *logits);
     llmrt_status st = logits ? LLMRT_OK : err_set(LLMRT_ERR_NOMEM, "perplexity: out of memory");
     double nll = 0;
@@ -36,7 +36,7 @@ llmrt_status perplexity_eval(model *m, const int32_t *ids, int n, perplexity_res
         int len = n - w0 < window ? n - w0 : window;
         if (len < 2) break;
         session_reset(s);
-        st = session_forward(s, ids + w0, len, true, logits);
+        st = engine_forward(e, &s, 1, ids + w0, len, true, logits);
         for (int t = 0; st == LLMRT_OK && t + 1 < len; t++) {
             nll -= token_logprob(logits + (size_t)t * V, V, ids[w0 + t + 1]);
             scored++;

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "runtime/session.h"
+#include "runtime/engine.h"
 
 typedef struct perplexity_result {
     double perplexity; /* exp(mean_nll) */
@@ -14,12 +14,12 @@ typedef struct perplexity_result {
     int window;        /* positions per window: min(n, context length) */
 } perplexity_result;
 
-/* Session options perplexity_eval uses for n tokens (for the fits-in-memory check). */
-session_opts perplexity_session_opts(const model_config *c, int n);
+/* Engine options perplexity_eval needs for n tokens. */
+engine_opts perplexity_engine_opts(const model_config *c, int n);
 
 /* Scores ids[0..n) (n >= 2). Sequences longer than the context are scored in consecutive
- * windows of the context length, each starting with an empty cache. Fails on non-finite
- * logits. */
-llmrt_status perplexity_eval(model *m, const int32_t *ids, int n, perplexity_result *r);
+ * windows of the engine's max_seq, each starting with an empty cache; the engine needs
+ * all_logits (perplexity_engine_opts). Fails on non-finite logits. */
+llmrt_status perplexity_eval(engine *e, const int32_t *ids, int n, perplexity_result *r);
 
 #endif

@@ -1,20 +1,30 @@
-/* sampler.c — greedy and temperature/top-k/top-p sampling, in the order transformers applies
- * them (temperature, then top-k, then top-p). */
+/* sampler.c — greedy and temperature/top-k/min-p/top-p sampling, in the order transformers
+ * applies them (temperature, then top-k, then min-p, then top-p). */
 #include "runtime/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+llmrt_status sampler_check(const sampler_opts *o) {
+    if (!(o->temperature >= 0) || o->top_k < 0 || !(o->top_p >= 0 && o->top_p <= 1) ||
+        !(o->min_p >= 0 && o->min_p <= 1))
+        return err_set(LLMRT_ERR_INVALID, "sampler: temperature must be >= 0, top_k >= 0, and "
+                                          "top_p and min_p in [0, 1]");
+    return LLMRT_OK;
+}
+
+uint64_t sampler_rng_seed(uint64_t seed) {
+    return seed ^ 0x9e3779b97f4a7c15ULL;
+}
+
 llmrt_status sampler_init(sampler *s, const sampler_opts *o, int vocab) {
     memset(s, 0, sizeof *s);
-    if (!(o->temperature >= 0) || o->top_k < 0 || !(o->top_p >= 0 && o->top_p <= 1))
-        return err_set(LLMRT_ERR_INVALID,
-                       "sampler: temperature must be >= 0, top_k >= 0 and top_p in [0, 1]");
+    TRY(sampler_check(o));
     s->o = *o;
     if (s->o.top_p == 0) s->o.top_p = 1; /* 0 (unset) means off, as 1 does */
     s->vocab = vocab;
-    s->rng = o->seed ^ 0x9e3779b97f4a7c15ULL;
+    s->rng = sampler_rng_seed(o->seed);
     s->prob = malloc((size_t)vocab * sizeof *s->prob);
     s->idx = malloc((size_t)vocab * sizeof *s->idx);
     if (!s->prob || !s->idx) {
@@ -32,8 +42,12 @@ void sampler_free(sampler *s) {
 }
 
 double sampler_uniform(sampler *s) {
+    return sampler_rng_uniform(&s->rng);
+}
+
+double sampler_rng_uniform(uint64_t *rng) {
     /* splitmix64 */
-    uint64_t z = (s->rng += 0x9e3779b97f4a7c15ULL);
+    uint64_t z = (*rng += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     z ^= z >> 31;
@@ -86,33 +100,47 @@ static void top_candidates(const float *l, int V, int k, int32_t *idx) {
     }
 }
 
-int32_t sampler_next(sampler *s, const float *logits) {
-    const int V = s->vocab;
-    if (s->o.temperature == 0 || s->o.top_k == 1) return argmax(logits, V);
-    int n = (s->o.top_k > 0 && s->o.top_k < V) ? s->o.top_k : V;
-    if (n < V || s->o.top_p < 1) {
-        top_candidates(logits, V, n, s->idx);
+int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
+                     const float *logits, int V) {
+    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
+    const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
+    int n = (o->top_k > 0 && o->top_k < V) ? o->top_k : V;
+    if (n < V || top_p < 1 || o->min_p > 0) {
+        top_candidates(logits, V, n, idx);
     } else {
         for (int i = 0; i < V; i++)
-            s->idx[i] = i;
+            idx[i] = i;
     }
     /* softmax over the candidates at the temperature */
     float mx = -INFINITY;
     for (int i = 0; i < n; i++)
-        mx = fmaxf(mx, logits[s->idx[i]]);
+        mx = fmaxf(mx, logits[idx[i]]);
     double sum = 0;
     for (int i = 0; i < n; i++) {
-        float p = expf((logits[s->idx[i]] - mx) / s->o.temperature);
-        s->prob[i] = p;
+        float p = expf((logits[idx[i]] - mx) / o->temperature);
+        prob[i] = p;
         sum += p;
     }
-    if (s->o.top_p < 1) {
-        /* candidates are sorted descending: keep the smallest prefix reaching top_p */
+    if (o->min_p > 0) {
+        /* candidates are sorted descending: prob[0] is the largest */
+        int keep = n;
+        for (int i = 1; i < n; i++)
+            if (prob[i] < o->min_p * prob[0]) {
+                keep = i;
+                break;
+            }
+        n = keep;
+        sum = 0;
+        for (int i = 0; i < n; i++)
+            sum += prob[i];
+    }
+    if (top_p < 1) {
+        /* keep the smallest prefix reaching top_p */
         double acc = 0;
         int keep = n;
         for (int i = 0; i < n; i++) {
-            acc += s->prob[i] / sum;
-            if (acc >= s->o.top_p) {
+            acc += prob[i] / sum;
+            if (acc >= top_p) {
                 keep = i + 1;
                 break;
             }
@@ -120,12 +148,16 @@ int32_t sampler_next(sampler *s, const float *logits) {
         n = keep;
         sum = 0;
         for (int i = 0; i < n; i++)
-            sum += s->prob[i];
+            sum += prob[i];
     }
-    double u = sampler_uniform(s) * sum, acc = 0;
+    double u = sampler_rng_uniform(rng) * sum, acc = 0;
     for (int i = 0; i < n; i++) {
-        acc += s->prob[i];
-        if (u < acc) return s->idx[i];
+        acc += prob[i];
+        if (u < acc) return idx[i];
     }
-    return s->idx[n - 1];
+    return idx[n - 1];
+}
+
+int32_t sampler_next(sampler *s, const float *logits) {
+    return sampler_draw(&s->o, &s->rng, s->prob, s->idx, logits, s->vocab);
 }

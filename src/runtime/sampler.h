@@ -11,6 +11,7 @@ typedef struct sampler_opts {
     float temperature; /* 0: greedy (argmax, lowest id on ties) */
     int top_k;         /* 0: off */
     float top_p;       /* 0 or 1: off; else keep the smallest top set with probability >= top_p */
+    float min_p;       /* 0: off; else drop candidates with probability < min_p * the top one's */
     uint64_t seed;
 } sampler_opts;
 
@@ -22,10 +23,20 @@ typedef struct sampler {
     int32_t *idx; /* [vocab] scratch */
 } sampler;
 
+/* Fails with a message naming the bad value. */
+llmrt_status sampler_check(const sampler_opts *o);
 llmrt_status sampler_init(sampler *s, const sampler_opts *o, int vocab);
 void sampler_free(sampler *s);
 int32_t sampler_next(sampler *s, const float *logits /* [vocab] */);
 /* A uniform double in [0, 1) from the sampler's generator. */
 double sampler_uniform(sampler *s);
+
+/* The same without a sampler object, for callers that keep many sampling states and one
+ * scratch (the scheduler): the generator state of a seed, a uniform draw from it, and one
+ * token from logits [V] (prob and idx: scratch of V elements). */
+uint64_t sampler_rng_seed(uint64_t seed);
+double sampler_rng_uniform(uint64_t *rng);
+int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
+                     const float *logits, int V);
 
 #endif

@@ -20,6 +20,8 @@
 #include "base/dtype.h"
 #include "model/forward.h"
 
+static const int32_t zero_block = 0; /* every step: sequence 0 in block 0 */
+
 #define DIE(...)                                                                                   \
     do {                                                                                           \
         fprintf(stderr, __VA_ARGS__);                                                              \
@@ -132,7 +134,12 @@ static double gemm_rate(backend *be, int M, int N, int K, int reps) {
     void *in = dalloc(be, (size_t)M * K * es), *out = dalloc(be, (size_t)M * N * es);
     fill_random(be, in, (size_t)M * K * es);
     int32_t *ids = calloc((size_t)M, 4), pos = 0;
-    step_desc s = {.batch = 1, .n_tokens = M, .ids = ids, .pos = &pos, .start = NULL};
+    step_desc s = {.batch = 1,
+                   .n_tokens = M,
+                   .ids = ids,
+                   .pos = &pos,
+                   .n_groups = 1,
+                   .tables = {{.blocks = &zero_block, .len = 1}}};
     double t[8];
     for (int it = 0; it < 9; it++) {
         double t0 = now_s();
@@ -202,7 +209,7 @@ static void model_layers(bench_model *m) {
         w->wdown = m->wd[l];
         w->attn = (attn_params){m->H, m->Hkv, m->hd, 1.0f / sqrtf((float)m->hd), 0, 0.0f};
         w->rope = &m->rope;
-        m->kvl[l] = (kv_layer){m->kc[l], m->vc[l], m->cap, 1};
+        m->kvl[l] = (kv_layer){.k = m->kc[l], .v = m->vc[l], .block_len = m->cap, .n_blocks = 1};
     }
     m->final = (norm_params){NORM_RMS, m->n_final, NULL, 1e-5f};
 }
@@ -292,7 +299,12 @@ static double model_step(backend *be, bench_model *m, int n_tokens, int pos, int
     int32_t *ids = malloc((size_t)n_tokens * 4);
     for (int i = 0; i < n_tokens; i++)
         ids[i] = (token + i * 7919) % m->V;
-    step_desc s = {.batch = 1, .n_tokens = n_tokens, .ids = ids, .pos = &pos, .start = NULL};
+    step_desc s = {.batch = 1,
+                   .n_tokens = n_tokens,
+                   .ids = ids,
+                   .pos = &pos,
+                   .n_groups = 1,
+                   .tables = {{.blocks = &zero_block, .len = 1}}};
     double t0 = now_s();
     OK(be->ops->step_begin(be, &s));
     model_ops(be, m, n_tokens);
@@ -338,11 +350,16 @@ static decode_result decode_run(backend *be, bench_model *m, int prompt, int ste
 static double op_time(backend *be, const bench_model *m, int which, int reps, int pos, int T) {
     const backend_ops *o = be->ops;
     int32_t *ids = calloc((size_t)T, 4);
-    step_desc s = {.batch = 1, .n_tokens = T, .ids = ids, .pos = &pos, .start = NULL};
+    step_desc s = {.batch = 1,
+                   .n_tokens = T,
+                   .ids = ids,
+                   .pos = &pos,
+                   .n_groups = 1,
+                   .tables = {{.blocks = &zero_block, .len = 1}}};
     attn_params a = {m->H, m->Hkv, m->hd, 1.0f / sqrtf((float)m->hd), 0, 0.0f};
     rope_params rp = {m->inv_freq, m->hd, 1.0f};
     norm_params na = {NORM_RMS, m->n_attn[0], NULL, 1e-5f};
-    kv_layer kv = {m->kc[0], m->vc[0], m->cap, 1};
+    kv_layer kv = {.k = m->kc[0], .v = m->vc[0], .block_len = m->cap, .n_blocks = 1};
     double best = 1e9;
     for (int it = 0; it < 3; it++) {
         double t0 = now_s();

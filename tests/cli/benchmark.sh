@@ -77,7 +77,7 @@ has "$T/out.json" '"prompt": "given", "prompt_ids": [5, 6, 7]'
 "$BIN" run --benchmark --model "$M" --device cpu --prompt-ids 5,600 --num_tokens 4 \
     >"$T/out" 2>"$T/err"
 [ $? -eq 2 ] || fail "a prompt id beyond the vocabulary must exit 2"
-has "$T/err" "prompt token id 600 is outside the vocabulary (0..255)"
+has "$T/err" "token id 600 is outside the vocabulary (0..255)"
 
 # ---- flag errors ----
 "$BIN" run --benchmark --model "$M" --device cpu --isl 200 --num_tokens 8 >"$T/out" 2>"$T/err"

@@ -58,11 +58,61 @@ expect_fail bad-flag "unknown flag --frobnicate" -- "$BIN" run --frobnicate
 expect_fail bad-ids "prompt-ids" -- "$BIN" run --model "$FIX" --prompt-ids 1,x,3 --device cpu
 expect_fail id-range "outside the vocabulary" -- "$BIN" run --model "$FIX" --prompt-ids 1,99999 --num_tokens 4 --device cpu
 expect_fail bad-cache "--cache must be" -- "$BIN" run --model "$FIX" --prompt-ids 1 --cache paged
-expect_fail bad-device "--device must be cpu or cuda" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens 4 --device tpu
+expect_fail bad-device "device must be auto, cpu, cuda or cuda:N, got 'tpu'" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens 4 --device tpu
 expect_fail no-tokenizer "tokenizer.json" -- "$BIN" run --model "$FIX" --prompt "hello" --device cpu
 expect_fail num-tokens "--num_tokens must be an integer" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens -3
 expect_fail logits-no-ids "--prompt-ids is required" -- "$BIN" logits --model "$FIX"
 expect_fail unknown-sub "unknown subcommand" -- "$BIN" frobnicate
+
+# a NaN in a weight is named, in FP32 as in FP16 (not blamed on the precision)
+copy_fixture; python3 - "$TMP/m/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+off = 8 + n + h['model.norm.weight']['data_offsets'][0]
+b[off:off + 4] = struct.pack('<f', float('nan'))
+open(p, 'wb').write(b)
+PY
+expect_fail nan-weight 'tensor "model.norm.weight" holds a NaN' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --precision FP32 --device cpu
+expect_fail nan-weight-sampled 'tensor "model.norm.weight" holds a NaN' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --precision FP32 --temperature 1 --device cpu
+expect_fail nan-weight-logits 'tensor "model.norm.weight" holds a NaN' -- "$BIN" logits --model "$TMP/m" --prompt-ids 1,2 --precision FP32 --device cpu
+# config values of the wrong type or range are named, not replaced or called missing
+edit_config() { copy_fixture; python3 -c "import json,sys; p='$TMP/m/config.json'; j=json.load(open(p)); j['$1']=json.loads(sys.argv[1]); json.dump(j,open(p,'w'))" "$2"; }
+edit_config rope_theta 0
+expect_fail rope-theta-zero "rope_theta must be positive" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+edit_config hidden_act 5
+expect_fail hidden-act-type '"hidden_act" must be a string' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+edit_config model_type 123
+expect_fail model-type-type '"model_type" must be a string' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+edit_config rms_norm_eps 1e-60
+expect_fail tiny-eps "the norm epsilon 1e-60" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+# what is at the model path: a symlink loop, a dangling link, a FIFO as config.json
+ln -s "$TMP/loop1" "$TMP/loop2"; ln -s "$TMP/loop2" "$TMP/loop1"
+expect_fail symlink-loop "symlink loop" -- "$BIN" run --model "$TMP/loop1" --prompt-ids 1,2 --num_tokens 4 --device cpu
+ln -s "$TMP/nothing-here" "$TMP/dangling"
+expect_fail dangling-link "dangling symbolic link" -- "$BIN" run --model "$TMP/dangling" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; rm "$TMP/m/config.json"; mkfifo "$TMP/m/config.json"
+expect_fail fifo-config "not a regular file" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+# output that cannot be written: a message and a non-zero exit, never 0
+expect_full() {
+  local name=$1; shift
+  "$@" >/dev/full 2>"$TMP/err"; local rc=$?
+  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "writing the output failed" "$TMP/err"; then
+    pass=$((pass+1))
+  else
+    fail=$((fail+1)); echo "FAIL $name > /dev/full: rc=$rc, stderr: $(head -c 300 "$TMP/err")"
+  fi
+}
+if [ -w /dev/full ]; then
+  expect_full run-text "$BIN" run --model "$FIX" --prompt-ids 1,2 --num_tokens 4 --device cpu
+  expect_full run-json "$BIN" run --model "$FIX" --prompt-ids 1,2 --num_tokens 4 --json --device cpu
+  expect_full logits "$BIN" logits --model "$FIX" --prompt-ids 1,2 --device cpu
+  expect_full tokenize "$BIN" tokenize --tokenizer models/demo-llama --text hello
+  expect_full detokenize "$BIN" detokenize --tokenizer models/demo-llama --ids 5,6,7
+  expect_full perplexity "$BIN" perplexity --model models/demo-llama --file models/demo-llama/heldout.txt --device cpu
+  printf '[{"role": "user", "content": "hi"}]' > "$TMP/msgs.json"
+  expect_full template "$BIN" template --tokenizer models/demo-llama --messages "$TMP/msgs.json"
+fi
 
 # and the good path works: ids out, exit 0
 if out=$("$BIN" run --model "$FIX" --prompt-ids 1,2,3 --num_tokens 4 --device cpu --ignore-eos 2>/dev/null) && [ "$(echo $out | wc -w)" = 4 ]; then

@@ -12,6 +12,9 @@ case $h in
   fuzz_tokenizer_load) opts="-dict=tests/fuzz/tokenizer.dict -max_len=16384" ;;
   fuzz_tokenizer_encode) opts="-dict=tests/fuzz/encode.dict -max_len=4096 -rss_limit_mb=6144" ;;
   fuzz_tokenizer_decode) opts="-max_len=2048 -rss_limit_mb=6144" ;;
+  fuzz_openai_request) opts="-max_len=8192" ;;
+  fuzz_config) opts="-dict=tests/fuzz/config.dict -max_len=8192" ;;
+  fuzz_chat_template) opts="-max_len=16384 -rss_limit_mb=4096" ;;
   *) echo "run.sh: unknown harness $h" >&2; exit 2 ;;
 esac
 if [ -d "tests/fuzz/crashes/$h" ] && [ -n "$(ls -A "tests/fuzz/crashes/$h")" ]; then

@@ -2,6 +2,7 @@
 #include "args.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,18 @@ int args_next(args *a) {
         fprintf(stderr, "llmrt %s: unexpected argument '%s' (flags start with --)\n", a->cmd, w);
         exit(2);
     }
+    /* short flags of the common ones */
+    static const struct {
+        char c;
+        const char *name;
+    } shorts[] = {{'m', "model"}, {'p', "prompt"}, {'n', "num_tokens"}, {'t', "temperature"}};
+    if (w[0] == '-' && w[1] != '-' && w[2] == '\0')
+        for (size_t k = 0; k < sizeof shorts / sizeof shorts[0]; k++)
+            if (w[1] == shorts[k].c) {
+                snprintf(a->name, sizeof a->name, "%s", shorts[k].name);
+                a->inline_v = NULL;
+                return 1;
+            }
     w += (w[1] == '-') ? 2 : 1;
     const char *eq = strchr(w, '=');
     size_t n = eq ? (size_t)(eq - w) : strlen(w);
@@ -35,8 +48,34 @@ int args_next(args *a) {
     return 1;
 }
 
-int args_is(const args *a, const char *name) {
+int args_is(args *a, const char *name) {
+    bool seen = false;
+    for (int k = 0; k < a->n_known && !seen; k++)
+        seen = a->known[k] == name || strcmp(a->known[k], name) == 0;
+    if (!seen && a->n_known < (int)(sizeof a->known / sizeof a->known[0]))
+        a->known[a->n_known++] = name;
     return strcmp(a->name, name) == 0;
+}
+
+int args_edit_distance(const char *x, const char *y) {
+    int n = (int)strlen(x), m = (int)strlen(y);
+    if (n > 63 || m > 63) return 99;
+    int d[64][64];
+    for (int i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (int j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (int i = 1; i <= n; i++)
+        for (int j = 1; j <= m; j++) {
+            int c = d[i - 1][j - 1] + (x[i - 1] != y[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1] &&
+                d[i - 2][j - 2] + 1 < c)
+                c = d[i - 2][j - 2] + 1;
+            d[i][j] = c;
+        }
+    return d[n][m];
 }
 
 const char *args_value(args *a) {
@@ -75,11 +114,25 @@ double args_double(args *a, double lo, double hi) {
 }
 
 void args_unknown(const args *a) {
-    fprintf(stderr, "llmrt %s: unknown flag --%s (see llmrt %s --help)\n", a->cmd, a->name, a->cmd);
+    const char *best = NULL;
+    int best_d = 3; /* suggest only close names */
+    for (int k = 0; k < a->n_known; k++) {
+        int dd = args_edit_distance(a->name, a->known[k]);
+        if (dd < best_d) {
+            best_d = dd;
+            best = a->known[k];
+        }
+    }
+    if (best)
+        fprintf(stderr, "llmrt %s: unknown flag --%s; did you mean --%s? (see llmrt %s --help)\n",
+                a->cmd, a->name, best, a->cmd);
+    else
+        fprintf(stderr, "llmrt %s: unknown flag --%s (see llmrt %s --help)\n", a->cmd, a->name,
+                a->cmd);
     exit(2);
 }
 
-int args_parse_ids(const char *s, int32_t **out, const char *flag) {
+static int parse_list(const char *s, int32_t **out, const char *flag, const char *noun) {
     size_t cap = 16, n = 0;
     int32_t *ids = malloc(cap * sizeof *ids);
     if (!ids) return -1;
@@ -92,8 +145,8 @@ int args_parse_ids(const char *s, int32_t **out, const char *flag) {
         errno = 0;
         long v = strtol(p, &end, 10);
         if (end == p || errno || v < 0 || v > INT32_MAX) {
-            fprintf(stderr, "--%s: expected comma-separated non-negative token ids, got '%s'\n",
-                    flag, s);
+            fprintf(stderr, "--%s: expected comma-separated non-negative %s, got '%s'\n", flag,
+                    noun, s);
             free(ids);
             return -1;
         }
@@ -119,10 +172,18 @@ int args_parse_ids(const char *s, int32_t **out, const char *flag) {
         p++;
     }
     if (n == 0) {
-        fprintf(stderr, "--%s: no token ids given\n", flag);
+        fprintf(stderr, "--%s: no %s given\n", flag, noun);
         free(ids);
         return -1;
     }
     *out = ids;
     return (int)n;
+}
+
+int args_parse_ids(const char *s, int32_t **out, const char *flag) {
+    return parse_list(s, out, flag, "token ids");
+}
+
+int args_parse_ints(const char *s, int32_t **out, const char *flag) {
+    return parse_list(s, out, flag, "integers");
 }

@@ -4,27 +4,36 @@
 
 #include <stdint.h>
 
-/* Walks argv. For each flag, `name` is given without dashes, with '-' folded to '_'. */
+/* Walks argv. For each flag, `name` is given without dashes, with '-' folded to '_'; the
+ * short flags -m -p -n -t stand for --model, --prompt, --num_tokens and --temperature. Every
+ * name args_is compares with is remembered, so that an unknown flag gets the closest known one
+ * as a suggestion. */
 typedef struct args {
     int argc, i;
     char **argv;
     const char *cmd;      /* subcommand name for messages */
     char name[64];        /* the current flag, normalized: "num_tokens" */
     const char *inline_v; /* value after '=' if given */
+    const char *known[128]; /* names compared with so far (args_is), for suggestions */
+    int n_known;
 } args;
 
 void args_init(args *a, const char *cmd, int argc, char **argv);
 /* Advances to the next flag; returns 0 at the end. Exits with a message on a bare word. */
 int args_next(args *a);
-int args_is(const args *a, const char *name); /* name in underscore form */
+int args_is(args *a, const char *name); /* name in underscore form */
 /* The flag's value (inline or the next word); exits with a message if absent. */
 const char *args_value(args *a);
 long args_long(args *a, long lo, long hi);
 double args_double(args *a, double lo, double hi);
-/* Exits with "unknown flag" naming the command. */
+/* Edit distance (insert, delete, substitute, swap of neighbours) between two short names. */
+int args_edit_distance(const char *x, const char *y);
+/* Exits with "unknown flag" naming the command, and the closest known flag when one is near. */
 void args_unknown(const args *a);
 
-/* Parses "1,2,3" (spaces allowed); returns count, or -1 with a message printed. */
+/* Parses "1,2,3" (spaces allowed) of token ids, or of other integers (the messages say which);
+ * returns the count, or -1 with a message printed. */
 int args_parse_ids(const char *s, int32_t **out, const char *flag);
+int args_parse_ints(const char *s, int32_t **out, const char *flag);
 
 #endif

@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "args.h"
-#include "base/file.h"
 #include "benchmark.h"
 #include "commands.h"
 
@@ -16,7 +18,7 @@ typedef struct bench_cmd {
     cli_model cm;
     int32_t *isl, *nt, *batch; /* the lists */
     int n_isl, n_nt, n_batch;
-    kv_mode cache;
+    bool no_cache;
     int warmup, iterations;
     uint64_t seed;
     bool pytorch, plot;
@@ -44,7 +46,7 @@ static void usage(void) {
 static int parse_list(args *a, int32_t **out, const char *flag) {
     free(*out);
     *out = NULL;
-    int n = args_parse_ids(args_value(a), out, flag);
+    int n = args_parse_ints(args_value(a), out, flag);
     if (n < 0) exit(2);
     for (int i = 0; i < n; i++)
         if ((*out)[i] < 1) {
@@ -64,7 +66,7 @@ static void parse_flags(bench_cmd *o, int argc, char **argv) {
             usage();
             exit(0);
         } else if (args_is(&a, "cache")) {
-            o->cache = cli_parse_cache(&a, args_value(&a));
+            o->no_cache = cli_parse_no_cache(&a, args_value(&a));
         } else if (args_is(&a, "isl")) {
             o->n_isl = parse_list(&a, &o->isl, "isl");
         } else if (args_is(&a, "num_tokens")) {
@@ -122,14 +124,14 @@ static void plot(const bench_cmd *o, const char *json_path, const char *png_path
     const char *python = o->python ? o->python : "python3";
     char *argv[] = {(char *)python, sc, (char *)json_path, (char *)png_path, NULL};
     char *out = NULL;
-    int st = benchmark_spawn(argv, &out);
-    if (st == 3 && !o->python && file_exists("/usr/bin/python3")) {
+    int st = bench_cli_spawn(argv, &out);
+    if (st == 3 && !o->python && access("/usr/bin/python3", X_OK) == 0) {
         /* matplotlib missing from the python3 in PATH: try the system one (Debian's
          * python3-matplotlib) */
         free(out);
         python = "/usr/bin/python3";
         argv[0] = (char *)python;
-        st = benchmark_spawn(argv, &out);
+        st = bench_cli_spawn(argv, &out);
     }
     if (out && *out) fputs(out, stdout);
     free(out);
@@ -145,48 +147,28 @@ static void plot(const bench_cmd *o, const char *json_path, const char *png_path
 }
 
 int cmd_bench(int argc, char **argv) {
-    bench_cmd o = {
-        .cache = KV_STATIC, .warmup = 1, .iterations = 5, .plot = true, .out = "out/bench"};
-    o.cm.precision = DT_F16;
+    bench_cmd o = {.warmup = 1, .iterations = 5, .plot = true, .out = "out/bench"};
+    o.cm.precision = LLMRT_FP16;
     parse_flags(&o, argc, argv);
     static int32_t d_isl = 128, d_nt = 128, d_b = 1;
     int32_t *isl = o.n_isl ? o.isl : &d_isl, *nt = o.n_nt ? o.nt : &d_nt,
             *bs = o.n_batch ? o.batch : &d_b;
     int n_isl = o.n_isl ? o.n_isl : 1, n_nt = o.n_nt ? o.n_nt : 1, n_b = o.n_batch ? o.n_batch : 1;
     int n = n_isl * n_nt * n_b, rc = 1;
-    bench_point *pts = malloc((size_t)n * sizeof *pts);
-    bench_report *rep = malloc(sizeof *rep);
+    llmrt_bench_point *pts = malloc((size_t)n * sizeof *pts);
     json_t *all = json_array();
     FILE *csv = NULL;
     char jpath[1200], cpath[1200], ppath[1200];
-    if (!pts || !rep) goto out;
+    if (!pts) goto out;
     int k = 0;
     for (int i = 0; i < n_isl; i++)
         for (int t = 0; t < n_nt; t++)
             for (int b = 0; b < n_b; b++)
-                pts[k++] = (bench_point){isl[i], nt[t], bs[b]};
-
+                pts[k++] = (llmrt_bench_point){isl[i], nt[t], bs[b]};
     o.cm.verbose = true;
-    if (!o.cm.model_dir) o.cm.model_dir = cli_default_model();
-    if (!o.cm.model_dir) {
-        fprintf(stderr, "llmrt bench: no --model given and the demo model was not found\n");
-        rc = 2;
-        goto out;
-    }
-    model_config cfg;
-    if (model_config_load(&cfg, o.cm.model_dir) != LLMRT_OK) {
-        cli_fail("bench");
-        goto out;
-    }
-    for (int i = 0; i < n; i++)
-        if (pts[i].isl + pts[i].num_tokens > cfg.max_pos) {
-            fprintf(stderr,
-                    "llmrt bench: --isl %d plus --num_tokens %d exceeds the model's context of "
-                    "%d positions\n",
-                    pts[i].isl, pts[i].num_tokens, cfg.max_pos);
-            rc = 2;
-            goto out;
-        }
+    rc = cli_model_open(&o.cm, "bench", false);
+    if (rc) goto out;
+    rc = 1;
     if (!make_dirs(o.out)) {
         fprintf(stderr, "llmrt bench: cannot create --out %s: %s\n", o.out, strerror(errno));
         goto out;
@@ -194,62 +176,77 @@ int cmd_bench(int argc, char **argv) {
     snprintf(jpath, sizeof jpath, "%s/bench.json", o.out);
     snprintf(cpath, sizeof cpath, "%s/bench.csv", o.out);
     snprintf(ppath, sizeof ppath, "%s/bench.png", o.out);
+    bench_cli bc = {.cm = &o.cm,
+                    .no_cache = o.no_cache,
+                    .warmup = o.warmup,
+                    .iterations = o.iterations,
+                    .seed = o.seed,
+                    .pytorch = o.pytorch,
+                    .python = o.python,
+                    .pytorch_script = o.pytorch_script,
+                    .pytorch_modes = o.pytorch_modes,
+                    .verbose = true};
+    rc = bench_cli_load(&bc, pts, n, "bench");
+    if (rc) goto out;
+    rc = 1;
     csv = fopen(cpath, "w");
     if (!csv) {
         fprintf(stderr, "llmrt bench: cannot write %s: %s\n", cpath, strerror(errno));
         goto out;
     }
-    bench_csv_header(csv, "isl,num_tokens,");
-    bench_reserve ud = {.pts = pts, .n = n, .cache = o.cache};
-    if (!cli_model_open(&o.cm, "bench", benchmark_reserve_fn, &ud)) goto out;
-    bench_opts bo = {.cm = &o.cm,
-                     .cache = o.cache,
-                     .warmup = o.warmup,
-                     .iterations = o.iterations,
-                     .seed = o.seed,
-                     .pytorch = o.pytorch,
-                     .python = o.python,
-                     .pytorch_script = o.pytorch_script,
-                     .pytorch_modes = o.pytorch_modes,
-                     .verbose = true};
-    bo.copy_gbs = benchmark_copy_bandwidth(o.cm.be, true);
-    for (int i = 0; i < n && rc == 1; i++) {
-        int r = benchmark_point(&bo, &pts[i], rep);
+    for (int i = 0; i < n; i++) {
+        llmrt_bench_report *rep = NULL;
+        int r = bench_cli_point(&bc, &pts[i], &rep, "bench");
         if (r != 0) {
             rc = r;
-            break;
+            goto out;
         }
-        benchmark_print(stdout, &bo, rep);
-        printf("\n");
-        fflush(stdout);
-        json_array_append_new(all, benchmark_json(&bo, rep));
+        char *text = llmrt_bench_report_text(rep), *js = llmrt_bench_report_json(rep);
         char prefix[64];
         snprintf(prefix, sizeof prefix, "%d,%d,", pts[i].isl, pts[i].num_tokens);
-        for (int j = 0; j < rep->n_rows; j++)
-            bench_csv_row(csv, prefix, &rep->rows[j]);
-        if (i == n - 1) rc = 0;
+        char *head = i == 0 ? llmrt_bench_report_csv(rep, "isl,num_tokens,", 1) : NULL;
+        char *rows = llmrt_bench_report_csv(rep, prefix, 0);
+        json_error_t je;
+        json_t *j = js ? json_loads(js, 0, &je) : NULL;
+        bool ok = text && j && rows && (i > 0 || head);
+        if (ok) {
+            printf("%s\n", text);
+            fflush(stdout);
+            json_array_append_new(all, j);
+            fputs(i == 0 ? head : "", csv);
+            fputs(rows, csv);
+        }
+        llmrt_free(text);
+        llmrt_free(js);
+        llmrt_free(head);
+        llmrt_free(rows);
+        llmrt_bench_report_free(rep);
+        if (!ok) {
+            json_decref(j);
+            fprintf(stderr, "llmrt bench: out of memory\n");
+            goto out;
+        }
     }
-    cli_model_close(&o.cm);
-    if (fclose(csv) != 0 && rc == 0) {
+    if (fclose(csv) != 0) {
+        csv = NULL;
         fprintf(stderr, "llmrt bench: writing %s failed\n", cpath);
-        rc = 1;
+        goto out;
     }
     csv = NULL;
-    if (rc != 0) goto out;
     if (json_dump_file(all, jpath, JSON_INDENT(1) | JSON_REAL_PRECISION(9)) != 0) {
         fprintf(stderr, "llmrt bench: cannot write %s\n", jpath);
-        rc = 1;
         goto out;
     }
     printf("wrote %s and %s (%d points)\n", jpath, cpath, n);
     if (o.plot) plot(&o, jpath, ppath);
+    rc = 0;
 out:
     if (csv) fclose(csv);
+    cli_model_close(&o.cm);
     json_decref(all);
     free(pts);
-    free(rep);
     free(o.isl);
     free(o.nt);
     free(o.batch);
-    return rc;
+    return cli_finish_stdout("bench", rc);
 }

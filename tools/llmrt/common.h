@@ -1,5 +1,5 @@
-/* common.h — what the subcommands share: choosing the backend, loading the model, finding
- * the default demo model, and printing errors. */
+/* common.h — what the subcommands share: the model flags, opening and loading the model through
+ * the public API, the default demo model, and printing errors. */
 #ifndef LLMRT_TOOL_COMMON_H
 #define LLMRT_TOOL_COMMON_H
 
@@ -7,47 +7,44 @@
 #include <stddef.h>
 
 #include "args.h"
-#include "backend/backend.h"
-#include "model/model.h"
-#include "runtime/session.h"
+#include "llmrt.h"
 
 typedef struct cli_model {
-    const char *model_dir; /* --model; NULL: the demo model shipped in models/ */
-    const char *device;    /* --device: "cpu", "cuda"; NULL: cuda if usable, else cpu */
-    dtype precision;       /* --precision */
-    bool verbose;          /* progress on stderr */
-    /* filled by cli_model_open */
-    backend *be;
-    model *m;
-    double load_ms;
-    char dir[1024]; /* the model folder used */
+    const char *model;     /* --model DIR or NAME; NULL: the demo model shipped in models/ */
+    const char *tokenizer; /* --tokenizer; NULL: the model's */
+    const char *device;    /* --device: "cpu", "cuda", "cuda:N"; NULL: auto */
+    llmrt_precision precision;
+    bool verbose; /* progress on stderr */
+    llmrt_model *m;
 } cli_model;
 
-/* Parses FP32/FP16/BF16 in any case ("fp16", "bf16"...); returns 0 on an unknown name. */
-int cli_parse_precision(const char *s, dtype *out);
-
-/* Handles the flags every model-running subcommand takes: --model, --precision (alias
- * --model_precision) and --device. Returns true if the current flag was one of them; exits
- * with a message on a bad precision. */
+/* Handles the flags every model-running subcommand takes: --model, --tokenizer, --precision
+ * (alias --model_precision) and --device. Returns true if the current flag was one of them;
+ * exits with a message on a bad precision. */
 bool cli_model_flag(args *a, cli_model *cm);
 
-/* Parses --cache: static, static_v1, static_v2 -> KV_STATIC; none or "" -> KV_NONE. Exits
- * with a message on anything else. */
-kv_mode cli_parse_cache(const args *a, const char *v);
+/* Opens the model (the demo model when --model is absent): config and tokenizer. Prints the
+ * error and returns its exit code (0: opened). */
+int cli_model_open(cli_model *cm, const char *cmd, bool require_tokenizer);
 
-/* reserve_fn for cli_model_open when the caller runs one session with options ud
- * (a const session_opts *). */
-size_t cli_session_reserve(const model_config *c, void *ud, dtype act, dtype kv);
-
-/* Resolves the model folder, creates the backend and loads the model, reserving
- * `reserve_fn(cfg)` bytes for the caller's session. Prints the error and returns false. */
-bool cli_model_open(cli_model *cm, const char *cmd,
-                    size_t (*reserve_fn)(const model_config *c, void *ud, dtype act, dtype kv),
-                    void *ud);
+/* Loads the opened model with lo (its device and precision from the flags); says once on
+ * stderr when auto chose the CPU. Prints the error and returns its exit code (0: loaded). */
+int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo);
 void cli_model_close(cli_model *cm);
+/* Once per process, when the last decode step did not take the device's fastest path: says
+ * which path ran and why (llmrt_model_decode_note), on stderr. */
+void cli_decode_note(const cli_model *cm, const char *cmd);
 
-/* Prints "llmrt CMD: message" for the last error. Returns the exit code to use (1). */
-int cli_fail(const char *cmd);
+/* Parses --cache: static, static_v1, static_v2 -> false; none or "" -> true (no cache). Exits
+ * with a message on anything else. */
+bool cli_parse_no_cache(const args *a, const char *v);
+
+/* The model's info (after cli_model_open). */
+llmrt_model_info cli_model_info(const cli_model *cm);
+
+/* Prints "llmrt CMD: message" for the last error and returns the exit code for status s: 2 for
+ * bad input (LLMRT_ERR_INVALID), 1 otherwise. */
+int cli_fail(const char *cmd, llmrt_status s);
 
 /* The folder of the demo model shipped with llmrt (models/demo-llama beside the binary's
  * source tree or the working directory); NULL if absent. */
@@ -57,5 +54,11 @@ const char *cli_default_model(void);
  * source tree beside the binary (<repo>/build/llmrt -> <repo>/rel); NULL if absent. The
  * result lives in a static buffer until the next call. */
 const char *cli_find_beside(const char *rel);
+
+/* Writes n bytes to stdout; false (with a message naming cmd) when stdout cannot take them. */
+bool cli_write(const char *cmd, const void *p, size_t n);
+/* Flushes and checks stdout at the end of a command; returns rc, or 1 after a write error
+ * (with a message). */
+int cli_finish_stdout(const char *cmd, int rc);
 
 #endif

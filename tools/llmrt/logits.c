@@ -8,7 +8,6 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
-#include "runtime/session.h"
 
 static void usage(void) {
     printf("usage: llmrt logits --model DIR --prompt-ids 1,2,3 [--precision FP32|FP16|BF16]\n"
@@ -19,7 +18,7 @@ static void usage(void) {
 }
 
 int cmd_logits(int argc, char **argv) {
-    cli_model cm = {.precision = DT_F32, .device = "cpu"};
+    cli_model cm = {.precision = LLMRT_FP32, .device = "cpu"};
     int32_t *ids = NULL;
     int n = 0, last = 0;
     args a;
@@ -44,44 +43,28 @@ int cmd_logits(int argc, char **argv) {
         fprintf(stderr, "llmrt logits: --prompt-ids is required\n");
         return 2;
     }
-    session_opts so = {.batch = 1, .max_seq = n, .mode = KV_STATIC, .all_logits = true};
-    if (!cli_model_open(&cm, "logits", cli_session_reserve, &so)) {
-        free(ids);
-        return 1;
-    }
-    const model_config *c = &cm.m->cfg;
-    int rc = 0;
-    session *s = NULL;
     float *logits = NULL;
-    for (int i = 0; i < n; i++)
-        if (ids[i] >= c->vocab) {
-            fprintf(stderr, "llmrt logits: --prompt-ids: id %d is outside the vocabulary (0..%d)\n",
-                    ids[i], c->vocab - 1);
-            rc = 2;
-            goto out;
-        }
-    if (n > c->max_pos) {
-        fprintf(stderr,
-                "llmrt logits: the prompt has %d tokens, more than the model's context (%d)\n", n,
-                c->max_pos);
-        rc = 2;
+    int rc = cli_model_open(&cm, "logits", false);
+    if (rc) goto out;
+    llmrt_model_info info = cli_model_info(&cm);
+    llmrt_status st = llmrt_model_check_ids(cm.m, ids, (size_t)n);
+    if (st != LLMRT_OK) {
+        rc = cli_fail("logits", st);
         goto out;
     }
-    logits = malloc((size_t)n * (size_t)c->vocab * sizeof *logits);
-    if (!logits || session_create(&s, cm.m, &so) != LLMRT_OK ||
-        session_forward(s, ids, n, true, logits) != LLMRT_OK) {
-        rc = cli_fail("logits");
+    rc = cli_model_load(&cm, "logits", (llmrt_load_opts){.max_seq = n, .all_logits = 1});
+    if (rc) goto out;
+    const int V = info.vocab_size;
+    logits = malloc((size_t)n * (size_t)V * sizeof *logits);
+    if (!logits) {
+        fprintf(stderr, "llmrt logits: out of memory\n");
+        rc = 1;
         goto out;
     }
-    for (size_t i = 0; i < (size_t)n * (size_t)c->vocab; i++)
-        if (!isfinite(logits[i])) {
-            fprintf(stderr,
-                    "llmrt logits: the logits at position %zu are not finite (%g) in %s: the "
-                    "precision overflowed; use BF16 or FP32\n",
-                    i / (size_t)c->vocab, logits[i], dtype_name(cm.precision));
-            rc = 1;
-            goto out;
-        }
+    if ((st = llmrt_logits(cm.m, ids, (size_t)n, logits)) != LLMRT_OK) {
+        rc = cli_fail("logits", st);
+        goto out;
+    }
     printf("{\"prompt_ids\": [");
     for (int i = 0; i < n; i++)
         printf("%s%d", i ? ", " : "", ids[i]);
@@ -89,16 +72,15 @@ int cmd_logits(int argc, char **argv) {
     printf("], \"first_position\": %d, \"logits\": [", first);
     for (int i = first; i < n; i++) {
         printf("%s[", i > first ? ",\n" : "\n");
-        const float *row = logits + (size_t)i * c->vocab;
-        for (int v = 0; v < c->vocab; v++)
+        const float *row = logits + (size_t)i * V;
+        for (int v = 0; v < V; v++)
             printf(v ? ", %.8g" : "%.8g", row[v]);
         printf("]");
     }
     printf("]}\n");
 out:
-    session_free(s);
     free(logits);
     free(ids);
     cli_model_close(&cm);
-    return rc;
+    return cli_finish_stdout("logits", rc);
 }

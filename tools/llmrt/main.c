@@ -2,7 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
+#include "llmrt.h"
 
 static const struct {
     const char *name;
@@ -15,6 +17,10 @@ static const struct {
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"bench", cmd_bench, "benchmark sweep over prompt length x new tokens x batch size"},
     {"perplexity", cmd_perplexity, "perplexity of a text file under the model"},
+    {"template", cmd_template, "a conversation through the model's chat template, as text"},
+    {"chat", cmd_chat, "an interactive chat on the terminal (the model's chat template)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (docs/SERVER.md)"},
+    {"bench-serve", cmd_bench_serve, "load test of an OpenAI-compatible server: req/s, TTFT, ITL"},
 };
 
 static void usage(FILE *f) {
@@ -31,10 +37,38 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version"))) {
+        printf("%s\n", llmrt_version());
+        return 0;
+    }
     if (argc < 2 || argv[1][0] == '-') return cmd_run(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 2, argv + 2);
-    fprintf(stderr, "llmrt: unknown subcommand '%s'\n\n", argv[1]);
+    /* a misspelled subcommand: the nearest by edit distance, else the longest shared prefix */
+    size_t best = 0;
+    int best_d = 3;
+    const char *near = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        int d = args_edit_distance(argv[1], commands[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = 2;
+            near = commands[i].name;
+        }
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0] && best_d == 3; i++) {
+        size_t k = 0;
+        while (argv[1][k] && argv[1][k] == commands[i].name[k])
+            k++;
+        if (k > best) {
+            best = k;
+            near = commands[i].name;
+        }
+    }
+    if (near && best >= 2)
+        fprintf(stderr, "llmrt: unknown subcommand '%s'; did you mean '%s'?\n\n", argv[1], near);
+    else
+        fprintf(stderr, "llmrt: unknown subcommand '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
 }

@@ -7,11 +7,8 @@
 #include <string.h>
 
 #include "args.h"
-#include "base/file.h"
 #include "commands.h"
 #include "common.h"
-#include "runtime/perplexity.h"
-#include "tokenizer/tokenizer.h"
 
 static void usage(void) {
     printf("usage: llmrt perplexity --model DIR (--file TEXT_FILE | --ids 1,2,3)\n"
@@ -20,10 +17,10 @@ static void usage(void) {
 }
 
 int cmd_perplexity(int argc, char **argv) {
-    cli_model cm = {.precision = DT_F32};
+    cli_model cm = {.precision = LLMRT_FP32};
     const char *file = NULL;
     int32_t *ids = NULL;
-    int n = 0;
+    size_t n = 0;
     bool json = false;
     args a;
     args_init(&a, "perplexity", argc, argv);
@@ -37,8 +34,9 @@ int cmd_perplexity(int argc, char **argv) {
             file = args_value(&a);
         } else if (args_is(&a, "ids")) {
             free(ids);
-            n = args_parse_ids(args_value(&a), &ids, "ids");
-            if (n < 0) return 2;
+            int k = args_parse_ids(args_value(&a), &ids, "ids");
+            if (k < 0) return 2;
+            n = (size_t)k;
         } else if (args_is(&a, "json")) {
             json = true;
         } else {
@@ -50,65 +48,57 @@ int cmd_perplexity(int argc, char **argv) {
         free(ids);
         return 2;
     }
-    if (!cm.model_dir) cm.model_dir = cli_default_model();
-    if (!cm.model_dir) {
-        fprintf(stderr, "llmrt perplexity: no --model given and no demo model found\n");
-        return 2;
+    int rc = cli_model_open(&cm, "perplexity", file != NULL);
+    if (rc) {
+        free(ids);
+        return rc;
     }
+    llmrt_status st;
     if (file) {
         char *text = NULL;
-        size_t len = 0, nids = 0, bad = 0;
-        tokenizer *tok = NULL;
-        if (file_read_all(file, &text, &len) != LLMRT_OK ||
-            tokenizer_load(&tok, cm.model_dir) != LLMRT_OK ||
-            tokenizer_encode(tok, text, len, 1, &ids, &nids, &bad) != LLMRT_OK) {
-            free(text);
-            tokenizer_free(tok);
-            return cli_fail("perplexity");
+        size_t len = 0, bad = 0;
+        if ((st = llmrt_read_file(file, &text, &len)) != LLMRT_OK ||
+            (st = llmrt_tokenize(llmrt_model_tokenizer(cm.m), text, len, 1, &ids, &n, &bad)) !=
+                LLMRT_OK) {
+            llmrt_free(text);
+            cli_model_close(&cm);
+            return cli_fail("perplexity", st);
         }
         if (bad)
             fprintf(stderr,
                     "llmrt perplexity: warning: %s is not valid UTF-8; %zu invalid byte "
                     "sequence(s) replaced with U+FFFD\n",
                     file, bad);
-        free(text);
-        tokenizer_free(tok);
-        n = (int)nids;
+        llmrt_free(text);
     }
+    llmrt_perplexity_result pr;
+    llmrt_model_info info = cli_model_info(&cm);
     if (n < 2) {
-        fprintf(stderr, "llmrt perplexity: need at least 2 tokens, got %d\n", n);
-        free(ids);
-        return 2;
+        fprintf(stderr, "llmrt perplexity: need at least 2 tokens, got %zu\n", n);
+        rc = 2;
+        goto out;
     }
-    model_config cfg;
-    if (model_config_load(&cfg, cm.model_dir) != LLMRT_OK) {
-        free(ids);
-        return cli_fail("perplexity");
+    if ((st = llmrt_model_check_ids(cm.m, ids, n)) != LLMRT_OK) {
+        rc = cli_fail("perplexity", st);
+        goto out;
     }
-    session_opts so = perplexity_session_opts(&cfg, n);
-    perplexity_result pr;
-    int rc = 1;
-    if (!cli_model_open(&cm, "perplexity", cli_session_reserve, &so)) goto out;
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= cfg.vocab) {
-            fprintf(stderr, "llmrt perplexity: token id %d is outside the vocabulary\n", ids[i]);
-            rc = 2;
-            goto out;
-        }
-    if (perplexity_eval(cm.m, ids, n, &pr) != LLMRT_OK) {
-        rc = cli_fail("perplexity");
+    int window = n < (size_t)info.context_length ? (int)n : info.context_length;
+    rc = cli_model_load(&cm, "perplexity",
+                        (llmrt_load_opts){.max_seq = window, .chunk = 256, .all_logits = 1});
+    if (rc) goto out;
+    if ((st = llmrt_perplexity(cm.m, ids, n, &pr)) != LLMRT_OK) {
+        rc = cli_fail("perplexity", st);
         goto out;
     }
     if (json)
-        printf("{\"tokens\": %d, \"scored\": %ld, \"window\": %d, \"mean_nll\": %.9g, "
+        printf("{\"tokens\": %zu, \"scored\": %ld, \"window\": %d, \"mean_nll\": %.9g, "
                "\"perplexity\": %.9g}\n",
                n, pr.scored, pr.window, pr.mean_nll, pr.perplexity);
     else
-        printf("perplexity %.6f over %ld predicted tokens (%d tokens, window %d)\n", pr.perplexity,
+        printf("perplexity %.6f over %ld predicted tokens (%zu tokens, window %d)\n", pr.perplexity,
                pr.scored, n, pr.window);
-    rc = 0;
 out:
     free(ids);
     cli_model_close(&cm);
-    return rc;
+    return cli_finish_stdout("perplexity", rc);
 }

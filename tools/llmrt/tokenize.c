@@ -7,9 +7,9 @@
 #include <time.h>
 
 #include "args.h"
-#include "base/file.h"
 #include "commands.h"
-#include "tokenizer/tokenizer.h"
+#include "common.h"
+#include "llmrt.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -17,14 +17,14 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int load_or_die(const char *cmd, const char *path, tokenizer **t, int timing) {
+static int load_or_die(const char *cmd, const char *path, llmrt_tokenizer **t, int timing) {
     if (!path) {
         fprintf(stderr, "llmrt %s: --tokenizer FILE_OR_MODEL_DIR is required\n", cmd);
         return 2;
     }
     double t0 = now_s();
     clock_t c0 = clock();
-    if (tokenizer_load(t, path) != LLMRT_OK) {
+    if (llmrt_tokenizer_open(t, path) != LLMRT_OK) {
         fprintf(stderr, "llmrt %s: %s\n", cmd, llmrt_last_error());
         return 1;
     }
@@ -102,7 +102,7 @@ int cmd_tokenize(int argc, char **argv) {
         } else
             args_unknown(&a);
     }
-    tokenizer *t;
+    llmrt_tokenizer *t;
     int rc = load_or_die("tokenize", path, &t, timing);
     if (rc) return rc;
     int warned = 0;
@@ -121,7 +121,7 @@ int cmd_tokenize(int argc, char **argv) {
             /* raw invalid UTF-8 inside the JSON text: repaired like any other input */
             char *fixed = NULL;
             size_t fixed_len, n_fix = 0;
-            if (tokenizer_utf8_repair(line, (size_t)n, &fixed, &fixed_len, &n_fix) == LLMRT_OK &&
+            if (llmrt_utf8_repair(line, (size_t)n, &fixed, &fixed_len, &n_fix) == LLMRT_OK &&
                 n_fix) {
                 warn_replaced("tokenize", n_fix, &warned);
             }
@@ -136,8 +136,8 @@ int cmd_tokenize(int argc, char **argv) {
                 break;
             }
             double t0 = now_s();
-            llmrt_status st = tokenizer_encode(t, json_string_value(j), json_string_length(j),
-                                               add_special, &ids, &n_ids, &n_repl);
+            llmrt_status st = llmrt_tokenize(t, json_string_value(j), json_string_length(j),
+                                             add_special, &ids, &n_ids, &n_repl);
             busy += now_s() - t0;
             bytes += json_string_length(j);
             warn_replaced("tokenize", n_repl, &warned);
@@ -161,9 +161,9 @@ int cmd_tokenize(int argc, char **argv) {
         if (text) {
             len = strlen(text);
         } else if (file) {
-            if (file_read_all(file, &buf, &len)) {
+            if (llmrt_read_file(file, &buf, &len)) {
                 fprintf(stderr, "llmrt tokenize: %s\n", llmrt_last_error());
-                tokenizer_free(t);
+                llmrt_tokenizer_free(t);
                 return 1;
             }
             text = buf;
@@ -172,7 +172,7 @@ int cmd_tokenize(int argc, char **argv) {
             text = buf ? buf : "";
         }
         double t0 = now_s();
-        if (tokenizer_encode(t, text, len, add_special, &ids, &n_ids, &n_repl)) {
+        if (llmrt_tokenize(t, text, len, add_special, &ids, &n_ids, &n_repl)) {
             fprintf(stderr, "llmrt tokenize: %s\n", llmrt_last_error());
             rc = 1;
         } else {
@@ -186,8 +186,8 @@ int cmd_tokenize(int argc, char **argv) {
         }
         free(buf);
     }
-    tokenizer_free(t);
-    return rc;
+    llmrt_tokenizer_free(t);
+    return cli_finish_stdout("tokenize", rc);
 }
 
 static void detokenize_usage(void) {
@@ -198,19 +198,19 @@ static void detokenize_usage(void) {
            "generation does).\n");
 }
 
-static int decode_one(tokenizer *t, const int32_t *ids, size_t n, int skip, int stream, char **text,
-                      size_t *len) {
-    if (!stream) return tokenizer_decode(t, ids, n, skip, text, len) ? 1 : 0;
-    tokenizer_stream *s;
-    if (tokenizer_stream_create(&s, t, skip)) return 1;
+static int decode_one(llmrt_tokenizer *t, const int32_t *ids, size_t n, int skip, int stream,
+                      char **text, size_t *len) {
+    if (!stream) return llmrt_detokenize(t, ids, n, skip, text, len) ? 1 : 0;
+    llmrt_text_stream *s;
+    if (llmrt_text_stream_create(&s, t, skip)) return 1;
     size_t cap = 64, m = 0;
     char *out = malloc(cap);
     int bad = !out;
     for (size_t i = 0; i <= n && !bad; i++) {
         const char *piece;
         size_t pl;
-        if (i < n ? tokenizer_stream_step(s, ids[i], &piece, &pl)
-                  : tokenizer_stream_flush(s, &piece, &pl)) {
+        if (i < n ? llmrt_text_stream_push(s, ids[i], &piece, &pl)
+                  : llmrt_text_stream_flush(s, &piece, &pl)) {
             bad = 1;
             break;
         }
@@ -226,7 +226,7 @@ static int decode_one(tokenizer *t, const int32_t *ids, size_t n, int skip, int 
         memcpy(out + m, piece, pl);
         m += pl;
     }
-    tokenizer_stream_free(s);
+    llmrt_text_stream_free(s);
     if (bad) {
         free(out);
         return 1;
@@ -266,7 +266,7 @@ int cmd_detokenize(int argc, char **argv) {
     int32_t *ids = NULL;
     int n_ids = 0;
     if (ids_s && (n_ids = args_parse_ids(ids_s, &ids, "ids")) < 0) return 2;
-    tokenizer *t;
+    llmrt_tokenizer *t;
     int rc = load_or_die("detokenize", path, &t, 0);
     if (rc) {
         free(ids);
@@ -335,6 +335,6 @@ int cmd_detokenize(int argc, char **argv) {
         free(line);
     }
     free(ids);
-    tokenizer_free(t);
-    return rc;
+    llmrt_tokenizer_free(t);
+    return cli_finish_stdout("detokenize", rc);
 }

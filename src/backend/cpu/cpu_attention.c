@@ -3,11 +3,12 @@
  * Attention runs one (row, head) pair per OpenMP task with a streaming softmax over blocks of
  * keys (running max and sum, output rescaled when the max grows), so that it needs no scratch
  * memory however long the sequence. K and V are read straight from the cache slot of each
- * position (j % cap); grouped-query heads share a kv head by index (h / (H / Hkv)), never by
- * copying. With head_dim a multiple of 8 (every real model) the two inner loops use AVX2:
- * eight keys scored at once (eight independent sums), and the weighted sum of values kept in
- * registers 64 dims at a time. RoPE follows transformers: angle = (float)pos * inv_freq[i] in F32,
- * cos and sin of it times attn_factor, rotate_half pairing of i with i + rot_dim/2.
+ * position (its block from the step's table, slot j % block_len); grouped-query heads share a kv
+ * head by index (h / (H / Hkv)), never by copying. With head_dim a multiple of 8 (every real model)
+ * the two inner loops use AVX2: eight keys scored at once (eight independent sums), and the
+ * weighted sum of values kept in registers 64 dims at a time. RoPE follows transformers: angle =
+ * (float)pos * inv_freq[i] in F32, cos and sin of it times attn_factor, rotate_half pairing of i
+ * with i + rot_dim/2.
  */
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
@@ -25,8 +26,7 @@
 #define CPU_MAX_HEAD_DIM 1024 /* bound on head_dim and rot_dim (stack buffers) */
 #define ATTN_BLOCK 64         /* keys scored per block of the streaming softmax */
 
-static llmrt_status check_attn(const attn_params *a, const kv_layer *cache, int batch,
-                               const char *op) {
+static llmrt_status check_attn(const attn_params *a, const kv_layer *cache, const char *op) {
     if (!a || a->n_heads < 1 || a->n_kv_heads < 1 || a->head_dim < 1 ||
         a->n_heads % a->n_kv_heads != 0)
         return err_set(LLMRT_ERR_INVALID,
@@ -37,11 +37,8 @@ static llmrt_status check_attn(const attn_params *a, const kv_layer *cache, int 
                        a->head_dim, CPU_MAX_HEAD_DIM);
     if (a->window < 0)
         return err_set(LLMRT_ERR_INVALID, "cpu %s: negative window %d", op, a->window);
-    if (!cache || !cache->k || !cache->v || cache->cap < 1)
+    if (!cache || !cache->k || !cache->v || cache->block_len < 1 || cache->n_blocks < 1)
         return err_set(LLMRT_ERR_INVALID, "cpu %s: KV cache missing or empty", op);
-    if (cache->batch < batch)
-        return err_set(LLMRT_ERR_INVALID, "cpu %s: KV cache holds %d sequences, the step has %d",
-                       op, cache->batch, batch);
     return LLMRT_OK;
 }
 
@@ -59,7 +56,13 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
                             const rope_params *rope, kv_layer *cache) {
     TRY(cpu_check_step(be, "qkv_finish"));
     cpu_state *st = cpu_state_of(be);
-    TRY(check_attn(a, cache, st->batch, "qkv_finish"));
+    TRY(check_attn(a, cache, "qkv_finish"));
+    for (int b = 0; b < st->batch; b++)
+        for (int t = 0; t < st->n_tokens; t++)
+            if (cpu_kv_block(st, cache, b, (int64_t)st->pos[b] + t) < 0)
+                return err_set(LLMRT_ERR_INVALID,
+                               "cpu qkv_finish: sequence %d has no KV block for position %lld", b,
+                               (long long)st->pos[b] + t);
     const int H = a->n_heads, Hkv = a->n_kv_heads, hd = a->head_dim;
     if (rope &&
         (!rope->inv_freq || rope->rot_dim < 2 || rope->rot_dim % 2 != 0 || rope->rot_dim > hd))
@@ -69,7 +72,8 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
     if ((q_norm && !q_norm->w) || (k_norm && !k_norm->w))
         return err_set(LLMRT_ERR_INVALID, "cpu qkv_finish: q/k norm weight missing");
     float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
-    float *kc = cache->k, *vc = cache->v; /* [cache batch, Hkv, cap, hd] */
+    float *kc = cache->k, *vc = cache->v; /* [n_blocks, Hkv, block_len, hd] */
+    const int bl = cache->block_len;
     const int64_t rows = (int64_t)st->batch * st->n_tokens, width = (int64_t)(H + 2 * Hkv) * hd;
     const int half = rope ? rope->rot_dim / 2 : 0;
 #pragma omp parallel for if (rows * width >= 32768)
@@ -79,7 +83,7 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
         float *q = qkv + r * width, *k = q + (int64_t)H * hd, *v = k + (int64_t)Hkv * hd;
         float c[CPU_MAX_HEAD_DIM / 2], s[CPU_MAX_HEAD_DIM / 2];
         for (int i = 0; i < half; i++) {
-            float angle = (float)(p - st->start[b]) * rope->inv_freq[i];
+            float angle = (float)p * rope->inv_freq[i];
             c[i] = cosf(angle) * rope->attn_factor;
             s[i] = sinf(angle) * rope->attn_factor;
         }
@@ -87,11 +91,11 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
             if (q_norm) cpu_norm_row(q + h * hd, q + h * hd, hd, q_norm);
             if (rope) rope_apply(q + h * hd, c, s, half);
         }
-        int64_t slot = p % cache->cap;
+        int64_t blk = cpu_kv_block(st, cache, b, p), slot = p % bl;
         for (int h = 0; h < Hkv; h++) {
             if (k_norm) cpu_norm_row(k + h * hd, k + h * hd, hd, k_norm);
             if (rope) rope_apply(k + h * hd, c, s, half);
-            size_t at = (((size_t)b * Hkv + h) * cache->cap + slot) * hd;
+            size_t at = (((size_t)blk * Hkv + h) * bl + slot) * hd;
             memcpy(kc + at, k + h * hd, sizeof(float) * hd);
             memcpy(vc + at, v + h * hd, sizeof(float) * hd);
         }
@@ -160,38 +164,44 @@ static void attn_accumulate(float *acc /* [hd] */, const float *e /* [n] */,
             acc[i] += e[j] * vrow[j][i];
 }
 
-/* The first position that a query of sequence b at position p sees. */
-static int64_t first_key(const cpu_state *st, int b, int64_t p, int window) {
-    int64_t lo = st->start[b];
-    if (window > 0 && p - window + 1 > lo) lo = p - window + 1;
-    return lo;
+/* The first position that a query at position p sees. */
+static int64_t first_key(int64_t p, int window) {
+    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
 }
 
 llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_layer *cache,
                            const attn_params *a) {
     TRY(cpu_check_step(be, "attention"));
     cpu_state *st = cpu_state_of(be);
-    TRY(check_attn(a, cache, st->batch, "attention"));
+    TRY(check_attn(a, cache, "attention"));
     const int H = a->n_heads, Hkv = a->n_kv_heads, hd = a->head_dim, group = H / Hkv;
-    const int T = st->n_tokens, cap = cache->cap;
+    const int T = st->n_tokens, bl = cache->block_len;
     const int64_t rows = (int64_t)st->batch * T, width = (int64_t)(H + 2 * Hkv) * hd;
-    /* Every key a query needs must still be in its slot: after this step the slot of
-     * position j holds j only if j > (last position written) - cap. */
+    /* Every key a query needs must have a block, and still be in its slot: a table that wraps
+     * (a ring) holds position j after this step only if no later position written shares its
+     * slot, j > (last position written) - the table's positions. */
+    const int64_t held = cache->group >= 0 && cache->group < st->n_groups
+                             ? (int64_t)st->table_len[cache->group] * bl
+                             : 0;
     for (int b = 0; b < st->batch; b++) {
         int64_t last = (int64_t)st->pos[b] + T - 1;
-        for (int t = 0; t < T; t++) {
-            int64_t p = (int64_t)st->pos[b] + t, lo = first_key(st, b, p, a->window);
-            if (lo <= p && lo <= last - cap)
+        int64_t oldest = last - held + 1; /* the first position still held */
+        for (int64_t j = first_key(st->pos[b], a->window); j <= last; j++) {
+            if (j < oldest)
                 return err_set(LLMRT_ERR_INVALID,
-                               "cpu attention: sequence %d at position %lld needs the key at "
-                               "position %lld, which the cache of %d slots no longer holds "
-                               "(window %d, %d tokens in the step)",
-                               b, (long long)p, (long long)lo, cap, a->window, T);
+                               "cpu attention: sequence %d needs the key at position %lld, which "
+                               "the cache of %lld positions no longer holds (window %d, %d "
+                               "tokens in the step)",
+                               b, (long long)j, (long long)held, a->window, T);
+            if (cpu_kv_block(st, cache, b, j) < 0)
+                return err_set(LLMRT_ERR_INVALID,
+                               "cpu attention: sequence %d has no KV block for position %lld", b,
+                               (long long)j);
         }
     }
     float *out = out_;                          /* [rows, H * hd] */
     const float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
-    const float *kc = cache->k, *vc = cache->v; /* [cache batch, Hkv, cap, hd] */
+    const float *kc = cache->k, *vc = cache->v; /* [n_blocks, Hkv, block_len, hd] */
     const float scale = a->scale, softcap = a->softcap;
     /* Short contexts stay on one thread: a parallel region costs more than they do. */
     int64_t work = 0; /* multiply-adds of q.k and p.v, at most */
@@ -201,10 +211,9 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
     for (int64_t r = 0; r < rows; r++) {
         for (int h = 0; h < H; h++) {
             int b = (int)(r / T);
-            int64_t p = (int64_t)st->pos[b] + r % T, lo = first_key(st, b, p, a->window);
+            int64_t p = (int64_t)st->pos[b] + r % T, lo = first_key(p, a->window);
             const float *q = qkv + r * width + (int64_t)h * hd;
-            size_t head = ((size_t)b * Hkv + (size_t)(h / group)) * (size_t)cap;
-            const float *kh = kc + head * hd, *vh = vc + head * hd; /* [cap, hd] */
+            const size_t kvh = (size_t)(h / group);
             float *o = out + r * (int64_t)H * hd + (int64_t)h * hd;
             float acc[CPU_MAX_HEAD_DIM], sc[ATTN_BLOCK];
             float m = -INFINITY, l = 0.0f;
@@ -212,13 +221,14 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
                 acc[i] = 0.0f;
             for (int64_t j0 = lo; j0 <= p; j0 += ATTN_BLOCK) {
                 int n = p + 1 - j0 < ATTN_BLOCK ? (int)(p + 1 - j0) : ATTN_BLOCK;
-                /* the keys' rows in the cache (one division per block, not per key) */
+                /* the keys' rows in the cache */
                 const float *krow[ATTN_BLOCK], *vrow[ATTN_BLOCK];
-                int64_t slot = j0 % cap;
                 for (int j = 0; j < n; j++) {
-                    krow[j] = kh + (size_t)slot * hd;
-                    vrow[j] = vh + (size_t)slot * hd;
-                    if (++slot == cap) slot = 0;
+                    size_t at = (((size_t)cpu_kv_block(st, cache, b, j0 + j) * Hkv + kvh) * bl +
+                                 (size_t)((j0 + j) % bl)) *
+                                hd;
+                    krow[j] = kc + at;
+                    vrow[j] = vc + at;
                 }
                 attn_scores(sc, q, krow, n, hd);
                 float bm = -INFINITY;
@@ -241,7 +251,6 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
                 }
                 attn_accumulate(acc, sc, vrow, n, hd);
             }
-            /* A left-padding row (p < start) sees no key: its output is zero and unused. */
             float inv = l > 0.0f ? 1.0f / l : 0.0f;
             for (int i = 0; i < hd; i++)
                 o[i] = acc[i] * inv;

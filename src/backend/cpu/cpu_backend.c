@@ -112,21 +112,34 @@ static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
         int32_t *p = realloc(st->pos, (size_t)s->batch * sizeof *p);
         if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory");
         st->pos = p;
-        p = realloc(st->start, (size_t)s->batch * sizeof *p);
-        if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory");
-        st->start = p;
         st->batch_cap = (size_t)s->batch;
     }
     for (int b = 0; b < s->batch; b++) {
-        int32_t start = s->start ? s->start[b] : 0;
-        if (s->pos[b] < 0 || start < 0 || s->pos[b] > INT32_MAX - s->n_tokens)
+        if (s->pos[b] < 0 || s->pos[b] > INT32_MAX - s->n_tokens)
             return err_set(LLMRT_ERR_INVALID,
-                           "cpu step_begin: sequence %d has position %d and start %d (must be "
-                           ">= 0 and pos + n_tokens must fit in int32)",
-                           b, (int)s->pos[b], (int)start);
+                           "cpu step_begin: sequence %d has position %d (must be >= 0 and pos + "
+                           "n_tokens must fit in int32)",
+                           b, (int)s->pos[b]);
         st->pos[b] = s->pos[b];
-        st->start[b] = start;
     }
+    if (s->n_groups < 0 || s->n_groups > KV_MAX_GROUPS)
+        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: %d KV groups (at most %d)", s->n_groups,
+                       KV_MAX_GROUPS);
+    for (int g = 0; g < s->n_groups; g++) {
+        const kv_table *t = &s->tables[g];
+        if (!t->blocks || t->len < 1)
+            return err_set(LLMRT_ERR_INVALID, "cpu step_begin: KV table %d is missing or empty", g);
+        size_t n = (size_t)s->batch * (size_t)t->len;
+        if (n > st->table_cap[g]) {
+            int32_t *p = realloc(st->tables[g], n * sizeof *p);
+            if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory");
+            st->tables[g] = p;
+            st->table_cap[g] = n;
+        }
+        memcpy(st->tables[g], t->blocks, n * sizeof *t->blocks);
+        st->table_len[g] = t->len;
+    }
+    st->n_groups = s->n_groups;
     if (s->ids) /* else the ids are the last choices (cpu_argmax_start) */
         memcpy(st->ids, s->ids, rows * sizeof *st->ids);
     else
@@ -139,13 +152,6 @@ static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
 
 static llmrt_status cpu_step_end(backend *be) {
     cpu_state_of(be)->have_step = 0;
-    return LLMRT_OK;
-}
-
-llmrt_status cpu_check_step(backend *be, const char *op) {
-    if (!cpu_state_of(be)->have_step)
-        return err_set(LLMRT_ERR_INVALID,
-                       "cpu %s: called outside a step (before step_begin or after step_end)", op);
     return LLMRT_OK;
 }
 
@@ -181,7 +187,7 @@ static llmrt_status cpu_embed(backend *be, void *x_, const bweight *table, const
                            (int)id, (long long)r, (long long)table->rows);
         if (pos_table) {
             int b = (int)(r / st->n_tokens);
-            int64_t p = (int64_t)st->pos[b] + r % st->n_tokens - st->start[b];
+            int64_t p = (int64_t)st->pos[b] + r % st->n_tokens;
             if (p >= pos_table->rows)
                 return err_set(LLMRT_ERR_INVALID,
                                "cpu embed: position %lld is beyond the %lld learned positions",
@@ -200,7 +206,7 @@ static llmrt_status cpu_embed(backend *be, void *x_, const bweight *table, const
             xr[i] *= scale;
         if (pos_table) {
             int b = (int)(r / st->n_tokens);
-            int64_t p = (int64_t)st->pos[b] + r % st->n_tokens - st->start[b];
+            int64_t p = (int64_t)st->pos[b] + r % st->n_tokens;
             if (p < 0) p = 0; /* a left-padding row: its output is never used */
             float prow[256];
             for (int64_t i0 = 0; i0 < D; i0 += 256) {
@@ -223,45 +229,6 @@ static llmrt_status check_norm(const norm_params *p, int D, const char *op) {
     if (p->kind != NORM_RMS && p->kind != NORM_RMS_PLUS1 && p->kind != NORM_LAYER)
         return err_set(LLMRT_ERR_INVALID, "cpu %s: unknown norm kind %d", op, (int)p->kind);
     return LLMRT_OK;
-}
-
-void cpu_norm_row(float *out, const float *x, int D, const norm_params *p) {
-    const float *w = p->w;
-    if (p->kind == NORM_LAYER) {
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int i = 0; i < D; i++)
-            sum += x[i];
-        float mean = sum / (float)D, var = 0.0f;
-#pragma omp simd reduction(+ : var)
-        for (int i = 0; i < D; i++)
-            var += (x[i] - mean) * (x[i] - mean);
-        float inv = 1.0f / sqrtf(var / (float)D + p->eps);
-        if (p->b) {
-#pragma omp simd
-            for (int i = 0; i < D; i++)
-                out[i] = (x[i] - mean) * inv * w[i] + p->b[i];
-        } else {
-#pragma omp simd
-            for (int i = 0; i < D; i++)
-                out[i] = (x[i] - mean) * inv * w[i];
-        }
-        return;
-    }
-    float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-    for (int i = 0; i < D; i++)
-        ss += x[i] * x[i];
-    float inv = 1.0f / sqrtf(ss / (float)D + p->eps);
-    if (p->kind == NORM_RMS_PLUS1) {
-#pragma omp simd
-        for (int i = 0; i < D; i++)
-            out[i] = x[i] * inv * (1.0f + w[i]);
-    } else {
-#pragma omp simd
-        for (int i = 0; i < D; i++)
-            out[i] = x[i] * inv * w[i];
-    }
 }
 
 static llmrt_status cpu_norm(backend *be, void *out_, const void *in_, int D,
@@ -373,7 +340,8 @@ static void cpu_destroy(backend *be) {
     if (st) {
         free(st->ids);
         free(st->pos);
-        free(st->start);
+        for (int g = 0; g < KV_MAX_GROUPS; g++)
+            free(st->tables[g]);
         for (int i = 0; i < ARGMAX_PENDING; i++)
             free(st->choices[i].ids);
         free(st);

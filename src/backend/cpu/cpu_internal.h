@@ -6,17 +6,21 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "backend/choice_ring.h"
 
 /* The step set by step_begin, copied into arrays the backend owns. While have_step is 0 no
- * operation runs. ids has room for ids_cap rows, pos and start for batch_cap sequences. */
+ * operation runs. ids has room for ids_cap rows, pos for batch_cap sequences, tables[g] for
+ * table_cap[g] entries. */
 typedef struct cpu_state {
-    int have_step;  /* 1 between step_begin and step_end */
-    int batch;      /* sequences of the step */
-    int n_tokens;   /* new tokens per sequence */
-    int32_t *ids;   /* [batch * n_tokens] token ids, sequence-major */
-    int32_t *pos;   /* [batch] position of each sequence's first new token */
-    int32_t *start; /* [batch] first valid position of each sequence (0 when not padded) */
-    size_t ids_cap, batch_cap;
+    int have_step;                  /* 1 between step_begin and step_end */
+    int batch;                      /* sequences of the step */
+    int n_tokens;                   /* new tokens per sequence */
+    int32_t *ids;                   /* [batch * n_tokens] token ids, sequence-major */
+    int32_t *pos;                   /* [batch] position of each sequence's first new token */
+    int32_t *tables[KV_MAX_GROUPS]; /* [batch, table_len[g]] block ids (step_desc.tables) */
+    int table_len[KV_MAX_GROUPS];
+    int n_groups;
+    size_t ids_cap, batch_cap, table_cap[KV_MAX_GROUPS];
     /* greedy choices started and not yet waited for, by slot of `ring` */
     choice_ring ring;
     struct cpu_choice {
@@ -32,6 +36,15 @@ static inline cpu_state *cpu_state_of(backend *be) {
 
 /* Fails (naming op) unless a step is open. */
 llmrt_status cpu_check_step(backend *be, const char *op);
+
+/* The block that holds position p of sequence b in the layer's cache (kv_table), or -1 when the
+ * step's table has no valid block there. */
+static inline int64_t cpu_kv_block(const cpu_state *st, const kv_layer *kv, int b, int64_t p) {
+    if (kv->group < 0 || kv->group >= st->n_groups) return -1;
+    int len = st->table_len[kv->group];
+    int32_t blk = st->tables[kv->group][(int64_t)b * len + (p / kv->block_len) % len];
+    return blk >= 0 && blk < kv->n_blocks ? blk : -1;
+}
 
 /* out = norm(x) over D elements (norm kind, weights and eps from p); out may equal x. */
 void cpu_norm_row(float *out /* [D] */, const float *x /* [D] */, int D, const norm_params *p);

@@ -1,9 +1,10 @@
 /* cuda_attention.cu — causal attention of the step's queries over the KV cache.
  *
  * Query row r = b * n_tokens + t sits at position p = pos[b] + t and sees keys j with
- * max(start[b], window ? p - window + 1 : 0) <= j <= p, stored in slot j % cap (a ring buffer
- * for sliding layers). Positions come from device memory, so that a captured decode graph
- * serves every step: grids are sized from the cache capacity and blocks with no keys exit.
+ * max(0, window ? p - window + 1 : 0) <= j <= p, found through the step's block table (kv_map;
+ * a table that wraps is a ring for sliding layers). Positions and tables come from device
+ * memory, so that a captured decode graph serves every step: grids are sized from what a
+ * table can hold and blocks with no keys exit.
  *
  * Split-K kernel (decode, and the general fallback): one block per (group of q heads sharing
  * a kv head, query row, split). GQA/MQA heads of a group read each K/V row once. The visible
@@ -32,16 +33,17 @@ enum { ATT_TILE = 128, ATT_THREADS = 128, ATT_GMAX = 8, ATT_MAX_SPLIT = 64, ATT_
 
 struct attn_geom {
     int H, Hkv, hd, gb; /* heads, kv heads, head dim, q heads per block (divides H / Hkv) */
-    int cap, n_tokens, window, n_split;
+    int n_tokens, window, n_split;
     float scale, softcap;
+    kv_map kv;
 };
 
 /* The visible key range [lo, hi] of query row r. */
 __device__ __forceinline__ void key_range(int r, int n_tokens, int window, const int32_t *pos,
-                                          const int32_t *start, int *b, int *lo, int *hi) {
+                                          int *b, int *lo, int *hi) {
     *b = r / n_tokens;
     int p = pos[*b] + r % n_tokens;
-    int l = start[*b];
+    int l = 0;
     if (window > 0 && p - window + 1 > l) l = p - window + 1;
     *lo = l;
     *hi = p;
@@ -50,10 +52,10 @@ __device__ __forceinline__ void key_range(int r, int n_tokens, int window, const
 template <typename T>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
-                      T *kc /* [batch, Hkv, cap, hd] */, T *vc /* same */,
+                      T *kc /* [n_blocks, Hkv, bl, hd] */, T *vc /* same */,
                       float *part_o /* [rows, H, n_split, hd] */,
                       float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
-                      const int32_t *pos, const int32_t *start, int fuse, qkv_fin fin) {
+                      const int32_t *pos, int fuse, qkv_fin fin) {
     extern __shared__ float sh[];
     float *q_s = sh;                    /* [gb][hd] */
     float *o_s = q_s + g.gb * g.hd;     /* [gb][hd] */
@@ -69,7 +71,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     int b, lo, hi;
     /* positions come from the step's upload, which precedes every kernel of the step: read
      * them before waiting for the previous kernel (qkv_finish) */
-    key_range(r, g.n_tokens, g.window, pos, start, &b, &lo, &hi);
+    key_range(r, g.n_tokens, g.window, pos, &b, &lo, &hi);
     pdl_begin();
     int len = hi - lo + 1;
     int chunk = (len + g.n_split - 1) / g.n_split;
@@ -87,7 +89,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
     const T *q = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)h0 * g.hd;
     if (fuse) { /* qkv_finish's work for these q heads, and for the new key in its split */
-        const int warp = tid / 32, lane = tid % 32, rp = hi - start[b];
+        const int warp = tid / 32, lane = tid % 32, rp = hi;
         for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
             q_s[i] = to_f(q[i]);
         __syncthreads();
@@ -106,7 +108,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
             __syncwarp();
             head_finish_warp(ks, g.hd, fin.has_kn, fin.kkind, fin.kw, fin.keps, fin.inv_freq,
                              fin.rot_dim, fin.attn_factor, rp);
-            size_t at = (((size_t)b * g.Hkv + kvh) * g.cap + hi % g.cap) * g.hd;
+            size_t at = g.kv.row(b, kvh, hi) * g.hd;
             for (int d = lane; d < g.hd; d += 32) { /* other q-head groups write the same bytes */
                 kc[at + d] = from_f<T>(ks[d]);
                 vc[at + d] = vrow[d];
@@ -125,14 +127,12 @@ __global__ void __launch_bounds__(ATT_THREADS)
         m_s[tid] = -INFINITY;
         l_s[tid] = 0.0f;
     }
-    const T *kbase = kc + ((size_t)b * g.Hkv + kvh) * g.cap * g.hd;
-    const T *vbase = vc + ((size_t)b * g.Hkv + kvh) * g.cap * g.hd;
     __syncthreads();
     for (int t0 = j0; t0 <= j1; t0 += ATT_TILE) {
         int n = min(ATT_TILE, j1 - t0 + 1);
         /* scores: thread tid owns key t0 + tid */
         if (tid < n) {
-            const int4 *kr = (const int4 *)(kbase + (size_t)((t0 + tid) % g.cap) * g.hd);
+            const int4 *kr = (const int4 *)(kc + g.kv.row(b, kvh, t0 + tid) * g.hd);
             float acc[ATT_GMAX];
 #pragma unroll
             for (int gi = 0; gi < ATT_GMAX; gi++)
@@ -217,9 +217,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                     for (int u = 0; u < ATT_UNROLL; u++) {
                         int jj = j + u * ngrp;
                         bool ok = jj < n;
-                        vv[u] =
-                            ok ? ((const int4 *)(vbase + (size_t)((t0 + jj) % g.cap) * g.hd))[dv]
-                               : make_int4(0, 0, 0, 0);
+                        vv[u] = ok ? ((const int4 *)(vc + g.kv.row(b, kvh, t0 + jj) * g.hd))[dv]
+                                   : make_int4(0, 0, 0, 0);
                         pj[u] = ok ? pp[jj] : 0.0f;
                     }
 #pragma unroll
@@ -276,12 +275,13 @@ __global__ void
 kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H, n_split, hd] */,
                     const float2 *part_ml /* [rows, H, n_split] */, int H, int hd, int n_split,
                     T *qkv /* [rows, (H + 2*Hkv) * hd]: written back when fuse */,
-                    const T *kc /* [batch, Hkv, cap, hd] */, int Hkv, int cap, int n_tokens,
-                    const int32_t *pos, const int32_t *start, int fuse, qkv_fin fin) {
+                    const T *kc /* [n_blocks, Hkv, bl, hd] */, kv_map kv, int n_tokens,
+                    const int32_t *pos, int fuse, qkv_fin fin) {
     pdl_begin();
     if (fuse && threadIdx.x < 32) {
         /* the split kernel is complete: leave q and k in qkv as qkv_finish would */
         __shared__ float fs[512];
+        const int Hkv = kv.Hkv;
         int r = blockIdx.y, h = blockIdx.x, G = H / Hkv, lane = threadIdx.x;
         int b = r / n_tokens, p = pos[b] + r % n_tokens;
         T *row = qkv + (size_t)r * (H + 2 * Hkv) * hd;
@@ -289,12 +289,12 @@ kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H
             fs[d] = to_f(row[(size_t)h * hd + d]);
         __syncwarp();
         head_finish_warp(fs, hd, fin.has_qn, fin.qkind, fin.qw, fin.qeps, fin.inv_freq, fin.rot_dim,
-                         fin.attn_factor, p - start[b]);
+                         fin.attn_factor, p);
         for (int d = lane; d < hd; d += 32)
             row[(size_t)h * hd + d] = from_f<T>(fs[d]);
         if (h % G == 0) {
             int kvh = h / G;
-            const T *k = kc + (((size_t)b * Hkv + kvh) * cap + p % cap) * hd;
+            const T *k = kc + kv.row(b, kvh, p) * hd;
             for (int d = lane; d < hd; d += 32)
                 row[(size_t)(H + kvh) * hd + d] = k[d];
         }
@@ -342,10 +342,10 @@ kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H
 /* ---- prefill: tiled flash attention on tensor cores (F16/BF16) ----
  *
  * One block of FA_WARPS warps per (tile of FA_BQ queries, head, sequence); each warp owns 16
- * query rows. Key/value tiles of FA_BK rows are staged in shared memory (slot j % cap); S = Q K^T
- * and O += P V run as 16x16x16 wmma products with F32 accumulators; the online softmax runs
- * on the F32 scores in shared memory (two lanes per row). GQA heads index their kv head, K/V
- * are never repeated. */
+ * query rows. Key/value tiles of FA_BK rows are staged in shared memory (rows from kv_map); S = Q
+ * K^T and O += P V run as 16x16x16 wmma products with F32 accumulators; the online softmax runs on
+ * the F32 scores in shared memory (two lanes per row). GQA heads index their kv head, K/V are never
+ * repeated. */
 enum { FA_BQ = 64, FA_BK = 64, FA_WARPS = 4, FA_MAX_HD = 256 };
 
 static size_t fa_smem(int hd) {
@@ -357,8 +357,8 @@ static size_t fa_smem(int hd) {
 template <typename T>
 __global__ void __launch_bounds__(FA_WARPS * 32)
     kernel_attn_prefill(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
-                        const T *kc /* [batch, Hkv, cap, hd] */, const T *vc /* same */,
-                        attn_geom g, const int32_t *pos, const int32_t *start) {
+                        const T *kc /* [n_blocks, Hkv, bl, hd] */, const T *vc /* same */,
+                        attn_geom g, const int32_t *pos) {
     pdl_begin();
     using namespace nvcuda;
     extern __shared__ __align__(128) unsigned char fa_raw[];
@@ -375,10 +375,10 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int kvh = h / (g.H / g.Hkv), T_ = g.n_tokens, W = (g.H + 2 * g.Hkv) * hd;
     int t0 = qt * FA_BQ;
-    int pb = pos[b], st = start[b];
+    int pb = pos[b];
     int tlast = min(T_ - 1, t0 + FA_BQ - 1);
     int pmax = pb + tlast;
-    int klo = st;
+    int klo = 0;
     if (g.window > 0 && pb + t0 - g.window + 1 > klo) klo = pb + t0 - g.window + 1;
     const int vpr = hd / 8; /* 16-byte vectors per row */
     for (int i = tid; i < FA_BQ * vpr; i += FA_WARPS * 32) {
@@ -394,12 +394,10 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
         m_f[i] = -INFINITY;
         l_f[i] = 0.0f;
     }
-    const T *kbase = kc + ((size_t)b * g.Hkv + kvh) * g.cap * hd;
-    const T *vbase = vc + ((size_t)b * g.Hkv + kvh) * g.cap * hd;
     /* softmax bookkeeping of this lane: row rr, columns half * 32 ... */
     const int rr = warp * 16 + lane / 2, half = lane % 2;
     const int p_row = pb + t0 + rr;
-    int lo_row = st;
+    int lo_row = 0;
     if (g.window > 0 && p_row - g.window + 1 > lo_row) lo_row = p_row - g.window + 1;
     for (int kt = klo; kt <= pmax; kt += FA_BK) {
         __syncthreads(); /* the previous tile's K/V are no longer read */
@@ -407,9 +405,9 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
             int jj = i / vpr, cv = i % vpr, j = kt + jj;
             int4 kv4 = make_int4(0, 0, 0, 0), vv4 = make_int4(0, 0, 0, 0);
             if (j <= pmax) {
-                size_t off = (size_t)(j % g.cap) * hd;
-                kv4 = *((const int4 *)(kbase + off) + cv);
-                vv4 = *((const int4 *)(vbase + off) + cv);
+                size_t off = g.kv.row(b, kvh, j) * hd;
+                kv4 = *((const int4 *)(kc + off) + cv);
+                vv4 = *((const int4 *)(vc + off) + cv);
             }
             *((int4 *)(k_s + jj * ldh) + cv) = kv4;
             *((int4 *)(v_s + jj * ldh) + cv) = vv4;
@@ -502,7 +500,7 @@ static llmrt_status launch_prefill(cuda_ctx *c, T *out, const T *qkv, const kv_l
     }
     dim3 grid((c->n_tokens + FA_BQ - 1) / FA_BQ, g.H, c->batch);
     launch_ex(c, kernel_attn_prefill<T>, grid, FA_WARPS * 32, smem, out, qkv, (const T *)cache->k,
-              (const T *)cache->v, g, c->d_pos, c->d_start);
+              (const T *)cache->v, g, c->d_pos);
     CK_KERNEL("kernel_attn_prefill");
     return LLMRT_OK;
 }
@@ -515,10 +513,8 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     if (a->head_dim % 8 || a->head_dim > 512)
         return err_set(LLMRT_ERR_UNSUPPORTED, "head_dim %d (must be a multiple of 8, <= 512)",
                        a->head_dim);
-    if (cache->batch < c->batch)
-        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d", cache->batch,
-                       c->batch);
     attn_geom g;
+    TRY(cuda_kv_map(c, cache, a->n_kv_heads, &g.kv));
     g.H = a->n_heads;
     g.Hkv = a->n_kv_heads;
     g.hd = a->head_dim;
@@ -529,7 +525,6 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
             g.gb = d;
             break;
         }
-    g.cap = cache->cap;
     g.n_tokens = c->n_tokens;
     g.window = a->window;
     g.scale = a->scale;
@@ -537,10 +532,10 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     if (fin && (c->n_tokens != 1 || a->head_dim > 512 ||
                 (fin->inv_freq && (fin->rot_dim > a->head_dim || fin->rot_dim % 2))))
         return LLMRT_OK; /* not fused: the caller runs qkv_finish, then attention */
-    if (cuda_flash_supports(c, a) && !c->attn_split_only)
+    if (cuda_flash_supports(c, a) && !c->sw.attn_split_only)
         return cuda_launch_flash(c, out, qkv, cache, a);
     if (c->dt != DT_F32 && c->n_tokens >= 16 && g.hd % 16 == 0 && g.hd <= FA_MAX_HD &&
-        !c->attn_split_only) {
+        !c->sw.attn_split_only) {
         if (c->dt == DT_F16)
             return launch_prefill<__half>(c, (__half *)out, (const __half *)qkv, cache, g);
         return launch_prefill<__nv_bfloat16>(c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)qkv,
@@ -548,7 +543,7 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     }
     int blocks = (g.H / g.gb) * c->rows;
     int n_split = (2 * c->n_sm + blocks - 1) / blocks;
-    int max_split = (g.cap + 63) / 64;
+    int max_split = (g.kv.span() + 63) / 64;
     if (n_split > max_split) n_split = max_split;
     if (n_split > ATT_MAX_SPLIT) n_split = ATT_MAX_SPLIT;
     if (n_split < 1) n_split = 1;
@@ -571,13 +566,13 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     dim3 grid(g.H / g.gb, c->rows, n_split);
     DISPATCH_T(c->dt, {
         launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, (T *)out, (const T *)qkv,
-                  (T *)cache->k, (T *)cache->v, part_o, part_ml, g, c->d_pos, c->d_start,
-                  fin != NULL, fin ? *fin : nofin);
+                  (T *)cache->k, (T *)cache->v, part_o, part_ml, g, c->d_pos, fin != NULL,
+                  fin ? *fin : nofin);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
             launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
-                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.Hkv, g.cap,
-                      g.n_tokens, c->d_pos, c->d_start, fin != NULL, fin ? *fin : nofin);
+                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.kv, g.n_tokens,
+                      c->d_pos, fin != NULL, fin ? *fin : nofin);
             CK_KERNEL("kernel_attn_combine");
         }
     });

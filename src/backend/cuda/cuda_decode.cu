@@ -74,9 +74,11 @@ struct dk_layer {
     const float *bqkv, *bo, *bdown;                      /* or NULL */
     const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms or NULL */
     const float *inv_freq;                               /* or NULL: no RoPE */
-    void *kc, *vc;                                       /* cache of sequence 0 */
+    void *kc, *vc; /* the layer's cache [n_blocks, Hkv, cap, hd]; in the kernel's shared
+                      copy of a contiguous cache (a table of one entry), sequence 0's block */
     float attn_eps, ffn_eps, qn_eps, kn_eps, attn_factor, scale, softcap;
     int attn_kind, ffn_kind, qn_kind, kn_kind, rot_dim, cap, window;
+    int group; /* the layer's KV group */
 };
 
 /* The kernel's arguments. */
@@ -94,18 +96,21 @@ struct dk_args {
     float head_softcap; /* 0: none */
     float *logits;      /* [V] F32 */
     /* Stage outputs other blocks read, as tagged words (st_tag): */
-    unsigned long long *xt;      /* [D] the residual stream after each o and down stage */
-    unsigned long long *qkv;     /* [(H + 2 Hkv) hd] raw q, k, v */
-    unsigned long long *part_o;  /* [H][DK_MAX_SPLIT][hd] unnormalized attention outputs */
-    unsigned long long *part_ml; /* [H][DK_MAX_SPLIT][2] max, sum */
-    unsigned long long *act_buf; /* [F] the MLP activation */
-    unsigned long long *att_buf; /* [H hd] the attention output */
-    unsigned *bar;               /* [2] launches so far (the tags' epoch), blocks done */
-    const int32_t *pos, *start;  /* the step's position and first valid position (device) */
-    int misc_floats;             /* shared floats between the mbarriers and the union region */
-    int caps[DK_CAPS];           /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
-    int att_bufs;                /* attention tile buffers: 2 = the next loads during a tile */
-    unsigned long long *prof;    /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
+    unsigned long long *xt;            /* [D] the residual stream after each o and down stage */
+    unsigned long long *qkv;           /* [(H + 2 Hkv) hd] raw q, k, v */
+    unsigned long long *part_o;        /* [H][DK_MAX_SPLIT][hd] unnormalized attention outputs */
+    unsigned long long *part_ml;       /* [H][DK_MAX_SPLIT][2] max, sum */
+    unsigned long long *act_buf;       /* [F] the MLP activation */
+    unsigned long long *att_buf;       /* [H hd] the attention output */
+    unsigned *bar;                     /* [2] launches so far (the tags' epoch), blocks done */
+    const int32_t *pos;                /* the step's position (device) */
+    const int32_t *tbl[KV_MAX_GROUPS]; /* the step's block table of each KV group (device):
+                                          sequence 0's entries come first */
+    int tlen[KV_MAX_GROUPS];           /* entries per sequence: 1 contiguous, else paged */
+    int misc_floats;          /* shared floats between the mbarriers and the union region */
+    int caps[DK_CAPS];        /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
+    int att_bufs;             /* attention tile buffers: 2 = the next loads during a tile */
+    unsigned long long *prof; /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
 /* Profile events (LLMRT_DECODE_PROFILE=1): cycles of consumer thread 0 per stage, summed over
@@ -608,11 +613,11 @@ struct dk_keys {
 
 __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer &L) {
     dk_keys k;
-    int p = a.pos[0], st = a.start[0];
+    int p = a.pos[0];
     k.hi = p;
-    k.lo = st;
+    k.lo = 0;
     if (L.window > 0 && p - L.window + 1 > k.lo) k.lo = p - L.window + 1;
-    k.rp = p - st;
+    k.rp = p;
     const int n = k.hi - k.lo + 1;
     /* several splits only while every block has at most one item: a split-0 item waits for
      * the other splits of its head, which must not queue behind it in the same block */
@@ -621,6 +626,24 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     k.kps = ((n + ns - 1) / ns + 31) & ~31;
     k.n_split = (n + k.kps - 1) / k.kps;
     return k;
+}
+
+/* The element offset of kv head kvh's first row in layer L's cache (L.kc / L.vc point at
+ * sequence 0's block once the kernel has read the step's table, at its start); for a paged
+ * cache, of the head's rows in block 0 (dk_kv_row adds the block). */
+__device__ __forceinline__ size_t dk_kv_head(const dk_args &a, const dk_layer &L, int kvh) {
+    return (size_t)kvh * L.cap * a.hd;
+}
+
+/* The element offset of key j of the kv head whose dk_kv_head is `head`: in a contiguous cache
+ * slot j % cap of sequence 0's block (a ring for sliding layers); in a paged one, block
+ * (j / cap) % entries of sequence 0's table (which wraps for sliding layers), slot j % cap. */
+template <bool PG>
+__device__ __forceinline__ size_t dk_kv_row(const dk_args &a, const dk_layer &L, size_t head,
+                                            int j) {
+    if (!PG) return head + (size_t)(j % L.cap) * a.hd;
+    const size_t blk = (size_t)__ldg(a.tbl[L.group] + (j / L.cap) % a.tlen[L.group]);
+    return (blk * a.Hkv * L.cap + (size_t)(j % L.cap)) * a.hd + head;
 }
 
 /* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
@@ -639,7 +662,8 @@ __host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es, 
 
 /* After the qkv stage: the keys and values of this block's attention items (old positions,
  * which do not depend on this step) are prefetched into L2 with bulk prefetches. */
-template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
+template <typename T, bool PG> __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
+    if (PG) return; /* a paged cache: rows are found one by one as the tiles load */
     const dk_keys kr = dk_key_range(a, L);
     const int items = a.Hkv * kr.n_split;
     int i = 0;
@@ -647,7 +671,7 @@ template <typename T> __device__ void dk_att_prefetch(const dk_args &a, const dk
         if ((int)threadIdx.x / 2 != i) continue; /* thread 2i: keys, 2i + 1: values */
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
-        const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + (size_t)kvh * L.cap * a.hd;
+        const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + dk_kv_head(a, L, kvh);
         int s0 = j0 % L.cap, n = j1 - j0 + 1, first = min(n, L.cap - s0); /* a ring wraps */
         prefetch_l2(base + (size_t)s0 * a.hd, (unsigned)((size_t)first * a.hd * sizeof(T)));
         if (n > first) prefetch_l2(base, (unsigned)((size_t)(n - first) * a.hd * sizeof(T)));
@@ -669,15 +693,17 @@ __device__ __forceinline__ void cp_async_wait_one() {
     asm volatile("cp.async.wait_group 1;" ::: "memory");
 }
 
-/* The tile of keys [t0, t0 + 32) of kv head kvh (up to j1) into kt/vt, by all consumers. */
-template <typename T>
-__device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L, int kvh, int t0,
-                                             int j1, T *kt, T *vt) {
+/* The tile of keys [t0, t0 + 32) (up to j1) of the kv head whose first row is at `head`
+ * (dk_kv_head, read once per item: the asm below is a memory clobber) into kt/vt, by all
+ * consumers. */
+template <typename T, bool PG>
+__device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L, size_t head,
+                                             int t0, int j1, T *kt, T *vt) {
     constexpr int VEC = 16 / sizeof(T);
     const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
     for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
         int r = i / nv, v = i % nv;
-        size_t row = ((size_t)kvh * L.cap + (t0 + r) % L.cap) * a.hd;
+        size_t row = dk_kv_row<PG>(a, L, head, t0 + r);
         cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
         cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
     }
@@ -742,7 +768,7 @@ __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) 
  * and accumulates p V (lanes own dimensions). The q heads, the new key and value, the norm
  * weights, the rotary table and the first tile come in with one memory round trip. One split
  * writes the output (att_buf), several write partials for dk_combine. */
-template <typename T>
+template <typename T, bool PG>
 __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk,
                              unsigned tag) {
     constexpr int VEC = 16 / sizeof(T);
@@ -762,8 +788,9 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
         const bool has_new = j1 == kr.hi;
         T *kt = kt0, *vt = vt0; /* the current tile's buffer; the first tile's is buffer 0 */
+        const size_t head = dk_kv_head(a, L, kvh);
         /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
-        dk_load_tile<T>(a, L, kvh, j0, j1, kt, vt);
+        dk_load_tile<T, PG>(a, L, head, j0, j1, kt, vt);
         const u64 *qg = qkv + (size_t)kvh * Gq * hd;
         const u64 *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
         constexpr int QW = DK_GQ * 256 / (DK_WARPS * 32); /* q words per thread (hd <= 256) */
@@ -807,7 +834,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         }
         if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
             dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s, half);
-            size_t at = ((size_t)kvh * L.cap + kr.hi % L.cap) * hd;
+            size_t at = dk_kv_row<PG>(a, L, head, kr.hi);
             const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
             for (int d = lane; d < hd; d += 32) {
                 T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
@@ -833,14 +860,14 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             vt = vt0 + buf * tile_elems;
             if (dbl && t0 + 32 <= j1) { /* the next tile into the other buffer meanwhile */
                 if (t0 != j0) cbar();   /* every warp is done with the tile before */
-                dk_load_tile<T>(a, L, kvh, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
+                dk_load_tile<T, PG>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
                                 vt0 + (buf ^ 1) * tile_elems);
                 cp_async_commit();
             }
             if (t0 != j0) {
                 if (!dbl) { /* one buffer: load it once every warp is done with it */
                     cbar();
-                    dk_load_tile<T>(a, L, kvh, t0, j1, kt, vt);
+                    dk_load_tile<T, PG>(a, L, head, t0, j1, kt, vt);
                     cp_async_wait_all();
                 } else if (t0 + 32 <= j1) {
                     cp_async_wait_one(); /* this tile's copies have landed, the next may not */
@@ -907,7 +934,8 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
     }
 }
 
-template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
+template <typename T, bool PG>
+__global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
     const long long t_start = clock64();
     dk_ring r;
@@ -935,6 +963,16 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
     }
     for (int i = threadIdx.x; i < a.n_layers * (int)(sizeof(dk_layer) / 4); i += blockDim.x)
         ((int *)layers)[i] = __ldg((const int *)a.layers + i);
+    __syncthreads();
+    /* each layer's cache from sequence 0's block of its group (the step's table, uploaded
+     * before this launch): read once here, off the attention stages' critical path */
+    for (int l = threadIdx.x; l < a.n_layers; l += blockDim.x) {
+        dk_layer &L = layers[l];
+        if (PG) break; /* paged: dk_kv_row reads the table per key */
+        size_t off = (size_t)a.tbl[L.group][0] * a.Hkv * L.cap * a.hd * sizeof(T);
+        L.kc = (char *)L.kc + off;
+        L.vc = (char *)L.vc + off;
+    }
     __syncthreads();
     if (threadIdx.x / 32 == DK_WARPS) { /* weights do not depend on the previous kernel */
         dk_produce<T>(a, layers, r, cap);
@@ -965,11 +1003,11 @@ template <typename T> __global__ void __launch_bounds__(DK_THREADS, 1) kernel_de
         dk_matvec<T, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
         if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
-        if (l == 0) dk_att_prefetch<T>(a, L);
+        if (l == 0) dk_att_prefetch<T, PG>(a, L);
         if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
-            dk_att_prefetch<T>(a, layers[l + 1]);
+            dk_att_prefetch<T, PG>(a, layers[l + 1]);
         cbar(); /* xs is free: the attention scratch overlaps it */
-        dk_attention<T>(a, L, uni, clk, tg.layer(l));
+        dk_attention<T, PG>(a, L, uni, clk, tg.layer(l));
         clk.mark(a, EV_ATT);
         if (uo0 < uo1) dk_load_tagged(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
@@ -1089,7 +1127,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
                 return "matrix shapes";
             if ((uintptr_t)m[i]->data % 16) return "matrix alignment";
         }
-        if (kv[l].batch < 1 || kv[l].cap < 1) return "KV cache";
+        if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups) return "KV cache";
     }
     dk_args k = {};
     k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F;
@@ -1158,7 +1196,8 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
         d->attn_factor = w->rope ? w->rope->attn_factor : 1.0f;
         d->kc = kv[l].k;
         d->vc = kv[l].v;
-        d->cap = kv[l].cap;
+        d->cap = kv[l].block_len;
+        d->group = kv[l].group;
         d->window = w->attn.window;
         d->scale = w->attn.scale;
         d->softcap = w->attn.softcap;
@@ -1208,7 +1247,10 @@ static void plan_free(dk_plan *p) {
 }
 
 template <typename T> static cudaError_t dk_set_smem(size_t smem) {
-    return cudaFuncSetAttribute(kernel_decode<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(kernel_decode<T, true>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(kernel_decode<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)smem);
 }
 
@@ -1256,8 +1298,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     p->blocks = c->n_sm;
     a.misc_floats = (int)(dk_misc_bytes(a, p->blocks) / sizeof(float));
     memcpy(a.caps, dk_default_caps, sizeof a.caps);
-    const char *caps = getenv("LLMRT_DECODE_CAPS");
-    if (caps && caps[0]) {
+    const char *caps = c->sw.decode_caps;
+    if (caps[0]) {
         const char *q = caps;
         for (int i = 0; i < DK_CAPS; i++) {
             char *end;
@@ -1274,8 +1316,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
             q = end + 1;
         }
     }
-    const char *prof = getenv("LLMRT_DECODE_PROFILE");
-    if (prof && prof[0] && strcmp(prof, "0") != 0) {
+    if (c->sw.decode_profile) {
         size_t pb = (size_t)p->blocks * DK_EV * sizeof(unsigned long long);
         e = cudaMalloc(&a.prof, pb);
         p->args.prof = a.prof; /* freed with the plan */
@@ -1370,7 +1411,10 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     a.x = x;
     a.h = h;
     a.pos = c->d_pos;
-    a.start = c->d_start;
+    for (int g = 0; g < KV_MAX_GROUPS; g++) {
+        a.tbl[g] = c->d_tbl[g];
+        a.tlen[g] = c->tbl_len[g];
+    }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)p->blocks);
     cfg.blockDim = dim3(DK_THREADS);
@@ -1382,9 +1426,16 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = c->pdl ? 2 : 1;
+    cfg.numAttrs = c->sw.no_pdl ? 1 : 2;
     cudaError_t e = cudaSuccess;
-    DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T>, a));
+    bool paged = false; /* one kernel per layout: a contiguous cache's loads stay as they were */
+    for (int g = 0; g < KV_MAX_GROUPS; g++)
+        paged = paged || a.tlen[g] > 1;
+    if (paged) {
+        DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T, true>, a));
+    } else {
+        DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T, false>, a));
+    }
     if (e != cudaSuccess) {
         cudaGetLastError(); /* a refused launch is not sticky: later launches must not see it */
         return cuda_fail(e, "launch kernel_decode", __FILE__, __LINE__);

@@ -3,10 +3,11 @@
  * One block of 4 warps per (tile of 64 queries, head, sequence); each warp owns 16 query rows
  * and keeps everything of them in registers: Q fragments, the scores of a 64-key tile, the
  * running max/sum and the output accumulators (head_dim / 8 mma tiles). K/V tiles of 64 keys
- * (slot j % cap, so ring caches work) are double-buffered in shared memory with cp.async and
+ * (each row found through the block table, so paged and ring caches work) are double-buffered
+ * in shared memory with cp.async and
  * read with ldmatrix (V transposed on the fly); products are mma.sync m16n8k16 with F32
  * accumulation; the softmax is F32 in registers (a row is spread over a quad of lanes).
- * Masking covers causality, left padding (start[b]) and sliding windows. GQA heads read their
+ * Masking covers causality and sliding windows. GQA heads read their
  * kv head; nothing is repeated. head_dim 64 and 128 (register arrays need it at compile
  * time); other head dims use the wmma kernel in cuda_attention.cu.
  */
@@ -72,7 +73,8 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float 
 }
 
 struct flash_geom {
-    int H, Hkv, cap, n_tokens, window;
+    int H, Hkv, n_tokens, window;
+    kv_map kv;
     float scale_log2; /* softmax scale * log2(e) */
     float scale, softcap;
 };
@@ -80,8 +82,8 @@ struct flash_geom {
 template <typename T, int HD>
 __global__ void __launch_bounds__(FL_WARPS * 32)
     kernel_flash(T *out /* [rows, H * HD] */, const T *qkv /* [rows, (H + 2*Hkv) * HD] */,
-                 const T *kc /* [batch, Hkv, cap, HD] */, const T *vc /* same */, flash_geom g,
-                 const int32_t *pos, const int32_t *start) {
+                 const T *kc /* [n_blocks, Hkv, bl, HD] */, const T *vc /* same */, flash_geom g,
+                 const int32_t *pos) {
     pdl_begin();
     constexpr int LD = HD + 8;  /* padded row: ldmatrix rows land in distinct banks */
     constexpr int VPR = HD / 8; /* 16-byte vectors per row */
@@ -93,13 +95,11 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, tq = lane % 4;
     const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int kvh = h / (g.H / g.Hkv), T_ = g.n_tokens, W = (g.H + 2 * g.Hkv) * HD;
-    const int t0 = qt * FL_BQ, pb = pos[b], st = start[b];
+    const int t0 = qt * FL_BQ, pb = pos[b];
     const int pmax = pb + min(T_ - 1, t0 + FL_BQ - 1);
-    int klo = st;
+    int klo = 0;
     if (g.window > 0 && pb + t0 - g.window + 1 > klo) klo = pb + t0 - g.window + 1;
     const int n_tiles = pmax >= klo ? (pmax - klo) / FL_BK + 1 : 0;
-    const T *kbase = kc + ((size_t)b * g.Hkv + kvh) * g.cap * HD;
-    const T *vbase = vc + ((size_t)b * g.Hkv + kvh) * g.cap * HD;
 
     /* Q tile, then the first K/V tile */
     for (int i = tid; i < FL_BQ * VPR; i += FL_WARPS * 32) {
@@ -113,9 +113,9 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
         for (int i = tid; i < FL_BK * VPR; i += FL_WARPS * 32) {
             int r = i / VPR, cv = i % VPR, j = kt + r;
             bool ok = j <= pmax;
-            size_t off = (size_t)(ok ? j % g.cap : 0) * HD + cv * 8;
-            cp_async16(k_s + (buf * FL_BK + r) * LD + cv * 8, kbase + off, ok);
-            cp_async16(v_s + (buf * FL_BK + r) * LD + cv * 8, vbase + off, ok);
+            size_t off = g.kv.row(b, kvh, ok ? j : klo) * HD + cv * 8;
+            cp_async16(k_s + (buf * FL_BK + r) * LD + cv * 8, kc + off, ok);
+            cp_async16(v_s + (buf * FL_BK + r) * LD + cv * 8, vc + off, ok);
         }
     };
     if (n_tiles > 0) load_kv(0, 0);
@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     int p_r[2], lo_r[2];
     for (int i = 0; i < 2; i++) {
         p_r[i] = pb + t0 + row0 + 8 * i;
-        lo_r[i] = st;
+        lo_r[i] = 0;
         if (g.window > 0 && p_r[i] - g.window + 1 > lo_r[i]) lo_r[i] = p_r[i] - g.window + 1;
     }
     float o[NT][4];
@@ -261,7 +261,7 @@ static llmrt_status launch_flash(cuda_ctx *c, void *out, const void *qkv, const 
     }
     dim3 grid((c->n_tokens + FL_BQ - 1) / FL_BQ, g.H, c->batch);
     launch_ex(c, (kernel_flash<T, HD>), grid, FL_WARPS * 32, smem, (T *)out, (const T *)qkv,
-              (const T *)cache->k, (const T *)cache->v, g, c->d_pos, c->d_start);
+              (const T *)cache->k, (const T *)cache->v, g, c->d_pos);
     CK_KERNEL("kernel_flash");
     return LLMRT_OK;
 }
@@ -275,7 +275,7 @@ llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv
     flash_geom g;
     g.H = a->n_heads;
     g.Hkv = a->n_kv_heads;
-    g.cap = cache->cap;
+    TRY(cuda_kv_map(c, cache, a->n_kv_heads, &g.kv));
     g.n_tokens = c->n_tokens;
     g.window = a->window;
     g.scale = a->scale;

@@ -19,6 +19,7 @@
 
 extern "C" {
 #include "backend/backend.h"
+#include "backend/choice_ring.h"
 #include "base/status.h"
 }
 
@@ -69,6 +70,23 @@ enum { LT_PLANS = 64 };
 
 enum { DECODE_PLANS = 8 }; /* decode-kernel layer tables kept (one per session, typically) */
 
+/* The backend's A/B switches, read from the environment once when it is made (cuda_util.cu;
+ * each is described in docs/ENVIRONMENT.md). They exist for measurement: the defaults are the
+ * fast, tested paths. */
+typedef struct cuda_switches {
+    int no_graph;         /* LLMRT_NO_GRAPH=1: decode steps run eagerly, never as graphs */
+    int no_pdl;           /* LLMRT_NO_PDL=1: no programmatic dependent launch */
+    int no_fuse;          /* LLMRT_NO_FUSE=1: no matmul+activation / qkv_finish+attention */
+    int no_decode_kernel; /* LLMRT_NO_DECODE_KERNEL=1: batch-1 decode op by op */
+    int no_decode_head;   /* LLMRT_NO_DECODE_HEAD=1: the LM head after the decode kernel */
+    int attn_split_only;  /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
+    int decode_profile;   /* LLMRT_DECODE_PROFILE=1: stage times of the decode kernel */
+    char decode_caps[64]; /* LLMRT_DECODE_CAPS: in-flight tile caps per stretch ("" default) */
+    int matvec_max_rows;  /* LLMRT_MATVEC_MAX_ROWS: rows up to which matmuls use the matvec
+                             kernel; -1: the default */
+} cuda_switches;
+void cuda_switches_read(cuda_switches *sw);
+
 typedef struct cuda_ctx {
     int device;
     int n_sm;
@@ -78,20 +96,24 @@ typedef struct cuda_ctx {
     void *lt_ws; /* cuBLASLt workspace, lt_ws_bytes */
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
+    cuda_switches sw;    /* read once at creation */
     int matvec_max_rows; /* matmuls of at most this many rows use the matvec kernel */
-    int attn_split_only; /* LLMRT_ATTN_SPLIT_ONLY=1: no tensor-core prefill attention */
-    int pdl;             /* programmatic dependent launch (off with LLMRT_NO_PDL=1) */
-    int no_fuse;         /* LLMRT_NO_FUSE=1: no matmul+activation fusion */
 
-    /* the current step (set by step_begin) */
+    /* the current step (set by step_begin). One device allocation holds, in this order, the
+     * ids [step_cap], the positions [step_cap] and each group's block tables [tbl_cap], so that
+     * a step uploads them with one copy; h_stage mirrors it. */
     int batch, n_tokens, rows;
-    int step_cap;       /* capacity of the device step buffers, in rows */
-    int32_t *d_ids;     /* [step_cap] device */
-    int32_t *d_pos;     /* [step_cap] device, per sequence */
-    int32_t *d_start;   /* [step_cap] device, per sequence */
-    int32_t *h_stage;   /* [3 * step_cap] pinned host staging for the uploads */
+    int step_cap;                  /* rows (and sequences) the step buffers hold */
+    int tbl_cap;                   /* table entries per group they hold */
+    int32_t *d_ids;                /* [step_cap] device */
+    int32_t *d_pos;                /* [step_cap] device, per sequence */
+    int32_t *d_tbl[KV_MAX_GROUPS]; /* [tbl_cap] device: the step's kv_table of each group */
+    int tbl_len[KV_MAX_GROUPS];    /* entries per sequence of each (kv_table.len) */
+    int n_groups;
+    int32_t *h_stage;   /* [2 * step_cap + KV_MAX_GROUPS * tbl_cap] pinned host staging */
     cudaEvent_t staged; /* recorded after the upload from h_stage: it may be rewritten */
-    int32_t *h_last;    /* [2 * step_cap] host: pos and start of the last step's sequences */
+    int32_t *h_last;    /* [step_cap + KV_MAX_GROUPS * tbl_cap] host: positions and tables of
+                           the last step's sequences, as uploaded */
     int last_batch, last_n_tokens;
 
     /* greedy choices started by argmax_start and not yet waited for, by slot of `ring`: pinned
@@ -105,20 +127,19 @@ typedef struct cuda_ctx {
     struct argmax_row *d_argmax_rows; /* [choice_cap] device: the argmax kernel's merge state */
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
-    int no_graph; /* LLMRT_NO_GRAPH=1 */
     graph_mode mode;
     graph_slot graphs[GRAPH_MAX_BATCH + 1];
     int capture_broken; /* an op could not be captured (a buffer must grow) */
 
-    /* scratch for split-K attention partials; grows only outside a capture */
+    /* scratch for split-K attention partials; grows only outside a capture, and each growth
+     * bumps scratch_gen (graphs that captured the old buffer are then dropped) */
     void *scratch;
     size_t scratch_bytes;
+    unsigned scratch_gen;
 
     /* the fused decode kernel (cuda_decode.cu) */
-    int no_decode_kernel; /* LLMRT_NO_DECODE_KERNEL=1: decode op by op */
-    int no_decode_head;   /* LLMRT_NO_DECODE_HEAD=1: the LM head as its own op after the kernel */
-    int coop;             /* the device can launch cooperative grids */
-    int smem_optin;       /* shared memory a block may opt in to, bytes */
+    int coop;                               /* the device can launch cooperative grids */
+    int smem_optin;                         /* shared memory a block may opt in to, bytes */
     struct dk_plan *dk_plans[DECODE_PLANS]; /* layer tables in device memory, by content */
 } cuda_ctx;
 
@@ -128,6 +149,29 @@ static inline cuda_ctx *ctx_of(backend *be) {
 
 /* Makes sure ctx->scratch holds `bytes`; fails if it must grow during a capture. */
 llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out);
+
+/* Where the keys and values of a layer's cache are for the kernels: position j of sequence b,
+ * kv head h, is row `row(b, h, j)` of K and V (each row head_dim elements), through the step's
+ * block table of the layer's group (kv_table in backend.h). */
+struct kv_map {
+    const int32_t *tbl; /* [batch, len] device */
+    int len;            /* entries per sequence */
+    int bl;             /* positions per block */
+    int Hkv;
+    int n_blocks;
+    __device__ __forceinline__ size_t row(int b, int h, int j) const {
+        int blk = tbl[b * len + (len == 1 ? 0 : (j / bl) % len)];
+        return ((size_t)blk * Hkv + h) * bl + (size_t)(j % bl);
+    }
+    /* positions a sequence's table holds before its entries repeat */
+    __host__ __device__ __forceinline__ int span() const {
+        return len * bl;
+    }
+};
+
+/* The map of a layer's cache in the current step; fails when the step has no table for the
+ * layer's group. */
+llmrt_status cuda_kv_map(const cuda_ctx *c, const kv_layer *kv, int Hkv, kv_map *out);
 
 /* ---- element types ---- */
 
@@ -293,7 +337,7 @@ static inline cudaError_t launch_ex(const cuda_ctx *c, void (*kern)(KArgs...), d
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = c->pdl ? 1 : 0;
+    cfg.numAttrs = c->sw.no_pdl ? 0 : 1;
     return cudaLaunchKernelEx(&cfg, kern, std::forward<Args>(args)...);
 }
 

@@ -174,7 +174,8 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *
         MV_CASE(2)
         MV_CASE(3)
         MV_CASE(4)
-        MV_CASE(5) MV_CASE(6) MV_CASE(7) MV_CASE(8) default
+        MV_CASE(5)
+        MV_CASE(6) MV_CASE(7) MV_CASE(8) default
             : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
     }
 #undef MV_CASE
@@ -255,12 +256,8 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
 }
 
 llmrt_status cuda_matmul_init(cuda_ctx *c) {
-    const char *e = getenv("LLMRT_MATVEC_MAX_ROWS");
-    c->matvec_max_rows = MV_DEFAULT_ROWS;
-    if (e && *e) {
-        int v = atoi(e);
-        c->matvec_max_rows = v < 0 ? 0 : v > MV_MAX_M ? MV_MAX_M : v;
-    }
+    int v = c->sw.matvec_max_rows;
+    c->matvec_max_rows = v < 0 ? MV_DEFAULT_ROWS : v > MV_MAX_M ? MV_MAX_M : v;
     CKB(cublasLtCreate(&c->lt));
     c->lt_ws_bytes = 32u << 20;
     CK(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));

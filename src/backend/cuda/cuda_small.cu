@@ -33,12 +33,11 @@ __device__ float block_sum(float v) {
 template <typename T>
 __global__ void kernel_embed(T *x /* [rows, D] */, const T *table /* [V, D] */, int64_t V,
                              const T *pos_table /* [P, D] or NULL */, int64_t P, float scale, int D,
-                             int n_tokens, const int32_t *ids, const int32_t *pos,
-                             const int32_t *start) {
+                             int n_tokens, const int32_t *ids, const int32_t *pos) {
     pdl_begin();
     int r = blockIdx.x, b = r / n_tokens, t = r % n_tokens;
     int id = ids[r];
-    int p = pos[b] + t - start[b];
+    int p = pos[b] + t;
     float s = to_f(from_f<T>(scale)); /* the scale is rounded to the activation type */
     bool ok = id >= 0 && id < V && (!pos_table || (p >= 0 && p < P));
     const T *row = table + (size_t)(ok ? id : 0) * D;
@@ -62,7 +61,7 @@ llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const
     DISPATCH_T(c->dt, launch_ex(c, kernel_embed<T>, c->rows, 256, 0, (T *)x, (const T *)table->data,
                                 table->rows, pos_table ? (const T *)pos_table->data : NULL,
                                 pos_table ? pos_table->rows : 0, scale, D, c->n_tokens, c->d_ids,
-                                c->d_pos, c->d_start));
+                                c->d_pos));
     CK_KERNEL("kernel_embed");
     return LLMRT_OK;
 }
@@ -230,15 +229,14 @@ llmrt_status cuda_launch_argmax(cuda_ctx *c, int32_t *out, const float *logits, 
 enum { QKV_WARPS = 4 };
 
 /* One warp per head of one row: q heads [0, H), k heads [H, H+Hkv), v heads after. q and k
- * are normalized and rotated in place; k and v are copied into the cache slot p % cap. */
+ * are normalized and rotated in place; k and v are copied into the cache row of position p. */
 template <typename T>
 __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, int Hkv, int hd,
                                   int has_qn, norm_kind qkind, const float *qw, float qeps,
                                   int has_kn, norm_kind kkind, const float *kw, float keps,
                                   const float *inv_freq /* [rot_dim/2] or NULL */, int rot_dim,
-                                  float attn_factor, T *kc /* [batch, Hkv, cap, hd] */,
-                                  T *vc /* [batch, Hkv, cap, hd] */, int cap, int n_tokens,
-                                  const int32_t *pos, const int32_t *start) {
+                                  float attn_factor, T *kc /* [n_blocks, Hkv, bl, hd] */,
+                                  T *vc /* same */, kv_map kv, int n_tokens, const int32_t *pos) {
     extern __shared__ float sh[]; /* [QKV_WARPS][hd] */
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int h = blockIdx.x * QKV_WARPS + warp;
@@ -246,13 +244,11 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
     if (h >= H + 2 * Hkv) return;
     int b = row / n_tokens, t = row % n_tokens;
     int p = pos[b] + t;
-    int rp = p - start[b];
-    int slot = p % cap;
     pdl_begin(); /* positions are the step's upload; qkv is the previous kernel's output */
     float *s = sh + warp * hd;
     T *src = qkv + (size_t)row * (H + 2 * Hkv) * hd + (size_t)h * hd;
     if (h >= H + Hkv) { /* v head: copy into the cache */
-        T *dst = vc + (((size_t)b * Hkv + (h - H - Hkv)) * cap + slot) * hd;
+        T *dst = vc + kv.row(b, h - H - Hkv, p) * hd;
         for (int d = lane; d < hd; d += 32)
             dst[d] = src[d];
         return;
@@ -261,8 +257,8 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
     for (int d = lane; d < hd; d += 32)
         s[d] = to_f(src[d]);
     head_finish_warp(s, hd, is_q ? has_qn : has_kn, is_q ? qkind : kkind, is_q ? qw : kw,
-                     is_q ? qeps : keps, inv_freq, rot_dim, attn_factor, rp);
-    T *dst = is_q ? NULL : kc + (((size_t)b * Hkv + (h - H)) * cap + slot) * hd;
+                     is_q ? qeps : keps, inv_freq, rot_dim, attn_factor, p);
+    T *dst = is_q ? NULL : kc + kv.row(b, h - H, p) * hd;
     for (int d = lane; d < hd; d += 32) {
         T v = from_f<T>(s[d]);
         src[d] = v;
@@ -273,23 +269,21 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
 llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a,
                                     const norm_params *qn, const norm_params *kn,
                                     const rope_params *rope, kv_layer *cache) {
-    if (cache->batch < c->batch)
-        return err_set(LLMRT_ERR_INVALID, "cache sized for %d sequences, step has %d", cache->batch,
-                       c->batch);
+    kv_map kv;
+    TRY(cuda_kv_map(c, cache, a->n_kv_heads, &kv));
     if (rope && (rope->rot_dim > a->head_dim || rope->rot_dim % 2))
         return err_set(LLMRT_ERR_INVALID, "rot_dim %d with head_dim %d", rope->rot_dim,
                        a->head_dim);
     int heads = a->n_heads + 2 * a->n_kv_heads;
     dim3 grid((heads + QKV_WARPS - 1) / QKV_WARPS, c->rows);
     size_t smem = (size_t)QKV_WARPS * a->head_dim * sizeof(float);
-    DISPATCH_T(c->dt,
-               launch_ex(c, kernel_qkv_finish<T>, grid, QKV_WARPS * 32, smem, (T *)qkv, a->n_heads,
-                         a->n_kv_heads, a->head_dim, qn != NULL, qn ? qn->kind : NORM_RMS,
-                         qn ? qn->w : NULL, qn ? qn->eps : 0.0f, kn != NULL,
-                         kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL, kn ? kn->eps : 0.0f,
-                         rope ? rope->inv_freq : NULL, rope ? rope->rot_dim : 0,
-                         rope ? rope->attn_factor : 1.0f, (T *)cache->k, (T *)cache->v, cache->cap,
-                         c->n_tokens, c->d_pos, c->d_start));
+    DISPATCH_T(c->dt, launch_ex(c, kernel_qkv_finish<T>, grid, QKV_WARPS * 32, smem, (T *)qkv,
+                                a->n_heads, a->n_kv_heads, a->head_dim, qn != NULL,
+                                qn ? qn->kind : NORM_RMS, qn ? qn->w : NULL, qn ? qn->eps : 0.0f,
+                                kn != NULL, kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL,
+                                kn ? kn->eps : 0.0f, rope ? rope->inv_freq : NULL,
+                                rope ? rope->rot_dim : 0, rope ? rope->attn_factor : 1.0f,
+                                (T *)cache->k, (T *)cache->v, kv, c->n_tokens, c->d_pos));
     CK_KERNEL("kernel_qkv_finish");
     return LLMRT_OK;
 }

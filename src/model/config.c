@@ -1,8 +1,11 @@
-/* hf_config.c — config.json (Hub and transformers-5 dialects) and generation_config.json into a
- * model_config, with defaults as transformers applies them and errors naming the field. */
+/* config.c — config.json (Hub and transformers-5 dialects) and generation_config.json into a
+ * model_config, with the field names and defaults of the family's arch_desc as transformers
+ * applies them, and errors naming the file and the field. */
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/file.h"
@@ -13,6 +16,7 @@
 typedef struct cfg_reader {
     const char *path;
     json_t *root;
+    const arch_desc *arch;
 } cfg_reader;
 
 /* The first of the keys that is present and not null; NULL if none. */
@@ -83,9 +87,18 @@ static llmrt_status cfg_bool(const cfg_reader *r, json_t *obj, const char *key, 
     return LLMRT_OK;
 }
 
-static const char *cfg_str(json_t *obj, const char *const *keys) {
-    json_t *v = cfg_find(obj, keys, NULL);
-    return (v && json_is_string(v)) ? json_string_value(v) : NULL;
+/* The first of the keys present as a string (*out NULL if none); a value of another type is an
+ * error naming the key. */
+static llmrt_status cfg_str(const cfg_reader *r, json_t *obj, const char *const *keys,
+                            const char **out) {
+    const char *key = keys[0];
+    json_t *v = cfg_find(obj, keys, &key);
+    *out = NULL;
+    if (!v) return LLMRT_OK;
+    if (!json_is_string(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be a string", r->path, key);
+    *out = json_string_value(v);
+    return LLMRT_OK;
 }
 
 #define KEYS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -102,7 +115,11 @@ static llmrt_status rope_read(const cfg_reader *r, json_t *obj, const char *wher
     if (!json_is_object(obj))
         return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be an object", r->path, where);
     TRY(cfg_num(r, obj, KEYS("rope_theta"), &out->theta, theta));
-    const char *type = cfg_str(obj, KEYS("rope_type", "type"));
+    if (!(out->theta > 0))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.rope_theta = %g must be positive", r->path, where,
+                       out->theta);
+    const char *type;
+    TRY(cfg_str(r, obj, KEYS("rope_type", "type"), &type));
     if (!type || !strcmp(type, "default")) return LLMRT_OK;
     if (!strcmp(type, "linear")) {
         out->scaling = ROPE_LINEAR;
@@ -155,11 +172,11 @@ static llmrt_status eos_read(const char *path, json_t *v, model_config *c) {
     return LLMRT_OK;
 }
 
-static llmrt_status json_load_path(const char *path, json_t **out) {
+static llmrt_status json_parse_object(const char *text, size_t len, const char *path,
+                                      json_t **out) {
     json_error_t je;
     *out = NULL;
-    if (!file_exists(path)) return err_set(LLMRT_ERR_IO, "%s: no such file", path);
-    json_t *root = json_load_file(path, 0, &je);
+    json_t *root = json_loadb(text, len, 0, &je);
     if (!root)
         return err_set(LLMRT_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", path, je.line,
                        je.column, je.text);
@@ -171,94 +188,97 @@ static llmrt_status json_load_path(const char *path, json_t **out) {
     return LLMRT_OK;
 }
 
-static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
+/* A config boolean that must hold one value for this family. */
+static llmrt_status cfg_bool_rule(const cfg_reader *r, const arch_bool_rule *rule) {
+    bool v = rule->value;
+    TRY(cfg_bool(r, r->root, rule->key, &v, rule->value));
+    if (v != rule->value)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: \"%s\": %s is not supported for model_type %s (only %s)", r->path,
+                       rule->key, v ? "true" : "false", r->arch->model_type,
+                       rule->value ? "true" : "false");
+    return LLMRT_OK;
+}
+
+static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
     json_t *o = r->root;
-    const char *mt = cfg_str(o, KEYS("model_type"));
-    if (!mt) return err_set(LLMRT_ERR_FORMAT, "%s: missing required field \"model_type\"", r->path);
+    json_t *mtv = json_object_get(o, "model_type");
+    if (!mtv || json_is_null(mtv))
+        return err_set(LLMRT_ERR_FORMAT, "%s: missing required field \"model_type\"", r->path);
+    if (!json_is_string(mtv))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"model_type\" must be a string", r->path);
+    const char *mt = json_string_value(mtv);
     c->arch = arch_find(mt);
     if (!c->arch) {
-        if (!strcmp(mt, "gemma3"))
-            return err_set(LLMRT_ERR_UNSUPPORTED,
-                           "%s: model_type \"gemma3\" is the multimodal Gemma 3; llmrt runs the "
-                           "text model (model_type \"gemma3_text\", Gemma3ForCausalLM)",
-                           r->path);
+        const char *hint = arch_hint(mt);
+        if (hint) return err_set(LLMRT_ERR_UNSUPPORTED, "%s: %s", r->path, hint);
+        char list[256];
+        arch_supported_list(list, sizeof list);
         return err_set(LLMRT_ERR_UNSUPPORTED,
-                       "%s: model_type \"%s\" is not supported (supported: %s)", r->path, mt,
-                       arch_supported_list());
+                       "%s: model_type \"%s\" is not supported (supported: %s)", r->path, mt, list);
     }
     const arch_desc *a = c->arch;
+    const arch_config_keys *k = a->keys;
+    r->arch = a;
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
-    const bool gpt2 = a->pos == POS_LEARNED;
 
-    TRY(cfg_int(r, o, KEYS("vocab_size"), &c->vocab, 0, 1, 1, 1 << 24));
-    TRY(cfg_int(r, o, KEYS("hidden_size", "n_embd"), &c->hidden, 0, 1, 1, 1 << 16));
-    TRY(cfg_int(r, o, KEYS("num_hidden_layers", "n_layer"), &c->n_layers, 0, 1, 1, 256));
-    TRY(cfg_int(r, o, KEYS("num_attention_heads", "n_head"), &c->n_heads, 0, 1, 1, 1024));
-    TRY(cfg_int(r, o, KEYS("num_key_value_heads"), &c->n_kv_heads, c->n_heads, 0, 1, 1024));
+    TRY(cfg_int(r, o, k->vocab, &c->vocab, 0, 1, 1, 1 << 24));
+    TRY(cfg_int(r, o, k->hidden, &c->hidden, 0, 1, 1, 1 << 16));
+    TRY(cfg_int(r, o, k->layers, &c->n_layers, 0, 1, 1, MODEL_MAX_LAYERS));
+    TRY(cfg_int(r, o, k->heads, &c->n_heads, 0, 1, 1, 1024));
+    TRY(cfg_int(r, o, k->kv_heads, &c->n_kv_heads, c->n_heads, 0, 1, 1024));
     if (c->n_heads % c->n_kv_heads != 0)
         return err_set(LLMRT_ERR_FORMAT,
                        "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
                        r->path, c->n_heads, c->n_kv_heads);
-    if (!cfg_find(o, KEYS("head_dim"), NULL) && c->hidden % c->n_heads != 0)
+    if (!cfg_find(o, k->head_dim, NULL) && c->hidden % c->n_heads != 0)
         return err_set(LLMRT_ERR_FORMAT,
                        "%s: hidden_size (%d) is not a multiple of num_attention_heads (%d) and "
                        "there is no head_dim",
                        r->path, c->hidden, c->n_heads);
-    TRY(cfg_int(r, o, KEYS("head_dim"), &c->head_dim, c->hidden / c->n_heads, 0, 2, 1024));
+    TRY(cfg_int(r, o, k->head_dim, &c->head_dim, c->hidden / c->n_heads, 0, 2, 1024));
     if (c->head_dim % 2 != 0)
         return err_set(LLMRT_ERR_FORMAT, "%s: head_dim %d must be even", r->path, c->head_dim);
-    TRY(cfg_int(r, o, KEYS("intermediate_size", "n_inner"), &c->ffn, 4 * c->hidden, !gpt2, 1,
+    TRY(cfg_int(r, o, k->ffn, &c->ffn, a->ffn_default_mult * c->hidden, a->ffn_default_mult == 0, 1,
                 1 << 20));
-    TRY(cfg_int(r, o, KEYS("max_position_embeddings", "n_positions"), &c->max_pos, 0, 1, 1,
-                1 << 24));
+    TRY(cfg_int(r, o, k->max_pos, &c->max_pos, 0, 1, 1, 1 << 24));
     double eps;
-    TRY(cfg_num(r, o, KEYS("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"), &eps,
-                gpt2 ? 1e-5 : 1e-6));
-    if (!(eps > 0))
-        return err_set(LLMRT_ERR_FORMAT, "%s: the norm epsilon must be positive", r->path);
+    TRY(cfg_num(r, o, k->norm_eps, &eps, a->norm_eps_default));
+    if (!(eps >= FLT_MIN) || eps > 1)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: the norm epsilon %g must be between %g (the smallest normal float) "
+                       "and 1",
+                       r->path, eps, (double)FLT_MIN);
     c->norm_eps = (float)eps;
     TRY(cfg_bool(r, o, "tie_word_embeddings", &c->tied, a->tied_default));
 
     /* activation */
-    const char *act = cfg_str(o, KEYS("hidden_activation", "hidden_act", "activation_function"));
-    if (!act) act = a->hidden_act_default;
+    const char *act;
+    TRY(cfg_str(r, o, k->act, &act));
+    if (!act) act = a->act_default;
     bool act_ok = false;
-    if (a->act == ACT_SILU_GATED)
-        act_ok = !strcmp(act, "silu") || !strcmp(act, "swish");
-    else
-        act_ok = !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu_new");
+    for (const char *const *n = a->act_names; *n && !act_ok; n++)
+        act_ok = !strcmp(act, *n);
     if (!act_ok)
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "%s: activation \"%s\" is not supported for model_type %s (expected %s)",
-                       r->path, act, mt, a->hidden_act_default);
+                       r->path, act, mt, a->act_default);
 
-    /* biases */
-    bool attn_bias, mlp_bias;
-    TRY(cfg_bool(r, o, "attention_bias", &attn_bias, false));
-    TRY(cfg_bool(r, o, "mlp_bias", &mlp_bias, false));
-    if (mlp_bias)
-        return err_set(LLMRT_ERR_UNSUPPORTED, "%s: \"mlp_bias\": true is not supported", r->path);
+    /* biases and the booleans supported at one value only */
+    bool attn_bias = false;
+    if (a->attention_bias_key) TRY(cfg_bool(r, o, a->attention_bias_key, &attn_bias, false));
     c->qkv_bias = a->qkv_bias || attn_bias;
-    c->out_bias = a->out_bias || (attn_bias && !a->qkv_bias);
-    if (gpt2) {
-        bool by_layer = false, scale_w = true;
-        TRY(cfg_bool(r, o, "scale_attn_by_inverse_layer_idx", &by_layer, false));
-        TRY(cfg_bool(r, o, "scale_attn_weights", &scale_w, true));
-        if (by_layer || !scale_w)
-            return err_set(LLMRT_ERR_UNSUPPORTED,
-                           "%s: GPT-2 attention scaling options scale_attn_by_inverse_layer_idx / "
-                           "scale_attn_weights=false are not supported",
-                           r->path);
-    }
+    c->out_bias = a->out_bias || attn_bias;
+    for (int i = 0; i < ARCH_MAX_BOOL_RULES && a->bool_rules[i].key; i++)
+        TRY(cfg_bool_rule(r, &a->bool_rules[i]));
 
     /* attention scale, embedding scale, soft-capping */
-    double qpas;
-    TRY(cfg_num(r, o, KEYS("query_pre_attn_scalar"), &qpas, 0));
-    if (a->sandwich_norm && qpas > 0)
-        c->attn_scale = (float)(1.0 / sqrt(qpas));
-    else
-        c->attn_scale = (float)(1.0 / sqrt((double)c->head_dim));
-    c->embed_scale = a->embed_scale ? (float)sqrt((double)c->hidden) : 1.0f;
+    double qpas = 0;
+    if (a->attn_scale_key) TRY(cfg_num(r, o, KEYS(a->attn_scale_key), &qpas, 0));
+    if (qpas < 0)
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be positive", r->path, a->attn_scale_key);
+    c->attn_scale = (float)(1.0 / sqrt(qpas > 0 ? qpas : (double)c->head_dim));
+    c->embed_scale = a->embed_scale_sqrt_hidden ? (float)sqrt((double)c->hidden) : 1.0f;
     double fsc, asc;
     TRY(cfg_num(r, o, KEYS("final_logit_softcapping"), &fsc, 0));
     TRY(cfg_num(r, o, KEYS("attn_logit_softcapping"), &asc, 0));
@@ -271,7 +291,9 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
      * object or one per layer kind ({"full_attention": {...}, "sliding_attention": {...}}). */
     double theta, local_theta;
     TRY(cfg_num(r, o, KEYS("rope_theta"), &theta, 10000.0));
-    TRY(cfg_num(r, o, KEYS("rope_local_base_freq"), &local_theta, 10000.0));
+    local_theta = theta;
+    if (a->rope_local_theta_key)
+        TRY(cfg_num(r, o, KEYS(a->rope_local_theta_key), &local_theta, 10000.0));
     json_t *rp = json_object_get(o, "rope_parameters");
     if (rp && json_is_object(rp) && json_object_get(rp, "full_attention")) {
         TRY(rope_read(r, json_object_get(rp, "full_attention"), "rope_parameters.full_attention",
@@ -281,14 +303,15 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
     } else {
         json_t *rs = (rp && !json_is_null(rp)) ? rp : json_object_get(o, "rope_scaling");
         TRY(rope_read(r, rs, rp ? "rope_parameters" : "rope_scaling", theta, &c->rope_global));
-        if (a->sandwich_norm)
-            rope_read(r, NULL, "", local_theta, &c->rope_local);
+        if (a->rope_local_theta_key)
+            TRY(rope_read(r, NULL, "", local_theta, &c->rope_local));
         else
             c->rope_local = c->rope_global;
     }
+    if (!(c->rope_global.theta > 0) || !(c->rope_local.theta > 0))
+        return err_set(LLMRT_ERR_FORMAT, "%s: rope_theta must be positive", r->path);
 
-    /* layer kinds: layer_types, or sliding_window_pattern (Gemma 3), or Qwen's
-     * use_sliding_window + max_window_layers */
+    /* layer kinds: layer_types, else the family's rule */
     memset(c->layer_sliding, 0, sizeof c->layer_sliding);
     int window = 0;
     TRY(cfg_int(r, o, KEYS("sliding_window"), &window, 0, 0, 0, 1 << 24));
@@ -318,12 +341,13 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
             memset(c->layer_sliding, 0, sizeof c->layer_sliding);
             any_sliding = false;
         }
-    } else if (a->sandwich_norm) {
+    } else if (a->layer_rule == LAYERS_PATTERN) {
         int pattern;
-        TRY(cfg_int(r, o, KEYS("sliding_window_pattern"), &pattern, 6, 0, 1, 1 << 16));
+        TRY(cfg_int(r, o, KEYS("sliding_window_pattern"), &pattern, a->sliding_pattern_default, 0,
+                    1, 1 << 16));
         for (int i = 0; i < c->n_layers; i++)
             if ((i + 1) % pattern != 0) c->layer_sliding[i] = any_sliding = true;
-    } else {
+    } else if (a->layer_rule == LAYERS_MAX_WINDOW) {
         bool use_sw = false;
         TRY(cfg_bool(r, o, "use_sliding_window", &use_sw, false));
         if (use_sw) {
@@ -340,7 +364,8 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
     c->sliding_window = any_sliding ? window : 0;
 
     /* dtype of the checkpoint (informational; the safetensors header is what is read) */
-    const char *dt = cfg_str(o, KEYS("torch_dtype", "dtype"));
+    const char *dt;
+    TRY(cfg_str(r, o, KEYS("torch_dtype", "dtype"), &dt));
     c->ckpt_dtype = DT_F32;
     if (dt && (!strcmp(dt, "bfloat16"))) c->ckpt_dtype = DT_BF16;
     if (dt && (!strcmp(dt, "float16"))) c->ckpt_dtype = DT_F16;
@@ -350,33 +375,58 @@ static llmrt_status config_resolve(const cfg_reader *r, model_config *c) {
     return LLMRT_OK;
 }
 
-llmrt_status model_config_load(model_config *c, const char *dir) {
+llmrt_status model_config_parse(model_config *c, const char *json, size_t len, const char *path,
+                                const char *gen_json, size_t gen_len, const char *gen_path) {
     memset(c, 0, sizeof *c);
-    char path[1100];
-    TRY(path_join(path, sizeof path, dir, "config.json"));
-    if (!dir_exists(dir)) return err_set(LLMRT_ERR_IO, "%s: model folder does not exist", dir);
     cfg_reader r = {.path = path};
-    TRY(json_load_path(path, &r.root));
+    TRY(json_parse_object(json, len, path, &r.root));
     llmrt_status s = config_resolve(&r, c);
     json_decref(r.root);
     TRY(s);
-    if (c->n_layers > (int)(sizeof c->layer_sliding / sizeof c->layer_sliding[0]))
-        return err_set(LLMRT_ERR_UNSUPPORTED, "%s: more than 256 layers", path);
-
     /* generation_config.json: its eos_token_id (int or list) takes precedence */
-    TRY(path_join(path, sizeof path, dir, "generation_config.json"));
-    if (file_exists(path)) {
+    if (gen_json) {
         json_t *g;
-        TRY(json_load_path(path, &g));
+        TRY(json_parse_object(gen_json, gen_len, gen_path, &g));
         json_t *e = json_object_get(g, "eos_token_id");
         s = LLMRT_OK;
-        if (e && !json_is_null(e)) s = eos_read(path, e, c);
+        if (e && !json_is_null(e)) s = eos_read(gen_path, e, c);
         json_decref(g);
         TRY(s);
     }
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab)
             return err_set(LLMRT_ERR_FORMAT, "%s: eos_token_id %d is outside the vocabulary (%d)",
-                           dir, c->eos_ids[i], c->vocab);
+                           gen_json ? gen_path : path, c->eos_ids[i], c->vocab);
+    if (c->bos_id >= c->vocab)
+        return err_set(LLMRT_ERR_FORMAT, "%s: bos_token_id %d is outside the vocabulary (%d)", path,
+                       c->bos_id, c->vocab);
+    return LLMRT_OK;
+}
+
+llmrt_status model_config_load(model_config *c, const char *dir) {
+    memset(c, 0, sizeof *c);
+    char path[1100], gpath[1100];
+    TRY(path_check(dir, 1)); /* what is (not) there: missing, a file, a loop, no permission */
+    TRY(path_join(path, sizeof path, dir, "config.json"));
+    TRY(path_join(gpath, sizeof gpath, dir, "generation_config.json"));
+    TRY(path_check(path, 0));
+    char *text = NULL, *gen = NULL;
+    size_t len = 0, glen = 0;
+    llmrt_status s = file_read_all(path, &text, &len);
+    if (s == LLMRT_OK && path_present(gpath)) { /* optional; but a FIFO or folder there is named */
+        s = path_check(gpath, 0);
+        if (s == LLMRT_OK) s = file_read_all(gpath, &gen, &glen);
+    }
+    if (s == LLMRT_OK) s = model_config_parse(c, text, len, path, gen, glen, gpath);
+    free(text);
+    free(gen);
+    return s;
+}
+
+llmrt_status model_check_ids(const model_config *c, const int32_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab)
+            return err_set(LLMRT_ERR_INVALID, "token id %d is outside the vocabulary (0..%d)",
+                           ids[i], c->vocab - 1);
     return LLMRT_OK;
 }

@@ -1,0 +1,44 @@
+/* api_internal.h — what the handles of include/llmrt.h hold, shared by the src/api files. */
+#ifndef LLMRT_API_INTERNAL_H
+#define LLMRT_API_INTERNAL_H
+
+#include <limits.h>
+
+#include "llmrt.h"
+#include "model/model.h"
+#include "runtime/engine.h"
+#include "tokenizer/tokenizer.h"
+
+/* A tokenizer handle: the model's (owned by it) or one opened on its own. */
+struct llmrt_tokenizer {
+    tokenizer *t;
+};
+
+/* A model: its config and tokenizer from llmrt_model_open; backend, weights and engine from
+ * llmrt_model_load (NULL before). */
+struct llmrt_model {
+    char path[PATH_MAX]; /* the folder in use */
+    model_config cfg;
+    struct llmrt_tokenizer tok; /* tok.t NULL: no tokenizer */
+    struct llmrt_chat *chat;    /* the chat template, read on first use (llmrt_model_chat) */
+    double open_ms;
+    /* loaded */
+    backend *be;
+    model *m;
+    engine *e;
+    llmrt_precision precision;
+    char device[32];        /* "cpu", "cuda:0" */
+    char device_note[1024]; /* why auto chose the CPU */
+    double load_ms;         /* open + load */
+};
+
+/* A session handle. */
+struct llmrt_session {
+    llmrt_model *m;
+    session *s;
+};
+
+/* Fails unless the model has been loaded (who: the calling function, for the message). */
+llmrt_status api_need_loaded(const llmrt_model *m, const char *who);
+
+#endif

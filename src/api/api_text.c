@@ -1,0 +1,102 @@
+/* api_text.c — tokenizers and streamed text through the public API. */
+#include <limits.h>
+#include <stdlib.h>
+
+#include "api/api_internal.h"
+#include "base/file.h"
+#include "io/hf_hub.h"
+
+llmrt_status llmrt_tokenizer_open(llmrt_tokenizer **out, const char *path) {
+    *out = NULL;
+    char resolved[PATH_MAX];
+    TRY(hf_resolve(path, resolved, sizeof resolved));
+    llmrt_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    llmrt_status s = tokenizer_load(&t->t, resolved);
+    if (s != LLMRT_OK) {
+        free(t);
+        return s;
+    }
+    *out = t;
+    return LLMRT_OK;
+}
+
+void llmrt_tokenizer_free(llmrt_tokenizer *t) {
+    if (!t) return;
+    tokenizer_free(t->t);
+    free(t);
+}
+
+llmrt_tokenizer *llmrt_model_tokenizer(llmrt_model *m) {
+    return m && m->tok.t ? &m->tok : NULL;
+}
+
+llmrt_status llmrt_tokenize(llmrt_tokenizer *t, const char *text, size_t len, int add_special,
+                            int32_t **ids, size_t *n_ids, size_t *n_replaced) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (!t) return err_set(LLMRT_ERR_INVALID, "llmrt_tokenize: no tokenizer");
+    return tokenizer_encode(t->t, text, len, add_special, ids, n_ids, n_replaced);
+}
+
+llmrt_status llmrt_detokenize(const llmrt_tokenizer *t, const int32_t *ids, size_t n,
+                              int skip_special, char **text, size_t *len) {
+    *text = NULL;
+    if (!t) return err_set(LLMRT_ERR_INVALID, "llmrt_detokenize: no tokenizer");
+    return tokenizer_decode(t->t, ids, n, skip_special, text, len);
+}
+
+size_t llmrt_tokenizer_vocab_size(const llmrt_tokenizer *t) {
+    return tokenizer_n_ids(t->t);
+}
+
+const char *llmrt_tokenizer_id_to_token(const llmrt_tokenizer *t, int32_t id) {
+    return tokenizer_id_to_token(t->t, id);
+}
+
+int32_t llmrt_tokenizer_token_to_id(const llmrt_tokenizer *t, const char *token) {
+    return tokenizer_token_to_id(t->t, token);
+}
+
+struct llmrt_text_stream {
+    tokenizer_stream *s;
+};
+
+llmrt_status llmrt_text_stream_create(llmrt_text_stream **out, const llmrt_tokenizer *t,
+                                      int skip_special) {
+    *out = NULL;
+    if (!t) return err_set(LLMRT_ERR_INVALID, "llmrt_text_stream_create: no tokenizer");
+    llmrt_text_stream *s = calloc(1, sizeof *s);
+    if (!s) return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    llmrt_status st = tokenizer_stream_create(&s->s, t->t, skip_special);
+    if (st != LLMRT_OK) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return LLMRT_OK;
+}
+
+llmrt_status llmrt_text_stream_push(llmrt_text_stream *s, int32_t id, const char **text,
+                                    size_t *len) {
+    return tokenizer_stream_step(s->s, id, text, len);
+}
+
+llmrt_status llmrt_text_stream_flush(llmrt_text_stream *s, const char **text, size_t *len) {
+    return tokenizer_stream_flush(s->s, text, len);
+}
+
+void llmrt_text_stream_free(llmrt_text_stream *s) {
+    if (!s) return;
+    tokenizer_stream_free(s->s);
+    free(s);
+}
+
+llmrt_status llmrt_read_file(const char *path, char **out, size_t *len) {
+    return file_read_all(path, out, len);
+}
+
+llmrt_status llmrt_utf8_repair(const char *s, size_t n, char **out, size_t *out_len,
+                               size_t *n_replaced) {
+    return tokenizer_utf8_repair(s, n, out, out_len, n_replaced);
+}

@@ -1,0 +1,69 @@
+/* cuda_util.cu — what every part of the CUDA backend uses: error messages, the A/B switches,
+ * the scratch buffer and the map of a layer's KV cache. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_internal.cuh"
+
+llmrt_status cuda_fail(cudaError_t e, const char *call, const char *file, int line) {
+    return err_set(LLMRT_ERR_DEVICE, "CUDA error in %s (%s:%d): %s (%s)", call, file, line,
+                   cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+llmrt_status cublas_fail(cublasStatus_t e, const char *call, const char *file, int line) {
+    return err_set(LLMRT_ERR_DEVICE, "cuBLASLt error in %s (%s:%d): status %d", call, file, line,
+                   (int)e);
+}
+
+/* An environment switch: set and not "0". */
+static int env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && v[0] && strcmp(v, "0") != 0;
+}
+
+void cuda_switches_read(cuda_switches *sw) {
+    memset(sw, 0, sizeof *sw);
+    sw->no_graph = env_on("LLMRT_NO_GRAPH");
+    sw->no_pdl = env_on("LLMRT_NO_PDL");
+    sw->no_fuse = env_on("LLMRT_NO_FUSE");
+    sw->no_decode_kernel = env_on("LLMRT_NO_DECODE_KERNEL");
+    sw->no_decode_head = env_on("LLMRT_NO_DECODE_HEAD");
+    sw->attn_split_only = env_on("LLMRT_ATTN_SPLIT_ONLY");
+    sw->decode_profile = env_on("LLMRT_DECODE_PROFILE");
+    const char *caps = getenv("LLMRT_DECODE_CAPS");
+    if (caps && caps[0]) snprintf(sw->decode_caps, sizeof sw->decode_caps, "%s", caps);
+    const char *rows = getenv("LLMRT_MATVEC_MAX_ROWS");
+    sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
+}
+
+llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
+    if (bytes > c->scratch_bytes) {
+        if (c->mode == GRAPH_CAPTURE) { /* the capture is ended and the step runs eagerly */
+            c->capture_broken = 1;
+            return err_set(LLMRT_ERR_DEVICE,
+                           "cuda: scratch must grow to %zu bytes during a graph capture", bytes);
+        }
+        CK(cudaStreamSynchronize(c->stream));
+        if (c->scratch) CK(cudaFree(c->scratch));
+        c->scratch = NULL;
+        c->scratch_bytes = 0;
+        c->scratch_gen++; /* captured graphs point at the old buffer: they are dropped */
+        size_t nb = bytes + bytes / 4;
+        CK(cudaMalloc(&c->scratch, nb));
+        c->scratch_bytes = nb;
+    }
+    *out = c->scratch;
+    return LLMRT_OK;
+}
+
+llmrt_status cuda_kv_map(const cuda_ctx *c, const kv_layer *kv, int Hkv, kv_map *out) {
+    if (kv->group < 0 || kv->group >= c->n_groups)
+        return err_set(LLMRT_ERR_INVALID, "the step has no block table for KV group %d", kv->group);
+    out->tbl = c->d_tbl[kv->group];
+    out->len = c->tbl_len[kv->group];
+    out->bl = kv->block_len;
+    out->Hkv = Hkv;
+    out->n_blocks = kv->n_blocks;
+    return LLMRT_OK;
+}

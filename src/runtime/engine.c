@@ -1,0 +1,348 @@
+/* engine.c — the forward step over a batch of sessions: embedding, the layer stack (one op at a
+ * time, or the backend's decode_layers), the LM head; chunking of long inputs; greedy choices
+ * left on the backend. */
+#include "runtime/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/forward.h"
+
+enum { ENGINE_ALIGN = 256, ENGINE_CHUNK = 512 };
+
+static size_t align_up(size_t n) {
+    return (n + ENGINE_ALIGN - 1) / ENGINE_ALIGN * ENGINE_ALIGN;
+}
+
+/* The options with every default applied; an error for impossible ones. */
+static llmrt_status engine_resolve(const model_config *c, const engine_opts *in, engine_opts *o) {
+    *o = *in;
+    if (o->max_batch < 1 || o->chunk < 0 || o->n_seqs < 0 || o->max_seq < 0 || o->block_len < 0)
+        return err_set(LLMRT_ERR_INVALID,
+                       "engine: max_batch %d must be >= 1, chunk %d, sessions %d, max_seq %d and "
+                       "block_len %d >= 0",
+                       o->max_batch, o->chunk, o->n_seqs, o->max_seq, o->block_len);
+    if (o->max_seq == 0) o->max_seq = c->max_pos;
+    if (o->max_seq > c->max_pos)
+        return err_set(LLMRT_ERR_INVALID,
+                       "%d positions per session (prompt + new tokens) exceeds the model's "
+                       "context of %d positions (max_position_embeddings)",
+                       o->max_seq, c->max_pos);
+    if (o->n_seqs == 0) o->n_seqs = o->max_batch;
+    if (o->chunk == 0) {
+        o->chunk = ENGINE_CHUNK;
+        if (c->sliding_window > 0 && c->sliding_window < o->chunk) o->chunk = c->sliding_window;
+    }
+    if (o->chunk > o->max_seq) o->chunk = o->max_seq;
+    return LLMRT_OK;
+}
+
+static kv_cache_opts engine_kv_opts(const engine_opts *o) {
+    return (kv_cache_opts){.max_seq = o->max_seq,
+                           .chunk = o->chunk,
+                           .n_seqs = o->n_seqs,
+                           .block_len = o->block_len,
+                           .bytes = o->kv_bytes};
+}
+
+/* Activation buffer sizes in elements, in the order they are carved: x, h, qkv, att, mlp,
+ * mlp_act, last. */
+static void act_sizes(const model_config *c, const engine_opts *o, size_t n[7]) {
+    size_t rows = (size_t)o->max_batch * (size_t)o->chunk;
+    size_t D = (size_t)c->hidden, hd = (size_t)c->head_dim;
+    n[0] = rows * D;
+    n[1] = rows * D;
+    n[2] = rows * ((size_t)c->n_heads + 2 * (size_t)c->n_kv_heads) * hd;
+    n[3] = rows * (size_t)c->n_heads * hd;
+    n[4] = rows * (size_t)c->ffn * (c->arch->gate ? 2 : 1);
+    n[5] = rows * (size_t)c->ffn;
+    n[6] = (size_t)o->max_batch * D;
+}
+
+static size_t logits_rows(const engine_opts *o) {
+    return o->all_logits ? (size_t)o->max_batch * (size_t)o->chunk : (size_t)o->max_batch;
+}
+
+static size_t act_bytes(const model_config *c, const engine_opts *o, dtype act) {
+    size_t n[7], total = 0;
+    act_sizes(c, o, n);
+    for (int i = 0; i < 7; i++)
+        total += align_up(n[i] * dtype_size(act));
+    return total + align_up(logits_rows(o) * (size_t)c->vocab * 4);
+}
+
+llmrt_status engine_plan(const model_config *c, const engine_opts *in, dtype act, dtype kv,
+                         size_t *kv_bytes, size_t *act_bytes_out) {
+    engine_opts o;
+    TRY(engine_resolve(c, in, &o));
+    kv_cache_opts ko = engine_kv_opts(&o);
+    *kv_bytes = kv_cache_bytes(c, &ko, kv);
+    *act_bytes_out = act_bytes(c, &o, act);
+    return LLMRT_OK;
+}
+
+llmrt_status engine_create(engine **out, model *m, const engine_opts *in) {
+    *out = NULL;
+    const model_config *c = &m->cfg;
+    engine_opts o;
+    TRY(engine_resolve(c, in, &o));
+    engine *e = calloc(1, sizeof *e);
+    if (!e) return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    e->m = m;
+    e->be = m->be;
+    e->o = o;
+    e->rows_max = o.max_batch * o.chunk;
+    kv_cache_opts ko = engine_kv_opts(&o);
+    llmrt_status st = kv_cache_create(&e->kv, c, e->be, &ko);
+    if (st != LLMRT_OK) {
+        free(e);
+        return st;
+    }
+    e->h_pos = calloc((size_t)o.max_batch, sizeof *e->h_pos);
+    e->h_ids = calloc((size_t)e->rows_max, sizeof *e->h_ids);
+    e->chain = calloc((size_t)o.max_batch, sizeof *e->chain);
+    bool ok = e->h_pos && e->h_ids && e->chain;
+    for (int g = 0; g < e->kv.n_groups && ok; g++) {
+        e->h_tables[g] = calloc((size_t)o.max_batch * (size_t)e->kv.g[g].len, sizeof(int32_t));
+        ok = e->h_tables[g] != NULL;
+    }
+    if (!ok) {
+        engine_free(e);
+        return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    }
+    e->act_bytes = act_bytes(c, &o, e->be->act_dtype);
+    st = e->be->ops->alloc(e->be, e->act_bytes, &e->act_block);
+    if (st != LLMRT_OK) {
+        engine_free(e);
+        return err_wrap(st, "allocating the activations: ");
+    }
+    size_t n[7], es = dtype_size(e->be->act_dtype);
+    act_sizes(c, &o, n);
+    void **bufs[7] = {&e->x, &e->h, &e->qkv, &e->att, &e->mlp, &e->mlp_act, &e->last};
+    char *q = e->act_block;
+    for (int i = 0; i < 7; i++) {
+        *bufs[i] = q;
+        q += align_up(n[i] * es);
+    }
+    e->logits = (float *)q;
+    *out = e;
+    return LLMRT_OK;
+}
+
+void engine_free(engine *e) {
+    if (!e) return;
+    engine_greedy_drop(e);
+    if (e->act_block) e->be->ops->free(e->be, e->act_block);
+    kv_cache_free(&e->kv);
+    free(e->h_pos);
+    free(e->h_ids);
+    free(e->chain);
+    for (int g = 0; g < KV_MAX_GROUPS; g++)
+        free(e->h_tables[g]);
+    free(e);
+}
+
+/* What a step leaves behind. */
+typedef enum step_out {
+    STEP_LAST_LOGITS, /* e->logits [n, V]: the last token of each session */
+    STEP_ALL_LOGITS,  /* e->logits [n * T, V] */
+} step_out;
+
+/* One forward step: T (<= chunk) tokens of each session. ids NULL: the backend's choices. */
+static llmrt_status engine_step(engine *e, session *const *ss, int n, const int32_t *ids, int T,
+                                step_out out) {
+    model *m = e->m;
+    backend *be = e->be;
+    const backend_ops *op = be->ops;
+    const model_config *c = &m->cfg;
+    const model_weights *w = &m->w;
+    const int D = c->hidden, rows = n * T;
+
+    if (ids) TRY(model_check_ids(c, ids, (size_t)rows));
+    for (int b = 0; b < n; b++) {
+        TRY(session_reserve(ss[b], T));
+        e->h_pos[b] = ss[b]->pos;
+        for (int g = 0; g < e->kv.n_groups; g++)
+            memcpy(e->h_tables[g] + (size_t)b * e->kv.g[g].len, ss[b]->table[g],
+                   (size_t)e->kv.g[g].len * sizeof(int32_t));
+    }
+    step_desc st = {
+        .batch = n, .n_tokens = T, .ids = ids, .pos = e->h_pos, .n_groups = e->kv.n_groups};
+    for (int g = 0; g < e->kv.n_groups; g++)
+        st.tables[g] = (kv_table){.blocks = e->h_tables[g], .len = e->kv.g[g].len};
+    TRY(op->step_begin(be, &st));
+    TRY(op->embed(be, e->x, &w->tok_embed, w->pos_embed.data ? &w->pos_embed : NULL,
+                  c->embed_scale));
+    decode_done done = DECODE_NOTHING;
+    if (T == 1 && op->decode_layers) {
+        decode_head head = {&w->lm_head, c->final_softcap, e->logits}; /* row 0: batch 1 */
+        TRY(op->decode_layers(be, e->x, e->h, w->layers, e->kv.layers, c->n_layers, c->arch->act,
+                              &w->final_norm, n == 1 ? &head : NULL, &done));
+    }
+    if (done == DECODE_NOTHING) {
+        layer_bufs b = {e->x, e->h, e->qkv, e->att, e->mlp, e->mlp_act};
+        TRY(forward_layers(be, &b, w->layers, e->kv.layers, c->n_layers, c->arch->act,
+                           &w->final_norm, D, c->ffn));
+    }
+    if (done != DECODE_LAYERS_AND_LOGITS) {
+        if (out == STEP_ALL_LOGITS) {
+            TRY(op->logits(be, e->logits, e->h, rows, &w->lm_head, c->final_softcap));
+        } else {
+            TRY(op->last_rows(be, e->last, e->h, D));
+            TRY(op->logits(be, e->logits, e->last, n, &w->lm_head, c->final_softcap));
+        }
+    }
+    TRY(op->step_end(be));
+    for (int b = 0; b < n; b++)
+        ss[b]->pos += T;
+    return LLMRT_OK;
+}
+
+/* The checks every forward call makes on its sessions: n_tokens[b] more tokens for session b
+ * (n_tokens NULL: `each` for every session). */
+static llmrt_status check_sessions(engine *e, session *const *ss, int n, const int *n_tokens,
+                                   int each) {
+    if (n < 1 || n > e->o.max_batch)
+        return err_set(LLMRT_ERR_INVALID, "a step of %d sessions: the engine takes 1 to %d", n,
+                       e->o.max_batch);
+    for (int b = 0; b < n; b++) {
+        int T = n_tokens ? n_tokens[b] : each;
+        if (T < 1) return err_set(LLMRT_ERR_INVALID, "session %d of the step has no tokens", b);
+        if (!ss[b] || ss[b]->kv != &e->kv)
+            return err_set(LLMRT_ERR_INVALID, "session %d was not made on this model", b);
+        if (ss[b]->pos + T > ss[b]->max_seq)
+            return err_set(LLMRT_ERR_INVALID,
+                           "session %d would reach %d positions, beyond the %d it was made for", b,
+                           ss[b]->pos + T, ss[b]->max_seq);
+        for (int k = 0; k < b; k++)
+            if (ss[k] == ss[b])
+                return err_set(LLMRT_ERR_INVALID, "session %d appears twice in one step", b);
+    }
+    return LLMRT_OK;
+}
+
+/* Runs the chunks; the last one's results go to `logits` (all_logits: every chunk's rows) or,
+ * when `greedy`, to the backend's argmax of each session (started, not waited for). */
+static llmrt_status engine_run(engine *e, session *const *ss, int n, const int32_t *ids,
+                               int n_tokens, bool all_logits, float *logits, bool greedy) {
+    const int V = e->m->cfg.vocab, chunk = e->o.chunk;
+    TRY(check_sessions(e, ss, n, NULL, n_tokens));
+    if (all_logits && !e->o.all_logits)
+        return err_set(LLMRT_ERR_INVALID, "logits of every token: the engine was made without "
+                                          "all_logits");
+    if (!ids) {
+        bool same = n_tokens == 1 && e->n_chain == n;
+        for (int b = 0; b < n && same; b++)
+            same = e->chain[b] == ss[b]->id;
+        if (!same)
+            return err_set(LLMRT_ERR_INVALID,
+                           "a step on the backend's choices needs one token for each session of "
+                           "the greedy step just before it");
+    }
+    llmrt_status st = LLMRT_OK;
+    e->n_chain = 0;
+    for (int t0 = 0; t0 < n_tokens && st == LLMRT_OK; t0 += chunk) {
+        int T = n_tokens - t0 < chunk ? n_tokens - t0 : chunk;
+        const int32_t *step_ids = ids;
+        if (ids && T != n_tokens) {
+            for (int b = 0; b < n; b++)
+                memcpy(e->h_ids + (size_t)b * T, ids + (size_t)b * n_tokens + t0, (size_t)T * 4);
+            step_ids = e->h_ids;
+        }
+        bool last = t0 + T == n_tokens;
+        st = engine_step(e, ss, n, step_ids, T, all_logits ? STEP_ALL_LOGITS : STEP_LAST_LOGITS);
+        if (st != LLMRT_OK) break;
+        if (all_logits) {
+            /* rows of this chunk go to [b, t0 + t] of the output */
+            for (int b = 0; b < n && st == LLMRT_OK; b++)
+                st = e->be->ops->download(e->be, logits + ((size_t)b * n_tokens + t0) * V,
+                                          e->logits + (size_t)b * T * V, (size_t)T * V * 4);
+        } else if (last && greedy) {
+            st = e->be->ops->argmax_start(e->be, e->logits, n, V);
+            if (st == LLMRT_OK) {
+                e->greedy_waiting++;
+                for (int b = 0; b < n; b++)
+                    e->chain[b] = ss[b]->id;
+                e->n_chain = n;
+            }
+        } else if (last && logits) {
+            st = e->be->ops->download(e->be, logits, e->logits, (size_t)n * V * 4);
+        }
+    }
+    return st;
+}
+
+llmrt_status engine_forward(engine *e, session *const *ss, int n, const int32_t *ids, int n_tokens,
+                            bool all_logits, float *logits) {
+    if (!ids) return err_set(LLMRT_ERR_INVALID, "engine_forward: no ids");
+    return engine_run(e, ss, n, ids, n_tokens, all_logits, logits, false);
+}
+
+llmrt_status engine_forward_greedy(engine *e, session *const *ss, int n, const int32_t *ids,
+                                   int n_tokens) {
+    if (!e->be->ops->argmax_start)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax_start op", e->be->name);
+    if (e->greedy_waiting >= ARGMAX_PENDING)
+        return err_set(LLMRT_ERR_INVALID, "%d greedy steps already wait for engine_greedy_wait",
+                       e->greedy_waiting);
+    return engine_run(e, ss, n, ids, n_tokens, false, NULL, true);
+}
+
+llmrt_status engine_greedy_wait(engine *e, int32_t *next) {
+    if (e->greedy_waiting <= 0)
+        return err_set(LLMRT_ERR_INVALID, "engine_greedy_wait: no greedy step is waiting");
+    e->greedy_waiting--;
+    return e->be->ops->argmax_wait(e->be, next);
+}
+
+void engine_greedy_drop(engine *e) {
+    while (e->greedy_waiting > 0)
+        engine_greedy_wait(e, NULL);
+    e->n_chain = 0;
+}
+
+llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *const *ids,
+                         const int *n_ids, float *logits, bool greedy) {
+    TRY(check_sessions(e, ss, n, n_ids, 0));
+    bool same = true;
+    size_t total = 0;
+    for (int b = 0; b < n; b++) {
+        if (!ids[b]) return err_set(LLMRT_ERR_INVALID, "session %d of the step has no ids", b);
+        same = same && n_ids[b] == n_ids[0];
+        total += (size_t)n_ids[b];
+    }
+    const int T = same ? n_ids[0] : 1; /* tokens of every session in the last step */
+    int32_t *buf = malloc(total * sizeof *buf);
+    session **grp = malloc((size_t)n * sizeof *grp);
+    llmrt_status st = buf && grp ? LLMRT_OK : err_set(LLMRT_ERR_NOMEM, "out of memory");
+    /* different counts: each session's tokens but its last, in steps of the sessions with as
+     * many */
+    for (int b = 0; b < n && st == LLMRT_OK && !same; b++) {
+        int d = n_ids[b] - 1, k = 0;
+        bool first = true; /* the first session with this count runs the group */
+        for (int j = 0; j < b && first; j++)
+            first = n_ids[j] - 1 != d;
+        if (d < 1 || !first) continue;
+        for (int j = b; j < n; j++)
+            if (n_ids[j] - 1 == d) {
+                memcpy(buf + (size_t)k * d, ids[j], (size_t)d * sizeof *buf);
+                grp[k++] = ss[j];
+            }
+        st = engine_forward(e, grp, k, buf, d, false, NULL);
+    }
+    if (st == LLMRT_OK) {
+        for (int b = 0; b < n; b++)
+            memcpy(buf + (size_t)b * T, ids[b] + n_ids[b] - T, (size_t)T * sizeof *buf);
+        st = greedy ? engine_forward_greedy(e, ss, n, buf, T)
+                    : engine_forward(e, ss, n, buf, T, false, logits);
+    }
+    free(buf);
+    free(grp);
+    return st;
+}
+
+const char *engine_nonfinite_cause(engine *e) {
+    if (!e->nonfinite[0])
+        model_nonfinite_cause(e->m, e->be->weight_dtype, e->nonfinite, sizeof e->nonfinite);
+    return e->nonfinite;
+}

@@ -1,0 +1,769 @@
+/* scheduler.c — continuous batching: requests, the iteration (plan, KV, forward, sample,
+ * events), preemption and the prefix cache. See scheduler.h.
+ *
+ * An iteration:
+ *  1. takes the submitted requests and the cancels (under the lock);
+ *  2. plans: every running request that decodes gets its one token (preempting the newest
+ *     running request while the KV cache cannot hold them all), then running prompts get their
+ *     next chunk and waiting requests are admitted, oldest first, while the token budget, the
+ *     batch and the KV cache allow;
+ *  3. runs the plan: chunks that end before their sequence's last token go first without logits
+ *     (grouped by length); then one step over every request that needs its next token;
+ *  4. samples each request's token on the host from its logits (or takes the backend's greedy
+ *     choices when every request of the step is plain greedy), sends the events, ends finished
+ *     requests and publishes full blocks in the prefix cache.
+ * With `deterministic`, every request steps alone and prefills block by block from position 0,
+ * so that its arithmetic never depends on other requests or on what the prefix cache held.
+ */
+#include "runtime/scheduler.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/generate.h"
+#include "runtime/sampler.h"
+
+enum { SCHED_MAX_TOP = 20, SCHED_DEFAULT_BUDGET = 2048 };
+
+/* One request. tokens holds the prompt and then the generated tokens; tokens [0, s->pos) of a
+ * running request are in its session's cache, and the rest are still to be run. A waiting
+ * request holds no session (a preempted one keeps its tokens and is run again). */
+typedef struct sreq {
+    uint64_t id;
+    int32_t *tokens; /* [cap] */
+    int n_tokens, n_prompt, cap;
+    int max_tokens, min_tokens, logprobs;
+    bool ignore_eos;
+    int32_t *stop_ids; /* [n_stop] */
+    int n_stop;
+    sampler_opts so; /* temperature, top_k, top_p, min_p */
+    float presence, frequency, repetition;
+    int32_t *bias_ids; /* [n_bias] */
+    float *bias_values;
+    int n_bias;
+    uint64_t rng;
+    sched_event_fn on_event;
+    void *user;
+    session *s;     /* while running */
+    int cached;     /* prompt tokens the prefix cache gave at admission */
+    bool cancelled; /* a sched_cancel arrived */
+    bool greedy;    /* plain greedy: the backend's choice will do */
+    double t_submit, t_run, t_first;
+    struct sreq *next; /* in the incoming list */
+} sreq;
+
+/* A request's share of an iteration. */
+typedef struct plan_item {
+    sreq *r;
+    int n; /* tokens to run, from position r->s->pos */
+} plan_item;
+
+struct sched {
+    engine *e;
+    sched_opts o;
+    int V;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sreq *in_head, *in_tail; /* submitted, not taken yet (mu) */
+    uint64_t *cancels;       /* ids to cancel (mu) */
+    int n_cancels, cap_cancels;
+    bool stop;        /* mu */
+    uint64_t next_id; /* mu */
+    sched_stats st;   /* mu for reading; the engine thread updates under mu */
+    /* the engine thread's own */
+    sreq **waiting; /* [n_waiting] oldest first */
+    int n_waiting, cap_waiting;
+    sreq **running; /* [n_running] in admission order */
+    int n_running;
+    plan_item *plan; /* [max_batch] */
+    float *logits;   /* [max_batch, V] host */
+    float *work;     /* [V] a request's logits after bias and penalties */
+    float *prob;     /* [V] sampling scratch */
+    int32_t *idx;    /* [V] */
+    int32_t *count;  /* [V] token counts of one request (zero between uses) */
+    int32_t *next;   /* [max_batch] */
+    session **ss;    /* [max_batch] */
+    const int32_t **ids;
+    int *n_ids;
+};
+
+static double now_ms(void) {
+    return time_now_ms();
+}
+
+static void sreq_free(sreq *r) {
+    if (!r) return;
+    session_free(r->s);
+    free(r->tokens);
+    free(r->stop_ids);
+    free(r->bias_ids);
+    free(r->bias_values);
+    free(r);
+}
+
+llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
+    *out = NULL;
+    sched_opts so = *o;
+    if (so.max_batch <= 0 || so.max_batch > e->o.max_batch) so.max_batch = e->o.max_batch;
+    if (so.token_budget <= 0) so.token_budget = SCHED_DEFAULT_BUDGET;
+    if (so.token_budget < so.max_batch) so.token_budget = so.max_batch;
+    if (so.prefix_cache) TRY(kv_cache_enable_prefix(&e->kv));
+    if (so.deterministic && e->kv.o.block_len > 0 && e->kv.o.block_len > e->o.chunk)
+        return err_set(LLMRT_ERR_INVALID,
+                       "deterministic scheduling prefills block by block: the chunk (%d) must "
+                       "hold a block (%d)",
+                       e->o.chunk, e->kv.o.block_len);
+    sched *s = calloc(1, sizeof *s);
+    if (!s) return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    s->e = e;
+    s->o = so;
+    s->V = e->m->cfg.vocab;
+    const size_t B = (size_t)so.max_batch, V = (size_t)s->V;
+    s->running = calloc(B, sizeof *s->running);
+    s->plan = calloc(B, sizeof *s->plan);
+    s->logits = malloc(B * V * sizeof *s->logits);
+    s->work = malloc(V * sizeof *s->work);
+    s->prob = malloc(V * sizeof *s->prob);
+    s->idx = malloc(V * sizeof *s->idx);
+    s->count = calloc(V, sizeof *s->count);
+    s->next = calloc(B, sizeof *s->next);
+    s->ss = calloc(B, sizeof *s->ss);
+    s->ids = calloc(B, sizeof *s->ids);
+    s->n_ids = calloc(B, sizeof *s->n_ids);
+    if (!s->running || !s->plan || !s->logits || !s->work || !s->prob || !s->idx || !s->count ||
+        !s->next || !s->ss || !s->ids || !s->n_ids) {
+        sched_free(s);
+        return err_set(LLMRT_ERR_NOMEM, "scheduler: out of memory");
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->st.kv_blocks_total = e->kv.g[0].n_blocks;
+    *out = s;
+    return LLMRT_OK;
+}
+
+/* ---- events ---- */
+
+static void emit(sched *s, sreq *r, const sched_token *tok, sched_finish fin, const char *err) {
+    (void)s;
+    double t = now_ms();
+    if (tok && r->t_first == 0) r->t_first = t;
+    sched_event ev = {.id = r->id,
+                      .token = tok,
+                      .finish = fin,
+                      .prompt_tokens = r->n_prompt,
+                      .completion_tokens = r->n_tokens - r->n_prompt,
+                      .cached_tokens = r->cached,
+                      .queue_ms = r->t_run > 0 ? r->t_run - r->t_submit : t - r->t_submit,
+                      .first_token_ms = r->t_first > 0 ? r->t_first - r->t_submit : 0,
+                      .error = err};
+    if (r->on_event) r->on_event(r->user, &ev);
+}
+
+/* Ends a request: its event, its blocks back, gone from the running and waiting sets. */
+static void finish(sched *s, sreq *r, const sched_token *tok, sched_finish fin, const char *err) {
+    pthread_mutex_lock(&s->mu); /* counted before the final event: its receiver sees it */
+    s->st.requests_finished++;
+    pthread_mutex_unlock(&s->mu);
+    emit(s, r, tok, fin, err);
+    for (int i = 0; i < s->n_running; i++)
+        if (s->running[i] == r) {
+            memmove(s->running + i, s->running + i + 1,
+                    (size_t)(s->n_running - i - 1) * sizeof *s->running);
+            s->n_running--;
+            break;
+        }
+    for (int i = 0; i < s->n_waiting; i++)
+        if (s->waiting[i] == r) {
+            memmove(s->waiting + i, s->waiting + i + 1,
+                    (size_t)(s->n_waiting - i - 1) * sizeof *s->waiting);
+            s->n_waiting--;
+            break;
+        }
+    sreq_free(r);
+}
+
+void sched_free(sched *s) {
+    if (!s) return;
+    if (s->running) {
+        while (s->n_running > 0)
+            finish(s, s->running[0], NULL, SCHED_FINISH_ABORT, NULL);
+        while (s->n_waiting > 0)
+            finish(s, s->waiting[0], NULL, SCHED_FINISH_ABORT, NULL);
+        for (sreq *r = s->in_head, *nx; r; r = nx) {
+            nx = r->next;
+            emit(s, r, NULL, SCHED_FINISH_ABORT, NULL);
+            sreq_free(r);
+        }
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+    }
+    free(s->waiting);
+    free(s->running);
+    free(s->plan);
+    free(s->logits);
+    free(s->work);
+    free(s->prob);
+    free(s->idx);
+    free(s->count);
+    free(s->next);
+    free(s->ss);
+    free(s->ids);
+    free(s->n_ids);
+    free(s->cancels);
+    free(s);
+}
+
+/* ---- submit, cancel, stop, stats (any thread) ---- */
+
+static void *dup_array(const void *p, size_t n, size_t es) {
+    if (n == 0) return NULL;
+    void *q = malloc(n * es);
+    if (q) memcpy(q, p, n * es);
+    return q;
+}
+
+llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
+    *id = 0;
+    engine *e = s->e;
+    const int max_seq = e->o.max_seq;
+    if (!q->prompt || q->n_prompt < 1) return err_set(LLMRT_ERR_INVALID, "the prompt is empty");
+    if (q->n_prompt >= max_seq)
+        return err_set(LLMRT_ERR_INVALID,
+                       "the prompt has %d tokens; this server takes prompts of up to %d (its "
+                       "context of %d positions, less one for the first new token)",
+                       q->n_prompt, max_seq - 1, max_seq);
+    /* a request alone in the cache must fit its prompt and one new token */
+    const int kv_cap = kv_cache_seq_capacity(&e->kv);
+    if (q->n_prompt >= kv_cap)
+        return err_set(LLMRT_ERR_INVALID,
+                       "the prompt has %d tokens; the KV cache holds %d positions, so this server "
+                       "takes prompts of up to %d (a larger --kv-memory holds more)",
+                       q->n_prompt, kv_cap, kv_cap > 0 ? kv_cap - 1 : 0);
+    if (q->max_tokens < 1) return err_set(LLMRT_ERR_INVALID, "max_tokens must be >= 1");
+    if (q->min_tokens < 0) return err_set(LLMRT_ERR_INVALID, "min_tokens must be >= 0");
+    if (q->logprobs < -1 || q->logprobs > SCHED_MAX_TOP)
+        return err_set(LLMRT_ERR_INVALID, "logprobs must be between 0 and %d", SCHED_MAX_TOP);
+    TRY(model_check_ids(&e->m->cfg, q->prompt, (size_t)q->n_prompt));
+    if (q->n_stop_ids < 0 || (q->n_stop_ids && !q->stop_ids))
+        return err_set(LLMRT_ERR_INVALID, "stop token ids given without an array");
+    TRY(model_check_ids(&e->m->cfg, q->stop_ids, (size_t)q->n_stop_ids));
+    const sched_sampling *sm = &q->sampling;
+    sampler_opts so = {.temperature = sm->temperature,
+                       .top_k = sm->top_k,
+                       .top_p = sm->top_p,
+                       .min_p = sm->min_p,
+                       .seed = sm->seed};
+    TRY(sampler_check(&so));
+    if (!isfinite(sm->presence_penalty) || !isfinite(sm->frequency_penalty) ||
+        !(sm->repetition_penalty >= 0) || !isfinite(sm->repetition_penalty))
+        return err_set(LLMRT_ERR_INVALID, "penalties must be finite (repetition_penalty >= 0)");
+    if (sm->n_bias < 0 || (sm->n_bias && (!sm->bias_ids || !sm->bias_values)))
+        return err_set(LLMRT_ERR_INVALID, "logit_bias given without its arrays");
+    TRY(model_check_ids(&e->m->cfg, sm->bias_ids, (size_t)sm->n_bias));
+    for (int i = 0; i < sm->n_bias; i++)
+        if (!isfinite(sm->bias_values[i]))
+            return err_set(LLMRT_ERR_INVALID, "logit_bias of token %d is not finite",
+                           sm->bias_ids[i]);
+    sreq *r = calloc(1, sizeof *r);
+    if (!r) return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    /* the request ends with "length" where the context or the whole cache ends */
+    int max_tokens = q->max_tokens < kv_cap - q->n_prompt ? q->max_tokens : kv_cap - q->n_prompt;
+    r->cap = q->n_prompt + max_tokens;
+    r->tokens = malloc((size_t)r->cap * sizeof *r->tokens);
+    r->stop_ids = dup_array(q->stop_ids, (size_t)q->n_stop_ids, sizeof(int32_t));
+    r->bias_ids = dup_array(sm->bias_ids, (size_t)sm->n_bias, sizeof(int32_t));
+    r->bias_values = dup_array(sm->bias_values, (size_t)sm->n_bias, sizeof(float));
+    if (!r->tokens || (q->n_stop_ids && !r->stop_ids) ||
+        (sm->n_bias && (!r->bias_ids || !r->bias_values))) {
+        sreq_free(r);
+        return err_set(LLMRT_ERR_NOMEM, "out of memory");
+    }
+    memcpy(r->tokens, q->prompt, (size_t)q->n_prompt * sizeof *r->tokens);
+    r->n_tokens = r->n_prompt = q->n_prompt;
+    r->max_tokens = q->max_tokens;
+    r->min_tokens = q->min_tokens;
+    r->logprobs = q->logprobs;
+    r->ignore_eos = q->ignore_eos;
+    r->n_stop = q->n_stop_ids;
+    r->so = so;
+    r->presence = sm->presence_penalty;
+    r->frequency = sm->frequency_penalty;
+    r->repetition = sm->repetition_penalty;
+    r->n_bias = sm->n_bias;
+    r->rng = sampler_rng_seed(sm->seed);
+    r->on_event = q->on_event;
+    r->user = q->user;
+    r->greedy = (so.temperature == 0 || so.top_k == 1) && r->presence == 0 && r->frequency == 0 &&
+                (r->repetition == 0 || r->repetition == 1) && r->n_bias == 0 && r->logprobs < 0 &&
+                r->min_tokens == 0;
+    r->t_submit = now_ms();
+    pthread_mutex_lock(&s->mu);
+    r->id = ++s->next_id;
+    if (s->in_tail)
+        s->in_tail->next = r;
+    else
+        s->in_head = r;
+    s->in_tail = r;
+    s->st.waiting++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    *id = r->id;
+    return LLMRT_OK;
+}
+
+void sched_cancel(sched *s, uint64_t id) {
+    pthread_mutex_lock(&s->mu);
+    if (s->n_cancels == s->cap_cancels) {
+        int nc = s->cap_cancels ? 2 * s->cap_cancels : 64;
+        uint64_t *p = realloc(s->cancels, (size_t)nc * sizeof *p);
+        if (p) {
+            s->cancels = p;
+            s->cap_cancels = nc;
+        }
+    }
+    if (s->n_cancels < s->cap_cancels) s->cancels[s->n_cancels++] = id;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_stop(sched *s) {
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_get_stats(sched *s, sched_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- the iteration ---- */
+
+static llmrt_status waiting_push(sched *s, sreq *r, bool front) {
+    if (s->n_waiting == s->cap_waiting) {
+        int nc = s->cap_waiting ? 2 * s->cap_waiting : 64;
+        sreq **p = realloc(s->waiting, (size_t)nc * sizeof *p);
+        if (!p) return err_set(LLMRT_ERR_NOMEM, "out of memory");
+        s->waiting = p;
+        s->cap_waiting = nc;
+    }
+    if (front) {
+        memmove(s->waiting + 1, s->waiting, (size_t)s->n_waiting * sizeof *s->waiting);
+        s->waiting[0] = r;
+    } else {
+        s->waiting[s->n_waiting] = r;
+    }
+    s->n_waiting++;
+    return LLMRT_OK;
+}
+
+/* Moves the submitted requests into the waiting list and applies the cancels. Returns false
+ * when the scheduler is to stop. With `wait`, sleeps until something arrives first. */
+static bool take_incoming(sched *s, bool wait) {
+    pthread_mutex_lock(&s->mu);
+    while (wait && !s->stop && !s->in_head && s->n_cancels == 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    sreq *in = s->in_head;
+    s->in_head = s->in_tail = NULL;
+    int nc = s->n_cancels;
+    uint64_t *cancels = NULL;
+    if (nc) {
+        cancels = dup_array(s->cancels, (size_t)nc, sizeof *cancels);
+        s->n_cancels = 0;
+    }
+    bool stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    for (sreq *r = in, *nx; r; r = nx) {
+        nx = r->next;
+        r->next = NULL;
+        if (waiting_push(s, r, false) != LLMRT_OK) {
+            emit(s, r, NULL, SCHED_FINISH_ERROR, "out of memory queueing the request");
+            sreq_free(r);
+        }
+    }
+    for (int i = 0; i < nc && cancels; i++) {
+        for (int k = 0; k < s->n_running; k++)
+            if (s->running[k]->id == cancels[i]) s->running[k]->cancelled = true;
+        for (int k = 0; k < s->n_waiting; k++)
+            if (s->waiting[k]->id == cancels[i]) s->waiting[k]->cancelled = true;
+    }
+    free(cancels);
+    for (int k = s->n_running - 1; k >= 0; k--)
+        if (s->running[k]->cancelled) finish(s, s->running[k], NULL, SCHED_FINISH_ABORT, NULL);
+    for (int k = s->n_waiting - 1; k >= 0; k--)
+        if (s->waiting[k]->cancelled) finish(s, s->waiting[k], NULL, SCHED_FINISH_ABORT, NULL);
+    return !stop;
+}
+
+/* Blocks a request needs in every group to run n more tokens, summed into need[]. */
+static void blocks_needed(const session *ss, int n, int *need, int n_groups) {
+    for (int g = 0; g < n_groups; g++)
+        need[g] += session_blocks_needed(ss, g, n);
+}
+
+static bool blocks_fit(const kv_cache *kv, const int *need) {
+    for (int g = 0; g < kv->n_groups; g++)
+        if (need[g] > kv_blocks_available(kv, g)) return false;
+    return true;
+}
+
+/* Preempts the newest running request: its blocks go back and it waits first in line, its
+ * tokens kept to be run again. */
+static void preempt_newest(sched *s) {
+    sreq *r = s->running[--s->n_running];
+    session_free(r->s);
+    r->s = NULL;
+    if (waiting_push(s, r, true) != LLMRT_OK) {
+        finish(s, r, NULL, SCHED_FINISH_ERROR, "out of memory preempting the request");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->st.preemptions++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Tokens of r to run in one step: what it has not run yet, bounded by `room`; deterministic
+ * prefill stops at block boundaries. */
+static int chunk_of(const sched *s, const sreq *r, int room) {
+    int pending = r->n_tokens - r->s->pos, n = pending < room ? pending : room;
+    const int bl = s->e->kv.o.block_len;
+    if (s->o.deterministic && bl > 0 && n > 1) {
+        int to_boundary = bl - r->s->pos % bl;
+        if (n > to_boundary) n = to_boundary;
+    }
+    return n;
+}
+
+/* The largest chunk of r up to `room` tokens whose blocks fit beside need[] (added to it), or
+ * 0. */
+static int fitting_chunk(const sched *s, const sreq *r, int room, int *need) {
+    const kv_cache *kv = &s->e->kv;
+    for (int c = chunk_of(s, r, room); c > 0; c = c > 1 ? c / 2 : 0) {
+        int trial[KV_MAX_GROUPS];
+        memcpy(trial, need, sizeof trial);
+        blocks_needed(r->s, c, trial, kv->n_groups);
+        if (blocks_fit(kv, trial)) {
+            memcpy(need, trial, sizeof trial);
+            return c;
+        }
+    }
+    return 0;
+}
+
+/* Fills s->plan; returns the number of items. */
+static int plan_iteration(sched *s) {
+    engine *e = s->e;
+    kv_cache *kv = &e->kv;
+    int need[KV_MAX_GROUPS] = {0}, n = 0, budget = s->o.token_budget;
+    /* decodes first: each running request with one token to run; the newest are preempted
+     * while their blocks do not fit */
+    for (int i = 0; i < s->n_running; i++) {
+        sreq *r = s->running[i];
+        if (r->n_tokens - r->s->pos != 1) continue;
+        int trial[KV_MAX_GROUPS];
+        memcpy(trial, need, sizeof trial);
+        blocks_needed(r->s, 1, trial, kv->n_groups);
+        while (!blocks_fit(kv, trial) && s->n_running - 1 > i) {
+            preempt_newest(s); /* frees blocks; r (older) stays */
+            memcpy(trial, need, sizeof trial);
+            blocks_needed(r->s, 1, trial, kv->n_groups);
+        }
+        if (!blocks_fit(kv, trial)) {
+            preempt_newest(s); /* r itself: nothing fits */
+            break;
+        }
+        memcpy(need, trial, sizeof need);
+        s->plan[n++] = (plan_item){r, 1};
+        budget--;
+    }
+    /* running prompts, then new requests */
+    for (int i = 0; i < s->n_running && budget > 0; i++) {
+        sreq *r = s->running[i];
+        if (r->n_tokens - r->s->pos <= 1) continue;
+        int c = fitting_chunk(s, r, budget < e->o.chunk ? budget : e->o.chunk, need);
+        if (c == 0) continue;
+        s->plan[n++] = (plan_item){r, c};
+        budget -= c;
+    }
+    while (s->n_waiting > 0 && budget > 0 && s->n_running < s->o.max_batch) {
+        sreq *r = s->waiting[0];
+        if (session_create(&r->s, kv, 0) != LLMRT_OK) break; /* no sequence slot free */
+        int cached = 0;
+        if (session_adopt_prefix(r->s, r->tokens, r->n_tokens, &cached) != LLMRT_OK) cached = 0;
+        int c = fitting_chunk(s, r, budget < e->o.chunk ? budget : e->o.chunk, need);
+        if (c == 0) {
+            session_free(r->s);
+            r->s = NULL;
+            break;
+        }
+        memmove(s->waiting, s->waiting + 1, (size_t)(s->n_waiting - 1) * sizeof *s->waiting);
+        s->n_waiting--;
+        s->running[s->n_running++] = r;
+        if (r->t_run == 0) r->t_run = now_ms();
+        if (r->n_tokens == r->n_prompt) r->cached = cached; /* not a preempted one run again */
+        pthread_mutex_lock(&s->mu);
+        s->st.prefix_queries +=
+            (uint64_t)((r->n_tokens - 1) / (kv->o.block_len ? kv->o.block_len : 1));
+        s->st.prefix_hits += (uint64_t)(cached / (kv->o.block_len ? kv->o.block_len : 1));
+        pthread_mutex_unlock(&s->mu);
+        s->plan[n++] = (plan_item){r, c};
+        budget -= c;
+    }
+    return n;
+}
+
+/* r's logits after logit_bias and the penalties, into s->work. */
+static const float *adjusted_logits(sched *s, const sreq *r, const float *raw) {
+    const int V = s->V;
+    bool pen = r->presence != 0 || r->frequency != 0 || (r->repetition != 0 && r->repetition != 1);
+    if (!pen && r->n_bias == 0) return raw;
+    memcpy(s->work, raw, (size_t)V * sizeof *s->work);
+    for (int i = 0; i < r->n_bias; i++)
+        s->work[r->bias_ids[i]] += r->bias_values[i];
+    if (!pen) return s->work;
+    /* repetition (transformers): every token of prompt and output, once */
+    if (r->repetition != 0 && r->repetition != 1) {
+        for (int i = 0; i < r->n_tokens; i++) {
+            int32_t t = r->tokens[i];
+            if (s->count[t]) continue;
+            s->count[t] = 1;
+            float *l = &s->work[t];
+            *l = *l > 0 ? *l / r->repetition : *l * r->repetition;
+        }
+        for (int i = 0; i < r->n_tokens; i++)
+            s->count[r->tokens[i]] = 0;
+    }
+    /* presence and frequency (OpenAI): the output's tokens, by count */
+    if (r->presence != 0 || r->frequency != 0) {
+        for (int i = r->n_prompt; i < r->n_tokens; i++)
+            s->count[r->tokens[i]]++;
+        for (int i = r->n_prompt; i < r->n_tokens; i++) {
+            int32_t t = r->tokens[i];
+            if (s->count[t] == 0) continue;
+            s->work[t] -= r->presence + r->frequency * (float)s->count[t];
+            s->count[t] = 0;
+        }
+    }
+    return s->work;
+}
+
+/* The logprob of `chosen` and the top k under the raw logits (log-softmax). */
+static void token_logprobs(sched *s, const float *raw, int32_t chosen, int k, sched_token *tok,
+                           int32_t *top_ids, float *top_lp) {
+    const int V = s->V;
+    float mx = raw[0];
+    for (int v = 1; v < V; v++)
+        mx = raw[v] > mx ? raw[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < V; v++)
+        sum += exp((double)raw[v] - mx);
+    float lse = mx + (float)log(sum);
+    tok->logprob = raw[chosen] - lse;
+    /* top k by insertion into a short sorted list (k <= 20), lower id first on ties */
+    int n = 0;
+    for (int v = 0; v < V && k > 0; v++) {
+        float x = raw[v];
+        if (n == k && !(x > top_lp[n - 1])) continue;
+        int at = n < k ? n : k - 1;
+        while (at > 0 && x > top_lp[at - 1]) {
+            if (at < k) {
+                top_lp[at] = top_lp[at - 1];
+                top_ids[at] = top_ids[at - 1];
+            }
+            at--;
+        }
+        top_lp[at] = x;
+        top_ids[at] = v;
+        if (n < k) n++;
+    }
+    for (int i = 0; i < n; i++)
+        top_lp[i] -= lse;
+    tok->n_top = n;
+    tok->top_ids = top_ids;
+    tok->top_logprobs = top_lp;
+}
+
+static bool is_stop(const sched *s, const sreq *r, int32_t t) {
+    if (r->n_tokens - r->n_prompt < r->min_tokens) return false;
+    const model_config *c = &s->e->m->cfg;
+    for (int i = 0; !r->ignore_eos && i < c->n_eos; i++)
+        if (c->eos_ids[i] == t) return true;
+    for (int i = 0; i < r->n_stop; i++)
+        if (r->stop_ids[i] == t) return true;
+    return false;
+}
+
+/* The banned-before-min_tokens ids of r get -inf in its logits (so they are never chosen). */
+static const float *apply_min_tokens(sched *s, const sreq *r, const float *l) {
+    if (r->n_tokens - r->n_prompt >= r->min_tokens) return l;
+    const model_config *c = &s->e->m->cfg;
+    if (l != s->work) memcpy(s->work, l, (size_t)s->V * sizeof *s->work);
+    for (int i = 0; !r->ignore_eos && i < c->n_eos; i++)
+        s->work[c->eos_ids[i]] = -INFINITY;
+    for (int i = 0; i < r->n_stop; i++)
+        s->work[r->stop_ids[i]] = -INFINITY;
+    return s->work;
+}
+
+/* Runs the plan's items. Chunks that end before their sequence's last token run first,
+ * without logits, grouped by length (and marked done with a negative n); then one step over the
+ * items that reach their last token, which are moved to the front of s->plan (*n_out of them):
+ * their logits land in s->logits in that order, or, when every one is plain greedy, the
+ * backend's choices in s->next (*device_greedy). */
+static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_greedy) {
+    engine *e = s->e;
+    for (int i = 0; i < n_items; i++) {
+        plan_item *it = &s->plan[i];
+        if (it->n <= 0 || it->r->s->pos + it->n == it->r->n_tokens) continue;
+        const int len = it->n;
+        int m = 0;
+        for (int j = i; j < n_items; j++) {
+            plan_item *jt = &s->plan[j];
+            if (jt->n != len || jt->r->s->pos + jt->n == jt->r->n_tokens) continue;
+            if (s->o.deterministic && j != i) continue; /* alone */
+            s->ss[m++] = jt->r->s;
+            jt->n = -jt->n;
+        }
+        int32_t *flat = malloc((size_t)m * (size_t)len * sizeof *flat);
+        if (!flat) return err_set(LLMRT_ERR_NOMEM, "out of memory");
+        for (int q = 0, j = i; j < n_items && q < m; j++) {
+            plan_item *jt = &s->plan[j];
+            if (jt->n != -len || s->ss[q] != jt->r->s) continue;
+            memcpy(flat + (size_t)q * len, jt->r->tokens + jt->r->s->pos,
+                   (size_t)len * sizeof *flat);
+            q++;
+        }
+        llmrt_status st = engine_forward(e, s->ss, m, flat, len, false, NULL);
+        free(flat);
+        TRY(st);
+    }
+    int k = 0;
+    bool greedy = e->be->ops->argmax_start != NULL && !s->o.deterministic;
+    for (int i = 0; i < n_items; i++) {
+        plan_item it = s->plan[i];
+        if (it.n <= 0) continue;
+        s->plan[k++] = it;
+        greedy = greedy && it.r->greedy;
+    }
+    *n_out = k;
+    *device_greedy = greedy;
+    if (k == 0) return LLMRT_OK;
+    if (s->o.deterministic) { /* each alone: its arithmetic is its own */
+        for (int i = 0; i < k; i++) {
+            plan_item *it = &s->plan[i];
+            const int32_t *ids = it->r->tokens + it->r->s->pos;
+            TRY(engine_feed(e, &it->r->s, 1, &ids, &it->n, s->logits + (size_t)i * s->V, false));
+        }
+        return LLMRT_OK;
+    }
+    for (int i = 0; i < k; i++) {
+        s->ss[i] = s->plan[i].r->s;
+        s->ids[i] = s->plan[i].r->tokens + s->plan[i].r->s->pos;
+        s->n_ids[i] = s->plan[i].n;
+    }
+    if (greedy) {
+        TRY(engine_feed(e, s->ss, k, s->ids, s->n_ids, NULL, true));
+        return engine_greedy_wait(e, s->next);
+    }
+    return engine_feed(e, s->ss, k, s->ids, s->n_ids, s->logits, false);
+}
+
+/* Takes each stepped request's next token: events, finishes, the prefix cache. */
+static void take_tokens(sched *s, int k, bool device_greedy) {
+    const int max_seq = s->e->o.max_seq;
+    int32_t top_ids[SCHED_MAX_TOP];
+    float top_lp[SCHED_MAX_TOP];
+    uint64_t gen = 0;
+    for (int i = 0; i < k; i++) {
+        sreq *r = s->plan[i].r;
+        const float *raw = device_greedy ? NULL : s->logits + (size_t)i * s->V;
+        int32_t t;
+        sched_token tok = {0};
+        if (device_greedy) {
+            t = s->next[i];
+        } else {
+            bool bad = false;
+            for (int v = 0; v < s->V && !bad; v++)
+                bad = !isfinite(raw[v]);
+            if (bad) {
+                char msg[640];
+                snprintf(msg, sizeof msg, "the model produced non-finite logits: %s",
+                         engine_nonfinite_cause(s->e));
+                finish(s, r, NULL, SCHED_FINISH_ERROR, msg);
+                continue;
+            }
+            const float *l = apply_min_tokens(s, r, adjusted_logits(s, r, raw));
+            t = sampler_draw(&r->so, &r->rng, s->prob, s->idx, l, s->V);
+            if (r->logprobs >= 0) token_logprobs(s, raw, t, r->logprobs, &tok, top_ids, top_lp);
+        }
+        tok.id = t;
+        r->tokens[r->n_tokens++] = t;
+        gen++;
+        int n_gen = r->n_tokens - r->n_prompt;
+        if (is_stop(s, r, t))
+            finish(s, r, &tok, SCHED_FINISH_STOP, NULL);
+        else if (n_gen >= r->max_tokens || r->n_tokens >= max_seq || r->n_tokens >= r->cap)
+            finish(s, r, &tok, SCHED_FINISH_LENGTH, NULL);
+        else
+            emit(s, r, &tok, SCHED_RUNNING, NULL);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->st.generation_tokens += gen;
+    pthread_mutex_unlock(&s->mu);
+}
+
+llmrt_status sched_run(sched *s) {
+    for (;;) {
+        if (!take_incoming(s, s->n_running == 0 && s->n_waiting == 0)) break;
+        int n_items = plan_iteration(s);
+        uint64_t prompt_tokens = 0;
+        for (int i = 0; i < n_items; i++)
+            if (s->plan[i].r->s->pos < s->plan[i].r->n_prompt)
+                prompt_tokens += (uint64_t)s->plan[i].n;
+        int k = 0;
+        bool greedy = false;
+        if (n_items == 0 && (s->n_running > 0 || s->n_waiting > 0)) {
+            /* nothing fits: the newest running request makes room; a request alone that the
+             * cache cannot hold fails */
+            if (s->n_running > 1) {
+                preempt_newest(s);
+                continue;
+            }
+            sreq *r = s->n_running ? s->running[0] : s->waiting[0];
+            finish(s, r, NULL, SCHED_FINISH_ERROR,
+                   "the KV cache cannot hold this request: it is too small, or another user of "
+                   "the model holds its blocks");
+            continue;
+        }
+        llmrt_status st = n_items ? run_plan(s, n_items, &k, &greedy) : LLMRT_OK;
+        if (st != LLMRT_OK) {
+            /* the engine failed: every request gets the message, and the scheduler stops */
+            const char *msg = llmrt_last_error();
+            while (s->n_running > 0)
+                finish(s, s->running[0], NULL, SCHED_FINISH_ERROR, msg);
+            while (s->n_waiting > 0)
+                finish(s, s->waiting[0], NULL, SCHED_FINISH_ERROR, msg);
+            return st;
+        }
+        for (int i = 0; i < s->n_running; i++) /* full blocks into the prefix cache */
+            session_publish(s->running[i]->s, s->running[i]->tokens);
+        take_tokens(s, k, greedy);
+        pthread_mutex_lock(&s->mu);
+        s->st.running = s->n_running;
+        s->st.prefilling = 0;
+        for (int i = 0; i < s->n_running; i++)
+            s->st.prefilling += s->running[i]->s->pos < s->running[i]->n_prompt;
+        s->st.waiting = s->n_waiting + (s->in_head ? 1 : 0);
+        s->st.prompt_tokens += prompt_tokens;
+        s->st.kv_blocks_used = s->e->kv.g[0].n_blocks - kv_blocks_available(&s->e->kv, 0);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return LLMRT_OK;
+}

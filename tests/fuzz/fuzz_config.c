@@ -1,0 +1,48 @@
+/* fuzz_config.c — libFuzzer harness: any bytes as config.json and generation_config.json (see
+ * README.md).
+ *
+ * The input is split at its first NUL byte: before it config.json, after it
+ * generation_config.json (absent when there is no NUL). A parse that fails must leave a message
+ * naming one of the two files; a config that parses must hold what the engine relies on: sizes
+ * positive and consistent (H a multiple of Hkv, a known architecture), finite positive norm
+ * epsilon and softmax scale, EOS ids within the vocabulary, RoPE parameters finite. Seeds: the
+ * real cards' config.json and generation_config.json (tests/fuzz/seeds/fuzz_config/).
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "fuzz_util.h"
+#include "model/model.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const char *cfg = (const char *)data, *gen = NULL;
+    size_t cfg_len = size, gen_len = 0;
+    const uint8_t *nul = memchr(data, 0, size);
+    if (nul) {
+        cfg_len = (size_t)(nul - data);
+        gen = (const char *)nul + 1;
+        gen_len = size - cfg_len - 1;
+    }
+    model_config c;
+    memset(&c, 0, sizeof c);
+    llmrt_status st = model_config_parse(&c, cfg, cfg_len, "m/config.json", gen, gen_len,
+                                         "m/generation_config.json");
+    if (st != LLMRT_OK) {
+        const char *msg = llmrt_last_error();
+        FUZZ_ASSERT(msg && (strstr(msg, "config.json") || strstr(msg, "generation_config.json")));
+        return 0;
+    }
+    FUZZ_ASSERT(c.arch != NULL);
+    FUZZ_ASSERT(c.vocab > 0 && c.hidden > 0 && c.n_layers > 0 && c.ffn > 0 && c.max_pos > 0);
+    FUZZ_ASSERT(c.n_heads > 0 && c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0);
+    FUZZ_ASSERT(c.head_dim > 0);
+    FUZZ_ASSERT(isfinite(c.norm_eps) && c.norm_eps > 0);
+    FUZZ_ASSERT(isfinite(c.attn_scale) && c.attn_scale > 0);
+    FUZZ_ASSERT(isfinite(c.embed_scale) && isfinite(c.final_softcap) && isfinite(c.attn_softcap));
+    FUZZ_ASSERT(c.final_softcap >= 0 && c.attn_softcap >= 0 && c.sliding_window >= 0);
+    FUZZ_ASSERT(c.n_eos >= 0 && c.n_eos <= MODEL_MAX_EOS);
+    for (int i = 0; i < c.n_eos; i++)
+        FUZZ_ASSERT(c.eos_ids[i] >= 0 && c.eos_ids[i] < c.vocab);
+    FUZZ_ASSERT(c.bos_id >= -1 && c.bos_id < c.vocab);
+    return 0;
+}

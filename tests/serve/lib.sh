@@ -1,0 +1,45 @@
+# lib.sh — starting and stopping `llmrt serve` for the shell tests in tests/cli/serve*.sh.
+# serve_start BIN LOG [FLAGS...]: starts the server on a free loopback port with the demo model,
+#   waits until GET /health answers 200; sets SERVE_PID, SERVE_PORT, SERVE_URL.
+# serve_stop: SIGTERM, waits; returns 0 when it exited 0 and its log has no sanitizer report.
+serve_start() {
+  local bin=$1 log=$2
+  shift 2
+  "$bin" serve --port 0 --device cpu --precision FP32 --max-batch 16 \
+    --chat-template tests/serve/demo_chat.jinja "$@" >"$log" 2>&1 &
+  SERVE_PID=$!
+  SERVE_PORT=
+  for _ in $(seq 1 300); do
+    SERVE_PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+    [ -n "$SERVE_PORT" ] && break
+    kill -0 $SERVE_PID 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$SERVE_PORT" ]; then
+    echo "FAIL the server did not start:"; cat "$log"; return 1
+  fi
+  SERVE_URL=http://127.0.0.1:$SERVE_PORT
+  for _ in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE_URL/health")" = 200 ] && return 0
+    kill -0 $SERVE_PID 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "FAIL the server did not become healthy:"; cat "$log"; return 1
+}
+
+serve_stop() {
+  local log=$1 rc=0
+  kill -TERM $SERVE_PID 2>/dev/null
+  for _ in $(seq 1 200); do
+    kill -0 $SERVE_PID 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 $SERVE_PID 2>/dev/null; then
+    echo "FAIL the server did not exit within 20 s of SIGTERM"; kill -KILL $SERVE_PID; rc=1
+  fi
+  wait $SERVE_PID
+  local code=$?
+  if [ $code -ne 0 ]; then echo "FAIL the server exited with $code"; rc=1; fi
+  if grep -q "Sanitizer" "$log"; then echo "FAIL sanitizer report:"; cat "$log"; rc=1; fi
+  return $rc
+}

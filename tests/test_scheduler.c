@@ -1,0 +1,381 @@
+/* test_scheduler.c — continuous batching on the demo model (CPU, or LLMRT_TEST_DEVICE=cuda):
+ * concurrent requests give what each gives alone; a KV cache too small for all of them
+ * preempts and still gives the same; the prefix cache is hit and changes nothing; cancels,
+ * stop ids, min_tokens, max_tokens, logprobs, seeds; deterministic mode. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "model/model.h"
+#include "runtime/engine.h"
+#include "runtime/scheduler.h"
+#include "testutil.h"
+
+static const char *const dir = "models/demo-llama";
+
+/* What the events of one request left. */
+typedef struct result {
+    int32_t tokens[256];
+    float logprobs[256];
+    int n;
+    sched_finish fin;
+    int cached, prompt_tokens, completion_tokens;
+    int top_ok; /* top lists sorted and the chosen greedy token on top */
+    char error[256];
+} result;
+
+typedef struct harness {
+    backend *be;
+    model *m;
+    engine *e;
+    sched *s;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done; /* requests finished */
+} harness;
+
+typedef struct slot {
+    harness *h;
+    result r;
+} slot;
+
+static void on_event(void *user, const sched_event *ev) {
+    slot *sl = user;
+    result *r = &sl->r;
+    if (ev->token && r->n < 256) {
+        r->tokens[r->n] = ev->token->id;
+        r->logprobs[r->n] = ev->token->logprob;
+        if (ev->token->n_top > 0) {
+            for (int i = 1; i < ev->token->n_top; i++)
+                if (ev->token->top_logprobs[i] > ev->token->top_logprobs[i - 1]) r->top_ok = 0;
+        }
+        r->n++;
+    }
+    if (ev->finish != SCHED_RUNNING) {
+        r->fin = ev->finish;
+        r->cached = ev->cached_tokens;
+        r->prompt_tokens = ev->prompt_tokens;
+        r->completion_tokens = ev->completion_tokens;
+        if (ev->error) snprintf(r->error, sizeof r->error, "%s", ev->error);
+        pthread_mutex_lock(&sl->h->mu);
+        sl->h->done++;
+        pthread_cond_broadcast(&sl->h->cv);
+        pthread_mutex_unlock(&sl->h->mu);
+    }
+}
+
+static void *run_thread(void *arg) {
+    harness *h = arg;
+    CHECK_OK(sched_run(h->s));
+    return NULL;
+}
+
+/* The demo model on an engine of max_batch sequences with a paged cache of kv_bytes (0: room
+ * for every sequence) and blocks of block_len, and a scheduler, which runs on its own thread
+ * from harness_start on (requests submitted before wait for it). */
+static int harness_create(harness *h, int max_batch, int block_len, size_t kv_bytes,
+                          const sched_opts *so) {
+    memset(h, 0, sizeof *h);
+    model_config cfg;
+    llmrt_status st;
+    CHECK_OK(
+        st = backend_create(&h->be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, DT_F32, 0));
+    if (st == LLMRT_OK) CHECK_OK(st = model_config_load(&cfg, dir));
+    if (st == LLMRT_OK) CHECK_OK(st = model_load(&h->m, &cfg, dir, h->be, NULL));
+    engine_opts eo = {.max_batch = max_batch,
+                      .max_seq = 128,
+                      .block_len = block_len,
+                      .kv_bytes = kv_bytes,
+                      .chunk = 32};
+    if (st == LLMRT_OK) CHECK_OK(st = engine_create(&h->e, h->m, &eo));
+    if (st == LLMRT_OK) CHECK_OK(st = sched_create(&h->s, h->e, so));
+    if (st != LLMRT_OK) return 0;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    return 1;
+}
+
+static void harness_start(harness *h) {
+    pthread_create(&h->thread, NULL, run_thread, h);
+}
+
+static int harness_open(harness *h, int max_batch, int block_len, size_t kv_bytes,
+                        const sched_opts *so) {
+    if (!harness_create(h, max_batch, block_len, kv_bytes, so)) return 0;
+    harness_start(h);
+    return 1;
+}
+
+static void harness_wait(harness *h, int n) {
+    pthread_mutex_lock(&h->mu);
+    while (h->done < n)
+        pthread_cond_wait(&h->cv, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void harness_close(harness *h) {
+    if (h->s) {
+        sched_stop(h->s);
+        pthread_join(h->thread, NULL);
+        sched_free(h->s);
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+    }
+    engine_free(h->e);
+    model_free(h->m);
+    backend_free(h->be);
+}
+
+/* Prompt i of the tests: distinct lengths (5..40) and contents, ids of the demo vocabulary. */
+static int prompt_of(int i, int32_t *p) {
+    int n = 5 + (i * 7) % 36;
+    p[0] = 0;
+    for (int k = 1; k < n; k++)
+        p[k] = 3 + (i * 31 + k * 17) % 250;
+    return n;
+}
+
+static uint64_t submit(harness *h, slot *sl, const int32_t *p, int n, int max_tokens,
+                       const sched_sampling *smp, int logprobs) {
+    memset(&sl->r, 0, sizeof sl->r);
+    sl->h = h;
+    sl->r.top_ok = 1;
+    sched_request rq = {.prompt = p,
+                        .n_prompt = n,
+                        .max_tokens = max_tokens,
+                        .ignore_eos = true,
+                        .logprobs = logprobs,
+                        .on_event = on_event,
+                        .user = sl};
+    if (smp) rq.sampling = *smp;
+    uint64_t id = 0;
+    CHECK_OK(sched_submit(h->s, &rq, &id));
+    return id;
+}
+
+enum { N_REQ = 16, N_NEW = 20 };
+
+/* Each prompt alone, one at a time: the reference. */
+static void solo_outputs(result *ref) {
+    harness h;
+    sched_opts so = {0};
+    if (!harness_open(&h, 1, 0, 0, &so)) return;
+    static slot sl[N_REQ];
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        int n = prompt_of(i, p);
+        submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
+        harness_wait(&h, i + 1);
+        ref[i] = sl[i].r;
+    }
+    harness_close(&h);
+}
+
+static result ref[N_REQ];
+
+/* 16 concurrent greedy requests: each gives its solo tokens, contiguous or paged. */
+static void test_concurrent_equals_solo(void) {
+    solo_outputs(ref);
+    for (int paged = 0; paged < 2; paged++) {
+        harness h;
+        sched_opts so = {.token_budget = 64};
+        if (!harness_open(&h, N_REQ, paged ? 8 : 0, 0, &so)) return;
+        static slot sl[N_REQ];
+        for (int i = 0; i < N_REQ; i++) {
+            int32_t p[64];
+            int n = prompt_of(i, p);
+            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
+        }
+        harness_wait(&h, N_REQ);
+        for (int i = 0; i < N_REQ; i++) {
+            CHECK_MSG(sl[i].r.n == N_NEW && sl[i].r.fin == SCHED_FINISH_LENGTH,
+                      "request %d: %d tokens, finish %d (%s)", i, sl[i].r.n, sl[i].r.fin,
+                      sl[i].r.error);
+            CHECK_MSG(!memcmp(sl[i].r.tokens, ref[i].tokens, sizeof(int32_t) * N_NEW),
+                      "request %d (%s cache): concurrent tokens differ from its solo run", i,
+                      paged ? "paged" : "contiguous");
+        }
+        harness_close(&h);
+    }
+}
+
+/* A cache of 12 blocks of 8 positions for 16 requests of up to 60 positions: they cannot all
+ * run at once; preempted ones are run again and give the same tokens. */
+static void test_preemption(void) {
+    harness h;
+    sched_opts so = {.token_budget = 64};
+    size_t per_block = 0;
+    {
+        model_config c;
+        CHECK_OK(model_config_load(&c, dir));
+        per_block = 2 * (size_t)c.n_layers * c.n_kv_heads * 8 * c.head_dim * 4; /* F32 */
+    }
+    if (!harness_create(&h, N_REQ, 8, 12 * per_block, &so)) return;
+    static slot sl[N_REQ];
+    for (int i = 0; i < N_REQ; i++) { /* all waiting when the scheduler starts */
+        int32_t p[64];
+        int n = prompt_of(i, p);
+        submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
+    }
+    harness_start(&h);
+    harness_wait(&h, N_REQ);
+    sched_stats st;
+    sched_get_stats(h.s, &st);
+    printf("  preemptions: %llu\n", (unsigned long long)st.preemptions);
+    CHECK(st.preemptions > 0 && st.requests_finished == N_REQ);
+    for (int i = 0; i < N_REQ; i++)
+        CHECK_MSG(sl[i].r.n == N_NEW &&
+                      !memcmp(sl[i].r.tokens, ref[i].tokens, sizeof(int32_t) * N_NEW),
+                  "request %d under preemption: %d tokens (%s)", i, sl[i].r.n, sl[i].r.error);
+    /* a prompt the whole cache (96 positions) cannot hold is refused at once; a request that
+     * would outgrow it ends with "length" where the cache ends; the scheduler goes on */
+    int32_t longp[120];
+    for (int k = 0; k < 120; k++)
+        longp[k] = 3 + k % 200;
+    sched_request rq = {.prompt = longp, .n_prompt = 110, .max_tokens = 5, .on_event = on_event};
+    uint64_t id;
+    CHECK_ERR(sched_submit(h.s, &rq, &id), LLMRT_ERR_INVALID, "the KV cache holds 96 positions");
+    slot big, after;
+    submit(&h, &big, longp, 50, 100, NULL, -1);
+    harness_wait(&h, N_REQ + 1);
+    CHECK_MSG(big.r.fin == SCHED_FINISH_LENGTH && big.r.n == 96 - 50, "finish %d after %d: %s",
+              big.r.fin, big.r.n, big.r.error);
+    int32_t p[64];
+    int n = prompt_of(3, p);
+    submit(&h, &after, p, n, N_NEW, NULL, -1);
+    harness_wait(&h, N_REQ + 2);
+    CHECK(!memcmp(after.r.tokens, ref[3].tokens, sizeof(int32_t) * N_NEW));
+    harness_close(&h);
+}
+
+/* The same long prompt twice: the second takes its full blocks from the cache, and the tokens
+ * are the same. */
+static void test_prefix_cache(void) {
+    harness h;
+    sched_opts so = {.prefix_cache = true};
+    if (!harness_open(&h, 4, 8, 0, &so)) return;
+    int32_t p[64];
+    for (int k = 0; k < 45; k++)
+        p[k] = 3 + (k * 13) % 240;
+    slot a, b;
+    submit(&h, &a, p, 45, 10, NULL, 2);
+    harness_wait(&h, 1);
+    submit(&h, &b, p, 45, 10, NULL, 2);
+    harness_wait(&h, 2);
+    CHECK_MSG(a.r.cached == 0 && b.r.cached == 40, "cached %d then %d", a.r.cached, b.r.cached);
+    CHECK(a.r.n == 10 && !memcmp(a.r.tokens, b.r.tokens, sizeof(int32_t) * 10));
+    sched_stats st;
+    sched_get_stats(h.s, &st);
+    CHECK(st.prefix_hits == 5 && st.prefix_queries >= 10);
+    harness_close(&h);
+}
+
+/* Cancel, stop ids, min_tokens, logprobs, seeds. */
+static void test_request_options(void) {
+    harness h;
+    sched_opts so = {0};
+    if (!harness_open(&h, 4, 8, 0, &so)) return;
+    int32_t p[64];
+    int n = prompt_of(2, p);
+    slot sl[6];
+    /* stop id: the 5th greedy token ends the request (it is the last) */
+    sched_request rq = {.prompt = p,
+                        .n_prompt = n,
+                        .max_tokens = N_NEW,
+                        .stop_ids = &ref[2].tokens[4],
+                        .n_stop_ids = 1,
+                        .logprobs = -1,
+                        .on_event = on_event,
+                        .user = &sl[0]};
+    memset(&sl[0], 0, sizeof sl[0]);
+    sl[0].h = &h;
+    uint64_t id;
+    CHECK_OK(sched_submit(h.s, &rq, &id));
+    harness_wait(&h, 1);
+    int first = 0; /* the stop id may appear before the 5th token */
+    while (ref[2].tokens[first] != ref[2].tokens[4])
+        first++;
+    CHECK_MSG(sl[0].r.fin == SCHED_FINISH_STOP && sl[0].r.n == first + 1, "stop: %d tokens",
+              sl[0].r.n);
+    /* min_tokens past it: not stopped before 8 tokens */
+    rq.min_tokens = 8;
+    rq.user = &sl[1];
+    memset(&sl[1], 0, sizeof sl[1]);
+    sl[1].h = &h;
+    CHECK_OK(sched_submit(h.s, &rq, &id));
+    harness_wait(&h, 2);
+    CHECK_MSG(sl[1].r.n >= 8 && sl[1].r.completion_tokens == sl[1].r.n, "min_tokens: %d",
+              sl[1].r.n);
+    for (int i = 0; i < 7 && i < sl[1].r.n; i++)
+        CHECK(sl[1].r.tokens[i] != ref[2].tokens[4]);
+    /* logprobs: greedy token is the top one; values <= 0 */
+    submit(&h, &sl[2], p, n, 6, NULL, 5);
+    harness_wait(&h, 3);
+    CHECK(sl[2].r.n == 6 && sl[2].r.top_ok && !memcmp(sl[2].r.tokens, ref[2].tokens, 24));
+    for (int i = 0; i < 6; i++)
+        CHECK(sl[2].r.logprobs[i] <= 0 && sl[2].r.logprobs[i] > -50);
+    /* seeds: the same seed, the same tokens; another seed, others */
+    sched_sampling smp = {.temperature = 1.0f, .top_p = 0.95f, .seed = 7};
+    submit(&h, &sl[3], p, n, 12, &smp, -1);
+    submit(&h, &sl[4], p, n, 12, &smp, -1);
+    smp.seed = 8;
+    submit(&h, &sl[5], p, n, 12, &smp, -1);
+    harness_wait(&h, 6);
+    CHECK(!memcmp(sl[3].r.tokens, sl[4].r.tokens, 48));
+    CHECK(memcmp(sl[3].r.tokens, sl[5].r.tokens, 48) != 0);
+    /* cancel: a long request ends with ABORT */
+    slot c;
+    uint64_t cid = submit(&h, &c, p, n, 100, NULL, -1);
+    sched_cancel(h.s, cid);
+    harness_wait(&h, 7);
+    CHECK(c.r.fin == SCHED_FINISH_ABORT && c.r.n < 100);
+    /* bad requests are refused at submit */
+    int32_t bad = 99999;
+    rq.prompt = &bad;
+    rq.n_prompt = 1;
+    CHECK_ERR(sched_submit(h.s, &rq, &id), LLMRT_ERR_INVALID, "token id 99999");
+    rq.prompt = p;
+    rq.n_prompt = 200;
+    CHECK_ERR(sched_submit(h.s, &rq, &id), LLMRT_ERR_INVALID, "prompts of up to 127");
+    harness_close(&h);
+}
+
+/* deterministic: a request's logprobs are bit-identical alone, in a crowd, and from the prefix
+ * cache */
+static void test_deterministic(void) {
+    harness h;
+    sched_opts so = {.deterministic = true, .prefix_cache = true};
+    if (!harness_open(&h, 8, 8, 0, &so)) return;
+    int32_t p[64];
+    for (int k = 0; k < 30; k++)
+        p[k] = 5 + (k * 11) % 230;
+    slot alone, crowd[6], again;
+    submit(&h, &alone, p, 30, 8, NULL, 3);
+    harness_wait(&h, 1);
+    for (int i = 0; i < 6; i++) {
+        int32_t q[64];
+        int n = prompt_of(i, q);
+        submit(&h, &crowd[i], i == 3 ? p : q, i == 3 ? 30 : n, 8, NULL, 3);
+    }
+    harness_wait(&h, 7);
+    submit(&h, &again, p, 30, 8, NULL, 3);
+    harness_wait(&h, 8);
+    CHECK(again.r.cached == 24);
+    CHECK(!memcmp(alone.r.tokens, crowd[3].r.tokens, 32) &&
+          !memcmp(alone.r.logprobs, crowd[3].r.logprobs, 32));
+    CHECK(!memcmp(alone.r.tokens, again.r.tokens, 32) &&
+          !memcmp(alone.r.logprobs, again.r.logprobs, 32));
+    harness_close(&h);
+}
+
+int main(void) {
+    RUN(test_concurrent_equals_solo);
+    RUN(test_preemption);
+    RUN(test_prefix_cache);
+    RUN(test_request_options);
+    RUN(test_deterministic);
+    return test_summary();
+}

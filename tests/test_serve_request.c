@@ -1,0 +1,312 @@
+/* test_serve_request.c — the server's pure parts: OpenAI request parsing and validation (fields,
+ * defaults, types, ranges, the error object), stop strings over streamed text, metrics text. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/metrics.h"
+#include "serve/oai_request.h"
+#include "serve/stop_match.h"
+#include "testutil.h"
+
+static bool parse(oai_request *r, oai_kind k, const char *body, oai_error *err) {
+    return oai_request_parse(r, k, body, strlen(body), err);
+}
+
+/* The body fails with HTTP status `status`, naming `param` ("" for none), the message holding
+ * `needle`. */
+static void expect_fail(oai_kind k, const char *body, int status, const char *param,
+                        const char *needle) {
+    oai_request r;
+    oai_error err = {0};
+    bool ok = parse(&r, k, body, &err);
+    CHECK_MSG(!ok, "accepted: %s", body);
+    if (ok) {
+        oai_request_free(&r);
+        return;
+    }
+    CHECK_MSG(err.status == status, "%s: status %d, want %d (%s)", body, err.status, status,
+              err.message);
+    CHECK_MSG(!strcmp(err.param, param), "%s: param '%s', want '%s'", body, err.param, param);
+    CHECK_MSG(strstr(err.message, needle), "%s: message '%s' lacks '%s'", body, err.message,
+              needle);
+}
+
+static void test_defaults(void) {
+    oai_request r;
+    oai_error err;
+    CHECK(parse(&r, OAI_COMPLETION, "{\"model\": \"m\", \"prompt\": \"hi\"}", &err));
+    CHECK(r.n_prompts == 1 && r.prompts[0].text_len == 2 && !strcmp(r.prompts[0].text, "hi"));
+    CHECK(!strcmp(r.model, "m"));
+    CHECK(r.max_tokens == 0 && r.n == 1 && r.temperature == 1 && r.top_p == 1);
+    CHECK(r.logprobs == -1 && r.n_stop == 0 && !r.stream && !r.echo && r.skip_special_tokens);
+    CHECK(r.repetition_penalty == 1 && r.top_k == 0 && r.add_special_tokens == -1);
+    oai_request_free(&r);
+    /* null is "not given" */
+    CHECK(parse(&r, OAI_COMPLETION, "{\"prompt\": \"x\", \"n\": null, \"stop\": null}", &err));
+    CHECK(r.n == 1 && r.n_stop == 0 && !r.model);
+    oai_request_free(&r);
+}
+
+static void test_prompt_forms(void) {
+    oai_request r;
+    oai_error err;
+    CHECK(parse(&r, OAI_COMPLETION, "{\"prompt\": [\"a\", \"bc\"]}", &err));
+    CHECK(r.n_prompts == 2 && !strcmp(r.prompts[1].text, "bc"));
+    oai_request_free(&r);
+    CHECK(parse(&r, OAI_COMPLETION, "{\"prompt\": [1, 2, 3]}", &err));
+    CHECK(r.n_prompts == 1 && r.prompts[0].n_ids == 3 && r.prompts[0].ids[2] == 3);
+    oai_request_free(&r);
+    CHECK(parse(&r, OAI_COMPLETION, "{\"prompt\": [[1], [4, 5]]}", &err));
+    CHECK(r.n_prompts == 2 && r.prompts[1].n_ids == 2 && r.prompts[1].ids[0] == 4);
+    oai_request_free(&r);
+    CHECK(parse(&r, OAI_COMPLETION, "{\"prompt\": \"a\\u0000b\"}", &err));
+    CHECK(r.prompts[0].text_len == 3);
+    oai_request_free(&r);
+    expect_fail(OAI_COMPLETION, "{\"prompt\": []}", 400, "prompt", "empty");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": [1, \"a\"]}", 400, "prompt", "token id");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": [-1]}", 400, "prompt", "token id");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": [[1], []]}", 400, "prompt[1]", "empty");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": 5}", 400, "prompt", "must be a string");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": [{}]}", 400, "prompt", "string or a list");
+    expect_fail(OAI_COMPLETION, "{}", 400, "prompt", "required");
+}
+
+static void test_messages(void) {
+    oai_request r;
+    oai_error err;
+    CHECK(parse(&r, OAI_CHAT,
+                "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": "
+                "\"user\", \"content\": [{\"type\": \"text\", \"text\": \"a\"}, {\"type\": "
+                "\"text\", \"text\": \"b\"}]}], \"logprobs\": true, \"top_logprobs\": 3, "
+                "\"max_completion_tokens\": 7, \"max_tokens\": 9}",
+                &err));
+    CHECK(json_array_size(r.messages) == 2);
+    const json_t *c = json_object_get(json_array_get(r.messages, 1), "content");
+    CHECK(json_is_string(c) && !strcmp(json_string_value(c), "a\nb"));
+    CHECK(r.logprobs == 3 && r.max_tokens == 7 && r.add_generation_prompt);
+    oai_request_free(&r);
+    CHECK(parse(&r, OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"logprobs\": true}",
+                &err));
+    CHECK(r.logprobs == 0);
+    oai_request_free(&r);
+    expect_fail(OAI_CHAT, "{\"messages\": []}", 400, "messages", "empty");
+    expect_fail(OAI_CHAT, "{\"messages\": \"hi\"}", 400, "messages", "array");
+    expect_fail(OAI_CHAT, "{\"messages\": [{\"content\": \"x\"}]}", 400, "messages[0]", "role");
+    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"boss\", \"content\": \"x\"}]}", 400,
+                "messages[0]", "boss");
+    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\"}]}", 400, "messages[0]", "content");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\", "
+                "\"image_url\": {}}]}]}",
+                400, "messages[0].content", "image_url");
+    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"foo\": 1}]}",
+                400, "messages[0]", "foo");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"top_logprobs\": 2}",
+                400, "top_logprobs", "logprobs");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"logprobs\": 2}",
+                400, "logprobs", "boolean");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"echo\": "
+                "true}",
+                400, "echo", "Unrecognized");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"tool_choice\": \"required\"}",
+                400, "tool_choice", "does not force");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"tools\": [{\"type\": \"function\"}]}",
+                400, "tools", "function");
+}
+
+static void test_ranges_and_types(void) {
+    const char *p = "{\"prompt\": \"x\", ";
+    char b[256];
+#define BODY(rest) (snprintf(b, sizeof b, "%s%s}", p, rest), b)
+    expect_fail(OAI_COMPLETION, BODY("\"max_tokens\": 0"), 400, "max_tokens", "[1,");
+    expect_fail(OAI_COMPLETION, BODY("\"max_tokens\": \"5\""), 400, "max_tokens", "integer");
+    expect_fail(OAI_COMPLETION, BODY("\"max_tokens\": 1e99"), 400, "max_tokens", "integer");
+    expect_fail(OAI_COMPLETION, BODY("\"temperature\": 2.5"), 400, "temperature", "[0, 2]");
+    expect_fail(OAI_COMPLETION, BODY("\"temperature\": \"hot\""), 400, "temperature", "number");
+    expect_fail(OAI_COMPLETION, BODY("\"top_p\": 0"), 400, "top_p", "(0, 1]");
+    expect_fail(OAI_COMPLETION, BODY("\"n\": 0"), 400, "n", "[1, 128]");
+    expect_fail(OAI_COMPLETION, BODY("\"n\": 1.0"), 400, "n", "integer");
+    expect_fail(OAI_COMPLETION, BODY("\"stream\": 1"), 400, "stream", "boolean");
+    expect_fail(OAI_COMPLETION, BODY("\"stop\": [\"a\",\"b\",\"c\",\"d\",\"e\"]"), 400, "stop",
+                "at most 4");
+    expect_fail(OAI_COMPLETION, BODY("\"stop\": \"\""), 400, "stop", "empty");
+    expect_fail(OAI_COMPLETION, BODY("\"stop\": [1]"), 400, "stop", "string");
+    expect_fail(OAI_COMPLETION, BODY("\"logprobs\": 21"), 400, "logprobs", "[0, 20]");
+    expect_fail(OAI_COMPLETION, BODY("\"presence_penalty\": -3"), 400, "presence_penalty", "[-2");
+    expect_fail(OAI_COMPLETION, BODY("\"logit_bias\": {\"abc\": 1}"), 400, "logit_bias", "abc");
+    expect_fail(OAI_COMPLETION, BODY("\"logit_bias\": {\"5\": 101}"), 400, "logit_bias", "100");
+    expect_fail(OAI_COMPLETION, BODY("\"echo\": true, \"logprobs\": 1"), 400, "echo",
+                "not supported");
+    expect_fail(OAI_COMPLETION, BODY("\"stream_options\": {\"include_usage\": true}"), 400,
+                "stream_options", "stream");
+    expect_fail(OAI_COMPLETION, BODY("\"stream\": true, \"stream_options\": {\"x\": 1}"), 400,
+                "stream_options", "x");
+    expect_fail(OAI_COMPLETION, BODY("\"suffix\": \"z\""), 400, "suffix", "not supported");
+    expect_fail(OAI_COMPLETION, BODY("\"best_of\": 3"), 400, "best_of", "not supported");
+    expect_fail(OAI_COMPLETION, BODY("\"frobnicate\": 1"), 400, "frobnicate",
+                "Unrecognized request argument supplied: frobnicate");
+    expect_fail(OAI_COMPLETION, BODY("\"response_format\": {\"type\": \"json_object\"}"), 400,
+                "response_format", "not supported");
+    expect_fail(OAI_COMPLETION, BODY("\"min_tokens\": 5, \"max_tokens\": 2"), 400, "min_tokens",
+                "more than");
+    expect_fail(OAI_COMPLETION, BODY("\"repetition_penalty\": 0"), 400, "repetition_penalty",
+                "> 0");
+    expect_fail(OAI_COMPLETION, BODY("\"stop_token_ids\": [1, -2]"), 400, "stop_token_ids",
+                "token id");
+    expect_fail(OAI_COMPLETION, "[1, 2]", 400, "", "JSON object");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": ", 400, "", "not valid JSON");
+    expect_fail(OAI_COMPLETION, "", 400, "", "not valid JSON");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": \"\xff\"}", 400, "", "not valid JSON");
+    oai_request r;
+    oai_error err;
+    CHECK(parse(&r, OAI_COMPLETION,
+                BODY("\"stop\": [\"a\", \"bb\"], \"seed\": -5, \"logit_bias\": {\"7\": -100}, "
+                     "\"top_k\": -1, \"stream\": true, \"stream_options\": {\"include_usage\": "
+                     "true}"),
+                &err));
+    CHECK(r.n_stop == 2 && r.stop_len[1] == 2 && r.has_seed && r.seed == -5);
+    CHECK(r.n_bias == 1 && r.bias_ids[0] == 7 && r.bias_values[0] == -100);
+    CHECK(r.top_k == 0 && r.include_usage);
+    oai_request_free(&r);
+#undef BODY
+}
+
+static void test_tokenize_bodies(void) {
+    oai_request r;
+    oai_error err;
+    CHECK(parse(&r, OAI_TOKENIZE, "{\"prompt\": \"hi\", \"add_special_tokens\": false}", &err));
+    CHECK(r.add_special_tokens == 0 && r.n_prompts == 1);
+    oai_request_free(&r);
+    CHECK(parse(&r, OAI_DETOKENIZE, "{\"tokens\": [1, 2]}", &err));
+    CHECK(r.n_tokens == 2 && r.tokens[1] == 2);
+    oai_request_free(&r);
+    expect_fail(OAI_TOKENIZE, "{}", 400, "prompt", "either");
+    expect_fail(OAI_TOKENIZE,
+                "{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", "
+                "\"content\": \"x\"}]}",
+                400, "messages", "either");
+    expect_fail(OAI_DETOKENIZE, "{\"tokens\": \"12\"}", 400, "tokens", "array");
+    expect_fail(OAI_DETOKENIZE, "{\"prompt\": \"12\"}", 400, "prompt", "Unrecognized");
+}
+
+static void test_error_json(void) {
+    oai_error err;
+    oai_fail(&err, 400, "n", "'n' is bad");
+    char *s = oai_error_json(&err);
+    CHECK_MSG(s && !strcmp(s, "{\"error\":{\"message\":\"'n' is bad\",\"type\":"
+                              "\"invalid_request_error\",\"param\":\"n\",\"code\":null}}"),
+              "%s", s);
+    json_t *j = json_loads(s, 0, NULL);
+    json_t *e = json_object_get(j, "error");
+    CHECK(!strcmp(json_string_value(json_object_get(e, "param")), "n"));
+    CHECK(json_is_null(json_object_get(e, "code")));
+    json_decref(j);
+    free(s);
+}
+
+/* Feeds pieces to a matcher and returns what it released (static buffer). */
+static const char *run_stop(const char *const *stops, int n_stops, const char *const *pieces, int n,
+                            bool *matched) {
+    static char out[256];
+    size_t lens[4];
+    for (int i = 0; i < n_stops; i++)
+        lens[i] = strlen(stops[i]);
+    stop_match m;
+    stop_match_init(&m, stops, lens, n_stops);
+    sbuf b = {0};
+    for (int i = 0; i < n; i++) {
+        size_t before = b.n;
+        stop_match_push(&m, pieces[i], strlen(pieces[i]), &b);
+        /* nothing released may ever contain a stop string's start that later completes */
+        (void)before;
+    }
+    stop_match_flush(&m, &b);
+    *matched = m.matched;
+    snprintf(out, sizeof out, "%s", b.p ? b.p : "");
+    sbuf_free(&b);
+    stop_match_free(&m);
+    return out;
+}
+
+static void test_stop_strings(void) {
+    bool matched;
+    const char *s1[] = {"\n\n", "END"};
+    const char *p1[] = {"Hello", " wor", "ld\n", "\nmore"};
+    CHECK(!strcmp(run_stop(s1, 2, p1, 4, &matched), "Hello world") && matched);
+    const char *p2[] = {"the E", "N", "D of it"};
+    CHECK(!strcmp(run_stop(s1, 2, p2, 3, &matched), "the ") && matched);
+    const char *p3[] = {"EN", "x", "E"};
+    CHECK(!strcmp(run_stop(s1, 2, p3, 3, &matched), "ENxE") && !matched);
+    const char *s2[] = {"abc", "bcd"};
+    const char *p4[] = {"ab", "cd"}; /* the earliest match wins */
+    CHECK(!strcmp(run_stop(s2, 2, p4, 2, &matched), "") && matched);
+    const char *p5[] = {"xb", "cd"};
+    CHECK(!strcmp(run_stop(s2, 2, p5, 2, &matched), "x") && matched);
+    const char *p6[] = {"no stops here"};
+    CHECK(!strcmp(run_stop(s2, 0, p6, 1, &matched), "no stops here") && !matched);
+    /* nothing past a stop is released, even before the match completes */
+    size_t lens[] = {3};
+    const char *s3[] = {"aab"};
+    stop_match m;
+    stop_match_init(&m, s3, lens, 1);
+    sbuf b = {0};
+    stop_match_push(&m, "xaa", 3, &b);
+    CHECK(b.n == 1 && !memcmp(b.p, "x", 1)); /* "aa" held: it may begin "aab" */
+    stop_match_push(&m, "a", 1, &b);
+    CHECK(b.n == 2 && !memcmp(b.p, "xa", 2)); /* "aaa": only the last two may still match */
+    stop_match_push(&m, "bzz", 3, &b);
+    CHECK(b.n == 2 && m.matched);
+    sbuf_free(&b);
+    stop_match_free(&m);
+}
+
+static void test_metrics_text(void) {
+    metrics m;
+    metrics_init(&m);
+    metrics_observe(&m, METRICS_TTFT, 0.003);
+    metrics_observe(&m, METRICS_TTFT, 100);
+    metrics_count_finish(&m, SCHED_FINISH_LENGTH);
+    metrics_count_http(&m, 404);
+    sched_stats st = {.running = 2,
+                      .prefilling = 1,
+                      .kv_blocks_used = 3,
+                      .kv_blocks_total = 12,
+                      .prefix_queries = 4,
+                      .prefix_hits = 1};
+    sbuf out = {0};
+    metrics_render(&m, &st, "a\"b", &out);
+    CHECK(strstr(out.p, "llmrt_num_requests_running{model_name=\"a\\\"b\"} 2\n"));
+    CHECK(strstr(out.p, "llmrt_num_requests_prefilling{model_name=\"a\\\"b\"} 1\n"));
+    CHECK(strstr(out.p, "llmrt_prefix_cache_hit_rate{model_name=\"a\\\"b\"} 0.25\n"));
+    CHECK(strstr(out.p, "llmrt_time_to_first_token_seconds_bucket{model_name=\"a\\\"b\",le="
+                        "\"0.005\"} 1\n"));
+    CHECK(strstr(out.p, "llmrt_time_to_first_token_seconds_bucket{model_name=\"a\\\"b\",le="
+                        "\"+Inf\"} 2\n"));
+    CHECK(strstr(out.p, "finished_reason=\"length\"} 1\n"));
+    CHECK(strstr(out.p, "llmrt_http_responses_total{code=\"4xx\"} 1\n"));
+    sbuf_free(&out);
+    metrics_free(&m);
+}
+
+int main(void) {
+    RUN(test_defaults);
+    RUN(test_prompt_forms);
+    RUN(test_messages);
+    RUN(test_ranges_and_types);
+    RUN(test_tokenize_bodies);
+    RUN(test_error_json);
+    RUN(test_stop_strings);
+    RUN(test_metrics_text);
+    return test_summary();
+}

@@ -1,0 +1,35 @@
+/* prompt.h — where a subcommand's prompt comes from: --prompt TEXT, --prompt - (stdin),
+ * --prompt-file PATH, and for chat models the messages it becomes (--chat, --system,
+ * --messages FILE.json) rendered with the model's chat template. */
+#ifndef LLMRT_TOOL_PROMPT_H
+#define LLMRT_TOOL_PROMPT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "llmrt.h"
+
+typedef struct prompt_src {
+    const char *text;          /* --prompt TEXT ("-": standard input) */
+    const char *file;          /* --prompt-file PATH */
+    bool chat;                 /* --chat: the text is the user's message */
+    const char *system;        /* --system TEXT (implies chat) */
+    const char *messages_file; /* --messages FILE.json (implies chat) */
+    const char *tools_file;    /* --tools FILE.json */
+} prompt_src;
+
+/* The prompt's text into *text (malloc'd, NUL-terminated), or NULL when none was given
+ * (then the caller's default applies). Prints the error and returns the exit code (0: ok). */
+int prompt_text(const char *cmd, const prompt_src *p, char **text, size_t *len);
+
+/* The prompt's ids for model m: plain text encoded with special tokens (BOS), or, for a chat,
+ * the rendered messages encoded without them (as apply_chat_template(tokenize=True) does).
+ * dflt: the text when none was given. Prints the error and returns the exit code (0: ok; *ids
+ * malloc'd, free with llmrt_free). */
+int prompt_ids(const char *cmd, const prompt_src *p, llmrt_model *m, const char *dflt,
+               int32_t **ids, int *n);
+
+/* The JSON messages of a chat: the --messages file, else [system,] user from the text. */
+int prompt_messages(const char *cmd, const prompt_src *p, const char *text, char **json);
+
+#endif
