@@ -173,6 +173,95 @@ static void test_malformed(void) {
     CHECK_ERR(model_config_load(&c, d), LLMRT_ERR_FORMAT, "generation_config.json");
 }
 
+/* A small valid llama config with `extra` members added (", \"key\": value ..."), parsed from
+ * memory; the status, with the message in llmrt_last_error(). */
+static llmrt_status parse_llama(const char *extra, const char *gen, model_config *c) {
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,"
+             " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+             " \"intermediate_size\": 8, \"max_position_embeddings\": 16%s}",
+             extra);
+    return model_config_parse(c, json, strlen(json), "m/config.json", gen, gen ? strlen(gen) : 0,
+                              "m/generation_config.json");
+}
+
+/* Values of the wrong type are named, not replaced by a default or called missing; values that
+ * would be 0 or infinite in float32 (where the engine uses them) are refused up front, naming the
+ * field, instead of surfacing as NaN logits blamed on something else (issue 19, item 6). */
+static void test_hostile_values(void) {
+    model_config c;
+    CHECK_OK(parse_llama("", NULL, &c));
+    /* wrong JSON types */
+    CHECK_ERR(parse_llama(", \"hidden_act\": 5", NULL, &c), LLMRT_ERR_FORMAT,
+              "m/config.json: \"hidden_act\" must be a string");
+    CHECK_ERR(model_config_parse(&c, "{\"model_type\": 123}", 19, "m/config.json", NULL, 0, NULL),
+              LLMRT_ERR_FORMAT, "\"model_type\" must be a string");
+    CHECK_ERR(parse_llama(", \"rope_theta\": \"1e4\"", NULL, &c), LLMRT_ERR_FORMAT,
+              "\"rope_theta\" must be a number");
+    CHECK_ERR(parse_llama(", \"tie_word_embeddings\": 1", NULL, &c), LLMRT_ERR_FORMAT,
+              "\"tie_word_embeddings\" must be true or false");
+    CHECK_ERR(parse_llama(", \"rope_scaling\": [1]", NULL, &c), LLMRT_ERR_FORMAT,
+              "\"rope_scaling\" must be an object");
+    /* rope_theta: zero, negative, or so small that a frequency overflows float32 */
+    CHECK_ERR(parse_llama(", \"rope_theta\": 0", NULL, &c), LLMRT_ERR_FORMAT,
+              "rope_theta = 0 must be positive");
+    CHECK_ERR(parse_llama(", \"rope_theta\": -10000", NULL, &c), LLMRT_ERR_FORMAT,
+              "must be positive");
+    CHECK_ERR(parse_llama(", \"rope_theta\": 1e-300", NULL, &c), LLMRT_ERR_FORMAT,
+              "rope_theta = 1e-300 gives a RoPE frequency beyond float32's range");
+    CHECK_ERR(parse_llama(", \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 1e-300}",
+                          NULL, &c),
+              LLMRT_ERR_FORMAT, "with its scaling factors gives a RoPE frequency beyond");
+    CHECK_OK(parse_llama(", \"rope_theta\": 1e300", NULL, &c)); /* frequencies 0: finite */
+    /* the norm epsilon: 1e-60 would be 0 in float32 */
+    CHECK_ERR(parse_llama(", \"rms_norm_eps\": 1e-60", NULL, &c), LLMRT_ERR_FORMAT,
+              "the norm epsilon 1e-60 must be between");
+    CHECK_ERR(parse_llama(", \"rms_norm_eps\": 0", NULL, &c), LLMRT_ERR_FORMAT, "norm epsilon 0");
+    CHECK_OK(parse_llama(", \"rms_norm_eps\": 1e-37", NULL, &c));
+    CHECK(c.norm_eps > 0);
+    /* soft-caps: 0 is off, 1e-60 is not; 1e300 is not infinite */
+    CHECK_ERR(parse_llama(", \"final_logit_softcapping\": 1e-60", NULL, &c), LLMRT_ERR_FORMAT,
+              "\"final_logit_softcapping\" = 1e-60 is outside float32's range");
+    CHECK_ERR(parse_llama(", \"attn_logit_softcapping\": 1e300", NULL, &c), LLMRT_ERR_FORMAT,
+              "\"attn_logit_softcapping\" = 1e+300 is outside float32's range");
+    CHECK_OK(parse_llama(", \"final_logit_softcapping\": 30.0", NULL, &c));
+    CHECK(c.final_softcap == 30.0f);
+    /* ids beyond int: 2^32 + 2 is not 2 */
+    CHECK_ERR(parse_llama(", \"eos_token_id\": 4294967298", NULL, &c), LLMRT_ERR_FORMAT,
+              "eos_token_id 4294967298 is outside the vocabulary");
+    CHECK_ERR(parse_llama(", \"eos_token_id\": [1, -4294967295]", NULL, &c), LLMRT_ERR_FORMAT,
+              "eos_token_id -4294967295 is outside");
+    CHECK_ERR(parse_llama("", "{\"eos_token_id\": 4294967298}", &c), LLMRT_ERR_FORMAT,
+              "m/generation_config.json: eos_token_id 4294967298");
+    CHECK_ERR(parse_llama(", \"bos_token_id\": 4294967298", NULL, &c), LLMRT_ERR_FORMAT,
+              "\"bos_token_id\" = 4294967298 is out of range");
+    /* a bad id in config.json is named there, not in generation_config.json */
+    CHECK_ERR(parse_llama(", \"eos_token_id\": 99", "{\"do_sample\": true}", &c), LLMRT_ERR_FORMAT,
+              "m/config.json: eos_token_id 99");
+    CHECK_OK(parse_llama(", \"eos_token_id\": 99", "{\"eos_token_id\": 2}", &c));
+    CHECK(c.n_eos == 1 && c.eos_ids[0] == 2);
+}
+
+/* The query_pre_attn_scalar of Gemma: an attention scale 1/sqrt(x) that float32 holds. */
+static void test_attention_scale_range(void) {
+    const char *base = "{\"model_type\": \"gemma3_text\", \"vocab_size\": 100, \"hidden_size\": 32,"
+                       " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"head_dim\": 16,"
+                       " \"intermediate_size\": 64, \"max_position_embeddings\": 64,"
+                       " \"sliding_window\": 4, \"query_pre_attn_scalar\": %s}";
+    char json[1024];
+    model_config c;
+    const char *bad[] = {"1e-300", "1e300"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(json, sizeof json, base, bad[i]);
+        CHECK_ERR(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL),
+                  LLMRT_ERR_FORMAT, "\"query_pre_attn_scalar\"");
+    }
+    snprintf(json, sizeof json, base, "256");
+    CHECK_OK(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL));
+    CHECK(c.attn_scale == 1.0f / 16.0f);
+}
+
 int main(void) {
     RUN(test_real_cards);
     RUN(test_gemma_details);
@@ -180,5 +269,7 @@ int main(void) {
     RUN(test_transformers5_dialect);
     RUN(test_qwen_sliding);
     RUN(test_malformed);
+    RUN(test_hostile_values);
+    RUN(test_attention_scale_range);
     return test_summary();
 }

@@ -3,6 +3,7 @@
  * applies them, and errors naming the file and the field. */
 #include <float.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,15 +149,71 @@ static llmrt_status rope_read(const cfg_reader *r, json_t *obj, const char *wher
     return LLMRT_OK;
 }
 
+/* The RoPE inverse frequencies [dim / 2] of r, as transformers computes them (in float32). */
+void rope_inv_freq(const rope_config *r, int dim, float *out) {
+    for (int i = 0; i < dim / 2; i++) {
+        float expo = (float)(2 * i) / (float)dim;
+        float f = (float)(1.0 / pow(r->theta, (double)expo));
+        if (r->scaling == ROPE_LINEAR) f = (float)(f / r->factor);
+        if (r->scaling == ROPE_LLAMA3) {
+            double low_wl = r->original_max_pos / r->low_freq_factor;
+            double high_wl = r->original_max_pos / r->high_freq_factor;
+            double wl = 2 * M_PI / f;
+            if (wl > low_wl) {
+                f = (float)(f / r->factor);
+            } else if (wl >= high_wl) {
+                double smooth = (r->original_max_pos / wl - r->low_freq_factor) /
+                                (r->high_freq_factor - r->low_freq_factor);
+                f = (float)((1 - smooth) * f / r->factor + smooth * f);
+            }
+        }
+        out[i] = f;
+    }
+}
+
+/* A theta (or scaling factor) so small that a frequency overflows float32 would make every
+ * rotated query and key NaN: refused here, naming the values, rather than found as NaN logits. */
+static llmrt_status rope_check(const cfg_reader *r, const rope_config *rc, const char *which,
+                               int head_dim) {
+    float f[512]; /* head_dim <= 1024 */
+    rope_inv_freq(rc, head_dim, f);
+    for (int i = 0; i < head_dim / 2; i++)
+        if (!isfinite(f[i]))
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: rope_theta = %g%s%s gives a RoPE frequency beyond float32's range "
+                           "(dimension %d of head_dim %d)",
+                           r->path, rc->theta,
+                           rc->scaling == ROPE_DEFAULT ? "" : " with its scaling factors", which,
+                           2 * i, head_dim);
+    return LLMRT_OK;
+}
+
+/* A positive config value that is used as a float32: one that would become 0 or infinity there
+ * is refused (1e-60 is not "off", 1e300 not infinite). */
+static llmrt_status cfg_float_range(const cfg_reader *r, const char *key, double v) {
+    if (v != 0 && (v < FLT_MIN || v > FLT_MAX))
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: \"%s\" = %g is outside float32's range (%g to %g; 0 turns it off)",
+                       r->path, key, v, (double)FLT_MIN, (double)FLT_MAX);
+    return LLMRT_OK;
+}
+
 /* ---- EOS ids: an integer or a list ---- */
+
+/* One id, checked before it is narrowed to int (2^32 + 2 is not 2); the ids that are kept are
+ * checked against the vocabulary once generation_config.json has had its say. */
+static llmrt_status eos_add(const char *path, json_int_t id, model_config *c) {
+    if (id < INT_MIN || id > INT_MAX)
+        return err_set(LLMRT_ERR_FORMAT, "%s: eos_token_id %lld is outside the vocabulary (%d)",
+                       path, (long long)id, c->vocab);
+    c->eos_ids[c->n_eos++] = (int)id;
+    return LLMRT_OK;
+}
 
 static llmrt_status eos_read(const char *path, json_t *v, model_config *c) {
     c->n_eos = 0;
     if (!v || json_is_null(v)) return LLMRT_OK;
-    if (json_is_integer(v)) {
-        c->eos_ids[c->n_eos++] = (int)json_integer_value(v);
-        return LLMRT_OK;
-    }
+    if (json_is_integer(v)) return eos_add(path, json_integer_value(v), c);
     if (!json_is_array(v))
         return err_set(LLMRT_ERR_FORMAT, "%s: \"eos_token_id\" must be an integer or a list", path);
     size_t i;
@@ -167,7 +224,7 @@ static llmrt_status eos_read(const char *path, json_t *v, model_config *c) {
         if (c->n_eos == MODEL_MAX_EOS)
             return err_set(LLMRT_ERR_FORMAT, "%s: more than %d eos_token_id values", path,
                            MODEL_MAX_EOS);
-        c->eos_ids[c->n_eos++] = (int)json_integer_value(e);
+        TRY(eos_add(path, json_integer_value(e), c));
     }
     return LLMRT_OK;
 }
@@ -278,12 +335,19 @@ static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
     if (qpas < 0)
         return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be positive", r->path, a->attn_scale_key);
     c->attn_scale = (float)(1.0 / sqrt(qpas > 0 ? qpas : (double)c->head_dim));
+    if (!(c->attn_scale >= FLT_MIN) || !isfinite(c->attn_scale))
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: \"%s\" = %g gives an attention scale 1/sqrt(%g) outside float32's "
+                       "range",
+                       r->path, a->attn_scale_key, qpas, qpas);
     c->embed_scale = a->embed_scale_sqrt_hidden ? (float)sqrt((double)c->hidden) : 1.0f;
     double fsc, asc;
     TRY(cfg_num(r, o, KEYS("final_logit_softcapping"), &fsc, 0));
     TRY(cfg_num(r, o, KEYS("attn_logit_softcapping"), &asc, 0));
     if (fsc < 0 || asc < 0)
         return err_set(LLMRT_ERR_FORMAT, "%s: soft-capping values must be positive", r->path);
+    TRY(cfg_float_range(r, "final_logit_softcapping", fsc));
+    TRY(cfg_float_range(r, "attn_logit_softcapping", asc));
     c->final_softcap = (float)fsc;
     c->attn_softcap = (float)asc;
 
@@ -309,7 +373,10 @@ static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
             c->rope_local = c->rope_global;
     }
     if (!(c->rope_global.theta > 0) || !(c->rope_local.theta > 0))
-        return err_set(LLMRT_ERR_FORMAT, "%s: rope_theta must be positive", r->path);
+        return err_set(LLMRT_ERR_FORMAT, "%s: rope_theta = %g must be positive", r->path,
+                       c->rope_global.theta > 0 ? c->rope_local.theta : c->rope_global.theta);
+    TRY(rope_check(r, &c->rope_global, "", c->head_dim));
+    TRY(rope_check(r, &c->rope_local, " (the sliding-window layers' RoPE)", c->head_dim));
 
     /* layer kinds: layer_types, else the family's rule */
     memset(c->layer_sliding, 0, sizeof c->layer_sliding);
@@ -384,19 +451,23 @@ llmrt_status model_config_parse(model_config *c, const char *json, size_t len, c
     json_decref(r.root);
     TRY(s);
     /* generation_config.json: its eos_token_id (int or list) takes precedence */
+    const char *eos_from = path; /* the file the ids kept were read from */
     if (gen_json) {
         json_t *g;
         TRY(json_parse_object(gen_json, gen_len, gen_path, &g));
         json_t *e = json_object_get(g, "eos_token_id");
         s = LLMRT_OK;
-        if (e && !json_is_null(e)) s = eos_read(gen_path, e, c);
+        if (e && !json_is_null(e)) {
+            s = eos_read(gen_path, e, c);
+            eos_from = gen_path;
+        }
         json_decref(g);
         TRY(s);
     }
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab)
             return err_set(LLMRT_ERR_FORMAT, "%s: eos_token_id %d is outside the vocabulary (%d)",
-                           gen_json ? gen_path : path, c->eos_ids[i], c->vocab);
+                           eos_from, c->eos_ids[i], c->vocab);
     if (c->bos_id >= c->vocab)
         return err_set(LLMRT_ERR_FORMAT, "%s: bos_token_id %d is outside the vocabulary (%d)", path,
                        c->bos_id, c->vocab);

@@ -63,6 +63,10 @@ llmrt_status model_config_load(model_config *c, const char *dir);
 llmrt_status model_config_parse(model_config *c, const char *json, size_t len, const char *path,
                                 const char *gen_json, size_t gen_len, const char *gen_path);
 
+/* The RoPE inverse frequencies [dim / 2] of r, as transformers computes them (in float32);
+ * model_config_load has checked that they are finite. */
+void rope_inv_freq(const rope_config *r, int dim, float *out);
+
 /* Fails (LLMRT_ERR_INVALID, naming the first bad id) unless every id is in the vocabulary. */
 llmrt_status model_check_ids(const model_config *c, const int32_t *ids, size_t n);
 

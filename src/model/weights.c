@@ -135,29 +135,6 @@ static llmrt_status ld_norm(loader *L, norm_params *p, int layer, const char *w_
     return LLMRT_OK;
 }
 
-/* ---- RoPE frequencies (as transformers computes them, in float32) ---- */
-
-static void rope_inv_freq(const rope_config *r, int dim, float *out) {
-    for (int i = 0; i < dim / 2; i++) {
-        float expo = (float)(2 * i) / (float)dim;
-        float f = (float)(1.0 / pow(r->theta, (double)expo));
-        if (r->scaling == ROPE_LINEAR) f = (float)(f / r->factor);
-        if (r->scaling == ROPE_LLAMA3) {
-            double low_wl = r->original_max_pos / r->low_freq_factor;
-            double high_wl = r->original_max_pos / r->high_freq_factor;
-            double wl = 2 * M_PI / f;
-            if (wl > low_wl) {
-                f = (float)(f / r->factor);
-            } else if (wl >= high_wl) {
-                double smooth = (r->original_max_pos / wl - r->low_freq_factor) /
-                                (r->high_freq_factor - r->low_freq_factor);
-                f = (float)((1 - smooth) * f / r->factor + smooth * f);
-            }
-        }
-        out[i] = f;
-    }
-}
-
 static llmrt_status ld_rope(loader *L, rope_params *p, const rope_config *r) {
     int hd = L->m->cfg.head_dim;
     p->rot_dim = hd;

@@ -79,7 +79,7 @@ expect_fail nan-weight-logits 'tensor "model.norm.weight" holds a NaN' -- "$BIN"
 # config values of the wrong type or range are named, not replaced or called missing
 edit_config() { copy_fixture; python3 -c "import json,sys; p='$TMP/m/config.json'; j=json.load(open(p)); j['$1']=json.loads(sys.argv[1]); json.dump(j,open(p,'w'))" "$2"; }
 edit_config rope_theta 0
-expect_fail rope-theta-zero "rope_theta must be positive" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+expect_fail rope-theta-zero "rope_theta = 0 must be positive" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
 edit_config hidden_act 5
 expect_fail hidden-act-type '"hidden_act" must be a string' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
 edit_config model_type 123

@@ -5,9 +5,11 @@
  * generation_config.json (absent when there is no NUL). A parse that fails must leave a message
  * naming one of the two files; a config that parses must hold what the engine relies on: sizes
  * positive and consistent (H a multiple of Hkv, a known architecture), finite positive norm
- * epsilon and softmax scale, EOS ids within the vocabulary, RoPE parameters finite. Seeds: the
+ * epsilon and softmax scale (neither 0 nor subnormal in float32: 1e-60 is not 0), soft-caps 0 or
+ * normal floats, EOS ids within the vocabulary, RoPE frequencies finite. Seeds: the
  * real cards' config.json and generation_config.json (tests/fuzz/seeds/fuzz_config/).
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -36,10 +38,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(c.vocab > 0 && c.hidden > 0 && c.n_layers > 0 && c.ffn > 0 && c.max_pos > 0);
     FUZZ_ASSERT(c.n_heads > 0 && c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0);
     FUZZ_ASSERT(c.head_dim > 0);
-    FUZZ_ASSERT(isfinite(c.norm_eps) && c.norm_eps > 0);
-    FUZZ_ASSERT(isfinite(c.attn_scale) && c.attn_scale > 0);
+    FUZZ_ASSERT(isfinite(c.norm_eps) && c.norm_eps >= FLT_MIN);
+    FUZZ_ASSERT(isfinite(c.attn_scale) && c.attn_scale >= FLT_MIN);
     FUZZ_ASSERT(isfinite(c.embed_scale) && isfinite(c.final_softcap) && isfinite(c.attn_softcap));
-    FUZZ_ASSERT(c.final_softcap >= 0 && c.attn_softcap >= 0 && c.sliding_window >= 0);
+    FUZZ_ASSERT(c.final_softcap == 0 || c.final_softcap >= FLT_MIN);
+    FUZZ_ASSERT(c.attn_softcap == 0 || c.attn_softcap >= FLT_MIN);
+    FUZZ_ASSERT(c.sliding_window >= 0);
+    float f[512];
+    for (int which = 0; which < 2; which++) {
+        rope_inv_freq(which ? &c.rope_local : &c.rope_global, c.head_dim, f);
+        for (int i = 0; i < c.head_dim / 2; i++)
+            FUZZ_ASSERT(isfinite(f[i]) && f[i] >= 0);
+    }
     FUZZ_ASSERT(c.n_eos >= 0 && c.n_eos <= MODEL_MAX_EOS);
     for (int i = 0; i < c.n_eos; i++)
         FUZZ_ASSERT(c.eos_ids[i] >= 0 && c.eos_ids[i] < c.vocab);
