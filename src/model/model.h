@@ -109,8 +109,9 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
 void model_free(model *m);
 
 /* Why a loaded model's logits came out non-finite, as one sentence for a message: names the
- * first checkpoint tensor holding a NaN or infinity (the files are read again, in pieces), else
- * F16's range (in F16), else the activations overflowing in `precision` with the config values
+ * first checkpoint tensor holding a NaN or infinity, or a value beyond the range of `precision`
+ * where the loader converts to it (the files are read again, in pieces), else F16's range (in
+ * F16), else the activations overflowing in `precision` with the config values
  * that scale them. Costs a pass over the checkpoint: call it once, after the fact. */
 void model_nonfinite_cause(const model *m, dtype precision, char *buf, size_t n);
 

@@ -298,7 +298,8 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
     st_model *st = NULL;
     llmrt_status s = safetensors_open_dir(&st, dir);
     loader L = {.m = m, .st = st, .be = be, .wdt = be->weight_dtype};
-    if (s == LLMRT_OK) s = ld_model(&L, LOAD_PROGRESS_NONE); /* planning pass: shapes checked, bytes counted */
+    if (s == LLMRT_OK)
+        s = ld_model(&L, LOAD_PROGRESS_NONE); /* planning pass: shapes checked, bytes counted */
     if (s == LLMRT_OK) {
         size_t need = L.off, free_b = 0, total_b = 0;
         size_t reserve = opts ? opts->reserve_bytes : 0;
@@ -348,9 +349,19 @@ void model_free(model *m) {
 
 /* ---- after non-finite logits: the cause ---- */
 
-/* The first tensor of the checkpoint in dir with a non-finite value, into name (n > 0); "" when
- * none (or the files cannot be read, which loading would have said). */
-static void first_nonfinite_tensor(const char *dir, char *name, size_t n) {
+/* A value of the checkpoint that is not finite as the loader stores it: 2-D tensors (matrices,
+ * tables) in the precision, 1-D ones (norms, biases) in F32 (ld_vector). */
+static int stored_nonfinite(float v, int n_dims, dtype precision) {
+    if (!isfinite(v)) return 1;
+    if (n_dims < 2 || precision == DT_F32) return 0;
+    return !isfinite(precision == DT_F16 ? f16_to_f32(f32_to_f16(v)) : bf16_to_f32(f32_to_bf16(v)));
+}
+
+/* The first tensor of the checkpoint in dir with a value that is not finite as stored in
+ * `precision`, into name (n > 0) and *value (as read); "" when none (or the files cannot be read,
+ * which loading would have said). */
+static void first_nonfinite_tensor(const char *dir, dtype precision, char *name, size_t n,
+                                   float *value) {
     name[0] = '\0';
     st_model *st = NULL;
     if (safetensors_open_dir(&st, dir) != LLMRT_OK) return;
@@ -367,8 +378,9 @@ static void first_nonfinite_tensor(const char *dir, char *name, size_t n) {
             if (safetensors_read(st, t, at * es, raw, k * es) != LLMRT_OK) break;
             dtype_convert(f, DT_F32, raw, t->dt, k);
             for (size_t j = 0; j < k; j++)
-                if (!isfinite(f[j])) {
+                if (stored_nonfinite(f[j], t->n_dims, precision)) {
                     snprintf(name, n, "%s", t->name);
+                    *value = f[j];
                     break;
                 }
         }
@@ -380,10 +392,15 @@ static void first_nonfinite_tensor(const char *dir, char *name, size_t n) {
 
 void model_nonfinite_cause(const model *m, dtype precision, char *buf, size_t n) {
     char t[256];
-    first_nonfinite_tensor(m->dir, t, sizeof t);
-    if (t[0])
+    float v = 0;
+    first_nonfinite_tensor(m->dir, precision, t, sizeof t, &v);
+    if (t[0] && !isfinite(v))
         snprintf(buf, n, "the checkpoint's tensor \"%s\" holds a NaN or an infinity (%s)", t,
                  m->dir);
+    else if (t[0])
+        snprintf(buf, n, "the checkpoint's tensor \"%s\" holds %g, beyond %s's range (%s); use %s",
+                 t, (double)v, dtype_name(precision), m->dir,
+                 precision == DT_F16 ? "BF16 or FP32" : "FP32");
     else if (precision == DT_F16)
         snprintf(buf, n, "the activations overflowed F16's range (65504); use BF16 or FP32");
     else

@@ -76,6 +76,17 @@ PY
 expect_fail nan-weight 'tensor "model.norm.weight" holds a NaN' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --precision FP32 --device cpu
 expect_fail nan-weight-sampled 'tensor "model.norm.weight" holds a NaN' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --precision FP32 --temperature 1 --device cpu
 expect_fail nan-weight-logits 'tensor "model.norm.weight" holds a NaN' -- "$BIN" logits --model "$TMP/m" --prompt-ids 1,2 --precision FP32 --device cpu
+# a weight beyond F16's range (finite in the F32 checkpoint) is named in FP16, and runs in FP32
+copy_fixture; python3 - "$TMP/m/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+off = 8 + n + h['model.layers.0.mlp.down_proj.weight']['data_offsets'][0]
+b[off:off + 4] = struct.pack('<f', 1e6)
+open(p, 'wb').write(b)
+PY
+expect_fail f16-range-weight 'tensor "model.layers.0.mlp.down_proj.weight" holds 1e+06, beyond F16' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --precision FP16 --device cpu
+if "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --precision FP32 --device cpu >/dev/null 2>&1; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL f16-range-weight in FP32"; fi
 # config values of the wrong type or range are named, not replaced or called missing
 edit_config() { copy_fixture; python3 -c "import json,sys; p='$TMP/m/config.json'; j=json.load(open(p)); j['$1']=json.loads(sys.argv[1]); json.dump(j,open(p,'w'))" "$2"; }
 edit_config rope_theta 0
