@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/file.h"
 #include "chat/chat_template.h"
@@ -489,6 +490,40 @@ static void test_config_load(void) {
     CHECK_ERR(chat_config_load(&c, "/nonexistent/dir", NULL), LLMRT_ERR_IO, "/nonexistent/dir");
 }
 
+/* What is in place of a file is said as such, never taken for no file: a folder or a FIFO as
+ * tokenizer_config.json or chat_template.jinja, a symlink loop as the path given. */
+static void test_config_load_not_files(void) {
+    chat_config c;
+    char p[1024], q[1024];
+    const char *dir = test_tmpdir("chat_config_dir");
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    CHECK(mkdir(p, 0755) == 0);
+    write_file(dir, "chat_template.jinja", "T");
+    CHECK_ERR(chat_config_load(&c, dir, NULL), LLMRT_ERR_IO,
+              "tokenizer_config.json: is a directory, not a file");
+    CHECK(rmdir(p) == 0);
+    CHECK(mkfifo(p, 0644) == 0);
+    CHECK_ERR(chat_config_load(&c, dir, NULL), LLMRT_ERR_IO,
+              "tokenizer_config.json: is not a regular file (FIFO)");
+    CHECK(unlink(p) == 0);
+    write_file(dir, "tokenizer_config.json", "{\"chat_template\": \"C\"}");
+    snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
+    CHECK(unlink(p) == 0 && mkfifo(p, 0644) == 0);
+    CHECK_ERR(chat_config_load(&c, dir, NULL), LLMRT_ERR_IO,
+              "chat_template.jinja: is not a regular file (FIFO)");
+    CHECK(unlink(p) == 0 && mkdir(p, 0755) == 0);
+    CHECK_ERR(chat_config_load(&c, dir, NULL), LLMRT_ERR_IO,
+              "chat_template.jinja: is a directory, not a file");
+    CHECK(rmdir(p) == 0);
+    CHECK_OK(chat_config_load(&c, dir, NULL)); /* and with the folder gone, the config's */
+    CHECK(c.template_src && strcmp(c.template_src, "C") == 0);
+    chat_config_free(&c);
+    snprintf(p, sizeof p, "%s/loop1", dir);
+    snprintf(q, sizeof q, "%s/loop2", dir);
+    CHECK(symlink(p, q) == 0 && symlink(q, p) == 0);
+    CHECK_ERR(chat_config_load(&c, p, NULL), LLMRT_ERR_IO, "symlink loop");
+}
+
 /* ---- chat_vars_build ---- */
 
 static void test_vars_build(void) {
@@ -615,6 +650,7 @@ int main(void) {
     RUN(test_limits);
     RUN(test_random_templates);
     RUN(test_config_load);
+    RUN(test_config_load_not_files);
     RUN(test_vars_build);
     RUN(test_render_continue);
     RUN(test_speed);

@@ -329,10 +329,12 @@ static llmrt_status read_config(json_t **out, const char *path) {
     return LLMRT_OK;
 }
 
+/* 1 when dir has chat_template.jinja or additional_chat_templates/ (whatever is there: a folder
+ * or FIFO in their place is then reported by path_check, not taken for no template). */
 static int has_jinja_files(const char *dir) {
     char p[4096];
-    if (path_join(p, sizeof p, dir, "chat_template.jinja") == LLMRT_OK && file_exists(p)) return 1;
-    return path_join(p, sizeof p, dir, "additional_chat_templates") == LLMRT_OK && dir_exists(p);
+    if (path_join(p, sizeof p, dir, "chat_template.jinja") == LLMRT_OK && path_present(p)) return 1;
+    return path_join(p, sizeof p, dir, "additional_chat_templates") == LLMRT_OK && path_present(p);
 }
 
 llmrt_status chat_config_load(chat_config *out, const char *path, const char *name) {
@@ -347,6 +349,7 @@ llmrt_status chat_config_load(chat_config *out, const char *path, const char *na
         if (path_join(cfg_path, sizeof cfg_path, path, "tokenizer_config.json"))
             return err_set(LLMRT_ERR_INVALID, "%s: path too long", path);
     } else {
+        TRY(path_check(path, 0)); /* missing, a loop, a FIFO: said as such */
         snprintf(cfg_path, sizeof cfg_path, "%s", path);
         snprintf(dir, sizeof dir, "%s", path);
         char *slash = strrchr(dir, '/');
@@ -357,9 +360,10 @@ llmrt_status chat_config_load(chat_config *out, const char *path, const char *na
     }
     json_t *cfg = NULL;
     llmrt_status s = LLMRT_OK;
-    int cfg_exists = file_exists(cfg_path);
+    int cfg_exists = path_present(cfg_path);
     if (!cfg_exists && !has_jinja_files(dir))
         return err_set(LLMRT_ERR_IO, "%s: no tokenizer_config.json or chat_template.jinja", path);
+    if (cfg_exists) TRY(path_check(cfg_path, 0)); /* a folder or FIFO in its place is named */
     if (cfg_exists && (s = read_config(&cfg, cfg_path)) != LLMRT_OK) return s;
     if (cfg) {
         if ((s = read_token(cfg, "bos_token", cfg_path, &out->bos_token)) ||
@@ -376,10 +380,11 @@ llmrt_status chat_config_load(chat_config *out, const char *path, const char *na
         else
             ok = snprintf(tpl_path, sizeof tpl_path, "%s/additional_chat_templates/%s.jinja", dir,
                           want) < (int)sizeof tpl_path;
-        if (!ok || !file_exists(tpl_path)) {
+        if (!ok || !path_present(tpl_path)) {
             s = err_set(LLMRT_ERR_INVALID, "%s: no chat template named '%s'", dir, want);
             goto fail;
         }
+        if ((s = path_check(tpl_path, 0)) != LLMRT_OK) goto fail;
         size_t n;
         if ((s = file_read_all(tpl_path, &out->template_src, &n)) != LLMRT_OK) goto fail;
         out->origin = strdup(tpl_path);
