@@ -64,7 +64,7 @@ static void parse_flags(bench_cmd *o, int argc, char **argv) {
             continue;
         } else if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
-            exit(0);
+            exit(cli_close_stdout("bench", 0));
         } else if (args_is(&a, "cache")) {
             o->no_cache = cli_parse_no_cache(&a, args_value(&a));
         } else if (args_is(&a, "isl")) {

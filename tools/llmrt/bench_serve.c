@@ -80,7 +80,7 @@ static void parse_flags(bs_opts *o, int argc, char **argv) {
     while (args_next(&a)) {
         if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
-            exit(0);
+            exit(cli_close_stdout("bench-serve", 0));
         } else if (args_is(&a, "url") || args_is(&a, "base_url")) {
             o->url = args_value(&a);
         } else if (args_is(&a, "model")) {

@@ -111,12 +111,14 @@ void cli_decode_note(const cli_model *cm, const char *cmd) {
     if (said || !cm->verbose || !why[0]) return;
     said = true;
     if (!strncmp(why, "LM head", 7))
-        fprintf(stderr, "llmrt %s: note: the LM head ran as a separate op, not inside the decode "
-                        "kernel (%s)\n",
+        fprintf(stderr,
+                "llmrt %s: note: the LM head ran as a separate op, not inside the decode "
+                "kernel (%s)\n",
                 cmd, why);
     else
-        fprintf(stderr, "llmrt %s: note: decode steps ran op by op on %s, slower than the one-kernel "
-                        "decode path, which does not cover: %s\n",
+        fprintf(stderr,
+                "llmrt %s: note: decode steps ran op by op on %s, slower than the one-kernel "
+                "decode path, which does not cover: %s\n",
                 cmd, llmrt_model_device(cm->m), why);
 }
 
@@ -131,17 +133,38 @@ llmrt_model_info cli_model_info(const cli_model *cm) {
     return info;
 }
 
+/* The message for lost output, once per run (err 0: the failing write was not ours to see). */
+static void stdout_failed(const char *cmd, int err) {
+    static bool reported;
+    if (reported) return;
+    reported = true;
+    fprintf(stderr, "llmrt%s%s: writing the output failed: %s\n", cmd ? " " : "", cmd ? cmd : "",
+            err ? strerror(err) : "an earlier write failed");
+}
+
 bool cli_write(const char *cmd, const void *p, size_t n) {
     if (n && fwrite(p, 1, n, stdout) != n) {
-        fprintf(stderr, "llmrt %s: writing the output failed: %s\n", cmd, strerror(errno));
+        stdout_failed(cmd, errno);
         return false;
     }
     return true;
 }
 
 int cli_finish_stdout(const char *cmd, int rc) {
+    errno = 0;
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "llmrt %s: writing the output failed: %s\n", cmd, strerror(errno));
+        stdout_failed(cmd, errno);
+        return rc ? rc : 1;
+    }
+    return rc;
+}
+
+int cli_close_stdout(const char *cmd, int rc) {
+    rc = cli_finish_stdout(cmd, rc);
+    errno = 0;
+    /* EBADF with nothing written: stdout was closed by the caller (`>&-`), nothing was lost */
+    if (fclose(stdout) != 0 && errno != EBADF) {
+        stdout_failed(cmd, errno);
         return rc ? rc : 1;
     }
     return rc;

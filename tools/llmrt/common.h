@@ -58,7 +58,11 @@ const char *cli_find_beside(const char *rel);
 /* Writes n bytes to stdout; false (with a message naming cmd) when stdout cannot take them. */
 bool cli_write(const char *cmd, const void *p, size_t n);
 /* Flushes and checks stdout at the end of a command; returns rc, or 1 after a write error
- * (with a message). */
+ * (with a message; one per run, however many writes failed). */
 int cli_finish_stdout(const char *cmd, int rc);
+/* The same, then closes stdout (an error of close is a lost write too): main's last call, so
+ * that every subcommand and --help/--version exits non-zero when its output was lost. cmd may be
+ * NULL. */
+int cli_close_stdout(const char *cmd, int rc);
 
 #endif

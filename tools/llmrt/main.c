@@ -4,6 +4,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "common.h"
 #include "llmrt.h"
 
 static const struct {
@@ -31,7 +32,7 @@ static void usage(FILE *f) {
                "`llmrt SUBCOMMAND --help` lists its flags.\n");
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
     if (argc >= 2 &&
         (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         usage(stdout);
@@ -71,4 +72,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "llmrt: unknown subcommand '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
+}
+
+/* The subcommand that ran, for messages: "run" for `llmrt --flags`; NULL for --help, --version
+ * and an unknown subcommand. */
+static const char *command_name(int argc, char **argv) {
+    if (argc < 2) return "run";
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].name;
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--version"))
+        return NULL;
+    return argv[1][0] == '-' ? "run" : NULL;
+}
+
+/* stdout is checked and closed last, for every subcommand: output lost to a full disk or a
+ * closed pipe is an error, never exit 0. */
+int main(int argc, char **argv) {
+    int rc = dispatch(argc, argv);
+    return cli_close_stdout(command_name(argc, argv), rc);
 }

@@ -96,7 +96,7 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             continue;
         } else if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
-            exit(0);
+            exit(cli_close_stdout("run", 0));
         } else if (args_is(&a, "prompt")) {
             o->src.text = args_value(&a);
         } else if (args_is(&a, "prompt_file")) {
@@ -210,7 +210,7 @@ static void emit_token(void *ud, int seq, int32_t tok) {
         }
         so->failed = !cli_write("run", t, n);
     }
-    if (fflush(stdout) != 0) so->failed = true;
+    if (cli_finish_stdout("run", 0) != 0) so->failed = true;
 }
 
 static json_t *ids_json(const int32_t *ids, int n) {

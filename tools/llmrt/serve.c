@@ -103,7 +103,7 @@ static int parse_flags(serve_cli *o, int argc, char **argv) {
         if (cli_model_flag(&a, &o->cm)) continue;
         if (args_is(&a, "help") || args_is(&a, "h")) {
             usage();
-            exit(0);
+            exit(cli_close_stdout("serve", 0));
         } else if (args_is(&a, "host")) {
             o->so.host = args_value(&a);
         } else if (args_is(&a, "port")) {
