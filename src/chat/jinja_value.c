@@ -794,7 +794,7 @@ int jv_iterate(jctx *ctx, size_t pos, const jv *v, jv **items, size_t *n) {
     }
     case JV_LIST: {
         jlist *l = v->u.l;
-        *items = l->v + l->pos;
+        *items = l->v ? l->v + l->pos : NULL; /* an empty list may have no array */
         *n = l->n - l->pos;
         if (l->flavor == JL_GEN) l->pos = l->n; /* consumed */
         return 0;

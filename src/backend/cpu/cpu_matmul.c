@@ -391,6 +391,33 @@ static void pack_panel_any(float *dst, const bweight *W, int64_t n0, int nvalid,
         pack_panel(dst, W->data, W->cols, n0, nvalid, k0, kc, DT_F32);
 }
 
+/* Panel p of the output (GEMM_NR columns) for rows [mb, mend): every k block packed once into
+ * `panel`, then the register tiles. Vector values stay inside this function (which has the
+ * target attribute), not in the OpenMP region's outlined function (which does not). */
+static void gemm_panel(float *out, const float *in, int64_t mb, int64_t mend, const bweight *W,
+                       const float *bias, int64_t p, float *panel) {
+    const int64_t N = W->rows, K = W->cols;
+    int64_t n0 = p * GEMM_NR;
+    int nvalid = N - n0 < GEMM_NR ? (int)(N - n0) : GEMM_NR;
+    int lane[GEMM_NR];
+    _Alignas(32) float init[GEMM_NR];
+    for (int i = 0; i < GEMM_NR; i++) {
+        lane[i] = i < nvalid ? -1 : 0;
+        init[i] = bias && i < nvalid ? bias[n0 + i] : 0.0f;
+    }
+    __m256i m0 = _mm256_loadu_si256((const __m256i *)lane);
+    __m256i m1 = _mm256_loadu_si256((const __m256i *)(lane + 8));
+    for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+        int kc = K - k0 < GEMM_KC ? (int)(K - k0) : GEMM_KC;
+        pack_panel_any(panel, W, n0, nvalid, k0, kc);
+        for (int64_t m = mb; m < mend; m += GEMM_MR) {
+            int mr = mend - m < GEMM_MR ? (int)(mend - m) : GEMM_MR;
+            gemm_tile_any(mr, in + m * K + k0, K, panel, kc, out + m * N + n0, N, m0, m1,
+                          k0 == 0 ? init : NULL);
+        }
+    }
+}
+
 static void gemm_blocked(float *out, const float *in, int64_t M, const bweight *W,
                          const float *bias) {
     const int64_t N = W->rows, K = W->cols, panels = (N + GEMM_NR - 1) / GEMM_NR;
@@ -405,27 +432,8 @@ static void gemm_blocked(float *out, const float *in, int64_t M, const bweight *
         for (int64_t mb = 0; mb < M; mb += mc) {
             int64_t mend = mb + mc < M ? mb + mc : M;
 #pragma omp for schedule(dynamic, 1) nowait
-            for (int64_t p = 0; p < panels; p++) {
-                int64_t n0 = p * GEMM_NR;
-                int nvalid = N - n0 < GEMM_NR ? (int)(N - n0) : GEMM_NR;
-                int lane[GEMM_NR];
-                _Alignas(32) float init[GEMM_NR];
-                for (int i = 0; i < GEMM_NR; i++) {
-                    lane[i] = i < nvalid ? -1 : 0;
-                    init[i] = bias && i < nvalid ? bias[n0 + i] : 0.0f;
-                }
-                __m256i m0 = _mm256_loadu_si256((const __m256i *)lane);
-                __m256i m1 = _mm256_loadu_si256((const __m256i *)(lane + 8));
-                for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-                    int kc = K - k0 < GEMM_KC ? (int)(K - k0) : GEMM_KC;
-                    pack_panel_any(panel, W, n0, nvalid, k0, kc);
-                    for (int64_t m = mb; m < mend; m += GEMM_MR) {
-                        int mr = mend - m < GEMM_MR ? (int)(mend - m) : GEMM_MR;
-                        gemm_tile_any(mr, in + m * K + k0, K, panel, kc, out + m * N + n0, N, m0,
-                                      m1, k0 == 0 ? init : NULL);
-                    }
-                }
-            }
+            for (int64_t p = 0; p < panels; p++)
+                gemm_panel(out, in, mb, mend, W, bias, p, panel);
         }
     }
 }
