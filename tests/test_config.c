@@ -2,6 +2,9 @@
  * dialects, defaults, and malformed configs named in the message. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/file.h"
 #include "model/model.h"
@@ -262,6 +265,55 @@ static void test_attention_scale_range(void) {
     CHECK(c.attn_scale == 1.0f / 16.0f);
 }
 
+/* What is at the model path, said as such: a symlink loop, a folder or FIFO as config.json;
+ * and, as a user that cannot read them (root reads everything, so a child drops to nobody), a
+ * folder without permission and an unreadable config.json or generation_config.json are
+ * "permission denied", not "does not exist" or "invalid JSON at line -1". */
+static void test_unreadable(void) {
+    static const char cfg[] = "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,"
+                              " \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                              " \"intermediate_size\": 8, \"max_position_embeddings\": 16}";
+    model_config c;
+    char p[600], q[600];
+    const char *dir = write_config("cfg-loop", cfg, NULL);
+    snprintf(p, sizeof p, "%s/loop1", dir);
+    snprintf(q, sizeof q, "%s/loop2", dir);
+    CHECK(symlink(p, q) == 0 && symlink(q, p) == 0);
+    CHECK_ERR(model_config_load(&c, p), LLMRT_ERR_IO, "symlink loop");
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    CHECK(unlink(p) == 0 && mkdir(p, 0755) == 0);
+    CHECK_ERR(model_config_load(&c, dir), LLMRT_ERR_IO, "config.json: is a directory, not a file");
+    CHECK(rmdir(p) == 0 && mkfifo(p, 0644) == 0);
+    CHECK_ERR(model_config_load(&c, dir), LLMRT_ERR_IO,
+              "config.json: is not a regular file (FIFO)");
+
+    /* test_tmpdir's buffer is static: copies */
+    char closed[300], secret[300], gsecret[300], cpath[600], gpath[600];
+    snprintf(closed, sizeof closed, "%s", write_config("cfg-perm-dir", cfg, NULL));
+    snprintf(secret, sizeof secret, "%s", write_config("cfg-perm-file", cfg, "{}"));
+    snprintf(gsecret, sizeof gsecret, "%s", write_config("cfg-perm-gen", cfg, "{}"));
+    snprintf(cpath, sizeof cpath, "%s/config.json", secret);
+    snprintf(gpath, sizeof gpath, "%s/generation_config.json", gsecret);
+    CHECK(chmod(closed, 0000) == 0 && chmod(cpath, 0000) == 0 && chmod(gpath, 0000) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
+        int bad = 0;
+        bad |= model_config_load(&c, closed) != LLMRT_ERR_IO ||
+               !strstr(llmrt_last_error(), "permission denied");
+        bad |= model_config_load(&c, secret) != LLMRT_ERR_IO ||
+               !strstr(llmrt_last_error(), "config.json: permission denied");
+        bad |= model_config_load(&c, gsecret) != LLMRT_ERR_IO ||
+               !strstr(llmrt_last_error(), "generation_config.json: permission denied");
+        if (bad) fprintf(stderr, "child: last message: %s\n", llmrt_last_error());
+        _exit(bad);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    CHECK(chmod(closed, 0755) == 0 && chmod(cpath, 0644) == 0 && chmod(gpath, 0644) == 0);
+}
+
 int main(void) {
     RUN(test_real_cards);
     RUN(test_gemma_details);
@@ -271,5 +323,6 @@ int main(void) {
     RUN(test_malformed);
     RUN(test_hostile_values);
     RUN(test_attention_scale_range);
+    RUN(test_unreadable);
     return test_summary();
 }
