@@ -8,8 +8,10 @@
 #include "tokenizer/tok_internal.h"
 #include "tokenizer/tok_json.h"
 
-/* The largest id accepted (Gemma 3 has 262,145). */
-#define TOK_MAX_ID 1000000000
+/* The largest id accepted: 2^24 - 1, as config.json's vocab_size (Gemma 3 has 262,145). Tables
+ * indexed by id take 16 bytes per id, so a few bytes of JSON claiming id 10^9 would otherwise
+ * cost 16 GB (found by fuzz_tokenizer_load: 2.6e8 took 19 s); at this bound, 256 MiB at most. */
+#define TOK_MAX_ID ((1 << 24) - 1)
 
 /* The largest tokenizer.json read (Gemma 3's is 33 MB). */
 #define TOK_MAX_FILE ((size_t)1 << 30)
@@ -217,6 +219,11 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
     int64_t max_id = -1;
     for (const tj_node *e = tj_first(d, vocab); e; e = tj_next(d, e)) {
         int64_t v;
+        if (int_of(e, TOK_MAX_ID + 1, INT64_MAX / 2, &v))
+            return lerr(L, LLMRT_ERR_FORMAT,
+                        "model.vocab: token '%s' has id %lld, above %d (the largest vocabulary "
+                        "llmrt runs is 2^24 ids)",
+                        e->key, (long long)v, TOK_MAX_ID);
         if (!int_of(e, 0, TOK_MAX_ID, &v))
             return lerr(L, LLMRT_ERR_FORMAT, "model.vocab: token '%s' has a bad id", e->key);
         if (v > max_id) max_id = v;
