@@ -257,6 +257,17 @@ static void test_numbers_out_of_range(void) {
     tokenizer *t = NULL;
     CHECK_ERR(tokenizer_load(&t, write_file("numbers", vocab, strlen(vocab))), LLMRT_ERR_FORMAT,
               "model.vocab: token 'a' has a bad id");
+    /* found by fuzz_tokenizer_load: one token with a huge id made 8 GB id tables (a claim, not
+     * data); ids must be nearly dense */
+    const char *sparse[] = {
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":999999999},\"merges\":[]}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+        "\"added_tokens\":[{\"id\":500000000,\"content\":\"x\"}]}"};
+    for (size_t i = 0; i < 2; i++) {
+        CHECK_ERR(tokenizer_load(&t, write_file("numbers", sparse[i], strlen(sparse[i]))),
+                  LLMRT_ERR_FORMAT, "is far beyond the 2 tokens the file lists");
+        CHECK(t == NULL);
+    }
 }
 
 /* Finding 2: a directory or FIFO where tokenizer.json should be is named as such. */

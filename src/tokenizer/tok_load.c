@@ -229,6 +229,14 @@ static llmrt_status load_model(loader *L, const tj_node *model, const tj_node *a
                         "added_tokens[%zu]: \"id\" must be an integer in [0, %d]", k, TOK_MAX_ID);
         if (v > max_id) max_id = v;
     }
+    /* the id tables are as long as the largest id: an id far past the number of tokens would
+     * make them the size of a claim (HF vocabularies are dense, with few holes) */
+    const int64_t n_tokens = (int64_t)vocab->len + (int64_t)k;
+    if (max_id >= 4 * n_tokens + 65536)
+        return lerr(L, LLMRT_ERR_FORMAT,
+                    "token id %lld is far beyond the %lld tokens the file lists (ids must be "
+                    "nearly dense: below 4 x tokens + 65536)",
+                    (long long)max_id, (long long)n_tokens);
     t->n_ids = (size_t)(max_id + 1);
     t->n_vocab = vocab->len;
     t->voc_str = calloc(t->n_ids ? t->n_ids : 1, sizeof *t->voc_str);
