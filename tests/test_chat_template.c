@@ -171,6 +171,12 @@ static void test_unsupported(void) {
     check_error("{{ 'a'.encode() }}", NULL, LLMRT_ERR_UNSUPPORTED, "str method 'encode'");
     check_error("{% block body %}x{% endblock %}", NULL, LLMRT_ERR_UNSUPPORTED, "'block' tag");
     check_error("{{ cycler(1, 2) }}", NULL, LLMRT_ERR_UNSUPPORTED, "function 'cycler'");
+    /* a slice among several subscript items (found by fuzz_chat_template: it was evaluated
+     * without the object it slices) */
+    check_error("{{ x[1:2, 3] }}", "{\"x\": [1, 2, 3]}", LLMRT_ERR_UNSUPPORTED,
+                "t.jinja:1:6: a slice inside a subscript of several items");
+    check_error("{% for m in messages %}{{ m[:, 0] }}{% endfor %}", NULL, LLMRT_ERR_UNSUPPORTED,
+                "a slice inside a subscript of several items");
 }
 
 static void test_render_errors(void) {

@@ -436,6 +436,13 @@ static jnode *parse_subscript(parser *p, jnode *obj) {
     if (args.n == 1) {
         sub = args.v[0];
     } else {
+        /* x[a:b, c]: a tuple of slices as one key, which no list, string or dict takes */
+        for (size_t i = 0; i < args.n; i++)
+            if (args.v[i]->type == N_SLICE) {
+                jerr(p->ctx, args.v[i]->pos, LLMRT_ERR_UNSUPPORTED,
+                     "a slice inside a subscript of several items is not supported");
+                return NULL;
+            }
         sub = node(p, N_TUPLE, t->pos);
         if (!sub) return NULL;
         sub->kids = args.v;

@@ -10,7 +10,8 @@
  * parallel regions). GOMP_SPINCOUNT=1000, a short spin and then sleep, keeps the idle speed
  * (0.29 ms/step) and is the fastest under full contention (0.79 ms/step, 0.97 at p90); with one
  * busy process it is 2x slower than the default (0.95 against 0.49) but never collapses.
- * docs/ROBUSTNESS.md has the whole table.
+ * docs/ROBUSTNESS.md has the whole table. (This is libgomp's, gcc's runtime, which the release
+ * build links; a clang build links LLVM's libomp, whose own spin, KMP_BLOCKTIME, it leaves as is.)
  *
  * libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its own constructor, and offers no
  * call to change them afterwards. That constructor runs before any constructor of the program,
