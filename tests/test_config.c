@@ -217,6 +217,18 @@ static void test_hostile_values(void) {
                           NULL, &c),
               LLMRT_ERR_FORMAT, "with its scaling factors gives a RoPE frequency beyond");
     CHECK_OK(parse_llama(", \"rope_theta\": 1e300", NULL, &c)); /* frequencies 0: finite */
+    /* found by fuzz_config: a head_dim by default (hidden / heads) is not capped at 1024 as a
+     * given one is; the check must not assume it is (a stack overflow of this branch) */
+    const char *wide = "{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 4096,"
+                       " \"num_hidden_layers\": 2, \"num_attention_heads\": 2,"
+                       " \"intermediate_size\": 8, \"max_position_embeddings\": 16%s}";
+    char json[512];
+    snprintf(json, sizeof json, wide, "");
+    CHECK_OK(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL));
+    CHECK(c.head_dim == 2048);
+    snprintf(json, sizeof json, wide, ", \"rope_theta\": 1e-300");
+    CHECK_ERR(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL),
+              LLMRT_ERR_FORMAT, "of head_dim 2048");
     /* the norm epsilon: 1e-60 would be 0 in float32 */
     CHECK_ERR(parse_llama(", \"rms_norm_eps\": 1e-60", NULL, &c), LLMRT_ERR_FORMAT,
               "the norm epsilon 1e-60 must be between");

@@ -175,16 +175,20 @@ void rope_inv_freq(const rope_config *r, int dim, float *out) {
  * rotated query and key NaN: refused here, naming the values, rather than found as NaN logits. */
 static llmrt_status rope_check(const cfg_reader *r, const rope_config *rc, const char *which,
                                int head_dim) {
-    float f[512]; /* head_dim <= 1024 */
+    float *f = malloc((size_t)(head_dim / 2 + 1) * sizeof *f); /* head_dim: up to hidden_size */
+    if (!f) return err_set(LLMRT_ERR_NOMEM, "out of memory");
     rope_inv_freq(rc, head_dim, f);
-    for (int i = 0; i < head_dim / 2; i++)
-        if (!isfinite(f[i]))
-            return err_set(LLMRT_ERR_FORMAT,
-                           "%s: rope_theta = %g%s%s gives a RoPE frequency beyond float32's range "
-                           "(dimension %d of head_dim %d)",
-                           r->path, rc->theta,
-                           rc->scaling == ROPE_DEFAULT ? "" : " with its scaling factors", which,
-                           2 * i, head_dim);
+    int bad = -1;
+    for (int i = 0; i < head_dim / 2 && bad < 0; i++)
+        if (!isfinite(f[i])) bad = i;
+    free(f);
+    if (bad >= 0)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: rope_theta = %g%s%s gives a RoPE frequency beyond float32's range "
+                       "(dimension %d of head_dim %d)",
+                       r->path, rc->theta,
+                       rc->scaling == ROPE_DEFAULT ? "" : " with its scaling factors", which,
+                       2 * bad, head_dim);
     return LLMRT_OK;
 }
 

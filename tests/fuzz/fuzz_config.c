@@ -44,12 +44,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(c.final_softcap == 0 || c.final_softcap >= FLT_MIN);
     FUZZ_ASSERT(c.attn_softcap == 0 || c.attn_softcap >= FLT_MIN);
     FUZZ_ASSERT(c.sliding_window >= 0);
-    float f[512];
+    float *f = malloc((size_t)(c.head_dim / 2 + 1) * sizeof *f); /* head_dim: up to hidden */
+    FUZZ_ASSERT(f != NULL);
     for (int which = 0; which < 2; which++) {
         rope_inv_freq(which ? &c.rope_local : &c.rope_global, c.head_dim, f);
         for (int i = 0; i < c.head_dim / 2; i++)
             FUZZ_ASSERT(isfinite(f[i]) && f[i] >= 0);
     }
+    free(f);
     FUZZ_ASSERT(c.n_eos >= 0 && c.n_eos <= MODEL_MAX_EOS);
     for (int i = 0; i < c.n_eos; i++)
         FUZZ_ASSERT(c.eos_ids[i] >= 0 && c.eos_ids[i] < c.vocab);
