@@ -17,11 +17,14 @@ configure:
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# AddressSanitizer + UBSan build of the whole suite (CPU only).
+# AddressSanitizer + UBSan build of the whole suite (CPU only), with the default compiler; with
+# clang: `make asan ASAN_CC=clang ASAN_BUILD=build-asan-clang`.
+ASAN_CC ?= $(CC)
+ASAN_BUILD ?= build-asan
 asan:
-	cmake -S . -B build-asan -DLLMRT_CUDA=OFF -DLLMRT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug > /dev/null
-	cmake --build build-asan -j $(JOBS)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+	CC=$(ASAN_CC) cmake -S . -B $(ASAN_BUILD) -DLLMRT_CUDA=OFF -DLLMRT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug > /dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 
 # ---- fuzzing (libFuzzer, clang): tests/fuzz/README.md ----
 # `make fuzz` builds every harness into build-fuzz/ against a clang-built static library of the
@@ -63,4 +66,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 
 clean:
-	rm -rf build build-asan build-fuzz llmrt-bin
+	rm -rf build build-asan build-asan-clang build-fuzz llmrt-bin
