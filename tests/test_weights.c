@@ -50,6 +50,7 @@ static void load_with_truncation(off_t size, int expect_ok) {
     } else {
         CHECK_ERR(st, LLMRT_ERR_IO, "shrank while loading");
         CHECK_ERR(st, LLMRT_ERR_IO, victim);
+        CHECK_ERR(st, LLMRT_ERR_IO, "reading tensor 'model."); /* and the tensor */
         CHECK(m == NULL);
     }
     model_free(m);
