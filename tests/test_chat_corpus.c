@@ -20,32 +20,6 @@
 static json_t **lines;
 static size_t n_lines;
 
-/* Reads a gzip'd JSON-lines file (through gzip -dc) into an array of json_t*. */
-static json_t **read_jsonl_gz(const char *path, size_t *n) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "gzip -dc '%s'", path);
-    FILE *f = popen(cmd, "r");
-    *n = 0;
-    if (!f) return NULL;
-    size_t cap = 1024;
-    json_t **v = malloc(cap * sizeof *v);
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t r;
-    while ((r = getline(&line, &lcap, f)) > 0) {
-        json_error_t e;
-        json_t *j = json_loadb(line, (size_t)r, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-        if (!j) {
-            fprintf(stderr, "%s: line %zu: %s\n", path, *n + 1, e.text);
-            break;
-        }
-        if (*n == cap) v = realloc(v, (cap *= 2) * sizeof *v);
-        v[(*n)++] = j;
-    }
-    free(line);
-    if (pclose(f) != 0) fprintf(stderr, "%s: gzip -dc failed\n", path);
-    return v;
-}
 
 /* Prints where two byte strings first differ, with some context. */
 static void show_diff(const char *what, const char *want, size_t wn, const char *got, size_t gn) {
@@ -208,7 +182,7 @@ static void test_llama3(void) {
 int main(void) {
     setenv("TZ", "UTC", 1); /* strftime_now formats local time */
     tzset();
-    lines = read_jsonl_gz(CORPUS, &n_lines);
+    lines = test_read_jsonl_gz(CORPUS, &n_lines);
     RUN(test_llama3_1);
     RUN(test_llama3_2);
     RUN(test_llama2);

@@ -23,32 +23,6 @@ typedef struct item {
 static item *corpus;
 static size_t n_corpus;
 
-/* Reads a gzip'd JSON-lines file (through gzip -dc) into an array of json_t*. */
-static json_t **read_jsonl_gz(const char *path, size_t *n) {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "gzip -dc '%s'", path);
-    FILE *f = popen(cmd, "r");
-    *n = 0;
-    if (!f) return NULL;
-    size_t cap = 1024;
-    json_t **v = malloc(cap * sizeof *v);
-    char *line = NULL;
-    size_t lcap = 0;
-    ssize_t r;
-    while ((r = getline(&line, &lcap, f)) > 0) {
-        json_error_t e;
-        json_t *j = json_loadb(line, (size_t)r, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-        if (!j) {
-            fprintf(stderr, "%s: line %zu: %s\n", path, *n + 1, e.text);
-            break;
-        }
-        if (*n == cap) v = realloc(v, (cap *= 2) * sizeof *v);
-        v[(*n)++] = j;
-    }
-    free(line);
-    if (pclose(f) != 0) fprintf(stderr, "%s: gzip -dc failed\n", path);
-    return v;
-}
 
 static int hexval(char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
@@ -56,7 +30,7 @@ static int hexval(char c) {
 
 static void load_corpus(void) {
     size_t n;
-    json_t **v = read_jsonl_gz(DATA "/corpus.jsonl.gz", &n);
+    json_t **v = test_read_jsonl_gz(DATA "/corpus.jsonl.gz", &n);
     corpus = calloc(n + 1, sizeof *corpus);
     for (size_t i = 0; i < n; i++) {
         item *it = &corpus[i];
@@ -116,7 +90,7 @@ static void check_tokenizer(const char *name) {
         return;
     }
     size_t n;
-    json_t **exp = read_jsonl_gz(data, &n);
+    json_t **exp = test_read_jsonl_gz(data, &n);
     CHECK_MSG(n == n_corpus + 1, "%s: %zu lines for %zu corpus items", data, n, n_corpus);
     json_t *pre = json_object_get(exp[0], "pre"), *suf = json_object_get(exp[0], "suf");
     size_t bad_ids = 0, bad_special = 0, bad_dec = 0, bad_stream = 0;

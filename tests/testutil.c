@@ -1,6 +1,8 @@
 /* testutil.c — the minimal test harness behind testutil.h. */
 #include "testutil.h"
 
+#include <jansson.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -82,4 +84,30 @@ const char *test_tmpdir(const char *tag) {
 int test_device_is_cuda(void) {
     const char *d = getenv("LLMRT_TEST_DEVICE");
     return d && strcmp(d, "cuda") == 0;
+}
+
+json_t **test_read_jsonl_gz(const char *path, size_t *n) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "gzip -dc '%s'", path);
+    FILE *f = popen(cmd, "r");
+    *n = 0;
+    if (!f) return NULL;
+    size_t cap = 1024;
+    json_t **v = malloc(cap * sizeof *v);
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t r;
+    while ((r = getline(&line, &lcap, f)) > 0) {
+        json_error_t e;
+        json_t *j = json_loadb(line, (size_t)r, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+        if (!j) {
+            fprintf(stderr, "%s: line %zu: %s\n", path, *n + 1, e.text);
+            break;
+        }
+        if (*n == cap) v = realloc(v, (cap *= 2) * sizeof *v);
+        v[(*n)++] = j;
+    }
+    free(line);
+    if (pclose(f) != 0) fprintf(stderr, "%s: gzip -dc failed\n", path);
+    return v;
 }

@@ -66,4 +66,9 @@ int test_device_is_cuda(void);
 /* Makes a fresh empty directory under /tmp for the test; returns its path (static buffer). */
 const char *test_tmpdir(const char *tag);
 
+/* Reads a gzip'd JSON-lines file (through gzip -dc) into a malloc'd array of *n parsed lines
+ * (jansson values; a line that does not parse ends the array with a message). */
+struct json_t;
+struct json_t **test_read_jsonl_gz(const char *path, size_t *n);
+
 #endif

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -99,52 +98,6 @@ static void parse_flags(bench_cmd *o, int argc, char **argv) {
     }
 }
 
-/* mkdir -p */
-static bool make_dirs(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return false;
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
-            *p = '/';
-        }
-    return mkdir(buf, 0777) == 0 || errno == EEXIST;
-}
-
-/* Draws dir/bench.png from dir/bench.json; says why not when it cannot. */
-static void plot(const bench_cmd *o, const char *json_path, const char *png_path) {
-    const char *script = o->plot_script ? o->plot_script : cli_find_beside("scripts/plot_bench.py");
-    if (!script) {
-        fprintf(stderr, "llmrt bench: no chart: scripts/plot_bench.py not found\n");
-        return;
-    }
-    char sc[1100];
-    snprintf(sc, sizeof sc, "%s", script);
-    const char *python = o->python ? o->python : "python3";
-    char *argv[] = {(char *)python, sc, (char *)json_path, (char *)png_path, NULL};
-    char *out = NULL;
-    int st = bench_cli_spawn(argv, &out);
-    if (st == 3 && !o->python && access("/usr/bin/python3", X_OK) == 0) {
-        /* matplotlib missing from the python3 in PATH: try the system one (Debian's
-         * python3-matplotlib) */
-        free(out);
-        python = "/usr/bin/python3";
-        argv[0] = (char *)python;
-        st = bench_cli_spawn(argv, &out);
-    }
-    if (out && *out) fputs(out, stdout);
-    free(out);
-    if (st == 0)
-        printf("chart: %s\n", png_path);
-    else if (st == 127)
-        fprintf(stderr, "llmrt bench: no chart: %s not found\n", python);
-    else
-        fprintf(stderr,
-                "llmrt bench: no chart: %s %s failed (exit %d; matplotlib missing? "
-                "run it where matplotlib is installed)\n",
-                python, sc, st);
-}
 
 int cmd_bench(int argc, char **argv) {
     bench_cmd o = {.warmup = 1, .iterations = 5, .plot = true, .out = "out/bench"};
@@ -169,7 +122,7 @@ int cmd_bench(int argc, char **argv) {
     rc = cli_model_open(&o.cm, "bench", false);
     if (rc) goto out;
     rc = 1;
-    if (!make_dirs(o.out)) {
+    if (!bench_cli_make_dirs(o.out)) {
         fprintf(stderr, "llmrt bench: cannot create --out %s: %s\n", o.out, strerror(errno));
         goto out;
     }
@@ -238,7 +191,7 @@ int cmd_bench(int argc, char **argv) {
         goto out;
     }
     printf("wrote %s and %s (%d points)\n", jpath, cpath, n);
-    if (o.plot) plot(&o, jpath, ppath);
+    if (o.plot) bench_cli_plot("bench", o.plot_script, "scripts/plot_bench.py", o.python, jpath, ppath);
     rc = 0;
 out:
     if (csv) fclose(csv);

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -487,43 +486,6 @@ static void print_stat(const char *name, bs_stat s) {
            s.p90 * 1e3, s.p99 * 1e3);
 }
 
-static bool make_dirs(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return false;
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
-            *p = '/';
-        }
-    return mkdir(buf, 0777) == 0 || errno == EEXIST;
-}
-
-static void plot(const bs_opts *o, const char *json_path, const char *png_path) {
-    const char *script = o->plot_script ? o->plot_script : cli_find_beside("scripts/plot_serve.py");
-    if (!script) {
-        fprintf(stderr, "llmrt bench-serve: no chart: scripts/plot_serve.py not found\n");
-        return;
-    }
-    char sc[1100];
-    snprintf(sc, sizeof sc, "%s", script);
-    const char *python = o->python ? o->python : "python3";
-    char *argv[] = {(char *)python, sc, (char *)json_path, (char *)png_path, NULL};
-    char *out = NULL;
-    int st = bench_cli_spawn(argv, &out);
-    if (st == 3 && !o->python && access("/usr/bin/python3", X_OK) == 0) {
-        free(out);
-        argv[0] = (char *)"/usr/bin/python3"; /* Debian's python3-matplotlib */
-        st = bench_cli_spawn(argv, &out);
-    }
-    if (out && *out) fputs(out, stdout);
-    free(out);
-    if (st == 0)
-        printf("chart: %s\n", png_path);
-    else
-        fprintf(stderr, "llmrt bench-serve: no chart (%s %s: exit %d; matplotlib missing?)\n",
-                python, sc, st);
-}
 
 static int report(const bs_opts *o, bs_req *rs, double wall) {
     int ok = 0, out_tok = 0, in_tok = 0, n_itl = 0;
@@ -593,12 +555,12 @@ static int report(const bs_opts *o, bs_req *rs, double wall) {
         char path[1100], png[1100];
         snprintf(path, sizeof path, "%s/bench_serve.json", o->out);
         snprintf(png, sizeof png, "%s/bench_serve.png", o->out);
-        if (!make_dirs(o->out) || json_dump_file(j, path, JSON_INDENT(1)) != 0) {
+        if (!bench_cli_make_dirs(o->out) || json_dump_file(j, path, JSON_INDENT(1)) != 0) {
             fprintf(stderr, "llmrt bench-serve: cannot write %s\n", path);
             rc = 1;
         } else {
             printf("results: %s\n", path);
-            if (o->plot) plot(o, path, png);
+            if (o->plot) bench_cli_plot("bench-serve", o->plot_script, "scripts/plot_serve.py", o->python, path, png);
         }
         json_decref(j);
     }

@@ -2,12 +2,14 @@
  * scripts/pytorch_baseline.py on the same ids. The timing itself is the library's
  * (llmrt_bench_run). */
 #include "benchmark.h"
+#include "common.h"
 
 #include <errno.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -210,4 +212,54 @@ int bench_cli_point(bench_cli *b, const llmrt_bench_point *p, llmrt_bench_report
     cli_decode_note(b->cm, cmd);
     if (b->pytorch) run_pytorch(b, p, *out);
     return 0;
+}
+
+bool bench_cli_make_dirs(const char *path) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return false;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) == 0 || errno == EEXIST;
+}
+
+void bench_cli_plot(const char *cmd, const char *script, const char *rel, const char *python,
+                    const char *json_path, const char *png_path) {
+    if (!script) script = cli_find_beside(rel);
+    if (!script) {
+        fprintf(stderr, "llmrt %s: no chart: %s not found\n", cmd, rel);
+        return;
+    }
+    char sc[1100];
+    snprintf(sc, sizeof sc, "%s", script);
+    const bool chosen = python != NULL;
+    if (!python) python = "python3";
+    char *argv[] = {(char *)python, sc, (char *)json_path, (char *)png_path, NULL};
+    char *out = NULL;
+    int st = bench_cli_spawn(argv, &out);
+    if (st == 3 && !chosen && access("/usr/bin/python3", X_OK) == 0) {
+        /* matplotlib missing from the python3 in PATH: try the system one (Debian's
+         * python3-matplotlib) */
+        free(out);
+        python = "/usr/bin/python3";
+        argv[0] = (char *)python;
+        st = bench_cli_spawn(argv, &out);
+    }
+    if (out && *out) fputs(out, stdout);
+    free(out);
+    if (st == 0)
+        printf("chart: %s\n", png_path);
+    else if (st == 127)
+        fprintf(stderr, "llmrt %s: no chart: %s not found\n", cmd, python);
+    else
+        fprintf(stderr,
+                "llmrt %s: no chart: %s %s failed (exit %d; matplotlib missing? run it where "
+                "matplotlib is installed)\n",
+                cmd, python, sc, st);
 }

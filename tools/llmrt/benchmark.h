@@ -38,4 +38,14 @@ int bench_cli_point(bench_cli *b, const llmrt_bench_point *p, llmrt_bench_report
  * was not found, -1 when it could not be started. */
 int bench_cli_spawn(char *const argv[], char **out);
 
+/* mkdir -p path; false with errno set when a folder cannot be made. */
+bool bench_cli_make_dirs(const char *path);
+
+/* Draws png_path from json_path with a chart script (script: a path, or NULL for `rel`, e.g.
+ * "scripts/plot_bench.py", found beside the program), run by python (NULL: python3 from PATH,
+ * then Debian's /usr/bin/python3 when the first lacks matplotlib). Prints "chart: PATH", or on
+ * stderr why there is no chart; never fails the command. */
+void bench_cli_plot(const char *cmd, const char *script, const char *rel, const char *python,
+                    const char *json_path, const char *png_path);
+
 #endif
