@@ -83,7 +83,7 @@ llmrt_status llmrt_model_open(llmrt_model **out, const char *model_spec,
         } else {
             char tj[PATH_MAX + 32];
             snprintf(tj, sizeof tj, "%s/tokenizer.json", m->path);
-            if (file_exists(tj))
+            if (path_present(tj))
                 s = tokenizer_load(&m->tok.t, m->path);
             else if (o.require_tokenizer)
                 s = err_set(LLMRT_ERR_IO,

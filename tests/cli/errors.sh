@@ -98,6 +98,8 @@ ln -s "$TMP/loop1" "$TMP/loop2"; ln -s "$TMP/loop2" "$TMP/loop1"
 expect_fail symlink-loop "symlink loop" -- "$BIN" run --model "$TMP/loop1" --prompt-ids 1,2 --num_tokens 4 --device cpu
 ln -s "$TMP/nothing-here" "$TMP/dangling"
 expect_fail dangling-link "dangling symbolic link" -- "$BIN" run --model "$TMP/dangling" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; mkdir "$TMP/m/tokenizer.json"
+expect_fail folder-tokenizer "tokenizer.json: is a directory, not a file" -- "$BIN" run --model "$TMP/m" --prompt hi --num_tokens 4 --device cpu
 copy_fixture; rm "$TMP/m/config.json"; mkfifo "$TMP/m/config.json"
 expect_fail fifo-config "not a regular file" -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
 # output that cannot be written: a message and a non-zero exit, never 0
