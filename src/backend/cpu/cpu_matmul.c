@@ -14,8 +14,8 @@
  *    F32 once, transposed to [k][16] so that a 6 x 16 register tile of the output (12
  *    accumulators) is updated with two loads of the panel and six broadcasts of the input per
  *    k. Threads split the panels.
- * The kernels need AVX2, FMA and F16C; the release build targets x86-64-v3, and the target
- * pragma below lets a debug (sanitizer) build without -march compile them too.
+ * The kernels need AVX2, FMA and F16C; the release and sanitizer builds target x86-64-v3, and
+ * the target pragma below lets any other build without -march compile them too.
  */
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
