@@ -70,6 +70,15 @@ typedef enum llmrt_precision { LLMRT_FP32 = 0, LLMRT_FP16 = 1, LLMRT_BF16 = 2 } 
 llmrt_status llmrt_precision_parse(const char *name, llmrt_precision *out);
 /* "FP32", "FP16", "BF16" */
 const char *llmrt_precision_name(llmrt_precision p);
+/* How the layer matrices (q/k/v, o, gate/up, down) are stored: as the precision, or quantized
+ * on load with one F32 scale per output channel (weight-only: activations, the KV cache,
+ * embeddings and the LM head stay in the precision; on CUDA that is FP16 or BF16). */
+typedef enum llmrt_quant { LLMRT_QUANT_NONE = 0, LLMRT_QUANT_FP8 = 1, LLMRT_QUANT_INT8 = 2 } llmrt_quant;
+/* none, fp8 (E4M3), int8, in any case; LLMRT_ERR_INVALID otherwise. */
+llmrt_status llmrt_quant_parse(const char *name, llmrt_quant *out);
+/* "none", "fp8", "int8" */
+const char *llmrt_quant_name(llmrt_quant q);
+
 /* 1 when this build has the CUDA backend and a CUDA device is usable. */
 int llmrt_cuda_available(void);
 
@@ -110,6 +119,7 @@ typedef struct llmrt_load_opts {
     const char *device;        /* NULL or "auto": CUDA device 0 when usable, else the CPU;
                                   "cpu", "cuda", "cuda:N" */
     llmrt_precision precision; /* weights and activations (zeroed: FP32) */
+    llmrt_quant quant;         /* the layer matrices quantized on load (zeroed: none) */
     int max_batch;             /* sessions stepped together (0: 1) */
     int max_sessions;          /* sessions alive at once (0: max_batch) */
     int max_seq;               /* positions one session may hold (0: the model's context length) */
@@ -147,6 +157,14 @@ llmrt_precision llmrt_model_precision(const llmrt_model *m);
  * and LM head as one kernel): "sandwich norms", "only batch-1 decode steps", "LM head
  * shape"...; "" when it did, before any step, or on a device without such a path (the CPU). */
 const char *llmrt_model_decode_note(const llmrt_model *m);
+/* The loaded model's weight format: quantization, bytes per value of the layer matrices
+ * (scales included: 2 in BF16, about 1 in FP8), and the time quantizing on load took. */
+typedef struct llmrt_weight_format {
+    llmrt_quant quant;
+    double bytes_per_weight;
+    double quant_ms;
+} llmrt_weight_format;
+void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out);
 /* Milliseconds llmrt_model_open + llmrt_model_load took. */
 double llmrt_model_load_ms(const llmrt_model *m);
 /* What the loaded model holds on its device, in bytes. kv_cache_full: what the KV cache would

@@ -60,7 +60,7 @@ static void check_choices(backend *be) {
 
 /* Uploads an F32 matrix as a weight of the backend's type. */
 static bweight weight_of(backend *be, const float *w, int rows, int cols) {
-    bweight b = {NULL, be->weight_dtype, rows, cols};
+    bweight b = {.dt = be->weight_dtype, .rows = rows, .cols = cols};
     size_t n = (size_t)rows * cols, es = dtype_size(be->weight_dtype);
     void *tmp = malloc(n * es);
     dtype_convert(tmp, be->weight_dtype, w, DT_F32, n);

@@ -136,7 +136,8 @@ static void embed_case(dtype dt, int V, int D, int P) {
     float *tab = rand_vec((size_t)V * D, -1, 1, 11), *ptab = rand_vec((size_t)P * D, -1, 1, 12);
     void *tab_w = weight_round(tab, (size_t)V * D, dt),
          *ptab_w = weight_round(ptab, (size_t)P * D, dt);
-    bweight t = {tab_w, dt, V, D}, pt = {ptab_w, dt, P, D};
+    bweight t = {.data = tab_w, .dt = dt, .rows = V, .cols = D},
+            pt = {.data = ptab_w, .dt = dt, .rows = P, .cols = D};
     int32_t ids[6] = {3, 0, V - 1, 7, 7, 1}, pos[2] = {0, 5};
     float *x = malloc(sizeof(float) * B * T * D);
     float scale = sqrtf((float)D);
@@ -297,7 +298,7 @@ static void matmul_case(dtype dt, int M, int N, int K, int with_bias) {
           *in = rand_vec((size_t)M * K, -1, 1, 32 + M);
     float *bias = with_bias ? rand_vec(N, -1, 1, 33) : NULL;
     void *Wd = weight_round(W, (size_t)N * K, dt);
-    bweight w = {Wd, dt, N, K};
+    bweight w = {.data = Wd, .dt = dt, .rows = N, .cols = K};
     float *out = malloc(sizeof(float) * M * N);
     int32_t *ids = calloc(M, sizeof *ids), pos[1] = {0};
     begin(be, 1, M, ids, pos, NULL);
@@ -330,7 +331,7 @@ static void test_logits(void) {
         const int n = 3, V = 101, D = 45;
         float *W = rand_vec((size_t)V * D, -1, 1, 41), *in = rand_vec((size_t)n * D, -1, 1, 42);
         void *Wd = weight_round(W, (size_t)V * D, dt);
-        bweight w = {Wd, dt, V, D};
+        bweight w = {.data = Wd, .dt = dt, .rows = V, .cols = D};
         float *out = NULL, *plain = malloc(sizeof(float) * n * V);
         CHECK_OK(be->ops->alloc(be, sizeof(float) * n * V, (void **)&out));
         int32_t ids[6] = {0}, pos[2] = {0, 0};

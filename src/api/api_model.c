@@ -48,6 +48,32 @@ const char *llmrt_precision_name(llmrt_precision p) {
     return (unsigned)p <= LLMRT_BF16 ? precision_names[p] : "?";
 }
 
+static const dtype quant_dtype[] = {DT_F32, DT_F8E4M3, DT_I8};
+static const char *const quant_names[] = {"none", "fp8", "int8"};
+
+llmrt_status llmrt_quant_parse(const char *s, llmrt_quant *out) {
+    for (int i = 0; s && i <= LLMRT_QUANT_INT8; i++)
+        if (!strcasecmp(s, quant_names[i])) {
+            *out = (llmrt_quant)i;
+            return LLMRT_OK;
+        }
+    return err_set(LLMRT_ERR_INVALID, "quantization format must be none, fp8 or int8, got '%s'",
+                   s ? s : "");
+}
+
+const char *llmrt_quant_name(llmrt_quant q) {
+    return (unsigned)q <= LLMRT_QUANT_INT8 ? quant_names[q] : "?";
+}
+
+/* The load options' precision and quantization, checked. */
+static llmrt_status check_formats(const llmrt_load_opts *o) {
+    if ((unsigned)o->precision > LLMRT_BF16)
+        return err_set(LLMRT_ERR_INVALID, "load options: unknown precision %d", (int)o->precision);
+    if ((unsigned)o->quant > LLMRT_QUANT_INT8)
+        return err_set(LLMRT_ERR_INVALID, "load options: unknown quantization %d", (int)o->quant);
+    return LLMRT_OK;
+}
+
 int llmrt_cuda_available(void) {
     backend *be = NULL;
     if (backend_create(&be, BACKEND_CUDA, DT_F32, 0) != LLMRT_OK) return 0;
@@ -196,8 +222,7 @@ static llmrt_status engine_opts_of(const llmrt_load_opts *o, engine_opts *eo) {
 llmrt_status llmrt_model_plan(const llmrt_model *m, const llmrt_load_opts *opts, llmrt_plan *out) {
     memset(out, 0, sizeof *out);
     llmrt_load_opts o = opts ? *opts : (llmrt_load_opts){0};
-    if ((unsigned)o.precision > LLMRT_BF16)
-        return err_set(LLMRT_ERR_INVALID, "load options: unknown precision %d", (int)o.precision);
+    TRY(check_formats(&o));
     backend_kind kind = BACKEND_CPU;
     int ord = 0, is_auto = 0;
     TRY(parse_device(o.device, &kind, &ord, &is_auto));
@@ -207,7 +232,7 @@ llmrt_status llmrt_model_plan(const llmrt_model *m, const llmrt_load_opts *opts,
     /* the CPU backend keeps activations and the KV cache in F32 */
     bool cpu = kind == BACKEND_CPU || (is_auto && !llmrt_cuda_available());
     dtype act = cpu ? DT_F32 : p;
-    TRY(model_weight_bytes(&m->cfg, m->path, p, &out->weights));
+    TRY(model_weight_bytes(&m->cfg, m->path, p, quant_dtype[o.quant], &out->weights));
     return engine_plan(&m->cfg, &eo, act, act, &out->kv_cache, &out->activations);
 }
 
@@ -234,8 +259,7 @@ static llmrt_status kv_bytes_of_fraction(backend *be, double fraction, size_t ac
 llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
     llmrt_load_opts o = opts ? *opts : (llmrt_load_opts){0};
     if (m->e) return err_set(LLMRT_ERR_INVALID, "llmrt_model_load: the model is already loaded");
-    if ((unsigned)o.precision > LLMRT_BF16)
-        return err_set(LLMRT_ERR_INVALID, "load options: unknown precision %d", (int)o.precision);
+    TRY(check_formats(&o));
     double t0 = time_now_ms();
     backend_kind kind = BACKEND_CPU;
     int ord = 0, is_auto = 0;
@@ -258,7 +282,13 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
     s = engine_plan(&m->cfg, &eo, m->be->act_dtype, m->be->kv_dtype, &kvb, &actb);
     /* a KV cache sized by a fraction of what is left is sized after the weights are in */
     model_load_opts lo = {.verbose = o.verbose,
-                          .reserve_bytes = actb + (o.kv_fraction > 0 ? 0 : kvb)};
+                          .reserve_bytes = actb + (o.kv_fraction > 0 ? 0 : kvb),
+                          .quant = quant_dtype[o.quant]};
+    if (s == LLMRT_OK && o.quant != LLMRT_QUANT_NONE && kind != BACKEND_CPU && p == DT_F32)
+        s = err_set(LLMRT_ERR_INVALID,
+                    "%s weights on %s run with FP16 or BF16 activations, not FP32: choose "
+                    "--precision BF16 or FP16",
+                    llmrt_quant_name(o.quant), m->device);
     if (s == LLMRT_OK) s = model_load(&m->m, &m->cfg, m->path, m->be, &lo);
     if (s == LLMRT_OK && o.kv_fraction > 0) s = kv_bytes_of_fraction(m->be, o.kv_fraction, actb, kvb, &eo);
     if (s == LLMRT_OK) s = engine_create(&m->e, m->m, &eo);
@@ -288,6 +318,17 @@ const char *llmrt_model_decode_note(const llmrt_model *m) {
 
 llmrt_precision llmrt_model_precision(const llmrt_model *m) {
     return m->precision;
+}
+
+void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out) {
+    memset(out, 0, sizeof *out);
+    if (!m->e) return;
+    const model_weights *w = &m->m->w;
+    out->quant = w->quant == DT_F8E4M3 ? LLMRT_QUANT_FP8
+                 : w->quant == DT_I8   ? LLMRT_QUANT_INT8
+                                       : LLMRT_QUANT_NONE;
+    out->bytes_per_weight = w->matrix_params ? (double)w->matrix_bytes / (double)w->matrix_params : 0;
+    out->quant_ms = w->quant_ms;
 }
 
 double llmrt_model_load_ms(const llmrt_model *m) {

@@ -8,7 +8,9 @@
  *  - Activations are row-major matrices [rows, width] of the backend's activation type
  *    (be->act_dtype; the CPU backend uses F32). rows = batch * n_tokens of the current step.
  *    act_from_f32 / act_to_f32 move them to and from the host as float.
- *  - Matrix weights are row-major [out, in] (as an HF Linear stores them) in be->weight_dtype.
+ *  - Matrix weights are row-major [out, in] (as an HF Linear stores them) in be->weight_dtype;
+ *    the layer matrices may instead be quantized (F8_E4M3 or I8 with a scale per row, see
+ *    bweight) when the model is loaded so; embeddings and the LM head never are.
  *  - Small vectors (norm weights, biases, rope frequencies) are F32.
  *  - Sums, norms and softmax accumulate in F32 whatever the storage type.
  *  - The step (ids, positions) is set by step_begin; ops read it from the backend, so that a
@@ -35,8 +37,10 @@ typedef struct backend backend;
 /* A matrix of weights in backend memory. */
 typedef struct bweight {
     void *data;         /* [rows, cols] row-major, type dt */
-    dtype dt;           /* be->weight_dtype for matrices */
+    dtype dt;           /* be->weight_dtype, or a quantized type (layer matrices only) */
     int64_t rows, cols; /* out features, in features */
+    const float *scale; /* [rows] F32 when dt is quantized: W[r][c] = data[r][c] * scale[r];
+                           else NULL */
 } bweight;
 
 typedef enum norm_kind {

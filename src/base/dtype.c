@@ -1,4 +1,4 @@
-/* dtype.c — FP16 conversions and bulk dtype conversion. */
+/* dtype.c — FP16 and FP8 conversions, row quantization and bulk dtype conversion. */
 #include "base/dtype.h"
 
 #include <math.h>
@@ -11,8 +11,65 @@ const char *dtype_name(dtype t) {
         return "F16";
     case DT_BF16:
         return "BF16";
+    case DT_F8E4M3:
+        return "F8_E4M3";
+    case DT_I8:
+        return "I8";
     }
     return "?";
+}
+
+float fp8e4m3_to_f32(uint8_t b) {
+    uint32_t sign = (uint32_t)(b & 0x80u) << 24, exp = (b >> 3) & 0xfu, man = b & 7u;
+    float v;
+    if ((b & 0x7fu) == 0x7fu) return NAN;
+    if (exp == 0)
+        v = (float)man * (1.0f / 512.0f); /* subnormal: m * 2^-9 */
+    else
+        v = ldexpf(1.0f + (float)man / 8.0f, (int)exp - 7);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u |= sign;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+uint8_t f32_to_fp8e4m3(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
+    uint32_t absu = u & 0x7fffffffu;
+    if (absu > 0x7f800000u) return sign | 0x7fu; /* NaN */
+    float a;
+    memcpy(&a, &absu, 4);
+    if (a < 0.015625f) /* below 2^-6: subnormal steps of 2^-9, rintf rounds to nearest even */
+        return sign | (uint8_t)rintf(a * 512.0f); /* 8 is 2^-6, the smallest normal */
+    /* round the mantissa to 3 bits, to nearest even (a carry moves into the exponent) */
+    absu += 0x7ffffu + ((absu >> 20) & 1u);
+    int exp = (int)(absu >> 23) - 127 + 7;
+    uint32_t man = (absu >> 20) & 7u;
+    if (exp > 15 || (exp == 15 && man == 7u)) return sign | 0x7eu; /* saturate to 448 */
+    return sign | (uint8_t)((uint32_t)exp << 3 | man);
+}
+
+void quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n) {
+    float amax = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        amax = fmaxf(amax, fabsf(x[i]));
+    const float top = dt == DT_I8 ? (float)I8_MAX : (float)FP8E4M3_MAX;
+    float s = amax > 0.0f ? amax / top : 1.0f;
+    *scale = s;
+    if (dt == DT_I8) {
+        int8_t *d = q;
+        for (size_t i = 0; i < n; i++) {
+            float v = rintf(x[i] / s);
+            d[i] = (int8_t)(v > top ? top : v < -top ? -top : v);
+        }
+    } else {
+        uint8_t *d = q;
+        for (size_t i = 0; i < n; i++)
+            d[i] = f32_to_fp8e4m3(x[i] / s);
+    }
 }
 
 float f16_to_f32(uint16_t h) {

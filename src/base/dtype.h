@@ -1,4 +1,4 @@
-/* dtype.h — element types of tensors and scalar FP16/BF16 conversions. */
+/* dtype.h — element types of tensors and scalar FP16/BF16/FP8 conversions. */
 #ifndef LLMRT_BASE_DTYPE_H
 #define LLMRT_BASE_DTYPE_H
 
@@ -6,12 +6,17 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum dtype { DT_F32 = 0, DT_F16, DT_BF16 } dtype;
+/* F8_E4M3 and I8 are quantized weight types: a matrix of them holds one F32 scale per row
+ * (bweight.scale), and its values are the stored ones times the row's scale. */
+typedef enum dtype { DT_F32 = 0, DT_F16, DT_BF16, DT_F8E4M3, DT_I8 } dtype;
 
 static inline size_t dtype_size(dtype t) {
-    return t == DT_F32 ? 4 : 2;
+    return t == DT_F32 ? 4 : t == DT_F16 || t == DT_BF16 ? 2 : 1;
 }
-const char *dtype_name(dtype t); /* "F32", "F16", "BF16" */
+static inline int dtype_quantized(dtype t) {
+    return t == DT_F8E4M3 || t == DT_I8;
+}
+const char *dtype_name(dtype t); /* "F32", "F16", "BF16", "F8_E4M3", "I8" */
 
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -32,7 +37,18 @@ static inline uint16_t f32_to_bf16(float f) {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f); /* round to nearest even, overflow to inf */
 
-/* Converts n elements of src (type st) into dst (type dt); dst and src must not overlap. Neither
+/* FP8 E4M3 (OCP "e4m3fn": bias 7, no infinities, 0x7f/0xff NaN, largest finite 448). */
+float fp8e4m3_to_f32(uint8_t b);
+/* Round to nearest even; beyond +-448 (and infinities) saturate to +-448; NaN stays NaN. */
+uint8_t f32_to_fp8e4m3(float f);
+enum { FP8E4M3_MAX = 448, I8_MAX = 127 };
+
+/* Quantizes one row of n floats to dt (F8_E4M3 or I8) with a scale of max|x| / the type's
+ * largest value (1 for a row of zeros): q[i] = round(x[i] / scale). */
+void quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n);
+
+/* Converts n elements of src (type st) into dst (type dt); F32, F16 and BF16 only (quantized
+ * types need their scales: quantize_row); dst and src must not overlap. Neither
  * needs any alignment (safetensors data may start at an odd offset); with n == 0 either may be
  * NULL. */
 void dtype_convert(void *dst, dtype dt, const void *src, dtype st, size_t n);

@@ -82,6 +82,11 @@ typedef struct model_weights {
     rope_params rope_global, rope_local;
     void *block;  /* the one backend allocation all weights live in */
     size_t bytes; /* its size */
+    dtype quant;  /* DT_F8E4M3 or DT_I8: the layer matrices are quantized to it; else F32 */
+    double quant_ms;      /* time spent quantizing on load */
+    size_t matrix_params; /* values of the layer matrices (bytes per weight = their bytes /
+                             this) */
+    size_t matrix_bytes;  /* bytes of the layer matrices, scales included */
 } model_weights;
 
 typedef struct model {
@@ -95,15 +100,19 @@ typedef struct model_load_opts {
     int verbose;          /* progress and memory use on stderr */
     size_t reserve_bytes; /* device memory the caller will also need (KV cache, activations),
                              counted in the fits-on-device check */
+    dtype quant; /* DT_F8E4M3 or DT_I8: quantize the layer matrices (q/k/v, o, gate/up, down)
+                    to it, one scale per output row, as they load; F32 (zeroed): none.
+                    Embeddings and the LM head stay in the precision. */
 } model_load_opts;
 
 /* Bytes the weights of the checkpoint in dir take on a backend storing matrices in `precision`
- * (every tensor found and its shape checked, nothing read but the safetensors headers). */
+ * (layer matrices in quant when it is a quantized type; every tensor found and its shape
+ * checked, nothing read but the safetensors headers). */
 llmrt_status model_weight_bytes(const model_config *c, const char *dir, dtype precision,
-                                size_t *bytes);
+                                dtype quant, size_t *bytes);
 
 /* Loads the weights of the checkpoint in dir, described by c, onto the backend (matrices in
- * be->weight_dtype). */
+ * be->weight_dtype, or quantized as opts->quant says). */
 llmrt_status model_load(model **out, const model_config *c, const char *dir, backend *be,
                         const model_load_opts *opts);
 void model_free(model *m);

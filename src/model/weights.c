@@ -5,8 +5,13 @@
  * The same build function runs twice: a planning pass that finds every tensor, checks its
  * shape and adds up the bytes (so that a model that does not fit fails before allocating),
  * then a filling pass that converts each tensor on the host and uploads it.
+ *
+ * Quantized loading (--quant_format fp8|int8): the layer matrices are read as F32, quantized
+ * row by row (quantize_row: one scale per output channel, threads over rows) and uploaded as
+ * bytes plus a F32 scale vector; the time it takes is kept in model_weights.quant_ms.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +28,7 @@ typedef struct loader {
     const st_model *st;
     backend *be;          /* NULL in a planning pass without a backend (model_weight_bytes) */
     dtype wdt;            /* matrices are stored in this type */
+    dtype qdt;            /* ...except the layer matrices, when this is a quantized type */
     int filling;          /* 0: planning pass, 1: filling pass */
     char *block;          /* backend memory (filling pass) */
     size_t off;           /* bytes laid out so far */
@@ -58,17 +64,20 @@ static llmrt_status ld_get(const loader *L, const char *pat, int layer, int n_di
 
 /* ---- layout ---- */
 
+static llmrt_status ld_stage(loader *L, size_t bytes) {
+    if (bytes <= L->stage_cap) return LLMRT_OK;
+    unsigned char *s = realloc(L->stage, bytes);
+    if (!s) return err_set(LLMRT_ERR_NOMEM, "out of host memory staging %zu bytes", bytes);
+    L->stage = s;
+    L->stage_cap = bytes;
+    return LLMRT_OK;
+}
+
 static llmrt_status ld_place(loader *L, size_t bytes, void **dev) {
     size_t at = (L->off + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
     L->off = at + bytes;
     *dev = L->filling ? L->block + at : NULL;
-    if (L->filling && bytes > L->stage_cap) {
-        unsigned char *s = realloc(L->stage, bytes);
-        if (!s) return err_set(LLMRT_ERR_NOMEM, "out of host memory staging %zu bytes", bytes);
-        L->stage = s;
-        L->stage_cap = bytes;
-    }
-    return LLMRT_OK;
+    return L->filling ? ld_stage(L, bytes) : LLMRT_OK;
 }
 
 /* Reads tensor t converted to dt into dst ([cols, rows] of a [rows, cols] tensor when
@@ -80,28 +89,59 @@ static llmrt_status ld_read(const loader *L, void *dst, dtype dt, const st_tenso
 }
 
 /* A matrix [sum(rows), cols] made of n parts stacked by rows (q/k/v, gate/up). With conv1d
- * each part is stored [cols, rows_i] and is transposed. */
-static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const char *const *pats,
-                              const int64_t *rows, int64_t cols) {
+ * each part is stored [cols, rows_i] and is transposed. quant: a quantized type to store the
+ * matrix in (with its scales), or any other to store it in the precision. */
+static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const char *const *pats,
+                                 const int64_t *rows, int64_t cols, dtype quant) {
     const int conv = L->m->cfg.arch->conv1d;
-    const dtype dt = L->wdt;
+    const int q = dtype_quantized(quant);
+    const dtype dt = q ? quant : L->wdt, read_dt = q ? DT_F32 : dt;
     int64_t total = 0;
     for (int i = 0; i < n; i++)
         total += rows[i];
-    w->dt = dt;
-    w->rows = total;
-    w->cols = cols;
-    TRY(ld_place(L, (size_t)(total * cols) * dtype_size(dt), &w->data));
-    size_t at = 0;
+    *w = (bweight){.dt = dt, .rows = total, .cols = cols};
+    const size_t elems = (size_t)(total * cols), bytes = elems * dtype_size(dt);
+    TRY(ld_place(L, bytes, &w->data));
+    /* staging when quantizing: [quantized bytes | scales | the F32 rows as read] */
+    const size_t s_at = (bytes + 255) / 256 * 256, f_at = s_at + ((size_t)total * 4 + 255) / 256 * 256;
+    if (q) {
+        void *dev;
+        TRY(ld_place(L, (size_t)total * 4, &dev));
+        w->scale = dev;
+        if (L->filling) TRY(ld_stage(L, f_at + elems * 4));
+    }
+    L->m->w.matrix_params += elems;
+    L->m->w.matrix_bytes += bytes + (q ? (size_t)total * 4 : 0);
+    size_t at = q ? f_at : 0;
     for (int i = 0; i < n; i++) {
         const st_tensor *t;
         int64_t shape[2] = {conv ? cols : rows[i], conv ? rows[i] : cols};
         TRY(ld_get(L, pats[i], layer, 2, shape, &t));
-        if (L->filling) TRY(ld_read(L, L->stage + at, dt, t, conv));
-        at += (size_t)(rows[i] * cols) * dtype_size(dt);
+        if (L->filling) TRY(ld_read(L, L->stage + at, read_dt, t, conv));
+        at += (size_t)(rows[i] * cols) * dtype_size(read_dt);
     }
-    if (L->filling) TRY(L->be->ops->upload(L->be, w->data, L->stage, at));
+    if (!L->filling) return LLMRT_OK;
+    if (q) {
+        const float *f = (const float *)(L->stage + f_at);
+        float *scales = (float *)(L->stage + s_at);
+        unsigned char *qb = L->stage;
+        const size_t es = dtype_size(dt);
+        double t0 = omp_get_wtime();
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < total; r++)
+            quantize_row(qb + (size_t)(r * cols) * es, dt, &scales[r], f + (size_t)(r * cols),
+                         (size_t)cols);
+        L->m->w.quant_ms += (omp_get_wtime() - t0) * 1e3;
+        TRY(L->be->ops->upload(L->be, (void *)w->scale, scales, (size_t)total * 4));
+    }
+    TRY(L->be->ops->upload(L->be, w->data, L->stage, bytes));
     return LLMRT_OK;
+}
+
+/* A layer matrix: quantized when the load quantizes. */
+static llmrt_status ld_matrix(loader *L, bweight *w, int layer, int n, const char *const *pats,
+                              const int64_t *rows, int64_t cols) {
+    return ld_matrix_as(L, w, layer, n, pats, rows, cols, L->qdt);
 }
 
 /* A F32 vector made of n parts; NULL pattern list or absent optional tensors give *out NULL. */
@@ -231,6 +271,9 @@ static llmrt_status ld_model(loader *L, int verbose) {
     const arch_desc *a = c->arch;
     model_weights *w = &m->w;
     L->off = 0;
+    w->quant = dtype_quantized(L->qdt) ? L->qdt : DT_F32;
+    w->quant_ms = 0;
+    w->matrix_params = w->matrix_bytes = 0;
     TRY(ld_table(L, &w->tok_embed, a->tok_embed, c->vocab, c->hidden));
     memset(&w->pos_embed, 0, sizeof w->pos_embed);
     if (a->pos == POS_LEARNED) TRY(ld_table(L, &w->pos_embed, a->pos_embed, c->max_pos, c->hidden));
@@ -276,13 +319,13 @@ static llmrt_status model_new(model **out, const model_config *c, const char *di
 }
 
 llmrt_status model_weight_bytes(const model_config *c, const char *dir, dtype precision,
-                                size_t *bytes) {
+                                dtype quant, size_t *bytes) {
     *bytes = 0;
     model *m;
     TRY(model_new(&m, c, dir, NULL));
     st_model *st = NULL;
     llmrt_status s = safetensors_open_dir(&st, dir);
-    loader L = {.m = m, .st = st, .wdt = precision};
+    loader L = {.m = m, .st = st, .wdt = precision, .qdt = quant};
     if (s == LLMRT_OK) s = ld_model(&L, LOAD_PROGRESS_NONE);
     if (s == LLMRT_OK) *bytes = L.off;
     safetensors_free(st);
@@ -297,13 +340,18 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
     TRY(model_new(&m, c, dir, be));
     st_model *st = NULL;
     llmrt_status s = safetensors_open_dir(&st, dir);
-    loader L = {.m = m, .st = st, .be = be, .wdt = be->weight_dtype};
+    loader L = {.m = m, .st = st, .be = be, .wdt = be->weight_dtype,
+                .qdt = opts ? opts->quant : DT_F32};
     if (s == LLMRT_OK)
         s = ld_model(&L, LOAD_PROGRESS_NONE); /* planning pass: shapes checked, bytes counted */
     if (s == LLMRT_OK) {
         size_t need = L.off, free_b = 0, total_b = 0;
         size_t reserve = opts ? opts->reserve_bytes : 0;
         s = be->ops->mem_info(be, &free_b, &total_b);
+        char fmt[64];
+        snprintf(fmt, sizeof fmt, "%s%s%s", dtype_name(be->weight_dtype),
+                 dtype_quantized(m->w.quant) ? ", layer matrices in " : "",
+                 dtype_quantized(m->w.quant) ? dtype_name(m->w.quant) : "");
         if (s == LLMRT_OK && need + reserve > free_b) {
             char a[32], b[32], c[32];
             bytes_str(a, sizeof a, (double)need);
@@ -312,7 +360,7 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
             s = err_set(LLMRT_ERR_DEVICE,
                         "%s: the model does not fit on the %s device: it needs %s of weights "
                         "(%s) + %s for the KV cache and activations, and %s is free",
-                        dir, be->name, a, dtype_name(be->weight_dtype), b, c);
+                        dir, be->name, a, fmt, b, c);
         }
         if (s == LLMRT_OK) s = be->ops->alloc(be, need, (void **)&L.block);
         if (s == LLMRT_OK) {
@@ -327,7 +375,10 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
             char a[32];
             bytes_str(a, sizeof a, (double)need);
             fprintf(stderr, "llmrt: loaded %s (%s, %d layers) on %s: %s of weights in %s\n", dir,
-                    m->cfg.model_type, m->cfg.n_layers, be->name, a, dtype_name(be->weight_dtype));
+                    m->cfg.model_type, m->cfg.n_layers, be->name, a, fmt);
+            if (dtype_quantized(m->w.quant))
+                fprintf(stderr, "llmrt: quantized the layer matrices to %s in %.2f s\n",
+                        dtype_name(m->w.quant), m->w.quant_ms / 1e3);
         }
     }
     free(L.stage);
