@@ -22,8 +22,10 @@ if [ "${1:-}" = "--stage" ]; then
     stage=$(mktemp -d)
     mkdir -p "$stage/lib" "$stage/configs"
     files=()
-    for f in "$build"/test_cuda_ops "$build"/test_e2e* "$build"/test_demo_models "$build"/test_argmax "$build"/bench_cuda* "$build"/test_scheduler \
-        "$build"/llmrt; do
+    # STAGE_BINS="llmrt test_cuda_ops" stages only those (each binary holds every kernel: all
+    # of them may not fit what travels)
+    bins=${STAGE_BINS:-test_cuda_ops test_e2e test_demo_models test_argmax bench_cuda test_scheduler llmrt}
+    for f in $(for b in $bins; do echo "$build/$b"; done); do
         [ -x "$f" ] && [ -f "$f" ] && { files+=("$(basename "$f")"); cp "$f" "$stage/"; }
     done
     # shared libraries the device image may lack (it has no network to install them): every

@@ -362,6 +362,87 @@ static void test_matmul(void) {
     }
 }
 
+/* A quantized matrix (F8_E4M3 or I8, a scale per row) on the CUDA backend from the F32 values
+ * w [rows, cols]; *deq gets the values it stands for (q * scale, exact in F32). */
+static bweight quant_weight(dtype q, const float *w, int64_t rows, int64_t cols, float *deq) {
+    size_t n = (size_t)rows * cols;
+    uint8_t *qb = malloc(n);
+    float *sc = malloc((size_t)rows * 4);
+    for (int64_t r = 0; r < rows; r++) {
+        quantize_row(qb + r * cols, q, &sc[r], w + r * cols, (size_t)cols);
+        for (int64_t k = 0; k < cols; k++) {
+            uint8_t b = qb[r * cols + k];
+            float v = q == DT_I8 ? (float)(int8_t)b : fp8e4m3_to_f32(b);
+            deq[r * cols + k] = v * sc[r];
+        }
+    }
+    bweight g = {.dt = q, .rows = rows, .cols = cols};
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, n, &g.data));
+    CHECK_OK(cuda_be->ops->upload(cuda_be, g.data, qb, n));
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, (size_t)rows * 4, (void **)&g.scale));
+    CHECK_OK(cuda_be->ops->upload(cuda_be, (void *)g.scale, sc, (size_t)rows * 4));
+    free(qb);
+    free(sc);
+    return g;
+}
+
+/* Quantized matrices (F16/BF16 activations): the matvec kernel (1..8 rows, the gate/up fusion
+ * through matmul_activate below) and the dequantized cuBLASLt product (more rows), against the
+ * product with the dequantized values in double, rounded once to the activation type. */
+static void test_matmul_quant(void) {
+    if (cur_dt == DT_F32) return; /* refused at load: quantized weights run in F16/BF16 */
+    const int shapes[][3] = {{1, 256, 512}, {3, 100, 1024}, {8, 512, 1024}, {2, 3000, 2048},
+                             {9, 200, 256}, {64, 384, 512}, {1, 20000, 256}};
+    const dtype qs[2] = {DT_F8E4M3, DT_I8};
+    for (int qi = 0; qi < 2; qi++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+            float a = 2.0f / sqrtf((float)K);
+            float *w = rand_vec((size_t)N * K, -a, a), *deq = malloc((size_t)N * K * 4);
+            /* a few tiny and large values: FP8 subnormals and the saturation bound */
+            for (int n = 0; n < N; n += 7)
+                w[(size_t)n * K + (n % K)] = (n % 2 ? 1e-5f : -40.0f) * a;
+            bweight wg = quant_weight(qs[qi], w, N, K, deq);
+            float *x = rand_vec((size_t)rows * K, -1, 1), *bias = rand_vec((size_t)N, -1, 1);
+            round_to(x, (size_t)rows * K, cur_dt);
+            pair in = act_pair((size_t)rows * K, x), out = act_pair((size_t)rows * N, NULL);
+            pair b = f32_pair((size_t)N, bias);
+            begin_rows(rows);
+            CHECK_OK(cuda_be->ops->matmul(cuda_be, out.g, in.g, &wg, b.g));
+            end_both();
+            float *got = malloc((size_t)rows * N * 4);
+            CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, got, out.g, (size_t)rows * N));
+            int bad = 0;
+            for (int m = 0; m < rows && bad < 3; m++)
+                for (int n = 0; n < N && bad < 3; n++) {
+                    double ref = bias[n], mag = fabs(bias[n]);
+                    for (int k = 0; k < K; k++) {
+                        ref += (double)deq[(size_t)n * K + k] * x[(size_t)m * K + k];
+                        mag += fabs((double)deq[(size_t)n * K + k] * x[(size_t)m * K + k]);
+                    }
+                    /* one rounding to the type, plus F32 sums (relative to the sum of |terms|) */
+                    double tol = fabs(ref) * (cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048) +
+                                 mag * 1e-5 + 1e-6;
+                    double g = got[(size_t)m * N + n];
+                    if (!(fabs(g - ref) <= tol)) {
+                        CHECK_MSG(0, "matmul %s rows %d N %d K %d: out[%d][%d] = %.6g, want %.6g",
+                                  dtype_name(qs[qi]), rows, N, K, m, n, g, ref);
+                        bad++;
+                    }
+                }
+            free(got);
+            free(w);
+            free(deq);
+            free(x);
+            free(bias);
+            pair_free(&in);
+            pair_free(&out);
+            pair_free(&b);
+            cuda_be->ops->free(cuda_be, wg.data);
+            cuda_be->ops->free(cuda_be, (void *)wg.scale);
+        }
+}
+
 static void test_logits(void) {
     const int shapes[][3] = {
         {1, 1000, 256}, {5, 777, 128}, {17, 300, 64}, {2, 130, 36}, {1, 30000, 128}};
@@ -787,7 +868,8 @@ typedef struct stack_case {
     norm_kind kind;
     act_kind act;
     int32_t pos;
-    int paged; /* the cache in 4 blocks of cap / 4 positions, taken out of order */
+    int paged;   /* the cache in 4 blocks of cap / 4 positions, taken out of order */
+    dtype quant; /* DT_F8E4M3 / DT_I8: layer matrices quantized (F16/BF16 only); else none */
 } stack_case;
 
 /* A layer stack on one backend; the matrices hold the same bytes on every backend. */
@@ -865,6 +947,21 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
         layer_weights *w = &s->L[l];
         bweight *m[4] = {&w->wqkv, &w->wo, &w->wup, &w->wdown};
         for (int i = 0; i < 4; i++) {
+            if (dtype_quantized(c->quant)) { /* the same bytes and scales on every backend */
+                const float *src = h->m[i] + (size_t)l * h->msz[i];
+                size_t rows = (size_t)shape[i][0], cols = (size_t)shape[i][1];
+                uint8_t *qb = malloc(h->msz[i]);
+                float *sc = malloc(rows * 4);
+                for (size_t r = 0; r < rows; r++)
+                    quantize_row(qb + r * cols, c->quant, &sc[r], src + r * cols, cols);
+                *m[i] = (bweight){.dt = c->quant, .rows = shape[i][0], .cols = shape[i][1]};
+                CHECK_OK(be->ops->alloc(be, h->msz[i], &m[i]->data));
+                CHECK_OK(be->ops->upload(be, m[i]->data, qb, h->msz[i]));
+                m[i]->scale = be_f32(be, sc, rows);
+                free(qb);
+                free(sc);
+                continue;
+            }
             *m[i] = (bweight){.dt = cur_dt, .rows = shape[i][0], .cols = shape[i][1]};
             void *tmp = malloc(h->msz[i] * ws);
             dtype_convert(tmp, cur_dt, h->m[i] + (size_t)l * h->msz[i], DT_F32, h->msz[i]);
@@ -924,6 +1021,9 @@ static void stack_free(backend *be, const stack_case *c, stack *s) {
                       s->kv[l].v};
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
             be->ops->free(be, (void *)ps[i]);
+        const bweight *m[4] = {&w->wqkv, &w->wo, &w->wup, &w->wdown};
+        for (int i = 0; i < 4; i++)
+            if (m[i]->scale) be->ops->free(be, (void *)m[i]->scale);
     }
     void *ps[] = {(void *)s->final.w,
                   (void *)s->rope.inv_freq,
@@ -998,24 +1098,36 @@ static void test_decode_layers(void) {
      *         head; case 2: fixture-sized, most blocks without rows; case 3: case 1 in a paged
      *         cache of 4 blocks in the order 2, 0, 3, 1 (a ring of blocks). */
     const stack_case cases[] = {
-        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0},
+        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0,
+         DT_F32},
         {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
-         ACT_GELU_TANH_GATED, 250, 0},
-        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0},
+         ACT_GELU_TANH_GATED, 250, 0, DT_F32},
+        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0, DT_F32},
         {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
-         ACT_GELU_TANH_GATED, 250, 1},
+         ACT_GELU_TANH_GATED, 250, 1, DT_F32},
+        /* cases 4-6: cases 0, 3 and 2 with FP8 / INT8 / FP8 layer matrices */
+        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0,
+         DT_F8E4M3},
+        {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
+         ACT_GELU_TANH_GATED, 250, 1, DT_I8},
+        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0,
+         DT_F8E4M3},
     };
     backend *ref = NULL; /* the op-by-op path on a CUDA backend of its own (its own graphs) */
     CHECK_OK(cuda_backend_create(&ref, cur_dt, 0));
     if (!ref) return;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const stack_case *c = &cases[ci];
+        /* quantized matrices run with F16/BF16 activations; the CPU stack is compared in F32
+         * only (below), so the quantized ones run on the two CUDA paths */
+        const int quant = dtype_quantized(c->quant);
+        if (quant && cur_dt == DT_F32) continue;
         stack_host h;
         stack_host_make(c, &h);
         stack sf, sr, sc;
         stack_make(cuda_be, c, &h, &sf);
         stack_make(ref, c, &h, &sr);
-        stack_make(cpu_be, c, &h, &sc);
+        if (!quant) stack_make(cpu_be, c, &h, &sc);
         /* four steps: eager, captured, replayed twice (positions change under the graph) */
         for (int step = 0; step < 4; step++) {
             float *x0 = rand_vec((size_t)c->D, -1.5f, 1.5f);
@@ -1023,11 +1135,11 @@ static void test_decode_layers(void) {
             int32_t pos = c->pos + step;
             stack_step(cuda_be, c, &sf, x0, pos, 1);
             stack_step(ref, c, &sr, x0, pos, 0);
-            stack_step(cpu_be, c, &sc, x0, pos, 0);
+            if (!quant) stack_step(cpu_be, c, &sc, x0, pos, 0);
             free(x0);
             char what[160];
             /* for the record: how far each CUDA path is from the CPU's F32 activations */
-            if (cur_dt != DT_F32)
+            if (cur_dt != DT_F32 && !quant)
                 printf("  case %zu step %d: max |x - cpu|: fused %.4g, ops %.4g\n", ci, step,
                        max_diff(cuda_be, sf.b.x, cpu_be, sc.b.x, (size_t)c->D),
                        max_diff(ref, sr.b.x, cpu_be, sc.b.x, (size_t)c->D));
@@ -1063,7 +1175,7 @@ static void test_decode_layers(void) {
         }
         stack_free(cuda_be, c, &sf);
         stack_free(ref, c, &sr);
-        stack_free(cpu_be, c, &sc);
+        if (!quant) stack_free(cpu_be, c, &sc);
         stack_host_free(&h);
     }
     backend_free(ref);
@@ -1088,6 +1200,7 @@ int main(void) {
         RUN(test_norms);
         RUN(test_add_activate_last_rows);
         RUN(test_matmul);
+        RUN(test_matmul_quant);
         RUN(test_logits);
         RUN(test_matmul_activate);
         RUN(test_qkv_finish);

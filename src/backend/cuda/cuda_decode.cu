@@ -33,6 +33,9 @@
  * output, kept in shared memory): under full HBM streaming a round trip costs microseconds,
  * and the stages' chain of them sets the step time (LLMRT_DECODE_PROFILE=1 prints where it
  * goes).
+ * Quantized layer matrices (F8_E4M3, I8 with a scale per row): the ring carries their bytes
+ * (twice the columns per tile), the consumers unpack them in registers (wunpack16) and the
+ * epilogue multiplies each row's sum by its scale; the LM head stays in T.
  * Results are rounded to T exactly where the op-by-op path stores them, so both paths agree up
  * to the order of F32 sums.
  * The grid is one block per SM (the shared memory admits no second one) and is launched
@@ -70,7 +73,8 @@ static const int dk_default_caps[DK_CAPS] = {1, 1, 1, 2, 1, 2};
 
 /* One layer as the kernel reads it (device pointers). */
 struct dk_layer {
-    const void *wqkv, *wo, *wup, *wdown;                 /* T matrices */
+    const void *wqkv, *wo, *wup, *wdown;                 /* W matrices (T, or quantized bytes) */
+    const float *sqkv, *so, *sup, *sdown;                /* their row scales, or NULL (W = T) */
     const float *bqkv, *bo, *bdown;                      /* or NULL */
     const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms or NULL */
     const float *inv_freq;                               /* or NULL: no RoPE */
@@ -91,7 +95,7 @@ struct dk_args {
     float final_eps;
     int final_kind;
     /* The LM head, when the step's logits are computed here (else head_w is NULL): */
-    const void *head_w; /* [V, D] T */
+    const void *head_w; /* [V, D] T (never quantized) */
     int V;
     float head_softcap; /* 0: none */
     float *logits;      /* [V] F32 */
@@ -107,6 +111,7 @@ struct dk_args {
     const int32_t *tbl[KV_MAX_GROUPS]; /* the step's block table of each KV group (device):
                                           sequence 0's entries come first */
     int tlen[KV_MAX_GROUPS];           /* entries per sequence: 1 contiguous, else paged */
+    int wdt;                  /* dtype of the layer matrices: the precision or a quantized one */
     int misc_floats;          /* shared floats between the mbarriers and the union region */
     int caps[DK_CAPS];        /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
     int att_bufs;             /* attention tile buffers: 2 = the next loads during a tile */
@@ -295,21 +300,24 @@ enum { MAT_QKV, MAT_O, MAT_UP, MAT_DOWN, MAT_COUNT, MAT_HEAD = MAT_COUNT /* afte
 struct dk_mat {
     const char *W;
     int U, rpu, K, row2; /* units, rows per unit, columns, offset of a unit's second row */
+    int es;              /* bytes per element: the layer matrices' W, the LM head's T */
 };
 
-__device__ __forceinline__ dk_mat dk_matrix(const dk_args &a, const dk_layer &L, int m) {
+/* es: the layer matrices' element size (sizeof(W)); the LM head's is sizeof(T) */
+__device__ __forceinline__ dk_mat dk_matrix(const dk_args &a, const dk_layer &L, int m, int es,
+                                            int head_es) {
     int qkv = (a.H + 2 * a.Hkv) * a.hd;
     switch (m) {
     case MAT_QKV:
-        return dk_mat{(const char *)L.wqkv, qkv, 1, a.D, 0};
+        return dk_mat{(const char *)L.wqkv, qkv, 1, a.D, 0, es};
     case MAT_O:
-        return dk_mat{(const char *)L.wo, a.D, 1, a.H * a.hd, 0};
+        return dk_mat{(const char *)L.wo, a.D, 1, a.H * a.hd, 0, es};
     case MAT_UP:
-        return dk_mat{(const char *)L.wup, a.F, 2, a.D, a.F};
+        return dk_mat{(const char *)L.wup, a.F, 2, a.D, a.F, es};
     case MAT_HEAD:
-        return dk_mat{(const char *)a.head_w, a.V, 1, a.D, 0};
+        return dk_mat{(const char *)a.head_w, a.V, 1, a.D, 0, head_es};
     default:
-        return dk_mat{(const char *)L.wdown, a.D, 1, a.F, 0};
+        return dk_mat{(const char *)L.wdown, a.D, 1, a.F, 0, es};
     }
 }
 
@@ -320,9 +328,10 @@ __device__ __forceinline__ void dk_units(int U, int *u0, int *u1) {
     *u1 = (int)((unsigned)U * (blockIdx.x + 1) / gridDim.x);
 }
 
-/* Columns per tile chunk: DK_WARPS units of rpu (1 or 2) rows fill one tile. */
-template <typename T> __device__ __forceinline__ int dk_chunk(int rpu) {
-    return (DK_TILE / (int)sizeof(T) / DK_WARPS) >> (rpu - 1);
+/* Columns per tile chunk: DK_WARPS units of rpu (1 or 2) rows of es-byte elements fill one
+ * tile. */
+__device__ __forceinline__ int dk_chunk(int es, int rpu) {
+    return (DK_TILE / es / DK_WARPS) >> (rpu - 1);
 }
 
 struct dk_ring {
@@ -344,7 +353,7 @@ struct dk_ring {
  * LM head (layer n_layers, MAT_HEAD) when the kernel computes the logits. Each producer lane
  * follows the row it copies (lane < nrows): the step from tile to tile is an add, so that the
  * producer issues the next tile as soon as a slot and the in-flight cap let it. */
-template <typename T> struct dk_walk {
+template <typename T, typename W> struct dk_walk {
     const dk_args *a;
     const dk_layer *layers;
     int l, m, g0, ch, u1, nch, nrows, rpu;
@@ -379,18 +388,18 @@ template <typename T> struct dk_walk {
                     m = MAT_HEAD;
                 }
             }
-            M = dk_matrix(*a, layers[l < a->n_layers ? l : 0], m);
+            M = dk_matrix(*a, layers[l < a->n_layers ? l : 0], m, (int)sizeof(W), (int)sizeof(T));
             dk_units(M.U, &u0, &u1);
             if (u0 < u1) break;
         }
-        const int C = dk_chunk<T>(M.rpu);
+        const int C = dk_chunk(M.es, M.rpu);
         rpu = M.rpu;
         nch = (M.K + C - 1) / C;
-        chunk_bytes = (size_t)C * sizeof(T);
-        last_bytes = (unsigned)((M.K - (nch - 1) * C) * sizeof(T));
+        chunk_bytes = (size_t)C * M.es;
+        last_bytes = (unsigned)((M.K - (nch - 1) * C) * M.es);
         const int lane = threadIdx.x % 32, w = lane >> (rpu - 1), k = lane & (rpu - 1);
-        lane_row = M.W + ((size_t)u0 + w + (size_t)k * M.row2) * M.K * sizeof(T);
-        row_step = (size_t)DK_WARPS * M.K * sizeof(T);
+        lane_row = M.W + ((size_t)u0 + w + (size_t)k * M.row2) * M.K * M.es;
+        row_step = (size_t)DK_WARPS * M.K * M.es;
         g0 = u0;
         ch = 0;
         nrows = min(DK_WARPS, u1 - g0) * rpu;
@@ -416,13 +425,13 @@ template <typename T> struct dk_walk {
  * Tiles issued whose bytes have not all landed stay at most *cap, which the consumers set by
  * stretch (CAP_QKV...). The next tile's addresses are ready before the waits. (Prefetching
  * tiles into L2 beyond the ring was measured slower: docs/PERF.md.) */
-template <typename T>
+template <typename T, typename W>
 __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r,
                            const volatile int *cap) {
     const int lane = threadIdx.x % 32;
     const uint64_t pol = l2_evict_first();
     int old_slot = 0, old_lap = 0, issued = 0, landed = 0;
-    dk_walk<T> cur;
+    dk_walk<T, W> cur;
     cur.start(&a, layers);
     while (cur.valid) {
         unsigned bytes;
@@ -522,7 +531,7 @@ template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n,
 }
 
 /* One matrix of a layer against the input vector xs (shared memory), with the stage's
- * epilogue per unit:
+ * epilogue per unit (acc: the row's sum, times its scale for quantized W):
  *  MAT_QKV:  qkv[u] = T(acc + b)
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
  *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation)
@@ -530,27 +539,39 @@ template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n,
  * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
  * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
  * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
-template <typename T, int MAT>
+template <typename T, typename W, int MAT>
 __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r, bool embed_in,
                           unsigned tag_out, unsigned tag_act, float *xown) {
     constexpr int R = MAT == MAT_UP ? 2 : 1;
-    const int VEC = 16 / sizeof(T);
+    constexpr bool Q = !std::is_same<W, T>::value;
+    constexpr int WVEC = 16 / sizeof(W); /* elements per 16-byte vector of the tile */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    dk_mat M = dk_matrix(a, L, MAT);
+    dk_mat M = dk_matrix(a, L, MAT, (int)sizeof(W), (int)sizeof(T));
     int u0, u1;
     dk_units(M.U, &u0, &u1);
-    const int C = dk_chunk<T>(R), nch = (M.K + C - 1) / C;
+    const int C = dk_chunk((int)sizeof(W), R), nch = (M.K + C - 1) / C;
+    const float *scales = MAT == MAT_QKV ? L.sqkv
+                          : MAT == MAT_O ? L.so
+                          : MAT == MAT_UP ? L.sup
+                                          : L.sdown;
     for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
         const bool mine = g0 + warp < u1;
         const int u = g0 + warp;
         /* the epilogue's operands, loaded while the tiles are multiplied */
-        float pre = 0.0f, bias = 0.0f;
+        float pre = 0.0f, bias = 0.0f, sc[R];
+#pragma unroll
+        for (int q = 0; q < R; q++)
+            sc[q] = 1.0f;
         if (mine && lane == 0) {
             if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
             if (MAT == MAT_O || MAT == MAT_DOWN)
                 pre = embed_in ? to_f(((const T *)a.x)[u]) : xown[u - u0];
             if (MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
             if (MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
+            if (Q)
+#pragma unroll
+                for (int q = 0; q < R; q++)
+                    sc[q] = scales[u + q * M.row2];
         }
         float acc[R];
 #pragma unroll
@@ -565,15 +586,24 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
             if (a.prof) r.waited += clock64() - t0;
             if (mine) {
                 const int len = min(C, M.K - ch * C);
-                const T *tile = (const T *)(r.tiles + (size_t)r.slot * DK_TILE);
+                const W *tile = (const W *)(r.tiles + (size_t)r.slot * DK_TILE);
                 const T *xc = xs + (size_t)ch * C;
 #pragma unroll 4
-                for (int k = lane * VEC; k < len; k += 32 * VEC) {
-                    int4 xv = *(const int4 *)(xc + k);
+                for (int k = lane * WVEC; k < len; k += 32 * WVEC) {
+                    if constexpr (Q) {
 #pragma unroll
-                    for (int q = 0; q < R; q++)
-                        acc[q] +=
-                            dot16<T>(*(const int4 *)(tile + (size_t)(warp * R + q) * C + k), xv);
+                        for (int q = 0; q < R; q++) {
+                            float f[WVEC];
+                            wunpack16<W>(*(const int4 *)(tile + (size_t)(warp * R + q) * C + k), f);
+                            acc[q] += fdot16<T>(f, xc + k);
+                        }
+                    } else {
+                        int4 xv = *(const int4 *)(xc + k);
+#pragma unroll
+                        for (int q = 0; q < R; q++)
+                            acc[q] += dot16<T>(
+                                *(const int4 *)(tile + (size_t)(warp * R + q) * C + k), xv);
+                    }
                 }
             }
             __syncwarp();
@@ -585,6 +615,10 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
         for (int q = 0; q < R; q++)
             acc[q] = warp_sum(acc[q]);
         if (lane != 0) continue;
+        if (Q)
+#pragma unroll
+            for (int q = 0; q < R; q++)
+                acc[q] = w_post<W>(acc[q]) * sc[q];
         if (MAT == MAT_HEAD) { /* as the logits op: F32, soft-capped */
             float v = acc[0];
             if (a.head_softcap > 0.0f) v = a.head_softcap * tanhf(v / a.head_softcap);
@@ -934,7 +968,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
     }
 }
 
-template <typename T, bool PG>
+template <typename T, typename W, bool PG>
 __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
     const long long t_start = clock64();
@@ -975,7 +1009,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     }
     __syncthreads();
     if (threadIdx.x / 32 == DK_WARPS) { /* weights do not depend on the previous kernel */
-        dk_produce<T>(a, layers, r, cap);
+        dk_produce<T, W>(a, layers, r, cap);
         if (a.prof && threadIdx.x % 32 == 0) {
             a.prof[blockIdx.x * DK_EV + EV_PROD_WAIT] += (unsigned long long)r.waited;
             a.prof[blockIdx.x * DK_EV + EV_PROD_END] += (unsigned long long)(clock64() - t_start);
@@ -1000,7 +1034,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
             dk_norm(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_eps,
                     L.attn_kind, red);
         clk.mark(a, EV_NORM1);
-        dk_matvec<T, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+        dk_matvec<T, W, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
         if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
         if (l == 0) dk_att_prefetch<T, PG>(a, L);
@@ -1012,7 +1046,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         if (uo0 < uo1) dk_load_tagged(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
         if (threadIdx.x == 0) *cap = a.caps[CAP_O];
-        dk_matvec<T, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
+        dk_matvec<T, W, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
         clk.mark(a, EV_O);
         cbar();
         if (uu0 < uu1)
@@ -1020,11 +1054,11 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
                     L.ffn_kind, red);
         clk.mark(a, EV_NORM2);
         if (threadIdx.x == 0) *cap = a.caps[CAP_UP];
-        dk_matvec<T, MAT_UP>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+        dk_matvec<T, W, MAT_UP>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_UP);
         cbar(); /* xs is free for down's input */
         if (threadIdx.x == 0) *cap = a.caps[CAP_DOWN];
-        dk_matvec<T, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
+        dk_matvec<T, W, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
         clk.mark(a, EV_DOWN);
         if (threadIdx.x == 0) *cap = a.caps[CAP_QKV]; /* the next layer's norm and qkv */
         cbar();
@@ -1042,7 +1076,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
             ((T *)a.h)[d] = xs[d];
     clk.mark(a, EV_FINAL);
     if (a.head_w) {
-        dk_matvec<T, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
+        dk_matvec<T, T, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
         clk.mark(a, EV_HEAD);
     }
     cbar();
@@ -1098,12 +1132,15 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     if (act != ACT_SILU_GATED && act != ACT_GELU_TANH_GATED) return "ungated MLP";
     if (!fin || (fin->kind != NORM_RMS && fin->kind != NORM_RMS_PLUS1)) return "final norm kind";
     const size_t es = dtype_size(c->dt);
-    const int VEC = (int)(16 / es);
+    const dtype wdt = L[0].wqkv.dt;
+    /* the K of every matrix is a whole number of 16-byte vectors of its elements */
+    const int VEC = (int)(16 / es), WVEC = (int)(16 / dtype_size(wdt));
+    if (wdt != c->dt && !(dtype_quantized(wdt) && es == 2)) return "weight type";
     const attn_params *g = &L[0].attn;
     const int D = (int)L[0].wqkv.cols, H = g->n_heads, Hkv = g->n_kv_heads, hd = g->head_dim;
     const int F = (int)L[0].wdown.cols;
     if (Hkv < 1 || H % Hkv || H / Hkv > DK_GQ) return "more q heads per kv head than DK_GQ";
-    if (hd % VEC || hd > 256 || D % VEC || (H * hd) % VEC || F % VEC)
+    if (hd % VEC || hd > 256 || D % WVEC || (H * hd) % WVEC || F % WVEC)
         return "widths not a multiple of 16 bytes";
     if ((int64_t)(H + 2 * Hkv) * hd * c->n_sm > UINT32_MAX || (int64_t)F * c->n_sm > UINT32_MAX ||
         (int64_t)D * c->n_sm > UINT32_MAX) /* see dk_units */
@@ -1123,8 +1160,9 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
         const int64_t shape[4][2] = {
             {(H + 2 * Hkv) * hd, D}, {D, H * hd}, {2 * (int64_t)F, D}, {D, F}};
         for (int i = 0; i < 4; i++) {
-            if (m[i]->dt != c->dt || m[i]->rows != shape[i][0] || m[i]->cols != shape[i][1])
-                return "matrix shapes";
+            if (m[i]->dt != wdt || (dtype_quantized(wdt) && !m[i]->scale))
+                return "matrices of different types";
+            if (m[i]->rows != shape[i][0] || m[i]->cols != shape[i][1]) return "matrix shapes";
             if ((uintptr_t)m[i]->data % 16) return "matrix alignment";
         }
         if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups) return "KV cache";
@@ -1159,6 +1197,7 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
     key->hd = g->head_dim;
     key->F = (int)L[0].wdown.cols;
     key->act = (int)act;
+    key->wdt = (int)L[0].wqkv.dt;
     key->final_w = fin->w;
     if (head) {
         key->head_w = head->w->data;
@@ -1176,6 +1215,10 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
         d->wo = w->wo.data;
         d->wup = w->wup.data;
         d->wdown = w->wdown.data;
+        d->sqkv = w->wqkv.scale;
+        d->so = w->wo.scale;
+        d->sup = w->wup.scale;
+        d->sdown = w->wdown.scale;
         d->bqkv = w->bqkv;
         d->bo = w->bo;
         d->bdown = w->bdown;
@@ -1246,12 +1289,27 @@ static void plan_free(dk_plan *p) {
     free(p);
 }
 
-template <typename T> static cudaError_t dk_set_smem(size_t smem) {
-    cudaError_t e = cudaFuncSetAttribute(kernel_decode<T, true>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
-    return cudaFuncSetAttribute(kernel_decode<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)smem);
+/* The kernels that run a stack of activations T and layer matrices W: contiguous or paged KV
+ * (F32 activations take no quantized W: cuda_decode_unsupported). */
+template <typename T, typename W> struct dk_kernels {
+    static constexpr bool ok = sizeof(T) == 2 || std::is_same<W, T>::value;
+    static void (*get(bool paged))(dk_args) {
+        if constexpr (ok)
+            return paged ? kernel_decode<T, W, true> : kernel_decode<T, W, false>;
+        else
+            return NULL;
+    }
+};
+
+template <typename T, typename W> static cudaError_t dk_set_smem(size_t smem) {
+    for (int paged = 0; paged < 2; paged++) {
+        void (*k)(dk_args) = dk_kernels<T, W>::get(paged);
+        if (!k) return cudaErrorInvalidValue;
+        cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
 }
 
 /* A new plan: device table, scratch, launch geometry. */
@@ -1341,7 +1399,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     }
     p->smem = (size_t)a.ns * slot + fixed;
     p->args = a;
-    DISPATCH_T(c->dt, e = dk_set_smem<T>(p->smem));
+    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, e = dk_set_smem<T, W>(p->smem)));
     if (e != cudaSuccess) {
         p->h_layers = NULL;
         plan_free(p);
@@ -1431,11 +1489,9 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     bool paged = false; /* one kernel per layout: a contiguous cache's loads stay as they were */
     for (int g = 0; g < KV_MAX_GROUPS; g++)
         paged = paged || a.tlen[g] > 1;
-    if (paged) {
-        DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T, true>, a));
-    } else {
-        DISPATCH_T(c->dt, e = cudaLaunchKernelEx(&cfg, kernel_decode<T, false>, a));
-    }
+    void (*kern)(dk_args) = NULL;
+    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, kern = dk_kernels<T, W>::get(paged)));
+    e = kern ? cudaLaunchKernelEx(&cfg, kern, a) : cudaErrorInvalidValue;
     if (e != cudaSuccess) {
         cudaGetLastError(); /* a refused launch is not sticky: later launches must not see it */
         return cuda_fail(e, "launch kernel_decode", __FILE__, __LINE__);

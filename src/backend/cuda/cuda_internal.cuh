@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <type_traits>
 #include <utility>
 
 extern "C" {
@@ -211,6 +212,8 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
         typedef __nv_bfloat16 T;                                                                   \
         __VA_ARGS__;                                                                               \
     } break;                                                                                       \
+    default: /* quantized types hold weights only */                                               \
+        break;                                                                                     \
     }
 
 __device__ __forceinline__ float gelu_tanh(float x) {
@@ -259,6 +262,111 @@ template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
     }
     return s;
 }
+
+/* ---- quantized weights ----
+ *
+ * A matrix's element type W is the activation type T, or one of these byte types, whose rows
+ * carry a F32 scale applied to the finished sum (so the inner loop is integer and FMA work
+ * only: conversion instructions have a quarter of the ALU rate, and a decode step at the
+ * bandwidth limit of FP8 bytes needs about 4 of them per weight otherwise):
+ *  - w_fp8 (F8_E4M3): a byte's bits placed in a float's sign, exponent low bits and mantissa
+ *    top bits read as that float are the byte's value times 2^-120, exact for subnormal bytes
+ *    too (they land on float subnormals, which FMA keeps: the build does not flush them);
+ *    W_POST multiplies the sum back by 2^120 (in two steps of 2^60, each exact).
+ *  - w_i8 (I8): a byte xor 0x80 placed under the exponent of 2^23 is 2^23 + 128 + v.
+ * The 16-byte vectors of weights then hold 16 elements, against two 16-byte vectors of a
+ * 16-bit T. */
+struct w_fp8 {
+    uint8_t v;
+};
+struct w_i8 {
+    int8_t v;
+};
+
+/* the 16 weights of a 16-byte vector of W as floats (times W_POST^-1 for w_fp8) */
+template <typename W> __device__ __forceinline__ void wunpack16(int4 w, float *f);
+template <> __device__ __forceinline__ void wunpack16<w_fp8>(int4 w, float *f) {
+    const unsigned u[4] = {(unsigned)w.x, (unsigned)w.y, (unsigned)w.z, (unsigned)w.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            unsigned t = u[i] << (24 - 8 * b); /* byte b on top: its sign is the float's */
+            f[4 * i + b] = __uint_as_float(((t >> 4) & 0x07f00000u) | (t & 0x80000000u));
+        }
+}
+template <> __device__ __forceinline__ void wunpack16<w_i8>(int4 w, float *f) {
+    const unsigned u[4] = {(unsigned)w.x ^ 0x80808080u, (unsigned)w.y ^ 0x80808080u,
+                           (unsigned)w.z ^ 0x80808080u, (unsigned)w.w ^ 0x80808080u};
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+            f[4 * i + b] = __uint_as_float(__byte_perm(u[i], 0x4B000000u, 0x7540u | b)) -
+                           8388736.0f; /* 2^23 + 128 */
+}
+
+/* What the sum over a row of W is multiplied by, besides the row's scale. */
+template <typename W> __device__ __forceinline__ float w_post(float acc) {
+    return acc;
+}
+template <> __device__ __forceinline__ float w_post<w_fp8>(float acc) {
+    return acc * 0x1p60f * 0x1p60f;
+}
+
+/* sum of f[i] * x[i], i < 16, for 16 elements of T at x (16-byte aligned) */
+template <typename T> __device__ __forceinline__ float fdot16(const float *f, const T *x) {
+    float s = 0.0f;
+    if constexpr (sizeof(T) == 4) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float4 v = ((const float4 *)x)[i];
+            s = fmaf(f[4 * i], v.x, s);
+            s = fmaf(f[4 * i + 1], v.y, s);
+            s = fmaf(f[4 * i + 2], v.z, s);
+            s = fmaf(f[4 * i + 3], v.w, s);
+        }
+    } else {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int4 xv = ((const int4 *)x)[h];
+            const unsigned u[4] = {(unsigned)xv.x, (unsigned)xv.y, (unsigned)xv.z, (unsigned)xv.w};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float lo, hi;
+                if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+                    lo = __uint_as_float(u[i] << 16);
+                    hi = __uint_as_float(u[i] & 0xffff0000u);
+                } else {
+                    float2 v = __half22float2(*(const __half2 *)&u[i]);
+                    lo = v.x;
+                    hi = v.y;
+                }
+                s = fmaf(f[8 * h + 2 * i], lo, s);
+                s = fmaf(f[8 * h + 2 * i + 1], hi, s);
+            }
+        }
+    }
+    return s;
+}
+
+/* Runs the statement with W bound to the element type of a quantized dt (w_fp8, w_i8), or to
+ * the activation type T for any other. */
+#define DISPATCH_W(dt, ...)                                                                        \
+    switch (dt) {                                                                                  \
+    case DT_F8E4M3: {                                                                              \
+        typedef w_fp8 W;                                                                           \
+        __VA_ARGS__;                                                                               \
+    } break;                                                                                       \
+    case DT_I8: {                                                                                  \
+        typedef w_i8 W;                                                                            \
+        __VA_ARGS__;                                                                               \
+    } break;                                                                                       \
+    default: {                                                                                     \
+        typedef T W;                                                                               \
+        __VA_ARGS__;                                                                               \
+    } break;                                                                                       \
+    }
 
 /* ---- q/k head finishing (qkv_finish, and its fused form in decode attention) ---- */
 

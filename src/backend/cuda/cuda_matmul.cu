@@ -23,31 +23,34 @@ __device__ __forceinline__ int4 ld_stream(const int4 *p) {
     return r;
 }
 
-/* Requires K % (16 / sizeof(T)) == 0 and 16-byte aligned rows of in and W.
+/* Requires K % (16 / sizeof(W)) == 0 and 16-byte aligned rows of in and W.
  * A block of MV_WARPS warps computes MV_WARPS / ks units; each unit is cut into ks segments of
  * K, one warp each (split-K, so that narrow matrices still put enough loads in flight), and
  * the segments are added through shared memory. A unit is one row of W (R = 1), or, for a
  * fused [gate | up] product followed by its activation (R = 2), the rows n and n + N/2,
  * whose outputs give act_out[n] = act(gate) * up directly. Each lane issues MV_UNROLL 16-byte
- * loads of W before using them. */
-template <typename T, typename O, int M, int R>
+ * loads of W before using them. W is T, or a quantized byte type (w_fp8, w_i8) whose 16-byte
+ * vectors are unpacked once for all M input rows and whose row scales multiply the sums. */
+template <typename T, typename W, typename O, int M, int R>
 __global__ void __launch_bounds__(MV_WARPS * 32)
-    kernel_matvec(O *out /* [M, N] */, const T *in /* [M, K] */, const T *W /* [N, K] */,
+    kernel_matvec(O *out /* [M, N] */, const T *in /* [M, K] */, const W *Wm /* [N, K] */,
+                  const float *scale /* [N] when W is quantized */,
                   const float *bias /* [N] or NULL */, float softcap, int N, int K, int ks,
                   T *act_out /* [M, N/2] when R == 2 */, act_kind act) {
-    const int VEC = 16 / sizeof(T);
-    constexpr int U = MV_UNROLL / R; /* loads in flight per row */
+    constexpr bool Q = !std::is_same<W, T>::value;
+    constexpr int WVEC = 16 / sizeof(W); /* elements per 16-byte vector of W */
+    constexpr int U = MV_UNROLL / R;     /* loads in flight per row */
     __shared__ float red[MV_WARPS][R][M];
     const int NU = N / R; /* units */
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int n = blockIdx.x * (MV_WARPS / ks) + warp / ks, seg = warp % ks;
-    int kv = K / VEC; /* 16-byte vectors per row */
+    int kv = K / WVEC; /* 16-byte vectors per row of W */
     int seg_len = (kv + ks - 1) / ks;
     int i0 = seg * seg_len, i1 = min(kv, i0 + seg_len);
     const int4 *w[R];
 #pragma unroll
     for (int r = 0; r < R; r++)
-        w[r] = (const int4 *)(W + (size_t)(n < NU ? n + r * NU : 0) * K);
+        w[r] = (const int4 *)(Wm + (size_t)(n < NU ? n + r * NU : 0) * K);
     const int4 *x = (const int4 *)in;
     float acc[R][M];
 #pragma unroll
@@ -71,12 +74,23 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
             for (int u = 0; u < U; u++) {
                 int i = base + 32 * u;
                 if (i < i1) {
+                    if constexpr (Q) {
 #pragma unroll
-                    for (int m = 0; m < M; m++) {
-                        int4 xv = __ldg(x + (size_t)m * kv + i);
+                        for (int r = 0; r < R; r++) {
+                            float f[WVEC];
+                            wunpack16<W>(wv[r][u], f);
 #pragma unroll
-                        for (int r = 0; r < R; r++)
-                            acc[r][m] += dot16<T>(wv[r][u], xv);
+                            for (int m = 0; m < M; m++)
+                                acc[r][m] += fdot16<T>(f, in + (size_t)m * K + (size_t)i * WVEC);
+                        }
+                    } else {
+#pragma unroll
+                        for (int m = 0; m < M; m++) {
+                            int4 xv = __ldg(x + (size_t)m * kv + i);
+#pragma unroll
+                            for (int r = 0; r < R; r++)
+                                acc[r][m] += dot16<T>(wv[r][u], xv);
+                        }
                     }
                 }
             }
@@ -105,6 +119,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
             float a = 0.0f;
             for (int s2 = 0; s2 < ks; s2++)
                 a += red[warp + s2][r][lane];
+            if (Q) a = w_post<W>(a) * scale[row];
             if (bias) a += bias[row];
             if (softcap > 0.0f) a = softcap * tanhf(a / softcap);
             O o = from_f<O>(a);
@@ -117,6 +132,35 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
             act_out[(size_t)lane * NU + n] = from_f<T>(y);
         }
     }
+}
+
+/* The quantized values q[N, K] in T, unscaled (every FP8 E4M3 and INT8 value is exact in F16
+ * and BF16), for the tensor-core product of many rows; the row scales apply to its F32 output
+ * (kernel_scale_rows), so that the product differs from the exact one only by F32 sums. */
+template <typename T, typename W>
+__global__ void kernel_unpack(T *out /* [N, K] */, const W *q /* [N, K] */, size_t total) {
+    pdl_begin();
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 16;
+    if (i >= total) return;
+    float f[16];
+    wunpack16<W>(*(const int4 *)(q + i), f);
+    T o[16];
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+        o[j] = from_f<T>(w_post<W>(f[j]));
+    *(int4 *)(out + i) = *(const int4 *)o;
+    *(int4 *)(out + i + 8) = *(const int4 *)(o + 8);
+}
+
+/* out[m, n] = O(acc[m, n] * scale[n] (+ bias[n])) */
+template <typename O>
+__global__ void kernel_scale_rows(O *out /* [rows, N] */, const float *acc /* [rows, N] */,
+                                  const float *scale, const float *bias, int rows, int N) {
+    pdl_begin();
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * N) return;
+    int n = (int)(i % N);
+    out[i] = from_f<O>(acc[i] * scale[n] + (bias ? bias[n] : 0.0f));
 }
 
 /* Any K and alignment: one warp per output element, scalar loads. */
@@ -149,39 +193,49 @@ static int matvec_split(const cuda_ctx *c, int N, int kv, int R) {
     return ks;
 }
 
-template <typename T, typename O>
-static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const T *W, int N, int K,
+template <typename T, typename W, typename O>
+static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const bweight *Wt,
                            const float *bias, float softcap) {
-    const int VEC = 16 / sizeof(T);
-    bool fast = K % VEC == 0 && ((uintptr_t)in % 16) == 0 && ((uintptr_t)W % 16) == 0;
-    if (!fast) {
-        size_t warps = (size_t)rows * N;
-        launch_ex(c, (kernel_matvec_any<T, O>), (unsigned)((warps + 7) / 8), 256, 0, out, in, W,
-                  bias, softcap, rows, N, K);
-        CK_KERNEL("kernel_matvec_any");
-        return LLMRT_OK;
-    }
-    int ks = matvec_split(c, N, K / VEC, 1);
-    int blocks = (N + MV_WARPS / ks - 1) / (MV_WARPS / ks);
+    const W *Wm = (const W *)Wt->data;
+    const int N = (int)Wt->rows, K = (int)Wt->cols;
+    constexpr bool Q = !std::is_same<W, T>::value;
+    if constexpr (Q && sizeof(T) == 4) { /* refused at load (api_model.c); never instantiated */
+        return err_set(LLMRT_ERR_INVALID, "cuda matmul: quantized weights need F16/BF16 activations");
+    } else {
+        const int WVEC = 16 / sizeof(W);
+        bool fast = K % WVEC == 0 && ((uintptr_t)in % 16) == 0 && ((uintptr_t)Wm % 16) == 0;
+        if (!fast) {
+            if (Q) /* the loader places every matrix 256-byte aligned */
+                return err_set(LLMRT_ERR_INVALID,
+                               "cuda matmul: a quantized matrix needs K %% 16 == 0 (K = %d)", K);
+            size_t warps = (size_t)rows * N;
+            launch_ex(c, (kernel_matvec_any<T, O>), (unsigned)((warps + 7) / 8), 256, 0, out, in,
+                      (const T *)Wm, bias, softcap, rows, N, K);
+            CK_KERNEL("kernel_matvec_any");
+            return LLMRT_OK;
+        }
+        int ks = matvec_split(c, N, K / WVEC, 1);
+        int blocks = (N + MV_WARPS / ks - 1) / (MV_WARPS / ks);
 #define MV_CASE(MM)                                                                                \
     case MM:                                                                                       \
-        e = launch_ex(c, kernel_matvec<T, O, MM, 1>, blocks, MV_WARPS * 32, 0, out, in, W, bias,   \
-                      softcap, N, K, ks, (T *)NULL, ACT_SILU_GATED);                               \
+        e = launch_ex(c, kernel_matvec<T, W, O, MM, 1>, blocks, MV_WARPS * 32, 0, out, in, Wm,     \
+                      Wt->scale, bias, softcap, N, K, ks, (T *)NULL, ACT_SILU_GATED);              \
         break;
-    cudaError_t e = cudaSuccess;
-    switch (rows) {
-        MV_CASE(1)
-        MV_CASE(2)
-        MV_CASE(3)
-        MV_CASE(4)
-        MV_CASE(5)
-        MV_CASE(6) MV_CASE(7) MV_CASE(8) default
-            : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
-    }
+        cudaError_t e = cudaSuccess;
+        switch (rows) {
+            MV_CASE(1)
+            MV_CASE(2)
+            MV_CASE(3)
+            MV_CASE(4)
+            MV_CASE(5)
+            MV_CASE(6) MV_CASE(7) MV_CASE(8) default
+                : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
+        }
 #undef MV_CASE
-    if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec", __FILE__, __LINE__);
-    CK_KERNEL("kernel_matvec");
-    return LLMRT_OK;
+        if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec", __FILE__, __LINE__);
+        CK_KERNEL("kernel_matvec");
+        return LLMRT_OK;
+    }
 }
 
 /* ---- cuBLASLt ---- */
@@ -255,6 +309,44 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
     return LLMRT_OK;
 }
 
+/* Many rows times a quantized matrix: its unscaled values in T and the product in F32, both in
+ * the backend's scratch, then the row scales (and bias) into out. */
+template <typename T, typename W>
+static llmrt_status matmul_quant(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
+                                 const bweight *Wt, const float *bias) {
+    if constexpr (std::is_same<W, T>::value || sizeof(T) == 4) {
+        return err_set(LLMRT_ERR_INVALID, "cuda matmul: %s weights with %s activations",
+                       dtype_name(Wt->dt), dtype_name(c->dt));
+    } else {
+        const int N = (int)Wt->rows, K = (int)Wt->cols;
+        if (K % 16)
+            return err_set(LLMRT_ERR_INVALID, "cuda matmul: a quantized matrix needs K %% 16 == 0");
+        size_t n = (size_t)N * K, wbytes = (n * sizeof(T) + 255) / 256 * 256;
+        void *buf;
+        TRY(cuda_scratch(c, wbytes + (size_t)rows * N * sizeof(float), &buf));
+        T *wt = (T *)buf;
+        float *acc = (float *)((char *)buf + wbytes);
+        launch_ex(c, (kernel_unpack<T, W>), (unsigned)((n / 16 + 255) / 256), 256, 0, wt,
+                  (const W *)Wt->data, n);
+        CK_KERNEL("kernel_unpack");
+        lt_plan *p = NULL;
+        TRY(plan_get(c, DT_F32, rows, N, K, &p));
+        float alpha = 1.0f, beta = 0.0f;
+        CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, in, p->b, &beta, acc, p->c, acc, p->c,
+                           &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+        size_t total = (size_t)rows * N;
+        unsigned blocks = (unsigned)((total + 255) / 256);
+        if (out_dt == DT_F32)
+            launch_ex(c, kernel_scale_rows<float>, blocks, 256, 0, (float *)out,
+                      (const float *)acc, Wt->scale, bias, rows, N);
+        else
+            launch_ex(c, kernel_scale_rows<T>, blocks, 256, 0, (T *)out, (const float *)acc,
+                      Wt->scale, bias, rows, N);
+        CK_KERNEL("kernel_scale_rows");
+        return LLMRT_OK;
+    }
+}
+
 llmrt_status cuda_matmul_init(cuda_ctx *c) {
     int v = c->sw.matvec_max_rows;
     c->matvec_max_rows = v < 0 ? MV_DEFAULT_ROWS : v > MV_MAX_M ? MV_MAX_M : v;
@@ -273,55 +365,85 @@ void cuda_matmul_free(cuda_ctx *c) {
     c->lt = NULL;
 }
 
+/* Matrices of quantized bytes take the matvec kernel up to this many rows (it reads each byte
+ * once for all rows), then cuBLASLt on an unpacked copy (matmul_quant). */
+enum { MV_QUANT_ROWS = MV_MAX_M };
+
 llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
-                                const bweight *W, const float *bias, float softcap) {
-    if (W->dt != c->dt)
-        return err_set(LLMRT_ERR_INVALID, "weight dtype %s, backend %s", dtype_name(W->dt),
+                                const bweight *Wt, const float *bias, float softcap) {
+    const bool q = dtype_quantized(Wt->dt);
+    if (Wt->dt != c->dt && !q)
+        return err_set(LLMRT_ERR_INVALID, "weight dtype %s, backend %s", dtype_name(Wt->dt),
                        dtype_name(c->dt));
-    int N = (int)W->rows, K = (int)W->cols;
+    if (q && !Wt->scale)
+        return err_set(LLMRT_ERR_INVALID, "cuda matmul: %s matrix without scales",
+                       dtype_name(Wt->dt));
+    int N = (int)Wt->rows, K = (int)Wt->cols;
     if (rows <= 0) return LLMRT_OK;
-    if (rows <= c->matvec_max_rows) {
+    if (rows <= (q ? MV_QUANT_ROWS : c->matvec_max_rows)) {
         if (out_dt == DT_F32) {
-            DISPATCH_T(c->dt, return matvec<T, float>(c, (float *)out, (const T *)in, rows,
-                                                      (const T *)W->data, N, K, bias, softcap));
+            DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matvec<T, W, float>(c, (float *)out,
+                                                                          (const T *)in, rows, Wt,
+                                                                          bias, softcap)));
         } else {
-            DISPATCH_T(c->dt, return matvec<T, T>(c, (T *)out, (const T *)in, rows,
-                                                  (const T *)W->data, N, K, bias, softcap));
+            DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matvec<T, W, T>(c, (T *)out, (const T *)in,
+                                                                      rows, Wt, bias, softcap)));
         }
+    }
+    if (q) {
+        if (softcap > 0.0f) /* the LM head is never quantized */
+            return err_set(LLMRT_ERR_INVALID, "cuda matmul: soft-capped quantized matrix");
+        DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matmul_quant<T, W>(c, out, out_dt, in, rows,
+                                                                      Wt, bias)));
     }
     lt_plan *p = NULL;
     TRY(plan_get(c, out_dt, rows, N, K, &p));
     float alpha = 1.0f, beta = 0.0f;
-    CKB(cublasLtMatmul(c->lt, p->op, &alpha, W->data, p->a, in, p->b, &beta, out, p->c, out, p->c,
-                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, Wt->data, p->a, in, p->b, &beta, out, p->c, out,
+                       p->c, &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
     if (bias || softcap > 0.0f)
         TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, softcap));
     return LLMRT_OK;
 }
 
+template <typename T, typename W>
+static cudaError_t matvec_act(cuda_ctx *c, void *out, const void *in, int rows, const bweight *Wt,
+                              const float *bias, void *act_out, int F, act_kind kind) {
+    if constexpr (sizeof(T) == 4 && !std::is_same<W, T>::value) {
+        return cudaErrorInvalidValue; /* refused by the caller; never instantiated */
+    } else {
+        const int N = (int)Wt->rows, K = (int)Wt->cols;
+        int ks = matvec_split(c, N, K / (16 / (int)sizeof(W)), 2);
+        int blocks = (F + MV_WARPS / ks - 1) / (MV_WARPS / ks);
+#define MVA_CASE(MM)                                                                               \
+    case MM:                                                                                       \
+        return launch_ex(c, kernel_matvec<T, W, T, MM, 2>, blocks, MV_WARPS * 32, 0, (T *)out,     \
+                         (const T *)in, (const W *)Wt->data, Wt->scale, bias, 0.0f, N, K, ks,      \
+                         (T *)act_out, kind);
+        switch (rows) {
+            MVA_CASE(1) MVA_CASE(2) MVA_CASE(3) MVA_CASE(4) MVA_CASE(5) MVA_CASE(6) MVA_CASE(7)
+                MVA_CASE(8)
+        }
+#undef MVA_CASE
+        return cudaErrorInvalidValue;
+    }
+}
+
 /* out = in @ W^T (+ bias), then act_out = act(gate) * up of it, in one kernel, when the rows
  * are few and W is [2F, K] = [gate | up]; *done = 0 (nothing launched) otherwise. */
 llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int rows,
-                                    const bweight *W, const float *bias, void *act_out, int F,
+                                    const bweight *Wt, const float *bias, void *act_out, int F,
                                     act_kind kind, int *done) {
     *done = 0;
-    int N = (int)W->rows, K = (int)W->cols, VEC = 16 / (int)dtype_size(c->dt);
-    if (rows < 1 || rows > c->matvec_max_rows || W->dt != c->dt || N != 2 * F || K % VEC ||
-        (uintptr_t)in % 16 || (uintptr_t)W->data % 16 ||
-        (kind != ACT_SILU_GATED && kind != ACT_GELU_TANH_GATED))
+    const bool q = dtype_quantized(Wt->dt);
+    const int N = (int)Wt->rows, K = (int)Wt->cols, VEC = 16 / (int)dtype_size(Wt->dt);
+    if (rows < 1 || rows > (q ? MV_QUANT_ROWS : c->matvec_max_rows) || (Wt->dt != c->dt && !q) ||
+        (q && (!Wt->scale || c->dt == DT_F32)) || N != 2 * F || K % VEC || (uintptr_t)in % 16 ||
+        (uintptr_t)Wt->data % 16 || (kind != ACT_SILU_GATED && kind != ACT_GELU_TANH_GATED))
         return LLMRT_OK;
-    int ks = matvec_split(c, N, K / VEC, 2);
-    int blocks = (F + MV_WARPS / ks - 1) / (MV_WARPS / ks);
     cudaError_t e = cudaSuccess;
-#define MVA_CASE(MM)                                                                               \
-    case MM:                                                                                       \
-        e = launch_ex(c, kernel_matvec<T, T, MM, 2>, blocks, MV_WARPS * 32, 0, (T *)out,           \
-                      (const T *)in, (const T *)W->data, bias, 0.0f, N, K, ks, (T *)act_out,       \
-                      kind);                                                                       \
-        break;
-    DISPATCH_T(c->dt, switch (rows){MVA_CASE(1) MVA_CASE(2) MVA_CASE(3) MVA_CASE(4) MVA_CASE(5)
-                                        MVA_CASE(6) MVA_CASE(7) MVA_CASE(8)});
-#undef MVA_CASE
+    DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, e = matvec_act<T, W>(c, out, in, rows, Wt, bias, act_out,
+                                                             F, kind)));
     if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec (gated)", __FILE__, __LINE__);
     CK_KERNEL("kernel_matvec (gated)");
     *done = 1;

@@ -10,6 +10,7 @@ void rec_weight(bweight *d, const bweight *s) {
     d->dt = s->dt;
     d->rows = s->rows;
     d->cols = s->cols;
+    d->scale = s->scale;
 }
 
 void rec_norm_params(norm_params *d, const norm_params *s) {
