@@ -9,8 +9,10 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends build-essential cmake pkg-config \
   libjansson-dev libpcre2-dev libutf8proc-dev libedit-dev libmicrohttpd-dev libcurl4-openssl-dev \
   python3 python3-venv python3-matplotlib curl strace tmux clang >/dev/null
-# test-only Python packages (the official `openai` client for tests/cli/serve.sh) in .venv
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
+# test-only Python packages in .venv: the official `openai` client for tests/cli/serve.sh;
+# numpy, ml_dtypes and safetensors for scripts/quant_reference.py (tests/cli/quant.sh)
+if [ ! -x .venv/bin/python ] ||
+   ! .venv/bin/python -c 'import openai, numpy, ml_dtypes, safetensors' 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check openai
+  .venv/bin/pip install -q --disable-pip-version-check openai numpy ml_dtypes safetensors
 fi

@@ -324,6 +324,96 @@ static void test_matmul(void) {
             matmul_case(PRECISIONS[p], shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
 }
 
+/* Quantized weights (F8_E4M3, I8 with a scale per row) against the F32 product with the
+ * dequantized matrix, q * scale rounded to F32 as a reference implementation stores it (the
+ * scalar decoder of base/dtype.c, not the kernels' in-register one). Row magnitudes vary over
+ * 2^-4..2^4 so that a scale applied to the wrong row shows, and every 7th weight is tiny so
+ * that FP8 subnormals occur. */
+static void matmul_quant_case(dtype qt, int M, int N, int K, int with_bias) {
+    backend *be = make_backend(DT_F32);
+    float *W = rand_vec((size_t)N * K, -1, 1, 51 + N + K),
+          *in = rand_vec((size_t)M * K, -1, 1, 52 + M);
+    float *bias = with_bias ? rand_vec(N, -1, 1, 53) : NULL;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++)
+            W[(size_t)n * K + k] *= exp2f((float)(n % 9 - 4)) * (k % 7 == 3 ? 1e-4f : 1.0f);
+    uint8_t *q = malloc((size_t)N * K);
+    float *scale = malloc(sizeof(float) * N);
+    for (int n = 0; n < N; n++) {
+        quantize_row(q + (size_t)n * K, qt, &scale[n], W + (size_t)n * K, (size_t)K);
+        for (int k = 0; k < K; k++) {
+            uint8_t b = q[(size_t)n * K + k];
+            W[(size_t)n * K + k] = (qt == DT_I8 ? (float)(int8_t)b : fp8e4m3_to_f32(b)) * scale[n];
+        }
+    }
+    bweight w = {.data = q, .dt = qt, .rows = N, .cols = K, .scale = scale};
+    float *out = malloc(sizeof(float) * M * N);
+    int32_t *ids = calloc(M, sizeof *ids), pos[1] = {0};
+    begin(be, 1, M, ids, pos, NULL);
+    CHECK_OK(be->ops->matmul(be, out, in, &w, bias));
+    CHECK_MSG(check_dot_products(out, in, W, bias, M, N, K, 1e-5, "quantized matmul"), "%s bias %d",
+              dtype_name(qt), with_bias);
+    /* a quantized matrix without its scales is refused, not read as unscaled */
+    w.scale = NULL;
+    CHECK_ERR(be->ops->matmul(be, out, in, &w, bias), LLMRT_ERR_INVALID, "no row scales");
+    CHECK_OK(be->ops->step_end(be));
+    free(W), free(in), free(bias), free(q), free(scale), free(out), free(ids);
+    backend_free(be);
+}
+
+/* Every code of the quantized types through every path, exactly: row n holds code n in all
+ * K = 65 columns (64 through the vector loads, one through the scalar tail) with scale 1, the
+ * input is all ones, so out[m, n] = 65 * value(code n) with no rounding (values have 4
+ * significant bits). FP8's NaN codes are left out. */
+static void matmul_quant_codes(dtype qt) {
+    backend *be = make_backend(DT_F32);
+    enum { N = 256, K = 65 };
+    uint8_t *q = malloc((size_t)N * K);
+    float scale[N], want[N];
+    for (int n = 0; n < N; n++) {
+        uint8_t b = qt == DT_F8E4M3 && (n & 0x7f) == 0x7f ? 0 : (uint8_t)n;
+        memset(q + (size_t)n * K, b, K);
+        scale[n] = 1.0f;
+        want[n] = 65.0f * (qt == DT_I8 ? (float)(int8_t)b : fp8e4m3_to_f32(b));
+    }
+    bweight w = {.data = q, .dt = qt, .rows = N, .cols = K, .scale = scale};
+    const int rows[] = {1, 3, 8, 12};
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        const int M = rows[r];
+        float *in = malloc(sizeof(float) * M * K), *out = malloc(sizeof(float) * M * N);
+        for (int i = 0; i < M * K; i++)
+            in[i] = 1.0f;
+        int32_t *ids = calloc(M, sizeof *ids), pos[1] = {0};
+        begin(be, 1, M, ids, pos, NULL);
+        CHECK_OK(be->ops->matmul(be, out, in, &w, NULL));
+        CHECK_OK(be->ops->step_end(be));
+        int bad = 0;
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++)
+                if (out[(size_t)m * N + n] != want[n] && bad++ < 3)
+                    fprintf(stderr, "%s M=%d code 0x%02x: %.9g, want %.9g\n", dtype_name(qt), M, n,
+                            out[(size_t)m * N + n], want[n]);
+        CHECK_MSG(bad == 0, "%s, %d rows: %d outputs differ", dtype_name(qt), M, bad);
+        free(in), free(out), free(ids);
+    }
+    free(q);
+    backend_free(be);
+}
+
+static void test_matmul_quantized(void) {
+    /* the shapes of test_matmul: one row, 2..8 rows, panels; odd K, bias on every other */
+    const int shapes[][3] = {{1, 1, 1},     {1, 37, 29},   {1, 64, 896}, {1, 130, 67},
+                             {2, 5, 7},     {3, 17, 33},   {6, 33, 100}, {7, 70, 300},
+                             {8, 21, 77},   {13, 50, 37},  {17, 40, 70}, {12, 48, 513},
+                             {200, 20, 41}, {64, 70, 301}, {1, 300, 260}};
+    const dtype types[2] = {DT_I8, DT_F8E4M3};
+    for (int t = 0; t < 2; t++) {
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            matmul_quant_case(types[t], shapes[s][0], shapes[s][1], shapes[s][2], (int)(s % 2));
+        matmul_quant_codes(types[t]);
+    }
+}
+
 static void test_logits(void) {
     for (int p = 0; p < 3; p++) {
         dtype dt = PRECISIONS[p];
@@ -666,6 +756,7 @@ int main(void) {
     RUN(test_embed);
     RUN(test_norm);
     RUN(test_matmul);
+    RUN(test_matmul_quantized);
     RUN(test_logits);
     RUN(test_activate);
     RUN(test_last_rows);

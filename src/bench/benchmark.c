@@ -96,8 +96,14 @@ static llmrt_status run_llmrt(engine *e, const bench_point *p, bench_report *rep
         r->compile_s = o->compile_s;
         double wb, kvb;
         double bytes = bench_decode_bytes(e->m, B, p->isl, N, o->no_cache, &wb, &kvb);
-        rep->weights_mb = wb / 1e6;
+        rep->weights_mb = wb / 1e6; /* the bytes as loaded: quantized matrices count 1 byte a
+                                       value plus their scales */
         rep->kv_mb = kvb / 1e6;
+        const model_weights *w = &e->m->w;
+        rep->weight_dtype = dtype_quantized(w->quant) ? w->quant : e->be->weight_dtype;
+        rep->bytes_per_weight =
+            w->matrix_params ? (double)w->matrix_bytes / (double)w->matrix_params : NAN;
+        rep->quant_ms = w->quant_ms;
         if (n_steps > 0) {
             r->step_mb = bytes / 1e6;
             r->achieved_gbs = bytes / (r->decode_med_ms / 1e3) / 1e9;
@@ -242,6 +248,11 @@ void bench_report_add_baseline(bench_report *rep, const char *line) {
 
 /* ---- reporting ---- */
 
+/* The --quant_format name of the report's weight format: "fp8", "int8" or "none". */
+static const char *quant_format_name(dtype t) {
+    return t == DT_F8E4M3 ? "fp8" : t == DT_I8 ? "int8" : "none";
+}
+
 char *bench_report_text(const bench_report *rep) {
     char *buf = NULL;
     size_t len = 0;
@@ -263,6 +274,13 @@ char *bench_report_text(const bench_report *rep) {
             "bytes per decode step: weights %.3f MB + KV cache %.3f MB (mean over the decode "
             "steps)\n",
             rep->weights_mb, rep->kv_mb);
+    if (dtype_quantized(rep->weight_dtype))
+        fprintf(f, "weights: %s (per-channel scales), %.2f bytes/weight, quantized in %.2f s\n",
+                rep->weight_dtype == DT_F8E4M3 ? "FP8 E4M3" : "INT8", rep->bytes_per_weight,
+                rep->quant_ms / 1e3);
+    else
+        fprintf(f, "weights: %s, %.2f bytes/weight\n", dtype_name(rep->weight_dtype),
+                rep->bytes_per_weight);
     if (rep->baseline_tried && rep->note[0]) fprintf(f, "PyTorch: %s\n", rep->note);
     for (int k = 1; k < rep->n_rows; k++) {
         const bench_result *r = &rep->rows[k];
@@ -287,6 +305,9 @@ char *bench_report_json(const bench_report *rep) {
     json_object_set_new(cfg, "model", json_string(rep->model));
     json_object_set_new(cfg, "device", json_string(rep->device));
     json_object_set_new(cfg, "precision", json_string(rep->precision));
+    json_object_set_new(cfg, "quant_format", json_string(quant_format_name(rep->weight_dtype)));
+    json_object_set_new(cfg, "bytes_per_weight", json_real(rep->bytes_per_weight));
+    json_object_set_new(cfg, "quant_ms", json_real(rep->quant_ms));
     json_object_set_new(cfg, "cache", json_string(rep->o.no_cache ? "none" : "static"));
     json_object_set_new(cfg, "isl", json_integer(p->isl));
     json_object_set_new(cfg, "num_tokens", json_integer(p->num_tokens));

@@ -4,7 +4,9 @@
  * Build (after `make CUDA=0 BUILD=build`) and run from the repository root:
  *   gcc -O3 -march=x86-64-v3 -fopenmp -D_GNU_SOURCE -Iinclude -Isrc tests/bench/bench_cpu_matvec.c
  * \ build/libllmrt.a -ljansson -lpcre2-8 -lutf8proc -lm -o build/bench_cpu_matvec
- *   build/bench_cpu_matvec [precision: bf16|f16|f32] [prefill rows, default 128]
+ *   build/bench_cpu_matvec [precision: bf16|f16|f32|fp8|int8] [prefill rows, default 128]
+ * (fp8, int8: the layer matrices quantized with a scale per row, the LM head in BF16, as
+ * --quant_format loads them)
  *
  * (a) bandwidth: a streaming read-sum over 1 GiB with every thread (best of 10, each pass
  *     right before a decode token), and a 512 MiB memcpy (read + write bytes counted); all
@@ -111,11 +113,15 @@ static const int64_t SHAPES[NMAT][2] = {{1152, 896}, {896, 896}, {9728, 896}, {8
 static const int64_t VOCAB = 151936, HIDDEN = 896;
 
 int main(int argc, char **argv) {
-    dtype dt = DT_BF16;
+    dtype dt = DT_BF16, mdt; /* the backend's (and LM head's) type, the layer matrices' */
     if (argc > 1 && !strcmp(argv[1], "f16")) dt = DT_F16;
     if (argc > 1 && !strcmp(argv[1], "f32")) dt = DT_F32;
+    mdt = dt;
+    if (argc > 1 && !strcmp(argv[1], "fp8")) mdt = DT_F8E4M3;
+    if (argc > 1 && !strcmp(argv[1], "int8")) mdt = DT_I8;
     int prefill_rows = argc > 2 ? atoi(argv[2]) : 128;
-    printf("threads: %d, precision %s\n", omp_get_max_threads(), dtype_name(dt));
+    printf("threads: %d, precision %s, layer matrices %s\n", omp_get_max_threads(), dtype_name(dt),
+           dtype_name(mdt));
 
     backend *be;
     if (cpu_backend_create(&be, dt) != LLMRT_OK) return 1;
@@ -126,14 +132,23 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < nread; i++)
         rd[i] = (float)(i & 1023);
 
-    size_t es = dtype_size(dt), total = 0;
+    size_t es = dtype_size(dt), mes = dtype_size(mdt), total = 0;
+    float *scale = NULL; /* [9728] every quantized row's scale */
+    if (dtype_quantized(mdt)) {
+        scale = balloc(be, sizeof(float) * 9728);
+        for (int i = 0; i < 9728; i++)
+            scale[i] = 1e-3f;
+    }
     bweight w[LAYERS][NMAT], head;
     for (int l = 0; l < LAYERS; l++)
         for (int m = 0; m < NMAT; m++) {
-            size_t bytes = (size_t)SHAPES[m][0] * SHAPES[m][1] * es;
-            w[l][m] = (bweight){balloc(be, bytes), dt, SHAPES[m][0], SHAPES[m][1]};
+            size_t bytes = (size_t)SHAPES[m][0] * SHAPES[m][1] * mes;
+            w[l][m] = (bweight){balloc(be, bytes), mdt, SHAPES[m][0], SHAPES[m][1], scale};
             fill_random(w[l][m].data, bytes, (unsigned)(l * 7 + m));
-            total += bytes;
+            if (mdt == DT_F8E4M3) /* no NaN codes (0x7f, 0xff) */
+                for (size_t i = 0; i < bytes; i++)
+                    ((uint8_t *)w[l][m].data)[i] &= 0xf7;
+            total += bytes + (scale ? (size_t)SHAPES[m][0] * sizeof(float) : 0);
         }
     size_t hbytes = (size_t)VOCAB * HIDDEN * es;
     head = (bweight){balloc(be, hbytes), dt, VOCAB, HIDDEN};
@@ -197,6 +212,7 @@ int main(int argc, char **argv) {
         for (int m = 0; m < NMAT; m++)
             be->ops->free(be, w[l][m].data);
     be->ops->free(be, head.data);
+    if (scale) be->ops->free(be, scale);
     be->ops->free(be, x), be->ops->free(be, y), be->ops->free(be, logits), free(ids);
     backend_free(be);
     return 0;

@@ -60,7 +60,7 @@ else
   fail=$((fail+1)); echo "FAIL fp16-overflow: the same model in FP32 must run"
 fi
 expect_fail too-long "exceeds the model's context" -- "$BIN" run --model "$FIX" --prompt-ids 1,2,3 --num_tokens 500 --device cpu
-expect_fail bad-precision "--precision must be FP32, FP16 or BF16" -- "$BIN" run --model "$FIX" --prompt-ids 1 --precision FP8
+expect_fail bad-precision "--precision must be FP32, FP16, BF16 or FP8" -- "$BIN" run --model "$FIX" --prompt-ids 1 --precision FP4
 expect_fail bad-flag "unknown flag --frobnicate" -- "$BIN" run --frobnicate
 expect_fail bad-ids "prompt-ids" -- "$BIN" run --model "$FIX" --prompt-ids 1,x,3 --device cpu
 expect_fail id-range "outside the vocabulary" -- "$BIN" run --model "$FIX" --prompt-ids 1,99999 --num_tokens 4 --device cpu

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,13 +19,39 @@ bool cli_model_flag(args *a, cli_model *cm) {
         cm->device = args_value(a);
     } else if (args_is(a, "precision") || args_is(a, "model_precision")) {
         const char *v = args_value(a);
-        if (llmrt_precision_parse(v, &cm->precision) != LLMRT_OK) {
-            fprintf(stderr, "llmrt %s: --precision must be FP32, FP16 or BF16, got '%s'\n", a->cmd,
-                    v);
+        if (!strcasecmp(v, "FP8")) {
+            cm->precision = LLMRT_BF16;
+            cm->quant = LLMRT_QUANT_FP8;
+            cm->precision_fp8 = true;
+        } else if (llmrt_precision_parse(v, &cm->precision) != LLMRT_OK) {
+            fprintf(stderr,
+                    "llmrt %s: --precision must be FP32, FP16, BF16 or FP8 (BF16 with FP8 "
+                    "layer matrices), got '%s'\n",
+                    a->cmd, v);
+            exit(2);
+        } else if (cm->precision_fp8) { /* a later --precision replaces FP8 */
+            cm->precision_fp8 = false;
+            if (!cm->quant_given) cm->quant = LLMRT_QUANT_NONE;
+        }
+    } else if (args_is(a, "quant_format")) {
+        const char *v = args_value(a);
+        if (llmrt_quant_parse(v, &cm->quant) != LLMRT_OK) {
+            fprintf(stderr, "llmrt %s: --quant_format must be fp8, int8 or none, got '%s'\n",
+                    a->cmd, v);
             exit(2);
         }
+        cm->quant_given = true;
+    } else if (args_is(a, "weight_only")) {
+        cm->weight_only = true;
     } else {
         return false;
+    }
+    if (cm->precision_fp8 && cm->quant != LLMRT_QUANT_FP8) {
+        fprintf(stderr,
+                "llmrt %s: --precision FP8 means --precision BF16 --quant_format fp8; it does not "
+                "go with --quant_format %s\n",
+                a->cmd, llmrt_quant_name(cm->quant));
+        exit(2);
     }
     return true;
 }
@@ -91,6 +118,7 @@ int cli_model_open(cli_model *cm, const char *cmd, bool require_tokenizer) {
 int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     lo.device = cm->device;
     lo.precision = cm->precision;
+    lo.quant = cm->quant;
     lo.verbose = cm->verbose;
     llmrt_status s = llmrt_model_load(cm->m, &lo);
     if (s != LLMRT_OK) {
@@ -102,7 +130,28 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     }
     const char *note = llmrt_model_device_note(cm->m);
     if (cm->verbose && note[0]) fprintf(stderr, "llmrt %s: running on the CPU (%s)\n", cmd, note);
+    static bool said_weight_only;
+    if (cm->quant != LLMRT_QUANT_NONE && !cm->weight_only && !said_weight_only) {
+        said_weight_only = true;
+        fprintf(stderr,
+                "llmrt %s: note: llmrt quantizes weights only: with --quant_format %s the "
+                "activations and the KV cache stay in %s (--weight_only says so and hides this "
+                "note)\n",
+                cmd, llmrt_quant_name(cm->quant),
+                strncmp(llmrt_model_device(cm->m), "cuda", 4)
+                    ? "F32 on the CPU"
+                    : llmrt_precision_name(cm->precision));
+    }
     return 0;
+}
+
+const char *cli_format_name(const cli_model *cm, char *buf, size_t n) {
+    if (cm->quant == LLMRT_QUANT_NONE)
+        snprintf(buf, n, "%s", llmrt_precision_name(cm->precision));
+    else
+        snprintf(buf, n, "%s + %s layer matrices", llmrt_precision_name(cm->precision),
+                 llmrt_quant_name(cm->quant));
+    return buf;
 }
 
 void cli_decode_note(const cli_model *cm, const char *cmd) {

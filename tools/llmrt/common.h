@@ -14,21 +14,36 @@ typedef struct cli_model {
     const char *tokenizer; /* --tokenizer; NULL: the model's */
     const char *device;    /* --device: "cpu", "cuda", "cuda:N"; NULL: auto */
     llmrt_precision precision;
-    bool verbose; /* progress on stderr */
+    llmrt_quant quant;  /* --quant_format (or --precision FP8): the layer matrices quantized */
+    bool quant_given;   /* --quant_format was given */
+    bool precision_fp8; /* --precision FP8 was given: BF16 with quant FP8 */
+    bool weight_only;   /* --weight_only: the user knows that only weights are quantized */
+    bool verbose;       /* progress on stderr */
     llmrt_model *m;
 } cli_model;
 
+/* The help lines of the weight format flags, shared by the subcommands' usage. */
+#define CLI_QUANT_USAGE                                                                            \
+    "  --quant_format F       fp8 (E4M3), int8 or none (default): quantize the layer matrices\n"   \
+    "                         on load, one F32 scale per output channel; embeddings, the LM\n"     \
+    "                         head, activations and the KV cache stay in the precision\n"          \
+    "                         (weight-only; --weight_only is accepted and says so)\n"              \
+    "  --precision FP8        short for --precision BF16 --quant_format fp8\n"
+
 /* Handles the flags every model-running subcommand takes: --model, --tokenizer, --precision
- * (alias --model_precision) and --device. Returns true if the current flag was one of them;
- * exits with a message on a bad precision. */
+ * (alias --model_precision; FP8 is BF16 with FP8 layer matrices), --quant_format,
+ * --weight_only and --device. Returns true if the current flag was one of them; exits with a
+ * message on a bad precision or format, or on --precision FP8 with another --quant_format. */
 bool cli_model_flag(args *a, cli_model *cm);
 
 /* Opens the model (the demo model when --model is absent): config and tokenizer. Prints the
  * error and returns its exit code (0: opened). */
 int cli_model_open(cli_model *cm, const char *cmd, bool require_tokenizer);
 
-/* Loads the opened model with lo (its device and precision from the flags); says once on
- * stderr when auto chose the CPU. Prints the error and returns its exit code (0: loaded). */
+/* Loads the opened model with lo (its device, precision and quantization from the flags); says
+ * once on stderr when auto chose the CPU, and, unless --weight_only was given, that a
+ * quantization leaves the activations in the precision. Prints the error and returns its exit
+ * code (0: loaded). */
 int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo);
 void cli_model_close(cli_model *cm);
 /* Once per process, when the last decode step did not take the device's fastest path: says
@@ -38,6 +53,9 @@ void cli_decode_note(const cli_model *cm, const char *cmd);
 /* Parses --cache: static, static_v1, static_v2 -> false; none or "" -> true (no cache). Exits
  * with a message on anything else. */
 bool cli_parse_no_cache(const args *a, const char *v);
+
+/* "BF16", or "BF16 + fp8 layer matrices" when quantized: the format for timing lines. */
+const char *cli_format_name(const cli_model *cm, char *buf, size_t n);
 
 /* The model's info (after cli_model_open). */
 llmrt_model_info cli_model_info(const cli_model *cm);

@@ -10,11 +10,13 @@
 #include "common.h"
 
 static void usage(void) {
-    printf("usage: llmrt logits --model DIR --prompt-ids 1,2,3 [--precision FP32|FP16|BF16]\n"
+    printf("usage: llmrt logits --model DIR --prompt-ids 1,2,3 [--precision FP32|FP16|BF16|FP8]\n"
+           "                    [--quant_format F]\n"
            "                    [--device cpu|cuda]   (defaults: FP32 on the CPU, the reference)\n"
            "                    [--last N]\n"
            "Prints {\"prompt_ids\": [...], \"first_position\": P, \"logits\": [[vocab floats] per\n"
-           "position]}: every position, or with --last N only the last N (P = n - N).\n");
+           "position]}: every position, or with --last N only the last N (P = n - "
+           "N).\n" CLI_QUANT_USAGE);
 }
 
 int cmd_logits(int argc, char **argv) {

@@ -12,7 +12,8 @@
 
 static void usage(void) {
     printf("usage: llmrt perplexity --model DIR (--file TEXT_FILE | --ids 1,2,3)\n"
-           "                        [--precision FP32|FP16|BF16] [--device cpu|cuda] [--json]\n"
+           "                        [--precision FP32|FP16|BF16|FP8] [--quant_format F]\n"
+           "                        [--device cpu|cuda] [--json]\n" CLI_QUANT_USAGE
            "The text is encoded with the model's tokenizer, special tokens (BOS) included.\n");
 }
 

@@ -54,7 +54,7 @@ static void usage(void) {
         "                         template; --system TEXT adds a system message, --messages\n"
         "                         FILE.json gives the whole conversation, --tools FILE.json tools\n"
         "  --precision P          FP32, FP16 or BF16, any case (alias --model_precision; "
-        "default FP16)\n"
+        "default FP16)\n" CLI_QUANT_USAGE
         "  -n, --num_tokens N     new tokens to generate (default 128)\n"
         "  --cache MODE           static (also static_v1, static_v2) or none / \"\" "
         "(recompute every step); default static\n"
@@ -177,8 +177,8 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
         return 2;
     }
     if (o->n_bench_only && !o->benchmark && !o->enable_pytorch_run)
-        fprintf(stderr, "llmrt run: warning: %s %s no effect without --benchmark\n",
-                o->bench_only, o->n_bench_only > 1 ? "have" : "has");
+        fprintf(stderr, "llmrt run: warning: %s %s no effect without --benchmark\n", o->bench_only,
+                o->n_bench_only > 1 ? "have" : "has");
     return 0;
 }
 
@@ -230,8 +230,9 @@ static double decode_ms(const llmrt_gen_result *r) {
 static void print_timings(const run_opts *o, const llmrt_gen_result *r, int n_prompt) {
     double dec = decode_ms(r);
     int B = o->batch;
+    char fmt[64];
     fprintf(stderr, "llmrt: %s %s | load %.0f ms | prefill %d x %d tokens %.1f ms (%.0f tok/s)",
-            llmrt_model_device(o->cm.m), llmrt_precision_name(o->cm.precision),
+            llmrt_model_device(o->cm.m), cli_format_name(&o->cm, fmt, sizeof fmt),
             llmrt_model_load_ms(o->cm.m), B, n_prompt, r->prefill_ms,
             B * n_prompt / (r->prefill_ms / 1e3));
     if (r->n_steps == 1 && dec >= 0.005)
@@ -300,7 +301,8 @@ static int run_benchmark(run_opts *o) {
         rc = bench_cli_point(&bc, &p, &rep, "run");
         if (rc == 0) {
             char *out = o->json ? llmrt_bench_report_json(rep) : llmrt_bench_report_text(rep);
-            if (out && cli_write("run", out, strlen(out)) && (!o->json || cli_write("run", "\n", 1)))
+            if (out && cli_write("run", out, strlen(out)) &&
+                (!o->json || cli_write("run", "\n", 1)))
                 rc = 0;
             else
                 rc = 1;
@@ -321,6 +323,7 @@ static json_t *run_json(const run_opts *o, const int32_t *prompt, int n_prompt,
     json_object_set_new(j, "model", json_string(cli_model_info(&o->cm).path));
     json_object_set_new(j, "device", json_string(llmrt_model_device(o->cm.m)));
     json_object_set_new(j, "precision", json_string(llmrt_precision_name(o->cm.precision)));
+    json_object_set_new(j, "quant_format", json_string(llmrt_quant_name(o->cm.quant)));
     json_object_set_new(j, "cache", json_string(o->no_cache ? "none" : "static"));
     json_object_set_new(j, "batch_size", json_integer(o->batch));
     json_object_set_new(j, "prompt_ids", ids_json(prompt, n_prompt));

@@ -19,7 +19,7 @@ static void usage(void) {
            "  --host ADDR            address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
            "  --port N               port (default 8000; 0: any free port, printed)\n"
            "  --device D             cpu, cuda, cuda:N (default: cuda when usable, else cpu)\n"
-           "  --precision P          FP32, FP16 or BF16 (default BF16)\n"
+           "  --precision P          FP32, FP16 or BF16 (default BF16)\n" CLI_QUANT_USAGE
            "  --max-batch N          sequences decoded together (default 32)\n"
            "  --max-model-len N      positions per sequence (default: the model's context)\n"
            "  --kv-memory B|F        KV cache size: bytes (8G, 512MiB, 1073741824) or a fraction\n"
@@ -159,7 +159,8 @@ static int load_opts(serve_cli *o, llmrt_load_opts *lo) {
                             .max_seq = max_seq,
                             .kv_block = o->kv_block,
                             .device = o->cm.device,
-                            .precision = o->cm.precision};
+                            .precision = o->cm.precision,
+                            .quant = o->cm.quant};
     if (!o->kv_memory) {
         lo->kv_fraction = 0.9;
         return 0;
@@ -226,7 +227,9 @@ int cmd_serve(int argc, char **argv) {
         char w[32], k[32];
         llmrt_bytes_str(w, sizeof w, (double)mem.weights);
         llmrt_bytes_str(k, sizeof k, (double)mem.kv_cache);
-        fprintf(stderr, "llmrt serve: weights %s, KV cache %s in blocks of %d positions, %d sequences at once\n",
+        fprintf(stderr,
+                "llmrt serve: weights %s, KV cache %s in blocks of %d positions, %d sequences at "
+                "once\n",
                 w, k, lo.kv_block, lo.max_batch);
     }
     if (rc == 0) {

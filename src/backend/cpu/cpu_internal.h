@@ -49,11 +49,11 @@ static inline int64_t cpu_kv_block(const cpu_state *st, const kv_layer *kv, int 
 /* out = norm(x) over D elements (norm kind, weights and eps from p); out may equal x. */
 void cpu_norm_row(float *out /* [D] */, const float *x /* [D] */, int D, const norm_params *p);
 
-/* dst[i] = src[i] widened to F32 (src of type dt), i < n. */
+/* dst[i] = src[i] widened to F32 (src of type dt: F32, F16 or BF16), i < n. */
 void cpu_row_to_f32(float *dst /* [n] */, const void *src /* [n] */, dtype dt, int64_t n);
 
-/* out[m, n] = sum_k in[m, k] * W[n, k] (+ bias[n]) for m < M, all in F32 but W (any dtype).
- * Uses every OpenMP thread. */
+/* out[m, n] = sum_k in[m, k] * W[n, k] (+ bias[n]) for m < M, all in F32 but W (any dtype;
+ * a quantized W with its row scales). Uses every OpenMP thread. */
 void cpu_gemm(float *out /* [M, N] */, const float *in /* [M, K] */, int64_t M,
               const bweight *W /* [N, K] */, const float *bias /* [N] or NULL */);
 

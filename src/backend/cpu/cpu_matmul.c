@@ -1,5 +1,5 @@
 /* cpu_matmul.c — the CPU matrix products: out = in @ W^T (+ bias) with F32 activations and
- * F32, F16 or BF16 weights.
+ * F32, F16 or BF16 weights, or quantized ones (F8_E4M3, I8) with a F32 scale per weight row.
  *
  * Why it is written this way:
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
@@ -14,6 +14,15 @@
  *    F32 once, transposed to [k][16] so that a 6 x 16 register tile of the output (12
  *    accumulators) is updated with two loads of the panel and six broadcasts of the input per
  *    k. Threads split the panels.
+ *  - Quantized weights are widened in registers as they load (load8) and never stored as F32:
+ *    the streamed paths sum q * x and multiply the row's sum by the row's scale once, the
+ *    panels fold the scale into the packed values (so a panel holds exactly the dequantized
+ *    F32 weights). I8 widens with a sign extension and an integer-to-float conversion. FP8
+ *    E4M3 moves its bits into an F16 (same mantissa, exponent bias 15 instead of 7, subnormals
+ *    included) and widens that with F16C: exact, with every value 2^-8 times the true one,
+ *    which the row scale puts back (row_scale). Measured against a gather from a 256-entry
+ *    table, one thread, 4864 x 896 weights streamed (OMP_WAIT_POLICY=passive): see
+ *    docs/PERF.md, "Quantized weights (CPU, demo models)".
  * The kernels need AVX2, FMA and F16C; the release and sanitizer builds target x86-64-v3, and
  * the target pragma below lets any other build without -march compile them too.
  */
@@ -35,9 +44,24 @@
 
 /* ---- loading weights as F32 ---- */
 
-/* 8 weights from base[idx..idx+8) as F32; dt is a constant where this is inlined. */
+/* FP8 E4M3 bytes as the bits of F16s worth 2^-8 of them: the sign to bit 15, exponent and
+ * mantissa (bits 6..0) to bits 13..7. From a sign-extended byte shifted left by 7, bit 15 is
+ * the sign already and bit 14 (the sign again) is cleared. */
+#define FP8_AS_F16_MASK 0xbfff
+/* What the F16 reading of an FP8 value is short of: 2^8 (see FP8_AS_F16_MASK). */
+#define FP8_AS_F16_UNIT 256.0f
+
+/* 8 weights from base[idx..idx+8) as F32; dt is a constant where this is inlined. Quantized
+ * types give the stored value before the row's scale (FP8: times 2^-8, see row_scale). */
 INLINE __m256 load8(const void *base, size_t idx, dtype dt) {
     if (dt == DT_F32) return _mm256_loadu_ps((const float *)base + idx);
+    if (dt == DT_I8 || dt == DT_F8E4M3) {
+        __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)base + idx));
+        if (dt == DT_I8) return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+        __m128i h = _mm_and_si128(_mm_slli_epi16(_mm_cvtepi8_epi16(b), 7),
+                                  _mm_set1_epi16((short)FP8_AS_F16_MASK));
+        return _mm256_cvtph_ps(h);
+    }
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)base + idx));
     if (dt == DT_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
@@ -45,9 +69,22 @@ INLINE __m256 load8(const void *base, size_t idx, dtype dt) {
 
 INLINE float load1(const void *base, size_t idx, dtype dt) {
     if (dt == DT_F32) return ((const float *)base)[idx];
+    if (dt == DT_I8) return (float)((const int8_t *)base)[idx];
+    if (dt == DT_F8E4M3) {
+        int16_t b = ((const int8_t *)base)[idx];
+        return _cvtsh_ss((unsigned short)(((unsigned)b << 7) & FP8_AS_F16_MASK));
+    }
     uint16_t h = ((const uint16_t *)base)[idx];
     if (dt == DT_BF16) return bf16_to_f32(h);
     return _cvtsh_ss(h);
+}
+
+/* The factor that turns a row's sum of load8/load1 values times the inputs into the product
+ * with the true weights: the row's scale for quantized types (FP8 with the 2^8 its loads lack),
+ * 1 for the others (scale NULL). */
+INLINE float row_scale(const float *scale /* [N] or NULL */, int64_t n, dtype dt) {
+    if (!scale) return 1.0f;
+    return dt == DT_F8E4M3 ? scale[n] * FP8_AS_F16_UNIT : scale[n];
 }
 
 INLINE float hsum8(__m256 v) {
@@ -83,7 +120,8 @@ void cpu_row_to_f32(float *dst, const void *src, dtype dt, int64_t n) {
  * (a single sequential stream, as the hardware prefetcher likes best; four interleaved rows
  * measured 20% slower), eight accumulators over 64 columns. */
 INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const void *w /* [N, K] */,
-                         int64_t K, int64_t n0, int64_t n1, dtype dt, const float *bias) {
+                         const float *scale /* [N] or NULL */, int64_t K, int64_t n0, int64_t n1,
+                         dtype dt, const float *bias) {
     const int64_t K64 = K & ~(int64_t)63, K8 = K & ~(int64_t)7;
     const size_t es = dtype_size(dt);
     for (int64_t n = n0; n < n1; n++) {
@@ -109,7 +147,7 @@ INLINE void matvec_range(float *out /* [N] */, const float *x /* [K] */, const v
         float sum = hsum8(t);
         for (; k < K; k++)
             sum += load1(w, r + k, dt) * x[k];
-        out[n] = sum + (bias ? bias[n] : 0.0f);
+        out[n] = sum * row_scale(scale, n, dt) + (bias ? bias[n] : 0.0f);
     }
 }
 
@@ -174,6 +212,7 @@ static void matvec(float *out, const float *x, const bweight *W, const float *bi
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
     const dtype dt = W->dt;
     const void *w = W->data;
+    const float *s = W->scale;
     float *xp = NULL; /* [K16] x split by parity, for matvec_range_bf16 */
     if (dt == DT_BF16 && (xp = malloc(sizeof(float) * (size_t)(K & ~(int64_t)15) + 1))) {
         for (int64_t k = 0; k + 16 <= K; k += 16)
@@ -189,11 +228,15 @@ static void matvec(float *out, const float *x, const bweight *W, const float *bi
         if (xp)
             matvec_range_bf16(out, x, xp, w, K, n0, n1, bias);
         else if (dt == DT_BF16)
-            matvec_range(out, x, w, K, n0, n1, DT_BF16, bias);
+            matvec_range(out, x, w, NULL, K, n0, n1, DT_BF16, bias);
         else if (dt == DT_F16)
-            matvec_range(out, x, w, K, n0, n1, DT_F16, bias);
+            matvec_range(out, x, w, NULL, K, n0, n1, DT_F16, bias);
+        else if (dt == DT_I8)
+            matvec_range(out, x, w, s, K, n0, n1, DT_I8, bias);
+        else if (dt == DT_F8E4M3)
+            matvec_range(out, x, w, s, K, n0, n1, DT_F8E4M3, bias);
         else
-            matvec_range(out, x, w, K, n0, n1, DT_F32, bias);
+            matvec_range(out, x, w, NULL, K, n0, n1, DT_F32, bias);
     }
     free(xp);
 }
@@ -203,8 +246,9 @@ static void matvec(float *out, const float *x, const bweight *W, const float *bi
  * time front to back like matvec_range. nu vectors of columns per step times mr inputs make
  * the independent accumulators (mr and nu are constants where this is inlined). */
 INLINE void matvec_rows(int mr, int nu, float *out /* [mr, ldo] */, int64_t ldo,
-                        const float *x /* [mr, K] */, const void *w /* [N, K] */, int64_t K,
-                        int64_t n0, int64_t n1, dtype dt, const float *bias) {
+                        const float *x /* [mr, K] */, const void *w /* [N, K] */,
+                        const float *scale /* [N] or NULL */, int64_t K, int64_t n0, int64_t n1,
+                        dtype dt, const float *bias) {
     const int64_t step = 8 * nu, Ks = K / step * step;
     const size_t es = dtype_size(dt);
     for (int64_t n = n0; n < n1; n++) {
@@ -224,6 +268,7 @@ INLINE void matvec_rows(int mr, int nu, float *out /* [mr, ldo] */, int64_t ldo,
                         _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + m * K + k + 8 * u), acc[m][u]);
             }
         }
+        const float rs = row_scale(scale, n, dt);
         for (int m = 0; m < mr; m++) {
             __m256 t = acc[m][0];
             for (int u = 1; u < nu; u++)
@@ -231,7 +276,7 @@ INLINE void matvec_rows(int mr, int nu, float *out /* [mr, ldo] */, int64_t ldo,
             float sum = hsum8(t);
             for (int64_t k = Ks; k < K; k++)
                 sum += load1(w, r + k, dt) * x[m * K + k];
-            out[m * ldo + n] = sum + (bias ? bias[n] : 0.0f);
+            out[m * ldo + n] = sum * rs + (bias ? bias[n] : 0.0f);
         }
     }
 }
@@ -239,21 +284,26 @@ INLINE void matvec_rows(int mr, int nu, float *out /* [mr, ldo] */, int64_t ldo,
 static void matvec_rows_any(int mr, float *out, int64_t ldo, const float *x, const bweight *W,
                             int64_t n0, int64_t n1, const float *bias) {
     const void *w = W->data;
+    const float *s = W->scale;
     const int64_t K = W->cols;
 #define MATVEC_ROWS_DT(dt)                                                                         \
     do {                                                                                           \
-        if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, K, n0, n1, dt, bias);                       \
-        if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
-        if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
-        if (mr == 5) matvec_rows(5, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
-        if (mr == 6) matvec_rows(6, 2, out, ldo, x, w, K, n0, n1, dt, bias);                       \
-        if (mr == 7) matvec_rows(7, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
-        if (mr == 8) matvec_rows(8, 1, out, ldo, x, w, K, n0, n1, dt, bias);                       \
+        if (mr == 2) matvec_rows(2, 4, out, ldo, x, w, s, K, n0, n1, dt, bias);                    \
+        if (mr == 3) matvec_rows(3, 2, out, ldo, x, w, s, K, n0, n1, dt, bias);                    \
+        if (mr == 4) matvec_rows(4, 2, out, ldo, x, w, s, K, n0, n1, dt, bias);                    \
+        if (mr == 5) matvec_rows(5, 2, out, ldo, x, w, s, K, n0, n1, dt, bias);                    \
+        if (mr == 6) matvec_rows(6, 2, out, ldo, x, w, s, K, n0, n1, dt, bias);                    \
+        if (mr == 7) matvec_rows(7, 1, out, ldo, x, w, s, K, n0, n1, dt, bias);                    \
+        if (mr == 8) matvec_rows(8, 1, out, ldo, x, w, s, K, n0, n1, dt, bias);                    \
     } while (0)
     if (W->dt == DT_BF16)
         MATVEC_ROWS_DT(DT_BF16);
     else if (W->dt == DT_F16)
         MATVEC_ROWS_DT(DT_F16);
+    else if (W->dt == DT_I8)
+        MATVEC_ROWS_DT(DT_I8);
+    else if (W->dt == DT_F8E4M3)
+        MATVEC_ROWS_DT(DT_F8E4M3);
     else
         MATVEC_ROWS_DT(DT_F32);
 #undef MATVEC_ROWS_DT
@@ -276,9 +326,11 @@ static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, 
 #define GEMM_KC 256            /* depth of a packed panel: 16 x 256 floats = 16 KiB, stays in L1 */
 #define GEMM_A_BYTES (1 << 20) /* input bytes of one pass over the panels (stay in L2) */
 
-/* dst[k][i] = W[n0 + i, k0 + k] as F32 for i < nvalid, 0 for nvalid <= i < 16. */
-INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */, int64_t K, int64_t n0,
-                       int nvalid, int64_t k0, int kc, dtype dt) {
+/* dst[k][i] = W[n0 + i, k0 + k] as F32 for i < nvalid, 0 for nvalid <= i < 16; quantized
+ * weights times their row's scale, so that the panel holds the dequantized matrix. */
+INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */,
+                       const float *scale /* [N] or NULL */, int64_t K, int64_t n0, int nvalid,
+                       int64_t k0, int kc, dtype dt) {
     if (nvalid < GEMM_NR) memset(dst, 0, sizeof(float) * GEMM_NR * (size_t)kc);
     const char *wb = w; /* prefetches past the matrix's end are harmless (they never fault) */
     const size_t es = dtype_size(dt);
@@ -286,6 +338,9 @@ INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */, in
     /* Eight rows at a time: widen 8 x 8 blocks and transpose them in registers. */
     for (; i + 8 <= nvalid; i += 8) {
         size_t base = (size_t)(n0 + i) * K + k0;
+        float rs[8];
+        for (int j = 0; j < 8; j++)
+            rs[j] = row_scale(scale, n0 + i + j, dt);
         int k = 0;
         for (; k + 8 <= kc; k += 8) {
             /* the same rows' next block (or the next rows), a line per row every 32 columns:
@@ -297,6 +352,16 @@ INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */, in
             __m256 r2 = load8(w, base + 2 * K + k, dt), r3 = load8(w, base + 3 * K + k, dt);
             __m256 r4 = load8(w, base + 4 * K + k, dt), r5 = load8(w, base + 5 * K + k, dt);
             __m256 r6 = load8(w, base + 6 * K + k, dt), r7 = load8(w, base + 7 * K + k, dt);
+            if (scale) {
+                r0 = _mm256_mul_ps(r0, _mm256_set1_ps(rs[0]));
+                r1 = _mm256_mul_ps(r1, _mm256_set1_ps(rs[1]));
+                r2 = _mm256_mul_ps(r2, _mm256_set1_ps(rs[2]));
+                r3 = _mm256_mul_ps(r3, _mm256_set1_ps(rs[3]));
+                r4 = _mm256_mul_ps(r4, _mm256_set1_ps(rs[4]));
+                r5 = _mm256_mul_ps(r5, _mm256_set1_ps(rs[5]));
+                r6 = _mm256_mul_ps(r6, _mm256_set1_ps(rs[6]));
+                r7 = _mm256_mul_ps(r7, _mm256_set1_ps(rs[7]));
+            }
             __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
             __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
             __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -317,12 +382,13 @@ INLINE void pack_panel(float *dst /* [kc, 16] */, const void *w /* [N, K] */, in
         }
         for (; k < kc; k++)
             for (int j = 0; j < 8; j++)
-                dst[(size_t)k * GEMM_NR + i + j] = load1(w, base + (size_t)j * K + k, dt);
+                dst[(size_t)k * GEMM_NR + i + j] = load1(w, base + (size_t)j * K + k, dt) * rs[j];
     }
     for (; i < nvalid; i++) {
         size_t base = (size_t)(n0 + i) * K + k0;
+        const float r = row_scale(scale, n0 + i, dt);
         for (int k = 0; k < kc; k++)
-            dst[(size_t)k * GEMM_NR + i] = load1(w, base + k, dt);
+            dst[(size_t)k * GEMM_NR + i] = load1(w, base + k, dt) * r;
     }
 }
 
@@ -384,11 +450,15 @@ static void gemm_tile_any(int mr, const float *a, int64_t lda, const float *pane
 static void pack_panel_any(float *dst, const bweight *W, int64_t n0, int nvalid, int64_t k0,
                            int kc) {
     if (W->dt == DT_BF16)
-        pack_panel(dst, W->data, W->cols, n0, nvalid, k0, kc, DT_BF16);
+        pack_panel(dst, W->data, NULL, W->cols, n0, nvalid, k0, kc, DT_BF16);
     else if (W->dt == DT_F16)
-        pack_panel(dst, W->data, W->cols, n0, nvalid, k0, kc, DT_F16);
+        pack_panel(dst, W->data, NULL, W->cols, n0, nvalid, k0, kc, DT_F16);
+    else if (W->dt == DT_I8)
+        pack_panel(dst, W->data, W->scale, W->cols, n0, nvalid, k0, kc, DT_I8);
+    else if (W->dt == DT_F8E4M3)
+        pack_panel(dst, W->data, W->scale, W->cols, n0, nvalid, k0, kc, DT_F8E4M3);
     else
-        pack_panel(dst, W->data, W->cols, n0, nvalid, k0, kc, DT_F32);
+        pack_panel(dst, W->data, NULL, W->cols, n0, nvalid, k0, kc, DT_F32);
 }
 
 /* Panel p of the output (GEMM_NR columns) for rows [mb, mend): every k block packed once into
@@ -452,9 +522,14 @@ void cpu_gemm(float *out, const float *in, int64_t M, const bweight *W, const fl
 static llmrt_status check_weight(const bweight *W, const char *op) {
     if (!W || !W->data || W->rows < 1 || W->cols < 1)
         return err_set(LLMRT_ERR_INVALID, "cpu %s: weight matrix missing or empty", op);
-    if (W->dt != DT_F32 && W->dt != DT_F16 && W->dt != DT_BF16)
+    if (W->dt != DT_F32 && W->dt != DT_F16 && W->dt != DT_BF16 && !dtype_quantized(W->dt))
         return err_set(LLMRT_ERR_INVALID, "cpu %s: weight matrix has unknown dtype %d", op,
                        (int)W->dt);
+    if (dtype_quantized(W->dt) && !W->scale)
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu %s: the %s weight matrix [%lld, %lld] has no row scales (a quantized "
+                       "matrix needs bweight.scale)",
+                       op, dtype_name(W->dt), (long long)W->rows, (long long)W->cols);
     return LLMRT_OK;
 }
 
