@@ -175,6 +175,42 @@ if [[ " $ONLY " == *" ab "* ]]; then
         done
     done
 fi
+if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # `llmrt run --benchmark` with the layer matrices quantized on load (QUANT_FORMATS), two
+    # rounds each, on random-weight models of the real cards in $QUANT_CARDS, same call; then
+    # the prefill of QUANT_PREFILL_ISL tokens (decode of 8) for the same formats
+    for card in ${QUANT_CARDS:-Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct}; do
+        M=/tmp/ab-model-$card
+        [ -f "$M/config.json" ] ||
+            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
+                >"$OUT/quant-make-$card.log" 2>&1
+        for round in 1 2; do
+            for q in ${QUANT_FORMATS:-none fp8 int8}; do
+                f="$OUT/quant-$card-$q-$round.txt"
+                "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
+                    --quant_format "$q" --weight_only --isl 128 --num_tokens 128 --iterations 5 \
+                    --warmup 2 >"$f" 2>"${f%.txt}.log"
+                rows+=("$(printf 'quant %-22s %-4s round %d: %s' "$card" "$q" "$round" \
+                    "$(grep -E '^(Decode-Median|BW-Fraction|Bytes/Step)' "$f" |
+                        awk '{printf "%s %s  ", $1, $3}')")")
+            done
+        done
+        for q in ${QUANT_FORMATS:-none fp8 int8}; do
+            f="$OUT/quant-prefill-$card-$q.txt"
+            "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
+                --quant_format "$q" --weight_only --isl ${QUANT_PREFILL_ISL:-2048} --num_tokens 8 \
+                --iterations 3 --warmup 1 >"$f" 2>"${f%.txt}.log"
+            rows+=("$(printf 'quant prefill %-14s %-4s: %s' "$card" "$q" \
+                "$(grep -E '^(TTFT|Prefill)' "$f" | awk '{printf "%s %s  ", $1, $3}')")")
+        done
+        [ -n "${QUANT_PROFILE:-}" ] &&
+            LLMRT_DECODE_PROFILE=1 "$CARRY/llmrt" run --benchmark --model "$M" --device cuda \
+                --precision BF16 --quant_format fp8 --weight_only --isl 128 --num_tokens 128 \
+                --iterations 2 --warmup 1 2>&1 >/dev/null | grep -A40 "decode kernel profile" |
+                sed "s/^/[$card fp8] /"
+        rm -rf "$M" # the next card's checkpoint needs the disk
+    done
+fi
 if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
     # llmrt serve on random-weight models of the real cards, loaded by llmrt bench-serve with
     # random prompts, other prompts in each run (a run must not find the last one's in the
