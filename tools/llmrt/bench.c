@@ -99,6 +99,7 @@ static void parse_flags(bench_cmd *o, int argc, char **argv) {
     }
 }
 
+
 int cmd_bench(int argc, char **argv) {
     bench_cmd o = {.warmup = 1, .iterations = 5, .plot = true, .out = "out/bench"};
     o.cm.precision = LLMRT_FP16;
@@ -191,8 +192,7 @@ int cmd_bench(int argc, char **argv) {
         goto out;
     }
     printf("wrote %s and %s (%d points)\n", jpath, cpath, n);
-    if (o.plot)
-        bench_cli_plot("bench", o.plot_script, "scripts/plot_bench.py", o.python, jpath, ppath);
+    if (o.plot) bench_cli_plot("bench", o.plot_script, "scripts/plot_bench.py", o.python, jpath, ppath);
     rc = 0;
 out:
     if (csv) fclose(csv);

@@ -25,8 +25,8 @@ static void on_sigint(int sig) {
 static void usage(void) {
     printf("usage: llmrt chat [--model DIR|NAME] [--system TEXT] [--num_tokens N]\n"
            "                  [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-           "                  [--precision P] [--quant_format F] [--device D] [--max-seq "
-           "N]\n" CLI_QUANT_USAGE
+           "                  [--precision P] [--quant_format F] [--device D] [--max-seq N]\n"
+           CLI_QUANT_USAGE
            "An interactive chat with the model's chat template. Commands: /reset, /system TEXT,\n"
            "/quit; Ctrl-C stops the current reply, Ctrl-D leaves. After each reply, stderr\n"
            "shows how many tokens were prefilled (only the new turn's) and the decode rate.\n");
@@ -175,9 +175,8 @@ int cmd_chat(int argc, char **argv) {
     sa.sa_flags = SA_RESTART; /* at the prompt, Ctrl-C does not end the line being edited */
     sigaction(SIGINT, &sa, NULL);
     if (tty)
-        fprintf(stderr,
-                "llmrt chat: %s on %s. /reset, /system TEXT, Ctrl-C stops a reply, "
-                "Ctrl-D leaves.\n",
+        fprintf(stderr, "llmrt chat: %s on %s. /reset, /system TEXT, Ctrl-C stops a reply, "
+                        "Ctrl-D leaves.\n",
                 info.path, llmrt_model_device(cm.m));
     char *line;
     while ((line = read_line(tty)) != NULL) {
@@ -256,7 +255,8 @@ int cmd_chat(int argc, char **argv) {
         double dec = res.total_ms - res.prefill_ms;
         fprintf(stderr, "[prefill %d tokens %.1f ms | reply %d tokens", (int)n_ids - common,
                 res.prefill_ms, res.n_tokens[0]);
-        if (res.n_steps > 0) fprintf(stderr, ", %.1f tok/s", res.n_steps / (dec / 1e3));
+        if (res.n_steps > 0)
+            fprintf(stderr, ", %.1f tok/s", res.n_steps / (dec / 1e3));
         fprintf(stderr, "%s]\n", interrupted ? ", stopped" : "");
         /* the cache now holds the prompt and the reply's tokens but the last */
         int32_t *cached = realloc(c.cached, (n_ids + (size_t)res.n_tokens[0]) * sizeof *cached);
