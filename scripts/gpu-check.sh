@@ -203,6 +203,15 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
             rows+=("$(printf 'quant prefill %-14s %-4s: %s' "$card" "$q" \
                 "$(grep -E '^(TTFT|Prefill)' "$f" | awk '{printf "%s %s  ", $1, $3}')")")
         done
+        # in-flight tile caps (LLMRT_DECODE_CAPS) tried on the fp8 stack, one run each
+        for caps in ${QUANT_CAPS:-}; do
+            f="$OUT/quant-caps-$card-$caps.txt"
+            LLMRT_DECODE_CAPS=$caps "$CARRY/llmrt" run --benchmark --model "$M" --device cuda \
+                --precision BF16 --quant_format fp8 --weight_only --isl 128 --num_tokens 128 \
+                --iterations 5 --warmup 2 >"$f" 2>"${f%.txt}.log"
+            rows+=("$(printf 'quant caps %s %-22s fp8: %s' "$caps" "$card" \
+                "$(grep -E '^(Decode-Median|BW-Fraction)' "$f" | awk '{printf "%s %s  ", $1, $3}')")")
+        done
         [ -n "${QUANT_PROFILE:-}" ] &&
             LLMRT_DECODE_PROFILE=1 "$CARRY/llmrt" run --benchmark --model "$M" --device cuda \
                 --precision BF16 --quant_format fp8 --weight_only --isl 128 --num_tokens 128 \

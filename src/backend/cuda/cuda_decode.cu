@@ -465,8 +465,74 @@ __device__ void dk_produce(const dk_args &a, const dk_layer *layers, dk_ring &r,
  * xp (the embedding, layer 0) or the tagged xt carrying tag. x and the weights are loaded
  * together (one memory round trip) and kept in registers up to DK_NORM_REGS * 256 elements. */
 enum { DK_NORM_REGS = 16 };
-template <typename T>
-__device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, T *out, int D, const float *w,
+/* The stages' input vector xs is in T, or in float for quantized matrices (then the consumers
+ * spend no instruction per weight widening it). A consumer lane reads the 16 floats of its
+ * 16 bytes of FP8/INT8 weights (or the 8 of its 16 bytes of T weights of the LM head) as
+ * float4s from consecutive lanes 64 (32) bytes apart: stored in order, a quarter-warp's loads
+ * would hit the same banks 4 (2) times over. So float vectors are stored swizzled: element k
+ * at k with its float4 slot within 16 (bits 2-3) xored with bits 5-6 of k, which spreads every
+ * quarter-warp's loads over all 32 banks. T vectors are stored in order. */
+__device__ __forceinline__ int dk_swz(int k) {
+    return k ^ (((k >> 5) & 3) << 2);
+}
+/* where element k of xs is: swizzled when the vector is widened (X float, T 16-bit) */
+template <typename T, typename X> __device__ __forceinline__ int dk_xi(int k) {
+    if constexpr (std::is_same<X, T>::value)
+        return k;
+    else
+        return dk_swz(k);
+}
+
+/* sum of f[i] * x[i], i < 16, for the 16 floats from k (a multiple of 16) of a swizzled xs */
+__device__ __forceinline__ float dk_fdot16(const float *f, const float *xs, int k) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float4 v = *(const float4 *)(xs + dk_swz(k + 4 * i));
+        s = fmaf(f[4 * i], v.x, s);
+        s = fmaf(f[4 * i + 1], v.y, s);
+        s = fmaf(f[4 * i + 2], v.z, s);
+        s = fmaf(f[4 * i + 3], v.w, s);
+    }
+    return s;
+}
+
+/* sum of the products of a 16-byte vector of T (16-bit: 8 elements) with the floats from k (a
+ * multiple of 8) of a swizzled xs: the LM head of a quantized stack */
+template <typename T> __device__ __forceinline__ float dk_tdot(int4 w, const float *xs, int k) {
+    const unsigned u[4] = {(unsigned)w.x, (unsigned)w.y, (unsigned)w.z, (unsigned)w.w};
+    float s = 0.0f;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float4 v = *(const float4 *)(xs + dk_swz(k + 4 * h));
+        float2 p0, p1;
+        if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+            p0 = make_float2(__uint_as_float(u[2 * h] << 16),
+                             __uint_as_float(u[2 * h] & 0xffff0000u));
+            p1 = make_float2(__uint_as_float(u[2 * h + 1] << 16),
+                             __uint_as_float(u[2 * h + 1] & 0xffff0000u));
+        } else {
+            p0 = __half22float2(*(const __half2 *)&u[2 * h]);
+            p1 = __half22float2(*(const __half2 *)&u[2 * h + 1]);
+        }
+        s = fmaf(p0.x, v.x, s);
+        s = fmaf(p0.y, v.y, s);
+        s = fmaf(p1.x, v.z, s);
+        s = fmaf(p1.y, v.w, s);
+    }
+    return s;
+}
+
+/* v rounded to T, stored as X (T itself, or float: the input vector of quantized stacks) */
+template <typename T, typename X> __device__ __forceinline__ X dk_round(float v) {
+    if constexpr (std::is_same<X, T>::value)
+        return from_f<T>(v);
+    else
+        return to_f(from_f<T>(v));
+}
+
+template <typename T, typename X>
+__device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D, const float *w,
                         float eps, int kind, float *red) {
     const int NT = DK_WARPS * 32;
     float xv[DK_NORM_REGS], wv[DK_NORM_REGS], ss = 0.0f;
@@ -498,11 +564,12 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, T *out, int D,
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
         if (d < D)
-            out[d] = from_f<T>(xv[i] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + wv[i] : wv[i]));
+            out[dk_xi<T, X>(d)] =
+                dk_round<T, X>(xv[i] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + wv[i] : wv[i]));
     }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
         float v = (xp ? to_f(xp[d]) : ld_tag(xt + d, tag)) * inv;
-        out[d] = from_f<T>(kind == NORM_RMS_PLUS1 ? v * (1.0f + w[d]) : v * w[d]);
+        out[dk_xi<T, X>(d)] = dk_round<T, X>(kind == NORM_RMS_PLUS1 ? v * (1.0f + w[d]) : v * w[d]);
     }
     cbar();
 }
@@ -513,7 +580,8 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, T *out, int D,
  * words not yet written load L2 and slow every round trip of the step: a few pollers per block
  * instead of 256 gave -32 us per step (docs/PERF.md, step 36). */
 enum { DK_POLLERS = 8 };
-template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n, unsigned tag) {
+template <typename T, typename X>
+__device__ void dk_load_tagged(X *xs, const u64 *p, int n, unsigned tag) {
     const int NT = DK_WARPS * 32;
     if (threadIdx.x < DK_POLLERS) /* the last word of each 1/DK_POLLERS of the vector */
         spin_tagw(p + (size_t)n * (threadIdx.x + 1) / DK_POLLERS - 1, tag);
@@ -525,7 +593,8 @@ template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n,
             if (i0 + k * NT < n) w[k] = ld_tagw(p + i0 + k * NT);
 #pragma unroll
         for (int k = 0; k < 8; k++)
-            if (i0 + k * NT < n) xs[i0 + k * NT] = from_f<T>(tag_value(p + i0 + k * NT, w[k], tag));
+            if (i0 + k * NT < n)
+                xs[dk_xi<T, X>(i0 + k * NT)] = dk_round<T, X>(tag_value(p + i0 + k * NT, w[k], tag));
     }
     cbar();
 }
@@ -539,8 +608,8 @@ template <typename T> __device__ void dk_load_tagged(T *xs, const u64 *p, int n,
  * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
  * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
  * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
-template <typename T, typename W, int MAT>
-__device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r, bool embed_in,
+template <typename T, typename W, typename X, int MAT>
+__device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r, bool embed_in,
                           unsigned tag_out, unsigned tag_act, float *xown) {
     constexpr int R = MAT == MAT_UP ? 2 : 1;
     constexpr bool Q = !std::is_same<W, T>::value;
@@ -550,8 +619,8 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
     int u0, u1;
     dk_units(M.U, &u0, &u1);
     const int C = dk_chunk((int)sizeof(W), R), nch = (M.K + C - 1) / C;
-    const float *scales = MAT == MAT_QKV ? L.sqkv
-                          : MAT == MAT_O ? L.so
+    const float *scales = MAT == MAT_QKV  ? L.sqkv
+                          : MAT == MAT_O  ? L.so
                           : MAT == MAT_UP ? L.sup
                                           : L.sdown;
     for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
@@ -579,15 +648,15 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
             acc[k] = 0.0f;
         for (int ch = 0; ch < nch; ch++) {
             if (MAT == MAT_DOWN && g0 == u0) /* input chunk ch, once its activations exist */
-                dk_load_tagged(xs + (size_t)ch * C, a.act_buf + (size_t)ch * C,
-                               min(C, M.K - ch * C), tag_act);
+                dk_load_tagged<T>(xs + (size_t)ch * C, a.act_buf + (size_t)ch * C,
+                                  min(C, M.K - ch * C), tag_act);
             long long t0 = a.prof ? clock64() : 0;
             mbar_wait(&r.full[r.slot], r.lap & 1);
             if (a.prof) r.waited += clock64() - t0;
             if (mine) {
                 const int len = min(C, M.K - ch * C);
                 const W *tile = (const W *)(r.tiles + (size_t)r.slot * DK_TILE);
-                const T *xc = xs + (size_t)ch * C;
+                const X *xc = xs + (size_t)ch * C;
 #pragma unroll 4
                 for (int k = lane * WVEC; k < len; k += 32 * WVEC) {
                     if constexpr (Q) {
@@ -595,8 +664,13 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r
                         for (int q = 0; q < R; q++) {
                             float f[WVEC];
                             wunpack16<W>(*(const int4 *)(tile + (size_t)(warp * R + q) * C + k), f);
-                            acc[q] += fdot16<T>(f, xc + k);
+                            acc[q] += dk_fdot16(f, xc, k);
                         }
+                    } else if constexpr (!std::is_same<X, T>::value) { /* T rows, float input */
+#pragma unroll
+                        for (int q = 0; q < R; q++)
+                            acc[q] += dk_tdot<T>(
+                                *(const int4 *)(tile + (size_t)(warp * R + q) * C + k), xc, k);
                     } else {
                         int4 xv = *(const int4 *)(xc + k);
 #pragma unroll
@@ -696,7 +770,8 @@ __host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es, 
 
 /* After the qkv stage: the keys and values of this block's attention items (old positions,
  * which do not depend on this step) are prefetched into L2 with bulk prefetches. */
-template <typename T, bool PG> __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
+template <typename T, bool PG>
+__device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
     if (PG) return; /* a paged cache: rows are found one by one as the tiles load */
     const dk_keys kr = dk_key_range(a, L);
     const int items = a.Hkv * kr.n_split;
@@ -895,7 +970,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             if (dbl && t0 + 32 <= j1) { /* the next tile into the other buffer meanwhile */
                 if (t0 != j0) cbar();   /* every warp is done with the tile before */
                 dk_load_tile<T, PG>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
-                                vt0 + (buf ^ 1) * tile_elems);
+                                    vt0 + (buf ^ 1) * tile_elems);
                 cp_async_commit();
             }
             if (t0 != j0) {
@@ -987,7 +1062,10 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     volatile int *cap = (volatile int *)(misc + DK_WARPS);
     if (threadIdx.x == 0) *cap = a.caps[CAP_UP]; /* the ring fills as in a streaming stage */
     char *uni = (char *)((float *)layers + a.misc_floats); /* the stage's input, or attention */
-    T *xs = (T *)uni;
+    /* the stages' input vector: in T, or for quantized matrices in float (the consumers then
+     * spend no instruction widening it per weight) */
+    using X = typename std::conditional<std::is_same<W, T>::value, T, float>::type;
+    X *xs = (X *)uni;
     if (threadIdx.x == 0) {
         for (int s = 0; s < a.ns; s++) {
             mbar_init(&r.full[s], 1);
@@ -1031,10 +1109,10 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         const dk_layer &L = layers[l];
         const unsigned tx = l ? tg.x(2 * l) : 0u; /* x after the previous layer */
         if (uq0 < uq1)
-            dk_norm(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_eps,
-                    L.attn_kind, red);
+            dk_norm<T, X>(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_eps,
+                          L.attn_kind, red);
         clk.mark(a, EV_NORM1);
-        dk_matvec<T, W, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+        dk_matvec<T, W, X, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
         if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
         if (l == 0) dk_att_prefetch<T, PG>(a, L);
@@ -1043,22 +1121,22 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         cbar(); /* xs is free: the attention scratch overlaps it */
         dk_attention<T, PG>(a, L, uni, clk, tg.layer(l));
         clk.mark(a, EV_ATT);
-        if (uo0 < uo1) dk_load_tagged(xs, a.att_buf, a.H * a.hd, tg.layer(l));
+        if (uo0 < uo1) dk_load_tagged<T>(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
         if (threadIdx.x == 0) *cap = a.caps[CAP_O];
-        dk_matvec<T, W, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
+        dk_matvec<T, W, X, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
         clk.mark(a, EV_O);
         cbar();
         if (uu0 < uu1)
-            dk_norm((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_eps,
-                    L.ffn_kind, red);
+            dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_eps,
+                          L.ffn_kind, red);
         clk.mark(a, EV_NORM2);
         if (threadIdx.x == 0) *cap = a.caps[CAP_UP];
-        dk_matvec<T, W, MAT_UP>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+        dk_matvec<T, W, X, MAT_UP>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_UP);
         cbar(); /* xs is free for down's input */
         if (threadIdx.x == 0) *cap = a.caps[CAP_DOWN];
-        dk_matvec<T, W, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
+        dk_matvec<T, W, X, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
         clk.mark(a, EV_DOWN);
         if (threadIdx.x == 0) *cap = a.caps[CAP_QKV]; /* the next layer's norm and qkv */
         cbar();
@@ -1069,14 +1147,14 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     if (a.head_w) dk_units(a.V, &uh0, &uh1);
     if (threadIdx.x == 0) *cap = a.caps[CAP_HEAD];
     if (uh0 < uh1 || blockIdx.x == 0)
-        dk_norm((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w, a.final_eps,
-                a.final_kind, red);
+        dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w, a.final_eps,
+                      a.final_kind, red);
     if (blockIdx.x == 0)
         for (int d = threadIdx.x; d < a.D; d += DK_WARPS * 32)
-            ((T *)a.h)[d] = xs[d];
+            ((T *)a.h)[d] = from_f<T>(to_f(xs[dk_xi<T, X>(d)]));
     clk.mark(a, EV_FINAL);
     if (a.head_w) {
-        dk_matvec<T, T, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
+        dk_matvec<T, T, X, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
         clk.mark(a, EV_HEAD);
     }
     cbar();
@@ -1112,7 +1190,8 @@ static size_t align_up(size_t n, size_t a) {
 static size_t dk_union_bytes(const dk_args &k, size_t es, int att_bufs) {
     int kmax = k.D > k.H * k.hd ? k.D : k.H * k.hd;
     if (k.F > kmax) kmax = k.F;
-    size_t vec = (size_t)kmax * es;
+    /* the input vector is in float for quantized matrices (kernel_decode's X) */
+    size_t vec = (size_t)kmax * (dtype_quantized((dtype)k.wdt) ? sizeof(float) : es);
     size_t att = dk_att_bytes(k.H / k.Hkv, k.hd, (int)es, att_bufs);
     return align_up(vec > att ? vec : att, 16);
 }
@@ -1168,7 +1247,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
         if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups) return "KV cache";
     }
     dk_args k = {};
-    k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F;
+    k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F, k.wdt = (int)wdt;
     size_t fixed = dk_misc_bytes(k, c->n_sm) + dk_union_bytes(k, es, 1) + 256;
     size_t slot = DK_TILE + 2 * sizeof(uint64_t);
     if ((size_t)c->smem_optin < fixed + DK_MIN_SLOTS * slot) return "shared memory";

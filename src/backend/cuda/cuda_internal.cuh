@@ -269,10 +269,10 @@ template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
  * carry a F32 scale applied to the finished sum (so the inner loop is integer and FMA work
  * only: conversion instructions have a quarter of the ALU rate, and a decode step at the
  * bandwidth limit of FP8 bytes needs about 4 of them per weight otherwise):
- *  - w_fp8 (F8_E4M3): a byte's bits placed in a float's sign, exponent low bits and mantissa
- *    top bits read as that float are the byte's value times 2^-120, exact for subnormal bytes
- *    too (they land on float subnormals, which FMA keeps: the build does not flush them);
- *    W_POST multiplies the sum back by 2^120 (in two steps of 2^60, each exact).
+ *  - w_fp8 (F8_E4M3): a byte's sign kept and its other 7 bits shifted right by one in an F16
+ *    make the F16 of the byte's value times 2^-8, exact for subnormal bytes too (they become
+ *    normal F16s); two bytes per 32-bit operation, the F16 pairs widened to float by the FP
+ *    pipe; w_post multiplies the sum back by 2^8.
  *  - w_i8 (I8): a byte xor 0x80 placed under the exponent of 2^23 is 2^23 + 128 + v.
  * The 16-byte vectors of weights then hold 16 elements, against two 16-byte vectors of a
  * 16-bit T. */
@@ -288,12 +288,18 @@ template <typename W> __device__ __forceinline__ void wunpack16(int4 w, float *f
 template <> __device__ __forceinline__ void wunpack16<w_fp8>(int4 w, float *f) {
     const unsigned u[4] = {(unsigned)w.x, (unsigned)w.y, (unsigned)w.z, (unsigned)w.w};
 #pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int b = 0; b < 4; b++) {
-            unsigned t = u[i] << (24 - 8 * b); /* byte b on top: its sign is the float's */
-            f[4 * i + b] = __uint_as_float(((t >> 4) & 0x07f00000u) | (t & 0x80000000u));
-        }
+    for (int i = 0; i < 4; i++) {
+        /* bytes 1 and 3 are the high bytes of the two halves; bytes 0 and 2 after << 8 */
+        const unsigned odd = u[i], even = u[i] << 8;
+        const unsigned ho = (odd & 0x80008000u) | ((odd >> 1) & 0x3f803f80u);
+        const unsigned he = (even & 0x80008000u) | ((even >> 1) & 0x3f803f80u);
+        const float2 fo = __half22float2(*(const __half2 *)&ho);
+        const float2 fe = __half22float2(*(const __half2 *)&he);
+        f[4 * i] = fe.x;
+        f[4 * i + 1] = fo.x;
+        f[4 * i + 2] = fe.y;
+        f[4 * i + 3] = fo.y;
+    }
 }
 template <> __device__ __forceinline__ void wunpack16<w_i8>(int4 w, float *f) {
     const unsigned u[4] = {(unsigned)w.x ^ 0x80808080u, (unsigned)w.y ^ 0x80808080u,
@@ -311,7 +317,7 @@ template <typename W> __device__ __forceinline__ float w_post(float acc) {
     return acc;
 }
 template <> __device__ __forceinline__ float w_post<w_fp8>(float acc) {
-    return acc * 0x1p60f * 0x1p60f;
+    return acc * 256.0f;
 }
 
 /* sum of f[i] * x[i], i < 16, for 16 elements of T at x (16-byte aligned) */

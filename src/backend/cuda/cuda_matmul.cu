@@ -200,7 +200,8 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const bwe
     const int N = (int)Wt->rows, K = (int)Wt->cols;
     constexpr bool Q = !std::is_same<W, T>::value;
     if constexpr (Q && sizeof(T) == 4) { /* refused at load (api_model.c); never instantiated */
-        return err_set(LLMRT_ERR_INVALID, "cuda matmul: quantized weights need F16/BF16 activations");
+        return err_set(LLMRT_ERR_INVALID,
+                       "cuda matmul: quantized weights need F16/BF16 activations");
     } else {
         const int WVEC = 16 / sizeof(W);
         bool fast = K % WVEC == 0 && ((uintptr_t)in % 16) == 0 && ((uintptr_t)Wm % 16) == 0;
@@ -228,7 +229,8 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const bwe
             MV_CASE(3)
             MV_CASE(4)
             MV_CASE(5)
-            MV_CASE(6) MV_CASE(7) MV_CASE(8) default
+            MV_CASE(6)
+            MV_CASE(7) MV_CASE(8) default
                 : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
         }
 #undef MV_CASE
@@ -337,8 +339,8 @@ static llmrt_status matmul_quant(cuda_ctx *c, void *out, dtype out_dt, const voi
         size_t total = (size_t)rows * N;
         unsigned blocks = (unsigned)((total + 255) / 256);
         if (out_dt == DT_F32)
-            launch_ex(c, kernel_scale_rows<float>, blocks, 256, 0, (float *)out,
-                      (const float *)acc, Wt->scale, bias, rows, N);
+            launch_ex(c, kernel_scale_rows<float>, blocks, 256, 0, (float *)out, (const float *)acc,
+                      Wt->scale, bias, rows, N);
         else
             launch_ex(c, kernel_scale_rows<T>, blocks, 256, 0, (T *)out, (const float *)acc,
                       Wt->scale, bias, rows, N);
@@ -382,25 +384,25 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
     if (rows <= 0) return LLMRT_OK;
     if (rows <= (q ? MV_QUANT_ROWS : c->matvec_max_rows)) {
         if (out_dt == DT_F32) {
-            DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matvec<T, W, float>(c, (float *)out,
-                                                                          (const T *)in, rows, Wt,
-                                                                          bias, softcap)));
+            DISPATCH_T(c->dt,
+                       DISPATCH_W(Wt->dt, return matvec<T, W, float>(c, (float *)out, (const T *)in,
+                                                                     rows, Wt, bias, softcap)));
         } else {
             DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matvec<T, W, T>(c, (T *)out, (const T *)in,
-                                                                      rows, Wt, bias, softcap)));
+                                                                        rows, Wt, bias, softcap)));
         }
     }
     if (q) {
         if (softcap > 0.0f) /* the LM head is never quantized */
             return err_set(LLMRT_ERR_INVALID, "cuda matmul: soft-capped quantized matrix");
-        DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matmul_quant<T, W>(c, out, out_dt, in, rows,
-                                                                      Wt, bias)));
+        DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matmul_quant<T, W>(c, out, out_dt, in, rows, Wt,
+                                                                       bias)));
     }
     lt_plan *p = NULL;
     TRY(plan_get(c, out_dt, rows, N, K, &p));
     float alpha = 1.0f, beta = 0.0f;
-    CKB(cublasLtMatmul(c->lt, p->op, &alpha, Wt->data, p->a, in, p->b, &beta, out, p->c, out,
-                       p->c, &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, Wt->data, p->a, in, p->b, &beta, out, p->c, out, p->c,
+                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
     if (bias || softcap > 0.0f)
         TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, softcap));
     return LLMRT_OK;
@@ -421,8 +423,8 @@ static cudaError_t matvec_act(cuda_ctx *c, void *out, const void *in, int rows, 
                          (const T *)in, (const W *)Wt->data, Wt->scale, bias, 0.0f, N, K, ks,      \
                          (T *)act_out, kind);
         switch (rows) {
-            MVA_CASE(1) MVA_CASE(2) MVA_CASE(3) MVA_CASE(4) MVA_CASE(5) MVA_CASE(6) MVA_CASE(7)
-                MVA_CASE(8)
+            MVA_CASE(1)
+            MVA_CASE(2) MVA_CASE(3) MVA_CASE(4) MVA_CASE(5) MVA_CASE(6) MVA_CASE(7) MVA_CASE(8)
         }
 #undef MVA_CASE
         return cudaErrorInvalidValue;
@@ -443,7 +445,7 @@ llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int 
         return LLMRT_OK;
     cudaError_t e = cudaSuccess;
     DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, e = matvec_act<T, W>(c, out, in, rows, Wt, bias, act_out,
-                                                             F, kind)));
+                                                              F, kind)));
     if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec (gated)", __FILE__, __LINE__);
     CK_KERNEL("kernel_matvec (gated)");
     *done = 1;
