@@ -594,7 +594,8 @@ __device__ void dk_load_tagged(X *xs, const u64 *p, int n, unsigned tag) {
 #pragma unroll
         for (int k = 0; k < 8; k++)
             if (i0 + k * NT < n)
-                xs[dk_xi<T, X>(i0 + k * NT)] = dk_round<T, X>(tag_value(p + i0 + k * NT, w[k], tag));
+                xs[dk_xi<T, X>(i0 + k * NT)] =
+                    dk_round<T, X>(tag_value(p + i0 + k * NT, w[k], tag));
     }
     cbar();
 }
