@@ -120,6 +120,18 @@ static void test_quantize_row_int8(void) {
     CHECK_MSG(far == 0, "%d values more than half a step from their quantized value", far);
 }
 
+/* A NaN or infinity has no quantized value: refused, nothing written. */
+static void test_quantize_row_nonfinite(void) {
+    const float bad[3][4] = {{1, NAN, 2, 3}, {1, 2, INFINITY, 3}, {-INFINITY, 0, 0, 0}};
+    for (int i = 0; i < 3; i++)
+        for (int t = 0; t < 2; t++) {
+            uint8_t q[4] = {0xaa, 0xaa, 0xaa, 0xaa};
+            float s = -5.0f;
+            CHECK(quantize_row(q, t ? DT_I8 : DT_F8E4M3, &s, bad[i], 4) == -1);
+            CHECK(s == -5.0f && q[0] == 0xaa && q[3] == 0xaa);
+        }
+}
+
 static void test_quantize_row_fp8(void) {
     /* amax 448: scale 1, so the codes are the plain conversions */
     const float x[] = {448.0f, -448.0f, 1.0625f, 0.001f, -3.3f, 0.0f};
@@ -159,5 +171,6 @@ int main(void) {
     RUN(test_fp8_properties);
     RUN(test_quantize_row_int8);
     RUN(test_quantize_row_fp8);
+    RUN(test_quantize_row_nonfinite);
     return test_summary();
 }

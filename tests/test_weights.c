@@ -2,13 +2,16 @@
  * truncated after it was opened (between the planning pass and the reads) fails with an IO
  * error naming the file, instead of dying of SIGBUS on the mapping; the same load from an
  * intact copy succeeds. The truncation happens inside the backend's alloc, which model_load
- * calls after opening the files and before reading them. */
+ * calls after opening the files and before reading them. And a layer matrix holding a NaN or
+ * an infinity cannot be quantized on load: an error naming the tensor. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "io/safetensors.h"
 #include "model/model.h"
 #include "testutil.h"
 
@@ -80,8 +83,48 @@ static void test_intact_loads(void) {
     load_with_truncation(whole, 1);
 }
 
+/* The fixture with value v written over one weight of layer 0's down projection, loaded with its
+ * layer matrices quantized to q. */
+static llmrt_status load_poked(float v, dtype q) {
+    const char *dir = test_tmpdir("weights-poke");
+    CHECK(copy_fixture(dir));
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_model *st = NULL;
+    CHECK_OK(safetensors_open_file(&st, path));
+    const st_tensor *t = st ? safetensors_find(st, "model.layers.0.mlp.down_proj.weight") : NULL;
+    CHECK(t != NULL && t->dt == DT_F32);
+    uint64_t at = t ? t->file_offset + 4 * 7 : 0; /* row 0, column 7 */
+    safetensors_free(st);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (!f) return LLMRT_ERR_IO;
+    CHECK(fseek(f, (long)at, SEEK_SET) == 0 && fwrite(&v, 4, 1, f) == 1);
+    fclose(f);
+    model_config cfg;
+    CHECK_OK(model_config_load(&cfg, dir));
+    backend *be = NULL;
+    CHECK_OK(backend_create(&be, BACKEND_CPU, DT_BF16, 0));
+    model *m = NULL;
+    model_load_opts o = {.quant = q};
+    llmrt_status s = model_load(&m, &cfg, dir, be, &o);
+    model_free(m);
+    backend_free(be);
+    return s;
+}
+
+static void test_nonfinite_not_quantized(void) {
+    CHECK_ERR(load_poked(NAN, DT_F8E4M3), LLMRT_ERR_FORMAT,
+              "tensor \"model.layers.0.mlp.down_proj.weight\" holds a NaN or infinity (output "
+              "channel 0): it has no F8_E4M3 value");
+    CHECK_ERR(load_poked(-INFINITY, DT_I8), LLMRT_ERR_FORMAT, "it has no I8 value");
+    CHECK_OK(load_poked(1e30f, DT_I8)); /* large but finite: its row's scale takes it */
+    CHECK_OK(load_poked(NAN, DT_F32));  /* not quantized: loads (the logits will say) */
+}
+
 int main(void) {
     RUN(test_truncated_while_loading);
     RUN(test_intact_loads);
+    RUN(test_nonfinite_not_quantized);
     return test_summary();
 }

@@ -52,10 +52,12 @@ uint8_t f32_to_fp8e4m3(float f) {
     return sign | (uint8_t)((uint32_t)exp << 3 | man);
 }
 
-void quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n) {
+int quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n) {
     float amax = 0.0f;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i])) return -1;
         amax = fmaxf(amax, fabsf(x[i]));
+    }
     const float top = dt == DT_I8 ? (float)I8_MAX : (float)FP8E4M3_MAX;
     float s = amax > 0.0f ? amax / top : 1.0f;
     *scale = s;
@@ -70,6 +72,7 @@ void quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n) {
         for (size_t i = 0; i < n; i++)
             d[i] = f32_to_fp8e4m3(x[i] / s);
     }
+    return 0;
 }
 
 float f16_to_f32(uint16_t h) {

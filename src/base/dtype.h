@@ -44,8 +44,9 @@ uint8_t f32_to_fp8e4m3(float f);
 enum { FP8E4M3_MAX = 448, I8_MAX = 127 };
 
 /* Quantizes one row of n floats to dt (F8_E4M3 or I8) with a scale of max|x| / the type's
- * largest value (1 for a row of zeros): q[i] = round(x[i] / scale). */
-void quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n);
+ * largest value (1 for a row of zeros): q[i] = round(x[i] / scale). Returns 0, or -1 without
+ * writing anything when a value is NaN or infinite (it has no quantized value). */
+int quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n);
 
 /* Converts n elements of src (type st) into dst (type dt); F32, F16 and BF16 only (quantized
  * types need their scales: quantize_row); dst and src must not overlap. Neither

@@ -10,6 +10,7 @@
  * row by row (quantize_row: one scale per output channel, threads over rows) and uploaded as
  * bytes plus a F32 scale vector; the time it takes is kept in model_weights.quant_ms.
  */
+#include <inttypes.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -127,11 +128,27 @@ static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const 
         unsigned char *qb = L->stage;
         const size_t es = dtype_size(dt);
         double t0 = omp_get_wtime();
-#pragma omp parallel for schedule(static)
+        int64_t bad = total; /* the first row holding a NaN or infinity */
+#pragma omp parallel for schedule(static) reduction(min : bad)
         for (int64_t r = 0; r < total; r++)
-            quantize_row(qb + (size_t)(r * cols) * es, dt, &scales[r], f + (size_t)(r * cols),
-                         (size_t)cols);
+            if (quantize_row(qb + (size_t)(r * cols) * es, dt, &scales[r], f + (size_t)(r * cols),
+                             (size_t)cols) != 0 &&
+                r < bad)
+                bad = r;
         L->m->w.quant_ms += (omp_get_wtime() - t0) * 1e3;
+        if (bad < total) { /* name the part holding that row */
+            int i = 0;
+            int64_t r0 = bad;
+            while (i + 1 < n && r0 >= rows[i])
+                r0 -= rows[i++];
+            char name[256];
+            const st_tensor *t;
+            ld_find(L, pats[i], layer, name, sizeof name, &t);
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: tensor \"%s\" holds a NaN or infinity (output channel %" PRId64
+                           "): it has no %s value, so the model cannot be quantized",
+                           L->m->dir, t ? t->name : name, r0, dtype_name(dt));
+        }
         TRY(L->be->ops->upload(L->be, (void *)w->scale, scales, (size_t)total * 4));
     }
     TRY(L->be->ops->upload(L->be, w->data, L->stage, bytes));
