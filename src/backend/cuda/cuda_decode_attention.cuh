@@ -1,0 +1,340 @@
+/* cuda_decode_attention.cuh — the decode kernel's attention stage: the visible keys and their
+ * split into items, the cache rows (contiguous ring or paged), the L2 prefetch of the next
+ * layer's keys and values, q/k head norms and RoPE, the online softmax over 32-key tiles and
+ * the combine of the splits. */
+#ifndef LLMRT_CUDA_DECODE_ATTENTION_CUH
+#define LLMRT_CUDA_DECODE_ATTENTION_CUH
+
+#include "backend/cuda/cuda_decode_sync.cuh"
+
+/* The visible keys [lo, hi] of this step in layer L, the rotary position, and their split
+ * into n_split items of kps keys (a multiple of 32). */
+struct dk_keys {
+    int lo, hi, rp, kps, n_split;
+};
+
+__device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer &L) {
+    dk_keys k;
+    int p = a.pos[0];
+    k.hi = p;
+    k.lo = 0;
+    if (L.window > 0 && p - L.window + 1 > k.lo) k.lo = p - L.window + 1;
+    k.rp = p;
+    const int n = k.hi - k.lo + 1;
+    /* several splits only while every block has at most one item: a split-0 item waits for
+     * the other splits of its head, which must not queue behind it in the same block */
+    const int max_split = max(1, min(DK_MAX_SPLIT, (int)gridDim.x / a.Hkv));
+    int ns = min(max_split, (n + 31) / 32);
+    k.kps = ((n + ns - 1) / ns + 31) & ~31;
+    k.n_split = (n + k.kps - 1) / k.kps;
+    return k;
+}
+
+/* The element offset of kv head kvh's first row in layer L's cache (L.kc / L.vc point at
+ * sequence 0's block once the kernel has read the step's table, at its start); for a paged
+ * cache, of the head's rows in block 0 (dk_kv_row adds the block). */
+__device__ __forceinline__ size_t dk_kv_head(const dk_args &a, const dk_layer &L, int kvh) {
+    return (size_t)kvh * L.cap * a.hd;
+}
+
+/* The element offset of key j of the kv head whose dk_kv_head is `head`: in a contiguous cache
+ * slot j % cap of sequence 0's block (a ring for sliding layers); in a paged one, block
+ * (j / cap) % entries of sequence 0's table (which wraps for sliding layers), slot j % cap. */
+template <bool PG>
+__device__ __forceinline__ size_t dk_kv_row(const dk_args &a, const dk_layer &L, size_t head,
+                                            int j) {
+    if (!PG) return head + (size_t)(j % L.cap) * a.hd;
+    const size_t blk = (size_t)__ldg(a.tbl[L.group] + (j / L.cap) % a.tlen[L.group]);
+    return (blk * a.Hkv * L.cap + (size_t)(j % L.cap)) * a.hd + head;
+}
+
+/* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
+ * cos and sin (hd each), p [DK_WARPS][32] floats; then two buffers (a tile is multiplied while
+ * the next loads) of the tile's keys and values [32][hd + VEC] of T each (rows padded by 16
+ * bytes against bank conflicts). */
+__host__ __device__ __forceinline__ size_t dk_att_floats(int Gq, int hd) {
+    return (((size_t)(Gq * hd + 6 * hd + DK_WARPS * 32) * 4) + 15) & ~(size_t)15;
+}
+__host__ __device__ __forceinline__ size_t dk_att_tile_elems(int hd, int es) {
+    return (size_t)32 * (hd + 16 / es);
+}
+__host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es, int bufs) {
+    return dk_att_floats(Gq, hd) + 2 * (size_t)bufs * dk_att_tile_elems(hd, es) * es;
+}
+
+/* After the qkv stage: the keys and values of this block's attention items (old positions,
+ * which do not depend on this step) are prefetched into L2 with bulk prefetches. */
+template <typename T, bool PG>
+__device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
+    if (PG) return; /* a paged cache: rows are found one by one as the tiles load */
+    const dk_keys kr = dk_key_range(a, L);
+    const int items = a.Hkv * kr.n_split;
+    int i = 0;
+    for (int item = blockIdx.x; item < items; item += gridDim.x, i++) {
+        if ((int)threadIdx.x / 2 != i) continue; /* thread 2i: keys, 2i + 1: values */
+        const int kvh = item / kr.n_split, sp = item % kr.n_split;
+        const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
+        const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + dk_kv_head(a, L, kvh);
+        int s0 = j0 % L.cap, n = j1 - j0 + 1, first = min(n, L.cap - s0); /* a ring wraps */
+        prefetch_l2(base + (size_t)s0 * a.hd, (unsigned)((size_t)first * a.hd * sizeof(T)));
+        if (n > first) prefetch_l2(base, (unsigned)((size_t)(n - first) * a.hd * sizeof(T)));
+    }
+}
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(dst)), "l"(src)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+/* All but the most recently committed group have landed. */
+__device__ __forceinline__ void cp_async_wait_one() {
+    asm volatile("cp.async.wait_group 1;" ::: "memory");
+}
+
+/* The tile of keys [t0, t0 + 32) (up to j1) of the kv head whose first row is at `head`
+ * (dk_kv_head, read once per item: the asm below is a memory clobber) into kt/vt, by all
+ * consumers. */
+template <typename T, bool PG>
+__device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L, size_t head,
+                                             int t0, int j1, T *kt, T *vt) {
+    constexpr int VEC = 16 / sizeof(T);
+    const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
+    for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
+        int r = i / nv, v = i % nv;
+        size_t row = dk_kv_row<PG>(a, L, head, t0 + r);
+        cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
+        cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
+    }
+}
+
+/* RMS norm (when w) and RoPE of one head s[hd] by one warp, in place. */
+__device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w, int kind,
+                                               float eps, const float *cs, const float *sn,
+                                               int half) {
+    const int lane = threadIdx.x % 32;
+    if (w) {
+        head_norm_warp(s, hd, (norm_kind)kind, w, eps);
+        __syncwarp();
+    }
+    for (int i = lane; i < half; i += 32) {
+        float x1 = s[i], x2 = s[i + half];
+        s[i] = x1 * cs[i] - x2 * sn[i];
+        s[i + half] = x2 * cs[i] + x1 * sn[i];
+    }
+    __syncwarp();
+}
+
+/* The split-0 item of a kv head, once its own partials are written: waits for the other
+ * splits' (tagged) and combines the partial softmax sums of the group's q heads, warp gi head
+ * gi, into att_buf. */
+template <typename T>
+__device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, hd = a.hd, Gq = a.H / a.Hkv;
+    const int nb = (hd + 31) / 32;                      /* 32-dim blocks per head */
+    for (int pi = warp; pi < Gq * nb; pi += DK_WARPS) { /* (q head gi, dims d0 + lane) */
+        const int gi = pi / nb, d = (pi % nb) * 32 + lane;
+        const size_t h = (size_t)kvh * Gq + gi;
+        const u64 *ml = a.part_ml + (h * DK_MAX_SPLIT + lane) * 2;
+        const u64 *po = a.part_o + h * DK_MAX_SPLIT * hd + d;
+        /* the splits' (max, sum) (lane s) and values (dim d) in flight before the first wait */
+        u64 wm = 0, wl = 0, o[DK_MAX_SPLIT];
+        if (lane < ns) {
+            wm = ld_tagw(ml);
+            wl = ld_tagw(ml + 1);
+        }
+#pragma unroll
+        for (int s = 0; s < DK_MAX_SPLIT; s++)
+            if (s < ns && d < hd) o[s] = ld_tagw(po + (size_t)s * hd);
+        float m = lane < ns ? tag_value(ml, wm, tag) : -INFINITY;
+        float l = lane < ns ? tag_value(ml + 1, wl, tag) : 0.0f;
+        float M = warp_max(m);
+        float w = lane < ns ? __expf(m - M) : 0.0f;
+        float S = warp_sum(w * l);
+        float acc = 0.0f;
+#pragma unroll
+        for (int s = 0; s < DK_MAX_SPLIT; s++) {
+            float v = s < ns && d < hd ? tag_value(po + (size_t)s * hd, o[s], tag) : 0.0f;
+            acc += __shfl_sync(0xffffffffu, w, s) * v;
+        }
+        if (d < hd) st_tag(a.att_buf + h * hd + d, to_f(from_f<T>(acc / S)), tag);
+    }
+}
+
+/* Attention of the step's query. An item is (kv head, split of kps keys); a block takes items
+ * blockIdx.x, + gridDim.x, ... Its keys and values come in 32-key tiles through shared memory;
+ * warp gi scores the tile for q head gi of the group (lane j: key j), keeps the online softmax
+ * and accumulates p V (lanes own dimensions). The q heads, the new key and value, the norm
+ * weights, the rotary table and the first tile come in with one memory round trip. One split
+ * writes the output (att_buf), several write partials for dk_combine. */
+template <typename T, bool PG>
+__device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk,
+                             unsigned tag) {
+    constexpr int VEC = 16 / sizeof(T);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
+    const int NT = DK_WARPS * 32;
+    const int hd = a.hd, Gq = a.H / a.Hkv, vst = hd + VEC;
+    float *q_s = (float *)uni, *kn_s = q_s + Gq * hd, *vn_s = kn_s + hd, *qw_s = vn_s + hd;
+    float *kw_s = qw_s + hd, *cs_s = kw_s + hd, *sn_s = cs_s + hd, *p_s = sn_s + hd + warp * 32;
+    const size_t tile_elems = dk_att_tile_elems(hd, (int)sizeof(T));
+    T *const kt0 = (T *)(uni + dk_att_floats(Gq, hd)); /* [bufs][32][vst] keys, then values */
+    T *const vt0 = kt0 + a.att_bufs * tile_elems;
+    const dk_keys kr = dk_key_range(a, L);
+    const u64 *qkv = a.qkv;
+    const int items = a.Hkv * kr.n_split, half = L.rot_dim / 2;
+    for (int item = blockIdx.x; item < items; item += gridDim.x) {
+        const int kvh = item / kr.n_split, sp = item % kr.n_split;
+        const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
+        const bool has_new = j1 == kr.hi;
+        T *kt = kt0, *vt = vt0; /* the current tile's buffer; the first tile's is buffer 0 */
+        const size_t head = dk_kv_head(a, L, kvh);
+        /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
+        dk_load_tile<T, PG>(a, L, head, j0, j1, kt, vt);
+        const u64 *qg = qkv + (size_t)kvh * Gq * hd;
+        const u64 *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
+        constexpr int QW = DK_GQ * 256 / (DK_WARPS * 32); /* q words per thread (hd <= 256) */
+        u64 wq[QW], wk = 0, wv = 0;
+#pragma unroll
+        for (int k = 0; k < QW; k++)
+            if (tid + k * NT < Gq * hd) wq[k] = ld_tagw(qg + tid + k * NT);
+        const bool kv_mine = has_new && tid < hd;
+        if (kv_mine) {
+            wk = ld_tagw(kn + tid);
+            wv = ld_tagw(vn + tid);
+        }
+        for (int i = tid; i < hd; i += NT) {
+            if (L.q_norm) qw_s[i] = L.q_norm[i];
+            if (L.k_norm) kw_s[i] = L.k_norm[i];
+            if (i < half) {
+                float sn, cs;
+                sincosf((float)kr.rp * L.inv_freq[i], &sn, &cs);
+                cs_s[i] = cs * L.attn_factor;
+                sn_s[i] = sn * L.attn_factor;
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < QW; k++)
+            if (tid + k * NT < Gq * hd)
+                q_s[tid + k * NT] = tag_value(qg + tid + k * NT, wq[k], tag);
+        if (kv_mine) {
+            kn_s[tid] = tag_value(kn + tid, wk, tag);
+            vn_s[tid] = tag_value(vn + tid, wv, tag);
+        }
+        cp_async_wait_all();
+        cbar();
+        clk.mark(a, EV_ATT_LOAD);
+        /* finish: warp gi the q head gi; the last warp (warp 0 if all have heads) the new key,
+         * into the cache and into the first tile, which was read before it was written */
+        for (int gi = warp; gi < Gq; gi += DK_WARPS) {
+            float *q = q_s + gi * hd;
+            dk_head_finish(q, hd, L.q_norm ? qw_s : NULL, L.qn_kind, L.qn_eps, cs_s, sn_s, half);
+            for (int d = lane; d < hd; d += 32)
+                q[d] = to_f(from_f<T>(q[d])) * L.scale; /* as qkv_finish stores it, scaled */
+        }
+        if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
+            dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s, half);
+            size_t at = dk_kv_row<PG>(a, L, head, kr.hi);
+            const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
+            for (int d = lane; d < hd; d += 32) {
+                T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
+                ((T *)L.kc)[at + d] = kv; /* later tiles and steps read it from the cache */
+                ((T *)L.vc)[at + d] = vv;
+                if (r < 32) {
+                    kt[(size_t)r * vst + d] = kv;
+                    vt[(size_t)r * vst + d] = vv;
+                }
+            }
+        }
+        cbar();
+        clk.mark(a, EV_ATT_FINISH);
+        /* the tiles: warp gi keeps head gi's max m, sum l and output o (lane: dims lane + 32e) */
+        const int gi = warp;
+        float m = -INFINITY, l = 0.0f, o[8];
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            o[e] = 0.0f;
+        const bool dbl = a.att_bufs == 2;
+        for (int t0 = j0, buf = 0; t0 <= j1; t0 += 32, buf ^= dbl) {
+            kt = kt0 + buf * tile_elems;
+            vt = vt0 + buf * tile_elems;
+            if (dbl && t0 + 32 <= j1) { /* the next tile into the other buffer meanwhile */
+                if (t0 != j0) cbar();   /* every warp is done with the tile before */
+                dk_load_tile<T, PG>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
+                                    vt0 + (buf ^ 1) * tile_elems);
+                cp_async_commit();
+            }
+            if (t0 != j0) {
+                if (!dbl) { /* one buffer: load it once every warp is done with it */
+                    cbar();
+                    dk_load_tile<T, PG>(a, L, head, t0, j1, kt, vt);
+                    cp_async_wait_all();
+                } else if (t0 + 32 <= j1) {
+                    cp_async_wait_one(); /* this tile's copies have landed, the next may not */
+                } else {
+                    cp_async_wait_all();
+                }
+                cbar();
+            }
+            if (gi >= Gq) continue;
+            const int n = min(32, j1 - t0 + 1);
+            const float *q = q_s + gi * hd;
+            float s = -INFINITY;
+            if (lane < n) {
+                const T *krow = kt + (size_t)lane * vst;
+                float acc = 0.0f;
+                for (int v0 = 0; v0 < hd; v0 += VEC) {
+                    int4 kq = *(const int4 *)(krow + v0);
+                    const T *ke = (const T *)&kq;
+#pragma unroll
+                    for (int e = 0; e < VEC; e++)
+                        acc = fmaf(q[v0 + e], to_f(ke[e]), acc);
+                }
+                s = L.softcap > 0.0f ? L.softcap * tanhf(acc / L.softcap) : acc;
+            }
+            float mn = fmaxf(m, warp_max(s));
+            float pr = lane < n ? __expf(s - mn) : 0.0f;
+            float corr = __expf(m - mn); /* 0 when m is -inf */
+            l = l * corr + warp_sum(pr);
+            m = mn;
+            p_s[lane] = pr;
+            __syncwarp();
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const int d = lane + 32 * e;
+                if (d >= hd) break;
+                float acc = 0.0f;
+#pragma unroll 8
+                for (int jj = 0; jj < n; jj++)
+                    acc = fmaf(p_s[jj], to_f(vt[(size_t)jj * vst + d]), acc);
+                o[e] = o[e] * corr + acc;
+            }
+            __syncwarp();
+        }
+        clk.mark(a, EV_ATT_TILES);
+        if (gi < Gq) {
+            const int h = kvh * Gq + gi;
+            const size_t at = (size_t)h * DK_MAX_SPLIT + sp;
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const int d = lane + 32 * e;
+                if (d >= hd) break;
+                if (kr.n_split == 1)
+                    st_tag(a.att_buf + (size_t)h * hd + d, to_f(from_f<T>(o[e] / l)), tag);
+                else
+                    st_tag(a.part_o + at * hd + d, o[e], tag);
+            }
+            if (kr.n_split > 1 && lane == 0) {
+                st_tag(a.part_ml + at * 2, m, tag);
+                st_tag(a.part_ml + at * 2 + 1, l, tag);
+            }
+        }
+        if (kr.n_split > 1 && sp == 0) dk_att_combine<T>(a, kvh, kr.n_split, tag);
+        cbar(); /* the scratch is free for the next item */
+    }
+}
+
+#endif

@@ -1,0 +1,265 @@
+/* cuda_decode_stages.cuh — the decode kernel's consumer stages other than attention: the RMS
+ * norm of the residual stream, the tagged loads of a stage's input, and the matrix-vector
+ * stages over the ring's tiles with their epilogues (residual adds, the gated activation, the
+ * logits), for 16-bit and quantized (FP8, INT8) matrices. */
+#ifndef LLMRT_CUDA_DECODE_STAGES_CUH
+#define LLMRT_CUDA_DECODE_STAGES_CUH
+
+#include "backend/cuda/cuda_decode_ring.cuh"
+
+/* ---- consumer stages ---- */
+
+/* out[d] = norm(x)[d] rounded to T, for d < D (out in shared or global memory); x is the plain
+ * xp (the embedding, layer 0) or the tagged xt carrying tag. x and the weights are loaded
+ * together (one memory round trip) and kept in registers up to DK_NORM_REGS * 256 elements. */
+enum { DK_NORM_REGS = 16 };
+/* The stages' input vector xs is in T, or in float for quantized matrices (then the consumers
+ * spend no instruction per weight widening it). A consumer lane reads the 16 floats of its
+ * 16 bytes of FP8/INT8 weights (or the 8 of its 16 bytes of T weights of the LM head) as
+ * float4s from consecutive lanes 64 (32) bytes apart: stored in order, a quarter-warp's loads
+ * would hit the same banks 4 (2) times over. So float vectors are stored swizzled: element k
+ * at k with its float4 slot within 16 (bits 2-3) xored with bits 5-6 of k, which spreads every
+ * quarter-warp's loads over all 32 banks. T vectors are stored in order. */
+__device__ __forceinline__ int dk_swz(int k) {
+    return k ^ (((k >> 5) & 3) << 2);
+}
+/* where element k of xs is: swizzled when the vector is widened (X float, T 16-bit) */
+template <typename T, typename X> __device__ __forceinline__ int dk_xi(int k) {
+    if constexpr (std::is_same<X, T>::value)
+        return k;
+    else
+        return dk_swz(k);
+}
+
+/* sum of f[i] * x[i], i < 16, for the 16 floats from k (a multiple of 16) of a swizzled xs */
+__device__ __forceinline__ float dk_fdot16(const float *f, const float *xs, int k) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float4 v = *(const float4 *)(xs + dk_swz(k + 4 * i));
+        s = fmaf(f[4 * i], v.x, s);
+        s = fmaf(f[4 * i + 1], v.y, s);
+        s = fmaf(f[4 * i + 2], v.z, s);
+        s = fmaf(f[4 * i + 3], v.w, s);
+    }
+    return s;
+}
+
+/* sum of the products of a 16-byte vector of T (16-bit: 8 elements) with the floats from k (a
+ * multiple of 8) of a swizzled xs: the LM head of a quantized stack */
+template <typename T> __device__ __forceinline__ float dk_tdot(int4 w, const float *xs, int k) {
+    const unsigned u[4] = {(unsigned)w.x, (unsigned)w.y, (unsigned)w.z, (unsigned)w.w};
+    float s = 0.0f;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float4 v = *(const float4 *)(xs + dk_swz(k + 4 * h));
+        float2 p0, p1;
+        if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+            p0 = make_float2(__uint_as_float(u[2 * h] << 16),
+                             __uint_as_float(u[2 * h] & 0xffff0000u));
+            p1 = make_float2(__uint_as_float(u[2 * h + 1] << 16),
+                             __uint_as_float(u[2 * h + 1] & 0xffff0000u));
+        } else {
+            p0 = __half22float2(*(const __half2 *)&u[2 * h]);
+            p1 = __half22float2(*(const __half2 *)&u[2 * h + 1]);
+        }
+        s = fmaf(p0.x, v.x, s);
+        s = fmaf(p0.y, v.y, s);
+        s = fmaf(p1.x, v.z, s);
+        s = fmaf(p1.y, v.w, s);
+    }
+    return s;
+}
+
+/* v rounded to T, stored as X (T itself, or float: the input vector of quantized stacks) */
+template <typename T, typename X> __device__ __forceinline__ X dk_round(float v) {
+    if constexpr (std::is_same<X, T>::value)
+        return from_f<T>(v);
+    else
+        return to_f(from_f<T>(v));
+}
+
+template <typename T, typename X>
+__device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D, const float *w,
+                        float eps, int kind, float *red) {
+    const int NT = DK_WARPS * 32;
+    float xv[DK_NORM_REGS], wv[DK_NORM_REGS], ss = 0.0f;
+    u64 tw[DK_NORM_REGS];
+    if (!xp) { /* one poller (see dk_load_tagged) */
+        if (threadIdx.x == 0) spin_tagw(xt, tag);
+        cbar();
+    }
+#pragma unroll
+    for (int i = 0; i < DK_NORM_REGS; i++) {
+        int d = threadIdx.x + i * NT;
+        wv[i] = d < D ? w[d] : 0.0f;
+        xv[i] = 0.0f;
+        if (d < D && xp) xv[i] = to_f(xp[d]);
+        if (d < D && !xp) tw[i] = ld_tagw(xt + d);
+    }
+#pragma unroll
+    for (int i = 0; i < DK_NORM_REGS; i++) {
+        int d = threadIdx.x + i * NT;
+        if (d < D && !xp) xv[i] = tag_value(xt + d, tw[i], tag);
+        ss += xv[i] * xv[i];
+    }
+    for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
+        float v = xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
+        ss += v * v;
+    }
+    float inv = rsqrtf(consumer_sum(ss, red) / D + eps);
+#pragma unroll
+    for (int i = 0; i < DK_NORM_REGS; i++) {
+        int d = threadIdx.x + i * NT;
+        if (d < D)
+            out[dk_xi<T, X>(d)] =
+                dk_round<T, X>(xv[i] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + wv[i] : wv[i]));
+    }
+    for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
+        float v = (xp ? to_f(xp[d]) : ld_tag(xt + d, tag)) * inv;
+        out[dk_xi<T, X>(d)] = dk_round<T, X>(kind == NORM_RMS_PLUS1 ? v * (1.0f + w[d]) : v * w[d]);
+    }
+    cbar();
+}
+
+/* xs[i] = T(tagged p[i]) for i < n, by the consumer threads. DK_POLLERS threads poll a word
+ * each (spread over the vector, whose writers are too) until it carries tag; then every thread
+ * issues its loads together (one round trip) and spins only on words still stale. Polls of
+ * words not yet written load L2 and slow every round trip of the step: a few pollers per block
+ * instead of 256 gave -32 us per step (docs/PERF.md, step 36). */
+enum { DK_POLLERS = 8 };
+template <typename T, typename X>
+__device__ void dk_load_tagged(X *xs, const u64 *p, int n, unsigned tag) {
+    const int NT = DK_WARPS * 32;
+    if (threadIdx.x < DK_POLLERS) /* the last word of each 1/DK_POLLERS of the vector */
+        spin_tagw(p + (size_t)n * (threadIdx.x + 1) / DK_POLLERS - 1, tag);
+    cbar();
+    for (int i0 = threadIdx.x; i0 < n; i0 += 8 * NT) {
+        u64 w[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i0 + k * NT < n) w[k] = ld_tagw(p + i0 + k * NT);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i0 + k * NT < n)
+                xs[dk_xi<T, X>(i0 + k * NT)] =
+                    dk_round<T, X>(tag_value(p + i0 + k * NT, w[k], tag));
+    }
+    cbar();
+}
+
+/* One matrix of a layer against the input vector xs (shared memory), with the stage's
+ * epilogue per unit (acc: the row's sum, times its scale for quantized W):
+ *  MAT_QKV:  qkv[u] = T(acc + b)
+ *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
+ *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation)
+ *  MAT_HEAD: logits[u] = softcap(acc)                  (F32, as the logits op)
+ * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
+ * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
+ * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
+template <typename T, typename W, typename X, int MAT>
+__device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r, bool embed_in,
+                          unsigned tag_out, unsigned tag_act, float *xown) {
+    constexpr int R = MAT == MAT_UP ? 2 : 1;
+    constexpr bool Q = !std::is_same<W, T>::value;
+    constexpr int WVEC = 16 / sizeof(W); /* elements per 16-byte vector of the tile */
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    dk_mat M = dk_matrix(a, L, MAT, (int)sizeof(W), (int)sizeof(T));
+    int u0, u1;
+    dk_units(M.U, &u0, &u1);
+    const int C = dk_chunk((int)sizeof(W), R), nch = (M.K + C - 1) / C;
+    const float *scales = MAT == MAT_QKV  ? L.sqkv
+                          : MAT == MAT_O  ? L.so
+                          : MAT == MAT_UP ? L.sup
+                                          : L.sdown;
+    for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
+        const bool mine = g0 + warp < u1;
+        const int u = g0 + warp;
+        /* the epilogue's operands, loaded while the tiles are multiplied */
+        float pre = 0.0f, bias = 0.0f, sc[R];
+#pragma unroll
+        for (int q = 0; q < R; q++)
+            sc[q] = 1.0f;
+        if (mine && lane == 0) {
+            if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
+            if (MAT == MAT_O || MAT == MAT_DOWN)
+                pre = embed_in ? to_f(((const T *)a.x)[u]) : xown[u - u0];
+            if (MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
+            if (MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
+            if (Q)
+#pragma unroll
+                for (int q = 0; q < R; q++)
+                    sc[q] = scales[u + q * M.row2];
+        }
+        float acc[R];
+#pragma unroll
+        for (int k = 0; k < R; k++)
+            acc[k] = 0.0f;
+        for (int ch = 0; ch < nch; ch++) {
+            if (MAT == MAT_DOWN && g0 == u0) /* input chunk ch, once its activations exist */
+                dk_load_tagged<T>(xs + (size_t)ch * C, a.act_buf + (size_t)ch * C,
+                                  min(C, M.K - ch * C), tag_act);
+            long long t0 = a.prof ? clock64() : 0;
+            mbar_wait(&r.full[r.slot], r.lap & 1);
+            if (a.prof) r.waited += clock64() - t0;
+            if (mine) {
+                const int len = min(C, M.K - ch * C);
+                const W *tile = (const W *)(r.tiles + (size_t)r.slot * DK_TILE);
+                const X *xc = xs + (size_t)ch * C;
+#pragma unroll 4
+                for (int k = lane * WVEC; k < len; k += 32 * WVEC) {
+                    if constexpr (Q) {
+#pragma unroll
+                        for (int q = 0; q < R; q++) {
+                            float f[WVEC];
+                            wunpack16<W>(*(const int4 *)(tile + (size_t)(warp * R + q) * C + k), f);
+                            acc[q] += dk_fdot16(f, xc, k);
+                        }
+                    } else if constexpr (!std::is_same<X, T>::value) { /* T rows, float input */
+#pragma unroll
+                        for (int q = 0; q < R; q++)
+                            acc[q] += dk_tdot<T>(
+                                *(const int4 *)(tile + (size_t)(warp * R + q) * C + k), xc, k);
+                    } else {
+                        int4 xv = *(const int4 *)(xc + k);
+#pragma unroll
+                        for (int q = 0; q < R; q++)
+                            acc[q] += dot16<T>(
+                                *(const int4 *)(tile + (size_t)(warp * R + q) * C + k), xv);
+                    }
+                }
+            }
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&r.empty[r.slot]);
+            r.advance();
+        }
+        if (!mine) continue;
+#pragma unroll
+        for (int q = 0; q < R; q++)
+            acc[q] = warp_sum(acc[q]);
+        if (lane != 0) continue;
+        if (Q)
+#pragma unroll
+            for (int q = 0; q < R; q++)
+                acc[q] = w_post<W>(acc[q]) * sc[q];
+        if (MAT == MAT_HEAD) { /* as the logits op: F32, soft-capped */
+            float v = acc[0];
+            if (a.head_softcap > 0.0f) v = a.head_softcap * tanhf(v / a.head_softcap);
+            a.logits[u] = v;
+        } else if (MAT == MAT_QKV) {
+            st_tag(a.qkv + u, to_f(from_f<T>(acc[0] + pre)), tag_out);
+        } else if (MAT == MAT_UP) {
+            float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
+            float y = (a.act == ACT_SILU_GATED ? g / (1.0f + expf(-g)) : gelu_tanh(g)) * up;
+            st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
+        } else {
+            float o = to_f(from_f<T>(acc[0] + bias));
+            T x = from_f<T>(pre + o);
+            st_tag(a.xt + u, to_f(x), tag_out);
+            xown[u - u0] = to_f(x);
+            ((T *)a.x)[u] = x; /* the op's output x, complete when the kernel is */
+        }
+    }
+}
+
+#endif
