@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
             for (int gi = 0; gi < ATT_GMAX; gi++) {
                 if (gi < g.gb) {
                     float s = acc[gi];
-                    if (g.softcap > 0.0f) s = g.softcap * tanhf(s / g.softcap);
+                    s = soft_cap(s, g.softcap);
                     s_s[gi * ATT_TILE + tid] = s;
                 }
             }
@@ -434,7 +434,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
             for (int c = half * 32; c < half * 32 + 32; c++) {
                 int j = kt + c;
                 float sv = srow[c] * g.scale;
-                if (g.softcap > 0.0f) sv = g.softcap * tanhf(sv / g.softcap);
+                sv = soft_cap(sv, g.softcap);
                 if (j < lo_row || j > p_row) sv = -INFINITY;
                 srow[c] = sv;
                 mx = fmaxf(mx, sv);

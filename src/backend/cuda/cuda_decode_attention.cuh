@@ -121,11 +121,8 @@ __device__ __forceinline__ void dk_head_finish(float *s, int hd, const float *w,
         head_norm_warp(s, hd, (norm_kind)kind, w, eps);
         __syncwarp();
     }
-    for (int i = lane; i < half; i += 32) {
-        float x1 = s[i], x2 = s[i + half];
-        s[i] = x1 * cs[i] - x2 * sn[i];
-        s[i + half] = x2 * cs[i] + x1 * sn[i];
-    }
+    for (int i = lane; i < half; i += 32)
+        rope_rotate(&s[i], &s[i + half], cs[i], sn[i]);
     __syncwarp();
 }
 
@@ -293,7 +290,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                     for (int e = 0; e < VEC; e++)
                         acc = fmaf(q[v0 + e], to_f(ke[e]), acc);
                 }
-                s = L.softcap > 0.0f ? L.softcap * tanhf(acc / L.softcap) : acc;
+                s = soft_cap(acc, L.softcap);
             }
             float mn = fmaxf(m, warp_max(s));
             float pr = lane < n ? __expf(s - mn) : 0.0f;

@@ -107,17 +107,15 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D,
         float v = xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
         ss += v * v;
     }
-    float inv = rsqrtf(consumer_sum(ss, red) / D + eps);
+    float inv = rms_scale(consumer_sum(ss, red), D, eps);
 #pragma unroll
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
-        if (d < D)
-            out[dk_xi<T, X>(d)] =
-                dk_round<T, X>(xv[i] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + wv[i] : wv[i]));
+        if (d < D) out[dk_xi<T, X>(d)] = dk_round<T, X>(xv[i] * inv * norm_weight(kind, wv[i]));
     }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
         float v = (xp ? to_f(xp[d]) : ld_tag(xt + d, tag)) * inv;
-        out[dk_xi<T, X>(d)] = dk_round<T, X>(kind == NORM_RMS_PLUS1 ? v * (1.0f + w[d]) : v * w[d]);
+        out[dk_xi<T, X>(d)] = dk_round<T, X>(v * norm_weight(kind, w[d]));
     }
     cbar();
 }
@@ -153,7 +151,7 @@ __device__ void dk_load_tagged(X *xs, const u64 *p, int n, unsigned tag) {
  *  MAT_QKV:  qkv[u] = T(acc + b)
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
  *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation)
- *  MAT_HEAD: logits[u] = softcap(acc)                  (F32, as the logits op)
+ *  MAT_HEAD: logits[u] = soft_cap(acc)                 (F32, as the logits op)
  * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
  * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
  * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
@@ -244,13 +242,13 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
                 acc[q] = w_post<W>(acc[q]) * sc[q];
         if (MAT == MAT_HEAD) { /* as the logits op: F32, soft-capped */
             float v = acc[0];
-            if (a.head_softcap > 0.0f) v = a.head_softcap * tanhf(v / a.head_softcap);
+            v = soft_cap(v, a.head_softcap);
             a.logits[u] = v;
         } else if (MAT == MAT_QKV) {
             st_tag(a.qkv + u, to_f(from_f<T>(acc[0] + pre)), tag_out);
         } else if (MAT == MAT_UP) {
             float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
-            float y = (a.act == ACT_SILU_GATED ? g / (1.0f + expf(-g)) : gelu_tanh(g)) * up;
+            float y = gated_act(a.act, g, up);
             st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
         } else {
             float o = to_f(from_f<T>(acc[0] + bias));

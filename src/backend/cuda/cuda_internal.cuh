@@ -23,6 +23,7 @@ extern "C" {
 #include "backend/choice_ring.h"
 #include "base/status.h"
 }
+#include "backend/cuda/cuda_math.cuh"
 
 /* ---- error checks: every CUDA call and launch, naming the call, file and line ---- */
 
@@ -216,22 +217,6 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
         break;                                                                                     \
     }
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
 /* ---- 16-byte vectors ---- */
 
 /* sum of the products of the elements of two 16-byte vectors of T */
@@ -394,9 +379,9 @@ __device__ __forceinline__ void head_norm_warp(float *s, int hd, norm_kind kind,
     float ss = 0.0f;
     for (int d = lane; d < hd; d += 32)
         ss += s[d] * s[d];
-    float inv = rsqrtf(warp_sum(ss) / hd + eps);
+    float inv = rms_scale(warp_sum(ss), hd, eps);
     for (int d = lane; d < hd; d += 32)
-        s[d] = s[d] * inv * (kind == NORM_RMS_PLUS1 ? 1.0f + w[d] : w[d]);
+        s[d] = s[d] * inv * norm_weight(kind, w[d]);
 }
 
 /* One warp finishes one head held in s[hd] (F32, shared memory): RMS norm (when has_norm),
@@ -414,9 +399,7 @@ __device__ __forceinline__ void head_finish_warp(float *s, int hd, int has_norm,
             sincosf((float)rp * inv_freq[i], &sn, &cs);
             cs *= attn_factor;
             sn *= attn_factor;
-            float x1 = s[i], x2 = s[i + half];
-            s[i] = x1 * cs - x2 * sn;
-            s[i + half] = x2 * cs + x1 * sn;
+            rope_rotate(&s[i], &s[i + half], cs, sn);
         }
     }
     __syncwarp();

@@ -121,14 +121,14 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
                 a += red[warp + s2][r][lane];
             if (Q) a = w_post<W>(a) * scale[row];
             if (bias) a += bias[row];
-            if (softcap > 0.0f) a = softcap * tanhf(a / softcap);
+            a = soft_cap(a, softcap);
             O o = from_f<O>(a);
             out[(size_t)lane * N + row] = o;
             v[r] = to_f(o); /* the activation reads the stored (rounded) values */
         }
         if (R == 2) {
             float gt = v[0], up = v[R - 1];
-            float y = (act == ACT_SILU_GATED ? gt / (1.0f + expf(-gt)) : gelu_tanh(gt)) * up;
+            float y = gated_act(act, gt, up);
             act_out[(size_t)lane * NU + n] = from_f<T>(y);
         }
     }
@@ -179,7 +179,7 @@ __global__ void kernel_matvec_any(O *out /* [rows, N] */, const T *in /* [rows, 
     s = warp_sum(s);
     if (lane == 0) {
         if (bias) s += bias[n];
-        if (softcap > 0.0f) s = softcap * tanhf(s / softcap);
+        s = soft_cap(s, softcap);
         out[warp] = from_f<O>(s);
     }
 }
@@ -230,8 +230,8 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const bwe
             MV_CASE(4)
             MV_CASE(5)
             MV_CASE(6)
-            MV_CASE(7) MV_CASE(8) default
-                : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
+            MV_CASE(7)
+            MV_CASE(8) default : return err_set(LLMRT_ERR_INVALID, "matvec with %d rows", rows);
         }
 #undef MV_CASE
         if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec", __FILE__, __LINE__);

@@ -302,7 +302,7 @@ __global__ void kernel_activate(T *out /* [rows, F] */, const T *in /* [rows, 2F
             v = gelu_tanh(to_f(in[i]));
         } else {
             float g = to_f(in[r * 2 * F + f]), u = to_f(in[r * 2 * F + F + f]);
-            v = (kind == ACT_SILU_GATED ? g / (1.0f + expf(-g)) : gelu_tanh(g)) * u;
+            v = gated_act(kind, g, u);
         }
         out[i] = from_f<T>(v);
     }
@@ -345,7 +345,7 @@ __global__ void kernel_bias_softcap(O *out /* [rows, N] */, size_t n, int N,
          i += (size_t)gridDim.x * blockDim.x) {
         float v = to_f(out[i]);
         if (bias) v += bias[i % N];
-        if (softcap > 0.0f) v = softcap * tanhf(v / softcap);
+        v = soft_cap(v, softcap);
         out[i] = from_f<O>(v);
     }
 }
