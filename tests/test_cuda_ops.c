@@ -537,7 +537,9 @@ static void test_qkv_finish(void) {
                  {6, 6, 32, 32, 0, NORM_RMS},
                  {4, 1, 256, 256, 1, NORM_RMS_PLUS1},
                  {2, 1, 48, 16, 0, NORM_RMS},
-                 {3, 1, 40, 0, 1, NORM_RMS}};
+                 {3, 1, 40, 0, 1, NORM_RMS},
+                 {4, 2, 20, 20, 1, NORM_RMS}, /* head sizes of no whole 16-byte vectors */
+                 {2, 1, 9, 8, 0, NORM_RMS}};
     const int B = 2, T = 3, cap = 16;
     int32_t ids[6] = {0}, pos[2] = {5, 9};
     for (size_t ci = 0; ci < 2 * sizeof cases / sizeof cases[0]; ci++) {
@@ -641,6 +643,13 @@ static void test_attention(void) {
         {"prefill, MQA, 3 sequences", 8, 1, 64, 3, 16, 64, 0, 0, {0, 1, 40}},
         {"prefill, head_dim 96 (wmma kernel), GQA", 6, 2, 96, 1, 33, 64, 0, 0, {5}},
         {"prefill, head_dim 128, window 40, 150 tokens", 4, 2, 128, 1, 150, 256, 40, 0, {20}},
+        /* head sizes whose rows are not whole 16-byte vectors: element loads */
+        {"head_dim 20, GQA decode, batch 2", 8, 2, 20, 2, 1, 64, 0, 0, {40, 3}},
+        {"head_dim 12, prefill", 4, 2, 12, 1, 17, 32, 0, 0, {2}},
+        {"head_dim 36, long KV, split-K decode", 4, 1, 36, 1, 1, 1024, 0, 0, {900}},
+        {"head_dim 20, prefill, window, softcap", 4, 4, 20, 2, 20, 64, 8, 10.0f, {0, 30}},
+        {"head_dim 10", 2, 1, 10, 1, 5, 16, 0, 0, {4}},
+        {"head_dim 9", 2, 2, 9, 1, 3, 16, 0, 0, {5}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_attn_case(&cases[i], cases[i].cap);
@@ -660,6 +669,7 @@ static void test_qkv_attention_decode(void) {
         {8, 2, 64, 2, 512, 0, 1, NORM_RMS, {300, 17}},
         {16, 1, 128, 1, 256, 0, 0, NORM_RMS, {200, 0}},
         {4, 2, 64, 1, 96, 64, 1, NORM_RMS_PLUS1, {250, 0}},
+        {4, 2, 20, 2, 128, 0, 1, NORM_RMS, {100, 7}}, /* element loads */
     };
     for (size_t ci = 0; ci < 2 * sizeof cases / sizeof cases[0]; ci++) {
         size_t cj = ci / 2;

@@ -19,7 +19,8 @@
  * qkv_finish would.
  *
  * Prefill (n_tokens >= 16, F16/BF16): cuda_flash.cu for head_dim 64/128, the wmma kernel
- * below for other multiples of 16 up to 256.
+ * below for other multiples of 16 up to 256, the split kernel for the rest. Head sizes whose
+ * rows are not a whole number of 16-byte vectors (12, 20...) load single elements.
  */
 #include <mma.h>
 
@@ -49,7 +50,16 @@ __device__ __forceinline__ void key_range(int r, int n_tokens, int window, const
     *hi = p;
 }
 
-template <typename T>
+/* A load unit of the split kernel: 16-byte vectors when a head's row is a whole number of
+ * them, else single elements (head sizes such as 12 or 20: slower, any size works). */
+template <typename LV> __device__ __forceinline__ LV lv_zero() {
+    if constexpr (std::is_same<LV, int4>::value)
+        return make_int4(0, 0, 0, 0);
+    else
+        return from_f<LV>(0.0f);
+}
+
+template <typename T, typename LV>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
                       T *kc /* [n_blocks, Hkv, bl, hd] */, T *vc /* same */,
@@ -64,7 +74,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     float *l_s = m_s + ATT_GMAX;        /* [gb] */
     float *c_s = l_s + ATT_GMAX;        /* [gb] */
     float *red_s = c_s + ATT_GMAX;      /* [ATT_THREADS * 8] partial sums of p V */
-    const int VEC = 16 / sizeof(T);
+    constexpr int VEC = sizeof(LV) / sizeof(T); /* elements per load */
     int tid = threadIdx.x;
     int h0 = blockIdx.x * g.gb, kvh = h0 / (g.H / g.Hkv);
     int r = blockIdx.y, split = blockIdx.z;
@@ -132,23 +142,22 @@ __global__ void __launch_bounds__(ATT_THREADS)
         int n = min(ATT_TILE, j1 - t0 + 1);
         /* scores: thread tid owns key t0 + tid */
         if (tid < n) {
-            const int4 *kr = (const int4 *)(kc + g.kv.row(b, kvh, t0 + tid) * g.hd);
+            const LV *kr = (const LV *)(kc + g.kv.row(b, kvh, t0 + tid) * g.hd);
             float acc[ATT_GMAX];
 #pragma unroll
             for (int gi = 0; gi < ATT_GMAX; gi++)
                 acc[gi] = 0.0f;
             const int nv = g.hd / VEC;
             for (int v0 = 0; v0 < nv; v0 += ATT_UNROLL) { /* ATT_UNROLL loads in flight */
-                int4 kv[ATT_UNROLL];
+                LV kv[ATT_UNROLL];
 #pragma unroll
                 for (int u = 0; u < ATT_UNROLL; u++)
-                    kv[u] =
-                        v0 + u < nv ? kr[v0 + u] : make_int4(0, 0, 0, 0); /* not .nc: see fuse */
+                    kv[u] = v0 + u < nv ? kr[v0 + u] : lv_zero<LV>(); /* not .nc: see fuse */
 #pragma unroll
                 for (int u = 0; u < ATT_UNROLL; u++) {
                     if (v0 + u >= nv) break;
                     const T *ke = (const T *)&kv[u];
-                    float kf[16 / sizeof(T)];
+                    float kf[VEC];
 #pragma unroll
                     for (int e = 0; e < VEC; e++)
                         kf[e] = to_f(ke[e]);
@@ -205,20 +214,20 @@ __global__ void __launch_bounds__(ATT_THREADS)
             for (int oi = tid % outs; grp < ngrp && oi < outs;
                  oi += (ngrp == 1 ? ATT_THREADS : outs)) {
                 int gi = oi / vpr, dv = oi % vpr;
-                float acc[16 / sizeof(T)];
+                float acc[VEC];
 #pragma unroll
                 for (int e = 0; e < VEC; e++)
                     acc[e] = 0.0f;
                 const float *pp = s_s + gi * ATT_TILE;
                 for (int j = grp; j < n; j += ATT_UNROLL * ngrp) { /* ATT_UNROLL loads in flight */
-                    int4 vv[ATT_UNROLL];
+                    LV vv[ATT_UNROLL];
                     float pj[ATT_UNROLL];
 #pragma unroll
                     for (int u = 0; u < ATT_UNROLL; u++) {
                         int jj = j + u * ngrp;
                         bool ok = jj < n;
-                        vv[u] = ok ? ((const int4 *)(vc + g.kv.row(b, kvh, t0 + jj) * g.hd))[dv]
-                                   : make_int4(0, 0, 0, 0);
+                        vv[u] = ok ? ((const LV *)(vc + g.kv.row(b, kvh, t0 + jj) * g.hd))[dv]
+                                   : lv_zero<LV>();
                         pj[u] = ok ? pp[jj] : 0.0f;
                     }
 #pragma unroll
@@ -510,9 +519,8 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     if (fused) *fused = 0;
     if (a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads)
         return err_set(LLMRT_ERR_INVALID, "%d heads over %d kv heads", a->n_heads, a->n_kv_heads);
-    if (a->head_dim % 8 || a->head_dim > 512)
-        return err_set(LLMRT_ERR_UNSUPPORTED, "head_dim %d (must be a multiple of 8, <= 512)",
-                       a->head_dim);
+    if (a->head_dim < 1 || a->head_dim > 512)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "head_dim %d (at most 512)", a->head_dim);
     attn_geom g;
     TRY(cuda_kv_map(c, cache, a->n_kv_heads, &g.kv));
     g.H = a->n_heads;
@@ -564,10 +572,11 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
         (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX + ATT_THREADS * 8) *
         sizeof(float);
     dim3 grid(g.H / g.gb, c->rows, n_split);
+    const bool vec16 = (size_t)g.hd * dtype_size(c->dt) % 16 == 0;
     DISPATCH_T(c->dt, {
-        launch_ex(c, kernel_attn_split<T>, grid, ATT_THREADS, smem, (T *)out, (const T *)qkv,
-                  (T *)cache->k, (T *)cache->v, part_o, part_ml, g, c->d_pos, fin != NULL,
-                  fin ? *fin : nofin);
+        launch_ex(c, vec16 ? kernel_attn_split<T, int4> : kernel_attn_split<T, T>, grid,
+                  ATT_THREADS, smem, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v,
+                  part_o, part_ml, g, c->d_pos, fin != NULL, fin ? *fin : nofin);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
             launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
