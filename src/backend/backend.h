@@ -240,6 +240,12 @@ typedef struct backend_ops {
                                   const layer_weights *layers, kv_layer *kv /* [n_layers] */,
                                   int n_layers, act_kind act, const norm_params *final_norm,
                                   const decode_head *head, decode_done *done);
+
+    /* ---- after loading (optional: NULL when a backend needs nothing) ---- */
+    /* Called once a model's layer matrices are loaded: the backend takes now the memory its ops
+     * will need for them in steps (the CUDA backend: room to unpack a quantized matrix for
+     * products of many rows), so that it is counted before the KV cache takes what is left. */
+    llmrt_status (*weights_loaded)(backend *be, const layer_weights *layers, int n_layers);
 } backend_ops;
 
 struct backend {

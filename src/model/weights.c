@@ -104,7 +104,8 @@ static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const 
     const size_t elems = (size_t)(total * cols), bytes = elems * dtype_size(dt);
     TRY(ld_place(L, bytes, &w->data));
     /* staging when quantizing: [quantized bytes | scales | the F32 rows as read] */
-    const size_t s_at = (bytes + 255) / 256 * 256, f_at = s_at + ((size_t)total * 4 + 255) / 256 * 256;
+    const size_t s_at = (bytes + 255) / 256 * 256,
+                 f_at = s_at + ((size_t)total * 4 + 255) / 256 * 256;
     if (q) {
         void *dev;
         TRY(ld_place(L, (size_t)total * 4, &dev));
@@ -357,8 +358,8 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
     TRY(model_new(&m, c, dir, be));
     st_model *st = NULL;
     llmrt_status s = safetensors_open_dir(&st, dir);
-    loader L = {.m = m, .st = st, .be = be, .wdt = be->weight_dtype,
-                .qdt = opts ? opts->quant : DT_F32};
+    loader L = {
+        .m = m, .st = st, .be = be, .wdt = be->weight_dtype, .qdt = opts ? opts->quant : DT_F32};
     if (s == LLMRT_OK)
         s = ld_model(&L, LOAD_PROGRESS_NONE); /* planning pass: shapes checked, bytes counted */
     if (s == LLMRT_OK) {
@@ -388,6 +389,8 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
                              : isatty(2)              ? LOAD_PROGRESS_TTY
                                                       : LOAD_PROGRESS_LINES);
         }
+        if (s == LLMRT_OK && be->ops->weights_loaded)
+            s = be->ops->weights_loaded(be, m->w.layers, c->n_layers);
         if (s == LLMRT_OK && opts && opts->verbose) {
             char a[32];
             bytes_str(a, sizeof a, (double)need);

@@ -405,12 +405,16 @@ static void cu_destroy(backend *be) {
     free(be);
 }
 
+static llmrt_status cu_weights_loaded(backend *be, const layer_weights *layers, int n_layers) {
+    return cuda_quant_reserve(ctx_of(be), layers, n_layers);
+}
+
 static const backend_ops cuda_ops = {
     cu_alloc,          cu_free,         cu_upload,      cu_download,      cu_act_from_f32,
     cu_act_to_f32,     cu_mem_info,     cu_step_begin,  cu_step_end,      cu_embed,
     cu_norm,           cu_add_norm,     cu_add,         cu_matmul,        cu_qkv_finish,
     cu_attention,      cu_activate,     cu_last_rows,   cu_logits,        cu_destroy,
-    cu_copy_bandwidth, cu_argmax_start, cu_argmax_wait, cu_decode_layers,
+    cu_copy_bandwidth, cu_argmax_start, cu_argmax_wait, cu_decode_layers, cu_weights_loaded,
 };
 
 extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {

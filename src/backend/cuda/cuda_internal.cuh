@@ -466,6 +466,9 @@ llmrt_status cuda_launch_activate(cuda_ctx *c, void *out, const void *in, int F,
 llmrt_status cuda_launch_last_rows(cuda_ctx *c, void *out, const void *in, int D);
 llmrt_status cuda_launch_bias_softcap(cuda_ctx *c, void *out, dtype out_dt, int rows, int N,
                                       const float *bias, float softcap);
+/* Takes the scratch that products of many rows with the quantized matrices of these layers
+ * need (nothing when none is quantized). */
+llmrt_status cuda_quant_reserve(cuda_ctx *c, const layer_weights *L, int n_layers);
 llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
                                 const bweight *W, const float *bias, float softcap);
 /* Attention; with fin (decode only), qkv_finish's work is done inside it: *fused says whether

@@ -311,8 +311,35 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
     return LLMRT_OK;
 }
 
-/* Many rows times a quantized matrix: its unscaled values in T and the product in F32, both in
- * the backend's scratch, then the row scales (and bias) into out. */
+/* Many rows times a quantized matrix: its unscaled values in T, then cuBLASLt into an F32
+ * buffer and the row scales (and bias) into out, QUANT_ROW_CHUNK rows at a time; both buffers
+ * in the backend's scratch, which cuda_quant_reserve sized when the model loaded. */
+enum { QUANT_ROW_CHUNK = 1024 };
+
+static size_t quant_scratch_bytes(size_t N, size_t K, size_t es) {
+    return (N * K * es + 255) / 256 * 256 + (size_t)QUANT_ROW_CHUNK * N * sizeof(float);
+}
+
+llmrt_status cuda_quant_reserve(cuda_ctx *c, const layer_weights *L, int n_layers) {
+    size_t need = 0;
+    for (int l = 0; l < n_layers; l++) {
+        const bweight *m[4] = {&L[l].wqkv, &L[l].wo, &L[l].wup, &L[l].wdown};
+        for (int i = 0; i < 4; i++)
+            if (dtype_quantized(m[i]->dt)) {
+                size_t b =
+                    quant_scratch_bytes((size_t)m[i]->rows, (size_t)m[i]->cols, dtype_size(c->dt));
+                if (b > need) need = b;
+            }
+    }
+    if (need == 0) return LLMRT_OK;
+    void *buf;
+    llmrt_status s = cuda_scratch(c, need, &buf);
+    if (s != LLMRT_OK)
+        return err_wrap(
+            s, "reserving %.1f MB to unpack quantized matrices for prompts: ", (double)need / 1e6);
+    return LLMRT_OK;
+}
+
 template <typename T, typename W>
 static llmrt_status matmul_quant(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
                                  const bweight *Wt, const float *bias) {
@@ -325,26 +352,30 @@ static llmrt_status matmul_quant(cuda_ctx *c, void *out, dtype out_dt, const voi
             return err_set(LLMRT_ERR_INVALID, "cuda matmul: a quantized matrix needs K %% 16 == 0");
         size_t n = (size_t)N * K, wbytes = (n * sizeof(T) + 255) / 256 * 256;
         void *buf;
-        TRY(cuda_scratch(c, wbytes + (size_t)rows * N * sizeof(float), &buf));
+        TRY(cuda_scratch(c, quant_scratch_bytes((size_t)N, (size_t)K, sizeof(T)), &buf));
         T *wt = (T *)buf;
         float *acc = (float *)((char *)buf + wbytes);
         launch_ex(c, (kernel_unpack<T, W>), (unsigned)((n / 16 + 255) / 256), 256, 0, wt,
                   (const W *)Wt->data, n);
         CK_KERNEL("kernel_unpack");
-        lt_plan *p = NULL;
-        TRY(plan_get(c, DT_F32, rows, N, K, &p));
-        float alpha = 1.0f, beta = 0.0f;
-        CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, in, p->b, &beta, acc, p->c, acc, p->c,
-                           &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
-        size_t total = (size_t)rows * N;
-        unsigned blocks = (unsigned)((total + 255) / 256);
-        if (out_dt == DT_F32)
-            launch_ex(c, kernel_scale_rows<float>, blocks, 256, 0, (float *)out, (const float *)acc,
-                      Wt->scale, bias, rows, N);
-        else
-            launch_ex(c, kernel_scale_rows<T>, blocks, 256, 0, (T *)out, (const float *)acc,
-                      Wt->scale, bias, rows, N);
-        CK_KERNEL("kernel_scale_rows");
+        for (int r0 = 0; r0 < rows; r0 += QUANT_ROW_CHUNK) {
+            const int m = rows - r0 < QUANT_ROW_CHUNK ? rows - r0 : QUANT_ROW_CHUNK;
+            lt_plan *p = NULL;
+            TRY(plan_get(c, DT_F32, m, N, K, &p));
+            float alpha = 1.0f, beta = 0.0f;
+            CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, (const T *)in + (size_t)r0 * K, p->b,
+                               &beta, acc, p->c, acc, p->c, &p->algo, c->lt_ws, c->lt_ws_bytes,
+                               c->stream));
+            size_t total = (size_t)m * N;
+            unsigned blocks = (unsigned)((total + 255) / 256);
+            if (out_dt == DT_F32)
+                launch_ex(c, kernel_scale_rows<float>, blocks, 256, 0,
+                          (float *)out + (size_t)r0 * N, (const float *)acc, Wt->scale, bias, m, N);
+            else
+                launch_ex(c, kernel_scale_rows<T>, blocks, 256, 0, (T *)out + (size_t)r0 * N,
+                          (const float *)acc, Wt->scale, bias, m, N);
+            CK_KERNEL("kernel_scale_rows");
+        }
         return LLMRT_OK;
     }
 }
