@@ -392,9 +392,8 @@ static bweight quant_weight(dtype q, const float *w, int64_t rows, int64_t cols,
 static void test_matmul_quant(void) {
     if (cur_dt == DT_F32) return; /* refused at load: quantized weights run in F16/BF16 */
     /* the last: rows in two chunks of cuBLASLt products (QUANT_ROW_CHUNK) */
-    const int shapes[][3] = {{1, 256, 512},   {3, 100, 1024}, {8, 512, 1024},
-                             {2, 3000, 2048}, {9, 200, 256},  {64, 384, 512},
-                             {1, 20000, 256}, {1100, 48, 128}};
+    const int shapes[][3] = {{1, 256, 512}, {3, 100, 1024}, {8, 512, 1024},  {2, 3000, 2048},
+                             {9, 200, 256}, {64, 384, 512}, {1, 20000, 256}, {1100, 48, 128}};
     const dtype qs[2] = {DT_F8E4M3, DT_I8};
     for (int qi = 0; qi < 2; qi++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
