@@ -355,8 +355,8 @@ static void test_quantization_config(void) {
                           " \"format\": \"float-quantized\", \"config_groups\": {}}",
                           NULL, &c),
               LLMRT_ERR_FORMAT, "quantization_config.config_groups is missing or empty");
-    CHECK_ERR(parse_llama(", \"quantization_config\": {\"bits\": 4}", NULL, &c),
-              LLMRT_ERR_FORMAT, "m/config.json: quantization_config.quant_method is missing");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"bits\": 4}", NULL, &c), LLMRT_ERR_FORMAT,
+              "m/config.json: quantization_config.quant_method is missing");
     CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"fp8\","
                           " \"weight_block_size\": [128, 128]}",
                           NULL, &c),
@@ -369,14 +369,16 @@ static void test_quantization_config(void) {
     CHECK(c.quant.fp8 && c.quant.per_tensor && c.quant.act_quant);
     /* ModelOpt's hf_quant_config.json */
     CHECK_OK(parse_llama("", NULL, &c));
-    const char *hq = "{\"producer\": {\"name\": \"modelopt\"}, \"quantization\": {\"quant_algo\":"
-                     " \"FP8\", \"kv_cache_quant_algo\": null, \"exclude_modules\": [\"lm_head\"]}}";
+    const char *hq =
+        "{\"producer\": {\"name\": \"modelopt\"}, \"quantization\": {\"quant_algo\":"
+        " \"FP8\", \"kv_cache_quant_algo\": null, \"exclude_modules\": [\"lm_head\"]}}";
     CHECK_OK(model_config_parse_hf_quant(&c, hq, strlen(hq), "m/hf_quant_config.json"));
     CHECK(c.quant.fp8 && c.quant.per_tensor && c.quant.act_quant);
     CHECK(!strcmp(c.quant.source, "hf_quant_config.json") && !strcmp(c.quant.ignore, "lm_head"));
     const char *pb = "{\"quantization\": {\"quant_algo\": \"FP8_PB_WO\"}}";
     CHECK_ERR(model_config_parse_hf_quant(&c, pb, strlen(pb), "m/hf_quant_config.json"),
-              LLMRT_ERR_UNSUPPORTED, "m/hf_quant_config.json: block-wise FP8 (quantization.quant_algo");
+              LLMRT_ERR_UNSUPPORTED,
+              "m/hf_quant_config.json: block-wise FP8 (quantization.quant_algo");
     CHECK(!c.quant.fp8 && !c.quant.source[0]);
     CHECK_ERR(model_config_parse_hf_quant(&c, "{}", 2, "m/hf_quant_config.json"), LLMRT_ERR_FORMAT,
               "missing required field \"quantization\"");

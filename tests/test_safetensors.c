@@ -217,7 +217,8 @@ static void test_valid_empty_header(void) {
  * read only as stored, since a value means nothing without the scale the loader applies. */
 static void test_fp8_tensor(void) {
     const char *header = "{\"w\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,3],\"data_offsets\":[0,6]}}";
-    const unsigned char codes[6] = {0x38, 0xb8, 0x7e, 0x00, 0x01, 0x40}; /* 1, -1, 448, 0, 2^-9, 2 */
+    const unsigned char codes[6] = {0x38, 0xb8, 0x7e,
+                                    0x00, 0x01, 0x40}; /* 1, -1, 448, 0, 2^-9, 2 */
     const char *dir = test_tmpdir("st-fp8");
     char path[512];
     write_st(join(path, sizeof path, dir, "model.safetensors"), header, codes, sizeof codes);

@@ -74,8 +74,8 @@ static const char *shape_str(char *buf, size_t n, int n_dims, const int64_t *sha
 
 /* Known safetensors dtypes that llmrt does not read. */
 static const char *const unsupported_dtypes[] = {
-    "F64",  "I64", "I32",     "I16",     "I8",      "U64",     "U32",     "U16", "U8",
-    "BOOL", "C64", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
+    "F64", "I64",  "I32", "I16",     "I8",      "U64",     "U32",     "U16",
+    "U8",  "BOOL", "C64", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
 };
 
 static int str_is(const char *s, size_t n, const char *lit) {
@@ -96,9 +96,10 @@ static llmrt_status parse_dtype(const char *s, size_t n, dtype *dt, const char *
     else {
         for (size_t i = 0; i < sizeof unsupported_dtypes / sizeof *unsupported_dtypes; i++)
             if (str_is(s, n, unsupported_dtypes[i]))
-                return err_set(LLMRT_ERR_UNSUPPORTED,
-                               "%s: tensor '%s' has dtype %s; llmrt reads F32, F16, BF16 and F8_E4M3", file,
-                               tensor, unsupported_dtypes[i]);
+                return err_set(
+                    LLMRT_ERR_UNSUPPORTED,
+                    "%s: tensor '%s' has dtype %s; llmrt reads F32, F16, BF16 and F8_E4M3", file,
+                    tensor, unsupported_dtypes[i]);
         return err_set(LLMRT_ERR_FORMAT, "%s: tensor '%s' has unknown dtype '%.40s'", file, tensor,
                        s);
     }

@@ -207,8 +207,8 @@ static llmrt_status cfg_float_range(const cfg_reader *r, const char *key, double
 
 /* What llmrt reads, for the messages refusing the rest. */
 #define QUANT_ACCEPTED                                                                             \
-    "llmrt reads FP8 E4M3 checkpoints with one scale per output channel or per tensor "           \
-    "(compressed-tensors float-quantized, ModelOpt FP8, fp8 without weight_block_size), or "      \
+    "llmrt reads FP8 E4M3 checkpoints with one scale per output channel or per tensor "            \
+    "(compressed-tensors float-quantized, ModelOpt FP8, fp8 without weight_block_size), or "       \
     "quantizes a 16-bit checkpoint itself (--quant_format fp8|int8)"
 
 /* A field of a quantization object, named in messages as <where>.<key>; absent or null gives
@@ -253,19 +253,20 @@ static llmrt_status q_ignore(const cfg_reader *r, json_t *o, const char *where, 
     json_t *list = json_object_get(o, key);
     if (!list || json_is_null(list)) return LLMRT_OK;
     if (!json_is_array(list))
-        return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s must be a list of module names", r->path,
-                       where, key);
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s must be a list of module names", r->path, where,
+                       key);
     size_t i;
     json_t *e;
     json_array_foreach(list, i, e) {
         if (!json_is_string(e))
-            return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s[%zu] must be a string", r->path, where,
-                           key, i);
+            return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s[%zu] must be a string", r->path, where, key,
+                           i);
         size_t at = strlen(q->ignore);
         snprintf(q->ignore + at, sizeof q->ignore - at, "%s%s", at ? ", " : "",
                  json_string_value(e));
     }
-    if (strlen(q->ignore) == sizeof q->ignore - 1) memcpy(q->ignore + sizeof q->ignore - 4, "...", 4);
+    if (strlen(q->ignore) == sizeof q->ignore - 1)
+        memcpy(q->ignore + sizeof q->ignore - 4, "...", 4);
     return LLMRT_OK;
 }
 
@@ -273,7 +274,8 @@ static llmrt_status q_ignore(const cfg_reader *r, json_t *o, const char *where, 
 static llmrt_status q_refuse_blocks(const cfg_reader *r, const char *field, json_t *blocks) {
     char b[48] = "";
     if (json_is_array(blocks) && json_array_size(blocks) == 2)
-        snprintf(b, sizeof b, " [%lld, %lld]", (long long)json_integer_value(json_array_get(blocks, 0)),
+        snprintf(b, sizeof b, " [%lld, %lld]",
+                 (long long)json_integer_value(json_array_get(blocks, 0)),
                  (long long)json_integer_value(json_array_get(blocks, 1)));
     else if (json_is_string(blocks))
         snprintf(b, sizeof b, " %.40s", json_string_value(blocks));
@@ -286,8 +288,7 @@ static llmrt_status q_refuse_blocks(const cfg_reader *r, const char *field, json
 /* One compressed-tensors config group's "weights" (QuantizationArgs, with its defaults: num_bits
  * 8, type "int", symmetric, static, strategy from group_size: none "tensor", -1 "channel", > 0
  * "group"). */
-static llmrt_status q_ct_weights(const cfg_reader *r, json_t *w, const char *where,
-                                 ckpt_quant *q) {
+static llmrt_status q_ct_weights(const cfg_reader *r, json_t *w, const char *where, ckpt_quant *q) {
     char wh[160], field[192];
     snprintf(wh, sizeof wh, "%s.weights", where);
     json_int_t bits, group;
@@ -298,8 +299,8 @@ static llmrt_status q_ct_weights(const cfg_reader *r, json_t *w, const char *whe
     TRY(q_str(r, w, wh, "strategy", NULL, &strategy));
     if (strcmp(type, "float") != 0)
         return err_set(LLMRT_ERR_UNSUPPORTED,
-                       "%s: %s.type is \"%s\" (%lld-bit integer weights): " QUANT_ACCEPTED,
-                       r->path, wh, type, (long long)bits);
+                       "%s: %s.type is \"%s\" (%lld-bit integer weights): " QUANT_ACCEPTED, r->path,
+                       wh, type, (long long)bits);
     if (bits != 8)
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "%s: %s.num_bits is %lld: llmrt reads 8-bit float (FP8 E4M3) weights",
@@ -362,7 +363,8 @@ static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_q
     TRY(q_obj(r, qc, W, "transform_config", &transform));
     TRY(q_obj(r, qc, W, "config_groups", &groups));
     const char *sfmt = NULL;
-    if (sparsity) TRY(q_str(r, sparsity, "quantization_config.sparsity_config", "format", NULL, &sfmt));
+    if (sparsity)
+        TRY(q_str(r, sparsity, "quantization_config.sparsity_config", "format", NULL, &sfmt));
     if (sfmt && strcmp(sfmt, "dense") != 0)
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "%s: quantization_config.sparsity_config.format \"%s\": sparse weights are "
@@ -374,8 +376,8 @@ static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_q
                        "weights are not supported",
                        r->path);
     if (!groups || json_object_size(groups) == 0)
-        return err_set(LLMRT_ERR_FORMAT, "%s: quantization_config.config_groups is missing or empty",
-                       r->path);
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: quantization_config.config_groups is missing or empty", r->path);
     const char *name;
     json_t *g;
     json_object_foreach(groups, name, g) {
@@ -424,7 +426,8 @@ static llmrt_status q_modelopt(const cfg_reader *r, json_t *o, const char *where
     q->act_quant = kv && !json_is_null(kv);
     TRY(q_ignore(r, o, where, exclude_key, q));
     char field[96];
-    snprintf(field, sizeof field, "%s.quant_algo \"%.20s\", 128x128 blocks", where, algo ? algo : "");
+    snprintf(field, sizeof field, "%s.quant_algo \"%.20s\", 128x128 blocks", where,
+             algo ? algo : "");
     if (!algo) {
         snprintf(q->desc, sizeof q->desc, "ModelOpt, weights not quantized");
     } else if (!strcasecmp(algo, "FP8")) {
@@ -436,8 +439,9 @@ static llmrt_status q_modelopt(const cfg_reader *r, json_t *o, const char *where
     } else if (!strcasecmp(algo, "FP8_PB_WO")) {
         return q_refuse_blocks(r, field, NULL);
     } else {
-        return err_set(LLMRT_ERR_UNSUPPORTED, "%s: %s.quant_algo \"%s\" is not supported: " QUANT_ACCEPTED,
-                       r->path, where, algo);
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.quant_algo \"%s\" is not supported: " QUANT_ACCEPTED, r->path, where,
+                       algo);
     }
     return LLMRT_OK;
 }
@@ -451,7 +455,8 @@ static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
     const char *method;
     TRY(q_str(r, qc, "quantization_config", "quant_method", NULL, &method));
     if (!method)
-        return err_set(LLMRT_ERR_FORMAT, "%s: quantization_config.quant_method is missing", r->path);
+        return err_set(LLMRT_ERR_FORMAT, "%s: quantization_config.quant_method is missing",
+                       r->path);
     snprintf(q->source, sizeof q->source, "config.json");
     if (!strcmp(method, "compressed-tensors")) {
         TRY(q_compressed_tensors(r, qc, q));
@@ -468,9 +473,10 @@ static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
         TRY(q_ignore(r, qc, "quantization_config", "modules_to_not_convert", q));
         snprintf(q->desc, sizeof q->desc, "fp8, per-tensor scales");
     } else {
-        return err_set(LLMRT_ERR_UNSUPPORTED,
-                       "%s: quantization_config.quant_method \"%s\" is not supported: " QUANT_ACCEPTED,
-                       r->path, method);
+        return err_set(
+            LLMRT_ERR_UNSUPPORTED,
+            "%s: quantization_config.quant_method \"%s\" is not supported: " QUANT_ACCEPTED,
+            r->path, method);
     }
     q->fp8 = q->per_channel || q->per_tensor;
     return LLMRT_OK;
@@ -762,7 +768,8 @@ llmrt_status model_config_parse_hf_quant(model_config *c, const char *json, size
     llmrt_status s = q_obj(&r, r.root, "hf_quant_config.json", "quantization", &o);
     if (s == LLMRT_OK && !o)
         s = err_set(LLMRT_ERR_FORMAT, "%s: missing required field \"quantization\"", path);
-    if (s == LLMRT_OK) s = q_modelopt(&r, o, "quantization", "exclude_modules", "kv_cache_quant_algo", q);
+    if (s == LLMRT_OK)
+        s = q_modelopt(&r, o, "quantization", "exclude_modules", "kv_cache_quant_algo", q);
     json_decref(r.root);
     if (s != LLMRT_OK) {
         memset(q, 0, sizeof *q);
@@ -794,7 +801,8 @@ llmrt_status model_config_load(model_config *c, const char *dir) {
     char *text = NULL, *gen = NULL, *hfq = NULL;
     size_t len = 0, glen = 0, qlen = 0;
     llmrt_status s = file_read_all(path, &text, &len);
-    if (s == LLMRT_OK) s = read_optional(dir, "generation_config.json", gpath, sizeof gpath, &gen, &glen);
+    if (s == LLMRT_OK)
+        s = read_optional(dir, "generation_config.json", gpath, sizeof gpath, &gen, &glen);
     if (s == LLMRT_OK) s = model_config_parse(c, text, len, path, gen, glen, gpath);
     /* ModelOpt writes hf_quant_config.json (older exports: only there); config.json's
      * quantization_config, when present, says the same and wins */

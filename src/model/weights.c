@@ -102,8 +102,7 @@ static llmrt_status ld_fp8_allowed(const loader *L, const st_tensor *t) {
         return err_set(LLMRT_ERR_FORMAT,
                        "%s: tensor \"%s\" is F8_E4M3 but %s does not say how the checkpoint is "
                        "quantized (no FP8 quantization_config, no hf_quant_config.json)",
-                       t->file, t->name,
-                       c->quant.source[0] ? c->quant.source : "config.json");
+                       t->file, t->name, c->quant.source[0] ? c->quant.source : "config.json");
     if (c->arch->conv1d)
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "%s: tensor \"%s\" is F8_E4M3: FP8 checkpoints of %s (Conv1D matrices, "
@@ -195,8 +194,8 @@ static llmrt_status ld_matrix_fp8(loader *L, bweight *w, int n, const st_tensor 
 
 /* Whether the n parts of a matrix are stored F8_E4M3 (all or none: they are fused into one
  * matrix of one type), and whether that may load as asked (quant: the load's quantization). */
-static llmrt_status ld_parts_fp8(const loader *L, int n, const st_tensor *const *parts,
-                                 dtype quant, int *fp8) {
+static llmrt_status ld_parts_fp8(const loader *L, int n, const st_tensor *const *parts, dtype quant,
+                                 int *fp8) {
     *fp8 = parts[0]->dt == DT_F8E4M3;
     for (int i = 1; i < n; i++)
         if ((parts[i]->dt == DT_F8E4M3) != *fp8)
