@@ -72,7 +72,8 @@ llmrt_status llmrt_precision_parse(const char *name, llmrt_precision *out);
 const char *llmrt_precision_name(llmrt_precision p);
 /* How the layer matrices (q/k/v, o, gate/up, down) are stored: as the precision, or quantized
  * on load with one F32 scale per output channel (weight-only: activations, the KV cache,
- * embeddings and the LM head stay in the precision; on CUDA that is FP16 or BF16). */
+ * embeddings and the LM head stay in the precision; on CUDA that is FP16 or BF16). A checkpoint
+ * stored in FP8 (compressed-tensors, ModelOpt) loads as it is with none or fp8; int8 is refused. */
 typedef enum llmrt_quant { LLMRT_QUANT_NONE = 0, LLMRT_QUANT_FP8 = 1, LLMRT_QUANT_INT8 = 2 } llmrt_quant;
 /* none, fp8 (E4M3), int8, in any case; LLMRT_ERR_INVALID otherwise. */
 llmrt_status llmrt_quant_parse(const char *name, llmrt_quant *out);
@@ -109,6 +110,11 @@ typedef struct llmrt_model_info {
     const int32_t *eos_ids;
     int n_eos;
     int has_tokenizer;
+    const char *checkpoint_quant; /* how a pre-quantized checkpoint stores its weights
+                                     ("compressed-tensors float-quantized, per-channel scales");
+                                     "" when it is not quantized */
+    int checkpoint_act_quant;     /* 1: it also quantizes activations or the KV cache (input
+                                     scales...): llmrt runs weight-only and ignores them */
 } llmrt_model_info;
 void llmrt_model_get_info(const llmrt_model *m, llmrt_model_info *out);
 /* Fails (LLMRT_ERR_INVALID, naming the first bad id) unless every id is in the vocabulary; the
@@ -163,6 +169,7 @@ typedef struct llmrt_weight_format {
     llmrt_quant quant;
     double bytes_per_weight;
     double quant_ms;
+    int from_checkpoint; /* 1: the checkpoint stores the layer matrices FP8; they load as stored */
 } llmrt_weight_format;
 void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out);
 /* Milliseconds llmrt_model_open + llmrt_model_load took. */

@@ -326,6 +326,64 @@ static void test_unreadable(void) {
     CHECK(chmod(closed, 0755) == 0 && chmod(cpath, 0644) == 0 && chmod(gpath, 0644) == 0);
 }
 
+/* quantization_config: the FP8 schemes llmrt reads are described (compressed-tensors defaults as
+ * its QuantizationArgs applies them: strategy from group_size), the rest refused naming the
+ * field; hf_quant_config.json (ModelOpt) likewise. */
+static void test_quantization_config(void) {
+    model_config c;
+    CHECK_OK(parse_llama(", \"quantization_config\": null", NULL, &c));
+    CHECK(!c.quant.fp8 && !c.quant.source[0]);
+    const char *ct = ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                     " \"format\": \"naive-quantized\", \"ignore\": [\"lm_head\", \"re:.*gate\"],"
+                     " \"config_groups\": {\"g\": {\"targets\": [\"Linear\"],"
+                     " \"weights\": {\"type\": \"float\", \"group_size\": -1}}}}";
+    CHECK_OK(parse_llama(ct, NULL, &c));
+    CHECK(c.quant.fp8 && c.quant.per_channel && !c.quant.per_tensor && !c.quant.act_quant);
+    CHECK(!strcmp(c.quant.ignore, "lm_head, re:.*gate") && !strcmp(c.quant.source, "config.json"));
+    /* type defaults to "int" */
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                          " \"format\": \"float-quantized\", \"config_groups\": {\"g\":"
+                          " {\"weights\": {\"num_bits\": 8}}}}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED, "config_groups.g.weights.type is \"int\" (8-bit integer");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                          " \"format\": \"float-quantized\", \"config_groups\": {\"g\":"
+                          " {\"weights\": {\"type\": \"float\", \"symmetric\": false}}}}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED, "weights.symmetric is false");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                          " \"format\": \"float-quantized\", \"config_groups\": {}}",
+                          NULL, &c),
+              LLMRT_ERR_FORMAT, "quantization_config.config_groups is missing or empty");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"bits\": 4}", NULL, &c), LLMRT_ERR_FORMAT,
+              "m/config.json: quantization_config.quant_method is missing");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"fp8\","
+                          " \"weight_block_size\": [128, 128]}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED,
+              "block-wise FP8 (quantization_config.weight_block_size [128, 128]) is not "
+              "supported yet: llmrt holds one scale per output channel");
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"fp8\","
+                         " \"activation_scheme\": \"static\", \"ignored_layers\": [\"lm_head\"]}",
+                         NULL, &c));
+    CHECK(c.quant.fp8 && c.quant.per_tensor && c.quant.act_quant);
+    /* ModelOpt's hf_quant_config.json */
+    CHECK_OK(parse_llama("", NULL, &c));
+    const char *hq =
+        "{\"producer\": {\"name\": \"modelopt\"}, \"quantization\": {\"quant_algo\":"
+        " \"FP8\", \"kv_cache_quant_algo\": null, \"exclude_modules\": [\"lm_head\"]}}";
+    CHECK_OK(model_config_parse_hf_quant(&c, hq, strlen(hq), "m/hf_quant_config.json"));
+    CHECK(c.quant.fp8 && c.quant.per_tensor && c.quant.act_quant);
+    CHECK(!strcmp(c.quant.source, "hf_quant_config.json") && !strcmp(c.quant.ignore, "lm_head"));
+    const char *pb = "{\"quantization\": {\"quant_algo\": \"FP8_PB_WO\"}}";
+    CHECK_ERR(model_config_parse_hf_quant(&c, pb, strlen(pb), "m/hf_quant_config.json"),
+              LLMRT_ERR_UNSUPPORTED,
+              "m/hf_quant_config.json: block-wise FP8 (quantization.quant_algo");
+    CHECK(!c.quant.fp8 && !c.quant.source[0]);
+    CHECK_ERR(model_config_parse_hf_quant(&c, "{}", 2, "m/hf_quant_config.json"), LLMRT_ERR_FORMAT,
+              "missing required field \"quantization\"");
+}
+
 int main(void) {
     RUN(test_real_cards);
     RUN(test_gemma_details);
@@ -334,6 +392,7 @@ int main(void) {
     RUN(test_qwen_sliding);
     RUN(test_malformed);
     RUN(test_hostile_values);
+    RUN(test_quantization_config);
     RUN(test_attention_scale_range);
     RUN(test_unreadable);
     return test_summary();

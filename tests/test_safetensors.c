@@ -213,6 +213,31 @@ static void test_valid_empty_header(void) {
     safetensors_free(m);
 }
 
+/* An F8_E4M3 tensor (a pre-quantized checkpoint's weight) opens with its bytes as stored; it is
+ * read only as stored, since a value means nothing without the scale the loader applies. */
+static void test_fp8_tensor(void) {
+    const char *header = "{\"w\":{\"dtype\":\"F8_E4M3\",\"shape\":[2,3],\"data_offsets\":[0,6]}}";
+    const unsigned char codes[6] = {0x38, 0xb8, 0x7e,
+                                    0x00, 0x01, 0x40}; /* 1, -1, 448, 0, 2^-9, 2 */
+    const char *dir = test_tmpdir("st-fp8");
+    char path[512];
+    write_st(join(path, sizeof path, dir, "model.safetensors"), header, codes, sizeof codes);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (!m) return;
+    const st_tensor *w = safetensors_find(m, "w");
+    CHECK(w && w->dt == DT_F8E4M3 && w->nbytes == 6);
+    unsigned char raw[6] = {0};
+    CHECK_OK(safetensors_read_as(m, w, raw, DT_F8E4M3, 0));
+    CHECK(memcmp(raw, codes, 6) == 0);
+    CHECK(fp8e4m3_to_f32(raw[2]) == 448.0f && fp8e4m3_to_f32(raw[1]) == -1.0f);
+    float out[6];
+    CHECK_ERR(safetensors_read_as(m, w, out, DT_F32, 0), LLMRT_ERR_INVALID,
+              "tensor 'w' is F8_E4M3: it is read as stored (with its scale), not converted to F32");
+    CHECK_ERR(safetensors_read_as(m, w, raw, DT_F8E4M3, 1), LLMRT_ERR_INVALID, "or transposed");
+    safetensors_free(m);
+}
+
 /* ---- malformed single files ---- */
 
 static void test_bad_size_and_header(void) {
@@ -302,8 +327,8 @@ static void test_bad_entries(void) {
 static void test_bad_dtypes(void) {
     BAD("{\"ids\": {\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
         LLMRT_ERR_UNSUPPORTED, "tensor 'ids' has dtype I64");
-    BAD("{\"q\": {\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
-        LLMRT_ERR_UNSUPPORTED, "tensor 'q' has dtype F8_E4M3");
+    BAD("{\"q\": {\"dtype\":\"F8_E5M2\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
+        LLMRT_ERR_UNSUPPORTED, "tensor 'q' has dtype F8_E5M2");
     BAD("{\"mask\": {\"dtype\":\"BOOL\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
         LLMRT_ERR_UNSUPPORTED, "tensor 'mask' has dtype BOOL");
     BAD("{\"d\": {\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
@@ -794,6 +819,7 @@ int main(void) {
     RUN(test_valid_file);
     RUN(test_valid_memory_and_dir);
     RUN(test_valid_empty_header);
+    RUN(test_fp8_tensor);
     RUN(test_bad_size_and_header);
     RUN(test_bad_entries);
     RUN(test_bad_dtypes);

@@ -153,7 +153,9 @@ void llmrt_model_get_info(const llmrt_model *m, llmrt_model_info *out) {
                               .bos_id = c->bos_id,
                               .eos_ids = c->eos_ids,
                               .n_eos = c->n_eos,
-                              .has_tokenizer = m->tok.t != NULL};
+                              .has_tokenizer = m->tok.t != NULL,
+                              .checkpoint_quant = c->quant.desc,
+                              .checkpoint_act_quant = c->quant.act_quant};
 }
 
 llmrt_status llmrt_model_check_ids(const llmrt_model *m, const int32_t *ids, size_t n) {
@@ -284,11 +286,14 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
     model_load_opts lo = {.verbose = o.verbose,
                           .reserve_bytes = actb + (o.kv_fraction > 0 ? 0 : kvb),
                           .quant = quant_dtype[o.quant]};
-    if (s == LLMRT_OK && o.quant != LLMRT_QUANT_NONE && kind != BACKEND_CPU && p == DT_F32)
+    const bool fp8_ckpt = m->cfg.quant.fp8;
+    if (s == LLMRT_OK && (o.quant != LLMRT_QUANT_NONE || fp8_ckpt) && kind != BACKEND_CPU &&
+        p == DT_F32)
         s = err_set(LLMRT_ERR_INVALID,
-                    "%s weights on %s run with FP16 or BF16 activations, not FP32: choose "
+                    "%s weights%s on %s run with FP16 or BF16 activations, not FP32: choose "
                     "--precision BF16 or FP16",
-                    llmrt_quant_name(o.quant), m->device);
+                    fp8_ckpt ? "fp8" : llmrt_quant_name(o.quant),
+                    fp8_ckpt ? " (the checkpoint's)" : "", m->device);
     if (s == LLMRT_OK) s = model_load(&m->m, &m->cfg, m->path, m->be, &lo);
     if (s == LLMRT_OK && o.kv_fraction > 0) s = kv_bytes_of_fraction(m->be, o.kv_fraction, actb, kvb, &eo);
     if (s == LLMRT_OK) s = engine_create(&m->e, m->m, &eo);
@@ -329,6 +334,7 @@ void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out) {
                                        : LLMRT_QUANT_NONE;
     out->bytes_per_weight = w->matrix_params ? (double)w->matrix_bytes / (double)w->matrix_params : 0;
     out->quant_ms = w->quant_ms;
+    out->from_checkpoint = w->from_checkpoint;
 }
 
 double llmrt_model_load_ms(const llmrt_model *m) {

@@ -104,6 +104,7 @@ static llmrt_status run_llmrt(engine *e, const bench_point *p, bench_report *rep
         rep->bytes_per_weight =
             w->matrix_params ? (double)w->matrix_bytes / (double)w->matrix_params : NAN;
         rep->quant_ms = w->quant_ms;
+        rep->quant_from_checkpoint = w->from_checkpoint;
         if (n_steps > 0) {
             r->step_mb = bytes / 1e6;
             r->achieved_gbs = bytes / (r->decode_med_ms / 1e3) / 1e9;
@@ -274,7 +275,12 @@ char *bench_report_text(const bench_report *rep) {
             "bytes per decode step: weights %.3f MB + KV cache %.3f MB (mean over the decode "
             "steps)\n",
             rep->weights_mb, rep->kv_mb);
-    if (dtype_quantized(rep->weight_dtype))
+    if (rep->quant_from_checkpoint)
+        fprintf(f,
+                "weights: FP8 E4M3 (per-channel scales) as stored in the checkpoint, %.2f "
+                "bytes/weight\n",
+                rep->bytes_per_weight);
+    else if (dtype_quantized(rep->weight_dtype))
         fprintf(f, "weights: %s (per-channel scales), %.2f bytes/weight, quantized in %.2f s\n",
                 rep->weight_dtype == DT_F8E4M3 ? "FP8 E4M3" : "INT8", rep->bytes_per_weight,
                 rep->quant_ms / 1e3);
@@ -308,6 +314,7 @@ char *bench_report_json(const bench_report *rep) {
     json_object_set_new(cfg, "quant_format", json_string(quant_format_name(rep->weight_dtype)));
     json_object_set_new(cfg, "bytes_per_weight", json_real(rep->bytes_per_weight));
     json_object_set_new(cfg, "quant_ms", json_real(rep->quant_ms));
+    json_object_set_new(cfg, "quant_from_checkpoint", json_boolean(rep->quant_from_checkpoint));
     json_object_set_new(cfg, "cache", json_string(rep->o.no_cache ? "none" : "static"));
     json_object_set_new(cfg, "isl", json_integer(p->isl));
     json_object_set_new(cfg, "num_tokens", json_integer(p->num_tokens));

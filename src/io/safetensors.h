@@ -21,7 +21,7 @@ enum { ST_MAX_DIMS = 8 };
  * instead, which fail with "file shrank while loading: <path>". */
 typedef struct st_tensor {
     const char *name;           /* "model.layers.0.self_attn.q_proj.weight" */
-    dtype dt;                   /* F32, F16 or BF16: other dtypes are refused at open */
+    dtype dt;                   /* F32, F16, BF16 or F8_E4M3: other dtypes are refused at open */
     int n_dims;                 /* 0 .. ST_MAX_DIMS */
     int64_t shape[ST_MAX_DIMS]; /* [n_dims], row-major, each >= 0; unused entries are 0 */
     const void *data;           /* [nbytes], read-only (a private file mapping) */
@@ -65,7 +65,9 @@ llmrt_status safetensors_read(const st_model *m, const st_tensor *t, size_t offs
 
 /* Reads all of t into dst converted to dtype dt (dtype_convert over safetensors_read, through a
  * small bounce buffer; a plain read when dt == t->dt). With transpose, t must be 2-D [rows, cols]
- * and dst receives [cols, rows]. dst holds numel * dtype_size(dt) bytes and needs no alignment. */
+ * and dst receives [cols, rows]. dst holds numel * dtype_size(dt) bytes and needs no alignment.
+ * An F8_E4M3 tensor is only read as stored (dt F8_E4M3, no transpose): its values mean something
+ * only with its scale, which the caller applies (LLMRT_ERR_INVALID otherwise). */
 llmrt_status safetensors_read_as(const st_model *m, const st_tensor *t, void *dst, dtype dt,
                                  int transpose);
 

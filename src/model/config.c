@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/file.h"
 #include "model/model.h"
@@ -199,6 +200,285 @@ static llmrt_status cfg_float_range(const cfg_reader *r, const char *key, double
         return err_set(LLMRT_ERR_FORMAT,
                        "%s: \"%s\" = %g is outside float32's range (%g to %g; 0 turns it off)",
                        r->path, key, v, (double)FLT_MIN, (double)FLT_MAX);
+    return LLMRT_OK;
+}
+
+/* ---- quantization_config: how a pre-quantized checkpoint stores its weights ---- */
+
+/* What llmrt reads, for the messages refusing the rest. */
+#define QUANT_ACCEPTED                                                                             \
+    "llmrt reads FP8 E4M3 checkpoints with one scale per output channel or per tensor "            \
+    "(compressed-tensors float-quantized, ModelOpt FP8, fp8 without weight_block_size), or "       \
+    "quantizes a 16-bit checkpoint itself (--quant_format fp8|int8)"
+
+/* A field of a quantization object, named in messages as <where>.<key>; absent or null gives
+ * the default. */
+static llmrt_status q_str(const cfg_reader *r, json_t *o, const char *where, const char *key,
+                          const char *dflt, const char **out) {
+    json_t *v = json_object_get(o, key);
+    *out = dflt;
+    if (!v || json_is_null(v)) return LLMRT_OK;
+    if (!json_is_string(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s must be a string", r->path, where, key);
+    *out = json_string_value(v);
+    return LLMRT_OK;
+}
+
+static llmrt_status q_int(const cfg_reader *r, json_t *o, const char *where, const char *key,
+                          json_int_t dflt, json_int_t *out) {
+    json_t *v = json_object_get(o, key);
+    *out = dflt;
+    if (!v || json_is_null(v)) return LLMRT_OK;
+    if (!json_is_integer(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s must be an integer", r->path, where, key);
+    *out = json_integer_value(v);
+    return LLMRT_OK;
+}
+
+/* The object at o[key], or NULL when absent or null; another type is an error. */
+static llmrt_status q_obj(const cfg_reader *r, json_t *o, const char *where, const char *key,
+                          json_t **out) {
+    json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v || json_is_null(v)) return LLMRT_OK;
+    if (!json_is_object(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s must be an object", r->path, where, key);
+    *out = v;
+    return LLMRT_OK;
+}
+
+/* Appends a list of module names (ignore, exclude_modules...) to q->ignore, for messages. */
+static llmrt_status q_ignore(const cfg_reader *r, json_t *o, const char *where, const char *key,
+                             ckpt_quant *q) {
+    json_t *list = json_object_get(o, key);
+    if (!list || json_is_null(list)) return LLMRT_OK;
+    if (!json_is_array(list))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s must be a list of module names", r->path, where,
+                       key);
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        if (!json_is_string(e))
+            return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s[%zu] must be a string", r->path, where, key,
+                           i);
+        size_t at = strlen(q->ignore);
+        snprintf(q->ignore + at, sizeof q->ignore - at, "%s%s", at ? ", " : "",
+                 json_string_value(e));
+    }
+    if (strlen(q->ignore) == sizeof q->ignore - 1)
+        memcpy(q->ignore + sizeof q->ignore - 4, "...", 4);
+    return LLMRT_OK;
+}
+
+/* The refusal of block-wise scales, which one scale per row cannot hold without requantizing. */
+static llmrt_status q_refuse_blocks(const cfg_reader *r, const char *field, json_t *blocks) {
+    char b[48] = "";
+    if (json_is_array(blocks) && json_array_size(blocks) == 2)
+        snprintf(b, sizeof b, " [%lld, %lld]",
+                 (long long)json_integer_value(json_array_get(blocks, 0)),
+                 (long long)json_integer_value(json_array_get(blocks, 1)));
+    else if (json_is_string(blocks))
+        snprintf(b, sizeof b, " %.40s", json_string_value(blocks));
+    return err_set(LLMRT_ERR_UNSUPPORTED,
+                   "%s: block-wise FP8 (%s%s) is not supported yet: llmrt holds one scale per "
+                   "output channel",
+                   r->path, field, b);
+}
+
+/* One compressed-tensors config group's "weights" (QuantizationArgs, with its defaults: num_bits
+ * 8, type "int", symmetric, static, strategy from group_size: none "tensor", -1 "channel", > 0
+ * "group"). */
+static llmrt_status q_ct_weights(const cfg_reader *r, json_t *w, const char *where, ckpt_quant *q) {
+    char wh[160], field[192];
+    snprintf(wh, sizeof wh, "%s.weights", where);
+    json_int_t bits, group;
+    const char *type, *strategy;
+    TRY(q_int(r, w, wh, "num_bits", 8, &bits));
+    TRY(q_str(r, w, wh, "type", "int", &type));
+    TRY(q_int(r, w, wh, "group_size", 0, &group));
+    TRY(q_str(r, w, wh, "strategy", NULL, &strategy));
+    if (strcmp(type, "float") != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.type is \"%s\" (%lld-bit integer weights): " QUANT_ACCEPTED, r->path,
+                       wh, type, (long long)bits);
+    if (bits != 8)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.num_bits is %lld: llmrt reads 8-bit float (FP8 E4M3) weights",
+                       r->path, wh, (long long)bits);
+    bool symmetric = true;
+    TRY(cfg_bool(r, w, "symmetric", &symmetric, true));
+    if (!symmetric)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.symmetric is false: weights with zero points are not supported",
+                       r->path, wh);
+    json_t *dyn = json_object_get(w, "dynamic"), *act = json_object_get(w, "actorder");
+    if (dyn && !json_is_null(dyn) && !json_is_false(dyn))
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.dynamic must be false: the weights must be stored quantized",
+                       r->path, wh);
+    if (act && !json_is_null(act) && !json_is_false(act))
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.actorder is set: reordered (GPTQ activation-order) weights are not "
+                       "supported",
+                       r->path, wh);
+    json_t *blocks = json_object_get(w, "block_structure"), *gs = json_object_get(w, "group_size");
+    const bool has_group = gs && !json_is_null(gs);
+    if (has_group && group != -1 && group <= 0)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: %s.group_size %lld is invalid (> 0: groups of inputs, -1: channels)",
+                       r->path, wh, (long long)group);
+    if (!strategy) /* as compressed-tensors infers it */
+        strategy = !has_group ? "tensor" : group == -1 ? "channel" : "group";
+    snprintf(field, sizeof field, "%s.block_structure", wh);
+    if (!strcmp(strategy, "block")) return q_refuse_blocks(r, field, blocks);
+    if (!strcmp(strategy, "group") || !strcmp(strategy, "tensor_group"))
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: group-wise FP8 (%s.strategy \"%s\", group_size %lld) is not supported "
+                       "yet: llmrt holds one scale per output channel",
+                       r->path, wh, strategy, (long long)group);
+    if (strcmp(strategy, "channel") != 0 && strcmp(strategy, "tensor") != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.strategy \"%s\" is not supported (channel or tensor)", r->path, wh,
+                       strategy);
+    if (has_group && (group != -1 || strcmp(strategy, "channel") != 0))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.group_size %lld does not go with strategy \"%s\"",
+                       r->path, wh, (long long)group, strategy);
+    if (blocks && !json_is_null(blocks))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.block_structure is set but strategy is \"%s\"",
+                       r->path, wh, strategy);
+    if (!strcmp(strategy, "channel"))
+        q->per_channel = true;
+    else
+        q->per_tensor = true;
+    return LLMRT_OK;
+}
+
+/* compressed-tensors (llm-compressor): config_groups of {targets, weights, input_activations,
+ * output_activations, format}, a format for all groups, ignore, kv_cache_scheme. */
+static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_quant *q) {
+    const char *W = "quantization_config", *fmt;
+    json_t *groups, *sparsity, *transform, *kv;
+    TRY(q_str(r, qc, W, "format", NULL, &fmt));
+    TRY(q_obj(r, qc, W, "sparsity_config", &sparsity));
+    TRY(q_obj(r, qc, W, "transform_config", &transform));
+    TRY(q_obj(r, qc, W, "config_groups", &groups));
+    const char *sfmt = NULL;
+    if (sparsity)
+        TRY(q_str(r, sparsity, "quantization_config.sparsity_config", "format", NULL, &sfmt));
+    if (sfmt && strcmp(sfmt, "dense") != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.sparsity_config.format \"%s\": sparse weights are "
+                       "not supported",
+                       r->path, sfmt);
+    if (transform && json_object_size(transform) > 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.transform_config is set: transformed (rotated) "
+                       "weights are not supported",
+                       r->path);
+    if (!groups || json_object_size(groups) == 0)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: quantization_config.config_groups is missing or empty", r->path);
+    const char *name;
+    json_t *g;
+    json_object_foreach(groups, name, g) {
+        char where[128];
+        snprintf(where, sizeof where, "quantization_config.config_groups.%.60s", name);
+        if (!json_is_object(g))
+            return err_set(LLMRT_ERR_FORMAT, "%s: %s must be an object", r->path, where);
+        const char *gfmt;
+        TRY(q_str(r, g, where, "format", fmt, &gfmt));
+        if (!gfmt)
+            return err_set(LLMRT_ERR_FORMAT, "%s: quantization_config.format is missing", r->path);
+        if (strcmp(gfmt, "float-quantized") != 0 && strcmp(gfmt, "naive-quantized") != 0)
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: %s.format \"%s\" is not supported: " QUANT_ACCEPTED, r->path,
+                           gfmt == fmt ? W : where, gfmt);
+        json_t *w, *in, *out;
+        TRY(q_obj(r, g, where, "weights", &w));
+        TRY(q_obj(r, g, where, "input_activations", &in));
+        TRY(q_obj(r, g, where, "output_activations", &out));
+        if (!w)
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: %s.weights is missing: llmrt reads checkpoints whose weights are "
+                           "quantized (it runs weight-only)",
+                           r->path, where);
+        TRY(q_ct_weights(r, w, where, q));
+        if (in || out) q->act_quant = true;
+    }
+    TRY(q_obj(r, qc, W, "kv_cache_scheme", &kv));
+    if (kv) q->act_quant = true;
+    TRY(q_ignore(r, qc, W, "ignore", q));
+    snprintf(q->desc, sizeof q->desc, "compressed-tensors %s, %s", fmt ? fmt : "",
+             q->per_channel && q->per_tensor ? "per-channel and per-tensor scales"
+             : q->per_channel                ? "per-channel scales"
+                                             : "per-tensor scales");
+    return LLMRT_OK;
+}
+
+/* ModelOpt: {"quant_algo", "exclude_modules" | "ignore", "kv_cache_quant_algo" |
+ * "kv_cache_scheme"} in hf_quant_config.json's "quantization" or config.json's
+ * quantization_config. quant_algo null: only the KV cache is quantized. */
+static llmrt_status q_modelopt(const cfg_reader *r, json_t *o, const char *where,
+                               const char *exclude_key, const char *kv_key, ckpt_quant *q) {
+    const char *algo;
+    TRY(q_str(r, o, where, "quant_algo", NULL, &algo));
+    json_t *kv = json_object_get(o, kv_key);
+    q->act_quant = kv && !json_is_null(kv);
+    TRY(q_ignore(r, o, where, exclude_key, q));
+    char field[96];
+    snprintf(field, sizeof field, "%s.quant_algo \"%.20s\", 128x128 blocks", where,
+             algo ? algo : "");
+    if (!algo) {
+        snprintf(q->desc, sizeof q->desc, "ModelOpt, weights not quantized");
+    } else if (!strcasecmp(algo, "FP8")) {
+        q->per_tensor = q->act_quant = true; /* static per-tensor input scales */
+        snprintf(q->desc, sizeof q->desc, "ModelOpt FP8, per-tensor scales");
+    } else if (!strcasecmp(algo, "FP8_PER_CHANNEL_PER_TOKEN")) {
+        q->per_channel = q->act_quant = true; /* activations quantized per token on the fly */
+        snprintf(q->desc, sizeof q->desc, "ModelOpt FP8_PER_CHANNEL_PER_TOKEN, per-channel scales");
+    } else if (!strcasecmp(algo, "FP8_PB_WO")) {
+        return q_refuse_blocks(r, field, NULL);
+    } else {
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.quant_algo \"%s\" is not supported: " QUANT_ACCEPTED, r->path, where,
+                       algo);
+    }
+    return LLMRT_OK;
+}
+
+/* config.json "quantization_config" into c->quant (all zero when absent or null). */
+static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
+    json_t *qc;
+    memset(q, 0, sizeof *q);
+    TRY(q_obj(r, r->root, "config.json", "quantization_config", &qc));
+    if (!qc) return LLMRT_OK;
+    const char *method;
+    TRY(q_str(r, qc, "quantization_config", "quant_method", NULL, &method));
+    if (!method)
+        return err_set(LLMRT_ERR_FORMAT, "%s: quantization_config.quant_method is missing",
+                       r->path);
+    snprintf(q->source, sizeof q->source, "config.json");
+    if (!strcmp(method, "compressed-tensors")) {
+        TRY(q_compressed_tensors(r, qc, q));
+    } else if (!strncmp(method, "modelopt", 8)) {
+        TRY(q_modelopt(r, qc, "quantization_config", "ignore", "kv_cache_scheme", q));
+    } else if (!strcmp(method, "fp8")) {
+        /* transformers' FineGrainedFP8 (block scales, weight_scale_inv), or vLLM / AutoFP8's
+         * per-tensor weight_scale when there is no weight_block_size */
+        json_t *blocks = json_object_get(qc, "weight_block_size");
+        if (blocks && !json_is_null(blocks))
+            return q_refuse_blocks(r, "quantization_config.weight_block_size", blocks);
+        q->per_tensor = q->act_quant = true; /* activation_scheme static or dynamic */
+        TRY(q_ignore(r, qc, "quantization_config", "ignored_layers", q));
+        TRY(q_ignore(r, qc, "quantization_config", "modules_to_not_convert", q));
+        snprintf(q->desc, sizeof q->desc, "fp8, per-tensor scales");
+    } else {
+        return err_set(
+            LLMRT_ERR_UNSUPPORTED,
+            "%s: quantization_config.quant_method \"%s\" is not supported: " QUANT_ACCEPTED,
+            r->path, method);
+    }
+    q->fp8 = q->per_channel || q->per_tensor;
     return LLMRT_OK;
 }
 
@@ -443,7 +723,7 @@ static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
 
     TRY(cfg_int(r, o, KEYS("bos_token_id"), &c->bos_id, -1, 0, -1, 1 << 24));
     TRY(eos_read(r->path, json_object_get(o, "eos_token_id"), c));
-    return LLMRT_OK;
+    return q_read(r, &c->quant);
 }
 
 llmrt_status model_config_parse(model_config *c, const char *json, size_t len, const char *path,
@@ -478,23 +758,60 @@ llmrt_status model_config_parse(model_config *c, const char *json, size_t len, c
     return LLMRT_OK;
 }
 
+llmrt_status model_config_parse_hf_quant(model_config *c, const char *json, size_t len,
+                                         const char *path) {
+    cfg_reader r = {.path = path};
+    TRY(json_parse_object(json, len, path, &r.root));
+    ckpt_quant *q = &c->quant;
+    memset(q, 0, sizeof *q);
+    json_t *o;
+    llmrt_status s = q_obj(&r, r.root, "hf_quant_config.json", "quantization", &o);
+    if (s == LLMRT_OK && !o)
+        s = err_set(LLMRT_ERR_FORMAT, "%s: missing required field \"quantization\"", path);
+    if (s == LLMRT_OK)
+        s = q_modelopt(&r, o, "quantization", "exclude_modules", "kv_cache_quant_algo", q);
+    json_decref(r.root);
+    if (s != LLMRT_OK) {
+        memset(q, 0, sizeof *q);
+        return s;
+    }
+    snprintf(q->source, sizeof q->source, "hf_quant_config.json");
+    q->fp8 = q->per_channel || q->per_tensor;
+    return LLMRT_OK;
+}
+
+/* Reads an optional file of dir into *text (NULL when absent); a FIFO or folder there is an
+ * error naming it. */
+static llmrt_status read_optional(const char *dir, const char *name, char *path, size_t n,
+                                  char **text, size_t *len) {
+    *text = NULL;
+    *len = 0;
+    TRY(path_join(path, n, dir, name));
+    if (!path_present(path)) return LLMRT_OK;
+    TRY(path_check(path, 0));
+    return file_read_all(path, text, len);
+}
+
 llmrt_status model_config_load(model_config *c, const char *dir) {
     memset(c, 0, sizeof *c);
-    char path[1100], gpath[1100];
+    char path[1100], gpath[1100], qpath[1100];
     TRY(path_check(dir, 1)); /* what is (not) there: missing, a file, a loop, no permission */
     TRY(path_join(path, sizeof path, dir, "config.json"));
-    TRY(path_join(gpath, sizeof gpath, dir, "generation_config.json"));
     TRY(path_check(path, 0));
-    char *text = NULL, *gen = NULL;
-    size_t len = 0, glen = 0;
+    char *text = NULL, *gen = NULL, *hfq = NULL;
+    size_t len = 0, glen = 0, qlen = 0;
     llmrt_status s = file_read_all(path, &text, &len);
-    if (s == LLMRT_OK && path_present(gpath)) { /* optional; but a FIFO or folder there is named */
-        s = path_check(gpath, 0);
-        if (s == LLMRT_OK) s = file_read_all(gpath, &gen, &glen);
-    }
+    if (s == LLMRT_OK)
+        s = read_optional(dir, "generation_config.json", gpath, sizeof gpath, &gen, &glen);
     if (s == LLMRT_OK) s = model_config_parse(c, text, len, path, gen, glen, gpath);
+    /* ModelOpt writes hf_quant_config.json (older exports: only there); config.json's
+     * quantization_config, when present, says the same and wins */
+    if (s == LLMRT_OK && !c->quant.source[0])
+        s = read_optional(dir, "hf_quant_config.json", qpath, sizeof qpath, &hfq, &qlen);
+    if (s == LLMRT_OK && hfq) s = model_config_parse_hf_quant(c, hfq, qlen, qpath);
     free(text);
     free(gen);
+    free(hfq);
     return s;
 }
 

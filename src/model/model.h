@@ -27,6 +27,22 @@ typedef struct rope_config {
     double original_max_pos; /* llama3 */
 } rope_config;
 
+/* How a pre-quantized checkpoint stores its weights, from config.json "quantization_config"
+ * (compressed-tensors, ModelOpt, fp8) or ModelOpt's hf_quant_config.json. llmrt reads FP8 E4M3
+ * weights with one scale per output channel or per tensor; every other scheme is refused when
+ * the config is read. Which matrices are FP8 is read from each tensor's dtype (the modules the
+ * config leaves out are stored in 16 bits). */
+typedef struct ckpt_quant {
+    bool fp8;         /* layer matrices may be F8_E4M3, each with a "<name>.weight_scale" */
+    bool per_channel; /* a scale may be per output channel: [out, 1] or [out] */
+    bool per_tensor;  /* a scale may be one for the tensor: [] or [1] */
+    bool act_quant;   /* it also quantizes activations or the KV cache (input_scale, k_scale...):
+                         llmrt runs weight-only and ignores those */
+    char desc[96];    /* "compressed-tensors float-quantized, per-channel" (messages) */
+    char ignore[160]; /* the modules it leaves unquantized, joined ("lm_head"); "" if none */
+    char source[24];  /* the file it was read from: "config.json" or "hf_quant_config.json" */
+} ckpt_quant;
+
 /* A config.json resolved against its architecture. Every field is set (defaults applied). */
 typedef struct model_config {
     const arch_desc *arch;
@@ -54,14 +70,20 @@ typedef struct model_config {
     int eos_ids[MODEL_MAX_EOS];           /* from generation_config.json, else config.json */
     int n_eos;
     dtype ckpt_dtype; /* torch_dtype / dtype of the checkpoint */
+    ckpt_quant quant; /* all zero when the checkpoint is not quantized */
 } model_config;
 
-/* Reads <dir>/config.json (both dialects) and <dir>/generation_config.json if present. */
+/* Reads <dir>/config.json (both dialects), <dir>/generation_config.json if present, and
+ * <dir>/hf_quant_config.json (ModelOpt) if present and config.json has no quantization_config. */
 llmrt_status model_config_load(model_config *c, const char *dir);
 /* The same from the files' text (gen_json NULL: no generation_config.json); the paths name the
  * files in messages. */
 llmrt_status model_config_parse(model_config *c, const char *json, size_t len, const char *path,
                                 const char *gen_json, size_t gen_len, const char *gen_path);
+/* Reads ModelOpt's hf_quant_config.json ({"quantization": {"quant_algo", "exclude_modules"...}})
+ * into c->quant; called after model_config_parse when config.json has no quantization_config. */
+llmrt_status model_config_parse_hf_quant(model_config *c, const char *json, size_t len,
+                                         const char *path);
 
 /* The RoPE inverse frequencies [dim / 2] of r, as transformers computes them (in float32);
  * model_config_load has checked that they are finite. */
@@ -83,7 +105,9 @@ typedef struct model_weights {
     void *block;  /* the one backend allocation all weights live in */
     size_t bytes; /* its size */
     dtype quant;  /* DT_F8E4M3 or DT_I8: the layer matrices are quantized to it; else F32 */
-    double quant_ms;      /* time spent quantizing on load */
+    bool from_checkpoint; /* some layer matrices were stored FP8 in the checkpoint and are kept
+                             as they are (a pre-quantized checkpoint) */
+    double quant_ms;      /* time spent quantizing on load (0 for matrices read as stored) */
     size_t matrix_params; /* values of the layer matrices (bytes per weight = their bytes /
                              this) */
     size_t matrix_bytes;  /* bytes of the layer matrices, scales included */
@@ -102,7 +126,9 @@ typedef struct model_load_opts {
                              counted in the fits-on-device check */
     dtype quant; /* DT_F8E4M3 or DT_I8: quantize the layer matrices (q/k/v, o, gate/up, down)
                     to it, one scale per output row, as they load; F32 (zeroed): none.
-                    Embeddings and the LM head stay in the precision. */
+                    Embeddings and the LM head stay in the precision. Matrices a pre-quantized
+                    checkpoint stores FP8 load as they are (with F32 or F8_E4M3 here; I8 is
+                    refused: it would quantize them twice). */
 } model_load_opts;
 
 /* Bytes the weights of the checkpoint in dir take on a backend storing matrices in `precision`

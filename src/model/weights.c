@@ -9,6 +9,11 @@
  * Quantized loading (--quant_format fp8|int8): the layer matrices are read as F32, quantized
  * row by row (quantize_row: one scale per output channel, threads over rows) and uploaded as
  * bytes plus a F32 scale vector; the time it takes is kept in model_weights.quant_ms.
+ *
+ * Pre-quantized checkpoints (model_config.quant): a layer matrix stored F8_E4M3 is uploaded as
+ * its bytes, with its "<name>.weight_scale" (one per row, or one per tensor copied to each row)
+ * widened to F32: nothing is requantized. An FP8 embedding or LM head is dequantized into the
+ * precision, as those are never quantized.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -89,17 +94,151 @@ static llmrt_status ld_read(const loader *L, void *dst, dtype dt, const st_tenso
     return safetensors_read_as(L->st, t, dst, dt, transpose);
 }
 
+/* ---- FP8 tensors of pre-quantized checkpoints ---- */
+
+/* Checks that the checkpoint says how to read t, an F8_E4M3 tensor. */
+static llmrt_status ld_fp8_allowed(const loader *L, const st_tensor *t) {
+    const model_config *c = &L->m->cfg;
+    if (!c->quant.fp8)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: tensor \"%s\" is F8_E4M3 but %s does not say how the checkpoint is "
+                       "quantized (no FP8 quantization_config, no hf_quant_config.json)",
+                       t->file, t->name, c->quant.source[0] ? c->quant.source : "config.json");
+    if (c->arch->conv1d)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: tensor \"%s\" is F8_E4M3: FP8 checkpoints of %s (Conv1D matrices, "
+                       "stored [in, out]) are not supported",
+                       t->file, t->name, c->model_type);
+    return LLMRT_OK;
+}
+
+/* The scale of the F8_E4M3 tensor t ("<module>.weight" -> "<module>.weight_scale"), its shape
+ * checked against what the config allows for a matrix of `rows` rows; with out (filling pass),
+ * its values as F32 per row, each finite and > 0. */
+static llmrt_status ld_fp8_scales(loader *L, const st_tensor *t, int64_t rows, float *out) {
+    const ckpt_quant *q = &L->m->cfg.quant;
+    char name[300];
+    size_t len = strlen(t->name);
+    if (len < 7 || strcmp(t->name + len - 7, ".weight") != 0)
+        return err_set(LLMRT_ERR_FORMAT, "%s: F8_E4M3 tensor \"%s\" is not a \".weight\"", t->file,
+                       t->name);
+    snprintf(name, sizeof name, "%s_scale", t->name);
+    const st_tensor *s = safetensors_find(L->st, name);
+    if (!s)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: tensor \"%s\" is missing: the F8_E4M3 tensor \"%s\" needs it (%s)",
+                       L->m->dir, name, t->name, q->desc);
+    const int64_t *d = s->shape;
+    const bool channel = (s->n_dims == 2 && d[0] == rows && d[1] == 1) ||
+                         (s->n_dims == 1 && d[0] == rows),
+               tensor = s->n_dims == 0 || (s->n_dims == 1 && d[0] == 1);
+    if (!((q->per_channel && channel) || (q->per_tensor && tensor))) {
+        char got[64] = "[", want[96];
+        for (int i = 0; i < s->n_dims; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
+                     (long long)d[i]);
+        strcat(got, "]");
+        snprintf(want, sizeof want, "%s%s%s",
+                 q->per_channel ? "per-channel [rows, 1] or [rows]" : "",
+                 q->per_channel && q->per_tensor ? ", or " : "",
+                 q->per_tensor ? "per-tensor [] or [1]" : "");
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: tensor \"%s\" has shape %s; the scale of the %lld-row \"%s\" must be "
+                       "%s (%s)",
+                       s->file, name, got, (long long)rows, t->name, want, q->desc);
+    }
+    if (dtype_quantized(s->dt))
+        return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is %s; a scale is F32, BF16 or F16",
+                       s->file, name, dtype_name(s->dt));
+    if (!out) return LLMRT_OK;
+    TRY(safetensors_read_as(L->st, s, out, DT_F32, 0));
+    const int64_t n = channel ? rows : 1;
+    for (int64_t r = 0; r < n; r++)
+        if (!(isfinite(out[r]) && out[r] > 0))
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: tensor \"%s\" holds %g at [%lld]: a scale must be finite and > 0",
+                           s->file, name, (double)out[r], (long long)r);
+    for (int64_t r = n; r < rows; r++)
+        out[r] = out[0];
+    return LLMRT_OK;
+}
+
+/* A layer matrix stored F8_E4M3: the n parts' bytes stacked by rows, as stored, and their scales
+ * row by row. */
+static llmrt_status ld_matrix_fp8(loader *L, bweight *w, int n, const st_tensor *const *parts,
+                                  const int64_t *rows, int64_t total, int64_t cols) {
+    *w = (bweight){.dt = DT_F8E4M3, .rows = total, .cols = cols};
+    const size_t bytes = (size_t)(total * cols), s_at = (bytes + 255) / 256 * 256;
+    void *dev;
+    TRY(ld_place(L, bytes, &w->data));
+    TRY(ld_place(L, (size_t)total * 4, &dev));
+    w->scale = dev;
+    for (int i = 0; i < n; i++)
+        TRY(ld_fp8_scales(L, parts[i], rows[i], NULL));
+    L->m->w.matrix_params += bytes;
+    L->m->w.matrix_bytes += bytes + (size_t)total * 4;
+    L->m->w.quant = DT_F8E4M3;
+    L->m->w.from_checkpoint = true;
+    if (!L->filling) return LLMRT_OK;
+    TRY(ld_stage(L, s_at + (size_t)total * 4));
+    float *scales = (float *)(L->stage + s_at);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        TRY(ld_read(L, L->stage + at, DT_F8E4M3, parts[i], 0));
+        TRY(ld_fp8_scales(L, parts[i], rows[i], scales));
+        at += (size_t)(rows[i] * cols);
+        scales += rows[i];
+    }
+    TRY(L->be->ops->upload(L->be, (void *)w->scale, L->stage + s_at, (size_t)total * 4));
+    return L->be->ops->upload(L->be, w->data, L->stage, bytes);
+}
+
+/* Whether the n parts of a matrix are stored F8_E4M3 (all or none: they are fused into one
+ * matrix of one type), and whether that may load as asked (quant: the load's quantization). */
+static llmrt_status ld_parts_fp8(const loader *L, int n, const st_tensor *const *parts, dtype quant,
+                                 int *fp8) {
+    *fp8 = parts[0]->dt == DT_F8E4M3;
+    for (int i = 1; i < n; i++)
+        if ((parts[i]->dt == DT_F8E4M3) != *fp8)
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: tensors \"%s\" (%s) and \"%s\" (%s) are fused into one matrix "
+                           "and must both be F8_E4M3 or neither",
+                           L->m->dir, parts[0]->name, dtype_name(parts[0]->dt), parts[i]->name,
+                           dtype_name(parts[i]->dt));
+    if (!*fp8) return LLMRT_OK;
+    TRY(ld_fp8_allowed(L, parts[0]));
+    if (dtype_quantized(quant) && quant != DT_F8E4M3)
+        return err_set(LLMRT_ERR_INVALID,
+                       "%s: tensor \"%s\" is stored FP8 (the checkpoint is quantized: %s); "
+                       "loading it as %s would quantize it a second time: use --quant_format fp8 "
+                       "or none",
+                       L->m->dir, parts[0]->name, L->m->cfg.quant.desc, dtype_name(quant));
+    return LLMRT_OK;
+}
+
+/* ---- matrices ---- */
+
+enum { LD_MAX_PARTS = 3 }; /* q, k, v */
+
 /* A matrix [sum(rows), cols] made of n parts stacked by rows (q/k/v, gate/up). With conv1d
  * each part is stored [cols, rows_i] and is transposed. quant: a quantized type to store the
- * matrix in (with its scales), or any other to store it in the precision. */
+ * matrix in (with its scales), or any other to store it in the precision. Parts stored F8_E4M3
+ * (a pre-quantized checkpoint) are kept as they are. */
 static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const char *const *pats,
                                  const int64_t *rows, int64_t cols, dtype quant) {
     const int conv = L->m->cfg.arch->conv1d;
+    const st_tensor *parts[LD_MAX_PARTS];
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t shape[2] = {conv ? cols : rows[i], conv ? rows[i] : cols};
+        TRY(ld_get(L, pats[i], layer, 2, shape, &parts[i]));
+        total += rows[i];
+    }
+    int fp8;
+    TRY(ld_parts_fp8(L, n, parts, quant, &fp8));
+    if (fp8) return ld_matrix_fp8(L, w, n, parts, rows, total, cols);
     const int q = dtype_quantized(quant);
     const dtype dt = q ? quant : L->wdt, read_dt = q ? DT_F32 : dt;
-    int64_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += rows[i];
     *w = (bweight){.dt = dt, .rows = total, .cols = cols};
     const size_t elems = (size_t)(total * cols), bytes = elems * dtype_size(dt);
     TRY(ld_place(L, bytes, &w->data));
@@ -116,10 +255,7 @@ static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const 
     L->m->w.matrix_bytes += bytes + (q ? (size_t)total * 4 : 0);
     size_t at = q ? f_at : 0;
     for (int i = 0; i < n; i++) {
-        const st_tensor *t;
-        int64_t shape[2] = {conv ? cols : rows[i], conv ? rows[i] : cols};
-        TRY(ld_get(L, pats[i], layer, 2, shape, &t));
-        if (L->filling) TRY(ld_read(L, L->stage + at, read_dt, t, conv));
+        if (L->filling) TRY(ld_read(L, L->stage + at, read_dt, parts[i], conv));
         at += (size_t)(rows[i] * cols) * dtype_size(read_dt);
     }
     if (!L->filling) return LLMRT_OK;
@@ -263,7 +399,29 @@ static llmrt_status ld_layer(loader *L, int l) {
     return LLMRT_OK;
 }
 
-/* A table read by rows ([rows, cols] in every checkpoint, Embedding or Linear). */
+/* An F8_E4M3 table t [rows, cols] into the start of the staging buffer, in the precision: each
+ * value times its row's scale. */
+static llmrt_status ld_table_dequant(loader *L, const st_tensor *t, int64_t rows, int64_t cols) {
+    const size_t n = (size_t)(rows * cols), es = dtype_size(L->wdt);
+    /* staging: [the table in the precision | the F8 bytes | scales [rows] | one F32 row] */
+    const size_t raw_at = (n * es + 255) / 256 * 256, s_at = raw_at + (n + 255) / 256 * 256,
+                 f_at = s_at + (size_t)rows * 4;
+    TRY(ld_stage(L, f_at + (size_t)cols * 4));
+    unsigned char *dst = L->stage;
+    const unsigned char *raw = L->stage + raw_at;
+    float *scales = (float *)(L->stage + s_at), *f = (float *)(L->stage + f_at);
+    TRY(ld_read(L, L->stage + raw_at, DT_F8E4M3, t, 0));
+    TRY(ld_fp8_scales(L, t, rows, scales));
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++)
+            f[c] = fp8e4m3_to_f32(raw[r * cols + c]) * scales[r];
+        dtype_convert(dst + (size_t)(r * cols) * es, L->wdt, f, DT_F32, (size_t)cols);
+    }
+    return LLMRT_OK;
+}
+
+/* A table read by rows ([rows, cols] in every checkpoint, Embedding or Linear), in the precision
+ * (an FP8 one dequantized). */
 static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t rows, int64_t cols) {
     const st_tensor *t;
     int64_t shape[2] = {rows, cols};
@@ -272,8 +430,15 @@ static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t row
     size_t bytes = (size_t)(rows * cols) * dtype_size(dt);
     *w = (bweight){.dt = dt, .rows = rows, .cols = cols};
     TRY(ld_place(L, bytes, &w->data));
+    if (t->dt == DT_F8E4M3) {
+        TRY(ld_fp8_allowed(L, t));
+        TRY(ld_fp8_scales(L, t, rows, NULL));
+    }
     if (L->filling) {
-        TRY(ld_read(L, L->stage, dt, t, 0));
+        if (t->dt == DT_F8E4M3)
+            TRY(ld_table_dequant(L, t, rows, cols));
+        else
+            TRY(ld_read(L, L->stage, dt, t, 0));
         TRY(L->be->ops->upload(L->be, w->data, L->stage, bytes));
     }
     return LLMRT_OK;
@@ -290,6 +455,7 @@ static llmrt_status ld_model(loader *L, int verbose) {
     model_weights *w = &m->w;
     L->off = 0;
     w->quant = dtype_quantized(L->qdt) ? L->qdt : DT_F32;
+    w->from_checkpoint = false;
     w->quant_ms = 0;
     w->matrix_params = w->matrix_bytes = 0;
     TRY(ld_table(L, &w->tok_embed, a->tok_embed, c->vocab, c->hidden));
@@ -396,7 +562,11 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
             bytes_str(a, sizeof a, (double)need);
             fprintf(stderr, "llmrt: loaded %s (%s, %d layers) on %s: %s of weights in %s\n", dir,
                     m->cfg.model_type, m->cfg.n_layers, be->name, a, fmt);
-            if (dtype_quantized(m->w.quant))
+            if (m->w.from_checkpoint)
+                fprintf(stderr, "llmrt: the layer matrices stored FP8 load as they are (%s%s%s)\n",
+                        c->quant.desc, c->quant.ignore[0] ? "; unquantized: " : "",
+                        c->quant.ignore);
+            if (m->w.quant_ms > 0)
                 fprintf(stderr, "llmrt: quantized the layer matrices to %s in %.2f s\n",
                         dtype_name(m->w.quant), m->w.quant_ms / 1e3);
         }
@@ -444,12 +614,19 @@ static void first_nonfinite_tensor(const char *dir, dtype precision, char *name,
         size_t es = dtype_size(t->dt), numel = 1;
         for (int d = 0; d < t->n_dims; d++)
             numel *= (size_t)t->shape[d];
+        /* an FP8 code is checked as stored (its NaN codes): times its scale, which loading
+         * checks is finite and > 0, it stays within F32, and the layer matrices stay FP8 */
+        const int fp8 = t->dt == DT_F8E4M3;
         for (size_t at = 0; at < numel && !name[0]; at += CHUNK) {
             size_t k = numel - at < CHUNK ? numel - at : CHUNK;
             if (safetensors_read(st, t, at * es, raw, k * es) != LLMRT_OK) break;
-            dtype_convert(f, DT_F32, raw, t->dt, k);
+            if (fp8)
+                for (size_t j = 0; j < k; j++)
+                    f[j] = fp8e4m3_to_f32(raw[j]);
+            else
+                dtype_convert(f, DT_F32, raw, t->dt, k);
             for (size_t j = 0; j < k; j++)
-                if (stored_nonfinite(f[j], t->n_dims, precision)) {
+                if (fp8 ? !isfinite(f[j]) : stored_nonfinite(f[j], t->n_dims, precision)) {
                     snprintf(name, n, "%s", t->name);
                     *value = f[j];
                     break;

@@ -1,13 +1,17 @@
 /* fuzz_config.c — libFuzzer harness: any bytes as config.json and generation_config.json (see
  * README.md).
  *
- * The input is split at its first NUL byte: before it config.json, after it
- * generation_config.json (absent when there is no NUL). A parse that fails must leave a message
- * naming one of the two files; a config that parses must hold what the engine relies on: sizes
+ * The input is split at its NUL bytes: config.json, then generation_config.json (absent when
+ * there is no NUL), then ModelOpt's hf_quant_config.json (absent when there is no second NUL;
+ * read when config.json has no quantization_config, as model_config_load does). A parse that
+ * fails must leave a message naming the file; a config that parses must hold what the engine
+ * relies on: sizes
  * positive and consistent (H a multiple of Hkv, a known architecture), finite positive norm
  * epsilon and softmax scale (neither 0 nor subnormal in float32: 1e-60 is not 0), soft-caps 0 or
- * normal floats, EOS ids within the vocabulary, RoPE frequencies finite. Seeds: the
- * real cards' config.json and generation_config.json (tests/fuzz/seeds/fuzz_config/).
+ * normal floats, EOS ids within the vocabulary, RoPE frequencies finite, a quantization
+ * description that is FP8 exactly when it allows a scale shape, its strings terminated. Seeds: the
+ * real cards' config.json and generation_config.json, and FP8 quantization configs
+ * (tests/fuzz/seeds/fuzz_config/).
  */
 #include <float.h>
 #include <math.h>
@@ -17,13 +21,19 @@
 #include "model/model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const char *cfg = (const char *)data, *gen = NULL;
-    size_t cfg_len = size, gen_len = 0;
+    const char *cfg = (const char *)data, *gen = NULL, *hfq = NULL;
+    size_t cfg_len = size, gen_len = 0, hfq_len = 0;
     const uint8_t *nul = memchr(data, 0, size);
     if (nul) {
         cfg_len = (size_t)(nul - data);
         gen = (const char *)nul + 1;
         gen_len = size - cfg_len - 1;
+        const char *nul2 = memchr(gen, 0, gen_len);
+        if (nul2) {
+            hfq = nul2 + 1;
+            hfq_len = gen_len - (size_t)(hfq - gen);
+            gen_len = (size_t)(nul2 - gen);
+        }
     }
     model_config c;
     memset(&c, 0, sizeof c);
@@ -34,6 +44,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(msg && (strstr(msg, "config.json") || strstr(msg, "generation_config.json")));
         return 0;
     }
+    if (hfq && !c.quant.source[0]) {
+        st = model_config_parse_hf_quant(&c, hfq, hfq_len, "m/hf_quant_config.json");
+        const char *msg = llmrt_last_error();
+        FUZZ_ASSERT(st == LLMRT_OK || (msg && strstr(msg, "hf_quant_config.json")));
+    }
+    const ckpt_quant *q = &c.quant;
+    FUZZ_ASSERT(q->fp8 == (q->per_channel || q->per_tensor));
+    FUZZ_ASSERT(memchr(q->desc, 0, sizeof q->desc) && memchr(q->ignore, 0, sizeof q->ignore) &&
+                memchr(q->source, 0, sizeof q->source));
+    FUZZ_ASSERT(!q->fp8 || q->source[0]);
     FUZZ_ASSERT(c.arch != NULL);
     FUZZ_ASSERT(c.vocab > 0 && c.hidden > 0 && c.n_layers > 0 && c.ffn > 0 && c.max_pos > 0);
     FUZZ_ASSERT(c.n_heads > 0 && c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0);

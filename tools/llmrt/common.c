@@ -130,6 +130,21 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     }
     const char *note = llmrt_model_device_note(cm->m);
     if (cm->verbose && note[0]) fprintf(stderr, "llmrt %s: running on the CPU (%s)\n", cmd, note);
+    /* a checkpoint that also quantizes activations: its scales for them go unused */
+    static bool said_act_scales;
+    llmrt_model_info info;
+    llmrt_model_get_info(cm->m, &info);
+    if (info.checkpoint_act_quant && !said_act_scales) {
+        said_act_scales = true;
+        fprintf(stderr,
+                "llmrt %s: note: the checkpoint (%s) also quantizes activations or the KV cache; "
+                "llmrt runs weight-only and ignores those scales (input_scale, k/v_scale): the "
+                "activations and the KV cache stay in %s\n",
+                cmd, info.checkpoint_quant,
+                strncmp(llmrt_model_device(cm->m), "cuda", 4)
+                    ? "F32 on the CPU"
+                    : llmrt_precision_name(cm->precision));
+    }
     static bool said_weight_only;
     if (cm->quant != LLMRT_QUANT_NONE && !cm->weight_only && !said_weight_only) {
         said_weight_only = true;
@@ -146,11 +161,13 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
 }
 
 const char *cli_format_name(const cli_model *cm, char *buf, size_t n) {
-    if (cm->quant == LLMRT_QUANT_NONE)
+    llmrt_weight_format wf;
+    llmrt_model_weight_format(cm->m, &wf);
+    if (wf.quant == LLMRT_QUANT_NONE)
         snprintf(buf, n, "%s", llmrt_precision_name(cm->precision));
     else
-        snprintf(buf, n, "%s + %s layer matrices", llmrt_precision_name(cm->precision),
-                 llmrt_quant_name(cm->quant));
+        snprintf(buf, n, "%s + %s layer matrices%s", llmrt_precision_name(cm->precision),
+                 llmrt_quant_name(wf.quant), wf.from_checkpoint ? " from the checkpoint" : "");
     return buf;
 }
 

@@ -54,7 +54,8 @@ void cli_decode_note(const cli_model *cm, const char *cmd);
  * with a message on anything else. */
 bool cli_parse_no_cache(const args *a, const char *v);
 
-/* "BF16", or "BF16 + fp8 layer matrices" when quantized: the format for timing lines. */
+/* "BF16", or "BF16 + fp8 layer matrices" when quantized (on load, or "fp8 layer matrices from
+ * the checkpoint"): the loaded model's format for timing lines. */
 const char *cli_format_name(const cli_model *cm, char *buf, size_t n);
 
 /* The model's info (after cli_model_open). */

@@ -323,7 +323,9 @@ static json_t *run_json(const run_opts *o, const int32_t *prompt, int n_prompt,
     json_object_set_new(j, "model", json_string(cli_model_info(&o->cm).path));
     json_object_set_new(j, "device", json_string(llmrt_model_device(o->cm.m)));
     json_object_set_new(j, "precision", json_string(llmrt_precision_name(o->cm.precision)));
-    json_object_set_new(j, "quant_format", json_string(llmrt_quant_name(o->cm.quant)));
+    llmrt_weight_format wf;
+    llmrt_model_weight_format(o->cm.m, &wf);
+    json_object_set_new(j, "quant_format", json_string(llmrt_quant_name(wf.quant)));
     json_object_set_new(j, "cache", json_string(o->no_cache ? "none" : "static"));
     json_object_set_new(j, "batch_size", json_integer(o->batch));
     json_object_set_new(j, "prompt_ids", ids_json(prompt, n_prompt));

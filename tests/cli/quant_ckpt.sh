@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# quant_ckpt.sh — pre-quantized FP8 checkpoints load as they are: scripts/make_fp8_checkpoint.py
+# writes each demo model as compressed-tensors (per-channel with FP8 embeddings, per-tensor with
+# static input scales) and ModelOpt FP8 (with and without config.json's quantization_config),
+# plus the FP32 checkpoint of the dequantized values; llmrt's FP32 logits on the FP8 checkpoint
+# must be the reference's, for prompts of 1, 5 and 40 tokens. Then the benchmark's weight format,
+# the note on ignored activation scales, and the refusals (block-wise FP8, AWQ, int4
+# compressed-tensors, NVFP4, a missing / misshapen / negative scale, FP8 without a config,
+# --quant_format int8, GPT-2), each a message naming the field or tensor and a non-zero exit.
+# Python as in quant.sh: $LLMRT_TEST_PYTHON, else .venv/bin/python, else python3, with numpy,
+# ml_dtypes and safetensors.
+#
+# Tolerance as in quant.sh: max |diff| <= 1e-4 x (max - min) of the reference logits at each
+# position. Both sides compute in F32 from the same values (q * scale, the stored scale widened
+# exactly), so they differ by F32 rounding of sums (~1e-6 of the range); a wrong scale, a scale
+# applied to the wrong rows or a misread byte moves the logits by the quantization error or more,
+# which the test checks is far above the tolerance (the FP8 logits must differ from the 16-bit
+# model's by more than 10x the tolerance).
+set -u
+BIN=${1:?usage: quant_ckpt.sh LLMRT_BINARY}
+PY=${LLMRT_TEST_PYTHON:-}
+[ -n "$PY" ] || { [ -x .venv/bin/python ] && PY=.venv/bin/python; } || PY=python3
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+
+if ! "$PY" -c "import numpy, ml_dtypes, safetensors" 2>/dev/null; then
+  echo "FAIL the python at '$PY' lacks numpy, ml_dtypes or safetensors: run" \
+       "scripts/install-deps.sh, or point LLMRT_TEST_PYTHON at a python that has them"
+  echo "0 passed, 1 failed"; exit 1
+fi
+
+# compare FP8.json REF.json PLAIN.json: FP8 vs reference within tolerance, FP8 vs 16-bit well
+# outside it
+compare() {
+  "$PY" - "$@" <<'PY'
+import json, sys
+import numpy as np
+q, ref, plain = (np.array(json.load(open(p))["logits"], dtype=np.float64) for p in sys.argv[1:])
+span = ref.max(axis=1, keepdims=True) - ref.min(axis=1, keepdims=True)
+err = (np.abs(q - ref) / span).max()
+moved = (np.abs(q - plain) / span).max()
+print("max |fp8 checkpoint - reference| / range %.2e, |fp8 - 16-bit| / range %.2e" % (err, moved))
+sys.exit(0 if err <= 1e-4 and moved > 1e-3 else 1)
+PY
+}
+
+logits() { "$BIN" logits --prompt-ids "$2" --device cpu --precision FP32 --model "$1" "${@:3}"; }
+
+IDS40=$(seq -s, 3 7 282)
+for model in demo-llama demo-qwen3; do
+  M=models/$model
+  for fmt in ct-channel ct-tensor modelopt modelopt-legacy; do
+    Q=$TMP/$model-$fmt R=$TMP/$model-$fmt-ref
+    extra=; [ "$fmt" = ct-channel ] && extra=--embedding
+    if ! "$PY" scripts/make_fp8_checkpoint.py --model "$M" --format "$fmt" --out "$Q" --ref "$R" $extra >/dev/null; then
+      bad "$model $fmt: scripts/make_fp8_checkpoint.py failed"; continue
+    fi
+    for ids in 7 5,9,200,31,4 "$IDS40"; do
+      n=$(echo "$ids" | tr ',' '\n' | wc -l)
+      logits "$Q" "$ids" >"$TMP/q.json" 2>"$TMP/err" || { bad "$model $fmt $n ids: $(cat "$TMP/err")"; continue; }
+      logits "$R" "$ids" >"$TMP/r.json" 2>"$TMP/err" || { bad "$model $fmt reference: $(cat "$TMP/err")"; continue; }
+      logits "$M" "$ids" >"$TMP/p.json" 2>"$TMP/err" || { bad "$model plain: $(cat "$TMP/err")"; continue; }
+      if out=$(compare "$TMP/q.json" "$TMP/r.json" "$TMP/p.json"); then ok; else bad "$model $fmt, $n ids: $out"; fi
+      echo "$model $fmt, $n ids: $out"
+    done
+  done
+done
+L=$TMP/demo-llama
+
+# --quant_format fp8 on an FP8 checkpoint: the same logits (nothing is quantized again)
+logits "$L-ct-channel" 5,9,200 >"$TMP/a.json" 2>/dev/null
+logits "$L-ct-channel" 5,9,200 --quant_format fp8 >"$TMP/b.json" 2>/dev/null
+cmp -s "$TMP/a.json" "$TMP/b.json" && ok || bad "--quant_format fp8 on an FP8 checkpoint changed the logits"
+
+# the note on ignored activation scales: once with them (even with --weight_only), never without
+"$BIN" run --model "$L-ct-tensor" --prompt-ids 5,6 --num_tokens 2 --device cpu --weight_only >/dev/null 2>"$TMP/err"
+[ "$(grep -c "also quantizes activations" "$TMP/err")" = 1 ] && grep -q "ignores those scales" "$TMP/err" && ok || bad "activation note: $(cat "$TMP/err")"
+"$BIN" run --model "$L-ct-channel" --prompt-ids 5,6 --num_tokens 2 --device cpu >/dev/null 2>"$TMP/err"
+! grep -q "also quantizes activations" "$TMP/err" && ok || bad "activation note without activation quantization: $(cat "$TMP/err")"
+
+# the benchmark names the format: FP8, read from the checkpoint, nothing quantized on load
+"$BIN" run --benchmark --model "$L-modelopt" --device cpu --precision BF16 --weight_only \
+  --isl 16 --num_tokens 4 --iterations 1 --warmup 0 --json >"$TMP/b.json" 2>/dev/null
+"$PY" - "$TMP/b.json" <<'PY' && ok || bad "benchmark JSON: $(head -c 400 "$TMP/b.json")"
+import json, sys
+c = json.load(open(sys.argv[1]))["config"]
+assert c["quant_format"] == "fp8" and c["quant_from_checkpoint"] is True, c
+assert 1.0 < c["bytes_per_weight"] < 1.05 and c["quant_ms"] == 0, c
+PY
+"$BIN" run --benchmark --model "$L-ct-channel" --device cpu --precision BF16 \
+  --isl 16 --num_tokens 4 --iterations 1 --warmup 0 >"$TMP/b.txt" 2>/dev/null
+grep -q "^weights: FP8 E4M3 (per-channel scales) as stored in the checkpoint, 1.0[0-9] bytes/weight" "$TMP/b.txt" && ok || bad "benchmark text: $(cat "$TMP/b.txt")"
+
+# ---- refusals: a copy of the per-channel checkpoint, changed by edit() ----
+# edit DIR PYTHON: a copy of DIR in $TMP/e, changed by PYTHON, which sees cfg (config.json) and t
+# (the tensors: safetensors.numpy cannot load F8_E4M3, so they are read here), both written back
+edit() {
+  rm -rf "$TMP/e" && cp -r "$1" "$TMP/e" && "$PY" - "$TMP/e" "$2" <<'PY' || { bad "edit failed: $2"; rm -rf "$TMP/e"; }
+import json, os, struct, sys
+import ml_dtypes, numpy as np
+from safetensors.numpy import save_file
+d, code = sys.argv[1], sys.argv[2]
+cfg = json.load(open(os.path.join(d, "config.json")))
+types = {"F8_E4M3": ml_dtypes.float8_e4m3fn, "BF16": ml_dtypes.bfloat16, "F16": np.float16,
+         "F32": np.float32}
+with open(os.path.join(d, "model.safetensors"), "rb") as f:
+    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    data = f.read()
+t = {k: np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], types[v["dtype"]]).reshape(v["shape"])
+     for k, v in header.items() if k != "__metadata__"}
+exec(code)
+json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+save_file(t, os.path.join(d, "model.safetensors"))
+PY
+}
+# refused DESC [llmrt args...]: non-zero exit, and the message holds each of the NEEDLES
+refused() {
+  local desc=$1; shift
+  local needles=(); while [ "$1" != -- ]; do needles+=("$1"); shift; done; shift
+  "$BIN" "$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
+  local miss=
+  for n in "${needles[@]}"; do grep -qF -- "$n" "$TMP/err" || miss="$miss [$n]"; done
+  [ -n "${SHOW:-}" ] && echo "$desc: $(cat "$TMP/err")"
+  [ $rc != 0 ] && [ -z "$miss" ] && ok || bad "$desc: rc $rc, missing$miss in: $(cat "$TMP/err")"
+}
+run_e() { echo logits --model "$TMP/e" --prompt-ids 5,9 --device cpu; }
+C=$L-ct-channel
+Q=model.layers.1.mlp.down_proj.weight
+
+edit "$C" 'cfg["quantization_config"] = {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}'
+refused "block-wise fp8" "block-wise FP8 (quantization_config.weight_block_size [128, 128]) is not supported yet: llmrt holds one scale per output channel" -- $(run_e)
+edit "$C" 'cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}'
+refused "AWQ" 'quantization_config.quant_method "awq" is not supported' "config.json" -- $(run_e)
+edit "$C" 'cfg["quantization_config"] = {"quant_method": "gptq", "bits": 4}'
+refused "GPTQ" 'quant_method "gptq" is not supported' -- $(run_e)
+edit "$C" 'g = cfg["quantization_config"]; g["format"] = "pack-quantized"; g["config_groups"]["group_0"]["format"] = "pack-quantized"; g["config_groups"]["group_0"]["weights"].update(num_bits=4, type="int", strategy="group", group_size=128)'
+refused "compressed-tensors int4" 'format "pack-quantized" is not supported' -- $(run_e)
+edit "$C" 'g = cfg["quantization_config"]["config_groups"]["group_0"]; del g["format"]; g["weights"].update(num_bits=4, type="int", strategy="group", group_size=128)'
+refused "compressed-tensors int4 weights" 'config_groups.group_0.weights.type is "int"' -- $(run_e)
+edit "$C" 'cfg["quantization_config"]["config_groups"]["group_0"]["weights"].update(strategy="group", group_size=128)'
+refused "group-wise fp8" 'group-wise FP8 (quantization_config.config_groups.group_0.weights.strategy "group", group_size 128)' -- $(run_e)
+edit "$C" 'cfg["quantization_config"]["config_groups"]["group_0"]["weights"].update(strategy="block", block_structure=[128, 128])'
+refused "compressed-tensors block fp8" "block-wise FP8 (quantization_config.config_groups.group_0.weights.block_structure [128, 128])" -- $(run_e)
+edit "$C" 'cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["num_bits"] = 4'
+refused "num_bits 4" "weights.num_bits is 4" -- $(run_e)
+edit "$C" 'cfg["quantization_config"] = {"quant_method": "modelopt", "quant_algo": "NVFP4", "ignore": ["lm_head"]}'
+refused "NVFP4" 'quantization_config.quant_algo "NVFP4" is not supported' -- $(run_e)
+edit "$C" 'cfg["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}'
+refused "bitsandbytes" 'quant_method "bitsandbytes" is not supported' -- $(run_e)
+edit "$C" 'del t["'$Q'_scale"]'
+refused "missing weight_scale" "tensor \"${Q}_scale\" is missing: the F8_E4M3 tensor \"$Q\" needs it" -- $(run_e)
+edit "$C" 't["'$Q'_scale"] = np.ones((256, 2), ml_dtypes.bfloat16)'
+refused "scale of wrong shape" "tensor \"${Q}_scale\" has shape [256, 2]; the scale of the 256-row \"$Q\" must be per-channel [rows, 1] or [rows]" -- $(run_e)
+edit "$C" 's = t["'$Q'_scale"].astype(np.float32); s[3, 0] = -0.01; t["'$Q'_scale"] = s'
+refused "negative scale" "tensor \"${Q}_scale\" holds -0.01 at [3]: a scale must be finite and > 0" -- $(run_e)
+edit "$C" 'del cfg["quantization_config"]'
+refused "FP8 without a quantization config" "is F8_E4M3 but config.json does not say how the checkpoint is quantized" -- $(run_e)
+edit "$C" 'cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "tensor"'
+refused "per-channel scales under a per-tensor config" "must be per-tensor [] or [1]" -- $(run_e)
+refused "int8 on an FP8 checkpoint" "is stored FP8 (the checkpoint is quantized" "would quantize it a second time: use --quant_format fp8 or none" -- \
+  logits --model "$C" --prompt-ids 5,9 --device cpu --quant_format int8 --weight_only
+edit models/demo-gpt2 '
+cfg["quantization_config"] = {"quant_method": "modelopt", "quant_algo": "FP8", "ignore": ["lm_head"]}
+name = next(k for k in t if k.endswith("attn.c_attn.weight"))
+t[name] = t[name].astype(np.float32).astype(ml_dtypes.float8_e4m3fn)
+t[name + "_scale"] = np.array(1.0, np.float32)'
+refused "GPT-2 FP8" "is F8_E4M3: FP8 checkpoints of gpt2 (Conv1D matrices, stored [in, out]) are not supported" -- $(run_e)
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
