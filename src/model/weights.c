@@ -163,6 +163,21 @@ static llmrt_status ld_fp8_scales(loader *L, const st_tensor *t, int64_t rows, f
     return LLMRT_OK;
 }
 
+/* Fails naming t when its n bytes (rows of `cols`) hold an FP8 NaN code (0x7f, 0xff): the GPU
+ * kernels widen bytes with bit operations that give such a code a finite value, so it would
+ * not show up as a non-finite logit there. */
+static llmrt_status ld_fp8_nan_free(const st_tensor *t, const unsigned char *b, size_t n,
+                                    int64_t cols) {
+    size_t bad = n;
+#pragma omp parallel for reduction(min : bad) if (n >= (1u << 22))
+    for (size_t i = 0; i < n; i++)
+        if ((b[i] & 0x7fu) == 0x7fu && i < bad) bad = i;
+    if (bad == n) return LLMRT_OK;
+    return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" holds an FP8 NaN at [%lld, %lld]",
+                   t->file, t->name, (long long)(bad / (size_t)cols),
+                   (long long)(bad % (size_t)cols));
+}
+
 /* A layer matrix stored F8_E4M3: the n parts' bytes stacked by rows, as stored, and their scales
  * row by row. */
 static llmrt_status ld_matrix_fp8(loader *L, bweight *w, int n, const st_tensor *const *parts,
@@ -185,6 +200,7 @@ static llmrt_status ld_matrix_fp8(loader *L, bweight *w, int n, const st_tensor 
     size_t at = 0;
     for (int i = 0; i < n; i++) {
         TRY(ld_read(L, L->stage + at, DT_F8E4M3, parts[i], 0));
+        TRY(ld_fp8_nan_free(parts[i], L->stage + at, (size_t)(rows[i] * cols), cols));
         TRY(ld_fp8_scales(L, parts[i], rows[i], scales));
         at += (size_t)(rows[i] * cols);
         scales += rows[i];

@@ -156,6 +156,8 @@ edit "$C" 't["'$Q'_scale"] = np.ones((256, 2), ml_dtypes.bfloat16)'
 refused "scale of wrong shape" "tensor \"${Q}_scale\" has shape [256, 2]; the scale of the 256-row \"$Q\" must be per-channel [rows, 1] or [rows]" -- $(run_e)
 edit "$C" 's = t["'$Q'_scale"].astype(np.float32); s[3, 0] = -0.01; t["'$Q'_scale"] = s'
 refused "negative scale" "tensor \"${Q}_scale\" holds -0.01 at [3]: a scale must be finite and > 0" -- $(run_e)
+edit "$C" 'w = t["'$Q'"].view(np.uint8).copy(); w[2, 5] = 0xff; t["'$Q'"] = w.view(ml_dtypes.float8_e4m3fn)'
+refused "FP8 NaN code" "tensor \"$Q\" holds an FP8 NaN at [2, 5]" -- $(run_e)
 edit "$C" 'del cfg["quantization_config"]'
 refused "FP8 without a quantization config" "is F8_E4M3 but config.json does not say how the checkpoint is quantized" -- $(run_e)
 edit "$C" 'cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "tensor"'
