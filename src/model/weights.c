@@ -173,9 +173,8 @@ static llmrt_status ld_fp8_nan_free(const st_tensor *t, const unsigned char *b, 
     for (size_t i = 0; i < n; i++)
         if ((b[i] & 0x7fu) == 0x7fu && i < bad) bad = i;
     if (bad == n) return LLMRT_OK;
-    return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" holds an FP8 NaN at [%lld, %lld]",
-                   t->file, t->name, (long long)(bad / (size_t)cols),
-                   (long long)(bad % (size_t)cols));
+    return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" holds an FP8 NaN at [%lld, %lld]", t->file,
+                   t->name, (long long)(bad / (size_t)cols), (long long)(bad % (size_t)cols));
 }
 
 /* A layer matrix stored F8_E4M3: the n parts' bytes stacked by rows, as stored, and their scales
