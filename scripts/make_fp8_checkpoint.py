@@ -34,41 +34,18 @@ import json
 import os
 import re
 import shutil
-import struct
 
 import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
+
+from quant_reference import read_safetensors  # same folder: scripts/
 
 LINEAR = re.compile(r"\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$")
 EMBED = "model.embed_tokens.weight"
 F8 = ml_dtypes.float8_e4m3fn
 FP8_MAX = np.float32(448.0)
 FORMATS = ("ct-channel", "ct-tensor", "modelopt", "modelopt-legacy")
-
-
-def read_safetensors(path):
-    """Every tensor of a .safetensors file as F32 (BF16 and F16 widened exactly)."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        raw = data[a:b]
-        if t["dtype"] == "BF16":
-            v = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-        elif t["dtype"] == "F16":
-            v = np.frombuffer(raw, np.float16).astype(np.float32)
-        elif t["dtype"] == "F32":
-            v = np.frombuffer(raw, np.float32).copy()
-        else:
-            raise SystemExit("%s: tensor %s has dtype %s" % (path, name, t["dtype"]))
-        out[name] = (v.reshape(t["shape"]), t["dtype"])
-    return out
 
 
 def to_dtype(x, name):

@@ -34,7 +34,8 @@ TOP = {"fp8": np.float32(448.0), "int8": np.float32(127.0)}
 
 
 def read_safetensors(path):
-    """Every tensor of a .safetensors file as F32 (BF16 and F16 widened exactly)."""
+    """Every tensor of a .safetensors file as (F32 values, stored dtype name), BF16 and F16
+    widened exactly (scripts/make_fp8_checkpoint.py reads checkpoints with it too)."""
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
@@ -53,7 +54,7 @@ def read_safetensors(path):
             v = np.frombuffer(raw, np.float32).copy()
         else:
             raise SystemExit("%s: tensor %s has dtype %s" % (path, name, t["dtype"]))
-        out[name] = v.reshape(t["shape"])
+        out[name] = (v.reshape(t["shape"]), t["dtype"])
     return out
 
 
@@ -82,7 +83,7 @@ def main():
             shutil.copy(src, os.path.join(a.out, f))
     n_quant = 0
     for path in sorted(glob.glob(os.path.join(a.model, "*.safetensors"))):
-        tensors = read_safetensors(path)
+        tensors = {k: v for k, (v, _) in read_safetensors(path).items()}
         for name, w in tensors.items():
             if w.ndim == 2 and LINEAR.search(name):
                 tensors[name] = dequantized(w, a.format, axis=1)  # [out, in]

@@ -2,9 +2,8 @@
 # quant.sh — weight-only quantization end to end: each demo model loaded with --quant_format fp8
 # and int8 on the CPU gives the FP32 logits of a dequantized checkpoint that
 # scripts/quant_reference.py makes independently (numpy + ml_dtypes), for prompts of 1, 5 and
-# 40 tokens (the matrix-vector, few-rows and panel paths of the CPU matmul). Python:
-# $LLMRT_TEST_PYTHON, else .venv/bin/python (scripts/install-deps.sh makes it), else python3;
-# it must have numpy, ml_dtypes and safetensors (the test fails otherwise).
+# 40 tokens (the matrix-vector, few-rows and panel paths of the CPU matmul). The Python (with
+# numpy, ml_dtypes and safetensors) and the comparison: tests/quant/lib.sh.
 #
 # Tolerance: max |diff| <= 1e-4 x (max - min) of the reference logits at each position. Both
 # sides compute in F32 with the same dequantized values (the panels hold q * scale exactly as
@@ -15,34 +14,7 @@
 # logits must differ from the unquantized ones by more than 10x the tolerance).
 set -u
 BIN=${1:?usage: quant.sh LLMRT_BINARY}
-PY=${LLMRT_TEST_PYTHON:-}
-[ -n "$PY" ] || { [ -x .venv/bin/python ] && PY=.venv/bin/python; } || PY=python3
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-
-if ! "$PY" -c "import numpy, ml_dtypes, safetensors" 2>/dev/null; then
-  echo "FAIL the python at '$PY' lacks numpy, ml_dtypes or safetensors: run" \
-       "scripts/install-deps.sh, or point LLMRT_TEST_PYTHON at a python that has them"
-  echo "0 passed, 1 failed"; exit 1
-fi
-
-# compare QUANT.json REF.json PLAIN.json: quantized vs reference within tolerance, and
-# quantized vs unquantized well outside it
-compare() {
-  "$PY" - "$@" <<'PY'
-import json, sys
-import numpy as np
-q, ref, plain = (np.array(json.load(open(p))["logits"], dtype=np.float64) for p in sys.argv[1:])
-span = ref.max(axis=1, keepdims=True) - ref.min(axis=1, keepdims=True)
-err = (np.abs(q - ref) / span).max()
-moved = (np.abs(q - plain) / span).max()
-print("max |quantized - reference| / range %.2e, |quantized - unquantized| / range %.2e" % (err, moved))
-sys.exit(0 if err <= 1e-4 and moved > 1e-3 else 1)
-PY
-}
+. tests/quant/lib.sh
 
 IDS40=$(seq -s, 3 7 282)
 for model in demo-llama demo-qwen3 demo-gpt2; do

@@ -7,8 +7,7 @@
 # the note on ignored activation scales, and the refusals (block-wise FP8, AWQ, int4
 # compressed-tensors, NVFP4, a missing / misshapen / negative scale, FP8 without a config,
 # --quant_format int8, GPT-2), each a message naming the field or tensor and a non-zero exit.
-# Python as in quant.sh: $LLMRT_TEST_PYTHON, else .venv/bin/python, else python3, with numpy,
-# ml_dtypes and safetensors.
+# The Python (with numpy, ml_dtypes and safetensors) and the comparison: tests/quant/lib.sh.
 #
 # Tolerance as in quant.sh: max |diff| <= 1e-4 x (max - min) of the reference logits at each
 # position. Both sides compute in F32 from the same values (q * scale, the stored scale widened
@@ -18,34 +17,7 @@
 # model's by more than 10x the tolerance).
 set -u
 BIN=${1:?usage: quant_ckpt.sh LLMRT_BINARY}
-PY=${LLMRT_TEST_PYTHON:-}
-[ -n "$PY" ] || { [ -x .venv/bin/python ] && PY=.venv/bin/python; } || PY=python3
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL $*"; }
-
-if ! "$PY" -c "import numpy, ml_dtypes, safetensors" 2>/dev/null; then
-  echo "FAIL the python at '$PY' lacks numpy, ml_dtypes or safetensors: run" \
-       "scripts/install-deps.sh, or point LLMRT_TEST_PYTHON at a python that has them"
-  echo "0 passed, 1 failed"; exit 1
-fi
-
-# compare FP8.json REF.json PLAIN.json: FP8 vs reference within tolerance, FP8 vs 16-bit well
-# outside it
-compare() {
-  "$PY" - "$@" <<'PY'
-import json, sys
-import numpy as np
-q, ref, plain = (np.array(json.load(open(p))["logits"], dtype=np.float64) for p in sys.argv[1:])
-span = ref.max(axis=1, keepdims=True) - ref.min(axis=1, keepdims=True)
-err = (np.abs(q - ref) / span).max()
-moved = (np.abs(q - plain) / span).max()
-print("max |fp8 checkpoint - reference| / range %.2e, |fp8 - 16-bit| / range %.2e" % (err, moved))
-sys.exit(0 if err <= 1e-4 and moved > 1e-3 else 1)
-PY
-}
+. tests/quant/lib.sh
 
 logits() { "$BIN" logits --prompt-ids "$2" --device cpu --precision FP32 --model "$1" "${@:3}"; }
 
