@@ -332,7 +332,7 @@ void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out) {
     out->quant = w->quant == DT_F8E4M3 ? LLMRT_QUANT_FP8
                  : w->quant == DT_I8   ? LLMRT_QUANT_INT8
                                        : LLMRT_QUANT_NONE;
-    out->bytes_per_weight = w->matrix_params ? (double)w->matrix_bytes / (double)w->matrix_params : 0;
+    out->bytes_per_weight = model_bytes_per_weight(w);
     out->quant_ms = w->quant_ms;
     out->from_checkpoint = w->from_checkpoint;
 }

@@ -101,8 +101,7 @@ static llmrt_status run_llmrt(engine *e, const bench_point *p, bench_report *rep
         rep->kv_mb = kvb / 1e6;
         const model_weights *w = &e->m->w;
         rep->weight_dtype = dtype_quantized(w->quant) ? w->quant : e->be->weight_dtype;
-        rep->bytes_per_weight =
-            w->matrix_params ? (double)w->matrix_bytes / (double)w->matrix_params : NAN;
+        rep->bytes_per_weight = model_bytes_per_weight(w);
         rep->quant_ms = w->quant_ms;
         rep->quant_from_checkpoint = w->from_checkpoint;
         if (n_steps > 0) {

@@ -143,6 +143,10 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
                         const model_load_opts *opts);
 void model_free(model *m);
 
+/* Bytes per value of the layer matrices as loaded (scales included): 2 in BF16, about 1 in
+ * FP8/INT8; NAN before any matrix is counted. */
+double model_bytes_per_weight(const model_weights *w);
+
 /* Why a loaded model's logits came out non-finite, as one sentence for a message: names the
  * first checkpoint tensor holding a NaN or infinity, or a value beyond the range of `precision`
  * where the loader converts to it (the files are read again, in pieces), else F16's range (in

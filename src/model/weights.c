@@ -596,6 +596,10 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
     return LLMRT_OK;
 }
 
+double model_bytes_per_weight(const model_weights *w) {
+    return w->matrix_params ? (double)w->matrix_bytes / (double)w->matrix_params : NAN;
+}
+
 void model_free(model *m) {
     if (!m) return;
     if (m->w.block && m->be) m->be->ops->free(m->be, m->w.block);
