@@ -11,7 +11,7 @@
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default all but ab);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
-# in $AB_CARDS, same card, same call.
+# in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
 set -uo pipefail
 CARRY=${CARRY:-.carry/cuda}
 
@@ -156,21 +156,25 @@ if [[ " $ONLY " == *" ab "* ]]; then
         [ -f "$M/config.json" ] ||
             python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
                 >"$OUT/ab-make-$card.log" 2>&1
-        for round in 1 2; do
-            for which in new old; do
-                bin=$CARRY/llmrt
-                [ $which = old ] && bin=$old/llmrt
-                LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark --model "$M" --device cuda --precision BF16 --isl 128 \
-                    --num_tokens 128 --iterations 5 --warmup 2 \
-                    >"$OUT/ab-$card-$which-$round.txt" 2>"$OUT/ab-$card-$which-$round.log"
-                [ $round = 2 ] && [ -n "${AB_PROFILE:-}" ] &&
-                    LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark \
-                        --model "$M" --device cuda --precision BF16 --isl 128 --num_tokens 128 \
-                        --iterations 2 --warmup 1 2>&1 >/dev/null | grep -A40 "decode kernel profile" |
-                        sed "s/^/[$card $which] /"
-                rows+=("$(printf 'ab %-22s %-3s round %d: %s' "$card" "$which" "$round" \
-                    "$(grep -E '^(Decode-Median|BW-Fraction|TTFT)' "$OUT/ab-$card-$which-$round.txt" |
-                        awk '{printf "%s %s  ", $1, $3}')")")
+        for q in ${AB_QUANT:-none}; do # layer matrices quantized on load: none fp8 int8
+            for round in 1 2; do
+                for which in new old; do
+                    bin=$CARRY/llmrt
+                    [ $which = old ] && bin=$old/llmrt
+                    f="$OUT/ab-$card-$q-$which-$round"
+                    LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark --model "$M" \
+                        --device cuda --precision BF16 --quant_format $q --weight_only --isl 128 \
+                        --num_tokens 128 --iterations 5 --warmup 2 >"$f.txt" 2>"$f.log"
+                    [ $round = 2 ] && [ -n "${AB_PROFILE:-}" ] &&
+                        LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" \
+                            run --benchmark --model "$M" --device cuda --precision BF16 \
+                            --quant_format $q --weight_only --isl 128 --num_tokens 128 \
+                            --iterations 2 --warmup 1 2>&1 >/dev/null | grep -A40 "decode kernel profile" |
+                        sed "s/^/[$card $q $which] /"
+                    rows+=("$(printf 'ab %-22s %-4s %-3s round %d: %s' "$card" "$q" "$which" "$round" \
+                        "$(grep -E '^(Decode-Median|BW-Fraction|TTFT)' "$f.txt" |
+                            awk '{printf "%s %s  ", $1, $3}')")")
+                done
             done
         done
     done
@@ -178,7 +182,7 @@ fi
 if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
     # `llmrt run --benchmark` with the layer matrices quantized on load (QUANT_FORMATS), two
     # rounds each, on random-weight models of the real cards in $QUANT_CARDS, same call; then
-    # the prefill of QUANT_PREFILL_ISL tokens (decode of 8) for the same formats
+    # the prefill of QUANT_PREFILL_ISL tokens (decode of 8; 0: none) for the same formats
     for card in ${QUANT_CARDS:-Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct}; do
         M=/tmp/ab-model-$card
         [ -f "$M/config.json" ] ||
@@ -196,6 +200,7 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
             done
         done
         for q in ${QUANT_FORMATS:-none fp8 int8}; do
+            [ "${QUANT_PREFILL_ISL:-2048}" = 0 ] && break # 0: no prefill runs
             f="$OUT/quant-prefill-$card-$q.txt"
             "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
                 --quant_format "$q" --weight_only --isl ${QUANT_PREFILL_ISL:-2048} --num_tokens 8 \
