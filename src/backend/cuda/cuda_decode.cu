@@ -44,7 +44,9 @@
  * copies, tagged words), cuda_decode_ring.cuh (the weight stream), cuda_decode_stages.cuh
  * (norms, matrix-vector stages), cuda_decode_attention.cuh; this file holds the kernel and the
  * host side (support checks, plans, launch).
- * What it does not cover (sandwich norms, LayerNorm, ungated MLPs, batches, more than
+ * Sandwich norms (Gemma 3): the o and down stages hand their outputs to dk_post_norm, one
+ * more round trip each, which norms them and adds them to x.
+ * What it does not cover (LayerNorm, ungated MLPs, batches, more than
  * DK_GQ q heads per kv head, shapes whose scratch does not fit) is reported by
  * cuda_decode_unsupported; the op path runs those.
  */
@@ -139,6 +141,9 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         dk_matvec<T, W, X, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
         clk.mark(a, EV_O);
         cbar();
+        if (L.post_attn && uo0 < uo1)
+            dk_post_norm<T>(a, tg.x(2 * l + 1), L.post_attn, L.pa_eps, L.pa_kind, red, (float *)uni,
+                            uo0, uo1, xown, l ? (const T *)NULL : x0, tg.x(2 * l + 1));
         if (uu0 < uu1)
             dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_eps,
                           L.ffn_kind, red);
@@ -149,6 +154,12 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         cbar(); /* xs is free for down's input */
         if (threadIdx.x == 0) *cap = a.caps[CAP_DOWN];
         dk_matvec<T, W, X, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
+        if (L.post_ffn) {
+            cbar(); /* xs is free for the norm's buffer */
+            if (uo0 < uo1)
+                dk_post_norm<T>(a, tg.x(2 * l + 2), L.post_ffn, L.pf_eps, L.pf_kind, red,
+                                (float *)uni, uo0, uo1, xown, (const T *)NULL, tg.x(2 * l + 2));
+        }
         clk.mark(a, EV_DOWN);
         if (threadIdx.x == 0) *cap = a.caps[CAP_QKV]; /* the next layer's norm and qkv */
         cbar();
@@ -205,6 +216,7 @@ static size_t dk_union_bytes(const dk_args &k, size_t es, int att_bufs) {
     /* the input vector is in float for quantized matrices (kernel_decode's X) */
     size_t vec = (size_t)kmax * (dtype_quantized((dtype)k.wdt) ? sizeof(float) : es);
     size_t att = dk_att_bytes(k.H / k.Hkv, k.hd, (int)es, att_bufs);
+    if (vec < (size_t)k.D * sizeof(float)) vec = (size_t)k.D * sizeof(float); /* dk_post_norm */
     return align_up(vec > att ? vec : att, 16);
 }
 
@@ -241,10 +253,11 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
         const attn_params *a = &w->attn;
         if (a->n_heads != H || a->n_kv_heads != Hkv || a->head_dim != hd)
             return "layers of different geometry";
-        if (w->post_attn_norm.w || w->post_ffn_norm.w) return "sandwich norms";
-        if ((w->attn_norm.kind != NORM_RMS && w->attn_norm.kind != NORM_RMS_PLUS1) ||
-            (w->ffn_norm.kind != NORM_RMS && w->ffn_norm.kind != NORM_RMS_PLUS1))
-            return "LayerNorm";
+        const norm_params *ns[4] = {&w->attn_norm, &w->ffn_norm, &w->post_attn_norm,
+                                    &w->post_ffn_norm};
+        for (int i = 0; i < 4; i++)
+            if ((i < 2 || ns[i]->w) && ns[i]->kind != NORM_RMS && ns[i]->kind != NORM_RMS_PLUS1)
+                return "LayerNorm";
         if (w->bup) return "MLP up bias";
         if (w->rope && w->rope->rot_dim > hd) return "rotary width";
         const bweight *m[4] = {&w->wqkv, &w->wo, &w->wup, &w->wdown};
@@ -319,6 +332,12 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
         d->ffn_norm = w->ffn_norm.w;
         d->ffn_eps = w->ffn_norm.eps;
         d->ffn_kind = (int)w->ffn_norm.kind;
+        d->post_attn = w->post_attn_norm.w;
+        d->pa_eps = w->post_attn_norm.eps;
+        d->pa_kind = (int)w->post_attn_norm.kind;
+        d->post_ffn = w->post_ffn_norm.w;
+        d->pf_eps = w->post_ffn_norm.eps;
+        d->pf_kind = (int)w->post_ffn_norm.kind;
         d->q_norm = w->q_norm.w;
         d->qn_eps = w->q_norm.eps;
         d->qn_kind = (int)w->q_norm.kind;
@@ -413,7 +432,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     dk_args a = *key;
     const size_t es = dtype_size(c->dt);
     /* tagged words (8 bytes each): x, q/k/v, partial outputs, their (max, sum), activation,
-     * attention output; then the launch counter */
+     * attention output, o / down output before a sandwich norm; then the launch counter */
     const size_t W = sizeof(unsigned long long);
     size_t nqkv = (size_t)(a.H + 2 * a.Hkv) * a.hd;
     size_t off_qkv = align_up((size_t)a.D * W, 256);
@@ -421,7 +440,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     size_t off_part_ml = off_part_o + align_up((size_t)a.H * DK_MAX_SPLIT * a.hd * W, 256);
     size_t off_act = off_part_ml + align_up((size_t)a.H * DK_MAX_SPLIT * 2 * W, 256);
     size_t off_att = off_act + align_up((size_t)a.F * W, 256);
-    size_t off_bar = off_att + align_up((size_t)a.H * a.hd * W, 256);
+    size_t off_ob = off_att + align_up((size_t)a.H * a.hd * W, 256);
+    size_t off_bar = off_ob + align_up((size_t)a.D * W, 256);
     size_t bytes = off_bar + 256;
     size_t tbytes = (size_t)a.n_layers * sizeof(dk_layer);
     cudaError_t e = cudaMalloc(&p->d_layers, tbytes);
@@ -443,6 +463,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     a.part_ml = (unsigned long long *)(s + off_part_ml);
     a.act_buf = (unsigned long long *)(s + off_act);
     a.att_buf = (unsigned long long *)(s + off_att);
+    a.ob = (unsigned long long *)(s + off_ob);
     a.bar = (unsigned *)(s + off_bar);
     p->blocks = c->n_sm;
     a.misc_floats = (int)(dk_misc_bytes(a, p->blocks) / sizeof(float));

@@ -36,11 +36,12 @@ struct dk_layer {
     const float *sqkv, *so, *sup, *sdown;                /* their row scales, or NULL (W = T) */
     const float *bqkv, *bo, *bdown;                      /* or NULL */
     const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms or NULL */
+    const float *post_attn, *post_ffn; /* sandwich norms of the o / down outputs, or NULL */
     const float *inv_freq;                               /* or NULL: no RoPE */
     void *kc, *vc; /* the layer's cache [n_blocks, Hkv, cap, hd]; in the kernel's shared
                       copy of a contiguous cache (a table of one entry), sequence 0's block */
-    float attn_eps, ffn_eps, qn_eps, kn_eps, attn_factor, scale, softcap;
-    int attn_kind, ffn_kind, qn_kind, kn_kind, rot_dim, cap, window;
+    float attn_eps, ffn_eps, qn_eps, kn_eps, pa_eps, pf_eps, attn_factor, scale, softcap;
+    int attn_kind, ffn_kind, qn_kind, kn_kind, pa_kind, pf_kind, rot_dim, cap, window;
     int group; /* the layer's KV group */
 };
 
@@ -65,6 +66,7 @@ struct dk_args {
     unsigned long long *part_ml;       /* [H][DK_MAX_SPLIT][2] max, sum */
     unsigned long long *act_buf;       /* [F] the MLP activation */
     unsigned long long *att_buf;       /* [H hd] the attention output */
+    unsigned long long *ob;            /* [D] o / down output before its sandwich norm */
     unsigned *bar;                     /* [2] launches so far (the tags' epoch), blocks done */
     const int32_t *pos;                /* the step's position (device) */
     const int32_t *tbl[KV_MAX_GROUPS]; /* the step's block table of each KV group (device):

@@ -146,10 +146,49 @@ __device__ void dk_load_tagged(X *xs, const u64 *p, int n, unsigned tag) {
     cbar();
 }
 
+/* The sandwich norm of a stage output (Gemma 3's post-attention / post-feedforward norm) and
+ * the residual add, for this block's rows [u0, u1) of x: x[u] = T(x[u] + T(norm(o)[u])), o the
+ * tagged ob (every block's rows: the norm needs the whole vector's sum of squares), kept in
+ * buf (shared, D floats) between the sum and the adds. At layer 0, x is the embedding
+ * (embed). */
+template <typename T>
+__device__ void dk_post_norm(const dk_args &a, unsigned tag, const float *w, float eps, int kind,
+                             float *red, float *buf, int u0, int u1, float *xown, const T *embed,
+                             unsigned tag_out) {
+    const int NT = DK_WARPS * 32, D = a.D;
+    if (threadIdx.x < DK_POLLERS) /* as dk_load_tagged */
+        spin_tagw(a.ob + (size_t)D * (threadIdx.x + 1) / DK_POLLERS - 1, tag);
+    cbar();
+    float ss = 0.0f;
+    for (int i0 = threadIdx.x; i0 < D; i0 += 8 * NT) {
+        u64 tw[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i0 + k * NT < D) tw[k] = ld_tagw(a.ob + i0 + k * NT);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i0 + k * NT < D) {
+                float v = tag_value(a.ob + i0 + k * NT, tw[k], tag);
+                buf[i0 + k * NT] = v;
+                ss += v * v;
+            }
+    }
+    const float inv = rms_scale(consumer_sum(ss, red), D, eps);
+    for (int u = u0 + threadIdx.x; u < u1; u += NT) {
+        float y = to_f(from_f<T>(buf[u] * inv * norm_weight(kind, w[u])));
+        T x = from_f<T>((embed ? to_f(embed[u]) : xown[u - u0]) + y);
+        st_tag(a.xt + u, to_f(x), tag_out);
+        xown[u - u0] = to_f(x);
+        ((T *)a.x)[u] = x;
+    }
+    cbar();
+}
+
 /* One matrix of a layer against the input vector xs (shared memory), with the stage's
  * epilogue per unit (acc: the row's sum, times its scale for quantized W):
  *  MAT_QKV:  qkv[u] = T(acc + b)
- *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add)
+ *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add; with a sandwich
+ *                   norm ob[u] = T(acc + b), and dk_post_norm adds)
  *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation)
  *  MAT_HEAD: logits[u] = soft_cap(acc)                 (F32, as the logits op)
  * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
@@ -250,6 +289,9 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
             float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
             float y = gated_act(a.act, g, up);
             st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
+        } else if (MAT == MAT_O ? L.post_attn != NULL : L.post_ffn != NULL) {
+            /* a sandwich norm follows: dk_post_norm adds it to x */
+            st_tag(a.ob + u, to_f(from_f<T>(acc[0] + bias)), tag_out);
         } else {
             float o = to_f(from_f<T>(acc[0] + bias));
             T x = from_f<T>(pre + o);
