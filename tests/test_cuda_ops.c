@@ -882,7 +882,13 @@ typedef struct stack_case {
     int paged;    /* the cache in 4 blocks of cap / 4 positions, taken out of order */
     dtype quant;  /* DT_F8E4M3 / DT_I8: layer matrices quantized (F16/BF16 only); else none */
     int sandwich; /* post-attention and post-feedforward norms (Gemma 3) */
+    int gpt2;     /* LayerNorms with biases, biases on every matrix, no RoPE (act: ungated) */
 } stack_case;
+
+/* rows of the up matrix per MLP unit: gate and up, or up alone */
+static int up_rows(const stack_case *c) {
+    return c->act == ACT_GELU_TANH ? 1 : 2;
+}
 
 /* A layer stack on one backend; the matrices hold the same bytes on every backend. */
 typedef struct stack {
@@ -900,12 +906,13 @@ typedef struct stack {
 typedef struct stack_host {
     float *m[4]; /* per layer: qkv, o, up, down, each [rows * cols] after the other layers */
     float *norm[6], *bias, *freq, *final_w, *cache, *head;
+    float *nb[2], *final_b, *bo, *bup, *bdown; /* GPT-2: norm biases, other matrices' biases */
     size_t msz[4];
 } stack_host;
 
 static void stack_host_make(const stack_case *c, stack_host *h) {
     int QKV = (c->H + 2 * c->Hkv) * c->hd;
-    size_t rows[4] = {(size_t)QKV, (size_t)c->D, 2 * (size_t)c->F, (size_t)c->D};
+    size_t rows[4] = {(size_t)QKV, (size_t)c->D, (size_t)up_rows(c) * c->F, (size_t)c->D};
     size_t cols[4] = {(size_t)c->D, (size_t)c->H * c->hd, (size_t)c->D, (size_t)c->F};
     for (int i = 0; i < 4; i++) {
         h->msz[i] = rows[i] * cols[i];
@@ -920,6 +927,12 @@ static void stack_host_make(const stack_case *c, stack_host *h) {
     h->norm[5] = rand_vec((size_t)c->D * c->n_layers, 0.5f, 1.5f);  /* post-feedforward */
     h->bias = rand_vec((size_t)QKV * c->n_layers, -0.5f, 0.5f);
     h->final_w = rand_vec((size_t)c->D, 0.5f, 1.5f);
+    h->nb[0] = rand_vec((size_t)c->D * c->n_layers, -0.2f, 0.2f);
+    h->nb[1] = rand_vec((size_t)c->D * c->n_layers, -0.2f, 0.2f);
+    h->final_b = rand_vec((size_t)c->D, -0.2f, 0.2f);
+    h->bo = rand_vec((size_t)c->D * c->n_layers, -0.5f, 0.5f);
+    h->bup = rand_vec((size_t)c->F * c->n_layers, -0.5f, 0.5f);
+    h->bdown = rand_vec((size_t)c->D * c->n_layers, -0.5f, 0.5f);
     h->head = rand_vec((size_t)c->V * c->D, -1.7f / sqrtf((float)c->D), 1.7f / sqrtf((float)c->D));
     h->freq = malloc((size_t)c->hd / 2 * 4);
     for (int i = 0; i < c->hd / 2; i++)
@@ -934,6 +947,12 @@ static void stack_host_free(stack_host *h) {
     for (int i = 0; i < 6; i++)
         free(h->norm[i]);
     free(h->bias);
+    free(h->nb[0]);
+    free(h->nb[1]);
+    free(h->final_b);
+    free(h->bo);
+    free(h->bup);
+    free(h->bdown);
     free(h->freq);
     free(h->final_w);
     free(h->cache);
@@ -950,7 +969,8 @@ static void *be_f32(backend *be, const float *x, size_t n) {
 static void stack_make(backend *be, const stack_case *c, const stack_host *h, stack *s) {
     memset(s, 0, sizeof *s);
     int QKV = (c->H + 2 * c->Hkv) * c->hd, Lc = c->n_layers;
-    int64_t shape[4][2] = {{QKV, c->D}, {c->D, c->H * c->hd}, {2 * c->F, c->D}, {c->D, c->F}};
+    int64_t shape[4][2] = {
+        {QKV, c->D}, {c->D, c->H * c->hd}, {(int64_t)up_rows(c) * c->F, c->D}, {c->D, c->F}};
     s->L = calloc((size_t)Lc, sizeof *s->L);
     s->kv = calloc((size_t)Lc, sizeof *s->kv);
     s->rope = (rope_params){be_f32(be, h->freq, (size_t)c->hd / 2), c->hd, 1.0f};
@@ -999,9 +1019,16 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
             w->post_ffn_norm = (norm_params){
                 c->kind, be_f32(be, h->norm[5] + (size_t)l * c->D, c->D), NULL, 1e-6f};
         }
-        if (c->bias) w->bqkv = be_f32(be, h->bias + (size_t)l * QKV, (size_t)QKV);
+        if (c->bias || c->gpt2) w->bqkv = be_f32(be, h->bias + (size_t)l * QKV, (size_t)QKV);
+        if (c->gpt2) {
+            w->attn_norm.b = be_f32(be, h->nb[0] + (size_t)l * c->D, c->D);
+            w->ffn_norm.b = be_f32(be, h->nb[1] + (size_t)l * c->D, c->D);
+            w->bo = be_f32(be, h->bo + (size_t)l * c->D, c->D);
+            w->bup = be_f32(be, h->bup + (size_t)l * c->F, c->F);
+            w->bdown = be_f32(be, h->bdown + (size_t)l * c->D, c->D);
+        }
         w->attn = s->attn;
-        w->rope = &s->rope;
+        w->rope = c->gpt2 ? NULL : &s->rope;
         kv_layer *k = &s->kv[l];
         *k = (kv_layer){
             .block_len = c->paged ? c->cap / 4 : c->cap, .n_blocks = c->paged ? 4 : 1, .group = 0};
@@ -1010,7 +1037,8 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
         CHECK_OK(be->ops->act_from_f32(be, k->k, h->cache + (size_t)(2 * l) * cn, cn));
         CHECK_OK(be->ops->act_from_f32(be, k->v, h->cache + (size_t)(2 * l + 1) * cn, cn));
     }
-    s->final = (norm_params){c->kind, be_f32(be, h->final_w, c->D), NULL, 1e-5f};
+    s->final = (norm_params){c->kind, be_f32(be, h->final_w, c->D),
+                             c->gpt2 ? be_f32(be, h->final_b, c->D) : NULL, 1e-5f};
     size_t hn = (size_t)c->V * c->D;
     s->head = (bweight){.dt = cur_dt, .rows = c->V, .cols = c->D};
     void *tmp = malloc(hn * ws);
@@ -1020,7 +1048,7 @@ static void stack_make(backend *be, const stack_case *c, const stack_host *h, st
     free(tmp);
     CHECK_OK(be->ops->alloc(be, (size_t)c->V * 4, (void **)&s->logits));
     void **bufs[6] = {&s->b.x, &s->b.h, &s->b.qkv, &s->b.att, &s->b.mlp, &s->b.mlp_act};
-    size_t widths[6] = {c->D, c->D, QKV, (size_t)c->H * c->hd, 2 * (size_t)c->F, c->F};
+    size_t widths[6] = {c->D, c->D, QKV, (size_t)c->H * c->hd, (size_t)up_rows(c) * c->F, c->F};
     for (int i = 0; i < 6; i++)
         CHECK_OK(be->ops->alloc(be, widths[i] * es, bufs[i]));
 }
@@ -1038,7 +1066,12 @@ static void stack_free(backend *be, const stack_case *c, stack *s) {
                       (void *)w->k_norm.w,
                       (void *)w->post_attn_norm.w,
                       (void *)w->post_ffn_norm.w,
+                      (void *)w->attn_norm.b,
+                      (void *)w->ffn_norm.b,
                       w->bqkv,
+                      w->bo,
+                      w->bup,
+                      w->bdown,
                       s->kv[l].k,
                       s->kv[l].v};
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
@@ -1048,6 +1081,7 @@ static void stack_free(backend *be, const stack_case *c, stack *s) {
             if (m[i]->scale) be->ops->free(be, (void *)m[i]->scale);
     }
     void *ps[] = {(void *)s->final.w,
+                  (void *)s->final.b,
                   (void *)s->rope.inv_freq,
                   s->b.x,
                   s->b.h,
@@ -1138,32 +1172,42 @@ static void test_decode_layers(void) {
      *         (1 + w) norms, GELU, softcap, a sliding window in a ring buffer, a soft-capped LM
      *         head; case 2: fixture-sized, most blocks without rows; case 3: case 1 in a paged
      *         cache of 4 blocks in the order 2, 0, 3, 1 (a ring of blocks). */
+    /* clang-format off */
     const stack_case cases[] = {
-        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0,
-         DT_F32, 0},
+        /* D, H, Hkv, hd, F, layers, cap, window, qk_norm, bias, softcap, V, head_softcap, norm,
+         * act, pos, paged, quant, sandwich, gpt2 */
+        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         600, 0, DT_F32, 0, 0},
         {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
-         ACT_GELU_TANH_GATED, 250, 0, DT_F32, 0},
-        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0, DT_F32,
-         0},
+         ACT_GELU_TANH_GATED, 250, 0, DT_F32, 0, 0},
+        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         5, 0, DT_F32, 0, 0},
         {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
-         ACT_GELU_TANH_GATED, 250, 1, DT_F32, 0},
+         ACT_GELU_TANH_GATED, 250, 1, DT_F32, 0, 0},
         /* cases 4-6: cases 0, 3 and 2 with FP8 / INT8 / FP8 layer matrices */
-        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0,
-         DT_F8E4M3, 0},
+        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         600, 0, DT_F8E4M3, 0, 0},
         {256, 16, 2, 128, 704, 3, 96, 64, 1, 1, 30.0f, 1000, 2.0f, NORM_RMS_PLUS1,
-         ACT_GELU_TANH_GATED, 250, 1, DT_I8, 0},
-        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED, 5, 0,
-         DT_F8E4M3, 0},
+         ACT_GELU_TANH_GATED, 250, 1, DT_I8, 0, 0},
+        {64, 4, 1, 16, 128, 1, 32, 0, 0, 0, 0.0f, 97, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         5, 0, DT_F8E4M3, 0, 0},
         /* case 7: Gemma-3-like: post-attention and post-feedforward norms, (1 + w) norms, q/k
          * norms, GELU, 4 q heads per kv head of 256, a window ring; case 8: the same in a paged
          * cache with FP8 layer matrices; case 9: case 0 with sandwich norms */
         {1152, 4, 1, 256, 1536, 2, 96, 64, 1, 0, 0.0f, 3001, 0.0f, NORM_RMS_PLUS1,
-         ACT_GELU_TANH_GATED, 250, 0, DT_F32, 1},
+         ACT_GELU_TANH_GATED, 250, 0, DT_F32, 1, 0},
         {1152, 4, 1, 256, 1536, 2, 96, 64, 1, 0, 0.0f, 3001, 0.0f, NORM_RMS_PLUS1,
-         ACT_GELU_TANH_GATED, 250, 1, DT_F8E4M3, 1},
-        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED, 600, 0,
-         DT_F32, 1},
+         ACT_GELU_TANH_GATED, 250, 1, DT_F8E4M3, 1, 0},
+        {1280, 8, 2, 64, 2560, 2, 700, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         600, 0, DT_F32, 1, 0},
+        /* case 10: GPT-2-like: LayerNorms, biases everywhere, ungated GELU MLP, no RoPE, one kv
+         * head per q head; case 11: the same with INT8 matrices in a paged cache */
+        {768, 12, 12, 64, 3072, 2, 200, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_LAYER, ACT_GELU_TANH,
+         150, 0, DT_F32, 0, 1},
+        {768, 12, 12, 64, 3072, 2, 200, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_LAYER, ACT_GELU_TANH,
+         150, 1, DT_I8, 0, 1},
     };
+    /* clang-format on */
     backend *ref = NULL; /* the op-by-op path on a CUDA backend of its own (its own graphs) */
     CHECK_OK(cuda_backend_create(&ref, cur_dt, 0));
     if (!ref) return;

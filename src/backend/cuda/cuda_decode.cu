@@ -46,7 +46,9 @@
  * host side (support checks, plans, launch).
  * Sandwich norms (Gemma 3): the o and down stages hand their outputs to dk_post_norm, one
  * more round trip each, which norms them and adds them to x.
- * What it does not cover (LayerNorm, ungated MLPs, batches, more than
+ * GPT-2: LayerNorm (dk_norm, with its bias), biases of every matrix, the ungated GELU MLP (the
+ * up stage takes one row per unit and applies the activation) and no RoPE.
+ * What it does not cover (batches, more than
  * DK_GQ q heads per kv head, shapes whose scratch does not fit) is reported by
  * cuda_decode_unsupported; the op path runs those.
  */
@@ -123,8 +125,8 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         const dk_layer &L = layers[l];
         const unsigned tx = l ? tg.x(2 * l) : 0u; /* x after the previous layer */
         if (uq0 < uq1)
-            dk_norm<T, X>(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_eps,
-                          L.attn_kind, red);
+            dk_norm<T, X>(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_norm_b,
+                          L.attn_eps, L.attn_kind, red);
         clk.mark(a, EV_NORM1);
         dk_matvec<T, W, X, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
@@ -145,11 +147,14 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
             dk_post_norm<T>(a, tg.x(2 * l + 1), L.post_attn, L.pa_eps, L.pa_kind, red, (float *)uni,
                             uo0, uo1, xown, l ? (const T *)NULL : x0, tg.x(2 * l + 1));
         if (uu0 < uu1)
-            dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_eps,
-                          L.ffn_kind, red);
+            dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_norm_b,
+                          L.ffn_eps, L.ffn_kind, red);
         clk.mark(a, EV_NORM2);
         if (threadIdx.x == 0) *cap = a.caps[CAP_UP];
-        dk_matvec<T, W, X, MAT_UP>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+        if (dk_gated(a.act))
+            dk_matvec<T, W, X, MAT_UP, 2>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+        else
+            dk_matvec<T, W, X, MAT_UP, 1>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_UP);
         cbar(); /* xs is free for down's input */
         if (threadIdx.x == 0) *cap = a.caps[CAP_DOWN];
@@ -170,8 +175,8 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     if (a.head_w) dk_units(a.V, &uh0, &uh1);
     if (threadIdx.x == 0) *cap = a.caps[CAP_HEAD];
     if (uh0 < uh1 || blockIdx.x == 0)
-        dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w, a.final_eps,
-                      a.final_kind, red);
+        dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w, a.final_b,
+                      a.final_eps, a.final_kind, red);
     if (blockIdx.x == 0)
         for (int d = threadIdx.x; d < a.D; d += DK_WARPS * 32)
             ((T *)a.h)[d] = from_f<T>(to_f(xs[dk_xi<T, X>(d)]));
@@ -232,8 +237,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     if (c->n_tokens != 1 || c->batch != 1) return "only batch-1 decode steps";
     if (!c->coop) return "the device has no cooperative launch";
     if (n_layers < 1) return "no layers";
-    if (act != ACT_SILU_GATED && act != ACT_GELU_TANH_GATED) return "ungated MLP";
-    if (!fin || (fin->kind != NORM_RMS && fin->kind != NORM_RMS_PLUS1)) return "final norm kind";
+    if (!fin || !fin->w) return "final norm";
     const size_t es = dtype_size(c->dt);
     const dtype wdt = L[0].wqkv.dt;
     /* the K of every matrix is a whole number of 16-byte vectors of its elements */
@@ -255,14 +259,15 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
             return "layers of different geometry";
         const norm_params *ns[4] = {&w->attn_norm, &w->ffn_norm, &w->post_attn_norm,
                                     &w->post_ffn_norm};
-        for (int i = 0; i < 4; i++)
-            if ((i < 2 || ns[i]->w) && ns[i]->kind != NORM_RMS && ns[i]->kind != NORM_RMS_PLUS1)
-                return "LayerNorm";
-        if (w->bup) return "MLP up bias";
+        for (int i = 2; i < 4; i++) /* LayerNorm is taken in dk_norm, not in dk_post_norm */
+            if (ns[i]->w && ns[i]->kind != NORM_RMS && ns[i]->kind != NORM_RMS_PLUS1)
+                return "sandwich LayerNorm";
         if (w->rope && w->rope->rot_dim > hd) return "rotary width";
         const bweight *m[4] = {&w->wqkv, &w->wo, &w->wup, &w->wdown};
-        const int64_t shape[4][2] = {
-            {(H + 2 * Hkv) * hd, D}, {D, H * hd}, {2 * (int64_t)F, D}, {D, F}};
+        const int64_t shape[4][2] = {{(H + 2 * Hkv) * hd, D},
+                                     {D, H * hd},
+                                     {(dk_gated(act) ? 2 : 1) * (int64_t)F, D},
+                                     {D, F}};
         for (int i = 0; i < 4; i++) {
             if (m[i]->dt != wdt || (dtype_quantized(wdt) && !m[i]->scale))
                 return "matrices of different types";
@@ -303,6 +308,7 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
     key->act = (int)act;
     key->wdt = (int)L[0].wqkv.dt;
     key->final_w = fin->w;
+    key->final_b = fin->b;
     if (head) {
         key->head_w = head->w->data;
         key->V = (int)head->w->rows;
@@ -332,6 +338,9 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
         d->ffn_norm = w->ffn_norm.w;
         d->ffn_eps = w->ffn_norm.eps;
         d->ffn_kind = (int)w->ffn_norm.kind;
+        d->attn_norm_b = w->attn_norm.b;
+        d->ffn_norm_b = w->ffn_norm.b;
+        d->bup = w->bup;
         d->post_attn = w->post_attn_norm.w;
         d->pa_eps = w->post_attn_norm.eps;
         d->pa_kind = (int)w->post_attn_norm.kind;

@@ -37,7 +37,8 @@ struct dk_layer {
     const float *bqkv, *bo, *bdown;                      /* or NULL */
     const float *attn_norm, *ffn_norm, *q_norm, *k_norm; /* q/k norms or NULL */
     const float *post_attn, *post_ffn; /* sandwich norms of the o / down outputs, or NULL */
-    const float *inv_freq;                               /* or NULL: no RoPE */
+    const float *attn_norm_b, *ffn_norm_b, *bup; /* LayerNorm biases, MLP up bias, or NULL */
+    const float *inv_freq;                       /* or NULL: no RoPE */
     void *kc, *vc; /* the layer's cache [n_blocks, Hkv, cap, hd]; in the kernel's shared
                       copy of a contiguous cache (a table of one entry), sequence 0's block */
     float attn_eps, ffn_eps, qn_eps, kn_eps, pa_eps, pf_eps, attn_factor, scale, softcap;
@@ -49,9 +50,9 @@ struct dk_layer {
 struct dk_args {
     const dk_layer *layers;
     int n_layers;
-    int D, H, Hkv, hd, F, act, ns;
-    void *x, *h; /* [D] residual stream; final normed output */
-    const float *final_w;
+    int D, H, Hkv, hd, F, act, ns;  /* act: gated (the up matrix is gate | up) or not */
+    void *x, *h;                    /* [D] residual stream; final normed output */
+    const float *final_w, *final_b; /* the final norm's weight and (LayerNorm) bias */
     float final_eps;
     int final_kind;
     /* The LM head, when the step's logits are computed here (else head_w is NULL): */
@@ -132,5 +133,10 @@ struct dk_clock {
         last = now;
     }
 };
+
+/* whether the MLP is gated: its up matrix holds 2F rows (gate, then up) */
+__host__ __device__ __forceinline__ bool dk_gated(int act) {
+    return act != ACT_GELU_TANH;
+}
 
 #endif

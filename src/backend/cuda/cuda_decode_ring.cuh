@@ -26,7 +26,7 @@ __device__ __forceinline__ dk_mat dk_matrix(const dk_args &a, const dk_layer &L,
     case MAT_O:
         return dk_mat{(const char *)L.wo, a.D, 1, a.H * a.hd, 0, es};
     case MAT_UP:
-        return dk_mat{(const char *)L.wup, a.F, 2, a.D, a.F, es};
+        return dk_mat{(const char *)L.wup, a.F, dk_gated(a.act) ? 2 : 1, a.D, a.F, es};
     case MAT_HEAD:
         return dk_mat{(const char *)a.head_w, a.V, 1, a.D, 0, head_es};
     default:

@@ -79,9 +79,16 @@ template <typename T, typename X> __device__ __forceinline__ X dk_round(float v)
         return to_f(from_f<T>(v));
 }
 
+/* element d of a norm's output (before rounding), as the norm op computes it */
+__device__ __forceinline__ float dk_norm_out(int kind, float v, float mean, float inv, float w,
+                                             const float *b, int d) {
+    if (kind == NORM_LAYER) return (v - mean) * inv * w + (b ? b[d] : 0.0f);
+    return v * inv * norm_weight(kind, w);
+}
+
 template <typename T, typename X>
 __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D, const float *w,
-                        float eps, int kind, float *red) {
+                        const float *b, float eps, int kind, float *red) {
     const int NT = DK_WARPS * 32;
     float xv[DK_NORM_REGS], wv[DK_NORM_REGS], ss = 0.0f;
     u64 tw[DK_NORM_REGS];
@@ -107,15 +114,36 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D,
         float v = xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
         ss += v * v;
     }
-    float inv = rms_scale(consumer_sum(ss, red), D, eps);
+    float mean = 0.0f, inv;
+    if (kind == NORM_LAYER) { /* as the norm op: the mean, then the centred sum of squares */
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DK_NORM_REGS; i++)
+            s += xv[i]; /* 0 past D */
+        for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT)
+            s += xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
+        mean = consumer_sum(s, red) / D;
+        float q = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DK_NORM_REGS; i++)
+            if (threadIdx.x + i * NT < D) q += (xv[i] - mean) * (xv[i] - mean);
+        for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
+            float v = (xp ? to_f(xp[d]) : ld_tag(xt + d, tag)) - mean;
+            q += v * v;
+        }
+        inv = rsqrtf(consumer_sum(q, red) / D + eps);
+    } else {
+        inv = rms_scale(consumer_sum(ss, red), D, eps);
+    }
 #pragma unroll
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
-        if (d < D) out[dk_xi<T, X>(d)] = dk_round<T, X>(xv[i] * inv * norm_weight(kind, wv[i]));
+        if (d < D)
+            out[dk_xi<T, X>(d)] = dk_round<T, X>(dk_norm_out(kind, xv[i], mean, inv, wv[i], b, d));
     }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
-        float v = (xp ? to_f(xp[d]) : ld_tag(xt + d, tag)) * inv;
-        out[dk_xi<T, X>(d)] = dk_round<T, X>(v * norm_weight(kind, w[d]));
+        float v = xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
+        out[dk_xi<T, X>(d)] = dk_round<T, X>(dk_norm_out(kind, v, mean, inv, w[d], b, d));
     }
     cbar();
 }
@@ -189,15 +217,15 @@ __device__ void dk_post_norm(const dk_args &a, unsigned tag, const float *w, flo
  *  MAT_QKV:  qkv[u] = T(acc + b)
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add; with a sandwich
  *                   norm ob[u] = T(acc + b), and dk_post_norm adds)
- *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation)
+ *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation; ungated,
+ *            R = 1: T(gelu_tanh(T(up + b))))
  *  MAT_HEAD: logits[u] = soft_cap(acc)                 (F32, as the logits op)
  * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
  * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
  * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
-template <typename T, typename W, typename X, int MAT>
+template <typename T, typename W, typename X, int MAT, int R = (MAT == MAT_UP ? 2 : 1)>
 __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r, bool embed_in,
                           unsigned tag_out, unsigned tag_act, float *xown) {
-    constexpr int R = MAT == MAT_UP ? 2 : 1;
     constexpr bool Q = !std::is_same<W, T>::value;
     constexpr int WVEC = 16 / sizeof(W); /* elements per 16-byte vector of the tile */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -219,6 +247,7 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
             sc[q] = 1.0f;
         if (mine && lane == 0) {
             if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
+            if (MAT == MAT_UP && R == 1 && L.bup) pre = L.bup[u];
             if (MAT == MAT_O || MAT == MAT_DOWN)
                 pre = embed_in ? to_f(((const T *)a.x)[u]) : xown[u - u0];
             if (MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
@@ -285,6 +314,9 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
             a.logits[u] = v;
         } else if (MAT == MAT_QKV) {
             st_tag(a.qkv + u, to_f(from_f<T>(acc[0] + pre)), tag_out);
+        } else if (MAT == MAT_UP && R == 1) { /* ungated: act(T(up + b)) */
+            float y = gelu_tanh(to_f(from_f<T>(acc[0] + pre)));
+            st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
         } else if (MAT == MAT_UP) {
             float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
             float y = gated_act(a.act, g, up);
