@@ -74,7 +74,12 @@ const char *llmrt_precision_name(llmrt_precision p);
  * on load with one F32 scale per output channel (weight-only: activations, the KV cache,
  * embeddings and the LM head stay in the precision; on CUDA that is FP16 or BF16). A checkpoint
  * stored in FP8 (compressed-tensors, ModelOpt) loads as it is with none or fp8; int8 is refused. */
-typedef enum llmrt_quant { LLMRT_QUANT_NONE = 0, LLMRT_QUANT_FP8 = 1, LLMRT_QUANT_INT8 = 2 } llmrt_quant;
+typedef enum llmrt_quant {
+    LLMRT_QUANT_NONE = 0,
+    LLMRT_QUANT_FP8 = 1,  /* E4M3, a scale per output channel */
+    LLMRT_QUANT_INT8 = 2, /* symmetric, a scale per output channel */
+    LLMRT_QUANT_INT4 = 3  /* symmetric, a scale per output channel and group of 128 inputs */
+} llmrt_quant;
 /* none, fp8 (E4M3), int8, in any case; LLMRT_ERR_INVALID otherwise. */
 llmrt_status llmrt_quant_parse(const char *name, llmrt_quant *out);
 /* "none", "fp8", "int8" */
@@ -132,13 +137,13 @@ typedef struct llmrt_load_opts {
     int chunk;                 /* most tokens per session in one forward step (0: 512) */
     int all_logits;            /* 1: steps may return the logits of every token (llmrt_logits,
                                   llmrt_perplexity); costs chunk * max_batch rows of logits */
-    int kv_block;    /* 0: one contiguous KV block per session (fastest decode); N > 0: a paged
-                        cache of blocks of N positions that sessions take as they grow */
-    size_t kv_bytes; /* paged cache: its size (0: max_sessions sessions of max_seq) */
+    int kv_block;       /* 0: one contiguous KV block per session (fastest decode); N > 0: a paged
+                           cache of blocks of N positions that sessions take as they grow */
+    size_t kv_bytes;    /* paged cache: its size (0: max_sessions sessions of max_seq) */
     double kv_fraction; /* paged cache, instead of kv_bytes: this fraction (0, 1] of the device
                            memory that is free once the weights and activations are loaded, but
                            no more than max_sessions sessions of max_seq take */
-    int verbose;     /* progress and memory on stderr */
+    int verbose;        /* progress and memory on stderr */
 } llmrt_load_opts;
 
 /* What loading with these options takes, in bytes, before loading (with kv_fraction, the KV
@@ -227,12 +232,12 @@ void llmrt_sampler_free(llmrt_sampler *s);
 
 typedef struct llmrt_gen_opts {
     int max_new_tokens;
-    llmrt_sampling sampling; /* session i samples with seed + i */
-    int ignore_eos;          /* 1: do not stop at the model's EOS ids */
-    int no_kv_cache;         /* 1: recompute the whole sequence every step (a baseline) */
+    llmrt_sampling sampling;    /* session i samples with seed + i */
+    int ignore_eos;             /* 1: do not stop at the model's EOS ids */
+    int no_kv_cache;            /* 1: recompute the whole sequence every step (a baseline) */
     const volatile int *cancel; /* when *cancel becomes non-zero (a signal handler, another
                                    thread), generation ends after the current step; NULL: no */
-    const int32_t *stop_ids; /* [n_stop_ids] further ids that end a session (as EOS does) */
+    const int32_t *stop_ids;    /* [n_stop_ids] further ids that end a session (as EOS does) */
     int n_stop_ids;
     int keep_cache; /* 1: the sessions are not reset; prompts[i] is session i's whole sequence,
                        whose first llmrt_session_length(ss[i]) tokens are in its cache already

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """quant_reference.py — a dequantized copy of a checkpoint: what llmrt's weight-only quantization
-(--quant_format fp8|int8) should compute, made independently of llmrt with numpy and ml_dtypes.
+(--quant_format fp8|int8|int4) should compute, made independently of llmrt with numpy and ml_dtypes.
 
   python3 scripts/quant_reference.py --model models/demo-llama --format fp8 --out /tmp/ref
 
@@ -30,7 +30,8 @@ from safetensors.numpy import save_file
 # The layer matrices of llmrt's loader (src/model/arch.c: wqkv, wo, wup, wdown), by name.
 LINEAR = re.compile(r"\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$")
 CONV1D = re.compile(r"\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
-TOP = {"fp8": np.float32(448.0), "int8": np.float32(127.0)}
+TOP = {"fp8": np.float32(448.0), "int8": np.float32(127.0), "int4": np.float32(7.0)}
+INT4_GROUP = 128  # input columns per int4 scale (symmetric)
 
 
 def read_safetensors(path):
@@ -59,7 +60,15 @@ def read_safetensors(path):
 
 
 def dequantized(w, fmt, axis):
-    """w quantized per channel along `axis` (the input dimension) and multiplied back."""
+    """w quantized per channel along `axis` (the input dimension; int4: per channel and group
+    of INT4_GROUP inputs) and multiplied back."""
+    if fmt == "int4":
+        v = np.moveaxis(w, axis, -1)  # [out, in]
+        g = v.reshape(v.shape[0], -1, INT4_GROUP)
+        amax = np.max(np.abs(g), axis=-1, keepdims=True)
+        scale = np.where(amax > 0, amax / TOP[fmt], np.float32(1.0)).astype(np.float32)
+        q = np.clip(np.rint((g / scale).astype(np.float32)), -7, 7).astype(np.float32)
+        return np.moveaxis((q * scale).astype(np.float32).reshape(v.shape), -1, axis)
     amax = np.max(np.abs(w), axis=axis, keepdims=True)
     scale = np.where(amax > 0, amax / TOP[fmt], np.float32(1.0)).astype(np.float32)
     x = (w / scale).astype(np.float32)

@@ -132,6 +132,37 @@ static void test_quantize_row_nonfinite(void) {
         }
 }
 
+/* INT4, groups of 4: codes round(x / (amax / 7)) + 8 per group, packed low nibble first;
+ * i4_value gives them back; a group of zeros has scale 1 and code 8; NaN refused. */
+static void test_quantize_row_int4(void) {
+    const float x[8] = {7.0f, 2.5f, -3.5f, -7.0f, /* amax 7: scale 1 */
+                        0.0f, 0.0f, 0.0f,  0.0f};
+    uint8_t q[4];
+    float s[2] = {0, 0};
+    CHECK(quantize_row_i4(q, s, x, 8, 4) == 0);
+    CHECK_MSG(s[0] == 1.0f && s[1] == 1.0f, "scales %g %g", s[0], s[1]);
+    const int codes[8] = {15, 10, 4, 1, 8, 8, 8, 8}; /* 2.5 -> 2, -3.5 -> -4 (to even) */
+    for (int k = 0; k < 8; k++) {
+        int c = (q[k / 2] >> (4 * (k % 2))) & 15;
+        CHECK_MSG(c == codes[k], "x %g: code %d, want %d", x[k], c, codes[k]);
+        CHECK(i4_value(q, (size_t)k, s[k / 4], 8.0f) == (float)(codes[k] - 8) * s[k / 4]);
+    }
+    /* random rows in groups of 128: every value within half a step of its code's */
+    float r[512];
+    test_rand_fill(r, 512, -3.0f, 2.0f, 11);
+    uint8_t qr[256];
+    float sr[4];
+    CHECK(quantize_row_i4(qr, sr, r, 512, 128) == 0);
+    int far = 0;
+    for (int k = 0; k < 512; k++)
+        far += fabsf(i4_value(qr, (size_t)k, sr[k / 128], 8.0f) - r[k]) > 0.5001f * sr[k / 128];
+    CHECK_MSG(far == 0, "%d values more than half a step from their quantized value", far);
+    const float bad[4] = {1, NAN, 2, 3};
+    uint8_t qb[2] = {0xaa, 0xaa};
+    float sb = -5.0f;
+    CHECK(quantize_row_i4(qb, &sb, bad, 4, 4) == -1 && sb == -5.0f && qb[0] == 0xaa);
+}
+
 static void test_quantize_row_fp8(void) {
     /* amax 448: scale 1, so the codes are the plain conversions */
     const float x[] = {448.0f, -448.0f, 1.0625f, 0.001f, -3.3f, 0.0f};
@@ -171,6 +202,7 @@ int main(void) {
     RUN(test_fp8_properties);
     RUN(test_quantize_row_int8);
     RUN(test_quantize_row_fp8);
+    RUN(test_quantize_row_int4);
     RUN(test_quantize_row_nonfinite);
     return test_summary();
 }

@@ -48,28 +48,28 @@ const char *llmrt_precision_name(llmrt_precision p) {
     return (unsigned)p <= LLMRT_BF16 ? precision_names[p] : "?";
 }
 
-static const dtype quant_dtype[] = {DT_F32, DT_F8E4M3, DT_I8};
-static const char *const quant_names[] = {"none", "fp8", "int8"};
+static const dtype quant_dtype[] = {DT_F32, DT_F8E4M3, DT_I8, DT_I4};
+static const char *const quant_names[] = {"none", "fp8", "int8", "int4"};
 
 llmrt_status llmrt_quant_parse(const char *s, llmrt_quant *out) {
-    for (int i = 0; s && i <= LLMRT_QUANT_INT8; i++)
+    for (int i = 0; s && i <= LLMRT_QUANT_INT4; i++)
         if (!strcasecmp(s, quant_names[i])) {
             *out = (llmrt_quant)i;
             return LLMRT_OK;
         }
-    return err_set(LLMRT_ERR_INVALID, "quantization format must be none, fp8 or int8, got '%s'",
-                   s ? s : "");
+    return err_set(LLMRT_ERR_INVALID,
+                   "quantization format must be none, fp8, int8 or int4, got '%s'", s ? s : "");
 }
 
 const char *llmrt_quant_name(llmrt_quant q) {
-    return (unsigned)q <= LLMRT_QUANT_INT8 ? quant_names[q] : "?";
+    return (unsigned)q <= LLMRT_QUANT_INT4 ? quant_names[q] : "?";
 }
 
 /* The load options' precision and quantization, checked. */
 static llmrt_status check_formats(const llmrt_load_opts *o) {
     if ((unsigned)o->precision > LLMRT_BF16)
         return err_set(LLMRT_ERR_INVALID, "load options: unknown precision %d", (int)o->precision);
-    if ((unsigned)o->quant > LLMRT_QUANT_INT8)
+    if ((unsigned)o->quant > LLMRT_QUANT_INT4)
         return err_set(LLMRT_ERR_INVALID, "load options: unknown quantization %d", (int)o->quant);
     return LLMRT_OK;
 }
@@ -295,7 +295,8 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
                     fp8_ckpt ? "fp8" : llmrt_quant_name(o.quant),
                     fp8_ckpt ? " (the checkpoint's)" : "", m->device);
     if (s == LLMRT_OK) s = model_load(&m->m, &m->cfg, m->path, m->be, &lo);
-    if (s == LLMRT_OK && o.kv_fraction > 0) s = kv_bytes_of_fraction(m->be, o.kv_fraction, actb, kvb, &eo);
+    if (s == LLMRT_OK && o.kv_fraction > 0)
+        s = kv_bytes_of_fraction(m->be, o.kv_fraction, actb, kvb, &eo);
     if (s == LLMRT_OK) s = engine_create(&m->e, m->m, &eo);
     if (s != LLMRT_OK) {
         model_free(m->m);
@@ -331,6 +332,7 @@ void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out) {
     const model_weights *w = &m->m->w;
     out->quant = w->quant == DT_F8E4M3 ? LLMRT_QUANT_FP8
                  : w->quant == DT_I8   ? LLMRT_QUANT_INT8
+                 : w->quant == DT_I4   ? LLMRT_QUANT_INT4
                                        : LLMRT_QUANT_NONE;
     out->bytes_per_weight = model_bytes_per_weight(w);
     out->quant_ms = w->quant_ms;

@@ -15,6 +15,8 @@ const char *dtype_name(dtype t) {
         return "F8_E4M3";
     case DT_I8:
         return "I8";
+    case DT_I4:
+        return "I4";
     }
     return "?";
 }
@@ -71,6 +73,28 @@ int quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n) {
         uint8_t *d = q;
         for (size_t i = 0; i < n; i++)
             d[i] = f32_to_fp8e4m3(x[i] / s);
+    }
+    return 0;
+}
+
+int quantize_row_i4(uint8_t *q, float *scale, const float *x, size_t n, size_t group) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return -1;
+    for (size_t g = 0; g < n / group; g++) {
+        const float *xg = x + g * group;
+        float amax = 0.0f;
+        for (size_t i = 0; i < group; i++)
+            amax = fmaxf(amax, fabsf(xg[i]));
+        const float s = amax > 0.0f ? amax / 7.0f : 1.0f;
+        scale[g] = s;
+        for (size_t i = 0; i < group; i += 2) {
+            int c[2];
+            for (int j = 0; j < 2; j++) {
+                float v = rintf(xg[i + j] / s);
+                c[j] = (int)(v > 7.0f ? 7.0f : v < -7.0f ? -7.0f : v) + 8;
+            }
+            q[(g * group + i) / 2] = (uint8_t)(c[0] | c[1] << 4);
+        }
     }
     return 0;
 }

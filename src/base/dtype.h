@@ -6,17 +6,33 @@
 #include <stdint.h>
 #include <string.h>
 
-/* F8_E4M3 and I8 are quantized weight types: a matrix of them holds one F32 scale per row
- * (bweight.scale), and its values are the stored ones times the row's scale. */
-typedef enum dtype { DT_F32 = 0, DT_F16, DT_BF16, DT_F8E4M3, DT_I8 } dtype;
+/* F8_E4M3, I8 and I4 are quantized weight types. An F8_E4M3 or I8 matrix holds one F32 scale
+ * per row (bweight.scale), and its values are the stored ones times the row's scale. An I4
+ * matrix packs two 4-bit codes q (0..15) per byte, the even column in the low nibble, and
+ * holds a F32 scale s and zero point z per row and group of bweight.group columns: its values
+ * are (q - z) * s (z is 8 when the matrix has no zero points: symmetric). */
+typedef enum dtype { DT_F32 = 0, DT_F16, DT_BF16, DT_F8E4M3, DT_I8, DT_I4 } dtype;
 
+/* Bytes per element (I4: 1, though two share a byte: dtype_bytes). */
 static inline size_t dtype_size(dtype t) {
     return t == DT_F32 ? 4 : t == DT_F16 || t == DT_BF16 ? 2 : 1;
 }
+/* Bytes of n elements. */
+static inline size_t dtype_bytes(dtype t, size_t n) {
+    return t == DT_I4 ? (n + 1) / 2 : n * dtype_size(t);
+}
 static inline int dtype_quantized(dtype t) {
+    return t == DT_F8E4M3 || t == DT_I8 || t == DT_I4;
+}
+/* quantized with a scale per row (F8_E4M3, I8), not per group (I4) */
+static inline int dtype_row_scaled(dtype t) {
     return t == DT_F8E4M3 || t == DT_I8;
 }
-const char *dtype_name(dtype t); /* "F32", "F16", "BF16", "F8_E4M3", "I8" */
+const char *dtype_name(dtype t); /* "F32", "F16", "BF16", "F8_E4M3", "I8", "I4" */
+
+/* Columns per scale group of a matrix quantized to I4 on load (symmetric, as llm.int4 / GPTQ's
+ * common setting). */
+enum { I4_GROUP = 128 };
 
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -47,6 +63,18 @@ enum { FP8E4M3_MAX = 448, I8_MAX = 127 };
  * largest value (1 for a row of zeros): q[i] = round(x[i] / scale). Returns 0, or -1 without
  * writing anything when a value is NaN or infinite (it has no quantized value). */
 int quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n);
+
+/* Quantizes one row of n floats (n a multiple of group, group even) to I4, symmetric: per group
+ * a scale of max|x| / 7 (1 for a group of zeros) and codes round(x / scale) + 8 clamped to
+ * 1..15, packed two per byte into q[n / 2]; scale[n / group]. Returns 0, or -1 without writing
+ * anything when a value is NaN or infinite. */
+int quantize_row_i4(uint8_t *q, float *scale, const float *x, size_t n, size_t group);
+
+/* Element k of an I4 row (packed codes q): (code - zero) * scale, in F32 as the reference. */
+static inline float i4_value(const uint8_t *q, size_t k, float scale, float zero) {
+    int code = (q[k >> 1] >> ((k & 1) * 4)) & 15;
+    return ((float)code - zero) * scale;
+}
 
 /* Converts n elements of src (type st) into dst (type dt); F32, F16 and BF16 only (quantized
  * types need their scales: quantize_row); dst and src must not overlap. Neither

@@ -248,9 +248,9 @@ void bench_report_add_baseline(bench_report *rep, const char *line) {
 
 /* ---- reporting ---- */
 
-/* The --quant_format name of the report's weight format: "fp8", "int8" or "none". */
+/* The --quant_format name of the report's weight format: "fp8", "int8", "int4" or "none". */
 static const char *quant_format_name(dtype t) {
-    return t == DT_F8E4M3 ? "fp8" : t == DT_I8 ? "int8" : "none";
+    return t == DT_F8E4M3 ? "fp8" : t == DT_I8 ? "int8" : t == DT_I4 ? "int4" : "none";
 }
 
 char *bench_report_text(const bench_report *rep) {
@@ -280,9 +280,11 @@ char *bench_report_text(const bench_report *rep) {
                 "bytes/weight\n",
                 rep->bytes_per_weight);
     else if (dtype_quantized(rep->weight_dtype))
-        fprintf(f, "weights: %s (per-channel scales), %.2f bytes/weight, quantized in %.2f s\n",
-                rep->weight_dtype == DT_F8E4M3 ? "FP8 E4M3" : "INT8", rep->bytes_per_weight,
-                rep->quant_ms / 1e3);
+        fprintf(f, "weights: %s, %.2f bytes/weight, quantized in %.2f s\n",
+                rep->weight_dtype == DT_F8E4M3 ? "FP8 E4M3 (per-channel scales)"
+                : rep->weight_dtype == DT_I8   ? "INT8 (per-channel scales)"
+                                               : "INT4 (scales per channel and 128 inputs)",
+                rep->bytes_per_weight, rep->quant_ms / 1e3);
     else
         fprintf(f, "weights: %s, %.2f bytes/weight\n", dtype_name(rep->weight_dtype),
                 rep->bytes_per_weight);

@@ -254,20 +254,32 @@ static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const 
     if (fp8) return ld_matrix_fp8(L, w, n, parts, rows, total, cols);
     const int q = dtype_quantized(quant);
     const dtype dt = q ? quant : L->wdt, read_dt = q ? DT_F32 : dt;
-    *w = (bweight){.dt = dt, .rows = total, .cols = cols};
-    const size_t elems = (size_t)(total * cols), bytes = elems * dtype_size(dt);
+    const int group = dt == DT_I4 ? I4_GROUP : 0;
+    if (group && cols % group) {
+        const st_tensor *t;
+        char name[256];
+        ld_find(L, pats[0], layer, name, sizeof name, &t);
+        return err_set(LLMRT_ERR_INVALID,
+                       "%s: tensor \"%s\" has %" PRId64 " input features, not a multiple of %d: "
+                       "it cannot be quantized to int4 in groups of %d (use --quant_format int8 "
+                       "or fp8)",
+                       L->m->dir, t ? t->name : name, cols, group, group);
+    }
+    *w = (bweight){.dt = dt, .rows = total, .cols = cols, .group = group};
+    const size_t elems = (size_t)(total * cols), bytes = dtype_bytes(dt, elems);
+    /* scales: one per row, or per row and group */
+    const size_t n_scales = (size_t)total * (group ? (size_t)cols / group : 1);
     TRY(ld_place(L, bytes, &w->data));
     /* staging when quantizing: [quantized bytes | scales | the F32 rows as read] */
-    const size_t s_at = (bytes + 255) / 256 * 256,
-                 f_at = s_at + ((size_t)total * 4 + 255) / 256 * 256;
+    const size_t s_at = (bytes + 255) / 256 * 256, f_at = s_at + (n_scales * 4 + 255) / 256 * 256;
     if (q) {
         void *dev;
-        TRY(ld_place(L, (size_t)total * 4, &dev));
+        TRY(ld_place(L, n_scales * 4, &dev));
         w->scale = dev;
         if (L->filling) TRY(ld_stage(L, f_at + elems * 4));
     }
     L->m->w.matrix_params += elems;
-    L->m->w.matrix_bytes += bytes + (q ? (size_t)total * 4 : 0);
+    L->m->w.matrix_bytes += bytes + (q ? n_scales * 4 : 0);
     size_t at = q ? f_at : 0;
     for (int i = 0; i < n; i++) {
         if (L->filling) TRY(ld_read(L, L->stage + at, read_dt, parts[i], conv));
@@ -282,11 +294,15 @@ static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const 
         double t0 = omp_get_wtime();
         int64_t bad = total; /* the first row holding a NaN or infinity */
 #pragma omp parallel for schedule(static) reduction(min : bad)
-        for (int64_t r = 0; r < total; r++)
-            if (quantize_row(qb + (size_t)(r * cols) * es, dt, &scales[r], f + (size_t)(r * cols),
-                             (size_t)cols) != 0 &&
-                r < bad)
-                bad = r;
+        for (int64_t r = 0; r < total; r++) {
+            const float *row = f + (size_t)(r * cols);
+            int rc = group ? quantize_row_i4(qb + (size_t)(r * cols) / 2,
+                                             &scales[(size_t)r * (cols / group)], row, (size_t)cols,
+                                             (size_t)group)
+                           : quantize_row(qb + (size_t)(r * cols) * es, dt, &scales[r], row,
+                                          (size_t)cols);
+            if (rc != 0 && r < bad) bad = r;
+        }
         L->m->w.quant_ms += (omp_get_wtime() - t0) * 1e3;
         if (bad < total) { /* name the part holding that row */
             int i = 0;
@@ -301,7 +317,7 @@ static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const 
                            "): it has no %s value, so the model cannot be quantized",
                            L->m->dir, t ? t->name : name, r0, dtype_name(dt));
         }
-        TRY(L->be->ops->upload(L->be, (void *)w->scale, scales, (size_t)total * 4));
+        TRY(L->be->ops->upload(L->be, (void *)w->scale, scales, n_scales * 4));
     }
     TRY(L->be->ops->upload(L->be, w->data, L->stage, bytes));
     return LLMRT_OK;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# quant.sh — weight-only quantization end to end: each demo model loaded with --quant_format fp8
-# and int8 on the CPU gives the FP32 logits of a dequantized checkpoint that
+# quant.sh — weight-only quantization end to end: each demo model loaded with --quant_format fp8,
+# int8 and int4 on the CPU gives the FP32 logits of a dequantized checkpoint that
 # scripts/quant_reference.py makes independently (numpy + ml_dtypes), for prompts of 1, 5 and
 # 40 tokens (the matrix-vector, few-rows and panel paths of the CPU matmul). The Python (with
 # numpy, ml_dtypes and safetensors) and the comparison: tests/quant/lib.sh.
@@ -19,7 +19,7 @@ BIN=${1:?usage: quant.sh LLMRT_BINARY}
 IDS40=$(seq -s, 3 7 282)
 for model in demo-llama demo-qwen3 demo-gpt2; do
   M=models/$model
-  for fmt in fp8 int8; do
+  for fmt in fp8 int8 int4; do
     REF=$TMP/$model-$fmt
     if ! "$PY" scripts/quant_reference.py --model "$M" --format "$fmt" --out "$REF" >/dev/null; then
       bad "$model $fmt: scripts/quant_reference.py failed"; continue
@@ -35,6 +35,13 @@ for model in demo-llama demo-qwen3 demo-gpt2; do
     done
   done
 done
+
+# int4 groups of 128 inputs: a model whose matrices have 64 is refused, naming the tensor
+"$BIN" run --model tests/fixtures/qwen3_hd20_bf16 --prompt-ids 5,6 --num_tokens 2 --device cpu \
+  --quant_format int4 --weight_only >"$TMP/out" 2>"$TMP/err"
+rc=$?
+[ $rc != 0 ] && grep -q 'q_proj.weight" has 64 input features, not a multiple of 128' "$TMP/err" &&
+  [ ! -s "$TMP/out" ] && ok || bad "int4 on 64 inputs: rc $rc $(cat "$TMP/err")"
 
 # the weight-only note: once without --weight_only, never with it
 "$BIN" run --model models/demo-llama --prompt-ids 5,6 --num_tokens 2 --device cpu --quant_format int8 >/dev/null 2>"$TMP/err"
@@ -57,13 +64,21 @@ assert c["quant_ms"] > 0 and c0["quant_ms"] == 0
 wq, w0 = q["bytes_per_decode_step"]["weights_MB"], p["bytes_per_decode_step"]["weights_MB"]
 assert wq < 0.8 * w0, (wq, w0)  # the layer matrices count one byte a value, not two
 PY
+"$BIN" run --benchmark --model models/demo-llama --device cpu --precision BF16 --quant_format int4 --weight_only \
+  --isl 16 --num_tokens 4 --iterations 1 --warmup 0 --json >"$TMP/b4.json" 2>/dev/null
+"$PY" - "$TMP/b4.json" <<'PY' && ok || bad "benchmark JSON (int4): $(head -c 400 "$TMP/b4.json")"
+import json, sys
+c = json.load(open(sys.argv[1]))["config"]
+# half a byte a value and a F32 scale per 128 of them
+assert c["quant_format"] == "int4" and abs(c["bytes_per_weight"] - (0.5 + 4 / 128)) < 1e-6, c
+PY
 "$BIN" run --benchmark --model models/demo-llama --device cpu --precision FP8 \
   --isl 16 --num_tokens 4 --iterations 1 --warmup 0 >"$TMP/b.txt" 2>/dev/null
 grep -q "^weights: FP8 E4M3 (per-channel scales), 1.0[0-9] bytes/weight, quantized in" "$TMP/b.txt" && ok || bad "benchmark text: $(cat "$TMP/b.txt")"
 
 # bad values
 "$BIN" run --quant_format int3 --device cpu >"$TMP/out" 2>"$TMP/err"; rc=$?
-[ $rc = 2 ] && grep -q "quant_format must be fp8, int8 or none, got 'int3'" "$TMP/err" && [ ! -s "$TMP/out" ] && ok || bad "int3: rc $rc $(cat "$TMP/err")"
+[ $rc = 2 ] && grep -q "quant_format must be fp8, int8, int4 or none, got 'int3'" "$TMP/err" && [ ! -s "$TMP/out" ] && ok || bad "int3: rc $rc $(cat "$TMP/err")"
 "$BIN" perplexity --precision FP8 --quant_format int8 --ids 1,2 >"$TMP/out" 2>"$TMP/err"; rc=$?
 [ $rc = 2 ] && grep -q "precision FP8 means --precision BF16 --quant_format fp8" "$TMP/err" && ok || bad "FP8 + int8: rc $rc $(cat "$TMP/err")"
 

@@ -36,7 +36,7 @@ bool cli_model_flag(args *a, cli_model *cm) {
     } else if (args_is(a, "quant_format")) {
         const char *v = args_value(a);
         if (llmrt_quant_parse(v, &cm->quant) != LLMRT_OK) {
-            fprintf(stderr, "llmrt %s: --quant_format must be fp8, int8 or none, got '%s'\n",
+            fprintf(stderr, "llmrt %s: --quant_format must be fp8, int8, int4 or none, got '%s'\n",
                     a->cmd, v);
             exit(2);
         }

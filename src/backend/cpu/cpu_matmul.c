@@ -1,5 +1,7 @@
 /* cpu_matmul.c — the CPU matrix products: out = in @ W^T (+ bias) with F32 activations and
- * F32, F16 or BF16 weights, or quantized ones (F8_E4M3, I8) with a F32 scale per weight row.
+ * F32, F16 or BF16 weights, or quantized ones (F8_E4M3, I8) with a F32 scale per weight row,
+ * or I4 ones with a scale and zero point per row and group (dequantized to F32 row by row:
+ * exact to the reference, not fast).
  *
  * Why it is written this way:
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
@@ -319,6 +321,49 @@ static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, 
     }
 }
 
+/* ---- I4 (codes with a scale and zero point per row and group) ---- */
+
+/* dst[k] = W[n, k0 + k] for k < kc, as the reference dequantizes it: (code - zero) * scale in
+ * F32 */
+static void i4_row(float *dst, const bweight *W, int64_t n, int64_t k0, int64_t kc) {
+    const int64_t K = W->cols, G = W->group, ng = K / G;
+    const uint8_t *q = (const uint8_t *)W->data + (size_t)(n * K) / 2;
+    for (int64_t k = k0; k < k0 + kc; k++) {
+        const int64_t g = k / G;
+        dst[k - k0] =
+            i4_value(q, (size_t)k, W->scale[n * ng + g], W->zero ? W->zero[n * ng + g] : 8.0f);
+    }
+}
+
+/* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < M (1..MATVEC_MAX_ROWS): each weight row
+ * dequantized once into F32, then its dot products with the M inputs. */
+static void matvec_i4(float *out, const float *x, int64_t M, const bweight *W, const float *bias) {
+    const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
+#pragma omp parallel if (N * K >= 65536)
+    {
+        float *row = malloc(sizeof(float) * (size_t)K);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; c++) {
+            int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
+            for (int64_t n = n0; n < n1 && row; n++) {
+                i4_row(row, W, n, 0, K);
+                for (int64_t m = 0; m < M; m++) {
+                    __m256 acc = _mm256_setzero_ps();
+                    int64_t k = 0;
+                    for (; k + 8 <= K; k += 8)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(row + k),
+                                              _mm256_loadu_ps(x + m * K + k), acc);
+                    float sum = hsum8(acc);
+                    for (; k < K; k++)
+                        sum += row[k] * x[m * K + k];
+                    out[m * N + n] = sum + (bias ? bias[n] : 0.0f);
+                }
+            }
+        }
+        free(row);
+    }
+}
+
 /* ---- several rows: blocked matrix product ---- */
 
 #define GEMM_MR 6              /* output rows of the register tile */
@@ -449,7 +494,15 @@ static void gemm_tile_any(int mr, const float *a, int64_t lda, const float *pane
 
 static void pack_panel_any(float *dst, const bweight *W, int64_t n0, int nvalid, int64_t k0,
                            int kc) {
-    if (W->dt == DT_BF16)
+    if (W->dt == DT_I4) { /* dequantized row by row (CPU I4 is the reference, not a fast path) */
+        float row[GEMM_KC];
+        if (nvalid < GEMM_NR) memset(dst, 0, sizeof(float) * GEMM_NR * (size_t)kc);
+        for (int i = 0; i < nvalid; i++) {
+            i4_row(row, W, n0 + i, k0, kc);
+            for (int k = 0; k < kc; k++)
+                dst[(size_t)k * GEMM_NR + i] = row[k];
+        }
+    } else if (W->dt == DT_BF16)
         pack_panel(dst, W->data, NULL, W->cols, n0, nvalid, k0, kc, DT_BF16);
     else if (W->dt == DT_F16)
         pack_panel(dst, W->data, NULL, W->cols, n0, nvalid, k0, kc, DT_F16);
@@ -509,7 +562,9 @@ static void gemm_blocked(float *out, const float *in, int64_t M, const bweight *
 }
 
 void cpu_gemm(float *out, const float *in, int64_t M, const bweight *W, const float *bias) {
-    if (M == 1)
+    if (W->dt == DT_I4 && M <= MATVEC_MAX_ROWS)
+        matvec_i4(out, in, M, W, bias);
+    else if (M == 1)
         matvec(out, in, W, bias);
     else if (M <= MATVEC_MAX_ROWS)
         matvec_few(out, in, M, W, bias);
@@ -530,6 +585,11 @@ static llmrt_status check_weight(const bweight *W, const char *op) {
                        "cpu %s: the %s weight matrix [%lld, %lld] has no row scales (a quantized "
                        "matrix needs bweight.scale)",
                        op, dtype_name(W->dt), (long long)W->rows, (long long)W->cols);
+    if (W->dt == DT_I4 && (W->group < 2 || W->group % 2 || W->cols % W->group))
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu %s: the I4 weight matrix [%lld, %lld] has groups of %d columns (an "
+                       "even number dividing the columns)",
+                       op, (long long)W->rows, (long long)W->cols, W->group);
     return LLMRT_OK;
 }
 
