@@ -36,14 +36,16 @@ typedef struct backend backend;
 
 /* A matrix of weights in backend memory. */
 typedef struct bweight {
-    void *data;         /* [rows, cols] row-major, type dt (I4: two per byte, see dtype.h) */
-    dtype dt;           /* be->weight_dtype, or a quantized type (layer matrices only) */
-    int64_t rows, cols; /* out features, in features */
-    const float *scale; /* F8_E4M3, I8: [rows] F32, W[r][c] = data[r][c] * scale[r];
-                           I4: [rows, cols / group] F32 (see zero); else NULL */
-    const float *zero;  /* I4: [rows, cols / group] F32 zero points, W[r][c] =
-                           (code[r][c] - zero[r][c / group]) * scale[r][c / group]; NULL: 8 */
-    int group;          /* I4: columns per group (even, dividing cols); else 0 */
+    void *data;          /* [rows, cols] row-major, type dt (I4: two per byte, see dtype.h) */
+    dtype dt;            /* be->weight_dtype, or a quantized type (layer matrices only) */
+    int64_t rows, cols;  /* out features, in features */
+    const float *scale;  /* F8_E4M3, I8: [rows] F32, W[r][c] = data[r][c] * scale[r];
+                            I4: [rows, cols / group] F32 (see zero); else NULL */
+    const float *zero;   /* I4: [rows, cols / group] F32 zero points, W[r][c] =
+                            (code[r][c] - zero[r][c / group]) * scale[r][c / group]; NULL: 8 */
+    int group;           /* I4: columns per group (even, dividing cols); else 0 */
+    const int32_t *gidx; /* I4: [cols] the group of each column (GPTQ with act-order), or NULL:
+                            column c is in group c / group */
 } bweight;
 
 typedef enum norm_kind {

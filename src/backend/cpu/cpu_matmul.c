@@ -329,7 +329,7 @@ static void i4_row(float *dst, const bweight *W, int64_t n, int64_t k0, int64_t 
     const int64_t K = W->cols, G = W->group, ng = K / G;
     const uint8_t *q = (const uint8_t *)W->data + (size_t)(n * K) / 2;
     for (int64_t k = k0; k < k0 + kc; k++) {
-        const int64_t g = k / G;
+        const int64_t g = W->gidx ? W->gidx[k] : k / G;
         dst[k - k0] =
             i4_value(q, (size_t)k, W->scale[n * ng + g], W->zero ? W->zero[n * ng + g] : 8.0f);
     }
