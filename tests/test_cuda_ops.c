@@ -386,6 +386,65 @@ static bweight quant_weight(dtype q, const float *w, int64_t rows, int64_t cols,
     return g;
 }
 
+/* An I4 matrix of w in groups of `group` columns: kind 0 symmetric (llmrt's on-load format:
+ * scale amax / 7, no zero points), 1 asymmetric (zero points 0..15, as AWQ/GPTQ), 2 asymmetric
+ * with the columns' groups permuted (GPTQ act-order: gidx); deq gets the values
+ * (code - zero) * scale as the reference computes them. */
+static bweight quant_weight_i4(int kind, int group, const float *w, int64_t rows, int64_t cols,
+                               float *deq) {
+    const int64_t ng = cols / group;
+    uint8_t *qb = calloc((size_t)(rows * cols) / 2, 1);
+    float *sc = malloc((size_t)(rows * ng) * 4), *zp = malloc((size_t)(rows * ng) * 4);
+    int32_t *gidx = malloc((size_t)cols * 4);
+    for (int64_t k = 0; k < cols; k++) /* kind 2: column k in group (7k mod cols) / group */
+        gidx[k] = (int32_t)(kind == 2 ? (k * 7 % cols) / group : k / group);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < ng; g++) {
+            float lo = 0, hi = 0;
+            for (int64_t k = 0; k < cols; k++)
+                if (gidx[k] == g) {
+                    lo = fminf(lo, w[r * cols + k]);
+                    hi = fmaxf(hi, w[r * cols + k]);
+                }
+            float s, z;
+            if (kind == 0) {
+                s = fmaxf(hi, -lo) / 7.0f;
+                z = 8.0f;
+            } else {
+                s = (hi - lo) / 15.0f;
+                z = rintf(-lo / (s > 0 ? s : 1.0f));
+            }
+            if (!(s > 0)) s = 1.0f;
+            sc[r * ng + g] = s;
+            zp[r * ng + g] = z;
+            for (int64_t k = 0; k < cols; k++)
+                if (gidx[k] == g) {
+                    float c = rintf(w[r * cols + k] / s) + z;
+                    int code = (int)(c < 0 ? 0 : c > 15 ? 15 : c);
+                    qb[(r * cols + k) / 2] |= (uint8_t)(code << (4 * (k % 2)));
+                    deq[r * cols + k] = ((float)code - z) * s;
+                }
+        }
+    bweight g = {.dt = DT_I4, .rows = rows, .cols = cols, .group = group};
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, (size_t)(rows * cols) / 2, &g.data));
+    CHECK_OK(cuda_be->ops->upload(cuda_be, g.data, qb, (size_t)(rows * cols) / 2));
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, (size_t)(rows * ng) * 4, (void **)&g.scale));
+    CHECK_OK(cuda_be->ops->upload(cuda_be, (void *)g.scale, sc, (size_t)(rows * ng) * 4));
+    if (kind) {
+        CHECK_OK(cuda_be->ops->alloc(cuda_be, (size_t)(rows * ng) * 4, (void **)&g.zero));
+        CHECK_OK(cuda_be->ops->upload(cuda_be, (void *)g.zero, zp, (size_t)(rows * ng) * 4));
+    }
+    if (kind == 2) {
+        CHECK_OK(cuda_be->ops->alloc(cuda_be, (size_t)cols * 4, (void **)&g.gidx));
+        CHECK_OK(cuda_be->ops->upload(cuda_be, (void *)g.gidx, gidx, (size_t)cols * 4));
+    }
+    free(qb);
+    free(sc);
+    free(zp);
+    free(gidx);
+    return g;
+}
+
 /* Quantized matrices (F16/BF16 activations): the matvec kernel (1..8 rows, the gate/up fusion
  * through matmul_activate below) and the dequantized cuBLASLt product (more rows), against the
  * product with the dequantized values in double, rounded once to the activation type. */
@@ -394,8 +453,11 @@ static void test_matmul_quant(void) {
     /* the last: rows in two chunks of cuBLASLt products (QUANT_ROW_CHUNK) */
     const int shapes[][3] = {{1, 256, 512}, {3, 100, 1024}, {8, 512, 1024},  {2, 3000, 2048},
                              {9, 200, 256}, {64, 384, 512}, {1, 20000, 256}, {1100, 48, 128}};
-    const dtype qs[2] = {DT_F8E4M3, DT_I8};
-    for (int qi = 0; qi < 2; qi++)
+    /* FP8, INT8; I4 symmetric in groups of 128, asymmetric in groups of 64, asymmetric with
+     * permuted groups of 32 */
+    const dtype qs[5] = {DT_F8E4M3, DT_I8, DT_I4, DT_I4, DT_I4};
+    const int i4_group[5] = {0, 0, 128, 64, 32};
+    for (int qi = 0; qi < 5; qi++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
             float a = 2.0f / sqrtf((float)K);
@@ -403,7 +465,8 @@ static void test_matmul_quant(void) {
             /* a few tiny and large values: FP8 subnormals and the saturation bound */
             for (int n = 0; n < N; n += 7)
                 w[(size_t)n * K + (n % K)] = (n % 2 ? 1e-5f : -40.0f) * a;
-            bweight wg = quant_weight(qs[qi], w, N, K, deq);
+            bweight wg = qs[qi] == DT_I4 ? quant_weight_i4(qi - 2, i4_group[qi], w, N, K, deq)
+                                         : quant_weight(qs[qi], w, N, K, deq);
             float *x = rand_vec((size_t)rows * K, -1, 1), *bias = rand_vec((size_t)N, -1, 1);
             round_to(x, (size_t)rows * K, cur_dt);
             pair in = act_pair((size_t)rows * K, x), out = act_pair((size_t)rows * N, NULL);
@@ -421,13 +484,18 @@ static void test_matmul_quant(void) {
                         ref += (double)deq[(size_t)n * K + k] * x[(size_t)m * K + k];
                         mag += fabs((double)deq[(size_t)n * K + k] * x[(size_t)m * K + k]);
                     }
-                    /* one rounding to the type, plus F32 sums (relative to the sum of |terms|) */
-                    double tol = fabs(ref) * (cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048) +
-                                 mag * 1e-5 + 1e-6;
+                    /* one rounding to the type, plus F32 sums (relative to the sum of |terms|);
+                     * I4 products of many rows read the weights rounded to the type: one more
+                     * rounding per term */
+                    const double ulp = cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048;
+                    const int w_rounded = qs[qi] == DT_I4 && rows > 8;
+                    double tol = fabs(ref) * ulp + mag * (1e-5 + (w_rounded ? ulp / 2 : 0)) + 1e-6;
                     double g = got[(size_t)m * N + n];
                     if (!(fabs(g - ref) <= tol)) {
-                        CHECK_MSG(0, "matmul %s rows %d N %d K %d: out[%d][%d] = %.6g, want %.6g",
-                                  dtype_name(qs[qi]), rows, N, K, m, n, g, ref);
+                        CHECK_MSG(0,
+                                  "matmul %s (group %d) rows %d N %d K %d: out[%d][%d] = %.6g, "
+                                  "want %.6g",
+                                  dtype_name(qs[qi]), i4_group[qi], rows, N, K, m, n, g, ref);
                         bad++;
                     }
                 }
@@ -441,6 +509,8 @@ static void test_matmul_quant(void) {
             pair_free(&b);
             cuda_be->ops->free(cuda_be, wg.data);
             cuda_be->ops->free(cuda_be, (void *)wg.scale);
+            if (wg.zero) cuda_be->ops->free(cuda_be, (void *)wg.zero);
+            if (wg.gidx) cuda_be->ops->free(cuda_be, (void *)wg.gidx);
         }
 }
 

@@ -294,6 +294,14 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
                     "--precision BF16 or FP16",
                     fp8_ckpt ? "fp8" : llmrt_quant_name(o.quant),
                     fp8_ckpt ? " (the checkpoint's)" : "", m->device);
+    /* The CUDA kernels of I4 matrices (cuda_matmul.cu, matmul_i4) are built and covered by
+     * test_cuda_ops, but have not passed it on a GPU yet (docs/PERF.md): until they do, int4
+     * runs on the CPU only. */
+    if (s == LLMRT_OK && o.quant == LLMRT_QUANT_INT4 && kind != BACKEND_CPU)
+        s = err_set(LLMRT_ERR_UNSUPPORTED,
+                    "int4 weights are not yet available on %s (their kernels await verification "
+                    "on a GPU): use --device cpu, or --quant_format int8 or fp8",
+                    m->device);
     if (s == LLMRT_OK) s = model_load(&m->m, &m->cfg, m->path, m->be, &lo);
     if (s == LLMRT_OK && o.kv_fraction > 0)
         s = kv_bytes_of_fraction(m->be, o.kv_fraction, actb, kvb, &eo);

@@ -242,7 +242,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     const dtype wdt = L[0].wqkv.dt;
     /* the K of every matrix is a whole number of 16-byte vectors of its elements */
     const int VEC = (int)(16 / es), WVEC = (int)(16 / dtype_size(wdt));
-    if (wdt != c->dt && !(dtype_quantized(wdt) && es == 2)) return "weight type";
+    if (wdt != c->dt && !(dtype_row_scaled(wdt) && es == 2)) return "weight type";
     const attn_params *g = &L[0].attn;
     const int D = (int)L[0].wqkv.cols, H = g->n_heads, Hkv = g->n_kv_heads, hd = g->head_dim;
     const int F = (int)L[0].wdown.cols;

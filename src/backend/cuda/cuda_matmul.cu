@@ -402,6 +402,133 @@ void cuda_matmul_free(cuda_ctx *c) {
  * once for all rows), then cuBLASLt on an unpacked copy (matmul_quant). */
 enum { MV_QUANT_ROWS = MV_MAX_M };
 
+/* ---- I4 matrices (codes with a scale and zero point per row and group: dtype.h) ---- */
+
+/* The weight of code `code` in column k of a row whose scales and zero points are s and z
+ * ([groups]), as the reference dequantizes it: (code - zero) * scale in F32. */
+__device__ __forceinline__ float i4_weight(unsigned code, int k, const float *s, const float *z,
+                                           const int32_t *gidx, int group) {
+    const int g = gidx ? gidx[k] : k / group;
+    return ((float)code - (z ? z[g] : 8.0f)) * s[g];
+}
+
+/* out[m, n] = W[n, :] . in[m, :] (+ bias[n]) for M <= MV_MAX_M rows: a warp per row of W, each
+ * lane 8 codes (one 32-bit load) per step, widened once for all M rows; F32 sums. */
+template <typename T, typename O, int M>
+__global__ void __launch_bounds__(MV_WARPS * 32)
+    kernel_matvec_i4(O *out /* [M, N] */, const T *in /* [M, K] */, const uint8_t *Wq,
+                     const float *scale, const float *zero, const int32_t *gidx, int group,
+                     const float *bias, int N, int K) {
+    pdl_begin();
+    const int lane = threadIdx.x % 32, n = blockIdx.x * MV_WARPS + threadIdx.x / 32;
+    if (n >= N) return;
+    const int ng = K / group;
+    const unsigned *row = (const unsigned *)(Wq + (size_t)n * (K / 2));
+    const float *s = scale + (size_t)n * ng, *z = zero ? zero + (size_t)n * ng : NULL;
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++)
+        acc[m] = 0.0f;
+    for (int i = lane; i < K / 8; i += 32) {
+        const unsigned u = __ldg(row + i);
+        float w[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            w[j] = i4_weight((u >> (4 * j)) & 15u, 8 * i + j, s, z, gidx, group);
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            const T *x = in + (size_t)m * K + 8 * i;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                acc[m] = fmaf(w[j], to_f(x[j]), acc[m]);
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        const float v = warp_sum(acc[m]);
+        if (lane == 0) out[(size_t)m * N + n] = from_f<O>(v + (bias ? bias[n] : 0.0f));
+    }
+}
+
+/* out[N, K] = W in T (rounded from the reference's F32 values): the tensor-core product of
+ * many rows reads these (the scales vary along K, so they cannot follow the product). */
+template <typename T>
+__global__ void kernel_dequant_i4(T *out, const uint8_t *Wq, const float *scale, const float *zero,
+                                  const int32_t *gidx, int group, int N, int K) {
+    pdl_begin();
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; /* 8 codes each */
+    if (i >= (size_t)N * K / 8) return;
+    const int n = (int)(i * 8 / K), k0 = (int)(i * 8 % K), ng = K / group;
+    const unsigned u = ((const unsigned *)Wq)[i];
+    const float *s = scale + (size_t)n * ng, *z = zero ? zero + (size_t)n * ng : NULL;
+    T o[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        o[j] = from_f<T>(i4_weight((u >> (4 * j)) & 15u, k0 + j, s, z, gidx, group));
+    if constexpr (sizeof(T) == 2)
+        *(int4 *)(out + i * 8) = *(const int4 *)o;
+    else
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            out[i * 8 + j] = o[j];
+}
+
+template <typename T, typename O>
+static cudaError_t matvec_i4(cuda_ctx *c, O *out, const T *in, int rows, const bweight *Wt,
+                             const float *bias) {
+    const int N = (int)Wt->rows, K = (int)Wt->cols;
+    const unsigned blocks = (unsigned)((N + MV_WARPS - 1) / MV_WARPS);
+#define MV4_CASE(MM)                                                                               \
+    case MM:                                                                                       \
+        return launch_ex(c, kernel_matvec_i4<T, O, MM>, blocks, MV_WARPS * 32, 0, out, in,         \
+                         (const uint8_t *)Wt->data, Wt->scale, Wt->zero, Wt->gidx, Wt->group,      \
+                         bias, N, K);
+    switch (rows) {
+        MV4_CASE(1)
+        MV4_CASE(2) MV4_CASE(3) MV4_CASE(4) MV4_CASE(5) MV4_CASE(6) MV4_CASE(7) MV4_CASE(8)
+    }
+#undef MV4_CASE
+    return cudaErrorInvalidValue;
+}
+
+/* An I4 matrix times rows of T: the matvec kernel for up to MV_QUANT_ROWS rows, else the
+ * matrix dequantized into T in the scratch (cuda_quant_reserve sized it) and cuBLASLt. */
+static llmrt_status matmul_i4(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
+                              const bweight *Wt, const float *bias) {
+    const int N = (int)Wt->rows, K = (int)Wt->cols;
+    if (K % 8 || Wt->group < 2 || Wt->group % 2 || K % Wt->group || !Wt->scale)
+        return err_set(LLMRT_ERR_INVALID,
+                       "cuda matmul: I4 matrix [%d, %d] in groups of %d (needs K %% 8 == 0, an "
+                       "even group dividing K, and scales)",
+                       N, K, Wt->group);
+    cudaError_t e = cudaSuccess;
+    if (rows <= MV_QUANT_ROWS) {
+        if (out_dt == DT_F32) {
+            DISPATCH_T(c->dt,
+                       e = matvec_i4<T, float>(c, (float *)out, (const T *)in, rows, Wt, bias));
+        } else {
+            DISPATCH_T(c->dt, e = matvec_i4<T, T>(c, (T *)out, (const T *)in, rows, Wt, bias));
+        }
+        if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec_i4", __FILE__, __LINE__);
+        CK_KERNEL("kernel_matvec_i4");
+        return LLMRT_OK;
+    }
+    void *wt;
+    TRY(cuda_scratch(c, quant_scratch_bytes((size_t)N, (size_t)K, dtype_size(c->dt)), &wt));
+    const size_t n8 = (size_t)N * K / 8;
+    DISPATCH_T(c->dt, launch_ex(c, kernel_dequant_i4<T>, (unsigned)((n8 + 255) / 256), 256, 0,
+                                (T *)wt, (const uint8_t *)Wt->data, Wt->scale, Wt->zero, Wt->gidx,
+                                Wt->group, N, K));
+    CK_KERNEL("kernel_dequant_i4");
+    lt_plan *p = NULL;
+    TRY(plan_get(c, out_dt, rows, N, K, &p));
+    float alpha = 1.0f, beta = 0.0f;
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, in, p->b, &beta, out, p->c, out, p->c,
+                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    if (bias) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, 0.0f));
+    return LLMRT_OK;
+}
+
 llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
                                 const bweight *Wt, const float *bias, float softcap) {
     const bool q = dtype_quantized(Wt->dt);
@@ -413,6 +540,11 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
                        dtype_name(Wt->dt));
     int N = (int)Wt->rows, K = (int)Wt->cols;
     if (rows <= 0) return LLMRT_OK;
+    if (Wt->dt == DT_I4) {
+        if (softcap > 0.0f) /* the LM head is never quantized */
+            return err_set(LLMRT_ERR_INVALID, "cuda matmul: soft-capped quantized matrix");
+        return matmul_i4(c, out, out_dt, in, rows, Wt, bias);
+    }
     if (rows <= (q ? MV_QUANT_ROWS : c->matvec_max_rows)) {
         if (out_dt == DT_F32) {
             DISPATCH_T(c->dt,
@@ -468,6 +600,7 @@ llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int 
                                     const bweight *Wt, const float *bias, void *act_out, int F,
                                     act_kind kind, int *done) {
     *done = 0;
+    if (Wt->dt == DT_I4) return LLMRT_OK; /* its own kernels (matmul_i4), then the activation */
     const bool q = dtype_quantized(Wt->dt);
     const int N = (int)Wt->rows, K = (int)Wt->cols, VEC = 16 / (int)dtype_size(Wt->dt);
     if (rows < 1 || rows > (q ? MV_QUANT_ROWS : c->matvec_max_rows) || (Wt->dt != c->dt && !q) ||

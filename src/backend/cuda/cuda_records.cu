@@ -11,6 +11,9 @@ void rec_weight(bweight *d, const bweight *s) {
     d->rows = s->rows;
     d->cols = s->cols;
     d->scale = s->scale;
+    d->zero = s->zero;
+    d->group = s->group;
+    d->gidx = s->gidx;
 }
 
 void rec_norm_params(norm_params *d, const norm_params *s) {
