@@ -32,6 +32,7 @@ LINEAR = re.compile(r"\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weigh
 CONV1D = re.compile(r"\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
 TOP = {"fp8": np.float32(448.0), "int8": np.float32(127.0), "int4": np.float32(7.0)}
 INT4_GROUP = 128  # input columns per int4 scale (symmetric)
+INT4_CLIP_STEPS = 9  # scale factors tried per group (src/base/dtype.h)
 
 
 def read_safetensors(path):
@@ -63,12 +64,27 @@ def dequantized(w, fmt, axis):
     """w quantized per channel along `axis` (the input dimension; int4: per channel and group
     of INT4_GROUP inputs) and multiplied back."""
     if fmt == "int4":
+        # per group: the scale amax / 7 times the factor 1, 0.975, ... (INT4_CLIP_STEPS) whose
+        # codes give the least squared error (the first such factor on a tie)
         v = np.moveaxis(w, axis, -1)  # [out, in]
-        g = v.reshape(v.shape[0], -1, INT4_GROUP)
+        g = v.reshape(v.shape[0], -1, INT4_GROUP).astype(np.float32)
         amax = np.max(np.abs(g), axis=-1, keepdims=True)
-        scale = np.where(amax > 0, amax / TOP[fmt], np.float32(1.0)).astype(np.float32)
+        best_err = np.full(amax.shape, np.inf)
+        scale = np.ones(amax.shape, np.float32)
+        for c in range(INT4_CLIP_STEPS):
+            f = np.float32(1.0) - np.float32(0.025) * np.float32(c)
+            t = (amax * f / np.float32(7.0)).astype(np.float32)
+            tt = np.where(amax > 0, t, np.float32(1.0))
+            q = np.clip(np.rint((g / tt).astype(np.float32)), -7, 7).astype(np.float32)
+            err = np.sum((g.astype(np.float64) - (q * tt).astype(np.float64)) ** 2, axis=-1,
+                         keepdims=True)
+            better = (err < best_err) & (amax > 0)
+            scale = np.where(better, tt, scale)
+            best_err = np.where(better, err, best_err)
         q = np.clip(np.rint((g / scale).astype(np.float32)), -7, 7).astype(np.float32)
-        return np.moveaxis((q * scale).astype(np.float32).reshape(v.shape), -1, axis)
+        # contiguous: safetensors writes an array's buffer as it lies in memory
+        return np.ascontiguousarray(
+            np.moveaxis((q * scale).astype(np.float32).reshape(v.shape), -1, axis))
     amax = np.max(np.abs(w), axis=axis, keepdims=True)
     scale = np.where(amax > 0, amax / TOP[fmt], np.float32(1.0)).astype(np.float32)
     x = (w / scale).astype(np.float32)

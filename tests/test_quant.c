@@ -132,31 +132,54 @@ static void test_quantize_row_nonfinite(void) {
         }
 }
 
-/* INT4, groups of 4: codes round(x / (amax / 7)) + 8 per group, packed low nibble first;
+/* INT4: per group a scale amax / 7 times the factor 1 - 0.025 c (c < I4_CLIP_STEPS) with the
+ * least squared error, codes clamp(round(x / scale), -7, 7) + 8 packed low nibble first;
  * i4_value gives them back; a group of zeros has scale 1 and code 8; NaN refused. */
-static void test_quantize_row_int4(void) {
-    const float x[8] = {7.0f, 2.5f, -3.5f, -7.0f, /* amax 7: scale 1 */
-                        0.0f, 0.0f, 0.0f,  0.0f};
-    uint8_t q[4];
-    float s[2] = {0, 0};
-    CHECK(quantize_row_i4(q, s, x, 8, 4) == 0);
-    CHECK_MSG(s[0] == 1.0f && s[1] == 1.0f, "scales %g %g", s[0], s[1]);
-    const int codes[8] = {15, 10, 4, 1, 8, 8, 8, 8}; /* 2.5 -> 2, -3.5 -> -4 (to even) */
-    for (int k = 0; k < 8; k++) {
-        int c = (q[k / 2] >> (4 * (k % 2))) & 15;
-        CHECK_MSG(c == codes[k], "x %g: code %d, want %d", x[k], c, codes[k]);
-        CHECK(i4_value(q, (size_t)k, s[k / 4], 8.0f) == (float)(codes[k] - 8) * s[k / 4]);
+static double i4_sq_error(const float *x, int n, float s) {
+    double e = 0;
+    for (int i = 0; i < n; i++) {
+        float v = rintf(x[i] / s);
+        v = v > 7 ? 7 : v < -7 ? -7 : v;
+        e += ((double)x[i] - v * s) * ((double)x[i] - v * s);
     }
-    /* random rows in groups of 128: every value within half a step of its code's */
+    return e;
+}
+
+static void test_quantize_row_int4(void) {
     float r[512];
     test_rand_fill(r, 512, -3.0f, 2.0f, 11);
-    uint8_t qr[256];
-    float sr[4];
-    CHECK(quantize_row_i4(qr, sr, r, 512, 128) == 0);
-    int far = 0;
-    for (int k = 0; k < 512; k++)
-        far += fabsf(i4_value(qr, (size_t)k, sr[k / 128], 8.0f) - r[k]) > 0.5001f * sr[k / 128];
-    CHECK_MSG(far == 0, "%d values more than half a step from their quantized value", far);
+    r[5] = 9.0f; /* an outlier in group 0: clipping it rounds the rest finer */
+    for (int i = 384; i < 512; i++)
+        r[i] = 0.0f; /* group 3: zeros */
+    uint8_t q[256];
+    float sc[4];
+    CHECK(quantize_row_i4(q, sc, r, 512, 128) == 0);
+    for (int g = 0; g < 4; g++) {
+        const float *x = r + 128 * g;
+        float amax = 0;
+        for (int i = 0; i < 128; i++)
+            amax = fmaxf(amax, fabsf(x[i]));
+        if (amax == 0) {
+            CHECK_MSG(sc[g] == 1.0f, "group of zeros: scale %g", sc[g]);
+        } else { /* one of the candidates, and no other has a smaller error */
+            int is_candidate = 0;
+            for (int c = 0; c < I4_CLIP_STEPS; c++) {
+                float t = amax * (1.0f - 0.025f * (float)c) / 7.0f;
+                is_candidate |= t == sc[g];
+                CHECK_MSG(i4_sq_error(x, 128, sc[g]) <= i4_sq_error(x, 128, t),
+                          "group %d: scale %g has a larger error than %g", g, sc[g], t);
+            }
+            CHECK_MSG(is_candidate, "group %d: scale %g is no candidate", g, sc[g]);
+        }
+        for (int i = 0; i < 128; i++) {
+            const int k = 128 * g + i, code = (q[k / 2] >> (4 * (k % 2))) & 15;
+            float v = rintf(x[i] / sc[g]);
+            v = v > 7 ? 7 : v < -7 ? -7 : v;
+            CHECK_MSG(code == (int)v + 8, "x %g: code %d, want %d", x[i], code, (int)v + 8);
+            CHECK(i4_value(q, (size_t)k, sc[g], 8.0f) == v * sc[g]);
+        }
+    }
+    CHECK_MSG(sc[0] < 9.0f / 7.0f, "the outlier's group kept scale amax / 7 (%g)", sc[0]);
     const float bad[4] = {1, NAN, 2, 3};
     uint8_t qb[2] = {0xaa, 0xaa};
     float sb = -5.0f;

@@ -85,7 +85,24 @@ int quantize_row_i4(uint8_t *q, float *scale, const float *x, size_t n, size_t g
         float amax = 0.0f;
         for (size_t i = 0; i < group; i++)
             amax = fmaxf(amax, fabsf(xg[i]));
-        const float s = amax > 0.0f ? amax / 7.0f : 1.0f;
+        /* the scale amax / 7 times the factor of I4_CLIP_STEPS that gives the least squared
+         * error (clipping the largest values can round the rest finer) */
+        float s = amax > 0.0f ? amax / 7.0f : 1.0f;
+        double best = -1.0;
+        for (int c = 0; amax > 0.0f && c < I4_CLIP_STEPS; c++) {
+            const float t = amax * (1.0f - 0.025f * (float)c) / 7.0f;
+            double err = 0.0;
+            for (size_t i = 0; i < group; i++) {
+                float v = rintf(xg[i] / t);
+                v = v > 7.0f ? 7.0f : v < -7.0f ? -7.0f : v;
+                const double d = (double)xg[i] - (double)(v * t);
+                err += d * d;
+            }
+            if (best < 0.0 || err < best) {
+                best = err;
+                s = t;
+            }
+        }
         scale[g] = s;
         for (size_t i = 0; i < group; i += 2) {
             int c[2];

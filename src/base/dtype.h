@@ -65,9 +65,11 @@ enum { FP8E4M3_MAX = 448, I8_MAX = 127 };
 int quantize_row(void *q, dtype dt, float *scale, const float *x, size_t n);
 
 /* Quantizes one row of n floats (n a multiple of group, group even) to I4, symmetric: per group
- * a scale of max|x| / 7 (1 for a group of zeros) and codes round(x / scale) + 8 clamped to
+ * a scale of max|x| / 7 times the factor 1, 0.975, ... (I4_CLIP_STEPS of them) whose codes give
+ * the least squared error (1 for a group of zeros), and codes round(x / scale) + 8 clamped to
  * 1..15, packed two per byte into q[n / 2]; scale[n / group]. Returns 0, or -1 without writing
  * anything when a value is NaN or infinite. */
+enum { I4_CLIP_STEPS = 9 };
 int quantize_row_i4(uint8_t *q, float *scale, const float *x, size_t n, size_t group);
 
 /* Element k of an I4 row (packed codes q): (code - zero) * scale, in F32 as the reference. */
