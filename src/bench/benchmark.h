@@ -49,7 +49,8 @@ typedef struct bench_report {
                                  F8_E4M3 / I8 when quantized on load */
     double bytes_per_weight;  /* bytes per value of the layer matrices, scales included */
     double quant_ms;          /* time quantizing took during the load (0: not quantized) */
-    bool quant_from_checkpoint; /* the checkpoint stores the layer matrices FP8 (read as is) */
+    bool quant_from_checkpoint; /* the checkpoint stores the layer matrices FP8 or 4-bit (read
+                                   as is) */
     int prompt_hi;            /* prompt ids were drawn from 1..prompt_hi (0: given prompt) */
     bool baseline_tried;      /* a baseline was added or noted */
     char note[512];           /* why the baseline did not run (or its versions when it did) */
