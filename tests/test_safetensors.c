@@ -357,8 +357,9 @@ static void test_bad_entries(void) {
 
 static void test_bad_dtypes(void) {
     BAD("{\"ids\": {\"dtype\":\"I16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2,
-        LLMRT_ERR_UNSUPPORTED, "tensor 'ids' has dtype I16; llmrt reads F32, F16, BF16, F8_E4M3, "
-                               "I32 and I64");
+        LLMRT_ERR_UNSUPPORTED,
+        "tensor 'ids' has dtype I16; llmrt reads F32, F16, BF16, F8_E4M3, "
+        "I32 and I64");
     BAD("{\"q\": {\"dtype\":\"F8_E5M2\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
         LLMRT_ERR_UNSUPPORTED, "tensor 'q' has dtype F8_E5M2");
     BAD("{\"mask\": {\"dtype\":\"BOOL\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,

@@ -17,10 +17,7 @@ typedef enum dtype { DT_F32 = 0, DT_F16, DT_BF16, DT_F8E4M3, DT_I8, DT_I4, DT_I3
 
 /* Bytes per element (I4: 1, though two share a byte: dtype_bytes). */
 static inline size_t dtype_size(dtype t) {
-    return t == DT_I64                 ? 8
-           : t == DT_F32 || t == DT_I32 ? 4
-           : t == DT_F16 || t == DT_BF16 ? 2
-                                         : 1;
+    return t == DT_I64 ? 8 : t == DT_F32 || t == DT_I32 ? 4 : t == DT_F16 || t == DT_BF16 ? 2 : 1;
 }
 /* Bytes of n elements. */
 static inline size_t dtype_bytes(dtype t, size_t n) {

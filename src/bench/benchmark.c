@@ -276,7 +276,7 @@ char *bench_report_text(const bench_report *rep) {
             rep->weights_mb, rep->kv_mb);
     if (rep->quant_from_checkpoint)
         fprintf(f, "weights: %s as stored in the checkpoint, %.2f bytes/weight\n",
-                rep->weight_dtype == DT_I4 ? "INT4 (scales and zero points per channel and group)"
+                rep->weight_dtype == DT_I4 ? "INT4 (scales per channel and group)"
                                            : "FP8 E4M3 (per-channel scales)",
                 rep->bytes_per_weight);
     else if (dtype_quantized(rep->weight_dtype))

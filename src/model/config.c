@@ -383,9 +383,8 @@ static llmrt_status q_i4_group(const cfg_reader *r, const char *field, json_int_
 static llmrt_status q_i4_bits(const cfg_reader *r, const char *field, json_int_t bits,
                               const char *scheme) {
     if (bits != 4)
-        return err_set(LLMRT_ERR_UNSUPPORTED,
-                       "%s: %s is %lld: llmrt reads 4-bit %s checkpoints", r->path, field,
-                       (long long)bits, scheme);
+        return err_set(LLMRT_ERR_UNSUPPORTED, "%s: %s is %lld: llmrt reads 4-bit %s checkpoints",
+                       r->path, field, (long long)bits, scheme);
     return LLMRT_OK;
 }
 
@@ -450,15 +449,16 @@ static llmrt_status q_ct_int4_weights(const cfg_reader *r, json_t *w, const char
         return err_set(LLMRT_ERR_FORMAT, "%s: %s.actorder must be a string, true, false or null",
                        r->path, wh);
     const bool reordered = actorder && (!strcmp(actorder, "group") || !strcmp(actorder, "dynamic"));
-    if (actorder && !reordered && strcmp(actorder, "weight") != 0 && strcmp(actorder, "static") != 0)
+    if (actorder && !reordered && strcmp(actorder, "weight") != 0 &&
+        strcmp(actorder, "static") != 0)
         return err_set(LLMRT_ERR_UNSUPPORTED,
-                       "%s: %s.actorder \"%s\" is not supported (group, weight, or none)",
-                       r->path, wh, actorder);
+                       "%s: %s.actorder \"%s\" is not supported (group, weight, or none)", r->path,
+                       wh, actorder);
     ckpt_quant g = {.i4 = CKPT_I4_CT, .i4_zero = !symmetric, .i4_act_order = reordered};
     snprintf(field, sizeof field, "%s.group_size", wh);
     TRY(q_i4_group(r, field, by_channel ? -1 : group, &g));
-    if (q->i4 && (q->i4_group != g.i4_group || q->i4_zero != g.i4_zero ||
-                  q->i4_act_order != g.i4_act_order))
+    if (q->i4 &&
+        (q->i4_group != g.i4_group || q->i4_zero != g.i4_zero || q->i4_act_order != g.i4_act_order))
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "%s: %s differs from the config group before it (group size, symmetric or "
                        "actorder): llmrt reads one 4-bit scheme per checkpoint",

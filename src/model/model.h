@@ -63,9 +63,9 @@ typedef struct ckpt_quant {
                                "gptq" checkpoint format, v1) */
     bool i4_act_order;      /* INT4: the inputs' groups are permuted (GPTQ desc_act,
                                compressed-tensors actorder "group"): g_idx says each one's */
-    char desc[96];    /* "compressed-tensors float-quantized, per-channel" (messages) */
-    char ignore[160]; /* the modules it leaves unquantized, joined ("lm_head"); "" if none */
-    char source[24];  /* the file it was read from: "config.json" or "hf_quant_config.json" */
+    char desc[96];          /* "compressed-tensors float-quantized, per-channel" (messages) */
+    char ignore[160];       /* the modules it leaves unquantized, joined ("lm_head"); "" if none */
+    char source[24];        /* the file it was read from: "config.json" or "hf_quant_config.json" */
 } ckpt_quant;
 
 /* A config.json resolved against its architecture. Every field is set (defaults applied). */
@@ -127,10 +127,10 @@ typedef struct model_weights {
     bweight lm_head;       /* [V, D]; aliases tok_embed when tied */
     layer_weights *layers; /* [n_layers] */
     rope_params rope_global, rope_local;
-    void *block;  /* the one backend allocation all weights live in */
-    size_t bytes; /* its size */
-    dtype quant;  /* DT_F8E4M3, DT_I8 or DT_I4: the layer matrices are quantized to it; else
-                     F32 */
+    void *block;          /* the one backend allocation all weights live in */
+    size_t bytes;         /* its size */
+    dtype quant;          /* DT_F8E4M3, DT_I8 or DT_I4: the layer matrices are quantized to it; else
+                             F32 */
     bool from_checkpoint; /* some layer matrices were stored quantized in the checkpoint (FP8,
                              or packed 4-bit into DT_I4) and are kept as they are */
     double quant_ms;      /* time spent quantizing on load (0 for matrices read as stored) */
@@ -150,12 +150,12 @@ typedef struct model_load_opts {
     int verbose;          /* progress and memory use on stderr */
     size_t reserve_bytes; /* device memory the caller will also need (KV cache, activations),
                              counted in the fits-on-device check */
-    dtype quant; /* DT_F8E4M3, DT_I8 or DT_I4: quantize the layer matrices (q/k/v, o,
-                    gate/up, down) to it, one scale per output row (I4: and group), as they
-                    load; F32 (zeroed): none. Embeddings and the LM head stay in the precision.
-                    Matrices a pre-quantized checkpoint stores FP8 load as they are (with F32 or
-                    F8_E4M3 here), those it stores in 4 bits likewise (with F32 or I4); another
-                    format is refused: it would quantize them twice. */
+    dtype quant;          /* DT_F8E4M3, DT_I8 or DT_I4: quantize the layer matrices (q/k/v, o,
+                             gate/up, down) to it, one scale per output row (I4: and group), as they
+                             load; F32 (zeroed): none. Embeddings and the LM head stay in the precision.
+                             Matrices a pre-quantized checkpoint stores FP8 load as they are (with F32 or
+                             F8_E4M3 here), those it stores in 4 bits likewise (with F32 or I4); another
+                             format is refused: it would quantize them twice. */
 } model_load_opts;
 
 /* Bytes the weights of the checkpoint in dir take on a backend storing matrices in `precision`

@@ -264,8 +264,8 @@ static const char *i4_suffix(ckpt_i4_kind kind, int which) {
 /* Finds the tensor of the module named by pattern (a "<module>.weight" name, %d = layer) with
  * `which`'s suffix in place of ".weight", as named or with the family's alternative prefix; *t
  * is NULL if absent (name: the name looked for). */
-static void ld_find_i4(const loader *L, const char *pat, int layer, int which, char *name,
-                       size_t n, const st_tensor **t) {
+static void ld_find_i4(const loader *L, const char *pat, int layer, int which, char *name, size_t n,
+                       const st_tensor **t) {
     char module[256];
     snprintf(module, sizeof module, pat, layer);
     size_t len = strlen(module);
@@ -303,8 +303,8 @@ static llmrt_status ld_parts_i4(const loader *L, int layer, int n, const char *c
             return err_set(LLMRT_ERR_FORMAT,
                            "%s: tensors \"%s\" (packed 4-bit) and \"%s\" (%s) are fused into one "
                            "matrix and must all be stored 4-bit or none",
-                           L->m->dir, codes[0] ? codes[0]->name : names[0],
-                           t ? t->name : names[i], t ? dtype_name(t->dt) : "missing");
+                           L->m->dir, codes[0] ? codes[0]->name : names[0], t ? t->name : names[i],
+                           t ? dtype_name(t->dt) : "missing");
         if (!found && !t)
             return err_set(LLMRT_ERR_FORMAT,
                            "%s: tensor \"%s\" is missing from the checkpoint (%s), and so is "
@@ -468,8 +468,8 @@ static llmrt_status ld_i4_fill_part(loader *L, const i4_part *p, int64_t r0, int
         }
         if (v[0] != rows || v[1] != cols)
             return err_set(LLMRT_ERR_FORMAT,
-                           "%s: tensor \"%s\" holds [%" PRId64 ", %" PRId64 "]; the module is [%" PRId64
-                           ", %" PRId64 "]",
+                           "%s: tensor \"%s\" holds [%" PRId64 ", %" PRId64
+                           "]; the module is [%" PRId64 ", %" PRId64 "]",
                            p->shape->file, p->shape->name, v[0], v[1], rows, cols);
     }
     TRY(ld_read(L, raw, DT_I32, p->codes, 0));
@@ -483,8 +483,8 @@ static llmrt_status ld_i4_fill_part(loader *L, const i4_part *p, int64_t r0, int
                 return err_set(LLMRT_ERR_FORMAT,
                                "%s: tensor \"%s\" holds %g at [%" PRId64 ", %" PRId64
                                "]: a scale must be finite and > 0",
-                               p->scales->file, p->scales->name, (double)s[at], at / (ct ? G : rows),
-                               at % (ct ? G : rows));
+                               p->scales->file, p->scales->name, (double)s[at],
+                               at / (ct ? G : rows), at % (ct ? G : rows));
             scales[(r0 + r) * G + g] = s[at];
         }
     if (zeros) {
@@ -492,11 +492,13 @@ static llmrt_status ld_i4_fill_part(loader *L, const i4_part *p, int64_t r0, int
         const uint32_t plus = q->i4_zero_minus_one ? 1 : 0;
         for (int64_t r = 0; r < rows; r++)
             for (int64_t g = 0; g < G; g++) {
-                const uint32_t z = i4_stored_zero(q->i4, (const uint32_t *)raw, rows, G, r, g) + plus;
+                const uint32_t z =
+                    i4_stored_zero(q->i4, (const uint32_t *)raw, rows, G, r, g) + plus;
                 if (z > 15)
                     return err_set(LLMRT_ERR_FORMAT,
                                    "%s: tensor \"%s\" holds zero point %u (stored %u, the \"gptq\" "
-                                   "format stores it minus one) for output %" PRId64 ", group %" PRId64
+                                   "format stores it minus one) for output %" PRId64
+                                   ", group %" PRId64
                                    ": a 4-bit zero point is 0..15 (a zero point of 0 written as "
                                    "-1?)",
                                    p->zeros->file, p->zeros->name, z, z - plus, r, g);
@@ -583,7 +585,8 @@ static llmrt_status ld_matrix_i4(loader *L, bweight *w, int layer, int n, const 
                  raw_at = g_at + ((size_t)cols * 4 + 255) / 256 * 256;
     TRY(ld_stage(L, raw_at + raw_bytes));
     uint8_t *codes = L->stage;
-    float *scales = (float *)(L->stage + s_at), *zeros = q->i4_zero ? (float *)(L->stage + z_at) : NULL;
+    float *scales = (float *)(L->stage + s_at),
+          *zeros = q->i4_zero ? (float *)(L->stage + z_at) : NULL;
     int32_t *gidx = (int32_t *)(L->stage + g_at);
     int64_t r0 = 0;
     for (int i = 0; i < n; i++) {
@@ -594,13 +597,13 @@ static llmrt_status ld_matrix_i4(loader *L, bweight *w, int layer, int n, const 
     int trivial = 1; /* every input in group k / group: no g_idx needed */
     for (int64_t k = 0; k < cols && trivial; k++)
         trivial = gidx[k] == (int32_t)(k / group);
-    if (any_gidx && trivial) w->gidx = NULL; /* its bytes stay placed (the planning pass counted them) */
+    if (any_gidx && trivial)
+        w->gidx = NULL; /* its bytes stay placed (the planning pass counted them) */
     if (w->gidx) TRY(L->be->ops->upload(L->be, gidx_dev, gidx, (size_t)cols * 4));
     if (zeros) TRY(L->be->ops->upload(L->be, zero_dev, zeros, n_scales * 4));
     TRY(L->be->ops->upload(L->be, scale_dev, scales, n_scales * 4));
     return L->be->ops->upload(L->be, w->data, codes, bytes);
 }
-
 
 /* A matrix [sum(rows), cols] made of n parts stacked by rows (q/k/v, gate/up). With conv1d
  * each part is stored [cols, rows_i] and is transposed. quant: a quantized type to store the
