@@ -289,10 +289,13 @@ static llmrt_status ld_parts_i4(const loader *L, int layer, int n, const char *c
     const ckpt_quant *q = &L->m->cfg.quant;
     const st_tensor *codes[LD_MAX_PARTS];
     char names[LD_MAX_PARTS][256];
-    int found = 0;
-    for (int i = 0; i < n; i++) {
+    int found = 0, first = 0; /* first: a part stored packed, if any */
+    for (int i = n - 1; i >= 0; i--) {
         ld_find_i4(L, pats[i], layer, I4_CODES, names[i], sizeof names[i], &codes[i]);
-        found += codes[i] != NULL;
+        if (codes[i]) {
+            found++;
+            first = i;
+        }
     }
     *stored = found > 0;
     for (int i = 0; i < n; i++) {
@@ -303,7 +306,7 @@ static llmrt_status ld_parts_i4(const loader *L, int layer, int n, const char *c
             return err_set(LLMRT_ERR_FORMAT,
                            "%s: tensors \"%s\" (packed 4-bit) and \"%s\" (%s) are fused into one "
                            "matrix and must all be stored 4-bit or none",
-                           L->m->dir, codes[0] ? codes[0]->name : names[0], t ? t->name : names[i],
+                           L->m->dir, codes[first]->name, t ? t->name : names[i],
                            t ? dtype_name(t->dt) : "missing");
         if (!found && !t)
             return err_set(LLMRT_ERR_FORMAT,
@@ -356,22 +359,22 @@ static llmrt_status ld_i4_find_part(const loader *L, const char *pat, int layer,
     memset(p, 0, sizeof *p);
     p->rows = rows;
     ld_find_i4(L, pat, layer, I4_CODES, name, sizeof name, &p->codes);
-    const int64_t *want = NULL;
-    int64_t codes_shape[2], by8 = kind == CKPT_I4_AWQ ? rows : cols;
+    const int64_t by8 = kind == CKPT_I4_AWQ ? rows : cols;
     if (kind != CKPT_I4_CT && by8 % 8)
         return err_set(LLMRT_ERR_FORMAT,
                        "%s: tensor \"%s\": its module has %" PRId64 " %s features, not a multiple "
                        "of 8 (the %s layout packs 8 of them in an int32)",
                        L->m->dir, name, by8, kind == CKPT_I4_AWQ ? "output" : "input",
                        kind == CKPT_I4_AWQ ? "AWQ" : "GPTQ");
-    if (kind == CKPT_I4_AWQ)
-        codes_shape[0] = cols, codes_shape[1] = rows / 8;
-    else if (kind == CKPT_I4_GPTQ)
-        codes_shape[0] = cols / 8, codes_shape[1] = rows;
-    else
-        codes_shape[0] = rows, codes_shape[1] = (cols + 7) / 8;
-    want = codes_shape;
-    TRY(ld_i4_tensor(L, pat, layer, I4_CODES, NULL, 1, 2, want, &p->codes));
+    int64_t codes_shape[2] = {rows, (cols + 7) / 8}; /* compressed-tensors: [out, in / 8] */
+    if (kind == CKPT_I4_AWQ) {                       /* [in, out / 8] */
+        codes_shape[0] = cols;
+        codes_shape[1] = rows / 8;
+    } else if (kind == CKPT_I4_GPTQ) { /* [in / 8, out] */
+        codes_shape[0] = cols / 8;
+        codes_shape[1] = rows;
+    }
+    TRY(ld_i4_tensor(L, pat, layer, I4_CODES, NULL, 1, 2, codes_shape, &p->codes));
     const int ct = kind == CKPT_I4_CT;
     const int64_t scale_shape[2] = {ct ? rows : G, ct ? G : rows};
     TRY(ld_i4_tensor(L, pat, layer, I4_SCALES, p->codes, 1, 2, scale_shape, &p->scales));
@@ -414,13 +417,19 @@ static void i4_unpack_codes(ckpt_i4_kind kind, const uint32_t *raw, int64_t rows
                     i4_put(dst, cols, 8 * j + AWQ_ORDER[i], k, v >> (4 * i));
             }
     } else if (kind == CKPT_I4_GPTQ) { /* raw [cols / 8, rows]: 8 inputs per int32 */
+        /* an int32's bytes, lowest first, are 4 bytes of llmrt's row: the words transposed */
 #pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
         for (int64_t r = 0; r < rows; r++)
             for (int64_t j = 0; j < cols / 8; j++) {
                 uint32_t v = raw[j * rows + r];
-                for (int i = 0; i < 8; i++)
-                    i4_put(dst, cols, r, 8 * j + i, v >> (4 * i));
+                uint8_t *b = dst + (size_t)(r * cols) / 2 + 4 * j;
+                for (int i = 0; i < 4; i++)
+                    b[i] = (uint8_t)(v >> (8 * i));
             }
+    } else if (cols % 8 == 0) { /* compressed-tensors, raw [rows, cols / 8]: llmrt's rows */
+        const uint8_t *bytes = (const uint8_t *)raw;
+        for (size_t i = 0; i < (size_t)(rows * cols) / 2; i++) /* bytes as in the file */
+            dst[i] = bytes[i];
     } else { /* compressed-tensors, raw [rows, ceil(cols / 8)]: 8 inputs per int32 */
         const int64_t per_row = (cols + 7) / 8;
 #pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
@@ -979,9 +988,9 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
             fprintf(stderr, "llmrt: loaded %s (%s, %d layers) on %s: %s of weights in %s\n", dir,
                     m->cfg.model_type, m->cfg.n_layers, be->name, a, fmt);
             if (m->w.from_checkpoint)
-                fprintf(stderr, "llmrt: the layer matrices stored FP8 load as they are (%s%s%s)\n",
-                        c->quant.desc, c->quant.ignore[0] ? "; unquantized: " : "",
-                        c->quant.ignore);
+                fprintf(stderr, "llmrt: the layer matrices stored %s load as they are (%s%s%s)\n",
+                        m->w.quant == DT_I4 ? "4-bit" : "FP8", c->quant.desc,
+                        c->quant.ignore[0] ? "; unquantized: " : "", c->quant.ignore);
             if (m->w.quant_ms > 0)
                 fprintf(stderr, "llmrt: quantized the layer matrices to %s in %.2f s\n",
                         dtype_name(m->w.quant), m->w.quant_ms / 1e3);
