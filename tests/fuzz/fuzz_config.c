@@ -58,8 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* a 4-bit scheme: from config.json, not FP8 too, a group size (-1: per row), not GPT-2 */
     FUZZ_ASSERT(!q->i4 || (q->source[0] && !q->fp8 && (q->i4_group == -1 || q->i4_group > 0) &&
                            !c.arch->conv1d));
-    FUZZ_ASSERT(q->i4 || (!q->i4_group && !q->i4_zero && !q->i4_zero_minus_one &&
-                          !q->i4_act_order));
+    FUZZ_ASSERT(q->i4 ||
+                (!q->i4_group && !q->i4_zero && !q->i4_zero_minus_one && !q->i4_act_order));
     FUZZ_ASSERT(c.arch != NULL);
     FUZZ_ASSERT(c.vocab > 0 && c.hidden > 0 && c.n_layers > 0 && c.ffn > 0 && c.max_pos > 0);
     FUZZ_ASSERT(c.n_heads > 0 && c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0);
