@@ -73,7 +73,9 @@ const char *llmrt_precision_name(llmrt_precision p);
 /* How the layer matrices (q/k/v, o, gate/up, down) are stored: as the precision, or quantized
  * on load with one F32 scale per output channel (weight-only: activations, the KV cache,
  * embeddings and the LM head stay in the precision; on CUDA that is FP16 or BF16). A checkpoint
- * stored in FP8 (compressed-tensors, ModelOpt) loads as it is with none or fp8; int8 is refused. */
+ * stored in FP8 (compressed-tensors, ModelOpt) loads as it is with none or fp8, one stored in
+ * 4 bits (AWQ, GPTQ, compressed-tensors pack-quantized) with none or int4; the other formats
+ * are refused (they would quantize quantized weights again). */
 typedef enum llmrt_quant {
     LLMRT_QUANT_NONE = 0,
     LLMRT_QUANT_FP8 = 1,  /* E4M3, a scale per output channel */
@@ -116,8 +118,9 @@ typedef struct llmrt_model_info {
     int n_eos;
     int has_tokenizer;
     const char *checkpoint_quant; /* how a pre-quantized checkpoint stores its weights
-                                     ("compressed-tensors float-quantized, per-channel scales");
-                                     "" when it is not quantized */
+                                     ("compressed-tensors float-quantized, per-channel scales",
+                                     "AWQ GEMM, 4-bit, groups of 128"); "" when it is not
+                                     quantized */
     int checkpoint_act_quant;     /* 1: it also quantizes activations or the KV cache (input
                                      scales...): llmrt runs weight-only and ignores them */
 } llmrt_model_info;
@@ -174,7 +177,8 @@ typedef struct llmrt_weight_format {
     llmrt_quant quant;
     double bytes_per_weight;
     double quant_ms;
-    int from_checkpoint; /* 1: the checkpoint stores the layer matrices FP8; they load as stored */
+    int from_checkpoint; /* 1: the checkpoint stores the layer matrices quantized (FP8, or 4-bit:
+                            quant INT4); they load as stored, not requantized */
 } llmrt_weight_format;
 void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out);
 /* Milliseconds llmrt_model_open + llmrt_model_load took. */

@@ -4,8 +4,8 @@ Run from the repository root:  python3 scripts/make_safetensors_seeds.py
 (needs `pip install safetensors numpy`; no torch).
 
 tests/fuzz/seeds/fuzz_safetensors/: small valid files written by `safetensors.serialize` (every
-supported dtype, a scalar, an empty tensor, metadata, a metadata-only file, many tensors, one
-unsupported dtype), each also in the harness's second input form (json_*: header JSON, NUL,
+supported dtype, a scalar, an empty tensor, metadata, a metadata-only file, many tensors, a
+4-bit module's packed I32 / I64 tensors, one unsupported dtype), each also in the harness's second input form (json_*: header JSON, NUL,
 data; the harness adds the length prefix); plus two hand-made files the package does not write:
 a data area starting at an odd offset (an unpadded header: legal, the reference reader accepts
 it) and gaps between tensors (the reference reader refuses them; llmrt reads them, nothing
@@ -73,7 +73,7 @@ def main():
     write("metadata_only", image({}, metadata={"format": "pt"}))
     write("many", image({f"model.layers.{i}.w": ("float16", [2], f32(2).astype(np.float16))
                          for i in range(12)}))
-    write("unsupported_i64", image({"ids": ("int64", [2], np.array([1, 2], dtype=np.int64))}))
+    write("unsupported_i16", image({"ids": ("int16", [2], np.array([1, 2], dtype=np.int16))}))
     # the format allows any header length: here the data area starts at an odd offset
     odd = {"a": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]},
            "b": {"dtype": "F32", "shape": [1, 2], "data_offsets": [6, 14]}}
@@ -87,6 +87,13 @@ def main():
             "x": {"dtype": "F16", "shape": [2], "data_offsets": [12, 16]},
             "y": {"dtype": "BF16", "shape": [1, 2], "data_offsets": [2, 6]}}
     write("gaps", hand_image(gaps, bytes(range(16))))
+    # a 4-bit module as GPTQ and compressed-tensors store it: I32 codes and g_idx, I64 shape
+    write("packed_int4", image({
+        "m.qweight": ("int32", [1, 8], rng.integers(-2**31, 2**31, (1, 8)).astype(np.int32)),
+        "m.g_idx": ("int32", [8], np.arange(8, dtype=np.int32) // 4),
+        "m.scales": ("float16", [2, 8], f32(2, 8).astype(np.float16)),
+        "m.weight_shape": ("int64", [2], np.array([8, 8], dtype=np.int64)),
+    }))
 
     # the index harness's shards hold a (F32 [2]), b (F16 [3]) and c (BF16 [])
     shards = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")

@@ -37,7 +37,9 @@ INT4_CLIP_STEPS = 9  # scale factors tried per group (src/base/dtype.h)
 
 def read_safetensors(path):
     """Every tensor of a .safetensors file as (F32 values, stored dtype name), BF16 and F16
-    widened exactly (scripts/make_fp8_checkpoint.py reads checkpoints with it too)."""
+    widened exactly; I32 and I64 tensors (packed 4-bit codes, indices) as int32 / int64 arrays
+    (scripts/make_fp8_checkpoint.py, make_int4_checkpoint.py and int4_reference.py read
+    checkpoints with it too)."""
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
@@ -54,6 +56,8 @@ def read_safetensors(path):
             v = np.frombuffer(raw, np.float16).astype(np.float32)
         elif t["dtype"] == "F32":
             v = np.frombuffer(raw, np.float32).copy()
+        elif t["dtype"] in ("I32", "I64"):
+            v = np.frombuffer(raw, np.int32 if t["dtype"] == "I32" else np.int64).copy()
         else:
             raise SystemExit("%s: tensor %s has dtype %s" % (path, name, t["dtype"]))
         out[name] = (v.reshape(t["shape"]), t["dtype"])

@@ -384,6 +384,108 @@ static void test_quantization_config(void) {
               "missing required field \"quantization\"");
 }
 
+/* quantization_config of 4-bit checkpoints: AWQ (GEMM), GPTQ ("gptq" / "gptq_v2", desc_act) and
+ * compressed-tensors pack-quantized are described with their group size, zero points and act
+ * order; what llmrt cannot read is refused naming the field. */
+static void test_int4_quantization_config(void) {
+    model_config c;
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4,"
+                         " \"group_size\": 128, \"zero_point\": true, \"version\": \"GEMM\","
+                         " \"modules_to_not_convert\": [\"visual\"]}",
+                         NULL, &c));
+    CHECK(c.quant.i4 == CKPT_I4_AWQ && c.quant.i4_group == 128 && c.quant.i4_zero && !c.quant.fp8);
+    CHECK(!c.quant.i4_zero_minus_one && !c.quant.i4_act_order && !strcmp(c.quant.ignore, "visual"));
+    CHECK(!strcmp(c.quant.desc, "AWQ GEMM, 4-bit, groups of 128"));
+    /* AutoAWQ's own names */
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"awq\", \"w_bit\": 4,"
+                         " \"q_group_size\": 64}",
+                         NULL, &c));
+    CHECK(c.quant.i4 == CKPT_I4_AWQ && c.quant.i4_group == 64);
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"awq\", \"w_bit\": 8}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED, "quantization_config.bits is 8: llmrt reads 4-bit AWQ");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"awq\","
+                          " \"version\": \"gemv_fast\"}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED, "quantization_config.version \"gemv_fast\" is not supported");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"awq\","
+                          " \"zero_point\": 1}",
+                          NULL, &c),
+              LLMRT_ERR_FORMAT, "quantization_config.zero_point must be true or false");
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4,"
+                         " \"group_size\": -1, \"desc_act\": true, \"sym\": true}",
+                         NULL, &c));
+    CHECK(c.quant.i4 == CKPT_I4_GPTQ && c.quant.i4_group == -1 && c.quant.i4_zero);
+    CHECK(c.quant.i4_zero_minus_one && c.quant.i4_act_order);
+    CHECK(!strcmp(c.quant.desc, "GPTQ (gptq format), 4-bit, one group per row, act-order"));
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"gptq\","
+                         " \"checkpoint_format\": \"gptq_v2\", \"dynamic\": {}}",
+                         NULL, &c));
+    CHECK(c.quant.i4 == CKPT_I4_GPTQ && c.quant.i4_group == 128 && !c.quant.i4_zero_minus_one);
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"gptq\","
+                          " \"is_marlin_format\": true}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED, "quantization_config.is_marlin_format \"true\" is not");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"gptq\","
+                          " \"group_size\": -2}",
+                          NULL, &c),
+              LLMRT_ERR_FORMAT, "quantization_config.group_size -2 is invalid");
+    const char *ct =
+        ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+        " \"format\": \"pack-quantized\", \"ignore\": [\"lm_head\"],"
+        " \"config_groups\": {\"a\": {\"targets\": [\"re:.*proj\"], \"weights\":"
+        " {\"num_bits\": 4, \"group_size\": 32, \"symmetric\": false, \"actorder\":"
+        " \"dynamic\"}}, \"b\": {\"targets\": [\"re:.*fc\"], \"weights\": {\"num_bits\":"
+        " 4, \"strategy\": \"group\", \"group_size\": 32, \"symmetric\": false,"
+        " \"actorder\": true}, \"input_activations\": {\"num_bits\": 8}}}}";
+    CHECK_OK(parse_llama(ct, NULL, &c));
+    CHECK(c.quant.i4 == CKPT_I4_CT && c.quant.i4_group == 32 && c.quant.i4_zero);
+    CHECK(c.quant.i4_act_order && c.quant.act_quant && !c.quant.fp8);
+    CHECK(!strcmp(c.quant.desc,
+                  "compressed-tensors pack-quantized, 4-bit asymmetric, groups of 32, act-order"));
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                         " \"format\": \"pack-quantized\", \"config_groups\": {\"a\":"
+                         " {\"weights\": {\"num_bits\": 4, \"group_size\": -1, \"actorder\":"
+                         " \"weight\"}}}}",
+                         NULL, &c));
+    CHECK(c.quant.i4 == CKPT_I4_CT && c.quant.i4_group == -1 && !c.quant.i4_zero);
+    CHECK(!c.quant.i4_act_order);
+    /* groups that differ, or mix FP8 and 4-bit */
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                          " \"format\": \"pack-quantized\", \"config_groups\": {\"a\":"
+                          " {\"weights\": {\"num_bits\": 4, \"group_size\": 128}}, \"b\":"
+                          " {\"weights\": {\"num_bits\": 4, \"group_size\": 64}}}}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED,
+              "config_groups.b.weights differs from the config group before it");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                          " \"config_groups\": {\"a\": {\"format\": \"pack-quantized\","
+                          " \"weights\": {\"num_bits\": 4, \"group_size\": 128}}, \"b\":"
+                          " {\"format\": \"float-quantized\", \"weights\": {\"type\": \"float\","
+                          " \"group_size\": -1}}}}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED, "the config groups mix FP8 and 4-bit integer weights");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                          " \"format\": \"pack-quantized\", \"config_groups\": {\"a\":"
+                          " {\"weights\": {\"num_bits\": 4, \"strategy\": \"group\"}}}}",
+                          NULL, &c),
+              LLMRT_ERR_FORMAT, "weights.strategy \"group\" needs a group_size > 0");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                          " \"format\": \"pack-quantized\", \"config_groups\": {\"a\":"
+                          " {\"weights\": {\"num_bits\": 4, \"group_size\": 128, \"actorder\":"
+                          " \"sideways\"}}}}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED, "weights.actorder \"sideways\" is not supported");
+    /* GPT-2 stores Conv1D matrices */
+    const char *gpt2 = "{\"model_type\": \"gpt2\", \"vocab_size\": 10, \"n_embd\": 64,"
+                       " \"n_layer\": 2, \"n_head\": 4, \"n_positions\": 16,"
+                       " \"quantization_config\": {\"quant_method\": \"gptq\"}}";
+    CHECK_ERR(model_config_parse(&c, gpt2, strlen(gpt2), "m/config.json", NULL, 0, NULL),
+              LLMRT_ERR_UNSUPPORTED,
+              "m/config.json: quantization_config: 4-bit checkpoints (GPTQ (gptq format), 4-bit, "
+              "groups of 128) of gpt2 (Conv1D matrices, stored [in, out]) are not supported");
+}
+
 int main(void) {
     RUN(test_real_cards);
     RUN(test_gemma_details);
@@ -393,6 +495,7 @@ int main(void) {
     RUN(test_malformed);
     RUN(test_hostile_values);
     RUN(test_quantization_config);
+    RUN(test_int4_quantization_config);
     RUN(test_attention_scale_range);
     RUN(test_unreadable);
     return test_summary();

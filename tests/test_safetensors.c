@@ -238,6 +238,37 @@ static void test_fp8_tensor(void) {
     safetensors_free(m);
 }
 
+/* I32 and I64 tensors (an INT4 checkpoint's packed codes and g_idx, compressed-tensors'
+ * weight_shape) open and read as stored; they are never converted to a float type. */
+static void test_int_tensors(void) {
+    const char *header = "{\"q\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                         "\"s\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[8,24]}}";
+    unsigned char data[24];
+    const int32_t q[2] = {-2023406815, 7}; /* 0x87654321: eight 4-bit codes */
+    const int64_t shape[2] = {4096, 11008};
+    memcpy(data, q, 8);
+    memcpy(data + 8, shape, 16);
+    const char *dir = test_tmpdir("st-int");
+    char path[512];
+    write_st(join(path, sizeof path, dir, "model.safetensors"), header, data, sizeof data);
+    st_model *m = NULL;
+    CHECK_OK(safetensors_open_dir(&m, dir));
+    if (!m) return;
+    const st_tensor *tq = safetensors_find(m, "q"), *ts = safetensors_find(m, "s");
+    CHECK(tq && tq->dt == DT_I32 && tq->nbytes == 8 && ts && ts->dt == DT_I64 && ts->nbytes == 16);
+    int32_t rq[2] = {0};
+    int64_t rs[2] = {0};
+    CHECK_OK(safetensors_read_as(m, tq, rq, DT_I32, 0));
+    CHECK_OK(safetensors_read_as(m, ts, rs, DT_I64, 0));
+    CHECK(rq[0] == q[0] && rq[1] == 7 && rs[0] == 4096 && rs[1] == 11008);
+    float out[2];
+    CHECK_ERR(safetensors_read_as(m, tq, out, DT_F32, 0), LLMRT_ERR_INVALID,
+              "tensor 'q' is I32: it is read as stored (integers), not converted to F32");
+    CHECK_ERR(safetensors_read_as(m, ts, out, DT_I32, 0), LLMRT_ERR_INVALID,
+              "tensor 's' is I64: it is read as stored (integers), not converted to I32");
+    safetensors_free(m);
+}
+
 /* ---- malformed single files ---- */
 
 static void test_bad_size_and_header(void) {
@@ -325,8 +356,10 @@ static void test_bad_entries(void) {
 }
 
 static void test_bad_dtypes(void) {
-    BAD("{\"ids\": {\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
-        LLMRT_ERR_UNSUPPORTED, "tensor 'ids' has dtype I64");
+    BAD("{\"ids\": {\"dtype\":\"I16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2,
+        LLMRT_ERR_UNSUPPORTED,
+        "tensor 'ids' has dtype I16; llmrt reads F32, F16, BF16, F8_E4M3, "
+        "I32 and I64");
     BAD("{\"q\": {\"dtype\":\"F8_E5M2\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
         LLMRT_ERR_UNSUPPORTED, "tensor 'q' has dtype F8_E5M2");
     BAD("{\"mask\": {\"dtype\":\"BOOL\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4,
@@ -820,6 +853,7 @@ int main(void) {
     RUN(test_valid_memory_and_dir);
     RUN(test_valid_empty_header);
     RUN(test_fp8_tensor);
+    RUN(test_int_tensors);
     RUN(test_bad_size_and_header);
     RUN(test_bad_entries);
     RUN(test_bad_dtypes);

@@ -17,6 +17,10 @@ const char *dtype_name(dtype t) {
         return "I8";
     case DT_I4:
         return "I4";
+    case DT_I32:
+        return "I32";
+    case DT_I64:
+        return "I64";
     }
     return "?";
 }

@@ -10,12 +10,14 @@
  * per row (bweight.scale), and its values are the stored ones times the row's scale. An I4
  * matrix packs two 4-bit codes q (0..15) per byte, the even column in the low nibble, and
  * holds a F32 scale s and zero point z per row and group of bweight.group columns: its values
- * are (q - z) * s (z is 8 when the matrix has no zero points: symmetric). */
-typedef enum dtype { DT_F32 = 0, DT_F16, DT_BF16, DT_F8E4M3, DT_I8, DT_I4 } dtype;
+ * are (q - z) * s (z is 8 when the matrix has no zero points: symmetric).
+ * I32 and I64 are integer tensors of checkpoints (INT4 codes packed eight to an int32, GPTQ's
+ * g_idx, compressed-tensors' weight_shape): read as stored, never converted. */
+typedef enum dtype { DT_F32 = 0, DT_F16, DT_BF16, DT_F8E4M3, DT_I8, DT_I4, DT_I32, DT_I64 } dtype;
 
 /* Bytes per element (I4: 1, though two share a byte: dtype_bytes). */
 static inline size_t dtype_size(dtype t) {
-    return t == DT_F32 ? 4 : t == DT_F16 || t == DT_BF16 ? 2 : 1;
+    return t == DT_I64 ? 8 : t == DT_F32 || t == DT_I32 ? 4 : t == DT_F16 || t == DT_BF16 ? 2 : 1;
 }
 /* Bytes of n elements. */
 static inline size_t dtype_bytes(dtype t, size_t n) {
@@ -24,11 +26,15 @@ static inline size_t dtype_bytes(dtype t, size_t n) {
 static inline int dtype_quantized(dtype t) {
     return t == DT_F8E4M3 || t == DT_I8 || t == DT_I4;
 }
+/* an integer tensor of a checkpoint (I32, I64), read as stored */
+static inline int dtype_integer(dtype t) {
+    return t == DT_I32 || t == DT_I64;
+}
 /* quantized with a scale per row (F8_E4M3, I8), not per group (I4) */
 static inline int dtype_row_scaled(dtype t) {
     return t == DT_F8E4M3 || t == DT_I8;
 }
-const char *dtype_name(dtype t); /* "F32", "F16", "BF16", "F8_E4M3", "I8", "I4" */
+const char *dtype_name(dtype t); /* "F32", "F16", "BF16", "F8_E4M3", "I8", "I4", "I32", "I64" */
 
 /* Columns per scale group of a matrix quantized to I4 on load (symmetric, as llm.int4 / GPTQ's
  * common setting). */

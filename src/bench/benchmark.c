@@ -275,9 +275,9 @@ char *bench_report_text(const bench_report *rep) {
             "steps)\n",
             rep->weights_mb, rep->kv_mb);
     if (rep->quant_from_checkpoint)
-        fprintf(f,
-                "weights: FP8 E4M3 (per-channel scales) as stored in the checkpoint, %.2f "
-                "bytes/weight\n",
+        fprintf(f, "weights: %s as stored in the checkpoint, %.2f bytes/weight\n",
+                rep->weight_dtype == DT_I4 ? "INT4 (scales per channel and group)"
+                                           : "FP8 E4M3 (per-channel scales)",
                 rep->bytes_per_weight);
     else if (dtype_quantized(rep->weight_dtype))
         fprintf(f, "weights: %s, %.2f bytes/weight, quantized in %.2f s\n",

@@ -44,17 +44,18 @@ typedef struct bench_report {
                                      -1 not compared */
     int diff_seq[BENCH_MAX_ROWS]; /* first difference when match == 0 */
     int diff_pos[BENCH_MAX_ROWS];
-    double weights_mb, kv_mb; /* the two parts of Bytes/Step */
-    dtype weight_dtype;       /* how the layer matrices are stored: the precision's type, or
-                                 F8_E4M3 / I8 when quantized on load */
-    double bytes_per_weight;  /* bytes per value of the layer matrices, scales included */
-    double quant_ms;          /* time quantizing took during the load (0: not quantized) */
-    bool quant_from_checkpoint; /* the checkpoint stores the layer matrices FP8 (read as is) */
-    int prompt_hi;            /* prompt ids were drawn from 1..prompt_hi (0: given prompt) */
-    bool baseline_tried;      /* a baseline was added or noted */
-    char note[512];           /* why the baseline did not run (or its versions when it did) */
-    int32_t *prompt_ids;      /* [batch * isl] */
-    int32_t *tokens;          /* [batch * num_tokens] llmrt's tokens of the last timed run */
+    double weights_mb, kv_mb;   /* the two parts of Bytes/Step */
+    dtype weight_dtype;         /* how the layer matrices are stored: the precision's type, or
+                                   F8_E4M3 / I8 when quantized on load */
+    double bytes_per_weight;    /* bytes per value of the layer matrices, scales included */
+    double quant_ms;            /* time quantizing took during the load (0: not quantized) */
+    bool quant_from_checkpoint; /* the checkpoint stores the layer matrices FP8 or 4-bit (read
+                                   as is) */
+    int prompt_hi;              /* prompt ids were drawn from 1..prompt_hi (0: given prompt) */
+    bool baseline_tried;        /* a baseline was added or noted */
+    char note[512];             /* why the baseline did not run (or its versions when it did) */
+    int32_t *prompt_ids;        /* [batch * isl] */
+    int32_t *tokens;            /* [batch * num_tokens] llmrt's tokens of the last timed run */
 } bench_report;
 
 /* Runs one point on the engine: warm-up, timed runs. */

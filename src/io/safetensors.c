@@ -74,8 +74,8 @@ static const char *shape_str(char *buf, size_t n, int n_dims, const int64_t *sha
 
 /* Known safetensors dtypes that llmrt does not read. */
 static const char *const unsupported_dtypes[] = {
-    "F64", "I64",  "I32", "I16",     "I8",      "U64",     "U32",     "U16",
-    "U8",  "BOOL", "C64", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
+    "F64",  "I16", "I8",      "U64",     "U32",     "U16",     "U8",
+    "BOOL", "C64", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
 };
 
 static int str_is(const char *s, size_t n, const char *lit) {
@@ -93,13 +93,17 @@ static llmrt_status parse_dtype(const char *s, size_t n, dtype *dt, const char *
     else if (str_is(s, n, "F8_E4M3")) /* pre-quantized checkpoints: the loader pairs it with its
                                           scale tensor */
         *dt = DT_F8E4M3;
+    else if (str_is(s, n, "I32")) /* INT4 checkpoints: packed codes, g_idx; read as stored */
+        *dt = DT_I32;
+    else if (str_is(s, n, "I64")) /* compressed-tensors' weight_shape */
+        *dt = DT_I64;
     else {
         for (size_t i = 0; i < sizeof unsupported_dtypes / sizeof *unsupported_dtypes; i++)
             if (str_is(s, n, unsupported_dtypes[i]))
-                return err_set(
-                    LLMRT_ERR_UNSUPPORTED,
-                    "%s: tensor '%s' has dtype %s; llmrt reads F32, F16, BF16 and F8_E4M3", file,
-                    tensor, unsupported_dtypes[i]);
+                return err_set(LLMRT_ERR_UNSUPPORTED,
+                               "%s: tensor '%s' has dtype %s; llmrt reads F32, F16, BF16, F8_E4M3, "
+                               "I32 and I64",
+                               file, tensor, unsupported_dtypes[i]);
         return err_set(LLMRT_ERR_FORMAT, "%s: tensor '%s' has unknown dtype '%.40s'", file, tensor,
                        s);
     }
@@ -1038,12 +1042,13 @@ llmrt_status safetensors_read_as(const st_model *m, const st_tensor *t, void *ds
                        "transposed",
                        t->file, t->name, t->n_dims);
     if (!transpose && dt == t->dt) return safetensors_read(m, t, 0, dst, t->nbytes);
-    /* an FP8 value means nothing without its scale: the caller reads the bytes as stored */
-    if (dtype_quantized(t->dt) || dtype_quantized(dt))
+    /* an FP8 value means nothing without its scale, an integer (packed codes, group indices)
+     * nothing as a float: the caller reads the bytes as stored */
+    if (dtype_quantized(t->dt) || dtype_quantized(dt) || dtype_integer(t->dt) || dtype_integer(dt))
         return err_set(LLMRT_ERR_INVALID,
-                       "%s: tensor '%s' is %s: it is read as stored (with its scale), not "
-                       "converted to %s%s",
-                       t->file, t->name, dtype_name(t->dt), dtype_name(dt),
+                       "%s: tensor '%s' is %s: it is read as stored (%s), not converted to %s%s",
+                       t->file, t->name, dtype_name(t->dt),
+                       dtype_integer(t->dt) ? "integers" : "with its scale", dtype_name(dt),
                        transpose ? " or transposed" : "");
     if (numel == 0) return LLMRT_OK;
     size_t buf_elems = transpose ? numel : (numel < ST_CHUNK ? numel : ST_CHUNK);

@@ -21,7 +21,8 @@ enum { ST_MAX_DIMS = 8 };
  * instead, which fail with "file shrank while loading: <path>". */
 typedef struct st_tensor {
     const char *name;           /* "model.layers.0.self_attn.q_proj.weight" */
-    dtype dt;                   /* F32, F16, BF16 or F8_E4M3: other dtypes are refused at open */
+    dtype dt;                   /* F32, F16, BF16, F8_E4M3, I32 or I64: other dtypes are refused at
+                                   open */
     int n_dims;                 /* 0 .. ST_MAX_DIMS */
     int64_t shape[ST_MAX_DIMS]; /* [n_dims], row-major, each >= 0; unused entries are 0 */
     const void *data;           /* [nbytes], read-only (a private file mapping) */
@@ -67,7 +68,8 @@ llmrt_status safetensors_read(const st_model *m, const st_tensor *t, size_t offs
  * small bounce buffer; a plain read when dt == t->dt). With transpose, t must be 2-D [rows, cols]
  * and dst receives [cols, rows]. dst holds numel * dtype_size(dt) bytes and needs no alignment.
  * An F8_E4M3 tensor is only read as stored (dt F8_E4M3, no transpose): its values mean something
- * only with its scale, which the caller applies (LLMRT_ERR_INVALID otherwise). */
+ * only with its scale, which the caller applies; so is an I32 or I64 one (packed codes, indices,
+ * shapes); anything else is LLMRT_ERR_INVALID. */
 llmrt_status safetensors_read_as(const st_model *m, const st_tensor *t, void *dst, dtype dt,
                                  int transpose);
 

@@ -208,8 +208,9 @@ static llmrt_status cfg_float_range(const cfg_reader *r, const char *key, double
 /* What llmrt reads, for the messages refusing the rest. */
 #define QUANT_ACCEPTED                                                                             \
     "llmrt reads FP8 E4M3 checkpoints with one scale per output channel or per tensor "            \
-    "(compressed-tensors float-quantized, ModelOpt FP8, fp8 without weight_block_size), or "       \
-    "quantizes a 16-bit checkpoint itself (--quant_format fp8|int8)"
+    "(compressed-tensors float-quantized, ModelOpt FP8, fp8 without weight_block_size), 4-bit "    \
+    "integer checkpoints (AWQ GEMM, GPTQ, compressed-tensors pack-quantized), or quantizes a "     \
+    "16-bit checkpoint itself (--quant_format fp8|int8|int4)"
 
 /* A field of a quantization object, named in messages as <where>.<key>; absent or null gives
  * the default. */
@@ -232,6 +233,17 @@ static llmrt_status q_int(const cfg_reader *r, json_t *o, const char *where, con
     if (!json_is_integer(v))
         return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s must be an integer", r->path, where, key);
     *out = json_integer_value(v);
+    return LLMRT_OK;
+}
+
+static llmrt_status q_bool(const cfg_reader *r, json_t *o, const char *where, const char *key,
+                           bool dflt, bool *out) {
+    json_t *v = json_object_get(o, key);
+    *out = dflt;
+    if (!v || json_is_null(v)) return LLMRT_OK;
+    if (!json_is_boolean(v))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.%s must be true or false", r->path, where, key);
+    *out = json_is_true(v);
     return LLMRT_OK;
 }
 
@@ -353,6 +365,200 @@ static llmrt_status q_ct_weights(const cfg_reader *r, json_t *w, const char *whe
     return LLMRT_OK;
 }
 
+/* ---- INT4 checkpoints ---- */
+
+/* A group size of an INT4 scheme into q->i4_group: > 0 inputs per group, or -1 (one group per
+ * row); field names it in messages. */
+static llmrt_status q_i4_group(const cfg_reader *r, const char *field, json_int_t group,
+                               ckpt_quant *q) {
+    if (group != -1 && (group <= 0 || group > INT_MAX))
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: %s %lld is invalid (> 0: inputs per group, -1: one group per row)",
+                       r->path, field, (long long)group);
+    q->i4_group = (int)group;
+    return LLMRT_OK;
+}
+
+/* The bits of an INT4 scheme (field names them): 4, or refused. */
+static llmrt_status q_i4_bits(const cfg_reader *r, const char *field, json_int_t bits,
+                              const char *scheme) {
+    if (bits != 4)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "%s: %s is %lld: llmrt reads 4-bit %s checkpoints",
+                       r->path, field, (long long)bits, scheme);
+    return LLMRT_OK;
+}
+
+/* "groups of 128" / "one group per row" for descriptions. */
+static const char *q_i4_group_name(const ckpt_quant *q, char *buf, size_t n) {
+    if (q->i4_group > 0)
+        snprintf(buf, n, "groups of %d", q->i4_group);
+    else
+        snprintf(buf, n, "one group per row");
+    return buf;
+}
+
+/* One compressed-tensors config group's "weights" of the pack-quantized format: 4-bit integers,
+ * strategy group or channel, symmetric or with zero points, static, actorder none, "weight"
+ * (groups stay contiguous, nothing stored) or "group" (a g_idx per module). Every such group of
+ * a checkpoint must say the same. */
+static llmrt_status q_ct_int4_weights(const cfg_reader *r, json_t *w, const char *where,
+                                      ckpt_quant *q) {
+    char wh[160], field[192];
+    snprintf(wh, sizeof wh, "%s.weights", where);
+    json_int_t bits, group;
+    const char *type, *strategy, *actorder = NULL;
+    bool symmetric;
+    TRY(q_int(r, w, wh, "num_bits", 8, &bits));
+    TRY(q_str(r, w, wh, "type", "int", &type));
+    TRY(q_int(r, w, wh, "group_size", 0, &group));
+    TRY(q_str(r, w, wh, "strategy", NULL, &strategy));
+    TRY(q_bool(r, w, wh, "symmetric", true, &symmetric));
+    if (strcmp(type, "int") != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.type is \"%s\": the pack-quantized format holds integers", r->path,
+                       wh, type);
+    snprintf(field, sizeof field, "%s.num_bits", wh);
+    TRY(q_i4_bits(r, field, bits, "pack-quantized"));
+    json_t *dyn = json_object_get(w, "dynamic"), *act = json_object_get(w, "actorder"),
+           *gs = json_object_get(w, "group_size");
+    if (dyn && !json_is_null(dyn) && !json_is_false(dyn))
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.dynamic must be false: the weights must be stored quantized",
+                       r->path, wh);
+    const bool has_group = gs && !json_is_null(gs);
+    if (!strategy) /* as compressed-tensors infers it */
+        strategy = !has_group ? "tensor" : group == -1 ? "channel" : "group";
+    const bool by_group = !strcmp(strategy, "group"), by_channel = !strcmp(strategy, "channel");
+    if (!by_group && !by_channel)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.strategy \"%s\" is not supported for 4-bit weights (group or "
+                       "channel)",
+                       r->path, wh, strategy);
+    if (by_group && (!has_group || group <= 0))
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: %s.strategy \"group\" needs a group_size > 0 (got %lld)", r->path, wh,
+                       (long long)group);
+    if (by_channel && has_group && group != -1)
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.group_size %lld does not go with strategy \"%s\"",
+                       r->path, wh, (long long)group, strategy);
+    if (act && json_is_boolean(act))
+        actorder = json_is_true(act) ? "group" : NULL;
+    else if (act && json_is_string(act))
+        actorder = json_string_value(act);
+    else if (act && !json_is_null(act))
+        return err_set(LLMRT_ERR_FORMAT, "%s: %s.actorder must be a string, true, false or null",
+                       r->path, wh);
+    const bool reordered = actorder && (!strcmp(actorder, "group") || !strcmp(actorder, "dynamic"));
+    if (actorder && !reordered && strcmp(actorder, "weight") != 0 &&
+        strcmp(actorder, "static") != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.actorder \"%s\" is not supported (group, weight, or none)", r->path,
+                       wh, actorder);
+    ckpt_quant g = {.i4 = CKPT_I4_CT, .i4_zero = !symmetric, .i4_act_order = reordered};
+    snprintf(field, sizeof field, "%s.group_size", wh);
+    TRY(q_i4_group(r, field, by_channel ? -1 : group, &g));
+    if (q->i4 &&
+        (q->i4_group != g.i4_group || q->i4_zero != g.i4_zero || q->i4_act_order != g.i4_act_order))
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s differs from the config group before it (group size, symmetric or "
+                       "actorder): llmrt reads one 4-bit scheme per checkpoint",
+                       r->path, wh);
+    q->i4 = g.i4;
+    q->i4_group = g.i4_group;
+    q->i4_zero = g.i4_zero;
+    q->i4_act_order = g.i4_act_order;
+    return LLMRT_OK;
+}
+
+/* AutoAWQ / transformers' AwqConfig: {"bits" | "w_bit", "group_size" | "q_group_size",
+ * "zero_point", "version", "backend", "modules_to_not_convert"}; only the GEMM packing with zero
+ * points is read. */
+static llmrt_status q_awq(const cfg_reader *r, json_t *qc, ckpt_quant *q) {
+    const char *W = "quantization_config", *version, *backend;
+    json_int_t bits, group;
+    bool zero;
+    TRY(q_int(r, qc, W, "bits", LLONG_MIN, &bits)); /* LLONG_MIN: absent, try AutoAWQ's name */
+    if (bits == LLONG_MIN) TRY(q_int(r, qc, W, "w_bit", 4, &bits));
+    TRY(q_int(r, qc, W, "group_size", LLONG_MIN, &group));
+    if (group == LLONG_MIN) TRY(q_int(r, qc, W, "q_group_size", 128, &group));
+    TRY(q_str(r, qc, W, "version", "gemm", &version));
+    TRY(q_str(r, qc, W, "backend", "autoawq", &backend));
+    TRY(q_bool(r, qc, W, "zero_point", true, &zero));
+    TRY(q_i4_bits(r, "quantization_config.bits", bits, "AWQ"));
+    if (strcasecmp(version, "gemm") != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.version \"%s\" is not supported: llmrt reads AWQ "
+                       "checkpoints packed for the GEMM kernels (version \"gemm\")",
+                       r->path, version);
+    if (strcasecmp(backend, "autoawq") != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.backend \"%s\" is not supported: llmrt reads "
+                       "AutoAWQ's packing (backend \"autoawq\")",
+                       r->path, backend);
+    if (!zero)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.zero_point is false: llmrt reads AWQ GEMM "
+                       "checkpoints with zero points",
+                       r->path);
+    TRY(q_i4_group(r, "quantization_config.group_size", group, q));
+    TRY(q_ignore(r, qc, W, "modules_to_not_convert", q));
+    q->i4 = CKPT_I4_AWQ;
+    q->i4_zero = true;
+    char g[32];
+    snprintf(q->desc, sizeof q->desc, "AWQ GEMM, 4-bit, %s", q_i4_group_name(q, g, sizeof g));
+    return LLMRT_OK;
+}
+
+/* AutoGPTQ / GPTQModel / transformers' GPTQConfig: {"bits", "group_size", "desc_act", "sym",
+ * "checkpoint_format" ("gptq": zero points stored minus one; "gptq_v2": as they are),
+ * "pack_dtype", "dynamic", "lm_head"}. */
+static llmrt_status q_gptq(const cfg_reader *r, json_t *qc, ckpt_quant *q) {
+    const char *W = "quantization_config", *fmt, *key = "checkpoint_format", *pack;
+    json_int_t bits, group;
+    bool desc_act, marlin, lm_head;
+    json_t *dynamic;
+    TRY(q_int(r, qc, W, "bits", 4, &bits));
+    TRY(q_int(r, qc, W, "group_size", 128, &group));
+    TRY(q_bool(r, qc, W, "desc_act", false, &desc_act));
+    TRY(q_bool(r, qc, W, "is_marlin_format", false, &marlin));
+    TRY(q_bool(r, qc, W, "lm_head", false, &lm_head));
+    TRY(q_str(r, qc, W, key, NULL, &fmt));
+    if (!fmt) TRY(q_str(r, qc, W, key = "format", "gptq", &fmt));
+    TRY(q_str(r, qc, W, "pack_dtype", "int32", &pack));
+    TRY(q_obj(r, qc, W, "dynamic", &dynamic));
+    TRY(q_i4_bits(r, "quantization_config.bits", bits, "GPTQ"));
+    if (marlin || (strcmp(fmt, "gptq") != 0 && strcmp(fmt, "gptq_v2") != 0))
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.%s \"%s\" is not supported: llmrt reads GPTQ "
+                       "checkpoints in the \"gptq\" and \"gptq_v2\" formats",
+                       r->path, marlin ? "is_marlin_format" : key, marlin ? "true" : fmt);
+    if (strcmp(pack, "int32") != 0 && strcmp(pack, "torch.int32") != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.pack_dtype \"%s\" is not supported: llmrt reads "
+                       "codes packed into int32",
+                       r->path, pack);
+    if (dynamic && json_object_size(dynamic) > 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.dynamic is set: per-module bits and group sizes "
+                       "are not supported",
+                       r->path);
+    if (lm_head)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config.lm_head is true: a quantized LM head is not "
+                       "supported (llmrt keeps it in the precision)",
+                       r->path);
+    TRY(q_i4_group(r, "quantization_config.group_size", group, q));
+    TRY(q_ignore(r, qc, W, "modules_to_not_convert", q));
+    q->i4 = CKPT_I4_GPTQ;
+    q->i4_zero = true;
+    q->i4_zero_minus_one = !strcmp(fmt, "gptq");
+    q->i4_act_order = desc_act;
+    char g[32];
+    snprintf(q->desc, sizeof q->desc, "GPTQ (%s format), 4-bit, %s%s", fmt,
+             q_i4_group_name(q, g, sizeof g), desc_act ? ", act-order" : "");
+    return LLMRT_OK;
+}
+
 /* compressed-tensors (llm-compressor): config_groups of {targets, weights, input_activations,
  * output_activations, format}, a format for all groups, ignore, kv_cache_scheme. */
 static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_quant *q) {
@@ -389,7 +595,8 @@ static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_q
         TRY(q_str(r, g, where, "format", fmt, &gfmt));
         if (!gfmt)
             return err_set(LLMRT_ERR_FORMAT, "%s: quantization_config.format is missing", r->path);
-        if (strcmp(gfmt, "float-quantized") != 0 && strcmp(gfmt, "naive-quantized") != 0)
+        const bool packed = !strcmp(gfmt, "pack-quantized");
+        if (!packed && strcmp(gfmt, "float-quantized") != 0 && strcmp(gfmt, "naive-quantized") != 0)
             return err_set(LLMRT_ERR_UNSUPPORTED,
                            "%s: %s.format \"%s\" is not supported: " QUANT_ACCEPTED, r->path,
                            gfmt == fmt ? W : where, gfmt);
@@ -402,12 +609,25 @@ static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_q
                            "%s: %s.weights is missing: llmrt reads checkpoints whose weights are "
                            "quantized (it runs weight-only)",
                            r->path, where);
-        TRY(q_ct_weights(r, w, where, q));
+        TRY(packed ? q_ct_int4_weights(r, w, where, q) : q_ct_weights(r, w, where, q));
+        if ((packed && (q->per_channel || q->per_tensor)) || (!packed && q->i4))
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: %s: the config groups mix FP8 and 4-bit integer weights; llmrt "
+                           "reads one quantization scheme per checkpoint",
+                           r->path, where);
         if (in || out) q->act_quant = true;
     }
     TRY(q_obj(r, qc, W, "kv_cache_scheme", &kv));
     if (kv) q->act_quant = true;
     TRY(q_ignore(r, qc, W, "ignore", q));
+    if (q->i4) {
+        char group[32] = "per-channel";
+        if (q->i4_group > 0) snprintf(group, sizeof group, "groups of %d", q->i4_group);
+        snprintf(q->desc, sizeof q->desc, "compressed-tensors pack-quantized, 4-bit %s, %s%s",
+                 q->i4_zero ? "asymmetric" : "symmetric", group,
+                 q->i4_act_order ? ", act-order" : "");
+        return LLMRT_OK;
+    }
     snprintf(q->desc, sizeof q->desc, "compressed-tensors %s, %s", fmt ? fmt : "",
              q->per_channel && q->per_tensor ? "per-channel and per-tensor scales"
              : q->per_channel                ? "per-channel scales"
@@ -462,6 +682,10 @@ static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
         TRY(q_compressed_tensors(r, qc, q));
     } else if (!strncmp(method, "modelopt", 8)) {
         TRY(q_modelopt(r, qc, "quantization_config", "ignore", "kv_cache_scheme", q));
+    } else if (!strcmp(method, "awq")) {
+        TRY(q_awq(r, qc, q));
+    } else if (!strcmp(method, "gptq")) {
+        TRY(q_gptq(r, qc, q));
     } else if (!strcmp(method, "fp8")) {
         /* transformers' FineGrainedFP8 (block scales, weight_scale_inv), or vLLM / AutoFP8's
          * per-tensor weight_scale when there is no weight_block_size */
@@ -479,6 +703,11 @@ static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
             r->path, method);
     }
     q->fp8 = q->per_channel || q->per_tensor;
+    if (q->i4 && r->arch->conv1d)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: quantization_config: 4-bit checkpoints (%s) of %s (Conv1D matrices, "
+                       "stored [in, out]) are not supported",
+                       r->path, q->desc, r->arch->model_type);
     return LLMRT_OK;
 }
 

@@ -27,20 +27,45 @@ typedef struct rope_config {
     double original_max_pos; /* llama3 */
 } rope_config;
 
+/* How an INT4 checkpoint packs a quantized module <m> (a Linear [out, in]); every layout holds
+ * 4-bit codes q (0..15), a scale s and a zero point z per output channel and group of inputs,
+ * and W[o][i] = (q - z) * s. */
+typedef enum ckpt_i4_kind {
+    CKPT_I4_NONE = 0,
+    CKPT_I4_AWQ,  /* AutoAWQ GEMM: <m>.qweight I32 [in, out / 8] (within each int32 the outputs in
+                     the nibble order 0 2 4 6 1 3 5 7), <m>.qzeros I32 [in / group, out / 8]
+                     (likewise), <m>.scales [in / group, out] */
+    CKPT_I4_GPTQ, /* AutoGPTQ / GPTQModel: <m>.qweight I32 [in / 8, out] (8 inputs per int32,
+                     lowest bits first), <m>.qzeros I32 [in / group, out / 8] (8 outputs per int32),
+                     <m>.scales [in / group, out], <m>.g_idx I32 [in] (each input's group) */
+    CKPT_I4_CT,   /* compressed-tensors pack-quantized: <m>.weight_packed I32 [out, in / 8] (signed
+                     codes + 8, 8 inputs per int32), <m>.weight_scale [out, in / group],
+                     <m>.weight_zero_point I32 [out / 8, in / group] (asymmetric; packed along
+                     the outputs), <m>.weight_g_idx I32 [in] (actorder group), <m>.weight_shape */
+} ckpt_i4_kind;
+
 /* How a pre-quantized checkpoint stores its weights, from config.json "quantization_config"
- * (compressed-tensors, ModelOpt, fp8) or ModelOpt's hf_quant_config.json. llmrt reads FP8 E4M3
- * weights with one scale per output channel or per tensor; every other scheme is refused when
- * the config is read. Which matrices are FP8 is read from each tensor's dtype (the modules the
- * config leaves out are stored in 16 bits). */
+ * (compressed-tensors, ModelOpt, fp8, awq, gptq) or ModelOpt's hf_quant_config.json. llmrt reads
+ * FP8 E4M3 weights with one scale per output channel or per tensor, and 4-bit integer weights
+ * packed as AWQ (GEMM), GPTQ or compressed-tensors (pack-quantized) store them; every other
+ * scheme is refused when the config is read. Which matrices are quantized is read from each
+ * module's tensors (the modules the config leaves out are stored in 16 bits). */
 typedef struct ckpt_quant {
     bool fp8;         /* layer matrices may be F8_E4M3, each with a "<name>.weight_scale" */
     bool per_channel; /* a scale may be per output channel: [out, 1] or [out] */
     bool per_tensor;  /* a scale may be one for the tensor: [] or [1] */
     bool act_quant;   /* it also quantizes activations or the KV cache (input_scale, k_scale...):
                          llmrt runs weight-only and ignores those */
-    char desc[96];    /* "compressed-tensors float-quantized, per-channel" (messages) */
-    char ignore[160]; /* the modules it leaves unquantized, joined ("lm_head"); "" if none */
-    char source[24];  /* the file it was read from: "config.json" or "hf_quant_config.json" */
+    ckpt_i4_kind i4;  /* layer matrices may be stored as packed INT4 codes in this layout */
+    int i4_group;     /* INT4: input columns per scale group, or -1: one group per row */
+    bool i4_zero;     /* INT4: zero points are stored (else every zero point is 8) */
+    bool i4_zero_minus_one; /* INT4: a stored zero point is one less than the zero point (GPTQ's
+                               "gptq" checkpoint format, v1) */
+    bool i4_act_order;      /* INT4: the inputs' groups are permuted (GPTQ desc_act,
+                               compressed-tensors actorder "group"): g_idx says each one's */
+    char desc[96];          /* "compressed-tensors float-quantized, per-channel" (messages) */
+    char ignore[160];       /* the modules it leaves unquantized, joined ("lm_head"); "" if none */
+    char source[24];        /* the file it was read from: "config.json" or "hf_quant_config.json" */
 } ckpt_quant;
 
 /* A config.json resolved against its architecture. Every field is set (defaults applied). */
@@ -102,11 +127,12 @@ typedef struct model_weights {
     bweight lm_head;       /* [V, D]; aliases tok_embed when tied */
     layer_weights *layers; /* [n_layers] */
     rope_params rope_global, rope_local;
-    void *block;  /* the one backend allocation all weights live in */
-    size_t bytes; /* its size */
-    dtype quant;  /* DT_F8E4M3 or DT_I8: the layer matrices are quantized to it; else F32 */
-    bool from_checkpoint; /* some layer matrices were stored FP8 in the checkpoint and are kept
-                             as they are (a pre-quantized checkpoint) */
+    void *block;          /* the one backend allocation all weights live in */
+    size_t bytes;         /* its size */
+    dtype quant;          /* DT_F8E4M3, DT_I8 or DT_I4: the layer matrices are quantized to it; else
+                             F32 */
+    bool from_checkpoint; /* some layer matrices were stored quantized in the checkpoint (FP8,
+                             or packed 4-bit into DT_I4) and are kept as they are */
     double quant_ms;      /* time spent quantizing on load (0 for matrices read as stored) */
     size_t matrix_params; /* values of the layer matrices (bytes per weight = their bytes /
                              this) */
@@ -124,11 +150,12 @@ typedef struct model_load_opts {
     int verbose;          /* progress and memory use on stderr */
     size_t reserve_bytes; /* device memory the caller will also need (KV cache, activations),
                              counted in the fits-on-device check */
-    dtype quant; /* DT_F8E4M3 or DT_I8: quantize the layer matrices (q/k/v, o, gate/up, down)
-                    to it, one scale per output row, as they load; F32 (zeroed): none.
-                    Embeddings and the LM head stay in the precision. Matrices a pre-quantized
-                    checkpoint stores FP8 load as they are (with F32 or F8_E4M3 here; I8 is
-                    refused: it would quantize them twice). */
+    dtype quant;          /* DT_F8E4M3, DT_I8 or DT_I4: quantize the layer matrices (q/k/v, o,
+                             gate/up, down) to it, one scale per output row (I4: and group), as they
+                             load; F32 (zeroed): none. Embeddings and the LM head stay in the precision.
+                             Matrices a pre-quantized checkpoint stores FP8 load as they are (with F32 or
+                             F8_E4M3 here), those it stores in 4 bits likewise (with F32 or I4); another
+                             format is refused: it would quantize them twice. */
 } model_load_opts;
 
 /* Bytes the weights of the checkpoint in dir take on a backend storing matrices in `precision`

@@ -13,7 +13,10 @@
  * Pre-quantized checkpoints (model_config.quant): a layer matrix stored F8_E4M3 is uploaded as
  * its bytes, with its "<name>.weight_scale" (one per row, or one per tensor copied to each row)
  * widened to F32: nothing is requantized. An FP8 embedding or LM head is dequantized into the
- * precision, as those are never quantized.
+ * precision, as those are never quantized. A layer matrix stored as packed 4-bit codes (AWQ,
+ * GPTQ, compressed-tensors pack-quantized: ckpt_i4_kind) is unpacked into llmrt's I4 rows with
+ * its scales, zero points and group of each input as F32 / int32 (ld_matrix_i4), the same values
+ * in another layout.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -235,6 +238,382 @@ static llmrt_status ld_parts_fp8(const loader *L, int n, const st_tensor *const 
 
 enum { LD_MAX_PARTS = 3 }; /* q, k, v */
 
+/* ---- INT4 matrices of pre-quantized checkpoints (AWQ, GPTQ, compressed-tensors) ---- */
+
+/* The tensors of one module stored as packed INT4 codes, in the checkpoint's layout
+ * (model_config.quant.i4, model.h). */
+typedef struct i4_part {
+    const st_tensor *codes;  /* AWQ, GPTQ "qweight"; compressed-tensors "weight_packed" */
+    const st_tensor *scales; /* "scales" / "weight_scale" */
+    const st_tensor *zeros;  /* "qzeros" / "weight_zero_point"; NULL when symmetric */
+    const st_tensor *gidx;   /* "g_idx" / "weight_g_idx"; NULL when absent */
+    const st_tensor *shape;  /* compressed-tensors "weight_shape"; else NULL */
+    int64_t rows;            /* output features */
+} i4_part;
+
+enum { I4_CODES, I4_SCALES, I4_ZEROS, I4_GIDX, I4_SHAPE };
+
+/* The name suffix of each tensor of a packed module, by layout. */
+static const char *i4_suffix(ckpt_i4_kind kind, int which) {
+    static const char *const gptq[] = {".qweight", ".scales", ".qzeros", ".g_idx", NULL};
+    static const char *const ct[] = {".weight_packed", ".weight_scale", ".weight_zero_point",
+                                     ".weight_g_idx", ".weight_shape"};
+    return kind == CKPT_I4_CT ? ct[which] : gptq[which];
+}
+
+/* Finds the tensor of the module named by pattern (a "<module>.weight" name, %d = layer) with
+ * `which`'s suffix in place of ".weight", as named or with the family's alternative prefix; *t
+ * is NULL if absent (name: the name looked for). */
+static void ld_find_i4(const loader *L, const char *pat, int layer, int which, char *name, size_t n,
+                       const st_tensor **t) {
+    char module[256];
+    snprintf(module, sizeof module, pat, layer);
+    size_t len = strlen(module);
+    if (len > 7 && !strcmp(module + len - 7, ".weight")) module[len - 7] = '\0';
+    const char *suffix = i4_suffix(L->m->cfg.quant.i4, which);
+    snprintf(name, n, "%s%s", module, suffix ? suffix : "");
+    *t = suffix ? safetensors_find(L->st, name) : NULL;
+    const char *prefix = L->m->cfg.arch->tensor_prefix_alt;
+    if (!*t && suffix && prefix) {
+        char alt[300];
+        snprintf(alt, sizeof alt, "%s%s", prefix, name);
+        *t = safetensors_find(L->st, alt);
+    }
+}
+
+/* Whether the n parts of a matrix are stored as packed INT4 (all or none: they are fused into one
+ * matrix of one type), and whether that may load as asked (quant: the load's quantization). A
+ * part stored neither packed nor as "<module>.weight" is named as missing. */
+static llmrt_status ld_parts_i4(const loader *L, int layer, int n, const char *const *pats,
+                                dtype quant, int *stored) {
+    const ckpt_quant *q = &L->m->cfg.quant;
+    const st_tensor *codes[LD_MAX_PARTS];
+    char names[LD_MAX_PARTS][256];
+    int found = 0, first = 0; /* first: a part stored packed, if any */
+    for (int i = n - 1; i >= 0; i--) {
+        ld_find_i4(L, pats[i], layer, I4_CODES, names[i], sizeof names[i], &codes[i]);
+        if (codes[i]) {
+            found++;
+            first = i;
+        }
+    }
+    *stored = found > 0;
+    for (int i = 0; i < n; i++) {
+        char plain[256];
+        const st_tensor *t;
+        ld_find(L, pats[i], layer, plain, sizeof plain, &t);
+        if (found && !codes[i])
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: tensors \"%s\" (packed 4-bit) and \"%s\" (%s) are fused into one "
+                           "matrix and must all be stored 4-bit or none",
+                           L->m->dir, codes[first]->name, t ? t->name : names[i],
+                           t ? dtype_name(t->dt) : "missing");
+        if (!found && !t)
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: tensor \"%s\" is missing from the checkpoint (%s), and so is "
+                           "\"%s\" (the module unquantized)",
+                           L->m->dir, names[i], q->desc, plain);
+    }
+    if (found && dtype_quantized(quant) && quant != DT_I4)
+        return err_set(LLMRT_ERR_INVALID,
+                       "%s: tensor \"%s\" is stored 4-bit (the checkpoint is quantized: %s); "
+                       "loading it as %s would quantize it a second time: use --quant_format int4 "
+                       "or none",
+                       L->m->dir, codes[0]->name, q->desc, dtype_name(quant));
+    return LLMRT_OK;
+}
+
+/* Finds and checks one tensor of a packed module: its dtype (I32, or a float type for scales)
+ * and shape. required 0: *out NULL when absent. */
+static llmrt_status ld_i4_tensor(const loader *L, const char *pat, int layer, int which,
+                                 const st_tensor *codes, int required, int n_dims,
+                                 const int64_t *shape, const st_tensor **out) {
+    char name[256];
+    ld_find_i4(L, pat, layer, which, name, sizeof name, out);
+    if (!*out) {
+        if (!required) return LLMRT_OK;
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: tensor \"%s\" is missing: the packed 4-bit tensor \"%s\" needs it (%s)",
+                       L->m->dir, name, codes ? codes->name : name, L->m->cfg.quant.desc);
+    }
+    const st_tensor *t = *out;
+    const int is_scale = which == I4_SCALES, is_shape = which == I4_SHAPE;
+    if (is_scale ? dtype_quantized(t->dt) || dtype_integer(t->dt)
+                 : !(t->dt == DT_I32 || (is_shape && t->dt == DT_I64)))
+        return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is %s; %s", t->file, t->name,
+                       dtype_name(t->dt),
+                       is_scale   ? "a scale is F32, BF16 or F16"
+                       : is_shape ? "a weight_shape is I32 or I64"
+                                  : "packed 4-bit codes and group indices are I32");
+    return safetensors_expect(L->st, t->name, n_dims, shape, out);
+}
+
+/* The tensors of part i (a module of `rows` outputs and `cols` inputs, in groups of `group`
+ * inputs), found and checked against the layout of the checkpoint. */
+static llmrt_status ld_i4_find_part(const loader *L, const char *pat, int layer, int64_t rows,
+                                    int64_t cols, int64_t group, i4_part *p) {
+    const ckpt_quant *q = &L->m->cfg.quant;
+    const ckpt_i4_kind kind = q->i4;
+    const int64_t G = cols / group;
+    char name[256];
+    memset(p, 0, sizeof *p);
+    p->rows = rows;
+    ld_find_i4(L, pat, layer, I4_CODES, name, sizeof name, &p->codes);
+    const int64_t by8 = kind == CKPT_I4_AWQ ? rows : cols;
+    if (kind != CKPT_I4_CT && by8 % 8)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: tensor \"%s\": its module has %" PRId64 " %s features, not a multiple "
+                       "of 8 (the %s layout packs 8 of them in an int32)",
+                       L->m->dir, name, by8, kind == CKPT_I4_AWQ ? "output" : "input",
+                       kind == CKPT_I4_AWQ ? "AWQ" : "GPTQ");
+    int64_t codes_shape[2] = {rows, (cols + 7) / 8}; /* compressed-tensors: [out, in / 8] */
+    if (kind == CKPT_I4_AWQ) {                       /* [in, out / 8] */
+        codes_shape[0] = cols;
+        codes_shape[1] = rows / 8;
+    } else if (kind == CKPT_I4_GPTQ) { /* [in / 8, out] */
+        codes_shape[0] = cols / 8;
+        codes_shape[1] = rows;
+    }
+    TRY(ld_i4_tensor(L, pat, layer, I4_CODES, NULL, 1, 2, codes_shape, &p->codes));
+    const int ct = kind == CKPT_I4_CT;
+    const int64_t scale_shape[2] = {ct ? rows : G, ct ? G : rows};
+    TRY(ld_i4_tensor(L, pat, layer, I4_SCALES, p->codes, 1, 2, scale_shape, &p->scales));
+    if (q->i4_zero) {
+        const int64_t zero_shape[2] = {ct ? (rows + 7) / 8 : G, ct ? G : rows / 8};
+        if (!ct && rows % 8)
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: tensor \"%s\": its module has %" PRId64 " output features, not "
+                           "a multiple of 8 (the zero points pack 8 of them in an int32)",
+                           L->m->dir, p->codes->name, rows);
+        TRY(ld_i4_tensor(L, pat, layer, I4_ZEROS, p->codes, 1, 2, zero_shape, &p->zeros));
+    }
+    const int64_t gidx_shape[1] = {cols};
+    TRY(ld_i4_tensor(L, pat, layer, I4_GIDX, p->codes, q->i4_act_order, 1, gidx_shape, &p->gidx));
+    if (ct) {
+        const int64_t two[1] = {2};
+        TRY(ld_i4_tensor(L, pat, layer, I4_SHAPE, p->codes, 1, 1, two, &p->shape));
+    }
+    return LLMRT_OK;
+}
+
+/* The AWQ GEMM packing: nibble i of an int32 holds output 8 j + AWQ_ORDER[i]. */
+static const int AWQ_ORDER[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+/* Sets code c of row r, column k of the packed I4 rows dst [.., cols / 2] (zeroed before). */
+static inline void i4_put(uint8_t *dst, int64_t cols, int64_t r, int64_t k, uint32_t c) {
+    dst[(size_t)(r * cols + k) / 2] |= (uint8_t)((c & 15u) << ((k & 1) * 4));
+}
+
+/* The codes of part p (raw: its packed int32s) into rows [rows, cols / 2] of dst. */
+static void i4_unpack_codes(ckpt_i4_kind kind, const uint32_t *raw, int64_t rows, int64_t cols,
+                            uint8_t *dst) {
+    memset(dst, 0, (size_t)(rows * cols) / 2);
+    if (kind == CKPT_I4_AWQ) { /* raw [cols, rows / 8]: a block of 8 rows per int32 column */
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
+        for (int64_t j = 0; j < rows / 8; j++)
+            for (int64_t k = 0; k < cols; k++) {
+                uint32_t v = raw[k * (rows / 8) + j];
+                for (int i = 0; i < 8; i++)
+                    i4_put(dst, cols, 8 * j + AWQ_ORDER[i], k, v >> (4 * i));
+            }
+    } else if (kind == CKPT_I4_GPTQ) { /* raw [cols / 8, rows]: 8 inputs per int32 */
+        /* an int32's bytes, lowest first, are 4 bytes of llmrt's row: the words transposed */
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < cols / 8; j++) {
+                uint32_t v = raw[j * rows + r];
+                uint8_t *b = dst + (size_t)(r * cols) / 2 + 4 * j;
+                for (int i = 0; i < 4; i++)
+                    b[i] = (uint8_t)(v >> (8 * i));
+            }
+    } else if (cols % 8 == 0) { /* compressed-tensors, raw [rows, cols / 8]: llmrt's rows */
+        const uint8_t *bytes = (const uint8_t *)raw;
+        for (size_t i = 0; i < (size_t)(rows * cols) / 2; i++) /* bytes as in the file */
+            dst[i] = bytes[i];
+    } else { /* compressed-tensors, raw [rows, ceil(cols / 8)]: 8 inputs per int32 */
+        const int64_t per_row = (cols + 7) / 8;
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 20))
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = 0; k < cols; k++)
+                i4_put(dst, cols, r, k, raw[r * per_row + k / 8] >> (4 * (k % 8)));
+    }
+}
+
+/* The zero point of output r, group g of part p as stored (raw: its packed int32s, G groups). */
+static uint32_t i4_stored_zero(ckpt_i4_kind kind, const uint32_t *raw, int64_t rows, int64_t G,
+                               int64_t r, int64_t g) {
+    if (kind == CKPT_I4_AWQ) { /* [G, rows / 8], in the AWQ order */
+        int i = 0;
+        while (AWQ_ORDER[i] != r % 8)
+            i++;
+        return (raw[g * (rows / 8) + r / 8] >> (4 * i)) & 15u;
+    }
+    if (kind == CKPT_I4_GPTQ) /* [G, rows / 8] */
+        return (raw[g * (rows / 8) + r / 8] >> (4 * (r % 8))) & 15u;
+    return (raw[(r / 8) * G + g] >> (4 * (r % 8))) & 15u; /* [ceil(rows / 8), G] */
+}
+
+/* Part p of a matrix: its codes into rows [r0, r0 + p->rows) of the packed I4 rows `codes`, its
+ * scales and zero points (zeros NULL: none) into [.., G] F32, and its group of each input into
+ * gidx [cols] (with its values checked). raw: room for the part's tensors as stored. */
+static llmrt_status ld_i4_fill_part(loader *L, const i4_part *p, int64_t r0, int64_t cols,
+                                    int64_t group, uint8_t *codes, float *scales, float *zeros,
+                                    int32_t *gidx, unsigned char *raw) {
+    const ckpt_quant *q = &L->m->cfg.quant;
+    const int64_t rows = p->rows, G = cols / group;
+    const int ct = q->i4 == CKPT_I4_CT;
+    if (p->shape) { /* compressed-tensors: the module's [out, in] */
+        int64_t v[2];
+        unsigned char b[16];
+        TRY(ld_read(L, b, p->shape->dt, p->shape, 0));
+        for (int i = 0; i < 2; i++) {
+            if (p->shape->dt == DT_I64) {
+                memcpy(&v[i], b + 8 * i, 8);
+            } else {
+                int32_t x;
+                memcpy(&x, b + 4 * i, 4);
+                v[i] = x;
+            }
+        }
+        if (v[0] != rows || v[1] != cols)
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: tensor \"%s\" holds [%" PRId64 ", %" PRId64
+                           "]; the module is [%" PRId64 ", %" PRId64 "]",
+                           p->shape->file, p->shape->name, v[0], v[1], rows, cols);
+    }
+    TRY(ld_read(L, raw, DT_I32, p->codes, 0));
+    i4_unpack_codes(q->i4, (const uint32_t *)raw, rows, cols, codes + (size_t)(r0 * cols) / 2);
+    float *s = (float *)raw; /* as stored: [G, rows] (AWQ, GPTQ) or [rows, G] */
+    TRY(ld_read(L, raw, DT_F32, p->scales, 0));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < G; g++) {
+            const int64_t at = ct ? r * G + g : g * rows + r;
+            if (!(isfinite(s[at]) && s[at] > 0))
+                return err_set(LLMRT_ERR_FORMAT,
+                               "%s: tensor \"%s\" holds %g at [%" PRId64 ", %" PRId64
+                               "]: a scale must be finite and > 0",
+                               p->scales->file, p->scales->name, (double)s[at],
+                               at / (ct ? G : rows), at % (ct ? G : rows));
+            scales[(r0 + r) * G + g] = s[at];
+        }
+    if (zeros) {
+        TRY(ld_read(L, raw, DT_I32, p->zeros, 0));
+        const uint32_t plus = q->i4_zero_minus_one ? 1 : 0;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t g = 0; g < G; g++) {
+                const uint32_t z =
+                    i4_stored_zero(q->i4, (const uint32_t *)raw, rows, G, r, g) + plus;
+                if (z > 15)
+                    return err_set(LLMRT_ERR_FORMAT,
+                                   "%s: tensor \"%s\" holds zero point %u (stored %u, the \"gptq\" "
+                                   "format stores it minus one) for output %" PRId64
+                                   ", group %" PRId64
+                                   ": a 4-bit zero point is 0..15 (a zero point of 0 written as "
+                                   "-1?)",
+                                   p->zeros->file, p->zeros->name, z, z - plus, r, g);
+                zeros[(r0 + r) * G + g] = (float)z;
+            }
+    }
+    int32_t *gi = (int32_t *)raw;
+    if (p->gidx) {
+        TRY(ld_read(L, raw, DT_I32, p->gidx, 0));
+        for (int64_t k = 0; k < cols; k++)
+            if (gi[k] < 0 || gi[k] >= G)
+                return err_set(LLMRT_ERR_FORMAT,
+                               "%s: tensor \"%s\" holds %d at [%" PRId64
+                               "]: a group index must be in 0..%" PRId64 " (%" PRId64
+                               " inputs in groups of %" PRId64 ")",
+                               p->gidx->file, p->gidx->name, gi[k], k, G - 1, cols, group);
+    } else {
+        for (int64_t k = 0; k < cols; k++)
+            gi[k] = (int32_t)(k / group);
+    }
+    if (r0 == 0) {
+        memcpy(gidx, gi, (size_t)cols * 4);
+        return LLMRT_OK;
+    }
+    for (int64_t k = 0; k < cols; k++)
+        if (gi[k] != gidx[k])
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: tensor \"%s\" gives input %" PRId64 " group %d where the matrix it "
+                           "is fused with gives group %d: llmrt holds one group per input for the "
+                           "fused matrix (q/k/v, gate/up)",
+                           L->m->dir, p->gidx ? p->gidx->name : p->codes->name, k, gi[k], gidx[k]);
+    return LLMRT_OK;
+}
+
+/* A layer matrix stored as packed INT4 codes (AWQ, GPTQ, compressed-tensors): the n parts
+ * unpacked into I4 rows [total, cols / 2] stacked by rows, with their scales, zero points and
+ * group of each input; nothing is requantized. */
+static llmrt_status ld_matrix_i4(loader *L, bweight *w, int layer, int n, const char *const *pats,
+                                 const int64_t *rows, int64_t total, int64_t cols) {
+    const ckpt_quant *q = &L->m->cfg.quant;
+    const int64_t group = q->i4_group > 0 ? q->i4_group : cols;
+    i4_part parts[LD_MAX_PARTS];
+    char name[256];
+    const st_tensor *t0;
+    ld_find_i4(L, pats[0], layer, I4_CODES, name, sizeof name, &t0);
+    if (cols % group || group % 2)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: tensor \"%s\": its module has %" PRId64 " input features, %s groups "
+                       "of %" PRId64 " (quantization_config group size)",
+                       L->m->dir, name, cols, cols % group ? "not a multiple of its" : "in odd",
+                       group);
+    const int64_t G = cols / group;
+    int any_gidx = 0;
+    size_t raw_bytes = 0; /* the largest part's tensors as stored, each read in turn */
+    for (int i = 0; i < n; i++) {
+        TRY(ld_i4_find_part(L, pats[i], layer, rows[i], cols, group, &parts[i]));
+        const i4_part *p = &parts[i];
+        size_t need = p->codes->nbytes;
+        if ((size_t)(G * p->rows) * 4 > need) need = (size_t)(G * p->rows) * 4;
+        if (p->zeros && p->zeros->nbytes > need) need = p->zeros->nbytes;
+        if ((size_t)cols * 4 > need) need = (size_t)cols * 4;
+        if (need > raw_bytes) raw_bytes = need;
+        any_gidx |= p->gidx != NULL;
+    }
+    *w = (bweight){.dt = DT_I4, .rows = total, .cols = cols, .group = (int)group};
+    const size_t bytes = (size_t)(total * cols) / 2, n_scales = (size_t)(total * G);
+    void *scale_dev, *zero_dev = NULL, *gidx_dev = NULL;
+    TRY(ld_place(L, bytes, &w->data));
+    TRY(ld_place(L, n_scales * 4, &scale_dev));
+    if (q->i4_zero) TRY(ld_place(L, n_scales * 4, &zero_dev));
+    if (any_gidx) TRY(ld_place(L, (size_t)cols * 4, &gidx_dev));
+    w->scale = scale_dev;
+    w->zero = zero_dev;
+    w->gidx = gidx_dev;
+    L->m->w.matrix_params += (size_t)(total * cols);
+    L->m->w.matrix_bytes +=
+        bytes + n_scales * 4 * (q->i4_zero ? 2 : 1) + (any_gidx ? (size_t)cols * 4 : 0);
+    L->m->w.quant = DT_I4;
+    L->m->w.from_checkpoint = true;
+    if (!L->filling) return LLMRT_OK;
+    /* staging: [codes | scales | zero points | group of each input | one part as stored] */
+    const size_t s_at = (bytes + 255) / 256 * 256, z_at = s_at + (n_scales * 4 + 255) / 256 * 256,
+                 g_at = z_at + (q->i4_zero ? (n_scales * 4 + 255) / 256 * 256 : 0),
+                 raw_at = g_at + ((size_t)cols * 4 + 255) / 256 * 256;
+    TRY(ld_stage(L, raw_at + raw_bytes));
+    uint8_t *codes = L->stage;
+    float *scales = (float *)(L->stage + s_at),
+          *zeros = q->i4_zero ? (float *)(L->stage + z_at) : NULL;
+    int32_t *gidx = (int32_t *)(L->stage + g_at);
+    int64_t r0 = 0;
+    for (int i = 0; i < n; i++) {
+        TRY(ld_i4_fill_part(L, &parts[i], r0, cols, group, codes, scales, zeros, gidx,
+                            L->stage + raw_at));
+        r0 += parts[i].rows;
+    }
+    int trivial = 1; /* every input in group k / group: no g_idx needed */
+    for (int64_t k = 0; k < cols && trivial; k++)
+        trivial = gidx[k] == (int32_t)(k / group);
+    if (any_gidx && trivial)
+        w->gidx = NULL; /* its bytes stay placed (the planning pass counted them) */
+    if (w->gidx) TRY(L->be->ops->upload(L->be, gidx_dev, gidx, (size_t)cols * 4));
+    if (zeros) TRY(L->be->ops->upload(L->be, zero_dev, zeros, n_scales * 4));
+    TRY(L->be->ops->upload(L->be, scale_dev, scales, n_scales * 4));
+    return L->be->ops->upload(L->be, w->data, codes, bytes);
+}
+
 /* A matrix [sum(rows), cols] made of n parts stacked by rows (q/k/v, gate/up). With conv1d
  * each part is stored [cols, rows_i] and is transposed. quant: a quantized type to store the
  * matrix in (with its scales), or any other to store it in the precision. Parts stored F8_E4M3
@@ -244,10 +623,16 @@ static llmrt_status ld_matrix_as(loader *L, bweight *w, int layer, int n, const 
     const int conv = L->m->cfg.arch->conv1d;
     const st_tensor *parts[LD_MAX_PARTS];
     int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += rows[i];
+    if (L->m->cfg.quant.i4) { /* config.c refuses INT4 checkpoints of Conv1D families */
+        int i4;
+        TRY(ld_parts_i4(L, layer, n, pats, quant, &i4));
+        if (i4) return ld_matrix_i4(L, w, layer, n, pats, rows, total, cols);
+    }
     for (int i = 0; i < n; i++) {
         int64_t shape[2] = {conv ? cols : rows[i], conv ? rows[i] : cols};
         TRY(ld_get(L, pats[i], layer, 2, shape, &parts[i]));
-        total += rows[i];
     }
     int fp8;
     TRY(ld_parts_fp8(L, n, parts, quant, &fp8));
@@ -456,6 +841,15 @@ static llmrt_status ld_table_dequant(loader *L, const st_tensor *t, int64_t rows
 static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t rows, int64_t cols) {
     const st_tensor *t;
     int64_t shape[2] = {rows, cols};
+    if (L->m->cfg.quant.i4) {
+        char name[256];
+        ld_find_i4(L, pat, 0, I4_CODES, name, sizeof name, &t);
+        if (t)
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: tensor \"%s\" is packed 4-bit: llmrt keeps the embeddings and "
+                           "the LM head in the precision, and does not read them quantized",
+                           t->file, t->name);
+    }
     TRY(ld_get(L, pat, 0, 2, shape, &t));
     const dtype dt = L->wdt;
     size_t bytes = (size_t)(rows * cols) * dtype_size(dt);
@@ -594,9 +988,9 @@ llmrt_status model_load(model **out, const model_config *c, const char *dir, bac
             fprintf(stderr, "llmrt: loaded %s (%s, %d layers) on %s: %s of weights in %s\n", dir,
                     m->cfg.model_type, m->cfg.n_layers, be->name, a, fmt);
             if (m->w.from_checkpoint)
-                fprintf(stderr, "llmrt: the layer matrices stored FP8 load as they are (%s%s%s)\n",
-                        c->quant.desc, c->quant.ignore[0] ? "; unquantized: " : "",
-                        c->quant.ignore);
+                fprintf(stderr, "llmrt: the layer matrices stored %s load as they are (%s%s%s)\n",
+                        m->w.quant == DT_I4 ? "4-bit" : "FP8", c->quant.desc,
+                        c->quant.ignore[0] ? "; unquantized: " : "", c->quant.ignore);
             if (m->w.quant_ms > 0)
                 fprintf(stderr, "llmrt: quantized the layer matrices to %s in %.2f s\n",
                         dtype_name(m->w.quant), m->w.quant_ms / 1e3);
@@ -652,6 +1046,7 @@ static void first_nonfinite_tensor(const char *dir, dtype precision, char *name,
         /* an FP8 code is checked as stored (its NaN codes): times its scale, which loading
          * checks is finite and > 0, it stays within F32, and the layer matrices stay FP8 */
         const int fp8 = t->dt == DT_F8E4M3;
+        if (dtype_integer(t->dt)) continue; /* packed codes, group indices: no floats */
         for (size_t at = 0; at < numel && !name[0]; at += CHUNK) {
             size_t k = numel - at < CHUNK ? numel - at : CHUNK;
             if (safetensors_read(st, t, at * es, raw, k * es) != LLMRT_OK) break;

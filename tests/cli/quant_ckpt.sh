@@ -4,9 +4,10 @@
 # static input scales) and ModelOpt FP8 (with and without config.json's quantization_config),
 # plus the FP32 checkpoint of the dequantized values; llmrt's FP32 logits on the FP8 checkpoint
 # must be the reference's, for prompts of 1, 5 and 40 tokens. Then the benchmark's weight format,
-# the note on ignored activation scales, and the refusals (block-wise FP8, AWQ, int4
-# compressed-tensors, NVFP4, a missing / misshapen / negative scale, FP8 without a config,
-# --quant_format int8, GPT-2), each a message naming the field or tensor and a non-zero exit.
+# the note on ignored activation scales, and the refusals (block-wise FP8, AWQ GEMV, 8-bit GPTQ,
+# compressed-tensors marlin-24, FP8 tensors under an AWQ config, NVFP4, a missing / misshapen /
+# negative scale, FP8 without a config, --quant_format int8, GPT-2), each a message naming the
+# field or tensor and a non-zero exit. 4-bit checkpoints: quant_int4_ckpt.sh.
 # The Python (with numpy, ml_dtypes and safetensors) and the comparison: tests/quant/lib.sh.
 #
 # Tolerance as in quant.sh: max |diff| <= 1e-4 x (max - min) of the reference logits at each
@@ -104,12 +105,14 @@ Q=model.layers.1.mlp.down_proj.weight
 
 edit "$C" 'cfg["quantization_config"] = {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}'
 refused "block-wise fp8" "block-wise FP8 (quantization_config.weight_block_size [128, 128]) is not supported yet: llmrt holds one scale per output channel" -- $(run_e)
+edit "$C" 'cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemv"}'
+refused "AWQ GEMV" 'quantization_config.version "gemv" is not supported' "config.json" -- $(run_e)
+edit "$C" 'cfg["quantization_config"] = {"quant_method": "gptq", "bits": 8}'
+refused "GPTQ 8-bit" 'quantization_config.bits is 8: llmrt reads 4-bit GPTQ checkpoints' -- $(run_e)
+edit "$C" 'g = cfg["quantization_config"]; g["format"] = "marlin-24"; g["config_groups"]["group_0"]["format"] = "marlin-24"; g["config_groups"]["group_0"]["weights"].update(num_bits=4, type="int", strategy="group", group_size=128)'
+refused "compressed-tensors marlin-24" 'format "marlin-24" is not supported' -- $(run_e)
 edit "$C" 'cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}'
-refused "AWQ" 'quantization_config.quant_method "awq" is not supported' "config.json" -- $(run_e)
-edit "$C" 'cfg["quantization_config"] = {"quant_method": "gptq", "bits": 4}'
-refused "GPTQ" 'quant_method "gptq" is not supported' -- $(run_e)
-edit "$C" 'g = cfg["quantization_config"]; g["format"] = "pack-quantized"; g["config_groups"]["group_0"]["format"] = "pack-quantized"; g["config_groups"]["group_0"]["weights"].update(num_bits=4, type="int", strategy="group", group_size=128)'
-refused "compressed-tensors int4" 'format "pack-quantized" is not supported' -- $(run_e)
+refused "FP8 tensors under an AWQ config" "is F8_E4M3 but config.json does not say how the checkpoint is quantized" -- $(run_e)
 edit "$C" 'g = cfg["quantization_config"]["config_groups"]["group_0"]; del g["format"]; g["weights"].update(num_bits=4, type="int", strategy="group", group_size=128)'
 refused "compressed-tensors int4 weights" 'config_groups.group_0.weights.type is "int"' -- $(run_e)
 edit "$C" 'cfg["quantization_config"]["config_groups"]["group_0"]["weights"].update(strategy="group", group_size=128)'

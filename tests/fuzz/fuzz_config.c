@@ -9,8 +9,9 @@
  * positive and consistent (H a multiple of Hkv, a known architecture), finite positive norm
  * epsilon and softmax scale (neither 0 nor subnormal in float32: 1e-60 is not 0), soft-caps 0 or
  * normal floats, EOS ids within the vocabulary, RoPE frequencies finite, a quantization
- * description that is FP8 exactly when it allows a scale shape, its strings terminated. Seeds: the
- * real cards' config.json and generation_config.json, and FP8 quantization configs
+ * description that is FP8 exactly when it allows a scale shape, 4-bit ones with a group size and
+ * never with FP8 or for GPT-2, its strings terminated. Seeds: the real cards' config.json and
+ * generation_config.json, and FP8 and 4-bit (AWQ, GPTQ, compressed-tensors) quantization configs
  * (tests/fuzz/seeds/fuzz_config/).
  */
 #include <float.h>
@@ -54,6 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_ASSERT(memchr(q->desc, 0, sizeof q->desc) && memchr(q->ignore, 0, sizeof q->ignore) &&
                 memchr(q->source, 0, sizeof q->source));
     FUZZ_ASSERT(!q->fp8 || q->source[0]);
+    /* a 4-bit scheme: from config.json, not FP8 too, a group size (-1: per row), not GPT-2 */
+    FUZZ_ASSERT(!q->i4 || (q->source[0] && !q->fp8 && (q->i4_group == -1 || q->i4_group > 0) &&
+                           !c.arch->conv1d));
+    FUZZ_ASSERT(q->i4 ||
+                (!q->i4_group && !q->i4_zero && !q->i4_zero_minus_one && !q->i4_act_order));
     FUZZ_ASSERT(c.arch != NULL);
     FUZZ_ASSERT(c.vocab > 0 && c.hidden > 0 && c.n_layers > 0 && c.ffn > 0 && c.max_pos > 0);
     FUZZ_ASSERT(c.n_heads > 0 && c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0);
