@@ -295,14 +295,12 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
                     "--precision BF16 or FP16",
                     ckpt_q ? ckpt_q : llmrt_quant_name(o.quant),
                     ckpt_q ? " (the checkpoint's)" : "", m->device);
-    /* The CUDA kernels of I4 matrices (cuda_matmul.cu, matmul_i4) are built and covered by
-     * test_cuda_ops, but have not passed it on a GPU yet (docs/PERF.md): until they do, int4
-     * (quantized on load or a 4-bit checkpoint) runs on the CPU only. */
-    if (s == LLMRT_OK && (o.quant == LLMRT_QUANT_INT4 || m->cfg.quant.i4) && kind != BACKEND_CPU)
+    /* int4 (quantized on load, or a 4-bit checkpoint) where the backend does not take it yet */
+    if (s == LLMRT_OK && (o.quant == LLMRT_QUANT_INT4 || m->cfg.quant.i4) && m->be->i4_refused)
         s = err_set(LLMRT_ERR_UNSUPPORTED,
-                    "int4 weights%s are not yet available on %s (their kernels await verification "
-                    "on a GPU): use --device cpu%s",
-                    m->cfg.quant.i4 ? " (the checkpoint's)" : "", m->device,
+                    "int4 weights%s are not yet available on %s (%s): use "
+                    "--device cpu%s",
+                    m->cfg.quant.i4 ? " (the checkpoint's)" : "", m->device, m->be->i4_refused,
                     m->cfg.quant.i4 ? "" : ", or --quant_format int8 or fp8");
     if (s == LLMRT_OK) s = model_load(&m->m, &m->cfg, m->path, m->be, &lo);
     if (s == LLMRT_OK && o.kv_fraction > 0)

@@ -86,6 +86,8 @@ typedef struct cuda_switches {
     char decode_caps[64]; /* LLMRT_DECODE_CAPS: in-flight tile caps per stretch ("" default) */
     int matvec_max_rows;  /* LLMRT_MATVEC_MAX_ROWS: rows up to which matmuls use the matvec
                              kernel; -1: the default */
+    int int4;             /* LLMRT_CUDA_INT4=1: take I4 matrices (kernels not yet verified on a
+                             GPU: docs/ENVIRONMENT.md) */
 } cuda_switches;
 void cuda_switches_read(cuda_switches *sw);
 

@@ -35,6 +35,7 @@ void cuda_switches_read(cuda_switches *sw) {
     if (caps && caps[0]) snprintf(sw->decode_caps, sizeof sw->decode_caps, "%s", caps);
     const char *rows = getenv("LLMRT_MATVEC_MAX_ROWS");
     sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
+    sw->int4 = env_on("LLMRT_CUDA_INT4");
 }
 
 llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
