@@ -323,11 +323,31 @@ static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, 
 
 /* ---- I4 (codes with a scale and zero point per row and group) ---- */
 
+/* 8 codes of an I4 row from k (a multiple of 8) as floats, (code - zero) * scale */
+INLINE __m256 i4_load8(const uint8_t *q, int64_t k, __m256 zero, __m256 scale) {
+    const __m128i mask = _mm_set1_epi8(0x0f);
+    int32_t b;
+    memcpy(&b, q + k / 2, 4);
+    const __m128i v = _mm_cvtsi32_si128(b);
+    const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+    const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)));
+    return _mm256_mul_ps(_mm256_sub_ps(c, zero), scale);
+}
+
 /* dst[k] = W[n, k0 + k] for k < kc, as the reference dequantizes it: (code - zero) * scale in
  * F32 */
 static void i4_row(float *dst, const bweight *W, int64_t n, int64_t k0, int64_t kc) {
     const int64_t K = W->cols, G = W->group, ng = K / G;
     const uint8_t *q = (const uint8_t *)W->data + (size_t)(n * K) / 2;
+    if (!W->gidx && G % 8 == 0 && k0 % 8 == 0 && kc % 8 == 0) {
+        for (int64_t k = k0; k < k0 + kc; k += 8) { /* one group's scale for all 8 */
+            const int64_t g = k / G;
+            _mm256_storeu_ps(dst + (k - k0),
+                             i4_load8(q, k, _mm256_set1_ps(W->zero ? W->zero[n * ng + g] : 8.0f),
+                                      _mm256_set1_ps(W->scale[n * ng + g])));
+        }
+        return;
+    }
     for (int64_t k = k0; k < k0 + kc; k++) {
         const int64_t g = W->gidx ? W->gidx[k] : k / G;
         dst[k - k0] =
@@ -335,16 +355,47 @@ static void i4_row(float *dst, const bweight *W, int64_t n, int64_t k0, int64_t 
     }
 }
 
-/* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < M (1..MATVEC_MAX_ROWS): each weight row
- * dequantized once into F32, then its dot products with the M inputs. */
+/* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < mr rows (1..MATVEC_MAX_ROWS) and
+ * n0 <= n < n1 of an I4 matrix without a group index: each 8 weights widened once for all rows
+ * (the values of the reference: (code - zero) * scale in F32). */
+INLINE void matvec_i4_range(int mr, float *out, const float *x, const bweight *W, int64_t n0,
+                            int64_t n1, const float *bias) {
+    const int64_t N = W->rows, K = W->cols, G = W->group, ng = K / G;
+    for (int64_t n = n0; n < n1; n++) {
+        const uint8_t *q = (const uint8_t *)W->data + (size_t)(n * K) / 2;
+        __m256 acc[MATVEC_MAX_ROWS];
+        for (int m = 0; m < mr; m++)
+            acc[m] = _mm256_setzero_ps();
+        for (int64_t g = 0; g < ng; g++) {
+            const __m256 z = _mm256_set1_ps(W->zero ? W->zero[n * ng + g] : 8.0f);
+            const __m256 sc = _mm256_set1_ps(W->scale[n * ng + g]);
+            for (int64_t k = g * G; k < (g + 1) * G; k += 8) {
+                const __m256 w = i4_load8(q, k, z, sc);
+                for (int m = 0; m < mr; m++)
+                    acc[m] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + m * K + k), acc[m]);
+            }
+        }
+        for (int m = 0; m < mr; m++)
+            out[m * N + n] = hsum8(acc[m]) + (bias ? bias[n] : 0.0f);
+    }
+}
+
+/* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < M (1..MATVEC_MAX_ROWS), I4 W: the widened
+ * loop above when groups are whole vectors of 8 in order, else each row dequantized into F32
+ * first (a group index: GPTQ act-order). */
 static void matvec_i4(float *out, const float *x, int64_t M, const bweight *W, const float *bias) {
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
+    const int vec = !W->gidx && W->group % 8 == 0;
 #pragma omp parallel if (N * K >= 65536)
     {
-        float *row = malloc(sizeof(float) * (size_t)K);
+        float *row = vec ? NULL : malloc(sizeof(float) * (size_t)K);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < chunks; c++) {
             int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
+            if (vec) {
+                matvec_i4_range((int)M, out, x, W, n0, n1, bias);
+                continue;
+            }
             for (int64_t n = n0; n < n1 && row; n++) {
                 i4_row(row, W, n, 0, K);
                 for (int64_t m = 0; m < M; m++) {
