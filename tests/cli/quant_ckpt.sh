@@ -67,39 +67,7 @@ PY
   --isl 16 --num_tokens 4 --iterations 1 --warmup 0 >"$TMP/b.txt" 2>/dev/null
 grep -q "^weights: FP8 E4M3 (per-channel scales) as stored in the checkpoint, 1.0[0-9] bytes/weight" "$TMP/b.txt" && ok || bad "benchmark text: $(cat "$TMP/b.txt")"
 
-# ---- refusals: a copy of the per-channel checkpoint, changed by edit() ----
-# edit DIR PYTHON: a copy of DIR in $TMP/e, changed by PYTHON, which sees cfg (config.json) and t
-# (the tensors: safetensors.numpy cannot load F8_E4M3, so they are read here), both written back
-edit() {
-  rm -rf "$TMP/e" && cp -r "$1" "$TMP/e" && "$PY" - "$TMP/e" "$2" <<'PY' || { bad "edit failed: $2"; rm -rf "$TMP/e"; }
-import json, os, struct, sys
-import ml_dtypes, numpy as np
-from safetensors.numpy import save_file
-d, code = sys.argv[1], sys.argv[2]
-cfg = json.load(open(os.path.join(d, "config.json")))
-types = {"F8_E4M3": ml_dtypes.float8_e4m3fn, "BF16": ml_dtypes.bfloat16, "F16": np.float16,
-         "F32": np.float32}
-with open(os.path.join(d, "model.safetensors"), "rb") as f:
-    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-    data = f.read()
-t = {k: np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], types[v["dtype"]]).reshape(v["shape"])
-     for k, v in header.items() if k != "__metadata__"}
-exec(code)
-json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
-save_file(t, os.path.join(d, "model.safetensors"))
-PY
-}
-# refused DESC [llmrt args...]: non-zero exit, and the message holds each of the NEEDLES
-refused() {
-  local desc=$1; shift
-  local needles=(); while [ "$1" != -- ]; do needles+=("$1"); shift; done; shift
-  "$BIN" "$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
-  local miss=
-  for n in "${needles[@]}"; do grep -qF -- "$n" "$TMP/err" || miss="$miss [$n]"; done
-  [ -n "${SHOW:-}" ] && echo "$desc: $(cat "$TMP/err")"
-  [ $rc != 0 ] && [ -z "$miss" ] && ok || bad "$desc: rc $rc, missing$miss in: $(cat "$TMP/err")"
-}
-run_e() { echo logits --model "$TMP/e" --prompt-ids 5,9 --device cpu; }
+# (edit, refused, run_e: tests/quant/lib.sh) ---- refusals: a copy of the per-channel checkpoint, changed by edit() (edit, refused, run_e: tests/quant/lib.sh) ----
 C=$L-ct-channel
 Q=model.layers.1.mlp.down_proj.weight
 

@@ -63,42 +63,7 @@ PY
   --isl 16 --num_tokens 4 --iterations 1 --warmup 0 >"$TMP/b.txt" 2>/dev/null
 grep -q "^weights: INT4 (scales per channel and group) as stored in the checkpoint, 0.5[0-9] bytes/weight" "$TMP/b.txt" && ok || bad "benchmark text: $(cat "$TMP/b.txt")"
 
-# ---- refusals: a copy of a 4-bit checkpoint, changed by edit() ----
-# edit DIR PYTHON: a copy of DIR in $TMP/e, changed by PYTHON, which sees cfg (config.json) and t
-# (the tensors, I32 and I64 included), both written back
-edit() {
-  rm -rf "$TMP/e" && cp -r "$1" "$TMP/e" && "$PY" - "$TMP/e" "$2" <<'PY' || { bad "edit failed: $2"; rm -rf "$TMP/e"; }
-import json, os, struct, sys
-import ml_dtypes, numpy as np
-from safetensors.numpy import save_file
-d, code = sys.argv[1], sys.argv[2]
-cfg = json.load(open(os.path.join(d, "config.json")))
-types = {"BF16": ml_dtypes.bfloat16, "F16": np.float16, "F32": np.float32, "I32": np.int32,
-         "I64": np.int64}
-with open(os.path.join(d, "model.safetensors"), "rb") as f:
-    header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-    data = f.read()
-t = {k: np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], types[v["dtype"]]).reshape(v["shape"]).copy()
-     for k, v in header.items() if k != "__metadata__"}
-qc = cfg.get("quantization_config")
-exec(code)
-json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
-save_file(t, os.path.join(d, "model.safetensors"))
-PY
-}
-# refused DESC NEEDLES... -- [llmrt args...]: a non-zero exit, nothing on stdout, and each of the
-# NEEDLES in the message
-refused() {
-  local desc=$1; shift
-  local needles=(); while [ "$1" != -- ]; do needles+=("$1"); shift; done; shift
-  "$BIN" "$@" >"$TMP/out" 2>"$TMP/err"; local rc=$?
-  local miss=
-  for n in "${needles[@]}"; do grep -qF -- "$n" "$TMP/err" || miss="$miss [$n]"; done
-  [ -n "${SHOW:-}" ] && echo "$desc: $(cat "$TMP/err")"
-  [ $rc != 0 ] && [ -z "$miss" ] && [ ! -s "$TMP/out" ] && ok ||
-    bad "$desc: rc $rc, stdout $(wc -c <"$TMP/out") bytes, missing$miss in: $(cat "$TMP/err")"
-}
-run_e() { echo logits --model "$TMP/e" --prompt-ids 5,9 --device cpu; }
+# (edit, refused, run_e: tests/quant/lib.sh) ---- refusals: a copy of a 4-bit checkpoint, changed by edit() (edit, refused, run_e: tests/quant/lib.sh) ----
 D=model.layers.1.mlp.down_proj O=model.layers.2.self_attn.o_proj
 Qp=model.layers.0.self_attn.q_proj Kp=model.layers.0.self_attn.k_proj
 
