@@ -67,7 +67,7 @@ PY
   --isl 16 --num_tokens 4 --iterations 1 --warmup 0 >"$TMP/b.txt" 2>/dev/null
 grep -q "^weights: FP8 E4M3 (per-channel scales) as stored in the checkpoint, 1.0[0-9] bytes/weight" "$TMP/b.txt" && ok || bad "benchmark text: $(cat "$TMP/b.txt")"
 
-# (edit, refused, run_e: tests/quant/lib.sh) ---- refusals: a copy of the per-channel checkpoint, changed by edit() (edit, refused, run_e: tests/quant/lib.sh) ----
+# ---- refusals: a copy of the per-channel checkpoint, changed by edit() (tests/quant/lib.sh) ----
 C=$L-ct-channel
 Q=model.layers.1.mlp.down_proj.weight
 

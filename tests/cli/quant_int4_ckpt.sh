@@ -63,7 +63,7 @@ PY
   --isl 16 --num_tokens 4 --iterations 1 --warmup 0 >"$TMP/b.txt" 2>/dev/null
 grep -q "^weights: INT4 (scales per channel and group) as stored in the checkpoint, 0.5[0-9] bytes/weight" "$TMP/b.txt" && ok || bad "benchmark text: $(cat "$TMP/b.txt")"
 
-# (edit, refused, run_e: tests/quant/lib.sh) ---- refusals: a copy of a 4-bit checkpoint, changed by edit() (edit, refused, run_e: tests/quant/lib.sh) ----
+# ---- refusals: a copy of a 4-bit checkpoint, changed by edit() (tests/quant/lib.sh) ----
 D=model.layers.1.mlp.down_proj O=model.layers.2.self_attn.o_proj
 Qp=model.layers.0.self_attn.q_proj Kp=model.layers.0.self_attn.k_proj
 
