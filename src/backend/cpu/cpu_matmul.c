@@ -1,7 +1,7 @@
 /* cpu_matmul.c — the CPU matrix products: out = in @ W^T (+ bias) with F32 activations and
  * F32, F16 or BF16 weights, or quantized ones (F8_E4M3, I8) with a F32 scale per weight row,
- * or I4 ones with a scale and zero point per row and group (dequantized to F32 row by row:
- * exact to the reference, not fast).
+ * or I4 ones with a scale and zero point per row and group (widened 8 codes at a time to the
+ * reference's F32 values (code - zero) * scale; a column group index goes element by element).
  *
  * Why it is written this way:
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
@@ -545,7 +545,7 @@ static void gemm_tile_any(int mr, const float *a, int64_t lda, const float *pane
 
 static void pack_panel_any(float *dst, const bweight *W, int64_t n0, int nvalid, int64_t k0,
                            int kc) {
-    if (W->dt == DT_I4) { /* dequantized row by row (CPU I4 is the reference, not a fast path) */
+    if (W->dt == DT_I4) { /* dequantized row by row into the panel */
         float row[GEMM_KC];
         if (nvalid < GEMM_NR) memset(dst, 0, sizeof(float) * GEMM_NR * (size_t)kc);
         for (int i = 0; i < nvalid; i++) {
