@@ -255,6 +255,8 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
         kill -INT $spid
         wait $spid
         rows+=("serve $card: exit status $? on SIGINT; $(grep -m1 'KV cache' "$OUT/serve-$card.log")")
+        # LLMRT_SCHED_PROFILE=1: the scheduler's time per iteration, printed at shutdown
+        grep -A8 'scheduler profile' "$OUT/serve-$card.log" | sed "s/^/[serve $card] /"
     done
 fi
 echo "---- gpu-check summary ($(head -2 "$OUT/gpu.txt" | tail -1))"

@@ -484,12 +484,13 @@ static void test_matmul_quant(void) {
                         ref += (double)deq[(size_t)n * K + k] * x[(size_t)m * K + k];
                         mag += fabs((double)deq[(size_t)n * K + k] * x[(size_t)m * K + k]);
                     }
-                    /* one rounding to the type, plus F32 sums (relative to the sum of |terms|);
-                     * I4 products of many rows read the weights rounded to the type: one more
-                     * rounding per term */
-                    const double ulp = cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048;
+                    /* one rounding to the type (relative error at most the unit roundoff u),
+                     * plus F32 sums (relative to the sum of |terms|); I4 products of many rows
+                     * read the weights rounded to the type: each term off by at most u of
+                     * itself */
+                    const double u = cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048;
                     const int w_rounded = qs[qi] == DT_I4 && rows > 8;
-                    double tol = fabs(ref) * ulp + mag * (1e-5 + (w_rounded ? ulp / 2 : 0)) + 1e-6;
+                    double tol = fabs(ref) * u + mag * (1e-5 + (w_rounded ? u : 0)) + 1e-6;
                     double g = got[(size_t)m * N + n];
                     if (!(fabs(g - ref) <= tol)) {
                         CHECK_MSG(0,

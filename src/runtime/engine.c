@@ -159,17 +159,30 @@ static llmrt_status engine_step(engine *e, session *const *ss, int n, const int3
     const int D = c->hidden, rows = n * T;
 
     if (ids) TRY(model_check_ids(c, ids, (size_t)rows));
+    int len[KV_MAX_GROUPS] = {0};
     for (int b = 0; b < n; b++) {
         TRY(session_reserve(ss[b], T));
         e->h_pos[b] = ss[b]->pos;
         for (int g = 0; g < e->kv.n_groups; g++)
-            memcpy(e->h_tables[g] + (size_t)b * e->kv.g[g].len, ss[b]->table[g],
-                   (size_t)e->kv.g[g].len * sizeof(int32_t));
+            if (ss[b]->held[g] > len[g]) len[g] = ss[b]->held[g];
+    }
+    /* The step's tables are as long as its longest sequence's (a power of two, so that the
+     * length, which captured decode graphs hold, changes seldom), not as the longest sequence
+     * the cache admits: a server's tables would otherwise be thousands of entries per sequence,
+     * copied every step. A ring keeps its whole length (entries are taken modulo it). */
+    for (int g = 0; g < e->kv.n_groups; g++) {
+        int l = 1;
+        while (l < len[g])
+            l *= 2;
+        len[g] = e->kv.g[g].ring || l > e->kv.g[g].len ? e->kv.g[g].len : l;
+        for (int b = 0; b < n; b++)
+            memcpy(e->h_tables[g] + (size_t)b * len[g], ss[b]->table[g],
+                   (size_t)len[g] * sizeof(int32_t));
     }
     step_desc st = {
         .batch = n, .n_tokens = T, .ids = ids, .pos = e->h_pos, .n_groups = e->kv.n_groups};
     for (int g = 0; g < e->kv.n_groups; g++)
-        st.tables[g] = (kv_table){.blocks = e->h_tables[g], .len = e->kv.g[g].len};
+        st.tables[g] = (kv_table){.blocks = e->h_tables[g], .len = len[g]};
     TRY(op->step_begin(be, &st));
     TRY(op->embed(be, e->x, &w->tok_embed, w->pos_embed.data ? &w->pos_embed : NULL,
                   c->embed_scale));
@@ -193,6 +206,7 @@ static llmrt_status engine_step(engine *e, session *const *ss, int n, const int3
         }
     }
     TRY(op->step_end(be));
+    e->steps++;
     for (int b = 0; b < n; b++)
         ss[b]->pos += T;
     return LLMRT_OK;

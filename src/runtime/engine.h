@@ -42,11 +42,13 @@ typedef struct engine {
     int32_t *h_pos; /* [max_batch] host: the step's positions */
     int32_t *h_tables[KV_MAX_GROUPS]; /* [max_batch * kv.g[g].len] host: the step's tables */
     int32_t *h_ids;                   /* [rows_max] host: a chunk's ids */
-    uint64_t *chain;    /* [max_batch] ids of the sessions of the last greedy step, whose choices a
-                           step with ids NULL takes */
-    int n_chain;        /* 0: no choices to take */
-    int greedy_waiting; /* greedy choices started and not yet waited for */
-    char nonfinite[512]; /* why the logits came out non-finite (engine_nonfinite_cause), once known */
+    uint64_t *chain;     /* [max_batch] ids of the sessions of the last greedy step, whose choices a
+                            step with ids NULL takes */
+    int n_chain;         /* 0: no choices to take */
+    uint64_t steps;      /* forward steps run (for profiles) */
+    int greedy_waiting;  /* greedy choices started and not yet waited for */
+    char nonfinite[512]; /* why the logits came out non-finite (engine_nonfinite_cause), once known
+                          */
 } engine;
 
 /* Backend bytes an engine with these options takes: the KV cache, and the activations with the

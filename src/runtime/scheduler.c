@@ -27,7 +27,7 @@
 #include "runtime/generate.h"
 #include "runtime/sampler.h"
 
-enum { SCHED_MAX_TOP = 20, SCHED_DEFAULT_BUDGET = 2048 };
+enum { SCHED_MAX_TOP = 20, SCHED_DEFAULT_BUDGET = 2048, PROF_BUCKETS = 6 };
 
 /* One request. tokens holds the prompt and then the generated tokens; tokens [0, s->pos) of a
  * running request are in its session's cache, and the rest are still to be run. A waiting
@@ -62,8 +62,18 @@ typedef struct plan_item {
     int n; /* tokens to run, from position r->s->pos */
 } plan_item;
 
+/* LLMRT_SCHED_PROFILE=1: where an iteration's time goes, by the number of requests it stepped
+ * (buckets 0, 1, 2-8, 9-32, 33-128, more), printed to stderr by sched_free. Each phase waits
+ * for the device before its clock stops, which costs the overlap of host and device work. */
+typedef struct sched_prof {
+    uint64_t iters, forwards, prefill_tokens, rows;
+    double plan_ms, prefill_ms, step_ms, publish_ms, take_ms;
+} sched_prof;
+
 struct sched {
     engine *e;
+    bool prof;
+    sched_prof pf[PROF_BUCKETS], cur; /* cur: the iteration under way */
     sched_opts o;
     int V;
     pthread_mutex_t mu;
@@ -139,6 +149,8 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
         sched_free(s);
         return err_set(LLMRT_ERR_NOMEM, "scheduler: out of memory");
     }
+    const char *pv = getenv("LLMRT_SCHED_PROFILE");
+    s->prof = pv && *pv && strcmp(pv, "0") != 0;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->st.kv_blocks_total = e->kv.g[0].n_blocks;
@@ -187,8 +199,37 @@ static void finish(sched *s, sreq *r, const sched_token *tok, sched_finish fin, 
     sreq_free(r);
 }
 
+static int prof_bucket(int k) {
+    return k <= 0 ? 0 : k == 1 ? 1 : k <= 8 ? 2 : k <= 32 ? 3 : k <= 128 ? 4 : 5;
+}
+
+/* Waits for the device's work so far (profile only). */
+static void prof_sync(sched *s) {
+    int32_t one;
+    if (s->prof) s->e->be->ops->download(s->e->be, &one, s->e->logits, sizeof one);
+}
+
+static void prof_print(const sched *s) {
+    static const char *names[PROF_BUCKETS] = {"0", "1", "2-8", "9-32", "33-128", ">128"};
+    fprintf(stderr,
+            "scheduler profile (ms per iteration; LLMRT_SCHED_PROFILE)\n"
+            "%-7s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n",
+            "stepped", "iters", "rows", "fwds", "pf_tok", "plan", "prefill", "step", "publish",
+            "take");
+    for (int b = 0; b < PROF_BUCKETS; b++) {
+        const sched_prof *p = &s->pf[b];
+        if (!p->iters) continue;
+        double n = (double)p->iters;
+        fprintf(stderr, "%-7s %8llu %8.1f %8.2f %8.1f %8.3f %8.3f %8.3f %8.3f %8.3f\n", names[b],
+                (unsigned long long)p->iters, (double)p->rows / n, (double)p->forwards / n,
+                (double)p->prefill_tokens / n, p->plan_ms / n, p->prefill_ms / n, p->step_ms / n,
+                p->publish_ms / n, p->take_ms / n);
+    }
+}
+
 void sched_free(sched *s) {
     if (!s) return;
+    if (s->prof) prof_print(s);
     if (s->running) {
         while (s->n_running > 0)
             finish(s, s->running[0], NULL, SCHED_FINISH_ABORT, NULL);
@@ -640,9 +681,14 @@ static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_gre
                    (size_t)len * sizeof *flat);
             q++;
         }
+        double t0 = s->prof ? now_ms() : 0;
         llmrt_status st = engine_forward(e, s->ss, m, flat, len, false, NULL);
         free(flat);
         TRY(st);
+        if (s->prof) {
+            prof_sync(s);
+            s->cur.prefill_ms += now_ms() - t0;
+        }
     }
     int k = 0;
     bool greedy = e->be->ops->argmax_start != NULL && !s->o.deterministic;
@@ -722,7 +768,11 @@ static void take_tokens(sched *s, int k, bool device_greedy) {
 llmrt_status sched_run(sched *s) {
     for (;;) {
         if (!take_incoming(s, s->n_running == 0 && s->n_waiting == 0)) break;
+        double t0 = s->prof ? now_ms() : 0, t1 = 0;
+        memset(&s->cur, 0, sizeof s->cur);
+        const uint64_t steps0 = s->e->steps;
         int n_items = plan_iteration(s);
+        if (s->prof) s->cur.plan_ms = (t1 = now_ms()) - t0;
         uint64_t prompt_tokens = 0;
         for (int i = 0; i < n_items; i++)
             if (s->plan[i].r->s->pos < s->plan[i].r->n_prompt)
@@ -752,9 +802,23 @@ llmrt_status sched_run(sched *s) {
                 finish(s, s->waiting[0], NULL, SCHED_FINISH_ERROR, msg);
             return st;
         }
+        double t2 = s->prof ? now_ms() : 0;
         for (int i = 0; i < s->n_running; i++) /* full blocks into the prefix cache */
             session_publish(s->running[i]->s, s->running[i]->tokens);
+        double t3 = s->prof ? now_ms() : 0;
         take_tokens(s, k, greedy);
+        if (s->prof) {
+            sched_prof *p = &s->pf[prof_bucket(k)];
+            p->iters++;
+            p->rows += (uint64_t)k;
+            p->forwards += s->e->steps - steps0;
+            p->prefill_tokens += prompt_tokens;
+            p->plan_ms += s->cur.plan_ms;
+            p->prefill_ms += s->cur.prefill_ms;
+            p->step_ms += t2 - t1 - s->cur.prefill_ms;
+            p->publish_ms += t3 - t2;
+            p->take_ms += now_ms() - t3;
+        }
         pthread_mutex_lock(&s->mu);
         s->st.running = s->n_running;
         s->st.prefilling = 0;

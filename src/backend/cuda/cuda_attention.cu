@@ -67,13 +67,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
                       float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
                       const int32_t *pos, int fuse, qkv_fin fin) {
     extern __shared__ float sh[];
-    float *q_s = sh;                    /* [gb][hd] */
-    float *o_s = q_s + g.gb * g.hd;     /* [gb][hd] */
-    float *s_s = o_s + g.gb * g.hd;     /* [gb][ATT_TILE] */
-    float *m_s = s_s + g.gb * ATT_TILE; /* [gb] */
-    float *l_s = m_s + ATT_GMAX;        /* [gb] */
-    float *c_s = l_s + ATT_GMAX;        /* [gb] */
-    float *red_s = c_s + ATT_GMAX;      /* [ATT_THREADS * 8] partial sums of p V */
+    float *q_s = sh;                            /* [gb][hd] */
+    float *o_s = q_s + g.gb * g.hd;             /* [gb][hd] */
+    float *s_s = o_s + g.gb * g.hd;             /* [gb][ATT_TILE] */
+    float *m_s = s_s + g.gb * ATT_TILE;         /* [gb] */
+    float *l_s = m_s + ATT_GMAX;                /* [gb] */
+    float *c_s = l_s + ATT_GMAX;                /* [gb] */
+    float *red_s = c_s + ATT_GMAX;              /* [ATT_THREADS * 8] partial sums of p V */
     constexpr int VEC = sizeof(LV) / sizeof(T); /* elements per load */
     int tid = threadIdx.x;
     int h0 = blockIdx.x * g.gb, kvh = h0 / (g.H / g.Hkv);
@@ -575,8 +575,8 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     const bool vec16 = (size_t)g.hd * dtype_size(c->dt) % 16 == 0;
     DISPATCH_T(c->dt, {
         launch_ex(c, vec16 ? kernel_attn_split<T, int4> : kernel_attn_split<T, T>, grid,
-                  ATT_THREADS, smem, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v,
-                  part_o, part_ml, g, c->d_pos, fin != NULL, fin ? *fin : nofin);
+                  ATT_THREADS, smem, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v, part_o,
+                  part_ml, g, c->d_pos, fin != NULL, fin ? *fin : nofin);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
             launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,

@@ -387,6 +387,7 @@ static void cu_destroy(backend *be) {
     if (s) {
         cuda_ctx *c = &s->c;
         if (c->stream) cudaStreamSynchronize(c->stream);
+        if (c->sw.stats) cuda_stats_print(c);
         graphs_free(s);
         cuda_matmul_free(c);
         cuda_decode_free(c);

@@ -26,6 +26,7 @@ static void graph_drop(cuda_state *s, int b) {
 }
 
 void graphs_drop_all(cuda_state *s) {
+    s->c.stats.drops_all++;
     for (int b = 0; b <= GRAPH_MAX_BATCH; b++)
         graph_drop(s, b);
 }
@@ -40,6 +41,7 @@ llmrt_status graph_replay_fallback(cuda_state *s, int upto) {
     cuda_ctx *c = &s->c;
     graph_recs *gr = &s->recs[c->batch];
     c->mode = GRAPH_EAGER;
+    c->stats.replay_fallbacks++;
     op_rec *keep = gr->recs;
     s->has_pending = s->has_pending_qkv = 0;
     for (int i = 0; i < upto; i++)
@@ -115,15 +117,25 @@ llmrt_status graph_step_begin(cuda_state *s) {
         graphs_drop_all(s);
         s->scratch_gen = c->scratch_gen;
     }
-    if (c->n_tokens != 1 || c->sw.no_graph || c->batch > GRAPH_MAX_BATCH) return LLMRT_OK;
+    if (c->n_tokens != 1 || c->sw.no_graph || c->batch > GRAPH_MAX_BATCH) {
+        if (c->n_tokens != 1)
+            c->stats.steps_eager_prefill++;
+        else
+            c->stats.steps_eager_decode++;
+        return LLMRT_OK;
+    }
     graph_slot *g = &c->graphs[c->batch];
     if (g->exec) {
         c->mode = GRAPH_REPLAY;
         s->replay_idx = 0;
+        c->stats.replays++;
     } else if (g->seen) {
         s->recs[c->batch].n = 0;
         CK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
         c->mode = GRAPH_CAPTURE;
+        c->stats.captures++;
+    } else {
+        c->stats.steps_eager_decode++;
     }
     return LLMRT_OK;
 }

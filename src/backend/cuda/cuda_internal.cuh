@@ -50,7 +50,7 @@ llmrt_status cublas_fail(cublasStatus_t e, const char *call, const char *file, i
 
 /* ---- the backend's private state ---- */
 
-enum { GRAPH_MAX_BATCH = 64 };
+enum { GRAPH_MAX_BATCH = 256 }; /* a server steps up to its --max-batch sequences */
 
 typedef enum graph_mode { GRAPH_EAGER, GRAPH_CAPTURE, GRAPH_REPLAY } graph_mode;
 
@@ -68,7 +68,10 @@ typedef struct lt_plan {
     cublasLtMatmulAlgo_t algo;
 } lt_plan;
 
-enum { LT_PLANS = 64 };
+/* Plans by shape in an open-addressed table: a server's steps have every row count up to its
+ * batch (and prompts of any length), so the table holds thousands; each miss asks cuBLASLt's
+ * heuristic (tens to hundreds of microseconds). */
+enum { LT_PLANS = 4096, LT_PROBES = 16 };
 
 enum { DECODE_PLANS = 8 }; /* decode-kernel layer tables kept (one per session, typically) */
 
@@ -88,8 +91,19 @@ typedef struct cuda_switches {
                              kernel; -1: the default */
     int int4;             /* LLMRT_CUDA_INT4=1: take I4 matrices (kernels not yet verified on a
                              GPU: docs/ENVIRONMENT.md) */
+    int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
 } cuda_switches;
 void cuda_switches_read(cuda_switches *sw);
+
+/* What the backend did, for LLMRT_CUDA_STATS=1 (host-side counts; no device timing). */
+typedef struct cuda_stats {
+    unsigned long long lt_heuristics; /* cuBLASLt plans made (heuristic queries) */
+    double lt_heuristic_ms;           /* host time in them */
+    unsigned long long steps_eager_decode, steps_eager_prefill; /* steps not run as graphs */
+    unsigned long long captures, replays, replay_fallbacks;     /* decode-step graphs */
+    unsigned long long drops_all; /* every graph dropped (new buffers, tables, scratch) */
+    unsigned long long scratch_grows;
+} cuda_stats;
 
 typedef struct cuda_ctx {
     int device;
@@ -101,11 +115,13 @@ typedef struct cuda_ctx {
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
     cuda_switches sw;    /* read once at creation */
+    cuda_stats stats;    /* counted always, printed with LLMRT_CUDA_STATS=1 */
     int matvec_max_rows; /* matmuls of at most this many rows use the matvec kernel */
 
     /* the current step (set by step_begin). One device allocation holds, in this order, the
-     * ids [step_cap], the positions [step_cap] and each group's block tables [tbl_cap], so that
-     * a step uploads them with one copy; h_stage mirrors it. */
+     * ids [step_cap], the positions [step_cap] and each group's block tables [tbl_cap]; a step
+     * uploads what it uses (ids and positions with one copy, a copy per group's tables) from
+     * h_stage, which mirrors it. */
     int batch, n_tokens, rows;
     int step_cap;                  /* rows (and sequences) the step buffers hold */
     int tbl_cap;                   /* table entries per group they hold */
@@ -146,6 +162,7 @@ typedef struct cuda_ctx {
     int smem_optin;                         /* shared memory a block may opt in to, bytes */
     struct dk_plan *dk_plans[DECODE_PLANS]; /* layer tables in device memory, by content */
 } cuda_ctx;
+void cuda_stats_print(const cuda_ctx *c);
 
 static inline cuda_ctx *ctx_of(backend *be) {
     return (cuda_ctx *)be->impl;

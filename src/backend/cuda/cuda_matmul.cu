@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cuda/cuda_internal.cuh"
 
@@ -257,23 +258,36 @@ static void plan_free(lt_plan *p) {
 
 /* Column-major view: C[N, M] = op(A)[N, K] * B[K, M] with A = W stored as [K, N] (transposed),
  * B = in as [K, M], C = out as [N, M]. */
+static double host_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
 static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_plan **out) {
-    static int next_evict;
-    for (int i = 0; i < LT_PLANS; i++) {
-        lt_plan *p = &c->plans[i];
-        if (p->used && p->dt == (int)c->dt && p->out_dt == (int)out_dt && p->m == m && p->n == n &&
-            p->k == k) {
-            *out = p;
+    uint64_t h = ((uint64_t)(unsigned)m * 0x9E3779B97F4A7C15ull) ^
+                 ((uint64_t)(unsigned)n * 0xC2B2AE3D27D4EB4Full) ^
+                 ((uint64_t)(unsigned)k * 0x165667B19E3779F9ull) ^
+                 ((uint64_t)(c->dt * 8 + out_dt) * 0x27D4EB2F165667C5ull);
+    h ^= h >> 29;
+    lt_plan *p = NULL;
+    for (int i = 0; i < LT_PROBES; i++) {
+        lt_plan *q = &c->plans[(h + (uint64_t)i) % LT_PLANS];
+        if (!q->used) {
+            if (!p) p = q;
+            break; /* a key is never past a free slot of its probe run */
+        }
+        if (q->dt == (int)c->dt && q->out_dt == (int)out_dt && q->m == m && q->n == n &&
+            q->k == k) {
+            *out = q;
             return LLMRT_OK;
         }
     }
-    lt_plan *p = NULL;
-    for (int i = 0; i < LT_PLANS && !p; i++)
-        if (!c->plans[i].used) p = &c->plans[i];
-    if (!p) {
-        p = &c->plans[next_evict++ % LT_PLANS];
+    if (!p) { /* the run is full: its first slot makes room */
+        p = &c->plans[h % LT_PLANS];
         plan_free(p);
     }
+    const double t0 = c->sw.stats ? host_ms() : 0;
     memset(p, 0, sizeof *p);
     cudaDataType_t ab = cuda_type(c->dt), ct = cuda_type(out_dt);
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -302,6 +316,8 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
                        dtype_name(c->dt), m, k, n, k);
     }
     p->algo = res.algo;
+    c->stats.lt_heuristics++;
+    if (c->sw.stats) c->stats.lt_heuristic_ms += host_ms() - t0;
     p->dt = (int)c->dt;
     p->out_dt = (int)out_dt;
     p->m = m;
@@ -450,6 +466,82 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     }
 }
 
+/* (code - zero) in F32 from a code in the low 4 bits of c: the code as the mantissa of 2^23
+ * (an OR, no conversion instruction), minus 2^23 + zero; exact for codes 0..15. */
+__device__ __forceinline__ float i4_centered(unsigned c, float bias /* 2^23 + zero */) {
+    return __uint_as_float(0x4B000000u | (c & 15u)) - bias;
+}
+
+/* The matvec kernel for I4 matrices whose groups follow the columns (no group index) and hold
+ * a multiple of 32 codes, with T of 2 bytes: a lane takes 32 codes (one 16-byte load) of one
+ * group at a time, U loads in flight, with that group's scale and zero point loaded once for
+ * them; it sums (code - zero) * x over the 32 in F32 and adds that sum times the scale (the
+ * reference's (code - zero) * scale per weight, reassociated). */
+template <typename T, typename O, int M>
+__global__ void __launch_bounds__(MV_WARPS * 32)
+    kernel_matvec_i4g(O *out /* [M, N] */, const T *in /* [M, K] */, const uint8_t *Wq,
+                      const float *scale, const float *zero, int group, const float *bias, int N,
+                      int K) {
+    constexpr int U = 4;
+    pdl_begin();
+    const int lane = threadIdx.x % 32, n = blockIdx.x * MV_WARPS + threadIdx.x / 32;
+    if (n >= N) return;
+    const int ng = K / group, n32 = K / 32;
+    const uint4 *row = (const uint4 *)(Wq + (size_t)n * (K / 2));
+    const float *s = scale + (size_t)n * ng, *z = zero ? zero + (size_t)n * ng : NULL;
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++)
+        acc[m] = 0.0f;
+    for (int i0 = lane; i0 < n32; i0 += 32 * U) {
+        uint4 q[U];
+        float sc[U], zb[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) { /* every load of the U chunks before any use */
+            const int i = i0 + 32 * u;
+            if (i < n32) {
+                q[u] = __ldcs(row + i);
+                const int g = i * 32 / group;
+                sc[u] = __ldg(s + g);
+                zb[u] = 8388608.0f + (z ? __ldg(z + g) : 8.0f);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int i = i0 + 32 * u;
+            if (i >= n32) break;
+            const unsigned w4[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
+            float part[M];
+#pragma unroll
+            for (int m = 0; m < M; m++)
+                part[m] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float w[8];
+#pragma unroll
+                for (int h = 0; h < 8; h++)
+                    w[h] = i4_centered(w4[j] >> (4 * h), zb[u]);
+#pragma unroll
+                for (int m = 0; m < M; m++) {
+                    const int4 xv = __ldg((const int4 *)(in + (size_t)m * K + 32 * i + 8 * j));
+                    const T *x = (const T *)&xv;
+#pragma unroll
+                    for (int h = 0; h < 8; h++)
+                        part[m] = fmaf(w[h], to_f(x[h]), part[m]);
+                }
+            }
+#pragma unroll
+            for (int m = 0; m < M; m++)
+                acc[m] = fmaf(part[m], sc[u], acc[m]);
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        const float v = warp_sum(acc[m]);
+        if (lane == 0) out[(size_t)m * N + n] = from_f<O>(v + (bias ? bias[n] : 0.0f));
+    }
+}
+
 /* out[N, K] = W in T (rounded from the reference's F32 values): the tensor-core product of
  * many rows reads these (the scales vary along K, so they cannot follow the product). */
 template <typename T>
@@ -478,8 +570,13 @@ static cudaError_t matvec_i4(cuda_ctx *c, O *out, const T *in, int rows, const b
                              const float *bias) {
     const int N = (int)Wt->rows, K = (int)Wt->cols;
     const unsigned blocks = (unsigned)((N + MV_WARPS - 1) / MV_WARPS);
+    const bool grouped = !Wt->gidx && Wt->group % 32 == 0 && sizeof(T) == 2; /* kernel_matvec_i4g */
 #define MV4_CASE(MM)                                                                               \
     case MM:                                                                                       \
+        if (grouped)                                                                               \
+            return launch_ex(c, kernel_matvec_i4g<T, O, MM>, blocks, MV_WARPS * 32, 0, out, in,    \
+                             (const uint8_t *)Wt->data, Wt->scale, Wt->zero, Wt->group, bias, N,   \
+                             K);                                                                   \
         return launch_ex(c, kernel_matvec_i4<T, O, MM>, blocks, MV_WARPS * 32, 0, out, in,         \
                          (const uint8_t *)Wt->data, Wt->scale, Wt->zero, Wt->gidx, Wt->group,      \
                          bias, N, K);

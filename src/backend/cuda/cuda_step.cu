@@ -1,6 +1,6 @@
-/* cuda_step.cu — the step's device buffers: ids, positions and block tables uploaded together
- * with one copy (none at all for a step on the last greedy choices whose positions and tables
- * the device already has). */
+/* cuda_step.cu — the step's device buffers: ids, positions and block tables uploaded with a
+ * copy for the ids and positions and one per group's tables (none at all for a step on the last
+ * greedy choices whose positions and tables the device already has). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +11,7 @@ llmrt_status step_buffers(cuda_state *s, int rows, int entries) {
     cuda_ctx *c = &s->c;
     if (rows <= c->step_cap && entries <= c->tbl_cap) return LLMRT_OK;
     graphs_drop_all(s); /* graphs read the old buffers */
+    const int old_cap = c->step_cap, old_tcap = c->tbl_cap;
     CK(cudaStreamSynchronize(c->stream));
     if (c->d_ids) CK(cudaFree(c->d_ids));
     if (c->h_stage) CK(cudaFreeHost(c->h_stage));
@@ -21,7 +22,11 @@ llmrt_status step_buffers(cuda_state *s, int rows, int entries) {
     c->step_cap = c->tbl_cap = 0;
     c->ring.chain_rows = 0; /* the choices in d_ids are gone */
     c->last_batch = 0;
-    int cap = rows < 256 ? 256 : rows, tcap = entries < 1024 ? 1024 : entries;
+    /* grown at least twofold: each growth drops every captured graph */
+    int cap = rows > 2 * old_cap ? rows : 2 * old_cap;
+    int tcap = entries > 2 * old_tcap ? entries : 2 * old_tcap;
+    if (cap < 256) cap = 256;
+    if (tcap < 1024) tcap = 1024;
     size_t total = 2 * (size_t)cap + KV_MAX_GROUPS * (size_t)tcap;
     CK(cudaMalloc(&c->d_ids, total * sizeof(int32_t)));
     CK(cudaMallocHost(&c->h_stage, total * sizeof(int32_t)));
@@ -91,15 +96,22 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
     c->n_groups = st->n_groups;
     c->last_batch = st->batch;
     c->last_n_tokens = st->n_tokens;
-    if (upload) {
+    if (upload) { /* what the step uses: its ids, positions and tables, not the capacity */
         CK(cudaEventSynchronize(c->staged)); /* the last upload has left h_stage */
         int32_t *h = c->h_stage;
         if (st->ids) memcpy(h, st->ids, (size_t)rows * sizeof(int32_t));
-        size_t total = 2 * (size_t)c->step_cap + KV_MAX_GROUPS * (size_t)c->tbl_cap;
-        memcpy(h + c->step_cap, c->h_last, (total - c->step_cap) * sizeof(int32_t));
+        memcpy(h + c->step_cap, st->pos, (size_t)st->batch * sizeof(int32_t));
         size_t first = st->ids ? 0 : (size_t)c->step_cap; /* ids NULL: keep d_ids */
-        CK(cudaMemcpyAsync(c->d_ids + first, h + first, (total - first) * sizeof(int32_t),
+        CK(cudaMemcpyAsync(c->d_ids + first, h + first,
+                           ((size_t)c->step_cap + st->batch - first) * sizeof(int32_t),
                            cudaMemcpyHostToDevice, c->stream));
+        for (int g = 0; g < st->n_groups; g++) {
+            const size_t at = 2 * (size_t)c->step_cap + (size_t)g * c->tbl_cap,
+                         n = (size_t)st->batch * st->tables[g].len;
+            memcpy(h + at, st->tables[g].blocks, n * sizeof(int32_t));
+            CK(cudaMemcpyAsync(c->d_ids + at, h + at, n * sizeof(int32_t), cudaMemcpyHostToDevice,
+                               c->stream));
+        }
         CK(cudaEventRecord(c->staged, c->stream));
     }
     c->batch = st->batch;

@@ -36,6 +36,18 @@ void cuda_switches_read(cuda_switches *sw) {
     const char *rows = getenv("LLMRT_MATVEC_MAX_ROWS");
     sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
     sw->int4 = env_on("LLMRT_CUDA_INT4");
+    sw->stats = env_on("LLMRT_CUDA_STATS");
+}
+
+void cuda_stats_print(const cuda_ctx *c) {
+    const cuda_stats *t = &c->stats;
+    fprintf(stderr,
+            "cuda stats (LLMRT_CUDA_STATS): cuBLASLt plans made %llu (%.1f ms of heuristics); "
+            "steps run eagerly: decode %llu, prefill %llu; decode graphs captured %llu, "
+            "replayed %llu, replays fallen back %llu; all graphs dropped %llu times; scratch "
+            "grown %llu times\n",
+            t->lt_heuristics, t->lt_heuristic_ms, t->steps_eager_decode, t->steps_eager_prefill,
+            t->captures, t->replays, t->replay_fallbacks, t->drops_all, t->scratch_grows);
 }
 
 llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
@@ -50,6 +62,7 @@ llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
         c->scratch = NULL;
         c->scratch_bytes = 0;
         c->scratch_gen++; /* captured graphs point at the old buffer: they are dropped */
+        c->stats.scratch_grows++;
         size_t nb = bytes + bytes / 4;
         CK(cudaMalloc(&c->scratch, nb));
         c->scratch_bytes = nb;
