@@ -125,6 +125,8 @@ llmrt_status graph_step_begin(cuda_state *s) {
         return LLMRT_OK;
     }
     graph_slot *g = &c->graphs[c->batch];
+    if (g->exec && (g->tbl_len[0] != c->tbl_len[0] || g->tbl_len[1] != c->tbl_len[1]))
+        graph_drop(s, c->batch); /* captured with other table lengths: captured again */
     if (g->exec) {
         c->mode = GRAPH_REPLAY;
         s->replay_idx = 0;
@@ -158,6 +160,8 @@ llmrt_status graph_step_end(cuda_state *s) {
         c->mode = GRAPH_EAGER;
         CK(cudaStreamEndCapture(c->stream, &graph));
         cudaError_t e = cudaGraphInstantiate(&g->exec, graph, 0);
+        g->tbl_len[0] = c->tbl_len[0];
+        g->tbl_len[1] = c->tbl_len[1];
         cudaGraphDestroy(graph);
         if (e != cudaSuccess) {
             g->exec = NULL;

@@ -55,8 +55,9 @@ enum { GRAPH_MAX_BATCH = 256 }; /* a server steps up to its --max-batch sequence
 typedef enum graph_mode { GRAPH_EAGER, GRAPH_CAPTURE, GRAPH_REPLAY } graph_mode;
 
 typedef struct graph_slot {
-    int seen;             /* an eager decode step of this batch size has run */
-    cudaGraphExec_t exec; /* the captured decode step, or NULL */
+    int seen;                   /* an eager decode step of this batch size has run */
+    cudaGraphExec_t exec;       /* the captured decode step, or NULL */
+    int tbl_len[KV_MAX_GROUPS]; /* the table lengths it was captured with (kernels hold them) */
 } graph_slot;
 
 /* One cached cuBLASLt plan for a (dtype, out type, M, N, K) shape. */

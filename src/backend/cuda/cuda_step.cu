@@ -67,11 +67,11 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
         int e = st->batch * st->tables[g].len;
         if (e > entries) entries = e;
     }
-    /* a table layout the captured graphs did not see: they hold its lengths */
+    /* the last step's table layout (a graph captured with other lengths is dropped when its
+     * batch size comes again: graph_step_begin) */
     bool same_tables = st->n_groups == c->n_groups;
     for (int g = 0; g < st->n_groups && same_tables; g++)
         same_tables = st->tables[g].len == c->tbl_len[g];
-    if (!same_tables) graphs_drop_all(s);
     int rows = st->batch * st->n_tokens;
     TRY(step_buffers(s, rows, entries)); /* never grows for ids NULL: the step before had as many */
     /* A step on the previous choices finds its ids in d_ids, and its positions too when they
