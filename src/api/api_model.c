@@ -295,13 +295,6 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
                     "--precision BF16 or FP16",
                     ckpt_q ? ckpt_q : llmrt_quant_name(o.quant),
                     ckpt_q ? " (the checkpoint's)" : "", m->device);
-    /* int4 (quantized on load, or a 4-bit checkpoint) where the backend does not take it yet */
-    if (s == LLMRT_OK && (o.quant == LLMRT_QUANT_INT4 || m->cfg.quant.i4) && m->be->i4_refused)
-        s = err_set(LLMRT_ERR_UNSUPPORTED,
-                    "int4 weights%s are not yet available on %s (%s): use "
-                    "--device cpu%s",
-                    m->cfg.quant.i4 ? " (the checkpoint's)" : "", m->device, m->be->i4_refused,
-                    m->cfg.quant.i4 ? "" : ", or --quant_format int8 or fp8");
     if (s == LLMRT_OK) s = model_load(&m->m, &m->cfg, m->path, m->be, &lo);
     if (s == LLMRT_OK && o.kv_fraction > 0)
         s = kv_bytes_of_fraction(m->be, o.kv_fraction, actb, kvb, &eo);

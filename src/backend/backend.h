@@ -262,8 +262,6 @@ struct backend {
     /* Why the last decode_layers call did not take the step (a static string), or NULL when it
      * did or was not called: a slower path's reason, for the user */
     const char *decode_declined;
-    /* Why the backend does not take I4 (int4) matrices (a static string), or NULL when it does */
-    const char *i4_refused;
     void *impl; /* backend-private state */
 };
 

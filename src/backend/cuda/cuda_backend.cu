@@ -388,6 +388,11 @@ static void cu_destroy(backend *be) {
         cuda_ctx *c = &s->c;
         if (c->stream) cudaStreamSynchronize(c->stream);
         if (c->sw.stats) cuda_stats_print(c);
+        if (c->sw.op_profile) {
+            cuda_op_profile_print(c);
+            for (int i = 0; i < 2; i++)
+                if (c->op_prof.ev[i]) cudaEventDestroy(c->op_prof.ev[i]);
+        }
         graphs_free(s);
         cuda_matmul_free(c);
         cuda_decode_free(c);
@@ -447,9 +452,6 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->device = device;
     c->dt = precision;
     cuda_switches_read(&c->sw);
-    /* The I4 kernels (cuda_matmul.cu: matmul_i4) are covered by test_cuda_ops but have not
-     * passed it on a GPU yet (docs/PERF.md); LLMRT_CUDA_INT4=1 takes them for that check. */
-    be->i4_refused = c->sw.int4 ? NULL : "their CUDA kernels await verification on a GPU";
     llmrt_status st = LLMRT_OK;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(device)) != cudaSuccess ||

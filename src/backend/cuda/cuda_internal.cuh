@@ -90,9 +90,9 @@ typedef struct cuda_switches {
     char decode_caps[64]; /* LLMRT_DECODE_CAPS: in-flight tile caps per stretch ("" default) */
     int matvec_max_rows;  /* LLMRT_MATVEC_MAX_ROWS: rows up to which matmuls use the matvec
                              kernel; -1: the default */
-    int int4;             /* LLMRT_CUDA_INT4=1: take I4 matrices (kernels not yet verified on a
-                             GPU: docs/ENVIRONMENT.md) */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
+    int op_profile;       /* LLMRT_OP_PROFILE=1: each op's device time (cuda_records.cu); turns
+                             fusion and graphs off */
 } cuda_switches;
 void cuda_switches_read(cuda_switches *sw);
 
@@ -106,6 +106,19 @@ typedef struct cuda_stats {
     unsigned long long scratch_grows;
 } cuda_stats;
 
+/* LLMRT_OP_PROFILE: device time summed by op, matrix shape, rows (<= 2^rows_log2) and batch */
+enum { OP_PROFILE_ENTRIES = 512 };
+typedef struct op_profile_entry {
+    int op, n, k, rows_log2, batch;
+    unsigned long long count;
+    double ms;
+} op_profile_entry;
+typedef struct op_profile {
+    cudaEvent_t ev[2];
+    op_profile_entry e[OP_PROFILE_ENTRIES];
+    int n;
+} op_profile;
+
 typedef struct cuda_ctx {
     int device;
     int n_sm;
@@ -117,6 +130,7 @@ typedef struct cuda_ctx {
     lt_plan plans[LT_PLANS];
     cuda_switches sw;    /* read once at creation */
     cuda_stats stats;    /* counted always, printed with LLMRT_CUDA_STATS=1 */
+    op_profile op_prof;  /* LLMRT_OP_PROFILE=1 */
     int matvec_max_rows; /* matmuls of at most this many rows use the matvec kernel */
 
     /* the current step (set by step_begin). One device allocation holds, in this order, the
@@ -164,6 +178,7 @@ typedef struct cuda_ctx {
     struct dk_plan *dk_plans[DECODE_PLANS]; /* layer tables in device memory, by content */
 } cuda_ctx;
 void cuda_stats_print(const cuda_ctx *c);
+void cuda_op_profile_print(const cuda_ctx *c);
 
 static inline cuda_ctx *ctx_of(backend *be) {
     return (cuda_ctx *)be->impl;

@@ -1,5 +1,6 @@
 /* cuda_records.cu — op records: copying an op's arguments field by field (no padding bytes, so
  * that records compare with memcmp), and running a record through its launcher. */
+#include <stdio.h>
 #include <string.h>
 
 #include "backend/cuda/cuda_state.cuh"
@@ -47,7 +48,7 @@ void rec_rope(rope_params *d, const rope_params *s) {
     d->attn_factor = s->attn_factor;
 }
 
-llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
+static llmrt_status rec_launch(cuda_ctx *c, const op_rec *r) {
     switch (r->op) {
     case OP_EMBED: {
         const rec_embed *e = &r->u.embed;
@@ -91,6 +92,71 @@ llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
         return cuda_launch_decode(c, r->u.decode.plan, r->u.decode.x, r->u.decode.h);
     }
     return err_set(LLMRT_ERR_INVALID, "cuda: unknown op record %d", (int)r->op);
+}
+
+/* LLMRT_OP_PROFILE=1: each op's device time alone (events around it, then a wait), summed by
+ * op, matrix shape and rows (powers of two); cuda_op_profile_print prints the table. */
+static int rows_bucket(int rows) {
+    int b = 0;
+    while ((1 << b) < rows && b < 20)
+        b++;
+    return b; /* rows <= 2^b */
+}
+
+static llmrt_status rec_profiled(cuda_ctx *c, const op_rec *r) {
+    op_profile *p = &c->op_prof;
+    if (!p->ev[0]) {
+        CK(cudaEventCreate(&p->ev[0]));
+        CK(cudaEventCreate(&p->ev[1]));
+    }
+    int n = 0, k = 0;
+    if (r->op == OP_MATMUL) {
+        n = (int)r->u.matmul.w.rows;
+        k = (int)r->u.matmul.w.cols;
+    } else if (r->op == OP_LOGITS) {
+        n = (int)r->u.logits.w.rows;
+        k = (int)r->u.logits.w.cols;
+    }
+    const int rb = rows_bucket(c->rows), batch = c->batch;
+    CK(cudaEventRecord(p->ev[0], c->stream));
+    TRY(rec_launch(c, r));
+    CK(cudaEventRecord(p->ev[1], c->stream));
+    CK(cudaEventSynchronize(p->ev[1]));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, p->ev[0], p->ev[1]));
+    int i = 0;
+    while (i < p->n && !(p->e[i].op == (int)r->op && p->e[i].n == n && p->e[i].k == k &&
+                         p->e[i].rows_log2 == rb && p->e[i].batch == batch))
+        i++;
+    if (i == p->n) {
+        if (p->n == OP_PROFILE_ENTRIES) return LLMRT_OK; /* full: the rest goes uncounted */
+        p->n++;
+        p->e[i] = (op_profile_entry){(int)r->op, n, k, rb, batch, 0, 0};
+    }
+    p->e[i].count++;
+    p->e[i].ms += ms;
+    return LLMRT_OK;
+}
+
+llmrt_status rec_exec(cuda_ctx *c, const op_rec *r) {
+    return c->sw.op_profile ? rec_profiled(c, r) : rec_launch(c, r);
+}
+
+void cuda_op_profile_print(const cuda_ctx *c) {
+    const op_profile *p = &c->op_prof;
+    double total = 0;
+    for (int i = 0; i < p->n; i++)
+        total += p->e[i].ms;
+    fprintf(stderr,
+            "cuda op profile (LLMRT_OP_PROFILE; each op alone, unfused, no graphs): %.1f ms\n"
+            "%-13s %6s %6s %7s %6s %9s %10s %9s %6s\n",
+            total, "op", "N", "K", "rows<=", "batch", "count", "total ms", "mean us", "share");
+    for (int i = 0; i < p->n; i++) {
+        const op_profile_entry *e = &p->e[i];
+        fprintf(stderr, "%-13s %6d %6d %7d %6d %9llu %10.2f %9.2f %5.1f%%\n",
+                rec_name((op_kind)e->op), e->n, e->k, 1 << e->rows_log2, e->batch, e->count, e->ms,
+                1e3 * e->ms / (double)e->count, 100.0 * e->ms / (total > 0 ? total : 1));
+    }
 }
 
 const char *rec_name(op_kind op) {
