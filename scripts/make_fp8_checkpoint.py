@@ -19,6 +19,17 @@ lm_head listed as ignored / excluded, as the tools write it):
                    and input_scale F32 [] per module.
   modelopt-legacy  the same with hf_quant_config.json only (ModelOpt before config.json carried
                    quantization_config).
+  fp8-block        transformers' fine-grained FP8 (FineGrainedFP8Config, DeepSeek-V3 / Qwen3-FP8
+                   style): quant_method "fp8", weight_block_size [R, C] (--block, default
+                   128,128), activation_scheme "dynamic", modules_to_not_convert ["lm_head"];
+                   <module>.weight_scale_inv F32 [ceil(out / R), ceil(in / C)], a factor
+                   (W = q * weight_scale_inv) despite its name.
+  ct-block         compressed-tensors "float-quantized", strategy "block", block_structure [R, C]
+                   (llm-compressor's FP8_BLOCK scheme): weight_scale BF16 [ceil(out / R),
+                   ceil(in / C)].
+  ct-group         compressed-tensors "float-quantized", strategy "group", group_size C:
+                   weight_scale BF16 [out, ceil(in / C)].
+A block or group at the end of a row or column may be partial (--block 96,48 makes them).
 --embedding also stores model.embed_tokens.weight as FP8 with a per-row weight_scale (as
 compressed-tensors does when its targets include Embedding), which llmrt dequantizes on load.
 
@@ -45,7 +56,9 @@ LINEAR = re.compile(r"\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weigh
 EMBED = "model.embed_tokens.weight"
 F8 = ml_dtypes.float8_e4m3fn
 FP8_MAX = np.float32(448.0)
-FORMATS = ("ct-channel", "ct-tensor", "modelopt", "modelopt-legacy")
+FORMATS = ("ct-channel", "ct-tensor", "modelopt", "modelopt-legacy", "fp8-block", "ct-block",
+           "ct-group")
+BLOCKED = ("fp8-block", "ct-block", "ct-group")
 
 
 def to_dtype(x, name):
@@ -63,17 +76,46 @@ def quantize(w, per_channel, scale_dtype):
     return q, stored, (q.astype(np.float32) * s32).astype(np.float32)
 
 
-def quantization_config(fmt):
+def quantize_blocks(w, rows, cols, scale_dtype):
+    """(q as F8, the stored scales [ceil(out / rows), ceil(in / cols)], the dequantized F32
+    values) of w [out, in], a scale per block of rows x cols (partial blocks at the ends)."""
+    out, inp = w.shape
+    br, bc = -(-out // rows), -(-inp // cols)
+    scale = np.ones((br, bc), np.float32)
+    for i in range(br):
+        for j in range(bc):
+            amax = np.max(np.abs(w[i * rows:(i + 1) * rows, j * cols:(j + 1) * cols]))
+            if amax > 0:
+                scale[i, j] = amax / FP8_MAX
+    stored = to_dtype(scale, scale_dtype)
+    s32 = np.repeat(np.repeat(stored.astype(np.float32), rows, 0), cols, 1)[:out, :inp]
+    q = np.clip(w / s32, -FP8_MAX, FP8_MAX).astype(np.float32).astype(F8)
+    return q, stored, (q.astype(np.float32) * s32).astype(np.float32)
+
+
+def quantization_config(fmt, block):
     """config.json's quantization_config for fmt (None: config.json carries none)."""
     weights = {"actorder": None, "block_structure": None, "dynamic": False, "group_size": None,
                "num_bits": 8, "observer": "minmax", "observer_kwargs": {}, "symmetric": True,
                "type": "float"}
-    if fmt in ("ct-channel", "ct-tensor"):
+    if fmt == "fp8-block":
+        return {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                "weight_block_size": list(block), "modules_to_not_convert": ["lm_head"]}
+    if fmt in ("ct-channel", "ct-tensor", "ct-block", "ct-group"):
+        strategy = {"ct-channel": "channel", "ct-tensor": "tensor", "ct-block": "block",
+                    "ct-group": "group"}[fmt]
+        wq = dict(weights, strategy=strategy)
+        if fmt == "ct-block":
+            wq["block_structure"] = list(block)
+        if fmt == "ct-group":
+            wq["group_size"] = block[1]
         group = {"format": "float-quantized", "input_activations": None,
-                 "output_activations": None, "targets": ["Linear"],
-                 "weights": dict(weights, strategy="channel" if fmt == "ct-channel" else "tensor")}
+                 "output_activations": None, "targets": ["Linear"], "weights": wq}
         if fmt == "ct-tensor":
             group["input_activations"] = dict(weights, strategy="tensor")
+        if fmt == "ct-block":  # FP8_BLOCK: activations quantized per group of 128, dynamically
+            group["input_activations"] = dict(weights, strategy="group", group_size=128,
+                                              dynamic=True, observer=None)
         return {"config_groups": {"group_0": group}, "format": "float-quantized",
                 "global_compression_ratio": None, "ignore": ["lm_head"], "kv_cache_scheme": None,
                 "quant_method": "compressed-tensors", "quantization_status": "compressed",
@@ -95,9 +137,14 @@ def main():
     ap.add_argument("--out", required=True, help="folder for the FP8 checkpoint (created)")
     ap.add_argument("--ref", required=True, help="folder for the FP32 reference (created)")
     ap.add_argument("--embedding", action="store_true", help="also store the embeddings FP8")
+    ap.add_argument("--block", default="128,128",
+                    help="ROWS,COLS of a scale block (fp8-block, ct-block; ct-group: COLS)")
     a = ap.parse_args()
-    if a.embedding and a.format != "ct-channel":
-        ap.error("--embedding goes with ct-channel (the embeddings' scales are per row)")
+    if a.embedding and a.format not in ("ct-channel", "ct-block"):
+        ap.error("--embedding goes with ct-channel or ct-block")
+    block = tuple(int(v) for v in a.block.split(","))
+    if a.format == "ct-group":
+        block = (1, block[1])
     for d in (a.out, a.ref):
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(a.model):
@@ -112,7 +159,13 @@ def main():
         quant, ref = {}, {}
         for name, (w, dt) in read_safetensors(path).items():
             is_linear = w.ndim == 2 and LINEAR.search(name)
-            if is_linear or (a.embedding and name == EMBED):
+            if a.format in BLOCKED and (is_linear or (a.embedding and name == EMBED)):
+                q, scale, deq = quantize_blocks(w, block[0], block[1],
+                                                "F32" if a.format == "fp8-block" else "BF16")
+                suffix = "_scale_inv" if a.format == "fp8-block" else "_scale"
+                quant[name], quant[name + suffix], ref[name] = q, scale, deq
+                n_quant += 1
+            elif is_linear or (a.embedding and name == EMBED):
                 q, scale, deq = quantize(w, per_channel or not is_linear, scale_dtype)
                 if modelopt and is_linear:
                     scale = scale.reshape(())  # ModelOpt: a 0-d F32 per module
@@ -130,7 +183,7 @@ def main():
         raise SystemExit("%s: no layer matrices found to quantize" % a.model)
     with open(os.path.join(a.model, "config.json")) as f:
         cfg = json.load(f)
-    qc = quantization_config(a.format)
+    qc = quantization_config(a.format, block)
     if qc:
         cfg["quantization_config"] = qc
     with open(os.path.join(a.out, "config.json"), "w") as f:

@@ -357,12 +357,49 @@ static void test_quantization_config(void) {
               LLMRT_ERR_FORMAT, "quantization_config.config_groups is missing or empty");
     CHECK_ERR(parse_llama(", \"quantization_config\": {\"bits\": 4}", NULL, &c), LLMRT_ERR_FORMAT,
               "m/config.json: quantization_config.quant_method is missing");
-    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"fp8\","
-                          " \"weight_block_size\": [128, 128]}",
+    /* block-wise FP8: transformers' fp8 (weight_scale_inv), compressed-tensors block and group */
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"fp8\","
+                         " \"activation_scheme\": \"dynamic\", \"fmt\": \"e4m3\","
+                         " \"weight_block_size\": [128, 128]}",
+                         NULL, &c));
+    CHECK(c.quant.fp8 && c.quant.fp8_block[0] == 128 && c.quant.fp8_block[1] == 128);
+    CHECK(c.quant.fp8_scale_inv && !c.quant.per_channel && !c.quant.per_tensor);
+    CHECK(!strcmp(c.quant.desc, "fp8, scales per 128x128 block"));
+    const char *ctb = ", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                      " \"format\": \"float-quantized\", \"config_groups\": {\"g\": {\"weights\":"
+                      " {\"type\": \"float\", \"strategy\": \"block\", \"block_structure\":"
+                      " [128, 64]}}, \"h\": {\"weights\": {\"type\": \"float\", \"strategy\":"
+                      " \"channel\"}}}}";
+    CHECK_OK(parse_llama(ctb, NULL, &c));
+    CHECK(c.quant.fp8 && c.quant.fp8_block[0] == 128 && c.quant.fp8_block[1] == 64);
+    CHECK(!c.quant.fp8_scale_inv && c.quant.per_channel);
+    CHECK(!strcmp(c.quant.desc,
+                  "compressed-tensors float-quantized, per-channel scales and scales per 128x64 "
+                  "block"));
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                         " \"format\": \"float-quantized\", \"config_groups\": {\"g\":"
+                         " {\"weights\": {\"type\": \"float\", \"group_size\": 32}}}}",
+                         NULL, &c));
+    CHECK(c.quant.fp8 && c.quant.fp8_block[0] == 1 && c.quant.fp8_block[1] == 32);
+    CHECK(!strcmp(c.quant.desc, "compressed-tensors float-quantized, scales per group of 32 inputs"));
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                          " \"format\": \"float-quantized\", \"config_groups\": {\"g\":"
+                          " {\"weights\": {\"type\": \"float\", \"group_size\": 32}}, \"h\":"
+                          " {\"weights\": {\"type\": \"float\", \"group_size\": 64}}}}",
                           NULL, &c),
               LLMRT_ERR_UNSUPPORTED,
-              "block-wise FP8 (quantization_config.weight_block_size [128, 128]) is not "
-              "supported yet: llmrt holds one scale per output channel");
+              "config_groups.h.weights.group_size 64 differs from another scheme's [1, 32]");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"fp8\","
+                          " \"weight_block_size\": [128, 8]}",
+                          NULL, &c),
+              LLMRT_ERR_UNSUPPORTED,
+              "quantization_config.weight_block_size [128, 8]: llmrt reads FP8 scales per block "
+              "or group of a multiple of 16 inputs");
+    CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"fp8\","
+                          " \"weight_block_size\": [128]}",
+                          NULL, &c),
+              LLMRT_ERR_FORMAT,
+              "quantization_config.weight_block_size must be a list of two integers");
     CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"fp8\","
                          " \"activation_scheme\": \"static\", \"ignored_layers\": [\"lm_head\"]}",
                          NULL, &c));
@@ -378,7 +415,8 @@ static void test_quantization_config(void) {
     const char *pb = "{\"quantization\": {\"quant_algo\": \"FP8_PB_WO\"}}";
     CHECK_ERR(model_config_parse_hf_quant(&c, pb, strlen(pb), "m/hf_quant_config.json"),
               LLMRT_ERR_UNSUPPORTED,
-              "m/hf_quant_config.json: block-wise FP8 (quantization.quant_algo");
+              "m/hf_quant_config.json: quantization.quant_algo \"FP8_PB_WO\" (ModelOpt's "
+              "block-wise FP8) is not supported yet");
     CHECK(!c.quant.fp8 && !c.quant.source[0]);
     CHECK_ERR(model_config_parse_hf_quant(&c, "{}", 2, "m/hf_quant_config.json"), LLMRT_ERR_FORMAT,
               "missing required field \"quantization\"");

@@ -445,6 +445,31 @@ static bweight quant_weight_i4(int kind, int group, const float *w, int64_t rows
     return g;
 }
 
+/* An F8_E4M3 matrix of w with a scale per row and group of `group` columns (block-wise FP8
+ * checkpoints; the last group of a row shorter when group does not divide cols); deq gets the
+ * values q * scale. */
+static bweight quant_weight_f8g(int group, const float *w, int64_t rows, int64_t cols, float *deq) {
+    const int64_t ng = (cols + group - 1) / group;
+    uint8_t *qb = malloc((size_t)(rows * cols));
+    float *sc = malloc((size_t)(rows * ng) * 4);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < ng; g++) {
+            const int64_t k0 = g * group, len = cols - k0 < group ? cols - k0 : group;
+            quantize_row(qb + r * cols + k0, DT_F8E4M3, &sc[r * ng + g], w + r * cols + k0,
+                         (size_t)len);
+            for (int64_t k = k0; k < k0 + len; k++)
+                deq[r * cols + k] = fp8e4m3_to_f32(qb[r * cols + k]) * sc[r * ng + g];
+        }
+    bweight g = {.dt = DT_F8E4M3, .rows = rows, .cols = cols, .group = group};
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, (size_t)(rows * cols), &g.data));
+    CHECK_OK(cuda_be->ops->upload(cuda_be, g.data, qb, (size_t)(rows * cols)));
+    CHECK_OK(cuda_be->ops->alloc(cuda_be, (size_t)(rows * ng) * 4, (void **)&g.scale));
+    CHECK_OK(cuda_be->ops->upload(cuda_be, (void *)g.scale, sc, (size_t)(rows * ng) * 4));
+    free(qb);
+    free(sc);
+    return g;
+}
+
 /* Quantized matrices (F16/BF16 activations): the matvec kernel (1..8 rows, the gate/up fusion
  * through matmul_activate below) and the dequantized cuBLASLt product (more rows), against the
  * product with the dequantized values in double, rounded once to the activation type. */
@@ -454,10 +479,12 @@ static void test_matmul_quant(void) {
     const int shapes[][3] = {{1, 256, 512}, {3, 100, 1024}, {8, 512, 1024},  {2, 3000, 2048},
                              {9, 200, 256}, {64, 384, 512}, {1, 20000, 256}, {1100, 48, 128}};
     /* FP8, INT8; I4 symmetric in groups of 128, asymmetric in groups of 64, asymmetric with
-     * permuted groups of 32 */
-    const dtype qs[5] = {DT_F8E4M3, DT_I8, DT_I4, DT_I4, DT_I4};
-    const int i4_group[5] = {0, 0, 128, 64, 32};
-    for (int qi = 0; qi < 5; qi++)
+     * permuted groups of 32; FP8 with a scale per 128 columns and per 48 (the last group of a
+     * row shorter) */
+    enum { NQ = 7 };
+    const dtype qs[NQ] = {DT_F8E4M3, DT_I8, DT_I4, DT_I4, DT_I4, DT_F8E4M3, DT_F8E4M3};
+    const int q_group[NQ] = {0, 0, 128, 64, 32, 128, 48};
+    for (int qi = 0; qi < NQ; qi++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
             float a = 2.0f / sqrtf((float)K);
@@ -465,7 +492,8 @@ static void test_matmul_quant(void) {
             /* a few tiny and large values: FP8 subnormals and the saturation bound */
             for (int n = 0; n < N; n += 7)
                 w[(size_t)n * K + (n % K)] = (n % 2 ? 1e-5f : -40.0f) * a;
-            bweight wg = qs[qi] == DT_I4 ? quant_weight_i4(qi - 2, i4_group[qi], w, N, K, deq)
+            bweight wg = qs[qi] == DT_I4 ? quant_weight_i4(qi - 2, q_group[qi], w, N, K, deq)
+                         : q_group[qi]   ? quant_weight_f8g(q_group[qi], w, N, K, deq)
                                          : quant_weight(qs[qi], w, N, K, deq);
             float *x = rand_vec((size_t)rows * K, -1, 1), *bias = rand_vec((size_t)N, -1, 1);
             round_to(x, (size_t)rows * K, cur_dt);
@@ -485,18 +513,18 @@ static void test_matmul_quant(void) {
                         mag += fabs((double)deq[(size_t)n * K + k] * x[(size_t)m * K + k]);
                     }
                     /* one rounding to the type (relative error at most the unit roundoff u),
-                     * plus F32 sums (relative to the sum of |terms|); I4 products of many rows
-                     * read the weights rounded to the type: each term off by at most u of
-                     * itself */
+                     * plus F32 sums (relative to the sum of |terms|); products of many rows
+                     * with group scales (I4, FP8 per block) read the weights rounded to the
+                     * type: each term off by at most u of itself */
                     const double u = cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048;
-                    const int w_rounded = qs[qi] == DT_I4 && rows > 8;
+                    const int w_rounded = q_group[qi] && rows > 8;
                     double tol = fabs(ref) * u + mag * (1e-5 + (w_rounded ? u : 0)) + 1e-6;
                     double g = got[(size_t)m * N + n];
                     if (!(fabs(g - ref) <= tol)) {
                         CHECK_MSG(0,
                                   "matmul %s (group %d) rows %d N %d K %d: out[%d][%d] = %.6g, "
                                   "want %.6g",
-                                  dtype_name(qs[qi]), i4_group[qi], rows, N, K, m, n, g, ref);
+                                  dtype_name(qs[qi]), q_group[qi], rows, N, K, m, n, g, ref);
                         bad++;
                     }
                 }

@@ -295,6 +295,12 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
                     "--precision BF16 or FP16",
                     ckpt_q ? ckpt_q : llmrt_quant_name(o.quant),
                     ckpt_q ? " (the checkpoint's)" : "", m->device);
+    /* block-wise FP8 where the backend does not take it yet */
+    if (s == LLMRT_OK && m->cfg.quant.fp8_block[0] && m->be->fp8_blocks_refused)
+        s = err_set(LLMRT_ERR_UNSUPPORTED,
+                    "block-wise FP8 weights (the checkpoint's: %s) are not yet available on %s "
+                    "(%s): use --device cpu",
+                    m->cfg.quant.desc, m->device, m->be->fp8_blocks_refused);
     if (s == LLMRT_OK) s = model_load(&m->m, &m->cfg, m->path, m->be, &lo);
     if (s == LLMRT_OK && o.kv_fraction > 0)
         s = kv_bytes_of_fraction(m->be, o.kv_fraction, actb, kvb, &eo);

@@ -40,10 +40,14 @@ typedef struct bweight {
     dtype dt;            /* be->weight_dtype, or a quantized type (layer matrices only) */
     int64_t rows, cols;  /* out features, in features */
     const float *scale;  /* F8_E4M3, I8: [rows] F32, W[r][c] = data[r][c] * scale[r];
+                            F8_E4M3 with group: [rows, ceil(cols / group)] F32, W[r][c] =
+                            data[r][c] * scale[r][c / group] (block-wise FP8 checkpoints);
                             I4: [rows, cols / group] F32 (see zero); else NULL */
     const float *zero;   /* I4: [rows, cols / group] F32 zero points, W[r][c] =
                             (code[r][c] - zero[r][c / group]) * scale[r][c / group]; NULL: 8 */
-    int group;           /* I4: columns per group (even, dividing cols); else 0 */
+    int group;           /* I4: columns per group (even, dividing cols); F8_E4M3: 0 (a scale per
+                            row) or columns per scale (a multiple of 16; the last group of a row
+                            may be shorter); else 0 */
     const int32_t *gidx; /* I4: [cols] the group of each column (GPTQ with act-order), or NULL:
                             column c is in group c / group */
 } bweight;
@@ -262,6 +266,9 @@ struct backend {
     /* Why the last decode_layers call did not take the step (a static string), or NULL when it
      * did or was not called: a slower path's reason, for the user */
     const char *decode_declined;
+    /* Why the backend does not take F8_E4M3 matrices with group scales (block-wise FP8
+     * checkpoints; a static string), or NULL when it does */
+    const char *fp8_blocks_refused;
     void *impl; /* backend-private state */
 };
 

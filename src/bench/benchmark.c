@@ -104,6 +104,8 @@ static llmrt_status run_llmrt(engine *e, const bench_point *p, bench_report *rep
         rep->bytes_per_weight = model_bytes_per_weight(w);
         rep->quant_ms = w->quant_ms;
         rep->quant_from_checkpoint = w->from_checkpoint;
+        if (w->from_checkpoint && w->quant == DT_F8E4M3)
+            memcpy(rep->fp8_block, e->m->cfg.quant.fp8_block, sizeof rep->fp8_block);
         if (n_steps > 0) {
             r->step_mb = bytes / 1e6;
             r->achieved_gbs = bytes / (r->decode_med_ms / 1e3) / 1e9;
@@ -274,10 +276,16 @@ char *bench_report_text(const bench_report *rep) {
             "bytes per decode step: weights %.3f MB + KV cache %.3f MB (mean over the decode "
             "steps)\n",
             rep->weights_mb, rep->kv_mb);
+    char fp8[64] = "FP8 E4M3 (per-channel scales)";
+    if (rep->fp8_block[0] == 1)
+        snprintf(fp8, sizeof fp8, "FP8 E4M3 (scales per channel and %d inputs)",
+                 rep->fp8_block[1]);
+    else if (rep->fp8_block[0])
+        snprintf(fp8, sizeof fp8, "FP8 E4M3 (scales per %dx%d block)", rep->fp8_block[0],
+                 rep->fp8_block[1]);
     if (rep->quant_from_checkpoint)
         fprintf(f, "weights: %s as stored in the checkpoint, %.2f bytes/weight\n",
-                rep->weight_dtype == DT_I4 ? "INT4 (scales per channel and group)"
-                                           : "FP8 E4M3 (per-channel scales)",
+                rep->weight_dtype == DT_I4 ? "INT4 (scales per channel and group)" : fp8,
                 rep->bytes_per_weight);
     else if (dtype_quantized(rep->weight_dtype))
         fprintf(f, "weights: %s, %.2f bytes/weight, quantized in %.2f s\n",
@@ -316,6 +324,9 @@ char *bench_report_json(const bench_report *rep) {
     json_object_set_new(cfg, "bytes_per_weight", json_real(rep->bytes_per_weight));
     json_object_set_new(cfg, "quant_ms", json_real(rep->quant_ms));
     json_object_set_new(cfg, "quant_from_checkpoint", json_boolean(rep->quant_from_checkpoint));
+    if (rep->fp8_block[0]) /* FP8 scales per block of [rows, inputs] (rows 1: per group) */
+        json_object_set_new(cfg, "fp8_block",
+                            json_pack("[ii]", rep->fp8_block[0], rep->fp8_block[1]));
     json_object_set_new(cfg, "cache", json_string(rep->o.no_cache ? "none" : "static"));
     json_object_set_new(cfg, "isl", json_integer(p->isl));
     json_object_set_new(cfg, "num_tokens", json_integer(p->num_tokens));

@@ -51,6 +51,8 @@ typedef struct bench_report {
     double quant_ms;            /* time quantizing took during the load (0: not quantized) */
     bool quant_from_checkpoint; /* the checkpoint stores the layer matrices FP8 or 4-bit (read
                                    as is) */
+    int fp8_block[2];           /* its FP8 scales are per block of [0] rows x [1] inputs
+                                   ({0, 0}: per channel) */
     int prompt_hi;              /* prompt ids were drawn from 1..prompt_hi (0: given prompt) */
     bool baseline_tried;        /* a baseline was added or noted */
     char note[512];             /* why the baseline did not run (or its versions when it did) */

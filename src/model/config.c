@@ -207,8 +207,8 @@ static llmrt_status cfg_float_range(const cfg_reader *r, const char *key, double
 
 /* What llmrt reads, for the messages refusing the rest. */
 #define QUANT_ACCEPTED                                                                             \
-    "llmrt reads FP8 E4M3 checkpoints with one scale per output channel or per tensor "            \
-    "(compressed-tensors float-quantized, ModelOpt FP8, fp8 without weight_block_size), 4-bit "    \
+    "llmrt reads FP8 E4M3 checkpoints with a scale per output channel, per tensor or per block "   \
+    "(compressed-tensors float-quantized, ModelOpt FP8, transformers' fp8), 4-bit "                \
     "integer checkpoints (AWQ GEMM, GPTQ, compressed-tensors pack-quantized), or quantizes a "     \
     "16-bit checkpoint itself (--quant_format fp8|int8|int4)"
 
@@ -282,19 +282,56 @@ static llmrt_status q_ignore(const cfg_reader *r, json_t *o, const char *where, 
     return LLMRT_OK;
 }
 
-/* The refusal of block-wise scales, which one scale per row cannot hold without requantizing. */
-static llmrt_status q_refuse_blocks(const cfg_reader *r, const char *field, json_t *blocks) {
-    char b[48] = "";
-    if (json_is_array(blocks) && json_array_size(blocks) == 2)
-        snprintf(b, sizeof b, " [%lld, %lld]",
-                 (long long)json_integer_value(json_array_get(blocks, 0)),
-                 (long long)json_integer_value(json_array_get(blocks, 1)));
-    else if (json_is_string(blocks))
-        snprintf(b, sizeof b, " %.40s", json_string_value(blocks));
-    return err_set(LLMRT_ERR_UNSUPPORTED,
-                   "%s: block-wise FP8 (%s%s) is not supported yet: llmrt holds one scale per "
-                   "output channel",
-                   r->path, field, b);
+/* Columns of an FP8 scale block are a multiple of this: the GPU kernels take a row's FP8 bytes 16
+ * at a time, each 16 under one scale. */
+#define FP8_BLOCK_COLS_MULTIPLE 16
+
+/* FP8 scaled per block of b0 output channels x b1 inputs into q->fp8_block; what names the config
+ * entry and its value in messages ("<field> [128, 128]", "<field> 64"). A second scheme in the
+ * same checkpoint must say the same. */
+static llmrt_status q_set_blocks(const cfg_reader *r, const char *what, json_int_t b0,
+                                 json_int_t b1, ckpt_quant *q) {
+    if (b0 < 1 || b1 < 1 || b0 > INT_MAX || b1 > INT_MAX)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: %s is invalid: a block is [output channels, inputs], both > 0", r->path,
+                       what);
+    if (b1 % FP8_BLOCK_COLS_MULTIPLE)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s: llmrt reads FP8 scales per block or group of a multiple of %d "
+                       "inputs",
+                       r->path, what, FP8_BLOCK_COLS_MULTIPLE);
+    if (q->fp8_block[0] && (q->fp8_block[0] != b0 || q->fp8_block[1] != b1))
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s differs from another scheme's [%d, %d]: llmrt reads one block size "
+                       "per checkpoint",
+                       r->path, what, q->fp8_block[0], q->fp8_block[1]);
+    q->fp8_block[0] = (int)b0;
+    q->fp8_block[1] = (int)b1;
+    return LLMRT_OK;
+}
+
+/* A block shape written as a list of two integers (weight_block_size, block_structure). */
+static llmrt_status q_blocks(const cfg_reader *r, const char *field, json_t *blocks,
+                             ckpt_quant *q) {
+    if (!json_is_array(blocks) || json_array_size(blocks) != 2 ||
+        !json_is_integer(json_array_get(blocks, 0)) || !json_is_integer(json_array_get(blocks, 1)))
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: %s must be a list of two integers [output channels, inputs]", r->path,
+                       field);
+    const json_int_t b0 = json_integer_value(json_array_get(blocks, 0)),
+                     b1 = json_integer_value(json_array_get(blocks, 1));
+    char what[224];
+    snprintf(what, sizeof what, "%s [%lld, %lld]", field, (long long)b0, (long long)b1);
+    return q_set_blocks(r, what, b0, b1, q);
+}
+
+/* "128x128 block" / "group of 128 inputs" into buf, for descriptions ("scales per ..."). */
+static const char *q_blocks_name(const ckpt_quant *q, char *buf, size_t n) {
+    if (q->fp8_block[0] == 1)
+        snprintf(buf, n, "group of %d inputs", q->fp8_block[1]);
+    else
+        snprintf(buf, n, "%dx%d block", q->fp8_block[0], q->fp8_block[1]);
+    return buf;
 }
 
 /* One compressed-tensors config group's "weights" (QuantizationArgs, with its defaults: num_bits
@@ -342,16 +379,31 @@ static llmrt_status q_ct_weights(const cfg_reader *r, json_t *w, const char *whe
     if (!strategy) /* as compressed-tensors infers it */
         strategy = !has_group ? "tensor" : group == -1 ? "channel" : "group";
     snprintf(field, sizeof field, "%s.block_structure", wh);
-    if (!strcmp(strategy, "block")) return q_refuse_blocks(r, field, blocks);
-    if (!strcmp(strategy, "group") || !strcmp(strategy, "tensor_group"))
-        return err_set(LLMRT_ERR_UNSUPPORTED,
-                       "%s: group-wise FP8 (%s.strategy \"%s\", group_size %lld) is not supported "
-                       "yet: llmrt holds one scale per output channel",
-                       r->path, wh, strategy, (long long)group);
+    if (!strcmp(strategy, "block")) {
+        if (has_group)
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: %s.group_size %lld does not go with strategy \"block\"", r->path,
+                           wh, (long long)group);
+        if (!blocks || json_is_null(blocks))
+            return err_set(LLMRT_ERR_FORMAT, "%s: %s is missing: strategy \"block\" needs it",
+                           r->path, field);
+        return q_blocks(r, field, blocks, q);
+    }
+    if (!strcmp(strategy, "group")) {
+        snprintf(field, sizeof field, "%s.group_size %lld", wh, (long long)group);
+        if (group <= 0)
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: %s.strategy \"group\" needs a group_size > 0 (got %lld)", r->path,
+                           wh, (long long)group);
+        if (blocks && !json_is_null(blocks))
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: %s.block_structure is set but strategy is \"group\"", r->path, wh);
+        return q_set_blocks(r, field, 1, group, q);
+    }
     if (strcmp(strategy, "channel") != 0 && strcmp(strategy, "tensor") != 0)
         return err_set(LLMRT_ERR_UNSUPPORTED,
-                       "%s: %s.strategy \"%s\" is not supported (channel or tensor)", r->path, wh,
-                       strategy);
+                       "%s: %s.strategy \"%s\" is not supported (channel, tensor, block or group)",
+                       r->path, wh, strategy);
     if (has_group && (group != -1 || strcmp(strategy, "channel") != 0))
         return err_set(LLMRT_ERR_FORMAT, "%s: %s.group_size %lld does not go with strategy \"%s\"",
                        r->path, wh, (long long)group, strategy);
@@ -610,7 +662,7 @@ static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_q
                            "quantized (it runs weight-only)",
                            r->path, where);
         TRY(packed ? q_ct_int4_weights(r, w, where, q) : q_ct_weights(r, w, where, q));
-        if ((packed && (q->per_channel || q->per_tensor)) || (!packed && q->i4))
+        if ((packed && (q->per_channel || q->per_tensor || q->fp8_block[0])) || (!packed && q->i4))
             return err_set(LLMRT_ERR_UNSUPPORTED,
                            "%s: %s: the config groups mix FP8 and 4-bit integer weights; llmrt "
                            "reads one quantization scheme per checkpoint",
@@ -628,10 +680,17 @@ static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_q
                  q->i4_act_order ? ", act-order" : "");
         return LLMRT_OK;
     }
-    snprintf(q->desc, sizeof q->desc, "compressed-tensors %s, %s", fmt ? fmt : "",
+    char blocks[64] = "", bname[32];
+    if (q->fp8_block[0])
+        snprintf(blocks, sizeof blocks, "%sscales per %s",
+                 q->per_channel || q->per_tensor ? " and " : "",
+                 q_blocks_name(q, bname, sizeof bname));
+    snprintf(q->desc, sizeof q->desc, "compressed-tensors %s, %s%s", fmt ? fmt : "",
              q->per_channel && q->per_tensor ? "per-channel and per-tensor scales"
              : q->per_channel                ? "per-channel scales"
-                                             : "per-tensor scales");
+             : q->per_tensor                 ? "per-tensor scales"
+                                             : "",
+             blocks);
     return LLMRT_OK;
 }
 
@@ -645,9 +704,6 @@ static llmrt_status q_modelopt(const cfg_reader *r, json_t *o, const char *where
     json_t *kv = json_object_get(o, kv_key);
     q->act_quant = kv && !json_is_null(kv);
     TRY(q_ignore(r, o, where, exclude_key, q));
-    char field[96];
-    snprintf(field, sizeof field, "%s.quant_algo \"%.20s\", 128x128 blocks", where,
-             algo ? algo : "");
     if (!algo) {
         snprintf(q->desc, sizeof q->desc, "ModelOpt, weights not quantized");
     } else if (!strcasecmp(algo, "FP8")) {
@@ -657,7 +713,11 @@ static llmrt_status q_modelopt(const cfg_reader *r, json_t *o, const char *where
         q->per_channel = q->act_quant = true; /* activations quantized per token on the fly */
         snprintf(q->desc, sizeof q->desc, "ModelOpt FP8_PER_CHANNEL_PER_TOKEN, per-channel scales");
     } else if (!strcasecmp(algo, "FP8_PB_WO")) {
-        return q_refuse_blocks(r, field, NULL);
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "%s: %s.quant_algo \"FP8_PB_WO\" (ModelOpt's block-wise FP8) is not "
+                       "supported yet: llmrt reads block-wise FP8 as transformers (fp8, "
+                       "weight_block_size) and compressed-tensors (strategy block) store it",
+                       r->path, where);
     } else {
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "%s: %s.quant_algo \"%s\" is not supported: " QUANT_ACCEPTED, r->path, where,
@@ -690,19 +750,33 @@ static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
         /* transformers' FineGrainedFP8 (block scales, weight_scale_inv), or vLLM / AutoFP8's
          * per-tensor weight_scale when there is no weight_block_size */
         json_t *blocks = json_object_get(qc, "weight_block_size");
-        if (blocks && !json_is_null(blocks))
-            return q_refuse_blocks(r, "quantization_config.weight_block_size", blocks);
-        q->per_tensor = q->act_quant = true; /* activation_scheme static or dynamic */
+        const char *fmt;
+        TRY(q_str(r, qc, "quantization_config", "fmt", "e4m3", &fmt));
+        if (strcmp(fmt, "e4m3") != 0)
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: quantization_config.fmt \"%s\" is not supported: llmrt reads FP8 "
+                           "E4M3 weights",
+                           r->path, fmt);
+        q->act_quant = true; /* activation_scheme static or dynamic */
         TRY(q_ignore(r, qc, "quantization_config", "ignored_layers", q));
         TRY(q_ignore(r, qc, "quantization_config", "modules_to_not_convert", q));
-        snprintf(q->desc, sizeof q->desc, "fp8, per-tensor scales");
+        if (blocks && !json_is_null(blocks)) {
+            char name[32];
+            TRY(q_blocks(r, "quantization_config.weight_block_size", blocks, q));
+            q->fp8_scale_inv = true;
+            snprintf(q->desc, sizeof q->desc, "fp8, scales per %s",
+                     q_blocks_name(q, name, sizeof name));
+        } else {
+            q->per_tensor = true;
+            snprintf(q->desc, sizeof q->desc, "fp8, per-tensor scales");
+        }
     } else {
         return err_set(
             LLMRT_ERR_UNSUPPORTED,
             "%s: quantization_config.quant_method \"%s\" is not supported: " QUANT_ACCEPTED,
             r->path, method);
     }
-    q->fp8 = q->per_channel || q->per_tensor;
+    q->fp8 = q->per_channel || q->per_tensor || q->fp8_block[0];
     if (q->i4 && r->arch->conv1d)
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "%s: quantization_config: 4-bit checkpoints (%s) of %s (Conv1D matrices, "
@@ -1005,7 +1079,7 @@ llmrt_status model_config_parse_hf_quant(model_config *c, const char *json, size
         return s;
     }
     snprintf(q->source, sizeof q->source, "hf_quant_config.json");
-    q->fp8 = q->per_channel || q->per_tensor;
+    q->fp8 = q->per_channel || q->per_tensor || q->fp8_block[0];
     return LLMRT_OK;
 }
 

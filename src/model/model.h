@@ -46,19 +46,25 @@ typedef enum ckpt_i4_kind {
 
 /* How a pre-quantized checkpoint stores its weights, from config.json "quantization_config"
  * (compressed-tensors, ModelOpt, fp8, awq, gptq) or ModelOpt's hf_quant_config.json. llmrt reads
- * FP8 E4M3 weights with one scale per output channel or per tensor, and 4-bit integer weights
- * packed as AWQ (GEMM), GPTQ or compressed-tensors (pack-quantized) store them; every other
+ * FP8 E4M3 weights with one scale per output channel, per tensor or per block, and 4-bit integer
+ * weights packed as AWQ (GEMM), GPTQ or compressed-tensors (pack-quantized) store them; every other
  * scheme is refused when the config is read. Which matrices are quantized is read from each
  * module's tensors (the modules the config leaves out are stored in 16 bits). */
 typedef struct ckpt_quant {
-    bool fp8;         /* layer matrices may be F8_E4M3, each with a "<name>.weight_scale" */
-    bool per_channel; /* a scale may be per output channel: [out, 1] or [out] */
-    bool per_tensor;  /* a scale may be one for the tensor: [] or [1] */
-    bool act_quant;   /* it also quantizes activations or the KV cache (input_scale, k_scale...):
-                         llmrt runs weight-only and ignores those */
-    ckpt_i4_kind i4;  /* layer matrices may be stored as packed INT4 codes in this layout */
-    int i4_group;     /* INT4: input columns per scale group, or -1: one group per row */
-    bool i4_zero;     /* INT4: zero points are stored (else every zero point is 8) */
+    bool fp8;           /* layer matrices may be F8_E4M3, each with a "<name>.weight_scale" */
+    bool per_channel;   /* a scale may be per output channel: [out, 1] or [out] */
+    bool per_tensor;    /* a scale may be one for the tensor: [] or [1] */
+    int fp8_block[2];   /* FP8 scaled per block instead: a scale per fp8_block[0] output channels x
+                           fp8_block[1] inputs, [ceil(out / b0), ceil(in / b1)] (transformers' fp8
+                           weight_block_size, compressed-tensors strategy block; group: {1, size});
+                           {0, 0} when not block-wise */
+    bool fp8_scale_inv; /* the scale is "<name>.weight_scale_inv" (transformers' fp8), still a
+                           factor: W = q * scale */
+    bool act_quant;     /* it also quantizes activations or the KV cache (input_scale, k_scale...):
+                           llmrt runs weight-only and ignores those */
+    ckpt_i4_kind i4;    /* layer matrices may be stored as packed INT4 codes in this layout */
+    int i4_group;       /* INT4: input columns per scale group, or -1: one group per row */
+    bool i4_zero;       /* INT4: zero points are stored (else every zero point is 8) */
     bool i4_zero_minus_one; /* INT4: a stored zero point is one less than the zero point (GPTQ's
                                "gptq" checkpoint format, v1) */
     bool i4_act_order;      /* INT4: the inputs' groups are permuted (GPTQ desc_act,

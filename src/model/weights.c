@@ -11,12 +11,13 @@
  * bytes plus a F32 scale vector; the time it takes is kept in model_weights.quant_ms.
  *
  * Pre-quantized checkpoints (model_config.quant): a layer matrix stored F8_E4M3 is uploaded as
- * its bytes, with its "<name>.weight_scale" (one per row, or one per tensor copied to each row)
- * widened to F32: nothing is requantized. An FP8 embedding or LM head is dequantized into the
- * precision, as those are never quantized. A layer matrix stored as packed 4-bit codes (AWQ,
- * GPTQ, compressed-tensors pack-quantized: ckpt_i4_kind) is unpacked into llmrt's I4 rows with
- * its scales, zero points and group of each input as F32 / int32 (ld_matrix_i4), the same values
- * in another layout.
+ * its bytes, with its "<name>.weight_scale" (one per row, or one per tensor copied to each row;
+ * or per block, "_scale_inv" in transformers' fp8: one per row and group of columns, the block's
+ * copied to each of its rows, bweight.group) widened to F32: nothing is requantized. An FP8
+ * embedding or LM head is dequantized into the precision, as those are never quantized. A layer
+ * matrix stored as packed 4-bit codes (AWQ, GPTQ, compressed-tensors pack-quantized: ckpt_i4_kind)
+ * is unpacked into llmrt's I4 rows with its scales, zero points and group of each input as F32 /
+ * int32 (ld_matrix_i4), the same values in another layout.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -115,55 +116,84 @@ static llmrt_status ld_fp8_allowed(const loader *L, const st_tensor *t) {
     return LLMRT_OK;
 }
 
-/* The scale of the F8_E4M3 tensor t ("<module>.weight" -> "<module>.weight_scale"), its shape
- * checked against what the config allows for a matrix of `rows` rows; with out (filling pass),
- * its values as F32 per row, each finite and > 0. */
-static llmrt_status ld_fp8_scales(loader *L, const st_tensor *t, int64_t rows, float *out) {
+/* Scales per row of an F8_E4M3 matrix of `cols` columns as llmrt holds them: one (per channel or
+ * per tensor), or one per group of fp8_block[1] columns when the checkpoint scales blocks. */
+static int64_t fp8_row_scales(const ckpt_quant *q, int64_t cols) {
+    return q->fp8_block[0] ? (cols + q->fp8_block[1] - 1) / q->fp8_block[1] : 1;
+}
+
+/* The scale of the F8_E4M3 tensor t [rows, cols] ("<module>.weight" -> "<module>.weight_scale",
+ * or "_scale_inv"), its shape checked against what the config allows; with out (filling pass),
+ * its values as F32 [rows, fp8_row_scales] (a block's scale copied to each of its rows, a
+ * channel's or the tensor's to each group), each finite and > 0. */
+static llmrt_status ld_fp8_scales(loader *L, const st_tensor *t, int64_t rows, int64_t cols,
+                                  float *out) {
     const ckpt_quant *q = &L->m->cfg.quant;
     char name[300];
     size_t len = strlen(t->name);
     if (len < 7 || strcmp(t->name + len - 7, ".weight") != 0)
         return err_set(LLMRT_ERR_FORMAT, "%s: F8_E4M3 tensor \"%s\" is not a \".weight\"", t->file,
                        t->name);
-    snprintf(name, sizeof name, "%s_scale", t->name);
+    snprintf(name, sizeof name, "%s_scale%s", t->name, q->fp8_scale_inv ? "_inv" : "");
     const st_tensor *s = safetensors_find(L->st, name);
     if (!s)
         return err_set(LLMRT_ERR_FORMAT,
                        "%s: tensor \"%s\" is missing: the F8_E4M3 tensor \"%s\" needs it (%s)",
                        L->m->dir, name, t->name, q->desc);
-    const int64_t *d = s->shape;
-    const bool channel = (s->n_dims == 2 && d[0] == rows && d[1] == 1) ||
-                         (s->n_dims == 1 && d[0] == rows),
+    const int64_t *d = s->shape, b0 = q->fp8_block[0], b1 = q->fp8_block[1];
+    const int64_t brows = b0 ? (rows + b0 - 1) / b0 : 0, bcols = b0 ? (cols + b1 - 1) / b1 : 0;
+    const bool block = b0 && s->n_dims == 2 && d[0] == brows && d[1] == bcols,
+               channel = !block && ((s->n_dims == 2 && d[0] == rows && d[1] == 1) ||
+                                    (s->n_dims == 1 && d[0] == rows)),
                tensor = s->n_dims == 0 || (s->n_dims == 1 && d[0] == 1);
-    if (!((q->per_channel && channel) || (q->per_tensor && tensor))) {
-        char got[64] = "[", want[96];
+    if (!(block || (q->per_channel && channel) || (q->per_tensor && tensor))) {
+        char got[64] = "[", want[160] = "";
         for (int i = 0; i < s->n_dims; i++)
             snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? ", " : "",
                      (long long)d[i]);
         strcat(got, "]");
-        snprintf(want, sizeof want, "%s%s%s",
-                 q->per_channel ? "per-channel [rows, 1] or [rows]" : "",
-                 q->per_channel && q->per_tensor ? ", or " : "",
-                 q->per_tensor ? "per-tensor [] or [1]" : "");
+        if (b0)
+            snprintf(want, sizeof want, "[%lld, %lld], one per %lldx%lld block", (long long)brows,
+                     (long long)bcols, (long long)b0, (long long)b1);
+        if (q->per_channel)
+            snprintf(want + strlen(want), sizeof want - strlen(want),
+                     "%sper-channel [rows, 1] or "
+                     "[rows]",
+                     want[0] ? ", or " : "");
+        if (q->per_tensor)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%sper-tensor [] or [1]",
+                     want[0] ? ", or " : "");
         return err_set(LLMRT_ERR_FORMAT,
-                       "%s: tensor \"%s\" has shape %s; the scale of the %lld-row \"%s\" must be "
-                       "%s (%s)",
-                       s->file, name, got, (long long)rows, t->name, want, q->desc);
+                       "%s: tensor \"%s\" has shape %s; the scale of the [%lld, %lld] \"%s\" "
+                       "must be %s (%s)",
+                       s->file, name, got, (long long)rows, (long long)cols, t->name, want,
+                       q->desc);
     }
     if (dtype_quantized(s->dt))
         return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is %s; a scale is F32, BF16 or F16",
                        s->file, name, dtype_name(s->dt));
     if (!out) return LLMRT_OK;
-    TRY(safetensors_read_as(L->st, s, out, DT_F32, 0));
-    const int64_t n = channel ? rows : 1;
-    for (int64_t r = 0; r < n; r++)
-        if (!(isfinite(out[r]) && out[r] > 0))
-            return err_set(LLMRT_ERR_FORMAT,
-                           "%s: tensor \"%s\" holds %g at [%lld]: a scale must be finite and > 0",
-                           s->file, name, (double)out[r], (long long)r);
-    for (int64_t r = n; r < rows; r++)
-        out[r] = out[0];
-    return LLMRT_OK;
+    const int64_t per_row = fp8_row_scales(q, cols), n = block ? brows * bcols : channel ? rows : 1;
+    float *raw = malloc(sizeof(float) * (size_t)n);
+    if (!raw) return err_set(LLMRT_ERR_NOMEM, "out of memory reading \"%s\"", name);
+    llmrt_status st = safetensors_read_as(L->st, s, raw, DT_F32, 0);
+    for (int64_t i = 0; st == LLMRT_OK && i < n; i++)
+        if (!(isfinite(raw[i]) && raw[i] > 0)) {
+            char at[48];
+            if (block)
+                snprintf(at, sizeof at, "%lld, %lld", (long long)(i / bcols),
+                         (long long)(i % bcols));
+            else
+                snprintf(at, sizeof at, "%lld", (long long)i);
+            st = err_set(LLMRT_ERR_FORMAT,
+                         "%s: tensor \"%s\" holds %g at [%s]: a scale must be finite and > 0",
+                         s->file, name, (double)raw[i], at);
+        }
+    for (int64_t r = 0; st == LLMRT_OK && r < rows; r++)
+        for (int64_t g = 0; g < per_row; g++)
+            out[r * per_row + g] = block ? raw[r / b0 * bcols + g] : raw[channel ? r : 0];
+    free(raw);
+    return st;
 }
 
 /* Fails naming t when its n bytes (rows of `cols`) hold an FP8 NaN code (0x7f, 0xff): the GPU
@@ -181,33 +211,36 @@ static llmrt_status ld_fp8_nan_free(const st_tensor *t, const unsigned char *b, 
 }
 
 /* A layer matrix stored F8_E4M3: the n parts' bytes stacked by rows, as stored, and their scales
- * row by row. */
+ * row by row (per group of columns when the checkpoint scales blocks: bweight.group). */
 static llmrt_status ld_matrix_fp8(loader *L, bweight *w, int n, const st_tensor *const *parts,
                                   const int64_t *rows, int64_t total, int64_t cols) {
-    *w = (bweight){.dt = DT_F8E4M3, .rows = total, .cols = cols};
-    const size_t bytes = (size_t)(total * cols), s_at = (bytes + 255) / 256 * 256;
+    const ckpt_quant *q = &L->m->cfg.quant;
+    const int64_t per_row = fp8_row_scales(q, cols);
+    *w = (bweight){.dt = DT_F8E4M3, .rows = total, .cols = cols, .group = q->fp8_block[1]};
+    const size_t bytes = (size_t)(total * cols), s_at = (bytes + 255) / 256 * 256,
+                 s_bytes = (size_t)(total * per_row) * 4;
     void *dev;
     TRY(ld_place(L, bytes, &w->data));
-    TRY(ld_place(L, (size_t)total * 4, &dev));
+    TRY(ld_place(L, s_bytes, &dev));
     w->scale = dev;
     for (int i = 0; i < n; i++)
-        TRY(ld_fp8_scales(L, parts[i], rows[i], NULL));
+        TRY(ld_fp8_scales(L, parts[i], rows[i], cols, NULL));
     L->m->w.matrix_params += bytes;
-    L->m->w.matrix_bytes += bytes + (size_t)total * 4;
+    L->m->w.matrix_bytes += bytes + s_bytes;
     L->m->w.quant = DT_F8E4M3;
     L->m->w.from_checkpoint = true;
     if (!L->filling) return LLMRT_OK;
-    TRY(ld_stage(L, s_at + (size_t)total * 4));
+    TRY(ld_stage(L, s_at + s_bytes));
     float *scales = (float *)(L->stage + s_at);
     size_t at = 0;
     for (int i = 0; i < n; i++) {
         TRY(ld_read(L, L->stage + at, DT_F8E4M3, parts[i], 0));
         TRY(ld_fp8_nan_free(parts[i], L->stage + at, (size_t)(rows[i] * cols), cols));
-        TRY(ld_fp8_scales(L, parts[i], rows[i], scales));
+        TRY(ld_fp8_scales(L, parts[i], rows[i], cols, scales));
         at += (size_t)(rows[i] * cols);
-        scales += rows[i];
+        scales += rows[i] * per_row;
     }
-    TRY(L->be->ops->upload(L->be, (void *)w->scale, L->stage + s_at, (size_t)total * 4));
+    TRY(L->be->ops->upload(L->be, (void *)w->scale, L->stage + s_at, s_bytes));
     return L->be->ops->upload(L->be, w->data, L->stage, bytes);
 }
 
@@ -816,21 +849,24 @@ static llmrt_status ld_layer(loader *L, int l) {
 }
 
 /* An F8_E4M3 table t [rows, cols] into the start of the staging buffer, in the precision: each
- * value times its row's scale. */
+ * value times its scale. */
 static llmrt_status ld_table_dequant(loader *L, const st_tensor *t, int64_t rows, int64_t cols) {
     const size_t n = (size_t)(rows * cols), es = dtype_size(L->wdt);
-    /* staging: [the table in the precision | the F8 bytes | scales [rows] | one F32 row] */
+    const int64_t per_row = fp8_row_scales(&L->m->cfg.quant, cols),
+                  group = per_row > 1 ? L->m->cfg.quant.fp8_block[1] : cols;
+    /* staging: [the table in the precision | the F8 bytes | scales [rows, per_row] | one F32
+     * row] */
     const size_t raw_at = (n * es + 255) / 256 * 256, s_at = raw_at + (n + 255) / 256 * 256,
-                 f_at = s_at + (size_t)rows * 4;
+                 f_at = s_at + (size_t)(rows * per_row) * 4;
     TRY(ld_stage(L, f_at + (size_t)cols * 4));
     unsigned char *dst = L->stage;
     const unsigned char *raw = L->stage + raw_at;
     float *scales = (float *)(L->stage + s_at), *f = (float *)(L->stage + f_at);
     TRY(ld_read(L, L->stage + raw_at, DT_F8E4M3, t, 0));
-    TRY(ld_fp8_scales(L, t, rows, scales));
+    TRY(ld_fp8_scales(L, t, rows, cols, scales));
     for (int64_t r = 0; r < rows; r++) {
         for (int64_t c = 0; c < cols; c++)
-            f[c] = fp8e4m3_to_f32(raw[r * cols + c]) * scales[r];
+            f[c] = fp8e4m3_to_f32(raw[r * cols + c]) * scales[r * per_row + c / group];
         dtype_convert(dst + (size_t)(r * cols) * es, L->wdt, f, DT_F32, (size_t)cols);
     }
     return LLMRT_OK;
@@ -857,7 +893,7 @@ static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t row
     TRY(ld_place(L, bytes, &w->data));
     if (t->dt == DT_F8E4M3) {
         TRY(ld_fp8_allowed(L, t));
-        TRY(ld_fp8_scales(L, t, rows, NULL));
+        TRY(ld_fp8_scales(L, t, rows, cols, NULL));
     }
     if (L->filling) {
         if (t->dt == DT_F8E4M3)

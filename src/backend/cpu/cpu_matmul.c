@@ -1,7 +1,8 @@
 /* cpu_matmul.c — the CPU matrix products: out = in @ W^T (+ bias) with F32 activations and
  * F32, F16 or BF16 weights, or quantized ones (F8_E4M3, I8) with a F32 scale per weight row,
  * or I4 ones with a scale and zero point per row and group (widened 8 codes at a time to the
- * reference's F32 values (code - zero) * scale; a column group index goes element by element).
+ * reference's F32 values (code - zero) * scale; a column group index goes element by element),
+ * or F8_E4M3 ones of block-wise checkpoints with a scale per row and group (likewise).
  *
  * Why it is written this way:
  *  - One row (batch-1 decode) is a matrix-vector product bound by memory bandwidth: every
@@ -321,7 +322,17 @@ static void matvec_few(float *out, const float *x, int64_t M, const bweight *W, 
     }
 }
 
-/* ---- I4 (codes with a scale and zero point per row and group) ---- */
+/* ---- matrices scaled per row and group of columns: I4 (codes with a scale and zero point) and
+ * F8_E4M3 of block-wise checkpoints (a scale) ---- */
+
+/* Whether W has a scale per row and group of columns (the paths of this section). */
+INLINE int grouped(const bweight *W) {
+    return W->dt == DT_I4 || (W->dt == DT_F8E4M3 && W->group > 0);
+}
+
+INLINE int64_t n_groups(const bweight *W) {
+    return (W->cols + W->group - 1) / W->group;
+}
 
 /* 8 codes of an I4 row from k (a multiple of 8) as floats, (code - zero) * scale */
 INLINE __m256 i4_load8(const uint8_t *q, int64_t k, __m256 zero, __m256 scale) {
@@ -334,43 +345,60 @@ INLINE __m256 i4_load8(const uint8_t *q, int64_t k, __m256 zero, __m256 scale) {
     return _mm256_mul_ps(_mm256_sub_ps(c, zero), scale);
 }
 
-/* dst[k] = W[n, k0 + k] for k < kc, as the reference dequantizes it: (code - zero) * scale in
- * F32 */
-static void i4_row(float *dst, const bweight *W, int64_t n, int64_t k0, int64_t kc) {
-    const int64_t K = W->cols, G = W->group, ng = K / G;
-    const uint8_t *q = (const uint8_t *)W->data + (size_t)(n * K) / 2;
-    if (!W->gidx && G % 8 == 0 && k0 % 8 == 0 && kc % 8 == 0) {
-        for (int64_t k = k0; k < k0 + kc; k += 8) { /* one group's scale for all 8 */
-            const int64_t g = k / G;
-            _mm256_storeu_ps(dst + (k - k0),
-                             i4_load8(q, k, _mm256_set1_ps(W->zero ? W->zero[n * ng + g] : 8.0f),
-                                      _mm256_set1_ps(W->scale[n * ng + g])));
-        }
+/* 8 weights of row n from column k (a multiple of 8, all in group g) as the reference's F32
+ * values: I4 (code - zero) * scale, F8 value * scale (the F16 reading times 2^8, see load8);
+ * dt is a constant where this is inlined. */
+INLINE __m256 grouped_load8(const bweight *W, int64_t n, int64_t k, int64_t g, dtype dt) {
+    const int64_t K = W->cols, at = n * n_groups(W) + g;
+    if (dt == DT_I4)
+        return i4_load8((const uint8_t *)W->data + (size_t)(n * K) / 2, k,
+                        _mm256_set1_ps(W->zero ? W->zero[at] : 8.0f), _mm256_set1_ps(W->scale[at]));
+    return _mm256_mul_ps(load8(W->data, (size_t)(n * K + k), DT_F8E4M3),
+                         _mm256_set1_ps(W->scale[at] * FP8_AS_F16_UNIT));
+}
+
+/* One weight W[n, k] as the reference's F32 value. */
+INLINE float grouped_load1(const bweight *W, int64_t n, int64_t k) {
+    const int64_t K = W->cols, g = W->gidx ? W->gidx[k] : k / W->group, at = n * n_groups(W) + g;
+    if (W->dt == DT_I4)
+        return i4_value((const uint8_t *)W->data + (size_t)(n * K) / 2, (size_t)k, W->scale[at],
+                        W->zero ? W->zero[at] : 8.0f);
+    return load1(W->data, (size_t)(n * K + k), DT_F8E4M3) * (W->scale[at] * FP8_AS_F16_UNIT);
+}
+
+/* Whether W's groups are whole vectors of 8 columns in order (the vector paths). */
+INLINE int grouped_vec(const bweight *W) {
+    return !W->gidx && W->group % 8 == 0 && W->cols % 8 == 0;
+}
+
+/* dst[k] = W[n, k0 + k] for k < kc, as the reference dequantizes it, in F32 */
+static void grouped_row(float *dst, const bweight *W, int64_t n, int64_t k0, int64_t kc) {
+    if (grouped_vec(W) && k0 % 8 == 0 && kc % 8 == 0) {
+        for (int64_t k = k0; k < k0 + kc; k += 8) /* one group's scale for all 8 */
+            _mm256_storeu_ps(dst + (k - k0), W->dt == DT_I4
+                                                 ? grouped_load8(W, n, k, k / W->group, DT_I4)
+                                                 : grouped_load8(W, n, k, k / W->group, DT_F8E4M3));
         return;
     }
-    for (int64_t k = k0; k < k0 + kc; k++) {
-        const int64_t g = W->gidx ? W->gidx[k] : k / G;
-        dst[k - k0] =
-            i4_value(q, (size_t)k, W->scale[n * ng + g], W->zero ? W->zero[n * ng + g] : 8.0f);
-    }
+    for (int64_t k = k0; k < k0 + kc; k++)
+        dst[k - k0] = grouped_load1(W, n, k);
 }
 
 /* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < mr rows (1..MATVEC_MAX_ROWS) and
- * n0 <= n < n1 of an I4 matrix without a group index: each 8 weights widened once for all rows
- * (the values of the reference: (code - zero) * scale in F32). */
-INLINE void matvec_i4_range(int mr, float *out, const float *x, const bweight *W, int64_t n0,
-                            int64_t n1, const float *bias) {
-    const int64_t N = W->rows, K = W->cols, G = W->group, ng = K / G;
+ * n0 <= n < n1 of a grouped W whose groups are whole vectors of 8 in order: each 8 weights
+ * widened once for all rows (the values of the reference); dt is I4 or F8_E4M3, a constant
+ * where this is inlined. */
+INLINE void matvec_grouped_range(int mr, float *out, const float *x, const bweight *W, int64_t n0,
+                                 int64_t n1, const float *bias, dtype dt) {
+    const int64_t N = W->rows, K = W->cols, G = W->group, ng = n_groups(W);
     for (int64_t n = n0; n < n1; n++) {
-        const uint8_t *q = (const uint8_t *)W->data + (size_t)(n * K) / 2;
         __m256 acc[MATVEC_MAX_ROWS];
         for (int m = 0; m < mr; m++)
             acc[m] = _mm256_setzero_ps();
         for (int64_t g = 0; g < ng; g++) {
-            const __m256 z = _mm256_set1_ps(W->zero ? W->zero[n * ng + g] : 8.0f);
-            const __m256 sc = _mm256_set1_ps(W->scale[n * ng + g]);
-            for (int64_t k = g * G; k < (g + 1) * G; k += 8) {
-                const __m256 w = i4_load8(q, k, z, sc);
+            const int64_t end = (g + 1) * G < K ? (g + 1) * G : K;
+            for (int64_t k = g * G; k < end; k += 8) {
+                const __m256 w = grouped_load8(W, n, k, g, dt);
                 for (int m = 0; m < mr; m++)
                     acc[m] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + m * K + k), acc[m]);
             }
@@ -380,24 +408,29 @@ INLINE void matvec_i4_range(int mr, float *out, const float *x, const bweight *W
     }
 }
 
-/* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < M (1..MATVEC_MAX_ROWS), I4 W: the widened
- * loop above when groups are whole vectors of 8 in order, else each row dequantized into F32
- * first (a group index: GPTQ act-order). */
-static void matvec_i4(float *out, const float *x, int64_t M, const bweight *W, const float *bias) {
+/* out[m, n] = W[n, :] . x[m, :] (+ bias[n]) for m < M (1..MATVEC_MAX_ROWS), grouped W: the
+ * widened loop above when groups are whole vectors of 8 in order, else each row dequantized
+ * into F32 first (a group index: GPTQ act-order). */
+static void matvec_grouped(float *out, const float *x, int64_t M, const bweight *W,
+                           const float *bias) {
     const int64_t N = W->rows, K = W->cols, chunks = (N + MATVEC_CHUNK - 1) / MATVEC_CHUNK;
-    const int vec = !W->gidx && W->group % 8 == 0;
+    const int vec = grouped_vec(W);
 #pragma omp parallel if (N * K >= 65536)
     {
         float *row = vec ? NULL : malloc(sizeof(float) * (size_t)K);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < chunks; c++) {
             int64_t n0 = c * MATVEC_CHUNK, n1 = n0 + MATVEC_CHUNK < N ? n0 + MATVEC_CHUNK : N;
+            if (vec && W->dt == DT_I4) {
+                matvec_grouped_range((int)M, out, x, W, n0, n1, bias, DT_I4);
+                continue;
+            }
             if (vec) {
-                matvec_i4_range((int)M, out, x, W, n0, n1, bias);
+                matvec_grouped_range((int)M, out, x, W, n0, n1, bias, DT_F8E4M3);
                 continue;
             }
             for (int64_t n = n0; n < n1 && row; n++) {
-                i4_row(row, W, n, 0, K);
+                grouped_row(row, W, n, 0, K);
                 for (int64_t m = 0; m < M; m++) {
                     __m256 acc = _mm256_setzero_ps();
                     int64_t k = 0;
@@ -545,11 +578,11 @@ static void gemm_tile_any(int mr, const float *a, int64_t lda, const float *pane
 
 static void pack_panel_any(float *dst, const bweight *W, int64_t n0, int nvalid, int64_t k0,
                            int kc) {
-    if (W->dt == DT_I4) { /* dequantized row by row into the panel */
+    if (grouped(W)) { /* dequantized row by row into the panel */
         float row[GEMM_KC];
         if (nvalid < GEMM_NR) memset(dst, 0, sizeof(float) * GEMM_NR * (size_t)kc);
         for (int i = 0; i < nvalid; i++) {
-            i4_row(row, W, n0 + i, k0, kc);
+            grouped_row(row, W, n0 + i, k0, kc);
             for (int k = 0; k < kc; k++)
                 dst[(size_t)k * GEMM_NR + i] = row[k];
         }
@@ -613,8 +646,8 @@ static void gemm_blocked(float *out, const float *in, int64_t M, const bweight *
 }
 
 void cpu_gemm(float *out, const float *in, int64_t M, const bweight *W, const float *bias) {
-    if (W->dt == DT_I4 && M <= MATVEC_MAX_ROWS)
-        matvec_i4(out, in, M, W, bias);
+    if (grouped(W) && M <= MATVEC_MAX_ROWS)
+        matvec_grouped(out, in, M, W, bias);
     else if (M == 1)
         matvec(out, in, W, bias);
     else if (M <= MATVEC_MAX_ROWS)
@@ -641,6 +674,11 @@ static llmrt_status check_weight(const bweight *W, const char *op) {
                        "cpu %s: the I4 weight matrix [%lld, %lld] has groups of %d columns (an "
                        "even number dividing the columns)",
                        op, (long long)W->rows, (long long)W->cols, W->group);
+    if (W->group < 0 || (W->group && W->dt != DT_I4 && W->dt != DT_F8E4M3))
+        return err_set(LLMRT_ERR_INVALID,
+                       "cpu %s: the %s weight matrix [%lld, %lld] has groups of %d columns (only "
+                       "I4 and F8_E4M3 take groups)",
+                       op, dtype_name(W->dt), (long long)W->rows, (long long)W->cols, W->group);
     return LLMRT_OK;
 }
 

@@ -273,6 +273,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
                 return "matrices of different types";
             if (m[i]->rows != shape[i][0] || m[i]->cols != shape[i][1]) return "matrix shapes";
             if ((uintptr_t)m[i]->data % 16) return "matrix alignment";
+            if (m[i]->group) return "FP8 scaled per block";
         }
         if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups) return "KV cache";
     }

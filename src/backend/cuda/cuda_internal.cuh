@@ -90,6 +90,8 @@ typedef struct cuda_switches {
     char decode_caps[64]; /* LLMRT_DECODE_CAPS: in-flight tile caps per stretch ("" default) */
     int matvec_max_rows;  /* LLMRT_MATVEC_MAX_ROWS: rows up to which matmuls use the matvec
                              kernel; -1: the default */
+    int fp8_blocks;       /* LLMRT_CUDA_FP8_BLOCKS=1: take F8_E4M3 matrices with group scales
+                             (kernels not yet verified on a GPU: docs/ENVIRONMENT.md) */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
     int op_profile;       /* LLMRT_OP_PROFILE=1: each op's device time (cuda_records.cu); turns
                              fusion and graphs off */

@@ -626,6 +626,148 @@ static llmrt_status matmul_i4(cuda_ctx *c, void *out, dtype out_dt, const void *
     return LLMRT_OK;
 }
 
+/* ---- F8_E4M3 matrices with a scale per row and group of columns (block-wise checkpoints) ---- */
+
+/* out[m, n] = W[n, :] . in[m, :] (+ bias[n]) for M <= MV_MAX_M rows, W F8_E4M3 with a scale per
+ * group of `group` columns (a multiple of 16; the row's last group may be shorter): a warp per
+ * row, each lane 16 bytes (one group's) per load, U loads in flight; it sums value * x over the
+ * 16 in F32 and adds that sum times the group's scale (the reference's value * scale per
+ * weight, reassociated). T of 2 bytes (quantized weights take no F32 activations). */
+template <typename T, typename O, int M>
+__global__ void __launch_bounds__(MV_WARPS * 32)
+    kernel_matvec_f8g(O *out /* [M, N] */, const T *in /* [M, K] */, const uint8_t *Wq,
+                      const float *scale, int group, const float *bias, int N, int K) {
+    constexpr int U = 4;
+    pdl_begin();
+    const int lane = threadIdx.x % 32, n = blockIdx.x * MV_WARPS + threadIdx.x / 32;
+    if (n >= N) return;
+    const int ng = (K + group - 1) / group, n16 = K / 16;
+    const int4 *row = (const int4 *)(Wq + (size_t)n * K);
+    const float *s = scale + (size_t)n * ng;
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++)
+        acc[m] = 0.0f;
+    for (int i0 = lane; i0 < n16; i0 += 32 * U) {
+        int4 q[U];
+        float sc[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) { /* every load of the U chunks before any use */
+            const int i = i0 + 32 * u;
+            if (i < n16) {
+                q[u] = ld_stream(row + i);
+                sc[u] = __ldg(s + i * 16 / group);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int i = i0 + 32 * u;
+            if (i >= n16) break;
+            float f[16];
+            wunpack16<w_fp8>(q[u], f);
+#pragma unroll
+            for (int m = 0; m < M; m++)
+                acc[m] = fmaf(fdot16<T>(f, in + (size_t)m * K + (size_t)i * 16), sc[u], acc[m]);
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        const float v = w_post<w_fp8>(warp_sum(acc[m]));
+        if (lane == 0) out[(size_t)m * N + n] = from_f<O>(v + (bias ? bias[n] : 0.0f));
+    }
+}
+
+/* out[N, K] = W in T (rounded from the reference's F32 values value * scale): the tensor-core
+ * product of many rows reads these (the scales vary along K, so they cannot follow the
+ * product). 16 bytes per thread. */
+template <typename T>
+__global__ void kernel_dequant_f8g(T *out, const uint8_t *Wq, const float *scale, int group, int N,
+                                   int K) {
+    pdl_begin();
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * K / 16) return;
+    const int n = (int)(i * 16 / K), k0 = (int)(i * 16 % K), ng = (K + group - 1) / group;
+    const float sc = w_post<w_fp8>(scale[(size_t)n * ng + k0 / group]);
+    float f[16];
+    wunpack16<w_fp8>(((const int4 *)Wq)[i], f);
+    T o[16];
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+        o[j] = from_f<T>(f[j] * sc);
+#pragma unroll
+    for (int j = 0; j < 16; j += 16 / (int)sizeof(T))
+        *(int4 *)(out + i * 16 + j) = *(const int4 *)(o + j);
+}
+
+template <typename T, typename O>
+static cudaError_t matvec_f8g(cuda_ctx *c, O *out, const T *in, int rows, const bweight *Wt,
+                              const float *bias) {
+    const int N = (int)Wt->rows, K = (int)Wt->cols;
+    const unsigned blocks = (unsigned)((N + MV_WARPS - 1) / MV_WARPS);
+#define MVF_CASE(MM)                                                                               \
+    case MM:                                                                                       \
+        return launch_ex(c, kernel_matvec_f8g<T, O, MM>, blocks, MV_WARPS * 32, 0, out, in,        \
+                         (const uint8_t *)Wt->data, Wt->scale, Wt->group, bias, N, K);
+    switch (rows) {
+        MVF_CASE(1)
+        MVF_CASE(2) MVF_CASE(3) MVF_CASE(4) MVF_CASE(5) MVF_CASE(6) MVF_CASE(7) MVF_CASE(8)
+    }
+#undef MVF_CASE
+    return cudaErrorInvalidValue;
+}
+
+/* An F8_E4M3 matrix with group scales times rows of T: the matvec kernel for up to
+ * MV_QUANT_ROWS rows, else the matrix dequantized into T in the scratch (cuda_quant_reserve
+ * sized it) and cuBLASLt. */
+static llmrt_status matmul_f8g(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
+                               const bweight *Wt, const float *bias) {
+    const int N = (int)Wt->rows, K = (int)Wt->cols;
+    if (K % 16 || Wt->group % 16 || (uintptr_t)in % 16 || (uintptr_t)Wt->data % 16 ||
+        c->dt == DT_F32)
+        return err_set(LLMRT_ERR_INVALID,
+                       "cuda matmul: F8_E4M3 matrix [%d, %d] with scales per %d columns (needs K "
+                       "and the group a multiple of 16, 16-byte aligned data, F16/BF16 "
+                       "activations)",
+                       N, K, Wt->group);
+    if (rows <= MV_QUANT_ROWS) {
+        cudaError_t e = cudaSuccess;
+        if (c->dt == DT_BF16) {
+            if (out_dt == DT_F32)
+                e = matvec_f8g<__nv_bfloat16, float>(c, (float *)out, (const __nv_bfloat16 *)in,
+                                                     rows, Wt, bias);
+            else
+                e = matvec_f8g<__nv_bfloat16, __nv_bfloat16>(
+                    c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)in, rows, Wt, bias);
+        } else {
+            if (out_dt == DT_F32)
+                e = matvec_f8g<__half, float>(c, (float *)out, (const __half *)in, rows, Wt, bias);
+            else
+                e = matvec_f8g<__half, __half>(c, (__half *)out, (const __half *)in, rows, Wt,
+                                               bias);
+        }
+        if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec_f8g", __FILE__, __LINE__);
+        CK_KERNEL("kernel_matvec_f8g");
+        return LLMRT_OK;
+    }
+    void *wt;
+    TRY(cuda_scratch(c, quant_scratch_bytes((size_t)N, (size_t)K, dtype_size(c->dt)), &wt));
+    const size_t n16 = (size_t)N * K / 16;
+    if (c->dt == DT_BF16)
+        launch_ex(c, kernel_dequant_f8g<__nv_bfloat16>, (unsigned)((n16 + 255) / 256), 256, 0,
+                  (__nv_bfloat16 *)wt, (const uint8_t *)Wt->data, Wt->scale, Wt->group, N, K);
+    else
+        launch_ex(c, kernel_dequant_f8g<__half>, (unsigned)((n16 + 255) / 256), 256, 0,
+                  (__half *)wt, (const uint8_t *)Wt->data, Wt->scale, Wt->group, N, K);
+    CK_KERNEL("kernel_dequant_f8g");
+    lt_plan *p = NULL;
+    TRY(plan_get(c, out_dt, rows, N, K, &p));
+    float alpha = 1.0f, beta = 0.0f;
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, in, p->b, &beta, out, p->c, out, p->c,
+                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    if (bias) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, 0.0f));
+    return LLMRT_OK;
+}
+
 llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
                                 const bweight *Wt, const float *bias, float softcap) {
     const bool q = dtype_quantized(Wt->dt);
@@ -641,6 +783,11 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
         if (softcap > 0.0f) /* the LM head is never quantized */
             return err_set(LLMRT_ERR_INVALID, "cuda matmul: soft-capped quantized matrix");
         return matmul_i4(c, out, out_dt, in, rows, Wt, bias);
+    }
+    if (Wt->dt == DT_F8E4M3 && Wt->group) {
+        if (softcap > 0.0f) /* the LM head is never quantized */
+            return err_set(LLMRT_ERR_INVALID, "cuda matmul: soft-capped quantized matrix");
+        return matmul_f8g(c, out, out_dt, in, rows, Wt, bias);
     }
     if (rows <= (q ? MV_QUANT_ROWS : c->matvec_max_rows)) {
         if (out_dt == DT_F32) {
@@ -697,7 +844,9 @@ llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int 
                                     const bweight *Wt, const float *bias, void *act_out, int F,
                                     act_kind kind, int *done) {
     *done = 0;
-    if (Wt->dt == DT_I4) return LLMRT_OK; /* its own kernels (matmul_i4), then the activation */
+    if (Wt->dt == DT_I4 || Wt->group) /* their own kernels (matmul_i4, matmul_f8g), then the
+                                          activation */
+        return LLMRT_OK;
     const bool q = dtype_quantized(Wt->dt);
     const int N = (int)Wt->rows, K = (int)Wt->cols, VEC = 16 / (int)dtype_size(Wt->dt);
     if (rows < 1 || rows > (q ? MV_QUANT_ROWS : c->matvec_max_rows) || (Wt->dt != c->dt && !q) ||
