@@ -8,7 +8,8 @@
 #                     -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags   (RPATH reaches libcurl's own)
 #                   cmake --build build-cuda && scripts/gpu-check.sh --stage build-cuda
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
-# Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default all but ab);
+# Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
+# bench; the others: sched, ab, qckpt, quant, serve);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
 # in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
@@ -41,6 +42,12 @@ if [ "${1:-}" = "--stage" ]; then
     # a tokenizer for the served model (part serve)
     cp ../shared/tokenizers/llama3_1/tokenizer.json ../shared/tokenizers/llama3_1/tokenizer_config.json \
         "$stage/configs/Llama-3.2-1B-Instruct/" 2>/dev/null
+    # block-wise FP8 checkpoints of a demo model (part qckpt; the device may lack ml_dtypes)
+    for f in fp8-block ct-group; do
+        python3 scripts/make_fp8_checkpoint.py --model models/demo-llama --format $f \
+            --out "$stage/qckpt/demo-llama-$f" --ref "$stage/qckpt/ref" >/dev/null &&
+            rm -rf "$stage/qckpt/ref"
+    done
     # all of it compressed (the tree that travels is <= 64 MiB); the device call unpacks it
     tar -C "$stage" -cJf "$CARRY/bin.tar.xz" .
     rm -rf "$stage"
@@ -177,6 +184,18 @@ if [[ " $ONLY " == *" ab "* ]]; then
                 done
             done
         done
+    done
+fi
+if [[ " $ONLY " == *" qckpt "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # pre-quantized checkpoints staged with the binaries (block-wise FP8 of demo-llama): logits
+    # on CUDA against the CPU's at 1, 5 and 40 tokens, the CUDA kernels taken with
+    # LLMRT_CUDA_FP8_BLOCKS=1 (refused at load without it until this passes)
+    for Q in "$CARRY"/qckpt/*; do
+        [ -d "$Q" ] || continue
+        run_part "qckpt $(basename "$Q") cuda vs cpu" "qckpt-$(basename "$Q").log" \
+            env LLMRT_CUDA_FP8_BLOCKS=1 python3 scripts/cuda_vs_cpu_logits.py "$CARRY/llmrt" "$Q" \
+            --quant none --unquantized models/demo-llama
+        cat "$OUT/qckpt-$(basename "$Q").log"
     done
 fi
 if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
