@@ -87,6 +87,18 @@ llmrt_status llmrt_quant_parse(const char *name, llmrt_quant *out);
 /* "none", "fp8", "int8" */
 const char *llmrt_quant_name(llmrt_quant q);
 
+/* How the KV cache stores keys and values: in the activation precision (F32 on the CPU), or as
+ * FP8 E4M3 with one F32 scale per position and head (amax / 448 as each is written; a quarter
+ * of the CPU's bytes, half of a 16-bit cache's). The CPU backend takes fp8; CUDA not yet. */
+typedef enum llmrt_kv_dtype {
+    LLMRT_KV_AUTO = 0, /* the activation precision */
+    LLMRT_KV_FP8 = 1   /* E4M3, a scale per position and head */
+} llmrt_kv_dtype;
+/* auto, fp8 (or fp8_e4m3), in any case; LLMRT_ERR_INVALID otherwise. */
+llmrt_status llmrt_kv_dtype_parse(const char *name, llmrt_kv_dtype *out);
+/* "auto", "fp8" */
+const char *llmrt_kv_dtype_name(llmrt_kv_dtype k);
+
 /* 1 when this build has the CUDA backend and a CUDA device is usable. */
 int llmrt_cuda_available(void);
 
@@ -134,6 +146,7 @@ typedef struct llmrt_load_opts {
                                   "cpu", "cuda", "cuda:N" */
     llmrt_precision precision; /* weights and activations (zeroed: FP32) */
     llmrt_quant quant;         /* the layer matrices quantized on load (zeroed: none) */
+    llmrt_kv_dtype kv_dtype;   /* the KV cache's type (zeroed: the activation precision) */
     int max_batch;             /* sessions stepped together (0: 1) */
     int max_sessions;          /* sessions alive at once (0: max_batch) */
     int max_seq;               /* positions one session may hold (0: the model's context length) */

@@ -570,6 +570,56 @@ static void test_qkv_finish(void) {
         }
 }
 
+/* An F8_E4M3 cache: qkv_finish stores each position's k and v heads as quantize_row makes them
+ * (bytes and an F32 scale per position and head, at the slot the table says), nothing else; a
+ * head with a non-finite value gets a NaN scale (so attention over it is NaN, as with F32). */
+static void test_qkv_finish_fp8(void) {
+    backend *be = make_backend(DT_F32);
+    CHECK_OK(backend_use_kv_fp8(be));
+    const int H = 4, Hkv = 2, hd = 16, B = 2, T = 3, cap = 16, bl = 4, W = (H + 2 * Hkv) * hd;
+    int32_t ids[6] = {0}, pos[2] = {4, 9};
+    float *qkv = rand_vec((size_t)B * T * W, -3, 3, 74);
+    qkv[(size_t)4 * W + (size_t)(H + Hkv) * hd + 5] = INFINITY; /* row 4, v head 0 */
+    const size_t slots = (size_t)B * Hkv * cap;
+    uint8_t *kc = malloc(slots * hd), *vc = malloc(slots * hd);
+    float *ks = malloc(slots * sizeof(float)), *vs = malloc(slots * sizeof(float));
+    memset(kc, 0x55, slots * hd), memset(vc, 0x55, slots * hd);
+    for (size_t i = 0; i < slots; i++)
+        ks[i] = vs[i] = 1234.0f;
+    uint8_t *kw = malloc(slots * hd), *vw = malloc(slots * hd);
+    float *ksw = malloc(slots * sizeof(float)), *vsw = malloc(slots * sizeof(float));
+    memcpy(kw, kc, slots * hd), memcpy(vw, vc, slots * hd);
+    memcpy(ksw, ks, slots * sizeof(float)), memcpy(vsw, vs, slots * sizeof(float));
+    test_kv kv;
+    test_kv_init(&kv, (float *)kc, (float *)vc, B, bl, cap / bl);
+    kv.layer.k_scale = ks;
+    kv.layer.v_scale = vs;
+    attn_params a = {H, Hkv, hd, 0.25f, 0, 0.0f};
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < Hkv; h++) {
+                const float *row = qkv + ((size_t)b * T + t) * W;
+                size_t at = test_kv_at(&kv, b, Hkv, h, pos[b] + t, hd);
+                const float *k = row + (size_t)(H + h) * hd, *v = k + (size_t)Hkv * hd;
+                CHECK(quantize_row(kw + at, DT_F8E4M3, &ksw[at / hd], k, (size_t)hd) == 0);
+                if (quantize_row(vw + at, DT_F8E4M3, &vsw[at / hd], v, (size_t)hd) != 0) {
+                    memset(vw + at, 0, (size_t)hd);
+                    vsw[at / hd] = NAN;
+                }
+            }
+    begin(be, B, T, ids, pos, &kv.tab);
+    CHECK_OK(be->ops->qkv_finish(be, qkv, &a, NULL, NULL, NULL, &kv.layer));
+    CHECK(!memcmp(kc, kw, slots * hd) && !memcmp(vc, vw, slots * hd));
+    int scales_ok = 1, nan_seen = 0;
+    for (size_t i = 0; i < slots; i++) {
+        scales_ok &= ks[i] == ksw[i] && (vs[i] == vsw[i] || (isnan(vs[i]) && isnan(vsw[i])));
+        nan_seen += isnan(vs[i]);
+    }
+    CHECK(scales_ok && nan_seen == 1);
+    free(qkv), free(kc), free(vc), free(ks), free(vs), free(kw), free(vw), free(ksw), free(vsw);
+    backend_free(be);
+}
+
 /* ---- attention ---- */
 
 typedef struct attn_case {
@@ -580,9 +630,12 @@ typedef struct attn_case {
 } attn_case;
 
 /* Fills the cache by writing positions 0..last of each sequence in order (so a ring keeps the
- * latest), runs attention, and compares with softmax over the logical keys. */
-static void attn_run(const attn_case *c, const char *what) {
+ * latest), runs attention, and compares with softmax over the logical keys. fp8: the cache is
+ * F8_E4M3 with a scale per position and head (each row quantized by quantize_row), and the
+ * reference sees the values it stands for. */
+static void attn_run_as(const attn_case *c, const char *what, int fp8) {
     backend *be = make_backend(DT_F32);
+    if (fp8) CHECK_OK(backend_use_kv_fp8(be));
     const int H = c->H, Hkv = c->Hkv, hd = c->hd, B = c->B, T = c->T, rows = B * T;
     const int W = (H + 2 * Hkv) * hd, L = 256; /* logical positions per sequence */
     const int bl = c->bl ? c->bl : c->cap, len = c->cap / bl;
@@ -591,17 +644,35 @@ static void attn_run(const attn_case *c, const char *what) {
     float *qkv = rand_vec((size_t)rows * W, -1, 1, 83 + H);
     size_t csize = (size_t)B * Hkv * c->cap * hd;
     float *kc = malloc(csize * sizeof(float)), *vc = malloc(csize * sizeof(float));
+    float *ks = malloc(csize / hd * sizeof(float)), *vs = malloc(csize / hd * sizeof(float));
     for (size_t i = 0; i < csize; i++)
         kc[i] = vc[i] = NAN; /* a slot read unwritten shows */
+    for (size_t i = 0; i < csize / hd; i++)
+        ks[i] = vs[i] = NAN;
     test_kv kv;
     test_kv_init(&kv, kc, vc, B, bl, len);
+    if (fp8) {
+        kv.layer.k_scale = ks;
+        kv.layer.v_scale = vs;
+    }
     for (int b = 0; b < B; b++)
         for (int h = 0; h < Hkv; h++)
             for (int j = 0; j < c->pos[b] + T; j++) {
                 size_t dst = test_kv_at(&kv, b, Hkv, h, j, hd);
                 size_t src = (((size_t)b * Hkv + h) * L + j) * hd;
-                memcpy(kc + dst, K + src, sizeof(float) * hd);
-                memcpy(vc + dst, V + src, sizeof(float) * hd);
+                if (!fp8) {
+                    memcpy(kc + dst, K + src, sizeof(float) * hd);
+                    memcpy(vc + dst, V + src, sizeof(float) * hd);
+                    continue;
+                }
+                /* bytes at the slot's byte offset, the scale at its position's index */
+                uint8_t *kq = (uint8_t *)kc + dst, *vq = (uint8_t *)vc + dst;
+                CHECK(quantize_row(kq, DT_F8E4M3, &ks[dst / hd], K + src, (size_t)hd) == 0);
+                CHECK(quantize_row(vq, DT_F8E4M3, &vs[dst / hd], V + src, (size_t)hd) == 0);
+                for (int i = 0; i < hd; i++) { /* the reference's keys and values */
+                    K[src + i] = fp8e4m3_to_f32(kq[i]) * ks[dst / hd];
+                    V[src + i] = fp8e4m3_to_f32(vq[i]) * vs[dst / hd];
+                }
             }
     float *out = malloc(sizeof(float) * rows * H * hd),
           *ref = malloc(sizeof(float) * rows * H * hd);
@@ -640,9 +711,16 @@ static void attn_run(const attn_case *c, const char *what) {
     }
     /* Outputs are convex combinations of values in [-1, 1]; F32 scores, expf and sums carry
      * errors of a few 1e-7 absolute. */
-    CHECK_MSG(test_allclose(out, ref, (size_t)rows * H * hd, 2e-6f, 1e-5f, what), "%s", what);
-    free(K), free(V), free(qkv), free(kc), free(vc), free(out), free(ref), free(sc);
+    CHECK_MSG(test_allclose(out, ref, (size_t)rows * H * hd, 2e-6f, 1e-5f, what), "%s%s", what,
+              fp8 ? " (FP8 cache)" : "");
+    free(K), free(V), free(qkv), free(kc), free(vc), free(ks), free(vs), free(out), free(ref);
+    free(sc);
     backend_free(be);
+}
+
+static void attn_run(const attn_case *c, const char *what) {
+    attn_run_as(c, what, 0);
+    attn_run_as(c, what, 1);
 }
 
 static void test_attention(void) {
@@ -761,6 +839,7 @@ int main(void) {
     RUN(test_activate);
     RUN(test_last_rows);
     RUN(test_qkv_finish);
+    RUN(test_qkv_finish_fp8);
     RUN(test_attention);
     RUN(test_steps_agree);
     return test_summary();

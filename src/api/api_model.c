@@ -65,12 +65,34 @@ const char *llmrt_quant_name(llmrt_quant q) {
     return (unsigned)q <= LLMRT_QUANT_INT4 ? quant_names[q] : "?";
 }
 
+static const char *const kv_dtype_names[] = {"auto", "fp8"};
+
+llmrt_status llmrt_kv_dtype_parse(const char *s, llmrt_kv_dtype *out) {
+    for (int i = 0; s && i <= LLMRT_KV_FP8; i++)
+        if (!strcasecmp(s, kv_dtype_names[i])) {
+            *out = (llmrt_kv_dtype)i;
+            return LLMRT_OK;
+        }
+    if (s && !strcasecmp(s, "fp8_e4m3")) {
+        *out = LLMRT_KV_FP8;
+        return LLMRT_OK;
+    }
+    return err_set(LLMRT_ERR_INVALID, "KV cache type must be auto or fp8, got '%s'", s ? s : "");
+}
+
+const char *llmrt_kv_dtype_name(llmrt_kv_dtype k) {
+    return (unsigned)k <= LLMRT_KV_FP8 ? kv_dtype_names[k] : "?";
+}
+
 /* The load options' precision and quantization, checked. */
 static llmrt_status check_formats(const llmrt_load_opts *o) {
     if ((unsigned)o->precision > LLMRT_BF16)
         return err_set(LLMRT_ERR_INVALID, "load options: unknown precision %d", (int)o->precision);
     if ((unsigned)o->quant > LLMRT_QUANT_INT4)
         return err_set(LLMRT_ERR_INVALID, "load options: unknown quantization %d", (int)o->quant);
+    if ((unsigned)o->kv_dtype > LLMRT_KV_FP8)
+        return err_set(LLMRT_ERR_INVALID, "load options: unknown KV cache type %d",
+                       (int)o->kv_dtype);
     return LLMRT_OK;
 }
 
@@ -235,7 +257,8 @@ llmrt_status llmrt_model_plan(const llmrt_model *m, const llmrt_load_opts *opts,
     bool cpu = kind == BACKEND_CPU || (is_auto && !llmrt_cuda_available());
     dtype act = cpu ? DT_F32 : p;
     TRY(model_weight_bytes(&m->cfg, m->path, p, quant_dtype[o.quant], &out->weights));
-    return engine_plan(&m->cfg, &eo, act, act, &out->kv_cache, &out->activations);
+    return engine_plan(&m->cfg, &eo, act, o.kv_dtype == LLMRT_KV_FP8 ? DT_F8E4M3 : act,
+                       &out->kv_cache, &out->activations);
 }
 
 /* The paged cache's bytes for a fraction of the memory free beside the activations, and never
@@ -281,7 +304,8 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
     snprintf(m->device, sizeof m->device, kind == BACKEND_CPU ? "cpu" : "cuda:%d", ord);
     m->precision = o.precision;
     size_t kvb = 0, actb = 0;
-    s = engine_plan(&m->cfg, &eo, m->be->act_dtype, m->be->kv_dtype, &kvb, &actb);
+    if (o.kv_dtype == LLMRT_KV_FP8) s = backend_use_kv_fp8(m->be);
+    if (s == LLMRT_OK) s = engine_plan(&m->cfg, &eo, m->be->act_dtype, m->be->kv_dtype, &kvb, &actb);
     /* a KV cache sized by a fraction of what is left is sized after the weights are in */
     model_load_opts lo = {.verbose = o.verbose,
                           .reserve_bytes = actb + (o.kv_fraction > 0 ? 0 : kvb),

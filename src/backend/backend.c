@@ -16,6 +16,16 @@ void backend_free(backend *be) {
     if (be) be->ops->destroy(be);
 }
 
+llmrt_status backend_use_kv_fp8(backend *be) {
+    if (be->kv_fp8_refused)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "an FP8 KV cache is not yet available on %s (%s): use --device cpu, or "
+                       "--kv-cache-dtype auto",
+                       be->name, be->kv_fp8_refused);
+    be->kv_dtype = DT_F8E4M3;
+    return LLMRT_OK;
+}
+
 #ifndef LLMRT_HAVE_CUDA
 llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {
     (void)precision;

@@ -95,6 +95,10 @@ typedef struct attn_params {
 typedef struct kv_layer {
     void *k;       /* [n_blocks, n_kv_heads, block_len, head_dim] backend memory, be->kv_dtype */
     void *v;       /* same */
+    float *k_scale; /* F8_E4M3 caches: [n_blocks, n_kv_heads, block_len] F32, the scale of each
+                       position's head (amax / 448 as it is written): k = fp8 value * scale;
+                       else NULL */
+    float *v_scale; /* same for v */
     int block_len; /* positions per block */
     int n_blocks;
     int group; /* index of the step's kv_table for this layer (< KV_MAX_GROUPS) */
@@ -269,6 +273,9 @@ struct backend {
     /* Why the backend does not take F8_E4M3 matrices with group scales (block-wise FP8
      * checkpoints; a static string), or NULL when it does */
     const char *fp8_blocks_refused;
+    /* Why the backend does not take an F8_E4M3 KV cache (a static string), or NULL when it
+     * does: backend_use_kv_fp8 */
+    const char *kv_fp8_refused;
     void *impl; /* backend-private state */
 };
 
@@ -277,6 +284,9 @@ typedef enum backend_kind { BACKEND_CPU, BACKEND_CUDA } backend_kind;
 /* Creates a backend storing weights in `precision`. device is the CUDA device ordinal. */
 llmrt_status backend_create(backend **out, backend_kind kind, dtype precision, int device);
 void backend_free(backend *be);
+/* Makes the backend's KV cache F8_E4M3 (with a scale per position and head: kv_layer), before
+ * any cache is made; fails naming the backend when it does not take one (kv_fp8_refused). */
+llmrt_status backend_use_kv_fp8(backend *be);
 
 /* Implemented in cpu/ and cuda/ (cuda_backend_create fails cleanly in a CPU-only build). */
 llmrt_status cpu_backend_create(backend **out, dtype precision);

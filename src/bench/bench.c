@@ -119,8 +119,11 @@ double bench_decode_bytes(const model *m, int batch, int isl, int num_tokens, bo
 
     double kvb = 0;
     if (!no_cache && num_tokens > 1) {
-        /* decode step s = 1 .. num_tokens-1 attends to isl + s positions */
-        double per_pos = 2.0 * batch * c->n_kv_heads * c->head_dim * dtype_size(m->be->kv_dtype);
+        /* decode step s = 1 .. num_tokens-1 attends to isl + s positions; an FP8 cache reads a
+         * F32 scale per position and head besides the values */
+        const dtype kv = m->be->kv_dtype;
+        double per_pos = 2.0 * batch * c->n_kv_heads *
+                         ((double)c->head_dim * dtype_size(kv) + (kv == DT_F8E4M3 ? 4.0 : 0.0));
         double sum = 0;
         for (int s = 1; s < num_tokens; s++) {
             long ctx = (long)isl + s;

@@ -102,6 +102,7 @@ static llmrt_status run_llmrt(engine *e, const bench_point *p, bench_report *rep
         const model_weights *w = &e->m->w;
         rep->weight_dtype = dtype_quantized(w->quant) ? w->quant : e->be->weight_dtype;
         rep->bytes_per_weight = model_bytes_per_weight(w);
+        rep->kv_dtype = e->be->kv_dtype;
         rep->quant_ms = w->quant_ms;
         rep->quant_from_checkpoint = w->from_checkpoint;
         if (w->from_checkpoint && w->quant == DT_F8E4M3)
@@ -274,8 +275,8 @@ char *bench_report_text(const bench_report *rep) {
     bench_print_table(f, rep->rows, rep->n_rows);
     fprintf(f,
             "bytes per decode step: weights %.3f MB + KV cache %.3f MB (mean over the decode "
-            "steps)\n",
-            rep->weights_mb, rep->kv_mb);
+            "steps; the cache in %s)\n",
+            rep->weights_mb, rep->kv_mb, dtype_name(rep->kv_dtype));
     char fp8[64] = "FP8 E4M3 (per-channel scales)";
     if (rep->fp8_block[0] == 1)
         snprintf(fp8, sizeof fp8, "FP8 E4M3 (scales per channel and %d inputs)",
@@ -328,6 +329,7 @@ char *bench_report_json(const bench_report *rep) {
         json_object_set_new(cfg, "fp8_block",
                             json_pack("[ii]", rep->fp8_block[0], rep->fp8_block[1]));
     json_object_set_new(cfg, "cache", json_string(rep->o.no_cache ? "none" : "static"));
+    json_object_set_new(cfg, "kv_cache_dtype", json_string(dtype_name(rep->kv_dtype)));
     json_object_set_new(cfg, "isl", json_integer(p->isl));
     json_object_set_new(cfg, "num_tokens", json_integer(p->num_tokens));
     json_object_set_new(cfg, "batch_size", json_integer(p->batch));

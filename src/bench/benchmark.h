@@ -48,6 +48,7 @@ typedef struct bench_report {
     dtype weight_dtype;         /* how the layer matrices are stored: the precision's type, or
                                    F8_E4M3 / I8 when quantized on load */
     double bytes_per_weight;    /* bytes per value of the layer matrices, scales included */
+    dtype kv_dtype;             /* the KV cache's type (F8_E4M3: --kv-cache-dtype fp8) */
     double quant_ms;            /* time quantizing took during the load (0: not quantized) */
     bool quant_from_checkpoint; /* the checkpoint stores the layer matrices FP8 or 4-bit (read
                                    as is) */

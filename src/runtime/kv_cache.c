@@ -25,9 +25,20 @@ static int ceil_div(int a, int b) {
     return (a + b - 1) / b;
 }
 
-/* Bytes of one block of one layer, K or V. */
+/* Bytes of one block of one layer, K or V: its values, and with an F8_E4M3 cache the F32 scale
+ * of each position and head. */
 static size_t block_bytes(const model_config *c, int block_len, dtype kv) {
-    return (size_t)c->n_kv_heads * (size_t)block_len * (size_t)c->head_dim * dtype_size(kv);
+    return (size_t)c->n_kv_heads * (size_t)block_len *
+           ((size_t)c->head_dim * dtype_size(kv) + (kv == DT_F8E4M3 ? sizeof(float) : 0));
+}
+
+/* Bytes of one layer's K (or V) values of n_blocks blocks, and of their scales (0 unless the
+ * cache is F8_E4M3), each aligned. */
+static void layer_bytes(const model_config *c, int block_len, int n_blocks, dtype kv,
+                        size_t *values, size_t *scales) {
+    const size_t slots = (size_t)n_blocks * (size_t)c->n_kv_heads * (size_t)block_len;
+    *values = align_up(slots * (size_t)c->head_dim * dtype_size(kv));
+    *scales = kv == DT_F8E4M3 ? align_up(slots * sizeof(float)) : 0;
 }
 
 static void kv_plan_make(const model_config *c, const kv_cache_opts *o, dtype kv, kv_plan *p) {
@@ -77,8 +88,9 @@ static void kv_plan_make(const model_config *c, const kv_cache_opts *o, dtype kv
 }
 
 static size_t group_bytes(const model_config *c, const kv_plan *p, int g, dtype kv) {
-    size_t one = align_up((size_t)p->n_blocks[g] * block_bytes(c, p->block_len[g], kv));
-    return 2 * (size_t)p->layers_in[g] * one;
+    size_t values, scales;
+    layer_bytes(c, p->block_len[g], p->n_blocks[g], kv, &values, &scales);
+    return 2 * (size_t)p->layers_in[g] * (values + scales);
 }
 
 size_t kv_cache_bytes(const model_config *c, const kv_cache_opts *o, dtype kv) {
@@ -136,19 +148,23 @@ llmrt_status kv_cache_create(kv_cache *kv, const model_config *c, backend *be,
         }
         kv->bytes += G->bytes;
     }
-    /* each layer's K and V in its group's allocation, in layer order */
+    /* each layer's K and V (then their scales) in its group's allocation, in layer order */
     char *next[KV_MAX_GROUPS];
     for (int g = 0; g < p.n_groups; g++)
         next[g] = kv->g[g].block;
     for (int l = 0; l < c->n_layers; l++) {
         int g = p.layer_group[l];
-        size_t one = align_up((size_t)p.n_blocks[g] * block_bytes(c, p.block_len[g], be->kv_dtype));
+        size_t values, scales;
+        layer_bytes(c, p.block_len[g], p.n_blocks[g], be->kv_dtype, &values, &scales);
         kv->layers[l] = (kv_layer){.k = next[g],
-                                   .v = next[g] + one,
+                                   .v = next[g] + values,
+                                   .k_scale = scales ? (float *)(next[g] + 2 * values) : NULL,
+                                   .v_scale =
+                                       scales ? (float *)(next[g] + 2 * values + scales) : NULL,
                                    .block_len = p.block_len[g],
                                    .n_blocks = p.n_blocks[g],
                                    .group = g};
-        next[g] += 2 * one;
+        next[g] += 2 * (values + scales);
     }
     /* without rings: every layer holds max_seq positions per sequence */
     kv_cache_opts flat = *o;

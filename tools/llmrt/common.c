@@ -43,6 +43,13 @@ bool cli_model_flag(args *a, cli_model *cm) {
         cm->quant_given = true;
     } else if (args_is(a, "weight_only")) {
         cm->weight_only = true;
+    } else if (args_is(a, "kv_cache_dtype")) {
+        const char *v = args_value(a);
+        if (llmrt_kv_dtype_parse(v, &cm->kv_dtype) != LLMRT_OK) {
+            fprintf(stderr, "llmrt %s: --kv-cache-dtype must be auto or fp8, got '%s'\n", a->cmd,
+                    v);
+            exit(2);
+        }
     } else {
         return false;
     }
@@ -119,6 +126,7 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     lo.device = cm->device;
     lo.precision = cm->precision;
     lo.quant = cm->quant;
+    lo.kv_dtype = cm->kv_dtype;
     lo.verbose = cm->verbose;
     llmrt_status s = llmrt_model_load(cm->m, &lo);
     if (s != LLMRT_OK) {
@@ -139,8 +147,9 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
         fprintf(stderr,
                 "llmrt %s: note: the checkpoint (%s) also quantizes activations or the KV cache; "
                 "llmrt runs weight-only and ignores those scales (input_scale, k/v_scale): the "
-                "activations and the KV cache stay in %s\n",
+                "activations%s stay in %s\n",
                 cmd, info.checkpoint_quant,
+                cm->kv_dtype == LLMRT_KV_AUTO ? " and the KV cache" : "",
                 strncmp(llmrt_model_device(cm->m), "cuda", 4)
                     ? "F32 on the CPU"
                     : llmrt_precision_name(cm->precision));
@@ -150,9 +159,9 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
         said_weight_only = true;
         fprintf(stderr,
                 "llmrt %s: note: llmrt quantizes weights only: with --quant_format %s the "
-                "activations and the KV cache stay in %s (--weight_only says so and hides this "
-                "note)\n",
+                "activations%s stay in %s (--weight_only says so and hides this note)\n",
                 cmd, llmrt_quant_name(cm->quant),
+                cm->kv_dtype == LLMRT_KV_AUTO ? " and the KV cache" : "",
                 strncmp(llmrt_model_device(cm->m), "cuda", 4)
                     ? "F32 on the CPU"
                     : llmrt_precision_name(cm->precision));

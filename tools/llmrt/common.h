@@ -18,6 +18,7 @@ typedef struct cli_model {
     bool quant_given;   /* --quant_format was given */
     bool precision_fp8; /* --precision FP8 was given: BF16 with quant FP8 */
     bool weight_only;   /* --weight_only: the user knows that only weights are quantized */
+    llmrt_kv_dtype kv_dtype; /* --kv-cache-dtype: auto (the activation precision) or fp8 */
     bool verbose;       /* progress on stderr */
     llmrt_model *m;
 } cli_model;
@@ -28,11 +29,14 @@ typedef struct cli_model {
     "                         on load, one F32 scale per output channel; embeddings, the LM\n"     \
     "                         head, activations and the KV cache stay in the precision\n"          \
     "                         (weight-only; --weight_only is accepted and says so)\n"              \
-    "  --precision FP8        short for --precision BF16 --quant_format fp8\n"
+    "  --precision FP8        short for --precision BF16 --quant_format fp8\n"                  \
+    "  --kv-cache-dtype T     auto (default: the activations' type, F32 on the CPU) or fp8:\n"  \
+    "                         keys and values as FP8 E4M3 with a scale per position and head\n" \
+    "                         (CPU only for now)\n"
 
 /* Handles the flags every model-running subcommand takes: --model, --tokenizer, --precision
  * (alias --model_precision; FP8 is BF16 with FP8 layer matrices), --quant_format,
- * --weight_only and --device. Returns true if the current flag was one of them; exits with a
+ * --weight_only, --kv-cache-dtype and --device. Returns true if the current flag was one of them; exits with a
  * message on a bad precision or format, or on --precision FP8 with another --quant_format. */
 bool cli_model_flag(args *a, cli_model *cm);
 

@@ -227,8 +227,10 @@ int cmd_serve(int argc, char **argv) {
         char w[32], k[32];
         llmrt_bytes_str(w, sizeof w, (double)mem.weights);
         llmrt_bytes_str(k, sizeof k, (double)mem.kv_cache);
-        fprintf(stderr, "llmrt serve: weights %s, KV cache %s in blocks of %d positions, %d sequences at once\n",
-                w, k, lo.kv_block, lo.max_batch);
+        fprintf(stderr,
+                "llmrt serve: weights %s, KV cache %s%s in blocks of %d positions, %d sequences "
+                "at once\n",
+                w, k, o.cm.kv_dtype == LLMRT_KV_FP8 ? " (FP8)" : "", lo.kv_block, lo.max_batch);
     }
     if (rc == 0) {
         st = llmrt_server_run(srv);

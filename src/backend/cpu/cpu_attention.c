@@ -6,7 +6,10 @@
  * position (its block from the step's table, slot j % block_len); grouped-query heads share a kv
  * head by index (h / (H / Hkv)), never by copying. With head_dim a multiple of 8 (every real model)
  * the two inner loops use AVX2: eight keys scored at once (eight independent sums), and the
- * weighted sum of values kept in registers 64 dims at a time. RoPE follows transformers: angle =
+ * weighted sum of values kept in registers 64 dims at a time. An F8_E4M3 cache (be->kv_dtype)
+ * holds each position's head as bytes with one F32 scale (amax / 448, quantize_row); attention
+ * widens a block's keys and values into F32 rows first and then runs the same loops. RoPE
+ * follows transformers: angle =
  * (float)pos * inv_freq[i] in F32, cos and sin of it times attn_factor, rotate_half pairing of i
  * with i + rot_dim/2.
  */
@@ -19,6 +22,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -51,6 +55,16 @@ static void rope_apply(float *x /* [head_dim] */, const float *c, const float *s
     }
 }
 
+/* One head of a position into an F8_E4M3 cache: bytes and their scale (quantize_row); a
+ * non-finite value gives a NaN scale, so that attention over it yields NaN as an F32 cache's
+ * would (the engine then says where the non-finite values came from). */
+static void kv_fp8_write(uint8_t *q, float *scale, const float *x, int hd) {
+    if (quantize_row(q, DT_F8E4M3, scale, x, (size_t)hd) != 0) {
+        memset(q, 0, (size_t)hd);
+        *scale = NAN;
+    }
+}
+
 llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
                             const norm_params *q_norm, const norm_params *k_norm,
                             const rope_params *rope, kv_layer *cache) {
@@ -71,6 +85,9 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
                        rope->rot_dim, hd);
     if ((q_norm && !q_norm->w) || (k_norm && !k_norm->w))
         return err_set(LLMRT_ERR_INVALID, "cpu qkv_finish: q/k norm weight missing");
+    const bool fp8 = be->kv_dtype == DT_F8E4M3;
+    if (fp8 && (!cache->k_scale || !cache->v_scale))
+        return err_set(LLMRT_ERR_INVALID, "cpu qkv_finish: an FP8 KV cache without scales");
     float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
     float *kc = cache->k, *vc = cache->v; /* [n_blocks, Hkv, block_len, hd] */
     const int bl = cache->block_len;
@@ -95,9 +112,14 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
         for (int h = 0; h < Hkv; h++) {
             if (k_norm) cpu_norm_row(k + h * hd, k + h * hd, hd, k_norm);
             if (rope) rope_apply(k + h * hd, c, s, half);
-            size_t at = (((size_t)blk * Hkv + h) * bl + slot) * hd;
-            memcpy(kc + at, k + h * hd, sizeof(float) * hd);
-            memcpy(vc + at, v + h * hd, sizeof(float) * hd);
+            const size_t s_at = ((size_t)blk * Hkv + h) * bl + slot, at = s_at * hd;
+            if (fp8) {
+                kv_fp8_write((uint8_t *)cache->k + at, cache->k_scale + s_at, k + h * hd, hd);
+                kv_fp8_write((uint8_t *)cache->v + at, cache->v_scale + s_at, v + h * hd, hd);
+            } else {
+                memcpy(kc + at, k + h * hd, sizeof(float) * hd);
+                memcpy(vc + at, v + h * hd, sizeof(float) * hd);
+            }
         }
     }
     return LLMRT_OK;
@@ -203,59 +225,88 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
     const float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
     const float *kc = cache->k, *vc = cache->v; /* [n_blocks, Hkv, block_len, hd] */
     const float scale = a->scale, softcap = a->softcap;
+    const bool fp8 = be->kv_dtype == DT_F8E4M3;
+    if (fp8 && (!cache->k_scale || !cache->v_scale))
+        return err_set(LLMRT_ERR_INVALID, "cpu attention: an FP8 KV cache without scales");
     /* Short contexts stay on one thread: a parallel region costs more than they do. */
     int64_t work = 0; /* multiply-adds of q.k and p.v, at most */
     for (int b = 0; b < st->batch; b++)
         work += (int64_t)T * (st->pos[b] + T) * H * hd * 2;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work >= 65536)
-    for (int64_t r = 0; r < rows; r++) {
-        for (int h = 0; h < H; h++) {
-            int b = (int)(r / T);
-            int64_t p = (int64_t)st->pos[b] + r % T, lo = first_key(p, a->window);
-            const float *q = qkv + r * width + (int64_t)h * hd;
-            const size_t kvh = (size_t)(h / group);
-            float *o = out + r * (int64_t)H * hd + (int64_t)h * hd;
-            float acc[CPU_MAX_HEAD_DIM], sc[ATTN_BLOCK];
-            float m = -INFINITY, l = 0.0f;
-            for (int i = 0; i < hd; i++)
-                acc[i] = 0.0f;
-            for (int64_t j0 = lo; j0 <= p; j0 += ATTN_BLOCK) {
-                int n = p + 1 - j0 < ATTN_BLOCK ? (int)(p + 1 - j0) : ATTN_BLOCK;
-                /* the keys' rows in the cache */
-                const float *krow[ATTN_BLOCK], *vrow[ATTN_BLOCK];
-                for (int j = 0; j < n; j++) {
-                    size_t at = (((size_t)cpu_kv_block(st, cache, b, j0 + j) * Hkv + kvh) * bl +
-                                 (size_t)((j0 + j) % bl)) *
-                                hd;
-                    krow[j] = kc + at;
-                    vrow[j] = vc + at;
-                }
-                attn_scores(sc, q, krow, n, hd);
-                float bm = -INFINITY;
-                for (int j = 0; j < n; j++) {
-                    float d = sc[j] * scale;
-                    if (softcap > 0.0f) d = softcap * tanhf(d / softcap);
-                    sc[j] = d;
-                    if (d > bm) bm = d;
-                }
-                if (bm > m) { /* rescale what was summed under the old max */
-                    float corr = expf(m - bm);
-                    l *= corr;
-                    for (int i = 0; i < hd; i++)
-                        acc[i] *= corr;
-                    m = bm;
-                }
-                for (int j = 0; j < n; j++) {
-                    sc[j] = expf(sc[j] - m);
-                    l += sc[j];
-                }
-                attn_accumulate(acc, sc, vrow, n, hd);
-            }
-            float inv = l > 0.0f ? 1.0f / l : 0.0f;
-            for (int i = 0; i < hd; i++)
-                o[i] = acc[i] * inv;
+    int oom = 0;
+#pragma omp parallel if (work >= 65536)
+    {
+        /* an FP8 cache: a block's keys and values widened to F32 rows ([ATTN_BLOCK, hd] each) */
+        float *wide = fp8 ? malloc(sizeof(float) * 2 * ATTN_BLOCK * (size_t)hd) : NULL;
+        if (fp8 && !wide) {
+#pragma omp atomic write
+            oom = 1;
         }
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int64_t r = 0; r < rows; r++) {
+            for (int h = 0; h < H; h++) {
+                if (fp8 && !wide) continue;
+                int b = (int)(r / T);
+                int64_t p = (int64_t)st->pos[b] + r % T, lo = first_key(p, a->window);
+                const float *q = qkv + r * width + (int64_t)h * hd;
+                const size_t kvh = (size_t)(h / group);
+                float *o = out + r * (int64_t)H * hd + (int64_t)h * hd;
+                float acc[CPU_MAX_HEAD_DIM], sc[ATTN_BLOCK];
+                float m = -INFINITY, l = 0.0f;
+                for (int i = 0; i < hd; i++)
+                    acc[i] = 0.0f;
+                for (int64_t j0 = lo; j0 <= p; j0 += ATTN_BLOCK) {
+                    int n = p + 1 - j0 < ATTN_BLOCK ? (int)(p + 1 - j0) : ATTN_BLOCK;
+                    /* the keys' rows in the cache */
+                    const float *krow[ATTN_BLOCK], *vrow[ATTN_BLOCK];
+                    for (int j = 0; j < n; j++) {
+                        const size_t s_at =
+                                         ((size_t)cpu_kv_block(st, cache, b, j0 + j) * Hkv + kvh) *
+                                             bl +
+                                         (size_t)((j0 + j) % bl),
+                                     at = s_at * hd;
+                        if (fp8) {
+                            float *kw = wide + (size_t)j * hd,
+                                  *vw = wide + (size_t)(ATTN_BLOCK + j) * hd;
+                            cpu_fp8_row_to_f32(kw, (const uint8_t *)cache->k + at,
+                                               cache->k_scale[s_at], hd);
+                            cpu_fp8_row_to_f32(vw, (const uint8_t *)cache->v + at,
+                                               cache->v_scale[s_at], hd);
+                            krow[j] = kw;
+                            vrow[j] = vw;
+                        } else {
+                            krow[j] = kc + at;
+                            vrow[j] = vc + at;
+                        }
+                    }
+                    attn_scores(sc, q, krow, n, hd);
+                    float bm = -INFINITY;
+                    for (int j = 0; j < n; j++) {
+                        float d = sc[j] * scale;
+                        if (softcap > 0.0f) d = softcap * tanhf(d / softcap);
+                        sc[j] = d;
+                        if (d > bm) bm = d;
+                    }
+                    if (bm > m) { /* rescale what was summed under the old max */
+                        float corr = expf(m - bm);
+                        l *= corr;
+                        for (int i = 0; i < hd; i++)
+                            acc[i] *= corr;
+                        m = bm;
+                    }
+                    for (int j = 0; j < n; j++) {
+                        sc[j] = expf(sc[j] - m);
+                        l += sc[j];
+                    }
+                    attn_accumulate(acc, sc, vrow, n, hd);
+                }
+                float inv = l > 0.0f ? 1.0f / l : 0.0f;
+                for (int i = 0; i < hd; i++)
+                    o[i] = acc[i] * inv;
+            }
+        }
+        free(wide);
     }
+    if (oom) return err_set(LLMRT_ERR_NOMEM, "cpu attention: out of memory");
     return LLMRT_OK;
 }
 

@@ -51,6 +51,9 @@ void cpu_norm_row(float *out /* [D] */, const float *x /* [D] */, int D, const n
 
 /* dst[i] = src[i] widened to F32 (src of type dt: F32, F16 or BF16), i < n. */
 void cpu_row_to_f32(float *dst /* [n] */, const void *src /* [n] */, dtype dt, int64_t n);
+/* dst[i] = the F8_E4M3 value src[i] * scale, in F32 (exact before the product's rounding). */
+void cpu_fp8_row_to_f32(float *dst /* [n] */, const uint8_t *src /* [n] */, float scale,
+                        int64_t n);
 
 /* out[m, n] = sum_k in[m, k] * W[n, k] (+ bias[n]) for m < M, all in F32 but W (any dtype;
  * a quantized W with its row scales). Uses every OpenMP thread. */

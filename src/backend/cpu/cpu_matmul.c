@@ -112,6 +112,16 @@ void cpu_row_to_f32(float *dst, const void *src, dtype dt, int64_t n) {
         dst[i] = load1(src, (size_t)i, dt);
 }
 
+void cpu_fp8_row_to_f32(float *dst, const uint8_t *src, float scale, int64_t n) {
+    const float s = scale * FP8_AS_F16_UNIT; /* the F16 readings lack 2^8 (load8) */
+    const __m256 sv = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_mul_ps(load8(src, (size_t)i, DT_F8E4M3), sv));
+    for (; i < n; i++)
+        dst[i] = load1(src, (size_t)i, DT_F8E4M3) * s;
+}
+
 /* ---- one row: matrix-vector product ---- */
 
 /* Bytes ahead of the current position that a weight stream is prefetched. With 2 MiB pages

@@ -457,6 +457,7 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
      * takes them for that check. */
     be->fp8_blocks_refused =
         c->sw.fp8_blocks ? NULL : "their CUDA kernels await verification on a GPU";
+    be->kv_fp8_refused = "its attention kernels read a cache in the precision only";
     llmrt_status st = LLMRT_OK;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(device)) != cudaSuccess ||
