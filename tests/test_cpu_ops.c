@@ -828,6 +828,93 @@ static void test_steps_agree(void) {
     free(qkv);
 }
 
+/* A ragged step (sequences of 1, 5 and 3 new tokens at positions 7, 0 and 2, with learned
+ * positions and RoPE, in paged caches) computes every row as the same sequences' own steps do:
+ * embed, qkv_finish, attention and last_rows, bit for bit; counts outside 1..n_tokens and a
+ * ragged step without ids are refused. */
+static void test_ragged_step(void) {
+    const int B = 3, H = 4, Hkv = 2, hd = 8, D = 16, V = 50, P = 32, W = (H + 2 * Hkv) * hd;
+    const int bl = 4, len = 4;
+    int32_t n[3] = {1, 5, 3}, pos[3] = {7, 0, 2}, ids[9] = {4, 9, 1, 3, 30, 2, 8, 8, 49};
+    const int rows = 9, start[4] = {0, 1, 6, 9};
+    float *tab = rand_vec((size_t)V * D, -1, 1, 31), *ptab = rand_vec((size_t)P * D, -1, 1, 32);
+    bweight t = {.data = tab, .dt = DT_F32, .rows = V, .cols = D},
+            pt = {.data = ptab, .dt = DT_F32, .rows = P, .cols = D};
+    float *qkv0 = rand_vec((size_t)rows * W, -1, 1, 33);
+    float inv_freq[4] = {1.0f, 0.3f, 0.1f, 0.03f};
+    rope_params rp = {inv_freq, hd, 1.0f};
+    attn_params a = {H, Hkv, hd, 0.35f, 0, 0.0f};
+    /* the earlier positions of each sequence, written before either run */
+    float *hist = rand_vec((size_t)B * 8 * W, -1, 1, 34);
+    float x[2][9 * 16], last[2][3 * 16], q[2][9 * 32 * 2], out[2][9 * 32];
+    for (int way = 0; way < 2; way++) { /* 0: one ragged step, 1: a step per sequence */
+        backend *be = make_backend(DT_F32);
+        const size_t csize = (size_t)B * len * Hkv * bl * hd;
+        float *kc = calloc(csize, sizeof(float)), *vc = calloc(csize, sizeof(float));
+        test_kv kv;
+        test_kv_init(&kv, kc, vc, B, bl, len);
+        for (int b = 0; b < B; b++) { /* positions 0..pos[b]-1 from hist, one step each */
+            for (int p = 0; p < pos[b]; p++) {
+                int32_t one[1] = {0}, at[1] = {p};
+                kv_table tb = {kv.blocks + b * len, len};
+                begin(be, 1, 1, one, at, &tb);
+                float row[64];
+                memcpy(row, hist + ((size_t)b * 8 + p) * W, sizeof(float) * W);
+                CHECK_OK(be->ops->qkv_finish(be, row, &a, NULL, NULL, &rp, &kv.layer));
+                CHECK_OK(be->ops->step_end(be));
+            }
+        }
+        memcpy(q[way], qkv0, sizeof(float) * rows * W);
+        if (way == 0) {
+            step_desc s = {
+                .batch = B, .n_tokens = 5, .seq_tokens = n, .ids = ids, .pos = pos, .n_groups = 1};
+            s.tables[0] = kv.tab;
+            CHECK_OK(be->ops->step_begin(be, &s));
+            CHECK_OK(be->ops->embed(be, x[0], &t, &pt, 1.0f));
+            CHECK_OK(be->ops->qkv_finish(be, q[0], &a, NULL, NULL, &rp, &kv.layer));
+            CHECK_OK(be->ops->attention(be, out[0], q[0], &kv.layer, &a));
+            CHECK_OK(be->ops->last_rows(be, last[0], x[0], D));
+            CHECK_OK(be->ops->step_end(be));
+        } else {
+            for (int b = 0; b < B; b++) {
+                kv_table tb = {kv.blocks + b * len, len};
+                begin(be, 1, n[b], ids + start[b], pos + b, &tb);
+                CHECK_OK(be->ops->embed(be, x[1] + (size_t)start[b] * D, &t, &pt, 1.0f));
+                CHECK_OK(be->ops->qkv_finish(be, q[1] + (size_t)start[b] * W, &a, NULL, NULL, &rp,
+                                             &kv.layer));
+                CHECK_OK(be->ops->attention(be, out[1] + (size_t)start[b] * H * hd,
+                                            q[1] + (size_t)start[b] * W, &kv.layer, &a));
+                CHECK_OK(be->ops->last_rows(be, last[1] + (size_t)b * D,
+                                            x[1] + (size_t)start[b] * D, D));
+                CHECK_OK(be->ops->step_end(be));
+            }
+        }
+        if (way == 0) { /* refusals */
+            int32_t bad[3] = {1, 6, 3};
+            step_desc s = {.batch = B,
+                           .n_tokens = 5,
+                           .seq_tokens = bad,
+                           .ids = ids,
+                           .pos = pos,
+                           .n_groups = 1};
+            s.tables[0] = kv.tab;
+            CHECK_ERR(be->ops->step_begin(be, &s), LLMRT_ERR_INVALID,
+                      "sequence 1 has 6 new tokens (1 to n_tokens 5)");
+            s.seq_tokens = n;
+            s.ids = NULL;
+            CHECK_ERR(be->ops->step_begin(be, &s), LLMRT_ERR_INVALID,
+                      "a ragged step needs its ids");
+        }
+        free(kc), free(vc);
+        backend_free(be);
+    }
+    CHECK(!memcmp(x[0], x[1], sizeof(float) * rows * D));
+    CHECK(!memcmp(q[0], q[1], sizeof(float) * rows * W));
+    CHECK(!memcmp(out[0], out[1], sizeof(float) * rows * H * hd));
+    CHECK(!memcmp(last[0], last[1], sizeof(float) * B * D));
+    free(tab), free(ptab), free(qkv0), free(hist);
+}
+
 int main(void) {
     RUN(test_memory);
     RUN(test_step);
@@ -840,6 +927,7 @@ int main(void) {
     RUN(test_last_rows);
     RUN(test_qkv_finish);
     RUN(test_qkv_finish_fp8);
+    RUN(test_ragged_step);
     RUN(test_attention);
     RUN(test_steps_agree);
     return test_summary();

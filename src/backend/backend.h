@@ -93,13 +93,13 @@ typedef struct attn_params {
  * sequence is said by the step's block table of the layer's group (kv_table): the layers of a
  * group (full-attention layers, sliding-window layers) share their tables. */
 typedef struct kv_layer {
-    void *k;       /* [n_blocks, n_kv_heads, block_len, head_dim] backend memory, be->kv_dtype */
-    void *v;       /* same */
+    void *k;        /* [n_blocks, n_kv_heads, block_len, head_dim] backend memory, be->kv_dtype */
+    void *v;        /* same */
     float *k_scale; /* F8_E4M3 caches: [n_blocks, n_kv_heads, block_len] F32, the scale of each
                        position's head (amax / 448 as it is written): k = fp8 value * scale;
                        else NULL */
     float *v_scale; /* same for v */
-    int block_len; /* positions per block */
+    int block_len;  /* positions per block */
     int n_blocks;
     int group; /* index of the step's kv_table for this layer (< KV_MAX_GROUPS) */
 } kv_layer;
@@ -137,17 +137,23 @@ typedef struct layer_weights {
     const rope_params *rope; /* NULL without RoPE; points into model_weights */
 } layer_weights;
 
-/* What one forward step processes: n_tokens new tokens for each of batch sequences. */
+/* What one forward step processes: n_tokens new tokens for each of batch sequences, or in a
+ * ragged step seq_tokens[b] for sequence b (decode rows and prompt chunks in one pass over the
+ * weights; backends with `ragged` only). Rows are sequence-major either way: sequence b's rows
+ * follow sequence b - 1's, and its row i is at position pos[b] + i. */
 typedef struct step_desc {
-    int batch;          /* sequences */
-    int n_tokens;       /* new tokens per sequence (T); rows = batch * n_tokens */
-    const int32_t *ids; /* [batch * n_tokens] host, token ids, sequence-major; NULL: one
-                           token per sequence (n_tokens 1), the greedy choices that the
-                           argmax_start just before this step made over the `batch` rows of
-                           the step before it, taken on the backend without a trip through
-                           the host */
-    const int32_t *pos; /* [batch] host, position of each sequence's first new token (the
-                           sequence's tokens so far); RoPE and learned position embeddings see it */
+    int batch;                 /* sequences */
+    int n_tokens;              /* new tokens per sequence (T); rows = batch * n_tokens. Ragged:
+                                  the largest of seq_tokens */
+    const int32_t *seq_tokens; /* [batch] host: each sequence's new tokens (>= 1), a ragged step
+                                  whose rows are their sum; NULL: n_tokens each */
+    const int32_t *ids;        /* [rows] host, token ids, sequence-major; NULL: one
+                                  token per sequence (n_tokens 1), the greedy choices that the
+                                  argmax_start just before this step made over the `batch` rows of
+                                  the step before it, taken on the backend without a trip through
+                                  the host */
+    const int32_t *pos;        /* [batch] host, position of each sequence's first new token (the
+                                  sequence's tokens so far); RoPE and learned position embeddings see it */
     kv_table tables[KV_MAX_GROUPS]; /* [n_groups] where each sequence's K and V live */
     int n_groups;                   /* groups of layers with their own tables, 1 or 2 */
 } step_desc;
@@ -213,9 +219,10 @@ typedef struct backend_ops {
     /* Activation of the MLP; see act_kind for the layouts. F is the output width. */
     llmrt_status (*activate)(backend *be, void *out /* [rows, F] */, const void *in, int F,
                              act_kind kind);
-    /* out[b] = in[b * n_tokens + n_tokens - 1]: the last row of each sequence. */
+    /* out[b] = the last row of sequence b in in (in[b * n_tokens + n_tokens - 1]; ragged: its
+     * last row). */
     llmrt_status (*last_rows)(backend *be, void *out /* [batch, D] */,
-                              const void *in /* [batch * n_tokens, D] */, int D);
+                              const void *in /* [rows, D] */, int D);
     /* logits = in @ W^T in F32 (then softcap * tanh(logits / softcap) when softcap > 0). */
     llmrt_status (*logits)(backend *be, float *out /* [n, V] backend memory, F32 */,
                            const void *in /* [n, D] */, int n, const bweight *W /* [V, D] */,
@@ -267,6 +274,7 @@ struct backend {
     dtype weight_dtype; /* matrices are stored in this type (the --precision) */
     dtype act_dtype;    /* activations */
     dtype kv_dtype;     /* KV cache */
+    bool ragged;        /* takes ragged steps (step_desc.seq_tokens) */
     /* Why the last decode_layers call did not take the step (a static string), or NULL when it
      * did or was not called: a slower path's reason, for the user */
     const char *decode_declined;

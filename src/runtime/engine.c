@@ -148,20 +148,24 @@ typedef enum step_out {
     STEP_ALL_LOGITS,  /* e->logits [n * T, V] */
 } step_out;
 
-/* One forward step: T (<= chunk) tokens of each session. ids NULL: the backend's choices. */
+/* One forward step: T (<= chunk) tokens of each session, or with n_tok (a ragged step, on a
+ * backend that takes one) n_tok[b] <= T tokens of session b. ids NULL: the backend's choices. */
 static llmrt_status engine_step(engine *e, session *const *ss, int n, const int32_t *ids, int T,
-                                step_out out) {
+                                const int32_t *n_tok, step_out out) {
     model *m = e->m;
     backend *be = e->be;
     const backend_ops *op = be->ops;
     const model_config *c = &m->cfg;
     const model_weights *w = &m->w;
-    const int D = c->hidden, rows = n * T;
+    const int D = c->hidden;
+    int rows = 0;
+    for (int b = 0; b < n; b++)
+        rows += n_tok ? n_tok[b] : T;
 
     if (ids) TRY(model_check_ids(c, ids, (size_t)rows));
     int len[KV_MAX_GROUPS] = {0};
     for (int b = 0; b < n; b++) {
-        TRY(session_reserve(ss[b], T));
+        TRY(session_reserve(ss[b], n_tok ? n_tok[b] : T));
         e->h_pos[b] = ss[b]->pos;
         for (int g = 0; g < e->kv.n_groups; g++)
             if (ss[b]->held[g] > len[g]) len[g] = ss[b]->held[g];
@@ -179,15 +183,19 @@ static llmrt_status engine_step(engine *e, session *const *ss, int n, const int3
             memcpy(e->h_tables[g] + (size_t)b * len[g], ss[b]->table[g],
                    (size_t)len[g] * sizeof(int32_t));
     }
-    step_desc st = {
-        .batch = n, .n_tokens = T, .ids = ids, .pos = e->h_pos, .n_groups = e->kv.n_groups};
+    step_desc st = {.batch = n,
+                    .n_tokens = T,
+                    .seq_tokens = n_tok,
+                    .ids = ids,
+                    .pos = e->h_pos,
+                    .n_groups = e->kv.n_groups};
     for (int g = 0; g < e->kv.n_groups; g++)
         st.tables[g] = (kv_table){.blocks = e->h_tables[g], .len = len[g]};
     TRY(op->step_begin(be, &st));
     TRY(op->embed(be, e->x, &w->tok_embed, w->pos_embed.data ? &w->pos_embed : NULL,
                   c->embed_scale));
     decode_done done = DECODE_NOTHING;
-    if (T == 1 && op->decode_layers) {
+    if (T == 1 && !n_tok && op->decode_layers) {
         decode_head head = {&w->lm_head, c->final_softcap, e->logits}; /* row 0: batch 1 */
         TRY(op->decode_layers(be, e->x, e->h, w->layers, e->kv.layers, c->n_layers, c->arch->act,
                               &w->final_norm, n == 1 ? &head : NULL, &done));
@@ -208,7 +216,7 @@ static llmrt_status engine_step(engine *e, session *const *ss, int n, const int3
     TRY(op->step_end(be));
     e->steps++;
     for (int b = 0; b < n; b++)
-        ss[b]->pos += T;
+        ss[b]->pos += n_tok ? n_tok[b] : T;
     return LLMRT_OK;
 }
 
@@ -232,6 +240,22 @@ static llmrt_status check_sessions(engine *e, session *const *ss, int n, const i
             if (ss[k] == ss[b])
                 return err_set(LLMRT_ERR_INVALID, "session %d appears twice in one step", b);
     }
+    return LLMRT_OK;
+}
+
+/* After a step whose last rows are the n sessions' last tokens: their logits to host `logits`
+ * (NULL: none) or, when `greedy`, the backend's argmax of each (started, not waited for). */
+static llmrt_status step_results(engine *e, session *const *ss, int n, float *logits, bool greedy) {
+    const int V = e->m->cfg.vocab;
+    if (greedy) {
+        TRY(e->be->ops->argmax_start(e->be, e->logits, n, V));
+        e->greedy_waiting++;
+        for (int b = 0; b < n; b++)
+            e->chain[b] = ss[b]->id;
+        e->n_chain = n;
+        return LLMRT_OK;
+    }
+    if (logits) return e->be->ops->download(e->be, logits, e->logits, (size_t)n * V * 4);
     return LLMRT_OK;
 }
 
@@ -264,23 +288,16 @@ static llmrt_status engine_run(engine *e, session *const *ss, int n, const int32
             step_ids = e->h_ids;
         }
         bool last = t0 + T == n_tokens;
-        st = engine_step(e, ss, n, step_ids, T, all_logits ? STEP_ALL_LOGITS : STEP_LAST_LOGITS);
+        st = engine_step(e, ss, n, step_ids, T, NULL,
+                         all_logits ? STEP_ALL_LOGITS : STEP_LAST_LOGITS);
         if (st != LLMRT_OK) break;
         if (all_logits) {
             /* rows of this chunk go to [b, t0 + t] of the output */
             for (int b = 0; b < n && st == LLMRT_OK; b++)
                 st = e->be->ops->download(e->be, logits + ((size_t)b * n_tokens + t0) * V,
                                           e->logits + (size_t)b * T * V, (size_t)T * V * 4);
-        } else if (last && greedy) {
-            st = e->be->ops->argmax_start(e->be, e->logits, n, V);
-            if (st == LLMRT_OK) {
-                e->greedy_waiting++;
-                for (int b = 0; b < n; b++)
-                    e->chain[b] = ss[b]->id;
-                e->n_chain = n;
-            }
-        } else if (last && logits) {
-            st = e->be->ops->download(e->be, logits, e->logits, (size_t)n * V * 4);
+        } else if (last) {
+            st = step_results(e, ss, n, logits, greedy);
         }
     }
     return st;
@@ -315,15 +332,51 @@ void engine_greedy_drop(engine *e) {
     e->n_chain = 0;
 }
 
+/* engine_feed's sessions of different counts, each at most a chunk, in one ragged step (the
+ * backend takes those): buf [sum of n_ids] and counts [n] are scratch. */
+static llmrt_status feed_ragged(engine *e, session *const *ss, int n, const int32_t *const *ids,
+                                const int *n_ids, float *logits, bool greedy, int32_t *buf,
+                                int32_t *counts) {
+    int most = 0;
+    size_t at = 0;
+    for (int b = 0; b < n; b++) {
+        memcpy(buf + at, ids[b], (size_t)n_ids[b] * sizeof *buf);
+        at += (size_t)n_ids[b];
+        counts[b] = n_ids[b];
+        if (n_ids[b] > most) most = n_ids[b];
+    }
+    if (greedy) {
+        if (!e->be->ops->argmax_start)
+            return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax_start op",
+                           e->be->name);
+        if (e->greedy_waiting >= ARGMAX_PENDING)
+            return err_set(LLMRT_ERR_INVALID, "%d greedy steps already wait for engine_greedy_wait",
+                           e->greedy_waiting);
+    }
+    e->n_chain = 0;
+    TRY(engine_step(e, ss, n, buf, most, counts, STEP_LAST_LOGITS));
+    return step_results(e, ss, n, logits, greedy);
+}
+
 llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *const *ids,
                          const int *n_ids, float *logits, bool greedy) {
     TRY(check_sessions(e, ss, n, n_ids, 0));
-    bool same = true;
+    bool same = true, fit = true;
     size_t total = 0;
     for (int b = 0; b < n; b++) {
         if (!ids[b]) return err_set(LLMRT_ERR_INVALID, "session %d of the step has no ids", b);
         same = same && n_ids[b] == n_ids[0];
+        fit = fit && n_ids[b] <= e->o.chunk;
         total += (size_t)n_ids[b];
+    }
+    if (!same && fit && e->be->ragged) {
+        int32_t *buf = malloc(total * sizeof *buf), *counts = malloc((size_t)n * sizeof *counts);
+        llmrt_status st = buf && counts
+                              ? feed_ragged(e, ss, n, ids, n_ids, logits, greedy, buf, counts)
+                              : err_set(LLMRT_ERR_NOMEM, "out of memory");
+        free(buf);
+        free(counts);
+        return st;
     }
     const int T = same ? n_ids[0] : 1; /* tokens of every session in the last step */
     int32_t *buf = malloc(total * sizeof *buf);

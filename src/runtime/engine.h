@@ -65,10 +65,11 @@ void engine_free(engine *e);
 llmrt_status engine_forward(engine *e, session *const *ss, int n, const int32_t *ids, int n_tokens,
                             bool all_logits, float *logits);
 
-/* Runs n_ids[b] tokens ids[b] of each session ss[b], b < n, whatever their counts: sessions with
- * equal counts step together, and the last token of every session goes in one step over all of
- * them, whose results are those of engine_forward (logits [n, V], or NULL) or, with greedy, of
- * engine_forward_greedy. */
+/* Runs n_ids[b] tokens ids[b] of each session ss[b], b < n, whatever their counts, with the
+ * results of engine_forward (logits [n, V] of each session's last token, or NULL) or, with
+ * greedy, of engine_forward_greedy. On a backend that takes ragged steps, counts of at most a
+ * chunk go in one step (one pass over the weights); otherwise sessions with equal counts step
+ * together, and the last token of every session goes in one step over all of them. */
 llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *const *ids,
                          const int *n_ids, float *logits, bool greedy);
 

@@ -653,13 +653,54 @@ static const float *apply_min_tokens(sched *s, const sreq *r, const float *l) {
     return s->work;
 }
 
+/* On a backend that takes ragged steps: every item of the plan in one step (decode rows and
+ * prompt chunks read the weights once), then the items that reach their last token moved to the
+ * front of s->plan with their logits rows (or greedy choices), as run_plan says. */
+static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *device_greedy) {
+    engine *e = s->e;
+    bool greedy = e->be->ops->argmax_start != NULL;
+    for (int i = 0; i < n_items; i++) {
+        plan_item *it = &s->plan[i];
+        s->ss[i] = it->r->s;
+        s->ids[i] = it->r->tokens + it->r->s->pos;
+        s->n_ids[i] = it->n;
+        if (it->r->s->pos + it->n == it->r->n_tokens) greedy = greedy && it->r->greedy;
+    }
+    if (greedy) {
+        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, NULL, true));
+        TRY(engine_greedy_wait(e, s->next));
+    } else {
+        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, s->logits, false));
+    }
+    int k = 0;
+    for (int i = 0; i < n_items; i++) {
+        plan_item it = s->plan[i];
+        if (it.r->s->pos != it.r->n_tokens) continue; /* a chunk short of the prompt's end */
+        if (k != i) {
+            s->plan[k] = it;
+            if (greedy)
+                s->next[k] = s->next[i];
+            else
+                memcpy(s->logits + (size_t)k * s->V, s->logits + (size_t)i * s->V,
+                       (size_t)s->V * sizeof *s->logits);
+        }
+        k++;
+    }
+    *n_out = k;
+    *device_greedy = greedy;
+    return LLMRT_OK;
+}
+
 /* Runs the plan's items. Chunks that end before their sequence's last token run first,
  * without logits, grouped by length (and marked done with a negative n); then one step over the
  * items that reach their last token, which are moved to the front of s->plan (*n_out of them):
  * their logits land in s->logits in that order, or, when every one is plain greedy, the
- * backend's choices in s->next (*device_greedy). */
+ * backend's choices in s->next (*device_greedy). A backend that takes ragged steps runs them
+ * all in one (run_plan_ragged). */
 static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_greedy) {
     engine *e = s->e;
+    if (e->be->ragged && !s->o.deterministic)
+        return run_plan_ragged(s, n_items, n_out, device_greedy);
     for (int i = 0; i < n_items; i++) {
         plan_item *it = &s->plan[i];
         if (it->n <= 0 || it->r->s->pos + it->n == it->r->n_tokens) continue;

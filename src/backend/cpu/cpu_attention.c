@@ -71,12 +71,11 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
     TRY(cpu_check_step(be, "qkv_finish"));
     cpu_state *st = cpu_state_of(be);
     TRY(check_attn(a, cache, "qkv_finish"));
-    for (int b = 0; b < st->batch; b++)
-        for (int t = 0; t < st->n_tokens; t++)
-            if (cpu_kv_block(st, cache, b, (int64_t)st->pos[b] + t) < 0)
-                return err_set(LLMRT_ERR_INVALID,
-                               "cpu qkv_finish: sequence %d has no KV block for position %lld", b,
-                               (long long)st->pos[b] + t);
+    for (int64_t r = 0; r < st->rows; r++)
+        if (cpu_kv_block(st, cache, st->row_seq[r], st->row_pos[r]) < 0)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cpu qkv_finish: sequence %d has no KV block for position %lld",
+                           (int)st->row_seq[r], (long long)st->row_pos[r]);
     const int H = a->n_heads, Hkv = a->n_kv_heads, hd = a->head_dim;
     if (rope &&
         (!rope->inv_freq || rope->rot_dim < 2 || rope->rot_dim % 2 != 0 || rope->rot_dim > hd))
@@ -91,12 +90,12 @@ llmrt_status cpu_qkv_finish(backend *be, void *qkv_, const attn_params *a,
     float *qkv = qkv_;                    /* [rows, (H + 2 * Hkv) * hd] */
     float *kc = cache->k, *vc = cache->v; /* [n_blocks, Hkv, block_len, hd] */
     const int bl = cache->block_len;
-    const int64_t rows = (int64_t)st->batch * st->n_tokens, width = (int64_t)(H + 2 * Hkv) * hd;
+    const int64_t rows = st->rows, width = (int64_t)(H + 2 * Hkv) * hd;
     const int half = rope ? rope->rot_dim / 2 : 0;
 #pragma omp parallel for if (rows * width >= 32768)
     for (int64_t r = 0; r < rows; r++) {
-        int b = (int)(r / st->n_tokens);
-        int64_t p = (int64_t)st->pos[b] + r % st->n_tokens;
+        const int b = st->row_seq[r];
+        const int64_t p = st->row_pos[r];
         float *q = qkv + r * width, *k = q + (int64_t)H * hd, *v = k + (int64_t)Hkv * hd;
         float c[CPU_MAX_HEAD_DIM / 2], s[CPU_MAX_HEAD_DIM / 2];
         for (int i = 0; i < half; i++) {
@@ -197,8 +196,8 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
     cpu_state *st = cpu_state_of(be);
     TRY(check_attn(a, cache, "attention"));
     const int H = a->n_heads, Hkv = a->n_kv_heads, hd = a->head_dim, group = H / Hkv;
-    const int T = st->n_tokens, bl = cache->block_len;
-    const int64_t rows = (int64_t)st->batch * T, width = (int64_t)(H + 2 * Hkv) * hd;
+    const int bl = cache->block_len;
+    const int64_t rows = st->rows, width = (int64_t)(H + 2 * Hkv) * hd;
     /* Every key a query needs must have a block, and still be in its slot: a table that wraps
      * (a ring) holds position j after this step only if no later position written shares its
      * slot, j > (last position written) - the table's positions. */
@@ -206,6 +205,7 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
                              ? (int64_t)st->table_len[cache->group] * bl
                              : 0;
     for (int b = 0; b < st->batch; b++) {
+        const int T = st->start[b + 1] - st->start[b]; /* the sequence's new tokens */
         int64_t last = (int64_t)st->pos[b] + T - 1;
         int64_t oldest = last - held + 1; /* the first position still held */
         for (int64_t j = first_key(st->pos[b], a->window); j <= last; j++) {
@@ -230,8 +230,10 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
         return err_set(LLMRT_ERR_INVALID, "cpu attention: an FP8 KV cache without scales");
     /* Short contexts stay on one thread: a parallel region costs more than they do. */
     int64_t work = 0; /* multiply-adds of q.k and p.v, at most */
-    for (int b = 0; b < st->batch; b++)
-        work += (int64_t)T * (st->pos[b] + T) * H * hd * 2;
+    for (int b = 0; b < st->batch; b++) {
+        const int64_t T = st->start[b + 1] - st->start[b];
+        work += T * (st->pos[b] + T) * H * hd * 2;
+    }
     int oom = 0;
 #pragma omp parallel if (work >= 65536)
     {
@@ -245,8 +247,8 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
         for (int64_t r = 0; r < rows; r++) {
             for (int h = 0; h < H; h++) {
                 if (fp8 && !wide) continue;
-                int b = (int)(r / T);
-                int64_t p = (int64_t)st->pos[b] + r % T, lo = first_key(p, a->window);
+                const int b = st->row_seq[r];
+                const int64_t p = st->row_pos[r], lo = first_key(p, a->window);
                 const float *q = qkv + r * width + (int64_t)h * hd;
                 const size_t kvh = (size_t)(h / group);
                 float *o = out + r * (int64_t)H * hd + (int64_t)h * hd;

@@ -92,36 +92,60 @@ static llmrt_status cpu_mem_info(backend *be, size_t *free_bytes, size_t *total_
 
 /* ---- steps ---- */
 
+/* Grows *p to hold n int32 (capacity *cap). */
+static llmrt_status grow_i32(int32_t **p, size_t *cap, size_t n) {
+    if (n <= *cap) return LLMRT_OK;
+    int32_t *q = realloc(*p, n * sizeof *q);
+    if (!q) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory for %zu rows", n);
+    *p = q;
+    *cap = n;
+    return LLMRT_OK;
+}
+
 static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
     cpu_state *st = cpu_state_of(be);
     st->have_step = 0;
     if (s->batch < 1 || s->n_tokens < 1)
         return err_set(LLMRT_ERR_INVALID, "cpu step_begin: batch %d and n_tokens %d must be >= 1",
                        s->batch, s->n_tokens);
+    if (s->seq_tokens && !s->ids)
+        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: a ragged step needs its ids");
     int chain_slot;
     TRY(choice_ring_step(&st->ring, "cpu", s, &chain_slot));
     if (!s->pos) return err_set(LLMRT_ERR_INVALID, "cpu step_begin: pos must be given");
-    size_t rows = (size_t)s->batch * (size_t)s->n_tokens;
-    if (rows > st->ids_cap) {
-        int32_t *p = realloc(st->ids, rows * sizeof *p);
-        if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory for %zu ids", rows);
-        st->ids = p;
-        st->ids_cap = rows;
-    }
-    if ((size_t)s->batch > st->batch_cap) {
-        int32_t *p = realloc(st->pos, (size_t)s->batch * sizeof *p);
-        if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu step_begin: out of memory");
-        st->pos = p;
-        st->batch_cap = (size_t)s->batch;
-    }
+    size_t rows = 0;
     for (int b = 0; b < s->batch; b++) {
-        if (s->pos[b] < 0 || s->pos[b] > INT32_MAX - s->n_tokens)
+        const int n = s->seq_tokens ? s->seq_tokens[b] : s->n_tokens;
+        if (n < 1 || n > s->n_tokens)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cpu step_begin: sequence %d has %d new tokens (1 to n_tokens %d)", b, n,
+                           s->n_tokens);
+        if (s->pos[b] < 0 || s->pos[b] > INT32_MAX - n)
             return err_set(LLMRT_ERR_INVALID,
                            "cpu step_begin: sequence %d has position %d (must be >= 0 and pos + "
                            "n_tokens must fit in int32)",
                            b, (int)s->pos[b]);
-        st->pos[b] = s->pos[b];
+        rows += (size_t)n;
     }
+    if (rows > INT32_MAX)
+        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: %zu rows in one step", rows);
+    TRY(grow_i32(&st->ids, &st->ids_cap, rows));
+    TRY(grow_i32(&st->row_seq, &st->row_seq_cap, rows));
+    TRY(grow_i32(&st->row_pos, &st->row_pos_cap, rows));
+    TRY(grow_i32(&st->pos, &st->batch_cap, (size_t)s->batch));
+    TRY(grow_i32(&st->start, &st->start_cap, (size_t)s->batch + 1));
+    int32_t r = 0;
+    for (int b = 0; b < s->batch; b++) {
+        const int n = s->seq_tokens ? s->seq_tokens[b] : s->n_tokens;
+        st->pos[b] = s->pos[b];
+        st->start[b] = r;
+        for (int i = 0; i < n; i++, r++) {
+            st->row_seq[r] = b;
+            st->row_pos[r] = s->pos[b] + i;
+        }
+    }
+    st->start[s->batch] = r;
+    st->rows = (int64_t)rows;
     if (s->n_groups < 0 || s->n_groups > KV_MAX_GROUPS)
         return err_set(LLMRT_ERR_INVALID, "cpu step_begin: %d KV groups (at most %d)", s->n_groups,
                        KV_MAX_GROUPS);
@@ -156,8 +180,7 @@ static llmrt_status cpu_step_end(backend *be) {
 }
 
 static int64_t step_rows(backend *be) {
-    cpu_state *st = cpu_state_of(be);
-    return (int64_t)st->batch * st->n_tokens;
+    return cpu_state_of(be)->rows;
 }
 
 /* ---- embedding ---- */
@@ -186,8 +209,7 @@ static llmrt_status cpu_embed(backend *be, void *x_, const bweight *table, const
                            "cpu embed: token id %d (row %lld) is outside the vocabulary of %lld",
                            (int)id, (long long)r, (long long)table->rows);
         if (pos_table) {
-            int b = (int)(r / st->n_tokens);
-            int64_t p = (int64_t)st->pos[b] + r % st->n_tokens;
+            int64_t p = st->row_pos[r];
             if (p >= pos_table->rows)
                 return err_set(LLMRT_ERR_INVALID,
                                "cpu embed: position %lld is beyond the %lld learned positions",
@@ -205,8 +227,7 @@ static llmrt_status cpu_embed(backend *be, void *x_, const bweight *table, const
         for (int64_t i = 0; i < D; i++)
             xr[i] *= scale;
         if (pos_table) {
-            int b = (int)(r / st->n_tokens);
-            int64_t p = (int64_t)st->pos[b] + r % st->n_tokens;
+            int64_t p = st->row_pos[r];
             if (p < 0) p = 0; /* a left-padding row: its output is never used */
             float prow[256];
             for (int64_t i0 = 0; i0 < D; i0 += 256) {
@@ -325,9 +346,9 @@ static llmrt_status cpu_last_rows(backend *be, void *out_, const void *in_, int 
     TRY(cpu_check_step(be, "last_rows"));
     cpu_state *st = cpu_state_of(be);
     float *out = out_;     /* [batch, D] */
-    const float *in = in_; /* [batch * n_tokens, D] */
+    const float *in = in_; /* [rows, D] */
     for (int b = 0; b < st->batch; b++)
-        memmove(out + (size_t)b * D, in + ((size_t)b * st->n_tokens + st->n_tokens - 1) * D,
+        memmove(out + (size_t)b * D, in + ((size_t)st->start[b + 1] - 1) * D,
                 (size_t)D * sizeof(float));
     return LLMRT_OK;
 }
@@ -340,6 +361,9 @@ static void cpu_destroy(backend *be) {
     if (st) {
         free(st->ids);
         free(st->pos);
+        free(st->start);
+        free(st->row_seq);
+        free(st->row_pos);
         for (int g = 0; g < KV_MAX_GROUPS; g++)
             free(st->tables[g]);
         for (int i = 0; i < ARGMAX_PENDING; i++)
@@ -445,6 +469,7 @@ llmrt_status cpu_backend_create(backend **out, dtype precision) {
     be->weight_dtype = precision;
     be->act_dtype = DT_F32;
     be->kv_dtype = DT_F32;
+    be->ragged = true;
     be->impl = st;
     *out = be;
     return LLMRT_OK;

@@ -9,18 +9,22 @@
 #include "backend/choice_ring.h"
 
 /* The step set by step_begin, copied into arrays the backend owns. While have_step is 0 no
- * operation runs. ids has room for ids_cap rows, pos for batch_cap sequences, tables[g] for
- * table_cap[g] entries. */
+ * operation runs. Each array has room for its *_cap entries (ids_cap for ids, batch_cap for
+ * pos, table_cap[g] for tables[g]). */
 typedef struct cpu_state {
     int have_step;                  /* 1 between step_begin and step_end */
     int batch;                      /* sequences of the step */
-    int n_tokens;                   /* new tokens per sequence */
-    int32_t *ids;                   /* [batch * n_tokens] token ids, sequence-major */
+    int n_tokens;                   /* new tokens per sequence (ragged: the most of any) */
+    int64_t rows;                   /* rows of the step: every sequence's new tokens */
+    int32_t *ids;                   /* [rows] token ids, sequence-major */
     int32_t *pos;                   /* [batch] position of each sequence's first new token */
+    int32_t *start;                 /* [batch + 1] the first row of each sequence; start[batch]
+                                       = rows */
+    int32_t *row_seq, *row_pos;     /* [rows] each row's sequence and position */
     int32_t *tables[KV_MAX_GROUPS]; /* [batch, table_len[g]] block ids (step_desc.tables) */
     int table_len[KV_MAX_GROUPS];
     int n_groups;
-    size_t ids_cap, batch_cap, table_cap[KV_MAX_GROUPS];
+    size_t ids_cap, batch_cap, table_cap[KV_MAX_GROUPS], start_cap, row_seq_cap, row_pos_cap;
     /* greedy choices started and not yet waited for, by slot of `ring` */
     choice_ring ring;
     struct cpu_choice {
@@ -52,8 +56,7 @@ void cpu_norm_row(float *out /* [D] */, const float *x /* [D] */, int D, const n
 /* dst[i] = src[i] widened to F32 (src of type dt: F32, F16 or BF16), i < n. */
 void cpu_row_to_f32(float *dst /* [n] */, const void *src /* [n] */, dtype dt, int64_t n);
 /* dst[i] = the F8_E4M3 value src[i] * scale, in F32 (exact before the product's rounding). */
-void cpu_fp8_row_to_f32(float *dst /* [n] */, const uint8_t *src /* [n] */, float scale,
-                        int64_t n);
+void cpu_fp8_row_to_f32(float *dst /* [n] */, const uint8_t *src /* [n] */, float scale, int64_t n);
 
 /* out[m, n] = sum_k in[m, k] * W[n, k] (+ bias[n]) for m < M, all in F32 but W (any dtype;
  * a quantized W with its row scales). Uses every OpenMP thread. */

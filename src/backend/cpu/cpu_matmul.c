@@ -697,7 +697,7 @@ llmrt_status cpu_matmul(backend *be, void *out, const void *in, const bweight *W
     TRY(cpu_check_step(be, "matmul"));
     TRY(check_weight(W, "matmul"));
     cpu_state *st = cpu_state_of(be);
-    cpu_gemm(out, in, (int64_t)st->batch * st->n_tokens, W, bias);
+    cpu_gemm(out, in, st->rows, W, bias);
     return LLMRT_OK;
 }
 

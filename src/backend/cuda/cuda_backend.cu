@@ -109,6 +109,8 @@ static llmrt_status cu_mem_info(backend *be, size_t *free_bytes, size_t *total_b
 /* ---- steps ---- */
 
 static llmrt_status cu_step_begin(backend *be, const step_desc *st) {
+    if (st->seq_tokens) /* be->ragged is false: the engine splits such steps */
+        return err_set(LLMRT_ERR_UNSUPPORTED, "cuda step_begin: ragged steps are not supported");
     return step_begin(state_of(be), st);
 }
 
