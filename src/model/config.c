@@ -757,6 +757,13 @@ static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
                            "%s: quantization_config.fmt \"%s\" is not supported: llmrt reads FP8 "
                            "E4M3 weights",
                            r->path, fmt);
+        const char *scale_fmt;
+        TRY(q_str(r, qc, "quantization_config", "scale_fmt", "float", &scale_fmt));
+        if (strcmp(scale_fmt, "float") != 0)
+            return err_set(LLMRT_ERR_UNSUPPORTED,
+                           "%s: quantization_config.scale_fmt \"%s\" is not supported: llmrt reads "
+                           "block scales stored as floats (\"float\"), not as E8M0 exponents",
+                           r->path, scale_fmt);
         q->act_quant = true; /* activation_scheme static or dynamic */
         TRY(q_ignore(r, qc, "quantization_config", "ignored_layers", q));
         TRY(q_ignore(r, qc, "quantization_config", "modules_to_not_convert", q));

@@ -47,6 +47,26 @@ for model in demo-llama demo-qwen3; do
 done
 L=$TMP/demo-llama
 
+# transformers' own block-wise FP8 (its Fp8Quantize, FineGrainedFP8Config [128, 128]) and its own
+# FP32 logits of that checkpoint (dequantized by transformers): scripts/make_fp8_hf_fixture.py
+F=tests/fixtures/llama_fp8_block
+for i in 0 1 2; do
+  ids=$("$PY" -c "import json,sys; print(','.join(map(str, json.load(open('$F/reference.json'))['prompts'][$i])))")
+  logits "$F" "$ids" >"$TMP/q.json" 2>"$TMP/err" || { bad "transformers fp8 fixture, prompt $i: $(cat "$TMP/err")"; continue; }
+  if out=$("$PY" - "$TMP/q.json" "$F/reference.json" "$i" <<'PY'
+import json, sys
+import numpy as np
+got = np.array(json.load(open(sys.argv[1]))["logits"], dtype=np.float64)
+ref = np.array(json.load(open(sys.argv[2]))["logits"][int(sys.argv[3])], dtype=np.float64)
+span = ref.max(axis=1, keepdims=True) - ref.min(axis=1, keepdims=True)
+err = (np.abs(got - ref) / span).max()
+print("max |llmrt - transformers| / range %.2e" % err)
+sys.exit(0 if got.shape == ref.shape and err <= 1e-4 else 1)
+PY
+  ); then ok; else bad "transformers fp8 fixture, prompt $i: $out"; fi
+  echo "transformers fp8 fixture, prompt $i: $out"
+done
+
 # --quant_format fp8 on an FP8 checkpoint: the same logits (nothing is quantized again)
 logits "$L-ct-channel" 5,9,200 >"$TMP/a.json" 2>/dev/null
 logits "$L-ct-channel" 5,9,200 --quant_format fp8 >"$TMP/b.json" 2>/dev/null
@@ -136,6 +156,8 @@ edit "$B" 'cfg["quantization_config"]["weight_block_size"] = "128x128"'
 refused "block size not a list" "quantization_config.weight_block_size must be a list of two integers [output channels, inputs]" -- $(run_e)
 edit "$B" 'cfg["quantization_config"]["weight_block_size"] = [64, 128]'
 refused "scales of other blocks than the config's" "the scale of the [256, 256] \"model.layers.0.self_attn.q_proj.weight\" must be [4, 2], one per 64x128 block" -- $(run_e)
+edit "$B" 'cfg["quantization_config"]["scale_fmt"] = "ue8m0"'
+refused "fp8 ue8m0 scales" 'quantization_config.scale_fmt "ue8m0" is not supported: llmrt reads block scales stored as floats' -- $(run_e)
 edit "$B" 'cfg["quantization_config"]["fmt"] = "e5m2"'
 refused "fp8 e5m2" 'quantization_config.fmt "e5m2" is not supported: llmrt reads FP8 E4M3 weights' -- $(run_e)
 edit "$C" 'cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "tensor"'
