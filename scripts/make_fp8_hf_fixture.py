@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make_fp8_hf_fixture.py — a block-wise FP8 checkpoint made by transformers' own fine-grained FP8
-quantizer, with transformers' own logits of it: tests/fixtures/llama_fp8_block/.
+quantizer, with transformers' own logits of it: tests/quant/llama_fp8_block/.
 
     python3 scripts/make_fp8_hf_fixture.py     # torch, transformers, accelerate; CPU is enough
 
@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, FineGrainedFP8Config, LlamaConfig
 from transformers.integrations.finegrained_fp8 import Fp8Quantize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "tests", "fixtures", "llama_fp8_block")
+OUT = os.path.join(ROOT, "tests", "quant", "llama_fp8_block")
 PROMPTS = [[7], [5, 9, 200, 31, 4], [(3 + 7 * i) % 256 for i in range(40)]]
 
 

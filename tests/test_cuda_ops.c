@@ -757,6 +757,112 @@ static void test_attention(void) {
     }
 }
 
+/* A ragged step (step_desc.seq_tokens: decode rows and prompt chunks of different lengths in one
+ * step) on both backends, the CUDA one taking ragged steps as LLMRT_CUDA_RAGGED=1 makes it:
+ * embed with learned positions, qkv_finish with q/k norms and RoPE into a paged cache, attention
+ * (the prefill kernels for the sequences of 16 rows or more, the split kernel for the others, in
+ * one step) and last_rows must match the CPU's. */
+static void test_ragged_step(void) {
+    const struct {
+        const char *name;
+        int H, Hkv, hd, window;
+        int n[5];
+        int32_t pos[5];
+    } cases[] = {
+        {"flash (hd 64), decode rows and two prompt chunks",
+         8,
+         2,
+         64,
+         0,
+         {1, 40, 1, 3, 17},
+         {90, 0, 7, 30, 100}},
+        {"wmma (hd 96), window", 6, 2, 96, 24, {20, 1, 1, 70, 2}, {5, 60, 3, 0, 40}},
+        {"split only (hd 20), no sequence of 16", 4, 2, 20, 0, {1, 5, 1, 9, 2}, {33, 0, 2, 10, 60}},
+    };
+    const bool was = cuda_be->ragged;
+    cuda_be->ragged = true;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int H = cases[ci].H, Hkv = cases[ci].Hkv, hd = cases[ci].hd, B = 5, D = 48, V = 40;
+        const int cap = 192, bl = 16;
+        int32_t n[5], ids[512];
+        int rows = 0, most = 0;
+        for (int b = 0; b < B; b++) {
+            n[b] = cases[ci].n[b];
+            rows += n[b];
+            if (n[b] > most) most = n[b];
+        }
+        for (int r = 0; r < rows; r++)
+            ids[r] = (int32_t)((r * 7 + 3) % V);
+        size_t width = (size_t)(H + 2 * Hkv) * hd;
+        bweight tc, tg, pc, pg;
+        weight_pair(&tc, &tg, V, D, -1, 1);
+        weight_pair(&pc, &pg, 256, D, -1, 1);
+        pair x = act_pair((size_t)rows * D, NULL), last = act_pair((size_t)B * D, NULL);
+        pair qkv = rand_act((size_t)rows * width, -1.5f, 1.5f);
+        pair out = act_pair((size_t)rows * H * hd, NULL);
+        pair qw = rand_f32(hd, 0.5f, 1.5f), kw = rand_f32(hd, -0.5f, 0.5f);
+        const int rot = hd - hd % 4;
+        float *f = malloc((size_t)rot / 2 * 4 + 4);
+        for (int i = 0; i < rot / 2; i++)
+            f[i] = powf(10000.0f, -2.0f * i / rot);
+        pair freq = f32_pair((size_t)rot / 2, f);
+        free(f);
+        kv_layer kc, kg;
+        pair k, v;
+        test_table t;
+        cache_pair(&kc, &kg, &t, B, Hkv, cap, hd, bl, &k, &v);
+        attn_params a = {.n_heads = H,
+                         .n_kv_heads = Hkv,
+                         .head_dim = hd,
+                         .scale = 1.0f / sqrtf((float)hd),
+                         .window = cases[ci].window};
+        norm_params qc = {NORM_RMS, qw.c, NULL, 1e-6f}, qg = {NORM_RMS, qw.g, NULL, 1e-6f};
+        norm_params kcn = {NORM_RMS, kw.c, NULL, 1e-6f}, kgn = {NORM_RMS, kw.g, NULL, 1e-6f};
+        rope_params rc = {freq.c, rot, 1.0f}, rg = {freq.g, rot, 1.0f};
+        step_desc s = {.batch = B,
+                       .n_tokens = most,
+                       .seq_tokens = n,
+                       .ids = ids,
+                       .pos = cases[ci].pos,
+                       .n_groups = 1};
+        s.tables[0] = t.tab;
+        CHECK_OK(cpu_be->ops->step_begin(cpu_be, &s));
+        CHECK_OK(cuda_be->ops->step_begin(cuda_be, &s));
+        CHECK_OK(cpu_be->ops->embed(cpu_be, x.c, &tc, &pc, 1.0f));
+        CHECK_OK(cuda_be->ops->embed(cuda_be, x.g, &tg, &pg, 1.0f));
+        CHECK_OK(cpu_be->ops->last_rows(cpu_be, last.c, x.c, D));
+        CHECK_OK(cuda_be->ops->last_rows(cuda_be, last.g, x.g, D));
+        CHECK_OK(cpu_be->ops->qkv_finish(cpu_be, qkv.c, &a, &qc, &kcn, &rc, &kc));
+        CHECK_OK(cuda_be->ops->qkv_finish(cuda_be, qkv.g, &a, &qg, &kgn, &rg, &kg));
+        CHECK_OK(cpu_be->ops->attention(cpu_be, out.c, qkv.c, &kc, &a));
+        CHECK_OK(cuda_be->ops->attention(cuda_be, out.g, qkv.g, &kg, &a));
+        end_both();
+        char what[200];
+        snprintf(what, sizeof what, "ragged %s: embed", cases[ci].name);
+        check_act(x, (size_t)rows * D, what);
+        snprintf(what, sizeof what, "ragged %s: last_rows", cases[ci].name);
+        check_act(last, (size_t)B * D, what);
+        snprintf(what, sizeof what, "ragged %s: q after qkv_finish", cases[ci].name);
+        check_q_rows(qkv, rows, width, (size_t)H * hd, what);
+        snprintf(what, sizeof what, "ragged %s: K cache", cases[ci].name);
+        check_act(k, (size_t)B * Hkv * cap * hd, what);
+        snprintf(what, sizeof what, "ragged %s: attention", cases[ci].name);
+        check_act(out, (size_t)rows * H * hd, what);
+        pair_free(&x), pair_free(&last), pair_free(&qkv), pair_free(&out), pair_free(&qw);
+        pair_free(&kw), pair_free(&freq), pair_free(&k), pair_free(&v);
+        weight_free(&tc, &tg);
+        weight_free(&pc, &pg);
+    }
+    /* a ragged step where the backend does not take them is refused, naming the switch */
+    cuda_be->ragged = false;
+    int32_t n2[2] = {1, 3}, ids2[4] = {0}, pos2[2] = {0, 0}, blk[2] = {0, 1};
+    step_desc s2 = {
+        .batch = 2, .n_tokens = 3, .seq_tokens = n2, .ids = ids2, .pos = pos2, .n_groups = 1};
+    s2.tables[0] = (kv_table){.blocks = blk, .len = 1};
+    CHECK_ERR(cuda_be->ops->step_begin(cuda_be, &s2), LLMRT_ERR_UNSUPPORTED, "LLMRT_CUDA_RAGGED");
+    cuda_be->ragged = was;
+}
+
 /* Decode: qkv_finish followed by attention on the same qkv and cache, which the CUDA backend
  * runs as one attention (q/k norm and RoPE inside it) when the context is split: attention
  * output, q heads, and both caches must match, contiguous and paged. */
@@ -1399,6 +1505,7 @@ int main(void) {
         RUN(test_qkv_finish);
         RUN(test_attention);
         RUN(test_qkv_attention_decode);
+        RUN(test_ragged_step);
         RUN(test_graph_replay);
         RUN(test_decode_layers);
         backend_free(cpu_be);

@@ -49,7 +49,7 @@ L=$TMP/demo-llama
 
 # transformers' own block-wise FP8 (its Fp8Quantize, FineGrainedFP8Config [128, 128]) and its own
 # FP32 logits of that checkpoint (dequantized by transformers): scripts/make_fp8_hf_fixture.py
-F=tests/fixtures/llama_fp8_block
+F=tests/quant/llama_fp8_block
 for i in 0 1 2; do
   ids=$("$PY" -c "import json,sys; print(','.join(map(str, json.load(open('$F/reference.json'))['prompts'][$i])))")
   logits "$F" "$ids" >"$TMP/q.json" 2>"$TMP/err" || { bad "transformers fp8 fixture, prompt $i: $(cat "$TMP/err")"; continue; }

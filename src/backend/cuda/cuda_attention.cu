@@ -1,6 +1,7 @@
 /* cuda_attention.cu — causal attention of the step's queries over the KV cache.
  *
- * Query row r = b * n_tokens + t sits at position p = pos[b] + t and sees keys j with
+ * Query row r = b * n_tokens + t (a ragged step: start[b] + t, step_rows) sits at position
+ * p = pos[b] + t and sees keys j with
  * max(0, window ? p - window + 1 : 0) <= j <= p, found through the step's block table (kv_map;
  * a table that wraps is a ring for sliding layers). Positions and tables come from device
  * memory, so that a captured decode graph serves every step: grids are sized from what a
@@ -31,19 +32,26 @@
 #include "backend/cuda/cuda_internal.cuh"
 
 enum { ATT_TILE = 128, ATT_THREADS = 128, ATT_GMAX = 8, ATT_MAX_SPLIT = 64, ATT_UNROLL = 8 };
+/* Sequences of at least this many rows go to the prefill kernels (tensor cores), the others to
+ * the split kernel; a ragged step holds both (cuda_flash_supports says the same). */
+enum { ATT_PREFILL_ROWS = 16 };
 
 struct attn_geom {
     int H, Hkv, hd, gb; /* heads, kv heads, head dim, q heads per block (divides H / Hkv) */
-    int n_tokens, window, n_split;
+    int window, n_split;
+    int long_from; /* a ragged step split between kernels: the prefill kernels take the sequences
+                      of at least this many rows, the split kernel the others (0: one kernel
+                      takes every row) */
     float scale, softcap;
     kv_map kv;
+    step_rows sr; /* each row's sequence and position */
 };
 
-/* The visible key range [lo, hi] of query row r. */
-__device__ __forceinline__ void key_range(int r, int n_tokens, int window, const int32_t *pos,
-                                          int *b, int *lo, int *hi) {
-    *b = r / n_tokens;
-    int p = pos[*b] + r % n_tokens;
+/* The visible key range [lo, hi] of query row r, and its sequence b. */
+__device__ __forceinline__ void key_range(int r, const step_rows &sr, int window, int *b, int *lo,
+                                          int *hi) {
+    *b = sr.seq(r);
+    int p = sr.pos_of(*b, r);
     int l = 0;
     if (window > 0 && p - window + 1 > l) l = p - window + 1;
     *lo = l;
@@ -64,8 +72,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
                       T *kc /* [n_blocks, Hkv, bl, hd] */, T *vc /* same */,
                       float *part_o /* [rows, H, n_split, hd] */,
-                      float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g,
-                      const int32_t *pos, int fuse, qkv_fin fin) {
+                      float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g, int fuse,
+                      qkv_fin fin) {
     extern __shared__ float sh[];
     float *q_s = sh;                            /* [gb][hd] */
     float *o_s = q_s + g.gb * g.hd;             /* [gb][hd] */
@@ -81,7 +89,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     int b, lo, hi;
     /* positions come from the step's upload, which precedes every kernel of the step: read
      * them before waiting for the previous kernel (qkv_finish) */
-    key_range(r, g.n_tokens, g.window, pos, &b, &lo, &hi);
+    key_range(r, g.sr, g.window, &b, &lo, &hi);
+    if (g.long_from && g.sr.count(b) >= g.long_from) return; /* the prefill kernel's row */
     pdl_begin();
     int len = hi - lo + 1;
     int chunk = (len + g.n_split - 1) / g.n_split;
@@ -284,15 +293,16 @@ __global__ void
 kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H, n_split, hd] */,
                     const float2 *part_ml /* [rows, H, n_split] */, int H, int hd, int n_split,
                     T *qkv /* [rows, (H + 2*Hkv) * hd]: written back when fuse */,
-                    const T *kc /* [n_blocks, Hkv, bl, hd] */, kv_map kv, int n_tokens,
-                    const int32_t *pos, int fuse, qkv_fin fin) {
+                    const T *kc /* [n_blocks, Hkv, bl, hd] */, kv_map kv, step_rows sr, int fuse,
+                    int long_from, qkv_fin fin) {
+    if (long_from && sr.count(sr.seq(blockIdx.y)) >= long_from) return; /* the prefill kernel's */
     pdl_begin();
     if (fuse && threadIdx.x < 32) {
         /* the split kernel is complete: leave q and k in qkv as qkv_finish would */
         __shared__ float fs[512];
         const int Hkv = kv.Hkv;
         int r = blockIdx.y, h = blockIdx.x, G = H / Hkv, lane = threadIdx.x;
-        int b = r / n_tokens, p = pos[b] + r % n_tokens;
+        int b = sr.seq(r), p = sr.pos_of(b, r);
         T *row = qkv + (size_t)r * (H + 2 * Hkv) * hd;
         for (int d = lane; d < hd; d += 32)
             fs[d] = to_f(row[(size_t)h * hd + d]);
@@ -367,7 +377,7 @@ template <typename T>
 __global__ void __launch_bounds__(FA_WARPS * 32)
     kernel_attn_prefill(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
                         const T *kc /* [n_blocks, Hkv, bl, hd] */, const T *vc /* same */,
-                        attn_geom g, const int32_t *pos) {
+                        attn_geom g) {
     pdl_begin();
     using namespace nvcuda;
     extern __shared__ __align__(128) unsigned char fa_raw[];
@@ -382,9 +392,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     float *l_f = m_f + FA_BQ;                  /* [FA_BQ] */
     int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    int kvh = h / (g.H / g.Hkv), T_ = g.n_tokens, W = (g.H + 2 * g.Hkv) * hd;
+    /* sequence b's rows: row0 .. row0 + T_ - 1 (a ragged step's tiles past them exit) */
+    const int kvh = h / (g.H / g.Hkv), T_ = g.sr.count(b), row0 = g.sr.first(b),
+              W = (g.H + 2 * g.Hkv) * hd;
     int t0 = qt * FA_BQ;
-    int pb = pos[b];
+    if (t0 >= T_ || T_ < g.long_from) return; /* a ragged step's: past the rows, or too short */
+    int pb = g.sr.pos[b];
     int tlast = min(T_ - 1, t0 + FA_BQ - 1);
     int pmax = pb + tlast;
     int klo = 0;
@@ -394,7 +407,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
         int rr = i / vpr, cv = i % vpr;
         int4 val = make_int4(0, 0, 0, 0);
         if (t0 + rr < T_)
-            val = *((const int4 *)(qkv + ((size_t)b * T_ + t0 + rr) * W + (size_t)h * hd) + cv);
+            val = *((const int4 *)(qkv + ((size_t)row0 + t0 + rr) * W + (size_t)h * hd) + cv);
         *((int4 *)(q_s + rr * ldh) + cv) = val;
     }
     for (int i = tid; i < FA_BQ * ldo; i += FA_WARPS * 32)
@@ -490,7 +503,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
         int r2 = i / hd, d = i % hd, t = t0 + r2;
         if (t < T_) {
             float l = l_f[r2];
-            out[((size_t)b * T_ + t) * g.H * hd + (size_t)h * hd + d] =
+            out[((size_t)row0 + t) * g.H * hd + (size_t)h * hd + d] =
                 from_f<T>(l > 0.0f ? o_f[r2 * ldo + d] / l : 0.0f);
         }
     }
@@ -509,7 +522,7 @@ static llmrt_status launch_prefill(cuda_ctx *c, T *out, const T *qkv, const kv_l
     }
     dim3 grid((c->n_tokens + FA_BQ - 1) / FA_BQ, g.H, c->batch);
     launch_ex(c, kernel_attn_prefill<T>, grid, FA_WARPS * 32, smem, out, qkv, (const T *)cache->k,
-              (const T *)cache->v, g, c->d_pos);
+              (const T *)cache->v, g);
     CK_KERNEL("kernel_attn_prefill");
     return LLMRT_OK;
 }
@@ -533,21 +546,34 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
             g.gb = d;
             break;
         }
-    g.n_tokens = c->n_tokens;
+    g.sr = cuda_step_rows(c);
     g.window = a->window;
     g.scale = a->scale;
     g.softcap = a->softcap;
-    if (fin && (c->n_tokens != 1 || a->head_dim > 512 ||
+    g.long_from = 0;
+    if (fin && (c->n_tokens != 1 || c->ragged || a->head_dim > 512 ||
                 (fin->inv_freq && (fin->rot_dim > a->head_dim || fin->rot_dim % 2))))
         return LLMRT_OK; /* not fused: the caller runs qkv_finish, then attention */
-    if (cuda_flash_supports(c, a) && !c->sw.attn_split_only)
-        return cuda_launch_flash(c, out, qkv, cache, a);
-    if (c->dt != DT_F32 && c->n_tokens >= 16 && g.hd % 16 == 0 && g.hd <= FA_MAX_HD &&
-        !c->sw.attn_split_only) {
+    /* prompts (16 rows or more) on tensor cores: flash for head_dim 64/128, else wmma */
+    const bool flash = cuda_flash_supports(c, a) && !c->sw.attn_split_only;
+    const bool wmma = !flash && c->dt != DT_F32 && c->n_tokens >= 16 && g.hd % 16 == 0 &&
+                      g.hd <= FA_MAX_HD && !c->sw.attn_split_only;
+    if ((flash || wmma) && !c->ragged) {
+        if (flash) return cuda_launch_flash(c, out, qkv, cache, a, 0);
         if (c->dt == DT_F16)
             return launch_prefill<__half>(c, (__half *)out, (const __half *)qkv, cache, g);
         return launch_prefill<__nv_bfloat16>(c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)qkv,
                                              cache, g);
+    }
+    if (flash || wmma) { /* a ragged step: prompt chunks there, decode rows below */
+        g.long_from = ATT_PREFILL_ROWS;
+        if (flash)
+            TRY(cuda_launch_flash(c, out, qkv, cache, a, ATT_PREFILL_ROWS));
+        else if (c->dt == DT_F16)
+            TRY(launch_prefill<__half>(c, (__half *)out, (const __half *)qkv, cache, g));
+        else
+            TRY(launch_prefill<__nv_bfloat16>(c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)qkv,
+                                              cache, g));
     }
     int blocks = (g.H / g.gb) * c->rows;
     int n_split = (2 * c->n_sm + blocks - 1) / blocks;
@@ -576,12 +602,12 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     DISPATCH_T(c->dt, {
         launch_ex(c, vec16 ? kernel_attn_split<T, int4> : kernel_attn_split<T, T>, grid,
                   ATT_THREADS, smem, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v, part_o,
-                  part_ml, g, c->d_pos, fin != NULL, fin ? *fin : nofin);
+                  part_ml, g, fin != NULL, fin ? *fin : nofin);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
             launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
-                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.kv, g.n_tokens,
-                      c->d_pos, fin != NULL, fin ? *fin : nofin);
+                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.kv, g.sr,
+                      fin != NULL, g.long_from, fin ? *fin : nofin);
             CK_KERNEL("kernel_attn_combine");
         }
     });

@@ -73,7 +73,9 @@ template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float 
 }
 
 struct flash_geom {
-    int H, Hkv, n_tokens, window;
+    int H, Hkv, window;
+    step_rows sr;  /* each row's sequence and position */
+    int long_from; /* a ragged step: only sequences of at least this many rows (0: all) */
     kv_map kv;
     float scale_log2; /* softmax scale * log2(e) */
     float scale, softcap;
@@ -82,8 +84,7 @@ struct flash_geom {
 template <typename T, int HD>
 __global__ void __launch_bounds__(FL_WARPS * 32)
     kernel_flash(T *out /* [rows, H * HD] */, const T *qkv /* [rows, (H + 2*Hkv) * HD] */,
-                 const T *kc /* [n_blocks, Hkv, bl, HD] */, const T *vc /* same */, flash_geom g,
-                 const int32_t *pos) {
+                 const T *kc /* [n_blocks, Hkv, bl, HD] */, const T *vc /* same */, flash_geom g) {
     pdl_begin();
     constexpr int LD = HD + 8;  /* padded row: ldmatrix rows land in distinct banks */
     constexpr int VPR = HD / 8; /* 16-byte vectors per row */
@@ -94,8 +95,12 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     T *v_s = k_s + 2 * FL_BK * LD; /* [2][FL_BK][LD] */
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, tq = lane % 4;
     const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const int kvh = h / (g.H / g.Hkv), T_ = g.n_tokens, W = (g.H + 2 * g.Hkv) * HD;
-    const int t0 = qt * FL_BQ, pb = pos[b];
+    /* sequence b's rows: first .. first + T_ - 1; a ragged step's tiles past them, and its
+     * sequences too short for this kernel (the split kernel's), exit */
+    const int kvh = h / (g.H / g.Hkv), T_ = g.sr.count(b), first = g.sr.first(b),
+              W = (g.H + 2 * g.Hkv) * HD;
+    const int t0 = qt * FL_BQ, pb = g.sr.pos[b];
+    if (t0 >= T_ || T_ < g.long_from) return;
     const int pmax = pb + min(T_ - 1, t0 + FL_BQ - 1);
     int klo = 0;
     if (g.window > 0 && pb + t0 - g.window + 1 > klo) klo = pb + t0 - g.window + 1;
@@ -105,7 +110,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     for (int i = tid; i < FL_BQ * VPR; i += FL_WARPS * 32) {
         int r = i / VPR, cv = i % VPR;
         bool ok = t0 + r < T_;
-        const T *src = qkv + ((size_t)b * T_ + (ok ? t0 + r : 0)) * W + (size_t)h * HD + cv * 8;
+        const T *src = qkv + ((size_t)first + (ok ? t0 + r : 0)) * W + (size_t)h * HD + cv * 8;
         cp_async16(q_s + r * LD + cv * 8, src, ok);
     }
     auto load_kv = [&](int tile, int buf) {
@@ -240,7 +245,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
         int t = t0 + row0 + 8 * i;
         if (t >= T_) continue;
         float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        T *dst = out + ((size_t)b * T_ + t) * g.H * HD + (size_t)h * HD;
+        T *dst = out + ((size_t)first + t) * g.H * HD + (size_t)h * HD;
 #pragma unroll
         for (int n = 0; n < NT; n++) {
             uint32_t v = pack2<T>(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
@@ -261,7 +266,7 @@ static llmrt_status launch_flash(cuda_ctx *c, void *out, const void *qkv, const 
     }
     dim3 grid((c->n_tokens + FL_BQ - 1) / FL_BQ, g.H, c->batch);
     launch_ex(c, (kernel_flash<T, HD>), grid, FL_WARPS * 32, smem, (T *)out, (const T *)qkv,
-              (const T *)cache->k, (const T *)cache->v, g, c->d_pos);
+              (const T *)cache->k, (const T *)cache->v, g);
     CK_KERNEL("kernel_flash");
     return LLMRT_OK;
 }
@@ -271,12 +276,13 @@ int cuda_flash_supports(const cuda_ctx *c, const attn_params *a) {
 }
 
 llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
-                               const attn_params *a) {
+                               const attn_params *a, int long_from) {
     flash_geom g;
     g.H = a->n_heads;
     g.Hkv = a->n_kv_heads;
     TRY(cuda_kv_map(c, cache, a->n_kv_heads, &g.kv));
-    g.n_tokens = c->n_tokens;
+    g.sr = cuda_step_rows(c);
+    g.long_from = long_from;
     g.window = a->window;
     g.scale = a->scale;
     g.scale_log2 = a->scale * 1.4426950408889634f;

@@ -92,6 +92,8 @@ typedef struct cuda_switches {
                              kernel; -1: the default */
     int fp8_blocks;       /* LLMRT_CUDA_FP8_BLOCKS=1: take F8_E4M3 matrices with group scales
                              (kernels not yet verified on a GPU: docs/ENVIRONMENT.md) */
+    int ragged;           /* LLMRT_CUDA_RAGGED=1: take ragged steps (kernels not yet verified on
+                             a GPU: docs/ENVIRONMENT.md) */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
     int op_profile;       /* LLMRT_OP_PROFILE=1: each op's device time (cuda_records.cu); turns
                              fusion and graphs off */
@@ -144,6 +146,9 @@ typedef struct cuda_ctx {
     int tbl_cap;                   /* table entries per group they hold */
     int32_t *d_ids;                /* [step_cap] device */
     int32_t *d_pos;                /* [step_cap] device, per sequence */
+    int32_t *d_start;              /* [step_cap + 1] device: each sequence's first row (a ragged
+                                      step: step_desc.seq_tokens) */
+    int ragged;                    /* the current step is ragged (d_start holds its rows) */
     int32_t *d_tbl[KV_MAX_GROUPS]; /* [tbl_cap] device: the step's kv_table of each group */
     int tbl_len[KV_MAX_GROUPS];    /* entries per sequence of each (kv_table.len) */
     int n_groups;
@@ -211,6 +216,42 @@ struct kv_map {
 /* The map of a layer's cache in the current step; fails when the step has no table for the
  * layer's group. */
 llmrt_status cuda_kv_map(const cuda_ctx *c, const kv_layer *kv, int Hkv, kv_map *out);
+
+/* Which sequence and position each row of a step is: sequence b's rows are b * n_tokens ..
+ * (b + 1) * n_tokens - 1, or in a ragged step start[b] .. start[b + 1] - 1; its i-th row is at
+ * position pos[b] + i. Kernels take it by value (its arrays are the step's device buffers). */
+struct step_rows {
+    const int32_t *pos;   /* [batch] device */
+    const int32_t *start; /* [batch + 1] device (ragged step), or NULL */
+    int n_tokens;         /* tokens per sequence (ragged: the most of any) */
+    int batch;
+    /* the first row of sequence b */
+    __device__ __forceinline__ int first(int b) const {
+        return start ? start[b] : b * n_tokens;
+    }
+    /* the rows of sequence b */
+    __device__ __forceinline__ int count(int b) const {
+        return start ? start[b + 1] - start[b] : n_tokens;
+    }
+    /* the sequence of row r (ragged: the last b with start[b] <= r) */
+    __device__ __forceinline__ int seq(int r) const {
+        if (!start) return r / n_tokens;
+        int lo = 0, hi = batch - 1;
+        while (lo < hi) {
+            const int mid = (lo + hi + 1) / 2;
+            if (start[mid] <= r)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        return lo;
+    }
+    /* the position of row r of sequence b */
+    __device__ __forceinline__ int pos_of(int b, int r) const {
+        return pos[b] + (r - first(b));
+    }
+};
+step_rows cuda_step_rows(const cuda_ctx *c);
 
 /* ---- element types ---- */
 
@@ -513,8 +554,9 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
 llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_layer *cache,
                                    const attn_params *a, const qkv_fin *fin, int *fused);
 int cuda_flash_supports(const cuda_ctx *c, const attn_params *a);
+/* long_from: in a ragged step, only the sequences of at least this many rows (0: every one) */
 llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
-                               const attn_params *a);
+                               const attn_params *a, int long_from);
 llmrt_status cuda_launch_matmul_act(cuda_ctx *c, void *out, const void *in, int rows,
                                     const bweight *W, const float *bias, void *act_out, int F,
                                     act_kind kind, int *done);

@@ -33,11 +33,11 @@ __device__ float block_sum(float v) {
 template <typename T>
 __global__ void kernel_embed(T *x /* [rows, D] */, const T *table /* [V, D] */, int64_t V,
                              const T *pos_table /* [P, D] or NULL */, int64_t P, float scale, int D,
-                             int n_tokens, const int32_t *ids, const int32_t *pos) {
+                             step_rows sr, const int32_t *ids) {
     pdl_begin();
-    int r = blockIdx.x, b = r / n_tokens, t = r % n_tokens;
+    int r = blockIdx.x, b = sr.seq(r);
     int id = ids[r];
-    int p = pos[b] + t;
+    int p = sr.pos_of(b, r);
     float s = to_f(from_f<T>(scale)); /* the scale is rounded to the activation type */
     bool ok = id >= 0 && id < V && (!pos_table || (p >= 0 && p < P));
     const T *row = table + (size_t)(ok ? id : 0) * D;
@@ -58,10 +58,10 @@ llmrt_status cuda_launch_embed(cuda_ctx *c, void *x, const bweight *table, const
     if (table->dt != c->dt)
         return err_set(LLMRT_ERR_INVALID, "table dtype %s, backend %s", dtype_name(table->dt),
                        dtype_name(c->dt));
-    DISPATCH_T(c->dt, launch_ex(c, kernel_embed<T>, c->rows, 256, 0, (T *)x, (const T *)table->data,
-                                table->rows, pos_table ? (const T *)pos_table->data : NULL,
-                                pos_table ? pos_table->rows : 0, scale, D, c->n_tokens, c->d_ids,
-                                c->d_pos));
+    DISPATCH_T(c->dt,
+               launch_ex(c, kernel_embed<T>, c->rows, 256, 0, (T *)x, (const T *)table->data,
+                         table->rows, pos_table ? (const T *)pos_table->data : NULL,
+                         pos_table ? pos_table->rows : 0, scale, D, cuda_step_rows(c), c->d_ids));
     CK_KERNEL("kernel_embed");
     return LLMRT_OK;
 }
@@ -236,14 +236,14 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
                                   int has_kn, norm_kind kkind, const float *kw, float keps,
                                   const float *inv_freq /* [rot_dim/2] or NULL */, int rot_dim,
                                   float attn_factor, T *kc /* [n_blocks, Hkv, bl, hd] */,
-                                  T *vc /* same */, kv_map kv, int n_tokens, const int32_t *pos) {
+                                  T *vc /* same */, kv_map kv, step_rows sr) {
     extern __shared__ float sh[]; /* [QKV_WARPS][hd] */
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int h = blockIdx.x * QKV_WARPS + warp;
     int row = blockIdx.y;
     if (h >= H + 2 * Hkv) return;
-    int b = row / n_tokens, t = row % n_tokens;
-    int p = pos[b] + t;
+    int b = sr.seq(row);
+    int p = sr.pos_of(b, row);
     pdl_begin(); /* positions are the step's upload; qkv is the previous kernel's output */
     float *s = sh + warp * hd;
     T *src = qkv + (size_t)row * (H + 2 * Hkv) * hd + (size_t)h * hd;
@@ -283,7 +283,7 @@ llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a
                                 kn != NULL, kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL,
                                 kn ? kn->eps : 0.0f, rope ? rope->inv_freq : NULL,
                                 rope ? rope->rot_dim : 0, rope ? rope->attn_factor : 1.0f,
-                                (T *)cache->k, (T *)cache->v, kv, c->n_tokens, c->d_pos));
+                                (T *)cache->k, (T *)cache->v, kv, cuda_step_rows(c)));
     CK_KERNEL("kernel_qkv_finish");
     return LLMRT_OK;
 }
@@ -319,18 +319,18 @@ llmrt_status cuda_launch_activate(cuda_ctx *c, void *out, const void *in, int F,
 /* ---- last_rows ---- */
 
 template <typename T>
-__global__ void kernel_last_rows(T *out /* [batch, D] */, const T *in /* [batch*n_tokens, D] */,
-                                 int D, int n_tokens) {
+__global__ void kernel_last_rows(T *out /* [batch, D] */, const T *in /* [rows, D] */, int D,
+                                 step_rows sr) {
     pdl_begin();
     int b = blockIdx.x;
-    const T *src = in + ((size_t)b * n_tokens + n_tokens - 1) * D;
+    const T *src = in + ((size_t)sr.first(b) + sr.count(b) - 1) * D;
     for (int d = threadIdx.x; d < D; d += blockDim.x)
         out[(size_t)b * D + d] = src[d];
 }
 
 llmrt_status cuda_launch_last_rows(cuda_ctx *c, void *out, const void *in, int D) {
     DISPATCH_T(c->dt, launch_ex(c, kernel_last_rows<T>, c->batch, 256, 0, (T *)out, (const T *)in,
-                                D, c->n_tokens));
+                                D, cuda_step_rows(c)));
     CK_KERNEL("kernel_last_rows");
     return LLMRT_OK;
 }

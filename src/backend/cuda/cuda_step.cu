@@ -1,6 +1,7 @@
 /* cuda_step.cu — the step's device buffers: ids, positions and block tables uploaded with a
  * copy for the ids and positions and one per group's tables (none at all for a step on the last
- * greedy choices whose positions and tables the device already has). */
+ * greedy choices whose positions and tables the device already has), and for a ragged step each
+ * sequence's first row (step_rows). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,8 @@ llmrt_status step_buffers(cuda_state *s, int rows, int entries) {
     int tcap = entries > 2 * old_tcap ? entries : 2 * old_tcap;
     if (cap < 256) cap = 256;
     if (tcap < 1024) tcap = 1024;
-    size_t total = 2 * (size_t)cap + KV_MAX_GROUPS * (size_t)tcap;
+    /* ids [cap], positions [cap], tables [KV_MAX_GROUPS][tcap], first rows [cap + 1] */
+    size_t total = 2 * (size_t)cap + KV_MAX_GROUPS * (size_t)tcap + (size_t)cap + 1;
     CK(cudaMalloc(&c->d_ids, total * sizeof(int32_t)));
     CK(cudaMallocHost(&c->h_stage, total * sizeof(int32_t)));
     c->h_last = (int32_t *)calloc(total - cap, sizeof(int32_t));
@@ -35,9 +37,19 @@ llmrt_status step_buffers(cuda_state *s, int rows, int entries) {
     c->d_pos = c->d_ids + cap;
     for (int g = 0; g < KV_MAX_GROUPS; g++)
         c->d_tbl[g] = c->d_ids + 2 * (size_t)cap + (size_t)g * tcap;
+    c->d_start = c->d_ids + 2 * (size_t)cap + KV_MAX_GROUPS * (size_t)tcap;
     c->step_cap = cap;
     c->tbl_cap = tcap;
     return LLMRT_OK;
+}
+
+step_rows cuda_step_rows(const cuda_ctx *c) {
+    step_rows r;
+    r.pos = c->d_pos;
+    r.start = c->ragged ? c->d_start : NULL;
+    r.n_tokens = c->n_tokens;
+    r.batch = c->batch;
+    return r;
 }
 
 llmrt_status step_begin(cuda_state *s, const step_desc *st) {
@@ -47,15 +59,27 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
     if (st->batch <= 0 || st->n_tokens <= 0)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
                        st->n_tokens);
+    if (st->seq_tokens && !st->ids)
+        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: a ragged step needs its ids");
     int chain_slot; /* its choices are already in d_ids */
     TRY(choice_ring_step(&c->ring, "cuda", st, &chain_slot));
     if (!st->pos) return err_set(LLMRT_ERR_INVALID, "cuda step_begin: pos must be given");
-    for (int b = 0; b < st->batch; b++)
-        if (st->pos[b] < 0 || st->pos[b] > INT32_MAX - st->n_tokens)
+    long long rows_ll = 0;
+    for (int b = 0; b < st->batch; b++) {
+        const int n = st->seq_tokens ? st->seq_tokens[b] : st->n_tokens;
+        if (n < 1 || n > st->n_tokens)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cuda step_begin: sequence %d has %d new tokens (1 to n_tokens %d)", b,
+                           n, st->n_tokens);
+        if (st->pos[b] < 0 || st->pos[b] > INT32_MAX - n)
             return err_set(LLMRT_ERR_INVALID,
                            "cuda step_begin: sequence %d has position %d (must be >= 0 and pos + "
                            "n_tokens must fit in int32)",
                            b, (int)st->pos[b]);
+        rows_ll += n;
+    }
+    if (rows_ll > INT32_MAX / 2)
+        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: %lld rows in one step", rows_ll);
     if (st->n_groups < 0 || st->n_groups > KV_MAX_GROUPS)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: %d KV groups (at most %d)",
                        st->n_groups, KV_MAX_GROUPS);
@@ -72,8 +96,10 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
     bool same_tables = st->n_groups == c->n_groups;
     for (int g = 0; g < st->n_groups && same_tables; g++)
         same_tables = st->tables[g].len == c->tbl_len[g];
-    int rows = st->batch * st->n_tokens;
-    TRY(step_buffers(s, rows, entries)); /* never grows for ids NULL: the step before had as many */
+    const int rows = (int)rows_ll;
+    /* never grows for ids NULL: the step before had as many; a ragged step's first rows need
+     * batch + 1 entries (rows >= batch + 1) */
+    TRY(step_buffers(s, rows, entries));
     /* A step on the previous choices finds its ids in d_ids, and its positions too when they
      * follow the last step's (the argmax advanced d_pos): nothing to upload unless the tables
      * changed. */
@@ -94,7 +120,8 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
         c->tbl_len[g] = st->tables[g].len;
     }
     c->n_groups = st->n_groups;
-    c->last_batch = st->batch;
+    /* a ragged step's choices do not chain (the argmax would advance d_pos by n_tokens) */
+    c->last_batch = st->seq_tokens ? 0 : st->batch;
     c->last_n_tokens = st->n_tokens;
     if (upload) { /* what the step uses: its ids, positions and tables, not the capacity */
         CK(cudaEventSynchronize(c->staged)); /* the last upload has left h_stage */
@@ -112,10 +139,22 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
             CK(cudaMemcpyAsync(c->d_ids + at, h + at, n * sizeof(int32_t), cudaMemcpyHostToDevice,
                                c->stream));
         }
+        if (st->seq_tokens) { /* each sequence's first row, and the rows' end */
+            const size_t at = 2 * (size_t)c->step_cap + KV_MAX_GROUPS * (size_t)c->tbl_cap;
+            int32_t r = 0;
+            for (int b = 0; b < st->batch; b++) {
+                h[at + b] = r;
+                r += st->seq_tokens[b];
+            }
+            h[at + st->batch] = r;
+            CK(cudaMemcpyAsync(c->d_ids + at, h + at, ((size_t)st->batch + 1) * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, c->stream));
+        }
         CK(cudaEventRecord(c->staged, c->stream));
     }
     c->batch = st->batch;
     c->n_tokens = st->n_tokens;
+    c->ragged = st->seq_tokens != NULL;
     c->rows = rows;
     return graph_step_begin(s);
 }

@@ -36,6 +36,7 @@ void cuda_switches_read(cuda_switches *sw) {
     const char *rows = getenv("LLMRT_MATVEC_MAX_ROWS");
     sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
     sw->fp8_blocks = env_on("LLMRT_CUDA_FP8_BLOCKS");
+    sw->ragged = env_on("LLMRT_CUDA_RAGGED");
     sw->stats = env_on("LLMRT_CUDA_STATS");
     sw->op_profile = env_on("LLMRT_OP_PROFILE");
     if (sw->op_profile) sw->no_graph = sw->no_fuse = 1; /* every op alone */
