@@ -251,7 +251,15 @@ struct step_rows {
         return pos[b] + (r - first(b));
     }
 };
-step_rows cuda_step_rows(const cuda_ctx *c);
+/* The current step's rows (step_begin set them). */
+static inline step_rows cuda_step_rows(const cuda_ctx *c) {
+    step_rows r;
+    r.pos = c->d_pos;
+    r.start = c->ragged ? c->d_start : NULL;
+    r.n_tokens = c->n_tokens;
+    r.batch = c->batch;
+    return r;
+}
 
 /* ---- element types ---- */
 

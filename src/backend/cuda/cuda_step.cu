@@ -43,15 +43,6 @@ llmrt_status step_buffers(cuda_state *s, int rows, int entries) {
     return LLMRT_OK;
 }
 
-step_rows cuda_step_rows(const cuda_ctx *c) {
-    step_rows r;
-    r.pos = c->d_pos;
-    r.start = c->ragged ? c->d_start : NULL;
-    r.n_tokens = c->n_tokens;
-    r.batch = c->batch;
-    return r;
-}
-
 llmrt_status step_begin(cuda_state *s, const step_desc *st) {
     cuda_ctx *c = &s->c;
     graph_step_reset(s);
