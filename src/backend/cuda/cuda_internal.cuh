@@ -94,6 +94,8 @@ typedef struct cuda_switches {
                              (kernels not yet verified on a GPU: docs/ENVIRONMENT.md) */
     int ragged;           /* LLMRT_CUDA_RAGGED=1: take ragged steps (kernels not yet verified on
                              a GPU: docs/ENVIRONMENT.md) */
+    int skinny_max_rows;  /* LLMRT_SKINNY_MAX_ROWS: rows up to which 16-bit matmuls use the
+                             tensor-core skinny kernel; -1: the default, 0: never */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
     int op_profile;       /* LLMRT_OP_PROFILE=1: each op's device time (cuda_records.cu); turns
                              fusion and graphs off */
@@ -136,6 +138,8 @@ typedef struct cuda_ctx {
     cuda_stats stats;    /* counted always, printed with LLMRT_CUDA_STATS=1 */
     op_profile op_prof;  /* LLMRT_OP_PROFILE=1 */
     int matvec_max_rows; /* matmuls of at most this many rows use the matvec kernel */
+    int skinny_max_rows; /* 16-bit matmuls of at most this many rows (and more than
+                            matvec_max_rows) use kernel_gemm_skinny */
 
     /* the current step (set by step_begin). One device allocation holds, in this order, the
      * ids [step_cap], the positions [step_cap] and each group's block tables [tbl_cap]; a step

@@ -3,9 +3,11 @@
  * Few rows (batch-1 or small-batch decode) are bound by reading W once: a matrix-vector kernel
  * where each warp owns a row of W (or a segment of it) and streams it with 16-byte loads (bypassing
  * L1, several loads in flight per lane before the first use), the few input rows are read through
- * L1, and sums are F32. More rows go to cuBLASLt (tensor cores, F32 accumulation; F32 precision
- * uses plain F32 compute, not TF32, so that it stays a reference). The switch-over row count is
- * LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS), picked by measurement (docs/PERF.md).
+ * L1, and sums are F32. Up to 64 rows (batched decode) of 16-bit weights go to a tensor-core
+ * kernel that also reads W once (kernel_gemm_skinny); more rows to cuBLASLt (tensor cores, F32
+ * accumulation; F32 precision uses plain F32 compute, not TF32, so that it stays a reference).
+ * The switch-over row counts are LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS) and
+ * LLMRT_SKINNY_MAX_ROWS (default SK_DEFAULT_ROWS; 0 turns the kernel off).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +243,114 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const bwe
     }
 }
 
+/* ---- few rows on tensor cores (batched decode) ---- */
+
+/* One mma.m16n8k16 (F32 accumulation): d += A[16 x 16] B[16 x 8]. */
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&d)[4], unsigned a0, unsigned a1, unsigned a2,
+                                         unsigned a3, unsigned b0, unsigned b1) {
+    if constexpr (std::is_same<T, __nv_bfloat16>::value)
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    else
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* out[m, n] = W[n, :] . in[m, :] (+ bias[n]) for M <= 8 * NT rows with tensor cores, reading W
+ * once. A block owns 16 rows of W (the mma's A) against every input row (B, NT tiles of 8);
+ * its SK_WARPS warps split K in blocks of 32 columns. A dot product does not depend on the
+ * order of its k, so each lane reads 16 contiguous bytes (8 columns) of its W rows g and g + 8
+ * and of its input row g (g = lane / 4) and uses them as its fragments of two mmas, k relabelled
+ * (the 8 columns at 8 * (lane % 4) are the fragment's columns 2t, 2t+1, 2t+8, 2t+9 of the first
+ * mma and of the second). W loads bypass L1; the input rows, read by every block, go through it.
+ * The warps' sums meet in shared memory; F32 throughout, one rounding to O at the end. */
+enum { SK_WARPS = 8, SK_MAX_NT = 8, SK_DEFAULT_ROWS = 64 };
+
+template <typename T, typename O, int NT>
+__global__ void __launch_bounds__(SK_WARPS * 32)
+    kernel_gemm_skinny(O *out /* [M, N] */, const T *in /* [M, K] */, const T *W /* [N, K] */,
+                       const float *bias, int M, int N, int K) {
+    constexpr int U = NT <= 2 ? 4 : 2; /* 32-column blocks in flight per lane */
+    __shared__ float red[SK_WARPS][NT][4][32];
+    pdl_begin();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int n0 = blockIdx.x * 16;
+    const bool ra = n0 + g < N, rb = n0 + g + 8 < N;
+    const int4 *wa = (const int4 *)(W + (size_t)(ra ? n0 + g : 0) * K);
+    const int4 *wb = (const int4 *)(W + (size_t)(rb ? n0 + g + 8 : 0) * K);
+    const int k8 = K / 8; /* 16-byte vectors per row */
+    float acc[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            acc[j][e] = 0.0f;
+    const int4 zero = make_int4(0, 0, 0, 0);
+    for (int kb0 = warp; kb0 * 4 < k8; kb0 += SK_WARPS * U) {
+        int4 va[U], vb[U], vx[U][NT];
+#pragma unroll
+        for (int u = 0; u < U; u++) {                   /* every load of the U blocks first */
+            const int v = (kb0 + u * SK_WARPS) * 4 + t; /* this lane's vector of the block */
+            const bool in_k = v < k8;
+            va[u] = in_k && ra ? ld_stream(wa + v) : zero;
+            vb[u] = in_k && rb ? ld_stream(wb + v) : zero;
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                const int m = 8 * j + g;
+                vx[u][j] = in_k && m < M ? __ldg((const int4 *)(in + (size_t)m * K) + v) : zero;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int j = 0; j < NT; j++) {
+                mma16816<T>(acc[j], (unsigned)va[u].x, (unsigned)vb[u].x, (unsigned)va[u].y,
+                            (unsigned)vb[u].y, (unsigned)vx[u][j].x, (unsigned)vx[u][j].y);
+                mma16816<T>(acc[j], (unsigned)va[u].z, (unsigned)vb[u].z, (unsigned)va[u].w,
+                            (unsigned)vb[u].w, (unsigned)vx[u][j].z, (unsigned)vx[u][j].w);
+            }
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            red[warp][j][e][lane] = acc[j][e];
+    __syncthreads();
+    /* acc[j][e] of lane is D[row][col]: row g (e < 2) or g + 8, col 8j + 2t + (e & 1) */
+    for (int i = threadIdx.x; i < NT * 4 * 32; i += SK_WARPS * 32) {
+        const int j = i / 128, e = (i / 32) % 4, l = i % 32;
+        float s = 0.0f;
+#pragma unroll
+        for (int w = 0; w < SK_WARPS; w++)
+            s += red[w][j][e][l];
+        const int n = n0 + l / 4 + (e >= 2 ? 8 : 0), m = 8 * j + 2 * (l % 4) + (e & 1);
+        if (n < N && m < M) out[(size_t)m * N + n] = from_f<O>(s + (bias ? bias[n] : 0.0f));
+    }
+}
+
+template <typename T, typename O>
+static cudaError_t gemm_skinny(cuda_ctx *c, O *out, const T *in, int rows, const bweight *Wt,
+                               const float *bias) {
+    const int N = (int)Wt->rows, K = (int)Wt->cols;
+    const unsigned blocks = (unsigned)((N + 15) / 16);
+    const T *w = (const T *)Wt->data;
+#define SK_CASE(NT)                                                                                \
+    if (rows <= 8 * NT)                                                                            \
+        return launch_ex(c, kernel_gemm_skinny<T, O, NT>, blocks, SK_WARPS * 32, 0, out, in, w,    \
+                         bias, rows, N, K);
+    SK_CASE(1)
+    SK_CASE(2)
+    SK_CASE(4)
+    SK_CASE(8)
+#undef SK_CASE
+    return cudaErrorInvalidValue;
+}
+
 /* ---- cuBLASLt ---- */
 
 static cudaDataType_t cuda_type(dtype t) {
@@ -399,6 +509,8 @@ static llmrt_status matmul_quant(cuda_ctx *c, void *out, dtype out_dt, const voi
 llmrt_status cuda_matmul_init(cuda_ctx *c) {
     int v = c->sw.matvec_max_rows;
     c->matvec_max_rows = v < 0 ? MV_DEFAULT_ROWS : v > MV_MAX_M ? MV_MAX_M : v;
+    v = c->sw.skinny_max_rows;
+    c->skinny_max_rows = v < 0 ? SK_DEFAULT_ROWS : v > 8 * SK_MAX_NT ? 8 * SK_MAX_NT : v;
     CKB(cublasLtCreate(&c->lt));
     c->lt_ws_bytes = 32u << 20;
     CK(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
@@ -804,6 +916,18 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
             return err_set(LLMRT_ERR_INVALID, "cuda matmul: soft-capped quantized matrix");
         DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matmul_quant<T, W>(c, out, out_dt, in, rows, Wt,
                                                                        bias)));
+    }
+    if (rows <= c->skinny_max_rows && c->dt != DT_F32 && K % 8 == 0 && softcap == 0.0f) {
+        cudaError_t e = cudaSuccess;
+        if (out_dt == DT_F32) {
+            DISPATCH_T(c->dt,
+                       e = gemm_skinny<T, float>(c, (float *)out, (const T *)in, rows, Wt, bias));
+        } else {
+            DISPATCH_T(c->dt, e = gemm_skinny<T, T>(c, (T *)out, (const T *)in, rows, Wt, bias));
+        }
+        if (e != cudaSuccess) return cuda_fail(e, "launch kernel_gemm_skinny", __FILE__, __LINE__);
+        CK_KERNEL("kernel_gemm_skinny");
+        return LLMRT_OK;
     }
     lt_plan *p = NULL;
     TRY(plan_get(c, out_dt, rows, N, K, &p));
