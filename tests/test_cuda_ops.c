@@ -479,8 +479,10 @@ static bweight quant_weight_f8g(int group, const float *w, int64_t rows, int64_t
 static void test_matmul_quant(void) {
     if (cur_dt == DT_F32) return; /* refused at load: quantized weights run in F16/BF16 */
     /* the last: rows in two chunks of cuBLASLt products (QUANT_ROW_CHUNK) */
-    const int shapes[][3] = {{1, 256, 512}, {3, 100, 1024}, {8, 512, 1024},  {2, 3000, 2048},
-                             {9, 200, 256}, {64, 384, 512}, {1, 20000, 256}, {1100, 48, 128}};
+    /* 9..64 rows: the tensor-core kernel for FP8 and INT8 (I4: the dequantized product) */
+    const int shapes[][3] = {{1, 256, 512},   {3, 100, 1024}, {8, 512, 1024}, {2, 3000, 2048},
+                             {9, 200, 256},   {64, 384, 512}, {17, 50, 384},  {33, 130, 640},
+                             {1, 20000, 256}, {1100, 48, 128}};
     /* FP8, INT8; I4 symmetric in groups of 128, asymmetric in groups of 64, asymmetric with
      * permuted groups of 32; FP8 with a scale per 128 columns and per 48 (the last group of a
      * row shorter) */

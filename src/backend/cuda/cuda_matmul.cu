@@ -3,8 +3,8 @@
  * Few rows (batch-1 or small-batch decode) are bound by reading W once: a matrix-vector kernel
  * where each warp owns a row of W (or a segment of it) and streams it with 16-byte loads (bypassing
  * L1, several loads in flight per lane before the first use), the few input rows are read through
- * L1, and sums are F32. Up to 64 rows (batched decode) of 16-bit weights go to a tensor-core
- * kernel that also reads W once (kernel_gemm_skinny); more rows to cuBLASLt (tensor cores, F32
+ * L1, and sums are F32. Up to 64 rows (batched decode) go to a tensor-core kernel that also
+ * reads W once, 16-bit or FP8/INT8 (kernel_gemm_skinny); more rows to cuBLASLt (tensor cores, F32
  * accumulation; F32 precision uses plain F32 compute, not TF32, so that it stays a reference).
  * The switch-over row counts are LLMRT_MATVEC_MAX_ROWS (default MV_DEFAULT_ROWS) and
  * LLMRT_SKINNY_MAX_ROWS (default SK_DEFAULT_ROWS; 0 turns the kernel off).
@@ -261,29 +261,45 @@ __device__ __forceinline__ void mma16816(float (&d)[4], unsigned a0, unsigned a1
             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* Two F32 values as the T pair of an mma register (exact for the values of FP8 and INT8 bytes). */
+template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b) {
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+        return *(const unsigned *)&v;
+    } else {
+        __half2 v = __floats2half2_rn(a, b);
+        return *(const unsigned *)&v;
+    }
+}
+
 /* out[m, n] = W[n, :] . in[m, :] (+ bias[n]) for M <= 8 * NT rows with tensor cores, reading W
  * once. A block owns 16 rows of W (the mma's A) against every input row (B, NT tiles of 8);
- * its SK_WARPS warps split K in blocks of 32 columns. A dot product does not depend on the
- * order of its k, so each lane reads 16 contiguous bytes (8 columns) of its W rows g and g + 8
- * and of its input row g (g = lane / 4) and uses them as its fragments of two mmas, k relabelled
- * (the 8 columns at 8 * (lane % 4) are the fragment's columns 2t, 2t+1, 2t+8, 2t+9 of the first
- * mma and of the second). W loads bypass L1; the input rows, read by every block, go through it.
- * The warps' sums meet in shared memory; F32 throughout, one rounding to O at the end. */
+ * its SK_WARPS warps split K in blocks of SK_COLS columns. A dot product does not depend on the
+ * order of its k, so each lane reads 16 contiguous bytes of its W rows g and g + 8 and the same
+ * columns of its input row g (g = lane / 4) and uses them as its fragments, k relabelled: with W
+ * = T, the 8 columns at 8 * (lane % 4) of a 32-column block are the fragment's columns 2t, 2t+1,
+ * 2t+8, 2t+9 of two mmas; with a 1-byte W (FP8, INT8: a scale per row), the 16 columns at
+ * 16 * (lane % 4) of a 64-column block feed four mmas, 4 columns each, widened in registers to
+ * T pairs (exact), the row's sum multiplied by its scale at the end. W loads bypass L1; the input
+ * rows, read by every block, go through it. The warps' sums meet in shared memory; F32
+ * throughout, one rounding to O at the end. */
 enum { SK_WARPS = 8, SK_MAX_NT = 8, SK_DEFAULT_ROWS = 64 };
 
-template <typename T, typename O, int NT>
+template <typename T, typename W, typename O, int NT>
 __global__ void __launch_bounds__(SK_WARPS * 32)
-    kernel_gemm_skinny(O *out /* [M, N] */, const T *in /* [M, K] */, const T *W /* [N, K] */,
-                       const float *bias, int M, int N, int K) {
-    constexpr int U = NT <= 2 ? 4 : 2; /* 32-column blocks in flight per lane */
+    kernel_gemm_skinny(O *out /* [M, N] */, const T *in /* [M, K] */, const W *Wm /* [N, K] */,
+                       const float *scale, const float *bias, int M, int N, int K) {
+    constexpr bool Q = sizeof(W) == 1;
+    constexpr int U = NT <= 2 ? 4 : 2; /* column blocks in flight per lane */
+    constexpr int XV = Q ? 2 : 1;      /* 16-byte input vectors per lane and block */
     __shared__ float red[SK_WARPS][NT][4][32];
     pdl_begin();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const int n0 = blockIdx.x * 16;
     const bool ra = n0 + g < N, rb = n0 + g + 8 < N;
-    const int4 *wa = (const int4 *)(W + (size_t)(ra ? n0 + g : 0) * K);
-    const int4 *wb = (const int4 *)(W + (size_t)(rb ? n0 + g + 8 : 0) * K);
-    const int k8 = K / 8; /* 16-byte vectors per row */
+    const int4 *wa = (const int4 *)(Wm + (size_t)(ra ? n0 + g : 0) * K);
+    const int4 *wb = (const int4 *)(Wm + (size_t)(rb ? n0 + g + 8 : 0) * K);
+    const int wv = K * (int)sizeof(W) / 16; /* 16-byte vectors per row of W */
     float acc[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; j++)
@@ -291,29 +307,52 @@ __global__ void __launch_bounds__(SK_WARPS * 32)
         for (int e = 0; e < 4; e++)
             acc[j][e] = 0.0f;
     const int4 zero = make_int4(0, 0, 0, 0);
-    for (int kb0 = warp; kb0 * 4 < k8; kb0 += SK_WARPS * U) {
-        int4 va[U], vb[U], vx[U][NT];
+    for (int kb0 = warp; kb0 * 4 < wv; kb0 += SK_WARPS * U) {
+        int4 va[U], vb[U], vx[U][NT][XV];
 #pragma unroll
         for (int u = 0; u < U; u++) {                   /* every load of the U blocks first */
-            const int v = (kb0 + u * SK_WARPS) * 4 + t; /* this lane's vector of the block */
-            const bool in_k = v < k8;
+            const int v = (kb0 + u * SK_WARPS) * 4 + t; /* this lane's W vector of the block */
+            const bool in_k = v < wv;
             va[u] = in_k && ra ? ld_stream(wa + v) : zero;
             vb[u] = in_k && rb ? ld_stream(wb + v) : zero;
 #pragma unroll
             for (int j = 0; j < NT; j++) {
                 const int m = 8 * j + g;
-                vx[u][j] = in_k && m < M ? __ldg((const int4 *)(in + (size_t)m * K) + v) : zero;
+                const int4 *x = (const int4 *)(in + (size_t)(m < M ? m : 0) * K) + v * XV;
+#pragma unroll
+                for (int h = 0; h < XV; h++)
+                    vx[u][j][h] = in_k && m < M ? __ldg(x + h) : zero;
             }
         }
 #pragma unroll
-        for (int u = 0; u < U; u++)
+        for (int u = 0; u < U; u++) {
+            if constexpr (Q) {
+                float fa[16], fb[16];
+                wunpack16<W>(va[u], fa);
+                wunpack16<W>(vb[u], fb);
 #pragma unroll
-            for (int j = 0; j < NT; j++) {
-                mma16816<T>(acc[j], (unsigned)va[u].x, (unsigned)vb[u].x, (unsigned)va[u].y,
-                            (unsigned)vb[u].y, (unsigned)vx[u][j].x, (unsigned)vx[u][j].y);
-                mma16816<T>(acc[j], (unsigned)va[u].z, (unsigned)vb[u].z, (unsigned)va[u].w,
-                            (unsigned)vb[u].w, (unsigned)vx[u][j].z, (unsigned)vx[u][j].w);
+                for (int q = 0; q < 4; q++) {
+                    const unsigned a0 = pack2<T>(fa[4 * q], fa[4 * q + 1]),
+                                   a2 = pack2<T>(fa[4 * q + 2], fa[4 * q + 3]),
+                                   a1 = pack2<T>(fb[4 * q], fb[4 * q + 1]),
+                                   a3 = pack2<T>(fb[4 * q + 2], fb[4 * q + 3]);
+#pragma unroll
+                    for (int j = 0; j < NT; j++) {
+                        const unsigned *xr = (const unsigned *)&vx[u][j][q / 2];
+                        mma16816<T>(acc[j], a0, a1, a2, a3, xr[2 * (q % 2)], xr[2 * (q % 2) + 1]);
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    const int4 x = vx[u][j][0];
+                    mma16816<T>(acc[j], (unsigned)va[u].x, (unsigned)vb[u].x, (unsigned)va[u].y,
+                                (unsigned)vb[u].y, (unsigned)x.x, (unsigned)x.y);
+                    mma16816<T>(acc[j], (unsigned)va[u].z, (unsigned)vb[u].z, (unsigned)va[u].w,
+                                (unsigned)vb[u].w, (unsigned)x.z, (unsigned)x.w);
+                }
             }
+        }
     }
 #pragma unroll
     for (int j = 0; j < NT; j++)
@@ -329,26 +368,33 @@ __global__ void __launch_bounds__(SK_WARPS * 32)
         for (int w = 0; w < SK_WARPS; w++)
             s += red[w][j][e][l];
         const int n = n0 + l / 4 + (e >= 2 ? 8 : 0), m = 8 * j + 2 * (l % 4) + (e & 1);
-        if (n < N && m < M) out[(size_t)m * N + n] = from_f<O>(s + (bias ? bias[n] : 0.0f));
+        if (n >= N || m >= M) continue;
+        if (Q) s = w_post<W>(s) * scale[n];
+        out[(size_t)m * N + n] = from_f<O>(s + (bias ? bias[n] : 0.0f));
     }
 }
 
-template <typename T, typename O>
+/* K % 16 == 0 for 1-byte W, K % 8 == 0 for T (16-byte rows) */
+template <typename T, typename W, typename O>
 static cudaError_t gemm_skinny(cuda_ctx *c, O *out, const T *in, int rows, const bweight *Wt,
                                const float *bias) {
-    const int N = (int)Wt->rows, K = (int)Wt->cols;
-    const unsigned blocks = (unsigned)((N + 15) / 16);
-    const T *w = (const T *)Wt->data;
+    if constexpr (sizeof(T) == 4) { /* F32 runs cuBLASLt; quantized weights need 16 bits */
+        return cudaErrorInvalidValue;
+    } else {
+        const int N = (int)Wt->rows, K = (int)Wt->cols;
+        const unsigned blocks = (unsigned)((N + 15) / 16);
+        const W *w = (const W *)Wt->data;
 #define SK_CASE(NT)                                                                                \
     if (rows <= 8 * NT)                                                                            \
-        return launch_ex(c, kernel_gemm_skinny<T, O, NT>, blocks, SK_WARPS * 32, 0, out, in, w,    \
-                         bias, rows, N, K);
-    SK_CASE(1)
-    SK_CASE(2)
-    SK_CASE(4)
-    SK_CASE(8)
+        return launch_ex(c, kernel_gemm_skinny<T, W, O, NT>, blocks, SK_WARPS * 32, 0, out, in, w, \
+                         Wt->scale, bias, rows, N, K);
+        SK_CASE(1)
+        SK_CASE(2)
+        SK_CASE(4)
+        SK_CASE(8)
 #undef SK_CASE
-    return cudaErrorInvalidValue;
+        return cudaErrorInvalidValue;
+    }
 }
 
 /* ---- cuBLASLt ---- */
@@ -911,23 +957,25 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
                                                                         rows, Wt, bias, softcap)));
         }
     }
+    if (rows <= c->skinny_max_rows && c->dt != DT_F32 && K % (q ? 16 : 8) == 0 && softcap == 0.0f) {
+        cudaError_t e = cudaSuccess;
+        if (out_dt == DT_F32) {
+            DISPATCH_T(c->dt,
+                       DISPATCH_W(Wt->dt, e = gemm_skinny<T, W, float>(
+                                              c, (float *)out, (const T *)in, rows, Wt, bias)));
+        } else {
+            DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, e = gemm_skinny<T, W, T>(
+                                                     c, (T *)out, (const T *)in, rows, Wt, bias)));
+        }
+        if (e != cudaSuccess) return cuda_fail(e, "launch kernel_gemm_skinny", __FILE__, __LINE__);
+        CK_KERNEL("kernel_gemm_skinny");
+        return LLMRT_OK;
+    }
     if (q) {
         if (softcap > 0.0f) /* the LM head is never quantized */
             return err_set(LLMRT_ERR_INVALID, "cuda matmul: soft-capped quantized matrix");
         DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matmul_quant<T, W>(c, out, out_dt, in, rows, Wt,
                                                                        bias)));
-    }
-    if (rows <= c->skinny_max_rows && c->dt != DT_F32 && K % 8 == 0 && softcap == 0.0f) {
-        cudaError_t e = cudaSuccess;
-        if (out_dt == DT_F32) {
-            DISPATCH_T(c->dt,
-                       e = gemm_skinny<T, float>(c, (float *)out, (const T *)in, rows, Wt, bias));
-        } else {
-            DISPATCH_T(c->dt, e = gemm_skinny<T, T>(c, (T *)out, (const T *)in, rows, Wt, bias));
-        }
-        if (e != cudaSuccess) return cuda_fail(e, "launch kernel_gemm_skinny", __FILE__, __LINE__);
-        CK_KERNEL("kernel_gemm_skinny");
-        return LLMRT_OK;
     }
     lt_plan *p = NULL;
     TRY(plan_get(c, out_dt, rows, N, K, &p));
