@@ -244,6 +244,28 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
         rm -rf "$M" # the next card's checkpoint needs the disk
     done
 fi
+if [[ " $ONLY " == *" batch "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # decode steps of batches (llmrt bench, static cache) with each switch setting in
+    # $BATCH_AB (default: the tensor-core kernel of up to 64 rows off, then on), same call
+    for card in ${BATCH_CARDS:-Llama-3.2-1B-Instruct}; do
+        M=/tmp/ab-model-$card
+        [ -f "$M/config.json" ] ||
+            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
+                >"$OUT/batch-make-$card.log" 2>&1
+        for ab in ${BATCH_AB:-LLMRT_SKINNY_MAX_ROWS=0 LLMRT_SKINNY_MAX_ROWS=64}; do
+            for q in ${BATCH_QUANT:-none}; do
+                f="$OUT/batch-$card-$q-$ab.txt"
+                env "$ab" "$CARRY/llmrt" bench --model "$M" --device cuda --precision BF16 \
+                    --quant_format "$q" --weight_only --isl 128 --num_tokens 64 \
+                    --batch_size ${BATCH_SIZES:-1,4,16,64,256} --iterations 3 --warmup 1 \
+                    --no-plot --out "$OUT/batch-out" >"$f" 2>"${f%.txt}.log"
+                rows+=("$(printf 'batch %-22s %-4s %s: %s' "$card" "$q" "$ab" \
+                    "$(grep -E '^(Batch size|Decode-Median|BW-Fraction)' "$f" |
+                        awk '{printf "%s ", $NF} NR % 3 == 0 {printf "| "}')")")
+            done
+        done
+    done
+fi
 if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
     # llmrt serve on random-weight models of the real cards, loaded by llmrt bench-serve with
     # random prompts, other prompts in each run (a run must not find the last one's in the
