@@ -283,7 +283,9 @@ template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b
  * T pairs (exact), the row's sum multiplied by its scale at the end. W loads bypass L1; the input
  * rows, read by every block, go through it. The warps' sums meet in shared memory; F32
  * throughout, one rounding to O at the end. */
-enum { SK_WARPS = 8, SK_MAX_NT = 8, SK_DEFAULT_ROWS = 64 };
+/* SK_DEFAULT_ROWS 0: the kernel is off unless LLMRT_SKINNY_MAX_ROWS asks for it, until it has
+ * passed test_cuda_ops on a GPU and measured faster than cuBLASLt (docs/PERF.md) */
+enum { SK_WARPS = 8, SK_MAX_NT = 8, SK_DEFAULT_ROWS = 0 };
 
 template <typename T, typename W, typename O, int NT>
 __global__ void __launch_bounds__(SK_WARPS * 32)
