@@ -218,13 +218,15 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
                         awk '{printf "%s %s  ", $1, $3}')")")
             done
         done
-        for q in ${QUANT_FORMATS:-none fp8 int8}; do
+        # fp8+gemm: FP8 with the FP8 tensor-core product of prompts (LLMRT_CUDA_FP8_GEMM=1)
+        for q in ${QUANT_FORMATS:-none fp8 int8} ${QUANT_FP8_GEMM:-fp8+gemm}; do
             [ "${QUANT_PREFILL_ISL:-2048}" = 0 ] && break # 0: no prefill runs
             f="$OUT/quant-prefill-$card-$q.txt"
-            "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
-                --quant_format "$q" --weight_only --isl ${QUANT_PREFILL_ISL:-2048} --num_tokens 8 \
-                --iterations 3 --warmup 1 >"$f" 2>"${f%.txt}.log"
-            rows+=("$(printf 'quant prefill %-14s %-4s: %s' "$card" "$q" \
+            env $([ "$q" = fp8+gemm ] && echo LLMRT_CUDA_FP8_GEMM=1) "$CARRY/llmrt" run \
+                --benchmark --model "$M" --device cuda --precision BF16 --quant_format "${q%+gemm}" \
+                --weight_only --isl ${QUANT_PREFILL_ISL:-2048} --num_tokens 8 --iterations 3 \
+                --warmup 1 >"$f" 2>"${f%.txt}.log"
+            rows+=("$(printf 'quant prefill %-14s %-8s: %s' "$card" "$q" \
                 "$(grep -E '^(TTFT|Prefill)' "$f" | awk '{printf "%s %s  ", $1, $3}')")")
         done
         # in-flight tile caps (LLMRT_DECODE_CAPS) tried on the fp8 stack, one run each

@@ -548,6 +548,74 @@ static void test_matmul_quant(void) {
         }
 }
 
+/* Prompts times FP8 matrices as FP8 products (LLMRT_CUDA_FP8_GEMM=1, a backend made with it):
+ * each activation row quantized to E4M3 with the scale max|x| / 448 as the kernel does it, the
+ * product against those values in double, rounded once to the type. More rows than the
+ * matrix-vector and skinny kernels take (64), and two chunks of 1024. */
+static void test_matmul_fp8_gemm(void) {
+    if (cur_dt == DT_F32) return;
+    setenv("LLMRT_CUDA_FP8_GEMM", "1", 1);
+    backend *be = NULL;
+    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
+    unsetenv("LLMRT_CUDA_FP8_GEMM");
+    if (!be) return;
+    backend *keep = cuda_be;
+    cuda_be = be; /* quant_weight and the pairs allocate on it */
+    const int shapes[][3] = {{100, 256, 512}, {257, 384, 1024}, {1100, 48, 128}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        float a = 2.0f / sqrtf((float)K);
+        float *w = rand_vec((size_t)N * K, -a, a), *deq = malloc((size_t)N * K * 4);
+        bweight wg = quant_weight(DT_F8E4M3, w, N, K, deq);
+        float *x = rand_vec((size_t)rows * K, -1, 1), *bias = rand_vec((size_t)N, -1, 1);
+        for (int m = 0; m < rows; m += 13) /* rows of very different sizes */
+            for (int k = 0; k < K; k++)
+                x[(size_t)m * K + k] *= m % 2 ? 1e-3f : 30.0f;
+        round_to(x, (size_t)rows * K, cur_dt);
+        float *xq = malloc((size_t)rows * K * 4); /* the activations as the product sees them */
+        for (int m = 0; m < rows; m++) {
+            float amax = 0.0f;
+            for (int k = 0; k < K; k++)
+                amax = fmaxf(amax, fabsf(x[(size_t)m * K + k]));
+            const float s = amax > 0.0f ? amax / 448.0f : 1.0f;
+            for (int k = 0; k < K; k++)
+                xq[(size_t)m * K + k] =
+                    fp8e4m3_to_f32(f32_to_fp8e4m3(x[(size_t)m * K + k] / s)) * s;
+        }
+        pair in = act_pair((size_t)rows * K, x), out = act_pair((size_t)rows * N, NULL);
+        pair b = f32_pair((size_t)N, bias);
+        begin_rows(rows);
+        CHECK_OK(cuda_be->ops->matmul(cuda_be, out.g, in.g, &wg, b.g));
+        CHECK_OK(cuda_be->ops->step_end(cuda_be));
+        CHECK_OK(cpu_be->ops->step_end(cpu_be));
+        float *got = malloc((size_t)rows * N * 4);
+        CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, got, out.g, (size_t)rows * N));
+        int bad = 0;
+        for (int m = 0; m < rows && bad < 3; m++)
+            for (int n = 0; n < N && bad < 3; n++) {
+                double ref = bias[n], mag = fabs(bias[n]);
+                for (int k = 0; k < K; k++) {
+                    double t = (double)deq[(size_t)n * K + k] * xq[(size_t)m * K + k];
+                    ref += t;
+                    mag += fabs(t);
+                }
+                const double u = cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048;
+                double tol = fabs(ref) * u + mag * 1e-5 + 1e-6, g = got[(size_t)m * N + n];
+                if (!(fabs(g - ref) <= tol)) {
+                    CHECK_MSG(0, "FP8 product rows %d N %d K %d: out[%d][%d] = %.6g, want %.6g",
+                              rows, N, K, m, n, g, ref);
+                    bad++;
+                }
+            }
+        free(got), free(w), free(deq), free(x), free(xq), free(bias);
+        pair_free(&in), pair_free(&out), pair_free(&b);
+        cuda_be->ops->free(cuda_be, wg.data);
+        cuda_be->ops->free(cuda_be, (void *)wg.scale);
+    }
+    cuda_be = keep;
+    backend_free(be);
+}
+
 static void test_logits(void) {
     const int shapes[][3] = {
         {1, 1000, 256}, {5, 777, 128}, {17, 300, 64}, {2, 130, 36}, {1, 30000, 128}};
@@ -1514,6 +1582,7 @@ int main(void) {
         RUN(test_attention);
         RUN(test_qkv_attention_decode);
         RUN(test_ragged_step);
+        RUN(test_matmul_fp8_gemm);
         RUN(test_graph_replay);
         RUN(test_decode_layers);
         backend_free(cpu_be);

@@ -94,6 +94,8 @@ typedef struct cuda_switches {
                              (kernels not yet verified on a GPU: docs/ENVIRONMENT.md) */
     int ragged;           /* LLMRT_CUDA_RAGGED=1: take ragged steps (kernels not yet verified on
                              a GPU: docs/ENVIRONMENT.md) */
+    int fp8_gemm;         /* LLMRT_CUDA_FP8_GEMM=1: prompts times FP8 matrices as FP8 products
+                             with per-token activation scales (not yet verified on a GPU) */
     int skinny_max_rows;  /* LLMRT_SKINNY_MAX_ROWS: rows up to which 16-bit matmuls use the
                              tensor-core skinny kernel; -1: the default, 0: never */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cuda_fp8.h>
+
 #include "backend/cuda/cuda_internal.cuh"
 
 enum { MV_WARPS = 8, MV_UNROLL = 8, MV_MAX_M = 8, MV_DEFAULT_ROWS = 2 };
@@ -402,7 +404,10 @@ static cudaError_t gemm_skinny(cuda_ctx *c, O *out, const T *in, int rows, const
 /* ---- cuBLASLt ---- */
 
 static cudaDataType_t cuda_type(dtype t) {
-    return t == DT_F32 ? CUDA_R_32F : t == DT_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    return t == DT_F32    ? CUDA_R_32F
+           : t == DT_F16  ? CUDA_R_16F
+           : t == DT_BF16 ? CUDA_R_16BF
+                          : CUDA_R_8F_E4M3;
 }
 
 static void plan_free(lt_plan *p) {
@@ -422,11 +427,14 @@ static double host_ms(void) {
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_plan **out) {
+/* The plan of out[m, n] = in[m, k] @ W[n, k]^T with W and in of type in_dt (the precision, or
+ * F8_E4M3 for the FP8 product of prompts) and out of out_dt. */
+static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int n, int k,
+                                   lt_plan **out) {
     uint64_t h = ((uint64_t)(unsigned)m * 0x9E3779B97F4A7C15ull) ^
                  ((uint64_t)(unsigned)n * 0xC2B2AE3D27D4EB4Full) ^
                  ((uint64_t)(unsigned)k * 0x165667B19E3779F9ull) ^
-                 ((uint64_t)(c->dt * 8 + out_dt) * 0x27D4EB2F165667C5ull);
+                 ((uint64_t)(in_dt * 8 + out_dt) * 0x27D4EB2F165667C5ull);
     h ^= h >> 29;
     lt_plan *p = NULL;
     for (int i = 0; i < LT_PROBES; i++) {
@@ -435,7 +443,7 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
             if (!p) p = q;
             break; /* a key is never past a free slot of its probe run */
         }
-        if (q->dt == (int)c->dt && q->out_dt == (int)out_dt && q->m == m && q->n == n &&
+        if (q->dt == (int)in_dt && q->out_dt == (int)out_dt && q->m == m && q->n == n &&
             q->k == k) {
             *out = q;
             return LLMRT_OK;
@@ -447,7 +455,7 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
     }
     const double t0 = c->sw.stats ? host_ms() : 0;
     memset(p, 0, sizeof *p);
-    cudaDataType_t ab = cuda_type(c->dt), ct = cuda_type(out_dt);
+    cudaDataType_t ab = cuda_type(in_dt), ct = cuda_type(out_dt);
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CKB(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     p->used = 1; /* from here plan_free releases what exists */
@@ -471,18 +479,22 @@ static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_
         if (e != CUBLAS_STATUS_SUCCESS)
             return cublas_fail(e, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__);
         return err_set(LLMRT_ERR_DEVICE, "cuBLASLt has no algorithm for %s [%d,%d]x[%d,%d]^T",
-                       dtype_name(c->dt), m, k, n, k);
+                       dtype_name(in_dt), m, k, n, k);
     }
     p->algo = res.algo;
     c->stats.lt_heuristics++;
     if (c->sw.stats) c->stats.lt_heuristic_ms += host_ms() - t0;
-    p->dt = (int)c->dt;
+    p->dt = (int)in_dt;
     p->out_dt = (int)out_dt;
     p->m = m;
     p->n = n;
     p->k = k;
     *out = p;
     return LLMRT_OK;
+}
+
+static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_plan **out) {
+    return plan_get_typed(c, c->dt, out_dt, m, n, k, out);
 }
 
 /* Many rows times a quantized matrix: its unscaled values in T, then cuBLASLt into an F32
@@ -494,14 +506,23 @@ static size_t quant_scratch_bytes(size_t N, size_t K, size_t es) {
     return (N * K * es + 255) / 256 * 256 + (size_t)QUANT_ROW_CHUNK * N * sizeof(float);
 }
 
+/* Scratch of the FP8 product of QUANT_ROW_CHUNK rows: the quantized rows, their scales, the F32
+ * products. */
+static size_t fp8_gemm_scratch_bytes(size_t N, size_t K) {
+    return (QUANT_ROW_CHUNK * K + 255) / 256 * 256 + (QUANT_ROW_CHUNK * 4 + 255) / 256 * 256 +
+           (size_t)QUANT_ROW_CHUNK * N * sizeof(float);
+}
+
 llmrt_status cuda_quant_reserve(cuda_ctx *c, const layer_weights *L, int n_layers) {
     size_t need = 0;
     for (int l = 0; l < n_layers; l++) {
         const bweight *m[4] = {&L[l].wqkv, &L[l].wo, &L[l].wup, &L[l].wdown};
         for (int i = 0; i < 4; i++)
             if (dtype_quantized(m[i]->dt)) {
-                size_t b =
-                    quant_scratch_bytes((size_t)m[i]->rows, (size_t)m[i]->cols, dtype_size(c->dt));
+                const size_t N = (size_t)m[i]->rows, K = (size_t)m[i]->cols;
+                size_t b = quant_scratch_bytes(N, K, dtype_size(c->dt));
+                if (m[i]->dt == DT_F8E4M3 && !m[i]->group && c->sw.fp8_gemm)
+                    b = fp8_gemm_scratch_bytes(N, K);
                 if (b > need) need = b;
             }
     }
@@ -511,6 +532,101 @@ llmrt_status cuda_quant_reserve(cuda_ctx *c, const layer_weights *L, int n_layer
     if (s != LLMRT_OK)
         return err_wrap(
             s, "reserving %.1f MB to unpack quantized matrices for prompts: ", (double)need / 1e6);
+    return LLMRT_OK;
+}
+
+/* ---- FP8 products of prompts (LLMRT_CUDA_FP8_GEMM=1) ----
+ *
+ * An F8_E4M3 matrix (a scale per row) times many rows: each row of the activations quantized to
+ * E4M3 with its own scale (max |x| / 448, as quantize_row does for weights: per-token dynamic
+ * quantization), cuBLASLt's FP8 product on tensor cores into F32, then each output times its
+ * row's activation scale and its column's weight scale. Twice the tensor-core rate of the
+ * 16-bit product and no unpacked copy of the matrix; the activations lose what E4M3 rounding
+ * loses (W8A8, as TensorRT-LLM and vLLM run FP8 checkpoints). */
+
+/* q[r, :] = E4M3(x[r, :] / s[r]), s[r] = max |x[r, :]| / 448 (1 for a row of zeros; NaN when
+ * the row holds a NaN or infinity, which the product then carries). One block per row. */
+template <typename T>
+__global__ void kernel_quant_rows(uint8_t *q /* [rows, K] */, float *s /* [rows] */,
+                                  const T *x /* [rows, K] */, int K) {
+    pdl_begin();
+    __shared__ float red[2][32];
+    const T *row = x + (size_t)blockIdx.x * K;
+    float amax = 0.0f, bad = 0.0f; /* bad: 1 when a value is NaN or infinite */
+    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+        const float v = to_f(row[k]);
+        if (isfinite(v))
+            amax = fmaxf(amax, fabsf(v));
+        else
+            bad = 1.0f;
+    }
+    amax = warp_max(amax);
+    bad = warp_max(bad);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    if (lane == 0) {
+        red[0][warp] = amax;
+        red[1][warp] = bad;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        float a = lane < nw ? red[0][lane] : 0.0f, f = lane < nw ? red[1][lane] : 0.0f;
+        a = warp_max(a);
+        f = warp_max(f);
+        if (lane == 0) {
+            red[0][0] = a;
+            red[1][0] = f;
+        }
+    }
+    __syncthreads();
+    const float a = red[0][0];
+    const float sc = red[1][0] > 0.0f ? __int_as_float(0x7fc00000) : a > 0.0f ? a / 448.0f : 1.0f;
+    if (threadIdx.x == 0) s[blockIdx.x] = sc;
+    uint8_t *qr = q + (size_t)blockIdx.x * K;
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+        qr[k] = (uint8_t)__nv_cvt_float_to_fp8(to_f(row[k]) / sc, __NV_SATFINITE, __NV_E4M3);
+}
+
+/* out[m, n] = O(acc[m, n] * sa[m] * sw[n] (+ bias[n])) */
+template <typename O>
+__global__ void kernel_scale_both(O *out /* [rows, N] */, const float *acc /* [rows, N] */,
+                                  const float *sa /* [rows] */, const float *sw /* [N] */,
+                                  const float *bias, int rows, int N) {
+    pdl_begin();
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * N) return;
+    int m = (int)(i / N), n = (int)(i % N);
+    out[i] = from_f<O>(acc[i] * sa[m] * sw[n] + (bias ? bias[n] : 0.0f));
+}
+
+template <typename T>
+static llmrt_status matmul_fp8_gemm(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
+                                    const bweight *Wt, const float *bias) {
+    const int N = (int)Wt->rows, K = (int)Wt->cols;
+    void *buf;
+    TRY(cuda_scratch(c, fp8_gemm_scratch_bytes((size_t)N, (size_t)K), &buf));
+    uint8_t *q = (uint8_t *)buf;
+    float *sa = (float *)((char *)buf + ((size_t)QUANT_ROW_CHUNK * K + 255) / 256 * 256);
+    float *acc = (float *)((char *)sa + ((size_t)QUANT_ROW_CHUNK * 4 + 255) / 256 * 256);
+    for (int r0 = 0; r0 < rows; r0 += QUANT_ROW_CHUNK) {
+        const int m = rows - r0 < QUANT_ROW_CHUNK ? rows - r0 : QUANT_ROW_CHUNK;
+        launch_ex(c, kernel_quant_rows<T>, (unsigned)m, 256, 0, q, sa,
+                  (const T *)in + (size_t)r0 * K, K);
+        CK_KERNEL("kernel_quant_rows");
+        lt_plan *p = NULL;
+        TRY(plan_get_typed(c, DT_F8E4M3, DT_F32, m, N, K, &p));
+        float alpha = 1.0f, beta = 0.0f;
+        CKB(cublasLtMatmul(c->lt, p->op, &alpha, Wt->data, p->a, q, p->b, &beta, acc, p->c, acc,
+                           p->c, &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+        const size_t total = (size_t)m * N;
+        const unsigned blocks = (unsigned)((total + 255) / 256);
+        if (out_dt == DT_F32)
+            launch_ex(c, kernel_scale_both<float>, blocks, 256, 0, (float *)out + (size_t)r0 * N,
+                      (const float *)acc, (const float *)sa, Wt->scale, bias, m, N);
+        else
+            launch_ex(c, kernel_scale_both<T>, blocks, 256, 0, (T *)out + (size_t)r0 * N,
+                      (const float *)acc, (const float *)sa, Wt->scale, bias, m, N);
+        CK_KERNEL("kernel_scale_both");
+    }
     return LLMRT_OK;
 }
 
@@ -524,6 +640,8 @@ static llmrt_status matmul_quant(cuda_ctx *c, void *out, dtype out_dt, const voi
         const int N = (int)Wt->rows, K = (int)Wt->cols;
         if (K % 16)
             return err_set(LLMRT_ERR_INVALID, "cuda matmul: a quantized matrix needs K %% 16 == 0");
+        if (std::is_same<W, w_fp8>::value && c->sw.fp8_gemm)
+            return matmul_fp8_gemm<T>(c, out, out_dt, in, rows, Wt, bias);
         size_t n = (size_t)N * K, wbytes = (n * sizeof(T) + 255) / 256 * 256;
         void *buf;
         TRY(cuda_scratch(c, quant_scratch_bytes((size_t)N, (size_t)K, sizeof(T)), &buf));

@@ -37,6 +37,7 @@ void cuda_switches_read(cuda_switches *sw) {
     sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
     sw->fp8_blocks = env_on("LLMRT_CUDA_FP8_BLOCKS");
     sw->ragged = env_on("LLMRT_CUDA_RAGGED");
+    sw->fp8_gemm = env_on("LLMRT_CUDA_FP8_GEMM");
     const char *sk = getenv("LLMRT_SKINNY_MAX_ROWS");
     sw->skinny_max_rows = sk && sk[0] ? atoi(sk) : -1;
     sw->stats = env_on("LLMRT_CUDA_STATS");
