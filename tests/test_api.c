@@ -366,6 +366,50 @@ static void test_kv_fraction(void) {
     llmrt_model_free(frac);
 }
 
+/* kv_dtype: an FP8 cache plans and takes (head_dim + 4) bytes per position and head where the
+ * CPU's F32 cache takes 4 * head_dim, and runs; the names parse; unknown values are refused. */
+static void test_kv_dtype(void) {
+    llmrt_kv_dtype k = LLMRT_KV_AUTO;
+    CHECK_OK(llmrt_kv_dtype_parse("FP8_E4M3", &k));
+    CHECK(k == LLMRT_KV_FP8 && !strcmp(llmrt_kv_dtype_name(k), "fp8"));
+    CHECK_ERR(llmrt_kv_dtype_parse("int8", &k), LLMRT_ERR_INVALID, "auto or fp8, got 'int8'");
+    llmrt_model *m = NULL;
+    CHECK_OK(llmrt_model_open(&m, fixture, NULL));
+    if (!m) return;
+    llmrt_load_opts bad = {.device = "cpu", .kv_dtype = (llmrt_kv_dtype)7};
+    CHECK_ERR(llmrt_model_load(m, &bad), LLMRT_ERR_INVALID, "unknown KV cache type 7");
+    llmrt_load_opts lo = {.device = "cpu", .max_seq = 64};
+    llmrt_plan p32, p8;
+    CHECK_OK(llmrt_model_plan(m, &lo, &p32));
+    lo.kv_dtype = LLMRT_KV_FP8;
+    CHECK_OK(llmrt_model_plan(m, &lo, &p8));
+    llmrt_model_info info;
+    llmrt_model_get_info(m, &info);
+    const double want = (double)(info.head_dim + 4) / (4.0 * info.head_dim);
+    CHECK(p8.kv_cache > 0 && fabs((double)p8.kv_cache / (double)p32.kv_cache - want) < 0.02);
+    llmrt_model_free(m);
+    llmrt_model *f8 = load(fixture, lo);
+    if (!f8) return;
+    llmrt_memory mem;
+    llmrt_model_memory(f8, &mem);
+    CHECK(mem.kv_cache == p8.kv_cache);
+    llmrt_session *s = NULL;
+    CHECK_OK(llmrt_session_create(&s, f8, 0));
+    const int32_t ids[4] = {3, 1, 4, 1}, *idp = ids;
+    const int n4 = 4, V = info.vocab_size;
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    if (s && lg) {
+        CHECK_OK(llmrt_step(&s, 1, &idp, &n4, lg));
+        int finite = 1;
+        for (int v = 0; v < V; v++)
+            finite &= isfinite(lg[v]);
+        CHECK(finite);
+    }
+    free(lg);
+    llmrt_session_free(s);
+    llmrt_model_free(f8);
+}
+
 static void test_text(void) {
     llmrt_tokenizer *t = NULL;
     CHECK_ERR(llmrt_tokenizer_open(&t, "/no/such/tokenizer.json"), LLMRT_ERR_IO, "no such");
@@ -440,6 +484,7 @@ int main(void) {
     RUN(test_load_and_generate);
     RUN(test_paged_and_scoring);
     RUN(test_kv_fraction);
+    RUN(test_kv_dtype);
     RUN(test_text);
     RUN(test_bench);
     return test_summary();
