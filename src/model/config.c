@@ -726,6 +726,42 @@ static llmrt_status q_modelopt(const cfg_reader *r, json_t *o, const char *where
     return LLMRT_OK;
 }
 
+/* A string field of a quantization object that llmrt reads one value of (absent: dflt); any
+ * other value is refused naming the field, with `why`. */
+static llmrt_status q_str_only(const cfg_reader *r, json_t *o, const char *where, const char *key,
+                               const char *dflt, const char *why) {
+    const char *v;
+    TRY(q_str(r, o, where, key, dflt, &v));
+    if (strcmp(v, dflt) != 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "%s: %s.%s \"%s\" is not supported: %s", r->path,
+                       where, key, v, why);
+    return LLMRT_OK;
+}
+
+/* quant_method "fp8": transformers' FineGrainedFP8 (block scales, weight_scale_inv), or vLLM /
+ * AutoFP8's per-tensor weight_scale when there is no weight_block_size. */
+static llmrt_status q_fp8(const cfg_reader *r, json_t *qc, ckpt_quant *q) {
+    json_t *blocks = json_object_get(qc, "weight_block_size");
+    TRY(q_str_only(r, qc, "quantization_config", "fmt", "e4m3", "llmrt reads FP8 E4M3 weights"));
+    TRY(q_str_only(r, qc, "quantization_config", "scale_fmt", "float",
+                   "llmrt reads block scales stored as floats (\"float\"), not as E8M0 "
+                   "exponents"));
+    q->act_quant = true; /* activation_scheme static or dynamic */
+    TRY(q_ignore(r, qc, "quantization_config", "ignored_layers", q));
+    TRY(q_ignore(r, qc, "quantization_config", "modules_to_not_convert", q));
+    if (blocks && !json_is_null(blocks)) {
+        char name[32];
+        TRY(q_blocks(r, "quantization_config.weight_block_size", blocks, q));
+        q->fp8_scale_inv = true;
+        snprintf(q->desc, sizeof q->desc, "fp8, scales per %s",
+                 q_blocks_name(q, name, sizeof name));
+    } else {
+        q->per_tensor = true;
+        snprintf(q->desc, sizeof q->desc, "fp8, per-tensor scales");
+    }
+    return LLMRT_OK;
+}
+
 /* config.json "quantization_config" into c->quant (all zero when absent or null). */
 static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
     json_t *qc;
@@ -747,36 +783,7 @@ static llmrt_status q_read(const cfg_reader *r, ckpt_quant *q) {
     } else if (!strcmp(method, "gptq")) {
         TRY(q_gptq(r, qc, q));
     } else if (!strcmp(method, "fp8")) {
-        /* transformers' FineGrainedFP8 (block scales, weight_scale_inv), or vLLM / AutoFP8's
-         * per-tensor weight_scale when there is no weight_block_size */
-        json_t *blocks = json_object_get(qc, "weight_block_size");
-        const char *fmt;
-        TRY(q_str(r, qc, "quantization_config", "fmt", "e4m3", &fmt));
-        if (strcmp(fmt, "e4m3") != 0)
-            return err_set(LLMRT_ERR_UNSUPPORTED,
-                           "%s: quantization_config.fmt \"%s\" is not supported: llmrt reads FP8 "
-                           "E4M3 weights",
-                           r->path, fmt);
-        const char *scale_fmt;
-        TRY(q_str(r, qc, "quantization_config", "scale_fmt", "float", &scale_fmt));
-        if (strcmp(scale_fmt, "float") != 0)
-            return err_set(LLMRT_ERR_UNSUPPORTED,
-                           "%s: quantization_config.scale_fmt \"%s\" is not supported: llmrt reads "
-                           "block scales stored as floats (\"float\"), not as E8M0 exponents",
-                           r->path, scale_fmt);
-        q->act_quant = true; /* activation_scheme static or dynamic */
-        TRY(q_ignore(r, qc, "quantization_config", "ignored_layers", q));
-        TRY(q_ignore(r, qc, "quantization_config", "modules_to_not_convert", q));
-        if (blocks && !json_is_null(blocks)) {
-            char name[32];
-            TRY(q_blocks(r, "quantization_config.weight_block_size", blocks, q));
-            q->fp8_scale_inv = true;
-            snprintf(q->desc, sizeof q->desc, "fp8, scales per %s",
-                     q_blocks_name(q, name, sizeof name));
-        } else {
-            q->per_tensor = true;
-            snprintf(q->desc, sizeof q->desc, "fp8, per-tensor scales");
-        }
+        TRY(q_fp8(r, qc, q));
     } else {
         return err_set(
             LLMRT_ERR_UNSUPPORTED,

@@ -696,6 +696,19 @@ void cuda_matmul_free(cuda_ctx *c) {
  * once for all rows), then cuBLASLt on an unpacked copy (matmul_quant). */
 enum { MV_QUANT_ROWS = MV_MAX_M };
 
+/* out = in @ wt^T (+ bias) for wt [N, K], a quantized matrix dequantized into T in the scratch
+ * (matrices whose scales vary along K: I4, FP8 with group scales). */
+static llmrt_status matmul_dequantized(cuda_ctx *c, void *out, dtype out_dt, const void *in,
+                                       int rows, const void *wt, int N, int K, const float *bias) {
+    lt_plan *p = NULL;
+    TRY(plan_get(c, out_dt, rows, N, K, &p));
+    float alpha = 1.0f, beta = 0.0f;
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, in, p->b, &beta, out, p->c, out, p->c,
+                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    if (bias) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, 0.0f));
+    return LLMRT_OK;
+}
+
 /* ---- I4 matrices (codes with a scale and zero point per row and group: dtype.h) ---- */
 
 /* The weight of code `code` in column k of a row whose scales and zero points are s and z
@@ -895,13 +908,7 @@ static llmrt_status matmul_i4(cuda_ctx *c, void *out, dtype out_dt, const void *
                                 (T *)wt, (const uint8_t *)Wt->data, Wt->scale, Wt->zero, Wt->gidx,
                                 Wt->group, N, K));
     CK_KERNEL("kernel_dequant_i4");
-    lt_plan *p = NULL;
-    TRY(plan_get(c, out_dt, rows, N, K, &p));
-    float alpha = 1.0f, beta = 0.0f;
-    CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, in, p->b, &beta, out, p->c, out, p->c,
-                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
-    if (bias) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, 0.0f));
-    return LLMRT_OK;
+    return matmul_dequantized(c, out, out_dt, in, rows, wt, N, K, bias);
 }
 
 /* ---- F8_E4M3 matrices with a scale per row and group of columns (block-wise checkpoints) ---- */
@@ -1037,13 +1044,7 @@ static llmrt_status matmul_f8g(cuda_ctx *c, void *out, dtype out_dt, const void 
         launch_ex(c, kernel_dequant_f8g<__half>, (unsigned)((n16 + 255) / 256), 256, 0,
                   (__half *)wt, (const uint8_t *)Wt->data, Wt->scale, Wt->group, N, K);
     CK_KERNEL("kernel_dequant_f8g");
-    lt_plan *p = NULL;
-    TRY(plan_get(c, out_dt, rows, N, K, &p));
-    float alpha = 1.0f, beta = 0.0f;
-    CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, in, p->b, &beta, out, p->c, out, p->c,
-                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
-    if (bias) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, 0.0f));
-    return LLMRT_OK;
+    return matmul_dequantized(c, out, out_dt, in, rows, wt, N, K, bias);
 }
 
 llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void *in, int rows,
