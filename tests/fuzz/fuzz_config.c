@@ -51,7 +51,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_ASSERT(st == LLMRT_OK || (msg && strstr(msg, "hf_quant_config.json")));
     }
     const ckpt_quant *q = &c.quant;
-    FUZZ_ASSERT(q->fp8 == (q->per_channel || q->per_tensor));
+    FUZZ_ASSERT(q->fp8 == (q->per_channel || q->per_tensor || q->fp8_block[0] > 0));
+    /* block-wise FP8: both sizes positive, the inputs a multiple of 16 (the GPU kernels' unit),
+     * or none; weight_scale_inv only with blocks */
+    FUZZ_ASSERT((q->fp8_block[0] == 0 && q->fp8_block[1] == 0) ||
+                (q->fp8_block[0] > 0 && q->fp8_block[1] > 0 && q->fp8_block[1] % 16 == 0));
+    FUZZ_ASSERT(!q->fp8_scale_inv || q->fp8_block[0] > 0);
     FUZZ_ASSERT(memchr(q->desc, 0, sizeof q->desc) && memchr(q->ignore, 0, sizeof q->ignore) &&
                 memchr(q->source, 0, sizeof q->source));
     FUZZ_ASSERT(!q->fp8 || q->source[0]);
