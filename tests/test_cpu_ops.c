@@ -737,6 +737,7 @@ static void test_attention(void) {
         {2, 1, 16, 1, 1, 8, 5, {100, 0}, 0.25f, 0, 0},
         {4, 2, 8, 2, 3, 16, 3, {7, 7}, 0.35f, 0, 0},
         {4, 2, 16, 2, 4, 16, 0, {3, 8}, 1.0f, 2.0f, 0},
+        {2, 2, 16, 1, 1, 100, 0, {90, 0}, 0.25f, 0, 0},
     };
     const char *names[] = {"MHA prefill",
                            "GQA batch 2, different positions",
@@ -748,7 +749,8 @@ static void test_attention(void) {
                            "ring buffer cap 6, window 4, T 3",
                            "ring buffer decode",
                            "window 3, two sequences",
-                           "softcap"};
+                           "softcap",
+                           "MHA decode (an FP8 cache widened a block at a time)"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         attn_run(&cases[i], names[i]);
         /* the same in paged blocks (scattered block ids), where the cache size allows */

@@ -8,7 +8,8 @@
  * the two inner loops use AVX2: eight keys scored at once (eight independent sums), and the
  * weighted sum of values kept in registers 64 dims at a time. An F8_E4M3 cache (be->kv_dtype)
  * holds each position's head as bytes with one F32 scale (amax / 448, quantize_row); attention
- * widens a block's keys and values into F32 rows first and then runs the same loops. RoPE
+ * widens the keys and values the step reads into F32 first (all of them once when they fit
+ * ATTN_WIDE_BYTES, else a block at a time in each task) and then runs the same loops. RoPE
  * follows transformers: angle =
  * (float)pos * inv_freq[i] in F32, cos and sin of it times attn_factor, rotate_half pairing of i
  * with i + rot_dim/2.
@@ -29,6 +30,10 @@
 
 #define CPU_MAX_HEAD_DIM 1024 /* bound on head_dim and rot_dim (stack buffers) */
 #define ATTN_BLOCK 64         /* keys scored per block of the streaming softmax */
+/* An FP8 cache's keys and values that a step reads are widened to F32 once per call when they
+ * take at most this many bytes (every query row and head then reads the same copy), else per
+ * block of keys in each (row, head) task. */
+#define ATTN_WIDE_BYTES ((size_t)64 << 20)
 
 static llmrt_status check_attn(const attn_params *a, const kv_layer *cache, const char *op) {
     if (!a || a->n_heads < 1 || a->n_kv_heads < 1 || a->head_dim < 1 ||
@@ -234,19 +239,56 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
         const int64_t T = st->start[b + 1] - st->start[b];
         work += T * (st->pos[b] + T) * H * hd * 2;
     }
+    /* An FP8 cache read by many rows (prompts, batches) or heads (grouped-query heads share their
+     * kv head's keys): its visible keys and values widened once, per
+     * sequence from its first visible position (seq_lo) on: all[(at[b] + j - seq_lo[b]) * Hkv
+     * + kvh] holds position j's head kvh, keys first, then values (vall). */
+    float *all = NULL, *vall = NULL;
+    int64_t *at_of = NULL, *seq_lo = NULL;
+    if (fp8 && (rows > 1 || group > 1)) {
+        at_of = malloc(sizeof(int64_t) * (size_t)st->batch);
+        seq_lo = malloc(sizeof(int64_t) * (size_t)st->batch);
+        int64_t total = 0;
+        for (int b = 0; at_of && seq_lo && b < st->batch; b++) {
+            const int64_t last = (int64_t)st->pos[b] + st->start[b + 1] - st->start[b] - 1;
+            seq_lo[b] = first_key(st->pos[b], a->window);
+            at_of[b] = total;
+            total += last - seq_lo[b] + 1;
+        }
+        const size_t bytes = 2 * (size_t)total * (size_t)Hkv * (size_t)hd * sizeof(float);
+        if (at_of && seq_lo && bytes <= ATTN_WIDE_BYTES && (all = malloc(bytes)) != NULL) {
+            vall = all + (size_t)total * Hkv * hd;
+#pragma omp parallel for schedule(dynamic, 16) if (total * Hkv * hd >= 65536)
+            for (int64_t i = 0; i < total * Hkv; i++) {
+                const int64_t slot = i / Hkv, kvh = i % Hkv;
+                int b = 0;
+                while (b + 1 < st->batch && at_of[b + 1] <= slot)
+                    b++;
+                const int64_t j = seq_lo[b] + slot - at_of[b];
+                const size_t s_at =
+                    ((size_t)cpu_kv_block(st, cache, b, j) * Hkv + (size_t)kvh) * bl +
+                    (size_t)(j % bl);
+                cpu_fp8_row_to_f32(all + (size_t)i * hd, (const uint8_t *)cache->k + s_at * hd,
+                                   cache->k_scale[s_at], hd);
+                cpu_fp8_row_to_f32(vall + (size_t)i * hd, (const uint8_t *)cache->v + s_at * hd,
+                                   cache->v_scale[s_at], hd);
+            }
+        }
+    }
     int oom = 0;
 #pragma omp parallel if (work >= 65536)
     {
-        /* an FP8 cache: a block's keys and values widened to F32 rows ([ATTN_BLOCK, hd] each) */
-        float *wide = fp8 ? malloc(sizeof(float) * 2 * ATTN_BLOCK * (size_t)hd) : NULL;
-        if (fp8 && !wide) {
+        /* an FP8 cache not widened whole: a block's keys and values widened to F32 rows
+         * ([ATTN_BLOCK, hd] each) */
+        float *wide = fp8 && !all ? malloc(sizeof(float) * 2 * ATTN_BLOCK * (size_t)hd) : NULL;
+        if (fp8 && !all && !wide) {
 #pragma omp atomic write
             oom = 1;
         }
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int64_t r = 0; r < rows; r++) {
             for (int h = 0; h < H; h++) {
-                if (fp8 && !wide) continue;
+                if (fp8 && !all && !wide) continue;
                 const int b = st->row_seq[r];
                 const int64_t p = st->row_pos[r], lo = first_key(p, a->window);
                 const float *q = qkv + r * width + (int64_t)h * hd;
@@ -260,7 +302,12 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
                     int n = p + 1 - j0 < ATTN_BLOCK ? (int)(p + 1 - j0) : ATTN_BLOCK;
                     /* the keys' rows in the cache */
                     const float *krow[ATTN_BLOCK], *vrow[ATTN_BLOCK];
-                    for (int j = 0; j < n; j++) {
+                    for (int j = 0; j < n && all; j++) {
+                        const size_t i = (size_t)(at_of[b] + j0 + j - seq_lo[b]) * Hkv + kvh;
+                        krow[j] = all + i * hd;
+                        vrow[j] = vall + i * hd;
+                    }
+                    for (int j = 0; j < n && !all; j++) {
                         const size_t s_at =
                                          ((size_t)cpu_kv_block(st, cache, b, j0 + j) * Hkv + kvh) *
                                              bl +
@@ -308,6 +355,9 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
         }
         free(wide);
     }
+    free(all);
+    free(at_of);
+    free(seq_lo);
     if (oom) return err_set(LLMRT_ERR_NOMEM, "cpu attention: out of memory");
     return LLMRT_OK;
 }
