@@ -309,13 +309,20 @@ llmrt_status engine_forward(engine *e, session *const *ss, int n, const int32_t 
     return engine_run(e, ss, n, ids, n_tokens, all_logits, logits, false);
 }
 
-llmrt_status engine_forward_greedy(engine *e, session *const *ss, int n, const int32_t *ids,
-                                   int n_tokens) {
+/* Whether a greedy step may start: the backend chooses on the device, and fewer than
+ * ARGMAX_PENDING choices wait. */
+static llmrt_status greedy_ready(const engine *e) {
     if (!e->be->ops->argmax_start)
         return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax_start op", e->be->name);
     if (e->greedy_waiting >= ARGMAX_PENDING)
         return err_set(LLMRT_ERR_INVALID, "%d greedy steps already wait for engine_greedy_wait",
                        e->greedy_waiting);
+    return LLMRT_OK;
+}
+
+llmrt_status engine_forward_greedy(engine *e, session *const *ss, int n, const int32_t *ids,
+                                   int n_tokens) {
+    TRY(greedy_ready(e));
     return engine_run(e, ss, n, ids, n_tokens, false, NULL, true);
 }
 
@@ -345,14 +352,7 @@ static llmrt_status feed_ragged(engine *e, session *const *ss, int n, const int3
         counts[b] = n_ids[b];
         if (n_ids[b] > most) most = n_ids[b];
     }
-    if (greedy) {
-        if (!e->be->ops->argmax_start)
-            return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax_start op",
-                           e->be->name);
-        if (e->greedy_waiting >= ARGMAX_PENDING)
-            return err_set(LLMRT_ERR_INVALID, "%d greedy steps already wait for engine_greedy_wait",
-                           e->greedy_waiting);
-    }
+    if (greedy) TRY(greedy_ready(e));
     e->n_chain = 0;
     TRY(engine_step(e, ss, n, buf, most, counts, STEP_LAST_LOGITS));
     return step_results(e, ss, n, logits, greedy);

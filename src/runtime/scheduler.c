@@ -659,18 +659,23 @@ static const float *apply_min_tokens(sched *s, const sreq *r, const float *l) {
 static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *device_greedy) {
     engine *e = s->e;
     bool greedy = e->be->ops->argmax_start != NULL;
+    int finals = 0; /* items that reach their last token: the only ones whose results are read */
     for (int i = 0; i < n_items; i++) {
         plan_item *it = &s->plan[i];
         s->ss[i] = it->r->s;
         s->ids[i] = it->r->tokens + it->r->s->pos;
         s->n_ids[i] = it->n;
-        if (it->r->s->pos + it->n == it->r->n_tokens) greedy = greedy && it->r->greedy;
+        if (it->r->s->pos + it->n == it->r->n_tokens) {
+            finals++;
+            greedy = greedy && it->r->greedy;
+        }
     }
+    greedy = greedy && finals > 0;
     if (greedy) {
         TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, NULL, true));
         TRY(engine_greedy_wait(e, s->next));
     } else {
-        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, s->logits, false));
+        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, finals ? s->logits : NULL, false));
     }
     int k = 0;
     for (int i = 0; i < n_items; i++) {

@@ -258,20 +258,22 @@ llmrt_status cpu_attention(backend *be, void *out_, const void *qkv_, const kv_l
         const size_t bytes = 2 * (size_t)total * (size_t)Hkv * (size_t)hd * sizeof(float);
         if (at_of && seq_lo && bytes <= ATTN_WIDE_BYTES && (all = malloc(bytes)) != NULL) {
             vall = all + (size_t)total * Hkv * hd;
-#pragma omp parallel for schedule(dynamic, 16) if (total * Hkv * hd >= 65536)
-            for (int64_t i = 0; i < total * Hkv; i++) {
-                const int64_t slot = i / Hkv, kvh = i % Hkv;
-                int b = 0;
-                while (b + 1 < st->batch && at_of[b + 1] <= slot)
-                    b++;
-                const int64_t j = seq_lo[b] + slot - at_of[b];
-                const size_t s_at =
-                    ((size_t)cpu_kv_block(st, cache, b, j) * Hkv + (size_t)kvh) * bl +
-                    (size_t)(j % bl);
-                cpu_fp8_row_to_f32(all + (size_t)i * hd, (const uint8_t *)cache->k + s_at * hd,
-                                   cache->k_scale[s_at], hd);
-                cpu_fp8_row_to_f32(vall + (size_t)i * hd, (const uint8_t *)cache->v + s_at * hd,
-                                   cache->v_scale[s_at], hd);
+#pragma omp parallel if (total * Hkv * hd >= 65536)
+            for (int b = 0; b < st->batch; b++) { /* every thread: a share of each sequence */
+                const int64_t n_b = (b + 1 < st->batch ? at_of[b + 1] : total) - at_of[b];
+#pragma omp for schedule(static) nowait
+                for (int64_t i = 0; i < n_b * Hkv; i++) {
+                    const int64_t j = seq_lo[b] + i / Hkv, kvh = i % Hkv;
+                    const size_t s_at =
+                                     ((size_t)cpu_kv_block(st, cache, b, j) * Hkv + (size_t)kvh) *
+                                         bl +
+                                     (size_t)(j % bl),
+                                 d = ((size_t)at_of[b] * Hkv + (size_t)i) * hd;
+                    cpu_fp8_row_to_f32(all + d, (const uint8_t *)cache->k + s_at * hd,
+                                       cache->k_scale[s_at], hd);
+                    cpu_fp8_row_to_f32(vall + d, (const uint8_t *)cache->v + s_at * hd,
+                                       cache->v_scale[s_at], hd);
+                }
             }
         }
     }
