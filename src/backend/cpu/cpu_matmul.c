@@ -355,16 +355,24 @@ INLINE __m256 i4_load8(const uint8_t *q, int64_t k, __m256 zero, __m256 scale) {
     return _mm256_mul_ps(_mm256_sub_ps(c, zero), scale);
 }
 
-/* 8 weights of row n from column k (a multiple of 8, all in group g) as the reference's F32
- * values: I4 (code - zero) * scale, F8 value * scale (the F16 reading times 2^8, see load8);
- * dt is a constant where this is inlined. */
-INLINE __m256 grouped_load8(const bweight *W, int64_t n, int64_t k, int64_t g, dtype dt) {
-    const int64_t K = W->cols, at = n * n_groups(W) + g;
+/* The scale and zero point of row n's group g, broadcast for grouped_load8 (F8: the scale times
+ * the 2^8 that its F16 readings lack, see load8; no zero point). */
+INLINE void group_params(const bweight *W, int64_t n, int64_t g, dtype dt, __m256 *scale,
+                         __m256 *zero) {
+    const int64_t at = n * n_groups(W) + g;
+    *scale = _mm256_set1_ps(dt == DT_I4 ? W->scale[at] : W->scale[at] * FP8_AS_F16_UNIT);
+    *zero = _mm256_set1_ps(dt == DT_I4 && W->zero ? W->zero[at] : 8.0f);
+}
+
+/* 8 weights of row n from column k (a multiple of 8, all in one group, whose group_params are
+ * scale and zero) as the reference's F32 values: I4 (code - zero) * scale, F8 value * scale; dt
+ * is a constant where this is inlined. */
+INLINE __m256 grouped_load8(const bweight *W, int64_t n, int64_t k, __m256 scale, __m256 zero,
+                            dtype dt) {
+    const int64_t K = W->cols;
     if (dt == DT_I4)
-        return i4_load8((const uint8_t *)W->data + (size_t)(n * K) / 2, k,
-                        _mm256_set1_ps(W->zero ? W->zero[at] : 8.0f), _mm256_set1_ps(W->scale[at]));
-    return _mm256_mul_ps(load8(W->data, (size_t)(n * K + k), DT_F8E4M3),
-                         _mm256_set1_ps(W->scale[at] * FP8_AS_F16_UNIT));
+        return i4_load8((const uint8_t *)W->data + (size_t)(n * K) / 2, k, zero, scale);
+    return _mm256_mul_ps(load8(W->data, (size_t)(n * K + k), DT_F8E4M3), scale);
 }
 
 /* One weight W[n, k] as the reference's F32 value. */
@@ -384,10 +392,14 @@ INLINE int grouped_vec(const bweight *W) {
 /* dst[k] = W[n, k0 + k] for k < kc, as the reference dequantizes it, in F32 */
 static void grouped_row(float *dst, const bweight *W, int64_t n, int64_t k0, int64_t kc) {
     if (grouped_vec(W) && k0 % 8 == 0 && kc % 8 == 0) {
-        for (int64_t k = k0; k < k0 + kc; k += 8) /* one group's scale for all 8 */
-            _mm256_storeu_ps(dst + (k - k0), W->dt == DT_I4
-                                                 ? grouped_load8(W, n, k, k / W->group, DT_I4)
-                                                 : grouped_load8(W, n, k, k / W->group, DT_F8E4M3));
+        const dtype dt = W->dt;
+        for (int64_t k = k0; k < k0 + kc; k += 8) { /* one group's scale for all 8 */
+            __m256 sc, z;
+            group_params(W, n, k / W->group, dt, &sc, &z);
+            _mm256_storeu_ps(dst + (k - k0), dt == DT_I4
+                                                 ? grouped_load8(W, n, k, sc, z, DT_I4)
+                                                 : grouped_load8(W, n, k, sc, z, DT_F8E4M3));
+        }
         return;
     }
     for (int64_t k = k0; k < k0 + kc; k++)
@@ -407,8 +419,10 @@ INLINE void matvec_grouped_range(int mr, float *out, const float *x, const bweig
             acc[m] = _mm256_setzero_ps();
         for (int64_t g = 0; g < ng; g++) {
             const int64_t end = (g + 1) * G < K ? (g + 1) * G : K;
+            __m256 sc, z;
+            group_params(W, n, g, dt, &sc, &z);
             for (int64_t k = g * G; k < end; k += 8) {
-                const __m256 w = grouped_load8(W, n, k, g, dt);
+                const __m256 w = grouped_load8(W, n, k, sc, z, dt);
                 for (int m = 0; m < mr; m++)
                     acc[m] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + m * K + k), acc[m]);
             }
