@@ -473,6 +473,33 @@ static bweight quant_weight_f8g(int group, const float *w, int64_t rows, int64_t
     return g;
 }
 
+/* got [rows, N] against x @ deq^T + bias in double: one rounding to the type (relative error at
+ * most the unit roundoff u) plus F32 sums (relative to the sum of |terms|); with w_rounded (the
+ * product read the weights rounded to the type) each term off by at most u of itself too. The
+ * first 3 misses are reported, named by `what`. */
+static void check_product(const float *got, const float *deq /* [N, K] */,
+                          const float *x /* [rows, K] */, const float *bias, int rows, int N, int K,
+                          int w_rounded, const char *what) {
+    const double u = cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048;
+    int bad = 0;
+    for (int m = 0; m < rows && bad < 3; m++)
+        for (int n = 0; n < N && bad < 3; n++) {
+            double ref = bias[n], mag = fabs(bias[n]);
+            for (int k = 0; k < K; k++) {
+                const double t = (double)deq[(size_t)n * K + k] * x[(size_t)m * K + k];
+                ref += t;
+                mag += fabs(t);
+            }
+            const double tol = fabs(ref) * u + mag * (1e-5 + (w_rounded ? u : 0)) + 1e-6,
+                         g = got[(size_t)m * N + n];
+            if (!(fabs(g - ref) <= tol)) {
+                CHECK_MSG(0, "%s rows %d N %d K %d: out[%d][%d] = %.6g, want %.6g", what, rows, N,
+                          K, m, n, g, ref);
+                bad++;
+            }
+        }
+}
+
 /* Quantized matrices (F16/BF16 activations): the matvec kernel (1..8 rows, the gate/up fusion
  * through matmul_activate below) and the dequantized cuBLASLt product (more rows), against the
  * product with the dequantized values in double, rounded once to the activation type. */
@@ -509,30 +536,11 @@ static void test_matmul_quant(void) {
             end_both();
             float *got = malloc((size_t)rows * N * 4);
             CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, got, out.g, (size_t)rows * N));
-            int bad = 0;
-            for (int m = 0; m < rows && bad < 3; m++)
-                for (int n = 0; n < N && bad < 3; n++) {
-                    double ref = bias[n], mag = fabs(bias[n]);
-                    for (int k = 0; k < K; k++) {
-                        ref += (double)deq[(size_t)n * K + k] * x[(size_t)m * K + k];
-                        mag += fabs((double)deq[(size_t)n * K + k] * x[(size_t)m * K + k]);
-                    }
-                    /* one rounding to the type (relative error at most the unit roundoff u),
-                     * plus F32 sums (relative to the sum of |terms|); products of many rows
-                     * with group scales (I4, FP8 per block) read the weights rounded to the
-                     * type: each term off by at most u of itself */
-                    const double u = cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048;
-                    const int w_rounded = q_group[qi] && rows > 8;
-                    double tol = fabs(ref) * u + mag * (1e-5 + (w_rounded ? u : 0)) + 1e-6;
-                    double g = got[(size_t)m * N + n];
-                    if (!(fabs(g - ref) <= tol)) {
-                        CHECK_MSG(0,
-                                  "matmul %s (group %d) rows %d N %d K %d: out[%d][%d] = %.6g, "
-                                  "want %.6g",
-                                  dtype_name(qs[qi]), q_group[qi], rows, N, K, m, n, g, ref);
-                        bad++;
-                    }
-                }
+            /* products of many rows with group scales (I4, FP8 per block) read the weights
+             * rounded to the type */
+            char what[64];
+            snprintf(what, sizeof what, "matmul %s (group %d)", dtype_name(qs[qi]), q_group[qi]);
+            check_product(got, deq, x, bias, rows, N, K, q_group[qi] && rows > 8, what);
             free(got);
             free(w);
             free(deq);
@@ -590,23 +598,7 @@ static void test_matmul_fp8_gemm(void) {
         CHECK_OK(cpu_be->ops->step_end(cpu_be));
         float *got = malloc((size_t)rows * N * 4);
         CHECK_OK(cuda_be->ops->act_to_f32(cuda_be, got, out.g, (size_t)rows * N));
-        int bad = 0;
-        for (int m = 0; m < rows && bad < 3; m++)
-            for (int n = 0; n < N && bad < 3; n++) {
-                double ref = bias[n], mag = fabs(bias[n]);
-                for (int k = 0; k < K; k++) {
-                    double t = (double)deq[(size_t)n * K + k] * xq[(size_t)m * K + k];
-                    ref += t;
-                    mag += fabs(t);
-                }
-                const double u = cur_dt == DT_BF16 ? 1.0 / 256 : 1.0 / 2048;
-                double tol = fabs(ref) * u + mag * 1e-5 + 1e-6, g = got[(size_t)m * N + n];
-                if (!(fabs(g - ref) <= tol)) {
-                    CHECK_MSG(0, "FP8 product rows %d N %d K %d: out[%d][%d] = %.6g, want %.6g",
-                              rows, N, K, m, n, g, ref);
-                    bad++;
-                }
-            }
+        check_product(got, deq, xq, bias, rows, N, K, 0, "FP8 product");
         free(got), free(w), free(deq), free(x), free(xq), free(bias);
         pair_free(&in), pair_free(&out), pair_free(&b);
         cuda_be->ops->free(cuda_be, wg.data);

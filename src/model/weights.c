@@ -157,9 +157,7 @@ static llmrt_status ld_fp8_scales(loader *L, const st_tensor *t, int64_t rows, i
                      (long long)bcols, (long long)b0, (long long)b1);
         if (q->per_channel)
             snprintf(want + strlen(want), sizeof want - strlen(want),
-                     "%sper-channel [rows, 1] or "
-                     "[rows]",
-                     want[0] ? ", or " : "");
+                     "%sper-channel [rows, 1] or [rows]", want[0] ? ", or " : "");
         if (q->per_tensor)
             snprintf(want + strlen(want), sizeof want - strlen(want), "%sper-tensor [] or [1]",
                      want[0] ? ", or " : "");
