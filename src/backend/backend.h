@@ -292,6 +292,11 @@ typedef enum backend_kind { BACKEND_CPU, BACKEND_CUDA } backend_kind;
 /* Creates a backend storing weights in `precision`. device is the CUDA device ordinal. */
 llmrt_status backend_create(backend **out, backend_kind kind, dtype precision, int device);
 void backend_free(backend *be);
+/* The rows of step s (the sum of its sequences' new tokens), after the checks every backend's
+ * step_begin makes (`who` names it in messages): a batch and n_tokens >= 1, positions given, each
+ * sequence's count in 1..n_tokens with its last position in int32, a ragged step's ids given. */
+llmrt_status step_desc_rows(const step_desc *s, const char *who, int *rows);
+
 /* Makes the backend's KV cache F8_E4M3 (with a scale per position and head: kv_layer), before
  * any cache is made; fails naming the backend when it does not take one (kv_fp8_refused). */
 llmrt_status backend_use_kv_fp8(backend *be);

@@ -105,30 +105,11 @@ static llmrt_status grow_i32(int32_t **p, size_t *cap, size_t n) {
 static llmrt_status cpu_step_begin(backend *be, const step_desc *s) {
     cpu_state *st = cpu_state_of(be);
     st->have_step = 0;
-    if (s->batch < 1 || s->n_tokens < 1)
-        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: batch %d and n_tokens %d must be >= 1",
-                       s->batch, s->n_tokens);
-    if (s->seq_tokens && !s->ids)
-        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: a ragged step needs its ids");
+    int n_rows;
+    TRY(step_desc_rows(s, "cpu", &n_rows));
+    const size_t rows = (size_t)n_rows;
     int chain_slot;
     TRY(choice_ring_step(&st->ring, "cpu", s, &chain_slot));
-    if (!s->pos) return err_set(LLMRT_ERR_INVALID, "cpu step_begin: pos must be given");
-    size_t rows = 0;
-    for (int b = 0; b < s->batch; b++) {
-        const int n = s->seq_tokens ? s->seq_tokens[b] : s->n_tokens;
-        if (n < 1 || n > s->n_tokens)
-            return err_set(LLMRT_ERR_INVALID,
-                           "cpu step_begin: sequence %d has %d new tokens (1 to n_tokens %d)", b, n,
-                           s->n_tokens);
-        if (s->pos[b] < 0 || s->pos[b] > INT32_MAX - n)
-            return err_set(LLMRT_ERR_INVALID,
-                           "cpu step_begin: sequence %d has position %d (must be >= 0 and pos + "
-                           "n_tokens must fit in int32)",
-                           b, (int)s->pos[b]);
-        rows += (size_t)n;
-    }
-    if (rows > INT32_MAX)
-        return err_set(LLMRT_ERR_INVALID, "cpu step_begin: %zu rows in one step", rows);
     TRY(grow_i32(&st->ids, &st->ids_cap, rows));
     TRY(grow_i32(&st->row_seq, &st->row_seq_cap, rows));
     TRY(grow_i32(&st->row_pos, &st->row_pos_cap, rows));

@@ -47,30 +47,10 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
     cuda_ctx *c = &s->c;
     graph_step_reset(s);
     c->rows = 0;
-    if (st->batch <= 0 || st->n_tokens <= 0)
-        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: batch %d, n_tokens %d", st->batch,
-                       st->n_tokens);
-    if (st->seq_tokens && !st->ids)
-        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: a ragged step needs its ids");
+    int rows;
+    TRY(step_desc_rows(st, "cuda", &rows));
     int chain_slot; /* its choices are already in d_ids */
     TRY(choice_ring_step(&c->ring, "cuda", st, &chain_slot));
-    if (!st->pos) return err_set(LLMRT_ERR_INVALID, "cuda step_begin: pos must be given");
-    long long rows_ll = 0;
-    for (int b = 0; b < st->batch; b++) {
-        const int n = st->seq_tokens ? st->seq_tokens[b] : st->n_tokens;
-        if (n < 1 || n > st->n_tokens)
-            return err_set(LLMRT_ERR_INVALID,
-                           "cuda step_begin: sequence %d has %d new tokens (1 to n_tokens %d)", b,
-                           n, st->n_tokens);
-        if (st->pos[b] < 0 || st->pos[b] > INT32_MAX - n)
-            return err_set(LLMRT_ERR_INVALID,
-                           "cuda step_begin: sequence %d has position %d (must be >= 0 and pos + "
-                           "n_tokens must fit in int32)",
-                           b, (int)st->pos[b]);
-        rows_ll += n;
-    }
-    if (rows_ll > INT32_MAX / 2)
-        return err_set(LLMRT_ERR_INVALID, "cuda step_begin: %lld rows in one step", rows_ll);
     if (st->n_groups < 0 || st->n_groups > KV_MAX_GROUPS)
         return err_set(LLMRT_ERR_INVALID, "cuda step_begin: %d KV groups (at most %d)",
                        st->n_groups, KV_MAX_GROUPS);
@@ -87,7 +67,6 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
     bool same_tables = st->n_groups == c->n_groups;
     for (int g = 0; g < st->n_groups && same_tables; g++)
         same_tables = st->tables[g].len == c->tbl_len[g];
-    const int rows = (int)rows_ll;
     /* never grows for ids NULL: the step before had as many; a ragged step's first rows need
      * batch + 1 entries (rows >= batch + 1) */
     TRY(step_buffers(s, rows, entries));
