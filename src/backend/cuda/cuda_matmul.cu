@@ -917,7 +917,7 @@ static llmrt_status matmul_i4(cuda_ctx *c, void *out, dtype out_dt, const void *
  * group of `group` columns (a multiple of 16; the row's last group may be shorter): a warp per
  * row, each lane 16 bytes (one group's) per load, U loads in flight; it sums value * x over the
  * 16 in F32 and adds that sum times the group's scale (the reference's value * scale per
- * weight, reassociated). T of 2 bytes (quantized weights take no F32 activations). */
+ * weight, reassociated). F32 activations are refused before it (matmul_f8g). */
 template <typename T, typename O, int M>
 __global__ void __launch_bounds__(MV_WARPS * 32)
     kernel_matvec_f8g(O *out /* [M, N] */, const T *in /* [M, K] */, const uint8_t *Wq,
@@ -1016,19 +1016,11 @@ static llmrt_status matmul_f8g(cuda_ctx *c, void *out, dtype out_dt, const void 
                        N, K, Wt->group);
     if (rows <= MV_QUANT_ROWS) {
         cudaError_t e = cudaSuccess;
-        if (c->dt == DT_BF16) {
-            if (out_dt == DT_F32)
-                e = matvec_f8g<__nv_bfloat16, float>(c, (float *)out, (const __nv_bfloat16 *)in,
-                                                     rows, Wt, bias);
-            else
-                e = matvec_f8g<__nv_bfloat16, __nv_bfloat16>(
-                    c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)in, rows, Wt, bias);
+        if (out_dt == DT_F32) {
+            DISPATCH_T(c->dt,
+                       e = matvec_f8g<T, float>(c, (float *)out, (const T *)in, rows, Wt, bias));
         } else {
-            if (out_dt == DT_F32)
-                e = matvec_f8g<__half, float>(c, (float *)out, (const __half *)in, rows, Wt, bias);
-            else
-                e = matvec_f8g<__half, __half>(c, (__half *)out, (const __half *)in, rows, Wt,
-                                               bias);
+            DISPATCH_T(c->dt, e = matvec_f8g<T, T>(c, (T *)out, (const T *)in, rows, Wt, bias));
         }
         if (e != cudaSuccess) return cuda_fail(e, "launch kernel_matvec_f8g", __FILE__, __LINE__);
         CK_KERNEL("kernel_matvec_f8g");
@@ -1037,12 +1029,8 @@ static llmrt_status matmul_f8g(cuda_ctx *c, void *out, dtype out_dt, const void 
     void *wt;
     TRY(cuda_scratch(c, quant_scratch_bytes((size_t)N, (size_t)K, dtype_size(c->dt)), &wt));
     const size_t n16 = (size_t)N * K / 16;
-    if (c->dt == DT_BF16)
-        launch_ex(c, kernel_dequant_f8g<__nv_bfloat16>, (unsigned)((n16 + 255) / 256), 256, 0,
-                  (__nv_bfloat16 *)wt, (const uint8_t *)Wt->data, Wt->scale, Wt->group, N, K);
-    else
-        launch_ex(c, kernel_dequant_f8g<__half>, (unsigned)((n16 + 255) / 256), 256, 0,
-                  (__half *)wt, (const uint8_t *)Wt->data, Wt->scale, Wt->group, N, K);
+    DISPATCH_T(c->dt, launch_ex(c, kernel_dequant_f8g<T>, (unsigned)((n16 + 255) / 256), 256, 0,
+                                (T *)wt, (const uint8_t *)Wt->data, Wt->scale, Wt->group, N, K));
     CK_KERNEL("kernel_dequant_f8g");
     return matmul_dequantized(c, out, out_dt, in, rows, wt, N, K, bias);
 }
