@@ -1,7 +1,9 @@
 /* test_scheduler.c — continuous batching on the demo model (CPU, or LLMRT_TEST_DEVICE=cuda):
  * concurrent requests give what each gives alone; a KV cache too small for all of them
  * preempts and still gives the same; the prefix cache is hit and changes nothing; cancels,
- * stop ids, min_tokens, max_tokens, logprobs, seeds; deterministic mode. */
+ * stop ids, min_tokens, max_tokens, logprobs, seeds; deterministic mode. Then a model with
+ * sliding-window layers (the Gemma 3 fixture, window 4): paged sequences that give back the
+ * blocks out of their window equal the contiguous ring's, and its prefix cache. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 #include "runtime/scheduler.h"
 #include "testutil.h"
 
-static const char *const dir = "models/demo-llama";
+static const char *dir = "models/demo-llama"; /* the model of the harnesses */
 
 /* What the events of one request left. */
 typedef struct result {
@@ -34,7 +36,8 @@ typedef struct harness {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done; /* requests finished */
+    int done;  /* requests finished */
+    int ended; /* sched_run returned (an engine failure ends it before sched_stop) */
 } harness;
 
 typedef struct slot {
@@ -70,6 +73,10 @@ static void on_event(void *user, const sched_event *ev) {
 static void *run_thread(void *arg) {
     harness *h = arg;
     CHECK_OK(sched_run(h->s));
+    pthread_mutex_lock(&h->mu);
+    h->ended = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
     return NULL;
 }
 
@@ -109,10 +116,12 @@ static int harness_open(harness *h, int max_batch, int block_len, size_t kv_byte
     return 1;
 }
 
+/* Waits for n requests to have finished; fails (not hangs) when the scheduler ended first. */
 static void harness_wait(harness *h, int n) {
     pthread_mutex_lock(&h->mu);
-    while (h->done < n)
+    while (h->done < n && !h->ended)
         pthread_cond_wait(&h->cv, &h->mu);
+    CHECK_MSG(h->done >= n, "the scheduler ended with %d of %d requests finished", h->done, n);
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -371,11 +380,100 @@ static void test_deterministic(void) {
     harness_close(&h);
 }
 
+/* The Gemma 3 fixture: 7 layers, 5 of them with a window of 4 positions. With blocks of 8 and
+ * chunks of 32, a sequence keeps 35 positions of the sliding layers, in at most 6 blocks. */
+static const char *const sliding_dir = "tests/fixtures/gemma3_sliding_f32";
+
+/* prompt i for the sliding tests: n tokens, the first `shared` of them the same for every i */
+static void sliding_prompt(int i, int n, int shared, int32_t *p) {
+    for (int k = 0; k < n; k++)
+        p[k] = 3 + (k < shared ? k * 13 : k * 7 + i * 29) % 240;
+}
+
+/* Solo runs on the contiguous cache (a ring of 35 positions per sequence for the sliding
+ * layers) against 16 concurrent ones on the paged cache, whose sliding blocks go back as the
+ * window passes them. */
+static void test_sliding_paged(void) {
+    dir = sliding_dir;
+    static result sref[N_REQ];
+    harness h;
+    sched_opts so = {0};
+    if (harness_open(&h, 1, 0, 0, &so)) {
+        static slot sl[N_REQ];
+        for (int i = 0; i < N_REQ; i++) {
+            int32_t p[64];
+            int n = prompt_of(i, p);
+            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
+            harness_wait(&h, i + 1);
+            sref[i] = sl[i].r;
+        }
+        harness_close(&h);
+    }
+    so.token_budget = 64;
+    if (harness_open(&h, N_REQ, 8, 0, &so)) {
+        static slot sl[N_REQ];
+        for (int i = 0; i < N_REQ; i++) {
+            int32_t p[64];
+            int n = prompt_of(i, p);
+            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
+        }
+        harness_wait(&h, N_REQ);
+        for (int i = 0; i < N_REQ; i++)
+            CHECK_MSG(sl[i].r.n == N_NEW &&
+                          !memcmp(sl[i].r.tokens, sref[i].tokens, sizeof(int32_t) * N_NEW),
+                      "sliding request %d: %d tokens (%s), paged differs from contiguous", i,
+                      sl[i].r.n, sl[i].r.error);
+        harness_close(&h);
+    }
+    dir = "models/demo-llama";
+}
+
+/* The prefix cache of a sliding model, one sequence at a time (6 sliding blocks in all): a
+ * 100-token prompt (110 positions, 14 blocks, run in 6) leaves its last window's blocks cached,
+ * so the same prompt again takes 96 positions; a prompt sharing only its first 40 tokens finds
+ * the full layers' blocks but not the sliding layers' (given back and evicted long ago), so it
+ * takes nothing. Every answer equals its run without the cache. */
+static void test_sliding_prefix(void) {
+    dir = sliding_dir;
+    int32_t a[100], c[60];
+    sliding_prompt(0, 100, 100, a);
+    sliding_prompt(1, 60, 40, c);
+    slot ra, rc, pa, pb, pc;
+    harness h;
+    sched_opts so = {0};
+    if (harness_open(&h, 1, 8, 0, &so)) { /* the references: no prefix cache */
+        submit(&h, &ra, a, 100, 10, NULL, -1);
+        submit(&h, &rc, c, 60, 10, NULL, -1);
+        harness_wait(&h, 2);
+        harness_close(&h);
+    }
+    so.prefix_cache = true;
+    if (harness_open(&h, 1, 8, 0, &so)) {
+        submit(&h, &pa, a, 100, 10, NULL, -1);
+        harness_wait(&h, 1);
+        submit(&h, &pb, a, 100, 10, NULL, -1);
+        harness_wait(&h, 2);
+        submit(&h, &pc, c, 60, 10, NULL, -1);
+        harness_wait(&h, 3);
+        CHECK_MSG(pa.r.cached == 0 && pb.r.cached == 96 && pc.r.cached == 0,
+                  "cached %d, %d, %d (expected 0, 96, 0)", pa.r.cached, pb.r.cached, pc.r.cached);
+        CHECK_MSG(ra.r.n == 10 && pa.r.n == 10 && pb.r.n == 10 && pc.r.n == 10,
+                  "tokens %d %d %d %d (%s %s)", ra.r.n, pa.r.n, pb.r.n, pc.r.n, pb.r.error,
+                  pc.r.error);
+        CHECK(!memcmp(pa.r.tokens, ra.r.tokens, 40) && !memcmp(pb.r.tokens, ra.r.tokens, 40));
+        CHECK(!memcmp(pc.r.tokens, rc.r.tokens, 40));
+        harness_close(&h);
+    }
+    dir = "models/demo-llama";
+}
+
 int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_preemption);
     RUN(test_prefix_cache);
     RUN(test_request_options);
     RUN(test_deterministic);
+    RUN(test_sliding_paged);
+    RUN(test_sliding_prefix);
     return test_summary();
 }

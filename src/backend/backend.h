@@ -109,11 +109,14 @@ enum { KV_MAX_GROUPS = 2 }; /* full-attention layers, sliding-window layers */
 /* The blocks of every sequence of a step, for one group of layers: position p of sequence b
  * lives in slot p % block_len of block blocks[b * len + (p / block_len) % len]. A table whose
  * positions run past len * block_len reuses its entries as a ring: the runtime only lets that
- * happen to sliding-window layers, and never overwrites a key still needed (a step's n_tokens
- * plus the window minus one fit in len * block_len, block-aligned). len 1 with block_len >= the
- * sequence's positions is one contiguous block per sequence (the layout of a static cache). */
+ * happen to sliding-window layers of a contiguous cache (len 1), and never overwrites a key
+ * still needed (a step's n_tokens plus the window minus one fit in the block). len 1 with
+ * block_len >= the sequence's positions is one contiguous block per sequence (the layout of a
+ * static cache). In a paged cache the entries of a sliding group's blocks that fell out of the
+ * window are -1: kernels read keys from the window's first position only. */
 typedef struct kv_table {
-    const int32_t *blocks; /* [batch, len] host: block ids, each < the group's n_blocks */
+    const int32_t *blocks; /* [batch, len] host: block ids, each < the group's n_blocks, or -1
+                              for a block no key of the step reads */
     int len;               /* entries per sequence, >= 1 */
 } kv_table;
 

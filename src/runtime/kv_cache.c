@@ -12,12 +12,13 @@ static size_t align_up(size_t n) {
 }
 
 /* The geometry of the groups before any allocation: which group each layer is in, and each
- * group's block length, table length, ring flag and block count. */
+ * group's block length, table length, ring flag, kept positions and block count. */
 typedef struct kv_plan {
     int n_groups;
     int layer_group[MODEL_MAX_LAYERS];
     int layers_in[KV_MAX_GROUPS];
     int block_len[KV_MAX_GROUPS], len[KV_MAX_GROUPS], n_blocks[KV_MAX_GROUPS];
+    int keep[KV_MAX_GROUPS], window[KV_MAX_GROUPS];
     bool ring[KV_MAX_GROUPS];
 } kv_plan;
 
@@ -41,20 +42,22 @@ static void layer_bytes(const model_config *c, int block_len, int n_blocks, dtyp
     *scales = kv == DT_F8E4M3 ? align_up(slots * sizeof(float)) : 0;
 }
 
+/* The sliding layers get a group of their own when what a sequence keeps of them (its window
+ * plus one chunk, less one) is less than max_seq: in a contiguous cache one ring of that many
+ * positions per sequence; in a paged one the blocks that span them (one more than they fill,
+ * as they need not start at a block's first slot). */
 static void kv_plan_make(const model_config *c, const kv_cache_opts *o, dtype kv, kv_plan *p) {
     memset(p, 0, sizeof *p);
     const bool paged = o->block_len > 0;
-    const int ring_positions = c->sliding_window + o->chunk - 1; /* a sliding layer's needs */
-    int ring_len = 0, ring_block = 0; /* a ring for the sliding layers, if it saves memory */
+    const int keep = c->sliding_window + o->chunk - 1;
+    int kept_blocks = 0; /* a sliding sequence's blocks at most; 0: no sliding group */
     if (c->sliding_window > 0) {
-        ring_block = paged ? o->block_len : ring_positions;
-        ring_len = paged ? ceil_div(ring_positions, o->block_len) : 1;
-        if ((long)ring_len * ring_block >= o->max_seq) ring_len = 0;
+        kept_blocks = paged ? ceil_div(keep, o->block_len) + 1 : 1;
+        if ((long)kept_blocks * (paged ? o->block_len : keep) >= o->max_seq) kept_blocks = 0;
     }
     int full = -1, slide = -1;
     for (int l = 0; l < c->n_layers; l++) {
-        bool ring = c->layer_sliding[l] && ring_len > 0;
-        int *g = ring ? &slide : &full;
+        int *g = c->layer_sliding[l] && kept_blocks > 0 ? &slide : &full;
         if (*g < 0) *g = p->n_groups++;
         p->layer_group[l] = *g;
         p->layers_in[*g]++;
@@ -64,10 +67,12 @@ static void kv_plan_make(const model_config *c, const kv_cache_opts *o, dtype kv
         p->len[full] = paged ? ceil_div(o->max_seq, o->block_len) : 1;
     }
     if (slide >= 0) {
-        p->block_len[slide] = ring_block;
-        p->len[slide] = ring_len;
-        p->ring[slide] = true;
-        p->n_blocks[slide] = o->n_seqs * ring_len;
+        p->block_len[slide] = paged ? o->block_len : keep;
+        p->len[slide] = paged ? ceil_div(o->max_seq, o->block_len) : 1;
+        p->ring[slide] = !paged;
+        p->keep[slide] = paged ? keep : 0;
+        p->window[slide] = c->sliding_window;
+        p->n_blocks[slide] = o->n_seqs * kept_blocks;
     }
     if (full >= 0) {
         if (!paged) {
@@ -75,12 +80,12 @@ static void kv_plan_make(const model_config *c, const kv_cache_opts *o, dtype kv
         } else if (o->bytes == 0) {
             p->n_blocks[full] = o->n_seqs * p->len[full];
         } else {
-            size_t ring_bytes = slide >= 0
-                                    ? 2 * (size_t)p->layers_in[slide] * (size_t)p->n_blocks[slide] *
-                                          block_bytes(c, ring_block, kv)
-                                    : 0;
+            size_t slide_bytes = slide >= 0 ? 2 * (size_t)p->layers_in[slide] *
+                                                  (size_t)p->n_blocks[slide] *
+                                                  block_bytes(c, p->block_len[slide], kv)
+                                            : 0;
             size_t per_block = 2 * (size_t)p->layers_in[full] * block_bytes(c, o->block_len, kv);
-            size_t left = o->bytes > ring_bytes ? o->bytes - ring_bytes : 0;
+            size_t left = o->bytes > slide_bytes ? o->bytes - slide_bytes : 0;
             size_t nb = left / per_block;
             p->n_blocks[full] = nb > (size_t)INT32_MAX ? INT32_MAX : (int)nb;
         }
@@ -130,6 +135,8 @@ llmrt_status kv_cache_create(kv_cache *kv, const model_config *c, backend *be,
         G->block_len = p.block_len[g];
         G->len = p.len[g];
         G->ring = p.ring[g];
+        G->keep = p.keep[g];
+        G->window = p.window[g];
         G->n_blocks = p.n_blocks[g];
         G->bytes = group_bytes(c, &p, g, be->kv_dtype);
         G->free = malloc((size_t)G->n_blocks * sizeof *G->free);
@@ -156,14 +163,14 @@ llmrt_status kv_cache_create(kv_cache *kv, const model_config *c, backend *be,
         int g = p.layer_group[l];
         size_t values, scales;
         layer_bytes(c, p.block_len[g], p.n_blocks[g], be->kv_dtype, &values, &scales);
-        kv->layers[l] = (kv_layer){.k = next[g],
-                                   .v = next[g] + values,
-                                   .k_scale = scales ? (float *)(next[g] + 2 * values) : NULL,
-                                   .v_scale =
-                                       scales ? (float *)(next[g] + 2 * values + scales) : NULL,
-                                   .block_len = p.block_len[g],
-                                   .n_blocks = p.n_blocks[g],
-                                   .group = g};
+        kv->layers[l] =
+            (kv_layer){.k = next[g],
+                       .v = next[g] + values,
+                       .k_scale = scales ? (float *)(next[g] + 2 * values) : NULL,
+                       .v_scale = scales ? (float *)(next[g] + 2 * values + scales) : NULL,
+                       .block_len = p.block_len[g],
+                       .n_blocks = p.n_blocks[g],
+                       .group = g};
         next[g] += 2 * (values + scales);
     }
     /* without rings: every layer holds max_seq positions per sequence */
@@ -176,20 +183,23 @@ llmrt_status kv_cache_create(kv_cache *kv, const model_config *c, backend *be,
     return LLMRT_OK;
 }
 
-void kv_cache_free(kv_cache *kv) {
-    if (!kv) return;
-    for (int g = 0; g < KV_MAX_GROUPS; g++) {
-        if (kv->g[g].block) kv->be->ops->free(kv->be, kv->g[g].block);
-        free(kv->g[g].free);
-        free(kv->g[g].ref);
-    }
-    kv_prefix *p = &kv->prefix;
+static void prefix_free(kv_prefix *p) {
     free(p->hash);
     free(p->tokens);
     free(p->slot);
     free(p->table);
     free(p->prev);
     free(p->next);
+}
+
+void kv_cache_free(kv_cache *kv) {
+    if (!kv) return;
+    for (int g = 0; g < KV_MAX_GROUPS; g++) {
+        if (kv->g[g].block) kv->be->ops->free(kv->be, kv->g[g].block);
+        free(kv->g[g].free);
+        free(kv->g[g].ref);
+        prefix_free(&kv->g[g].prefix);
+    }
     free(kv->layers);
     memset(kv, 0, sizeof *kv);
 }
@@ -201,12 +211,24 @@ int kv_cache_blocks_for(const kv_cache *kv, int g, int n) {
     return need < G->len ? need : G->len;
 }
 
+int kv_cache_first_kept(const kv_cache *kv, int g, int n) {
+    const kv_group *G = &kv->g[g];
+    return G->keep > 0 && n > G->keep ? (n - G->keep) / G->block_len : 0;
+}
+
+int kv_cache_first_read(const kv_cache *kv, int g, int p) {
+    const kv_group *G = &kv->g[g];
+    return G->window > 0 && !G->ring && p - G->window + 1 > 0 ? (p - G->window + 1) / G->block_len
+                                                              : 0;
+}
+
 int kv_cache_seq_capacity(const kv_cache *kv) {
     int cap = kv->o.max_seq;
     for (int g = 0; g < kv->n_groups; g++) {
         const kv_group *G = &kv->g[g];
-        if (G->ring) {
-            if (G->n_blocks < G->len) return 0;
+        if (G->ring || G->keep > 0) { /* a sequence holds a bounded number of blocks there */
+            int most = G->ring ? G->len : ceil_div(G->keep, G->block_len) + 1;
+            if (G->n_blocks < most) return 0;
             continue;
         }
         int blocks = G->n_blocks < G->len ? G->n_blocks : G->len;
@@ -267,13 +289,13 @@ static void prefix_rehash(kv_prefix *p, int n_blocks) {
 }
 
 int kv_blocks_available(const kv_cache *kv, int g) {
-    return kv->g[g].n_free + (g == 0 && kv->prefix.on ? kv->prefix.n_evictable : 0);
+    return kv->g[g].n_free + (kv->prefix_on ? kv->g[g].prefix.n_evictable : 0);
 }
 
 llmrt_status kv_block_take(kv_cache *kv, int g, int32_t *blk) {
     kv_group *G = &kv->g[g];
-    kv_prefix *p = &kv->prefix;
-    if (G->n_free == 0 && g == 0 && p->on && p->n_evictable > 0) { /* evict the oldest */
+    kv_prefix *p = &G->prefix;
+    if (G->n_free == 0 && kv->prefix_on && p->n_evictable > 0) { /* evict the oldest */
         int32_t b = p->head;
         lru_remove(p, b);
         prefix_unpublish(p, b);
@@ -293,22 +315,14 @@ llmrt_status kv_block_take(kv_cache *kv, int g, int32_t *blk) {
 void kv_block_release(kv_cache *kv, int g, int32_t blk) {
     kv_group *G = &kv->g[g];
     if (--G->ref[blk] > 0) return;
-    if (g == 0 && kv->prefix.on && kv->prefix.slot[blk] >= 0)
-        lru_append(&kv->prefix, blk);
+    if (kv->prefix_on && G->prefix.slot[blk] >= 0)
+        lru_append(&G->prefix, blk);
     else
         G->free[G->n_free++] = blk;
 }
 
-llmrt_status kv_cache_enable_prefix(kv_cache *kv) {
-    kv_prefix *p = &kv->prefix;
-    if (p->on) return LLMRT_OK;
-    if (kv->o.block_len == 0)
-        return err_set(LLMRT_ERR_UNSUPPORTED, "prefix caching needs a paged KV cache (kv_block)");
-    if (kv->n_groups != 1 || kv->g[0].ring)
-        return err_set(LLMRT_ERR_UNSUPPORTED,
-                       "prefix caching is not supported for models whose sliding-window layers "
-                       "keep only their window (their blocks are rings, not shareable)");
-    const int nb = kv->g[0].n_blocks, bl = kv->g[0].block_len;
+/* Makes group G's (empty) prefix cache. */
+static llmrt_status prefix_create(kv_prefix *p, int nb, int bl) {
     size_t cap = 16;
     while (cap < 2 * (size_t)nb)
         cap *= 2;
@@ -328,7 +342,16 @@ llmrt_status kv_cache_enable_prefix(kv_cache *kv) {
     p->block_len = bl;
     p->head = p->tail = -1;
     p->n_evictable = 0;
-    p->on = true;
+    return LLMRT_OK;
+}
+
+llmrt_status kv_cache_enable_prefix(kv_cache *kv) {
+    if (kv->prefix_on) return LLMRT_OK;
+    if (kv->o.block_len == 0)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "prefix caching needs a paged KV cache (kv_block)");
+    for (int g = 0; g < kv->n_groups; g++)
+        TRY(prefix_create(&kv->g[g].prefix, kv->g[g].n_blocks, kv->g[g].block_len));
+    kv->prefix_on = true;
     return LLMRT_OK;
 }
 
@@ -358,20 +381,24 @@ static long prefix_find(const kv_prefix *p, uint64_t hash, const int32_t *tokens
     return -1;
 }
 
-int32_t kv_prefix_take(kv_cache *kv, uint64_t hash, const int32_t *tokens) {
-    kv_prefix *p = &kv->prefix;
-    if (!p->on) return -1;
+bool kv_prefix_has(const kv_cache *kv, int g, uint64_t hash, const int32_t *tokens) {
+    return kv->prefix_on && prefix_find(&kv->g[g].prefix, hash, tokens) >= 0;
+}
+
+int32_t kv_prefix_take(kv_cache *kv, int g, uint64_t hash, const int32_t *tokens) {
+    kv_prefix *p = &kv->g[g].prefix;
+    if (!kv->prefix_on) return -1;
     long i = prefix_find(p, hash, tokens);
     if (i < 0) return -1;
     int32_t b = p->table[i];
-    if (kv->g[0].ref[b]++ == 0) lru_remove(p, b); /* it was waiting for eviction */
+    if (kv->g[g].ref[b]++ == 0) lru_remove(p, b); /* it was waiting for eviction */
     return b;
 }
 
-void kv_prefix_publish(kv_cache *kv, int32_t blk, uint64_t hash, const int32_t *tokens) {
-    kv_prefix *p = &kv->prefix;
-    if (!p->on || p->slot[blk] >= 0 || prefix_find(p, hash, tokens) >= 0) return;
-    if ((size_t)p->n_removed > p->table_cap / 4) prefix_rehash(p, kv->g[0].n_blocks);
+void kv_prefix_publish(kv_cache *kv, int g, int32_t blk, uint64_t hash, const int32_t *tokens) {
+    kv_prefix *p = &kv->g[g].prefix;
+    if (!kv->prefix_on || p->slot[blk] >= 0 || prefix_find(p, hash, tokens) >= 0) return;
+    if ((size_t)p->n_removed > p->table_cap / 4) prefix_rehash(p, kv->g[g].n_blocks);
     size_t mask = p->table_cap - 1, i = (size_t)hash & mask;
     while (p->table[i] >= 0) /* at most n_blocks of 2 * n_blocks slots are used */
         i = (i + 1) & mask;

@@ -7,17 +7,20 @@
  *    sequence may grow (full layers) or as its window plus one chunk (sliding layers, used as a
  *    ring). This is the layout of a static cache, written in place and never copied; the fastest
  *    decode kernels read it.
- *  - paged (block_len > 0): blocks of block_len positions. A sequence takes blocks of the full
- *    group as it grows, and once a ring of blocks for the sliding group, sized to its window
- *    plus one chunk (so a long sequence holds only what its window still needs).
+ *  - paged (block_len > 0): blocks of block_len positions, taken as a sequence grows. In the
+ *    sliding group a sequence keeps only the positions its window still needs (the window plus
+ *    one chunk, less one: what a ring of that size would hold) and gives the blocks before them
+ *    back as it goes, so a long sequence holds little there; its table entries before them are
+ *    -1, which no attention kernel reads (they start at the window).
  * Block ids index the same slot of every layer of their group (kv_layer, kv_table in backend.h).
  *
  * Blocks are reference-counted: a session holds one reference on each block of its table. With
- * the prefix cache (paged caches whose layers all share one group without a ring), a full block
- * is also published under the hash of the tokens that fill it and of every token before it;
- * another sequence with the same tokens takes a reference instead of computing them again. A
- * published block no session holds stays cached until a new block is needed and none is free:
- * then the least recently released one is taken back (evicted).
+ * the prefix cache (paged caches), a full block of each group is also published under the hash
+ * of the tokens that fill it and of every token before it; another sequence with the same
+ * tokens takes a reference instead of computing them again. A prefix is taken from the cache as
+ * far as the full layers have all its blocks and the sliding layers the blocks of its last
+ * window. A published block no session holds stays cached until a new block of its group is
+ * needed and none is free: then the least recently released one is taken back (evicted).
  */
 #ifndef LLMRT_RUNTIME_KV_CACHE_H
 #define LLMRT_RUNTIME_KV_CACHE_H
@@ -36,25 +39,9 @@ typedef struct kv_cache_opts {
     size_t bytes;  /* paged: the pool's size; 0: room for n_seqs sequences of max_seq */
 } kv_cache_opts;
 
-/* One group of layers and its pool. Free blocks are free[0..n_free); every other block is held
- * by ref[b] > 0 sessions, or is published with ref 0 and waits in the eviction list. */
-typedef struct kv_group {
-    int block_len; /* positions per block */
-    int len;       /* table entries per sequence (kv_table.len) */
-    bool ring;     /* the entries are reused cyclically (sliding layers whose window plus a
-                      chunk is shorter than max_seq); a sequence takes all of them at once */
-    int n_blocks;
-    int32_t *free; /* [n_blocks] */
-    int n_free;
-    int32_t *ref; /* [n_blocks] sessions holding each block */
-    void *block;  /* backend memory: K and V of every layer of the group, [n_layers][2][block] */
-    size_t bytes; /* its size */
-} kv_group;
-
-/* The prefix cache of group 0: published blocks by hash (open addressing), and an eviction list
- * of the published blocks no session holds, least recently released first. */
+/* The prefix cache of a group: its published blocks by hash (open addressing), and an eviction
+ * list of the published blocks no session holds, least recently released first. */
 typedef struct kv_prefix {
-    bool on;
     int block_len;
     uint64_t *hash;       /* [n_blocks] of a published block */
     int32_t *tokens;      /* [n_blocks, block_len] the tokens that filled it */
@@ -67,6 +54,25 @@ typedef struct kv_prefix {
     int n_evictable;
 } kv_prefix;
 
+/* One group of layers and its pool. Free blocks are free[0..n_free); every other block is held
+ * by ref[b] > 0 sessions, or is published with ref 0 and waits in the eviction list. */
+typedef struct kv_group {
+    int block_len; /* positions per block */
+    int len;       /* table entries per sequence (kv_table.len) */
+    bool ring;     /* contiguous caches: the one entry is reused cyclically (sliding layers whose
+                      window plus a chunk is shorter than max_seq) */
+    int keep;      /* paged sliding group: the positions a sequence keeps (window + chunk - 1),
+                      blocks wholly before its last `keep` positions are given back; 0: all */
+    int window;    /* the sliding window of its layers (0: full attention) */
+    int n_blocks;
+    int32_t *free; /* [n_blocks] */
+    int n_free;
+    int32_t *ref; /* [n_blocks] sessions holding each block */
+    void *block;  /* backend memory: K and V of every layer of the group, [n_layers][2][block] */
+    size_t bytes; /* its size */
+    kv_prefix prefix; /* its published blocks (when the cache's prefix_on) */
+} kv_group;
+
 typedef struct kv_cache {
     backend *be; /* borrowed */
     kv_cache_opts o;
@@ -76,7 +82,7 @@ typedef struct kv_cache {
     size_t bytes;           /* every group */
     size_t bytes_full;      /* what it would take if no layer used a ring (for messages) */
     uint64_t sessions_made; /* sessions ever made on it (their ids) */
-    kv_prefix prefix;       /* group 0's prefix cache (off unless kv_cache_enable_prefix) */
+    bool prefix_on;         /* the prefix cache (off unless kv_cache_enable_prefix) */
 } kv_cache;
 
 /* Bytes kv_cache_create would allocate for c with options o and elements of type kv. */
@@ -86,8 +92,14 @@ llmrt_status kv_cache_create(kv_cache *kv, const model_config *c, backend *be,
                              const kv_cache_opts *o);
 void kv_cache_free(kv_cache *kv);
 
-/* Blocks a sequence of n positions needs in group g (beyond those it holds: see session.c). */
+/* Table entries of group g a sequence of n positions uses: [kv_cache_first_kept, blocks_for). */
 int kv_cache_blocks_for(const kv_cache *kv, int g, int n);
+/* The first table entry of group g a sequence of n positions still keeps (0 unless the group
+ * gives back what fell out of its window). */
+int kv_cache_first_kept(const kv_cache *kv, int g, int n);
+/* The first table entry of group g that a step starting at position p reads (its window's
+ * first block). */
+int kv_cache_first_read(const kv_cache *kv, int g, int p);
 
 /* Positions one sequence can hold when it has the whole cache to itself (at most max_seq). */
 int kv_cache_seq_capacity(const kv_cache *kv);
@@ -103,15 +115,17 @@ llmrt_status kv_block_take(kv_cache *kv, int g, int32_t *blk);
  * any other block is free again. */
 void kv_block_release(kv_cache *kv, int g, int32_t blk);
 
-/* Turns on the prefix cache; fails (LLMRT_ERR_UNSUPPORTED, saying why) for a contiguous cache
- * or one whose sliding layers keep rings. */
+/* Turns on the prefix cache; fails (LLMRT_ERR_UNSUPPORTED, saying why) for a contiguous
+ * cache. */
 llmrt_status kv_cache_enable_prefix(kv_cache *kv);
 /* The hash of a block's tokens after the blocks of hash `parent` (0 for the first block). */
 uint64_t kv_prefix_hash(uint64_t parent, const int32_t *tokens, int n);
-/* The published block of that hash and tokens, with a reference taken, or -1. */
-int32_t kv_prefix_take(kv_cache *kv, uint64_t hash, const int32_t *tokens);
-/* Publishes block blk of group 0, full of `tokens` [block_len], under hash (nothing when a
+/* Whether group g has a published block of that hash and tokens. */
+bool kv_prefix_has(const kv_cache *kv, int g, uint64_t hash, const int32_t *tokens);
+/* The published block of group g of that hash and tokens, with a reference taken, or -1. */
+int32_t kv_prefix_take(kv_cache *kv, int g, uint64_t hash, const int32_t *tokens);
+/* Publishes block blk of group g, full of `tokens` [block_len], under hash (nothing when a
  * block of that hash is already published). */
-void kv_prefix_publish(kv_cache *kv, int32_t blk, uint64_t hash, const int32_t *tokens);
+void kv_prefix_publish(kv_cache *kv, int g, int32_t blk, uint64_t hash, const int32_t *tokens);
 
 #endif

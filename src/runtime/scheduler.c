@@ -153,7 +153,8 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
     s->prof = pv && *pv && strcmp(pv, "0") != 0;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    s->st.kv_blocks_total = e->kv.g[0].n_blocks;
+    for (int g = 0; g < e->kv.n_groups; g++)
+        s->st.kv_blocks_total += e->kv.g[g].n_blocks;
     *out = s;
     return LLMRT_OK;
 }
@@ -872,7 +873,9 @@ llmrt_status sched_run(sched *s) {
             s->st.prefilling += s->running[i]->s->pos < s->running[i]->n_prompt;
         s->st.waiting = s->n_waiting + (s->in_head ? 1 : 0);
         s->st.prompt_tokens += prompt_tokens;
-        s->st.kv_blocks_used = s->e->kv.g[0].n_blocks - kv_blocks_available(&s->e->kv, 0);
+        s->st.kv_blocks_used = s->st.kv_blocks_total;
+        for (int g = 0; g < s->e->kv.n_groups; g++)
+            s->st.kv_blocks_used -= kv_blocks_available(&s->e->kv, g);
         pthread_mutex_unlock(&s->mu);
     }
     return LLMRT_OK;

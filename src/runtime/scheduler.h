@@ -97,7 +97,7 @@ typedef struct sched_opts {
 typedef struct sched_stats {
     int running, waiting; /* requests */
     int prefilling;       /* of the running ones, those whose prompt is not all computed */
-    int kv_blocks_used, kv_blocks_total;
+    int kv_blocks_used, kv_blocks_total; /* of every group of layers (full, sliding) */
     uint64_t prompt_tokens; /* totals since creation */
     uint64_t generation_tokens;
     uint64_t prefix_queries, prefix_hits; /* prompt blocks looked up / found in the cache */

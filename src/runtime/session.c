@@ -4,16 +4,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Gives entries [from, to) of group g back (those with a block). */
+static void give_back(session *s, int g, int from, int to) {
+    for (int i = from; i < to; i++) {
+        if (s->table[g][i] >= 0) kv_block_release(s->kv, g, s->table[g][i]);
+        s->table[g][i] = -1;
+    }
+}
+
 /* Gives every block back (contiguous caches too: the session is going away). */
 static void session_release(session *s) {
     kv_cache *kv = s->kv;
     for (int g = 0; g < kv->n_groups; g++) {
         if (!s->table[g]) continue;
-        for (int i = 0; i < s->held[g]; i++)
-            kv_block_release(kv, g, s->table[g][i]);
-        s->held[g] = 0;
-        for (int i = 0; i < kv->g[g].len; i++)
-            s->table[g][i] = -1;
+        give_back(s, g, s->first[g], s->held[g]);
+        s->held[g] = s->first[g] = 0;
     }
 }
 
@@ -24,9 +29,19 @@ static llmrt_status session_hashes_room(session *s) {
     return s->hashes ? LLMRT_OK : err_set(LLMRT_ERR_NOMEM, "out of memory");
 }
 
+/* Blocks of group g that a step of n more positions gives back first: those out of the
+ * window of the sequence it leaves (session_reserve). */
+static int blocks_leaving(const session *s, int g, int n) {
+    int upto = kv_cache_first_kept(s->kv, g, s->pos + n);
+    if (upto > s->held[g]) upto = s->held[g];
+    return upto > s->first[g] ? upto - s->first[g] : 0;
+}
+
 int session_blocks_needed(const session *s, int g, int n) {
     int want = kv_cache_blocks_for(s->kv, g, s->pos + n);
-    return want > s->held[g] ? want - s->held[g] : 0;
+    int take = want > s->held[g] ? want - s->held[g] : 0;
+    int net = take - blocks_leaving(s, g, n);
+    return net > 0 ? net : 0;
 }
 
 llmrt_status session_reserve(session *s, int n) {
@@ -42,9 +57,13 @@ llmrt_status session_reserve(session *s, int n) {
                            "%d of %d are free",
                            session_blocks_needed(s, g, n), kv->g[g].block_len,
                            kv_blocks_available(kv, g), kv->g[g].n_blocks);
-    for (int g = 0; g < kv->n_groups; g++)
-        for (int k = session_blocks_needed(s, g, n); k > 0; k--)
+    for (int g = 0; g < kv->n_groups; g++) {
+        int leaving = blocks_leaving(s, g, n);
+        give_back(s, g, s->first[g], s->first[g] + leaving);
+        s->first[g] += leaving;
+        for (int k = kv_cache_blocks_for(kv, g, s->pos + n) - s->held[g]; k > 0; k--)
             TRY(kv_block_take(kv, g, &s->table[g][s->held[g]++]));
+    }
     return LLMRT_OK;
 }
 
@@ -95,53 +114,91 @@ void session_free(session *s) {
 
 void session_reset(session *s) {
     s->pos = 0;
-    s->published = 0;
-    s->chain = 0;
+    s->hashed = 0;
+    memset(s->published, 0, sizeof s->published);
     if (s->kv->o.block_len > 0) session_release(s);
 }
 
 void session_rewind(session *s, int n) {
     s->pos = s->pos > n ? s->pos - n : 0;
     int bl = s->kv->g[0].block_len;
-    if (s->published * bl > s->pos) { /* a published block's tokens are not to change */
-        s->published = s->pos / bl;
-        s->chain = s->published > 0 ? s->hashes[s->published - 1] : 0;
+    if (s->hashed * bl > s->pos) { /* a published block's tokens are not to change */
+        s->hashed = s->pos / bl;
+        for (int g = 0; g < KV_MAX_GROUPS; g++)
+            if (s->published[g] > s->hashed) s->published[g] = s->hashed;
     }
+}
+
+/* The last block missing from the prefix cache of what a sequence starting at block k of
+ * hashes[0..k) reads (every block, or in a sliding group those of the window before it), or -1
+ * when nothing is missing. A run of fewer blocks that still holds it needs it too, so the
+ * longest run cached is at most that block. */
+static int prefix_missing(const session *s, const int32_t *tokens, int k) {
+    const kv_cache *kv = s->kv;
+    const int bl = kv->g[0].block_len;
+    int last = -1;
+    for (int g = 0; g < kv->n_groups; g++)
+        for (int i = k - 1; i >= kv_cache_first_read(kv, g, k * bl) && i > last; i--)
+            if (!kv_prefix_has(kv, g, s->hashes[i], tokens + (size_t)i * bl)) {
+                last = i;
+                break;
+            }
+    return last;
 }
 
 llmrt_status session_adopt_prefix(session *s, const int32_t *tokens, int n, int *cached) {
     kv_cache *kv = s->kv;
     *cached = 0;
-    if (!kv->prefix.on || s->pos != 0 || s->held[0] != 0) return LLMRT_OK;
+    if (!kv->prefix_on || s->pos != 0) return LLMRT_OK;
+    for (int g = 0; g < kv->n_groups; g++)
+        if (s->held[g] != 0) return LLMRT_OK;
     const int bl = kv->g[0].block_len;
-    int max_blocks = (n - 1) / bl; /* the last token is computed: never a shared block's slot */
-    if (max_blocks > kv->g[0].len) max_blocks = kv->g[0].len;
+    int k = (n - 1) / bl; /* the last token is computed: never a shared block's slot */
+    if (k > kv->g[0].len) k = kv->g[0].len;
     TRY(session_hashes_room(s));
+    /* the run of blocks that the groups reading every block have, then back to where every
+     * group has what it reads */
     uint64_t h = 0;
-    for (int i = 0; i < max_blocks; i++) {
-        const int32_t *t = tokens + (size_t)i * bl;
-        uint64_t hi = kv_prefix_hash(h, t, bl);
-        int32_t b = kv_prefix_take(kv, hi, t);
-        if (b < 0) break;
-        s->table[0][s->held[0]++] = b;
-        s->hashes[i] = h = hi;
-        s->published = i + 1;
-        s->pos += bl;
+    for (int i = 0; i < k; i++) {
+        s->hashes[i] = h = kv_prefix_hash(h, tokens + (size_t)i * bl, bl);
+        bool all = true;
+        for (int g = 0; g < kv->n_groups && all; g++)
+            if (kv->g[g].window == 0) all = kv_prefix_has(kv, g, h, tokens + (size_t)i * bl);
+        if (!all) {
+            k = i;
+            break;
+        }
     }
-    s->chain = h;
+    for (int miss; k > 0 && (miss = prefix_missing(s, tokens, k)) >= 0;)
+        k = miss;
+    for (int g = 0; g < kv->n_groups; g++) {
+        const int from = kv_cache_first_read(kv, g, k * bl);
+        for (int i = from; i < k; i++) {
+            int32_t b = kv_prefix_take(kv, g, s->hashes[i], tokens + (size_t)i * bl);
+            s->table[g][i] = b; /* >= 0: prefix_missing saw it, and taking evicts nothing */
+        }
+        s->first[g] = from;
+        s->held[g] = k;
+        s->published[g] = k;
+    }
+    s->hashed = k;
+    s->pos = k * bl;
     *cached = s->pos;
     return LLMRT_OK;
 }
 
 void session_publish(session *s, const int32_t *tokens) {
     kv_cache *kv = s->kv;
-    if (!kv->prefix.on || session_hashes_room(s) != LLMRT_OK) return;
+    if (!kv->prefix_on || session_hashes_room(s) != LLMRT_OK) return;
     const int bl = kv->g[0].block_len;
-    for (int i = s->published; (i + 1) * bl <= s->pos && i < s->held[0]; i++) {
-        const int32_t *t = tokens + (size_t)i * bl;
-        s->chain = kv_prefix_hash(s->chain, t, bl);
-        s->hashes[i] = s->chain;
-        kv_prefix_publish(kv, s->table[0][i], s->chain, t);
-        s->published = i + 1;
+    for (int i = s->hashed; (i + 1) * bl <= s->pos; i++) {
+        s->hashes[i] = kv_prefix_hash(i > 0 ? s->hashes[i - 1] : 0, tokens + (size_t)i * bl, bl);
+        s->hashed = i + 1;
+    }
+    for (int g = 0; g < kv->n_groups; g++) {
+        for (int i = s->published[g]; i < s->hashed && i < s->held[g]; i++)
+            if (i >= s->first[g] && s->table[g][i] >= 0)
+                kv_prefix_publish(kv, g, s->table[g][i], s->hashes[i], tokens + (size_t)i * bl);
+        if (s->published[g] < s->hashed) s->published[g] = s->hashed;
     }
 }

@@ -18,12 +18,14 @@ typedef struct session {
     uint64_t id;                   /* unique among the sessions of the cache, ever (never reused) */
     int max_seq;                   /* positions it may hold (<= the cache's max_seq) */
     int pos;                       /* positions in the cache: the position of the next token */
-    int32_t *table[KV_MAX_GROUPS]; /* [kv->g[g].len] block of each entry; -1: none yet */
-    int held[KV_MAX_GROUPS];       /* entries with a block (a prefix of the table) */
-    /* the prefix cache (group 0): blocks [0, published) are published or were taken from it */
-    int published;
-    uint64_t chain;   /* the hash of blocks [0, published) */
-    uint64_t *hashes; /* [kv->g[0].len] the hash of blocks [0, i]; NULL until used */
+    int32_t *table[KV_MAX_GROUPS]; /* [kv->g[g].len] block of each entry; -1: none */
+    int held[KV_MAX_GROUPS];       /* entries taken so far: [0, held) */
+    int first[KV_MAX_GROUPS];      /* entries before it were given back (out of the window) */
+    /* the prefix cache: hashes[i] is the hash of the tokens of blocks [0, i], i < hashed; a
+     * group's blocks before published[g] are published (or given back unpublished) */
+    int hashed;
+    int published[KV_MAX_GROUPS];
+    uint64_t *hashes; /* [kv->g[0].len]; NULL until used */
 } session;
 
 /* A session that may hold max_seq positions (0: the cache's max_seq). On a contiguous cache it
@@ -47,8 +49,9 @@ void session_rewind(session *s, int n);
 
 /* For a fresh session about to hold tokens[0..n): takes the longest run of full blocks of
  * those tokens that the prefix cache has (never the block of the last token, which the session
- * must compute itself) and moves the position past them; *cached = the positions taken. Nothing
- * without a prefix cache. */
+ * must compute itself): every block of it in the full layers' group, and in the sliding group
+ * the blocks of its last window; then moves the position past them. *cached = the positions
+ * taken. Nothing without a prefix cache. */
 llmrt_status session_adopt_prefix(session *s, const int32_t *tokens, int n, int *cached);
 /* Publishes the session's blocks that are full since the last call (tokens: the session's
  * tokens from position 0) in the prefix cache. */
