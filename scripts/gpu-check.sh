@@ -278,9 +278,11 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
             python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
                 >"$OUT/serve-make-$card.log" 2>&1
         cp "$CARRY/configs/Llama-3.2-1B-Instruct/tokenizer.json" "$M/" 2>/dev/null
-        # SERVE_ENV: switches for the server (LLMRT_CUDA_RAGGED=1: one forward per iteration)
+        # SERVE_ENV: switches for the server (LLMRT_CUDA_RAGGED=1: one forward per iteration);
+        # SERVE_ARGS: more of its flags (--kv-block 32, --max-num-batched-tokens 512)
         env ${SERVE_ENV:-} "$CARRY/llmrt" serve --model "$M" --port 8011 --device cuda \
-            --precision BF16 --max-batch ${SERVE_MAX_BATCH:-256} >"$OUT/serve-$card.log" 2>&1 &
+            --precision BF16 --max-batch ${SERVE_MAX_BATCH:-256} ${SERVE_ARGS:-} \
+            >"$OUT/serve-$card.log" 2>&1 &
         spid=$!
         for _ in $(seq 1200); do
             curl -sf http://127.0.0.1:8011/health >/dev/null 2>&1 && break

@@ -4,6 +4,7 @@
  * stop ids, min_tokens, max_tokens, logprobs, seeds; deterministic mode. Then a model with
  * sliding-window layers (the Gemma 3 fixture, window 4): paged sequences that give back the
  * blocks out of their window equal the contiguous ring's, and its prefix cache. */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,10 @@ typedef struct result {
     int cached, prompt_tokens, completion_tokens;
     int top_ok; /* top lists sorted and the chosen greedy token on top */
     char error[256];
+    float plp[256]; /* prompt logprobs (of tokens 1..) */
+    int32_t plp_id[256];
+    int n_plp, plp_events; /* events that carried them */
+    int plp_top_ok;        /* their top lists sorted, holding the token when it is the best */
 } result;
 
 typedef struct harness {
@@ -48,6 +53,19 @@ typedef struct slot {
 static void on_event(void *user, const sched_event *ev) {
     slot *sl = user;
     result *r = &sl->r;
+    if (ev->prompt_logprobs) {
+        r->plp_events++;
+        r->n_plp = ev->n_prompt_logprobs;
+        r->plp_top_ok = 1;
+        for (int i = 0; i < ev->n_prompt_logprobs && i < 256; i++) {
+            const sched_token *t = &ev->prompt_logprobs[i];
+            r->plp[i] = t->logprob;
+            r->plp_id[i] = t->id;
+            for (int j = 1; j < t->n_top; j++)
+                if (t->top_logprobs[j] > t->top_logprobs[j - 1]) r->plp_top_ok = 0;
+            if (t->n_top > 0 && t->logprob > t->top_logprobs[0]) r->plp_top_ok = 0;
+        }
+    }
     if (ev->token && r->n < 256) {
         r->tokens[r->n] = ev->token->id;
         r->logprobs[r->n] = ev->token->logprob;
@@ -147,8 +165,8 @@ static int prompt_of(int i, int32_t *p) {
     return n;
 }
 
-static uint64_t submit(harness *h, slot *sl, const int32_t *p, int n, int max_tokens,
-                       const sched_sampling *smp, int logprobs) {
+static uint64_t submit_ex(harness *h, slot *sl, const int32_t *p, int n, int max_tokens,
+                          const sched_sampling *smp, int logprobs, bool prompt_logprobs) {
     memset(&sl->r, 0, sizeof sl->r);
     sl->h = h;
     sl->r.top_ok = 1;
@@ -157,12 +175,18 @@ static uint64_t submit(harness *h, slot *sl, const int32_t *p, int n, int max_to
                         .max_tokens = max_tokens,
                         .ignore_eos = true,
                         .logprobs = logprobs,
+                        .prompt_logprobs = prompt_logprobs,
                         .on_event = on_event,
                         .user = sl};
     if (smp) rq.sampling = *smp;
     uint64_t id = 0;
     CHECK_OK(sched_submit(h->s, &rq, &id));
     return id;
+}
+
+static uint64_t submit(harness *h, slot *sl, const int32_t *p, int n, int max_tokens,
+                       const sched_sampling *smp, int logprobs) {
+    return submit_ex(h, sl, p, n, max_tokens, smp, logprobs, false);
 }
 
 enum { N_REQ = 16, N_NEW = 20 };
@@ -380,6 +404,76 @@ static void test_deterministic(void) {
     harness_close(&h);
 }
 
+/* Prompt logprobs (OpenAI's echo with logprobs): equal to the log-softmax of one all-rows
+ * forward of the prompt; scored in chunks of max_batch rows, computed whole even when the prefix
+ * cache has the prompt; given once, on the first event; max_tokens 0 ends after them; the tokens
+ * after them are the greedy ones. */
+static void test_prompt_logprobs(void) {
+    int32_t p[64];
+    for (int k = 0; k < 45; k++)
+        p[k] = 3 + (k * 13) % 240;
+    /* the reference: every row's logits in one forward */
+    model_config cfg;
+    backend *be = NULL;
+    model *m = NULL;
+    engine *e = NULL;
+    session *ss = NULL;
+    static float lg[45 * 4096], ref_lp[44];
+    CHECK_OK(backend_create(&be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, DT_F32, 0));
+    CHECK_OK(model_config_load(&cfg, dir));
+    CHECK_OK(model_load(&m, &cfg, dir, be, NULL));
+    engine_opts eo = {.max_batch = 1, .max_seq = 128, .chunk = 64, .all_logits = true};
+    CHECK_OK(engine_create(&e, m, &eo));
+    CHECK_OK(session_create(&ss, &e->kv, 0));
+    CHECK(cfg.vocab <= 4096);
+    CHECK_OK(engine_forward(e, &ss, 1, p, 45, true, lg));
+    for (int i = 0; i < 44; i++) {
+        const float *row = lg + (size_t)i * cfg.vocab;
+        double mx = row[0], sum = 0;
+        for (int v = 1; v < cfg.vocab; v++)
+            mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < cfg.vocab; v++)
+            sum += exp(row[v] - mx);
+        ref_lp[i] = (float)(row[p[i + 1]] - mx - log(sum));
+    }
+    session_free(ss);
+    engine_free(e);
+    model_free(m);
+    backend_free(be);
+
+    harness h;
+    sched_opts so = {.prefix_cache = true};
+    if (!harness_open(&h, 4, 8, 0, &so)) return; /* logits of 4 rows: chunks of 4 */
+    slot plain, a, b, z, one;
+    submit(&h, &plain, p, 45, 6, NULL, -1); /* fills the prefix cache */
+    harness_wait(&h, 1);
+    submit_ex(&h, &a, p, 45, 6, NULL, 3, true);
+    submit_ex(&h, &b, p, 45, 0, NULL, 0, true);
+    submit_ex(&h, &z, p, 45, 0, NULL, -1, false);
+    submit_ex(&h, &one, p, 1, 0, NULL, 2, true);
+    harness_wait(&h, 5);
+    float worst = 0;
+    for (int i = 0; i < 44; i++) {
+        float d = fabsf(a.r.plp[i] - ref_lp[i]);
+        worst = d > worst ? d : worst;
+        CHECK(a.r.plp_id[i] == p[i + 1] && b.r.plp[i] == a.r.plp[i]);
+    }
+    printf("  prompt logprobs: largest difference %.3g\n", (double)worst);
+    CHECK_MSG(worst < 1e-4f, "prompt logprobs differ from one forward's by %g", (double)worst);
+    CHECK(a.r.n_plp == 44 && a.r.plp_events == 1 && a.r.plp_top_ok && a.r.cached == 0);
+    CHECK(a.r.n == 6 && !memcmp(a.r.tokens, plain.r.tokens, 6 * sizeof(int32_t)));
+    CHECK(b.r.n == 0 && b.r.fin == SCHED_FINISH_LENGTH && b.r.n_plp == 44 && b.r.plp_events == 1);
+    CHECK(z.r.n == 0 && z.r.fin == SCHED_FINISH_LENGTH && z.r.plp_events == 0);
+    CHECK(one.r.n == 0 && one.r.fin == SCHED_FINISH_LENGTH && one.r.plp_events == 1 &&
+          one.r.n_plp == 0);
+    int32_t bad = 5;
+    sched_request rq = {
+        .prompt = &bad, .n_prompt = 1, .max_tokens = 1, .prompt_logprobs = true, .logprobs = -1};
+    uint64_t id;
+    CHECK_ERR(sched_submit(h.s, &rq, &id), LLMRT_ERR_INVALID, "logprobs >= 0");
+    harness_close(&h);
+}
+
 /* The Gemma 3 fixture: 7 layers, 5 of them with a window of 4 positions. With blocks of 8 and
  * chunks of 32, a sequence keeps 35 positions of the sliding layers, in at most 6 blocks. */
 static const char *const sliding_dir = "tests/fixtures/gemma3_sliding_f32";
@@ -473,6 +567,7 @@ int main(void) {
     RUN(test_prefix_cache);
     RUN(test_request_options);
     RUN(test_deterministic);
+    RUN(test_prompt_logprobs);
     RUN(test_sliding_paged);
     RUN(test_sliding_prefix);
     return test_summary();

@@ -129,7 +129,13 @@ static void test_ranges_and_types(void) {
     const char *p = "{\"prompt\": \"x\", ";
     char b[256];
 #define BODY(rest) (snprintf(b, sizeof b, "%s%s}", p, rest), b)
-    expect_fail(OAI_COMPLETION, BODY("\"max_tokens\": 0"), 400, "max_tokens", "[1,");
+    expect_fail(OAI_COMPLETION, BODY("\"max_tokens\": 0"), 400, "max_tokens", "only with 'echo'");
+    expect_fail(OAI_COMPLETION, BODY("\"max_tokens\": -1"), 400, "max_tokens", "[0,");
+    expect_fail(OAI_COMPLETION, BODY("\"echo\": true, \"max_tokens\": 0, \"min_tokens\": 2"), 400,
+                "min_tokens", "more than");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 0}",
+                400, "max_tokens", "only with 'echo'");
     expect_fail(OAI_COMPLETION, BODY("\"max_tokens\": \"5\""), 400, "max_tokens", "integer");
     expect_fail(OAI_COMPLETION, BODY("\"max_tokens\": 1e99"), 400, "max_tokens", "integer");
     expect_fail(OAI_COMPLETION, BODY("\"temperature\": 2.5"), 400, "temperature", "[0, 2]");
@@ -146,8 +152,17 @@ static void test_ranges_and_types(void) {
     expect_fail(OAI_COMPLETION, BODY("\"presence_penalty\": -3"), 400, "presence_penalty", "[-2");
     expect_fail(OAI_COMPLETION, BODY("\"logit_bias\": {\"abc\": 1}"), 400, "logit_bias", "abc");
     expect_fail(OAI_COMPLETION, BODY("\"logit_bias\": {\"5\": 101}"), 400, "logit_bias", "100");
-    expect_fail(OAI_COMPLETION, BODY("\"echo\": true, \"logprobs\": 1"), 400, "echo",
-                "not supported");
+    {
+        oai_request r;
+        oai_error err;
+        CHECK(parse(&r, OAI_COMPLETION, BODY("\"echo\": true, \"logprobs\": 1, \"max_tokens\": 0"),
+                    &err));
+        CHECK(r.echo && r.logprobs == 1 && r.prompt_only && r.max_tokens == 0);
+        oai_request_free(&r);
+        CHECK(parse(&r, OAI_COMPLETION, BODY("\"echo\": true, \"max_tokens\": 3"), &err));
+        CHECK(r.echo && !r.prompt_only && r.max_tokens == 3);
+        oai_request_free(&r);
+    }
     expect_fail(OAI_COMPLETION, BODY("\"stream_options\": {\"include_usage\": true}"), 400,
                 "stream_options", "stream");
     expect_fail(OAI_COMPLETION, BODY("\"stream\": true, \"stream_options\": {\"x\": 1}"), 400,

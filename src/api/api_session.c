@@ -72,6 +72,8 @@ llmrt_status llmrt_step(llmrt_session *const *ss, int n, const int32_t *const *i
 
 llmrt_status llmrt_step_all_logits(llmrt_session *s, const int32_t *ids, int n, float *out) {
     if (!s || !ids) return err_set(LLMRT_ERR_INVALID, "llmrt_step_all_logits: no session or ids");
+    if (!s->m->e->o.all_logits)
+        return err_set(LLMRT_ERR_INVALID, "llmrt_step_all_logits: load the model with all_logits");
     return engine_forward(s->m->e, &s->s, 1, ids, n, true, out);
 }
 

@@ -265,9 +265,13 @@ static llmrt_status engine_run(engine *e, session *const *ss, int n, const int32
                                int n_tokens, bool all_logits, float *logits, bool greedy) {
     const int V = e->m->cfg.vocab, chunk = e->o.chunk;
     TRY(check_sessions(e, ss, n, NULL, n_tokens));
-    if (all_logits && !e->o.all_logits)
-        return err_set(LLMRT_ERR_INVALID, "logits of every token: the engine was made without "
-                                          "all_logits");
+    /* logits of every row: the buffer holds max_batch rows, or every row with all_logits */
+    const int step_rows = n * (n_tokens < chunk ? n_tokens : chunk);
+    if (all_logits && (size_t)step_rows > logits_rows(&e->o))
+        return err_set(LLMRT_ERR_INVALID,
+                       "logits of every token of %d rows per step: the engine holds the logits "
+                       "of %zu rows (it was made without all_logits)",
+                       step_rows, logits_rows(&e->o));
     if (!ids) {
         bool same = n_tokens == 1 && e->n_chain == n;
         for (int b = 0; b < n && same; b++)

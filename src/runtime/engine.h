@@ -61,7 +61,8 @@ void engine_free(engine *e);
 
 /* Runs n_tokens new tokens of each session ss[0..n) (ids [n * n_tokens], session-major) at the
  * sessions' positions and advances them. Writes F32 logits to host `logits`: [n * n_tokens, V]
- * if all_logits, else [n, V] for the last token of each session (logits NULL: none). */
+ * if all_logits, else [n, V] for the last token of each session (logits NULL: none). all_logits
+ * needs an engine made with all_logits, or steps of at most max_batch rows. */
 llmrt_status engine_forward(engine *e, session *const *ss, int n, const int32_t *ids, int n_tokens,
                             bool all_logits, float *logits);
 

@@ -52,6 +52,13 @@ typedef struct sreq {
     int cached;     /* prompt tokens the prefix cache gave at admission */
     bool cancelled; /* a sched_cancel arrived */
     bool greedy;    /* plain greedy: the backend's choice will do */
+    /* prompt logprobs: PLP_SCORING while positions [0, n_prompt - 1) are computed (alone, with
+     * the logits of every row), PLP_READY once they are, PLP_SENT after the event that carried
+     * them */
+    enum { PLP_NONE, PLP_SCORING, PLP_READY, PLP_SENT } plp;
+    sched_token *plp_tok; /* [n_prompt - 1] prompt token i + 1 */
+    int32_t *plp_ids;     /* [(n_prompt - 1) * max(k, 1)] their top ids and logprobs */
+    float *plp_lps;
     double t_submit, t_run, t_first;
     struct sreq *next; /* in the incoming list */
 } sreq;
@@ -112,6 +119,9 @@ static void sreq_free(sreq *r) {
     free(r->stop_ids);
     free(r->bias_ids);
     free(r->bias_values);
+    free(r->plp_tok);
+    free(r->plp_ids);
+    free(r->plp_lps);
     free(r);
 }
 
@@ -174,6 +184,11 @@ static void emit(sched *s, sreq *r, const sched_token *tok, sched_finish fin, co
                       .queue_ms = r->t_run > 0 ? r->t_run - r->t_submit : t - r->t_submit,
                       .first_token_ms = r->t_first > 0 ? r->t_first - r->t_submit : 0,
                       .error = err};
+    if (r->plp == PLP_READY) {
+        ev.prompt_logprobs = r->plp_tok;
+        ev.n_prompt_logprobs = r->n_prompt - 1;
+        r->plp = PLP_SENT;
+    }
     if (r->on_event) r->on_event(r->user, &ev);
 }
 
@@ -286,10 +301,12 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
                        "the prompt has %d tokens; the KV cache holds %d positions, so this server "
                        "takes prompts of up to %d (a larger --kv-memory holds more)",
                        q->n_prompt, kv_cap, kv_cap > 0 ? kv_cap - 1 : 0);
-    if (q->max_tokens < 1) return err_set(LLMRT_ERR_INVALID, "max_tokens must be >= 1");
+    if (q->max_tokens < 0) return err_set(LLMRT_ERR_INVALID, "max_tokens must be >= 0");
     if (q->min_tokens < 0) return err_set(LLMRT_ERR_INVALID, "min_tokens must be >= 0");
     if (q->logprobs < -1 || q->logprobs > SCHED_MAX_TOP)
         return err_set(LLMRT_ERR_INVALID, "logprobs must be between 0 and %d", SCHED_MAX_TOP);
+    if (q->prompt_logprobs && q->logprobs < 0)
+        return err_set(LLMRT_ERR_INVALID, "prompt logprobs need logprobs >= 0");
     TRY(model_check_ids(&e->m->cfg, q->prompt, (size_t)q->n_prompt));
     if (q->n_stop_ids < 0 || (q->n_stop_ids && !q->stop_ids))
         return err_set(LLMRT_ERR_INVALID, "stop token ids given without an array");
@@ -320,8 +337,16 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
     r->stop_ids = dup_array(q->stop_ids, (size_t)q->n_stop_ids, sizeof(int32_t));
     r->bias_ids = dup_array(sm->bias_ids, (size_t)sm->n_bias, sizeof(int32_t));
     r->bias_values = dup_array(sm->bias_values, (size_t)sm->n_bias, sizeof(float));
+    if (q->prompt_logprobs) {
+        const size_t rows = (size_t)q->n_prompt - 1, k = q->logprobs > 0 ? q->logprobs : 1;
+        r->plp = rows > 0 ? PLP_SCORING : PLP_READY;
+        r->plp_tok = calloc(rows ? rows : 1, sizeof *r->plp_tok);
+        r->plp_ids = calloc(rows ? rows * k : 1, sizeof *r->plp_ids);
+        r->plp_lps = calloc(rows ? rows * k : 1, sizeof *r->plp_lps);
+    }
     if (!r->tokens || (q->n_stop_ids && !r->stop_ids) ||
-        (sm->n_bias && (!r->bias_ids || !r->bias_values))) {
+        (sm->n_bias && (!r->bias_ids || !r->bias_values)) ||
+        (r->plp && (!r->plp_tok || !r->plp_ids || !r->plp_lps))) {
         sreq_free(r);
         return err_set(LLMRT_ERR_NOMEM, "out of memory");
     }
@@ -475,6 +500,11 @@ static void preempt_newest(sched *s) {
  * prefill stops at block boundaries. */
 static int chunk_of(const sched *s, const sreq *r, int room) {
     int pending = r->n_tokens - r->s->pos, n = pending < room ? pending : room;
+    if (r->plp == PLP_SCORING) { /* up to the last prompt token, in rows the logits hold */
+        int rows = r->n_prompt - 1 - r->s->pos;
+        if (rows > s->o.max_batch) rows = s->o.max_batch;
+        if (n > rows) n = rows;
+    }
     const int bl = s->e->kv.o.block_len;
     if (s->o.deterministic && bl > 0 && n > 1) {
         int to_boundary = bl - r->s->pos % bl;
@@ -536,9 +566,15 @@ static int plan_iteration(sched *s) {
     }
     while (s->n_waiting > 0 && budget > 0 && s->n_running < s->o.max_batch) {
         sreq *r = s->waiting[0];
+        if (r->max_tokens == 0 && r->plp != PLP_SCORING) { /* nothing to compute */
+            finish(s, r, NULL, SCHED_FINISH_LENGTH, NULL);
+            continue;
+        }
         if (session_create(&r->s, kv, 0) != LLMRT_OK) break; /* no sequence slot free */
-        int cached = 0;
-        if (session_adopt_prefix(r->s, r->tokens, r->n_tokens, &cached) != LLMRT_OK) cached = 0;
+        int cached = 0; /* a prompt to score is computed whole */
+        if (r->plp != PLP_SCORING &&
+            session_adopt_prefix(r->s, r->tokens, r->n_tokens, &cached) != LLMRT_OK)
+            cached = 0;
         int c = fitting_chunk(s, r, budget < e->o.chunk ? budget : e->o.chunk, need);
         if (c == 0) {
             session_free(r->s);
@@ -703,8 +739,47 @@ static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *dev
  * their logits land in s->logits in that order, or, when every one is plain greedy, the
  * backend's choices in s->next (*device_greedy). A backend that takes ragged steps runs them
  * all in one (run_plan_ragged). */
+/* The items that score a prompt (PLP_SCORING): each alone, with the logits of every row, whose
+ * log-softmax at the next prompt token are that token's logprob and top; then gone from the plan
+ * (*n_items less). A request with no new tokens to make ends once its prompt is scored. */
+static llmrt_status run_prompt_scoring(sched *s, int *n_items) {
+    engine *e = s->e;
+    const int V = s->V;
+    int kept = 0;
+    for (int i = 0; i < *n_items; i++) {
+        plan_item it = s->plan[i];
+        sreq *r = it.r;
+        if (r->plp != PLP_SCORING) {
+            s->plan[kept++] = it;
+            continue;
+        }
+        const int p0 = r->s->pos, k = r->logprobs, stride = k > 0 ? k : 1;
+        double t0 = s->prof ? now_ms() : 0;
+        TRY(engine_forward(e, &r->s, 1, r->tokens + p0, it.n, true, s->logits));
+        if (s->prof) s->cur.prefill_ms += now_ms() - t0;
+        for (int j = 0; j < it.n; j++) {
+            const int p = p0 + j; /* its row scores prompt token p + 1 */
+            token_logprobs(s, s->logits + (size_t)j * V, r->tokens[p + 1], k, &r->plp_tok[p],
+                           r->plp_ids + (size_t)p * stride, r->plp_lps + (size_t)p * stride);
+            r->plp_tok[p].id = r->tokens[p + 1];
+        }
+        if (r->s->pos == r->n_prompt - 1) {
+            r->plp = PLP_READY;
+            if (r->max_tokens == 0) finish(s, r, NULL, SCHED_FINISH_LENGTH, NULL);
+        }
+    }
+    *n_items = kept;
+    return LLMRT_OK;
+}
+
 static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_greedy) {
     engine *e = s->e;
+    TRY(run_prompt_scoring(s, &n_items));
+    if (n_items == 0) {
+        *n_out = 0;
+        *device_greedy = false;
+        return LLMRT_OK;
+    }
     if (e->be->ragged && !s->o.deterministic)
         return run_plan_ragged(s, n_items, n_out, device_greedy);
     for (int i = 0; i < n_items; i++) {

@@ -67,6 +67,11 @@ typedef struct sched_event {
     double queue_ms;       /* submit to the first step that ran it */
     double first_token_ms; /* submit to the first token (set on every event after it) */
     const char *error;     /* SCHED_FINISH_ERROR: the message */
+    /* prompt_logprobs requests, on the first event after the prompt was scored (never on an
+     * abort or error before it): [n_prompt_logprobs = prompt tokens - 1] the logprob of prompt
+     * token i + 1 after those before it, with its top `logprobs` */
+    const sched_token *prompt_logprobs;
+    int n_prompt_logprobs;
 } sched_event;
 
 /* Called on the engine thread; the event and what it points to live until the call returns. */
@@ -75,12 +80,15 @@ typedef void (*sched_event_fn)(void *user, const sched_event *ev);
 typedef struct sched_request {
     const int32_t *prompt; /* [n_prompt] copied by sched_submit */
     int n_prompt;
-    int max_tokens;          /* new tokens at most (>= 1) */
+    int max_tokens;          /* new tokens at most; 0: none (the request ends once its prompt is
+                                scored, with prompt_logprobs, or at once) */
     int min_tokens;          /* EOS and stop ids are not generated before this many */
     bool ignore_eos;         /* the model's EOS ids do not end the request */
     const int32_t *stop_ids; /* [n_stop_ids] further ids that end it (copied) */
     int n_stop_ids;
     int logprobs;            /* -1: none; k >= 0: each token's logprob and the top k (k <= 20) */
+    bool prompt_logprobs;    /* also the prompt's tokens' (logprobs >= 0; OpenAI's echo): every
+                                prompt position is computed, none taken from the prefix cache */
     sched_sampling sampling; /* bias arrays copied */
     sched_event_fn on_event;
     void *user;
@@ -98,7 +106,7 @@ typedef struct sched_stats {
     int running, waiting; /* requests */
     int prefilling;       /* of the running ones, those whose prompt is not all computed */
     int kv_blocks_used, kv_blocks_total; /* of every group of layers (full, sliding) */
-    uint64_t prompt_tokens; /* totals since creation */
+    uint64_t prompt_tokens;              /* totals since creation */
     uint64_t generation_tokens;
     uint64_t prefix_queries, prefix_hits; /* prompt blocks looked up / found in the cache */
     uint64_t preemptions;

@@ -418,7 +418,7 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
     if (!strcmp(key, "model")) return dup_string(v, key, &r->model, NULL, err);
     if (!strcmp(key, "prompt")) return parse_prompt(r, v, err);
     if (!strcmp(key, "messages")) return parse_messages(r, v, err);
-    if (!strcmp(key, "max_tokens")) return get_int(v, key, 1, INT32_MAX, max_tokens, err);
+    if (!strcmp(key, "max_tokens")) return get_int(v, key, 0, INT32_MAX, max_tokens, err);
     if (!strcmp(key, "max_completion_tokens"))
         return get_int(v, key, 1, INT32_MAX, max_completion, err);
     if (!strcmp(key, "temperature")) return get_float(v, key, 0, 2, &r->temperature, err);
@@ -577,7 +577,11 @@ static bool check_request(oai_request *r, int64_t max_tokens, int64_t max_comple
         return oai_fail(err, 400, "n",
                         "%zu prompts x n = %d makes %zu choices; at most %d in one request",
                         r->n_prompts, r->n, r->n_prompts * (size_t)r->n, OAI_MAX_CHOICES);
-    r->max_tokens = (int)(max_completion ? max_completion : max_tokens);
+    if (max_tokens == 0 && !r->echo)
+        return oai_fail(err, 400, "max_tokens",
+                        "'max_tokens' must be at least 1 (0 only with 'echo': the prompt alone)");
+    r->prompt_only = max_tokens == 0;
+    r->max_tokens = (int)(max_completion > 0 ? max_completion : max_tokens > 0 ? max_tokens : 0);
     if (r->include_usage && !r->stream)
         return oai_fail(err, 400, "stream_options",
                         "'stream_options' is only allowed when 'stream' is true");
@@ -587,10 +591,9 @@ static bool check_request(oai_request *r, int64_t max_tokens, int64_t max_comple
                             "'logprobs' must be true when 'top_logprobs' is given");
         r->logprobs = logprobs_bool ? (top_logprobs > 0 ? top_logprobs : 0) : -1;
     }
-    if (r->echo && r->logprobs >= 0)
-        return oai_fail(err, 400, "echo",
-                        "'echo' with 'logprobs' is not supported: llmrt does not compute the "
-                        "logprobs of prompt tokens");
+    if (r->prompt_only && r->min_tokens > 0)
+        return oai_fail(err, 400, "min_tokens", "'min_tokens' (%d) is more than 'max_tokens' (0)",
+                        r->min_tokens);
     if (r->max_tokens && r->min_tokens > r->max_tokens)
         return oai_fail(err, 400, "min_tokens", "'min_tokens' (%d) is more than 'max_tokens' (%d)",
                         r->min_tokens, r->max_tokens);
@@ -617,7 +620,7 @@ bool oai_request_parse(oai_request *out, oai_kind kind, const char *body, size_t
     bool ok = true;
     if (!json_is_object(j))
         ok = oai_fail(err, 400, NULL, "the body must be a JSON object, got %s", json_type_name(j));
-    int64_t max_tokens = 0, max_completion = 0;
+    int64_t max_tokens = -1, max_completion = -1; /* -1: not given */
     bool logprobs_bool = false;
     int top_logprobs = -1;
     const char *key;

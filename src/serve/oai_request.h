@@ -67,8 +67,9 @@ typedef struct oai_request {
     bool continue_final_message;  /* default false */
     int add_special_tokens;       /* -1: the endpoint's default (completions 1, chat 0) */
 
-    int max_tokens; /* 0: the rest of the context */
-    int n;          /* choices per prompt (default 1) */
+    int max_tokens;   /* 0: the rest of the context */
+    bool prompt_only; /* max_tokens 0 with echo: the prompt (and its logprobs), nothing new */
+    int n;            /* choices per prompt (default 1) */
     bool stream, include_usage, echo;
     float temperature; /* default 1 */
     float top_p;       /* default 1 */

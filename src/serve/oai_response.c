@@ -92,6 +92,47 @@ static void add_logprob(req_ctx *c, gen *g, const tok_chunk *ch, int i) {
                           json_integer((json_int_t)g->text_pos));
 }
 
+/* echo with logprobs: the prompt's tokens in the completions layout (the first has no logprob,
+ * as in OpenAI and vLLM), text offsets from the prompt's decoded pieces; into g->echo_lp. */
+static void echo_logprobs(req_ctx *c, gen *g) {
+    server *s = c->s;
+    const int k = c->req.logprobs, n = c->prompt_len[g->prompt];
+    const int32_t *ids = c->prompt_ids[g->prompt];
+    json_t *lp = json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs", "top_logprobs",
+                           "text_offset");
+    tokenizer_stream *ts = NULL;
+    if (!lp || tokenizer_stream_create(&ts, s->tok, c->req.skip_special_tokens) != LLMRT_OK) {
+        json_decref(lp);
+        return;
+    }
+    size_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        json_t *tok = token_json(s, ids[i]);
+        json_t *value = json_null(), *top = json_null();
+        if (i > 0 && i - 1 < g->n_plp) {
+            const int r = i - 1;
+            value = json_logprob(g->plp_lp[r]);
+            top = json_object();
+            for (int j = 0; j < g->plp_n_top[r]; j++) {
+                json_t *t = token_json(s, g->plp_ids[(size_t)r * k + j]);
+                json_object_set_new(top, json_string_value(t),
+                                    json_logprob(g->plp_top_lps[(size_t)r * k + j]));
+                json_decref(t);
+            }
+            json_object_set_new(top, json_string_value(tok), json_logprob(g->plp_lp[r]));
+        }
+        json_array_append_new(json_object_get(lp, "tokens"), tok);
+        json_array_append_new(json_object_get(lp, "token_logprobs"), value);
+        json_array_append_new(json_object_get(lp, "top_logprobs"), top);
+        json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)offset));
+        const char *piece = "";
+        size_t len = 0;
+        if (tokenizer_stream_step(ts, ids[i], &piece, &len) == LLMRT_OK) offset += len;
+    }
+    tokenizer_stream_free(ts);
+    g->echo_lp = lp;
+}
+
 static const char *finish_name(sched_finish f) {
     return f == SCHED_FINISH_STOP ? "stop" : f == SCHED_FINISH_LENGTH ? "length" : NULL;
 }
@@ -113,7 +154,9 @@ static void gen_take(req_ctx *c, gen *g) {
     const bool fin = g->finished;
     const sched_finish finish = g->finish;
     const double queue_ms = g->queue_ms;
+    const bool plp = g->plp_ready; /* written before the tokens of its event */
     pthread_mutex_unlock(&c->lock);
+    if (plp && !g->echo_lp && c->echo_text) echo_logprobs(c, g);
     while (g->taken < n && !g->done) {
         if (!g->cur) {
             g->cur = g->head;
@@ -230,9 +273,10 @@ static void sse_add(req_ctx *c, json_t *j) {
     free(s);
 }
 
-/* One SSE chunk for choice g: text (may be empty), the logprobs taken since the last chunk, the
- * finish reason (NULL: none yet); for chat, role sends the assistant role first. */
-static void chunk(req_ctx *c, gen *g, const char *text, size_t len, const char *reason, bool role) {
+/* One SSE chunk for choice g: text (may be empty), logprobs (taken; NULL: none), the finish
+ * reason (NULL: none yet); for chat, role sends the assistant role first. */
+static void chunk(req_ctx *c, gen *g, const char *text, size_t len, json_t *lp, const char *reason,
+                  bool role) {
     json_t *j = envelope(c, true);
     json_t *choice = json_pack("{s:i}", "index", g->index);
     if (c->req.kind == OAI_CHAT) {
@@ -241,14 +285,12 @@ static void chunk(req_ctx *c, gen *g, const char *text, size_t len, const char *
         if (role || len) json_object_set_new(delta, "content", json_text(text, len));
         json_object_set_new(choice, "delta", delta);
         json_object_set_new(choice, "logprobs",
-                            g->lp ? json_pack("{s:O, s:n}", "content", g->lp, "refusal")
-                                  : json_null());
+                            lp ? json_pack("{s:O, s:n}", "content", lp, "refusal") : json_null());
     } else {
         json_object_set_new(choice, "text", json_text(text, len));
-        json_object_set_new(choice, "logprobs", g->lp ? json_incref(g->lp) : json_null());
+        json_object_set_new(choice, "logprobs", lp ? json_incref(lp) : json_null());
     }
-    json_decref(g->lp);
-    g->lp = NULL;
+    json_decref(lp);
     json_object_set_new(choice, "finish_reason", reason ? json_string(reason) : json_null());
     json_object_set_new(j, "choices", json_pack("[o]", choice));
     if (c->req.include_usage) json_object_set_new(j, "usage", json_null());
@@ -274,16 +316,23 @@ void resp_stream(req_ctx *c) {
     }
     for (int i = 0; i < c->n_gens; i++) {
         gen *g = &c->gens[i];
-        if (!g->began) {
+        /* echo with logprobs: the prompt goes out with its logprobs, once they came */
+        const bool wait_echo = c->echo_text && c->req.logprobs >= 0 && !g->echo_lp && !g->done;
+        if (!g->began && !wait_echo) {
             g->began = true;
-            if (c->req.kind == OAI_CHAT)
-                chunk(c, g, "", 0, NULL, true);
-            else if (c->echo_text)
-                chunk(c, g, c->echo_text[g->prompt], c->echo_len[g->prompt], NULL, false);
+            if (c->req.kind == OAI_CHAT) {
+                chunk(c, g, "", 0, NULL, NULL, true);
+            } else if (c->echo_text) {
+                chunk(c, g, c->echo_text[g->prompt], c->echo_len[g->prompt], g->echo_lp, NULL,
+                      false);
+                g->echo_lp = NULL;
+            }
         }
+        if (!g->began) continue;
         bool end = g->done && !g->ended;
         if (g->text.n || g->lp || end) {
-            chunk(c, g, g->text.p, g->text.n, end ? g->finish_reason : NULL, false);
+            chunk(c, g, g->text.p, g->text.n, g->lp, end ? g->finish_reason : NULL, false);
+            g->lp = NULL;
             sbuf_consume(&g->text, g->text.n);
             if (end) g->ended = true;
         }
@@ -320,7 +369,16 @@ char *resp_final(req_ctx *c, int *status) {
             sbuf_add(&text, g->text.p, g->text.n);
             json_object_set_new(choice, "text", json_text(text.p, text.n));
             sbuf_free(&text);
-            json_object_set_new(choice, "logprobs", g->lp ? json_incref(g->lp) : json_null());
+            json_t *lp = g->echo_lp ? json_incref(g->echo_lp) : NULL;
+            if (lp && g->lp) { /* the prompt's, then the new tokens' */
+                const char *key;
+                json_t *arr;
+                json_object_foreach(g->lp, key, arr) {
+                    json_array_extend(json_object_get(lp, key), arr);
+                }
+            }
+            if (!lp && g->lp) lp = json_incref(g->lp);
+            json_object_set_new(choice, "logprobs", lp ? lp : json_null());
         }
         json_object_set_new(choice, "finish_reason", json_string(g->finish_reason));
         json_array_append_new(choices, choice);

@@ -86,6 +86,13 @@ typedef struct gen {
     int prompt_tokens, completion_tokens, cached_tokens;
     double queue_ms;
     char *error; /* SCHED_FINISH_ERROR's message */
+    /* echo with logprobs: the prompt's tokens' logprobs (of tokens 1 ..), from the first event */
+    bool plp_ready;
+    int n_plp;
+    float *plp_lp;      /* [n_plp] */
+    int *plp_n_top;     /* [n_plp] */
+    int32_t *plp_ids;   /* [n_plp * k] the top alternatives (k = the request's logprobs) */
+    float *plp_top_lps; /* [n_plp * k] */
     /* the HTTP thread's */
     tok_chunk *cur; /* reading position: chunk and index */
     int cur_i;
@@ -97,6 +104,7 @@ typedef struct gen {
     sbuf text;       /* text released and not yet sent (stream) or all of it (not stream) */
     size_t text_pos; /* bytes of decoded text so far, the echo included (text_offset) */
     json_t *lp;      /* logprobs of tokens not yet sent (stream) or all (not stream); NULL */
+    json_t *echo_lp; /* echo with logprobs: the prompt's, once they came (completions layout) */
     bool done;       /* the end is known: finish_reason set */
     const char *finish_reason; /* "stop", "length"; NULL with abort or error */
     bool began;                /* stream: the first chunk (chat: the role) was sent */

@@ -49,5 +49,10 @@ void gen_free(gen *g) {
     stop_match_free(&g->sm);
     sbuf_free(&g->text);
     json_decref(g->lp);
+    json_decref(g->echo_lp);
     free(g->error);
+    free(g->plp_lp);
+    free(g->plp_n_top);
+    free(g->plp_ids);
+    free(g->plp_top_lps);
 }

@@ -140,6 +140,29 @@ static bool gen_append(gen *g, const sched_token *t, int k, double now) {
     return true;
 }
 
+/* Copies the prompt logprobs of an event (k alternatives each at most); false: out of memory. */
+static bool gen_take_prompt_logprobs(gen *g, const sched_event *ev, int k) {
+    const size_t n = (size_t)ev->n_prompt_logprobs, nk = n * (size_t)(k > 0 ? k : 1);
+    g->plp_lp = malloc((n ? n : 1) * sizeof *g->plp_lp);
+    g->plp_n_top = malloc((n ? n : 1) * sizeof *g->plp_n_top);
+    g->plp_ids = malloc((nk ? nk : 1) * sizeof *g->plp_ids);
+    g->plp_top_lps = malloc((nk ? nk : 1) * sizeof *g->plp_top_lps);
+    if (!g->plp_lp || !g->plp_n_top || !g->plp_ids || !g->plp_top_lps) return false;
+    for (size_t i = 0; i < n; i++) {
+        const sched_token *t = &ev->prompt_logprobs[i];
+        int n_top = t->n_top < k ? t->n_top : k;
+        g->plp_lp[i] = t->logprob;
+        g->plp_n_top[i] = n_top > 0 ? n_top : 0;
+        for (int j = 0; j < n_top; j++) {
+            g->plp_ids[i * (size_t)k + j] = t->top_ids[j];
+            g->plp_top_lps[i * (size_t)k + j] = t->top_logprobs[j];
+        }
+    }
+    g->n_plp = (int)n;
+    g->plp_ready = true;
+    return true;
+}
+
 static void on_event(void *user, const sched_event *ev) {
     gen *g = user;
     req_ctx *c = g->c;
@@ -148,7 +171,8 @@ static void on_event(void *user, const sched_event *ev) {
     bool oom = false;
     pthread_mutex_lock(&c->lock);
     if (!g->finished) {
-        oom = ev->token && !gen_append(g, ev->token, c->req.logprobs, now);
+        oom = ev->prompt_logprobs && !gen_take_prompt_logprobs(g, ev, c->req.logprobs);
+        oom = oom || (ev->token && !gen_append(g, ev->token, c->req.logprobs, now));
         if (oom || final) { /* out of memory ends the choice here (and cancels it below) */
             g->finished = true;
             g->finish = oom ? SCHED_FINISH_ERROR : ev->finish;
@@ -395,12 +419,15 @@ static bool submit_all(req_ctx *c, oai_error *err) {
         sched_request q = {
             .prompt = c->prompt_ids[g->prompt],
             .n_prompt = np,
-            .max_tokens = r->max_tokens ? r->max_tokens : s->max_seq - np,
+            .max_tokens = r->prompt_only  ? 0
+                          : r->max_tokens ? r->max_tokens
+                                          : s->max_seq - np,
             .min_tokens = r->min_tokens,
             .ignore_eos = r->ignore_eos,
             .stop_ids = r->stop_ids,
             .n_stop_ids = r->n_stop_ids,
             .logprobs = r->logprobs,
+            .prompt_logprobs = r->echo && r->logprobs >= 0,
             .sampling = {.temperature = r->temperature,
                          .top_k = r->top_k,
                          .top_p = r->top_p,

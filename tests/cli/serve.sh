@@ -14,7 +14,7 @@ pass=0 fail=0
 ok() { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL $*"; }
 LOG=$(mktemp)
-trap 'rm -f "$LOG" "$LOG.sse"; kill -KILL ${SERVE_PID:-} 2>/dev/null' EXIT
+trap 'rm -f "$LOG" "$LOG.sse" "$LOG.logits"; kill -KILL ${SERVE_PID:-} 2>/dev/null' EXIT
 
 if ! "$PY" -c "import openai" 2>/dev/null; then
   echo "FAIL the python at '$PY' has no 'openai' package: pip install openai, or point" \
@@ -64,6 +64,29 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" -X GET "$U/v1/completion
 [ "$code" = 405 ] && ok || bad "wrong method: $code"
 code=$(head -c 9000000 /dev/zero | tr '\0' 'a' | curl -s -o /dev/null -w '%{http_code}' "${H[@]}" --data-binary @- "$U/v1/completions")
 [ "$code" = 413 ] && ok || bad "9 MB body: $code"
+
+# echo with logprobs: the prompt's logprobs equal the log-softmax of `llmrt logits` (FP32, CPU)
+out=$(curl -s "${H[@]}" "$U/v1/completions" -d '{"prompt": "And God said", "max_tokens": 0, "echo": true, "logprobs": 5}')
+ids=$(curl -s "${H[@]}" "$U/tokenize" -d '{"prompt": "And God said"}' | "$PY" -c "import json,sys; print(','.join(map(str, json.load(sys.stdin)['tokens'])))")
+"$BIN" logits --model models/demo-llama --prompt-ids "$ids" --device cpu >"$LOG.logits" 2>/dev/null
+"$PY" - "$out" "$LOG.logits" <<'PY' && ok || bad "echo logprobs against llmrt logits: $out"
+import json, math, sys
+j = json.loads(sys.argv[1])
+ref = json.load(open(sys.argv[2]))
+ids, rows = ref["prompt_ids"], ref["logits"]
+lp = j["choices"][0]["logprobs"]
+assert lp["token_logprobs"][0] is None and len(lp["token_logprobs"]) == len(ids)
+for i in range(1, len(ids)):
+    row = rows[i - 1]
+    m = max(row)
+    lse = m + math.log(sum(math.exp(x - m) for x in row))
+    want = row[ids[i]] - lse
+    assert abs(lp["token_logprobs"][i] - want) < 1e-4, (i, lp["token_logprobs"][i], want)
+    top = sorted(((x - lse) for x in row), reverse=True)[:5]
+    got = sorted(lp["top_logprobs"][i].values(), reverse=True)
+    assert len(got) in (5, 6) and all(any(abs(g - v) < 1e-4 for g in got) for v in top), (i, got, top)
+assert j["usage"]["completion_tokens"] == 0 and j["choices"][0]["finish_reason"] == "length", j
+PY
 
 # the official client
 "$PY" tests/serve/openai_client.py "$U" test-key "$REF" && ok || bad "openai client"

@@ -65,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < r.n_stop; i++)
         FUZZ_ASSERT(r.stop[i] && r.stop_len[i] > 0);
     FUZZ_ASSERT(r.max_tokens >= 0 && (!r.max_tokens || r.min_tokens <= r.max_tokens));
+    FUZZ_ASSERT(!r.prompt_only || (r.echo && r.max_tokens == 0 && r.min_tokens == 0));
     FUZZ_ASSERT(r.temperature >= 0 && r.temperature <= 2 && r.top_p > 0 && r.top_p <= 1);
     if (kind == OAI_COMPLETION) FUZZ_ASSERT(r.n_prompts >= 1 && r.prompts);
     if (kind == OAI_CHAT) FUZZ_ASSERT(json_array_size(r.messages) >= 1);

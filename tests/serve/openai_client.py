@@ -160,6 +160,31 @@ def test_echo_and_ids():
     assert de["prompt"] == "And God said", de
 
 
+def test_echo_logprobs():
+    # the prompt's tokens first (the first without a logprob), then the new ones
+    r = cmpl(prompt="And God said", max_tokens=3, temperature=0, echo=True, logprobs=1)
+    c = r.choices[0]
+    lp = c.logprobs
+    assert c.text.startswith("And God said") and c.text[12:] == REF[: len(c.text) - 12], c.text
+    assert len(lp.tokens) == 4 + 3 and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert all(x <= 0 for x in lp.token_logprobs[1:]), lp.token_logprobs
+    assert lp.text_offset == sorted(lp.text_offset) and lp.text_offset[4] == 12, lp.text_offset
+    assert "".join(lp.tokens[1:4]) == "And God said", lp.tokens
+    # streamed: the echo chunk carries the prompt's logprobs; all chunks together the same
+    toks, values = [], []
+    for ch in cmpl(prompt="And God said", max_tokens=3, temperature=0, echo=True, logprobs=1,
+                   stream=True):
+        if ch.choices and ch.choices[0].logprobs:
+            toks += ch.choices[0].logprobs.tokens
+            values += ch.choices[0].logprobs.token_logprobs
+    assert toks == lp.tokens and values == lp.token_logprobs, (toks, values)
+    # max_tokens 0: the prompt scored, nothing generated
+    z = cmpl(prompt="And God said", max_tokens=0, echo=True, logprobs=0)
+    assert z.choices[0].text == "And God said" and z.choices[0].finish_reason == "length"
+    assert z.usage.completion_tokens == 0 and z.choices[0].logprobs.token_logprobs == \
+        lp.token_logprobs[:4], z
+
+
 def test_errors():
     def expect(exc, fn, param=None, needle=None):
         try:
@@ -178,7 +203,7 @@ def test_errors():
     expect(openai.BadRequestError, lambda: cmpl(prompt="x", max_tokens=100000), "max_tokens",
            "maximum context length is 512 tokens")
     expect(openai.BadRequestError, lambda: cmpl(prompt="x", extra_body={"bogus": 1}), "bogus")
-    expect(openai.BadRequestError, lambda: cmpl(prompt="x", echo=True, logprobs=1), "echo")
+    expect(openai.BadRequestError, lambda: cmpl(prompt="x", max_tokens=0), "max_tokens")
     expect(openai.BadRequestError, lambda: cmpl(prompt=[999999]), "prompt", "vocabulary")
     expect(openai.BadRequestError, lambda: chat(messages=[]), "messages")
     expect(openai.NotFoundError, lambda: cmpl(model="gpt-4", prompt="x"), "model")
