@@ -90,7 +90,13 @@ __global__ void __launch_bounds__(ATT_THREADS)
     /* positions come from the step's upload, which precedes every kernel of the step: read
      * them before waiting for the previous kernel (qkv_finish) */
     key_range(r, g.sr, g.window, &b, &lo, &hi);
-    if (g.long_from && g.sr.count(b) >= g.long_from) return; /* the prefill kernel's row */
+    /* a prefill kernel's row; still waits first: when every row is such, no block of this grid
+     * would otherwise wait, and it could complete (releasing its successors) before its
+     * predecessor */
+    if (g.long_from && g.sr.count(b) >= g.long_from) {
+        pdl_begin();
+        return;
+    }
     pdl_begin();
     int len = hi - lo + 1;
     int chunk = (len + g.n_split - 1) / g.n_split;
@@ -295,7 +301,10 @@ kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H
                     T *qkv /* [rows, (H + 2*Hkv) * hd]: written back when fuse */,
                     const T *kc /* [n_blocks, Hkv, bl, hd] */, kv_map kv, step_rows sr, int fuse,
                     int long_from, qkv_fin fin) {
-    if (long_from && sr.count(sr.seq(blockIdx.y)) >= long_from) return; /* the prefill kernel's */
+    if (long_from && sr.count(sr.seq(blockIdx.y)) >= long_from) { /* the prefill kernel's */
+        pdl_begin(); /* as the split kernel: the grid must not complete before its predecessor */
+        return;
+    }
     pdl_begin();
     if (fuse && threadIdx.x < 32) {
         /* the split kernel is complete: leave q and k in qkv as qkv_finish would */

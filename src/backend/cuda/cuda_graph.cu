@@ -117,7 +117,8 @@ llmrt_status graph_step_begin(cuda_state *s) {
         graphs_drop_all(s);
         s->scratch_gen = c->scratch_gen;
     }
-    if (c->n_tokens != 1 || c->sw.no_graph || c->batch > GRAPH_MAX_BATCH) {
+    /* a ragged step of one token each reads d_start, which plain steps do not upload: eager */
+    if (c->n_tokens != 1 || c->ragged || c->sw.no_graph || c->batch > GRAPH_MAX_BATCH) {
         if (c->n_tokens != 1)
             c->stats.steps_eager_prefill++;
         else

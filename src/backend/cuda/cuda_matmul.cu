@@ -640,7 +640,8 @@ static llmrt_status matmul_quant(cuda_ctx *c, void *out, dtype out_dt, const voi
         const int N = (int)Wt->rows, K = (int)Wt->cols;
         if (K % 16)
             return err_set(LLMRT_ERR_INVALID, "cuda matmul: a quantized matrix needs K %% 16 == 0");
-        if (std::is_same<W, w_fp8>::value && c->sw.fp8_gemm)
+        /* cuBLASLt's FP8 products want leading dimensions of 16 bytes (the F32 output's N) */
+        if (std::is_same<W, w_fp8>::value && c->sw.fp8_gemm && N % 16 == 0)
             return matmul_fp8_gemm<T>(c, out, out_dt, in, rows, Wt, bias);
         size_t n = (size_t)N * K, wbytes = (n * sizeof(T) + 255) / 256 * 256;
         void *buf;
@@ -1066,7 +1067,8 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
                                                                         rows, Wt, bias, softcap)));
         }
     }
-    if (rows <= c->skinny_max_rows && c->dt != DT_F32 && K % (q ? 16 : 8) == 0 && softcap == 0.0f) {
+    if (rows <= c->skinny_max_rows && c->dt != DT_F32 && K % (q ? 16 : 8) == 0 && softcap == 0.0f &&
+        (uintptr_t)in % 16 == 0) {
         cudaError_t e = cudaSuccess;
         if (out_dt == DT_F32) {
             DISPATCH_T(c->dt,

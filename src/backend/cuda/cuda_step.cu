@@ -90,8 +90,10 @@ llmrt_status step_begin(cuda_state *s, const step_desc *st) {
         c->tbl_len[g] = st->tables[g].len;
     }
     c->n_groups = st->n_groups;
-    /* a ragged step's choices do not chain (the argmax would advance d_pos by n_tokens) */
-    c->last_batch = st->seq_tokens ? 0 : st->batch;
+    /* the step's choices chain (the argmax puts them in d_ids); after a ragged step it advances
+     * d_pos by n_tokens, which is wrong for the shorter sequences, so the next step's positions
+     * differ from h_last + n_tokens there and are uploaded again (d_ids kept) */
+    c->last_batch = st->batch;
     c->last_n_tokens = st->n_tokens;
     if (upload) { /* what the step uses: its ids, positions and tables, not the capacity */
         CK(cudaEventSynchronize(c->staged)); /* the last upload has left h_stage */
