@@ -3,7 +3,8 @@
  * preempts and still gives the same; the prefix cache is hit and changes nothing; cancels,
  * stop ids, min_tokens, max_tokens, logprobs, seeds; deterministic mode. Then a model with
  * sliding-window layers (the Gemma 3 fixture, window 4): paged sequences that give back the
- * blocks out of their window equal the contiguous ring's, and its prefix cache. */
+ * blocks out of their window equal the contiguous ring's, also when the budget holds the windows
+ * of a few of them only; and its prefix cache. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -474,8 +475,8 @@ static void test_prompt_logprobs(void) {
     harness_close(&h);
 }
 
-/* The Gemma 3 fixture: 7 layers, 5 of them with a window of 4 positions. With blocks of 8 and
- * chunks of 32, a sequence keeps 35 positions of the sliding layers, in at most 6 blocks. */
+/* The Gemma 3 fixture: 7 layers, 6 of them with a window of 5 positions. With blocks of 8 and
+ * chunks of 32, a sequence keeps 36 positions of the sliding layers, in at most 6 blocks. */
 static const char *const sliding_dir = "tests/fixtures/gemma3_sliding_f32";
 
 /* prompt i for the sliding tests: n tokens, the first `shared` of them the same for every i */
@@ -484,9 +485,10 @@ static void sliding_prompt(int i, int n, int shared, int32_t *p) {
         p[k] = 3 + (k < shared ? k * 13 : k * 7 + i * 29) % 240;
 }
 
-/* Solo runs on the contiguous cache (a ring of 35 positions per sequence for the sliding
+/* Solo runs on the contiguous cache (a ring of 36 positions per sequence for the sliding
  * layers) against 16 concurrent ones on the paged cache, whose sliding blocks go back as the
- * window passes them. */
+ * window passes them; then on a 600 KiB cache, whose sliding layers get half of it (the windows
+ * of 8 sequences), so that requests wait for them. */
 static void test_sliding_paged(void) {
     dir = sliding_dir;
     static result sref[N_REQ];
@@ -517,6 +519,30 @@ static void test_sliding_paged(void) {
                           !memcmp(sl[i].r.tokens, sref[i].tokens, sizeof(int32_t) * N_NEW),
                       "sliding request %d: %d tokens (%s), paged differs from contiguous", i,
                       sl[i].r.n, sl[i].r.error);
+        harness_close(&h);
+    }
+    if (harness_create(&h, N_REQ, 8, 600 * 1024, &so)) {
+        const kv_cache *kv = &h.e->kv;
+        int slide = kv->g[0].window ? 0 : 1;
+        CHECK_MSG(kv->n_groups == 2 && kv->g[slide].n_blocks >= 6 &&
+                      kv->g[slide].n_blocks < N_REQ * 6 &&
+                      kv->g[slide].bytes <= 600 * 1024 / 2 + 4096,
+                  "%d groups, %d sliding blocks of %zu bytes in all (want 6 to %d, half the "
+                  "budget)",
+                  kv->n_groups, kv->g[slide].n_blocks, kv->g[slide].bytes, N_REQ * 6 - 1);
+        static slot sl[N_REQ];
+        for (int i = 0; i < N_REQ; i++) {
+            int32_t p[64];
+            int n = prompt_of(i, p);
+            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
+        }
+        harness_start(&h);
+        harness_wait(&h, N_REQ);
+        for (int i = 0; i < N_REQ; i++)
+            CHECK_MSG(sl[i].r.n == N_NEW &&
+                          !memcmp(sl[i].r.tokens, sref[i].tokens, sizeof(int32_t) * N_NEW),
+                      "sliding request %d on a small cache: %d tokens (%s)", i, sl[i].r.n,
+                      sl[i].r.error);
         harness_close(&h);
     }
     dir = "models/demo-llama";

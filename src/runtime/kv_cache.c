@@ -80,10 +80,19 @@ static void kv_plan_make(const model_config *c, const kv_cache_opts *o, dtype kv
         } else if (o->bytes == 0) {
             p->n_blocks[full] = o->n_seqs * p->len[full];
         } else {
-            size_t slide_bytes = slide >= 0 ? 2 * (size_t)p->layers_in[slide] *
-                                                  (size_t)p->n_blocks[slide] *
-                                                  block_bytes(c, p->block_len[slide], kv)
-                                            : 0;
+            /* a budget: the sliding group takes what n_seqs sequences hold at most, but no more
+             * than half of it (sequences then wait for its blocks as for the others), and no
+             * less than one sequence's */
+            size_t slide_bytes = 0;
+            if (slide >= 0) {
+                const size_t per = 2 * (size_t)p->layers_in[slide] *
+                                   block_bytes(c, p->block_len[slide], kv),
+                             half = o->bytes / 2 / per;
+                size_t nb = (size_t)p->n_blocks[slide];
+                if (nb > half) nb = half > (size_t)kept_blocks ? half : (size_t)kept_blocks;
+                p->n_blocks[slide] = (int)nb;
+                slide_bytes = nb * per;
+            }
             size_t per_block = 2 * (size_t)p->layers_in[full] * block_bytes(c, o->block_len, kv);
             size_t left = o->bytes > slide_bytes ? o->bytes - slide_bytes : 0;
             size_t nb = left / per_block;
@@ -119,14 +128,23 @@ llmrt_status kv_cache_create(kv_cache *kv, const model_config *c, backend *be,
     kv->o = *o;
     kv_plan p;
     kv_plan_make(c, o, be->kv_dtype, &p);
-    for (int g = 0; g < p.n_groups; g++)
-        if (p.n_blocks[g] < 1)
+    for (int g = 0; g < p.n_groups; g++) {
+        if (p.n_blocks[g] >= 1) continue;
+        const size_t one =
+            2 * (size_t)p.layers_in[g] * block_bytes(c, p.block_len[g], be->kv_dtype);
+        size_t others = 0; /* what the other group took first */
+        for (int h = 0; h < p.n_groups; h++)
+            if (h != g) others += group_bytes(c, &p, h, be->kv_dtype);
+        if (others)
             return err_set(LLMRT_ERR_INVALID,
-                           "KV cache: %zu bytes hold no block of %d positions (one takes %zu "
-                           "bytes)",
-                           o->bytes, p.block_len[g],
-                           2 * (size_t)p.layers_in[g] *
-                               block_bytes(c, p.block_len[g], be->kv_dtype));
+                           "KV cache: %zu bytes are too few: the sliding-window layers' blocks "
+                           "(their window for one sequence at least) take %zu, and one block of "
+                           "%d positions of the other layers takes %zu more",
+                           o->bytes, others, p.block_len[g], one);
+        return err_set(LLMRT_ERR_INVALID,
+                       "KV cache: %zu bytes hold no block of %d positions (one takes %zu bytes)",
+                       o->bytes, p.block_len[g], one);
+    }
     kv->n_groups = p.n_groups;
     kv->layers = calloc((size_t)c->n_layers, sizeof *kv->layers);
     if (!kv->layers) return err_set(LLMRT_ERR_NOMEM, "KV cache: out of memory");

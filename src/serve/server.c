@@ -1028,6 +1028,16 @@ llmrt_status server_run(server *s, engine *e) {
     sched *sch;
     TRY(sched_create(&sch, e, &so));
     s->max_seq = e->o.max_seq;
+    /* a cache too small for one whole context limits every request to what it holds: said
+     * here, and in /v1/models and every 400 on lengths, never a silent "length" later */
+    const int kv_cap = kv_cache_seq_capacity(&e->kv);
+    if (kv_cap < s->max_seq) {
+        server_log(s,
+                   "the KV cache holds %d positions of one sequence, fewer than the context of "
+                   "%d: requests are limited to %d (a larger --kv-memory holds more)",
+                   kv_cap, s->max_seq, kv_cap);
+        s->max_seq = kv_cap;
+    }
     pthread_rwlock_wrlock(&s->sched_lock);
     s->sched = sch;
     pthread_rwlock_unlock(&s->sched_lock);

@@ -119,5 +119,15 @@ serve_stop "$LOG" && ok || bad "clean exit on SIGTERM"
 wait $CURL
 tail -c 200 "$LOG.stream" | grep -q 'data: \[DONE\]' && ok || bad "stream end at shutdown: $(tail -c 300 "$LOG.stream")"
 rm -f "$LOG.stream"
+
+# a KV cache smaller than one context: the limit is said at start, in /v1/models and in 400s,
+# never a silent "length" part way
+serve_start "$BIN" "$LOG" --kv-memory 200KiB || { echo "$pass passed, $((fail+1)) failed"; exit 1; }
+grep -q 'the KV cache holds 48 positions of one sequence' "$LOG" && ok || bad "small cache not logged: $(cat "$LOG")"
+out=$(curl -s "$SERVE_URL/v1/models")
+[[ "$out" == *'"max_model_len":48'* ]] && ok || bad "small cache max_model_len: $out"
+out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v1/completions" -d '{"prompt": [0,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33], "max_tokens": 40}')
+[[ "$out" == *'"param":"max_tokens"'*' 400' ]] && ok || bad "small cache past its positions: $out"
+serve_stop "$LOG" && ok || bad "small cache: clean exit"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
