@@ -94,6 +94,10 @@ static void test_utf8(void) {
     CHECK(!utf8_valid("\xc3", 1) && !utf8_valid("\xed\xa0\x80", 3) && !utf8_valid("\xc0\xaf", 2));
     CHECK(!utf8_valid("\xf4\x90\x80\x80", 4) && !utf8_valid("\xff", 1));
     CHECK(utf8_valid_prefix("ab\xe2\x82", 4) == 2);
+    /* characters as Python counts them after errors="replace" */
+    CHECK(utf8_chars("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10) == 4);
+    CHECK(utf8_chars("\xff\xfe", 2) == 2 && utf8_chars("ab\xe2\x82", 4) == 3);
+    CHECK(utf8_chars("", 0) == 0);
     size_t k;
     CHECK(utf8_decode((const unsigned char *)"\xe2\x82\xac", 3, &k) == 0x20AC && k == 3);
     CHECK(utf8_decode((const unsigned char *)"\xe2\x82\xac", 2, &k) == 0xFFFD && k == 2);

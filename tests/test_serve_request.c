@@ -85,6 +85,22 @@ static void test_messages(void) {
     CHECK(json_is_string(c) && !strcmp(json_string_value(c), "a\nb"));
     CHECK(r.logprobs == 3 && r.max_tokens == 7 && r.add_generation_prompt);
     oai_request_free(&r);
+    /* continue_final_message alone turns the default add_generation_prompt off; both given
+     * true are refused; the template's own variables are not chat_template_kwargs */
+    CHECK(parse(&r, OAI_CHAT,
+                "{\"messages\": [{\"role\": \"assistant\", \"content\": \"x\"}], "
+                "\"continue_final_message\": true}",
+                &err));
+    CHECK(r.continue_final_message && !r.add_generation_prompt);
+    oai_request_free(&r);
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"assistant\", \"content\": \"x\"}], "
+                "\"continue_final_message\": true, \"add_generation_prompt\": true}",
+                400, "continue_final_message", "cannot both");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+                "\"chat_template_kwargs\": {\"messages\": []}}",
+                400, "chat_template_kwargs", "'messages'");
     CHECK(parse(&r, OAI_CHAT,
                 "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
                 "\"logprobs\": true}",

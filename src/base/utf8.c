@@ -15,3 +15,11 @@ size_t utf8_valid_prefix(const char *s, size_t n) {
     }
     return n;
 }
+
+size_t utf8_chars(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t chars = 0;
+    for (size_t i = 0, len; i < n; i += len, chars++)
+        utf8_decode(u + i, n - i, &len);
+    return chars;
+}

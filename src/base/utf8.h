@@ -41,6 +41,10 @@ static inline long utf8_check(const unsigned char *s, size_t n) {
 /* The length of the longest well-formed prefix of s[0..n) (n when all of it is valid). */
 size_t utf8_valid_prefix(const char *s, size_t n);
 
+/* Characters in s[0..n) as Python counts them after decoding with errors="replace" (each
+ * maximal ill-formed subpart one U+FFFD): what string offsets of JSON APIs count. */
+size_t utf8_chars(const char *s, size_t n);
+
 static inline int utf8_valid(const char *s, size_t n) {
     return utf8_valid_prefix(s, n) == n;
 }

@@ -526,14 +526,26 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
         return true;
     }
     if (!strcmp(key, "skip_special_tokens")) return get_bool(v, key, &r->skip_special_tokens, err);
-    if (!strcmp(key, "add_generation_prompt"))
+    if (!strcmp(key, "add_generation_prompt")) {
+        r->add_generation_prompt_given = true;
         return get_bool(v, key, &r->add_generation_prompt, err);
+    }
     if (!strcmp(key, "continue_final_message"))
         return get_bool(v, key, &r->continue_final_message, err);
     if (!strcmp(key, "chat_template_kwargs")) {
         if (!json_is_object(v))
             return oai_fail(err, 400, key, "'chat_template_kwargs' must be an object, got %s",
                             json_type_name(v));
+        /* the template's own variables come from their fields (transformers refuses them twice:
+         * "got multiple values for keyword argument") */
+        static const char *const own[] = {"messages", "tools", "documents", "add_generation_prompt",
+                                          "continue_final_message"};
+        for (size_t k = 0; k < sizeof own / sizeof own[0]; k++)
+            if (json_object_get(v, own[k]))
+                return oai_fail(err, 400, key,
+                                "'chat_template_kwargs' may not set '%s': it is the request's "
+                                "own field",
+                                own[k]);
         r->chat_template_kwargs = json_incref((json_t *)v);
         return true;
     }
@@ -569,6 +581,9 @@ static bool check_request(oai_request *r, int64_t max_tokens, int64_t max_comple
         return oai_fail(err, 400, "tokens", "'tokens' is required");
     if (r->kind == OAI_TOKENIZE && r->prompts && r->n_prompts != 1)
         return oai_fail(err, 400, "prompt", "/tokenize takes one prompt");
+    /* add_generation_prompt defaults to true, but not against continue_final_message */
+    if (r->continue_final_message && !r->add_generation_prompt_given)
+        r->add_generation_prompt = false;
     if (r->add_generation_prompt && r->continue_final_message && r->messages)
         return oai_fail(err, 400, "continue_final_message",
                         "'continue_final_message' and 'add_generation_prompt' cannot both be "

@@ -63,9 +63,10 @@ typedef struct oai_request {
     json_t *messages; /* chat, tokenize: array of message objects, text content parts joined */
     json_t *tools;    /* NULL: none */
     json_t *chat_template_kwargs; /* NULL: none; extra variables of the template */
-    bool add_generation_prompt;   /* default true */
-    bool continue_final_message;  /* default false */
-    int add_special_tokens;       /* -1: the endpoint's default (completions 1, chat 0) */
+    bool add_generation_prompt;   /* default true (false with continue_final_message) */
+    bool add_generation_prompt_given;
+    bool continue_final_message; /* default false */
+    int add_special_tokens;      /* -1: the endpoint's default (completions 1, chat 0) */
 
     int max_tokens;   /* 0: the rest of the context */
     bool prompt_only; /* max_tokens 0 with echo: the prompt (and its logprobs), nothing new */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
 #include "serve/serve_internal.h"
 
 /* A JSON string of text[0..n); invalid UTF-8 (never from the decoder, but cheap to guard) is
@@ -127,7 +128,8 @@ static void echo_logprobs(req_ctx *c, gen *g) {
         json_array_append_new(json_object_get(lp, "text_offset"), json_integer((json_int_t)offset));
         const char *piece = "";
         size_t len = 0;
-        if (tokenizer_stream_step(ts, ids[i], &piece, &len) == LLMRT_OK) offset += len;
+        if (tokenizer_stream_step(ts, ids[i], &piece, &len) == LLMRT_OK)
+            offset += utf8_chars(piece, len);
     }
     tokenizer_stream_free(ts);
     g->echo_lp = lp;
@@ -183,7 +185,7 @@ static void gen_take(req_ctx *c, gen *g) {
         size_t len = 0;
         if (tokenizer_stream_step(g->ts, ch->id[i], &piece, &len) != LLMRT_OK) len = 0;
         if (c->req.logprobs >= 0) add_logprob(c, g, ch, i);
-        g->text_pos += len;
+        g->text_pos += utf8_chars(piece, len); /* characters, as OpenAI's offsets count */
         stop_match_push(&g->sm, piece, len, &g->text);
         if (g->sm.matched) {
             gen_end(c, g, SCHED_FINISH_STOP, "stop");

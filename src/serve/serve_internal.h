@@ -102,7 +102,7 @@ typedef struct gen {
     tokenizer_stream *ts; /* incremental text */
     stop_match sm;
     sbuf text;       /* text released and not yet sent (stream) or all of it (not stream) */
-    size_t text_pos; /* bytes of decoded text so far, the echo included (text_offset) */
+    size_t text_pos; /* characters of decoded text so far, the echo included (text_offset) */
     json_t *lp;      /* logprobs of tokens not yet sent (stream) or all (not stream); NULL */
     json_t *echo_lp; /* echo with logprobs: the prompt's, once they came (completions layout) */
     bool done;       /* the end is known: finish_reason set */

@@ -13,6 +13,8 @@
  */
 #include "serve/serve_internal.h"
 
+#include "base/utf8.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -403,7 +405,7 @@ static bool submit_all(req_ctx *c, oai_error *err) {
         stop_match_init(&g->sm, (const char *const *)r->stop, r->stop_len, r->n_stop);
         if (tokenizer_stream_create(&g->ts, s->tok, r->skip_special_tokens) != LLMRT_OK)
             return oai_fail(err, 500, NULL, "out of memory");
-        if (c->echo_text) g->text_pos = c->echo_len[g->prompt];
+        if (c->echo_text) g->text_pos = utf8_chars(c->echo_text[g->prompt], c->echo_len[g->prompt]);
     }
     pthread_rwlock_rdlock(&s->sched_lock);
     if (!s->sched) {

@@ -178,6 +178,11 @@ def test_echo_logprobs():
             toks += ch.choices[0].logprobs.tokens
             values += ch.choices[0].logprobs.token_logprobs
     assert toks == lp.tokens and values == lp.token_logprobs, (toks, values)
+    # offsets count characters, as Python's str does
+    u = cmpl(prompt="And God said \u00e9\u00e9\u00e9", max_tokens=2, temperature=0, echo=True,
+             logprobs=0)
+    ul = u.choices[0].logprobs
+    assert ul.text_offset[len(ul.tokens) - 2] == len("And God said \u00e9\u00e9\u00e9"), ul.text_offset
     # max_tokens 0: the prompt scored, nothing generated
     z = cmpl(prompt="And God said", max_tokens=0, echo=True, logprobs=0)
     assert z.choices[0].text == "And God said" and z.choices[0].finish_reason == "length"
