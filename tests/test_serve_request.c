@@ -97,6 +97,8 @@ static void test_messages(void) {
                 "{\"messages\": [{\"role\": \"assistant\", \"content\": \"x\"}], "
                 "\"continue_final_message\": true, \"add_generation_prompt\": true}",
                 400, "continue_final_message", "cannot both");
+    expect_fail(OAI_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": null}]}", 400,
+                "messages[0]", "null (only an assistant");
     expect_fail(OAI_CHAT,
                 "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
                 "\"chat_template_kwargs\": {\"messages\": []}}",

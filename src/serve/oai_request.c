@@ -11,7 +11,7 @@
 
 bool oai_fail(oai_error *err, int status, const char *param, const char *fmt, ...) {
     err->status = status;
-    err->type = status == 404 ? "not_found_error" : "invalid_request_error";
+    err->type = "invalid_request_error"; /* OpenAI's for 404s too (unknown URLs, models) */
     err->code = NULL;
     snprintf(err->param, sizeof err->param, "%s", param ? param : "");
     va_list ap;
@@ -333,8 +333,12 @@ static bool parse_messages(oai_request *r, const json_t *v, oai_error *err) {
                 json_object_set(copy, key, val);
             }
         }
-        if (!json_object_get(m, "content") && strcmp(json_string_value(role), "assistant") != 0)
-            return oai_fail(err, 400, name, "'%s.content' is missing", name);
+        const json_t *content = json_object_get(m, "content");
+        if ((!content || json_is_null(content)) &&
+            strcmp(json_string_value(role), "assistant") != 0)
+            return oai_fail(err, 400, name,
+                            "'%s.content' is %s (only an assistant message may have none)", name,
+                            content ? "null" : "missing");
     }
     return true;
 }
@@ -596,6 +600,7 @@ static bool check_request(oai_request *r, int64_t max_tokens, int64_t max_comple
         return oai_fail(err, 400, "max_tokens",
                         "'max_tokens' must be at least 1 (0 only with 'echo': the prompt alone)");
     r->prompt_only = max_tokens == 0;
+    r->max_tokens_field = max_completion > 0 ? "max_completion_tokens" : "max_tokens";
     r->max_tokens = (int)(max_completion > 0 ? max_completion : max_tokens > 0 ? max_tokens : 0);
     if (r->include_usage && !r->stream)
         return oai_fail(err, 400, "stream_options",

@@ -70,6 +70,7 @@ typedef struct oai_request {
 
     int max_tokens;   /* 0: the rest of the context */
     bool prompt_only; /* max_tokens 0 with echo: the prompt (and its logprobs), nothing new */
+    const char *max_tokens_field; /* the field that set max_tokens (for errors) */
     int n;            /* choices per prompt (default 1) */
     bool stream, include_usage, echo;
     float temperature; /* default 1 */

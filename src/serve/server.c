@@ -345,7 +345,7 @@ static bool check_lengths(req_ctx *c, oai_error *err) {
                             "request has %d input tokens. Please reduce the length of the input.",
                             s->max_seq, n);
         if (r->max_tokens && (int64_t)n + r->max_tokens > s->max_seq)
-            return oai_fail(err, 400, r->kind == OAI_CHAT ? "max_completion_tokens" : "max_tokens",
+            return oai_fail(err, 400, r->max_tokens_field,
                             "This model's maximum context length is %d tokens. However, you "
                             "requested %lld tokens (%d in the %s, %d in the completion). Please "
                             "reduce the length of the %s or completion.",

@@ -209,6 +209,13 @@ def test_errors():
            "maximum context length is 512 tokens")
     expect(openai.BadRequestError, lambda: cmpl(prompt="x", extra_body={"bogus": 1}), "bogus")
     expect(openai.BadRequestError, lambda: cmpl(prompt="x", max_tokens=0), "max_tokens")
+    # the field the client sent is named
+    expect(openai.BadRequestError,
+           lambda: chat(messages=[{"role": "user", "content": "x"}], max_tokens=100000),
+           "max_tokens")
+    expect(openai.BadRequestError,
+           lambda: chat(messages=[{"role": "user", "content": "x"}],
+                        max_completion_tokens=100000), "max_completion_tokens")
     expect(openai.BadRequestError, lambda: cmpl(prompt=[999999]), "prompt", "vocabulary")
     expect(openai.BadRequestError, lambda: chat(messages=[]), "messages")
     expect(openai.NotFoundError, lambda: cmpl(model="gpt-4", prompt="x"), "model")
