@@ -140,6 +140,7 @@ struct req_ctx {
     req_ctx *prev, *next; /* the server's list (under s->reqs_lock) */
 
     enum route route;
+    const char *allow; /* a 405's Allow header (the route's methods), else NULL */
     char method[8];
     char path[96];
     double t_start; /* arrival (monotonic ms) */

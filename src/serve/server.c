@@ -230,6 +230,7 @@ static enum MHD_Result reply(req_ctx *c, int status, const char *type, char *bod
         return MHD_NO;
     }
     if (type) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (c->allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, c->allow);
     enum MHD_Result ret = MHD_queue_response(c->mc, (unsigned)status, r);
     MHD_destroy_response(r);
     c->responded = true;
@@ -650,7 +651,10 @@ static enum MHD_Result handle_detokenize(req_ctx *c) {
     return reply_json(c, 200, json_pack("{s:o}", "prompt", t));
 }
 
-static enum route route_of(const char *path, const char *method, bool *method_ok) {
+/* The route of path, whether method is its method (HEAD is GET without the body, as RFC 9110
+ * wants wherever GET works), and *allow, the methods it takes (the Allow header of a 405). */
+static enum route route_of(const char *path, const char *method, bool *method_ok,
+                           const char **allow) {
     static const struct {
         const char *path, *method;
         enum route r;
@@ -664,16 +668,23 @@ static enum route route_of(const char *path, const char *method, bool *method_ok
         {"/detokenize", "POST", ROUTE_DETOKENIZE},
     };
     *method_ok = true;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+    *allow = NULL;
+    const char *want = NULL;
+    enum route r = ROUTE_NONE;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !want; i++)
         if (!strcmp(path, routes[i].path)) {
-            *method_ok = !strcmp(method, routes[i].method);
-            return routes[i].r;
+            want = routes[i].method;
+            r = routes[i].r;
         }
-    if (!strncmp(path, "/v1/models/", 11) && path[11]) {
-        *method_ok = !strcmp(method, "GET");
-        return ROUTE_MODEL;
+    if (!want && !strncmp(path, "/v1/models/", 11) && path[11]) {
+        want = "GET";
+        r = ROUTE_MODEL;
     }
-    return ROUTE_NONE;
+    if (!want) return ROUTE_NONE;
+    const bool get = !strcmp(want, "GET");
+    *method_ok = !strcmp(method, want) || (get && !strcmp(method, "HEAD"));
+    *allow = get ? "GET, HEAD" : want;
+    return r;
 }
 
 static bool key_matches(const char *want, const char *got) {
@@ -690,9 +701,13 @@ static bool key_matches(const char *want, const char *got) {
 static enum MHD_Result begin(req_ctx *c) {
     server *s = c->s;
     bool method_ok;
-    c->route = route_of(c->path, c->method, &method_ok);
+    const char *allow;
+    c->route = route_of(c->path, c->method, &method_ok, &allow);
     if (c->route == ROUTE_NONE) return reply_fail(c, 404, NULL, "Not Found");
-    if (!method_ok) return reply_fail(c, 405, NULL, "Method Not Allowed");
+    if (!method_ok) {
+        c->allow = allow;
+        return reply_fail(c, 405, NULL, "Method Not Allowed");
+    }
     if (s->api_key && !strncmp(c->path, "/v1/", 4)) {
         const char *auth =
             MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);

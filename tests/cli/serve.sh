@@ -60,8 +60,13 @@ out=$(curl -s -w ' %{http_code}' "${H[@]}" "$U/v1/completions" -d '{"prompt": ')
 [[ "$out" == *'not valid JSON'*' 400' ]] && ok || bad "bad JSON: $out"
 code=$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" "$U/v1/nothing")
 [ "$code" = 404 ] && ok || bad "unknown path: $code"
-code=$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" -X GET "$U/v1/completions")
-[ "$code" = 405 ] && ok || bad "wrong method: $code"
+hdr=$(curl -s -o /dev/null -D - "${H[@]}" -X GET "$U/v1/completions" | tr -d '\r')
+[[ "$hdr" == *' 405 '* && "$hdr" == *'Allow: POST'* ]] && ok || bad "wrong method: $hdr"
+# HEAD wherever GET works (RFC 9110); the other methods of a GET route name both in Allow
+code=$(curl -s -o /dev/null -w '%{http_code}' -I "${H[@]}" "$U/v1/models")
+[ "$code" = 200 ] && ok || bad "HEAD /v1/models: $code"
+hdr=$(curl -s -o /dev/null -D - "${H[@]}" -X DELETE "$U/v1/models" | tr -d '\r')
+[[ "$hdr" == *' 405 '* && "$hdr" == *'Allow: GET, HEAD'* ]] && ok || bad "DELETE /v1/models: $hdr"
 code=$(head -c 9000000 /dev/zero | tr '\0' 'a' | curl -s -o /dev/null -w '%{http_code}' "${H[@]}" --data-binary @- "$U/v1/completions")
 [ "$code" = 413 ] && ok || bad "9 MB body: $code"
 
