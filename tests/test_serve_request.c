@@ -6,6 +6,7 @@
 #include "serve/metrics.h"
 #include "serve/oai_request.h"
 #include "serve/stop_match.h"
+#include "serve/tool_calls.h"
 #include "testutil.h"
 
 static bool parse(oai_request *r, oai_kind k, const char *body, oai_error *err) {
@@ -332,6 +333,116 @@ static void test_metrics_text(void) {
     metrics_free(&m);
 }
 
+/* Runs text through a tool-call parser of format f in pieces of `piece` bytes (0: whole), as a
+ * stream does; content and calls come out. No piece of content may show markup. */
+static json_t *tools_run(tool_format f, const char *text, size_t piece, sbuf *content) {
+    tool_stream t;
+    tool_stream_init(&t, f, 42);
+    json_t *calls = json_array();
+    const size_t n = strlen(text);
+    if (!piece) piece = n ? n : 1;
+    for (size_t i = 0; i < n; i += piece) {
+        size_t before = content->n;
+        tool_stream_push(&t, text + i, i + piece < n ? piece : n - i, content, calls);
+        if (f == TOOL_FORMAT_HERMES && strstr(text, "\"name\": \"get_weather\""))
+            CHECK_MSG(!memchr(content->p + before, '<', content->n - before),
+                      "markup streamed as content: %.*s", (int)(content->n - before),
+                      content->p + before);
+    }
+    tool_stream_finish(&t, content, calls);
+    CHECK(!t.oom);
+    tool_stream_free(&t);
+    return calls;
+}
+
+static void check_call(const json_t *calls, size_t i, const char *name, const char *args) {
+    const json_t *c = json_array_get(calls, i), *fn = json_object_get(c, "function");
+    const char *id = json_string_value(json_object_get(c, "id"));
+    CHECK_MSG(c && json_integer_value(json_object_get(c, "index")) == (json_int_t)i &&
+                  !strcmp(json_string_value(json_object_get(c, "type")), "function") && id &&
+                  !strncmp(id, "call_", 5) && strlen(id) == 29,
+              "call %zu: %s", i, c ? json_dumps(c, 0) : "missing");
+    const char *n = json_string_value(json_object_get(fn, "name"));
+    const char *a = json_string_value(json_object_get(fn, "arguments"));
+    CHECK_MSG(n && !strcmp(n, name) && a && !strcmp(a, args), "call %zu: %s(%s), want %s(%s)", i,
+              n ? n : "?", a ? a : "?", name, args);
+}
+
+static void test_tool_calls(void) {
+    CHECK(tool_format_detect("x <tool_call>\n{...}\n</tool_call> y") == TOOL_FORMAT_HERMES);
+    CHECK(tool_format_detect("'Respond in the format {\"name\": function name, \"parameters\": "
+                             "dictionary of argument name and its value}.'") == TOOL_FORMAT_LLAMA3);
+    CHECK(tool_format_detect("{{ messages }}") == TOOL_FORMAT_NONE);
+    tool_format f;
+    CHECK(tool_format_parse("hermes", &f) && f == TOOL_FORMAT_HERMES);
+    CHECK(tool_format_parse("llama3_json", &f) && f == TOOL_FORMAT_LLAMA3 &&
+          !tool_format_parse("mistral", &f));
+    /* hermes, in pieces of 1 to 13 bytes: the content, then the call */
+    const char *reply = "I'll check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+                        "{\"city\": \"Paris\", \"days\": 2}}\n</tool_call>";
+    for (size_t piece = 0; piece <= 13; piece++) {
+        sbuf content = {0};
+        json_t *calls = tools_run(TOOL_FORMAT_HERMES, reply, piece, &content);
+        CHECK_MSG(content.n == 11 && !memcmp(content.p, "I'll check.", 11), "content '%.*s'",
+                  (int)content.n, content.p);
+        CHECK(json_array_size(calls) == 1);
+        check_call(calls, 0, "get_weather", "{\"city\": \"Paris\", \"days\": 2}");
+        json_decref(calls);
+        sbuf_free(&content);
+    }
+    /* two calls (string arguments kept as they are), one that does not parse stays content,
+     * an unterminated last one is still a call; text with '<' that is no tag is content */
+    sbuf content = {0};
+    json_t *calls = tools_run(TOOL_FORMAT_HERMES,
+                              "<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"x\\\":1}\"}"
+                              "</tool_call>\n<tool_call>{oops}</tool_call>\n<tool_call>{\"name\": "
+                              "\"b\"}",
+                              3, &content);
+    CHECK(json_array_size(calls) == 2);
+    check_call(calls, 0, "a", "{\"x\":1}");
+    check_call(calls, 1, "b", "{}");
+    CHECK_MSG(content.n == 29 && !memcmp(content.p, "<tool_call>{oops}</tool_call>", 29),
+              "content '%.*s'", (int)content.n, content.p);
+    json_decref(calls);
+    sbuf_free(&content);
+    const char *plain = "a < b, and <tool is not a call  \n";
+    for (int fi = 0; fi < 3; fi++) {
+        tool_format ff = fi == 0   ? TOOL_FORMAT_NONE
+                         : fi == 1 ? TOOL_FORMAT_HERMES
+                                   : TOOL_FORMAT_LLAMA3;
+        sbuf c2 = {0};
+        calls = tools_run(ff, plain, 2, &c2);
+        CHECK_MSG(json_array_size(calls) == 0 && c2.n == strlen(plain) &&
+                      !memcmp(c2.p, plain, c2.n),
+                  "%s: plain text came out as '%.*s'", tool_format_name(ff), (int)c2.n, c2.p);
+        json_decref(calls);
+        sbuf_free(&c2);
+    }
+    /* llama3_json: the whole reply, objects separated by ";", the tag first or not */
+    content = (sbuf){0};
+    calls = tools_run(TOOL_FORMAT_LLAMA3,
+                      " <|python_tag|>{\"name\": \"f\", \"parameters\": {\"x\": 1}}; {\"name\": "
+                      "\"g\", \"parameters\": {}}",
+                      4, &content);
+    CHECK(json_array_size(calls) == 2 && content.n == 0);
+    check_call(calls, 0, "f", "{\"x\": 1}");
+    check_call(calls, 1, "g", "{}");
+    json_decref(calls);
+    sbuf_free(&content);
+    const char *not_calls[] = {"{\"answer\": 42}", "{\"name\": \"f\", \"parameters\": 3}",
+                               "{\"name\": \"f\"} trailing words"};
+    for (size_t i = 0; i < 3; i++) {
+        content = (sbuf){0};
+        calls = tools_run(TOOL_FORMAT_LLAMA3, not_calls[i], 5, &content);
+        CHECK_MSG(json_array_size(calls) == 0 && content.n == strlen(not_calls[i]) &&
+                      !memcmp(content.p, not_calls[i], content.n),
+                  "'%s' came out as '%.*s' and %zu calls", not_calls[i], (int)content.n, content.p,
+                  json_array_size(calls));
+        json_decref(calls);
+        sbuf_free(&content);
+    }
+}
+
 int main(void) {
     RUN(test_defaults);
     RUN(test_prompt_forms);
@@ -341,5 +452,6 @@ int main(void) {
     RUN(test_error_json);
     RUN(test_stop_strings);
     RUN(test_metrics_text);
+    RUN(test_tool_calls);
     return test_summary();
 }
