@@ -425,14 +425,16 @@ typedef struct llmrt_server_opts {
                                   model's folder, llmrt_model_info.path) */
     const char *api_key;       /* NULL or "": none; else /v1/ wants "Authorization: Bearer KEY" */
     const char *chat_template; /* a Jinja file used instead of the model's chat template (NULL) */
-    int max_batch;             /* sequences decoded together (0: the load's max_batch) */
-    int token_budget;          /* tokens per scheduler iteration (0: the scheduler's default) */
-    int no_prefix_cache;       /* 1: prompts do not share KV blocks */
-    int deterministic;         /* 1: a request's output does not depend on the rest of the batch */
-    size_t max_body;           /* request body bytes (0: 8 MiB); larger ones get a 413 */
-    int timeout_s;             /* idle connections are closed after this (0: 30 s) */
-    int max_connections;       /* connections at once (0: 1024) */
-    int http_threads;          /* HTTP threads (0: 4) */
+    const char *tool_call_parser; /* how chat replies call tools: "hermes", "llama3_json",
+                                     "none", or NULL / "auto": the format the template asks for */
+    int max_batch;                /* sequences decoded together (0: the load's max_batch) */
+    int token_budget;             /* tokens per scheduler iteration (0: the scheduler's default) */
+    int no_prefix_cache;          /* 1: prompts do not share KV blocks */
+    int deterministic;   /* 1: a request's output does not depend on the rest of the batch */
+    size_t max_body;     /* request body bytes (0: 8 MiB); larger ones get a 413 */
+    int timeout_s;       /* idle connections are closed after this (0: 30 s) */
+    int max_connections; /* connections at once (0: 1024) */
+    int http_threads;    /* HTTP threads (0: 4) */
     /* One line per request (method, path, status, tokens, ms) and notices; called from the
      * server's threads. NULL: nothing is logged. */
     void (*log)(void *user, const char *line);

@@ -487,12 +487,13 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
     if (!strcmp(key, "tools")) return parse_tools(r, v, err);
     if (!strcmp(key, "tool_choice")) {
         if (json_is_string(v) &&
-            (!strcmp(json_string_value(v), "none") || !strcmp(json_string_value(v), "auto")))
+            (!strcmp(json_string_value(v), "none") || !strcmp(json_string_value(v), "auto"))) {
+            r->tool_choice_none = !strcmp(json_string_value(v), "none");
             return true;
+        }
         return oai_fail(err, 400, key,
-                        "'tool_choice' must be \"none\" or \"auto\": llmrt renders the tools into "
-                        "the prompt and returns what the model writes as text; it does not force "
-                        "or parse tool calls");
+                        "'tool_choice' must be \"none\" or \"auto\": \"required\" and named "
+                        "functions need constrained decoding, which llmrt does not do");
     }
     if (!strcmp(key, "parallel_tool_calls")) {
         bool b = false;

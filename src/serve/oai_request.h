@@ -60,8 +60,9 @@ typedef struct oai_request {
 
     oai_prompt *prompts; /* [n_prompts] completions, tokenize */
     size_t n_prompts;
-    json_t *messages; /* chat, tokenize: array of message objects, text content parts joined */
-    json_t *tools;    /* NULL: none */
+    json_t *messages;      /* chat, tokenize: array of message objects, text content parts joined */
+    json_t *tools;         /* NULL: none */
+    bool tool_choice_none; /* tool_choice "none": tools go to the template, replies are text */
     json_t *chat_template_kwargs; /* NULL: none; extra variables of the template */
     bool add_generation_prompt;   /* default true (false with continue_final_message) */
     bool add_generation_prompt_given;
@@ -71,7 +72,7 @@ typedef struct oai_request {
     int max_tokens;   /* 0: the rest of the context */
     bool prompt_only; /* max_tokens 0 with echo: the prompt (and its logprobs), nothing new */
     const char *max_tokens_field; /* the field that set max_tokens (for errors) */
-    int n;            /* choices per prompt (default 1) */
+    int n;                        /* choices per prompt (default 1) */
     bool stream, include_usage, echo;
     float temperature; /* default 1 */
     float top_p;       /* default 1 */

@@ -276,15 +276,17 @@ static void sse_add(req_ctx *c, json_t *j) {
 }
 
 /* One SSE chunk for choice g: text (may be empty), logprobs (taken; NULL: none), the finish
- * reason (NULL: none yet); for chat, role sends the assistant role first. */
+ * reason (NULL: none yet); for chat, role sends the assistant role first and tool_calls (taken;
+ * NULL: none) the calls completed since the last chunk. */
 static void chunk(req_ctx *c, gen *g, const char *text, size_t len, json_t *lp, const char *reason,
-                  bool role) {
+                  bool role, json_t *tool_calls) {
     json_t *j = envelope(c, true);
     json_t *choice = json_pack("{s:i}", "index", g->index);
     if (c->req.kind == OAI_CHAT) {
         json_t *delta = json_object();
         if (role) json_object_set_new(delta, "role", json_string("assistant"));
         if (role || len) json_object_set_new(delta, "content", json_text(text, len));
+        if (tool_calls) json_object_set_new(delta, "tool_calls", tool_calls);
         json_object_set_new(choice, "delta", delta);
         json_object_set_new(choice, "logprobs",
                             lp ? json_pack("{s:O, s:n}", "content", lp, "refusal") : json_null());
@@ -297,6 +299,13 @@ static void chunk(req_ctx *c, gen *g, const char *text, size_t len, json_t *lp, 
     json_object_set_new(j, "choices", json_pack("[o]", choice));
     if (c->req.include_usage) json_object_set_new(j, "usage", json_null());
     sse_add(c, j);
+}
+
+/* finish_reason of a reply: "tool_calls" when it called tools and stopped (as OpenAI). */
+static const char *reply_reason(const gen *g) {
+    if (g->tools.n_calls > 0 && g->finish_reason && !strcmp(g->finish_reason, "stop"))
+        return "tool_calls";
+    return g->finish_reason;
 }
 
 void resp_stream(req_ctx *c) {
@@ -323,17 +332,34 @@ void resp_stream(req_ctx *c) {
         if (!g->began && !wait_echo) {
             g->began = true;
             if (c->req.kind == OAI_CHAT) {
-                chunk(c, g, "", 0, NULL, NULL, true);
+                chunk(c, g, "", 0, NULL, NULL, true, NULL);
             } else if (c->echo_text) {
                 chunk(c, g, c->echo_text[g->prompt], c->echo_len[g->prompt], g->echo_lp, NULL,
-                      false);
+                      false, NULL);
                 g->echo_lp = NULL;
             }
         }
         if (!g->began) continue;
         bool end = g->done && !g->ended;
+        if (g->tool_calls) { /* chat with tools: the calls out of the text */
+            tool_stream_push(&g->tools, g->text.p ? g->text.p : "", g->text.n, &g->content,
+                             g->tool_calls);
+            sbuf_consume(&g->text, g->text.n);
+            if (end) tool_stream_finish(&g->tools, &g->content, g->tool_calls);
+            json_t *calls = json_array_size(g->tool_calls) ? g->tool_calls : NULL;
+            if (g->content.n || calls || g->lp || end) {
+                if (calls) g->tool_calls = json_array();
+                chunk(c, g, g->content.p, g->content.n, g->lp, end ? reply_reason(g) : NULL, false,
+                      calls);
+                g->lp = NULL;
+                sbuf_consume(&g->content, g->content.n);
+                if (end) g->ended = true;
+            }
+            if (!g->tool_calls) c->out.oom = true;
+            continue;
+        }
         if (g->text.n || g->lp || end) {
-            chunk(c, g, g->text.p, g->text.n, g->lp, end ? g->finish_reason : NULL, false);
+            chunk(c, g, g->text.p, g->text.n, g->lp, end ? g->finish_reason : NULL, false, NULL);
             g->lp = NULL;
             sbuf_consume(&g->text, g->text.n);
             if (end) g->ended = true;
@@ -356,7 +382,28 @@ char *resp_final(req_ctx *c, int *status) {
     for (int i = 0; i < c->n_gens; i++) {
         gen *g = &c->gens[i];
         json_t *choice = json_pack("{s:i}", "index", g->index);
-        if (c->req.kind == OAI_CHAT) {
+        if (c->req.kind == OAI_CHAT && g->tool_calls) { /* the calls out of the text */
+            sbuf content = {0};
+            tool_stream_push(&g->tools, g->text.p ? g->text.p : "", g->text.n, &content,
+                             g->tool_calls);
+            tool_stream_finish(&g->tools, &content, g->tool_calls);
+            json_t *msg = json_pack("{s:s, s:o, s:n}", "role", "assistant", "content",
+                                    content.n || !g->tools.n_calls ? json_text(content.p, content.n)
+                                                                   : json_null(),
+                                    "refusal");
+            if (g->tools.n_calls) {
+                for (size_t k = 0; k < json_array_size(g->tool_calls); k++)
+                    json_object_del(json_array_get(g->tool_calls, k), "index");
+                json_object_set(msg, "tool_calls", g->tool_calls);
+            }
+            sbuf_free(&content);
+            json_object_set_new(choice, "message", msg);
+            json_object_set_new(choice, "logprobs",
+                                g->lp ? json_pack("{s:O, s:n}", "content", g->lp, "refusal")
+                                : c->req.logprobs >= 0
+                                    ? json_pack("{s:[], s:n}", "content", "refusal")
+                                    : json_null());
+        } else if (c->req.kind == OAI_CHAT) {
             json_object_set_new(choice, "message",
                                 json_pack("{s:s, s:o, s:n}", "role", "assistant", "content",
                                           json_text(g->text.p, g->text.n), "refusal"));
@@ -382,7 +429,7 @@ char *resp_final(req_ctx *c, int *status) {
             if (!lp && g->lp) lp = json_incref(g->lp);
             json_object_set_new(choice, "logprobs", lp ? lp : json_null());
         }
-        json_object_set_new(choice, "finish_reason", json_string(g->finish_reason));
+        json_object_set_new(choice, "finish_reason", json_string(reply_reason(g)));
         json_array_append_new(choices, choice);
     }
     json_object_set_new(j, "choices", choices);

@@ -25,6 +25,7 @@
 #include "serve/sbuf.h"
 #include "serve/server.h"
 #include "serve/stop_match.h"
+#include "serve/tool_calls.h"
 #include "tokenizer/tokenizer.h"
 
 typedef enum server_state { SERVER_LOADING, SERVER_READY, SERVER_DRAINING } server_state;
@@ -41,6 +42,7 @@ struct server {
     model_config cfg;      /* a copy */
     chat_config chat;      /* special tokens of tokenizer_config.json (fields NULL when absent) */
     chat_template *tmpl;   /* NULL: chat is refused with tmpl_error */
+    tool_format tool_fmt;  /* how replies to requests with tools are read */
     char tmpl_error[1024]; /* why there is no usable template */
     struct MHD_Daemon *d;
     int port;         /* bound */
@@ -101,11 +103,14 @@ typedef struct gen {
     double t_prev;        /* time of the previous token (ms) */
     tokenizer_stream *ts; /* incremental text */
     stop_match sm;
-    sbuf text;       /* text released and not yet sent (stream) or all of it (not stream) */
-    size_t text_pos; /* characters of decoded text so far, the echo included (text_offset) */
-    json_t *lp;      /* logprobs of tokens not yet sent (stream) or all (not stream); NULL */
-    json_t *echo_lp; /* echo with logprobs: the prompt's, once they came (completions layout) */
-    bool done;       /* the end is known: finish_reason set */
+    sbuf text;          /* text released and not yet sent (stream) or all of it (not stream) */
+    size_t text_pos;    /* characters of decoded text so far, the echo included (text_offset) */
+    json_t *lp;         /* logprobs of tokens not yet sent (stream) or all (not stream); NULL */
+    json_t *echo_lp;    /* echo with logprobs: the prompt's, once they came (completions layout) */
+    tool_stream tools;  /* chat with tools: the reply's calls out of its text */
+    json_t *tool_calls; /* the calls so far (not streaming), or those not yet sent (stream) */
+    sbuf content;       /* chat with tools, stream: content released by the tool parser */
+    bool done;          /* the end is known: finish_reason set */
     const char *finish_reason; /* "stop", "length"; NULL with abort or error */
     bool began;                /* stream: the first chunk (chat: the role) was sent */
     bool ended;                /* stream: the chunk with the finish reason was sent */

@@ -50,6 +50,9 @@ void gen_free(gen *g) {
     sbuf_free(&g->text);
     json_decref(g->lp);
     json_decref(g->echo_lp);
+    tool_stream_free(&g->tools);
+    json_decref(g->tool_calls);
+    sbuf_free(&g->content);
     free(g->error);
     free(g->plp_lp);
     free(g->plp_n_top);

@@ -407,6 +407,10 @@ static bool submit_all(req_ctx *c, oai_error *err) {
         if (tokenizer_stream_create(&g->ts, s->tok, r->skip_special_tokens) != LLMRT_OK)
             return oai_fail(err, 500, NULL, "out of memory");
         if (c->echo_text) g->text_pos = utf8_chars(c->echo_text[g->prompt], c->echo_len[g->prompt]);
+        const bool tools = r->kind == OAI_CHAT && r->tools && !r->tool_choice_none;
+        tool_stream_init(&g->tools, tools ? s->tool_fmt : TOOL_FORMAT_NONE, server_random(s));
+        if (tools && s->tool_fmt != TOOL_FORMAT_NONE && !(g->tool_calls = json_array()))
+            return oai_fail(err, 500, NULL, "out of memory");
     }
     pthread_rwlock_rdlock(&s->sched_lock);
     if (!s->sched) {
@@ -845,7 +849,9 @@ static void set_options(serve_opts *o) {
     }
 }
 
-static llmrt_status load_template(server *s, const char *model_path, const char *file) {
+/* The chat template (the model's, or file); detect_tools: the tool-call format from it. */
+static llmrt_status load_template(server *s, const char *model_path, const char *file,
+                                  bool detect_tools) {
     if (chat_config_load(&s->chat, model_path, NULL) != LLMRT_OK)
         memset(&s->chat, 0, sizeof s->chat); /* no tokenizer_config.json: no special strings */
     const char *src = s->chat.template_src, *origin = s->chat.origin;
@@ -865,6 +871,7 @@ static llmrt_status load_template(server *s, const char *model_path, const char 
         len = strlen(src);
     }
     llmrt_status st = chat_template_parse(&s->tmpl, src, len, origin ? origin : "chat template");
+    if (st == LLMRT_OK && detect_tools) s->tool_fmt = tool_format_detect(src);
     free(text);
     if (st != LLMRT_OK && !file) {
         /* the model's own template: serve completions anyway, and say why chat fails */
@@ -907,10 +914,17 @@ llmrt_status server_create(server **out, const serve_model *m, const serve_opts 
                                           "max_connections must be >= 0, http_threads in "
                                           "[0, 256]");
     set_options(&o);
+    tool_format tools = TOOL_FORMAT_NONE;
+    const bool detect_tools = !o.tool_call_parser || !strcmp(o.tool_call_parser, "auto");
+    if (!detect_tools && !tool_format_parse(o.tool_call_parser, &tools))
+        return err_set(LLMRT_ERR_INVALID,
+                       "--tool-call-parser must be hermes, llama3_json, none or auto, got '%s'",
+                       o.tool_call_parser);
     server *s = calloc(1, sizeof *s);
     if (!s) return err_set(LLMRT_ERR_NOMEM, "out of memory");
     s->o = o;
-    s->o.host = s->o.api_key = s->o.chat_template = NULL; /* not kept: copies below */
+    s->o.host = s->o.api_key = s->o.chat_template = s->o.tool_call_parser = NULL; /* not kept */
+    s->tool_fmt = tools;
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     s->name = strdup(m->name);
     s->path = strdup(m->path);
@@ -929,7 +943,7 @@ llmrt_status server_create(server **out, const serve_model *m, const serve_opts 
     llmrt_status st = LLMRT_OK;
     if (!s->name || !s->path || !s->host || (o.api_key && o.api_key[0] && !s->api_key))
         st = err_set(LLMRT_ERR_NOMEM, "out of memory");
-    if (!st) st = load_template(s, m->path, o.chat_template);
+    if (!st) st = load_template(s, m->path, o.chat_template, detect_tools);
     if (!st && pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         st = err_set(LLMRT_ERR_IO, "server: pipe: %s", strerror(errno));
     struct sockaddr_storage addr;
@@ -1069,8 +1083,8 @@ llmrt_status server_run(server *s, engine *e) {
         return err_set(LLMRT_ERR_NOMEM, "server: cannot start the engine thread");
     }
     atomic_store(&s->state, SERVER_READY);
-    server_log(s, "ready: %s on http://%s:%d/v1 (max batch %d, context %d)", s->name, s->host,
-               s->port, so.max_batch, s->max_seq);
+    server_log(s, "ready: %s on http://%s:%d/v1 (max batch %d, context %d, tool calls %s)", s->name,
+               s->host, s->port, so.max_batch, s->max_seq, tool_format_name(s->tool_fmt));
     while (!atomic_load(&s->stop_requested) && !atomic_load(&et.done)) {
         struct pollfd p = {.fd = s->stop_pipe[0], .events = POLLIN};
         poll(&p, 1, 100);

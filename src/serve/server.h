@@ -28,18 +28,20 @@ typedef struct serve_model {
 } serve_model;
 
 typedef struct serve_opts {
-    const char *host;          /* NULL: 127.0.0.1 (a name or a numeric IPv4 / IPv6 address) */
-    int port;                  /* 0: a free port (server_port) */
-    const char *api_key;       /* NULL: none; else /v1/ wants "Authorization: Bearer KEY" */
-    const char *chat_template; /* a Jinja file used instead of the model's template; NULL */
-    int max_batch;             /* the scheduler's (0: the engine's max_batch) */
-    int token_budget;          /* tokens per iteration (0: the scheduler's default) */
-    bool no_prefix_cache;      /* do not share prompt blocks */
-    bool deterministic;        /* batch-invariant steps */
-    size_t max_body;           /* request bytes (0: 8 MiB); more is a 413 */
-    int timeout_s;             /* idle connection timeout (0: 30 s) */
-    int max_connections;       /* (0: 1024) */
-    int http_threads;          /* libmicrohttpd's threads (0: 4) */
+    const char *host;             /* NULL: 127.0.0.1 (a name or a numeric IPv4 / IPv6 address) */
+    int port;                     /* 0: a free port (server_port) */
+    const char *api_key;          /* NULL: none; else /v1/ wants "Authorization: Bearer KEY" */
+    const char *chat_template;    /* a Jinja file used instead of the model's template; NULL */
+    const char *tool_call_parser; /* "hermes", "llama3_json", "none"; NULL or "auto": found in
+                                     the template (tool_calls.h) */
+    int max_batch;                /* the scheduler's (0: the engine's max_batch) */
+    int token_budget;             /* tokens per iteration (0: the scheduler's default) */
+    bool no_prefix_cache;         /* do not share prompt blocks */
+    bool deterministic;           /* batch-invariant steps */
+    size_t max_body;              /* request bytes (0: 8 MiB); more is a 413 */
+    int timeout_s;                /* idle connection timeout (0: 30 s) */
+    int max_connections;          /* (0: 1024) */
+    int http_threads;             /* libmicrohttpd's threads (0: 4) */
     void (*log)(void *user, const char *line); /* a line per request and notices; NULL: none */
     void *log_user;
 } serve_opts;

@@ -25,7 +25,7 @@ fi
 REF=$("$BIN" run --prompt "And God said" --num_tokens 24 --device cpu --precision FP32 2>/dev/null)
 [ -n "$REF" ] && ok || bad "llmrt run reference"
 
-serve_start "$BIN" "$LOG" --api-key test-key || { echo "0 passed, 1 failed"; exit 1; }
+serve_start "$BIN" "$LOG" --api-key test-key --tool-call-parser hermes || { echo "0 passed, 1 failed"; exit 1; }
 U=$SERVE_URL
 H=(-H "Authorization: Bearer test-key" -H "Content-Type: application/json")
 

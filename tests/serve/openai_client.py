@@ -190,6 +190,24 @@ def test_echo_logprobs():
         lp.token_logprobs[:4], z
 
 
+def test_chat_tools_plain_reply():
+    # the server reads tool calls in the hermes format (--tool-call-parser hermes); the demo
+    # model writes none, so its reply is content, the same as with tool_choice "none" (the
+    # same prompt, no parsing), streamed or not
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    msgs = [{"role": "user", "content": "And God said"}]
+    none = chat(messages=msgs, max_tokens=12, temperature=0, tools=tools, tool_choice="none")
+    r = chat(messages=msgs, max_tokens=12, temperature=0, tools=tools)
+    m = r.choices[0].message
+    assert m.content == none.choices[0].message.content and not m.tool_calls, m
+    assert r.choices[0].finish_reason == none.choices[0].finish_reason
+    text = "".join(ch.choices[0].delta.content or "" for ch in
+                   chat(messages=msgs, max_tokens=12, temperature=0, tools=tools, stream=True)
+                   if ch.choices)
+    assert text == m.content, (text, m.content)
+
+
 def test_errors():
     def expect(exc, fn, param=None, needle=None):
         try:
@@ -209,6 +227,9 @@ def test_errors():
            "maximum context length is 512 tokens")
     expect(openai.BadRequestError, lambda: cmpl(prompt="x", extra_body={"bogus": 1}), "bogus")
     expect(openai.BadRequestError, lambda: cmpl(prompt="x", max_tokens=0), "max_tokens")
+    expect(openai.BadRequestError,
+           lambda: chat(messages=[{"role": "user", "content": "x"}], tool_choice="required",
+                        tools=[{"type": "function", "function": {"name": "f"}}]), "tool_choice")
     # the field the client sent is named
     expect(openai.BadRequestError,
            lambda: chat(messages=[{"role": "user", "content": "x"}], max_tokens=100000),

@@ -34,6 +34,9 @@ static void usage(void) {
            "                         LLMRT_API_KEY environment variable)\n"
            "  --served-model-name N  the model's name in the API (default: --model as given)\n"
            "  --chat-template FILE   a Jinja chat template instead of the model's\n"
+           "  --tool-call-parser P   hermes, llama3_json or none: how chat replies with tools\n"
+           "                         are read into tool_calls (default: the format the chat\n"
+           "                         template asks for, none if it names none)\n"
            "  --max-request-bytes N  largest request body (default 8 MiB; larger: 413)\n"
            "  --timeout S            idle connection timeout in seconds (default 30)\n"
            "  --http-threads N       HTTP threads (default 4)\n"
@@ -128,6 +131,8 @@ static int parse_flags(serve_cli *o, int argc, char **argv) {
             o->so.model_name = args_value(&a);
         } else if (args_is(&a, "chat_template")) {
             o->so.chat_template = args_value(&a);
+        } else if (args_is(&a, "tool_call_parser")) {
+            o->so.tool_call_parser = args_value(&a);
         } else if (args_is(&a, "max_request_bytes")) {
             o->so.max_body = (size_t)args_long(&a, 1024, 1L << 40);
         } else if (args_is(&a, "timeout")) {
