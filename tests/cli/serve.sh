@@ -134,5 +134,51 @@ out=$(curl -s "$SERVE_URL/v1/models")
 out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v1/completions" -d '{"prompt": [0,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33], "max_tokens": 40}')
 [[ "$out" == *'"param":"max_tokens"'*' 400' ]] && ok || bad "small cache past its positions: $out"
 serve_stop "$LOG" && ok || bad "small cache: clean exit"
+# tool calls, end to end: tests/serve/tool_model answers every chat with a hermes tool call
+# (scripts/make_tool_call_model.py); the server finds the format in its template
+SERVE_OWN_TEMPLATE=1 serve_start "$BIN" "$LOG" --model tests/serve/tool_model \
+  --served-model-name tool_model ||
+  { echo "$pass passed, $((fail+1)) failed"; exit 1; }
+grep -q 'tool calls hermes' "$LOG" && ok || bad "tool format not found in the template: $(cat "$LOG")"
+"$PY" - "$SERVE_URL" <<'PY' && ok || bad "tool calls"
+import json, sys
+import openai
+c = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="x", max_retries=0, timeout=60)
+tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+r = c.chat.completions.create(model="tool_model", messages=msgs, tools=tools, temperature=0)
+ch = r.choices[0]
+calls = ch.message.tool_calls
+assert ch.finish_reason == "tool_calls" and ch.message.content is None, ch
+assert len(calls) == 1 and calls[0].type == "function" and calls[0].id.startswith("call_"), calls
+assert calls[0].function.name == "get_weather", calls
+assert json.loads(calls[0].function.arguments) == {"city": "Paris"}, calls
+# streamed: no markup as content; the call in a tool_calls delta; the same finish reason
+content, got, reasons = "", {}, []
+for chunk in c.chat.completions.create(model="tool_model", messages=msgs, tools=tools,
+                                       temperature=0, stream=True):
+    d = chunk.choices[0].delta
+    content += d.content or ""
+    for tc in d.tool_calls or []:
+        e = got.setdefault(tc.index, {"id": tc.id, "name": "", "arguments": ""})
+        e["name"] += tc.function.name or ""
+        e["arguments"] += tc.function.arguments or ""
+    if chunk.choices[0].finish_reason:
+        reasons.append(chunk.choices[0].finish_reason)
+assert content == "" and reasons == ["tool_calls"], (content, reasons)
+assert list(got) == [0] and got[0]["name"] == "get_weather", got
+assert json.loads(got[0]["arguments"]) == {"city": "Paris"}, got
+# the call's result goes back in a tool message; tool_choice "none" and no tools: text
+msgs2 = msgs + [ch.message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny"}]
+r2 = c.chat.completions.create(model="tool_model", messages=msgs2, tools=tools, temperature=0)
+assert r2.choices[0].message.tool_calls, r2
+for kw in ({"tools": tools, "tool_choice": "none"}, {}):
+    t = c.chat.completions.create(model="tool_model", messages=msgs, temperature=0, **kw)
+    assert t.choices[0].message.content.startswith("<tool_call>{") and \
+        not t.choices[0].message.tool_calls and t.choices[0].finish_reason == "stop", t
+PY
+serve_stop "$LOG" && ok || bad "tool model: clean exit"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

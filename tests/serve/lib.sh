@@ -5,8 +5,11 @@
 serve_start() {
   local bin=$1 log=$2
   shift 2
+  # SERVE_OWN_TEMPLATE=1: the model's own chat template instead of the demo one
+  local tmpl=(--chat-template tests/serve/demo_chat.jinja)
+  [ -n "${SERVE_OWN_TEMPLATE:-}" ] && tmpl=()
   "$bin" serve --port 0 --device cpu --precision FP32 --max-batch 16 \
-    --chat-template tests/serve/demo_chat.jinja "$@" >"$log" 2>&1 &
+    "${tmpl[@]}" "$@" >"$log" 2>&1 &
   SERVE_PID=$!
   SERVE_PORT=
   for _ in $(seq 1 300); do
