@@ -137,7 +137,7 @@ static void test_messages(void) {
     expect_fail(OAI_CHAT,
                 "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
                 "\"tool_choice\": \"required\"}",
-                400, "tool_choice", "does not force");
+                400, "tool_choice", "constrained decoding");
     expect_fail(OAI_CHAT,
                 "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
                 "\"tools\": [{\"type\": \"function\"}]}",
