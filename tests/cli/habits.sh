@@ -103,6 +103,26 @@ j2=$(run --messages "$T/m.json" -n 4 --json 2>/dev/null)
   "$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["prompt_ids"])')" ] && ok ||
   bad "--messages differs from --chat: $j2"
 
+# --tokenizer brings its chat template (as in transformers and `llmrt template --tokenizer`), a
+# folder or its tokenizer.json alike; one without a template is refused, not replaced by the
+# model folder's
+mkdir -p "$T/tpl" "$T/notpl"
+cp models/demo-llama/tokenizer.json "$T/tpl/"
+cp models/demo-llama/tokenizer.json "$T/notpl/"
+printf '{"chat_template": "TPL:{{ messages[0].content }}"}' > "$T/tpl/tokenizer_config.json"
+ids=$("$BIN" tokenize --tokenizer models/demo-llama --text "TPL:And God said")
+for tok in "$T/tpl" "$T/tpl/tokenizer.json"; do
+  j=$(run --tokenizer "$tok" --chat -p "And God said" -n 2 --json 2>/dev/null)
+  [ "$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["prompt_ids"])')" = "$ids" ] &&
+    ok || bad "--chat --tokenizer $tok: $j vs $ids"
+  j=$(run --tokenizer "$tok" --messages "$T/m.json" -n 2 --json 2>/dev/null)
+  [ "$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["prompt_ids"])')" = "$ids" ] &&
+    ok || bad "--messages --tokenizer $tok: $j vs $ids"
+done
+run --tokenizer "$T/notpl" --chat -p "And God said" -n 2 > "$T/out" 2> "$T/err"; rc=$?
+[ $rc = 1 ] && grep -q "notpl: no" "$T/err" && [ ! -s "$T/out" ] && ok ||
+  bad "--chat with a tokenizer without a template: rc $rc, $(cat "$T/err")"
+
 # a template's raise_exception: its message, exit 1, nothing on stdout
 mkdir -p "$T/tok"
 cp models/demo-llama/tokenizer.json "$T/tok/"
