@@ -20,8 +20,10 @@ bool cli_model_flag(args *a, cli_model *cm) {
     } else if (args_is(a, "precision") || args_is(a, "model_precision")) {
         const char *v = args_value(a);
         if (!strcasecmp(v, "FP8")) {
+            /* a --quant_format given before is kept, so that the check below refuses it as it
+             * refuses one given after */
             cm->precision = LLMRT_BF16;
-            cm->quant = LLMRT_QUANT_FP8;
+            if (!cm->quant_given) cm->quant = LLMRT_QUANT_FP8;
             cm->precision_fp8 = true;
         } else if (llmrt_precision_parse(v, &cm->precision) != LLMRT_OK) {
             fprintf(stderr,
