@@ -341,7 +341,9 @@ typedef struct llmrt_chat llmrt_chat;
  * naming the file, when there is none or it does not parse (line and column). */
 llmrt_status llmrt_chat_open(llmrt_chat **out, const char *path, const char *name);
 void llmrt_chat_free(llmrt_chat *c);
-/* The chat template of an opened model, read on first use (owned by the model). */
+/* The chat template of an opened model, read on first use (owned by the model): from the folder
+ * of the tokenizer when it was opened with one (llmrt_open_opts.tokenizer; a file: its folder),
+ * else from the model folder. */
 llmrt_status llmrt_model_chat(llmrt_model *m, llmrt_chat **out);
 
 typedef struct llmrt_chat_opts {

@@ -262,8 +262,9 @@ static void test_hostile_values(void) {
 static void test_attention_scale_range(void) {
     const char *base = "{\"model_type\": \"gemma3_text\", \"vocab_size\": 100, \"hidden_size\": 32,"
                        " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"head_dim\": 16,"
-                       " \"intermediate_size\": 64, \"max_position_embeddings\": 64,"
-                       " \"sliding_window\": 4, \"query_pre_attn_scalar\": %s}";
+                       " \"num_key_value_heads\": 1, \"intermediate_size\": 64,"
+                       " \"max_position_embeddings\": 64, \"sliding_window\": 4,"
+                       " \"query_pre_attn_scalar\": %s}";
     char json[1024];
     model_config c;
     const char *bad[] = {"1e-300", "1e300"};
@@ -275,6 +276,81 @@ static void test_attention_scale_range(void) {
     snprintf(json, sizeof json, base, "256");
     CHECK_OK(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL));
     CHECK(c.attn_scale == 1.0f / 16.0f);
+}
+
+/* rope_scaling and rope_parameters both given: as transformers 5.25 reads them
+ * (convert_rope_params_to_dict). Llama-style families: a rope_scaling that is not null or {}
+ * replaces rope_parameters whole, its theta the top-level rope_theta (rope_parameters' is lost,
+ * as in transformers). Gemma 3: rope_scaling is merged into rope_parameters.full_attention. */
+static void test_rope_scaling_and_parameters(void) {
+    model_config c;
+    CHECK_OK(
+        parse_llama(", \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\":"
+                    " 500000.0}, \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 2.0}",
+                    NULL, &c));
+    CHECK(c.rope_global.scaling == ROPE_LINEAR && c.rope_global.factor == 2.0);
+    CHECK(c.rope_global.theta == 10000.0 && c.rope_local.scaling == ROPE_LINEAR);
+    CHECK_OK(parse_llama(", \"rope_theta\": 123.0, \"rope_parameters\": {\"rope_type\": \"linear\","
+                         " \"factor\": 3.0, \"rope_theta\": 5e5}, \"rope_scaling\": {\"type\":"
+                         " \"linear\", \"factor\": 2.0}",
+                         NULL, &c));
+    CHECK(c.rope_global.factor == 2.0 && c.rope_global.theta == 123.0);
+    /* null or {}: rope_parameters stands */
+    CHECK_OK(parse_llama(", \"rope_parameters\": {\"rope_type\": \"linear\", \"factor\": 3.0,"
+                         " \"rope_theta\": 5e5}, \"rope_scaling\": {}",
+                         NULL, &c));
+    CHECK(c.rope_global.factor == 3.0 && c.rope_global.theta == 5e5);
+    CHECK_OK(parse_llama(", \"rope_parameters\": {\"rope_type\": \"linear\", \"factor\": 3.0,"
+                         " \"rope_theta\": 5e5}, \"rope_scaling\": null",
+                         NULL, &c));
+    CHECK(c.rope_global.factor == 3.0 && c.rope_global.theta == 5e5);
+
+    const char *gemma =
+        "{\"model_type\": \"gemma3_text\", \"vocab_size\": 100, \"hidden_size\": 32,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"head_dim\": 16,"
+        " \"num_key_value_heads\": 1, \"intermediate_size\": 64,"
+        " \"max_position_embeddings\": 64, \"sliding_window\": 4%s}";
+    char json[2048];
+    snprintf(
+        json, sizeof json, gemma,
+        ", \"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\","
+        " \"rope_theta\": 5e5}, \"sliding_attention\": {\"rope_type\": \"default\","
+        " \"rope_theta\": 2e4}}, \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 8}");
+    CHECK_OK(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL));
+    CHECK(c.rope_global.scaling == ROPE_LINEAR && c.rope_global.factor == 8.0);
+    CHECK(c.rope_global.theta == 5e5);
+    CHECK(c.rope_local.scaling == ROPE_DEFAULT && c.rope_local.theta == 2e4);
+    /* transformers fails on rope_scaling with a rope_parameters that is not per layer kind */
+    snprintf(json, sizeof json, gemma,
+             ", \"rope_parameters\": {\"rope_type\": \"default\"}, \"rope_scaling\":"
+             " {\"rope_type\": \"linear\", \"factor\": 8}");
+    CHECK_ERR(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL),
+              LLMRT_ERR_FORMAT, "\"rope_scaling\" is given with a \"rope_parameters\"");
+}
+
+/* A Gemma 3 config that leaves fields out gets Gemma3TextConfig's defaults (transformers 5.25),
+ * not the Llama ones: query_pre_attn_scalar 256, head_dim 256, 4 KV heads, window 4096, RoPE
+ * theta 1e6 (full layers) and 1e4 (sliding layers). */
+static void test_gemma_defaults(void) {
+    const char *json = "{\"model_type\": \"gemma3_text\", \"vocab_size\": 100,"
+                       " \"hidden_size\": 32, \"num_hidden_layers\": 7,"
+                       " \"num_attention_heads\": 8, \"intermediate_size\": 64,"
+                       " \"max_position_embeddings\": 64}";
+    model_config c;
+    CHECK_OK(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL));
+    CHECK(c.attn_scale == 1.0f / 16.0f);
+    CHECK(c.head_dim == 256 && c.n_kv_heads == 4 && c.sliding_window == 4096);
+    CHECK(c.rope_global.theta == 1e6 && c.rope_local.theta == 1e4);
+    CHECK(c.final_softcap == 0 && c.attn_softcap == 0);
+    CHECK(c.layer_sliding[0] && !c.layer_sliding[5] && c.layer_sliding[6]);
+    /* given: the config's values */
+    const char *json2 = "{\"model_type\": \"gemma3_text\", \"vocab_size\": 100,"
+                        " \"hidden_size\": 32, \"num_hidden_layers\": 2,"
+                        " \"num_attention_heads\": 8, \"head_dim\": 16, \"intermediate_size\": 64,"
+                        " \"max_position_embeddings\": 64, \"sliding_window\": 4}";
+    CHECK_OK(model_config_parse(&c, json2, strlen(json2), "m/config.json", NULL, 0, NULL));
+    CHECK(c.attn_scale == 1.0f / 16.0f); /* 256^-0.5, not head_dim 16's 0.25 */
+    CHECK(c.head_dim == 16 && c.n_kv_heads == 4 && c.sliding_window == 4);
 }
 
 /* What is at the model path, said as such: a symlink loop, a folder or FIFO as config.json;
@@ -381,7 +457,8 @@ static void test_quantization_config(void) {
                          " {\"weights\": {\"type\": \"float\", \"group_size\": 32}}}}",
                          NULL, &c));
     CHECK(c.quant.fp8 && c.quant.fp8_block[0] == 1 && c.quant.fp8_block[1] == 32);
-    CHECK(!strcmp(c.quant.desc, "compressed-tensors float-quantized, scales per group of 32 inputs"));
+    CHECK(
+        !strcmp(c.quant.desc, "compressed-tensors float-quantized, scales per group of 32 inputs"));
     CHECK_ERR(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
                           " \"format\": \"float-quantized\", \"config_groups\": {\"g\":"
                           " {\"weights\": {\"type\": \"float\", \"group_size\": 32}}, \"h\":"
@@ -535,6 +612,8 @@ int main(void) {
     RUN(test_quantization_config);
     RUN(test_int4_quantization_config);
     RUN(test_attention_scale_range);
+    RUN(test_rope_scaling_and_parameters);
+    RUN(test_gemma_defaults);
     RUN(test_unreadable);
     return test_summary();
 }

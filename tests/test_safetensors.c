@@ -393,6 +393,15 @@ static void test_bad_ranges(void) {
     BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[1],"
         "\"data_offsets\":[9223372036854775800,9223372036854775804]}}",
         8, LLMRT_ERR_FORMAT, "run past the data area");
+    /* bytes after the last tensor's range are refused, as the reference reader does
+     * ("incomplete metadata, file not fully covered"): appended data, or a header that lost
+     * the tensors at the end; the file's and the covered byte counts are given */
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 15, LLMRT_ERR_FORMAT,
+        "7 bytes after the data area: the file is");
+    BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 9, LLMRT_ERR_FORMAT,
+        "tensors (8 bytes of data) cover");
+    BAD("{}", 4, LLMRT_ERR_FORMAT, "4 bytes after the data area");
+    BAD("{\"__metadata__\": {\"a\": \"b\"}}", 1, LLMRT_ERR_FORMAT, "1 byte after the data area");
     /* the empty tensor may sit anywhere inside the data area, but not beyond it */
     BAD("{\"t\": {\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[9,9]}}", 8, LLMRT_ERR_FORMAT,
         "tensor 't': data_offsets [9, 9] run past the data area (8 bytes");
@@ -635,7 +644,7 @@ static void test_header_parser(void) {
              "\"data_offsets\":[-0,4],\"extra\":{\"a\":[1.5e3,{\"b\":null}],\"c\":true}},"
              "\"__metadata__\":{\"k\\t\":\"v\\u00e9\"},\"z\":{\"shape\":[],\"offsets\":[],"
              "\"data_offsets\":[4,6],\"dtype\":\"BF16\"}}",
-             data, 8);
+             data, 6);
     st_model *m = NULL;
     CHECK_OK(safetensors_open_file(&m, path));
     if (m) {

@@ -21,8 +21,9 @@ llmrt_status llmrt_chat_open(llmrt_chat **out, const char *path, const char *nam
     if (!c) return err_set(LLMRT_ERR_NOMEM, "out of memory");
     llmrt_status s = chat_config_load(&c->cfg, resolved, name);
     if (s == LLMRT_OK && !c->cfg.template_src)
-        s = err_set(LLMRT_ERR_IO, "%s: no chat template (tokenizer_config.json has no "
-                                  "chat_template and there is no chat_template.jinja)",
+        s = err_set(LLMRT_ERR_IO,
+                    "%s: no chat template (tokenizer_config.json has no "
+                    "chat_template and there is no chat_template.jinja)",
                     resolved);
     if (s == LLMRT_OK)
         s = chat_template_parse(&c->t, c->cfg.template_src, strlen(c->cfg.template_src),
@@ -44,7 +45,9 @@ void llmrt_chat_free(llmrt_chat *c) {
 
 llmrt_status llmrt_model_chat(llmrt_model *m, llmrt_chat **out) {
     *out = NULL;
-    if (!m->chat) TRY(llmrt_chat_open(&m->chat, m->path, NULL));
+    /* A tokenizer given apart brings its own chat template, as in transformers (the template
+     * belongs to the tokenizer, not to the weights). */
+    if (!m->chat) TRY(llmrt_chat_open(&m->chat, m->tok_dir[0] ? m->tok_dir : m->path, NULL));
     *out = m->chat;
     return LLMRT_OK;
 }

@@ -17,7 +17,9 @@ struct llmrt_tokenizer {
 /* A model: its config and tokenizer from llmrt_model_open; backend, weights and engine from
  * llmrt_model_load (NULL before). */
 struct llmrt_model {
-    char path[PATH_MAX]; /* the folder in use */
+    char path[PATH_MAX];    /* the folder in use */
+    char tok_dir[PATH_MAX]; /* the folder of the tokenizer given apart (its chat template and
+                               special tokens); "" when the tokenizer is the model's own */
     model_config cfg;
     struct llmrt_tokenizer tok; /* tok.t NULL: no tokenizer */
     struct llmrt_chat *chat;    /* the chat template, read on first use (llmrt_model_chat) */

@@ -112,6 +112,20 @@ llmrt_status api_need_loaded(const llmrt_model *m, const char *who) {
 
 /* ---- open ---- */
 
+/* The folder of a tokenizer path (a folder, or a file such as tokenizer.json in one), where its
+ * chat template and special tokens are read from, as transformers reads them. */
+static void tokenizer_dir(char *out, size_t n, const char *tpath) {
+    snprintf(out, n, "%s", tpath);
+    if (dir_exists(out)) return;
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        snprintf(out, n, ".");
+    else if (slash == out)
+        out[1] = '\0';
+    else
+        *slash = '\0';
+}
+
 llmrt_status llmrt_model_open(llmrt_model **out, const char *model_spec,
                               const llmrt_open_opts *opts) {
     *out = NULL;
@@ -128,6 +142,7 @@ llmrt_status llmrt_model_open(llmrt_model **out, const char *model_spec,
         if (o.tokenizer) {
             s = hf_resolve(o.tokenizer, tpath, sizeof tpath);
             if (s == LLMRT_OK) s = tokenizer_load(&m->tok.t, tpath);
+            if (s == LLMRT_OK) tokenizer_dir(m->tok_dir, sizeof m->tok_dir, tpath);
         } else {
             char tj[PATH_MAX + 32];
             snprintf(tj, sizeof tj, "%s/tokenizer.json", m->path);
@@ -305,7 +320,8 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
     m->precision = o.precision;
     size_t kvb = 0, actb = 0;
     if (o.kv_dtype == LLMRT_KV_FP8) s = backend_use_kv_fp8(m->be);
-    if (s == LLMRT_OK) s = engine_plan(&m->cfg, &eo, m->be->act_dtype, m->be->kv_dtype, &kvb, &actb);
+    if (s == LLMRT_OK)
+        s = engine_plan(&m->cfg, &eo, m->be->act_dtype, m->be->kv_dtype, &kvb, &actb);
     /* a KV cache sized by a fraction of what is left is sized after the weights are in */
     model_load_opts lo = {.verbose = o.verbose,
                           .reserve_bytes = actb + (o.kv_fraction > 0 ? 0 : kvb),

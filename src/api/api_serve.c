@@ -21,6 +21,7 @@ llmrt_status llmrt_server_create(llmrt_server **out, llmrt_model *m,
     llmrt_server_opts o = opts ? *opts : (llmrt_server_opts){0};
     serve_model sm = {.name = o.model_name && o.model_name[0] ? o.model_name : m->path,
                       .path = m->path,
+                      .tok_dir = m->tok_dir[0] ? m->tok_dir : NULL,
                       .tok = m->tok.t,
                       .cfg = &m->cfg};
     serve_opts so = {.host = o.host,

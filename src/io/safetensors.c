@@ -5,7 +5,8 @@
  * end]} (offsets relative to the data area), plus an optional "__metadata__" object of
  * strings. Everything in the header is untrusted: each field is checked before use, sizes are
  * computed with overflow checks, and byte ranges are checked against the data area and against
- * each other. Gaps between ranges are allowed (nothing reads them).
+ * each other. Gaps between ranges are allowed (nothing reads them); bytes after the last range
+ * are not (the reference reader refuses them: "incomplete metadata, file not fully covered").
  *
  * The header is copied out of the file with pread (a file truncated meanwhile is an error, not
  * a SIGBUS) and read by a streaming parser written for this one shape of JSON: strings are
@@ -698,7 +699,7 @@ static llmrt_status check_overlaps(const st_tensor *t, size_t n, uint64_t data_s
 }
 
 /* Reads the header of file m->files[fi] (its map is open) and appends its tensors, sorted by
- * name, with no duplicate names and no overlapping byte ranges. */
+ * name, with no duplicate names, no overlapping byte ranges and no bytes after the last one. */
 static llmrt_status parse_image(st_model *m, size_t fi) {
     st_file *f = &m->files[fi];
     const char *file = f->path;
@@ -780,7 +781,20 @@ static llmrt_status parse_image(st_model *m, size_t fi) {
         if (strcmp(mine[i - 1].name, mine[i].name) == 0)
             return err_set(LLMRT_ERR_FORMAT, "%s: header: duplicate tensor name '%s'", file,
                            mine[i].name);
-    return check_overlaps(mine, n, f->data_start, file);
+    TRY(check_overlaps(mine, n, f->data_start, file));
+    uint64_t data_end = 0; /* where the last byte range ends, in the data area */
+    for (size_t i = 0; i < n; i++)
+        if (mine[i].file_offset - f->data_start + mine[i].nbytes > data_end)
+            data_end = mine[i].file_offset - f->data_start + mine[i].nbytes;
+    if (data_end != data_size)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: %" PRIu64 " byte%s after the data area: the file is %zu bytes, its "
+                       "header (%" PRIu64 " bytes with the length) and tensors (%" PRIu64
+                       " bytes of data) cover %" PRIu64 " (incomplete metadata, the file is not "
+                       "fully covered: appended data or a header that lost tensors?)",
+                       file, (uint64_t)data_size - data_end, data_size - data_end == 1 ? "" : "s",
+                       size, f->data_start, data_end, f->data_start + data_end);
+    return LLMRT_OK;
 }
 
 /* Sorts by name (when several files were read) and refuses duplicates across files. */

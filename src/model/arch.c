@@ -125,6 +125,12 @@ static const arch_desc arch_table[] = {
         .act_default = "gelu_pytorch_tanh",
         .pos = POS_ROPE,
         .rope_local_theta_key = "rope_local_base_freq",
+        /* Gemma3TextConfig's class defaults */
+        .rope_theta_default = 1e6,
+        .head_dim_default = 256,
+        .kv_heads_default = 4,
+        .attn_scale_default = 256,
+        .sliding_window_default = 4096,
         .layer_rule = LAYERS_PATTERN,
         .sliding_pattern_default = 6,
         .tied_default = true,

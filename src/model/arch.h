@@ -55,6 +55,12 @@ typedef struct arch_desc {
                                          query_pre_attn_scalar); NULL: head_dim^-0.5 */
     const char *rope_local_theta_key; /* config number: RoPE theta of sliding layers (Gemma 3
                                          rope_local_base_freq); NULL: as the full layers */
+    /* defaults of the config class (transformers 5.25) where they are not the Llama ones */
+    double rope_theta_default;  /* rope_theta (of the full layers); 0: 10000 */
+    int head_dim_default;       /* head_dim; 0: hidden_size / num_attention_heads */
+    int kv_heads_default;       /* num_key_value_heads; 0: num_attention_heads */
+    double attn_scale_default;  /* attn_scale_key's value; 0: head_dim */
+    int sliding_window_default; /* sliding_window; 0: none (required by sliding layers) */
     layer_rule layer_rule;
     int sliding_pattern_default; /* LAYERS_PATTERN: P when the config gives none */
     arch_bool_rule bool_rules[ARCH_MAX_BOOL_RULES];

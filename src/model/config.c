@@ -884,17 +884,19 @@ static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
     TRY(cfg_int(r, o, k->hidden, &c->hidden, 0, 1, 1, 1 << 16));
     TRY(cfg_int(r, o, k->layers, &c->n_layers, 0, 1, 1, MODEL_MAX_LAYERS));
     TRY(cfg_int(r, o, k->heads, &c->n_heads, 0, 1, 1, 1024));
-    TRY(cfg_int(r, o, k->kv_heads, &c->n_kv_heads, c->n_heads, 0, 1, 1024));
+    TRY(cfg_int(r, o, k->kv_heads, &c->n_kv_heads,
+                a->kv_heads_default ? a->kv_heads_default : c->n_heads, 0, 1, 1024));
     if (c->n_heads % c->n_kv_heads != 0)
         return err_set(LLMRT_ERR_FORMAT,
                        "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
                        r->path, c->n_heads, c->n_kv_heads);
-    if (!cfg_find(o, k->head_dim, NULL) && c->hidden % c->n_heads != 0)
+    if (!cfg_find(o, k->head_dim, NULL) && !a->head_dim_default && c->hidden % c->n_heads != 0)
         return err_set(LLMRT_ERR_FORMAT,
                        "%s: hidden_size (%d) is not a multiple of num_attention_heads (%d) and "
                        "there is no head_dim",
                        r->path, c->hidden, c->n_heads);
-    TRY(cfg_int(r, o, k->head_dim, &c->head_dim, c->hidden / c->n_heads, 0, 2, 1024));
+    TRY(cfg_int(r, o, k->head_dim, &c->head_dim,
+                a->head_dim_default ? a->head_dim_default : c->hidden / c->n_heads, 0, 2, 1024));
     if (c->head_dim % 2 != 0)
         return err_set(LLMRT_ERR_FORMAT, "%s: head_dim %d must be even", r->path, c->head_dim);
     TRY(cfg_int(r, o, k->ffn, &c->ffn, a->ffn_default_mult * c->hidden, a->ffn_default_mult == 0, 1,
@@ -932,7 +934,8 @@ static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
 
     /* attention scale, embedding scale, soft-capping */
     double qpas = 0;
-    if (a->attn_scale_key) TRY(cfg_num(r, o, KEYS(a->attn_scale_key), &qpas, 0));
+    if (a->attn_scale_key)
+        TRY(cfg_num(r, o, KEYS(a->attn_scale_key), &qpas, a->attn_scale_default));
     if (qpas < 0)
         return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be positive", r->path, a->attn_scale_key);
     c->attn_scale = (float)(1.0 / sqrt(qpas > 0 ? qpas : (double)c->head_dim));
@@ -953,21 +956,58 @@ static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
     c->attn_softcap = (float)asc;
 
     /* RoPE: Hub dialect rope_theta + rope_scaling; transformers 5 rope_parameters, either one
-     * object or one per layer kind ({"full_attention": {...}, "sliding_attention": {...}}). */
+     * object or one per layer kind ({"full_attention": {...}, "sliding_attention": {...}}).
+     * Both given: as transformers 5.25 reads them (convert_rope_params_to_dict). A rope_scaling
+     * that is not null or {} replaces rope_parameters whole (its rope_theta, else the top-level
+     * one, else the default), except in a family with a RoPE per layer kind (Gemma 3), where it
+     * is merged into rope_parameters.full_attention, its keys winning. */
     double theta, local_theta;
-    TRY(cfg_num(r, o, KEYS("rope_theta"), &theta, 10000.0));
+    TRY(cfg_num(r, o, KEYS("rope_theta"), &theta,
+                a->rope_theta_default > 0 ? a->rope_theta_default : 10000.0));
     local_theta = theta;
     if (a->rope_local_theta_key)
         TRY(cfg_num(r, o, KEYS(a->rope_local_theta_key), &local_theta, 10000.0));
     json_t *rp = json_object_get(o, "rope_parameters");
-    if (rp && json_is_object(rp) && json_object_get(rp, "full_attention")) {
-        TRY(rope_read(r, json_object_get(rp, "full_attention"), "rope_parameters.full_attention",
-                      theta, &c->rope_global));
+    json_t *rs = json_object_get(o, "rope_scaling");
+    if (rp && json_is_null(rp)) rp = NULL;
+    if (rs && (json_is_null(rs) || (json_is_object(rs) && json_object_size(rs) == 0))) rs = NULL;
+    bool nested = rp && json_is_object(rp) && json_object_get(rp, "full_attention");
+    if (rs && !a->rope_local_theta_key) {
+        TRY(rope_read(r, rs, "rope_scaling", theta, &c->rope_global));
+        c->rope_local = c->rope_global;
+    } else if (nested) {
+        json_t *full = json_object_get(rp, "full_attention"), *merged = NULL;
+        const char *where = "rope_parameters.full_attention";
+        if (rs) {
+            if (!json_is_object(rs) || !json_is_object(full))
+                return err_set(LLMRT_ERR_FORMAT,
+                               "%s: \"rope_scaling\" and \"rope_parameters.full_attention\" must "
+                               "both be objects to be merged",
+                               r->path);
+            merged = json_deep_copy(full);
+            if (!merged || json_object_update(merged, rs) != 0) {
+                json_decref(merged);
+                return err_set(LLMRT_ERR_NOMEM, "out of memory");
+            }
+            where = "rope_parameters.full_attention with rope_scaling";
+        }
+        llmrt_status st = rope_read(r, merged ? merged : full, where, theta, &c->rope_global);
+        json_decref(merged);
+        TRY(st);
         json_t *sl = json_object_get(rp, "sliding_attention");
         TRY(rope_read(r, sl, "rope_parameters.sliding_attention", local_theta, &c->rope_local));
+    } else if (rs && rp) {
+        /* transformers fails here (a KeyError on full_attention) */
+        return err_set(
+            LLMRT_ERR_FORMAT,
+            "%s: \"rope_scaling\" is given with a \"rope_parameters\" that has no "
+            "\"full_attention\" entry; model_type %s takes rope_scaling into "
+            "rope_parameters.full_attention (give one of the two, or rope_parameters per "
+            "layer kind)",
+            r->path, mt);
     } else {
-        json_t *rs = (rp && !json_is_null(rp)) ? rp : json_object_get(o, "rope_scaling");
-        TRY(rope_read(r, rs, rp ? "rope_parameters" : "rope_scaling", theta, &c->rope_global));
+        TRY(rope_read(r, rp ? rp : rs, rp ? "rope_parameters" : "rope_scaling", theta,
+                      &c->rope_global));
         if (a->rope_local_theta_key)
             TRY(rope_read(r, NULL, "", local_theta, &c->rope_local));
         else
@@ -982,7 +1022,7 @@ static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
     /* layer kinds: layer_types, else the family's rule */
     memset(c->layer_sliding, 0, sizeof c->layer_sliding);
     int window = 0;
-    TRY(cfg_int(r, o, KEYS("sliding_window"), &window, 0, 0, 0, 1 << 24));
+    TRY(cfg_int(r, o, KEYS("sliding_window"), &window, a->sliding_window_default, 0, 0, 1 << 24));
     json_t *lt = json_object_get(o, "layer_types");
     bool any_sliding = false;
     if (lt && !json_is_null(lt)) {

@@ -943,7 +943,8 @@ llmrt_status server_create(server **out, const serve_model *m, const serve_opts 
     llmrt_status st = LLMRT_OK;
     if (!s->name || !s->path || !s->host || (o.api_key && o.api_key[0] && !s->api_key))
         st = err_set(LLMRT_ERR_NOMEM, "out of memory");
-    if (!st) st = load_template(s, m->path, o.chat_template, detect_tools);
+    if (!st)
+        st = load_template(s, m->tok_dir ? m->tok_dir : m->path, o.chat_template, detect_tools);
     if (!st && pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         st = err_set(LLMRT_ERR_IO, "server: pipe: %s", strerror(errno));
     struct sockaddr_storage addr;

@@ -23,6 +23,8 @@ typedef struct server server;
 typedef struct serve_model {
     const char *name;        /* the name of /v1/models and of requests' `model` */
     const char *path;        /* the model folder (chat template, special tokens) */
+    const char *tok_dir;     /* the folder of a tokenizer given apart: its chat template and
+                                special tokens are used instead of the model folder's; NULL */
     tokenizer *tok;          /* required */
     const model_config *cfg; /* vocabulary, EOS ids */
 } serve_model;

@@ -130,6 +130,35 @@ if [ -w /dev/full ]; then
   expect_full template "$BIN" template --tokenizer models/demo-llama --messages "$TMP/msgs.json"
 fi
 
+# --top-p 0 would mean "no filter" to the library: refused with the range, as the server does
+expect_fail top-p-zero "--top_p must be a number in (0, 1], got '0'" -- "$BIN" run --model "$FIX" --prompt-ids 1,2 --top-p 0 --device cpu
+expect_fail chat-top-p-zero "--top_p must be a number in (0, 1], got '0'" -- "$BIN" chat --model models/demo-llama --top-p 0 --device cpu
+# contradicting inputs are refused, not one of them ignored
+printf '[{"role": "user", "content": "hi"}]' > "$TMP/msgs.json"
+printf 'hi' > "$TMP/p.txt"
+expect_fail messages-prompt "give --messages or --prompt (or --prompt-file), not both" -- "$BIN" run --model models/demo-llama --messages "$TMP/msgs.json" -p "other" -n 2 --device cpu
+expect_fail messages-prompt-file "give --messages or --prompt (or --prompt-file), not both" -- "$BIN" run --model models/demo-llama --messages "$TMP/msgs.json" --prompt-file "$TMP/p.txt" -n 2 --device cpu
+expect_fail messages-system "give --messages or --system, not both" -- "$BIN" run --model models/demo-llama --messages "$TMP/msgs.json" --system "be brief" -n 2 --device cpu
+expect_fail tools-no-chat "--tools goes through the chat template" -- "$BIN" run --model models/demo-llama -p hi --tools "$TMP/msgs.json" -n 2 --device cpu
+expect_fail tokenize-text-file "give one of --text, --file and --jsonl" -- "$BIN" tokenize --tokenizer models/demo-llama --text hi --file "$TMP/p.txt"
+expect_fail tokenize-text-jsonl "give one of --text, --file and --jsonl" -- "$BIN" tokenize --tokenizer models/demo-llama --text hi --jsonl
+expect_fail detokenize-ids-jsonl "give --ids 1,2,3 or --jsonl, not both" -- "$BIN" detokenize --tokenizer models/demo-llama --ids 1 --jsonl
+# list flags: the subcommand in the message; bench's lists are positive and say so
+expect_fail prompt-ids-empty "llmrt run: --prompt-ids: no token ids given" -- "$BIN" run --model "$FIX" --prompt-ids "" --device cpu
+expect_fail ids-negative "llmrt detokenize: --ids: expected comma-separated non-negative token ids, got '1,-2'" -- "$BIN" detokenize --tokenizer models/demo-llama --ids 1,-2
+expect_fail isl-gap "llmrt bench: --isl: expected comma-separated positive integers, got '8,,16'" -- "$BIN" bench --model models/demo-llama --isl 8,,16 --no-plot
+expect_fail isl-zero "llmrt bench: --isl: expected comma-separated positive integers, got '0'" -- "$BIN" bench --model models/demo-llama --isl 0 --no-plot
+expect_fail logits-ids-junk "llmrt logits: --prompt-ids: unexpected 'x' in '1x'" -- "$BIN" logits --model "$FIX" --prompt-ids 1x
+# a model without a tokenizer: the subcommand's own flag for ids
+copy_fixture; printf 'some text' > "$TMP/t.txt"
+expect_fail perplexity-no-tokenizer "has no tokenizer.json; give a tokenizer (--tokenizer PATH) or the prompt as --ids" -- "$BIN" perplexity --model "$TMP/m" --file "$TMP/t.txt" --device cpu
+expect_fail run-no-tokenizer "has no tokenizer.json; give a tokenizer (--tokenizer PATH) or the prompt as --prompt-ids" -- "$BIN" run --model "$TMP/m" -p hi --device cpu
+# --quant_format's help names int4, which it takes
+for sub in run logits perplexity chat; do
+  if "$BIN" $sub --help | grep -q -- "fp8 (E4M3), int8, int4 or none"; then pass=$((pass+1)); else
+    fail=$((fail+1)); echo "FAIL $sub --help: --quant_format does not name int4"; fi
+done
+
 # and the good path works: ids out, exit 0
 if out=$("$BIN" run --model "$FIX" --prompt-ids 1,2,3 --num_tokens 4 --device cpu --ignore-eos 2>/dev/null) && [ "$(echo $out | wc -w)" = 4 ]; then
   pass=$((pass+1))

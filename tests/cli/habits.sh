@@ -103,6 +103,45 @@ j2=$(run --messages "$T/m.json" -n 4 --json 2>/dev/null)
   "$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["prompt_ids"])')" ] && ok ||
   bad "--messages differs from --chat: $j2"
 
+# --tokenizer brings its chat template (as in transformers and `llmrt template --tokenizer`), a
+# folder or its tokenizer.json alike; one without a template is refused, not replaced by the
+# model folder's
+mkdir -p "$T/tpl" "$T/notpl"
+cp models/demo-llama/tokenizer.json "$T/tpl/"
+cp models/demo-llama/tokenizer.json "$T/notpl/"
+printf '{"chat_template": "TPL:{{ messages[0].content }}"}' > "$T/tpl/tokenizer_config.json"
+ids=$("$BIN" tokenize --tokenizer models/demo-llama --text "TPL:And God said")
+for tok in "$T/tpl" "$T/tpl/tokenizer.json"; do
+  j=$(run --tokenizer "$tok" --chat -p "And God said" -n 2 --json 2>/dev/null)
+  [ "$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["prompt_ids"])')" = "$ids" ] &&
+    ok || bad "--chat --tokenizer $tok: $j vs $ids"
+  j=$(run --tokenizer "$tok" --messages "$T/m.json" -n 2 --json 2>/dev/null)
+  [ "$(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["prompt_ids"])')" = "$ids" ] &&
+    ok || bad "--messages --tokenizer $tok: $j vs $ids"
+done
+run --tokenizer "$T/notpl" --chat -p "And God said" -n 2 > "$T/out" 2> "$T/err"; rc=$?
+[ $rc = 1 ] && grep -q "notpl: no" "$T/err" && [ ! -s "$T/out" ] && ok ||
+  bad "--chat with a tokenizer without a template: rc $rc, $(cat "$T/err")"
+
+# --quiet: taken by every subcommand that loads a model; no progress and no notes (the
+# weight-only note of --quant_format), errors only
+for cmd in "run -p hi -n 2" "logits --prompt-ids 1,2" "perplexity --ids 1,2,3" \
+           "bench --isl 4 --num_tokens 2 --iterations 1 --warmup 0 --no-plot --out $T/bench"; do
+  "$BIN" $cmd --model models/demo-llama --device cpu --quant_format int8 --quiet > /dev/null 2> "$T/err"; rc=$?
+  [ $rc = 0 ] && [ ! -s "$T/err" ] && ok || bad "--quiet ($cmd): rc $rc, stderr: $(cat "$T/err")"
+done
+"$BIN" perplexity --model models/demo-llama --device cpu --quiet --ids 1 > /dev/null 2> "$T/err"
+[ -s "$T/err" ] && ok || bad "--quiet hid an error"
+
+# llmrt chat: an unknown /command is refused with the list (not sent to the model); empty lines
+# are ignored; // sends a line beginning with /
+printf '/bogus\n\n  \nAnd it came\n' | "$BIN" chat --model models/demo-llama --device cpu -n 4 > "$T/out" 2> "$T/err"; rc=$?
+[ $rc = 0 ] && grep -q "unknown command /bogus; the commands are /reset, /system TEXT and /quit" "$T/err" &&
+  [ "$(grep -c '^\[prefill' "$T/err")" = 1 ] && ok || bad "chat /bogus and empty lines: rc $rc, $(cat "$T/err")"
+printf '//bogus\n' | "$BIN" chat --model models/demo-llama --device cpu -n 4 > "$T/out" 2> "$T/err"
+[ "$(grep -c '^\[prefill' "$T/err")" = 1 ] && ! grep -q "unknown command" "$T/err" && ok ||
+  bad "chat //: $(cat "$T/err")"
+
 # a template's raise_exception: its message, exit 1, nothing on stdout
 mkdir -p "$T/tok"
 cp models/demo-llama/tokenizer.json "$T/tok/"

@@ -81,6 +81,15 @@ grep -q "^weights: FP8 E4M3 (per-channel scales), 1.0[0-9] bytes/weight, quantiz
 [ $rc = 2 ] && grep -q "quant_format must be fp8, int8, int4 or none, got 'int3'" "$TMP/err" && [ ! -s "$TMP/out" ] && ok || bad "int3: rc $rc $(cat "$TMP/err")"
 "$BIN" perplexity --precision FP8 --quant_format int8 --ids 1,2 >"$TMP/out" 2>"$TMP/err"; rc=$?
 [ $rc = 2 ] && grep -q "precision FP8 means --precision BF16 --quant_format fp8" "$TMP/err" && ok || bad "FP8 + int8: rc $rc $(cat "$TMP/err")"
+# the other order is refused with the same message (it used to run FP8, dropping int8); none too
+for q in int8 int4 none; do
+  "$BIN" run --quant_format $q --precision FP8 -p hi -n 2 --device cpu >"$TMP/out" 2>"$TMP/err"; rc=$?
+  "$BIN" run --precision FP8 --quant_format $q -p hi -n 2 --device cpu >/dev/null 2>"$TMP/err2"
+  [ $rc = 2 ] && grep -q "does not go with --quant_format $q" "$TMP/err" && [ ! -s "$TMP/out" ] &&
+    cmp -s "$TMP/err" "$TMP/err2" && ok || bad "int8 + FP8 ($q): rc $rc $(cat "$TMP/err") vs $(cat "$TMP/err2")"
+done
+"$BIN" run --quant_format fp8 --precision FP8 -p hi -n 2 --device cpu >/dev/null 2>"$TMP/err" && ok ||
+  bad "fp8 + FP8: $(cat "$TMP/err")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

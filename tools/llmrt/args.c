@@ -113,6 +113,19 @@ double args_double(args *a, double lo, double hi) {
     return x;
 }
 
+double args_double_above(args *a, double lo, double hi) {
+    const char *v = args_value(a);
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x > lo && x <= hi)) {
+        fprintf(stderr, "llmrt %s: --%s must be a number in (%g, %g], got '%s'\n", a->cmd, a->name,
+                lo, hi, v);
+        exit(2);
+    }
+    return x;
+}
+
 void args_unknown(const args *a) {
     const char *best = NULL;
     int best_d = 3; /* suggest only close names */
@@ -132,7 +145,8 @@ void args_unknown(const args *a) {
     exit(2);
 }
 
-static int parse_list(const char *s, int32_t **out, const char *flag, const char *noun) {
+static int parse_list(const char *cmd, const char *s, int32_t **out, const char *flag, long lo,
+                      const char *noun) {
     size_t cap = 16, n = 0;
     int32_t *ids = malloc(cap * sizeof *ids);
     if (!ids) return -1;
@@ -144,9 +158,9 @@ static int parse_list(const char *s, int32_t **out, const char *flag, const char
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > INT32_MAX) {
-            fprintf(stderr, "--%s: expected comma-separated non-negative %s, got '%s'\n", flag,
-                    noun, s);
+        if (end == p || errno || v < lo || v > INT32_MAX) {
+            fprintf(stderr, "llmrt %s: --%s: expected comma-separated %s %s, got '%s'\n", cmd, flag,
+                    lo > 0 ? "positive" : "non-negative", noun, s);
             free(ids);
             return -1;
         }
@@ -165,14 +179,14 @@ static int parse_list(const char *s, int32_t **out, const char *flag, const char
             p++;
         if (*p == '\0') break;
         if (*p != ',') {
-            fprintf(stderr, "--%s: unexpected '%c' in '%s'\n", flag, *p, s);
+            fprintf(stderr, "llmrt %s: --%s: unexpected '%c' in '%s'\n", cmd, flag, *p, s);
             free(ids);
             return -1;
         }
         p++;
     }
     if (n == 0) {
-        fprintf(stderr, "--%s: no %s given\n", flag, noun);
+        fprintf(stderr, "llmrt %s: --%s: no %s given\n", cmd, flag, noun);
         free(ids);
         return -1;
     }
@@ -180,10 +194,10 @@ static int parse_list(const char *s, int32_t **out, const char *flag, const char
     return (int)n;
 }
 
-int args_parse_ids(const char *s, int32_t **out, const char *flag) {
-    return parse_list(s, out, flag, "token ids");
+int args_parse_ids(const args *a, const char *s, int32_t **out, const char *flag) {
+    return parse_list(a->cmd, s, out, flag, 0, "token ids");
 }
 
-int args_parse_ints(const char *s, int32_t **out, const char *flag) {
-    return parse_list(s, out, flag, "integers");
+int args_parse_positive(const args *a, const char *s, int32_t **out, const char *flag) {
+    return parse_list(a->cmd, s, out, flag, 1, "integers");
 }

@@ -26,14 +26,17 @@ int args_is(args *a, const char *name); /* name in underscore form */
 const char *args_value(args *a);
 long args_long(args *a, long lo, long hi);
 double args_double(args *a, double lo, double hi);
+/* The value as a number in (lo, hi]: lo itself refused (--top-p 0, which the library would read
+ * as "no filter"); exits with status 2 otherwise. */
+double args_double_above(args *a, double lo, double hi);
 /* Edit distance (insert, delete, substitute, swap of neighbours) between two short names. */
 int args_edit_distance(const char *x, const char *y);
 /* Exits with "unknown flag" naming the command, and the closest known flag when one is near. */
 void args_unknown(const args *a);
 
-/* Parses "1,2,3" (spaces allowed) of token ids, or of other integers (the messages say which);
- * returns the count, or -1 with a message printed. */
-int args_parse_ids(const char *s, int32_t **out, const char *flag);
-int args_parse_ints(const char *s, int32_t **out, const char *flag);
+/* Parses "1,2,3" (spaces allowed) of token ids (>= 0), or of positive integers (the messages
+ * say which, after "llmrt CMD:"); returns the count, or -1 with a message printed. */
+int args_parse_ids(const args *a, const char *s, int32_t **out, const char *flag);
+int args_parse_positive(const args *a, const char *s, int32_t **out, const char *flag);
 
 #endif

@@ -28,8 +28,7 @@ typedef struct bench_cmd {
 static void usage(void) {
     printf("usage: llmrt bench [flags]   sweep isl x num_tokens x batch_size (docs/BENCHMARK.md)\n"
            "  --model DIR, --precision P, --quant_format F, --device D, --cache MODE   as llmrt "
-           "run\n"
-           "  --isl 128,512          prompt lengths (default 128)\n"
+           "run\n" CLI_QUIET_USAGE "  --isl 128,512          prompt lengths (default 128)\n"
            "  --num_tokens 128       new tokens per sequence, no EOS stop (default 128)\n"
            "  --batch_size 1,4,16    batch sizes (default 1)\n"
            "  --iterations N         timed runs per point (default 5); --warmup N (default 1)\n"
@@ -46,13 +45,8 @@ static void usage(void) {
 static int parse_list(args *a, int32_t **out, const char *flag) {
     free(*out);
     *out = NULL;
-    int n = args_parse_ints(args_value(a), out, flag);
+    int n = args_parse_positive(a, args_value(a), out, flag);
     if (n < 0) exit(2);
-    for (int i = 0; i < n; i++)
-        if ((*out)[i] < 1) {
-            fprintf(stderr, "llmrt bench: --%s values must be >= 1\n", flag);
-            exit(2);
-        }
     return n;
 }
 
@@ -119,8 +113,8 @@ int cmd_bench(int argc, char **argv) {
         for (int t = 0; t < n_nt; t++)
             for (int b = 0; b < n_b; b++)
                 pts[k++] = (llmrt_bench_point){isl[i], nt[t], bs[b]};
-    o.cm.verbose = true;
-    rc = cli_model_open(&o.cm, "bench", false);
+    o.cm.verbose = !o.cm.quiet;
+    rc = cli_model_open(&o.cm, "bench", NULL);
     if (rc) goto out;
     rc = 1;
     if (!bench_cli_make_dirs(o.out)) {
@@ -139,7 +133,7 @@ int cmd_bench(int argc, char **argv) {
                     .python = o.python,
                     .pytorch_script = o.pytorch_script,
                     .pytorch_modes = o.pytorch_modes,
-                    .verbose = true};
+                    .verbose = !o.cm.quiet};
     rc = bench_cli_load(&bc, pts, n, "bench");
     if (rc) goto out;
     rc = 1;

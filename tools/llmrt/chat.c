@@ -25,10 +25,11 @@ static void on_sigint(int sig) {
 static void usage(void) {
     printf("usage: llmrt chat [--model DIR|NAME] [--system TEXT] [--num_tokens N]\n"
            "                  [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-           "                  [--precision P] [--quant_format F] [--device D] [--max-seq N]\n"
-           CLI_QUANT_USAGE
+           "                  [--precision P] [--quant_format F] [--device D] [--max-seq "
+           "N]\n" CLI_QUANT_USAGE CLI_QUIET_USAGE
            "An interactive chat with the model's chat template. Commands: /reset, /system TEXT,\n"
-           "/quit; Ctrl-C stops the current reply, Ctrl-D leaves. After each reply, stderr\n"
+           "/quit (others are refused; // sends a line beginning with /); empty lines are\n"
+           "ignored; Ctrl-C stops the current reply, Ctrl-D leaves. After each reply, stderr\n"
            "shows how many tokens were prefilled (only the new turn's) and the decode rate.\n");
 }
 
@@ -136,7 +137,7 @@ int cmd_chat(int argc, char **argv) {
         } else if (args_is(&a, "top_k")) {
             go.sampling.top_k = (int)args_long(&a, 0, 1 << 24);
         } else if (args_is(&a, "top_p")) {
-            go.sampling.top_p = (float)args_double(&a, 0, 1);
+            go.sampling.top_p = (float)args_double_above(&a, 0, 1);
         } else if (args_is(&a, "seed")) {
             go.sampling.seed = (uint64_t)args_long(&a, 0, 0x7fffffffffffffffL);
         } else {
@@ -144,8 +145,8 @@ int cmd_chat(int argc, char **argv) {
         }
     }
     const bool tty = isatty(0);
-    cm.verbose = tty;
-    int rc = cli_model_open(&cm, "chat", true);
+    cm.verbose = tty && !cm.quiet;
+    int rc = cli_model_open(&cm, "chat", "");
     if (rc) return rc;
     llmrt_chat *tmpl = NULL;
     llmrt_status st = llmrt_model_chat(cm.m, &tmpl);
@@ -199,7 +200,19 @@ int cmd_chat(int argc, char **argv) {
             free(line);
             continue;
         }
-        add_message(c.msgs, "user", line);
+        if (line[strspn(line, " \t\r")] == '\0') { /* an empty line: nothing to send */
+            free(line);
+            continue;
+        }
+        if (line[0] == '/' && line[1] != '/') { /* not sent to the model: a mistyped command */
+            fprintf(stderr,
+                    "(unknown command %s; the commands are /reset, /system TEXT and /quit; start "
+                    "a message with // to send a line beginning with /)\n",
+                    line);
+            free(line);
+            continue;
+        }
+        add_message(c.msgs, "user", line[0] == '/' ? line + 1 : line);
         free(line);
         /* the conversation's prompt, and what the cache already holds of it */
         char *msgs = json_dumps(c.msgs, JSON_COMPACT), *text = NULL;

@@ -20,8 +20,10 @@ bool cli_model_flag(args *a, cli_model *cm) {
     } else if (args_is(a, "precision") || args_is(a, "model_precision")) {
         const char *v = args_value(a);
         if (!strcasecmp(v, "FP8")) {
+            /* a --quant_format given before is kept, so that the check below refuses it as it
+             * refuses one given after */
             cm->precision = LLMRT_BF16;
-            cm->quant = LLMRT_QUANT_FP8;
+            if (!cm->quant_given) cm->quant = LLMRT_QUANT_FP8;
             cm->precision_fp8 = true;
         } else if (llmrt_precision_parse(v, &cm->precision) != LLMRT_OK) {
             fprintf(stderr,
@@ -43,6 +45,8 @@ bool cli_model_flag(args *a, cli_model *cm) {
         cm->quant_given = true;
     } else if (args_is(a, "weight_only")) {
         cm->weight_only = true;
+    } else if (args_is(a, "quiet")) {
+        cm->quiet = true;
     } else if (args_is(a, "kv_cache_dtype")) {
         const char *v = args_value(a);
         if (llmrt_kv_dtype_parse(v, &cm->kv_dtype) != LLMRT_OK) {
@@ -104,7 +108,7 @@ const char *cli_default_model(void) {
     return cli_find_beside("models/demo-llama");
 }
 
-int cli_model_open(cli_model *cm, const char *cmd, bool require_tokenizer) {
+int cli_model_open(cli_model *cm, const char *cmd, const char *need_tokenizer) {
     const char *spec = cm->model;
     if (!spec) {
         spec = cli_default_model();
@@ -116,9 +120,20 @@ int cli_model_open(cli_model *cm, const char *cmd, bool require_tokenizer) {
             return 2;
         }
     }
-    llmrt_open_opts oo = {.tokenizer = cm->tokenizer, .require_tokenizer = require_tokenizer};
+    llmrt_open_opts oo = {.tokenizer = cm->tokenizer};
     llmrt_status s = llmrt_model_open(&cm->m, spec, &oo);
     if (s != LLMRT_OK) return cli_fail(cmd, s);
+    if (need_tokenizer && !llmrt_model_tokenizer(cm->m)) {
+        /* said here rather than by the library, which does not know the subcommand's flags */
+        llmrt_model_info info;
+        llmrt_model_get_info(cm->m, &info);
+        fprintf(stderr,
+                "llmrt %s: %s has no tokenizer.json; give a tokenizer (--tokenizer PATH)%s%s\n",
+                cmd, info.path, need_tokenizer[0] ? " or the prompt as " : "", need_tokenizer);
+        llmrt_model_free(cm->m);
+        cm->m = NULL;
+        return 2;
+    }
     return 0;
 }
 
@@ -127,6 +142,7 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     lo.precision = cm->precision;
     lo.quant = cm->quant;
     lo.kv_dtype = cm->kv_dtype;
+    if (cm->quiet) cm->verbose = false;
     lo.verbose = cm->verbose;
     llmrt_status s = llmrt_model_load(cm->m, &lo);
     if (s != LLMRT_OK) {
@@ -142,7 +158,7 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     static bool said_act_scales;
     llmrt_model_info info;
     llmrt_model_get_info(cm->m, &info);
-    if (info.checkpoint_act_quant && !said_act_scales) {
+    if (info.checkpoint_act_quant && !said_act_scales && !cm->quiet) {
         said_act_scales = true;
         fprintf(stderr,
                 "llmrt %s: note: the checkpoint (%s) also quantizes activations or the KV cache; "
@@ -155,7 +171,7 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
                     : llmrt_precision_name(cm->precision));
     }
     static bool said_weight_only;
-    if (cm->quant != LLMRT_QUANT_NONE && !cm->weight_only && !said_weight_only) {
+    if (cm->quant != LLMRT_QUANT_NONE && !cm->weight_only && !said_weight_only && !cm->quiet) {
         said_weight_only = true;
         fprintf(stderr,
                 "llmrt %s: note: llmrt quantizes weights only: with --quant_format %s the "

@@ -20,29 +20,37 @@ typedef struct cli_model {
     bool weight_only;   /* --weight_only: the user knows that only weights are quantized */
     llmrt_kv_dtype kv_dtype; /* --kv-cache-dtype: auto (the activation precision) or fp8 */
     bool verbose;       /* progress on stderr */
+    bool quiet;         /* --quiet: no progress and no notes on stderr (errors only) */
     llmrt_model *m;
 } cli_model;
 
 /* The help lines of the weight format flags, shared by the subcommands' usage. */
 #define CLI_QUANT_USAGE                                                                            \
-    "  --quant_format F       fp8 (E4M3), int8 or none (default): quantize the layer matrices\n"   \
-    "                         on load, one F32 scale per output channel; embeddings, the LM\n"     \
+    "  --quant_format F       fp8 (E4M3), int8, int4 or none (default): quantize the layer\n"      \
+    "                         matrices on load, one F32 scale per output channel (int4: per\n"     \
+    "                         output channel and group of 128 inputs); embeddings, the LM\n"       \
     "                         head, activations and the KV cache stay in the precision\n"          \
     "                         (weight-only; --weight_only is accepted and says so)\n"              \
-    "  --precision FP8        short for --precision BF16 --quant_format fp8\n"                  \
-    "  --kv-cache-dtype T     auto (default: the activations' type, F32 on the CPU) or fp8:\n"  \
-    "                         keys and values as FP8 E4M3 with a scale per position and head\n" \
+    "  --precision FP8        short for --precision BF16 --quant_format fp8\n"                     \
+    "  --kv-cache-dtype T     auto (default: the activations' type, F32 on the CPU) or fp8:\n"     \
+    "                         keys and values as FP8 E4M3 with a scale per position and head\n"    \
     "                         (CPU only for now)\n"
+
+/* The help line of --quiet, which cli_model_flag takes for every subcommand. */
+#define CLI_QUIET_USAGE "  --quiet                no progress or notes on stderr (errors only)\n"
 
 /* Handles the flags every model-running subcommand takes: --model, --tokenizer, --precision
  * (alias --model_precision; FP8 is BF16 with FP8 layer matrices), --quant_format,
- * --weight_only, --kv-cache-dtype and --device. Returns true if the current flag was one of them; exits with a
- * message on a bad precision or format, or on --precision FP8 with another --quant_format. */
+ * --weight_only, --kv-cache-dtype, --device and --quiet. Returns true if the current flag was one
+ * of them; exits with a message on a bad precision or format, or on --precision FP8 with another
+ * --quant_format. */
 bool cli_model_flag(args *a, cli_model *cm);
 
-/* Opens the model (the demo model when --model is absent): config and tokenizer. Prints the
- * error and returns its exit code (0: opened). */
-int cli_model_open(cli_model *cm, const char *cmd, bool require_tokenizer);
+/* Opens the model (the demo model when --model is absent): config and tokenizer. need_tokenizer:
+ * NULL when the model may come without one; else one is required, and the string names the
+ * subcommand's flag that would do without it ("--prompt-ids"; "": none). Prints the error and
+ * returns its exit code (0: opened). */
+int cli_model_open(cli_model *cm, const char *cmd, const char *need_tokenizer);
 
 /* Loads the opened model with lo (its device, precision and quantization from the flags); says
  * once on stderr when auto chose the CPU, and, unless --weight_only was given, that a

@@ -16,7 +16,7 @@ static void usage(void) {
            "                    [--last N]\n"
            "Prints {\"prompt_ids\": [...], \"first_position\": P, \"logits\": [[vocab floats] per\n"
            "position]}: every position, or with --last N only the last N (P = n - "
-           "N).\n" CLI_QUANT_USAGE);
+           "N).\n" CLI_QUANT_USAGE CLI_QUIET_USAGE);
 }
 
 int cmd_logits(int argc, char **argv) {
@@ -35,7 +35,7 @@ int cmd_logits(int argc, char **argv) {
             last = (int)args_long(&a, 1, 1 << 24);
         } else if (args_is(&a, "prompt_ids")) {
             free(ids);
-            n = args_parse_ids(args_value(&a), &ids, "prompt-ids");
+            n = args_parse_ids(&a, args_value(&a), &ids, "prompt-ids");
             if (n < 0) return 2;
         } else {
             args_unknown(&a);
@@ -46,7 +46,7 @@ int cmd_logits(int argc, char **argv) {
         return 2;
     }
     float *logits = NULL;
-    int rc = cli_model_open(&cm, "logits", false);
+    int rc = cli_model_open(&cm, "logits", NULL);
     if (rc) goto out;
     llmrt_model_info info = cli_model_info(&cm);
     llmrt_status st = llmrt_model_check_ids(cm.m, ids, (size_t)n);

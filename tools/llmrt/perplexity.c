@@ -13,7 +13,8 @@
 static void usage(void) {
     printf("usage: llmrt perplexity --model DIR (--file TEXT_FILE | --ids 1,2,3)\n"
            "                        [--precision FP32|FP16|BF16|FP8] [--quant_format F]\n"
-           "                        [--device cpu|cuda] [--json]\n" CLI_QUANT_USAGE
+           "                        [--device cpu|cuda] [--json] [--quiet]\n" CLI_QUANT_USAGE
+               CLI_QUIET_USAGE
            "The text is encoded with the model's tokenizer, special tokens (BOS) included.\n");
 }
 
@@ -35,7 +36,7 @@ int cmd_perplexity(int argc, char **argv) {
             file = args_value(&a);
         } else if (args_is(&a, "ids")) {
             free(ids);
-            int k = args_parse_ids(args_value(&a), &ids, "ids");
+            int k = args_parse_ids(&a, args_value(&a), &ids, "ids");
             if (k < 0) return 2;
             n = (size_t)k;
         } else if (args_is(&a, "json")) {
@@ -49,7 +50,7 @@ int cmd_perplexity(int argc, char **argv) {
         free(ids);
         return 2;
     }
-    int rc = cli_model_open(&cm, "perplexity", file != NULL);
+    int rc = cli_model_open(&cm, "perplexity", file ? "--ids" : NULL);
     if (rc) {
         free(ids);
         return rc;

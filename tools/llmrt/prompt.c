@@ -27,13 +27,40 @@ static char *read_stdin(size_t *len) {
     return p;
 }
 
-int prompt_text(const char *cmd, const prompt_src *p, char **text, size_t *len) {
-    *text = NULL;
-    *len = 0;
+int prompt_check(const char *cmd, const prompt_src *p) {
     if (p->text && p->file) {
         fprintf(stderr, "llmrt %s: give --prompt or --prompt-file, not both\n", cmd);
         return 2;
     }
+    if (p->messages_file && (p->text || p->file)) {
+        fprintf(stderr,
+                "llmrt %s: give --messages or --prompt (or --prompt-file), not both (--messages is "
+                "the whole conversation)\n",
+                cmd);
+        return 2;
+    }
+    if (p->messages_file && p->system) {
+        fprintf(stderr,
+                "llmrt %s: give --messages or --system, not both (put the system message in the "
+                "--messages file)\n",
+                cmd);
+        return 2;
+    }
+    if (p->tools_file && !p->chat && !p->system && !p->messages_file) {
+        fprintf(stderr,
+                "llmrt %s: --tools goes through the chat template: give it with --chat, --system "
+                "or --messages\n",
+                cmd);
+        return 2;
+    }
+    return 0;
+}
+
+int prompt_text(const char *cmd, const prompt_src *p, char **text, size_t *len) {
+    *text = NULL;
+    *len = 0;
+    int rc = prompt_check(cmd, p);
+    if (rc) return rc;
     if (p->file) {
         llmrt_status st = llmrt_read_file(p->file, text, len);
         if (st != LLMRT_OK) {

@@ -18,6 +18,11 @@ typedef struct prompt_src {
     const char *tools_file;    /* --tools FILE.json */
 } prompt_src;
 
+/* Refuses flags that contradict each other (--prompt with --prompt-file, --messages with
+ * --prompt, --prompt-file or --system, --tools without a chat) rather than ignoring one. Prints
+ * the error and returns the exit code (0: ok). */
+int prompt_check(const char *cmd, const prompt_src *p);
+
 /* The prompt's text into *text (malloc'd, NUL-terminated), or NULL when none was given
  * (then the caller's default applies). Prints the error and returns the exit code (0: ok). */
 int prompt_text(const char *cmd, const prompt_src *p, char **text, size_t *len);

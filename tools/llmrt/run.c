@@ -65,7 +65,7 @@ static void usage(void) {
         "  --seed S               sampling seed (default 0; same seed, same output)\n"
         "  --ignore-eos           do not stop at the model's EOS ids\n"
         "  --json                 one JSON object on stdout (ids, text, timings)\n"
-        "  --quiet                no progress or timings on stderr (errors only)\n"
+        "  --quiet                no progress, notes or timings on stderr (errors only)\n"
         "  --cudagraph, --debug, --min_block_size N   run_llm.py's; accepted, no effect\n"
         "benchmark mode (docs/BENCHMARK.md):\n"
         "  --benchmark            time generation on a random prompt (or the given one); print "
@@ -109,8 +109,6 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             o->src.messages_file = args_value(&a);
         } else if (args_is(&a, "tools")) {
             o->src.tools_file = args_value(&a);
-        } else if (args_is(&a, "quiet")) {
-            o->quiet = true;
         } else if (args_is(&a, "cudagraph") || args_is(&a, "debug")) {
             fprintf(stderr, "llmrt run: --%s is run_llm.py's; accepted, it has no effect here\n",
                     a.name);
@@ -120,7 +118,7 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
                             "partitioning); accepted, it has no effect here\n");
         } else if (args_is(&a, "prompt_ids")) {
             free(o->prompt_ids);
-            o->n_prompt_ids = args_parse_ids(args_value(&a), &o->prompt_ids, "prompt-ids");
+            o->n_prompt_ids = args_parse_ids(&a, args_value(&a), &o->prompt_ids, "prompt-ids");
             if (o->n_prompt_ids < 0) return 2;
         } else if (args_is(&a, "num_tokens")) {
             o->num_tokens = (int)args_long(&a, 1, 1 << 24);
@@ -133,7 +131,7 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
         } else if (args_is(&a, "top_k")) {
             o->gen.sampling.top_k = (int)args_long(&a, 0, 1 << 24);
         } else if (args_is(&a, "top_p")) {
-            o->gen.sampling.top_p = (float)args_double(&a, 0, 1);
+            o->gen.sampling.top_p = (float)args_double_above(&a, 0, 1);
         } else if (args_is(&a, "seed")) {
             o->gen.sampling.seed = (uint64_t)args_long(&a, 0, 0x7fffffffffffffffL);
         } else if (args_is(&a, "ignore_eos")) {
@@ -167,6 +165,9 @@ static int parse_flags(run_opts *o, int argc, char **argv) {
             args_unknown(&a);
         }
     }
+    o->quiet = o->cm.quiet; /* read by cli_model_flag */
+    int rc = prompt_check("run", &o->src);
+    if (rc) return rc;
     if ((o->src.text || o->src.file) && o->prompt_ids) {
         fprintf(stderr, "llmrt run: give --prompt (or --prompt-file) or --prompt-ids, not both\n");
         return 2;
@@ -250,7 +251,7 @@ static void print_timings(const run_opts *o, const llmrt_gen_result *r, int n_pr
  * --enable_pytorch_run comes without --benchmark (then the prompt text, as run_llm.py
  * compares outputs on it): that prompt then goes to every sequence. */
 static int run_benchmark(run_opts *o) {
-    int rc = cli_model_open(&o->cm, "run", false);
+    int rc = cli_model_open(&o->cm, "run", NULL);
     if (rc) return rc;
     int32_t *ids = o->prompt_ids;
     int n = o->n_prompt_ids;
@@ -384,7 +385,7 @@ int cmd_run(int argc, char **argv) {
     o.cm.verbose = !o.json && !o.quiet;
     if (o.benchmark || o.enable_pytorch_run) return run_benchmark(&o);
 
-    rc = cli_model_open(&o.cm, "run", o.prompt_ids == NULL);
+    rc = cli_model_open(&o.cm, "run", o.prompt_ids ? NULL : "--prompt-ids");
     if (rc) {
         free(o.prompt_ids);
         return rc;

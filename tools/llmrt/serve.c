@@ -41,7 +41,7 @@ static void usage(void) {
            "  --timeout S            idle connection timeout in seconds (default 30)\n"
            "  --http-threads N       HTTP threads (default 4)\n"
            "  --max-connections N    open connections at most (default 1024)\n"
-           "  --quiet                no line per request on stderr\n");
+           "  --quiet                no line per request, progress or notes on stderr\n");
 }
 
 typedef struct serve_cli {
@@ -141,12 +141,11 @@ static int parse_flags(serve_cli *o, int argc, char **argv) {
             o->so.http_threads = (int)args_long(&a, 1, 256);
         } else if (args_is(&a, "max_connections")) {
             o->so.max_connections = (int)args_long(&a, 1, 1 << 20);
-        } else if (args_is(&a, "quiet")) {
-            o->quiet = true;
         } else {
             args_unknown(&a);
         }
     }
+    o->quiet = o->cm.quiet; /* read by cli_model_flag */
     return 0;
 }
 
@@ -195,7 +194,7 @@ int cmd_serve(int argc, char **argv) {
     if (!o.quiet) {
         o.so.log = log_line;
     }
-    rc = cli_model_open(&o.cm, "serve", true);
+    rc = cli_model_open(&o.cm, "serve", "");
     if (rc) return rc;
     if (!o.so.model_name) {
         if (o.cm.model) {

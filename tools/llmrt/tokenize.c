@@ -102,6 +102,10 @@ int cmd_tokenize(int argc, char **argv) {
         } else
             args_unknown(&a);
     }
+    if ((text != NULL) + (file != NULL) + jsonl > 1) {
+        fprintf(stderr, "llmrt tokenize: give one of --text, --file and --jsonl\n");
+        return 2;
+    }
     llmrt_tokenizer *t;
     int rc = load_or_die("tokenize", path, &t, timing);
     if (rc) return rc;
@@ -259,13 +263,14 @@ int cmd_detokenize(int argc, char **argv) {
         } else
             args_unknown(&a);
     }
-    if (!jsonl && !ids_s) {
-        fprintf(stderr, "llmrt detokenize: give --ids 1,2,3 or --jsonl\n");
+    if (!jsonl == !ids_s) {
+        fprintf(stderr, "llmrt detokenize: give --ids 1,2,3 or --jsonl%s\n",
+                jsonl ? ", not both" : "");
         return 2;
     }
     int32_t *ids = NULL;
     int n_ids = 0;
-    if (ids_s && (n_ids = args_parse_ids(ids_s, &ids, "ids")) < 0) return 2;
+    if (ids_s && (n_ids = args_parse_ids(&a, ids_s, &ids, "ids")) < 0) return 2;
     llmrt_tokenizer *t;
     int rc = load_or_die("detokenize", path, &t, 0);
     if (rc) {
