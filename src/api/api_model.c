@@ -150,8 +150,8 @@ llmrt_status llmrt_model_open(llmrt_model **out, const char *model_spec,
                 s = tokenizer_load(&m->tok.t, m->path);
             else if (o.require_tokenizer)
                 s = err_set(LLMRT_ERR_IO,
-                            "%s has no tokenizer.json; give a tokenizer (--tokenizer PATH) or the "
-                            "prompt as ids",
+                            "%s has no tokenizer.json; give one (llmrt_open_opts.tokenizer), or "
+                            "open it without require_tokenizer and pass token ids",
                             m->path);
         }
     }
