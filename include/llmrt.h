@@ -117,6 +117,8 @@ typedef struct llmrt_open_opts {
  * downloads) — and reads its config.json, generation_config.json and tokenizer. opts may be
  * NULL. */
 llmrt_status llmrt_model_open(llmrt_model **out, const char *model, const llmrt_open_opts *opts);
+/* Frees the model; sessions still alive lose their caches but stay handles to free (steps on
+ * them fail, saying so). */
 void llmrt_model_free(llmrt_model *m);
 
 typedef struct llmrt_model_info {
@@ -217,8 +219,11 @@ void llmrt_session_free(llmrt_session *s);
 int llmrt_session_length(const llmrt_session *s);
 /* Forgets every token. */
 void llmrt_session_reset(llmrt_session *s);
-/* Forgets the last n tokens. */
-void llmrt_session_rewind(llmrt_session *s, int n);
+/* Forgets the last n tokens (n <= 0: none) and returns the tokens kept. A model with
+ * sliding-window layers keeps only a window of older positions (plus a chunk): when the shorter
+ * sequence would need positions the window has passed, every token is forgotten instead (0 is
+ * returned; run the sequence again from its start, as llmrt_generate's keep_cache does). */
+int llmrt_session_rewind(llmrt_session *s, int n);
 
 /* Appends n_ids[i] tokens ids[i] to each session ss[i] (i < n, sessions of one model, each once)
  * and runs them through the model, as few forward passes as their lengths allow. Writes each

@@ -296,6 +296,90 @@ static void test_load_and_generate(void) {
 }
 
 /* A paged cache gives what the contiguous one gives; logits and perplexity need all_logits. */
+
+/* A sliding-window model's session rewound: by a little it keeps its tokens; past what its
+ * window still holds (a ring of window + chunk - 1 positions, or the blocks given back) it
+ * forgets them all, and running the sequence again gives a fresh session's logits. Negative
+ * rewinds do nothing. A session outliving its model fails cleanly and is freed. */
+static void test_rewind_sliding(void) {
+    const char *dir = "tests/fixtures/gemma3_sliding_f32"; /* window 5 */
+    for (int paged = 0; paged < 2; paged++) {
+        llmrt_model *m = load(
+            dir, (llmrt_load_opts){
+                     .max_seq = 120, .chunk = 8, .max_sessions = 2, .kv_block = paged ? 4 : 0});
+        if (!m) return;
+        int32_t ids[100];
+        for (int i = 0; i < 100; i++)
+            ids[i] = 3 + (i * 37) % 250;
+        llmrt_session *s = NULL, *fresh = NULL;
+        CHECK_OK(llmrt_session_create(&s, m, 0));
+        CHECK_OK(llmrt_session_create(&fresh, m, 0));
+        static float a[256], b[256];
+        const int32_t *p = ids;
+        int n = 100;
+        CHECK_OK(llmrt_step(&s, 1, &p, &n, a));
+        CHECK(llmrt_session_rewind(s, -5) == 100 && llmrt_session_rewind(s, 0) == 100);
+        CHECK(llmrt_session_rewind(s, 2) == 98); /* within the window and the chunk */
+        const int32_t *tail = ids + 98;
+        int two = 2;
+        CHECK_OK(llmrt_step(&s, 1, &tail, &two, b));
+        CHECK(test_allclose(b, a, 256, 1e-5f, 1e-5f, "rewound by 2, run again"));
+        CHECK_MSG(llmrt_session_rewind(s, 50) == 0, "rewound past the window: %d kept",
+                  llmrt_session_length(s));
+        n = 50;
+        CHECK_OK(llmrt_step(&s, 1, &p, &n, a));
+        CHECK_OK(llmrt_step(&fresh, 1, &p, &n, b));
+        CHECK(test_allclose(a, b, 256, 1e-6f, 1e-6f, "forgotten, run again from the start"));
+        llmrt_model_free(m);
+        CHECK(llmrt_session_length(s) == 0);
+        CHECK_ERR(llmrt_step(&s, 1, &p, &n, a), LLMRT_ERR_INVALID, "model already freed");
+        llmrt_session_free(s);
+        llmrt_session_free(fresh);
+    }
+}
+
+
+/* NULL where a handle, array or output belongs: an error naming the call, never a crash. */
+static void test_null_arguments(void) {
+    CHECK_ERR(llmrt_model_open(NULL, fixture, NULL), LLMRT_ERR_INVALID, "llmrt_model_open");
+    CHECK_ERR(llmrt_model_load(NULL, NULL), LLMRT_ERR_INVALID, "llmrt_model_load");
+    llmrt_plan plan;
+    CHECK_ERR(llmrt_model_plan(NULL, NULL, &plan), LLMRT_ERR_INVALID, "llmrt_model_plan");
+    CHECK_ERR(llmrt_session_create(NULL, NULL, 0), LLMRT_ERR_INVALID, "llmrt_session_create");
+    llmrt_precision pr;
+    CHECK_ERR(llmrt_precision_parse("bf16", NULL), LLMRT_ERR_INVALID, "no output");
+    CHECK(llmrt_precision_parse("bf16", &pr) == LLMRT_OK && pr == LLMRT_BF16);
+    char *text;
+    size_t len;
+    CHECK_ERR(llmrt_read_file(NULL, &text, &len), LLMRT_ERR_INVALID, "llmrt_read_file");
+    const char *piece;
+    CHECK_ERR(llmrt_text_stream_push(NULL, 5, &piece, &len), LLMRT_ERR_INVALID, "no stream");
+    CHECK_ERR(llmrt_chat_render(NULL, "[]", NULL, &text, &len), LLMRT_ERR_INVALID, "no template");
+    llmrt_server_stop(NULL);
+    CHECK(llmrt_tokenizer_vocab_size(NULL) == 0);
+    llmrt_model *m = load(fixture, (llmrt_load_opts){.max_seq = 16});
+    if (!m) return;
+    llmrt_session *s = NULL;
+    CHECK_OK(llmrt_session_create(&s, m, 0));
+    CHECK_ERR(llmrt_model_check_ids(m, NULL, 3), LLMRT_ERR_INVALID, "no model or ids");
+    int one = 1;
+    CHECK_ERR(llmrt_step(&s, 1, NULL, &one, NULL), LLMRT_ERR_INVALID, "no ids");
+    const int32_t *none[1] = {NULL};
+    CHECK_ERR(llmrt_step(&s, 1, none, &one, NULL), LLMRT_ERR_INVALID, "are NULL");
+    int32_t p[2] = {1, 2};
+    const int32_t *pp[1] = {p};
+    int lens[1] = {2};
+    llmrt_gen_opts go = {.max_new_tokens = 2, .n_stop_ids = 3};
+    llmrt_gen_result res;
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, NULL), LLMRT_ERR_INVALID,
+              "no result");
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "3 stop ids");
+    CHECK(llmrt_session_length(s) == 0);
+    llmrt_session_free(s);
+    llmrt_model_free(m);
+}
+
 static void test_paged_and_scoring(void) {
     reference r;
     if (!reference_load(&r)) return;
@@ -483,6 +567,8 @@ int main(void) {
     RUN(test_hub_names);
     RUN(test_load_and_generate);
     RUN(test_paged_and_scoring);
+    RUN(test_rewind_sliding);
+    RUN(test_null_arguments);
     RUN(test_kv_fraction);
     RUN(test_kv_dtype);
     RUN(test_text);

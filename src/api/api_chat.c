@@ -44,6 +44,7 @@ void llmrt_chat_free(llmrt_chat *c) {
 }
 
 llmrt_status llmrt_model_chat(llmrt_model *m, llmrt_chat **out) {
+    if (!out || !m) return err_set(LLMRT_ERR_INVALID, "llmrt_model_chat: no model or output");
     *out = NULL;
     /* A tokenizer given apart brings its own chat template, as in transformers (the template
      * belongs to the tokenizer, not to the weights). */
@@ -72,6 +73,8 @@ static llmrt_status parse_json(const char *text, const char *what, int want_arra
 
 llmrt_status llmrt_chat_render(const llmrt_chat *c, const char *messages_json,
                                const llmrt_chat_opts *opts, char **text, size_t *len) {
+    if (!c || !messages_json || !text || !len)
+        return err_set(LLMRT_ERR_INVALID, "llmrt_chat_render: no template, messages or output");
     *text = NULL;
     *len = 0;
     llmrt_chat_opts o = opts ? *opts : (llmrt_chat_opts){0};

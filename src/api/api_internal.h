@@ -32,13 +32,18 @@ struct llmrt_model {
     char device[32];        /* "cpu", "cuda:0" */
     char device_note[1024]; /* why auto chose the CPU */
     double load_ms;         /* open + load */
+    llmrt_session *sessions; /* live sessions (freeing the model detaches them) */
 };
 
 /* A session handle. */
 struct llmrt_session {
-    llmrt_model *m;
+    llmrt_model *m; /* NULL once the model was freed (s too) */
     session *s;
+    llmrt_session *prev, *next; /* the model's live sessions */
 };
+
+/* Gives a session's cache back and takes it off its model's list (model freed, or session). */
+void api_session_detach(llmrt_session *s);
 
 /* Fails unless the model has been loaded (who: the calling function, for the message). */
 llmrt_status api_need_loaded(const llmrt_model *m, const char *who);

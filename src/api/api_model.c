@@ -31,6 +31,7 @@ const char *llmrt_bytes_str(char *buf, size_t n, double bytes) {
 }
 
 llmrt_status llmrt_precision_parse(const char *s, llmrt_precision *out) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_precision_parse: no output");
     static const struct {
         const char *name;
         llmrt_precision p;
@@ -52,6 +53,7 @@ static const dtype quant_dtype[] = {DT_F32, DT_F8E4M3, DT_I8, DT_I4};
 static const char *const quant_names[] = {"none", "fp8", "int8", "int4"};
 
 llmrt_status llmrt_quant_parse(const char *s, llmrt_quant *out) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_quant_parse: no output");
     for (int i = 0; s && i <= LLMRT_QUANT_INT4; i++)
         if (!strcasecmp(s, quant_names[i])) {
             *out = (llmrt_quant)i;
@@ -68,6 +70,7 @@ const char *llmrt_quant_name(llmrt_quant q) {
 static const char *const kv_dtype_names[] = {"auto", "fp8"};
 
 llmrt_status llmrt_kv_dtype_parse(const char *s, llmrt_kv_dtype *out) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_kv_dtype_parse: no output");
     for (int i = 0; s && i <= LLMRT_KV_FP8; i++)
         if (!strcasecmp(s, kv_dtype_names[i])) {
             *out = (llmrt_kv_dtype)i;
@@ -128,6 +131,7 @@ static void tokenizer_dir(char *out, size_t n, const char *tpath) {
 
 llmrt_status llmrt_model_open(llmrt_model **out, const char *model_spec,
                               const llmrt_open_opts *opts) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_model_open: no output");
     *out = NULL;
     llmrt_open_opts o = opts ? *opts : (llmrt_open_opts){0};
     double t0 = time_now_ms();
@@ -166,6 +170,8 @@ llmrt_status llmrt_model_open(llmrt_model **out, const char *model_spec,
 
 void llmrt_model_free(llmrt_model *m) {
     if (!m) return;
+    while (m->sessions) /* they stay valid handles, of a freed model */
+        api_session_detach(m->sessions);
     engine_free(m->e);
     model_free(m->m);
     backend_free(m->be);
@@ -196,6 +202,8 @@ void llmrt_model_get_info(const llmrt_model *m, llmrt_model_info *out) {
 }
 
 llmrt_status llmrt_model_check_ids(const llmrt_model *m, const int32_t *ids, size_t n) {
+    if (!m || (!ids && n))
+        return err_set(LLMRT_ERR_INVALID, "llmrt_model_check_ids: no model or ids");
     return model_check_ids(&m->cfg, ids, n);
 }
 
@@ -259,6 +267,7 @@ static llmrt_status engine_opts_of(const llmrt_load_opts *o, engine_opts *eo) {
 }
 
 llmrt_status llmrt_model_plan(const llmrt_model *m, const llmrt_load_opts *opts, llmrt_plan *out) {
+    if (!m || !out) return err_set(LLMRT_ERR_INVALID, "llmrt_model_plan: no model or output");
     memset(out, 0, sizeof *out);
     llmrt_load_opts o = opts ? *opts : (llmrt_load_opts){0};
     TRY(check_formats(&o));
@@ -297,6 +306,7 @@ static llmrt_status kv_bytes_of_fraction(backend *be, double fraction, size_t ac
 }
 
 llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
+    if (!m) return err_set(LLMRT_ERR_INVALID, "llmrt_model_load: no model");
     llmrt_load_opts o = opts ? *opts : (llmrt_load_opts){0};
     if (m->e) return err_set(LLMRT_ERR_INVALID, "llmrt_model_load: the model is already loaded");
     TRY(check_formats(&o));

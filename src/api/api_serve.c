@@ -60,7 +60,7 @@ llmrt_status llmrt_server_run(llmrt_server *s) {
 }
 
 void llmrt_server_stop(llmrt_server *s) {
-    server_stop(s->s);
+    if (s) server_stop(s->s);
 }
 
 void llmrt_server_free(llmrt_server *s) {

@@ -9,6 +9,7 @@
 #include "runtime/sampler.h"
 
 llmrt_status llmrt_session_create(llmrt_session **out, llmrt_model *m, int max_seq) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_session_create: no output");
     *out = NULL;
     TRY(api_need_loaded(m, "llmrt_session_create"));
     llmrt_session *s = calloc(1, sizeof *s);
@@ -19,26 +20,43 @@ llmrt_status llmrt_session_create(llmrt_session **out, llmrt_model *m, int max_s
         free(s);
         return st;
     }
+    s->next = m->sessions;
+    if (m->sessions) m->sessions->prev = s;
+    m->sessions = s;
     *out = s;
     return LLMRT_OK;
 }
 
+void api_session_detach(llmrt_session *s) {
+    session_free(s->s);
+    s->s = NULL;
+    if (s->m) {
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            s->m->sessions = s->next;
+        if (s->next) s->next->prev = s->prev;
+    }
+    s->m = NULL;
+    s->prev = s->next = NULL;
+}
+
 void llmrt_session_free(llmrt_session *s) {
     if (!s) return;
-    session_free(s->s);
+    api_session_detach(s);
     free(s);
 }
 
 int llmrt_session_length(const llmrt_session *s) {
-    return s->s->pos;
+    return s && s->s ? s->s->pos : 0;
 }
 
 void llmrt_session_reset(llmrt_session *s) {
-    session_reset(s->s);
+    if (s && s->s) session_reset(s->s);
 }
 
-void llmrt_session_rewind(llmrt_session *s, int n) {
-    session_rewind(s->s, n);
+int llmrt_session_rewind(llmrt_session *s, int n) {
+    return s && s->s ? session_rewind(s->s, n) : 0;
 }
 
 /* The internal sessions of ss[0..n), all of one model (*m); malloc'd. */
@@ -46,8 +64,12 @@ static llmrt_status unwrap(llmrt_session *const *ss, int n, const char *who, llm
                            session ***out) {
     *out = NULL;
     if (n < 1 || !ss) return err_set(LLMRT_ERR_INVALID, "%s: no sessions", who);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (!ss[i]) return err_set(LLMRT_ERR_INVALID, "%s: session %d is NULL", who, i);
+        if (!ss[i]->s)
+            return err_set(LLMRT_ERR_INVALID, "%s: session %d belongs to a model already freed",
+                           who, i);
+    }
     *m = ss[0]->m;
     for (int i = 1; i < n; i++)
         if (ss[i]->m != *m)
@@ -64,6 +86,10 @@ llmrt_status llmrt_step(llmrt_session *const *ss, int n, const int32_t *const *i
                         const int *n_ids, float *logits) {
     llmrt_model *m;
     session **in;
+    if (!ids || !n_ids) return err_set(LLMRT_ERR_INVALID, "llmrt_step: no ids or counts");
+    for (int i = 0; i < n; i++)
+        if (!ids[i] && n_ids[i] > 0)
+            return err_set(LLMRT_ERR_INVALID, "llmrt_step: ids of session %d are NULL", i);
     TRY(unwrap(ss, n, "llmrt_step", &m, &in));
     llmrt_status st = engine_feed(m->e, in, n, ids, n_ids, logits, false);
     free(in);
@@ -72,6 +98,9 @@ llmrt_status llmrt_step(llmrt_session *const *ss, int n, const int32_t *const *i
 
 llmrt_status llmrt_step_all_logits(llmrt_session *s, const int32_t *ids, int n, float *out) {
     if (!s || !ids) return err_set(LLMRT_ERR_INVALID, "llmrt_step_all_logits: no session or ids");
+    if (!s->s)
+        return err_set(LLMRT_ERR_INVALID,
+                       "llmrt_step_all_logits: the session belongs to a model already freed");
     if (!s->m->e->o.all_logits)
         return err_set(LLMRT_ERR_INVALID, "llmrt_step_all_logits: load the model with all_logits");
     return engine_forward(s->m->e, &s->s, 1, ids, n, true, out);
@@ -128,9 +157,16 @@ static void emit_one(void *ud, int seq, int32_t token) {
 llmrt_status llmrt_generate(llmrt_session *const *ss, int n, const int32_t *const *prompts,
                             const int *lens, const llmrt_gen_opts *o, llmrt_token_fn on_token,
                             void *user, llmrt_gen_result *out) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_generate: no result");
     memset(out, 0, sizeof *out);
     if (!o || !prompts || !lens)
         return err_set(LLMRT_ERR_INVALID, "llmrt_generate: no options, prompts or lengths");
+    if (o->n_stop_ids < 0 || (o->n_stop_ids > 0 && !o->stop_ids))
+        return err_set(LLMRT_ERR_INVALID, "llmrt_generate: %d stop ids without their array",
+                       o->n_stop_ids);
+    for (int i = 0; i < n && ss; i++)
+        if (!prompts[i] && lens[i] > 0)
+            return err_set(LLMRT_ERR_INVALID, "llmrt_generate: prompt %d is NULL", i);
     if (o->max_new_tokens < 1)
         return err_set(LLMRT_ERR_INVALID, "llmrt_generate: max_new_tokens %d must be >= 1",
                        o->max_new_tokens);

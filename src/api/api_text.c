@@ -47,7 +47,7 @@ llmrt_status llmrt_detokenize(const llmrt_tokenizer *t, const int32_t *ids, size
 }
 
 size_t llmrt_tokenizer_vocab_size(const llmrt_tokenizer *t) {
-    return tokenizer_n_ids(t->t);
+    return t && t->t ? tokenizer_n_ids(t->t) : 0;
 }
 
 const char *llmrt_tokenizer_id_to_token(const llmrt_tokenizer *t, int32_t id) {
@@ -79,10 +79,14 @@ llmrt_status llmrt_text_stream_create(llmrt_text_stream **out, const llmrt_token
 
 llmrt_status llmrt_text_stream_push(llmrt_text_stream *s, int32_t id, const char **text,
                                     size_t *len) {
+    if (!s || !text || !len)
+        return err_set(LLMRT_ERR_INVALID, "llmrt_text_stream_push: no stream or output");
     return tokenizer_stream_step(s->s, id, text, len);
 }
 
 llmrt_status llmrt_text_stream_flush(llmrt_text_stream *s, const char **text, size_t *len) {
+    if (!s || !text || !len)
+        return err_set(LLMRT_ERR_INVALID, "llmrt_text_stream_flush: no stream or output");
     return tokenizer_stream_flush(s->s, text, len);
 }
 
@@ -93,6 +97,8 @@ void llmrt_text_stream_free(llmrt_text_stream *s) {
 }
 
 llmrt_status llmrt_read_file(const char *path, char **out, size_t *len) {
+    if (!path || !out || !len)
+        return err_set(LLMRT_ERR_INVALID, "llmrt_read_file: no path or output");
     return file_read_all(path, out, len);
 }
 

@@ -215,8 +215,10 @@ static llmrt_status engine_step(engine *e, session *const *ss, int n, const int3
     }
     TRY(op->step_end(be));
     e->steps++;
-    for (int b = 0; b < n; b++)
+    for (int b = 0; b < n; b++) {
         ss[b]->pos += n_tok ? n_tok[b] : T;
+        if (ss[b]->pos > ss[b]->written) ss[b]->written = ss[b]->pos;
+    }
     return LLMRT_OK;
 }
 
@@ -232,10 +234,10 @@ static llmrt_status check_sessions(engine *e, session *const *ss, int n, const i
         if (T < 1) return err_set(LLMRT_ERR_INVALID, "session %d of the step has no tokens", b);
         if (!ss[b] || ss[b]->kv != &e->kv)
             return err_set(LLMRT_ERR_INVALID, "session %d was not made on this model", b);
-        if (ss[b]->pos + T > ss[b]->max_seq)
+        if ((int64_t)ss[b]->pos + T > ss[b]->max_seq)
             return err_set(LLMRT_ERR_INVALID,
-                           "session %d would reach %d positions, beyond the %d it was made for", b,
-                           ss[b]->pos + T, ss[b]->max_seq);
+                           "session %d would reach %lld positions, beyond the %d it was made for",
+                           b, (long long)ss[b]->pos + T, ss[b]->max_seq);
         for (int k = 0; k < b; k++)
             if (ss[k] == ss[b])
                 return err_set(LLMRT_ERR_INVALID, "session %d appears twice in one step", b);
@@ -265,6 +267,8 @@ static llmrt_status engine_run(engine *e, session *const *ss, int n, const int32
                                int n_tokens, bool all_logits, float *logits, bool greedy) {
     const int V = e->m->cfg.vocab, chunk = e->o.chunk;
     TRY(check_sessions(e, ss, n, NULL, n_tokens));
+    /* every id before any chunk runs: a failing step changes no session */
+    if (ids) TRY(model_check_ids(&e->m->cfg, ids, (size_t)n * (size_t)n_tokens));
     /* logits of every row: the buffer holds max_batch rows, or every row with all_logits */
     const int step_rows = n * (n_tokens < chunk ? n_tokens : chunk);
     if (all_logits && (size_t)step_rows > logits_rows(&e->o))
@@ -365,6 +369,8 @@ static llmrt_status feed_ragged(engine *e, session *const *ss, int n, const int3
 llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *const *ids,
                          const int *n_ids, float *logits, bool greedy) {
     TRY(check_sessions(e, ss, n, n_ids, 0));
+    for (int b = 0; b < n; b++) /* every id first: a failing step changes no session */
+        TRY(model_check_ids(&e->m->cfg, ids[b], (size_t)n_ids[b]));
     bool same = true, fit = true;
     size_t total = 0;
     for (int b = 0; b < n; b++) {

@@ -12,10 +12,10 @@
 #include "runtime/sampler.h"
 
 typedef struct gen_opts {
-    int max_new;       /* new tokens per session */
-    bool ignore_eos;   /* run to max_new even after an EOS id */
-    bool no_cache;     /* recompute the whole sequence every step (the seed's baseline) */
-    sampler_opts samp; /* session b samples with seed + b */
+    int max_new;                /* new tokens per session */
+    bool ignore_eos;            /* run to max_new even after an EOS id */
+    bool no_cache;              /* recompute the whole sequence every step (the seed's baseline) */
+    sampler_opts samp;          /* session b samples with seed + b */
     const volatile int *cancel; /* non-zero: end after the current step; NULL: never */
     const int32_t *stop_ids;    /* [n_stop_ids] ids that end a session as EOS does */
     int n_stop_ids;

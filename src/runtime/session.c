@@ -46,10 +46,10 @@ int session_blocks_needed(const session *s, int g, int n) {
 
 llmrt_status session_reserve(session *s, int n) {
     kv_cache *kv = s->kv;
-    if (n < 0 || s->pos + n > s->max_seq)
+    if (n < 0 || (int64_t)s->pos + n > s->max_seq)
         return err_set(LLMRT_ERR_INVALID,
-                       "the sequence would reach %d positions, beyond the %d it was made for",
-                       s->pos + n, s->max_seq);
+                       "the sequence would reach %lld positions, beyond the %d it was made for",
+                       (long long)s->pos + n, s->max_seq);
     for (int g = 0; g < kv->n_groups; g++)
         if (session_blocks_needed(s, g, n) > kv_blocks_available(kv, g))
             return err_set(LLMRT_ERR_NOMEM,
@@ -114,19 +114,46 @@ void session_free(session *s) {
 
 void session_reset(session *s) {
     s->pos = 0;
+    s->written = 0;
     s->hashed = 0;
     memset(s->published, 0, sizeof s->published);
     if (s->kv->o.block_len > 0) session_release(s);
 }
 
-void session_rewind(session *s, int n) {
-    s->pos = s->pos > n ? s->pos - n : 0;
+/* Whether every group still holds what a sequence of p positions reads next: the window before
+ * p, in a sliding group whose ring overwrote (contiguous) or blocks gave back (paged) older
+ * ones. */
+static bool can_resume_at(const session *s, int p) {
+    const kv_cache *kv = s->kv;
+    for (int g = 0; g < kv->n_groups; g++) {
+        const kv_group *G = &kv->g[g];
+        if (!G->window) continue;
+        const int need = p - G->window + 1 > 0 ? p - G->window + 1 : 0; /* the first key read */
+        int held; /* the first position the group still has */
+        if (G->ring)
+            held = s->written - G->block_len > 0 ? s->written - G->block_len : 0;
+        else
+            held = s->first[g] * G->block_len;
+        if (need < held) return false;
+    }
+    return true;
+}
+
+int session_rewind(session *s, int n) {
+    if (n <= 0) return s->pos;
+    const int p = s->pos > n ? s->pos - n : 0;
+    if (!can_resume_at(s, p)) {
+        session_reset(s);
+        return 0;
+    }
+    s->pos = p;
     int bl = s->kv->g[0].block_len;
     if (s->hashed * bl > s->pos) { /* a published block's tokens are not to change */
         s->hashed = s->pos / bl;
         for (int g = 0; g < KV_MAX_GROUPS; g++)
             if (s->published[g] > s->hashed) s->published[g] = s->hashed;
     }
+    return s->pos;
 }
 
 /* The last block missing from the prefix cache of what a sequence starting at block k of
@@ -182,7 +209,7 @@ llmrt_status session_adopt_prefix(session *s, const int32_t *tokens, int n, int 
         s->published[g] = k;
     }
     s->hashed = k;
-    s->pos = k * bl;
+    s->pos = s->written = k * bl;
     *cached = s->pos;
     return LLMRT_OK;
 }

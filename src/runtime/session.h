@@ -18,6 +18,7 @@ typedef struct session {
     uint64_t id;                   /* unique among the sessions of the cache, ever (never reused) */
     int max_seq;                   /* positions it may hold (<= the cache's max_seq) */
     int pos;                       /* positions in the cache: the position of the next token */
+    int written;                   /* the most positions it ever held (what a ring overwrote) */
     int32_t *table[KV_MAX_GROUPS]; /* [kv->g[g].len] block of each entry; -1: none */
     int held[KV_MAX_GROUPS];       /* entries taken so far: [0, held) */
     int first[KV_MAX_GROUPS];      /* entries before it were given back (out of the window) */
@@ -43,9 +44,12 @@ int session_blocks_needed(const session *s, int g, int n);
 /* Back to no positions; a paged session gives its blocks back. */
 void session_reset(session *s);
 
-/* Takes back the last n positions (a step run ahead and not wanted); the next steps overwrite
- * their cache entries. */
-void session_rewind(session *s, int n);
+/* Takes back the last n positions (n <= 0: none; a step run ahead and not wanted, a prompt's
+ * differing tail); the next steps overwrite their cache entries. A sliding-window group keeps
+ * only its window of older positions: when the shorter sequence would need positions its ring
+ * overwrote or its blocks gave back, the session is reset instead (pos 0, to be computed
+ * again). Returns the positions kept (s->pos). */
+int session_rewind(session *s, int n);
 
 /* For a fresh session about to hold tokens[0..n): takes the longest run of full blocks of
  * those tokens that the prefix cache has (never the block of the last token, which the session
