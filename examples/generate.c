@@ -48,6 +48,10 @@ int main(int argc, char **argv) {
     size_t n = 0;
     if (llmrt_tokenize(tok, prompt, strlen(prompt), 1, &ids, &n, NULL) != LLMRT_OK)
         return fail("tokenize");
+    if (n == 0) { /* "" with a tokenizer that adds no BOS */
+        fprintf(stderr, "example: the prompt has no tokens\n");
+        return 1;
+    }
 
     /* 1. one streamed generation */
     llmrt_session *s[2] = {NULL, NULL};
@@ -72,8 +76,10 @@ int main(int argc, char **argv) {
     const int V = info.vocab_size, N = 12;
     float *logits = malloc((size_t)2 * V * sizeof *logits);
     int32_t out[2][12];
-    const int32_t *step_ids[2] = {ids, ids + 2}; /* the prompt, and the prompt without 2 ids */
-    int step_n[2] = {(int)n, (int)n - 2};
+    /* the prompt, and the prompt without its first 2 ids (all of it when it is that short) */
+    const int skip = n > 2 ? 2 : 0;
+    const int32_t *step_ids[2] = {ids, ids + skip};
+    int step_n[2] = {(int)n, (int)n - skip};
     for (int t = 0; t < N; t++) {
         if (llmrt_step(s, 2, step_ids, step_n, logits) != LLMRT_OK) return fail("step");
         for (int b = 0; b < 2; b++) {

@@ -82,9 +82,9 @@ typedef enum llmrt_quant {
     LLMRT_QUANT_INT8 = 2, /* symmetric, a scale per output channel */
     LLMRT_QUANT_INT4 = 3  /* symmetric, a scale per output channel and group of 128 inputs */
 } llmrt_quant;
-/* none, fp8 (E4M3), int8, in any case; LLMRT_ERR_INVALID otherwise. */
+/* none, fp8 (E4M3), int8, int4, in any case; LLMRT_ERR_INVALID otherwise. */
 llmrt_status llmrt_quant_parse(const char *name, llmrt_quant *out);
-/* "none", "fp8", "int8" */
+/* "none", "fp8", "int8", "int4" */
 const char *llmrt_quant_name(llmrt_quant q);
 
 /* How the KV cache stores keys and values: in the activation precision (F32 on the CPU), or as

@@ -1,4 +1,5 @@
 /* test_sampler.c — greedy, temperature, top-k, top-p and seeding. */
+#include <math.h>
 #include <string.h>
 
 #include "runtime/sampler.h"
@@ -106,6 +107,15 @@ static void test_bad_options(void) {
     CHECK_ERR(sampler_init(&s, &o, 10), LLMRT_ERR_INVALID, "temperature");
     o = (sampler_opts){.top_p = 1.5f};
     CHECK_ERR(sampler_init(&s, &o, 10), LLMRT_ERR_INVALID, "top_p");
+    o = (sampler_opts){.temperature = 1};
+    CHECK_ERR(sampler_init(&s, &o, 0), LLMRT_ERR_INVALID, "vocabulary of 0");
+    CHECK_ERR(sampler_init(&s, &o, -5), LLMRT_ERR_INVALID, "vocabulary of -5");
+    /* an infinite logit: that id, whatever the temperature */
+    CHECK_OK(sampler_init(&s, &o, 8));
+    float l[8] = {0, 1, 2, INFINITY, 3, INFINITY, 1, 7};
+    for (int i = 0; i < 20; i++)
+        CHECK(sampler_next(&s, l) == 3);
+    sampler_free(&s);
 }
 
 int main(void) {

@@ -124,6 +124,31 @@ static int harness_create(harness *h, int max_batch, int block_len, size_t kv_by
     return 1;
 }
 
+static void harness_close(harness *h);
+
+/* As harness_create, but a cache too small to make is no failure: 0, everything freed. */
+static int harness_try(harness *h, int max_batch, int block_len, size_t kv_bytes,
+                       const sched_opts *so) {
+    memset(h, 0, sizeof *h);
+    model_config cfg;
+    engine_opts eo = {.max_batch = max_batch,
+                      .max_seq = 128,
+                      .block_len = block_len,
+                      .kv_bytes = kv_bytes,
+                      .chunk = 32};
+    if (backend_create(&h->be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, DT_F32, 0) !=
+            LLMRT_OK ||
+        model_config_load(&cfg, dir) != LLMRT_OK ||
+        model_load(&h->m, &cfg, dir, h->be, NULL) != LLMRT_OK ||
+        engine_create(&h->e, h->m, &eo) != LLMRT_OK || sched_create(&h->s, h->e, so) != LLMRT_OK) {
+        harness_close(h);
+        return 0;
+    }
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    return 1;
+}
+
 static void harness_start(harness *h) {
     pthread_create(&h->thread, NULL, run_thread, h);
 }
@@ -587,6 +612,77 @@ static void test_sliding_prefix(void) {
     dir = "models/demo-llama";
 }
 
+/* Two prompts sharing a 40-token prefix, on caches from tight to roomy: the second takes the
+ * first's blocks, some of them leaving the first's window as it runs, and both finish with
+ * their tokens without the cache (a plan that counted the shared blocks as freed failed the
+ * engine step, and the scheduler with it). */
+static void test_sliding_prefix_shared_tight(void) {
+    dir = sliding_dir;
+    int32_t a[60], c[56];
+    sliding_prompt(0, 60, 40, a);
+    sliding_prompt(1, 56, 40, c);
+    slot ra, rc;
+    harness h;
+    sched_opts so = {0};
+    if (!harness_open(&h, 2, 8, 0, &so)) return;
+    submit(&h, &ra, a, 60, 12, NULL, -1);
+    submit(&h, &rc, c, 56, 12, NULL, -1);
+    harness_wait(&h, 2);
+    harness_close(&h);
+    so.prefix_cache = true;
+    int tried = 0;
+    for (size_t kib = 24; kib <= 160; kib += 8) {
+        if (!harness_try(&h, 2, 8, kib * 1024, &so)) continue; /* too small to make */
+        if (kv_cache_seq_capacity(&h.e->kv) < 60 + 12) {       /* refused at submit: too small */
+            harness_close(&h);
+            continue;
+        }
+        tried++;
+        slot pa, pc;
+        submit(&h, &pa, a, 60, 12, NULL, -1);
+        submit(&h, &pc, c, 56, 12, NULL, -1);
+        harness_start(&h);
+        harness_wait(&h, 2);
+        CHECK_MSG(pa.r.n == 12 && pc.r.n == 12 && !memcmp(pa.r.tokens, ra.r.tokens, 48) &&
+                      !memcmp(pc.r.tokens, rc.r.tokens, 48),
+                  "%zu KiB: %d and %d tokens (%s / %s)", kib, pa.r.n, pc.r.n, pa.r.error,
+                  pc.r.error);
+        harness_close(&h);
+    }
+    CHECK(tried > 3);
+    dir = "models/demo-llama";
+}
+
+/* The fix the tight test guards, shown directly: a block leaving a sequence's window is no
+ * longer counted as coming free once another sequence took it from the prefix cache. */
+static void test_sliding_leaving_shared_block(void) {
+    dir = sliding_dir;
+    harness h;
+    sched_opts so = {.prefix_cache = true};
+    if (!harness_create(&h, 2, 8, 0, &so)) return;
+    engine *e = h.e;
+    const int slide = e->kv.g[0].window ? 0 : 1;
+    int32_t t[100];
+    sliding_prompt(0, 100, 100, t);
+    session *a = NULL, *b = NULL;
+    CHECK_OK(session_create(&a, &e->kv, 0));
+    CHECK_OK(engine_forward(e, &a, 1, t, 80, false, NULL)); /* keeps blocks 5.. of the window */
+    session_publish(a, t);
+    const int before = session_blocks_needed(a, slide, 8); /* block 5 leaves, block 10 comes */
+    CHECK_OK(session_create(&b, &e->kv, 0));
+    int cached = 0;
+    CHECK_OK(session_adopt_prefix(b, t, 49, &cached)); /* 48 positions: its window holds 5 */
+    CHECK_MSG(cached == 48 && b->table[slide][5] == a->table[slide][5],
+              "cached %d, sliding block %d and %d", cached, b->table[slide][5], a->table[slide][5]);
+    CHECK_MSG(session_blocks_needed(a, slide, 8) == before + 1,
+              "needs %d blocks after the share, %d before", session_blocks_needed(a, slide, 8),
+              before);
+    session_free(b);
+    session_free(a);
+    harness_close(&h);
+    dir = "models/demo-llama";
+}
+
 int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_preemption);
@@ -596,5 +692,7 @@ int main(void) {
     RUN(test_prompt_logprobs);
     RUN(test_sliding_paged);
     RUN(test_sliding_prefix);
+    RUN(test_sliding_prefix_shared_tight);
+    RUN(test_sliding_leaving_shared_block);
     return test_summary();
 }

@@ -56,7 +56,7 @@ void llmrt_bench_report_add_baseline(llmrt_bench_report *r, const char *json_lin
 }
 
 void llmrt_bench_report_note(llmrt_bench_report *r, const char *note) {
-    bench_report_note(&r->r, "%s", note);
+    bench_report_note(&r->r, "%s%s", r->r.note[0] ? "; " : "", note); /* one after another */
 }
 
 char *llmrt_bench_report_text(const llmrt_bench_report *r) {

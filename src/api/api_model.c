@@ -168,6 +168,20 @@ llmrt_status llmrt_model_open(llmrt_model **out, const char *model_spec,
     return LLMRT_OK;
 }
 
+void api_session_detach(llmrt_session *s) {
+    session_free(s->s);
+    s->s = NULL;
+    if (s->m) {
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            s->m->sessions = s->next;
+        if (s->next) s->next->prev = s->prev;
+    }
+    s->m = NULL;
+    s->prev = s->next = NULL;
+}
+
 void llmrt_model_free(llmrt_model *m) {
     if (!m) return;
     while (m->sessions) /* they stay valid handles, of a freed model */

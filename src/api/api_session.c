@@ -27,19 +27,6 @@ llmrt_status llmrt_session_create(llmrt_session **out, llmrt_model *m, int max_s
     return LLMRT_OK;
 }
 
-void api_session_detach(llmrt_session *s) {
-    session_free(s->s);
-    s->s = NULL;
-    if (s->m) {
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            s->m->sessions = s->next;
-        if (s->next) s->next->prev = s->prev;
-    }
-    s->m = NULL;
-    s->prev = s->next = NULL;
-}
 
 void llmrt_session_free(llmrt_session *s) {
     if (!s) return;

@@ -279,8 +279,7 @@ char *bench_report_text(const bench_report *rep) {
             rep->weights_mb, rep->kv_mb, dtype_name(rep->kv_dtype));
     char fp8[64] = "FP8 E4M3 (per-channel scales)";
     if (rep->fp8_block[0] == 1)
-        snprintf(fp8, sizeof fp8, "FP8 E4M3 (scales per channel and %d inputs)",
-                 rep->fp8_block[1]);
+        snprintf(fp8, sizeof fp8, "FP8 E4M3 (scales per channel and %d inputs)", rep->fp8_block[1]);
     else if (rep->fp8_block[0])
         snprintf(fp8, sizeof fp8, "FP8 E4M3 (scales per %dx%d block)", rep->fp8_block[0],
                  rep->fp8_block[1]);

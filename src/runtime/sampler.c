@@ -20,6 +20,7 @@ uint64_t sampler_rng_seed(uint64_t seed) {
 
 llmrt_status sampler_init(sampler *s, const sampler_opts *o, int vocab) {
     memset(s, 0, sizeof *s);
+    if (vocab < 1) return err_set(LLMRT_ERR_INVALID, "sampler: a vocabulary of %d ids", vocab);
     TRY(sampler_check(o));
     s->o = *o;
     if (s->o.top_p == 0) s->o.top_p = 1; /* 0 (unset) means off, as 1 does */
@@ -115,6 +116,7 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
     float mx = -INFINITY;
     for (int i = 0; i < n; i++)
         mx = fmaxf(mx, logits[idx[i]]);
+    if (mx == INFINITY) return argmax(logits, V); /* infinitely liker than the rest */
     double sum = 0;
     for (int i = 0; i < n; i++) {
         float p = expf((logits[idx[i]] - mx) / o->temperature);

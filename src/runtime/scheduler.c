@@ -575,6 +575,18 @@ static int plan_iteration(sched *s) {
         if (r->plp != PLP_SCORING &&
             session_adopt_prefix(r->s, r->tokens, r->n_tokens, &cached) != LLMRT_OK)
             cached = 0;
+        if (cached > 0) {
+            /* the blocks it took are no longer free for the items planned so far, and those
+             * that leave a running sequence's window stay held by it: their needs again */
+            memset(need, 0, sizeof need);
+            for (int i = 0; i < n; i++)
+                blocks_needed(s->plan[i].r->s, s->plan[i].n, need, kv->n_groups);
+            if (!blocks_fit(kv, need)) {
+                session_free(r->s);
+                r->s = NULL;
+                break;
+            }
+        }
         int c = fitting_chunk(s, r, budget < e->o.chunk ? budget : e->o.chunk, need);
         if (c == 0) {
             session_free(r->s);
@@ -915,6 +927,14 @@ llmrt_status sched_run(sched *s) {
             continue;
         }
         llmrt_status st = n_items ? run_plan(s, n_items, &k, &greedy) : LLMRT_OK;
+        if (st == LLMRT_ERR_NOMEM && s->n_running > 1) {
+            /* the cache (or memory) fell short of the plan: everyone waits and runs again,
+             * oldest first, rather than the server failing */
+            engine_greedy_drop(s->e);
+            while (s->n_running > 0)
+                preempt_newest(s);
+            continue;
+        }
         if (st != LLMRT_OK) {
             /* the engine failed: every request gets the message, and the scheduler stops */
             const char *msg = llmrt_last_error();

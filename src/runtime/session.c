@@ -29,18 +29,28 @@ static llmrt_status session_hashes_room(session *s) {
     return s->hashes ? LLMRT_OK : err_set(LLMRT_ERR_NOMEM, "out of memory");
 }
 
-/* Blocks of group g that a step of n more positions gives back first: those out of the
- * window of the sequence it leaves (session_reserve). */
-static int blocks_leaving(const session *s, int g, int n) {
-    int upto = kv_cache_first_kept(s->kv, g, s->pos + n);
-    if (upto > s->held[g]) upto = s->held[g];
-    return upto > s->first[g] ? upto - s->first[g] : 0;
+/* Entries of group g that a step of n more positions gives back first: those out of the window
+ * of the sequence it leaves, [s->first[g], *upto) (session_reserve). */
+static int entries_leaving(const session *s, int g, int n, int *upto) {
+    *upto = kv_cache_first_kept(s->kv, g, s->pos + n);
+    if (*upto > s->held[g]) *upto = s->held[g];
+    return *upto > s->first[g] ? *upto - s->first[g] : 0;
+}
+
+/* Of those, the blocks that become available to others: held by this session alone (a block
+ * shared through the prefix cache stays with its other holders). */
+static int blocks_freed(const session *s, int g, int n) {
+    int upto, freed = 0;
+    entries_leaving(s, g, n, &upto);
+    for (int i = s->first[g]; i < upto; i++)
+        freed += s->table[g][i] >= 0 && s->kv->g[g].ref[s->table[g][i]] == 1;
+    return freed;
 }
 
 int session_blocks_needed(const session *s, int g, int n) {
     int want = kv_cache_blocks_for(s->kv, g, s->pos + n);
     int take = want > s->held[g] ? want - s->held[g] : 0;
-    int net = take - blocks_leaving(s, g, n);
+    int net = take - blocks_freed(s, g, n);
     return net > 0 ? net : 0;
 }
 
@@ -58,9 +68,12 @@ llmrt_status session_reserve(session *s, int n) {
                            session_blocks_needed(s, g, n), kv->g[g].block_len,
                            kv_blocks_available(kv, g), kv->g[g].n_blocks);
     for (int g = 0; g < kv->n_groups; g++) {
-        int leaving = blocks_leaving(s, g, n);
-        give_back(s, g, s->first[g], s->first[g] + leaving);
-        s->first[g] += leaving;
+        int upto;
+        entries_leaving(s, g, n, &upto);
+        if (upto > s->first[g]) {
+            give_back(s, g, s->first[g], upto);
+            s->first[g] = upto;
+        }
         for (int k = kv_cache_blocks_for(kv, g, s->pos + n) - s->held[g]; k > 0; k--)
             TRY(kv_block_take(kv, g, &s->table[g][s->held[g]++]));
     }

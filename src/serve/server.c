@@ -892,8 +892,7 @@ static llmrt_status bind_address(const char *host, int port, struct sockaddr_sto
     char ports[16];
     snprintf(ports, sizeof ports, "%d", port);
     int rc = getaddrinfo(host, ports, &hints, &res);
-    if (rc != 0 || !res)
-        return err_set(LLMRT_ERR_INVALID, "--host '%s': %s", host, gai_strerror(rc));
+    if (rc != 0 || !res) return err_set(LLMRT_ERR_INVALID, "host '%s': %s", host, gai_strerror(rc));
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *v6 = res->ai_family == AF_INET6;
     freeaddrinfo(res);
@@ -907,7 +906,7 @@ llmrt_status server_create(server **out, const serve_model *m, const serve_opts 
                                           "and a tokenizer");
     serve_opts o = opts ? *opts : (serve_opts){0};
     if (o.port < 0 || o.port > 65535)
-        return err_set(LLMRT_ERR_INVALID, "--port must be in [0, 65535], got %d", o.port);
+        return err_set(LLMRT_ERR_INVALID, "port must be in [0, 65535], got %d", o.port);
     if (o.max_batch < 0 || o.token_budget < 0 || o.timeout_s < 0 || o.max_connections < 0 ||
         o.http_threads < 0 || o.http_threads > 256)
         return err_set(LLMRT_ERR_INVALID, "server options: max_batch, token_budget, timeout_s, "
@@ -918,7 +917,7 @@ llmrt_status server_create(server **out, const serve_model *m, const serve_opts 
     const bool detect_tools = !o.tool_call_parser || !strcmp(o.tool_call_parser, "auto");
     if (!detect_tools && !tool_format_parse(o.tool_call_parser, &tools))
         return err_set(LLMRT_ERR_INVALID,
-                       "--tool-call-parser must be hermes, llama3_json, none or auto, got '%s'",
+                       "tool-call parser must be hermes, llama3_json, none or auto, got '%s'",
                        o.tool_call_parser);
     server *s = calloc(1, sizeof *s);
     if (!s) return err_set(LLMRT_ERR_NOMEM, "out of memory");
@@ -991,12 +990,15 @@ typedef struct engine_thread {
     server *s;
     sched *sched;
     llmrt_status status;
+    char error[1024]; /* the engine thread's message when status is not LLMRT_OK */
     atomic_bool done;
 } engine_thread;
 
 static void *engine_main(void *arg) {
     engine_thread *et = arg;
     et->status = sched_run(et->sched);
+    if (et->status != LLMRT_OK) /* messages are per thread: server_run logs it on its own */
+        snprintf(et->error, sizeof et->error, "%s", llmrt_last_error());
     atomic_store(&et->done, true);
     ssize_t w = write(et->s->stop_pipe[1], "e", 1);
     (void)w;
@@ -1113,7 +1115,7 @@ llmrt_status server_run(server *s, engine *e) {
         usleep(10 * 1000);
     }
     watch_disconnects(s, true);
-    if (et.status != LLMRT_OK) server_log(s, "the engine failed: %s", llmrt_last_error());
+    if (et.status != LLMRT_OK) server_log(s, "the engine failed: %s", et.error);
     server_log(s, "stopped");
     return et.status;
 }
