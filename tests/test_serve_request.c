@@ -383,7 +383,7 @@ static void test_tool_calls(void) {
     for (size_t piece = 0; piece <= 13; piece++) {
         sbuf content = {0};
         json_t *calls = tools_run(TOOL_FORMAT_HERMES, reply, piece, &content);
-        CHECK_MSG(content.n == 11 && !memcmp(content.p, "I'll check.", 11), "content '%.*s'",
+        CHECK_MSG(content.n == 12 && !memcmp(content.p, "I'll check.\n", 12), "content '%.*s'",
                   (int)content.n, content.p);
         CHECK(json_array_size(calls) == 1);
         check_call(calls, 0, "get_weather", "{\"city\": \"Paris\", \"days\": 2}");
@@ -401,7 +401,7 @@ static void test_tool_calls(void) {
     CHECK(json_array_size(calls) == 2);
     check_call(calls, 0, "a", "{\"x\":1}");
     check_call(calls, 1, "b", "{}");
-    CHECK_MSG(content.n == 29 && !memcmp(content.p, "<tool_call>{oops}</tool_call>", 29),
+    CHECK_MSG(content.n == 31 && !memcmp(content.p, "\n<tool_call>{oops}</tool_call>\n", 31),
               "content '%.*s'", (int)content.n, content.p);
     json_decref(calls);
     sbuf_free(&content);

@@ -50,6 +50,7 @@ typedef struct sreq {
     void *user;
     session *s;     /* while running */
     int cached;     /* prompt tokens the prefix cache gave at admission */
+    bool looked_up; /* its prompt was counted in the prefix-cache statistics */
     bool cancelled; /* a sched_cancel arrived */
     bool greedy;    /* plain greedy: the backend's choice will do */
     /* prompt logprobs: PLP_SCORING while positions [0, n_prompt - 1) are computed (alone, with
@@ -598,11 +599,14 @@ static int plan_iteration(sched *s) {
         s->running[s->n_running++] = r;
         if (r->t_run == 0) r->t_run = now_ms();
         if (r->n_tokens == r->n_prompt) r->cached = cached; /* not a preempted one run again */
-        pthread_mutex_lock(&s->mu);
-        s->st.prefix_queries +=
-            (uint64_t)((r->n_tokens - 1) / (kv->o.block_len ? kv->o.block_len : 1));
-        s->st.prefix_hits += (uint64_t)(cached / (kv->o.block_len ? kv->o.block_len : 1));
-        pthread_mutex_unlock(&s->mu);
+        if (kv->prefix_on && r->plp != PLP_SCORING && !r->looked_up) {
+            /* the prompt's blocks, once per request (not again after a preemption) */
+            r->looked_up = true;
+            pthread_mutex_lock(&s->mu);
+            s->st.prefix_queries += (uint64_t)((r->n_prompt - 1) / kv->o.block_len);
+            s->st.prefix_hits += (uint64_t)(cached / kv->o.block_len);
+            pthread_mutex_unlock(&s->mu);
+        }
         s->plan[n++] = (plan_item){r, c};
         budget -= c;
     }

@@ -387,10 +387,14 @@ char *resp_final(req_ctx *c, int *status) {
             tool_stream_push(&g->tools, g->text.p ? g->text.p : "", g->text.n, &content,
                              g->tool_calls);
             tool_stream_finish(&g->tools, &content, g->tool_calls);
-            json_t *msg = json_pack("{s:s, s:o, s:n}", "role", "assistant", "content",
-                                    content.n || !g->tools.n_calls ? json_text(content.p, content.n)
-                                                                   : json_null(),
-                                    "refusal");
+            bool blank = true; /* with calls, content of whitespace only is none */
+            for (size_t k = 0; k < content.n && blank; k++)
+                blank = content.p[k] == ' ' || content.p[k] == '\n' || content.p[k] == '\t' ||
+                        content.p[k] == '\r';
+            json_t *msg =
+                json_pack("{s:s, s:o, s:n}", "role", "assistant", "content",
+                          g->tools.n_calls && blank ? json_null() : json_text(content.p, content.n),
+                          "refusal");
             if (g->tools.n_calls) {
                 for (size_t k = 0; k < json_array_size(g->tool_calls); k++)
                     json_object_del(json_array_get(g->tool_calls, k), "index");

@@ -39,34 +39,16 @@ void tool_stream_init(tool_stream *t, tool_format f, uint64_t id_seed) {
 
 void tool_stream_free(tool_stream *t) {
     sbuf_free(&t->hold);
-    sbuf_free(&t->ws);
 }
 
 static bool is_ws(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Content p[0..n): final, but its trailing whitespace is held until content follows it (none
- * goes out between the content and a call). */
+/* Content p[0..n), as written. */
 static void emit_content(tool_stream *t, const char *p, size_t n, sbuf *content) {
-    if (t->after_call) { /* whitespace right after a call is not content either */
-        while (n > 0 && is_ws(*p)) {
-            p++;
-            n--;
-        }
-        if (n == 0) return;
-        t->after_call = false;
-    }
-    size_t end = n;
-    while (end > 0 && is_ws(p[end - 1]))
-        end--;
-    if (end > 0) {
-        if (t->ws.n) sbuf_add(content, t->ws.p, t->ws.n);
-        sbuf_consume(&t->ws, t->ws.n);
-        sbuf_add(content, p, end);
-    }
-    sbuf_add(&t->ws, p + end, n - end);
-    t->oom |= content->oom || t->ws.oom;
+    sbuf_add(content, p, n);
+    t->oom |= content->oom;
 }
 
 static uint64_t mix(uint64_t x) {
@@ -110,11 +92,8 @@ static bool add_call(tool_stream *t, int index, const json_t *v, json_t *calls) 
     return true;
 }
 
-/* After calls were added: the whitespace held before them is not content. */
 static void called(tool_stream *t, int n) {
     t->n_calls += n;
-    sbuf_consume(&t->ws, t->ws.n);
-    t->after_call = true;
 }
 
 /* A hermes call's inner text p[0..n) (between the tags): the call, or, when it does not parse,
@@ -260,6 +239,4 @@ void tool_stream_push(tool_stream *t, const char *text, size_t len, sbuf *conten
 void tool_stream_finish(tool_stream *t, sbuf *content, json_t *calls) {
     if (t->f == TOOL_FORMAT_NONE) return;
     run(t, content, calls, true);
-    if (t->n_calls == 0 && t->ws.n) sbuf_add(content, t->ws.p, t->ws.n); /* a plain reply */
-    sbuf_consume(&t->ws, t->ws.n);
 }

@@ -11,7 +11,7 @@
  * Text goes in as the stop-string matcher releases it; out comes the reply's content and, as
  * each call is complete, the call. What could still be (part of) a call is held back, so a
  * stream never shows the markup. A call whose JSON does not parse, or lacks its name, stays
- * content, as written (never lost). Whitespace between the content and the calls is dropped.
+ * content, as written (never lost). The text around calls is content as written.
  */
 #ifndef LLMRT_SERVE_TOOL_CALLS_H
 #define LLMRT_SERVE_TOOL_CALLS_H
@@ -37,12 +37,10 @@ const char *tool_format_name(tool_format f);
 
 typedef struct tool_stream {
     tool_format f;
-    sbuf hold;       /* text not released yet */
-    bool in_call;    /* hermes: after a <tool_call> whose end has not come */
-    int mode;        /* llama3: 0 undecided (only whitespace so far), 1 content, 2 JSON */
-    sbuf ws;         /* whitespace held back until content follows it (dropped before calls) */
-    bool after_call; /* a call was the last thing: whitespace is dropped until content comes */
-    int n_calls;     /* calls made so far (their indexes) */
+    sbuf hold;    /* text not released yet */
+    bool in_call; /* hermes: after a <tool_call> whose end has not come */
+    int mode;     /* llama3: 0 undecided (only whitespace so far), 1 content, 2 JSON */
+    int n_calls;  /* calls made so far (their indexes) */
     uint64_t id_seed;
     bool oom;
 } tool_stream;
