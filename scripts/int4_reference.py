@@ -14,7 +14,9 @@ Every quantized module <m> (one with packed tensors; the others are copied) beco
   GPTQ (quant_method "gptq"; AutoGPTQ / GPTQModel QuantLinear):
       qweight I32 [in / 8, out]: nibble n of qweight[j, o] is the code of input 8 j + n;
       qzeros I32 [in / group, out / 8]: nibble n of qzeros[g, j] is output 8 j + n's zero point,
-      plus 1 in the "gptq" (v1) checkpoint_format, as stored in "gptq_v2"; scales F16
+      plus 0x11111111 per int32 word in the "gptq" (v1) checkpoint_format (GPTQModel's
+      v1 subtracts it from whole words, so a zero point of 0 borrows from the nibble above), as
+      stored in "gptq_v2"; scales F16
       [in / group, out]; g = g_idx[i] (I32 [in]; i // group without it).
   compressed-tensors "pack-quantized" (pack_to_int32 / unpack_from_int32):
       weight_packed I32 [out, ceil(in / 8)]: nibble n of weight_packed[o, j] is q + 8 for input
@@ -91,7 +93,9 @@ def dequantize(kind, t, module, group, v1, symmetric):
         if g_idx is None:
             g_idx = np.arange(n_in) // (n_in if group == -1 else group)
         q = nibbles(qw, 0)  # [in, out]
-        z = nibbles(qz, 1) + (1 if v1 else 0)  # [groups, out]
+        if v1:  # zero points minus one from whole int32 words (GPTQModel): undone the same way
+            qz = (qz.view(np.uint32) + np.uint32(0x11111111)).view(np.int32)
+        z = nibbles(qz, 1)  # [groups, out]
         deq = (q.astype(np.float32) - z[g_idx].astype(np.float32)) * s[g_idx]
         return np.ascontiguousarray(deq.T, np.float32)
     packed, s, shape = (t.pop(module + k)[0] for k in (".weight_packed", ".weight_scale",

@@ -26,7 +26,8 @@ rest kept as stored; lm_head listed as not converted / ignored as the tools writ
                    permutation, as gptq-actorder).
 Quantizing (F32): asymmetric formats take scale = (max - min) / 15 of the group (min <= 0 <= max),
 zero = round(-min / scale), then for a random quarter of the groups a random zero point instead
-(0..15; 1..15 in GPTQ v1, which cannot store 0), so that every nibble value occurs; symmetric
+(0..15; in GPTQ v1 a 0 borrows from the nibble above, as GPTQModel writes it), so that every
+nibble value occurs; symmetric
 takes scale = max|w| / 7.5; codes = clip(round(w / scale) + zero, 0, 15) with the scale as stored
 (F16 or BF16). The script then dequantizes what it wrote with scripts/int4_reference.py's reader
 and checks that it gives back its own values. tests/cli/quant_int4_ckpt.sh compares llmrt's logits
@@ -105,7 +106,10 @@ def pack_module(kind, codes, zeros, stored, g_idx, v1, symmetric, act_order):
         return {".qweight": pack8(codes.T[:, perm], 1), ".qzeros": pack8(zeros.T[:, perm], 1),
                 ".scales": np.ascontiguousarray(stored.T)}
     if kind == "gptq":  # QuantLinear.pack: inputs along qweight's rows, outputs along qzeros'
-        return {".qweight": pack8(codes.T, 0), ".qzeros": pack8(zeros.T - (1 if v1 else 0), 1),
+        qz = pack8(zeros.T, 1)
+        if v1:  # minus one, from whole int32 words as GPTQModel writes v1: a 0 borrows above
+            qz = (qz.view(np.uint32) - np.uint32(0x11111111)).view(np.int32)
+        return {".qweight": pack8(codes.T, 0), ".qzeros": qz,
                 ".scales": np.ascontiguousarray(stored.T), ".g_idx": g_idx.astype(np.int32)}
     t = {".weight_packed": pack8(codes, 1), ".weight_scale": stored,  # stored q + 8
          ".weight_shape": np.array([n_out, n_in], np.int64)}
@@ -173,8 +177,7 @@ def main():
                 perm = perms.setdefault(key, rng.permutation(n_in))
                 g_idx = np.empty(n_in, np.int64)
                 g_idx[perm] = np.arange(n_in) // size
-            codes, zeros, stored = quantize(w, g_idx, n_in // size, symmetric, 1 if v1 else 0,
-                                            scale_type, rng)
+            codes, zeros, stored = quantize(w, g_idx, n_in // size, symmetric, 0, scale_type, rng)
             for suffix, t in pack_module(kind, codes, zeros, stored, g_idx, v1, symmetric,
                                          act_order).items():
                 out[module + suffix] = t

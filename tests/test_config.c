@@ -431,6 +431,13 @@ static void test_quantization_config(void) {
                           " \"format\": \"float-quantized\", \"config_groups\": {}}",
                           NULL, &c),
               LLMRT_ERR_FORMAT, "quantization_config.config_groups is missing or empty");
+    /* only the KV cache quantized (llm-compressor's kv_cache_scheme alone): weights as they are */
+    CHECK_OK(parse_llama(", \"quantization_config\": {\"quant_method\": \"compressed-tensors\","
+                         " \"format\": \"dense\", \"config_groups\": {}, \"kv_cache_scheme\":"
+                         " {\"num_bits\": 8, \"type\": \"float\", \"strategy\": \"tensor\"}}",
+                         NULL, &c));
+    CHECK(!c.quant.per_channel && !c.quant.per_tensor && !c.quant.i4 && c.quant.act_quant &&
+          strstr(c.quant.desc, "weights not quantized"));
     CHECK_ERR(parse_llama(", \"quantization_config\": {\"bits\": 4}", NULL, &c), LLMRT_ERR_FORMAT,
               "m/config.json: quantization_config.quant_method is missing");
     /* block-wise FP8: transformers' fp8 (weight_scale_inv), compressed-tensors block and group */

@@ -633,9 +633,19 @@ static llmrt_status q_compressed_tensors(const cfg_reader *r, json_t *qc, ckpt_q
                        "%s: quantization_config.transform_config is set: transformed (rotated) "
                        "weights are not supported",
                        r->path);
-    if (!groups || json_object_size(groups) == 0)
-        return err_set(LLMRT_ERR_FORMAT,
-                       "%s: quantization_config.config_groups is missing or empty", r->path);
+    if (!groups || json_object_size(groups) == 0) {
+        /* only the KV cache quantized (llm-compressor's kv_cache_scheme alone): the weights are
+         * as they are, the KV scales unused, as ModelOpt's quant_algo null */
+        TRY(q_obj(r, qc, W, "kv_cache_scheme", &kv));
+        if (!kv)
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: quantization_config.config_groups is missing or empty (and no "
+                           "kv_cache_scheme)",
+                           r->path);
+        q->act_quant = true;
+        snprintf(q->desc, sizeof q->desc, "compressed-tensors, weights not quantized");
+        return LLMRT_OK;
+    }
     const char *name;
     json_t *g;
     json_object_foreach(groups, name, g) {

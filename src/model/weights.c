@@ -529,19 +529,17 @@ static llmrt_status ld_i4_fill_part(loader *L, const i4_part *p, int64_t r0, int
         }
     if (zeros) {
         TRY(ld_read(L, raw, DT_I32, p->zeros, 0));
-        const uint32_t plus = q->i4_zero_minus_one ? 1 : 0;
+        if (q->i4_zero_minus_one) {
+            /* GPTQ v1 ("gptq"): the zero points minus one, subtracted from whole int32 words
+             * (0x11111111), as GPTQModel writes them, so a zero point of 0 borrows from the
+             * nibble above it; the same add undoes it (per nibble when nothing borrowed) */
+            uint32_t *w = (uint32_t *)raw;
+            for (int64_t i = 0; i < G * (rows / 8); i++)
+                w[i] += 0x11111111u;
+        }
         for (int64_t r = 0; r < rows; r++)
             for (int64_t g = 0; g < G; g++) {
-                const uint32_t z =
-                    i4_stored_zero(q->i4, (const uint32_t *)raw, rows, G, r, g) + plus;
-                if (z > 15)
-                    return err_set(LLMRT_ERR_FORMAT,
-                                   "%s: tensor \"%s\" holds zero point %u (stored %u, the \"gptq\" "
-                                   "format stores it minus one) for output %" PRId64
-                                   ", group %" PRId64
-                                   ": a 4-bit zero point is 0..15 (a zero point of 0 written as "
-                                   "-1?)",
-                                   p->zeros->file, p->zeros->name, z, z - plus, r, g);
+                const uint32_t z = i4_stored_zero(q->i4, (const uint32_t *)raw, rows, G, r, g);
                 zeros[(r0 + r) * G + g] = (float)z;
             }
     }
