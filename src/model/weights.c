@@ -66,9 +66,28 @@ static llmrt_status ld_get(const loader *L, const char *pat, int layer, int n_di
                            const int64_t *shape, const st_tensor **out) {
     char name[256];
     ld_find(L, pat, layer, name, sizeof name, out);
-    if (!*out)
+    if (!*out) {
+        /* a matrix stored packed (qweight, weight_packed) where config.json says nothing of it */
+        const size_t len = strlen(name);
+        if (len > 7 && !strcmp(name + len - 7, ".weight")) {
+            static const char *const packed[] = {".qweight", ".weight_packed"};
+            for (int i = 0; i < 2; i++) {
+                char alt[300];
+                snprintf(alt, sizeof alt, "%.*s%s", (int)(len - 7), name, packed[i]);
+                if (safetensors_find(L->st, alt))
+                    return err_set(LLMRT_ERR_FORMAT,
+                                   "%s: tensor \"%s\" is missing, but \"%s\" is there: the "
+                                   "checkpoint is quantized and config.json has no "
+                                   "quantization_config saying how (an older AutoGPTQ checkpoint "
+                                   "keeps it in quantize_config.json: copy its fields into "
+                                   "config.json's quantization_config, with \"quant_method\": "
+                                   "\"gptq\")",
+                                   L->m->dir, name, alt);
+            }
+        }
         return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is missing from the checkpoint",
                        L->m->dir, name);
+    }
     return safetensors_expect(L->st, (*out)->name, n_dims, shape, out);
 }
 

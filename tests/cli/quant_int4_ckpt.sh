@@ -68,6 +68,8 @@ D=model.layers.1.mlp.down_proj O=model.layers.2.self_attn.o_proj
 Qp=model.layers.0.self_attn.q_proj Kp=model.layers.0.self_attn.k_proj
 
 # config fields
+edit "$L-gptq" 'del cfg["quantization_config"]'
+refused "packed without quantization_config" "is missing, but \"model.layers.0.self_attn.q_proj.qweight\" is there: the checkpoint is quantized and config.json has no quantization_config" -- $(run_e)
 edit "$L-awq" 'qc["bits"] = 8'
 refused "AWQ bits 8" "config.json: quantization_config.bits is 8: llmrt reads 4-bit AWQ checkpoints" -- $(run_e)
 for v in gemv gemv_fast marlin exllama; do
