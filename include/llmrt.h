@@ -289,7 +289,7 @@ llmrt_status llmrt_generate(llmrt_session *const *ss, int n, const int32_t *cons
 void llmrt_gen_result_free(llmrt_gen_result *r);
 
 /* Teacher-forced logits at every position of ids (a fresh session): out [n, vocab]. Needs a
- * model loaded with all_logits. */
+ * model loaded with all_logits, and room for one more session (max_sessions). */
 llmrt_status llmrt_logits(llmrt_model *m, const int32_t *ids, size_t n, float *out);
 
 typedef struct llmrt_perplexity_result {
@@ -298,7 +298,8 @@ typedef struct llmrt_perplexity_result {
     long scored;       /* tokens predicted */
     int window;        /* positions per window (the load's max_seq at most) */
 } llmrt_perplexity_result;
-/* Scores ids[0..n) (n >= 2) in consecutive windows; needs a model loaded with all_logits. */
+/* Scores ids[0..n) (n >= 2) in consecutive windows; needs a model loaded with all_logits, and
+ * room for one more session (max_sessions). */
 llmrt_status llmrt_perplexity(llmrt_model *m, const int32_t *ids, size_t n,
                               llmrt_perplexity_result *out);
 

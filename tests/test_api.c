@@ -391,6 +391,15 @@ static void test_paged_and_scoring(void) {
     if (!m) return;
     llmrt_session *s = NULL;
     CHECK_OK(llmrt_session_create(&s, m, 0));
+    { /* max_sessions holds for a paged cache too */
+        llmrt_session *more[3] = {NULL, NULL, NULL};
+        CHECK_OK(llmrt_session_create(&more[0], m, 0));
+        CHECK_OK(llmrt_session_create(&more[1], m, 0));
+        CHECK_ERR(llmrt_session_create(&more[2], m, 0), LLMRT_ERR_INVALID,
+                  "no room for another session");
+        llmrt_session_free(more[0]);
+        llmrt_session_free(more[1]);
+    }
     llmrt_gen_opts go = {.max_new_tokens = r.ng, .ignore_eos = 1};
     llmrt_gen_result res;
     const int32_t *prompts[1] = {r.prompt};

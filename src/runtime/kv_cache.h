@@ -82,6 +82,7 @@ typedef struct kv_cache {
     size_t bytes;           /* every group */
     size_t bytes_full;      /* what it would take if no layer used a ring (for messages) */
     uint64_t sessions_made; /* sessions ever made on it (their ids) */
+    int sessions_live;      /* sessions alive now (at most o.n_seqs) */
     bool prefix_on;         /* the prefix cache (off unless kv_cache_enable_prefix) */
 } kv_cache;
 

@@ -88,9 +88,15 @@ llmrt_status session_create(session **out, kv_cache *kv, int max_seq) {
                        "a session of %d positions: the KV cache was made for sessions of 1 to %d "
                        "positions",
                        max_seq, kv->o.max_seq);
+    if (kv->sessions_live >= kv->o.n_seqs)
+        return err_set(LLMRT_ERR_INVALID,
+                       "no room for another session: the KV cache holds %d sequences and all are "
+                       "in use",
+                       kv->o.n_seqs);
     session *s = calloc(1, sizeof *s);
     if (!s) return err_set(LLMRT_ERR_NOMEM, "out of memory");
     s->kv = kv;
+    kv->sessions_live++;
     s->id = ++kv->sessions_made;
     s->max_seq = max_seq;
     for (int g = 0; g < kv->n_groups; g++) {
@@ -118,7 +124,10 @@ llmrt_status session_create(session **out, kv_cache *kv, int max_seq) {
 
 void session_free(session *s) {
     if (!s) return;
-    if (s->kv) session_release(s);
+    if (s->kv) {
+        session_release(s);
+        s->kv->sessions_live--;
+    }
     for (int g = 0; g < KV_MAX_GROUPS; g++)
         free(s->table[g]);
     free(s->hashes);
