@@ -338,7 +338,6 @@ static void test_rewind_sliding(void) {
     }
 }
 
-
 /* NULL where a handle, array or output belongs: an error naming the call, never a crash. */
 static void test_null_arguments(void) {
     CHECK_ERR(llmrt_model_open(NULL, fixture, NULL), LLMRT_ERR_INVALID, "llmrt_model_open");

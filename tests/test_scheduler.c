@@ -684,6 +684,33 @@ static void test_sliding_leaving_shared_block(void) {
     dir = "models/demo-llama";
 }
 
+/* A step the cache cannot hold fails whole: the sessions before the one that did not fit give
+ * back the blocks they took for it. */
+static void test_failed_step_gives_back(void) {
+    model_config c;
+    CHECK_OK(model_config_load(&c, dir));
+    const size_t per_block = 2 * (size_t)c.n_layers * c.n_kv_heads * 8 * c.head_dim * 4;
+    harness h;
+    sched_opts so = {0};
+    if (!harness_create(&h, 2, 8, 6 * per_block, &so)) return; /* 6 blocks of 8 */
+    engine *e = h.e;
+    session *ss[2] = {NULL, NULL};
+    CHECK_OK(session_create(&ss[0], &e->kv, 0));
+    CHECK_OK(session_create(&ss[1], &e->kv, 0));
+    int32_t p[40];
+    for (int k = 0; k < 40; k++)
+        p[k] = 3 + k;
+    const int32_t *ids[2] = {p, p};
+    int n[2] = {32, 32};
+    CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, false), LLMRT_ERR_NOMEM, "KV cache is full");
+    CHECK_MSG(ss[0]->pos == 0 && ss[0]->held[0] == 0 && kv_blocks_available(&e->kv, 0) == 6,
+              "after the failed step: position %d, %d blocks held, %d free", ss[0]->pos,
+              ss[0]->held[0], kv_blocks_available(&e->kv, 0));
+    session_free(ss[0]);
+    session_free(ss[1]);
+    harness_close(&h);
+}
+
 int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_preemption);
@@ -691,6 +718,7 @@ int main(void) {
     RUN(test_request_options);
     RUN(test_deterministic);
     RUN(test_prompt_logprobs);
+    RUN(test_failed_step_gives_back);
     RUN(test_sliding_paged);
     RUN(test_sliding_prefix);
     RUN(test_sliding_prefix_shared_tight);

@@ -165,7 +165,12 @@ static llmrt_status engine_step(engine *e, session *const *ss, int n, const int3
     if (ids) TRY(model_check_ids(c, ids, (size_t)rows));
     int len[KV_MAX_GROUPS] = {0};
     for (int b = 0; b < n; b++) {
-        TRY(session_reserve(ss[b], n_tok ? n_tok[b] : T));
+        llmrt_status rs = session_reserve(ss[b], n_tok ? n_tok[b] : T);
+        if (rs != LLMRT_OK) { /* the step does not run: the blocks taken for it go back */
+            for (int k = 0; k < b; k++)
+                session_trim(ss[k]);
+            return rs;
+        }
         e->h_pos[b] = ss[b]->pos;
         for (int g = 0; g < e->kv.n_groups; g++)
             if (ss[b]->held[g] > len[g]) len[g] = ss[b]->held[g];

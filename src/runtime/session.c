@@ -134,6 +134,17 @@ void session_free(session *s) {
     free(s);
 }
 
+void session_trim(session *s) {
+    kv_cache *kv = s->kv;
+    if (kv->o.block_len == 0) return; /* contiguous: its blocks are its own for good */
+    for (int g = 0; g < kv->n_groups; g++) {
+        const int want = kv_cache_blocks_for(kv, g, s->pos);
+        if (want >= s->held[g]) continue;
+        give_back(s, g, want, s->held[g]);
+        s->held[g] = want > s->first[g] ? want : s->first[g];
+    }
+}
+
 void session_reset(session *s) {
     s->pos = 0;
     s->written = 0;

@@ -41,6 +41,10 @@ llmrt_status session_reserve(session *s, int n);
 /* Blocks session_reserve(s, n) would take now, in group g. */
 int session_blocks_needed(const session *s, int g, int n);
 
+/* A paged session gives back the blocks past its positions (taken for a step that did not
+ * run). */
+void session_trim(session *s);
+
 /* Back to no positions; a paged session gives its blocks back. */
 void session_reset(session *s);
 
