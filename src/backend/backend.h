@@ -278,6 +278,9 @@ struct backend {
     dtype act_dtype;    /* activations */
     dtype kv_dtype;     /* KV cache */
     bool ragged;        /* takes ragged steps (step_desc.seq_tokens) */
+    bool async;         /* steps run on a device while the host goes on (a greedy step may start
+                           on the choices of the one before it before the host reads them); false:
+                           every op is done when it returns (the CPU) */
     /* Why the last decode_layers call did not take the step (a static string), or NULL when it
      * did or was not called: a slower path's reason, for the user */
     const char *decode_declined;

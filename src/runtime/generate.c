@@ -108,14 +108,16 @@ static llmrt_status decode_sampled(gen_run *g, sampler *samp, float *logits, int
     return LLMRT_OK;
 }
 
-/* Greedy choices made by the backend; the logits never leave it. With a KV cache, step k + 1
- * starts on the backend's choices of step k before the host waits for them, so the host's
- * work per token (the wait, the checks, emit, the stop test) hides behind the device's next
- * step; once every session has stopped, the step run ahead is dropped and its position taken
- * back. Without a cache each step recomputes the history, which the host must have first. */
+/* Greedy choices made by the backend; the logits never leave it. With a KV cache on a device
+ * (be->async), step k + 1 starts on the backend's choices of step k before the host waits for
+ * them, so the host's work per token (the wait, the checks, emit, the stop test) hides behind
+ * the device's next step; once every session has stopped, the step run ahead is dropped and
+ * its position taken back. On the CPU there is nothing to hide behind (and the step run ahead
+ * would be timed as the one before it). Without a cache each step recomputes the history,
+ * which the host must have first. */
 static llmrt_status decode_greedy(gen_run *g, int32_t *next) {
     engine *e = g->e;
-    const bool ahead = !g->o->no_cache;
+    const bool ahead = !g->o->no_cache && e->be->async;
     llmrt_status st = feed(g, true, NULL);
     for (int step = 0; step < g->N && st == LLMRT_OK; step++) {
         bool run_ahead = ahead && step + 1 < g->N;

@@ -464,6 +464,7 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     /* Ragged steps (cuda_step.cu, step_rows) are covered by test_cuda_ops but have not run on a
      * GPU yet; LLMRT_CUDA_RAGGED=1 takes them for that check, else the engine splits them. */
     be->ragged = c->sw.ragged != 0;
+    be->async = true;
     llmrt_status st = LLMRT_OK;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(device)) != cudaSuccess ||
