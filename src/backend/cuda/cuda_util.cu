@@ -35,8 +35,8 @@ void cuda_switches_read(cuda_switches *sw) {
     if (caps && caps[0]) snprintf(sw->decode_caps, sizeof sw->decode_caps, "%s", caps);
     const char *rows = getenv("LLMRT_MATVEC_MAX_ROWS");
     sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
-    sw->fp8_blocks = env_on("LLMRT_CUDA_FP8_BLOCKS");
-    sw->ragged = env_on("LLMRT_CUDA_RAGGED");
+    const char *rg = getenv("LLMRT_CUDA_RAGGED");
+    sw->ragged = !(rg && !strcmp(rg, "0"));
     sw->fp8_gemm = env_on("LLMRT_CUDA_FP8_GEMM");
     const char *sk = getenv("LLMRT_SKINNY_MAX_ROWS");
     sw->skinny_max_rows = sk && sk[0] ? atoi(sk) : -1;
