@@ -9,7 +9,7 @@
 #                   cmake --build build-cuda && scripts/gpu-check.sh --stage build-cuda
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, qckpt, quant, serve);
+# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
 # in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
@@ -243,7 +243,21 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
                 --precision BF16 --quant_format fp8 --weight_only --isl 128 --num_tokens 128 \
                 --iterations 2 --warmup 1 2>&1 >/dev/null | grep -A40 "decode kernel profile" |
                 sed "s/^/[$card fp8] /"
-        rm -rf "$M" # the next card's checkpoint needs the disk
+        [ -n "${QUANT_KEEP:-}" ] || rm -rf "$M" # the next card's checkpoint needs the disk
+    done
+fi
+if [[ " $ONLY " == *" ppl "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # perplexity of the demo models on their held-out text, BF16 on CUDA, with the layer
+    # matrices quantized on load (PPL_FORMATS; fp8+gemm: FP8 with the FP8 tensor-core product of
+    # prompts, LLMRT_CUDA_FP8_GEMM=1, activations quantized per token)
+    for m in demo-llama demo-qwen3 demo-gpt2; do
+        for q in ${PPL_FORMATS:-none fp8 fp8+gemm int8 int4}; do
+            f="$OUT/ppl-$m-$q.txt"
+            env $([ "$q" = fp8+gemm ] && echo LLMRT_CUDA_FP8_GEMM=1) "$CARRY/llmrt" perplexity \
+                --model models/$m --file models/$m/heldout.txt --device cuda --precision BF16 \
+                --quant_format "${q%+gemm}" --weight_only >"$f" 2>&1
+            rows+=("$(printf 'ppl %-10s %-8s rc=%d: %s' "$m" "$q" $? "$(tail -1 "$f")")")
+        done
     done
 fi
 if [[ " $ONLY " == *" batch "* ]] && [ -x "$CARRY/llmrt" ]; then

@@ -29,8 +29,8 @@
  * (an empty environment): libgomp then keeps its default. `OMP_DISPLAY_ENV=verbose` shows the
  * result (GOMP_SPINCOUNT = '1000'); cpu_omp_env_note() says what was done.
  *
- * .preinit_array exists only in executables: linked into a shared library this does nothing
- * (the linker drops it), and a program using such a library sets GOMP_SPINCOUNT itself.
+ * .preinit_array exists only in executables: a shared libllmrt (-DLLMRT_SHARED=ON, defining
+ * LLMRT_SHARED_LIBRARY) leaves it out, and a program using it sets GOMP_SPINCOUNT itself.
  */
 #include <string.h>
 
@@ -48,7 +48,7 @@ static int has_prefix(const char *s, const char *p) {
     return strncmp(s, p, strlen(p)) == 0;
 }
 
-static void omp_env_preinit(int argc, char **argv, char **envp) {
+__attribute__((unused)) static void omp_env_preinit(int argc, char **argv, char **envp) {
     (void)argc;
     (void)argv;
     if (!envp) return;
@@ -72,9 +72,11 @@ static void omp_env_preinit(int argc, char **argv, char **envp) {
     omp_env_state = OMP_ENV_NO_SLOT;
 }
 
+#ifndef LLMRT_SHARED_LIBRARY /* the linker refuses .preinit_array in a shared library */
 __attribute__((section(".preinit_array"),
                used)) static void (*const omp_env_preinit_entry)(int, char **,
                                                                  char **) = omp_env_preinit;
+#endif
 
 /* Runs after libgomp's constructor has read the environment, before main. */
 __attribute__((constructor)) static void omp_env_restore(void) {
