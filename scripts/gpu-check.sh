@@ -9,7 +9,7 @@
 #                   cmake --build build-cuda && scripts/gpu-check.sh --stage build-cuda
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl);
+# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
 # in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
@@ -257,6 +257,27 @@ if [[ " $ONLY " == *" ppl "* ]] && [ -x "$CARRY/llmrt" ]; then
                 --model models/$m --file models/$m/heldout.txt --device cuda --precision BF16 \
                 --quant_format "${q%+gemm}" --weight_only >"$f" 2>&1
             rows+=("$(printf 'ppl %-10s %-8s rc=%d: %s' "$m" "$q" $? "$(tail -1 "$f")")")
+        done
+    done
+fi
+if [[ " $ONLY " == *" opprof "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # LLMRT_OP_PROFILE=1: each op's device time alone (unfused, no graphs), for a batch of
+    # PROF_BATCH decoding sequences (llmrt bench) and a prompt of PROF_ISL tokens (run)
+    for card in ${PROF_CARDS:-Llama-3.2-1B-Instruct}; do
+        M=/tmp/ab-model-$card
+        [ -f "$M/config.json" ] ||
+            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
+                >"$OUT/prof-make-$card.log" 2>&1
+        LLMRT_OP_PROFILE=1 "$CARRY/llmrt" bench --model "$M" --device cuda --precision BF16 \
+            --isl 128 --num_tokens 8 --batch_size ${PROF_BATCH:-256} --iterations 1 --warmup 0 \
+            --no-plot --out "$OUT/prof-out" >"$OUT/prof-batch-$card.txt" 2>&1
+        LLMRT_OP_PROFILE=1 "$CARRY/llmrt" run --benchmark --model "$M" --device cuda \
+            --precision BF16 --isl ${PROF_ISL:-2048} --num_tokens 2 --iterations 1 --warmup 0 \
+            >"$OUT/prof-prefill-$card.txt" 2>&1
+        for f in batch prefill; do
+            echo "---- op profile $card $f"
+            awk '/cuda op profile/ {on = 1} on' "$OUT/prof-$f-$card.txt" |
+                { head -2; awk 'NF == 9 && $NF ~ /%$/' | sort -k7 -g -r | head -24; }
         done
     done
 fi

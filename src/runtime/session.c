@@ -29,19 +29,17 @@ static llmrt_status session_hashes_room(session *s) {
     return s->hashes ? LLMRT_OK : err_set(LLMRT_ERR_NOMEM, "out of memory");
 }
 
-/* Entries of group g that a step of n more positions gives back first: those out of the window
- * of the sequence it leaves, [s->first[g], *upto) (session_reserve). */
-static int entries_leaving(const session *s, int g, int n, int *upto) {
-    *upto = kv_cache_first_kept(s->kv, g, s->pos + n);
-    if (*upto > s->held[g]) *upto = s->held[g];
-    return *upto > s->first[g] ? *upto - s->first[g] : 0;
+/* The end of the entries of group g that a step of n more positions gives back first: those
+ * out of the window of the sequence it leaves, [s->first[g], end) (session_reserve). */
+static int leaving_end(const session *s, int g, int n) {
+    int upto = kv_cache_first_kept(s->kv, g, s->pos + n);
+    return upto < s->held[g] ? upto : s->held[g];
 }
 
 /* Of those, the blocks that become available to others: held by this session alone (a block
  * shared through the prefix cache stays with its other holders). */
 static int blocks_freed(const session *s, int g, int n) {
-    int upto, freed = 0;
-    entries_leaving(s, g, n, &upto);
+    int upto = leaving_end(s, g, n), freed = 0;
     for (int i = s->first[g]; i < upto; i++)
         freed += s->table[g][i] >= 0 && s->kv->g[g].ref[s->table[g][i]] == 1;
     return freed;
@@ -68,8 +66,7 @@ llmrt_status session_reserve(session *s, int n) {
                            session_blocks_needed(s, g, n), kv->g[g].block_len,
                            kv_blocks_available(kv, g), kv->g[g].n_blocks);
     for (int g = 0; g < kv->n_groups; g++) {
-        int upto;
-        entries_leaving(s, g, n, &upto);
+        int upto = leaving_end(s, g, n);
         if (upto > s->first[g]) {
             give_back(s, g, s->first[g], upto);
             s->first[g] = upto;
