@@ -12,7 +12,8 @@
 #   CARD [Llama-3.2-1B-Instruct]  the config folder under $CARRY
 #   PRECISION [FP16]  PARTS ["single sweep"]  DEVICE [cuda] (cpu: a dry run of this script)
 #   ISL [2048] NUM_TOKENS [128] BATCH [1] ITER [10]          the single point (run_llm.py's)
-#   SWEEP_ISL [128,512,2048] SWEEP_BATCH [1,4,16] SWEEP_TOKENS [128] SWEEP_MODES [eager]
+#   SWEEP_ISL [128,512,2048] SWEEP_BATCH [1,4,16] SWEEP_TOKENS [128] SWEEP_ITER [5]
+#   SWEEP_MODES [eager] (the PyTorch runs beside llmrt's; none: llmrt alone)
 set -uo pipefail
 CARRY=${CARRY:-.carry/cuda}
 CARD=${CARD:-Llama-3.2-1B-Instruct}
@@ -27,6 +28,8 @@ if [ -f "$CARRY/bin.tar.xz" ] && [ ! -x "$CARRY/llmrt" ]; then # staged by gpu-c
     cp -r "$CARRY"/lib "$CARRY/$CARD" "$bin/" 2>/dev/null
     CARRY=$bin
 fi
+# the card's config.json: beside the binaries, or where gpu-check.sh --stage puts it
+[ -d "$CARRY/$CARD" ] || [ ! -d "$CARRY/configs/$CARD" ] || ln -s "configs/$CARD" "$CARRY/$CARD"
 libdirs="$CARRY/lib"
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -e "$d/libcublasLt.so.13" ] && libdirs="$libdirs:$d"
@@ -52,8 +55,9 @@ fi
 if [[ " $PARTS " == *" sweep "* ]]; then
     "$CARRY/llmrt" bench --model "$M" --device "$DEVICE" --precision "$PRECISION" \
         --isl "${SWEEP_ISL:-128,512,2048}" --num_tokens "${SWEEP_TOKENS:-128}" \
-        --batch_size "${SWEEP_BATCH:-1,4,16}" --iterations 5 --warmup 1 \
-        --enable_pytorch_run --pytorch-modes "${SWEEP_MODES:-eager}" --no-plot \
+        --batch_size "${SWEEP_BATCH:-1,4,16}" --iterations "${SWEEP_ITER:-5}" --warmup 1 \
+        $([ "${SWEEP_MODES:-eager}" = none ] ||
+            echo --enable_pytorch_run --pytorch-modes "${SWEEP_MODES:-eager}") --no-plot \
         --out "$OUT/sweep" >"$OUT/sweep.txt" 2>"$OUT/sweep.log"
     echo "---- bench sweep (exit $?)"
     grep -E "^(llmrt benchmark|Backend|Generate|Decode-Median|BW-Fraction)|speedup" "$OUT/sweep.txt"

@@ -4,9 +4,13 @@
 # filled by `scripts/gpu-check.sh --stage BUILD_DIR` on the build machine). Logs go to $OUT
 # (default ./out); a short table is printed last.
 #
-#   build machine:  cmake -S . -B build-cuda -DLLMRT_CUDA=ON -DCMAKE_BUILD_RPATH='$ORIGIN/lib' \
+#   build machine:  cmake -S . -B build-cuda -DLLMRT_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
+#                     -DLLMRT_SHARED=ON -DLLMRT_CUDA_ARCHS=90a-real -DCMAKE_BUILD_RPATH='$ORIGIN/lib' \
 #                     -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags   (RPATH reaches libcurl's own)
 #                   cmake --build build-cuda && scripts/gpu-check.sh --stage build-cuda
+#                   (a shared libllmrt for the one Hopper architecture: every staged binary in
+#                   ~21 MB; static binaries for three architectures are ~17 MB each, and what
+#                   travels to the device is at most 64 MB with the repository)
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
 # bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof);
