@@ -6,7 +6,9 @@
 #
 #   build machine:  cmake -S . -B build-cuda -DLLMRT_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
 #                     -DLLMRT_SHARED=ON -DLLMRT_CUDA_ARCHS=90a-real -DCMAKE_BUILD_RPATH='$ORIGIN/lib' \
-#                     -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags   (RPATH reaches libcurl's own)
+#                     -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags \
+#                     -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--disable-new-dtags
+#                   (RPATH, not RUNPATH: the binaries' path also finds their libraries' libraries)
 #                   cmake --build build-cuda && scripts/gpu-check.sh --stage build-cuda
 #                   (a shared libllmrt for the one Hopper architecture: every staged binary in
 #                   ~21 MB; static binaries for three architectures are ~17 MB each, and what
