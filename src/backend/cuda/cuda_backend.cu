@@ -474,7 +474,7 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->dt = precision;
     cuda_switches_read(&c->sw);
     be->fp8_blocks_refused = NULL; /* matmul_f8g (cuda_matmul.cu) */
-    be->kv_fp8_refused = "its attention kernels read a cache in the precision only";
+    be->kv_fp8_refused = NULL;     /* F8_E4M3 caches: kv_f8 in the kernels (cuda_internal.cuh) */
     /* ragged steps (cuda_step.cu, step_rows): one forward per server iteration */
     be->ragged = c->sw.ragged != 0;
     be->async = true;
