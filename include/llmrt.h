@@ -89,7 +89,7 @@ const char *llmrt_quant_name(llmrt_quant q);
 
 /* How the KV cache stores keys and values: in the activation precision (F32 on the CPU), or as
  * FP8 E4M3 with one F32 scale per position and head (amax / 448 as each is written; a quarter
- * of the CPU's bytes, half of a 16-bit cache's). The CPU backend takes fp8; CUDA not yet. */
+ * of the CPU's bytes, half of a 16-bit cache's), on the CPU and CUDA backends alike. */
 typedef enum llmrt_kv_dtype {
     LLMRT_KV_AUTO = 0, /* the activation precision */
     LLMRT_KV_FP8 = 1   /* E4M3, a scale per position and head */

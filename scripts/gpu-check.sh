@@ -15,7 +15,7 @@
 #                   travels to the device is at most 64 MB with the repository)
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof);
+# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
 # in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
@@ -141,6 +141,61 @@ if [[ " $ONLY " == *" cli "* ]] && [ -x "$CARRY/llmrt" ]; then
     echo "---- llmrt run (demo model, cuda)"
     tail -3 "$OUT/cli_run.log"
     tail -15 "$OUT/cli_bench.log"
+fi
+if [[ " $ONLY " == *" kvfp8 "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # the FP8 KV cache on CUDA (--kv-cache-dtype fp8) against the precision's (auto), BF16: each
+    # demo model's perplexity on its held-out text (prompt chunks: the flash kernel) must rise by
+    # at most 1% and not be the same number (the FP8 path ran), as tests/cli/kv_fp8.sh checks on
+    # the CPU (whose FP8 number is printed beside); then generation at batch 1 (the decode
+    # kernel: no "op by op" note may appear) and batch 4 (the op path, graphs), and the
+    # benchmark's decode time with either cache
+    for m in demo-llama demo-qwen3 demo-gpt2; do
+        for run in cuda:auto cuda:fp8 cpu:fp8; do
+            "$CARRY/llmrt" perplexity --model models/$m --file models/$m/heldout.txt \
+                --device "${run%:*}" --precision BF16 --kv-cache-dtype "${run#*:}" --json \
+                >"$OUT/kvfp8-ppl-$m-${run/:/-}.json" 2>"$OUT/kvfp8-ppl-$m-${run/:/-}.err"
+        done
+        out=$(python3 - "$OUT/kvfp8-ppl-$m-cuda-auto.json" "$OUT/kvfp8-ppl-$m-cuda-fp8.json" \
+            "$OUT/kvfp8-ppl-$m-cpu-fp8.json" <<'PY' 2>&1
+import json, sys
+def ppl(p):
+    try:
+        return json.load(open(p))["perplexity"]
+    except Exception as e:
+        return None
+a, f, c = (ppl(p) for p in sys.argv[1:])
+if a is None or f is None:
+    print("no perplexity (see the .err files): auto %s, fp8 %s" % (a, f))
+    sys.exit(1)
+print("BF16 cache %.4f, FP8 cache %.4f (%+.2f%%); CPU FP8 cache %s" %
+      (a, f, 100 * (f / a - 1), "%.4f" % c if c else "-"))
+sys.exit(0 if f != a and f <= 1.01 * a else 1)
+PY
+        )
+        rc=$?
+        rows+=("$(printf 'kvfp8 ppl %-10s rc=%d: %s' "$m" $rc "$out")")
+        echo "kvfp8 ppl $m: $out"
+    done
+    for m in demo-llama demo-qwen3 demo-gpt2; do
+        for b in 1 4; do
+            log="kvfp8-run-$m-b$b.log"
+            run_part "llmrt run fp8 cache $m b$b" "$log" "$CARRY/llmrt" run --model models/$m \
+                --device cuda --precision BF16 --kv-cache-dtype fp8 --batch_size $b \
+                --num_tokens 96 --ignore-eos --prompt "Once upon a time"
+            if grep -q "op by op" "$OUT/$log"; then
+                rows+=("kvfp8 run $m b$b: FAIL: $(grep -m1 'op by op' "$OUT/$log")")
+            fi
+            echo "---- $log"
+            tail -3 "$OUT/$log"
+        done
+    done
+    for kv in auto fp8; do
+        run_part "llmrt run --benchmark $kv cache" "kvfp8-bench-$kv.log" "$CARRY/llmrt" run \
+            --benchmark --model models/demo-llama --device cuda --precision BF16 \
+            --kv-cache-dtype $kv --isl 256 --num_tokens 200 --iterations 3 --warmup 1
+        echo "---- llmrt run --benchmark, demo-llama, $kv cache"
+        tail -12 "$OUT/kvfp8-bench-$kv.log"
+    done
 fi
 if [[ " $ONLY " == *" bench "* ]] && [ -x "$CARRY/bench_cuda" ]; then
     run_part bench_cuda bench_cuda.log "$CARRY/bench_cuda"

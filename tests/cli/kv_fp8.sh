@@ -4,7 +4,9 @@
 # number (the FP8 path ran); the benchmark reports the cache's type and counts its bytes (one per
 # value and a F32 scale per position and head, against four per value); generation runs; a bad
 # value is refused with exit 2. The kernels' exactness against a dequantized reference:
-# test_cpu_ops (test_qkv_finish_fp8, test_attention, paged and contiguous caches).
+# test_cpu_ops (test_qkv_finish_fp8, test_attention, paged and contiguous caches); CUDA's against
+# the CPU's: test_cuda_ops (the *_fp8 cases), and this check on CUDA: scripts/gpu-check.sh part
+# kvfp8.
 set -u
 BIN=${1:?usage: kv_fp8.sh LLMRT_BINARY}
 . tests/quant/lib.sh

@@ -33,8 +33,7 @@ typedef struct cli_model {
     "                         (weight-only; --weight_only is accepted and says so)\n"              \
     "  --precision FP8        short for --precision BF16 --quant_format fp8\n"                     \
     "  --kv-cache-dtype T     auto (default: the activations' type, F32 on the CPU) or fp8:\n"     \
-    "                         keys and values as FP8 E4M3 with a scale per position and head\n"    \
-    "                         (CPU only for now)\n"
+    "                         keys and values as FP8 E4M3 with a scale per position and head\n"
 
 /* The help line of --quiet, which cli_model_flag takes for every subcommand. */
 #define CLI_QUIET_USAGE "  --quiet                no progress or notes on stderr (errors only)\n"

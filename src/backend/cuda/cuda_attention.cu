@@ -22,6 +22,10 @@
  * Prefill (n_tokens >= 16, F16/BF16): cuda_flash.cu for head_dim 64/128, the wmma kernel
  * below for other multiples of 16 up to 256, the split kernel for the rest. Head sizes whose
  * rows are not a whole number of 16-byte vectors (12, 20...) load single elements.
+ * An FP8 cache (kv_f8, cuda_internal.cuh): the split kernel reads 16 bytes (16 values) per load,
+ * widens them in registers and applies each row's scale once (to a key's q.k, to a value's
+ * softmax weight); the prefill kernels widen each staged tile to T; qkv_finish, and the fused
+ * split holding the new position, quantize the new key and value from their F32 values.
  */
 #include <mma.h>
 
@@ -44,7 +48,8 @@ struct attn_geom {
                       takes every row) */
     float scale, softcap;
     kv_map kv;
-    step_rows sr; /* each row's sequence and position */
+    float *ks, *vs; /* an FP8 cache's scales [n_blocks, Hkv, bl] (kv_map's rows), or NULL */
+    step_rows sr;   /* each row's sequence and position */
 };
 
 /* The visible key range [lo, hi] of query row r, and its sequence b. */
@@ -63,14 +68,16 @@ __device__ __forceinline__ void key_range(int r, const step_rows &sr, int window
 template <typename LV> __device__ __forceinline__ LV lv_zero() {
     if constexpr (std::is_same<LV, int4>::value)
         return make_int4(0, 0, 0, 0);
+    else if constexpr (std::is_same<LV, kv_f8>::value)
+        return kv_f8{0};
     else
         return from_f<LV>(0.0f);
 }
 
-template <typename T, typename LV>
+template <typename T, typename C, typename LV>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
-                      T *kc /* [n_blocks, Hkv, bl, hd] */, T *vc /* same */,
+                      C *kc /* [n_blocks, Hkv, bl, hd] */, C *vc /* same */,
                       float *part_o /* [rows, H, n_split, hd] */,
                       float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g, int fuse,
                       qkv_fin fin) {
@@ -81,8 +88,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     float *m_s = s_s + g.gb * ATT_TILE;         /* [gb] */
     float *l_s = m_s + ATT_GMAX;                /* [gb] */
     float *c_s = l_s + ATT_GMAX;                /* [gb] */
-    float *red_s = c_s + ATT_GMAX;              /* [ATT_THREADS * 8] partial sums of p V */
-    constexpr int VEC = sizeof(LV) / sizeof(T); /* elements per load */
+    float *red_s = c_s + ATT_GMAX;              /* [ATT_THREADS * VEC] partial sums of p V */
+    constexpr int VEC = sizeof(LV) / sizeof(C); /* elements per load */
     int tid = threadIdx.x;
     int h0 = blockIdx.x * g.gb, kvh = h0 / (g.H / g.Hkv);
     int r = blockIdx.y, split = blockIdx.z;
@@ -125,18 +132,33 @@ __global__ void __launch_bounds__(ATT_THREADS)
         for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
             q_s[i] = to_f(from_f<T>(q_s[i])) * g.scale; /* as stored by qkv_finish */
         if (warp == 0 && j0 <= hi && hi <= j1) {
-            float *ks = red_s; /* [hd] */
+            float *ks = red_s, *vs = red_s + g.hd; /* [hd] each (hd <= 512) */
             const T *krow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)(g.H + kvh) * g.hd;
             const T *vrow = krow + (size_t)g.Hkv * g.hd;
-            for (int d = lane; d < g.hd; d += 32)
+            for (int d = lane; d < g.hd; d += 32) {
                 ks[d] = to_f(krow[d]);
+                if constexpr (kv_is_fp8<C>()) vs[d] = to_f(vrow[d]);
+            }
             __syncwarp();
             head_finish_warp(ks, g.hd, fin.has_kn, fin.kkind, fin.kw, fin.keps, fin.inv_freq,
                              fin.rot_dim, fin.attn_factor, rp);
-            size_t at = g.kv.row(b, kvh, hi) * g.hd;
-            for (int d = lane; d < g.hd; d += 32) { /* other q-head groups write the same bytes */
-                kc[at + d] = from_f<T>(ks[d]);
-                vc[at + d] = vrow[d];
+            /* other q-head groups write the same bytes (and scales) */
+            const size_t row = g.kv.row(b, kvh, hi), at = row * g.hd;
+            if constexpr (kv_is_fp8<C>()) {
+                const float sk = kv_fp8_scale_warp(ks, g.hd), sv = kv_fp8_scale_warp(vs, g.hd);
+                for (int d = lane; d < g.hd; d += 32) {
+                    kc[at + d].v = kv_fp8_byte(ks[d], sk);
+                    vc[at + d].v = kv_fp8_byte(vs[d], sv);
+                }
+                if (lane == 0) {
+                    g.ks[row] = sk;
+                    g.vs[row] = sv;
+                }
+            } else {
+                for (int d = lane; d < g.hd; d += 32) {
+                    kc[at + d] = from_f<T>(ks[d]);
+                    vc[at + d] = vrow[d];
+                }
             }
         }
         for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
@@ -157,7 +179,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
         int n = min(ATT_TILE, j1 - t0 + 1);
         /* scores: thread tid owns key t0 + tid */
         if (tid < n) {
-            const LV *kr = (const LV *)(kc + g.kv.row(b, kvh, t0 + tid) * g.hd);
+            const size_t krow_i = g.kv.row(b, kvh, t0 + tid);
+            const LV *kr = (const LV *)(kc + krow_i * g.hd);
+            const float ksc = kv_scale<C>(g.ks, krow_i); /* plain load: see fuse */
             float acc[ATT_GMAX];
 #pragma unroll
             for (int gi = 0; gi < ATT_GMAX; gi++)
@@ -171,11 +195,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
 #pragma unroll
                 for (int u = 0; u < ATT_UNROLL; u++) {
                     if (v0 + u >= nv) break;
-                    const T *ke = (const T *)&kv[u];
                     float kf[VEC];
-#pragma unroll
-                    for (int e = 0; e < VEC; e++)
-                        kf[e] = to_f(ke[e]);
+                    kv_unpack<C>(kv[u], kf);
 #pragma unroll
                     for (int gi = 0; gi < ATT_GMAX; gi++) {
                         if (gi < g.gb) {
@@ -190,7 +211,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
 #pragma unroll
             for (int gi = 0; gi < ATT_GMAX; gi++) {
                 if (gi < g.gb) {
-                    float s = acc[gi];
+                    float s = kv_is_fp8<C>() ? acc[gi] * ksc : acc[gi];
                     s = soft_cap(s, g.softcap);
                     s_s[gi * ATT_TILE + tid] = s;
                 }
@@ -241,16 +262,19 @@ __global__ void __launch_bounds__(ATT_THREADS)
                     for (int u = 0; u < ATT_UNROLL; u++) {
                         int jj = j + u * ngrp;
                         bool ok = jj < n;
-                        vv[u] = ok ? ((const LV *)(vc + g.kv.row(b, kvh, t0 + jj) * g.hd))[dv]
-                                   : lv_zero<LV>();
-                        pj[u] = ok ? pp[jj] : 0.0f;
+                        const size_t vr = ok ? g.kv.row(b, kvh, t0 + jj) : 0;
+                        vv[u] = ok ? ((const LV *)(vc + vr * g.hd))[dv] : lv_zero<LV>();
+                        /* an FP8 row's scale goes with its softmax weight */
+                        pj[u] =
+                            ok ? (kv_is_fp8<C>() ? pp[jj] * kv_scale<C>(g.vs, vr) : pp[jj]) : 0.0f;
                     }
 #pragma unroll
                     for (int u = 0; u < ATT_UNROLL; u++) {
-                        const T *ve = (const T *)&vv[u];
+                        float vf[VEC];
+                        kv_unpack<C>(vv[u], vf);
 #pragma unroll
                         for (int e = 0; e < VEC; e++)
-                            acc[e] = fmaf(pj[u], to_f(ve[e]), acc[e]);
+                            acc[e] = fmaf(pj[u], vf[e], acc[e]);
                     }
                 }
                 if (ngrp == 1) {
@@ -293,14 +317,15 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
-/* out[r, h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits that saw keys. */
+/* out[r, h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits that saw keys.
+ * With fuse, q and k are finished again from qkv's raw heads (the split kernel's blocks
+ * finished them in shared memory only; k as it finished the key it wrote into the cache). */
 template <typename T>
 __global__ void
 kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H, n_split, hd] */,
                     const float2 *part_ml /* [rows, H, n_split] */, int H, int hd, int n_split,
-                    T *qkv /* [rows, (H + 2*Hkv) * hd]: written back when fuse */,
-                    const T *kc /* [n_blocks, Hkv, bl, hd] */, kv_map kv, step_rows sr, int fuse,
-                    int long_from, qkv_fin fin) {
+                    T *qkv /* [rows, (H + 2*Hkv) * hd]: written back when fuse */, int Hkv,
+                    step_rows sr, int fuse, int long_from, qkv_fin fin) {
     if (long_from && sr.count(sr.seq(blockIdx.y)) >= long_from) { /* the prefill kernel's */
         pdl_begin(); /* as the split kernel: the grid must not complete before its predecessor */
         return;
@@ -309,7 +334,6 @@ kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H
     if (fuse && threadIdx.x < 32) {
         /* the split kernel is complete: leave q and k in qkv as qkv_finish would */
         __shared__ float fs[512];
-        const int Hkv = kv.Hkv;
         int r = blockIdx.y, h = blockIdx.x, G = H / Hkv, lane = threadIdx.x;
         int b = sr.seq(r), p = sr.pos_of(b, r);
         T *row = qkv + (size_t)r * (H + 2 * Hkv) * hd;
@@ -320,11 +344,16 @@ kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H
                          fin.attn_factor, p);
         for (int d = lane; d < hd; d += 32)
             row[(size_t)h * hd + d] = from_f<T>(fs[d]);
-        if (h % G == 0) {
-            int kvh = h / G;
-            const T *k = kc + kv.row(b, kvh, p) * hd;
+        if (h % G == 0) { /* the kv head's key */
+            T *k = row + (size_t)(H + h / G) * hd;
+            __syncwarp();
             for (int d = lane; d < hd; d += 32)
-                row[(size_t)(H + kvh) * hd + d] = k[d];
+                fs[d] = to_f(k[d]);
+            __syncwarp();
+            head_finish_warp(fs, hd, fin.has_kn, fin.kkind, fin.kw, fin.keps, fin.inv_freq,
+                             fin.rot_dim, fin.attn_factor, p);
+            for (int d = lane; d < hd; d += 32)
+                k[d] = from_f<T>(fs[d]);
         }
     }
     __shared__ float w_s[ATT_MAX_SPLIT];
@@ -373,7 +402,7 @@ kernel_attn_combine(T *out /* [rows, H * hd] */, const float *part_o /* [rows, H
  * query rows. Key/value tiles of FA_BK rows are staged in shared memory (rows from kv_map); S = Q
  * K^T and O += P V run as 16x16x16 wmma products with F32 accumulators; the online softmax runs on
  * the F32 scores in shared memory (two lanes per row). GQA heads index their kv head, K/V are never
- * repeated. */
+ * repeated. An FP8 cache's tiles are widened to T (times each row's scale) as they are staged. */
 enum { FA_BQ = 64, FA_BK = 64, FA_WARPS = 4, FA_MAX_HD = 256 };
 
 static size_t fa_smem(int hd) {
@@ -382,10 +411,10 @@ static size_t fa_smem(int hd) {
            (FA_BQ * (FA_BK + 4) + FA_BQ * (size_t)(hd + 4) + 2 * FA_BQ) * 4;
 }
 
-template <typename T>
+template <typename T, typename C>
 __global__ void __launch_bounds__(FA_WARPS * 32)
     kernel_attn_prefill(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
-                        const T *kc /* [n_blocks, Hkv, bl, hd] */, const T *vc /* same */,
+                        const C *kc /* [n_blocks, Hkv, bl, hd] */, const C *vc /* same */,
                         attn_geom g) {
     pdl_begin();
     using namespace nvcuda;
@@ -436,9 +465,9 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
             int jj = i / vpr, cv = i % vpr, j = kt + jj;
             int4 kv4 = make_int4(0, 0, 0, 0), vv4 = make_int4(0, 0, 0, 0);
             if (j <= pmax) {
-                size_t off = g.kv.row(b, kvh, j) * hd;
-                kv4 = *((const int4 *)(kc + off) + cv);
-                vv4 = *((const int4 *)(vc + off) + cv);
+                const size_t row = g.kv.row(b, kvh, j), at = row * hd + (size_t)cv * 8;
+                kv4 = kv_load8<T>(kc, g.ks, row, at);
+                vv4 = kv_load8<T>(vc, g.vs, row, at);
             }
             *((int4 *)(k_s + jj * ldh) + cv) = kv4;
             *((int4 *)(v_s + jj * ldh) + cv) = vv4;
@@ -518,22 +547,29 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
     }
 }
 
+template <typename T, typename C>
+static llmrt_status launch_prefill_c(cuda_ctx *c, T *out, const T *qkv, const kv_layer *cache,
+                                     const attn_geom &g) {
+    size_t smem = fa_smem(g.hd);
+    static bool raised; /* one per instantiation */
+    if (!raised) {
+        CK(cudaFuncSetAttribute(kernel_attn_prefill<T, C>,
+                                cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)fa_smem(FA_MAX_HD)));
+        raised = true;
+    }
+    dim3 grid((c->n_tokens + FA_BQ - 1) / FA_BQ, g.H, c->batch);
+    launch_ex(c, kernel_attn_prefill<T, C>, grid, FA_WARPS * 32, smem, out, qkv,
+              (const C *)cache->k, (const C *)cache->v, g);
+    CK_KERNEL("kernel_attn_prefill");
+    return LLMRT_OK;
+}
+
 template <typename T>
 static llmrt_status launch_prefill(cuda_ctx *c, T *out, const T *qkv, const kv_layer *cache,
                                    const attn_geom &g) {
-    size_t smem = fa_smem(g.hd);
-    static int raised[2];
-    int which = sizeof(T) == 2 && std::is_same<T, __half>::value ? 0 : 1;
-    if (!raised[which]) {
-        CK(cudaFuncSetAttribute(kernel_attn_prefill<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)fa_smem(FA_MAX_HD)));
-        raised[which] = 1;
-    }
-    dim3 grid((c->n_tokens + FA_BQ - 1) / FA_BQ, g.H, c->batch);
-    launch_ex(c, kernel_attn_prefill<T>, grid, FA_WARPS * 32, smem, out, qkv, (const T *)cache->k,
-              (const T *)cache->v, g);
-    CK_KERNEL("kernel_attn_prefill");
-    return LLMRT_OK;
+    if (g.ks) return launch_prefill_c<T, kv_f8>(c, out, qkv, cache, g);
+    return launch_prefill_c<T, T>(c, out, qkv, cache, g);
 }
 
 llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_layer *cache,
@@ -560,6 +596,10 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     g.scale = a->scale;
     g.softcap = a->softcap;
     g.long_from = 0;
+    g.ks = cache->k_scale; /* an FP8 cache */
+    g.vs = cache->v_scale;
+    const bool fp8 = g.ks != NULL;
+    if (fp8 && !g.vs) return err_set(LLMRT_ERR_INVALID, "an FP8 KV cache without V scales");
     if (fin && (c->n_tokens != 1 || c->ragged || a->head_dim > 512 ||
                 (fin->inv_freq && (fin->rot_dim > a->head_dim || fin->rot_dim % 2))))
         return LLMRT_OK; /* not fused: the caller runs qkv_finish, then attention */
@@ -603,20 +643,29 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
         part_o = (float *)scr;
         part_ml = (float2 *)(part_o + n * g.hd);
     }
-    size_t smem =
-        (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX + ATT_THREADS * 8) *
-        sizeof(float);
+    /* cache elements per load: a 16-byte vector when a row is a whole number of them */
+    const size_t es = fp8 ? 1 : dtype_size(c->dt);
+    const bool vec16 = (size_t)g.hd * es % 16 == 0;
+    const size_t vec = vec16 ? 16 / es : 1;
+    size_t smem = (2 * (size_t)g.gb * g.hd + (size_t)g.gb * ATT_TILE + 3 * ATT_GMAX +
+                   ATT_THREADS * (vec > 8 ? vec : 8)) *
+                  sizeof(float);
     dim3 grid(g.H / g.gb, c->rows, n_split);
-    const bool vec16 = (size_t)g.hd * dtype_size(c->dt) % 16 == 0;
     DISPATCH_T(c->dt, {
-        launch_ex(c, vec16 ? kernel_attn_split<T, int4> : kernel_attn_split<T, T>, grid,
-                  ATT_THREADS, smem, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v, part_o,
-                  part_ml, g, fin != NULL, fin ? *fin : nofin);
+        if (fp8)
+            launch_ex(
+                c, vec16 ? kernel_attn_split<T, kv_f8, int4> : kernel_attn_split<T, kv_f8, kv_f8>,
+                grid, ATT_THREADS, smem, (T *)out, (const T *)qkv, (kv_f8 *)cache->k,
+                (kv_f8 *)cache->v, part_o, part_ml, g, fin != NULL, fin ? *fin : nofin);
+        else
+            launch_ex(c, vec16 ? kernel_attn_split<T, T, int4> : kernel_attn_split<T, T, T>, grid,
+                      ATT_THREADS, smem, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v,
+                      part_o, part_ml, g, fin != NULL, fin ? *fin : nofin);
         CK_KERNEL("kernel_attn_split");
         if (n_split > 1) {
             launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
-                      part_ml, g.H, g.hd, n_split, (T *)qkv, (const T *)cache->k, g.kv, g.sr,
-                      fin != NULL, g.long_from, fin ? *fin : nofin);
+                      part_ml, g.H, g.hd, n_split, (T *)qkv, g.Hkv, g.sr, fin != NULL, g.long_from,
+                      fin ? *fin : nofin);
             CK_KERNEL("kernel_attn_combine");
         }
     });

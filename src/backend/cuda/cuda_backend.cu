@@ -24,6 +24,20 @@ static llmrt_status need_step(backend *be, const char *op) {
     return LLMRT_OK;
 }
 
+/* A layer's cache as the backend's KV type needs it: an F8_E4M3 cache carries its scales, one
+ * in the precision none (the kernels read a cache as FP8 when it has them). */
+static llmrt_status need_cache(backend *be, const kv_layer *kv, const char *op) {
+    if (!kv || !kv->k || !kv->v) return err_set(LLMRT_ERR_INVALID, "cuda %s: KV cache missing", op);
+    const bool fp8 = be->kv_dtype == DT_F8E4M3;
+    if (fp8 && (!kv->k_scale || !kv->v_scale))
+        return err_set(LLMRT_ERR_INVALID, "cuda %s: an FP8 KV cache without scales", op);
+    if (!fp8 && (kv->k_scale || kv->v_scale))
+        return err_set(LLMRT_ERR_INVALID,
+                       "cuda %s: FP8 scales given with a KV cache in the precision (%s)", op,
+                       dtype_name(be->kv_dtype));
+    return LLMRT_OK;
+}
+
 /* Zeroes a record of kind op in place (padding and unused union bytes included: records are
  * compared with memcmp, and a struct returned by value may not carry its padding). */
 static void rec_init(op_rec *r, op_kind op) {
@@ -183,6 +197,7 @@ static llmrt_status cu_qkv_finish(backend *be, void *qkv, const attn_params *a,
                                   const norm_params *qn, const norm_params *kn,
                                   const rope_params *rope, kv_layer *cache) {
     TRY(need_step(be, "qkv_finish"));
+    TRY(need_cache(be, cache, "qkv_finish"));
     op_rec r;
     rec_init(&r, OP_QKV_FINISH);
     rec_qkv_finish *q = &r.u.qkv_finish;
@@ -194,19 +209,20 @@ static llmrt_status cu_qkv_finish(backend *be, void *qkv, const attn_params *a,
     rec_norm_params(&q->kn, kn);
     q->has_rope = rope != NULL;
     if (rope) rec_rope(&q->rope, rope);
-    rec_kv(&q->kv, cache);
+    rec_kv(&q->kv, cache, be->kv_dtype == DT_F8E4M3);
     return graph_submit(state_of(be), &r);
 }
 
 static llmrt_status cu_attention(backend *be, void *out, const void *qkv, const kv_layer *cache,
                                  const attn_params *a) {
     TRY(need_step(be, "attention"));
+    TRY(need_cache(be, cache, "attention"));
     op_rec r;
     rec_init(&r, OP_ATTENTION);
     r.u.attention.out = out;
     r.u.attention.qkv = qkv;
     rec_attn(&r.u.attention.a, a);
-    rec_kv(&r.u.attention.kv, cache);
+    rec_kv(&r.u.attention.kv, cache, be->kv_dtype == DT_F8E4M3);
     return graph_submit(state_of(be), &r);
 }
 
@@ -253,6 +269,8 @@ static llmrt_status cu_decode_layers(backend *be, void *x, void *h, const layer_
                                      const norm_params *final_norm, const decode_head *head,
                                      decode_done *done) {
     TRY(need_step(be, "decode_layers"));
+    for (int l = 0; l < n_layers; l++)
+        TRY(need_cache(be, &kv[l], "decode_layers"));
     cuda_state *s = state_of(be);
     cuda_ctx *c = &s->c;
     *done = DECODE_NOTHING;
@@ -456,7 +474,7 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     c->dt = precision;
     cuda_switches_read(&c->sw);
     be->fp8_blocks_refused = NULL; /* matmul_f8g (cuda_matmul.cu) */
-    be->kv_fp8_refused = "its attention kernels read a cache in the precision only";
+    be->kv_fp8_refused = NULL;     /* F8_E4M3 caches: kv_f8 in the kernels (cuda_internal.cuh) */
     /* ragged steps (cuda_step.cu, step_rows): one forward per server iteration */
     be->ragged = c->sw.ragged != 0;
     be->async = true;

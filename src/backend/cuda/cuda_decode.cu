@@ -36,6 +36,8 @@
  * Quantized layer matrices (F8_E4M3, I8 with a scale per row): the ring carries their bytes
  * (twice the columns per tile), the consumers unpack them in registers (wunpack16) and the
  * epilogue multiplies each row's sum by its scale; the LM head stays in T.
+ * An FP8 KV cache (C kv_f8): the attention tiles hold the rows' bytes and scales (see
+ * cuda_decode_attention.cuh), and the new key and value are quantized as qkv_finish does.
  * Results are rounded to T exactly where the op-by-op path stores them, so both paths agree up
  * to the order of F32 sums.
  * The grid is one block per SM (the shared memory admits no second one) and is launched
@@ -59,7 +61,7 @@
 #include "backend/cuda/cuda_decode_attention.cuh"
 #include "backend/cuda/cuda_decode_stages.cuh"
 
-template <typename T, typename W, bool PG>
+template <typename T, typename W, typename C, bool PG>
 __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
     const long long t_start = clock64();
@@ -97,9 +99,13 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     for (int l = threadIdx.x; l < a.n_layers; l += blockDim.x) {
         dk_layer &L = layers[l];
         if (PG) break; /* paged: dk_kv_row reads the table per key */
-        size_t off = (size_t)a.tbl[L.group][0] * a.Hkv * L.cap * a.hd * sizeof(T);
-        L.kc = (char *)L.kc + off;
-        L.vc = (char *)L.vc + off;
+        const size_t rows = (size_t)a.tbl[L.group][0] * a.Hkv * L.cap;
+        L.kc = (char *)L.kc + rows * a.hd * sizeof(C);
+        L.vc = (char *)L.vc + rows * a.hd * sizeof(C);
+        if constexpr (kv_is_fp8<C>()) {
+            L.ks += rows;
+            L.vs += rows;
+        }
     }
     __syncthreads();
     if (threadIdx.x / 32 == DK_WARPS) { /* weights do not depend on the previous kernel */
@@ -131,11 +137,11 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         dk_matvec<T, W, X, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
         if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
-        if (l == 0) dk_att_prefetch<T, PG>(a, L);
+        if (l == 0) dk_att_prefetch<T, C, PG>(a, L);
         if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
-            dk_att_prefetch<T, PG>(a, layers[l + 1]);
+            dk_att_prefetch<T, C, PG>(a, layers[l + 1]);
         cbar(); /* xs is free: the attention scratch overlaps it */
-        dk_attention<T, PG>(a, L, uni, clk, tg.layer(l));
+        dk_attention<T, C, PG>(a, L, uni, clk, tg.layer(l));
         clk.mark(a, EV_ATT);
         if (uo0 < uo1) dk_load_tagged<T>(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
@@ -220,7 +226,7 @@ static size_t dk_union_bytes(const dk_args &k, size_t es, int att_bufs) {
     if (k.F > kmax) kmax = k.F;
     /* the input vector is in float for quantized matrices (kernel_decode's X) */
     size_t vec = (size_t)kmax * (dtype_quantized((dtype)k.wdt) ? sizeof(float) : es);
-    size_t att = dk_att_bytes(k.H / k.Hkv, k.hd, (int)es, att_bufs);
+    size_t att = dk_att_bytes(k.H / k.Hkv, k.hd, k.kv8 ? 1 : (int)es, att_bufs);
     if (vec < (size_t)k.D * sizeof(float)) vec = (size_t)k.D * sizeof(float); /* dk_post_norm */
     return align_up(vec > att ? vec : att, 16);
 }
@@ -249,6 +255,7 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     if (Hkv < 1 || H % Hkv || H / Hkv > DK_GQ) return "more q heads per kv head than DK_GQ";
     if (hd % VEC || hd > 256 || D % WVEC || (H * hd) % WVEC || F % WVEC)
         return "widths not a multiple of 16 bytes";
+    const bool fp8 = kv[0].k_scale != NULL; /* an FP8 KV cache */
     if ((int64_t)(H + 2 * Hkv) * hd * c->n_sm > UINT32_MAX || (int64_t)F * c->n_sm > UINT32_MAX ||
         (int64_t)D * c->n_sm > UINT32_MAX) /* see dk_units */
         return "matrix shapes";
@@ -276,9 +283,13 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
             if (m[i]->group) return "FP8 scaled per block";
         }
         if (kv[l].block_len < 1 || kv[l].group < 0 || kv[l].group >= c->n_groups) return "KV cache";
+        if ((kv[l].k_scale != NULL) != fp8 || (kv[l].v_scale != NULL) != fp8)
+            return "KV cache scales";
     }
+    if (fp8 && hd % 16) return "FP8 KV cache rows not a multiple of 16 bytes";
     dk_args k = {};
     k.n_layers = n_layers, k.D = D, k.H = H, k.Hkv = Hkv, k.hd = hd, k.F = F, k.wdt = (int)wdt;
+    k.kv8 = fp8;
     size_t fixed = dk_misc_bytes(k, c->n_sm) + dk_union_bytes(k, es, 1) + 256;
     size_t slot = DK_TILE + 2 * sizeof(uint64_t);
     if ((size_t)c->smem_optin < fixed + DK_MIN_SLOTS * slot) return "shared memory";
@@ -308,6 +319,7 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
     key->F = (int)L[0].wdown.cols;
     key->act = (int)act;
     key->wdt = (int)L[0].wqkv.dt;
+    key->kv8 = kv[0].k_scale != NULL;
     key->final_w = fin->w;
     key->final_b = fin->b;
     if (head) {
@@ -359,6 +371,8 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
         d->attn_factor = w->rope ? w->rope->attn_factor : 1.0f;
         d->kc = kv[l].k;
         d->vc = kv[l].v;
+        d->ks = kv[l].k_scale;
+        d->vs = kv[l].v_scale;
         d->cap = kv[l].block_len;
         d->group = kv[l].group;
         d->window = w->attn.window;
@@ -409,21 +423,27 @@ static void plan_free(dk_plan *p) {
     free(p);
 }
 
-/* The kernels that run a stack of activations T and layer matrices W: contiguous or paged KV
- * (F32 activations take no quantized W: cuda_decode_unsupported). */
-template <typename T, typename W> struct dk_kernels {
+/* The kernels that run a stack of activations T and layer matrices W over a KV cache of
+ * elements C (T or kv_f8): contiguous or paged KV (F32 activations take no quantized W:
+ * cuda_decode_unsupported). */
+template <typename T, typename W, typename C> struct dk_kernels {
     static constexpr bool ok = sizeof(T) == 2 || std::is_same<W, T>::value;
     static void (*get(bool paged))(dk_args) {
         if constexpr (ok)
-            return paged ? kernel_decode<T, W, true> : kernel_decode<T, W, false>;
+            return paged ? kernel_decode<T, W, C, true> : kernel_decode<T, W, C, false>;
         else
             return NULL;
     }
 };
 
-template <typename T, typename W> static cudaError_t dk_set_smem(size_t smem) {
+/* The kernel of a plan's types (kv8: an FP8 KV cache). */
+template <typename T, typename W> static void (*dk_kernel(int kv8, bool paged))(dk_args) {
+    return kv8 ? dk_kernels<T, W, kv_f8>::get(paged) : dk_kernels<T, W, T>::get(paged);
+}
+
+template <typename T, typename W> static cudaError_t dk_set_smem(int kv8, size_t smem) {
     for (int paged = 0; paged < 2; paged++) {
-        void (*k)(dk_args) = dk_kernels<T, W>::get(paged);
+        void (*k)(dk_args) = dk_kernel<T, W>(kv8, paged);
         if (!k) return cudaErrorInvalidValue;
         cudaError_t e =
             cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -521,7 +541,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     }
     p->smem = (size_t)a.ns * slot + fixed;
     p->args = a;
-    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, e = dk_set_smem<T, W>(p->smem)));
+    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, e = dk_set_smem<T, W>(a.kv8, p->smem)));
     if (e != cudaSuccess) {
         p->h_layers = NULL;
         plan_free(p);
@@ -612,7 +632,7 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     for (int g = 0; g < KV_MAX_GROUPS; g++)
         paged = paged || a.tlen[g] > 1;
     void (*kern)(dk_args) = NULL;
-    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, kern = dk_kernels<T, W>::get(paged)));
+    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, kern = dk_kernel<T, W>(a.kv8, paged)));
     e = kern ? cudaLaunchKernelEx(&cfg, kern, a) : cudaErrorInvalidValue;
     if (e != cudaSuccess) {
         cudaGetLastError(); /* a refused launch is not sticky: later launches must not see it */

@@ -39,8 +39,9 @@ struct dk_layer {
     const float *post_attn, *post_ffn; /* sandwich norms of the o / down outputs, or NULL */
     const float *attn_norm_b, *ffn_norm_b, *bup; /* LayerNorm biases, MLP up bias, or NULL */
     const float *inv_freq;                       /* or NULL: no RoPE */
-    void *kc, *vc; /* the layer's cache [n_blocks, Hkv, cap, hd]; in the kernel's shared
-                      copy of a contiguous cache (a table of one entry), sequence 0's block */
+    void *kc, *vc;  /* the layer's cache [n_blocks, Hkv, cap, hd]; in the kernel's shared
+                       copy of a contiguous cache (a table of one entry), sequence 0's block */
+    float *ks, *vs; /* an FP8 cache's scales [n_blocks, Hkv, cap] (NULL otherwise), moved alike */
     float attn_eps, ffn_eps, qn_eps, kn_eps, pa_eps, pf_eps, attn_factor, scale, softcap;
     int attn_kind, ffn_kind, qn_kind, kn_kind, pa_kind, pf_kind, rot_dim, cap, window;
     int group; /* the layer's KV group */
@@ -74,6 +75,7 @@ struct dk_args {
                                           sequence 0's entries come first */
     int tlen[KV_MAX_GROUPS];           /* entries per sequence: 1 contiguous, else paged */
     int wdt;                  /* dtype of the layer matrices: the precision or a quantized one */
+    int kv8;                  /* the KV cache is F8_E4M3 (kv_f8, with the layers' ks / vs) */
     int misc_floats;          /* shared floats between the mbarriers and the union region */
     int caps[DK_CAPS];        /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
     int att_bufs;             /* attention tile buffers: 2 = the next loads during a tile */

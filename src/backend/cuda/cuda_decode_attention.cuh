@@ -1,7 +1,9 @@
 /* cuda_decode_attention.cuh — the decode kernel's attention stage: the visible keys and their
  * split into items, the cache rows (contiguous ring or paged), the L2 prefetch of the next
  * layer's keys and values, q/k head norms and RoPE, the online softmax over 32-key tiles and
- * the combine of the splits. */
+ * the combine of the splits. The cache's element type C is T or kv_f8 (an FP8 cache: a tile
+ * holds the rows' bytes and their scales, which multiply a key's q.k and a value's softmax
+ * weight; the new key and value are quantized from their F32 values, as qkv_finish does). */
 #ifndef LLMRT_CUDA_DECODE_ATTENTION_CUH
 #define LLMRT_CUDA_DECODE_ATTENTION_CUH
 
@@ -30,28 +32,30 @@ __device__ __forceinline__ dk_keys dk_key_range(const dk_args &a, const dk_layer
     return k;
 }
 
-/* The element offset of kv head kvh's first row in layer L's cache (L.kc / L.vc point at
- * sequence 0's block once the kernel has read the step's table, at its start); for a paged
- * cache, of the head's rows in block 0 (dk_kv_row adds the block). */
+/* The row of kv head kvh's first key in layer L's cache (L.kc / L.vc, and an FP8 cache's L.ks /
+ * L.vs, point at sequence 0's block once the kernel has read the step's table, at its start);
+ * for a paged cache, of the head's rows in block 0 (dk_kv_row adds the block). A row's values
+ * start at element row * hd, its FP8 scale is L.ks[row]. */
 __device__ __forceinline__ size_t dk_kv_head(const dk_args &a, const dk_layer &L, int kvh) {
-    return (size_t)kvh * L.cap * a.hd;
+    return (size_t)kvh * L.cap;
 }
 
-/* The element offset of key j of the kv head whose dk_kv_head is `head`: in a contiguous cache
- * slot j % cap of sequence 0's block (a ring for sliding layers); in a paged one, block
+/* The row of key j of the kv head whose dk_kv_head is `head`: in a contiguous cache slot
+ * j % cap of sequence 0's block (a ring for sliding layers); in a paged one, block
  * (j / cap) % entries of sequence 0's table (which wraps for sliding layers), slot j % cap. */
 template <bool PG>
 __device__ __forceinline__ size_t dk_kv_row(const dk_args &a, const dk_layer &L, size_t head,
                                             int j) {
-    if (!PG) return head + (size_t)(j % L.cap) * a.hd;
+    if (!PG) return head + (size_t)(j % L.cap);
     const size_t blk = (size_t)__ldg(a.tbl[L.group] + (j / L.cap) % a.tlen[L.group]);
-    return (blk * a.Hkv * L.cap + (size_t)(j % L.cap)) * a.hd + head;
+    return blk * a.Hkv * L.cap + (size_t)(j % L.cap) + head;
 }
 
 /* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
  * cos and sin (hd each), p [DK_WARPS][32] floats; then two buffers (a tile is multiplied while
- * the next loads) of the tile's keys and values [32][hd + VEC] of T each (rows padded by 16
- * bytes against bank conflicts). */
+ * the next loads) of the tile's keys and values [32][hd + VEC] of the cache element (es bytes)
+ * each (rows padded by 16 bytes against bank conflicts); then for an FP8 cache (es 1) the
+ * scales of the tiles' rows [bufs][32] of keys and of values. */
 __host__ __device__ __forceinline__ size_t dk_att_floats(int Gq, int hd) {
     return (((size_t)(Gq * hd + 6 * hd + DK_WARPS * 32) * 4) + 15) & ~(size_t)15;
 }
@@ -59,12 +63,20 @@ __host__ __device__ __forceinline__ size_t dk_att_tile_elems(int hd, int es) {
     return (size_t)32 * (hd + 16 / es);
 }
 __host__ __device__ __forceinline__ size_t dk_att_bytes(int Gq, int hd, int es, int bufs) {
-    return dk_att_floats(Gq, hd) + 2 * (size_t)bufs * dk_att_tile_elems(hd, es) * es;
+    return dk_att_floats(Gq, hd) + 2 * (size_t)bufs * dk_att_tile_elems(hd, es) * es +
+           (es == 1 ? 2 * (size_t)bufs * 32 * sizeof(float) : 0);
+}
+
+/* The 16-byte-aligned part of n F32 scales at p into L2 (the rest share its lines). */
+__device__ __forceinline__ void dk_prefetch_scales(const float *p, int n) {
+    const uintptr_t lo = ((uintptr_t)p + 15) & ~(uintptr_t)15,
+                    hi = (uintptr_t)(p + n) & ~(uintptr_t)15;
+    if (hi > lo) prefetch_l2((const void *)lo, (unsigned)(hi - lo));
 }
 
 /* After the qkv stage: the keys and values of this block's attention items (old positions,
  * which do not depend on this step) are prefetched into L2 with bulk prefetches. */
-template <typename T, bool PG>
+template <typename T, typename C, bool PG>
 __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
     if (PG) return; /* a paged cache: rows are found one by one as the tiles load */
     const dk_keys kr = dk_key_range(a, L);
@@ -74,10 +86,16 @@ __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
         if ((int)threadIdx.x / 2 != i) continue; /* thread 2i: keys, 2i + 1: values */
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
-        const T *base = (const T *)(threadIdx.x % 2 ? L.vc : L.kc) + dk_kv_head(a, L, kvh);
+        const size_t head = dk_kv_head(a, L, kvh);
+        const C *base = (const C *)(threadIdx.x % 2 ? L.vc : L.kc) + head * a.hd;
         int s0 = j0 % L.cap, n = j1 - j0 + 1, first = min(n, L.cap - s0); /* a ring wraps */
-        prefetch_l2(base + (size_t)s0 * a.hd, (unsigned)((size_t)first * a.hd * sizeof(T)));
-        if (n > first) prefetch_l2(base, (unsigned)((size_t)(n - first) * a.hd * sizeof(T)));
+        prefetch_l2(base + (size_t)s0 * a.hd, (unsigned)((size_t)first * a.hd * sizeof(C)));
+        if (n > first) prefetch_l2(base, (unsigned)((size_t)(n - first) * a.hd * sizeof(C)));
+        if constexpr (kv_is_fp8<C>()) {
+            const float *sb = (threadIdx.x % 2 ? L.vs : L.ks) + head;
+            dk_prefetch_scales(sb + s0, first);
+            if (n > first) dk_prefetch_scales(sb, n - first);
+        }
     }
 }
 
@@ -91,24 +109,37 @@ __device__ __forceinline__ void cp_async_wait_all() {
 __device__ __forceinline__ void cp_async_commit() {
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
+/* 4 bytes (an FP8 row's scale) */
+__device__ __forceinline__ void cp_async4(void *dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_u32(dst)), "l"(src)
+                 : "memory");
+}
 /* All but the most recently committed group have landed. */
 __device__ __forceinline__ void cp_async_wait_one() {
     asm volatile("cp.async.wait_group 1;" ::: "memory");
 }
 
 /* The tile of keys [t0, t0 + 32) (up to j1) of the kv head whose first row is at `head`
- * (dk_kv_head, read once per item: the asm below is a memory clobber) into kt/vt, by all
- * consumers. */
-template <typename T, bool PG>
+ * (dk_kv_head, read once per item: the asm below is a memory clobber) into kt/vt, and for an
+ * FP8 cache the rows' scales into kst/vst_ ([32] each), by all consumers. */
+template <typename C, bool PG>
 __device__ __forceinline__ void dk_load_tile(const dk_args &a, const dk_layer &L, size_t head,
-                                             int t0, int j1, T *kt, T *vt) {
-    constexpr int VEC = 16 / sizeof(T);
+                                             int t0, int j1, C *kt, C *vt, float *kst,
+                                             float *vst_) {
+    constexpr int VEC = 16 / sizeof(C);
     const int nv = a.hd / VEC, vst = a.hd + VEC, n = min(32, j1 - t0 + 1);
     for (int i = threadIdx.x; i < n * nv; i += DK_WARPS * 32) {
         int r = i / nv, v = i % nv;
-        size_t row = dk_kv_row<PG>(a, L, head, t0 + r);
-        cp_async16(kt + (size_t)r * vst + v * VEC, (const T *)L.kc + row + v * VEC);
-        cp_async16(vt + (size_t)r * vst + v * VEC, (const T *)L.vc + row + v * VEC);
+        size_t at = dk_kv_row<PG>(a, L, head, t0 + r) * a.hd;
+        cp_async16(kt + (size_t)r * vst + v * VEC, (const C *)L.kc + at + v * VEC);
+        cp_async16(vt + (size_t)r * vst + v * VEC, (const C *)L.vc + at + v * VEC);
+    }
+    if constexpr (kv_is_fp8<C>()) {
+        for (int r = threadIdx.x; r < n; r += DK_WARPS * 32) {
+            size_t row = dk_kv_row<PG>(a, L, head, t0 + r);
+            cp_async4(kst + r, L.ks + row);
+            cp_async4(vst_ + r, L.vs + row);
+        }
     }
 }
 
@@ -168,18 +199,21 @@ __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) 
  * and accumulates p V (lanes own dimensions). The q heads, the new key and value, the norm
  * weights, the rotary table and the first tile come in with one memory round trip. One split
  * writes the output (att_buf), several write partials for dk_combine. */
-template <typename T, bool PG>
+template <typename T, typename C, bool PG>
 __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk,
                              unsigned tag) {
-    constexpr int VEC = 16 / sizeof(T);
+    constexpr bool F8 = kv_is_fp8<C>();
+    constexpr int VEC = 16 / sizeof(C);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, tid = threadIdx.x;
     const int NT = DK_WARPS * 32;
     const int hd = a.hd, Gq = a.H / a.Hkv, vst = hd + VEC;
     float *q_s = (float *)uni, *kn_s = q_s + Gq * hd, *vn_s = kn_s + hd, *qw_s = vn_s + hd;
     float *kw_s = qw_s + hd, *cs_s = kw_s + hd, *sn_s = cs_s + hd, *p_s = sn_s + hd + warp * 32;
-    const size_t tile_elems = dk_att_tile_elems(hd, (int)sizeof(T));
-    T *const kt0 = (T *)(uni + dk_att_floats(Gq, hd)); /* [bufs][32][vst] keys, then values */
-    T *const vt0 = kt0 + a.att_bufs * tile_elems;
+    const size_t tile_elems = dk_att_tile_elems(hd, (int)sizeof(C));
+    C *const kt0 = (C *)(uni + dk_att_floats(Gq, hd)); /* [bufs][32][vst] keys, then values */
+    C *const vt0 = kt0 + a.att_bufs * tile_elems;
+    float *const ks0 = (float *)(vt0 + a.att_bufs * tile_elems); /* FP8: [bufs][32] scales */
+    float *const vs0 = ks0 + a.att_bufs * 32;
     const dk_keys kr = dk_key_range(a, L);
     const u64 *qkv = a.qkv;
     const int items = a.Hkv * kr.n_split, half = L.rot_dim / 2;
@@ -187,10 +221,11 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         const int kvh = item / kr.n_split, sp = item % kr.n_split;
         const int j0 = kr.lo + sp * kr.kps, j1 = min(kr.hi, j0 + kr.kps - 1);
         const bool has_new = j1 == kr.hi;
-        T *kt = kt0, *vt = vt0; /* the current tile's buffer; the first tile's is buffer 0 */
+        C *kt = kt0, *vt = vt0;       /* the current tile's buffer; the first tile's is buffer 0 */
+        float *ksc = ks0, *vsc = vs0; /* its rows' scales (FP8) */
         const size_t head = dk_kv_head(a, L, kvh);
         /* one round trip: the first tile, q heads, new key and value, weights, rotary table */
-        dk_load_tile<T, PG>(a, L, head, j0, j1, kt, vt);
+        dk_load_tile<C, PG>(a, L, head, j0, j1, kt, vt, ksc, vsc);
         const u64 *qg = qkv + (size_t)kvh * Gq * hd;
         const u64 *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
         constexpr int QW = DK_GQ * 256 / (DK_WARPS * 32); /* q words per thread (hd <= 256) */
@@ -234,15 +269,36 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         }
         if (has_new && warp == (Gq < DK_WARPS ? DK_WARPS - 1 : 0)) {
             dk_head_finish(kn_s, hd, L.k_norm ? kw_s : NULL, L.kn_kind, L.kn_eps, cs_s, sn_s, half);
-            size_t at = dk_kv_row<PG>(a, L, head, kr.hi);
+            const size_t row = dk_kv_row<PG>(a, L, head, kr.hi), at = row * hd;
             const int r = kr.hi - j0; /* the new key's row in the first tile, if there */
-            for (int d = lane; d < hd; d += 32) {
-                T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
-                ((T *)L.kc)[at + d] = kv; /* later tiles and steps read it from the cache */
-                ((T *)L.vc)[at + d] = vv;
-                if (r < 32) {
-                    kt[(size_t)r * vst + d] = kv;
-                    vt[(size_t)r * vst + d] = vv;
+            if constexpr (F8) {
+                const float sk = kv_fp8_scale_warp(kn_s, hd), sv = kv_fp8_scale_warp(vn_s, hd);
+                for (int d = lane; d < hd; d += 32) {
+                    const kv_f8 kv = {kv_fp8_byte(kn_s[d], sk)}, vv = {kv_fp8_byte(vn_s[d], sv)};
+                    ((C *)L.kc)[at + d] = kv; /* later tiles and steps read it from the cache */
+                    ((C *)L.vc)[at + d] = vv;
+                    if (r < 32) {
+                        kt[(size_t)r * vst + d] = kv;
+                        vt[(size_t)r * vst + d] = vv;
+                    }
+                }
+                if (lane == 0) {
+                    L.ks[row] = sk;
+                    L.vs[row] = sv;
+                    if (r < 32) {
+                        ksc[r] = sk;
+                        vsc[r] = sv;
+                    }
+                }
+            } else {
+                for (int d = lane; d < hd; d += 32) {
+                    T kv = from_f<T>(kn_s[d]), vv = from_f<T>(vn_s[d]);
+                    ((T *)L.kc)[at + d] = kv; /* later tiles and steps read it from the cache */
+                    ((T *)L.vc)[at + d] = vv;
+                    if (r < 32) {
+                        kt[(size_t)r * vst + d] = kv;
+                        vt[(size_t)r * vst + d] = vv;
+                    }
                 }
             }
         }
@@ -258,16 +314,19 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         for (int t0 = j0, buf = 0; t0 <= j1; t0 += 32, buf ^= dbl) {
             kt = kt0 + buf * tile_elems;
             vt = vt0 + buf * tile_elems;
+            ksc = ks0 + buf * 32;
+            vsc = vs0 + buf * 32;
             if (dbl && t0 + 32 <= j1) { /* the next tile into the other buffer meanwhile */
                 if (t0 != j0) cbar();   /* every warp is done with the tile before */
-                dk_load_tile<T, PG>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
-                                    vt0 + (buf ^ 1) * tile_elems);
+                dk_load_tile<C, PG>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
+                                    vt0 + (buf ^ 1) * tile_elems, ks0 + (buf ^ 1) * 32,
+                                    vs0 + (buf ^ 1) * 32);
                 cp_async_commit();
             }
             if (t0 != j0) {
                 if (!dbl) { /* one buffer: load it once every warp is done with it */
                     cbar();
-                    dk_load_tile<T, PG>(a, L, head, t0, j1, kt, vt);
+                    dk_load_tile<C, PG>(a, L, head, t0, j1, kt, vt, ksc, vsc);
                     cp_async_wait_all();
                 } else if (t0 + 32 <= j1) {
                     cp_async_wait_one(); /* this tile's copies have landed, the next may not */
@@ -281,15 +340,16 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             const float *q = q_s + gi * hd;
             float s = -INFINITY;
             if (lane < n) {
-                const T *krow = kt + (size_t)lane * vst;
+                const C *krow = kt + (size_t)lane * vst;
                 float acc = 0.0f;
                 for (int v0 = 0; v0 < hd; v0 += VEC) {
-                    int4 kq = *(const int4 *)(krow + v0);
-                    const T *ke = (const T *)&kq;
+                    float kf[VEC];
+                    kv_unpack<C>(*(const int4 *)(krow + v0), kf);
 #pragma unroll
                     for (int e = 0; e < VEC; e++)
-                        acc = fmaf(q[v0 + e], to_f(ke[e]), acc);
+                        acc = fmaf(q[v0 + e], kf[e], acc);
                 }
+                if constexpr (F8) acc *= ksc[lane] * 256.0f; /* the row's scale (kv_scale) */
                 s = soft_cap(acc, L.softcap);
             }
             float mn = fmaxf(m, warp_max(s));
@@ -297,7 +357,11 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             float corr = __expf(m - mn); /* 0 when m is -inf */
             l = l * corr + warp_sum(pr);
             m = mn;
-            p_s[lane] = pr;
+            /* an FP8 value row's scale goes with its weight */
+            if constexpr (F8)
+                p_s[lane] = lane < n ? pr * (vsc[lane] * 256.0f) : 0.0f;
+            else
+                p_s[lane] = pr;
             __syncwarp();
 #pragma unroll
             for (int e = 0; e < 8; e++) {
@@ -306,7 +370,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 float acc = 0.0f;
 #pragma unroll 8
                 for (int jj = 0; jj < n; jj++)
-                    acc = fmaf(p_s[jj], to_f(vt[(size_t)jj * vst + d]), acc);
+                    acc = fmaf(p_s[jj], kv_to_f<C>(vt[(size_t)jj * vst + d]), acc);
                 o[e] = o[e] * corr + acc;
             }
             __syncwarp();

@@ -10,6 +10,10 @@
  * Masking covers causality and sliding windows. GQA heads read their
  * kv head; nothing is repeated. head_dim 64 and 128 (register arrays need it at compile
  * time); other head dims use the wmma kernel in cuda_attention.cu.
+ * An FP8 cache (C kv_f8): the tiles' bytes and their rows' scales are what cp.async
+ * double-buffers; once a tile has landed, the block widens it (byte times scale, rounded to T)
+ * into one T tile of keys and one of values, which the mma loop reads as it reads a 16-bit
+ * cache's.
  */
 #include <type_traits>
 
@@ -27,6 +31,11 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool pred
 }
 __device__ __forceinline__ void cp_async_commit() {
     asm volatile("cp.async.commit_group;\n" ::);
+}
+/* 4 bytes (an FP8 row's scale), 0 filled when !pred */
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool pred) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(pred ? 4 : 0));
 }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
@@ -77,22 +86,36 @@ struct flash_geom {
     step_rows sr;  /* each row's sequence and position */
     int long_from; /* a ragged step: only sequences of at least this many rows (0: all) */
     kv_map kv;
-    float scale_log2; /* softmax scale * log2(e) */
+    const float *ks, *vs; /* an FP8 cache's scales [n_blocks, Hkv, bl], or NULL */
+    float scale_log2;     /* softmax scale * log2(e) */
     float scale, softcap;
 };
 
-template <typename T, int HD>
+/* Shared memory of kernel_flash: Q, then K and V tiles (two of each, one with an FP8 cache),
+ * then an FP8 cache's staged bytes [2][FL_BK][HD] and scales [2][FL_BK] of K and of V. */
+static constexpr size_t flash_smem(int hd, bool fp8) {
+    return (size_t)(FL_BQ + (fp8 ? 2 : 4) * FL_BK) * (hd + 8) * 2 +
+           (fp8 ? 2 * 2 * (size_t)FL_BK * (hd + 4) : 0);
+}
+
+template <typename T, typename C, int HD>
 __global__ void __launch_bounds__(FL_WARPS * 32)
     kernel_flash(T *out /* [rows, H * HD] */, const T *qkv /* [rows, (H + 2*Hkv) * HD] */,
-                 const T *kc /* [n_blocks, Hkv, bl, HD] */, const T *vc /* same */, flash_geom g) {
+                 const C *kc /* [n_blocks, Hkv, bl, HD] */, const C *vc /* same */, flash_geom g) {
     pdl_begin();
-    constexpr int LD = HD + 8;  /* padded row: ldmatrix rows land in distinct banks */
-    constexpr int VPR = HD / 8; /* 16-byte vectors per row */
-    constexpr int NT = HD / 8;  /* output mma tiles (8 columns each) */
+    constexpr bool F8 = kv_is_fp8<C>();
+    constexpr int LD = HD + 8;     /* padded row: ldmatrix rows land in distinct banks */
+    constexpr int VPR = HD / 8;    /* 16-byte vectors per row */
+    constexpr int NT = HD / 8;     /* output mma tiles (8 columns each) */
+    constexpr int NB = F8 ? 1 : 2; /* T tiles of K (and of V) */
     extern __shared__ __align__(128) unsigned char fl_raw[];
-    T *q_s = (T *)fl_raw;          /* [FL_BQ][LD] */
-    T *k_s = q_s + FL_BQ * LD;     /* [2][FL_BK][LD] */
-    T *v_s = k_s + 2 * FL_BK * LD; /* [2][FL_BK][LD] */
+    T *q_s = (T *)fl_raw;                             /* [FL_BQ][LD] */
+    T *k_s = q_s + FL_BQ * LD;                        /* [NB][FL_BK][LD] */
+    T *v_s = k_s + NB * FL_BK * LD;                   /* [NB][FL_BK][LD] */
+    uint8_t *kb = (uint8_t *)(v_s + NB * FL_BK * LD); /* FP8: [2][FL_BK][HD] */
+    uint8_t *vb = kb + 2 * FL_BK * HD;                /* FP8: [2][FL_BK][HD] */
+    float *ksc = (float *)(vb + 2 * FL_BK * HD);      /* FP8: [2][FL_BK] */
+    float *vsc = ksc + 2 * FL_BK;                     /* FP8: [2][FL_BK] */
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, tq = lane % 4;
     const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     /* sequence b's rows: first .. first + T_ - 1; a ragged step's tiles past them, and its
@@ -115,12 +138,30 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     }
     auto load_kv = [&](int tile, int buf) {
         int kt = klo + tile * FL_BK;
-        for (int i = tid; i < FL_BK * VPR; i += FL_WARPS * 32) {
-            int r = i / VPR, cv = i % VPR, j = kt + r;
-            bool ok = j <= pmax;
-            size_t off = g.kv.row(b, kvh, ok ? j : klo) * HD + cv * 8;
-            cp_async16(k_s + (buf * FL_BK + r) * LD + cv * 8, kc + off, ok);
-            cp_async16(v_s + (buf * FL_BK + r) * LD + cv * 8, vc + off, ok);
+        if constexpr (F8) { /* bytes, 16 a copy, and the rows' scales */
+            constexpr int BPR = HD / 16;
+            for (int i = tid; i < FL_BK * BPR; i += FL_WARPS * 32) {
+                int r = i / BPR, cv = i % BPR, j = kt + r;
+                bool ok = j <= pmax;
+                size_t off = g.kv.row(b, kvh, ok ? j : klo) * HD + cv * 16;
+                cp_async16(kb + (buf * FL_BK + r) * HD + cv * 16, (const uint8_t *)kc + off, ok);
+                cp_async16(vb + (buf * FL_BK + r) * HD + cv * 16, (const uint8_t *)vc + off, ok);
+            }
+            for (int r = tid; r < FL_BK; r += FL_WARPS * 32) {
+                int j = kt + r;
+                bool ok = j <= pmax;
+                size_t row = g.kv.row(b, kvh, ok ? j : klo);
+                cp_async4(ksc + buf * FL_BK + r, g.ks + row, ok);
+                cp_async4(vsc + buf * FL_BK + r, g.vs + row, ok);
+            }
+        } else {
+            for (int i = tid; i < FL_BK * VPR; i += FL_WARPS * 32) {
+                int r = i / VPR, cv = i % VPR, j = kt + r;
+                bool ok = j <= pmax;
+                size_t off = g.kv.row(b, kvh, ok ? j : klo) * HD + cv * 8;
+                cp_async16(k_s + (buf * FL_BK + r) * LD + cv * 8, kc + off, ok);
+                cp_async16(v_s + (buf * FL_BK + r) * LD + cv * 8, vc + off, ok);
+            }
         }
     };
     if (n_tiles > 0) load_kv(0, 0);
@@ -147,6 +188,17 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
         cp_async_commit();
         cp_async_wait<1>(); /* everything but the tile just issued has landed */
         __syncthreads();
+        if constexpr (F8) { /* this tile's bytes times their rows' scales into the T tiles */
+            for (int i = tid; i < FL_BK * VPR; i += FL_WARPS * 32) {
+                int r = i / VPR, c8 = i % VPR;
+                size_t at = (size_t)(buf * FL_BK + r) * HD + c8 * 8;
+                *(int4 *)(k_s + r * LD + c8 * 8) =
+                    fp8x8_widen<T>(*(const uint2 *)(kb + at), ksc[buf * FL_BK + r] * 256.0f);
+                *(int4 *)(v_s + r * LD + c8 * 8) =
+                    fp8x8_widen<T>(*(const uint2 *)(vb + at), vsc[buf * FL_BK + r] * 256.0f);
+            }
+            __syncthreads();
+        }
         if (it == 0) {
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
@@ -155,7 +207,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
                         q_s + (warp * 16 + (mi & 1) * 8 + r) * LD + kk * 16 + (mi >> 1) * 8);
             }
         }
-        const T *ks = k_s + buf * FL_BK * LD, *vs = v_s + buf * FL_BK * LD;
+        const T *ks = k_s + (F8 ? 0 : buf) * FL_BK * LD, *vs = v_s + (F8 ? 0 : buf) * FL_BK * LD;
         /* S = Q K^T: 8 tiles of 8 keys */
         float s[FL_BK / 8][4];
 #pragma unroll
@@ -254,21 +306,28 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     }
 }
 
-template <typename T, int HD>
-static llmrt_status launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
-                                 const flash_geom &g) {
-    size_t smem = (size_t)5 * FL_BQ * (HD + 8) * sizeof(T);
+template <typename T, typename C, int HD>
+static llmrt_status launch_flash_c(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
+                                   const flash_geom &g) {
+    const size_t smem = flash_smem(HD, kv_is_fp8<C>());
     static bool raised;
     if (!raised) {
-        CK(cudaFuncSetAttribute(kernel_flash<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CK(cudaFuncSetAttribute(kernel_flash<T, C, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)smem));
         raised = true;
     }
     dim3 grid((c->n_tokens + FL_BQ - 1) / FL_BQ, g.H, c->batch);
-    launch_ex(c, (kernel_flash<T, HD>), grid, FL_WARPS * 32, smem, (T *)out, (const T *)qkv,
-              (const T *)cache->k, (const T *)cache->v, g);
+    launch_ex(c, (kernel_flash<T, C, HD>), grid, FL_WARPS * 32, smem, (T *)out, (const T *)qkv,
+              (const C *)cache->k, (const C *)cache->v, g);
     CK_KERNEL("kernel_flash");
     return LLMRT_OK;
+}
+
+template <typename T, int HD>
+static llmrt_status launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv_layer *cache,
+                                 const flash_geom &g) {
+    if (g.ks) return launch_flash_c<T, kv_f8, HD>(c, out, qkv, cache, g);
+    return launch_flash_c<T, T, HD>(c, out, qkv, cache, g);
 }
 
 int cuda_flash_supports(const cuda_ctx *c, const attn_params *a) {
@@ -287,6 +346,8 @@ llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv
     g.scale = a->scale;
     g.scale_log2 = a->scale * 1.4426950408889634f;
     g.softcap = a->softcap;
+    g.ks = cache->k_scale;
+    g.vs = cache->v_scale;
     if (c->dt == DT_F16)
         return a->head_dim == 64 ? launch_flash<__half, 64>(c, out, qkv, cache, g)
                                  : launch_flash<__half, 128>(c, out, qkv, cache, g);

@@ -12,6 +12,7 @@
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -128,7 +129,8 @@ typedef struct op_profile {
 typedef struct cuda_ctx {
     int device;
     int n_sm;
-    dtype dt; /* weights, activations and KV cache */
+    dtype dt; /* weights, activations, and the KV cache unless it is F8_E4M3 (a layer's kv_layer
+                 then carries its scales: k_scale non-NULL) */
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *lt_ws; /* cuBLASLt workspace, lt_ws_bytes */
@@ -360,21 +362,30 @@ struct w_i8 {
 
 /* the 16 weights of a 16-byte vector of W as floats (times W_POST^-1 for w_fp8) */
 template <typename W> __device__ __forceinline__ void wunpack16(int4 w, float *f);
+/* the four E4M3 bytes of a word (byte 0 first) as floats times 2^-8 (w_fp8's reading; the
+ * byte 0x7f, E4M3's NaN, reads as 480: no quantizer of llmrt writes it) */
+__device__ __forceinline__ void fp8x4_unpack(unsigned u, float *f) {
+    /* bytes 1 and 3 are the high bytes of the two halves; bytes 0 and 2 after << 8 */
+    const unsigned odd = u, even = u << 8;
+    const unsigned ho = (odd & 0x80008000u) | ((odd >> 1) & 0x3f803f80u);
+    const unsigned he = (even & 0x80008000u) | ((even >> 1) & 0x3f803f80u);
+    const float2 fo = __half22float2(*(const __half2 *)&ho);
+    const float2 fe = __half22float2(*(const __half2 *)&he);
+    f[0] = fe.x;
+    f[1] = fo.x;
+    f[2] = fe.y;
+    f[3] = fo.y;
+}
+/* one E4M3 byte as a float times 2^-8, as fp8x4_unpack reads it */
+__device__ __forceinline__ float fp8_unpack(unsigned b) {
+    const unsigned short h = (unsigned short)(((b & 0x80u) << 8) | ((b & 0x7fu) << 7));
+    return __half2float(__ushort_as_half(h));
+}
 template <> __device__ __forceinline__ void wunpack16<w_fp8>(int4 w, float *f) {
     const unsigned u[4] = {(unsigned)w.x, (unsigned)w.y, (unsigned)w.z, (unsigned)w.w};
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        /* bytes 1 and 3 are the high bytes of the two halves; bytes 0 and 2 after << 8 */
-        const unsigned odd = u[i], even = u[i] << 8;
-        const unsigned ho = (odd & 0x80008000u) | ((odd >> 1) & 0x3f803f80u);
-        const unsigned he = (even & 0x80008000u) | ((even >> 1) & 0x3f803f80u);
-        const float2 fo = __half22float2(*(const __half2 *)&ho);
-        const float2 fe = __half22float2(*(const __half2 *)&he);
-        f[4 * i] = fe.x;
-        f[4 * i + 1] = fo.x;
-        f[4 * i + 2] = fe.y;
-        f[4 * i + 3] = fo.y;
-    }
+    for (int i = 0; i < 4; i++)
+        fp8x4_unpack(u[i], f + 4 * i);
 }
 template <> __device__ __forceinline__ void wunpack16<w_i8>(int4 w, float *f) {
     const unsigned u[4] = {(unsigned)w.x ^ 0x80808080u, (unsigned)w.y ^ 0x80808080u,
@@ -448,6 +459,111 @@ template <typename T> __device__ __forceinline__ float fdot16(const float *f, co
         __VA_ARGS__;                                                                               \
     } break;                                                                                       \
     }
+
+/* ---- the KV cache's element type ----
+ *
+ * A layer's cache holds K and V in the precision T, or (--kv-cache-dtype fp8, be->kv_dtype
+ * F8_E4M3) as E4M3 bytes with one F32 scale per position and kv head (kv_layer.k_scale,
+ * v_scale: [n_blocks, Hkv, block_len], indexed like the cache's rows, kv_map::row): value =
+ * byte * scale. Kernels take the element type C as a template parameter, T or kv_f8. They read
+ * bytes as floats times 2^-8 (kv_unpack, as w_fp8 weights) and multiply by kv_scale (the row's
+ * scale times 2^8) once per row: a key's sum q.k, a value's softmax weight. They write a head as
+ * quantize_row does (kv_fp8_scale_warp, kv_fp8_byte) from its F32 values, so that the bytes
+ * are the CPU backend's for the same values (cpu_attention.c, kv_fp8_write). */
+struct kv_f8 {
+    uint8_t v;
+};
+
+template <typename C> constexpr bool kv_is_fp8() {
+    return std::is_same<C, kv_f8>::value;
+}
+
+/* The factor of a row's values as kv_unpack reads them: 1 in the precision, scale[row] * 2^8
+ * for FP8 (scale NULL then: never read). */
+template <typename C> __device__ __forceinline__ float kv_scale(const float *scale, size_t row) {
+    if constexpr (kv_is_fp8<C>())
+        return scale[row] * 256.0f;
+    else
+        return 1.0f;
+}
+
+/* The elements of a load unit LV of cache elements C (a 16-byte vector int4, or one element) as
+ * floats, before kv_scale. */
+template <typename C, typename LV>
+__device__ __forceinline__ void kv_unpack(const LV &v, float *f) {
+    if constexpr (kv_is_fp8<C>() && std::is_same<LV, int4>::value) {
+        fp8x4_unpack((unsigned)v.x, f);
+        fp8x4_unpack((unsigned)v.y, f + 4);
+        fp8x4_unpack((unsigned)v.z, f + 8);
+        fp8x4_unpack((unsigned)v.w, f + 12);
+    } else if constexpr (kv_is_fp8<C>()) {
+        f[0] = fp8_unpack(((const kv_f8 &)v).v);
+    } else {
+        const C *e = (const C *)&v;
+#pragma unroll
+        for (int i = 0; i < (int)(sizeof(LV) / sizeof(C)); i++)
+            f[i] = to_f(e[i]);
+    }
+}
+
+/* One cache element as a float, before kv_scale. */
+template <typename C> __device__ __forceinline__ float kv_to_f(C v) {
+    float f;
+    kv_unpack<C>(v, &f);
+    return f;
+}
+
+/* Eight E4M3 bytes (byte 0 first) times s (a row's kv_scale) as eight T: a 16-byte vector of a
+ * 16-bit T. The F32 product is the CPU's dequantized value, rounded to T. */
+template <typename T> __device__ __forceinline__ int4 fp8x8_widen(uint2 w, float s) {
+    float f[8];
+    fp8x4_unpack(w.x, f);
+    fp8x4_unpack(w.y, f + 4);
+    int4 r;
+    T *t = (T *)&r;
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        t[i] = from_f<T>(f[i] * s);
+    return r;
+}
+
+/* Eight values of a cache row as eight T (a 16-byte vector of a 16-bit T): the elements at `at`
+ * (a multiple of 8) of row `row`, times its scale for FP8. */
+template <typename T, typename C>
+__device__ __forceinline__ int4 kv_load8(const C *base, const float *scale, size_t row, size_t at) {
+    if constexpr (kv_is_fp8<C>()) {
+        return fp8x8_widen<T>(*(const uint2 *)((const uint8_t *)base + at),
+                              kv_scale<C>(scale, row));
+    } else {
+        static_assert(sizeof(C) == 2, "kv_load8: 16-bit caches only");
+        return *(const int4 *)(base + at);
+    }
+}
+
+/* The scale of an F8_E4M3 cache row holding the hd values s[] (F32, read by every lane of the
+ * calling warp, which must be whole): max |x| / 448 as quantize_row computes it, 1 when every
+ * value is 0, NaN when one is not finite (attention over the row then yields NaN, as over a
+ * 16-bit cache holding it). */
+__device__ __forceinline__ float kv_fp8_scale_warp(const float *s, int hd) {
+    const int lane = threadIdx.x % 32;
+    float amax = 0.0f;
+    bool bad = false;
+    for (int d = lane; d < hd; d += 32) {
+        bad = bad || !isfinite(s[d]);
+        amax = fmaxf(amax, fabsf(s[d]));
+    }
+    amax = warp_max(amax);
+    if (__any_sync(0xffffffffu, bad)) return __int_as_float(0x7fc00000); /* NaN */
+    return amax > 0.0f ? __fdiv_rn(amax, 448.0f) : 1.0f;
+}
+
+/* The E4M3 byte of value x in a row of scale sc (kv_fp8_scale_warp), as quantize_row writes it:
+ * x / sc rounded to the nearest even, saturated at +-448 (f32_to_fp8e4m3); 0 under a NaN
+ * scale. */
+__device__ __forceinline__ uint8_t kv_fp8_byte(float x, float sc) {
+    if (isnan(sc)) return 0;
+    return (uint8_t)__nv_cvt_float_to_fp8(__fdiv_rn(x, sc), __NV_SATFINITE, __NV_E4M3);
+}
 
 /* ---- q/k head finishing (qkv_finish, and its fused form in decode attention) ---- */
 

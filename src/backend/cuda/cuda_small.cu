@@ -229,14 +229,17 @@ llmrt_status cuda_launch_argmax(cuda_ctx *c, int32_t *out, const float *logits, 
 enum { QKV_WARPS = 4 };
 
 /* One warp per head of one row: q heads [0, H), k heads [H, H+Hkv), v heads after. q and k
- * are normalized and rotated in place; k and v are copied into the cache row of position p. */
-template <typename T>
+ * are normalized and rotated in place; k and v are written into the cache row of position p:
+ * copied in the precision, or quantized from their F32 values into an FP8 cache (C kv_f8: the
+ * row's bytes and its scale in ks / vs). */
+template <typename T, typename C>
 __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, int Hkv, int hd,
                                   int has_qn, norm_kind qkind, const float *qw, float qeps,
                                   int has_kn, norm_kind kkind, const float *kw, float keps,
                                   const float *inv_freq /* [rot_dim/2] or NULL */, int rot_dim,
-                                  float attn_factor, T *kc /* [n_blocks, Hkv, bl, hd] */,
-                                  T *vc /* same */, kv_map kv, step_rows sr) {
+                                  float attn_factor, C *kc /* [n_blocks, Hkv, bl, hd] */,
+                                  C *vc /* same */, float *ks /* [n_blocks, Hkv, bl] or NULL */,
+                                  float *vs /* same */, kv_map kv, step_rows sr) {
     extern __shared__ float sh[]; /* [QKV_WARPS][hd] */
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int h = blockIdx.x * QKV_WARPS + warp;
@@ -247,10 +250,20 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
     pdl_begin(); /* positions are the step's upload; qkv is the previous kernel's output */
     float *s = sh + warp * hd;
     T *src = qkv + (size_t)row * (H + 2 * Hkv) * hd + (size_t)h * hd;
-    if (h >= H + Hkv) { /* v head: copy into the cache */
-        T *dst = vc + kv.row(b, h - H - Hkv, p) * hd;
-        for (int d = lane; d < hd; d += 32)
-            dst[d] = src[d];
+    if (h >= H + Hkv) { /* v head: into the cache */
+        const size_t r = kv.row(b, h - H - Hkv, p);
+        if constexpr (kv_is_fp8<C>()) {
+            for (int d = lane; d < hd; d += 32)
+                s[d] = to_f(src[d]);
+            __syncwarp();
+            const float sc = kv_fp8_scale_warp(s, hd);
+            for (int d = lane; d < hd; d += 32)
+                vc[r * hd + d].v = kv_fp8_byte(s[d], sc);
+            if (lane == 0) vs[r] = sc;
+        } else {
+            for (int d = lane; d < hd; d += 32)
+                vc[r * hd + d] = src[d];
+        }
         return;
     }
     bool is_q = h < H;
@@ -258,11 +271,22 @@ __global__ void kernel_qkv_finish(T *qkv /* [rows, (H + 2*Hkv) * hd] */, int H, 
         s[d] = to_f(src[d]);
     head_finish_warp(s, hd, is_q ? has_qn : has_kn, is_q ? qkind : kkind, is_q ? qw : kw,
                      is_q ? qeps : keps, inv_freq, rot_dim, attn_factor, p);
-    T *dst = is_q ? NULL : kc + kv.row(b, h - H, p) * hd;
-    for (int d = lane; d < hd; d += 32) {
-        T v = from_f<T>(s[d]);
-        src[d] = v;
-        if (dst) dst[d] = v;
+    const size_t r = is_q ? 0 : kv.row(b, h - H, p);
+    if constexpr (kv_is_fp8<C>()) {
+        for (int d = lane; d < hd; d += 32)
+            src[d] = from_f<T>(s[d]);
+        if (is_q) return;
+        const float sc = kv_fp8_scale_warp(s, hd);
+        for (int d = lane; d < hd; d += 32)
+            kc[r * hd + d].v = kv_fp8_byte(s[d], sc);
+        if (lane == 0) ks[r] = sc;
+    } else {
+        T *dst = is_q ? NULL : kc + r * hd;
+        for (int d = lane; d < hd; d += 32) {
+            T v = from_f<T>(s[d]);
+            src[d] = v;
+            if (dst) dst[d] = v;
+        }
     }
 }
 
@@ -277,13 +301,22 @@ llmrt_status cuda_launch_qkv_finish(cuda_ctx *c, void *qkv, const attn_params *a
     int heads = a->n_heads + 2 * a->n_kv_heads;
     dim3 grid((heads + QKV_WARPS - 1) / QKV_WARPS, c->rows);
     size_t smem = (size_t)QKV_WARPS * a->head_dim * sizeof(float);
-    DISPATCH_T(c->dt, launch_ex(c, kernel_qkv_finish<T>, grid, QKV_WARPS * 32, smem, (T *)qkv,
-                                a->n_heads, a->n_kv_heads, a->head_dim, qn != NULL,
-                                qn ? qn->kind : NORM_RMS, qn ? qn->w : NULL, qn ? qn->eps : 0.0f,
-                                kn != NULL, kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL,
-                                kn ? kn->eps : 0.0f, rope ? rope->inv_freq : NULL,
-                                rope ? rope->rot_dim : 0, rope ? rope->attn_factor : 1.0f,
-                                (T *)cache->k, (T *)cache->v, kv, cuda_step_rows(c)));
+    const bool fp8 = cache->k_scale != NULL;
+    DISPATCH_T(c->dt, {
+        auto launch = [&](auto kern, auto *kc, auto *vc) {
+            return launch_ex(c, kern, grid, QKV_WARPS * 32, smem, (T *)qkv, a->n_heads,
+                             a->n_kv_heads, a->head_dim, qn != NULL, qn ? qn->kind : NORM_RMS,
+                             qn ? qn->w : NULL, qn ? qn->eps : 0.0f, kn != NULL,
+                             kn ? kn->kind : NORM_RMS, kn ? kn->w : NULL, kn ? kn->eps : 0.0f,
+                             rope ? rope->inv_freq : NULL, rope ? rope->rot_dim : 0,
+                             rope ? rope->attn_factor : 1.0f, kc, vc, cache->k_scale,
+                             cache->v_scale, kv, cuda_step_rows(c));
+        };
+        if (fp8)
+            launch(kernel_qkv_finish<T, kv_f8>, (kv_f8 *)cache->k, (kv_f8 *)cache->v);
+        else
+            launch(kernel_qkv_finish<T, T>, (T *)cache->k, (T *)cache->v);
+    });
     CK_KERNEL("kernel_qkv_finish");
     return LLMRT_OK;
 }
