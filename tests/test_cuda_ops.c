@@ -700,7 +700,7 @@ typedef struct attn_case {
     const char *name;
     int H, Hkv, hd, B, T, cap, window;
     float softcap;
-    int32_t pos[3];
+    int32_t pos[4];
 } attn_case;
 
 /* The KV cache under test: in the precision, or with kv8 set (kv_fp8_on) F8_E4M3 bytes with a
@@ -972,6 +972,21 @@ static void test_attention(void) {
         {"head_dim 20, prefill, window, softcap", 4, 4, 20, 2, 20, 64, 8, 10.0f, {0, 30}},
         {"head_dim 10", 2, 1, 10, 1, 5, 16, 0, 0, {4}},
         {"head_dim 9", 2, 2, 9, 1, 3, 16, 0, 0, {5}},
+        /* decode rows of many sequences (kernel_attn_rows for 16-bit caches): head_dim
+         * 64/128/256, groups of 4, 2 (group 6) and 1 (group 7) q heads a block, a window and a
+         * soft-cap, sequences of 1 to 300 keys */
+        {"decode, batch 4, GQA hd 128, window, softcap",
+         8,
+         2,
+         128,
+         4,
+         1,
+         320,
+         100,
+         30.0f,
+         {40, 0, 299, 150}},
+        {"decode, batch 3, group 6, hd 64", 12, 2, 64, 3, 1, 160, 0, 0, {130, 7, 33}},
+        {"decode, batch 2, group 7, hd 256", 7, 1, 256, 2, 1, 64, 0, 0, {63, 20}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_attn_case(&cases[i], cases[i].cap);

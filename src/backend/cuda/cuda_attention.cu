@@ -317,6 +317,181 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
+/* Decode rows of a batch: kernel_attn_split gives a block's threads one key each and meets at
+ * three barriers per tile of keys, so a step of many rows with a few hundred keys each waits on
+ * those chains (H200, 256 rows of 132 keys in the Llama-3.1-8B shape: 157 us a layer against
+ * 29 us of bytes; docs/PERF.md). Here the block (the same grid: group of gb q heads, row, split;
+ * the same key chunks) has each warp walk its own keys, a key's row spread over HD / 8 lanes
+ * (16-byte loads: a warp reads whole rows), the q heads' dot products summed by shuffles within
+ * those lanes, an online softmax per lane group in registers, two keys in flight, and the lane
+ * groups' (max, sum, output) merged once at the end. 16-bit caches, head_dim 64/128/256, not
+ * fused with qkv_finish; the split kernel takes the rest. */
+template <typename T, int HD, int GB>
+__global__ void __launch_bounds__(ATT_THREADS)
+    kernel_attn_rows(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
+                     const T *kc /* [n_blocks, Hkv, bl, hd] */, const T *vc /* same */,
+                     float *part_o /* [rows, H, n_split, hd] */,
+                     float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g) {
+    constexpr int LPK = HD / 8;                /* lanes per key: 8 elements (16 bytes) each */
+    constexpr int KPW = 32 / LPK;              /* keys a warp reads at once */
+    constexpr int NG = ATT_THREADS / 32 * KPW; /* lane groups of the block */
+    extern __shared__ float sh[];
+    float *o_sh = sh;                 /* [NG][GB][HD] */
+    float *ml_sh = sh + NG * GB * HD; /* [NG][GB] (max, sum) */
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int sub = lane / LPK, li = lane % LPK, grp = warp * KPW + sub;
+    const int h0 = blockIdx.x * GB, kvh = h0 / (g.H / g.Hkv);
+    const int r = blockIdx.y, split = blockIdx.z;
+    int b, lo, hi;
+    key_range(r, g.sr, g.window, &b, &lo, &hi);
+    if (g.long_from && g.sr.count(b) >= g.long_from) { /* a prefill kernel's row */
+        pdl_begin();
+        return;
+    }
+    pdl_begin();
+    const int len = hi - lo + 1;
+    int chunk = (len + g.n_split - 1) / g.n_split;
+    chunk = (chunk + 31) & ~31; /* as kernel_attn_split: the combine kernel reads the same */
+    const int j0 = lo + split * chunk, j1 = min(hi, j0 + chunk - 1);
+    const size_t pidx = ((size_t)r * g.H + h0) * g.n_split + split; /* + gi * n_split */
+    if (len <= 0 || j0 > j1) {
+        if (g.n_split > 1) {
+            if (tid < GB) part_ml[pidx + (size_t)tid * g.n_split] = make_float2(-INFINITY, 0.0f);
+        } else {
+            for (int i = tid; i < GB * HD; i += ATT_THREADS)
+                out[(size_t)r * g.H * HD + (size_t)h0 * HD + i] = from_f<T>(0.0f);
+        }
+        return;
+    }
+    float q[GB][8], acc[GB][8], m[GB], l[GB];
+    const T *qrow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * HD + (size_t)h0 * HD + li * 8;
+#pragma unroll
+    for (int gi = 0; gi < GB; gi++) {
+        kv_unpack<T>(*(const int4 *)(qrow + gi * HD), q[gi]);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            q[gi][e] *= g.scale;
+            acc[gi][e] = 0.0f;
+        }
+        m[gi] = -INFINITY;
+        l[gi] = 0.0f;
+    }
+    /* one key's update of this lane group: every lane of the warp runs it (the shuffles), only
+     * groups whose key is in range apply it */
+    auto take = [&](const int4 &kv4, const int4 &vv4, bool ok) {
+        float kf[8], s[GB];
+        kv_unpack<T>(kv4, kf);
+#pragma unroll
+        for (int gi = 0; gi < GB; gi++) {
+            float d = 0.0f;
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                d = fmaf(q[gi][e], kf[e], d);
+#pragma unroll
+            for (int o = LPK / 2; o > 0; o /= 2)
+                d += __shfl_xor_sync(0xffffffffu, d, o);
+            s[gi] = d;
+        }
+        if (!ok) return;
+        float vf[8];
+        kv_unpack<T>(vv4, vf);
+#pragma unroll
+        for (int gi = 0; gi < GB; gi++) {
+            const float sc = soft_cap(s[gi], g.softcap), mn = fmaxf(m[gi], sc);
+            const float corr = __expf(m[gi] - mn), p = __expf(sc - mn); /* corr 0 from -inf */
+            l[gi] = l[gi] * corr + p;
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+                acc[gi][e] = fmaf(acc[gi][e], corr, p * vf[e]);
+            m[gi] = mn;
+        }
+    };
+    /* the warp's keys: j + sub and j + sub + NG for j = j0 + warp * KPW, then every 2 NG (the
+     * loop's bounds are the warp's, so that all its lanes shuffle together) */
+    const int4 zero = make_int4(0, 0, 0, 0);
+    for (int j = j0 + warp * KPW; j <= j1; j += 2 * NG) {
+        const int ja = j + sub, jb = ja + NG;
+        const bool oka = ja <= j1, okb = jb <= j1;
+        const size_t ra = oka ? g.kv.row(b, kvh, ja) : 0, rb = okb ? g.kv.row(b, kvh, jb) : 0;
+        const int4 ka = oka ? *(const int4 *)(kc + ra * HD + li * 8) : zero;
+        const int4 va = oka ? *(const int4 *)(vc + ra * HD + li * 8) : zero;
+        const int4 kb = okb ? *(const int4 *)(kc + rb * HD + li * 8) : zero;
+        const int4 vb = okb ? *(const int4 *)(vc + rb * HD + li * 8) : zero;
+        take(ka, va, oka);
+        take(kb, vb, okb);
+    }
+#pragma unroll
+    for (int gi = 0; gi < GB; gi++) {
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            o_sh[(grp * GB + gi) * HD + li * 8 + e] = acc[gi][e];
+        if (li == 0) {
+            ml_sh[(grp * GB + gi) * 2] = m[gi];
+            ml_sh[(grp * GB + gi) * 2 + 1] = l[gi];
+        }
+    }
+    __syncthreads();
+    for (int i = tid; i < GB * HD; i += ATT_THREADS) {
+        const int gi = i / HD, d = i % HD;
+        float M = -INFINITY;
+        for (int k = 0; k < NG; k++)
+            M = fmaxf(M, ml_sh[(k * GB + gi) * 2]);
+        float L = 0.0f, O = 0.0f;
+        for (int k = 0; k < NG; k++) {
+            const float mk = ml_sh[(k * GB + gi) * 2];
+            if (mk == -INFINITY) continue; /* a lane group that saw no key */
+            const float w = __expf(mk - M);
+            L += ml_sh[(k * GB + gi) * 2 + 1] * w;
+            O += o_sh[(k * GB + gi) * HD + d] * w;
+        }
+        if (g.n_split == 1) {
+            out[(size_t)r * g.H * HD + (size_t)h0 * HD + i] = from_f<T>(O / L);
+        } else {
+            part_o[(pidx + (size_t)gi * g.n_split) * HD + d] = O;
+            if (d == 0) part_ml[pidx + (size_t)gi * g.n_split] = make_float2(M, L);
+        }
+    }
+}
+
+/* The q heads a block of kernel_attn_rows takes for a group of G q heads per kv head (0: it
+ * does not take the step), and its launch. */
+static int attn_rows_gb(const cuda_ctx *c, const attn_geom &g, bool fp8, bool fused) {
+    if (!c->sw.attn_rows || fp8 || fused || c->dt == DT_F32 ||
+        (g.hd != 64 && g.hd != 128 && g.hd != 256))
+        return 0;
+    const int G = g.H / g.Hkv;
+    return G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+}
+
+template <typename T, int HD>
+static void launch_attn_rows_hd(cuda_ctx *c, dim3 grid, T *out, const T *qkv, const T *kc,
+                                const T *vc, float *part_o, float2 *part_ml, const attn_geom &g) {
+    const int NG = ATT_THREADS / 32 * (32 / (HD / 8));
+    const size_t smem = (size_t)NG * g.gb * (HD + 2) * sizeof(float);
+    if (g.gb == 4)
+        launch_ex(c, kernel_attn_rows<T, HD, 4>, grid, ATT_THREADS, smem, out, qkv, kc, vc, part_o,
+                  part_ml, g);
+    else if (g.gb == 2)
+        launch_ex(c, kernel_attn_rows<T, HD, 2>, grid, ATT_THREADS, smem, out, qkv, kc, vc, part_o,
+                  part_ml, g);
+    else
+        launch_ex(c, kernel_attn_rows<T, HD, 1>, grid, ATT_THREADS, smem, out, qkv, kc, vc, part_o,
+                  part_ml, g);
+}
+
+template <typename T>
+static void launch_attn_rows(cuda_ctx *c, dim3 grid, T *out, const T *qkv, const T *kc, const T *vc,
+                             float *part_o, float2 *part_ml, const attn_geom &g) {
+    if constexpr (sizeof(T) != 2) /* 16-bit caches only (attn_rows_gb) */
+        return;
+    else if (g.hd == 64)
+        launch_attn_rows_hd<T, 64>(c, grid, out, qkv, kc, vc, part_o, part_ml, g);
+    else if (g.hd == 128)
+        launch_attn_rows_hd<T, 128>(c, grid, out, qkv, kc, vc, part_o, part_ml, g);
+    else
+        launch_attn_rows_hd<T, 256>(c, grid, out, qkv, kc, vc, part_o, part_ml, g);
+}
+
 /* out[r, h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits that saw keys.
  * With fuse, q and k are finished again from qkv's raw heads (the split kernel's blocks
  * finished them in shared memory only; k as it finished the key it wrote into the cache). */
@@ -624,6 +799,9 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
             TRY(launch_prefill<__nv_bfloat16>(c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)qkv,
                                               cache, g));
     }
+    /* decode rows of a 16-bit cache: kernel_attn_rows, with its own group of q heads */
+    const int rows_gb = attn_rows_gb(c, g, fp8, fin != NULL);
+    if (rows_gb) g.gb = rows_gb;
     int blocks = (g.H / g.gb) * c->rows;
     int n_split = (2 * c->n_sm + blocks - 1) / blocks;
     int max_split = (g.kv.span() + 63) / 64;
@@ -657,11 +835,14 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
                 c, vec16 ? kernel_attn_split<T, kv_f8, int4> : kernel_attn_split<T, kv_f8, kv_f8>,
                 grid, ATT_THREADS, smem, (T *)out, (const T *)qkv, (kv_f8 *)cache->k,
                 (kv_f8 *)cache->v, part_o, part_ml, g, fin != NULL, fin ? *fin : nofin);
+        else if (rows_gb)
+            launch_attn_rows<T>(c, grid, (T *)out, (const T *)qkv, (const T *)cache->k,
+                                (const T *)cache->v, part_o, part_ml, g);
         else
             launch_ex(c, vec16 ? kernel_attn_split<T, T, int4> : kernel_attn_split<T, T, T>, grid,
                       ATT_THREADS, smem, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v,
                       part_o, part_ml, g, fin != NULL, fin ? *fin : nofin);
-        CK_KERNEL("kernel_attn_split");
+        CK_KERNEL("kernel_attn_split or kernel_attn_rows");
         if (n_split > 1) {
             launch_ex(c, kernel_attn_combine<T>, dim3(g.H, c->rows), 128, 0, (T *)out, part_o,
                       part_ml, g.H, g.hd, n_split, (T *)qkv, g.Hkv, g.sr, fin != NULL, g.long_from,
