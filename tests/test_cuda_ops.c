@@ -1250,6 +1250,23 @@ static void test_qkv_finish_fp8(void) {
     kv_fp8_off();
 }
 
+/* kernel_attn_rows (decode rows of 16-bit caches, LLMRT_CUDA_ATTN_ROWS=1): the attention and
+ * ragged-step cases again on a backend made with it */
+static void test_attention_rows(void) {
+    if (cur_dt == DT_F32) return; /* 16-bit caches only */
+    setenv("LLMRT_CUDA_ATTN_ROWS", "1", 1);
+    backend *be = NULL;
+    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
+    unsetenv("LLMRT_CUDA_ATTN_ROWS");
+    if (!be) return;
+    backend *keep = cuda_be;
+    cuda_be = be; /* the cases allocate on it */
+    test_attention();
+    test_ragged_step();
+    cuda_be = keep;
+    backend_free(be);
+}
+
 static void test_attention_fp8(void) {
     kv_fp8_on();
     test_attention();
@@ -1911,6 +1928,7 @@ int main(void) {
         RUN(test_matmul_activate);
         RUN(test_qkv_finish);
         RUN(test_attention);
+        RUN(test_attention_rows);
         RUN(test_qkv_attention_decode);
         RUN(test_ragged_step);
         RUN(test_matmul_fp8_gemm);

@@ -325,7 +325,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
  * (16-byte loads: a warp reads whole rows), the q heads' dot products summed by shuffles within
  * those lanes, an online softmax per lane group in registers, two keys in flight, and the lane
  * groups' (max, sum, output) merged once at the end. 16-bit caches, head_dim 64/128/256, not
- * fused with qkv_finish; the split kernel takes the rest. */
+ * fused with qkv_finish; the split kernel takes the rest. Written without a GPU: it runs only
+ * with LLMRT_CUDA_ATTN_ROWS=1 until test_cuda_ops (test_attention_rows) has passed on one and
+ * the step has been measured against the split kernel. */
 template <typename T, int HD, int GB>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_rows(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,

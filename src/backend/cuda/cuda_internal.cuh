@@ -93,8 +93,9 @@ typedef struct cuda_switches {
                              kernel; -1: the default */
     int ragged;           /* take ragged steps (default); LLMRT_CUDA_RAGGED=0: the engine splits
                              them by length, as before they were measured (docs/PERF.md) */
-    int attn_rows;        /* decode rows of 16-bit caches through kernel_attn_rows (default);
-                             LLMRT_CUDA_ATTN_ROWS=0: the split kernel, as before */
+    int attn_rows;        /* LLMRT_CUDA_ATTN_ROWS=1: decode rows of 16-bit caches through
+                             kernel_attn_rows (not yet run on a GPU: off until it has passed
+                             test_cuda_ops and been measured, docs/PERF.md) */
     int fp8_gemm;         /* LLMRT_CUDA_FP8_GEMM=1: prompts times FP8 matrices as FP8 products
                              with per-token activation scales (not yet verified on a GPU) */
     int skinny_max_rows;  /* LLMRT_SKINNY_MAX_ROWS: rows up to which 16-bit matmuls use the

@@ -37,8 +37,7 @@ void cuda_switches_read(cuda_switches *sw) {
     sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
     const char *rg = getenv("LLMRT_CUDA_RAGGED");
     sw->ragged = !(rg && !strcmp(rg, "0"));
-    const char *ar = getenv("LLMRT_CUDA_ATTN_ROWS");
-    sw->attn_rows = !(ar && !strcmp(ar, "0"));
+    sw->attn_rows = env_on("LLMRT_CUDA_ATTN_ROWS");
     sw->fp8_gemm = env_on("LLMRT_CUDA_FP8_GEMM");
     const char *sk = getenv("LLMRT_SKINNY_MAX_ROWS");
     sw->skinny_max_rows = sk && sk[0] ? atoi(sk) : -1;
