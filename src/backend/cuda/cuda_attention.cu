@@ -320,7 +320,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
 /* Decode rows of a batch: kernel_attn_split gives a block's threads one key each and meets at
  * three barriers per tile of keys, so a step of many rows with a few hundred keys each waits on
  * those chains (H200, 256 rows of 132 keys in the Llama-3.1-8B shape: 157 us a layer against
- * 29 us of bytes; docs/PERF.md). Here the block (the same grid: group of gb q heads, row, split;
+ * 33 us of bytes; docs/PERF.md). Here the block (the same grid: group of gb q heads, row, split;
  * the same key chunks) has each warp walk its own keys, a key's row spread over HD / 8 lanes
  * (16-byte loads: a warp reads whole rows), the q heads' dot products summed by shuffles within
  * those lanes, an online softmax per lane group in registers, two keys in flight, and the lane
