@@ -101,6 +101,16 @@ run_part() { # name, log, command...
     fi
 }
 
+# random_model CARD PART: the path of a random-weight BF16 model of the card's config.json
+# (made once per machine, in /tmp; its log in $OUT/PART-make-CARD.log)
+random_model() {
+    local M=/tmp/ab-model-$1
+    [ -f "$M/config.json" ] ||
+        python3 scripts/make_random_model.py "$CARRY/configs/$1" "$M" --dtype bf16 \
+            >"$OUT/$2-make-$1.log" 2>&1
+    echo "$M"
+}
+
 if [[ " $ONLY " == *" ops "* ]]; then
     run_part test_cuda_ops test_cuda_ops.log "$CARRY/test_cuda_ops"
     grep -E "max \|x - cpu\|" "$OUT/test_cuda_ops.log" | head -24
@@ -222,10 +232,7 @@ if [[ " $ONLY " == *" ab "* ]]; then
     old=$(mktemp -d)
     tar -C "$old" -xJf "$OLD/bin.tar.xz"
     for card in ${AB_CARDS:-Llama-3.2-1B-Instruct Qwen3-0.6B}; do
-        M=/tmp/ab-model-$card
-        [ -f "$M/config.json" ] ||
-            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
-                >"$OUT/ab-make-$card.log" 2>&1
+        M=$(random_model "$card" ab)
         for q in ${AB_QUANT:-none}; do # layer matrices quantized on load: none fp8 int8
             for round in 1 2; do
                 for which in new old; do
@@ -266,10 +273,7 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
     # rounds each, on random-weight models of the real cards in $QUANT_CARDS, same call; then
     # the prefill of QUANT_PREFILL_ISL tokens (decode of 8; 0: none) for the same formats
     for card in ${QUANT_CARDS:-Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct}; do
-        M=/tmp/ab-model-$card
-        [ -f "$M/config.json" ] ||
-            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
-                >"$OUT/quant-make-$card.log" 2>&1
+        M=$(random_model "$card" quant)
         for round in 1 2; do
             for q in ${QUANT_FORMATS:-none fp8 int8}; do
                 f="$OUT/quant-$card-$q-$round.txt"
@@ -327,10 +331,7 @@ if [[ " $ONLY " == *" opprof "* ]] && [ -x "$CARRY/llmrt" ]; then
     # LLMRT_OP_PROFILE=1: each op's device time alone (unfused, no graphs), for a batch of
     # PROF_BATCH decoding sequences (llmrt bench) and a prompt of PROF_ISL tokens (run)
     for card in ${PROF_CARDS:-Llama-3.2-1B-Instruct}; do
-        M=/tmp/ab-model-$card
-        [ -f "$M/config.json" ] ||
-            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
-                >"$OUT/prof-make-$card.log" 2>&1
+        M=$(random_model "$card" prof)
         LLMRT_OP_PROFILE=1 "$CARRY/llmrt" bench --model "$M" --device cuda --precision BF16 \
             --isl 128 --num_tokens 8 --batch_size ${PROF_BATCH:-256} --iterations 1 --warmup 0 \
             --no-plot --out "$OUT/prof-out" >"$OUT/prof-batch-$card.txt" 2>&1
@@ -339,8 +340,9 @@ if [[ " $ONLY " == *" opprof "* ]] && [ -x "$CARRY/llmrt" ]; then
             >"$OUT/prof-prefill-$card.txt" 2>&1
         for f in batch prefill; do
             echo "---- op profile $card $f"
-            awk '/cuda op profile/ {on = 1} on' "$OUT/prof-$f-$card.txt" |
-                { head -2; awk 'NF == 9 && $NF ~ /%$/' | sort -k7 -g -r | head -24; }
+            grep -m1 -A1 "cuda op profile" "$OUT/prof-$f-$card.txt"
+            awk '/cuda op profile/ {on = 1} on && NF == 9 && $NF ~ /%$/' "$OUT/prof-$f-$card.txt" |
+                sort -k7 -g -r | head -24
         done
     done
 fi
@@ -348,10 +350,7 @@ if [[ " $ONLY " == *" batch "* ]] && [ -x "$CARRY/llmrt" ]; then
     # decode steps of batches (llmrt bench, static cache) with each switch setting in
     # $BATCH_AB (default: the tensor-core kernel of up to 64 rows off, then on), same call
     for card in ${BATCH_CARDS:-Llama-3.2-1B-Instruct}; do
-        M=/tmp/ab-model-$card
-        [ -f "$M/config.json" ] ||
-            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
-                >"$OUT/batch-make-$card.log" 2>&1
+        M=$(random_model "$card" batch)
         for ab in ${BATCH_AB:-LLMRT_SKINNY_MAX_ROWS=0 LLMRT_SKINNY_MAX_ROWS=64}; do
             for q in ${BATCH_QUANT:-none}; do
                 f="$OUT/batch-$card-$q-$ab.txt"
@@ -371,10 +370,7 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
     # random prompts, other prompts in each run (a run must not find the last one's in the
     # prefix cache): SERVE_RUNS entries are CONCURRENCY:ISL:OSL
     for card in ${SERVE_CARDS:-Llama-3.2-1B-Instruct}; do
-        M=/tmp/ab-model-$card
-        [ -f "$M/config.json" ] ||
-            python3 scripts/make_random_model.py "$CARRY/configs/$card" "$M" --dtype bf16 \
-                >"$OUT/serve-make-$card.log" 2>&1
+        M=$(random_model "$card" serve)
         cp "$CARRY/configs/Llama-3.2-1B-Instruct/tokenizer.json" "$M/" 2>/dev/null
         # SERVE_ENV: switches for the server (LLMRT_CUDA_RAGGED=0: iterations split by length);
         # SERVE_ARGS: more of its flags (--kv-block 32, --max-num-batched-tokens 512)

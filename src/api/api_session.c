@@ -27,7 +27,6 @@ llmrt_status llmrt_session_create(llmrt_session **out, llmrt_model *m, int max_s
     return LLMRT_OK;
 }
 
-
 void llmrt_session_free(llmrt_session *s) {
     if (!s) return;
     api_session_detach(s);

@@ -149,7 +149,8 @@ typedef enum step_out {
 } step_out;
 
 /* One forward step: T (<= chunk) tokens of each session, or with n_tok (a ragged step, on a
- * backend that takes one) n_tok[b] <= T tokens of session b. ids NULL: the backend's choices. */
+ * backend that takes one) n_tok[b] <= T tokens of session b. ids NULL: the backend's choices;
+ * else ids its callers checked (engine_run, engine_feed: all of them before any step runs). */
 static llmrt_status engine_step(engine *e, session *const *ss, int n, const int32_t *ids, int T,
                                 const int32_t *n_tok, step_out out) {
     model *m = e->m;
@@ -162,7 +163,6 @@ static llmrt_status engine_step(engine *e, session *const *ss, int n, const int3
     for (int b = 0; b < n; b++)
         rows += n_tok ? n_tok[b] : T;
 
-    if (ids) TRY(model_check_ids(c, ids, (size_t)rows));
     int len[KV_MAX_GROUPS] = {0};
     for (int b = 0; b < n; b++) {
         llmrt_status rs = session_reserve(ss[b], n_tok ? n_tok[b] : T);
@@ -374,12 +374,13 @@ static llmrt_status feed_ragged(engine *e, session *const *ss, int n, const int3
 llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *const *ids,
                          const int *n_ids, float *logits, bool greedy) {
     TRY(check_sessions(e, ss, n, n_ids, 0));
-    for (int b = 0; b < n; b++) /* every id first: a failing step changes no session */
+    for (int b = 0; b < n; b++) { /* every id first: a failing step changes no session */
+        if (!ids[b]) return err_set(LLMRT_ERR_INVALID, "session %d of the step has no ids", b);
         TRY(model_check_ids(&e->m->cfg, ids[b], (size_t)n_ids[b]));
+    }
     bool same = true, fit = true;
     size_t total = 0;
     for (int b = 0; b < n; b++) {
-        if (!ids[b]) return err_set(LLMRT_ERR_INVALID, "session %d of the step has no ids", b);
         same = same && n_ids[b] == n_ids[0];
         fit = fit && n_ids[b] <= e->o.chunk;
         total += (size_t)n_ids[b];

@@ -74,6 +74,44 @@ template <typename LV> __device__ __forceinline__ LV lv_zero() {
         return from_f<LV>(0.0f);
 }
 
+/* The keys [*j0, *j1] of query row r that split `split` of a block of gb q heads from h0 takes
+ * (the visible keys cut into n_split chunks rounded up to 32, as kernel_attn_combine reads
+ * them), the row's sequence *b and last key *hi, and where the split's partial results go
+ * (*pidx); waits for the previous kernel. false: the block has nothing to do (a prefill
+ * kernel's row, or no keys, whose empty result it has written). */
+template <typename T>
+__device__ __forceinline__ bool split_keys(const attn_geom &g, int r, int split, int h0, T *out,
+                                           float2 *part_ml, int *b, int *hi, int *j0, int *j1,
+                                           size_t *pidx) {
+    int lo;
+    /* positions come from the step's upload, which precedes every kernel of the step: read
+     * them before waiting for the previous kernel (qkv_finish) */
+    key_range(r, g.sr, g.window, b, &lo, hi);
+    /* a prefill kernel's row; still waits first: when every row is such, no block of this grid
+     * would otherwise wait, and it could complete (releasing its successors) before its
+     * predecessor */
+    if (g.long_from && g.sr.count(*b) >= g.long_from) {
+        pdl_begin();
+        return false;
+    }
+    pdl_begin();
+    const int len = *hi - lo + 1;
+    int chunk = (len + g.n_split - 1) / g.n_split;
+    chunk = (chunk + 31) & ~31; /* short chunks: many blocks, short serial chains */
+    *j0 = lo + split * chunk;
+    *j1 = min(*hi, *j0 + chunk - 1);
+    *pidx = ((size_t)r * g.H + h0) * g.n_split + split;
+    if (len > 0 && *j0 <= *j1) return true;
+    const int tid = threadIdx.x;
+    if (g.n_split > 1) {
+        if (tid < g.gb) part_ml[*pidx + (size_t)tid * g.n_split] = make_float2(-INFINITY, 0.0f);
+    } else {
+        for (int i = tid; i < g.gb * g.hd; i += blockDim.x)
+            out[(size_t)r * g.H * g.hd + (size_t)h0 * g.hd + i] = from_f<T>(0.0f);
+    }
+    return false;
+}
+
 template <typename T, typename C, typename LV>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
@@ -93,32 +131,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
     int tid = threadIdx.x;
     int h0 = blockIdx.x * g.gb, kvh = h0 / (g.H / g.Hkv);
     int r = blockIdx.y, split = blockIdx.z;
-    int b, lo, hi;
-    /* positions come from the step's upload, which precedes every kernel of the step: read
-     * them before waiting for the previous kernel (qkv_finish) */
-    key_range(r, g.sr, g.window, &b, &lo, &hi);
-    /* a prefill kernel's row; still waits first: when every row is such, no block of this grid
-     * would otherwise wait, and it could complete (releasing its successors) before its
-     * predecessor */
-    if (g.long_from && g.sr.count(b) >= g.long_from) {
-        pdl_begin();
-        return;
-    }
-    pdl_begin();
-    int len = hi - lo + 1;
-    int chunk = (len + g.n_split - 1) / g.n_split;
-    chunk = (chunk + 31) & ~31; /* short chunks: many blocks, short serial chains */
-    int j0 = lo + split * chunk, j1 = min(hi, j0 + chunk - 1);
-    size_t pidx = ((size_t)r * g.H + h0) * g.n_split + split; /* + gi * n_split */
-    if (len <= 0 || j0 > j1) {
-        if (g.n_split > 1) {
-            if (tid < g.gb) part_ml[pidx + (size_t)tid * g.n_split] = make_float2(-INFINITY, 0.0f);
-        } else {
-            for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
-                out[(size_t)r * g.H * g.hd + (size_t)h0 * g.hd + i] = from_f<T>(0.0f);
-        }
-        return;
-    }
+    int b, hi, j0, j1;
+    size_t pidx; /* + gi * n_split */
+    if (!split_keys(g, r, split, h0, out, part_ml, &b, &hi, &j0, &j1, &pidx)) return;
     const T *q = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)h0 * g.hd;
     if (fuse) { /* qkv_finish's work for these q heads, and for the new key in its split */
         const int warp = tid / 32, lane = tid % 32, rp = hi;
@@ -344,27 +359,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
     const int sub = lane / LPK, li = lane % LPK, grp = warp * KPW + sub;
     const int h0 = blockIdx.x * GB, kvh = h0 / (g.H / g.Hkv);
     const int r = blockIdx.y, split = blockIdx.z;
-    int b, lo, hi;
-    key_range(r, g.sr, g.window, &b, &lo, &hi);
-    if (g.long_from && g.sr.count(b) >= g.long_from) { /* a prefill kernel's row */
-        pdl_begin();
-        return;
-    }
-    pdl_begin();
-    const int len = hi - lo + 1;
-    int chunk = (len + g.n_split - 1) / g.n_split;
-    chunk = (chunk + 31) & ~31; /* as kernel_attn_split: the combine kernel reads the same */
-    const int j0 = lo + split * chunk, j1 = min(hi, j0 + chunk - 1);
-    const size_t pidx = ((size_t)r * g.H + h0) * g.n_split + split; /* + gi * n_split */
-    if (len <= 0 || j0 > j1) {
-        if (g.n_split > 1) {
-            if (tid < GB) part_ml[pidx + (size_t)tid * g.n_split] = make_float2(-INFINITY, 0.0f);
-        } else {
-            for (int i = tid; i < GB * HD; i += ATT_THREADS)
-                out[(size_t)r * g.H * HD + (size_t)h0 * HD + i] = from_f<T>(0.0f);
-        }
-        return;
-    }
+    int b, hi, j0, j1;
+    size_t pidx; /* + gi * n_split */
+    if (!split_keys(g, r, split, h0, out, part_ml, &b, &hi, &j0, &j1, &pidx)) return;
     float q[GB][8], acc[GB][8], m[GB], l[GB];
     const T *qrow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * HD + (size_t)h0 * HD + li * 8;
 #pragma unroll

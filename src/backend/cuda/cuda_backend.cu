@@ -209,7 +209,7 @@ static llmrt_status cu_qkv_finish(backend *be, void *qkv, const attn_params *a,
     rec_norm_params(&q->kn, kn);
     q->has_rope = rope != NULL;
     if (rope) rec_rope(&q->rope, rope);
-    rec_kv(&q->kv, cache, be->kv_dtype == DT_F8E4M3);
+    rec_kv(&q->kv, cache);
     return graph_submit(state_of(be), &r);
 }
 
@@ -222,7 +222,7 @@ static llmrt_status cu_attention(backend *be, void *out, const void *qkv, const 
     r.u.attention.out = out;
     r.u.attention.qkv = qkv;
     rec_attn(&r.u.attention.a, a);
-    rec_kv(&r.u.attention.kv, cache, be->kv_dtype == DT_F8E4M3);
+    rec_kv(&r.u.attention.kv, cache);
     return graph_submit(state_of(be), &r);
 }
 

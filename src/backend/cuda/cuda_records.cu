@@ -34,11 +34,11 @@ void rec_attn(attn_params *d, const attn_params *s) {
     d->softcap = s->softcap;
 }
 
-void rec_kv(kv_layer *d, const kv_layer *s, bool fp8) {
+void rec_kv(kv_layer *d, const kv_layer *s) {
     d->k = s->k;
     d->v = s->v;
-    d->k_scale = fp8 ? s->k_scale : NULL; /* the launchers read an FP8 cache from them */
-    d->v_scale = fp8 ? s->v_scale : NULL;
+    d->k_scale = s->k_scale; /* an FP8 cache (need_cache: only then): the launchers read them */
+    d->v_scale = s->v_scale;
     d->block_len = s->block_len;
     d->n_blocks = s->n_blocks;
     d->group = s->group;

@@ -137,8 +137,7 @@ static inline cuda_state *state_of(backend *be) {
 void rec_weight(bweight *d, const bweight *s);
 void rec_norm_params(norm_params *d, const norm_params *s);
 void rec_attn(attn_params *d, const attn_params *s);
-/* fp8: the backend's cache is F8_E4M3 (be->kv_dtype): the scales are kept, else dropped */
-void rec_kv(kv_layer *d, const kv_layer *s, bool fp8);
+void rec_kv(kv_layer *d, const kv_layer *s);
 void rec_rope(rope_params *d, const rope_params *s);
 /* Runs the record's launcher. */
 llmrt_status rec_exec(cuda_ctx *c, const op_rec *r);
