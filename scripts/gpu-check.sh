@@ -388,6 +388,9 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
             run_part "bench-serve $card c=$c $isl/$osl" "$log" "$CARRY/llmrt" bench-serve \
                 --url http://127.0.0.1:8011 --concurrency "$c" --num-prompts $((c < 8 ? 16 : 4 * c)) \
                 --isl "$isl" --osl "$osl" --seed $((c * 7919 + isl)) --no-plot
+            # the server's own histograms (cumulative over the runs): its inter-token latency
+            # against the client's says whether a tail is the steps' or the delivery's
+            curl -s http://127.0.0.1:8011/metrics >"$OUT/metrics-$card-$c-$isl.txt" 2>&1
             rows+=("$(printf 'serve %s c=%d %d/%d: %s' "$card" "$c" "$isl" "$osl" \
                 "$(grep -E '^(requests/s|output tokens/s|time to first|inter-token)' "$OUT/$log" |
                     awk '{printf "%s ", $0}' | tr -s ' ')")")
@@ -396,7 +399,7 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
         wait $spid
         rows+=("serve $card: exit status $? on SIGINT; $(grep -m1 'KV cache' "$OUT/serve-$card.log")")
         # LLMRT_SCHED_PROFILE=1: the scheduler's time per iteration, printed at shutdown
-        grep -A8 'scheduler profile' "$OUT/serve-$card.log" | sed "s/^/[serve $card] /"
+        grep -A20 'scheduler profile' "$OUT/serve-$card.log" | sed "s/^/[serve $card] /"
     done
 fi
 echo "---- gpu-check summary ($(head -2 "$OUT/gpu.txt" | tail -1))"

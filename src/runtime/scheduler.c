@@ -75,13 +75,28 @@ typedef struct plan_item {
  * for the device before its clock stops, which costs the overlap of host and device work. */
 typedef struct sched_prof {
     uint64_t iters, forwards, prefill_tokens, rows;
-    double plan_ms, prefill_ms, step_ms, publish_ms, take_ms;
+    double plan_ms, prefill_ms, step_ms, publish_ms, take_ms, max_ms;
 } sched_prof;
+
+/* One iteration as the profile's tail shows it: a server's inter-token tail is its slowest
+ * iterations, and what they carried (rows, prompt tokens, forwards) and where their time went
+ * says why. gap_ms: from the end of the iteration before to this one's start (taking the new
+ * requests and cancels), when requests were running. */
+typedef struct prof_iter {
+    double total_ms, gap_ms, plan_ms, prefill_ms, step_ms, publish_ms, take_ms;
+    int rows, prompt_tokens, forwards;
+} prof_iter;
+
+enum { PROF_SLOWEST = 8, PROF_HIST = 10 }; /* histogram: under 0.5 ms, 1, 2, ... 128, more */
 
 struct sched {
     engine *e;
     bool prof;
     sched_prof pf[PROF_BUCKETS], cur; /* cur: the iteration under way */
+    prof_iter slowest[PROF_SLOWEST];  /* slowest first */
+    int n_slowest;
+    uint64_t hist[PROF_HIST]; /* iterations by their total time */
+    double prof_end, max_gap; /* end of the last iteration; the longest gap */
     sched_opts o;
     int V;
     pthread_mutex_t mu;
@@ -230,18 +245,49 @@ static void prof_print(const sched *s) {
     static const char *names[PROF_BUCKETS] = {"0", "1", "2-8", "9-32", "33-128", ">128"};
     fprintf(stderr,
             "scheduler profile (ms per iteration; LLMRT_SCHED_PROFILE)\n"
-            "%-7s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n",
+            "%-7s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n",
             "stepped", "iters", "rows", "fwds", "pf_tok", "plan", "prefill", "step", "publish",
-            "take");
+            "take", "max");
     for (int b = 0; b < PROF_BUCKETS; b++) {
         const sched_prof *p = &s->pf[b];
         if (!p->iters) continue;
         double n = (double)p->iters;
-        fprintf(stderr, "%-7s %8llu %8.1f %8.2f %8.1f %8.3f %8.3f %8.3f %8.3f %8.3f\n", names[b],
-                (unsigned long long)p->iters, (double)p->rows / n, (double)p->forwards / n,
-                (double)p->prefill_tokens / n, p->plan_ms / n, p->prefill_ms / n, p->step_ms / n,
-                p->publish_ms / n, p->take_ms / n);
+        fprintf(stderr, "%-7s %8llu %8.1f %8.2f %8.1f %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f\n",
+                names[b], (unsigned long long)p->iters, (double)p->rows / n,
+                (double)p->forwards / n, (double)p->prefill_tokens / n, p->plan_ms / n,
+                p->prefill_ms / n, p->step_ms / n, p->publish_ms / n, p->take_ms / n, p->max_ms);
     }
+    fprintf(stderr, "iterations by their time (ms):");
+    for (int i = 0; i < PROF_HIST; i++) {
+        if (i < PROF_HIST - 1)
+            fprintf(stderr, " <%g: %llu", 0.5 * (double)(1 << i), (unsigned long long)s->hist[i]);
+        else
+            fprintf(stderr, " more: %llu\n", (unsigned long long)s->hist[i]);
+    }
+    fprintf(stderr, "longest gap between iterations with requests running: %.3f ms\n", s->max_gap);
+    fprintf(stderr, "slowest iterations (ms)\n%8s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n", "total",
+            "gap", "rows", "fwds", "pf_tok", "plan", "prefill", "step", "publish", "take");
+    for (int i = 0; i < s->n_slowest; i++) {
+        const prof_iter *q = &s->slowest[i];
+        fprintf(stderr, "%8.3f %8.3f %8d %8d %8d %8.3f %8.3f %8.3f %8.3f %8.3f\n", q->total_ms,
+                q->gap_ms, q->rows, q->forwards, q->prompt_tokens, q->plan_ms, q->prefill_ms,
+                q->step_ms, q->publish_ms, q->take_ms);
+    }
+}
+
+/* Counts one finished iteration in the histogram and, if it is among the slowest, keeps it. */
+static void prof_keep(sched *s, const prof_iter *q) {
+    int b = 0;
+    while (b < PROF_HIST - 1 && q->total_ms >= 0.5 * (double)(1 << b))
+        b++;
+    s->hist[b]++;
+    if (q->gap_ms > s->max_gap) s->max_gap = q->gap_ms;
+    int i = s->n_slowest < PROF_SLOWEST ? s->n_slowest++ : PROF_SLOWEST;
+    while (i > 0 && s->slowest[i - 1].total_ms < q->total_ms) {
+        if (i < PROF_SLOWEST) s->slowest[i] = s->slowest[i - 1];
+        i--;
+    }
+    if (i < PROF_SLOWEST) s->slowest[i] = *q;
 }
 
 void sched_free(sched *s) {
@@ -905,8 +951,10 @@ static void take_tokens(sched *s, int k, bool device_greedy) {
 
 llmrt_status sched_run(sched *s) {
     for (;;) {
-        if (!take_incoming(s, s->n_running == 0 && s->n_waiting == 0)) break;
+        const bool idle = s->n_running == 0 && s->n_waiting == 0;
+        if (!take_incoming(s, idle)) break;
         double t0 = s->prof ? now_ms() : 0, t1 = 0;
+        const double gap = s->prof && !idle && s->prof_end > 0 ? t0 - s->prof_end : 0;
         memset(&s->cur, 0, sizeof s->cur);
         const uint64_t steps0 = s->e->steps;
         int n_items = plan_iteration(s);
@@ -954,16 +1002,30 @@ llmrt_status sched_run(sched *s) {
         double t3 = s->prof ? now_ms() : 0;
         take_tokens(s, k, greedy);
         if (s->prof) {
+            const double t4 = now_ms();
+            prof_iter q = {.total_ms = t4 - t0,
+                           .gap_ms = gap,
+                           .plan_ms = s->cur.plan_ms,
+                           .prefill_ms = s->cur.prefill_ms,
+                           .step_ms = t2 - t1 - s->cur.prefill_ms,
+                           .publish_ms = t3 - t2,
+                           .take_ms = t4 - t3,
+                           .rows = k,
+                           .prompt_tokens = (int)prompt_tokens,
+                           .forwards = (int)(s->e->steps - steps0)};
             sched_prof *p = &s->pf[prof_bucket(k)];
             p->iters++;
             p->rows += (uint64_t)k;
-            p->forwards += s->e->steps - steps0;
+            p->forwards += (uint64_t)q.forwards;
             p->prefill_tokens += prompt_tokens;
-            p->plan_ms += s->cur.plan_ms;
-            p->prefill_ms += s->cur.prefill_ms;
-            p->step_ms += t2 - t1 - s->cur.prefill_ms;
-            p->publish_ms += t3 - t2;
-            p->take_ms += now_ms() - t3;
+            p->plan_ms += q.plan_ms;
+            p->prefill_ms += q.prefill_ms;
+            p->step_ms += q.step_ms;
+            p->publish_ms += q.publish_ms;
+            p->take_ms += q.take_ms;
+            if (q.total_ms > p->max_ms) p->max_ms = q.total_ms;
+            prof_keep(s, &q);
+            s->prof_end = t4;
         }
         pthread_mutex_lock(&s->mu);
         s->st.running = s->n_running;
