@@ -1267,6 +1267,27 @@ static void test_attention_rows(void) {
     backend_free(be);
 }
 
+/* cuBLASLt plans tuned (LLMRT_CUDA_GEMM_TUNE=8: each new plan keeps the fastest of the
+ * heuristic's first 8 candidates, split-K ones among them): the matmul cases again on a backend
+ * made with it, held to the same bounds (another candidate sums in another order, F32 all the
+ * same); the FP8 products make their own backend, tuned too. */
+static void test_gemm_tuned(void) {
+    setenv("LLMRT_CUDA_GEMM_TUNE", "8", 1);
+    backend *be = NULL;
+    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
+    if (be) {
+        backend *keep = cuda_be;
+        cuda_be = be; /* the cases allocate on it */
+        test_matmul();
+        test_matmul_quant();
+        test_matmul_activate();
+        cuda_be = keep;
+        backend_free(be);
+    }
+    test_matmul_fp8_gemm();
+    unsetenv("LLMRT_CUDA_GEMM_TUNE");
+}
+
 static void test_attention_fp8(void) {
     kv_fp8_on();
     test_attention();
@@ -1932,6 +1953,7 @@ int main(void) {
         RUN(test_qkv_attention_decode);
         RUN(test_ragged_step);
         RUN(test_matmul_fp8_gemm);
+        RUN(test_gemm_tuned);
         RUN(test_graph_replay);
         RUN(test_decode_layers);
         /* the same with an F8_E4M3 KV cache (--kv-cache-dtype fp8) */

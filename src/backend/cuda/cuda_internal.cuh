@@ -65,6 +65,7 @@ typedef struct graph_slot {
 typedef struct lt_plan {
     int used;
     int dt, out_dt, m, n, k;
+    int tuned; /* LLMRT_CUDA_GEMM_TUNE: the candidates have been timed (cuda_matmul.cu) */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -100,16 +101,34 @@ typedef struct cuda_switches {
                              with per-token activation scales (not yet verified on a GPU) */
     int skinny_max_rows;  /* LLMRT_SKINNY_MAX_ROWS: rows up to which 16-bit matmuls use the
                              tensor-core skinny kernel; -1: the default, 0: never */
+    int gemm_tune;        /* LLMRT_CUDA_GEMM_TUNE=N: a new cuBLASLt plan times the heuristic's
+                             first N candidates on its first eager product and keeps the
+                             fastest (0: the heuristic's first; not yet run on a GPU) */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
     int op_profile;       /* LLMRT_OP_PROFILE=1: each op's device time (cuda_records.cu); turns
                              fusion and graphs off */
 } cuda_switches;
 void cuda_switches_read(cuda_switches *sw);
 
-/* What the backend did, for LLMRT_CUDA_STATS=1 (host-side counts; no device timing). */
+/* A tuned plan whose fastest candidate beat the heuristic's first (LLMRT_CUDA_GEMM_TUNE). */
+typedef struct lt_tune_gain {
+    int dt, m, n, k;
+    int pick, split_k, tile; /* the candidate kept: its rank, split-K count, cuBLASLt tile id */
+    float first_us, best_us;
+} lt_tune_gain;
+enum { LT_TUNE_GAINS = 12 };
+
+/* What the backend did, for LLMRT_CUDA_STATS=1 (host-side counts; device time only for the
+ * GEMM candidates that LLMRT_CUDA_GEMM_TUNE times). */
 typedef struct cuda_stats {
-    unsigned long long lt_heuristics; /* cuBLASLt plans made (heuristic queries) */
-    double lt_heuristic_ms;           /* host time in them */
+    unsigned long long lt_heuristics;  /* cuBLASLt plans made (heuristic queries) */
+    double lt_heuristic_ms;            /* host time in them */
+    unsigned long long lt_tuned;       /* plans whose candidates were timed */
+    double lt_tune_ms;                 /* host time in that */
+    double lt_first_us, lt_best_us;    /* one product of each tuned plan: the heuristic's first
+                                          candidate, the fastest, summed over the plans */
+    lt_tune_gain gains[LT_TUNE_GAINS]; /* the largest gains, largest first */
+    int n_gains;
     unsigned long long steps_eager_decode, steps_eager_prefill; /* steps not run as graphs */
     unsigned long long captures, replays, replay_fallbacks;     /* decode-step graphs */
     unsigned long long drops_all; /* every graph dropped (new buffers, tables, scratch) */

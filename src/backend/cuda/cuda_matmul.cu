@@ -493,8 +493,108 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
     return LLMRT_OK;
 }
 
-static llmrt_status plan_get(cuda_ctx *c, dtype out_dt, int m, int n, int k, lt_plan **out) {
-    return plan_get_typed(c, c->dt, out_dt, m, n, k, out);
+/* Keeps g among the stats' largest gains of tuning (largest first). */
+static void tune_gain_keep(cuda_stats *t, const lt_tune_gain *g) {
+    const float gain = g->first_us - g->best_us;
+    int i = t->n_gains < LT_TUNE_GAINS ? t->n_gains++ : LT_TUNE_GAINS;
+    while (i > 0 && t->gains[i - 1].first_us - t->gains[i - 1].best_us < gain) {
+        if (i < LT_TUNE_GAINS) t->gains[i] = t->gains[i - 1];
+        i--;
+    }
+    if (i < LT_TUNE_GAINS) t->gains[i] = *g;
+}
+
+enum { LT_TUNE_MAX = 16, LT_TUNE_RUNS = 3 };
+
+/* LLMRT_CUDA_GEMM_TUNE=N: times the heuristic's first N candidates for p on these operands (a
+ * run each to warm up, then LT_TUNE_RUNS timed) and keeps the fastest in p. cuBLASLt's first
+ * choice is a model's guess; for the shapes of a server's batch steps (a few hundred rows, a
+ * few dozen output tiles for 132 SMs) a split-K or another tile can be faster. Timing waits for
+ * the device, so it happens on a plan's first eager product, never in a graph capture (a later
+ * eager product tunes it; graphs captured before keep the first choice). Every candidate
+ * computes the same product (beta 0: C is only written), so tuning changes the order of sums,
+ * not the result beyond rounding. */
+static llmrt_status plan_tune(cuda_ctx *c, lt_plan *p, const void *A, const void *B, void *C) {
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (c->mode == GRAPH_CAPTURE || cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess ||
+        cs != cudaStreamCaptureStatusNone)
+        return LLMRT_OK;
+    p->tuned = 1;
+    const double t0 = host_ms();
+    const int want = c->sw.gemm_tune < LT_TUNE_MAX ? c->sw.gemm_tune : LT_TUNE_MAX;
+    cublasLtMatmulHeuristicResult_t res[LT_TUNE_MAX];
+    int found = 0;
+    cublasLtMatmulPreference_t pref;
+    CKB(cublasLtMatmulPreferenceCreate(&pref));
+    cublasStatus_t e = cublasLtMatmulPreferenceSetAttribute(
+        pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->lt_ws_bytes, sizeof c->lt_ws_bytes);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, want, res,
+                                           &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (e != CUBLAS_STATUS_SUCCESS || found < 2) return LLMRT_OK; /* nothing to choose from */
+    cudaEvent_t ev[2] = {NULL, NULL};
+    cudaError_t ce = cudaEventCreate(&ev[0]);
+    if (ce == cudaSuccess) ce = cudaEventCreate(&ev[1]);
+    const float alpha = 1.0f, beta = 0.0f;
+    float first = -1.0f, best = 0.0f;
+    int pick = -1;
+    for (int i = 0; i < found && ce == cudaSuccess; i++) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        bool ok = cublasLtMatmul(c->lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C, p->c,
+                                 &res[i].algo, c->lt_ws, c->lt_ws_bytes,
+                                 c->stream) == CUBLAS_STATUS_SUCCESS;
+        if (!ok) continue; /* this candidate does not run here: the others may */
+        ce = cudaEventRecord(ev[0], c->stream);
+        for (int r = 0; r < LT_TUNE_RUNS && ok && ce == cudaSuccess; r++)
+            ok = cublasLtMatmul(c->lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C, p->c,
+                                &res[i].algo, c->lt_ws, c->lt_ws_bytes,
+                                c->stream) == CUBLAS_STATUS_SUCCESS;
+        if (ce == cudaSuccess) ce = cudaEventRecord(ev[1], c->stream);
+        if (ce == cudaSuccess) ce = cudaEventSynchronize(ev[1]);
+        float ms = 0.0f;
+        if (ce == cudaSuccess) ce = cudaEventElapsedTime(&ms, ev[0], ev[1]);
+        if (ce != cudaSuccess || !ok) continue;
+        ms /= LT_TUNE_RUNS;
+        if (i == 0) first = ms;
+        if (pick < 0 || ms < best) {
+            best = ms;
+            pick = i;
+        }
+    }
+    if (ev[0]) cudaEventDestroy(ev[0]);
+    if (ev[1]) cudaEventDestroy(ev[1]);
+    if (ce != cudaSuccess) return cuda_fail(ce, "timing cuBLASLt candidates", __FILE__, __LINE__);
+    if (pick < 0) return LLMRT_OK;
+    p->algo = res[pick].algo;
+    cuda_stats *t = &c->stats;
+    t->lt_tuned++;
+    t->lt_tune_ms += host_ms() - t0;
+    if (first < 0.0f) return LLMRT_OK; /* the first candidate did not run: no baseline */
+    t->lt_first_us += 1e3 * first;
+    t->lt_best_us += 1e3 * best;
+    if (pick > 0) {
+        lt_tune_gain g = {p->dt, p->m, p->n, p->k, pick, 0, 0, 1e3f * first, 1e3f * best};
+        cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &g.split_k,
+                                             sizeof g.split_k, NULL);
+        cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &g.tile,
+                                             sizeof g.tile, NULL);
+        tune_gain_keep(t, &g);
+    }
+    return LLMRT_OK;
+}
+
+/* out[m, n] = in[m, k] @ W[n, k]^T on cuBLASLt: W and in of type in_dt, out of out_dt, F32
+ * accumulation; the plan of the shape is made (and tuned) on first use. */
+static llmrt_status lt_matmul(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int n, int k,
+                              const void *W, const void *in, void *out) {
+    lt_plan *p = NULL;
+    TRY(plan_get_typed(c, in_dt, out_dt, m, n, k, &p));
+    if (c->sw.gemm_tune > 1 && !p->tuned) TRY(plan_tune(c, p, W, in, out));
+    const float alpha = 1.0f, beta = 0.0f;
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, W, p->a, in, p->b, &beta, out, p->c, out, p->c,
+                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    return LLMRT_OK;
 }
 
 /* Many rows times a quantized matrix: its unscaled values in T, then cuBLASLt into an F32
@@ -612,11 +712,7 @@ static llmrt_status matmul_fp8_gemm(cuda_ctx *c, void *out, dtype out_dt, const 
         launch_ex(c, kernel_quant_rows<T>, (unsigned)m, 256, 0, q, sa,
                   (const T *)in + (size_t)r0 * K, K);
         CK_KERNEL("kernel_quant_rows");
-        lt_plan *p = NULL;
-        TRY(plan_get_typed(c, DT_F8E4M3, DT_F32, m, N, K, &p));
-        float alpha = 1.0f, beta = 0.0f;
-        CKB(cublasLtMatmul(c->lt, p->op, &alpha, Wt->data, p->a, q, p->b, &beta, acc, p->c, acc,
-                           p->c, &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+        TRY(lt_matmul(c, DT_F8E4M3, DT_F32, m, N, K, Wt->data, q, acc));
         const size_t total = (size_t)m * N;
         const unsigned blocks = (unsigned)((total + 255) / 256);
         if (out_dt == DT_F32)
@@ -653,12 +749,7 @@ static llmrt_status matmul_quant(cuda_ctx *c, void *out, dtype out_dt, const voi
         CK_KERNEL("kernel_unpack");
         for (int r0 = 0; r0 < rows; r0 += QUANT_ROW_CHUNK) {
             const int m = rows - r0 < QUANT_ROW_CHUNK ? rows - r0 : QUANT_ROW_CHUNK;
-            lt_plan *p = NULL;
-            TRY(plan_get(c, DT_F32, m, N, K, &p));
-            float alpha = 1.0f, beta = 0.0f;
-            CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, (const T *)in + (size_t)r0 * K, p->b,
-                               &beta, acc, p->c, acc, p->c, &p->algo, c->lt_ws, c->lt_ws_bytes,
-                               c->stream));
+            TRY(lt_matmul(c, c->dt, DT_F32, m, N, K, wt, (const T *)in + (size_t)r0 * K, acc));
             size_t total = (size_t)m * N;
             unsigned blocks = (unsigned)((total + 255) / 256);
             if (out_dt == DT_F32)
@@ -704,12 +795,8 @@ enum { MV_QUANT_ROWS = MV_MAX_M };
  * unit in the last place off, beyond the product's bound in test_matmul_quant). */
 static llmrt_status matmul_dequantized(cuda_ctx *c, void *out, dtype out_dt, const void *in,
                                        int rows, const void *wt, int N, int K, const float *bias) {
-    lt_plan *p = NULL;
-    float alpha = 1.0f, beta = 0.0f;
     if (!bias || out_dt == DT_F32) {
-        TRY(plan_get(c, out_dt, rows, N, K, &p));
-        CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, in, p->b, &beta, out, p->c, out, p->c,
-                           &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+        TRY(lt_matmul(c, c->dt, out_dt, rows, N, K, wt, in, out));
         if (bias) TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, 0.0f));
         return LLMRT_OK;
     }
@@ -717,10 +804,7 @@ static llmrt_status matmul_dequantized(cuda_ctx *c, void *out, dtype out_dt, con
     float *acc = (float *)((char *)wt + ((size_t)N * K * es + 255) / 256 * 256);
     for (int r0 = 0; r0 < rows; r0 += QUANT_ROW_CHUNK) {
         const int m = rows - r0 < QUANT_ROW_CHUNK ? rows - r0 : QUANT_ROW_CHUNK;
-        TRY(plan_get(c, DT_F32, m, N, K, &p));
-        CKB(cublasLtMatmul(c->lt, p->op, &alpha, wt, p->a, (const char *)in + (size_t)r0 * K * es,
-                           p->b, &beta, acc, p->c, acc, p->c, &p->algo, c->lt_ws, c->lt_ws_bytes,
-                           c->stream));
+        TRY(lt_matmul(c, c->dt, DT_F32, m, N, K, wt, (const char *)in + (size_t)r0 * K * es, acc));
         const unsigned blocks = (unsigned)(((size_t)m * N + 255) / 256);
         DISPATCH_T(c->dt,
                    launch_ex(c, kernel_scale_rows<T>, blocks, 256, 0, (T *)out + (size_t)r0 * N,
@@ -1108,11 +1192,7 @@ llmrt_status cuda_launch_matmul(cuda_ctx *c, void *out, dtype out_dt, const void
         DISPATCH_T(c->dt, DISPATCH_W(Wt->dt, return matmul_quant<T, W>(c, out, out_dt, in, rows, Wt,
                                                                        bias)));
     }
-    lt_plan *p = NULL;
-    TRY(plan_get(c, out_dt, rows, N, K, &p));
-    float alpha = 1.0f, beta = 0.0f;
-    CKB(cublasLtMatmul(c->lt, p->op, &alpha, Wt->data, p->a, in, p->b, &beta, out, p->c, out, p->c,
-                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    TRY(lt_matmul(c, c->dt, out_dt, rows, N, K, Wt->data, in, out));
     if (bias || softcap > 0.0f)
         TRY(cuda_launch_bias_softcap(c, out, out_dt, rows, N, bias, softcap));
     return LLMRT_OK;

@@ -41,6 +41,8 @@ void cuda_switches_read(cuda_switches *sw) {
     sw->fp8_gemm = env_on("LLMRT_CUDA_FP8_GEMM");
     const char *sk = getenv("LLMRT_SKINNY_MAX_ROWS");
     sw->skinny_max_rows = sk && sk[0] ? atoi(sk) : -1;
+    const char *gt = getenv("LLMRT_CUDA_GEMM_TUNE");
+    sw->gemm_tune = gt && gt[0] ? atoi(gt) : 0;
     sw->stats = env_on("LLMRT_CUDA_STATS");
     sw->op_profile = env_on("LLMRT_OP_PROFILE");
     if (sw->op_profile) sw->no_graph = sw->no_fuse = 1; /* every op alone */
@@ -55,6 +57,20 @@ void cuda_stats_print(const cuda_ctx *c) {
             "grown %llu times\n",
             t->lt_heuristics, t->lt_heuristic_ms, t->steps_eager_decode, t->steps_eager_prefill,
             t->captures, t->replays, t->replay_fallbacks, t->drops_all, t->scratch_grows);
+    if (!t->lt_tuned) return;
+    fprintf(stderr,
+            "cuda stats: %llu cuBLASLt plans tuned in %.1f ms (LLMRT_CUDA_GEMM_TUNE=%d): one "
+            "product of each, summed: %.1f us with the heuristic's first candidate, %.1f us "
+            "with the fastest\n",
+            t->lt_tuned, t->lt_tune_ms, c->sw.gemm_tune, t->lt_first_us, t->lt_best_us);
+    for (int i = 0; i < t->n_gains; i++) {
+        const lt_tune_gain *g = &t->gains[i];
+        fprintf(stderr,
+                "cuda stats:   %s [%d x %d] x [%d x %d]^T: %.1f -> %.1f us (candidate %d, "
+                "split-K %d, tile %d)\n",
+                dtype_name((dtype)g->dt), g->m, g->k, g->n, g->k, g->first_us, g->best_us, g->pick,
+                g->split_k, g->tile);
+    }
 }
 
 llmrt_status cuda_scratch(cuda_ctx *c, size_t bytes, void **out) {
