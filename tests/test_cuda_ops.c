@@ -1251,7 +1251,8 @@ static void test_qkv_finish_fp8(void) {
 }
 
 /* kernel_attn_rows (decode rows of 16-bit caches, LLMRT_CUDA_ATTN_ROWS=1): the attention and
- * ragged-step cases again on a backend made with it */
+ * ragged-step cases again on a backend made with it, and decode's qkv_finish + attention, whose
+ * fusion it declines (qkv_finish then runs alone) */
 static void test_attention_rows(void) {
     if (cur_dt == DT_F32) return; /* 16-bit caches only */
     setenv("LLMRT_CUDA_ATTN_ROWS", "1", 1);
@@ -1263,6 +1264,7 @@ static void test_attention_rows(void) {
     cuda_be = be; /* the cases allocate on it */
     test_attention();
     test_ragged_step();
+    test_qkv_attention_decode();
     cuda_be = keep;
     backend_free(be);
 }

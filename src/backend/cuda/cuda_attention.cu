@@ -454,9 +454,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
 /* The q heads a block of kernel_attn_rows takes for a group of G q heads per kv head (0: it
  * does not take the step), and its launch. */
-static int attn_rows_gb(const cuda_ctx *c, const attn_geom &g, bool fp8, bool fused) {
-    if (!c->sw.attn_rows || fp8 || fused || c->dt == DT_F32 ||
-        (g.hd != 64 && g.hd != 128 && g.hd != 256))
+static int attn_rows_gb(const cuda_ctx *c, const attn_geom &g, bool fp8) {
+    if (!c->sw.attn_rows || fp8 || c->dt == DT_F32 || (g.hd != 64 && g.hd != 128 && g.hd != 256))
         return 0;
     const int G = g.H / g.Hkv;
     return G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
@@ -774,7 +773,10 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     g.vs = cache->v_scale;
     const bool fp8 = g.ks != NULL;
     if (fp8 && !g.vs) return err_set(LLMRT_ERR_INVALID, "an FP8 KV cache without V scales");
-    if (fin && (c->n_tokens != 1 || c->ragged || a->head_dim > 512 ||
+    /* decode rows of a 16-bit cache: kernel_attn_rows, with its own group of q heads; it does
+     * not finish q and k itself, so a decode step's fused qkv_finish is declined for it */
+    const int rows_gb = attn_rows_gb(c, g, fp8);
+    if (fin && (c->n_tokens != 1 || c->ragged || a->head_dim > 512 || rows_gb ||
                 (fin->inv_freq && (fin->rot_dim > a->head_dim || fin->rot_dim % 2))))
         return LLMRT_OK; /* not fused: the caller runs qkv_finish, then attention */
     /* prompts (16 rows or more) on tensor cores: flash for head_dim 64/128, else wmma */
@@ -798,8 +800,6 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
             TRY(launch_prefill<__nv_bfloat16>(c, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)qkv,
                                               cache, g));
     }
-    /* decode rows of a 16-bit cache: kernel_attn_rows, with its own group of q heads */
-    const int rows_gb = attn_rows_gb(c, g, fp8, fin != NULL);
     if (rows_gb) g.gb = rows_gb;
     int blocks = (g.H / g.gb) * c->rows;
     int n_split = (2 * c->n_sm + blocks - 1) / blocks;
