@@ -153,6 +153,10 @@ typedef struct llmrt_load_opts {
     int max_sessions;          /* sessions alive at once (0: max_batch) */
     int max_seq;               /* positions one session may hold (0: the model's context length) */
     int chunk;                 /* most tokens per session in one forward step (0: 512) */
+    int max_step_tokens;       /* most tokens of all sessions in one forward step, which sizes
+                                  the activation buffers (0: max_batch * chunk); a server sets
+                                  max(its token budget, max_batch): its iterations carry no
+                                  more, and max_batch * chunk rows would take gigabytes */
     int all_logits;            /* 1: steps may return the logits of every token (llmrt_logits,
                                   llmrt_perplexity); costs chunk * max_batch rows of logits */
     int kv_block;       /* 0: one contiguous KV block per session (fastest decode); N > 0: a paged
@@ -426,6 +430,11 @@ char *llmrt_bench_report_csv(const llmrt_bench_report *r, const char *prefix, in
 
 typedef struct llmrt_server llmrt_server;
 
+/* A server's tokens per scheduler iteration when its options name none: decode rows and prompt
+ * chunks together (docs/PERF.md measures 512 against it). A model loaded for a server sets
+ * llmrt_load_opts.max_step_tokens to max(budget, max_batch). */
+#define LLMRT_TOKEN_BUDGET_DEFAULT 2048
+
 typedef struct llmrt_server_opts {
     const char *host;          /* address to listen on (NULL: "127.0.0.1"); a name, IPv4 or IPv6 */
     int port;                  /* 0: any free port (llmrt_server_port tells which) */
@@ -436,7 +445,8 @@ typedef struct llmrt_server_opts {
     const char *tool_call_parser; /* how chat replies call tools: "hermes", "llama3_json",
                                      "none", or NULL / "auto": the format the template asks for */
     int max_batch;                /* sequences decoded together (0: the load's max_batch) */
-    int token_budget;             /* tokens per scheduler iteration (0: the scheduler's default) */
+    int token_budget;             /* tokens per scheduler iteration (0:
+                                     LLMRT_TOKEN_BUDGET_DEFAULT) */
     int no_prefix_cache;          /* 1: prompts do not share KV blocks */
     int deterministic;   /* 1: a request's output does not depend on the rest of the batch */
     size_t max_body;     /* request body bytes (0: 8 MiB); larger ones get a 413 */

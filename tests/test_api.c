@@ -295,6 +295,70 @@ static void test_load_and_generate(void) {
     llmrt_model_free(m);
 }
 
+/* max_step_tokens: the activations hold that many rows (not max_batch * chunk), steps of more
+ * rows run in pieces that give the same tokens and logits, and a value under max_batch is
+ * raised to it. */
+static void test_step_tokens(void) {
+    reference r;
+    if (!reference_load(&r)) return;
+    llmrt_model *m = NULL;
+    CHECK_OK(llmrt_model_open(&m, fixture, NULL));
+    if (!m) return;
+    llmrt_load_opts lo = {.device = "cpu", .max_batch = 3, .chunk = 8, .max_seq = r.np + r.ng};
+    llmrt_plan full, small, under, raised;
+    CHECK_OK(llmrt_model_plan(m, &lo, &full));
+    lo.max_step_tokens = 5;
+    CHECK_OK(llmrt_model_plan(m, &lo, &small));
+    lo.max_step_tokens = 1;
+    CHECK_OK(llmrt_model_plan(m, &lo, &under));
+    lo.max_step_tokens = 3;
+    CHECK_OK(llmrt_model_plan(m, &lo, &raised));
+    /* 24 rows against 5; rows under max_batch are max_batch's */
+    CHECK(small.activations < full.activations && under.activations == raised.activations &&
+          under.activations < small.activations);
+    lo.max_step_tokens = -1;
+    CHECK_ERR(llmrt_model_load(m, &lo), LLMRT_ERR_INVALID, "max_step_tokens");
+    lo.max_step_tokens = 5;
+    CHECK_OK(llmrt_model_load(m, &lo));
+    llmrt_memory mem;
+    llmrt_model_memory(m, &mem);
+    CHECK(mem.activations == small.activations);
+
+    /* three prompts of 16 tokens: 48 rows, in steps of one token of each (3 rows) */
+    llmrt_session *ss[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(llmrt_session_create(&ss[i], m, 0));
+    llmrt_gen_opts go = {.max_new_tokens = r.ng, .ignore_eos = 1};
+    llmrt_gen_result res;
+    const int32_t *prompts[3] = {r.prompt, r.prompt, r.prompt};
+    int lens[3] = {r.np, r.np, r.np};
+    CHECK_OK(llmrt_generate(ss, 3, prompts, lens, &go, NULL, NULL, &res));
+    for (int i = 0; i < 3 && res.tokens; i++)
+        CHECK(!memcmp(res.tokens + (size_t)i * r.ng, r.greedy, (size_t)r.ng * 4));
+    llmrt_gen_result_free(&res);
+
+    /* prompts of different lengths (6 + 3 + 1 rows: more than a step holds) give each
+     * session's own logits */
+    float *lg = malloc((size_t)3 * 256 * sizeof *lg), *one = malloc(256 * sizeof *one);
+    for (int i = 0; i < 3; i++)
+        llmrt_session_reset(ss[i]);
+    const int32_t *ids[3] = {r.prompt, r.prompt + 3, r.prompt + 5};
+    int n_ids[3] = {6, 3, 1};
+    CHECK_OK(llmrt_step(ss, 3, ids, n_ids, lg));
+    for (int i = 0; i < 3 && lg && one; i++) {
+        llmrt_session_reset(ss[2]);
+        CHECK_OK(llmrt_step(&ss[2], 1, &ids[i], &n_ids[i], one));
+        char what[64];
+        snprintf(what, sizeof what, "session %d of a step of 10 rows in steps of 5", i);
+        CHECK(test_allclose(lg + (size_t)i * 256, one, 256, 1e-5f, 1e-5f, what));
+    }
+    free(lg);
+    free(one);
+    for (int i = 0; i < 3; i++)
+        llmrt_session_free(ss[i]);
+    llmrt_model_free(m);
+}
+
 /* A paged cache gives what the contiguous one gives; logits and perplexity need all_logits. */
 
 /* A sliding-window model's session rewound: by a little it keeps its tokens; past what its
@@ -574,6 +638,7 @@ int main(void) {
     RUN(test_open_and_info);
     RUN(test_hub_names);
     RUN(test_load_and_generate);
+    RUN(test_step_tokens);
     RUN(test_paged_and_scoring);
     RUN(test_rewind_sliding);
     RUN(test_null_arguments);

@@ -255,10 +255,10 @@ static llmrt_status parse_device(const char *d, backend_kind *kind, int *ordinal
 /* The engine options a load asks for. */
 static llmrt_status engine_opts_of(const llmrt_load_opts *o, engine_opts *eo) {
     if (o->max_batch < 0 || o->max_sessions < 0 || o->max_seq < 0 || o->chunk < 0 ||
-        o->kv_block < 0)
+        o->max_step_tokens < 0 || o->kv_block < 0)
         return err_set(LLMRT_ERR_INVALID,
-                       "load options: max_batch, max_sessions, max_seq, chunk and kv_block must "
-                       "not be negative");
+                       "load options: max_batch, max_sessions, max_seq, chunk, max_step_tokens "
+                       "and kv_block must not be negative");
     if (o->kv_fraction != 0) {
         if (!(o->kv_fraction > 0 && o->kv_fraction <= 1))
             return err_set(LLMRT_ERR_INVALID, "load options: kv_fraction must be in (0, 1], got %g",
@@ -272,6 +272,7 @@ static llmrt_status engine_opts_of(const llmrt_load_opts *o, engine_opts *eo) {
     }
     *eo = (engine_opts){.max_batch = o->max_batch ? o->max_batch : 1,
                         .chunk = o->chunk,
+                        .max_rows = o->max_step_tokens,
                         .all_logits = o->all_logits != 0,
                         .n_seqs = o->max_sessions,
                         .max_seq = o->max_seq,

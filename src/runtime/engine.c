@@ -3,6 +3,7 @@
  * left on the backend. */
 #include "runtime/engine.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,11 +18,12 @@ static size_t align_up(size_t n) {
 /* The options with every default applied; an error for impossible ones. */
 static llmrt_status engine_resolve(const model_config *c, const engine_opts *in, engine_opts *o) {
     *o = *in;
-    if (o->max_batch < 1 || o->chunk < 0 || o->n_seqs < 0 || o->max_seq < 0 || o->block_len < 0)
+    if (o->max_batch < 1 || o->chunk < 0 || o->n_seqs < 0 || o->max_seq < 0 || o->block_len < 0 ||
+        o->max_rows < 0)
         return err_set(LLMRT_ERR_INVALID,
-                       "engine: max_batch %d must be >= 1, chunk %d, sessions %d, max_seq %d and "
-                       "block_len %d >= 0",
-                       o->max_batch, o->chunk, o->n_seqs, o->max_seq, o->block_len);
+                       "engine: max_batch %d must be >= 1, chunk %d, sessions %d, max_seq %d, "
+                       "block_len %d and max_rows %d >= 0",
+                       o->max_batch, o->chunk, o->n_seqs, o->max_seq, o->block_len, o->max_rows);
     if (o->max_seq == 0) o->max_seq = c->max_pos;
     if (o->max_seq > c->max_pos)
         return err_set(LLMRT_ERR_INVALID,
@@ -34,6 +36,14 @@ static llmrt_status engine_resolve(const model_config *c, const engine_opts *in,
         if (c->sliding_window > 0 && c->sliding_window < o->chunk) o->chunk = c->sliding_window;
     }
     if (o->chunk > o->max_seq) o->chunk = o->max_seq;
+    /* a step of max_batch sessions of one token always fits; more than a chunk of each, never */
+    const int64_t all = (int64_t)o->max_batch * o->chunk;
+    if (all > INT_MAX)
+        return err_set(LLMRT_ERR_INVALID,
+                       "engine: %d sessions of %d tokens per step: too many rows", o->max_batch,
+                       o->chunk);
+    if (o->max_rows == 0 || o->max_rows > all) o->max_rows = (int)all;
+    if (o->max_rows < o->max_batch) o->max_rows = o->max_batch;
     return LLMRT_OK;
 }
 
@@ -48,7 +58,7 @@ static kv_cache_opts engine_kv_opts(const engine_opts *o) {
 /* Activation buffer sizes in elements, in the order they are carved: x, h, qkv, att, mlp,
  * mlp_act, last. */
 static void act_sizes(const model_config *c, const engine_opts *o, size_t n[7]) {
-    size_t rows = (size_t)o->max_batch * (size_t)o->chunk;
+    size_t rows = (size_t)o->max_rows;
     size_t D = (size_t)c->hidden, hd = (size_t)c->head_dim;
     n[0] = rows * D;
     n[1] = rows * D;
@@ -60,7 +70,7 @@ static void act_sizes(const model_config *c, const engine_opts *o, size_t n[7]) 
 }
 
 static size_t logits_rows(const engine_opts *o) {
-    return o->all_logits ? (size_t)o->max_batch * (size_t)o->chunk : (size_t)o->max_batch;
+    return o->all_logits ? (size_t)o->max_rows : (size_t)o->max_batch;
 }
 
 static size_t act_bytes(const model_config *c, const engine_opts *o, dtype act) {
@@ -91,7 +101,7 @@ llmrt_status engine_create(engine **out, model *m, const engine_opts *in) {
     e->m = m;
     e->be = m->be;
     e->o = o;
-    e->rows_max = o.max_batch * o.chunk;
+    e->rows_max = o.max_rows;
     kv_cache_opts ko = engine_kv_opts(&o);
     llmrt_status st = kv_cache_create(&e->kv, c, e->be, &ko);
     if (st != LLMRT_OK) {
@@ -270,8 +280,10 @@ static llmrt_status step_results(engine *e, session *const *ss, int n, float *lo
  * when `greedy`, to the backend's argmax of each session (started, not waited for). */
 static llmrt_status engine_run(engine *e, session *const *ss, int n, const int32_t *ids,
                                int n_tokens, bool all_logits, float *logits, bool greedy) {
-    const int V = e->m->cfg.vocab, chunk = e->o.chunk;
+    const int V = e->m->cfg.vocab;
     TRY(check_sessions(e, ss, n, NULL, n_tokens));
+    /* tokens of each session per step: a chunk, and no more rows in all than the buffers hold */
+    const int chunk = e->o.chunk < e->rows_max / n ? e->o.chunk : e->rows_max / n;
     /* every id before any chunk runs: a failing step changes no session */
     if (ids) TRY(model_check_ids(&e->m->cfg, ids, (size_t)n * (size_t)n_tokens));
     /* logits of every row: the buffer holds max_batch rows, or every row with all_logits */
@@ -385,7 +397,7 @@ llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *co
         fit = fit && n_ids[b] <= e->o.chunk;
         total += (size_t)n_ids[b];
     }
-    if (!same && fit && e->be->ragged) {
+    if (!same && fit && total <= (size_t)e->rows_max && e->be->ragged) {
         int32_t *buf = malloc(total * sizeof *buf), *counts = malloc((size_t)n * sizeof *counts);
         llmrt_status st = buf && counts
                               ? feed_ragged(e, ss, n, ids, n_ids, logits, greedy, buf, counts)

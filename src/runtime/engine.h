@@ -21,6 +21,9 @@ typedef struct engine_opts {
     int max_batch;   /* most sessions in one step */
     int chunk;       /* most tokens per session in one step; 0: 512, and no more than the
                         sliding window (so that a sliding layer's ring stays small) */
+    int max_rows;    /* most rows (tokens of all sessions) in one step; 0: max_batch * chunk.
+                        A scheduler whose iterations carry a token budget sets it to
+                        max(budget, max_batch): the activations are sized by it */
     bool all_logits; /* steps may ask for the logits of every token */
     int n_seqs;      /* sessions held at once (0: max_batch) */
     int max_seq;     /* positions per session (0: the model's context) */
@@ -33,7 +36,7 @@ typedef struct engine {
     backend *be;   /* == m->be */
     engine_opts o; /* every field resolved */
     kv_cache kv;
-    int rows_max;    /* max_batch * chunk: rows of the activation buffers */
+    int rows_max;    /* o.max_rows: rows of the activation buffers */
     void *act_block; /* backend allocation for the buffers below */
     size_t act_bytes;
     void *x, *h, *qkv, *att, *mlp, *mlp_act; /* [rows_max, ...] see forward.h */
@@ -69,8 +72,8 @@ llmrt_status engine_forward(engine *e, session *const *ss, int n, const int32_t 
 /* Runs n_ids[b] tokens ids[b] of each session ss[b], b < n, whatever their counts, with the
  * results of engine_forward (logits [n, V] of each session's last token, or NULL) or, with
  * greedy, of engine_forward_greedy. On a backend that takes ragged steps, counts of at most a
- * chunk go in one step (one pass over the weights); otherwise sessions with equal counts step
- * together, and the last token of every session goes in one step over all of them. */
+ * chunk, max_rows in all, go in one step (one pass over the weights); otherwise sessions with equal
+ * counts step together, and the last token of every session goes in one step over all of them. */
 llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *const *ids,
                          const int *n_ids, float *logits, bool greedy);
 

@@ -27,7 +27,7 @@
 #include "runtime/generate.h"
 #include "runtime/sampler.h"
 
-enum { SCHED_MAX_TOP = 20, SCHED_DEFAULT_BUDGET = 2048, PROF_BUCKETS = 6 };
+enum { SCHED_MAX_TOP = 20, PROF_BUCKETS = 6 };
 
 /* One request. tokens holds the prompt and then the generated tokens; tokens [0, s->pos) of a
  * running request are in its session's cache, and the rest are still to be run. A waiting
@@ -145,7 +145,7 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
     *out = NULL;
     sched_opts so = *o;
     if (so.max_batch <= 0 || so.max_batch > e->o.max_batch) so.max_batch = e->o.max_batch;
-    if (so.token_budget <= 0) so.token_budget = SCHED_DEFAULT_BUDGET;
+    if (so.token_budget <= 0) so.token_budget = LLMRT_TOKEN_BUDGET_DEFAULT;
     if (so.token_budget < so.max_batch) so.token_budget = so.max_batch;
     if (so.prefix_cache) TRY(kv_cache_enable_prefix(&e->kv));
     if (so.deterministic && e->kv.o.block_len > 0 && e->kv.o.block_len > e->o.chunk)

@@ -96,7 +96,8 @@ typedef struct sched_request {
 
 typedef struct sched_opts {
     int max_batch;      /* sequences decoded together at most (<= the engine's max_batch) */
-    int token_budget;   /* tokens per iteration (decodes + prefill chunks); 0: 2048 */
+    int token_budget;   /* tokens per iteration (decodes + prefill chunks); 0:
+                           LLMRT_TOKEN_BUDGET_DEFAULT */
     bool prefix_cache;  /* share full prompt blocks by content (paged caches) */
     bool deterministic; /* a request's tokens and logprobs do not depend on the rest of the
                            batch or on the prefix cache (batch-invariant steps) */

@@ -149,7 +149,15 @@ static int parse_flags(serve_cli *o, int argc, char **argv) {
     return 0;
 }
 
-/* The load options: a paged cache of max_batch sequences, sized by --kv-memory. */
+/* The most tokens a server's iteration carries: its token budget, or max_batch decode rows
+ * when they are more (every running request decodes). The activations are sized by it. */
+static int step_tokens(const serve_cli *o) {
+    const int budget = o->so.token_budget ? o->so.token_budget : LLMRT_TOKEN_BUDGET_DEFAULT;
+    return budget > o->max_batch ? budget : o->max_batch;
+}
+
+/* The load options: a paged cache of max_batch sequences, sized by --kv-memory, activations for
+ * one iteration's tokens. */
 static int load_opts(serve_cli *o, llmrt_load_opts *lo) {
     llmrt_model_info info = cli_model_info(&o->cm);
     int max_seq = o->max_model_len ? o->max_model_len : info.context_length;
@@ -162,6 +170,7 @@ static int load_opts(serve_cli *o, llmrt_load_opts *lo) {
                             .max_sessions = o->max_batch,
                             .max_seq = max_seq,
                             .kv_block = o->kv_block,
+                            .max_step_tokens = step_tokens(o),
                             .device = o->cm.device,
                             .precision = o->cm.precision,
                             .quant = o->cm.quant};
@@ -228,13 +237,15 @@ int cmd_serve(int argc, char **argv) {
     if (rc == 0 && !o.quiet) {
         llmrt_memory mem;
         llmrt_model_memory(o.cm.m, &mem);
-        char w[32], k[32];
+        char w[32], a[32], k[32];
         llmrt_bytes_str(w, sizeof w, (double)mem.weights);
+        llmrt_bytes_str(a, sizeof a, (double)mem.activations);
         llmrt_bytes_str(k, sizeof k, (double)mem.kv_cache);
         fprintf(stderr,
-                "llmrt serve: weights %s, KV cache %s%s in blocks of %d positions, %d sequences "
-                "at once\n",
-                w, k, o.cm.kv_dtype == LLMRT_KV_FP8 ? " (FP8)" : "", lo.kv_block, lo.max_batch);
+                "llmrt serve: weights %s, activations %s (%d tokens a step), KV cache %s%s in "
+                "blocks of %d positions, %d sequences at once\n",
+                w, a, lo.max_step_tokens, k, o.cm.kv_dtype == LLMRT_KV_FP8 ? " (FP8)" : "",
+                lo.kv_block, lo.max_batch);
     }
     if (rc == 0) {
         st = llmrt_server_run(srv);
