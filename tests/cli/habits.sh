@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # habits.sh — what people used to run_llm.py, transformers and llama.cpp expect of the command:
-# --version, short flags, --prompt - and --prompt-file, "did you mean" for flags and
+# --version, short flags, --prompt - and --prompt-file, --prefill-chunk, "did you mean" for flags and
 # subcommands, run_llm.py's flags accepted (said once), Ctrl-C ending a run with its timings, a
 # newline before the timing line when piped, load progress lines in a log and --quiet, options
 # that need --benchmark, --benchmark defaults that fit the demo model's context, --chat and
@@ -29,6 +29,13 @@ out=$(printf 'And God said' | run --prompt - -n 12 2>/dev/null)
 printf 'And God said' > "$T/p.txt"
 out=$(run --prompt-file "$T/p.txt" -n 12 2>/dev/null)
 [ "$out" = "$ref" ] && ok || bad "--prompt-file: '$out'"
+
+# --prefill-chunk: a prompt fed 3 tokens per forward step gives the same text; 0 is refused
+out=$(run -p "And God said" -n 12 --prefill-chunk 3 2>/dev/null)
+[ "$out" = "$ref" ] && ok || bad "--prefill-chunk 3: '$out'"
+run -p "And God said" -n 2 --prefill-chunk 0 > "$T/out" 2> "$T/err"; rc=$?
+[ $rc = 2 ] && grep -q "prefill_chunk must be an integer in \[1," "$T/err" && [ ! -s "$T/out" ] &&
+  ok || bad "--prefill-chunk 0: rc $rc, $(cat "$T/err")"
 
 # stdout ends with a newline when piped, so the timing line starts on its own
 run -p "And God said" -n 12 > "$T/out" 2>/dev/null

@@ -11,9 +11,9 @@
 typedef struct args {
     int argc, i;
     char **argv;
-    const char *cmd;      /* subcommand name for messages */
-    char name[64];        /* the current flag, normalized: "num_tokens" */
-    const char *inline_v; /* value after '=' if given */
+    const char *cmd;        /* subcommand name for messages */
+    char name[64];          /* the current flag, normalized: "num_tokens" */
+    const char *inline_v;   /* value after '=' if given */
     const char *known[128]; /* names compared with so far (args_is), for suggestions */
     int n_known;
 } args;

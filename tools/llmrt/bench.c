@@ -28,7 +28,8 @@ typedef struct bench_cmd {
 static void usage(void) {
     printf("usage: llmrt bench [flags]   sweep isl x num_tokens x batch_size (docs/BENCHMARK.md)\n"
            "  --model DIR, --precision P, --quant_format F, --device D, --cache MODE   as llmrt "
-           "run\n" CLI_QUIET_USAGE "  --isl 128,512          prompt lengths (default 128)\n"
+           "run\n" CLI_CHUNK_USAGE CLI_QUIET_USAGE
+           "  --isl 128,512          prompt lengths (default 128)\n"
            "  --num_tokens 128       new tokens per sequence, no EOS stop (default 128)\n"
            "  --batch_size 1,4,16    batch sizes (default 1)\n"
            "  --iterations N         timed runs per point (default 5); --warmup N (default 1)\n"
@@ -92,7 +93,6 @@ static void parse_flags(bench_cmd *o, int argc, char **argv) {
         }
     }
 }
-
 
 int cmd_bench(int argc, char **argv) {
     bench_cmd o = {.warmup = 1, .iterations = 5, .plot = true, .out = "out/bench"};
@@ -186,7 +186,8 @@ int cmd_bench(int argc, char **argv) {
         goto out;
     }
     printf("wrote %s and %s (%d points)\n", jpath, cpath, n);
-    if (o.plot) bench_cli_plot("bench", o.plot_script, "scripts/plot_bench.py", o.python, jpath, ppath);
+    if (o.plot)
+        bench_cli_plot("bench", o.plot_script, "scripts/plot_bench.py", o.python, jpath, ppath);
     rc = 0;
 out:
     if (csv) fclose(csv);

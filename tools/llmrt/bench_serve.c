@@ -486,7 +486,6 @@ static void print_stat(const char *name, bs_stat s) {
            s.p90 * 1e3, s.p99 * 1e3);
 }
 
-
 static int report(const bs_opts *o, bs_req *rs, double wall) {
     int ok = 0, out_tok = 0, in_tok = 0, n_itl = 0;
     for (int i = 0; i < o->num_prompts; i++)
@@ -560,7 +559,9 @@ static int report(const bs_opts *o, bs_req *rs, double wall) {
             rc = 1;
         } else {
             printf("results: %s\n", path);
-            if (o->plot) bench_cli_plot("bench-serve", o->plot_script, "scripts/plot_serve.py", o->python, path, png);
+            if (o->plot)
+                bench_cli_plot("bench-serve", o->plot_script, "scripts/plot_serve.py", o->python,
+                               path, png);
         }
         json_decref(j);
     }

@@ -26,7 +26,7 @@ static void usage(void) {
     printf("usage: llmrt chat [--model DIR|NAME] [--system TEXT] [--num_tokens N]\n"
            "                  [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
            "                  [--precision P] [--quant_format F] [--device D] [--max-seq "
-           "N]\n" CLI_QUANT_USAGE CLI_QUIET_USAGE
+           "N]\n" CLI_QUANT_USAGE CLI_CHUNK_USAGE CLI_QUIET_USAGE
            "An interactive chat with the model's chat template. Commands: /reset, /system TEXT,\n"
            "/quit (others are refused; // sends a line beginning with /); empty lines are\n"
            "ignored; Ctrl-C stops the current reply, Ctrl-D leaves. After each reply, stderr\n"
@@ -176,8 +176,9 @@ int cmd_chat(int argc, char **argv) {
     sa.sa_flags = SA_RESTART; /* at the prompt, Ctrl-C does not end the line being edited */
     sigaction(SIGINT, &sa, NULL);
     if (tty)
-        fprintf(stderr, "llmrt chat: %s on %s. /reset, /system TEXT, Ctrl-C stops a reply, "
-                        "Ctrl-D leaves.\n",
+        fprintf(stderr,
+                "llmrt chat: %s on %s. /reset, /system TEXT, Ctrl-C stops a reply, "
+                "Ctrl-D leaves.\n",
                 info.path, llmrt_model_device(cm.m));
     char *line;
     while ((line = read_line(tty)) != NULL) {
@@ -268,8 +269,7 @@ int cmd_chat(int argc, char **argv) {
         double dec = res.total_ms - res.prefill_ms;
         fprintf(stderr, "[prefill %d tokens %.1f ms | reply %d tokens", (int)n_ids - common,
                 res.prefill_ms, res.n_tokens[0]);
-        if (res.n_steps > 0)
-            fprintf(stderr, ", %.1f tok/s", res.n_steps / (dec / 1e3));
+        if (res.n_steps > 0) fprintf(stderr, ", %.1f tok/s", res.n_steps / (dec / 1e3));
         fprintf(stderr, "%s]\n", interrupted ? ", stopped" : "");
         /* the cache now holds the prompt and the reply's tokens but the last */
         int32_t *cached = realloc(c.cached, (n_ids + (size_t)res.n_tokens[0]) * sizeof *cached);

@@ -45,6 +45,8 @@ bool cli_model_flag(args *a, cli_model *cm) {
         cm->quant_given = true;
     } else if (args_is(a, "weight_only")) {
         cm->weight_only = true;
+    } else if (args_is(a, "prefill_chunk")) {
+        cm->chunk = (int)args_long(a, 1, 1 << 20);
     } else if (args_is(a, "quiet")) {
         cm->quiet = true;
     } else if (args_is(a, "kv_cache_dtype")) {
@@ -142,6 +144,7 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     lo.precision = cm->precision;
     lo.quant = cm->quant;
     lo.kv_dtype = cm->kv_dtype;
+    if (cm->chunk) lo.chunk = cm->chunk;
     if (cm->quiet) cm->verbose = false;
     lo.verbose = cm->verbose;
     llmrt_status s = llmrt_model_load(cm->m, &lo);
@@ -160,15 +163,14 @@ int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo) {
     llmrt_model_get_info(cm->m, &info);
     if (info.checkpoint_act_quant && !said_act_scales && !cm->quiet) {
         said_act_scales = true;
-        fprintf(stderr,
-                "llmrt %s: note: the checkpoint (%s) also quantizes activations or the KV cache; "
-                "llmrt runs weight-only and ignores those scales (input_scale, k/v_scale): the "
-                "activations%s stay in %s\n",
-                cmd, info.checkpoint_quant,
-                cm->kv_dtype == LLMRT_KV_AUTO ? " and the KV cache" : "",
-                strncmp(llmrt_model_device(cm->m), "cuda", 4)
-                    ? "F32 on the CPU"
-                    : llmrt_precision_name(cm->precision));
+        fprintf(
+            stderr,
+            "llmrt %s: note: the checkpoint (%s) also quantizes activations or the KV cache; "
+            "llmrt runs weight-only and ignores those scales (input_scale, k/v_scale): the "
+            "activations%s stay in %s\n",
+            cmd, info.checkpoint_quant, cm->kv_dtype == LLMRT_KV_AUTO ? " and the KV cache" : "",
+            strncmp(llmrt_model_device(cm->m), "cuda", 4) ? "F32 on the CPU"
+                                                          : llmrt_precision_name(cm->precision));
     }
     static bool said_weight_only;
     if (cm->quant != LLMRT_QUANT_NONE && !cm->weight_only && !said_weight_only && !cm->quiet) {

@@ -14,13 +14,15 @@ typedef struct cli_model {
     const char *tokenizer; /* --tokenizer; NULL: the model's */
     const char *device;    /* --device: "cpu", "cuda", "cuda:N"; NULL: auto */
     llmrt_precision precision;
-    llmrt_quant quant;  /* --quant_format (or --precision FP8): the layer matrices quantized */
-    bool quant_given;   /* --quant_format was given */
-    bool precision_fp8; /* --precision FP8 was given: BF16 with quant FP8 */
-    bool weight_only;   /* --weight_only: the user knows that only weights are quantized */
+    llmrt_quant quant;       /* --quant_format (or --precision FP8): the layer matrices quantized */
+    bool quant_given;        /* --quant_format was given */
+    bool precision_fp8;      /* --precision FP8 was given: BF16 with quant FP8 */
+    bool weight_only;        /* --weight_only: the user knows that only weights are quantized */
     llmrt_kv_dtype kv_dtype; /* --kv-cache-dtype: auto (the activation precision) or fp8 */
-    bool verbose;       /* progress on stderr */
-    bool quiet;         /* --quiet: no progress and no notes on stderr (errors only) */
+    int chunk;               /* --prefill-chunk: prompt tokens per session in one forward step
+                                (0: the library's default, 512) */
+    bool verbose;            /* progress on stderr */
+    bool quiet;              /* --quiet: no progress and no notes on stderr (errors only) */
     llmrt_model *m;
 } cli_model;
 
@@ -35,13 +37,19 @@ typedef struct cli_model {
     "  --kv-cache-dtype T     auto (default: the activations' type, F32 on the CPU) or fp8:\n"     \
     "                         keys and values as FP8 E4M3 with a scale per position and head\n"
 
+/* The help line of --prefill-chunk, which cli_model_flag takes for every subcommand. */
+#define CLI_CHUNK_USAGE                                                                            \
+    "  --prefill-chunk N      prompt tokens of a sequence per forward step (default 512;\n"        \
+    "                         larger: fewer passes over the weights, more activation memory)\n"
+
 /* The help line of --quiet, which cli_model_flag takes for every subcommand. */
 #define CLI_QUIET_USAGE "  --quiet                no progress or notes on stderr (errors only)\n"
 
 /* Handles the flags every model-running subcommand takes: --model, --tokenizer, --precision
  * (alias --model_precision; FP8 is BF16 with FP8 layer matrices), --quant_format,
- * --weight_only, --kv-cache-dtype, --device and --quiet. Returns true if the current flag was one
- * of them; exits with a message on a bad precision or format, or on --precision FP8 with another
+ * --weight_only, --kv-cache-dtype, --prefill-chunk, --device and --quiet. Returns true if the
+ * current flag was one of them; exits with a message on a bad precision or format, or on
+ * --precision FP8 with another
  * --quant_format. */
 bool cli_model_flag(args *a, cli_model *cm);
 

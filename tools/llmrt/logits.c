@@ -16,7 +16,7 @@ static void usage(void) {
            "                    [--last N]\n"
            "Prints {\"prompt_ids\": [...], \"first_position\": P, \"logits\": [[vocab floats] per\n"
            "position]}: every position, or with --last N only the last N (P = n - "
-           "N).\n" CLI_QUANT_USAGE CLI_QUIET_USAGE);
+           "N).\n" CLI_QUANT_USAGE CLI_CHUNK_USAGE CLI_QUIET_USAGE);
 }
 
 int cmd_logits(int argc, char **argv) {

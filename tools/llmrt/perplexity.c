@@ -14,7 +14,7 @@ static void usage(void) {
     printf("usage: llmrt perplexity --model DIR (--file TEXT_FILE | --ids 1,2,3)\n"
            "                        [--precision FP32|FP16|BF16|FP8] [--quant_format F]\n"
            "                        [--device cpu|cuda] [--json] [--quiet]\n" CLI_QUANT_USAGE
-               CLI_QUIET_USAGE
+               CLI_CHUNK_USAGE CLI_QUIET_USAGE
            "The text is encoded with the model's tokenizer, special tokens (BOS) included.\n");
 }
 

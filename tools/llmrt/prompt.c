@@ -126,8 +126,9 @@ int prompt_ids(const char *cmd, const prompt_src *p, llmrt_model *m, const char 
     if (rc) return rc;
     llmrt_tokenizer *tok = llmrt_model_tokenizer(m);
     if (!tok) {
-        fprintf(stderr, "llmrt %s: the model has no tokenizer.json; give --tokenizer PATH or the "
-                        "prompt as --prompt-ids\n",
+        fprintf(stderr,
+                "llmrt %s: the model has no tokenizer.json; give --tokenizer PATH or the "
+                "prompt as --prompt-ids\n",
                 cmd);
         free(text);
         return 2;

@@ -54,7 +54,7 @@ static void usage(void) {
         "                         template; --system TEXT adds a system message, --messages\n"
         "                         FILE.json gives the whole conversation, --tools FILE.json tools\n"
         "  --precision P          FP32, FP16 or BF16, any case (alias --model_precision; "
-        "default FP16)\n" CLI_QUANT_USAGE
+        "default FP16)\n" CLI_QUANT_USAGE CLI_CHUNK_USAGE
         "  -n, --num_tokens N     new tokens to generate (default 128)\n"
         "  --cache MODE           static (also static_v1, static_v2) or none / \"\" "
         "(recompute every step); default static\n"

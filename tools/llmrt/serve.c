@@ -20,7 +20,7 @@ static void usage(void) {
            "  --port N               port (default 8000; 0: any free port, printed)\n"
            "  --device D             cpu, cuda, cuda:N (default: cuda when usable, else cpu)\n"
            "  --precision P          FP32, FP16 or BF16 (default BF16)\n" CLI_QUANT_USAGE
-           "  --max-batch N          sequences decoded together (default 32)\n"
+               CLI_CHUNK_USAGE "  --max-batch N          sequences decoded together (default 32)\n"
            "  --max-model-len N      positions per sequence (default: the model's context)\n"
            "  --kv-memory B|F        KV cache size: bytes (8G, 512MiB, 1073741824) or a fraction\n"
            "                         (0.9) of the memory left after weights and activations\n"

@@ -76,9 +76,9 @@ int cmd_template(int argc, char **argv) {
             co.add_generation_prompt = 1;
         } else if (args_is(&a, "continue")) {
             /* an optional field name: the next word when it is not a flag */
-            co.continue_field = a.inline_v ? a.inline_v
+            co.continue_field = a.inline_v                                ? a.inline_v
                                 : (a.i < a.argc && a.argv[a.i][0] != '-') ? a.argv[a.i++]
-                                                                           : "content";
+                                                                          : "content";
         } else if (args_is(&a, "now")) {
             co.now = parse_now(args_value(&a));
         } else if (args_is(&a, "var")) {
@@ -86,8 +86,9 @@ int cmd_template(int argc, char **argv) {
             json_error_t je;
             json_t *j = eq ? json_loads(eq + 1, JSON_DECODE_ANY, &je) : NULL;
             if (!j || eq == v) {
-                fprintf(stderr, "llmrt template: --var must be KEY=JSON (e.g. "
-                                "enable_thinking=false), got '%s'\n",
+                fprintf(stderr,
+                        "llmrt template: --var must be KEY=JSON (e.g. "
+                        "enable_thinking=false), got '%s'\n",
                         v);
                 json_decref(vars);
                 return 2;
