@@ -285,16 +285,21 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
                         awk '{printf "%s %s  ", $1, $3}')")")
             done
         done
-        # fp8+gemm: FP8 with the FP8 tensor-core product of prompts (LLMRT_CUDA_FP8_GEMM=1)
-        for q in ${QUANT_FORMATS:-none fp8 int8} ${QUANT_FP8_GEMM:-fp8+gemm}; do
-            [ "${QUANT_PREFILL_ISL:-2048}" = 0 ] && break # 0: no prefill runs
-            f="$OUT/quant-prefill-$card-$q.txt"
-            env $([ "$q" = fp8+gemm ] && echo LLMRT_CUDA_FP8_GEMM=1) "$CARRY/llmrt" run \
-                --benchmark --model "$M" --device cuda --precision BF16 --quant_format "${q%+gemm}" \
-                --weight_only --isl ${QUANT_PREFILL_ISL:-2048} --num_tokens 8 --iterations 3 \
-                --warmup 1 >"$f" 2>"${f%.txt}.log"
-            rows+=("$(printf 'quant prefill %-14s %-8s: %s' "$card" "$q" \
-                "$(grep -E '^(TTFT|Prefill)' "$f" | awk '{printf "%s %s  ", $1, $3}')")")
+        # fp8+gemm: FP8 with the FP8 tensor-core product of prompts (LLMRT_CUDA_FP8_GEMM=1);
+        # QUANT_PREFILL_CHUNKS: --prefill-chunk values (prompt tokens per forward step);
+        # QUANT_PREFILL_ENV: switches for these runs (LLMRT_CUDA_GEMM_TUNE=8)
+        for chunk in ${QUANT_PREFILL_CHUNKS:-512}; do
+            for q in ${QUANT_FORMATS:-none fp8 int8} ${QUANT_FP8_GEMM:-fp8+gemm}; do
+                [ "${QUANT_PREFILL_ISL:-2048}" = 0 ] && break # 0: no prefill runs
+                f="$OUT/quant-prefill-$card-$q-$chunk.txt"
+                env ${QUANT_PREFILL_ENV:-} $([ "$q" = fp8+gemm ] && echo LLMRT_CUDA_FP8_GEMM=1) \
+                    "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
+                    --quant_format "${q%+gemm}" --weight_only --isl ${QUANT_PREFILL_ISL:-2048} \
+                    --num_tokens 8 --iterations 3 --warmup 1 --prefill-chunk "$chunk" \
+                    >"$f" 2>"${f%.txt}.log"
+                rows+=("$(printf 'quant prefill %-14s %-8s chunk %-5s: %s' "$card" "$q" "$chunk" \
+                    "$(grep -E '^(TTFT|Prefill)' "$f" | awk '{printf "%s %s  ", $1, $3}')")")
+            done
         done
         # in-flight tile caps (LLMRT_DECODE_CAPS) tried on the fp8 stack, one run each
         for caps in ${QUANT_CAPS:-}; do
