@@ -15,7 +15,7 @@
 #                   travels to the device is at most 64 MB with the repository)
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8);
+# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
 # in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
@@ -40,10 +40,10 @@ if [ "${1:-}" = "--stage" ]; then
     for f in "${files[@]}"; do ldd "$build/$f"; done | awk '$2 == "=>" && $3 ~ /^\// {print $3}' |
         sort -u | grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libcublas[^/]*|libcudart|libstdc\+\+|libgcc_s)\.so' |
         while read -r p; do cp -L "$p" "$stage/lib/"; done
-    # the real cards' config.json for the transformers comparison (../shared does not travel)
-    for card in Llama-3.2-1B-Instruct Qwen3-0.6B gpt2 gemma-3-1b-it Llama-3.1-8B-Instruct \
-        Qwen2.5-0.5B-Instruct gpt2-medium; do
-        [ -d "../shared/configs/$card" ] && cp -r "../shared/configs/$card" "$stage/configs/"
+    # every real card's config.json (random-weight models, the transformers comparison;
+    # ../shared does not travel)
+    for d in ../shared/configs/*/; do
+        [ -f "$d/config.json" ] && cp -r "$d" "$stage/configs/"
     done
     # a tokenizer for the served model (part serve)
     cp ../shared/tokenizers/llama3_1/tokenizer.json ../shared/tokenizers/llama3_1/tokenizer_config.json \
@@ -349,6 +349,37 @@ if [[ " $ONLY " == *" opprof "* ]] && [ -x "$CARRY/llmrt" ]; then
             awk '/cuda op profile/ {on = 1} on && NF == 9 && $NF ~ /%$/' "$OUT/prof-$f-$card.txt" |
                 sort -k7 -g -r | head -24
         done
+    done
+fi
+if [[ " $ONLY " == *" targets "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # the decode issue's batch-1 targets, card by card (TARGET_CARDS, default every staged card):
+    # `llmrt run --benchmark` in BF16 on random weights of the real config, 128-token prompt,
+    # and for TARGET_LONG_CARDS prompts of TARGET_LONG_ISL; BW-Fraction against the target
+    # (>= 0.90 for the 7-8B cards, 0.85 from 1B, 0.60 below; long prompts 0.80 at 2048, 0.70
+    # beyond). Each model is removed after its runs (the disk holds one 8B at a time).
+    for card in ${TARGET_CARDS:-$(ls "$CARRY/configs")}; do
+        [ -f "$CARRY/configs/$card/config.json" ] || continue
+        M=$(random_model "$card" targets)
+        # parameters: the checkpoint's BF16 bytes / 2
+        params=$(du -cb "$M"/*.safetensors | tail -1 | awk '{print int($1 / 2)}')
+        want=$(awk -v n="$params" 'BEGIN {print (n >= 6e9 ? 0.90 : (n >= 0.95e9 ? 0.85 : 0.60))}')
+        isls="128"
+        [[ " ${TARGET_LONG_CARDS:-Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct} " == *" $card "* ]] &&
+            isls="128 ${TARGET_LONG_ISL:-2048 8192}"
+        for isl in $isls; do
+            f="$OUT/targets-$card-$isl.txt"
+            "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
+                --isl "$isl" --num_tokens 128 --iterations 5 --warmup 2 >"$f" 2>"${f%.txt}.log"
+            w=$want
+            [ "$isl" -gt 128 ] && w=$([ "$isl" -le 2048 ] && echo 0.80 || echo 0.70)
+            rows+=("$(printf 'targets %-22s isl %-5s (%.2fB params): %s target %s' "$card" "$isl" \
+                "$(awk -v n="$params" 'BEGIN {print n / 1e9}')" \
+                "$(grep -E '^(Decode-Median|BW-Fraction)' "$f" | awk '{printf "%s %s  ", $1, $3}')" \
+                "$w")")
+        done
+        grep -h "ran op by op" "$OUT/targets-$card-128.log" | head -2 |
+            sed "s/^/[$card] /"
+        rm -rf "$M"
     done
 fi
 if [[ " $ONLY " == *" batch "* ]] && [ -x "$CARRY/llmrt" ]; then
