@@ -1912,6 +1912,22 @@ static void test_decode_layers(void) {
     backend_free(ref);
 }
 
+/* Decode graphs updated in place (LLMRT_CUDA_GRAPH_UPDATE=1): the replay case again on a
+ * backend made with it; its step on other buffers makes the graph stale, and the next capture
+ * updates it instead of instantiating a new one. */
+static void test_graph_update(void) {
+    setenv("LLMRT_CUDA_GRAPH_UPDATE", "1", 1);
+    backend *be = NULL;
+    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
+    unsetenv("LLMRT_CUDA_GRAPH_UPDATE");
+    if (!be) return;
+    backend *keep = cuda_be;
+    cuda_be = be; /* the case allocates on it */
+    test_graph_replay();
+    cuda_be = keep;
+    backend_free(be);
+}
+
 static void test_graph_replay_fp8(void) {
     kv_fp8_on();
     test_graph_replay();
@@ -1957,6 +1973,7 @@ int main(void) {
         RUN(test_matmul_fp8_gemm);
         RUN(test_gemm_tuned);
         RUN(test_graph_replay);
+        RUN(test_graph_update);
         RUN(test_decode_layers);
         /* the same with an F8_E4M3 KV cache (--kv-cache-dtype fp8) */
         RUN(test_qkv_finish_fp8);

@@ -22,7 +22,51 @@ static void graph_drop(cuda_state *s, int b) {
     graph_slot *g = &s->c.graphs[b];
     if (g->exec) cudaGraphExecDestroy(g->exec);
     g->exec = NULL;
+    g->stale = 0;
     s->recs[b].n = 0;
+}
+
+/* Batch b's graph no longer matches its step: with LLMRT_CUDA_GRAPH_UPDATE the executable graph
+ * is kept for the next capture to update in place (kernel arguments such as table lengths and
+ * buffers change; the topology seldom does), else it is dropped. */
+static void graph_retire(cuda_state *s, int b) {
+    if (!s->c.sw.graph_update) {
+        graph_drop(s, b);
+        return;
+    }
+    if (s->c.graphs[b].exec) s->c.graphs[b].stale = 1;
+    s->recs[b].n = 0;
+}
+
+/* The captured graph into batch b's executable graph: an update of its stale one when that
+ * takes it, else a new instantiation. */
+static llmrt_status graph_build(cuda_ctx *c, graph_slot *g, cudaGraph_t graph) {
+    const double t0 = cuda_host_ms();
+    if (g->exec && g->stale) {
+        cudaGraphExecUpdateResultInfo info;
+        if (cudaGraphExecUpdate(g->exec, graph, &info) == cudaSuccess) {
+            c->stats.updates++;
+        } else { /* another topology or kind of node: instantiated anew */
+            cudaGetLastError();
+            cudaGraphExecDestroy(g->exec);
+            g->exec = NULL;
+            c->stats.update_fails++;
+        }
+    } else if (g->exec) { /* not reached: a live graph is replayed, not captured */
+        cudaGraphExecDestroy(g->exec);
+        g->exec = NULL;
+    }
+    g->stale = 0;
+    if (!g->exec) {
+        cudaError_t e = cudaGraphInstantiate(&g->exec, graph, 0);
+        if (e != cudaSuccess) {
+            g->exec = NULL;
+            return cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+        }
+        c->stats.instantiations++;
+    }
+    c->stats.graph_build_ms += cuda_host_ms() - t0;
+    return LLMRT_OK;
 }
 
 void graphs_drop_all(cuda_state *s) {
@@ -46,7 +90,7 @@ llmrt_status graph_replay_fallback(cuda_state *s, int upto) {
     s->has_pending = s->has_pending_qkv = 0;
     for (int i = 0; i < upto; i++)
         TRY(fuse_exec(s, &keep[i]));
-    graph_drop(s, c->batch);
+    graph_retire(s, c->batch);
     return LLMRT_OK;
 }
 
@@ -126,9 +170,9 @@ llmrt_status graph_step_begin(cuda_state *s) {
         return LLMRT_OK;
     }
     graph_slot *g = &c->graphs[c->batch];
-    if (g->exec && (g->tbl_len[0] != c->tbl_len[0] || g->tbl_len[1] != c->tbl_len[1]))
-        graph_drop(s, c->batch); /* captured with other table lengths: captured again */
-    if (g->exec) {
+    if (g->exec && !g->stale && (g->tbl_len[0] != c->tbl_len[0] || g->tbl_len[1] != c->tbl_len[1]))
+        graph_retire(s, c->batch); /* captured with other table lengths: captured again */
+    if (g->exec && !g->stale) {
         c->mode = GRAPH_REPLAY;
         s->replay_idx = 0;
         c->stats.replays++;
@@ -160,14 +204,11 @@ llmrt_status graph_step_end(cuda_state *s) {
         cudaGraph_t graph = NULL;
         c->mode = GRAPH_EAGER;
         CK(cudaStreamEndCapture(c->stream, &graph));
-        cudaError_t e = cudaGraphInstantiate(&g->exec, graph, 0);
+        llmrt_status st = graph_build(c, g, graph);
+        cudaGraphDestroy(graph);
+        TRY(st);
         g->tbl_len[0] = c->tbl_len[0];
         g->tbl_len[1] = c->tbl_len[1];
-        cudaGraphDestroy(graph);
-        if (e != cudaSuccess) {
-            g->exec = NULL;
-            return cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
-        }
         CK(cudaGraphLaunch(g->exec, c->stream));
     } else if (c->mode == GRAPH_REPLAY) {
         if (s->replay_idx != s->recs[c->batch].n) { /* fewer ops than captured */

@@ -58,6 +58,9 @@ typedef enum graph_mode { GRAPH_EAGER, GRAPH_CAPTURE, GRAPH_REPLAY } graph_mode;
 typedef struct graph_slot {
     int seen;                   /* an eager decode step of this batch size has run */
     cudaGraphExec_t exec;       /* the captured decode step, or NULL */
+    int stale;                  /* exec no longer matches the step (other table lengths, other
+                                   buffers): the next capture updates it in place
+                                   (LLMRT_CUDA_GRAPH_UPDATE=1) instead of instantiating anew */
     int tbl_len[KV_MAX_GROUPS]; /* the table lengths it was captured with (kernels hold them) */
 } graph_slot;
 
@@ -104,11 +107,15 @@ typedef struct cuda_switches {
     int gemm_tune;        /* LLMRT_CUDA_GEMM_TUNE=N: a new cuBLASLt plan times the heuristic's
                              first N candidates on its first eager product and keeps the
                              fastest (0: the heuristic's first; not yet run on a GPU) */
+    int graph_update;     /* LLMRT_CUDA_GRAPH_UPDATE=1: a decode graph whose step changed is
+                             recaptured and updated in place (cudaGraphExecUpdate), not
+                             destroyed and instantiated again (not yet run on a GPU) */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
     int op_profile;       /* LLMRT_OP_PROFILE=1: each op's device time (cuda_records.cu); turns
                              fusion and graphs off */
 } cuda_switches;
 void cuda_switches_read(cuda_switches *sw);
+double cuda_host_ms(void); /* a monotonic clock in ms (host-side statistics) */
 
 /* A tuned plan whose fastest candidate beat the heuristic's first (LLMRT_CUDA_GEMM_TUNE). */
 typedef struct lt_tune_gain {
@@ -131,6 +138,8 @@ typedef struct cuda_stats {
     int n_gains;
     unsigned long long steps_eager_decode, steps_eager_prefill; /* steps not run as graphs */
     unsigned long long captures, replays, replay_fallbacks;     /* decode-step graphs */
+    unsigned long long instantiations, updates, update_fails;   /* how captures became graphs */
+    double graph_build_ms;        /* host time in cudaGraphInstantiate and cudaGraphExecUpdate */
     unsigned long long drops_all; /* every graph dropped (new buffers, tables, scratch) */
     unsigned long long scratch_grows;
 } cuda_stats;

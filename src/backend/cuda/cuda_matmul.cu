@@ -419,16 +419,10 @@ static void plan_free(lt_plan *p) {
     p->used = 0;
 }
 
-/* Column-major view: C[N, M] = op(A)[N, K] * B[K, M] with A = W stored as [K, N] (transposed),
- * B = in as [K, M], C = out as [N, M]. */
-static double host_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 /* The plan of out[m, n] = in[m, k] @ W[n, k]^T with W and in of type in_dt (the precision, or
- * F8_E4M3 for the FP8 product of prompts) and out of out_dt. */
+ * F8_E4M3 for the FP8 product of prompts) and out of out_dt. Column-major view: C[N, M] =
+ * op(A)[N, K] * B[K, M] with A = W stored as [K, N] (transposed), B = in as [K, M], C = out as
+ * [N, M]. */
 static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int n, int k,
                                    lt_plan **out) {
     uint64_t h = ((uint64_t)(unsigned)m * 0x9E3779B97F4A7C15ull) ^
@@ -453,7 +447,7 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
         p = &c->plans[h % LT_PLANS];
         plan_free(p);
     }
-    const double t0 = c->sw.stats ? host_ms() : 0;
+    const double t0 = c->sw.stats ? cuda_host_ms() : 0;
     memset(p, 0, sizeof *p);
     cudaDataType_t ab = cuda_type(in_dt), ct = cuda_type(out_dt);
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -483,7 +477,7 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
     }
     p->algo = res.algo;
     c->stats.lt_heuristics++;
-    if (c->sw.stats) c->stats.lt_heuristic_ms += host_ms() - t0;
+    if (c->sw.stats) c->stats.lt_heuristic_ms += cuda_host_ms() - t0;
     p->dt = (int)in_dt;
     p->out_dt = (int)out_dt;
     p->m = m;
@@ -520,7 +514,7 @@ static llmrt_status plan_tune(cuda_ctx *c, lt_plan *p, const void *A, const void
         cs != cudaStreamCaptureStatusNone)
         return LLMRT_OK;
     p->tuned = 1;
-    const double t0 = host_ms();
+    const double t0 = cuda_host_ms();
     const int want = c->sw.gemm_tune < LT_TUNE_MAX ? c->sw.gemm_tune : LT_TUNE_MAX;
     cublasLtMatmulHeuristicResult_t res[LT_TUNE_MAX];
     int found = 0;
@@ -569,7 +563,7 @@ static llmrt_status plan_tune(cuda_ctx *c, lt_plan *p, const void *A, const void
     p->algo = res[pick].algo;
     cuda_stats *t = &c->stats;
     t->lt_tuned++;
-    t->lt_tune_ms += host_ms() - t0;
+    t->lt_tune_ms += cuda_host_ms() - t0;
     if (first < 0.0f) return LLMRT_OK; /* the first candidate did not run: no baseline */
     t->lt_first_us += 1e3 * first;
     t->lt_best_us += 1e3 * best;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cuda/cuda_internal.cuh"
 
@@ -14,6 +15,12 @@ llmrt_status cuda_fail(cudaError_t e, const char *call, const char *file, int li
 llmrt_status cublas_fail(cublasStatus_t e, const char *call, const char *file, int line) {
     return err_set(LLMRT_ERR_DEVICE, "cuBLASLt error in %s (%s:%d): status %d", call, file, line,
                    (int)e);
+}
+
+double cuda_host_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
 /* An environment switch: set and not "0". */
@@ -41,6 +48,7 @@ void cuda_switches_read(cuda_switches *sw) {
     sw->fp8_gemm = env_on("LLMRT_CUDA_FP8_GEMM");
     const char *sk = getenv("LLMRT_SKINNY_MAX_ROWS");
     sw->skinny_max_rows = sk && sk[0] ? atoi(sk) : -1;
+    sw->graph_update = env_on("LLMRT_CUDA_GRAPH_UPDATE");
     const char *gt = getenv("LLMRT_CUDA_GEMM_TUNE");
     sw->gemm_tune = gt && gt[0] ? atoi(gt) : 0;
     sw->stats = env_on("LLMRT_CUDA_STATS");
@@ -52,11 +60,13 @@ void cuda_stats_print(const cuda_ctx *c) {
     const cuda_stats *t = &c->stats;
     fprintf(stderr,
             "cuda stats (LLMRT_CUDA_STATS): cuBLASLt plans made %llu (%.1f ms of heuristics); "
-            "steps run eagerly: decode %llu, prefill %llu; decode graphs captured %llu, "
+            "steps run eagerly: decode %llu, prefill %llu; decode graphs captured %llu "
+            "(instantiated %llu, updated in place %llu, updates refused %llu: %.1f ms), "
             "replayed %llu, replays fallen back %llu; all graphs dropped %llu times; scratch "
             "grown %llu times\n",
             t->lt_heuristics, t->lt_heuristic_ms, t->steps_eager_decode, t->steps_eager_prefill,
-            t->captures, t->replays, t->replay_fallbacks, t->drops_all, t->scratch_grows);
+            t->captures, t->instantiations, t->updates, t->update_fails, t->graph_build_ms,
+            t->replays, t->replay_fallbacks, t->drops_all, t->scratch_grows);
     if (!t->lt_tuned) return;
     fprintf(stderr,
             "cuda stats: %llu cuBLASLt plans tuned in %.1f ms (LLMRT_CUDA_GEMM_TUNE=%d): one "
