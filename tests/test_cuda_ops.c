@@ -574,19 +574,27 @@ static void test_matmul_quant(void) {
         }
 }
 
+/* The cases run again on a CUDA backend made with the environment switch `name`=`value` (set
+ * while they run, so that a backend a case makes has it too). */
+static void with_switch(const char *name, const char *value, void (*cases)(void)) {
+    setenv(name, value, 1);
+    backend *be = NULL;
+    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
+    if (be) {
+        backend *keep = cuda_be;
+        cuda_be = be; /* the cases allocate on it */
+        cases();
+        cuda_be = keep;
+        backend_free(be);
+    }
+    unsetenv(name);
+}
+
 /* Prompts times FP8 matrices as FP8 products (LLMRT_CUDA_FP8_GEMM=1, a backend made with it):
  * each activation row quantized to E4M3 with the scale max|x| / 448 as the kernel does it, the
  * product against those values in double, rounded once to the type. More rows than the
  * matrix-vector and skinny kernels take (64), and two chunks of 1024. */
-static void test_matmul_fp8_gemm(void) {
-    if (cur_dt == DT_F32) return;
-    setenv("LLMRT_CUDA_FP8_GEMM", "1", 1);
-    backend *be = NULL;
-    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
-    unsetenv("LLMRT_CUDA_FP8_GEMM");
-    if (!be) return;
-    backend *keep = cuda_be;
-    cuda_be = be; /* quant_weight and the pairs allocate on it */
+static void fp8_gemm_cases(void) {
     const int shapes[][3] = {{100, 256, 512}, {257, 384, 1024}, {1100, 48, 128}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
@@ -632,8 +640,11 @@ static void test_matmul_fp8_gemm(void) {
         cuda_be->ops->free(cuda_be, wg.data);
         cuda_be->ops->free(cuda_be, (void *)wg.scale);
     }
-    cuda_be = keep;
-    backend_free(be);
+}
+
+static void test_matmul_fp8_gemm(void) {
+    if (cur_dt == DT_F32) return;
+    with_switch("LLMRT_CUDA_FP8_GEMM", "1", fp8_gemm_cases);
 }
 
 static void test_logits(void) {
@@ -1250,44 +1261,32 @@ static void test_qkv_finish_fp8(void) {
     kv_fp8_off();
 }
 
-/* kernel_attn_rows (decode rows of 16-bit caches, LLMRT_CUDA_ATTN_ROWS=1): the attention and
- * ragged-step cases again on a backend made with it, and decode's qkv_finish + attention, whose
- * fusion it declines (qkv_finish then runs alone) */
-static void test_attention_rows(void) {
-    if (cur_dt == DT_F32) return; /* 16-bit caches only */
-    setenv("LLMRT_CUDA_ATTN_ROWS", "1", 1);
-    backend *be = NULL;
-    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
-    unsetenv("LLMRT_CUDA_ATTN_ROWS");
-    if (!be) return;
-    backend *keep = cuda_be;
-    cuda_be = be; /* the cases allocate on it */
+static void attention_rows_cases(void) {
     test_attention();
     test_ragged_step();
     test_qkv_attention_decode();
-    cuda_be = keep;
-    backend_free(be);
+}
+
+/* kernel_attn_rows (decode rows of 16-bit caches, LLMRT_CUDA_ATTN_ROWS=1): the attention and
+ * ragged-step cases again, and decode's qkv_finish + attention, whose fusion it declines
+ * (qkv_finish then runs alone) */
+static void test_attention_rows(void) {
+    if (cur_dt == DT_F32) return; /* 16-bit caches only */
+    with_switch("LLMRT_CUDA_ATTN_ROWS", "1", attention_rows_cases);
+}
+
+static void gemm_tuned_cases(void) {
+    test_matmul();
+    test_matmul_quant();
+    test_matmul_activate();
+    test_matmul_fp8_gemm(); /* makes its own backend, tuned too */
 }
 
 /* cuBLASLt plans tuned (LLMRT_CUDA_GEMM_TUNE=8: each new plan keeps the fastest of the
- * heuristic's first 8 candidates, split-K ones among them): the matmul cases again on a backend
- * made with it, held to the same bounds (another candidate sums in another order, F32 all the
- * same); the FP8 products make their own backend, tuned too. */
+ * heuristic's first 8 candidates, split-K ones among them): the matmul cases again, held to the
+ * same bounds (another candidate sums in another order, F32 all the same). */
 static void test_gemm_tuned(void) {
-    setenv("LLMRT_CUDA_GEMM_TUNE", "8", 1);
-    backend *be = NULL;
-    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
-    if (be) {
-        backend *keep = cuda_be;
-        cuda_be = be; /* the cases allocate on it */
-        test_matmul();
-        test_matmul_quant();
-        test_matmul_activate();
-        cuda_be = keep;
-        backend_free(be);
-    }
-    test_matmul_fp8_gemm();
-    unsetenv("LLMRT_CUDA_GEMM_TUNE");
+    with_switch("LLMRT_CUDA_GEMM_TUNE", "8", gemm_tuned_cases);
 }
 
 static void test_attention_fp8(void) {
@@ -1912,20 +1911,11 @@ static void test_decode_layers(void) {
     backend_free(ref);
 }
 
-/* Decode graphs updated in place (LLMRT_CUDA_GRAPH_UPDATE=1): the replay case again on a
- * backend made with it; its step on other buffers makes the graph stale, and the next capture
- * updates it instead of instantiating a new one. */
+/* Decode graphs updated in place (LLMRT_CUDA_GRAPH_UPDATE=1): the replay case again; its step
+ * on other buffers makes the graph stale, and the next capture updates it instead of
+ * instantiating a new one. */
 static void test_graph_update(void) {
-    setenv("LLMRT_CUDA_GRAPH_UPDATE", "1", 1);
-    backend *be = NULL;
-    CHECK_OK(cuda_backend_create(&be, cur_dt, 0));
-    unsetenv("LLMRT_CUDA_GRAPH_UPDATE");
-    if (!be) return;
-    backend *keep = cuda_be;
-    cuda_be = be; /* the case allocates on it */
-    test_graph_replay();
-    cuda_be = keep;
-    backend_free(be);
+    with_switch("LLMRT_CUDA_GRAPH_UPDATE", "1", test_graph_replay);
 }
 
 static void test_graph_replay_fp8(void) {
