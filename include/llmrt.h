@@ -447,6 +447,9 @@ typedef struct llmrt_server_opts {
     int max_batch;                /* sequences decoded together (0: the load's max_batch) */
     int token_budget;             /* tokens per scheduler iteration (0:
                                      LLMRT_TOKEN_BUDGET_DEFAULT) */
+    int decode_budget;            /* tokens per iteration while requests decode (0:
+                                     token_budget): smaller bounds the gap between a stream's
+                                     tokens, prompts then taking more iterations */
     int no_prefix_cache;          /* 1: prompts do not share KV blocks */
     int deterministic;   /* 1: a request's output does not depend on the rest of the batch */
     size_t max_body;     /* request body bytes (0: 8 MiB); larger ones get a 413 */

@@ -23,6 +23,7 @@ static const char *dir = "models/demo-llama"; /* the model of the harnesses */
 typedef struct result {
     int32_t tokens[256];
     float logprobs[256];
+    int seq[256]; /* each token's place among every request's tokens (token_seq) */
     int n;
     sched_finish fin;
     int cached, prompt_tokens, completion_tokens;
@@ -51,6 +52,9 @@ typedef struct slot {
     result r;
 } slot;
 
+/* Tokens emitted so far by every request (events come from the scheduler's one thread). */
+static int token_seq;
+
 static void on_event(void *user, const sched_event *ev) {
     slot *sl = user;
     result *r = &sl->r;
@@ -68,6 +72,7 @@ static void on_event(void *user, const sched_event *ev) {
         }
     }
     if (ev->token && r->n < 256) {
+        r->seq[r->n] = token_seq++;
         r->tokens[r->n] = ev->token->id;
         r->logprobs[r->n] = ev->token->logprob;
         if (ev->token->n_top > 0) {
@@ -308,6 +313,45 @@ static void test_preemption(void) {
     harness_wait(&h, N_REQ + 2);
     CHECK(!memcmp(after.r.tokens, ref[3].tokens, sizeof(int32_t) * N_NEW));
     harness_close(&h);
+}
+
+/* A decode budget: while a request decodes, another's long prompt is fed a few tokens an
+ * iteration, so the first keeps getting a token every iteration (it has many more tokens out
+ * when the second's first comes than with the token budget alone); the tokens are the same. */
+static void test_decode_budget(void) {
+    int32_t pa[64], pb[128];
+    const int na = prompt_of(0, pa), nb = 100;
+    for (int k = 0; k < nb; k++)
+        pb[k] = 3 + (k * 13) % 250;
+    int32_t solo_a[30], solo_b[8];
+    int a_before_b[2] = {0, 0};
+    for (int with = 0; with < 2; with++) {
+        harness h;
+        sched_opts so = {.token_budget = 64, .decode_budget = with ? 4 : 0};
+        if (!harness_create(&h, 2, 8, 0, &so)) return;
+        slot a, b;
+        submit(&h, &a, pa, na, 30, NULL, -1); /* both wait when the scheduler starts */
+        submit(&h, &b, pb, nb, 8, NULL, -1);
+        harness_start(&h);
+        harness_wait(&h, 2);
+        CHECK_MSG(a.r.n == 30 && b.r.n == 8, "tokens: %d and %d", a.r.n, b.r.n);
+        for (int i = 0; i < a.r.n && b.r.n > 0; i++)
+            a_before_b[with] += a.r.seq[i] < b.r.seq[0];
+        if (!with) {
+            memcpy(solo_a, a.r.tokens, sizeof solo_a);
+            memcpy(solo_b, b.r.tokens, sizeof solo_b);
+        } else {
+            CHECK(!memcmp(a.r.tokens, solo_a, sizeof solo_a));
+            CHECK(!memcmp(b.r.tokens, solo_b, sizeof solo_b));
+        }
+        harness_close(&h);
+    }
+    /* the second prompt: 32 tokens with the first's prompt, then 68 more: 3 iterations of the
+     * chunk (32) with the token budget, 23 of 3 with the decode budget of 4 */
+    printf("  first request's tokens before the second's first: %d (budget 64), %d (decode "
+           "budget 4)\n",
+           a_before_b[0], a_before_b[1]);
+    CHECK(a_before_b[0] <= 6 && a_before_b[1] >= 20);
 }
 
 /* The same long prompt twice: the second takes its full blocks from the cache, and the tokens
@@ -715,6 +759,7 @@ int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_preemption);
     RUN(test_prefix_cache);
+    RUN(test_decode_budget);
     RUN(test_request_options);
     RUN(test_deterministic);
     RUN(test_prompt_logprobs);

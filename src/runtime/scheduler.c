@@ -147,6 +147,8 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
     if (so.max_batch <= 0 || so.max_batch > e->o.max_batch) so.max_batch = e->o.max_batch;
     if (so.token_budget <= 0) so.token_budget = LLMRT_TOKEN_BUDGET_DEFAULT;
     if (so.token_budget < so.max_batch) so.token_budget = so.max_batch;
+    if (so.decode_budget <= 0 || so.decode_budget > so.token_budget)
+        so.decode_budget = so.token_budget;
     if (so.prefix_cache) TRY(kv_cache_enable_prefix(&e->kv));
     if (so.deterministic && e->kv.o.block_len > 0 && e->kv.o.block_len > e->o.chunk)
         return err_set(LLMRT_ERR_INVALID,
@@ -602,6 +604,8 @@ static int plan_iteration(sched *s) {
         s->plan[n++] = (plan_item){r, 1};
         budget--;
     }
+    /* while streams decode, prompt chunks fill only the decode budget */
+    if (n > 0 && budget > s->o.decode_budget - n) budget = s->o.decode_budget - n;
     /* running prompts, then new requests */
     for (int i = 0; i < s->n_running && budget > 0; i++) {
         sreq *r = s->running[i];

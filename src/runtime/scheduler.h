@@ -98,6 +98,9 @@ typedef struct sched_opts {
     int max_batch;      /* sequences decoded together at most (<= the engine's max_batch) */
     int token_budget;   /* tokens per iteration (decodes + prefill chunks); 0:
                            LLMRT_TOKEN_BUDGET_DEFAULT */
+    int decode_budget;  /* tokens per iteration while requests decode (0: token_budget): a
+                           smaller one bounds the gap between a stream's tokens, a prompt then
+                           taking more iterations; prompts alone still take token_budget */
     bool prefix_cache;  /* share full prompt blocks by content (paged caches) */
     bool deterministic; /* a request's tokens and logprobs do not depend on the rest of the
                            batch or on the prefix cache (batch-invariant steps) */

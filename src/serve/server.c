@@ -907,11 +907,11 @@ llmrt_status server_create(server **out, const serve_model *m, const serve_opts 
     serve_opts o = opts ? *opts : (serve_opts){0};
     if (o.port < 0 || o.port > 65535)
         return err_set(LLMRT_ERR_INVALID, "port must be in [0, 65535], got %d", o.port);
-    if (o.max_batch < 0 || o.token_budget < 0 || o.timeout_s < 0 || o.max_connections < 0 ||
-        o.http_threads < 0 || o.http_threads > 256)
-        return err_set(LLMRT_ERR_INVALID, "server options: max_batch, token_budget, timeout_s, "
-                                          "max_connections must be >= 0, http_threads in "
-                                          "[0, 256]");
+    if (o.max_batch < 0 || o.token_budget < 0 || o.decode_budget < 0 || o.timeout_s < 0 ||
+        o.max_connections < 0 || o.http_threads < 0 || o.http_threads > 256)
+        return err_set(LLMRT_ERR_INVALID, "server options: max_batch, token_budget, "
+                                          "decode_budget, timeout_s, max_connections must be "
+                                          ">= 0, http_threads in [0, 256]");
     set_options(&o);
     tool_format tools = TOOL_FORMAT_NONE;
     const bool detect_tools = !o.tool_call_parser || !strcmp(o.tool_call_parser, "auto");
@@ -1056,6 +1056,7 @@ llmrt_status server_run(server *s, engine *e) {
     if (!e) return err_set(LLMRT_ERR_INVALID, "server_run: no engine (load the model first)");
     sched_opts so = {.max_batch = s->o.max_batch ? s->o.max_batch : e->o.max_batch,
                      .token_budget = s->o.token_budget,
+                     .decode_budget = s->o.decode_budget,
                      .prefix_cache = !s->o.no_prefix_cache,
                      .deterministic = s->o.deterministic};
     if (so.max_batch > e->o.max_batch) so.max_batch = e->o.max_batch;

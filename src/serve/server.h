@@ -38,6 +38,8 @@ typedef struct serve_opts {
                                      the template (tool_calls.h) */
     int max_batch;                /* the scheduler's (0: the engine's max_batch) */
     int token_budget;             /* tokens per iteration (0: the scheduler's default) */
+    int decode_budget;            /* tokens per iteration while requests decode (0:
+                                     token_budget) */
     bool no_prefix_cache;         /* do not share prompt blocks */
     bool deterministic;           /* batch-invariant steps */
     size_t max_body;              /* request bytes (0: 8 MiB); more is a 413 */

@@ -27,7 +27,10 @@ static void usage(void) {
            "                         (default 0.9, and no more than max-batch sequences of\n"
            "                         max-model-len take)\n"
            "  --kv-block N           positions per KV block (default 16)\n"
-           "  --max-num-batched-tokens N  tokens per scheduler step (default: the scheduler's)\n"
+           "  --max-num-batched-tokens N  tokens per scheduler step (default %d)\n"
+           "  --decode-token-budget N  tokens per step while requests decode (default: the\n"
+           "                         above): smaller keeps the gaps between a stream's tokens\n"
+           "                         short, prompts then taking more steps\n"
            "  --no-prefix-cache      do not share the KV blocks of common prompt prefixes\n"
            "  --deterministic        a request's output does not depend on the rest of the batch\n"
            "  --api-key KEY          require \"Authorization: Bearer KEY\" on /v1/ (also the\n"
@@ -41,7 +44,8 @@ static void usage(void) {
            "  --timeout S            idle connection timeout in seconds (default 30)\n"
            "  --http-threads N       HTTP threads (default 4)\n"
            "  --max-connections N    open connections at most (default 1024)\n"
-           "  --quiet                no line per request, progress or notes on stderr\n");
+           "  --quiet                no line per request, progress or notes on stderr\n",
+           LLMRT_TOKEN_BUDGET_DEFAULT);
 }
 
 typedef struct serve_cli {
@@ -121,6 +125,8 @@ static int parse_flags(serve_cli *o, int argc, char **argv) {
             o->kv_block = (int)args_long(&a, 1, 1 << 16);
         } else if (args_is(&a, "max_num_batched_tokens") || args_is(&a, "token_budget")) {
             o->so.token_budget = (int)args_long(&a, 1, 1 << 24);
+        } else if (args_is(&a, "decode_token_budget")) {
+            o->so.decode_budget = (int)args_long(&a, 1, 1 << 24);
         } else if (args_is(&a, "no_prefix_cache")) {
             o->so.no_prefix_cache = 1;
         } else if (args_is(&a, "deterministic")) {
