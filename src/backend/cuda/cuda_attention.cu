@@ -338,11 +338,12 @@ __global__ void __launch_bounds__(ATT_THREADS)
  * 33 us of bytes; docs/PERF.md). Here the block (the same grid: group of gb q heads, row, split;
  * the same key chunks) has each warp walk its own keys, a key's row spread over HD / 8 lanes
  * (16-byte loads: a warp reads whole rows), the q heads' dot products summed by shuffles within
- * those lanes, an online softmax per lane group in registers, two keys in flight, and the lane
- * groups' (max, sum, output) merged once at the end. 16-bit caches, head_dim 64/128/256, not
- * fused with qkv_finish; the split kernel takes the rest. Written without a GPU: it runs only
- * with LLMRT_CUDA_ATTN_ROWS=1 until test_cuda_ops (test_attention_rows) has passed on one and
- * the step has been measured against the split kernel. */
+ * those lanes, an online softmax per lane group in registers, four keys in flight (the next
+ * pair loaded while the current one is taken), and the lane groups' (max, sum, output) merged
+ * once at the end. 16-bit caches, head_dim 64/128/256, not fused with qkv_finish (a decode
+ * step then runs qkv_finish alone first); the split kernel takes the rest. Written without a
+ * GPU: it runs only with LLMRT_CUDA_ATTN_ROWS=1 until test_cuda_ops (test_attention_rows) has
+ * passed on one and the step has been measured against the split kernel. */
 template <typename T, int HD, int GB>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_rows(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
@@ -406,18 +407,33 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
     };
     /* the warp's keys: j + sub and j + sub + NG for j = j0 + warp * KPW, then every 2 NG (the
-     * loop's bounds are the warp's, so that all its lanes shuffle together) */
+     * loop's bounds are the warp's, so that all its lanes shuffle together). The next pair's
+     * rows are loaded before this pair is taken, so that each lane has four 16-byte loads in
+     * flight while it computes: a block's keys are a chain of table and row loads otherwise. */
     const int4 zero = make_int4(0, 0, 0, 0);
-    for (int j = j0 + warp * KPW; j <= j1; j += 2 * NG) {
-        const int ja = j + sub, jb = ja + NG;
-        const bool oka = ja <= j1, okb = jb <= j1;
-        const size_t ra = oka ? g.kv.row(b, kvh, ja) : 0, rb = okb ? g.kv.row(b, kvh, jb) : 0;
-        const int4 ka = oka ? *(const int4 *)(kc + ra * HD + li * 8) : zero;
-        const int4 va = oka ? *(const int4 *)(vc + ra * HD + li * 8) : zero;
-        const int4 kb = okb ? *(const int4 *)(kc + rb * HD + li * 8) : zero;
-        const int4 vb = okb ? *(const int4 *)(vc + rb * HD + li * 8) : zero;
-        take(ka, va, oka);
-        take(kb, vb, okb);
+    struct pair_rows {
+        int4 k[2], v[2];
+        bool ok[2];
+    };
+    auto load = [&](int j) {
+        pair_rows p;
+#pragma unroll
+        for (int t = 0; t < 2; t++) {
+            const int jt = j + sub + t * NG;
+            p.ok[t] = jt <= j1;
+            const size_t rt = p.ok[t] ? g.kv.row(b, kvh, jt) : 0;
+            p.k[t] = p.ok[t] ? *(const int4 *)(kc + rt * HD + li * 8) : zero;
+            p.v[t] = p.ok[t] ? *(const int4 *)(vc + rt * HD + li * 8) : zero;
+        }
+        return p;
+    };
+    int j = j0 + warp * KPW;
+    pair_rows cur = load(j);
+    for (; j <= j1; j += 2 * NG) {
+        const pair_rows next = load(j + 2 * NG); /* all out of range past the last pair */
+        take(cur.k[0], cur.v[0], cur.ok[0]);
+        take(cur.k[1], cur.v[1], cur.ok[1]);
+        cur = next;
     }
 #pragma unroll
     for (int gi = 0; gi < GB; gi++) {
