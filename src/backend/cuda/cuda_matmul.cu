@@ -498,16 +498,61 @@ static void tune_gain_keep(cuda_stats *t, const lt_tune_gain *g) {
     if (i < LT_TUNE_GAINS) t->gains[i] = *g;
 }
 
-enum { LT_TUNE_MAX = 16, LT_TUNE_RUNS = 3 };
+enum { LT_TUNE_MAX = 16, LT_TUNE_RUNS = 3, LT_TUNE_SPLITS = 3 };
 
-/* LLMRT_CUDA_GEMM_TUNE=N: times the heuristic's first N candidates for p on these operands (a
- * run each to warm up, then LT_TUNE_RUNS timed) and keeps the fastest in p. cuBLASLt's first
- * choice is a model's guess; for the shapes of a server's batch steps (a few hundred rows, a
- * few dozen output tiles for 132 SMs) a split-K or another tile can be faster. Timing waits for
- * the device, so it happens on a plan's first eager product, never in a graph capture (a later
- * eager product tunes it; graphs captured before keep the first choice). Every candidate
- * computes the same product (beta 0: C is only written), so tuning changes the order of sums,
- * not the result beyond rounding. */
+/* Candidate algo for p split along K in `split` parts whose F32 partials are summed in a second
+ * step (deterministic, unlike the in-place scheme), when the algo takes it and its workspace
+ * fits; false otherwise. */
+static bool split_k_variant(cuda_ctx *c, const lt_plan *p, const cublasLtMatmulAlgo_t *base,
+                            int split, cublasLtMatmulAlgo_t *out) {
+    int32_t support = 0;
+    uint32_t mask = 0;
+    if (cublasLtMatmulAlgoCapGetAttribute(base, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support,
+                                          sizeof support, NULL) != CUBLAS_STATUS_SUCCESS ||
+        !support ||
+        cublasLtMatmulAlgoCapGetAttribute(base, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, &mask,
+                                          sizeof mask, NULL) != CUBLAS_STATUS_SUCCESS ||
+        !(mask & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE))
+        return false;
+    *out = *base;
+    const int32_t n = split;
+    const uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    cublasLtMatmulHeuristicResult_t chk;
+    return cublasLtMatmulAlgoConfigSetAttribute(out, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &n,
+                                                sizeof n) == CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatmulAlgoConfigSetAttribute(out, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                                sizeof scheme) == CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->c, p->c, out, &chk) ==
+               CUBLAS_STATUS_SUCCESS &&
+           chk.workspaceSize <= c->lt_ws_bytes;
+}
+
+/* The mean time in ms of LT_TUNE_RUNS products of p with algo (after one to warm up), or -1 if
+ * cuBLASLt does not run it; *ce: a CUDA error (the stream is then unusable). */
+static float time_algo(cuda_ctx *c, const lt_plan *p, const cublasLtMatmulAlgo_t *algo,
+                       const void *A, const void *B, void *C, cudaEvent_t ev[2], cudaError_t *ce) {
+    const float alpha = 1.0f, beta = 0.0f;
+    bool ok = true;
+    for (int r = 0; r <= LT_TUNE_RUNS && ok && *ce == cudaSuccess; r++) {
+        if (r == 1) *ce = cudaEventRecord(ev[0], c->stream);
+        ok = cublasLtMatmul(c->lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C, p->c, algo,
+                            c->lt_ws, c->lt_ws_bytes, c->stream) == CUBLAS_STATUS_SUCCESS;
+    }
+    if (*ce == cudaSuccess) *ce = cudaEventRecord(ev[1], c->stream);
+    if (*ce == cudaSuccess) *ce = cudaEventSynchronize(ev[1]);
+    float ms = 0.0f;
+    if (*ce == cudaSuccess) *ce = cudaEventElapsedTime(&ms, ev[0], ev[1]);
+    return *ce == cudaSuccess && ok ? ms / LT_TUNE_RUNS : -1.0f;
+}
+
+/* LLMRT_CUDA_GEMM_TUNE=N: times the heuristic's first N candidates for p on these operands, and
+ * the first two split along K in 2, 4 and 8 (F32 partials in the workspace), and keeps the
+ * fastest in p. cuBLASLt's first choice is a model's guess; for the shapes of a server's batch
+ * steps (a few hundred rows: a few dozen output tiles for 132 SMs, K up to 14,336) a split-K
+ * or another tile can be several times faster. Timing waits for the device, so it happens on
+ * a plan's first eager product, never in a graph capture (a later eager product tunes it;
+ * graphs captured before keep the first choice). Every candidate computes the same product
+ * (beta 0: C is only written) in another order of F32 sums. */
 static llmrt_status plan_tune(cuda_ctx *c, lt_plan *p, const void *A, const void *B, void *C) {
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
     if (c->mode == GRAPH_CAPTURE || cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess ||
@@ -526,31 +571,32 @@ static llmrt_status plan_tune(cuda_ctx *c, lt_plan *p, const void *A, const void
         e = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, want, res,
                                            &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (e != CUBLAS_STATUS_SUCCESS || found < 2) return LLMRT_OK; /* nothing to choose from */
+    if (e != CUBLAS_STATUS_SUCCESS || found < 1) return LLMRT_OK;
+    /* the candidates: the heuristic's (rank i), then split-K variants of its first two */
+    cublasLtMatmulAlgo_t cand[LT_TUNE_MAX + 2 * LT_TUNE_SPLITS];
+    int rank[LT_TUNE_MAX + 2 * LT_TUNE_SPLITS], n = 0;
+    for (int i = 0; i < found; i++)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS) {
+            rank[n] = i;
+            cand[n++] = res[i].algo;
+        }
+    for (int i = 0; i < found && i < 2; i++)
+        for (int sp = 2; sp <= 8; sp *= 2)
+            if (res[i].state == CUBLAS_STATUS_SUCCESS && p->k / sp >= 256 &&
+                split_k_variant(c, p, &res[i].algo, sp, &cand[n])) {
+                rank[n] = i;
+                n++;
+            }
+    if (n < 2) return LLMRT_OK; /* nothing to choose from */
     cudaEvent_t ev[2] = {NULL, NULL};
     cudaError_t ce = cudaEventCreate(&ev[0]);
     if (ce == cudaSuccess) ce = cudaEventCreate(&ev[1]);
-    const float alpha = 1.0f, beta = 0.0f;
     float first = -1.0f, best = 0.0f;
     int pick = -1;
-    for (int i = 0; i < found && ce == cudaSuccess; i++) {
-        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
-        bool ok = cublasLtMatmul(c->lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C, p->c,
-                                 &res[i].algo, c->lt_ws, c->lt_ws_bytes,
-                                 c->stream) == CUBLAS_STATUS_SUCCESS;
-        if (!ok) continue; /* this candidate does not run here: the others may */
-        ce = cudaEventRecord(ev[0], c->stream);
-        for (int r = 0; r < LT_TUNE_RUNS && ok && ce == cudaSuccess; r++)
-            ok = cublasLtMatmul(c->lt, p->op, &alpha, A, p->a, B, p->b, &beta, C, p->c, C, p->c,
-                                &res[i].algo, c->lt_ws, c->lt_ws_bytes,
-                                c->stream) == CUBLAS_STATUS_SUCCESS;
-        if (ce == cudaSuccess) ce = cudaEventRecord(ev[1], c->stream);
-        if (ce == cudaSuccess) ce = cudaEventSynchronize(ev[1]);
-        float ms = 0.0f;
-        if (ce == cudaSuccess) ce = cudaEventElapsedTime(&ms, ev[0], ev[1]);
-        if (ce != cudaSuccess || !ok) continue;
-        ms /= LT_TUNE_RUNS;
-        if (i == 0) first = ms;
+    for (int i = 0; i < n && ce == cudaSuccess; i++) {
+        const float ms = time_algo(c, p, &cand[i], A, B, C, ev, &ce);
+        if (ms < 0.0f) continue; /* this candidate does not run here: the others may */
+        if (i == 0 && rank[0] == 0) first = ms;
         if (pick < 0 || ms < best) {
             best = ms;
             pick = i;
@@ -560,15 +606,15 @@ static llmrt_status plan_tune(cuda_ctx *c, lt_plan *p, const void *A, const void
     if (ev[1]) cudaEventDestroy(ev[1]);
     if (ce != cudaSuccess) return cuda_fail(ce, "timing cuBLASLt candidates", __FILE__, __LINE__);
     if (pick < 0) return LLMRT_OK;
-    p->algo = res[pick].algo;
+    p->algo = cand[pick];
     cuda_stats *t = &c->stats;
     t->lt_tuned++;
     t->lt_tune_ms += cuda_host_ms() - t0;
-    if (first < 0.0f) return LLMRT_OK; /* the first candidate did not run: no baseline */
+    if (first < 0.0f) return LLMRT_OK; /* the heuristic's first did not run: no baseline */
     t->lt_first_us += 1e3 * first;
     t->lt_best_us += 1e3 * best;
     if (pick > 0) {
-        lt_tune_gain g = {p->dt, p->m, p->n, p->k, pick, 0, 0, 1e3f * first, 1e3f * best};
+        lt_tune_gain g = {p->dt, p->m, p->n, p->k, rank[pick], 1, 0, 1e3f * first, 1e3f * best};
         cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &g.split_k,
                                              sizeof g.split_k, NULL);
         cublasLtMatmulAlgoConfigGetAttribute(&p->algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &g.tile,
