@@ -306,8 +306,8 @@ static void test_norms(void) {
     }
 }
 
-static void test_add_activate_last_rows(void) {
-    const int B = 3, T = 5, F = 300, rows = B * T;
+static void add_activate_last_rows(int F) {
+    const int B = 3, T = 5, rows = B * T;
     int32_t ids[15] = {0}, pos[3] = {0, 4, 2};
     pair x = rand_act((size_t)rows * F, -2, 2), r = rand_act((size_t)rows * F, -2, 2);
     pair gu = rand_act((size_t)rows * 2 * F, -4, 4);
@@ -325,11 +325,13 @@ static void test_add_activate_last_rows(void) {
     CHECK_OK(cpu_be->ops->last_rows(cpu_be, last.c, x.c, F));
     CHECK_OK(cuda_be->ops->last_rows(cuda_be, last.g, x.g, F));
     end_both();
-    check_act(x, (size_t)rows * F, "add");
-    check_act(o1, (size_t)rows * F, "silu gated");
-    check_act(o2, (size_t)rows * F, "gelu_tanh gated");
-    check_act(o3, (size_t)rows * F, "gelu_tanh");
-    check_act(last, (size_t)B * F, "last_rows");
+    const char *names[5] = {"add", "silu gated", "gelu_tanh gated", "gelu_tanh", "last_rows"};
+    pair *outs[5] = {&x, &o1, &o2, &o3, &last};
+    for (int i = 0; i < 5; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "%s, F %d", names[i], F);
+        check_act(*outs[i], (size_t)(i == 4 ? B : rows) * F, what);
+    }
     pair_free(&x);
     pair_free(&r);
     pair_free(&gu);
@@ -337,6 +339,13 @@ static void test_add_activate_last_rows(void) {
     pair_free(&o2);
     pair_free(&o3);
     pair_free(&last);
+}
+
+/* F = 304: rows of whole 16-byte vectors in every precision (LLMRT_CUDA_VEC_OPS takes them); 300:
+ * of F32 only */
+static void test_add_activate_last_rows(void) {
+    add_activate_last_rows(300);
+    add_activate_last_rows(304);
 }
 
 /* ---- matmul and logits ---- */
@@ -1275,6 +1284,17 @@ static void test_attention_rows(void) {
     with_switch("LLMRT_CUDA_ATTN_ROWS", "1", attention_rows_cases);
 }
 
+static void vec_ops_cases(void) {
+    test_norms();
+    test_add_activate_last_rows();
+}
+
+/* Norms and activations of 16-byte vectors (LLMRT_CUDA_VEC_OPS=1): the cases again, widths of
+ * 64 to 4,608 (one to four vectors a thread, and the element kernels beyond) */
+static void test_vec_ops(void) {
+    with_switch("LLMRT_CUDA_VEC_OPS", "1", vec_ops_cases);
+}
+
 static void gemm_tuned_cases(void) {
     test_matmul();
     test_matmul_quant();
@@ -1951,6 +1971,7 @@ int main(void) {
         RUN(test_embed);
         RUN(test_norms);
         RUN(test_add_activate_last_rows);
+        RUN(test_vec_ops);
         RUN(test_matmul);
         RUN(test_matmul_quant);
         RUN(test_logits);

@@ -107,6 +107,10 @@ typedef struct cuda_switches {
     int gemm_tune;        /* LLMRT_CUDA_GEMM_TUNE=N: a new cuBLASLt plan times the heuristic's
                              first N candidates on its first eager product and keeps the
                              fastest (0: the heuristic's first; not yet run on a GPU) */
+    int vec_ops;          /* LLMRT_CUDA_VEC_OPS=1: norms and activations of rows whose widths
+                             are whole 16-byte vectors load and store 16 bytes a thread, a
+                             norm's row held in registers (one pass over memory); not yet run
+                             on a GPU */
     int graph_update;     /* LLMRT_CUDA_GRAPH_UPDATE=1: a decode graph whose step changed is
                              recaptured and updated in place (cudaGraphExecUpdate), not
                              destroyed and instantiated again (not yet run on a GPU) */

@@ -115,9 +115,122 @@ __global__ void kernel_norm(T *out /* [rows, D] */, const T *in /* [rows, D] or 
     }
 }
 
+/* kernel_norm with 16-byte loads and stores (VEC elements), a row in registers: each thread
+ * holds up to NV vectors of it (VEC * NV * NORM_VEC_THREADS >= D), so the row is read once and
+ * the norm's passes run on registers. The same arithmetic as kernel_norm, in another order of
+ * the F32 sums. */
+enum { NORM_VEC_THREADS = 256 };
+template <typename T, int NV>
+__global__ void __launch_bounds__(NORM_VEC_THREADS)
+    kernel_norm_vec(T *out /* [rows, D] */, const T *in /* [rows, D] or NULL */,
+                    T *x /* [rows, D] or NULL */, const T *r /* [rows, D] */, int D, norm_kind kind,
+                    const float *w /* [D] */, const float *bias /* [D] */, float eps) {
+    constexpr int VEC = 16 / sizeof(T);
+    pdl_begin();
+    const size_t base = (size_t)blockIdx.x * D;
+    float v[NV][VEC];
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        const int d0 = (threadIdx.x + i * NORM_VEC_THREADS) * VEC;
+        if (d0 >= D) break;
+        if (x) {
+            const int4 xv = *(const int4 *)(x + base + d0), rv = *(const int4 *)(r + base + d0);
+            const T *xa = (const T *)&xv, *ra = (const T *)&rv;
+            int4 sv;
+            T *sa = (T *)&sv;
+#pragma unroll
+            for (int e = 0; e < VEC; e++) {
+                sa[e] = from_f<T>(to_f(xa[e]) + to_f(ra[e]));
+                v[i][e] = to_f(sa[e]);
+            }
+            *(int4 *)(x + base + d0) = sv;
+        } else {
+            const int4 iv = *(const int4 *)(in + base + d0);
+            const T *ia = (const T *)&iv;
+#pragma unroll
+            for (int e = 0; e < VEC; e++)
+                v[i][e] = to_f(ia[e]);
+        }
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            s += kind == NORM_LAYER ? v[i][e] : v[i][e] * v[i][e];
+    }
+    s = block_sum(s);
+    float mean = 0.0f, inv;
+    if (kind == NORM_LAYER) {
+        mean = s / D;
+        float q = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            if ((threadIdx.x + i * NORM_VEC_THREADS) * VEC >= D) break;
+#pragma unroll
+            for (int e = 0; e < VEC; e++)
+                q += (v[i][e] - mean) * (v[i][e] - mean);
+        }
+        q = block_sum(q);
+        inv = rsqrtf(q / D + eps);
+    } else {
+        inv = rsqrtf(s / D + eps);
+    }
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        const int d0 = (threadIdx.x + i * NORM_VEC_THREADS) * VEC;
+        if (d0 >= D) break;
+        int4 ov;
+        T *oa = (T *)&ov;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) {
+            const int d = d0 + e;
+            float y = (v[i][e] - mean) * inv;
+            if (kind == NORM_RMS)
+                y *= w[d];
+            else if (kind == NORM_RMS_PLUS1)
+                y *= 1.0f + w[d];
+            else
+                y = y * w[d] + (bias ? bias[d] : 0.0f);
+            oa[e] = from_f<T>(y);
+        }
+        *(int4 *)(out + base + d0) = ov;
+    }
+}
+
+/* Whether the 16-byte kernels take rows of `width` elements of T at these addresses. */
+static bool vec_fits(const cuda_ctx *c, int width, size_t es, const void *a, const void *b,
+                     const void *d) {
+    return c->sw.vec_ops && (size_t)width * es % 16 == 0 && (uintptr_t)a % 16 == 0 &&
+           (uintptr_t)b % 16 == 0 && (uintptr_t)d % 16 == 0;
+}
+
+/* kernel_norm_vec's vectors per thread for rows of D elements of es bytes (0: it does not take
+ * them). */
+static int norm_vec_nv(int D, size_t es) {
+    const int vecs = (int)((size_t)D * es / 16),
+              per = (vecs + NORM_VEC_THREADS - 1) / NORM_VEC_THREADS;
+    return per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : 0;
+}
+
 llmrt_status cuda_launch_norm(cuda_ctx *c, void *out, const void *in, void *x, const void *r, int D,
                               const norm_params *p) {
     if (!p || !p->w) return err_set(LLMRT_ERR_INVALID, "norm without weights");
+    const size_t es = dtype_size(c->dt);
+    const int nv = norm_vec_nv(D, es);
+    if (nv && vec_fits(c, D, es, out, x ? (const void *)x : in, x ? r : out)) {
+        DISPATCH_T(c->dt, {
+            auto launch = [&](auto kern) {
+                return launch_ex(c, kern, c->rows, NORM_VEC_THREADS, 0, (T *)out, (const T *)in,
+                                 (T *)x, (const T *)r, D, p->kind, p->w, p->b, p->eps);
+            };
+            if (nv == 1)
+                launch(kernel_norm_vec<T, 1>);
+            else if (nv == 2)
+                launch(kernel_norm_vec<T, 2>);
+            else
+                launch(kernel_norm_vec<T, 4>);
+        });
+        CK_KERNEL("kernel_norm_vec");
+        return LLMRT_OK;
+    }
     int threads = D >= 4096 ? 1024 : D >= 1024 ? 512 : 256;
     DISPATCH_T(c->dt, launch_ex(c, kernel_norm<T>, c->rows, threads, 0, (T *)out, (const T *)in,
                                 (T *)x, (const T *)r, D, p->kind, p->w, p->b, p->eps));
@@ -341,7 +454,47 @@ __global__ void kernel_activate(T *out /* [rows, F] */, const T *in /* [rows, 2F
     }
 }
 
+/* kernel_activate with 16-byte loads and stores: a block's row is blockIdx.x (no division per
+ * element), its threads VEC consecutive elements each (F a multiple of VEC). */
+enum { ACT_VEC_THREADS = 256 };
+template <typename T>
+__global__ void __launch_bounds__(ACT_VEC_THREADS)
+    kernel_activate_vec(T *out /* [rows, F] */, const T *in /* [rows, 2F] or [rows, F] */, int F,
+                        act_kind kind) {
+    constexpr int VEC = 16 / sizeof(T);
+    pdl_begin();
+    const int f0 = (blockIdx.y * ACT_VEC_THREADS + threadIdx.x) * VEC;
+    if (f0 >= F) return;
+    const size_t row = blockIdx.x;
+    int4 ov;
+    T *o = (T *)&ov;
+    if (kind == ACT_GELU_TANH) {
+        const int4 xv = *(const int4 *)(in + row * F + f0);
+        const T *xa = (const T *)&xv;
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            o[e] = from_f<T>(gelu_tanh(to_f(xa[e])));
+    } else {
+        const int4 gv = *(const int4 *)(in + row * 2 * F + f0),
+                   uv = *(const int4 *)(in + row * 2 * F + F + f0);
+        const T *g = (const T *)&gv, *u = (const T *)&uv;
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            o[e] = from_f<T>(gated_act(kind, to_f(g[e]), to_f(u[e])));
+    }
+    *(int4 *)(out + row * F + f0) = ov;
+}
+
 llmrt_status cuda_launch_activate(cuda_ctx *c, void *out, const void *in, int F, act_kind kind) {
+    const size_t es = dtype_size(c->dt);
+    if (vec_fits(c, F, es, out, in, in)) {
+        const unsigned per_row =
+            (unsigned)(((size_t)F * es / 16 + ACT_VEC_THREADS - 1) / ACT_VEC_THREADS);
+        DISPATCH_T(c->dt, launch_ex(c, kernel_activate_vec<T>, dim3((unsigned)c->rows, per_row),
+                                    ACT_VEC_THREADS, 0, (T *)out, (const T *)in, F, kind));
+        CK_KERNEL("kernel_activate_vec");
+        return LLMRT_OK;
+    }
     size_t n = (size_t)c->rows * F;
     DISPATCH_T(c->dt, launch_ex(c, kernel_activate<T>, grid_for(n, 256), 256, 0, (T *)out,
                                 (const T *)in, F, n, kind));

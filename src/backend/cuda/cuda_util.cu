@@ -49,6 +49,7 @@ void cuda_switches_read(cuda_switches *sw) {
     const char *sk = getenv("LLMRT_SKINNY_MAX_ROWS");
     sw->skinny_max_rows = sk && sk[0] ? atoi(sk) : -1;
     sw->graph_update = env_on("LLMRT_CUDA_GRAPH_UPDATE");
+    sw->vec_ops = env_on("LLMRT_CUDA_VEC_OPS");
     const char *gt = getenv("LLMRT_CUDA_GEMM_TUNE");
     sw->gemm_tune = gt && gt[0] ? atoi(gt) : 0;
     sw->stats = env_on("LLMRT_CUDA_STATS");
