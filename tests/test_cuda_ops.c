@@ -1277,8 +1277,8 @@ static void attention_rows_cases(void) {
 }
 
 /* kernel_attn_rows (decode rows of 16-bit caches, LLMRT_CUDA_ATTN_ROWS=1): the attention and
- * ragged-step cases again, and decode's qkv_finish + attention, whose fusion it declines
- * (qkv_finish then runs alone) */
+ * ragged-step cases again, and decode's qkv_finish + attention, which it fuses as the split
+ * kernel does */
 static void test_attention_rows(void) {
     if (cur_dt == DT_F32) return; /* 16-bit caches only */
     with_switch("LLMRT_CUDA_ATTN_ROWS", "1", attention_rows_cases);

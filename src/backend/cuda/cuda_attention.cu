@@ -112,6 +112,43 @@ __device__ __forceinline__ bool split_keys(const attn_geom &g, int r, int split,
     return false;
 }
 
+/* qkv_finish's work for row r's new key (kv head kvh, position hi), by one warp of a fused
+ * attention block whose keys hold hi: the key finished (norm, RoPE) and written with the value
+ * into the cache row (quantized for an FP8 cache, with the row's scales); ks, vs: [hd] floats
+ * of shared scratch. Other blocks of the kv head write the same bytes. */
+template <typename T, typename C>
+__device__ __forceinline__ void fused_new_key(const attn_geom &g, const qkv_fin &fin, const T *qkv,
+                                              C *kc, C *vc, int r, int b, int kvh, int hi,
+                                              float *ks, float *vs) {
+    const int lane = threadIdx.x % 32;
+    const T *krow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)(g.H + kvh) * g.hd;
+    const T *vrow = krow + (size_t)g.Hkv * g.hd;
+    for (int d = lane; d < g.hd; d += 32) {
+        ks[d] = to_f(krow[d]);
+        if constexpr (kv_is_fp8<C>()) vs[d] = to_f(vrow[d]);
+    }
+    __syncwarp();
+    head_finish_warp(ks, g.hd, fin.has_kn, fin.kkind, fin.kw, fin.keps, fin.inv_freq, fin.rot_dim,
+                     fin.attn_factor, hi);
+    const size_t row = g.kv.row(b, kvh, hi), at = row * g.hd;
+    if constexpr (kv_is_fp8<C>()) {
+        const float sk = kv_fp8_scale_warp(ks, g.hd), sv = kv_fp8_scale_warp(vs, g.hd);
+        for (int d = lane; d < g.hd; d += 32) {
+            kc[at + d].v = kv_fp8_byte(ks[d], sk);
+            vc[at + d].v = kv_fp8_byte(vs[d], sv);
+        }
+        if (lane == 0) {
+            g.ks[row] = sk;
+            g.vs[row] = sv;
+        }
+    } else {
+        for (int d = lane; d < g.hd; d += 32) {
+            kc[at + d] = from_f<T>(ks[d]);
+            vc[at + d] = vrow[d];
+        }
+    }
+}
+
 template <typename T, typename C, typename LV>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_split(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
@@ -136,46 +173,18 @@ __global__ void __launch_bounds__(ATT_THREADS)
     if (!split_keys(g, r, split, h0, out, part_ml, &b, &hi, &j0, &j1, &pidx)) return;
     const T *q = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)h0 * g.hd;
     if (fuse) { /* qkv_finish's work for these q heads, and for the new key in its split */
-        const int warp = tid / 32, lane = tid % 32, rp = hi;
+        const int warp = tid / 32;
         for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
             q_s[i] = to_f(q[i]);
         __syncthreads();
         for (int gi = warp; gi < g.gb; gi += ATT_THREADS / 32)
             head_finish_warp(q_s + gi * g.hd, g.hd, fin.has_qn, fin.qkind, fin.qw, fin.qeps,
-                             fin.inv_freq, fin.rot_dim, fin.attn_factor, rp);
+                             fin.inv_freq, fin.rot_dim, fin.attn_factor, hi);
         __syncthreads();
         for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
             q_s[i] = to_f(from_f<T>(q_s[i])) * g.scale; /* as stored by qkv_finish */
-        if (warp == 0 && j0 <= hi && hi <= j1) {
-            float *ks = red_s, *vs = red_s + g.hd; /* [hd] each (hd <= 512) */
-            const T *krow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * g.hd + (size_t)(g.H + kvh) * g.hd;
-            const T *vrow = krow + (size_t)g.Hkv * g.hd;
-            for (int d = lane; d < g.hd; d += 32) {
-                ks[d] = to_f(krow[d]);
-                if constexpr (kv_is_fp8<C>()) vs[d] = to_f(vrow[d]);
-            }
-            __syncwarp();
-            head_finish_warp(ks, g.hd, fin.has_kn, fin.kkind, fin.kw, fin.keps, fin.inv_freq,
-                             fin.rot_dim, fin.attn_factor, rp);
-            /* other q-head groups write the same bytes (and scales) */
-            const size_t row = g.kv.row(b, kvh, hi), at = row * g.hd;
-            if constexpr (kv_is_fp8<C>()) {
-                const float sk = kv_fp8_scale_warp(ks, g.hd), sv = kv_fp8_scale_warp(vs, g.hd);
-                for (int d = lane; d < g.hd; d += 32) {
-                    kc[at + d].v = kv_fp8_byte(ks[d], sk);
-                    vc[at + d].v = kv_fp8_byte(vs[d], sv);
-                }
-                if (lane == 0) {
-                    g.ks[row] = sk;
-                    g.vs[row] = sv;
-                }
-            } else {
-                for (int d = lane; d < g.hd; d += 32) {
-                    kc[at + d] = from_f<T>(ks[d]);
-                    vc[at + d] = vrow[d];
-                }
-            }
-        }
+        if (warp == 0 && j0 <= hi && hi <= j1)          /* red_s: [hd] each (hd <= 512) */
+            fused_new_key<T, C>(g, fin, qkv, kc, vc, r, b, kvh, hi, red_s, red_s + g.hd);
         for (int i = tid; i < g.gb * g.hd; i += ATT_THREADS)
             o_s[i] = 0.0f;
         __syncthreads(); /* the new key is in the cache for this block's plain loads below */
@@ -340,16 +349,18 @@ __global__ void __launch_bounds__(ATT_THREADS)
  * (16-byte loads: a warp reads whole rows), the q heads' dot products summed by shuffles within
  * those lanes, an online softmax per lane group in registers, four keys in flight (the next
  * pair loaded while the current one is taken), and the lane groups' (max, sum, output) merged
- * once at the end. 16-bit caches, head_dim 64/128/256, not fused with qkv_finish (a decode
- * step then runs qkv_finish alone first); the split kernel takes the rest. Written without a
+ * once at the end. With fuse, qkv_finish's work for the block's q heads and for the new key
+ * happens first, as in kernel_attn_split. 16-bit caches, head_dim 64/128/256; the split kernel
+ * takes the rest. Written without a
  * GPU: it runs only with LLMRT_CUDA_ATTN_ROWS=1 until test_cuda_ops (test_attention_rows) has
  * passed on one and the step has been measured against the split kernel. */
 template <typename T, int HD, int GB>
 __global__ void __launch_bounds__(ATT_THREADS)
     kernel_attn_rows(T *out /* [rows, H * hd] */, const T *qkv /* [rows, (H + 2*Hkv) * hd] */,
-                     const T *kc /* [n_blocks, Hkv, bl, hd] */, const T *vc /* same */,
+                     T *kc /* [n_blocks, Hkv, bl, hd] */, T *vc /* same */,
                      float *part_o /* [rows, H, n_split, hd] */,
-                     float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g) {
+                     float2 *part_ml /* [rows, H, n_split] (max, sum) */, attn_geom g, int fuse,
+                     qkv_fin fin) {
     constexpr int LPK = HD / 8;                /* lanes per key: 8 elements (16 bytes) each */
     constexpr int KPW = 32 / LPK;              /* keys a warp reads at once */
     constexpr int NG = ATT_THREADS / 32 * KPW; /* lane groups of the block */
@@ -364,10 +375,30 @@ __global__ void __launch_bounds__(ATT_THREADS)
     size_t pidx; /* + gi * n_split */
     if (!split_keys(g, r, split, h0, out, part_ml, &b, &hi, &j0, &j1, &pidx)) return;
     float q[GB][8], acc[GB][8], m[GB], l[GB];
-    const T *qrow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * HD + (size_t)h0 * HD + li * 8;
+    const T *qrow = qkv + (size_t)r * (g.H + 2 * g.Hkv) * HD + (size_t)h0 * HD;
+    float *qs = o_sh; /* fused: [GB][HD] the finished q heads, then [2][HD] the new key's scratch
+                         (o_sh holds NG >= 4 times that) */
+    if (fuse) {       /* qkv_finish's work for these q heads (a warp each), and the new key */
+        for (int i = tid; i < GB * HD; i += ATT_THREADS)
+            qs[i] = to_f(qrow[i]);
+        __syncthreads();
+        if (warp < GB)
+            head_finish_warp(qs + warp * HD, HD, fin.has_qn, fin.qkind, fin.qw, fin.qeps,
+                             fin.inv_freq, fin.rot_dim, fin.attn_factor, hi);
+        if (warp == 0 && j0 <= hi && hi <= j1)
+            fused_new_key<T, T>(g, fin, qkv, kc, vc, r, b, kvh, hi, qs + GB * HD,
+                                qs + (GB + 1) * HD);
+        __syncthreads(); /* q finished; the new key is in the cache for the loads below */
+    }
 #pragma unroll
     for (int gi = 0; gi < GB; gi++) {
-        kv_unpack<T>(*(const int4 *)(qrow + gi * HD), q[gi]);
+        if (fuse) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) /* as stored by qkv_finish */
+                q[gi][e] = to_f(from_f<T>(qs[gi * HD + li * 8 + e]));
+        } else {
+            kv_unpack<T>(*(const int4 *)(qrow + gi * HD + li * 8), q[gi]);
+        }
 #pragma unroll
         for (int e = 0; e < 8; e++) {
             q[gi][e] *= g.scale;
@@ -376,6 +407,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
         m[gi] = -INFINITY;
         l[gi] = 0.0f;
     }
+    if (fuse) __syncthreads(); /* every thread holds its q before o_sh takes the outputs */
     /* one key's update of this lane group: every lane of the warp runs it (the shuffles), only
      * groups whose key is in range apply it */
     auto take = [&](const int4 &kv4, const int4 &vv4, bool ok) {
@@ -478,32 +510,34 @@ static int attn_rows_gb(const cuda_ctx *c, const attn_geom &g, bool fp8) {
 }
 
 template <typename T, int HD>
-static void launch_attn_rows_hd(cuda_ctx *c, dim3 grid, T *out, const T *qkv, const T *kc,
-                                const T *vc, float *part_o, float2 *part_ml, const attn_geom &g) {
+static void launch_attn_rows_hd(cuda_ctx *c, dim3 grid, T *out, const T *qkv, T *kc, T *vc,
+                                float *part_o, float2 *part_ml, const attn_geom &g, int fuse,
+                                const qkv_fin &fin) {
     const int NG = ATT_THREADS / 32 * (32 / (HD / 8));
     const size_t smem = (size_t)NG * g.gb * (HD + 2) * sizeof(float);
     if (g.gb == 4)
         launch_ex(c, kernel_attn_rows<T, HD, 4>, grid, ATT_THREADS, smem, out, qkv, kc, vc, part_o,
-                  part_ml, g);
+                  part_ml, g, fuse, fin);
     else if (g.gb == 2)
         launch_ex(c, kernel_attn_rows<T, HD, 2>, grid, ATT_THREADS, smem, out, qkv, kc, vc, part_o,
-                  part_ml, g);
+                  part_ml, g, fuse, fin);
     else
         launch_ex(c, kernel_attn_rows<T, HD, 1>, grid, ATT_THREADS, smem, out, qkv, kc, vc, part_o,
-                  part_ml, g);
+                  part_ml, g, fuse, fin);
 }
 
 template <typename T>
-static void launch_attn_rows(cuda_ctx *c, dim3 grid, T *out, const T *qkv, const T *kc, const T *vc,
-                             float *part_o, float2 *part_ml, const attn_geom &g) {
+static void launch_attn_rows(cuda_ctx *c, dim3 grid, T *out, const T *qkv, T *kc, T *vc,
+                             float *part_o, float2 *part_ml, const attn_geom &g, int fuse,
+                             const qkv_fin &fin) {
     if constexpr (sizeof(T) != 2) /* 16-bit caches only (attn_rows_gb) */
         return;
     else if (g.hd == 64)
-        launch_attn_rows_hd<T, 64>(c, grid, out, qkv, kc, vc, part_o, part_ml, g);
+        launch_attn_rows_hd<T, 64>(c, grid, out, qkv, kc, vc, part_o, part_ml, g, fuse, fin);
     else if (g.hd == 128)
-        launch_attn_rows_hd<T, 128>(c, grid, out, qkv, kc, vc, part_o, part_ml, g);
+        launch_attn_rows_hd<T, 128>(c, grid, out, qkv, kc, vc, part_o, part_ml, g, fuse, fin);
     else
-        launch_attn_rows_hd<T, 256>(c, grid, out, qkv, kc, vc, part_o, part_ml, g);
+        launch_attn_rows_hd<T, 256>(c, grid, out, qkv, kc, vc, part_o, part_ml, g, fuse, fin);
 }
 
 /* out[r, h] = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s over the splits that saw keys.
@@ -789,10 +823,9 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
     g.vs = cache->v_scale;
     const bool fp8 = g.ks != NULL;
     if (fp8 && !g.vs) return err_set(LLMRT_ERR_INVALID, "an FP8 KV cache without V scales");
-    /* decode rows of a 16-bit cache: kernel_attn_rows, with its own group of q heads; it does
-     * not finish q and k itself, so a decode step's fused qkv_finish is declined for it */
+    /* decode rows of a 16-bit cache: kernel_attn_rows, with its own group of q heads */
     const int rows_gb = attn_rows_gb(c, g, fp8);
-    if (fin && (c->n_tokens != 1 || c->ragged || a->head_dim > 512 || rows_gb ||
+    if (fin && (c->n_tokens != 1 || c->ragged || a->head_dim > 512 ||
                 (fin->inv_freq && (fin->rot_dim > a->head_dim || fin->rot_dim % 2))))
         return LLMRT_OK; /* not fused: the caller runs qkv_finish, then attention */
     /* prompts (16 rows or more) on tensor cores: flash for head_dim 64/128, else wmma */
@@ -851,8 +884,8 @@ llmrt_status cuda_launch_attention(cuda_ctx *c, void *out, void *qkv, const kv_l
                 grid, ATT_THREADS, smem, (T *)out, (const T *)qkv, (kv_f8 *)cache->k,
                 (kv_f8 *)cache->v, part_o, part_ml, g, fin != NULL, fin ? *fin : nofin);
         else if (rows_gb)
-            launch_attn_rows<T>(c, grid, (T *)out, (const T *)qkv, (const T *)cache->k,
-                                (const T *)cache->v, part_o, part_ml, g);
+            launch_attn_rows<T>(c, grid, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v,
+                                part_o, part_ml, g, fin != NULL, fin ? *fin : nofin);
         else
             launch_ex(c, vec16 ? kernel_attn_split<T, T, int4> : kernel_attn_split<T, T, T>, grid,
                       ATT_THREADS, smem, (T *)out, (const T *)qkv, (T *)cache->k, (T *)cache->v,
