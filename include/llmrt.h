@@ -158,7 +158,8 @@ typedef struct llmrt_load_opts {
                                   max(its token budget, max_batch): its iterations carry no
                                   more, and max_batch * chunk rows would take gigabytes */
     int all_logits;            /* 1: steps may return the logits of every token (llmrt_logits,
-                                  llmrt_perplexity); costs chunk * max_batch rows of logits */
+                                  llmrt_perplexity); costs a step's rows of logits
+                                  (max_step_tokens) */
     int kv_block;       /* 0: one contiguous KV block per session (fastest decode); N > 0: a paged
                            cache of blocks of N positions that sessions take as they grow */
     size_t kv_bytes;    /* paged cache: its size (0: max_sessions sessions of max_seq) */
