@@ -630,7 +630,7 @@ static llmrt_status lt_matmul(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int
                               const void *W, const void *in, void *out) {
     lt_plan *p = NULL;
     TRY(plan_get_typed(c, in_dt, out_dt, m, n, k, &p));
-    if (c->sw.gemm_tune > 1 && !p->tuned) TRY(plan_tune(c, p, W, in, out));
+    if (c->sw.gemm_tune > 0 && !p->tuned) TRY(plan_tune(c, p, W, in, out));
     const float alpha = 1.0f, beta = 0.0f;
     CKB(cublasLtMatmul(c->lt, p->op, &alpha, W, p->a, in, p->b, &beta, out, p->c, out, p->c,
                        &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
