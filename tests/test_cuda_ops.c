@@ -353,11 +353,12 @@ static void test_add_activate_last_rows(void) {
 static void test_matmul(void) {
     /* rows, N, K: matrix-vector (fast and any-K paths), the tensor-core kernel of up to 64 rows
      * (3..64 rows: partial 32-column blocks, N not a multiple of 16, each count of 8-row tiles)
-     * and cuBLASLt (100 rows) */
-    const int shapes[][3] = {{1, 256, 512},   {3, 100, 72},   {2, 33, 35},      {8, 512, 1024},
-                             {5, 64, 8192},   {9, 200, 256},  {64, 384, 512},   {1, 3000, 2048},
-                             {17, 50, 40},    {33, 130, 264}, {12, 3000, 2048}, {100, 96, 128},
-                             {1, 20000, 256}, {2, 9001, 64}}; /* last two: warps loop over rows */
+     * and cuBLASLt (100 and 120 rows: with LLMRT_CUDA_GEMM_TUNE the second takes the algo timed
+     * for the first, their row bucket's); the last two: warps loop over rows */
+    const int shapes[][3] = {{1, 256, 512},  {3, 100, 72},    {2, 33, 35},      {8, 512, 1024},
+                             {5, 64, 8192},  {9, 200, 256},   {64, 384, 512},   {1, 3000, 2048},
+                             {17, 50, 40},   {33, 130, 264},  {12, 3000, 2048}, {100, 96, 128},
+                             {120, 96, 128}, {1, 20000, 256}, {2, 9001, 64}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         float s = 1.0f / sqrtf((float)K);

@@ -79,6 +79,17 @@ typedef struct lt_plan {
  * heuristic (tens to hundreds of microseconds). */
 enum { LT_PLANS = 4096, LT_PROBES = 16 };
 
+/* The algo LLMRT_CUDA_GEMM_TUNE chose for a matrix shape and a bucket of row counts (1, 2, 3-4,
+ * 5-8, ... 2^b): a server meets every row count, and timing each would stall thousands of
+ * steps; a plan of another row count in the bucket takes the bucket's algo (when cuBLASLt's
+ * check accepts it for that count). */
+typedef struct lt_tuned {
+    int used;
+    int dt, out_dt, n, k, bucket;
+    cublasLtMatmulAlgo_t algo;
+} lt_tuned;
+enum { LT_TUNED = 512 };
+
 enum { DECODE_PLANS = 8 }; /* decode-kernel layer tables kept (one per session, typically) */
 
 /* The backend's A/B switches, read from the environment once when it is made (cuda_util.cu;
@@ -135,6 +146,7 @@ typedef struct cuda_stats {
     unsigned long long lt_heuristics;  /* cuBLASLt plans made (heuristic queries) */
     double lt_heuristic_ms;            /* host time in them */
     unsigned long long lt_tuned;       /* plans whose candidates were timed */
+    unsigned long long lt_bucket_hits; /* plans that took their row bucket's timed algo */
     double lt_tune_ms;                 /* host time in that */
     double lt_first_us, lt_best_us;    /* one product of each tuned plan: the heuristic's first
                                           candidate, the fastest, summed over the plans */
@@ -171,12 +183,13 @@ typedef struct cuda_ctx {
     void *lt_ws; /* cuBLASLt workspace, lt_ws_bytes */
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
-    cuda_switches sw;    /* read once at creation */
-    cuda_stats stats;    /* counted always, printed with LLMRT_CUDA_STATS=1 */
-    op_profile op_prof;  /* LLMRT_OP_PROFILE=1 */
-    int matvec_max_rows; /* matmuls of at most this many rows use the matvec kernel */
-    int skinny_max_rows; /* 16-bit matmuls of at most this many rows (and more than
-                            matvec_max_rows) use kernel_gemm_skinny */
+    lt_tuned tuned[LT_TUNED]; /* LLMRT_CUDA_GEMM_TUNE's choices by shape and row bucket */
+    cuda_switches sw;         /* read once at creation */
+    cuda_stats stats;         /* counted always, printed with LLMRT_CUDA_STATS=1 */
+    op_profile op_prof;       /* LLMRT_OP_PROFILE=1 */
+    int matvec_max_rows;      /* matmuls of at most this many rows use the matvec kernel */
+    int skinny_max_rows;      /* 16-bit matmuls of at most this many rows (and more than
+                                 matvec_max_rows) use kernel_gemm_skinny */
 
     /* the current step (set by step_begin). One device allocation holds, in this order, the
      * ids [step_cap], the positions [step_cap] and each group's block tables [tbl_cap]; a step

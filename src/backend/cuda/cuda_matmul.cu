@@ -624,13 +624,68 @@ static llmrt_status plan_tune(cuda_ctx *c, lt_plan *p, const void *A, const void
     return LLMRT_OK;
 }
 
+/* p's entry in the table of tuned algos (its shape and row bucket: 2^(b-1) < m <= 2^b): the
+ * one there (*found), else the free slot it goes to, or NULL when its probes are all taken. */
+static lt_tuned *tuned_slot(cuda_ctx *c, const lt_plan *p, bool *found) {
+    int bucket = 0;
+    while ((1 << bucket) < p->m)
+        bucket++;
+    uint64_t h = ((uint64_t)(unsigned)p->n * 0xC2B2AE3D27D4EB4Full) ^
+                 ((uint64_t)(unsigned)p->k * 0x165667B19E3779F9ull) ^
+                 ((uint64_t)(bucket * 64 + p->dt * 8 + p->out_dt) * 0x27D4EB2F165667C5ull);
+    h ^= h >> 29;
+    *found = false;
+    for (int i = 0; i < LT_PROBES; i++) {
+        lt_tuned *t = &c->tuned[(h + (uint64_t)i) % LT_TUNED];
+        if (!t->used) { /* its key now; used once a timed algo is in it */
+            t->dt = p->dt;
+            t->out_dt = p->out_dt;
+            t->n = p->n;
+            t->k = p->k;
+            t->bucket = bucket;
+            return t;
+        }
+        if (t->dt == p->dt && t->out_dt == p->out_dt && t->n == p->n && t->k == p->k &&
+            t->bucket == bucket) {
+            *found = true;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* LLMRT_CUDA_GEMM_TUNE for a new plan: its row bucket's algo when one was timed and cuBLASLt
+ * accepts it for these rows, else the candidates timed here (plan_tune) and the winner kept for
+ * the bucket. */
+static llmrt_status plan_tuned(cuda_ctx *c, lt_plan *p, const void *A, const void *B, void *C) {
+    bool found;
+    lt_tuned *t = tuned_slot(c, p, &found);
+    if (found) {
+        cublasLtMatmulHeuristicResult_t chk;
+        if (cublasLtMatmulAlgoCheck(c->lt, p->op, p->a, p->b, p->c, p->c, &t->algo, &chk) ==
+                CUBLAS_STATUS_SUCCESS &&
+            chk.workspaceSize <= c->lt_ws_bytes) {
+            p->algo = t->algo;
+            p->tuned = 1;
+            c->stats.lt_bucket_hits++;
+            return LLMRT_OK;
+        }
+    }
+    TRY(plan_tune(c, p, A, B, C));
+    if (p->tuned && t && !found) { /* not in a capture: timed, so the bucket keeps it */
+        t->algo = p->algo;
+        t->used = 1;
+    }
+    return LLMRT_OK;
+}
+
 /* out[m, n] = in[m, k] @ W[n, k]^T on cuBLASLt: W and in of type in_dt, out of out_dt, F32
  * accumulation; the plan of the shape is made (and tuned) on first use. */
 static llmrt_status lt_matmul(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int n, int k,
                               const void *W, const void *in, void *out) {
     lt_plan *p = NULL;
     TRY(plan_get_typed(c, in_dt, out_dt, m, n, k, &p));
-    if (c->sw.gemm_tune > 0 && !p->tuned) TRY(plan_tune(c, p, W, in, out));
+    if (c->sw.gemm_tune > 0 && !p->tuned) TRY(plan_tuned(c, p, W, in, out));
     const float alpha = 1.0f, beta = 0.0f;
     CKB(cublasLtMatmul(c->lt, p->op, &alpha, W, p->a, in, p->b, &beta, out, p->c, out, p->c,
                        &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));

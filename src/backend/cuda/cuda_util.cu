@@ -70,10 +70,11 @@ void cuda_stats_print(const cuda_ctx *c) {
             t->replays, t->replay_fallbacks, t->drops_all, t->scratch_grows);
     if (!t->lt_tuned) return;
     fprintf(stderr,
-            "cuda stats: %llu cuBLASLt plans tuned in %.1f ms (LLMRT_CUDA_GEMM_TUNE=%d): one "
-            "product of each, summed: %.1f us with the heuristic's first candidate, %.1f us "
-            "with the fastest\n",
-            t->lt_tuned, t->lt_tune_ms, c->sw.gemm_tune, t->lt_first_us, t->lt_best_us);
+            "cuda stats: %llu cuBLASLt plans tuned in %.1f ms (LLMRT_CUDA_GEMM_TUNE=%d), %llu "
+            "more took their row bucket's algo; one product of each tuned plan, summed: %.1f "
+            "us with the heuristic's first candidate, %.1f us with the fastest\n",
+            t->lt_tuned, t->lt_tune_ms, c->sw.gemm_tune, t->lt_bucket_hits, t->lt_first_us,
+            t->lt_best_us);
     for (int i = 0; i < t->n_gains; i++) {
         const lt_tune_gain *g = &t->gains[i];
         fprintf(stderr,
