@@ -419,7 +419,9 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
                 r->min_tokens == 0;
     r->t_submit = now_ms();
     pthread_mutex_lock(&s->mu);
-    r->id = ++s->next_id;
+    /* once the lock is released the scheduler may run r to its end and free it: its id is read
+     * here */
+    const uint64_t rid = r->id = ++s->next_id;
     if (s->in_tail)
         s->in_tail->next = r;
     else
@@ -428,7 +430,7 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
     s->st.waiting++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    *id = r->id;
+    *id = rid;
     return LLMRT_OK;
 }
 
