@@ -41,6 +41,7 @@ typedef struct harness {
     engine *e;
     sched *s;
     pthread_t thread;
+    int started; /* harness_start made the thread */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done;  /* requests finished */
@@ -155,7 +156,8 @@ static int harness_try(harness *h, int max_batch, int block_len, size_t kv_bytes
 }
 
 static void harness_start(harness *h) {
-    pthread_create(&h->thread, NULL, run_thread, h);
+    h->started = pthread_create(&h->thread, NULL, run_thread, h) == 0;
+    CHECK(h->started);
 }
 
 static int harness_open(harness *h, int max_batch, int block_len, size_t kv_bytes,
@@ -177,7 +179,7 @@ static void harness_wait(harness *h, int n) {
 static void harness_close(harness *h) {
     if (h->s) {
         sched_stop(h->s);
-        pthread_join(h->thread, NULL);
+        if (h->started) pthread_join(h->thread, NULL); /* a harness never started has none */
         sched_free(h->s);
         pthread_mutex_destroy(&h->mu);
         pthread_cond_destroy(&h->cv);

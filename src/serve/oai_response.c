@@ -157,6 +157,7 @@ static void gen_take(req_ctx *c, gen *g) {
     const sched_finish finish = g->finish;
     const double queue_ms = g->queue_ms;
     const bool plp = g->plp_ready; /* written before the tokens of its event */
+    g->usage_cached = g->cached_tokens;
     pthread_mutex_unlock(&c->lock);
     if (plp && !g->echo_lp && c->echo_text) echo_logprobs(c, g);
     while (g->taken < n && !g->done) {
@@ -245,7 +246,7 @@ static json_t *usage_json(const req_ctx *c) {
         prompt += c->prompt_len[i];
     for (int i = 0; i < c->n_gens; i++) {
         completion += c->gens[i].n_counted;
-        if (i % c->req.n == 0) cached += c->gens[i].cached_tokens;
+        if (i % c->req.n == 0) cached += c->gens[i].usage_cached; /* read under the lock */
     }
     return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", prompt, "completion_tokens",
                      completion, "total_tokens", prompt + completion, "prompt_tokens_details",

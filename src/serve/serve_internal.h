@@ -85,7 +85,9 @@ typedef struct gen {
     size_t n;      /* tokens received */
     bool finished; /* the final event came */
     sched_finish finish;
-    int prompt_tokens, completion_tokens, cached_tokens;
+    int prompt_tokens, completion_tokens;
+    int cached_tokens; /* every event carries it (a choice a stop string ended is answered
+                          before its final event) */
     double queue_ms;
     char *error; /* SCHED_FINISH_ERROR's message */
     /* echo with logprobs: the prompt's tokens' logprobs (of tokens 1 ..), from the first event */
@@ -100,6 +102,7 @@ typedef struct gen {
     int cur_i;
     size_t taken;         /* tokens processed */
     int n_counted;        /* tokens counted in usage */
+    int usage_cached;     /* cached_tokens as of the last pump */
     double t_prev;        /* time of the previous token (ms) */
     tokenizer_stream *ts; /* incremental text */
     stop_match sm;

@@ -173,6 +173,7 @@ static void on_event(void *user, const sched_event *ev) {
     bool oom = false;
     pthread_mutex_lock(&c->lock);
     if (!g->finished) {
+        g->cached_tokens = ev->cached_tokens;
         oom = ev->prompt_logprobs && !gen_take_prompt_logprobs(g, ev, c->req.logprobs);
         oom = oom || (ev->token && !gen_append(g, ev->token, c->req.logprobs, now));
         if (oom || final) { /* out of memory ends the choice here (and cancels it below) */
@@ -180,7 +181,6 @@ static void on_event(void *user, const sched_event *ev) {
             g->finish = oom ? SCHED_FINISH_ERROR : ev->finish;
             g->prompt_tokens = ev->prompt_tokens;
             g->completion_tokens = ev->completion_tokens;
-            g->cached_tokens = ev->cached_tokens;
             g->queue_ms = ev->queue_ms;
             if (oom || ev->error) g->error = strdup(oom ? "out of memory" : ev->error);
             c->n_unfinished--;
