@@ -1,11 +1,12 @@
 # Thin wrapper over CMake. `make` builds build/llmrt (CUDA when nvcc is found),
-# `make CUDA=0` builds CPU-only, `make test` runs the suite, `make asan` runs it sanitized.
+# `make CUDA=0` builds CPU-only, `make test` runs the suite, `make asan` runs it sanitized,
+# `make tsan` runs the threaded parts' tests under ThreadSanitizer.
 CUDA ?= 1
 JOBS ?= $(shell nproc)
 BUILD ?= build
 CMAKE_FLAGS = -DLLMRT_CUDA=$(if $(filter 0,$(CUDA)),OFF,ON)
 
-.PHONY: all configure test asan clean format fuzz fuzz-run
+.PHONY: all configure test asan tsan clean format fuzz fuzz-run
 
 all: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -25,6 +26,20 @@ asan:
 	CC=$(ASAN_CC) cmake -S . -B $(ASAN_BUILD) -DLLMRT_CUDA=OFF -DLLMRT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug > /dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+# ThreadSanitizer build (clang, CPU only) of the whole suite; runs the tests of the threaded
+# parts: the scheduler, the API and the server (its request parser and its shell tests, whose
+# server log must hold no sanitizer report). One OpenMP thread: libgomp is not instrumented.
+TSAN_BUILD ?= build-tsan
+TSAN_TESTS = test_scheduler|test_api|test_serve_request|cli_serve|cli_serve_robust|cli_serve_bench
+tsan:
+	CC=clang cmake -S . -B $(TSAN_BUILD) -DLLMRT_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_C_FLAGS="-fsanitize=thread -g -O1 -march=x86-64-v3" \
+	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread > /dev/null
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && OMP_NUM_THREADS=1 \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1" \
+	  ctest --output-on-failure -j $(JOBS) -R '^($(TSAN_TESTS))$$'
 
 # ---- fuzzing (libFuzzer, clang): tests/fuzz/README.md ----
 # `make fuzz` builds every harness into build-fuzz/ against a clang-built static library of the
