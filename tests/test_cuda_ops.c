@@ -1277,12 +1277,12 @@ static void attention_rows_cases(void) {
     test_qkv_attention_decode();
 }
 
-/* kernel_attn_rows (decode rows of 16-bit caches, LLMRT_CUDA_ATTN_ROWS=1): the attention and
- * ragged-step cases again, and decode's qkv_finish + attention, which it fuses as the split
- * kernel does */
-static void test_attention_rows(void) {
-    if (cur_dt == DT_F32) return; /* 16-bit caches only */
-    with_switch("LLMRT_CUDA_ATTN_ROWS", "1", attention_rows_cases);
+/* Decode rows of 16-bit caches take kernel_attn_rows by default; with LLMRT_CUDA_ATTN_ROWS=0
+ * the split kernel takes them as it takes F32 and FP8 caches: the attention and ragged-step
+ * cases again that way, and decode's qkv_finish + attention, which both kernels fuse */
+static void test_attention_split_rows(void) {
+    if (cur_dt == DT_F32) return; /* the split kernel already takes every F32 row */
+    with_switch("LLMRT_CUDA_ATTN_ROWS", "0", attention_rows_cases);
 }
 
 static void vec_ops_cases(void) {
@@ -1290,10 +1290,11 @@ static void vec_ops_cases(void) {
     test_add_activate_last_rows();
 }
 
-/* Norms and activations of 16-byte vectors (LLMRT_CUDA_VEC_OPS=1): the cases again, widths of
- * 64 to 4,608 (one to four vectors a thread, and the element kernels beyond) */
-static void test_vec_ops(void) {
-    with_switch("LLMRT_CUDA_VEC_OPS", "1", vec_ops_cases);
+/* Norms and activations take 16-byte vectors by default (widths of 64 to 4,608: one to four
+ * vectors a thread, and the element kernels beyond); with LLMRT_CUDA_VEC_OPS=0 the element
+ * kernels take every width: the cases again that way */
+static void test_element_ops(void) {
+    with_switch("LLMRT_CUDA_VEC_OPS", "0", vec_ops_cases);
 }
 
 static void gemm_tuned_cases(void) {
@@ -1932,11 +1933,12 @@ static void test_decode_layers(void) {
     backend_free(ref);
 }
 
-/* Decode graphs updated in place (LLMRT_CUDA_GRAPH_UPDATE=1): the replay case again; its step
- * on other buffers makes the graph stale, and the next capture updates it instead of
- * instantiating a new one. */
-static void test_graph_update(void) {
-    with_switch("LLMRT_CUDA_GRAPH_UPDATE", "1", test_graph_replay);
+/* A decode graph whose step changed is updated in place by default (test_graph_replay: its
+ * step on other buffers makes the graph stale, and the next capture updates it); with
+ * LLMRT_CUDA_GRAPH_UPDATE=0 it is dropped and instantiated anew: the replay case again that
+ * way. */
+static void test_graph_reinstantiate(void) {
+    with_switch("LLMRT_CUDA_GRAPH_UPDATE", "0", test_graph_replay);
 }
 
 static void test_graph_replay_fp8(void) {
@@ -1972,20 +1974,20 @@ int main(void) {
         RUN(test_embed);
         RUN(test_norms);
         RUN(test_add_activate_last_rows);
-        RUN(test_vec_ops);
+        RUN(test_element_ops);
         RUN(test_matmul);
         RUN(test_matmul_quant);
         RUN(test_logits);
         RUN(test_matmul_activate);
         RUN(test_qkv_finish);
         RUN(test_attention);
-        RUN(test_attention_rows);
+        RUN(test_attention_split_rows);
         RUN(test_qkv_attention_decode);
         RUN(test_ragged_step);
         RUN(test_matmul_fp8_gemm);
         RUN(test_gemm_tuned);
         RUN(test_graph_replay);
-        RUN(test_graph_update);
+        RUN(test_graph_reinstantiate);
         RUN(test_decode_layers);
         /* the same with an F8_E4M3 KV cache (--kv-cache-dtype fp8) */
         RUN(test_qkv_finish_fp8);

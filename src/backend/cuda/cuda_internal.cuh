@@ -108,9 +108,8 @@ typedef struct cuda_switches {
                              kernel; -1: the default */
     int ragged;           /* take ragged steps (default); LLMRT_CUDA_RAGGED=0: the engine splits
                              them by length, as before they were measured (docs/PERF.md) */
-    int attn_rows;        /* LLMRT_CUDA_ATTN_ROWS=1: decode rows of 16-bit caches through
-                             kernel_attn_rows (not yet run on a GPU: off until it has passed
-                             test_cuda_ops and been measured, docs/PERF.md) */
+    int attn_rows;        /* decode rows of 16-bit caches through kernel_attn_rows (default);
+                             LLMRT_CUDA_ATTN_ROWS=0: the split kernel (docs/PERF.md) */
     int fp8_gemm;         /* LLMRT_CUDA_FP8_GEMM=1: prompts times FP8 matrices as FP8 products
                              with per-token activation scales (not yet verified on a GPU) */
     int skinny_max_rows;  /* LLMRT_SKINNY_MAX_ROWS: rows up to which 16-bit matmuls use the
@@ -118,13 +117,12 @@ typedef struct cuda_switches {
     int gemm_tune;        /* LLMRT_CUDA_GEMM_TUNE=N: a new cuBLASLt plan times the heuristic's
                              first N candidates on its first eager product and keeps the
                              fastest (0: the heuristic's first; not yet run on a GPU) */
-    int vec_ops;          /* LLMRT_CUDA_VEC_OPS=1: norms and activations of rows whose widths
-                             are whole 16-byte vectors load and store 16 bytes a thread, a
-                             norm's row held in registers (one pass over memory); not yet run
-                             on a GPU */
-    int graph_update;     /* LLMRT_CUDA_GRAPH_UPDATE=1: a decode graph whose step changed is
-                             recaptured and updated in place (cudaGraphExecUpdate), not
-                             destroyed and instantiated again (not yet run on a GPU) */
+    int vec_ops;          /* norms and activations of rows whose widths are whole 16-byte
+                             vectors load and store 16 bytes a thread, a norm's row held in
+                             registers (default); LLMRT_CUDA_VEC_OPS=0: element kernels */
+    int graph_update;     /* a decode graph whose step changed is recaptured and updated in
+                             place (cudaGraphExecUpdate; default), not destroyed and
+                             instantiated again (LLMRT_CUDA_GRAPH_UPDATE=0) */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
     int op_profile;       /* LLMRT_OP_PROFILE=1: each op's device time (cuda_records.cu); turns
                              fusion and graphs off */

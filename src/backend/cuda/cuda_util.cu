@@ -29,6 +29,12 @@ static int env_on(const char *name) {
     return v && v[0] && strcmp(v, "0") != 0;
 }
 
+/* A switch that is on unless set to "0" (a default path kept switchable for A/B runs). */
+static int env_default_on(const char *name) {
+    const char *v = getenv(name);
+    return !(v && !strcmp(v, "0"));
+}
+
 void cuda_switches_read(cuda_switches *sw) {
     memset(sw, 0, sizeof *sw);
     sw->no_graph = env_on("LLMRT_NO_GRAPH");
@@ -42,14 +48,13 @@ void cuda_switches_read(cuda_switches *sw) {
     if (caps && caps[0]) snprintf(sw->decode_caps, sizeof sw->decode_caps, "%s", caps);
     const char *rows = getenv("LLMRT_MATVEC_MAX_ROWS");
     sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
-    const char *rg = getenv("LLMRT_CUDA_RAGGED");
-    sw->ragged = !(rg && !strcmp(rg, "0"));
-    sw->attn_rows = env_on("LLMRT_CUDA_ATTN_ROWS");
+    sw->ragged = env_default_on("LLMRT_CUDA_RAGGED");
+    sw->attn_rows = env_default_on("LLMRT_CUDA_ATTN_ROWS");
     sw->fp8_gemm = env_on("LLMRT_CUDA_FP8_GEMM");
     const char *sk = getenv("LLMRT_SKINNY_MAX_ROWS");
     sw->skinny_max_rows = sk && sk[0] ? atoi(sk) : -1;
-    sw->graph_update = env_on("LLMRT_CUDA_GRAPH_UPDATE");
-    sw->vec_ops = env_on("LLMRT_CUDA_VEC_OPS");
+    sw->graph_update = env_default_on("LLMRT_CUDA_GRAPH_UPDATE");
+    sw->vec_ops = env_default_on("LLMRT_CUDA_VEC_OPS");
     const char *gt = getenv("LLMRT_CUDA_GEMM_TUNE");
     sw->gemm_tune = gt && gt[0] ? atoi(gt) : 0;
     sw->stats = env_on("LLMRT_CUDA_STATS");
