@@ -228,27 +228,31 @@ if [[ " $ONLY " == *" bench "* ]] && [ -x "$CARRY/bench_cuda" ]; then
     grep -E "^\| (model|decode|prefill [0-9])" "$OUT/bench_8b.log"
 fi
 if [[ " $ONLY " == *" ab "* ]]; then
-    OLD=${OLD_CARRY:-.carry/old}
-    old=$(mktemp -d)
-    tar -C "$old" -xJf "$OLD/bin.tar.xz"
+    # OLD_CARRY: one or more staged builds (each a folder with its bin.tar.xz), named by their
+    # folder in the table
+    declare -A oldbin
+    for o in ${OLD_CARRY:-.carry/old}; do
+        oldbin[$(basename "$o")]=$(mktemp -d)
+        tar -C "${oldbin[$(basename "$o")]}" -xJf "$o/bin.tar.xz"
+    done
     for card in ${AB_CARDS:-Llama-3.2-1B-Instruct Qwen3-0.6B}; do
         M=$(random_model "$card" ab)
         for q in ${AB_QUANT:-none}; do # layer matrices quantized on load: none fp8 int8
             for round in 1 2; do
-                for which in new old; do
+                for which in new "${!oldbin[@]}"; do
                     bin=$CARRY/llmrt
-                    [ $which = old ] && bin=$old/llmrt
+                    [ $which != new ] && bin=${oldbin[$which]}/llmrt
                     f="$OUT/ab-$card-$q-$which-$round"
                     LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark --model "$M" \
-                        --device cuda --precision BF16 --quant_format $q --weight_only --isl 128 \
+                        --device cuda --precision BF16 --quant_format $q --weight_only --isl ${AB_ISL:-128} \
                         --num_tokens 128 --iterations 5 --warmup 2 >"$f.txt" 2>"$f.log"
                     [ $round = 2 ] && [ -n "${AB_PROFILE:-}" ] &&
                         LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" \
                             run --benchmark --model "$M" --device cuda --precision BF16 \
-                            --quant_format $q --weight_only --isl 128 --num_tokens 128 \
+                            --quant_format $q --weight_only --isl ${AB_ISL:-128} --num_tokens 128 \
                             --iterations 2 --warmup 1 2>&1 >/dev/null | grep -A40 "decode kernel profile" |
                         sed "s/^/[$card $q $which] /"
-                    rows+=("$(printf 'ab %-22s %-4s %-3s round %d: %s' "$card" "$q" "$which" "$round" \
+                    rows+=("$(printf 'ab %-22s %-4s %-8s round %d: %s' "$card" "$q" "$which" "$round" \
                         "$(grep -E '^(Decode-Median|BW-Fraction|TTFT)' "$f.txt" |
                             awk '{printf "%s %s  ", $1, $3}')")")
                 done
@@ -366,18 +370,21 @@ if [[ " $ONLY " == *" targets "* ]] && [ -x "$CARRY/llmrt" ]; then
         isls="128"
         [[ " ${TARGET_LONG_CARDS:-Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct} " == *" $card "* ]] &&
             isls="128 ${TARGET_LONG_ISL:-2048 8192}"
+        # TARGET_AB: switch settings, each run in turn (LLMRT_DECODE_ATT_BUFS=2 LLMRT_AB=new)
         for isl in $isls; do
-            f="$OUT/targets-$card-$isl.txt"
-            "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
-                --isl "$isl" --num_tokens 128 --iterations 5 --warmup 2 >"$f" 2>"${f%.txt}.log"
-            w=$want
-            [ "$isl" -gt 128 ] && w=$([ "$isl" -le 2048 ] && echo 0.80 || echo 0.70)
-            rows+=("$(printf 'targets %-22s isl %-5s (%.2fB params): %s target %s' "$card" "$isl" \
-                "$(awk -v n="$params" 'BEGIN {print n / 1e9}')" \
-                "$(grep -E '^(Decode-Median|BW-Fraction)' "$f" | awk '{printf "%s %s  ", $1, $3}')" \
-                "$w")")
+            for ab in ${TARGET_AB:-LLMRT_AB=}; do
+                f="$OUT/targets-$card-$isl${TARGET_AB:+-$ab}.txt"
+                env "$ab" "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
+                    --isl "$isl" --num_tokens 128 --iterations 5 --warmup 2 >"$f" 2>"${f%.txt}.log"
+                w=$want
+                [ "$isl" -gt 128 ] && w=$([ "$isl" -le 2048 ] && echo 0.80 || echo 0.70)
+                rows+=("$(printf 'targets %-22s isl %-5s (%.2fB params)%s: %s target %s' "$card" \
+                    "$isl" "$(awk -v n="$params" 'BEGIN {print n / 1e9}')" "${TARGET_AB:+ $ab}" \
+                    "$(grep -E '^(Decode-Median|BW-Fraction)' "$f" | awk '{printf "%s %s  ", $1, $3}')" \
+                    "$w")")
+            done
         done
-        grep -h "ran op by op" "$OUT/targets-$card-128.log" | head -2 |
+        grep -h "ran op by op" "$OUT"/targets-"$card"-128*.log | head -2 |
             sed "s/^/[$card] /"
         rm -rf "$M"
     done

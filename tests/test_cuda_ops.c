@@ -142,8 +142,8 @@ static int compare_rows(backend *ba, const void *a, backend *bb, const void *b, 
         CHECK_OK(ba->ops->act_to_f32(ba, x, a, total));
         CHECK_OK(bb->ops->act_to_f32(bb, y, b, total));
     }
-    char name[200];
-    snprintf(name, sizeof name, "%s [%s]", what, dtype_name(cur_dt));
+    char name[256];
+    snprintf(name, sizeof name, "%.200s [%.40s]", what, dtype_name(cur_dt));
     int ok = 1;
     for (int r = 0; r < (rows > 1 ? rows : 1); r++) {
         int row_ok = test_allclose(x + r * width, y + r * width, n, atol, rtol, name);
@@ -1850,6 +1850,12 @@ static void test_decode_layers(void) {
          150, 0, DT_F32, 0, 1},
         {768, 12, 12, 64, 3072, 2, 200, 0, 0, 0, 0.0f, 5003, 0.0f, NORM_LAYER, ACT_GELU_TANH,
          150, 1, DT_I8, 0, 1},
+        /* cases 12-13: a long context (3,000 keys of one kv head: 16 splits of six 32-key tiles,
+         * more than the attention stage has buffers), contiguous and paged */
+        {512, 8, 1, 64, 1024, 1, 3200, 0, 0, 0, 0.0f, 1000, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         3000, 0, DT_F32, 0, 0},
+        {512, 8, 1, 64, 1024, 1, 3200, 0, 0, 0, 0.0f, 1000, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         3000, 1, DT_F32, 0, 0},
     };
     /* clang-format on */
     backend *ref = NULL; /* the op-by-op path on a CUDA backend of its own (its own graphs) */
@@ -1947,6 +1953,13 @@ static void test_graph_replay_fp8(void) {
     kv_fp8_off();
 }
 
+/* The decode kernel's attention stage with fewer tile buffers than the plan gives it (one: no
+ * loads during a tile; two: one in flight), as before more were measured (docs/PERF.md). */
+static void test_decode_att_bufs(void) {
+    with_switch("LLMRT_DECODE_ATT_BUFS", "1", test_decode_layers);
+    with_switch("LLMRT_DECODE_ATT_BUFS", "2", test_decode_layers);
+}
+
 static void test_decode_layers_fp8(void) {
     kv_fp8_on();
     test_decode_layers();
@@ -1989,6 +2002,7 @@ int main(void) {
         RUN(test_graph_replay);
         RUN(test_graph_reinstantiate);
         RUN(test_decode_layers);
+        RUN(test_decode_att_bufs);
         /* the same with an F8_E4M3 KV cache (--kv-cache-dtype fp8) */
         RUN(test_qkv_finish_fp8);
         RUN(test_attention_fp8);

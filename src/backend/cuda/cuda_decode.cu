@@ -528,16 +528,22 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
             return cuda_fail(e, "decode_layers profile buffer", __FILE__, __LINE__);
         }
     }
-    /* attention tiles double-buffered where that costs no ring slot (cuda_decode_unsupported
-     * made sure one buffer and DK_MIN_SLOTS slots fit) */
+    /* as many attention tile buffers (tiles in flight while one is multiplied) as cost no ring
+     * slot, up to DK_ATT_BUFS or LLMRT_DECODE_ATT_BUFS (cuda_decode_unsupported made sure one
+     * buffer and DK_MIN_SLOTS slots fit) */
     const size_t slot = DK_TILE + 2 * sizeof(uint64_t), room = (size_t)c->smem_optin - 256;
     const size_t misc = (size_t)a.misc_floats * sizeof(float);
-    size_t fixed = misc + dk_union_bytes(a, es, 1), fixed2 = misc + dk_union_bytes(a, es, 2);
+    size_t fixed = misc + dk_union_bytes(a, es, 1);
     a.ns = (int)((room - fixed) / slot);
     a.att_bufs = 1;
-    if (fixed2 <= room && (int)((room - fixed2) / slot) == a.ns) {
-        a.att_bufs = 2;
-        fixed = fixed2;
+    const int most = c->sw.decode_att_bufs > 0 && c->sw.decode_att_bufs < DK_ATT_BUFS
+                         ? c->sw.decode_att_bufs
+                         : DK_ATT_BUFS;
+    for (int b = 2; b <= most; b++) {
+        const size_t fb = misc + dk_union_bytes(a, es, b);
+        if (fb > room || (int)((room - fb) / slot) != a.ns) break;
+        a.att_bufs = b;
+        fixed = fb;
     }
     p->smem = (size_t)a.ns * slot + fixed;
     p->args = a;

@@ -20,6 +20,7 @@ enum {
     DK_MIN_SLOTS = 3,                 /* fewer: the stack goes to the op path */
     DK_MAX_SPLIT = 16,                /* attention splits per kv head */
     DK_GQ = 8,                        /* most q heads per kv head */
+    DK_ATT_BUFS = 4,                  /* most attention tile buffers (tiles in flight + 1) */
 };
 
 /* The stretches of a layer (and the LM head) for which the consumers set the producer's cap on
@@ -78,7 +79,7 @@ struct dk_args {
     int kv8;                  /* the KV cache is F8_E4M3 (kv_f8, with the layers' ks / vs) */
     int misc_floats;          /* shared floats between the mbarriers and the union region */
     int caps[DK_CAPS];        /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
-    int att_bufs;             /* attention tile buffers: 2 = the next loads during a tile */
+    int att_bufs;             /* attention tile buffers: n = the next n - 1 load during a tile */
     unsigned long long *prof; /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 

@@ -52,10 +52,10 @@ __device__ __forceinline__ size_t dk_kv_row(const dk_args &a, const dk_layer &L,
 }
 
 /* Shared scratch of the attention stage: q [Gq][hd], the new key and value, q/k norm weights,
- * cos and sin (hd each), p [DK_WARPS][32] floats; then two buffers (a tile is multiplied while
- * the next loads) of the tile's keys and values [32][hd + VEC] of the cache element (es bytes)
- * each (rows padded by 16 bytes against bank conflicts); then for an FP8 cache (es 1) the
- * scales of the tiles' rows [bufs][32] of keys and of values. */
+ * cos and sin (hd each), p [DK_WARPS][32] floats; then bufs buffers (a tile is multiplied
+ * while the next bufs - 1 load) of the tile's keys and values [32][hd + VEC] of the cache
+ * element (es bytes) each (rows padded by 16 bytes against bank conflicts); then for an FP8 cache
+ * (es 1) the scales of the tiles' rows [bufs][32] of keys and of values. */
 __host__ __device__ __forceinline__ size_t dk_att_floats(int Gq, int hd) {
     return (((size_t)(Gq * hd + 6 * hd + DK_WARPS * 32) * 4) + 15) & ~(size_t)15;
 }
@@ -114,9 +114,23 @@ __device__ __forceinline__ void cp_async4(void *dst, const void *src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_u32(dst)), "l"(src)
                  : "memory");
 }
-/* All but the most recently committed group have landed. */
-__device__ __forceinline__ void cp_async_wait_one() {
-    asm volatile("cp.async.wait_group 1;" ::: "memory");
+/* All but the n (0..DK_ATT_BUFS - 1) most recently committed groups have landed. */
+__device__ __forceinline__ void cp_async_wait_newest(int n) {
+    static_assert(DK_ATT_BUFS <= 4, "cp_async_wait_newest waits for up to 3 newer groups");
+    switch (n) {
+    case 0:
+        asm volatile("cp.async.wait_group 0;" ::: "memory");
+        break;
+    case 1:
+        asm volatile("cp.async.wait_group 1;" ::: "memory");
+        break;
+    case 2:
+        asm volatile("cp.async.wait_group 2;" ::: "memory");
+        break;
+    default:
+        asm volatile("cp.async.wait_group 3;" ::: "memory");
+        break;
+    }
 }
 
 /* The tile of keys [t0, t0 + 32) (up to j1) of the kv head whose first row is at `head`
@@ -197,8 +211,9 @@ __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) 
  * blockIdx.x, + gridDim.x, ... Its keys and values come in 32-key tiles through shared memory;
  * warp gi scores the tile for q head gi of the group (lane j: key j), keeps the online softmax
  * and accumulates p V (lanes own dimensions). The q heads, the new key and value, the norm
- * weights, the rotary table and the first tile come in with one memory round trip. One split
- * writes the output (att_buf), several write partials for dk_combine. */
+ * weights, the rotary table and the first tile come in with one memory round trip; then up to
+ * att_bufs - 1 tiles are in flight while one is multiplied. One split writes the output
+ * (att_buf), several write partials for dk_combine. */
 template <typename T, typename C, bool PG>
 __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_clock &clk,
                              unsigned tag) {
@@ -310,30 +325,36 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
 #pragma unroll
         for (int e = 0; e < 8; e++)
             o[e] = 0.0f;
-        const bool dbl = a.att_bufs == 2;
-        for (int t0 = j0, buf = 0; t0 <= j1; t0 += 32, buf ^= dbl) {
+        /* tile i of the item in buffer i % nb: while it is multiplied, tiles i + 1 .. i + nb - 1
+         * load (at the first tile all of them are issued; later the newest goes into the buffer
+         * of tile i - 1 once every warp is done with it), one commit group each */
+        const int nb = a.att_bufs, nt = (j1 - j0) / 32 + 1;
+        for (int i = 0; i < nt; i++) {
+            const int t0 = j0 + 32 * i, buf = i % nb;
             kt = kt0 + buf * tile_elems;
             vt = vt0 + buf * tile_elems;
             ksc = ks0 + buf * 32;
             vsc = vs0 + buf * 32;
-            if (dbl && t0 + 32 <= j1) { /* the next tile into the other buffer meanwhile */
-                if (t0 != j0) cbar();   /* every warp is done with the tile before */
-                dk_load_tile<C, PG>(a, L, head, t0 + 32, j1, kt0 + (buf ^ 1) * tile_elems,
-                                    vt0 + (buf ^ 1) * tile_elems, ks0 + (buf ^ 1) * 32,
-                                    vs0 + (buf ^ 1) * 32);
-                cp_async_commit();
-            }
-            if (t0 != j0) {
-                if (!dbl) { /* one buffer: load it once every warp is done with it */
+            if (nb == 1) { /* one buffer: load it once every warp is done with it */
+                if (i > 0) {
                     cbar();
                     dk_load_tile<C, PG>(a, L, head, t0, j1, kt, vt, ksc, vsc);
                     cp_async_wait_all();
-                } else if (t0 + 32 <= j1) {
-                    cp_async_wait_one(); /* this tile's copies have landed, the next may not */
-                } else {
-                    cp_async_wait_all();
+                    cbar();
                 }
-                cbar();
+            } else {
+                const int first = i == 0 ? 1 : nb - 1;
+                if (i > 0 && i + first < nt) cbar(); /* tile i - 1's buffer is free */
+                for (int k = first; k < nb && i + k < nt; k++) {
+                    const int b = (i + k) % nb;
+                    dk_load_tile<C, PG>(a, L, head, t0 + 32 * k, j1, kt0 + b * tile_elems,
+                                        vt0 + b * tile_elems, ks0 + b * 32, vs0 + b * 32);
+                    cp_async_commit();
+                }
+                if (i > 0) { /* tile i has landed; the newer ones may not have */
+                    cp_async_wait_newest(min(nb - 1, nt - 1 - i));
+                    cbar();
+                }
             }
             if (gi >= Gq) continue;
             const int n = min(32, j1 - t0 + 1);

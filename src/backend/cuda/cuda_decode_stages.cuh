@@ -79,13 +79,6 @@ template <typename T, typename X> __device__ __forceinline__ X dk_round(float v)
         return to_f(from_f<T>(v));
 }
 
-/* element d of a norm's output (before rounding), as the norm op computes it */
-__device__ __forceinline__ float dk_norm_out(int kind, float v, float mean, float inv, float w,
-                                             const float *b, int d) {
-    if (kind == NORM_LAYER) return (v - mean) * inv * w + (b ? b[d] : 0.0f);
-    return v * inv * norm_weight(kind, w);
-}
-
 template <typename T, typename X>
 __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D, const float *w,
                         const float *b, float eps, int kind, float *red) {
@@ -139,11 +132,12 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D,
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
         if (d < D)
-            out[dk_xi<T, X>(d)] = dk_round<T, X>(dk_norm_out(kind, xv[i], mean, inv, wv[i], b, d));
+            out[dk_xi<T, X>(d)] =
+                dk_round<T, X>(norm_out(kind, xv[i], mean, inv, wv[i], b ? b[d] : 0.0f));
     }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
         float v = xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
-        out[dk_xi<T, X>(d)] = dk_round<T, X>(dk_norm_out(kind, v, mean, inv, w[d], b, d));
+        out[dk_xi<T, X>(d)] = dk_round<T, X>(norm_out(kind, v, mean, inv, w[d], b ? b[d] : 0.0f));
     }
     cbar();
 }

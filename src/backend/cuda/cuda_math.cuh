@@ -37,6 +37,14 @@ __device__ __forceinline__ float norm_weight(int kind, float w) {
     return kind == NORM_RMS_PLUS1 ? 1.0f + w : w;
 }
 
+/* A normalized value of a row whose mean (LayerNorm; 0 for RMS norms) and 1 / deviation (inv)
+ * are known: (v - mean) * inv times the norm's weight (w, or 1 + w), plus LayerNorm's bias b */
+__device__ __forceinline__ float norm_out(int kind, float v, float mean, float inv, float w,
+                                          float b) {
+    if (kind == NORM_LAYER) return (v - mean) * inv * w + b;
+    return v * inv * norm_weight(kind, w);
+}
+
 /* RoPE of one pair (x1 at i, x2 at i + rot_dim / 2) by the angle whose cos and sin are given */
 __device__ __forceinline__ void rope_rotate(float *x1, float *x2, float cs, float sn) {
     float a = *x1, b = *x2;

@@ -103,16 +103,9 @@ __global__ void kernel_norm(T *out /* [rows, D] */, const T *in /* [rows, D] or 
     } else {
         inv = rsqrtf(s / D + eps);
     }
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float v = (to_f(src[base + d]) - mean) * inv;
-        if (kind == NORM_RMS)
-            v *= w[d];
-        else if (kind == NORM_RMS_PLUS1)
-            v *= 1.0f + w[d];
-        else
-            v = v * w[d] + (bias ? bias[d] : 0.0f);
-        out[base + d] = from_f<T>(v);
-    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x)
+        out[base + d] =
+            from_f<T>(norm_out(kind, to_f(src[base + d]), mean, inv, w[d], bias ? bias[d] : 0.0f));
 }
 
 /* kernel_norm with 16-byte loads and stores (VEC elements), a row in registers: each thread
@@ -182,14 +175,7 @@ __global__ void __launch_bounds__(NORM_VEC_THREADS)
 #pragma unroll
         for (int e = 0; e < VEC; e++) {
             const int d = d0 + e;
-            float y = (v[i][e] - mean) * inv;
-            if (kind == NORM_RMS)
-                y *= w[d];
-            else if (kind == NORM_RMS_PLUS1)
-                y *= 1.0f + w[d];
-            else
-                y = y * w[d] + (bias ? bias[d] : 0.0f);
-            oa[e] = from_f<T>(y);
+            oa[e] = from_f<T>(norm_out(kind, v[i][e], mean, inv, w[d], bias ? bias[d] : 0.0f));
         }
         *(int4 *)(out + base + d0) = ov;
     }
