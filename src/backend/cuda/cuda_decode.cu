@@ -529,17 +529,15 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
         }
     }
     /* as many attention tile buffers (tiles in flight while one is multiplied) as cost no ring
-     * slot, up to DK_ATT_BUFS or LLMRT_DECODE_ATT_BUFS (cuda_decode_unsupported made sure one
-     * buffer and DK_MIN_SLOTS slots fit) */
+     * slot, up to LLMRT_DECODE_ATT_BUFS (default 2) and DK_ATT_BUFS (cuda_decode_unsupported
+     * made sure one buffer and DK_MIN_SLOTS slots fit) */
     const size_t slot = DK_TILE + 2 * sizeof(uint64_t), room = (size_t)c->smem_optin - 256;
     const size_t misc = (size_t)a.misc_floats * sizeof(float);
     size_t fixed = misc + dk_union_bytes(a, es, 1);
     a.ns = (int)((room - fixed) / slot);
     a.att_bufs = 1;
-    const int most = c->sw.decode_att_bufs > 0 && c->sw.decode_att_bufs < DK_ATT_BUFS
-                         ? c->sw.decode_att_bufs
-                         : DK_ATT_BUFS;
-    for (int b = 2; b <= most; b++) {
+    const int most = c->sw.decode_att_bufs < 1 ? 1 : c->sw.decode_att_bufs;
+    for (int b = 2; b <= most && b <= DK_ATT_BUFS; b++) {
         const size_t fb = misc + dk_union_bytes(a, es, b);
         if (fb > room || (int)((room - fb) / slot) != a.ns) break;
         a.att_bufs = b;

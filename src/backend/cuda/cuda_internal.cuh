@@ -105,7 +105,7 @@ typedef struct cuda_switches {
     int decode_profile;   /* LLMRT_DECODE_PROFILE=1: stage times of the decode kernel */
     char decode_caps[64]; /* LLMRT_DECODE_CAPS: in-flight tile caps per stretch ("" default) */
     int decode_att_bufs;  /* LLMRT_DECODE_ATT_BUFS: most attention tile buffers of the decode
-                             kernel (1..DK_ATT_BUFS); 0: as many as cost no ring slot */
+                             kernel (1..DK_ATT_BUFS; default 2, until more are measured) */
     int matvec_max_rows;  /* LLMRT_MATVEC_MAX_ROWS: rows up to which matmuls use the matvec
                              kernel; -1: the default */
     int ragged;           /* take ragged steps (default); LLMRT_CUDA_RAGGED=0: the engine splits

@@ -47,7 +47,7 @@ void cuda_switches_read(cuda_switches *sw) {
     const char *caps = getenv("LLMRT_DECODE_CAPS");
     if (caps && caps[0]) snprintf(sw->decode_caps, sizeof sw->decode_caps, "%s", caps);
     const char *ab = getenv("LLMRT_DECODE_ATT_BUFS");
-    sw->decode_att_bufs = ab && ab[0] ? atoi(ab) : 0;
+    sw->decode_att_bufs = ab && ab[0] ? atoi(ab) : 2;
     const char *rows = getenv("LLMRT_MATVEC_MAX_ROWS");
     sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
     sw->ragged = env_default_on("LLMRT_CUDA_RAGGED");
