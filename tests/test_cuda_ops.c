@@ -507,7 +507,7 @@ static void check_product(const float *got, const float *deq /* [N, K] */,
     int bad = 0;
     for (int m = 0; m < rows && bad < 3; m++)
         for (int n = 0; n < N && bad < 3; n++) {
-            double ref = bias[n], mag = fabs(bias[n]);
+            double ref = bias ? bias[n] : 0.0, mag = fabs(ref);
             for (int k = 0; k < K; k++) {
                 const double t = (double)deq[(size_t)n * K + k] * x[(size_t)m * K + k];
                 ref += t;
@@ -603,10 +603,13 @@ static void with_switch(const char *name, const char *value, void (*cases)(void)
 /* Prompts times FP8 matrices as FP8 products (LLMRT_CUDA_FP8_GEMM=1, a backend made with it):
  * each activation row quantized to E4M3 with the scale max|x| / 448 as the kernel does it, the
  * product against those values in double, rounded once to the type. More rows than the
- * matrix-vector and skinny kernels take (64), and two chunks of 1024. */
+ * matrix-vector and skinny kernels take (64), and two chunks of 1024; with a bias (the F32
+ * products, then kernel_scale_both) and without (cuBLASLt applies the row scales itself). */
 static void fp8_gemm_cases(void) {
     const int shapes[][3] = {{100, 256, 512}, {257, 384, 1024}, {1100, 48, 128}};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    for (size_t ci = 0; ci < 2 * sizeof shapes / sizeof shapes[0]; ci++) {
+        const size_t si = ci / 2;
+        const bool with_bias = ci % 2 == 0;
         int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         float a = 2.0f / sqrtf((float)K);
         float *w = rand_vec((size_t)N * K, -a, a), *deq = malloc((size_t)N * K * 4);
@@ -629,7 +632,7 @@ static void fp8_gemm_cases(void) {
         pair in = act_pair((size_t)rows * K, x), out = act_pair((size_t)rows * N, NULL);
         pair b = f32_pair((size_t)N, bias);
         begin_rows(rows);
-        CHECK_OK(cuda_be->ops->matmul(cuda_be, out.g, in.g, &wg, b.g));
+        CHECK_OK(cuda_be->ops->matmul(cuda_be, out.g, in.g, &wg, with_bias ? b.g : NULL));
         CHECK_OK(cuda_be->ops->step_end(cuda_be));
         CHECK_OK(cpu_be->ops->step_end(cpu_be));
         float *got = malloc((size_t)rows * N * 4);
@@ -642,9 +645,10 @@ static void fp8_gemm_cases(void) {
          * wrong scale, row or layout moves an output by O(|ref|), far beyond. The worst seen is
          * printed. */
         product_excess = 0;
-        check_product(got, deq, xq, bias, rows, N, K, 0, 1.0 / 4096, "FP8 product");
-        printf("  FP8 product rows %d N %d K %d: worst (|err| - |ref| u) / sum|terms| = %.3g\n",
-               rows, N, K, product_excess);
+        check_product(got, deq, xq, with_bias ? bias : NULL, rows, N, K, 0, 1.0 / 4096,
+                      "FP8 product");
+        printf("  FP8 product rows %d N %d K %d%s: worst (|err| - |ref| u) / sum|terms| = %.3g\n",
+               rows, N, K, with_bias ? " + bias" : "", product_excess);
         free(got), free(w), free(deq), free(x), free(xq), free(bias);
         pair_free(&in), pair_free(&out), pair_free(&b);
         cuda_be->ops->free(cuda_be, wg.data);

@@ -68,7 +68,8 @@ typedef struct graph_slot {
 typedef struct lt_plan {
     int used;
     int dt, out_dt, m, n, k;
-    int tuned; /* LLMRT_CUDA_GEMM_TUNE: the candidates have been timed (cuda_matmul.cu) */
+    int scaled; /* FP8 with a scale per output row and per column (lt_matmul_scaled) */
+    int tuned;  /* LLMRT_CUDA_GEMM_TUNE: the candidates have been timed (cuda_matmul.cu) */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -183,6 +184,8 @@ typedef struct cuda_ctx {
     void *lt_ws; /* cuBLASLt workspace, lt_ws_bytes */
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
+    int lt_no_outer_vec; /* cuBLASLt had no FP8 algorithm with outer-vector scales: FP8 products
+                            of prompts go through F32 and kernel_scale_both (cuda_matmul.cu) */
     lt_tuned tuned[LT_TUNED]; /* LLMRT_CUDA_GEMM_TUNE's choices by shape and row bucket */
     cuda_switches sw;         /* read once at creation */
     cuda_stats stats;         /* counted always, printed with LLMRT_CUDA_STATS=1 */

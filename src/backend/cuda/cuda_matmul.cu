@@ -422,13 +422,15 @@ static void plan_free(lt_plan *p) {
 /* The plan of out[m, n] = in[m, k] @ W[n, k]^T with W and in of type in_dt (the precision, or
  * F8_E4M3 for the FP8 product of prompts) and out of out_dt. Column-major view: C[N, M] =
  * op(A)[N, K] * B[K, M] with A = W stored as [K, N] (transposed), B = in as [K, M], C = out as
- * [N, M]. */
+ * [N, M]. scaled (FP8): each output also times W's row scale and in's row scale, vectors of
+ * F32 that cuBLASLt applies to the F32 sums (outer-vector scaling; their pointers are set per
+ * product). */
 static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int n, int k,
-                                   lt_plan **out) {
+                                   int scaled, lt_plan **out) {
     uint64_t h = ((uint64_t)(unsigned)m * 0x9E3779B97F4A7C15ull) ^
                  ((uint64_t)(unsigned)n * 0xC2B2AE3D27D4EB4Full) ^
                  ((uint64_t)(unsigned)k * 0x165667B19E3779F9ull) ^
-                 ((uint64_t)(in_dt * 8 + out_dt) * 0x27D4EB2F165667C5ull);
+                 ((uint64_t)((in_dt * 8 + out_dt) * 2 + scaled) * 0x27D4EB2F165667C5ull);
     h ^= h >> 29;
     lt_plan *p = NULL;
     for (int i = 0; i < LT_PROBES; i++) {
@@ -438,7 +440,7 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
             break; /* a key is never past a free slot of its probe run */
         }
         if (q->dt == (int)in_dt && q->out_dt == (int)out_dt && q->m == m && q->n == n &&
-            q->k == k) {
+            q->k == k && q->scaled == scaled) {
             *out = q;
             return LLMRT_OK;
         }
@@ -455,6 +457,13 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
     p->used = 1; /* from here plan_free releases what exists */
     CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (scaled) {
+        const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode,
+                                           sizeof mode));
+        CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode,
+                                           sizeof mode));
+    }
     CKB(cublasLtMatrixLayoutCreate(&p->a, ab, k, n, k));
     CKB(cublasLtMatrixLayoutCreate(&p->b, ab, k, m, k));
     CKB(cublasLtMatrixLayoutCreate(&p->c, ct, n, m, n));
@@ -480,6 +489,7 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
     if (c->sw.stats) c->stats.lt_heuristic_ms += cuda_host_ms() - t0;
     p->dt = (int)in_dt;
     p->out_dt = (int)out_dt;
+    p->scaled = scaled;
     p->m = m;
     p->n = n;
     p->k = k;
@@ -684,8 +694,30 @@ static llmrt_status plan_tuned(cuda_ctx *c, lt_plan *p, const void *A, const voi
 static llmrt_status lt_matmul(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int n, int k,
                               const void *W, const void *in, void *out) {
     lt_plan *p = NULL;
-    TRY(plan_get_typed(c, in_dt, out_dt, m, n, k, &p));
+    TRY(plan_get_typed(c, in_dt, out_dt, m, n, k, 0, &p));
     if (c->sw.gemm_tune > 0 && !p->tuned) TRY(plan_tuned(c, p, W, in, out));
+    const float alpha = 1.0f, beta = 0.0f;
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, W, p->a, in, p->b, &beta, out, p->c, out, p->c,
+                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    return LLMRT_OK;
+}
+
+/* out[m, n] = O(in[m, k] @ W[n, k]^T * sin[m] * sw[n]) of E4M3 in and W, cuBLASLt applying the
+ * row scales to the F32 sums (outer-vector scaling). LLMRT_ERR_UNSUPPORTED, and the context
+ * remembers it, where this cuBLASLt has no such algorithm for the shape. */
+static llmrt_status lt_matmul_scaled(cuda_ctx *c, dtype out_dt, int m, int n, int k, const void *W,
+                                     const float *sw, const void *in, const float *sin, void *out) {
+    lt_plan *p = NULL;
+    llmrt_status s = plan_get_typed(c, DT_F8E4M3, out_dt, m, n, k, 1, &p);
+    if (s == LLMRT_ERR_DEVICE) { /* no algorithm (or none for these scales) */
+        c->lt_no_outer_vec = 1;
+        return err_set(LLMRT_ERR_UNSUPPORTED, "cuBLASLt: no FP8 product with row scales");
+    }
+    TRY(s);
+    CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw,
+                                       sizeof sw));
+    CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sin,
+                                       sizeof sin));
     const float alpha = 1.0f, beta = 0.0f;
     CKB(cublasLtMatmul(c->lt, p->op, &alpha, W, p->a, in, p->b, &beta, out, p->c, out, p->c,
                        &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
@@ -807,6 +839,13 @@ static llmrt_status matmul_fp8_gemm(cuda_ctx *c, void *out, dtype out_dt, const 
         launch_ex(c, kernel_quant_rows<T>, (unsigned)m, 256, 0, q, sa,
                   (const T *)in + (size_t)r0 * K, K);
         CK_KERNEL("kernel_quant_rows");
+        /* without a bias cuBLASLt applies both scales and writes out itself */
+        char *o = (char *)out + (size_t)r0 * N * dtype_size(out_dt);
+        if (!bias && !c->lt_no_outer_vec) {
+            llmrt_status s = lt_matmul_scaled(c, out_dt, m, N, K, Wt->data, Wt->scale, q, sa, o);
+            if (s == LLMRT_OK) continue;
+            if (s != LLMRT_ERR_UNSUPPORTED) return s;
+        }
         TRY(lt_matmul(c, DT_F8E4M3, DT_F32, m, N, K, Wt->data, q, acc));
         const size_t total = (size_t)m * N;
         const unsigned blocks = (unsigned)((total + 255) / 256);
