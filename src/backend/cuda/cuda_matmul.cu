@@ -766,8 +766,10 @@ llmrt_status cuda_quant_reserve(cuda_ctx *c, const layer_weights *L, int n_layer
  *
  * An F8_E4M3 matrix (a scale per row) times many rows: each row of the activations quantized to
  * E4M3 with its own scale (max |x| / 448, as quantize_row does for weights: per-token dynamic
- * quantization), cuBLASLt's FP8 product on tensor cores into F32, then each output times its
- * row's activation scale and its column's weight scale. Twice the tensor-core rate of the
+ * quantization), cuBLASLt's FP8 product on tensor cores with each output times its row's
+ * activation scale and its column's weight scale: applied by cuBLASLt itself (outer-vector
+ * scales) where the matrix has no bias, else by kernel_scale_both on F32 products (as where this
+ * cuBLASLt has no such algorithm). Twice the tensor-core rate of the
  * 16-bit product and no unpacked copy of the matrix; the activations lose what E4M3 rounding
  * loses (W8A8, as TensorRT-LLM and vLLM run FP8 checkpoints). */
 
