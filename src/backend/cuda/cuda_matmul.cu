@@ -689,6 +689,15 @@ static llmrt_status plan_tuned(cuda_ctx *c, lt_plan *p, const void *A, const voi
     return LLMRT_OK;
 }
 
+/* The product of plan p on the backend's stream. */
+static llmrt_status lt_run(cuda_ctx *c, const lt_plan *p, const void *W, const void *in,
+                           void *out) {
+    const float alpha = 1.0f, beta = 0.0f;
+    CKB(cublasLtMatmul(c->lt, p->op, &alpha, W, p->a, in, p->b, &beta, out, p->c, out, p->c,
+                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    return LLMRT_OK;
+}
+
 /* out[m, n] = in[m, k] @ W[n, k]^T on cuBLASLt: W and in of type in_dt, out of out_dt, F32
  * accumulation; the plan of the shape is made (and tuned) on first use. */
 static llmrt_status lt_matmul(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int n, int k,
@@ -696,10 +705,7 @@ static llmrt_status lt_matmul(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int
     lt_plan *p = NULL;
     TRY(plan_get_typed(c, in_dt, out_dt, m, n, k, 0, &p));
     if (c->sw.gemm_tune > 0 && !p->tuned) TRY(plan_tuned(c, p, W, in, out));
-    const float alpha = 1.0f, beta = 0.0f;
-    CKB(cublasLtMatmul(c->lt, p->op, &alpha, W, p->a, in, p->b, &beta, out, p->c, out, p->c,
-                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
-    return LLMRT_OK;
+    return lt_run(c, p, W, in, out);
 }
 
 /* out[m, n] = O(in[m, k] @ W[n, k]^T * sin[m] * sw[n]) of E4M3 in and W, cuBLASLt applying the
@@ -718,10 +724,7 @@ static llmrt_status lt_matmul_scaled(cuda_ctx *c, dtype out_dt, int m, int n, in
                                        sizeof sw));
     CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sin,
                                        sizeof sin));
-    const float alpha = 1.0f, beta = 0.0f;
-    CKB(cublasLtMatmul(c->lt, p->op, &alpha, W, p->a, in, p->b, &beta, out, p->c, out, p->c,
-                       &p->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
-    return LLMRT_OK;
+    return lt_run(c, p, W, in, out);
 }
 
 /* Many rows times a quantized matrix: its unscaled values in T, then cuBLASLt into an F32

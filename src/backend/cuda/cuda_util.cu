@@ -35,6 +35,12 @@ static int env_default_on(const char *name) {
     return !(v && !strcmp(v, "0"));
 }
 
+/* A number switch: its value, or def when unset or empty. */
+static int env_int(const char *name, int def) {
+    const char *v = getenv(name);
+    return v && v[0] ? atoi(v) : def;
+}
+
 void cuda_switches_read(cuda_switches *sw) {
     memset(sw, 0, sizeof *sw);
     sw->no_graph = env_on("LLMRT_NO_GRAPH");
@@ -46,19 +52,15 @@ void cuda_switches_read(cuda_switches *sw) {
     sw->decode_profile = env_on("LLMRT_DECODE_PROFILE");
     const char *caps = getenv("LLMRT_DECODE_CAPS");
     if (caps && caps[0]) snprintf(sw->decode_caps, sizeof sw->decode_caps, "%s", caps);
-    const char *ab = getenv("LLMRT_DECODE_ATT_BUFS");
-    sw->decode_att_bufs = ab && ab[0] ? atoi(ab) : 2;
-    const char *rows = getenv("LLMRT_MATVEC_MAX_ROWS");
-    sw->matvec_max_rows = rows && rows[0] ? atoi(rows) : -1;
+    sw->decode_att_bufs = env_int("LLMRT_DECODE_ATT_BUFS", 2);
+    sw->matvec_max_rows = env_int("LLMRT_MATVEC_MAX_ROWS", -1);
     sw->ragged = env_default_on("LLMRT_CUDA_RAGGED");
     sw->attn_rows = env_default_on("LLMRT_CUDA_ATTN_ROWS");
     sw->fp8_gemm = env_on("LLMRT_CUDA_FP8_GEMM");
-    const char *sk = getenv("LLMRT_SKINNY_MAX_ROWS");
-    sw->skinny_max_rows = sk && sk[0] ? atoi(sk) : -1;
+    sw->skinny_max_rows = env_int("LLMRT_SKINNY_MAX_ROWS", -1);
     sw->graph_update = env_default_on("LLMRT_CUDA_GRAPH_UPDATE");
     sw->vec_ops = env_default_on("LLMRT_CUDA_VEC_OPS");
-    const char *gt = getenv("LLMRT_CUDA_GEMM_TUNE");
-    sw->gemm_tune = gt && gt[0] ? atoi(gt) : 0;
+    sw->gemm_tune = env_int("LLMRT_CUDA_GEMM_TUNE", 0);
     sw->stats = env_on("LLMRT_CUDA_STATS");
     sw->op_profile = env_on("LLMRT_OP_PROFILE");
     if (sw->op_profile) sw->no_graph = sw->no_fuse = 1; /* every op alone */
