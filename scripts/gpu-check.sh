@@ -15,7 +15,7 @@
 #                   travels to the device is at most 64 MB with the repository)
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets);
+# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets, ncu);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
 # in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
@@ -352,6 +352,27 @@ if [[ " $ONLY " == *" opprof "* ]] && [ -x "$CARRY/llmrt" ]; then
             grep -m1 -A1 "cuda op profile" "$OUT/prof-$f-$card.txt"
             awk '/cuda op profile/ {on = 1} on && NF == 9 && $NF ~ /%$/' "$OUT/prof-$f-$card.txt" |
                 sort -k7 -g -r | head -24
+        done
+    done
+fi
+if [[ " $ONLY " == *" ncu "* ]] && [ -x "$CARRY/llmrt" ] && command -v ncu >/dev/null; then
+    # Nsight Compute on one decode-kernel launch (the NCU_SKIP + 1st) of `llmrt run` on
+    # NCU_CARDS with the layer matrices as each of NCU_QUANT: where the issue slots and the
+    # warps' cycles go. The full report is in $OUT/ncu-CARD-Q.txt.
+    for card in ${NCU_CARDS:-Llama-3.1-8B-Instruct}; do
+        M=$(random_model "$card" ncu)
+        for q in ${NCU_QUANT:-none fp8}; do
+            f="$OUT/ncu-$card-$q.txt"
+            env ${NCU_ENV:-} ncu --kernel-name regex:kernel_decode --launch-skip "${NCU_SKIP:-6}" \
+                --launch-count 1 --section SpeedOfLight --section WarpStateStats \
+                --section SchedulerStats --section InstructionStats \
+                --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+                --print-details all "$CARRY/llmrt" run --benchmark --model "$M" --device cuda \
+                --precision BF16 --quant_format "$q" --weight_only --isl 128 --num_tokens 16 \
+                --iterations 1 --warmup 0 >"$f" 2>&1
+            echo "---- ncu $card $q"
+            grep -E "Duration|DRAM Throughput|Memory Throughput|Issue Slots Busy|Issued Ipc|Warp Cycles Per Issued|Active Warps Per Scheduler|Eligible Warps|No Eligible|Stall|stall|Executed Ipc|Pipe|pipe" "$f" |
+                head -60
         done
     done
 fi

@@ -12,9 +12,12 @@
 #ifndef DK_TILE_BYTES /* a build may set it for measurement (docs/PERF.md) */
 #define DK_TILE_BYTES 32768
 #endif
+#ifndef DK_CONSUMER_WARPS /* likewise */
+#define DK_CONSUMER_WARPS 8
+#endif
 
 enum {
-    DK_WARPS = 8,                     /* consumer warps per block */
+    DK_WARPS = DK_CONSUMER_WARPS,     /* consumer warps per block */
     DK_THREADS = (DK_WARPS + 1) * 32, /* + the producer warp */
     DK_TILE = DK_TILE_BYTES,          /* bytes per ring slot */
     DK_MIN_SLOTS = 3,                 /* fewer: the stack goes to the op path */

@@ -12,7 +12,7 @@
 /* out[d] = norm(x)[d] rounded to T, for d < D (out in shared or global memory); x is the plain
  * xp (the embedding, layer 0) or the tagged xt carrying tag. x and the weights are loaded
  * together (one memory round trip) and kept in registers up to DK_NORM_REGS * 256 elements. */
-enum { DK_NORM_REGS = 16 };
+enum { DK_NORM_REGS = 128 / DK_WARPS }; /* registers per thread: D <= 4096 */
 /* The stages' input vector xs is in T, or in float for quantized matrices (then the consumers
  * spend no instruction per weight widening it). A consumer lane reads the 16 floats of its
  * 16 bytes of FP8/INT8 weights (or the 8 of its 16 bytes of T weights of the LM head) as
