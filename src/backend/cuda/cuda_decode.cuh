@@ -15,6 +15,9 @@
 #ifndef DK_CONSUMER_WARPS /* likewise */
 #define DK_CONSUMER_WARPS 8
 #endif
+#ifndef DK_MATVEC_UNROLL /* likewise (DK_UNROLL) */
+#define DK_MATVEC_UNROLL 4
+#endif
 
 enum {
     DK_WARPS = DK_CONSUMER_WARPS,     /* consumer warps per block */
@@ -24,6 +27,7 @@ enum {
     DK_MAX_SPLIT = 16,                /* attention splits per kv head */
     DK_GQ = 8,                        /* most q heads per kv head */
     DK_ATT_BUFS = 4,                  /* most attention tile buffers (tiles in flight + 1) */
+    DK_UNROLL = DK_MATVEC_UNROLL,     /* 16-byte vectors of a tile row per lane per loop pass */
 };
 
 /* The stretches of a layer (and the LM head) for which the consumers set the producer's cap on

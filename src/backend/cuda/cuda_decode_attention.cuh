@@ -243,7 +243,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
         dk_load_tile<C, PG>(a, L, head, j0, j1, kt, vt, ksc, vsc);
         const u64 *qg = qkv + (size_t)kvh * Gq * hd;
         const u64 *kn = qkv + (size_t)(a.H + kvh) * hd, *vn = kn + (size_t)a.Hkv * hd;
-        constexpr int QW = DK_GQ * 256 / (DK_WARPS * 32); /* q words per thread (hd <= 256) */
+        constexpr int QW = (DK_GQ * 256 + NT - 1) / NT; /* q words per thread (hd <= 256) */
         u64 wq[QW], wk = 0, wv = 0;
 #pragma unroll
         for (int k = 0; k < QW; k++)

@@ -266,7 +266,7 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
                 const int len = min(C, M.K - ch * C);
                 const W *tile = (const W *)(r.tiles + (size_t)r.slot * DK_TILE);
                 const X *xc = xs + (size_t)ch * C;
-#pragma unroll 4
+#pragma unroll DK_UNROLL
                 for (int k = lane * WVEC; k < len; k += 32 * WVEC) {
                     if constexpr (Q) {
 #pragma unroll
