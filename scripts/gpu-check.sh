@@ -15,7 +15,7 @@
 #                   travels to the device is at most 64 MB with the repository)
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets, ncu);
+# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets, ncu, sweep);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
 # in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
@@ -456,6 +456,23 @@ if [[ " $ONLY " == *" batch "* ]] && [ -x "$CARRY/llmrt" ]; then
                         awk '{printf "%s ", $NF} NR % 3 == 0 {printf "| "}')")")
             done
         done
+    done
+fi
+if [[ " $ONLY " == *" sweep "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # the decode issue's sweep: llmrt bench over prompt lengths x batch sizes on random weights
+    # of SWEEP_CARDS, BF16; bench.json / .csv (and bench.png where matplotlib is) in
+    # $OUT/sweep-CARD, for docs/results
+    for card in ${SWEEP_CARDS:-Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct}; do
+        M=$(random_model "$card" sweep)
+        plot=--no-plot
+        python3 -c "import matplotlib" 2>/dev/null && plot=
+        f="$OUT/sweep-$card.txt"
+        "$CARRY/llmrt" bench --model "$M" --device cuda --precision BF16 \
+            --isl ${SWEEP_ISL:-128,2048} --num_tokens 128 --batch_size ${SWEEP_BATCH:-1,4,16,64} \
+            --iterations 3 --warmup 1 $plot --out "$OUT/sweep-$card" >"$f" 2>"${f%.txt}.log"
+        rc=$?
+        rows+=("$(printf 'sweep %-22s rc=%d: %s' "$card" $rc \
+            "$(grep -E '^(Decode-Median|BW-Fraction)' "$f" | awk '{printf "%s ", $3}')")")
     done
 fi
 if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
