@@ -15,7 +15,7 @@
 #                   travels to the device is at most 64 MB with the repository)
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets, ncu, sweep);
+# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets, ncu, sweep, vops);
 # part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
 # (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
 # in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
@@ -23,7 +23,8 @@ set -uo pipefail
 CARRY=${CARRY:-.carry/cuda}
 
 if [ "${1:-}" = "--stage-variant" ]; then
-    # --stage-variant BUILD_DIR NAME NVCC_FLAGS...: BUILD_DIR's llmrt with a libllmrt.so whose
+    # --stage-variant BUILD_DIR NAME NVCC_FLAGS...: BUILD_DIR's llmrt (and test_cuda_ops,
+    # test_e2e) with a libllmrt.so whose
     # cuda_decode.cu is compiled with NVCC_FLAGS added (e.g. -DDK_CONSUMER_WARPS=12), in
     # .carry/NAME/bin.tar.xz for part ab (OLD_CARRY=.carry/NAME); the binary's RPATH
     # ($ORIGIN/lib) finds that library before $CARRY/lib. BUILD_DIR: the shared build above.
@@ -42,10 +43,11 @@ if [ "${1:-}" = "--stage-variant" ]; then
             >"$d/objects1" &&
         eval "$(sed -e "s#-o libllmrt.so#-o $d/lib/libllmrt.so#" -e "s#@$dir/objects1#@$d/objects1#" \
             "$dir/link.txt")") || exit 1
-    cp "$build/llmrt" "$d/"
-    strip --strip-unneeded "$d/lib/libllmrt.so" "$d/llmrt" # what travels is at most 64 MB
+    bins=$(cd "$build" && ls llmrt test_cuda_ops test_e2e 2>/dev/null) # part vops runs the tests
+    for b in $bins; do cp "$build/$b" "$d/"; done
+    strip --strip-unneeded "$d/lib/libllmrt.so" # what travels is at most 64 MB
     mkdir -p ".carry/$name"
-    tar -C "$d" -cJf ".carry/$name/bin.tar.xz" llmrt lib/libllmrt.so
+    tar -C "$d" -cJf ".carry/$name/bin.tar.xz" $bins lib/libllmrt.so
     echo "$* -> .carry/$name/bin.tar.xz"
     du -sh ".carry/$name"
     rm -rf "$d"
@@ -255,6 +257,18 @@ if [[ " $ONLY " == *" bench "* ]] && [ -x "$CARRY/bench_cuda" ]; then
     done
     echo "---- bench_cuda --model 8b"
     grep -E "^\| (model|decode|prefill [0-9])" "$OUT/bench_8b.log"
+fi
+if [[ " $ONLY " == *" vops "* ]]; then
+    # the CUDA op tests and the end-to-end tests of each build in $OLD_CARRY (--stage-variant)
+    for o in ${OLD_CARRY:-.carry/old}; do
+        v=$(mktemp -d)
+        tar -C "$v" -xJf "$o/bin.tar.xz"
+        [ -x "$v/test_cuda_ops" ] &&
+            run_part "test_cuda_ops ($(basename "$o"))" "vops-$(basename "$o").log" "$v/test_cuda_ops"
+        [ -x "$v/test_e2e" ] &&
+            run_part "test_e2e ($(basename "$o"))" "ve2e-$(basename "$o").log" \
+                env LLMRT_TEST_DEVICE=cuda "$v/test_e2e"
+    done
 fi
 if [[ " $ONLY " == *" ab "* ]]; then
     # OLD_CARRY: one or more staged builds (each a folder with its bin.tar.xz), named by their
