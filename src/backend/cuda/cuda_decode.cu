@@ -72,13 +72,16 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     r.ns = a.ns;
     r.slot = r.lap = 0;
     r.waited = 0;
-    r.groups = 0;
     /* shared: the layer table, [DK_WARPS] sums, the in-flight cap, xown (see dk_matvec), then
      * the union */
     dk_layer *layers = (dk_layer *)(r.empty + a.ns);
     float *misc = (float *)((char *)layers + ((a.n_layers * sizeof(dk_layer) + 15) & ~(size_t)15));
     float *red = misc, *xown = misc + DK_WARPS + 1;
-    float *part = xown + ((a.D + gridDim.x - 1) / gridDim.x + 3) / 4 * 4; /* dk_matvec_mma's */
+    dk_mma_part part = {}; /* dk_matvec_mma's: after xown */
+    part.bar =
+        (uint64_t *)(((uintptr_t)(xown + ((a.D + gridDim.x - 1) / gridDim.x + 3) / 4 * 4) + 15) &
+                     ~(uintptr_t)15);
+    part.sums = (float *)(part.bar + 2);
     volatile int *cap = (volatile int *)(misc + DK_WARPS);
     if (threadIdx.x == 0) *cap = a.caps[CAP_UP]; /* the ring fills as in a streaming stage */
     char *uni = (char *)((float *)layers + a.misc_floats); /* the stage's input, or attention */
@@ -92,6 +95,9 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
             mbar_init(&r.full[s], 1);
             mbar_init(&r.empty[s], DK_WARPS);
         }
+        if (DK_MMA)
+            for (int b = 0; b < 2; b++)
+                mbar_init(&part.bar[b], DK_WARPS);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     for (int i = threadIdx.x; i < a.n_layers * (int)(sizeof(dk_layer) / 4); i += blockDim.x)

@@ -17,9 +17,8 @@
  * multiply by 2^120 per pair; for F16, cvt.rn.f16x2.e4m3x2. The pairs are (byte 0, byte 2) and
  * (byte 1, byte 3), so the input vector's pairs are taken alike. Columns past the chunk's end
  * are zero on both sides.
- * The warps' partial sums of a group of units meet in shared memory (two buffers, alternating
- * by group, so one barrier per group); then the unit's warp stores its outputs as dk_matvec's
- * epilogue does. F32 accumulation throughout. */
+ * The warps' partial sums of a group of units meet in shared memory (dk_mma_part); the unit's
+ * warp then stores its outputs as dk_matvec's epilogue does. F32 accumulation throughout. */
 #ifndef LLMRT_CUDA_DECODE_MMA_CUH
 #define LLMRT_CUDA_DECODE_MMA_CUH
 
@@ -34,9 +33,17 @@ template <typename T, typename W> __host__ __device__ constexpr bool dk_mma() {
     return DK_MMA && sizeof(T) == 2 && (std::is_same<W, T>::value || std::is_same<W, w_fp8>::value);
 }
 
-/* floats of the partial sums' buffers (kernel_decode's shared memory) */
+/* Where the warps' sums of a group of units meet (dk_matvec_mma): two buffers of
+ * [DK_WARPS][16] floats in shared memory, an mbarrier each (DK_WARPS arrivals), and the count
+ * of groups done by the block (their parity picks the buffer). */
+struct dk_mma_part {
+    float *sums;
+    uint64_t *bar;
+    unsigned groups;
+};
+/* shared floats of it (kernel_decode's misc region), with room to align the mbarriers */
 __host__ __device__ constexpr int dk_mma_part_floats() {
-    return DK_MMA ? 2 * DK_WARPS * 16 : 0;
+    return DK_MMA ? 2 * DK_WARPS * 16 + 4 + 4 : 0;
 }
 
 /* Four E4M3 bytes (byte 0 first) as two pairs of T, exactly: *p02 = (byte 0, byte 2), *p13 =

@@ -53,7 +53,6 @@ struct dk_ring {
     int ns;           /* slots */
     int slot, lap;    /* position of the next tile; lap counts passes over the ring */
     long long waited; /* cycles spent waiting on the ring (profiling) */
-    unsigned groups;  /* groups of units done by dk_matvec_mma (its buffers alternate) */
     __device__ __forceinline__ void advance() {
         if (++slot == ns) {
             slot = 0;

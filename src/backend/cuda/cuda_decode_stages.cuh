@@ -263,10 +263,14 @@ __device__ __forceinline__ void dk_store(const dk_args &a, const dk_layer &L, in
 }
 
 /* One matrix stage on tensor cores (dk_mma stacks; see cuda_decode_mma.cuh): as dk_matvec, the
- * input vector xs in T, in order. part: the partial sums' two buffers [2][DK_WARPS][16]. */
+ * input vector xs in T, in order. The warps' sums of a group of units meet in one of two
+ * buffers of part (dk_mma_part: [2][DK_WARPS][16] floats and an mbarrier each); a unit's
+ * epilogue runs after the next group's tiles, so that a warp seldom waits for the others:
+ * group n's buffer is written only once every warp has arrived for group n - 1, which each
+ * does after its epilogue of group n - 2, the buffer's previous group. */
 template <typename T, typename W, int MAT, int R>
 __device__ void dk_matvec_mma(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r, bool embed_in,
-                              unsigned tag_out, unsigned tag_act, float *xown, float *part) {
+                              unsigned tag_out, unsigned tag_act, float *xown, dk_mma_part &pt) {
     constexpr bool Q = !std::is_same<W, T>::value;
     constexpr int EPV = 16 / sizeof(W), WIN = 8 * EPV; /* elements per vector, per window */
     constexpr int XV = Q ? 2 : 1;                      /* 16-byte input vectors per W vector */
@@ -277,6 +281,25 @@ __device__ void dk_matvec_mma(const dk_args &a, const dk_layer &L, T *xs, dk_rin
     const int C = dk_chunk((int)sizeof(W), R), nch = (M.K + C - 1) / C;
     const int odd = g & 1; /* loads vector t + 4 first */
     const int4 zero = make_int4(0, 0, 0, 0);
+    /* the previous group's unit (its epilogue is pending) and its operands */
+    int up = -1;
+    float pre_p = 0.0f, bias_p = 0.0f, sc_p[R];
+    /* the epilogue of unit up of group n (pt.groups counts the groups of every stage) */
+    auto finish = [&](unsigned n) {
+        mbar_wait(&pt.bar[n & 1], (n >> 1) & 1); /* every warp's sums are there */
+        if (up < 0) return;
+        const float *buf = pt.sums + (n & 1) * DK_WARPS * 16;
+        float acc[R];
+#pragma unroll
+        for (int q = 0; q < R; q++)
+            acc[q] = warp_sum(lane < DK_WARPS ? buf[lane * 16 + warp * R + q] : 0.0f);
+        if (lane != 0) return;
+        if (Q)
+#pragma unroll
+            for (int q = 0; q < R; q++)
+                acc[q] *= sc_p[q];
+        dk_store<T, MAT, R>(a, L, up, u0, acc, pre_p, bias_p, tag_out, xown);
+    };
     for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
         const bool mine = g0 + warp < u1;
         const int u = g0 + warp;
@@ -330,28 +353,27 @@ __device__ void dk_matvec_mma(const dk_args &a, const dk_layer &L, T *xs, dk_rin
             if (lane == 0) mbar_arrive(&r.empty[r.slot]);
             r.advance();
         }
+        const unsigned n = pt.groups++;
+        if (g0 > u0) finish(n - 1);
         /* lanes t of row 0 hold the sums of tile rows 8q + 2t, 8q + 2t + 1 over this warp's
-         * windows; the unit's warp adds the warps' sums of its rows */
-        float *buf = part + (r.groups++ & 1) * DK_WARPS * 16;
+         * windows */
+        float *buf = pt.sums + (n & 1) * DK_WARPS * 16;
         if (g == 0)
 #pragma unroll
             for (int q = 0; q < R; q++) {
                 buf[warp * 16 + 8 * q + 2 * t] = d[q][0];
                 buf[warp * 16 + 8 * q + 2 * t + 1] = d[q][1];
             }
-        cbar();
-        if (!mine) continue;
-        float acc[R];
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&pt.bar[n & 1]);
+        up = mine ? u : -1;
+        pre_p = pre;
+        bias_p = bias;
 #pragma unroll
         for (int q = 0; q < R; q++)
-            acc[q] = warp_sum(lane < DK_WARPS ? buf[lane * 16 + warp * R + q] : 0.0f);
-        if (lane != 0) continue;
-        if (Q)
-#pragma unroll
-            for (int q = 0; q < R; q++)
-                acc[q] *= sc[q];
-        dk_store<T, MAT, R>(a, L, u, u0, acc, pre, bias, tag_out, xown);
+            sc_p[q] = sc[q];
     }
+    if (u0 < u1) finish(pt.groups - 1);
 }
 
 /* One matrix stage with F32 multiply-adds: each warp a unit of the group (see dk_matvec). */
@@ -435,10 +457,10 @@ __device__ void dk_matvec_fma(const dk_args &a, const dk_layer &L, X *xs, dk_rin
  * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
  * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
  * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in).
- * Stacks of dk_mma run on tensor cores (part: the partial sums' buffers). */
+ * Stacks of dk_mma run on tensor cores (part: their partial sums). */
 template <typename T, typename W, typename X, int MAT, int R = (MAT == MAT_UP ? 2 : 1)>
 __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r, bool embed_in,
-                          unsigned tag_out, unsigned tag_act, float *xown, float *part) {
+                          unsigned tag_out, unsigned tag_act, float *xown, dk_mma_part &part) {
     if constexpr (dk_mma<T, W>() && std::is_same<X, T>::value)
         dk_matvec_mma<T, W, MAT, R>(a, L, xs, r, embed_in, tag_out, tag_act, xown, part);
     else
