@@ -263,11 +263,14 @@ if [[ " $ONLY " == *" vops "* ]]; then
     for o in ${OLD_CARRY:-.carry/old}; do
         v=$(mktemp -d)
         tar -C "$v" -xJf "$o/bin.tar.xz"
+        # the variant's libllmrt by RPATH; the libraries it links from $CARRY/lib
         [ -x "$v/test_cuda_ops" ] &&
-            run_part "test_cuda_ops ($(basename "$o"))" "vops-$(basename "$o").log" "$v/test_cuda_ops"
+            run_part "test_cuda_ops ($(basename "$o"))" "vops-$(basename "$o").log" \
+                env LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$v/test_cuda_ops"
         [ -x "$v/test_e2e" ] &&
             run_part "test_e2e ($(basename "$o"))" "ve2e-$(basename "$o").log" \
-                env LLMRT_TEST_DEVICE=cuda "$v/test_e2e"
+                env LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" LLMRT_TEST_DEVICE=cuda \
+                "$v/test_e2e"
     done
 fi
 if [[ " $ONLY " == *" ab "* ]]; then

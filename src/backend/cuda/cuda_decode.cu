@@ -77,27 +77,18 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     dk_layer *layers = (dk_layer *)(r.empty + a.ns);
     float *misc = (float *)((char *)layers + ((a.n_layers * sizeof(dk_layer) + 15) & ~(size_t)15));
     float *red = misc, *xown = misc + DK_WARPS + 1;
-    dk_mma_part part = {}; /* dk_matvec_mma's: after xown */
-    part.bar =
-        (uint64_t *)(((uintptr_t)(xown + ((a.D + gridDim.x - 1) / gridDim.x + 3) / 4 * 4) + 15) &
-                     ~(uintptr_t)15);
-    part.sums = (float *)(part.bar + 2);
     volatile int *cap = (volatile int *)(misc + DK_WARPS);
     if (threadIdx.x == 0) *cap = a.caps[CAP_UP]; /* the ring fills as in a streaming stage */
     char *uni = (char *)((float *)layers + a.misc_floats); /* the stage's input, or attention */
     /* the stages' input vector: in T, or for quantized matrices in float (the consumers then
      * spend no instruction widening it per weight) */
-    using X =
-        typename std::conditional<std::is_same<W, T>::value || dk_mma<T, W>(), T, float>::type;
+    using X = typename std::conditional<std::is_same<W, T>::value, T, float>::type;
     X *xs = (X *)uni;
     if (threadIdx.x == 0) {
         for (int s = 0; s < a.ns; s++) {
             mbar_init(&r.full[s], 1);
             mbar_init(&r.empty[s], DK_WARPS);
         }
-        if (DK_MMA)
-            for (int b = 0; b < 2; b++)
-                mbar_init(&part.bar[b], DK_WARPS);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     for (int i = threadIdx.x; i < a.n_layers * (int)(sizeof(dk_layer) / 4); i += blockDim.x)
@@ -143,7 +134,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
             dk_norm<T, X>(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_norm_b,
                           L.attn_eps, L.attn_kind, red);
         clk.mark(a, EV_NORM1);
-        dk_matvec<T, W, X, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown, part);
+        dk_matvec<T, W, X, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
         if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
         if (l == 0) dk_att_prefetch<T, C, PG>(a, L);
@@ -155,7 +146,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         if (uo0 < uo1) dk_load_tagged<T>(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
         if (threadIdx.x == 0) *cap = a.caps[CAP_O];
-        dk_matvec<T, W, X, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown, part);
+        dk_matvec<T, W, X, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
         clk.mark(a, EV_O);
         cbar();
         if (L.post_attn && uo0 < uo1)
@@ -167,13 +158,13 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         clk.mark(a, EV_NORM2);
         if (threadIdx.x == 0) *cap = a.caps[CAP_UP];
         if (dk_gated(a.act))
-            dk_matvec<T, W, X, MAT_UP, 2>(a, L, xs, r, false, tg.layer(l), 0u, xown, part);
+            dk_matvec<T, W, X, MAT_UP, 2>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         else
-            dk_matvec<T, W, X, MAT_UP, 1>(a, L, xs, r, false, tg.layer(l), 0u, xown, part);
+            dk_matvec<T, W, X, MAT_UP, 1>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_UP);
         cbar(); /* xs is free for down's input */
         if (threadIdx.x == 0) *cap = a.caps[CAP_DOWN];
-        dk_matvec<T, W, X, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown, part);
+        dk_matvec<T, W, X, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
         if (L.post_ffn) {
             cbar(); /* xs is free for the norm's buffer */
             if (uo0 < uo1)
@@ -197,7 +188,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
             ((T *)a.h)[d] = from_f<T>(to_f(xs[dk_xi<T, X>(d)]));
     clk.mark(a, EV_FINAL);
     if (a.head_w) {
-        dk_matvec<T, T, X, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown, part);
+        dk_matvec<T, T, X, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
         clk.mark(a, EV_HEAD);
     }
     cbar();
@@ -233,24 +224,18 @@ static size_t align_up(size_t n, size_t a) {
 static size_t dk_union_bytes(const dk_args &k, size_t es, int att_bufs) {
     int kmax = k.D > k.H * k.hd ? k.D : k.H * k.hd;
     if (k.F > kmax) kmax = k.F;
-    /* the input vector is in float for quantized matrices (kernel_decode's X) but FP8 ones on
-     * tensor cores (dk_mma) */
-    const bool xf = dtype_quantized((dtype)k.wdt) && !(DK_MMA && es == 2 && k.wdt == DT_F8E4M3);
-    size_t vec = (size_t)kmax * (xf ? sizeof(float) : es);
+    /* the input vector is in float for quantized matrices (kernel_decode's X) */
+    size_t vec = (size_t)kmax * (dtype_quantized((dtype)k.wdt) ? sizeof(float) : es);
     size_t att = dk_att_bytes(k.H / k.Hkv, k.hd, k.kv8 ? 1 : (int)es, att_bufs);
     if (vec < (size_t)k.D * sizeof(float)) vec = (size_t)k.D * sizeof(float); /* dk_post_norm */
     return align_up(vec > att ? vec : att, 16);
 }
 
 /* Shared memory before the union region: the layer table, then the consumers' sums, the
- * in-flight cap, xown (a block's rows of x: at most ceil(D / blocks)) and dk_matvec_mma's
- * partial sums. */
+ * in-flight cap and xown (a block's rows of x: at most ceil(D / blocks)). */
 static size_t dk_misc_bytes(const dk_args &k, int blocks) {
     return align_up((size_t)k.n_layers * sizeof(dk_layer), 16) +
-           align_up((DK_WARPS + 1 + align_up((size_t)(k.D + blocks - 1) / blocks, 4) +
-                     dk_mma_part_floats()) *
-                        sizeof(float),
-                    16);
+           align_up((DK_WARPS + 1 + (size_t)(k.D + blocks - 1) / blocks) * sizeof(float), 16);
 }
 
 const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv,

@@ -5,7 +5,7 @@
 #ifndef LLMRT_CUDA_DECODE_STAGES_CUH
 #define LLMRT_CUDA_DECODE_STAGES_CUH
 
-#include "backend/cuda/cuda_decode_mma.cuh"
+#include "backend/cuda/cuda_decode_ring.cuh"
 
 /* ---- consumer stages ---- */
 
@@ -206,180 +206,20 @@ __device__ void dk_post_norm(const dk_args &a, unsigned tag, const float *w, flo
     cbar();
 }
 
-/* The epilogue's operands of unit u (loaded by the unit's lane 0 while its tiles are multiplied):
- * the value added before rounding (qkv's or the ungated up's bias; for o and down the residual
- * x[u]), o's and down's bias, the rows' scales of a quantized W. */
-template <typename T, bool Q, int MAT, int R>
-__device__ __forceinline__ void dk_operands(const dk_args &a, const dk_layer &L, const dk_mat &M,
-                                            int u, int u0, bool embed_in, const float *xown,
-                                            float *pre, float *bias, float (&sc)[R]) {
-    const float *scales = MAT == MAT_QKV  ? L.sqkv
-                          : MAT == MAT_O  ? L.so
-                          : MAT == MAT_UP ? L.sup
-                                          : L.sdown;
-    if (MAT == MAT_QKV && L.bqkv) *pre = L.bqkv[u];
-    if (MAT == MAT_UP && R == 1 && L.bup) *pre = L.bup[u];
-    if (MAT == MAT_O || MAT == MAT_DOWN) *pre = embed_in ? to_f(((const T *)a.x)[u]) : xown[u - u0];
-    if (MAT == MAT_O) *bias = L.bo ? L.bo[u] : 0.0f;
-    if (MAT == MAT_DOWN) *bias = L.bdown ? L.bdown[u] : 0.0f;
-    if (Q)
-#pragma unroll
-        for (int q = 0; q < R; q++)
-            sc[q] = scales[u + q * M.row2];
-}
-
-/* The stage's epilogue for unit u, acc its rows' sums (times their scales):
+/* One matrix of a layer against the input vector xs (shared memory), with the stage's
+ * epilogue per unit (acc: the row's sum, times its scale for quantized W):
  *  MAT_QKV:  qkv[u] = T(acc + b)
  *  MAT_O, MAT_DOWN: x[u] = T(x[u] + T(acc + b))       (the residual add; with a sandwich
  *                   norm ob[u] = T(acc + b), and dk_post_norm adds)
  *  MAT_UP:   act[u] = T(act(T(gate)) * T(up))          (the gated activation; ungated,
  *            R = 1: T(gelu_tanh(T(up + b))))
- *  MAT_HEAD: logits[u] = soft_cap(acc)                 (F32, as the logits op) */
-template <typename T, int MAT, int R>
-__device__ __forceinline__ void dk_store(const dk_args &a, const dk_layer &L, int u, int u0,
-                                         const float (&acc)[R], float pre, float bias,
-                                         unsigned tag_out, float *xown) {
-    if (MAT == MAT_HEAD) {
-        a.logits[u] = soft_cap(acc[0], a.head_softcap);
-    } else if (MAT == MAT_QKV) {
-        st_tag(a.qkv + u, to_f(from_f<T>(acc[0] + pre)), tag_out);
-    } else if (MAT == MAT_UP && R == 1) {
-        float y = gelu_tanh(to_f(from_f<T>(acc[0] + pre)));
-        st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
-    } else if (MAT == MAT_UP) {
-        float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
-        float y = gated_act(a.act, g, up);
-        st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
-    } else if (MAT == MAT_O ? L.post_attn != NULL : L.post_ffn != NULL) {
-        /* a sandwich norm follows: dk_post_norm adds it to x */
-        st_tag(a.ob + u, to_f(from_f<T>(acc[0] + bias)), tag_out);
-    } else {
-        float o = to_f(from_f<T>(acc[0] + bias));
-        T x = from_f<T>(pre + o);
-        st_tag(a.xt + u, to_f(x), tag_out);
-        xown[u - u0] = to_f(x);
-        ((T *)a.x)[u] = x; /* the op's output x, complete when the kernel is */
-    }
-}
-
-/* One matrix stage on tensor cores (dk_mma stacks; see cuda_decode_mma.cuh): as dk_matvec, the
- * input vector xs in T, in order. The warps' sums of a group of units meet in one of two
- * buffers of part (dk_mma_part: [2][DK_WARPS][16] floats and an mbarrier each); a unit's
- * epilogue runs after the next group's tiles, so that a warp seldom waits for the others:
- * group n's buffer is written only once every warp has arrived for group n - 1, which each
- * does after its epilogue of group n - 2, the buffer's previous group. */
-template <typename T, typename W, int MAT, int R>
-__device__ void dk_matvec_mma(const dk_args &a, const dk_layer &L, T *xs, dk_ring &r, bool embed_in,
-                              unsigned tag_out, unsigned tag_act, float *xown, dk_mma_part &pt) {
-    constexpr bool Q = !std::is_same<W, T>::value;
-    constexpr int EPV = 16 / sizeof(W), WIN = 8 * EPV; /* elements per vector, per window */
-    constexpr int XV = Q ? 2 : 1;                      /* 16-byte input vectors per W vector */
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const dk_mat M = dk_matrix(a, L, MAT, (int)sizeof(W), (int)sizeof(T));
-    int u0, u1;
-    dk_units(M.U, &u0, &u1);
-    const int C = dk_chunk((int)sizeof(W), R), nch = (M.K + C - 1) / C;
-    const int odd = g & 1; /* loads vector t + 4 first */
-    const int4 zero = make_int4(0, 0, 0, 0);
-    /* the previous group's unit (its epilogue is pending) and its operands */
-    int up = -1;
-    float pre_p = 0.0f, bias_p = 0.0f, sc_p[R];
-    /* the epilogue of unit up of group n (pt.groups counts the groups of every stage) */
-    auto finish = [&](unsigned n) {
-        mbar_wait(&pt.bar[n & 1], (n >> 1) & 1); /* every warp's sums are there */
-        if (up < 0) return;
-        const float *buf = pt.sums + (n & 1) * DK_WARPS * 16;
-        float acc[R];
-#pragma unroll
-        for (int q = 0; q < R; q++)
-            acc[q] = warp_sum(lane < DK_WARPS ? buf[lane * 16 + warp * R + q] : 0.0f);
-        if (lane != 0) return;
-        if (Q)
-#pragma unroll
-            for (int q = 0; q < R; q++)
-                acc[q] *= sc_p[q];
-        dk_store<T, MAT, R>(a, L, up, u0, acc, pre_p, bias_p, tag_out, xown);
-    };
-    for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
-        const bool mine = g0 + warp < u1;
-        const int u = g0 + warp;
-        float pre = 0.0f, bias = 0.0f, sc[R];
-#pragma unroll
-        for (int q = 0; q < R; q++)
-            sc[q] = 1.0f;
-        if (mine && lane == 0)
-            dk_operands<T, Q, MAT, R>(a, L, M, u, u0, embed_in, xown, &pre, &bias, sc);
-        float d[R][4];
-#pragma unroll
-        for (int q = 0; q < R; q++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                d[q][e] = 0.0f;
-        for (int ch = 0; ch < nch; ch++) {
-            if (MAT == MAT_DOWN && g0 == u0) /* input chunk ch, once its activations exist */
-                dk_load_tagged<T>(xs + (size_t)ch * C, a.act_buf + (size_t)ch * C,
-                                  min(C, M.K - ch * C), tag_act);
-            long long t0 = a.prof ? clock64() : 0;
-            mbar_wait(&r.full[r.slot], r.lap & 1);
-            if (a.prof) r.waited += clock64() - t0;
-            const int len = min(C, M.K - ch * C);
-            const W *tile = (const W *)(r.tiles + (size_t)r.slot * DK_TILE);
-            const T *xc = xs + (size_t)ch * C;
-            for (int w0 = warp * WIN; w0 < len; w0 += DK_WARPS * WIN) {
-                int4 wv[R][2], xv[2][XV];
-#pragma unroll
-                for (int i = 0; i < 2; i++) { /* i: the order of the loads */
-                    const int k = w0 + (t + 4 * (i ^ odd)) * EPV;
-                    const bool in = k < len;
-#pragma unroll
-                    for (int q = 0; q < R; q++)
-                        wv[q][i] = in ? *(const int4 *)(tile + (size_t)(8 * q + g) * C + k) : zero;
-                }
-#pragma unroll
-                for (int h = 0; h < 2; h++) { /* the input elements of vectors t and t + 4 */
-                    const int k = w0 + (t + 4 * h) * EPV;
-#pragma unroll
-                    for (int v = 0; v < XV; v++)
-                        xv[h][v] = g == 0 && k < len ? *(const int4 *)(xc + k + 8 * v) : zero;
-                }
-#pragma unroll
-                for (int h = 0; h < 2; h++)
-#pragma unroll
-                    for (int q = 0; q < R; q++)
-                        dk_mma_vector<T, W>(d[q], odd ? wv[q][h ^ 1] : wv[q][h],
-                                            (const unsigned *)xv[h]);
-            }
-            __syncwarp();
-            if (lane == 0) mbar_arrive(&r.empty[r.slot]);
-            r.advance();
-        }
-        const unsigned n = pt.groups++;
-        if (g0 > u0) finish(n - 1);
-        /* lanes t of row 0 hold the sums of tile rows 8q + 2t, 8q + 2t + 1 over this warp's
-         * windows */
-        float *buf = pt.sums + (n & 1) * DK_WARPS * 16;
-        if (g == 0)
-#pragma unroll
-            for (int q = 0; q < R; q++) {
-                buf[warp * 16 + 8 * q + 2 * t] = d[q][0];
-                buf[warp * 16 + 8 * q + 2 * t + 1] = d[q][1];
-            }
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&pt.bar[n & 1]);
-        up = mine ? u : -1;
-        pre_p = pre;
-        bias_p = bias;
-#pragma unroll
-        for (int q = 0; q < R; q++)
-            sc_p[q] = sc[q];
-    }
-    if (u0 < u1) finish(pt.groups - 1);
-}
-
-/* One matrix stage with F32 multiply-adds: each warp a unit of the group (see dk_matvec). */
-template <typename T, typename W, typename X, int MAT, int R>
-__device__ void dk_matvec_fma(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r, bool embed_in,
-                              unsigned tag_out, unsigned tag_act, float *xown) {
+ *  MAT_HEAD: logits[u] = soft_cap(acc)                 (F32, as the logits op)
+ * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
+ * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
+ * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
+template <typename T, typename W, typename X, int MAT, int R = (MAT == MAT_UP ? 2 : 1)>
+__device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r, bool embed_in,
+                          unsigned tag_out, unsigned tag_act, float *xown) {
     constexpr bool Q = !std::is_same<W, T>::value;
     constexpr int WVEC = 16 / sizeof(W); /* elements per 16-byte vector of the tile */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -387,6 +227,10 @@ __device__ void dk_matvec_fma(const dk_args &a, const dk_layer &L, X *xs, dk_rin
     int u0, u1;
     dk_units(M.U, &u0, &u1);
     const int C = dk_chunk((int)sizeof(W), R), nch = (M.K + C - 1) / C;
+    const float *scales = MAT == MAT_QKV  ? L.sqkv
+                          : MAT == MAT_O  ? L.so
+                          : MAT == MAT_UP ? L.sup
+                                          : L.sdown;
     for (int g0 = u0; g0 < u1; g0 += DK_WARPS) {
         const bool mine = g0 + warp < u1;
         const int u = g0 + warp;
@@ -395,8 +239,18 @@ __device__ void dk_matvec_fma(const dk_args &a, const dk_layer &L, X *xs, dk_rin
 #pragma unroll
         for (int q = 0; q < R; q++)
             sc[q] = 1.0f;
-        if (mine && lane == 0)
-            dk_operands<T, Q, MAT, R>(a, L, M, u, u0, embed_in, xown, &pre, &bias, sc);
+        if (mine && lane == 0) {
+            if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
+            if (MAT == MAT_UP && R == 1 && L.bup) pre = L.bup[u];
+            if (MAT == MAT_O || MAT == MAT_DOWN)
+                pre = embed_in ? to_f(((const T *)a.x)[u]) : xown[u - u0];
+            if (MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
+            if (MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
+            if (Q)
+#pragma unroll
+                for (int q = 0; q < R; q++)
+                    sc[q] = scales[u + q * M.row2];
+        }
         float acc[R];
 #pragma unroll
         for (int k = 0; k < R; k++)
@@ -448,23 +302,30 @@ __device__ void dk_matvec_fma(const dk_args &a, const dk_layer &L, X *xs, dk_rin
 #pragma unroll
             for (int q = 0; q < R; q++)
                 acc[q] = w_post<W>(acc[q]) * sc[q];
-        dk_store<T, MAT, R>(a, L, u, u0, acc, pre, bias, tag_out, xown);
+        if (MAT == MAT_HEAD) { /* as the logits op: F32, soft-capped */
+            float v = acc[0];
+            v = soft_cap(v, a.head_softcap);
+            a.logits[u] = v;
+        } else if (MAT == MAT_QKV) {
+            st_tag(a.qkv + u, to_f(from_f<T>(acc[0] + pre)), tag_out);
+        } else if (MAT == MAT_UP && R == 1) { /* ungated: act(T(up + b)) */
+            float y = gelu_tanh(to_f(from_f<T>(acc[0] + pre)));
+            st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
+        } else if (MAT == MAT_UP) {
+            float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
+            float y = gated_act(a.act, g, up);
+            st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
+        } else if (MAT == MAT_O ? L.post_attn != NULL : L.post_ffn != NULL) {
+            /* a sandwich norm follows: dk_post_norm adds it to x */
+            st_tag(a.ob + u, to_f(from_f<T>(acc[0] + bias)), tag_out);
+        } else {
+            float o = to_f(from_f<T>(acc[0] + bias));
+            T x = from_f<T>(pre + o);
+            st_tag(a.xt + u, to_f(x), tag_out);
+            xown[u - u0] = to_f(x);
+            ((T *)a.x)[u] = x; /* the op's output x, complete when the kernel is */
+        }
     }
-}
-
-/* One matrix of a layer against the input vector xs (shared memory), with the stage's
- * epilogue per unit (dk_store; acc: the row's sum, times its scale for quantized W).
- * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
- * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
- * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in).
- * Stacks of dk_mma run on tensor cores (part: their partial sums). */
-template <typename T, typename W, typename X, int MAT, int R = (MAT == MAT_UP ? 2 : 1)>
-__device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r, bool embed_in,
-                          unsigned tag_out, unsigned tag_act, float *xown, dk_mma_part &part) {
-    if constexpr (dk_mma<T, W>() && std::is_same<X, T>::value)
-        dk_matvec_mma<T, W, MAT, R>(a, L, xs, r, embed_in, tag_out, tag_act, xown, part);
-    else
-        dk_matvec_fma<T, W, X, MAT, R>(a, L, xs, r, embed_in, tag_out, tag_act, xown);
 }
 
 #endif
