@@ -14,11 +14,15 @@
 #                   ~21 MB; static binaries for three architectures are ~17 MB each, and what
 #                   travels to the device is at most 64 MB with the repository)
 #   device machine: scripts/gpu-check.sh            (run from the repository root)
+#   a variant:      scripts/gpu-check.sh --stage-variant build-cuda NAME -DDK_CONSUMER_WARPS=12
+#                   (the build's binaries with cuda_decode.cu compiled with the flags added, in
+#                   .carry/NAME: parts ab and vops take it as OLD_CARRY=.carry/NAME)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets, ncu, sweep, vops);
-# part ab compares `llmrt run --benchmark` of this build with the build staged in $OLD_CARRY
-# (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the real cards
-# in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card, same call.
+# bench; the others: sched, ab, vops, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets,
+# ncu, sweep); part ab compares `llmrt run --benchmark` of this build with the builds staged in
+# $OLD_CARRY (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the
+# real cards in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card,
+# same call; part vops runs those builds' test_cuda_ops and test_e2e.
 set -uo pipefail
 CARRY=${CARRY:-.carry/cuda}
 
