@@ -44,7 +44,7 @@ __device__ __forceinline__ void dk_units(int U, int *u0, int *u1) {
 /* Columns per tile chunk: DK_WARPS units of rpu (1 or 2) rows of es-byte elements fill one
  * tile, each row a whole number of 16-byte vectors (the bulk copies' unit). */
 __device__ __forceinline__ int dk_chunk(int es, int rpu) {
-    return (DK_TILE / DK_WARPS / rpu & ~15) / es;
+    return ((DK_TILE / DK_WARPS / rpu) & ~15) / es;
 }
 
 struct dk_ring {
