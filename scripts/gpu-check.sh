@@ -75,16 +75,19 @@ if [ "${1:-}" = "--stage" ]; then
     for f in "${files[@]}"; do ldd "$build/$f"; done | awk '$2 == "=>" && $3 ~ /^\// {print $3}' |
         sort -u | grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libcublas[^/]*|libcudart|libstdc\+\+|libgcc_s)\.so' |
         while read -r p; do cp -L "$p" "$stage/lib/"; done
+    [ -f "$stage/lib/libllmrt.so" ] && strip --strip-unneeded "$stage/lib/libllmrt.so"
     # every real card's config.json (random-weight models, the transformers comparison;
     # ../shared does not travel)
     for d in ../shared/configs/*/; do
         [ -f "$d/config.json" ] && cp -r "$d" "$stage/configs/"
     done
+    # STAGE_LEAN=1: no tokenizer and no quantized checkpoints (parts serve and qckpt need them),
+    # for room beside variant builds in what travels
     # a tokenizer for the served model (part serve)
-    cp ../shared/tokenizers/llama3_1/tokenizer.json ../shared/tokenizers/llama3_1/tokenizer_config.json \
+    [ -z "${STAGE_LEAN:-}" ] && cp ../shared/tokenizers/llama3_1/tokenizer.json ../shared/tokenizers/llama3_1/tokenizer_config.json \
         "$stage/configs/Llama-3.2-1B-Instruct/" 2>/dev/null
     # block-wise FP8 checkpoints of a demo model (part qckpt; the device may lack ml_dtypes)
-    for f in fp8-block ct-group; do
+    for f in $([ -z "${STAGE_LEAN:-}" ] && echo fp8-block ct-group); do
         python3 scripts/make_fp8_checkpoint.py --model models/demo-llama --format $f \
             --out "$stage/qckpt/demo-llama-$f" --ref "$stage/qckpt/ref" >/dev/null &&
             rm -rf "$stage/qckpt/ref"

@@ -859,6 +859,31 @@ static void check_fp8_rows_be(backend *ba, const void *qa, const void *sa_, back
     free(sb);
 }
 
+/* What two backends' FP8 rows differ by, printed and not judged: how many bytes, how many
+ * E4M3 steps apart at most, and the first row apart. It says whether a stack's outputs moved
+ * because of a stored value that rounded to a neighbouring step (one step, few bytes) or because
+ * the values themselves differ (many bytes, many steps). */
+static void report_fp8_rows_diff(backend *ba, const void *qa, backend *bb, const void *qb,
+                                 size_t rows, int hd, const char *what) {
+    size_t n = rows * (size_t)hd, diff = 0, first = 0;
+    int most = 0;
+    uint8_t *a = malloc(n), *b = malloc(n);
+    CHECK_OK(ba->ops->download(ba, a, qa, n));
+    CHECK_OK(bb->ops->download(bb, b, qb, n));
+    for (size_t i = 0; i < n; i++) {
+        /* E4M3 bytes as signed steps from zero: their magnitude bits are ordered */
+        int sa = (a[i] & 0x80) ? -(a[i] & 0x7f) : (a[i] & 0x7f);
+        int sb = (b[i] & 0x80) ? -(b[i] & 0x7f) : (b[i] & 0x7f);
+        if (sa == sb) continue;
+        if (!diff++) first = i / (size_t)hd;
+        if (abs(sa - sb) > most) most = abs(sa - sb);
+    }
+    printf("  %s [%s]: %zu of %zu bytes apart, at most %d E4M3 steps (first in row %zu)\n", what,
+           dtype_name(cur_dt), diff, n, most, first);
+    free(a);
+    free(b);
+}
+
 /* The same, CUDA against CPU: both quantize F32 values computed from the same inputs in every
  * precision, so scales agree within F32's relative tolerance. */
 static void check_fp8_rows(pair q, pair s, size_t rows, int hd, int exact, const char *what) {
@@ -1813,6 +1838,23 @@ static void compare_be(backend *ba, const void *a, backend *bb, const void *b, i
     compare_rows(ba, a, bb, b, f32, n, 1, 0, tol, tol, what);
 }
 
+/* Whether two stacks' FP8 caches hold the same bytes, every layer. */
+static int fp8_caches_same(backend *ba, const stack *a, backend *bb, const stack *b,
+                           const stack_case *c) {
+    size_t n = (size_t)c->Hkv * c->cap * c->hd;
+    uint8_t *x = malloc(n), *y = malloc(n);
+    int same = 1;
+    for (int l = 0; l < c->n_layers && same; l++)
+        for (int kv = 0; kv < 2 && same; kv++) {
+            CHECK_OK(ba->ops->download(ba, x, kv ? a->kv[l].v : a->kv[l].k, n));
+            CHECK_OK(bb->ops->download(bb, y, kv ? b->kv[l].v : b->kv[l].k, n));
+            same = memcmp(x, y, n) == 0;
+        }
+    free(x);
+    free(y);
+    return same;
+}
+
 static void test_decode_layers(void) {
     /* case 0: Llama-like, several column chunks (gate/up and down), 10 attention splits of
      *         64 keys, an LM head of several tile groups per block with a partial last group;
@@ -1878,6 +1920,7 @@ static void test_decode_layers(void) {
         stack_make(ref, c, &h, &sr);
         stack_make(cpu_be, c, &h, &sc);
         /* four steps: eager, captured, replayed twice (positions change under the graph) */
+        int cache_apart = 0; /* an FP8 cache's bytes left the CPU's (F32 only) */
         for (int step = 0; step < 4; step++) {
             float *x0 = rand_vec((size_t)c->D, -1.5f, 1.5f);
             round_to(x0, (size_t)c->D, cur_dt);
@@ -1886,6 +1929,13 @@ static void test_decode_layers(void) {
             stack_step(ref, c, &sr, x0, pos, 0);
             stack_step(cpu_be, c, &sc, x0, pos, 0);
             free(x0);
+            if (kv8 && cur_dt == DT_F32 && !cache_apart &&
+                !fp8_caches_same(cuda_be, &sf, cpu_be, &sc, c)) {
+                cache_apart = 1;
+                printf("  decode_layers (FP8 cache) case %zu step %d: the CUDA cache's bytes left "
+                       "the CPU's\n",
+                       ci, step);
+            }
             char what[160];
             const char *names[3] = {"x", "h", "logits"};
             const void *vf[3] = {sf.b.x, sf.b.h, sf.logits}, *vr[3] = {sr.b.x, sr.b.h, sr.logits},
@@ -1905,7 +1955,18 @@ static void test_decode_layers(void) {
                 compare_be(cuda_be, vf[k], ref, vr[k], k == 2, n, 2 * TOL[cur_dt].atol, w2);
                 if (k == 0) continue;
                 snprintf(w2, sizeof w2, "%s vs cpu", what);
-                compare_be(cuda_be, vf[k], cpu_be, vc[k], k == 2, n, 4 * TOL[cur_dt].atol, w2);
+                if (!cache_apart) {
+                    compare_be(cuda_be, vf[k], cpu_be, vc[k], k == 2, n, 4 * TOL[cur_dt].atol, w2);
+                    continue;
+                }
+                /* an FP8 cache whose bytes left the CPU's: a value at a rounding boundary of
+                 * E4M3 rounded to the other side (its sums ran in another order), one step of
+                 * 6-12% that the softmax carries into every later output (seen on an H100 and
+                 * an H200: one key byte of case 1's layer 2, its outputs 2% from the CPU's).
+                 * The two CUDA paths hold the same bytes (checked above and below), so from
+                 * here on the fused path is judged by its distance from the CPU against the
+                 * op path's. */
+                check_envelope(cuda_be, vf[k], ref, vr[k], cpu_be, vc[k], k == 2, n, w2);
             }
         }
         size_t cn = (size_t)c->Hkv * c->cap * c->hd;
@@ -1916,7 +1977,7 @@ static void test_decode_layers(void) {
                            *cc = kv ? sc.kv[l].v : sc.kv[l].k;
                 snprintf(what, sizeof what, "decode_layers%s case %zu layer %d: %s cache",
                          kv8 ? " (FP8 cache)" : "", ci, l, kv ? "v" : "k");
-                if (kv8 && (cur_dt == DT_F32 || l == 0))
+                if (kv8) {
                     /* both CUDA paths round where the ops do: the same values up to sum order,
                      * so the same bytes up to a step where a value rounded apart. In F16/BF16
                      * that holds for the first layer only: a key of it one E4M3 step apart moves
@@ -1924,12 +1985,21 @@ static void test_decode_layers(void) {
                      * values, made from it, land several steps apart (seen on an H200: layers 1
                      * and 2 of these random stacks, never layer 0). Those layers are judged by
                      * their outputs against the F32 CPU stack above (check_envelope). */
-                    check_fp8_rows_be(cuda_be, a, kv ? sf.kv[l].v_scale : sf.kv[l].k_scale, ref, b,
-                                      kv ? sr.kv[l].v_scale : sr.kv[l].k_scale, cn / c->hd, c->hd,
-                                      TOL[cur_dt].rtol, 0, what);
-                else if (kv8)
-                    continue;
-                else if (cur_dt != DT_F32)
+                    if (cur_dt == DT_F32 || l == 0)
+                        check_fp8_rows_be(cuda_be, a, kv ? sf.kv[l].v_scale : sf.kv[l].k_scale, ref,
+                                          b, kv ? sr.kv[l].v_scale : sr.kv[l].k_scale, cn / c->hd,
+                                          c->hd, TOL[cur_dt].rtol, 0, what);
+                    /* and the CPU's bytes: in F32 the first layer's are the same values up to
+                     * sum order as well; the others are said, not judged */
+                    char w2[160];
+                    snprintf(w2, sizeof w2, "%s vs cpu", what);
+                    if (cur_dt == DT_F32 && l == 0)
+                        check_fp8_rows_be(cuda_be, a, kv ? sf.kv[l].v_scale : sf.kv[l].k_scale,
+                                          cpu_be, cc, kv ? sc.kv[l].v_scale : sc.kv[l].k_scale,
+                                          cn / c->hd, c->hd, TOL[cur_dt].rtol, 0, w2);
+                    else
+                        report_fp8_rows_diff(cuda_be, a, cpu_be, cc, cn / c->hd, c->hd, w2);
+                } else if (cur_dt != DT_F32)
                     check_envelope(cuda_be, a, ref, b, cpu_be, cc, 0, cn, what);
                 else
                     compare_be(cuda_be, a, ref, b, 0, cn, 2 * TOL[cur_dt].atol, what);

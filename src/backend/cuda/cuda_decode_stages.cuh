@@ -31,12 +31,27 @@ template <typename T, typename X> __device__ __forceinline__ int dk_xi(int k) {
         return dk_swz(k);
 }
 
-/* sum of f[i] * x[i], i < 16, for the 16 floats from k (a multiple of 16) of a swizzled xs */
-__device__ __forceinline__ float dk_fdot16(const float *f, const float *xs, int k) {
+/* Where a lane's float4s of a swizzled xs are, relative to its k: a stage's loop visits
+ * k = lane * WVEC + a multiple of 32 * WVEC, a multiple of 128, so bits 5-6 of k (all that
+ * dk_swz reads) are the lane's own, and each float4's place is k plus an offset fixed per lane:
+ * computed once per stage, not per load (per load it cost 6 integer instructions per float4,
+ * more than the 4 FMAs the float4 feeds). */
+template <int WVEC> struct dk_xoff {
+    int o[WVEC / 4];
+    __device__ __forceinline__ explicit dk_xoff(int lane) {
+#pragma unroll
+        for (int i = 0; i < WVEC / 4; i++)
+            o[i] = dk_swz(lane * WVEC + 4 * i) - lane * WVEC;
+    }
+};
+
+/* sum of f[i] * x[i], i < 16, for the 16 floats of a swizzled xs from xk (its element k, a
+ * multiple of 16, of the lane whose offsets xo are) */
+__device__ __forceinline__ float dk_fdot16(const float *f, const float *xk, const dk_xoff<16> &xo) {
     float s = 0.0f;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        float4 v = *(const float4 *)(xs + dk_swz(k + 4 * i));
+        float4 v = *(const float4 *)(xk + xo.o[i]);
         s = fmaf(f[4 * i], v.x, s);
         s = fmaf(f[4 * i + 1], v.y, s);
         s = fmaf(f[4 * i + 2], v.z, s);
@@ -45,14 +60,15 @@ __device__ __forceinline__ float dk_fdot16(const float *f, const float *xs, int 
     return s;
 }
 
-/* sum of the products of a 16-byte vector of T (16-bit: 8 elements) with the floats from k (a
- * multiple of 8) of a swizzled xs: the LM head of a quantized stack */
-template <typename T> __device__ __forceinline__ float dk_tdot(int4 w, const float *xs, int k) {
+/* sum of the products of a 16-byte vector of T (16-bit: 8 elements) with the floats of a
+ * swizzled xs from xk (as dk_fdot16, k a multiple of 8): the LM head of a quantized stack */
+template <typename T>
+__device__ __forceinline__ float dk_tdot(int4 w, const float *xk, const dk_xoff<8> &xo) {
     const unsigned u[4] = {(unsigned)w.x, (unsigned)w.y, (unsigned)w.z, (unsigned)w.w};
     float s = 0.0f;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-        float4 v = *(const float4 *)(xs + dk_swz(k + 4 * h));
+        float4 v = *(const float4 *)(xk + xo.o[h]);
         float2 p0, p1;
         if constexpr (std::is_same<T, __nv_bfloat16>::value) {
             p0 = make_float2(__uint_as_float(u[2 * h] << 16),
@@ -206,6 +222,29 @@ __device__ void dk_post_norm(const dk_args &a, unsigned tag, const float *w, flo
     cbar();
 }
 
+/* A 16-byte vector of W as 16 floats, and what a row's sum is multiplied by besides its scale:
+ * wunpack16 and w_post, or with DK_FP8_CVT (a measurement switch, docs/PERF.md) FP8 bytes
+ * converted by the hardware (fp8x4_cvt) to their exact values. */
+#ifndef DK_FP8_CVT
+#define DK_FP8_CVT 0
+#endif
+template <typename W> __device__ __forceinline__ void dk_unpack16(int4 w, float *f) {
+    if constexpr (DK_FP8_CVT && std::is_same<W, w_fp8>::value) {
+        fp8x4_cvt((unsigned)w.x, f);
+        fp8x4_cvt((unsigned)w.y, f + 4);
+        fp8x4_cvt((unsigned)w.z, f + 8);
+        fp8x4_cvt((unsigned)w.w, f + 12);
+    } else {
+        wunpack16<W>(w, f);
+    }
+}
+template <typename W> __device__ __forceinline__ float dk_post(float acc) {
+    if constexpr (DK_FP8_CVT && std::is_same<W, w_fp8>::value)
+        return acc;
+    else
+        return w_post<W>(acc);
+}
+
 /* One matrix of a layer against the input vector xs (shared memory), with the stage's
  * epilogue per unit (acc: the row's sum, times its scale for quantized W):
  *  MAT_QKV:  qkv[u] = T(acc + b)
@@ -227,6 +266,7 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
     int u0, u1;
     dk_units(M.U, &u0, &u1);
     const int C = dk_chunk((int)sizeof(W), R), nch = (M.K + C - 1) / C;
+    const dk_xoff<WVEC> xo(lane); /* used where xs is float (swizzled) */
     const float *scales = MAT == MAT_QKV  ? L.sqkv
                           : MAT == MAT_O  ? L.so
                           : MAT == MAT_UP ? L.sup
@@ -272,14 +312,15 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
 #pragma unroll
                         for (int q = 0; q < R; q++) {
                             float f[WVEC];
-                            wunpack16<W>(*(const int4 *)(tile + (size_t)(warp * R + q) * C + k), f);
-                            acc[q] += dk_fdot16(f, xc, k);
+                            dk_unpack16<W>(*(const int4 *)(tile + (size_t)(warp * R + q) * C + k),
+                                           f);
+                            acc[q] += dk_fdot16(f, xc + k, xo);
                         }
                     } else if constexpr (!std::is_same<X, T>::value) { /* T rows, float input */
 #pragma unroll
                         for (int q = 0; q < R; q++)
                             acc[q] += dk_tdot<T>(
-                                *(const int4 *)(tile + (size_t)(warp * R + q) * C + k), xc, k);
+                                *(const int4 *)(tile + (size_t)(warp * R + q) * C + k), xc + k, xo);
                     } else {
                         int4 xv = *(const int4 *)(xc + k);
 #pragma unroll
@@ -301,7 +342,7 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
         if (Q)
 #pragma unroll
             for (int q = 0; q < R; q++)
-                acc[q] = w_post<W>(acc[q]) * sc[q];
+                acc[q] = dk_post<W>(acc[q]) * sc[q];
         if (MAT == MAT_HEAD) { /* as the logits op: F32, soft-capped */
             float v = acc[0];
             v = soft_cap(v, a.head_softcap);
