@@ -184,6 +184,9 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *o);
 
 /* After loading: "cpu" or "cuda:N". */
 const char *llmrt_model_device(const llmrt_model *m);
+/* After loading: the hardware's name, for reports ("NVIDIA H100 80GB HBM3", the CPU's model
+ * name); "" before loading or where the system gives none. */
+const char *llmrt_model_device_name(const llmrt_model *m);
 /* Why "auto" chose the CPU ("" when it did not). */
 const char *llmrt_model_device_note(const llmrt_model *m);
 llmrt_precision llmrt_model_precision(const llmrt_model *m);

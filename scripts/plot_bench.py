@@ -68,7 +68,9 @@ def main():
         ax.set_ylabel("generated tokens/s (batch x num_tokens / median latency)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{cfg0['model']} — {cfg0['device']} {cfg0['precision']}, cache {cfg0['cache']}")
+    card = f" ({cfg0['device_name']})" if cfg0.get("device_name") else ""
+    fig.suptitle(f"{cfg0['model']} — {cfg0['device']}{card} {cfg0['precision']}, "
+                 f"cache {cfg0['cache']}")
     fig.tight_layout()
     fig.savefig(sys.argv[2], dpi=120)
     return 0

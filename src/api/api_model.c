@@ -386,6 +386,10 @@ const char *llmrt_model_device(const llmrt_model *m) {
     return m->device;
 }
 
+const char *llmrt_model_device_name(const llmrt_model *m) {
+    return m->be ? m->be->device_name : "";
+}
+
 const char *llmrt_model_device_note(const llmrt_model *m) {
     return m->device_note;
 }

@@ -135,6 +135,7 @@ llmrt_status bench_run_point(engine *e, const bench_run_opts *o, const bench_poi
     rep->o = *o;
     snprintf(rep->model, sizeof rep->model, "%s", o->model ? o->model : "");
     snprintf(rep->device, sizeof rep->device, "%s", o->device ? o->device : e->be->name);
+    snprintf(rep->device_name, sizeof rep->device_name, "%s", e->be->device_name);
     snprintf(rep->precision, sizeof rep->precision, "%s", o->precision ? o->precision : "");
     const model_config *c = &e->m->cfg;
     if (p->isl < 1 || p->num_tokens < 1 || p->batch < 1 || o->iterations < 1 || o->warmup < 0)
@@ -263,10 +264,11 @@ char *bench_report_text(const bench_report *rep) {
     if (!f) return NULL;
     const bench_point *p = &rep->p;
     fprintf(f,
-            "llmrt benchmark: %s | isl %d, num_tokens %d (no EOS stop), batch %d | cache %s | "
-            "%d warm-up + %d timed runs | ",
-            rep->model, p->isl, p->num_tokens, p->batch, rep->o.no_cache ? "none" : "static",
-            rep->o.warmup, rep->o.iterations);
+            "llmrt benchmark: %s | %s%s%s | isl %d, num_tokens %d (no EOS stop), batch %d | "
+            "cache %s | %d warm-up + %d timed runs | ",
+            rep->model, rep->device, rep->device_name[0] ? " " : "", rep->device_name, p->isl,
+            p->num_tokens, p->batch, rep->o.no_cache ? "none" : "static", rep->o.warmup,
+            rep->o.iterations);
     if (rep->prompt_hi > 0)
         fprintf(f, "prompt ids drawn from 1..%d (seed %llu)\n", rep->prompt_hi,
                 (unsigned long long)rep->o.seed);
@@ -319,6 +321,7 @@ char *bench_report_json(const bench_report *rep) {
     json_t *cfg = json_object();
     json_object_set_new(cfg, "model", json_string(rep->model));
     json_object_set_new(cfg, "device", json_string(rep->device));
+    json_object_set_new(cfg, "device_name", json_string(rep->device_name));
     json_object_set_new(cfg, "precision", json_string(rep->precision));
     json_object_set_new(cfg, "quant_format", json_string(quant_format_name(rep->weight_dtype)));
     json_object_set_new(cfg, "bytes_per_weight", json_real(rep->bytes_per_weight));

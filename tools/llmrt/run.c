@@ -323,6 +323,7 @@ static json_t *run_json(const run_opts *o, const int32_t *prompt, int n_prompt,
     json_t *j = json_object();
     json_object_set_new(j, "model", json_string(cli_model_info(&o->cm).path));
     json_object_set_new(j, "device", json_string(llmrt_model_device(o->cm.m)));
+    json_object_set_new(j, "device_name", json_string(llmrt_model_device_name(o->cm.m)));
     json_object_set_new(j, "precision", json_string(llmrt_precision_name(o->cm.precision)));
     llmrt_weight_format wf;
     llmrt_model_weight_format(o->cm.m, &wf);

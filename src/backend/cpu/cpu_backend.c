@@ -90,6 +90,25 @@ static llmrt_status cpu_mem_info(backend *be, size_t *free_bytes, size_t *total_
     return LLMRT_OK;
 }
 
+/* The CPU's model name ("model name" of /proc/cpuinfo, x86; "" where there is none), for
+ * reports. */
+static void cpu_model_name(char *out, size_t n) {
+    out[0] = '\0';
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        const char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) != 0 || !colon) continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t')
+            colon++;
+        snprintf(out, n, "%.*s", (int)strcspn(colon, "\n"), colon);
+        break;
+    }
+    fclose(f);
+}
+
 /* ---- steps ---- */
 
 /* Grows *p to hold n int32 (capacity *cap). */
@@ -445,6 +464,7 @@ llmrt_status cpu_backend_create(backend **out, dtype precision) {
         return err_set(LLMRT_ERR_NOMEM, "cpu backend: out of memory");
     }
     be->name = "cpu";
+    cpu_model_name(be->device_name, sizeof be->device_name);
     be->ops = &cpu_ops;
     (void)cpu_omp_env_note(); /* links cpu_omp_env.c, whose pre-initializer sets the default */
     be->weight_dtype = precision;

@@ -486,6 +486,7 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
         st = cuda_fail(e, "cudaSetDevice/cudaStreamCreate", __FILE__, __LINE__);
     } else {
         c->n_sm = prop.multiProcessorCount;
+        snprintf(be->device_name, sizeof be->device_name, "%s", prop.name);
         c->coop = prop.cooperativeLaunch;
         c->smem_optin = (int)prop.sharedMemPerBlockOptin;
         st = cuda_matmul_init(c);
