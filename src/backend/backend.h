@@ -275,7 +275,7 @@ struct backend {
     const char *name; /* "cpu", "cuda" */
     /* the hardware, for reports: the GPU's name ("NVIDIA H100 80GB HBM3"), the CPU's model name
      * from /proc/cpuinfo ("" where it has none) */
-    char device_name[128];
+    char device_name[256];
     const backend_ops *ops;
     dtype weight_dtype; /* matrices are stored in this type (the --precision) */
     dtype act_dtype;    /* activations */

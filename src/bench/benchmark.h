@@ -38,7 +38,7 @@ typedef struct bench_report {
     bench_point p;
     bench_run_opts o; /* a copy; o.prompt points into prompt_ids */
     char model[512], device[32], precision[8];
-    char device_name[128]; /* the hardware (backend.device_name): "NVIDIA H100 80GB HBM3" */
+    char device_name[256]; /* the hardware (backend.device_name): "NVIDIA H100 80GB HBM3" */
     bench_result rows[BENCH_MAX_ROWS];
     int n_rows;
     int match[BENCH_MAX_ROWS];    /* baseline rows: 1 tokens agree with llmrt's, 0 differ,
