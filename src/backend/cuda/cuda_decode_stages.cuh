@@ -222,14 +222,13 @@ __device__ void dk_post_norm(const dk_args &a, unsigned tag, const float *w, flo
     cbar();
 }
 
-/* A 16-byte vector of W as 16 floats, and what a row's sum is multiplied by besides its scale:
- * wunpack16 and w_post, or with DK_FP8_CVT (a measurement switch, docs/PERF.md) FP8 bytes
- * converted by the hardware (fp8x4_cvt) to their exact values. */
-#ifndef DK_FP8_CVT
-#define DK_FP8_CVT 0
-#endif
+/* A 16-byte vector of W as 16 floats, and what a row's sum is multiplied by besides its scale.
+ * FP8 bytes go through the hardware's conversion (fp8x4_cvt: their exact values, two bytes an
+ * instruction) rather than wunpack16's three ALU operations per two bytes: the FP8 consumers are
+ * issue-bound, and on an H100 it gave -2% on the 8B FP8 step and -5% on the 1B's (docs/PERF.md,
+ * fifth session). The op path's kernels keep wunpack16. */
 template <typename W> __device__ __forceinline__ void dk_unpack16(int4 w, float *f) {
-    if constexpr (DK_FP8_CVT && std::is_same<W, w_fp8>::value) {
+    if constexpr (std::is_same<W, w_fp8>::value) {
         fp8x4_cvt((unsigned)w.x, f);
         fp8x4_cvt((unsigned)w.y, f + 4);
         fp8x4_cvt((unsigned)w.z, f + 8);
@@ -239,7 +238,7 @@ template <typename W> __device__ __forceinline__ void dk_unpack16(int4 w, float 
     }
 }
 template <typename W> __device__ __forceinline__ float dk_post(float acc) {
-    if constexpr (DK_FP8_CVT && std::is_same<W, w_fp8>::value)
+    if constexpr (std::is_same<W, w_fp8>::value)
         return acc;
     else
         return w_post<W>(acc);

@@ -400,7 +400,8 @@ template <> __device__ __forceinline__ float dot16<__half>(int4 a, int4 b) {
  *  - w_fp8 (F8_E4M3): a byte's sign kept and its other 7 bits shifted right by one in an F16
  *    make the F16 of the byte's value times 2^-8, exact for subnormal bytes too (they become
  *    normal F16s); two bytes per 32-bit operation, the F16 pairs widened to float by the FP
- *    pipe; w_post multiplies the sum back by 2^8.
+ *    pipe; w_post multiplies the sum back by 2^8. (The decode kernel converts FP8 bytes by the
+ *    hardware instead, fp8x4_cvt: measured faster there, docs/PERF.md.)
  *  - w_i8 (I8): a byte xor 0x80 placed under the exponent of 2^23 is 2^23 + 128 + v.
  * The 16-byte vectors of weights then hold 16 elements, against two 16-byte vectors of a
  * 16-bit T. */
@@ -428,8 +429,9 @@ __device__ __forceinline__ void fp8x4_unpack(unsigned u, float *f) {
     f[3] = fo.y;
 }
 /* the four E4M3 bytes of a word (byte 0 first) as their exact floats, by the hardware's
- * conversion to F16 pairs (one instruction per two bytes, at a quarter of the ALU rate, against
- * the three ALU operations per two bytes of fp8x4_unpack); 0x7f and 0xff are NaN */
+ * conversion to F16 pairs (F2FP, one instruction per two bytes, against the three ALU operations
+ * per two bytes of fp8x4_unpack); 0x7f and 0xff are NaN. The decode kernel's reading of FP8
+ * weights (dk_unpack16). */
 __device__ __forceinline__ void fp8x4_cvt(unsigned u, float *f) {
     const __half2_raw lo =
         __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(u & 0xffffu), __NV_E4M3);
