@@ -33,6 +33,9 @@ done
 has "$T/out" "llmrt cpu"
 has "$T/out" "isl 16, num_tokens 8 (no EOS stop), batch 2"
 has "$T/out" "prompt ids drawn from 1..255"
+# the hardware named: the CPU's model name from /proc/cpuinfo, where it has one
+cpu_name=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null | head -1)
+has "$T/out" "| cpu${cpu_name:+ $cpu_name} | isl 16"
 grep -q "n/a" "$T/out" && fail "a llmrt number is n/a on the CPU"
 
 # ---- PyTorch: python missing ----
@@ -74,6 +77,7 @@ has "$T/out" "printed no result (exit status 1)"
     fail "--prompt-ids benchmark exit $?"
 has "$T/out.json" '"isl": 3'
 has "$T/out.json" '"prompt": "given", "prompt_ids": [5, 6, 7]'
+has "$T/out.json" "\"device_name\": \"$cpu_name\""
 "$BIN" run --benchmark --model "$M" --device cpu --prompt-ids 5,600 --num_tokens 4 \
     >"$T/out" 2>"$T/err"
 [ $? -eq 2 ] || fail "a prompt id beyond the vocabulary must exit 2"
