@@ -18,6 +18,9 @@
 #ifndef DK_MATVEC_UNROLL /* likewise (DK_UNROLL) */
 #define DK_MATVEC_UNROLL 4
 #endif
+#ifndef DK_FDOT_CHAINS /* likewise: partial sums per 16 products of quantized weights, 1, 2, 4 */
+#define DK_FDOT_CHAINS 1
+#endif
 
 enum {
     DK_WARPS = DK_CONSUMER_WARPS,     /* consumer warps per block */

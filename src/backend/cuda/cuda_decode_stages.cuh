@@ -48,16 +48,27 @@ template <int WVEC> struct dk_xoff {
 /* sum of f[i] * x[i], i < 16, for the 16 floats of a swizzled xs from xk (its element k, a
  * multiple of 16, of the lane whose offsets xo are) */
 __device__ __forceinline__ float dk_fdot16(const float *f, const float *xk, const dk_xoff<16> &xo) {
-    float s = 0.0f;
+    /* DK_FDOT_CHAINS independent sums (product j into sum j % chains): one chain of 16
+     * dependent FMAs by default */
+    static_assert(DK_FDOT_CHAINS == 1 || DK_FDOT_CHAINS == 2 || DK_FDOT_CHAINS == 4,
+                  "DK_FDOT_CHAINS: 1, 2 or 4");
+    float s[DK_FDOT_CHAINS];
+#pragma unroll
+    for (int c = 0; c < DK_FDOT_CHAINS; c++)
+        s[c] = 0.0f;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         float4 v = *(const float4 *)(xk + xo.o[i]);
-        s = fmaf(f[4 * i], v.x, s);
-        s = fmaf(f[4 * i + 1], v.y, s);
-        s = fmaf(f[4 * i + 2], v.z, s);
-        s = fmaf(f[4 * i + 3], v.w, s);
+        const float x[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            s[(4 * i + j) % DK_FDOT_CHAINS] =
+                fmaf(f[4 * i + j], x[j], s[(4 * i + j) % DK_FDOT_CHAINS]);
     }
-    return s;
+#pragma unroll
+    for (int c = 1; c < DK_FDOT_CHAINS; c++)
+        s[0] += s[c];
+    return s[0];
 }
 
 /* sum of the products of a 16-byte vector of T (16-bit: 8 elements) with the floats of a
@@ -224,9 +235,9 @@ __device__ void dk_post_norm(const dk_args &a, unsigned tag, const float *w, flo
 
 /* A 16-byte vector of W as 16 floats, and what a row's sum is multiplied by besides its scale.
  * FP8 bytes go through the hardware's conversion (fp8x4_cvt: their exact values, two bytes an
- * instruction) rather than wunpack16's three ALU operations per two bytes: the FP8 consumers are
- * issue-bound, and on an H100 it gave -2% on the 8B FP8 step and -5% on the 1B's (docs/PERF.md,
- * fifth session). The op path's kernels keep wunpack16. */
+ * instruction) rather than wunpack16's three ALU operations per two bytes: fewer instructions on
+ * the FP8 consumers' path, which paces the step; on an H100 -2% on the 8B FP8 step and -5% on the
+ * 1B's (docs/PERF.md, fifth session). The op path's kernels keep wunpack16. */
 template <typename W> __device__ __forceinline__ void dk_unpack16(int4 w, float *f) {
     if constexpr (std::is_same<W, w_fp8>::value) {
         fp8x4_cvt((unsigned)w.x, f);
