@@ -149,7 +149,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         dk_matvec<T, W, X, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
         clk.mark(a, EV_O);
         cbar();
-        if (L.post_attn && uo0 < uo1)
+        if (DK_GENERAL && L.post_attn && uo0 < uo1)
             dk_post_norm<T>(a, tg.x(2 * l + 1), L.post_attn, L.pa_eps, L.pa_kind, red, (float *)uni,
                             uo0, uo1, xown, l ? (const T *)NULL : x0, tg.x(2 * l + 1));
         if (uu0 < uu1)
@@ -157,7 +157,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
                           L.ffn_eps, L.ffn_kind, red);
         clk.mark(a, EV_NORM2);
         if (threadIdx.x == 0) *cap = a.caps[CAP_UP];
-        if (dk_gated(a.act))
+        if (!DK_GENERAL || dk_gated(a.act))
             dk_matvec<T, W, X, MAT_UP, 2>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         else
             dk_matvec<T, W, X, MAT_UP, 1>(a, L, xs, r, false, tg.layer(l), 0u, xown);
@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         cbar(); /* xs is free for down's input */
         if (threadIdx.x == 0) *cap = a.caps[CAP_DOWN];
         dk_matvec<T, W, X, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
-        if (L.post_ffn) {
+        if (DK_GENERAL && L.post_ffn) {
             cbar(); /* xs is free for the norm's buffer */
             if (uo0 < uo1)
                 dk_post_norm<T>(a, tg.x(2 * l + 2), L.post_ffn, L.pf_eps, L.pf_kind, red,
@@ -244,6 +244,8 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     if (!c->coop) return "the device has no cooperative launch";
     if (n_layers < 1) return "no layers";
     if (!fin || !fin->w) return "final norm";
+    if (!DK_GENERAL && (fin->b || fin->kind == NORM_LAYER))
+        return "a DK_PLAIN build (Llama/Qwen stacks only)";
     const size_t es = dtype_size(c->dt);
     const dtype wdt = L[0].wqkv.dt;
     /* the K of every matrix is a whole number of 16-byte vectors of its elements */
@@ -270,6 +272,11 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
             if (ns[i]->w && ns[i]->kind != NORM_RMS && ns[i]->kind != NORM_RMS_PLUS1)
                 return "sandwich LayerNorm";
         if (w->rope && w->rope->rot_dim > hd) return "rotary width";
+        if (!DK_GENERAL &&
+            (w->post_attn_norm.w || w->post_ffn_norm.w || w->attn_norm.b || w->ffn_norm.b ||
+             w->attn_norm.kind == NORM_LAYER || w->ffn_norm.kind == NORM_LAYER || w->bo || w->bup ||
+             w->bdown || !dk_gated(act)))
+            return "a DK_PLAIN build (Llama/Qwen stacks only)";
         const bweight *m[4] = {&w->wqkv, &w->wo, &w->wup, &w->wdown};
         const int64_t shape[4][2] = {{(H + 2 * Hkv) * hd, D},
                                      {D, H * hd},

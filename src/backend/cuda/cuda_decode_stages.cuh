@@ -135,7 +135,8 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D,
         ss += v * v;
     }
     float mean = 0.0f, inv;
-    if (kind == NORM_LAYER) { /* as the norm op: the mean, then the centred sum of squares */
+    if (DK_GENERAL && kind == NORM_LAYER) { /* as the norm op: the mean, then the centred sum of
+                                                squares */
         float s = 0.0f;
 #pragma unroll
         for (int i = 0; i < DK_NORM_REGS; i++)
@@ -159,12 +160,13 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D,
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
         if (d < D)
-            out[dk_xi<T, X>(d)] =
-                dk_round<T, X>(norm_out(kind, xv[i], mean, inv, wv[i], b ? b[d] : 0.0f));
+            out[dk_xi<T, X>(d)] = dk_round<T, X>(
+                norm_out(kind, xv[i], mean, inv, wv[i], DK_GENERAL && b ? b[d] : 0.0f));
     }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
         float v = xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
-        out[dk_xi<T, X>(d)] = dk_round<T, X>(norm_out(kind, v, mean, inv, w[d], b ? b[d] : 0.0f));
+        out[dk_xi<T, X>(d)] =
+            dk_round<T, X>(norm_out(kind, v, mean, inv, w[d], DK_GENERAL && b ? b[d] : 0.0f));
     }
     cbar();
 }
@@ -291,11 +293,11 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
             sc[q] = 1.0f;
         if (mine && lane == 0) {
             if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
-            if (MAT == MAT_UP && R == 1 && L.bup) pre = L.bup[u];
+            if (DK_GENERAL && MAT == MAT_UP && R == 1 && L.bup) pre = L.bup[u];
             if (MAT == MAT_O || MAT == MAT_DOWN)
                 pre = embed_in ? to_f(((const T *)a.x)[u]) : xown[u - u0];
-            if (MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
-            if (MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
+            if (DK_GENERAL && MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
+            if (DK_GENERAL && MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
             if (Q)
 #pragma unroll
                 for (int q = 0; q < R; q++)
@@ -366,7 +368,7 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
             float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
             float y = gated_act(a.act, g, up);
             st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
-        } else if (MAT == MAT_O ? L.post_attn != NULL : L.post_ffn != NULL) {
+        } else if (DK_GENERAL && (MAT == MAT_O ? L.post_attn != NULL : L.post_ffn != NULL)) {
             /* a sandwich norm follows: dk_post_norm adds it to x */
             st_tag(a.ob + u, to_f(from_f<T>(acc[0] + bias)), tag_out);
         } else {
