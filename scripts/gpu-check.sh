@@ -84,7 +84,8 @@ if [ "${1:-}" = "--stage" ]; then
     # STAGE_LEAN=1: no tokenizer and no quantized checkpoints (parts serve and qckpt need them),
     # for room beside variant builds in what travels
     # a tokenizer for the served model (part serve)
-    [ -z "${STAGE_LEAN:-}" ] && cp ../shared/tokenizers/llama3_1/tokenizer.json ../shared/tokenizers/llama3_1/tokenizer_config.json \
+    [ -z "${STAGE_LEAN:-}" ] && cp ../shared/tokenizers/llama3_1/tokenizer.json \
+        ../shared/tokenizers/llama3_1/tokenizer_config.json \
         "$stage/configs/Llama-3.2-1B-Instruct/" 2>/dev/null
     # block-wise FP8 checkpoints of a demo model (part qckpt; the device may lack ml_dtypes)
     for f in $([ -z "${STAGE_LEAN:-}" ] && echo fp8-block ct-group); do

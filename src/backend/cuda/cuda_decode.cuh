@@ -21,11 +21,12 @@
 #ifndef DK_FDOT_CHAINS /* likewise: partial sums per 16 products of quantized weights, 1, 2, 4 */
 #define DK_FDOT_CHAINS 1
 #endif
-#ifndef DK_PLAIN /* likewise, 1: only Llama/Qwen stacks (no sandwich norms, LayerNorm, biases      \
-                    but qkv's, ungated MLP), for what the general kernel costs them */
+/* Likewise, DK_PLAIN 1: only Llama/Qwen stacks (no sandwich norms, LayerNorm, biases but qkv's,
+ * ungated MLP; the host refuses the others), for what the general kernel costs them. By default
+ * (DK_GENERAL) the kernel takes Gemma's and GPT-2's features too. */
+#ifndef DK_PLAIN
 #define DK_PLAIN 0
 #endif
-/* The kernel takes Gemma's and GPT-2's features too (the default). */
 static constexpr bool DK_GENERAL = !DK_PLAIN;
 
 enum {

@@ -135,8 +135,8 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D,
         ss += v * v;
     }
     float mean = 0.0f, inv;
-    if (DK_GENERAL && kind == NORM_LAYER) { /* as the norm op: the mean, then the centred sum of
-                                                squares */
+    /* LayerNorm as the norm op: the mean, then the centred sum of squares */
+    if (DK_GENERAL && kind == NORM_LAYER) {
         float s = 0.0f;
 #pragma unroll
         for (int i = 0; i < DK_NORM_REGS; i++)
