@@ -61,7 +61,10 @@
 #include "backend/cuda/cuda_decode_attention.cuh"
 #include "backend/cuda/cuda_decode_stages.cuh"
 
-template <typename T, typename W, typename C, bool PG>
+/* GEN: the stack has features beyond Llama's and Qwen's (dk_general): without them, their
+ * branches are compiled out, which made the 1B step 6% and the 0.6B step 9% shorter on an H100
+ * (docs/PERF.md, sixth session). */
+template <typename T, typename W, typename C, bool PG, bool GEN>
 __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     extern __shared__ __align__(128) char smem[];
     const long long t_start = clock64();
@@ -131,10 +134,10 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         const dk_layer &L = layers[l];
         const unsigned tx = l ? tg.x(2 * l) : 0u; /* x after the previous layer */
         if (uq0 < uq1)
-            dk_norm<T, X>(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm, L.attn_norm_b,
-                          L.attn_eps, L.attn_kind, red);
+            dk_norm<T, X, GEN>(l ? (const T *)NULL : x0, a.xt, tx, xs, a.D, L.attn_norm,
+                               L.attn_norm_b, L.attn_eps, L.attn_kind, red);
         clk.mark(a, EV_NORM1);
-        dk_matvec<T, W, X, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+        dk_matvec<T, W, X, GEN, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
         if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
         if (l == 0) dk_att_prefetch<T, C, PG>(a, L);
@@ -146,26 +149,26 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         if (uo0 < uo1) dk_load_tagged<T>(xs, a.att_buf, a.H * a.hd, tg.layer(l));
         clk.mark(a, EV_COMBINE);
         if (threadIdx.x == 0) *cap = a.caps[CAP_O];
-        dk_matvec<T, W, X, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
+        dk_matvec<T, W, X, GEN, MAT_O>(a, L, xs, r, l == 0, tg.x(2 * l + 1), 0u, xown);
         clk.mark(a, EV_O);
         cbar();
-        if (DK_GENERAL && L.post_attn && uo0 < uo1)
+        if (GEN && L.post_attn && uo0 < uo1)
             dk_post_norm<T>(a, tg.x(2 * l + 1), L.post_attn, L.pa_eps, L.pa_kind, red, (float *)uni,
                             uo0, uo1, xown, l ? (const T *)NULL : x0, tg.x(2 * l + 1));
         if (uu0 < uu1)
-            dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm, L.ffn_norm_b,
-                          L.ffn_eps, L.ffn_kind, red);
+            dk_norm<T, X, GEN>((const T *)NULL, a.xt, tg.x(2 * l + 1), xs, a.D, L.ffn_norm,
+                               L.ffn_norm_b, L.ffn_eps, L.ffn_kind, red);
         clk.mark(a, EV_NORM2);
         if (threadIdx.x == 0) *cap = a.caps[CAP_UP];
-        if (!DK_GENERAL || dk_gated(a.act))
-            dk_matvec<T, W, X, MAT_UP, 2>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+        if (!GEN || dk_gated(a.act))
+            dk_matvec<T, W, X, GEN, MAT_UP, 2>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         else
-            dk_matvec<T, W, X, MAT_UP, 1>(a, L, xs, r, false, tg.layer(l), 0u, xown);
+            dk_matvec<T, W, X, GEN, MAT_UP, 1>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_UP);
         cbar(); /* xs is free for down's input */
         if (threadIdx.x == 0) *cap = a.caps[CAP_DOWN];
-        dk_matvec<T, W, X, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
-        if (DK_GENERAL && L.post_ffn) {
+        dk_matvec<T, W, X, GEN, MAT_DOWN>(a, L, xs, r, false, tg.x(2 * l + 2), tg.layer(l), xown);
+        if (GEN && L.post_ffn) {
             cbar(); /* xs is free for the norm's buffer */
             if (uo0 < uo1)
                 dk_post_norm<T>(a, tg.x(2 * l + 2), L.post_ffn, L.pf_eps, L.pf_kind, red,
@@ -181,14 +184,14 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
     if (a.head_w) dk_units(a.V, &uh0, &uh1);
     if (threadIdx.x == 0) *cap = a.caps[CAP_HEAD];
     if (uh0 < uh1 || blockIdx.x == 0)
-        dk_norm<T, X>((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w, a.final_b,
-                      a.final_eps, a.final_kind, red);
+        dk_norm<T, X, GEN>((const T *)NULL, a.xt, tg.x(2 * a.n_layers), xs, a.D, a.final_w,
+                           a.final_b, a.final_eps, a.final_kind, red);
     if (blockIdx.x == 0)
         for (int d = threadIdx.x; d < a.D; d += DK_WARPS * 32)
             ((T *)a.h)[d] = from_f<T>(to_f(xs[dk_xi<T, X>(d)]));
     clk.mark(a, EV_FINAL);
     if (a.head_w) {
-        dk_matvec<T, T, X, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
+        dk_matvec<T, T, X, GEN, MAT_HEAD>(a, layers[0], xs, r, false, 0u, 0u, xown);
         clk.mark(a, EV_HEAD);
     }
     cbar();
@@ -244,8 +247,6 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
     if (!c->coop) return "the device has no cooperative launch";
     if (n_layers < 1) return "no layers";
     if (!fin || !fin->w) return "final norm";
-    if (!DK_GENERAL && (fin->b || fin->kind == NORM_LAYER))
-        return "a DK_PLAIN build (Llama/Qwen stacks only)";
     const size_t es = dtype_size(c->dt);
     const dtype wdt = L[0].wqkv.dt;
     /* the K of every matrix is a whole number of 16-byte vectors of its elements */
@@ -272,11 +273,6 @@ const char *cuda_decode_unsupported(const cuda_ctx *c, const layer_weights *L, c
             if (ns[i]->w && ns[i]->kind != NORM_RMS && ns[i]->kind != NORM_RMS_PLUS1)
                 return "sandwich LayerNorm";
         if (w->rope && w->rope->rot_dim > hd) return "rotary width";
-        if (!DK_GENERAL &&
-            (w->post_attn_norm.w || w->post_ffn_norm.w || w->attn_norm.b || w->ffn_norm.b ||
-             w->attn_norm.kind == NORM_LAYER || w->ffn_norm.kind == NORM_LAYER || w->bo || w->bup ||
-             w->bdown || !dk_gated(act)))
-            return "a DK_PLAIN build (Llama/Qwen stacks only)";
         const bweight *m[4] = {&w->wqkv, &w->wo, &w->wup, &w->wdown};
         const int64_t shape[4][2] = {{(H + 2 * Hkv) * hd, D},
                                      {D, H * hd},
@@ -312,6 +308,20 @@ const char *cuda_decode_head_unsupported(const cuda_ctx *c, const decode_head *h
     return NULL;
 }
 
+/* Whether a stack needs the kernel's general features (kernel_decode's GEN): sandwich norms
+ * (Gemma 3), LayerNorm, biases of o, up or down, an ungated MLP (GPT-2). */
+static bool dk_general(const layer_weights *L, int n_layers, act_kind act, const norm_params *fin) {
+    if (fin->b || fin->kind == NORM_LAYER || !dk_gated(act)) return true;
+    for (int l = 0; l < n_layers; l++) {
+        const layer_weights *w = &L[l];
+        if (w->post_attn_norm.w || w->post_ffn_norm.w || w->attn_norm.b || w->ffn_norm.b ||
+            w->attn_norm.kind == NORM_LAYER || w->ffn_norm.kind == NORM_LAYER || w->bo || w->bup ||
+            w->bdown)
+            return true;
+    }
+    return false;
+}
+
 /* The table a stack would upload (into p->h_layers / p->key); head: the LM head or NULL. */
 static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_layer *kv, int n_layers,
                         act_kind act, const norm_params *fin, const decode_head *head,
@@ -327,6 +337,7 @@ static void dk_describe(const cuda_ctx *c, const layer_weights *L, const kv_laye
     key->act = (int)act;
     key->wdt = (int)L[0].wqkv.dt;
     key->kv8 = kv[0].k_scale != NULL;
+    key->gen = dk_general(L, n_layers, act, fin);
     key->final_w = fin->w;
     key->final_b = fin->b;
     if (head) {
@@ -431,26 +442,31 @@ static void plan_free(dk_plan *p) {
 }
 
 /* The kernels that run a stack of activations T and layer matrices W over a KV cache of
- * elements C (T or kv_f8): contiguous or paged KV (F32 activations take no quantized W:
- * cuda_decode_unsupported). */
+ * elements C (T or kv_f8): contiguous or paged KV, general or not (F32 activations take no
+ * quantized W: cuda_decode_unsupported). */
 template <typename T, typename W, typename C> struct dk_kernels {
     static constexpr bool ok = sizeof(T) == 2 || std::is_same<W, T>::value;
-    static void (*get(bool paged))(dk_args) {
-        if constexpr (ok)
-            return paged ? kernel_decode<T, W, C, true> : kernel_decode<T, W, C, false>;
-        else
+    static void (*get(bool paged, bool gen))(dk_args) {
+        if constexpr (ok) {
+            if (gen)
+                return paged ? kernel_decode<T, W, C, true, true>
+                             : kernel_decode<T, W, C, false, true>;
+            return paged ? kernel_decode<T, W, C, true, false>
+                         : kernel_decode<T, W, C, false, false>;
+        } else {
             return NULL;
+        }
     }
 };
 
-/* The kernel of a plan's types (kv8: an FP8 KV cache). */
-template <typename T, typename W> static void (*dk_kernel(int kv8, bool paged))(dk_args) {
-    return kv8 ? dk_kernels<T, W, kv_f8>::get(paged) : dk_kernels<T, W, T>::get(paged);
+/* The kernel of a plan's types (kv8: an FP8 KV cache; gen: dk_general). */
+template <typename T, typename W> static void (*dk_kernel(int kv8, bool paged, bool gen))(dk_args) {
+    return kv8 ? dk_kernels<T, W, kv_f8>::get(paged, gen) : dk_kernels<T, W, T>::get(paged, gen);
 }
 
-template <typename T, typename W> static cudaError_t dk_set_smem(int kv8, size_t smem) {
+template <typename T, typename W> static cudaError_t dk_set_smem(int kv8, int gen, size_t smem) {
     for (int paged = 0; paged < 2; paged++) {
-        void (*k)(dk_args) = dk_kernel<T, W>(kv8, paged);
+        void (*k)(dk_args) = dk_kernel<T, W>(kv8, paged, gen);
         if (!k) return cudaErrorInvalidValue;
         cudaError_t e =
             cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -552,7 +568,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     }
     p->smem = (size_t)a.ns * slot + fixed;
     p->args = a;
-    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, e = dk_set_smem<T, W>(a.kv8, p->smem)));
+    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, e = dk_set_smem<T, W>(a.kv8, a.gen, p->smem)));
     if (e != cudaSuccess) {
         p->h_layers = NULL;
         plan_free(p);
@@ -643,7 +659,7 @@ llmrt_status cuda_launch_decode(cuda_ctx *c, dk_plan *p, void *x, void *h) {
     for (int g = 0; g < KV_MAX_GROUPS; g++)
         paged = paged || a.tlen[g] > 1;
     void (*kern)(dk_args) = NULL;
-    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, kern = dk_kernel<T, W>(a.kv8, paged)));
+    DISPATCH_T(c->dt, DISPATCH_W((dtype)a.wdt, kern = dk_kernel<T, W>(a.kv8, paged, a.gen)));
     e = kern ? cudaLaunchKernelEx(&cfg, kern, a) : cudaErrorInvalidValue;
     if (e != cudaSuccess) {
         cudaGetLastError(); /* a refused launch is not sticky: later launches must not see it */

@@ -18,16 +18,6 @@
 #ifndef DK_MATVEC_UNROLL /* likewise (DK_UNROLL) */
 #define DK_MATVEC_UNROLL 4
 #endif
-#ifndef DK_FDOT_CHAINS /* likewise: partial sums per 16 products of quantized weights, 1, 2, 4 */
-#define DK_FDOT_CHAINS 1
-#endif
-/* Likewise, DK_PLAIN 1: only Llama/Qwen stacks (no sandwich norms, LayerNorm, biases but qkv's,
- * ungated MLP; the host refuses the others), for what the general kernel costs them. By default
- * (DK_GENERAL) the kernel takes Gemma's and GPT-2's features too. */
-#ifndef DK_PLAIN
-#define DK_PLAIN 0
-#endif
-static constexpr bool DK_GENERAL = !DK_PLAIN;
 
 enum {
     DK_WARPS = DK_CONSUMER_WARPS,     /* consumer warps per block */
@@ -94,6 +84,7 @@ struct dk_args {
     int tlen[KV_MAX_GROUPS];           /* entries per sequence: 1 contiguous, else paged */
     int wdt;                  /* dtype of the layer matrices: the precision or a quantized one */
     int kv8;                  /* the KV cache is F8_E4M3 (kv_f8, with the layers' ks / vs) */
+    int gen;                  /* the stack needs the general kernel (kernel_decode's GEN) */
     int misc_floats;          /* shared floats between the mbarriers and the union region */
     int caps[DK_CAPS];        /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
     int att_bufs;             /* attention tile buffers: n = the next n - 1 load during a tile */

@@ -48,27 +48,18 @@ template <int WVEC> struct dk_xoff {
 /* sum of f[i] * x[i], i < 16, for the 16 floats of a swizzled xs from xk (its element k, a
  * multiple of 16, of the lane whose offsets xo are) */
 __device__ __forceinline__ float dk_fdot16(const float *f, const float *xk, const dk_xoff<16> &xo) {
-    /* DK_FDOT_CHAINS independent sums (product j into sum j % chains): one chain of 16
-     * dependent FMAs by default */
-    static_assert(DK_FDOT_CHAINS == 1 || DK_FDOT_CHAINS == 2 || DK_FDOT_CHAINS == 4,
-                  "DK_FDOT_CHAINS: 1, 2 or 4");
-    float s[DK_FDOT_CHAINS];
-#pragma unroll
-    for (int c = 0; c < DK_FDOT_CHAINS; c++)
-        s[c] = 0.0f;
+    /* one chain of 16 dependent FMAs: two or four partial sums measured no faster (H100,
+     * docs/PERF.md, sixth session) */
+    float s = 0.0f;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         float4 v = *(const float4 *)(xk + xo.o[i]);
-        const float x[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            s[(4 * i + j) % DK_FDOT_CHAINS] =
-                fmaf(f[4 * i + j], x[j], s[(4 * i + j) % DK_FDOT_CHAINS]);
+        s = fmaf(f[4 * i], v.x, s);
+        s = fmaf(f[4 * i + 1], v.y, s);
+        s = fmaf(f[4 * i + 2], v.z, s);
+        s = fmaf(f[4 * i + 3], v.w, s);
     }
-#pragma unroll
-    for (int c = 1; c < DK_FDOT_CHAINS; c++)
-        s[0] += s[c];
-    return s[0];
+    return s;
 }
 
 /* sum of the products of a 16-byte vector of T (16-bit: 8 elements) with the floats of a
@@ -106,7 +97,7 @@ template <typename T, typename X> __device__ __forceinline__ X dk_round(float v)
         return to_f(from_f<T>(v));
 }
 
-template <typename T, typename X>
+template <typename T, typename X, bool GEN>
 __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D, const float *w,
                         const float *b, float eps, int kind, float *red) {
     const int NT = DK_WARPS * 32;
@@ -136,7 +127,7 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D,
     }
     float mean = 0.0f, inv;
     /* LayerNorm as the norm op: the mean, then the centred sum of squares */
-    if (DK_GENERAL && kind == NORM_LAYER) {
+    if (GEN && kind == NORM_LAYER) {
         float s = 0.0f;
 #pragma unroll
         for (int i = 0; i < DK_NORM_REGS; i++)
@@ -160,13 +151,13 @@ __device__ void dk_norm(const T *xp, const u64 *xt, unsigned tag, X *out, int D,
     for (int i = 0; i < DK_NORM_REGS; i++) {
         int d = threadIdx.x + i * NT;
         if (d < D)
-            out[dk_xi<T, X>(d)] = dk_round<T, X>(
-                norm_out(kind, xv[i], mean, inv, wv[i], DK_GENERAL && b ? b[d] : 0.0f));
+            out[dk_xi<T, X>(d)] =
+                dk_round<T, X>(norm_out(kind, xv[i], mean, inv, wv[i], GEN && b ? b[d] : 0.0f));
     }
     for (int d = threadIdx.x + DK_NORM_REGS * NT; d < D; d += NT) {
         float v = xp ? to_f(xp[d]) : ld_tag(xt + d, tag);
         out[dk_xi<T, X>(d)] =
-            dk_round<T, X>(norm_out(kind, v, mean, inv, w[d], DK_GENERAL && b ? b[d] : 0.0f));
+            dk_round<T, X>(norm_out(kind, v, mean, inv, w[d], GEN && b ? b[d] : 0.0f));
     }
     cbar();
 }
@@ -268,7 +259,7 @@ template <typename W> __device__ __forceinline__ float dk_post(float acc) {
  * O and DOWN split the D rows of x alike, so the residual x[u] a block adds to is its own
  * output of the previous stage: the thread that stores x[u] keeps it in xown[u - u0] (shared),
  * which costs no memory round trip. At layer 0 the o stage adds to the embedding (embed_in). */
-template <typename T, typename W, typename X, int MAT, int R = (MAT == MAT_UP ? 2 : 1)>
+template <typename T, typename W, typename X, bool GEN, int MAT, int R = (MAT == MAT_UP ? 2 : 1)>
 __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r, bool embed_in,
                           unsigned tag_out, unsigned tag_act, float *xown) {
     constexpr bool Q = !std::is_same<W, T>::value;
@@ -293,11 +284,11 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
             sc[q] = 1.0f;
         if (mine && lane == 0) {
             if (MAT == MAT_QKV && L.bqkv) pre = L.bqkv[u];
-            if (DK_GENERAL && MAT == MAT_UP && R == 1 && L.bup) pre = L.bup[u];
+            if (GEN && MAT == MAT_UP && R == 1 && L.bup) pre = L.bup[u];
             if (MAT == MAT_O || MAT == MAT_DOWN)
                 pre = embed_in ? to_f(((const T *)a.x)[u]) : xown[u - u0];
-            if (DK_GENERAL && MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
-            if (DK_GENERAL && MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
+            if (GEN && MAT == MAT_O) bias = L.bo ? L.bo[u] : 0.0f;
+            if (GEN && MAT == MAT_DOWN) bias = L.bdown ? L.bdown[u] : 0.0f;
             if (Q)
 #pragma unroll
                 for (int q = 0; q < R; q++)
@@ -368,7 +359,7 @@ __device__ void dk_matvec(const dk_args &a, const dk_layer &L, X *xs, dk_ring &r
             float g = to_f(from_f<T>(acc[0])), up = to_f(from_f<T>(acc[R - 1]));
             float y = gated_act(a.act, g, up);
             st_tag(a.act_buf + u, to_f(from_f<T>(y)), tag_out);
-        } else if (DK_GENERAL && (MAT == MAT_O ? L.post_attn != NULL : L.post_ffn != NULL)) {
+        } else if (GEN && (MAT == MAT_O ? L.post_attn != NULL : L.post_ffn != NULL)) {
             /* a sandwich norm follows: dk_post_norm adds it to x */
             st_tag(a.ob + u, to_f(from_f<T>(acc[0] + bias)), tag_out);
         } else {
