@@ -364,12 +364,10 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 const C *krow = kt + (size_t)lane * vst;
                 float acc = 0.0f;
                 for (int v0 = 0; v0 < hd; v0 += VEC) {
-                    /* the key's 16 bytes and q's floats as vector loads (a reference into shared
-                     * memory unpacked element by element compiled to one 2-byte load per
-                     * element, each a 4-way bank conflict across the lanes' rows) */
-                    const int4 kv = *(const int4 *)(krow + v0);
+                    /* the key's 16 bytes and q's floats as vector loads (one 2-byte load per
+                     * element was a 4-way bank conflict across the lanes' rows) */
                     float kf[VEC], qf[VEC];
-                    kv_unpack<C>(kv, kf);
+                    kv_unpack<C>(*(const int4 *)(krow + v0), kf);
 #pragma unroll
                     for (int e = 0; e < VEC; e += 4)
                         *(float4 *)(qf + e) = *(const float4 *)(q + v0 + e);
