@@ -46,7 +46,8 @@ tsan:
 # untrusted-input parsers (src/base, src/io/safetensors + json_util, src/tokenizer, the server's
 # request parser, config.json, chat templates) with ASan and
 # UBSan; `make fuzz-run FUZZ_SECONDS=60` replays each harness's committed crash inputs, then fuzzes
-# each for FUZZ_SECONDS on a fresh copy of its seeds, and fails on any crash, leak or report.
+# each for FUZZ_SECONDS on a fresh copy of its seeds (FUZZ_JOBS harnesses at a time, default one
+# per core), and fails on any crash, leak or report.
 FUZZ_CC ?= clang
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
@@ -73,9 +74,11 @@ $(FUZZ_BUILD)/libllmrt_fuzz.a: $(FUZZ_OBJ)
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_BUILD)/libllmrt_fuzz.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libllmrt_fuzz.a $(FUZZ_LIBS) -o $@
 
+# The harnesses run FUZZ_JOBS at a time (each is one process on one core).
+FUZZ_JOBS ?= $(JOBS)
 fuzz-run: fuzz
-	@for h in $(FUZZ_HARNESSES); do \
-	  FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh $$h $(FUZZ_SECONDS) || exit 1; done
+	@printf '%s\n' $(FUZZ_HARNESSES) | FUZZ_BUILD=$(FUZZ_BUILD) \
+	  xargs -P $(FUZZ_JOBS) -I{} tests/fuzz/run.sh {} $(FUZZ_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
