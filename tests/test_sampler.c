@@ -1,5 +1,7 @@
 /* test_sampler.c — greedy, temperature, top-k, top-p and seeding. */
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/sampler.h"
@@ -118,6 +120,192 @@ static void test_bad_options(void) {
     sampler_free(&s);
 }
 
+/* ---- the draw against its definition (sampler.h), written out plainly ---- */
+
+static const float *ref_l; /* qsort's comparison reads the logits from here */
+static int ref_before(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (ref_l[x] != ref_l[y]) return ref_l[x] > ref_l[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+static int32_t ref_draw(const sampler_opts *o, uint64_t *rng, const float *l, int V) {
+    int32_t best = 0;
+    for (int v = 1; v < V; v++)
+        if (l[v] > l[best]) best = v;
+    if (o->temperature == 0 || o->top_k == 1 || l[best] == INFINITY || l[best] == -INFINITY)
+        return best;
+    const float mx = l[best];
+    const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
+    const bool top_k = o->top_k > 0 && o->top_k < V;
+    int32_t *ids = malloc((size_t)V * sizeof *ids);
+    float *w = malloc((size_t)V * sizeof *w);
+    int n = 0;
+    if (top_k || o->min_p > 0 || top_p < 1) { /* sorted: best first */
+        for (int v = 0; v < V; v++)
+            if (top_k || !(o->min_p > 0) || sampler_prob(l[v], mx, o->temperature) >= o->min_p)
+                ids[n++] = v;
+        ref_l = l;
+        qsort(ids, (size_t)n, sizeof *ids, ref_before);
+        if (top_k) n = o->top_k;
+    } else { /* id order */
+        for (int v = 0; v < V; v++)
+            ids[n++] = v;
+    }
+    for (int i = 0; i < n; i++)
+        w[i] = sampler_prob(l[ids[i]], mx, o->temperature);
+    if (top_k && o->min_p > 0)
+        for (int i = 1; i < n; i++)
+            if (w[i] < o->min_p * w[0]) {
+                n = i;
+                break;
+            }
+    double total = 0;
+    if (!top_k && !(o->min_p > 0) && top_p < 1)
+        for (int v = 0; v < V; v++)
+            total += sampler_prob(l[v], mx, o->temperature);
+    else
+        for (int i = 0; i < n; i++)
+            total += w[i];
+    if (top_p < 1) {
+        double run = 0;
+        for (int i = 0; i < n; i++) {
+            run += w[i] / total;
+            if (run >= top_p) {
+                n = i + 1;
+                break;
+            }
+        }
+    }
+    double sum = 0, run = 0;
+    for (int i = 0; i < n; i++)
+        sum += w[i];
+    double u = sampler_rng_uniform(rng) * sum;
+    int32_t t = ids[n - 1];
+    for (int i = 0; i < n; i++) {
+        run += w[i];
+        if (u < run) {
+            t = ids[i];
+            break;
+        }
+    }
+    free(ids);
+    free(w);
+    return t;
+}
+
+/* Logits of kind k: 0 uniform over [-scale, scale], 1 peaked (a few far above the rest), 2 few
+ * distinct values (ties everywhere), 3 with -inf entries (banned ids), 4 all negative (as many
+ * models' are: the sort's order of negative numbers) */
+static void fill_logits(float *l, int V, int kind, float scale, unsigned seed) {
+    test_rand_fill(l, (size_t)V, -scale, scale, seed);
+    if (kind == 1)
+        for (int i = 0; i < 3 && i < V; i++)
+            l[(i * 7919u + seed) % (unsigned)V] = scale * (4 - i);
+    if (kind == 2)
+        for (int v = 0; v < V; v++)
+            l[v] = floorf(l[v]);
+    if (kind == 3)
+        for (int v = 0; v < V; v += 3)
+            l[v] = -INFINITY;
+    if (kind == 4)
+        for (int v = 0; v < V; v++)
+            l[v] -= 3 * scale;
+}
+
+/* sampler_draw picks what the definition picks, token for token, on vocabularies of 1 to 128k
+ * ids and every combination of the options: its fast paths (no full sort, a vectorized
+ * exponential, the nucleus found from buckets of probabilities, a radix sort) change nothing. */
+static void test_draw_matches_definition(void) {
+    const int vocabs[] = {1, 2, 7, 100, 1000, 5003, 128256};
+    const sampler_opts opts[] = {
+        {.temperature = 1.0f},
+        {.temperature = 0.7f, .top_p = 0.9f},
+        {.temperature = 1.0f, .top_p = 0.95f},
+        {.temperature = 1.3f, .top_p = 0.5f},
+        {.temperature = 0.7f, .top_k = 50},
+        {.temperature = 1.0f, .top_k = 40, .top_p = 0.9f},
+        {.temperature = 0.8f, .min_p = 0.05f},
+        {.temperature = 1.0f, .min_p = 0.001f, .top_p = 0.9f},
+        {.temperature = 1.0f, .top_k = 100, .min_p = 0.1f, .top_p = 0.8f},
+        {.temperature = 2.0f, .top_p = 0.999f},
+    };
+    const int n_opts = (int)(sizeof opts / sizeof *opts);
+    const int max_v = 128256;
+    float *l = malloc(max_v * sizeof *l), *prob = malloc(max_v * sizeof *prob);
+    int32_t *idx = malloc(max_v * sizeof *idx);
+    int checked = 0, mismatches = 0;
+    for (size_t vi = 0; vi < sizeof vocabs / sizeof *vocabs; vi++) {
+        const int V = vocabs[vi], draws = V > 10000 ? 3 : 40;
+        for (int kind = 0; kind<5; kind += V> 10000 ? 4 : 1) {
+            for (int sc = 0; sc < 2; sc++) {
+                fill_logits(l, V, kind, sc ? 12.0f : 2.5f, (unsigned)(V * 31 + kind * 7 + sc));
+                for (int oi = 0; oi < n_opts; oi++) {
+                    uint64_t r1 = sampler_rng_seed((uint64_t)oi), r2 = r1;
+                    for (int d = 0; d < draws; d++) {
+                        int32_t a = sampler_draw(&opts[oi], &r1, prob, idx, l, V);
+                        int32_t b = ref_draw(&opts[oi], &r2, l, V);
+                        checked++;
+                        if (a != b && mismatches++ < 5)
+                            CHECK_MSG(a == b,
+                                      "V %d, logits kind %d scale %d, options %d, draw %d: %d, "
+                                      "the definition %d",
+                                      V, kind, sc, oi, d, a, b);
+                    }
+                }
+            }
+        }
+    }
+    CHECK_MSG(mismatches == 0, "%d of %d draws differ from the definition", mismatches, checked);
+    free(l);
+    free(prob);
+    free(idx);
+}
+
+/* NaN logits (a broken model, through the API's llmrt_sampler_sample) never pick a NaN id
+ * over a number and never read or write outside the scratch */
+static void test_nan_logits(void) {
+    float l[300];
+    test_rand_fill(l, 300, -3, 3, 11);
+    for (int v = 0; v < 300; v += 4)
+        l[v] = NAN;
+    const sampler_opts opts[] = {{.temperature = 1},
+                                 {.temperature = 1, .top_p = 0.9f},
+                                 {.temperature = 1, .min_p = 0.1f},
+                                 {.temperature = 1, .top_k = 5}};
+    float prob[300];
+    int32_t idx[300];
+    for (int oi = 0; oi < 4; oi++) {
+        uint64_t rng = sampler_rng_seed(3);
+        for (int d = 0; d < 50; d++) {
+            int32_t t = sampler_draw(&opts[oi], &rng, prob, idx, l, 300);
+            CHECK_MSG(t >= 0 && t < 300 && (oi == 3 || t % 4 != 0), "options %d: id %d", oi, t);
+        }
+    }
+    for (int v = 0; v < 300; v++)
+        l[v] = NAN;
+    uint64_t rng = sampler_rng_seed(3);
+    int32_t t = sampler_draw(&opts[1], &rng, prob, idx, l, 300);
+    CHECK(t >= 0 && t < 300);
+}
+
+/* The weight of a candidate: exactly 1 for the best, 0 for -inf, within 2 ulp of expf over
+ * the range logits take */
+static void test_prob(void) {
+    CHECK(sampler_prob(3.5f, 3.5f, 0.7f) == 1.0f);
+    CHECK(sampler_prob(-INFINITY, 3.5f, 0.7f) == 0.0f);
+    CHECK(sampler_prob(NAN, 3.5f, 0.7f) == 0.0f);
+    CHECK(sampler_prob(-100.0f, 0.0f, 1.0f) == 0.0f);
+    float worst = 0;
+    for (float x = 0; x > -87.0f; x -= 0.000731f) {
+        float a = sampler_prob(x, 0.0f, 1.0f), b = expf(x);
+        float ulp = nextafterf(b, 2.0f) - b;
+        float e = fabsf(a - b) / ulp;
+        worst = e > worst ? e : worst;
+    }
+    CHECK_MSG(worst <= 2.0f, "%g ulp from expf", worst);
+}
+
 int main(void) {
     RUN(test_greedy);
     RUN(test_seed_reproducible);
@@ -125,5 +313,8 @@ int main(void) {
     RUN(test_top_p);
     RUN(test_temperature_distribution);
     RUN(test_bad_options);
+    RUN(test_draw_matches_definition);
+    RUN(test_nan_logits);
+    RUN(test_prob);
     return test_summary();
 }

@@ -39,4 +39,19 @@ double sampler_rng_uniform(uint64_t *rng);
 int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
                      const float *logits, int V);
 
+/* What sampler_draw weighs a candidate by: exp((logit - max) / temperature) in F32, max the
+ * largest logit (exactly 1 for it; 0 for -inf). The draw, for a sampling temperature:
+ *  - candidates: the top_k best ids (by logit, lower id first on ties), else the ids whose
+ *    weight is >= min_p, else with top_p < 1 the whole vocabulary sorted alike, else the whole
+ *    vocabulary in id order;
+ *  - with top_k and min_p, the candidates from the best while weight >= min_p x the best's;
+ *  - with top_p, the smallest prefix whose running sum of weight / total reaches top_p, the
+ *    total being the candidates' weights summed in their order, or with top_p alone the whole
+ *    vocabulary's in id order;
+ *  - one uniform number u in [0, 1) times the kept weights' sum (in their order) against their
+ *    running sum: the first candidate whose running sum exceeds it.
+ * tests/test_sampler.c holds this definition written out plainly, and checks the draw against
+ * it. */
+float sampler_prob(float logit, float max, float temperature);
+
 #endif
