@@ -6,6 +6,7 @@
  * blocks out of their window equal the contiguous ring's, also when the budget holds the windows
  * of a few of them only; and its prefix cache. */
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +266,89 @@ static void test_concurrent_equals_solo(void) {
                       paged ? "paged" : "contiguous");
         }
         harness_close(&h);
+    }
+}
+
+/* Request i's sampling in test_concurrent_sampled: temperatures, top-k / top-p / min-p,
+ * penalties and logit_bias in turn, a seed each. */
+static const int32_t bias_ids[3] = {7, 40, 41};
+static const float bias_values[3] = {2.5f, -100.0f, 1.0f};
+static sched_sampling sampled_of(int i) {
+    sched_sampling m = {.temperature = 0.6f + 0.1f * (float)(i % 6), .seed = 1000 + (uint64_t)i};
+    if (i % 4 == 1) m.top_p = 0.9f;
+    if (i % 4 == 2) m.top_k = 20;
+    if (i % 4 == 3) m.min_p = 0.05f;
+    if (i % 3 == 1) m.presence_penalty = 0.5f, m.frequency_penalty = 0.3f;
+    if (i % 3 == 2) m.repetition_penalty = 1.3f;
+    if (i % 5 == 0) m.bias_ids = bias_ids, m.bias_values = bias_values, m.n_bias = 3;
+    return m;
+}
+
+/* 16 sampled requests with logprobs, all taken by one iteration, their rows chosen on `threads`
+ * threads (the scheduler's pickers) */
+static void run_sampled(int threads, result *out) {
+    static slot sl[N_REQ];
+    sched_sampling smp[N_REQ];
+    const int was = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    harness h;
+    sched_opts so = {.token_budget = 64};
+    int ok = harness_create(&h, N_REQ, 8, 0, &so);
+    omp_set_num_threads(was);
+    if (!ok) return;
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        int n = prompt_of(i, p);
+        smp[i] = sampled_of(i);
+        submit(&h, &sl[i], p, n, N_NEW, &smp[i], i % 2 ? 3 : -1);
+    }
+    harness_start(&h);
+    harness_wait(&h, N_REQ);
+    for (int i = 0; i < N_REQ; i++)
+        out[i] = sl[i].r;
+    harness_close(&h);
+}
+
+/* Concurrent sampled requests (penalties, logit_bias, logprobs): a step's rows are chosen on
+ * several threads, each with its own scratch and each request with its own generator, and give
+ * bit for bit what one thread gives; their tokens are each request's solo tokens (and the
+ * logprobs those of its solo run, up to the order of sums of a batch). */
+static void test_concurrent_sampled(void) {
+    static result solo[N_REQ], one[N_REQ], four[N_REQ];
+    static slot sl[N_REQ];
+    harness h;
+    sched_opts so = {0};
+    if (!harness_open(&h, 1, 0, 0, &so)) return;
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        int n = prompt_of(i, p);
+        sched_sampling smp = sampled_of(i);
+        submit(&h, &sl[i], p, n, N_NEW, &smp, i % 2 ? 3 : -1);
+        harness_wait(&h, i + 1);
+        solo[i] = sl[i].r;
+    }
+    harness_close(&h);
+    run_sampled(1, one);
+    const char *env = getenv("OMP_NUM_THREADS"); /* under TSan: 1 (libgomp is not instrumented) */
+    run_sampled(env && *env ? omp_get_max_threads() : 4, four);
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK_MSG(four[i].n == N_NEW && four[i].fin == SCHED_FINISH_LENGTH,
+                  "request %d: %d tokens, finish %d (%s)", i, four[i].n, four[i].fin,
+                  four[i].error);
+        CHECK_MSG(!memcmp(four[i].tokens, one[i].tokens, sizeof(int32_t) * N_NEW) &&
+                      !memcmp(four[i].logprobs, one[i].logprobs, sizeof(float) * N_NEW),
+                  "request %d: tokens or logprobs chosen on several threads differ from one "
+                  "thread's",
+                  i);
+        CHECK_MSG(!memcmp(four[i].tokens, solo[i].tokens, sizeof(int32_t) * N_NEW),
+                  "request %d: concurrent sampled tokens differ from its solo run", i);
+        for (int t = 0; t < N_NEW; t++) {
+            CHECK_MSG(fabsf(four[i].logprobs[t] - solo[i].logprobs[t]) < 1e-4f,
+                      "request %d, token %d: logprob %g, solo %g", i, t, four[i].logprobs[t],
+                      solo[i].logprobs[t]);
+            CHECK_MSG(sampled_of(i).n_bias == 0 || four[i].tokens[t] != 40,
+                      "request %d drew id 40, biased by -100", i);
+        }
     }
 }
 
@@ -759,6 +843,7 @@ static void test_failed_step_gives_back(void) {
 
 int main(void) {
     RUN(test_concurrent_equals_solo);
+    RUN(test_concurrent_sampled);
     RUN(test_preemption);
     RUN(test_prefix_cache);
     RUN(test_decode_budget);

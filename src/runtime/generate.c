@@ -94,13 +94,18 @@ static llmrt_status decode_sampled(gen_run *g, sampler *samp, float *logits, int
     const int V = e->m->cfg.vocab;
     for (int step = 0; step < g->N; step++) {
         TRY(feed(g, false, logits));
-        for (size_t i = 0; i < (size_t)g->B * V; i++)
-            if (!isfinite(logits[i]))
-                return err_set(LLMRT_ERR_INVALID,
-                               "the model produced non-finite logits (%g) at step %d of "
-                               "session %zu in %s: %s",
-                               logits[i], step, i / V, dtype_name(e->be->weight_dtype),
-                               engine_nonfinite_cause(e));
+        for (int b = 0; b < g->B; b++) {
+            const float *row = logits + (size_t)b * V;
+            if (sampler_all_finite(row, V)) continue;
+            int v = 0;
+            while (isfinite(row[v]))
+                v++;
+            return err_set(LLMRT_ERR_INVALID,
+                           "the model produced non-finite logits (%g) at step %d of session %d "
+                           "in %s: %s",
+                           row[v], step, b, dtype_name(e->be->weight_dtype),
+                           engine_nonfinite_cause(e));
+        }
         for (int b = 0; b < g->B; b++)
             next[b] = sampler_next(&samp[b], logits + (size_t)b * V);
         if (take_tokens(g, step, next) || cancelled(g->o)) break;

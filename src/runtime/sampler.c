@@ -343,6 +343,17 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
     return idx[n - 1];
 }
 
+bool sampler_all_finite(const float *l, int n) {
+    /* an OR of the exponent bits' test over the row, which vectorizes (an early exit does not) */
+    uint32_t inf = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &l[i], sizeof b);
+        inf |= (b & 0x7f800000u) == 0x7f800000u;
+    }
+    return !inf;
+}
+
 int32_t sampler_next(sampler *s, const float *logits) {
     return sampler_draw(&s->o, &s->rng, s->prob, s->idx, logits, s->vocab);
 }

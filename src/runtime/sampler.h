@@ -3,6 +3,7 @@
 #ifndef LLMRT_RUNTIME_SAMPLER_H
 #define LLMRT_RUNTIME_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/status.h"
@@ -53,5 +54,8 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
  * tests/test_sampler.c holds this definition written out plainly, and checks the draw against
  * it. */
 float sampler_prob(float logit, float max, float temperature);
+
+/* Whether every one of l[0..n) is finite (no NaN, no infinity). */
+bool sampler_all_finite(const float *l, int n);
 
 #endif

@@ -27,7 +27,8 @@
 typedef struct bs_opts {
     const char *url, *model, *api_key, *prompt_file, *out, *python, *plot_script;
     int concurrency, num_prompts, isl, osl;
-    double rate; /* requests/s; 0: as fast as --concurrency allows */
+    double rate;               /* requests/s; 0: as fast as --concurrency allows */
+    double temperature, top_p; /* every request's sampling (0, 1: greedy) */
     bool chat, plot;
     uint64_t seed;
     long timeout_s;
@@ -67,6 +68,8 @@ static void usage(void) {
            "tokens)\n"
            "  --chat                 /v1/chat/completions (messages) instead of /v1/completions\n"
            "  --seed S               of the random prompts and arrivals (default 0)\n"
+           "  --temperature T        every request's sampling temperature (default 0: greedy)\n"
+           "  --top-p P              and top_p (default 1)\n"
            "  --api-key KEY          sent as a Bearer token (also LLMRT_API_KEY, OPENAI_API_KEY)\n"
            "  --timeout S            per request (default 600)\n"
            "  --out DIR              write DIR/bench_serve.json and DIR/bench_serve.png\n"
@@ -98,6 +101,10 @@ static void parse_flags(bs_opts *o, int argc, char **argv) {
             o->prompt_file = args_value(&a);
         } else if (args_is(&a, "chat")) {
             o->chat = true;
+        } else if (args_is(&a, "temperature")) {
+            o->temperature = args_double(&a, 0, 100);
+        } else if (args_is(&a, "top_p")) {
+            o->top_p = args_double(&a, 0, 1);
         } else if (args_is(&a, "seed")) {
             o->seed = (uint64_t)args_long(&a, 0, 0x7fffffffffffffffL);
         } else if (args_is(&a, "api_key")) {
@@ -274,9 +281,10 @@ static int make_requests(bs_opts *o, bs_req *rs) {
             prompt = json_incref(json_object_get(d, "prompt"));
             json_decref(d);
         }
-        json_t *body = json_pack("{s:s, s:i, s:b, s:b, s:{s:b}, s:f}", "model", o->model,
-                                 "max_tokens", o->osl, "ignore_eos", 1, "stream", 1,
-                                 "stream_options", "include_usage", 1, "temperature", 0.0);
+        json_t *body =
+            json_pack("{s:s, s:i, s:b, s:b, s:{s:b}, s:f, s:f}", "model", o->model, "max_tokens",
+                      o->osl, "ignore_eos", 1, "stream", 1, "stream_options", "include_usage", 1,
+                      "temperature", o->temperature, "top_p", o->top_p);
         if (o->chat)
             json_object_set_new(body, "messages",
                                 json_pack("[{s:s, s:o}]", "role", "user", "content", prompt));
@@ -531,15 +539,16 @@ static int report(const bs_opts *o, bs_req *rs, double wall) {
     int rc = ok == o->num_prompts ? 0 : 1;
     if (o->out) {
         json_t *j = json_pack(
-            "{s:{s:s, s:s, s:b, s:i, s:f, s:i, s:i, s:i, s:I}, s:{s:i, s:i, s:f, s:f, s:f, "
-            "s:f, s:i, s:i, s:o, s:o, s:o, s:o}}",
+            "{s:{s:s, s:s, s:b, s:i, s:f, s:i, s:i, s:i, s:I, s:f, s:f}, s:{s:i, s:i, s:f, s:f, "
+            "s:f, s:f, s:i, s:i, s:o, s:o, s:o, s:o}}",
             "config", "url", o->url, "model", o->model, "chat", o->chat, "concurrency",
             o->concurrency, "request_rate", o->rate, "num_prompts", o->num_prompts, "isl", o->isl,
-            "osl", o->osl, "seed", (json_int_t)o->seed, "results", "completed", ok, "failed",
-            o->num_prompts - ok, "duration_s", wall, "requests_per_s", ok / wall,
-            "output_tokens_per_s", out_tok / wall, "total_tokens_per_s", (in_tok + out_tok) / wall,
-            "prompt_tokens", in_tok, "output_tokens", out_tok, "ttft", stat_json(s_ttft), "itl",
-            stat_json(s_itl), "tpot", stat_json(s_tpot), "e2e", stat_json(s_e2e));
+            "osl", o->osl, "seed", (json_int_t)o->seed, "temperature", o->temperature, "top_p",
+            o->top_p, "results", "completed", ok, "failed", o->num_prompts - ok, "duration_s", wall,
+            "requests_per_s", ok / wall, "output_tokens_per_s", out_tok / wall,
+            "total_tokens_per_s", (in_tok + out_tok) / wall, "prompt_tokens", in_tok,
+            "output_tokens", out_tok, "ttft", stat_json(s_ttft), "itl", stat_json(s_itl), "tpot",
+            stat_json(s_tpot), "e2e", stat_json(s_e2e));
         json_t *per = json_array();
         for (int i = 0; i < o->num_prompts; i++) {
             bs_req *r = &rs[i];
@@ -578,6 +587,7 @@ int cmd_bench_serve(int argc, char **argv) {
                  .num_prompts = 64,
                  .isl = 128,
                  .osl = 128,
+                 .top_p = 1,
                  .plot = true,
                  .timeout_s = 600};
     o.api_key = getenv("LLMRT_API_KEY") ? getenv("LLMRT_API_KEY") : getenv("OPENAI_API_KEY");
