@@ -1,6 +1,7 @@
 /* test_api.c — the public API (include/llmrt.h): every call on a fixture model and the demo
  * model, and the errors each call gives. */
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -443,6 +444,28 @@ static void test_null_arguments(void) {
     llmrt_model_free(m);
 }
 
+/* max_new_tokens up to INT_MAX: the prompt plus it is compared in 64 bits (it overflowed int:
+ * undefined behaviour, then "out of memory" for a request that is only too long). */
+static void test_generate_limits(void) {
+    llmrt_model *m = load(fixture, (llmrt_load_opts){.max_seq = 16});
+    if (!m) return;
+    llmrt_session *s = NULL;
+    CHECK_OK(llmrt_session_create(&s, m, 0));
+    int32_t p[4] = {1, 2, 3, 4};
+    const int32_t *pp[1] = {p};
+    int lens[1] = {4};
+    llmrt_gen_result res;
+    llmrt_gen_opts go = {.max_new_tokens = INT_MAX, .ignore_eos = 1};
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "plus 2147483647 new tokens (max_new_tokens) exceeds the 16 positions");
+    go.max_new_tokens = 12; /* exactly the session's positions */
+    CHECK_OK(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res));
+    CHECK(res.n_tokens && res.n_tokens[0] == 12);
+    llmrt_gen_result_free(&res);
+    llmrt_session_free(s);
+    llmrt_model_free(m);
+}
+
 static void test_paged_and_scoring(void) {
     reference r;
     if (!reference_load(&r)) return;
@@ -642,6 +665,7 @@ int main(void) {
     RUN(test_paged_and_scoring);
     RUN(test_rewind_sliding);
     RUN(test_null_arguments);
+    RUN(test_generate_limits);
     RUN(test_kv_fraction);
     RUN(test_kv_dtype);
     RUN(test_text);
