@@ -246,12 +246,14 @@ llmrt_status llmrt_step_all_logits(llmrt_session *s, const int32_t *ids, int n, 
 /* ---- sampling ---- */
 
 typedef struct llmrt_sampling {
-    float temperature; /* 0: greedy (argmax, lowest id on ties) */
-    int top_k;         /* 0: off */
-    float top_p;       /* 0 or 1: off */
+    float temperature; /* 0: greedy (argmax, lowest id on ties); finite and >= 0 */
+    int top_k;         /* 0: off; >= 0 */
+    float top_p;       /* in [0, 1]; 0 or 1: off */
     uint64_t seed;     /* same seed, same tokens */
 } llmrt_sampling;
 
+/* llmrt_sampler_create and llmrt_generate (greedy or not) refuse values outside these ranges
+ * (LLMRT_ERR_INVALID, naming the field and its value). */
 typedef struct llmrt_sampler llmrt_sampler;
 llmrt_status llmrt_sampler_create(llmrt_sampler **out, const llmrt_sampling *o, int vocab);
 /* The next token from F32 logits [vocab]. */

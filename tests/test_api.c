@@ -445,7 +445,8 @@ static void test_null_arguments(void) {
 }
 
 /* max_new_tokens up to INT_MAX: the prompt plus it is compared in 64 bits (it overflowed int:
- * undefined behaviour, then "out of memory" for a request that is only too long). */
+ * undefined behaviour, then "out of memory" for a request that is only too long). Sampling
+ * values are checked whoever chooses the tokens. */
 static void test_generate_limits(void) {
     llmrt_model *m = load(fixture, (llmrt_load_opts){.max_seq = 16});
     if (!m) return;
@@ -458,6 +459,21 @@ static void test_generate_limits(void) {
     llmrt_gen_opts go = {.max_new_tokens = INT_MAX, .ignore_eos = 1};
     CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
               "plus 2147483647 new tokens (max_new_tokens) exceeds the 16 positions");
+    /* sampling values are checked when the backend chooses greedily too (they were not: -1
+     * passed with top_k 1, and a top_p of 5 with temperature 0) */
+    go.max_new_tokens = 2;
+    go.sampling = (llmrt_sampling){.temperature = -1, .top_k = 1};
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "temperature -1 must be finite and >= 0");
+    go.sampling = (llmrt_sampling){.temperature = 0, .top_p = 5};
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "top_p 5 must be in [0, 1]");
+    go.sampling = (llmrt_sampling){.temperature = INFINITY};
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "temperature inf");
+    llmrt_sampler *smp = NULL;
+    CHECK_ERR(llmrt_sampler_create(&smp, &go.sampling, 256), LLMRT_ERR_INVALID, "temperature inf");
+    go.sampling = (llmrt_sampling){0};
     go.max_new_tokens = 12; /* exactly the session's positions */
     CHECK_OK(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res));
     CHECK(res.n_tokens && res.n_tokens[0] == 12);

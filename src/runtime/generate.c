@@ -157,6 +157,7 @@ llmrt_status generate(engine *e, session *const *ss, int B, const int32_t *const
         return err_set(LLMRT_ERR_INVALID, "generate: %d sessions (the engine steps 1 to %d)", B,
                        e->o.max_batch);
     if (N < 1) return err_set(LLMRT_ERR_INVALID, "the number of new tokens must be >= 1");
+    TRY(sampler_check(&o->samp)); /* greedy too: the backend's argmax never reads them */
     int L = 0;
     for (int b = 0; b < B; b++) {
         if (lens[b] < 1) return err_set(LLMRT_ERR_INVALID, "prompt %d is empty", b);
