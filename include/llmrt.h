@@ -308,8 +308,8 @@ typedef struct llmrt_perplexity_result {
     long scored;       /* tokens predicted */
     int window;        /* positions per window (the load's max_seq at most) */
 } llmrt_perplexity_result;
-/* Scores ids[0..n) (n >= 2) in consecutive windows; needs a model loaded with all_logits, and
- * room for one more session (max_sessions). */
+/* Scores ids[0..n) (n >= 2) in consecutive windows; needs a model loaded with all_logits and a
+ * max_seq of at least 2 (the window), and room for one more session (max_sessions). */
 llmrt_status llmrt_perplexity(llmrt_model *m, const int32_t *ids, size_t n,
                               llmrt_perplexity_result *out);
 

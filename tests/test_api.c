@@ -527,6 +527,18 @@ static void test_paged_and_scoring(void) {
     free(lg2);
     llmrt_session_free(s);
     llmrt_model_free(m);
+    /* a model loaded for one position per session has windows that score nothing: that is said
+     * (it was "the result is not finite: the precision overflowed" from 0 / 0, in FP32) */
+    m = load(fixture, (llmrt_load_opts){.max_seq = 1, .all_logits = 1});
+    if (!m) return;
+    CHECK_ERR(llmrt_perplexity(m, r.prompt, 5, &pr), LLMRT_ERR_INVALID,
+              "windows of 1 position (the load's max_seq) score no token");
+    llmrt_model_free(m);
+    m = load(fixture, (llmrt_load_opts){.max_seq = 2, .all_logits = 1});
+    if (!m) return;
+    CHECK_OK(llmrt_perplexity(m, r.prompt, 5, &pr)); /* windows [0, 2) and [2, 4) */
+    CHECK(pr.scored == 2 && pr.window == 2 && isfinite(pr.perplexity));
+    llmrt_model_free(m);
 }
 
 /* kv_fraction sizes the paged cache from what is free, never beyond what the sessions can use;
