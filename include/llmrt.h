@@ -161,7 +161,8 @@ typedef struct llmrt_load_opts {
                                   llmrt_perplexity); costs a step's rows of logits
                                   (max_step_tokens) */
     int kv_block;       /* 0: one contiguous KV block per session (fastest decode); N > 0: a paged
-                           cache of blocks of N positions that sessions take as they grow */
+                           cache of blocks of N positions (at most max_seq) that sessions take as
+                           they grow */
     size_t kv_bytes;    /* paged cache: its size (0: max_sessions sessions of max_seq) */
     double kv_fraction; /* paged cache, instead of kv_bytes: this fraction (0, 1] of the device
                            memory that is free once the weights and activations are loaded, but

@@ -541,6 +541,42 @@ static void test_paged_and_scoring(void) {
     llmrt_model_free(m);
 }
 
+/* A paged block longer than a session is one of max_seq positions (kv_block INT_MAX overflowed
+ * the cache's arithmetic: "0 bytes hold no block of 2147483647 positions"), and a cache of more
+ * blocks than an int counts is refused, saying why (the count wrapped to 0 with the same
+ * message). */
+static void test_kv_block_limits(void) {
+    reference r;
+    if (!reference_load(&r)) return;
+    llmrt_model *m = NULL;
+    CHECK_OK(llmrt_model_open(&m, fixture, NULL));
+    if (!m) return;
+    const int max_seq = r.np + r.ng;
+    llmrt_load_opts lo = {.device = "cpu", .max_seq = max_seq, .kv_block = INT_MAX};
+    llmrt_plan huge, exact;
+    CHECK_OK(llmrt_model_plan(m, &lo, &huge));
+    lo.kv_block = max_seq;
+    CHECK_OK(llmrt_model_plan(m, &lo, &exact));
+    CHECK(huge.kv_cache == exact.kv_cache && huge.kv_cache > 0);
+    llmrt_load_opts many = {.device = "cpu", .max_seq = 64, .kv_block = 1, .max_sessions = 1 << 30};
+    CHECK_ERR(llmrt_model_plan(m, &many, &huge), LLMRT_ERR_INVALID,
+              "takes 68719476736 blocks, more than 2147483647");
+    CHECK_ERR(llmrt_model_load(m, &many), LLMRT_ERR_INVALID, "max_sessions");
+    lo.kv_block = INT_MAX;
+    CHECK_OK(llmrt_model_load(m, &lo));
+    llmrt_session *s = NULL;
+    CHECK_OK(llmrt_session_create(&s, m, 0));
+    llmrt_gen_opts go = {.max_new_tokens = r.ng, .ignore_eos = 1};
+    llmrt_gen_result res;
+    const int32_t *prompts[1] = {r.prompt};
+    int lens[1] = {r.np};
+    CHECK_OK(llmrt_generate(&s, 1, prompts, lens, &go, NULL, NULL, &res));
+    CHECK(res.tokens && !memcmp(res.tokens, r.greedy, (size_t)r.ng * 4));
+    llmrt_gen_result_free(&res);
+    llmrt_session_free(s);
+    llmrt_model_free(m);
+}
+
 /* kv_fraction sizes the paged cache from what is free, never beyond what the sessions can use;
  * bad values are refused. */
 static void test_kv_fraction(void) {
@@ -694,6 +730,7 @@ int main(void) {
     RUN(test_rewind_sliding);
     RUN(test_null_arguments);
     RUN(test_generate_limits);
+    RUN(test_kv_block_limits);
     RUN(test_kv_fraction);
     RUN(test_kv_dtype);
     RUN(test_text);
