@@ -257,7 +257,7 @@ typedef struct llmrt_sampling {
  * (LLMRT_ERR_INVALID, naming the field and its value). */
 typedef struct llmrt_sampler llmrt_sampler;
 llmrt_status llmrt_sampler_create(llmrt_sampler **out, const llmrt_sampling *o, int vocab);
-/* The next token from F32 logits [vocab]. */
+/* The next token from F32 logits [vocab] (-1 when s or logits is NULL). */
 int32_t llmrt_sampler_sample(llmrt_sampler *s, const float *logits);
 void llmrt_sampler_free(llmrt_sampler *s);
 

@@ -421,6 +421,44 @@ static void test_null_arguments(void) {
     CHECK_ERR(llmrt_chat_render(NULL, "[]", NULL, &text, &len), LLMRT_ERR_INVALID, "no template");
     llmrt_server_stop(NULL);
     CHECK(llmrt_tokenizer_vocab_size(NULL) == 0);
+    /* outputs, and arrays with a length, that were dereferenced (segmentation faults) */
+    CHECK_ERR(llmrt_tokenizer_open(NULL, demo), LLMRT_ERR_INVALID, "llmrt_tokenizer_open");
+    CHECK_ERR(llmrt_chat_open(NULL, demo, NULL), LLMRT_ERR_INVALID, "llmrt_chat_open");
+    CHECK_ERR(llmrt_sampler_create(NULL, NULL, 8), LLMRT_ERR_INVALID, "llmrt_sampler_create");
+    CHECK(llmrt_sampler_sample(NULL, NULL) == -1);
+    CHECK_ERR(llmrt_utf8_repair(NULL, 3, &text, &len, NULL), LLMRT_ERR_INVALID, "s is NULL");
+    CHECK_ERR(llmrt_utf8_repair("abc", 3, NULL, &len, NULL), LLMRT_ERR_INVALID, "no output");
+    CHECK_ERR(llmrt_utf8_repair("abc", 3, &text, NULL, NULL), LLMRT_ERR_INVALID, "no output");
+    CHECK(llmrt_tokenizer_id_to_token(NULL, 1) == NULL);
+    CHECK(llmrt_tokenizer_token_to_id(NULL, "a") == -1);
+    CHECK(!strcmp(llmrt_model_device(NULL), "") && !strcmp(llmrt_model_device_name(NULL), ""));
+    CHECK(!strcmp(llmrt_model_device_note(NULL), "") && !strcmp(llmrt_model_decode_note(NULL), ""));
+    CHECK(llmrt_model_load_ms(NULL) == 0 && llmrt_model_precision(NULL) == LLMRT_FP32);
+    llmrt_model_info info;
+    llmrt_model_get_info(NULL, &info);
+    CHECK(info.vocab_size == 0 && info.path && !strcmp(info.path, "") && info.bos_id == -1);
+    llmrt_memory mem = {.weights = 1};
+    llmrt_model_memory(NULL, &mem);
+    CHECK(mem.weights == 0);
+    llmrt_weight_format wf = {.quant_ms = 1};
+    llmrt_model_weight_format(NULL, &wf);
+    CHECK(wf.quant_ms == 0);
+    llmrt_tokenizer *t = NULL;
+    CHECK_OK(llmrt_tokenizer_open(&t, demo));
+    if (t) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK_ERR(llmrt_tokenize(t, NULL, 5, 1, &ids, &n, NULL), LLMRT_ERR_INVALID, "text is NULL");
+        CHECK_ERR(llmrt_tokenize(t, "abc", 3, 1, NULL, &n, NULL), LLMRT_ERR_INVALID, "no output");
+        CHECK_ERR(llmrt_tokenize(t, "abc", 3, 1, &ids, NULL, NULL), LLMRT_ERR_INVALID, "no output");
+        CHECK_ERR(llmrt_detokenize(t, NULL, 3, 0, &text, &len), LLMRT_ERR_INVALID, "ids is NULL");
+        const int32_t five = 5;
+        CHECK_ERR(llmrt_detokenize(t, &five, 1, 0, NULL, &len), LLMRT_ERR_INVALID, "no output");
+        CHECK_ERR(llmrt_detokenize(t, &five, 1, 0, &text, NULL), LLMRT_ERR_INVALID, "no output");
+        CHECK(llmrt_tokenizer_token_to_id(t, NULL) == -1);
+        CHECK_ERR(llmrt_text_stream_create(NULL, t, 0), LLMRT_ERR_INVALID, "no output");
+        llmrt_tokenizer_free(t);
+    }
     llmrt_model *m = load(fixture, (llmrt_load_opts){.max_seq = 16});
     if (!m) return;
     llmrt_session *s = NULL;
@@ -440,7 +478,21 @@ static void test_null_arguments(void) {
     CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
               "3 stop ids");
     CHECK(llmrt_session_length(s) == 0);
+    CHECK_ERR(llmrt_step_all_logits(s, p, 2, NULL), LLMRT_ERR_INVALID, "no session, ids or output");
+    CHECK_ERR(llmrt_model_copy_bandwidth(m, NULL), LLMRT_ERR_INVALID, "no output");
+    llmrt_bench_opts bo = {.iterations = 1};
+    llmrt_bench_point bp = {.isl = 2, .num_tokens = 1, .batch = 1};
+    CHECK_ERR(llmrt_bench_run(m, &bo, &bp, NULL), LLMRT_ERR_INVALID, "llmrt_bench_run: no output");
     llmrt_session_free(s);
+    llmrt_model_free(m);
+    m = load(fixture, (llmrt_load_opts){.max_seq = 16, .all_logits = 1});
+    if (!m) return;
+    float lg[2 * 256];
+    CHECK_ERR(llmrt_logits(m, p, 2, NULL), LLMRT_ERR_INVALID, "llmrt_logits: no ids or output");
+    CHECK_ERR(llmrt_logits(m, NULL, 2, lg), LLMRT_ERR_INVALID, "llmrt_logits: no ids or output");
+    CHECK_ERR(llmrt_perplexity(m, p, 2, NULL), LLMRT_ERR_INVALID, "llmrt_perplexity: no output");
+    llmrt_perplexity_result ppl;
+    CHECK_ERR(llmrt_perplexity(m, NULL, 2, &ppl), LLMRT_ERR_INVALID, "llmrt_perplexity: no ids");
     llmrt_model_free(m);
 }
 
