@@ -278,7 +278,10 @@ typedef struct llmrt_gen_opts {
                        rest is run, as a chat's next turn) */
 } llmrt_gen_opts;
 
-/* Called with each new token of session `seq` as soon as it is chosen. */
+/* Called with each new token of session `seq` as soon as it is chosen. It must not free, reset,
+ * rewind, step or generate on the sessions of the llmrt_generate call that called it (the call
+ * goes on with them: a freed one is used after its free, a changed cache gives wrong tokens);
+ * to end early, set *cancel. */
 typedef void (*llmrt_token_fn)(void *user, int seq, int32_t token);
 
 typedef struct llmrt_gen_result {
