@@ -161,7 +161,8 @@ typedef struct llmrt_load_opts {
                                   llmrt_perplexity); costs a step's rows of logits
                                   (max_step_tokens) */
     int kv_block;       /* 0: one contiguous KV block per session (fastest decode); N > 0: a paged
-                           cache of blocks of N positions that sessions take as they grow */
+                           cache of blocks of N positions (at most max_seq) that sessions take as
+                           they grow */
     size_t kv_bytes;    /* paged cache: its size (0: max_sessions sessions of max_seq) */
     double kv_fraction; /* paged cache, instead of kv_bytes: this fraction (0, 1] of the device
                            memory that is free once the weights and activations are loaded, but
@@ -246,15 +247,17 @@ llmrt_status llmrt_step_all_logits(llmrt_session *s, const int32_t *ids, int n, 
 /* ---- sampling ---- */
 
 typedef struct llmrt_sampling {
-    float temperature; /* 0: greedy (argmax, lowest id on ties) */
-    int top_k;         /* 0: off */
-    float top_p;       /* 0 or 1: off */
+    float temperature; /* 0: greedy (argmax, lowest id on ties); finite and >= 0 */
+    int top_k;         /* 0: off; >= 0 */
+    float top_p;       /* in [0, 1]; 0 or 1: off */
     uint64_t seed;     /* same seed, same tokens */
 } llmrt_sampling;
 
+/* llmrt_sampler_create and llmrt_generate (greedy or not) refuse values outside these ranges
+ * (LLMRT_ERR_INVALID, naming the field and its value). */
 typedef struct llmrt_sampler llmrt_sampler;
 llmrt_status llmrt_sampler_create(llmrt_sampler **out, const llmrt_sampling *o, int vocab);
-/* The next token from F32 logits [vocab]. */
+/* The next token from F32 logits [vocab] (-1 when s or logits is NULL). */
 int32_t llmrt_sampler_sample(llmrt_sampler *s, const float *logits);
 void llmrt_sampler_free(llmrt_sampler *s);
 
@@ -275,7 +278,10 @@ typedef struct llmrt_gen_opts {
                        rest is run, as a chat's next turn) */
 } llmrt_gen_opts;
 
-/* Called with each new token of session `seq` as soon as it is chosen. */
+/* Called with each new token of session `seq` as soon as it is chosen. It must not free, reset,
+ * rewind, step or generate on the sessions of the llmrt_generate call that called it (the call
+ * goes on with them: a freed one is used after its free, a changed cache gives wrong tokens);
+ * to end early, set *cancel. */
 typedef void (*llmrt_token_fn)(void *user, int seq, int32_t token);
 
 typedef struct llmrt_gen_result {
@@ -306,8 +312,8 @@ typedef struct llmrt_perplexity_result {
     long scored;       /* tokens predicted */
     int window;        /* positions per window (the load's max_seq at most) */
 } llmrt_perplexity_result;
-/* Scores ids[0..n) (n >= 2) in consecutive windows; needs a model loaded with all_logits, and
- * room for one more session (max_sessions). */
+/* Scores ids[0..n) (n >= 2) in consecutive windows; needs a model loaded with all_logits and a
+ * max_seq of at least 2 (the window), and room for one more session (max_sessions). */
 llmrt_status llmrt_perplexity(llmrt_model *m, const int32_t *ids, size_t n,
                               llmrt_perplexity_result *out);
 

@@ -1,6 +1,7 @@
 /* test_api.c — the public API (include/llmrt.h): every call on a fixture model and the demo
  * model, and the errors each call gives. */
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,6 +421,44 @@ static void test_null_arguments(void) {
     CHECK_ERR(llmrt_chat_render(NULL, "[]", NULL, &text, &len), LLMRT_ERR_INVALID, "no template");
     llmrt_server_stop(NULL);
     CHECK(llmrt_tokenizer_vocab_size(NULL) == 0);
+    /* outputs, and arrays with a length, that were dereferenced (segmentation faults) */
+    CHECK_ERR(llmrt_tokenizer_open(NULL, demo), LLMRT_ERR_INVALID, "llmrt_tokenizer_open");
+    CHECK_ERR(llmrt_chat_open(NULL, demo, NULL), LLMRT_ERR_INVALID, "llmrt_chat_open");
+    CHECK_ERR(llmrt_sampler_create(NULL, NULL, 8), LLMRT_ERR_INVALID, "llmrt_sampler_create");
+    CHECK(llmrt_sampler_sample(NULL, NULL) == -1);
+    CHECK_ERR(llmrt_utf8_repair(NULL, 3, &text, &len, NULL), LLMRT_ERR_INVALID, "s is NULL");
+    CHECK_ERR(llmrt_utf8_repair("abc", 3, NULL, &len, NULL), LLMRT_ERR_INVALID, "no output");
+    CHECK_ERR(llmrt_utf8_repair("abc", 3, &text, NULL, NULL), LLMRT_ERR_INVALID, "no output");
+    CHECK(llmrt_tokenizer_id_to_token(NULL, 1) == NULL);
+    CHECK(llmrt_tokenizer_token_to_id(NULL, "a") == -1);
+    CHECK(!strcmp(llmrt_model_device(NULL), "") && !strcmp(llmrt_model_device_name(NULL), ""));
+    CHECK(!strcmp(llmrt_model_device_note(NULL), "") && !strcmp(llmrt_model_decode_note(NULL), ""));
+    CHECK(llmrt_model_load_ms(NULL) == 0 && llmrt_model_precision(NULL) == LLMRT_FP32);
+    llmrt_model_info info;
+    llmrt_model_get_info(NULL, &info);
+    CHECK(info.vocab_size == 0 && info.path && !strcmp(info.path, "") && info.bos_id == -1);
+    llmrt_memory mem = {.weights = 1};
+    llmrt_model_memory(NULL, &mem);
+    CHECK(mem.weights == 0);
+    llmrt_weight_format wf = {.quant_ms = 1};
+    llmrt_model_weight_format(NULL, &wf);
+    CHECK(wf.quant_ms == 0);
+    llmrt_tokenizer *t = NULL;
+    CHECK_OK(llmrt_tokenizer_open(&t, demo));
+    if (t) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK_ERR(llmrt_tokenize(t, NULL, 5, 1, &ids, &n, NULL), LLMRT_ERR_INVALID, "text is NULL");
+        CHECK_ERR(llmrt_tokenize(t, "abc", 3, 1, NULL, &n, NULL), LLMRT_ERR_INVALID, "no output");
+        CHECK_ERR(llmrt_tokenize(t, "abc", 3, 1, &ids, NULL, NULL), LLMRT_ERR_INVALID, "no output");
+        CHECK_ERR(llmrt_detokenize(t, NULL, 3, 0, &text, &len), LLMRT_ERR_INVALID, "ids is NULL");
+        const int32_t five = 5;
+        CHECK_ERR(llmrt_detokenize(t, &five, 1, 0, NULL, &len), LLMRT_ERR_INVALID, "no output");
+        CHECK_ERR(llmrt_detokenize(t, &five, 1, 0, &text, NULL), LLMRT_ERR_INVALID, "no output");
+        CHECK(llmrt_tokenizer_token_to_id(t, NULL) == -1);
+        CHECK_ERR(llmrt_text_stream_create(NULL, t, 0), LLMRT_ERR_INVALID, "no output");
+        llmrt_tokenizer_free(t);
+    }
     llmrt_model *m = load(fixture, (llmrt_load_opts){.max_seq = 16});
     if (!m) return;
     llmrt_session *s = NULL;
@@ -439,6 +478,58 @@ static void test_null_arguments(void) {
     CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
               "3 stop ids");
     CHECK(llmrt_session_length(s) == 0);
+    CHECK_ERR(llmrt_step_all_logits(s, p, 2, NULL), LLMRT_ERR_INVALID, "no session, ids or output");
+    CHECK_ERR(llmrt_model_copy_bandwidth(m, NULL), LLMRT_ERR_INVALID, "no output");
+    llmrt_bench_opts bo = {.iterations = 1};
+    llmrt_bench_point bp = {.isl = 2, .num_tokens = 1, .batch = 1};
+    CHECK_ERR(llmrt_bench_run(m, &bo, &bp, NULL), LLMRT_ERR_INVALID, "llmrt_bench_run: no output");
+    llmrt_session_free(s);
+    llmrt_model_free(m);
+    m = load(fixture, (llmrt_load_opts){.max_seq = 16, .all_logits = 1});
+    if (!m) return;
+    float lg[2 * 256];
+    CHECK_ERR(llmrt_logits(m, p, 2, NULL), LLMRT_ERR_INVALID, "llmrt_logits: no ids or output");
+    CHECK_ERR(llmrt_logits(m, NULL, 2, lg), LLMRT_ERR_INVALID, "llmrt_logits: no ids or output");
+    CHECK_ERR(llmrt_perplexity(m, p, 2, NULL), LLMRT_ERR_INVALID, "llmrt_perplexity: no output");
+    llmrt_perplexity_result ppl;
+    CHECK_ERR(llmrt_perplexity(m, NULL, 2, &ppl), LLMRT_ERR_INVALID, "llmrt_perplexity: no ids");
+    llmrt_model_free(m);
+}
+
+/* max_new_tokens up to INT_MAX: the prompt plus it is compared in 64 bits (it overflowed int:
+ * undefined behaviour, then "out of memory" for a request that is only too long). Sampling
+ * values are checked whoever chooses the tokens. */
+static void test_generate_limits(void) {
+    llmrt_model *m = load(fixture, (llmrt_load_opts){.max_seq = 16});
+    if (!m) return;
+    llmrt_session *s = NULL;
+    CHECK_OK(llmrt_session_create(&s, m, 0));
+    int32_t p[4] = {1, 2, 3, 4};
+    const int32_t *pp[1] = {p};
+    int lens[1] = {4};
+    llmrt_gen_result res;
+    llmrt_gen_opts go = {.max_new_tokens = INT_MAX, .ignore_eos = 1};
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "plus 2147483647 new tokens (max_new_tokens) exceeds the 16 positions");
+    /* sampling values are checked when the backend chooses greedily too (they were not: -1
+     * passed with top_k 1, and a top_p of 5 with temperature 0) */
+    go.max_new_tokens = 2;
+    go.sampling = (llmrt_sampling){.temperature = -1, .top_k = 1};
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "temperature -1 must be finite and >= 0");
+    go.sampling = (llmrt_sampling){.temperature = 0, .top_p = 5};
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "top_p 5 must be in [0, 1]");
+    go.sampling = (llmrt_sampling){.temperature = INFINITY};
+    CHECK_ERR(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res), LLMRT_ERR_INVALID,
+              "temperature inf");
+    llmrt_sampler *smp = NULL;
+    CHECK_ERR(llmrt_sampler_create(&smp, &go.sampling, 256), LLMRT_ERR_INVALID, "temperature inf");
+    go.sampling = (llmrt_sampling){0};
+    go.max_new_tokens = 12; /* exactly the session's positions */
+    CHECK_OK(llmrt_generate(&s, 1, pp, lens, &go, NULL, NULL, &res));
+    CHECK(res.n_tokens && res.n_tokens[0] == 12);
+    llmrt_gen_result_free(&res);
     llmrt_session_free(s);
     llmrt_model_free(m);
 }
@@ -486,6 +577,54 @@ static void test_paged_and_scoring(void) {
     CHECK_ERR(llmrt_perplexity(m, r.prompt, 1, &pr), LLMRT_ERR_INVALID, "at least 2 tokens");
     free(lg);
     free(lg2);
+    llmrt_session_free(s);
+    llmrt_model_free(m);
+    /* a model loaded for one position per session has windows that score nothing: that is said
+     * (it was "the result is not finite: the precision overflowed" from 0 / 0, in FP32) */
+    m = load(fixture, (llmrt_load_opts){.max_seq = 1, .all_logits = 1});
+    if (!m) return;
+    CHECK_ERR(llmrt_perplexity(m, r.prompt, 5, &pr), LLMRT_ERR_INVALID,
+              "windows of 1 position (the load's max_seq) score no token");
+    llmrt_model_free(m);
+    m = load(fixture, (llmrt_load_opts){.max_seq = 2, .all_logits = 1});
+    if (!m) return;
+    CHECK_OK(llmrt_perplexity(m, r.prompt, 5, &pr)); /* windows [0, 2) and [2, 4) */
+    CHECK(pr.scored == 2 && pr.window == 2 && isfinite(pr.perplexity));
+    llmrt_model_free(m);
+}
+
+/* A paged block longer than a session is one of max_seq positions (kv_block INT_MAX overflowed
+ * the cache's arithmetic: "0 bytes hold no block of 2147483647 positions"), and a cache of more
+ * blocks than an int counts is refused, saying why (the count wrapped to 0 with the same
+ * message). */
+static void test_kv_block_limits(void) {
+    reference r;
+    if (!reference_load(&r)) return;
+    llmrt_model *m = NULL;
+    CHECK_OK(llmrt_model_open(&m, fixture, NULL));
+    if (!m) return;
+    const int max_seq = r.np + r.ng;
+    llmrt_load_opts lo = {.device = "cpu", .max_seq = max_seq, .kv_block = INT_MAX};
+    llmrt_plan huge, exact;
+    CHECK_OK(llmrt_model_plan(m, &lo, &huge));
+    lo.kv_block = max_seq;
+    CHECK_OK(llmrt_model_plan(m, &lo, &exact));
+    CHECK(huge.kv_cache == exact.kv_cache && huge.kv_cache > 0);
+    llmrt_load_opts many = {.device = "cpu", .max_seq = 64, .kv_block = 1, .max_sessions = 1 << 30};
+    CHECK_ERR(llmrt_model_plan(m, &many, &huge), LLMRT_ERR_INVALID,
+              "takes 68719476736 blocks, more than 2147483647");
+    CHECK_ERR(llmrt_model_load(m, &many), LLMRT_ERR_INVALID, "max_sessions");
+    lo.kv_block = INT_MAX;
+    CHECK_OK(llmrt_model_load(m, &lo));
+    llmrt_session *s = NULL;
+    CHECK_OK(llmrt_session_create(&s, m, 0));
+    llmrt_gen_opts go = {.max_new_tokens = r.ng, .ignore_eos = 1};
+    llmrt_gen_result res;
+    const int32_t *prompts[1] = {r.prompt};
+    int lens[1] = {r.np};
+    CHECK_OK(llmrt_generate(&s, 1, prompts, lens, &go, NULL, NULL, &res));
+    CHECK(res.tokens && !memcmp(res.tokens, r.greedy, (size_t)r.ng * 4));
+    llmrt_gen_result_free(&res);
     llmrt_session_free(s);
     llmrt_model_free(m);
 }
@@ -642,6 +781,8 @@ int main(void) {
     RUN(test_paged_and_scoring);
     RUN(test_rewind_sliding);
     RUN(test_null_arguments);
+    RUN(test_generate_limits);
+    RUN(test_kv_block_limits);
     RUN(test_kv_fraction);
     RUN(test_kv_dtype);
     RUN(test_text);

@@ -306,7 +306,35 @@ static void test_prob(void) {
     CHECK_MSG(worst <= 2.0f, "%g ulp from expf", worst);
 }
 
+/* Each bad value is refused with a message naming its field and value (it was one sentence
+ * for all four), an infinite temperature included (it made -inf logits NaN probabilities). */
+static void test_check_names_the_value(void) {
+    sampler_opts ok = {.temperature = 0.7f, .top_k = 5, .top_p = 0.9f, .min_p = 0.1f};
+    CHECK_OK(sampler_check(&ok));
+    sampler_opts o = ok;
+    o.temperature = -1;
+    CHECK_ERR(sampler_check(&o), LLMRT_ERR_INVALID, "temperature -1 must be finite and >= 0");
+    o.temperature = NAN;
+    CHECK_ERR(sampler_check(&o), LLMRT_ERR_INVALID, "temperature nan");
+    o.temperature = INFINITY;
+    CHECK_ERR(sampler_check(&o), LLMRT_ERR_INVALID, "temperature inf");
+    o = ok;
+    o.top_k = -3;
+    CHECK_ERR(sampler_check(&o), LLMRT_ERR_INVALID, "top_k -3 must be >= 0");
+    o = ok;
+    o.top_p = 1.5f;
+    CHECK_ERR(sampler_check(&o), LLMRT_ERR_INVALID, "top_p 1.5 must be in [0, 1]");
+    o = ok;
+    o.min_p = -0.25f;
+    CHECK_ERR(sampler_check(&o), LLMRT_ERR_INVALID, "min_p -0.25 must be in [0, 1]");
+    sampler s;
+    o = ok;
+    o.temperature = INFINITY;
+    CHECK_ERR(sampler_init(&s, &o, 8), LLMRT_ERR_INVALID, "temperature inf");
+}
+
 int main(void) {
+    RUN(test_check_names_the_value);
     RUN(test_greedy);
     RUN(test_seed_reproducible);
     RUN(test_top_k);

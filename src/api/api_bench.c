@@ -10,6 +10,7 @@ struct llmrt_bench_report {
 
 llmrt_status llmrt_bench_run(llmrt_model *m, const llmrt_bench_opts *o, const llmrt_bench_point *p,
                              llmrt_bench_report **out) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_bench_run: no output");
     *out = NULL;
     TRY(api_need_loaded(m, "llmrt_bench_run"));
     if (!o || !p) return err_set(LLMRT_ERR_INVALID, "llmrt_bench_run: no options or point");

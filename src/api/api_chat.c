@@ -14,6 +14,7 @@ struct llmrt_chat {
 };
 
 llmrt_status llmrt_chat_open(llmrt_chat **out, const char *path, const char *name) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_chat_open: no output");
     *out = NULL;
     char resolved[PATH_MAX];
     TRY(hf_resolve(path, resolved, sizeof resolved));

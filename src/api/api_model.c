@@ -195,6 +195,12 @@ void llmrt_model_free(llmrt_model *m) {
 }
 
 void llmrt_model_get_info(const llmrt_model *m, llmrt_model_info *out) {
+    if (!out) return;
+    if (!m) {
+        *out =
+            (llmrt_model_info){.path = "", .model_type = "", .bos_id = -1, .checkpoint_quant = ""};
+        return;
+    }
     const model_config *c = &m->cfg;
     *out = (llmrt_model_info){.path = m->path,
                               .model_type = c->model_type,
@@ -383,28 +389,29 @@ llmrt_status llmrt_model_load(llmrt_model *m, const llmrt_load_opts *opts) {
 }
 
 const char *llmrt_model_device(const llmrt_model *m) {
-    return m->device;
+    return m ? m->device : "";
 }
 
 const char *llmrt_model_device_name(const llmrt_model *m) {
-    return m->be ? m->be->device_name : "";
+    return m && m->be ? m->be->device_name : "";
 }
 
 const char *llmrt_model_device_note(const llmrt_model *m) {
-    return m->device_note;
+    return m ? m->device_note : "";
 }
 
 const char *llmrt_model_decode_note(const llmrt_model *m) {
-    return m->be && m->be->decode_declined ? m->be->decode_declined : "";
+    return m && m->be && m->be->decode_declined ? m->be->decode_declined : "";
 }
 
 llmrt_precision llmrt_model_precision(const llmrt_model *m) {
-    return m->precision;
+    return m ? m->precision : LLMRT_FP32;
 }
 
 void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out) {
+    if (!out) return;
     memset(out, 0, sizeof *out);
-    if (!m->e) return;
+    if (!m || !m->e) return;
     const model_weights *w = &m->m->w;
     out->quant = w->quant == DT_F8E4M3 ? LLMRT_QUANT_FP8
                  : w->quant == DT_I8   ? LLMRT_QUANT_INT8
@@ -416,12 +423,13 @@ void llmrt_model_weight_format(const llmrt_model *m, llmrt_weight_format *out) {
 }
 
 double llmrt_model_load_ms(const llmrt_model *m) {
-    return m->load_ms;
+    return m ? m->load_ms : 0;
 }
 
 void llmrt_model_memory(const llmrt_model *m, llmrt_memory *out) {
+    if (!out) return;
     memset(out, 0, sizeof *out);
-    if (!m->e) return;
+    if (!m || !m->e) return;
     out->weights = m->m->w.bytes;
     out->kv_cache = m->e->kv.bytes;
     out->kv_cache_full = m->e->kv.bytes_full;
@@ -429,6 +437,7 @@ void llmrt_model_memory(const llmrt_model *m, llmrt_memory *out) {
 }
 
 llmrt_status llmrt_model_copy_bandwidth(llmrt_model *m, double *gb_per_s) {
+    if (!gb_per_s) return err_set(LLMRT_ERR_INVALID, "llmrt_model_copy_bandwidth: no output");
     TRY(api_need_loaded(m, "llmrt_model_copy_bandwidth"));
     if (!m->be->ops->copy_bandwidth)
         return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend cannot measure its copy bandwidth",

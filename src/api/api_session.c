@@ -83,7 +83,8 @@ llmrt_status llmrt_step(llmrt_session *const *ss, int n, const int32_t *const *i
 }
 
 llmrt_status llmrt_step_all_logits(llmrt_session *s, const int32_t *ids, int n, float *out) {
-    if (!s || !ids) return err_set(LLMRT_ERR_INVALID, "llmrt_step_all_logits: no session or ids");
+    if (!s || !ids || !out)
+        return err_set(LLMRT_ERR_INVALID, "llmrt_step_all_logits: no session, ids or output");
     if (!s->s)
         return err_set(LLMRT_ERR_INVALID,
                        "llmrt_step_all_logits: the session belongs to a model already freed");
@@ -104,6 +105,7 @@ static sampler_opts sampler_opts_of(const llmrt_sampling *o) {
 }
 
 llmrt_status llmrt_sampler_create(llmrt_sampler **out, const llmrt_sampling *o, int vocab) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_sampler_create: no output");
     *out = NULL;
     llmrt_sampling d = {0};
     llmrt_sampler *s = calloc(1, sizeof *s);
@@ -119,7 +121,7 @@ llmrt_status llmrt_sampler_create(llmrt_sampler **out, const llmrt_sampling *o, 
 }
 
 int32_t llmrt_sampler_sample(llmrt_sampler *s, const float *logits) {
-    return sampler_next(&s->s, logits);
+    return s && logits ? sampler_next(&s->s, logits) : -1;
 }
 
 void llmrt_sampler_free(llmrt_sampler *s) {
@@ -198,6 +200,7 @@ void llmrt_gen_result_free(llmrt_gen_result *r) {
 
 llmrt_status llmrt_logits(llmrt_model *m, const int32_t *ids, size_t n, float *out) {
     TRY(api_need_loaded(m, "llmrt_logits"));
+    if (!ids || !out) return err_set(LLMRT_ERR_INVALID, "llmrt_logits: no ids or output");
     if (!m->e->o.all_logits)
         return err_set(LLMRT_ERR_INVALID, "llmrt_logits: load the model with all_logits");
     if (n < 1 || n > (size_t)m->e->o.max_seq)
@@ -218,8 +221,10 @@ llmrt_status llmrt_logits(llmrt_model *m, const int32_t *ids, size_t n, float *o
 
 llmrt_status llmrt_perplexity(llmrt_model *m, const int32_t *ids, size_t n,
                               llmrt_perplexity_result *out) {
+    if (!out) return err_set(LLMRT_ERR_INVALID, "llmrt_perplexity: no output");
     memset(out, 0, sizeof *out);
     TRY(api_need_loaded(m, "llmrt_perplexity"));
+    if (!ids && n > 0) return err_set(LLMRT_ERR_INVALID, "llmrt_perplexity: no ids");
     if (n > (size_t)INT32_MAX)
         return err_set(LLMRT_ERR_INVALID, "llmrt_perplexity: %zu tokens is too many", n);
     perplexity_result r;

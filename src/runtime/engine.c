@@ -31,6 +31,19 @@ static llmrt_status engine_resolve(const model_config *c, const engine_opts *in,
                        "context of %d positions (max_position_embeddings)",
                        o->max_seq, c->max_pos);
     if (o->n_seqs == 0) o->n_seqs = o->max_batch;
+    /* a block longer than a session is never filled (and its length overflowed the cache's
+     * arithmetic: kv_block INT_MAX) */
+    if (o->block_len > o->max_seq) o->block_len = o->max_seq;
+    if (o->block_len > 0 && o->kv_bytes == 0) {
+        const int64_t blocks =
+            (int64_t)o->n_seqs * (((int64_t)o->max_seq + o->block_len - 1) / o->block_len);
+        if (blocks > INT32_MAX)
+            return err_set(LLMRT_ERR_INVALID,
+                           "a paged KV cache of %d sessions of %d positions in blocks of %d takes "
+                           "%lld blocks, more than %d: fewer sessions (max_sessions) or longer "
+                           "blocks (kv_block)",
+                           o->n_seqs, o->max_seq, o->block_len, (long long)blocks, INT32_MAX);
+    }
     if (o->chunk == 0) {
         o->chunk = ENGINE_CHUNK;
         if (c->sliding_window > 0 && c->sliding_window < o->chunk) o->chunk = c->sliding_window;

@@ -162,13 +162,15 @@ llmrt_status generate(engine *e, session *const *ss, int B, const int32_t *const
         return err_set(LLMRT_ERR_INVALID, "generate: %d sessions (the engine steps 1 to %d)", B,
                        e->o.max_batch);
     if (N < 1) return err_set(LLMRT_ERR_INVALID, "the number of new tokens must be >= 1");
+    TRY(sampler_check(&o->samp)); /* greedy too: the backend's argmax never reads them */
     int L = 0;
     for (int b = 0; b < B; b++) {
         if (lens[b] < 1) return err_set(LLMRT_ERR_INVALID, "prompt %d is empty", b);
-        if (lens[b] + N > ss[b]->max_seq)
+        /* in 64 bits: max_new_tokens may be anything up to INT_MAX */
+        if ((int64_t)lens[b] + N > ss[b]->max_seq)
             return err_set(LLMRT_ERR_INVALID,
-                           "the prompt (%d tokens) plus %d new tokens exceeds the %d positions of "
-                           "session %d",
+                           "the prompt (%d tokens) plus %d new tokens (max_new_tokens) exceeds "
+                           "the %d positions of session %d",
                            lens[b], N, ss[b]->max_seq, b);
         if (lens[b] > L) L = lens[b];
     }

@@ -23,7 +23,13 @@ typedef struct kv_plan {
 } kv_plan;
 
 static int ceil_div(int a, int b) {
-    return (a + b - 1) / b;
+    return a / b + (a % b != 0); /* a + b - 1 overflows for large b */
+}
+
+/* n * k blocks, no more than INT32_MAX (such a cache fits no memory: the fit check says so). */
+static int blocks_of(int n, int k) {
+    const int64_t b = (int64_t)n * k;
+    return b > INT32_MAX ? INT32_MAX : (int)b;
 }
 
 /* Bytes of one block of one layer, K or V: its values, and with an F8_E4M3 cache the F32 scale
@@ -72,13 +78,13 @@ static void kv_plan_make(const model_config *c, const kv_cache_opts *o, dtype kv
         p->ring[slide] = !paged;
         p->keep[slide] = paged ? keep : 0;
         p->window[slide] = c->sliding_window;
-        p->n_blocks[slide] = o->n_seqs * kept_blocks;
+        p->n_blocks[slide] = blocks_of(o->n_seqs, kept_blocks);
     }
     if (full >= 0) {
         if (!paged) {
             p->n_blocks[full] = o->n_seqs;
         } else if (o->bytes == 0) {
-            p->n_blocks[full] = o->n_seqs * p->len[full];
+            p->n_blocks[full] = blocks_of(o->n_seqs, p->len[full]);
         } else {
             /* a budget: the sliding group takes what n_seqs sequences hold at most, but no more
              * than half of it (sequences then wait for its blocks as for the others), and no

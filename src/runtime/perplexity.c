@@ -26,6 +26,11 @@ llmrt_status perplexity_eval(engine *e, const int32_t *ids, int n, perplexity_re
     if (!e->o.all_logits)
         return err_set(LLMRT_ERR_INVALID, "perplexity: the engine was made without all_logits");
     const int window = n < e->o.max_seq ? n : e->o.max_seq;
+    if (window < 2) /* a window of one position predicts nothing: 0 / 0 below */
+        return err_set(LLMRT_ERR_INVALID,
+                       "perplexity: windows of %d position (the load's max_seq) score no token; "
+                       "load with max_seq >= 2",
+                       window);
     session *s;
     TRY(session_create(&s, &e->kv, window));
     float *logits = malloc((size_t)window * (size_t)V * sizeof *logits);

@@ -8,10 +8,16 @@
 #include <string.h>
 
 llmrt_status sampler_check(const sampler_opts *o) {
-    if (!(o->temperature >= 0) || o->top_k < 0 || !(o->top_p >= 0 && o->top_p <= 1) ||
-        !(o->min_p >= 0 && o->min_p <= 1))
-        return err_set(LLMRT_ERR_INVALID, "sampler: temperature must be >= 0, top_k >= 0, and "
-                                          "top_p and min_p in [0, 1]");
+    /* an infinite temperature makes (-inf - max) / inf a NaN: a token banned with -inf (min_tokens)
+     * could be drawn */
+    if (!(o->temperature >= 0) || isinf(o->temperature))
+        return err_set(LLMRT_ERR_INVALID, "sampler: temperature %g must be finite and >= 0",
+                       o->temperature);
+    if (o->top_k < 0) return err_set(LLMRT_ERR_INVALID, "sampler: top_k %d must be >= 0", o->top_k);
+    if (!(o->top_p >= 0 && o->top_p <= 1))
+        return err_set(LLMRT_ERR_INVALID, "sampler: top_p %g must be in [0, 1]", o->top_p);
+    if (!(o->min_p >= 0 && o->min_p <= 1))
+        return err_set(LLMRT_ERR_INVALID, "sampler: min_p %g must be in [0, 1]", o->min_p);
     return LLMRT_OK;
 }
 
