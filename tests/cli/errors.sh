@@ -68,6 +68,16 @@ expect_fail bad-cache "--cache must be" -- "$BIN" run --model "$FIX" --prompt-id
 expect_fail bad-device "device must be auto, cpu, cuda or cuda:N, got 'tpu'" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens 4 --device tpu
 expect_fail no-tokenizer "tokenizer.json" -- "$BIN" run --model "$FIX" --prompt "hello" --device cpu
 expect_fail num-tokens "--num_tokens must be an integer" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens -3
+# a flag where a value belongs: the value was forgotten (this ran the prompt "--json", exit 0,
+# without JSON output); --flag=VALUE still passes a value that starts with -
+expect_fail forgotten-value "--prompt needs a value, and the next word '--json' is a flag" -- "$BIN" run --model models/demo-llama -n 2 --device cpu --prompt --json
+expect_fail forgotten-value-short "--model needs a value, and the next word '-n' is a flag" -- "$BIN" run --model -n 2 --prompt-ids 1 --device cpu
+expect_fail forgotten-value-tokenize "--text needs a value, and the next word '--tokenizer' is a flag" -- "$BIN" tokenize --text --tokenizer models/demo-llama
+if out=$("$BIN" tokenize --tokenizer models/demo-llama --text=--x 2>&1) && [ "$out" = "[15, 15, 90]" ]; then
+  pass=$((pass+1))
+else
+  fail=$((fail+1)); echo "FAIL value-with-dashes: --text=--json must be taken as the text"
+fi
 expect_fail logits-no-ids "--prompt-ids is required" -- "$BIN" logits --model "$FIX"
 expect_fail unknown-sub "unknown subcommand" -- "$BIN" frobnicate
 
