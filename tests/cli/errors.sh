@@ -78,6 +78,13 @@ if out=$("$BIN" tokenize --tokenizer models/demo-llama --text=--x 2>&1) && [ "$o
 else
   fail=$((fail+1)); echo "FAIL value-with-dashes: --text=--json must be taken as the text"
 fi
+# a Hugging Face cache whose refs/<revision> is not a file holding a commit hash: a FIFO (fopen
+# waited on it forever), a folder, a path leading out of snapshots/
+H="$TMP/hub/models--org--tiny"; mkdir -p "$H/refs/dir" "$H/snapshots/0123456789abcdef0123456789abcdef01234567" "$TMP/hub/elsewhere"
+mkfifo "$H/refs/main"; printf '../../elsewhere\n' > "$H/refs/evil"
+expect_fail hub-ref-fifo "refs/main: is not a regular file (FIFO)" -- env HF_HUB_CACHE="$TMP/hub" timeout 20 "$BIN" run -m org/tiny --prompt-ids 1 -n 1 --device cpu
+expect_fail hub-ref-dir "refs/dir: is a directory, not a file" -- env HF_HUB_CACHE="$TMP/hub" "$BIN" run -m org/tiny@dir --prompt-ids 1 -n 1 --device cpu
+expect_fail hub-ref-path "refs/evil: holds '../../elsewhere', not a commit hash" -- env HF_HUB_CACHE="$TMP/hub" "$BIN" run -m org/tiny@evil --prompt-ids 1 -n 1 --device cpu
 expect_fail logits-no-ids "--prompt-ids is required" -- "$BIN" logits --model "$FIX"
 expect_fail unknown-sub "unknown subcommand" -- "$BIN" frobnicate
 
