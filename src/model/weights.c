@@ -88,7 +88,15 @@ static llmrt_status ld_get(const loader *L, const char *pat, int layer, int n_di
         return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is missing from the checkpoint",
                        L->m->dir, name);
     }
-    return safetensors_expect(L->st, (*out)->name, n_dims, shape, out);
+    /* a weight of integers, or an FP8 vector (FP8 is read for matrices and tables only), is
+     * the checkpoint's fault: said as such, not as a conversion the caller asked for */
+    const st_tensor *t = *out;
+    if (dtype_integer(t->dt) || (n_dims == 1 && dtype_quantized(t->dt)))
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: tensor \"%s\" is %s; llmrt reads %s as F32, F16 or BF16%s", t->file,
+                       t->name, dtype_name(t->dt), n_dims == 1 ? "a norm or bias" : "a weight",
+                       n_dims == 1 ? "" : " (or F8_E4M3 with a quantization_config that says so)");
+    return safetensors_expect(L->st, t->name, n_dims, shape, out);
 }
 
 /* ---- layout ---- */
