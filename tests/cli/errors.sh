@@ -40,6 +40,22 @@ i = b.find(b'model.layers.1.mlp.up_proj.weight'); b[i:i+5] = b'xodel'
 open(p, 'wb').write(b)
 PY
 expect_fail missing-tensor 'model.layers.1.mlp.up_proj.weight' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+# tensors the config leaves unused that change what the model computes: a layer past
+# num_hidden_layers, an attention bias with attention_bias false (both ran, computing another model)
+copy_fixture; sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 1/' "$TMP/m/config.json"
+expect_fail extra-layer 'num_hidden_layers = 1, but the checkpoint has tensor "model.layers.1.input_layernorm.weight"' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; python3 - "$TMP/m/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = open(p, 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); data = b[8 + n:]
+h['model.layers.1.self_attn.o_proj.bias'] = {'dtype': 'F32', 'shape': [64], 'data_offsets': [len(data), len(data) + 256]}
+hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) % 8)
+open(p, 'wb').write(struct.pack('<Q', len(hb)) + hb + data + bytes(256))
+PY
+expect_fail extra-bias 'tensor "model.layers.1.self_attn.o_proj.bias", a bias the model leaves out (config.json'"'"'s attention_bias is false or absent)' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+sed -i 's/"attention_bias": false/"attention_bias": true/' "$TMP/m/config.json"
+expect_fail extra-bias-true 'tensor "model.layers.0.self_attn.q_proj.bias" is missing' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+
 # an F32 weight beyond FP16's range: FP16 storage turns it into infinity and the logits into
 # NaN, which must be reported naming the tensor (not blamed on the activations); FP32 runs it
 copy_fixture; python3 - "$TMP/m/model.safetensors" <<'PY'
