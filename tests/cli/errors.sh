@@ -101,6 +101,11 @@ mkfifo "$H/refs/main"; printf '../../elsewhere\n' > "$H/refs/evil"
 expect_fail hub-ref-fifo "refs/main: is not a regular file (FIFO)" -- env HF_HUB_CACHE="$TMP/hub" timeout 20 "$BIN" run -m org/tiny --prompt-ids 1 -n 1 --device cpu
 expect_fail hub-ref-dir "refs/dir: is a directory, not a file" -- env HF_HUB_CACHE="$TMP/hub" "$BIN" run -m org/tiny@dir --prompt-ids 1 -n 1 --device cpu
 expect_fail hub-ref-path "refs/evil: holds '../../elsewhere', not a commit hash" -- env HF_HUB_CACHE="$TMP/hub" "$BIN" run -m org/tiny@evil --prompt-ids 1 -n 1 --device cpu
+# a tokenizer of another model: its ids are said to come from the tokenizer (it was "token id
+# 15339 is outside the vocabulary (0..4095)", for a prompt given as text)
+expect_fail tokenizer-mismatch "the tokenizer makes token id 15339 of the prompt, outside the model's vocabulary (vocab_size 4096 in models/demo-llama/config.json)" -- "$BIN" run --model models/demo-llama --tokenizer ../shared/tokenizers/llama3 --prompt "hello world" -n 2 --device cpu
+printf 'hello world' > "$TMP/text.txt"
+expect_fail tokenizer-mismatch-ppl "token id 15339 of $TMP/text.txt, outside the model's vocabulary" -- "$BIN" perplexity --model models/demo-llama --tokenizer ../shared/tokenizers/llama3 --file "$TMP/text.txt" --device cpu
 expect_fail logits-no-ids "--prompt-ids is required" -- "$BIN" logits --model "$FIX"
 expect_fail unknown-sub "unknown subcommand" -- "$BIN" frobnicate
 

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
+
 /* All of standard input. */
 static char *read_stdin(size_t *len) {
     size_t cap = 1 << 16, n = 0;
@@ -210,6 +212,11 @@ int prompt_ids(const char *cmd, const prompt_src *p, llmrt_model *m, const char 
         llmrt_free(*ids);
         *ids = NULL;
         return 2;
+    }
+    if ((rc = cli_check_text_ids(cmd, m, *ids, nn, "the prompt")) != 0) {
+        llmrt_free(*ids);
+        *ids = NULL;
+        return rc;
     }
     *n = (int)nn;
     return 0;
