@@ -273,9 +273,27 @@ static void test_attention_scale_range(void) {
         CHECK_ERR(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL),
                   LLMRT_ERR_FORMAT, "\"query_pre_attn_scalar\"");
     }
+    /* 0 was taken for "absent" and gave head_dim's scale; transformers fails on 0^-0.5 */
+    const char *not_positive[] = {"0", "-4"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(json, sizeof json, base, not_positive[i]);
+        CHECK_ERR(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL),
+                  LLMRT_ERR_FORMAT, "\"query_pre_attn_scalar\" = ");
+        CHECK(strstr(llmrt_last_error(), "must be positive") != NULL);
+    }
+    snprintf(json, sizeof json, base, "null"); /* null: the class default, 256 */
+    CHECK_OK(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL));
+    CHECK(c.attn_scale == 1.0f / 16.0f);
     snprintf(json, sizeof json, base, "256");
     CHECK_OK(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL));
     CHECK(c.attn_scale == 1.0f / 16.0f);
+    /* bidirectional attention (EmbeddingGemma) is not a causal model: it ran causal before */
+    snprintf(json, sizeof json, base, "256, \"use_bidirectional_attention\": true");
+    CHECK_ERR(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL),
+              LLMRT_ERR_UNSUPPORTED,
+              "\"use_bidirectional_attention\": true is not supported for model_type gemma3_text");
+    snprintf(json, sizeof json, base, "256, \"use_bidirectional_attention\": false");
+    CHECK_OK(model_config_parse(&c, json, strlen(json), "m/config.json", NULL, 0, NULL));
 }
 
 /* rope_scaling and rope_parameters both given: as transformers 5.25 reads them

@@ -16,8 +16,8 @@
 #include "testutil.h"
 
 static const char *const fixture = "tests/fixtures/llama2_mha_f32";
-static char victim[512];    /* the file alloc truncates */
-static off_t victim_size;   /* to this many bytes */
+static char victim[512];  /* the file alloc truncates */
+static off_t victim_size; /* to this many bytes */
 static const backend_ops *cpu_ops;
 
 static llmrt_status shrinking_alloc(backend *be, size_t bytes, void **out) {
@@ -122,9 +122,55 @@ static void test_nonfinite_not_quantized(void) {
     CHECK_OK(load_poked(NAN, DT_F32));  /* not quantized: loads (the logits will say) */
 }
 
+/* The fixture with tensor `name`'s dtype in the header replaced by dt (3 characters, so the
+ * header keeps its length), loaded in FP32. */
+static llmrt_status load_retyped(const char *name, const char *dt) {
+    const char *dir = test_tmpdir("weights-retype");
+    CHECK(copy_fixture(dir));
+    char path[512], key[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(key, sizeof key, "\"%s\":{\"dtype\":\"", name);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (!f) return LLMRT_ERR_IO;
+    char head[8192];
+    size_t n = fread(head, 1, sizeof head - 1, f);
+    head[n] = '\0';
+    char *at = memmem(head, n, key, strlen(key));
+    CHECK(at != NULL && strlen(dt) == 3);
+    if (at) {
+        memcpy(at + strlen(key), dt, 3);
+        CHECK(fseek(f, 0, SEEK_SET) == 0 && fwrite(head, 1, n, f) == n);
+    }
+    fclose(f);
+    model_config cfg;
+    CHECK_OK(model_config_load(&cfg, dir));
+    backend *be = NULL;
+    CHECK_OK(backend_create(&be, BACKEND_CPU, DT_F32, 0));
+    model *m = NULL;
+    llmrt_status s = model_load(&m, &cfg, dir, be, NULL);
+    model_free(m);
+    backend_free(be);
+    return s;
+}
+
+/* A float weight stored as integers is the checkpoint's fault (FORMAT, naming the tensor and what
+ * llmrt reads), not a conversion the caller asked for: it was INVALID (exit 2, as for a usage
+ * error), "it is read as stored (integers), not converted to F32". */
+static void test_integer_weights(void) {
+    CHECK_ERR(load_retyped("model.norm.weight", "I32"), LLMRT_ERR_FORMAT,
+              "tensor \"model.norm.weight\" is I32; llmrt reads a norm or bias as F32, F16 or "
+              "BF16");
+    CHECK_ERR(load_retyped("model.layers.1.self_attn.k_proj.weight", "I32"), LLMRT_ERR_FORMAT,
+              "tensor \"model.layers.1.self_attn.k_proj.weight\" is I32; llmrt reads a weight as "
+              "F32, F16 or BF16");
+    CHECK_OK(load_retyped("model.norm.weight", "F32"));
+}
+
 int main(void) {
     RUN(test_truncated_while_loading);
     RUN(test_intact_loads);
     RUN(test_nonfinite_not_quantized);
+    RUN(test_integer_weights);
     return test_summary();
 }

@@ -2,8 +2,8 @@
  *   <cache>/models--ORG--NAME/refs/<revision>      the commit hash of a branch or tag
  *   <cache>/models--ORG--NAME/snapshots/<commit>/  the files (symlinks into ../../blobs)
  */
-#include "base/file.h"
 #include "io/hf_hub.h"
+#include "base/file.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -50,8 +50,7 @@ static llmrt_status path_absent_error(const char *p) {
     if (e == ELOOP) return err_set(LLMRT_ERR_IO, "%s: symlink loop (ELOOP)", p);
     if (e == EACCES) return err_set(LLMRT_ERR_IO, "%s: permission denied", p);
     if (e == ENOTDIR)
-        return err_set(LLMRT_ERR_IO, "%s: a component of the path is not a directory (ENOTDIR)",
-                       p);
+        return err_set(LLMRT_ERR_IO, "%s: a component of the path is not a directory (ENOTDIR)", p);
     if (lstat(p, &ls) == 0) return err_set(LLMRT_ERR_IO, "%s: is a dangling symbolic link", p);
     return err_set(LLMRT_ERR_IO, "%s: no such file or folder", p);
 }
@@ -113,12 +112,20 @@ llmrt_status hf_resolve(const char *spec, char *out, size_t n) {
     if (is_commit(rev)) {
         snprintf(commit, sizeof commit, "%s", rev);
     } else {
+        /* read as any file of the model: a FIFO there is refused, not waited on (fopen
+         * blocked); what it holds must be a commit hash, not a path out of snapshots/ */
         snprintf(refp, sizeof refp, "%s/refs/%s", repo, rev);
-        FILE *f = fopen(refp, "r");
-        if (f) {
-            if (!fgets(commit, sizeof commit, f)) commit[0] = '\0';
-            fclose(f);
-            commit[strcspn(commit, " \r\n")] = '\0';
+        if (path_present(refp)) {
+            char *text;
+            size_t len;
+            TRY(path_check(refp, 0));
+            TRY(file_read_max(refp, 4096, &text, &len));
+            snprintf(commit, sizeof commit, "%.*s", (int)strcspn(text, " \r\n"), text);
+            free(text);
+            if (!is_commit(commit))
+                return err_set(LLMRT_ERR_FORMAT,
+                               "%s: holds '%s', not a commit hash (40 hexadecimal digits)", refp,
+                               commit);
         }
     }
     if (commit[0]) {

@@ -137,7 +137,9 @@ static const arch_desc arch_table[] = {
         .embed_scale_sqrt_hidden = true,
         .attn_scale_key = "query_pre_attn_scalar",
         .attention_bias_key = "attention_bias",
-        .bool_rules = {{"mlp_bias", false}},
+        /* use_bidirectional_attention (EmbeddingGemma) attends to later tokens too: not a
+         * causal language model */
+        .bool_rules = {{"mlp_bias", false}, {"use_bidirectional_attention", false}},
         LLAMA_TENSOR_NAMES,
         .q_norm = "model.layers.%d.self_attn.q_norm.weight",
         .k_norm = "model.layers.%d.self_attn.k_norm.weight",

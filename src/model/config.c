@@ -946,8 +946,10 @@ static llmrt_status config_resolve(cfg_reader *r, model_config *c) {
     double qpas = 0;
     if (a->attn_scale_key)
         TRY(cfg_num(r, o, KEYS(a->attn_scale_key), &qpas, a->attn_scale_default));
-    if (qpas < 0)
-        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" must be positive", r->path, a->attn_scale_key);
+    /* given as 0, it is not "use head_dim": transformers computes 0^-0.5 and fails */
+    if (a->attn_scale_key && cfg_find(o, KEYS(a->attn_scale_key), NULL) && !(qpas > 0))
+        return err_set(LLMRT_ERR_FORMAT, "%s: \"%s\" = %g must be positive", r->path,
+                       a->attn_scale_key, qpas);
     c->attn_scale = (float)(1.0 / sqrt(qpas > 0 ? qpas : (double)c->head_dim));
     if (!(c->attn_scale >= FLT_MIN) || !isfinite(c->attn_scale))
         return err_set(LLMRT_ERR_FORMAT,

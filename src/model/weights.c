@@ -88,7 +88,15 @@ static llmrt_status ld_get(const loader *L, const char *pat, int layer, int n_di
         return err_set(LLMRT_ERR_FORMAT, "%s: tensor \"%s\" is missing from the checkpoint",
                        L->m->dir, name);
     }
-    return safetensors_expect(L->st, (*out)->name, n_dims, shape, out);
+    /* a weight of integers, or an FP8 vector (FP8 is read for matrices and tables only), is
+     * the checkpoint's fault: said as such, not as a conversion the caller asked for */
+    const st_tensor *t = *out;
+    if (dtype_integer(t->dt) || (n_dims == 1 && dtype_quantized(t->dt)))
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: tensor \"%s\" is %s; llmrt reads %s as F32, F16 or BF16%s", t->file,
+                       t->name, dtype_name(t->dt), n_dims == 1 ? "a norm or bias" : "a weight",
+                       n_dims == 1 ? "" : " (or F8_E4M3 with a quantization_config that says so)");
+    return safetensors_expect(L->st, t->name, n_dims, shape, out);
 }
 
 /* ---- layout ---- */
@@ -920,6 +928,48 @@ static llmrt_status ld_table(loader *L, bweight *w, const char *pat, int64_t row
     return LLMRT_OK;
 }
 
+/* Tensors that the config leaves unused but that change what the model computes: a layer past
+ * num_hidden_layers, attention biases that the config turns off. transformers drops them with a
+ * warning and computes something else than the checkpoint's model; llmrt refuses, naming both. */
+static llmrt_status ld_check_unused(const loader *L) {
+    const model_config *c = &L->m->cfg;
+    const arch_desc *a = c->arch;
+    char name[256];
+    const st_tensor *t;
+    ld_find(L, a->attn_norm, c->n_layers, name, sizeof name, &t);
+    if (t)
+        return err_set(LLMRT_ERR_FORMAT,
+                       "%s: config.json has num_hidden_layers = %d, but the checkpoint has tensor "
+                       "\"%s\" of layer %d: the config does not describe this checkpoint",
+                       t->file, c->n_layers, t->name, c->n_layers);
+    const struct {
+        const char *pat;
+        bool used;
+    } biases[] = {{a->q_b, c->qkv_bias},
+                  {a->k_b, c->qkv_bias},
+                  {a->v_b, c->qkv_bias},
+                  {a->qkv_b, c->qkv_bias},
+                  {a->o_b, c->out_bias}};
+    for (size_t i = 0; i < sizeof biases / sizeof biases[0]; i++) {
+        if (!biases[i].pat || biases[i].used) continue;
+        for (int l = 0; l < c->n_layers; l++) {
+            ld_find(L, biases[i].pat, l, name, sizeof name, &t);
+            if (!t) continue;
+            char why[96];
+            if (a->attention_bias_key)
+                snprintf(why, sizeof why, "config.json's %s is false or absent",
+                         a->attention_bias_key);
+            else
+                snprintf(why, sizeof why, "model_type %s has no such bias", c->model_type);
+            return err_set(LLMRT_ERR_FORMAT,
+                           "%s: the checkpoint has tensor \"%s\", a bias the model leaves out "
+                           "(%s): the config does not describe this checkpoint",
+                           t->file, t->name, why);
+        }
+    }
+    return LLMRT_OK;
+}
+
 /* Load progress on stderr: none, a line rewritten per layer (a terminal), or a line per tenth
  * of the layers (a log). */
 enum { LOAD_PROGRESS_NONE, LOAD_PROGRESS_TTY, LOAD_PROGRESS_LINES };
@@ -954,6 +1004,7 @@ static llmrt_status ld_model(loader *L, int verbose) {
     }
     if (L->filling && verbose == LOAD_PROGRESS_TTY) fprintf(stderr, "\r");
     TRY(ld_norm(L, &w->final_norm, 0, a->final_norm, a->final_norm_b, c->hidden));
+    if (!L->filling) TRY(ld_check_unused(L));
     if (c->tied)
         w->lm_head = w->tok_embed;
     else

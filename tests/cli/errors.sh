@@ -40,6 +40,22 @@ i = b.find(b'model.layers.1.mlp.up_proj.weight'); b[i:i+5] = b'xodel'
 open(p, 'wb').write(b)
 PY
 expect_fail missing-tensor 'model.layers.1.mlp.up_proj.weight' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+# tensors the config leaves unused that change what the model computes: a layer past
+# num_hidden_layers, an attention bias with attention_bias false (both ran, computing another model)
+copy_fixture; sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 1/' "$TMP/m/config.json"
+expect_fail extra-layer 'num_hidden_layers = 1, but the checkpoint has tensor "model.layers.1.input_layernorm.weight"' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+copy_fixture; python3 - "$TMP/m/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = open(p, 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n]); data = b[8 + n:]
+h['model.layers.1.self_attn.o_proj.bias'] = {'dtype': 'F32', 'shape': [64], 'data_offsets': [len(data), len(data) + 256]}
+hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) % 8)
+open(p, 'wb').write(struct.pack('<Q', len(hb)) + hb + data + bytes(256))
+PY
+expect_fail extra-bias 'tensor "model.layers.1.self_attn.o_proj.bias", a bias the model leaves out (config.json'"'"'s attention_bias is false or absent)' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+sed -i 's/"attention_bias": false/"attention_bias": true/' "$TMP/m/config.json"
+expect_fail extra-bias-true 'tensor "model.layers.0.self_attn.q_proj.bias" is missing' -- "$BIN" run --model "$TMP/m" --prompt-ids 1,2 --num_tokens 4 --device cpu
+
 # an F32 weight beyond FP16's range: FP16 storage turns it into infinity and the logits into
 # NaN, which must be reported naming the tensor (not blamed on the activations); FP32 runs it
 copy_fixture; python3 - "$TMP/m/model.safetensors" <<'PY'
@@ -68,6 +84,28 @@ expect_fail bad-cache "--cache must be" -- "$BIN" run --model "$FIX" --prompt-id
 expect_fail bad-device "device must be auto, cpu, cuda or cuda:N, got 'tpu'" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens 4 --device tpu
 expect_fail no-tokenizer "tokenizer.json" -- "$BIN" run --model "$FIX" --prompt "hello" --device cpu
 expect_fail num-tokens "--num_tokens must be an integer" -- "$BIN" run --model "$FIX" --prompt-ids 1 --num_tokens -3
+# a flag where a value belongs: the value was forgotten (this ran the prompt "--json", exit 0,
+# without JSON output); --flag=VALUE still passes a value that starts with -
+expect_fail forgotten-value "--prompt needs a value, and the next word '--json' is a flag" -- "$BIN" run --model models/demo-llama -n 2 --device cpu --prompt --json
+expect_fail forgotten-value-short "--model needs a value, and the next word '-n' is a flag" -- "$BIN" run --model -n 2 --prompt-ids 1 --device cpu
+expect_fail forgotten-value-tokenize "--text needs a value, and the next word '--tokenizer' is a flag" -- "$BIN" tokenize --text --tokenizer models/demo-llama
+if out=$("$BIN" tokenize --tokenizer models/demo-llama --text=--x 2>&1) && [ "$out" = "[15, 15, 90]" ]; then
+  pass=$((pass+1))
+else
+  fail=$((fail+1)); echo "FAIL value-with-dashes: --text=--json must be taken as the text"
+fi
+# a Hugging Face cache whose refs/<revision> is not a file holding a commit hash: a FIFO (fopen
+# waited on it forever), a folder, a path leading out of snapshots/
+H="$TMP/hub/models--org--tiny"; mkdir -p "$H/refs/dir" "$H/snapshots/0123456789abcdef0123456789abcdef01234567" "$TMP/hub/elsewhere"
+mkfifo "$H/refs/main"; printf '../../elsewhere\n' > "$H/refs/evil"
+expect_fail hub-ref-fifo "refs/main: is not a regular file (FIFO)" -- env HF_HUB_CACHE="$TMP/hub" timeout 20 "$BIN" run -m org/tiny --prompt-ids 1 -n 1 --device cpu
+expect_fail hub-ref-dir "refs/dir: is a directory, not a file" -- env HF_HUB_CACHE="$TMP/hub" "$BIN" run -m org/tiny@dir --prompt-ids 1 -n 1 --device cpu
+expect_fail hub-ref-path "refs/evil: holds '../../elsewhere', not a commit hash" -- env HF_HUB_CACHE="$TMP/hub" "$BIN" run -m org/tiny@evil --prompt-ids 1 -n 1 --device cpu
+# a tokenizer of another model: its ids are said to come from the tokenizer (it was "token id
+# 15339 is outside the vocabulary (0..4095)", for a prompt given as text)
+expect_fail tokenizer-mismatch "the tokenizer makes token id 15339 of the prompt, outside the model's vocabulary (vocab_size 4096 in models/demo-llama/config.json)" -- "$BIN" run --model models/demo-llama --tokenizer ../shared/tokenizers/llama3 --prompt "hello world" -n 2 --device cpu
+printf 'hello world' > "$TMP/text.txt"
+expect_fail tokenizer-mismatch-ppl "token id 15339 of $TMP/text.txt, outside the model's vocabulary" -- "$BIN" perplexity --model models/demo-llama --tokenizer ../shared/tokenizers/llama3 --file "$TMP/text.txt" --device cpu
 expect_fail logits-no-ids "--prompt-ids is required" -- "$BIN" logits --model "$FIX"
 expect_fail unknown-sub "unknown subcommand" -- "$BIN" frobnicate
 

@@ -130,6 +130,25 @@ run --tokenizer "$T/notpl" --chat -p "And God said" -n 2 > "$T/out" 2> "$T/err";
 [ $rc = 1 ] && grep -q "notpl: no" "$T/err" && [ ! -s "$T/out" ] && ok ||
   bad "--chat with a tokenizer without a template: rc $rc, $(cat "$T/err")"
 
+# a chat prompt or system message that is not valid UTF-8 is repaired (U+FFFD) and warned of, as
+# a plain prompt is; it used to go without its content (an empty user turn), silently
+pids() { python3 -c 'import json,sys; print(json.load(sys.stdin)["prompt_ids"])'; }
+fixed=$(run --tokenizer "$T/tpl" --chat -p $'And \xef\xbf\xbd God' -n 2 --json 2>/dev/null | pids)
+j=$(run --tokenizer "$T/tpl" --chat -p $'And \xff God' -n 2 --json 2> "$T/err" | pids)
+[ -n "$fixed" ] && [ "$j" = "$fixed" ] && grep -q "the prompt is not valid UTF-8; 1 invalid" "$T/err" &&
+  ok || bad "--chat invalid UTF-8 prompt: $j vs $fixed, $(cat "$T/err")"
+printf '{"chat_template": "TPL:{{ messages[0].content }}|{{ messages[1].content }}"}' > "$T/tpl/tokenizer_config.json"
+fixed=$(run --tokenizer "$T/tpl" --system $'S\xef\xbf\xbd' -p "And God said" -n 2 --json 2>/dev/null | pids)
+j=$(run --tokenizer "$T/tpl" --system $'S\xc3' -p "And God said" -n 2 --json 2> "$T/err" | pids)
+[ -n "$fixed" ] && [ "$j" = "$fixed" ] && grep -q -- "--system is not valid UTF-8" "$T/err" && ok ||
+  bad "--system invalid UTF-8: $j vs $fixed, $(cat "$T/err")"
+# llmrt chat: the typed line likewise (the same prefill as the repaired line)
+printf 'And \xef\xbf\xbd God\n' | "$BIN" chat --model models/demo-llama --device cpu -n 1 2> "$T/err1" > /dev/null
+printf 'And \xff God\n' | "$BIN" chat --model models/demo-llama --device cpu -n 1 2> "$T/err" > /dev/null
+a=$(grep -o '^\[prefill [0-9]*' "$T/err1"); b=$(grep -o '^\[prefill [0-9]*' "$T/err")
+[ -n "$a" ] && [ "$a" = "$b" ] && grep -q "the user message is not valid UTF-8" "$T/err" && ok ||
+  bad "chat invalid UTF-8 line: '$b' vs '$a', $(cat "$T/err")"
+
 # --quiet: taken by every subcommand that loads a model; no progress and no notes (the
 # weight-only note of --quant_format), errors only
 for cmd in "run -p hi -n 2" "logits --prompt-ids 1,2" "perplexity --ids 1,2,3" \

@@ -1,6 +1,7 @@
 /* args.c — flag parsing shared by the subcommands. Only the command exits on bad input. */
 #include "args.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -78,13 +79,31 @@ int args_edit_distance(const char *x, const char *y) {
     return d[n][m];
 }
 
+/* Whether w, a word after a flag that takes a value, is itself a flag: "--json", or one of the
+ * short flags. "-" (stdin), "-3" and "--" followed by no letter are values. */
+static bool looks_like_flag(const char *w) {
+    if (w[0] != '-') return false;
+    if (w[1] == '-') return isalpha((unsigned char)w[2]) != 0;
+    return w[1] && !w[2] && strchr("mpnth", w[1]);
+}
+
 const char *args_value(args *a) {
     if (a->inline_v) return a->inline_v;
     if (a->i >= a->argc) {
         fprintf(stderr, "llmrt %s: --%s needs a value\n", a->cmd, a->name);
         exit(2);
     }
-    return a->argv[a->i++];
+    /* `--prompt --json` is a forgotten value, not the prompt "--json" run without JSON output */
+    const char *v = a->argv[a->i];
+    if (looks_like_flag(v)) {
+        fprintf(stderr,
+                "llmrt %s: --%s needs a value, and the next word '%s' is a flag (for a value "
+                "that starts with -, write --%s=%s)\n",
+                a->cmd, a->name, v, a->name, v);
+        exit(2);
+    }
+    a->i++;
+    return v;
 }
 
 long args_long(args *a, long lo, long hi) {

@@ -22,7 +22,8 @@ void args_init(args *a, const char *cmd, int argc, char **argv);
 /* Advances to the next flag; returns 0 at the end. Exits with a message on a bare word. */
 int args_next(args *a);
 int args_is(args *a, const char *name); /* name in underscore form */
-/* The flag's value (inline or the next word); exits with a message if absent. */
+/* The flag's value (inline or the next word); exits with a message if absent, or if the next
+ * word is a flag ("--json", "-n": the value was forgotten); --flag=VALUE passes any value. */
 const char *args_value(args *a);
 long args_long(args *a, long lo, long hi);
 double args_double(args *a, double lo, double hi);

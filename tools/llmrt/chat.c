@@ -14,6 +14,7 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
+#include "prompt.h"
 
 static volatile int interrupted; /* Ctrl-C: the reply in progress ends */
 
@@ -97,11 +98,20 @@ static void on_token(void *user, int seq, int32_t tok) {
     if (llmrt_text_stream_push(r->ts, tok, &p, &n) == LLMRT_OK) reply_add(r, p, n);
 }
 
+/* Appends a message; ill-formed UTF-8 in content is replaced with U+FFFD and said on stderr
+ * (json_string refused it, and the message went without its content). */
 static void add_message(json_t *msgs, const char *role, const char *content) {
     json_t *m = json_object();
+    size_t bad = 0;
+    if (!content) content = "";
     json_object_set_new(m, "role", json_string(role));
-    json_object_set_new(m, "content", json_string(content ? content : ""));
+    json_object_set_new(m, "content", prompt_json_text(content, strlen(content), &bad));
     json_array_append_new(msgs, m);
+    if (bad)
+        fprintf(stderr,
+                "llmrt chat: warning: the %s message is not valid UTF-8; %zu invalid byte "
+                "sequence(s) replaced with U+FFFD\n",
+                role, bad);
 }
 
 /* Forgets the conversation (keeps the system message). */

@@ -83,6 +83,23 @@ int cli_fail(const char *cmd, llmrt_status s) {
     return s == LLMRT_ERR_INVALID ? 2 : 1;
 }
 
+int cli_check_text_ids(const char *cmd, const llmrt_model *m, const int32_t *ids, size_t n,
+                       const char *what) {
+    if (llmrt_model_check_ids(m, ids, n) == LLMRT_OK) return 0;
+    llmrt_model_info info;
+    llmrt_model_get_info(m, &info);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= info.vocab_size) {
+            fprintf(stderr,
+                    "llmrt %s: the tokenizer makes token id %d of %s, outside the model's "
+                    "vocabulary (vocab_size %d in %s/config.json): the tokenizer does not "
+                    "belong to this model\n",
+                    cmd, ids[i], what, info.vocab_size, info.path);
+            break;
+        }
+    return 2;
+}
+
 static bool path_present(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;

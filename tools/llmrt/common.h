@@ -83,6 +83,10 @@ llmrt_model_info cli_model_info(const cli_model *cm);
 /* Prints "llmrt CMD: message" for the last error and returns the exit code for status s: 2 for
  * bad input (LLMRT_ERR_INVALID), 1 otherwise. */
 int cli_fail(const char *cmd, llmrt_status s);
+/* 0 when every id the tokenizer made of `what` ("the prompt") is in the model's vocabulary; else
+ * prints that the tokenizer does not belong to the model, naming the id, and returns 2. */
+int cli_check_text_ids(const char *cmd, const llmrt_model *m, const int32_t *ids, size_t n,
+                       const char *what);
 
 /* The folder of the demo model shipped with llmrt (models/demo-llama beside the binary's
  * source tree or the working directory); NULL if absent. */

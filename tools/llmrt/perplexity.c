@@ -80,6 +80,7 @@ int cmd_perplexity(int argc, char **argv) {
         rc = 2;
         goto out;
     }
+    if (file && (rc = cli_check_text_ids("perplexity", cm.m, ids, n, file)) != 0) goto out;
     if ((st = llmrt_model_check_ids(cm.m, ids, n)) != LLMRT_OK) {
         rc = cli_fail("perplexity", st);
         goto out;

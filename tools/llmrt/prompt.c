@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
+
 /* All of standard input. */
 static char *read_stdin(size_t *len) {
     size_t cap = 1 << 16, n = 0;
@@ -86,7 +88,30 @@ int prompt_text(const char *cmd, const prompt_src *p, char **text, size_t *len) 
     return 0;
 }
 
-int prompt_messages(const char *cmd, const prompt_src *p, const char *text, char **json) {
+json_t *prompt_json_text(const char *s, size_t n, size_t *replaced) {
+    char *fixed = NULL;
+    size_t len = 0, bad = 0;
+    if (llmrt_utf8_repair(s, n, &fixed, &len, &bad) != LLMRT_OK) return NULL;
+    json_t *j = json_stringn(fixed, len);
+    llmrt_free(fixed);
+    if (replaced) *replaced += bad;
+    return j;
+}
+
+/* Appends {"role": role, "content": text[0..n)} to msgs; -1 out of memory. */
+static int add_message(json_t *msgs, const char *role, const char *text, size_t n,
+                       size_t *replaced) {
+    json_t *m = json_object(), *content = prompt_json_text(text, n, replaced);
+    if (!m || !content || json_object_set_new(m, "role", json_string(role)) ||
+        json_object_set_new(m, "content", content) || json_array_append_new(msgs, m)) {
+        json_decref(m);
+        return -1;
+    }
+    return 0;
+}
+
+int prompt_messages(const char *cmd, const prompt_src *p, const char *text, size_t len,
+                    char **json) {
     *json = NULL;
     if (p->messages_file) {
         size_t len;
@@ -96,23 +121,29 @@ int prompt_messages(const char *cmd, const prompt_src *p, const char *text, char
         }
         return 0;
     }
+    /* ill-formed UTF-8 is repaired as for a plain prompt (json_string refused it, and the
+     * message went without its content: an empty user turn) */
     json_t *msgs = json_array();
-    if (p->system) {
-        json_t *m = json_object();
-        json_object_set_new(m, "role", json_string("system"));
-        json_object_set_new(m, "content", json_string(p->system));
-        json_array_append_new(msgs, m);
-    }
-    json_t *m = json_object();
-    json_object_set_new(m, "role", json_string("user"));
-    json_object_set_new(m, "content", json_string(text));
-    json_array_append_new(msgs, m);
-    *json = json_dumps(msgs, JSON_COMPACT);
+    size_t sys_bad = 0, bad = 0;
+    int fail = !msgs ||
+               (p->system && add_message(msgs, "system", p->system, strlen(p->system), &sys_bad)) ||
+               add_message(msgs, "user", text, len, &bad);
+    *json = fail ? NULL : json_dumps(msgs, JSON_COMPACT);
     json_decref(msgs);
     if (!*json) {
-        fprintf(stderr, "llmrt %s: the prompt is not valid UTF-8 for a chat message\n", cmd);
-        return 2;
+        fprintf(stderr, "llmrt %s: out of memory building the chat messages\n", cmd);
+        return 1;
     }
+    if (sys_bad)
+        fprintf(stderr,
+                "llmrt %s: warning: --system is not valid UTF-8; %zu invalid byte sequence(s) "
+                "replaced with U+FFFD\n",
+                cmd, sys_bad);
+    if (bad)
+        fprintf(stderr,
+                "llmrt %s: warning: the prompt is not valid UTF-8; %zu invalid byte sequence(s) "
+                "replaced with U+FFFD\n",
+                cmd, bad);
     return 0;
 }
 
@@ -140,7 +171,7 @@ int prompt_ids(const char *cmd, const prompt_src *p, llmrt_model *m, const char 
         char *msgs = NULL, *tools = NULL;
         size_t tl;
         llmrt_chat *c = NULL;
-        rc = prompt_messages(cmd, p, text ? text : dflt, &msgs);
+        rc = prompt_messages(cmd, p, text ? text : dflt, text ? len : strlen(dflt), &msgs);
         if (!rc && p->tools_file && llmrt_read_file(p->tools_file, &tools, &tl) != LLMRT_OK) {
             fprintf(stderr, "llmrt %s: --tools: %s\n", cmd, llmrt_last_error());
             rc = 2;
@@ -181,6 +212,11 @@ int prompt_ids(const char *cmd, const prompt_src *p, llmrt_model *m, const char 
         llmrt_free(*ids);
         *ids = NULL;
         return 2;
+    }
+    if ((rc = cli_check_text_ids(cmd, m, *ids, nn, "the prompt")) != 0) {
+        llmrt_free(*ids);
+        *ids = NULL;
+        return rc;
     }
     *n = (int)nn;
     return 0;

@@ -4,6 +4,7 @@
 #ifndef LLMRT_TOOL_PROMPT_H
 #define LLMRT_TOOL_PROMPT_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,7 +35,13 @@ int prompt_text(const char *cmd, const prompt_src *p, char **text, size_t *len);
 int prompt_ids(const char *cmd, const prompt_src *p, llmrt_model *m, const char *dflt,
                int32_t **ids, int *n);
 
-/* The JSON messages of a chat: the --messages file, else [system,] user from the text. */
-int prompt_messages(const char *cmd, const prompt_src *p, const char *text, char **json);
+/* The JSON messages of a chat: the --messages file, else [system,] user from text[0..len) (a
+ * NUL inside kept), ill-formed UTF-8 in them replaced with U+FFFD and warned of on stderr. */
+int prompt_messages(const char *cmd, const prompt_src *p, const char *text, size_t len,
+                    char **json);
+
+/* s[0..n) as a JSON string, each ill-formed UTF-8 sequence replaced with U+FFFD and counted
+ * into *replaced (may be NULL); NULL out of memory. */
+json_t *prompt_json_text(const char *s, size_t n, size_t *replaced);
 
 #endif
