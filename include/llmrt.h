@@ -278,10 +278,13 @@ typedef struct llmrt_gen_opts {
                        rest is run, as a chat's next turn) */
 } llmrt_gen_opts;
 
-/* Called with each new token of session `seq` as soon as it is chosen. It must not free, reset,
- * rewind, step or generate on the sessions of the llmrt_generate call that called it (the call
- * goes on with them: a freed one is used after its free, a changed cache gives wrong tokens);
- * to end early, set *cancel. */
+/* Called with each new token of session `seq` as soon as it is chosen; to end early, set
+ * *cancel. While it runs, the model is between two steps of the llmrt_generate call that called
+ * it: llmrt_step, llmrt_generate, llmrt_logits, llmrt_perplexity, llmrt_bench_run and
+ * llmrt_session_create on that model fail (LLMRT_ERR_INVALID), llmrt_session_reset and
+ * llmrt_session_rewind of the call's sessions change nothing (llmrt_last_error says why), and
+ * llmrt_session_free of one of them or llmrt_model_free of the model happen when the call
+ * returns. */
 typedef void (*llmrt_token_fn)(void *user, int seq, int32_t token);
 
 typedef struct llmrt_gen_result {

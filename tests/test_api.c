@@ -534,6 +534,80 @@ static void test_generate_limits(void) {
     llmrt_model_free(m);
 }
 
+/* What a token callback does with the model it was called from: each call into it. */
+typedef struct reentry {
+    llmrt_model *m;
+    llmrt_session *s, *other;
+    int calls, refused, kept_len, free_session, free_model;
+} reentry;
+
+static void reenter(void *user, int seq, int32_t token) {
+    (void)seq;
+    reentry *r = user;
+    r->calls++;
+    if (r->calls != 2) return;
+    int32_t one = token;
+    const int32_t *ids[1] = {&one};
+    int n1[1] = {1};
+    int len = llmrt_session_length(r->s);
+    r->refused += llmrt_step(&r->s, 1, ids, n1, NULL) == LLMRT_ERR_INVALID &&
+                  strstr(llmrt_last_error(), "llmrt_step: called while llmrt_generate runs");
+    r->refused += llmrt_step(&r->other, 1, ids, n1, NULL) == LLMRT_ERR_INVALID;
+    llmrt_gen_opts go = {.max_new_tokens = 2};
+    llmrt_gen_result res;
+    r->refused += llmrt_generate(&r->other, 1, ids, n1, &go, NULL, NULL, &res) == LLMRT_ERR_INVALID;
+    float lg[8];
+    r->refused += llmrt_logits(r->m, &one, 1, lg) == LLMRT_ERR_INVALID;
+    llmrt_session *extra = NULL;
+    r->refused += llmrt_session_create(&extra, r->m, 0) == LLMRT_ERR_INVALID && !extra;
+    llmrt_session_reset(r->s);
+    r->refused += strstr(llmrt_last_error(), "llmrt_session_reset: the session is being") != NULL;
+    r->kept_len = llmrt_session_rewind(r->s, 3) == len && llmrt_session_length(r->s) == len;
+    if (r->free_session) llmrt_session_free(r->s);
+    if (r->free_model) llmrt_model_free(r->m);
+}
+
+/* A token callback that calls back into the model it was called from gets errors, not a cache
+ * changed under the running generation, and frees that wait for the end (they were a use after
+ * free): the generation's tokens are those of a callback that does nothing. */
+static void test_callback_reentry(void) {
+    reference ref;
+    if (!reference_load(&ref)) return;
+    const int32_t *pp[1] = {ref.prompt};
+    int lens[1] = {ref.np};
+    llmrt_gen_opts go = {.max_new_tokens = ref.ng, .ignore_eos = 1};
+    for (int mode = 0; mode < 3; mode++) { /* 1: frees the session, 2: frees the model too */
+        llmrt_model *m = load(fixture, (llmrt_load_opts){.max_sessions = 2});
+        if (!m) return;
+        reentry r = {.m = m, .free_session = mode >= 1, .free_model = mode == 2};
+        CHECK_OK(llmrt_session_create(&r.s, m, 0));
+        CHECK_OK(llmrt_session_create(&r.other, m, 0));
+        llmrt_gen_result res;
+        CHECK_OK(llmrt_generate(&r.s, 1, pp, lens, &go, reenter, &r, &res));
+        CHECK_MSG(r.calls == ref.ng && r.refused == 6 && r.kept_len == 1,
+                  "mode %d: %d callbacks, %d of 6 calls refused, rewind kept: %d", mode, r.calls,
+                  r.refused, r.kept_len);
+        CHECK(res.n_tokens && res.n_tokens[0] == ref.ng &&
+              !memcmp(res.tokens, ref.greedy, (size_t)ref.ng * sizeof(int32_t)));
+        llmrt_gen_result_free(&res);
+        if (mode == 2) { /* the model is gone; its sessions are handles of a freed model */
+            CHECK_ERR(llmrt_generate(&r.other, 1, pp, lens, &go, NULL, NULL, &res),
+                      LLMRT_ERR_INVALID, "belongs to a model already freed");
+            llmrt_session_free(r.other);
+            continue;
+        }
+        if (mode == 0) { /* the model still works, for both sessions */
+            CHECK_OK(llmrt_generate(&r.s, 1, pp, lens, &go, NULL, NULL, &res));
+            llmrt_gen_result_free(&res);
+            llmrt_session_free(r.s);
+        }
+        CHECK_OK(llmrt_generate(&r.other, 1, pp, lens, &go, NULL, NULL, &res));
+        llmrt_gen_result_free(&res);
+        llmrt_session_free(r.other);
+        llmrt_model_free(m);
+    }
+}
+
 static void test_paged_and_scoring(void) {
     reference r;
     if (!reference_load(&r)) return;
@@ -782,6 +856,7 @@ int main(void) {
     RUN(test_rewind_sliding);
     RUN(test_null_arguments);
     RUN(test_generate_limits);
+    RUN(test_callback_reentry);
     RUN(test_kv_block_limits);
     RUN(test_kv_fraction);
     RUN(test_kv_dtype);

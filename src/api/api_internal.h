@@ -29,10 +29,12 @@ struct llmrt_model {
     model *m;
     engine *e;
     llmrt_precision precision;
-    char device[32];        /* "cpu", "cuda:0" */
-    char device_note[1024]; /* why auto chose the CPU */
-    double load_ms;         /* open + load */
+    char device[32];         /* "cpu", "cuda:0" */
+    char device_note[1024];  /* why auto chose the CPU */
+    double load_ms;          /* open + load */
     llmrt_session *sessions; /* live sessions (freeing the model detaches them) */
+    bool generating;         /* in llmrt_generate (its token callback may call back) */
+    bool free_pending;       /* llmrt_model_free came from that callback */
 };
 
 /* A session handle. */
@@ -40,6 +42,8 @@ struct llmrt_session {
     llmrt_model *m; /* NULL once the model was freed (s too) */
     session *s;
     llmrt_session *prev, *next; /* the model's live sessions */
+    bool generating;            /* one of the sessions of a running llmrt_generate */
+    bool free_pending;          /* llmrt_session_free came from its token callback */
 };
 
 /* Gives a session's cache back and takes it off its model's list (model freed, or session). */
@@ -47,5 +51,8 @@ void api_session_detach(llmrt_session *s);
 
 /* Fails unless the model has been loaded (who: the calling function, for the message). */
 llmrt_status api_need_loaded(const llmrt_model *m, const char *who);
+/* Fails while an llmrt_generate on the model runs (a call from its token callback): the model's
+ * engine is between two steps of it, maybe with the next one started on the device. */
+llmrt_status api_need_idle(const llmrt_model *m, const char *who);
 
 #endif

@@ -110,6 +110,15 @@ llmrt_status api_need_loaded(const llmrt_model *m, const char *who) {
     if (!m) return err_set(LLMRT_ERR_INVALID, "%s: no model", who);
     if (!m->e)
         return err_set(LLMRT_ERR_INVALID, "%s: the model is not loaded (llmrt_model_load)", who);
+    return api_need_idle(m, who);
+}
+
+llmrt_status api_need_idle(const llmrt_model *m, const char *who) {
+    if (m && m->generating)
+        return err_set(LLMRT_ERR_INVALID,
+                       "%s: called while llmrt_generate runs on this model (from its token "
+                       "callback): the model computes one thing at a time",
+                       who);
     return LLMRT_OK;
 }
 
@@ -184,6 +193,10 @@ void api_session_detach(llmrt_session *s) {
 
 void llmrt_model_free(llmrt_model *m) {
     if (!m) return;
+    if (m->generating) { /* from a token callback: llmrt_generate frees it when it returns */
+        m->free_pending = true;
+        return;
+    }
     while (m->sessions) /* they stay valid handles, of a freed model */
         api_session_detach(m->sessions);
     engine_free(m->e);

@@ -29,6 +29,10 @@ llmrt_status llmrt_session_create(llmrt_session **out, llmrt_model *m, int max_s
 
 void llmrt_session_free(llmrt_session *s) {
     if (!s) return;
+    if (s->generating) { /* from a token callback: llmrt_generate frees it when it returns */
+        s->free_pending = true;
+        return;
+    }
     api_session_detach(s);
     free(s);
 }
@@ -37,12 +41,24 @@ int llmrt_session_length(const llmrt_session *s) {
     return s && s->s ? s->s->pos : 0;
 }
 
+/* Whether s may change now: not while an llmrt_generate runs on it (its token callback). */
+static bool session_idle(const llmrt_session *s, const char *who) {
+    if (!s->generating) return true;
+    err_set(LLMRT_ERR_INVALID,
+            "%s: the session is being generated (a call from the token "
+            "callback of llmrt_generate); nothing is changed",
+            who);
+    return false;
+}
+
 void llmrt_session_reset(llmrt_session *s) {
-    if (s && s->s) session_reset(s->s);
+    if (s && s->s && session_idle(s, "llmrt_session_reset")) session_reset(s->s);
 }
 
 int llmrt_session_rewind(llmrt_session *s, int n) {
-    return s && s->s ? session_rewind(s->s, n) : 0;
+    if (!s || !s->s) return 0;
+    if (!session_idle(s, "llmrt_session_rewind")) return s->s->pos;
+    return session_rewind(s->s, n);
 }
 
 /* The internal sessions of ss[0..n), all of one model (*m); malloc'd. */
@@ -77,7 +93,12 @@ llmrt_status llmrt_step(llmrt_session *const *ss, int n, const int32_t *const *i
         if (!ids[i] && n_ids[i] > 0)
             return err_set(LLMRT_ERR_INVALID, "llmrt_step: ids of session %d are NULL", i);
     TRY(unwrap(ss, n, "llmrt_step", &m, &in));
-    llmrt_status st = engine_feed(m->e, in, n, ids, n_ids, logits, false);
+    llmrt_status st = api_need_idle(m, "llmrt_step");
+    if (st != LLMRT_OK) {
+        free(in);
+        return st;
+    }
+    st = engine_feed(m->e, in, n, ids, n_ids, logits, false);
     free(in);
     return st;
 }
@@ -88,6 +109,7 @@ llmrt_status llmrt_step_all_logits(llmrt_session *s, const int32_t *ids, int n, 
     if (!s->s)
         return err_set(LLMRT_ERR_INVALID,
                        "llmrt_step_all_logits: the session belongs to a model already freed");
+    TRY(api_need_idle(s->m, "llmrt_step_all_logits"));
     if (!s->m->e->o.all_logits)
         return err_set(LLMRT_ERR_INVALID, "llmrt_step_all_logits: load the model with all_logits");
     return engine_forward(s->m->e, &s->s, 1, ids, n, true, out);
@@ -164,6 +186,10 @@ llmrt_status llmrt_generate(llmrt_session *const *ss, int n, const int32_t *cons
     llmrt_model *m;
     session **in;
     TRY(unwrap(ss, n, "llmrt_generate", &m, &in));
+    if (api_need_idle(m, "llmrt_generate") != LLMRT_OK) {
+        free(in);
+        return LLMRT_ERR_INVALID;
+    }
     gen_opts go = {.max_new = o->max_new_tokens,
                    .ignore_eos = o->ignore_eos != 0,
                    .no_cache = o->no_kv_cache != 0,
@@ -174,8 +200,29 @@ llmrt_status llmrt_generate(llmrt_session *const *ss, int n, const int32_t *cons
                    .keep_cache = o->keep_cache != 0};
     emit_adapter ad = {on_token, user};
     gen_result r;
+    /* the token callback may call back: calls that would change the sessions or run the model
+     * fail, frees wait for the end (api_need_idle, llmrt_session_free, llmrt_model_free) */
+    m->generating = true;
+    for (int i = 0; i < n; i++)
+        ss[i]->generating = true;
     llmrt_status st = generate(m->e, in, n, prompts, lens, &go, emit_one, &ad, &r);
     free(in);
+    m->generating = false;
+    for (int i = 0; i < n; i++)
+        ss[i]->generating = false;
+    for (int i = 0; i < n; i++) {
+        bool seen = false; /* (listed twice: generate refuses that before any callback) */
+        for (int j = 0; j < i && !seen; j++)
+            seen = ss[j] == ss[i];
+        if (!seen && ss[i]->free_pending) {
+            ss[i]->free_pending = false;
+            llmrt_session_free(ss[i]);
+        }
+    }
+    if (m->free_pending) {
+        m->free_pending = false;
+        llmrt_model_free(m);
+    }
     TRY(st);
     *out = (llmrt_gen_result){.tokens = r.tokens,
                               .n_tokens = r.n_tokens,
