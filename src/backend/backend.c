@@ -1,6 +1,8 @@
 /* backend.c — creating a backend by kind. */
 #include "backend/backend.h"
 
+#include <stdlib.h>
+
 llmrt_status backend_create(backend **out, backend_kind kind, dtype precision, int device) {
     *out = NULL;
     switch (kind) {
@@ -14,6 +16,20 @@ llmrt_status backend_create(backend **out, backend_kind kind, dtype precision, i
 
 void backend_free(backend *be) {
     if (be) be->ops->destroy(be);
+}
+
+void *backend_host_alloc(backend *be, size_t bytes) {
+    if (bytes == 0) bytes = 1;
+    void *p = be->ops->host_alloc ? be->ops->host_alloc(be, bytes) : NULL;
+    return p ? p : malloc(bytes);
+}
+
+void backend_host_free(backend *be, void *p) {
+    if (!p) return;
+    if (be->ops->host_free)
+        be->ops->host_free(be, p);
+    else
+        free(p);
 }
 
 llmrt_status backend_use_kv_fp8(backend *be) {

@@ -269,6 +269,14 @@ typedef struct backend_ops {
      * will need for them in steps (the CUDA backend: room to unpack a quantized matrix for
      * products of many rows), so that it is counted before the KV cache takes what is left. */
     llmrt_status (*weights_loaded)(backend *be, const layer_weights *layers, int n_layers);
+
+    /* ---- host memory for downloads (optional: NULL where malloc's is as fast) ---- */
+    /* Host memory that `download` fills fastest (CUDA: page-locked, which the copy engine
+     * writes directly; a pageable destination goes through the driver's staging buffers at a
+     * fraction of the link's rate), or NULL; host_free frees it, and anything malloc gave.
+     * Through backend_host_alloc / backend_host_free. */
+    void *(*host_alloc)(backend *be, size_t bytes);
+    void (*host_free)(backend *be, void *p);
 } backend_ops;
 
 struct backend {
@@ -305,6 +313,11 @@ void backend_free(backend *be);
  * step_begin makes (`who` names it in messages): a batch and n_tokens >= 1, positions given, each
  * sequence's count in 1..n_tokens with its last position in int32, a ragged step's ids given. */
 llmrt_status step_desc_rows(const step_desc *s, const char *who, int *rows);
+
+/* Host memory for downloads of `bytes` (the backend's host_alloc, else malloc), or NULL when
+ * there is none; free it with backend_host_free. */
+void *backend_host_alloc(backend *be, size_t bytes);
+void backend_host_free(backend *be, void *p);
 
 /* Makes the backend's KV cache F8_E4M3 (with a scale per position and head: kv_layer), before
  * any cache is made; fails naming the backend when it does not take one (kv_fp8_refused). */

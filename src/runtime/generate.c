@@ -184,7 +184,8 @@ llmrt_status generate(engine *e, session *const *ss, int B, const int32_t *const
     g.len = calloc((size_t)B, sizeof *g.len);
     g.done = calloc((size_t)B, sizeof *g.done);
     /* host logits only when the host samples */
-    float *logits = device_greedy ? NULL : malloc((size_t)B * V * sizeof *logits);
+    float *logits =
+        device_greedy ? NULL : backend_host_alloc(e->be, (size_t)B * V * sizeof *logits);
     int32_t *next = malloc((size_t)B * sizeof *next);
     sampler *samp = device_greedy ? NULL : calloc((size_t)B, sizeof *samp);
     res->tokens = calloc((size_t)B * N, sizeof *res->tokens);
@@ -217,7 +218,7 @@ llmrt_status generate(engine *e, session *const *ss, int B, const int32_t *const
     free(g.hist);
     free(g.len);
     free(g.done);
-    free(logits);
+    backend_host_free(e->be, logits);
     free(next);
     if (st != LLMRT_OK) gen_result_free(res);
     return st;

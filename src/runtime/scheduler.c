@@ -182,7 +182,7 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
     const size_t B = (size_t)so.max_batch, V = (size_t)s->V;
     s->running = calloc(B, sizeof *s->running);
     s->plan = calloc(B, sizeof *s->plan);
-    s->logits = malloc(B * V * sizeof *s->logits);
+    s->logits = backend_host_alloc(e->be, B * V * sizeof *s->logits); /* (page-locked) */
     s->picks = calloc(B, sizeof *s->picks);
     int np = omp_get_max_threads();
     np = np < SCHED_MAX_PICKERS ? np : SCHED_MAX_PICKERS;
@@ -341,7 +341,7 @@ void sched_free(sched *s) {
     free(s->waiting);
     free(s->running);
     free(s->plan);
-    free(s->logits);
+    if (s->logits) backend_host_free(s->e->be, s->logits);
     for (int i = 0; i < s->n_pickers; i++) {
         free(s->pickers[i].work);
         free(s->pickers[i].prob);
