@@ -508,7 +508,8 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
         M=$(random_model "$card" serve)
         cp "$CARRY/configs/Llama-3.2-1B-Instruct/tokenizer.json" "$M/" 2>/dev/null
         # SERVE_ENV: switches for the server (LLMRT_CUDA_RAGGED=0: iterations split by length);
-        # SERVE_ARGS: more of its flags (--kv-block 32, --max-num-batched-tokens 512)
+        # SERVE_ARGS: more of its flags (--kv-block 32, --max-num-batched-tokens 512);
+        # BENCH_SERVE_ARGS: more of bench-serve's (--temperature 0.7 --top-p 0.9: sampled load)
         env ${SERVE_ENV:-} "$CARRY/llmrt" serve --model "$M" --port 8011 --device cuda \
             --precision BF16 --max-batch ${SERVE_MAX_BATCH:-256} ${SERVE_ARGS:-} \
             >"$OUT/serve-$card.log" 2>&1 &
@@ -522,7 +523,7 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
             log="bench-serve-$card-$c-$isl.log"
             run_part "bench-serve $card c=$c $isl/$osl" "$log" "$CARRY/llmrt" bench-serve \
                 --url http://127.0.0.1:8011 --concurrency "$c" --num-prompts $((c < 8 ? 16 : 4 * c)) \
-                --isl "$isl" --osl "$osl" --seed $((c * 7919 + isl)) --no-plot
+                --isl "$isl" --osl "$osl" --seed $((c * 7919 + isl)) --no-plot ${BENCH_SERVE_ARGS:-}
             # the server's own histograms (cumulative over the runs): its inter-token latency
             # against the client's says whether a tail is the steps' or the delivery's
             curl -s http://127.0.0.1:8011/metrics >"$OUT/metrics-$card-$c-$isl.txt" 2>&1
