@@ -210,6 +210,14 @@ static void vocab_probs(const float *l, int V, float mx, float T, float *prob) {
         prob[v] = exp_le0((l[v] - mx) / T);
 }
 
+void sampler_probs(const float *l, int n, float max, float temperature, float *prob) {
+    vocab_probs(l, n, max, temperature, prob);
+}
+
+float sampler_max_logit(const float *l, int n) {
+    return max_logit(l, n);
+}
+
 /* prob[i] = exp((l[idx[i]] - mx) / T) for i < n */
 static void cand_probs(const float *l, const int32_t *idx, int n, float mx, float T, float *prob) {
     for (int i = 0; i < n; i++)

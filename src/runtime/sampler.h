@@ -58,6 +58,11 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
  * tests/test_sampler.c holds this definition written out plainly, and checks the draw against
  * it. */
 float sampler_prob(float logit, float max, float temperature);
+/* The same over a row, vectorized (a call of sampler_prob per id from another file is not):
+ * prob[v] = sampler_prob(l[v], max, temperature) for v < n; and the largest of l[0..n) (-inf
+ * when n is 0; of finite values, the same as any order of comparisons gives). */
+void sampler_probs(const float *l, int n, float max, float temperature, float *prob);
+float sampler_max_logit(const float *l, int n);
 
 /* Whether every one of l[0..n) is finite (no NaN, no infinity). */
 bool sampler_all_finite(const float *l, int n);
