@@ -184,6 +184,14 @@ static void test_ranges_and_types(void) {
     }
     expect_fail(OAI_COMPLETION, BODY("\"stream_options\": {\"include_usage\": true}"), 400,
                 "stream_options", "stream");
+    /* any stream_options without stream, as OpenAI (was accepted and ignored unless
+     * include_usage was true) */
+    expect_fail(OAI_COMPLETION, BODY("\"stream_options\": {\"include_usage\": false}"), 400,
+                "stream_options", "only allowed when 'stream' is true");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stream\": "
+                "false, \"stream_options\": {}}",
+                400, "stream_options", "only allowed when 'stream' is true");
     expect_fail(OAI_COMPLETION, BODY("\"stream\": true, \"stream_options\": {\"x\": 1}"), 400,
                 "stream_options", "x");
     expect_fail(OAI_COMPLETION, BODY("\"suffix\": \"z\""), 400, "suffix", "not supported");

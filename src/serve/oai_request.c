@@ -437,6 +437,7 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
         if (!json_is_object(v))
             return oai_fail(err, 400, key, "'stream_options' must be an object, got %s",
                             json_type_name(v));
+        r->stream_options_given = true;
         const char *k;
         json_t *val;
         json_object_foreach((json_t *)v, k, val) {
@@ -603,7 +604,7 @@ static bool check_request(oai_request *r, int64_t max_tokens, int64_t max_comple
     r->prompt_only = max_tokens == 0;
     r->max_tokens_field = max_completion > 0 ? "max_completion_tokens" : "max_tokens";
     r->max_tokens = (int)(max_completion > 0 ? max_completion : max_tokens > 0 ? max_tokens : 0);
-    if (r->include_usage && !r->stream)
+    if (r->stream_options_given && !r->stream)
         return oai_fail(err, 400, "stream_options",
                         "'stream_options' is only allowed when 'stream' is true");
     if (r->kind == OAI_CHAT) {
