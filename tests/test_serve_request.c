@@ -196,6 +196,10 @@ static void test_ranges_and_types(void) {
                 "stream_options", "x");
     expect_fail(OAI_COMPLETION, BODY("\"suffix\": \"z\""), 400, "suffix", "not supported");
     expect_fail(OAI_COMPLETION, BODY("\"best_of\": 3"), 400, "best_of", "not supported");
+    /* best_of below n (was accepted, and n choices returned) */
+    expect_fail(OAI_COMPLETION, BODY("\"best_of\": 1, \"n\": 3"), 400, "best_of",
+                "greater than or equal to 'n' (3)");
+    expect_fail(OAI_COMPLETION, BODY("\"n\": 2, \"best_of\": 1"), 400, "best_of", "'n' (2)");
     expect_fail(OAI_COMPLETION, BODY("\"frobnicate\": 1"), 400, "frobnicate",
                 "Unrecognized request argument supplied: frobnicate");
     expect_fail(OAI_COMPLETION, BODY("\"response_format\": {\"type\": \"json_object\"}"), 400,

@@ -483,6 +483,7 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
             return oai_fail(err, 400, key,
                             "'best_of' > 1 is not supported (llmrt returns every choice it "
                             "generates; use n)");
+        r->best_of_given = true;
         return true;
     }
     if (!strcmp(key, "tools")) return parse_tools(r, v, err);
@@ -598,6 +599,11 @@ static bool check_request(oai_request *r, int64_t max_tokens, int64_t max_comple
         return oai_fail(err, 400, "n",
                         "%zu prompts x n = %d makes %zu choices; at most %d in one request",
                         r->n_prompts, r->n, r->n_prompts * (size_t)r->n, OAI_MAX_CHOICES);
+    if (r->best_of_given && r->n > 1) /* OpenAI and vLLM: best_of >= n */
+        return oai_fail(err, 400, "best_of",
+                        "'best_of' (1) must be greater than or equal to 'n' (%d); leave it out "
+                        "to get n choices",
+                        r->n);
     if (max_tokens == 0 && !r->echo)
         return oai_fail(err, 400, "max_tokens",
                         "'max_tokens' must be at least 1 (0 only with 'echo': the prompt alone)");
