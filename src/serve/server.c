@@ -1087,8 +1087,10 @@ llmrt_status server_run(server *s, engine *e) {
         return err_set(LLMRT_ERR_NOMEM, "server: cannot start the engine thread");
     }
     atomic_store(&s->state, SERVER_READY);
-    server_log(s, "ready: %s on http://%s:%d/v1 (max batch %d, context %d, tool calls %s)", s->name,
-               s->host, s->port, so.max_batch, s->max_seq, tool_format_name(s->tool_fmt));
+    const bool v6 = strchr(s->host, ':') != NULL; /* a URL holds an IPv6 address in brackets */
+    server_log(s, "ready: %s on http://%s%s%s:%d/v1 (max batch %d, context %d, tool calls %s)",
+               s->name, v6 ? "[" : "", s->host, v6 ? "]" : "", s->port, so.max_batch, s->max_seq,
+               tool_format_name(s->tool_fmt));
     while (!atomic_load(&s->stop_requested) && !atomic_load(&et.done)) {
         struct pollfd p = {.fd = s->stop_pipe[0], .events = POLLIN};
         poll(&p, 1, 100);

@@ -237,8 +237,10 @@ int cmd_serve(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    fprintf(stderr, "llmrt serve: listening on http://%s:%d (loading %s)\n",
-            o.so.host ? o.so.host : "127.0.0.1", llmrt_server_port(srv), o.so.model_name);
+    const char *host = o.so.host ? o.so.host : "127.0.0.1";
+    const bool v6 = strchr(host, ':') != NULL; /* a URL holds an IPv6 address in brackets */
+    fprintf(stderr, "llmrt serve: listening on http://%s%s%s:%d (loading %s)\n", v6 ? "[" : "",
+            host, v6 ? "]" : "", llmrt_server_port(srv), o.so.model_name);
     rc = cli_model_load(&o.cm, "serve", lo);
     if (rc == 0 && !o.quiet) {
         llmrt_memory mem;
