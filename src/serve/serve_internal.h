@@ -150,7 +150,8 @@ struct req_ctx {
     enum route route;
     const char *allow; /* a 405's Allow header (the route's methods), else NULL */
     char method[8];
-    char path[96];
+    char path[96];  /* the url, cut to fit (the log) */
+    char *model_id; /* GET /v1/models/{model_id}: the whole name */
     double t_start; /* arrival (monotonic ms) */
     sbuf body;
     bool too_large; /* the body passed max_body */

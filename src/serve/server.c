@@ -69,6 +69,7 @@ static void req_free(req_ctx *c) {
     free(c->echo_text);
     free(c->echo_len);
     oai_request_free(&c->req);
+    free(c->model_id);
     sbuf_free(&c->body);
     sbuf_free(&c->out);
     pthread_mutex_destroy(&c->lock);
@@ -572,7 +573,7 @@ static enum MHD_Result handle_models(req_ctx *c) {
 }
 
 static enum MHD_Result handle_model(req_ctx *c) {
-    const char *name = c->path + strlen("/v1/models/");
+    const char *name = c->model_id;
     if (strcmp(name, c->s->name) != 0) {
         oai_error err;
         oai_fail(&err, 404, "model", "The model `%s` does not exist.", name);
@@ -700,14 +701,17 @@ static bool key_matches(const char *want, const char *got) {
     return d == 0;
 }
 
-/* First call (headers only): route, method, API key, announced size. Returns MHD_YES to go on
- * reading the body; a response queued here ends the request (and the connection). */
-static enum MHD_Result begin(req_ctx *c) {
+/* First call (headers only): route (on the whole url: c->path is cut for the log), method, API
+ * key, announced size. Returns MHD_YES to go on reading the body; a response queued here ends
+ * the request (and the connection). */
+static enum MHD_Result begin(req_ctx *c, const char *url) {
     server *s = c->s;
     bool method_ok;
     const char *allow;
-    c->route = route_of(c->path, c->method, &method_ok, &allow);
+    c->route = route_of(url, c->method, &method_ok, &allow);
     if (c->route == ROUTE_NONE) return reply_fail(c, 404, NULL, "Not Found");
+    if (c->route == ROUTE_MODEL && !(c->model_id = strdup(url + strlen("/v1/models/"))))
+        return reply_fail(c, 500, NULL, "out of memory");
     if (!method_ok) {
         c->allow = allow;
         return reply_fail(c, 405, NULL, "Method Not Allowed");
@@ -790,7 +794,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c = req_new(s, mc, url, method);
         if (!c) return MHD_NO;
         *con_cls = c;
-        return begin(c);
+        return begin(c, url);
     }
     if (*upload_size) {
         size_t n = *upload_size;

@@ -181,6 +181,17 @@ for kw in ({"tools": tools, "tool_choice": "none"}, {}):
 PY
 serve_stop "$LOG" && ok || bad "tool model: clean exit"
 
+# a served name longer than the log's copy of the path (a --model path, say): GET
+# /v1/models/{name} finds it (it was a 404 naming the name cut at 84 characters)
+LONG=org/$(printf 'm%.0s' $(seq 1 120))
+serve_start "$BIN" "$LOG" --served-model-name "$LONG" --max-batch 2 ||
+  { echo "$pass passed, $((fail+1)) failed"; exit 1; }
+out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v1/models/$LONG")
+[[ "$out" == *"\"id\":\"$LONG\""*' 200' ]] && ok || bad "long model name: $out"
+out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v1/models/${LONG}x")
+[[ "$out" == *"\`${LONG}x\` does not exist"*' 404' ]] && ok || bad "long unknown name: $out"
+serve_stop "$LOG" && ok || bad "long model name: clean exit"
+
 # an IPv6 address: the URLs the server prints hold it in brackets (they were http://::1:PORT)
 if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
   "$BIN" serve --host ::1 --port 0 --device cpu --precision FP32 --max-batch 2 >"$LOG" 2>&1 &
