@@ -196,6 +196,12 @@ static void test_ranges_and_types(void) {
                 "stream_options", "x");
     expect_fail(OAI_COMPLETION, BODY("\"suffix\": \"z\""), 400, "suffix", "not supported");
     expect_fail(OAI_COMPLETION, BODY("\"best_of\": 3"), 400, "best_of", "not supported");
+    /* an id out of range is named with its value (the message said "got integer") */
+    expect_fail(OAI_DETOKENIZE, "{\"tokens\": [3, -1]}", 400, "tokens",
+                "'tokens'[1] must be a "
+                "token id (an integer in [0, 2147483647]), got -1");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": [[1], [4294967296]]}", 400, "prompt[1]",
+                "got 4294967296");
     /* best_of below n (was accepted, and n choices returned) */
     expect_fail(OAI_COMPLETION, BODY("\"best_of\": 1, \"n\": 3"), 400, "best_of",
                 "greater than or equal to 'n' (3)");

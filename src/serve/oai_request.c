@@ -155,6 +155,10 @@ static bool get_ids(const json_t *v, const char *name, bool allow_empty, int32_t
         const json_t *x = json_array_get(v, i);
         if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX) {
             free(ids);
+            if (json_is_integer(x)) /* the value, not "got integer" */
+                return oai_fail(err, 400, name,
+                                "'%s'[%zu] must be a token id (an integer in [0, %d]), got %lld",
+                                name, i, INT32_MAX, (long long)json_integer_value(x));
             return oai_fail(err, 400, name,
                             "'%s'[%zu] must be a token id (an integer >= 0), got %s", name, i,
                             json_type_name(x));
