@@ -134,6 +134,14 @@ out=$(curl -s "$SERVE_URL/v1/models")
 out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v1/completions" -d '{"prompt": [0,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33], "max_tokens": 40}')
 [[ "$out" == *'"param":"max_tokens"'*' 400' ]] && ok || bad "small cache past its positions: $out"
 serve_stop "$LOG" && ok || bad "small cache: clean exit"
+# --kv-memory beyond any machine is refused (1e30G and inf were taken: an undefined conversion
+# to size_t, then capped)
+for v in 1e30G inf 1e19; do
+  out=$(timeout 20 "$BIN" serve --port 0 --device cpu --precision FP32 --kv-memory $v 2>&1)
+  rc=$?
+  [[ $rc == 2 && "$out" == *"--kv-memory must be bytes"*"got '$v'"* ]] && ok ||
+    bad "--kv-memory $v: exit $rc: $out"
+done
 # tool calls, end to end: tests/serve/tool_model answers every chat with a hermes tool call
 # (scripts/make_tool_call_model.py); the server finds the format in its template
 SERVE_OWN_TEMPLATE=1 serve_start "$BIN" "$LOG" --model tests/serve/tool_model \

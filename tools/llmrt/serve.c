@@ -96,9 +96,11 @@ static bool parse_kv_memory(const char *v, size_t *bytes, double *frac) {
         } else {
             return false;
         }
-    } else if (x != (double)(size_t)x) {
-        return false;
     }
+    /* 2^62 bytes is beyond any machine; past SIZE_MAX the conversion is undefined (1e30G, inf
+     * were taken, as whatever the cast gave) */
+    if (!(x * mul < 0x1p62)) return false;
+    if (mul == 1 && x != (double)(size_t)x) return false;
     *bytes = (size_t)(x * mul);
     return true;
 }
