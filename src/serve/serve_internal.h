@@ -169,7 +169,8 @@ struct req_ctx {
     int n_gens;
     char id[48]; /* "cmpl-..." / "chatcmpl-..." */
     time_t created;
-    sbuf out;          /* stream: SSE bytes not yet handed to libmicrohttpd */
+    sbuf out;          /* stream: SSE bytes made by the last pumps */
+    size_t out_sent;   /* stream: of out, the bytes handed to libmicrohttpd (< out.n, or 0) */
     bool stream_ended; /* stream: [DONE] is in out */
     bool failed;       /* stream: an error event was sent */
 };

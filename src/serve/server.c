@@ -481,10 +481,16 @@ static bool submit_all(req_ctx *c, oai_error *err) {
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     req_ctx *c = cls;
     for (;;) {
-        if (c->out.n) {
-            size_t n = c->out.n < max ? c->out.n : max;
-            memcpy(buf, c->out.p, n);
-            sbuf_consume(&c->out, n);
+        if (c->out_sent < c->out.n) {
+            /* from an offset: consuming each piece would move the rest of out every time,
+             * quadratic in what one pump made (tens of MB for n x logprobs) */
+            size_t n = c->out.n - c->out_sent < max ? c->out.n - c->out_sent : max;
+            memcpy(buf, c->out.p + c->out_sent, n);
+            c->out_sent += n;
+            if (c->out_sent == c->out.n) {
+                sbuf_consume(&c->out, c->out.n);
+                c->out_sent = 0;
+            }
             return (ssize_t)n;
         }
         if (c->stream_ended) return MHD_CONTENT_READER_END_OF_STREAM;
