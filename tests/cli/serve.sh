@@ -202,6 +202,7 @@ serve_stop "$LOG" && ok || bad "long model name: clean exit"
 
 # an IPv6 address: the URLs the server prints hold it in brackets (they were http://::1:PORT)
 if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+  : >"$LOG"
   "$BIN" serve --host ::1 --port 0 --device cpu --precision FP32 --max-batch 2 >"$LOG" 2>&1 &
   SERVE_PID=$!
   port=
