@@ -474,6 +474,57 @@ static void test_prefix_cache(void) {
 }
 
 /* Cancel, stop ids, min_tokens, logprobs, seeds. */
+/* A request whose first token submits four more: the stats the iteration ends with count all
+ * four as waiting (they counted one: the list's head), which its next token reads. */
+typedef struct arrivals {
+    slot first, more[4];
+    harness *h;
+    int32_t prompt[8];
+    int tokens, waiting_seen;
+} arrivals;
+
+static void on_event_submit(void *user, const sched_event *ev) {
+    arrivals *a = user;
+    if (ev->token && ++a->tokens == 1)
+        for (int i = 0; i < 4; i++)
+            submit(a->h, &a->more[i], a->prompt, 8, 2, NULL, -1);
+    if (ev->token && a->tokens == 2) {
+        sched_stats st;
+        sched_get_stats(a->h->s, &st);
+        a->waiting_seen = (int)st.waiting;
+    }
+    if (ev->finish != SCHED_RUNNING) {
+        pthread_mutex_lock(&a->h->mu);
+        a->h->done++;
+        pthread_cond_broadcast(&a->h->cv);
+        pthread_mutex_unlock(&a->h->mu);
+    }
+}
+
+static void test_waiting_stats(void) {
+    harness h;
+    sched_opts so = {0};
+    if (!harness_open(&h, 1, 0, 0, &so)) return; /* one running: the four wait */
+    static arrivals a;
+    memset(&a, 0, sizeof a);
+    a.h = &h;
+    for (int k = 0; k < 8; k++)
+        a.prompt[k] = 5 + k;
+    sched_request rq = {.prompt = a.prompt,
+                        .n_prompt = 8,
+                        .max_tokens = 3,
+                        .ignore_eos = true,
+                        .logprobs = -1,
+                        .on_event = on_event_submit,
+                        .user = &a};
+    uint64_t id;
+    CHECK_OK(sched_submit(h.s, &rq, &id));
+    harness_wait(&h, 5);
+    CHECK_MSG(a.waiting_seen == 4, "waiting after four arrivals in an iteration: %d",
+              a.waiting_seen);
+    harness_close(&h);
+}
+
 static void test_request_options(void) {
     harness h;
     sched_opts so = {0};
@@ -930,6 +981,7 @@ int main(void) {
     RUN(test_prefix_cache);
     RUN(test_decode_budget);
     RUN(test_request_options);
+    RUN(test_waiting_stats);
     RUN(test_deterministic);
     RUN(test_deterministic_preemption);
     RUN(test_prompt_logprobs);

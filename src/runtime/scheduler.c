@@ -123,6 +123,7 @@ struct sched {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     sreq *in_head, *in_tail; /* submitted, not taken yet (mu) */
+    int n_incoming;          /* how many (mu) */
     uint64_t *cancels;       /* ids to cancel (mu) */
     int n_cancels, cap_cancels;
     bool stop;        /* mu */
@@ -462,6 +463,7 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
     else
         s->in_head = r;
     s->in_tail = r;
+    s->n_incoming++;
     s->st.waiting++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -525,6 +527,7 @@ static bool take_incoming(sched *s, bool wait) {
         pthread_cond_wait(&s->cv, &s->mu);
     sreq *in = s->in_head;
     s->in_head = s->in_tail = NULL;
+    s->n_incoming = 0;
     int nc = s->n_cancels;
     uint64_t *cancels = NULL;
     if (nc) {
@@ -1118,7 +1121,7 @@ llmrt_status sched_run(sched *s) {
         s->st.prefilling = 0;
         for (int i = 0; i < s->n_running; i++)
             s->st.prefilling += s->running[i]->s->pos < s->running[i]->n_prompt;
-        s->st.waiting = s->n_waiting + (s->in_head ? 1 : 0);
+        s->st.waiting = s->n_waiting + s->n_incoming;
         s->st.prompt_tokens += prompt_tokens;
         s->st.kv_blocks_used = s->st.kv_blocks_total;
         for (int g = 0; g < s->e->kv.n_groups; g++)
