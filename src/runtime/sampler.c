@@ -72,7 +72,7 @@ static int32_t argmax(const float *x, int n) {
 /* The largest of l[0..n) (NaN ignored; -inf when there is none): eight running maxima side by
  * side, which vectorizes (one running maximum is a chain of dependent selects; fmaxf is a
  * call per value). */
-static float max_logit(const float *l, int n) {
+float sampler_max_logit(const float *l, int n) {
     float m[8];
     for (int j = 0; j < 8; j++)
         m[j] = -INFINITY;
@@ -220,18 +220,10 @@ float sampler_prob(float logit, float max, float temperature) {
     return exp_le0((logit - max) / temperature);
 }
 
-/* prob[v] = exp((l[v] - mx) / T) for every id v < V (vectorized) */
-static void vocab_probs(const float *l, int V, float mx, float T, float *prob) {
-    for (int v = 0; v < V; v++)
-        prob[v] = exp_le0((l[v] - mx) / T);
-}
-
+/* (vectorized) */
 void sampler_probs(const float *l, int n, float max, float temperature, float *prob) {
-    vocab_probs(l, n, max, temperature, prob);
-}
-
-float sampler_max_logit(const float *l, int n) {
-    return max_logit(l, n);
+    for (int v = 0; v < n; v++)
+        prob[v] = exp_le0((l[v] - max) / temperature);
 }
 
 /* prob[i] = exp((l[idx[i]] - mx) / T) for i < n */
@@ -311,7 +303,7 @@ static int weights_pick(const float *w, int n, double target) {
 enum { P_BUCKETS = (0x3f800000 >> 20) + 1 }; /* float bits >> 20 of values in [0, 1] */
 static int nucleus_candidates(const float *l, int V, float mx, float T, float top_p, float *prob,
                               int32_t *idx, double *total) {
-    vocab_probs(l, V, mx, T, prob);
+    sampler_probs(l, V, mx, T, prob);
     const double sum = weights_sum(prob, V);
     *total = sum;
     const float least = (float)((1 - top_p) * sum / (2.0 * V));
@@ -371,7 +363,7 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
         n = o->top_k;
         top_candidates(logits, V, n, idx);
     }
-    const float mx = top_k ? logits[idx[0]] : max_logit(logits, V);
+    const float mx = top_k ? logits[idx[0]] : sampler_max_logit(logits, V);
     if (mx == INFINITY || mx == -INFINITY) /* infinitely liker than the rest, or all banned */
         return argmax(logits, V);
     double total = 0;      /* top-p alone: the whole vocabulary's probabilities, summed */
@@ -380,7 +372,7 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
         /* the candidates are chosen */
     } else if (o->min_p > 0) {
         /* kept: p >= min_p * p_max, and p_max = exp(0) = 1 */
-        vocab_probs(logits, V, mx, T, prob);
+        sampler_probs(logits, V, mx, T, prob);
         for (int v = 0; v < V; v++)
             if (prob[v] >= o->min_p) idx[n++] = v;
         sort_listed(logits, idx, n, V, prob); /* (prob: no longer needed) */
@@ -399,7 +391,7 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
     /* softmax over the candidates at the temperature; top-p alone divides by the whole
      * vocabulary's total, of which the candidates are the top */
     if (in_order)
-        vocab_probs(logits, V, mx, T, prob); /* (without the gather) */
+        sampler_probs(logits, V, mx, T, prob); /* (without the gather) */
     else
         cand_probs(logits, idx, n, mx, T, prob);
     double sum = total > 0 ? total : weights_sum(prob, n);

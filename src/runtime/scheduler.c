@@ -189,9 +189,10 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
     int np = omp_get_max_threads();
     np = np < SCHED_MAX_PICKERS ? np : SCHED_MAX_PICKERS;
     np = np < (int)B ? np : (int)B;
-    s->pickers = calloc((size_t)(np > 0 ? np : 1), sizeof *s->pickers);
+    if (np < 1) np = 1;
+    s->pickers = calloc((size_t)np, sizeof *s->pickers);
     bool scratch_ok = s->pickers != NULL;
-    for (int i = 0; scratch_ok && i < (np > 0 ? np : 1); i++) {
+    for (int i = 0; scratch_ok && i < np; i++) {
         picker *w = &s->pickers[i];
         w->work = malloc(V * sizeof *w->work);
         w->prob = malloc(V * sizeof *w->prob);
@@ -709,6 +710,14 @@ static int plan_iteration(sched *s) {
     return n;
 }
 
+/* Threads for choosing (or scoring) `rows` rows of logits: the pickers, only where the rows'
+ * passes over the vocabulary outweigh waking them (a few microseconds to tens with passive
+ * waits): 32k ids take ~0.05 ms, 128k ~0.2 ms. */
+static int picker_threads(const sched *s, int rows) {
+    if ((size_t)rows * (size_t)s->V < ((size_t)1 << 15)) return 1;
+    return rows < s->n_pickers ? rows : s->n_pickers;
+}
+
 /* r's logits after logit_bias and the penalties, into w->work. */
 static const float *adjusted_logits(const sched *s, picker *w, const sreq *r, const float *raw) {
     const int V = s->V;
@@ -886,9 +895,7 @@ static llmrt_status run_prompt_scoring(sched *s, int *n_items) {
         TRY(engine_forward(e, &r->s, 1, r->tokens + p0, it.n, true, s->logits));
         if (s->prof) s->cur.prefill_ms += now_ms() - t0;
         /* rows on the pickers' threads, as take_tokens: each row is its own */
-        const int nt = (size_t)it.n * (size_t)V < ((size_t)1 << 15) ? 1
-                       : it.n < s->n_pickers                        ? it.n
-                                                                    : s->n_pickers;
+        const int nt = picker_threads(s, it.n);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
         for (int j = 0; j < it.n; j++) {
             const int p = p0 + j; /* its row scores prompt token p + 1 */
@@ -993,11 +1000,7 @@ static void pick_token(const sched *s, picker *w, sreq *r, const float *raw, pic
 static void take_tokens(sched *s, int k, bool device_greedy) {
     const int max_seq = s->e->o.max_seq;
     if (!device_greedy) {
-        /* threads only where the rows' passes over the vocabulary outweigh waking them (a
-         * few microseconds to tens with passive waits): 32k ids take ~0.05 ms, 128k ~0.2 ms */
-        const int nt = (size_t)k * (size_t)s->V < ((size_t)1 << 15) ? 1
-                       : k < s->n_pickers                           ? k
-                                                                    : s->n_pickers;
+        const int nt = picker_threads(s, k);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
         for (int i = 0; i < k; i++)
             pick_token(s, &s->pickers[omp_get_thread_num()], s->plan[i].r,
