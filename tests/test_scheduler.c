@@ -965,7 +965,7 @@ static void test_failed_step_gives_back(void) {
         p[k] = 3 + k;
     const int32_t *ids[2] = {p, p};
     int n[2] = {32, 32};
-    CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, false), LLMRT_ERR_NOMEM, "KV cache is full");
+    CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, NULL), LLMRT_ERR_NOMEM, "KV cache is full");
     CHECK_MSG(ss[0]->pos == 0 && ss[0]->held[0] == 0 && kv_blocks_available(&e->kv, 0) == 6,
               "after the failed step: position %d, %d blocks held, %d free", ss[0]->pos,
               ss[0]->held[0], kv_blocks_available(&e->kv, 0));

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/sample.h"
 #include "base/dtype.h"
 #include "base/status.h"
 
@@ -277,6 +278,17 @@ typedef struct backend_ops {
      * Through backend_host_alloc / backend_host_free. */
     void *(*host_alloc)(backend *be, size_t bytes);
     void (*host_free)(backend *be, void *p);
+
+    /* ---- sampled choice on the backend (optional: NULL where the host samples) ---- */
+    /* As argmax_start, for each row r < n the token that backend/sample.h's definition draws
+     * from logits[r, 0..V) after the row's adjustments (rows[r].adj0 .., which the op applies to
+     * the logits in place), with the row's options and uniform number: the token the host's
+     * sampler would draw from the same adjusted logits. argmax_wait collects the choices, with
+     * -1 (and no failure) for a row whose logits were not all finite before the adjustments.
+     * V <= SAMPLE_MAX_VOCAB. rows and adj are read before the op returns. */
+    llmrt_status (*sample_start)(backend *be, float *logits /* [n, V] backend memory */, int n,
+                                 int V, const sample_row *rows /* [n] host */,
+                                 const sample_adj *adj /* [n_adj] host */, int n_adj);
 } backend_ops;
 
 struct backend {

@@ -62,7 +62,7 @@ SAMPLE_FN float sample_adjust(float l, const sample_adj *a) {
     return a->ban ? -INFINITY : l;
 }
 
-enum { SAMPLE_MASS_BITS = 42 }; /* a vocabulary of up to 2^21 ids sums below 2^63 */
+enum { SAMPLE_MASS_BITS = 42 };            /* a vocabulary of up to 2^21 ids sums below 2^63 */
 #define SAMPLE_MASS_SCALE 4398046511104.0f /* 2^42 */
 #define SAMPLE_MAX_VOCAB (1 << 21)
 

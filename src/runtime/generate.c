@@ -61,7 +61,7 @@ static llmrt_status feed(gen_run *g, bool greedy, float *logits) {
         ids[b] = g->hist + (size_t)b * g->W + g->ss[b]->pos;
         n[b] = g->len[b] - g->ss[b]->pos;
     }
-    return engine_feed(g->e, g->ss, B, ids, n, logits, greedy);
+    return engine_feed(g->e, g->ss, B, ids, n, logits, greedy ? &engine_argmax : NULL);
 }
 
 /* Takes the step's token of each session (history, result, streaming, EOS) and its time.

@@ -95,10 +95,12 @@ enum { PROF_SLOWEST = 8, PROF_HIST = 10 }; /* histogram: under 0.5 ms, 1, 2, ...
  * SCHED_MAX_PICKERS threads (each row costs a few passes over the vocabulary: 0.2-0.5 ms for
  * 128k ids, so a step of 256 sampled rows would take ~0.1 s on one thread). */
 typedef struct picker {
-    float *work;    /* [V] a request's logits after bias and penalties */
-    float *prob;    /* [V] sampling scratch */
-    int32_t *idx;   /* [V] */
-    int32_t *count; /* [V] token counts of one request (zero between uses) */
+    float *work;     /* [V] a request's logits after its adjustments */
+    float *prob;     /* [V] sampling scratch */
+    int32_t *idx;    /* [V] */
+    int32_t *count;  /* [V] token counts of one request (zero between uses) */
+    int32_t *slot;   /* [V] an id's entry in adj, plus one (zero between uses) */
+    sample_adj *adj; /* [V] a request's logit adjustments (distinct ids) */
 } picker;
 
 /* A row's choice, made on some thread, then taken in row order. */
@@ -140,7 +142,14 @@ struct sched {
     int n_pickers;
     pick *picks;   /* [max_batch] */
     int32_t *next; /* [max_batch] */
-    session **ss;  /* [max_batch] */
+    /* a step's tokens chosen on the backend (sample_start): each session's row, and every row's
+     * adjustments one after another */
+    bool device_sampling;      /* the backend can, and LLMRT_HOST_SAMPLING is not set */
+    const struct sreq **final; /* [max_batch] the step's session i needs r's next token */
+    sample_row *srows;         /* [max_batch] */
+    sample_adj *sadj;          /* [cap_sadj] */
+    int cap_sadj;
+    session **ss; /* [max_batch] */
     const int32_t **ids;
     int *n_ids;
 };
@@ -198,15 +207,22 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
         w->prob = malloc(V * sizeof *w->prob);
         w->idx = malloc(V * sizeof *w->idx);
         w->count = calloc(V, sizeof *w->count);
+        w->slot = calloc(V, sizeof *w->slot);
+        w->adj = malloc(V * sizeof *w->adj);
         s->n_pickers = i + 1;
-        scratch_ok = w->work && w->prob && w->idx && w->count;
+        scratch_ok = w->work && w->prob && w->idx && w->count && w->slot && w->adj;
     }
+    const char *hs = getenv("LLMRT_HOST_SAMPLING");
+    s->device_sampling = e->be->ops->sample_start != NULL && s->V <= SAMPLE_MAX_VOCAB &&
+                         !(hs && *hs && strcmp(hs, "0") != 0);
+    s->srows = calloc(B, sizeof *s->srows);
+    s->final = calloc(B, sizeof *s->final);
     s->next = calloc(B, sizeof *s->next);
     s->ss = calloc(B, sizeof *s->ss);
     s->ids = calloc(B, sizeof *s->ids);
     s->n_ids = calloc(B, sizeof *s->n_ids);
     if (!s->running || !s->plan || !s->logits || !s->picks || !scratch_ok || !s->next || !s->ss ||
-        !s->ids || !s->n_ids) {
+        !s->ids || !s->n_ids || !s->srows || !s->final) {
         sched_free(s);
         return err_set(LLMRT_ERR_NOMEM, "scheduler: out of memory");
     }
@@ -350,7 +366,12 @@ void sched_free(sched *s) {
         free(s->pickers[i].prob);
         free(s->pickers[i].idx);
         free(s->pickers[i].count);
+        free(s->pickers[i].slot);
+        free(s->pickers[i].adj);
     }
+    free(s->srows);
+    free(s->final);
+    free(s->sadj);
     free(s->pickers);
     free(s->picks);
     free(s->next);
@@ -718,39 +739,43 @@ static int picker_threads(const sched *s, int rows) {
     return rows < s->n_pickers ? rows : s->n_pickers;
 }
 
-/* r's logits after logit_bias and the penalties, into w->work. */
-static const float *adjusted_logits(const sched *s, picker *w, const sreq *r, const float *raw) {
-    const int V = s->V;
-    bool pen = r->presence != 0 || r->frequency != 0 || (r->repetition != 0 && r->repetition != 1);
-    if (!pen && r->n_bias == 0) return raw;
-    memcpy(w->work, raw, (size_t)V * sizeof *w->work);
+/* r's logit adjustments (backend/sample.h) into adj, one entry per id (at most V): logit_bias,
+ * the repetition penalty (transformers: every token of prompt and output, once), presence and
+ * frequency (OpenAI: the output's tokens, by count) and, before min_tokens, the bans of the end
+ * ids and stop ids. The host's pick and the backend's apply the same entries. w: count and slot
+ * scratch. */
+static int row_adjustments(const sched *s, picker *w, const sreq *r, sample_adj *adj) {
+    int n = 0;
+#define ADJ_OF(t)                                                                                  \
+    (w->slot[t]                                                                                    \
+         ? &adj[w->slot[t] - 1]                                                                    \
+         : (adj[n] = (sample_adj){(t), 0.0f, 1.0f, 0.0f, 0}, w->slot[t] = ++n, &adj[n - 1]))
     for (int i = 0; i < r->n_bias; i++)
-        w->work[r->bias_ids[i]] += r->bias_values[i];
-    if (!pen) return w->work;
-    /* repetition (transformers): every token of prompt and output, once */
-    if (r->repetition != 0 && r->repetition != 1) {
-        for (int i = 0; i < r->n_tokens; i++) {
-            int32_t t = r->tokens[i];
-            if (w->count[t]) continue;
-            w->count[t] = 1;
-            float *l = &w->work[t];
-            *l = *l > 0 ? *l / r->repetition : *l * r->repetition;
-        }
+        ADJ_OF(r->bias_ids[i])->add += r->bias_values[i];
+    if (r->repetition != 0 && r->repetition != 1)
         for (int i = 0; i < r->n_tokens; i++)
-            w->count[r->tokens[i]] = 0;
-    }
-    /* presence and frequency (OpenAI): the output's tokens, by count */
+            ADJ_OF(r->tokens[i])->rep = r->repetition;
     if (r->presence != 0 || r->frequency != 0) {
         for (int i = r->n_prompt; i < r->n_tokens; i++)
             w->count[r->tokens[i]]++;
         for (int i = r->n_prompt; i < r->n_tokens; i++) {
-            int32_t t = r->tokens[i];
+            const int32_t t = r->tokens[i];
             if (w->count[t] == 0) continue;
-            w->work[t] -= r->presence + r->frequency * (float)w->count[t];
+            ADJ_OF(t)->sub = r->presence + r->frequency * (float)w->count[t];
             w->count[t] = 0;
         }
     }
-    return w->work;
+    if (r->n_tokens - r->n_prompt < r->min_tokens) {
+        const model_config *c = &s->e->m->cfg;
+        for (int i = 0; !r->ignore_eos && i < c->n_eos; i++)
+            ADJ_OF(c->eos_ids[i])->ban = 1;
+        for (int i = 0; i < r->n_stop; i++)
+            ADJ_OF(r->stop_ids[i])->ban = 1;
+    }
+#undef ADJ_OF
+    for (int i = 0; i < n; i++)
+        w->slot[adj[i].id] = 0;
+    return n;
 }
 
 /* Whether any of x[0..16) is above thr (a compare and an OR, which vectorize). */
@@ -815,16 +840,58 @@ static bool is_stop(const sched *s, const sreq *r, int32_t t) {
     return false;
 }
 
-/* The banned-before-min_tokens ids of r get -inf in its logits (so they are never chosen). */
-static const float *apply_min_tokens(const sched *s, picker *w, const sreq *r, const float *l) {
-    if (r->n_tokens - r->n_prompt >= r->min_tokens) return l;
-    const model_config *c = &s->e->m->cfg;
-    if (l != w->work) memcpy(w->work, l, (size_t)s->V * sizeof *w->work);
-    for (int i = 0; !r->ignore_eos && i < c->n_eos; i++)
-        w->work[c->eos_ids[i]] = -INFINITY;
-    for (int i = 0; i < r->n_stop; i++)
-        w->work[r->stop_ids[i]] = -INFINITY;
-    return w->work;
+/* The sampling row of r's next token for the backend (sample_start), its adjustments appended to
+ * s->sadj at *n_adj; its uniform number is drawn here, as sampler_draw would draw it. */
+static llmrt_status device_row(sched *s, sreq *r, sample_row *row, int *n_adj) {
+    const int most = s->V; /* an entry per id at most */
+    if (s->cap_sadj - *n_adj < most) {
+        const int cap = *n_adj + most > 2 * s->cap_sadj ? *n_adj + most : 2 * s->cap_sadj;
+        sample_adj *p = realloc(s->sadj, (size_t)cap * sizeof *p);
+        if (!p) return err_set(LLMRT_ERR_NOMEM, "scheduler: out of memory");
+        s->sadj = p;
+        s->cap_sadj = cap;
+    }
+    const sampler_opts *o = &r->so;
+    row->temperature = o->temperature;
+    row->top_k = o->top_k;
+    row->top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
+    row->min_p = o->min_p;
+    row->u = o->temperature > 0 && o->top_k != 1 ? sampler_rng_uniform(&r->rng) : 0;
+    row->adj0 = *n_adj;
+    row->n_adj = row_adjustments(s, &s->pickers[0], r, s->sadj + *n_adj);
+    *n_adj += row->n_adj;
+    return LLMRT_OK;
+}
+
+/* How a step's choices are made for the sessions s->ss[0..n) of which final[i] are the requests
+ * needing their next token: on the backend when every such request is plain greedy (its argmax)
+ * or can be sampled there (no logprobs asked), filling *ch (rows for sampling: the others get a
+ * greedy row, whose choice nobody reads); else NULL (the logits come to the host). */
+static llmrt_status step_choice(sched *s, int n, const sreq *const *final, engine_choice *ch,
+                                const engine_choice **out) {
+    engine *e = s->e;
+    bool greedy = e->be->ops->argmax_start != NULL, device = s->device_sampling, any = false;
+    for (int i = 0; i < n; i++) {
+        if (!final[i]) continue;
+        any = true;
+        greedy = greedy && final[i]->greedy;
+        device = device && final[i]->logprobs < 0;
+    }
+    *out = NULL;
+    if (!any || s->o.deterministic) return LLMRT_OK;
+    if (greedy) {
+        *out = &engine_argmax;
+        return LLMRT_OK;
+    }
+    if (!device) return LLMRT_OK;
+    int n_adj = 0;
+    for (int i = 0; i < n; i++) {
+        s->srows[i] = (sample_row){.top_p = 1};
+        if (final[i]) TRY(device_row(s, (sreq *) final[i], &s->srows[i], &n_adj));
+    }
+    *ch = (engine_choice){s->srows, s->sadj, n_adj};
+    *out = ch;
+    return LLMRT_OK;
 }
 
 /* On a backend that takes ragged steps: every item of the plan in one step (decode rows and
@@ -832,24 +899,29 @@ static const float *apply_min_tokens(const sched *s, picker *w, const sreq *r, c
  * front of s->plan with their logits rows (or greedy choices), as run_plan says. */
 static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *device_greedy) {
     engine *e = s->e;
-    bool greedy = e->be->ops->argmax_start != NULL;
-    int finals = 0; /* items that reach their last token: the only ones whose results are read */
+    /* items that reach their last token: the only ones whose results are read */
+    const sreq **final = s->final;
+    int finals = 0;
+    for (int i = 0; i < n_items; i++) {
+        plan_item *it = &s->plan[i];
+        final[i] = it->r->s->pos + it->n == it->r->n_tokens ? it->r : NULL;
+        finals += final[i] != NULL;
+    }
+    engine_choice ch;
+    const engine_choice *choose;
+    TRY(step_choice(s, n_items, final, &ch, &choose));
+    const bool greedy = choose != NULL;
     for (int i = 0; i < n_items; i++) {
         plan_item *it = &s->plan[i];
         s->ss[i] = it->r->s;
         s->ids[i] = it->r->tokens + it->r->s->pos;
         s->n_ids[i] = it->n;
-        if (it->r->s->pos + it->n == it->r->n_tokens) {
-            finals++;
-            greedy = greedy && it->r->greedy;
-        }
     }
-    greedy = greedy && finals > 0;
     if (greedy) {
-        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, NULL, true));
+        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, NULL, choose));
         TRY(engine_greedy_wait(e, s->next));
     } else {
-        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, finals ? s->logits : NULL, false));
+        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, finals ? s->logits : NULL, NULL));
     }
     int k = 0;
     for (int i = 0; i < n_items; i++) {
@@ -954,34 +1026,39 @@ static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_gre
         }
     }
     int k = 0;
-    bool greedy = e->be->ops->argmax_start != NULL && !s->o.deterministic;
     for (int i = 0; i < n_items; i++) {
         plan_item it = s->plan[i];
         if (it.n <= 0) continue;
         s->plan[k++] = it;
-        greedy = greedy && it.r->greedy;
     }
     *n_out = k;
-    *device_greedy = greedy;
+    *device_greedy = false;
     if (k == 0) return LLMRT_OK;
     if (s->o.deterministic) { /* each alone: its arithmetic is its own */
         for (int i = 0; i < k; i++) {
             plan_item *it = &s->plan[i];
             const int32_t *ids = it->r->tokens + it->r->s->pos;
-            TRY(engine_feed(e, &it->r->s, 1, &ids, &it->n, s->logits + (size_t)i * s->V, false));
+            TRY(engine_feed(e, &it->r->s, 1, &ids, &it->n, s->logits + (size_t)i * s->V, NULL));
         }
         return LLMRT_OK;
     }
+    const sreq **final = s->final;
+    for (int i = 0; i < k; i++)
+        final[i] = s->plan[i].r;
+    engine_choice ch;
+    const engine_choice *choose;
+    TRY(step_choice(s, k, final, &ch, &choose));
     for (int i = 0; i < k; i++) {
         s->ss[i] = s->plan[i].r->s;
         s->ids[i] = s->plan[i].r->tokens + s->plan[i].r->s->pos;
         s->n_ids[i] = s->plan[i].n;
     }
-    if (greedy) {
-        TRY(engine_feed(e, s->ss, k, s->ids, s->n_ids, NULL, true));
+    if (choose) {
+        *device_greedy = true;
+        TRY(engine_feed(e, s->ss, k, s->ids, s->n_ids, NULL, choose));
         return engine_greedy_wait(e, s->next);
     }
-    return engine_feed(e, s->ss, k, s->ids, s->n_ids, s->logits, false);
+    return engine_feed(e, s->ss, k, s->ids, s->n_ids, s->logits, NULL);
 }
 
 /* Chooses the token of row i (request r, logits raw) with w's scratch, into p. Independent of
@@ -989,7 +1066,14 @@ static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_gre
 static void pick_token(const sched *s, picker *w, sreq *r, const float *raw, pick *p) {
     p->bad = !sampler_all_finite(raw, s->V);
     if (p->bad) return;
-    const float *l = apply_min_tokens(s, w, r, adjusted_logits(s, w, r, raw));
+    const int n_adj = row_adjustments(s, w, r, w->adj);
+    const float *l = raw;
+    if (n_adj > 0) {
+        memcpy(w->work, raw, (size_t)s->V * sizeof *w->work);
+        for (int i = 0; i < n_adj; i++)
+            w->work[w->adj[i].id] = sample_adjust(w->work[w->adj[i].id], &w->adj[i]);
+        l = w->work;
+    }
     p->t = sampler_draw(&r->so, &r->rng, w->prob, w->idx, l, s->V);
     p->tok = (sched_token){0};
     if (r->logprobs >= 0)
@@ -1012,16 +1096,16 @@ static void take_tokens(sched *s, int k, bool device_greedy) {
         pick *p = &s->picks[i];
         int32_t t;
         sched_token tok = {0};
+        if (device_greedy ? s->next[i] < 0 : p->bad) {
+            char msg[640];
+            snprintf(msg, sizeof msg, "the model produced non-finite logits: %s",
+                     engine_nonfinite_cause(s->e));
+            finish(s, r, NULL, SCHED_FINISH_ERROR, msg);
+            continue;
+        }
         if (device_greedy) {
             t = s->next[i];
         } else {
-            if (p->bad) {
-                char msg[640];
-                snprintf(msg, sizeof msg, "the model produced non-finite logits: %s",
-                         engine_nonfinite_cause(s->e));
-                finish(s, r, NULL, SCHED_FINISH_ERROR, msg);
-                continue;
-            }
             t = p->t;
             tok = p->tok;
         }
