@@ -46,4 +46,9 @@ void gen_result_free(gen_result *r);
 /* Monotonic milliseconds. */
 double time_now_ms(void);
 
+/* Whether sampled tokens are chosen on the backend (its sample_start, vocabularies up to
+ * SAMPLE_MAX_VOCAB), unless LLMRT_HOST_SAMPLING=1 asks for the host's sampler (for comparison:
+ * both follow backend/sample.h, so they give the same tokens). */
+bool gen_device_sampling(const backend *be, int V);
+
 #endif

@@ -9,9 +9,12 @@
  *     batch and the KV cache allow;
  *  3. runs the plan: chunks that end before their sequence's last token go first without logits
  *     (grouped by length); then one step over every request that needs its next token;
- *  4. samples each request's token on the host from its logits (or takes the backend's greedy
- *     choices when every request of the step is plain greedy), sends the events, ends finished
- *     requests and publishes full blocks in the prefix cache.
+ *  4. takes each request's token: the backend's argmax when every request of the step is plain
+ *     greedy; else the backend's sampled choices (sample_start: every row's options, uniform
+ *     number and logit adjustments go with the step, only the ids come back) when no request asks
+ *     for logprobs; else drawn on the host from the downloaded logits (by the same definition,
+ *     backend/sample.h); then sends the events, ends finished requests and publishes full blocks
+ *     in the prefix cache.
  * With `deterministic`, every request steps alone and prefills block by block from position 0,
  * and a preempted one runs its generated tokens again one a step, as they first ran, so that its
  * arithmetic never depends on other requests, on preemptions or on what the prefix cache held.
@@ -212,9 +215,7 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
         s->n_pickers = i + 1;
         scratch_ok = w->work && w->prob && w->idx && w->count && w->slot && w->adj;
     }
-    const char *hs = getenv("LLMRT_HOST_SAMPLING");
-    s->device_sampling = e->be->ops->sample_start != NULL && s->V <= SAMPLE_MAX_VOCAB &&
-                         !(hs && *hs && strcmp(hs, "0") != 0);
+    s->device_sampling = gen_device_sampling(e->be, s->V);
     s->srows = calloc(B, sizeof *s->srows);
     s->final = calloc(B, sizeof *s->final);
     s->next = calloc(B, sizeof *s->next);
