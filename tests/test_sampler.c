@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/sample.h"
 #include "runtime/sampler.h"
 #include "testutil.h"
 
@@ -120,104 +121,83 @@ static void test_bad_options(void) {
     sampler_free(&s);
 }
 
-/* ---- the draw against its definition (sampler.h), written out plainly ---- */
+/* ---- the draw against its definition (backend/sample.h), written out plainly ---- */
 
 static const float *ref_l; /* qsort's comparison reads the logits from here */
+/* sample_before's order: the larger key first, then the lower id */
 static int ref_before(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    if (ref_l[x] != ref_l[y]) return ref_l[x] > ref_l[y] ? -1 : 1;
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    const uint32_t kx = sample_key(ref_l[x]), ky = sample_key(ref_l[y]);
+    if (kx != ky) return kx > ky ? -1 : 1;
     return x < y ? -1 : x > y;
 }
 
-/* A sum of weights as the draw defines it: 8 consecutive chunks of ceil(n / 8), each summed in
- * order, then the chunks' sums in order; the pick walks the same way. */
-static double ref_sum(const float *w, int n, double *chunk /* [8] */) {
-    const int len = (n + 7) / 8;
-    double sum = 0;
-    for (int c = 0; c < 8; c++) {
-        chunk[c] = 0;
-        for (int i = c * len; i < (c + 1) * len && i < n; i++)
-            chunk[c] += w[i];
-        sum += chunk[c];
-    }
-    return sum;
-}
-
-static int ref_pick(const float *w, int n, double u) {
-    double chunk[8], before = 0;
-    const double target = u * ref_sum(w, n, chunk);
-    const int len = (n + 7) / 8;
-    for (int c = 0; c < 8; c++) {
-        double run = 0;
-        for (int i = c * len; i < (c + 1) * len && i < n; i++) {
-            run += w[i];
-            if (target < before + run) return i;
-        }
-        before += chunk[c];
-    }
-    return n - 1;
-}
-
+/* sample.h's steps 1 to 5, and sampler_draw's greedy cases: every candidate sorted, the masses
+ * summed in the plainest order, the pick walking every id in id order. */
 static int32_t ref_draw(const sampler_opts *o, uint64_t *rng, const float *l, int V) {
-    int32_t best = 0;
+    int32_t best = 0; /* the argmax, the lowest id on ties */
     for (int v = 1; v < V; v++)
         if (l[v] > l[best]) best = v;
-    if (o->temperature == 0 || o->top_k == 1 || l[best] == INFINITY || l[best] == -INFINITY)
-        return best;
-    const float mx = l[best];
-    const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
-    const bool top_k = o->top_k > 0 && o->top_k < V;
-    int32_t *ids = malloc((size_t)V * sizeof *ids);
+    if (o->temperature == 0 || o->top_k == 1) return best;
+    const double u = sampler_rng_uniform(rng);                    /* 1 */
+    if (l[best] == INFINITY || l[best] == -INFINITY) return best; /* 2 */
+    const float mx = l[best], T = o->temperature;
+    uint64_t *q = malloc((size_t)V * sizeof *q); /* 3 */
     float *w = malloc((size_t)V * sizeof *w);
-    int n = 0;
-    if (top_k || o->min_p > 0 || top_p < 1) { /* sorted: best first */
-        for (int v = 0; v < V; v++)
-            if (top_k || !(o->min_p > 0) || sampler_prob(l[v], mx, o->temperature) >= o->min_p)
-                ids[n++] = v;
-        ref_l = l;
-        qsort(ids, (size_t)n, sizeof *ids, ref_before);
-        if (top_k) n = o->top_k;
-    } else { /* id order */
-        for (int v = 0; v < V; v++)
-            ids[n++] = v;
+    for (int v = 0; v < V; v++) {
+        w[v] = sample_weight(l[v], mx, T);
+        q[v] = sample_mass(w[v]);
     }
-    for (int i = 0; i < n; i++)
-        w[i] = sampler_prob(l[ids[i]], mx, o->temperature);
-    if (top_k && o->min_p > 0)
-        for (int i = 1; i < n; i++)
-            if (w[i] < o->min_p * w[0]) {
-                n = i;
-                break;
-            }
-    double total, chunk[8];
-    if (!top_k && !(o->min_p > 0) && top_p < 1) { /* the whole vocabulary's, in id order */
-        float *all = malloc((size_t)V * sizeof *all);
-        for (int v = 0; v < V; v++)
-            all[v] = sampler_prob(l[v], mx, o->temperature);
-        total = ref_sum(all, V, chunk);
-        free(all);
-    } else {
-        total = ref_sum(w, n, chunk);
+    int32_t *ids = malloc((size_t)V * sizeof *ids); /* 4: every id, in order */
+    for (int v = 0; v < V; v++)
+        ids[v] = v;
+    ref_l = l;
+    qsort(ids, (size_t)V, sizeof *ids, ref_before);
+    int n = V;
+    if (o->top_k > 0 && o->top_k < V) n = o->top_k;
+    if (o->min_p > 0) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (w[ids[i]] >= o->min_p) ids[m++] = ids[i];
+        n = m;
     }
-    if (top_p < 1) {
-        double run = 0;
+    if (o->top_p > 0 && o->top_p < 1) {
+        uint64_t total = 0, a = 0;
+        for (int i = 0; i < n; i++)
+            total += q[ids[i]];
         for (int i = 0; i < n; i++) {
-            run += w[i] / total;
-            if (run >= top_p) {
+            a += q[ids[i]];
+            if ((double)a >= (double)o->top_p * (double)total) {
                 n = i + 1;
                 break;
             }
         }
     }
-    int32_t t = ids[ref_pick(w, n, sampler_rng_uniform(rng))];
-    free(ids);
+    bool *keep = calloc((size_t)V, sizeof *keep); /* 5 */
+    uint64_t S = 0;
+    for (int i = 0; i < n; i++) {
+        keep[ids[i]] = true;
+        S += q[ids[i]];
+    }
+    uint64_t r = (uint64_t)(u * (double)S);
+    if (r >= S) r = S - 1;
+    uint64_t run = 0;
+    int32_t t = -1;
+    for (int v = 0; v < V && t < 0; v++) {
+        if (keep[v]) run += q[v];
+        if (keep[v] && run > r) t = v;
+    }
+    free(q);
     free(w);
+    free(ids);
+    free(keep);
     return t;
 }
 
 /* Logits of kind k: 0 uniform over [-scale, scale], 1 peaked (a few far above the rest), 2 few
  * distinct values (ties everywhere), 3 with -inf entries (banned ids), 4 all negative (as many
- * models' are: the sort's order of negative numbers) */
+ * models' are: the order of negative numbers), 5 ties of -0 and +0 (one key) among few values */
+enum { N_KINDS = 6 };
 static void fill_logits(float *l, int V, int kind, float scale, unsigned seed) {
     test_rand_fill(l, (size_t)V, -scale, scale, seed);
     if (kind == 1)
@@ -232,11 +212,15 @@ static void fill_logits(float *l, int V, int kind, float scale, unsigned seed) {
     if (kind == 4)
         for (int v = 0; v < V; v++)
             l[v] -= 3 * scale;
+    if (kind == 5)
+        for (int v = 0; v < V; v++)
+            l[v] = l[v] > 0 ? 0.0f * (float)(v & 1 ? -1 : 1) : floorf(l[v] / 4);
 }
 
 /* sampler_draw picks what the definition picks, token for token, on vocabularies of 1 to 128k
- * ids and every combination of the options: its fast paths (no full sort, a vectorized
- * exponential, the nucleus found from buckets of probabilities, a radix sort) change nothing. */
+ * ids and every combination of the options: its fast paths (no sort, a vectorized exponential
+ * and mass, the top-p cut from a radix select of masses over the ids near it, the top-k one from
+ * a heap or a radix select of counts, the pick by blocks' sums or over a list) change nothing. */
 static void test_draw_matches_definition(void) {
     const int vocabs[] = {1, 2, 7, 100, 1000, 5003, 128256};
     const sampler_opts opts[] = {
@@ -250,6 +234,11 @@ static void test_draw_matches_definition(void) {
         {.temperature = 1.0f, .min_p = 0.001f, .top_p = 0.9f},
         {.temperature = 1.0f, .top_k = 100, .min_p = 0.1f, .top_p = 0.8f},
         {.temperature = 2.0f, .top_p = 0.999f},
+        /* top-k past the heap's 1024: the radix select of counts */
+        {.temperature = 1.0f, .top_k = 1024, .top_p = 0.9f},
+        {.temperature = 1.0f, .top_k = 1025},
+        {.temperature = 0.9f, .top_k = 3000, .min_p = 0.01f, .top_p = 0.95f},
+        {.temperature = 0.05f, .top_p = 0.3f},
     };
     const int n_opts = (int)(sizeof opts / sizeof *opts);
     const int max_v = 128256;
@@ -258,7 +247,7 @@ static void test_draw_matches_definition(void) {
     int checked = 0, mismatches = 0;
     for (size_t vi = 0; vi < sizeof vocabs / sizeof *vocabs; vi++) {
         const int V = vocabs[vi], draws = V > 10000 ? 3 : 40;
-        for (int kind = 0; kind<5; kind += V> 10000 ? 4 : 1) {
+        for (int kind = 0; kind<N_KINDS; kind += V> 10000 ? 4 : 1) {
             for (int sc = 0; sc < 2; sc++) {
                 fill_logits(l, V, kind, sc ? 12.0f : 2.5f, (unsigned)(V * 31 + kind * 7 + sc));
                 for (int oi = 0; oi < n_opts; oi++) {
@@ -272,6 +261,11 @@ static void test_draw_matches_definition(void) {
                                       "V %d, logits kind %d scale %d, options %d, draw %d: %d, "
                                       "the definition %d",
                                       V, kind, sc, oi, d, a, b);
+                        if (r1 != r2 && mismatches++ < 5)
+                            CHECK_MSG(r1 == r2,
+                                      "V %d, kind %d, options %d, draw %d: the "
+                                      "generators part",
+                                      V, kind, oi, d);
                     }
                 }
             }
