@@ -147,7 +147,7 @@ struct sched {
     int32_t *next; /* [max_batch] */
     /* a step's tokens chosen on the backend (sample_start): each session's row, and every row's
      * adjustments one after another */
-    bool device_sampling;      /* the backend can, and LLMRT_HOST_SAMPLING is not set */
+    bool device_sampling;      /* gen_device_sampling */
     const struct sreq **final; /* [max_batch] the step's session i needs r's next token */
     sample_row *srows;         /* [max_batch] */
     sample_adj *sadj;          /* [cap_sadj] */
