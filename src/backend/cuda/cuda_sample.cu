@@ -110,16 +110,19 @@ struct samp_row {
     bool use_k, use_p;
     uint32_t kkey, pkey; /* the cuts */
     int kid, pid;
-    __device__ __forceinline__ float weight(float x) const {
-        return sample_weight(x, mx, T);
+    /* top_k's and top_p's cuts, which need no weight */
+    __device__ __forceinline__ bool in_k(uint32_t key, int v) const {
+        return !use_k || key > kkey || (key == kkey && v <= kid);
     }
-    __device__ __forceinline__ bool cand(uint32_t key, int v, float w) const {
-        if (use_k && !(key > kkey || (key == kkey && v <= kid))) return false;
-        return !(min_p > 0) || w >= min_p;
-    }
-    __device__ __forceinline__ bool kept(uint32_t key, int v, float w) const {
-        if (!cand(key, v, w)) return false;
+    __device__ __forceinline__ bool in_p(uint32_t key, int v) const {
         return !use_p || key > pkey || (key == pkey && v <= pid);
+    }
+    /* the mass of id v of logit x and key k if it is a candidate (kept: and top_p keeps it),
+     * else 0; the weight is computed only for ids the cuts keep */
+    __device__ __forceinline__ u64 mass_if(float x, uint32_t k, int v, bool kept) const {
+        if (!in_k(k, v) || (kept && !in_p(k, v))) return 0;
+        const float w = sample_weight(x, mx, T);
+        return !(min_p > 0) || w >= min_p ? sample_mass(w) : 0;
     }
 };
 
@@ -136,19 +139,12 @@ struct samp_measure {
             return 1;
         case G_TIE_COUNT:
             return k == key;
-        case G_CAND_MASS: {
-            const float w = R.weight(x);
-            return R.cand(k, v, w) ? sample_mass(w) : 0;
-        }
-        case G_TIE_CAND_MASS: {
-            if (k != key) return 0;
-            const float w = R.weight(x);
-            return R.cand(k, v, w) ? sample_mass(w) : 0;
-        }
-        default: {
-            const float w = R.weight(x);
-            return R.kept(k, v, w) ? sample_mass(w) : 0;
-        }
+        case G_CAND_MASS:
+            return R.mass_if(x, k, v, false);
+        case G_TIE_CAND_MASS:
+            return k == key ? R.mass_if(x, k, v, false) : 0;
+        default:
+            return R.mass_if(x, k, v, true);
         }
     }
 };
