@@ -15,6 +15,7 @@
 #include "backend/backend.h"
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "runtime/sampler.h"
 #include "runtime/scheduler.h"
 #include "testutil.h"
 
@@ -119,6 +120,8 @@ static void *run_thread(void *arg) {
 /* The demo model on an engine of max_batch sequences with a paged cache of kv_bytes (0: room
  * for every sequence) and blocks of block_len, and a scheduler, which runs on its own thread
  * from harness_start on (requests submitted before wait for it). */
+static void (*harness_wrap)(backend *be); /* when set, applied to each new harness's backend */
+
 static int harness_create(harness *h, int max_batch, int block_len, size_t kv_bytes,
                           const sched_opts *so) {
     memset(h, 0, sizeof *h);
@@ -126,6 +129,7 @@ static int harness_create(harness *h, int max_batch, int block_len, size_t kv_by
     llmrt_status st;
     CHECK_OK(
         st = backend_create(&h->be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, DT_F32, 0));
+    if (st == LLMRT_OK && harness_wrap) harness_wrap(h->be);
     if (st == LLMRT_OK) CHECK_OK(st = model_config_load(&cfg, dir));
     if (st == LLMRT_OK) CHECK_OK(st = model_load(&h->m, &cfg, dir, h->be, NULL));
     engine_opts eo = {.max_batch = max_batch,
@@ -360,6 +364,160 @@ static void test_concurrent_sampled(void) {
                       "request %d drew id 40, biased by -100", i);
         }
     }
+}
+
+/* ---- a backend that chooses sampled tokens itself ----
+ * The CPU backend has no sample_start. This wraps its op table with one that chooses each row as
+ * backend/sample.h says (the host's sampler with the row's uniform number), so that the
+ * scheduler's path for such backends (the rows, their uniform numbers and adjustments, the -1 of
+ * a row that was not finite) runs without a GPU: its tokens must be the host path's. Choices
+ * are collected in order by argmax_wait, the argmax's by the CPU backend's own. */
+static const backend_ops *fake_inner;
+static backend_ops fake_ops;
+static struct {
+    int sampled, n;
+    int32_t ids[N_REQ];
+} fake_q[ARGMAX_PENDING];
+static int fake_first, fake_count, fake_calls, fake_rows, fake_adj_rows, fake_fail_call = -1;
+
+static int fake_push(int sampled, int n) {
+    const int slot = (fake_first + fake_count) % ARGMAX_PENDING;
+    fake_count++;
+    fake_q[slot].sampled = sampled;
+    fake_q[slot].n = n;
+    return slot;
+}
+
+static llmrt_status fake_argmax_start(backend *be, const float *logits, int n, int V) {
+    llmrt_status st = fake_inner->argmax_start(be, logits, n, V);
+    if (st == LLMRT_OK) fake_push(0, n);
+    return st;
+}
+
+static llmrt_status fake_sample_start(backend *be, float *logits, int n, int V,
+                                      const sample_row *rows, const sample_adj *adj, int n_adj) {
+    CHECK(fake_count < ARGMAX_PENDING && n <= N_REQ);
+    const int slot = fake_push(1, n);
+    float *prob = malloc((size_t)V * sizeof *prob);
+    int32_t *idx = malloc((size_t)V * sizeof *idx);
+    for (int r = 0; r < n; r++) {
+        float *l = logits + (size_t)r * V;
+        CHECK(rows[r].adj0 >= 0 && rows[r].adj0 + rows[r].n_adj <= n_adj);
+        if (!sampler_all_finite(l, V) || (fake_calls == fake_fail_call && r == 0)) {
+            fake_q[slot].ids[r] = -1;
+            continue;
+        }
+        for (int i = 0; i < rows[r].n_adj; i++) {
+            const sample_adj *a = &adj[rows[r].adj0 + i];
+            l[a->id] = sample_adjust(l[a->id], a);
+        }
+        fake_adj_rows += rows[r].n_adj > 0;
+        const sampler_opts o = {rows[r].temperature, rows[r].top_k, rows[r].top_p, rows[r].min_p,
+                                0};
+        fake_q[slot].ids[r] = sampler_draw_u(&o, rows[r].u, prob, idx, l, V);
+    }
+    fake_calls++;
+    fake_rows += n;
+    free(prob);
+    free(idx);
+    return LLMRT_OK;
+}
+
+static llmrt_status fake_argmax_wait(backend *be, int32_t *out) {
+    CHECK(fake_count > 0);
+    const int slot = fake_first;
+    fake_first = (fake_first + 1) % ARGMAX_PENDING;
+    fake_count--;
+    if (!fake_q[slot].sampled) return fake_inner->argmax_wait(be, out);
+    if (out) memcpy(out, fake_q[slot].ids, (size_t)fake_q[slot].n * sizeof *out);
+    return LLMRT_OK;
+}
+
+static void fake_wrap(backend *be) {
+    fake_inner = be->ops;
+    fake_ops = *be->ops;
+    fake_ops.argmax_start = fake_argmax_start;
+    fake_ops.sample_start = fake_sample_start;
+    fake_ops.argmax_wait = fake_argmax_wait;
+    be->ops = &fake_ops;
+    fake_first = fake_count = fake_calls = fake_rows = fake_adj_rows = 0;
+}
+
+/* 16 concurrent sampled requests (penalties, logit_bias, min_tokens with a stop id, a greedy one
+ * with penalties), without logprobs, on a harness whose backend is wrapped or not. */
+static void run_backend_sampling(bool wrapped, result *out) {
+    static slot sl[N_REQ];
+    sched_sampling smp[N_REQ];
+    harness h;
+    sched_opts so = {.token_budget = 64};
+    if (wrapped) {
+        harness_wrap = fake_wrap;
+        setenv("LLMRT_DEVICE_SAMPLING", "1", 1);
+    }
+    int ok = harness_create(&h, N_REQ, 8, 0, &so);
+    harness_wrap = NULL;
+    unsetenv("LLMRT_DEVICE_SAMPLING");
+    if (!ok) return;
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        const int n = prompt_of(i, p);
+        smp[i] = sampled_of(i);
+        if (i == 5) smp[i].temperature = 0; /* greedy, with penalties: a temperature-0 row */
+        const int32_t stop = 3 + (i * 13) % 250;
+        sched_request rq = {.prompt = p,
+                            .n_prompt = n,
+                            .max_tokens = N_NEW,
+                            .min_tokens = i % 4 == 0 ? 6 : 0,
+                            .ignore_eos = true,
+                            .stop_ids = i % 4 == 0 ? &stop : NULL,
+                            .n_stop_ids = i % 4 == 0,
+                            .logprobs = -1,
+                            .sampling = smp[i],
+                            .on_event = on_event,
+                            .user = &sl[i]};
+        memset(&sl[i].r, 0, sizeof sl[i].r);
+        sl[i].h = &h;
+        uint64_t id;
+        CHECK_OK(sched_submit(h.s, &rq, &id));
+    }
+    harness_start(&h);
+    harness_wait(&h, N_REQ);
+    for (int i = 0; i < N_REQ; i++)
+        out[i] = sl[i].r;
+    harness_close(&h);
+}
+
+/* A backend's sampled choices (sample_start) give the host path's tokens; a row it reports as
+ * not finite (-1) ends that request with the error, and the others go on unchanged. */
+static void test_backend_sampling(void) {
+    static result host[N_REQ], dev[N_REQ], failed[N_REQ];
+    run_backend_sampling(false, host);
+    run_backend_sampling(true, dev);
+    CHECK_MSG(fake_calls > 0 && fake_adj_rows > 0,
+              "sample_start ran %d times, %d rows with adjustments", fake_calls, fake_adj_rows);
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK_MSG(host[i].n > 0 && dev[i].n == host[i].n && dev[i].fin == host[i].fin,
+                  "request %d: %d tokens (finish %d) on the backend, %d (%d) on the host", i,
+                  dev[i].n, dev[i].fin, host[i].n, host[i].fin);
+        CHECK_MSG(!memcmp(dev[i].tokens, host[i].tokens, sizeof(int32_t) * (size_t)host[i].n),
+                  "request %d: the backend's sampled tokens differ from the host's", i);
+    }
+    fake_fail_call = 3;
+    run_backend_sampling(true, failed);
+    fake_fail_call = -1;
+    int errors = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        if (failed[i].fin == SCHED_FINISH_ERROR) {
+            errors++;
+            CHECK_MSG(strstr(failed[i].error, "non-finite logits") != NULL, "request %d: %s", i,
+                      failed[i].error);
+            continue;
+        }
+        CHECK_MSG(failed[i].n == host[i].n && !memcmp(failed[i].tokens, host[i].tokens,
+                                                      sizeof(int32_t) * (size_t)host[i].n),
+                  "request %d: its tokens changed when another request failed", i);
+    }
+    CHECK_MSG(errors == 1, "%d requests ended with an error (1 expected)", errors);
 }
 
 /* A cache of 12 blocks of 8 positions for 16 requests of up to 60 positions: they cannot all
@@ -977,6 +1135,7 @@ static void test_failed_step_gives_back(void) {
 int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_concurrent_sampled);
+    RUN(test_backend_sampling);
     RUN(test_preemption);
     RUN(test_prefix_cache);
     RUN(test_decode_budget);

@@ -464,8 +464,15 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
                      const float *logits, int V) {
     assert(V >= 1 && V <= SAMPLE_MAX_VOCAB);
     if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
-    const double u = sampler_rng_uniform(rng); /* step 1: first, whatever the logits */
-    if (V == 1) return 0;                      /* (and idx could not hold a block's sum) */
+    /* step 1: first, whatever the logits */
+    return sampler_draw_u(o, sampler_rng_uniform(rng), prob, idx, logits, V);
+}
+
+int32_t sampler_draw_u(const sampler_opts *o, double u, float *prob, int32_t *idx,
+                       const float *logits, int V) {
+    assert(V >= 1 && V <= SAMPLE_MAX_VOCAB);
+    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
+    if (V == 1) return 0; /* (and idx could not hold a block's sum) */
     const float mx = sampler_max_logit(logits, V);
     if (mx == INFINITY || mx == -INFINITY) /* infinitely likelier than the rest, or all banned */
         return argmax(logits, V);

@@ -54,6 +54,11 @@ uint64_t sampler_rng_seed(uint64_t seed);
 double sampler_rng_uniform(uint64_t *rng);
 int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
                      const float *logits, int V);
+/* The same draw given its uniform number u in [0, 1) (what sampler_draw takes from rng first,
+ * for a sampled draw): the token backend/sample.h defines, which a backend's sample_start gives
+ * too. */
+int32_t sampler_draw_u(const sampler_opts *o, double u, float *prob, int32_t *idx,
+                       const float *logits, int V);
 
 /* A candidate's weight: sample_weight (backend/sample.h), exp((logit - max) / temperature) in
  * F32 (exactly 1 for the largest logit; 0 for -inf and NaN). */
