@@ -45,8 +45,8 @@ static void fill(float *l, int V, int kind) {
             l[v] = (float)(int)(4 * urand());
             if (l[v] == 0 && v % 7 == 0) l[v] = -0.0f;
             break;
-        case K_BANNED:
-            l[v] = urand() < 0.3 ? -INFINITY : 3.0f * nrand();
+        case K_BANNED: /* (the bans are adjustments: a raw -inf makes the row a fault) */
+            l[v] = 3.0f * nrand();
             break;
         default:
             l[v] = 1e30f * (float)(urand() - 0.5);
@@ -68,16 +68,16 @@ static const sampler_opts OPTS[] = {
 };
 enum { N_OPTS = sizeof OPTS / sizeof OPTS[0] };
 
-/* Random adjustments of distinct ids for a row of V: biases, repetition, penalties, bans. */
-static int make_adj(sample_adj *a, int V, int most) {
+/* Random adjustments of distinct ids for a row of V: biases, repetition, penalties, bans; with
+ * ban_all, also a ban of about 30% of the ids (a[] holds V). */
+static int make_adj(sample_adj *a, int V, int most, bool ban_all) {
     int n = 0;
+    unsigned char *used = calloc((size_t)V, 1);
     const int want = (int)(urand() * most);
     for (int i = 0; i < want && i < V; i++) {
         int32_t id = (int32_t)(urand() * V);
-        bool dup = false;
-        for (int j = 0; j < n && !dup; j++)
-            dup = a[j].id == id;
-        if (dup) continue;
+        if (used[id]) continue;
+        used[id] = 1;
         sample_adj x = {id, 0.0f, 1.0f, 0.0f, 0};
         if (urand() < 0.5) x.add = (float)(urand() * 20 - 10);
         if (urand() < 0.4) x.rep = 1.3f;
@@ -85,6 +85,9 @@ static int make_adj(sample_adj *a, int V, int most) {
         if (urand() < 0.1) x.ban = 1;
         a[n++] = x;
     }
+    for (int v = 0; ban_all && v < V; v++)
+        if (!used[v] && urand() < 0.3) a[n++] = (sample_adj){v, 0.0f, 1.0f, 0.0f, 1};
+    free(used);
     return n;
 }
 
@@ -109,7 +112,8 @@ static int32_t host_choice(const float *raw, int V, const sampler_opts *o, uint6
 static void check_rows(int V, int n, int kind, int opt0, int most_adj) {
     float *h = malloc((size_t)n * V * sizeof *h);
     sample_row *rows = calloc((size_t)n, sizeof *rows);
-    sample_adj *adj = malloc((size_t)n * (size_t)(most_adj + 1) * sizeof *adj);
+    const size_t per = kind == K_BANNED ? (size_t)V : (size_t)most_adj + 1;
+    sample_adj *adj = malloc((size_t)n * per * sizeof *adj);
     uint64_t *rng = calloc((size_t)n, sizeof *rng);
     int32_t *got = calloc((size_t)n, sizeof *got);
     int n_adj = 0;
@@ -125,7 +129,7 @@ static void check_rows(int V, int n, int kind, int opt0, int most_adj) {
                                o->temperature > 0 && o->top_k != 1 ? sampler_rng_uniform(&peek) : 0,
                                n_adj,
                                0};
-        rows[r].n_adj = make_adj(adj + n_adj, V, most_adj);
+        rows[r].n_adj = make_adj(adj + n_adj, V, most_adj, kind == K_BANNED);
         n_adj += rows[r].n_adj;
     }
     float *d = NULL;

@@ -30,6 +30,7 @@ enum {
     SAMPLE_THREADS = 1024,
     SAMPLE_WARPS = SAMPLE_THREADS / 32,
     SAMPLE_BINS = 2048, /* radix bins per pass: 11, 11 and 10 bits of a key */
+    SAMPLE_UNROLL = 8,  /* logits a thread loads before it uses them (a pass is latency-bound) */
 };
 
 typedef unsigned long long u64;
@@ -133,7 +134,10 @@ struct samp_measure {
     uint32_t key; /* G_TIE_*: the key of the ties */
     __device__ __forceinline__ u64 g(const samp_row &R, int v) const {
         const float x = R.l[v];
-        const uint32_t k = sample_key(x);
+        return g_of(R, x, sample_key(x), v);
+    }
+    /* the same for id v whose logit x (and key k) is loaded */
+    __device__ __forceinline__ u64 g_of(const samp_row &R, float x, uint32_t k, int v) const {
         switch (kind) {
         case G_COUNT:
             return 1;
@@ -176,8 +180,17 @@ __device__ int samp_find(const samp_row &R, const samp_measure &m, samp_bound b,
         const int span = ((hi - lo + SAMPLE_WARPS - 1) / SAMPLE_WARPS + 31) & ~31;
         const int w0 = lo + warp * span, w1 = min(hi, w0 + span);
         u64 s = 0;
-        for (int v = w0 + lane; v < w1; v += 32)
-            s += m.g(R, v);
+        for (int v0 = w0 + lane; v0 < w1; v0 += 32 * SAMPLE_UNROLL) {
+            float x[SAMPLE_UNROLL]; /* the loads first, all in flight together */
+#pragma unroll
+            for (int j = 0; j < SAMPLE_UNROLL; j++)
+                x[j] = v0 + 32 * j < w1 ? R.l[v0 + 32 * j] : 0.0f;
+#pragma unroll
+            for (int j = 0; j < SAMPLE_UNROLL; j++) {
+                const int v = v0 + 32 * j;
+                if (v < w1) s += m.g_of(R, x[j], sample_key(x[j]), v);
+            }
+        }
         s = samp_warp_sum(s);
         if (lane == 0) sh->wsum[warp] = s;
         __syncthreads();
@@ -250,19 +263,28 @@ __device__ uint32_t samp_select(const samp_row &R, const samp_measure &m, samp_b
         for (int i = threadIdx.x; i < nb; i += SAMPLE_THREADS)
             sh->hist[i] = 0;
         __syncthreads();
-        for (int v0 = 0; v0 < R.V; v0 += SAMPLE_THREADS) {
-            const int v = v0 + threadIdx.x;
-            int bin = -1;
-            u64 g = 0;
-            if (v < R.V) {
-                const uint32_t k = sample_key(R.l[v]);
-                const int hs = shift + widths[p]; /* the bits above this pass's */
-                if (p == 0 || (k >> hs) == (prefix >> hs)) {
-                    g = m.g(R, v);
-                    if (g) bin = (int)((k >> shift) & (uint32_t)(nb - 1));
-                }
+        const int hs = shift + widths[p]; /* the bits above this pass's */
+        for (int v0 = threadIdx.x; v0 < R.V; v0 += SAMPLE_THREADS * SAMPLE_UNROLL) {
+            float x[SAMPLE_UNROLL]; /* the loads first, all in flight together */
+#pragma unroll
+            for (int j = 0; j < SAMPLE_UNROLL; j++) {
+                const int v = v0 + j * SAMPLE_THREADS;
+                x[j] = v < R.V ? R.l[v] : 0.0f;
             }
-            samp_hist_add(sh->hist, bin, g);
+#pragma unroll
+            for (int j = 0; j < SAMPLE_UNROLL; j++) {
+                const int v = v0 + j * SAMPLE_THREADS;
+                int bin = -1;
+                u64 g = 0;
+                if (v < R.V) {
+                    const uint32_t k = sample_key(x[j]);
+                    if (p == 0 || (k >> hs) == (prefix >> hs)) {
+                        g = m.g_of(R, x[j], k, v);
+                        if (g) bin = (int)((k >> shift) & (uint32_t)(nb - 1));
+                    }
+                }
+                samp_hist_add(sh->hist, bin, g);
+            }
         }
         __syncthreads();
         if (warp == 0) {
