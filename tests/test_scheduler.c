@@ -379,6 +379,9 @@ static struct {
     int32_t ids[N_REQ];
 } fake_q[ARGMAX_PENDING];
 static int fake_first, fake_count, fake_calls, fake_rows, fake_adj_rows, fake_fail_call = -1;
+/* step_begin call fake_fail_step (counted from 0 in fake_steps; -1: none) fails with NOMEM, as a
+ * step the cache falls short of does; fake_step_failed counts such failures */
+static int fake_steps, fake_fail_step = -1, fake_step_failed;
 
 static int fake_push(int sampled, int n) {
     const int slot = (fake_first + fake_count) % ARGMAX_PENDING;
@@ -433,27 +436,36 @@ static llmrt_status fake_argmax_wait(backend *be, int32_t *out) {
     return LLMRT_OK;
 }
 
+static llmrt_status fake_step_begin(backend *be, const step_desc *st) {
+    if (fake_steps++ == fake_fail_step) {
+        fake_step_failed++;
+        return err_set(LLMRT_ERR_NOMEM, "fake: step %d fails", fake_fail_step);
+    }
+    return fake_inner->step_begin(be, st);
+}
+
 static void fake_wrap(backend *be) {
     fake_inner = be->ops;
     fake_ops = *be->ops;
+    fake_ops.step_begin = fake_step_begin;
     fake_ops.argmax_start = fake_argmax_start;
     fake_ops.sample_start = fake_sample_start;
     fake_ops.argmax_wait = fake_argmax_wait;
     be->ops = &fake_ops;
     fake_first = fake_count = fake_calls = fake_rows = fake_adj_rows = 0;
+    fake_steps = fake_step_failed = 0;
 }
 
 /* 16 concurrent sampled requests (penalties, logit_bias, min_tokens with a stop id, a greedy one
- * with penalties), without logprobs, on a harness whose backend is wrapped or not. */
-static void run_backend_sampling(bool wrapped, result *out) {
+ * with penalties), without logprobs, on a harness whose backend is wrapped or not, its sampled
+ * tokens chosen by the backend (`device`, wrapped only) or on the host. */
+static void run_backend_sampling(bool wrapped, bool device, result *out) {
     static slot sl[N_REQ];
     sched_sampling smp[N_REQ];
     harness h;
     sched_opts so = {.token_budget = 64};
-    if (wrapped) {
-        harness_wrap = fake_wrap;
-        setenv("LLMRT_DEVICE_SAMPLING", "1", 1);
-    }
+    if (wrapped) harness_wrap = fake_wrap;
+    if (device) setenv("LLMRT_DEVICE_SAMPLING", "1", 1);
     int ok = harness_create(&h, N_REQ, 8, 0, &so);
     harness_wrap = NULL;
     unsetenv("LLMRT_DEVICE_SAMPLING");
@@ -491,8 +503,8 @@ static void run_backend_sampling(bool wrapped, result *out) {
  * not finite (-1) ends that request with the error, and the others go on unchanged. */
 static void test_backend_sampling(void) {
     static result host[N_REQ], dev[N_REQ], failed[N_REQ];
-    run_backend_sampling(false, host);
-    run_backend_sampling(true, dev);
+    run_backend_sampling(false, false, host);
+    run_backend_sampling(true, true, dev);
     CHECK_MSG(fake_calls > 0 && fake_adj_rows > 0,
               "sample_start ran %d times, %d rows with adjustments", fake_calls, fake_adj_rows);
     for (int i = 0; i < N_REQ; i++) {
@@ -503,7 +515,7 @@ static void test_backend_sampling(void) {
                   "request %d: the backend's sampled tokens differ from the host's", i);
     }
     fake_fail_call = 3;
-    run_backend_sampling(true, failed);
+    run_backend_sampling(true, true, failed);
     fake_fail_call = -1;
     int errors = 0;
     for (int i = 0; i < N_REQ; i++) {
@@ -518,6 +530,29 @@ static void test_backend_sampling(void) {
                   "request %d: its tokens changed when another request failed", i);
     }
     CHECK_MSG(errors == 1, "%d requests ended with an error (1 expected)", errors);
+}
+
+/* A step that fails for want of memory (every request preempted and run again) draws no uniform
+ * number for good: a request's seeded tokens are the same whether the host or the backend chose
+ * them. */
+static void test_backend_sampling_retry(void) {
+    static result host[N_REQ], dev[N_REQ];
+    for (int device = 0; device < 2; device++) {
+        fake_fail_step = 6; /* (its own iteration: after the prompts, rows of sampled requests) */
+        run_backend_sampling(true, device, device ? dev : host);
+        fake_fail_step = -1;
+        CHECK_MSG(fake_step_failed == 1, "%d steps failed (1 expected)", fake_step_failed);
+    }
+    CHECK_MSG(fake_calls > 0, "sample_start ran %d times", fake_calls);
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK_MSG(host[i].n > 0 && dev[i].n == host[i].n && dev[i].fin == host[i].fin,
+                  "request %d: %d tokens (finish %d) on the backend, %d (%d) on the host", i,
+                  dev[i].n, dev[i].fin, host[i].n, host[i].fin);
+        CHECK_MSG(!memcmp(dev[i].tokens, host[i].tokens, sizeof(int32_t) * (size_t)host[i].n),
+                  "request %d: after a failed step, the backend's sampled tokens differ from "
+                  "the host's",
+                  i);
+    }
 }
 
 /* A cache of 12 blocks of 8 positions for 16 requests of up to 60 positions: they cannot all
@@ -1136,6 +1171,7 @@ int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_concurrent_sampled);
     RUN(test_backend_sampling);
+    RUN(test_backend_sampling_retry);
     RUN(test_preemption);
     RUN(test_prefix_cache);
     RUN(test_decode_budget);
