@@ -1167,6 +1167,38 @@ static void test_failed_step_gives_back(void) {
     harness_close(&h);
 }
 
+/* engine_feed asked for sampled choices from a backend without sample_start fails before any
+ * step runs: sessions of different counts (one longer than a chunk, so no ragged step) keep their
+ * positions. */
+static void test_unsupported_choice_changes_nothing(void) {
+    harness h;
+    sched_opts so = {0};
+    if (!harness_create(&h, 2, 8, 0, &so)) return;
+    static backend_ops no_sample;
+    no_sample = *h.be->ops;
+    no_sample.sample_start = NULL; /* (the CUDA backend's too) */
+    const backend_ops *was = h.be->ops;
+    h.be->ops = &no_sample;
+    engine *e = h.e;
+    session *ss[2] = {NULL, NULL};
+    CHECK_OK(session_create(&ss[0], &e->kv, 0));
+    CHECK_OK(session_create(&ss[1], &e->kv, 0));
+    int32_t p[40];
+    for (int k = 0; k < 40; k++)
+        p[k] = 3 + k;
+    const int32_t *ids[2] = {p, p};
+    int n[2] = {40, 3};
+    const sample_row rows[2] = {{1.0f, 0, 1, 0, 0.5, 0, 0}, {1.0f, 0, 1, 0, 0.25, 0, 0}};
+    const engine_choice ch = {rows, NULL, 0};
+    CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, &ch), LLMRT_ERR_UNSUPPORTED, "no sample_start");
+    CHECK_MSG(ss[0]->pos == 0 && ss[1]->pos == 0,
+              "after the refused step: positions %d and %d (0 expected)", ss[0]->pos, ss[1]->pos);
+    h.be->ops = was;
+    session_free(ss[0]);
+    session_free(ss[1]);
+    harness_close(&h);
+}
+
 int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_concurrent_sampled);
@@ -1181,6 +1213,7 @@ int main(void) {
     RUN(test_deterministic_preemption);
     RUN(test_prompt_logprobs);
     RUN(test_failed_step_gives_back);
+    RUN(test_unsupported_choice_changes_nothing);
     RUN(test_sliding_paged);
     RUN(test_sliding_prefix);
     RUN(test_sliding_prefix_shared_tight);
