@@ -14,7 +14,7 @@
  *  3. each id's weight w = sample_weight(l, mx, T) (exactly 1 for the best, 0 for -inf) and mass
  *     q = sample_mass(w), an integer of SAMPLE_MASS_BITS fraction bits (weights under 2^-42 of the
  *     best's have none);
- *  4. candidates, in the order sample_before gives (logit descending, lower id first on ties):
+ *  4. candidates, in sample_key's order (logit descending, lower id first on ties):
  *     all ids; with 0 < top_k < V the first top_k; with min_p > 0 those of w >= min_p; with
  *     0 < top_p < 1 the shortest prefix of them whose masses sum to A with
  *     (double)A >= (double)top_p * (double)total, total the candidates' masses summed;
