@@ -68,9 +68,11 @@ typedef struct sample_row {
  * penalty); then l -= sub (presence and frequency penalties); then with ban, l = -inf
  * (min_tokens). Ids of a row's adjustments are distinct. */
 typedef struct sample_adj {
-    int32_t id;
-    float add, rep, sub;
-    int ban;
+    int32_t id; /* the logit's id, < V */
+    float add;  /* logit_bias (0: none) */
+    float rep;  /* the repetition penalty (1: none) */
+    float sub;  /* presence and frequency penalties (0: none) */
+    int ban;    /* 1: -inf (min_tokens not reached) */
 } sample_adj;
 
 SAMPLE_FN float sample_adjust(float l, const sample_adj *a) {

@@ -151,8 +151,8 @@ struct sched {
     const struct sreq **final; /* [max_batch] the step's session i needs r's next token */
     sample_row *srows;         /* [max_batch] */
     sample_adj *sadj;          /* [cap_sadj] */
-    int cap_sadj;
-    session **ss; /* [max_batch] */
+    int cap_sadj;              /* grows to a step's adjustments and V more; never shrinks */
+    session **ss;              /* [max_batch] */
     const int32_t **ids;
     int *n_ids;
 };
