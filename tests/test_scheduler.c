@@ -371,7 +371,9 @@ static void test_concurrent_sampled(void) {
  * backend/sample.h says (the host's sampler with the row's uniform number), so that the
  * scheduler's path for such backends (the rows, their uniform numbers and adjustments, the -1 of
  * a row that was not finite) runs without a GPU: its tokens must be the host path's. Choices
- * are collected in order by argmax_wait, the argmax's by the CPU backend's own. */
+ * are collected in order by argmax_wait, the argmax's by the wrapped backend's own. With
+ * LLMRT_TEST_DEVICE=cuda it wraps the CUDA backend alike (its logits copied to the host and
+ * back), in place of the kernel, which test_cuda_sample checks. */
 static const backend_ops *fake_inner;
 static backend_ops fake_ops;
 static struct {
@@ -401,10 +403,14 @@ static llmrt_status fake_sample_start(backend *be, float *logits, int n, int V,
                                       const sample_row *rows, const sample_adj *adj, int n_adj) {
     CHECK(fake_count < ARGMAX_PENDING && n <= N_REQ);
     const int slot = fake_push(1, n);
-    float *prob = malloc((size_t)V * sizeof *prob);
+    /* the logits are the backend's memory (the device's with LLMRT_TEST_DEVICE=cuda): adjusted
+     * on a host copy, then put back, as the op adjusts them in place */
+    const size_t bytes = (size_t)n * V * sizeof(float);
+    float *host = malloc(bytes), *prob = malloc((size_t)V * sizeof *prob);
     int32_t *idx = malloc((size_t)V * sizeof *idx);
+    CHECK_OK(fake_inner->download(be, host, logits, bytes));
     for (int r = 0; r < n; r++) {
-        float *l = logits + (size_t)r * V;
+        float *l = host + (size_t)r * V;
         CHECK(rows[r].adj0 >= 0 && rows[r].adj0 + rows[r].n_adj <= n_adj);
         if (!sampler_all_finite(l, V) || (fake_calls == fake_fail_call && r == 0)) {
             fake_q[slot].ids[r] = -1;
@@ -421,9 +427,11 @@ static llmrt_status fake_sample_start(backend *be, float *logits, int n, int V,
     }
     fake_calls++;
     fake_rows += n;
+    llmrt_status st = fake_inner->upload(be, logits, host, bytes);
+    free(host);
     free(prob);
     free(idx);
-    return LLMRT_OK;
+    return st;
 }
 
 static llmrt_status fake_argmax_wait(backend *be, int32_t *out) {
