@@ -546,7 +546,7 @@ static void test_backend_sampling(void) {
 static void test_backend_sampling_retry(void) {
     static result host[N_REQ], dev[N_REQ];
     for (int device = 0; device < 2; device++) {
-        fake_fail_step = 6; /* (its own iteration: after the prompts, rows of sampled requests) */
+        fake_fail_step = 6; /* (a step with sampled rows, several requests running) */
         run_backend_sampling(true, device, device ? dev : host);
         fake_fail_step = -1;
         CHECK_MSG(fake_step_failed == 1, "%d steps failed (1 expected)", fake_step_failed);
