@@ -173,6 +173,52 @@ static void test_many_rows(void) {
     check_rows(151936, 64, K_FLAT, 3, 0);
 }
 
+/* Adjusted logits to the bit: the repetition penalty of a negative logit and the presence penalty
+ * round twice (l * rep, then - sub), never once as an FMA would (nvcc fuses a plain product and
+ * the sum after it). Rows of two ids, id 1's logit 0 the largest, whose uniform number puts the
+ * pick's r one unit either side of id 0's mass q0 (host: id 0 below, id 1 above): id 0's adjusted
+ * logit one ulp off (at |l| >= 2) moves q0 by dozens of units or more and flips one of the two. */
+static void test_adjust_rounding(void) {
+    enum { CASES = 32, V = 2 };
+    float h[2 * CASES * V];
+    sample_row rows[2 * CASES];
+    sample_adj adj[2 * CASES];
+    int n = 0, fused_differs = 0;
+    while (n < 2 * CASES) {
+        const float l0 = -2.0f - 2.0f * (float)urand(), rep = 1.1f + 0.8f * (float)urand();
+        const float sub = 2.0f * (float)urand();
+        const sample_adj a = {0, 0.0f, rep, sub, 0};
+        const float adjusted = sample_adjust(l0, &a);
+        fused_differs += fmaf(l0, rep, -sub) != adjusted;
+        const uint64_t q0 = sample_mass(sample_weight(adjusted, 0.0f, 1.0f));
+        const uint64_t S = q0 + sample_mass(1.0f);
+        for (int side = 0; side < 2; side++, n++) {
+            h[n * V] = l0;
+            h[n * V + 1] = 0.0f;
+            adj[n] = a;
+            rows[n] =
+                (sample_row){1.0f, 0, 1, 0, ((double)q0 + (side ? 0.5 : -0.5)) / (double)S, n, 1};
+        }
+    }
+    CHECK_MSG(fused_differs > 0, "no case where an FMA would round differently");
+    float *d = NULL;
+    int32_t got[2 * CASES];
+    CHECK_OK(be->ops->alloc(be, sizeof h, (void **)&d));
+    CHECK_OK(be->ops->upload(be, d, h, sizeof h));
+    CHECK_OK(be->ops->sample_start(be, d, 2 * CASES, V, rows, adj, 2 * CASES));
+    CHECK_OK(be->ops->argmax_wait(be, got));
+    for (int r = 0; r < 2 * CASES; r++) {
+        float l[V] = {sample_adjust(h[r * V], &adj[r]), h[r * V + 1]}, prob[V];
+        int32_t idx[V];
+        const sampler_opts o = {1.0f, 0, 1, 0, 0};
+        const int32_t want = sampler_draw_u(&o, rows[r].u, prob, idx, l, V);
+        CHECK_MSG(want == r % 2, "row %d: the host picks %d (the rows are built wrong)", r, want);
+        CHECK_MSG(got[r] == want, "row %d (logit %.9g, rep %.9g, sub %.9g): device %d, host %d", r,
+                  h[r * V], adj[r].rep, adj[r].sub, got[r], want);
+    }
+    be->ops->free(be, d);
+}
+
 /* The same call twice gives the same ids (nothing depends on the order threads run in). */
 static void test_repeatable(void) {
     const int V = 128256, n = 8;
@@ -247,6 +293,7 @@ int main(void) {
     }
     RUN(test_matches_host);
     RUN(test_many_rows);
+    RUN(test_adjust_rounding);
     RUN(test_repeatable);
     RUN(test_nonfinite);
     RUN(test_bad_arguments);

@@ -124,7 +124,7 @@ static void test_bad_options(void) {
 /* ---- the draw against its definition (backend/sample.h), written out plainly ---- */
 
 static const float *ref_l; /* qsort's comparison reads the logits from here */
-/* sample_before's order: the larger key first, then the lower id */
+/* the candidates' order (sample.h, step 4): the larger key first, then the lower id */
 static int ref_before(const void *a, const void *b) {
     const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     const uint32_t kx = sample_key(ref_l[x]), ky = sample_key(ref_l[y]);

@@ -371,7 +371,9 @@ static void test_concurrent_sampled(void) {
  * backend/sample.h says (the host's sampler with the row's uniform number), so that the
  * scheduler's path for such backends (the rows, their uniform numbers and adjustments, the -1 of
  * a row that was not finite) runs without a GPU: its tokens must be the host path's. Choices
- * are collected in order by argmax_wait, the argmax's by the CPU backend's own. */
+ * are collected in order by argmax_wait, the argmax's by the wrapped backend's own. With
+ * LLMRT_TEST_DEVICE=cuda it wraps the CUDA backend alike (its logits copied to the host and
+ * back), in place of the kernel, which test_cuda_sample checks. */
 static const backend_ops *fake_inner;
 static backend_ops fake_ops;
 static struct {
@@ -379,6 +381,9 @@ static struct {
     int32_t ids[N_REQ];
 } fake_q[ARGMAX_PENDING];
 static int fake_first, fake_count, fake_calls, fake_rows, fake_adj_rows, fake_fail_call = -1;
+/* step_begin call fake_fail_step (counted from 0 in fake_steps; -1: none) fails with NOMEM, as a
+ * step the cache falls short of does; fake_step_failed counts such failures */
+static int fake_steps, fake_fail_step = -1, fake_step_failed;
 
 static int fake_push(int sampled, int n) {
     const int slot = (fake_first + fake_count) % ARGMAX_PENDING;
@@ -398,10 +403,14 @@ static llmrt_status fake_sample_start(backend *be, float *logits, int n, int V,
                                       const sample_row *rows, const sample_adj *adj, int n_adj) {
     CHECK(fake_count < ARGMAX_PENDING && n <= N_REQ);
     const int slot = fake_push(1, n);
-    float *prob = malloc((size_t)V * sizeof *prob);
+    /* the logits are the backend's memory (the device's with LLMRT_TEST_DEVICE=cuda): adjusted
+     * on a host copy, then put back, as the op adjusts them in place */
+    const size_t bytes = (size_t)n * V * sizeof(float);
+    float *host = malloc(bytes), *prob = malloc((size_t)V * sizeof *prob);
     int32_t *idx = malloc((size_t)V * sizeof *idx);
+    CHECK_OK(fake_inner->download(be, host, logits, bytes));
     for (int r = 0; r < n; r++) {
-        float *l = logits + (size_t)r * V;
+        float *l = host + (size_t)r * V;
         CHECK(rows[r].adj0 >= 0 && rows[r].adj0 + rows[r].n_adj <= n_adj);
         if (!sampler_all_finite(l, V) || (fake_calls == fake_fail_call && r == 0)) {
             fake_q[slot].ids[r] = -1;
@@ -418,9 +427,11 @@ static llmrt_status fake_sample_start(backend *be, float *logits, int n, int V,
     }
     fake_calls++;
     fake_rows += n;
+    llmrt_status st = fake_inner->upload(be, logits, host, bytes);
+    free(host);
     free(prob);
     free(idx);
-    return LLMRT_OK;
+    return st;
 }
 
 static llmrt_status fake_argmax_wait(backend *be, int32_t *out) {
@@ -433,27 +444,36 @@ static llmrt_status fake_argmax_wait(backend *be, int32_t *out) {
     return LLMRT_OK;
 }
 
+static llmrt_status fake_step_begin(backend *be, const step_desc *st) {
+    if (fake_steps++ == fake_fail_step) {
+        fake_step_failed++;
+        return err_set(LLMRT_ERR_NOMEM, "fake: step %d fails", fake_fail_step);
+    }
+    return fake_inner->step_begin(be, st);
+}
+
 static void fake_wrap(backend *be) {
     fake_inner = be->ops;
     fake_ops = *be->ops;
+    fake_ops.step_begin = fake_step_begin;
     fake_ops.argmax_start = fake_argmax_start;
     fake_ops.sample_start = fake_sample_start;
     fake_ops.argmax_wait = fake_argmax_wait;
     be->ops = &fake_ops;
     fake_first = fake_count = fake_calls = fake_rows = fake_adj_rows = 0;
+    fake_steps = fake_step_failed = 0;
 }
 
 /* 16 concurrent sampled requests (penalties, logit_bias, min_tokens with a stop id, a greedy one
- * with penalties), without logprobs, on a harness whose backend is wrapped or not. */
-static void run_backend_sampling(bool wrapped, result *out) {
+ * with penalties), without logprobs, on a harness whose backend is wrapped or not, its sampled
+ * tokens chosen by the backend (`device`, wrapped only) or on the host. */
+static void run_backend_sampling(bool wrapped, bool device, result *out) {
     static slot sl[N_REQ];
     sched_sampling smp[N_REQ];
     harness h;
     sched_opts so = {.token_budget = 64};
-    if (wrapped) {
-        harness_wrap = fake_wrap;
-        setenv("LLMRT_DEVICE_SAMPLING", "1", 1);
-    }
+    if (wrapped) harness_wrap = fake_wrap;
+    if (device) setenv("LLMRT_DEVICE_SAMPLING", "1", 1);
     int ok = harness_create(&h, N_REQ, 8, 0, &so);
     harness_wrap = NULL;
     unsetenv("LLMRT_DEVICE_SAMPLING");
@@ -491,8 +511,8 @@ static void run_backend_sampling(bool wrapped, result *out) {
  * not finite (-1) ends that request with the error, and the others go on unchanged. */
 static void test_backend_sampling(void) {
     static result host[N_REQ], dev[N_REQ], failed[N_REQ];
-    run_backend_sampling(false, host);
-    run_backend_sampling(true, dev);
+    run_backend_sampling(false, false, host);
+    run_backend_sampling(true, true, dev);
     CHECK_MSG(fake_calls > 0 && fake_adj_rows > 0,
               "sample_start ran %d times, %d rows with adjustments", fake_calls, fake_adj_rows);
     for (int i = 0; i < N_REQ; i++) {
@@ -503,7 +523,7 @@ static void test_backend_sampling(void) {
                   "request %d: the backend's sampled tokens differ from the host's", i);
     }
     fake_fail_call = 3;
-    run_backend_sampling(true, failed);
+    run_backend_sampling(true, true, failed);
     fake_fail_call = -1;
     int errors = 0;
     for (int i = 0; i < N_REQ; i++) {
@@ -518,6 +538,29 @@ static void test_backend_sampling(void) {
                   "request %d: its tokens changed when another request failed", i);
     }
     CHECK_MSG(errors == 1, "%d requests ended with an error (1 expected)", errors);
+}
+
+/* A step that fails for want of memory (every request preempted and run again) draws no uniform
+ * number for good: a request's seeded tokens are the same whether the host or the backend chose
+ * them. */
+static void test_backend_sampling_retry(void) {
+    static result host[N_REQ], dev[N_REQ];
+    for (int device = 0; device < 2; device++) {
+        fake_fail_step = 6; /* (a step with sampled rows, several requests running) */
+        run_backend_sampling(true, device, device ? dev : host);
+        fake_fail_step = -1;
+        CHECK_MSG(fake_step_failed == 1, "%d steps failed (1 expected)", fake_step_failed);
+    }
+    CHECK_MSG(fake_calls > 0, "sample_start ran %d times", fake_calls);
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK_MSG(host[i].n > 0 && dev[i].n == host[i].n && dev[i].fin == host[i].fin,
+                  "request %d: %d tokens (finish %d) on the backend, %d (%d) on the host", i,
+                  dev[i].n, dev[i].fin, host[i].n, host[i].fin);
+        CHECK_MSG(!memcmp(dev[i].tokens, host[i].tokens, sizeof(int32_t) * (size_t)host[i].n),
+                  "request %d: after a failed step, the backend's sampled tokens differ from "
+                  "the host's",
+                  i);
+    }
 }
 
 /* A cache of 12 blocks of 8 positions for 16 requests of up to 60 positions: they cannot all
@@ -1132,10 +1175,43 @@ static void test_failed_step_gives_back(void) {
     harness_close(&h);
 }
 
+/* engine_feed asked for sampled choices from a backend without sample_start fails before any
+ * step runs: sessions of different counts (one longer than a chunk, so no ragged step) keep their
+ * positions. */
+static void test_unsupported_choice_changes_nothing(void) {
+    harness h;
+    sched_opts so = {0};
+    if (!harness_create(&h, 2, 8, 0, &so)) return;
+    static backend_ops no_sample;
+    no_sample = *h.be->ops;
+    no_sample.sample_start = NULL; /* (the CUDA backend's too) */
+    const backend_ops *was = h.be->ops;
+    h.be->ops = &no_sample;
+    engine *e = h.e;
+    session *ss[2] = {NULL, NULL};
+    CHECK_OK(session_create(&ss[0], &e->kv, 0));
+    CHECK_OK(session_create(&ss[1], &e->kv, 0));
+    int32_t p[40];
+    for (int k = 0; k < 40; k++)
+        p[k] = 3 + k;
+    const int32_t *ids[2] = {p, p};
+    int n[2] = {40, 3};
+    const sample_row rows[2] = {{1.0f, 0, 1, 0, 0.5, 0, 0}, {1.0f, 0, 1, 0, 0.25, 0, 0}};
+    const engine_choice ch = {rows, NULL, 0};
+    CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, &ch), LLMRT_ERR_UNSUPPORTED, "no sample_start");
+    CHECK_MSG(ss[0]->pos == 0 && ss[1]->pos == 0,
+              "after the refused step: positions %d and %d (0 expected)", ss[0]->pos, ss[1]->pos);
+    h.be->ops = was;
+    session_free(ss[0]);
+    session_free(ss[1]);
+    harness_close(&h);
+}
+
 int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_concurrent_sampled);
     RUN(test_backend_sampling);
+    RUN(test_backend_sampling_retry);
     RUN(test_preemption);
     RUN(test_prefix_cache);
     RUN(test_decode_budget);
@@ -1145,6 +1221,7 @@ int main(void) {
     RUN(test_deterministic_preemption);
     RUN(test_prompt_logprobs);
     RUN(test_failed_step_gives_back);
+    RUN(test_unsupported_choice_changes_nothing);
     RUN(test_sliding_paged);
     RUN(test_sliding_prefix);
     RUN(test_sliding_prefix_shared_tight);

@@ -14,7 +14,7 @@
  *  3. each id's weight w = sample_weight(l, mx, T) (exactly 1 for the best, 0 for -inf) and mass
  *     q = sample_mass(w), an integer of SAMPLE_MASS_BITS fraction bits (weights under 2^-42 of the
  *     best's have none);
- *  4. candidates, in the order sample_before gives (logit descending, lower id first on ties):
+ *  4. candidates, in sample_key's order (logit descending, lower id first on ties):
  *     all ids; with 0 < top_k < V the first top_k; with min_p > 0 those of w >= min_p; with
  *     0 < top_p < 1 the shortest prefix of them whose masses sum to A with
  *     (double)A >= (double)top_p * (double)total, total the candidates' masses summed;
@@ -35,6 +35,24 @@
 #define SAMPLE_FN static inline
 #endif
 
+/* F32 operations each rounded on its own. On the device, the _rn intrinsics: nvcc fuses a plain
+ * product and a sum that uses it into one FMA (-fmad=true, its default, across statements too:
+ * the repetition penalty's l * rep, then l - sub, would round once instead of twice) and may
+ * approximate a plain division (-prec-div=false, --use_fast_math); it does neither to these. On
+ * the host, the operators: C11 contracts only within an expression, and GCC in ISO C mode
+ * (-std=c11) not at all. */
+#ifdef __CUDA_ARCH__
+#define SAMPLE_ADD(a, b) __fadd_rn(a, b)
+#define SAMPLE_SUB(a, b) __fsub_rn(a, b)
+#define SAMPLE_MUL(a, b) __fmul_rn(a, b)
+#define SAMPLE_DIV(a, b) __fdiv_rn(a, b)
+#else
+#define SAMPLE_ADD(a, b) ((a) + (b))
+#define SAMPLE_SUB(a, b) ((a) - (b))
+#define SAMPLE_MUL(a, b) ((a) * (b))
+#define SAMPLE_DIV(a, b) ((a) / (b))
+#endif
+
 /* One row's options (a request's sampler_opts, normalized) and where its adjustments are. */
 typedef struct sample_row {
     float temperature; /* 0: greedy */
@@ -50,15 +68,17 @@ typedef struct sample_row {
  * penalty); then l -= sub (presence and frequency penalties); then with ban, l = -inf
  * (min_tokens). Ids of a row's adjustments are distinct. */
 typedef struct sample_adj {
-    int32_t id;
-    float add, rep, sub;
-    int ban;
+    int32_t id; /* the logit's id, < V */
+    float add;  /* logit_bias (0: none) */
+    float rep;  /* the repetition penalty (1: none) */
+    float sub;  /* presence and frequency penalties (0: none) */
+    int ban;    /* 1: -inf (min_tokens not reached) */
 } sample_adj;
 
 SAMPLE_FN float sample_adjust(float l, const sample_adj *a) {
-    l = l + a->add;
-    if (a->rep != 1.0f) l = l > 0 ? l / a->rep : l * a->rep;
-    l = l - a->sub;
+    l = SAMPLE_ADD(l, a->add);
+    if (a->rep != 1.0f) l = l > 0 ? SAMPLE_DIV(l, a->rep) : SAMPLE_MUL(l, a->rep);
+    l = SAMPLE_SUB(l, a->sub);
     return a->ban ? -INFINITY : l;
 }
 
@@ -74,7 +94,7 @@ SAMPLE_FN float sample_exp_le0(float x) {
     const float shift = 12582912.0f;           /* 1.5 * 2^23: adding it rounds to an integer */
     const float xc = x >= -87.0f ? x : -87.0f; /* (NaN too) */
     const float t = fmaf(xc, 1.44269504088896341f, shift);
-    const float n = t - shift;            /* round(x / ln 2), in [-126, 0] */
+    const float n = SAMPLE_SUB(t, shift); /* round(x / ln 2), in [-126, 0] */
     float r = fmaf(-n, 0.693359375f, xc); /* x - n ln 2, ln 2 in two parts */
     r = fmaf(-n, -2.12194440e-4f, r);
     float p = 1.9875691500e-4f;
@@ -83,28 +103,28 @@ SAMPLE_FN float sample_exp_le0(float x) {
     p = fmaf(p, r, 4.1665795894e-2f);
     p = fmaf(p, r, 1.6666665459e-1f);
     p = fmaf(p, r, 5.0000001201e-1f);
-    const float r2 = r * r;
+    const float r2 = SAMPLE_MUL(r, r);
     p = fmaf(p, r2, r);
-    p = p + 1.0f;
+    p = SAMPLE_ADD(p, 1.0f);
     union {
         float f;
         int32_t i;
     } ux = {x}, ut = {t}, us = {shift}, e, y;
     e.i = (ut.i - us.i + 127) * (1 << 23); /* 2^n: n is what the shift added into t's bits */
-    y.f = p * e.f;
+    y.f = SAMPLE_MUL(p, e.f);
     y.i &= (ux.i & 0x7fffffff) <= 0x42ae0000 ? -1 : 0; /* |x| <= 87 (not NaN, not -inf) */
     return y.f;
 }
 
 /* The weight of logit l: exp((l - mx) / T) in F32. */
 SAMPLE_FN float sample_weight(float l, float mx, float T) {
-    const float d = l - mx;
-    return sample_exp_le0(d / T);
+    const float d = SAMPLE_SUB(l, mx);
+    return sample_exp_le0(SAMPLE_DIV(d, T));
 }
 
 /* A weight's mass: floor(w * 2^42), exact (w <= 1). */
 SAMPLE_FN uint64_t sample_mass(float w) {
-    return (uint64_t)(w * SAMPLE_MASS_SCALE);
+    return (uint64_t)SAMPLE_MUL(w, SAMPLE_MASS_SCALE);
 }
 
 /* A logit's key, larger for a better candidate: increasing with the logit (-0 as +0). Among
@@ -113,7 +133,7 @@ SAMPLE_FN uint32_t sample_key(float l) {
     union {
         float f;
         uint32_t u;
-    } b = {l + 0.0f};
+    } b = {SAMPLE_ADD(l, 0.0f)};
     return b.u & 0x80000000u ? ~b.u : b.u | 0x80000000u;
 }
 

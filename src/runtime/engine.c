@@ -406,7 +406,6 @@ static llmrt_status feed_ragged(engine *e, session *const *ss, int n, const int3
         counts[b] = n_ids[b];
         if (n_ids[b] > most) most = n_ids[b];
     }
-    if (choose) TRY(choice_ready(e, choose));
     e->n_chain = 0;
     TRY(engine_step(e, ss, n, buf, most, counts, STEP_LAST_LOGITS));
     return step_results(e, ss, n, logits, choose);
@@ -419,6 +418,7 @@ llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *co
         if (!ids[b]) return err_set(LLMRT_ERR_INVALID, "session %d of the step has no ids", b);
         TRY(model_check_ids(&e->m->cfg, ids[b], (size_t)n_ids[b]));
     }
+    if (choose) TRY(choice_ready(e, choose)); /* (and before the steps of the counts' groups) */
     bool same = true, fit = true;
     size_t total = 0;
     for (int b = 0; b < n; b++) {

@@ -151,8 +151,8 @@ struct sched {
     const struct sreq **final; /* [max_batch] the step's session i needs r's next token */
     sample_row *srows;         /* [max_batch] */
     sample_adj *sadj;          /* [cap_sadj] */
-    int cap_sadj;
-    session **ss; /* [max_batch] */
+    int cap_sadj;              /* grows to a step's adjustments and V more; never shrinks */
+    session **ss;              /* [max_batch] */
     const int32_t **ids;
     int *n_ids;
 };
@@ -841,9 +841,17 @@ static bool is_stop(const sched *s, const sreq *r, int32_t t) {
     return false;
 }
 
+/* Whether r's next token draws a uniform number from its generator (sampler_draw: a sampled
+ * draw, not an argmax). */
+static bool draws_uniform(const sreq *r) {
+    return r->so.temperature > 0 && r->so.top_k != 1;
+}
+
 /* The sampling row of r's next token for the backend (sample_start), its adjustments appended to
- * s->sadj at *n_adj; its uniform number is drawn here, as sampler_draw would draw it. */
-static llmrt_status device_row(sched *s, sreq *r, sample_row *row, int *n_adj) {
+ * s->sadj at *n_adj. Its uniform number is the one sampler_draw would draw next, read from a copy
+ * of the generator: r's own advances only when the token is taken (take_tokens), so that a step
+ * that fails and runs again (every request preempted) draws it again, as the host's pick does. */
+static llmrt_status device_row(sched *s, const sreq *r, sample_row *row, int *n_adj) {
     const int most = s->V; /* an entry per id at most */
     if (s->cap_sadj - *n_adj < most) {
         const int cap = *n_adj + most > 2 * s->cap_sadj ? *n_adj + most : 2 * s->cap_sadj;
@@ -857,7 +865,8 @@ static llmrt_status device_row(sched *s, sreq *r, sample_row *row, int *n_adj) {
     row->top_k = o->top_k;
     row->top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
     row->min_p = o->min_p;
-    row->u = o->temperature > 0 && o->top_k != 1 ? sampler_rng_uniform(&r->rng) : 0;
+    uint64_t rng = r->rng;
+    row->u = draws_uniform(r) ? sampler_rng_uniform(&rng) : 0;
     row->adj0 = *n_adj;
     row->n_adj = row_adjustments(s, &s->pickers[0], r, s->sadj + *n_adj);
     *n_adj += row->n_adj;
@@ -888,7 +897,7 @@ static llmrt_status step_choice(sched *s, int n, const sreq *const *final, engin
     int n_adj = 0;
     for (int i = 0; i < n; i++) {
         s->srows[i] = (sample_row){.top_p = 1};
-        if (final[i]) TRY(device_row(s, (sreq *) final[i], &s->srows[i], &n_adj));
+        if (final[i]) TRY(device_row(s, final[i], &s->srows[i], &n_adj));
     }
     *ch = (engine_choice){s->srows, s->sadj, n_adj};
     *out = ch;
@@ -1097,6 +1106,8 @@ static void take_tokens(sched *s, int k, bool device_greedy) {
         pick *p = &s->picks[i];
         int32_t t;
         sched_token tok = {0};
+        /* the backend's sampled draw used the generator's next number (device_row) */
+        if (device_greedy && draws_uniform(r)) sampler_rng_uniform(&r->rng);
         if (device_greedy ? s->next[i] < 0 : p->bad) {
             char msg[640];
             snprintf(msg, sizeof msg, "the model produced non-finite logits: %s",

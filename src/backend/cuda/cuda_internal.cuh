@@ -229,7 +229,7 @@ typedef struct cuda_ctx {
     int choice_sampled[ARGMAX_PENDING];      /* the slot holds sampled choices (-1: not finite) */
     sample_row *h_samp_rows[ARGMAX_PENDING]; /* [choice_cap] */
     sample_adj *h_samp_adj[ARGMAX_PENDING];  /* [samp_adj_cap[slot]] */
-    int samp_adj_cap[ARGMAX_PENDING];
+    int samp_adj_cap[ARGMAX_PENDING];        /* entries h_samp_adj[slot] holds */
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
     graph_mode mode;

@@ -105,12 +105,12 @@ __device__ __forceinline__ u64 samp_warp_scan(u64 x) {
  * and top_p keep the ids before a cut in sample.h's order: a key above the cut's, or the cut's
  * key and an id up to the cut's. */
 struct samp_row {
-    const float *l; /* [V] the adjusted logits */
-    int V;
-    float mx, T, min_p;
-    bool use_k, use_p;
-    uint32_t kkey, pkey; /* the cuts */
-    int kid, pid;
+    const float *l;      /* [V] the adjusted logits */
+    int V;               /* ids of the row */
+    float mx, T, min_p;  /* the largest logit; the row's temperature and min_p (0: off) */
+    bool use_k, use_p;   /* top_k's cut, top_p's cut are set */
+    uint32_t kkey, pkey; /* the cuts: their keys */
+    int kid, pid;        /* and the last id kept among each key's ties */
     /* top_k's and top_p's cuts, which need no weight */
     __device__ __forceinline__ bool in_k(uint32_t key, int v) const {
         return !use_k || key > kkey || (key == kkey && v <= kid);
@@ -130,7 +130,7 @@ struct samp_row {
 /* What the searches and selects sum per id (g), and the bound a running sum must cross. */
 enum { G_COUNT, G_TIE_COUNT, G_CAND_MASS, G_TIE_CAND_MASS, G_KEPT_MASS };
 struct samp_measure {
-    int kind;
+    int kind;     /* G_* */
     uint32_t key; /* G_TIE_*: the key of the ties */
     __device__ __forceinline__ u64 g(const samp_row &R, int v) const {
         const float x = R.l[v];
@@ -156,10 +156,10 @@ struct samp_measure {
 /* A bound on a running sum s (monotone: once crossed, crossed for every larger s). */
 enum { B_ABOVE, B_AT_LEAST, B_REACHES };
 struct samp_bound {
-    int kind;
-    u64 t;       /* B_ABOVE: s > t; B_AT_LEAST: s >= t; B_REACHES: sample_reaches(above + s) */
-    float top_p; /* B_REACHES */
-    u64 total, above;
+    int kind;         /* B_* */
+    u64 t;            /* B_ABOVE: s > t; B_AT_LEAST: s >= t; B_REACHES: sample_reaches(above + s) */
+    float top_p;      /* B_REACHES */
+    u64 total, above; /* B_REACHES: the candidates' total; the sum before the searched ids */
     __device__ __forceinline__ bool crossed(u64 s) const {
         if (kind == B_ABOVE) return s > t;
         if (kind == B_AT_LEAST) return s >= t;
