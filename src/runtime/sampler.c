@@ -462,17 +462,18 @@ static uint64_t nucleus_cut(keep *c, const float *l, int V, float mx, float T, f
  * masses; top-p adds a radix select of masses over the ids near its cut. */
 int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
                      const float *logits, int V) {
-    assert(V >= 1 && V <= SAMPLE_MAX_VOCAB);
-    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
+    assert(V >= 1);
+    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V); /* (any vocabulary) */
     /* step 1: first, whatever the logits */
     return sampler_draw_u(o, sampler_rng_uniform(rng), prob, idx, logits, V);
 }
 
 int32_t sampler_draw_u(const sampler_opts *o, double u, float *prob, int32_t *idx,
                        const float *logits, int V) {
-    assert(V >= 1 && V <= SAMPLE_MAX_VOCAB);
-    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
-    if (V == 1) return 0; /* (and idx could not hold a block's sum) */
+    assert(V >= 1);
+    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V); /* (any vocabulary) */
+    assert(V <= SAMPLE_MAX_VOCAB); /* (sampler_init and sched_submit refuse more) */
+    if (V == 1) return 0;          /* (and idx could not hold a block's sum) */
     const float mx = sampler_max_logit(logits, V);
     if (mx == INFINITY || mx == -INFINITY) /* infinitely likelier than the rest, or all banned */
         return argmax(logits, V);

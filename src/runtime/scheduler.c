@@ -426,6 +426,11 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
                        .min_p = sm->min_p,
                        .seed = sm->seed};
     TRY(sampler_check(&so));
+    if (so.temperature > 0 && so.top_k != 1 && s->V > SAMPLE_MAX_VOCAB)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "sampling over a vocabulary of %d ids: the sampler takes at most %d (use "
+                       "temperature 0)",
+                       s->V, SAMPLE_MAX_VOCAB);
     if (!isfinite(sm->presence_penalty) || !isfinite(sm->frequency_penalty) ||
         !(sm->repetition_penalty >= 0) || !isfinite(sm->repetition_penalty))
         return err_set(LLMRT_ERR_INVALID, "penalties must be finite (repetition_penalty >= 0)");
