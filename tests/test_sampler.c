@@ -348,6 +348,160 @@ static void test_check_names_the_value(void) {
     CHECK_ERR(sampler_init(&s, &o, 8), LLMRT_ERR_INVALID, "temperature inf");
 }
 
+/* A sampled draw takes exactly one uniform number from the generator, before anything else:
+ * also when the largest logit is +inf (the draw is then its argmax) or every id is -inf (id 0),
+ * on every path of the draw; a greedy draw (temperature 0, top_k 1) takes none. */
+static void test_uniform_drawn_first(void) {
+    enum { V = 3000 };
+    static float l[V], prob[V];
+    static int32_t idx[V];
+    const sampler_opts sampled[] = {
+        {.temperature = 1},
+        {.temperature = 0.7f, .top_p = 0.9f},
+        {.temperature = 1, .min_p = 0.1f},
+        {.temperature = 1, .top_k = 3},
+        {.temperature = 1, .top_k = 2000, .top_p = 0.5f},
+    };
+    const sampler_opts greedy[] = {{.temperature = 0}, {.temperature = 1, .top_k = 1}};
+    for (int kind = 0; kind < 3; kind++) { /* +inf at 1234 and 2000, all -inf, finite */
+        test_rand_fill(l, V, -3, 3, 17);
+        if (kind == 0) l[1234] = l[2000] = INFINITY;
+        if (kind == 1)
+            for (int v = 0; v < V; v++)
+                l[v] = -INFINITY;
+        for (size_t i = 0; i < sizeof sampled / sizeof *sampled; i++) {
+            uint64_t rng = sampler_rng_seed(77), want = rng;
+            sampler_rng_uniform(&want);
+            const int32_t t = sampler_draw(&sampled[i], &rng, prob, idx, l, V);
+            CHECK_MSG(rng == want, "logits %d, options %zu: the generator moved by other than one",
+                      kind, i);
+            if (kind == 0) CHECK_MSG(t == 1234, "options %zu: %d, not the +inf id", i, t);
+            if (kind == 1) CHECK_MSG(t == 0, "options %zu: %d, not id 0", i, t);
+        }
+        for (size_t i = 0; i < sizeof greedy / sizeof *greedy; i++) {
+            uint64_t rng = sampler_rng_seed(77), want = rng;
+            sampler_draw(&greedy[i], &rng, prob, idx, l, V);
+            CHECK_MSG(rng == want, "greedy options %zu moved the generator", i);
+        }
+    }
+    uint64_t rng = sampler_rng_seed(3), want = rng; /* one id */
+    sampler_rng_uniform(&want);
+    CHECK(sampler_draw(&sampled[0], &rng, prob, idx, l, 1) == 0 && rng == want);
+}
+
+/* The pick walks the kept ids in id order: with logits 0, 1, 2 the smallest uniform numbers give
+ * id 0 (the walk in the candidates' order would give id 2), by the masses of sample.h. */
+static void test_pick_walks_ids_in_order(void) {
+    const float l[3] = {0.0f, 1.0f, 2.0f};
+    const sampler_opts o = {.temperature = 1};
+    uint64_t q[3], S = 0;
+    for (int v = 0; v < 3; v++)
+        S += q[v] = sample_mass(sample_weight(l[v], 2.0f, 1.0f));
+    CHECK(q[2] == (uint64_t)1 << 42);
+    float prob[3];
+    int32_t idx[3];
+    int low = 0; /* draws whose u is below id 0's share */
+    for (uint64_t seed = 0; seed < 300; seed++) {
+        uint64_t rng = sampler_rng_seed(seed), peek = rng;
+        const uint64_t r = sample_target(sampler_rng_uniform(&peek), S);
+        const int32_t want = r < q[0] ? 0 : r < q[0] + q[1] ? 1 : 2;
+        const int32_t t = sampler_draw(&o, &rng, prob, idx, l, 3);
+        CHECK_MSG(t == want, "seed %llu: %d, not %d", (unsigned long long)seed, t, want);
+        low += want == 0;
+    }
+    CHECK_MSG(low > 0, "no seed drew below id 0's share");
+}
+
+/* Equal keys: lower ids first, for top-k (its heap and its radix select) and top-p (-0 and +0
+ * are one key). */
+static void test_ties_lower_id_first(void) {
+    enum { V = 3000 };
+    static float l[V], prob[V];
+    static int32_t idx[V];
+    for (int v = 0; v < V; v++)
+        l[v] = v % 2 ? -0.0f : 0.0f; /* one key */
+    const struct {
+        sampler_opts o;
+        int kept; /* ids 0 .. kept - 1 */
+    } cases[] = {
+        {{.temperature = 1, .top_k = 2}, 2},
+        {{.temperature = 1, .top_k = 2000}, 2000},
+        {{.temperature = 1, .top_p = 0.35f}, 1050},
+        {{.temperature = 1, .top_k = 10, .top_p = 0.35f}, 4}, /* 3.5 of 10 reaches at 4 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        uint64_t rng = sampler_rng_seed(c);
+        int32_t hi = -1;
+        for (int d = 0; d < 400; d++) {
+            const int32_t t = sampler_draw(&cases[c].o, &rng, prob, idx, l, V);
+            hi = t > hi ? t : hi;
+        }
+        CHECK_MSG(hi < cases[c].kept && hi >= cases[c].kept * 9 / 10,
+                  "case %zu: ids drawn up to %d of 0..%d", c, hi, cases[c].kept - 1);
+    }
+}
+
+/* At the largest vocabulary, 2^21 ids of one logit: every mass is 2^42, the kept sum up to 2^63
+ * (exact), and the token is r / 2^42 of the ids kept (all, the first 10^6 for top-k, the first
+ * half for top-p 0.5); one more id is refused. */
+static void test_max_vocab(void) {
+    const int V = SAMPLE_MAX_VOCAB;
+    float *l = malloc((size_t)V * sizeof *l), *prob = malloc((size_t)V * sizeof *prob);
+    int32_t *idx = malloc((size_t)V * sizeof *idx);
+    for (int v = 0; v < V; v++)
+        l[v] = 1.5f;
+    const struct {
+        sampler_opts o;
+        uint64_t kept;
+    } cases[] = {
+        {{.temperature = 1}, (uint64_t)V},
+        {{.temperature = 0.5f, .top_k = 1000000}, 1000000},
+        {{.temperature = 1, .top_p = 0.5f}, (uint64_t)V / 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        uint64_t rng = sampler_rng_seed(c), peek = rng;
+        for (int d = 0; d < 3; d++) {
+            const uint64_t r = sample_target(sampler_rng_uniform(&peek), cases[c].kept << 42);
+            const int32_t t = sampler_draw(&cases[c].o, &rng, prob, idx, l, V);
+            CHECK_MSG((uint64_t)t == r >> 42, "case %zu, draw %d: %d, not %llu", c, d, t,
+                      (unsigned long long)(r >> 42));
+        }
+    }
+    sampler s;
+    sampler_opts o = {.temperature = 1};
+    CHECK_ERR(sampler_init(&s, &o, SAMPLE_MAX_VOCAB + 1), LLMRT_ERR_INVALID,
+              "vocabulary of 2097153 ids is more than the 2097152");
+    CHECK_OK(sampler_init(&s, &o, SAMPLE_MAX_VOCAB));
+    sampler_free(&s);
+    free(l);
+    free(prob);
+    free(idx);
+}
+
+/* sampler_mass_sum (the draw's vectorized masses) is sample_mass summed: over every 61st float of
+ * [0, 1] (all of them agree too: checked once, 1.5 s), by chunks and one by one at the edges. */
+static void test_mass_sum(void) {
+    enum { CHUNK = 4096 };
+    static float w[CHUNK];
+    int bad = 0;
+    uint32_t u = 0;
+    while (u <= 0x3f800000u) {
+        int n = 0;
+        uint64_t want = 0;
+        for (; n < CHUNK && u <= 0x3f800000u; n++, u += 61) {
+            memcpy(&w[n], &u, sizeof u);
+            want += sample_mass(w[n]);
+        }
+        if (sampler_mass_sum(w, n) != want && bad++ < 3)
+            CHECK_MSG(0, "the chunk ending at bits %08x sums apart", u);
+    }
+    const float edge[] = {
+        0.0f,       1.0f,      0x1p-42f,  0x1.fffffep-43f, 0x1p-19f, 0x1.fffffep-20f,
+        0x1.8p-20f, 0x1p-126f, 0x1p-149f, 0.75f,           0.999999f};
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++)
+        CHECK_MSG(sampler_mass_sum(&edge[i], 1) == sample_mass(edge[i]), "w %a", edge[i]);
+}
+
 int main(void) {
     RUN(test_check_names_the_value);
     RUN(test_greedy);
@@ -357,6 +511,11 @@ int main(void) {
     RUN(test_temperature_distribution);
     RUN(test_bad_options);
     RUN(test_draw_matches_definition);
+    RUN(test_uniform_drawn_first);
+    RUN(test_pick_walks_ids_in_order);
+    RUN(test_ties_lower_id_first);
+    RUN(test_max_vocab);
+    RUN(test_mass_sum);
     RUN(test_nan_logits);
     RUN(test_prob);
     return test_summary();

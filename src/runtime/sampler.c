@@ -189,39 +189,50 @@ static void heap_sift(uint64_t *h, int n, int i) {
 
 /* The k best ids' ranks (0 < k < V, k <= FEW_MAX) in h[0..k), best first. A heap of the best so
  * far; an id enters when its key is above the weakest's (it is later, so an equal key is worse),
- * tested 16 ids at a time: past the first ids, most blocks hold none. O(V + k log k log V). */
+ * tested 32 ids at a time (vectorized): past the first ids, most blocks hold none. */
 static void best_ranks(const float *l, int V, int k, uint64_t *h) {
     for (int v = 0; v < k; v++)
         h[v] = rank_of(l, v);
     for (int i = k / 2 - 1; i >= 0; i--)
         heap_sift(h, k, i);
     uint32_t least = (uint32_t)(h[0] >> 32);
-    int v = k;
-    for (; v < V; v++) {
-        if ((v & 15) == 0 && v + 16 <= V) {
-            int any = 0;
-            for (int j = 0; j < 16; j++) /* (vectorized) */
-                any |= sample_key(l[v + j]) > least;
-            if (!any) {
-                v += 15;
-                continue;
+    int v0 = k;
+    for (; v0 + 32 <= V; v0 += 32) {
+        int any = 0;
+        for (int j = 0; j < 32; j++) /* (vectorized) */
+            any |= sample_key(l[v0 + j]) > least;
+        if (!any) continue;
+        for (int v = v0; v < v0 + 32; v++)
+            if (sample_key(l[v]) > least) {
+                h[0] = rank_of(l, v);
+                heap_sift(h, k, 0);
+                least = (uint32_t)(h[0] >> 32);
             }
-        }
+    }
+    for (int v = v0; v < V; v++)
         if (sample_key(l[v]) > least) {
             h[0] = rank_of(l, v);
             heap_sift(h, k, 0);
             least = (uint32_t)(h[0] >> 32);
         }
-    }
     qsort(h, (size_t)k, sizeof *h, u64_desc);
 }
 
 /* The draw with 0 < top_k <= FEW_MAX (< V): everything from the top_k ids, in idx/prob[0..k). */
-static int32_t draw_few(const sampler_opts *o, double u, float mx, float top_p, const float *l,
-                        int V, float *prob, int32_t *idx) {
+static int32_t draw_few(const sampler_opts *o, double u, float top_p, const float *l, int V,
+                        float *prob, int32_t *idx) {
     uint64_t h[FEW_MAX] = {0};
     const int k = o->top_k;
     best_ranks(l, V, k, h);
+    /* step 2: the largest logit is among them (keys order numbers as they are; NaNs aside, which
+     * sample_key puts first or last) — unless they are all NaN */
+    float mx = -INFINITY;
+    for (int i = 0; i < k; i++) {
+        const float x = l[rank_id(h[i])];
+        mx = x > mx ? x : mx;
+    }
+    if (mx == -INFINITY) mx = sampler_max_logit(l, V);
+    if (mx == INFINITY || mx == -INFINITY) return argmax(l, V);
     int n = 0;
     uint64_t total = 0;
     for (int i = 0; i < k; i++) { /* the candidates, in order */
@@ -625,13 +636,13 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
     if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
     const double u = sampler_rng_uniform(rng); /* step 1: first, whatever the logits */
     if (V == 1) return 0;                      /* (and idx could not hold a block's sum) */
-    const float mx = sampler_max_logit(logits, V);
+    const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
+    const bool top_k = o->top_k > 0 && o->top_k < V;
+    if (top_k && o->top_k <= FEW_MAX) return draw_few(o, u, top_p, logits, V, prob, idx);
+    const float mx = sampler_max_logit(logits, V); /* step 2 */
     if (mx == INFINITY || mx == -INFINITY) /* infinitely likelier than the rest, or all banned */
         return argmax(logits, V);
     const float T = o->temperature;
-    const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
-    const bool top_k = o->top_k > 0 && o->top_k < V;
-    if (top_k && o->top_k <= FEW_MAX) return draw_few(o, u, mx, top_p, logits, V, prob, idx);
     keep c = {CUT_END, o->min_p > 0 ? o->min_p : 0, CUT_END};
     if (top_k) { /* the top_k-th id's place: a select of counts of every id */
         const counting every = {{CUT_END, -INFINITY, CUT_END}, true, logits, logits, 0};
