@@ -412,6 +412,103 @@ static void test_pick_walks_ids_in_order(void) {
     CHECK_MSG(low > 0, "no seed drew below id 0's share");
 }
 
+/* The generator state whose next uniform number is k / 2^53 (k < 2^53): splitmix64 run backwards
+ * (each of its steps is a bijection of 64-bit words), so that a test can choose a draw's u. */
+static uint64_t inverse_odd(uint64_t a) { /* a x = 1 mod 2^64 (Newton) */
+    uint64_t x = a;
+    for (int i = 0; i < 6; i++)
+        x *= 2 - a * x;
+    return x;
+}
+static uint64_t unxorshift(uint64_t z, int s) { /* the x with x ^ (x >> s) = z */
+    uint64_t x = z;
+    for (int i = 0; i <= 64 / s; i++)
+        x = z ^ (x >> s);
+    return x;
+}
+static uint64_t rng_giving(uint64_t k) {
+    uint64_t z = unxorshift(k << 11, 31) * inverse_odd(0x94d049bb133111ebULL);
+    z = unxorshift(z, 27) * inverse_odd(0xbf58476d1ce4e5b9ULL);
+    return unxorshift(z, 30) - 0x9e3779b97f4a7c15ULL;
+}
+
+/* The state whose next draw has r = R under kept masses summing to S (step 5). */
+static uint64_t rng_for_r(uint64_t R, uint64_t S) {
+    const double k0 = ((double)R + 0.5) / (double)S * 9007199254740992.0; /* (then the k near) */
+    for (int d = -4; d <= 4; d++) {
+        const uint64_t k = (uint64_t)k0 + (uint64_t)d;
+        if (k >= (uint64_t)1 << 53 || sample_target((double)k / 9007199254740992.0, S) != R)
+            continue;
+        uint64_t rng = rng_giving(k), peek = rng;
+        CHECK(sampler_rng_uniform(&peek) == (double)k / 9007199254740992.0);
+        return rng;
+    }
+    CHECK_MSG(0, "no u gives r %llu of %llu", (unsigned long long)R, (unsigned long long)S);
+    return 0;
+}
+
+/* The definition's edges, with u chosen: the pick's running sum must exceed r (r equal to the
+ * first id's mass is the next id's, and an id of mass 0 is never drawn); top-p's prefix reaches at
+ * equality; min_p keeps a weight equal to it — on the vocabulary's paths and the short top-k's. */
+static void test_exact_edges(void) {
+    enum { V = 3000 };
+    static float l[V], prob[V];
+    static int32_t idx[V];
+    const uint64_t one = (uint64_t)1 << 42; /* the mass of weight 1 */
+    l[0] = 0.0f, l[1] = 1.0f, l[2] = 2.0f;
+    const uint64_t q0 = sample_mass(sample_weight(0.0f, 2.0f, 1.0f)),
+                   q1 = sample_mass(sample_weight(1.0f, 2.0f, 1.0f)), S3 = q0 + q1 + one;
+    const sampler_opts t1 = {.temperature = 1}, t1k = {.temperature = 1, .top_k = 2};
+    const struct {
+        uint64_t r;
+        int32_t want;
+    } picks[] = {{0, 0}, {q0 - 1, 0}, {q0, 1}, {q0 + q1 - 1, 1}, {q0 + q1, 2}, {S3 - 1, 2}};
+    for (size_t i = 0; i < sizeof picks / sizeof *picks; i++) {
+        uint64_t rng = rng_for_r(picks[i].r, S3);
+        CHECK_MSG(sampler_draw(&t1, &rng, prob, idx, l, 3) == picks[i].want, "r %llu",
+                  (unsigned long long)picks[i].r);
+    }
+    /* ids 1 and 2 of top-k 2, in id order: r = mass of id 1 is id 2 */
+    uint64_t rng = rng_for_r(q1, q1 + one);
+    CHECK(sampler_draw(&t1k, &rng, prob, idx, l, 3) == 2);
+    rng = rng_for_r(q1 - 1, q1 + one);
+    CHECK(sampler_draw(&t1k, &rng, prob, idx, l, 3) == 1);
+    /* an id of mass 0 first: r = 0 is id 1 */
+    l[0] = -100.0f, l[1] = 0.0f;
+    CHECK(sample_mass(sample_weight(-100.0f, 0.0f, 1.0f)) == 0);
+    rng = rng_for_r(0, one);
+    CHECK(sampler_draw(&t1, &rng, prob, idx, l, 2) == 1);
+
+    /* top-p reaching at equality: 0.5 of V equal masses is V / 2 ids exactly, so r = S - 1 is
+     * id V / 2 - 1 (of the vocabulary's select, and of top-k 10's list: 5 ids) */
+    for (int v = 0; v < V; v++)
+        l[v] = 0.25f;
+    const sampler_opts half = {.temperature = 1, .top_p = 0.5f},
+                       half_k = {.temperature = 1, .top_k = 10, .top_p = 0.5f};
+    rng = rng_for_r((V / 2) * one - 1, (V / 2) * one);
+    CHECK(sampler_draw(&half, &rng, prob, idx, l, V) == V / 2 - 1);
+    rng = rng_for_r(5 * one - 1, 5 * one);
+    CHECK(sampler_draw(&half_k, &rng, prob, idx, l, V) == 4);
+
+    /* min_p equal to a weight keeps it: a logit whose weight is exact, near -ln 2 */
+    float x = -0.6931472f, w = 0;
+    for (int i = 0; i < 4096; i++, x = nextafterf(x, -1.0f)) {
+        w = sample_weight(x, 0.0f, 1.0f);
+        if ((double)w * one == (double)sample_mass(w)) break; /* (its mass is w 2^42 exactly) */
+    }
+    CHECK(w > 0.4f && w < 0.6f);
+    for (int v = 0; v < V; v++)
+        l[v] = -50.0f; /* weight 0 */
+    l[7] = 0.0f, l[2000] = x;
+    const uint64_t Sw = one + sample_mass(w);
+    const sampler_opts mp = {.temperature = 1, .min_p = w},
+                       mp_k = {.temperature = 1, .top_k = 5, .min_p = w};
+    rng = rng_for_r(Sw - 1, Sw);
+    CHECK(sampler_draw(&mp, &rng, prob, idx, l, V) == 2000);
+    rng = rng_for_r(Sw - 1, Sw);
+    CHECK(sampler_draw(&mp_k, &rng, prob, idx, l, V) == 2000);
+}
+
 /* Equal keys: lower ids first, for top-k (its heap and its radix select) and top-p (-0 and +0
  * are one key). */
 static void test_ties_lower_id_first(void) {
@@ -513,6 +610,7 @@ int main(void) {
     RUN(test_draw_matches_definition);
     RUN(test_uniform_drawn_first);
     RUN(test_pick_walks_ids_in_order);
+    RUN(test_exact_edges);
     RUN(test_ties_lower_id_first);
     RUN(test_max_vocab);
     RUN(test_mass_sum);
