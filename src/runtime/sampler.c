@@ -1,8 +1,9 @@
 /* sampler.c — greedy and temperature / top-k / min-p / top-p sampling: the token that
  * backend/sample.h defines, bit for bit, found without sorting the vocabulary. Every sum is of
- * integer masses, so the passes add them in whatever order vectorizes; only the top-p cut needs
- * an order, and it is found by a radix select of the candidates' keys (a histogram of masses by
- * key bits, then the one bucket holding the cut, three levels down), never a sort. */
+ * integer masses, so passes over the vocabulary add them in whatever order vectorizes, and
+ * membership is a comparison with a cut (a place in the candidates' order); the cuts are found
+ * by radix selects (histograms by key bits, then the one bucket holding the cut, level by
+ * level), a top-k of up to FEW_MAX ids by a heap. */
 #include "runtime/sampler.h"
 
 #include <assert.h>
@@ -282,10 +283,11 @@ static int32_t draw_few(const sampler_opts *o, double u, float top_p, const floa
  * alone) has loops of its own. */
 typedef struct keep {
     cut k;       /* top-k's cut (CUT_END: off) */
-    float min_p; /* 0: off (every weight is >= 0; -inf for any w, NaN included) */
+    float min_p; /* 0: off (weights are >= 0); -inf: off for any w, NaN too (a select's counts) */
     cut p;       /* top-p's cut (CUT_END: off) */
 } keep;
 
+/* Whether id v (logit lv, weight w) counts under c. */
 static inline int kept(const keep *c, float lv, int32_t v, float w) {
     const uint32_t key = sample_key(lv);
     return (!(w < c->min_p)) & at_or_before(key, v, c->k) & at_or_before(key, v, c->p);
@@ -623,13 +625,13 @@ static uint64_t reach_least(float top_p, uint64_t total) {
     return lo;
 }
 
-/* The draw: steps 1 to 5 of backend/sample.h. Only a top-k of up to FEW_MAX ids lists its
- * candidates (a heap of the best, then sorted); otherwise candidates are kept by comparison with
- * cuts, found by radix selects (top-k's of counts, top-p's of masses), and passes over the
- * vocabulary add their masses: step 3 with the candidates' total (and, for the pick, each
- * block's sum; for top-p, guesses of where its cut is); the select, which needs only the ids
- * from the guess up (a nucleus is often a few dozen ids, which the guess finds); the pick, block
- * by block. */
+/* The draw: steps 1 to 5 of backend/sample.h. A top-k of up to FEW_MAX ids lists its candidates
+ * (a heap of the best, then sorted) and does everything on them. Otherwise ids are kept by
+ * comparison with cuts, and passes over the vocabulary do the rest: the largest logit; the
+ * weights, then the candidates' masses summed (with each block's sum for the pick, or for top-p
+ * guesses at lower bounds of its cut); top-p's select, over the candidates from the best bound
+ * guessed up (a nucleus is often a few dozen ids of 128k, which the bound then holds); the pick,
+ * block by block. A top-k of more ids is first a select of counts. */
 int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
                      const float *logits, int V) {
     assert(V >= 1 && V <= SAMPLE_MAX_VOCAB);
