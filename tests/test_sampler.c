@@ -1,4 +1,5 @@
-/* test_sampler.c — greedy, temperature, top-k, top-p and seeding. */
+/* test_sampler.c — greedy, temperature, top-k, min-p, top-p and seeding: the draw against the
+ * definition of backend/sample.h (written out plainly here), token for token, and its edges. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -124,7 +125,7 @@ static void test_bad_options(void) {
 /* ---- the draw against its definition (backend/sample.h), written out plainly ---- */
 
 static const float *ref_l; /* qsort's comparison reads the logits from here */
-/* sample_before's order: the larger key first, then the lower id */
+/* the candidates' order (sample.h, step 4): the larger key first, then the lower id */
 static int ref_before(const void *a, const void *b) {
     const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     const uint32_t kx = sample_key(ref_l[x]), ky = sample_key(ref_l[y]);
@@ -239,6 +240,8 @@ static void test_draw_matches_definition(void) {
         {.temperature = 1.0f, .top_k = 1025},
         {.temperature = 0.9f, .top_k = 3000, .min_p = 0.01f, .top_p = 0.95f},
         {.temperature = 0.05f, .top_p = 0.3f},
+        /* a cut below every guess of sampler.c (weights under 2^-18): the select over all */
+        {.temperature = 1.0f, .top_p = 0.9999999f},
     };
     const int n_opts = (int)(sizeof opts / sizeof *opts);
     const int max_v = 128256;
