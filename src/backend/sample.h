@@ -82,7 +82,7 @@ SAMPLE_FN float sample_adjust(float l, const sample_adj *a) {
     return a->ban ? -INFINITY : l;
 }
 
-enum { SAMPLE_MASS_BITS = 42 };            /* a vocabulary of up to 2^21 ids sums below 2^63 */
+enum { SAMPLE_MASS_BITS = 42 };            /* 2^21 ids sum to at most 2^63: a u64 holds it */
 #define SAMPLE_MASS_SCALE 4398046511104.0f /* 2^42 */
 #define SAMPLE_MAX_VOCAB (1 << 21)
 

@@ -1,8 +1,9 @@
 /* sampler.c — greedy and temperature / top-k / min-p / top-p sampling: the token that
  * backend/sample.h defines, bit for bit, found without sorting the vocabulary. Every sum is of
- * integer masses, so the passes add them in whatever order vectorizes; only the top-p cut needs
- * an order, and it is found by a radix select of the candidates' keys (a histogram of masses by
- * key bits, then the one bucket holding the cut, three levels down), never a sort. */
+ * integer masses, so passes over the vocabulary add them in whatever order vectorizes, and
+ * membership is a comparison with a cut (a place in the candidates' order); the cuts are found
+ * by radix selects (histograms by key bits, then the one bucket holding the cut, level by
+ * level), a top-k of up to FEW_MAX ids by a heap. */
 #include "runtime/sampler.h"
 
 #include <assert.h>
@@ -189,39 +190,50 @@ static void heap_sift(uint64_t *h, int n, int i) {
 
 /* The k best ids' ranks (0 < k < V, k <= FEW_MAX) in h[0..k), best first. A heap of the best so
  * far; an id enters when its key is above the weakest's (it is later, so an equal key is worse),
- * tested 16 ids at a time: past the first ids, most blocks hold none. O(V + k log k log V). */
+ * tested 32 ids at a time (vectorized): past the first ids, most blocks hold none. */
 static void best_ranks(const float *l, int V, int k, uint64_t *h) {
     for (int v = 0; v < k; v++)
         h[v] = rank_of(l, v);
     for (int i = k / 2 - 1; i >= 0; i--)
         heap_sift(h, k, i);
     uint32_t least = (uint32_t)(h[0] >> 32);
-    int v = k;
-    for (; v < V; v++) {
-        if ((v & 15) == 0 && v + 16 <= V) {
-            int any = 0;
-            for (int j = 0; j < 16; j++) /* (vectorized) */
-                any |= sample_key(l[v + j]) > least;
-            if (!any) {
-                v += 15;
-                continue;
+    int v0 = k;
+    for (; v0 + 32 <= V; v0 += 32) {
+        int any = 0;
+        for (int j = 0; j < 32; j++) /* (vectorized) */
+            any |= sample_key(l[v0 + j]) > least;
+        if (!any) continue;
+        for (int v = v0; v < v0 + 32; v++)
+            if (sample_key(l[v]) > least) {
+                h[0] = rank_of(l, v);
+                heap_sift(h, k, 0);
+                least = (uint32_t)(h[0] >> 32);
             }
-        }
+    }
+    for (int v = v0; v < V; v++)
         if (sample_key(l[v]) > least) {
             h[0] = rank_of(l, v);
             heap_sift(h, k, 0);
             least = (uint32_t)(h[0] >> 32);
         }
-    }
     qsort(h, (size_t)k, sizeof *h, u64_desc);
 }
 
 /* The draw with 0 < top_k <= FEW_MAX (< V): everything from the top_k ids, in idx/prob[0..k). */
-static int32_t draw_few(const sampler_opts *o, double u, float mx, float top_p, const float *l,
-                        int V, float *prob, int32_t *idx) {
+static int32_t draw_few(const sampler_opts *o, double u, float top_p, const float *l, int V,
+                        float *prob, int32_t *idx) {
     uint64_t h[FEW_MAX] = {0};
     const int k = o->top_k;
     best_ranks(l, V, k, h);
+    /* step 2: the largest logit is among them (keys order numbers as they are; NaNs aside, which
+     * sample_key puts first or last) — unless they are all NaN */
+    float mx = -INFINITY;
+    for (int i = 0; i < k; i++) {
+        const float x = l[rank_id(h[i])];
+        mx = x > mx ? x : mx;
+    }
+    if (mx == -INFINITY) mx = sampler_max_logit(l, V);
+    if (mx == INFINITY || mx == -INFINITY) return argmax(l, V);
     int n = 0;
     uint64_t total = 0;
     for (int i = 0; i < k; i++) { /* the candidates, in order */
@@ -266,46 +278,46 @@ static int32_t draw_few(const sampler_opts *o, double u, float mx, float top_p, 
 /* ---- the whole vocabulary: passes over ids, membership by comparison ---- */
 
 /* Which ids a pass counts: candidates (at or before the top-k cut, weight >= min_p) at or
- * before the top-p cut; `all` when that is every id (the passes then skip the tests). */
+ * before the top-p cut. Each test is a comparison that holds for every id when off, so a loop
+ * tests all three without a branch, and vectorizes; the one case without a test (temperature
+ * alone) has loops of its own. */
 typedef struct keep {
     cut k;       /* top-k's cut (CUT_END: off) */
-    float min_p; /* 0: off */
-    cut p;       /* top-p's cut (CUT_END: off, or not found yet) */
-    bool all;    /* no cut and no min_p */
+    float min_p; /* 0: off (weights are >= 0); -inf: off for any w, NaN too (a select's counts) */
+    cut p;       /* top-p's cut (CUT_END: off) */
 } keep;
 
-/* Whether id v (logit lv, weight w) counts under keep c. */
+/* Whether id v (logit lv, weight w) counts under c. */
 static inline int kept(const keep *c, float lv, int32_t v, float w) {
     const uint32_t key = sample_key(lv);
-    return at_or_before(key, v, c->k) & (w >= c->min_p) & at_or_before(key, v, c->p);
+    return (!(w < c->min_p)) & at_or_before(key, v, c->k) & at_or_before(key, v, c->p);
+}
+
+/* What a loop tests (a loop for each): nothing (every id kept), min_p alone, or all three. */
+enum { KEEP_ALL, KEEP_MIN_P, KEEP_CUTS };
+static int keep_mode(const keep *c) {
+    if (c->k.key != 0 || c->k.id != INT32_MAX || c->p.key != 0 || c->p.id != INT32_MAX)
+        return KEEP_CUTS;
+    return c->min_p > 0 ? KEEP_MIN_P : KEEP_ALL;
 }
 
 enum { BLOCK = 64 }; /* ids of a block: the pick finds the block, then the id in it */
 
 /* The masses of ids [v0, v0 + n) that c keeps, summed (vectorized: the test is a mask). */
-static inline uint64_t block_mass(const keep *c, const float *l, const float *prob, int v0, int n) {
+static inline uint64_t block_mass(const keep *cp, int mode, const float *l, const float *prob,
+                                  int v0, int n) {
+    const keep c = *cp;
     uint64_t s = 0;
-    if (c->all)
+    if (mode == KEEP_ALL)
         for (int v = v0; v < v0 + n; v++)
             s += mass_of(prob[v]);
+    else if (mode == KEEP_MIN_P)
+        for (int v = v0; v < v0 + n; v++)
+            s += mass_of(prob[v]) & -(uint64_t)(prob[v] >= c.min_p);
     else
         for (int v = v0; v < v0 + n; v++)
-            s += mass_of(prob[v]) & -(uint64_t)kept(c, l[v], v, prob[v]);
+            s += mass_of(prob[v]) & -(uint64_t)kept(&c, l[v], v, prob[v]);
     return s;
-}
-
-/* prob[v] = the weight of every id; returns the masses of those c keeps, summed, and with sums
- * (blocks of BLOCK ids: ceil(V / BLOCK) u64, unaligned) each block's. */
-static uint64_t weigh(const keep *c, const float *l, int V, float mx, float T, float *prob,
-                      void *sums) {
-    sampler_probs(l, V, mx, T, prob);
-    uint64_t total = 0;
-    for (int v0 = 0, b = 0; v0 < V; v0 += BLOCK, b++) {
-        const uint64_t s = block_mass(c, l, prob, v0, V - v0 < BLOCK ? V - v0 : BLOCK);
-        if (sums) memcpy((char *)sums + 8 * (size_t)b, &s, sizeof s);
-        total += s;
-    }
-    return total;
 }
 
 /* The pick (step 5): the first id in id order whose running sum of the masses c keeps exceeds
@@ -313,6 +325,7 @@ static uint64_t weigh(const keep *c, const float *l, int V, float mx, float T, f
  * running sum past r, then its ids one by one. */
 static int32_t pick_blocks(const keep *c, const float *l, int V, const float *prob,
                            const void *sums, uint64_t r) {
+    const int mode = keep_mode(c);
     uint64_t run = 0;
     for (int v0 = 0, b = 0; v0 < V; v0 += BLOCK, b++) {
         const int n = V - v0 < BLOCK ? V - v0 : BLOCK;
@@ -320,13 +333,13 @@ static int32_t pick_blocks(const keep *c, const float *l, int V, const float *pr
         if (sums)
             memcpy(&s, (const char *)sums + 8 * (size_t)b, sizeof s);
         else
-            s = block_mass(c, l, prob, v0, n);
+            s = block_mass(c, mode, l, prob, v0, n);
         if (run + s <= r) {
             run += s;
             continue;
         }
         for (int v = v0; v < v0 + n; v++) {
-            run += block_mass(c, l, prob, v, 1);
+            run += block_mass(c, mode, l, prob, v, 1);
             if (run > r) return v;
         }
         break; /* (not reached) */
@@ -335,78 +348,261 @@ static int32_t pick_blocks(const keep *c, const float *l, int V, const float *pr
     return V - 1;
 }
 
-/* Lists in idx, in id order, the candidates of c whose logit is >= lo; returns how many.
- * Blocks of 8 without one are passed over by one vectorized test; a block with one is listed
- * without a branch per id. */
-static int list_above(const keep *c, const float *l, int V, const float *prob, float lo,
-                      int32_t *idx) {
+/* Thresholds of the guess at the top-p cut: logits whose weights are 2^-3, 2^-6 ... 2^-18. */
+enum { N_GUESS = 6 };
+
+/* block_mass, and guess[j] += the sum of floor(w 2^25) over those of the ids whose logit is >=
+ * t[j]: 2^17 times it is at most their masses' sum (vectorized, in the same loop). */
+static inline uint64_t block_mass_guess(const keep *cp, int mode, const float *l, const float *prob,
+                                        int v0, int n, const float *t, uint64_t *guess) {
+    const keep c = *cp;
+    uint64_t s = 0;
+    uint32_t g[N_GUESS] = {0}; /* (<= 64 x 2^25) */
+    if (mode == KEEP_ALL)
+        for (int v = v0; v < v0 + n; v++) {
+            s += mass_of(prob[v]);
+            const uint32_t q = (uint32_t)(int32_t)(prob[v] * 33554432.0f); /* 2^25 */
+            for (int j = 0; j < N_GUESS; j++)
+                g[j] += q & -(uint32_t)(l[v] >= t[j]);
+        }
+    else
+        for (int v = v0; v < v0 + n; v++) {
+            const int in = kept(&c, l[v], v, prob[v]);
+            s += mass_of(prob[v]) & -(uint64_t)in;
+            const uint32_t q = (uint32_t)(int32_t)(prob[v] * 33554432.0f) & -(uint32_t)in;
+            for (int j = 0; j < N_GUESS; j++)
+                g[j] += q & -(uint32_t)(l[v] >= t[j]);
+        }
+    for (int j = 0; j < N_GUESS; j++)
+        guess[j] += g[j];
+    return s;
+}
+
+/* Steps 3 and 4 up to top-p: prob[v] = the weight of every id; returns the masses of those c
+ * keeps (candidates) summed; with sums, each block's sum too (blocks of BLOCK ids: ceil(V /
+ * BLOCK) u64, unaligned); with t (top-p), the guesses of block_mass_guess. */
+static uint64_t weigh(const keep *c, const float *l, int V, float mx, float T, float *prob,
+                      void *sums, const float *t, uint64_t *guess) {
+    sampler_probs(l, V, mx, T, prob); /* (a loop of its own: fused with the sums, it was slower) */
+    const int mode = keep_mode(c);
+    uint64_t total = 0;
+    for (int v0 = 0, b = 0; v0 < V; v0 += BLOCK, b++) {
+        const int n = V - v0 < BLOCK ? V - v0 : BLOCK;
+        const uint64_t s = t ? block_mass_guess(c, mode, l, prob, v0, n, t, guess)
+                             : block_mass(c, mode, l, prob, v0, n);
+        if (sums) memcpy((char *)sums + 8 * (size_t)b, &s, sizeof s);
+        total += s;
+    }
+    return total;
+}
+
+/* ---- the radix select of a cut ---- */
+
+/* A level of the select: keys from klo up, in NB buckets of 2^sh keys (the last one holds every
+ * key above too). */
+enum { NB = 2048 };
+typedef struct level {
+    uint32_t klo; /* the least key counted */
+    int sh;       /* a bucket is 2^sh keys */
+} level;
+
+static inline uint32_t bucket_of(level lv, uint32_t key) {
+    const uint32_t b = (key - lv.klo) >> lv.sh;
+    return b < NB - 1 ? b : NB - 1;
+}
+
+/* The first level over keys klo .. khi. */
+static level level_first(uint32_t klo, uint32_t khi) {
+    level lv = {klo, 0};
+    while (((khi - klo) >> lv.sh) >= NB)
+        lv.sh++;
+    return lv;
+}
+
+/* The level within bucket b of lv. */
+static level level_next(level lv, uint32_t b) {
+    return (level){lv.klo + (b << lv.sh), lv.sh > 11 ? lv.sh - 11 : 0};
+}
+
+/* What a select counts: the ids c keeps (candidates: its top-p cut is off) whose key is >= klo,
+ * each by its mass (wmask all ones) or by 1 (wmask 0; with min_p -inf, w then any array of V
+ * floats). */
+typedef struct counting {
+    keep c;         /* the candidates */
+    bool all;       /* c keeps every id (then untested) */
+    const float *l; /* [V] the logits */
+    const float *w; /* [V] the weights */
+    uint64_t wmask; /* ~0: masses; 0: counts */
+} counting;
+
+static inline int counted(const counting *k, uint32_t klo, int32_t v) {
+    return kept(&k->c, k->l[v], v, k->w[v]) & (sample_key(k->l[v]) >= klo);
+}
+
+/* Whether any of ids [v0, v0 + 32) is counted (vectorized; a loop without the tests of c when it
+ * keeps every id). */
+static inline int counted_any(const counting *k, uint32_t klo, int32_t v0) {
+    int any = 0;
+    if (k->all)
+        for (int j = 0; j < 32; j++)
+            any |= sample_key(k->l[v0 + j]) >= klo;
+    else
+        for (int j = 0; j < 32; j++)
+            any |= counted(k, klo, v0 + j);
+    return any;
+}
+
+static inline uint64_t value_of(const counting *k, int32_t v) {
+    return (mass_of(k->w[v]) & k->wmask) | (1 & ~k->wmask);
+}
+
+enum { LIST_MAX = 4096 }; /* the most ids level 1 lists as it goes */
+
+/* Level 1 of a select: hist[b] += the values of the counted ids of the vocabulary in bucket b of
+ * lv. Blocks of 32 without one are passed over by a vectorized test; the others' buckets and
+ * values are found side by side (vectorized), then added in two copies of the histogram (even
+ * and odd ids: half the chains of dependent adds). Lists the counted ids in idx while there are
+ * at most LIST_MAX, and returns how many, or -1 past that. */
+static int hist_vocab(const counting *kp, int V, level lv, uint64_t (*hist)[NB], int32_t *idx) {
+    const counting k = *kp;
     int m = 0, v0 = 0;
-    for (; v0 + 8 <= V; v0 += 8) {
-        int any = 0;
-        for (int v = v0; v < v0 + 8; v++)
-            any |= (l[v] >= lo) & kept(c, l[v], v, prob[v]);
+    for (; v0 + 32 <= V; v0 += 32) {
+        if (!counted_any(&k, lv.klo, v0)) continue;
+        int in[32];
+        uint32_t bk[32];
+        uint64_t val[32];
+        if (k.all)
+            for (int j = 0; j < 32; j++) /* (vectorized) */
+                in[j] = sample_key(k.l[v0 + j]) >= lv.klo;
+        else
+            for (int j = 0; j < 32; j++) /* (vectorized) */
+                in[j] = counted(&k, lv.klo, v0 + j);
+        for (int j = 0; j < 32; j++) { /* (vectorized) */
+            bk[j] = bucket_of(lv, sample_key(k.l[v0 + j]));
+            val[j] = value_of(&k, v0 + j) & -(uint64_t)in[j];
+        }
+        /* the adds read bk and val back through pointers the compiler cannot see through: else
+         * GCC 12 merges them with the loop above, which it then leaves scalar (4x slower) */
+        const uint32_t *volatile bk_at = bk;
+        const uint64_t *volatile val_at = val;
+        const uint32_t *bkr = bk_at;
+        const uint64_t *valr = val_at;
+        for (int j = 0; j < 32; j += 2) {
+            hist[0][bkr[j]] += valr[j];
+            hist[1][bkr[j + 1]] += valr[j + 1];
+        }
+        if (m < 0 || m > LIST_MAX) {
+            m = -1;
+            continue;
+        }
+        for (int j = 0; j < 32; j++) {
+            idx[m] = v0 + j;
+            m += in[j];
+        }
+    }
+    for (int v = v0; v < V; v++) {
+        if (!counted(&k, lv.klo, v)) continue;
+        hist[0][bucket_of(lv, sample_key(k.l[v]))] += value_of(&k, v);
+        if (m >= 0 && m <= LIST_MAX) idx[m++] = v;
+    }
+    return m > LIST_MAX ? -1 : m;
+}
+
+/* Lists in idx, in id order, the counted ids of the vocabulary in bucket b of lv (keys from kb to
+ * kb_last); returns how many. Blocks of 32 without one are passed over by a vectorized test, the
+ * others listed without a branch per id. */
+static int list_bucket(const counting *kp, int V, level lv, uint32_t b, int32_t *idx) {
+    const counting k = *kp;
+    const uint32_t kb = lv.klo + (b << lv.sh);
+    const uint64_t last = b == NB - 1 ? UINT32_MAX : (uint64_t)kb + (1u << lv.sh) - 1;
+    const uint32_t kb_last = last < UINT32_MAX ? (uint32_t)last : UINT32_MAX;
+    int m = 0, v0 = 0;
+    for (; v0 + 32 <= V; v0 += 32) {
+        if (!counted_any(&k, kb, v0)) continue;
+        int in[32], any = 0;
+        if (k.all)
+            for (int j = 0; j < 32; j++) { /* (vectorized) */
+                const uint32_t key = sample_key(k.l[v0 + j]);
+                in[j] = (key >= kb) & (key <= kb_last);
+                any |= in[j];
+            }
+        else
+            for (int j = 0; j < 32; j++) { /* (vectorized) */
+                in[j] = counted(&k, kb, v0 + j) & (sample_key(k.l[v0 + j]) <= kb_last);
+                any |= in[j];
+            }
         if (!any) continue;
-        for (int v = v0; v < v0 + 8; v++) {
-            idx[m] = v;
-            m += (l[v] >= lo) & kept(c, l[v], v, prob[v]);
+        for (int j = 0; j < 32; j++) {
+            idx[m] = v0 + j;
+            m += in[j];
         }
     }
     for (int v = v0; v < V; v++) {
         idx[m] = v;
-        m += (l[v] >= lo) & kept(c, l[v], v, prob[v]);
+        m += counted(&k, kb, v) & (sample_key(k.l[v]) <= kb_last);
     }
     return m;
 }
 
-/* The cut of a radix select over ids list[0..n) (in id order, a prefix of the candidates in their
- * order): the place of the first at which the candidates' running value — each one's mass
- * mass_of(prob[v]), or 1 each when prob is NULL — reaches `need`, *at the running value there.
- * Level by level (key bits 31-21, 20-10, 9-0), the values by bucket from the top down to the one
- * in which the running value reaches need; its ids go on (to dst, then compacted in place: dst
- * may be list, or hold n ids of its own) and the rest of the level is passed. Then the ids left
- * share one key and are in id order. Returns false, having written nothing, when the listed ids'
- * values together do not reach need. */
-static bool select_cut(const float *l, const float *prob, const int32_t *list, int n, int32_t *dst,
-                       uint64_t need, cut *at_cut, uint64_t *at) {
-    static const int shift[3] = {21, 10, 0}, bits[3] = {11, 11, 10};
-    uint64_t before = 0; /* the value of the candidates before the level's bucket */
-    const int32_t *src = list;
-    for (int lv = 0; lv < 3; lv++) {
-        const int sh = shift[lv], nb = 1 << bits[lv];
-        const uint32_t mask = (uint32_t)nb - 1;
-        uint64_t hist[2][1 << 11]; /* two copies, even and odd ids: two chains of adds */
+/* The bucket of hist (two copies) in which the running value, from the top bucket down and
+ * *before (the value of every id above the buckets) on, reaches need; *before becomes the value
+ * above that bucket. (The values of every bucket and *before together reach need.) */
+static uint32_t bucket_reaching(uint64_t (*hist)[NB], uint64_t need, uint64_t *before) {
+    uint32_t b = NB - 1;
+    for (; b > 0; b--) {
+        const uint64_t s = hist[0][b] + hist[1][b];
+        if (*before + s >= need) break;
+        *before += s;
+    }
+    return b;
+}
+
+/* The radix select of a cut: the place of the first id, in the candidates' order, at which the
+ * running value of the counted ids (keys from klo up to khi, above which only ids of no value
+ * lie) reaches need, and *at the running value there. Level 1 is a histogram of the vocabulary
+ * by the keys' top bits (of the range klo .. khi); the ids of the bucket where need is reached
+ * are listed (in idx), and each further level is a histogram of the list by the next 11 bits,
+ * compacted to the bucket reaching need, down to one key: then the ids left are in id order.
+ * Returns false, with nothing set, when the counted ids do not reach need. */
+static bool select_cut(const counting *k, int V, uint32_t klo, uint32_t khi, uint64_t need,
+                       int32_t *idx, cut *at_cut, uint64_t *at) {
+    uint64_t hist[2][NB];
+    memset(hist, 0, sizeof hist);
+    level lv = level_first(klo, khi);
+    const int listed = hist_vocab(k, V, lv, hist, idx);
+    uint64_t sum = 0;
+    for (int b = 0; b < NB; b++)
+        sum += hist[0][b] + hist[1][b];
+    if (sum < need) return false;
+    uint64_t before = 0; /* the value of the ids above the current bucket */
+    uint32_t b = bucket_reaching(hist, need, &before);
+    int n = 0;
+    if (listed < 0) /* (many: a pass over the vocabulary costs less than one over them) */
+        n = list_bucket(k, V, lv, b, idx);
+    else
+        for (int i = 0; i < listed; i++) {
+            const int32_t v = idx[i];
+            idx[n] = v;
+            n += bucket_of(lv, sample_key(k->l[v])) == b;
+        }
+    while (lv.sh > 0) { /* the ids of bucket b, in idx[0..n) */
+        lv = level_next(lv, b);
         memset(hist, 0, sizeof hist);
-        if (prob)
-            for (int i = 0; i < n; i++)
-                hist[i & 1][(sample_key(l[src[i]]) >> sh) & mask] += mass_of(prob[src[i]]);
-        else
-            for (int i = 0; i < n; i++)
-                hist[i & 1][(sample_key(l[src[i]]) >> sh) & mask]++;
-        if (lv == 0) {
-            uint64_t sum = 0;
-            for (int b = 0; b < nb; b++)
-                sum += hist[0][b] + hist[1][b];
-            if (sum < need) return false;
-        }
-        int b = nb - 1;
-        for (; b > 0; b--) {
-            const uint64_t s = hist[0][b] + hist[1][b];
-            if (before + s >= need) break;
-            before += s;
-        }
+        for (int i = 0; i < n; i++)
+            hist[i & 1][bucket_of(lv, sample_key(k->l[idx[i]]))] += value_of(k, idx[i]);
+        b = bucket_reaching(hist, need, &before);
         int m = 0;
         for (int i = 0; i < n; i++) {
-            const int32_t v = src[i];
-            dst[m] = v;
-            m += ((sample_key(l[v]) >> sh) & mask) == (uint32_t)b;
+            const int32_t v = idx[i];
+            idx[m] = v;
+            m += bucket_of(lv, sample_key(k->l[v])) == b;
         }
-        src = dst;
         n = m;
     }
-    for (int i = 0; i < n; i++) { /* one key: in id order */
-        before += prob ? mass_of(prob[src[i]]) : 1;
+    for (int i = 0; i < n; i++) { /* one key (or ids of no value above): in id order */
+        before += value_of(k, idx[i]);
         if (before >= need) {
-            *at_cut = (cut){sample_key(l[src[i]]), src[i]};
+            *at_cut = (cut){sample_key(k->l[idx[i]]), idx[i]};
             *at = before;
             return true;
         }
@@ -429,37 +625,13 @@ static uint64_t reach_least(float top_p, uint64_t total) {
     return lo;
 }
 
-/* Top-p over the vocabulary (step 4): sets c->p to the cut and returns S, the kept masses' sum;
- * idx[0..*listed) then holds, in id order, a prefix of the candidates that contains every kept
- * one, or *listed is 0 (they are not listed). The select runs over the candidates whose logit is
- * at least lo, the logit where a weight would be 1/2V of 1 - top_p of the total: together, the
- * ids below hold less than half of what the cut leaves out, so the cut is above them; they are
- * most of a vocabulary, and passed over. (A prefix of the order: any such set whose masses reach
- * the cut holds it, which the select checks; when not, it runs over all the candidates.) */
-static uint64_t nucleus_cut(keep *c, const float *l, int V, float mx, float T, float top_p,
-                            const float *prob, uint64_t total, int32_t *idx, int *listed) {
-    const uint64_t need = reach_least(top_p, total);
-    const double least = (1.0 - top_p) * ((double)total / SAMPLE_MASS_SCALE) / (2.0 * V);
-    const float lo = least > 0 ? mx + T * (float)log(least) : -INFINITY;
-    uint64_t S = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        const int m = list_above(c, l, V, prob, pass ? -INFINITY : lo, idx);
-        /* the select's ids apart from the list while there is room, so that the pick walks the
-         * list (a nucleus is often a few ids) instead of the vocabulary */
-        int32_t *dst = 2 * (size_t)m <= (size_t)V ? idx + m : idx;
-        if (select_cut(l, prob, idx, m, dst, need, &c->p, &S)) {
-            *listed = dst == idx ? 0 : m;
-            return S;
-        }
-    }
-    assert(!"sampler: the candidates do not reach their own total");
-    return 0;
-}
-
-/* The draw: step 1 to 5 of backend/sample.h. Only a top-k of up to FEW_MAX ids lists its
- * candidates (a heap of the best, then sorted); otherwise candidates are kept by comparison with
- * cuts (top-k's found by a radix select of counts), and passes over the vocabulary add their
- * masses; top-p adds a radix select of masses over the ids near its cut. */
+/* The draw: steps 1 to 5 of backend/sample.h. A top-k of up to FEW_MAX ids lists its candidates
+ * (a heap of the best, then sorted) and does everything on them. Otherwise ids are kept by
+ * comparison with cuts, and passes over the vocabulary do the rest: the largest logit; the
+ * weights, then the candidates' masses summed (with each block's sum for the pick, or for top-p
+ * guesses at lower bounds of its cut); top-p's select, over the candidates from the best bound
+ * guessed up (a nucleus is often a few dozen ids of 128k, which the bound then holds); the pick,
+ * block by block. A top-k of more ids is first a select of counts. */
 int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
                      const float *logits, int V) {
     assert(V >= 1);
@@ -474,41 +646,42 @@ int32_t sampler_draw_u(const sampler_opts *o, double u, float *prob, int32_t *id
     if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V); /* (any vocabulary) */
     assert(V <= SAMPLE_MAX_VOCAB); /* (sampler_init and sched_submit refuse more) */
     if (V == 1) return 0;          /* (and idx could not hold a block's sum) */
-    const float mx = sampler_max_logit(logits, V);
+    const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
+    const bool top_k = o->top_k > 0 && o->top_k < V;
+    if (top_k && o->top_k <= FEW_MAX) return draw_few(o, u, top_p, logits, V, prob, idx);
+    const float mx = sampler_max_logit(logits, V); /* step 2 */
     if (mx == INFINITY || mx == -INFINITY) /* infinitely likelier than the rest, or all banned */
         return argmax(logits, V);
     const float T = o->temperature;
-    const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
-    const bool top_k = o->top_k > 0 && o->top_k < V;
-    if (top_k && o->top_k <= FEW_MAX) return draw_few(o, u, mx, top_p, logits, V, prob, idx);
-    keep c = {CUT_END, o->min_p > 0 ? o->min_p : 0, CUT_END, !top_k && !(o->min_p > 0)};
-    if (top_k) { /* the top_k-th id's place: a select of counts over the vocabulary */
-        for (int v = 0; v < V; v++)
-            idx[v] = v;
+    keep c = {CUT_END, o->min_p > 0 ? o->min_p : 0, CUT_END};
+    if (top_k) { /* the top_k-th id's place: a select of counts of every id */
+        const counting every = {{CUT_END, -INFINITY, CUT_END}, true, logits, logits, 0};
         uint64_t at;
-        const bool found = select_cut(logits, NULL, idx, V, idx, (uint64_t)o->top_k, &c.k, &at);
+        const bool found = select_cut(&every, V, 0, UINT32_MAX, (uint64_t)o->top_k, idx, &c.k, &at);
         assert(found);
         (void)found;
     }
-    const uint64_t total = weigh(&c, logits, V, mx, T, prob, top_p < 1 ? NULL : idx);
-    if (top_p == 1) { /* the candidates are kept: their blocks' sums are in idx */
+    if (top_p == 1) { /* the candidates are kept: their blocks' sums go to idx */
+        const uint64_t total = weigh(&c, logits, V, mx, T, prob, idx, NULL, NULL);
         if (total == 0) return argmax(logits, V); /* (NaN logits only) */
         return pick_blocks(&c, logits, V, prob, idx, sample_target(u, total));
     }
-    int listed;
-    const uint64_t S = nucleus_cut(&c, logits, V, mx, T, top_p, prob, total, idx, &listed);
-    if (S == 0) return argmax(logits, V); /* (NaN logits only) */
-    const uint64_t r = sample_target(u, S);
-    c.all = false;
-    if (listed == 0) return pick_blocks(&c, logits, V, prob, NULL, r);
-    uint64_t run = 0; /* the kept are listed: walk the list */
-    for (int i = 0; i < listed; i++) {
-        const int32_t v = idx[i];
-        run += mass_of(prob[v]) & -(uint64_t)kept(&c, logits[v], v, prob[v]);
-        if (run > r) return v;
-    }
-    assert(!"sampler: the pick ran past the kept masses");
-    return idx[listed - 1];
+    float t[N_GUESS];
+    uint64_t guess[N_GUESS] = {0};
+    for (int j = 0; j < N_GUESS; j++)
+        t[j] = mx - T * (0.693147181f * (float)(3 * j + 3)); /* weight 2^-(3 j + 3) */
+    const uint64_t total = weigh(&c, logits, V, mx, T, prob, NULL, t, guess);
+    if (total == 0) return argmax(logits, V); /* (NaN logits only) */
+    const uint64_t need = reach_least(top_p, total);
+    float lo = -INFINITY; /* the select's ids: from the highest guess that reaches need */
+    for (int j = 0; j < N_GUESS && lo == -INFINITY; j++)
+        if (guess[j] << 17 >= need) lo = t[j]; /* (guess[j] <= 2^21 x 2^25) */
+    const counting cand = {c, keep_mode(&c) == KEEP_ALL, logits, prob, ~(uint64_t)0};
+    uint64_t S;
+    const bool found = select_cut(&cand, V, sample_key(lo), sample_key(mx), need, idx, &c.p, &S);
+    assert(found); /* (the guess is a bound, and -inf counts every candidate of some mass) */
+    (void)found;
+    return pick_blocks(&c, logits, V, prob, NULL, sample_target(u, S));
 }
 
 bool sampler_all_finite(const float *l, int n) {
