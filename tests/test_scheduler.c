@@ -381,6 +381,9 @@ static struct {
     int32_t ids[N_REQ];
 } fake_q[ARGMAX_PENDING];
 static int fake_first, fake_count, fake_calls, fake_rows, fake_adj_rows, fake_fail_call = -1;
+/* the argmax collected at wait fake_fail_argmax (counted in fake_argmax_waits; -1: none) says its
+ * row 0 was not finite, as a backend does for a row of NaN or infinite logits */
+static int fake_argmax_waits, fake_fail_argmax = -1;
 /* step_begin call fake_fail_step (counted from 0 in fake_steps; -1: none) fails with NOMEM, as a
  * step the cache falls short of does; fake_step_failed counts such failures */
 static int fake_steps, fake_fail_step = -1, fake_step_failed;
@@ -439,7 +442,12 @@ static llmrt_status fake_argmax_wait(backend *be, int32_t *out) {
     const int slot = fake_first;
     fake_first = (fake_first + 1) % ARGMAX_PENDING;
     fake_count--;
-    if (!fake_q[slot].sampled) return fake_inner->argmax_wait(be, out);
+    if (!fake_q[slot].sampled) {
+        llmrt_status st = fake_inner->argmax_wait(be, out);
+        if (st == LLMRT_OK && out && fake_argmax_waits == fake_fail_argmax) out[0] = -1;
+        fake_argmax_waits++;
+        return st;
+    }
     if (out) memcpy(out, fake_q[slot].ids, (size_t)fake_q[slot].n * sizeof *out);
     return LLMRT_OK;
 }
@@ -461,7 +469,7 @@ static void fake_wrap(backend *be) {
     fake_ops.argmax_wait = fake_argmax_wait;
     be->ops = &fake_ops;
     fake_first = fake_count = fake_calls = fake_rows = fake_adj_rows = 0;
-    fake_steps = fake_step_failed = 0;
+    fake_steps = fake_step_failed = fake_argmax_waits = 0;
 }
 
 /* 16 concurrent sampled requests (penalties, logit_bias, min_tokens with a stop id, a greedy one
@@ -561,6 +569,43 @@ static void test_backend_sampling_retry(void) {
                   "the host's",
                   i);
     }
+}
+
+/* A greedy step whose row of one request was not finite (the backend's argmax gives -1) ends
+ * that request with the error; the scheduler goes on, and the others give their solo tokens. */
+static void test_greedy_nonfinite_row(void) {
+    static slot sl[N_REQ];
+    harness h;
+    sched_opts so = {.token_budget = 64};
+    harness_wrap = fake_wrap;
+    fake_fail_argmax = 4;
+    int ok = harness_create(&h, N_REQ, 8, 0, &so);
+    harness_wrap = NULL;
+    if (ok) {
+        for (int i = 0; i < N_REQ; i++) {
+            int32_t p[64];
+            int n = prompt_of(i, p);
+            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
+        }
+        harness_start(&h);
+        harness_wait(&h, N_REQ);
+        int errors = 0;
+        for (int i = 0; i < N_REQ; i++) {
+            if (sl[i].r.fin == SCHED_FINISH_ERROR) {
+                errors++;
+                CHECK_MSG(strstr(sl[i].r.error, "non-finite logits") != NULL, "request %d: %s", i,
+                          sl[i].r.error);
+                continue;
+            }
+            CHECK_MSG(sl[i].r.n == N_NEW &&
+                          !memcmp(sl[i].r.tokens, ref[i].tokens, sizeof(int32_t) * N_NEW),
+                      "request %d: %d tokens, not its solo ones", i, sl[i].r.n);
+        }
+        CHECK_MSG(errors == 1, "%d requests ended with an error (1 expected)", errors);
+        CHECK(fake_argmax_waits > 4);
+        harness_close(&h);
+    }
+    fake_fail_argmax = -1;
 }
 
 /* A cache of 12 blocks of 8 positions for 16 requests of up to 60 positions: they cannot all
@@ -1211,6 +1256,7 @@ int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_concurrent_sampled);
     RUN(test_backend_sampling);
+    RUN(test_greedy_nonfinite_row);
     RUN(test_backend_sampling_retry);
     RUN(test_preemption);
     RUN(test_prefix_cache);

@@ -247,9 +247,9 @@ typedef struct backend_ops {
      * lowest index on ties, as torch.argmax); a step begun right after it with
      * step_desc.ids == NULL takes these choices as its ids. argmax_wait waits for the oldest
      * started choice not yet waited for and writes its n ids to host `out` (NULL: drops
-     * them). It fails with LLMRT_ERR_INVALID, naming the row, if a row holds a NaN or an
-     * infinity (an overflowed precision must not pass for a token). At most ARGMAX_PENDING
-     * choices may be started and not yet waited for. */
+     * them), -1 for a row that holds a NaN or an infinity (an overflowed precision must not
+     * pass for a token: the caller says so, and a server ends that row's request only). At most
+     * ARGMAX_PENDING choices may be started and not yet waited for. */
     llmrt_status (*argmax_start)(backend *be, const float *logits /* [n, V] backend memory */,
                                  int n, int V);
     llmrt_status (*argmax_wait)(backend *be, int32_t *out /* [n] host, or NULL */);

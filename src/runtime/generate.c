@@ -176,14 +176,15 @@ static llmrt_status decode_greedy(gen_run *g, int32_t *next) {
         if (st == LLMRT_OK) st = engine_greedy_wait(e, next);
         if (st != LLMRT_OK) {
             err_wrap(st, "step %d (%s): ", step, dtype_name(e->be->weight_dtype));
-            if (strstr(llmrt_last_error(), "not all finite")) {
-                char what[1024];
-                snprintf(what, sizeof what, "%s", llmrt_last_error());
-                st = err_set(LLMRT_ERR_INVALID, "the model produced non-finite logits (%s): %s",
-                             what, engine_nonfinite_cause(e));
-            }
             break;
         }
+        for (int b = 0; b < g->B && st == LLMRT_OK; b++)
+            if (next[b] < 0)
+                st = err_set(LLMRT_ERR_INVALID,
+                             "the model produced non-finite logits at step %d of session %d in "
+                             "%s: %s",
+                             step, b, dtype_name(e->be->weight_dtype), engine_nonfinite_cause(e));
+        if (st != LLMRT_OK) break; /* (the step run ahead is dropped below) */
         if (take_tokens(g, step, next) || cancelled(g->o)) {
             if (run_ahead) {
                 st = engine_greedy_wait(e, NULL);

@@ -394,7 +394,6 @@ static llmrt_status cu_argmax_start(backend *be, const float *logits, int n, int
     TRY(cuda_launch_argmax(c, c->d_choice + (size_t)slot * c->choice_cap, logits, n, V,
                            chain ? c->d_ids : NULL, c->d_pos, c->last_n_tokens));
     CK(cudaEventRecord(c->choice_done[slot], c->stream));
-    c->choice_sampled[slot] = 0;
     choice_ring_push(&c->ring, slot, n, chain);
     return LLMRT_OK;
 }
@@ -442,7 +441,6 @@ static llmrt_status cu_sample_start(backend *be, float *logits, int n, int V,
     TRY(cuda_launch_sample(c, c->d_choice + (size_t)slot * c->choice_cap, logits, n, V, d_rows,
                            d_adj, chain ? c->d_ids : NULL, c->d_pos, c->last_n_tokens));
     CK(cudaEventRecord(c->choice_done[slot], c->stream));
-    c->choice_sampled[slot] = 1;
     choice_ring_push(&c->ring, slot, n, chain);
     return LLMRT_OK;
 }
@@ -456,11 +454,7 @@ static llmrt_status cu_argmax_wait(backend *be, int32_t *out) {
         return cuda_fail(e, "argmax_wait (cudaEventSynchronize)", __FILE__, __LINE__);
     if (!out) return LLMRT_OK;
     const int32_t *h = c->h_choice + (size_t)slot * c->choice_cap;
-    for (int r = 0; r < c->ring.n[slot]; r++) {
-        if (h[r] < 0 && !c->choice_sampled[slot])
-            return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite", r);
-        out[r] = h[r];
-    }
+    memcpy(out, h, (size_t)c->ring.n[slot] * sizeof *out); /* (-1: not finite) */
     return LLMRT_OK;
 }
 

@@ -226,7 +226,6 @@ typedef struct cuda_ctx {
     struct argmax_row *d_argmax_rows; /* [choice_cap] device: the argmax kernel's merge state */
     /* sample_start's rows and adjustments by slot: pinned, mapped host memory the sampling
      * kernel reads (a slot's are rewritten only after argmax_wait released it) */
-    int choice_sampled[ARGMAX_PENDING];      /* the slot holds sampled choices (-1: not finite) */
     sample_row *h_samp_rows[ARGMAX_PENDING]; /* [choice_cap] */
     sample_adj *h_samp_adj[ARGMAX_PENDING];  /* [samp_adj_cap[slot]] */
     int samp_adj_cap[ARGMAX_PENDING];        /* entries h_samp_adj[slot] holds */
