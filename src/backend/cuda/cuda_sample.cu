@@ -264,16 +264,17 @@ __device__ uint32_t samp_select(const samp_row &R, const samp_measure &m, samp_b
             sh->hist[i] = 0;
         __syncthreads();
         const int hs = shift + widths[p]; /* the bits above this pass's */
-        for (int v0 = threadIdx.x; v0 < R.V; v0 += SAMPLE_THREADS * SAMPLE_UNROLL) {
+        /* (every thread runs every iteration: samp_hist_add is a warp's collective) */
+        for (int base = 0; base < R.V; base += SAMPLE_THREADS * SAMPLE_UNROLL) {
             float x[SAMPLE_UNROLL]; /* the loads first, all in flight together */
 #pragma unroll
             for (int j = 0; j < SAMPLE_UNROLL; j++) {
-                const int v = v0 + j * SAMPLE_THREADS;
+                const int v = base + j * SAMPLE_THREADS + (int)threadIdx.x;
                 x[j] = v < R.V ? R.l[v] : 0.0f;
             }
 #pragma unroll
             for (int j = 0; j < SAMPLE_UNROLL; j++) {
-                const int v = v0 + j * SAMPLE_THREADS;
+                const int v = base + j * SAMPLE_THREADS + (int)threadIdx.x;
                 int bin = -1;
                 u64 g = 0;
                 if (v < R.V) {
