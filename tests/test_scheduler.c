@@ -515,6 +515,24 @@ static void run_backend_sampling(bool wrapped, bool device, result *out) {
     harness_close(&h);
 }
 
+/* Of N_REQ requests' results, exactly one ended with the non-finite error and every other gave
+ * want's tokens. */
+static void check_one_nonfinite(const result *got, const result *want) {
+    int errors = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        if (got[i].fin == SCHED_FINISH_ERROR) {
+            errors++;
+            CHECK_MSG(strstr(got[i].error, "non-finite logits") != NULL, "request %d: %s", i,
+                      got[i].error);
+            continue;
+        }
+        CHECK_MSG(want[i].n > 0 && got[i].n == want[i].n &&
+                      !memcmp(got[i].tokens, want[i].tokens, sizeof(int32_t) * (size_t)want[i].n),
+                  "request %d: its %d tokens changed when another request failed", i, got[i].n);
+    }
+    CHECK_MSG(errors == 1, "%d requests ended with an error (1 expected)", errors);
+}
+
 /* A backend's sampled choices (sample_start) give the host path's tokens; a row it reports as
  * not finite (-1) ends that request with the error, and the others go on unchanged. */
 static void test_backend_sampling(void) {
@@ -533,19 +551,7 @@ static void test_backend_sampling(void) {
     fake_fail_call = 3;
     run_backend_sampling(true, true, failed);
     fake_fail_call = -1;
-    int errors = 0;
-    for (int i = 0; i < N_REQ; i++) {
-        if (failed[i].fin == SCHED_FINISH_ERROR) {
-            errors++;
-            CHECK_MSG(strstr(failed[i].error, "non-finite logits") != NULL, "request %d: %s", i,
-                      failed[i].error);
-            continue;
-        }
-        CHECK_MSG(failed[i].n == host[i].n && !memcmp(failed[i].tokens, host[i].tokens,
-                                                      sizeof(int32_t) * (size_t)host[i].n),
-                  "request %d: its tokens changed when another request failed", i);
-    }
-    CHECK_MSG(errors == 1, "%d requests ended with an error (1 expected)", errors);
+    check_one_nonfinite(failed, host);
 }
 
 /* A step that fails for want of memory (every request preempted and run again) draws no uniform
@@ -589,19 +595,10 @@ static void test_greedy_nonfinite_row(void) {
         }
         harness_start(&h);
         harness_wait(&h, N_REQ);
-        int errors = 0;
-        for (int i = 0; i < N_REQ; i++) {
-            if (sl[i].r.fin == SCHED_FINISH_ERROR) {
-                errors++;
-                CHECK_MSG(strstr(sl[i].r.error, "non-finite logits") != NULL, "request %d: %s", i,
-                          sl[i].r.error);
-                continue;
-            }
-            CHECK_MSG(sl[i].r.n == N_NEW &&
-                          !memcmp(sl[i].r.tokens, ref[i].tokens, sizeof(int32_t) * N_NEW),
-                      "request %d: %d tokens, not its solo ones", i, sl[i].r.n);
-        }
-        CHECK_MSG(errors == 1, "%d requests ended with an error (1 expected)", errors);
+        static result got[N_REQ];
+        for (int i = 0; i < N_REQ; i++)
+            got[i] = sl[i].r;
+        check_one_nonfinite(got, ref);
         CHECK(fake_argmax_waits > 4);
         harness_close(&h);
     }
@@ -1193,6 +1190,14 @@ static void test_sliding_leaving_shared_block(void) {
     dir = "models/demo-llama";
 }
 
+/* Two new sessions of e, and 40 prompt ids in p. */
+static void two_sessions(engine *e, session *ss[2], int32_t *p /* [40] */) {
+    CHECK_OK(session_create(&ss[0], &e->kv, 0));
+    CHECK_OK(session_create(&ss[1], &e->kv, 0));
+    for (int k = 0; k < 40; k++)
+        p[k] = 3 + k;
+}
+
 /* A step the cache cannot hold fails whole: the sessions before the one that did not fit give
  * back the blocks they took for it. */
 static void test_failed_step_gives_back(void) {
@@ -1204,11 +1209,8 @@ static void test_failed_step_gives_back(void) {
     if (!harness_create(&h, 2, 8, 6 * per_block, &so)) return; /* 6 blocks of 8 */
     engine *e = h.e;
     session *ss[2] = {NULL, NULL};
-    CHECK_OK(session_create(&ss[0], &e->kv, 0));
-    CHECK_OK(session_create(&ss[1], &e->kv, 0));
     int32_t p[40];
-    for (int k = 0; k < 40; k++)
-        p[k] = 3 + k;
+    two_sessions(e, ss, p);
     const int32_t *ids[2] = {p, p};
     int n[2] = {32, 32};
     CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, NULL), LLMRT_ERR_NOMEM, "KV cache is full");
@@ -1234,11 +1236,8 @@ static void test_unsupported_choice_changes_nothing(void) {
     h.be->ops = &no_sample;
     engine *e = h.e;
     session *ss[2] = {NULL, NULL};
-    CHECK_OK(session_create(&ss[0], &e->kv, 0));
-    CHECK_OK(session_create(&ss[1], &e->kv, 0));
     int32_t p[40];
-    for (int k = 0; k < 40; k++)
-        p[k] = 3 + k;
+    two_sessions(e, ss, p);
     const int32_t *ids[2] = {p, p};
     int n[2] = {40, 3};
     const sample_row rows[2] = {{1.0f, 0, 1, 0, 0.5, 0, 0}, {1.0f, 0, 1, 0, 0.25, 0, 0}};
