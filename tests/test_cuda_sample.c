@@ -122,13 +122,8 @@ static void check_rows(int V, int n, int kind, int opt0, int most_adj) {
         const sampler_opts *o = &OPTS[(opt0 + r) % N_OPTS];
         rng[r] = sampler_rng_seed(1000 + (uint64_t)r * 77 + (uint64_t)V);
         uint64_t peek = rng[r];
-        rows[r] = (sample_row){o->temperature,
-                               o->top_k,
-                               o->top_p > 0 && o->top_p < 1 ? o->top_p : 1,
-                               o->min_p,
-                               o->temperature > 0 && o->top_k != 1 ? sampler_rng_uniform(&peek) : 0,
-                               n_adj,
-                               0};
+        rows[r] = sampler_row(o, sampler_rng_uniform(&peek));
+        rows[r].adj0 = n_adj;
         rows[r].n_adj = make_adj(adj + n_adj, V, most_adj, kind == K_BANNED);
         n_adj += rows[r].n_adj;
     }

@@ -64,6 +64,17 @@ static llmrt_status feed(gen_run *g, const engine_choice *choose, float *logits)
     return engine_feed(g->e, g->ss, B, ids, n, logits, choose);
 }
 
+/* The backend's choices of a step: -1 (a session's logits were not finite) is an error. */
+static llmrt_status check_choices(gen_run *g, int step, const int32_t *next) {
+    for (int b = 0; b < g->B; b++)
+        if (next[b] < 0)
+            return err_set(
+                LLMRT_ERR_INVALID,
+                "the model produced non-finite logits at step %d of session %d in %s: %s", step, b,
+                dtype_name(g->e->be->weight_dtype), engine_nonfinite_cause(g->e));
+    return LLMRT_OK;
+}
+
 /* Takes the step's token of each session (history, result, streaming, EOS) and its time.
  * Returns true once every session has stopped. */
 static bool take_tokens(gen_run *g, int step, const int32_t *next) {
@@ -106,14 +117,7 @@ static llmrt_status decode_sampled_device(gen_run *g, sampler *samp, int32_t *ne
     for (int step = 0; step < g->N; step++) {
         for (int b = 0; b < g->B; b++) {
             const sampler_opts *o = &samp[b].o;
-            rows[b] =
-                (sample_row){o->temperature,
-                             o->top_k,
-                             o->top_p > 0 && o->top_p < 1 ? o->top_p : 1,
-                             o->min_p,
-                             o->temperature > 0 && o->top_k != 1 ? sampler_uniform(&samp[b]) : 0,
-                             0,
-                             0};
+            rows[b] = sampler_row(o, sampler_is_sampled(o) ? sampler_uniform(&samp[b]) : 0);
         }
         const engine_choice ch = {rows, NULL, 0};
         llmrt_status st = feed(g, &ch, NULL);
@@ -122,12 +126,7 @@ static llmrt_status decode_sampled_device(gen_run *g, sampler *samp, int32_t *ne
             engine_greedy_drop(e);
             return st;
         }
-        for (int b = 0; b < g->B; b++)
-            if (next[b] < 0)
-                return err_set(LLMRT_ERR_INVALID,
-                               "the model produced non-finite logits at step %d of session %d in "
-                               "%s: %s",
-                               step, b, dtype_name(e->be->weight_dtype), engine_nonfinite_cause(e));
+        TRY(check_choices(g, step, next));
         if (take_tokens(g, step, next) || cancelled(g->o)) break;
     }
     return LLMRT_OK;
@@ -178,12 +177,7 @@ static llmrt_status decode_greedy(gen_run *g, int32_t *next) {
             err_wrap(st, "step %d (%s): ", step, dtype_name(e->be->weight_dtype));
             break;
         }
-        for (int b = 0; b < g->B && st == LLMRT_OK; b++)
-            if (next[b] < 0)
-                st = err_set(LLMRT_ERR_INVALID,
-                             "the model produced non-finite logits at step %d of session %d in "
-                             "%s: %s",
-                             step, b, dtype_name(e->be->weight_dtype), engine_nonfinite_cause(e));
+        st = check_choices(g, step, next);
         if (st != LLMRT_OK) break; /* (the step run ahead is dropped below) */
         if (take_tokens(g, step, next) || cancelled(g->o)) {
             if (run_ahead) {

@@ -632,10 +632,24 @@ static uint64_t reach_least(float top_p, uint64_t total) {
  * guesses at lower bounds of its cut); top-p's select, over the candidates from the best bound
  * guessed up (a nucleus is often a few dozen ids of 128k, which the bound then holds); the pick,
  * block by block. A top-k of more ids is first a select of counts. */
+bool sampler_is_sampled(const sampler_opts *o) {
+    return o->temperature > 0 && o->top_k != 1;
+}
+
+sample_row sampler_row(const sampler_opts *o, double u) {
+    return (sample_row){o->temperature,
+                        o->top_k,
+                        o->top_p > 0 && o->top_p < 1 ? o->top_p : 1,
+                        o->min_p,
+                        sampler_is_sampled(o) ? u : 0,
+                        0,
+                        0};
+}
+
 int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
                      const float *logits, int V) {
     assert(V >= 1);
-    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V); /* (any vocabulary) */
+    if (!sampler_is_sampled(o)) return argmax(logits, V); /* (any vocabulary) */
     /* step 1: first, whatever the logits */
     return sampler_draw_u(o, sampler_rng_uniform(rng), prob, idx, logits, V);
 }
@@ -643,7 +657,7 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
 int32_t sampler_draw_u(const sampler_opts *o, double u, float *prob, int32_t *idx,
                        const float *logits, int V) {
     assert(V >= 1);
-    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V); /* (any vocabulary) */
+    if (!sampler_is_sampled(o)) return argmax(logits, V); /* (any vocabulary) */
     assert(V <= SAMPLE_MAX_VOCAB); /* (sampler_init and sched_submit refuse more) */
     if (V == 1) return 0;          /* (and idx could not hold a block's sum) */
     const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend/sample.h"
 #include "base/status.h"
 
 typedef struct sampler_opts {
@@ -54,6 +55,13 @@ uint64_t sampler_rng_seed(uint64_t seed);
 double sampler_rng_uniform(uint64_t *rng);
 int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t *idx,
                      const float *logits, int V);
+/* Whether a draw with o samples (a temperature and top_k other than 1), and so takes a uniform
+ * number from its generator; else it is the argmax. */
+bool sampler_is_sampled(const sampler_opts *o);
+/* The row a backend's sample_start takes for a draw with o and uniform number u (0 when not
+ * sampled): o's options as sampler_draw reads them, no adjustments. */
+sample_row sampler_row(const sampler_opts *o, double u);
+
 /* The same draw given its uniform number u in [0, 1) (what sampler_draw takes from rng first,
  * for a sampled draw): the token backend/sample.h defines, which a backend's sample_start gives
  * too. */

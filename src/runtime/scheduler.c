@@ -426,7 +426,7 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
                        .min_p = sm->min_p,
                        .seed = sm->seed};
     TRY(sampler_check(&so));
-    if (so.temperature > 0 && so.top_k != 1 && s->V > SAMPLE_MAX_VOCAB)
+    if (sampler_is_sampled(&so) && s->V > SAMPLE_MAX_VOCAB)
         return err_set(LLMRT_ERR_UNSUPPORTED,
                        "sampling over a vocabulary of %d ids: the sampler takes at most %d (use "
                        "temperature 0)",
@@ -846,12 +846,6 @@ static bool is_stop(const sched *s, const sreq *r, int32_t t) {
     return false;
 }
 
-/* Whether r's next token draws a uniform number from its generator (sampler_draw: a sampled
- * draw, not an argmax). */
-static bool draws_uniform(const sreq *r) {
-    return r->so.temperature > 0 && r->so.top_k != 1;
-}
-
 /* The sampling row of r's next token for the backend (sample_start), its adjustments appended to
  * s->sadj at *n_adj. Its uniform number is the one sampler_draw would draw next, read from a copy
  * of the generator: r's own advances only when the token is taken (take_tokens), so that a step
@@ -865,13 +859,8 @@ static llmrt_status device_row(sched *s, const sreq *r, sample_row *row, int *n_
         s->sadj = p;
         s->cap_sadj = cap;
     }
-    const sampler_opts *o = &r->so;
-    row->temperature = o->temperature;
-    row->top_k = o->top_k;
-    row->top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
-    row->min_p = o->min_p;
     uint64_t rng = r->rng;
-    row->u = draws_uniform(r) ? sampler_rng_uniform(&rng) : 0;
+    *row = sampler_row(&r->so, sampler_rng_uniform(&rng));
     row->adj0 = *n_adj;
     row->n_adj = row_adjustments(s, &s->pickers[0], r, s->sadj + *n_adj);
     *n_adj += row->n_adj;
@@ -912,7 +901,7 @@ static llmrt_status step_choice(sched *s, int n, const sreq *const *final, engin
 /* On a backend that takes ragged steps: every item of the plan in one step (decode rows and
  * prompt chunks read the weights once), then the items that reach their last token moved to the
  * front of s->plan with their logits rows (or greedy choices), as run_plan says. */
-static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *device_greedy) {
+static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *on_backend) {
     engine *e = s->e;
     /* items that reach their last token: the only ones whose results are read */
     const sreq **final = s->final;
@@ -953,7 +942,7 @@ static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *dev
         k++;
     }
     *n_out = k;
-    *device_greedy = greedy;
+    *on_backend = greedy;
     return LLMRT_OK;
 }
 
@@ -961,7 +950,7 @@ static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *dev
  * without logits, grouped by length (and marked done with a negative n); then one step over the
  * items that reach their last token, which are moved to the front of s->plan (*n_out of them):
  * their logits land in s->logits in that order, or, when every one is plain greedy, the
- * backend's choices in s->next (*device_greedy). A backend that takes ragged steps runs them
+ * backend's choices in s->next (*on_backend). A backend that takes ragged steps runs them
  * all in one (run_plan_ragged). */
 /* The items that score a prompt (PLP_SCORING): each alone, with the logits of every row, whose
  * log-softmax at the next prompt token are that token's logprob and top; then gone from the plan
@@ -1000,16 +989,15 @@ static llmrt_status run_prompt_scoring(sched *s, int *n_items) {
     return LLMRT_OK;
 }
 
-static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_greedy) {
+static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *on_backend) {
     engine *e = s->e;
     TRY(run_prompt_scoring(s, &n_items));
     if (n_items == 0) {
         *n_out = 0;
-        *device_greedy = false;
+        *on_backend = false;
         return LLMRT_OK;
     }
-    if (e->be->ragged && !s->o.deterministic)
-        return run_plan_ragged(s, n_items, n_out, device_greedy);
+    if (e->be->ragged && !s->o.deterministic) return run_plan_ragged(s, n_items, n_out, on_backend);
     for (int i = 0; i < n_items; i++) {
         plan_item *it = &s->plan[i];
         if (it->n <= 0 || it->r->s->pos + it->n == it->r->n_tokens) continue;
@@ -1047,7 +1035,7 @@ static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_gre
         s->plan[k++] = it;
     }
     *n_out = k;
-    *device_greedy = false;
+    *on_backend = false;
     if (k == 0) return LLMRT_OK;
     if (s->o.deterministic) { /* each alone: its arithmetic is its own */
         for (int i = 0; i < k; i++) {
@@ -1069,7 +1057,7 @@ static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_gre
         s->n_ids[i] = s->plan[i].n;
     }
     if (choose) {
-        *device_greedy = true;
+        *on_backend = true;
         TRY(engine_feed(e, s->ss, k, s->ids, s->n_ids, NULL, choose));
         return engine_greedy_wait(e, s->next);
     }
@@ -1096,9 +1084,9 @@ static void pick_token(const sched *s, picker *w, sreq *r, const float *raw, pic
 }
 
 /* Takes each stepped request's next token: events, finishes, the prefix cache. */
-static void take_tokens(sched *s, int k, bool device_greedy) {
+static void take_tokens(sched *s, int k, bool on_backend) {
     const int max_seq = s->e->o.max_seq;
-    if (!device_greedy) {
+    if (!on_backend) {
         const int nt = picker_threads(s, k);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
         for (int i = 0; i < k; i++)
@@ -1112,15 +1100,15 @@ static void take_tokens(sched *s, int k, bool device_greedy) {
         int32_t t;
         sched_token tok = {0};
         /* the backend's sampled draw used the generator's next number (device_row) */
-        if (device_greedy && draws_uniform(r)) sampler_rng_uniform(&r->rng);
-        if (device_greedy ? s->next[i] < 0 : p->bad) {
+        if (on_backend && sampler_is_sampled(&r->so)) sampler_rng_uniform(&r->rng);
+        if (on_backend ? s->next[i] < 0 : p->bad) {
             char msg[640];
             snprintf(msg, sizeof msg, "the model produced non-finite logits: %s",
                      engine_nonfinite_cause(s->e));
             finish(s, r, NULL, SCHED_FINISH_ERROR, msg);
             continue;
         }
-        if (device_greedy) {
+        if (on_backend) {
             t = s->next[i];
         } else {
             t = p->t;

@@ -88,8 +88,9 @@ int main(int argc, char **argv) {
         prob[t] = malloc((size_t)V * sizeof **prob);
         idx[t] = malloc((size_t)V * sizeof **idx);
     }
-    printf("| options | rows | device us/call | host us/call (download + %d threads) | same ids |\n",
-           np);
+    printf(
+        "| options | rows | device us/call | host us/call (download + %d threads) | same ids |\n",
+        np);
     printf("|---|---|---|---|---|\n");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (size_t k = 0; k < sizeof NS / sizeof NS[0]; k++) {
@@ -100,9 +101,7 @@ int main(int argc, char **argv) {
             for (int round = 0; round < rounds; round++) {
                 uint64_t rng0 = sampler_rng_seed((uint64_t)round), rng = rng0;
                 for (int r = 0; r < n; r++)
-                    rows[r] = (sample_row){o->temperature, o->top_k,
-                                           o->top_p > 0 && o->top_p < 1 ? o->top_p : 1, o->min_p,
-                                           sampler_rng_uniform(&rng), 0, 0};
+                    rows[r] = sampler_row(o, sampler_rng_uniform(&rng));
                 OK(be->ops->upload(be, d, h, (size_t)n * V * sizeof *h));
                 int32_t tmp;
                 OK(be->ops->download(be, &tmp, d, sizeof tmp)); /* the upload is done */
