@@ -481,7 +481,7 @@ static void run_backend_sampling(bool wrapped, bool device, result *out) {
     harness h;
     sched_opts so = {.token_budget = 64};
     if (wrapped) harness_wrap = fake_wrap;
-    if (device) setenv("LLMRT_DEVICE_SAMPLING", "1", 1);
+    setenv("LLMRT_DEVICE_SAMPLING", device ? "1" : "0", 1);
     int ok = harness_create(&h, N_REQ, 8, 0, &so);
     harness_wrap = NULL;
     unsetenv("LLMRT_DEVICE_SAMPLING");
