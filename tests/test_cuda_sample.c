@@ -2,8 +2,8 @@
  * sampler, token for token: backend/sample.h defines the draw to the bit, so the same logits,
  * adjustments, options and uniform number must give the same id on both. Rows of many kinds
  * (vocabularies of 1 to 262k ids; spread, near-uniform, tied, banned, huge logits; every option
- * and their mixes; adjustments of every kind), many rows in one launch, non-finite rows, the
- * op's argument checks. SKIP without a CUDA device. */
+ * and their mixes; adjustments of every kind), many rows in one launch, rows taken by clusters of
+ * every size, non-finite rows, the op's argument checks. SKIP without a CUDA device. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -214,6 +214,32 @@ static void test_adjust_rounding(void) {
     be->ops->free(be, d);
 }
 
+/* Rows taken by clusters of 1 to 16 blocks (LLMRT_CUDA_SAMPLE_CLUSTER, read when a backend is
+ * made; a size the device cannot run falls back to the largest it can): the host's tokens, with
+ * slices shorter than a block's pass, empty slices (fewer ids than the cluster's 32-id slices
+ * cover) and the largest vocabulary. */
+static void test_clusters(void) {
+    static const int CS[] = {1, 2, 4, 8, 16};
+    static const int VS[] = {1, 33, 100, 1025, 32000, 128256, 262144};
+    backend *keep = be;
+    for (size_t i = 0; i < sizeof CS / sizeof CS[0]; i++) {
+        char v[8];
+        snprintf(v, sizeof v, "%d", CS[i]);
+        setenv("LLMRT_CUDA_SAMPLE_CLUSTER", v, 1);
+        backend *b = NULL;
+        const llmrt_status s = cuda_backend_create(&b, DT_F32, 0);
+        unsetenv("LLMRT_CUDA_SAMPLE_CLUSTER");
+        CHECK_OK(s);
+        if (s != LLMRT_OK) continue;
+        be = b;
+        for (size_t j = 0; j < sizeof VS / sizeof VS[0]; j++)
+            for (int kind = 0; kind < K_KINDS; kind++)
+                check_rows(VS[j], 3, kind, (int)(i + j) + kind, VS[j] < 64 ? VS[j] : 64);
+        be = keep;
+        backend_free(b);
+    }
+}
+
 /* The same call twice gives the same ids (nothing depends on the order threads run in). */
 static void test_repeatable(void) {
     const int V = 128256, n = 8;
@@ -289,6 +315,7 @@ int main(void) {
     RUN(test_matches_host);
     RUN(test_many_rows);
     RUN(test_adjust_rounding);
+    RUN(test_clusters);
     RUN(test_repeatable);
     RUN(test_nonfinite);
     RUN(test_bad_arguments);

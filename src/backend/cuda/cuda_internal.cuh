@@ -126,6 +126,8 @@ typedef struct cuda_switches {
     int graph_update;     /* a decode graph whose step changed is recaptured and updated in
                              place (cudaGraphExecUpdate; default), not destroyed and
                              instantiated again (LLMRT_CUDA_GRAPH_UPDATE=0) */
+    int sample_cluster;   /* LLMRT_CUDA_SAMPLE_CLUSTER=N: blocks a row of the sampling kernel
+                             (1..16; 0: chosen by the rows, docs/PERF.md) */
     int stats;            /* LLMRT_CUDA_STATS=1: counts below, printed when the backend goes */
     int op_profile;       /* LLMRT_OP_PROFILE=1: each op's device time (cuda_records.cu); turns
                              fusion and graphs off */
@@ -229,6 +231,9 @@ typedef struct cuda_ctx {
     sample_row *h_samp_rows[ARGMAX_PENDING]; /* [choice_cap] */
     sample_adj *h_samp_adj[ARGMAX_PENDING];  /* [samp_adj_cap[slot]] */
     int samp_adj_cap[ARGMAX_PENDING];        /* entries h_samp_adj[slot] holds */
+    int samp_active[5]; /* clusters of 1, 2, 4, 8, 16 sampling blocks resident at once (0: the
+                           device cannot run that size); asked once (samp_active_known) */
+    int samp_active_known;
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
     graph_mode mode;
