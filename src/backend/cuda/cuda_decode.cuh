@@ -18,6 +18,9 @@
 #ifndef DK_MATVEC_UNROLL /* likewise (DK_UNROLL) */
 #define DK_MATVEC_UNROLL 4
 #endif
+#ifndef DK_ATT_PV4 /* likewise: 1 reads the attention's softmax weights four at a time in p V */
+#define DK_ATT_PV4 0
+#endif
 
 enum {
     DK_WARPS = DK_CONSUMER_WARPS,     /* consumer warps per block */

@@ -364,11 +364,16 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 const C *krow = kt + (size_t)lane * vst;
                 float acc = 0.0f;
                 for (int v0 = 0; v0 < hd; v0 += VEC) {
-                    float kf[VEC];
+                    /* the key's 16 bytes and q's floats as vector loads (one 2-byte load per
+                     * element was a 4-way bank conflict across the lanes' rows) */
+                    float kf[VEC], qf[VEC];
                     kv_unpack<C>(*(const int4 *)(krow + v0), kf);
 #pragma unroll
+                    for (int e = 0; e < VEC; e += 4)
+                        *(float4 *)(qf + e) = *(const float4 *)(q + v0 + e);
+#pragma unroll
                     for (int e = 0; e < VEC; e++)
-                        acc = fmaf(q[v0 + e], kf[e], acc);
+                        acc = fmaf(qf[e], kf[e], acc);
                 }
                 if constexpr (F8) acc *= ksc[lane] * 256.0f; /* the row's scale (kv_scale) */
                 s = soft_cap(acc, L.softcap);
@@ -389,9 +394,24 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 const int d = lane + 32 * e;
                 if (d >= hd) break;
                 float acc = 0.0f;
+                if constexpr (DK_ATT_PV4) { /* the weights four at a time, the keys in order */
+                    int jj = 0;
+#pragma unroll 2
+                    for (; jj + 4 <= n; jj += 4) {
+                        const float4 p4 = *(const float4 *)(p_s + jj);
+                        const C *vj = vt + (size_t)jj * vst + d;
+                        acc = fmaf(p4.x, kv_to_f<C>(vj[0]), acc);
+                        acc = fmaf(p4.y, kv_to_f<C>(vj[vst]), acc);
+                        acc = fmaf(p4.z, kv_to_f<C>(vj[2 * vst]), acc);
+                        acc = fmaf(p4.w, kv_to_f<C>(vj[3 * vst]), acc);
+                    }
+                    for (; jj < n; jj++)
+                        acc = fmaf(p_s[jj], kv_to_f<C>(vt[(size_t)jj * vst + d]), acc);
+                } else {
 #pragma unroll 8
-                for (int jj = 0; jj < n; jj++)
-                    acc = fmaf(p_s[jj], kv_to_f<C>(vt[(size_t)jj * vst + d]), acc);
+                    for (int jj = 0; jj < n; jj++)
+                        acc = fmaf(p_s[jj], kv_to_f<C>(vt[(size_t)jj * vst + d]), acc);
+                }
                 o[e] = o[e] * corr + acc;
             }
             __syncwarp();
