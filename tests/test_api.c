@@ -665,6 +665,35 @@ static void test_paged_and_scoring(void) {
     CHECK_OK(llmrt_perplexity(m, r.prompt, 5, &pr)); /* windows [0, 2) and [2, 4) */
     CHECK(pr.scored == 2 && pr.window == 2 && isfinite(pr.perplexity));
     llmrt_model_free(m);
+    /* windows of several steps (chunks of 3; the windows' logits are not held whole): the
+     * negative log-likelihood is every window's logits' log-softmax, summed in order, exactly */
+    const int win = r.np / 2 > 4 ? r.np / 2 : r.np;
+    m = load(fixture, (llmrt_load_opts){.max_seq = win, .chunk = 3, .all_logits = 1});
+    if (!m) return;
+    lg = malloc((size_t)win * 256 * sizeof *lg);
+    double nll = 0;
+    long scored = 0;
+    for (int w0 = 0; lg && w0 < r.np - 1; w0 += win) {
+        const int len = r.np - w0 < win ? r.np - w0 : win;
+        if (len < 2) break;
+        CHECK_OK(llmrt_logits(m, r.prompt + w0, (size_t)len, lg));
+        for (int t = 0; t + 1 < len; t++, scored++) {
+            const float *row = lg + (size_t)t * 256;
+            float mx = row[0];
+            for (int v = 1; v < 256; v++)
+                mx = row[v] > mx ? row[v] : mx;
+            double sum = 0;
+            for (int v = 0; v < 256; v++)
+                sum += exp((double)row[v] - mx);
+            nll -= (double)row[r.prompt[w0 + t + 1]] - mx - log(sum);
+        }
+    }
+    CHECK_OK(llmrt_perplexity(m, r.prompt, (size_t)r.np, &pr));
+    CHECK_MSG(pr.scored == scored && pr.window == win && pr.mean_nll == nll / (double)scored,
+              "perplexity over windows of %d: %ld scored, mean nll %.17g, not %ld, %.17g", win,
+              pr.scored, pr.mean_nll, scored, nll / (double)scored);
+    free(lg);
+    llmrt_model_free(m);
 }
 
 /* A paged block longer than a session is one of max_seq positions (kv_block INT_MAX overflowed

@@ -129,6 +129,35 @@ static int ref_before(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* A sum of weights as the draw defines it: 8 consecutive chunks of ceil(n / 8), each summed in
+ * order, then the chunks' sums in order; the pick walks the same way. */
+static double ref_sum(const float *w, int n, double *chunk /* [8] */) {
+    const int len = (n + 7) / 8;
+    double sum = 0;
+    for (int c = 0; c < 8; c++) {
+        chunk[c] = 0;
+        for (int i = c * len; i < (c + 1) * len && i < n; i++)
+            chunk[c] += w[i];
+        sum += chunk[c];
+    }
+    return sum;
+}
+
+static int ref_pick(const float *w, int n, double u) {
+    double chunk[8], before = 0;
+    const double target = u * ref_sum(w, n, chunk);
+    const int len = (n + 7) / 8;
+    for (int c = 0; c < 8; c++) {
+        double run = 0;
+        for (int i = c * len; i < (c + 1) * len && i < n; i++) {
+            run += w[i];
+            if (target < before + run) return i;
+        }
+        before += chunk[c];
+    }
+    return n - 1;
+}
+
 static int32_t ref_draw(const sampler_opts *o, uint64_t *rng, const float *l, int V) {
     int32_t best = 0;
     for (int v = 1; v < V; v++)
@@ -160,13 +189,16 @@ static int32_t ref_draw(const sampler_opts *o, uint64_t *rng, const float *l, in
                 n = i;
                 break;
             }
-    double total = 0;
-    if (!top_k && !(o->min_p > 0) && top_p < 1)
+    double total, chunk[8];
+    if (!top_k && !(o->min_p > 0) && top_p < 1) { /* the whole vocabulary's, in id order */
+        float *all = malloc((size_t)V * sizeof *all);
         for (int v = 0; v < V; v++)
-            total += sampler_prob(l[v], mx, o->temperature);
-    else
-        for (int i = 0; i < n; i++)
-            total += w[i];
+            all[v] = sampler_prob(l[v], mx, o->temperature);
+        total = ref_sum(all, V, chunk);
+        free(all);
+    } else {
+        total = ref_sum(w, n, chunk);
+    }
     if (top_p < 1) {
         double run = 0;
         for (int i = 0; i < n; i++) {
@@ -177,18 +209,7 @@ static int32_t ref_draw(const sampler_opts *o, uint64_t *rng, const float *l, in
             }
         }
     }
-    double sum = 0, run = 0;
-    for (int i = 0; i < n; i++)
-        sum += w[i];
-    double u = sampler_rng_uniform(rng) * sum;
-    int32_t t = ids[n - 1];
-    for (int i = 0; i < n; i++) {
-        run += w[i];
-        if (u < run) {
-            t = ids[i];
-            break;
-        }
-    }
+    int32_t t = ids[ref_pick(w, n, sampler_rng_uniform(rng))];
     free(ids);
     free(w);
     return t;

@@ -32,8 +32,11 @@ typedef struct result {
     char error[256];
     float plp[256]; /* prompt logprobs (of tokens 1..) */
     int32_t plp_id[256];
-    int n_plp, plp_events; /* events that carried them */
-    int plp_top_ok;        /* their top lists sorted, holding the token when it is the best */
+    int n_plp, plp_events;      /* events that carried them */
+    int plp_top_ok;             /* their top lists sorted, holding the token when it is the best */
+    int32_t plp_top_id[64][20]; /* the top ids of the first 64 prompt logprobs */
+    float plp_top_lp[64][20];
+    int plp_n_top[64];
 } result;
 
 typedef struct harness {
@@ -68,6 +71,13 @@ static void on_event(void *user, const sched_event *ev) {
             const sched_token *t = &ev->prompt_logprobs[i];
             r->plp[i] = t->logprob;
             r->plp_id[i] = t->id;
+            if (i < 64) {
+                r->plp_n_top[i] = t->n_top;
+                for (int j = 0; j < t->n_top && j < 20; j++) {
+                    r->plp_top_id[i][j] = t->top_ids[j];
+                    r->plp_top_lp[i][j] = t->top_logprobs[j];
+                }
+            }
             for (int j = 1; j < t->n_top; j++)
                 if (t->top_logprobs[j] > t->top_logprobs[j - 1]) r->plp_top_ok = 0;
             if (t->n_top > 0 && t->logprob > t->top_logprobs[0]) r->plp_top_ok = 0;
@@ -575,7 +585,8 @@ static void test_prompt_logprobs(void) {
     model *m = NULL;
     engine *e = NULL;
     session *ss = NULL;
-    static float lg[45 * 4096], ref_lp[44];
+    static float lg[45 * 4096], ref_lp[44], ref_top_lp[44][20];
+    static int32_t ref_top[44][20];
     CHECK_OK(backend_create(&be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, DT_F32, 0));
     CHECK_OK(model_config_load(&cfg, dir));
     CHECK_OK(model_load(&m, &cfg, dir, be, NULL));
@@ -592,6 +603,18 @@ static void test_prompt_logprobs(void) {
         for (int v = 0; v < cfg.vocab; v++)
             sum += exp(row[v] - mx);
         ref_lp[i] = (float)(row[p[i + 1]] - mx - log(sum));
+        /* the best 20 ids, lower id first on ties, by selection */
+        for (int j = 0; j < 20; j++) {
+            int best = -1;
+            for (int v = 0; v < cfg.vocab; v++) {
+                bool taken = false;
+                for (int q = 0; q < j && !taken; q++)
+                    taken = ref_top[i][q] == v;
+                if (!taken && (best < 0 || row[v] > row[best])) best = v;
+            }
+            ref_top[i][j] = best;
+            ref_top_lp[i][j] = (float)(row[best] - mx - log(sum));
+        }
     }
     session_free(ss);
     engine_free(e);
@@ -608,7 +631,23 @@ static void test_prompt_logprobs(void) {
     submit_ex(&h, &b, p, 45, 0, NULL, 0, true);
     submit_ex(&h, &z, p, 45, 0, NULL, -1, false);
     submit_ex(&h, &one, p, 1, 0, NULL, 2, true);
-    harness_wait(&h, 5);
+    slot top20;
+    submit_ex(&h, &top20, p, 45, 0, NULL, 20, true);
+    harness_wait(&h, 6);
+    /* the top 20 of every prompt position: the reference's ids in its order, its values */
+    float worst_top = 0;
+    for (int i = 0; i < 44; i++) {
+        CHECK_MSG(top20.r.plp_n_top[i] == 20, "position %d: %d top ids", i, top20.r.plp_n_top[i]);
+        for (int j = 0; j < 20 && j < top20.r.plp_n_top[i]; j++) {
+            CHECK_MSG(top20.r.plp_top_id[i][j] == ref_top[i][j],
+                      "position %d, top %d: id %d, not %d", i, j, top20.r.plp_top_id[i][j],
+                      ref_top[i][j]);
+            float d = fabsf(top20.r.plp_top_lp[i][j] - ref_top_lp[i][j]);
+            worst_top = d > worst_top ? d : worst_top;
+        }
+    }
+    CHECK_MSG(worst_top < 1e-4f, "prompt top logprobs differ from one forward's by %g",
+              (double)worst_top);
     float worst = 0;
     for (int i = 0; i < 44; i++) {
         float d = fabsf(a.r.plp[i] - ref_lp[i]);

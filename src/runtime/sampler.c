@@ -210,46 +210,130 @@ static void vocab_probs(const float *l, int V, float mx, float T, float *prob) {
         prob[v] = exp_le0((l[v] - mx) / T);
 }
 
+void sampler_probs(const float *l, int n, float max, float temperature, float *prob) {
+    vocab_probs(l, n, max, temperature, prob);
+}
+
+float sampler_max_logit(const float *l, int n) {
+    return max_logit(l, n);
+}
+
 /* prob[i] = exp((l[idx[i]] - mx) / T) for i < n */
 static void cand_probs(const float *l, const int32_t *idx, int n, float mx, float T, float *prob) {
     for (int i = 0; i < n; i++)
         prob[i] = exp_le0((l[idx[i]] - mx) / T);
 }
 
+/* Every sum of weights in a draw, and the walk that picks one: w[0..n) in SUM_CHUNKS consecutive
+ * chunks of ceil(n / SUM_CHUNKS) (the last ones shorter or empty), each summed in order in F64,
+ * the sum being their sums added in order. Eight chains of dependent adds side by side instead of
+ * one: one chain over 128k weights was half of a draw (0.1 ms on the build box). */
+enum { SUM_CHUNKS = 8 };
+static double chunk_sums(const float *w, int n, double *cs /* [SUM_CHUNKS] */) {
+    const int len = (n + SUM_CHUNKS - 1) / SUM_CHUNKS, last = n - (SUM_CHUNKS - 1) * len;
+    double s[SUM_CHUNKS] = {0};
+    if (last > 0) { /* every chunk holds weights; the last may be shorter */
+        for (int i = 0; i < last; i++)
+            for (int c = 0; c < SUM_CHUNKS; c++)
+                s[c] += w[c * len + i];
+        for (int i = last; i < len; i++)
+            for (int c = 0; c < SUM_CHUNKS - 1; c++)
+                s[c] += w[c * len + i];
+    } else { /* a few weights: chunk by chunk */
+        for (int c = 0; c < SUM_CHUNKS; c++)
+            for (int i = c * len; i < (c + 1) * len && i < n; i++)
+                s[c] += w[i];
+    }
+    double sum = 0;
+    for (int c = 0; c < SUM_CHUNKS; c++) {
+        cs[c] = s[c];
+        sum += s[c];
+    }
+    return sum;
+}
+
+static double weights_sum(const float *w, int n) {
+    double cs[SUM_CHUNKS];
+    return chunk_sums(w, n, cs);
+}
+
+/* The first i whose running sum, in the order of chunk_sums (the sums of the chunks before its
+ * own, then its chunk's weights up to it), exceeds target (< the sum): the chunk, then the
+ * weight. At a chunk's end the running sum is the same number the next chunk starts from, so the
+ * walk always ends on a weight. */
+static int weights_pick(const float *w, int n, double target) {
+    double cs[SUM_CHUNKS];
+    chunk_sums(w, n, cs);
+    const int len = (n + SUM_CHUNKS - 1) / SUM_CHUNKS;
+    double before = 0;
+    for (int c = 0; c < SUM_CHUNKS; c++) {
+        if (!(target < before + cs[c])) {
+            before += cs[c];
+            continue;
+        }
+        double acc = 0;
+        for (int i = c * len; i < n && i < (c + 1) * len; i++) {
+            acc += w[i];
+            if (target < before + acc) return i;
+        }
+        break; /* (not reached) */
+    }
+    return n - 1; /* a NaN weight */
+}
+
 /* The top-p candidates of the whole vocabulary without sorting it: a superset of the nucleus,
  * sorted best first, in idx[0..n); returns n, or 0 when the nucleus is most of the
  * vocabulary (then the caller sorts it all). prob[v] = exp((l[v] - mx) / T) for every id v
- * (in vocabulary order), *total their sum in that order.
- * A probability's float bits order it like its value; bucketed by their top 12 bits (1/8 of an
- * octave), the buckets from the top down up to where their mass passes top_p (with a margin
- * far above the rounding of either sum) hold every id of the nucleus: ids ordered by logit are
- * ordered by probability, so the ids of those buckets are a prefix of the sorted vocabulary. */
+ * (in vocabulary order), *total their sum (weights_sum).
+ * Weights under `least` together hold less than half of 1 - top_p of the total, so the nucleus
+ * never reaches them; most of a vocabulary's weights are that small, and blocks of 8 of them
+ * are passed over by one vectorized test. The others are listed and bucketed by their float
+ * bits' top 12 bits (a bucket is 1/8 of an octave; the bits order the values): the buckets from
+ * the top down until their mass passes top_p (with a margin far above the rounding of either
+ * sum) hold the whole nucleus. Ordered by logit the vocabulary is ordered by weight, so the ids
+ * kept (weight >= least, bucket at or above the last one taken) are a prefix of it. */
 enum { P_BUCKETS = (0x3f800000 >> 20) + 1 }; /* float bits >> 20 of values in [0, 1] */
 static int nucleus_candidates(const float *l, int V, float mx, float T, float top_p, float *prob,
                               int32_t *idx, double *total) {
-    double mass[P_BUCKETS] = {0};
-    double sum = 0;
     vocab_probs(l, V, mx, T, prob);
-    for (int v = 0; v < V; v++) {
-        const float p = prob[v];
-        sum += p;
-        uint32_t bits;
-        memcpy(&bits, &p, sizeof bits);
-        if (p > 0 && p <= 1) mass[bits >> 20] += p; /* NaN (a NaN logit) in none */
-    }
+    const double sum = weights_sum(prob, V);
     *total = sum;
-    double want = top_p * sum * (1 + 1e-9), acc = 0;
+    const float least = (float)((1 - top_p) * sum / (2.0 * V));
+    int m = 0;
+    for (int v0 = 0; v0 < V; v0 += 8) {
+        const int n8 = V - v0 < 8 ? V - v0 : 8;
+        int any = 0;
+        for (int j = 0; j < n8; j++) /* (vectorized) */
+            any |= prob[v0 + j] >= least;
+        if (!any) continue;
+        for (int j = 0; j < n8; j++) { /* listed without a branch: half of a flat row passes */
+            const float p = prob[v0 + j];
+            idx[m] = v0 + j;
+            m += (p >= least) & (p > 0) & (p <= 1); /* (NaN: not) */
+        }
+    }
+    /* their masses by bucket, in four interleaved copies (four chains of adds, not one) */
+    double mass[4][P_BUCKETS];
+    memset(mass, 0, sizeof mass);
+    for (int i = 0; i < m; i++) {
+        uint32_t bits;
+        memcpy(&bits, &prob[idx[i]], sizeof bits);
+        mass[i & 3][bits >> 20] += prob[idx[i]];
+    }
+    const double want = top_p * sum * (1 + 1e-9);
+    double acc = 0;
     int b = P_BUCKETS - 1;
     for (; b > 0; b--) {
-        acc += mass[b];
+        acc += mass[0][b] + mass[1][b] + mass[2][b] + mass[3][b];
         if (acc >= want) break;
     }
     if (b == 0) return 0;
     int n = 0;
-    for (int v = 0; v < V; v++) {
+    for (int i = 0; i < m; i++) {
         uint32_t bits;
-        memcpy(&bits, &prob[v], sizeof bits);
-        if (prob[v] > 0 && prob[v] <= 1 && (int)(bits >> 20) >= b) idx[n++] = v;
+        memcpy(&bits, &prob[idx[i]], sizeof bits);
+        idx[n] = idx[i];
+        n += (int)(bits >> 20) >= b;
     }
     if (n > V / 4) return 0;                /* as cheap to sort them all */
     radix_sort_candidates(l, idx, n, prob); /* (prob: 4 V bytes, no longer needed) */
@@ -306,10 +390,7 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
         vocab_probs(logits, V, mx, T, prob); /* (without the gather) */
     else
         cand_probs(logits, idx, n, mx, T, prob);
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += prob[i];
-    if (total > 0) sum = total;
+    double sum = total > 0 ? total : weights_sum(prob, n);
     if (!top_k && o->min_p > 0) {
         /* min-p kept only candidates; nothing to drop */
     } else if (o->min_p > 0) {
@@ -321,9 +402,7 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
                 break;
             }
         n = keep;
-        sum = 0;
-        for (int i = 0; i < n; i++)
-            sum += prob[i];
+        sum = weights_sum(prob, n);
     }
     if (top_p < 1) {
         /* keep the smallest prefix reaching top_p */
@@ -337,16 +416,9 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
             }
         }
         n = keep;
-        sum = 0;
-        for (int i = 0; i < n; i++)
-            sum += prob[i];
+        sum = weights_sum(prob, n);
     }
-    double u = sampler_rng_uniform(rng) * sum, acc = 0;
-    for (int i = 0; i < n; i++) {
-        acc += prob[i];
-        if (u < acc) return idx[i];
-    }
-    return idx[n - 1];
+    return idx[weights_pick(prob, n, sampler_rng_uniform(rng) * sum)];
 }
 
 bool sampler_all_finite(const float *l, int n) {

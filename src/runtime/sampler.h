@@ -47,13 +47,22 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
  *    vocabulary in id order;
  *  - with top_k and min_p, the candidates from the best while weight >= min_p x the best's;
  *  - with top_p, the smallest prefix whose running sum of weight / total reaches top_p, the
- *    total being the candidates' weights summed in their order, or with top_p alone the whole
- *    vocabulary's in id order;
- *  - one uniform number u in [0, 1) times the kept weights' sum (in their order) against their
- *    running sum: the first candidate whose running sum exceeds it.
+ *    total being the candidates' weights summed, or with top_p alone the whole vocabulary's in
+ *    id order;
+ *  - one uniform number u in [0, 1) times the kept weights' sum against their running sum: the
+ *    first candidate whose running sum exceeds it.
+ * Sums of weights (the totals, the kept weights', the running sum of the pick) are in F64 over 8
+ * consecutive chunks of ceil(n / 8) weights, each chunk in order, then the chunks' sums in
+ * order; the running sum at a weight is the chunks' sums before its own plus its chunk's
+ * weights up to it.
  * tests/test_sampler.c holds this definition written out plainly, and checks the draw against
  * it. */
 float sampler_prob(float logit, float max, float temperature);
+/* The same over a row, vectorized (a call of sampler_prob per id from another file is not):
+ * prob[v] = sampler_prob(l[v], max, temperature) for v < n; and the largest of l[0..n) (-inf
+ * when n is 0; of finite values, the same as any order of comparisons gives). */
+void sampler_probs(const float *l, int n, float max, float temperature, float *prob);
+float sampler_max_logit(const float *l, int n);
 
 /* Whether every one of l[0..n) is finite (no NaN, no infinity). */
 bool sampler_all_finite(const float *l, int n);
