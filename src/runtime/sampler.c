@@ -153,6 +153,22 @@ static void radix_sort_candidates(const float *l, int32_t *idx, int n, void *scr
     if (id != idx) memcpy(idx, id, (size_t)n * sizeof *idx); /* (3 passes: always) */
 }
 
+/* Sorts the listed ids idx[0..n) (in increasing order) best first: by the radix sort, in
+ * `scratch` (4 V bytes, free to overwrite) when it holds the sort's 16 n bytes, else in memory
+ * of its own; by the heap sort only when there is none to be had. */
+static void sort_listed(const float *l, int32_t *idx, int n, int V, float *scratch) {
+    if ((size_t)n * 4 <= (size_t)V) {
+        radix_sort_candidates(l, idx, n, scratch);
+        return;
+    }
+    void *own = malloc((size_t)n * 16);
+    if (own)
+        radix_sort_candidates(l, idx, n, own);
+    else
+        sort_candidates(l, idx, n);
+    free(own);
+}
+
 /* Leaves the k best ids in idx[0..k), sorted best first. O(V log k). */
 static void top_candidates(const float *l, int V, int k, int32_t *idx) {
     for (int i = 0; i < k; i++)
@@ -282,16 +298,16 @@ static int weights_pick(const float *w, int n, double target) {
 }
 
 /* The top-p candidates of the whole vocabulary without sorting it: a superset of the nucleus,
- * sorted best first, in idx[0..n); returns n, or 0 when the nucleus is most of the
- * vocabulary (then the caller sorts it all). prob[v] = exp((l[v] - mx) / T) for every id v
- * (in vocabulary order), *total their sum (weights_sum).
- * Weights under `least` together hold less than half of 1 - top_p of the total, so the nucleus
- * never reaches them; most of a vocabulary's weights are that small, and blocks of 8 of them
- * are passed over by one vectorized test. The others are listed and bucketed by their float
- * bits' top 12 bits (a bucket is 1/8 of an octave; the bits order the values): the buckets from
- * the top down until their mass passes top_p (with a margin far above the rounding of either
- * sum) hold the whole nucleus. Ordered by logit the vocabulary is ordered by weight, so the ids
- * kept (weight >= least, bucket at or above the last one taken) are a prefix of it. */
+ * sorted best first, in idx[0..n); returns n, or 0 when the buckets do not reach top_p (a NaN
+ * weight: then the caller sorts the whole vocabulary). prob[v] = exp((l[v] - mx) / T) for every id
+ * v (in vocabulary order), *total their sum (weights_sum). Weights under `least` together hold less
+ * than half of 1 - top_p of the total, so the nucleus never reaches them; most of a vocabulary's
+ * weights are that small, and blocks of 8 of them are passed over by one vectorized test. The
+ * others are listed and bucketed by their float bits' top 12 bits (a bucket is 1/8 of an octave;
+ * the bits order the values): the buckets from the top down until their mass passes top_p (with a
+ * margin far above the rounding of either sum) hold the whole nucleus. Ordered by logit the
+ * vocabulary is ordered by weight, so the ids kept (weight >= least, bucket at or above the last
+ * one taken) are a prefix of it. */
 enum { P_BUCKETS = (0x3f800000 >> 20) + 1 }; /* float bits >> 20 of values in [0, 1] */
 static int nucleus_candidates(const float *l, int V, float mx, float T, float top_p, float *prob,
                               int32_t *idx, double *total) {
@@ -335,8 +351,7 @@ static int nucleus_candidates(const float *l, int V, float mx, float T, float to
         idx[n] = idx[i];
         n += (int)(bits >> 20) >= b;
     }
-    if (n > V / 4) return 0;                /* as cheap to sort them all */
-    radix_sort_candidates(l, idx, n, prob); /* (prob: 4 V bytes, no longer needed) */
+    sort_listed(l, idx, n, V, prob); /* (prob: no longer needed) */
     return n;
 }
 
@@ -368,13 +383,10 @@ int32_t sampler_draw(const sampler_opts *o, uint64_t *rng, float *prob, int32_t 
         vocab_probs(logits, V, mx, T, prob);
         for (int v = 0; v < V; v++)
             if (prob[v] >= o->min_p) idx[n++] = v;
-        if (n <= V / 4)
-            radix_sort_candidates(logits, idx, n, prob); /* (prob: no longer needed) */
-        else
-            sort_candidates(logits, idx, n);
+        sort_listed(logits, idx, n, V, prob); /* (prob: no longer needed) */
     } else if (top_p < 1) {
         n = nucleus_candidates(logits, V, mx, T, top_p, prob, idx, &total);
-        if (n == 0) { /* most of the vocabulary: sort it all */
+        if (n == 0) { /* (NaN weights) */
             n = V;
             top_candidates(logits, V, n, idx);
         }
