@@ -571,6 +571,49 @@ static void test_deterministic(void) {
     harness_close(&h);
 }
 
+/* deterministic under preemption: a request preempted and run again gives the tokens and
+ * logprobs it gives alone, bit for bit. Its generated tokens were first computed one a step;
+ * recomputing them as prompt chunks (other arithmetic) changed the logprobs after them, and so,
+ * now and then, a sampled token. */
+static void test_deterministic_preemption(void) {
+    sched_opts so = {.deterministic = true, .token_budget = 64};
+    size_t per_block = 0;
+    {
+        model_config c;
+        CHECK_OK(model_config_load(&c, dir));
+        per_block = 2 * (size_t)c.n_layers * c.n_kv_heads * 8 * c.head_dim * 4; /* F32 */
+    }
+    static slot solo[N_REQ], sl[N_REQ];
+    harness h;
+    if (!harness_open(&h, N_REQ, 8, 0, &so)) return;
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        int n = prompt_of(i, p);
+        submit(&h, &solo[i], p, n, N_NEW, NULL, 2);
+        harness_wait(&h, i + 1);
+    }
+    harness_close(&h);
+    if (!harness_create(&h, N_REQ, 8, 12 * per_block, &so)) return;
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        int n = prompt_of(i, p);
+        submit(&h, &sl[i], p, n, N_NEW, NULL, 2);
+    }
+    harness_start(&h);
+    harness_wait(&h, N_REQ);
+    sched_stats st;
+    sched_get_stats(h.s, &st);
+    CHECK(st.preemptions > 0);
+    for (int i = 0; i < N_REQ; i++)
+        CHECK_MSG(sl[i].r.n == N_NEW &&
+                      !memcmp(sl[i].r.tokens, solo[i].r.tokens, sizeof(int32_t) * N_NEW) &&
+                      !memcmp(sl[i].r.logprobs, solo[i].r.logprobs, sizeof(float) * N_NEW),
+                  "request %d under preemption: its tokens or logprobs differ from its solo run "
+                  "(%s)",
+                  i, sl[i].r.error);
+    harness_close(&h);
+}
+
 /* Prompt logprobs (OpenAI's echo with logprobs): equal to the log-softmax of one all-rows
  * forward of the prompt; scored in chunks of max_batch rows, computed whole even when the prefix
  * cache has the prompt; given once, on the first event; max_tokens 0 ends after them; the tokens
@@ -888,6 +931,7 @@ int main(void) {
     RUN(test_decode_budget);
     RUN(test_request_options);
     RUN(test_deterministic);
+    RUN(test_deterministic_preemption);
     RUN(test_prompt_logprobs);
     RUN(test_failed_step_gives_back);
     RUN(test_sliding_paged);

@@ -184,10 +184,28 @@ static void test_ranges_and_types(void) {
     }
     expect_fail(OAI_COMPLETION, BODY("\"stream_options\": {\"include_usage\": true}"), 400,
                 "stream_options", "stream");
+    /* any stream_options without stream, as OpenAI (was accepted and ignored unless
+     * include_usage was true) */
+    expect_fail(OAI_COMPLETION, BODY("\"stream_options\": {\"include_usage\": false}"), 400,
+                "stream_options", "only allowed when 'stream' is true");
+    expect_fail(OAI_CHAT,
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stream\": "
+                "false, \"stream_options\": {}}",
+                400, "stream_options", "only allowed when 'stream' is true");
     expect_fail(OAI_COMPLETION, BODY("\"stream\": true, \"stream_options\": {\"x\": 1}"), 400,
                 "stream_options", "x");
     expect_fail(OAI_COMPLETION, BODY("\"suffix\": \"z\""), 400, "suffix", "not supported");
     expect_fail(OAI_COMPLETION, BODY("\"best_of\": 3"), 400, "best_of", "not supported");
+    /* an id out of range is named with its value (the message said "got integer") */
+    expect_fail(OAI_DETOKENIZE, "{\"tokens\": [3, -1]}", 400, "tokens",
+                "'tokens'[1] must be a "
+                "token id (an integer in [0, 2147483647]), got -1");
+    expect_fail(OAI_COMPLETION, "{\"prompt\": [[1], [4294967296]]}", 400, "prompt[1]",
+                "got 4294967296");
+    /* best_of below n (was accepted, and n choices returned) */
+    expect_fail(OAI_COMPLETION, BODY("\"best_of\": 1, \"n\": 3"), 400, "best_of",
+                "greater than or equal to 'n' (3)");
+    expect_fail(OAI_COMPLETION, BODY("\"n\": 2, \"best_of\": 1"), 400, "best_of", "'n' (2)");
     expect_fail(OAI_COMPLETION, BODY("\"frobnicate\": 1"), 400, "frobnicate",
                 "Unrecognized request argument supplied: frobnicate");
     expect_fail(OAI_COMPLETION, BODY("\"response_format\": {\"type\": \"json_object\"}"), 400,

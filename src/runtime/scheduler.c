@@ -13,7 +13,8 @@
  *     choices when every request of the step is plain greedy), sends the events, ends finished
  *     requests and publishes full blocks in the prefix cache.
  * With `deterministic`, every request steps alone and prefills block by block from position 0,
- * so that its arithmetic never depends on other requests or on what the prefix cache held.
+ * and a preempted one runs its generated tokens again one a step, as they first ran, so that its
+ * arithmetic never depends on other requests, on preemptions or on what the prefix cache held.
  */
 #include "runtime/scheduler.h"
 
@@ -594,6 +595,12 @@ static int chunk_of(const sched *s, const sreq *r, int room) {
     if (s->o.deterministic && bl > 0 && n > 1) {
         int to_boundary = bl - r->s->pos % bl;
         if (n > to_boundary) n = to_boundary;
+    }
+    if (s->o.deterministic && n > 1) {
+        /* a preempted request run again: its generated tokens were computed one a step, and
+         * are again (as a prompt chunk their arithmetic, and the logits after them, differ) */
+        const int prompt_left = r->n_prompt - r->s->pos;
+        if (n > prompt_left) n = prompt_left > 0 ? prompt_left : 1;
     }
     return n;
 }

@@ -155,6 +155,10 @@ static bool get_ids(const json_t *v, const char *name, bool allow_empty, int32_t
         const json_t *x = json_array_get(v, i);
         if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX) {
             free(ids);
+            if (json_is_integer(x)) /* the value, not "got integer" */
+                return oai_fail(err, 400, name,
+                                "'%s'[%zu] must be a token id (an integer in [0, %d]), got %lld",
+                                name, i, INT32_MAX, (long long)json_integer_value(x));
             return oai_fail(err, 400, name,
                             "'%s'[%zu] must be a token id (an integer >= 0), got %s", name, i,
                             json_type_name(x));
@@ -437,6 +441,7 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
         if (!json_is_object(v))
             return oai_fail(err, 400, key, "'stream_options' must be an object, got %s",
                             json_type_name(v));
+        r->stream_options_given = true;
         const char *k;
         json_t *val;
         json_object_foreach((json_t *)v, k, val) {
@@ -482,6 +487,7 @@ static bool parse_field(oai_request *r, const char *key, const json_t *v, int64_
             return oai_fail(err, 400, key,
                             "'best_of' > 1 is not supported (llmrt returns every choice it "
                             "generates; use n)");
+        r->best_of_given = true;
         return true;
     }
     if (!strcmp(key, "tools")) return parse_tools(r, v, err);
@@ -597,13 +603,18 @@ static bool check_request(oai_request *r, int64_t max_tokens, int64_t max_comple
         return oai_fail(err, 400, "n",
                         "%zu prompts x n = %d makes %zu choices; at most %d in one request",
                         r->n_prompts, r->n, r->n_prompts * (size_t)r->n, OAI_MAX_CHOICES);
+    if (r->best_of_given && r->n > 1) /* OpenAI and vLLM: best_of >= n */
+        return oai_fail(err, 400, "best_of",
+                        "'best_of' (1) must be greater than or equal to 'n' (%d); leave it out "
+                        "to get n choices",
+                        r->n);
     if (max_tokens == 0 && !r->echo)
         return oai_fail(err, 400, "max_tokens",
                         "'max_tokens' must be at least 1 (0 only with 'echo': the prompt alone)");
     r->prompt_only = max_tokens == 0;
     r->max_tokens_field = max_completion > 0 ? "max_completion_tokens" : "max_tokens";
     r->max_tokens = (int)(max_completion > 0 ? max_completion : max_tokens > 0 ? max_tokens : 0);
-    if (r->include_usage && !r->stream)
+    if (r->stream_options_given && !r->stream)
         return oai_fail(err, 400, "stream_options",
                         "'stream_options' is only allowed when 'stream' is true");
     if (r->kind == OAI_CHAT) {

@@ -73,10 +73,12 @@ typedef struct oai_request {
     bool prompt_only; /* max_tokens 0 with echo: the prompt (and its logprobs), nothing new */
     const char *max_tokens_field; /* the field that set max_tokens (for errors) */
     int n;                        /* choices per prompt (default 1) */
+    bool best_of_given;           /* best_of (only 1) was given: n must be 1 too */
     bool stream, include_usage, echo;
-    float temperature; /* default 1 */
-    float top_p;       /* default 1 */
-    int top_k;         /* 0: off */
+    bool stream_options_given; /* stream_options not null (a 400 without stream) */
+    float temperature;         /* default 1 */
+    float top_p;               /* default 1 */
+    int top_k;                 /* 0: off */
     float min_p, presence_penalty, frequency_penalty;
     float repetition_penalty; /* default 1 (off) */
     bool has_seed;

@@ -150,7 +150,8 @@ struct req_ctx {
     enum route route;
     const char *allow; /* a 405's Allow header (the route's methods), else NULL */
     char method[8];
-    char path[96];
+    char path[96];  /* the url, cut to fit (the log) */
+    char *model_id; /* GET /v1/models/{model_id}: the whole name */
     double t_start; /* arrival (monotonic ms) */
     sbuf body;
     bool too_large; /* the body passed max_body */
@@ -168,7 +169,8 @@ struct req_ctx {
     int n_gens;
     char id[48]; /* "cmpl-..." / "chatcmpl-..." */
     time_t created;
-    sbuf out;          /* stream: SSE bytes not yet handed to libmicrohttpd */
+    sbuf out;          /* stream: SSE bytes made by the last pumps */
+    size_t out_sent;   /* stream: of out, the bytes handed to libmicrohttpd (< out.n, or 0) */
     bool stream_ended; /* stream: [DONE] is in out */
     bool failed;       /* stream: an error event was sent */
 };

@@ -69,6 +69,7 @@ static void req_free(req_ctx *c) {
     free(c->echo_text);
     free(c->echo_len);
     oai_request_free(&c->req);
+    free(c->model_id);
     sbuf_free(&c->body);
     sbuf_free(&c->out);
     pthread_mutex_destroy(&c->lock);
@@ -480,10 +481,16 @@ static bool submit_all(req_ctx *c, oai_error *err) {
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     req_ctx *c = cls;
     for (;;) {
-        if (c->out.n) {
-            size_t n = c->out.n < max ? c->out.n : max;
-            memcpy(buf, c->out.p, n);
-            sbuf_consume(&c->out, n);
+        if (c->out_sent < c->out.n) {
+            /* from an offset: consuming each piece would move the rest of out every time,
+             * quadratic in what one pump made (tens of MB for n x logprobs) */
+            size_t n = c->out.n - c->out_sent < max ? c->out.n - c->out_sent : max;
+            memcpy(buf, c->out.p + c->out_sent, n);
+            c->out_sent += n;
+            if (c->out_sent == c->out.n) {
+                sbuf_consume(&c->out, c->out.n);
+                c->out_sent = 0;
+            }
             return (ssize_t)n;
         }
         if (c->stream_ended) return MHD_CONTENT_READER_END_OF_STREAM;
@@ -572,7 +579,7 @@ static enum MHD_Result handle_models(req_ctx *c) {
 }
 
 static enum MHD_Result handle_model(req_ctx *c) {
-    const char *name = c->path + strlen("/v1/models/");
+    const char *name = c->model_id;
     if (strcmp(name, c->s->name) != 0) {
         oai_error err;
         oai_fail(&err, 404, "model", "The model `%s` does not exist.", name);
@@ -700,14 +707,17 @@ static bool key_matches(const char *want, const char *got) {
     return d == 0;
 }
 
-/* First call (headers only): route, method, API key, announced size. Returns MHD_YES to go on
- * reading the body; a response queued here ends the request (and the connection). */
-static enum MHD_Result begin(req_ctx *c) {
+/* First call (headers only): route (on the whole url: c->path is cut for the log), method, API
+ * key, announced size. Returns MHD_YES to go on reading the body; a response queued here ends
+ * the request (and the connection). */
+static enum MHD_Result begin(req_ctx *c, const char *url) {
     server *s = c->s;
     bool method_ok;
     const char *allow;
-    c->route = route_of(c->path, c->method, &method_ok, &allow);
+    c->route = route_of(url, c->method, &method_ok, &allow);
     if (c->route == ROUTE_NONE) return reply_fail(c, 404, NULL, "Not Found");
+    if (c->route == ROUTE_MODEL && !(c->model_id = strdup(url + strlen("/v1/models/"))))
+        return reply_fail(c, 500, NULL, "out of memory");
     if (!method_ok) {
         c->allow = allow;
         return reply_fail(c, 405, NULL, "Method Not Allowed");
@@ -790,7 +800,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c = req_new(s, mc, url, method);
         if (!c) return MHD_NO;
         *con_cls = c;
-        return begin(c);
+        return begin(c, url);
     }
     if (*upload_size) {
         size_t n = *upload_size;
@@ -1087,8 +1097,10 @@ llmrt_status server_run(server *s, engine *e) {
         return err_set(LLMRT_ERR_NOMEM, "server: cannot start the engine thread");
     }
     atomic_store(&s->state, SERVER_READY);
-    server_log(s, "ready: %s on http://%s:%d/v1 (max batch %d, context %d, tool calls %s)", s->name,
-               s->host, s->port, so.max_batch, s->max_seq, tool_format_name(s->tool_fmt));
+    const bool v6 = strchr(s->host, ':') != NULL; /* a URL holds an IPv6 address in brackets */
+    server_log(s, "ready: %s on http://%s%s%s:%d/v1 (max batch %d, context %d, tool calls %s)",
+               s->name, v6 ? "[" : "", s->host, v6 ? "]" : "", s->port, so.max_batch, s->max_seq,
+               tool_format_name(s->tool_fmt));
     while (!atomic_load(&s->stop_requested) && !atomic_load(&et.done)) {
         struct pollfd p = {.fd = s->stop_pipe[0], .events = POLLIN};
         poll(&p, 1, 100);

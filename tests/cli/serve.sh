@@ -134,6 +134,14 @@ out=$(curl -s "$SERVE_URL/v1/models")
 out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v1/completions" -d '{"prompt": [0,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33], "max_tokens": 40}')
 [[ "$out" == *'"param":"max_tokens"'*' 400' ]] && ok || bad "small cache past its positions: $out"
 serve_stop "$LOG" && ok || bad "small cache: clean exit"
+# --kv-memory beyond any machine is refused (1e30G and inf were taken: an undefined conversion
+# to size_t, then capped)
+for v in 1e30G inf 1e19; do
+  out=$(timeout 20 "$BIN" serve --port 0 --device cpu --precision FP32 --kv-memory $v 2>&1)
+  rc=$?
+  [[ $rc == 2 && "$out" == *"--kv-memory must be bytes"*"got '$v'"* ]] && ok ||
+    bad "--kv-memory $v: exit $rc: $out"
+done
 # tool calls, end to end: tests/serve/tool_model answers every chat with a hermes tool call
 # (scripts/make_tool_call_model.py); the server finds the format in its template
 SERVE_OWN_TEMPLATE=1 serve_start "$BIN" "$LOG" --model tests/serve/tool_model \
@@ -180,5 +188,38 @@ for kw in ({"tools": tools, "tool_choice": "none"}, {}):
         not t.choices[0].message.tool_calls and t.choices[0].finish_reason == "stop", t
 PY
 serve_stop "$LOG" && ok || bad "tool model: clean exit"
+
+# a served name longer than the log's copy of the path (a --model path, say): GET
+# /v1/models/{name} finds it (it was a 404 naming the name cut at 84 characters)
+LONG=org/$(printf 'm%.0s' $(seq 1 120))
+serve_start "$BIN" "$LOG" --served-model-name "$LONG" --max-batch 2 ||
+  { echo "$pass passed, $((fail+1)) failed"; exit 1; }
+out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v1/models/$LONG")
+[[ "$out" == *"\"id\":\"$LONG\""*' 200' ]] && ok || bad "long model name: $out"
+out=$(curl -s -w ' %{http_code}' "$SERVE_URL/v1/models/${LONG}x")
+[[ "$out" == *"\`${LONG}x\` does not exist"*' 404' ]] && ok || bad "long unknown name: $out"
+serve_stop "$LOG" && ok || bad "long model name: clean exit"
+
+# an IPv6 address: the URLs the server prints hold it in brackets (they were http://::1:PORT)
+if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+  : >"$LOG"
+  "$BIN" serve --host ::1 --port 0 --device cpu --precision FP32 --max-batch 2 >"$LOG" 2>&1 &
+  SERVE_PID=$!
+  port=
+  for _ in $(seq 1 300); do
+    port=$(sed -n 's/.*listening on http:\/\/\[::1\]:\([0-9]*\) .*/\1/p' "$LOG" | head -1)
+    [ -n "$port" ] && break
+    kill -0 $SERVE_PID 2>/dev/null || break
+    sleep 0.1
+  done
+  for _ in $(seq 1 600); do
+    [ -n "$port" ] || break
+    [ "$(curl -sg -o /dev/null -w '%{http_code}' "http://[::1]:$port/health")" = 200 ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] && grep -q "ready: demo-llama on http://\[::1\]:$port/v1 " "$LOG" && ok ||
+    bad "IPv6 URLs in the log: $(cat "$LOG")"
+  serve_stop "$LOG" && ok || bad "IPv6: clean exit"
+fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

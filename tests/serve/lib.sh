@@ -8,6 +8,9 @@ serve_start() {
   # SERVE_OWN_TEMPLATE=1: the model's own chat template instead of the demo one
   local tmpl=(--chat-template tests/serve/demo_chat.jinja)
   [ -n "${SERVE_OWN_TEMPLATE:-}" ] && tmpl=()
+  # emptied here, not only by the redirection below: that runs in the child, after the loop
+  # below may have read the port of the previous server logged to the same file
+  : >"$log"
   "$bin" serve --port 0 --device cpu --precision FP32 --max-batch 16 \
     "${tmpl[@]}" "$@" >"$log" 2>&1 &
   SERVE_PID=$!

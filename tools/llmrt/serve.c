@@ -96,9 +96,11 @@ static bool parse_kv_memory(const char *v, size_t *bytes, double *frac) {
         } else {
             return false;
         }
-    } else if (x != (double)(size_t)x) {
-        return false;
     }
+    /* 2^62 bytes is beyond any machine; past SIZE_MAX the conversion is undefined (1e30G, inf
+     * were taken, as whatever the cast gave) */
+    if (!(x * mul < 0x1p62)) return false;
+    if (mul == 1 && x != (double)(size_t)x) return false;
     *bytes = (size_t)(x * mul);
     return true;
 }
@@ -237,8 +239,10 @@ int cmd_serve(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    fprintf(stderr, "llmrt serve: listening on http://%s:%d (loading %s)\n",
-            o.so.host ? o.so.host : "127.0.0.1", llmrt_server_port(srv), o.so.model_name);
+    const char *host = o.so.host ? o.so.host : "127.0.0.1";
+    const bool v6 = strchr(host, ':') != NULL; /* a URL holds an IPv6 address in brackets */
+    fprintf(stderr, "llmrt serve: listening on http://%s%s%s:%d (loading %s)\n", v6 ? "[" : "",
+            host, v6 ? "]" : "", llmrt_server_port(srv), o.so.model_name);
     rc = cli_model_load(&o.cm, "serve", lo);
     if (rc == 0 && !o.quiet) {
         llmrt_memory mem;
