@@ -66,7 +66,7 @@ if [ "${1:-}" = "--stage" ]; then
     files=()
     # STAGE_BINS="llmrt test_cuda_ops" stages only those (each binary holds every kernel: all
     # of them may not fit what travels)
-    bins=${STAGE_BINS:-test_cuda_ops test_e2e test_demo_models test_argmax bench_cuda test_scheduler llmrt}
+    bins=${STAGE_BINS:-test_cuda_ops test_cuda_sample test_e2e test_demo_models test_argmax bench_cuda test_scheduler llmrt}
     for f in $(for b in $bins; do echo "$build/$b"; done); do
         [ -x "$f" ] && [ -f "$f" ] && { files+=("$(basename "$f")"); cp "$f" "$stage/"; }
     done
@@ -154,6 +154,8 @@ if [[ " $ONLY " == *" ops "* ]]; then
     run_part test_cuda_ops test_cuda_ops.log "$CARRY/test_cuda_ops"
     grep -E "max \|x - cpu\|" "$OUT/test_cuda_ops.log" | head -24
     [ -x "$CARRY/test_argmax" ] && run_part test_argmax test_argmax.log "$CARRY/test_argmax"
+    [ -x "$CARRY/test_cuda_sample" ] &&
+        run_part test_cuda_sample test_cuda_sample.log "$CARRY/test_cuda_sample"
 fi
 if [[ " $ONLY " == *" e2e "* ]]; then
     for t in "$CARRY"/test_e2e*; do

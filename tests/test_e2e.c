@@ -247,7 +247,7 @@ static void check_batch(model *m, const ref *r, double tol, dtype prec, const ch
         float *both = malloc((size_t)2 * V * sizeof *both), *single = malloc((size_t)V * 4);
         for (int b = 0; b < 2; b++)
             session_reset(ss[b]);
-        CHECK_OK(st = engine_feed(e, ss, 2, prompts, lens, both, false));
+        CHECK_OK(st = engine_feed(e, ss, 2, prompts, lens, both, NULL));
         if (st == LLMRT_OK) {
             double w0 = 0;
             for (int v = 0; v < V; v++)

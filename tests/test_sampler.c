@@ -1,9 +1,11 @@
-/* test_sampler.c — greedy, temperature, top-k, top-p and seeding. */
+/* test_sampler.c — greedy, temperature, top-k, min-p, top-p and seeding: the draw against the
+ * definition of backend/sample.h (written out plainly here), token for token, and its edges. */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/sample.h"
 #include "runtime/sampler.h"
 #include "testutil.h"
 
@@ -120,104 +122,83 @@ static void test_bad_options(void) {
     sampler_free(&s);
 }
 
-/* ---- the draw against its definition (sampler.h), written out plainly ---- */
+/* ---- the draw against its definition (backend/sample.h), written out plainly ---- */
 
 static const float *ref_l; /* qsort's comparison reads the logits from here */
+/* the candidates' order (sample.h, step 4): the larger key first, then the lower id */
 static int ref_before(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    if (ref_l[x] != ref_l[y]) return ref_l[x] > ref_l[y] ? -1 : 1;
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    const uint32_t kx = sample_key(ref_l[x]), ky = sample_key(ref_l[y]);
+    if (kx != ky) return kx > ky ? -1 : 1;
     return x < y ? -1 : x > y;
 }
 
-/* A sum of weights as the draw defines it: 8 consecutive chunks of ceil(n / 8), each summed in
- * order, then the chunks' sums in order; the pick walks the same way. */
-static double ref_sum(const float *w, int n, double *chunk /* [8] */) {
-    const int len = (n + 7) / 8;
-    double sum = 0;
-    for (int c = 0; c < 8; c++) {
-        chunk[c] = 0;
-        for (int i = c * len; i < (c + 1) * len && i < n; i++)
-            chunk[c] += w[i];
-        sum += chunk[c];
-    }
-    return sum;
-}
-
-static int ref_pick(const float *w, int n, double u) {
-    double chunk[8], before = 0;
-    const double target = u * ref_sum(w, n, chunk);
-    const int len = (n + 7) / 8;
-    for (int c = 0; c < 8; c++) {
-        double run = 0;
-        for (int i = c * len; i < (c + 1) * len && i < n; i++) {
-            run += w[i];
-            if (target < before + run) return i;
-        }
-        before += chunk[c];
-    }
-    return n - 1;
-}
-
+/* sample.h's steps 1 to 5, and sampler_draw's greedy cases: every candidate sorted, the masses
+ * summed in the plainest order, the pick walking every id in id order. */
 static int32_t ref_draw(const sampler_opts *o, uint64_t *rng, const float *l, int V) {
-    int32_t best = 0;
+    int32_t best = 0; /* the argmax, the lowest id on ties */
     for (int v = 1; v < V; v++)
         if (l[v] > l[best]) best = v;
-    if (o->temperature == 0 || o->top_k == 1 || l[best] == INFINITY || l[best] == -INFINITY)
-        return best;
-    const float mx = l[best];
-    const float top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1;
-    const bool top_k = o->top_k > 0 && o->top_k < V;
-    int32_t *ids = malloc((size_t)V * sizeof *ids);
+    if (o->temperature == 0 || o->top_k == 1) return best;
+    const double u = sampler_rng_uniform(rng);                    /* 1 */
+    if (l[best] == INFINITY || l[best] == -INFINITY) return best; /* 2 */
+    const float mx = l[best], T = o->temperature;
+    uint64_t *q = malloc((size_t)V * sizeof *q); /* 3 */
     float *w = malloc((size_t)V * sizeof *w);
-    int n = 0;
-    if (top_k || o->min_p > 0 || top_p < 1) { /* sorted: best first */
-        for (int v = 0; v < V; v++)
-            if (top_k || !(o->min_p > 0) || sampler_prob(l[v], mx, o->temperature) >= o->min_p)
-                ids[n++] = v;
-        ref_l = l;
-        qsort(ids, (size_t)n, sizeof *ids, ref_before);
-        if (top_k) n = o->top_k;
-    } else { /* id order */
-        for (int v = 0; v < V; v++)
-            ids[n++] = v;
+    for (int v = 0; v < V; v++) {
+        w[v] = sample_weight(l[v], mx, T);
+        q[v] = sample_mass(w[v]);
     }
-    for (int i = 0; i < n; i++)
-        w[i] = sampler_prob(l[ids[i]], mx, o->temperature);
-    if (top_k && o->min_p > 0)
-        for (int i = 1; i < n; i++)
-            if (w[i] < o->min_p * w[0]) {
-                n = i;
-                break;
-            }
-    double total, chunk[8];
-    if (!top_k && !(o->min_p > 0) && top_p < 1) { /* the whole vocabulary's, in id order */
-        float *all = malloc((size_t)V * sizeof *all);
-        for (int v = 0; v < V; v++)
-            all[v] = sampler_prob(l[v], mx, o->temperature);
-        total = ref_sum(all, V, chunk);
-        free(all);
-    } else {
-        total = ref_sum(w, n, chunk);
+    int32_t *ids = malloc((size_t)V * sizeof *ids); /* 4: every id, in order */
+    for (int v = 0; v < V; v++)
+        ids[v] = v;
+    ref_l = l;
+    qsort(ids, (size_t)V, sizeof *ids, ref_before);
+    int n = V;
+    if (o->top_k > 0 && o->top_k < V) n = o->top_k;
+    if (o->min_p > 0) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (w[ids[i]] >= o->min_p) ids[m++] = ids[i];
+        n = m;
     }
-    if (top_p < 1) {
-        double run = 0;
+    if (o->top_p > 0 && o->top_p < 1) {
+        uint64_t total = 0, a = 0;
+        for (int i = 0; i < n; i++)
+            total += q[ids[i]];
         for (int i = 0; i < n; i++) {
-            run += w[i] / total;
-            if (run >= top_p) {
+            a += q[ids[i]];
+            if ((double)a >= (double)o->top_p * (double)total) {
                 n = i + 1;
                 break;
             }
         }
     }
-    int32_t t = ids[ref_pick(w, n, sampler_rng_uniform(rng))];
-    free(ids);
+    bool *keep = calloc((size_t)V, sizeof *keep); /* 5 */
+    uint64_t S = 0;
+    for (int i = 0; i < n; i++) {
+        keep[ids[i]] = true;
+        S += q[ids[i]];
+    }
+    uint64_t r = (uint64_t)(u * (double)S);
+    if (r >= S) r = S - 1;
+    uint64_t run = 0;
+    int32_t t = -1;
+    for (int v = 0; v < V && t < 0; v++) {
+        if (keep[v]) run += q[v];
+        if (keep[v] && run > r) t = v;
+    }
+    free(q);
     free(w);
+    free(ids);
+    free(keep);
     return t;
 }
 
 /* Logits of kind k: 0 uniform over [-scale, scale], 1 peaked (a few far above the rest), 2 few
  * distinct values (ties everywhere), 3 with -inf entries (banned ids), 4 all negative (as many
- * models' are: the sort's order of negative numbers) */
+ * models' are: the order of negative numbers), 5 ties of -0 and +0 (one key) among few values */
+enum { N_KINDS = 6 };
 static void fill_logits(float *l, int V, int kind, float scale, unsigned seed) {
     test_rand_fill(l, (size_t)V, -scale, scale, seed);
     if (kind == 1)
@@ -232,11 +213,15 @@ static void fill_logits(float *l, int V, int kind, float scale, unsigned seed) {
     if (kind == 4)
         for (int v = 0; v < V; v++)
             l[v] -= 3 * scale;
+    if (kind == 5)
+        for (int v = 0; v < V; v++)
+            l[v] = l[v] > 0 ? 0.0f * (float)(v & 1 ? -1 : 1) : floorf(l[v] / 4);
 }
 
 /* sampler_draw picks what the definition picks, token for token, on vocabularies of 1 to 128k
- * ids and every combination of the options: its fast paths (no full sort, a vectorized
- * exponential, the nucleus found from buckets of probabilities, a radix sort) change nothing. */
+ * ids and every combination of the options: its fast paths (no sort, a vectorized exponential
+ * and mass, the top-p cut from a radix select of masses over the ids near it, the top-k one from
+ * a heap or a radix select of counts, the pick by blocks' sums or over a list) change nothing. */
 static void test_draw_matches_definition(void) {
     const int vocabs[] = {1, 2, 7, 100, 1000, 5003, 128256};
     const sampler_opts opts[] = {
@@ -250,6 +235,13 @@ static void test_draw_matches_definition(void) {
         {.temperature = 1.0f, .min_p = 0.001f, .top_p = 0.9f},
         {.temperature = 1.0f, .top_k = 100, .min_p = 0.1f, .top_p = 0.8f},
         {.temperature = 2.0f, .top_p = 0.999f},
+        /* top-k past the heap's 1024: the radix select of counts */
+        {.temperature = 1.0f, .top_k = 1024, .top_p = 0.9f},
+        {.temperature = 1.0f, .top_k = 1025},
+        {.temperature = 0.9f, .top_k = 3000, .min_p = 0.01f, .top_p = 0.95f},
+        {.temperature = 0.05f, .top_p = 0.3f},
+        /* a cut below every guess of sampler.c (weights under 2^-18): the select over all */
+        {.temperature = 1.0f, .top_p = 0.9999999f},
     };
     const int n_opts = (int)(sizeof opts / sizeof *opts);
     const int max_v = 128256;
@@ -258,7 +250,7 @@ static void test_draw_matches_definition(void) {
     int checked = 0, mismatches = 0;
     for (size_t vi = 0; vi < sizeof vocabs / sizeof *vocabs; vi++) {
         const int V = vocabs[vi], draws = V > 10000 ? 3 : 40;
-        for (int kind = 0; kind<5; kind += V> 10000 ? 4 : 1) {
+        for (int kind = 0; kind<N_KINDS; kind += V> 10000 ? 4 : 1) {
             for (int sc = 0; sc < 2; sc++) {
                 fill_logits(l, V, kind, sc ? 12.0f : 2.5f, (unsigned)(V * 31 + kind * 7 + sc));
                 for (int oi = 0; oi < n_opts; oi++) {
@@ -272,6 +264,11 @@ static void test_draw_matches_definition(void) {
                                       "V %d, logits kind %d scale %d, options %d, draw %d: %d, "
                                       "the definition %d",
                                       V, kind, sc, oi, d, a, b);
+                        if (r1 != r2 && mismatches++ < 5)
+                            CHECK_MSG(r1 == r2,
+                                      "V %d, kind %d, options %d, draw %d: the "
+                                      "generators part",
+                                      V, kind, oi, d);
                     }
                 }
             }
@@ -354,6 +351,257 @@ static void test_check_names_the_value(void) {
     CHECK_ERR(sampler_init(&s, &o, 8), LLMRT_ERR_INVALID, "temperature inf");
 }
 
+/* A sampled draw takes exactly one uniform number from the generator, before anything else:
+ * also when the largest logit is +inf (the draw is then its argmax) or every id is -inf (id 0),
+ * on every path of the draw; a greedy draw (temperature 0, top_k 1) takes none. */
+static void test_uniform_drawn_first(void) {
+    enum { V = 3000 };
+    static float l[V], prob[V];
+    static int32_t idx[V];
+    const sampler_opts sampled[] = {
+        {.temperature = 1},
+        {.temperature = 0.7f, .top_p = 0.9f},
+        {.temperature = 1, .min_p = 0.1f},
+        {.temperature = 1, .top_k = 3},
+        {.temperature = 1, .top_k = 2000, .top_p = 0.5f},
+    };
+    const sampler_opts greedy[] = {{.temperature = 0}, {.temperature = 1, .top_k = 1}};
+    for (int kind = 0; kind < 3; kind++) { /* +inf at 1234 and 2000, all -inf, finite */
+        test_rand_fill(l, V, -3, 3, 17);
+        if (kind == 0) l[1234] = l[2000] = INFINITY;
+        if (kind == 1)
+            for (int v = 0; v < V; v++)
+                l[v] = -INFINITY;
+        for (size_t i = 0; i < sizeof sampled / sizeof *sampled; i++) {
+            uint64_t rng = sampler_rng_seed(77), want = rng;
+            sampler_rng_uniform(&want);
+            const int32_t t = sampler_draw(&sampled[i], &rng, prob, idx, l, V);
+            CHECK_MSG(rng == want, "logits %d, options %zu: the generator moved by other than one",
+                      kind, i);
+            if (kind == 0) CHECK_MSG(t == 1234, "options %zu: %d, not the +inf id", i, t);
+            if (kind == 1) CHECK_MSG(t == 0, "options %zu: %d, not id 0", i, t);
+        }
+        for (size_t i = 0; i < sizeof greedy / sizeof *greedy; i++) {
+            uint64_t rng = sampler_rng_seed(77), want = rng;
+            sampler_draw(&greedy[i], &rng, prob, idx, l, V);
+            CHECK_MSG(rng == want, "greedy options %zu moved the generator", i);
+        }
+    }
+    uint64_t rng = sampler_rng_seed(3), want = rng; /* one id */
+    sampler_rng_uniform(&want);
+    CHECK(sampler_draw(&sampled[0], &rng, prob, idx, l, 1) == 0 && rng == want);
+}
+
+/* The pick walks the kept ids in id order: with logits 0, 1, 2 the smallest uniform numbers give
+ * id 0 (the walk in the candidates' order would give id 2), by the masses of sample.h. */
+static void test_pick_walks_ids_in_order(void) {
+    const float l[3] = {0.0f, 1.0f, 2.0f};
+    const sampler_opts o = {.temperature = 1};
+    uint64_t q[3], S = 0;
+    for (int v = 0; v < 3; v++)
+        S += q[v] = sample_mass(sample_weight(l[v], 2.0f, 1.0f));
+    CHECK(q[2] == (uint64_t)1 << 42);
+    float prob[3];
+    int32_t idx[3];
+    int low = 0; /* draws whose u is below id 0's share */
+    for (uint64_t seed = 0; seed < 300; seed++) {
+        uint64_t rng = sampler_rng_seed(seed), peek = rng;
+        const uint64_t r = sample_target(sampler_rng_uniform(&peek), S);
+        const int32_t want = r < q[0] ? 0 : r < q[0] + q[1] ? 1 : 2;
+        const int32_t t = sampler_draw(&o, &rng, prob, idx, l, 3);
+        CHECK_MSG(t == want, "seed %llu: %d, not %d", (unsigned long long)seed, t, want);
+        low += want == 0;
+    }
+    CHECK_MSG(low > 0, "no seed drew below id 0's share");
+}
+
+/* The generator state whose next uniform number is k / 2^53 (k < 2^53): splitmix64 run backwards
+ * (each of its steps is a bijection of 64-bit words), so that a test can choose a draw's u. */
+static uint64_t inverse_odd(uint64_t a) { /* a x = 1 mod 2^64 (Newton) */
+    uint64_t x = a;
+    for (int i = 0; i < 6; i++)
+        x *= 2 - a * x;
+    return x;
+}
+static uint64_t unxorshift(uint64_t z, int s) { /* the x with x ^ (x >> s) = z */
+    uint64_t x = z;
+    for (int i = 0; i <= 64 / s; i++)
+        x = z ^ (x >> s);
+    return x;
+}
+static uint64_t rng_giving(uint64_t k) {
+    uint64_t z = unxorshift(k << 11, 31) * inverse_odd(0x94d049bb133111ebULL);
+    z = unxorshift(z, 27) * inverse_odd(0xbf58476d1ce4e5b9ULL);
+    return unxorshift(z, 30) - 0x9e3779b97f4a7c15ULL;
+}
+
+/* The state whose next draw has r = R under kept masses summing to S (step 5). */
+static uint64_t rng_for_r(uint64_t R, uint64_t S) {
+    const double k0 = ((double)R + 0.5) / (double)S * 9007199254740992.0; /* (then the k near) */
+    for (int d = -4; d <= 4; d++) {
+        const uint64_t k = (uint64_t)k0 + (uint64_t)d;
+        if (k >= (uint64_t)1 << 53 || sample_target((double)k / 9007199254740992.0, S) != R)
+            continue;
+        uint64_t rng = rng_giving(k), peek = rng;
+        CHECK(sampler_rng_uniform(&peek) == (double)k / 9007199254740992.0);
+        return rng;
+    }
+    CHECK_MSG(0, "no u gives r %llu of %llu", (unsigned long long)R, (unsigned long long)S);
+    return 0;
+}
+
+/* The definition's edges, with u chosen: the pick's running sum must exceed r (r equal to the
+ * first id's mass is the next id's, and an id of mass 0 is never drawn); top-p's prefix reaches at
+ * equality; min_p keeps a weight equal to it — on the vocabulary's paths and the short top-k's. */
+static void test_exact_edges(void) {
+    enum { V = 3000 };
+    static float l[V], prob[V];
+    static int32_t idx[V];
+    const uint64_t one = (uint64_t)1 << 42; /* the mass of weight 1 */
+    l[0] = 0.0f, l[1] = 1.0f, l[2] = 2.0f;
+    const uint64_t q0 = sample_mass(sample_weight(0.0f, 2.0f, 1.0f)),
+                   q1 = sample_mass(sample_weight(1.0f, 2.0f, 1.0f)), S3 = q0 + q1 + one;
+    const sampler_opts t1 = {.temperature = 1}, t1k = {.temperature = 1, .top_k = 2};
+    const struct {
+        uint64_t r;
+        int32_t want;
+    } picks[] = {{0, 0}, {q0 - 1, 0}, {q0, 1}, {q0 + q1 - 1, 1}, {q0 + q1, 2}, {S3 - 1, 2}};
+    for (size_t i = 0; i < sizeof picks / sizeof *picks; i++) {
+        uint64_t rng = rng_for_r(picks[i].r, S3);
+        CHECK_MSG(sampler_draw(&t1, &rng, prob, idx, l, 3) == picks[i].want, "r %llu",
+                  (unsigned long long)picks[i].r);
+    }
+    /* ids 1 and 2 of top-k 2, in id order: r = mass of id 1 is id 2 */
+    uint64_t rng = rng_for_r(q1, q1 + one);
+    CHECK(sampler_draw(&t1k, &rng, prob, idx, l, 3) == 2);
+    rng = rng_for_r(q1 - 1, q1 + one);
+    CHECK(sampler_draw(&t1k, &rng, prob, idx, l, 3) == 1);
+    /* an id of mass 0 first: r = 0 is id 1 */
+    l[0] = -100.0f, l[1] = 0.0f;
+    CHECK(sample_mass(sample_weight(-100.0f, 0.0f, 1.0f)) == 0);
+    rng = rng_for_r(0, one);
+    CHECK(sampler_draw(&t1, &rng, prob, idx, l, 2) == 1);
+
+    /* top-p reaching at equality: 0.5 of V equal masses is V / 2 ids exactly, so r = S - 1 is
+     * id V / 2 - 1 (of the vocabulary's select, and of top-k 10's list: 5 ids) */
+    for (int v = 0; v < V; v++)
+        l[v] = 0.25f;
+    const sampler_opts half = {.temperature = 1, .top_p = 0.5f},
+                       half_k = {.temperature = 1, .top_k = 10, .top_p = 0.5f};
+    rng = rng_for_r((V / 2) * one - 1, (V / 2) * one);
+    CHECK(sampler_draw(&half, &rng, prob, idx, l, V) == V / 2 - 1);
+    rng = rng_for_r(5 * one - 1, 5 * one);
+    CHECK(sampler_draw(&half_k, &rng, prob, idx, l, V) == 4);
+
+    /* min_p equal to a weight keeps it: a logit whose weight is exact, near -ln 2 */
+    float x = -0.6931472f, w = 0;
+    for (int i = 0; i < 4096; i++, x = nextafterf(x, -1.0f)) {
+        w = sample_weight(x, 0.0f, 1.0f);
+        if ((double)w * one == (double)sample_mass(w)) break; /* (its mass is w 2^42 exactly) */
+    }
+    CHECK(w > 0.4f && w < 0.6f);
+    for (int v = 0; v < V; v++)
+        l[v] = -50.0f; /* weight 0 */
+    l[7] = 0.0f, l[2000] = x;
+    const uint64_t Sw = one + sample_mass(w);
+    const sampler_opts mp = {.temperature = 1, .min_p = w},
+                       mp_k = {.temperature = 1, .top_k = 5, .min_p = w};
+    rng = rng_for_r(Sw - 1, Sw);
+    CHECK(sampler_draw(&mp, &rng, prob, idx, l, V) == 2000);
+    rng = rng_for_r(Sw - 1, Sw);
+    CHECK(sampler_draw(&mp_k, &rng, prob, idx, l, V) == 2000);
+}
+
+/* Equal keys: lower ids first, for top-k (its heap and its radix select) and top-p (-0 and +0
+ * are one key). */
+static void test_ties_lower_id_first(void) {
+    enum { V = 3000 };
+    static float l[V], prob[V];
+    static int32_t idx[V];
+    for (int v = 0; v < V; v++)
+        l[v] = v % 2 ? -0.0f : 0.0f; /* one key */
+    const struct {
+        sampler_opts o;
+        int kept; /* ids 0 .. kept - 1 */
+    } cases[] = {
+        {{.temperature = 1, .top_k = 2}, 2},
+        {{.temperature = 1, .top_k = 2000}, 2000},
+        {{.temperature = 1, .top_p = 0.35f}, 1050},
+        {{.temperature = 1, .top_k = 10, .top_p = 0.35f}, 4}, /* 3.5 of 10 reaches at 4 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        uint64_t rng = sampler_rng_seed(c);
+        int32_t hi = -1;
+        for (int d = 0; d < 400; d++) {
+            const int32_t t = sampler_draw(&cases[c].o, &rng, prob, idx, l, V);
+            hi = t > hi ? t : hi;
+        }
+        CHECK_MSG(hi < cases[c].kept && hi >= cases[c].kept * 9 / 10,
+                  "case %zu: ids drawn up to %d of 0..%d", c, hi, cases[c].kept - 1);
+    }
+}
+
+/* At the largest vocabulary, 2^21 ids of one logit: every mass is 2^42, the kept sum up to 2^63
+ * (exact), and the token is r / 2^42 of the ids kept (all, the first 10^6 for top-k, the first
+ * half for top-p 0.5); one more id is refused. */
+static void test_max_vocab(void) {
+    const int V = SAMPLE_MAX_VOCAB;
+    float *l = malloc((size_t)V * sizeof *l), *prob = malloc((size_t)V * sizeof *prob);
+    int32_t *idx = malloc((size_t)V * sizeof *idx);
+    for (int v = 0; v < V; v++)
+        l[v] = 1.5f;
+    const struct {
+        sampler_opts o;
+        uint64_t kept;
+    } cases[] = {
+        {{.temperature = 1}, (uint64_t)V},
+        {{.temperature = 0.5f, .top_k = 1000000}, 1000000},
+        {{.temperature = 1, .top_p = 0.5f}, (uint64_t)V / 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        uint64_t rng = sampler_rng_seed(c), peek = rng;
+        for (int d = 0; d < 3; d++) {
+            const uint64_t r = sample_target(sampler_rng_uniform(&peek), cases[c].kept << 42);
+            const int32_t t = sampler_draw(&cases[c].o, &rng, prob, idx, l, V);
+            CHECK_MSG((uint64_t)t == r >> 42, "case %zu, draw %d: %d, not %llu", c, d, t,
+                      (unsigned long long)(r >> 42));
+        }
+    }
+    sampler s;
+    sampler_opts o = {.temperature = 1};
+    CHECK_ERR(sampler_init(&s, &o, SAMPLE_MAX_VOCAB + 1), LLMRT_ERR_INVALID,
+              "vocabulary of 2097153 ids is more than the 2097152");
+    CHECK_OK(sampler_init(&s, &o, SAMPLE_MAX_VOCAB));
+    sampler_free(&s);
+    free(l);
+    free(prob);
+    free(idx);
+}
+
+/* sampler_mass_sum (the draw's vectorized masses) is sample_mass summed: over every 61st float of
+ * [0, 1] (all of them agree too: checked once, 1.5 s), by chunks and one by one at the edges. */
+static void test_mass_sum(void) {
+    enum { CHUNK = 4096 };
+    static float w[CHUNK];
+    int bad = 0;
+    uint32_t u = 0;
+    while (u <= 0x3f800000u) {
+        int n = 0;
+        uint64_t want = 0;
+        for (; n < CHUNK && u <= 0x3f800000u; n++, u += 61) {
+            memcpy(&w[n], &u, sizeof u);
+            want += sample_mass(w[n]);
+        }
+        if (sampler_mass_sum(w, n) != want && bad++ < 3)
+            CHECK_MSG(0, "the chunk ending at bits %08x sums apart", u);
+    }
+    const float edge[] = {
+        0.0f,       1.0f,      0x1p-42f,  0x1.fffffep-43f, 0x1p-19f, 0x1.fffffep-20f,
+        0x1.8p-20f, 0x1p-126f, 0x1p-149f, 0.75f,           0.999999f};
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++)
+        CHECK_MSG(sampler_mass_sum(&edge[i], 1) == sample_mass(edge[i]), "w %a", edge[i]);
+}
+
 int main(void) {
     RUN(test_check_names_the_value);
     RUN(test_greedy);
@@ -363,6 +611,12 @@ int main(void) {
     RUN(test_temperature_distribution);
     RUN(test_bad_options);
     RUN(test_draw_matches_definition);
+    RUN(test_uniform_drawn_first);
+    RUN(test_pick_walks_ids_in_order);
+    RUN(test_exact_edges);
+    RUN(test_ties_lower_id_first);
+    RUN(test_max_vocab);
+    RUN(test_mass_sum);
     RUN(test_nan_logits);
     RUN(test_prob);
     return test_summary();

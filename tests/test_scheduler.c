@@ -15,6 +15,7 @@
 #include "backend/backend.h"
 #include "model/model.h"
 #include "runtime/engine.h"
+#include "runtime/sampler.h"
 #include "runtime/scheduler.h"
 #include "testutil.h"
 
@@ -119,6 +120,8 @@ static void *run_thread(void *arg) {
 /* The demo model on an engine of max_batch sequences with a paged cache of kv_bytes (0: room
  * for every sequence) and blocks of block_len, and a scheduler, which runs on its own thread
  * from harness_start on (requests submitted before wait for it). */
+static void (*harness_wrap)(backend *be); /* when set, applied to each new harness's backend */
+
 static int harness_create(harness *h, int max_batch, int block_len, size_t kv_bytes,
                           const sched_opts *so) {
     memset(h, 0, sizeof *h);
@@ -126,6 +129,7 @@ static int harness_create(harness *h, int max_batch, int block_len, size_t kv_by
     llmrt_status st;
     CHECK_OK(
         st = backend_create(&h->be, test_device_is_cuda() ? BACKEND_CUDA : BACKEND_CPU, DT_F32, 0));
+    if (st == LLMRT_OK && harness_wrap) harness_wrap(h->be);
     if (st == LLMRT_OK) CHECK_OK(st = model_config_load(&cfg, dir));
     if (st == LLMRT_OK) CHECK_OK(st = model_load(&h->m, &cfg, dir, h->be, NULL));
     engine_opts eo = {.max_batch = max_batch,
@@ -362,6 +366,245 @@ static void test_concurrent_sampled(void) {
     }
 }
 
+/* ---- a backend that chooses sampled tokens itself ----
+ * The CPU backend has no sample_start. This wraps its op table with one that chooses each row as
+ * backend/sample.h says (the host's sampler with the row's uniform number), so that the
+ * scheduler's path for such backends (the rows, their uniform numbers and adjustments, the -1 of
+ * a row that was not finite) runs without a GPU: its tokens must be the host path's. Choices
+ * are collected in order by argmax_wait, the argmax's by the wrapped backend's own. With
+ * LLMRT_TEST_DEVICE=cuda it wraps the CUDA backend alike (its logits copied to the host and
+ * back), in place of the kernel, which test_cuda_sample checks. */
+static const backend_ops *fake_inner;
+static backend_ops fake_ops;
+static struct {
+    int sampled, n;
+    int32_t ids[N_REQ];
+} fake_q[ARGMAX_PENDING];
+static int fake_first, fake_count, fake_calls, fake_rows, fake_adj_rows, fake_fail_call = -1;
+/* the argmax collected at wait fake_fail_argmax (counted in fake_argmax_waits; -1: none) says its
+ * row 0 was not finite, as a backend does for a row of NaN or infinite logits */
+static int fake_argmax_waits, fake_fail_argmax = -1;
+/* step_begin call fake_fail_step (counted from 0 in fake_steps; -1: none) fails with NOMEM, as a
+ * step the cache falls short of does; fake_step_failed counts such failures */
+static int fake_steps, fake_fail_step = -1, fake_step_failed;
+
+static int fake_push(int sampled, int n) {
+    const int slot = (fake_first + fake_count) % ARGMAX_PENDING;
+    fake_count++;
+    fake_q[slot].sampled = sampled;
+    fake_q[slot].n = n;
+    return slot;
+}
+
+static llmrt_status fake_argmax_start(backend *be, const float *logits, int n, int V) {
+    llmrt_status st = fake_inner->argmax_start(be, logits, n, V);
+    if (st == LLMRT_OK) fake_push(0, n);
+    return st;
+}
+
+static llmrt_status fake_sample_start(backend *be, float *logits, int n, int V,
+                                      const sample_row *rows, const sample_adj *adj, int n_adj) {
+    CHECK(fake_count < ARGMAX_PENDING && n <= N_REQ);
+    const int slot = fake_push(1, n);
+    /* the logits are the backend's memory (the device's with LLMRT_TEST_DEVICE=cuda): adjusted
+     * on a host copy, then put back, as the op adjusts them in place */
+    const size_t bytes = (size_t)n * V * sizeof(float);
+    float *host = malloc(bytes), *prob = malloc((size_t)V * sizeof *prob);
+    int32_t *idx = malloc((size_t)V * sizeof *idx);
+    CHECK_OK(fake_inner->download(be, host, logits, bytes));
+    for (int r = 0; r < n; r++) {
+        float *l = host + (size_t)r * V;
+        CHECK(rows[r].adj0 >= 0 && rows[r].adj0 + rows[r].n_adj <= n_adj);
+        if (!sampler_all_finite(l, V) || (fake_calls == fake_fail_call && r == 0)) {
+            fake_q[slot].ids[r] = -1;
+            continue;
+        }
+        for (int i = 0; i < rows[r].n_adj; i++) {
+            const sample_adj *a = &adj[rows[r].adj0 + i];
+            l[a->id] = sample_adjust(l[a->id], a);
+        }
+        fake_adj_rows += rows[r].n_adj > 0;
+        const sampler_opts o = {rows[r].temperature, rows[r].top_k, rows[r].top_p, rows[r].min_p,
+                                0};
+        fake_q[slot].ids[r] = sampler_draw_u(&o, rows[r].u, prob, idx, l, V);
+    }
+    fake_calls++;
+    fake_rows += n;
+    llmrt_status st = fake_inner->upload(be, logits, host, bytes);
+    free(host);
+    free(prob);
+    free(idx);
+    return st;
+}
+
+static llmrt_status fake_argmax_wait(backend *be, int32_t *out) {
+    CHECK(fake_count > 0);
+    const int slot = fake_first;
+    fake_first = (fake_first + 1) % ARGMAX_PENDING;
+    fake_count--;
+    if (!fake_q[slot].sampled) {
+        llmrt_status st = fake_inner->argmax_wait(be, out);
+        if (st == LLMRT_OK && out && fake_argmax_waits == fake_fail_argmax) out[0] = -1;
+        fake_argmax_waits++;
+        return st;
+    }
+    if (out) memcpy(out, fake_q[slot].ids, (size_t)fake_q[slot].n * sizeof *out);
+    return LLMRT_OK;
+}
+
+static llmrt_status fake_step_begin(backend *be, const step_desc *st) {
+    if (fake_steps++ == fake_fail_step) {
+        fake_step_failed++;
+        return err_set(LLMRT_ERR_NOMEM, "fake: step %d fails", fake_fail_step);
+    }
+    return fake_inner->step_begin(be, st);
+}
+
+static void fake_wrap(backend *be) {
+    fake_inner = be->ops;
+    fake_ops = *be->ops;
+    fake_ops.step_begin = fake_step_begin;
+    fake_ops.argmax_start = fake_argmax_start;
+    fake_ops.sample_start = fake_sample_start;
+    fake_ops.argmax_wait = fake_argmax_wait;
+    be->ops = &fake_ops;
+    fake_first = fake_count = fake_calls = fake_rows = fake_adj_rows = 0;
+    fake_steps = fake_step_failed = fake_argmax_waits = 0;
+}
+
+/* 16 concurrent sampled requests (penalties, logit_bias, min_tokens with a stop id, a greedy one
+ * with penalties), without logprobs, on a harness whose backend is wrapped or not, its sampled
+ * tokens chosen by the backend (`device`, wrapped only) or on the host. */
+static void run_backend_sampling(bool wrapped, bool device, result *out) {
+    static slot sl[N_REQ];
+    sched_sampling smp[N_REQ];
+    harness h;
+    sched_opts so = {.token_budget = 64};
+    if (wrapped) harness_wrap = fake_wrap;
+    if (device) setenv("LLMRT_DEVICE_SAMPLING", "1", 1);
+    int ok = harness_create(&h, N_REQ, 8, 0, &so);
+    harness_wrap = NULL;
+    unsetenv("LLMRT_DEVICE_SAMPLING");
+    if (!ok) return;
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        const int n = prompt_of(i, p);
+        smp[i] = sampled_of(i);
+        if (i == 5) smp[i].temperature = 0; /* greedy, with penalties: a temperature-0 row */
+        const int32_t stop = 3 + (i * 13) % 250;
+        sched_request rq = {.prompt = p,
+                            .n_prompt = n,
+                            .max_tokens = N_NEW,
+                            .min_tokens = i % 4 == 0 ? 6 : 0,
+                            .ignore_eos = true,
+                            .stop_ids = i % 4 == 0 ? &stop : NULL,
+                            .n_stop_ids = i % 4 == 0,
+                            .logprobs = -1,
+                            .sampling = smp[i],
+                            .on_event = on_event,
+                            .user = &sl[i]};
+        memset(&sl[i].r, 0, sizeof sl[i].r);
+        sl[i].h = &h;
+        uint64_t id;
+        CHECK_OK(sched_submit(h.s, &rq, &id));
+    }
+    harness_start(&h);
+    harness_wait(&h, N_REQ);
+    for (int i = 0; i < N_REQ; i++)
+        out[i] = sl[i].r;
+    harness_close(&h);
+}
+
+/* Of N_REQ requests' results, exactly one ended with the non-finite error and every other gave
+ * want's tokens. */
+static void check_one_nonfinite(const result *got, const result *want) {
+    int errors = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        if (got[i].fin == SCHED_FINISH_ERROR) {
+            errors++;
+            CHECK_MSG(strstr(got[i].error, "non-finite logits") != NULL, "request %d: %s", i,
+                      got[i].error);
+            continue;
+        }
+        CHECK_MSG(want[i].n > 0 && got[i].n == want[i].n &&
+                      !memcmp(got[i].tokens, want[i].tokens, sizeof(int32_t) * (size_t)want[i].n),
+                  "request %d: its %d tokens changed when another request failed", i, got[i].n);
+    }
+    CHECK_MSG(errors == 1, "%d requests ended with an error (1 expected)", errors);
+}
+
+/* A backend's sampled choices (sample_start) give the host path's tokens; a row it reports as
+ * not finite (-1) ends that request with the error, and the others go on unchanged. */
+static void test_backend_sampling(void) {
+    static result host[N_REQ], dev[N_REQ], failed[N_REQ];
+    run_backend_sampling(false, false, host);
+    run_backend_sampling(true, true, dev);
+    CHECK_MSG(fake_calls > 0 && fake_adj_rows > 0,
+              "sample_start ran %d times, %d rows with adjustments", fake_calls, fake_adj_rows);
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK_MSG(host[i].n > 0 && dev[i].n == host[i].n && dev[i].fin == host[i].fin,
+                  "request %d: %d tokens (finish %d) on the backend, %d (%d) on the host", i,
+                  dev[i].n, dev[i].fin, host[i].n, host[i].fin);
+        CHECK_MSG(!memcmp(dev[i].tokens, host[i].tokens, sizeof(int32_t) * (size_t)host[i].n),
+                  "request %d: the backend's sampled tokens differ from the host's", i);
+    }
+    fake_fail_call = 3;
+    run_backend_sampling(true, true, failed);
+    fake_fail_call = -1;
+    check_one_nonfinite(failed, host);
+}
+
+/* A step that fails for want of memory (every request preempted and run again) draws no uniform
+ * number for good: a request's seeded tokens are the same whether the host or the backend chose
+ * them. */
+static void test_backend_sampling_retry(void) {
+    static result host[N_REQ], dev[N_REQ];
+    for (int device = 0; device < 2; device++) {
+        fake_fail_step = 6; /* (a step with sampled rows, several requests running) */
+        run_backend_sampling(true, device, device ? dev : host);
+        fake_fail_step = -1;
+        CHECK_MSG(fake_step_failed == 1, "%d steps failed (1 expected)", fake_step_failed);
+    }
+    CHECK_MSG(fake_calls > 0, "sample_start ran %d times", fake_calls);
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK_MSG(host[i].n > 0 && dev[i].n == host[i].n && dev[i].fin == host[i].fin,
+                  "request %d: %d tokens (finish %d) on the backend, %d (%d) on the host", i,
+                  dev[i].n, dev[i].fin, host[i].n, host[i].fin);
+        CHECK_MSG(!memcmp(dev[i].tokens, host[i].tokens, sizeof(int32_t) * (size_t)host[i].n),
+                  "request %d: after a failed step, the backend's sampled tokens differ from "
+                  "the host's",
+                  i);
+    }
+}
+
+/* A greedy step whose row of one request was not finite (the backend's argmax gives -1) ends
+ * that request with the error; the scheduler goes on, and the others give their solo tokens. */
+static void test_greedy_nonfinite_row(void) {
+    static slot sl[N_REQ];
+    harness h;
+    sched_opts so = {.token_budget = 64};
+    harness_wrap = fake_wrap;
+    fake_fail_argmax = 4;
+    int ok = harness_create(&h, N_REQ, 8, 0, &so);
+    harness_wrap = NULL;
+    if (ok) {
+        for (int i = 0; i < N_REQ; i++) {
+            int32_t p[64];
+            int n = prompt_of(i, p);
+            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
+        }
+        harness_start(&h);
+        harness_wait(&h, N_REQ);
+        static result got[N_REQ];
+        for (int i = 0; i < N_REQ; i++)
+            got[i] = sl[i].r;
+        check_one_nonfinite(got, ref);
+        CHECK(fake_argmax_waits > 4);
+        harness_close(&h);
+    }
+    fake_fail_argmax = -1;
+}
+
 /* A cache of 12 blocks of 8 positions for 16 requests of up to 60 positions: they cannot all
  * run at once; preempted ones are run again and give the same tokens. */
 static void test_preemption(void) {
@@ -474,6 +717,57 @@ static void test_prefix_cache(void) {
 }
 
 /* Cancel, stop ids, min_tokens, logprobs, seeds. */
+/* A request whose first token submits four more: the stats the iteration ends with count all
+ * four as waiting (they counted one: the list's head), which its next token reads. */
+typedef struct arrivals {
+    slot first, more[4];
+    harness *h;
+    int32_t prompt[8];
+    int tokens, waiting_seen;
+} arrivals;
+
+static void on_event_submit(void *user, const sched_event *ev) {
+    arrivals *a = user;
+    if (ev->token && ++a->tokens == 1)
+        for (int i = 0; i < 4; i++)
+            submit(a->h, &a->more[i], a->prompt, 8, 2, NULL, -1);
+    if (ev->token && a->tokens == 2) {
+        sched_stats st;
+        sched_get_stats(a->h->s, &st);
+        a->waiting_seen = (int)st.waiting;
+    }
+    if (ev->finish != SCHED_RUNNING) {
+        pthread_mutex_lock(&a->h->mu);
+        a->h->done++;
+        pthread_cond_broadcast(&a->h->cv);
+        pthread_mutex_unlock(&a->h->mu);
+    }
+}
+
+static void test_waiting_stats(void) {
+    harness h;
+    sched_opts so = {0};
+    if (!harness_open(&h, 1, 0, 0, &so)) return; /* one running: the four wait */
+    static arrivals a;
+    memset(&a, 0, sizeof a);
+    a.h = &h;
+    for (int k = 0; k < 8; k++)
+        a.prompt[k] = 5 + k;
+    sched_request rq = {.prompt = a.prompt,
+                        .n_prompt = 8,
+                        .max_tokens = 3,
+                        .ignore_eos = true,
+                        .logprobs = -1,
+                        .on_event = on_event_submit,
+                        .user = &a};
+    uint64_t id;
+    CHECK_OK(sched_submit(h.s, &rq, &id));
+    harness_wait(&h, 5);
+    CHECK_MSG(a.waiting_seen == 4, "waiting after four arrivals in an iteration: %d",
+              a.waiting_seen);
+    harness_close(&h);
+}
+
 static void test_request_options(void) {
     harness h;
     sched_opts so = {0};
@@ -896,6 +1190,14 @@ static void test_sliding_leaving_shared_block(void) {
     dir = "models/demo-llama";
 }
 
+/* Two new sessions of e, and 40 prompt ids in p. */
+static void two_sessions(engine *e, session *ss[2], int32_t *p /* [40] */) {
+    CHECK_OK(session_create(&ss[0], &e->kv, 0));
+    CHECK_OK(session_create(&ss[1], &e->kv, 0));
+    for (int k = 0; k < 40; k++)
+        p[k] = 3 + k;
+}
+
 /* A step the cache cannot hold fails whole: the sessions before the one that did not fit give
  * back the blocks they took for it. */
 static void test_failed_step_gives_back(void) {
@@ -907,14 +1209,11 @@ static void test_failed_step_gives_back(void) {
     if (!harness_create(&h, 2, 8, 6 * per_block, &so)) return; /* 6 blocks of 8 */
     engine *e = h.e;
     session *ss[2] = {NULL, NULL};
-    CHECK_OK(session_create(&ss[0], &e->kv, 0));
-    CHECK_OK(session_create(&ss[1], &e->kv, 0));
     int32_t p[40];
-    for (int k = 0; k < 40; k++)
-        p[k] = 3 + k;
+    two_sessions(e, ss, p);
     const int32_t *ids[2] = {p, p};
     int n[2] = {32, 32};
-    CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, false), LLMRT_ERR_NOMEM, "KV cache is full");
+    CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, NULL), LLMRT_ERR_NOMEM, "KV cache is full");
     CHECK_MSG(ss[0]->pos == 0 && ss[0]->held[0] == 0 && kv_blocks_available(&e->kv, 0) == 6,
               "after the failed step: position %d, %d blocks held, %d free", ss[0]->pos,
               ss[0]->held[0], kv_blocks_available(&e->kv, 0));
@@ -923,17 +1222,51 @@ static void test_failed_step_gives_back(void) {
     harness_close(&h);
 }
 
+/* engine_feed asked for sampled choices from a backend without sample_start fails before any
+ * step runs: sessions of different counts (one longer than a chunk, so no ragged step) keep their
+ * positions. */
+static void test_unsupported_choice_changes_nothing(void) {
+    harness h;
+    sched_opts so = {0};
+    if (!harness_create(&h, 2, 8, 0, &so)) return;
+    static backend_ops no_sample;
+    no_sample = *h.be->ops;
+    no_sample.sample_start = NULL; /* (the CUDA backend's too) */
+    const backend_ops *was = h.be->ops;
+    h.be->ops = &no_sample;
+    engine *e = h.e;
+    session *ss[2] = {NULL, NULL};
+    int32_t p[40];
+    two_sessions(e, ss, p);
+    const int32_t *ids[2] = {p, p};
+    int n[2] = {40, 3};
+    const sample_row rows[2] = {{1.0f, 0, 1, 0, 0.5, 0, 0}, {1.0f, 0, 1, 0, 0.25, 0, 0}};
+    const engine_choice ch = {rows, NULL, 0};
+    CHECK_ERR(engine_feed(e, ss, 2, ids, n, NULL, &ch), LLMRT_ERR_UNSUPPORTED, "no sample_start");
+    CHECK_MSG(ss[0]->pos == 0 && ss[1]->pos == 0,
+              "after the refused step: positions %d and %d (0 expected)", ss[0]->pos, ss[1]->pos);
+    h.be->ops = was;
+    session_free(ss[0]);
+    session_free(ss[1]);
+    harness_close(&h);
+}
+
 int main(void) {
     RUN(test_concurrent_equals_solo);
     RUN(test_concurrent_sampled);
+    RUN(test_backend_sampling);
+    RUN(test_greedy_nonfinite_row);
+    RUN(test_backend_sampling_retry);
     RUN(test_preemption);
     RUN(test_prefix_cache);
     RUN(test_decode_budget);
     RUN(test_request_options);
+    RUN(test_waiting_stats);
     RUN(test_deterministic);
     RUN(test_deterministic_preemption);
     RUN(test_prompt_logprobs);
     RUN(test_failed_step_gives_back);
+    RUN(test_unsupported_choice_changes_nothing);
     RUN(test_sliding_paged);
     RUN(test_sliding_prefix);
     RUN(test_sliding_prefix_shared_tight);

@@ -98,7 +98,7 @@ llmrt_status llmrt_step(llmrt_session *const *ss, int n, const int32_t *const *i
         free(in);
         return st;
     }
-    st = engine_feed(m->e, in, n, ids, n_ids, logits, false);
+    st = engine_feed(m->e, in, n, ids, n_ids, logits, NULL);
     free(in);
     return st;
 }

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend/sample.h"
 #include "base/dtype.h"
 #include "base/status.h"
 
@@ -246,9 +247,9 @@ typedef struct backend_ops {
      * lowest index on ties, as torch.argmax); a step begun right after it with
      * step_desc.ids == NULL takes these choices as its ids. argmax_wait waits for the oldest
      * started choice not yet waited for and writes its n ids to host `out` (NULL: drops
-     * them). It fails with LLMRT_ERR_INVALID, naming the row, if a row holds a NaN or an
-     * infinity (an overflowed precision must not pass for a token). At most ARGMAX_PENDING
-     * choices may be started and not yet waited for. */
+     * them), -1 for a row that holds a NaN or an infinity (an overflowed precision must not
+     * pass for a token: the caller says so, and a server ends that row's request only). At most
+     * ARGMAX_PENDING choices may be started and not yet waited for. */
     llmrt_status (*argmax_start)(backend *be, const float *logits /* [n, V] backend memory */,
                                  int n, int V);
     llmrt_status (*argmax_wait)(backend *be, int32_t *out /* [n] host, or NULL */);
@@ -277,6 +278,17 @@ typedef struct backend_ops {
      * Through backend_host_alloc / backend_host_free. */
     void *(*host_alloc)(backend *be, size_t bytes);
     void (*host_free)(backend *be, void *p);
+
+    /* ---- sampled choice on the backend (optional: NULL where the host samples) ---- */
+    /* As argmax_start, for each row r < n the token that backend/sample.h's definition draws
+     * from logits[r, 0..V) after the row's adjustments (rows[r].adj0 .., which the op applies to
+     * the logits in place), with the row's options and uniform number: the token the host's
+     * sampler would draw from the same adjusted logits. argmax_wait collects the choices, with
+     * -1 (and no failure) for a row whose logits were not all finite before the adjustments.
+     * V <= SAMPLE_MAX_VOCAB. rows and adj are read before the op returns. */
+    llmrt_status (*sample_start)(backend *be, float *logits /* [n, V] backend memory */, int n,
+                                 int V, const sample_row *rows /* [n] host */,
+                                 const sample_adj *adj /* [n_adj] host */, int n_adj);
 } backend_ops;
 
 struct backend {

@@ -274,11 +274,16 @@ static llmrt_status check_sessions(engine *e, session *const *ss, int n, const i
 }
 
 /* After a step whose last rows are the n sessions' last tokens: their logits to host `logits`
- * (NULL: none) or, when `greedy`, the backend's argmax of each (started, not waited for). */
-static llmrt_status step_results(engine *e, session *const *ss, int n, float *logits, bool greedy) {
+ * (NULL: none) or, with `choose`, the backend's choice of each (started, not waited for). */
+static llmrt_status step_results(engine *e, session *const *ss, int n, float *logits,
+                                 const engine_choice *choose) {
     const int V = e->m->cfg.vocab;
-    if (greedy) {
-        TRY(e->be->ops->argmax_start(e->be, e->logits, n, V));
+    if (choose) {
+        if (choose->rows)
+            TRY(e->be->ops->sample_start(e->be, e->logits, n, V, choose->rows, choose->adj,
+                                         choose->n_adj));
+        else
+            TRY(e->be->ops->argmax_start(e->be, e->logits, n, V));
         e->greedy_waiting++;
         for (int b = 0; b < n; b++)
             e->chain[b] = ss[b]->id;
@@ -290,9 +295,10 @@ static llmrt_status step_results(engine *e, session *const *ss, int n, float *lo
 }
 
 /* Runs the chunks; the last one's results go to `logits` (all_logits: every chunk's rows) or,
- * when `greedy`, to the backend's argmax of each session (started, not waited for). */
+ * with `choose`, to the backend's choice for each session (started, not waited for). */
 static llmrt_status engine_run(engine *e, session *const *ss, int n, const int32_t *ids,
-                               int n_tokens, bool all_logits, float *logits, bool greedy) {
+                               int n_tokens, bool all_logits, float *logits,
+                               const engine_choice *choose) {
     const int V = e->m->cfg.vocab;
     TRY(check_sessions(e, ss, n, NULL, n_tokens));
     /* tokens of each session per step: a chunk, and no more rows in all than the buffers hold */
@@ -335,7 +341,7 @@ static llmrt_status engine_run(engine *e, session *const *ss, int n, const int32
                 st = e->be->ops->download(e->be, logits + ((size_t)b * n_tokens + t0) * V,
                                           e->logits + (size_t)b * T * V, (size_t)T * V * 4);
         } else if (last) {
-            st = step_results(e, ss, n, logits, greedy);
+            st = step_results(e, ss, n, logits, choose);
         }
     }
     return st;
@@ -344,24 +350,34 @@ static llmrt_status engine_run(engine *e, session *const *ss, int n, const int32
 llmrt_status engine_forward(engine *e, session *const *ss, int n, const int32_t *ids, int n_tokens,
                             bool all_logits, float *logits) {
     if (!ids) return err_set(LLMRT_ERR_INVALID, "engine_forward: no ids");
-    return engine_run(e, ss, n, ids, n_tokens, all_logits, logits, false);
+    return engine_run(e, ss, n, ids, n_tokens, all_logits, logits, NULL);
 }
 
-/* Whether a greedy step may start: the backend chooses on the device, and fewer than
+/* Whether a step with a choice on the backend may start: the backend chooses so, and fewer than
  * ARGMAX_PENDING choices wait. */
-static llmrt_status greedy_ready(const engine *e) {
-    if (!e->be->ops->argmax_start)
+static llmrt_status choice_ready(const engine *e, const engine_choice *choose) {
+    if (!choose->rows && !e->be->ops->argmax_start)
         return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no argmax_start op", e->be->name);
+    if (choose->rows && !e->be->ops->sample_start)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "the %s backend has no sample_start op", e->be->name);
     if (e->greedy_waiting >= ARGMAX_PENDING)
         return err_set(LLMRT_ERR_INVALID, "%d greedy steps already wait for engine_greedy_wait",
                        e->greedy_waiting);
     return LLMRT_OK;
 }
 
+const engine_choice engine_argmax = {NULL, NULL, 0};
+
+/* A step whose results are the backend's choices. */
+static llmrt_status forward_choose(engine *e, session *const *ss, int n, const int32_t *ids,
+                                   int n_tokens, const engine_choice *choose) {
+    TRY(choice_ready(e, choose));
+    return engine_run(e, ss, n, ids, n_tokens, false, NULL, choose);
+}
+
 llmrt_status engine_forward_greedy(engine *e, session *const *ss, int n, const int32_t *ids,
                                    int n_tokens) {
-    TRY(greedy_ready(e));
-    return engine_run(e, ss, n, ids, n_tokens, false, NULL, true);
+    return forward_choose(e, ss, n, ids, n_tokens, &engine_argmax);
 }
 
 llmrt_status engine_greedy_wait(engine *e, int32_t *next) {
@@ -380,8 +396,8 @@ void engine_greedy_drop(engine *e) {
 /* engine_feed's sessions of different counts, each at most a chunk, in one ragged step (the
  * backend takes those): buf [sum of n_ids] and counts [n] are scratch. */
 static llmrt_status feed_ragged(engine *e, session *const *ss, int n, const int32_t *const *ids,
-                                const int *n_ids, float *logits, bool greedy, int32_t *buf,
-                                int32_t *counts) {
+                                const int *n_ids, float *logits, const engine_choice *choose,
+                                int32_t *buf, int32_t *counts) {
     int most = 0;
     size_t at = 0;
     for (int b = 0; b < n; b++) {
@@ -390,19 +406,19 @@ static llmrt_status feed_ragged(engine *e, session *const *ss, int n, const int3
         counts[b] = n_ids[b];
         if (n_ids[b] > most) most = n_ids[b];
     }
-    if (greedy) TRY(greedy_ready(e));
     e->n_chain = 0;
     TRY(engine_step(e, ss, n, buf, most, counts, STEP_LAST_LOGITS));
-    return step_results(e, ss, n, logits, greedy);
+    return step_results(e, ss, n, logits, choose);
 }
 
 llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *const *ids,
-                         const int *n_ids, float *logits, bool greedy) {
+                         const int *n_ids, float *logits, const engine_choice *choose) {
     TRY(check_sessions(e, ss, n, n_ids, 0));
     for (int b = 0; b < n; b++) { /* every id first: a failing step changes no session */
         if (!ids[b]) return err_set(LLMRT_ERR_INVALID, "session %d of the step has no ids", b);
         TRY(model_check_ids(&e->m->cfg, ids[b], (size_t)n_ids[b]));
     }
+    if (choose) TRY(choice_ready(e, choose)); /* (and before the steps of the counts' groups) */
     bool same = true, fit = true;
     size_t total = 0;
     for (int b = 0; b < n; b++) {
@@ -413,7 +429,7 @@ llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *co
     if (!same && fit && total <= (size_t)e->rows_max && e->be->ragged) {
         int32_t *buf = malloc(total * sizeof *buf), *counts = malloc((size_t)n * sizeof *counts);
         llmrt_status st = buf && counts
-                              ? feed_ragged(e, ss, n, ids, n_ids, logits, greedy, buf, counts)
+                              ? feed_ragged(e, ss, n, ids, n_ids, logits, choose, buf, counts)
                               : err_set(LLMRT_ERR_NOMEM, "out of memory");
         free(buf);
         free(counts);
@@ -441,7 +457,7 @@ llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *co
     if (st == LLMRT_OK) {
         for (int b = 0; b < n; b++)
             memcpy(buf + (size_t)b * T, ids[b] + n_ids[b] - T, (size_t)T * sizeof *buf);
-        st = greedy ? engine_forward_greedy(e, ss, n, buf, T)
+        st = choose ? forward_choose(e, ss, n, buf, T, choose)
                     : engine_forward(e, ss, n, buf, T, false, logits);
     }
     free(buf);

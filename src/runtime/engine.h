@@ -69,13 +69,25 @@ void engine_free(engine *e);
 llmrt_status engine_forward(engine *e, session *const *ss, int n, const int32_t *ids, int n_tokens,
                             bool all_logits, float *logits);
 
+/* How a step's next token of each session is chosen on the backend, without moving the logits
+ * to the host: rows NULL (engine_argmax): the argmax of each session's last logits (lowest id on
+ * ties); else rows[i] for session i, a sampled choice by backend/sample.h's definition after the
+ * adjustments adj (the backend's sample_start). engine_greedy_wait collects either. */
+typedef struct engine_choice {
+    const sample_row *rows; /* [sessions of the step] or NULL */
+    const sample_adj *adj;  /* [n_adj]: the rows' logit adjustments */
+    int n_adj;
+} engine_choice;
+extern const engine_choice engine_argmax;
+
 /* Runs n_ids[b] tokens ids[b] of each session ss[b], b < n, whatever their counts, with the
  * results of engine_forward (logits [n, V] of each session's last token, or NULL) or, with
- * greedy, of engine_forward_greedy. On a backend that takes ragged steps, counts of at most a
- * chunk, max_rows in all, go in one step (one pass over the weights); otherwise sessions with equal
- * counts step together, and the last token of every session goes in one step over all of them. */
+ * choose, the backend's choices (as engine_forward_greedy: engine_greedy_wait collects them). On
+ * a backend that takes ragged steps, counts of at most a chunk, max_rows in all, go in one step
+ * (one pass over the weights); otherwise sessions with equal counts step together, and the last
+ * token of every session goes in one step over all of them. */
 llmrt_status engine_feed(engine *e, session *const *ss, int n, const int32_t *const *ids,
-                         const int *n_ids, float *logits, bool greedy);
+                         const int *n_ids, float *logits, const engine_choice *choose);
 
 /* As engine_forward, then starts choosing each session's next token on the backend (the argmax
  * of its last logits, lowest id on ties) without waiting for it. ids NULL runs one token per
@@ -84,7 +96,8 @@ llmrt_status engine_forward_greedy(engine *e, session *const *ss, int n,
                                    const int32_t *ids /* or NULL */, int n_tokens);
 
 /* The oldest started choices not yet waited for: next[i] for each session of that step (NULL:
- * drop them). Fails if the logits were not finite. At most ARGMAX_PENDING may wait. */
+ * drop them). An argmax fails if the logits were not finite; a sampled choice is -1 for such a
+ * session instead. At most ARGMAX_PENDING may wait. */
 llmrt_status engine_greedy_wait(engine *e, int32_t *next /* [n] or NULL */);
 
 /* Drops every greedy choice still waiting (errors belong to the steps given up). */

@@ -50,9 +50,9 @@ typedef struct gen_run {
 } gen_run;
 
 /* Runs every token of each session's history that its cache does not hold yet (all of it when
- * there is no cache), then chooses each session's next token: on the backend when greedy (started,
- * not waited for), else into host `logits` [B, V]. */
-static llmrt_status feed(gen_run *g, bool greedy, float *logits) {
+ * there is no cache), then chooses each session's next token: on the backend with `choose`
+ * (started, not waited for), else into host `logits` [B, V]. */
+static llmrt_status feed(gen_run *g, const engine_choice *choose, float *logits) {
     const int B = g->B;
     const int32_t *ids[B];
     int n[B];
@@ -61,7 +61,18 @@ static llmrt_status feed(gen_run *g, bool greedy, float *logits) {
         ids[b] = g->hist + (size_t)b * g->W + g->ss[b]->pos;
         n[b] = g->len[b] - g->ss[b]->pos;
     }
-    return engine_feed(g->e, g->ss, B, ids, n, logits, greedy);
+    return engine_feed(g->e, g->ss, B, ids, n, logits, choose);
+}
+
+/* The backend's choices of a step: -1 (a session's logits were not finite) is an error. */
+static llmrt_status check_choices(gen_run *g, int step, const int32_t *next) {
+    for (int b = 0; b < g->B; b++)
+        if (next[b] < 0)
+            return err_set(
+                LLMRT_ERR_INVALID,
+                "the model produced non-finite logits at step %d of session %d in %s: %s", step, b,
+                dtype_name(g->e->be->weight_dtype), engine_nonfinite_cause(g->e));
+    return LLMRT_OK;
 }
 
 /* Takes the step's token of each session (history, result, streaming, EOS) and its time.
@@ -88,12 +99,46 @@ static bool take_tokens(gen_run *g, int step, const int32_t *next) {
     return all_done;
 }
 
+/* Off unless LLMRT_DEVICE_SAMPLING=1 until the CUDA kernel has passed test_cuda_sample on a GPU
+ * (it was written in a session without one: docs/PERF.md). */
+enum { DEVICE_SAMPLING_DEFAULT = 0 };
+
+bool gen_device_sampling(const backend *be, int V) {
+    const char *ds = getenv("LLMRT_DEVICE_SAMPLING");
+    const bool on = ds && *ds ? strcmp(ds, "0") != 0 : DEVICE_SAMPLING_DEFAULT;
+    return on && be->ops->sample_start != NULL && V <= SAMPLE_MAX_VOCAB;
+}
+
+/* Sampling on the backend: each session's options and uniform number (drawn from its sampler
+ * as sampler_next would) go with the step; only the ids come back. */
+static llmrt_status decode_sampled_device(gen_run *g, sampler *samp, int32_t *next) {
+    engine *e = g->e;
+    sample_row rows[g->B];
+    for (int step = 0; step < g->N; step++) {
+        for (int b = 0; b < g->B; b++) {
+            const sampler_opts *o = &samp[b].o;
+            rows[b] = sampler_row(o, sampler_is_sampled(o) ? sampler_uniform(&samp[b]) : 0);
+        }
+        const engine_choice ch = {rows, NULL, 0};
+        llmrt_status st = feed(g, &ch, NULL);
+        if (st == LLMRT_OK) st = engine_greedy_wait(e, next);
+        if (st != LLMRT_OK) {
+            engine_greedy_drop(e);
+            return st;
+        }
+        TRY(check_choices(g, step, next));
+        if (take_tokens(g, step, next) || cancelled(g->o)) break;
+    }
+    return LLMRT_OK;
+}
+
 /* Sampling on the host from the step's logits. */
 static llmrt_status decode_sampled(gen_run *g, sampler *samp, float *logits, int32_t *next) {
     engine *e = g->e;
     const int V = e->m->cfg.vocab;
+    if (gen_device_sampling(e->be, V)) return decode_sampled_device(g, samp, next);
     for (int step = 0; step < g->N; step++) {
-        TRY(feed(g, false, logits));
+        TRY(feed(g, NULL, logits));
         for (int b = 0; b < g->B; b++) {
             const float *row = logits + (size_t)b * V;
             if (sampler_all_finite(row, V)) continue;
@@ -123,21 +168,17 @@ static llmrt_status decode_sampled(gen_run *g, sampler *samp, float *logits, int
 static llmrt_status decode_greedy(gen_run *g, int32_t *next) {
     engine *e = g->e;
     const bool ahead = !g->o->no_cache && e->be->async;
-    llmrt_status st = feed(g, true, NULL);
+    llmrt_status st = feed(g, &engine_argmax, NULL);
     for (int step = 0; step < g->N && st == LLMRT_OK; step++) {
         bool run_ahead = ahead && step + 1 < g->N;
         if (run_ahead) st = engine_forward_greedy(e, g->ss, g->B, NULL, 1);
         if (st == LLMRT_OK) st = engine_greedy_wait(e, next);
         if (st != LLMRT_OK) {
             err_wrap(st, "step %d (%s): ", step, dtype_name(e->be->weight_dtype));
-            if (strstr(llmrt_last_error(), "not all finite")) {
-                char what[1024];
-                snprintf(what, sizeof what, "%s", llmrt_last_error());
-                st = err_set(LLMRT_ERR_INVALID, "the model produced non-finite logits (%s): %s",
-                             what, engine_nonfinite_cause(e));
-            }
             break;
         }
+        st = check_choices(g, step, next);
+        if (st != LLMRT_OK) break; /* (the step run ahead is dropped below) */
         if (take_tokens(g, step, next) || cancelled(g->o)) {
             if (run_ahead) {
                 st = engine_greedy_wait(e, NULL);
@@ -146,7 +187,7 @@ static llmrt_status decode_greedy(gen_run *g, int32_t *next) {
             }
             break;
         }
-        if (!run_ahead && step + 1 < g->N) st = feed(g, true, NULL);
+        if (!run_ahead && step + 1 < g->N) st = feed(g, &engine_argmax, NULL);
     }
     if (st != LLMRT_OK) engine_greedy_drop(e);
     return st;

@@ -46,4 +46,10 @@ void gen_result_free(gen_result *r);
 /* Monotonic milliseconds. */
 double time_now_ms(void);
 
+/* Whether sampled tokens are chosen on the backend (its sample_start, vocabularies up to
+ * SAMPLE_MAX_VOCAB) rather than by the host's sampler from downloaded logits: both follow
+ * backend/sample.h, so they give the same tokens. LLMRT_DEVICE_SAMPLING=1 / 0 turns it on / off
+ * (the default: generate.c's DEVICE_SAMPLING_DEFAULT). */
+bool gen_device_sampling(const backend *be, int V);
+
 #endif

@@ -9,9 +9,12 @@
  *     batch and the KV cache allow;
  *  3. runs the plan: chunks that end before their sequence's last token go first without logits
  *     (grouped by length); then one step over every request that needs its next token;
- *  4. samples each request's token on the host from its logits (or takes the backend's greedy
- *     choices when every request of the step is plain greedy), sends the events, ends finished
- *     requests and publishes full blocks in the prefix cache.
+ *  4. takes each request's token: the backend's argmax when every request of the step is plain
+ *     greedy; else the backend's sampled choices (sample_start: every row's options, uniform
+ *     number and logit adjustments go with the step, only the ids come back) when no request asks
+ *     for logprobs; else drawn on the host from the downloaded logits (by the same definition,
+ *     backend/sample.h); then sends the events, ends finished requests and publishes full blocks
+ *     in the prefix cache.
  * With `deterministic`, every request steps alone and prefills block by block from position 0,
  * and a preempted one runs its generated tokens again one a step, as they first ran, so that its
  * arithmetic never depends on other requests, on preemptions or on what the prefix cache held.
@@ -95,10 +98,12 @@ enum { PROF_SLOWEST = 8, PROF_HIST = 10 }; /* histogram: under 0.5 ms, 1, 2, ...
  * SCHED_MAX_PICKERS threads (each row costs a few passes over the vocabulary: 0.2-0.5 ms for
  * 128k ids, so a step of 256 sampled rows would take ~0.1 s on one thread). */
 typedef struct picker {
-    float *work;    /* [V] a request's logits after bias and penalties */
-    float *prob;    /* [V] sampling scratch */
-    int32_t *idx;   /* [V] */
-    int32_t *count; /* [V] token counts of one request (zero between uses) */
+    float *work;     /* [V] a request's logits after its adjustments */
+    float *prob;     /* [V] sampling scratch */
+    int32_t *idx;    /* [V] */
+    int32_t *count;  /* [V] token counts of one request (zero between uses) */
+    int32_t *slot;   /* [V] an id's entry in adj, plus one (zero between uses) */
+    sample_adj *adj; /* [V] a request's logit adjustments (distinct ids) */
 } picker;
 
 /* A row's choice, made on some thread, then taken in row order. */
@@ -123,6 +128,7 @@ struct sched {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     sreq *in_head, *in_tail; /* submitted, not taken yet (mu) */
+    int n_incoming;          /* how many (mu) */
     uint64_t *cancels;       /* ids to cancel (mu) */
     int n_cancels, cap_cancels;
     bool stop;        /* mu */
@@ -139,7 +145,14 @@ struct sched {
     int n_pickers;
     pick *picks;   /* [max_batch] */
     int32_t *next; /* [max_batch] */
-    session **ss;  /* [max_batch] */
+    /* a step's tokens chosen on the backend (sample_start): each session's row, and every row's
+     * adjustments one after another */
+    bool device_sampling;      /* gen_device_sampling */
+    const struct sreq **final; /* [max_batch] the step's session i needs r's next token */
+    sample_row *srows;         /* [max_batch] */
+    sample_adj *sadj;          /* [cap_sadj] */
+    int cap_sadj;              /* grows to a step's adjustments and V more; never shrinks */
+    session **ss;              /* [max_batch] */
     const int32_t **ids;
     int *n_ids;
 };
@@ -188,23 +201,29 @@ llmrt_status sched_create(sched **out, engine *e, const sched_opts *o) {
     int np = omp_get_max_threads();
     np = np < SCHED_MAX_PICKERS ? np : SCHED_MAX_PICKERS;
     np = np < (int)B ? np : (int)B;
-    s->pickers = calloc((size_t)(np > 0 ? np : 1), sizeof *s->pickers);
+    if (np < 1) np = 1;
+    s->pickers = calloc((size_t)np, sizeof *s->pickers);
     bool scratch_ok = s->pickers != NULL;
-    for (int i = 0; scratch_ok && i < (np > 0 ? np : 1); i++) {
+    for (int i = 0; scratch_ok && i < np; i++) {
         picker *w = &s->pickers[i];
         w->work = malloc(V * sizeof *w->work);
         w->prob = malloc(V * sizeof *w->prob);
         w->idx = malloc(V * sizeof *w->idx);
         w->count = calloc(V, sizeof *w->count);
+        w->slot = calloc(V, sizeof *w->slot);
+        w->adj = malloc(V * sizeof *w->adj);
         s->n_pickers = i + 1;
-        scratch_ok = w->work && w->prob && w->idx && w->count;
+        scratch_ok = w->work && w->prob && w->idx && w->count && w->slot && w->adj;
     }
+    s->device_sampling = gen_device_sampling(e->be, s->V);
+    s->srows = calloc(B, sizeof *s->srows);
+    s->final = calloc(B, sizeof *s->final);
     s->next = calloc(B, sizeof *s->next);
     s->ss = calloc(B, sizeof *s->ss);
     s->ids = calloc(B, sizeof *s->ids);
     s->n_ids = calloc(B, sizeof *s->n_ids);
     if (!s->running || !s->plan || !s->logits || !s->picks || !scratch_ok || !s->next || !s->ss ||
-        !s->ids || !s->n_ids) {
+        !s->ids || !s->n_ids || !s->srows || !s->final) {
         sched_free(s);
         return err_set(LLMRT_ERR_NOMEM, "scheduler: out of memory");
     }
@@ -348,7 +367,12 @@ void sched_free(sched *s) {
         free(s->pickers[i].prob);
         free(s->pickers[i].idx);
         free(s->pickers[i].count);
+        free(s->pickers[i].slot);
+        free(s->pickers[i].adj);
     }
+    free(s->srows);
+    free(s->final);
+    free(s->sadj);
     free(s->pickers);
     free(s->picks);
     free(s->next);
@@ -402,6 +426,11 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
                        .min_p = sm->min_p,
                        .seed = sm->seed};
     TRY(sampler_check(&so));
+    if (sampler_is_sampled(&so) && s->V > SAMPLE_MAX_VOCAB)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "sampling over a vocabulary of %d ids: the sampler takes at most %d (use "
+                       "temperature 0)",
+                       s->V, SAMPLE_MAX_VOCAB);
     if (!isfinite(sm->presence_penalty) || !isfinite(sm->frequency_penalty) ||
         !(sm->repetition_penalty >= 0) || !isfinite(sm->repetition_penalty))
         return err_set(LLMRT_ERR_INVALID, "penalties must be finite (repetition_penalty >= 0)");
@@ -462,6 +491,7 @@ llmrt_status sched_submit(sched *s, const sched_request *q, uint64_t *id) {
     else
         s->in_head = r;
     s->in_tail = r;
+    s->n_incoming++;
     s->st.waiting++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -525,6 +555,7 @@ static bool take_incoming(sched *s, bool wait) {
         pthread_cond_wait(&s->cv, &s->mu);
     sreq *in = s->in_head;
     s->in_head = s->in_tail = NULL;
+    s->n_incoming = 0;
     int nc = s->n_cancels;
     uint64_t *cancels = NULL;
     if (nc) {
@@ -706,39 +737,51 @@ static int plan_iteration(sched *s) {
     return n;
 }
 
-/* r's logits after logit_bias and the penalties, into w->work. */
-static const float *adjusted_logits(const sched *s, picker *w, const sreq *r, const float *raw) {
-    const int V = s->V;
-    bool pen = r->presence != 0 || r->frequency != 0 || (r->repetition != 0 && r->repetition != 1);
-    if (!pen && r->n_bias == 0) return raw;
-    memcpy(w->work, raw, (size_t)V * sizeof *w->work);
+/* Threads for choosing (or scoring) `rows` rows of logits: the pickers, only where the rows'
+ * passes over the vocabulary outweigh waking them (a few microseconds to tens with passive
+ * waits): 32k ids take ~0.05 ms, 128k ~0.2 ms. */
+static int picker_threads(const sched *s, int rows) {
+    if ((size_t)rows * (size_t)s->V < ((size_t)1 << 15)) return 1;
+    return rows < s->n_pickers ? rows : s->n_pickers;
+}
+
+/* r's logit adjustments (backend/sample.h) into adj, one entry per id (at most V): logit_bias,
+ * the repetition penalty (transformers: every token of prompt and output, once), presence and
+ * frequency (OpenAI: the output's tokens, by count) and, before min_tokens, the bans of the end
+ * ids and stop ids. The host's pick and the backend's apply the same entries. w: count and slot
+ * scratch. */
+static int row_adjustments(const sched *s, picker *w, const sreq *r, sample_adj *adj) {
+    int n = 0;
+#define ADJ_OF(t)                                                                                  \
+    (w->slot[t]                                                                                    \
+         ? &adj[w->slot[t] - 1]                                                                    \
+         : (adj[n] = (sample_adj){(t), 0.0f, 1.0f, 0.0f, 0}, w->slot[t] = ++n, &adj[n - 1]))
     for (int i = 0; i < r->n_bias; i++)
-        w->work[r->bias_ids[i]] += r->bias_values[i];
-    if (!pen) return w->work;
-    /* repetition (transformers): every token of prompt and output, once */
-    if (r->repetition != 0 && r->repetition != 1) {
-        for (int i = 0; i < r->n_tokens; i++) {
-            int32_t t = r->tokens[i];
-            if (w->count[t]) continue;
-            w->count[t] = 1;
-            float *l = &w->work[t];
-            *l = *l > 0 ? *l / r->repetition : *l * r->repetition;
-        }
+        ADJ_OF(r->bias_ids[i])->add += r->bias_values[i];
+    if (r->repetition != 0 && r->repetition != 1)
         for (int i = 0; i < r->n_tokens; i++)
-            w->count[r->tokens[i]] = 0;
-    }
-    /* presence and frequency (OpenAI): the output's tokens, by count */
+            ADJ_OF(r->tokens[i])->rep = r->repetition;
     if (r->presence != 0 || r->frequency != 0) {
         for (int i = r->n_prompt; i < r->n_tokens; i++)
             w->count[r->tokens[i]]++;
         for (int i = r->n_prompt; i < r->n_tokens; i++) {
-            int32_t t = r->tokens[i];
+            const int32_t t = r->tokens[i];
             if (w->count[t] == 0) continue;
-            w->work[t] -= r->presence + r->frequency * (float)w->count[t];
+            ADJ_OF(t)->sub = r->presence + r->frequency * (float)w->count[t];
             w->count[t] = 0;
         }
     }
-    return w->work;
+    if (r->n_tokens - r->n_prompt < r->min_tokens) {
+        const model_config *c = &s->e->m->cfg;
+        for (int i = 0; !r->ignore_eos && i < c->n_eos; i++)
+            ADJ_OF(c->eos_ids[i])->ban = 1;
+        for (int i = 0; i < r->n_stop; i++)
+            ADJ_OF(r->stop_ids[i])->ban = 1;
+    }
+#undef ADJ_OF
+    for (int i = 0; i < n; i++)
+        w->slot[adj[i].id] = 0;
+    return n;
 }
 
 /* Whether any of x[0..16) is above thr (a compare and an OR, which vectorize). */
@@ -803,41 +846,86 @@ static bool is_stop(const sched *s, const sreq *r, int32_t t) {
     return false;
 }
 
-/* The banned-before-min_tokens ids of r get -inf in its logits (so they are never chosen). */
-static const float *apply_min_tokens(const sched *s, picker *w, const sreq *r, const float *l) {
-    if (r->n_tokens - r->n_prompt >= r->min_tokens) return l;
-    const model_config *c = &s->e->m->cfg;
-    if (l != w->work) memcpy(w->work, l, (size_t)s->V * sizeof *w->work);
-    for (int i = 0; !r->ignore_eos && i < c->n_eos; i++)
-        w->work[c->eos_ids[i]] = -INFINITY;
-    for (int i = 0; i < r->n_stop; i++)
-        w->work[r->stop_ids[i]] = -INFINITY;
-    return w->work;
+/* The sampling row of r's next token for the backend (sample_start), its adjustments appended to
+ * s->sadj at *n_adj. Its uniform number is the one sampler_draw would draw next, read from a copy
+ * of the generator: r's own advances only when the token is taken (take_tokens), so that a step
+ * that fails and runs again (every request preempted) draws it again, as the host's pick does. */
+static llmrt_status device_row(sched *s, const sreq *r, sample_row *row, int *n_adj) {
+    const int most = s->V; /* an entry per id at most */
+    if (s->cap_sadj - *n_adj < most) {
+        const int cap = *n_adj + most > 2 * s->cap_sadj ? *n_adj + most : 2 * s->cap_sadj;
+        sample_adj *p = realloc(s->sadj, (size_t)cap * sizeof *p);
+        if (!p) return err_set(LLMRT_ERR_NOMEM, "scheduler: out of memory");
+        s->sadj = p;
+        s->cap_sadj = cap;
+    }
+    uint64_t rng = r->rng;
+    *row = sampler_row(&r->so, sampler_rng_uniform(&rng));
+    row->adj0 = *n_adj;
+    row->n_adj = row_adjustments(s, &s->pickers[0], r, s->sadj + *n_adj);
+    *n_adj += row->n_adj;
+    return LLMRT_OK;
+}
+
+/* How a step's choices are made for the sessions s->ss[0..n) of which final[i] are the requests
+ * needing their next token: on the backend when every such request is plain greedy (its argmax)
+ * or can be sampled there (no logprobs asked), filling *ch (rows for sampling: the others get a
+ * greedy row, whose choice nobody reads); else NULL (the logits come to the host). */
+static llmrt_status step_choice(sched *s, int n, const sreq *const *final, engine_choice *ch,
+                                const engine_choice **out) {
+    engine *e = s->e;
+    bool greedy = e->be->ops->argmax_start != NULL, device = s->device_sampling, any = false;
+    for (int i = 0; i < n; i++) {
+        if (!final[i]) continue;
+        any = true;
+        greedy = greedy && final[i]->greedy;
+        device = device && final[i]->logprobs < 0;
+    }
+    *out = NULL;
+    if (!any || s->o.deterministic) return LLMRT_OK;
+    if (greedy) {
+        *out = &engine_argmax;
+        return LLMRT_OK;
+    }
+    if (!device) return LLMRT_OK;
+    int n_adj = 0;
+    for (int i = 0; i < n; i++) {
+        s->srows[i] = (sample_row){.top_p = 1};
+        if (final[i]) TRY(device_row(s, final[i], &s->srows[i], &n_adj));
+    }
+    *ch = (engine_choice){s->srows, s->sadj, n_adj};
+    *out = ch;
+    return LLMRT_OK;
 }
 
 /* On a backend that takes ragged steps: every item of the plan in one step (decode rows and
  * prompt chunks read the weights once), then the items that reach their last token moved to the
  * front of s->plan with their logits rows (or greedy choices), as run_plan says. */
-static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *device_greedy) {
+static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *on_backend) {
     engine *e = s->e;
-    bool greedy = e->be->ops->argmax_start != NULL;
-    int finals = 0; /* items that reach their last token: the only ones whose results are read */
+    /* items that reach their last token: the only ones whose results are read */
+    const sreq **final = s->final;
+    int finals = 0;
+    for (int i = 0; i < n_items; i++) {
+        plan_item *it = &s->plan[i];
+        final[i] = it->r->s->pos + it->n == it->r->n_tokens ? it->r : NULL;
+        finals += final[i] != NULL;
+    }
+    engine_choice ch;
+    const engine_choice *choose;
+    TRY(step_choice(s, n_items, final, &ch, &choose));
+    const bool greedy = choose != NULL;
     for (int i = 0; i < n_items; i++) {
         plan_item *it = &s->plan[i];
         s->ss[i] = it->r->s;
         s->ids[i] = it->r->tokens + it->r->s->pos;
         s->n_ids[i] = it->n;
-        if (it->r->s->pos + it->n == it->r->n_tokens) {
-            finals++;
-            greedy = greedy && it->r->greedy;
-        }
     }
-    greedy = greedy && finals > 0;
     if (greedy) {
-        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, NULL, true));
+        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, NULL, choose));
         TRY(engine_greedy_wait(e, s->next));
     } else {
-        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, finals ? s->logits : NULL, false));
+        TRY(engine_feed(e, s->ss, n_items, s->ids, s->n_ids, finals ? s->logits : NULL, NULL));
     }
     int k = 0;
     for (int i = 0; i < n_items; i++) {
@@ -854,7 +942,7 @@ static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *dev
         k++;
     }
     *n_out = k;
-    *device_greedy = greedy;
+    *on_backend = greedy;
     return LLMRT_OK;
 }
 
@@ -862,7 +950,7 @@ static llmrt_status run_plan_ragged(sched *s, int n_items, int *n_out, bool *dev
  * without logits, grouped by length (and marked done with a negative n); then one step over the
  * items that reach their last token, which are moved to the front of s->plan (*n_out of them):
  * their logits land in s->logits in that order, or, when every one is plain greedy, the
- * backend's choices in s->next (*device_greedy). A backend that takes ragged steps runs them
+ * backend's choices in s->next (*on_backend). A backend that takes ragged steps runs them
  * all in one (run_plan_ragged). */
 /* The items that score a prompt (PLP_SCORING): each alone, with the logits of every row, whose
  * log-softmax at the next prompt token are that token's logprob and top; then gone from the plan
@@ -883,9 +971,7 @@ static llmrt_status run_prompt_scoring(sched *s, int *n_items) {
         TRY(engine_forward(e, &r->s, 1, r->tokens + p0, it.n, true, s->logits));
         if (s->prof) s->cur.prefill_ms += now_ms() - t0;
         /* rows on the pickers' threads, as take_tokens: each row is its own */
-        const int nt = (size_t)it.n * (size_t)V < ((size_t)1 << 15) ? 1
-                       : it.n < s->n_pickers                        ? it.n
-                                                                    : s->n_pickers;
+        const int nt = picker_threads(s, it.n);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
         for (int j = 0; j < it.n; j++) {
             const int p = p0 + j; /* its row scores prompt token p + 1 */
@@ -903,16 +989,15 @@ static llmrt_status run_prompt_scoring(sched *s, int *n_items) {
     return LLMRT_OK;
 }
 
-static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_greedy) {
+static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *on_backend) {
     engine *e = s->e;
     TRY(run_prompt_scoring(s, &n_items));
     if (n_items == 0) {
         *n_out = 0;
-        *device_greedy = false;
+        *on_backend = false;
         return LLMRT_OK;
     }
-    if (e->be->ragged && !s->o.deterministic)
-        return run_plan_ragged(s, n_items, n_out, device_greedy);
+    if (e->be->ragged && !s->o.deterministic) return run_plan_ragged(s, n_items, n_out, on_backend);
     for (int i = 0; i < n_items; i++) {
         plan_item *it = &s->plan[i];
         if (it->n <= 0 || it->r->s->pos + it->n == it->r->n_tokens) continue;
@@ -944,34 +1029,39 @@ static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_gre
         }
     }
     int k = 0;
-    bool greedy = e->be->ops->argmax_start != NULL && !s->o.deterministic;
     for (int i = 0; i < n_items; i++) {
         plan_item it = s->plan[i];
         if (it.n <= 0) continue;
         s->plan[k++] = it;
-        greedy = greedy && it.r->greedy;
     }
     *n_out = k;
-    *device_greedy = greedy;
+    *on_backend = false;
     if (k == 0) return LLMRT_OK;
     if (s->o.deterministic) { /* each alone: its arithmetic is its own */
         for (int i = 0; i < k; i++) {
             plan_item *it = &s->plan[i];
             const int32_t *ids = it->r->tokens + it->r->s->pos;
-            TRY(engine_feed(e, &it->r->s, 1, &ids, &it->n, s->logits + (size_t)i * s->V, false));
+            TRY(engine_feed(e, &it->r->s, 1, &ids, &it->n, s->logits + (size_t)i * s->V, NULL));
         }
         return LLMRT_OK;
     }
+    const sreq **final = s->final;
+    for (int i = 0; i < k; i++)
+        final[i] = s->plan[i].r;
+    engine_choice ch;
+    const engine_choice *choose;
+    TRY(step_choice(s, k, final, &ch, &choose));
     for (int i = 0; i < k; i++) {
         s->ss[i] = s->plan[i].r->s;
         s->ids[i] = s->plan[i].r->tokens + s->plan[i].r->s->pos;
         s->n_ids[i] = s->plan[i].n;
     }
-    if (greedy) {
-        TRY(engine_feed(e, s->ss, k, s->ids, s->n_ids, NULL, true));
+    if (choose) {
+        *on_backend = true;
+        TRY(engine_feed(e, s->ss, k, s->ids, s->n_ids, NULL, choose));
         return engine_greedy_wait(e, s->next);
     }
-    return engine_feed(e, s->ss, k, s->ids, s->n_ids, s->logits, false);
+    return engine_feed(e, s->ss, k, s->ids, s->n_ids, s->logits, NULL);
 }
 
 /* Chooses the token of row i (request r, logits raw) with w's scratch, into p. Independent of
@@ -979,7 +1069,14 @@ static llmrt_status run_plan(sched *s, int n_items, int *n_out, bool *device_gre
 static void pick_token(const sched *s, picker *w, sreq *r, const float *raw, pick *p) {
     p->bad = !sampler_all_finite(raw, s->V);
     if (p->bad) return;
-    const float *l = apply_min_tokens(s, w, r, adjusted_logits(s, w, r, raw));
+    const int n_adj = row_adjustments(s, w, r, w->adj);
+    const float *l = raw;
+    if (n_adj > 0) {
+        memcpy(w->work, raw, (size_t)s->V * sizeof *w->work);
+        for (int i = 0; i < n_adj; i++)
+            w->work[w->adj[i].id] = sample_adjust(w->work[w->adj[i].id], &w->adj[i]);
+        l = w->work;
+    }
     p->t = sampler_draw(&r->so, &r->rng, w->prob, w->idx, l, s->V);
     p->tok = (sched_token){0};
     if (r->logprobs >= 0)
@@ -987,14 +1084,10 @@ static void pick_token(const sched *s, picker *w, sreq *r, const float *raw, pic
 }
 
 /* Takes each stepped request's next token: events, finishes, the prefix cache. */
-static void take_tokens(sched *s, int k, bool device_greedy) {
+static void take_tokens(sched *s, int k, bool on_backend) {
     const int max_seq = s->e->o.max_seq;
-    if (!device_greedy) {
-        /* threads only where the rows' passes over the vocabulary outweigh waking them (a
-         * few microseconds to tens with passive waits): 32k ids take ~0.05 ms, 128k ~0.2 ms */
-        const int nt = (size_t)k * (size_t)s->V < ((size_t)1 << 15) ? 1
-                       : k < s->n_pickers                           ? k
-                                                                    : s->n_pickers;
+    if (!on_backend) {
+        const int nt = picker_threads(s, k);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
         for (int i = 0; i < k; i++)
             pick_token(s, &s->pickers[omp_get_thread_num()], s->plan[i].r,
@@ -1006,16 +1099,18 @@ static void take_tokens(sched *s, int k, bool device_greedy) {
         pick *p = &s->picks[i];
         int32_t t;
         sched_token tok = {0};
-        if (device_greedy) {
+        /* the backend's sampled draw used the generator's next number (device_row) */
+        if (on_backend && sampler_is_sampled(&r->so)) sampler_rng_uniform(&r->rng);
+        if (on_backend ? s->next[i] < 0 : p->bad) {
+            char msg[640];
+            snprintf(msg, sizeof msg, "the model produced non-finite logits: %s",
+                     engine_nonfinite_cause(s->e));
+            finish(s, r, NULL, SCHED_FINISH_ERROR, msg);
+            continue;
+        }
+        if (on_backend) {
             t = s->next[i];
         } else {
-            if (p->bad) {
-                char msg[640];
-                snprintf(msg, sizeof msg, "the model produced non-finite logits: %s",
-                         engine_nonfinite_cause(s->e));
-                finish(s, r, NULL, SCHED_FINISH_ERROR, msg);
-                continue;
-            }
             t = p->t;
             tok = p->tok;
         }
@@ -1118,7 +1213,7 @@ llmrt_status sched_run(sched *s) {
         s->st.prefilling = 0;
         for (int i = 0; i < s->n_running; i++)
             s->st.prefilling += s->running[i]->s->pos < s->running[i]->n_prompt;
-        s->st.waiting = s->n_waiting + (s->in_head ? 1 : 0);
+        s->st.waiting = s->n_waiting + s->n_incoming;
         s->st.prompt_tokens += prompt_tokens;
         s->st.kv_blocks_used = s->st.kv_blocks_total;
         for (int g = 0; g < s->e->kv.n_groups; g++)

@@ -34,7 +34,8 @@ typedef struct sched_sampling {
     float repetition_penalty; /* transformers: 0 or 1 off; else logits of prompt and generated
                                  tokens divided (positive) or multiplied (negative) by it */
     uint64_t seed;            /* the generator's seed (the server draws one when not given) */
-    const int32_t *bias_ids;  /* [n_bias] logit_bias: logit[bias_ids[i]] += bias_values[i] */
+    const int32_t *bias_ids;  /* [n_bias] logit_bias: logit[id] += the sum of the bias_values
+                                 given for id (an id given twice: its values added first) */
     const float *bias_values; /* [n_bias] */
     int n_bias;
 } sched_sampling;

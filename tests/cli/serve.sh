@@ -202,22 +202,8 @@ serve_stop "$LOG" && ok || bad "long model name: clean exit"
 
 # an IPv6 address: the URLs the server prints hold it in brackets (they were http://::1:PORT)
 if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
-  : >"$LOG"
-  "$BIN" serve --host ::1 --port 0 --device cpu --precision FP32 --max-batch 2 >"$LOG" 2>&1 &
-  SERVE_PID=$!
-  port=
-  for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*listening on http:\/\/\[::1\]:\([0-9]*\) .*/\1/p' "$LOG" | head -1)
-    [ -n "$port" ] && break
-    kill -0 $SERVE_PID 2>/dev/null || break
-    sleep 0.1
-  done
-  for _ in $(seq 1 600); do
-    [ -n "$port" ] || break
-    [ "$(curl -sg -o /dev/null -w '%{http_code}' "http://[::1]:$port/health")" = 200 ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] && grep -q "ready: demo-llama on http://\[::1\]:$port/v1 " "$LOG" && ok ||
+  SERVE_HOST=::1 serve_start "$BIN" "$LOG" --max-batch 2 &&
+    grep -q "ready: demo-llama on http://\[::1\]:$SERVE_PORT/v1 " "$LOG" && ok ||
     bad "IPv6 URLs in the log: $(cat "$LOG")"
   serve_stop "$LOG" && ok || bad "IPv6: clean exit"
 fi

@@ -366,8 +366,10 @@ static void cpu_destroy(backend *be) {
         free(st->row_pos);
         for (int g = 0; g < KV_MAX_GROUPS; g++)
             free(st->tables[g]);
-        for (int i = 0; i < ARGMAX_PENDING; i++)
+        for (int i = 0; i < ARGMAX_PENDING; i++) {
             free(st->choices[i].ids);
+            free(st->choices[i].bad);
+        }
         free(st);
     }
     free(be);
@@ -387,11 +389,12 @@ static llmrt_status cpu_argmax_start(backend *be, const float *logits, int n, in
     struct cpu_choice *ch = &st->choices[slot];
     if (n > ch->cap) {
         int32_t *p = realloc(ch->ids, (size_t)n * sizeof *p);
-        if (!p) return err_set(LLMRT_ERR_NOMEM, "cpu argmax_start: out of memory for %d ids", n);
-        ch->ids = p;
+        if (p) ch->ids = p;
+        unsigned char *b = p ? realloc(ch->bad, (size_t)n) : NULL;
+        if (!b) return err_set(LLMRT_ERR_NOMEM, "cpu argmax_start: out of memory for %d ids", n);
+        ch->bad = b;
         ch->cap = n;
     }
-    int bad_row = -1;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < n; r++) {
         const float *l = logits + (size_t)r * V;
@@ -403,12 +406,8 @@ static llmrt_status cpu_argmax_start(backend *be, const float *logits, int n, in
                 best = v;
         }
         ch->ids[r] = finite ? best : 0; /* a step on these ids stays in the vocabulary */
-        if (!finite) {
-#pragma omp critical
-            if (bad_row < 0 || r < bad_row) bad_row = r;
-        }
+        ch->bad[r] = !finite;
     }
-    ch->bad_row = bad_row;
     choice_ring_push(&st->ring, slot, n, n == st->batch); /* rows: the last step's sequences */
     return LLMRT_OK;
 }
@@ -419,10 +418,8 @@ static llmrt_status cpu_argmax_wait(backend *be, int32_t *out) {
     TRY(choice_ring_pop(&st->ring, "cpu", &slot));
     const struct cpu_choice *ch = &st->choices[slot];
     if (!out) return LLMRT_OK;
-    if (ch->bad_row >= 0)
-        return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite",
-                       ch->bad_row);
-    memcpy(out, ch->ids, (size_t)st->ring.n[slot] * sizeof *out);
+    for (int r = 0; r < st->ring.n[slot]; r++)
+        out[r] = ch->bad[r] ? -1 : ch->ids[r];
     return LLMRT_OK;
 }
 

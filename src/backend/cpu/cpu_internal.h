@@ -28,9 +28,10 @@ typedef struct cpu_state {
     /* greedy choices started and not yet waited for, by slot of `ring` */
     choice_ring ring;
     struct cpu_choice {
-        int32_t *ids; /* [cap] */
+        int32_t *ids;       /* [cap] (0 for a row that was not all finite: a step on them stays
+                               in the vocabulary) */
+        unsigned char *bad; /* [cap] the row was not all finite */
         int cap;
-        int bad_row; /* the first row that was not all finite, or -1 */
     } choices[ARGMAX_PENDING];
 } cpu_state;
 

@@ -5,7 +5,8 @@
  * A batch-1 decode step's whole layer stack runs as one persistent kernel (decode_layers,
  * cuda_decode.cu) where it can.
  * Everything is queued on one stream and step_end does not wait: the host learns a step is done
- * from a download or argmax_wait. The greedy choice (argmax_start) is written by its kernel into
+ * from a download or argmax_wait. The greedy choice (argmax_start) and the sampled one
+ * (sample_start, cuda_sample.cu) are written by their kernels into
  * pinned host memory and, when its rows are the last step's sequences, into d_ids with d_pos
  * advanced, so a following step on those choices (step_desc.ids NULL) uploads nothing and can
  * be queued before the host has read them.
@@ -347,7 +348,40 @@ static llmrt_status cu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_
     return st;
 }
 
-/* ---- greedy choice on the device ---- */
+/* ---- choices on the device: greedy (argmax_start) and sampled (sample_start) ---- */
+
+/* The choice buffers hold n rows (they grow only while no choice waits). */
+static llmrt_status choice_reserve(cuda_ctx *c, int n, const char *op) {
+    if (n <= c->choice_cap) return LLMRT_OK;
+    if (c->ring.count > 0)
+        return err_set(LLMRT_ERR_INVALID, "cuda %s: %d rows while choices of fewer rows wait", op,
+                       n);
+    if (c->h_choice) CK(cudaFreeHost(c->h_choice));
+    if (c->d_argmax_rows) CK(cudaFree(c->d_argmax_rows));
+    c->h_choice = c->d_choice = NULL;
+    c->d_argmax_rows = NULL;
+    c->choice_cap = 0;
+    for (int i = 0; i < ARGMAX_PENDING; i++) {
+        if (c->h_samp_rows[i]) CK(cudaFreeHost(c->h_samp_rows[i]));
+        c->h_samp_rows[i] = NULL;
+    }
+    CK(cudaHostAlloc((void **)&c->h_choice, ARGMAX_PENDING * (size_t)n * sizeof(int32_t),
+                     cudaHostAllocMapped));
+    CK(cudaHostGetDevicePointer((void **)&c->d_choice, c->h_choice, 0));
+    CK(cudaMalloc((void **)&c->d_argmax_rows, (size_t)n * sizeof(argmax_row)));
+    CK(cudaMemsetAsync(c->d_argmax_rows, 0, (size_t)n * sizeof(argmax_row), c->stream));
+    c->choice_cap = n;
+    return LLMRT_OK;
+}
+
+/* The start of a choice of n rows of V logits: the slot it fills. */
+static llmrt_status choice_begin(cuda_ctx *c, int n, int V, const char *op, int *slot) {
+    TRY(choice_ring_slot(&c->ring, "cuda", slot));
+    if (c->rows > 0) return err_set(LLMRT_ERR_INVALID, "cuda %s: called inside a step", op);
+    if (n < 1 || V < 1)
+        return err_set(LLMRT_ERR_INVALID, "cuda %s: %d rows of %d logits", op, n, V);
+    return choice_reserve(c, n, op);
+}
 
 /* The kernel writes each choice straight into a pinned host slot (no copy to queue) and, when
  * the rows are the last step's sequences, also into d_ids with d_pos advanced: a step begun
@@ -355,29 +389,57 @@ static llmrt_status cu_copy_bandwidth(backend *be, size_t bytes, double *gb_per_
 static llmrt_status cu_argmax_start(backend *be, const float *logits, int n, int V) {
     cuda_ctx *c = ctx_of(be);
     int slot;
-    TRY(choice_ring_slot(&c->ring, "cuda", &slot));
-    if (c->rows > 0) return err_set(LLMRT_ERR_INVALID, "cuda argmax_start: called inside a step");
-    if (n < 1 || V < 1)
-        return err_set(LLMRT_ERR_INVALID, "cuda argmax_start: %d rows of %d logits", n, V);
-    if (n > c->choice_cap) {
-        if (c->ring.count > 0)
-            return err_set(LLMRT_ERR_INVALID,
-                           "cuda argmax_start: %d rows while choices of fewer rows wait", n);
-        if (c->h_choice) CK(cudaFreeHost(c->h_choice));
-        if (c->d_argmax_rows) CK(cudaFree(c->d_argmax_rows));
-        c->h_choice = c->d_choice = NULL;
-        c->d_argmax_rows = NULL;
-        c->choice_cap = 0;
-        CK(cudaHostAlloc((void **)&c->h_choice, ARGMAX_PENDING * (size_t)n * sizeof(int32_t),
-                         cudaHostAllocMapped));
-        CK(cudaHostGetDevicePointer((void **)&c->d_choice, c->h_choice, 0));
-        CK(cudaMalloc((void **)&c->d_argmax_rows, (size_t)n * sizeof(argmax_row)));
-        CK(cudaMemsetAsync(c->d_argmax_rows, 0, (size_t)n * sizeof(argmax_row), c->stream));
-        c->choice_cap = n;
-    }
+    TRY(choice_begin(c, n, V, "argmax_start", &slot));
     const bool chain = n == c->last_batch;
     TRY(cuda_launch_argmax(c, c->d_choice + (size_t)slot * c->choice_cap, logits, n, V,
                            chain ? c->d_ids : NULL, c->d_pos, c->last_n_tokens));
+    CK(cudaEventRecord(c->choice_done[slot], c->stream));
+    choice_ring_push(&c->ring, slot, n, chain);
+    return LLMRT_OK;
+}
+
+/* As cu_argmax_start; the rows and adjustments go into the slot's mapped host memory, which the
+ * kernel reads (a slot is reused only after argmax_wait has waited for its kernel). */
+static llmrt_status cu_sample_start(backend *be, float *logits, int n, int V,
+                                    const sample_row *rows, const sample_adj *adj, int n_adj) {
+    cuda_ctx *c = ctx_of(be);
+    if (V > SAMPLE_MAX_VOCAB)
+        return err_set(LLMRT_ERR_UNSUPPORTED, "cuda sample_start: %d logits a row (at most %d)", V,
+                       SAMPLE_MAX_VOCAB);
+    if (n_adj < 0) return err_set(LLMRT_ERR_INVALID, "cuda sample_start: %d adjustments", n_adj);
+    for (int r = 0; r < n; r++)
+        if (rows[r].adj0 < 0 || rows[r].n_adj < 0 || rows[r].adj0 > n_adj - rows[r].n_adj)
+            return err_set(LLMRT_ERR_INVALID,
+                           "cuda sample_start: row %d's adjustments [%d, +%d) are outside the %d "
+                           "given",
+                           r, rows[r].adj0, rows[r].n_adj, n_adj);
+    for (int i = 0; i < n_adj; i++)
+        if (adj[i].id < 0 || adj[i].id >= V)
+            return err_set(LLMRT_ERR_INVALID, "cuda sample_start: adjustment %d names id %d of %d",
+                           i, adj[i].id, V);
+    int slot;
+    TRY(choice_begin(c, n, V, "sample_start", &slot));
+    if (!c->h_samp_rows[slot])
+        CK(cudaHostAlloc((void **)&c->h_samp_rows[slot], (size_t)c->choice_cap * sizeof(sample_row),
+                         cudaHostAllocMapped));
+    if (n_adj > c->samp_adj_cap[slot]) {
+        if (c->h_samp_adj[slot]) CK(cudaFreeHost(c->h_samp_adj[slot]));
+        c->h_samp_adj[slot] = NULL;
+        c->samp_adj_cap[slot] = 0;
+        const int cap = n_adj < 1024 ? 1024 : n_adj;
+        CK(cudaHostAlloc((void **)&c->h_samp_adj[slot], (size_t)cap * sizeof(sample_adj),
+                         cudaHostAllocMapped));
+        c->samp_adj_cap[slot] = cap;
+    }
+    memcpy(c->h_samp_rows[slot], rows, (size_t)n * sizeof *rows);
+    if (n_adj > 0) memcpy(c->h_samp_adj[slot], adj, (size_t)n_adj * sizeof *adj);
+    sample_row *d_rows;
+    sample_adj *d_adj = NULL;
+    CK(cudaHostGetDevicePointer((void **)&d_rows, c->h_samp_rows[slot], 0));
+    if (c->h_samp_adj[slot]) CK(cudaHostGetDevicePointer((void **)&d_adj, c->h_samp_adj[slot], 0));
+    const bool chain = n == c->last_batch;
+    TRY(cuda_launch_sample(c, c->d_choice + (size_t)slot * c->choice_cap, logits, n, V, d_rows,
+                           d_adj, chain ? c->d_ids : NULL, c->d_pos, c->last_n_tokens));
     CK(cudaEventRecord(c->choice_done[slot], c->stream));
     choice_ring_push(&c->ring, slot, n, chain);
     return LLMRT_OK;
@@ -392,11 +454,7 @@ static llmrt_status cu_argmax_wait(backend *be, int32_t *out) {
         return cuda_fail(e, "argmax_wait (cudaEventSynchronize)", __FILE__, __LINE__);
     if (!out) return LLMRT_OK;
     const int32_t *h = c->h_choice + (size_t)slot * c->choice_cap;
-    for (int r = 0; r < c->ring.n[slot]; r++) {
-        if (h[r] < 0)
-            return err_set(LLMRT_ERR_INVALID, "argmax: the logits of row %d are not all finite", r);
-        out[r] = h[r];
-    }
+    memcpy(out, h, (size_t)c->ring.n[slot] * sizeof *out); /* (-1: not finite) */
     return LLMRT_OK;
 }
 
@@ -420,8 +478,11 @@ static void cu_destroy(backend *be) {
         if (c->scratch) cudaFree(c->scratch);
         if (c->h_choice) cudaFreeHost(c->h_choice);
         if (c->d_argmax_rows) cudaFree(c->d_argmax_rows);
-        for (int i = 0; i < ARGMAX_PENDING; i++)
+        for (int i = 0; i < ARGMAX_PENDING; i++) {
             if (c->choice_done[i]) cudaEventDestroy(c->choice_done[i]);
+            if (c->h_samp_rows[i]) cudaFreeHost(c->h_samp_rows[i]);
+            if (c->h_samp_adj[i]) cudaFreeHost(c->h_samp_adj[i]);
+        }
         if (c->staged) cudaEventDestroy(c->staged);
         if (c->d_ids) cudaFree(c->d_ids);
         if (c->h_stage) cudaFreeHost(c->h_stage);
@@ -459,12 +520,12 @@ static void cu_host_free(backend *be, void *p) {
 }
 
 static const backend_ops cuda_ops = {
-    cu_alloc,          cu_free,         cu_upload,      cu_download,      cu_act_from_f32,
-    cu_act_to_f32,     cu_mem_info,     cu_step_begin,  cu_step_end,      cu_embed,
-    cu_norm,           cu_add_norm,     cu_add,         cu_matmul,        cu_qkv_finish,
-    cu_attention,      cu_activate,     cu_last_rows,   cu_logits,        cu_destroy,
-    cu_copy_bandwidth, cu_argmax_start, cu_argmax_wait, cu_decode_layers, cu_weights_loaded,
-    cu_host_alloc,     cu_host_free,
+    cu_alloc,          cu_free,         cu_upload,       cu_download,      cu_act_from_f32,
+    cu_act_to_f32,     cu_mem_info,     cu_step_begin,   cu_step_end,      cu_embed,
+    cu_norm,           cu_add_norm,     cu_add,          cu_matmul,        cu_qkv_finish,
+    cu_attention,      cu_activate,     cu_last_rows,    cu_logits,        cu_destroy,
+    cu_copy_bandwidth, cu_argmax_start, cu_argmax_wait,  cu_decode_layers, cu_weights_loaded,
+    cu_host_alloc,     cu_host_free,    cu_sample_start,
 };
 
 extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int device) {

@@ -224,6 +224,11 @@ typedef struct cuda_ctx {
     cudaEvent_t choice_done[ARGMAX_PENDING];
     int choice_cap;
     struct argmax_row *d_argmax_rows; /* [choice_cap] device: the argmax kernel's merge state */
+    /* sample_start's rows and adjustments by slot: pinned, mapped host memory the sampling
+     * kernel reads (a slot's are rewritten only after argmax_wait released it) */
+    sample_row *h_samp_rows[ARGMAX_PENDING]; /* [choice_cap] */
+    sample_adj *h_samp_adj[ARGMAX_PENDING];  /* [samp_adj_cap[slot]] */
+    int samp_adj_cap[ARGMAX_PENDING];        /* entries h_samp_adj[slot] holds */
 
     /* graphs of decode steps (n_tokens == 1), by batch size */
     graph_mode mode;
@@ -723,6 +728,13 @@ typedef struct argmax_row {
     int bad;                /* a NaN or infinity was seen */
     unsigned blocks;        /* blocks merged */
 } argmax_row;
+
+/* out[r] = the sampled choice of logits row r (backend/sample.h, after rows[r]'s adjustments
+ * adj[...], applied in place), or -1 if the raw row is not all finite; rows and adj: device views
+ * of mapped host memory. next_ids and pos as cuda_launch_argmax's. */
+llmrt_status cuda_launch_sample(cuda_ctx *c, int32_t *out /* [n] device */, float *logits, int n,
+                                int V, const sample_row *rows, const sample_adj *adj,
+                                int32_t *next_ids /* [n] or NULL */, int32_t *pos, int pos_add);
 
 /* out[r] = argmax of logits row r (lowest index on ties), or -1 if the row is not all finite.
  * With next_ids, also next_ids[r] = the choice (0 for a row that is not finite, so that a step
