@@ -364,11 +364,16 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 const C *krow = kt + (size_t)lane * vst;
                 float acc = 0.0f;
                 for (int v0 = 0; v0 < hd; v0 += VEC) {
-                    float kf[VEC];
+                    /* the key's 16 bytes and q's floats as vector loads (one 2-byte load per
+                     * element was a 4-way bank conflict across the lanes' rows) */
+                    float kf[VEC], qf[VEC];
                     kv_unpack<C>(*(const int4 *)(krow + v0), kf);
 #pragma unroll
+                    for (int e = 0; e < VEC; e += 4)
+                        *(float4 *)(qf + e) = *(const float4 *)(q + v0 + e);
+#pragma unroll
                     for (int e = 0; e < VEC; e++)
-                        acc = fmaf(q[v0 + e], kf[e], acc);
+                        acc = fmaf(qf[e], kf[e], acc);
                 }
                 if constexpr (F8) acc *= ksc[lane] * 256.0f; /* the row's scale (kv_scale) */
                 s = soft_cap(acc, L.softcap);

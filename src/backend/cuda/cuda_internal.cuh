@@ -564,9 +564,9 @@ template <typename C> __device__ __forceinline__ float kv_scale(const float *sca
 }
 
 /* The elements of a load unit LV of cache elements C (a 16-byte vector int4, or one element) as
- * floats, before kv_scale. */
-template <typename C, typename LV>
-__device__ __forceinline__ void kv_unpack(const LV &v, float *f) {
+ * floats, before kv_scale. v by value: a reference into memory would be unpacked with one load
+ * per element (the decode kernel's q.k loop did that: docs/PERF.md, sixth session). */
+template <typename C, typename LV> __device__ __forceinline__ void kv_unpack(const LV v, float *f) {
     if constexpr (kv_is_fp8<C>() && std::is_same<LV, int4>::value) {
         fp8x4_unpack((unsigned)v.x, f);
         fp8x4_unpack((unsigned)v.y, f + 4);
