@@ -18,8 +18,9 @@
 #                   (the build's binaries with cuda_decode.cu compiled with the flags added, in
 #                   .carry/NAME: parts ab and vops take it as OLD_CARRY=.carry/NAME)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, ab, vops, qckpt, quant, serve, batch, ppl, opprof, kvfp8, targets,
-# ncu, sweep); part ab compares `llmrt run --benchmark` of this build with the builds staged in
+# bench; the others: sched, sample, caps, ab, vops, qckpt, quant, serve, batch, ppl, opprof, kvfp8,
+# targets, ncu, sweep); GPU_CHECK_TAR=1 leaves only $OUT/logs.tgz (a device call brings back few
+# files: the others would be left out); part ab compares `llmrt run --benchmark` of this build with the builds staged in
 # $OLD_CARRY (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the
 # real cards in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card,
 # same call; part vops runs those builds' test_cuda_ops and test_e2e.
@@ -540,5 +541,39 @@ if [[ " $ONLY " == *" serve "* ]] && [ -x "$CARRY/llmrt" ]; then
         grep -A20 'scheduler profile' "$OUT/serve-$card.log" | sed "s/^/[serve $card] /"
     done
 fi
+if [[ " $ONLY " == *" sample "* ]] && [ -x "$CARRY/bench_cuda_sample" ]; then
+    # sampled tokens chosen on the device: the kernel against the host's sampler (part ops runs
+    # test_cuda_sample too), then bench_cuda_sample with clusters chosen by rows and with one
+    # block a row (LLMRT_CUDA_SAMPLE_CLUSTER=1), same call
+    for ab in LLMRT_AB= LLMRT_CUDA_SAMPLE_CLUSTER=1; do
+        for flat in "" --flat; do
+            f="$OUT/bench-sample-${ab#*=}${flat}.txt"
+            (cd "$CARRY" && env "$ab" ./bench_cuda_sample --rounds 5 $flat) >"$f" 2>&1
+            echo "---- bench_cuda_sample ($ab $flat)"
+            grep "^|" "$f"
+        done
+    done
+fi
+if [[ " $ONLY " == *" caps "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # the decode kernel's in-flight tile caps (LLMRT_DECODE_CAPS, CAPS_SETS: "" is the default)
+    # and its stage profile (LLMRT_DECODE_PROFILE=1) on CAPS_CARDS, batch 1, BF16
+    for card in ${CAPS_CARDS:-Llama-3.1-8B-Instruct}; do
+        M=$(random_model "$card" caps)
+        for caps in "" ${CAPS_SETS:-2,2,2,2,2,2 2,2,2,3,2,3}; do
+            f="$OUT/caps-$card-${caps:-default}.txt"
+            LLMRT_DECODE_CAPS=$caps "$CARRY/llmrt" run --benchmark --model "$M" --device cuda \
+                --precision BF16 --isl 128 --num_tokens 128 --iterations 5 --warmup 2 >"$f" 2>&1
+            rows+=("$(printf 'caps %-22s %-12s: %s' "$card" "${caps:-default}" \
+                "$(grep -E '^(Decode-Median|BW-Fraction)' "$f" | awk '{printf "%s %s  ", $1, $3}')")")
+        done
+        LLMRT_DECODE_PROFILE=1 "$CARRY/llmrt" run --benchmark --model "$M" --device cuda \
+            --precision BF16 --isl 128 --num_tokens 128 --iterations 2 --warmup 1 2>&1 >/dev/null |
+            grep -A30 "decode kernel profile" | sed "s/^/[$card] /"
+    done
+fi
 echo "---- gpu-check summary ($(head -2 "$OUT/gpu.txt" | tail -1))"
 printf '%s\n' "${rows[@]}"
+if [ -n "${GPU_CHECK_TAR:-}" ]; then
+    t=$(mktemp)
+    tar -C "$OUT" -czf "$t" . && rm -rf "${OUT:?}"/* && mv "$t" "$OUT/logs.tgz"
+fi
