@@ -473,15 +473,19 @@ static void fake_wrap(backend *be) {
 }
 
 /* 16 concurrent sampled requests (penalties, logit_bias, min_tokens with a stop id, a greedy one
- * with penalties), without logprobs, on a harness whose backend is wrapped or not, its sampled
- * tokens chosen by the backend (`device`, wrapped only) or on the host. */
-static void run_backend_sampling(bool wrapped, bool device, result *out) {
+ * with penalties), without logprobs, on a harness whose backend is wrapped or not, with
+ * LLMRT_DEVICE_SAMPLING set to `device` ("1": the backend chooses sampled tokens, wrapped only;
+ * "0": the host) or unset (NULL: the default). */
+static void run_backend_sampling(bool wrapped, const char *device, result *out) {
     static slot sl[N_REQ];
     sched_sampling smp[N_REQ];
     harness h;
     sched_opts so = {.token_budget = 64};
     if (wrapped) harness_wrap = fake_wrap;
-    setenv("LLMRT_DEVICE_SAMPLING", device ? "1" : "0", 1);
+    if (device)
+        setenv("LLMRT_DEVICE_SAMPLING", device, 1);
+    else
+        unsetenv("LLMRT_DEVICE_SAMPLING");
     int ok = harness_create(&h, N_REQ, 8, 0, &so);
     harness_wrap = NULL;
     unsetenv("LLMRT_DEVICE_SAMPLING");
@@ -537,19 +541,31 @@ static void check_one_nonfinite(const result *got, const result *want) {
  * not finite (-1) ends that request with the error, and the others go on unchanged. */
 static void test_backend_sampling(void) {
     static result host[N_REQ], dev[N_REQ], failed[N_REQ];
-    run_backend_sampling(false, false, host);
-    run_backend_sampling(true, true, dev);
-    CHECK_MSG(fake_calls > 0 && fake_adj_rows > 0,
-              "sample_start ran %d times, %d rows with adjustments", fake_calls, fake_adj_rows);
-    for (int i = 0; i < N_REQ; i++) {
-        CHECK_MSG(host[i].n > 0 && dev[i].n == host[i].n && dev[i].fin == host[i].fin,
-                  "request %d: %d tokens (finish %d) on the backend, %d (%d) on the host", i,
-                  dev[i].n, dev[i].fin, host[i].n, host[i].fin);
-        CHECK_MSG(!memcmp(dev[i].tokens, host[i].tokens, sizeof(int32_t) * (size_t)host[i].n),
-                  "request %d: the backend's sampled tokens differ from the host's", i);
+    run_backend_sampling(false, "0", host);
+    /* the default (unset) is the backend's choice; "0" keeps the wrapped backend's sample_start
+     * unused */
+    for (int round = 0; round < 3; round++) {
+        static const char *const modes[] = {"1", NULL, "0"};
+        run_backend_sampling(true, modes[round], dev);
+        if (round == 2) {
+            CHECK_MSG(fake_calls == 0, "LLMRT_DEVICE_SAMPLING=0: sample_start ran %d times",
+                      fake_calls);
+        } else {
+            CHECK_MSG(fake_calls > 0 && fake_adj_rows > 0,
+                      "LLMRT_DEVICE_SAMPLING %s: sample_start ran %d times, %d rows with "
+                      "adjustments",
+                      modes[round] ? modes[round] : "unset", fake_calls, fake_adj_rows);
+        }
+        for (int i = 0; i < N_REQ; i++) {
+            CHECK_MSG(host[i].n > 0 && dev[i].n == host[i].n && dev[i].fin == host[i].fin,
+                      "request %d: %d tokens (finish %d) on the backend, %d (%d) on the host", i,
+                      dev[i].n, dev[i].fin, host[i].n, host[i].fin);
+            CHECK_MSG(!memcmp(dev[i].tokens, host[i].tokens, sizeof(int32_t) * (size_t)host[i].n),
+                      "request %d: the backend's sampled tokens differ from the host's", i);
+        }
     }
     fake_fail_call = 3;
-    run_backend_sampling(true, true, failed);
+    run_backend_sampling(true, "1", failed);
     fake_fail_call = -1;
     check_one_nonfinite(failed, host);
 }
@@ -561,7 +577,7 @@ static void test_backend_sampling_retry(void) {
     static result host[N_REQ], dev[N_REQ];
     for (int device = 0; device < 2; device++) {
         fake_fail_step = 6; /* (a step with sampled rows, several requests running) */
-        run_backend_sampling(true, device, device ? dev : host);
+        run_backend_sampling(true, device ? "1" : "0", device ? dev : host);
         fake_fail_step = -1;
         CHECK_MSG(fake_step_failed == 1, "%d steps failed (1 expected)", fake_step_failed);
     }
