@@ -239,6 +239,15 @@ static uint64_t submit(harness *h, slot *sl, const int32_t *p, int n, int max_to
 
 enum { N_REQ = 16, N_NEW = 20 };
 
+/* The N_REQ prompts of prompt_of, N_NEW greedy tokens each, into sl[0..N_REQ). */
+static void submit_all(harness *h, slot *sl) {
+    for (int i = 0; i < N_REQ; i++) {
+        int32_t p[64];
+        int n = prompt_of(i, p);
+        submit(h, &sl[i], p, n, N_NEW, NULL, -1);
+    }
+}
+
 /* Each prompt alone, one at a time: the reference. */
 static void solo_outputs(result *ref) {
     harness h;
@@ -265,11 +274,7 @@ static void test_concurrent_equals_solo(void) {
         sched_opts so = {.token_budget = 64};
         if (!harness_open(&h, N_REQ, paged ? 8 : 0, 0, &so)) return;
         static slot sl[N_REQ];
-        for (int i = 0; i < N_REQ; i++) {
-            int32_t p[64];
-            int n = prompt_of(i, p);
-            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
-        }
+        submit_all(&h, sl);
         harness_wait(&h, N_REQ);
         for (int i = 0; i < N_REQ; i++) {
             CHECK_MSG(sl[i].r.n == N_NEW && sl[i].r.fin == SCHED_FINISH_LENGTH,
@@ -604,11 +609,7 @@ static void test_greedy_nonfinite_row(void) {
     int ok = harness_create(&h, N_REQ, 8, 0, &so);
     harness_wrap = NULL;
     if (ok) {
-        for (int i = 0; i < N_REQ; i++) {
-            int32_t p[64];
-            int n = prompt_of(i, p);
-            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
-        }
+        submit_all(&h, sl);
         harness_start(&h);
         harness_wait(&h, N_REQ);
         static result got[N_REQ];
@@ -634,11 +635,7 @@ static void test_preemption(void) {
     }
     if (!harness_create(&h, N_REQ, 8, 12 * per_block, &so)) return;
     static slot sl[N_REQ];
-    for (int i = 0; i < N_REQ; i++) { /* all waiting when the scheduler starts */
-        int32_t p[64];
-        int n = prompt_of(i, p);
-        submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
-    }
+    submit_all(&h, sl); /* all waiting when the scheduler starts */
     harness_start(&h);
     harness_wait(&h, N_REQ);
     sched_stats st;
@@ -1056,11 +1053,7 @@ static void test_sliding_paged(void) {
     so.token_budget = 64;
     if (harness_open(&h, N_REQ, 8, 0, &so)) {
         static slot sl[N_REQ];
-        for (int i = 0; i < N_REQ; i++) {
-            int32_t p[64];
-            int n = prompt_of(i, p);
-            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
-        }
+        submit_all(&h, sl);
         harness_wait(&h, N_REQ);
         for (int i = 0; i < N_REQ; i++)
             CHECK_MSG(sl[i].r.n == N_NEW &&
@@ -1079,11 +1072,7 @@ static void test_sliding_paged(void) {
                   "budget)",
                   kv->n_groups, kv->g[slide].n_blocks, kv->g[slide].bytes, N_REQ * 6 - 1);
         static slot sl[N_REQ];
-        for (int i = 0; i < N_REQ; i++) {
-            int32_t p[64];
-            int n = prompt_of(i, p);
-            submit(&h, &sl[i], p, n, N_NEW, NULL, -1);
-        }
+        submit_all(&h, sl);
         harness_start(&h);
         harness_wait(&h, N_REQ);
         for (int i = 0; i < N_REQ; i++)
