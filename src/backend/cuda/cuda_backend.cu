@@ -398,8 +398,9 @@ static llmrt_status cu_argmax_start(backend *be, const float *logits, int n, int
     return LLMRT_OK;
 }
 
-/* As cu_argmax_start; the rows and adjustments go into the slot's mapped host memory, which the
- * kernel reads (a slot is reused only after argmax_wait has waited for its kernel). */
+/* As cu_argmax_start; the rows go into the slot's mapped host memory, which the kernel reads, and
+ * the adjustments through the slot's pinned buffer to its device buffer (a slot is reused only
+ * after argmax_wait has waited for its kernel, which follows the copy on the stream). */
 static llmrt_status cu_sample_start(backend *be, float *logits, int n, int V,
                                     const sample_row *rows, const sample_adj *adj, int n_adj) {
     cuda_ctx *c = ctx_of(be);
@@ -424,22 +425,28 @@ static llmrt_status cu_sample_start(backend *be, float *logits, int n, int V,
                          cudaHostAllocMapped));
     if (n_adj > c->samp_adj_cap[slot]) {
         if (c->h_samp_adj[slot]) CK(cudaFreeHost(c->h_samp_adj[slot]));
+        if (c->d_samp_adj[slot]) CK(cudaFree(c->d_samp_adj[slot]));
         c->h_samp_adj[slot] = NULL;
+        c->d_samp_adj[slot] = NULL;
         c->samp_adj_cap[slot] = 0;
         const int cap = n_adj < 1024 ? 1024 : n_adj;
         CK(cudaHostAlloc((void **)&c->h_samp_adj[slot], (size_t)cap * sizeof(sample_adj),
-                         cudaHostAllocMapped));
+                         cudaHostAllocDefault));
+        CK(cudaMalloc((void **)&c->d_samp_adj[slot], (size_t)cap * sizeof(sample_adj)));
         c->samp_adj_cap[slot] = cap;
     }
     memcpy(c->h_samp_rows[slot], rows, (size_t)n * sizeof *rows);
-    if (n_adj > 0) memcpy(c->h_samp_adj[slot], adj, (size_t)n_adj * sizeof *adj);
+    if (n_adj > 0) {
+        memcpy(c->h_samp_adj[slot], adj, (size_t)n_adj * sizeof *adj);
+        CK(cudaMemcpyAsync(c->d_samp_adj[slot], c->h_samp_adj[slot], (size_t)n_adj * sizeof *adj,
+                           cudaMemcpyHostToDevice, c->stream));
+    }
     sample_row *d_rows;
-    sample_adj *d_adj = NULL;
     CK(cudaHostGetDevicePointer((void **)&d_rows, c->h_samp_rows[slot], 0));
-    if (c->h_samp_adj[slot]) CK(cudaHostGetDevicePointer((void **)&d_adj, c->h_samp_adj[slot], 0));
     const bool chain = n == c->last_batch;
     TRY(cuda_launch_sample(c, c->d_choice + (size_t)slot * c->choice_cap, logits, n, V, d_rows,
-                           d_adj, chain ? c->d_ids : NULL, c->d_pos, c->last_n_tokens));
+                           c->d_samp_adj[slot], chain ? c->d_ids : NULL, c->d_pos,
+                           c->last_n_tokens));
     CK(cudaEventRecord(c->choice_done[slot], c->stream));
     choice_ring_push(&c->ring, slot, n, chain);
     return LLMRT_OK;
@@ -482,6 +489,7 @@ static void cu_destroy(backend *be) {
             if (c->choice_done[i]) cudaEventDestroy(c->choice_done[i]);
             if (c->h_samp_rows[i]) cudaFreeHost(c->h_samp_rows[i]);
             if (c->h_samp_adj[i]) cudaFreeHost(c->h_samp_adj[i]);
+            if (c->d_samp_adj[i]) cudaFree(c->d_samp_adj[i]);
         }
         if (c->staged) cudaEventDestroy(c->staged);
         if (c->d_ids) cudaFree(c->d_ids);

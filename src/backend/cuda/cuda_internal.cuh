@@ -226,11 +226,14 @@ typedef struct cuda_ctx {
     cudaEvent_t choice_done[ARGMAX_PENDING];
     int choice_cap;
     struct argmax_row *d_argmax_rows; /* [choice_cap] device: the argmax kernel's merge state */
-    /* sample_start's rows and adjustments by slot: pinned, mapped host memory the sampling
-     * kernel reads (a slot's are rewritten only after argmax_wait released it) */
+    /* sample_start's rows and adjustments by slot (a slot's are rewritten only after
+     * argmax_wait released it): the rows in pinned, mapped host memory the sampling kernel reads
+     * (one read a block); the adjustments copied from pinned host memory to a device buffer (every
+     * block of a row's cluster reads all of them: across the bus that would be 16 times over) */
     sample_row *h_samp_rows[ARGMAX_PENDING]; /* [choice_cap] */
-    sample_adj *h_samp_adj[ARGMAX_PENDING];  /* [samp_adj_cap[slot]] */
-    int samp_adj_cap[ARGMAX_PENDING];        /* entries h_samp_adj[slot] holds */
+    sample_adj *h_samp_adj[ARGMAX_PENDING];  /* [samp_adj_cap[slot]] pinned */
+    sample_adj *d_samp_adj[ARGMAX_PENDING];  /* [samp_adj_cap[slot]] device */
+    int samp_adj_cap[ARGMAX_PENDING];        /* entries h_samp_adj[slot] and d_samp_adj hold */
     int samp_active[5]; /* clusters of 1, 2, 4, 8, 16 sampling blocks resident at once (0: the
                            device cannot run that size); asked once (samp_active_known) */
     int samp_active_known;

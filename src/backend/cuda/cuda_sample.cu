@@ -13,7 +13,8 @@
  * SM spent ~200 us a select pass over 128k ids; a cluster of 16 SMs shares that pass. Nothing is
  * sorted: every sum is of integer masses, exact in any order, and every cut is found by a radix
  * select over the logits' keys (sample_key) or by a search for the id at which a running sum in id
- * order crosses a bound (samp_find); so the result depends on nothing but the row. A row's passes over its logits (from L2 or HBM):
+ * order crosses a bound (samp_find); so the result depends on nothing but the row. A row's passes
+ * over its logits (from L2 or HBM):
  *  1. whether every raw logit is finite (else the row's choice is -1: the host reports it);
  *  2. the row's adjustments applied in place (logit_bias, penalties, bans), then the largest
  *     logit and its lowest id (the choice for greedy rows and infinite maxima);
@@ -431,7 +432,7 @@ __device__ uint32_t samp_select(const samp_row &R, const samp_measure &m, samp_b
  * advanced, as kernel_argmax does. */
 __global__ void __launch_bounds__(SAMPLE_THREADS)
     kernel_sample(float *logits /* [n, V] */, int V, const sample_row *rows /* [n] host-mapped */,
-                  const sample_adj *adj /* host-mapped */, int32_t *out /* [n] */,
+                  const sample_adj *adj /* device */, int32_t *out /* [n] */,
                   int32_t *next_ids /* [n] or NULL */, int32_t *pos, int pos_add) {
     __shared__ samp_shared sh;
     cg::cluster_group cl = cg::this_cluster();
@@ -521,8 +522,18 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
  * each size are asked once. */
 static int sample_cluster_size(cuda_ctx *c, int n) {
     if (!c->samp_active_known) {
-        cudaFuncSetAttribute(kernel_sample, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+        /* sizes past 8 are non-portable: asked for only where the attribute was set */
+        int max_size = 8;
+        if (cudaFuncSetAttribute(kernel_sample, cudaFuncAttributeNonPortableClusterSizeAllowed,
+                                 1) == cudaSuccess)
+            max_size = SAMPLE_MAX_CLUSTER;
+        else
+            (void)cudaGetLastError();
         for (int i = 0; (1 << i) <= SAMPLE_MAX_CLUSTER; i++) {
+            if ((1 << i) > max_size) {
+                c->samp_active[i] = 0;
+                continue;
+            }
             cudaLaunchConfig_t cfg = {};
             cudaLaunchAttribute at = {};
             cfg.gridDim = dim3(1 << i);
