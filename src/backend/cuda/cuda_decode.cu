@@ -140,8 +140,8 @@ __global__ void __launch_bounds__(DK_THREADS, 1) kernel_decode(dk_args a) {
         dk_matvec<T, W, X, GEN, MAT_QKV>(a, L, xs, r, false, tg.layer(l), 0u, xown);
         clk.mark(a, EV_QKV);
         if (threadIdx.x == 0) *cap = a.caps[CAP_ATT];
-        if (l == 0) dk_att_prefetch<T, C, PG>(a, L);
-        if (l + 1 < a.n_layers) /* the next layer's old keys and values: in L2 by then */
+        if (a.att_prefetch == 1 || (a.att_prefetch == 2 && l == 0)) dk_att_prefetch<T, C, PG>(a, L);
+        if (a.att_prefetch == 2 && l + 1 < a.n_layers) /* the next layer's: in L2 by then */
             dk_att_prefetch<T, C, PG>(a, layers[l + 1]);
         cbar(); /* xs is free: the attention scratch overlaps it */
         dk_attention<T, C, PG>(a, L, uni, clk, tg.layer(l));
@@ -412,9 +412,11 @@ static void plan_profile_print(const dk_plan *p) {
     if (launches > 0) {
         double us = 1e3 / (p->clock_khz > 0 ? p->clock_khz : 1);
         fprintf(stderr,
-                "decode kernel profile: %d layers, %d blocks, %d ring slots, %.0f launches, "
-                "us per launch at %.0f MHz (mean over blocks / slowest block)\n",
-                p->args.n_layers, p->blocks, p->args.ns, launches, p->clock_khz / 1e3);
+                "decode kernel profile: %d layers, %d blocks, %d ring slots, %d attention "
+                "buffers, %.0f launches, us per launch at %.0f MHz (mean over blocks / slowest "
+                "block)\n",
+                p->args.n_layers, p->blocks, p->args.ns, p->args.att_bufs, launches,
+                p->clock_khz / 1e3);
         for (int ev = 0; ev < EV_LAUNCHES; ev++) {
             double sum = 0, mx = 0;
             for (int b = 0; b < p->blocks; b++) {
@@ -559,6 +561,8 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     size_t fixed = misc + dk_union_bytes(a, es, 1);
     a.ns = (int)((room - fixed) / slot);
     a.att_bufs = 1;
+    const char *pf = getenv("LLMRT_DECODE_ATT_PREFETCH");
+    a.att_prefetch = pf && pf[0] ? atoi(pf) : 2;
     const int most = c->sw.decode_att_bufs < 1 ? 1 : c->sw.decode_att_bufs;
     for (int b = 2; b <= most && b <= DK_ATT_BUFS; b++) {
         const size_t fb = misc + dk_union_bytes(a, es, b);

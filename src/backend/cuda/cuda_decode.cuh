@@ -82,12 +82,15 @@ struct dk_args {
     const int32_t *tbl[KV_MAX_GROUPS]; /* the step's block table of each KV group (device):
                                           sequence 0's entries come first */
     int tlen[KV_MAX_GROUPS];           /* entries per sequence: 1 contiguous, else paged */
-    int wdt;                  /* dtype of the layer matrices: the precision or a quantized one */
-    int kv8;                  /* the KV cache is F8_E4M3 (kv_f8, with the layers' ks / vs) */
-    int gen;                  /* the stack needs the general kernel (kernel_decode's GEN) */
-    int misc_floats;          /* shared floats between the mbarriers and the union region */
-    int caps[DK_CAPS];        /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
-    int att_bufs;             /* attention tile buffers: n = the next n - 1 load during a tile */
+    int wdt;           /* dtype of the layer matrices: the precision or a quantized one */
+    int kv8;           /* the KV cache is F8_E4M3 (kv_f8, with the layers' ks / vs) */
+    int gen;           /* the stack needs the general kernel (kernel_decode's GEN) */
+    int misc_floats;   /* shared floats between the mbarriers and the union region */
+    int caps[DK_CAPS]; /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
+    int att_bufs;      /* attention tile buffers: n = the next n - 1 load during a tile */
+    int att_prefetch;  /* keys and values into L2: 2 the next layer's a layer ahead, 1 the layer's
+                          own before its attention, 0 none (LLMRT_DECODE_ATT_PREFETCH, measurement)
+                        */
     unsigned long long *prof; /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 
