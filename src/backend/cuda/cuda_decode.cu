@@ -561,8 +561,7 @@ static llmrt_status plan_make(cuda_ctx *c, dk_layer *h_layers, const dk_args *ke
     size_t fixed = misc + dk_union_bytes(a, es, 1);
     a.ns = (int)((room - fixed) / slot);
     a.att_bufs = 1;
-    const char *pf = getenv("LLMRT_DECODE_ATT_PREFETCH");
-    a.att_prefetch = pf && pf[0] ? atoi(pf) : 2;
+    a.att_prefetch = c->sw.att_prefetch;
     const int most = c->sw.decode_att_bufs < 1 ? 1 : c->sw.decode_att_bufs;
     for (int b = 2; b <= most && b <= DK_ATT_BUFS; b++) {
         const size_t fb = misc + dk_union_bytes(a, es, b);

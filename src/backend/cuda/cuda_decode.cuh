@@ -88,9 +88,8 @@ struct dk_args {
     int misc_floats;   /* shared floats between the mbarriers and the union region */
     int caps[DK_CAPS]; /* ring tiles in flight per stretch (LLMRT_DECODE_CAPS) */
     int att_bufs;      /* attention tile buffers: n = the next n - 1 load during a tile */
-    int att_prefetch;  /* keys and values into L2: 2 the next layer's a layer ahead, 1 the layer's
-                          own before its attention, 0 none (LLMRT_DECODE_ATT_PREFETCH, measurement)
-                        */
+    int att_prefetch;  /* cache rows into L2 before attention: 0 none (default), 1 the layer's
+                          own, 2 the next layer's a layer ahead (LLMRT_DECODE_ATT_PREFETCH) */
     unsigned long long *prof; /* [blocks][DK_EV] cycles per stage, or NULL (profiling off) */
 };
 

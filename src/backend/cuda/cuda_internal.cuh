@@ -107,6 +107,9 @@ typedef struct cuda_switches {
     char decode_caps[64]; /* LLMRT_DECODE_CAPS: in-flight tile caps per stretch ("" default) */
     int decode_att_bufs;  /* LLMRT_DECODE_ATT_BUFS: most attention tile buffers of the decode
                              kernel (1..DK_ATT_BUFS; default 2, until more are measured) */
+    int att_prefetch;     /* LLMRT_DECODE_ATT_PREFETCH: the decode kernel's keys and values into
+                             L2 before their attention (0 none: the default since measured, 1 the
+                             layer's own, 2 the next layer's a layer ahead) */
     int matvec_max_rows;  /* LLMRT_MATVEC_MAX_ROWS: rows up to which matmuls use the matvec
                              kernel; -1: the default */
     int ragged;           /* take ragged steps (default); LLMRT_CUDA_RAGGED=0: the engine splits

@@ -53,6 +53,7 @@ void cuda_switches_read(cuda_switches *sw) {
     const char *caps = getenv("LLMRT_DECODE_CAPS");
     if (caps && caps[0]) snprintf(sw->decode_caps, sizeof sw->decode_caps, "%s", caps);
     sw->decode_att_bufs = env_int("LLMRT_DECODE_ATT_BUFS", 2);
+    sw->att_prefetch = env_int("LLMRT_DECODE_ATT_PREFETCH", 0);
     sw->matvec_max_rows = env_int("LLMRT_MATVEC_MAX_ROWS", -1);
     sw->ragged = env_default_on("LLMRT_CUDA_RAGGED");
     sw->attn_rows = env_default_on("LLMRT_CUDA_ATTN_ROWS");
