@@ -26,8 +26,9 @@
  * their columns in chunks, one ring tile (DK_TILE bytes) per (group, chunk).
  * Attention: a block per (kv head, split of the visible keys into 32-key tiles), a warp per q
  * head of the group, lane per key; q/k head norms, RoPE and the write of the new key/value
- * into the cache happen there (qkv_finish's work); the keys and values were prefetched into
- * L2 a layer earlier; the item of a kv head's first split combines the splits' partial sums.
+ * into the cache happen there (qkv_finish's work); the item of a kv head's first split
+ * combines the splits' partial sums. (The keys and values can be prefetched into L2 first,
+ * LLMRT_DECODE_ATT_PREFETCH; off by default: the traffic delayed more than it saved.)
  * Every stage is written so that its loads take one memory round trip (a thread issues all
  * its tagged loads before it waits on the first; the residual a block adds to is its own
  * output, kept in shared memory): under full HBM streaming a round trip costs microseconds,

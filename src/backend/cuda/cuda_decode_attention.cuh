@@ -1,9 +1,10 @@
 /* cuda_decode_attention.cuh — the decode kernel's attention stage: the visible keys and their
- * split into items, the cache rows (contiguous ring or paged), the L2 prefetch of the next
- * layer's keys and values, q/k head norms and RoPE, the online softmax over 32-key tiles and
- * the combine of the splits. The cache's element type C is T or kv_f8 (an FP8 cache: a tile
- * holds the rows' bytes and their scales, which multiply a key's q.k and a value's softmax
- * weight; the new key and value are quantized from their F32 values, as qkv_finish does). */
+ * split into items, the cache rows (contiguous ring or paged), the L2 prefetch of keys and
+ * values (LLMRT_DECODE_ATT_PREFETCH, off by default), q/k head norms and RoPE, the online softmax
+ * over 32-key tiles and the combine of the splits. The cache's element type C is T or kv_f8 (an FP8
+ * cache: a tile holds the rows' bytes and their scales, which multiply a key's q.k and a value's
+ * softmax weight; the new key and value are quantized from their F32 values, as qkv_finish does).
+ */
 #ifndef LLMRT_CUDA_DECODE_ATTENTION_CUH
 #define LLMRT_CUDA_DECODE_ATTENTION_CUH
 
@@ -74,8 +75,9 @@ __device__ __forceinline__ void dk_prefetch_scales(const float *p, int n) {
     if (hi > lo) prefetch_l2((const void *)lo, (unsigned)(hi - lo));
 }
 
-/* After the qkv stage: the keys and values of this block's attention items (old positions,
- * which do not depend on this step) are prefetched into L2 with bulk prefetches. */
+/* After the qkv stage, when a.att_prefetch asks: the keys and values of this block's attention
+ * items in layer L (old positions, which do not depend on this step) into L2 with bulk
+ * prefetches. */
 template <typename T, typename C, bool PG>
 __device__ void dk_att_prefetch(const dk_args &a, const dk_layer &L) {
     if (PG) return; /* a paged cache: rows are found one by one as the tiles load */
