@@ -18,8 +18,8 @@
 #                   (the build's binaries with cuda_decode.cu compiled with the flags added, in
 #                   .carry/NAME: parts ab and vops take it as OLD_CARRY=.carry/NAME)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
-# bench; the others: sched, sample, caps, ab, vops, qckpt, quant, serve, batch, ppl, opprof, kvfp8,
-# targets, ncu, sweep); GPU_CHECK_TAR=1 leaves only $OUT/logs.tgz (a device call brings back few
+# bench; the others: sched, sample, caps, long, ab, vops, qckpt, quant, serve, batch, ppl, opprof,
+# kvfp8, targets, ncu, sweep); GPU_CHECK_TAR=1 leaves only $OUT/logs.tgz (a device call brings back few
 # files: the others would be left out); part ab compares `llmrt run --benchmark` of this build with the builds staged in
 # $OLD_CARRY (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the
 # real cards in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card,
@@ -482,6 +482,25 @@ if [[ " $ONLY " == *" batch "* ]] && [ -x "$CARRY/llmrt" ]; then
                 rows+=("$(printf 'batch %-22s %-4s %s: %s' "$card" "$q" "$ab" \
                     "$(grep -E '^(Batch size|Decode-Median|BW-Fraction)' "$f" |
                         awk '{printf "%s ", $NF} NR % 3 == 0 {printf "| "}')")")
+            done
+        done
+    done
+fi
+if [[ " $ONLY " == *" long "* ]] && [ -x "$CARRY/llmrt" ]; then
+    # batch-1 decode after long prompts (LONG_ISL) on LONG_CARDS with each setting in LONG_AB
+    # (default: the decode kernel's KV prefetch off, then a layer ahead), the kernel's profile on
+    # (its attention "loads" and "tiles", us per step, beside each time), same call
+    for card in ${LONG_CARDS:-Llama-3.2-1B-Instruct Llama-3.1-8B-Instruct}; do
+        M=$(random_model "$card" long)
+        for isl in ${LONG_ISL:-128 2048 8192}; do
+            for ab in ${LONG_AB:-LLMRT_DECODE_ATT_PREFETCH=0 LLMRT_DECODE_ATT_PREFETCH=2}; do
+                f="$OUT/long-$card-$isl-$ab.txt"
+                env "$ab" LLMRT_DECODE_PROFILE=1 "$CARRY/llmrt" run --benchmark --model "$M" \
+                    --device cuda --precision BF16 --isl "$isl" --num_tokens 128 --iterations 5 \
+                    --warmup 2 >"$f" 2>&1
+                rows+=("$(printf 'long %-22s %5s %-30s: %s| %s' "$card" "$isl" "$ab" \
+                    "$(grep -E '^(Decode-Median|BW-Fraction)' "$f" | awk '{printf "%s %s  ", $1, $3}')" \
+                    "$(grep -E 'attention: (loads|tiles)' "$f" | awk '{printf "%s %s  ", $2, $3}')")")
             done
         done
     done

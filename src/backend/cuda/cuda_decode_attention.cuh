@@ -1,10 +1,10 @@
 /* cuda_decode_attention.cuh — the decode kernel's attention stage: the visible keys and their
  * split into items, the cache rows (contiguous ring or paged), the L2 prefetch of keys and
- * values (LLMRT_DECODE_ATT_PREFETCH, off by default), q/k head norms and RoPE, the online softmax
- * over 32-key tiles and the combine of the splits. The cache's element type C is T or kv_f8 (an FP8
- * cache: a tile holds the rows' bytes and their scales, which multiply a key's q.k and a value's
- * softmax weight; the new key and value are quantized from their F32 values, as qkv_finish does).
- */
+ * values (LLMRT_DECODE_ATT_PREFETCH, off by default), q/k head norms and RoPE, the online
+ * softmax over 32-key tiles and the combine of the splits. The cache's element type C is T or
+ * kv_f8 (an FP8 cache: a tile holds the rows' bytes and their scales, which multiply a key's
+ * q.k and a value's softmax weight; the new key and value are quantized from their F32 values,
+ * as qkv_finish does). */
 #ifndef LLMRT_CUDA_DECODE_ATTENTION_CUH
 #define LLMRT_CUDA_DECODE_ATTENTION_CUH
 
