@@ -19,11 +19,11 @@
 #                   .carry/NAME: parts ab and vops take it as OLD_CARRY=.carry/NAME)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
 # bench; the others: sched, sample, caps, long, ab, vops, qckpt, quant, serve, batch, ppl, opprof,
-# kvfp8, targets, ncu, sweep); GPU_CHECK_TAR=1 leaves only $OUT/logs.tgz (a device call brings back few
-# files: the others would be left out); part ab compares `llmrt run --benchmark` of this build with the builds staged in
-# $OLD_CARRY (default .carry/old: a bin.tar.xz with its llmrt) on random-weight models of the
-# real cards in $AB_CARDS (layer matrices quantized on load as each of $AB_QUANT), same card,
-# same call; part vops runs those builds' test_cuda_ops and test_e2e.
+# kvfp8, targets, ncu, sweep); GPU_CHECK_TAR=1 leaves only $OUT/logs.tgz (a device call brings
+# back few files: the others would be left out); part ab compares `llmrt run --benchmark` of this
+# build with the builds staged in $OLD_CARRY (default .carry/old: a bin.tar.xz with its llmrt) on
+# random-weight models of the real cards in $AB_CARDS (layer matrices quantized on load as each
+# of $AB_QUANT), same card, same call; part vops runs those builds' test_cuda_ops and test_e2e.
 set -uo pipefail
 CARRY=${CARRY:-.carry/cuda}
 
