@@ -527,8 +527,10 @@ static void check_product(const float *got, const float *deq /* [N, K] */,
 
 /* Quantized matrices (F16/BF16 activations): the matvec kernel (1..8 rows, the gate/up fusion
  * through matmul_activate below) and the dequantized cuBLASLt product (more rows), against the
- * product with the dequantized values in double, rounded once to the activation type. */
-static void test_matmul_quant(void) {
+ * product with the dequantized values in double, rounded once to the activation type. FP8
+ * matrices of per-row scales times many rows are FP8 products by default (test_matmul_fp8_gemm,
+ * a looser bound): these cases take them widened (LLMRT_CUDA_FP8_GEMM=0, test_matmul_quant). */
+static void matmul_quant_cases(void) {
     if (cur_dt == DT_F32) return; /* refused at load: quantized weights run in F16/BF16 */
     /* the last: rows in two chunks of cuBLASLt products (QUANT_ROW_CHUNK) */
     /* 9..64 rows: the tensor-core kernel for FP8 and INT8 (I4: the dequantized product) */
@@ -598,6 +600,10 @@ static void with_switch(const char *name, const char *value, void (*cases)(void)
         backend_free(be);
     }
     unsetenv(name);
+}
+
+static void test_matmul_quant(void) {
+    with_switch("LLMRT_CUDA_FP8_GEMM", "0", matmul_quant_cases);
 }
 
 /* Prompts times FP8 matrices as FP8 products (LLMRT_CUDA_FP8_GEMM=1, a backend made with it):

@@ -581,6 +581,7 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
         snprintf(be->device_name, sizeof be->device_name, "%s", prop.name);
         c->coop = prop.cooperativeLaunch;
         c->smem_optin = (int)prop.sharedMemPerBlockOptin;
+        if (prop.major * 10 + prop.minor < 89) c->sw.fp8_gemm = 0; /* no FP8 tensor cores */
         st = cuda_matmul_init(c);
     }
     for (int i = 0; i < ARGMAX_PENDING && st == LLMRT_OK; i++)

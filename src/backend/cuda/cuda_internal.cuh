@@ -68,8 +68,9 @@ typedef struct graph_slot {
 typedef struct lt_plan {
     int used;
     int dt, out_dt, m, n, k;
-    int scaled; /* FP8 with a scale per output row and per column (lt_matmul_scaled) */
-    int tuned;  /* LLMRT_CUDA_GEMM_TUNE: the candidates have been timed (cuda_matmul.cu) */
+    int scaled;  /* FP8 with a scale per output row and per column (lt_matmul_scaled) */
+    int no_algo; /* scaled: cuBLASLt has no algorithm for the shape (the F32 pass instead) */
+    int tuned;   /* LLMRT_CUDA_GEMM_TUNE: the candidates have been timed (cuda_matmul.cu) */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -116,8 +117,9 @@ typedef struct cuda_switches {
                              them by length, as before they were measured (docs/PERF.md) */
     int attn_rows;        /* decode rows of 16-bit caches through kernel_attn_rows (default);
                              LLMRT_CUDA_ATTN_ROWS=0: the split kernel (docs/PERF.md) */
-    int fp8_gemm;         /* LLMRT_CUDA_FP8_GEMM=1: prompts times FP8 matrices as FP8 products
-                             with per-token activation scales (not yet verified on a GPU) */
+    int fp8_gemm;         /* prompts times FP8 matrices as FP8 products with per-token
+                             activation scales (default where the card has FP8 tensor cores);
+                             LLMRT_CUDA_FP8_GEMM=0: the matrix widened to 16 bits */
     int skinny_max_rows;  /* LLMRT_SKINNY_MAX_ROWS: rows up to which 16-bit matmuls use the
                              tensor-core skinny kernel; -1: the default, 0: never */
     int gemm_tune;        /* LLMRT_CUDA_GEMM_TUNE=N: a new cuBLASLt plan times the heuristic's
@@ -164,6 +166,8 @@ typedef struct cuda_stats {
     double graph_build_ms;        /* host time in cudaGraphInstantiate and cudaGraphExecUpdate */
     unsigned long long drops_all; /* every graph dropped (new buffers, tables, scratch) */
     unsigned long long scratch_grows;
+    unsigned long long fp8_scaled, fp8_f32; /* FP8 products of prompts: cuBLASLt applying the
+                                               scales, or F32 sums and kernel_scale_both */
 } cuda_stats;
 
 /* LLMRT_OP_PROFILE: device time summed by op, matrix shape, rows (<= 2^rows_log2) and batch */
@@ -189,8 +193,6 @@ typedef struct cuda_ctx {
     void *lt_ws; /* cuBLASLt workspace, lt_ws_bytes */
     size_t lt_ws_bytes;
     lt_plan plans[LT_PLANS];
-    int lt_no_outer_vec; /* cuBLASLt had no FP8 algorithm with outer-vector scales: FP8 products
-                            of prompts go through F32 and kernel_scale_both (cuda_matmul.cu) */
     lt_tuned tuned[LT_TUNED]; /* LLMRT_CUDA_GEMM_TUNE's choices by shape and row bucket */
     cuda_switches sw;         /* read once at creation */
     cuda_stats stats;         /* counted always, printed with LLMRT_CUDA_STATS=1 */

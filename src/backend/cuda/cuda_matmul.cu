@@ -458,11 +458,19 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
     CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (scaled) {
+        /* the heuristic is asked with the scale pointers set (the workspace until a product
+         * sets its own): without them cuBLASLt 13.0 answers CUBLAS_STATUS_INVALID_VALUE, and
+         * every FP8 product of a prompt went through the F32 pass (H100, bench_cuda_lt_gemm) */
         const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        const void *ph = c->lt_ws;
         CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode,
                                            sizeof mode));
         CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode,
                                            sizeof mode));
+        CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ph,
+                                           sizeof ph));
+        CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &ph,
+                                           sizeof ph));
     }
     CKB(cublasLtMatrixLayoutCreate(&p->a, ab, k, n, k));
     CKB(cublasLtMatrixLayoutCreate(&p->b, ab, k, m, k));
@@ -477,6 +485,17 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
         e = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res,
                                            &found);
     cublasLtMatmulPreferenceDestroy(pref);
+    p->dt = (int)in_dt;
+    p->out_dt = (int)out_dt;
+    p->scaled = scaled;
+    p->m = m;
+    p->n = n;
+    p->k = k;
+    if (scaled && (e != CUBLAS_STATUS_SUCCESS || !found)) {
+        p->no_algo = 1; /* kept, so the shape asks only once */
+        *out = p;
+        return LLMRT_OK;
+    }
     if (e != CUBLAS_STATUS_SUCCESS || found == 0) {
         plan_free(p);
         if (e != CUBLAS_STATUS_SUCCESS)
@@ -487,12 +506,6 @@ static llmrt_status plan_get_typed(cuda_ctx *c, dtype in_dt, dtype out_dt, int m
     p->algo = res.algo;
     c->stats.lt_heuristics++;
     if (c->sw.stats) c->stats.lt_heuristic_ms += cuda_host_ms() - t0;
-    p->dt = (int)in_dt;
-    p->out_dt = (int)out_dt;
-    p->scaled = scaled;
-    p->m = m;
-    p->n = n;
-    p->k = k;
     *out = p;
     return LLMRT_OK;
 }
@@ -709,17 +722,13 @@ static llmrt_status lt_matmul(cuda_ctx *c, dtype in_dt, dtype out_dt, int m, int
 }
 
 /* out[m, n] = O(in[m, k] @ W[n, k]^T * sin[m] * sw[n]) of E4M3 in and W, cuBLASLt applying the
- * row scales to the F32 sums (outer-vector scaling). LLMRT_ERR_UNSUPPORTED, and the context
- * remembers it, where this cuBLASLt has no such algorithm for the shape. */
+ * row scales to the F32 sums (outer-vector scaling). LLMRT_ERR_UNSUPPORTED (no message: the
+ * caller takes the F32 pass) where this cuBLASLt has no such algorithm for the shape. */
 static llmrt_status lt_matmul_scaled(cuda_ctx *c, dtype out_dt, int m, int n, int k, const void *W,
                                      const float *sw, const void *in, const float *sin, void *out) {
     lt_plan *p = NULL;
-    llmrt_status s = plan_get_typed(c, DT_F8E4M3, out_dt, m, n, k, 1, &p);
-    if (s == LLMRT_ERR_DEVICE) { /* no algorithm (or none for these scales) */
-        c->lt_no_outer_vec = 1;
-        return err_set(LLMRT_ERR_UNSUPPORTED, "cuBLASLt: no FP8 product with row scales");
-    }
-    TRY(s);
+    TRY(plan_get_typed(c, DT_F8E4M3, out_dt, m, n, k, 1, &p));
+    if (p->no_algo) return LLMRT_ERR_UNSUPPORTED;
     CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw,
                                        sizeof sw));
     CKB(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sin,
@@ -777,20 +786,29 @@ llmrt_status cuda_quant_reserve(cuda_ctx *c, const layer_weights *L, int n_layer
  * loses (W8A8, as TensorRT-LLM and vLLM run FP8 checkpoints). */
 
 /* q[r, :] = E4M3(x[r, :] / s[r]), s[r] = max |x[r, :]| / 448 (1 for a row of zeros; NaN when
- * the row holds a NaN or infinity, which the product then carries). One block per row. */
+ * the row holds a NaN or infinity, which the product then carries). One block per row, 8 values
+ * of a 2-byte T a thread per 16-byte load (K % 16 == 0: matmul_quant checks it); the second pass
+ * reads the row again from L2. */
 template <typename T>
 __global__ void kernel_quant_rows(uint8_t *q /* [rows, K] */, float *s /* [rows] */,
                                   const T *x /* [rows, K] */, int K) {
+    static_assert(sizeof(T) == 2, "FP8 products take 16-bit activations");
     pdl_begin();
     __shared__ float red[2][32];
-    const T *row = x + (size_t)blockIdx.x * K;
+    const uint4 *row = (const uint4 *)(x + (size_t)blockIdx.x * K);
+    const int nv = K / 8;
     float amax = 0.0f, bad = 0.0f; /* bad: 1 when a value is NaN or infinite */
-    for (int k = threadIdx.x; k < K; k += blockDim.x) {
-        const float v = to_f(row[k]);
-        if (isfinite(v))
-            amax = fmaxf(amax, fabsf(v));
-        else
-            bad = 1.0f;
+    for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+        const uint4 u = row[i];
+        const T *v = (const T *)&u;
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const float f = to_f(v[e]);
+            if (isfinite(f))
+                amax = fmaxf(amax, fabsf(f));
+            else
+                bad = 1.0f;
+        }
     }
     amax = warp_max(amax);
     bad = warp_max(bad);
@@ -813,9 +831,19 @@ __global__ void kernel_quant_rows(uint8_t *q /* [rows, K] */, float *s /* [rows]
     const float a = red[0][0];
     const float sc = red[1][0] > 0.0f ? __int_as_float(0x7fc00000) : a > 0.0f ? a / 448.0f : 1.0f;
     if (threadIdx.x == 0) s[blockIdx.x] = sc;
-    uint8_t *qr = q + (size_t)blockIdx.x * K;
-    for (int k = threadIdx.x; k < K; k += blockDim.x)
-        qr[k] = (uint8_t)__nv_cvt_float_to_fp8(to_f(row[k]) / sc, __NV_SATFINITE, __NV_E4M3);
+    uint2 *qr = (uint2 *)(q + (size_t)blockIdx.x * K);
+    for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+        const uint4 u = row[i];
+        const T *v = (const T *)&u;
+        union {
+            uint8_t b[8];
+            uint2 w;
+        } o;
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            o.b[e] = (uint8_t)__nv_cvt_float_to_fp8(to_f(v[e]) / sc, __NV_SATFINITE, __NV_E4M3);
+        qr[i] = o.w;
+    }
 }
 
 /* out[m, n] = O(acc[m, n] * sa[m] * sw[n] (+ bias[n])) */
@@ -846,11 +874,15 @@ static llmrt_status matmul_fp8_gemm(cuda_ctx *c, void *out, dtype out_dt, const 
         CK_KERNEL("kernel_quant_rows");
         /* without a bias cuBLASLt applies both scales and writes out itself */
         char *o = (char *)out + (size_t)r0 * N * dtype_size(out_dt);
-        if (!bias && !c->lt_no_outer_vec) {
+        if (!bias) {
             llmrt_status s = lt_matmul_scaled(c, out_dt, m, N, K, Wt->data, Wt->scale, q, sa, o);
-            if (s == LLMRT_OK) continue;
+            if (s == LLMRT_OK) {
+                c->stats.fp8_scaled++;
+                continue;
+            }
             if (s != LLMRT_ERR_UNSUPPORTED) return s;
         }
+        c->stats.fp8_f32++;
         TRY(lt_matmul(c, DT_F8E4M3, DT_F32, m, N, K, Wt->data, q, acc));
         const size_t total = (size_t)m * N;
         const unsigned blocks = (unsigned)((total + 255) / 256);

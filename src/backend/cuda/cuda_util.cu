@@ -57,7 +57,7 @@ void cuda_switches_read(cuda_switches *sw) {
     sw->matvec_max_rows = env_int("LLMRT_MATVEC_MAX_ROWS", -1);
     sw->ragged = env_default_on("LLMRT_CUDA_RAGGED");
     sw->attn_rows = env_default_on("LLMRT_CUDA_ATTN_ROWS");
-    sw->fp8_gemm = env_on("LLMRT_CUDA_FP8_GEMM");
+    sw->fp8_gemm = env_default_on("LLMRT_CUDA_FP8_GEMM");
     sw->skinny_max_rows = env_int("LLMRT_SKINNY_MAX_ROWS", -1);
     sw->graph_update = env_default_on("LLMRT_CUDA_GRAPH_UPDATE");
     sw->vec_ops = env_default_on("LLMRT_CUDA_VEC_OPS");
@@ -75,10 +75,12 @@ void cuda_stats_print(const cuda_ctx *c) {
             "steps run eagerly: decode %llu, prefill %llu; decode graphs captured %llu "
             "(instantiated %llu, updated in place %llu, updates refused %llu: %.1f ms), "
             "replayed %llu, replays fallen back %llu; all graphs dropped %llu times; scratch "
-            "grown %llu times\n",
+            "grown %llu times; FP8 products of prompts: %llu scaled by cuBLASLt, %llu through "
+            "F32 sums\n",
             t->lt_heuristics, t->lt_heuristic_ms, t->steps_eager_decode, t->steps_eager_prefill,
             t->captures, t->instantiations, t->updates, t->update_fails, t->graph_build_ms,
-            t->replays, t->replay_fallbacks, t->drops_all, t->scratch_grows);
+            t->replays, t->replay_fallbacks, t->drops_all, t->scratch_grows, t->fp8_scaled,
+            t->fp8_f32);
     if (!t->lt_tuned) return;
     fprintf(stderr,
             "cuda stats: %llu cuBLASLt plans tuned in %.1f ms (LLMRT_CUDA_GEMM_TUNE=%d), %llu "
