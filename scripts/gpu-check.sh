@@ -31,20 +31,21 @@ if [ "${1:-}" = "--stage-variant" ]; then
     # --stage-variant BUILD_DIR NAME NVCC_FLAGS...: BUILD_DIR's llmrt (and test_cuda_ops,
     # test_e2e) with a libllmrt.so whose
     # cuda_decode.cu is compiled with NVCC_FLAGS added (e.g. -DDK_CONSUMER_WARPS=12), in
-    # .carry/NAME/bin.tar.xz for part ab (OLD_CARRY=.carry/NAME); the binary's RPATH
+    # .carry/NAME/bin.tar.xz for part ab (OLD_CARRY=.carry/NAME; VARIANT_SRC=src/backend/cuda/
+    # cuda_flash.cu compiles that file with the flags instead); the binary's RPATH
     # ($ORIGIN/lib) finds that library before $CARRY/lib. BUILD_DIR: the shared build above.
     build=$(cd "${2:?usage: gpu-check.sh --stage-variant BUILD_DIR NAME FLAGS...}" && pwd)
     name=${3:?usage: gpu-check.sh --stage-variant BUILD_DIR NAME FLAGS...}
     shift 3
     d=$(mktemp -d) && mkdir -p "$d/lib" || exit 1
-    root=$PWD dir=CMakeFiles/llmrt.dir
+    root=$PWD dir=CMakeFiles/llmrt.dir src=${VARIANT_SRC:-src/backend/cuda/cuda_decode.cu}
     fm="$build/$dir/flags.make"
     (cd "$build" &&
         eval /usr/local/cuda/bin/nvcc -forward-unknown-to-host-compiler \
             "$(sed -n 's/^CUDA_DEFINES = //p' "$fm")" "$(sed -n 's/^CUDA_INCLUDES = //p' "$fm")" \
             "$(sed -n 's/^CUDA_FLAGS = //p' "$fm")" '"$@"' -x cu \
-            -c "$root/src/backend/cuda/cuda_decode.cu" -o "$d/cuda_decode.cu.o" &&
-        sed "s#$dir/src/backend/cuda/cuda_decode.cu.o#$d/cuda_decode.cu.o#" "$dir/objects1" \
+            -c "$root/$src" -o "$d/variant.cu.o" &&
+        sed "s#$dir/$src.o#$d/variant.cu.o#" "$dir/objects1" \
             >"$d/objects1" &&
         eval "$(sed -e "s#-o libllmrt.so#-o $d/lib/libllmrt.so#" -e "s#@$dir/objects1#@$d/objects1#" \
             "$dir/link.txt")") || exit 1
