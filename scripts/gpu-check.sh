@@ -347,16 +347,17 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
                         awk '{printf "%s %s  ", $1, $3}')")")
             done
         done
-        # fp8+gemm: FP8 with the FP8 tensor-core product of prompts (LLMRT_CUDA_FP8_GEMM=1);
+        # fp8+wide: FP8 with the matrices widened to 16 bits for prompts (LLMRT_CUDA_FP8_GEMM=0;
+        # plain fp8 takes the FP8 tensor-core product, the default);
         # QUANT_PREFILL_CHUNKS: --prefill-chunk values (prompt tokens per forward step);
         # QUANT_PREFILL_ENV: switches for these runs (LLMRT_CUDA_GEMM_TUNE=8)
         for chunk in ${QUANT_PREFILL_CHUNKS:-512}; do
-            for q in ${QUANT_FORMATS:-none fp8 int8} ${QUANT_FP8_GEMM:-fp8+gemm}; do
+            for q in ${QUANT_FORMATS:-none fp8 int8} ${QUANT_FP8_WIDE:-fp8+wide}; do
                 [ "${QUANT_PREFILL_ISL:-2048}" = 0 ] && break # 0: no prefill runs
                 f="$OUT/quant-prefill-$card-$q-$chunk.txt"
-                env ${QUANT_PREFILL_ENV:-} $([ "$q" = fp8+gemm ] && echo LLMRT_CUDA_FP8_GEMM=1) \
+                env ${QUANT_PREFILL_ENV:-} $([ "$q" = fp8+wide ] && echo LLMRT_CUDA_FP8_GEMM=0) \
                     "$CARRY/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
-                    --quant_format "${q%+gemm}" --weight_only --isl ${QUANT_PREFILL_ISL:-2048} \
+                    --quant_format "${q%+wide}" --weight_only --isl ${QUANT_PREFILL_ISL:-2048} \
                     --num_tokens 8 --iterations 3 --warmup 1 --prefill-chunk "$chunk" \
                     >"$f" 2>"${f%.txt}.log"
                 rows+=("$(printf 'quant prefill %-14s %-8s chunk %-5s: %s' "$card" "$q" "$chunk" \
@@ -382,14 +383,15 @@ if [[ " $ONLY " == *" quant "* ]] && [ -x "$CARRY/llmrt" ]; then
 fi
 if [[ " $ONLY " == *" ppl "* ]] && [ -x "$CARRY/llmrt" ]; then
     # perplexity of the demo models on their held-out text, BF16 on CUDA, with the layer
-    # matrices quantized on load (PPL_FORMATS; fp8+gemm: FP8 with the FP8 tensor-core product of
-    # prompts, LLMRT_CUDA_FP8_GEMM=1, activations quantized per token)
+    # matrices quantized on load (PPL_FORMATS; fp8: prompts as FP8 products, activations
+    # quantized per token, the default; fp8+wide: the matrices widened to 16 bits for prompts,
+    # LLMRT_CUDA_FP8_GEMM=0)
     for m in demo-llama demo-qwen3 demo-gpt2; do
-        for q in ${PPL_FORMATS:-none fp8 fp8+gemm int8 int4}; do
+        for q in ${PPL_FORMATS:-none fp8 fp8+wide int8 int4}; do
             f="$OUT/ppl-$m-$q.txt"
-            env $([ "$q" = fp8+gemm ] && echo LLMRT_CUDA_FP8_GEMM=1) "$CARRY/llmrt" perplexity \
+            env $([ "$q" = fp8+wide ] && echo LLMRT_CUDA_FP8_GEMM=0) "$CARRY/llmrt" perplexity \
                 --model models/$m --file models/$m/heldout.txt --device cuda --precision BF16 \
-                --quant_format "${q%+gemm}" --weight_only >"$f" 2>&1
+                --quant_format "${q%+wide}" --weight_only >"$f" 2>&1
             rows+=("$(printf 'ppl %-10s %-8s rc=%d: %s' "$m" "$q" $? "$(tail -1 "$f")")")
         done
     done
