@@ -195,6 +195,10 @@ llmrt_precision llmrt_model_precision(const llmrt_model *m);
  * and LM head as one kernel): "sandwich norms", "only batch-1 decode steps", "LM head
  * shape"...; "" when it did, before any step, or on a device without such a path (the CPU). */
 const char *llmrt_model_decode_note(const llmrt_model *m);
+/* Why prompts of FP8 layer matrices did not run on the device's FP8 products as they should
+ * (the library lacking them for the card); "" when they did, before any prompt, or where there
+ * are none (the CPU, other formats). */
+const char *llmrt_model_prompt_note(const llmrt_model *m);
 /* The loaded model's weight format: quantization, bytes per value of the layer matrices
  * (scales included: 2 in BF16, about 1 in FP8), and the time quantizing on load took. */
 typedef struct llmrt_weight_format {

@@ -417,6 +417,10 @@ const char *llmrt_model_decode_note(const llmrt_model *m) {
     return m && m->be && m->be->decode_declined ? m->be->decode_declined : "";
 }
 
+const char *llmrt_model_prompt_note(const llmrt_model *m) {
+    return m && m->be && m->be->fp8_prompt_slow ? m->be->fp8_prompt_slow : "";
+}
+
 llmrt_precision llmrt_model_precision(const llmrt_model *m) {
     return m ? m->precision : LLMRT_FP32;
 }

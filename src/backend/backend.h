@@ -296,6 +296,7 @@ struct backend {
     /* the hardware, for reports: the GPU's name ("NVIDIA H100 80GB HBM3"), the CPU's model name
      * from /proc/cpuinfo ("" where it has none) */
     char device_name[256];
+    int compute_capability; /* CUDA: major * 10 + minor (90 for Hopper); 0 elsewhere */
     const backend_ops *ops;
     dtype weight_dtype; /* matrices are stored in this type (the --precision) */
     dtype act_dtype;    /* activations */
@@ -307,6 +308,10 @@ struct backend {
     /* Why the last decode_layers call did not take the step (a static string), or NULL when it
      * did or was not called: a slower path's reason, for the user */
     const char *decode_declined;
+    /* Why FP8 products of prompts with matrices that have no bias took a slower path (an F32
+     * pass applying the scales, or the matrices widened) although the backend has FP8 products
+     * (a static string), or NULL */
+    const char *fp8_prompt_slow;
     /* Why the backend does not take F8_E4M3 matrices with group scales (block-wise FP8
      * checkpoints; a static string), or NULL when it does */
     const char *fp8_blocks_refused;

@@ -209,7 +209,7 @@ int bench_cli_point(bench_cli *b, const llmrt_bench_point *p, llmrt_bench_report
                           .verbose = b->verbose};
     llmrt_status st = llmrt_bench_run(b->cm->m, &o, p, out);
     if (st != LLMRT_OK) return cli_fail(cmd, st);
-    cli_decode_note(b->cm, cmd);
+    cli_path_notes(b->cm, cmd);
     if (b->pytorch) run_pytorch(b, p, *out);
     return 0;
 }

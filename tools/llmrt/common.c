@@ -215,8 +215,14 @@ const char *cli_format_name(const cli_model *cm, char *buf, size_t n) {
     return buf;
 }
 
-void cli_decode_note(const cli_model *cm, const char *cmd) {
-    static bool said;
+void cli_path_notes(const cli_model *cm, const char *cmd) {
+    static bool said, said_prompt;
+    const char *slow = llmrt_model_prompt_note(cm->m);
+    if (!said_prompt && cm->verbose && slow[0]) {
+        said_prompt = true;
+        fprintf(stderr, "llmrt %s: note: FP8 prompt products ran on a slower path: %s\n", cmd,
+                slow);
+    }
     const char *why = llmrt_model_decode_note(cm->m);
     if (said || !cm->verbose || !why[0]) return;
     said = true;

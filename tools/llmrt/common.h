@@ -65,9 +65,10 @@ int cli_model_open(cli_model *cm, const char *cmd, const char *need_tokenizer);
  * code (0: loaded). */
 int cli_model_load(cli_model *cm, const char *cmd, llmrt_load_opts lo);
 void cli_model_close(cli_model *cm);
-/* Once per process, when the last decode step did not take the device's fastest path: says
- * which path ran and why (llmrt_model_decode_note), on stderr. */
-void cli_decode_note(const cli_model *cm, const char *cmd);
+/* Once per process each, on stderr: when the last decode step did not take the device's
+ * fastest path, which path ran and why (llmrt_model_decode_note); when FP8 prompt products
+ * took a slower path, why (llmrt_model_prompt_note). */
+void cli_path_notes(const cli_model *cm, const char *cmd);
 
 /* Parses --cache: static, static_v1, static_v2 -> false; none or "" -> true (no cache). Exits
  * with a message on anything else. */

@@ -491,7 +491,7 @@ int cmd_run(int argc, char **argv) {
     } else if (!o.quiet) {
         if (interrupted) fprintf(stderr, "llmrt run: interrupted\n");
         print_timings(&o, &res, n_prompt);
-        cli_decode_note(&o.cm, "run");
+        cli_path_notes(&o.cm, "run");
     }
     if (interrupted && rc == 0) rc = 130;
 out:

@@ -562,6 +562,7 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
     be->kv_dtype = precision;
     be->impl = s;
     cuda_ctx *c = &s->c;
+    c->be = be;
     c->device = device;
     c->dt = precision;
     cuda_switches_read(&c->sw);
@@ -581,7 +582,8 @@ extern "C" llmrt_status cuda_backend_create(backend **out, dtype precision, int 
         snprintf(be->device_name, sizeof be->device_name, "%s", prop.name);
         c->coop = prop.cooperativeLaunch;
         c->smem_optin = (int)prop.sharedMemPerBlockOptin;
-        if (prop.major * 10 + prop.minor < 89) c->sw.fp8_gemm = 0; /* no FP8 tensor cores */
+        be->compute_capability = prop.major * 10 + prop.minor;
+        if (be->compute_capability < 89) c->sw.fp8_gemm = 0; /* no FP8 tensor cores */
         st = cuda_matmul_init(c);
     }
     for (int i = 0; i < ARGMAX_PENDING && st == LLMRT_OK; i++)

@@ -184,6 +184,7 @@ typedef struct op_profile {
 } op_profile;
 
 typedef struct cuda_ctx {
+    backend *be; /* the backend this is the state of (for its notes to the user) */
     int device;
     int n_sm;
     dtype dt; /* weights, activations, and the KV cache unless it is F8_E4M3 (a layer's kv_layer

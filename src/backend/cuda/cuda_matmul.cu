@@ -881,6 +881,9 @@ static llmrt_status matmul_fp8_gemm(cuda_ctx *c, void *out, dtype out_dt, const 
                 continue;
             }
             if (s != LLMRT_ERR_UNSUPPORTED) return s;
+            c->be->fp8_prompt_slow = "cuBLASLt has no FP8 product with row scales for this "
+                                     "card or version (CUDA 12.9+ on compute capability 9.0+): "
+                                     "an F32 pass applies them";
         }
         c->stats.fp8_f32++;
         TRY(lt_matmul(c, DT_F8E4M3, DT_F32, m, N, K, Wt->data, q, acc));
