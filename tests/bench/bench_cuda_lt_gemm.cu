@@ -116,33 +116,9 @@ static void bench(int mode, int m, int n, int k, const void *W, const void *X, v
     cublasLtMatmulDescDestroy(op);
 }
 
-/* llmrt's kernel_quant_rows before 2026-12-06: one block a row, 2-byte loads */
+/* kernel_quant_rows of cuda_matmul.cu (static there): 16-byte loads of 8 values, 8-byte
+ * stores; before 2026-12-06 it loaded 2 bytes a thread (docs/PERF.md, tenth session) */
 __global__ void quant_rows(uint8_t *q, float *s, const __nv_bfloat16 *x, int K) {
-    __shared__ float red[32];
-    const __nv_bfloat16 *row = x + (size_t)blockIdx.x * K;
-    float amax = 0.0f;
-    for (int k = threadIdx.x; k < K; k += blockDim.x)
-        amax = fmaxf(amax, fabsf(__bfloat162float(row[k])));
-    for (int o = 16; o; o /= 2)
-        amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, o));
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = amax;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        float a = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
-        for (int o = 16; o; o /= 2)
-            a = fmaxf(a, __shfl_xor_sync(~0u, a, o));
-        if (threadIdx.x == 0) red[0] = a;
-    }
-    __syncthreads();
-    const float sc = red[0] > 0 ? red[0] / 448.0f : 1.0f;
-    if (threadIdx.x == 0) s[blockIdx.x] = sc;
-    for (int k = threadIdx.x; k < K; k += blockDim.x)
-        q[(size_t)blockIdx.x * K + k] = (uint8_t)__nv_cvt_float_to_fp8(
-            __bfloat162float(row[k]) / sc, __NV_SATFINITE, __NV_E4M3);
-}
-
-/* as kernel_quant_rows is now: 16-byte loads of 8 values, 8-byte stores */
-__global__ void quant_rows_vec(uint8_t *q, float *s, const __nv_bfloat16 *x, int K) {
     __shared__ float red[32];
     const uint4 *row = (const uint4 *)(x + (size_t)blockIdx.x * K);
     const int nv = K / 8;
@@ -234,15 +210,9 @@ int main(int argc, char **argv) {
             CK(cudaEventSynchronize(e1));
             float t;
             cudaEventElapsedTime(&t, e0, e1);
-            cudaEventRecord(e0);
-            for (int r = 0; r < 10; r++)
-                quant_rows_vec<<<m, 256>>>((uint8_t *)q, sx, (const __nv_bfloat16 *)X, k);
-            cudaEventRecord(e1);
-            CK(cudaEventSynchronize(e1));
-            float tv;
-            cudaEventElapsedTime(&tv, e0, e1);
-            printf("%5d %6d %6d  quant_rows %8.1f us, 16-byte loads %8.1f us\n", m, n, k, t * 100,
-                   tv * 100);
+            printf("%5d %6d %6d  quant_rows %8.1f us\n", m, n, k, t * 100);
+            cudaEventDestroy(e0);
+            cudaEventDestroy(e1);
             for (int mode = 0; mode < N_MODES; mode++)
                 bench(mode, m, n, k, W, mode == BF16 ? X : q, out, sw, sx, one);
         }
