@@ -20,6 +20,15 @@
         }                                                                                          \
     } while (0)
 
+#define CKB(x)                                                                                     \
+    do {                                                                                           \
+        cublasStatus_t s_ = (x);                                                                   \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
+            fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #x, (int)s_);     \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
 static cublasLtHandle_t lt;
 static void *ws;
 static size_t ws_bytes = 64u << 20;
@@ -55,44 +64,49 @@ static float time_it(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a, cublasLt
 static void bench(int mode, int m, int n, int k, const void *W, const void *X, void *out,
                   const float *sw, const float *sx, const float *one) {
     cublasLtMatmulDesc_t op;
-    cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    CKB(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     cudaDataType_t ab = mode == BF16 ? CUDA_R_16BF : CUDA_R_8F_E4M3;
     if (mode == FP8_VEC || mode == FP8_VEC_LATE || mode == FP8_VEC_FAST) {
         const int32_t sm = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &sm, sizeof sm);
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &sm, sizeof sm);
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &sm, sizeof sm));
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &sm, sizeof sm));
         if (mode != FP8_VEC_LATE) {
-            cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw,
-                                           sizeof sw);
-            cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx,
-                                           sizeof sx);
+            CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw,
+                                               sizeof sw));
+            CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx,
+                                               sizeof sx));
         }
     } else if (mode == FP8_TENSOR_FAST) {
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &one, sizeof one);
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &one, sizeof one);
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &one,
+                                           sizeof one));
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &one,
+                                           sizeof one));
     }
     if (mode == FP8_VEC_FAST || mode == FP8_TENSOR_FAST) {
         const int8_t fast = 1;
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast);
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
+                                           sizeof fast));
     }
     cublasLtMatrixLayout_t a, b, c;
-    cublasLtMatrixLayoutCreate(&a, ab, k, n, k);
-    cublasLtMatrixLayoutCreate(&b, ab, k, m, k);
-    cublasLtMatrixLayoutCreate(&c, CUDA_R_16BF, n, m, n);
+    CKB(cublasLtMatrixLayoutCreate(&a, ab, k, n, k));
+    CKB(cublasLtMatrixLayoutCreate(&b, ab, k, m, k));
+    CKB(cublasLtMatrixLayoutCreate(&c, CUDA_R_16BF, n, m, n));
     cublasLtMatmulPreference_t pref;
-    cublasLtMatmulPreferenceCreate(&pref);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
-                                         sizeof ws_bytes);
+    CKB(cublasLtMatmulPreferenceCreate(&pref));
+    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                             &ws_bytes, sizeof ws_bytes));
     cublasLtMatmulHeuristicResult_t res[8];
     int found = 0;
     cublasStatus_t e = cublasLtMatmulAlgoGetHeuristic(lt, op, a, b, c, c, pref, 8, res, &found);
     if (e != CUBLAS_STATUS_SUCCESS) printf("  (heuristic: status %d)\n", (int)e);
     if (mode == FP8_VEC_LATE) {
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw, sizeof sw);
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx, sizeof sx);
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sw,
+                                           sizeof sw));
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sx,
+                                           sizeof sx));
     }
     float first = -1, best = -1;
     int bi = -1;
@@ -176,7 +190,7 @@ int main(int argc, char **argv) {
             ms[nm++] = atoi(argv[i]);
     }
     const int shapes[4][2] = {{6144, 4096}, {28672, 4096}, {4096, 14336}, {4096, 4096}};
-    cublasLtCreate(&lt);
+    CKB(cublasLtCreate(&lt));
     CK(cudaMalloc(&ws, ws_bytes));
     const size_t wmax = (size_t)28672 * 4096 * 2, xmax = (size_t)2048 * 14336 * 2;
     void *W, *X, *out, *q;
@@ -190,6 +204,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&one, 4));
     fill<<<(unsigned)(wmax / 2 / 256 + 1), 256>>>(W, wmax, 1); /* FP8 reads these bytes as codes */
     fill<<<(unsigned)(xmax / 2 / 256 + 1), 256>>>(X, xmax, 2);
+    CK(cudaGetLastError());
     float h1[1] = {1.0f}, *hs = (float *)malloc(28672 * 4);
     for (int i = 0; i < 28672; i++)
         hs[i] = 0.01f;
@@ -206,6 +221,7 @@ int main(int argc, char **argv) {
             cudaEventRecord(e0);
             for (int r = 0; r < 10; r++)
                 quant_rows<<<m, 256>>>((uint8_t *)q, sx, (const __nv_bfloat16 *)X, k);
+            CK(cudaGetLastError());
             cudaEventRecord(e1);
             CK(cudaEventSynchronize(e1));
             float t;
