@@ -293,26 +293,34 @@ if [[ " $ONLY " == *" ab "* ]]; then
         oldbin[$(basename "$o")]=$(mktemp -d)
         tar -C "${oldbin[$(basename "$o")]}" -xJf "$o/bin.tar.xz"
     done
+    # AB_ISL: prompt lengths (a list); AB_CHUNK: --prefill-chunk (a number, or "prompt": the
+    # whole prompt in one forward step, for prefill A/Bs)
     for card in ${AB_CARDS:-Llama-3.2-1B-Instruct Qwen3-0.6B}; do
         M=$(random_model "$card" ab)
         for q in ${AB_QUANT:-none}; do # layer matrices quantized on load: none fp8 int8
-            for round in 1 2; do
-                for which in new "${!oldbin[@]}"; do
-                    bin=$CARRY/llmrt
-                    [ $which != new ] && bin=${oldbin[$which]}/llmrt
-                    f="$OUT/ab-$card-$q-$which-$round"
-                    LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark --model "$M" \
-                        --device cuda --precision BF16 --quant_format $q --weight_only --isl ${AB_ISL:-128} \
-                        --num_tokens 128 --iterations 5 --warmup 2 >"$f.txt" 2>"$f.log"
-                    [ $round = 2 ] && [ -n "${AB_PROFILE:-}" ] &&
-                        LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" \
-                            run --benchmark --model "$M" --device cuda --precision BF16 \
-                            --quant_format $q --weight_only --isl ${AB_ISL:-128} --num_tokens 128 \
-                            --iterations 2 --warmup 1 2>&1 >/dev/null | grep -A40 "decode kernel profile" |
-                        sed "s/^/[$card $q $which] /"
-                    rows+=("$(printf 'ab %-22s %-4s %-8s round %d: %s' "$card" "$q" "$which" "$round" \
-                        "$(grep -E '^(Decode-Median|BW-Fraction|TTFT)' "$f.txt" |
-                            awk '{printf "%s %s  ", $1, $3}')")")
+            for isl in ${AB_ISL:-128}; do
+                chunk=()
+                [ -n "${AB_CHUNK:-}" ] && chunk=(--prefill-chunk "$([ "$AB_CHUNK" = prompt ] &&
+                    echo "$isl" || echo "$AB_CHUNK")")
+                for round in 1 2; do
+                    for which in new "${!oldbin[@]}"; do
+                        bin=$CARRY/llmrt
+                        [ $which != new ] && bin=${oldbin[$which]}/llmrt
+                        f="$OUT/ab-$card-$q-$isl-$which-$round"
+                        LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark \
+                            --model "$M" --device cuda --precision BF16 --quant_format $q \
+                            --weight_only --isl "$isl" "${chunk[@]}" --num_tokens 128 \
+                            --iterations 5 --warmup 2 >"$f.txt" 2>"$f.log"
+                        [ $round = 2 ] && [ -n "${AB_PROFILE:-}" ] &&
+                            LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" \
+                                "$bin" run --benchmark --model "$M" --device cuda --precision BF16 \
+                                --quant_format $q --weight_only --isl "$isl" "${chunk[@]}" \
+                                --num_tokens 128 --iterations 2 --warmup 1 2>&1 >/dev/null |
+                            grep -A40 "decode kernel profile" | sed "s/^/[$card $q $isl $which] /"
+                        rows+=("$(printf 'ab %-22s %-4s %5s %-8s round %d: %s' "$card" "$q" "$isl" \
+                            "$which" "$round" "$(grep -E '^(Decode-Median|BW-Fraction|TTFT)' "$f.txt" |
+                                awk '{printf "%s %s  ", $1, $3}')")")
+                    done
                 done
             done
         done
