@@ -1,13 +1,13 @@
 /* bench_cuda_lt_gemm — cuBLASLt's products of a prompt's shapes, timed alone: BF16, and FP8 (E4M3)
  * with per-row activation and per-column weight scales (outer-vector scaling, as
  * matmul_fp8_gemm runs them) or per-tensor scales, with and without fast accumulation; the
- * heuristic's first choice and the best of its first 8. Also the activation quantization
- * kernel's time. Usage: bench_cuda_lt_gemm [M ...] (default 2048 1024 257); the shapes are the
- * 8B's. Built with the CUDA backend (CMakeLists.txt), or alone:
+ * heuristic's first choice and the best of its first 8 (kernel_quant_rows, which makes the
+ * FP8 activations, is timed in place: Nsight Compute on `llmrt run`, docs/PERF.md). Usage:
+ * bench_cuda_lt_gemm [M ...] (default 2048 1024 257); the shapes are the 8B's. Built with the
+ * CUDA backend (CMakeLists.txt), or alone:
  * nvcc -O2 -arch=sm_90a tests/bench/bench_cuda_lt_gemm.cu -lcublasLt -o bench_cuda_lt_gemm */
 #include <cublasLt.h>
 #include <cuda_bf16.h>
-#include <cuda_fp8.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -130,47 +130,6 @@ static void bench(int mode, int m, int n, int k, const void *W, const void *X, v
     cublasLtMatmulDescDestroy(op);
 }
 
-/* kernel_quant_rows of cuda_matmul.cu (static there): 16-byte loads of 8 values, 8-byte
- * stores; before 2026-12-06 it loaded 2 bytes a thread (docs/PERF.md, tenth session) */
-__global__ void quant_rows(uint8_t *q, float *s, const __nv_bfloat16 *x, int K) {
-    __shared__ float red[32];
-    const uint4 *row = (const uint4 *)(x + (size_t)blockIdx.x * K);
-    const int nv = K / 8;
-    float amax = 0.0f;
-    for (int i = threadIdx.x; i < nv; i += blockDim.x) {
-        const uint4 u = row[i];
-        const __nv_bfloat16 *v = (const __nv_bfloat16 *)&u;
-        for (int e = 0; e < 8; e++)
-            amax = fmaxf(amax, fabsf(__bfloat162float(v[e])));
-    }
-    for (int o = 16; o; o /= 2)
-        amax = fmaxf(amax, __shfl_xor_sync(~0u, amax, o));
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = amax;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        float a = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
-        for (int o = 16; o; o /= 2)
-            a = fmaxf(a, __shfl_xor_sync(~0u, a, o));
-        if (threadIdx.x == 0) red[0] = a;
-    }
-    __syncthreads();
-    const float sc = red[0] > 0 ? red[0] / 448.0f : 1.0f;
-    if (threadIdx.x == 0) s[blockIdx.x] = sc;
-    uint2 *qr = (uint2 *)(q + (size_t)blockIdx.x * K);
-    for (int i = threadIdx.x; i < nv; i += blockDim.x) {
-        const uint4 u = row[i];
-        const __nv_bfloat16 *v = (const __nv_bfloat16 *)&u;
-        union {
-            uint8_t b[8];
-            uint2 w;
-        } o;
-        for (int e = 0; e < 8; e++)
-            o.b[e] = (uint8_t)__nv_cvt_float_to_fp8(__bfloat162float(v[e]) / sc, __NV_SATFINITE,
-                                                    __NV_E4M3);
-        qr[i] = o.w;
-    }
-}
-
 __global__ void fill(void *p, size_t n, unsigned seed) { /* n bytes of small random values */
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n / 2) {
@@ -204,6 +163,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&one, 4));
     fill<<<(unsigned)(wmax / 2 / 256 + 1), 256>>>(W, wmax, 1); /* FP8 reads these bytes as codes */
     fill<<<(unsigned)(xmax / 2 / 256 + 1), 256>>>(X, xmax, 2);
+    fill<<<(unsigned)(xmax / 2 / 256 + 1), 256>>>(q, xmax, 3); /* E4M3 codes of the activations */
     CK(cudaGetLastError());
     float h1[1] = {1.0f}, *hs = (float *)malloc(28672 * 4);
     for (int i = 0; i < 28672; i++)
@@ -215,20 +175,6 @@ int main(int argc, char **argv) {
     for (int mi = 0; mi < nm; mi++)
         for (int s = 0; s < 4; s++) {
             const int n = shapes[s][0], k = shapes[s][1], m = ms[mi];
-            cudaEvent_t e0, e1;
-            cudaEventCreate(&e0);
-            cudaEventCreate(&e1);
-            cudaEventRecord(e0);
-            for (int r = 0; r < 10; r++)
-                quant_rows<<<m, 256>>>((uint8_t *)q, sx, (const __nv_bfloat16 *)X, k);
-            CK(cudaGetLastError());
-            cudaEventRecord(e1);
-            CK(cudaEventSynchronize(e1));
-            float t;
-            cudaEventElapsedTime(&t, e0, e1);
-            printf("%5d %6d %6d  quant_rows %8.1f us\n", m, n, k, t * 100);
-            cudaEventDestroy(e0);
-            cudaEventDestroy(e1);
             for (int mode = 0; mode < N_MODES; mode++)
                 bench(mode, m, n, k, W, mode == BF16 ? X : q, out, sw, sx, one);
         }
