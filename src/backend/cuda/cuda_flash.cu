@@ -92,10 +92,19 @@ struct flash_geom {
 };
 
 /* Shared memory of kernel_flash: Q, then K and V tiles (two of each, one with an FP8 cache),
- * then an FP8 cache's staged bytes [2][FL_BK][HD] and scales [2][FL_BK] of K and of V. */
+ * then an FP8 cache's staged bytes [2][FL_BK][HD] and scales [2][FL_BK] of K and of V, then
+ * the cache rows of two tiles' keys [2][FL_BK]. */
 static constexpr size_t flash_smem(int hd, bool fp8) {
     return (size_t)(FL_BQ + (fp8 ? 2 : 4) * FL_BK) * (hd + 8) * 2 +
-           (fp8 ? 2 * 2 * (size_t)FL_BK * (hd + 4) : 0);
+           (fp8 ? 2 * 2 * (size_t)FL_BK * (hd + 4) : 0) + 2 * FL_BK * sizeof(uint32_t);
+}
+
+/* 2^x on the special-function unit, denormal results flushed to 0 (exp2f's range fix-up was
+ * ~5 instructions an element more); 2^-inf is 0. */
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
 }
 
 /* A score q.k as the softmax takes it: scaled (and softcapped) into the log2 domain. */
@@ -122,6 +131,8 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     uint8_t *vb = kb + 2 * FL_BK * HD;                /* FP8: [2][FL_BK][HD] */
     float *ksc = (float *)(vb + 2 * FL_BK * HD);      /* FP8: [2][FL_BK] */
     float *vsc = ksc + 2 * FL_BK;                     /* FP8: [2][FL_BK] */
+    /* [2][FL_BK] cache rows of keys, after the FP8 staging where there is one */
+    uint32_t *rows_s = F8 ? (uint32_t *)(vsc + 2 * FL_BK) : (uint32_t *)kb;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, tq = lane % 4;
     const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     /* sequence b's rows: first .. first + T_ - 1; a ragged step's tiles past them, and its
@@ -136,40 +147,54 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     const int n_tiles = pmax >= klo ? (pmax - klo) / FL_BK + 1 : 0;
 
     /* Q tile, then the first K/V tile */
-    for (int i = tid; i < FL_BQ * VPR; i += FL_WARPS * 32) {
-        int r = i / VPR, cv = i % VPR;
-        bool ok = t0 + r < T_;
+    constexpr int NTH = FL_WARPS * 32;
+#pragma unroll
+    for (int k = 0; k < FL_BQ * VPR / NTH; k++) {
+        const int i = tid + k * NTH, r = i / VPR, cv = i % VPR;
+        const bool ok = t0 + r < T_;
         const T *src = qkv + ((size_t)first + (ok ? t0 + r : 0)) * W + (size_t)h * HD + cv * 8;
         cp_async16(q_s + r * LD + cv * 8, src, ok);
     }
+    /* The cache rows of tile `tile`'s keys into rows_s[tile % 2] (the rows past pmax repeat
+     * pmax's: their copies read nothing, their address stays valid). One lookup a key, not
+     * one a 16-byte copy: the table's divisions were ~45% of the loop's instructions. */
+    auto find_rows = [&](int tile) {
+        if (tile < n_tiles && tid < FL_BK)
+            rows_s[(tile & 1) * FL_BK + tid] =
+                (uint32_t)g.kv.row(b, kvh, min(klo + tile * FL_BK + tid, pmax));
+    };
     auto load_kv = [&](int tile, int buf) {
-        int kt = klo + tile * FL_BK;
+        const int kt = klo + tile * FL_BK;
+        const uint32_t *rows = rows_s + (tile & 1) * FL_BK;
         if constexpr (F8) { /* bytes, 16 a copy, and the rows' scales */
             constexpr int BPR = HD / 16;
-            for (int i = tid; i < FL_BK * BPR; i += FL_WARPS * 32) {
-                int r = i / BPR, cv = i % BPR, j = kt + r;
-                bool ok = j <= pmax;
-                size_t off = g.kv.row(b, kvh, ok ? j : klo) * HD + cv * 16;
+#pragma unroll
+            for (int k = 0; k < FL_BK * BPR / NTH; k++) {
+                const int i = tid + k * NTH, r = i / BPR, cv = i % BPR;
+                const bool ok = kt + r <= pmax;
+                const size_t off = (size_t)rows[r] * HD + cv * 16;
                 cp_async16(kb + (buf * FL_BK + r) * HD + cv * 16, (const uint8_t *)kc + off, ok);
                 cp_async16(vb + (buf * FL_BK + r) * HD + cv * 16, (const uint8_t *)vc + off, ok);
             }
-            for (int r = tid; r < FL_BK; r += FL_WARPS * 32) {
-                int j = kt + r;
-                bool ok = j <= pmax;
-                size_t row = g.kv.row(b, kvh, ok ? j : klo);
-                cp_async4(ksc + buf * FL_BK + r, g.ks + row, ok);
-                cp_async4(vsc + buf * FL_BK + r, g.vs + row, ok);
+            for (int r = tid; r < FL_BK; r += NTH) {
+                const bool ok = kt + r <= pmax;
+                cp_async4(ksc + buf * FL_BK + r, g.ks + rows[r], ok);
+                cp_async4(vsc + buf * FL_BK + r, g.vs + rows[r], ok);
             }
         } else {
-            for (int i = tid; i < FL_BK * VPR; i += FL_WARPS * 32) {
-                int r = i / VPR, cv = i % VPR, j = kt + r;
-                bool ok = j <= pmax;
-                size_t off = g.kv.row(b, kvh, ok ? j : klo) * HD + cv * 8;
+#pragma unroll
+            for (int k = 0; k < FL_BK * VPR / NTH; k++) {
+                const int i = tid + k * NTH, r = i / VPR, cv = i % VPR;
+                const bool ok = kt + r <= pmax;
+                const size_t off = (size_t)rows[r] * HD + cv * 8;
                 cp_async16(k_s + (buf * FL_BK + r) * LD + cv * 8, kc + off, ok);
                 cp_async16(v_s + (buf * FL_BK + r) * LD + cv * 8, vc + off, ok);
             }
         }
     };
+    find_rows(0);
+    find_rows(1);
+    __syncthreads();
     if (n_tiles > 0) load_kv(0, 0);
     cp_async_commit();
 
@@ -194,6 +219,10 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
         cp_async_commit();
         cp_async_wait<1>(); /* everything but the tile just issued has landed */
         __syncthreads();
+        /* tile it + 2's rows into the slot tile it's were read from (by load_kv at iteration
+         * it - 1, before its closing barrier); read by load_kv at iteration it + 1, after this
+         * iteration's closing barrier */
+        find_rows(it + 2);
         if constexpr (F8) { /* this tile's bytes times their rows' scales into the T tiles */
             for (int i = tid; i < FL_BK * VPR; i += FL_WARPS * 32) {
                 int r = i / VPR, c8 = i % VPR;
@@ -263,15 +292,17 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
             }
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float m_new = fmaxf(m_r[i], mx);
-            corr[i] = m_new == -INFINITY ? 1.0f : exp2f(m_r[i] - m_new);
+            const float m_new = fmaxf(m_r[i], mx);
+            /* a row with no key seen yet (m_new -inf) subtracts 0: its masked scores and its
+             * old max, all -inf, weigh 2^-inf = 0, and its o and l are 0 */
+            const float m_sub = m_new == -INFINITY ? 0.0f : m_new;
+            corr[i] = fast_exp2(m_r[i] - m_sub);
             float sum = 0.0f;
 #pragma unroll
             for (int n = 0; n < FL_BK / 8; n++) {
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
-                    float v = s[n][2 * i + e];
-                    float pv = v == -INFINITY ? 0.0f : exp2f(v - m_new);
+                    const float pv = fast_exp2(s[n][2 * i + e] - m_sub);
                     s[n][2 * i + e] = pv;
                     sum += pv;
                 }
