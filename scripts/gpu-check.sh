@@ -19,7 +19,7 @@
 #                   .carry/NAME: parts ab and vops take it as OLD_CARRY=.carry/NAME)
 # Environment: GPU_CHECK_ONLY="ops e2e cli bench" selects the parts (default ops e2e demo hf cli
 # bench; the others: sched, sample, caps, long, ab, vops, qckpt, quant, serve, batch, ppl, opprof,
-# kvfp8, targets, ncu, sweep); GPU_CHECK_TAR=1 leaves only $OUT/logs.tgz (a device call brings
+# kvfp8, targets, ncu, sweep, probe); GPU_CHECK_TAR=1 leaves only $OUT/logs.tgz (a device call brings
 # back few files: the others would be left out); part ab compares `llmrt run --benchmark` of this
 # build with the builds staged in $OLD_CARRY (default .carry/old: a bin.tar.xz with its llmrt) on
 # random-weight models of the real cards in $AB_CARDS (layer matrices quantized on load as each
@@ -324,6 +324,27 @@ if [[ " $ONLY " == *" ab "* ]]; then
                 done
             done
         done
+    done
+fi
+if [[ " $ONLY " == *" probe "* ]]; then
+    # a build of the decode kernel with -DDK_PROBE (--stage-variant ... probe -DDK_PROBE, in
+    # $PROBE_CARRY): one profiled run a value of LLMRT_DECODE_PROBE (parts of the attention tile
+    # loop left out: 1 q.k, 2 p.V, 4 the later tiles' loads, 8 the warp-wide max and sum; the
+    # tokens are wrong, the times tell where a tile's time goes) on $PROBE_CARD after a prompt
+    # of $PROBE_ISL tokens
+    pv=$(mktemp -d)
+    tar -C "$pv" -xJf "${PROBE_CARRY:-.carry/probe}/bin.tar.xz"
+    M=$(random_model "${PROBE_CARD:-Llama-3.2-1B-Instruct}" probe)
+    for p in ${PROBE_VALUES:-0 1 2 4 8 3 15}; do
+        f="$OUT/probe-$p"
+        LLMRT_DECODE_PROBE=$p LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" \
+            "$pv/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
+            --isl "${PROBE_ISL:-8192}" --num_tokens 128 --iterations 3 --warmup 1 >"$f.txt" \
+            2>"$f.log"
+        rows+=("$(printf 'probe %-3s %s  %s' "$p" \
+            "$(grep -E '^Decode-Median' "$f.txt" | awk '{printf "%s %s", $1, $3}')" \
+            "$(grep -E 'attention: tiles|attention: loads|waiting for tiles' "$f.log" |
+                tr -s ' ' | tr '\n' ';')")")
     done
 fi
 if [[ " $ONLY " == *" qckpt "* ]] && [ -x "$CARRY/llmrt" ]; then
