@@ -445,19 +445,23 @@ if [[ " $ONLY " == *" opprof "* ]] && [ -x "$CARRY/llmrt" ]; then
     done
 fi
 if [[ " $ONLY " == *" ncu "* ]] && [ -x "$CARRY/llmrt" ] && command -v ncu >/dev/null; then
-    # Nsight Compute on one decode-kernel launch (the NCU_SKIP + 1st) of `llmrt run` on
-    # NCU_CARDS with the layer matrices as each of NCU_QUANT: where the issue slots and the
-    # warps' cycles go. The full report is in $OUT/ncu-CARD-Q.txt.
+    # Nsight Compute on one launch (the NCU_SKIP + 1st) of the kernels matching NCU_KERNEL
+    # (default the decode kernel) in `llmrt run` on NCU_CARDS with the layer matrices as each of
+    # NCU_QUANT, a prompt of NCU_ISL tokens (default 128) in chunks of NCU_CHUNK (default 512):
+    # where the issue slots and the warps' cycles go. The full report is in $OUT/ncu-CARD-Q.txt.
+    # (The prefill attention: NCU_KERNEL=kernel_flash NCU_ISL=2048 NCU_CHUNK=2048 NCU_SKIP=8.)
     for card in ${NCU_CARDS:-Llama-3.1-8B-Instruct}; do
         M=$(random_model "$card" ncu)
         for q in ${NCU_QUANT:-none fp8}; do
             f="$OUT/ncu-$card-$q.txt"
-            env ${NCU_ENV:-} ncu --kernel-name regex:kernel_decode --launch-skip "${NCU_SKIP:-6}" \
+            env ${NCU_ENV:-} ncu --kernel-name "regex:${NCU_KERNEL:-kernel_decode}" \
+                --launch-skip "${NCU_SKIP:-6}" \
                 --launch-count 1 --section SpeedOfLight --section WarpStateStats \
                 --section SchedulerStats --section InstructionStats \
                 --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-                --print-details all "$CARRY/llmrt" run --benchmark --model "$M" --device cuda \
-                --precision BF16 --quant_format "$q" --weight_only --isl 128 --num_tokens 16 \
+                --section Occupancy --print-details all "$CARRY/llmrt" run --benchmark \
+                --model "$M" --device cuda --precision BF16 --quant_format "$q" --weight_only \
+                --isl "${NCU_ISL:-128}" --prefill-chunk "${NCU_CHUNK:-512}" --num_tokens 16 \
                 --iterations 1 --warmup 0 >"$f" 2>&1
             echo "---- ncu $card $q"
             grep -E "Duration|DRAM Throughput|Memory Throughput|Issue Slots Busy|Issued Ipc|Warp Cycles Per Issued|Active Warps Per Scheduler|Eligible Warps|No Eligible|Stall|stall|Executed Ipc|Pipe|pipe" "$f" |
