@@ -388,6 +388,11 @@ llmrt_status cuda_launch_flash(cuda_ctx *c, void *out, const void *qkv, const kv
     g.H = a->n_heads;
     g.Hkv = a->n_kv_heads;
     TRY(cuda_kv_map(c, cache, a->n_kv_heads, &g.kv));
+    /* the kernel keeps a tile's cache rows as 32-bit indices */
+    if ((size_t)g.kv.n_blocks * g.kv.Hkv * g.kv.bl > UINT32_MAX)
+        return err_set(LLMRT_ERR_UNSUPPORTED,
+                       "cuda prefill attention: a KV cache of %zu rows (more than 2^32)",
+                       (size_t)g.kv.n_blocks * g.kv.Hkv * g.kv.bl);
     g.sr = cuda_step_rows(c);
     g.long_from = long_from;
     g.window = a->window;
