@@ -148,6 +148,10 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
 
     /* Q tile, then the first K/V tile */
     constexpr int NTH = FL_WARPS * 32;
+    /* the unrolled copy loops below have no remainder, and find_rows has a thread a key */
+    static_assert((FL_BQ * VPR) % NTH == 0 && (FL_BK * VPR) % NTH == 0 &&
+                      (FL_BK * (HD / 16)) % NTH == 0 && NTH >= FL_BK,
+                  "kernel_flash: tile sizes that the block's threads do not divide");
 #pragma unroll
     for (int k = 0; k < FL_BQ * VPR / NTH; k++) {
         const int i = tid + k * NTH, r = i / VPR, cv = i % VPR;
