@@ -328,11 +328,11 @@ if [[ " $ONLY " == *" ab "* ]]; then
 fi
 if [[ " $ONLY " == *" probe "* ]]; then
     # a build of the decode kernel with -DDK_PROBE (the code is on branch dk-probe, not main:
-    # --stage-variant ... probe -DDK_PROBE from that branch, in $PROBE_CARRY): one profiled run a value of LLMRT_DECODE_PROBE (parts of the attention tile
-    # loop left out: 1 q.k, 2 p.V, 4 the later tiles' loads, 8 the warp-wide max and sum; the
-    # tokens are wrong, the times tell where a tile's time goes; 32: the tile computed with
-    # head_dim fixed at compile time, right tokens) on $PROBE_CARD after a prompt of $PROBE_ISL
-    # tokens
+    # --stage-variant ... probe -DDK_PROBE from that branch, in $PROBE_CARRY): one profiled run a
+    # value of LLMRT_DECODE_PROBE (parts of the attention tile loop left out: 1 q.k, 2 p.V, 4 the
+    # later tiles' loads, 8 the warp-wide max and sum; the tokens are wrong, the times tell where a
+    # tile's time goes; 32: the tile computed with head_dim fixed at compile time, right tokens) on
+    # $PROBE_CARD after a prompt of $PROBE_ISL tokens
     pv=$(mktemp -d)
     tar -C "$pv" -xJf "${PROBE_CARRY:-.carry/probe}/bin.tar.xz"
     M=$(random_model "${PROBE_CARD:-Llama-3.2-1B-Instruct}" probe)
