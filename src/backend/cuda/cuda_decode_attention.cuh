@@ -247,6 +247,90 @@ __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) 
     }
 }
 
+/* One 32-key tile of a q head by its warp, head_dim HD fixed at compile time (64 or 128: the
+ * Llama and Qwen cards'): q.k with its loads unrolled and four partial sums; p.V with all of the
+ * lane's dims (lane + 32e) in one pass over the keys, p read four at a time. The general loop
+ * below takes hd at run time: each pass waits on a shared load and an FMA chain, and with one
+ * attention warp a scheduler nothing hides the wait (a tile of the 1B at 8,192 keys: 1.74 us
+ * there, 1.36 here). p.V adds in the same order as the general loop. An FP8 row's scales (ksc,
+ * vsc) go with its score and its weight. Gemma 3's 256 keeps the general loop: a third instance
+ * made the kernel's code larger and every card's 128-token decode ~1% slower (docs/PERF.md,
+ * thirteenth session). */
+template <int HD, typename C>
+__device__ __forceinline__ void
+dk_tile_fixed(const float *q, const C *kt, const C *vt, const float *ksc, const float *vsc, int vst,
+              int n, float softcap, float *p_s, float &m, float &l, float (&o)[8]) {
+    constexpr bool F8 = kv_is_fp8<C>();
+    constexpr int VEC = 16 / sizeof(C), ND = HD / 32;
+    const int lane = threadIdx.x % 32;
+    float s = -INFINITY;
+    if (lane < n) {
+        const C *krow = kt + (size_t)lane * vst;
+        float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int v0 = 0; v0 < HD; v0 += VEC) {
+            float kf[VEC];
+            kv_unpack<C>(*(const int4 *)(krow + v0), kf);
+#pragma unroll
+            for (int e = 0; e < VEC; e += 4) {
+                const float4 qv = *(const float4 *)(q + v0 + e);
+                part[0] = fmaf(qv.x, kf[e], part[0]);
+                part[1] = fmaf(qv.y, kf[e + 1], part[1]);
+                part[2] = fmaf(qv.z, kf[e + 2], part[2]);
+                part[3] = fmaf(qv.w, kf[e + 3], part[3]);
+            }
+        }
+        float acc = (part[0] + part[1]) + (part[2] + part[3]);
+        if constexpr (F8) acc *= ksc[lane] * 256.0f; /* the row's scale (kv_scale) */
+        s = soft_cap(acc, softcap);
+    }
+    const float mn = fmaxf(m, warp_max(s));
+    const float pr = lane < n ? __expf(s - mn) : 0.0f;
+    const float corr = __expf(m - mn); /* 0 when m is -inf */
+    l = l * corr + warp_sum(pr);
+    m = mn;
+    if constexpr (F8)
+        p_s[lane] = lane < n ? pr * (vsc[lane] * 256.0f) : 0.0f;
+    else
+        p_s[lane] = pr;
+    __syncwarp();
+    float acc[ND];
+#pragma unroll
+    for (int e = 0; e < ND; e++)
+        acc[e] = 0.0f;
+    const C *vl = vt + lane;
+    if (n == 32) {
+#pragma unroll 2
+        for (int j0 = 0; j0 < 32; j0 += 4) {
+            const float4 p4 = *(const float4 *)(p_s + j0);
+            const float pj[4] = {p4.x, p4.y, p4.z, p4.w};
+#pragma unroll
+            for (int jj = 0; jj < 4; jj++)
+#pragma unroll
+                for (int e = 0; e < ND; e++)
+                    acc[e] = fmaf(pj[jj], kv_to_f<C>(vl[(size_t)(j0 + jj) * vst + 32 * e]), acc[e]);
+        }
+    } else { /* the last tile: rows n.. were not loaded, so they are skipped, not weighted 0 */
+#pragma unroll 2
+        for (int j0 = 0; j0 < 32; j0 += 4) {
+            if (j0 >= n) break;
+            const float4 p4 = *(const float4 *)(p_s + j0);
+            const float pj[4] = {p4.x, p4.y, p4.z, p4.w};
+#pragma unroll
+            for (int jj = 0; jj < 4; jj++)
+                if (j0 + jj < n)
+#pragma unroll
+                    for (int e = 0; e < ND; e++)
+                        acc[e] =
+                            fmaf(pj[jj], kv_to_f<C>(vl[(size_t)(j0 + jj) * vst + 32 * e]), acc[e]);
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < ND; e++)
+        o[e] = o[e] * corr + acc[e];
+    __syncwarp();
+}
+
 /* Attention of the step's query. An item is (kv head, split of kps keys); a block takes items
  * blockIdx.x, + gridDim.x, ... Its keys and values come in 32-key tiles through shared memory;
  * warp gi scores the tile for q head gi of the group (lane j: key j), keeps the online softmax
@@ -405,6 +489,14 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
             if (gi >= Gq) continue;
             const int n = min(32, j1 - t0 + 1);
             const float *q = q_s + gi * hd;
+            if (hd == 64) {
+                dk_tile_fixed<64, C>(q, kt, vt, ksc, vsc, vst, n, L.softcap, p_s, m, l, o);
+                continue;
+            }
+            if (hd == 128) {
+                dk_tile_fixed<128, C>(q, kt, vt, ksc, vsc, vst, n, L.softcap, p_s, m, l, o);
+                continue;
+            }
             float s = -INFINITY;
             if (lane < n) {
                 const C *krow = kt + (size_t)lane * vst;
