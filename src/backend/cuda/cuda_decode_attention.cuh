@@ -247,6 +247,26 @@ __device__ void dk_att_combine(const dk_args &a, int kvh, int ns, unsigned tag) 
     }
 }
 
+/* The online softmax's step for one tile whose lane j scored key j (s; lanes n.. none): the
+ * warp's max m and sum l updated, p_s[j] key j's weight (an FP8 value row's scale goes with it),
+ * and the factor that rescales the output so far returned. */
+template <typename C>
+__device__ __forceinline__ float dk_tile_softmax(float s, int n, const float *vsc, float *p_s,
+                                                 float &m, float &l) {
+    const int lane = threadIdx.x % 32;
+    const float mn = fmaxf(m, warp_max(s));
+    const float pr = lane < n ? __expf(s - mn) : 0.0f;
+    const float corr = __expf(m - mn); /* 0 when m is -inf */
+    l = l * corr + warp_sum(pr);
+    m = mn;
+    if constexpr (kv_is_fp8<C>())
+        p_s[lane] = lane < n ? pr * (vsc[lane] * 256.0f) : 0.0f;
+    else
+        p_s[lane] = pr;
+    __syncwarp();
+    return corr;
+}
+
 /* One 32-key tile of a q head by its warp, head_dim HD fixed at compile time (64 or 128: the
  * Llama and Qwen cards'): q.k with its loads unrolled and four partial sums; p.V with all of the
  * lane's dims (lane + 32e) in one pass over the keys, p read four at a time. The general loop
@@ -284,16 +304,7 @@ dk_tile_fixed(const float *q, const C *kt, const C *vt, const float *ksc, const 
         if constexpr (F8) acc *= ksc[lane] * 256.0f; /* the row's scale (kv_scale) */
         s = soft_cap(acc, softcap);
     }
-    const float mn = fmaxf(m, warp_max(s));
-    const float pr = lane < n ? __expf(s - mn) : 0.0f;
-    const float corr = __expf(m - mn); /* 0 when m is -inf */
-    l = l * corr + warp_sum(pr);
-    m = mn;
-    if constexpr (F8)
-        p_s[lane] = lane < n ? pr * (vsc[lane] * 256.0f) : 0.0f;
-    else
-        p_s[lane] = pr;
-    __syncwarp();
+    const float corr = dk_tile_softmax<C>(s, n, vsc, p_s, m, l);
     float acc[ND];
 #pragma unroll
     for (int e = 0; e < ND; e++)
@@ -516,17 +527,7 @@ __device__ void dk_attention(const dk_args &a, const dk_layer &L, char *uni, dk_
                 if constexpr (F8) acc *= ksc[lane] * 256.0f; /* the row's scale (kv_scale) */
                 s = soft_cap(acc, L.softcap);
             }
-            float mn = fmaxf(m, warp_max(s));
-            float pr = lane < n ? __expf(s - mn) : 0.0f;
-            float corr = __expf(m - mn); /* 0 when m is -inf */
-            l = l * corr + warp_sum(pr);
-            m = mn;
-            /* an FP8 value row's scale goes with its weight */
-            if constexpr (F8)
-                p_s[lane] = lane < n ? pr * (vsc[lane] * 256.0f) : 0.0f;
-            else
-                p_s[lane] = pr;
-            __syncwarp();
+            const float corr = dk_tile_softmax<C>(s, n, vsc, p_s, m, l);
 #pragma unroll
             for (int e = 0; e < 8; e++) {
                 const int d = lane + 32 * e;
