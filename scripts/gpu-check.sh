@@ -327,16 +327,16 @@ if [[ " $ONLY " == *" ab "* ]]; then
     done
 fi
 if [[ " $ONLY " == *" probe "* ]]; then
-    # a build of the decode kernel with -DDK_PROBE (the code is on branch dk-probe, not main:
-    # --stage-variant ... probe -DDK_PROBE from that branch, in $PROBE_CARRY): one profiled run a
+    # a build of the decode kernel with -DDK_PROBE (the code is on branch dk-probe2, not main:
+    # --stage-variant ... probe2 -DDK_PROBE from that branch, in $PROBE_CARRY): one profiled run a
     # value of LLMRT_DECODE_PROBE (parts of the attention tile loop left out: 1 q.k, 2 p.V, 4 the
-    # later tiles' loads, 8 the warp-wide max and sum; the tokens are wrong, the times tell where a
-    # tile's time goes; 32: the tile computed with head_dim fixed at compile time, right tokens) on
-    # $PROBE_CARD after a prompt of $PROBE_ISL tokens
+    # later tiles' loads, 8 the warp-wide max and sum, 16 the loop's barriers; the tokens are
+    # wrong, the times tell where a tile's time goes; 64: the general loop instead of the
+    # fixed-head_dim tile, right tokens) on $PROBE_CARD after a prompt of $PROBE_ISL tokens
     pv=$(mktemp -d)
-    tar -C "$pv" -xJf "${PROBE_CARRY:-.carry/probe}/bin.tar.xz"
+    tar -C "$pv" -xJf "${PROBE_CARRY:-.carry/probe2}/bin.tar.xz"
     M=$(random_model "${PROBE_CARD:-Llama-3.2-1B-Instruct}" probe)
-    for p in ${PROBE_VALUES:-0 1 2 4 8 3 15 32 0}; do
+    for p in ${PROBE_VALUES:-0 64 1 2 4 8 16 0}; do
         f="$OUT/probe-$p"
         LLMRT_DECODE_PROBE=$p LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" \
             "$pv/llmrt" run --benchmark --model "$M" --device cuda --precision BF16 \
