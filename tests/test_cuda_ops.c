@@ -1915,6 +1915,16 @@ static void test_decode_layers(void) {
          3000, 0, DT_F32, 0, 0},
         {512, 8, 1, 64, 1024, 1, 3200, 0, 0, 0, 0.0f, 1000, 0.0f, NORM_RMS, ACT_SILU_GATED,
          3000, 1, DT_F32, 0, 0},
+        /* cases 14-16: 4 and 2 q heads per kv head (the Llama 3 and Qwen 3 cards'):
+         * Llama-3.1-8B-like, head_dim 128, over 3,000 keys (16 splits); the same Qwen-3-like
+         * (q/k norms) in a paged ring of a sliding window with a soft-cap; 2 q heads of 64 in a
+         * contiguous ring */
+        {512, 8, 2, 128, 1024, 1, 3200, 0, 0, 0, 0.0f, 1000, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         3000, 0, DT_F32, 0, 0},
+        {512, 8, 2, 128, 1024, 2, 96, 64, 1, 0, 30.0f, 1000, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         250, 1, DT_F32, 0, 0},
+        {256, 4, 2, 64, 512, 2, 96, 64, 1, 0, 0.0f, 1000, 0.0f, NORM_RMS, ACT_SILU_GATED,
+         250, 0, DT_F32, 0, 0},
     };
     /* clang-format on */
     backend *ref = NULL; /* the op-by-op path on a CUDA backend of its own (its own graphs) */
