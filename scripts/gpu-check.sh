@@ -294,7 +294,8 @@ if [[ " $ONLY " == *" ab "* ]]; then
         tar -C "${oldbin[$(basename "$o")]}" -xJf "$o/bin.tar.xz"
     done
     # AB_ISL: prompt lengths (a list); AB_CHUNK: --prefill-chunk (a number, or "prompt": the
-    # whole prompt in one forward step, for prefill A/Bs)
+    # whole prompt in one forward step, for prefill A/Bs); AB_ENV: switch settings this build
+    # runs with besides its defaults, each a row (LLMRT_DECODE_TILING=0 LLMRT_CUDA_I4_MMA=0)
     for card in ${AB_CARDS:-Llama-3.2-1B-Instruct Qwen3-0.6B}; do
         M=$(random_model "$card" ab)
         for q in ${AB_QUANT:-none}; do # layer matrices quantized on load: none fp8 int8
@@ -303,17 +304,19 @@ if [[ " $ONLY " == *" ab "* ]]; then
                 [ -n "${AB_CHUNK:-}" ] && chunk=(--prefill-chunk "$([ "$AB_CHUNK" = prompt ] &&
                     echo "$isl" || echo "$AB_CHUNK")")
                 for round in 1 2; do
-                    for which in new "${!oldbin[@]}"; do
-                        bin=$CARRY/llmrt
-                        [ $which != new ] && bin=${oldbin[$which]}/llmrt
-                        f="$OUT/ab-$card-$q-$isl-$which-$round"
-                        LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark \
+                    for which in new ${AB_ENV:-} "${!oldbin[@]}"; do
+                        bin=$CARRY/llmrt sw=LLMRT_AB=
+                        [[ $which == *=* ]] && sw=$which
+                        [ $which != new ] && [[ $which != *=* ]] && bin=${oldbin[$which]}/llmrt
+                        f="$OUT/ab-$card-$q-$isl-${which//=/_}-$round"
+                        env "$sw" LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run --benchmark \
                             --model "$M" --device cuda --precision BF16 --quant_format $q \
                             --weight_only --isl "$isl" "${chunk[@]}" --num_tokens 128 \
                             --iterations 5 --warmup 2 >"$f.txt" 2>"$f.log"
                         [ $round = 2 ] && [ -n "${AB_PROFILE:-}" ] &&
-                            LLMRT_DECODE_PROFILE=1 LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" \
-                                "$bin" run --benchmark --model "$M" --device cuda --precision BF16 \
+                            env "$sw" LLMRT_DECODE_PROFILE=1 \
+                                LD_LIBRARY_PATH="$CARRY/lib:$LD_LIBRARY_PATH" "$bin" run \
+                                --benchmark --model "$M" --device cuda --precision BF16 \
                                 --quant_format $q --weight_only --isl "$isl" "${chunk[@]}" \
                                 --num_tokens 128 --iterations 2 --warmup 1 2>&1 >/dev/null |
                             grep -A40 "decode kernel profile" | sed "s/^/[$card $q $isl $which] /"
