@@ -540,11 +540,13 @@ static void matmul_quant_cases(void) {
     /* (the last two: K / 16 not a multiple of 4, a partial 64-byte block of 1-byte weights in
      * the skinny kernel; not for I4, whose groups divide K) */
     /* FP8, INT8; I4 symmetric in groups of 128, asymmetric in groups of 64, asymmetric with
-     * permuted groups of 32; FP8 with a scale per 128 columns and per 48 (the last group of a
-     * row shorter) */
-    enum { NQ = 7 };
-    const dtype qs[NQ] = {DT_F8E4M3, DT_I8, DT_I4, DT_I4, DT_I4, DT_F8E4M3, DT_F8E4M3};
-    const int q_group[NQ] = {0, 0, 128, 64, 32, 128, 48};
+     * permuted groups of 32, asymmetric in groups of 128 (I4 of up to 8 rows: groups of a
+     * multiple of 128 on tensor cores, the others kernel_matvec_i4g / kernel_matvec_i4); FP8
+     * with a scale per 128 columns and per 48 (the last group of a row shorter) */
+    enum { NQ = 8 };
+    const dtype qs[NQ] = {DT_F8E4M3, DT_I8, DT_I4, DT_I4, DT_I4, DT_I4, DT_F8E4M3, DT_F8E4M3};
+    const int q_group[NQ] = {0, 0, 128, 64, 32, 128, 128, 48};
+    const int i4_kind[NQ] = {0, 0, 0, 1, 2, 1, 0, 0}; /* quant_weight_i4's kind */
     for (int qi = 0; qi < NQ; qi++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             int rows = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
@@ -554,7 +556,7 @@ static void matmul_quant_cases(void) {
             /* a few tiny and large values: FP8 subnormals and the saturation bound */
             for (int n = 0; n < N; n += 7)
                 w[(size_t)n * K + (n % K)] = (n % 2 ? 1e-5f : -40.0f) * a;
-            bweight wg = qs[qi] == DT_I4 ? quant_weight_i4(qi - 2, q_group[qi], w, N, K, deq)
+            bweight wg = qs[qi] == DT_I4 ? quant_weight_i4(i4_kind[qi], q_group[qi], w, N, K, deq)
                          : q_group[qi]   ? quant_weight_f8g(q_group[qi], w, N, K, deq)
                                          : quant_weight(qs[qi], w, N, K, deq);
             float *x = rand_vec((size_t)rows * K, -1, 1), *bias = rand_vec((size_t)N, -1, 1);
@@ -604,6 +606,14 @@ static void with_switch(const char *name, const char *value, void (*cases)(void)
 
 static void test_matmul_quant(void) {
     with_switch("LLMRT_CUDA_FP8_GEMM", "0", matmul_quant_cases);
+}
+
+/* The same with I4 matrices of up to 8 rows in kernel_matvec_i4g's F32 products, not on tensor
+ * cores (LLMRT_CUDA_I4_MMA=0) */
+static void test_matmul_quant_i4_f32(void) {
+    setenv("LLMRT_CUDA_FP8_GEMM", "0", 1);
+    with_switch("LLMRT_CUDA_I4_MMA", "0", matmul_quant_cases);
+    unsetenv("LLMRT_CUDA_FP8_GEMM");
 }
 
 /* Prompts times FP8 matrices as FP8 products (LLMRT_CUDA_FP8_GEMM=1, a backend made with it):
@@ -2087,6 +2097,7 @@ int main(void) {
         RUN(test_element_ops);
         RUN(test_matmul);
         RUN(test_matmul_quant);
+        RUN(test_matmul_quant_i4_f32);
         RUN(test_logits);
         RUN(test_matmul_activate);
         RUN(test_qkv_finish);

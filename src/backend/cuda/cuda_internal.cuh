@@ -122,6 +122,9 @@ typedef struct cuda_switches {
                              LLMRT_CUDA_FP8_GEMM=0: the matrix widened to 16 bits */
     int skinny_max_rows;  /* LLMRT_SKINNY_MAX_ROWS: rows up to which 16-bit matmuls use the
                              tensor-core skinny kernel; -1: the default, 0: never */
+    int i4_mma;           /* I4 matrices (groups of a multiple of 128 columns, no group index)
+                             times up to 8 rows on tensor cores (default); LLMRT_CUDA_I4_MMA=0:
+                             kernel_matvec_i4g's F32 products */
     int gemm_tune;        /* LLMRT_CUDA_GEMM_TUNE=N: a new cuBLASLt plan times the heuristic's
                              first N candidates on its first eager product and keeps the
                              fastest (0: the heuristic's first; not yet run on a GPU) */

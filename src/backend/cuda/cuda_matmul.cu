@@ -263,6 +263,17 @@ __device__ __forceinline__ void mma16816(float (&d)[4], unsigned a0, unsigned a1
             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* a - b for two T pairs held as 32-bit words (HSUB2) */
+template <typename T> __device__ __forceinline__ unsigned hsub2u(unsigned a, unsigned b) {
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+        __nv_bfloat162 r = __hsub2(*(const __nv_bfloat162 *)&a, *(const __nv_bfloat162 *)&b);
+        return *(const unsigned *)&r;
+    } else {
+        __half2 r = __hsub2(*(const __half2 *)&a, *(const __half2 *)&b);
+        return *(const unsigned *)&r;
+    }
+}
+
 /* Two F32 values as the T pair of an mma register (exact for the values of FP8 and INT8 bytes). */
 template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b) {
     if constexpr (std::is_same<T, __nv_bfloat16>::value) {
@@ -1112,6 +1123,105 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     }
 }
 
+/* The matvec of I4 matrices on tensor cores: up to 8 rows of T (16-bit) times a matrix whose
+ * groups follow the columns (no group index) and hold a multiple of 128 of them. A block takes
+ * 16 rows of W, its I4M_WARPS warps chunks of 128 columns in turn, I4M_CHUNKS chunks' loads in
+ * flight; the warps' sums meet in shared memory at the end. Lane 4g + t reads 16 bytes of rows
+ * g and g + 8 of a chunk (its columns 32t..32t+31) and the same columns of input row g.
+ * A 32-bit word's 8 codes (columns 8j..8j+7 of the lane's) become four T pairs (code s,
+ * code s + 4), s < 4, by one LOP3 each: the code under the mantissa of 2^7 (BF16) or 2^10 (F16),
+ * the pair's value 2^7 + code; one HSUB2 takes 2^7 + zero off, exact for the integer zero
+ * points of every supported format. The pairs are mma.m16n8k16's A operand with the columns
+ * taken in an order of the kernel's own (a dot product is the same sum in any order of k), and
+ * the input's pairs (x[s], x[s + 4]) its B, by one PRMT each. A chunk is one group's columns:
+ * its F32 sums are multiplied by the rows' group scales, as kernel_matvec_i4g does. About 1.9
+ * instructions a code against ~5 in kernel_matvec_i4g, which the FMA per code and the F32
+ * conversions pace (docs/PERF.md). */
+enum { I4M_WARPS = 8, I4M_CHUNKS = 4 };
+template <typename T, typename O>
+__global__ void __launch_bounds__(I4M_WARPS * 32)
+    kernel_matvec_i4_mma(O *out /* [M, N] */, const T *in /* [M, K] */, const uint8_t *Wq,
+                         const float *scale, const float *zero, int group, const float *bias,
+                         int M, int N, int K) {
+    constexpr bool BF = std::is_same<T, __nv_bfloat16>::value;
+    constexpr unsigned MAGIC = BF ? 0x43004300u : 0x64006400u; /* the pair (2^7, 2^7) or 2^10 */
+    constexpr float BASE = BF ? 128.0f : 1024.0f;
+    __shared__ float red[I4M_WARPS][16][8];
+    pdl_begin();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int r0 = blockIdx.x * 16, ng = K / group, nc = K / 128;
+    const int ra = r0 + g, rb = r0 + g + 8; /* the lane's rows of W; past N they read row r0 */
+    const bool va = ra < N, vb = rb < N;
+    const uint4 *wa = (const uint4 *)(Wq + (size_t)(va ? ra : r0) * (K / 2)) + t,
+                *wb = (const uint4 *)(Wq + (size_t)(vb ? rb : r0) * (K / 2)) + t;
+    const float *sa = scale + (size_t)(va ? ra : r0) * ng, *sb = scale + (size_t)(vb ? rb : r0) * ng;
+    const float *za = zero ? zero + (size_t)(va ? ra : r0) * ng : NULL,
+                *zb = zero ? zero + (size_t)(vb ? rb : r0) * ng : NULL;
+    const bool xin = g < M; /* B's column g: input row g */
+    const uint4 *xr = (const uint4 *)(in + (size_t)(xin ? g : 0) * K + 32 * t);
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int c0 = warp; c0 < nc; c0 += I4M_WARPS * I4M_CHUNKS) {
+        uint4 qa[I4M_CHUNKS], qb[I4M_CHUNKS];
+#pragma unroll
+        for (int u = 0; u < I4M_CHUNKS; u++) { /* every chunk's codes before any use */
+            const int c = c0 + u * I4M_WARPS;
+            if (c < nc) {
+                qa[u] = __ldcs(wa + 4 * c);
+                qb[u] = __ldcs(wb + 4 * c);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < I4M_CHUNKS; u++) {
+            const int c = c0 + u * I4M_WARPS;
+            if (c >= nc) break;
+            const int gr = c * 128 / group;
+            const float s_a = __ldg(sa + gr), s_b = __ldg(sb + gr);
+            const unsigned ha = pack2<T>(BASE + (za ? __ldg(za + gr) : 8.0f),
+                                         BASE + (za ? __ldg(za + gr) : 8.0f)),
+                           hb = pack2<T>(BASE + (zb ? __ldg(zb + gr) : 8.0f),
+                                         BASE + (zb ? __ldg(zb + gr) : 8.0f));
+            const unsigned wa4[4] = {qa[u].x, qa[u].y, qa[u].z, qa[u].w},
+                           wb4[4] = {qb[u].x, qb[u].y, qb[u].z, qb[u].w};
+            float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint4 xv = xin ? __ldg(xr + (size_t)c * 16 + j) : make_uint4(0, 0, 0, 0);
+                unsigned pa[4], pb[4];
+#pragma unroll
+                for (int s = 0; s < 4; s++) {
+                    pa[s] = hsub2u<T>(((wa4[j] >> (4 * s)) & 0x000F000Fu) | MAGIC, ha);
+                    pb[s] = hsub2u<T>(((wb4[j] >> (4 * s)) & 0x000F000Fu) | MAGIC, hb);
+                }
+                /* A: (row g, k 2t/2t+1) (row g+8, ...) (row g, k 2t+8/2t+9) (row g+8, ...);
+                 * B: (k 2t/2t+1, n g) (k 2t+8/2t+9, n g) */
+                mma16816<T>(d, pa[0], pb[0], pa[1], pb[1], __byte_perm(xv.x, xv.z, 0x5410),
+                            __byte_perm(xv.x, xv.z, 0x7632));
+                mma16816<T>(d, pa[2], pb[2], pa[3], pb[3], __byte_perm(xv.y, xv.w, 0x5410),
+                            __byte_perm(xv.y, xv.w, 0x7632));
+            }
+            acc[0] = fmaf(d[0], s_a, acc[0]); /* (row g, input row 2t), (row g, 2t + 1) */
+            acc[1] = fmaf(d[1], s_a, acc[1]);
+            acc[2] = fmaf(d[2], s_b, acc[2]); /* row g + 8 */
+            acc[3] = fmaf(d[3], s_b, acc[3]);
+        }
+    }
+    red[warp][g][2 * t] = acc[0];
+    red[warp][g][2 * t + 1] = acc[1];
+    red[warp][g + 8][2 * t] = acc[2];
+    red[warp][g + 8][2 * t + 1] = acc[3];
+    __syncthreads();
+    if (threadIdx.x < 128) {
+        const int row = threadIdx.x / 8, m = threadIdx.x % 8, n = r0 + row;
+        if (m < M && n < N) {
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < I4M_WARPS; w++)
+                v += red[w][row][m];
+            out[(size_t)m * N + n] = from_f<O>(v + (bias ? bias[n] : 0.0f));
+        }
+    }
+}
+
 /* out[N, K] = W in T (rounded from the reference's F32 values): the tensor-core product of
  * many rows reads these (the scales vary along K, so they cannot follow the product). */
 template <typename T>
@@ -1140,6 +1250,12 @@ static cudaError_t matvec_i4(cuda_ctx *c, O *out, const T *in, int rows, const b
                              const float *bias) {
     const int N = (int)Wt->rows, K = (int)Wt->cols;
     const unsigned blocks = (unsigned)((N + MV_WARPS - 1) / MV_WARPS);
+    if constexpr (sizeof(T) == 2)
+        if (c->sw.i4_mma && !Wt->gidx && Wt->group % 128 == 0 && rows <= 8 &&
+            (uintptr_t)in % 16 == 0 && (uintptr_t)Wt->data % 16 == 0)
+            return launch_ex(c, kernel_matvec_i4_mma<T, O>, (unsigned)((N + 15) / 16),
+                             I4M_WARPS * 32, 0, out, in, (const uint8_t *)Wt->data, Wt->scale,
+                             Wt->zero, Wt->group, bias, rows, N, K);
     const bool grouped = !Wt->gidx && Wt->group % 32 == 0 && sizeof(T) == 2; /* kernel_matvec_i4g */
 #define MV4_CASE(MM)                                                                               \
     case MM:                                                                                       \

@@ -61,6 +61,7 @@ void cuda_switches_read(cuda_switches *sw) {
     sw->skinny_max_rows = env_int("LLMRT_SKINNY_MAX_ROWS", -1);
     sw->graph_update = env_default_on("LLMRT_CUDA_GRAPH_UPDATE");
     sw->vec_ops = env_default_on("LLMRT_CUDA_VEC_OPS");
+    sw->i4_mma = env_default_on("LLMRT_CUDA_I4_MMA");
     sw->gemm_tune = env_int("LLMRT_CUDA_GEMM_TUNE", 0);
     sw->sample_cluster = env_int("LLMRT_CUDA_SAMPLE_CLUSTER", 0);
     sw->stats = env_on("LLMRT_CUDA_STATS");
