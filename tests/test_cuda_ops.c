@@ -2084,8 +2084,12 @@ int main(void) {
         return 0;
     }
     backend_free(probe);
+    /* LLMRT_TEST_PRECISION=BF16 (or F16, F32): that precision's cases only (a short device
+     * call) */
+    const char *only = getenv("LLMRT_TEST_PRECISION");
     for (int i = 0; i < 3; i++) {
         cur_dt = PRECISIONS[i];
+        if (only && only[0] && strcmp(only, dtype_name(cur_dt)) != 0) continue;
         printf("== precision %s\n", dtype_name(cur_dt));
         CHECK_OK(cpu_backend_create(&cpu_be, cur_dt));
         CHECK_OK(cuda_backend_create(&cuda_be, cur_dt, 0));
