@@ -16,6 +16,7 @@
 #include <cuda_fp8.h>
 
 #include "backend/cuda/cuda_internal.cuh"
+#include "backend/cuda/cuda_mma.cuh"
 
 enum { MV_WARPS = 8, MV_UNROLL = 8, MV_MAX_M = 8, MV_DEFAULT_ROWS = 2 };
 
@@ -246,44 +247,6 @@ static llmrt_status matvec(cuda_ctx *c, O *out, const T *in, int rows, const bwe
 }
 
 /* ---- few rows on tensor cores (batched decode) ---- */
-
-/* One mma.m16n8k16 (F32 accumulation): d += A[16 x 16] B[16 x 8]. */
-template <typename T>
-__device__ __forceinline__ void mma16816(float (&d)[4], unsigned a0, unsigned a1, unsigned a2,
-                                         unsigned a3, unsigned b0, unsigned b1) {
-    if constexpr (std::is_same<T, __nv_bfloat16>::value)
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-    else
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
-            "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/* a - b for two T pairs held as 32-bit words (HSUB2) */
-template <typename T> __device__ __forceinline__ unsigned hsub2u(unsigned a, unsigned b) {
-    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-        __nv_bfloat162 r = __hsub2(*(const __nv_bfloat162 *)&a, *(const __nv_bfloat162 *)&b);
-        return *(const unsigned *)&r;
-    } else {
-        __half2 r = __hsub2(*(const __half2 *)&a, *(const __half2 *)&b);
-        return *(const unsigned *)&r;
-    }
-}
-
-/* Two F32 values as the T pair of an mma register (exact for the values of FP8 and INT8 bytes). */
-template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b) {
-    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-        __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
-        return *(const unsigned *)&v;
-    } else {
-        __half2 v = __floats2half2_rn(a, b);
-        return *(const unsigned *)&v;
-    }
-}
 
 /* out[m, n] = W[n, :] . in[m, :] (+ bias[n]) for M <= 8 * NT rows with tensor cores, reading W
  * once. A block owns 16 rows of W (the mma's A) against every input row (B, NT tiles of 8);
@@ -1127,13 +1090,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
  * groups follow the columns (no group index) and hold a multiple of 128 of them. A block takes
  * 16 rows of W, its I4M_WARPS warps chunks of 128 columns in turn, I4M_CHUNKS chunks' loads in
  * flight; the warps' sums meet in shared memory at the end. Lane 4g + t reads 16 bytes of rows
- * g and g + 8 of a chunk (its columns 32t..32t+31) and the same columns of input row g.
- * A 32-bit word's 8 codes (columns 8j..8j+7 of the lane's) become four T pairs (code s,
- * code s + 4), s < 4, by one LOP3 each: the code under the mantissa of 2^7 (BF16) or 2^10 (F16),
- * the pair's value 2^7 + code; one HSUB2 takes 2^7 + zero off, exact for the integer zero
- * points of every supported format. The pairs are mma.m16n8k16's A operand with the columns
- * taken in an order of the kernel's own (a dot product is the same sum in any order of k), and
- * the input's pairs (x[s], x[s + 4]) its B, by one PRMT each. A chunk is one group's columns:
+ * g and g + 8 of a chunk (its columns 32t..32t+31) and the same columns of input row g, whose
+ * codes become the mma's pairs as cuda_mma.cuh says (i4_mma_word). A chunk is one group's columns:
  * its F32 sums are multiplied by the rows' group scales, as kernel_matvec_i4g does. About 1.9
  * instructions a code against ~5 in kernel_matvec_i4g, which the FMA per code and the F32
  * conversions pace (docs/PERF.md). */
@@ -1143,9 +1101,6 @@ __global__ void __launch_bounds__(I4M_WARPS * 32)
     kernel_matvec_i4_mma(O *out /* [M, N] */, const T *in /* [M, K] */, const uint8_t *Wq,
                          const float *scale, const float *zero, int group, const float *bias,
                          int M, int N, int K) {
-    constexpr bool BF = std::is_same<T, __nv_bfloat16>::value;
-    constexpr unsigned MAGIC = BF ? 0x43004300u : 0x64006400u; /* the pair (2^7, 2^7) or 2^10 */
-    constexpr float BASE = BF ? 128.0f : 1024.0f;
     __shared__ float red[I4M_WARPS][16][8];
     pdl_begin();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -1176,29 +1131,15 @@ __global__ void __launch_bounds__(I4M_WARPS * 32)
             if (c >= nc) break;
             const int gr = c * 128 / group;
             const float s_a = __ldg(sa + gr), s_b = __ldg(sb + gr);
-            const unsigned ha = pack2<T>(BASE + (za ? __ldg(za + gr) : 8.0f),
-                                         BASE + (za ? __ldg(za + gr) : 8.0f)),
-                           hb = pack2<T>(BASE + (zb ? __ldg(zb + gr) : 8.0f),
-                                         BASE + (zb ? __ldg(zb + gr) : 8.0f));
+            const unsigned ha = i4_zero_pair<T>(za ? __ldg(za + gr) : 8.0f),
+                           hb = i4_zero_pair<T>(zb ? __ldg(zb + gr) : 8.0f);
             const unsigned wa4[4] = {qa[u].x, qa[u].y, qa[u].z, qa[u].w},
                            wb4[4] = {qb[u].x, qb[u].y, qb[u].z, qb[u].w};
             float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const uint4 xv = xin ? __ldg(xr + (size_t)c * 16 + j) : make_uint4(0, 0, 0, 0);
-                unsigned pa[4], pb[4];
-#pragma unroll
-                for (int s = 0; s < 4; s++) {
-                    pa[s] = hsub2u<T>(((wa4[j] >> (4 * s)) & 0x000F000Fu) | MAGIC, ha);
-                    pb[s] = hsub2u<T>(((wb4[j] >> (4 * s)) & 0x000F000Fu) | MAGIC, hb);
-                }
-                /* A: (row g, k 2t/2t+1) (row g+8, ...) (row g, k 2t+8/2t+9) (row g+8, ...);
-                 * B: (k 2t/2t+1, n g) (k 2t+8/2t+9, n g) */
-                mma16816<T>(d, pa[0], pb[0], pa[1], pb[1], __byte_perm(xv.x, xv.z, 0x5410),
-                            __byte_perm(xv.x, xv.z, 0x7632));
-                mma16816<T>(d, pa[2], pb[2], pa[3], pb[3], __byte_perm(xv.y, xv.w, 0x5410),
-                            __byte_perm(xv.y, xv.w, 0x7632));
-            }
+            for (int j = 0; j < 4; j++)
+                i4_mma_word<T>(d, wa4[j], wb4[j], ha, hb,
+                               xin ? __ldg(xr + (size_t)c * 16 + j) : make_uint4(0, 0, 0, 0));
             acc[0] = fmaf(d[0], s_a, acc[0]); /* (row g, input row 2t), (row g, 2t + 1) */
             acc[1] = fmaf(d[1], s_a, acc[1]);
             acc[2] = fmaf(d[2], s_b, acc[2]); /* row g + 8 */
