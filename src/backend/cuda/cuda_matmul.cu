@@ -1099,8 +1099,8 @@ enum { I4M_WARPS = 8, I4M_CHUNKS = 4 };
 template <typename T, typename O>
 __global__ void __launch_bounds__(I4M_WARPS * 32)
     kernel_matvec_i4_mma(O *out /* [M, N] */, const T *in /* [M, K] */, const uint8_t *Wq,
-                         const float *scale, const float *zero, int group, const float *bias,
-                         int M, int N, int K) {
+                         const float *scale, const float *zero, int group, const float *bias, int M,
+                         int N, int K) {
     __shared__ float red[I4M_WARPS][16][8];
     pdl_begin();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -1109,7 +1109,8 @@ __global__ void __launch_bounds__(I4M_WARPS * 32)
     const bool va = ra < N, vb = rb < N;
     const uint4 *wa = (const uint4 *)(Wq + (size_t)(va ? ra : r0) * (K / 2)) + t,
                 *wb = (const uint4 *)(Wq + (size_t)(vb ? rb : r0) * (K / 2)) + t;
-    const float *sa = scale + (size_t)(va ? ra : r0) * ng, *sb = scale + (size_t)(vb ? rb : r0) * ng;
+    const float *sa = scale + (size_t)(va ? ra : r0) * ng,
+                *sb = scale + (size_t)(vb ? rb : r0) * ng;
     const float *za = zero ? zero + (size_t)(va ? ra : r0) * ng : NULL,
                 *zb = zero ? zero + (size_t)(vb ? rb : r0) * ng : NULL;
     const bool xin = g < M; /* B's column g: input row g */
