@@ -1,7 +1,7 @@
-/* cuda_mma.cuh — tensor-core pieces shared by the op path's few-row kernels (cuda_matmul.cu) and
- * the decode kernel (cuda_decode_stages.cuh): one mma.m16n8k16, T pairs in 32-bit words, and the
- * product of I4 codes with an input vector on tensor cores (the INT4 matrices' dequantization,
- * written once).
+/* cuda_mma.cuh — tensor-core pieces of the few-row kernels (cuda_matmul.cu), kept apart so that
+ * any kernel that multiplies I4 codes on tensor cores uses the same ones: one mma.m16n8k16, T
+ * pairs in 32-bit words, and the product of I4 codes with an input vector (the INT4 matrices'
+ * dequantization, written once).
  *
  * The I4 product: a lane 4g + t of a warp holds 16 bytes (32 codes) of each of two rows of W,
  * row g and row g + 8 of a 16-row block, at the same columns, and the 16-byte vectors of T of
@@ -58,8 +58,9 @@ template <typename T> __device__ __forceinline__ unsigned pack2(float a, float b
     }
 }
 
-/* The pair that a group's zero point z (NULL: 8, the symmetric codes') makes: (base + z) twice,
- * base 2^7 (BF16) or 2^10 (F16), which i4_mma_word subtracts from its codes' pairs. */
+/* The pair that a group's zero point z (8 for matrices without zero points: symmetric codes)
+ * makes: (base + z) twice, base 2^7 (BF16) or 2^10 (F16), which i4_mma_word subtracts from its
+ * codes' pairs. */
 template <typename T> __device__ __forceinline__ unsigned i4_zero_pair(float z) {
     constexpr float BASE = std::is_same<T, __nv_bfloat16>::value ? 128.0f : 1024.0f;
     return pack2<T>(BASE + z, BASE + z);
